@@ -1,0 +1,11 @@
+//! Pieces shared by the coordinator, the workers and the CLI.
+
+pub mod crypto;
+pub mod manifest;
+pub mod names;
+pub mod repo;
+pub mod secret;
+pub mod storage;
+pub mod telemetry;
+pub mod timing;
+pub mod tls;

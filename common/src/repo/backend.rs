@@ -1,0 +1,306 @@
+//! rustic_core's `ReadBackend` + `WriteBackend` on our own opendal [`Operator`].
+//!
+//! Layout (the restic repository format, relative to the repository prefix):
+//! `config`, `keys/<id>`, `snapshots/<id>`, `index/<id>`, `data/<id[0..2]>/<id>`.
+//!
+//! Two things happen here besides plain I/O:
+//! - **Atomic writes.** A file never appears under its final name truncated: on services that can
+//!   rename (the fs service), a file is written under `.tmp/` beside the repository's files and
+//!   renamed into place; on services without rename (object stores) a single PUT is already
+//!   atomic.
+//! - **Snapshot capture** (the commit fence of [`super::SnapshotRepo::backup`]): while a capture
+//!   is armed, a write of a `FileType::Snapshot` file is held in memory instead of being written;
+//!   the backup then runs its fence and writes (or drops) the held snapshot itself.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use opendal::{BytesRange, ErrorKind as OdErrorKind, Operator, blocking, options};
+use parking_lot::Mutex;
+use rustic_core::{
+    BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
+};
+
+/// Directory (relative to the repository prefix) that holds files while they are being written.
+/// restic and rustic never look at it; a crash can leave garbage there, never a torn repository file.
+const TMP_DIR: &str = ".tmp/";
+
+/// A snapshot file held back by an armed capture.
+pub(crate) struct HeldSnapshot {
+    pub(crate) id: Id,
+    pub(crate) content: BytesList,
+}
+
+/// State of the snapshot capture: `None` = not armed (snapshot writes go to storage).
+#[derive(Default)]
+struct Capture {
+    armed: bool,
+    held: Option<HeldSnapshot>,
+}
+
+pub(crate) struct OpendalBackend {
+    op: blocking::Operator,
+    /// Repository prefix inside the operator, `""` or ending in `/`.
+    prefix: String,
+    location: String,
+    /// Whether the service can rename (then writes go through `.tmp/` + rename).
+    rename: bool,
+    capture: Mutex<Capture>,
+}
+
+impl OpendalBackend {
+    /// Wraps `op` for the repository under `path`.
+    ///
+    /// Must be called with a tokio runtime context entered (e.g. inside `spawn_blocking`): the
+    /// blocking operator keeps that runtime's handle and blocks on it for every call, so none of
+    /// the methods may run on a runtime worker thread.
+    pub(crate) fn new(op: Operator, path: &str) -> opendal::Result<Arc<Self>> {
+        let trimmed = path.trim_matches('/');
+        let prefix = if trimmed.is_empty() {
+            String::new()
+        } else {
+            format!("{trimmed}/")
+        };
+        let info = op.info();
+        let location = format!("{}:{}{}", info.scheme(), info.root(), prefix);
+        let rename = info.capability().rename;
+        let op = blocking::Operator::new(op)?;
+        Ok(Arc::new(Self {
+            op,
+            prefix,
+            location,
+            rename,
+            capture: Mutex::new(Capture::default()),
+        }))
+    }
+
+    pub(crate) fn location_str(&self) -> &str {
+        &self.location
+    }
+
+    fn path(&self, tpe: FileType, id: &Id) -> String {
+        let hex = id.to_hex();
+        let hex = hex.as_str();
+        match tpe {
+            FileType::Config => format!("{}config", self.prefix),
+            FileType::Pack => format!("{}data/{}/{hex}", self.prefix, &hex[..2]),
+            _ => format!("{}{}/{hex}", self.prefix, tpe.dirname()),
+        }
+    }
+
+    fn storage_error(&self, what: &str, path: &str, err: opendal::Error) -> Box<RusticError> {
+        RusticError::with_source(
+            ErrorKind::Backend,
+            "storage {what} failed for `{path}`",
+            err,
+        )
+        .attach_context("what", what.to_string())
+        .attach_context("path", path.to_string())
+    }
+
+    /// Whether a file exists (used to tell "snapshot not found" from other errors).
+    pub(crate) fn exists(&self, tpe: FileType, id: &Id) -> opendal::Result<bool> {
+        match self.op.stat(&self.path(tpe, id)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == OdErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Arms the snapshot capture: until [`Self::disarm`], snapshot files are held, not written.
+    pub(crate) fn arm(&self) {
+        let mut c = self.capture.lock();
+        c.armed = true;
+        c.held = None;
+    }
+
+    /// Disarms the capture and returns the snapshot file held meanwhile, if any.
+    pub(crate) fn disarm(&self) -> Option<HeldSnapshot> {
+        let mut c = self.capture.lock();
+        c.armed = false;
+        c.held.take()
+    }
+
+    /// Writes a held snapshot to storage (atomically, as every write).
+    pub(crate) fn write_held(&self, held: HeldSnapshot) -> RusticResult<()> {
+        self.store(FileType::Snapshot, &held.id, held.content)
+    }
+
+    fn store(&self, tpe: FileType, id: &Id, content: BytesList) -> RusticResult<()> {
+        let path = self.path(tpe, id);
+        let buf = opendal::Buffer::from(content.into_vec());
+        if !self.rename {
+            // No rename on this service: a single PUT is all-or-nothing.
+            return self
+                .op
+                .write(&path, buf)
+                .map(|_| ())
+                .map_err(|e| self.storage_error("write", &path, e));
+        }
+        // Unique temporary name: concurrent writers of the same id (two workers saving the same
+        // blob pack is impossible, but the same config/key on a retried init is not) never share it.
+        let tmp = format!(
+            "{}{TMP_DIR}{}.{:016x}",
+            self.prefix,
+            id.to_hex().as_str(),
+            rand::random::<u64>()
+        );
+        if let Err(e) = self.op.write(&tmp, buf) {
+            let _ = self.op.delete(&tmp);
+            return Err(self.storage_error("write", &tmp, e));
+        }
+        if let Err(e) = self.op.rename(&tmp, &path) {
+            let _ = self.op.delete(&tmp);
+            return Err(self.storage_error("rename", &path, e));
+        }
+        Ok(())
+    }
+}
+
+impl ReadBackend for OpendalBackend {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
+        if tpe == FileType::Config {
+            let path = self.path(tpe, &Id::default());
+            return match self.op.stat(&path) {
+                Ok(meta) => Ok(vec![(Id::default(), to_u32(meta.content_length(), &path)?)]),
+                Err(e) if e.kind() == OdErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(self.storage_error("stat", &path, e)),
+            };
+        }
+        let dir = format!("{}{}/", self.prefix, tpe.dirname());
+        let opts = options::ListOptions {
+            recursive: true,
+            ..Default::default()
+        };
+        let entries = match self.op.list_options(&dir, opts) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == OdErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.storage_error("list", &dir, e)),
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if entry.metadata().is_dir() {
+                continue;
+            }
+            let name = entry.name();
+            // Anything that is not a 64-hex id (editor backups, foreign files) is not ours to read.
+            let Ok(id) = name.parse::<Id>() else {
+                tracing::debug!(path = entry.path(), "ignoring non-id file in repository");
+                continue;
+            };
+            let mut size = entry.metadata().content_length();
+            if size == 0 {
+                // Some services list without sizes; a real repository file is never empty.
+                size = self
+                    .op
+                    .stat(entry.path())
+                    .map_err(|e| self.storage_error("stat", entry.path(), e))?
+                    .content_length();
+            }
+            out.push((id, to_u32(size, entry.path())?));
+        }
+        Ok(out)
+    }
+
+    fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {
+        let path = self.path(tpe, id);
+        self.op
+            .read(&path)
+            .map(|b| b.to_bytes())
+            .map_err(|e| self.storage_error("read", &path, e))
+    }
+
+    fn read_partial(
+        &self,
+        tpe: FileType,
+        id: &Id,
+        _cacheable: bool,
+        offset: u32,
+        length: u32,
+    ) -> RusticResult<Bytes> {
+        let path = self.path(tpe, id);
+        let opts = options::ReadOptions {
+            range: BytesRange::new(u64::from(offset), Some(u64::from(length))),
+            ..Default::default()
+        };
+        let bytes = self
+            .op
+            .read_options(&path, opts)
+            .map(|b| b.to_bytes())
+            .map_err(|e| self.storage_error("read", &path, e))?;
+        if bytes.len() != length as usize {
+            // A short read means a truncated file; say so instead of failing later in decryption.
+            return Err(RusticError::new(
+                ErrorKind::Backend,
+                "short read from `{path}`: wanted {length} bytes at offset {offset}, got {got}",
+            )
+            .attach_context("path", path)
+            .attach_context("length", length.to_string())
+            .attach_context("offset", offset.to_string())
+            .attach_context("got", bytes.len().to_string()));
+        }
+        Ok(bytes)
+    }
+
+    fn warmup_path(&self, tpe: FileType, id: &Id) -> String {
+        self.path(tpe, id)
+    }
+}
+
+impl WriteBackend for OpendalBackend {
+    fn create(&self) -> RusticResult<()> {
+        for dir in ["keys/", "snapshots/", "index/", "data/"] {
+            let path = format!("{}{dir}", self.prefix);
+            self.op
+                .create_dir(&path)
+                .map_err(|e| self.storage_error("create_dir", &path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes atomically; a snapshot file is held instead while a capture is armed.
+    fn write_bytes(
+        &self,
+        tpe: FileType,
+        id: &Id,
+        _cacheable: bool,
+        content: BytesList,
+    ) -> RusticResult<()> {
+        if tpe == FileType::Snapshot {
+            let mut c = self.capture.lock();
+            if c.armed {
+                if c.held.is_some() {
+                    return Err(RusticError::new(
+                        ErrorKind::Internal,
+                        "a second snapshot file was written during one backup",
+                    ));
+                }
+                c.held = Some(HeldSnapshot { id: *id, content });
+                return Ok(());
+            }
+        }
+        self.store(tpe, id, content)
+    }
+
+    fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
+        let path = self.path(tpe, id);
+        // opendal's delete succeeds on a missing file, so removing is idempotent.
+        self.op
+            .delete(&path)
+            .map_err(|e| self.storage_error("delete", &path, e))
+    }
+}
+
+fn to_u32(size: u64, path: &str) -> RusticResult<u32> {
+    u32::try_from(size).map_err(|_| {
+        RusticError::new(
+            ErrorKind::Backend,
+            "file `{path}` is larger than 4 GiB, not a repository file",
+        )
+        .attach_context("path", path.to_string())
+    })
+}

@@ -1,0 +1,321 @@
+//! Coordinator configuration: a TOML file, overridden by environment variables, validated at
+//! start-up and printed with secrets redacted.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use repovault_common::crypto::{MasterKey, random_secret, write_private_file};
+use repovault_common::secret::Secret;
+use repovault_common::storage::StorageConfig;
+use repovault_common::timing::Timing;
+
+use crate::kv::KvBackend;
+use crate::kv::MemoryKv;
+use crate::kv::RedbKv;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    Redb,
+    Memory,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// redb file; default `<data_dir>/state.redb`.
+    pub path: Option<PathBuf>,
+}
+
+/// The coordinator's configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// gRPC (admin and worker services). Env: REPOVAULT_LISTEN.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// HTTP: /metrics, /healthz. Env: REPOVAULT_HTTP_LISTEN.
+    #[serde(default = "default_http_listen")]
+    pub http_listen: SocketAddr,
+    /// State, keys and tokens live here unless configured elsewhere. Env: REPOVAULT_DATA_DIR.
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
+    /// Default: fs under `<data_dir>/storage`.
+    #[serde(default)]
+    pub storage: Option<StorageConfig>,
+    /// The heartbeat interval H every lease timeout derives from. Env: REPOVAULT_HEARTBEAT_INTERVAL.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval: String,
+    /// Failed attempts before a task fails for good.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Workers must present this token. Default `<data_dir>/join.token`, created when absent.
+    pub join_token_file: Option<PathBuf>,
+    /// When set, admin calls must present this token.
+    pub admin_token_file: Option<PathBuf>,
+    /// The master key sealing credentials and organisation keys. Env REPOVAULT_MASTER_KEY (64 hex
+    /// characters) wins. Default `<data_dir>/master.key`, created when absent.
+    pub master_key_file: Option<PathBuf>,
+    /// How often uncommitted snapshots are looked for and forgotten.
+    #[serde(default = "default_reconcile")]
+    pub reconcile_interval: String,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7420))
+}
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7421))
+}
+fn default_heartbeat() -> String {
+    "5s".into()
+}
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_reconcile() -> String {
+    "10m".into()
+}
+
+impl CoordinatorConfig {
+    pub fn for_data_dir(data_dir: &Path) -> Self {
+        Self {
+            listen: default_listen(),
+            http_listen: default_http_listen(),
+            data_dir: data_dir.to_path_buf(),
+            store: None,
+            storage: None,
+            heartbeat_interval: default_heartbeat(),
+            max_attempts: default_max_attempts(),
+            join_token_file: None,
+            admin_token_file: None,
+            master_key_file: None,
+            reconcile_interval: default_reconcile(),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let err = |reason: String| ConfigError::File {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let mut cfg: Self = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    /// Environment overrides (the getter is a parameter so tests need no process environment).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("REPOVAULT_LISTEN") {
+            self.listen = v.parse().map_err(|_| {
+                ConfigError::Invalid(format!("REPOVAULT_LISTEN {v:?} is not HOST:PORT"))
+            })?;
+        }
+        if let Some(v) = get("REPOVAULT_HTTP_LISTEN") {
+            self.http_listen = v.parse().map_err(|_| {
+                ConfigError::Invalid(format!("REPOVAULT_HTTP_LISTEN {v:?} is not HOST:PORT"))
+            })?;
+        }
+        if let Some(v) = get("REPOVAULT_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("REPOVAULT_HEARTBEAT_INTERVAL") {
+            self.heartbeat_interval = v;
+        }
+        Ok(())
+    }
+
+    pub fn timing(&self) -> Result<Timing, ConfigError> {
+        let h = parse_duration("heartbeat_interval", &self.heartbeat_interval)?;
+        Timing::new(h).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// Validates everything and opens what the coordinator needs: the store, the keys, the tokens.
+    /// Creates the data directory, the master key and the join token when absent.
+    pub async fn resolve(&self) -> Result<Settings, ConfigError> {
+        let timing = self.timing()?;
+        let reconcile_interval = parse_duration("reconcile_interval", &self.reconcile_interval)?;
+        if self.max_attempts == 0 || self.max_attempts > 100 {
+            return Err(ConfigError::Invalid(format!(
+                "max_attempts {} must be within 1..=100",
+                self.max_attempts
+            )));
+        }
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+            ConfigError::Invalid(format!("data_dir {}: {e}", self.data_dir.display()))
+        })?;
+        let storage = self.storage.clone().unwrap_or_else(|| {
+            StorageConfig::fs(self.data_dir.join("storage").display().to_string())
+        });
+        storage
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if storage.kind == "fs" {
+            std::fs::create_dir_all(&storage.options["root"])
+                .map_err(|e| ConfigError::Invalid(format!("storage root: {e}")))?;
+        }
+        let (master_key, master_key_created) = match std::env::var("REPOVAULT_MASTER_KEY") {
+            Ok(v) => (
+                MasterKey::parse(&v)
+                    .map_err(|e| ConfigError::Invalid(format!("REPOVAULT_MASTER_KEY: {e}")))?,
+                None,
+            ),
+            Err(_) => {
+                let path = self
+                    .master_key_file
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("master.key"));
+                let (k, created) = MasterKey::load_or_create(&path)
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                (k, created.then_some(path))
+            }
+        };
+        let join_path = self
+            .join_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("join.token"));
+        let join_token = read_or_create_token(&join_path)?;
+        let admin_token = match &self.admin_token_file {
+            Some(p) => Some(read_token(p)?),
+            None => None,
+        };
+        let kv: Arc<dyn KvBackend> = match self
+            .store
+            .as_ref()
+            .map_or(StoreKind::Redb, |s| s.kind.clone())
+        {
+            StoreKind::Memory => Arc::new(MemoryKv::new()),
+            StoreKind::Redb => {
+                let path = self
+                    .store
+                    .as_ref()
+                    .and_then(|s| s.path.clone())
+                    .unwrap_or_else(|| self.data_dir.join("state.redb"));
+                Arc::new(RedbKv::open(&path).await.map_err(|e| {
+                    ConfigError::Invalid(format!("state store {}: {e}", path.display()))
+                })?)
+            }
+        };
+        Ok(Settings {
+            listen: self.listen,
+            http_listen: Some(self.http_listen),
+            kv,
+            storage,
+            timing,
+            max_attempts: self.max_attempts,
+            join_token,
+            join_token_file: Some(join_path),
+            admin_token,
+            master_key,
+            master_key_created,
+            reconcile_interval,
+        })
+    }
+}
+
+pub fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(v).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "{what} {v:?} is not a duration like 5s or 10m: {e}"
+        ))
+    })
+}
+
+fn read_token(path: &Path) -> Result<Secret, ConfigError> {
+    let t = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Invalid(format!("token file {}: {e}", path.display())))?;
+    let t = t.trim();
+    if t.len() < 16 {
+        return Err(ConfigError::Invalid(format!(
+            "token file {} holds fewer than 16 characters",
+            path.display()
+        )));
+    }
+    Ok(Secret::new(t))
+}
+
+fn read_or_create_token(path: &Path) -> Result<Secret, ConfigError> {
+    if !path.exists() {
+        let t = random_secret(32);
+        write_private_file(path, t.expose().as_bytes())
+            .map_err(|e| ConfigError::Invalid(format!("token file {}: {e}", path.display())))?;
+    }
+    read_token(path)
+}
+
+/// Everything the coordinator runs with, resolved and validated.
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// `None`: no HTTP port (in-process tests that do not need it).
+    pub http_listen: Option<SocketAddr>,
+    pub kv: Arc<dyn KvBackend>,
+    pub storage: StorageConfig,
+    pub timing: Timing,
+    pub max_attempts: u32,
+    pub join_token: Secret,
+    pub join_token_file: Option<PathBuf>,
+    pub admin_token: Option<Secret>,
+    pub master_key: MasterKey,
+    /// Set when the master key was generated now (the caller says so to the operator).
+    pub master_key_created: Option<PathBuf>,
+    pub reconcile_interval: Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("http_listen", &self.http_listen)
+            .field("store", &self.kv.name())
+            .field("storage", &self.storage)
+            .field("heartbeat", &self.timing.heartbeat())
+            .field("lease_ttl", &self.timing.lease_ttl())
+            .field("max_attempts", &self.max_attempts)
+            .field("join_token", &self.join_token)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("master_key", &self.master_key)
+            .field("reconcile_interval", &self.reconcile_interval)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_and_validation() {
+        let mut c = CoordinatorConfig::for_data_dir(Path::new("/tmp/x"));
+        c.apply_env(|k| (k == "REPOVAULT_LISTEN").then(|| "0.0.0.0:9000".to_string()))
+            .expect("env");
+        assert_eq!(c.listen.port(), 9000);
+        assert!(
+            c.apply_env(|k| (k == "REPOVAULT_LISTEN").then(|| "nope".to_string()))
+                .is_err()
+        );
+        c.heartbeat_interval = "1ms".into();
+        assert!(c.timing().is_err());
+        c.heartbeat_interval = "2s".into();
+        assert_eq!(c.timing().expect("ok").lease_ttl(), Duration::from_secs(7));
+        let parsed: Result<CoordinatorConfig, _> = toml::from_str("data_dir = '/x'\nbogus = 1\n");
+        assert!(parsed.is_err(), "unknown keys are refused");
+    }
+}

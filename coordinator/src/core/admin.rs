@@ -1,0 +1,241 @@
+//! What the admin service asks of the core: organisations, repositories, backup history,
+//! restores.
+
+use repovault_common::crypto::random_secret;
+use repovault_common::names::{parse_full_name, validate_git_url, validate_name};
+use repovault_common::secret::Secret;
+
+use crate::error::{CoreError, CoreResult, not_found};
+use crate::ids;
+use crate::model::{BackupRecord, OrgRecord, RepoRecord, RepoStats, RestoreRecord, Status};
+use crate::queue::{PRIORITY_MANUAL_BACKUP, PRIORITY_RESTORE};
+
+use super::{Core, now_ms, org_key_context, repo_token_context, restore_token_context};
+
+/// Providers this build can back up.
+const PROVIDERS: &[&str] = &["git"];
+
+/// Bytes of an organisation key: 256 bits, hex-encoded as the restic password.
+const ORG_KEY_BYTES: usize = 32;
+
+fn invalid(e: impl std::fmt::Display) -> CoreError {
+    CoreError::InvalidArgument(e.to_string())
+}
+
+impl Core {
+    pub async fn add_org(&self, name: &str, provider: &str) -> CoreResult<OrgRecord> {
+        validate_name("organisation", name).map_err(invalid)?;
+        if !PROVIDERS.contains(&provider) {
+            return Err(CoreError::InvalidArgument(format!(
+                "provider {provider:?} is not supported (supported: {})",
+                PROVIDERS.join(", ")
+            )));
+        }
+        let id = ids::new_org_id();
+        let key = random_secret(ORG_KEY_BYTES);
+        let org = OrgRecord {
+            sealed_key: self.seal(&org_key_context(&id), &key),
+            id,
+            name: name.to_string(),
+            provider: provider.to_string(),
+            created_at_ms: now_ms(),
+        };
+        self.store.create_org(&org).await?;
+        tracing::info!(org = %org.name, id = %org.id, "organisation added");
+        Ok(org)
+    }
+
+    pub async fn org_named(&self, name: &str) -> CoreResult<OrgRecord> {
+        self.store
+            .org_by_name(name)
+            .await?
+            .ok_or_else(|| not_found("organisation", name))
+    }
+
+    pub async fn export_org_key(&self, name: &str) -> CoreResult<(OrgRecord, Secret)> {
+        let org = self.org_named(name).await?;
+        let key = self.open(&org_key_context(&org.id), &org.sealed_key)?;
+        tracing::info!(org = %org.name, "organisation key exported");
+        Ok((org, key))
+    }
+
+    /// Adds a repository. Does not contact the source: a repository missing there fails at
+    /// backup time with a clear error.
+    pub async fn add_repo(
+        &self,
+        full_name: &str,
+        url: &str,
+        token: Option<Secret>,
+    ) -> CoreResult<RepoRecord> {
+        let (org_name, name) = parse_full_name(full_name).map_err(invalid)?;
+        let url = validate_git_url(url).map_err(invalid)?;
+        let org = self.org_named(&org_name).await?;
+        let id = ids::new_repo_id();
+        let sealed_token = token
+            .filter(|t| !t.is_empty())
+            .map(|t| self.seal(&repo_token_context(&id), &t));
+        let repo = RepoRecord {
+            id,
+            org_id: org.id.clone(),
+            org_name: org.name.clone(),
+            name,
+            url: url.to_string(),
+            sealed_token,
+            sealed_master_key: None,
+            created_at_ms: now_ms(),
+        };
+        self.store.create_repo(&repo).await?;
+        tracing::info!(repo = %repo.full_name(), id = %repo.id, "repository added");
+        Ok(repo)
+    }
+
+    pub async fn repo_named(&self, full_name: &str) -> CoreResult<RepoRecord> {
+        let (org_name, name) = parse_full_name(full_name).map_err(invalid)?;
+        let org = self.org_named(&org_name).await?;
+        self.store
+            .repo_by_name(&org.id, &name)
+            .await?
+            .ok_or_else(|| not_found("repository", full_name))
+    }
+
+    pub async fn list_repos(&self, org: Option<&str>) -> CoreResult<Vec<(RepoRecord, RepoStats)>> {
+        let org_id = match org {
+            Some(o) if !o.is_empty() => Some(self.org_named(o).await?.id),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        for r in self.store.repos().await? {
+            if org_id.as_ref().is_some_and(|id| *id != r.org_id) {
+                continue;
+            }
+            let stats = self.store.stats(&r.id).await?;
+            out.push((r, stats));
+        }
+        out.sort_by_key(|(r, _)| r.full_name());
+        Ok(out)
+    }
+
+    /// A manual backup: always full, priority 8.
+    pub async fn run_backup(&self, full_name: &str) -> CoreResult<BackupRecord> {
+        let repo = self.repo_named(full_name).await?;
+        self.enqueue_backup(&repo, "full", "manual", PRIORITY_MANUAL_BACKUP)
+            .await
+    }
+
+    /// A backup by id: the store's recent records first, then the catalog object.
+    pub async fn backup_record(&self, id: &str) -> CoreResult<Option<BackupRecord>> {
+        let Some(repo_id) = ids::repo_id_of_backup(id) else {
+            return Ok(None);
+        };
+        if let Some(b) = self.store.backup(repo_id, id).await? {
+            return Ok(Some(b));
+        }
+        let Some(repo) = self.store.repo(repo_id).await? else {
+            return Ok(None);
+        };
+        self.read_catalog(&repo.org_id, &repo.id, id).await
+    }
+
+    pub async fn get_backup(&self, id: &str) -> CoreResult<BackupRecord> {
+        self.backup_record(id)
+            .await?
+            .ok_or_else(|| not_found("backup", id))
+    }
+
+    /// The full history: catalog objects, plus what is still pending or running (or committed but
+    /// not yet written to the catalog), newest first.
+    pub async fn list_backups(&self, full_name: Option<&str>) -> CoreResult<Vec<BackupRecord>> {
+        let repos = match full_name {
+            Some(n) if !n.is_empty() => vec![self.repo_named(n).await?],
+            _ => self.store.repos().await?,
+        };
+        let mut out = Vec::new();
+        for r in repos {
+            let mut history = self.list_catalog(&r.org_id, &r.id).await?;
+            for b in self.store.recent_backups(&r.id).await? {
+                if !history.iter().any(|h| h.id == b.id) {
+                    history.push(b);
+                }
+            }
+            out.extend(history);
+        }
+        out.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
+        Ok(out)
+    }
+
+    pub async fn start_restore(
+        &self,
+        backup_id: &str,
+        restore_type: &str,
+        target: &str,
+        url: &str,
+        token: Option<Secret>,
+    ) -> CoreResult<RestoreRecord> {
+        if restore_type != "full_repo" {
+            return Err(CoreError::InvalidArgument(format!(
+                "restore type {restore_type:?} is not supported yet (supported: full_repo)"
+            )));
+        }
+        let backup = self.get_backup(backup_id).await?;
+        if backup.status != Status::Completed || backup.snapshot_id.is_none() {
+            return Err(CoreError::FailedPrecondition(format!(
+                "backup {backup_id} is {}, only a completed backup can be restored",
+                backup.status.as_str()
+            )));
+        }
+        let repo = self
+            .store
+            .repo(&backup.repo_id)
+            .await?
+            .ok_or_else(|| not_found("repository", backup.repo_id.clone()))?;
+        let id = ids::new_restore_id();
+        let (target_url, artifact_path) = match target {
+            "new" => {
+                let u = validate_git_url(url).map_err(invalid)?;
+                (Some(u.to_string()), None)
+            }
+            "download" => (
+                None,
+                Some(format!("{}/{}/downloads/{id}.tar", repo.org_id, repo.id)),
+            ),
+            other => {
+                return Err(CoreError::InvalidArgument(format!(
+                    "restore target {other:?} is not supported (supported: new, download)"
+                )));
+            }
+        };
+        let mut restore = RestoreRecord {
+            sealed_target_token: token
+                .filter(|t| !t.is_empty())
+                .map(|t| self.seal(&restore_token_context(&id), &t)),
+            id,
+            backup_id: backup.id.clone(),
+            org_id: repo.org_id.clone(),
+            repo_id: repo.id.clone(),
+            repo_full_name: repo.full_name(),
+            restore_type: restore_type.to_string(),
+            target: target.to_string(),
+            target_url,
+            status: Status::Pending,
+            error: None,
+            created_at_ms: now_ms(),
+            finished_at_ms: None,
+            refs_pushed: 0,
+            artifact_path,
+            artifact_bytes: 0,
+            artifact_sha256: None,
+            task_id: String::new(),
+        };
+        self.enqueue_restore(&repo, &mut restore, PRIORITY_RESTORE)
+            .await?;
+        tracing::info!(restore = %restore.id, backup = %backup.id, target, "restore queued");
+        Ok(restore)
+    }
+
+    pub async fn get_restore(&self, id: &str) -> CoreResult<RestoreRecord> {
+        self.store
+            .restore(id)
+            .await?
+            .ok_or_else(|| not_found("restore", id))
+    }
+}

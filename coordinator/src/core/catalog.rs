@@ -1,0 +1,182 @@
+//! The catalog objects: one create-only JSON document per backup outcome, beside the
+//! repository's snapshots. They are the full history; the store keeps only recent records, and
+//! `rebuild` recovers the store's view from them alone.
+
+use futures::TryStreamExt;
+
+use repovault_common::storage::catalog_object_path;
+
+use crate::error::CoreResult;
+use crate::model::{BackupRecord, RepoStats, Status};
+use crate::store::RECENT_BACKUPS;
+
+use super::Core;
+
+/// Bumped when the catalog document changes incompatibly.
+const CATALOG_FORMAT: u32 = 1;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CatalogDoc {
+    catalog_format: u32,
+    #[serde(flatten)]
+    backup: BackupRecord,
+}
+
+impl Core {
+    /// Writes the catalog object of a terminal backup. Create-only: an object that exists is left
+    /// as it is (the outcome of a backup never changes once written).
+    pub(crate) async fn write_catalog(&self, b: &BackupRecord) -> CoreResult<()> {
+        debug_assert!(b.status.is_terminal());
+        let path = catalog_object_path(&b.org_id, &b.repo_id, &b.id);
+        if self.storage.exists(&path).await? {
+            return Ok(());
+        }
+        let doc = CatalogDoc {
+            catalog_format: CATALOG_FORMAT,
+            backup: b.clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&doc)
+            .map_err(|e| crate::error::CoreError::Internal(e.to_string()))?;
+        self.storage.write(&path, bytes).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn read_catalog(
+        &self,
+        org_id: &str,
+        repo_id: &str,
+        backup_id: &str,
+    ) -> CoreResult<Option<BackupRecord>> {
+        let path = catalog_object_path(org_id, repo_id, backup_id);
+        match self.storage.read(&path).await {
+            Ok(buf) => Ok(Some(parse_doc(&path, &buf.to_vec())?)),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every catalog object of a repository, newest first.
+    pub(crate) async fn list_catalog(
+        &self,
+        org_id: &str,
+        repo_id: &str,
+    ) -> CoreResult<Vec<BackupRecord>> {
+        let dir = format!("{org_id}/{repo_id}/catalog/");
+        let mut out = Vec::new();
+        let mut lister = match self.storage.lister(&dir).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        while let Some(entry) = lister.try_next().await? {
+            if !entry.path().ends_with(".json") {
+                continue;
+            }
+            let buf = self.storage.read(entry.path()).await?;
+            out.push(parse_doc(entry.path(), &buf.to_vec())?);
+        }
+        out.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
+        Ok(out)
+    }
+
+    /// Writes any catalog object a crash left unwritten (the store commits first, then the
+    /// object), then trims the recent records. Runs at start-up; failures are logged and retried
+    /// at the next start.
+    pub(crate) async fn repair_catalog(&self) {
+        let repos = match self.store.repos().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "catalog repair: cannot list repositories");
+                return;
+            }
+        };
+        for r in repos {
+            if let Err(e) = self.finish_catalog(&r.id, None).await {
+                tracing::warn!(repo = %r.id, error = %e, "catalog repair failed");
+            }
+        }
+    }
+
+    /// Ensures terminal recent records have their catalog object, then trims the store to the
+    /// newest [`RECENT_BACKUPS`] records (never dropping one whose object is not written).
+    pub(crate) async fn finish_catalog(
+        &self,
+        repo_id: &str,
+        just_written: Option<&str>,
+    ) -> CoreResult<()> {
+        let mut recent = self.store.recent_backups(repo_id).await?;
+        recent.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
+        let mut batch = crate::store::Batch::default();
+        let mut kept = 0usize;
+        for b in &recent {
+            if !b.status.is_terminal() {
+                continue;
+            }
+            if Some(b.id.as_str()) != just_written {
+                self.write_catalog(b).await?;
+            }
+            kept += 1;
+            if kept > RECENT_BACKUPS {
+                batch.delete_backup(repo_id, &b.id);
+            }
+        }
+        self.store.apply(batch).await?;
+        Ok(())
+    }
+
+    /// Rebuilds every repository's recent records and stats from the catalog objects alone.
+    /// Returns (repositories, backups) seen.
+    pub async fn rebuild_catalog(&self) -> CoreResult<(u64, u64)> {
+        let mut backups = 0u64;
+        let repos = self.store.repos().await?;
+        for r in &repos {
+            let history = self.list_catalog(&r.org_id, &r.id).await?;
+            backups += history.len() as u64;
+            // Tasks still pending or running have no catalog object yet: keep them.
+            let mut records: Vec<BackupRecord> = self
+                .store
+                .recent_backups(&r.id)
+                .await?
+                .into_iter()
+                .filter(|b| !b.status.is_terminal())
+                .collect();
+            records.extend(history.iter().take(RECENT_BACKUPS).cloned());
+            let stats = stats_from_history(&history);
+            self.store.replace_backups(&r.id, &records, &stats).await?;
+        }
+        Ok((repos.len() as u64, backups))
+    }
+}
+
+fn parse_doc(path: &str, bytes: &[u8]) -> CoreResult<BackupRecord> {
+    let doc: CatalogDoc = serde_json::from_slice(bytes).map_err(|e| {
+        crate::error::CoreError::Storage(format!("catalog object {path} is not valid: {e}"))
+    })?;
+    Ok(doc.backup)
+}
+
+/// The aggregates of a repository, from its full history (newest first).
+pub fn stats_from_history(history: &[BackupRecord]) -> RepoStats {
+    let mut s = RepoStats::default();
+    if let Some(last) = history.first() {
+        s.last_backup_id = Some(last.id.clone());
+        s.last_status = Some(last.status.as_str().to_string());
+        s.last_finished_at_ms = last.finished_at_ms;
+    }
+    if let Some(ok) = history.iter().find(|b| b.status == Status::Completed) {
+        s.last_success_id = Some(ok.id.clone());
+        s.last_success_at_ms = ok.finished_at_ms;
+        s.last_snapshot_id = ok.snapshot_id.clone();
+    }
+    for b in history {
+        match b.status {
+            Status::Completed => {
+                s.completed_total += 1;
+                s.added_bytes_total += b.added_bytes;
+            }
+            Status::Failed => s.failed_total += 1,
+            _ => {}
+        }
+    }
+    s
+}

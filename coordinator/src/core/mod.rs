@@ -1,0 +1,173 @@
+//! The coordinator's state machine: organisations, repositories, the queue of tasks and their
+//! leases, and the commit of backups and restores.
+//!
+//! Ordering and atomicity: every change to a task is applied to the store in one transaction
+//! together with the record it produces (backup or restore) before it is visible in memory, under
+//! one queue lock, so the store and the in-memory queue never disagree about a task. Lease
+//! renewals are the exception: heartbeats stay in memory (DESIGN.md §3), and a coordinator that
+//! restarts honours every persisted lease for a takeover grace before reaping it.
+
+mod admin;
+pub mod catalog;
+mod tasks;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use opendal::Operator;
+use tokio::sync::{Mutex, Notify};
+
+use repovault_common::crypto::MasterKey;
+use repovault_common::secret::Secret;
+use repovault_common::storage::StorageConfig;
+use repovault_common::timing::Timing;
+
+use crate::error::{CoreError, CoreResult};
+use crate::lease::LeasePolicy;
+use crate::model::TaskRecord;
+use crate::progress::ProgressHub;
+use crate::store::Store;
+use crate::workers::WorkerRegistry;
+
+pub use tasks::CompletionOutcome;
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// The active (non-terminal) tasks and the fairness bookkeeping of the queue.
+#[derive(Default)]
+struct Queue {
+    active: HashMap<String, TaskRecord>,
+    /// In-memory lease expiries (heartbeats renew here only).
+    next_seq: u64,
+    lease_seq: u64,
+    org_served: HashMap<String, (u64, i64)>,
+}
+
+impl Queue {
+    fn busy_repos(&self) -> HashSet<String> {
+        self.active
+            .values()
+            .filter(|t| {
+                t.kind == crate::model::TaskKind::Backup && t.lease.expires_at_ms().is_some()
+            })
+            .map(|t| t.repo_id.clone())
+            .collect()
+    }
+}
+
+pub struct Core {
+    pub store: Store,
+    pub storage: Operator,
+    pub storage_config: StorageConfig,
+    master: MasterKey,
+    pub timing: Timing,
+    policy: LeasePolicy,
+    max_attempts: u32,
+    queue: Mutex<Queue>,
+    /// Woken whenever a task may have become ready (enqueue, release, re-queue).
+    ready: Notify,
+    pub progress: ProgressHub,
+    pub workers: WorkerRegistry,
+    /// Snapshots to forget (uncommitted attempts), drained by the reconciler.
+    pub(crate) forget_tx: tokio::sync::mpsc::UnboundedSender<crate::reconcile::ForgetRequest>,
+}
+
+pub struct CoreParts {
+    pub store: Store,
+    pub storage_config: StorageConfig,
+    pub master: MasterKey,
+    pub timing: Timing,
+    pub max_attempts: u32,
+}
+
+impl Core {
+    pub async fn new(
+        parts: CoreParts,
+        forget_tx: tokio::sync::mpsc::UnboundedSender<crate::reconcile::ForgetRequest>,
+    ) -> CoreResult<Arc<Self>> {
+        let storage = parts
+            .storage_config
+            .operator()
+            .map_err(|e| CoreError::Storage(e.to_string()))?;
+        let h = i64::try_from(parts.timing.heartbeat().as_millis()).unwrap_or(i64::MAX);
+        let policy = LeasePolicy {
+            ttl_ms: i64::try_from(parts.timing.lease_ttl().as_millis()).unwrap_or(i64::MAX),
+            // Retry after one heartbeat, doubling, at most 5 minutes: a flapping source is not
+            // hammered, and a worker lost to a restart is replaced within seconds.
+            backoff_base_ms: h,
+            backoff_max_ms: 5 * 60 * 1000,
+        };
+        let core = Arc::new(Self {
+            store: parts.store,
+            storage,
+            storage_config: parts.storage_config,
+            master: parts.master,
+            timing: parts.timing,
+            policy,
+            max_attempts: parts.max_attempts,
+            queue: Mutex::new(Queue::default()),
+            ready: Notify::new(),
+            progress: ProgressHub::default(),
+            workers: WorkerRegistry::default(),
+            forget_tx,
+        });
+        core.load().await?;
+        Ok(core)
+    }
+
+    /// Loads the active tasks. Leases persisted by a previous run are honoured for the takeover
+    /// grace, then reaped as usual.
+    async fn load(&self) -> CoreResult<()> {
+        let now = now_ms();
+        let grace = i64::try_from(self.timing.takeover_grace().as_millis()).unwrap_or(i64::MAX);
+        let mut q = self.queue.lock().await;
+        let mut max_seq = 0;
+        for mut t in self.store.tasks().await? {
+            max_seq = max_seq.max(t.seq);
+            if t.lease.state.is_terminal() {
+                continue;
+            }
+            if let crate::lease::TaskState::Leased { expires_at_ms, .. } = &mut t.lease.state {
+                *expires_at_ms = now + grace;
+            }
+            q.active.insert(t.id.clone(), t);
+        }
+        q.next_seq = max_seq + 1;
+        tracing::info!(active = q.active.len(), "loaded queue");
+        drop(q);
+        self.repair_catalog().await;
+        Ok(())
+    }
+
+    pub(crate) fn seal(&self, context: &str, secret: &Secret) -> String {
+        self.master.seal_secret(context, secret)
+    }
+
+    pub(crate) fn open(&self, context: &str, sealed: &str) -> CoreResult<Secret> {
+        self.master
+            .open_secret(context, sealed)
+            .map_err(|e| CoreError::Internal(e.to_string()))
+    }
+}
+
+/// Seal contexts: a sealed value opens only for the record it was sealed for.
+pub(crate) fn org_key_context(org_id: &str) -> String {
+    format!("org-key:{org_id}")
+}
+pub(crate) fn repo_token_context(repo_id: &str) -> String {
+    format!("repo-token:{repo_id}")
+}
+pub(crate) fn master_key_context(repo_id: &str) -> String {
+    format!("repo-master-key:{repo_id}")
+}
+pub(crate) fn restore_token_context(restore_id: &str) -> String {
+    format!("restore-token:{restore_id}")
+}

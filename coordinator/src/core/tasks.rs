@@ -1,0 +1,838 @@
+//! Task lifecycle: enqueue, lease, renew, confirm, complete, release, reap.
+
+use std::time::Duration;
+
+use repovault_common::manifest::Counts;
+use repovault_common::storage::snapshot_repo_path;
+use repovault_proto::v1 as pb;
+
+use crate::error::{CoreError, CoreResult, not_found};
+use crate::ids;
+use crate::lease::{LeaseState, Outcome, TaskState};
+use crate::model::{BackupRecord, RepoRecord, RestoreRecord, Status, TaskKind, TaskRecord};
+use crate::queue::{Candidate, QueueContext, select};
+use crate::reconcile::ForgetRequest;
+use crate::store::Batch;
+
+use super::{
+    Core, Queue, master_key_context, now_ms, org_key_context, repo_token_context,
+    restore_token_context,
+};
+
+/// What the coordinator did with a completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompletionOutcome {
+    Committed,
+    /// A failure that will be retried after backoff.
+    Requeued,
+    Failed,
+}
+
+impl Core {
+    /// Enqueues a backup of `repo`, or returns the equal backup already pending or running
+    /// (idempotent per repository, type and trigger while that task is active).
+    pub async fn enqueue_backup(
+        &self,
+        repo: &RepoRecord,
+        backup_type: &str,
+        trigger: &str,
+        priority: u8,
+    ) -> CoreResult<BackupRecord> {
+        let key = format!("backup:{}:{backup_type}:{trigger}", repo.id);
+        let mut q = self.queue.lock().await;
+        if let Some(t) = q.active.values().find(|t| t.idempotency_key == key) {
+            let existing = self.store.backup(&repo.id, &t.subject_id).await?;
+            if let Some(b) = existing {
+                return Ok(b);
+            }
+        }
+        let now = now_ms();
+        let task_id = ids::new_task_id();
+        let backup = BackupRecord {
+            id: ids::new_backup_id(&repo.id, now),
+            org_id: repo.org_id.clone(),
+            repo_id: repo.id.clone(),
+            org_name: repo.org_name.clone(),
+            repo_name: repo.name.clone(),
+            backup_type: backup_type.to_string(),
+            trigger: trigger.to_string(),
+            status: Status::Pending,
+            error: None,
+            created_at_ms: now,
+            started_at_ms: None,
+            finished_at_ms: None,
+            size_bytes: 0,
+            added_bytes: 0,
+            counts: Counts::default(),
+            snapshot_id: None,
+            parent_snapshot_id: None,
+            task_id: task_id.clone(),
+            attempt: 0,
+            bytes_received: 0,
+            priority,
+            worker_id: None,
+        };
+        let task = self.new_task(
+            &mut q,
+            task_id,
+            TaskKind::Backup,
+            repo,
+            &backup.id,
+            priority,
+            key,
+            now,
+        );
+        let mut batch = Batch::default();
+        batch.task(&task).backup(&backup);
+        self.store.apply(batch).await?;
+        q.active.insert(task.id.clone(), task);
+        drop(q);
+        metrics::counter!("repovault_tasks_enqueued_total", "kind" => "backup").increment(1);
+        self.ready.notify_waiters();
+        Ok(backup)
+    }
+
+    /// Enqueues a restore task for a restore record (which the caller persists with it).
+    pub(crate) async fn enqueue_restore(
+        &self,
+        repo: &RepoRecord,
+        restore: &mut RestoreRecord,
+        priority: u8,
+    ) -> CoreResult<()> {
+        let mut q = self.queue.lock().await;
+        let now = now_ms();
+        let task_id = ids::new_task_id();
+        restore.task_id = task_id.clone();
+        let key = format!("restore:{}", restore.id);
+        let task = self.new_task(
+            &mut q,
+            task_id,
+            TaskKind::Restore,
+            repo,
+            &restore.id,
+            priority,
+            key,
+            now,
+        );
+        let mut batch = Batch::default();
+        batch.task(&task).restore(restore);
+        self.store.apply(batch).await?;
+        q.active.insert(task.id.clone(), task);
+        drop(q);
+        metrics::counter!("repovault_tasks_enqueued_total", "kind" => "restore").increment(1);
+        self.ready.notify_waiters();
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_task(
+        &self,
+        q: &mut Queue,
+        id: String,
+        kind: TaskKind,
+        repo: &RepoRecord,
+        subject: &str,
+        priority: u8,
+        key: String,
+        now: i64,
+    ) -> TaskRecord {
+        let seq = q.next_seq;
+        q.next_seq += 1;
+        TaskRecord {
+            id,
+            kind,
+            org_id: repo.org_id.clone(),
+            repo_id: repo.id.clone(),
+            subject_id: subject.to_string(),
+            priority,
+            enqueued_at_ms: now,
+            seq,
+            lease: LeaseState::new(self.max_attempts),
+            idempotency_key: key,
+            committed_attempt: None,
+        }
+    }
+
+    /// Long-poll for a task: returns as soon as one is leased to `worker_id`, or `None` after
+    /// `wait`. A draining worker gets nothing.
+    pub async fn acquire(
+        &self,
+        worker_id: &str,
+        cached: &[String],
+        wait: Duration,
+    ) -> CoreResult<Option<pb::Task>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if !self.workers.is_known(worker_id) {
+                return Err(CoreError::UnknownWorker(worker_id.to_string()));
+            }
+            if self.workers.is_draining(worker_id) {
+                return Ok(None);
+            }
+            // Register interest before looking, so a notify between the look and the wait is
+            // not lost.
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(t) = self.try_lease(worker_id, cached).await? {
+                return Ok(Some(t));
+            }
+            // Tasks in backoff become ready without a notify: look again at least every second.
+            let tick = tokio::time::Instant::now() + Duration::from_secs(1);
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline.min(tick)) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn try_lease(&self, worker_id: &str, cached: &[String]) -> CoreResult<Option<pb::Task>> {
+        let now = now_ms();
+        let mut q = self.queue.lock().await;
+        let busy = q.busy_repos();
+        let candidates: Vec<Candidate> = q
+            .active
+            .values()
+            .filter_map(|t| match t.lease.state {
+                TaskState::Pending { not_before_ms } => Some(Candidate {
+                    task_id: t.id.clone(),
+                    org_id: t.org_id.clone(),
+                    repo_id: t.repo_id.clone(),
+                    exclusive: t.kind == TaskKind::Backup,
+                    priority: t.priority,
+                    enqueued_at_ms: t.enqueued_at_ms,
+                    seq: t.seq,
+                    not_before_ms,
+                }),
+                _ => None,
+            })
+            .collect();
+        let ctx = QueueContext {
+            org_served: &q.org_served,
+            busy_repos: &busy,
+        };
+        let Some(choice) = select(&candidates, &ctx, now) else {
+            return Ok(None);
+        };
+        // Placement hint: among equally good choices, the cached repository would do, but
+        // fairness and priority come first; the hint only matters when this worker holds it.
+        let _ = cached;
+        let task_id = choice.task_id.clone();
+        let Some(mut task) = q.active.get(&task_id).cloned() else {
+            return Ok(None);
+        };
+        let attempt = task.lease.lease(worker_id, now, &self.policy)?;
+        let repo = self
+            .store
+            .repo(&task.repo_id)
+            .await?
+            .ok_or_else(|| not_found("repository", task.repo_id.clone()))?;
+        let org = self
+            .store
+            .org(&task.org_id)
+            .await?
+            .ok_or_else(|| not_found("organisation", task.org_id.clone()))?;
+        let mut batch = Batch::default();
+        batch.task(&task);
+        let mut proto = pb::Task {
+            lease: Some(pb::LeaseToken {
+                task_id: task.id.clone(),
+                attempt,
+            }),
+            kind: task.kind.as_str().to_string(),
+            repo: Some(self.repo_access(&org, &repo)?),
+            backup: None,
+            restore: None,
+        };
+        match task.kind {
+            TaskKind::Backup => {
+                let mut b = self
+                    .store
+                    .backup(&task.repo_id, &task.subject_id)
+                    .await?
+                    .ok_or_else(|| not_found("backup", task.subject_id.clone()))?;
+                let stats = self.store.stats(&task.repo_id).await?;
+                b.status = Status::Running;
+                b.started_at_ms.get_or_insert(now);
+                b.attempt = attempt;
+                b.worker_id = Some(worker_id.to_string());
+                b.parent_snapshot_id = stats.last_snapshot_id.clone();
+                proto.backup = Some(pb::BackupSpec {
+                    backup_id: b.id.clone(),
+                    backup_type: b.backup_type.clone(),
+                    trigger: b.trigger.clone(),
+                    parent_snapshot_id: stats.last_snapshot_id.unwrap_or_default(),
+                });
+                batch.backup(&b);
+            }
+            TaskKind::Restore => {
+                let mut r = self
+                    .store
+                    .restore(&task.subject_id)
+                    .await?
+                    .ok_or_else(|| not_found("restore", task.subject_id.clone()))?;
+                let b = self
+                    .backup_record(&r.backup_id)
+                    .await?
+                    .ok_or_else(|| not_found("backup", r.backup_id.clone()))?;
+                r.status = Status::Running;
+                let token = match &r.sealed_target_token {
+                    Some(s) => self.open(&restore_token_context(&r.id), s)?,
+                    None => Default::default(),
+                };
+                proto.restore = Some(pb::RestoreSpec {
+                    restore_id: r.id.clone(),
+                    backup_id: r.backup_id.clone(),
+                    snapshot_id: b.snapshot_id.clone().unwrap_or_default(),
+                    restore_type: r.restore_type.clone(),
+                    target: r.target.clone(),
+                    target_url: r.target_url.clone().unwrap_or_default(),
+                    target_token: token.expose().to_string(),
+                    artifact_path: r.artifact_path.clone().unwrap_or_default(),
+                });
+                batch.restore(&r);
+            }
+        }
+        self.store.apply(batch).await?;
+        q.lease_seq += 1;
+        let seq = q.lease_seq;
+        q.org_served.insert(task.org_id.clone(), (seq, now));
+        q.active.insert(task.id.clone(), task.clone());
+        drop(q);
+        self.workers.assign(worker_id, &task.id);
+        tracing::info!(task = %task.id, attempt, worker = %worker_id, repo = %repo.full_name(), kind = task.kind.as_str(), "leased");
+        self.progress.publish(pb::TaskProgress {
+            task_id: task.id.clone(),
+            attempt,
+            phase: "leased".into(),
+            status: "running".into(),
+            worker_id: worker_id.to_string(),
+            ..Default::default()
+        });
+        Ok(Some(proto))
+    }
+
+    fn repo_access(
+        &self,
+        org: &crate::model::OrgRecord,
+        repo: &RepoRecord,
+    ) -> CoreResult<pb::RepoAccess> {
+        let password = self.open(&org_key_context(&org.id), &org.sealed_key)?;
+        let token = match &repo.sealed_token {
+            Some(s) => self.open(&repo_token_context(&repo.id), s)?,
+            None => Default::default(),
+        };
+        let master_key = match &repo.sealed_master_key {
+            Some(s) => self.open(&master_key_context(&repo.id), s)?,
+            None => Default::default(),
+        };
+        Ok(pb::RepoAccess {
+            org_id: org.id.clone(),
+            repo_id: repo.id.clone(),
+            org_name: org.name.clone(),
+            repo_name: repo.name.clone(),
+            source_url: repo.url.clone(),
+            source_token: token.expose().to_string(),
+            snapshot_path: snapshot_repo_path(&org.id, &repo.id),
+            repo_password: password.expose().to_string(),
+            master_key: master_key.expose().to_string(),
+        })
+    }
+
+    /// Renews every lease the worker holds; answers which were renewed and which it must drop.
+    pub async fn heartbeat(
+        &self,
+        worker_id: &str,
+        held: &[pb::LeaseToken],
+        draining: bool,
+    ) -> (Vec<pb::LeaseToken>, Vec<pb::LeaseToken>, bool) {
+        let now = now_ms();
+        if !self.workers.heartbeat(worker_id, draining, now) {
+            return (vec![], held.to_vec(), true);
+        }
+        let mut renewed = Vec::new();
+        let mut revoked = Vec::new();
+        let mut q = self.queue.lock().await;
+        for tok in held {
+            let ok = q.active.get_mut(&tok.task_id).is_some_and(|t| {
+                matches!(&t.lease.state, TaskState::Leased { worker_id: w, .. } if w == worker_id)
+                    && t.lease.renew(tok.attempt, now, &self.policy).is_ok()
+            });
+            if ok {
+                renewed.push(tok.clone());
+            } else {
+                revoked.push(tok.clone());
+            }
+        }
+        (renewed, revoked, false)
+    }
+
+    /// The fence before a commit-relevant write: succeeds only for the current, unexpired lease.
+    pub async fn confirm_lease(&self, worker_id: &str, tok: &pb::LeaseToken) -> CoreResult<i64> {
+        let now = now_ms();
+        let q = self.queue.lock().await;
+        let t = q
+            .active
+            .get(&tok.task_id)
+            .ok_or_else(|| stale(tok, "the task is no longer active"))?;
+        check_holder(t, worker_id, tok)?;
+        Ok(t.lease.remaining_ms(tok.attempt, now)?)
+    }
+
+    /// Records a progress event of a current lease; stale events are refused.
+    pub async fn task_event(&self, ev: &pb::TaskEvent) -> CoreResult<()> {
+        let tok = ev.lease.clone().unwrap_or_default();
+        {
+            let q = self.queue.lock().await;
+            let t = q
+                .active
+                .get(&tok.task_id)
+                .ok_or_else(|| stale(&tok, "the task is no longer active"))?;
+            t.lease.check(tok.attempt, now_ms())?;
+        }
+        self.progress.publish(pb::TaskProgress {
+            task_id: tok.task_id,
+            attempt: tok.attempt,
+            phase: ev.phase.clone(),
+            bytes: ev.bytes,
+            objects: ev.objects,
+            total_bytes: ev.total_bytes,
+            message: ev.message.clone(),
+            status: "running".into(),
+            error: String::new(),
+            worker_id: ev.worker_id.clone(),
+        });
+        Ok(())
+    }
+
+    /// The commit point. A successful backup exists when, and only when, this accepts it.
+    pub async fn complete(&self, req: &pb::CompleteTaskRequest) -> CoreResult<CompletionOutcome> {
+        let tok = req.lease.clone().unwrap_or_default();
+        let now = now_ms();
+        let mut q = self.queue.lock().await;
+        let Some(current) = q.active.get(&tok.task_id) else {
+            drop(q);
+            self.forget_rejected(req);
+            return Err(stale(&tok, "the task is no longer active"));
+        };
+        if let Err(e) = check_holder(current, &req.worker_id, &tok)
+            .and_then(|_| Ok(current.lease.check(tok.attempt, now)?))
+        {
+            drop(q);
+            self.forget_rejected(req);
+            metrics::counter!("repovault_stale_completions_total").increment(1);
+            return Err(e);
+        }
+        let mut task = current.clone();
+        let outcome = if req.success {
+            Outcome::Success
+        } else {
+            Outcome::Failure {
+                error: if req.error.is_empty() {
+                    "worker reported failure without a message".into()
+                } else {
+                    req.error.clone()
+                },
+                retryable: req.retryable,
+            }
+        };
+        task.lease.finish(tok.attempt, outcome, now, &self.policy)?;
+        if req.success {
+            task.committed_attempt = Some(tok.attempt);
+        }
+        let status = Status::of(&task.lease.state);
+        let mut batch = Batch::default();
+        batch.task(&task);
+        let mut finished_backup = None;
+        match task.kind {
+            TaskKind::Backup => {
+                let mut b = self
+                    .store
+                    .backup(&task.repo_id, &task.subject_id)
+                    .await?
+                    .ok_or_else(|| not_found("backup", task.subject_id.clone()))?;
+                b.status = status;
+                b.attempt = tok.attempt;
+                b.error = task
+                    .lease
+                    .last_error
+                    .clone()
+                    .filter(|_| status != Status::Completed);
+                if req.success {
+                    let r = req.backup.clone().unwrap_or_default();
+                    if r.snapshot_id.len() != 64 {
+                        return Err(CoreError::InvalidArgument(format!(
+                            "completion carries snapshot id {:?}, not a full 64-hex id",
+                            r.snapshot_id
+                        )));
+                    }
+                    b.snapshot_id = Some(r.snapshot_id.clone());
+                    b.size_bytes = r.size_bytes;
+                    b.added_bytes = r.added_bytes;
+                    b.bytes_received = r.bytes_received;
+                    let c = r.counts.unwrap_or_default();
+                    b.counts = Counts {
+                        branches: c.branches,
+                        tags: c.tags,
+                        commits: c.commits,
+                        refs: c.refs,
+                    };
+                    if !r.master_key.is_empty() {
+                        if let Some(mut repo) = self.store.repo(&task.repo_id).await? {
+                            repo.sealed_master_key = Some(self.seal(
+                                &master_key_context(&repo.id),
+                                &repovault_common::secret::Secret::new(r.master_key.clone()),
+                            ));
+                            batch.repo(&repo);
+                        }
+                    }
+                }
+                if status.is_terminal() {
+                    b.finished_at_ms = Some(now);
+                    let mut stats = self.store.stats(&task.repo_id).await?;
+                    stats.last_backup_id = Some(b.id.clone());
+                    stats.last_status = Some(status.as_str().into());
+                    stats.last_finished_at_ms = Some(now);
+                    if status == Status::Completed {
+                        stats.last_success_id = Some(b.id.clone());
+                        stats.last_success_at_ms = Some(now);
+                        stats.last_snapshot_id = b.snapshot_id.clone();
+                        stats.completed_total += 1;
+                        stats.added_bytes_total += b.added_bytes;
+                    } else {
+                        stats.failed_total += 1;
+                    }
+                    batch.stats(&task.repo_id, &stats);
+                    finished_backup = Some(b.clone());
+                } else {
+                    b.status = Status::Pending;
+                }
+                batch.backup(&b);
+            }
+            TaskKind::Restore => {
+                let mut r = self
+                    .store
+                    .restore(&task.subject_id)
+                    .await?
+                    .ok_or_else(|| not_found("restore", task.subject_id.clone()))?;
+                r.status = if status.is_terminal() {
+                    status
+                } else {
+                    Status::Pending
+                };
+                r.error = task
+                    .lease
+                    .last_error
+                    .clone()
+                    .filter(|_| status != Status::Completed);
+                if req.success {
+                    let res = req.restore.clone().unwrap_or_default();
+                    r.refs_pushed = res.refs_pushed;
+                    r.artifact_bytes = res.artifact_bytes;
+                    r.artifact_sha256 =
+                        (!res.artifact_sha256.is_empty()).then_some(res.artifact_sha256);
+                }
+                if status.is_terminal() {
+                    r.finished_at_ms = Some(now);
+                }
+                batch.restore(&r);
+            }
+        }
+        // Commit: the store transaction is the point of no return.
+        self.store.apply(batch).await?;
+        let terminal = task.lease.state.is_terminal();
+        if terminal {
+            q.active.remove(&task.id);
+        } else {
+            q.active.insert(task.id.clone(), task.clone());
+        }
+        drop(q);
+        self.workers.unassign(&req.worker_id, &task.id);
+        if !terminal {
+            self.ready.notify_waiters();
+        }
+        let outcome = match status {
+            Status::Completed => CompletionOutcome::Committed,
+            Status::Failed => CompletionOutcome::Failed,
+            _ => CompletionOutcome::Requeued,
+        };
+        metrics::counter!("repovault_tasks_finished_total", "kind" => task.kind.as_str(), "outcome" => match outcome {
+            CompletionOutcome::Committed => "completed",
+            CompletionOutcome::Failed => "failed",
+            CompletionOutcome::Requeued => "retry",
+        })
+        .increment(1);
+        tracing::info!(task = %task.id, attempt = tok.attempt, worker = %req.worker_id, outcome = ?outcome, "completion accepted");
+        if let Some(b) = finished_backup {
+            self.after_backup_finished(&b).await;
+        }
+        self.publish_state(&task, tok.attempt, &req.worker_id);
+        Ok(outcome)
+    }
+
+    /// Gives a lease back without counting a failure.
+    pub async fn release(
+        &self,
+        worker_id: &str,
+        tok: &pb::LeaseToken,
+        reason: &str,
+    ) -> CoreResult<()> {
+        let now = now_ms();
+        let mut q = self.queue.lock().await;
+        let current = q
+            .active
+            .get(&tok.task_id)
+            .ok_or_else(|| stale(tok, "the task is no longer active"))?;
+        check_holder(current, worker_id, tok)?;
+        let mut task = current.clone();
+        task.lease.release(tok.attempt, now)?;
+        self.persist_requeue(&task).await?;
+        q.active.insert(task.id.clone(), task.clone());
+        drop(q);
+        self.workers.unassign(worker_id, &task.id);
+        tracing::info!(task = %task.id, attempt = tok.attempt, worker = %worker_id, reason, "released");
+        self.ready.notify_waiters();
+        self.publish_state(&task, tok.attempt, worker_id);
+        Ok(())
+    }
+
+    /// Re-queues expired leases (with backoff) or fails tasks after their last attempt.
+    pub async fn reap(&self) -> CoreResult<usize> {
+        let now = now_ms();
+        let mut q = self.queue.lock().await;
+        let expired: Vec<String> = q
+            .active
+            .values()
+            .filter(|t| t.lease.expires_at_ms().is_some_and(|e| e <= now))
+            .map(|t| t.id.clone())
+            .collect();
+        let mut finished = Vec::new();
+        for id in &expired {
+            let Some(mut task) = q.active.get(id).cloned() else {
+                continue;
+            };
+            let worker = match &task.lease.state {
+                TaskState::Leased { worker_id, .. } => worker_id.clone(),
+                _ => String::new(),
+            };
+            let attempt = task.lease.attempt;
+            task.lease.reap(now, &self.policy);
+            metrics::counter!("repovault_lease_expiries_total").increment(1);
+            tracing::warn!(task = %task.id, attempt, worker = %worker, "lease expired");
+            if let Some(b) = self.persist_requeue(&task).await? {
+                finished.push(b);
+            }
+            self.workers.unassign(&worker, &task.id);
+            if task.lease.state.is_terminal() {
+                q.active.remove(&task.id);
+            } else {
+                q.active.insert(task.id.clone(), task.clone());
+            }
+            self.publish_state(&task, attempt, &worker);
+            // The expired attempt may still write a snapshot; look for it after its write
+            // deadline has certainly passed.
+            let _ = self.forget_tx.send(ForgetRequest::Repo {
+                repo_id: task.repo_id.clone(),
+            });
+        }
+        drop(q);
+        for b in finished {
+            self.after_backup_finished(&b).await;
+        }
+        if !expired.is_empty() {
+            self.ready.notify_waiters();
+        }
+        Ok(expired.len())
+    }
+
+    /// Persists a task that went back to the queue or failed without a completion, with its
+    /// record's status. Returns the backup record when it became terminal.
+    async fn persist_requeue(&self, task: &TaskRecord) -> CoreResult<Option<BackupRecord>> {
+        let now = now_ms();
+        let status = Status::of(&task.lease.state);
+        let mut batch = Batch::default();
+        batch.task(task);
+        let mut terminal = None;
+        match task.kind {
+            TaskKind::Backup => {
+                if let Some(mut b) = self.store.backup(&task.repo_id, &task.subject_id).await? {
+                    b.status = status;
+                    b.error = task.lease.last_error.clone();
+                    if status.is_terminal() {
+                        b.finished_at_ms = Some(now);
+                        let mut stats = self.store.stats(&task.repo_id).await?;
+                        stats.last_backup_id = Some(b.id.clone());
+                        stats.last_status = Some(status.as_str().into());
+                        stats.last_finished_at_ms = Some(now);
+                        stats.failed_total += 1;
+                        batch.stats(&task.repo_id, &stats);
+                        terminal = Some(b.clone());
+                    }
+                    batch.backup(&b);
+                }
+            }
+            TaskKind::Restore => {
+                if let Some(mut r) = self.store.restore(&task.subject_id).await? {
+                    r.status = status;
+                    r.error = task.lease.last_error.clone();
+                    if status.is_terminal() {
+                        r.finished_at_ms = Some(now);
+                    }
+                    batch.restore(&r);
+                }
+            }
+        }
+        self.store.apply(batch).await?;
+        Ok(terminal)
+    }
+
+    async fn after_backup_finished(&self, b: &BackupRecord) {
+        let result = async {
+            self.write_catalog(b).await?;
+            self.finish_catalog(&b.repo_id, Some(&b.id)).await
+        }
+        .await;
+        if let Err(e) = result {
+            // The record stays in the store until its object is written (start-up repair).
+            tracing::warn!(backup = %b.id, error = %e, "catalog object not written yet");
+        }
+        let _ = self.forget_tx.send(ForgetRequest::Repo {
+            repo_id: b.repo_id.clone(),
+        });
+    }
+
+    fn forget_rejected(&self, req: &pb::CompleteTaskRequest) {
+        if let (Some(tok), Some(b)) = (&req.lease, &req.backup)
+            && !b.snapshot_id.is_empty()
+        {
+            let _ = self.forget_tx.send(ForgetRequest::Snapshot {
+                task_id: tok.task_id.clone(),
+                attempt: tok.attempt,
+                snapshot_id: b.snapshot_id.clone(),
+            });
+        }
+    }
+
+    fn publish_state(&self, task: &TaskRecord, attempt: u32, worker_id: &str) {
+        let status = Status::of(&task.lease.state);
+        self.progress.publish(pb::TaskProgress {
+            task_id: task.id.clone(),
+            attempt,
+            phase: match status {
+                Status::Completed => "done".into(),
+                Status::Failed => "failed".into(),
+                Status::Pending => "queued".into(),
+                Status::Running => "running".into(),
+            },
+            status: status.as_str().into(),
+            error: task
+                .lease
+                .last_error
+                .clone()
+                .filter(|_| status != Status::Completed)
+                .unwrap_or_default(),
+            worker_id: worker_id.to_string(),
+            ..Default::default()
+        });
+    }
+
+    /// The status of a task as the store and queue know it.
+    pub async fn task_status(&self, task_id: &str) -> CoreResult<Option<TaskRecord>> {
+        if let Some(t) = self.queue.lock().await.active.get(task_id) {
+            return Ok(Some(t.clone()));
+        }
+        Ok(self.store.task(task_id).await?)
+    }
+
+    /// The queue as the CLI shows it: every active task, best first.
+    pub async fn queue_snapshot(&self) -> Vec<(TaskRecord, u8)> {
+        let now = now_ms();
+        let q = self.queue.lock().await;
+        let mut v: Vec<(TaskRecord, u8)> = q
+            .active
+            .values()
+            .map(|t| {
+                let served = q.org_served.get(&t.org_id).map(|s| s.1);
+                let c = Candidate {
+                    task_id: t.id.clone(),
+                    org_id: t.org_id.clone(),
+                    repo_id: t.repo_id.clone(),
+                    exclusive: true,
+                    priority: t.priority,
+                    enqueued_at_ms: t.enqueued_at_ms,
+                    seq: t.seq,
+                    not_before_ms: 0,
+                };
+                (t.clone(), crate::queue::effective_priority(&c, served, now))
+            })
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.seq.cmp(&b.0.seq)));
+        v
+    }
+
+    /// Queue depth by priority, for metrics.
+    pub async fn queue_depths(&self) -> (std::collections::BTreeMap<u8, u64>, u64, i64) {
+        let now = now_ms();
+        let q = self.queue.lock().await;
+        let mut depth = std::collections::BTreeMap::new();
+        let mut leased = 0;
+        let mut oldest = 0;
+        for t in q.active.values() {
+            match t.lease.state {
+                TaskState::Pending { not_before_ms } => {
+                    *depth.entry(t.priority).or_insert(0) += 1;
+                    if not_before_ms <= now {
+                        oldest = oldest.max(now - t.enqueued_at_ms);
+                    }
+                }
+                TaskState::Leased { .. } => leased += 1,
+                _ => {}
+            }
+        }
+        (depth, leased, oldest)
+    }
+
+    /// Whether a task with this id and attempt was committed, or may still be (for the
+    /// reconciler): `Some(true)` keep, `Some(false)` forget, `None` unknown task.
+    pub async fn snapshot_verdict(&self, task_id: &str, attempt: u32) -> CoreResult<Option<bool>> {
+        if let Some(t) = self.queue.lock().await.active.get(task_id) {
+            // Active: the current attempt may still be committed; earlier ones never will.
+            let write_window_open =
+                matches!(t.lease.state, TaskState::Leased { .. }) && t.lease.attempt == attempt;
+            return Ok(Some(write_window_open));
+        }
+        Ok(self
+            .store
+            .task(task_id)
+            .await?
+            .map(|t| t.committed_attempt == Some(attempt)))
+    }
+}
+
+fn stale(tok: &pb::LeaseToken, why: &str) -> CoreError {
+    CoreError::FailedPrecondition(format!(
+        "lease of task {} attempt {} is stale: {why}",
+        tok.task_id, tok.attempt
+    ))
+}
+
+fn check_holder(t: &TaskRecord, worker_id: &str, tok: &pb::LeaseToken) -> CoreResult<()> {
+    match &t.lease.state {
+        TaskState::Leased { worker_id: w, .. }
+            if w == worker_id && t.lease.attempt == tok.attempt =>
+        {
+            Ok(())
+        }
+        _ => Err(stale(
+            tok,
+            &format!(
+                "the task is {} at attempt {}",
+                t.lease.state.name(),
+                t.lease.attempt
+            ),
+        )),
+    }
+}

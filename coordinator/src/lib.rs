@@ -1,0 +1,14 @@
+//! The coordinator: state store, queue, leases, catalog and the gRPC services.
+
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod ids;
+pub mod kv;
+pub mod lease;
+pub mod model;
+pub mod progress;
+pub mod queue;
+pub mod reconcile;
+pub mod store;
+pub mod workers;

@@ -1,0 +1,168 @@
+//! The records the coordinator keeps. Times are milliseconds since the Unix epoch.
+
+use serde::{Deserialize, Serialize};
+
+use repovault_common::manifest::Counts;
+
+use crate::lease::{LeaseState, TaskState};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgRecord {
+    pub id: String,
+    pub name: String,
+    pub provider: String,
+    pub created_at_ms: i64,
+    /// The organisation's key (restic password of its snapshot repositories), sealed.
+    pub sealed_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoRecord {
+    pub id: String,
+    pub org_id: String,
+    pub org_name: String,
+    pub name: String,
+    pub url: String,
+    /// The source token, sealed; `None` for anonymous sources.
+    pub sealed_token: Option<String>,
+    /// The snapshot repository's master key, sealed, once a worker has reported it.
+    pub sealed_master_key: Option<String>,
+    pub created_at_ms: i64,
+}
+
+impl RepoRecord {
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.org_name, self.name)
+    }
+}
+
+/// Per repository: what the health view and the next backup need, without reading history.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoStats {
+    pub last_backup_id: Option<String>,
+    pub last_status: Option<String>,
+    pub last_finished_at_ms: Option<i64>,
+    pub last_success_id: Option<String>,
+    pub last_success_at_ms: Option<i64>,
+    /// The parent of the next backup.
+    pub last_snapshot_id: Option<String>,
+    pub completed_total: u64,
+    pub failed_total: u64,
+    pub added_bytes_total: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn of(state: &TaskState) -> Self {
+        match state {
+            TaskState::Pending { .. } => Status::Pending,
+            TaskState::Leased { .. } => Status::Running,
+            TaskState::Completed { .. } => Status::Completed,
+            TaskState::Failed { .. } => Status::Failed,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed)
+    }
+}
+
+/// One backup. Also the content of its catalog object (`<org>/<repo>/catalog/<id>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    pub id: String,
+    pub org_id: String,
+    pub repo_id: String,
+    pub org_name: String,
+    pub repo_name: String,
+    pub backup_type: String,
+    pub trigger: String,
+    pub status: Status,
+    pub error: Option<String>,
+    pub created_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+    pub size_bytes: u64,
+    pub added_bytes: u64,
+    pub counts: Counts,
+    pub snapshot_id: Option<String>,
+    pub parent_snapshot_id: Option<String>,
+    pub task_id: String,
+    pub attempt: u32,
+    pub bytes_received: u64,
+    pub priority: u8,
+    pub worker_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRecord {
+    pub id: String,
+    pub backup_id: String,
+    pub org_id: String,
+    pub repo_id: String,
+    pub repo_full_name: String,
+    pub restore_type: String,
+    pub target: String,
+    pub target_url: Option<String>,
+    pub sealed_target_token: Option<String>,
+    pub status: Status,
+    pub error: Option<String>,
+    pub created_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    pub refs_pushed: u64,
+    pub artifact_path: Option<String>,
+    pub artifact_bytes: u64,
+    pub artifact_sha256: Option<String>,
+    pub task_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Backup,
+    Restore,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Backup => "backup",
+            TaskKind::Restore => "restore",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub kind: TaskKind,
+    pub org_id: String,
+    pub repo_id: String,
+    /// The backup or restore this task produces.
+    pub subject_id: String,
+    pub priority: u8,
+    pub enqueued_at_ms: i64,
+    pub seq: u64,
+    pub lease: LeaseState,
+    /// Equal triggers collapse onto this task while it is pending or running.
+    pub idempotency_key: String,
+    /// The attempt whose completion was accepted.
+    pub committed_attempt: Option<u32>,
+}

@@ -1,0 +1,275 @@
+//! Typed domain stores over the byte-level [`KvBackend`]. Nothing above this module sees bytes.
+//!
+//! Key layout (all UTF-8):
+//! ```text
+//! org/<org-id>                  OrgRecord
+//! org-name/<name>               org id            (create-only: names are unique)
+//! repo/<repo-id>                RepoRecord
+//! repo-name/<org-id>/<name>     repo id           (create-only)
+//! repo-stats/<repo-id>          RepoStats
+//! task/<task-id>                TaskRecord
+//! backup/<repo-id>/<backup-id>  BackupRecord      (the latest RECENT_BACKUPS per repository)
+//! restore/<restore-id>          RestoreRecord
+//! ```
+//! Backup history beyond the latest records lives in the catalog objects in storage.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::kv::json::{decode_json, get_json, put_json_op};
+use crate::kv::{Compare, KeyRange, KvBackend, KvError, Op, Txn};
+use crate::model::{BackupRecord, OrgRecord, RepoRecord, RepoStats, RestoreRecord, TaskRecord};
+
+/// Backup records kept per repository in the store; older ones are read from the catalog.
+pub const RECENT_BACKUPS: usize = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Kv(#[from] KvError),
+    #[error("{what} {name:?} already exists")]
+    AlreadyExists { what: &'static str, name: String },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Clone)]
+pub struct Store {
+    kv: Arc<dyn KvBackend>,
+}
+
+fn org_key(id: &str) -> String {
+    format!("org/{id}")
+}
+fn org_name_key(name: &str) -> String {
+    format!("org-name/{name}")
+}
+fn repo_key(id: &str) -> String {
+    format!("repo/{id}")
+}
+fn repo_name_key(org_id: &str, name: &str) -> String {
+    format!("repo-name/{org_id}/{name}")
+}
+fn stats_key(repo_id: &str) -> String {
+    format!("repo-stats/{repo_id}")
+}
+fn task_key(id: &str) -> String {
+    format!("task/{id}")
+}
+fn backup_key(repo_id: &str, id: &str) -> String {
+    format!("backup/{repo_id}/{id}")
+}
+fn restore_key(id: &str) -> String {
+    format!("restore/{id}")
+}
+
+/// A batch of writes applied in one transaction.
+#[derive(Default)]
+pub struct Batch {
+    ops: Vec<Op>,
+    err: Option<KvError>,
+}
+
+impl Batch {
+    fn put<T: Serialize>(&mut self, key: String, value: &T) {
+        match put_json_op(key.as_bytes(), value) {
+            Ok(op) => self.ops.push(op),
+            Err(e) => self.err = Some(e),
+        }
+    }
+    pub fn task(&mut self, t: &TaskRecord) -> &mut Self {
+        self.put(task_key(&t.id), t);
+        self
+    }
+    pub fn backup(&mut self, b: &BackupRecord) -> &mut Self {
+        self.put(backup_key(&b.repo_id, &b.id), b);
+        self
+    }
+    pub fn stats(&mut self, repo_id: &str, s: &RepoStats) -> &mut Self {
+        self.put(stats_key(repo_id), s);
+        self
+    }
+    pub fn restore(&mut self, r: &RestoreRecord) -> &mut Self {
+        self.put(restore_key(&r.id), r);
+        self
+    }
+    pub fn repo(&mut self, r: &RepoRecord) -> &mut Self {
+        self.put(repo_key(&r.id), r);
+        self
+    }
+    pub fn delete_backup(&mut self, repo_id: &str, id: &str) -> &mut Self {
+        self.ops.push(Op::delete(backup_key(repo_id, id)));
+        self
+    }
+}
+
+impl Store {
+    pub fn new(kv: Arc<dyn KvBackend>) -> Self {
+        Self { kv }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.kv.name()
+    }
+
+    /// Applies every write of `batch` atomically.
+    pub async fn apply(&self, batch: Batch) -> StoreResult<()> {
+        if let Some(e) = batch.err {
+            return Err(e.into());
+        }
+        if batch.ops.is_empty() {
+            return Ok(());
+        }
+        self.kv.txn(Txn::new().and_then(batch.ops)).await?;
+        Ok(())
+    }
+
+    async fn get<T: DeserializeOwned>(&self, key: &str) -> StoreResult<Option<T>> {
+        Ok(get_json::<T>(self.kv.as_ref(), key.as_bytes())
+            .await?
+            .map(|v| v.value))
+    }
+
+    async fn list<T: DeserializeOwned>(&self, prefix: &str) -> StoreResult<Vec<T>> {
+        let kvs = self
+            .kv
+            .range(KeyRange::prefix(prefix.as_bytes()), None)
+            .await?;
+        kvs.iter()
+            .map(|kv| decode_json::<T>(kv).map(|v| v.value).map_err(Into::into))
+            .collect()
+    }
+
+    /// Creates the record and its name index together, or neither when the name is taken.
+    async fn create_named<T: Serialize>(
+        &self,
+        what: &'static str,
+        display: &str,
+        name_key: String,
+        id: &str,
+        key: String,
+        value: &T,
+    ) -> StoreResult<()> {
+        let txn = Txn::new()
+            .when(vec![Compare::absent(name_key.as_bytes())])
+            .and_then(vec![
+                Op::put(name_key.as_bytes(), id.as_bytes()),
+                put_json_op(key.as_bytes(), value)?,
+            ]);
+        if self.kv.txn(txn).await?.succeeded {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists {
+                what,
+                name: display.to_string(),
+            })
+        }
+    }
+
+    // Organisations.
+
+    pub async fn create_org(&self, org: &OrgRecord) -> StoreResult<()> {
+        self.create_named(
+            "organisation",
+            &org.name,
+            org_name_key(&org.name),
+            &org.id,
+            org_key(&org.id),
+            org,
+        )
+        .await
+    }
+
+    pub async fn org(&self, id: &str) -> StoreResult<Option<OrgRecord>> {
+        self.get(&org_key(id)).await
+    }
+
+    pub async fn org_by_name(&self, name: &str) -> StoreResult<Option<OrgRecord>> {
+        match self.kv.get(org_name_key(name).as_bytes()).await? {
+            Some(kv) => self.org(&String::from_utf8_lossy(&kv.value)).await,
+            None => Ok(None),
+        }
+    }
+
+    pub async fn orgs(&self) -> StoreResult<Vec<OrgRecord>> {
+        self.list("org/").await
+    }
+
+    // Repositories.
+
+    pub async fn create_repo(&self, repo: &RepoRecord) -> StoreResult<()> {
+        self.create_named(
+            "repository",
+            &repo.full_name(),
+            repo_name_key(&repo.org_id, &repo.name),
+            &repo.id,
+            repo_key(&repo.id),
+            repo,
+        )
+        .await
+    }
+
+    pub async fn repo(&self, id: &str) -> StoreResult<Option<RepoRecord>> {
+        self.get(&repo_key(id)).await
+    }
+
+    pub async fn repo_by_name(&self, org_id: &str, name: &str) -> StoreResult<Option<RepoRecord>> {
+        match self.kv.get(repo_name_key(org_id, name).as_bytes()).await? {
+            Some(kv) => self.repo(&String::from_utf8_lossy(&kv.value)).await,
+            None => Ok(None),
+        }
+    }
+
+    pub async fn repos(&self) -> StoreResult<Vec<RepoRecord>> {
+        self.list("repo/").await
+    }
+
+    pub async fn stats(&self, repo_id: &str) -> StoreResult<RepoStats> {
+        Ok(self.get(&stats_key(repo_id)).await?.unwrap_or_default())
+    }
+
+    // Tasks.
+
+    pub async fn task(&self, id: &str) -> StoreResult<Option<TaskRecord>> {
+        self.get(&task_key(id)).await
+    }
+
+    /// Every task record (the coordinator loads the active ones at start-up).
+    pub async fn tasks(&self) -> StoreResult<Vec<TaskRecord>> {
+        self.list("task/").await
+    }
+
+    // Backups (recent records only).
+
+    pub async fn recent_backups(&self, repo_id: &str) -> StoreResult<Vec<BackupRecord>> {
+        self.list(&format!("backup/{repo_id}/")).await
+    }
+
+    pub async fn backup(&self, repo_id: &str, id: &str) -> StoreResult<Option<BackupRecord>> {
+        self.get(&backup_key(repo_id, id)).await
+    }
+
+    /// Replaces a repository's recent records and stats in one transaction (rebuild-catalog).
+    pub async fn replace_backups(
+        &self,
+        repo_id: &str,
+        records: &[BackupRecord],
+        stats: &RepoStats,
+    ) -> StoreResult<()> {
+        let mut ops = vec![Op::delete_prefix(format!("backup/{repo_id}/").into_bytes())];
+        for b in records {
+            ops.push(put_json_op(backup_key(repo_id, &b.id).as_bytes(), b)?);
+        }
+        ops.push(put_json_op(stats_key(repo_id).as_bytes(), stats)?);
+        self.kv.txn(Txn::new().and_then(ops)).await?;
+        Ok(())
+    }
+
+    // Restores.
+
+    pub async fn restore(&self, id: &str) -> StoreResult<Option<RestoreRecord>> {
+        self.get(&restore_key(id)).await
+    }
+}

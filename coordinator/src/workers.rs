@@ -1,0 +1,87 @@
+//! The live worker fleet, in memory: workers re-register after a coordinator restart.
+
+use std::collections::{BTreeSet, HashMap};
+
+use parking_lot::Mutex;
+
+#[derive(Debug, Clone)]
+pub struct WorkerEntry {
+    pub id: String,
+    pub name: String,
+    pub slots: u32,
+    pub draining: bool,
+    pub registered_at_ms: i64,
+    pub last_heartbeat_ms: i64,
+    pub tasks: BTreeSet<String>,
+}
+
+#[derive(Default)]
+pub struct WorkerRegistry {
+    inner: Mutex<HashMap<String, WorkerEntry>>,
+}
+
+impl WorkerRegistry {
+    pub fn register(&self, entry: WorkerEntry) {
+        self.inner.lock().insert(entry.id.clone(), entry);
+    }
+
+    /// Records a heartbeat; `false` when the worker is unknown (it must register again).
+    pub fn heartbeat(&self, id: &str, draining: bool, now_ms: i64) -> bool {
+        match self.inner.lock().get_mut(id) {
+            Some(w) => {
+                w.last_heartbeat_ms = now_ms;
+                w.draining = draining;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn is_known(&self, id: &str) -> bool {
+        self.inner.lock().contains_key(id)
+    }
+
+    pub fn is_draining(&self, id: &str) -> bool {
+        self.inner.lock().get(id).is_some_and(|w| w.draining)
+    }
+
+    pub fn assign(&self, id: &str, task_id: &str) {
+        if let Some(w) = self.inner.lock().get_mut(id) {
+            w.tasks.insert(task_id.to_string());
+        }
+    }
+
+    pub fn unassign(&self, id: &str, task_id: &str) {
+        if let Some(w) = self.inner.lock().get_mut(id) {
+            w.tasks.remove(task_id);
+        }
+    }
+
+    /// Forgets workers silent for longer than `ttl_ms`; returns their ids.
+    pub fn expire(&self, now_ms: i64, ttl_ms: i64) -> Vec<String> {
+        let mut m = self.inner.lock();
+        let dead: Vec<String> = m
+            .values()
+            .filter(|w| now_ms - w.last_heartbeat_ms > ttl_ms)
+            .map(|w| w.id.clone())
+            .collect();
+        for id in &dead {
+            m.remove(id);
+        }
+        dead
+    }
+
+    pub fn list(&self) -> Vec<WorkerEntry> {
+        let mut v: Vec<_> = self.inner.lock().values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    /// Total slots and slots in use, for the desired-worker metric.
+    pub fn capacity(&self) -> (u64, u64) {
+        let m = self.inner.lock();
+        m.values().fold((0, 0), |(s, u), w| {
+            (s + u64::from(w.slots), u + w.tasks.len() as u64)
+        })
+    }
+}

@@ -1,0 +1,207 @@
+//! `ls-remote` and pushes with the git CLI (gix has no push).
+//!
+//! The child never reads user or system configuration (`GIT_CONFIG_NOSYSTEM`,
+//! `GIT_CONFIG_GLOBAL=/dev/null`, a throw-away `HOME`), never prompts (`GIT_TERMINAL_PROMPT=0`),
+//! and receives the auth header only through `GIT_CONFIG_COUNT`/`KEY_0`/`VALUE_0`.
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    process::{Command, Output, Stdio},
+};
+
+use super::{
+    Remote,
+    error::{GitError, scrub},
+};
+
+/// The result of [`push_mirror`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// Number of refs created or updated on the target.
+    pub refs_pushed: u64,
+}
+
+/// Lists the refs of `remote` under `refs/` (not `HEAD`, not peeled `^{}` entries), by full name,
+/// to hex ids.
+pub fn ls_remote(remote: &Remote) -> Result<BTreeMap<String, String>, GitError> {
+    let url = remote.checked_url()?;
+    let home =
+        tempfile::tempdir().map_err(|e| GitError::io("creating a temporary HOME for git", e))?;
+    let output = run(
+        git(remote, home.path(), None).args(["ls-remote", "--", &url]),
+        remote,
+        &url,
+        "ls-remote",
+    )?;
+    if !output.status.success() {
+        return Err(classify_stderr(&output, &url, "list refs of", remote));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut refs = BTreeMap::new();
+    for line in stdout.lines() {
+        let Some((id, name)) = line.split_once('\t') else {
+            continue;
+        };
+        if name.starts_with("refs/") && !name.ends_with("^{}") {
+            refs.insert(name.to_owned(), id.to_owned());
+        }
+    }
+    Ok(refs)
+}
+
+/// Pushes every ref of the bare repository at `bare_dir` to `remote`, which must have no refs.
+///
+/// The target is listed first; if it has any ref the push is refused with
+/// [`GitError::TargetNotEmpty`] (a restore must never mix histories). Then `refs/*:refs/*` is
+/// pushed without force, so the target ends with exactly the repository's refs; refs the target
+/// rejects (e.g. hidden refs such as GitHub's `refs/pull/*`) are reported in
+/// [`GitError::RefsRejected`] while the others stay pushed.
+pub fn push_mirror(bare_dir: &Path, remote: &Remote) -> Result<PushOutcome, GitError> {
+    let url = remote.checked_url()?;
+    let existing = ls_remote(remote)?;
+    if !existing.is_empty() {
+        return Err(GitError::TargetNotEmpty {
+            url,
+            refs: existing.len(),
+        });
+    }
+    if !bare_dir.is_dir() {
+        return Err(GitError::NotARepository {
+            path: bare_dir.to_owned(),
+            reason: "no such directory".into(),
+        });
+    }
+    let home =
+        tempfile::tempdir().map_err(|e| GitError::io("creating a temporary HOME for git", e))?;
+    let output = run(
+        git(remote, home.path(), Some(bare_dir)).args([
+            "push",
+            "--porcelain",
+            "--no-verify",
+            "--",
+            &url,
+            "refs/*:refs/*",
+        ]),
+        remote,
+        &url,
+        "push",
+    )?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut pushed = 0u64;
+    let mut rejected = Vec::new();
+    for line in stdout.lines() {
+        let mut fields = line.splitn(3, '\t');
+        let (Some(flag), Some(refs)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let summary = fields.next().unwrap_or("");
+        match flag {
+            "*" | " " | "+" => pushed += 1,
+            "!" => rejected.push(format!(
+                "{} ({summary})",
+                refs.rsplit(':').next().unwrap_or(refs)
+            )),
+            _ => {}
+        }
+    }
+    if !rejected.is_empty() {
+        return Err(GitError::RefsRejected {
+            url,
+            refs: rejected.join(", "),
+        });
+    }
+    if !output.status.success() {
+        return Err(classify_stderr(&output, &url, "push to", remote));
+    }
+    Ok(PushOutcome {
+        refs_pushed: pushed,
+    })
+}
+
+/// A `git` command isolated from the environment's git configuration, with the auth header in
+/// the environment only.
+fn git(remote: &Remote, home: &Path, git_dir: Option<&Path>) -> Command {
+    let mut cmd = Command::new("git");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GIT_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .env("SSH_ASKPASS", "true")
+        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+    match remote.secret() {
+        Some(header) => {
+            cmd.env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env("GIT_CONFIG_VALUE_0", header);
+        }
+        None => {
+            cmd.env("GIT_CONFIG_COUNT", "0");
+        }
+    }
+    if let Some(dir) = git_dir {
+        cmd.env("GIT_DIR", dir);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn run(cmd: &mut Command, remote: &Remote, url: &str, what: &str) -> Result<Output, GitError> {
+    cmd.output().map_err(|e| {
+        GitError::io(
+            scrub(&format!("running git {what} for {url}"), remote.secret()),
+            e,
+        )
+    })
+}
+
+/// Maps a failed git command to a [`GitError`] by its stderr, scrubbed of the header.
+fn classify_stderr(output: &Output, url: &str, doing: &str, remote: &Remote) -> GitError {
+    let stderr = scrub(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        remote.secret(),
+    );
+    let lower = stderr.to_lowercase();
+    let url = url.to_owned();
+    let detail = if stderr.is_empty() {
+        format!("git exited with {}", output.status)
+    } else {
+        stderr
+    };
+    if lower.contains("repository not found")
+        || lower.contains("not exported")
+        || lower.contains("does not appear to be a git repository")
+        || lower.contains("returned error: 404")
+        || lower.contains("not found")
+    {
+        GitError::RepositoryNotFound { url, detail }
+    } else if lower.contains("authentication failed")
+        || lower.contains("returned error: 401")
+        || lower.contains("returned error: 403")
+        || lower.contains("could not read username")
+        || lower.contains("permission denied")
+    {
+        GitError::AuthenticationFailed { url, detail }
+    } else if lower.contains("connection refused")
+        || lower.contains("could not resolve host")
+        || lower.contains("unable to connect")
+        || lower.contains("timed out")
+        || lower.contains("failed to connect")
+    {
+        GitError::Unreachable { url, detail }
+    } else {
+        GitError::Other {
+            context: format!("git {doing} {url}"),
+            detail,
+        }
+    }
+}

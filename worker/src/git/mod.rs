@@ -1,0 +1,149 @@
+//! Bare git mirrors with gix, and pushes with the git CLI.
+//!
+//! Every function blocks; async callers run them with `spawn_blocking`.
+//!
+//! Credentials travel only as an `http.extraHeader` value held in a [`Secret`]: in memory for
+//! gix, in the environment (`GIT_CONFIG_*`) for the git CLI; never on disk, in argv or in a URL.
+//! URLs that carry credentials themselves are refused.
+
+mod cli;
+mod error;
+mod mirror;
+mod progress;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use repovault_common::secret::Secret;
+
+pub use cli::{PushOutcome, ls_remote, push_mirror};
+pub use error::GitError;
+pub use mirror::{inventory, mirror};
+
+/// Where to fetch from or push to, with the credentials to use.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// The repository URL (`https://`, `http://`, `git://`, `ssh://`, `file://` or a local path).
+    /// Must not contain credentials.
+    pub url: String,
+    /// The full value of an `http.extraHeader` line, e.g. `Authorization: Basic <base64>`.
+    pub auth_header: Option<Secret>,
+}
+
+impl Remote {
+    /// A remote without credentials.
+    pub fn anonymous(url: impl Into<String>) -> Remote {
+        Remote {
+            url: url.into(),
+            auth_header: None,
+        }
+    }
+
+    /// A remote authenticated the way GitHub expects an installation or personal token over
+    /// HTTPS: `Authorization: Basic base64("x-access-token:" + token)`.
+    pub fn with_token(url: impl Into<String>, token: &Secret) -> Remote {
+        let credentials = format!("x-access-token:{}", token.expose());
+        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials.as_bytes());
+        Remote {
+            url: url.into(),
+            auth_header: Some(Secret::new(format!("Authorization: Basic {encoded}"))),
+        }
+    }
+
+    /// The header value, for scrubbing messages.
+    pub(crate) fn secret(&self) -> Option<&str> {
+        self.auth_header.as_ref().map(Secret::expose)
+    }
+
+    /// Refuses URLs that carry credentials or do not parse; returns the URL safe to print.
+    pub(crate) fn checked_url(&self) -> Result<String, GitError> {
+        check_url(&self.url)
+    }
+}
+
+/// The refs of a mirror.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    /// Every ref under `refs/`, by full name, to the hex id it points to (not peeled: an
+    /// annotated tag maps to the tag object). A symbolic ref maps to `ref: <target>`.
+    pub refs: BTreeMap<String, String>,
+    /// The ref `HEAD` points to, e.g. `refs/heads/main`; `None` if `HEAD` is detached or missing.
+    pub head: Option<String>,
+    /// Number of refs under `refs/heads/`.
+    pub branches: u64,
+    /// Number of refs under `refs/tags/`.
+    pub tags: u64,
+    /// Number of distinct commits reachable from all refs (as `git rev-list --all --count`).
+    pub commits: u64,
+}
+
+/// The result of [`mirror`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchOutcome {
+    /// The mirror's refs after the fetch.
+    pub inventory: Inventory,
+    /// Bytes of pack data read from the remote (0 if nothing was new).
+    pub bytes_received: u64,
+    /// Refs deleted from the mirror because the remote no longer has them, sorted.
+    pub pruned: Vec<String>,
+    /// `true` if the mirror was created by this call.
+    pub cloned: bool,
+}
+
+/// Progress of a [`mirror`] call, reported a few times per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GitProgress {
+    /// One of `connecting`, `listing refs`, `receiving`, `indexing`, `updating refs`, `done`.
+    pub phase: &'static str,
+    /// Objects received and indexed so far.
+    pub objects: u64,
+    /// Pack bytes received so far.
+    pub bytes: u64,
+}
+
+/// Validates `url` and returns it; refuses credentials in the URL without echoing them.
+fn check_url(url: &str) -> Result<String, GitError> {
+    let trimmed = url.trim();
+    if trimmed.is_empty() {
+        return Err(GitError::InvalidUrl {
+            url: String::new(),
+            reason: "empty URL".into(),
+        });
+    }
+    if trimmed.starts_with('-') {
+        return Err(GitError::InvalidUrl {
+            url: trimmed.to_owned(),
+            reason: "a URL must not start with '-'".into(),
+        });
+    }
+    if let Ok(parsed) = url::Url::parse(trimmed) {
+        let http = matches!(parsed.scheme(), "http" | "https");
+        if parsed.password().is_some() || (http && !parsed.username().is_empty()) {
+            let mut shown = parsed.clone();
+            // Both calls only fail for URLs that cannot have credentials at all.
+            let _ = shown.set_username("");
+            let _ = shown.set_password(None);
+            return Err(GitError::InvalidUrl {
+                url: shown.to_string(),
+                reason: "the URL contains credentials; pass them as a token instead".into(),
+            });
+        }
+    }
+    match gix::url::parse(trimmed.into()) {
+        Ok(parsed) => {
+            if parsed.password().is_some() {
+                return Err(GitError::InvalidUrl {
+                    url: "[URL with credentials]".into(),
+                    reason: "the URL contains credentials; pass them as a token instead".into(),
+                });
+            }
+            Ok(trimmed.to_owned())
+        }
+        Err(err) => Err(GitError::InvalidUrl {
+            url: trimmed.to_owned(),
+            reason: err.to_string(),
+        }),
+    }
+}
