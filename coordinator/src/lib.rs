@@ -3,6 +3,7 @@
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod http;
 pub mod ids;
 pub mod kv;
 pub mod lease;
@@ -10,5 +11,7 @@ pub mod model;
 pub mod progress;
 pub mod queue;
 pub mod reconcile;
+pub mod server;
+pub mod service;
 pub mod store;
 pub mod workers;

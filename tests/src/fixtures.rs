@@ -63,7 +63,12 @@ pub fn rich_repo_ref_names() -> Vec<String> {
 pub fn git_command(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     cmd.current_dir(dir)
-        .args(["-c", "init.defaultBranch=main", "-c", "core.quotePath=false"])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "core.quotePath=false",
+        ])
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_AUTHOR_NAME", GIT_NAME)
@@ -215,12 +220,18 @@ pub fn rich_repo(base: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let bare_s = bare.to_str().context("non-UTF-8 repository path")?;
     let work_s = work_dir.to_str().context("non-UTF-8 temp path")?;
     git(tmp.path(), &["clone", "-q", bare_s, work_s])?;
-    let mut w = Work { dir: work_dir, t: BASE_TIME };
+    let mut w = Work {
+        dir: work_dir,
+        t: BASE_TIME,
+    };
     w.git(&["checkout", "-q", "-B", "main"])?;
 
     w.commit(
         &[
-            ("README.md", "# Rich\n\nA repository with every kind of ref.\n"),
+            (
+                "README.md",
+                "# Rich\n\nA repository with every kind of ref.\n",
+            ),
             ("src/main.rs", "fn main() {\n    println!(\"hello\");\n}\n"),
         ],
         "Initial commit",
@@ -229,21 +240,43 @@ pub fn rich_repo(base: &Path, name: &str) -> anyhow::Result<PathBuf> {
     w.write(BINARY_PATH, pseudo_random_bytes(0x5EED_0001, BINARY_SIZE))?;
     w.commit(&[], "Add binary asset")?;
     w.commit(
-        &[("src/main.rs", "fn main() {\n    println!(\"hello, world\");\n}\n")],
+        &[(
+            "src/main.rs",
+            "fn main() {\n    println!(\"hello, world\");\n}\n",
+        )],
         "Greet the world",
     )?;
 
     w.git(&["checkout", "-q", "-b", "develop"])?;
-    w.commit(&[("src/feature.rs", "pub fn feature() -> u32 {\n    1\n}\n")], "Add feature")?;
-    w.commit(&[("src/feature.rs", "pub fn feature() -> u32 {\n    42\n}\n")], "Tune feature")?;
+    w.commit(
+        &[("src/feature.rs", "pub fn feature() -> u32 {\n    1\n}\n")],
+        "Add feature",
+    )?;
+    w.commit(
+        &[("src/feature.rs", "pub fn feature() -> u32 {\n    42\n}\n")],
+        "Tune feature",
+    )?;
     w.git(&["checkout", "-q", "main"])?;
     w.commit(
-        &[("README.md", "# Rich\n\nA repository with every kind of ref.\n\nSee src/.\n")],
+        &[(
+            "README.md",
+            "# Rich\n\nA repository with every kind of ref.\n\nSee src/.\n",
+        )],
         "Document layout",
     )?;
-    w.git(&["merge", "-q", "--no-ff", "develop", "-m", "Merge branch 'develop'"])?;
+    w.git(&[
+        "merge",
+        "-q",
+        "--no-ff",
+        "develop",
+        "-m",
+        "Merge branch 'develop'",
+    ])?;
     w.git(&["tag", "-a", "v1.0", "-m", "Release 1.0"])?;
-    w.commit(&[("CHANGELOG.md", "# 1.0\n\n- first release\n")], "Add changelog")?;
+    w.commit(
+        &[("CHANGELOG.md", "# 1.0\n\n- first release\n")],
+        "Add changelog",
+    )?;
     w.git(&["notes", "add", "-m", "Reviewed-by: Repovault Test", "HEAD"])?;
 
     w.git(&["checkout", "-q", "-b", EVOLVE_DELETED_BRANCH, "main"])?;
@@ -253,7 +286,10 @@ pub fn rich_repo(base: &Path, name: &str) -> anyhow::Result<PathBuf> {
     w.commit(&[("topic.txt", "topic 1\ntopic 2\n")], "Topic part 2")?;
     w.git(&["checkout", "-q", "-b", NON_ASCII_BRANCH, "main"])?;
     w.commit(
-        &[("docs/\u{fc}n\u{ef}c\u{f6}de.md", "Gr\u{fc}\u{df}e, na\u{ef}ve caf\u{e9}\n")],
+        &[(
+            "docs/\u{fc}n\u{ef}c\u{f6}de.md",
+            "Gr\u{fc}\u{df}e, na\u{ef}ve caf\u{e9}\n",
+        )],
         "Non-ASCII: na\u{ef}ve \u{fc}",
     )?;
 
@@ -261,7 +297,14 @@ pub fn rich_repo(base: &Path, name: &str) -> anyhow::Result<PathBuf> {
     w.commit(&[("src/pr.rs", "pub fn pr() {}\n")], "Pull request change")?;
     w.git(&["update-ref", "refs/pull/1/head", "HEAD"])?;
     w.git(&["checkout", "-q", "--detach", "main"])?;
-    w.git(&["merge", "-q", "--no-ff", "pr1", "-m", "Merge pull request #1"])?;
+    w.git(&[
+        "merge",
+        "-q",
+        "--no-ff",
+        "pr1",
+        "-m",
+        "Merge pull request #1",
+    ])?;
     w.git(&["update-ref", "refs/pull/1/merge", "HEAD"])?;
 
     w.git(&["checkout", "-q", "--orphan", "orphan"])?;
@@ -307,12 +350,18 @@ pub fn evolve(base: &Path, name: &str) -> anyhow::Result<()> {
     let t: i64 = git(&bare, &["log", "-1", "--format=%ct", "main"])?
         .parse()
         .context("parsing commit time")?;
-    let mut w = Work { dir: work_dir, t: t + 3600 };
+    let mut w = Work {
+        dir: work_dir,
+        t: t + 3600,
+    };
     let n = git(&bare, &["rev-list", "--count", "main"])?;
 
     w.git(&["checkout", "-q", "main"])?;
     w.commit(
-        &[("CHANGELOG.md", &format!("# 1.{n}\n\n- evolved\n\n# 1.0\n\n- first release\n"))],
+        &[(
+            "CHANGELOG.md",
+            &format!("# 1.{n}\n\n- evolved\n\n# 1.0\n\n- first release\n"),
+        )],
         &format!("Evolve main ({n})"),
     )?;
     w.git(&["push", "-q", "origin", "main"])?;
@@ -325,7 +374,10 @@ pub fn evolve(base: &Path, name: &str) -> anyhow::Result<()> {
     let topic = EVOLVE_REWRITTEN_BRANCH;
     w.git(&["checkout", "-q", "-B", topic, &format!("origin/{topic}")])?;
     w.git(&["reset", "-q", "--hard", "HEAD~1"])?;
-    w.commit(&[("topic.txt", &format!("topic rewritten {n}\n"))], "Topic rewritten")?;
+    w.commit(
+        &[("topic.txt", &format!("topic rewritten {n}\n"))],
+        "Topic rewritten",
+    )?;
     w.git(&["push", "-q", "--force", "origin", topic])?;
     Ok(())
 }
@@ -334,7 +386,10 @@ pub fn evolve(base: &Path, name: &str) -> anyhow::Result<()> {
 /// (`git for-each-ref`; annotated tags map to the tag object, not the commit). `HEAD` is not
 /// included; see [`head`].
 pub fn refs(git_dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
-    let out = git(git_dir, &["for-each-ref", "--format=%(refname) %(objectname)"])?;
+    let out = git(
+        git_dir,
+        &["for-each-ref", "--format=%(refname) %(objectname)"],
+    )?;
     out.lines()
         .map(|l| {
             let (name, oid) = l.rsplit_once(' ').context("bad for-each-ref line")?;
@@ -353,7 +408,11 @@ pub fn head(git_dir: &Path) -> anyhow::Result<Option<String>> {
     match out.status.code() {
         Some(0) => Ok(Some(String::from_utf8(out.stdout)?.trim_end().to_string())),
         Some(1) => Ok(None),
-        _ => bail!("git symbolic-ref HEAD in {}: {}", git_dir.display(), String::from_utf8_lossy(&out.stderr)),
+        _ => bail!(
+            "git symbolic-ref HEAD in {}: {}",
+            git_dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     }
 }
 
@@ -383,14 +442,54 @@ fn text_line(rng: &mut Rng, out: &mut String) {
     out.push_str(&indent);
     // `write!` to a String cannot fail.
     let _ = match rng.below(8) {
-        0 => write!(out, "// The {} keeps its {} until the {} is done.", w(rng), w(rng), w(rng)),
-        1 => write!(out, "fn {}_{}(&self, {}: usize) -> Result<{}> {{", w(rng), w(rng), w(rng), w(rng)),
-        2 => write!(out, "let {}_{} = self.{}.{}({})?;", w(rng), rng.below(100), w(rng), w(rng), rng.below(4096)),
-        3 => write!(out, "if {}.len() > {} {{ return Err(Error::{}); }}", w(rng), rng.below(1 << 16), w(rng)),
+        0 => write!(
+            out,
+            "// The {} keeps its {} until the {} is done.",
+            w(rng),
+            w(rng),
+            w(rng)
+        ),
+        1 => write!(
+            out,
+            "fn {}_{}(&self, {}: usize) -> Result<{}> {{",
+            w(rng),
+            w(rng),
+            w(rng),
+            w(rng)
+        ),
+        2 => write!(
+            out,
+            "let {}_{} = self.{}.{}({})?;",
+            w(rng),
+            rng.below(100),
+            w(rng),
+            w(rng),
+            rng.below(4096)
+        ),
+        3 => write!(
+            out,
+            "if {}.len() > {} {{ return Err(Error::{}); }}",
+            w(rng),
+            rng.below(1 << 16),
+            w(rng)
+        ),
         4 => write!(out, "}}"),
-        5 => write!(out, "/// Returns the {} of the {} for {} {}.", w(rng), w(rng), w(rng), rng.below(1000)),
+        5 => write!(
+            out,
+            "/// Returns the {} of the {} for {} {}.",
+            w(rng),
+            w(rng),
+            w(rng),
+            rng.below(1000)
+        ),
         6 => write!(out, "{}.insert({:?}, {}::new());", w(rng), w(rng), w(rng)),
-        _ => write!(out, "self.{} += {}; // {}", w(rng), rng.below(1 << 20), w(rng)),
+        _ => write!(
+            out,
+            "self.{} += {}; // {}",
+            w(rng),
+            rng.below(1 << 20),
+            w(rng)
+        ),
     };
 }
 
@@ -408,7 +507,7 @@ fn push_data(out: &mut Vec<u8>, data: &[u8]) {
 
 /// Makes a realistic bare repository `BASE/NAME` quickly with `git fast-import` and returns its
 /// path. Exactly `commits` commits (`commits >= 1`) are reachable from `main`; the first adds
-/// `files` text files (source-like lines, 1-4 KiB each) spread over a dozen directories, every
+/// `files` text files (source-like lines, 30-90 lines, 1-5 KiB each) spread over a dozen directories, every
 /// later one edits 1-3 of them. Every 500 commits a 3-commit `feature` branch is merged into
 /// `main` with a merge commit; an annotated tag `vN` marks every 1000th commit. Branch `feature`
 /// (the last merged one, if any) remains. Deterministic; HEAD -> `refs/heads/main`.
@@ -418,8 +517,18 @@ pub fn big_repo(base: &Path, name: &str, commits: usize, files: usize) -> anyhow
     }
     let bare = init_bare(base, name)?;
     let dirs = [
-        "src", "src/core", "src/net", "src/util", "src/storage", "src/api", "src/api/v1", "docs",
-        "tests", "benches", "examples", "tools",
+        "src",
+        "src/core",
+        "src/net",
+        "src/util",
+        "src/storage",
+        "src/api",
+        "src/api/v1",
+        "docs",
+        "tests",
+        "benches",
+        "examples",
+        "tools",
     ];
     let mut rng = Rng(0xB16_5EED);
     let paths: Vec<String> = (0..files)
@@ -431,7 +540,7 @@ pub fn big_repo(base: &Path, name: &str, commits: usize, files: usize) -> anyhow
         .collect();
     let mut contents: Vec<Vec<String>> = (0..files)
         .map(|_| {
-            let n = 20 + rng.below(60);
+            let n = 30 + rng.below(50);
             (0..n).map(|_| new_line(&mut rng)).collect()
         })
         .collect();
@@ -448,13 +557,13 @@ pub fn big_repo(base: &Path, name: &str, commits: usize, files: usize) -> anyhow
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
 
     let emit_commit = |buf: &mut Vec<u8>,
-                           branch: &str,
-                           mark: usize,
-                           from: Option<usize>,
-                           merge: Option<usize>,
-                           msg: &str,
-                           changed: &[usize],
-                           contents: &[Vec<String>]| {
+                       branch: &str,
+                       mark: usize,
+                       from: Option<usize>,
+                       merge: Option<usize>,
+                       msg: &str,
+                       changed: &[usize],
+                       contents: &[Vec<String>]| {
         let t = BASE_TIME + mark as i64 * 60;
         let _ = writeln!(buf, "commit refs/heads/{branch}\nmark :{mark}");
         let _ = writeln!(buf, "author {GIT_NAME} <{GIT_EMAIL}> {t} +0000");
@@ -478,10 +587,12 @@ pub fn big_repo(base: &Path, name: &str, commits: usize, files: usize) -> anyhow
         for _ in 0..1 + rng.below(3) {
             let at = rng.below(lines.len());
             match rng.below(4) {
-                0 if lines.len() > 10 => {
-                    lines.remove(at);
+                0 if lines.len() > 30 => {
+                    for _ in 0..(1 + rng.below(5)).min(lines.len() - at) {
+                        lines.remove(at);
+                    }
                 }
-                1 if lines.len() < 150 => {
+                1 if lines.len() < 90 => {
                     for _ in 0..1 + rng.below(5) {
                         lines.insert(at, new_line(rng));
                     }
@@ -493,7 +604,16 @@ pub fn big_repo(base: &Path, name: &str, commits: usize, files: usize) -> anyhow
 
     // Marks are commit numbers 1..=commits.
     let all: Vec<usize> = (0..files).collect();
-    emit_commit(&mut buf, "main", 1, None, None, "Initial import", &all, &contents);
+    emit_commit(
+        &mut buf,
+        "main",
+        1,
+        None,
+        None,
+        "Initial import",
+        &all,
+        &contents,
+    );
     let mut main_tip = 1;
     let mut mark = 1;
     while mark < commits {
@@ -508,12 +628,30 @@ pub fn big_repo(base: &Path, name: &str, commits: usize, files: usize) -> anyhow
                 edit(&mut rng, &mut contents[f]);
                 touched.insert(f);
                 let msg = format!("feature: rework {} ({k})\n", paths[f]);
-                emit_commit(&mut buf, "feature", mark, Some(prev), None, &msg, &[f], &contents);
+                emit_commit(
+                    &mut buf,
+                    "feature",
+                    mark,
+                    Some(prev),
+                    None,
+                    &msg,
+                    &[f],
+                    &contents,
+                );
                 prev = mark;
             }
             mark += 1;
             let changed: Vec<usize> = touched.into_iter().collect();
-            emit_commit(&mut buf, "main", mark, Some(fork), Some(prev), "Merge branch 'feature'\n", &changed, &contents);
+            emit_commit(
+                &mut buf,
+                "main",
+                mark,
+                Some(fork),
+                Some(prev),
+                "Merge branch 'feature'\n",
+                &changed,
+                &contents,
+            );
             main_tip = mark;
         } else {
             mark += 1;
@@ -531,19 +669,35 @@ pub fn big_repo(base: &Path, name: &str, commits: usize, files: usize) -> anyhow
                 paths[changed[0]],
                 changed.len()
             );
-            emit_commit(&mut buf, "main", mark, Some(main_tip), None, &msg, &changed, &contents);
+            emit_commit(
+                &mut buf,
+                "main",
+                mark,
+                Some(main_tip),
+                None,
+                &msg,
+                &changed,
+                &contents,
+            );
             main_tip = mark;
         }
         if mark % 1000 == 0 && main_tip == mark {
             let _ = writeln!(buf, "tag v{}\nfrom :{mark}", mark / 1000);
-            let _ = writeln!(buf, "tagger {GIT_NAME} <{GIT_EMAIL}> {} +0000", BASE_TIME + mark as i64 * 60);
+            let _ = writeln!(
+                buf,
+                "tagger {GIT_NAME} <{GIT_EMAIL}> {} +0000",
+                BASE_TIME + mark as i64 * 60
+            );
             push_data(&mut buf, format!("Release {}\n", mark / 1000).as_bytes());
         }
         if buf.len() > 1 << 16 {
             if let Err(e) = out.write_all(&buf) {
                 drop(out);
                 let o = child.wait_with_output()?;
-                bail!("writing to git fast-import: {e}: {}", String::from_utf8_lossy(&o.stderr));
+                bail!(
+                    "writing to git fast-import: {e}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
             }
             buf.clear();
         }
@@ -553,12 +707,17 @@ pub fn big_repo(base: &Path, name: &str, commits: usize, files: usize) -> anyhow
     drop(out);
     let o = child.wait_with_output()?;
     if !o.status.success() || res.is_err() {
-        bail!("git fast-import failed ({}, {res:?}): {}", o.status, String::from_utf8_lossy(&o.stderr));
+        bail!(
+            "git fast-import failed ({}, {res:?}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     Ok(bare)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -570,12 +729,22 @@ mod tests {
         assert_eq!(r.keys().cloned().collect::<Vec<_>>(), rich_repo_ref_names());
         assert_eq!(head(&repo).unwrap().as_deref(), Some("refs/heads/main"));
         // Annotated vs lightweight tags.
-        assert_eq!(git(&repo, &["cat-file", "-t", "refs/tags/v1.0"]).unwrap(), "tag");
-        assert_eq!(git(&repo, &["cat-file", "-t", "refs/tags/v0.1"]).unwrap(), "commit");
+        assert_eq!(
+            git(&repo, &["cat-file", "-t", "refs/tags/v1.0"]).unwrap(),
+            "tag"
+        );
+        assert_eq!(
+            git(&repo, &["cat-file", "-t", "refs/tags/v0.1"]).unwrap(),
+            "commit"
+        );
         // Merge commits on main and in the pull merge ref.
         let merges = git(&repo, &["rev-list", "--merges", "main"]).unwrap();
         assert_eq!(merges.lines().count(), 1);
-        let pm = git(&repo, &["rev-list", "--parents", "-n1", "refs/pull/1/merge"]).unwrap();
+        let pm = git(
+            &repo,
+            &["rev-list", "--parents", "-n1", "refs/pull/1/merge"],
+        )
+        .unwrap();
         assert_eq!(pm.split(' ').count(), 3);
         assert_eq!(pm.split(' ').nth(1).unwrap(), r["refs/heads/main"]);
         assert_eq!(pm.split(' ').nth(2).unwrap(), r["refs/pull/1/head"]);
@@ -583,7 +752,10 @@ mod tests {
         let note = git(&repo, &["notes", "show", "main"]).unwrap();
         assert!(note.contains("Reviewed-by"));
         // The orphan has no common history with main.
-        let mb = git_command(&repo).args(["merge-base", "main", "orphan"]).output().unwrap();
+        let mb = git_command(&repo)
+            .args(["merge-base", "main", "orphan"])
+            .output()
+            .unwrap();
         assert!(!mb.status.success());
         // The big binary.
         let size = git(&repo, &["cat-file", "-s", &format!("main:{BINARY_PATH}")]).unwrap();
@@ -598,7 +770,10 @@ mod tests {
         // Deterministic: a second one has the same ids.
         let again = rich_repo(base.path(), "again.git").unwrap();
         assert_eq!(refs(&again).unwrap(), r);
-        assert!(rich_repo(base.path(), "rich.git").is_err(), "existing repo must not be overwritten");
+        assert!(
+            rich_repo(base.path(), "rich.git").is_err(),
+            "existing repo must not be overwritten"
+        );
     }
 
     #[test]
@@ -621,14 +796,25 @@ mod tests {
         let main = "refs/heads/main";
         let topic = format!("refs/heads/{EVOLVE_REWRITTEN_BRANCH}");
         assert_ne!(before[main], after[main]);
-        assert_eq!(git(&repo, &["rev-parse", &format!("{}~1", after[main])]).unwrap(), before[main]);
+        assert_eq!(
+            git(&repo, &["rev-parse", &format!("{}~1", after[main])]).unwrap(),
+            before[main]
+        );
         assert!(!after.contains_key(&format!("refs/heads/{EVOLVE_DELETED_BRANCH}")));
         assert_ne!(before[&topic], after[&topic]);
         let is_anc = git_command(&repo)
-            .args(["merge-base", "--is-ancestor", &before[&topic], &after[&topic]])
+            .args([
+                "merge-base",
+                "--is-ancestor",
+                &before[&topic],
+                &after[&topic],
+            ])
             .status()
             .unwrap();
-        assert!(!is_anc.success(), "topic must be rewritten, not fast-forwarded");
+        assert!(
+            !is_anc.success(),
+            "topic must be rewritten, not fast-forwarded"
+        );
         for (k, v) in &before {
             if k != main && *k != topic && !k.ends_with(EVOLVE_DELETED_BRANCH) {
                 assert_eq!(after.get(k), Some(v), "{k} must be untouched");
@@ -649,7 +835,9 @@ mod tests {
         git(&repo, &["update-ref", "--no-deref", "HEAD", &main]).unwrap();
         assert_eq!(head(&repo).unwrap(), None);
         assert!(head(base.path()).is_err());
-        let e = git(base.path(), &["rev-parse", "HEAD"]).unwrap_err().to_string();
+        let e = git(base.path(), &["rev-parse", "HEAD"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a git repository"), "{e}");
     }
 
@@ -672,8 +860,17 @@ mod tests {
         let t = std::time::Instant::now();
         git(&repo, &["fsck", "--full", "--no-dangling", "--no-progress"]).unwrap();
         eprintln!("fsck took {:?}", t.elapsed());
-        // Deterministic.
-        let again = big_repo(base.path(), "again.git", 20_000, 300).unwrap();
-        assert_eq!(refs(&again).unwrap(), r);
+    }
+
+    #[test]
+    fn big_repo_is_deterministic() {
+        let base = tempfile::tempdir().unwrap();
+        let a = big_repo(base.path(), "a.git", 1_100, 20).unwrap();
+        let b = big_repo(base.path(), "b.git", 1_100, 20).unwrap();
+        let r = refs(&a).unwrap();
+        assert_eq!(refs(&b).unwrap(), r);
+        assert_eq!(git(&a, &["rev-list", "--count", "main"]).unwrap(), "1100");
+        assert!(r.contains_key("refs/tags/v1"));
+        assert!(big_repo(base.path(), "c.git", 0, 1).is_err());
     }
 }

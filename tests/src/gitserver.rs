@@ -6,8 +6,8 @@
 //! The git processes run with `GIT_CONFIG_GLOBAL=/dev/null` and `GIT_CONFIG_NOSYSTEM=1`.
 
 use std::io::Read as _;
-use std::os::unix::process::CommandExt as _;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,7 +94,11 @@ impl GitDaemon {
 
     /// `git://127.0.0.1:PORT/NAME`, the repository `BASE/NAME`.
     pub fn url(&self, name: &str) -> String {
-        format!("git://127.0.0.1:{}/{}", self.port, name.trim_start_matches('/'))
+        format!(
+            "git://127.0.0.1:{}/{}",
+            self.port,
+            name.trim_start_matches('/')
+        )
     }
 
     /// The port it listens on (127.0.0.1).
@@ -147,8 +151,6 @@ pub struct RequestRecord {
     pub uri: String,
     /// Status returned.
     pub status: u16,
-    /// Response body bytes sent (counted as streamed; 0 for auth failures' empty bodies).
-    pub body_bytes: u64,
     /// The `Git-Protocol` request header, e.g. `version=2`.
     pub git_protocol: Option<String>,
 }
@@ -249,7 +251,11 @@ impl GitHttp {
 
     /// `http://127.0.0.1:PORT/NAME` (no credentials).
     pub fn url(&self, name: &str) -> String {
-        format!("http://127.0.0.1:{}/{}", self.port, name.trim_start_matches('/'))
+        format!(
+            "http://127.0.0.1:{}/{}",
+            self.port,
+            name.trim_start_matches('/')
+        )
     }
 
     /// [`url`](Self::url) with the server's token as `x-access-token:TOKEN@` credentials (the
@@ -299,10 +305,17 @@ pub fn basic_auth(user: &str, password: &str) -> String {
 }
 
 fn authorized(req: &Request, token: &str) -> bool {
-    let Some(v) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(v) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let Some(enc) = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")) else {
+    let Some(enc) = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))
+    else {
         return false;
     };
     let Ok(dec) = base64::engine::general_purpose::STANDARD.decode(enc.trim()) else {
@@ -350,7 +363,6 @@ async fn handle(
         method: method.clone(),
         uri: uri.clone(),
         status,
-        body_bytes: 0,
         git_protocol: git_protocol.clone(),
     };
     if let Some(token) = &st.token
@@ -360,8 +372,10 @@ async fn handle(
             l.push(record(401));
         }
         let mut r = plain(StatusCode::UNAUTHORIZED, "authentication required\n");
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"git\""));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"git\""),
+        );
         return r;
     }
     match cgi(&st, peer, req).await {
@@ -385,7 +399,9 @@ async fn handle(
 async fn cgi(st: &Shared, peer: SocketAddr, req: Request) -> anyhow::Result<(Response, u16)> {
     use std::os::unix::ffi::OsStrExt as _;
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.context("reading request body")?;
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .context("reading request body")?;
     let path_info = percent_decode(parts.uri.path());
     let mut cmd = tokio::process::Command::new("git");
     cmd.arg("http-backend")
@@ -413,7 +429,11 @@ async fn cgi(st: &Shared, peer: SocketAddr, req: Request) -> anyhow::Result<(Res
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+    if let Some(ct) = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
         cmd.env("CONTENT_TYPE", ct);
     }
     if st.token.is_some() {
@@ -422,11 +442,17 @@ async fn cgi(st: &Shared, peer: SocketAddr, req: Request) -> anyhow::Result<(Res
     // Every other header as HTTP_*: HTTP_CONTENT_ENCODING (gzip'd bodies are inflated by
     // http-backend itself), HTTP_GIT_PROTOCOL (protocol v2), ...
     for (name, value) in &parts.headers {
-        if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH || name == header::AUTHORIZATION {
+        if name == header::CONTENT_TYPE
+            || name == header::CONTENT_LENGTH
+            || name == header::AUTHORIZATION
+        {
             continue;
         }
         if let Ok(v) = value.to_str() {
-            let var = format!("HTTP_{}", name.as_str().to_ascii_uppercase().replace('-', "_"));
+            let var = format!(
+                "HTTP_{}",
+                name.as_str().to_ascii_uppercase().replace('-', "_")
+            );
             cmd.env(var, v);
         }
     }
@@ -460,7 +486,10 @@ async fn cgi(st: &Shared, peer: SocketAddr, req: Request) -> anyhow::Result<(Res
         let n = stdout.read(&mut chunk).await?;
         if n == 0 {
             let status = child.wait().await?;
-            bail!("git http-backend ended ({status}) without complete CGI headers: {:?}", String::from_utf8_lossy(&head));
+            bail!(
+                "git http-backend ended ({status}) without complete CGI headers: {:?}",
+                String::from_utf8_lossy(&head)
+            );
         }
         head.extend_from_slice(&chunk[..n]);
         if head.len() > 64 * 1024 {
@@ -471,10 +500,16 @@ async fn cgi(st: &Shared, peer: SocketAddr, req: Request) -> anyhow::Result<(Res
     let mut status = 200u16;
     let text = String::from_utf8_lossy(&head[..header_end]).into_owned();
     for line in text.lines() {
-        let Some((k, v)) = line.split_once(':') else { continue };
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
         let (k, v) = (k.trim(), v.trim());
         if k.eq_ignore_ascii_case("status") {
-            status = v.split(' ').next().and_then(|s| s.parse().ok()).context("bad CGI Status")?;
+            status = v
+                .split(' ')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .context("bad CGI Status")?;
         } else if let (Ok(name), Ok(value)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
             builder = builder.header(name, value);
         }
@@ -488,7 +523,12 @@ async fn cgi(st: &Shared, peer: SocketAddr, req: Request) -> anyhow::Result<(Res
         child: tokio::process::Child,
         counter: Arc<AtomicU64>,
     }
-    let state = BodyState { prefix: Some(prefix), stdout, child, counter: st.bytes.clone() };
+    let state = BodyState {
+        prefix: Some(prefix),
+        stdout,
+        child,
+        counter: st.bytes.clone(),
+    };
     let stream = futures::stream::unfold(Some(state), |s| async move {
         let mut s = s?;
         if let Some(p) = s.prefix.take()
@@ -511,7 +551,9 @@ async fn cgi(st: &Shared, peer: SocketAddr, req: Request) -> anyhow::Result<(Res
             Err(e) => Some((Err(e), None)),
         }
     });
-    let resp = builder.body(Body::from_stream(stream)).context("building response")?;
+    let resp = builder
+        .body(Body::from_stream(stream))
+        .context("building response")?;
     Ok((resp, status))
 }
 
@@ -520,6 +562,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::fixtures::{self, git, git_command, head, reachable_objects, refs, rich_repo};
@@ -539,7 +582,10 @@ mod tests {
         body: &[u8],
     ) -> (u16, String, Vec<u8>) {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let mut req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        let mut req = format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -556,7 +602,10 @@ mod tests {
 
     fn clone_mirror(url: &str, dst: &Path) -> anyhow::Result<String> {
         let parent = dst.parent().unwrap();
-        git(parent, &["clone", "-q", "--mirror", url, dst.to_str().unwrap()])
+        git(
+            parent,
+            &["clone", "-q", "--mirror", url, dst.to_str().unwrap()],
+        )
     }
 
     #[test]
@@ -565,7 +614,10 @@ mod tests {
         let src = rich_repo(base.path(), "rich.git").unwrap();
         fixtures::empty_repo(base.path(), "dst.git").unwrap();
         let d = GitDaemon::start(base.path()).unwrap();
-        assert_eq!(d.url("rich.git"), format!("git://127.0.0.1:{}/rich.git", d.port()));
+        assert_eq!(
+            d.url("rich.git"),
+            format!("git://127.0.0.1:{}/rich.git", d.port())
+        );
         let out = tempfile::tempdir().unwrap();
         let m = out.path().join("m.git");
         clone_mirror(&d.url("rich.git"), &m).unwrap();
@@ -590,7 +642,10 @@ mod tests {
         let src = rich_repo(base.path(), "rich.git").unwrap();
         fixtures::empty_repo(base.path(), "dst.git").unwrap();
         let h = GitHttp::start(base.path(), Some("s3cret")).unwrap();
-        assert_eq!(h.url("rich.git"), format!("http://127.0.0.1:{}/rich.git", h.port()));
+        assert_eq!(
+            h.url("rich.git"),
+            format!("http://127.0.0.1:{}/rich.git", h.port())
+        );
         let out = tempfile::tempdir().unwrap();
 
         // Right token: full mirror.
@@ -599,30 +654,67 @@ mod tests {
         assert_same_repo(&src, &m);
         assert_eq!(head(&m).unwrap().as_deref(), Some("refs/heads/main"));
         // git uses protocol v2 by default, so HTTP_GIT_PROTOCOL reached the backend.
-        assert!(h.requests().iter().any(|r| r.git_protocol.as_deref() == Some("version=2") && r.status == 200));
+        assert!(
+            h.requests()
+                .iter()
+                .any(|r| r.git_protocol.as_deref() == Some("version=2") && r.status == 200)
+        );
 
         // Wrong token and no token fail.
-        let wrong = h.url("rich.git").replace("http://", "http://x-access-token:nope@");
-        let e = clone_mirror(&wrong, &out.path().join("w.git")).unwrap_err().to_string();
-        assert!(e.contains("Authentication failed") || e.contains("401"), "{e}");
-        let e = clone_mirror(&h.url("rich.git"), &out.path().join("x.git")).unwrap_err().to_string();
-        assert!(e.contains("terminal prompts disabled") || e.contains("401") || e.contains("Authentication"), "{e}");
-        let wrong_user = h.url("rich.git").replace("http://", "http://someone:s3cret@");
+        let wrong = h
+            .url("rich.git")
+            .replace("http://", "http://x-access-token:nope@");
+        let e = clone_mirror(&wrong, &out.path().join("w.git"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Authentication failed") || e.contains("401"),
+            "{e}"
+        );
+        let e = clone_mirror(&h.url("rich.git"), &out.path().join("x.git"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("terminal prompts disabled")
+                || e.contains("401")
+                || e.contains("Authentication"),
+            "{e}"
+        );
+        let wrong_user = h
+            .url("rich.git")
+            .replace("http://", "http://someone:s3cret@");
         assert!(clone_mirror(&wrong_user, &out.path().join("u.git")).is_err());
 
         // Raw: 401 carries the challenge; missing repository is 404 with a good token.
         let p = "/rich.git/info/refs?service=git-upload-pack";
         let (st, head_text, _) = raw_http(h.port(), "GET", p, &[], b"");
         assert_eq!(st, 401);
-        assert!(head_text.to_ascii_lowercase().contains("www-authenticate: basic realm=\"git\""), "{head_text}");
+        assert!(
+            head_text
+                .to_ascii_lowercase()
+                .contains("www-authenticate: basic realm=\"git\""),
+            "{head_text}"
+        );
         let bad = basic_auth(TOKEN_USER, "nope");
-        assert_eq!(raw_http(h.port(), "GET", p, &[("Authorization", &bad)], b"").0, 401);
+        assert_eq!(
+            raw_http(h.port(), "GET", p, &[("Authorization", &bad)], b"").0,
+            401
+        );
         let good = basic_auth(TOKEN_USER, "s3cret");
         let (st, head_text, body) = raw_http(h.port(), "GET", p, &[("Authorization", &good)], b"");
         assert_eq!(st, 200, "{head_text}");
-        assert!(head_text.contains("application/x-git-upload-pack-advertisement"), "{head_text}");
+        assert!(
+            head_text.contains("application/x-git-upload-pack-advertisement"),
+            "{head_text}"
+        );
         assert!(body.starts_with(b"001e# service=git-upload-pack\n"));
-        let (st, _, _) = raw_http(h.port(), "GET", "/nope.git/info/refs?service=git-upload-pack", &[("Authorization", &good)], b"");
+        let (st, _, _) = raw_http(
+            h.port(),
+            "GET",
+            "/nope.git/info/refs?service=git-upload-pack",
+            &[("Authorization", &good)],
+            b"",
+        );
         assert_eq!(st, 404);
         assert!(clone_mirror(&h.authed_url("nope.git"), &out.path().join("n.git")).is_err());
 
@@ -692,7 +784,11 @@ mod tests {
         );
         assert_eq!(st, 200, "{head_text}");
         assert!(head_text.contains("application/x-git-upload-pack-result"));
-        assert!(body.starts_with(b"0008NAK\n"), "{:?}", String::from_utf8_lossy(&body[..body.len().min(64)]));
+        assert!(
+            body.starts_with(b"0008NAK\n"),
+            "{:?}",
+            String::from_utf8_lossy(&body[..body.len().min(64)])
+        );
         assert!(find(&body, b"PACK").is_some());
     }
 
@@ -705,7 +801,10 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let m = out.path().join("m.git");
         let m2 = m.clone();
-        tokio::task::spawn_blocking(move || clone_mirror(&url, &m2)).await.unwrap().unwrap();
+        tokio::task::spawn_blocking(move || clone_mirror(&url, &m2))
+            .await
+            .unwrap()
+            .unwrap();
         assert_same_repo(&src, &m);
         drop(h); // must not panic inside the runtime
     }

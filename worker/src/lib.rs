@@ -1,1 +1,9 @@
+//! The worker: session (register, heartbeat, drain), task runner and the tasks: backup and
+//! restore, with gix for git and rustic_core for the snapshot repository.
+
+pub mod cache;
+pub mod client;
 pub mod git;
+pub mod progress;
+pub mod session;
+pub mod tasks;

@@ -727,6 +727,8 @@ fn io_err(path: &Path, source: std::io::Error) -> RepoError {
 
 /// Classifies a rustic error: wrong password, storage (an opendal error anywhere in the
 /// chain), or anything else with what we were doing.
+// Takes the box because that is `RusticResult`'s error type: callers pass it straight from `map_err`.
+#[allow(clippy::boxed_local)]
 fn map_err(err: Box<RusticError>, location: &str, doing: &'static str) -> RepoError {
     if err.is_incorrect_password() {
         return RepoError::WrongPassword {

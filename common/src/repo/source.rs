@@ -131,3 +131,32 @@ impl<R: Read> Read for TrackedReader<R> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Failing;
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk on fire"))
+        }
+    }
+
+    /// Root can read a mode-000 file, so the end-to-end test may skip; this covers the recording.
+    #[test]
+    fn read_errors_are_recorded() {
+        let errors = SourceErrors::default();
+        let mut r = TrackedReader {
+            inner: Failing,
+            path: PathBuf::from("/code.git/HEAD"),
+            errors: errors.clone(),
+        };
+        assert!(r.read(&mut [0; 8]).is_err());
+        let recorded = errors.lock().clone();
+        assert_eq!(
+            recorded,
+            vec!["reading /code.git/HEAD: disk on fire".to_string()]
+        );
+    }
+}

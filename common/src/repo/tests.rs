@@ -273,7 +273,8 @@ fn unchanged_backup_with_parent_adds_little() {
     );
 
     // A parent that no longer exists: backup proceeds without one.
-    repo.forget(&[third.snapshot_id.clone()]).expect("forget");
+    repo.forget(std::slice::from_ref(&third.snapshot_id))
+        .expect("forget");
     let fourth = repo
         .backup(
             &src,
@@ -476,11 +477,12 @@ fn tags_filter_and_forget() {
     let bad = repo.backup(&src, &request(&["a,b"], None), &no_fence);
     assert!(matches!(bad, Err(RepoError::InvalidInput(_))));
 
-    repo.forget(&[full.snapshot_id.clone()]).expect("forget");
+    repo.forget(std::slice::from_ref(&full.snapshot_id))
+        .expect("forget");
     let left = repo.snapshots().expect("list");
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].id, incr.snapshot_id);
-    repo.forget(&[full.snapshot_id.clone()])
+    repo.forget(std::slice::from_ref(&full.snapshot_id))
         .expect("forget is idempotent");
     assert!(matches!(
         repo.restore(&full.snapshot_id, "", &env.path("gone")),
@@ -577,4 +579,12 @@ fn stock_restic_reads_our_repository() {
     ]);
     assert_eq!(tree(&target), tree(&src));
     run(&["check", "--read-data"]);
+}
+
+/// Callers move a repository into `spawn_blocking` and share it behind an `Arc`.
+#[test]
+fn snapshot_repo_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SnapshotRepo>();
+    assert_send_sync::<RepoError>();
 }

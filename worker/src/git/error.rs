@@ -101,8 +101,8 @@ pub(crate) fn classify(err: &gix::Error, url: &str, doing: &str, secret: Option<
         || lower.contains("not exported")
         || lower.contains("does not appear to be a git repository")
         || lower.contains("could not find repository")
-        || lower.contains("no such file or directory")
-        || lower.contains("does not exist")
+        || (doing == "connect"
+            && (lower.contains("no such file or directory") || lower.contains("does not exist")))
     {
         return GitError::RepositoryNotFound { url, detail };
     }

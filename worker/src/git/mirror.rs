@@ -148,7 +148,7 @@ fn mirror_blocking(
         })?;
     let repo_dir = staging.path().join("mirror.git");
     let init_opts = gix::create::Options {
-        destination_must_be_empty: true,
+        destination_must_be_empty: Some(true),
         ..Default::default()
     };
     let repo = gix::ThreadSafeRepository::init_opts(
@@ -227,7 +227,7 @@ fn ensure_mirror_config(repo: &gix::Repository, dir: &Path) -> Result<(), GitErr
                 context: format!("reading {}", path.display()),
                 detail: e.to_string(),
             })?;
-    file.set_raw_value(&"gc.auto", "0")
+    file.set_raw_value("gc.auto", "0")
         .map_err(|e| GitError::Other {
             context: format!("setting gc.auto in {}", dir.display()),
             detail: e.to_string(),
@@ -274,7 +274,7 @@ fn fetch(
     should_interrupt: &AtomicBool,
 ) -> Result<(u64, Vec<String>), GitError> {
     let secret = remote.secret();
-    let gix_err = |doing: &str| move |e: gix::Error| classify(&e, url, doing, secret);
+    let gix_err = |doing: &'static str| move |e: gix::Error| classify(&e, url, doing, secret);
 
     counters.set_phase(progress::PHASE_CONNECTING);
     let gix_remote = repo

@@ -131,7 +131,7 @@ fn check_url(url: &str) -> Result<String, GitError> {
             });
         }
     }
-    match gix::url::parse(trimmed.into()) {
+    match gix::url::parse(trimmed.as_bytes()) {
         Ok(parsed) => {
             if parsed.password().is_some() {
                 return Err(GitError::InvalidUrl {
@@ -142,7 +142,12 @@ fn check_url(url: &str) -> Result<String, GitError> {
             Ok(trimmed.to_owned())
         }
         Err(err) => Err(GitError::InvalidUrl {
-            url: trimmed.to_owned(),
+            // An unparsable URL with an '@' may hold credentials: do not echo it.
+            url: if trimmed.contains('@') {
+                "[unparsable URL]".into()
+            } else {
+                trimmed.to_owned()
+            },
             reason: err.to_string(),
         }),
     }

@@ -109,7 +109,7 @@ fn build_source(dir: &Path) {
     git(dir, &["tag", "-a", "v1", "-m", "version 1"]);
     git(dir, &["tag", "light", "HEAD~1"]);
     git(dir, &["notes", "add", "-m", "a note", "HEAD"]);
-    git(dir, &["branch", "feature/naïve-ü", "feature"]);
+    git(dir, &["branch", "topic/naïve-ü", "feature"]);
     git(dir, &["branch", "df", "HEAD~1"]);
     git(dir, &["branch", "gone", "HEAD~1"]);
     git(dir, &["branch", "force", "HEAD"]);
@@ -207,7 +207,7 @@ fn mirror_clone_fetch_prune_and_force_over_git_daemon() {
     assert!(first.cloned);
     assert!(first.pruned.is_empty());
     let expected = without_pull_merge(for_each_ref(&src));
-    assert!(expected.contains_key("refs/heads/feature/naïve-ü"));
+    assert!(expected.contains_key("refs/heads/topic/naïve-ü"));
     assert!(expected.contains_key("refs/notes/commits"));
     assert!(expected.contains_key("refs/pull/1/head"));
     assert_eq!(first.inventory.refs, expected);
@@ -333,7 +333,10 @@ fn mirror_over_file_url_and_head_follows_remote() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
     build_source(&src);
-    let remote = Remote::anonymous(file_url(&src));
+    // The header means nothing to file://, but must never reach the disk.
+    let token = Secret::new("file-token-never-on-disk");
+    let remote = Remote::with_token(file_url(&src), &token);
+    let header = remote.auth_header.clone().expect("header");
     let dir = tmp.path().join("m.git");
     std::fs::create_dir(&dir).expect("an existing empty directory is fine");
     let first = run_mirror(&dir, &remote).expect("mirror");
@@ -345,6 +348,16 @@ fn mirror_over_file_url_and_head_follows_remote() {
     let second = run_mirror(&dir, &remote).expect("mirror again");
     assert_eq!(second.inventory.head.as_deref(), Some("refs/heads/feature"));
     assert_eq!(second.bytes_received, 0);
+    let b64 = header.expose().rsplit(' ').next().expect("b64").to_owned();
+    for file in walk_files(&dir) {
+        let bytes = std::fs::read(&file).expect("read");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(&b64) && !text.contains(token.expose()) && !text.contains("extraHeader"),
+            "{} holds the credentials",
+            file.display()
+        );
+    }
     // No stray staging directories are left next to the mirror.
     let names: Vec<_> = std::fs::read_dir(tmp.path())
         .expect("list")
@@ -601,4 +614,30 @@ fn http_auth_failures_are_classified_and_scrubbed() {
         "{err:?}"
     );
     assert!(!tmp.path().join("m.git").exists());
+}
+
+#[test]
+fn unmapped_refs_fail_and_never_prune() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    git(&src, &["init", "-q", "-b", "main"]);
+    commit_file(&src, "a.txt", b"a\n", "a");
+    let remote = Remote::anonymous(file_url(&src));
+    let dir = tmp.path().join("m.git");
+    let first = run_mirror(&dir, &remote).expect("mirror");
+    assert_eq!(first.inventory.branches, 1);
+
+    // Only a ref the mirror refspec excludes is left at the source.
+    git(&src, &["update-ref", "refs/pull/1/merge", "HEAD"]);
+    git(&src, &["update-ref", "-d", "refs/heads/main"]);
+    let err = run_mirror(&dir, &remote).expect_err("nothing maps");
+    assert!(
+        matches!(err, GitError::EmptyMapping { advertised: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        inventory(&dir).expect("inventory").refs,
+        first.inventory.refs
+    );
 }

@@ -1,0 +1,186 @@
+//! Starting a coordinator: gRPC (admin, worker, reflection, health), HTTP (metrics) and the
+//! background loops (reaper, worker expiry, reconciler). Listens on the configured addresses;
+//! port 0 picks a free port and the handle reports the real one (in-process tests).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use repovault_proto::v1 as pb;
+use repovault_proto::v1::admin_service_server::AdminServiceServer;
+use repovault_proto::v1::worker_service_server::WorkerServiceServer;
+
+use crate::config::Settings;
+use crate::core::{Core, CoreParts, now_ms};
+use crate::service::admin::AdminApi;
+use crate::service::auth::TokenCheck;
+use crate::service::worker::WorkerApi;
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Core(#[from] crate::error::CoreError),
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
+}
+
+pub struct CoordinatorHandle {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    pub core: Arc<Core>,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl CoordinatorHandle {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// Stops serving and the background loops, and waits for them.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError> {
+    crate::http::prometheus();
+    let (forget_tx, forget_rx) = tokio::sync::mpsc::unbounded_channel();
+    let core = Core::new(
+        CoreParts {
+            store: Store::new(settings.kv.clone()),
+            storage_config: settings.storage.clone(),
+            master: settings.master_key.clone(),
+            timing: settings.timing,
+            max_attempts: settings.max_attempts,
+        },
+        forget_tx,
+    )
+    .await?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+
+    let listener =
+        TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+    let grpc_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: settings.listen,
+        source,
+    })?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AdminServiceServer<AdminApi>>()
+        .await;
+    health_reporter
+        .set_serving::<WorkerServiceServer<WorkerApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    let admin = AdminServiceServer::with_interceptor(
+        AdminApi { core: core.clone() },
+        TokenCheck::new(settings.admin_token.clone(), "admin token"),
+    );
+    let worker = WorkerServiceServer::with_interceptor(
+        WorkerApi { core: core.clone() },
+        TokenCheck::new(Some(settings.join_token.clone()), "join token"),
+    );
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(admin)
+            .add_service(worker)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "gRPC server stopped");
+        }
+    }));
+
+    let http_addr = match settings.http_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            let app = crate::http::router(core.clone());
+            let stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = axum::serve(l, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "HTTP server stopped");
+                }
+            }));
+            Some(bound)
+        }
+        None => None,
+    };
+
+    // Reaper and worker expiry: every heartbeat interval, so an expired lease is re-queued at
+    // most one H after it expires.
+    {
+        let core = core.clone();
+        let stop = shutdown.clone();
+        let every = settings.timing.heartbeat();
+        let ttl = i64::try_from(settings.timing.lease_ttl().as_millis()).unwrap_or(i64::MAX);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = core.reap().await {
+                    tracing::warn!(error = %e, "reaper");
+                }
+                for w in core.workers.expire(now_ms(), ttl) {
+                    tracing::warn!(worker = %w, "worker silent for a lease TTL; forgotten");
+                }
+            }
+        }));
+    }
+    {
+        let core = core.clone();
+        let stop = shutdown.clone();
+        let interval = settings.reconcile_interval;
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = crate::reconcile::run(core, forget_rx, interval) => {}
+            }
+        }));
+    }
+    tracing::info!(grpc = %grpc_addr, http = ?http_addr, store = settings.kv.name(), "coordinator serving");
+    Ok(CoordinatorHandle {
+        grpc_addr,
+        http_addr,
+        core,
+        shutdown,
+        tasks,
+    })
+}

@@ -1,0 +1,355 @@
+//! AdminService: what the CLI drives.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use repovault_common::secret::Secret;
+use repovault_proto::v1 as pb;
+use repovault_proto::v1::admin_service_server::AdminService;
+
+use crate::core::{Core, format_ms};
+use crate::model::Status as RecordStatus;
+
+use super::convert;
+
+pub struct AdminApi {
+    pub core: Arc<Core>,
+}
+
+/// Download stream chunk: large enough to keep the stream efficient, well under gRPC's default
+/// 4 MiB message limit.
+const DOWNLOAD_CHUNK: usize = 1024 * 1024;
+
+fn token(t: &str) -> Option<Secret> {
+    (!t.is_empty()).then(|| Secret::new(t))
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn add_org(
+        &self,
+        req: Request<pb::AddOrgRequest>,
+    ) -> Result<Response<pb::AddOrgResponse>, Status> {
+        let r = req.into_inner();
+        let provider = if r.provider.is_empty() {
+            "git"
+        } else {
+            &r.provider
+        };
+        let org = self.core.add_org(&r.name, provider).await?;
+        Ok(Response::new(pb::AddOrgResponse {
+            org: Some(convert::org(&org)),
+        }))
+    }
+
+    async fn list_orgs(
+        &self,
+        _: Request<pb::ListOrgsRequest>,
+    ) -> Result<Response<pb::ListOrgsResponse>, Status> {
+        let mut orgs: Vec<_> = self
+            .core
+            .store
+            .orgs()
+            .await
+            .map_err(crate::error::CoreError::from)?
+            .iter()
+            .map(convert::org)
+            .collect();
+        orgs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Response::new(pb::ListOrgsResponse { orgs }))
+    }
+
+    async fn export_org_key(
+        &self,
+        req: Request<pb::ExportOrgKeyRequest>,
+    ) -> Result<Response<pb::ExportOrgKeyResponse>, Status> {
+        let (org, key) = self.core.export_org_key(&req.into_inner().org).await?;
+        Ok(Response::new(pb::ExportOrgKeyResponse {
+            org_id: org.id,
+            key: key.expose().to_string(),
+        }))
+    }
+
+    async fn add_repo(
+        &self,
+        req: Request<pb::AddRepoRequest>,
+    ) -> Result<Response<pb::AddRepoResponse>, Status> {
+        let r = req.into_inner();
+        let full = format!("{}/{}", r.org, r.name);
+        let repo = self.core.add_repo(&full, &r.url, token(&r.token)).await?;
+        Ok(Response::new(pb::AddRepoResponse {
+            repo: Some(convert::repo(&repo, &Default::default())),
+        }))
+    }
+
+    async fn list_repos(
+        &self,
+        req: Request<pb::ListReposRequest>,
+    ) -> Result<Response<pb::ListReposResponse>, Status> {
+        let r = req.into_inner();
+        let repos = self.core.list_repos(Some(&r.org)).await?;
+        Ok(Response::new(pb::ListReposResponse {
+            repos: repos.iter().map(|(r, s)| convert::repo(r, s)).collect(),
+        }))
+    }
+
+    async fn run_backup(
+        &self,
+        req: Request<pb::RunBackupRequest>,
+    ) -> Result<Response<pb::RunBackupResponse>, Status> {
+        let b = self.core.run_backup(&req.into_inner().repo).await?;
+        Ok(Response::new(pb::RunBackupResponse {
+            backup: Some(convert::backup(&b)),
+        }))
+    }
+
+    async fn list_backups(
+        &self,
+        req: Request<pb::ListBackupsRequest>,
+    ) -> Result<Response<pb::ListBackupsResponse>, Status> {
+        let r = req.into_inner();
+        let list = self.core.list_backups(Some(&r.repo)).await?;
+        Ok(Response::new(pb::ListBackupsResponse {
+            backups: list.iter().map(convert::backup).collect(),
+        }))
+    }
+
+    async fn get_backup(
+        &self,
+        req: Request<pb::GetBackupRequest>,
+    ) -> Result<Response<pb::GetBackupResponse>, Status> {
+        let b = self.core.get_backup(&req.into_inner().id).await?;
+        Ok(Response::new(pb::GetBackupResponse {
+            backup: Some(convert::backup(&b)),
+        }))
+    }
+
+    async fn start_restore(
+        &self,
+        req: Request<pb::StartRestoreRequest>,
+    ) -> Result<Response<pb::StartRestoreResponse>, Status> {
+        let r = req.into_inner();
+        let restore = self
+            .core
+            .start_restore(&r.backup_id, &r.r#type, &r.target, &r.url, token(&r.token))
+            .await?;
+        Ok(Response::new(pb::StartRestoreResponse {
+            restore: Some(convert::restore(&restore)),
+        }))
+    }
+
+    async fn get_restore(
+        &self,
+        req: Request<pb::GetRestoreRequest>,
+    ) -> Result<Response<pb::GetRestoreResponse>, Status> {
+        let r = self.core.get_restore(&req.into_inner().id).await?;
+        Ok(Response::new(pb::GetRestoreResponse {
+            restore: Some(convert::restore(&r)),
+        }))
+    }
+
+    type DownloadRestoreStream = ReceiverStream<Result<pb::DownloadChunk, Status>>;
+
+    async fn download_restore(
+        &self,
+        req: Request<pb::DownloadRestoreRequest>,
+    ) -> Result<Response<Self::DownloadRestoreStream>, Status> {
+        let r = self.core.get_restore(&req.into_inner().id).await?;
+        if r.target != "download" {
+            return Err(Status::failed_precondition(format!(
+                "restore {} targets {:?}, not a download",
+                r.id, r.target
+            )));
+        }
+        if r.status != RecordStatus::Completed {
+            return Err(Status::failed_precondition(format!(
+                "restore {} is {}; its download is ready when it is completed",
+                r.id,
+                r.status.as_str()
+            )));
+        }
+        let path = r
+            .artifact_path
+            .clone()
+            .ok_or_else(|| Status::internal("completed download restore has no artifact path"))?;
+        let reader = self
+            .core
+            .storage
+            .reader_with(&path)
+            .chunk(DOWNLOAD_CHUNK)
+            .await
+            .map_err(|e| Status::unavailable(format!("download artifact {path}: {e}")))?;
+        let mut stream = reader
+            .into_bytes_stream(..)
+            .await
+            .map_err(|e| Status::unavailable(format!("download artifact {path}: {e}")))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (total, sha) = (
+            r.artifact_bytes,
+            r.artifact_sha256.clone().unwrap_or_default(),
+        );
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Some(chunk) = stream.next().await {
+                let msg = match chunk {
+                    Ok(bytes) => {
+                        let mut c = pb::DownloadChunk {
+                            data: bytes.to_vec(),
+                            ..Default::default()
+                        };
+                        if std::mem::take(&mut first) {
+                            c.total_bytes = total;
+                            c.sha256 = sha.clone();
+                        }
+                        Ok(c)
+                    }
+                    Err(e) => Err(Status::unavailable(format!(
+                        "reading download artifact: {e}"
+                    ))),
+                };
+                let stop = msg.is_err();
+                if tx.send(msg).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type WatchTaskStream = ReceiverStream<Result<pb::TaskProgress, Status>>;
+
+    async fn watch_task(
+        &self,
+        req: Request<pb::WatchTaskRequest>,
+    ) -> Result<Response<Self::WatchTaskStream>, Status> {
+        let task_id = req.into_inner().task_id;
+        let (latest, mut rx) = self.core.progress.subscribe(&task_id);
+        let task = self
+            .core
+            .task_status(&task_id)
+            .await?
+            .ok_or_else(|| Status::not_found(format!("task {task_id:?} not found")))?;
+        let (tx, out) = tokio::sync::mpsc::channel(64);
+        let status = RecordStatus::of(&task.lease.state);
+        let first = latest
+            .filter(|p| !p.status.is_empty())
+            .unwrap_or_else(|| pb::TaskProgress {
+                task_id: task_id.clone(),
+                attempt: task.lease.attempt,
+                phase: status.as_str().into(),
+                status: status.as_str().into(),
+                error: task
+                    .lease
+                    .last_error
+                    .clone()
+                    .filter(|_| status == RecordStatus::Failed)
+                    .unwrap_or_default(),
+                ..Default::default()
+            });
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            let mut last = first;
+            if tx.send(Ok(last.clone())).await.is_err() {
+                return;
+            }
+            loop {
+                if is_final(&last) {
+                    break;
+                }
+                match rx.recv().await {
+                    Ok(p) => {
+                        last = p;
+                        if tx.send(Ok(last.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+            core.progress.gc(&task_id);
+        });
+        Ok(Response::new(ReceiverStream::new(out)))
+    }
+
+    async fn rebuild_catalog(
+        &self,
+        _: Request<pb::RebuildCatalogRequest>,
+    ) -> Result<Response<pb::RebuildCatalogResponse>, Status> {
+        let (repositories, backups) = self.core.rebuild_catalog().await?;
+        tracing::info!(repositories, backups, "catalog rebuilt from storage");
+        Ok(Response::new(pb::RebuildCatalogResponse {
+            repositories,
+            backups,
+        }))
+    }
+
+    async fn list_workers(
+        &self,
+        _: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let workers = self
+            .core
+            .workers
+            .list()
+            .into_iter()
+            .map(|w| pb::Worker {
+                running: u32::try_from(w.tasks.len()).unwrap_or(u32::MAX),
+                tasks: w.tasks.into_iter().collect(),
+                id: w.id,
+                name: w.name,
+                slots: w.slots,
+                draining: w.draining,
+                registered_at: format_ms(w.registered_at_ms),
+                last_heartbeat_at: format_ms(w.last_heartbeat_ms),
+            })
+            .collect();
+        Ok(Response::new(pb::ListWorkersResponse { workers }))
+    }
+
+    async fn get_queue(
+        &self,
+        _: Request<pb::GetQueueRequest>,
+    ) -> Result<Response<pb::GetQueueResponse>, Status> {
+        let mut entries = Vec::new();
+        for (t, eff) in self.core.queue_snapshot().await {
+            let repo = self.core.store.repo(&t.repo_id).await.ok().flatten();
+            let (state, worker, not_before) = match &t.lease.state {
+                crate::lease::TaskState::Leased { worker_id, .. } => {
+                    ("leased", worker_id.clone(), String::new())
+                }
+                crate::lease::TaskState::Pending { not_before_ms } => (
+                    "pending",
+                    String::new(),
+                    if *not_before_ms > 0 {
+                        format_ms(*not_before_ms)
+                    } else {
+                        String::new()
+                    },
+                ),
+                s => (s.name(), String::new(), String::new()),
+            };
+            entries.push(pb::QueueEntry {
+                task_id: t.id.clone(),
+                kind: t.kind.as_str().into(),
+                repo: repo.as_ref().map(|r| r.full_name()).unwrap_or_default(),
+                org: repo.map(|r| r.org_name).unwrap_or_default(),
+                priority: u32::from(t.priority),
+                effective_priority: u32::from(eff),
+                state: state.into(),
+                attempt: t.lease.attempt,
+                worker_id: worker,
+                enqueued_at: format_ms(t.enqueued_at_ms),
+                not_before,
+            });
+        }
+        Ok(Response::new(pb::GetQueueResponse { entries }))
+    }
+}
+
+fn is_final(p: &pb::TaskProgress) -> bool {
+    p.status == "completed" || p.status == "failed"
+}

@@ -1,0 +1,6 @@
+//! The gRPC services and their authentication.
+
+pub mod admin;
+pub mod auth;
+pub mod convert;
+pub mod worker;

@@ -1,0 +1,174 @@
+//! WorkerService: registration, heartbeats, leases, progress and completion.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use repovault_proto::PROTOCOL_VERSION;
+use repovault_proto::v1 as pb;
+use repovault_proto::v1::worker_service_server::WorkerService;
+
+use crate::core::{Core, now_ms};
+use crate::ids;
+use crate::workers::WorkerEntry;
+
+pub struct WorkerApi {
+    pub core: Arc<Core>,
+}
+
+fn lease_of(t: &Option<pb::LeaseToken>) -> Result<pb::LeaseToken, Status> {
+    t.clone()
+        .filter(|t| !t.task_id.is_empty() && t.attempt > 0)
+        .ok_or_else(|| Status::invalid_argument("lease token (task_id, attempt) is missing"))
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[tonic::async_trait]
+impl WorkerService for WorkerApi {
+    async fn register_worker(
+        &self,
+        req: Request<pb::RegisterWorkerRequest>,
+    ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        let r = req.into_inner();
+        if r.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "worker speaks protocol version {}, this coordinator speaks {PROTOCOL_VERSION}: upgrade the older side",
+                r.protocol_version
+            )));
+        }
+        if r.slots == 0 || r.slots > 256 {
+            return Err(Status::invalid_argument(format!(
+                "slots {} must be within 1..=256",
+                r.slots
+            )));
+        }
+        let id = ids::new_worker_id();
+        let now = now_ms();
+        self.core.workers.register(WorkerEntry {
+            id: id.clone(),
+            name: if r.name.is_empty() {
+                id.clone()
+            } else {
+                r.name.clone()
+            },
+            slots: r.slots,
+            draining: false,
+            registered_at_ms: now,
+            last_heartbeat_ms: now,
+            tasks: Default::default(),
+        });
+        tracing::info!(worker = %id, name = %r.name, slots = r.slots, "worker registered");
+        let t = self.core.timing;
+        Ok(Response::new(pb::RegisterWorkerResponse {
+            worker_id: id,
+            timing: Some(pb::Timing {
+                heartbeat_interval_ms: ms(t.heartbeat()),
+                lease_ttl_ms: ms(t.lease_ttl()),
+                write_deadline_ms: ms(t.write_deadline()),
+                acquire_wait_ms: ms(t.acquire_wait()),
+            }),
+            storage: Some(self.core.storage_config.to_proto()),
+            protocol_version: PROTOCOL_VERSION,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let r = req.into_inner();
+        let (renewed, revoked, reregister) =
+            self.core.heartbeat(&r.worker_id, &r.held, r.draining).await;
+        Ok(Response::new(pb::HeartbeatResponse {
+            renewed,
+            revoked,
+            reregister,
+        }))
+    }
+
+    async fn acquire_task(
+        &self,
+        req: Request<pb::AcquireTaskRequest>,
+    ) -> Result<Response<pb::AcquireTaskResponse>, Status> {
+        let r = req.into_inner();
+        let max = self.core.timing.acquire_wait();
+        let wait = Duration::from_millis(r.wait_ms).min(max);
+        if r.free_slots == 0 {
+            return Ok(Response::new(pb::AcquireTaskResponse { task: None }));
+        }
+        let task = self
+            .core
+            .acquire(&r.worker_id, &r.cached_repo_ids, wait)
+            .await?;
+        Ok(Response::new(pb::AcquireTaskResponse { task }))
+    }
+
+    type TaskEventsStream = ReceiverStream<Result<pb::TaskControl, Status>>;
+
+    async fn task_events(
+        &self,
+        req: Request<Streaming<pb::TaskEvent>>,
+    ) -> Result<Response<Self::TaskEventsStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = inbound.next().await {
+                let Ok(ev) = ev else { break };
+                if let Err(e) = core.task_event(&ev).await {
+                    // A stale lease's progress: tell the worker to stop that task.
+                    tracing::debug!(error = %e, "progress from a stale lease");
+                    if tx
+                        .send(Ok(pb::TaskControl {
+                            lease: ev.lease.clone(),
+                            cancel: true,
+                        }))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn confirm_lease(
+        &self,
+        req: Request<pb::ConfirmLeaseRequest>,
+    ) -> Result<Response<pb::ConfirmLeaseResponse>, Status> {
+        let r = req.into_inner();
+        let tok = lease_of(&r.lease)?;
+        let remaining = self.core.confirm_lease(&r.worker_id, &tok).await?;
+        Ok(Response::new(pb::ConfirmLeaseResponse {
+            remaining_ms: u64::try_from(remaining).unwrap_or(0),
+        }))
+    }
+
+    async fn complete_task(
+        &self,
+        req: Request<pb::CompleteTaskRequest>,
+    ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
+        let r = req.into_inner();
+        lease_of(&r.lease)?;
+        self.core.complete(&r).await?;
+        Ok(Response::new(pb::CompleteTaskResponse {}))
+    }
+
+    async fn release_task(
+        &self,
+        req: Request<pb::ReleaseTaskRequest>,
+    ) -> Result<Response<pb::ReleaseTaskResponse>, Status> {
+        let r = req.into_inner();
+        let tok = lease_of(&r.lease)?;
+        self.core.release(&r.worker_id, &tok, &r.reason).await?;
+        Ok(Response::new(pb::ReleaseTaskResponse {}))
+    }
+}

@@ -1,0 +1,173 @@
+//! The mirror cache: one directory per repository (`<cache>/<repo-id>/`, holding `code.git/`),
+//! capped in size with least-recently-used eviction. A repository's entry is in use while a task
+//! holds its guard, and is never evicted then.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+
+pub struct MirrorCache {
+    root: PathBuf,
+    max_bytes: Option<u64>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    in_use: Mutex<HashMap<String, usize>>,
+}
+
+/// Holds a repository's cache entry for one task.
+pub struct CacheGuard {
+    cache: Arc<MirrorCache>,
+    repo_id: String,
+    _lock: tokio::sync::OwnedMutexGuard<()>,
+    pub dir: PathBuf,
+}
+
+impl Drop for CacheGuard {
+    fn drop(&mut self) {
+        let mut m = self.cache.in_use.lock();
+        if let Some(n) = m.get_mut(&self.repo_id) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.repo_id);
+            }
+        }
+    }
+}
+
+impl MirrorCache {
+    pub fn new(root: PathBuf, max_bytes: Option<u64>) -> std::io::Result<Arc<Self>> {
+        std::fs::create_dir_all(&root)?;
+        Ok(Arc::new(Self {
+            root,
+            max_bytes,
+            locks: Mutex::new(HashMap::new()),
+            in_use: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Takes the repository's entry exclusively (one task per mirror) and marks it used now.
+    pub async fn acquire(self: &Arc<Self>, repo_id: &str) -> std::io::Result<CacheGuard> {
+        let lock = self
+            .locks
+            .lock()
+            .entry(repo_id.to_string())
+            .or_default()
+            .clone();
+        let guard = lock.lock_owned().await;
+        *self.in_use.lock().entry(repo_id.to_string()).or_insert(0) += 1;
+        let dir = self.root.join(repo_id);
+        std::fs::create_dir_all(&dir)?;
+        touch(&self.used_marker(repo_id))?;
+        Ok(CacheGuard {
+            cache: self.clone(),
+            repo_id: repo_id.to_string(),
+            _lock: guard,
+            dir,
+        })
+    }
+
+    fn used_marker(&self, repo_id: &str) -> PathBuf {
+        self.root.join(format!(".{repo_id}.used"))
+    }
+
+    /// Repositories with an entry in the cache (placement hint for the coordinator).
+    pub fn cached_repo_ids(&self) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(&self.root) else {
+            return vec![];
+        };
+        rd.filter_map(Result::ok)
+            .filter(|e| e.path().join("code.git").is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()
+    }
+
+    /// Evicts least recently used entries not in use until the cache fits its cap. Returns the
+    /// evicted repository ids. Blocking (walks directories).
+    pub fn evict(&self) -> std::io::Result<Vec<String>> {
+        let Some(max) = self.max_bytes else {
+            return Ok(vec![]);
+        };
+        let mut entries = Vec::new();
+        let mut total = 0u64;
+        for e in std::fs::read_dir(&self.root)? {
+            let e = e?;
+            if !e.file_type()?.is_dir() {
+                continue;
+            }
+            let Ok(id) = e.file_name().into_string() else {
+                continue;
+            };
+            let size = dir_size(&e.path());
+            let used = std::fs::metadata(self.used_marker(&id))
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            total += size;
+            entries.push((used, id, size));
+        }
+        entries.sort();
+        let mut evicted = Vec::new();
+        for (_, id, size) in entries {
+            if total <= max {
+                break;
+            }
+            if self.in_use.lock().contains_key(&id) {
+                continue;
+            }
+            std::fs::remove_dir_all(self.root.join(&id))?;
+            let _ = std::fs::remove_file(self.used_marker(&id));
+            total = total.saturating_sub(size);
+            tracing::info!(repo = %id, bytes = size, "evicted mirror from cache");
+            evicted.push(id);
+        }
+        Ok(evicted)
+    }
+}
+
+fn touch(p: &Path) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)?;
+    f.set_modified(SystemTime::now())
+}
+
+pub fn dir_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn evicts_least_recently_used_and_spares_entries_in_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = MirrorCache::new(dir.path().to_path_buf(), Some(2500)).expect("cache");
+        for id in ["a", "b", "c"] {
+            let g = cache.acquire(id).await.expect("acquire");
+            std::fs::create_dir_all(g.dir.join("code.git")).expect("mkdir");
+            std::fs::write(g.dir.join("code.git/pack"), vec![0u8; 1000]).expect("write");
+            // Distinct, ordered use times.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let held = cache.acquire("a").await.expect("acquire");
+        // "a" is the least recently used before this acquire, but it is in use now: "b" goes.
+        let evicted = cache.evict().expect("evict");
+        assert_eq!(evicted, vec!["b".to_string()]);
+        drop(held);
+        let mut left = cache.cached_repo_ids();
+        left.sort();
+        assert_eq!(left, vec!["a".to_string(), "c".to_string()]);
+    }
+}

@@ -1,0 +1,142 @@
+//! The work a worker does under a lease.
+
+pub mod backup;
+pub mod restore;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use repovault_common::repo::RepoError;
+use repovault_proto::v1 as pb;
+
+use crate::git::GitError;
+use crate::progress::Progress;
+
+/// A task's failure: its message (never with secrets) and whether another attempt could help.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TaskError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl TaskError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+impl From<GitError> for TaskError {
+    fn from(e: GitError) -> Self {
+        let retryable = !matches!(
+            e,
+            GitError::RepositoryNotFound { .. }
+                | GitError::AuthenticationFailed { .. }
+                | GitError::InvalidUrl { .. }
+                | GitError::TargetNotEmpty { .. }
+                | GitError::EmptyMapping { .. }
+        );
+        Self {
+            message: e.to_string(),
+            retryable,
+        }
+    }
+}
+
+impl From<RepoError> for TaskError {
+    fn from(e: RepoError) -> Self {
+        let retryable = !matches!(e, RepoError::WrongPassword { .. });
+        Self {
+            message: format!("snapshot repository: {e}"),
+            retryable,
+        }
+    }
+}
+
+/// The lease a task runs under, as the worker sees it.
+pub struct LeaseView {
+    pub token: pb::LeaseToken,
+    /// When the coordinator last renewed this lease (monotonic: a paused process sees the pause).
+    pub renewed_at: Mutex<Instant>,
+    /// Past this long without renewal, the task writes nothing more.
+    pub write_deadline: Duration,
+    /// Set when the lease is revoked, the task cancelled, or the worker gives up on it.
+    pub interrupt: Arc<AtomicBool>,
+}
+
+impl LeaseView {
+    /// Whether writes are still allowed on this worker's own clock.
+    pub fn may_write(&self) -> Result<(), String> {
+        let since = self.renewed_at.lock().elapsed();
+        if self.interrupt.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("the task was interrupted (lease revoked or worker stopping)".into());
+        }
+        if since >= self.write_deadline {
+            return Err(format!(
+                "lease not renewed for {since:?} (write deadline {:?}); not writing",
+                self.write_deadline
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the runner hands every task.
+pub struct TaskContext {
+    pub worker_id: String,
+    pub storage: opendal::Operator,
+    pub scratch: std::path::PathBuf,
+    pub cache: Arc<crate::cache::MirrorCache>,
+    pub progress: Progress,
+    pub lease: Arc<LeaseView>,
+    pub client: crate::client::Client,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl TaskContext {
+    /// The commit fence: called by the snapshot repository just before it writes the snapshot
+    /// file. Checks the local write deadline, then confirms the lease with the coordinator.
+    /// Blocking (runs on the blocking pool, inside the snapshot call).
+    pub fn confirm_lease(&self) -> Result<(), String> {
+        self.lease.may_write()?;
+        let mut client = self.client.clone();
+        let req = pb::ConfirmLeaseRequest {
+            worker_id: self.worker_id.clone(),
+            lease: Some(self.lease.token.clone()),
+        };
+        let res = self.runtime.block_on(async move {
+            // One heartbeat of patience: after that the lease is in doubt anyway.
+            tokio::time::timeout(Duration::from_secs(5), client.confirm_lease(req)).await
+        });
+        match res {
+            Ok(Ok(r)) if r.get_ref().remaining_ms > 0 => self.lease.may_write(),
+            Ok(Ok(_)) => Err("lease has no time left".into()),
+            Ok(Err(status)) => Err(format!(
+                "coordinator refused the lease: {}",
+                status.message()
+            )),
+            Err(_) => Err("coordinator did not confirm the lease in time".into()),
+        }
+    }
+}
+
+/// Runs blocking work (gix, rustic) off the async runtime; a panic becomes a retryable error.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TaskError> + Send + 'static,
+) -> Result<T, TaskError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        TaskError::retryable(format!("internal error (panic) in a blocking step: {e}"))
+    })?
+}
