@@ -1,0 +1,220 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "repovault", version, about = "Back up and restore hosted git: organisations, repositories, full history.", long_about = None)]
+pub struct Cli {
+    /// The coordinator's gRPC address.
+    #[arg(
+        long,
+        global = true,
+        env = "REPOVAULT_COORDINATOR",
+        default_value = "http://127.0.0.1:7420"
+    )]
+    pub coordinator: String,
+    /// A file holding the admin token, when the coordinator requires one.
+    #[arg(long, global = true, env = "REPOVAULT_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run a coordinator and N workers on this machine: embedded store, storage under DIR.
+    Standalone(StandaloneArgs),
+    /// Run a coordinator from a TOML configuration file.
+    Coordinator {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run a worker that leases tasks from a coordinator.
+    Worker(WorkerArgs),
+    /// Organisations.
+    #[command(subcommand)]
+    Org(OrgCmd),
+    /// Repositories.
+    #[command(subcommand)]
+    Repo(RepoCmd),
+    /// Backups.
+    #[command(subcommand)]
+    Backup(BackupCmd),
+    /// Restores.
+    #[command(subcommand)]
+    Restore(RestoreCmd),
+    /// Administration.
+    #[command(subcommand)]
+    Admin(AdminCmd),
+    /// The workers connected to the coordinator.
+    Workers,
+    /// The task queue, best first.
+    Queue,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StandaloneArgs {
+    /// State, keys, storage and caches live here (created when missing).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:7420")]
+    pub listen: std::net::SocketAddr,
+    /// HTTP listen address (/metrics, /healthz).
+    #[arg(long, default_value = "127.0.0.1:7421")]
+    pub http_listen: std::net::SocketAddr,
+    /// In-process workers.
+    #[arg(long, default_value_t = 2)]
+    pub workers: u32,
+    /// Heartbeat interval H; every lease timeout derives from it.
+    #[arg(long, default_value = "5s")]
+    pub heartbeat: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// A file holding the coordinator's join token.
+    #[arg(long)]
+    pub join_token_file: PathBuf,
+    /// Tasks run at once.
+    #[arg(long, default_value_t = 2)]
+    pub slots: u32,
+    /// Exit after this long without work (burst pools), e.g. 60s.
+    #[arg(long)]
+    pub exit_when_idle: Option<String>,
+    /// Mirror cache directory.
+    #[arg(long, default_value = "/var/cache/repovault")]
+    pub cache_dir: PathBuf,
+    /// Cap on the mirror cache; least recently used mirrors are evicted above it.
+    #[arg(long)]
+    pub cache_max_bytes: Option<u64>,
+    /// How long running tasks may finish after SIGTERM before they are released.
+    #[arg(long, default_value = "60s")]
+    pub drain_grace: String,
+    /// Name shown in `repovault workers` (default: the host name).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum OrgCmd {
+    /// Add an organisation.
+    Add {
+        name: String,
+        #[arg(long, default_value = "git")]
+        provider: String,
+    },
+    /// List organisations.
+    List,
+    /// The organisation's key.
+    #[command(subcommand)]
+    Key(OrgKeyCmd),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum OrgKeyCmd {
+    /// Write the organisation's key (the restic password of its snapshot repositories) to FILE,
+    /// mode 0600. FILE must not exist.
+    Export {
+        org: String,
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Args, Default)]
+#[group(multiple = false)]
+pub struct TokenArgs {
+    /// Read the token from this environment variable.
+    #[arg(long)]
+    pub token_env: Option<String>,
+    /// Read the token from this file.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RepoCmd {
+    /// Add a repository by URL (git://, http(s)://, file://). The source is not contacted now.
+    Add {
+        /// ORG/NAME
+        name: String,
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// List repositories, optionally of one organisation.
+    List { org: Option<String> },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum BackupCmd {
+    /// Start a manual backup (always full, priority 8).
+    Run {
+        /// ORG/NAME
+        repo: String,
+        /// Wait for the outcome, showing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Backups, newest first (the full history, read from the catalog).
+    List { repo: Option<String> },
+    /// One backup.
+    Show { id: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestoreType {
+    #[value(name = "full_repo")]
+    FullRepo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestoreTarget {
+    New,
+    Download,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RestoreCmd {
+    /// Start a restore of a backup.
+    Start {
+        backup_id: String,
+        #[arg(long = "type", value_enum)]
+        restore_type: RestoreType,
+        #[arg(long, value_enum)]
+        target: RestoreTarget,
+        /// For --target new: the URL of an empty repository to push into.
+        #[arg(long, required_if_eq("target", "new"))]
+        url: Option<String>,
+        /// For --target download: where to put the bare repository (must not exist or be
+        /// empty). A download always waits.
+        #[arg(long, required_if_eq("target", "download"))]
+        path: Option<PathBuf>,
+        #[command(flatten)]
+        token: TokenArgs,
+        /// Wait for the outcome, showing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// One restore.
+    Show { id: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCmd {
+    /// Rebuild the store's view of backups from the catalog objects in storage alone.
+    RebuildCatalog,
+}

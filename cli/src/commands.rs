@@ -1,0 +1,595 @@
+//! The admin commands.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use repovault_proto::v1 as pb;
+
+use crate::args::{
+    AdminCmd, BackupCmd, OrgCmd, OrgKeyCmd, OutputFormat, RepoCmd, RestoreCmd, RestoreTarget,
+};
+use crate::client::{Admin, CliError, read_token};
+use crate::exit;
+use crate::output::{self, fields, human_bytes, is_json, table};
+
+pub async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result<i32, CliError> {
+    match cmd {
+        OrgCmd::Add { name, provider } => {
+            let o = c
+                .add_org(pb::AddOrgRequest { name, provider })
+                .await?
+                .into_inner()
+                .org
+                .unwrap_or_default();
+            if is_json(out) {
+                output::json(&o);
+            } else {
+                println!("organisation {} added (id {})", o.name, o.id);
+            }
+        }
+        OrgCmd::List => {
+            let orgs = c.list_orgs(pb::ListOrgsRequest {}).await?.into_inner().orgs;
+            if is_json(out) {
+                output::json(&orgs);
+            } else {
+                let rows: Vec<Vec<String>> = orgs
+                    .iter()
+                    .map(|o| {
+                        vec![
+                            o.name.clone(),
+                            o.id.clone(),
+                            o.provider.clone(),
+                            o.created_at.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["NAME", "ID", "PROVIDER", "CREATED"], &rows);
+            }
+        }
+        OrgCmd::Key(OrgKeyCmd::Export { org, to }) => {
+            if to.exists() {
+                return Err(CliError::usage(format!(
+                    "{} exists; choose a new file (keys are never overwritten)",
+                    to.display()
+                )));
+            }
+            let r = c
+                .export_org_key(pb::ExportOrgKeyRequest { org: org.clone() })
+                .await?
+                .into_inner();
+            repovault_common::crypto::write_private_file(&to, format!("{}\n", r.key).as_bytes())
+                .map_err(|e| CliError::failed(format!("writing {}: {e}", to.display())))?;
+            if is_json(out) {
+                output::json(&serde_json::json!({"org": org, "org_id": r.org_id, "file": to}));
+            } else {
+                println!(
+                    "key of {org} written to {} (mode 0600); it opens the snapshot repositories under <storage>/{}/",
+                    to.display(),
+                    r.org_id
+                );
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub async fn repo(c: &mut Admin, cmd: RepoCmd, out: OutputFormat) -> Result<i32, CliError> {
+    match cmd {
+        RepoCmd::Add { name, url, token } => {
+            let (org, repo) = name
+                .split_once('/')
+                .ok_or_else(|| CliError::usage(format!("{name:?} is not ORG/NAME")))?;
+            let token = read_token(token.token_env.as_deref(), token.token_file.as_deref())?;
+            let r = c
+                .add_repo(pb::AddRepoRequest {
+                    org: org.into(),
+                    name: repo.into(),
+                    url,
+                    token: token.unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .repo
+                .unwrap_or_default();
+            if is_json(out) {
+                output::json(&r);
+            } else {
+                println!("repository {} added (id {})", r.full_name, r.id);
+            }
+        }
+        RepoCmd::List { org } => {
+            let repos = c
+                .list_repos(pb::ListReposRequest {
+                    org: org.unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .repos;
+            if is_json(out) {
+                output::json(&repos);
+            } else {
+                let rows: Vec<Vec<String>> = repos
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.full_name.clone(),
+                            r.id.clone(),
+                            r.url.clone(),
+                            or_dash(&r.last_backup_status),
+                            or_dash(&r.last_backup_at),
+                        ]
+                    })
+                    .collect();
+                table(&["REPOSITORY", "ID", "URL", "LAST BACKUP", "AT"], &rows);
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_string()
+    }
+}
+
+fn backup_fields(b: &pb::Backup) {
+    let c = b.counts.unwrap_or_default();
+    fields(&[
+        ("id", b.id.clone()),
+        ("repo", b.repo.clone()),
+        ("type", b.r#type.clone()),
+        ("trigger", b.trigger.clone()),
+        ("status", b.status.clone()),
+        ("error", or_dash(&b.error)),
+        ("created_at", b.created_at.clone()),
+        ("finished_at", or_dash(&b.finished_at)),
+        ("size", human_bytes(b.size_bytes)),
+        ("added", human_bytes(b.added_bytes)),
+        ("received", human_bytes(b.bytes_received)),
+        (
+            "branches/tags/commits",
+            format!("{}/{}/{}", c.branches, c.tags, c.commits),
+        ),
+        ("snapshot", or_dash(&b.snapshot_id)),
+        ("attempt", b.attempt.to_string()),
+    ]);
+}
+
+pub async fn backup(c: &mut Admin, cmd: BackupCmd, out: OutputFormat) -> Result<i32, CliError> {
+    match cmd {
+        BackupCmd::Run { repo, wait } => {
+            let b = c
+                .run_backup(pb::RunBackupRequest { repo })
+                .await?
+                .into_inner()
+                .backup
+                .unwrap_or_default();
+            if !wait {
+                if is_json(out) {
+                    output::json(&b);
+                } else {
+                    println!(
+                        "backup {} queued ({} {}, priority {})",
+                        b.id, b.r#type, b.trigger, b.priority
+                    );
+                }
+                return Ok(exit::OK);
+            }
+            watch(c, &b.task_id, &format!("backup {}", b.id), out).await?;
+            let b = c
+                .get_backup(pb::GetBackupRequest { id: b.id })
+                .await?
+                .into_inner()
+                .backup
+                .unwrap_or_default();
+            if is_json(out) {
+                output::json(&b);
+            } else {
+                backup_fields(&b);
+            }
+            Ok(if b.status == "completed" {
+                exit::OK
+            } else {
+                exit::FAILED
+            })
+        }
+        BackupCmd::List { repo } => {
+            let list = c
+                .list_backups(pb::ListBackupsRequest {
+                    repo: repo.unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .backups;
+            if is_json(out) {
+                output::json(&list);
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|b| {
+                        vec![
+                            b.id.clone(),
+                            b.repo.clone(),
+                            b.r#type.clone(),
+                            b.trigger.clone(),
+                            b.status.clone(),
+                            b.created_at.clone(),
+                            human_bytes(b.size_bytes),
+                            human_bytes(b.added_bytes),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "ID",
+                        "REPOSITORY",
+                        "TYPE",
+                        "TRIGGER",
+                        "STATUS",
+                        "CREATED",
+                        "SIZE",
+                        "ADDED",
+                    ],
+                    &rows,
+                );
+            }
+            Ok(exit::OK)
+        }
+        BackupCmd::Show { id } => {
+            let b = c
+                .get_backup(pb::GetBackupRequest { id })
+                .await?
+                .into_inner()
+                .backup
+                .unwrap_or_default();
+            if is_json(out) {
+                output::json(&b);
+            } else {
+                backup_fields(&b);
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn restore_fields(r: &pb::Restore) {
+    fields(&[
+        ("id", r.id.clone()),
+        ("backup", r.backup_id.clone()),
+        ("repo", r.repo.clone()),
+        ("type", r.r#type.clone()),
+        ("target", r.target.clone()),
+        ("url", or_dash(&r.target_url)),
+        ("status", r.status.clone()),
+        ("error", or_dash(&r.error)),
+        ("created_at", r.created_at.clone()),
+        ("finished_at", or_dash(&r.finished_at)),
+        ("refs_pushed", r.refs_pushed.to_string()),
+    ]);
+}
+
+pub async fn restore(c: &mut Admin, cmd: RestoreCmd, out: OutputFormat) -> Result<i32, CliError> {
+    match cmd {
+        RestoreCmd::Start {
+            backup_id,
+            restore_type: _,
+            target,
+            url,
+            path,
+            token,
+            wait,
+        } => {
+            let token = read_token(token.token_env.as_deref(), token.token_file.as_deref())?;
+            if let Some(p) = &path {
+                check_download_dir(p)?;
+            }
+            let r = c
+                .start_restore(pb::StartRestoreRequest {
+                    backup_id,
+                    r#type: "full_repo".into(),
+                    target: match target {
+                        RestoreTarget::New => "new".into(),
+                        RestoreTarget::Download => "download".into(),
+                    },
+                    url: url.unwrap_or_default(),
+                    token: token.unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .restore
+                .unwrap_or_default();
+            if !wait && target == RestoreTarget::New {
+                if is_json(out) {
+                    output::json(&r);
+                } else {
+                    println!("restore {} queued", r.id);
+                }
+                return Ok(exit::OK);
+            }
+            watch(c, &r.task_id, &format!("restore {}", r.id), out).await?;
+            let r = c
+                .get_restore(pb::GetRestoreRequest { id: r.id })
+                .await?
+                .into_inner()
+                .restore
+                .unwrap_or_default();
+            if r.status == "completed"
+                && let Some(p) = &path
+            {
+                download(c, &r, p, out).await?;
+            }
+            if is_json(out) {
+                output::json(&r);
+            } else {
+                restore_fields(&r);
+                if let Some(p) = &path
+                    && r.status == "completed"
+                {
+                    println!("bare repository written to {}", p.display());
+                }
+            }
+            Ok(if r.status == "completed" {
+                exit::OK
+            } else {
+                exit::FAILED
+            })
+        }
+        RestoreCmd::Show { id } => {
+            let r = c
+                .get_restore(pb::GetRestoreRequest { id })
+                .await?
+                .into_inner()
+                .restore
+                .unwrap_or_default();
+            if is_json(out) {
+                output::json(&r);
+            } else {
+                restore_fields(&r);
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn check_download_dir(p: &Path) -> Result<(), CliError> {
+    if p.exists() {
+        let empty = std::fs::read_dir(p)
+            .map_err(|e| CliError::usage(format!("--path {}: {e}", p.display())))?
+            .next()
+            .is_none();
+        if !empty {
+            return Err(CliError::usage(format!(
+                "--path {} exists and is not empty",
+                p.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Streams the artifact, checks its SHA-256, unpacks it beside `dest` and renames it into place:
+/// `dest` is either absent or complete.
+async fn download(
+    c: &mut Admin,
+    r: &pb::Restore,
+    dest: &Path,
+    out: OutputFormat,
+) -> Result<(), CliError> {
+    check_download_dir(dest)?;
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .map_err(|e| CliError::failed(format!("{}: {e}", parent.display())))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".repovault-download-")
+        .tempdir_in(parent)
+        .map_err(|e| {
+            CliError::failed(format!("temporary directory in {}: {e}", parent.display()))
+        })?;
+    let tar_path = tmp.path().join("download.tar");
+    let mut file = std::fs::File::create(&tar_path)
+        .map_err(|e| CliError::failed(format!("{}: {e}", tar_path.display())))?;
+    let mut stream = c
+        .download_restore(pb::DownloadRestoreRequest { id: r.id.clone() })
+        .await?
+        .into_inner();
+    let mut hash = Sha256::new();
+    let (mut got, mut expected_sha, mut total) = (0u64, String::new(), r.artifact_bytes);
+    let bar = progress_bar(out, "download");
+    while let Some(chunk) = stream.message().await? {
+        if !chunk.sha256.is_empty() {
+            expected_sha = chunk.sha256.clone();
+            total = chunk.total_bytes;
+            if let Some(b) = &bar {
+                b.set_length(total);
+            }
+        }
+        hash.update(&chunk.data);
+        got += chunk.data.len() as u64;
+        std::io::Write::write_all(&mut file, &chunk.data)
+            .map_err(|e| CliError::failed(format!("{}: {e}", tar_path.display())))?;
+        if let Some(b) = &bar {
+            b.set_position(got);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    drop(file);
+    let actual = hex::encode(hash.finalize());
+    if got != total || (!expected_sha.is_empty() && actual != expected_sha) {
+        return Err(CliError::failed(format!(
+            "download of restore {} is corrupt: {got} of {total} bytes, sha256 {actual} (expected {expected_sha}); nothing was written to {}",
+            r.id,
+            dest.display()
+        )));
+    }
+    let unpacked = tmp.path().join("unpacked");
+    let f = std::fs::File::open(&tar_path).map_err(|e| CliError::failed(e.to_string()))?;
+    tar::Archive::new(f)
+        .unpack(&unpacked)
+        .map_err(|e| CliError::failed(format!("unpacking the download: {e}")))?;
+    let code = unpacked.join("code.git");
+    if dest.exists() {
+        std::fs::remove_dir(dest)
+            .map_err(|e| CliError::failed(format!("{}: {e}", dest.display())))?;
+    }
+    std::fs::rename(&code, dest).map_err(|e| {
+        CliError::failed(format!("moving the repository to {}: {e}", dest.display()))
+    })?;
+    Ok(())
+}
+
+fn progress_bar(out: OutputFormat, what: &str) -> Option<indicatif::ProgressBar> {
+    if is_json(out) || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(0);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {prefix:>10} {msg} {bytes}/{total_bytes} {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b.set_prefix(what.to_string());
+    b.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(b)
+}
+
+/// Follows a task until it ends: a progress bar on a terminal, phase lines on stderr otherwise
+/// (nothing with --output json, whose stdout is one document).
+async fn watch(
+    c: &mut Admin,
+    task_id: &str,
+    what: &str,
+    out: OutputFormat,
+) -> Result<pb::TaskProgress, CliError> {
+    let mut stream = c
+        .watch_task(pb::WatchTaskRequest {
+            task_id: task_id.to_string(),
+        })
+        .await?
+        .into_inner();
+    let bar = progress_bar(out, "");
+    let mut last_phase = String::new();
+    let mut last = pb::TaskProgress::default();
+    while let Some(p) = stream.message().await? {
+        if let Some(b) = &bar {
+            b.set_message(format!("{what}: {} {}", p.phase, p.message));
+            b.set_length(p.total_bytes.max(p.bytes));
+            b.set_position(p.bytes);
+        } else if !is_json(out) && p.phase != last_phase {
+            eprintln!("{what}: {} {}", p.phase, p.message);
+        }
+        last_phase = p.phase.clone();
+        last = p;
+        if last.status == "completed" || last.status == "failed" {
+            break;
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if last.status == "failed" && !is_json(out) {
+        eprintln!("{what} failed: {}", last.error);
+    }
+    Ok(last)
+}
+
+pub async fn admin(c: &mut Admin, cmd: AdminCmd, out: OutputFormat) -> Result<i32, CliError> {
+    match cmd {
+        AdminCmd::RebuildCatalog => {
+            let r = c
+                .rebuild_catalog(pb::RebuildCatalogRequest {})
+                .await?
+                .into_inner();
+            if is_json(out) {
+                output::json(&r);
+            } else {
+                println!(
+                    "catalog rebuilt: {} repositories, {} backups",
+                    r.repositories, r.backups
+                );
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub async fn workers(c: &mut Admin, out: OutputFormat) -> Result<i32, CliError> {
+    let w = c
+        .list_workers(pb::ListWorkersRequest {})
+        .await?
+        .into_inner()
+        .workers;
+    if is_json(out) {
+        output::json(&w);
+    } else {
+        let rows: Vec<Vec<String>> = w
+            .iter()
+            .map(|w| {
+                vec![
+                    w.id.clone(),
+                    w.name.clone(),
+                    format!("{}/{}", w.running, w.slots),
+                    if w.draining {
+                        "draining".into()
+                    } else {
+                        "active".into()
+                    },
+                    w.last_heartbeat_at.clone(),
+                ]
+            })
+            .collect();
+        table(&["ID", "NAME", "RUNNING", "STATE", "LAST HEARTBEAT"], &rows);
+    }
+    Ok(exit::OK)
+}
+
+pub async fn queue(c: &mut Admin, out: OutputFormat) -> Result<i32, CliError> {
+    let q = c
+        .get_queue(pb::GetQueueRequest {})
+        .await?
+        .into_inner()
+        .entries;
+    if is_json(out) {
+        output::json(&q);
+    } else {
+        let rows: Vec<Vec<String>> = q
+            .iter()
+            .map(|e| {
+                vec![
+                    e.task_id.clone(),
+                    e.kind.clone(),
+                    e.repo.clone(),
+                    format!("{} ({})", e.effective_priority, e.priority),
+                    e.state.clone(),
+                    e.attempt.to_string(),
+                    or_dash(&e.worker_id),
+                    e.enqueued_at.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "TASK",
+                "KIND",
+                "REPOSITORY",
+                "PRIORITY",
+                "STATE",
+                "ATTEMPT",
+                "WORKER",
+                "ENQUEUED",
+            ],
+            &rows,
+        );
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,210 @@
+//! Dispatch, and the long-running commands: standalone, coordinator, worker.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use repovault_common::secret::Secret;
+use repovault_coordinator::config::{ConfigError, CoordinatorConfig, Settings};
+use repovault_worker::session::{self, Exit, WorkerConfig};
+
+use crate::args::{Cli, Command, StandaloneArgs, WorkerArgs};
+use crate::client::{CliError, connect};
+use crate::{commands, exit};
+
+pub async fn run_cli(cli: Cli) -> i32 {
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            e.code
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<i32, CliError> {
+    let out = cli.output;
+    let admin = |cli: &Cli| (cli.coordinator.clone(), cli.admin_token_file.clone());
+    match cli.command {
+        Command::Standalone(a) => standalone(a).await,
+        Command::Coordinator { ref config } => coordinator(config).await,
+        Command::Worker(ref a) => worker(&cli.coordinator, a).await,
+        ref other => {
+            let (url, token) = admin(&cli);
+            let mut c = connect(&url, token.as_deref()).await?;
+            match other {
+                Command::Org(cmd) => commands::org(&mut c, clone_cmd(cmd), out).await,
+                Command::Repo(cmd) => commands::repo(&mut c, clone_cmd(cmd), out).await,
+                Command::Backup(cmd) => commands::backup(&mut c, clone_cmd(cmd), out).await,
+                Command::Restore(cmd) => commands::restore(&mut c, clone_cmd(cmd), out).await,
+                Command::Admin(cmd) => commands::admin(&mut c, clone_cmd(cmd), out).await,
+                Command::Workers => commands::workers(&mut c, out).await,
+                Command::Queue => commands::queue(&mut c, out).await,
+                _ => Err(CliError::usage("unhandled command")),
+            }
+        }
+    }
+}
+
+/// Subcommands are plain data; re-parsing them is cheaper than threading ownership through the
+/// match above.
+fn clone_cmd<T: std::fmt::Debug + Clone>(t: &T) -> T {
+    t.clone()
+}
+
+fn init_telemetry() {
+    repovault_common::telemetry::init("info");
+}
+
+/// Cancelled on SIGINT or SIGTERM.
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested");
+        t.cancel();
+    });
+    token
+}
+
+fn config_err(e: ConfigError) -> CliError {
+    CliError::usage(e.to_string())
+}
+
+/// The settings `standalone` runs with (public so tests start the same thing in-process).
+pub async fn standalone_settings(
+    data_dir: &Path,
+    listen: std::net::SocketAddr,
+    http: Option<std::net::SocketAddr>,
+    heartbeat: &str,
+) -> Result<Settings, ConfigError> {
+    let mut cfg = CoordinatorConfig::for_data_dir(data_dir);
+    cfg.listen = listen;
+    cfg.heartbeat_interval = heartbeat.to_string();
+    let mut s = cfg.resolve().await?;
+    s.http_listen = http;
+    Ok(s)
+}
+
+async fn standalone(a: StandaloneArgs) -> Result<i32, CliError> {
+    init_telemetry();
+    let settings = standalone_settings(&a.data_dir, a.listen, Some(a.http_listen), &a.heartbeat)
+        .await
+        .map_err(config_err)?;
+    if let Some(p) = &settings.master_key_created {
+        eprintln!(
+            "generated a new master key at {} (mode 0600): keep a copy, it seals every credential and organisation key",
+            p.display()
+        );
+    }
+    tracing::info!(settings = ?settings, "starting standalone");
+    let join_token = settings.join_token.clone();
+    let handle = repovault_coordinator::server::start(settings)
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    let url = handle.url();
+    eprintln!(
+        "repovault standalone: coordinator on {url}, metrics on http://{}/metrics, {} workers",
+        handle.http_addr.map(|a| a.to_string()).unwrap_or_default(),
+        a.workers
+    );
+    let shutdown = shutdown_signal();
+    let mut workers = tokio::task::JoinSet::new();
+    for i in 0..a.workers {
+        let cfg = WorkerConfig {
+            coordinator: url.clone(),
+            join_token: join_token.clone(),
+            name: format!("standalone-{i}"),
+            slots: 2,
+            exit_when_idle: None,
+            cache_dir: a.data_dir.join("cache").join(format!("worker-{i}")),
+            cache_max_bytes: None,
+            scratch_dir: a.data_dir.join("scratch").join(format!("worker-{i}")),
+            drain_grace: Duration::from_secs(30),
+        };
+        let stop = shutdown.clone();
+        workers.spawn(async move {
+            if let Err(e) = session::run(cfg, stop).await {
+                tracing::error!(error = %e, "worker stopped");
+            }
+        });
+    }
+    shutdown.cancelled().await;
+    while workers.join_next().await.is_some() {}
+    handle.shutdown().await;
+    Ok(exit::OK)
+}
+
+async fn coordinator(config: &Path) -> Result<i32, CliError> {
+    init_telemetry();
+    let cfg = CoordinatorConfig::load(config).map_err(config_err)?;
+    let settings = cfg.resolve().await.map_err(config_err)?;
+    if let Some(p) = &settings.master_key_created {
+        eprintln!("generated a new master key at {} (mode 0600)", p.display());
+    }
+    tracing::info!(settings = ?settings, "starting coordinator");
+    let handle = repovault_coordinator::server::start(settings)
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    shutdown_signal().cancelled().await;
+    handle.shutdown().await;
+    Ok(exit::OK)
+}
+
+async fn worker(url: &str, a: &WorkerArgs) -> Result<i32, CliError> {
+    init_telemetry();
+    let token = std::fs::read_to_string(&a.join_token_file).map_err(|e| {
+        CliError::usage(format!(
+            "--join-token-file {}: {e}",
+            a.join_token_file.display()
+        ))
+    })?;
+    let parse = |what: &str, v: &str| {
+        humantime::parse_duration(v)
+            .map_err(|e| CliError::usage(format!("{what} {v:?} is not a duration like 60s: {e}")))
+    };
+    let cfg = WorkerConfig {
+        coordinator: url.to_string(),
+        join_token: Secret::new(token.trim()),
+        name: a
+            .name
+            .clone()
+            .unwrap_or_else(|| std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into())),
+        slots: a.slots,
+        exit_when_idle: a
+            .exit_when_idle
+            .as_deref()
+            .map(|v| parse("--exit-when-idle", v))
+            .transpose()?,
+        cache_dir: a.cache_dir.clone(),
+        cache_max_bytes: a.cache_max_bytes,
+        scratch_dir: a.cache_dir.join(".scratch"),
+        drain_grace: parse("--drain-grace", &a.drain_grace)?,
+    };
+    match session::run(cfg, shutdown_signal()).await {
+        Ok(Exit::Shutdown) | Ok(Exit::Idle) => Ok(exit::OK),
+        Err(session::WorkerError::Refused(m)) => Err(CliError::new(
+            exit::UNREACHABLE,
+            format!("coordinator refused this worker: {m}"),
+        )),
+        Err(e) => Err(CliError::new(exit::UNREACHABLE, e.to_string())),
+    }
+}
