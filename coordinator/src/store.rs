@@ -252,13 +252,29 @@ impl Store {
     }
 
     /// Replaces a repository's recent records and stats in one transaction (rebuild-catalog).
+    /// Records not in `records` are deleted; a transaction may not both delete and write a key
+    /// (etcd's rule), so the deletes name exactly the keys that go.
     pub async fn replace_backups(
         &self,
         repo_id: &str,
         records: &[BackupRecord],
         stats: &RepoStats,
     ) -> StoreResult<()> {
-        let mut ops = vec![Op::delete_prefix(format!("backup/{repo_id}/").into_bytes())];
+        let keep: std::collections::HashSet<String> =
+            records.iter().map(|b| backup_key(repo_id, &b.id)).collect();
+        let existing = self
+            .kv
+            .range(
+                KeyRange::prefix(format!("backup/{repo_id}/").into_bytes()),
+                None,
+            )
+            .await?;
+        let mut ops = Vec::new();
+        for kv in existing {
+            if !keep.contains(String::from_utf8_lossy(&kv.key).as_ref()) {
+                ops.push(Op::delete(kv.key));
+            }
+        }
         for b in records {
             ops.push(put_json_op(backup_key(repo_id, &b.id).as_bytes(), b)?);
         }

@@ -51,7 +51,6 @@ impl GitDaemon {
                 .arg(format!("--base-path={}", base.display()))
                 .arg("--export-all")
                 .arg("--enable=receive-pack")
-                .arg("--informative-errors")
                 .env("GIT_CONFIG_GLOBAL", "/dev/null")
                 .env("GIT_CONFIG_NOSYSTEM", "1")
                 .env_remove("GIT_DIR")

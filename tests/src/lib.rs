@@ -1,2 +1,5 @@
+//! repovault's test harness: an in-process cluster, real git servers, fixture repositories.
+
+pub mod cluster;
 pub mod fixtures;
 pub mod gitserver;

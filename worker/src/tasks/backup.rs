@@ -108,9 +108,10 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
                     std::fs::remove_dir_all(&code).map_err(|e| {
                         TaskError::retryable(format!("clearing {}: {e}", code.display()))
                     })?;
-                    Ok(git::mirror(&code, &remote, &report, &interrupt)?)
+                    Ok(git::mirror(&code, &remote, &report, &interrupt)
+                        .map_err(|e| diagnose(e, &remote))?)
                 }
-                Err(e) => Err(e.into()),
+                Err(e) => Err(diagnose(e, &remote).into()),
             }
         })
         .await?
@@ -213,4 +214,38 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
             String::new()
         },
     })
+}
+
+/// gix sometimes sees only a closed connection where the server said why (git daemon's "access
+/// denied or repository not exported" races with its hang-up). Ask the git CLI, which reads the
+/// server's message, and keep its verdict when it names the cause.
+fn diagnose(e: GitError, remote: &Remote) -> GitError {
+    if matches!(
+        e,
+        GitError::RepositoryNotFound { .. }
+            | GitError::AuthenticationFailed { .. }
+            | GitError::InvalidUrl { .. }
+            | GitError::Interrupted { .. }
+    ) {
+        return e;
+    }
+    let verdict = git::ls_remote(remote);
+    tracing::debug!(fetch_error = ?e, ls_remote = ?verdict.as_ref().err(), "diagnosing a fetch failure");
+    match verdict {
+        Err(
+            cause @ (GitError::RepositoryNotFound { .. } | GitError::AuthenticationFailed { .. }),
+        ) => cause,
+        // git:// has no authentication: a daemon that hangs up on a path it does not serve
+        // means the repository is not there (git daemon says nothing more unless started with
+        // --informative-errors).
+        Err(GitError::Other { detail, .. })
+            if remote.url.starts_with("git://") && detail.contains("repository exists") =>
+        {
+            GitError::RepositoryNotFound {
+                url: remote.url.clone(),
+                detail: "the git daemon does not serve this repository".into(),
+            }
+        }
+        _ => e,
+    }
 }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace: formatting, lints, a build of every target
+# (benchmark binaries included: compiled, not run) and the test suite under nextest.
+#
+# It installs nothing. Prerequisites: Rust 1.95 with rustfmt and clippy, cargo-nextest, git, and the
+# Debian packages restic, git-lfs and zip (`.ci/run` installs those before calling this script).
+#
+# Environment: NEXTEST_PROFILE (default ci), CARGO_TARGET_DIR (default: cargo's, ./target).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+phase() {
+    local name=$1 start=$SECONDS
+    shift
+    echo "== $name: $*"
+    "$@"
+    echo "== $name: $((SECONDS - start))s"
+}
+
+missing=()
+for tool in cargo cargo-nextest git restic git-lfs zip; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    echo "scripts/test.sh: missing prerequisites: ${missing[*]}" >&2
+    echo "  apt-get install -y --no-install-recommends restic git-lfs zip   (or run .ci/run, which does)" >&2
+    echo "  cargo-nextest: https://nexte.st/docs/installation/" >&2
+    exit 2
+fi
+
+total=$SECONDS
+phase fmt cargo fmt --all -- --check
+phase clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+phase build cargo build --workspace --all-targets --locked
+phase test cargo nextest run --workspace --locked --profile "${NEXTEST_PROFILE:-ci}"
+echo "== all checks and tests passed in $((SECONDS - total))s"

@@ -1,0 +1,588 @@
+//! repovault against "the usual script", side by side in one run.
+//!
+//! A generated repository of realistic size ([`big_repo`]: 20 000 commits and 300 files by
+//! default) is served by a local `git daemon`. Each run then measures:
+//!
+//! 1. first backup: repovault (in-process coordinator and one worker, as `repovault standalone`
+//!    starts them, with a fresh data directory and worker cache) against
+//!    `git clone --mirror git://… DIR && zip -qr ARCHIVE.zip DIR` (the system `zip`);
+//! 2. one new commit is pushed to the source, then the second backup: repovault (same data
+//!    directory and cache) against the script again, which clones afresh and stores a whole new
+//!    archive.
+//!
+//! Runs alternate which side goes first; the report gives the median of every figure. The source
+//! is reset to its original tip before each run, so every run backs up the same history.
+//!
+//! ```text
+//! cargo run --release -p repovault-tests --bin repovault-bench -- [--commits N] [--files N] [--runs N]
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio_util::sync::CancellationToken;
+
+use repovault_common::secret::Secret;
+use repovault_coordinator::model::{BackupRecord, Status};
+use repovault_coordinator::server::CoordinatorHandle;
+use repovault_tests::fixtures::{big_repo, git, git_command, run};
+use repovault_tests::gitserver::GitDaemon;
+use repovault_worker::session::WorkerConfig;
+
+const USAGE: &str = "usage: repovault-bench [--commits N] [--files N] [--runs N]";
+const REPO: &str = "bench/big";
+const BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
+
+struct Args {
+    commits: usize,
+    files: usize,
+    runs: usize,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        commits: 20_000,
+        files: 300,
+        runs: 3,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let slot = match flag.as_str() {
+            "--commits" => &mut a.commits,
+            "--files" => &mut a.files,
+            "--runs" => &mut a.runs,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        };
+        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+        *slot = v
+            .parse()
+            .with_context(|| format!("{flag} {v:?} is not a number"))?;
+        if *slot == 0 {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    Ok(a)
+}
+
+/// Everything one run measures.
+#[derive(Debug, Default, Clone)]
+struct Figures {
+    rv_first: Duration,
+    /// `size_bytes` of the first backup (the repository as backed up).
+    rv_first_size: u64,
+    /// `added_bytes` of the first backup (newly stored, packed).
+    rv_first_added: u64,
+    rv_first_received: u64,
+    rv_second: Duration,
+    rv_second_added: u64,
+    rv_second_received: u64,
+    /// Size of `<data>/storage` after the first and after the second backup.
+    rv_storage_first: u64,
+    rv_storage_second: u64,
+    /// The worker's mirror cache after the second backup (not backup storage; reported apart).
+    rv_cache: u64,
+    script_first: Duration,
+    zip_first: u64,
+    mirror: u64,
+    script_second: Duration,
+    zip_second: u64,
+}
+
+/// The source repository and the daemon serving it.
+struct Source {
+    bare: PathBuf,
+    url: String,
+    tip: String,
+    _daemon: GitDaemon,
+}
+
+impl Source {
+    /// Puts `main` back where the generator left it (the pushed commit becomes unreachable, so
+    /// neither side sees it any more).
+    fn reset(&self) -> Result<()> {
+        git(&self.bare, &["update-ref", "refs/heads/main", &self.tip])?;
+        Ok(())
+    }
+
+    /// Pushes one new commit to `main` over git://, as a developer would: it edits one file of a
+    /// clone sharing the source's objects.
+    fn push_one_commit(&self, scratch: &Path) -> Result<()> {
+        let work = scratch.join("push-work");
+        remove_if_exists(&work)?;
+        let bare = self.bare.to_str().context("non-UTF-8 source path")?;
+        let work_s = work.to_str().context("non-UTF-8 scratch path")?;
+        git(
+            scratch,
+            &["clone", "-q", "--shared", "--no-checkout", bare, work_s],
+        )?;
+        git(&work, &["read-tree", "HEAD"])?;
+        let files = git(&work, &["ls-tree", "-r", "--name-only", "HEAD"])?;
+        let path = files
+            .lines()
+            .find(|p| p.ends_with(".rs"))
+            .context("the source has no .rs file")?
+            .to_string();
+        let mut text = git(&work, &["show", &format!("HEAD:{path}")])?;
+        text.push_str("\n// One more line, from the benchmark.\n");
+        let file = work.join(&path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+        git(&work, &["add", &path])?;
+        git(&work, &["commit", "-q", "-m", "Benchmark: one new commit"])?;
+        git(&work, &["push", "-q", &self.url, "HEAD:refs/heads/main"])?;
+        remove_if_exists(&work)
+    }
+}
+
+/// An in-process coordinator and one worker, started exactly as `repovault standalone` does.
+struct Vault {
+    data: PathBuf,
+    handle: CoordinatorHandle,
+    stop: CancellationToken,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl Vault {
+    async fn start(data: PathBuf) -> Result<Vault> {
+        let settings =
+            repovault_cli::standalone_settings(&data, "127.0.0.1:0".parse()?, None, "1s").await?;
+        let join_token: Secret = settings.join_token.clone();
+        let handle = repovault_coordinator::server::start(settings).await?;
+        let cfg = WorkerConfig {
+            coordinator: handle.url(),
+            join_token,
+            name: "standalone-0".into(),
+            slots: 2,
+            exit_when_idle: None,
+            cache_dir: data.join("cache").join("worker-0"),
+            cache_max_bytes: None,
+            scratch_dir: data.join("scratch").join("worker-0"),
+            drain_grace: Duration::from_secs(30),
+        };
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let worker = tokio::spawn(async move {
+            if let Err(e) = repovault_worker::session::run(cfg, s).await {
+                tracing::error!(error = %e, "worker stopped");
+            }
+        });
+        // Wait for the worker to register, so the timings hold no start-up.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while handle.core.workers.list().is_empty() {
+            if Instant::now() > deadline {
+                bail!("the worker did not register within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Vault {
+            data,
+            handle,
+            stop,
+            worker,
+        })
+    }
+
+    async fn add_repo(&self, url: &str) -> Result<()> {
+        self.handle.core.add_org("bench", "git").await?;
+        self.handle.core.add_repo(REPO, url, None).await?;
+        Ok(())
+    }
+
+    /// Enqueues a backup and waits for it: the time from enqueue to completion, and the record.
+    async fn backup(&self) -> Result<(Duration, BackupRecord)> {
+        let t = Instant::now();
+        let b = self.handle.core.run_backup(REPO).await?;
+        loop {
+            let r = self.handle.core.get_backup(&b.id).await?;
+            match r.status {
+                Status::Completed => return Ok((t.elapsed(), r)),
+                Status::Failed => bail!("backup {} failed: {:?}", r.id, r.error),
+                Status::Pending | Status::Running => {}
+            }
+            if t.elapsed() > BACKUP_TIMEOUT {
+                bail!(
+                    "backup {} still {:?} after {BACKUP_TIMEOUT:?}",
+                    r.id,
+                    r.status
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn storage_bytes(&self) -> Result<u64> {
+        dir_size(&self.data.join("storage"))
+    }
+
+    fn cache_bytes(&self) -> Result<u64> {
+        dir_size(&self.data.join("cache"))
+    }
+
+    async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.worker.await;
+        self.handle.shutdown().await;
+    }
+}
+
+/// The usual script: `git clone --mirror URL NAME.git && zip -qr NAME.zip NAME.git`, in `dir`,
+/// from scratch. Returns its time, the archive's size and the mirror's size (then removes the
+/// mirror, as the script would; the archive stays).
+async fn script(url: &str, dir: &Path, name: &str) -> Result<(Duration, u64, u64)> {
+    let (url, dir, name) = (url.to_string(), dir.to_path_buf(), name.to_string());
+    tokio::task::spawn_blocking(move || -> Result<(Duration, u64, u64)> {
+        let mirror = format!("{name}.git");
+        let zip = dir.join(format!("{name}.zip"));
+        remove_if_exists(&dir.join(&mirror))?;
+        remove_if_exists(&zip)?;
+        let t = Instant::now();
+        run(git_command(&dir).args(["clone", "--mirror", "-q", &url, &mirror]))?;
+        run(Command::new("zip")
+            .current_dir(&dir)
+            .arg("-qr")
+            .arg(&zip)
+            .arg(&mirror))
+        .context("zip (apt-get install zip)")?;
+        let elapsed = t.elapsed();
+        let zip_bytes = std::fs::metadata(&zip)
+            .with_context(|| format!("reading {}", zip.display()))?
+            .len();
+        let mirror_bytes = dir_size(&dir.join(&mirror))?;
+        remove_if_exists(&dir.join(&mirror))?;
+        Ok((elapsed, zip_bytes, mirror_bytes))
+    })
+    .await?
+}
+
+/// One run: a fresh repovault and a fresh script directory, both backups of both sides.
+async fn one_run(src: &Source, root: &Path, i: usize, vault_first: bool) -> Result<Figures> {
+    let dir = root.join(format!("run-{i}"));
+    let script_dir = dir.join("script");
+    std::fs::create_dir_all(&script_dir)
+        .with_context(|| format!("creating {}", script_dir.display()))?;
+    src.reset()?;
+    let vault = Vault::start(dir.join("data")).await?;
+    vault.add_repo(&src.url).await?;
+    let mut f = Figures::default();
+
+    for phase in ["first", "second"] {
+        if phase == "second" {
+            src.push_one_commit(&dir)?;
+        }
+        for side in order(vault_first) {
+            match (side, phase) {
+                (Side::Vault, "first") => {
+                    let (t, b) = vault.backup().await?;
+                    f.rv_first = t;
+                    f.rv_first_size = b.size_bytes;
+                    f.rv_first_added = b.added_bytes;
+                    f.rv_first_received = b.bytes_received;
+                    f.rv_storage_first = vault.storage_bytes()?;
+                }
+                (Side::Vault, _) => {
+                    let (t, b) = vault.backup().await?;
+                    f.rv_second = t;
+                    f.rv_second_added = b.added_bytes;
+                    f.rv_second_received = b.bytes_received;
+                    f.rv_storage_second = vault.storage_bytes()?;
+                    f.rv_cache = vault.cache_bytes()?;
+                }
+                (Side::Script, "first") => {
+                    (f.script_first, f.zip_first, f.mirror) =
+                        script(&src.url, &script_dir, "first").await?;
+                }
+                (Side::Script, _) => {
+                    (f.script_second, f.zip_second, _) =
+                        script(&src.url, &script_dir, "second").await?;
+                }
+            }
+        }
+    }
+    vault.shutdown().await;
+    remove_if_exists(&dir)?;
+    Ok(f)
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Vault,
+    Script,
+}
+
+fn order(vault_first: bool) -> [Side; 2] {
+    if vault_first {
+        [Side::Vault, Side::Script]
+    } else {
+        [Side::Script, Side::Vault]
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    repovault_common::tls::install_crypto_provider();
+    repovault_common::telemetry::init("warn");
+    let args = parse_args()?;
+    let zip_version = run(Command::new("zip").arg("-v"))
+        .context("the system `zip` is needed (apt-get install zip)")?;
+    let git_version = git(Path::new("/"), &["--version"])?;
+
+    let root = tempfile::Builder::new()
+        .prefix("repovault-bench-")
+        .tempdir()
+        .context("creating the benchmark directory")?;
+    let base = root.path().join("source");
+    eprintln!(
+        "generating {} commits, {} files ...",
+        args.commits, args.files
+    );
+    let t = Instant::now();
+    let bare = big_repo(&base, "big", args.commits, args.files)?;
+    let generated = t.elapsed();
+    let daemon = GitDaemon::start(&base)?;
+    let src = Source {
+        tip: git(&bare, &["rev-parse", "refs/heads/main"])?,
+        url: daemon.url("big"),
+        bare,
+        _daemon: daemon,
+    };
+    let source_bytes = dir_size(&src.bare)?;
+
+    let mut runs = Vec::new();
+    for i in 0..args.runs {
+        let vault_first = i % 2 == 0;
+        eprintln!(
+            "run {}/{} ({} first) ...",
+            i + 1,
+            args.runs,
+            if vault_first { "repovault" } else { "script" }
+        );
+        let f = one_run(&src, root.path(), i, vault_first).await?;
+        eprintln!("  {f:?}");
+        runs.push(f);
+    }
+
+    println!("repovault-bench");
+    println!(
+        "command:  {}",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    println!(
+        "machine:  nproc {}, {}, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        git_version,
+        zip_version
+            .lines()
+            .find(|l| l.starts_with("This is Zip"))
+            .unwrap_or("zip")
+            .trim()
+    );
+    println!(
+        "source:   {} commits, {} files, {} on disk (generated in {:.1} s), served by git daemon",
+        args.commits,
+        args.files,
+        mib(source_bytes),
+        generated.as_secs_f64()
+    );
+    println!(
+        "script:   git clone --mirror -q git://... X.git && zip -qr X.zip X.git (system zip), from scratch each time"
+    );
+    println!(
+        "runs:     {} (alternating which side goes first; medians below)",
+        args.runs
+    );
+    println!();
+    print_table(&runs);
+    Ok(())
+}
+
+fn print_table(runs: &[Figures]) {
+    let secs = |g: fn(&Figures) -> Duration| median(runs.iter().map(|f| g(f).as_secs_f64()));
+    let bytes = |g: fn(&Figures) -> u64| median(runs.iter().map(|f| g(f) as f64));
+    let per_run = |g: fn(&Figures) -> f64| {
+        runs.iter()
+            .map(|f| format!("{:.2}", g(f)))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+
+    let rv1 = secs(|f| f.rv_first);
+    let sc1 = secs(|f| f.script_first);
+    let rv2 = secs(|f| f.rv_second);
+    let sc2 = secs(|f| f.script_second);
+    let rv_added1 = bytes(|f| f.rv_first_added);
+    let rv_added2 = bytes(|f| f.rv_second_added);
+    let zip1 = bytes(|f| f.zip_first);
+    let zip2 = bytes(|f| f.zip_second);
+
+    println!("{:<52} {:>14} {:>14}", "", "repovault", "script");
+    println!(
+        "{:<52} {:>14} {:>14}",
+        "first backup, time (s)",
+        format!("{rv1:.2}"),
+        format!("{sc1:.2}")
+    );
+    println!(
+        "{:<52} {:>14} {:>14}",
+        "  per run (s)",
+        per_run(|f| f.rv_first.as_secs_f64()),
+        per_run(|f| f.script_first.as_secs_f64())
+    );
+    println!(
+        "{:<52} {:>14} {:>14}",
+        "first backup, bytes stored (added_bytes / zip)",
+        mib_f(rv_added1),
+        mib_f(zip1)
+    );
+    println!(
+        "{:<52} {:>14} {:>14}",
+        "first backup, repository size (size_bytes / mirror)",
+        mib_f(bytes(|f| f.rv_first_size)),
+        mib_f(bytes(|f| f.mirror))
+    );
+    println!(
+        "{:<52} {:>14} {:>14}",
+        "first backup, bytes received from the source",
+        mib_f(bytes(|f| f.rv_first_received)),
+        "-"
+    );
+    println!(
+        "{:<52} {:>14} {:>14}",
+        "second backup (+1 commit), time (s)",
+        format!("{rv2:.2}"),
+        format!("{sc2:.2}")
+    );
+    println!(
+        "{:<52} {:>14} {:>14}",
+        "  per run (s)",
+        per_run(|f| f.rv_second.as_secs_f64()),
+        per_run(|f| f.script_second.as_secs_f64())
+    );
+    println!(
+        "{:<52} {:>14} {:>14}",
+        "second backup, bytes added (added_bytes / new zip)",
+        kib_f(rv_added2),
+        mib_f(zip2)
+    );
+    println!(
+        "{:<52} {:>14} {:>14}",
+        "second backup, bytes received from the source",
+        kib_f(bytes(|f| f.rv_second_received)),
+        "-"
+    );
+    println!(
+        "{:<52} {:>14} {:>14}",
+        "storage on disk after 1st backup (data/storage / zip)",
+        mib_f(bytes(|f| f.rv_storage_first)),
+        mib_f(zip1)
+    );
+    println!(
+        "{:<52} {:>14} {:>14}",
+        "storage on disk after 2nd backup (data/storage / 2 zips)",
+        mib_f(bytes(|f| f.rv_storage_second)),
+        mib_f(bytes(|f| f.zip_first + f.zip_second))
+    );
+    println!(
+        "{:<52} {:>14} {:>14}",
+        "worker mirror cache, not backup storage (data/cache)",
+        mib_f(bytes(|f| f.rv_cache)),
+        "-"
+    );
+    println!();
+    println!("ratios (medians)");
+    let goal = |ok: bool| if ok { "goal met" } else { "GOAL MISSED" };
+    println!(
+        "  first backup time, repovault / script:      {:>8.2}   (goal <= 1.00: {})",
+        rv1 / sc1,
+        goal(rv1 <= sc1)
+    );
+    println!(
+        "  second backup time, repovault / script:     {:>8.2}",
+        rv2 / sc2
+    );
+    let rv_pct = 100.0 * rv_added2 / rv_added1;
+    println!(
+        "  second / first bytes added, repovault:      {:>7.3} %   (goal < 1 %: {})",
+        rv_pct,
+        goal(rv_pct < 1.0)
+    );
+    println!(
+        "  second / first archive, script:             {:>7.3} %",
+        100.0 * zip2 / zip1
+    );
+    println!(
+        "  storage after two backups, repovault / script: {:>5.2}",
+        bytes(|f| f.rv_storage_second) / bytes(|f| f.zip_first + f.zip_second)
+    );
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn mib(b: u64) -> String {
+    mib_f(b as f64)
+}
+
+fn mib_f(b: f64) -> String {
+    format!("{:.1} MiB", b / (1024.0 * 1024.0))
+}
+
+fn kib_f(b: f64) -> String {
+    format!("{:.1} KiB", b / 1024.0)
+}
+
+/// Total length of the regular files under `dir` (0 when it does not exist).
+fn dir_size(dir: &Path) -> Result<u64> {
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("listing {}", d.display()))? {
+            let entry = entry.with_context(|| format!("listing {}", d.display()))?;
+            let meta = entry
+                .metadata()
+                .with_context(|| format!("stat {}", entry.path().display()))?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
+fn remove_if_exists(p: &Path) -> Result<()> {
+    let r = if p.is_dir() {
+        std::fs::remove_dir_all(p)
+    } else {
+        std::fs::remove_file(p)
+    };
+    match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", p.display()))
+        }
+        _ => Ok(()),
+    }
+}

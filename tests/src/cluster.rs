@@ -1,0 +1,234 @@
+//! An in-process cluster: a coordinator on 127.0.0.1:0 with the embedded store and fs storage
+//! under a temporary directory, and workers as tokio tasks (or as child processes, for tests that
+//! pause and kill them). The same code paths as `repovault standalone`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio_util::sync::CancellationToken;
+
+use repovault_coordinator::core::Core;
+use repovault_coordinator::model::{BackupRecord, RestoreRecord, Status};
+use repovault_coordinator::server::{CoordinatorHandle, start};
+use repovault_proto::v1::admin_service_client::AdminServiceClient;
+use repovault_worker::session::{WorkerConfig, run};
+
+/// Heartbeat of test clusters: short, so lease expiry tests take seconds (TTL = 3H + 1 s).
+pub const TEST_HEARTBEAT: &str = "500ms";
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub coordinator: Option<CoordinatorHandle>,
+    workers: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    heartbeat: String,
+    listen: SocketAddr,
+    /// Worker numbers are never reused, so a new worker starts with an empty cache.
+    next_worker: usize,
+}
+
+impl Cluster {
+    /// A coordinator and `workers` in-process workers.
+    pub async fn start(workers: usize) -> Result<Self> {
+        Self::start_with(workers, TEST_HEARTBEAT).await
+    }
+
+    pub async fn start_with(workers: usize, heartbeat: &str) -> Result<Self> {
+        repovault_common::tls::install_crypto_provider();
+        repovault_common::telemetry::init("warn");
+        let dir = tempfile::tempdir()?;
+        let mut c = Self {
+            dir,
+            coordinator: None,
+            workers: Vec::new(),
+            heartbeat: heartbeat.to_string(),
+            listen: "127.0.0.1:0".parse()?,
+            next_worker: 0,
+        };
+        c.start_coordinator().await?;
+        for _ in 0..workers {
+            c.add_worker().await?;
+        }
+        Ok(c)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The fs storage root.
+    pub fn storage_root(&self) -> PathBuf {
+        self.data_dir().join("storage")
+    }
+
+    pub fn join_token_file(&self) -> PathBuf {
+        self.data_dir().join("join.token")
+    }
+
+    async fn start_coordinator(&mut self) -> Result<()> {
+        let settings = repovault_cli::standalone_settings(
+            &self.data_dir(),
+            self.listen,
+            None,
+            &self.heartbeat,
+        )
+        .await?;
+        let h = start(settings).await?;
+        // Restarts come back on the same port, so workers find them again.
+        self.listen = h.grpc_addr;
+        self.coordinator = Some(h);
+        Ok(())
+    }
+
+    /// Stops the coordinator and starts it again on the same data directory and port.
+    pub async fn restart_coordinator(&mut self) -> Result<()> {
+        if let Some(h) = self.coordinator.take() {
+            h.shutdown().await;
+        }
+        let mut last = None;
+        // The port may linger for a moment after shutdown.
+        for _ in 0..50 {
+            match self.start_coordinator().await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("coordinator did not restart")))
+    }
+
+    pub fn core(&self) -> &Arc<Core> {
+        &self.coordinator.as_ref().expect("coordinator running").core
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+
+    pub async fn add_worker(&mut self) -> Result<()> {
+        let i = self.next_worker;
+        self.next_worker += 1;
+        let token = std::fs::read_to_string(self.join_token_file())?;
+        let cfg = WorkerConfig {
+            coordinator: self.url(),
+            join_token: repovault_common::secret::Secret::new(token.trim()),
+            name: format!("test-worker-{i}"),
+            slots: 2,
+            exit_when_idle: None,
+            cache_dir: self.dir.path().join(format!("cache-{i}")),
+            cache_max_bytes: None,
+            scratch_dir: self.dir.path().join(format!("scratch-{i}")),
+            drain_grace: Duration::from_secs(10),
+        };
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let h = tokio::spawn(async move {
+            if let Err(e) = run(cfg, s).await {
+                tracing::error!(error = %e, "test worker stopped");
+            }
+        });
+        self.workers.push((stop, h));
+        Ok(())
+    }
+
+    /// Drains and stops every in-process worker.
+    pub async fn stop_workers(&mut self) {
+        for (stop, h) in self.workers.drain(..) {
+            stop.cancel();
+            let _ = h.await;
+        }
+    }
+
+    /// Starts a worker as a child process of the real CLI (`repovault worker`). `bin` is
+    /// `env!("CARGO_BIN_EXE_repovault-test-process")` (only integration tests see that variable).
+    pub fn spawn_worker_process(&self, bin: &str, name: &str) -> Result<Child> {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log")))?;
+        let child = Command::new(bin)
+            .args(["worker", "--coordinator", &self.url(), "--join-token-file"])
+            .arg(self.join_token_file())
+            .args(["--slots", "1", "--name", name, "--cache-dir"])
+            .arg(self.dir.path().join(format!("cache-{name}")))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting a worker process")?;
+        Ok(child)
+    }
+
+    pub fn process_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    pub async fn admin(&self) -> Result<AdminServiceClient<tonic::transport::Channel>> {
+        Ok(AdminServiceClient::connect(self.url()).await?)
+    }
+
+    /// Waits until the backup is completed or failed.
+    pub async fn wait_backup(&self, id: &str, timeout: Duration) -> Result<BackupRecord> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let b = self.core().get_backup(id).await?;
+            if b.status.is_terminal() {
+                return Ok(b);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("backup {id} still {:?} after {timeout:?}", b.status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_restore(&self, id: &str, timeout: Duration) -> Result<RestoreRecord> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let r = self.core().get_restore(id).await?;
+            if matches!(r.status, Status::Completed | Status::Failed) {
+                return Ok(r);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("restore {id} still {:?} after {timeout:?}", r.status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A manual backup, waited for; fails unless it completed.
+    pub async fn backup_ok(&self, full_name: &str) -> Result<BackupRecord> {
+        let b = self.core().run_backup(full_name).await?;
+        let b = self.wait_backup(&b.id, Duration::from_secs(120)).await?;
+        if b.status != Status::Completed {
+            bail!("backup of {full_name} {:?}: {:?}", b.status, b.error);
+        }
+        Ok(b)
+    }
+
+    pub async fn shutdown(mut self) {
+        self.stop_workers().await;
+        if let Some(h) = self.coordinator.take() {
+            h.shutdown().await;
+        }
+    }
+}
+
+/// Runs `restic` with the organisation key from a file (never in argv).
+pub fn restic(repo: &Path, key_file: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("restic")
+        .arg("-r")
+        .arg(repo)
+        .args(args)
+        .env("RESTIC_PASSWORD_FILE", key_file)
+        .env(
+            "RESTIC_CACHE_DIR",
+            repo.parent().unwrap_or(repo).join(".restic-cache"),
+        )
+        .output()
+        .context("running restic (apt-get install restic)")?;
+    if !out.status.success() {
+        bail!("restic {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,164 @@
+//! Bad input ends in a clear error, and other tasks go on.
+
+use std::time::Duration;
+
+use repovault_common::secret::Secret;
+use repovault_coordinator::error::CoreError;
+use repovault_coordinator::model::Status;
+use repovault_tests::cluster::Cluster;
+use repovault_tests::fixtures::rich_repo;
+use repovault_tests::gitserver::{GitDaemon, GitHttp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
+    let c = Cluster::start(2).await.unwrap();
+    let src = tempfile::tempdir().unwrap();
+    rich_repo(src.path(), "ok.git").unwrap();
+    let daemon = GitDaemon::start(src.path()).unwrap();
+    let http = GitHttp::start(src.path(), Some("right-token-123")).unwrap();
+    let core = c.core();
+    core.add_org("org", "git").await.unwrap();
+
+    // Refused at once, naming the problem.
+    let e = core.add_repo("org/a", "not a url", None).await.unwrap_err();
+    assert!(
+        matches!(e, CoreError::InvalidArgument(_)) && e.to_string().contains("not a url"),
+        "{e}"
+    );
+    let e = core
+        .add_repo(
+            "org/a",
+            "https://x-access-token:ghp_SECRET@github.com/o/r",
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("credentials"), "{e}");
+    assert!(!e.to_string().contains("ghp_SECRET"));
+    let e = core
+        .add_repo("org/a", "ftp://host/r", None)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("ftp"), "{e}");
+    let e = core
+        .add_repo("nope/a", &daemon.url("ok.git"), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CoreError::NotFound { .. }), "{e}");
+    let e = core.run_backup("org/unknown").await.unwrap_err();
+    assert!(
+        matches!(e, CoreError::NotFound { .. }) && e.to_string().contains("org/unknown"),
+        "{e}"
+    );
+    let e = core.add_org("org", "git").await.unwrap_err();
+    assert!(matches!(e, CoreError::AlreadyExists(_)), "{e}");
+    let e = core.add_org("other", "svn").await.unwrap_err();
+    assert!(e.to_string().contains("svn"), "{e}");
+
+    // Accepted without contacting the source; fails at backup time, permanently, with a reason.
+    core.add_repo("org/missing", &daemon.url("does-not-exist.git"), None)
+        .await
+        .unwrap();
+    core.add_repo(
+        "org/wrong-token",
+        &http.url("ok.git"),
+        Some(Secret::new("wrong-token-456")),
+    )
+    .await
+    .unwrap();
+    core.add_repo(
+        "org/ok",
+        &http.url("ok.git"),
+        Some(Secret::new("right-token-123")),
+    )
+    .await
+    .unwrap();
+    let missing = core.run_backup("org/missing").await.unwrap();
+    let wrong = core.run_backup("org/wrong-token").await.unwrap();
+    let ok = core.run_backup("org/ok").await.unwrap();
+    let missing = c
+        .wait_backup(&missing.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let wrong = c
+        .wait_backup(&wrong.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let ok = c
+        .wait_backup(&ok.id, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(ok.status, Status::Completed, "{:?}", ok.error);
+    assert_eq!(missing.status, Status::Failed);
+    let err = missing.error.unwrap_or_default();
+    assert!(
+        err.contains("not found") && err.contains("does-not-exist.git"),
+        "{err}"
+    );
+    assert_eq!(missing.attempt, 1, "a missing repository is not retried");
+    assert_eq!(wrong.status, Status::Failed);
+    let err = wrong.error.unwrap_or_default();
+    assert!(err.contains("authentication"), "{err}");
+    assert!(
+        !err.contains("wrong-token-456"),
+        "the token never appears in errors"
+    );
+    // A failed backup is in the catalog with its reason, and left no snapshot behind.
+    let listed = core.list_backups(Some("org/missing")).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].status, Status::Failed);
+    assert!(listed[0].snapshot_id.is_none());
+
+    // A manual retry after a failure runs again (no collapse onto the failed task)...
+    let retry = core.run_backup("org/missing").await.unwrap();
+    assert_ne!(retry.id, missing.id);
+    // ...while two triggers of a pending backup collapse.
+    let again = core.run_backup("org/missing").await.unwrap();
+    assert_eq!(again.id, retry.id);
+
+    // Restores of a failed backup and of an unknown one are refused.
+    let e = core
+        .start_restore(&missing.id, "full_repo", "download", "", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CoreError::FailedPrecondition(_)), "{e}");
+    let e = core
+        .start_restore("r000000000000-nope", "full_repo", "download", "", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CoreError::NotFound { .. }), "{e}");
+    let e = core
+        .start_restore(&ok.id, "full_repo", "new", "https://u:p@host/x", None)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("credentials"), "{e}");
+
+    // No secret reached storage or the store in plaintext.
+    let mut hits = Vec::new();
+    for entry in walk(&c.data_dir()) {
+        if let Ok(bytes) = std::fs::read(&entry)
+            && bytes
+                .windows(b"right-token-123".len())
+                .any(|w| w == b"right-token-123")
+        {
+            hits.push(entry);
+        }
+    }
+    assert!(hits.is_empty(), "token in plaintext in {hits:?}");
+    c.shutdown().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: real git servers, real processes, the real coordinator and workers.
+#![allow(clippy::unwrap_used)]
+
+mod backup_restore;
+mod bad_input;
+mod multi_process;
+mod restart;
+mod restic_golden;
