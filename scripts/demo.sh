@@ -12,8 +12,9 @@
 #
 # Environment:
 #   REPOVAULT_BIN   use this binary instead of building one
-#   DEMO_DIR        work here (default: a new temporary directory)
-#   DEMO_KEEP=1     keep the work directory after a successful run (it is always kept on failure)
+#   DEMO_DIR        work here, an empty or new directory that is kept (default: a new temporary
+#                   directory, removed after a successful run)
+#   DEMO_KEEP=1     keep the temporary work directory after a successful run (kept on failure)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -50,6 +51,7 @@ if [[ -n "${DEMO_DIR:-}" ]]; then
     [[ -z "$(ls -A "$WORK")" ]] || die "DEMO_DIR $WORK is not empty"
 else
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/repovault-demo.XXXXXX")
+    CREATED_WORK=1
 fi
 WORK=$(cd "$WORK" && pwd)
 SRC=$WORK/sources   # the "hosted" repositories (bare)
@@ -79,7 +81,7 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
     done
-    if [[ $OK == 1 && "${DEMO_KEEP:-0}" != 1 ]]; then
+    if [[ $OK == 1 && "${DEMO_KEEP:-0}" != 1 && "${CREATED_WORK:-0}" == 1 ]]; then
         rm -rf "$WORK"
     else
         echo "work directory kept: $WORK (coordinator log: $WORK/standalone.log)" >&2
@@ -174,7 +176,7 @@ HTTP_PORT=$(free_port)
 export REPOVAULT_COORDINATOR=http://127.0.0.1:$GRPC_PORT
 step "starting repovault standalone (log: $WORK/standalone.log)"
 printf '  $ %s\n' "$BIN standalone --data-dir $DATA --listen 127.0.0.1:$GRPC_PORT --http-listen 127.0.0.1:$HTTP_PORT --workers 2 &"
-"$BIN" standalone --data-dir "$DATA" --listen "127.0.0.1:$GRPC_PORT" \
+NO_COLOR=1 "$BIN" standalone --data-dir "$DATA" --listen "127.0.0.1:$GRPC_PORT" \
     --http-listen "127.0.0.1:$HTTP_PORT" --workers 2 >"$WORK/standalone.log" 2>&1 &
 STANDALONE_PID=$!
 
@@ -194,12 +196,18 @@ rv workers
 
 # --- 4. organisation, repositories, first backups ------------------------------------------
 step "adding organisation and repositories"
-ORG_ID=$(rv org add demo | tee /dev/stderr | sed -n 's/.*(id \(.*\))$/\1/p')
+# "... added (id X)" -> X
+id_of() { sed -n 's/.* added (id \(.*\))$/\1/p'; }
+out=$(rv org add demo)
+echo "$out"
+ORG_ID=$(echo "$out" | id_of)
 [[ -n "$ORG_ID" ]] || die "no organisation id"
 declare -A REPO_ID
 add_repo() { # NAME URL
-    local id
-    id=$(rv repo add "demo/$1" --url "$2" | tee /dev/stderr | sed -n 's/.*(id \(.*\))$/\1/p')
+    local out id
+    out=$(rv repo add "demo/$1" --url "$2")
+    echo "$out"
+    id=$(echo "$out" | id_of)
     [[ -n "$id" ]] || die "no repository id for $1"
     REPO_ID[$1]=$id
 }

@@ -49,6 +49,15 @@ pub fn effective_priority(c: &Candidate, org_last_served_ms: Option<i64>, now_ms
     c.priority.saturating_add(boost).min(MAX_PRIORITY)
 }
 
+/// Higher is better: effective priority, then organisation served longer ago (never served
+/// first), then older task.
+type RankKey = (
+    u8,
+    std::cmp::Reverse<u64>,
+    std::cmp::Reverse<u64>,
+    std::cmp::Reverse<i64>,
+);
+
 /// Picks the next task to lease, or `None` when nothing is ready.
 pub fn select<'c>(
     candidates: impl IntoIterator<Item = &'c Candidate>,
@@ -57,15 +66,7 @@ pub fn select<'c>(
 ) -> Option<&'c Candidate> {
     // Key: higher effective priority, then organisation served longer ago (never served first),
     // then older task.
-    let mut best: Option<(
-        &Candidate,
-        (
-            u8,
-            std::cmp::Reverse<u64>,
-            std::cmp::Reverse<u64>,
-            std::cmp::Reverse<i64>,
-        ),
-    )> = None;
+    let mut best: Option<(&Candidate, RankKey)> = None;
     for c in candidates {
         if c.not_before_ms > now_ms || (c.exclusive && ctx.busy_repos.contains(&c.repo_id)) {
             continue;

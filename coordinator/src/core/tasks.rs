@@ -480,14 +480,14 @@ impl Core {
                         commits: c.commits,
                         refs: c.refs,
                     };
-                    if !r.master_key.is_empty() {
-                        if let Some(mut repo) = self.store.repo(&task.repo_id).await? {
-                            repo.sealed_master_key = Some(self.seal(
-                                &master_key_context(&repo.id),
-                                &repovault_common::secret::Secret::new(r.master_key.clone()),
-                            ));
-                            batch.repo(&repo);
-                        }
+                    if !r.master_key.is_empty()
+                        && let Some(mut repo) = self.store.repo(&task.repo_id).await?
+                    {
+                        repo.sealed_master_key = Some(self.seal(
+                            &master_key_context(&repo.id),
+                            &repovault_common::secret::Secret::new(r.master_key.clone()),
+                        ));
+                        batch.repo(&repo);
                     }
                 }
                 if status.is_terminal() {

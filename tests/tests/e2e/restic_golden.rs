@@ -23,7 +23,7 @@ const GOLDEN_BACKUP_ID: &str = "golden-backup-format-1";
 const GOLDEN_TASK_ID: &str = "00000000-0000-4000-8000-000000000001";
 
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden/format-1")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden/format-1")
 }
 
 /// Every directory named `name` under `dir` (depth first).
