@@ -302,6 +302,8 @@ async fn multi_process_worker_paused_past_its_lease() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // Shown only when the test fails (nextest captures it).
+    eprintln!("paused worker log since the backup was enqueued:\n{log}");
     assert!(
         log.contains("completion refused"),
         "the paused worker never had its completion refused:\n{log}"

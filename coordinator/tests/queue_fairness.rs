@@ -1,0 +1,78 @@
+//! Fairness through the real core: org A enqueues 5,000 backups, org B then enqueues 10 at the
+//! same priority; all of B's start within the next 20 leases. The core runs on the memory store
+//! (the conformance suite shows it behaves as redb does).
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use repovault_common::crypto::MasterKey;
+use repovault_common::storage::StorageConfig;
+use repovault_common::timing::Timing;
+use repovault_coordinator::core::{Core, CoreParts};
+use repovault_coordinator::kv::MemoryKv;
+use repovault_coordinator::queue::PRIORITY_SCHEDULED;
+use repovault_coordinator::store::Store;
+use repovault_coordinator::workers::WorkerEntry;
+
+async fn core(dir: &std::path::Path) -> Arc<Core> {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    Core::new(
+        CoreParts {
+            store: Store::new(Arc::new(MemoryKv::new())),
+            storage_config: StorageConfig::fs(dir.display().to_string()),
+            master: MasterKey::generate(),
+            timing: Timing::new(Duration::from_secs(5)).unwrap(),
+            max_attempts: 3,
+        },
+        tx,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(dir.path()).await;
+    core.add_org("a", "git").await.unwrap();
+    core.add_org("b", "git").await.unwrap();
+    let mut a_repos = Vec::new();
+    for i in 0..5000 {
+        a_repos.push(core.add_repo(&format!("a/r{i}"), &format!("file:///src/a/r{i}"), None).await.unwrap());
+    }
+    for r in &a_repos {
+        core.enqueue_backup(r, "full", "schedule", PRIORITY_SCHEDULED).await.unwrap();
+    }
+    core.workers.register(WorkerEntry {
+        id: "w".into(),
+        name: "w".into(),
+        slots: 10_000,
+        draining: false,
+        registered_at_ms: 0,
+        last_heartbeat_ms: i64::MAX / 2,
+        tasks: Default::default(),
+    });
+    // A has been served for a while before B arrives.
+    for _ in 0..50 {
+        let t = core.acquire("w", &[], Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(t.repo.unwrap().org_name, "a");
+    }
+    let mut b_backups = Vec::new();
+    for i in 0..10 {
+        let r = core.add_repo(&format!("b/r{i}"), &format!("file:///src/b/r{i}"), None).await.unwrap();
+        b_backups.push(core.enqueue_backup(&r, "full", "schedule", PRIORITY_SCHEDULED).await.unwrap().id);
+    }
+    let mut started_b = 0;
+    for _ in 0..20 {
+        let t = core.acquire("w", &[], Duration::ZERO).await.unwrap().unwrap();
+        if t.repo.unwrap().org_name == "b" {
+            started_b += 1;
+        }
+    }
+    assert_eq!(started_b, 10, "all of B's backups start within the next 20 leases");
+    // And a manual backup (priority 8) of A overtakes the scheduled rest.
+    let manual = core.run_backup("a/r4999").await.unwrap();
+    let t = core.acquire("w", &[], Duration::ZERO).await.unwrap().unwrap();
+    assert_eq!(t.backup.unwrap().backup_id, manual.id);
+}
