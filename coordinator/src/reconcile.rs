@@ -100,7 +100,9 @@ async fn forget_refused(
     else {
         return Ok(());
     };
-    let repo = open_repo(core, &task.repo_id).await?;
+    let Some(repo) = open_repo(core, &task.repo_id).await? else {
+        return Ok(());
+    };
     let id = snapshot_id.to_string();
     let forgotten = blocking(move || {
         let exists = repo.snapshots()?.iter().any(|s| s.id == id);
@@ -120,7 +122,9 @@ async fn forget_refused(
 /// Forgets every snapshot of the repository whose task attempt was not committed. Returns how
 /// many were forgotten.
 pub async fn sweep_repo(core: &Arc<Core>, repo_id: &str) -> CoreResult<usize> {
-    let repo = open_repo(core, repo_id).await?;
+    let Some(repo) = open_repo(core, repo_id).await? else {
+        return Ok(0);
+    };
     let (repo, snapshots) = blocking(move || {
         let s = repo.snapshots()?;
         Ok((repo, s))
@@ -151,7 +155,8 @@ pub async fn sweep_repo(core: &Arc<Core>, repo_id: &str) -> CoreResult<usize> {
     Ok(n)
 }
 
-async fn open_repo(core: &Arc<Core>, repo_id: &str) -> CoreResult<SnapshotRepo> {
+/// `None` when no backup ever initialised the snapshot repository (nothing to reconcile).
+async fn open_repo(core: &Arc<Core>, repo_id: &str) -> CoreResult<Option<SnapshotRepo>> {
     let (password, master) = core.repo_keys(repo_id).await?;
     let repo = core
         .store
@@ -170,7 +175,11 @@ async fn open_repo(core: &Arc<Core>, repo_id: &str) -> CoreResult<SnapshotRepo> 
             },
             None => RepoKey::Password(&password),
         };
-        SnapshotRepo::open(&spec, key, false).map(|(r, _)| r)
+        match SnapshotRepo::open(&spec, key, false) {
+            Ok((r, _)) => Ok(Some(r)),
+            Err(repovault_common::repo::RepoError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     })
     .await
 }

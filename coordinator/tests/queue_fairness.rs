@@ -39,10 +39,16 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
     core.add_org("b", "git").await.unwrap();
     let mut a_repos = Vec::new();
     for i in 0..5000 {
-        a_repos.push(core.add_repo(&format!("a/r{i}"), &format!("file:///src/a/r{i}"), None).await.unwrap());
+        a_repos.push(
+            core.add_repo(&format!("a/r{i}"), &format!("file:///src/a/r{i}"), None)
+                .await
+                .unwrap(),
+        );
     }
     for r in &a_repos {
-        core.enqueue_backup(r, "full", "schedule", PRIORITY_SCHEDULED).await.unwrap();
+        core.enqueue_backup(r, "full", "schedule", PRIORITY_SCHEDULED)
+            .await
+            .unwrap();
     }
     core.workers.register(WorkerEntry {
         id: "w".into(),
@@ -55,24 +61,47 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
     });
     // A has been served for a while before B arrives.
     for _ in 0..50 {
-        let t = core.acquire("w", &[], Duration::ZERO).await.unwrap().unwrap();
+        let t = core
+            .acquire("w", &[], Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(t.repo.unwrap().org_name, "a");
     }
     let mut b_backups = Vec::new();
     for i in 0..10 {
-        let r = core.add_repo(&format!("b/r{i}"), &format!("file:///src/b/r{i}"), None).await.unwrap();
-        b_backups.push(core.enqueue_backup(&r, "full", "schedule", PRIORITY_SCHEDULED).await.unwrap().id);
+        let r = core
+            .add_repo(&format!("b/r{i}"), &format!("file:///src/b/r{i}"), None)
+            .await
+            .unwrap();
+        b_backups.push(
+            core.enqueue_backup(&r, "full", "schedule", PRIORITY_SCHEDULED)
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let mut started_b = 0;
     for _ in 0..20 {
-        let t = core.acquire("w", &[], Duration::ZERO).await.unwrap().unwrap();
+        let t = core
+            .acquire("w", &[], Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
         if t.repo.unwrap().org_name == "b" {
             started_b += 1;
         }
     }
-    assert_eq!(started_b, 10, "all of B's backups start within the next 20 leases");
+    assert_eq!(
+        started_b, 10,
+        "all of B's backups start within the next 20 leases"
+    );
     // And a manual backup (priority 8) of A overtakes the scheduled rest.
     let manual = core.run_backup("a/r4999").await.unwrap();
-    let t = core.acquire("w", &[], Duration::ZERO).await.unwrap().unwrap();
+    let t = core
+        .acquire("w", &[], Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(t.backup.unwrap().backup_id, manual.id);
 }

@@ -145,12 +145,23 @@ impl Cluster {
     /// Starts a worker as a child process of the real CLI (`repovault worker`). `bin` is
     /// `env!("CARGO_BIN_EXE_repovault-test-process")` (only integration tests see that variable).
     pub fn spawn_worker_process(&self, bin: &str, name: &str) -> Result<Child> {
+        self.spawn_worker_process_with(bin, name, &[])
+    }
+
+    /// As [`Cluster::spawn_worker_process`], with extra `repovault worker` arguments.
+    pub fn spawn_worker_process_with(
+        &self,
+        bin: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> Result<Child> {
         let log = std::fs::File::create(self.dir.path().join(format!("{name}.log")))?;
         let child = Command::new(bin)
             .args(["worker", "--coordinator", &self.url(), "--join-token-file"])
             .arg(self.join_token_file())
             .args(["--slots", "1", "--name", name, "--cache-dir"])
             .arg(self.dir.path().join(format!("cache-{name}")))
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)

@@ -159,6 +159,16 @@ async fn serve(
     let held: Held = Arc::default();
     let session_over = CancellationToken::new();
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Tell the coordinator at the next heartbeat, so a pending long-poll returns empty at once.
+    {
+        let (draining, shutdown, over) = (draining.clone(), shutdown.clone(), session_over.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => draining.store(true, Ordering::SeqCst),
+                _ = over.cancelled() => {}
+            }
+        });
+    }
 
     // Heartbeat: own timer, independent of work.
     let hb = {
@@ -259,9 +269,11 @@ async fn serve(
             wait_ms: u64::try_from(s.timing.acquire_wait().as_millis()).unwrap_or(10_000),
             cached_repo_ids: cache.cached_repo_ids(),
         };
+        // Not abandoned on shutdown: the coordinator may already have leased a task to us, and
+        // dropping the answer would strand it until its lease expired. The draining heartbeat
+        // makes the long-poll return within a second.
         let resp = tokio::select! {
             r = client.acquire_task(req) => r,
-            _ = shutdown.cancelled() => continue,
             _ = session_over.cancelled() => continue,
         };
         match resp {
@@ -273,6 +285,18 @@ async fn serve(
                     continue;
                 };
                 idle_since = Instant::now();
+                if shutdown.is_cancelled() {
+                    // Leased while we began to drain: give it back at once, no attempt lost.
+                    let req = pb::ReleaseTaskRequest {
+                        worker_id: s.worker_id.clone(),
+                        lease: task.lease.clone(),
+                        reason: "worker draining".into(),
+                    };
+                    if let Err(e) = client.release_task(req).await {
+                        tracing::warn!(error = %e.message(), "release failed; the lease will expire");
+                    }
+                    continue;
+                }
                 let ctx = start_task(&s, &task, &held, &cache, &events_tx);
                 let span = tracing::info_span!("task", task = %ctx.lease.token.task_id, attempt = ctx.lease.token.attempt, kind = %task.kind, repo = %task.repo.as_ref().map(|r| format!("{}/{}", r.org_name, r.repo_name)).unwrap_or_default());
                 let (held, mut client, worker_id) =

@@ -3,6 +3,7 @@
 
 mod backup_restore;
 mod bad_input;
+mod cli;
 mod multi_process;
 mod restart;
 mod restic_golden;

@@ -95,7 +95,13 @@ async fn scenario(name: &'static str) -> Scenario {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let leased = loop {
         let r = cluster.core().get_backup(&b.id).await.unwrap();
-        if r.status == Status::Running && r.worker_id.is_some() {
+        // Leased, and the process has started the task: it is now somewhere in open, fetch or
+        // snapshot (the big fetch takes seconds).
+        let started = cluster
+            .process_log(name)
+            .get(log_mark..)
+            .is_some_and(|l| l.contains("task started"));
+        if r.status == Status::Running && r.worker_id.is_some() && started {
             break r;
         }
         assert!(
@@ -285,7 +291,7 @@ fn fake_completion(worker_id: &str, task_id: &str, attempt: u32) -> pb::Complete
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multi_process_worker_paused_past_its_lease() {
     let mut s = scenario("paused").await;
-    // Paused as soon as the lease is seen: somewhere in open, fetch or snapshot.
+    // Paused as soon as the task runs: somewhere in open, fetch or snapshot.
     s.process.signal("-STOP");
 
     s.wait_requeued().await;

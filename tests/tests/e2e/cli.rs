@@ -1,0 +1,334 @@
+//! The CLI as an admin drives it: JSON documents, exit codes, tokens from the environment,
+//! downloads; and worker processes that drain on SIGTERM and exit when idle.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use repovault_coordinator::model::Status;
+use repovault_tests::cluster::Cluster;
+use repovault_tests::fixtures::{self, refs, rich_repo};
+use repovault_tests::gitserver::{GitDaemon, GitHttp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_repovault-test-process");
+
+fn cli(c: &Cluster, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--coordinator")
+        .arg(c.url())
+        .args(args)
+        .env("SECRET_TOKEN_VAR", "cli-token-789")
+        .output()
+        .unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON document ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_prints_json_documents_and_meaningful_exit_codes() {
+    let c = Cluster::start(2).await.unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let rich = rich_repo(src.path(), "rich.git").unwrap();
+    let http = GitHttp::start(src.path(), Some("cli-token-789")).unwrap();
+    let daemon = GitDaemon::start(src.path()).unwrap();
+
+    let org = json(&cli(&c, &["--output", "json", "org", "add", "acme"]));
+    assert_eq!(org["name"], "acme");
+    let repo = json(&cli(
+        &c,
+        &[
+            "--output",
+            "json",
+            "repo",
+            "add",
+            "acme/web",
+            "--url",
+            &http.url("rich.git"),
+            "--token-env",
+            "SECRET_TOKEN_VAR",
+        ],
+    ));
+    assert_eq!(repo["full_name"], "acme/web");
+    assert_eq!(repo["has_token"], true);
+    let list = json(&cli(&c, &["--output", "json", "repo", "list"]));
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let b = json(&cli(
+        &c,
+        &["--output", "json", "backup", "run", "acme/web", "--wait"],
+    ));
+    assert_eq!(b["status"], "completed", "{b}");
+    for key in [
+        "id",
+        "repo",
+        "type",
+        "trigger",
+        "status",
+        "error",
+        "created_at",
+        "finished_at",
+        "size_bytes",
+        "added_bytes",
+    ] {
+        assert!(b.get(key).is_some(), "backup record lacks {key}: {b}");
+    }
+    assert_eq!(b["type"], "full");
+    assert_eq!(b["trigger"], "manual");
+    assert_eq!(b["counts"]["tags"], 2);
+    assert!(b["counts"]["commits"].as_u64().unwrap() > 3);
+    assert!(b["counts"]["branches"].as_u64().unwrap() >= 5);
+    let id = b["id"].as_str().unwrap().to_string();
+
+    let listed = json(&cli(
+        &c,
+        &["--output", "json", "backup", "list", "acme/web"],
+    ));
+    assert_eq!(listed.as_array().unwrap()[0]["id"], id.as_str());
+    let shown = json(&cli(&c, &["--output", "json", "backup", "show", &id]));
+    assert_eq!(shown["id"], id.as_str());
+
+    // Download to a directory on the CLI's machine: the bare repository, every ref.
+    let dest = src.path().join("downloaded.git");
+    let r = json(&cli(
+        &c,
+        &[
+            "--output",
+            "json",
+            "restore",
+            "start",
+            &id,
+            "--type",
+            "full_repo",
+            "--target",
+            "download",
+            "--path",
+            dest.to_str().unwrap(),
+            "--wait",
+        ],
+    ));
+    assert_eq!(r["status"], "completed", "{r}");
+    let expected: std::collections::BTreeMap<_, _> = refs(&rich)
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with("/merge"))
+        .collect();
+    assert_eq!(refs(&dest).unwrap(), expected);
+    fixtures::git(&dest, &["fsck", "--full"]).unwrap();
+
+    // Restore into a new repository over git://.
+    fixtures::git(
+        src.path(),
+        &["init", "-q", "--bare", "-b", "main", "new.git"],
+    )
+    .unwrap();
+    let r = json(&cli(
+        &c,
+        &[
+            "--output",
+            "json",
+            "restore",
+            "start",
+            &id,
+            "--type",
+            "full_repo",
+            "--target",
+            "new",
+            "--url",
+            &daemon.url("new.git"),
+            "--wait",
+        ],
+    ));
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(refs(&src.path().join("new.git")).unwrap(), expected);
+
+    // The organisation key, 0600.
+    let key = src.path().join("acme.key");
+    assert!(
+        cli(
+            &c,
+            &[
+                "org",
+                "key",
+                "export",
+                "acme",
+                "--to",
+                key.to_str().unwrap()
+            ]
+        )
+        .status
+        .success()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        cli(
+            &c,
+            &[
+                "org",
+                "key",
+                "export",
+                "acme",
+                "--to",
+                key.to_str().unwrap()
+            ]
+        )
+        .status
+        .code(),
+        Some(2),
+        "never overwrites a key file"
+    );
+
+    // Exit codes.
+    assert_eq!(
+        cli(&c, &["backup", "show", "rzzzzzzzzzzz-nope"])
+            .status
+            .code(),
+        Some(3)
+    );
+    assert_eq!(
+        cli(&c, &["repo", "list", "nosuchorg"]).status.code(),
+        Some(3)
+    );
+    let o = cli(
+        &c,
+        &["repo", "add", "acme/x", "--url", "https://u:hunter2@host/x"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("hunter2"));
+    assert_eq!(
+        cli(
+            &c,
+            &[
+                "repo",
+                "add",
+                "acme/y",
+                "--url",
+                "https://host/y",
+                "--token-env",
+                "UNSET_VARIABLE_XYZ"
+            ]
+        )
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(cli(&c, &["backup", "frobnicate"]).status.code(), Some(2));
+    let unreachable = Command::new(BIN)
+        .args(["--coordinator", "http://127.0.0.1:1", "workers"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("unreachable"));
+    assert!(
+        cli(
+            &c,
+            &["repo", "add", "acme/gone", "--url", &daemon.url("gone.git")]
+        )
+        .status
+        .success()
+    );
+    let failed = cli(
+        &c,
+        &["--output", "json", "backup", "run", "acme/gone", "--wait"],
+    );
+    assert_eq!(failed.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(doc["status"], "failed");
+    assert!(
+        doc["error"].as_str().unwrap().contains("not found"),
+        "{doc}"
+    );
+    // Tables work too.
+    let t = cli(&c, &["backup", "list"]);
+    assert!(String::from_utf8_lossy(&t.stdout).contains("acme/web"));
+    c.shutdown().await;
+}
+
+struct Kill(std::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_exit(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multi_process_worker_drains_on_sigterm_and_exits_when_idle() {
+    let c = Cluster::start(0).await.unwrap();
+    let src = tempfile::tempdir().unwrap();
+    fixtures::big_repo(src.path(), "big.git", 4000, 150).unwrap();
+    let daemon = GitDaemon::start(src.path()).unwrap();
+    c.core().add_org("org", "git").await.unwrap();
+    c.core()
+        .add_repo("org/big", &daemon.url("big.git"), None)
+        .await
+        .unwrap();
+
+    // Drain: SIGTERM while a backup runs; the backup still completes on this worker, then it exits 0.
+    let mut w = Kill(c.spawn_worker_process(BIN, "drainer").unwrap());
+    let b = c.core().run_backup("org/big").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // Running on the worker, not merely leased: its progress shows a working phase.
+        let phase = c
+            .core()
+            .progress
+            .latest(&b.task_id)
+            .map(|p| p.phase)
+            .unwrap_or_default();
+        if ["open", "fetch", "snapshot"].contains(&phase.as_str()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never leased");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &w.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let done = c.wait_backup(&b.id, Duration::from_secs(120)).await;
+    let done = done.unwrap_or_else(|e| panic!("{e}; worker log:\n{}", c.process_log("drainer")));
+    assert_eq!(done.status, Status::Completed, "{:?}", done.error);
+    assert_eq!(done.attempt, 1, "finished within the grace, not re-run");
+    let status = tokio::task::block_in_place(|| wait_exit(&mut w.0, Duration::from_secs(30)))
+        .expect("worker exits after draining");
+    assert!(status.success());
+    assert!(c.process_log("drainer").contains("draining"));
+
+    // Burst pool: exits by itself when idle.
+    let mut idle = Kill(
+        c.spawn_worker_process_with(BIN, "idler", &["--exit-when-idle", "2s"])
+            .unwrap(),
+    );
+    let status = tokio::task::block_in_place(|| wait_exit(&mut idle.0, Duration::from_secs(30)))
+        .expect("idle worker exits");
+    assert!(status.success());
+    c.shutdown().await;
+}
