@@ -297,7 +297,7 @@ async fn serve(
                     }
                     continue;
                 }
-                let ctx = start_task(&s, &task, &held, &cache, &events_tx);
+                let ctx = start_task(&s, &task, &held, &cache, &events_tx, &cfg.scratch_dir);
                 let span = tracing::info_span!("task", task = %ctx.lease.token.task_id, attempt = ctx.lease.token.attempt, kind = %task.kind, repo = %task.repo.as_ref().map(|r| format!("{}/{}", r.org_name, r.repo_name)).unwrap_or_default());
                 let (held, mut client, worker_id) =
                     (held.clone(), s.client.clone(), s.worker_id.clone());
@@ -373,7 +373,7 @@ fn start_task(
     Arc::new(TaskContext {
         worker_id: s.worker_id.clone(),
         storage: s.storage.clone(),
-        scratch: std::env::temp_dir(),
+        scratch: scratch.to_path_buf(),
         cache: cache.clone(),
         progress: Progress::new(events.clone(), &s.worker_id, token),
         lease,

@@ -5,5 +5,6 @@ mod backup_restore;
 mod bad_input;
 mod cli;
 mod multi_process;
+mod observability;
 mod restart;
 mod restic_golden;

@@ -1,0 +1,122 @@
+//! What operators and probes see: Prometheus metrics, the standard health service, gRPC
+//! reflection, and the protocol version check at registration.
+
+use repovault_proto::v1 as pb;
+use repovault_proto::v1::worker_service_client::WorkerServiceClient;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_reflection_and_protocol_version() {
+    repovault_common::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = repovault_cli::standalone_settings(
+        dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        Some("127.0.0.1:0".parse().unwrap()),
+        "500ms",
+    )
+    .await
+    .unwrap();
+    let token = settings.join_token.clone();
+    let h = repovault_coordinator::server::start(settings)
+        .await
+        .unwrap();
+    h.core.add_org("org", "git").await.unwrap();
+    let repo = h
+        .core
+        .add_repo("org/r", "git://127.0.0.1:1/r.git", None)
+        .await
+        .unwrap();
+    h.core
+        .enqueue_backup(&repo, "full", "schedule", 5)
+        .await
+        .unwrap();
+
+    // Metrics: queue depth by priority, with the queued task.
+    let http = h.http_addr.unwrap();
+    let body = http_get(http, "/metrics").await;
+    assert!(
+        body.contains("repovault_queue_depth{priority=\"5\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("repovault_tasks_enqueued_total"), "{body}");
+    assert!(body.contains("repovault_desired_worker_slots 1"), "{body}");
+    assert!(http_get(http, "/healthz").await.contains("ok"));
+
+    // The standard health service answers for both services.
+    let channel = tonic::transport::Endpoint::from_shared(h.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    for service in ["repovault.v1.AdminService", "repovault.v1.WorkerService"] {
+        let r = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service}"
+        );
+    }
+
+    // Reflection lists our services (what grpcurl uses).
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut refl = ServerReflectionClient::new(channel.clone());
+    let req = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = refl
+        .server_reflection_info(futures::stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("no service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"repovault.v1.AdminService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"repovault.v1.WorkerService".to_string()),
+        "{names:?}"
+    );
+
+    // A worker of another protocol version is refused at registration.
+    let mut w = WorkerServiceClient::new(channel);
+    let mut req = tonic::Request::new(pb::RegisterWorkerRequest {
+        protocol_version: repovault_proto::PROTOCOL_VERSION + 1,
+        name: "future".into(),
+        slots: 1,
+        capabilities: vec![],
+    });
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", token.expose()).parse().unwrap(),
+    );
+    let e = w.register_worker(req).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains("protocol version"), "{}", e.message());
+    h.shutdown().await;
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
