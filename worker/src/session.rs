@@ -361,6 +361,7 @@ fn start_task(
     held: &Held,
     cache: &Arc<MirrorCache>,
     events: &mpsc::Sender<pb::TaskEvent>,
+    scratch: &std::path::Path,
 ) -> Arc<TaskContext> {
     let token = task.lease.clone().unwrap_or_default();
     let lease = Arc::new(LeaseView {
