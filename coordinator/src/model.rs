@@ -51,6 +51,27 @@ pub struct RepoStats {
     pub added_bytes_total: u64,
 }
 
+impl RepoStats {
+    /// Folds in one terminal backup, the newest so far (completion, final failure, and the
+    /// rebuild from the catalog all go through here, so they cannot disagree).
+    pub fn record(&mut self, b: &BackupRecord) {
+        self.last_backup_id = Some(b.id.clone());
+        self.last_status = Some(b.status.as_str().to_string());
+        self.last_finished_at_ms = b.finished_at_ms;
+        match b.status {
+            Status::Completed => {
+                self.last_success_id = Some(b.id.clone());
+                self.last_success_at_ms = b.finished_at_ms;
+                self.last_snapshot_id = b.snapshot_id.clone();
+                self.completed_total += 1;
+                self.added_bytes_total += b.added_bytes;
+            }
+            Status::Failed => self.failed_total += 1,
+            Status::Pending | Status::Running => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {

@@ -168,13 +168,7 @@ async fn open_repo(core: &Arc<Core>, repo_id: &str) -> CoreResult<Option<Snapsho
         path: snapshot_repo_path(&repo.org_id, &repo.id),
     };
     blocking(move || {
-        let key = match &master {
-            Some(m) => RepoKey::MasterKey {
-                json: m,
-                password: &password,
-            },
-            None => RepoKey::Password(&password),
-        };
+        let key = RepoKey::new(&password, master.as_ref());
         match SnapshotRepo::open(&spec, key, false) {
             Ok((r, _)) => Ok(Some(r)),
             Err(repovault_common::repo::RepoError::NotFound { .. }) => Ok(None),

@@ -60,7 +60,15 @@ pub enum RepoKey<'a> {
     },
 }
 
-impl RepoKey<'_> {
+impl<'a> RepoKey<'a> {
+    /// The fast key when one is known, else the password.
+    pub fn new(password: &'a Secret, master_key: Option<&'a Secret>) -> Self {
+        match master_key {
+            Some(json) => Self::MasterKey { json, password },
+            None => Self::Password(password),
+        }
+    }
+
     fn password(&self) -> &Secret {
         match self {
             Self::Password(p) | Self::MasterKey { password: p, .. } => p,

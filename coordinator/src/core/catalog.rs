@@ -7,7 +7,7 @@ use futures::TryStreamExt;
 use repovault_common::storage::catalog_object_path;
 
 use crate::error::CoreResult;
-use crate::model::{BackupRecord, RepoStats, Status};
+use crate::model::{BackupRecord, RepoStats};
 use crate::store::RECENT_BACKUPS;
 
 use super::Core;
@@ -158,25 +158,8 @@ fn parse_doc(path: &str, bytes: &[u8]) -> CoreResult<BackupRecord> {
 /// The aggregates of a repository, from its full history (newest first).
 pub fn stats_from_history(history: &[BackupRecord]) -> RepoStats {
     let mut s = RepoStats::default();
-    if let Some(last) = history.first() {
-        s.last_backup_id = Some(last.id.clone());
-        s.last_status = Some(last.status.as_str().to_string());
-        s.last_finished_at_ms = last.finished_at_ms;
-    }
-    if let Some(ok) = history.iter().find(|b| b.status == Status::Completed) {
-        s.last_success_id = Some(ok.id.clone());
-        s.last_success_at_ms = ok.finished_at_ms;
-        s.last_snapshot_id = ok.snapshot_id.clone();
-    }
-    for b in history {
-        match b.status {
-            Status::Completed => {
-                s.completed_total += 1;
-                s.added_bytes_total += b.added_bytes;
-            }
-            Status::Failed => s.failed_total += 1,
-            _ => {}
-        }
+    for b in history.iter().rev().filter(|b| b.status.is_terminal()) {
+        s.record(b);
     }
     s
 }

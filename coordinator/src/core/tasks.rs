@@ -493,18 +493,7 @@ impl Core {
                 if status.is_terminal() {
                     b.finished_at_ms = Some(now);
                     let mut stats = self.store.stats(&task.repo_id).await?;
-                    stats.last_backup_id = Some(b.id.clone());
-                    stats.last_status = Some(status.as_str().into());
-                    stats.last_finished_at_ms = Some(now);
-                    if status == Status::Completed {
-                        stats.last_success_id = Some(b.id.clone());
-                        stats.last_success_at_ms = Some(now);
-                        stats.last_snapshot_id = b.snapshot_id.clone();
-                        stats.completed_total += 1;
-                        stats.added_bytes_total += b.added_bytes;
-                    } else {
-                        stats.failed_total += 1;
-                    }
+                    stats.record(&b);
                     batch.stats(&task.repo_id, &stats);
                     finished_backup = Some(b.clone());
                 } else {
@@ -664,10 +653,7 @@ impl Core {
                     if status.is_terminal() {
                         b.finished_at_ms = Some(now);
                         let mut stats = self.store.stats(&task.repo_id).await?;
-                        stats.last_backup_id = Some(b.id.clone());
-                        stats.last_status = Some(status.as_str().into());
-                        stats.last_finished_at_ms = Some(now);
-                        stats.failed_total += 1;
+                        stats.record(&b);
                         batch.stats(&task.repo_id, &stats);
                         terminal = Some(b.clone());
                     }

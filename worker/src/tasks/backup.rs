@@ -48,13 +48,7 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         let spec = repo_spec.clone();
         let (password, master) = (password.clone(), master.clone());
         blocking(move || {
-            let key = match &master {
-                Some(m) => RepoKey::MasterKey {
-                    json: m,
-                    password: &password,
-                },
-                None => RepoKey::Password(&password),
-            };
+            let key = RepoKey::new(&password, master.as_ref());
             Ok(SnapshotRepo::open(&spec, key, true)?)
         })
         .await?

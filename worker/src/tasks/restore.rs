@@ -59,13 +59,7 @@ async fn restore_in(
     let snapshot_id = spec.snapshot_id.clone();
     let (code2, progress) = (code.clone(), ctx.progress.clone());
     let manifest = blocking(move || {
-        let key = match &master {
-            Some(m) => RepoKey::MasterKey {
-                json: m,
-                password: &password,
-            },
-            None => RepoKey::Password(&password),
-        };
+        let key = RepoKey::new(&password, master.as_ref());
         let (repo, _) = SnapshotRepo::open(&repo_spec, key, false)?;
         let manifest = Manifest::from_json(&repo.read_file(&snapshot_id, manifest::MANIFEST_FILE)?)
             .map_err(|e| TaskError::permanent(format!("snapshot {snapshot_id}: {e}")))?;
