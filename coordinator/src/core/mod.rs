@@ -9,6 +9,7 @@
 
 mod admin;
 pub mod catalog;
+mod repos;
 mod tasks;
 
 use std::collections::{HashMap, HashSet};
@@ -76,6 +77,8 @@ pub struct Core {
     ready: Notify,
     pub progress: ProgressHub,
     pub workers: WorkerRegistry,
+    /// Serialises snapshot repository creation (see `repos.rs`).
+    init_lock: Mutex<()>,
     /// Snapshots to forget (uncommitted attempts), drained by the reconciler.
     pub(crate) forget_tx: tokio::sync::mpsc::UnboundedSender<crate::reconcile::ForgetRequest>,
 }
@@ -117,6 +120,7 @@ impl Core {
             ready: Notify::new(),
             progress: ProgressHub::default(),
             workers: WorkerRegistry::default(),
+            init_lock: Mutex::new(()),
             forget_tx,
         });
         core.load().await?;

@@ -19,6 +19,15 @@ use super::{
     restore_token_context,
 };
 
+/// What one look at the queue found.
+enum Leasing {
+    Leased(Box<pb::Task>),
+    /// The best task's repository has no snapshot repository yet: the coordinator creates it
+    /// (outside the queue lock) before anyone may back it up.
+    NeedsRepository(RepoRecord),
+    Nothing,
+}
+
 /// What the coordinator did with a completion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CompletionOutcome {
@@ -174,8 +183,14 @@ impl Core {
             let notified = self.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(t) = self.try_lease(worker_id, cached).await? {
-                return Ok(Some(t));
+            match self.try_lease(worker_id, cached).await? {
+                Leasing::Leased(t) => return Ok(Some(*t)),
+                Leasing::NeedsRepository(repo) => {
+                    // Created outside the queue lock; then look again at once.
+                    self.ensure_snapshot_repo(&repo).await?;
+                    continue;
+                }
+                Leasing::Nothing => {}
             }
             // Tasks in backoff become ready without a notify: look again at least every second.
             let tick = tokio::time::Instant::now() + Duration::from_secs(1);
@@ -189,7 +204,7 @@ impl Core {
         }
     }
 
-    async fn try_lease(&self, worker_id: &str, cached: &[String]) -> CoreResult<Option<pb::Task>> {
+    async fn try_lease(&self, worker_id: &str, cached: &[String]) -> CoreResult<Leasing> {
         let now = now_ms();
         let mut q = self.queue.lock().await;
         let busy = q.busy_repos();
@@ -215,21 +230,24 @@ impl Core {
             busy_repos: &busy,
         };
         let Some(choice) = select(&candidates, &ctx, now) else {
-            return Ok(None);
+            return Ok(Leasing::Nothing);
         };
         // Placement hint: among equally good choices, the cached repository would do, but
         // fairness and priority come first; the hint only matters when this worker holds it.
         let _ = cached;
         let task_id = choice.task_id.clone();
         let Some(mut task) = q.active.get(&task_id).cloned() else {
-            return Ok(None);
+            return Ok(Leasing::Nothing);
         };
-        let attempt = task.lease.lease(worker_id, now, &self.policy)?;
         let repo = self
             .store
             .repo(&task.repo_id)
             .await?
             .ok_or_else(|| not_found("repository", task.repo_id.clone()))?;
+        if task.kind == TaskKind::Backup && repo.sealed_master_key.is_none() {
+            return Ok(Leasing::NeedsRepository(repo));
+        }
+        let attempt = task.lease.lease(worker_id, now, &self.policy)?;
         let org = self
             .store
             .org(&task.org_id)
@@ -312,7 +330,7 @@ impl Core {
             worker_id: worker_id.to_string(),
             ..Default::default()
         });
-        Ok(Some(proto))
+        Ok(Leasing::Leased(Box::new(proto)))
     }
 
     fn repo_access(

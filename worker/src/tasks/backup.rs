@@ -41,7 +41,8 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
     let password = Secret::new(access.repo_password.clone());
     let master = (!access.master_key.is_empty()).then(|| Secret::new(access.master_key.clone()));
 
-    // Open (or initialise) the snapshot repository first: a wrong key fails before any fetch.
+    // Open the snapshot repository first (the coordinator created it): a wrong key fails before
+    // any fetch.
     ctx.progress
         .phase("open", "opening the snapshot repository");
     let (repo, master_now) = {
@@ -49,7 +50,7 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         let (password, master) = (password.clone(), master.clone());
         blocking(move || {
             let key = RepoKey::new(&password, master.as_ref());
-            Ok(SnapshotRepo::open(&spec, key, true)?)
+            Ok(SnapshotRepo::open(&spec, key, false)?)
         })
         .await?
     };
