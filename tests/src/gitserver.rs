@@ -630,9 +630,8 @@ mod tests {
         // Two daemons at once get different ports; drop stops it.
         let d2 = GitDaemon::start(base.path()).unwrap();
         assert_ne!(d.port(), d2.port());
-        let port = d2.port();
+        // (That the port is free afterwards is not asserted: a parallel test may take it.)
         drop(d2);
-        assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
     }
 
     #[test]
@@ -720,9 +719,7 @@ mod tests {
         // Push to an empty repository over HTTP.
         git(&src, &["push", "-q", "--mirror", &h.authed_url("dst.git")]).unwrap();
         assert_same_repo(&src, &base.path().join("dst.git"));
-        let port = h.port();
         drop(h);
-        assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
     }
 
     #[test]
