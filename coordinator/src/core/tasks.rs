@@ -400,15 +400,17 @@ impl Core {
         Ok(t.lease.remaining_ms(tok.attempt, now)?)
     }
 
-    /// Records a progress event of a current lease; stale events are refused.
+    /// Records a progress event of a current lease. An event of a stale attempt of an active
+    /// task is refused (the service then tells that worker to stop).
     pub async fn task_event(&self, ev: &pb::TaskEvent) -> CoreResult<()> {
         let tok = ev.lease.clone().unwrap_or_default();
         {
             let q = self.queue.lock().await;
-            let t = q
-                .active
-                .get(&tok.task_id)
-                .ok_or_else(|| stale(&tok, "the task is no longer active"))?;
+            // Progress that arrives after the completion (the stream and the completion travel
+            // separately) is dropped quietly: there is nothing left to cancel.
+            let Some(t) = q.active.get(&tok.task_id) else {
+                return Ok(());
+            };
             t.lease.check(tok.attempt, now_ms())?;
         }
         self.progress.publish(pb::TaskProgress {
