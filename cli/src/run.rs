@@ -24,33 +24,31 @@ pub async fn run_cli(cli: Cli) -> i32 {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32, CliError> {
-    let out = cli.output;
-    let admin = |cli: &Cli| (cli.coordinator.clone(), cli.admin_token_file.clone());
-    match cli.command {
-        Command::Standalone(a) => standalone(a).await,
-        Command::Coordinator { ref config } => coordinator(config).await,
-        Command::Worker(ref a) => worker(&cli.coordinator, a).await,
-        ref other => {
-            let (url, token) = admin(&cli);
-            let mut c = connect(&url, token.as_deref()).await?;
-            match other {
-                Command::Org(cmd) => commands::org(&mut c, clone_cmd(cmd), out).await,
-                Command::Repo(cmd) => commands::repo(&mut c, clone_cmd(cmd), out).await,
-                Command::Backup(cmd) => commands::backup(&mut c, clone_cmd(cmd), out).await,
-                Command::Restore(cmd) => commands::restore(&mut c, clone_cmd(cmd), out).await,
-                Command::Admin(cmd) => commands::admin(&mut c, clone_cmd(cmd), out).await,
-                Command::Workers => commands::workers(&mut c, out).await,
-                Command::Queue => commands::queue(&mut c, out).await,
-                _ => Err(CliError::usage("unhandled command")),
-            }
-        }
+    let Cli {
+        coordinator: url,
+        admin_token_file,
+        output: out,
+        command,
+    } = cli;
+    let admin_command = match command {
+        Command::Standalone(a) => return standalone(a).await,
+        Command::Coordinator { config } => return coordinator(&config).await,
+        Command::Worker(a) => return worker(&url, &a).await,
+        admin_command => admin_command,
+    };
+    let mut c = connect(&url, admin_token_file.as_deref()).await?;
+    match admin_command {
+        Command::Org(cmd) => commands::org(&mut c, cmd, out).await,
+        Command::Repo(cmd) => commands::repo(&mut c, cmd, out).await,
+        Command::Backup(cmd) => commands::backup(&mut c, cmd, out).await,
+        Command::Restore(cmd) => commands::restore(&mut c, cmd, out).await,
+        Command::Admin(cmd) => commands::admin(&mut c, cmd, out).await,
+        Command::Workers => commands::workers(&mut c, out).await,
+        Command::Queue => commands::queue(&mut c, out).await,
+        Command::Standalone(_) | Command::Coordinator { .. } | Command::Worker(_) => Err(
+            CliError::usage("this command does not talk to a coordinator"),
+        ),
     }
-}
-
-/// Subcommands are plain data; re-parsing them is cheaper than threading ownership through the
-/// match above.
-fn clone_cmd<T: std::fmt::Debug + Clone>(t: &T) -> T {
-    t.clone()
 }
 
 fn init_telemetry() {

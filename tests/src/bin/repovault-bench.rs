@@ -411,7 +411,7 @@ fn print_table(runs: &[Figures]) {
         runs.iter()
             .map(|f| format!("{:.2}", g(f)))
             .collect::<Vec<_>>()
-            .join(" / ")
+            .join(" ")
     };
 
     let rv1 = secs(|f| f.rv_first);
@@ -423,75 +423,75 @@ fn print_table(runs: &[Figures]) {
     let zip1 = bytes(|f| f.zip_first);
     let zip2 = bytes(|f| f.zip_second);
 
-    println!("{:<52} {:>14} {:>14}", "", "repovault", "script");
+    println!("{:<56} {:>20} {:>20}", "", "repovault", "script");
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<56} {:>20} {:>20}",
         "first backup, time (s)",
         format!("{rv1:.2}"),
         format!("{sc1:.2}")
     );
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<56} {:>20} {:>20}",
         "  per run (s)",
         per_run(|f| f.rv_first.as_secs_f64()),
         per_run(|f| f.script_first.as_secs_f64())
     );
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<56} {:>20} {:>20}",
         "first backup, bytes stored (added_bytes / zip)",
         mib_f(rv_added1),
         mib_f(zip1)
     );
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<56} {:>20} {:>20}",
         "first backup, repository size (size_bytes / mirror)",
         mib_f(bytes(|f| f.rv_first_size)),
         mib_f(bytes(|f| f.mirror))
     );
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<56} {:>20} {:>20}",
         "first backup, bytes received from the source",
         mib_f(bytes(|f| f.rv_first_received)),
         "-"
     );
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<56} {:>20} {:>20}",
         "second backup (+1 commit), time (s)",
         format!("{rv2:.2}"),
         format!("{sc2:.2}")
     );
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<56} {:>20} {:>20}",
         "  per run (s)",
         per_run(|f| f.rv_second.as_secs_f64()),
         per_run(|f| f.script_second.as_secs_f64())
     );
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<56} {:>20} {:>20}",
         "second backup, bytes added (added_bytes / new zip)",
         kib_f(rv_added2),
         mib_f(zip2)
     );
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<56} {:>20} {:>20}",
         "second backup, bytes received from the source",
         kib_f(bytes(|f| f.rv_second_received)),
         "-"
     );
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<56} {:>20} {:>20}",
         "storage on disk after 1st backup (data/storage / zip)",
         mib_f(bytes(|f| f.rv_storage_first)),
         mib_f(zip1)
     );
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<56} {:>20} {:>20}",
         "storage on disk after 2nd backup (data/storage / 2 zips)",
         mib_f(bytes(|f| f.rv_storage_second)),
         mib_f(bytes(|f| f.zip_first + f.zip_second))
     );
     println!(
-        "{:<52} {:>14} {:>14}",
+        "{:<56} {:>20} {:>20}",
         "worker mirror cache, not backup storage (data/cache)",
         mib_f(bytes(|f| f.rv_cache)),
         "-"
