@@ -12,7 +12,7 @@ use crate::args::{
 };
 use crate::client::{Admin, CliError, read_token};
 use crate::exit;
-use crate::output::{self, fields, human_bytes, is_json, table};
+use crate::output::{self, fields, human_bytes, is_json};
 
 pub async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result<i32, CliError> {
     match cmd {
@@ -31,22 +31,14 @@ pub async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result<i32, C
         }
         OrgCmd::List => {
             let orgs = c.list_orgs(pb::ListOrgsRequest {}).await?.into_inner().orgs;
-            if is_json(out) {
-                output::json(&orgs);
-            } else {
-                let rows: Vec<Vec<String>> = orgs
-                    .iter()
-                    .map(|o| {
-                        vec![
-                            o.name.clone(),
-                            o.id.clone(),
-                            o.provider.clone(),
-                            o.created_at.clone(),
-                        ]
-                    })
-                    .collect();
-                table(&["NAME", "ID", "PROVIDER", "CREATED"], &rows);
-            }
+            output::list(out, &orgs, &["NAME", "ID", "PROVIDER", "CREATED"], |o| {
+                vec![
+                    o.name.clone(),
+                    o.id.clone(),
+                    o.provider.clone(),
+                    o.created_at.clone(),
+                ]
+            });
         }
         OrgCmd::Key(OrgKeyCmd::Export { org, to }) => {
             if to.exists() {
@@ -107,23 +99,20 @@ pub async fn repo(c: &mut Admin, cmd: RepoCmd, out: OutputFormat) -> Result<i32,
                 .await?
                 .into_inner()
                 .repos;
-            if is_json(out) {
-                output::json(&repos);
-            } else {
-                let rows: Vec<Vec<String>> = repos
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            r.full_name.clone(),
-                            r.id.clone(),
-                            r.url.clone(),
-                            or_dash(&r.last_backup_status),
-                            or_dash(&r.last_backup_at),
-                        ]
-                    })
-                    .collect();
-                table(&["REPOSITORY", "ID", "URL", "LAST BACKUP", "AT"], &rows);
-            }
+            output::list(
+                out,
+                &repos,
+                &["REPOSITORY", "ID", "URL", "LAST BACKUP", "AT"],
+                |r| {
+                    vec![
+                        r.full_name.clone(),
+                        r.id.clone(),
+                        r.url.clone(),
+                        or_dash(&r.last_backup_status),
+                        or_dash(&r.last_backup_at),
+                    ]
+                },
+            );
         }
     }
     Ok(exit::OK)
@@ -206,38 +195,32 @@ pub async fn backup(c: &mut Admin, cmd: BackupCmd, out: OutputFormat) -> Result<
                 .await?
                 .into_inner()
                 .backups;
-            if is_json(out) {
-                output::json(&list);
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|b| {
-                        vec![
-                            b.id.clone(),
-                            b.repo.clone(),
-                            b.r#type.clone(),
-                            b.trigger.clone(),
-                            b.status.clone(),
-                            b.created_at.clone(),
-                            human_bytes(b.size_bytes),
-                            human_bytes(b.added_bytes),
-                        ]
-                    })
-                    .collect();
-                table(
-                    &[
-                        "ID",
-                        "REPOSITORY",
-                        "TYPE",
-                        "TRIGGER",
-                        "STATUS",
-                        "CREATED",
-                        "SIZE",
-                        "ADDED",
-                    ],
-                    &rows,
-                );
-            }
+            output::list(
+                out,
+                &list,
+                &[
+                    "ID",
+                    "REPOSITORY",
+                    "TYPE",
+                    "TRIGGER",
+                    "STATUS",
+                    "CREATED",
+                    "SIZE",
+                    "ADDED",
+                ],
+                |b| {
+                    vec![
+                        b.id.clone(),
+                        b.repo.clone(),
+                        b.r#type.clone(),
+                        b.trigger.clone(),
+                        b.status.clone(),
+                        b.created_at.clone(),
+                        human_bytes(b.size_bytes),
+                        human_bytes(b.added_bytes),
+                    ]
+                },
+            );
             Ok(exit::OK)
         }
         BackupCmd::Show { id } => {
@@ -529,27 +512,24 @@ pub async fn workers(c: &mut Admin, out: OutputFormat) -> Result<i32, CliError> 
         .await?
         .into_inner()
         .workers;
-    if is_json(out) {
-        output::json(&w);
-    } else {
-        let rows: Vec<Vec<String>> = w
-            .iter()
-            .map(|w| {
-                vec![
-                    w.id.clone(),
-                    w.name.clone(),
-                    format!("{}/{}", w.running, w.slots),
-                    if w.draining {
-                        "draining".into()
-                    } else {
-                        "active".into()
-                    },
-                    w.last_heartbeat_at.clone(),
-                ]
-            })
-            .collect();
-        table(&["ID", "NAME", "RUNNING", "STATE", "LAST HEARTBEAT"], &rows);
-    }
+    output::list(
+        out,
+        &w,
+        &["ID", "NAME", "RUNNING", "STATE", "LAST HEARTBEAT"],
+        |w| {
+            vec![
+                w.id.clone(),
+                w.name.clone(),
+                format!("{}/{}", w.running, w.slots),
+                if w.draining {
+                    "draining".into()
+                } else {
+                    "active".into()
+                },
+                w.last_heartbeat_at.clone(),
+            ]
+        },
+    );
     Ok(exit::OK)
 }
 
@@ -559,37 +539,31 @@ pub async fn queue(c: &mut Admin, out: OutputFormat) -> Result<i32, CliError> {
         .await?
         .into_inner()
         .entries;
-    if is_json(out) {
-        output::json(&q);
-    } else {
-        let rows: Vec<Vec<String>> = q
-            .iter()
-            .map(|e| {
-                vec![
-                    e.task_id.clone(),
-                    e.kind.clone(),
-                    e.repo.clone(),
-                    format!("{} ({})", e.effective_priority, e.priority),
-                    e.state.clone(),
-                    e.attempt.to_string(),
-                    or_dash(&e.worker_id),
-                    e.enqueued_at.clone(),
-                ]
-            })
-            .collect();
-        table(
-            &[
-                "TASK",
-                "KIND",
-                "REPOSITORY",
-                "PRIORITY",
-                "STATE",
-                "ATTEMPT",
-                "WORKER",
-                "ENQUEUED",
-            ],
-            &rows,
-        );
-    }
+    output::list(
+        out,
+        &q,
+        &[
+            "TASK",
+            "KIND",
+            "REPOSITORY",
+            "PRIORITY",
+            "STATE",
+            "ATTEMPT",
+            "WORKER",
+            "ENQUEUED",
+        ],
+        |e| {
+            vec![
+                e.task_id.clone(),
+                e.kind.clone(),
+                e.repo.clone(),
+                format!("{} ({})", e.effective_priority, e.priority),
+                e.state.clone(),
+                e.attempt.to_string(),
+                or_dash(&e.worker_id),
+                e.enqueued_at.clone(),
+            ]
+        },
+    );
     Ok(exit::OK)
 }

@@ -12,6 +12,20 @@ pub fn json<T: Serialize + ?Sized>(v: &T) {
     }
 }
 
+/// A list: one JSON array, or a table with one row per item.
+pub fn list<T: Serialize>(
+    format: OutputFormat,
+    items: &[T],
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    if is_json(format) {
+        json(items);
+    } else {
+        table(headers, &items.iter().map(row).collect::<Vec<_>>());
+    }
+}
+
 /// Prints rows under headers with aligned columns.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
