@@ -19,12 +19,12 @@ phase() {
 }
 
 missing=()
-for tool in cargo cargo-nextest git restic git-lfs zip; do
+for tool in cargo cargo-nextest git restic git-lfs zip openssl; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if ((${#missing[@]})); then
     echo "scripts/test.sh: missing prerequisites: ${missing[*]}" >&2
-    echo "  apt-get install -y --no-install-recommends restic git-lfs zip   (or run .ci/run, which does)" >&2
+    echo "  apt-get install -y --no-install-recommends restic git-lfs zip openssl   (or run .ci/run, which does)" >&2
     echo "  cargo-nextest: https://nexte.st/docs/installation/" >&2
     exit 2
 fi

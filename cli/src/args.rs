@@ -15,6 +15,9 @@ pub struct Cli {
         default_value = "http://127.0.0.1:7420"
     )]
     pub coordinator: String,
+    /// A CA certificate (PEM) to trust for an https:// coordinator, besides the system's.
+    #[arg(long, global = true, env = "REPOVAULT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// A file holding the admin token, when the coordinator requires one.
     #[arg(long, global = true, env = "REPOVAULT_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use repovault_proto::v1::admin_service_client::AdminServiceClient;
 
@@ -73,7 +73,11 @@ impl tonic::service::Interceptor for AdminToken {
 
 pub type Admin = AdminServiceClient<InterceptedService<Channel, AdminToken>>;
 
-pub async fn connect(url: &str, token_file: Option<&Path>) -> Result<Admin, CliError> {
+pub async fn connect(
+    url: &str,
+    token_file: Option<&Path>,
+    ca_file: Option<&Path>,
+) -> Result<Admin, CliError> {
     let token = match token_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -83,9 +87,8 @@ pub async fn connect(url: &str, token_file: Option<&Path>) -> Result<Admin, CliE
         ),
         None => None,
     };
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| CliError::usage(format!("--coordinator {url:?} is not a valid URL: {e}")))?
-        .connect_timeout(std::time::Duration::from_secs(5));
+    let endpoint = repovault_common::grpc::endpoint(url, ca_file)
+        .map_err(|e| CliError::usage(e.to_string()))?;
     let channel = endpoint.connect().await.map_err(|e| {
         CliError::new(
             exit::UNREACHABLE,

@@ -27,16 +27,17 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
     let Cli {
         coordinator: url,
         admin_token_file,
+        ca_file,
         output: out,
         command,
     } = cli;
     let admin_command = match command {
         Command::Standalone(a) => return standalone(a).await,
         Command::Coordinator { config } => return coordinator(&config).await,
-        Command::Worker(a) => return worker(&url, &a).await,
+        Command::Worker(a) => return worker(&url, ca_file, &a).await,
         admin_command => admin_command,
     };
-    let mut c = connect(&url, admin_token_file.as_deref()).await?;
+    let mut c = connect(&url, admin_token_file.as_deref(), ca_file.as_deref()).await?;
     match admin_command {
         Command::Org(cmd) => commands::org(&mut c, cmd, out).await,
         Command::Repo(cmd) => commands::repo(&mut c, cmd, out).await,
@@ -129,6 +130,7 @@ async fn standalone(a: StandaloneArgs) -> Result<i32, CliError> {
     for i in 0..a.workers {
         let cfg = WorkerConfig {
             coordinator: url.clone(),
+            ca_file: None,
             join_token: join_token.clone(),
             name: format!("standalone-{i}"),
             slots: 2,
@@ -167,7 +169,11 @@ async fn coordinator(config: &Path) -> Result<i32, CliError> {
     Ok(exit::OK)
 }
 
-async fn worker(url: &str, a: &WorkerArgs) -> Result<i32, CliError> {
+async fn worker(
+    url: &str,
+    ca_file: Option<std::path::PathBuf>,
+    a: &WorkerArgs,
+) -> Result<i32, CliError> {
     init_telemetry();
     let token = std::fs::read_to_string(&a.join_token_file).map_err(|e| {
         CliError::usage(format!(
@@ -181,6 +187,7 @@ async fn worker(url: &str, a: &WorkerArgs) -> Result<i32, CliError> {
     };
     let cfg = WorkerConfig {
         coordinator: url.to_string(),
+        ca_file,
         join_token: Secret::new(token.trim()),
         name: a
             .name

@@ -40,6 +40,51 @@ pub struct StoreConfig {
     pub path: Option<PathBuf>,
 }
 
+/// TLS for the gRPC port: a PEM certificate chain and its private key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// A loaded certificate and key (the key is secret: never printed).
+#[derive(Clone)]
+pub struct TlsIdentity {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsIdentity([certificate], [redacted key])")
+    }
+}
+
+impl TlsFiles {
+    pub fn load(&self) -> Result<TlsIdentity, ConfigError> {
+        let read = |p: &Path, what: &str| {
+            std::fs::read(p)
+                .map_err(|e| ConfigError::Invalid(format!("tls {what} {}: {e}", p.display())))
+        };
+        let cert_pem = read(&self.cert_file, "cert_file")?;
+        let key_pem = read(&self.key_file, "key_file")?;
+        if !String::from_utf8_lossy(&cert_pem).contains("BEGIN CERTIFICATE") {
+            return Err(ConfigError::Invalid(format!(
+                "tls cert_file {} holds no PEM certificate",
+                self.cert_file.display()
+            )));
+        }
+        if !String::from_utf8_lossy(&key_pem).contains("PRIVATE KEY") {
+            return Err(ConfigError::Invalid(format!(
+                "tls key_file {} holds no PEM private key",
+                self.key_file.display()
+            )));
+        }
+        Ok(TlsIdentity { cert_pem, key_pem })
+    }
+}
+
 /// The coordinator's configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +118,10 @@ pub struct CoordinatorConfig {
     /// How often uncommitted snapshots are looked for and forgotten.
     #[serde(default = "default_reconcile")]
     pub reconcile_interval: String,
+    /// Serve gRPC over TLS (recommended whenever workers or admins are on other machines: leases
+    /// carry credentials).
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -105,6 +154,7 @@ impl CoordinatorConfig {
             admin_token_file: None,
             master_key_file: None,
             reconcile_interval: default_reconcile(),
+            tls: None,
         }
     }
 
@@ -211,7 +261,9 @@ impl CoordinatorConfig {
                 })?)
             }
         };
+        let tls = self.tls.as_ref().map(TlsFiles::load).transpose()?;
         Ok(Settings {
+            tls,
             listen: self.listen,
             http_listen: Some(self.http_listen),
             kv,
@@ -274,6 +326,7 @@ pub struct Settings {
     /// Set when the master key was generated now (the caller says so to the operator).
     pub master_key_created: Option<PathBuf>,
     pub reconcile_interval: Duration,
+    pub tls: Option<TlsIdentity>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -293,6 +346,7 @@ impl std::fmt::Debug for Settings {
             )
             .field("master_key", &self.master_key)
             .field("reconcile_interval", &self.reconcile_interval)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }

@@ -32,10 +32,14 @@ pub enum ServerError {
     Core(#[from] crate::error::CoreError),
     #[error("gRPC reflection: {0}")]
     Reflection(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 pub struct CoordinatorHandle {
     pub grpc_addr: SocketAddr,
+    /// Whether gRPC is served over TLS.
+    pub tls: bool,
     pub http_addr: Option<SocketAddr>,
     pub core: Arc<Core>,
     shutdown: CancellationToken,
@@ -44,7 +48,8 @@ pub struct CoordinatorHandle {
 
 impl CoordinatorHandle {
     pub fn url(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.grpc_addr)
     }
 
     /// Stops serving and the background loops, and waits for them.
@@ -104,9 +109,16 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         WorkerApi { core: core.clone() },
         TokenCheck::new(Some(settings.join_token.clone()), "join token"),
     );
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(id) = &settings.tls {
+        let identity = tonic::transport::Identity::from_pem(&id.cert_pem, &id.key_pem);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| ServerError::Tls(e.to_string()))?;
+    }
     let stop = shutdown.clone();
     tasks.push(tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
+        let result = builder
             .add_service(health_service)
             .add_service(reflection)
             .add_service(admin)
@@ -178,6 +190,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     tracing::info!(grpc = %grpc_addr, http = ?http_addr, store = settings.kv.name(), "coordinator serving");
     Ok(CoordinatorHandle {
         grpc_addr,
+        tls: settings.tls.is_some(),
         http_addr,
         core,
         shutdown,

@@ -28,12 +28,34 @@ pub struct Cluster {
     listen: SocketAddr,
     /// Worker numbers are never reused, so a new worker starts with an empty cache.
     next_worker: usize,
+    /// Set: the coordinator serves TLS with this CA's certificate, and workers trust it.
+    ca_file: Option<PathBuf>,
+    tls: Option<repovault_coordinator::config::TlsFiles>,
 }
 
 impl Cluster {
     /// A coordinator and `workers` in-process workers.
     pub async fn start(workers: usize) -> Result<Self> {
         Self::start_with(workers, TEST_HEARTBEAT).await
+    }
+
+    /// A cluster whose coordinator serves gRPC over TLS (`tls`), with workers trusting `ca_file`.
+    pub async fn start_tls(
+        workers: usize,
+        tls: repovault_coordinator::config::TlsFiles,
+        ca_file: PathBuf,
+    ) -> Result<Self> {
+        let mut c = Self::start_with(0, TEST_HEARTBEAT).await?;
+        if let Some(h) = c.coordinator.take() {
+            h.shutdown().await;
+        }
+        c.tls = Some(tls);
+        c.ca_file = Some(ca_file);
+        c.restart_coordinator().await?;
+        for _ in 0..workers {
+            c.add_worker().await?;
+        }
+        Ok(c)
     }
 
     pub async fn start_with(workers: usize, heartbeat: &str) -> Result<Self> {
@@ -47,6 +69,8 @@ impl Cluster {
             heartbeat: heartbeat.to_string(),
             listen: "127.0.0.1:0".parse()?,
             next_worker: 0,
+            ca_file: None,
+            tls: None,
         };
         c.start_coordinator().await?;
         for _ in 0..workers {
@@ -69,13 +93,16 @@ impl Cluster {
     }
 
     async fn start_coordinator(&mut self) -> Result<()> {
-        let settings = repovault_cli::standalone_settings(
+        let mut settings = repovault_cli::standalone_settings(
             &self.data_dir(),
             self.listen,
             None,
             &self.heartbeat,
         )
         .await?;
+        if let Some(t) = &self.tls {
+            settings.tls = Some(t.load()?);
+        }
         let h = start(settings).await?;
         // Restarts come back on the same port, so workers find them again.
         self.listen = h.grpc_addr;
@@ -105,7 +132,8 @@ impl Cluster {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.listen)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.listen)
     }
 
     pub async fn add_worker(&mut self) -> Result<()> {
@@ -114,6 +142,7 @@ impl Cluster {
         let token = std::fs::read_to_string(self.join_token_file())?;
         let cfg = WorkerConfig {
             coordinator: self.url(),
+            ca_file: self.ca_file.clone(),
             join_token: repovault_common::secret::Secret::new(token.trim()),
             name: format!("test-worker-{i}"),
             slots: 2,

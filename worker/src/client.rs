@@ -3,7 +3,7 @@
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use repovault_common::secret::Secret;
 use repovault_proto::v1::worker_service_client::WorkerServiceClient;
@@ -24,12 +24,12 @@ impl Interceptor for JoinToken {
 pub type Client = WorkerServiceClient<InterceptedService<Channel, JoinToken>>;
 
 /// A lazily connecting client: the first call connects, and later calls reconnect as needed.
-pub fn connect(url: &str, token: &Secret) -> Result<Client, tonic::transport::Error> {
-    let channel = Endpoint::from_shared(url.to_string())?
-        // Connect attempts fail fast so a coordinator restart is noticed within a heartbeat.
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect_lazy();
+pub fn connect(
+    url: &str,
+    token: &Secret,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Client, repovault_common::grpc::EndpointError> {
+    let channel = repovault_common::grpc::endpoint(url, ca_file)?.connect_lazy();
     Ok(WorkerServiceClient::with_interceptor(
         channel,
         JoinToken(token.clone()),

@@ -29,6 +29,8 @@ use crate::tasks::{self, LeaseView, TaskContext, TaskError};
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub coordinator: String,
+    /// Extra CA (PEM) for an https:// coordinator.
+    pub ca_file: Option<PathBuf>,
     pub join_token: Secret,
     pub name: String,
     pub slots: u32,
@@ -66,9 +68,11 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<Exit,
         return Err(WorkerError::Setup("--slots must be at least 1".into()));
     }
     let client =
-        connect(&cfg.coordinator, &cfg.join_token).map_err(|e| WorkerError::Coordinator {
-            url: cfg.coordinator.clone(),
-            message: e.to_string(),
+        connect(&cfg.coordinator, &cfg.join_token, cfg.ca_file.as_deref()).map_err(|e| {
+            WorkerError::Coordinator {
+                url: cfg.coordinator.clone(),
+                message: e.to_string(),
+            }
         })?;
     std::fs::create_dir_all(&cfg.scratch_dir).map_err(|e| {
         WorkerError::Setup(format!("scratch dir {}: {e}", cfg.scratch_dir.display()))

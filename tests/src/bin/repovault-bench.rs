@@ -159,6 +159,7 @@ impl Vault {
         let handle = repovault_coordinator::server::start(settings).await?;
         let cfg = WorkerConfig {
             coordinator: handle.url(),
+            ca_file: None,
             join_token,
             name: "standalone-0".into(),
             slots: 2,

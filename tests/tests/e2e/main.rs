@@ -8,3 +8,4 @@ mod multi_process;
 mod observability;
 mod restart;
 mod restic_golden;
+mod tls;

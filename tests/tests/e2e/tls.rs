@@ -1,0 +1,154 @@
+//! gRPC over TLS: workers and the CLI reach a TLS coordinator with a private CA, and a client that
+//! does not trust it is refused.
+
+use std::path::Path;
+use std::process::Command;
+
+use repovault_coordinator::config::TlsFiles;
+use repovault_tests::cluster::Cluster;
+use repovault_tests::fixtures::rich_repo;
+use repovault_tests::gitserver::GitDaemon;
+
+/// A private CA and a server certificate for localhost / 127.0.0.1, made with the openssl CLI.
+fn make_pki(dir: &Path) -> (TlsFiles, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=repovault test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (
+        TlsFiles {
+            cert_file: dir.join("server.pem"),
+            key_file: dir.join("server.key"),
+        },
+        dir.join("ca.pem"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workers_and_cli_use_tls_with_a_private_ca() {
+    let pki = tempfile::tempdir().unwrap();
+    let (tls, ca) = make_pki(pki.path());
+    let c = Cluster::start_tls(1, tls, ca.clone()).await.unwrap();
+    assert!(c.url().starts_with("https://"));
+    let src = tempfile::tempdir().unwrap();
+    rich_repo(src.path(), "rich.git").unwrap();
+    let daemon = GitDaemon::start(src.path()).unwrap();
+    c.core().add_org("org", "git").await.unwrap();
+    c.core()
+        .add_repo("org/rich", &daemon.url("rich.git"), None)
+        .await
+        .unwrap();
+    // The worker leases, heartbeats, confirms and completes over TLS.
+    let b = c.backup_ok("org/rich").await.unwrap();
+    assert!(b.snapshot_id.is_some());
+
+    let bin = env!("CARGO_BIN_EXE_repovault-test-process");
+    let cli = |extra: &[&str]| {
+        Command::new(bin)
+            .args(["--coordinator", &c.url()])
+            .args(extra)
+            .env_remove("REPOVAULT_CA_FILE")
+            .output()
+            .unwrap()
+    };
+    let ok = cli(&["--ca-file", ca.to_str().unwrap(), "backup", "list"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains(&b.id));
+    // Without the CA the server is not trusted.
+    let untrusted = cli(&["backup", "list"]);
+    assert_eq!(
+        untrusted.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+    // Plaintext against the TLS port fails too.
+    let plain = Command::new(bin)
+        .args([
+            "--coordinator",
+            &c.url().replace("https://", "http://"),
+            "backup",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
+    // A CA file with a plaintext URL is a usage error, not silently ignored.
+    let mixed = Command::new(bin)
+        .args([
+            "--coordinator",
+            "http://127.0.0.1:1",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "workers",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(mixed.status.code(), Some(2));
+    c.shutdown().await;
+}
