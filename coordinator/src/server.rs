@@ -36,6 +36,10 @@ pub enum ServerError {
     Tls(String),
 }
 
+/// Long enough for a completion or a store write in flight; a worker's progress stream never
+/// ends by itself, so waiting for every connection would never finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub struct CoordinatorHandle {
     pub grpc_addr: SocketAddr,
     /// Whether gRPC is served over TLS.
@@ -52,11 +56,16 @@ impl CoordinatorHandle {
         format!("{scheme}://{}", self.grpc_addr)
     }
 
-    /// Stops serving and the background loops, and waits for them.
+    /// Stops serving and the background loops. In-flight calls get [`SHUTDOWN_GRACE`] to finish;
+    /// then open streams (workers' progress streams, long-polls, watchers) are cut.
     pub async fn shutdown(self) {
+        self.core.stopping.cancel();
         self.shutdown.cancel();
-        for t in self.tasks {
-            let _ = t.await;
+        for mut t in self.tasks {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut t).await.is_err() {
+                t.abort();
+                let _ = t.await;
+            }
         }
     }
 }

@@ -10,6 +10,8 @@
 //! task/<task-id>                TaskRecord
 //! backup/<repo-id>/<backup-id>  BackupRecord      (the latest RECENT_BACKUPS per repository)
 //! restore/<restore-id>          RestoreRecord
+//! catalog-pending/<repo-id>/<backup-id>   (empty) a terminal backup whose catalog object is
+//!                                         not written yet (the outbox of the catalog)
 //! ```
 //! Backup history beyond the latest records lives in the catalog objects in storage.
 
@@ -61,6 +63,9 @@ fn task_key(id: &str) -> String {
 fn backup_key(repo_id: &str, id: &str) -> String {
     format!("backup/{repo_id}/{id}")
 }
+fn pending_key(repo_id: &str, id: &str) -> String {
+    format!("catalog-pending/{repo_id}/{id}")
+}
 fn restore_key(id: &str) -> String {
     format!("restore/{id}")
 }
@@ -97,6 +102,14 @@ impl Batch {
     }
     pub fn repo(&mut self, r: &RepoRecord) -> &mut Self {
         self.put(repo_key(&r.id), r);
+        self
+    }
+    pub fn catalog_pending(&mut self, repo_id: &str, id: &str) -> &mut Self {
+        self.ops.push(Op::put(pending_key(repo_id, id), Vec::new()));
+        self
+    }
+    pub fn clear_catalog_pending(&mut self, repo_id: &str, id: &str) -> &mut Self {
+        self.ops.push(Op::delete(pending_key(repo_id, id)));
         self
     }
     pub fn delete_backup(&mut self, repo_id: &str, id: &str) -> &mut Self {
@@ -281,6 +294,31 @@ impl Store {
         ops.push(put_json_op(stats_key(repo_id).as_bytes(), stats)?);
         self.kv.txn(Txn::new().and_then(ops)).await?;
         Ok(())
+    }
+
+    /// `(repo id, backup id)` of terminal backups whose catalog object may be unwritten, of one
+    /// repository or of all, sorted.
+    pub async fn catalog_pending(
+        &self,
+        repo_id: Option<&str>,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let prefix = match repo_id {
+            Some(r) => format!("catalog-pending/{r}/"),
+            None => "catalog-pending/".to_string(),
+        };
+        let kvs = self
+            .kv
+            .range(KeyRange::prefix(prefix.into_bytes()), None)
+            .await?;
+        Ok(kvs
+            .iter()
+            .filter_map(|kv| {
+                let key = String::from_utf8_lossy(&kv.key);
+                let rest = key.strip_prefix("catalog-pending/")?;
+                let (r, b) = rest.split_once('/')?;
+                Some((r.to_string(), b.to_string()))
+            })
+            .collect())
     }
 
     // Restores.

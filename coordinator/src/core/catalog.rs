@@ -79,46 +79,58 @@ impl Core {
         Ok(out)
     }
 
-    /// Writes any catalog object a crash left unwritten (the store commits first, then the
-    /// object), then trims the recent records. Runs at start-up; failures are logged and retried
-    /// at the next start.
+    /// Writes every catalog object a crash left unwritten. The store commits a terminal backup
+    /// together with a `catalog-pending` marker (an outbox); the marker goes when the object is
+    /// written, so start-up reads only the markers, not every repository. Failures are logged and
+    /// retried at the next start or the repository's next finished backup.
     pub(crate) async fn repair_catalog(&self) {
-        let repos = match self.store.repos().await {
-            Ok(r) => r,
+        let pending = match self.store.catalog_pending(None).await {
+            Ok(p) => p,
             Err(e) => {
-                tracing::warn!(error = %e, "catalog repair: cannot list repositories");
+                tracing::warn!(error = %e, "catalog repair: cannot read the pending markers");
                 return;
             }
         };
-        for r in repos {
-            if let Err(e) = self.finish_catalog(&r.id, None).await {
-                tracing::warn!(repo = %r.id, error = %e, "catalog repair failed");
+        let mut repos: Vec<&str> = pending.iter().map(|(r, _)| r.as_str()).collect();
+        repos.dedup();
+        for repo_id in repos {
+            if let Err(e) = self.finish_catalog(repo_id).await {
+                tracing::warn!(repo = %repo_id, error = %e, "catalog repair failed");
             }
         }
     }
 
-    /// Ensures terminal recent records have their catalog object, then trims the store to the
-    /// newest [`RECENT_BACKUPS`] records (never dropping one whose object is not written).
-    pub(crate) async fn finish_catalog(
-        &self,
-        repo_id: &str,
-        just_written: Option<&str>,
-    ) -> CoreResult<()> {
+    /// Writes the catalog objects of the repository's pending terminal records, clears their
+    /// markers, and trims the store to the newest [`RECENT_BACKUPS`] terminal records (never one
+    /// whose object is not written yet).
+    pub(crate) async fn finish_catalog(&self, repo_id: &str) -> CoreResult<()> {
+        let pending: std::collections::HashSet<String> = self
+            .store
+            .catalog_pending(Some(repo_id))
+            .await?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
         let mut recent = self.store.recent_backups(repo_id).await?;
         recent.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
         let mut batch = crate::store::Batch::default();
         let mut kept = 0usize;
-        for b in &recent {
-            if !b.status.is_terminal() {
-                continue;
-            }
-            if Some(b.id.as_str()) != just_written {
+        for b in recent.iter().filter(|b| b.status.is_terminal()) {
+            if pending.contains(&b.id) {
                 self.write_catalog(b).await?;
+                batch.clear_catalog_pending(repo_id, &b.id);
             }
             kept += 1;
             if kept > RECENT_BACKUPS {
                 batch.delete_backup(repo_id, &b.id);
             }
+        }
+        // A marker whose record is gone (never expected) must not keep start-up busy.
+        for id in pending
+            .iter()
+            .filter(|id| !recent.iter().any(|b| &&b.id == id))
+        {
+            batch.clear_catalog_pending(repo_id, id);
         }
         self.store.apply(batch).await?;
         Ok(())

@@ -77,6 +77,9 @@ pub struct Core {
     ready: Notify,
     pub progress: ProgressHub,
     pub workers: WorkerRegistry,
+    /// Cancelled when the coordinator stops: long-polls and streams end, so connections close
+    /// and the store is released.
+    pub stopping: tokio_util::sync::CancellationToken,
     /// Serialises snapshot repository creation (see `repos.rs`).
     init_lock: Mutex<()>,
     /// Snapshots to forget (uncommitted attempts), drained by the reconciler.
@@ -121,6 +124,7 @@ impl Core {
             progress: ProgressHub::default(),
             workers: WorkerRegistry::default(),
             init_lock: Mutex::new(()),
+            stopping: tokio_util::sync::CancellationToken::new(),
             forget_tx,
         });
         core.load().await?;

@@ -197,6 +197,7 @@ impl Core {
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline.min(tick)) => {}
+                _ = self.stopping.cancelled() => return Ok(None),
             }
             if tokio::time::Instant::now() >= deadline {
                 return Ok(None);
@@ -514,6 +515,7 @@ impl Core {
                     b.finished_at_ms = Some(now);
                     let mut stats = self.store.stats(&task.repo_id).await?;
                     stats.record(&b);
+                    batch.catalog_pending(&b.repo_id, &b.id);
                     batch.stats(&task.repo_id, &stats);
                     finished_backup = Some(b.clone());
                 } else {
@@ -674,6 +676,7 @@ impl Core {
                         b.finished_at_ms = Some(now);
                         let mut stats = self.store.stats(&task.repo_id).await?;
                         stats.record(&b);
+                        batch.catalog_pending(&b.repo_id, &b.id);
                         batch.stats(&task.repo_id, &stats);
                         terminal = Some(b.clone());
                     }
@@ -696,11 +699,7 @@ impl Core {
     }
 
     async fn after_backup_finished(&self, b: &BackupRecord) {
-        let result = async {
-            self.write_catalog(b).await?;
-            self.finish_catalog(&b.repo_id, Some(&b.id)).await
-        }
-        .await;
+        let result = self.finish_catalog(&b.repo_id).await;
         if let Err(e) = result {
             // The record stays in the store until its object is written (start-up repair).
             tracing::warn!(backup = %b.id, error = %e, "catalog object not written yet");

@@ -259,7 +259,11 @@ impl AdminService for AdminApi {
                 if is_final(&last) {
                     break;
                 }
-                match rx.recv().await {
+                let next = tokio::select! {
+                    n = rx.recv() => n,
+                    _ = core.stopping.cancelled() => break,
+                };
+                match next {
                     Ok(p) => {
                         last = p;
                         if tx.send(Ok(last.clone())).await.is_err() {

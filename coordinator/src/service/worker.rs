@@ -119,8 +119,12 @@ impl WorkerService for WorkerApi {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let core = self.core.clone();
         tokio::spawn(async move {
-            while let Some(ev) = inbound.next().await {
-                let Ok(ev) = ev else { break };
+            loop {
+                let ev = tokio::select! {
+                    ev = inbound.next() => ev,
+                    _ = core.stopping.cancelled() => break,
+                };
+                let Some(Ok(ev)) = ev else { break };
                 if let Err(e) = core.task_event(&ev).await {
                     // A stale lease's progress: tell the worker to stop that task.
                     tracing::debug!(error = %e, "progress from a stale lease");

@@ -62,6 +62,51 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
         assert_eq!(b.status, Status::Completed, "{:?}", b.error);
     }
 
+    // Every finished backup's catalog object is written: no marker is left in the outbox.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !c
+        .core()
+        .store
+        .catalog_pending(None)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "catalog markers left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A crash between the store's commit and the catalog write: the record and its marker are in
+    // the store, the object is not. The next start writes it.
+    let victim = c.core().get_backup(&queued[0]).await.unwrap();
+    let object = c
+        .storage_root()
+        .join(repovault_common::storage::catalog_object_path(
+            &victim.org_id,
+            &victim.repo_id,
+            &victim.id,
+        ));
+    std::fs::remove_file(&object).unwrap();
+    let mut batch = repovault_coordinator::store::Batch::default();
+    batch.catalog_pending(&victim.repo_id, &victim.id);
+    c.core().store.apply(batch).await.unwrap();
+    c.restart_coordinator().await.unwrap();
+    assert!(
+        object.exists(),
+        "start-up repair wrote the missing catalog object"
+    );
+    assert!(
+        c.core()
+            .store
+            .catalog_pending(None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
     // The store's view rebuilt from the catalog objects alone equals the one before.
     let mut views = Vec::new();
     for r in c.core().store.repos().await.unwrap() {
