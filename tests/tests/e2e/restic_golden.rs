@@ -245,10 +245,15 @@ fn golden_source(base: &Path) -> PathBuf {
 /// `manifest::SNAPSHOT_PATH`, written by the snapshot adapter the worker uses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn golden_format_1_regenerate() {
-    if std::env::var("REPOVAULT_REGENERATE_GOLDEN").as_deref() != Ok("1") {
-        return;
-    }
-    let out = golden_dir();
+    // Always generates (into a scratch directory) and checks that the generator still yields the
+    // committed golden's refs; with REPOVAULT_REGENERATE_GOLDEN=1 it rewrites the golden itself.
+    let regenerate = std::env::var("REPOVAULT_REGENERATE_GOLDEN").as_deref() == Ok("1");
+    let scratch = tempfile::tempdir().unwrap();
+    let out = if regenerate {
+        golden_dir()
+    } else {
+        scratch.path().join("golden")
+    };
     if out.exists() {
         std::fs::remove_dir_all(&out).unwrap();
     }
@@ -367,6 +372,14 @@ async fn golden_format_1_regenerate() {
         ),
     )
     .unwrap();
+    if !regenerate {
+        let fresh = std::fs::read_to_string(out.join("expected-refs.txt")).unwrap();
+        let committed = std::fs::read_to_string(golden_dir().join("expected-refs.txt")).unwrap();
+        assert_eq!(
+            fresh, committed,
+            "the golden generator no longer yields the committed golden"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
