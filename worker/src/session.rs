@@ -273,13 +273,10 @@ async fn serve(
             wait_ms: u64::try_from(s.timing.acquire_wait().as_millis()).unwrap_or(10_000),
             cached_repo_ids: cache.cached_repo_ids(),
         };
-        // Not abandoned on shutdown: the coordinator may already have leased a task to us, and
-        // dropping the answer would strand it until its lease expired. The draining heartbeat
-        // makes the long-poll return within a second.
-        let resp = tokio::select! {
-            r = client.acquire_task(req) => r,
-            _ = session_over.cancelled() => continue,
-        };
+        // Not abandoned on shutdown or re-registration: the coordinator may already have leased
+        // a task to us, and dropping the answer would strand it until its lease expired. The
+        // draining heartbeat makes the long-poll return within a second.
+        let resp = client.acquire_task(req).await;
         match resp {
             Ok(r) => {
                 let Some(task) = r.into_inner().task else {
@@ -289,8 +286,9 @@ async fn serve(
                     continue;
                 };
                 idle_since = Instant::now();
-                if shutdown.is_cancelled() {
-                    // Leased while we began to drain: give it back at once, no attempt lost.
+                if shutdown.is_cancelled() || session_over.is_cancelled() {
+                    // Leased while we began to drain (or to re-register): give it back at once,
+                    // no attempt lost.
                     let req = pb::ReleaseTaskRequest {
                         worker_id: s.worker_id.clone(),
                         lease: task.lease.clone(),
