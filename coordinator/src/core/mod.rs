@@ -45,10 +45,14 @@ pub fn format_ms(ms: i64) -> String {
 /// The active (non-terminal) tasks and the fairness bookkeeping of the queue.
 #[derive(Default)]
 struct Queue {
+    /// Pending and leased tasks. Lease expiries here run ahead of the store: heartbeats renew
+    /// in memory only.
     active: HashMap<String, TaskRecord>,
-    /// In-memory lease expiries (heartbeats renew here only).
+    /// Enqueue order, for FIFO among equals.
     next_seq: u64,
+    /// Lease order, for "served least recently".
     lease_seq: u64,
+    /// Organisation -> (lease_seq, time) of its last lease.
     org_served: HashMap<String, (u64, i64)>,
 }
 
