@@ -176,11 +176,7 @@ pub async fn backup(c: &mut Admin, cmd: BackupCmd, out: OutputFormat) -> Result<
                 .into_inner()
                 .backup
                 .unwrap_or_default();
-            if is_json(out) {
-                output::json(&b);
-            } else {
-                backup_fields(&b);
-            }
+            output::show(out, &b, backup_fields);
             Ok(if b.status == "completed" {
                 exit::OK
             } else {
@@ -230,11 +226,7 @@ pub async fn backup(c: &mut Admin, cmd: BackupCmd, out: OutputFormat) -> Result<
                 .into_inner()
                 .backup
                 .unwrap_or_default();
-            if is_json(out) {
-                output::json(&b);
-            } else {
-                backup_fields(&b);
-            }
+            output::show(out, &b, backup_fields);
             Ok(exit::OK)
         }
     }
@@ -329,11 +321,7 @@ pub async fn restore(c: &mut Admin, cmd: RestoreCmd, out: OutputFormat) -> Resul
                 .into_inner()
                 .restore
                 .unwrap_or_default();
-            if is_json(out) {
-                output::json(&r);
-            } else {
-                restore_fields(&r);
-            }
+            output::show(out, &r, restore_fields);
             Ok(exit::OK)
         }
     }

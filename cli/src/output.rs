@@ -26,6 +26,15 @@ pub fn list<T: Serialize>(
     }
 }
 
+/// One object: a JSON document, or its fields as `human` prints them.
+pub fn show<T: Serialize>(format: OutputFormat, item: &T, human: impl Fn(&T)) {
+    if is_json(format) {
+        json(item);
+    } else {
+        human(item);
+    }
+}
+
 /// Prints rows under headers with aligned columns.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();

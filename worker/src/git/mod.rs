@@ -52,6 +52,15 @@ impl Remote {
         }
     }
 
+    /// A remote as a lease describes it: a URL and a token that is empty when there is none.
+    pub fn from_lease(url: &str, token: &str) -> Remote {
+        if token.is_empty() {
+            Remote::anonymous(url)
+        } else {
+            Remote::with_token(url, &Secret::new(token))
+        }
+    }
+
     /// The header value, for scrubbing messages.
     pub(crate) fn secret(&self) -> Option<&str> {
         self.auth_header.as_ref().map(Secret::expose)

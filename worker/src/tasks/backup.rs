@@ -79,14 +79,7 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
 
     ctx.progress
         .phase("fetch", format!("fetching {}", access.source_url));
-    let remote = if access.source_token.is_empty() {
-        Remote::anonymous(access.source_url.clone())
-    } else {
-        Remote::with_token(
-            access.source_url.clone(),
-            &Secret::new(access.source_token.clone()),
-        )
-    };
+    let remote = Remote::from_lease(&access.source_url, &access.source_token);
     let fetched = {
         let (code, progress, interrupt) = (
             code.clone(),

@@ -79,14 +79,7 @@ async fn restore_in(
                     spec.target_url
                 ),
             );
-            let remote = if spec.target_token.is_empty() {
-                Remote::anonymous(spec.target_url.clone())
-            } else {
-                Remote::with_token(
-                    spec.target_url.clone(),
-                    &Secret::new(spec.target_token.clone()),
-                )
-            };
+            let remote = Remote::from_lease(&spec.target_url, &spec.target_token);
             let pushed = blocking(move || Ok(git::push_mirror(&code, &remote)?)).await?;
             ctx.progress
                 .phase("done", format!("{} refs pushed", pushed.refs_pushed));
