@@ -8,8 +8,13 @@ use serde_json::{Value, json};
 /// Where GitHub's error bodies point; clients only show it.
 pub const DOCS: &str = "https://docs.github.com/rest";
 
+/// A GitHub error response. Boxed so that `Result<T, ApiError>` stays small; the fields are
+/// reached through `Deref`.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<ApiErrorInner>);
+
+#[derive(Debug)]
+pub struct ApiErrorInner {
     pub status: StatusCode,
     pub message: String,
     pub errors: Vec<Value>,
@@ -23,14 +28,14 @@ pub type ApiResult<T = Response> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
+        ApiError(Box::new(ApiErrorInner {
             status,
             message: message.into(),
             errors: Vec::new(),
             documentation_url: DOCS.to_string(),
             headers: HeaderMap::new(),
             extra: serde_json::Map::new(),
-        }
+        }))
     }
 
     pub fn not_found() -> ApiError {
@@ -98,24 +103,38 @@ impl ApiError {
     }
 }
 
+impl std::ops::Deref for ApiError {
+    type Target = ApiErrorInner;
+    fn deref(&self) -> &ApiErrorInner {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ApiErrorInner {
+        &mut self.0
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let e = *self.0;
         let mut body = serde_json::Map::new();
-        body.insert("message".into(), Value::String(self.message));
-        if !self.errors.is_empty() {
-            body.insert("errors".into(), Value::Array(self.errors));
+        body.insert("message".into(), Value::String(e.message));
+        if !e.errors.is_empty() {
+            body.insert("errors".into(), Value::Array(e.errors));
         }
         body.insert(
             "documentation_url".into(),
-            Value::String(self.documentation_url),
+            Value::String(e.documentation_url),
         );
         body.insert(
             "status".into(),
-            Value::String(self.status.as_u16().to_string()),
+            Value::String(e.status.as_u16().to_string()),
         );
-        body.extend(self.extra);
-        let mut resp = (self.status, axum::Json(Value::Object(body))).into_response();
-        resp.headers_mut().extend(self.headers);
+        body.extend(e.extra);
+        let mut resp = (e.status, axum::Json(Value::Object(body))).into_response();
+        resp.headers_mut().extend(e.headers);
         resp
     }
 }

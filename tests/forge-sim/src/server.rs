@@ -255,7 +255,7 @@ async fn finish_body(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     let etaggable = *method == Method::GET && resp.status() == StatusCode::OK && is_json;
-    if !etaggable && !(record && is_json) {
+    if !(etaggable || (record && is_json)) {
         return (resp, None);
     }
     let (mut parts, body) = resp.into_parts();
