@@ -16,13 +16,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use bytes::Bytes;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// A `git daemon` serving `BASE` on a free loopback port, with push (`receive-pack`) enabled and
 /// every repository exported. Killed (and reaped) on drop.
@@ -323,25 +320,6 @@ fn authorized(req: &Request, token: &str) -> bool {
     dec == format!("{TOKEN_USER}:{token}").as_bytes()
 }
 
-fn percent_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
 fn plain(status: StatusCode, msg: &str) -> Response {
     (status, msg.to_string()).into_response()
 }
@@ -394,168 +372,27 @@ async fn handle(
     }
 }
 
-/// Runs `git http-backend` for `req`; returns the response and its status.
+/// Runs `git http-backend` for `req` (forge-sim's CGI runner, which the simulated GitHub uses
+/// too); returns the response and its status.
 async fn cgi(st: &Shared, peer: SocketAddr, req: Request) -> anyhow::Result<(Response, u16)> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .context("reading request body")?;
-    let path_info = percent_decode(parts.uri.path());
-    let mut cmd = tokio::process::Command::new("git");
-    cmd.arg("http-backend")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_COUNT", "2")
-        .env("GIT_CONFIG_KEY_0", "http.receivepack")
-        .env("GIT_CONFIG_VALUE_0", "true")
-        .env("GIT_CONFIG_KEY_1", "uploadpack.allowFilter")
-        .env("GIT_CONFIG_VALUE_1", "true")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_PROTOCOL")
-        .env("GIT_PROJECT_ROOT", &st.root)
-        .env("GIT_HTTP_EXPORT_ALL", "1")
-        .env("GATEWAY_INTERFACE", "CGI/1.1")
-        .env("SERVER_PROTOCOL", "HTTP/1.1")
-        .env("SERVER_SOFTWARE", "repovault-tests")
-        .env("PATH_INFO", std::ffi::OsStr::from_bytes(&path_info))
-        .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
-        .env("REQUEST_METHOD", parts.method.as_str())
-        .env("CONTENT_LENGTH", body.len().to_string())
-        .env("REMOTE_ADDR", peer.ip().to_string())
-        .env("REMOTE_PORT", peer.port().to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if let Some(ct) = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        cmd.env("CONTENT_TYPE", ct);
-    }
-    if st.token.is_some() {
-        cmd.env("REMOTE_USER", TOKEN_USER).env("AUTH_TYPE", "Basic");
-    }
-    // Every other header as HTTP_*: HTTP_CONTENT_ENCODING (gzip'd bodies are inflated by
-    // http-backend itself), HTTP_GIT_PROTOCOL (protocol v2), ...
-    for (name, value) in &parts.headers {
-        if name == header::CONTENT_TYPE
-            || name == header::CONTENT_LENGTH
-            || name == header::AUTHORIZATION
-        {
-            continue;
-        }
-        if let Ok(v) = value.to_str() {
-            let var = format!(
-                "HTTP_{}",
-                name.as_str().to_ascii_uppercase().replace('-', "_")
-            );
-            cmd.env(var, v);
-        }
-    }
-    let mut child = cmd.spawn().context("spawning git http-backend")?;
-    let mut stdin = child.stdin.take().context("http-backend stdin")?;
-    tokio::spawn(async move {
-        // http-backend may stop reading early on errors; a broken pipe is fine then.
-        let _ = stdin.write_all(&body).await;
-    });
-    if let Some(mut stderr) = child.stderr.take() {
-        tokio::spawn(async move {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s).await;
-            if !s.is_empty() {
-                tracing::debug!("git http-backend stderr: {}", s.trim_end());
-            }
-        });
-    }
-    let mut stdout = child.stdout.take().context("http-backend stdout")?;
-
-    // Read the CGI headers.
-    let mut head = Vec::with_capacity(1024);
-    let (header_end, body_start) = loop {
-        if let Some(p) = find(&head, b"\r\n\r\n") {
-            break (p, p + 4);
-        }
-        if let Some(p) = find(&head, b"\n\n") {
-            break (p, p + 2);
-        }
-        let mut chunk = [0u8; 4096];
-        let n = stdout.read(&mut chunk).await?;
-        if n == 0 {
-            let status = child.wait().await?;
-            bail!(
-                "git http-backend ended ({status}) without complete CGI headers: {:?}",
-                String::from_utf8_lossy(&head)
-            );
-        }
-        head.extend_from_slice(&chunk[..n]);
-        if head.len() > 64 * 1024 {
-            bail!("CGI headers too long");
-        }
+    let path_info = forge_sim::git_http::percent_decode(req.uri().path());
+    let backend = forge_sim::git_http::Backend {
+        project_root: &st.root,
+        path_info: &path_info,
+        config: &[
+            ("http.receivepack", "true"),
+            ("uploadpack.allowFilter", "true"),
+        ],
+        remote_user: st.token.as_ref().map(|_| TOKEN_USER),
+        remote_addr: peer,
+        bytes_served: Some(st.bytes.clone()),
     };
-    let mut builder = Response::builder();
-    let mut status = 200u16;
-    let text = String::from_utf8_lossy(&head[..header_end]).into_owned();
-    for line in text.lines() {
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let (k, v) = (k.trim(), v.trim());
-        if k.eq_ignore_ascii_case("status") {
-            status = v
-                .split(' ')
-                .next()
-                .and_then(|s| s.parse().ok())
-                .context("bad CGI Status")?;
-        } else if let (Ok(name), Ok(value)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
-            builder = builder.header(name, value);
-        }
-    }
-    builder = builder.status(status);
-    let prefix = Bytes::copy_from_slice(&head[body_start..]);
-
-    struct BodyState {
-        prefix: Option<Bytes>,
-        stdout: tokio::process::ChildStdout,
-        child: tokio::process::Child,
-        counter: Arc<AtomicU64>,
-    }
-    let state = BodyState {
-        prefix: Some(prefix),
-        stdout,
-        child,
-        counter: st.bytes.clone(),
-    };
-    let stream = futures::stream::unfold(Some(state), |s| async move {
-        let mut s = s?;
-        if let Some(p) = s.prefix.take()
-            && !p.is_empty()
-        {
-            s.counter.fetch_add(p.len() as u64, Ordering::SeqCst);
-            return Some((Ok::<Bytes, std::io::Error>(p), Some(s)));
-        }
-        let mut buf = vec![0u8; 64 * 1024];
-        match s.stdout.read(&mut buf).await {
-            Ok(0) => {
-                let _ = s.child.wait().await;
-                None
-            }
-            Ok(n) => {
-                buf.truncate(n);
-                s.counter.fetch_add(n as u64, Ordering::SeqCst);
-                Some((Ok(Bytes::from(buf)), Some(s)))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    });
-    let resp = builder
-        .body(Body::from_stream(stream))
-        .context("building response")?;
+    let resp = forge_sim::git_http::run_http_backend(backend, req).await?;
+    let status = resp.status().as_u16();
     Ok((resp, status))
 }
 
+#[cfg(test)]
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }

@@ -20,6 +20,7 @@ pub mod git_http;
 pub mod gitrepo;
 pub mod lfs;
 pub mod limits;
+pub mod openapi;
 pub mod options;
 pub mod page;
 pub mod render;

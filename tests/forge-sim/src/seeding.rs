@@ -158,12 +158,40 @@ pub fn load(sim: &Sim, seed: &Seed) -> anyhow::Result<Loaded> {
         }
     }
 
-    for o in &seed.orgs {
-        for r in &o.repos {
-            seed_repo(sim, &o.login, r)
-                .with_context(|| format!("seeding {}/{}", o.login, r.name))?;
+    // Repositories are independent and seeding them is mostly waiting on git processes, so they
+    // are seeded in parallel; each takes the world lock only briefly. Issue numbers are per
+    // repository and stay deterministic; ids are not (they never were promised to be).
+    let jobs: Vec<(&str, &RepoSeed)> = seed
+        .orgs
+        .iter()
+        .flat_map(|o| o.repos.iter().map(move |r| (o.login.as_str(), r)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+        .min(jobs.len().max(1));
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let Some((owner, r)) = jobs.get(i) else {
+                            return Ok(());
+                        };
+                        seed_repo(sim, owner, r)
+                            .with_context(|| format!("seeding {owner}/{}", r.name))?;
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a seeding thread panicked"))??;
         }
-    }
+        Ok(())
+    })?;
 
     let mut loaded = Loaded {
         token: first_token.context("no token seeded")?,
@@ -340,19 +368,45 @@ fn seed_repo(sim: &Sim, owner: &str, r: &RepoSeed) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Makes the seed's commits and tags with the git CLI in a scratch clone and pushes them.
+/// Makes the seed's commits and tags (see [`write_history`]); also used by
+/// `POST /orgs/{org}/repos` with `auto_init`.
 pub fn write_history_pub(git_dir: &Path, default_branch: &str, r: &RepoSeed) -> anyhow::Result<()> {
     write_history(git_dir, default_branch, r)
 }
 
+/// Makes the seed's commits and tags with the git CLI, straight in the bare repository: git runs
+/// with the bare repository as `GIT_DIR`, a scratch work tree and a scratch index, so no clone
+/// and no push are needed (each git process costs about 20 ms, and seeding is mostly git
+/// processes). HEAD is pointed back at the default branch afterwards.
 fn write_history(git_dir: &Path, default_branch: &str, r: &RepoSeed) -> anyhow::Result<()> {
-    let work = tempfile::Builder::new()
+    let scratch = tempfile::Builder::new()
         .prefix("forge-sim-seed-")
         .tempdir()?;
-    let w = work.path();
-    gitrepo::run(w, &["init", "-q", "-b", default_branch])?;
-    let mut created: BTreeSet<String> = BTreeSet::new();
-    let mut current = default_branch.to_string();
+    let w = scratch.path().join("work");
+    std::fs::create_dir_all(&w)?;
+    let index = scratch.path().join("index");
+    let git = |args: &[&str]| {
+        let mut c = gitrepo::git(&w);
+        c.env("GIT_DIR", git_dir)
+            .env("GIT_WORK_TREE", &w)
+            .env("GIT_INDEX_FILE", &index)
+            .args(args);
+        c
+    };
+    let run = |mut c: std::process::Command, what: &str| -> anyhow::Result<()> {
+        let out = c
+            .output()
+            .with_context(|| format!("running git for {what}"))?;
+        if !out.status.success() {
+            bail!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
+    };
+    let mut created: BTreeSet<String> = gitrepo::refs(git_dir)?
+        .into_iter()
+        .filter_map(|(r, _)| r.strip_prefix("refs/heads/").map(str::to_string))
+        .collect();
+    let mut current = String::new();
     for (i, c) in r.commits.iter().enumerate() {
         let branch = c
             .branch
@@ -360,11 +414,22 @@ fn write_history(git_dir: &Path, default_branch: &str, r: &RepoSeed) -> anyhow::
             .unwrap_or_else(|| default_branch.to_string());
         if branch != current {
             if created.contains(&branch) {
-                gitrepo::run(w, &["checkout", "-q", &branch])?;
+                run(
+                    git(&["checkout", "-q", "-f", &branch]),
+                    &format!("commit {i}: checking out {branch}"),
+                )?;
+            } else if created.is_empty() {
+                // The first commit of an empty repository: HEAD names the unborn branch.
+                run(
+                    git(&["symbolic-ref", "HEAD", &format!("refs/heads/{branch}")]),
+                    &format!("commit {i}: starting {branch}"),
+                )?;
             } else {
                 let from = c.from.clone().unwrap_or_else(|| default_branch.to_string());
-                gitrepo::run(w, &["checkout", "-q", "-b", &branch, &from])
-                    .with_context(|| format!("commit {i}: starting branch {branch} at {from}"))?;
+                run(
+                    git(&["checkout", "-q", "-f", "-b", &branch, &from]),
+                    &format!("commit {i}: starting branch {branch} at {from}"),
+                )?;
             }
             current = branch.clone();
         }
@@ -383,7 +448,7 @@ fn write_history(git_dir: &Path, default_branch: &str, r: &RepoSeed) -> anyhow::
                 }
             }
         }
-        gitrepo::run(w, &["add", "-A"])?;
+        run(git(&["add", "-A"]), &format!("commit {i}: git add"))?;
         let author = c.author.clone().unwrap_or_else(|| "Seed Author".into());
         let date = c
             .date
@@ -393,22 +458,15 @@ fn write_history(git_dir: &Path, default_branch: &str, r: &RepoSeed) -> anyhow::
             "{}@users.noreply.example",
             author.replace(' ', ".").to_lowercase()
         );
-        let out = gitrepo::git(w)
-            .args(["commit", "-q", "--allow-empty", "-m", &c.message])
+        let mut commit = git(&["commit", "-q", "--allow-empty", "-m", &c.message]);
+        commit
             .env("GIT_AUTHOR_NAME", &author)
             .env("GIT_AUTHOR_EMAIL", &email)
             .env("GIT_AUTHOR_DATE", &date)
             .env("GIT_COMMITTER_NAME", &author)
             .env("GIT_COMMITTER_EMAIL", &email)
-            .env("GIT_COMMITTER_DATE", &date)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "commit {i} ({:?}): {}",
-                c.message,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+            .env("GIT_COMMITTER_DATE", &date);
+        run(commit, &format!("commit {i} ({:?})", c.message))?;
         created.insert(branch);
     }
     for t in &r.tags {
@@ -416,28 +474,24 @@ fn write_history(git_dir: &Path, default_branch: &str, r: &RepoSeed) -> anyhow::
             .target
             .clone()
             .unwrap_or_else(|| default_branch.to_string());
-        match &t.message {
-            Some(m) => gitrepo::git(w)
-                .args(["tag", "-a", &t.name, &target, "-m", m])
-                .env("GIT_COMMITTER_NAME", "Seed Author")
-                .env("GIT_COMMITTER_EMAIL", "seed@users.noreply.example")
-                .status()?,
-            None => gitrepo::git(w).args(["tag", &t.name, &target]).status()?,
-        }
-        .success()
-        .then_some(())
-        .with_context(|| format!("tag {} at {target}", t.name))?;
+        let cmd = match &t.message {
+            Some(m) => {
+                let mut c = git(&["tag", "-a", &t.name, &target, "-m", m]);
+                c.env("GIT_COMMITTER_NAME", "Seed Author")
+                    .env("GIT_COMMITTER_EMAIL", "seed@users.noreply.example");
+                c
+            }
+            None => git(&["tag", &t.name, &target]),
+        };
+        run(cmd, &format!("tag {} at {target}", t.name))?;
     }
-    let dest = git_dir.to_string_lossy().into_owned();
-    gitrepo::run(
-        w,
-        &[
-            "push",
-            "-q",
-            &dest,
-            "refs/heads/*:refs/heads/*",
-            "refs/tags/*:refs/tags/*",
-        ],
+    run(
+        git(&[
+            "symbolic-ref",
+            "HEAD",
+            &format!("refs/heads/{default_branch}"),
+        ]),
+        "resetting HEAD",
     )?;
     Ok(())
 }

@@ -96,6 +96,9 @@ pub async fn dispatch(sim: Arc<Sim>, peer: SocketAddr, req: Request) -> Response
     if path == "/api/v3" || path.starts_with("/api/v3/") {
         return rest(sim, peer, req, "/api/v3").await;
     }
+    if path.contains("/releases/download/") {
+        return crate::api::releases::browser_download(&sim, peer, &req);
+    }
     if path.contains(".git/info/lfs/") {
         sim.stats.counters.lock().lfs_requests += 1;
         return crate::lfs::handle(sim, req).await;
@@ -117,7 +120,7 @@ async fn rest(sim: Arc<Sim>, peer: SocketAddr, req: Request, prefix: &str) -> Re
     } else {
         rest_path
     };
-    let rest_path = match resolve_repository_id(&sim, &rest_path) {
+    let rest_path = match resolve_repository_id(&sim, &rest_path, &method) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -196,11 +199,26 @@ async fn rest(sim: Arc<Sim>, peer: SocketAddr, req: Request, prefix: &str) -> Re
         Err(never) => match never {},
     };
 
+    // GitHub answers 404 to a method a path does not have (axum says 405 with an empty body).
+    // A handler's own 405 (e.g. "Pull Request is not mergeable") carries GitHub's JSON body and
+    // stays.
+    let axum_405 = resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+    let resp = if axum_405 {
+        ApiError::not_found().into_response()
+    } else {
+        resp
+    };
+    // A request no route matched is counted and recorded as `(no route) PATH`.
     let route = resp
         .extensions()
         .get::<RouteTemplate>()
         .map(|r| r.0.clone())
-        .unwrap_or_else(|| rest_path.clone());
+        .unwrap_or_else(|| format!("(no route) {routed_path}"));
     let (mut resp, response_json) =
         finish_body(resp, &method, if_none_match.as_deref(), record).await;
     let status = resp.status().as_u16();
@@ -347,8 +365,8 @@ pub fn secondary_refusal(status: StatusCode, retry_after: u64) -> Response {
 
 /// `/repositories/ID/rest` (where GitHub's 301s for renamed repositories point) becomes
 /// `/repos/OWNER/NAME/rest`; `/repos/OLD/NAME/...` of a renamed repository is answered with 301
-/// to `/repositories/ID/...`, as GitHub does.
-fn resolve_repository_id(sim: &Sim, path: &str) -> Result<String, ApiError> {
+/// to `/repositories/ID/...` (307 for methods other than GET and HEAD), as GitHub does.
+fn resolve_repository_id(sim: &Sim, path: &str, method: &Method) -> Result<String, ApiError> {
     let world = sim.world.lock();
     if let Some(rest) = path.strip_prefix("/repositories/") {
         let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
@@ -377,7 +395,12 @@ fn resolve_repository_id(sim: &Sim, path: &str) -> Result<String, ApiError> {
                     .get(&format!("{owner}/{name}").to_ascii_lowercase())
             {
                 let url = format!("{}/repositories/{id}{tail}", sim.api_base);
-                let mut e = ApiError::new(StatusCode::MOVED_PERMANENTLY, "Moved Permanently");
+                let status = if matches!(*method, Method::GET | Method::HEAD) {
+                    StatusCode::MOVED_PERMANENTLY
+                } else {
+                    StatusCode::TEMPORARY_REDIRECT
+                };
+                let mut e = ApiError::new(status, "Moved Permanently");
                 e.extra
                     .insert("url".into(), serde_json::Value::String(url.clone()));
                 return Err(e.with_header("location", &url));

@@ -429,6 +429,19 @@ pub struct World {
     pub tokens: BTreeMap<String, Token>,
     pub apps: BTreeMap<u64, App>,
     pub installations: BTreeMap<u64, Installation>,
+    /// Pending invitations to collaborate on a repository, by id.
+    pub repo_invitations: BTreeMap<u64, RepoInvitation>,
+}
+
+/// An invitation to collaborate on a repository, pending until the invitee accepts it.
+#[derive(Debug, Clone)]
+pub struct RepoInvitation {
+    pub id: u64,
+    pub repo: u64,
+    pub invitee: String,
+    pub inviter: String,
+    pub permission: Permission,
+    pub created_at: DateTime<Utc>,
 }
 
 impl World {

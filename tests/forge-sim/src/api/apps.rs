@@ -68,11 +68,30 @@ fn render_app(ctx: &Ctx, world: &World, id: u64) -> Value {
     })
 }
 
+/// An installation's `account`. GitHub's description of `GET /app/installations` asks the
+/// account to be both a `simple-user` and an `enterprise` (`allOf`), so the enterprise fields
+/// (`name`, `slug`, `created_at`, `updated_at`, ...) are added to the user's.
+fn render_account(ctx: &Ctx, world: &World, login: &str) -> Value {
+    let mut v = render::user(&ctx.sim, world, login);
+    if let (Some(o), Some(a)) = (v.as_object_mut(), world.account(login)) {
+        o.insert(
+            "name".into(),
+            json!(a.name.clone().unwrap_or_else(|| a.login.clone())),
+        );
+        o.insert("slug".into(), json!(a.login.to_ascii_lowercase()));
+        o.insert("description".into(), Value::Null);
+        o.insert("website_url".into(), Value::Null);
+        o.insert("created_at".into(), json!(render::ts(&a.created_at)));
+        o.insert("updated_at".into(), json!(render::ts(&a.created_at)));
+    }
+    v
+}
+
 fn render_installation(ctx: &Ctx, world: &World, i: &Installation) -> Value {
     let app = world.apps.get(&i.app_id);
     json!({
         "id": i.id,
-        "account": render::user(&ctx.sim, world, &i.account),
+        "account": render_account(ctx, world, &i.account),
         "repository_selection": if i.repositories.is_some() { "selected" } else { "all" },
         "access_tokens_url": format!("{}/app/installations/{}/access_tokens", ctx.sim.api_base, i.id),
         "repositories_url": format!("{}/installation/repositories", ctx.sim.api_base),

@@ -2,7 +2,10 @@
 //! verbatim (axum 0.8 spells parameters `{name}` as OpenAPI does), so the route an exchange
 //! matched is the key of its schema.
 
+pub mod access;
 pub mod apps;
+pub mod commits;
+pub mod hooks;
 pub mod issues;
 pub mod pulls;
 pub mod releases;
@@ -28,10 +31,13 @@ pub fn router() -> Router {
     Router::new()
         .merge(repos::routes())
         .merge(apps::routes())
+        .merge(commits::routes())
         .merge(issues::routes())
         .merge(pulls::routes())
         .merge(releases::routes())
         .merge(settings::routes())
+        .merge(hooks::routes())
+        .merge(access::routes())
         .route_layer(axum::middleware::from_fn(crate::server::tag_route))
         .fallback(|| async { ApiError::not_found() })
 }

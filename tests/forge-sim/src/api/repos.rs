@@ -34,15 +34,44 @@ pub fn routes() -> Router {
         )
 }
 
+/// `GET /`: the hypermedia root, with every URL GitHub lists.
 async fn root(ctx: Ctx) -> ApiResult {
     let a = &ctx.sim.api_base;
+    let w = &ctx.sim.web_base;
     Ok(axum::Json(json!({
         "current_user_url": format!("{a}/user"),
+        "current_user_authorizations_html_url": format!("{w}/settings/connections/applications{{/client_id}}"),
+        "authorizations_url": format!("{a}/authorizations"),
+        "code_search_url": format!("{a}/search/code?q={{query}}{{&page,per_page,sort,order}}"),
+        "commit_search_url": format!("{a}/search/commits?q={{query}}{{&page,per_page,sort,order}}"),
+        "emails_url": format!("{a}/user/emails"),
+        "emojis_url": format!("{a}/emojis"),
+        "events_url": format!("{a}/events"),
+        "feeds_url": format!("{a}/feeds"),
+        "followers_url": format!("{a}/user/followers"),
+        "following_url": format!("{a}/user/following{{/target}}"),
+        "gists_url": format!("{a}/gists{{/gist_id}}"),
+        "hub_url": format!("{a}/hub"),
+        "issue_search_url": format!("{a}/search/issues?q={{query}}{{&page,per_page,sort,order}}"),
+        "issues_url": format!("{a}/issues"),
+        "keys_url": format!("{a}/user/keys"),
+        "label_search_url": format!("{a}/search/labels?q={{query}}&repository_id={{repository_id}}{{&page,per_page}}"),
+        "notifications_url": format!("{a}/notifications"),
         "organization_url": format!("{a}/orgs/{{org}}"),
         "organization_repositories_url": format!("{a}/orgs/{{org}}/repos{{?type,page,per_page,sort}}"),
+        "organization_teams_url": format!("{a}/orgs/{{org}}/teams"),
+        "public_gists_url": format!("{a}/gists/public"),
         "rate_limit_url": format!("{a}/rate_limit"),
         "repository_url": format!("{a}/repos/{{owner}}/{{repo}}"),
+        "repository_search_url": format!("{a}/search/repositories?q={{query}}{{&page,per_page,sort,order}}"),
+        "current_user_repositories_url": format!("{a}/user/repos{{?type,page,per_page,sort}}"),
+        "starred_url": format!("{a}/user/starred{{/owner}}{{/repo}}"),
+        "starred_gists_url": format!("{a}/gists/starred"),
+        "topic_search_url": format!("{a}/search/topics?q={{query}}{{&page,per_page}}"),
         "user_url": format!("{a}/users/{{user}}"),
+        "user_organizations_url": format!("{a}/user/orgs"),
+        "user_repositories_url": format!("{a}/users/{{user}}/repos{{?type,page,per_page,sort}}"),
+        "user_search_url": format!("{a}/search/users?q={{query}}{{&page,per_page,sort,order}}"),
     }))
     .into_response())
 }
