@@ -626,38 +626,14 @@ pub fn seed_wiki(sim: &Sim, repo: u64, seed: &RepoSeed) -> anyhow::Result<()> {
         .map(|r| r.wiki_dir.clone())
         .context("no such repository")?;
     gitrepo::init_bare(&wiki_dir, "master")?;
-    let work = tempfile::Builder::new()
-        .prefix("forge-sim-wiki-")
-        .tempdir()?;
-    let w = work.path();
-    gitrepo::run(w, &["init", "-q", "-b", "master"])?;
+    let mut files = std::collections::BTreeMap::new();
     for (page, content) in &seed.wiki {
         if page.contains("..") || page.starts_with('/') {
             bail!("wiki page {page:?}: not a relative path");
         }
-        let p = w.join(page);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&p, content).with_context(|| format!("writing wiki page {page}"))?;
+        files.insert(page.clone(), Some(content.clone()));
     }
-    gitrepo::run(w, &["add", "-A"])?;
-    let out = gitrepo::git(w)
-        .args(["commit", "-q", "-m", "Initial wiki"])
-        .env("GIT_AUTHOR_NAME", "Seed Author")
-        .env("GIT_AUTHOR_EMAIL", "seed@users.noreply.example")
-        .env("GIT_COMMITTER_NAME", "Seed Author")
-        .env("GIT_COMMITTER_EMAIL", "seed@users.noreply.example")
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "committing the wiki: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let dest = wiki_dir.to_string_lossy().into_owned();
-    gitrepo::run(w, &["push", "-q", &dest, "master:refs/heads/master"])?;
-    Ok(())
+    crate::seeding::commit_files(&wiki_dir, "master", files, "Initial wiki")
 }
 
 #[cfg(test)]

@@ -436,28 +436,18 @@ pub fn seed_repo(sim: &Sim, repo: u64, seed: &RepoSeed) -> anyhow::Result<()> {
         let r = world.repos.get(&repo).context("no such repository")?;
         (r.git_dir.clone(), r.default_branch.clone())
     };
-    let work = tempfile::Builder::new()
-        .prefix("forge-sim-lfs-")
-        .tempdir()?;
-    let w = work.path();
-    gitrepo::run(w, &["init", "-q", "-b", &branch])?;
-    let src = git_dir.to_string_lossy().into_owned();
-    if gitrepo::resolve(&git_dir, &format!("refs/heads/{branch}")).is_some() {
-        gitrepo::run(w, &["fetch", "-q", &src, &format!("refs/heads/{branch}")])?;
-        gitrepo::run(w, &["reset", "-q", "--hard", "FETCH_HEAD"])?;
-    }
-    let attributes = w.join(".gitattributes");
-    let mut attrs = std::fs::read_to_string(&attributes).unwrap_or_default();
+    let mut attrs = gitrepo::run(
+        &git_dir,
+        &["show", &format!("refs/heads/{branch}:.gitattributes")],
+    )
+    .unwrap_or_default();
+    let mut files = std::collections::BTreeMap::new();
     for (path, content) in &seed.lfs {
         if path.contains("..") || path.starts_with('/') || path.contains(char::is_whitespace) {
             bail!("LFS file {path:?}: a relative path without spaces is needed");
         }
         let oid = store(sim, repo, content.as_bytes())?;
-        let p = w.join(path);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&p, pointer(&oid, content.len() as u64))?;
+        files.insert(path.clone(), Some(pointer(&oid, content.len() as u64)));
         let line = format!("{path} filter=lfs diff=lfs merge=lfs -text");
         if !attrs.lines().any(|l| l == line) {
             if !attrs.is_empty() && !attrs.ends_with('\n') {
@@ -467,32 +457,8 @@ pub fn seed_repo(sim: &Sim, repo: u64, seed: &RepoSeed) -> anyhow::Result<()> {
             attrs.push('\n');
         }
     }
-    std::fs::write(&attributes, attrs)?;
-    gitrepo::run(w, &["add", "-A"])?;
-    let out = gitrepo::git(w)
-        .args([
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "Add files through Git LFS",
-        ])
-        .env("GIT_AUTHOR_NAME", "Seed Author")
-        .env("GIT_AUTHOR_EMAIL", "seed@users.noreply.example")
-        .env("GIT_COMMITTER_NAME", "Seed Author")
-        .env("GIT_COMMITTER_EMAIL", "seed@users.noreply.example")
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "committing LFS pointers: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    gitrepo::run(
-        w,
-        &["push", "-q", &src, &format!("HEAD:refs/heads/{branch}")],
-    )?;
-    Ok(())
+    files.insert(".gitattributes".to_string(), Some(attrs));
+    crate::seeding::commit_files(&git_dir, &branch, files, "Add files through Git LFS")
 }
 
 #[cfg(test)]

@@ -33,6 +33,23 @@ pub fn paginate_wrapped(
     wrap: impl FnOnce(Vec<Value>) -> Value,
 ) -> ApiResult {
     let q = query(uri);
+    let (page, per_page) = page_params(&q)?;
+    let last = items.len().div_ceil(per_page).max(1);
+    let start = (page - 1).saturating_mul(per_page).min(items.len());
+    let end = (start + per_page).min(items.len());
+    let body: Vec<Value> = items[start..end].to_vec();
+    let mut resp = axum::Json(wrap(body)).into_response();
+    let link = link_header(public_base, uri, &q, page, last);
+    if let Some(link) = link
+        && let Ok(v) = HeaderValue::from_str(&link)
+    {
+        resp.headers_mut().insert(header::LINK, v);
+    }
+    Ok(resp)
+}
+
+/// `page` and `per_page` of a query: (page ≥ 1, per_page in 1..=100, default 30).
+pub fn page_params(q: &BTreeMap<String, String>) -> Result<(usize, usize), ApiError> {
     let per_page = match q.get("per_page") {
         Some(v) => v
             .parse::<usize>()
@@ -47,13 +64,23 @@ pub fn paginate_wrapped(
             .max(1),
         None => 1,
     };
-    let last = items.len().div_ceil(per_page).max(1);
-    let start = (page - 1).saturating_mul(per_page).min(items.len());
-    let end = (start + per_page).min(items.len());
-    let body: Vec<Value> = items[start..end].to_vec();
-    let mut resp = axum::Json(wrap(body)).into_response();
-    let link = link_header(public_base, uri, &q, page, last);
-    if let Some(link) = link
+    Ok((page, per_page))
+}
+
+/// Answers one page of a list of `total` items of which only the page (`items`) was made, with
+/// the `Link` header [`paginate`] would send for the whole list. For lists too long to render
+/// whole just to answer one page (a repository's commits).
+pub fn paginate_counted(
+    public_base: &str,
+    uri: &Uri,
+    total: usize,
+    items: Vec<Value>,
+) -> ApiResult {
+    let q = query(uri);
+    let (page, per_page) = page_params(&q)?;
+    let last = total.div_ceil(per_page).max(1);
+    let mut resp = axum::Json(Value::Array(items)).into_response();
+    if let Some(link) = link_header(public_base, uri, &q, page, last)
         && let Ok(v) = HeaderValue::from_str(&link)
     {
         resp.headers_mut().insert(header::LINK, v);

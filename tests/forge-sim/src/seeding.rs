@@ -368,6 +368,27 @@ fn seed_repo(sim: &Sim, owner: &str, r: &RepoSeed) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Commits `files` (path → content; `None` deletes) as one commit on `branch` of the bare
+/// repository at `git_dir`, the way [`write_history`] writes seeds (no clone, no push). Works on
+/// an empty repository, whose first branch this makes. Used by the wiki, LFS and workflow seeds.
+pub fn commit_files(
+    git_dir: &Path,
+    branch: &str,
+    files: BTreeMap<String, Option<String>>,
+    message: &str,
+) -> anyhow::Result<()> {
+    let seed = RepoSeed {
+        commits: vec![seed::CommitSeed {
+            message: message.to_string(),
+            branch: Some(branch.to_string()),
+            files,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    write_history(git_dir, branch, &seed)
+}
+
 /// Makes the seed's commits and tags (see [`write_history`]); also used by
 /// `POST /orgs/{org}/repos` with `auto_init`.
 pub fn write_history_pub(git_dir: &Path, default_branch: &str, r: &RepoSeed) -> anyhow::Result<()> {

@@ -6,12 +6,11 @@
 //! Git runs without the world lock held: a handler reads what it needs under the lock, runs git,
 //! then takes the lock again to render users.
 
-use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
@@ -22,7 +21,6 @@ use crate::Sim;
 use crate::auth::Need;
 use crate::error::{ApiError, ApiResult};
 use crate::gitrepo;
-use crate::page::{DEFAULT_PER_PAGE, MAX_PER_PAGE};
 use crate::render;
 use crate::state::{Repo, World};
 
@@ -207,11 +205,11 @@ pub fn paginate_lazy<T>(
     items: &[T],
     render: impl FnMut(&T) -> Value,
 ) -> ApiResult {
-    let (page, per_page) = page_params(&crate::page::query(uri))?;
+    let (page, per_page) = crate::page::page_params(&crate::page::query(uri))?;
     let start = (page - 1).saturating_mul(per_page).min(items.len());
     let end = start.saturating_add(per_page).min(items.len());
     let page_items = items[start..end].iter().map(render).collect();
-    paginate_counted(public_base, uri, items.len(), page_items)
+    crate::page::paginate_counted(public_base, uri, items.len(), page_items)
 }
 
 /// What a commits handler needs from the world before it runs git.
@@ -242,67 +240,6 @@ fn has_branches(dir: &FsPath) -> anyhow::Result<bool> {
     Ok(gitrepo::refs(dir)?
         .iter()
         .any(|(r, _)| r.starts_with("refs/heads/")))
-}
-
-/// `page` and `per_page` as [`crate::page`] reads them: (page, per_page).
-pub fn page_params(q: &BTreeMap<String, String>) -> Result<(usize, usize), ApiError> {
-    let per_page = match q.get("per_page") {
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| ApiError::invalid_body(format!("per_page: {v:?} is not a number")))?
-            .clamp(1, MAX_PER_PAGE),
-        None => DEFAULT_PER_PAGE,
-    };
-    let page = match q.get("page") {
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| ApiError::invalid_body(format!("page: {v:?} is not a number")))?
-            .max(1),
-        None => 1,
-    };
-    Ok((page, per_page))
-}
-
-/// Answers one page of a list of `total` items of which only the page (`items`) was made, with
-/// the `Link` header [`crate::page::paginate`] would send for the whole list. For lists too long
-/// to render whole just to answer one page (a repository's commits).
-pub fn paginate_counted(
-    public_base: &str,
-    uri: &Uri,
-    total: usize,
-    items: Vec<Value>,
-) -> ApiResult {
-    let q = crate::page::query(uri);
-    let (page, per_page) = page_params(&q)?;
-    let last = total.div_ceil(per_page).max(1);
-    let mut resp = axum::Json(Value::Array(items)).into_response();
-    if last > 1 || page > 1 {
-        let url_for = |p: usize| {
-            let mut q = q.clone();
-            q.insert("page".into(), p.to_string());
-            let qs = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(q.iter())
-                .finish();
-            format!("{public_base}{}?{qs}", uri.path())
-        };
-        let mut parts = Vec::new();
-        if page > 1 {
-            parts.push(format!("<{}>; rel=\"prev\"", url_for(page - 1)));
-        }
-        if page < last {
-            parts.push(format!("<{}>; rel=\"next\"", url_for(page + 1)));
-            parts.push(format!("<{}>; rel=\"last\"", url_for(last)));
-        }
-        if page > 1 {
-            parts.push(format!("<{}>; rel=\"first\"", url_for(1)));
-        }
-        if !parts.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&parts.join(", "))
-        {
-            resp.headers_mut().insert(header::LINK, v);
-        }
-    }
-    Ok(resp)
 }
 
 /// `GET /repos/{owner}/{repo}/commits`: newest first from `sha` (a branch, tag or commit; the
@@ -344,7 +281,7 @@ async fn list_commits(ctx: Ctx, Path((owner, repo)): Path<(String, String)>) -> 
         filters.push(format!("--author={pattern}"));
     }
     let path = q.get("path").filter(|p| !p.is_empty()).cloned();
-    let (page, per_page) = page_params(&q)?;
+    let (page, per_page) = crate::page::page_params(&q)?;
 
     let mut count_args: Vec<&str> = vec!["rev-list", "--count"];
     count_args.extend(filters.iter().map(String::as_str));
@@ -372,7 +309,7 @@ async fn list_commits(ctx: Ctx, Path((owner, repo)): Path<(String, String)>) -> 
             .map(|c| render_commit(sim, world, r, c))
             .collect::<Vec<_>>())
     })?;
-    paginate_counted(&ctx.sim.api_base, &ctx.uri, total, items)
+    crate::page::paginate_counted(&ctx.sim.api_base, &ctx.uri, total, items)
 }
 
 /// `GET /repos/{owner}/{repo}/commits/{ref}`: one commit with `stats` and `files` (changes

@@ -1234,58 +1234,18 @@ pub fn seed_repo(sim: &Sim, repo: u64, seed: &RepoSeed) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Commits `files` (path, content) on `branch` of the bare repository at `git_dir` with the git
-/// CLI, in a scratch clone that is pushed back (as seeding.rs writes history). Works on an empty
-/// repository too.
+/// Commits `files` (path, content) on `branch` of the bare repository at `git_dir`.
 fn commit_files(
     git_dir: &std::path::Path,
     branch: &str,
     files: &[(&str, &str)],
     message: &str,
 ) -> anyhow::Result<()> {
-    let work = tempfile::Builder::new()
-        .prefix("forge-sim-seed-")
-        .tempdir()?;
-    let w = work.path();
-    let src = git_dir.to_string_lossy().into_owned();
-    gitrepo::run(w, &["clone", "-q", &src, "."])?;
-    if gitrepo::resolve(w, &format!("refs/remotes/origin/{branch}")).is_some() {
-        gitrepo::run(
-            w,
-            &["checkout", "-q", "-B", branch, &format!("origin/{branch}")],
-        )?;
-    } else {
-        gitrepo::run(
-            w,
-            &["symbolic-ref", "HEAD", &format!("refs/heads/{branch}")],
-        )?;
-    }
-    for (path, content) in files {
-        let p = w.join(path);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&p, content)?;
-    }
-    gitrepo::run(w, &["add", "-A"])?;
-    let out = gitrepo::git(w)
-        .args(["commit", "-q", "--allow-empty", "-m", message])
-        .env("GIT_AUTHOR_NAME", "Seed Author")
-        .env("GIT_AUTHOR_EMAIL", "seed@users.noreply.example")
-        .env("GIT_COMMITTER_NAME", "Seed Author")
-        .env("GIT_COMMITTER_EMAIL", "seed@users.noreply.example")
-        .output()?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "git commit: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    gitrepo::run(
-        w,
-        &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")],
-    )?;
-    Ok(())
+    let files = files
+        .iter()
+        .map(|(p, c)| (p.to_string(), Some(c.to_string())))
+        .collect();
+    crate::seeding::commit_files(git_dir, branch, files, message)
 }
 
 #[cfg(test)]
