@@ -112,17 +112,50 @@ pub struct WorkerArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum OrgCmd {
-    /// Add an organisation.
-    Add {
-        name: String,
-        #[arg(long, default_value = "git")]
-        provider: String,
-    },
+    /// Add an organisation: `git` (repositories added by URL) or `github` (repositories
+    /// discovered with a token or a GitHub App installation; the credential is checked now).
+    Add(OrgAddArgs),
     /// List organisations.
     List,
+    /// One organisation: provider, API URL, credential kind (never the secret), repositories.
+    Show { org: String },
+    /// Discover a GitHub organisation's repositories now: new ones added, renamed ones
+    /// followed, archived and deleted ones marked (backups are kept).
+    Sync { org: String },
     /// The organisation's key.
     #[command(subcommand)]
     Key(OrgKeyCmd),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OrgAddArgs {
+    pub name: String,
+    /// git or github.
+    #[arg(long, default_value = "git")]
+    pub provider: String,
+    /// github: the REST API base, https only (GitHub Enterprise: https://HOST/api/v3).
+    /// Default https://api.github.com.
+    #[arg(long)]
+    pub api_url: Option<String>,
+    /// github: read a token from this environment variable.
+    #[arg(long)]
+    pub token_env: Option<String>,
+    /// github: read a token from this file.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// github: the GitHub App's id (with --private-key and --installation-id).
+    #[arg(long)]
+    pub app_id: Option<u64>,
+    /// github: the GitHub App's private key (PEM file). The coordinator keeps it sealed and
+    /// mints installation tokens itself.
+    #[arg(long)]
+    pub private_key: Option<PathBuf>,
+    /// github: the App's installation on this organisation.
+    #[arg(long)]
+    pub installation_id: Option<u64>,
+    /// github: a CA certificate (PEM file) to trust for the API URL.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]

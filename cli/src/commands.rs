@@ -16,29 +16,84 @@ use crate::output::{self, fields, human_bytes, is_json};
 
 pub async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result<i32, CliError> {
     match cmd {
-        OrgCmd::Add { name, provider } => {
-            let o = c
-                .add_org(pb::AddOrgRequest { name, provider })
-                .await?
-                .into_inner()
-                .org
-                .unwrap_or_default();
+        OrgCmd::Add(a) => {
+            let req = crate::org_add::request(&a, |k| std::env::var(k).ok())?;
+            let r = c.add_org(req).await?.into_inner();
+            let o = r.org.clone().unwrap_or_default();
             if is_json(out) {
                 output::json(&o);
             } else {
-                println!("organisation {} added (id {})", o.name, o.id);
+                println!(
+                    "organisation {} added (id {}, provider {}{})",
+                    o.name,
+                    o.id,
+                    o.provider,
+                    if o.provider == "github" {
+                        format!(", {}", credential(&o))
+                    } else {
+                        String::new()
+                    }
+                );
+                if let Some(s) = &r.sync {
+                    print_sync(s);
+                }
             }
         }
         OrgCmd::List => {
             let orgs = c.list_orgs(pb::ListOrgsRequest {}).await?.into_inner().orgs;
-            output::list(out, &orgs, &["NAME", "ID", "PROVIDER", "CREATED"], |o| {
-                vec![
-                    o.name.clone(),
-                    o.id.clone(),
-                    o.provider.clone(),
-                    o.created_at.clone(),
-                ]
+            output::list(
+                out,
+                &orgs,
+                &["NAME", "ID", "PROVIDER", "API URL", "CREDENTIAL", "CREATED"],
+                |o| {
+                    vec![
+                        o.name.clone(),
+                        o.id.clone(),
+                        o.provider.clone(),
+                        or_dash(&o.api_url),
+                        credential(o),
+                        o.created_at.clone(),
+                    ]
+                },
+            );
+        }
+        OrgCmd::Show { org } => {
+            let r = c.get_org(pb::GetOrgRequest { org }).await?.into_inner();
+            let o = r.org.clone().unwrap_or_default();
+            output::show(out, &r, |r| {
+                fields(&[
+                    ("name", o.name.clone()),
+                    ("id", o.id.clone()),
+                    ("provider", o.provider.clone()),
+                    ("api_url", or_dash(&o.api_url)),
+                    ("credential", credential(&o)),
+                    (
+                        "ca_cert",
+                        if o.has_ca_cert {
+                            "yes".into()
+                        } else {
+                            "-".into()
+                        },
+                    ),
+                    ("created_at", o.created_at.clone()),
+                    ("last_sync_at", or_dash(&o.last_sync_at)),
+                    (
+                        "repositories",
+                        format!(
+                            "{} ({} archived, {} deleted)",
+                            r.repos, r.archived, r.deleted
+                        ),
+                    ),
+                ])
             });
+        }
+        OrgCmd::Sync { org } => {
+            let s = c.sync_org(pb::SyncOrgRequest { org }).await?.into_inner();
+            if is_json(out) {
+                output::json(&s);
+            } else {
+                print_sync(&s);
+            }
         }
         OrgCmd::Key(OrgKeyCmd::Export { org, to }) => {
             if to.exists() {
@@ -102,12 +157,17 @@ pub async fn repo(c: &mut Admin, cmd: RepoCmd, out: OutputFormat) -> Result<i32,
             output::list(
                 out,
                 &repos,
-                &["REPOSITORY", "ID", "URL", "LAST BACKUP", "AT"],
+                &["REPOSITORY", "ID", "URL", "MARK", "LAST BACKUP", "AT"],
                 |r| {
                     vec![
                         r.full_name.clone(),
                         r.id.clone(),
                         r.url.clone(),
+                        match (r.deleted, r.archived) {
+                            (true, _) => "deleted".into(),
+                            (false, true) => "archived".into(),
+                            (false, false) => "-".into(),
+                        },
                         or_dash(&r.last_backup_status),
                         or_dash(&r.last_backup_at),
                     ]
@@ -116,6 +176,49 @@ pub async fn repo(c: &mut Admin, cmd: RepoCmd, out: OutputFormat) -> Result<i32,
         }
     }
     Ok(exit::OK)
+}
+
+/// The credential kind, never the secret: `token`, `app <id> installation <id>`, or `-`.
+fn credential(o: &pb::Org) -> String {
+    match o.credential.as_str() {
+        "app" => format!("app {} installation {}", o.app_id, o.installation_id),
+        "" | "none" => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn print_sync(s: &pb::SyncOrgResponse) {
+    println!(
+        "{}: {} listed, {} added, {} renamed, {} archived, {} unarchived, {} deleted, {} restored, {} unchanged",
+        s.org,
+        s.listed,
+        s.added.len(),
+        s.renamed.len(),
+        s.archived.len(),
+        s.unarchived.len(),
+        s.deleted.len(),
+        s.restored.len(),
+        s.unchanged
+    );
+    for n in &s.added {
+        println!("  added       {}/{n}", s.org);
+    }
+    for r in &s.renamed {
+        println!(
+            "  renamed     {}/{} -> {}/{} (id {})",
+            s.org, r.from, s.org, r.to, r.repo_id
+        );
+    }
+    for (what, names) in [
+        ("archived", &s.archived),
+        ("unarchived", &s.unarchived),
+        ("deleted", &s.deleted),
+        ("restored", &s.restored),
+    ] {
+        for n in names {
+            println!("  {what:<11} {}/{n}", s.org);
+        }
+    }
 }
 
 fn or_dash(s: &str) -> String {

@@ -6,6 +6,7 @@
 mod args;
 mod client;
 mod commands;
+mod org_add;
 mod output;
 mod run;
 

@@ -1,6 +1,7 @@
 //! Pieces shared by the coordinator, the workers and the CLI.
 
 pub mod crypto;
+pub mod forge;
 pub mod grpc;
 pub mod manifest;
 pub mod names;

@@ -122,6 +122,9 @@ pub struct CoordinatorConfig {
     /// carry credentials).
     #[serde(default)]
     pub tls: Option<TlsFiles>,
+    /// How often each GitHub organisation's repositories are discovered again (1m..=7d).
+    #[serde(default = "default_github_sync")]
+    pub github_sync_interval: String,
 }
 
 fn default_listen() -> SocketAddr {
@@ -139,6 +142,25 @@ fn default_max_attempts() -> u32 {
 fn default_reconcile() -> String {
     "10m".into()
 }
+fn default_github_sync() -> String {
+    "1h".into()
+}
+
+/// Bounds of `github_sync_interval`: more often than a minute spends the rate limit on listing;
+/// less often than weekly leaves new repositories unprotected too long.
+const GITHUB_SYNC_MIN: Duration = Duration::from_secs(60);
+const GITHUB_SYNC_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Parses and bounds `github_sync_interval`.
+pub fn parse_github_sync_interval(v: &str) -> Result<Duration, ConfigError> {
+    let d = parse_duration("github_sync_interval", v)?;
+    if !(GITHUB_SYNC_MIN..=GITHUB_SYNC_MAX).contains(&d) {
+        return Err(ConfigError::Invalid(format!(
+            "github_sync_interval {v:?} must be within 1m..=7d"
+        )));
+    }
+    Ok(d)
+}
 
 impl CoordinatorConfig {
     pub fn for_data_dir(data_dir: &Path) -> Self {
@@ -155,6 +177,7 @@ impl CoordinatorConfig {
             master_key_file: None,
             reconcile_interval: default_reconcile(),
             tls: None,
+            github_sync_interval: default_github_sync(),
         }
     }
 
@@ -200,6 +223,7 @@ impl CoordinatorConfig {
     pub async fn resolve(&self) -> Result<Settings, ConfigError> {
         let timing = self.timing()?;
         let reconcile_interval = parse_duration("reconcile_interval", &self.reconcile_interval)?;
+        let github_sync_interval = parse_github_sync_interval(&self.github_sync_interval)?;
         if self.max_attempts == 0 || self.max_attempts > 100 {
             return Err(ConfigError::Invalid(format!(
                 "max_attempts {} must be within 1..=100",
@@ -276,6 +300,7 @@ impl CoordinatorConfig {
             master_key,
             master_key_created,
             reconcile_interval,
+            github_sync_interval,
         })
     }
 }
@@ -327,6 +352,8 @@ pub struct Settings {
     pub master_key_created: Option<PathBuf>,
     pub reconcile_interval: Duration,
     pub tls: Option<TlsIdentity>,
+    /// How often GitHub organisations are discovered again.
+    pub github_sync_interval: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -347,6 +374,7 @@ impl std::fmt::Debug for Settings {
             .field("master_key", &self.master_key)
             .field("reconcile_interval", &self.reconcile_interval)
             .field("tls", &self.tls.is_some())
+            .field("github_sync_interval", &self.github_sync_interval)
             .finish()
     }
 }
@@ -371,5 +399,14 @@ mod tests {
         assert_eq!(c.timing().expect("ok").lease_ttl(), Duration::from_secs(7));
         let parsed: Result<CoordinatorConfig, _> = toml::from_str("data_dir = '/x'\nbogus = 1\n");
         assert!(parsed.is_err(), "unknown keys are refused");
+        assert_eq!(
+            parse_github_sync_interval("1h").expect("default"),
+            Duration::from_secs(3600)
+        );
+        assert!(parse_github_sync_interval("30s").is_err());
+        assert!(parse_github_sync_interval("8d").is_err());
+        assert!(parse_github_sync_interval("hourly").is_err());
+        let c: CoordinatorConfig = toml::from_str("data_dir = '/x'\n").expect("defaults");
+        assert_eq!(c.github_sync_interval, "1h");
     }
 }

@@ -2,7 +2,9 @@
 
 pub mod config;
 pub mod core;
+pub mod discovery;
 pub mod error;
+pub mod forge_tokens;
 pub mod http;
 pub mod ids;
 pub mod kv;

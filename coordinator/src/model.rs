@@ -10,10 +10,50 @@ use crate::lease::{LeaseState, TaskState};
 pub struct OrgRecord {
     pub id: String,
     pub name: String,
+    /// `git` (repositories added by URL) or `github` (repositories discovered).
     pub provider: String,
     pub created_at_ms: i64,
     /// The organisation's key (restic password of its snapshot repositories), sealed.
     pub sealed_key: String,
+    /// The forge's REST API base (`https://api.github.com`, or GitHub Enterprise's
+    /// `https://HOST/api/v3`); `None` for plain git.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// A PEM CA certificate trusted for `api_url` besides the system's (not a secret).
+    #[serde(default)]
+    pub ca_cert_pem: Option<String>,
+    /// How the coordinator authenticates to the forge; `None` for plain git.
+    #[serde(default)]
+    pub credential: Option<OrgCredential>,
+    /// The last completed discovery.
+    #[serde(default)]
+    pub last_sync_at_ms: Option<i64>,
+}
+
+/// A forge credential. Secrets are sealed with the context
+/// [`crate::core::org_credential_context`] of their organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum OrgCredential {
+    /// A personal (or fine-grained) token, sealed.
+    Token { sealed_token: String },
+    /// A GitHub App installation: the app's RSA private key (PEM), sealed. Installation tokens
+    /// are minted from it by the coordinator and never stored.
+    App {
+        app_id: u64,
+        installation_id: u64,
+        sealed_private_key: String,
+    },
+}
+
+impl OrgCredential {
+    /// `token` or `app`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OrgCredential::Token { .. } => "token",
+            OrgCredential::App { .. } => "app",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +68,17 @@ pub struct RepoRecord {
     /// The snapshot repository's master key, sealed, once a worker has reported it.
     pub sealed_master_key: Option<String>,
     pub created_at_ms: i64,
+    /// The forge's repository id (GitHub's `id`): stable across renames, so discovery follows
+    /// a renamed repository instead of adding a new one. `None` for plain git.
+    #[serde(default)]
+    pub forge_id: Option<u64>,
+    /// Archived on the forge.
+    #[serde(default)]
+    pub archived: bool,
+    /// Gone from the forge (deleted, or no longer visible to the credential). Its backups are
+    /// kept; it is not backed up any more.
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 impl RepoRecord {

@@ -196,6 +196,27 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
             }
         }));
     }
+    // Periodic discovery of GitHub organisations: each is listed again once its last discovery
+    // is `github_sync_interval` old; looked at every minute (or interval, when shorter).
+    {
+        let core = core.clone();
+        let stop = shutdown.clone();
+        let interval = settings.github_sync_interval;
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval.min(std::time::Duration::from_secs(60)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = core.sync_due_orgs(interval) => {}
+                }
+            }
+        }));
+    }
     tracing::info!(grpc = %grpc_addr, http = ?http_addr, store = settings.kv.name(), "coordinator serving");
     Ok(CoordinatorHandle {
         grpc_addr,

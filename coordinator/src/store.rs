@@ -104,6 +104,23 @@ impl Batch {
         self.put(repo_key(&r.id), r);
         self
     }
+    pub fn org(&mut self, o: &OrgRecord) -> &mut Self {
+        self.put(org_key(&o.id), o);
+        self
+    }
+    /// Points `ORG/NAME` at a repository (discovery maintains the index itself: see
+    /// `discovery::name_index`).
+    pub fn repo_name(&mut self, org_id: &str, name: &str, repo_id: &str) -> &mut Self {
+        self.ops.push(Op::put(
+            repo_name_key(org_id, name),
+            repo_id.as_bytes().to_vec(),
+        ));
+        self
+    }
+    pub fn delete_repo_name(&mut self, org_id: &str, name: &str) -> &mut Self {
+        self.ops.push(Op::delete(repo_name_key(org_id, name)));
+        self
+    }
     pub fn catalog_pending(&mut self, repo_id: &str, id: &str) -> &mut Self {
         self.ops.push(Op::put(pending_key(repo_id, id), Vec::new()));
         self
@@ -237,6 +254,13 @@ impl Store {
 
     pub async fn repos(&self) -> StoreResult<Vec<RepoRecord>> {
         self.list("repo/").await
+    }
+
+    /// The repositories of one organisation.
+    pub async fn org_repos(&self, org_id: &str) -> StoreResult<Vec<RepoRecord>> {
+        let mut v = self.repos().await?;
+        v.retain(|r| r.org_id == org_id);
+        Ok(v)
     }
 
     pub async fn stats(&self, repo_id: &str) -> StoreResult<RepoStats> {

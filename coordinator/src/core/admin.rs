@@ -13,16 +13,18 @@ use crate::queue::{PRIORITY_MANUAL_BACKUP, PRIORITY_RESTORE};
 use super::{Core, now_ms, org_key_context, repo_token_context, restore_token_context};
 
 /// Providers this build can back up.
-const PROVIDERS: &[&str] = &["git"];
+const PROVIDERS: &[&str] = &["git", "github"];
 
 /// Bytes of an organisation key: 256 bits, hex-encoded as the restic password.
-const ORG_KEY_BYTES: usize = 32;
+pub(super) const ORG_KEY_BYTES: usize = 32;
 
 fn invalid(e: impl std::fmt::Display) -> CoreError {
     CoreError::InvalidArgument(e.to_string())
 }
 
 impl Core {
+    /// Adds a plain git organisation (repositories added by URL). A GitHub organisation needs a
+    /// credential: [`Core::add_github_org`].
     pub async fn add_org(&self, name: &str, provider: &str) -> CoreResult<OrgRecord> {
         validate_name("organisation", name).map_err(invalid)?;
         if !PROVIDERS.contains(&provider) {
@@ -30,6 +32,11 @@ impl Core {
                 "provider {provider:?} is not supported (supported: {})",
                 PROVIDERS.join(", ")
             )));
+        }
+        if provider == "github" {
+            return Err(CoreError::InvalidArgument(
+                "provider github needs a credential: a token (--token-env VAR or --token-file FILE) or a GitHub App (--app-id, --private-key, --installation-id)".into(),
+            ));
         }
         let id = ids::new_org_id();
         let key = random_secret(ORG_KEY_BYTES);
@@ -39,6 +46,10 @@ impl Core {
             name: name.to_string(),
             provider: provider.to_string(),
             created_at_ms: now_ms(),
+            api_url: None,
+            ca_cert_pem: None,
+            credential: None,
+            last_sync_at_ms: None,
         };
         self.store.create_org(&org).await?;
         tracing::info!(org = %org.name, id = %org.id, "organisation added");
@@ -70,6 +81,12 @@ impl Core {
         let (org_name, name) = parse_full_name(full_name).map_err(invalid)?;
         let url = validate_git_url(url).map_err(invalid)?;
         let org = self.org_named(&org_name).await?;
+        if org.provider == "github" {
+            return Err(CoreError::FailedPrecondition(format!(
+                "organisation {:?} is a GitHub organisation: its repositories are discovered (`repovault org sync {}`), not added by URL",
+                org.name, org.name
+            )));
+        }
         let id = ids::new_repo_id();
         let sealed_token = token
             .filter(|t| !t.is_empty())
@@ -83,6 +100,9 @@ impl Core {
             sealed_token,
             sealed_master_key: None,
             created_at_ms: now_ms(),
+            forge_id: None,
+            archived: false,
+            deleted: false,
         };
         self.store.create_repo(&repo).await?;
         tracing::info!(repo = %repo.full_name(), id = %repo.id, "repository added");
@@ -118,6 +138,11 @@ impl Core {
     /// A manual backup: always full, priority 8.
     pub async fn run_backup(&self, full_name: &str) -> CoreResult<BackupRecord> {
         let repo = self.repo_named(full_name).await?;
+        if repo.deleted {
+            return Err(CoreError::FailedPrecondition(format!(
+                "repository {full_name} was deleted on its forge: its backups are kept, it is not backed up any more"
+            )));
+        }
         self.enqueue_backup(&repo, "full", "manual", PRIORITY_MANUAL_BACKUP)
             .await
     }

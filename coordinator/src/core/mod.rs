@@ -9,6 +9,7 @@
 
 mod admin;
 pub mod catalog;
+pub mod github;
 mod repos;
 mod tasks;
 
@@ -86,6 +87,10 @@ pub struct Core {
     pub stopping: tokio_util::sync::CancellationToken,
     /// Serialises snapshot repository creation (see `repos.rs`).
     init_lock: Mutex<()>,
+    /// Installation tokens of GitHub App organisations.
+    pub(crate) tokens: crate::forge_tokens::TokenCache,
+    /// Serialises discoveries (see `github.rs`).
+    sync_lock: Mutex<()>,
     /// Snapshots to forget (uncommitted attempts), drained by the reconciler.
     pub(crate) forget_tx: tokio::sync::mpsc::UnboundedSender<crate::reconcile::ForgetRequest>,
 }
@@ -128,6 +133,8 @@ impl Core {
             progress: ProgressHub::default(),
             workers: WorkerRegistry::default(),
             init_lock: Mutex::new(()),
+            tokens: Default::default(),
+            sync_lock: Mutex::new(()),
             stopping: tokio_util::sync::CancellationToken::new(),
             forget_tx,
         });
@@ -173,6 +180,9 @@ impl Core {
 /// Seal contexts: a sealed value opens only for the record it was sealed for.
 pub(crate) fn org_key_context(org_id: &str) -> String {
     format!("org-key:{org_id}")
+}
+pub(crate) fn org_credential_context(org_id: &str) -> String {
+    format!("org-credential:{org_id}")
 }
 pub(crate) fn repo_token_context(repo_id: &str) -> String {
     format!("repo-token:{repo_id}")

@@ -1,5 +1,6 @@
 //! Task lifecycle: enqueue, lease, renew, confirm, complete, release, reap.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use repovault_common::manifest::Counts;
@@ -9,14 +10,16 @@ use repovault_proto::v1 as pb;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
 use crate::lease::{LeaseState, Outcome, TaskState};
-use crate::model::{BackupRecord, RepoRecord, RestoreRecord, Status, TaskKind, TaskRecord};
+use crate::model::{
+    BackupRecord, OrgCredential, RepoRecord, RestoreRecord, Status, TaskKind, TaskRecord,
+};
 use crate::queue::{Candidate, QueueContext, select};
 use crate::reconcile::ForgetRequest;
 use crate::store::Batch;
 
 use super::{
-    Core, Queue, master_key_context, now_ms, org_key_context, repo_token_context,
-    restore_token_context,
+    Core, Queue, master_key_context, now_ms, org_credential_context, org_key_context,
+    repo_token_context, restore_token_context,
 };
 
 /// What one look at the queue found.
@@ -25,6 +28,9 @@ enum Leasing {
     /// The best task's repository has no snapshot repository yet: the coordinator creates it
     /// (outside the queue lock) before anyone may back it up.
     NeedsRepository(RepoRecord),
+    /// The best task's organisation authenticates as a GitHub App and no fresh installation
+    /// token is cached: the coordinator mints one (outside the queue lock) first.
+    NeedsToken(Box<crate::model::OrgRecord>),
     Nothing,
 }
 
@@ -171,6 +177,11 @@ impl Core {
         wait: Duration,
     ) -> CoreResult<Option<pb::Task>> {
         let deadline = tokio::time::Instant::now() + wait;
+        // Organisations whose installation token this call minted (or failed to): each is minted
+        // at most once per call, so a failing mint, or a token stale at once (a skewed clock),
+        // leases without a token rather than spins; the source then refuses the backup with its
+        // own error, which is retried with backoff.
+        let mut minted = HashSet::new();
         loop {
             if !self.workers.is_known(worker_id) {
                 return Err(CoreError::UnknownWorker(worker_id.to_string()));
@@ -183,8 +194,15 @@ impl Core {
             let notified = self.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.try_lease(worker_id, cached).await? {
+            match self.try_lease(worker_id, cached, &minted).await? {
                 Leasing::Leased(t) => return Ok(Some(*t)),
+                Leasing::NeedsToken(org) => {
+                    if let Err(e) = self.forge_token(&org).await {
+                        tracing::warn!(org = %org.name, error = %e, "no installation token for a lease");
+                    }
+                    minted.insert(org.id.clone());
+                    continue;
+                }
                 Leasing::NeedsRepository(repo) => {
                     // Created outside the queue lock; then look again at once.
                     self.ensure_snapshot_repo(&repo).await?;
@@ -205,7 +223,12 @@ impl Core {
         }
     }
 
-    async fn try_lease(&self, worker_id: &str, cached: &[String]) -> CoreResult<Leasing> {
+    async fn try_lease(
+        &self,
+        worker_id: &str,
+        cached: &[String],
+        minted: &HashSet<String>,
+    ) -> CoreResult<Leasing> {
         let now = now_ms();
         let mut q = self.queue.lock().await;
         let busy = q.busy_repos();
@@ -248,12 +271,20 @@ impl Core {
         if task.kind == TaskKind::Backup && repo.sealed_master_key.is_none() {
             return Ok(Leasing::NeedsRepository(repo));
         }
-        let attempt = task.lease.lease(worker_id, now, &self.policy)?;
         let org = self
             .store
             .org(&task.org_id)
             .await?
             .ok_or_else(|| not_found("organisation", task.org_id.clone()))?;
+        if task.kind == TaskKind::Backup
+            && !minted.contains(&org.id)
+            && repo.sealed_token.is_none()
+            && matches!(org.credential, Some(OrgCredential::App { .. }))
+            && self.cached_forge_token(&org).is_none()
+        {
+            return Ok(Leasing::NeedsToken(Box::new(org)));
+        }
+        let attempt = task.lease.lease(worker_id, now, &self.policy)?;
         let mut batch = Batch::default();
         batch.task(&task);
         let mut proto = pb::Task {
@@ -340,9 +371,17 @@ impl Core {
         repo: &RepoRecord,
     ) -> CoreResult<pb::RepoAccess> {
         let password = self.open(&org_key_context(&org.id), &org.sealed_key)?;
-        let token = match &repo.sealed_token {
-            Some(s) => self.open(&repo_token_context(&repo.id), s)?,
-            None => Default::default(),
+        // A repository's own token wins; a discovered repository uses its organisation's
+        // credential: the token, or the App's cached installation token (never the key).
+        let token = match (&repo.sealed_token, &org.credential) {
+            (Some(s), _) => self.open(&repo_token_context(&repo.id), s)?,
+            (None, Some(OrgCredential::Token { sealed_token })) => {
+                self.open(&org_credential_context(&org.id), sealed_token)?
+            }
+            (None, Some(OrgCredential::App { .. })) => {
+                self.cached_forge_token(org).unwrap_or_default()
+            }
+            (None, None) => Default::default(),
         };
         let master_key = match &repo.sealed_master_key {
             Some(s) => self.open(&master_key_context(&repo.id), s)?,

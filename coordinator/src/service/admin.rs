@@ -10,6 +10,7 @@ use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 use repovault_proto::v1::admin_service_server::AdminService;
 
+use crate::core::github::{GitHubCredential, NewGitHubOrg};
 use crate::core::{Core, format_ms};
 use crate::model::Status as RecordStatus;
 
@@ -37,12 +38,94 @@ impl AdminService for AdminApi {
         let provider = if r.provider.is_empty() {
             "git"
         } else {
-            &r.provider
+            r.provider.as_str()
         };
-        let org = self.core.add_org(&r.name, provider).await?;
+        if provider != "github" {
+            if !r.api_url.is_empty()
+                || !r.token.is_empty()
+                || r.app_id != 0
+                || !r.private_key_pem.is_empty()
+                || r.installation_id != 0
+                || !r.ca_cert_pem.is_empty()
+            {
+                return Err(Status::invalid_argument(format!(
+                    "provider {provider:?} takes no API URL, credential or CA certificate"
+                )));
+            }
+            let org = self.core.add_org(&r.name, provider).await?;
+            return Ok(Response::new(pb::AddOrgResponse {
+                org: Some(convert::org(&org)),
+                sync: None,
+            }));
+        }
+        let has_app = r.app_id != 0 || r.installation_id != 0 || !r.private_key_pem.is_empty();
+        let credential = match (r.token.is_empty(), has_app) {
+            (false, true) => {
+                return Err(Status::invalid_argument(
+                    "give either a token or a GitHub App, not both",
+                ));
+            }
+            (true, false) => {
+                return Err(Status::invalid_argument(
+                    "provider github needs a credential: a token or a GitHub App (app id, private key, installation id)",
+                ));
+            }
+            (false, false) => GitHubCredential::Token(Secret::new(r.token)),
+            (true, true) => {
+                if r.app_id == 0 || r.installation_id == 0 || r.private_key_pem.is_empty() {
+                    return Err(Status::invalid_argument(
+                        "a GitHub App needs all three of app id, private key and installation id",
+                    ));
+                }
+                GitHubCredential::App {
+                    app_id: r.app_id,
+                    installation_id: r.installation_id,
+                    private_key_pem: Secret::new(r.private_key_pem),
+                }
+            }
+        };
+        let (org, report) = self
+            .core
+            .add_github_org(NewGitHubOrg {
+                name: r.name,
+                api_url: (!r.api_url.is_empty()).then_some(r.api_url),
+                ca_cert_pem: (!r.ca_cert_pem.is_empty()).then_some(r.ca_cert_pem),
+                credential,
+            })
+            .await?;
         Ok(Response::new(pb::AddOrgResponse {
             org: Some(convert::org(&org)),
+            sync: Some(convert::sync(&report)),
         }))
+    }
+
+    async fn get_org(
+        &self,
+        req: Request<pb::GetOrgRequest>,
+    ) -> Result<Response<pb::GetOrgResponse>, Status> {
+        let org = self.core.org_named(&req.into_inner().org).await?;
+        let repos = self
+            .core
+            .store
+            .org_repos(&org.id)
+            .await
+            .map_err(crate::error::CoreError::from)?;
+        let count =
+            |f: fn(&crate::model::RepoRecord) -> bool| repos.iter().filter(|r| f(r)).count() as u64;
+        Ok(Response::new(pb::GetOrgResponse {
+            org: Some(convert::org(&org)),
+            repos: repos.len() as u64,
+            archived: count(|r| r.archived),
+            deleted: count(|r| r.deleted),
+        }))
+    }
+
+    async fn sync_org(
+        &self,
+        req: Request<pb::SyncOrgRequest>,
+    ) -> Result<Response<pb::SyncOrgResponse>, Status> {
+        let report = self.core.sync_org(&req.into_inner().org).await?;
+        Ok(Response::new(convert::sync(&report)))
     }
 
     async fn list_orgs(

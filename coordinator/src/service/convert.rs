@@ -3,18 +3,61 @@
 use repovault_proto::v1 as pb;
 
 use crate::core::format_ms;
-use crate::model::{BackupRecord, OrgRecord, RepoRecord, RepoStats, RestoreRecord};
+use crate::core::github::SyncReport;
+use crate::model::{BackupRecord, OrgCredential, OrgRecord, RepoRecord, RepoStats, RestoreRecord};
 
 fn opt_time(ms: Option<i64>) -> String {
     ms.map(format_ms).unwrap_or_default()
 }
 
+/// An organisation as the admin sees it: never its key or credential secret.
 pub fn org(o: &OrgRecord) -> pb::Org {
+    let (app_id, installation_id) = match &o.credential {
+        Some(OrgCredential::App {
+            app_id,
+            installation_id,
+            ..
+        }) => (*app_id, *installation_id),
+        _ => (0, 0),
+    };
     pb::Org {
         id: o.id.clone(),
         name: o.name.clone(),
         provider: o.provider.clone(),
         created_at: format_ms(o.created_at_ms),
+        api_url: o.api_url.clone().unwrap_or_default(),
+        credential: o
+            .credential
+            .as_ref()
+            .map_or("none", OrgCredential::kind)
+            .to_string(),
+        app_id,
+        installation_id,
+        has_ca_cert: o.ca_cert_pem.is_some(),
+        last_sync_at: opt_time(o.last_sync_at_ms),
+    }
+}
+
+pub fn sync(r: &SyncReport) -> pb::SyncOrgResponse {
+    pb::SyncOrgResponse {
+        org: r.org.clone(),
+        listed: r.listed as u64,
+        added: r.added.clone(),
+        renamed: r
+            .renamed
+            .iter()
+            .map(|x| pb::RenamedRepo {
+                repo_id: x.repo_id.clone(),
+                from: x.from.clone(),
+                to: x.to.clone(),
+            })
+            .collect(),
+        archived: r.archived.clone(),
+        unarchived: r.unarchived.clone(),
+        deleted: r.deleted.clone(),
+        restored: r.restored.clone(),
+        unchanged: r.unchanged as u64,
+        synced_at: format_ms(r.synced_at_ms),
     }
 }
 
@@ -30,6 +73,9 @@ pub fn repo(r: &RepoRecord, s: &RepoStats) -> pb::Repo {
         last_backup_id: s.last_backup_id.clone().unwrap_or_default(),
         last_backup_status: s.last_status.clone().unwrap_or_default(),
         last_backup_at: opt_time(s.last_finished_at_ms),
+        forge_id: r.forge_id.unwrap_or_default(),
+        archived: r.archived,
+        deleted: r.deleted,
     }
 }
 

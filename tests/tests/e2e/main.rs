@@ -4,6 +4,7 @@
 mod backup_restore;
 mod bad_input;
 mod cli;
+mod github_org;
 mod multi_process;
 mod observability;
 mod restart;

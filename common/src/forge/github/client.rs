@@ -1,0 +1,508 @@
+//! [`GitHubClient`]: octocrab (`build_with_reqwest`, a bearer token) used through its raw
+//! `build_request`/`execute`, so every answer's headers are read: `ETag`, `Link`,
+//! `x-ratelimit-*`, `retry-after`.
+//!
+//! Contracts:
+//! - The token is sent only to the API's own host (octocrab's `AuthHeaderLayer` checks the
+//!   authority; reqwest drops `Authorization` when a redirect leaves the host). It never appears
+//!   in a URL, a log line, an error or `Debug` output.
+//! - A rate limit never fails a call: a primary-limit refusal (403/429 with
+//!   `x-ratelimit-remaining: 0`) waits until `x-ratelimit-reset`, a secondary one (403/429 with
+//!   `retry-after`, or GitHub's "secondary rate limit" message) waits as told, then the request
+//!   is sent again. 5xx answers and transport errors are retried [`SERVER_ERROR_RETRIES`] times.
+//! - App auth is never used here: installation tokens are minted once
+//!   ([`super::mint_installation_token`]) and used as plain bearer tokens, because octocrab's app
+//!   auth drops the token on absolute `Link: rel=next` URLs of a GitHub Enterprise base.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use http::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue, IF_NONE_MATCH};
+use http::{Method, Uri};
+use http_body_util::BodyExt as _;
+use octocrab::Octocrab;
+use serde_json::Value;
+
+use super::error::ForgeError;
+use super::rate::{RateObserver, RateSnapshot};
+use crate::secret::Secret;
+
+/// Retries of a 5xx answer or a transport error before the call fails. GitHub documents no
+/// number; three is the issue's "500 after retries" made concrete (issue 4), enough to ride out
+/// a deploy blip without hiding an outage.
+pub const SERVER_ERROR_RETRIES: u32 = 3;
+/// First backoff after a 5xx, doubled on each retry (1 s, 2 s, 4 s). Our choice, after
+/// GitHub's guidance to back off exponentially on errors ("Best practices for using the REST
+/// API").
+pub const SERVER_ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// Wait after a secondary-limit refusal without `retry-after`: GitHub's documentation says
+/// "wait for at least one minute before retrying" ("Rate limits for the REST API").
+pub const SECONDARY_LIMIT_DEFAULT_WAIT: Duration = Duration::from_secs(60);
+/// Added to the primary limit's reset: `x-ratelimit-reset` has whole seconds, and a request
+/// sent in the reset second itself may still be refused. Our choice.
+pub const PRIMARY_RESET_SLACK: Duration = Duration::from_secs(1);
+/// GitHub's largest `per_page` ("Using pagination in the REST API").
+pub const PER_PAGE: u32 = 100;
+/// Connection set-up limit. Our choice: generous for a loaded GitHub Enterprise appliance.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Whole-request limit (asset downloads included). Our choice: a 2 GiB release asset (GitHub's
+/// largest) at ~10 MB/s fits.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Where a GitHub (or GitHub Enterprise) API is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GitHubEndpoint {
+    /// REST base: `https://api.github.com` or `https://HOST/api/v3`.
+    pub api_url: String,
+    /// A CA certificate (PEM) to trust instead of the system's roots (`--ca-cert`).
+    pub ca_cert_pem: Option<String>,
+}
+
+/// One answer of [`GitHubClient::get_json`].
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// 2xx or 304 (other statuses are [`ForgeError::Status`]).
+    pub status: u16,
+    /// The JSON body; `None` for a 304 or an empty body.
+    pub body: Option<Value>,
+    /// The `ETag`, for a later `If-None-Match`.
+    pub etag: Option<String>,
+    /// The `Link: rel="next"` URL (absolute).
+    pub next: Option<String>,
+    /// The `x-ratelimit-*` headers.
+    pub rate: Option<RateSnapshot>,
+    /// The server's `Date` (its clock, which `since` cursors are compared with).
+    pub date: Option<DateTime<Utc>>,
+}
+
+/// A whole list read with [`GitHubClient::get_list`].
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Every item of every page (empty when `not_modified`).
+    pub items: Vec<Value>,
+    /// The first page's `ETag`, only when the list fit in one page (so a 304 on it means the
+    /// whole list is unchanged).
+    pub etag: Option<String>,
+    /// The conditional request was answered 304: nothing changed.
+    pub not_modified: bool,
+}
+
+/// A raw answer after retries.
+struct Raw {
+    status: u16,
+    headers: HeaderMap,
+    bytes: Vec<u8>,
+}
+
+/// An authenticated GitHub REST client. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct GitHubClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    crab: Octocrab,
+    /// The API base without a trailing slash.
+    api_url: String,
+    observer: Option<Arc<dyn RateObserver>>,
+    requests: AtomicU64,
+}
+
+impl std::fmt::Debug for GitHubClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHubClient")
+            .field("api_url", &self.inner.api_url)
+            .field("token", &"[redacted]")
+            .finish()
+    }
+}
+
+impl GitHubClient {
+    /// A client for `endpoint` sending `token` as `Authorization: Bearer` (a personal token, an
+    /// installation token or, for `/app` routes, an App JWT).
+    pub fn new(endpoint: &GitHubEndpoint, token: Secret) -> Result<GitHubClient, ForgeError> {
+        let api_url = endpoint.api_url.trim_end_matches('/').to_string();
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT);
+        if let Some(pem) = &endpoint.ca_cert_pem {
+            let cert = reqwest::Certificate::from_pem(pem.as_bytes())
+                .map_err(|e| ForgeError::Config(format!("CA certificate: {e}")))?;
+            http = http.tls_certs_only([cert]);
+        }
+        let http = http
+            .build()
+            .map_err(|e| ForgeError::Config(format!("HTTP client: {e}")))?;
+        let crab = Octocrab::builder()
+            .base_uri(api_url.as_str())
+            .map_err(|e| ForgeError::Config(format!("API URL {api_url:?}: {e}")))?
+            .add_header(ACCEPT, "application/vnd.github+json".to_string())
+            .add_header(
+                HeaderName::from_static("x-github-api-version"),
+                "2022-11-28".to_string(),
+            )
+            .personal_token(token.expose().to_string())
+            .build_with_reqwest(http)
+            .map_err(|e| ForgeError::Config(format!("octocrab: {e}")))?;
+        Ok(GitHubClient {
+            inner: Arc::new(Inner {
+                crab,
+                api_url,
+                observer: None,
+                requests: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The same client reporting to `observer` (see [`RateObserver`]).
+    pub fn with_observer(self, observer: Arc<dyn RateObserver>) -> GitHubClient {
+        GitHubClient {
+            inner: Arc::new(Inner {
+                crab: self.inner.crab.clone(),
+                api_url: self.inner.api_url.clone(),
+                observer: Some(observer),
+                requests: AtomicU64::new(self.inner.requests.load(Ordering::Relaxed)),
+            }),
+        }
+    }
+
+    /// The API base (no trailing slash).
+    pub fn api_url(&self) -> &str {
+        &self.inner.api_url
+    }
+
+    /// HTTP requests sent so far (retries included).
+    pub fn requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// GET `path_and_query` (relative to the API base, or an absolute URL such as a `Link`),
+    /// with `If-None-Match` when given. 2xx and 304 are a [`Page`]; anything else is an error.
+    pub async fn get_json(
+        &self,
+        path_and_query: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<Page, ForgeError> {
+        let raw = self
+            .send(Method::GET, path_and_query, if_none_match, None, None)
+            .await?;
+        let rate = RateSnapshot::from_headers(&raw.headers);
+        let body = if raw.status == 304 || raw.bytes.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::from_slice(&raw.bytes).map_err(|e| ForgeError::Decode {
+                    method: "GET".into(),
+                    path: self.shown(path_and_query),
+                    detail: e.to_string(),
+                })?,
+            )
+        };
+        Ok(Page {
+            status: raw.status,
+            body,
+            etag: header(&raw.headers, "etag").map(str::to_string),
+            next: header(&raw.headers, "link").and_then(next_link),
+            rate,
+            date: header(&raw.headers, "date")
+                .and_then(|d| DateTime::parse_from_rfc2822(d).ok())
+                .map(|d| d.with_timezone(&Utc)),
+        })
+    }
+
+    /// Every item of a paginated list (`per_page=100` added), following `Link: rel="next"`.
+    pub async fn get_all(&self, path: &str) -> Result<Vec<Value>, ForgeError> {
+        Ok(self.get_list(path, None).await?.items)
+    }
+
+    /// A paginated list, conditionally: with `if_none_match` (a previous [`Listing::etag`]) a
+    /// 304 on the first page answers `not_modified` without reading further. Lists wrapped in
+    /// an object (`{"total_count": n, "workflows": [...]}`) are unwrapped.
+    pub async fn get_list(
+        &self,
+        path: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<Listing, ForgeError> {
+        let first = with_per_page(path);
+        let page = self.get_json(&first, if_none_match).await?;
+        if page.status == 304 {
+            return Ok(Listing {
+                items: Vec::new(),
+                etag: if_none_match.map(str::to_string),
+                not_modified: true,
+            });
+        }
+        let mut items = Vec::new();
+        let one_page = page.next.is_none();
+        let etag = page.etag.clone().filter(|_| one_page);
+        let mut next = page.next.clone();
+        items.extend(list_items(page.body, &first)?);
+        while let Some(url) = next {
+            let page = self.get_json(&url, None).await?;
+            next = page.next.clone();
+            items.extend(list_items(page.body, &url)?);
+        }
+        Ok(Listing {
+            items,
+            etag,
+            not_modified: false,
+        })
+    }
+
+    /// POST a JSON body; the answer's JSON (2xx only).
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ForgeError> {
+        let raw = self
+            .send(Method::POST, path, None, Some(body), None)
+            .await?;
+        serde_json::from_slice(&raw.bytes).map_err(|e| ForgeError::Decode {
+            method: "POST".into(),
+            path: self.shown(path),
+            detail: e.to_string(),
+        })
+    }
+
+    /// The bytes at `url` (API-relative or absolute) with `Accept: application/octet-stream`:
+    /// a release asset's API URL answers 302 to its download URL, which is followed; the token
+    /// goes along only while the host stays the API's.
+    pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, ForgeError> {
+        let raw = self
+            .send(
+                Method::GET,
+                url,
+                None,
+                None,
+                Some("application/octet-stream"),
+            )
+            .await?;
+        Ok(raw.bytes)
+    }
+
+    /// `target` as an absolute URL.
+    fn url(&self, target: &str) -> String {
+        if target.starts_with("https://") || target.starts_with("http://") {
+            target.to_string()
+        } else {
+            format!("{}/{}", self.inner.api_url, target.trim_start_matches('/'))
+        }
+    }
+
+    /// `target` as shown in errors: relative to the API base when it is under it.
+    fn shown(&self, target: &str) -> String {
+        let url = self.url(target);
+        match url.strip_prefix(&self.inner.api_url) {
+            Some(rest) if rest.starts_with('/') => rest.to_string(),
+            _ => url,
+        }
+    }
+
+    /// Sleeps while the observer holds requests back.
+    async fn wait_for_pause(&self) {
+        let Some(observer) = &self.inner.observer else {
+            return;
+        };
+        while let Some(until) = observer.pause_until() {
+            let Ok(wait) = (until - Utc::now()).to_std() else {
+                return;
+            };
+            if wait.is_zero() {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn limited(&self, wait: Duration, secondary: bool) {
+        if let Some(observer) = &self.inner.observer {
+            let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            observer.limited(until, secondary);
+        }
+    }
+
+    /// Sends one request, waiting out rate limits and retrying 5xx and transport errors.
+    /// Success is 2xx or 304; anything else is [`ForgeError::Status`].
+    async fn send(
+        &self,
+        method: Method,
+        target: &str,
+        if_none_match: Option<&str>,
+        body: Option<&Value>,
+        accept: Option<&str>,
+    ) -> Result<Raw, ForgeError> {
+        let url = self.url(target);
+        let shown = self.shown(target);
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| ForgeError::Config(format!("URL {shown}: {e}")))?;
+        let mut server_errors = 0u32;
+        loop {
+            self.wait_for_pause().await;
+            let mut builder = http::Request::builder()
+                .method(method.clone())
+                .uri(uri.clone());
+            if let Some(tag) = if_none_match {
+                builder = builder.header(IF_NONE_MATCH, tag);
+            }
+            if let Some(accept) = accept {
+                builder = builder.header(
+                    ACCEPT,
+                    HeaderValue::from_str(accept).map_err(|e| ForgeError::Config(e.to_string()))?,
+                );
+            }
+            let request = self
+                .inner
+                .crab
+                .build_request(builder, body)
+                .map_err(|e| ForgeError::Config(format!("{method} {shown}: {e}")))?;
+            self.inner.requests.fetch_add(1, Ordering::Relaxed);
+            let result = match self.inner.crab.execute(request).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    match body.collect().await {
+                        Ok(collected) => Ok(Raw {
+                            status: parts.status.as_u16(),
+                            headers: parts.headers,
+                            bytes: collected.to_bytes().to_vec(),
+                        }),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let raw = match result {
+                Ok(raw) => raw,
+                Err(detail) => {
+                    if server_errors < SERVER_ERROR_RETRIES {
+                        tokio::time::sleep(SERVER_ERROR_BACKOFF * 2u32.pow(server_errors)).await;
+                        server_errors += 1;
+                        continue;
+                    }
+                    return Err(ForgeError::Transport {
+                        method: method.to_string(),
+                        path: shown,
+                        detail,
+                    });
+                }
+            };
+            let rate = RateSnapshot::from_headers(&raw.headers);
+            if let (Some(observer), Some(rate)) = (&self.inner.observer, &rate) {
+                observer.observe(rate);
+            }
+            let status = raw.status;
+            if (status == 403 || status == 429)
+                && let Some((wait, secondary)) = rate_limit_wait(&raw, rate.as_ref())
+            {
+                tracing::warn!(
+                    method = %method, path = %shown, status, wait_secs = wait.as_secs_f64(), secondary,
+                    "GitHub rate limit: waiting"
+                );
+                self.limited(wait, secondary);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if status >= 500 && server_errors < SERVER_ERROR_RETRIES {
+                tracing::warn!(method = %method, path = %shown, status, "GitHub server error: retrying");
+                tokio::time::sleep(SERVER_ERROR_BACKOFF * 2u32.pow(server_errors)).await;
+                server_errors += 1;
+                continue;
+            }
+            if (200..300).contains(&status) || status == 304 {
+                return Ok(raw);
+            }
+            return Err(ForgeError::Status {
+                method: method.to_string(),
+                path: shown,
+                status,
+                message: github_message(&raw.bytes),
+            });
+        }
+    }
+}
+
+/// How long a 403/429 says to wait, and whether it is a secondary limit; `None` when it is not
+/// a rate limit (a permission refusal).
+fn rate_limit_wait(raw: &Raw, rate: Option<&RateSnapshot>) -> Option<(Duration, bool)> {
+    if let Some(secs) =
+        header(&raw.headers, "retry-after").and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return Some((Duration::from_secs(secs), true));
+    }
+    if let Some(rate) = rate.filter(|r| r.remaining == 0) {
+        let now = Utc::now().timestamp();
+        let secs = u64::try_from(rate.reset.saturating_sub(now)).unwrap_or(0);
+        return Some((Duration::from_secs(secs) + PRIMARY_RESET_SLACK, false));
+    }
+    let message = github_message(&raw.bytes).to_ascii_lowercase();
+    if message.contains("secondary rate limit") || message.contains("abuse") {
+        return Some((SECONDARY_LIMIT_DEFAULT_WAIT, true));
+    }
+    None
+}
+
+/// GitHub's `message`, or the start of the body.
+fn github_message(bytes: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => match v.get("message").and_then(Value::as_str) {
+            Some(m) => m.to_string(),
+            None => truncate(&v.to_string()),
+        },
+        Err(_) => truncate(&String::from_utf8_lossy(bytes)),
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The `rel="next"` URL of a `Link` header.
+pub fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (url, rel) = part.split_once(';')?;
+        rel.contains("rel=\"next\"").then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
+/// `path` with `per_page=100` unless it names one.
+fn with_per_page(path: &str) -> String {
+    if path.contains("per_page=") {
+        path.to_string()
+    } else if path.contains('?') {
+        format!("{path}&per_page={PER_PAGE}")
+    } else {
+        format!("{path}?per_page={PER_PAGE}")
+    }
+}
+
+/// The items of one list page: an array, or the array field of a wrapping object.
+fn list_items(body: Option<Value>, path: &str) -> Result<Vec<Value>, ForgeError> {
+    match body {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => Ok(items),
+        Some(Value::Object(map)) => map
+            .into_iter()
+            .find_map(|(_, v)| match v {
+                Value::Array(items) => Some(items),
+                _ => None,
+            })
+            .ok_or_else(|| ForgeError::Decode {
+                method: "GET".into(),
+                path: path.to_string(),
+                detail: "a list was expected".into(),
+            }),
+        Some(_) => Err(ForgeError::Decode {
+            method: "GET".into(),
+            path: path.to_string(),
+            detail: "a list was expected".into(),
+        }),
+    }
+}

@@ -1,0 +1,280 @@
+//! Export of one repository's metadata into a directory tree (DESIGN.md §5, issue 4).
+//!
+//! Layout under `out`:
+//!
+//! ```text
+//! meta/repo.json
+//! meta/issues/<number / 100>/<number>.json   {"issue", "comments", "events"}
+//! meta/pulls/<number / 100>/<number>.json    {"pull", "comments", "reviews", "review_comments"}
+//! meta/releases/<id>.json                    the release (with its assets' metadata)
+//! releases/<id>/<asset name>                 asset bytes
+//! meta/labels.json, meta/milestones.json, meta/workflows.json
+//! meta/settings/{branch_protection,rulesets,hooks,deploy_keys,collaborators,teams}.json
+//! meta/attachments.json                      url → {sha256, size} or {error}
+//! attachments/<sha256>                       attachment bytes
+//! ```
+//!
+//! Every JSON file has sorted keys; item files carry the item's latest `updated_at` as mtime,
+//! aggregate files a fixed epoch ([`store::AGGREGATE_MTIME_SECS`]); so re-exporting unchanged
+//! data gives byte- and mtime-identical files (one changed issue changes one small tree node).
+//!
+//! Each component (`issues`, `pulls`, `releases`, `attachments`, `workflows`, `labels`,
+//! `milestones`, `settings`) ends `included`, `skipped` (GitHub refused: 403/404/410, with the
+//! permission the token lacks) or `failed` (with the error); one component's failure never
+//! stops the others. Only the repository itself being unreadable (`GET /repos/O/R` failing)
+//! fails the whole export.
+
+mod attachments;
+mod counts;
+mod issues;
+mod lists;
+mod releases;
+mod settings;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::client::GitHubClient;
+use super::error::ForgeError;
+use store::{Conditional, Tree};
+
+/// How much to re-read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExportMode {
+    /// Everything re-read without cursors or ETags.
+    Full,
+    /// Only what changed since `cursors` (from the previous export's [`ExportReport::cursors`]);
+    /// unchanged documents are carried over from `previous`. Without a previous tree this is a
+    /// full export.
+    Incremental { cursors: Cursors },
+}
+
+/// Where an incremental export resumes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursors {
+    /// Kind (`issues`: issues, pull requests, their comments and review comments) → the
+    /// server's time (RFC 3339, from the `Date` of the export's first answer; our clock only if
+    /// GitHub sent none) when the export that wrote them began. Absent when issues or pulls
+    /// failed, so the next incremental re-reads them whole.
+    pub since: BTreeMap<String, String>,
+    /// What a document was read from (`labels`, `settings/hooks`, ...) → its ETag.
+    pub etags: BTreeMap<String, String>,
+}
+
+/// One component's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentStatus {
+    /// `included`, `skipped` or `failed`.
+    pub status: String,
+    /// Why skipped or failed (or a note on an included one).
+    pub reason: Option<String>,
+}
+
+impl ComponentStatus {
+    pub fn included() -> Self {
+        ComponentStatus {
+            status: "included".into(),
+            reason: None,
+        }
+    }
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        ComponentStatus {
+            status: "skipped".into(),
+            reason: Some(reason.into()),
+        }
+    }
+    pub fn failed(reason: impl Into<String>) -> Self {
+        ComponentStatus {
+            status: "failed".into(),
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// What the exported tree holds (the whole tree, carried-over documents included).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Issues, without pull requests.
+    pub issues: u64,
+    pub pulls: u64,
+    /// Conversation comments of issues and pull requests, and review comments.
+    pub comments: u64,
+    pub reviews: u64,
+    pub releases: u64,
+    pub release_assets: u64,
+    pub labels: u64,
+    pub milestones: u64,
+    pub workflows: u64,
+    /// Attachments fetched (bytes held).
+    pub attachments: u64,
+}
+
+/// The outcome of [`export_repo`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportReport {
+    pub components: BTreeMap<String, ComponentStatus>,
+    pub counts: Counts,
+    /// For the next incremental export.
+    pub cursors: Cursors,
+    /// HTTP requests sent by this export (through `client`; retries included).
+    pub requests: u64,
+}
+
+/// What one component export needs.
+pub(crate) struct Ctx<'a> {
+    pub client: &'a GitHubClient,
+    pub owner: &'a str,
+    pub name: &'a str,
+    pub tree: Tree,
+    pub cond: Conditional,
+    /// Carry-over is possible (incremental mode and a previous tree).
+    pub incremental: bool,
+    pub cursors_in: Cursors,
+}
+
+impl Ctx<'_> {
+    /// `/repos/OWNER/NAME` + `tail`.
+    pub fn repo_path(&self, tail: &str) -> String {
+        format!("/repos/{}/{}{}", self.owner, self.name, tail)
+    }
+
+    /// A document that is one GET (`list`: a whole list), conditionally: carried over from the
+    /// previous tree on 304, else `shape`d and written with the aggregate mtime.
+    pub async fn aggregate(
+        &mut self,
+        key: &str,
+        rel: &str,
+        path: &str,
+        list: bool,
+        shape: fn(serde_json::Value) -> serde_json::Value,
+    ) -> Result<(), ForgeError> {
+        if self.tree.previous_file(rel).is_none() {
+            self.cond.forget(key);
+        }
+        let fetched = if list {
+            match self.cond.list(self.client, key, path).await? {
+                store::Fetched::Fresh(items) => {
+                    store::Fetched::Fresh(serde_json::Value::Array(items))
+                }
+                store::Fetched::Unchanged => store::Fetched::Unchanged,
+            }
+        } else {
+            self.cond.get(self.client, key, path).await?
+        };
+        match fetched {
+            store::Fetched::Fresh(v) => {
+                self.tree
+                    .write_json(rel, &shape(v), store::aggregate_mtime())?;
+            }
+            store::Fetched::Unchanged => {
+                self.tree.carry_over(rel)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of one component, as a status.
+pub(crate) fn classify(result: Result<(), ForgeError>, permission: &str) -> ComponentStatus {
+    match result {
+        Ok(()) => ComponentStatus::included(),
+        Err(e) => match refusal(&e, permission) {
+            Some(reason) => ComponentStatus::skipped(reason),
+            None => ComponentStatus::failed(e.to_string()),
+        },
+    }
+}
+
+/// "token lacks PERMISSION (GET PATH answered STATUS)" when `e` is GitHub refusing access.
+pub(crate) fn refusal(e: &ForgeError, permission: &str) -> Option<String> {
+    match e {
+        ForgeError::Status {
+            method,
+            path,
+            status: status @ (401 | 403 | 404 | 410),
+            message,
+        } => Some(format!(
+            "token lacks {permission} ({method} {path} answered {status}: {message})"
+        )),
+        _ => None,
+    }
+}
+
+/// Exports `owner/name` into `out` (created if missing; should be empty). `previous` is the
+/// previous backup's export tree, used by [`ExportMode::Incremental`] to carry over unchanged
+/// documents. Fails only when the repository itself cannot be read; every component's own
+/// failure is reported in [`ExportReport::components`].
+pub async fn export_repo(
+    client: &GitHubClient,
+    owner: &str,
+    name: &str,
+    out: &Path,
+    previous: Option<&Path>,
+    mode: ExportMode,
+) -> Result<ExportReport, ForgeError> {
+    let start_requests = client.requests();
+    std::fs::create_dir_all(out).map_err(|e| ForgeError::io(out, e))?;
+    let (incremental, cursors_in) = match (mode, previous) {
+        (ExportMode::Incremental { cursors }, Some(_)) => (true, cursors),
+        _ => (false, Cursors::default()),
+    };
+    let mut ctx = Ctx {
+        client,
+        owner,
+        name,
+        tree: Tree {
+            out: out.to_path_buf(),
+            previous: previous.filter(|_| incremental).map(Path::to_path_buf),
+        },
+        cond: Conditional {
+            old: if incremental {
+                cursors_in.etags.clone()
+            } else {
+                BTreeMap::new()
+            },
+            new: BTreeMap::new(),
+        },
+        incremental,
+        cursors_in,
+    };
+
+    // The repository itself: its failure (404, 451, ...) fails the export. The answer's `Date`
+    // is the server's time at the start: the next `since` cursor.
+    let started: DateTime<Utc> = lists::repo(&mut ctx).await?;
+
+    let mut components = BTreeMap::new();
+    let (issues_status, pulls_status) = issues::export(&mut ctx).await;
+    components.insert("issues".to_string(), issues_status);
+    components.insert("pulls".to_string(), pulls_status);
+    components.insert("releases".to_string(), releases::export(&mut ctx).await);
+    for (component, status) in lists::export(&mut ctx).await {
+        components.insert(component.to_string(), status);
+    }
+    components.insert("settings".to_string(), settings::export(&mut ctx).await);
+    components.insert(
+        "attachments".to_string(),
+        attachments::export(&mut ctx).await,
+    );
+
+    let counts = counts::count(out);
+    let mut since = BTreeMap::new();
+    if components["issues"].status != "failed" && components["pulls"].status != "failed" {
+        since.insert(
+            "issues".to_string(),
+            started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+    }
+    Ok(ExportReport {
+        components,
+        counts,
+        cursors: Cursors {
+            since,
+            etags: ctx.cond.new,
+        },
+        requests: client.requests() - start_requests,
+    })
+}

@@ -1,0 +1,57 @@
+//! GitHub and GitHub Enterprise (DESIGN.md §6, issue 4).
+//!
+//! # Stable API (the coordinator and the CLI call these)
+//!
+//! ```ignore
+//! pub struct GitHubEndpoint { pub api_url: String, pub ca_cert_pem: Option<String> }
+//! impl GitHubClient {
+//!     pub fn new(endpoint: &GitHubEndpoint, token: Secret) -> Result<GitHubClient, ForgeError>;
+//!     pub fn with_observer(self, observer: Arc<dyn RateObserver>) -> GitHubClient;
+//!     pub async fn get_json(&self, path_and_query: &str, if_none_match: Option<&str>)
+//!         -> Result<Page, ForgeError>;
+//!     pub async fn get_all(&self, path: &str) -> Result<Vec<serde_json::Value>, ForgeError>;
+//!     pub async fn get_list(&self, path: &str, if_none_match: Option<&str>)
+//!         -> Result<Listing, ForgeError>;
+//!     pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, ForgeError>;
+//!     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ForgeError>;
+//!     pub fn requests(&self) -> u64;
+//! }
+//! pub async fn mint_installation_token(endpoint: &GitHubEndpoint, app_id: u64,
+//!     private_key_pem: &Secret, installation_id: u64)
+//!     -> Result<(Secret, chrono::DateTime<Utc>), ForgeError>;
+//! pub async fn list_org_repos(client: &GitHubClient, org: &str)
+//!     -> Result<Vec<RemoteRepo>, ForgeError>;
+//! pub struct RemoteRepo { pub id: u64, pub name: String, pub full_name: String,
+//!     pub private: bool, pub archived: bool, pub default_branch: Option<String>,
+//!     pub has_wiki: bool, pub clone_url: String, pub size_kib: u64,
+//!     pub pushed_at: Option<DateTime<Utc>> }
+//! pub trait RateObserver: Send + Sync {
+//!     fn observe(&self, snapshot: &RateSnapshot);
+//!     fn pause_until(&self) -> Option<DateTime<Utc>> { None }
+//!     fn limited(&self, until: DateTime<Utc>, secondary: bool) {}
+//! }
+//! pub struct RateSnapshot { pub limit: u64, pub remaining: u64, pub reset: i64,
+//!     pub used: u64, pub resource: String }
+//! pub async fn export_repo(client: &GitHubClient, owner: &str, name: &str, out: &Path,
+//!     previous: Option<&Path>, mode: ExportMode) -> Result<ExportReport, ForgeError>;
+//! ```
+//!
+//! Credentials: a personal token or an installation token, always a plain bearer token
+//! ([`Secret`](crate::secret::Secret)); installation tokens come from
+//! [`mint_installation_token`] (octocrab's own App auth is not used: it drops the token on the
+//! absolute `Link` URLs of a GitHub Enterprise base).
+
+pub mod app;
+pub mod client;
+pub mod error;
+pub mod export;
+pub mod rate;
+pub mod repos;
+
+pub use app::{app_jwt, mint_installation_token};
+pub use client::{GitHubClient, GitHubEndpoint, Listing, Page};
+pub use error::ForgeError;
+pub use export::{ComponentStatus, Counts, Cursors, ExportMode, ExportReport, export_repo};
+
+pub use rate::{RateObserver, RateSnapshot};
+pub use repos::{RemoteRepo, list_org_repos};

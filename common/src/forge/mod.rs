@@ -1,0 +1,4 @@
+//! Sources ("forges", DESIGN.md §6): the providers repovault backs up. Today: GitHub and GitHub
+//! Enterprise ([`github`]).
+
+pub mod github;
