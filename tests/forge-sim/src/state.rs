@@ -224,6 +224,40 @@ pub struct Issue {
     pub pull: Option<Pull>,
 }
 
+impl Issue {
+    /// A new open issue (or pull request, with `pull`), unlocked, without labels, milestone or
+    /// assignees, created and updated at `at`.
+    pub fn open(
+        id: u64,
+        number: u64,
+        title: String,
+        body: Option<String>,
+        user: String,
+        at: DateTime<Utc>,
+        pull: Option<Pull>,
+    ) -> Issue {
+        Issue {
+            id,
+            number,
+            title,
+            body,
+            user,
+            state: "open".into(),
+            state_reason: None,
+            locked: false,
+            active_lock_reason: None,
+            labels: Vec::new(),
+            milestone: None,
+            assignees: Vec::new(),
+            created_at: at,
+            updated_at: at,
+            closed_at: None,
+            closed_by: None,
+            pull,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Pull {
     pub id: u64,

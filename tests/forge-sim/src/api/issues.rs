@@ -1397,25 +1397,7 @@ async fn create_issue(ctx: Ctx, Path((owner, repo)): RepoPath, raw: Bytes) -> Ap
     let number = take_number(r);
     r.issues.insert(
         number,
-        Issue {
-            id,
-            number,
-            title,
-            body: req.body,
-            user: actor.clone(),
-            state: "open".into(),
-            state_reason: None,
-            locked: false,
-            active_lock_reason: None,
-            labels: Vec::new(),
-            milestone: None,
-            assignees: Vec::new(),
-            created_at: now,
-            updated_at: now,
-            closed_at: None,
-            closed_by: None,
-            pull: None,
-        },
+        Issue::open(id, number, title, req.body, actor.clone(), now, None),
     );
     r.version += 1;
     if triage {
@@ -2628,23 +2610,19 @@ fn seed_issue(
     r.issues.insert(
         number,
         Issue {
-            id,
-            number,
-            title: s.title.clone(),
-            body: s.body.clone(),
-            user: user.clone(),
-            state: "open".into(),
-            state_reason: None,
             locked: s.locked,
-            active_lock_reason: None,
             labels,
             milestone,
             assignees,
-            created_at,
-            updated_at: created_at,
-            closed_at: None,
-            closed_by: None,
-            pull: None,
+            ..Issue::open(
+                id,
+                number,
+                s.title.clone(),
+                s.body.clone(),
+                user.clone(),
+                created_at,
+                None,
+            )
         },
     );
     seed_comments(world, rid, number, &s.comments, s.generate_comments, first)?;
