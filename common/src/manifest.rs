@@ -20,12 +20,87 @@ pub const SNAPSHOT_PATH: &str = "/repovault";
 /// Constant host of every snapshot (the label carries the repository id).
 pub const SNAPSHOT_HOST: &str = "repovault";
 
+/// What one backup holds, by kind. Fields after `refs` were added with the GitHub provider
+/// (issue 4) and default to 0 when reading older manifests and records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub branches: u64,
     pub tags: u64,
+    /// Commits reachable from any ref.
     pub commits: u64,
     pub refs: u64,
+    /// Issues, without pull requests.
+    #[serde(default)]
+    pub issues: u64,
+    #[serde(default)]
+    pub pulls: u64,
+    #[serde(default)]
+    pub releases: u64,
+    #[serde(default)]
+    pub wiki_pages: u64,
+    #[serde(default)]
+    pub lfs_objects: u64,
+    #[serde(default)]
+    pub attachments: u64,
+    /// Conversation comments of issues and pull requests, and review comments.
+    #[serde(default)]
+    pub comments: u64,
+    #[serde(default)]
+    pub reviews: u64,
+    #[serde(default)]
+    pub release_assets: u64,
+    #[serde(default)]
+    pub labels: u64,
+    #[serde(default)]
+    pub milestones: u64,
+    #[serde(default)]
+    pub workflows: u64,
+}
+
+impl From<&Counts> for repovault_proto::v1::Counts {
+    fn from(c: &Counts) -> Self {
+        repovault_proto::v1::Counts {
+            branches: c.branches,
+            tags: c.tags,
+            commits: c.commits,
+            refs: c.refs,
+            issues: c.issues,
+            pulls: c.pulls,
+            releases: c.releases,
+            wiki_pages: c.wiki_pages,
+            lfs_objects: c.lfs_objects,
+            attachments: c.attachments,
+            comments: c.comments,
+            reviews: c.reviews,
+            release_assets: c.release_assets,
+            labels: c.labels,
+            milestones: c.milestones,
+            workflows: c.workflows,
+        }
+    }
+}
+
+impl From<&repovault_proto::v1::Counts> for Counts {
+    fn from(c: &repovault_proto::v1::Counts) -> Self {
+        Counts {
+            branches: c.branches,
+            tags: c.tags,
+            commits: c.commits,
+            refs: c.refs,
+            issues: c.issues,
+            pulls: c.pulls,
+            releases: c.releases,
+            wiki_pages: c.wiki_pages,
+            lfs_objects: c.lfs_objects,
+            attachments: c.attachments,
+            comments: c.comments,
+            reviews: c.reviews,
+            release_assets: c.release_assets,
+            labels: c.labels,
+            milestones: c.milestones,
+            workflows: c.workflows,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +109,84 @@ pub struct ComponentStatus {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+impl ComponentStatus {
+    pub fn included(note: Option<String>) -> Self {
+        ComponentStatus {
+            status: STATUS_INCLUDED.into(),
+            reason: note,
+        }
+    }
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        ComponentStatus {
+            status: STATUS_SKIPPED.into(),
+            reason: Some(reason.into()),
+        }
+    }
+    pub fn failed(reason: impl Into<String>) -> Self {
+        ComponentStatus {
+            status: STATUS_FAILED.into(),
+            reason: Some(reason.into()),
+        }
+    }
+    /// Included: the component is whole in the backup.
+    pub fn is_complete(&self) -> bool {
+        self.status == STATUS_INCLUDED
+    }
+}
+
+pub const STATUS_INCLUDED: &str = "included";
+pub const STATUS_SKIPPED: &str = "skipped";
+pub const STATUS_FAILED: &str = "failed";
+
+/// Every component a GitHub backup reports, in display order.
+pub const GITHUB_COMPONENTS: [&str; 11] = [
+    "git",
+    "lfs",
+    "issues",
+    "pulls",
+    "wiki",
+    "releases",
+    "attachments",
+    "workflows",
+    "labels",
+    "milestones",
+    "settings",
+];
+
+/// Components as the wire carries them.
+pub fn components_to_proto(
+    c: &BTreeMap<String, ComponentStatus>,
+) -> std::collections::HashMap<String, repovault_proto::v1::ComponentStatus> {
+    c.iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                repovault_proto::v1::ComponentStatus {
+                    status: v.status.clone(),
+                    reason: v.reason.clone().unwrap_or_default(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Components from the wire (an empty reason is none).
+pub fn components_from_proto(
+    c: &std::collections::HashMap<String, repovault_proto::v1::ComponentStatus>,
+) -> BTreeMap<String, ComponentStatus> {
+    c.iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                ComponentStatus {
+                    status: v.status.clone(),
+                    reason: (!v.reason.is_empty()).then(|| v.reason.clone()),
+                },
+            )
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

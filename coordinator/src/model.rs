@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use repovault_common::manifest::Counts;
+use std::collections::BTreeMap;
+
+use repovault_common::manifest::{ComponentStatus, Counts};
 
 use crate::lease::{LeaseState, TaskState};
 
@@ -174,6 +176,9 @@ pub struct BackupRecord {
     pub size_bytes: u64,
     pub added_bytes: u64,
     pub counts: Counts,
+    /// Per component, as the worker reported it (empty for plain git and older records).
+    #[serde(default)]
+    pub components: BTreeMap<String, ComponentStatus>,
     pub snapshot_id: Option<String>,
     pub parent_snapshot_id: Option<String>,
     pub task_id: String,

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use repovault_common::manifest::Counts;
+use repovault_common::manifest::{self, Counts};
 use repovault_common::storage::snapshot_repo_path;
 use repovault_proto::v1 as pb;
 
@@ -79,6 +79,7 @@ impl Core {
             size_bytes: 0,
             added_bytes: 0,
             counts: Counts::default(),
+            components: Default::default(),
             snapshot_id: None,
             parent_snapshot_id: None,
             task_id: task_id.clone(),
@@ -315,6 +316,7 @@ impl Core {
                     backup_type: b.backup_type.clone(),
                     trigger: b.trigger.clone(),
                     parent_snapshot_id: stats.last_snapshot_id.unwrap_or_default(),
+                    parent_backup_id: stats.last_success_id.unwrap_or_default(),
                 });
                 batch.backup(&b);
             }
@@ -397,6 +399,15 @@ impl Core {
             snapshot_path: snapshot_repo_path(&org.id, &repo.id),
             repo_password: password.expose().to_string(),
             master_key: master_key.expose().to_string(),
+            provider: org.provider.clone(),
+            api_url: match org.provider.as_str() {
+                "github" => org
+                    .api_url
+                    .clone()
+                    .unwrap_or_else(|| crate::core::github::DEFAULT_GITHUB_API_URL.to_string()),
+                _ => String::new(),
+            },
+            ca_cert_pem: org.ca_cert_pem.clone().unwrap_or_default(),
         })
     }
 
@@ -533,13 +544,8 @@ impl Core {
                     b.size_bytes = r.size_bytes;
                     b.added_bytes = r.added_bytes;
                     b.bytes_received = r.bytes_received;
-                    let c = r.counts.unwrap_or_default();
-                    b.counts = Counts {
-                        branches: c.branches,
-                        tags: c.tags,
-                        commits: c.commits,
-                        refs: c.refs,
-                    };
+                    b.counts = Counts::from(&r.counts.unwrap_or_default());
+                    b.components = manifest::components_from_proto(&r.components);
                     if !r.master_key.is_empty()
                         && let Some(mut repo) = self.store.repo(&task.repo_id).await?
                     {

@@ -280,9 +280,11 @@ fn fake_completion(worker_id: &str, task_id: &str, attempt: u32) -> pb::Complete
                 tags: 0,
                 commits: 1,
                 refs: 1,
+                ..Default::default()
             }),
             bytes_received: 1,
             master_key: String::new(),
+            components: Default::default(),
         }),
         restore: None,
     }

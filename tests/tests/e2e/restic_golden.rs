@@ -320,6 +320,7 @@ async fn golden_format_1_regenerate() {
             tags: count("refs/tags/"),
             commits,
             refs: ref_map.len() as u64,
+            ..Default::default()
         },
         sizes: BTreeMap::from([("code_bytes".to_string(), 0)]),
     };

@@ -135,6 +135,7 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
             tags: inv.tags,
             commits: inv.commits,
             refs: inv.refs.len() as u64,
+            ..Default::default()
         },
         sizes: BTreeMap::from([
             ("code_bytes".to_string(), code_bytes),
@@ -189,12 +190,8 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         manifest_json: manifest.to_json(),
         size_bytes: summary.total_bytes,
         added_bytes: summary.data_added_packed,
-        counts: Some(pb::Counts {
-            branches: inv.branches,
-            tags: inv.tags,
-            commits: inv.commits,
-            refs: inv.refs.len() as u64,
-        }),
+        counts: Some(pb::Counts::from(&manifest.counts)),
+        components: manifest::components_to_proto(&manifest.components),
         bytes_received: fetched.bytes_received,
         master_key: if master.is_none() {
             master_now.expose().to_string()
