@@ -11,6 +11,7 @@ const SECRET_BEARING: &[&str] = &[
     "RepoAccess",
     "RestoreSpec",
     "BackupResult",
+    "RequestPermitsResponse",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -197,18 +197,34 @@ pub enum RepoCmd {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum BackupCmd {
-    /// Start a manual backup (always full, priority 8).
+    /// Start a manual backup (priority 8; full unless `--type incremental`).
     Run {
         /// ORG/NAME
         repo: String,
         /// Wait for the outcome, showing progress.
         #[arg(long)]
         wait: bool,
+        /// `full` re-reads everything (the default for manual backups); `incremental` reads
+        /// only what changed since the last successful backup (a repository's first backup is
+        /// full whatever is asked).
+        #[arg(long = "type", value_name = "TYPE", default_value = "full", value_parser = ["full", "incremental"])]
+        backup_type: String,
     },
     /// Backups, newest first (the full history, read from the catalog).
     List { repo: Option<String> },
-    /// One backup.
+    /// One backup: counts of each kind, and each component's status with the reason when it
+    /// was skipped or failed.
     Show { id: String },
+    /// The issues, pull requests or releases a backup holds, read from the backup itself.
+    ///
+    /// `issues`, `pulls` or `releases` lists them; `issues/N` or `pulls/N` shows one with its
+    /// comments (and a pull request's reviews and review comments).
+    Browse {
+        /// The backup id.
+        id: String,
+        /// `issues`, `pulls`, `releases`, `issues/N` or `pulls/N`.
+        path: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

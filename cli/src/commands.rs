@@ -168,7 +168,15 @@ pub async fn repo(c: &mut Admin, cmd: RepoCmd, out: OutputFormat) -> Result<i32,
                             (false, true) => "archived".into(),
                             (false, false) => "-".into(),
                         },
-                        or_dash(&r.last_backup_status),
+                        if r.incomplete.is_empty() || r.last_backup_status != "completed" {
+                            or_dash(&r.last_backup_status)
+                        } else {
+                            format!(
+                                "{} (incomplete: {})",
+                                r.last_backup_status,
+                                r.incomplete.join(", ")
+                            )
+                        },
                         or_dash(&r.last_backup_at),
                     ]
                 },
@@ -231,7 +239,7 @@ fn or_dash(s: &str) -> String {
 
 fn backup_fields(b: &pb::Backup) {
     let c = b.counts.unwrap_or_default();
-    fields(&[
+    let mut rows = vec![
         ("id", b.id.clone()),
         ("repo", b.repo.clone()),
         ("type", b.r#type.clone()),
@@ -247,16 +255,84 @@ fn backup_fields(b: &pb::Backup) {
             "branches/tags/commits",
             format!("{}/{}/{}", c.branches, c.tags, c.commits),
         ),
-        ("snapshot", or_dash(&b.snapshot_id)),
-        ("attempt", b.attempt.to_string()),
-    ]);
+    ];
+    if !b.components.is_empty() {
+        rows.push((
+            "issues/pulls/comments/reviews",
+            format!("{}/{}/{}/{}", c.issues, c.pulls, c.comments, c.reviews),
+        ));
+        rows.push((
+            "releases/assets",
+            format!("{}/{}", c.releases, c.release_assets),
+        ));
+        rows.push((
+            "wiki_pages/lfs_objects/attachments",
+            format!("{}/{}/{}", c.wiki_pages, c.lfs_objects, c.attachments),
+        ));
+        rows.push((
+            "labels/milestones/workflows",
+            format!("{}/{}/{}", c.labels, c.milestones, c.workflows),
+        ));
+        let incomplete: Vec<&str> = component_order(b)
+            .into_iter()
+            .filter(|k| b.components[*k].status != "included")
+            .collect();
+        rows.push((
+            "complete",
+            if incomplete.is_empty() {
+                "yes".to_string()
+            } else {
+                format!("no ({} not included)", incomplete.join(", "))
+            },
+        ));
+    }
+    rows.push(("snapshot", or_dash(&b.snapshot_id)));
+    rows.push(("attempt", b.attempt.to_string()));
+    fields(&rows);
+    if !b.components.is_empty() {
+        println!("components:");
+        for k in component_order(b) {
+            let st = &b.components[k];
+            if st.reason.is_empty() {
+                println!("  {k:<12} {}", st.status);
+            } else {
+                println!("  {k:<12} {}: {}", st.status, st.reason);
+            }
+        }
+    }
+}
+
+/// The backup's components in the order the product names them, then any others.
+fn component_order(b: &pb::Backup) -> Vec<&str> {
+    let known = repovault_common::manifest::GITHUB_COMPONENTS;
+    let mut out: Vec<&str> = known
+        .iter()
+        .copied()
+        .filter(|k| b.components.contains_key(*k))
+        .collect();
+    let mut rest: Vec<&str> = b
+        .components
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !known.contains(k))
+        .collect();
+    rest.sort_unstable();
+    out.extend(rest);
+    out
 }
 
 pub async fn backup(c: &mut Admin, cmd: BackupCmd, out: OutputFormat) -> Result<i32, CliError> {
     match cmd {
-        BackupCmd::Run { repo, wait } => {
+        BackupCmd::Run {
+            repo,
+            wait,
+            backup_type,
+        } => {
             let b = c
-                .run_backup(pb::RunBackupRequest { repo })
+                .run_backup(pb::RunBackupRequest {
+                    repo,
+                    r#type: backup_type,
+                })
                 .await?
                 .into_inner()
                 .backup
@@ -331,6 +407,127 @@ pub async fn backup(c: &mut Admin, cmd: BackupCmd, out: OutputFormat) -> Result<
                 .unwrap_or_default();
             output::show(out, &b, backup_fields);
             Ok(exit::OK)
+        }
+        BackupCmd::Browse { id, path } => {
+            let r = c
+                .browse_backup(pb::BrowseBackupRequest { id, path })
+                .await?
+                .into_inner();
+            if r.document_json.is_empty() {
+                if is_json(out) {
+                    output::json(&r.items);
+                } else {
+                    browse_table(&r.items);
+                }
+            } else {
+                let doc: serde_json::Value =
+                    serde_json::from_str(&r.document_json).map_err(|e| {
+                        CliError::new(exit::FAILED, format!("the stored document: {e}"))
+                    })?;
+                if is_json(out) {
+                    output::json(&doc);
+                } else {
+                    print_thread(&doc);
+                }
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn browse_table(items: &[pb::BrowseItem]) {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|i| {
+            vec![
+                i.number.to_string(),
+                i.state.clone(),
+                i.author.clone(),
+                i.comments.to_string(),
+                i.reviews_or_assets.to_string(),
+                i.updated_at.clone(),
+                i.title.clone(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "NUMBER",
+            "STATE",
+            "AUTHOR",
+            "COMMENTS",
+            "REVIEWS/ASSETS",
+            "UPDATED",
+            "TITLE",
+        ],
+        &rows,
+    );
+}
+
+/// One issue or pull request as a thread: the item, then its comments, reviews and review
+/// comments in time order, each under a header naming the author and time.
+fn print_thread(doc: &serde_json::Value) {
+    use serde_json::Value;
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let login = |v: &Value| v.get("user").map(|u| s(u, "login")).unwrap_or_default();
+    let item = doc
+        .get("pull")
+        .or_else(|| doc.get("issue"))
+        .unwrap_or(&Value::Null);
+    let merged = item.get("merged_at").is_some_and(|m| !m.is_null());
+    println!(
+        "#{} {} [{}]",
+        item.get("number").and_then(Value::as_u64).unwrap_or(0),
+        s(item, "title"),
+        if merged {
+            "merged".into()
+        } else {
+            s(item, "state")
+        }
+    );
+    println!("by {} at {}", login(item), s(item, "created_at"));
+    let body = s(item, "body");
+    if !body.is_empty() {
+        println!("\n{body}");
+    }
+    let mut entries: Vec<(String, String, String)> = Vec::new();
+    let list = |k: &str| {
+        doc.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    for c in list("comments") {
+        entries.push((
+            s(&c, "created_at"),
+            format!("comment by {}", login(&c)),
+            s(&c, "body"),
+        ));
+    }
+    for r in list("reviews") {
+        entries.push((
+            s(&r, "submitted_at"),
+            format!("review by {}: {}", login(&r), s(&r, "state")),
+            s(&r, "body"),
+        ));
+    }
+    for c in list("review_comments") {
+        let line = c
+            .get("line")
+            .and_then(Value::as_u64)
+            .map(|l| format!(":{l}"))
+            .unwrap_or_default();
+        entries.push((
+            s(&c, "created_at"),
+            format!("review comment by {} on {}{line}", login(&c), s(&c, "path")),
+            s(&c, "body"),
+        ));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (at, header, body) in entries {
+        println!("\n--- {header} at {at}");
+        if !body.is_empty() {
+            println!("{body}");
         }
     }
 }

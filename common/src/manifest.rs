@@ -1,9 +1,16 @@
 //! The snapshot format: what one backup's tree holds (DESIGN.md §5).
 //!
 //! ```text
-//! code.git/       bare mirror: every ref, packed-refs, no working tree
+//! code.git/       bare mirror: every ref except refs/pull/*/merge, packed-refs, no work tree
+//! wiki.git/       bare mirror of the wiki (GitHub, when it has pages)
+//! lfs/objects/    LFS objects the mirror's pointers name, as git-lfs lays them out
+//! meta/           issues, pulls, releases, labels, ... as JSON (see forge::github::export)
+//! releases/       release asset bytes
+//! attachments/    files issue and comment bodies link to, by sha256
 //! manifest.json   this document
 //! ```
+//! Everything but `code.git/` and `manifest.json` was added with the GitHub provider; the
+//! additions are optional, so `format_version` stayed 1 and older snapshots read as before.
 //! `format_version` changes only with a layout change; a golden snapshot of every version is kept
 //! in tests/fixtures and must keep restoring.
 
@@ -13,6 +20,10 @@ use serde::{Deserialize, Serialize};
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const CODE_DIR: &str = "code.git";
+pub const WIKI_DIR: &str = "wiki.git";
+pub const LFS_DIR: &str = "lfs/objects";
+/// Directories the metadata export writes (`forge::github::export`), swapped in as a whole.
+pub const EXPORT_DIRS: [&str; 3] = ["meta", "releases", "attachments"];
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// The path recorded in every snapshot; constant, so restic's own parent matching would agree
 /// with ours.
@@ -219,6 +230,19 @@ pub struct Manifest {
     pub head: Option<String>,
     pub counts: Counts,
     pub sizes: BTreeMap<String, u64>,
+    /// The forge export's state (GitHub): where the next incremental resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportState>,
+}
+
+/// What an incremental backup needs from its parent's manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportState {
+    pub cursors: crate::forge::github::Cursors,
+    /// REST requests the export sent (retries included).
+    pub requests: u64,
+    /// The mode the export ran in: `full`, or `incremental` (from the parent's cursors).
+    pub mode: String,
 }
 
 impl Manifest {

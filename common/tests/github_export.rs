@@ -96,43 +96,22 @@ async fn installation_token_lists_repos() {
     assert_eq!(names, seeded_repo_names());
 }
 
-/// The counts seeds/acme.toml gives `repo`.
+/// The counts seeds/acme.toml gives `repo` (the simulator's own reading of its seed).
 fn seeded_counts(repo: &str) -> Counts {
-    let text = std::fs::read_to_string(seed_path()).unwrap();
-    let seed: toml::Value = toml::from_str(&text).unwrap();
-    let r = seed["orgs"][0]["repos"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"].as_str() == Some(repo))
-        .unwrap();
-    let list = |v: Option<&toml::Value>| v.and_then(|v| v.as_array()).cloned().unwrap_or_default();
-    let n = |v: Option<&toml::Value>| v.and_then(|v| v.as_integer()).unwrap_or(0) as u64;
-    let mut c = Counts::default();
-    for issue in list(r.get("issues")) {
-        c.issues += 1;
-        c.comments += list(issue.get("comments")).len() as u64 + n(issue.get("generate_comments"));
+    let seed = Seed::from_file(&seed_path()).unwrap();
+    let c = seed.counts("acme", repo).unwrap();
+    Counts {
+        issues: c.issues,
+        pulls: c.pulls,
+        comments: c.comments,
+        reviews: c.reviews,
+        releases: c.releases,
+        release_assets: c.release_assets,
+        labels: c.labels,
+        milestones: c.milestones,
+        workflows: c.workflows,
+        attachments: 0,
     }
-    if let Some(g) = r.get("generate") {
-        c.issues += n(g.get("issues"));
-        c.comments += n(g.get("issues")) * n(g.get("comments_each"));
-    }
-    for pull in list(r.get("pulls")) {
-        c.pulls += 1;
-        c.comments += list(pull.get("comments")).len() as u64;
-        for review in list(pull.get("reviews")) {
-            c.reviews += 1;
-            c.comments += list(review.get("comments")).len() as u64;
-        }
-    }
-    for release in list(r.get("releases")) {
-        c.releases += 1;
-        c.release_assets += list(release.get("assets")).len() as u64;
-    }
-    c.labels = list(r.get("labels")).len() as u64;
-    c.milestones = list(r.get("milestones")).len() as u64;
-    c.workflows = list(r.get("workflows")).len() as u64;
-    c
 }
 
 /// Every file of a tree: relative path → (bytes, mtime).

@@ -12,6 +12,7 @@ pub mod lease;
 pub mod model;
 pub mod progress;
 pub mod queue;
+pub mod rate_budget;
 pub mod reconcile;
 pub mod server;
 pub mod service;

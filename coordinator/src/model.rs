@@ -102,6 +102,10 @@ pub struct RepoStats {
     pub completed_total: u64,
     pub failed_total: u64,
     pub added_bytes_total: u64,
+    /// Components the last successful backup did not include (`settings`, ...): it counts as
+    /// incomplete until one includes them.
+    #[serde(default)]
+    pub last_success_incomplete: Vec<String>,
 }
 
 impl RepoStats {
@@ -116,6 +120,12 @@ impl RepoStats {
                 self.last_success_id = Some(b.id.clone());
                 self.last_success_at_ms = b.finished_at_ms;
                 self.last_snapshot_id = b.snapshot_id.clone();
+                self.last_success_incomplete = b
+                    .components
+                    .iter()
+                    .filter(|(_, c)| !c.is_complete())
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 self.completed_total += 1;
                 self.added_bytes_total += b.added_bytes;
             }

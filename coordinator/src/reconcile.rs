@@ -156,7 +156,7 @@ pub async fn sweep_repo(core: &Arc<Core>, repo_id: &str) -> CoreResult<usize> {
 }
 
 /// `None` when no backup ever initialised the snapshot repository (nothing to reconcile).
-async fn open_repo(core: &Arc<Core>, repo_id: &str) -> CoreResult<Option<SnapshotRepo>> {
+pub(crate) async fn open_repo(core: &Arc<Core>, repo_id: &str) -> CoreResult<Option<SnapshotRepo>> {
     let (password, master) = core.repo_keys(repo_id).await?;
     let repo = core
         .store

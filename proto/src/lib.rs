@@ -42,6 +42,7 @@ redacted_debug!(RestoreSpec { restore_id, backup_id, snapshot_id, restore_type, 
     secret { target_token });
 redacted_debug!(BackupResult { snapshot_id, manifest_json, size_bytes, added_bytes, counts, bytes_received }
     secret { master_key });
+redacted_debug!(RequestPermitsResponse { grant } secret { source_token });
 
 #[cfg(test)]
 mod tests {
@@ -74,5 +75,15 @@ mod tests {
         // An empty secret shows as empty, not as redacted.
         let shown = format!("{:?}", v1::AddRepoRequest::default());
         assert!(shown.contains("token: \"\""), "{shown}");
+        let permits = v1::RequestPermitsResponse {
+            grant: Some(v1::RateGrant {
+                permits: 7,
+                ..Default::default()
+            }),
+            source_token: "ghs_SECRET".into(),
+        };
+        let shown = format!("{permits:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("permits: 7"), "{shown}");
     }
 }

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod client;
 pub mod forge;
 pub mod git;
+pub mod lfs;
 pub mod progress;
 pub mod session;
 pub mod tasks;

@@ -161,6 +161,7 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> Result<Option<Exit>, WorkerError> {
     let held: Held = Arc::default();
+    let pauses: Arc<crate::forge::RatePauses> = Arc::default();
     let session_over = CancellationToken::new();
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Tell the coordinator at the next heartbeat, so a pending long-poll returns empty at once.
@@ -176,12 +177,13 @@ async fn serve(
 
     // Heartbeat: own timer, independent of work.
     let hb = {
-        let (mut client, worker_id, held, over, draining) = (
+        let (mut client, worker_id, held, over, draining, pauses) = (
             s.client.clone(),
             s.worker_id.clone(),
             held.clone(),
             session_over.clone(),
             draining.clone(),
+            pauses.clone(),
         );
         let every = s.timing.heartbeat();
         tokio::spawn(async move {
@@ -204,6 +206,7 @@ async fn serve(
                 match tokio::time::timeout(every, client.heartbeat(req)).await {
                     Ok(Ok(r)) => {
                         let r = r.into_inner();
+                        pauses.merge(&r.rate_pauses, chrono::Utc::now().timestamp_millis());
                         let h = held.lock();
                         for t in &r.renewed {
                             if let Some(l) = h.get(&t.task_id) {
@@ -299,7 +302,15 @@ async fn serve(
                     }
                     continue;
                 }
-                let ctx = start_task(&s, &task, &held, &cache, &events_tx, &cfg.scratch_dir);
+                let ctx = start_task(
+                    &s,
+                    &task,
+                    &held,
+                    &cache,
+                    &events_tx,
+                    &cfg.scratch_dir,
+                    &pauses,
+                );
                 let span = tracing::info_span!("task", task = %ctx.lease.token.task_id, attempt = ctx.lease.token.attempt, kind = %task.kind, repo = %task.repo.as_ref().map(|r| format!("{}/{}", r.org_name, r.repo_name)).unwrap_or_default());
                 let (held, mut client, worker_id) =
                     (held.clone(), s.client.clone(), s.worker_id.clone());
@@ -364,6 +375,7 @@ fn start_task(
     cache: &Arc<MirrorCache>,
     events: &mpsc::Sender<pb::TaskEvent>,
     scratch: &std::path::Path,
+    pauses: &Arc<crate::forge::RatePauses>,
 ) -> Arc<TaskContext> {
     let token = task.lease.clone().unwrap_or_default();
     let lease = Arc::new(LeaseView {
@@ -382,6 +394,7 @@ fn start_task(
         lease,
         client: s.client.clone(),
         runtime: tokio::runtime::Handle::current(),
+        forge: crate::forge::TaskForge::new(s.client.clone(), &s.worker_id, task, pauses.clone()),
     })
 }
 
@@ -419,6 +432,7 @@ async fn run_task(
         other => Err(TaskError::permanent(format!("unknown task kind {other:?}"))),
     };
     ticker.abort();
+    ctx.forge.finish().await;
     match &outcome {
         Ok(()) => req.success = true,
         Err(e) => {

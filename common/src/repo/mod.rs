@@ -519,6 +519,51 @@ impl SnapshotRepo {
         Ok(out)
     }
 
+    /// Every regular file under the directory `dir` of a snapshot, recursively, with its path
+    /// relative to `dir` (`/`-separated), read into memory; sorted by path. For small
+    /// documents (the metadata export), not for mirrors.
+    pub fn read_files(
+        &self,
+        snapshot_id: &str,
+        dir: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
+        let location = self.location();
+        let err = |doing| move |e| map_err(e, location, doing);
+        let id = parse_snapshot_id(snapshot_id)?;
+        let repo = self
+            .reopen()?
+            .to_indexed()
+            .map_err(err("reading the index"))?;
+        let snap = self.load_snapshot(&repo, &id)?;
+        let node = find_node(&repo, &snap, dir)?;
+        if !node.is_dir() {
+            return Err(RepoError::InvalidInput(format!(
+                "{dir:?} in snapshot {snapshot_id} is not a directory"
+            )));
+        }
+        let mut out = Vec::new();
+        for item in repo
+            .ls(&node, &LsOptions::default())
+            .map_err(err("listing the snapshot"))?
+        {
+            let (path, file) = item.map_err(err("listing the snapshot"))?;
+            if !file.is_file() {
+                continue;
+            }
+            let mut bytes = Vec::with_capacity(usize::try_from(file.meta.size).unwrap_or(0));
+            repo.dump(&file, &mut bytes)
+                .map_err(err("reading a file"))?;
+            let rel = path
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push((rel, bytes));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     /// Deletes the snapshot files of these snapshots (their data stays until a prune).
     /// Idempotent: ids already gone are fine. Ids must be full 64-hex.
     pub fn forget(&self, snapshot_ids: &[String]) -> Result<(), RepoError> {

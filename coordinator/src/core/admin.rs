@@ -135,15 +135,38 @@ impl Core {
         Ok(out)
     }
 
-    /// A manual backup: always full, priority 8.
+    /// A manual backup: full, priority 8.
     pub async fn run_backup(&self, full_name: &str) -> CoreResult<BackupRecord> {
+        self.run_backup_of_type(full_name, "full").await
+    }
+
+    /// A manual backup of `backup_type` (`full`, or `incremental` when an operator asks for
+    /// one), priority 8. A repository without a successful backup gets a full one.
+    pub async fn run_backup_of_type(
+        &self,
+        full_name: &str,
+        backup_type: &str,
+    ) -> CoreResult<BackupRecord> {
+        let backup_type = match backup_type {
+            "" | "full" => "full",
+            "incremental" => "incremental",
+            other => {
+                return Err(CoreError::InvalidArgument(format!(
+                    "backup type {other:?} is not one of: full, incremental"
+                )));
+            }
+        };
         let repo = self.repo_named(full_name).await?;
         if repo.deleted {
             return Err(CoreError::FailedPrecondition(format!(
                 "repository {full_name} was deleted on its forge: its backups are kept, it is not backed up any more"
             )));
         }
-        self.enqueue_backup(&repo, "full", "manual", PRIORITY_MANUAL_BACKUP)
+        let backup_type = match self.store.stats(&repo.id).await?.last_success_id {
+            Some(_) => backup_type,
+            None => "full",
+        };
+        self.enqueue_backup(&repo, backup_type, "manual", PRIORITY_MANUAL_BACKUP)
             .await
     }
 

@@ -324,6 +324,13 @@ impl Core {
         self.tokens.peek(&key, Utc::now()).map(|t| t.token)
     }
 
+    /// Drops the cached installation token of an App organisation (the forge refused it).
+    pub(crate) fn forget_forge_token(&self, org: &OrgRecord) {
+        if let Some(k) = installation_key(org) {
+            self.tokens.forget(&k);
+        }
+    }
+
     /// Lists the organisation's repositories on its forge, keeping what is valid.
     async fn list_github(&self, org: &OrgRecord) -> CoreResult<Vec<ListedRepo>> {
         let ep = endpoint(org);

@@ -8,8 +8,10 @@
 //! restarts honours every persisted lease for a takeover grace before reaping it.
 
 mod admin;
+mod browse;
 pub mod catalog;
 pub mod github;
+mod rate;
 mod repos;
 mod tasks;
 
@@ -91,6 +93,9 @@ pub struct Core {
     pub(crate) tokens: crate::forge_tokens::TokenCache,
     /// Serialises discoveries (see `github.rs`).
     sync_lock: Mutex<()>,
+    /// The fleet-wide rate budget per forge credential (see `rate.rs`). In memory: a new
+    /// coordinator starts cautiously until workers report headers.
+    rate: parking_lot::Mutex<crate::rate_budget::RateBudgets>,
     /// Snapshots to forget (uncommitted attempts), drained by the reconciler.
     pub(crate) forget_tx: tokio::sync::mpsc::UnboundedSender<crate::reconcile::ForgetRequest>,
 }
@@ -135,6 +140,7 @@ impl Core {
             init_lock: Mutex::new(()),
             tokens: Default::default(),
             sync_lock: Mutex::new(()),
+            rate: Default::default(),
             stopping: tokio_util::sync::CancellationToken::new(),
             forget_tx,
         });

@@ -297,7 +297,13 @@ impl Core {
             repo: Some(self.repo_access(&org, &repo)?),
             backup: None,
             restore: None,
+            rate: None,
         };
+        if task.kind == TaskKind::Backup
+            && let (Some(access), Some(lease)) = (&proto.repo, &proto.lease)
+        {
+            proto.rate = self.lease_grant(access, lease);
+        }
         match task.kind {
             TaskKind::Backup => {
                 let mut b = self
@@ -408,6 +414,7 @@ impl Core {
                 _ => String::new(),
             },
             ca_cert_pem: org.ca_cert_pem.clone().unwrap_or_default(),
+            credential_id: super::rate::credential_id(org, repo, &token),
         })
     }
 
@@ -869,7 +876,11 @@ fn stale(tok: &pb::LeaseToken, why: &str) -> CoreError {
     ))
 }
 
-fn check_holder(t: &TaskRecord, worker_id: &str, tok: &pb::LeaseToken) -> CoreResult<()> {
+pub(super) fn check_holder(
+    t: &TaskRecord,
+    worker_id: &str,
+    tok: &pb::LeaseToken,
+) -> CoreResult<()> {
     match &t.lease.state {
         TaskState::Leased { worker_id: w, .. }
             if w == worker_id && t.lease.attempt == tok.attempt =>

@@ -183,7 +183,8 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::RunBackupRequest>,
     ) -> Result<Response<pb::RunBackupResponse>, Status> {
-        let b = self.core.run_backup(&req.into_inner().repo).await?;
+        let req = req.into_inner();
+        let b = self.core.run_backup_of_type(&req.repo, &req.r#type).await?;
         Ok(Response::new(pb::RunBackupResponse {
             backup: Some(convert::backup(&b)),
         }))
@@ -208,6 +209,16 @@ impl AdminService for AdminApi {
         Ok(Response::new(pb::GetBackupResponse {
             backup: Some(convert::backup(&b)),
         }))
+    }
+
+    async fn browse_backup(
+        &self,
+        req: Request<pb::BrowseBackupRequest>,
+    ) -> Result<Response<pb::BrowseBackupResponse>, Status> {
+        let req = req.into_inner();
+        Ok(Response::new(
+            self.core.browse_backup(&req.id, &req.path).await?,
+        ))
     }
 
     async fn start_restore(

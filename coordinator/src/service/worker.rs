@@ -89,6 +89,7 @@ impl WorkerService for WorkerApi {
             renewed,
             revoked,
             reregister,
+            rate_pauses: self.core.rate_pauses(),
         }))
     }
 
@@ -161,7 +162,8 @@ impl WorkerService for WorkerApi {
         req: Request<pb::CompleteTaskRequest>,
     ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
         let r = req.into_inner();
-        lease_of(&r.lease)?;
+        let tok = lease_of(&r.lease)?;
+        self.core.release_permits(&tok);
         self.core.complete(&r).await?;
         Ok(Response::new(pb::CompleteTaskResponse {}))
     }
@@ -172,7 +174,17 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::ReleaseTaskResponse>, Status> {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
+        self.core.release_permits(&tok);
         self.core.release(&r.worker_id, &tok, &r.reason).await?;
         Ok(Response::new(pb::ReleaseTaskResponse {}))
+    }
+
+    async fn request_permits(
+        &self,
+        req: Request<pb::RequestPermitsRequest>,
+    ) -> Result<Response<pb::RequestPermitsResponse>, Status> {
+        let r = req.into_inner();
+        lease_of(&r.lease)?;
+        Ok(Response::new(self.core.request_permits(&r).await?))
     }
 }

@@ -353,3 +353,65 @@ pub fn check_name(kind: &str, name: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// What one seeded repository holds, by kind, counted the way a backup counts it: issues
+/// without pull requests; comments are conversation comments of issues and pull requests plus
+/// review comments; wiki pages are files of the wiki; LFS objects are distinct contents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeedCounts {
+    pub issues: u64,
+    pub pulls: u64,
+    pub comments: u64,
+    pub reviews: u64,
+    pub releases: u64,
+    pub release_assets: u64,
+    pub labels: u64,
+    pub milestones: u64,
+    pub workflows: u64,
+    pub wiki_pages: u64,
+    pub lfs_objects: u64,
+}
+
+impl Seed {
+    /// The counts of `org/repo` as seeded; `None` when the seed has no such repository.
+    pub fn counts(&self, org: &str, repo: &str) -> Option<SeedCounts> {
+        let r = self
+            .orgs
+            .iter()
+            .find(|o| o.login == org)?
+            .repos
+            .iter()
+            .find(|r| r.name == repo)?;
+        let mut c = SeedCounts::default();
+        for issue in &r.issues {
+            c.issues += 1;
+            c.comments += issue.comments.len() as u64 + issue.generate_comments;
+        }
+        if let Some(g) = &r.generate {
+            c.issues += g.issues;
+            c.comments += g.issues * g.comments_each;
+        }
+        for pull in &r.pulls {
+            c.pulls += 1;
+            c.comments += pull.comments.len() as u64;
+            for review in &pull.reviews {
+                c.reviews += 1;
+                c.comments += review.comments.len() as u64;
+            }
+        }
+        for release in &r.releases {
+            c.releases += 1;
+            c.release_assets += release.assets.len() as u64;
+        }
+        c.labels = r.labels.len() as u64;
+        c.milestones = r.milestones.len() as u64;
+        c.workflows = r.workflows.len() as u64;
+        c.wiki_pages = r.wiki.len() as u64;
+        c.lfs_objects = r
+            .lfs
+            .values()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len() as u64;
+        Some(c)
+    }
+}

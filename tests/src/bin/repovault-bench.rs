@@ -22,18 +22,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use tokio_util::sync::CancellationToken;
 
-use repovault_common::secret::Secret;
-use repovault_coordinator::model::{BackupRecord, Status};
-use repovault_coordinator::server::CoordinatorHandle;
+use repovault_coordinator::model::BackupRecord;
 use repovault_tests::fixtures::{big_repo, git, git_command, run};
 use repovault_tests::gitserver::GitDaemon;
-use repovault_worker::session::WorkerConfig;
+use repovault_tests::standalone::{Standalone, dir_size};
 
 const USAGE: &str = "usage: repovault-bench [--commits N] [--files N] [--runs N]";
 const REPO: &str = "bench/big";
-const BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 struct Args {
     commits: usize,
@@ -144,94 +140,42 @@ impl Source {
 }
 
 /// An in-process coordinator and one worker, started exactly as `repovault standalone` does.
+/// repovault as `repovault standalone` runs it, with the one repository of the benchmark.
 struct Vault {
-    data: PathBuf,
-    handle: CoordinatorHandle,
-    stop: CancellationToken,
-    worker: tokio::task::JoinHandle<()>,
+    inner: Standalone,
 }
 
 impl Vault {
     async fn start(data: PathBuf) -> Result<Vault> {
-        let settings =
-            repovault_cli::standalone_settings(&data, "127.0.0.1:0".parse()?, None, "1s").await?;
-        let join_token: Secret = settings.join_token.clone();
-        let handle = repovault_coordinator::server::start(settings).await?;
-        let cfg = WorkerConfig {
-            coordinator: handle.url(),
-            ca_file: None,
-            join_token,
-            name: "standalone-0".into(),
-            slots: 2,
-            exit_when_idle: None,
-            cache_dir: data.join("cache").join("worker-0"),
-            cache_max_bytes: None,
-            scratch_dir: data.join("scratch").join("worker-0"),
-            drain_grace: Duration::from_secs(30),
-        };
-        let stop = CancellationToken::new();
-        let s = stop.clone();
-        let worker = tokio::spawn(async move {
-            if let Err(e) = repovault_worker::session::run(cfg, s).await {
-                tracing::error!(error = %e, "worker stopped");
-            }
-        });
-        // Wait for the worker to register, so the timings hold no start-up.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while handle.core.workers.list().is_empty() {
-            if Instant::now() > deadline {
-                bail!("the worker did not register within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         Ok(Vault {
-            data,
-            handle,
-            stop,
-            worker,
+            inner: Standalone::start(data, 2).await?,
         })
     }
 
     async fn add_repo(&self, url: &str) -> Result<()> {
-        self.handle.core.add_org("bench", "git").await?;
-        self.handle.core.add_repo(REPO, url, None).await?;
+        self.inner.handle.core.add_org("bench", "git").await?;
+        self.inner.handle.core.add_repo(REPO, url, None).await?;
         Ok(())
     }
 
     /// Enqueues a backup and waits for it: the time from enqueue to completion, and the record.
     async fn backup(&self) -> Result<(Duration, BackupRecord)> {
         let t = Instant::now();
-        let b = self.handle.core.run_backup(REPO).await?;
-        loop {
-            let r = self.handle.core.get_backup(&b.id).await?;
-            match r.status {
-                Status::Completed => return Ok((t.elapsed(), r)),
-                Status::Failed => bail!("backup {} failed: {:?}", r.id, r.error),
-                Status::Pending | Status::Running => {}
-            }
-            if t.elapsed() > BACKUP_TIMEOUT {
-                bail!(
-                    "backup {} still {:?} after {BACKUP_TIMEOUT:?}",
-                    r.id,
-                    r.status
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let b = self.inner.handle.core.run_backup(REPO).await?;
+        let r = self.inner.wait_backup(&b.id).await?;
+        Ok((t.elapsed(), r))
     }
 
     fn storage_bytes(&self) -> Result<u64> {
-        dir_size(&self.data.join("storage"))
+        dir_size(&self.inner.storage())
     }
 
     fn cache_bytes(&self) -> Result<u64> {
-        dir_size(&self.data.join("cache"))
+        dir_size(&self.inner.cache())
     }
 
     async fn shutdown(self) {
-        self.stop.cancel();
-        let _ = self.worker.await;
-        self.handle.shutdown().await;
+        self.inner.shutdown().await;
     }
 }
 
@@ -552,28 +496,6 @@ fn kib_f(b: f64) -> String {
 }
 
 /// Total length of the regular files under `dir` (0 when it does not exist).
-fn dir_size(dir: &Path) -> Result<u64> {
-    if !dir.exists() {
-        return Ok(0);
-    }
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).with_context(|| format!("listing {}", d.display()))? {
-            let entry = entry.with_context(|| format!("listing {}", d.display()))?;
-            let meta = entry
-                .metadata()
-                .with_context(|| format!("stat {}", entry.path().display()))?;
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if meta.is_file() {
-                total += meta.len();
-            }
-        }
-    }
-    Ok(total)
-}
-
 fn remove_if_exists(p: &Path) -> Result<()> {
     let r = if p.is_dir() {
         std::fs::remove_dir_all(p)

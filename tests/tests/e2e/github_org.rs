@@ -14,7 +14,7 @@ use repovault_tests::cluster::Cluster;
 const BIN: &str = env!("CARGO_BIN_EXE_repovault-test-process");
 
 /// Every repository of `seeds/acme.toml`.
-const SEEDED: [&str; 6] = [
+pub(crate) const SEEDED: [&str; 6] = [
     "docs",
     "empty",
     "lfs-data",
@@ -23,7 +23,7 @@ const SEEDED: [&str; 6] = [
     "widgets",
 ];
 
-async fn sim() -> ForgeSim {
+pub(crate) async fn sim() -> ForgeSim {
     let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("forge-sim/seeds/acme.toml");
     let seed = Seed::from_file(&seed).unwrap();
     ForgeSim::start(&seed, "127.0.0.1:0".parse().unwrap(), None)
@@ -31,7 +31,7 @@ async fn sim() -> ForgeSim {
         .unwrap()
 }
 
-fn cli(c: &Cluster, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn cli(c: &Cluster, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(BIN)
         .arg("--coordinator")
         .arg(c.url())
@@ -42,7 +42,13 @@ fn cli(c: &Cluster, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// A simulator REST call with the token on stdin (never in curl's argv).
-fn curl(method: &str, url: &str, token: Option<&str>, ca: &std::path::Path, body: &str) -> String {
+pub(crate) fn curl(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    ca: &std::path::Path,
+    body: &str,
+) -> String {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "-X", method, "--cacert"]).arg(ca).args([
         "-H",
@@ -276,6 +282,7 @@ async fn a_token_org_is_discovered_and_follows_renames_and_deletions() {
     let e = a
         .run_backup(pb::RunBackupRequest {
             repo: "acme/docs".into(),
+            ..Default::default()
         })
         .await
         .expect_err("a deleted repository is not backed up");
@@ -284,6 +291,7 @@ async fn a_token_org_is_discovered_and_follows_renames_and_deletions() {
     let e = a
         .run_backup(pb::RunBackupRequest {
             repo: "acme/tracker".into(),
+            ..Default::default()
         })
         .await
         .expect_err("the old name is gone");
@@ -299,6 +307,7 @@ async fn a_token_org_is_discovered_and_follows_renames_and_deletions() {
     // A lease of a discovered repository carries the organisation's token.
     a.run_backup(pb::RunBackupRequest {
         repo: "acme/widgets".into(),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -400,6 +409,7 @@ async fn a_github_app_installation_connects_and_a_wrong_installation_is_refused(
     // A lease carries the cached installation token, never the App's key.
     a.run_backup(pb::RunBackupRequest {
         repo: "acme/widgets".into(),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -413,6 +423,7 @@ async fn a_github_app_installation_connects_and_a_wrong_installation_is_refused(
     let mut a = c.admin().await.unwrap();
     a.run_backup(pb::RunBackupRequest {
         repo: "acme/lfs-data".into(),
+        ..Default::default()
     })
     .await
     .unwrap();

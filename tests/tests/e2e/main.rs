@@ -4,9 +4,11 @@
 mod backup_restore;
 mod bad_input;
 mod cli;
+mod github_backup;
 mod github_org;
 mod multi_process;
 mod observability;
+mod rate_budget;
 mod restart;
 mod restic_golden;
 mod tls;

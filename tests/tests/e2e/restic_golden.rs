@@ -323,6 +323,7 @@ async fn golden_format_1_regenerate() {
             ..Default::default()
         },
         sizes: BTreeMap::from([("code_bytes".to_string(), 0)]),
+        export: None,
     };
     std::fs::write(tree.join(manifest::MANIFEST_FILE), m.to_json()).unwrap();
 

@@ -1,8 +1,10 @@
-//! `ls-remote` and pushes with the git CLI (gix has no push).
+//! `ls-remote`, pushes (gix has no push) and fetches from remotes with their own CA (gix's
+//! reqwest transport ignores `http.sslCAInfo`) with the git CLI.
 //!
 //! The child never reads user or system configuration (`GIT_CONFIG_NOSYSTEM`,
 //! `GIT_CONFIG_GLOBAL=/dev/null`, a throw-away `HOME`), never prompts (`GIT_TERMINAL_PROMPT=0`),
-//! and receives the auth header only through `GIT_CONFIG_COUNT`/`KEY_0`/`VALUE_0`.
+//! and receives the auth header only through `GIT_CONFIG_COUNT`/`KEY_n`/`VALUE_n`; a CA
+//! certificate is written into the throw-away `HOME` and named by `http.sslCAInfo` there too.
 
 use std::{
     collections::BTreeMap,
@@ -29,7 +31,7 @@ pub fn ls_remote(remote: &Remote) -> Result<BTreeMap<String, String>, GitError> 
     let home =
         tempfile::tempdir().map_err(|e| GitError::io("creating a temporary HOME for git", e))?;
     let output = run(
-        git(remote, home.path(), None).args(["ls-remote", "--", &url]),
+        git(remote, home.path(), None)?.args(["ls-remote", "--", &url]),
         remote,
         &url,
         "ls-remote",
@@ -75,7 +77,7 @@ pub fn push_mirror(bare_dir: &Path, remote: &Remote) -> Result<PushOutcome, GitE
     let home =
         tempfile::tempdir().map_err(|e| GitError::io("creating a temporary HOME for git", e))?;
     let output = run(
-        git(remote, home.path(), Some(bare_dir)).args([
+        git(remote, home.path(), Some(bare_dir))?.args([
             "push",
             "--porcelain",
             "--no-verify",
@@ -121,7 +123,7 @@ pub fn push_mirror(bare_dir: &Path, remote: &Remote) -> Result<PushOutcome, GitE
 
 /// A `git` command isolated from the environment's git configuration, with the auth header in
 /// the environment only.
-fn git(remote: &Remote, home: &Path, git_dir: Option<&Path>) -> Command {
+fn git(remote: &Remote, home: &Path, git_dir: Option<&Path>) -> Result<Command, GitError> {
     let mut cmd = Command::new("git");
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("GIT_") {
@@ -136,15 +138,20 @@ fn git(remote: &Remote, home: &Path, git_dir: Option<&Path>) -> Command {
         .env("GIT_ASKPASS", "true")
         .env("SSH_ASKPASS", "true")
         .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
-    match remote.secret() {
-        Some(header) => {
-            cmd.env("GIT_CONFIG_COUNT", "1")
-                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env("GIT_CONFIG_VALUE_0", header);
-        }
-        None => {
-            cmd.env("GIT_CONFIG_COUNT", "0");
-        }
+    let mut config: Vec<(&str, String)> = Vec::new();
+    if let Some(header) = remote.secret() {
+        config.push(("http.extraHeader", header.to_string()));
+    }
+    if let Some(pem) = &remote.ca_cert_pem {
+        let path = home.join("ca.pem");
+        std::fs::write(&path, pem)
+            .map_err(|e| GitError::io(format!("writing {}", path.display()), e))?;
+        config.push(("http.sslCAInfo", path.to_string_lossy().into_owned()));
+    }
+    cmd.env("GIT_CONFIG_COUNT", config.len().to_string());
+    for (i, (key, value)) in config.into_iter().enumerate() {
+        cmd.env(format!("GIT_CONFIG_KEY_{i}"), key)
+            .env(format!("GIT_CONFIG_VALUE_{i}"), value);
     }
     if let Some(dir) = git_dir {
         cmd.env("GIT_DIR", dir);
@@ -152,7 +159,80 @@ fn git(remote: &Remote, home: &Path, git_dir: Option<&Path>) -> Command {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    cmd
+    Ok(cmd)
+}
+
+/// `HEAD`'s symbolic target at `remote` (`refs/heads/main`), `None` when it has none (an empty
+/// repository may still name one; a detached `HEAD` does not).
+pub fn ls_remote_head(remote: &Remote) -> Result<Option<String>, GitError> {
+    let url = remote.checked_url()?;
+    let home =
+        tempfile::tempdir().map_err(|e| GitError::io("creating a temporary HOME for git", e))?;
+    let output = run(
+        git(remote, home.path(), None)?.args(["ls-remote", "--symref", "--", &url, "HEAD"]),
+        remote,
+        &url,
+        "ls-remote",
+    )?;
+    if !output.status.success() {
+        return Err(classify_stderr(&output, &url, "list refs of", remote));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(stdout.lines().find_map(|line| {
+        let rest = line.strip_prefix("ref: ")?;
+        let (target, name) = rest.split_once('\t')?;
+        (name == "HEAD").then(|| target.to_string())
+    }))
+}
+
+/// Fetches every ref of `remote` under `refs/` except `refs/pull/*/merge` into the bare
+/// repository at `dir` (which must exist), pruning refs gone at the source, and points `HEAD`
+/// where the remote's points. The git CLI counterpart of the gix fetch, for remotes with their
+/// own CA. An empty remote is a success that changes nothing.
+pub(crate) fn fetch_mirror(dir: &Path, remote: &Remote) -> Result<(), GitError> {
+    let url = remote.checked_url()?;
+    let home =
+        tempfile::tempdir().map_err(|e| GitError::io("creating a temporary HOME for git", e))?;
+    let output = run(
+        git(remote, home.path(), Some(dir))?.args([
+            // Keep what arrives as a pack, as gix does: a fetch adds one pack and leaves the
+            // others byte-identical (git would explode small fetches into loose objects).
+            "-c",
+            "fetch.unpackLimit=1",
+            "fetch",
+            "--prune",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--quiet",
+            "--",
+            &url,
+            "+refs/*:refs/*",
+            "^refs/pull/*/merge",
+        ]),
+        remote,
+        &url,
+        "fetch",
+    )?;
+    if !output.status.success() {
+        return Err(classify_stderr(&output, &url, "fetch from", remote));
+    }
+    if let Some(target) = ls_remote_head(remote)? {
+        let output = run(
+            git(remote, home.path(), Some(dir))?.args(["symbolic-ref", "HEAD", &target]),
+            remote,
+            &url,
+            "symbolic-ref",
+        )?;
+        if !output.status.success() {
+            return Err(classify_stderr(
+                &output,
+                &url,
+                "set HEAD of the mirror of",
+                remote,
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn run(cmd: &mut Command, remote: &Remote, url: &str, what: &str) -> Result<Output, GitError> {
@@ -184,6 +264,8 @@ fn classify_stderr(output: &Output, url: &str, doing: &str, remote: &Remote) -> 
         || lower.contains("not found")
     {
         GitError::RepositoryNotFound { url, detail }
+    } else if lower.contains("returned error: 451") {
+        GitError::Unavailable { url, detail }
     } else if lower.contains("authentication failed")
         || lower.contains("returned error: 401")
         || lower.contains("returned error: 403")

@@ -11,6 +11,10 @@ pub enum GitError {
     /// The remote answered that there is no such repository (HTTP 404, git daemon "not found").
     #[error("repository not found at {url}: {detail}")]
     RepositoryNotFound { url: String, detail: String },
+    /// The forge withholds the repository (HTTP 451: blocked for legal reasons, a DMCA
+    /// takedown). Another attempt gets the same answer.
+    #[error("repository unavailable at {url}: {detail}")]
+    Unavailable { url: String, detail: String },
     /// The remote refused our credentials or wanted some (HTTP 401/403).
     #[error("authentication failed for {url}: {detail}")]
     AuthenticationFailed { url: String, detail: String },
@@ -105,6 +109,9 @@ pub(crate) fn classify(err: &gix::Error, url: &str, doing: &str, secret: Option<
             && (lower.contains("no such file or directory") || lower.contains("does not exist")))
     {
         return GitError::RepositoryNotFound { url, detail };
+    }
+    if lower.contains("http status 451") {
+        return GitError::Unavailable { url, detail };
     }
     if matches!(
         class,

@@ -119,8 +119,8 @@ fn mirror_blocking(
     if !fresh {
         let repo = open(dir, remote.secret())?;
         ensure_mirror_config(&repo, dir)?;
-        let (bytes_received, pruned) = fetch(&repo, remote, url, counters, should_interrupt)?;
-        drop(repo);
+        let (bytes_received, pruned) =
+            fetch_any(repo, dir, remote, url, counters, should_interrupt)?;
         // Reopen: the object store sizes itself by the packs present at open.
         let inventory = inventory(dir)?;
         return Ok(FetchOutcome {
@@ -163,8 +163,8 @@ fn mirror_blocking(
     })?
     .to_thread_local();
     ensure_mirror_config(&repo, &repo_dir)?;
-    let (bytes_received, pruned) = fetch(&repo, remote, url, counters, should_interrupt)?;
-    drop(repo);
+    let (bytes_received, pruned) =
+        fetch_any(repo, &repo_dir, remote, url, counters, should_interrupt)?;
 
     if dir.exists() {
         // An empty directory: rename(2) cannot replace it on every platform.
@@ -262,6 +262,37 @@ fn refuse_credentials(
         .unauthenticated_error()),
         _ => Ok(None),
     }
+}
+
+/// [`fetch`] with gix, or with the git CLI when the remote has its own CA (gix's reqwest
+/// transport cannot be told to trust it). Consumes `repo`: the CLI path reopens the mirror to
+/// see what the child process wrote.
+fn fetch_any(
+    repo: gix::Repository,
+    dir: &Path,
+    remote: &Remote,
+    url: &str,
+    counters: &Arc<Counters>,
+    should_interrupt: &AtomicBool,
+) -> Result<(u64, Vec<String>), GitError> {
+    if remote.ca_cert_pem.is_none() {
+        return fetch(&repo, remote, url, counters, should_interrupt);
+    }
+    let before = inventory_of(&repo, dir)?.refs;
+    drop(repo);
+    // The git CLI reports no byte count we can read: what the object store grew by is close.
+    let objects = dir.join("objects");
+    let size_before = crate::cache::dir_size(&objects);
+    counters.set_phase(progress::PHASE_RECEIVING);
+    super::cli::fetch_mirror(dir, remote)?;
+    let after = inventory(dir)?.refs;
+    let pruned = before
+        .keys()
+        .filter(|name| !after.contains_key(*name))
+        .cloned()
+        .collect();
+    let received = crate::cache::dir_size(&objects).saturating_sub(size_before);
+    Ok((received, pruned))
 }
 
 /// Fetches every ref of `remote` into `repo`, pruning refs gone at the source.
@@ -564,4 +595,26 @@ fn inventory_of(repo: &gix::Repository, dir: &Path) -> Result<Inventory, GitErro
         head,
         commits,
     })
+}
+
+/// Number of files (blobs, links) in the tree `HEAD` points to: a wiki's page count (GitHub
+/// wikis are one file per page, sidebars and footers included). 0 for an empty repository.
+pub fn files_at_head(dir: &Path) -> Result<u64, GitError> {
+    let repo = open(dir, None)?;
+    let what = dir.display().to_string();
+    let err = |e: gix::Error| GitError::Other {
+        context: format!("reading the tree of HEAD in {what}"),
+        detail: e.to_string(),
+    };
+    let Ok(commit) = repo.head_commit() else {
+        return Ok(0);
+    };
+    let tree = commit.tree().map_err(&err)?;
+    let mut recorder = gix::traverse::tree::Recorder::default();
+    tree.traverse().breadthfirst(&mut recorder).map_err(&err)?;
+    Ok(recorder
+        .records
+        .iter()
+        .filter(|e| !e.mode.is_tree() && !e.mode.is_commit())
+        .count() as u64)
 }

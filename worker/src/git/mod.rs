@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use repovault_common::secret::Secret;
 
-pub use cli::{PushOutcome, ls_remote, push_mirror};
+pub use cli::{PushOutcome, ls_remote, ls_remote_head, push_mirror};
 pub use error::GitError;
-pub use mirror::{inventory, mirror};
+pub use mirror::{files_at_head, inventory, mirror};
 
 /// Where to fetch from or push to, with the credentials to use.
 #[derive(Debug, Clone)]
@@ -30,6 +30,10 @@ pub struct Remote {
     pub url: String,
     /// The full value of an `http.extraHeader` line, e.g. `Authorization: Basic <base64>`.
     pub auth_header: Option<Secret>,
+    /// A PEM CA certificate to trust instead of the system's roots (a GitHub Enterprise behind
+    /// a private CA). gix's reqwest transport ignores `http.sslCAInfo` (CRATE-NOTES.md), so a
+    /// remote with its own CA is fetched with the git CLI instead.
+    pub ca_cert_pem: Option<String>,
 }
 
 impl Remote {
@@ -38,6 +42,7 @@ impl Remote {
         Remote {
             url: url.into(),
             auth_header: None,
+            ca_cert_pem: None,
         }
     }
 
@@ -49,6 +54,7 @@ impl Remote {
         Remote {
             url: url.into(),
             auth_header: Some(Secret::new(format!("Authorization: Basic {encoded}"))),
+            ca_cert_pem: None,
         }
     }
 
@@ -59,6 +65,12 @@ impl Remote {
         } else {
             Remote::with_token(url, &Secret::new(token))
         }
+    }
+
+    /// The same remote trusting `pem` (empty: the system's roots).
+    pub fn with_ca(mut self, pem: &str) -> Remote {
+        self.ca_cert_pem = (!pem.trim().is_empty()).then(|| pem.to_string());
+        self
     }
 
     /// The header value, for scrubbing messages.

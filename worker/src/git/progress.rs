@@ -31,7 +31,7 @@ pub(crate) const PHASES: [&str; 6] = [
 
 pub(crate) const PHASE_CONNECTING: u8 = 0;
 pub(crate) const PHASE_LISTING: u8 = 1;
-const PHASE_RECEIVING: u8 = 2;
+pub(crate) const PHASE_RECEIVING: u8 = 2;
 const PHASE_INDEXING: u8 = 3;
 pub(crate) const PHASE_UPDATING_REFS: u8 = 4;
 pub(crate) const PHASE_DONE: u8 = 5;

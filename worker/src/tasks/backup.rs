@@ -1,15 +1,29 @@
-//! A backup: mirror the source into the cache, write the manifest, snapshot the tree.
+//! A backup: mirror the source into the cache, export the forge's metadata (GitHub), write the
+//! manifest, snapshot the tree.
 //!
-//! The tree of a snapshot is the cache entry itself (`<cache>/<repo-id>/` holding `code.git/` and
-//! `manifest.json`): the mirror is never copied, and because it is never repacked between
-//! backups, a fetch adds one pack and leaves the others byte-identical, so the snapshot of an
-//! unchanged repository stores almost nothing.
+//! The tree of a snapshot is the cache entry itself (`<cache>/<repo-id>/` holding `code.git/`,
+//! `manifest.json` and, for GitHub, `wiki.git/`, `lfs/objects/`, `meta/`, `releases/`,
+//! `attachments/`): nothing is copied, and because the mirror is never repacked between backups,
+//! a fetch adds one pack and leaves the others byte-identical, so the snapshot of an unchanged
+//! repository stores almost nothing.
+//!
+//! The metadata export writes into a staging directory (`.export/`) and is swapped into place
+//! only when it returned; a failed export leaves the previous export in the entry. An
+//! incremental export carries unchanged documents over from the entry, and only when the entry
+//! holds exactly the parent backup's export (its `manifest.json` names the parent backup);
+//! otherwise the parent's export is restored from the parent snapshot first, and without one the
+//! export is full.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use repovault_common::manifest::{self, ComponentStatus, Counts, Manifest, ManifestSource};
-use repovault_common::repo::{BackupRequest, RepoKey, RepoSpec, SnapshotRepo};
+use std::path::Path;
+
+use repovault_common::forge::github::{Cursors, ExportMode, ExportReport, ForgeError, export_repo};
+use repovault_common::manifest::{
+    self, ComponentStatus, Counts, ExportState, Manifest, ManifestSource,
+};
+use repovault_common::repo::{BackupRequest, RepoError, RepoKey, RepoSpec, SnapshotRepo};
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
@@ -56,30 +70,43 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
     };
     let repo = Arc::new(repo);
 
-    // A worker without the cache rebuilds the mirror from the latest snapshot before fetching:
-    // object storage has no rate limit, the source may.
+    // A worker without the cache rebuilds the mirrors and LFS objects from the latest snapshot
+    // before fetching: object storage has no rate limit, the source may.
     if !code.join("HEAD").exists() && !spec.parent_snapshot_id.is_empty() {
         ctx.progress
             .phase("seed", "rebuilding the mirror from the latest snapshot");
-        let (repo, parent, code) = (repo.clone(), spec.parent_snapshot_id.clone(), code.clone());
+        let (repo, parent, entry) = (repo.clone(), spec.parent_snapshot_id.clone(), entry.clone());
         let seeded = blocking(move || {
-            if code.exists() {
-                std::fs::remove_dir_all(&code).map_err(|e| {
-                    TaskError::retryable(format!("clearing {}: {e}", code.display()))
-                })?;
+            let mut outcome = Ok(());
+            for dir in [manifest::CODE_DIR, manifest::WIKI_DIR, "lfs"] {
+                let dest = entry.join(dir);
+                remove_all(&dest)?;
+                match repo.restore(&parent, dir, &dest) {
+                    Ok(_) | Err(RepoError::PathNotFound { .. }) => {}
+                    Err(e) => outcome = Err(e),
+                }
             }
-            Ok(repo.restore(&parent, manifest::CODE_DIR, &code))
+            Ok(outcome)
         })
         .await?;
         if let Err(e) = seeded {
-            // Not fatal: the fetch below then clones from the source.
-            tracing::warn!(error = %e, "could not seed the mirror from the parent snapshot");
+            // Not fatal: the fetches below then take everything from the source.
+            tracing::warn!(error = %e, "could not seed the cache from the parent snapshot");
         }
     }
 
+    let github = access.provider == "github";
+    // Where an incremental export resumes; `None`: a full export.
+    let resume = if github && spec.backup_type == "incremental" {
+        previous_export(&ctx, &repo, &entry, &spec).await
+    } else {
+        None
+    };
+
     ctx.progress
         .phase("fetch", format!("fetching {}", access.source_url));
-    let remote = Remote::from_lease(&access.source_url, &access.source_token);
+    let remote =
+        Remote::from_lease(&access.source_url, &access.source_token).with_ca(&access.ca_cert_pem);
     let fetched = {
         let (code, progress, interrupt) = (
             code.clone(),
@@ -105,6 +132,46 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         .await?
     };
     let inv = &fetched.inventory;
+    let mut components = BTreeMap::from([("git".to_string(), ComponentStatus::included(None))]);
+    let mut counts = Counts {
+        branches: inv.branches,
+        tags: inv.tags,
+        commits: inv.commits,
+        refs: inv.refs.len() as u64,
+        ..Default::default()
+    };
+    let mut export_state = None;
+    if github {
+        let (lfs, objects) = lfs(&ctx, &access, &entry).await?;
+        components.insert("lfs".into(), lfs);
+        counts.lfs_objects = objects;
+        let report = export(&ctx, &access, &entry, resume.clone()).await?;
+        export_state = Some(ExportState {
+            cursors: report.cursors.clone(),
+            requests: report.requests,
+            mode: if resume.is_some() {
+                "incremental"
+            } else {
+                "full"
+            }
+            .into(),
+        });
+        let c = &report.counts;
+        counts.issues = c.issues;
+        counts.pulls = c.pulls;
+        counts.comments = c.comments;
+        counts.reviews = c.reviews;
+        counts.releases = c.releases;
+        counts.release_assets = c.release_assets;
+        counts.labels = c.labels;
+        counts.milestones = c.milestones;
+        counts.workflows = c.workflows;
+        counts.attachments = c.attachments;
+        components.extend(report.components);
+        let (wiki, pages) = wiki(&ctx, &access, &entry).await;
+        components.insert("wiki".into(), wiki);
+        counts.wiki_pages = pages;
+    }
     let code_bytes = crate::cache::dir_size(&code);
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
@@ -121,26 +188,15 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
             repo: access.repo_name.clone(),
             url: access.source_url.clone(),
         },
-        components: BTreeMap::from([(
-            "code".to_string(),
-            ComponentStatus {
-                status: "included".into(),
-                reason: None,
-            },
-        )]),
+        components,
         refs: inv.refs.clone(),
         head: inv.head.clone(),
-        counts: Counts {
-            branches: inv.branches,
-            tags: inv.tags,
-            commits: inv.commits,
-            refs: inv.refs.len() as u64,
-            ..Default::default()
-        },
+        counts,
         sizes: BTreeMap::from([
             ("code_bytes".to_string(), code_bytes),
             ("bytes_received".to_string(), fetched.bytes_received),
         ]),
+        export: export_state,
     };
     std::fs::write(entry.join(manifest::MANIFEST_FILE), manifest.to_json())
         .map_err(|e| TaskError::retryable(format!("writing manifest.json: {e}")))?;
@@ -208,6 +264,7 @@ fn diagnose(e: GitError, remote: &Remote) -> GitError {
     if matches!(
         e,
         GitError::RepositoryNotFound { .. }
+            | GitError::Unavailable { .. }
             | GitError::AuthenticationFailed { .. }
             | GitError::InvalidUrl { .. }
             | GitError::Interrupted { .. }
@@ -232,5 +289,301 @@ fn diagnose(e: GitError, remote: &Remote) -> GitError {
             }
         }
         _ => e,
+    }
+}
+
+/// The cursors of the parent backup's export, with its documents in place in `entry`; `None`
+/// when there is no parent export to resume from (the export is then full). Never fails: a
+/// parent that cannot be read only costs a full export.
+async fn previous_export(
+    ctx: &Arc<super::TaskContext>,
+    repo: &Arc<SnapshotRepo>,
+    entry: &Path,
+    spec: &pb::BackupSpec,
+) -> Option<Cursors> {
+    if spec.parent_backup_id.is_empty() || spec.parent_snapshot_id.is_empty() {
+        return None;
+    }
+    // The entry's own export is the parent's when its manifest says so: a backup that failed
+    // after writing its manifest names another backup, and is never resumed from.
+    if let Ok(bytes) = std::fs::read(entry.join(manifest::MANIFEST_FILE))
+        && let Ok(m) = Manifest::from_json(&bytes)
+        && m.backup_id == spec.parent_backup_id
+        && let Some(state) = m.export
+        && entry.join("meta").is_dir()
+    {
+        return Some(state.cursors);
+    }
+    ctx.progress.phase(
+        "seed",
+        "restoring the previous metadata export from the latest snapshot",
+    );
+    let (repo, parent, entry) = (
+        repo.clone(),
+        spec.parent_snapshot_id.clone(),
+        entry.to_path_buf(),
+    );
+    let restored = super::blocking(move || {
+        let bytes = repo.read_file(&parent, manifest::MANIFEST_FILE)?;
+        let m = Manifest::from_json(&bytes)
+            .map_err(|e| super::TaskError::retryable(format!("parent manifest: {e}")))?;
+        let Some(state) = m.export else {
+            return Ok(None);
+        };
+        for dir in manifest::EXPORT_DIRS {
+            let dest = entry.join(dir);
+            remove_all(&dest)?;
+            if let Err(e) = repo.restore(&parent, dir, &dest) {
+                if dir == "meta" {
+                    return Err(e.into());
+                }
+                // releases/ and attachments/ exist only when something was exported.
+                tracing::debug!(dir, error = %e, "parent snapshot has no such directory");
+            }
+        }
+        Ok(Some(state.cursors))
+    })
+    .await;
+    match restored {
+        Ok(cursors) => cursors,
+        // A full export replaces every export directory, whatever this left behind.
+        Err(e) => {
+            tracing::warn!(error = %e, "could not restore the parent's export: exporting in full");
+            None
+        }
+    }
+}
+
+/// Exports the repository's metadata into `entry/.export/`, then swaps each export directory
+/// into place. `resume`: the parent's cursors, its documents being in `entry`.
+///
+/// Fails only when the repository itself cannot be read (404, 451, ...: permanent) or the
+/// export could not be written; each component's own refusal or failure is in the report.
+async fn export(
+    ctx: &Arc<super::TaskContext>,
+    access: &pb::RepoAccess,
+    entry: &Path,
+    resume: Option<Cursors>,
+) -> Result<ExportReport, TaskError> {
+    let client = crate::forge::github_client(ctx, access)
+        .map_err(|e| TaskError::permanent(format!("GitHub client: {e}")))?;
+    let staging = entry.join(".export");
+    remove_all(&staging)?;
+    ctx.progress.phase(
+        "export",
+        format!(
+            "exporting issues, pull requests, releases and settings ({})",
+            if resume.is_some() {
+                "changes since the last backup"
+            } else {
+                "everything"
+            }
+        ),
+    );
+    let mode = match &resume {
+        Some(cursors) => ExportMode::Incremental {
+            cursors: cursors.clone(),
+        },
+        None => ExportMode::Full,
+    };
+    let previous = resume.is_some().then_some(entry);
+    let report = export_repo(
+        &client,
+        &access.org_name,
+        &access.repo_name,
+        &staging,
+        previous,
+        mode,
+    )
+    .await;
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            remove_all(&staging)?;
+            return Err(forge_failure(&access.org_name, &access.repo_name, e));
+        }
+    };
+    for dir in manifest::EXPORT_DIRS {
+        let (from, to) = (staging.join(dir), entry.join(dir));
+        remove_all(&to)?;
+        if from.exists() {
+            std::fs::rename(&from, &to).map_err(|e| {
+                TaskError::retryable(format!(
+                    "moving {} to {}: {e}",
+                    from.display(),
+                    to.display()
+                ))
+            })?;
+        }
+    }
+    remove_all(&staging)?;
+    tracing::info!(
+        requests = report.requests,
+        issues = report.counts.issues,
+        pulls = report.counts.pulls,
+        "metadata exported"
+    );
+    Ok(report)
+}
+
+/// A repository the forge will not serve fails its task for good (a retry gets the same
+/// answer); anything else (5xx after retries, transport) may pass on another attempt.
+fn forge_failure(owner: &str, name: &str, e: ForgeError) -> TaskError {
+    let message = format!("GitHub repository {owner}/{name}: {e}");
+    match e.status() {
+        Some(401 | 403 | 404 | 410 | 451) => TaskError::permanent(message),
+        _ => TaskError::retryable(message),
+    }
+}
+
+/// Mirrors the wiki into `entry/wiki.git` when the repository has one. Returns the
+/// component's status and the page count. GitHub answers "not found" for the wiki of a
+/// repository whose wiki is enabled but has no page yet: that is an empty wiki, included.
+async fn wiki(
+    ctx: &Arc<super::TaskContext>,
+    access: &pb::RepoAccess,
+    entry: &Path,
+) -> (ComponentStatus, u64) {
+    let dir = entry.join(manifest::WIKI_DIR);
+    let has_wiki = std::fs::read(entry.join("meta/repo.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("has_wiki").and_then(serde_json::Value::as_bool));
+    match has_wiki {
+        Some(true) => {}
+        Some(false) => {
+            if let Err(e) = remove_all(&dir) {
+                return (ComponentStatus::failed(e.message), 0);
+            }
+            return (
+                ComponentStatus::included(Some("the wiki is disabled on the repository".into())),
+                0,
+            );
+        }
+        None => {
+            return (
+                ComponentStatus::failed("meta/repo.json does not say whether the wiki is enabled"),
+                0,
+            );
+        }
+    }
+    let url = match access.source_url.strip_suffix(".git") {
+        Some(base) => format!("{base}.wiki.git"),
+        None => format!("{}.wiki.git", access.source_url),
+    };
+    ctx.progress.phase("wiki", format!("fetching {url}"));
+    // The lease's token may have been replaced (an installation token near its expiry).
+    let token = ctx.forge.source_token().await;
+    let remote = Remote::from_lease(&url, token.expose()).with_ca(&access.ca_cert_pem);
+    let (interrupt, d) = (ctx.lease.interrupt.clone(), dir.clone());
+    let result = super::blocking(move || {
+        let outcome = git::mirror(&d, &remote, &|_| {}, &interrupt);
+        Ok(match outcome {
+            Ok(_) => git::files_at_head(&d).map(Some),
+            Err(GitError::RepositoryNotFound { .. }) => {
+                if d.exists() {
+                    std::fs::remove_dir_all(&d).map_err(|e| {
+                        TaskError::retryable(format!("clearing {}: {e}", d.display()))
+                    })?;
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        })
+    })
+    .await;
+    match result {
+        Ok(Ok(Some(pages))) => (ComponentStatus::included(None), pages),
+        Ok(Ok(None)) => (
+            ComponentStatus::included(Some("the wiki is enabled and has no pages".into())),
+            0,
+        ),
+        Ok(Err(e)) => (ComponentStatus::failed(format!("wiki: {e}")), 0),
+        Err(e) => (ComponentStatus::failed(format!("wiki: {}", e.message)), 0),
+    }
+}
+
+/// Fetches the LFS objects the mirror's pointers name into `entry/lfs/objects` (those already
+/// there and valid are kept). Returns the component's status and the objects held. A refusal of
+/// the batch endpoint skips the component with the reason; objects the server does not have
+/// are named in the note (the backup holds all the server has); an interruption fails the task.
+async fn lfs(
+    ctx: &Arc<super::TaskContext>,
+    access: &pb::RepoAccess,
+    entry: &Path,
+) -> Result<(ComponentStatus, u64), TaskError> {
+    use crate::lfs::{LfsError, LfsSource};
+    ctx.progress.phase("lfs", "fetching LFS objects");
+    let source = LfsSource {
+        repo_url: access.source_url.clone(),
+        // The lease's token may have been replaced (an installation token near its expiry).
+        token: Some(ctx.forge.source_token().await).filter(|t| !t.expose().is_empty()),
+        ca_cert_pem: (!access.ca_cert_pem.is_empty()).then(|| access.ca_cert_pem.clone()),
+    };
+    let progress = ctx.progress.clone();
+    let report = crate::lfs::fetch(
+        &entry.join(manifest::CODE_DIR),
+        &entry.join(manifest::LFS_DIR),
+        &source,
+        &ctx.lease.interrupt,
+        move |objects, bytes, total| progress.update(bytes, objects, total),
+    )
+    .await;
+    let report = match report {
+        Ok(r) => r,
+        Err(LfsError::Interrupted) => {
+            return Err(TaskError::retryable(
+                "interrupted while fetching LFS objects",
+            ));
+        }
+        Err(e @ LfsError::Unauthorized { .. }) => {
+            return Ok((
+                ComponentStatus::skipped(format!("token lacks contents: read ({e})")),
+                0,
+            ));
+        }
+        Err(e) => return Ok((ComponentStatus::failed(e.to_string()), 0)),
+    };
+    let held = report.pointers - report.missing.len() as u64;
+    let status = if report.missing.is_empty() {
+        ComponentStatus::included(None)
+    } else {
+        let shown: Vec<String> = report
+            .missing
+            .iter()
+            .take(5)
+            .map(|(oid, why)| format!("{oid} ({why})"))
+            .collect();
+        ComponentStatus::included(Some(format!(
+            "the server does not have {} of {} objects the history names: {}{}",
+            report.missing.len(),
+            report.pointers,
+            shown.join(", "),
+            if report.missing.len() > 5 {
+                ", ..."
+            } else {
+                ""
+            }
+        )))
+    };
+    tracing::info!(
+        objects = report.pointers,
+        fetched = report.fetched,
+        reused = report.reused,
+        bytes = report.bytes_fetched,
+        "LFS objects fetched"
+    );
+    Ok((status, held))
+}
+
+/// Removes a directory tree if it exists.
+fn remove_all(path: &Path) -> Result<(), TaskError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(TaskError::retryable(format!(
+            "clearing {}: {e}",
+            path.display()
+        ))),
     }
 }

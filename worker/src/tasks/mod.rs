@@ -43,6 +43,7 @@ impl From<GitError> for TaskError {
         let retryable = !matches!(
             e,
             GitError::RepositoryNotFound { .. }
+                | GitError::Unavailable { .. }
                 | GitError::AuthenticationFailed { .. }
                 | GitError::InvalidUrl { .. }
                 | GitError::TargetNotEmpty { .. }
@@ -103,6 +104,8 @@ pub struct TaskContext {
     pub lease: Arc<LeaseView>,
     pub client: crate::client::Client,
     pub runtime: tokio::runtime::Handle,
+    /// The forge's rate budget and current token for this lease (see [`crate::forge`]).
+    pub forge: crate::forge::TaskForge,
 }
 
 impl TaskContext {

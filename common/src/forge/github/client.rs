@@ -3,9 +3,14 @@
 //! `x-ratelimit-*`, `retry-after`.
 //!
 //! Contracts:
-//! - The token is sent only to the API's own host (octocrab's `AuthHeaderLayer` checks the
-//!   authority; reqwest drops `Authorization` when a redirect leaves the host). It never appears
-//!   in a URL, a log line, an error or `Debug` output.
+//! - The token is sent only to the API's own host: the client sets `Authorization` per request
+//!   from its [`TokenSource`], only when the request's scheme and authority are the API base's
+//!   (reqwest drops `Authorization` when a redirect leaves the host). It never appears in a URL,
+//!   a log line, an error or `Debug` output.
+//! - A 401 asks the [`TokenSource`] once for a fresher token and, when it has one, sends the
+//!   request again with it (an installation token that expired mid-task).
+//! - With a [`RateGate`], every request (retries included) is admitted by the gate first, every
+//!   `x-ratelimit-*` snapshot is reported to it, and every imposed wait too.
 //! - A rate limit never fails a call: a primary-limit refusal (403/429 with
 //!   `x-ratelimit-remaining: 0`) waits until `x-ratelimit-reset`, a secondary one (403/429 with
 //!   `retry-after`, or GitHub's "secondary rate limit" message) waits as told, then the request
@@ -19,14 +24,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use http::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue, IF_NONE_MATCH};
+use http::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, IF_NONE_MATCH};
 use http::{Method, Uri};
 use http_body_util::BodyExt as _;
 use octocrab::Octocrab;
 use serde_json::Value;
 
 use super::error::ForgeError;
-use super::rate::{RateObserver, RateSnapshot};
+use super::rate::{
+    Admission, ObserverGate, RateGate, RateObserver, RateSnapshot, StaticToken, TokenSource,
+};
 use crate::secret::Secret;
 
 /// Retries of a 5xx answer or a transport error before the call fails. GitHub documents no
@@ -104,9 +111,15 @@ pub struct GitHubClient {
 
 struct Inner {
     crab: Octocrab,
+    /// The same HTTP client without octocrab's layers, for URLs off the API's host (no token, no
+    /// base path: octocrab would prepend the API base's path to them).
+    http: reqwest::Client,
     /// The API base without a trailing slash.
     api_url: String,
-    observer: Option<Arc<dyn RateObserver>>,
+    /// The API base's scheme and authority: the only place the token is sent.
+    api_origin: (String, String),
+    tokens: Arc<dyn TokenSource>,
+    gate: Option<Arc<dyn RateGate>>,
     requests: AtomicU64,
 }
 
@@ -123,7 +136,21 @@ impl GitHubClient {
     /// A client for `endpoint` sending `token` as `Authorization: Bearer` (a personal token, an
     /// installation token or, for `/app` routes, an App JWT).
     pub fn new(endpoint: &GitHubEndpoint, token: Secret) -> Result<GitHubClient, ForgeError> {
+        GitHubClient::with_token_source(endpoint, Arc::new(StaticToken(token)))
+    }
+
+    /// A client for `endpoint` taking the token of every request from `tokens` (see
+    /// [`TokenSource`]).
+    pub fn with_token_source(
+        endpoint: &GitHubEndpoint,
+        tokens: Arc<dyn TokenSource>,
+    ) -> Result<GitHubClient, ForgeError> {
         let api_url = endpoint.api_url.trim_end_matches('/').to_string();
+        let base: Uri = api_url
+            .parse()
+            .map_err(|e| ForgeError::Config(format!("API URL {api_url:?}: {e}")))?;
+        let api_origin = origin(&base)
+            .ok_or_else(|| ForgeError::Config(format!("API URL {api_url:?} has no host")))?;
         let mut http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT);
@@ -143,29 +170,39 @@ impl GitHubClient {
                 HeaderName::from_static("x-github-api-version"),
                 "2022-11-28".to_string(),
             )
-            .personal_token(token.expose().to_string())
-            .build_with_reqwest(http)
+            .build_with_reqwest(http.clone())
             .map_err(|e| ForgeError::Config(format!("octocrab: {e}")))?;
         Ok(GitHubClient {
             inner: Arc::new(Inner {
                 crab,
+                http,
                 api_url,
-                observer: None,
+                api_origin,
+                tokens,
+                gate: None,
                 requests: AtomicU64::new(0),
             }),
         })
     }
 
-    /// The same client reporting to `observer` (see [`RateObserver`]).
-    pub fn with_observer(self, observer: Arc<dyn RateObserver>) -> GitHubClient {
+    /// The same client admitted by `gate` (see [`RateGate`]).
+    pub fn with_gate(self, gate: Arc<dyn RateGate>) -> GitHubClient {
         GitHubClient {
             inner: Arc::new(Inner {
                 crab: self.inner.crab.clone(),
+                http: self.inner.http.clone(),
                 api_url: self.inner.api_url.clone(),
-                observer: Some(observer),
+                api_origin: self.inner.api_origin.clone(),
+                tokens: self.inner.tokens.clone(),
+                gate: Some(gate),
                 requests: AtomicU64::new(self.inner.requests.load(Ordering::Relaxed)),
             }),
         }
+    }
+
+    /// The same client reporting to `observer` (see [`RateObserver`]).
+    pub fn with_observer(self, observer: Arc<dyn RateObserver>) -> GitHubClient {
+        self.with_gate(Arc::new(ObserverGate(observer)))
     }
 
     /// The API base (no trailing slash).
@@ -297,27 +334,55 @@ impl GitHubClient {
         }
     }
 
-    /// Sleeps while the observer holds requests back.
-    async fn wait_for_pause(&self) {
-        let Some(observer) = &self.inner.observer else {
-            return;
-        };
-        while let Some(until) = observer.pause_until() {
-            let Ok(wait) = (until - Utc::now()).to_std() else {
-                return;
-            };
-            if wait.is_zero() {
-                return;
-            }
-            tokio::time::sleep(wait).await;
+    /// Waits for the gate's admission (none without a gate).
+    async fn admit(&self) -> Result<Admission, ForgeError> {
+        match &self.inner.gate {
+            Some(gate) => gate.admit().await,
+            None => Ok(Admission::free()),
         }
     }
 
-    fn limited(&self, wait: Duration, secondary: bool) {
-        if let Some(observer) = &self.inner.observer {
+    async fn limited(&self, wait: Duration, secondary: bool) {
+        if let Some(gate) = &self.inner.gate {
             let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-            observer.limited(until, secondary);
+            gate.limited(until, secondary).await;
         }
+    }
+
+    /// A request off the API's host: plain HTTP, no token, no GitHub headers.
+    async fn send_elsewhere(
+        &self,
+        method: &Method,
+        url: &str,
+        accept: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Raw, String> {
+        let mut req = self.inner.http.request(method.clone(), url);
+        if let Some(accept) = accept {
+            req = req.header(ACCEPT, accept);
+        }
+        if let Some(body) = body {
+            req = req
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        Ok(Raw {
+            status,
+            headers,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// Whether `uri` is on the API's own scheme and host (the token goes nowhere else).
+    fn is_api(&self, uri: &Uri) -> bool {
+        origin(uri).is_some_and(|o| o == self.inner.api_origin)
     }
 
     /// Sends one request, waiting out rate limits and retrying 5xx and transport errors.
@@ -336,11 +401,28 @@ impl GitHubClient {
             .parse()
             .map_err(|e| ForgeError::Config(format!("URL {shown}: {e}")))?;
         let mut server_errors = 0u32;
+        let mut token_refreshed = false;
+        let api = self.is_api(&uri);
         loop {
-            self.wait_for_pause().await;
+            let admission = if api {
+                self.admit().await?
+            } else {
+                Admission::free()
+            };
+            let token = self.inner.tokens.current();
             let mut builder = http::Request::builder()
                 .method(method.clone())
                 .uri(uri.clone());
+            if self.is_api(&uri) && !token.expose().is_empty() {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                    .map_err(|_| {
+                        ForgeError::Config(
+                            "the token holds characters not allowed in a header".into(),
+                        )
+                    })?;
+                value.set_sensitive(true);
+                builder = builder.header(AUTHORIZATION, value);
+            }
             if let Some(tag) = if_none_match {
                 builder = builder.header(IF_NONE_MATCH, tag);
             }
@@ -350,25 +432,29 @@ impl GitHubClient {
                     HeaderValue::from_str(accept).map_err(|e| ForgeError::Config(e.to_string()))?,
                 );
             }
-            let request = self
-                .inner
-                .crab
-                .build_request(builder, body)
-                .map_err(|e| ForgeError::Config(format!("{method} {shown}: {e}")))?;
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
-            let result = match self.inner.crab.execute(request).await {
-                Ok(response) => {
-                    let (parts, body) = response.into_parts();
-                    match body.collect().await {
-                        Ok(collected) => Ok(Raw {
-                            status: parts.status.as_u16(),
-                            headers: parts.headers,
-                            bytes: collected.to_bytes().to_vec(),
-                        }),
-                        Err(e) => Err(e.to_string()),
+            let result = if api {
+                let request = self
+                    .inner
+                    .crab
+                    .build_request(builder, body)
+                    .map_err(|e| ForgeError::Config(format!("{method} {shown}: {e}")))?;
+                match self.inner.crab.execute(request).await {
+                    Ok(response) => {
+                        let (parts, body) = response.into_parts();
+                        match body.collect().await {
+                            Ok(collected) => Ok(Raw {
+                                status: parts.status.as_u16(),
+                                headers: parts.headers,
+                                bytes: collected.to_bytes().to_vec(),
+                            }),
+                            Err(e) => Err(e.to_string()),
+                        }
                     }
+                    Err(e) => Err(e.to_string()),
                 }
-                Err(e) => Err(e.to_string()),
+            } else {
+                self.send_elsewhere(&method, &url, accept, body).await
             };
             let raw = match result {
                 Ok(raw) => raw,
@@ -386,10 +472,22 @@ impl GitHubClient {
                 }
             };
             let rate = RateSnapshot::from_headers(&raw.headers);
-            if let (Some(observer), Some(rate)) = (&self.inner.observer, &rate) {
-                observer.observe(rate);
+            if let (Some(gate), Some(rate), true) = (&self.inner.gate, &rate, api) {
+                gate.observe(rate);
             }
+            // Held until the answer is reported, so the gate knows which requests it shows.
+            drop(admission);
             let status = raw.status;
+            if status == 401
+                && !token_refreshed
+                && self.is_api(&uri)
+                && let Some(fresh) = self.inner.tokens.refresh(&token).await
+                && fresh.expose() != token.expose()
+            {
+                tracing::info!(method = %method, path = %shown, "GitHub refused the token: retrying with a fresher one");
+                token_refreshed = true;
+                continue;
+            }
             if (status == 403 || status == 429)
                 && let Some((wait, secondary)) = rate_limit_wait(&raw, rate.as_ref())
             {
@@ -397,7 +495,7 @@ impl GitHubClient {
                     method = %method, path = %shown, status, wait_secs = wait.as_secs_f64(), secondary,
                     "GitHub rate limit: waiting"
                 );
-                self.limited(wait, secondary);
+                self.limited(wait, secondary).await;
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -453,6 +551,14 @@ fn github_message(bytes: &[u8]) -> String {
 
 fn truncate(s: &str) -> String {
     s.chars().take(200).collect()
+}
+
+/// The scheme and authority of `uri` (lower-case), when it has both.
+fn origin(uri: &Uri) -> Option<(String, String)> {
+    Some((
+        uri.scheme_str()?.to_ascii_lowercase(),
+        uri.authority()?.as_str().to_ascii_lowercase(),
+    ))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -33,6 +33,10 @@ pub enum ForgeError {
     /// The endpoint or a credential is unusable (bad URL, bad CA certificate, bad private key).
     #[error("GitHub client configuration: {0}")]
     Config(String),
+    /// The fleet's rate budget would not admit the request (the task's lease is gone, or the
+    /// coordinator cannot be reached); the request was not sent.
+    #[error("rate budget: {0}")]
+    Budget(String),
     /// Reading or writing the export tree.
     #[error("{path}: {source}")]
     Io {

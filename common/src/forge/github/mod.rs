@@ -6,6 +6,9 @@
 //! pub struct GitHubEndpoint { pub api_url: String, pub ca_cert_pem: Option<String> }
 //! impl GitHubClient {
 //!     pub fn new(endpoint: &GitHubEndpoint, token: Secret) -> Result<GitHubClient, ForgeError>;
+//!     pub fn with_token_source(endpoint: &GitHubEndpoint, tokens: Arc<dyn TokenSource>)
+//!         -> Result<GitHubClient, ForgeError>;
+//!     pub fn with_gate(self, gate: Arc<dyn RateGate>) -> GitHubClient;
 //!     pub fn with_observer(self, observer: Arc<dyn RateObserver>) -> GitHubClient;
 //!     pub async fn get_json(&self, path_and_query: &str, if_none_match: Option<&str>)
 //!         -> Result<Page, ForgeError>;
@@ -30,6 +33,15 @@
 //!     fn pause_until(&self) -> Option<DateTime<Utc>> { None }
 //!     fn limited(&self, until: DateTime<Utc>, secondary: bool) {}
 //! }
+//! #[async_trait] pub trait RateGate: Send + Sync {
+//!     async fn admit(&self) -> Result<Admission, ForgeError>;
+//!     fn observe(&self, snapshot: &RateSnapshot);
+//!     async fn limited(&self, until: DateTime<Utc>, secondary: bool);
+//! }
+//! #[async_trait] pub trait TokenSource: Send + Sync {
+//!     fn current(&self) -> Secret;
+//!     async fn refresh(&self, rejected: &Secret) -> Option<Secret>;
+//! }
 //! pub struct RateSnapshot { pub limit: u64, pub remaining: u64, pub reset: i64,
 //!     pub used: u64, pub resource: String }
 //! pub async fn export_repo(client: &GitHubClient, owner: &str, name: &str, out: &Path,
@@ -53,5 +65,8 @@ pub use client::{GitHubClient, GitHubEndpoint, Listing, Page};
 pub use error::ForgeError;
 pub use export::{ComponentStatus, Counts, Cursors, ExportMode, ExportReport, export_repo};
 
-pub use rate::{RateObserver, RateSnapshot};
+pub use rate::{
+    Admission, RateGate, RateObserver, RateSnapshot, StaticToken, TokenSource, app_credential_id,
+    token_credential_id,
+};
 pub use repos::{RemoteRepo, list_org_repos};

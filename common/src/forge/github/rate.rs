@@ -1,10 +1,13 @@
-//! Rate-limit state as GitHub reports it (`x-ratelimit-*` headers), and the hook through which
-//! a fleet-wide budget (the coordinator's, DESIGN.md §6) sees every snapshot and can hold
-//! requests back.
+//! Rate-limit state as GitHub reports it (`x-ratelimit-*` headers), the gate through which a
+//! fleet-wide budget (the coordinator's, DESIGN.md §6) admits every request, sees every
+//! snapshot and pauses requests, and the source a client takes its token from per request.
 
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
+
+use super::error::ForgeError;
+use crate::secret::Secret;
 
 /// One reading of GitHub's `x-ratelimit-*` headers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +45,8 @@ impl RateSnapshot {
     }
 }
 
-/// The hook of a rate budget. A [`super::GitHubClient`] calls [`RateObserver::pause_until`]
+/// A synchronous hook (kept for simple observers; see [`RateGate`] for the budget's gate).
+/// A [`super::GitHubClient`] calls [`RateObserver::pause_until`]
 /// before every request (and sleeps until the time it names, if in the future), reports every
 /// snapshot it reads to [`RateObserver::observe`], and reports the waits GitHub imposes to
 /// [`RateObserver::limited`], so one worker's secondary limit can pause its peers.
@@ -59,5 +63,142 @@ pub trait RateObserver: Send + Sync {
     /// (`secondary`: a `retry-after` or secondary-limit refusal, else the primary limit).
     fn limited(&self, until: DateTime<Utc>, secondary: bool) {
         let _ = (until, secondary);
+    }
+}
+
+/// What [`RateGate::admit`] hands back: held while the request is in flight (dropping it tells
+/// the gate the request ended), so a gate can cap requests in flight.
+#[must_use = "the admission is held for as long as the request is in flight"]
+pub struct Admission {
+    _guard: Option<Box<dyn Send>>,
+}
+
+impl Admission {
+    /// An admission with nothing to release.
+    pub fn free() -> Admission {
+        Admission { _guard: None }
+    }
+
+    /// An admission that drops `guard` when the request ends (a semaphore permit, a counter).
+    pub fn holding(guard: impl Send + 'static) -> Admission {
+        Admission {
+            _guard: Some(Box::new(guard)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admission")
+    }
+}
+
+/// The gate of a rate budget (the coordinator's, fleet-wide, DESIGN.md §6). A
+/// [`super::GitHubClient`] with a gate:
+/// - awaits [`RateGate::admit`] before every request it sends to the API's host (retries
+///   included; requests elsewhere, such as a redirect's target, cost GitHub nothing) and holds
+///   the [`Admission`] until the answer is read and its snapshot reported; an error fails the
+///   call without sending;
+/// - reports every `x-ratelimit-*` snapshot of an API answer to [`RateGate::observe`], before
+///   that request's admission ends (an answer without the headers is reported nowhere);
+/// - reports every wait GitHub imposes to [`RateGate::limited`] before it waits, so one
+///   worker's secondary limit can pause its peers.
+#[async_trait::async_trait]
+pub trait RateGate: Send + Sync {
+    /// Waits until one request may be sent: no pause in force and a permit of the budget.
+    async fn admit(&self) -> Result<Admission, ForgeError>;
+
+    /// Called with the `x-ratelimit-*` headers of every answer that has them.
+    fn observe(&self, snapshot: &RateSnapshot);
+
+    /// GitHub refused a request for a rate limit; the client waits until `until`
+    /// (`secondary`: a `retry-after` or secondary-limit refusal, else the primary limit).
+    async fn limited(&self, until: DateTime<Utc>, secondary: bool);
+}
+
+/// Where a client gets the token it sends. The `Authorization` header of every request is set
+/// from [`TokenSource::current`] at the time it is sent, so a token replaced mid-task (a fresh
+/// installation token) is used from the next request on.
+#[async_trait::async_trait]
+pub trait TokenSource: Send + Sync {
+    /// The token to send now.
+    fn current(&self) -> Secret;
+
+    /// GitHub refused `rejected` (401). A different, fresher token to retry with, or `None`
+    /// when there is none (the 401 then fails the call). The client asks once per request.
+    async fn refresh(&self, rejected: &Secret) -> Option<Secret>;
+}
+
+/// A token that never changes (a personal token, or an installation token used briefly).
+pub struct StaticToken(pub Secret);
+
+#[async_trait::async_trait]
+impl TokenSource for StaticToken {
+    fn current(&self) -> Secret {
+        self.0.clone()
+    }
+
+    async fn refresh(&self, _rejected: &Secret) -> Option<Secret> {
+        None
+    }
+}
+
+/// A [`RateObserver`] as a gate: admits after its pause, never fails.
+pub(crate) struct ObserverGate(pub(crate) std::sync::Arc<dyn RateObserver>);
+
+#[async_trait::async_trait]
+impl RateGate for ObserverGate {
+    async fn admit(&self) -> Result<Admission, ForgeError> {
+        while let Some(until) = self.0.pause_until() {
+            match (until - Utc::now()).to_std() {
+                Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+                _ => break,
+            }
+        }
+        Ok(Admission::free())
+    }
+
+    fn observe(&self, snapshot: &RateSnapshot) {
+        self.0.observe(snapshot);
+    }
+
+    async fn limited(&self, until: DateTime<Utc>, secondary: bool) {
+        self.0.limited(until, secondary);
+    }
+}
+
+/// A stable, non-secret id of a token credential: `token:` and the first 16 hex digits of
+/// SHA-256 over a domain tag and the token. Equal tokens get equal ids (organisations sharing a
+/// token share one budget); the id reveals nothing usable about the token.
+pub fn token_credential_id(token: &Secret) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"repovault-credential-id\0");
+    h.update(token.expose().as_bytes());
+    let digest = h.finalize();
+    format!("token:{}", hex::encode(&digest[..8]))
+}
+
+/// The id of a GitHub App installation's credential: `app:APP_ID:INSTALLATION_ID` (every token
+/// minted for the installation shares the installation's limit).
+pub fn app_credential_id(app_id: u64, installation_id: u64) -> String {
+    format!("app:{app_id}:{installation_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_ids_are_stable_and_hide_the_token() {
+        let a = token_credential_id(&Secret::new("ghp_SECRETSECRET"));
+        assert_eq!(a, token_credential_id(&Secret::new("ghp_SECRETSECRET")));
+        assert_ne!(a, token_credential_id(&Secret::new("ghp_other")));
+        assert!(
+            a.starts_with("token:") && a.len() == "token:".len() + 16,
+            "{a}"
+        );
+        assert!(!a.contains("SECRET"));
+        assert_eq!(app_credential_id(7, 9), "app:7:9");
     }
 }

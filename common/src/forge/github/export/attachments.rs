@@ -92,7 +92,7 @@ fn json_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 
 pub(crate) async fn export(ctx: &mut Ctx<'_>) -> ComponentStatus {
     match run(ctx).await {
-        Ok(0) => ComponentStatus::included(),
+        Ok(0) => ComponentStatus::included(None),
         Ok(unreachable) => ComponentStatus {
             status: "included".into(),
             reason: Some(format!(

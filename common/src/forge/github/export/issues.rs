@@ -5,6 +5,14 @@
 //! its reviews. Incremental: the items changed since the cursor (`/issues?since=`, whose answer
 //! holds pull requests too, `/issues/comments?since=`, `/pulls/comments?since=`) are re-read
 //! whole; every other document is carried over from the previous tree.
+//!
+//! The three `since` queries are conditional: GitHub's ETag is a hash of the answer, not of the
+//! URL, so sending the previous answer's ETag makes an answer equal to it a 304, which GitHub
+//! does not count against the limit. An answer equal to the previous one holds nothing this
+//! tree does not have already (those items were rewritten when it was first read). A full export
+//! ends by running the same queries from its own start (priming): items that changed while it
+//! ran are rewritten, and the next incremental of an unchanged repository is answered with 304s
+//! only.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -129,7 +137,10 @@ pub(crate) async fn export(ctx: &mut Ctx<'_>) -> (ComponentStatus, ComponentStat
     let since = ctx.cursors_in.since.get("issues").cloned();
     match since.filter(|_| ctx.incremental) {
         Some(since) => match incremental(ctx, &since).await {
-            Ok(()) => (ComponentStatus::included(), ComponentStatus::included()),
+            Ok(()) => (
+                ComponentStatus::included(None),
+                ComponentStatus::included(None),
+            ),
             Err(e) => {
                 let s = classify(Err(e), "issues: read and pull_requests: read");
                 (s.clone(), s)
@@ -140,6 +151,19 @@ pub(crate) async fn export(ctx: &mut Ctx<'_>) -> (ComponentStatus, ComponentStat
 }
 
 async fn full(ctx: &mut Ctx<'_>) -> (ComponentStatus, ComponentStatus) {
+    let (issues, pulls) = full_lists(ctx).await;
+    if issues.is_complete()
+        && pulls.is_complete()
+        && let Some(started) = ctx.started.clone()
+        && let Err(e) = apply_changes(ctx, &started).await
+    {
+        let s = classify(Err(e), "issues: read and pull_requests: read");
+        return (s.clone(), s);
+    }
+    (issues, pulls)
+}
+
+async fn full_lists(ctx: &mut Ctx<'_>) -> (ComponentStatus, ComponentStatus) {
     // Conversation comments of issues and pulls alike, by number.
     let comments = ctx
         .client
@@ -228,23 +252,31 @@ async fn pull_document(
 }
 
 async fn incremental(ctx: &mut Ctx<'_>, since: &str) -> Result<(), ForgeError> {
-    let q = format!("since={since}");
-    let changed = ctx
-        .client
-        .get_all(&ctx.repo_path(&format!("/issues?state=all&{q}")))
-        .await?;
-    let comments = ctx
-        .client
-        .get_all(&ctx.repo_path(&format!("/issues/comments?{q}")))
-        .await?;
-    let review_comments = ctx
-        .client
-        .get_all(&ctx.repo_path(&format!("/pulls/comments?{q}")))
-        .await?;
-
-    // Everything else stays as it was.
+    // Everything stays as it was but what changed since the cursor.
     ctx.tree.carry_over("meta/issues")?;
     ctx.tree.carry_over("meta/pulls")?;
+    apply_changes(ctx, since).await
+}
+
+/// A `since` list, conditional on the previous answer's ETag (see the module's doc); a 304 is
+/// an empty list: nothing the tree does not hold.
+async fn changed_since(ctx: &mut Ctx<'_>, key: &str, path: &str) -> Result<Vec<Value>, ForgeError> {
+    Ok(match ctx.cond.list(ctx.client, key, path).await? {
+        super::store::Fetched::Fresh(items) => items,
+        super::store::Fetched::Unchanged => Vec::new(),
+    })
+}
+
+/// Rewrites every issue and pull request that changed (itself, a comment or a review comment)
+/// since `since`.
+async fn apply_changes(ctx: &mut Ctx<'_>, since: &str) -> Result<(), ForgeError> {
+    let q = format!("since={since}");
+    let path = ctx.repo_path(&format!("/issues?state=all&{q}"));
+    let changed = changed_since(ctx, "since/issues", &path).await?;
+    let path = ctx.repo_path(&format!("/issues/comments?{q}"));
+    let comments = changed_since(ctx, "since/issue_comments", &path).await?;
+    let path = ctx.repo_path(&format!("/pulls/comments?{q}"));
+    let review_comments = changed_since(ctx, "since/review_comments", &path).await?;
 
     let mut issues: BTreeMap<u64, Option<Value>> = BTreeMap::new();
     let mut pulls: BTreeSet<u64> = BTreeSet::new();

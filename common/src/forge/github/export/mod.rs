@@ -65,35 +65,9 @@ pub struct Cursors {
     pub etags: BTreeMap<String, String>,
 }
 
-/// One component's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ComponentStatus {
-    /// `included`, `skipped` or `failed`.
-    pub status: String,
-    /// Why skipped or failed (or a note on an included one).
-    pub reason: Option<String>,
-}
-
-impl ComponentStatus {
-    pub fn included() -> Self {
-        ComponentStatus {
-            status: "included".into(),
-            reason: None,
-        }
-    }
-    pub fn skipped(reason: impl Into<String>) -> Self {
-        ComponentStatus {
-            status: "skipped".into(),
-            reason: Some(reason.into()),
-        }
-    }
-    pub fn failed(reason: impl Into<String>) -> Self {
-        ComponentStatus {
-            status: "failed".into(),
-            reason: Some(reason.into()),
-        }
-    }
-}
+/// One component's outcome: the snapshot manifest's own type, so the export's statuses are
+/// recorded as they are.
+pub use crate::manifest::ComponentStatus;
 
 /// What the exported tree holds (the whole tree, carried-over documents included).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +108,8 @@ pub(crate) struct Ctx<'a> {
     /// Carry-over is possible (incremental mode and a previous tree).
     pub incremental: bool,
     pub cursors_in: Cursors,
+    /// The server's time when this export began (RFC 3339): the next `since` cursor.
+    pub started: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -181,7 +157,7 @@ impl Ctx<'_> {
 /// The outcome of one component, as a status.
 pub(crate) fn classify(result: Result<(), ForgeError>, permission: &str) -> ComponentStatus {
     match result {
-        Ok(()) => ComponentStatus::included(),
+        Ok(()) => ComponentStatus::included(None),
         Err(e) => match refusal(&e, permission) {
             Some(reason) => ComponentStatus::skipped(reason),
             None => ComponentStatus::failed(e.to_string()),
@@ -240,11 +216,13 @@ pub async fn export_repo(
         },
         incremental,
         cursors_in,
+        started: None,
     };
 
     // The repository itself: its failure (404, 451, ...) fails the export. The answer's `Date`
     // is the server's time at the start: the next `since` cursor.
     let started: DateTime<Utc> = lists::repo(&mut ctx).await?;
+    ctx.started = Some(started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
 
     let mut components = BTreeMap::new();
     let (issues_status, pulls_status) = issues::export(&mut ctx).await;
@@ -265,7 +243,7 @@ pub async fn export_repo(
     if components["issues"].status != "failed" && components["pulls"].status != "failed" {
         since.insert(
             "issues".to_string(),
-            started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ctx.started.clone().unwrap_or_default(),
         );
     }
     Ok(ExportReport {

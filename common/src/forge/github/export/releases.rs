@@ -58,14 +58,11 @@ async fn run(ctx: &mut Ctx<'_>) -> Result<(), ForgeError> {
         }
         Fetched::Fresh(items) => items,
     };
+    let mut written = Vec::new();
+    let mut downloaded = false;
     for mut release in releases {
-        if let Some(assets) = release.get_mut("assets").and_then(Value::as_array_mut) {
-            for asset in assets {
-                if let Some(map) = asset.as_object_mut() {
-                    map.remove("download_count");
-                }
-            }
-        }
+        strip_download_counts(&mut release);
+        written.push(release.clone());
         let Some(id) = release.get("id").and_then(Value::as_u64) else {
             continue;
         };
@@ -99,6 +96,7 @@ async fn run(ctx: &mut Ctx<'_>) -> Result<(), ForgeError> {
                         detail: format!("asset {name:?} of release {id} has no url"),
                     })?;
             let bytes = ctx.client.get_bytes(url).await?;
+            downloaded = true;
             ctx.tree
                 .write_bytes(&rel, &bytes, mtime_of(timestamp(asset, "updated_at")))?;
         }
@@ -112,5 +110,29 @@ async fn run(ctx: &mut Ctx<'_>) -> Result<(), ForgeError> {
             .max();
         ctx.tree.write_json(&doc_rel, &release, mtime_of(mtime))?;
     }
+    if downloaded {
+        // Our downloads changed the list (GitHub counts them in `download_count`), so its ETag
+        // would never match again: read it once more and keep that ETag when, counts aside, it
+        // is what was written; otherwise the next export reads it whole.
+        ctx.cond.new.remove(KEY);
+        let again = ctx.client.get_list(&path, None).await?;
+        let mut items = again.items;
+        items.iter_mut().for_each(strip_download_counts);
+        if items == written
+            && let Some(tag) = again.etag
+        {
+            ctx.cond.new.insert(KEY.to_string(), tag);
+        }
+    }
     Ok(())
+}
+
+fn strip_download_counts(release: &mut Value) {
+    if let Some(assets) = release.get_mut("assets").and_then(Value::as_array_mut) {
+        for asset in assets {
+            if let Some(map) = asset.as_object_mut() {
+                map.remove("download_count");
+            }
+        }
+    }
 }

@@ -107,7 +107,7 @@ pub(crate) async fn export(ctx: &mut Ctx<'_>) -> ComponentStatus {
     } else if !refused.is_empty() {
         ComponentStatus::skipped(refused.join("; "))
     } else {
-        ComponentStatus::included()
+        ComponentStatus::included(None)
     }
 }
 
