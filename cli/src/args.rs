@@ -215,6 +215,18 @@ pub enum BackupCmd {
     /// One backup: counts of each kind, and each component's status with the reason when it
     /// was skipped or failed.
     Show { id: String },
+    /// Download a backup as a ZIP (bare mirror, wiki, LFS objects, metadata as JSON, with a
+    /// listing of every entry's SHA-256): starts a `download_zip` restore, waits, fetches its
+    /// link, checks the SHA-256 and writes FILE atomically.
+    Download {
+        backup_id: String,
+        /// Where to write the ZIP (must not exist).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// How long the link (and the ZIP in storage) stays valid: 30m..7d.
+        #[arg(long, value_name = "DURATION", default_value = "6h", value_parser = parse_link_ttl)]
+        expires: std::time::Duration,
+    },
     /// The issues, pull requests or releases a backup holds, read from the backup itself.
     ///
     /// `issues`, `pulls` or `releases` lists them; `issues/N` or `pulls/N` shows one with its
@@ -229,31 +241,108 @@ pub enum BackupCmd {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RestoreType {
+    /// Everything: refs, LFS objects, wiki, issues, pull requests, releases, settings.
     #[value(name = "full_repo")]
     FullRepo,
+    /// Issues and pull requests (with comments, reviews, labels, milestones), appended.
+    #[value(name = "issues_only")]
+    IssuesOnly,
+    /// The wiki, into a repository whose wiki is empty.
+    #[value(name = "wiki_only")]
+    WikiOnly,
+    /// Releases with their assets (and the tags they need), appended.
+    #[value(name = "releases_only")]
+    ReleasesOnly,
+    /// A ZIP of the whole backup in storage, behind an expiring link.
+    #[value(name = "download_zip")]
+    DownloadZip,
+}
+
+impl RestoreType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreType::FullRepo => "full_repo",
+            RestoreType::IssuesOnly => "issues_only",
+            RestoreType::WikiOnly => "wiki_only",
+            RestoreType::ReleasesOnly => "releases_only",
+            RestoreType::DownloadZip => "download_zip",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RestoreTarget {
+    /// A new repository: `--org ORG --name NAME` on a forge, or `--url URL` (plain git).
     New,
+    /// A new repository in the source's own organisation (`--name NAME`, must not exist).
+    Original,
+    /// The machine the CLI runs on (`--path DIR`), or a ZIP link (`download_zip`).
     Download,
+    /// An existing repository (`--into ORG/NAME`), appended to.
+    Existing,
+}
+
+impl RestoreTarget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreTarget::New => "new",
+            RestoreTarget::Original => "original",
+            RestoreTarget::Download => "download",
+            RestoreTarget::Existing => "existing",
+        }
+    }
+}
+
+/// Every valid restore type with the targets it takes (the coordinator checks the same).
+pub const VALID_RESTORES: &[(&str, &[&str])] = &[
+    ("full_repo", &["new", "original", "download"]),
+    ("issues_only", &["existing"]),
+    ("wiki_only", &["existing"]),
+    ("releases_only", &["existing"]),
+    ("download_zip", &["download"]),
+];
+
+/// The valid combinations as one line, for usage errors.
+pub fn valid_restores_text() -> String {
+    let list: Vec<String> = VALID_RESTORES
+        .iter()
+        .map(|(t, targets)| format!("{t} to {}", targets.join("|")))
+        .collect();
+    format!(
+        "valid: {} (full_repo to new takes --org ORG --name NAME or --url URL; original takes --name NAME; existing takes --into ORG/NAME)",
+        list.join(", ")
+    )
 }
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum RestoreCmd {
-    /// Start a restore of a backup.
+    /// Start a restore of a backup. Valid: full_repo to new|original|download, issues_only,
+    /// wiki_only and releases_only to existing (--into), download_zip to download.
     Start {
         backup_id: String,
         #[arg(long = "type", value_enum)]
         restore_type: RestoreType,
+        /// Where to restore; with --into alone, `existing`.
         #[arg(long, value_enum)]
-        target: RestoreTarget,
-        /// For --target new: the URL of an empty repository to push into.
-        #[arg(long, required_if_eq("target", "new"))]
+        target: Option<RestoreTarget>,
+        /// For --target new: the URL of an empty plain git repository to push into.
+        #[arg(long)]
         url: Option<String>,
-        /// For --target download: where to put the bare repository (must not exist or be
+        /// For --target new: the forge organisation to create the repository in.
+        #[arg(long)]
+        org: Option<String>,
+        /// For --target new or original: the repository to create.
+        #[arg(long)]
+        name: Option<String>,
+        /// Use this repovault organisation's forge and credential for the target.
+        #[arg(long)]
+        credential_org: Option<String>,
+        /// For --target existing: the repository (`ORG/NAME`) to restore into.
+        #[arg(long)]
+        into: Option<String>,
+        /// For full_repo to download: where to put the bare repository (must not exist or be
         /// empty). A download always waits.
-        #[arg(long, required_if_eq("target", "download"))]
+        #[arg(long)]
         path: Option<PathBuf>,
         #[command(flatten)]
         token: TokenArgs,
@@ -261,8 +350,27 @@ pub enum RestoreCmd {
         #[arg(long)]
         wait: bool,
     },
+    /// Restores, newest first, optionally of one repository (`ORG/NAME`).
+    List { repo: Option<String> },
+    /// Follow a restore's progress until it ends.
+    Watch { id: String },
+    /// Cancel a pending or running restore (its worker stops; it fails "cancelled").
+    Cancel { id: String },
     /// One restore.
     Show { id: String },
+    /// Mint a new link to a completed download's artifact, which then lives at least as long.
+    Link {
+        id: String,
+        /// How long the link stays valid: 30m..7d.
+        #[arg(long, value_name = "DURATION", default_value = "6h", value_parser = parse_link_ttl)]
+        expires: std::time::Duration,
+    },
+}
+
+/// A download link lifetime: a duration within 30m..=7d.
+fn parse_link_ttl(v: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(v).map_err(|e| format!("{v:?}: {e}"))?;
+    repovault_common::links::check_link_ttl(d)
 }
 
 #[derive(Debug, Clone, Subcommand)]

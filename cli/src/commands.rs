@@ -9,6 +9,7 @@ use repovault_proto::v1 as pb;
 
 use crate::args::{
     AdminCmd, BackupCmd, OrgCmd, OrgKeyCmd, OutputFormat, RepoCmd, RestoreCmd, RestoreTarget,
+    RestoreType, VALID_RESTORES, valid_restores_text,
 };
 use crate::client::{Admin, CliError, read_token};
 use crate::exit;
@@ -362,6 +363,11 @@ pub async fn backup(c: &mut Admin, cmd: BackupCmd, out: OutputFormat) -> Result<
                 exit::FAILED
             })
         }
+        BackupCmd::Download {
+            backup_id,
+            to,
+            expires,
+        } => crate::download_zip::backup_download(c, &backup_id, &to, expires, out).await,
         BackupCmd::List { repo } => {
             let list = c
                 .list_backups(pb::ListBackupsRequest {
@@ -545,20 +551,86 @@ fn restore_fields(r: &pb::Restore) {
         ("created_at", r.created_at.clone()),
         ("finished_at", or_dash(&r.finished_at)),
         ("refs_pushed", r.refs_pushed.to_string()),
+        ("target_repo", or_dash(&r.target_repo)),
+        ("summary", or_dash(&r.summary)),
     ]);
+    crate::download_zip::link_fields(r);
+}
+
+/// The target a restore start names, checked against [`crate::args::VALID_RESTORES`]: a usage
+/// error (exit 2) names the valid combinations.
+fn restore_target(
+    restore_type: RestoreType,
+    target: Option<RestoreTarget>,
+    into: bool,
+) -> Result<&'static str, CliError> {
+    let target = match (target, into) {
+        (Some(t), _) => t.as_str(),
+        (None, true) => "existing",
+        (None, false) if restore_type == RestoreType::DownloadZip => "download",
+        (None, false) => {
+            return Err(CliError::usage(format!(
+                "--target is required; {}",
+                valid_restores_text()
+            )));
+        }
+    };
+    let ok = VALID_RESTORES
+        .iter()
+        .any(|(t, targets)| *t == restore_type.as_str() && targets.contains(&target));
+    if !ok {
+        return Err(CliError::usage(format!(
+            "restore type {} to target {target} is not a valid combination; {}",
+            restore_type.as_str(),
+            valid_restores_text()
+        )));
+    }
+    Ok(target)
 }
 
 pub async fn restore(c: &mut Admin, cmd: RestoreCmd, out: OutputFormat) -> Result<i32, CliError> {
     match cmd {
         RestoreCmd::Start {
             backup_id,
-            restore_type: _,
+            restore_type,
             target,
             url,
+            org,
+            name,
+            credential_org,
+            into,
             path,
             token,
             wait,
         } => {
+            let target = restore_target(restore_type, target, into.is_some())?;
+            let is_tar = restore_type == RestoreType::FullRepo && target == "download";
+            match (is_tar, &path) {
+                (true, None) => {
+                    return Err(CliError::usage(
+                        "full_repo to download needs --path DIR (where the bare repository goes)",
+                    ));
+                }
+                (false, Some(_)) => {
+                    return Err(CliError::usage("--path is only for full_repo to download"));
+                }
+                _ => {}
+            }
+            if target == "new" && url.is_none() && (org.is_none() || name.is_none()) {
+                return Err(CliError::usage(
+                    "target new needs --org ORG --name NAME (a forge) or --url URL (plain git)",
+                ));
+            }
+            if target == "original" && name.is_none() {
+                return Err(CliError::usage(
+                    "target original needs --name NAME (a repository that does not exist yet)",
+                ));
+            }
+            if target == "existing" && into.is_none() {
+                return Err(CliError::usage(
+                    "target existing needs --into ORG/NAME (an existing repository)",
+                ));
+            }
             let token = read_token(token.token_env.as_deref(), token.token_file.as_deref())?;
             if let Some(p) = &path {
                 check_download_dir(p)?;
@@ -566,19 +638,21 @@ pub async fn restore(c: &mut Admin, cmd: RestoreCmd, out: OutputFormat) -> Resul
             let r = c
                 .start_restore(pb::StartRestoreRequest {
                     backup_id,
-                    r#type: "full_repo".into(),
-                    target: match target {
-                        RestoreTarget::New => "new".into(),
-                        RestoreTarget::Download => "download".into(),
-                    },
+                    r#type: restore_type.as_str().into(),
+                    target: target.into(),
                     url: url.unwrap_or_default(),
                     token: token.unwrap_or_default(),
+                    org: org.unwrap_or_default(),
+                    name: name.unwrap_or_default(),
+                    credential_org: credential_org.unwrap_or_default(),
+                    into: into.unwrap_or_default(),
+                    ..Default::default()
                 })
                 .await?
                 .into_inner()
                 .restore
                 .unwrap_or_default();
-            if !wait && target == RestoreTarget::New {
+            if !wait && !is_tar {
                 if is_json(out) {
                     output::json(&r);
                 } else {
@@ -613,6 +687,84 @@ pub async fn restore(c: &mut Admin, cmd: RestoreCmd, out: OutputFormat) -> Resul
             } else {
                 exit::FAILED
             })
+        }
+        RestoreCmd::List { repo } => {
+            let list = c
+                .list_restores(pb::ListRestoresRequest {
+                    repo: repo.unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .restores;
+            output::list(
+                out,
+                &list,
+                &[
+                    "ID",
+                    "REPOSITORY",
+                    "TYPE",
+                    "TARGET",
+                    "INTO",
+                    "STATUS",
+                    "CREATED",
+                ],
+                |r| {
+                    vec![
+                        r.id.clone(),
+                        r.repo.clone(),
+                        r.r#type.clone(),
+                        r.target.clone(),
+                        or_dash(if r.target_repo.is_empty() {
+                            &r.target_url
+                        } else {
+                            &r.target_repo
+                        }),
+                        r.status.clone(),
+                        r.created_at.clone(),
+                    ]
+                },
+            );
+            Ok(exit::OK)
+        }
+        RestoreCmd::Watch { id } => {
+            let r = c
+                .get_restore(pb::GetRestoreRequest { id })
+                .await?
+                .into_inner()
+                .restore
+                .unwrap_or_default();
+            if r.status != "completed" && r.status != "failed" {
+                watch(c, &r.task_id, &format!("restore {}", r.id), out).await?;
+            }
+            let r = c
+                .get_restore(pb::GetRestoreRequest { id: r.id })
+                .await?
+                .into_inner()
+                .restore
+                .unwrap_or_default();
+            output::show(out, &r, restore_fields);
+            Ok(if r.status == "completed" {
+                exit::OK
+            } else {
+                exit::FAILED
+            })
+        }
+        RestoreCmd::Cancel { id } => {
+            let r = c
+                .cancel_restore(pb::CancelRestoreRequest { id })
+                .await?
+                .into_inner()
+                .restore
+                .unwrap_or_default();
+            if is_json(out) {
+                output::json(&r);
+            } else {
+                println!("restore {} {}: {}", r.id, r.status, or_dash(&r.error));
+            }
+            Ok(exit::OK)
+        }
+        RestoreCmd::Link { id, expires } => {
+            crate::download_zip::restore_link(c, &id, expires, out).await
         }
         RestoreCmd::Show { id } => {
             let r = c
@@ -718,7 +870,7 @@ async fn download(
     Ok(())
 }
 
-fn progress_bar(out: OutputFormat, what: &str) -> Option<indicatif::ProgressBar> {
+pub(crate) fn progress_bar(out: OutputFormat, what: &str) -> Option<indicatif::ProgressBar> {
     if is_json(out) || !std::io::stderr().is_terminal() {
         return None;
     }
@@ -736,7 +888,7 @@ fn progress_bar(out: OutputFormat, what: &str) -> Option<indicatif::ProgressBar>
 
 /// Follows a task until it ends: a progress bar on a terminal, phase lines on stderr otherwise
 /// (nothing with --output json, whose stdout is one document).
-async fn watch(
+pub(crate) async fn watch(
     c: &mut Admin,
     task_id: &str,
     what: &str,

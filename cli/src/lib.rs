@@ -6,6 +6,7 @@
 mod args;
 mod client;
 mod commands;
+mod download_zip;
 mod org_add;
 mod output;
 mod run;

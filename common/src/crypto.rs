@@ -106,6 +106,17 @@ impl MasterKey {
         format!("{SEALED_PREFIX}{}:{}", B64.encode(nonce), B64.encode(ct))
     }
 
+    /// A 32-byte key for another purpose, derived as HMAC-SHA256(master key, `context`): distinct
+    /// contexts give independent keys, and the master key cannot be recovered from one. Used for
+    /// download link signing (context [`crate::links::LINK_KEY_CONTEXT`]).
+    pub fn derive_key(&self, context: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC accepts keys of any length");
+        mac.update(context.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     pub fn seal_secret(&self, context: &str, secret: &Secret) -> String {
         self.seal(context, secret.expose().as_bytes())
     }

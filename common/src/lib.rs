@@ -3,6 +3,7 @@
 pub mod crypto;
 pub mod forge;
 pub mod grpc;
+pub mod links;
 pub mod manifest;
 pub mod names;
 pub mod repo;

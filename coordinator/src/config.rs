@@ -95,6 +95,11 @@ pub struct CoordinatorConfig {
     /// HTTP: /metrics, /healthz. Env: REPOVAULT_HTTP_LISTEN.
     #[serde(default = "default_http_listen")]
     pub http_listen: SocketAddr,
+    /// The base URL download links start with (`http(s)://host[:port][/prefix]`), as clients
+    /// reach the HTTP port (a proxy, a public name). Default `http://<http_listen>`.
+    /// Env: REPOVAULT_HTTP_PUBLIC_URL.
+    #[serde(default)]
+    pub http_public_url: Option<String>,
     /// State, keys and tokens live here unless configured elsewhere. Env: REPOVAULT_DATA_DIR.
     pub data_dir: PathBuf,
     #[serde(default)]
@@ -167,6 +172,7 @@ impl CoordinatorConfig {
         Self {
             listen: default_listen(),
             http_listen: default_http_listen(),
+            http_public_url: None,
             data_dir: data_dir.to_path_buf(),
             store: None,
             storage: None,
@@ -203,6 +209,9 @@ impl CoordinatorConfig {
             self.http_listen = v.parse().map_err(|_| {
                 ConfigError::Invalid(format!("REPOVAULT_HTTP_LISTEN {v:?} is not HOST:PORT"))
             })?;
+        }
+        if let Some(v) = get("REPOVAULT_HTTP_PUBLIC_URL") {
+            self.http_public_url = Some(v);
         }
         if let Some(v) = get("REPOVAULT_DATA_DIR") {
             self.data_dir = v.into();
@@ -286,7 +295,13 @@ impl CoordinatorConfig {
             }
         };
         let tls = self.tls.as_ref().map(TlsFiles::load).transpose()?;
+        let http_public_url = self
+            .http_public_url
+            .as_deref()
+            .map(parse_public_url)
+            .transpose()?;
         Ok(Settings {
+            http_public_url,
             tls,
             listen: self.listen,
             http_listen: Some(self.http_listen),
@@ -303,6 +318,20 @@ impl CoordinatorConfig {
             github_sync_interval,
         })
     }
+}
+
+/// Checks `http_public_url`: an absolute http(s) URL without query or fragment; returned
+/// without a trailing slash.
+pub fn parse_public_url(v: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| ConfigError::Invalid(format!("http_public_url {v:?} {why}"));
+    let u = url::Url::parse(v).map_err(|e| bad(&format!("is not a URL: {e}")))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err(bad("must be an http:// or https:// URL with a host"));
+    }
+    if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+        return Err(bad("must have no credentials, query or fragment"));
+    }
+    Ok(v.trim_end_matches('/').to_string())
 }
 
 pub fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigError> {
@@ -340,6 +369,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `None`: no HTTP port (in-process tests that do not need it).
     pub http_listen: Option<SocketAddr>,
+    /// Base URL of download links; `None`: `http://<bound HTTP address>`.
+    pub http_public_url: Option<String>,
     pub kv: Arc<dyn KvBackend>,
     pub storage: StorageConfig,
     pub timing: Timing,
@@ -361,6 +392,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
             .field("http_listen", &self.http_listen)
+            .field("http_public_url", &self.http_public_url)
             .field("store", &self.kv.name())
             .field("storage", &self.storage)
             .field("heartbeat", &self.timing.heartbeat())
@@ -406,6 +438,13 @@ mod tests {
         assert!(parse_github_sync_interval("30s").is_err());
         assert!(parse_github_sync_interval("8d").is_err());
         assert!(parse_github_sync_interval("hourly").is_err());
+        assert_eq!(
+            parse_public_url("https://backup.example.com/rv/").expect("ok"),
+            "https://backup.example.com/rv"
+        );
+        assert!(parse_public_url("ftp://x").is_err());
+        assert!(parse_public_url("http://x/?a=1").is_err());
+        assert!(parse_public_url("nope").is_err());
         let c: CoordinatorConfig = toml::from_str("data_dir = '/x'\n").expect("defaults");
         assert_eq!(c.github_sync_interval, "1h");
     }

@@ -1,4 +1,5 @@
-//! The coordinator's HTTP port: Prometheus metrics and a liveness probe.
+//! The coordinator's HTTP port: Prometheus metrics, a liveness probe, and download links
+//! (`GET /downloads/<restore-id>?expires=<unix>&sig=<hex>`, see `downloads.rs`).
 
 use std::sync::{Arc, OnceLock};
 
@@ -24,8 +25,13 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 }
 
 pub fn router(core: Arc<Core>) -> Router {
+    let downloads = core.clone();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/downloads/{id}",
+            get(move |path, query| download(downloads.clone(), path, query)),
+        )
         .route(
             "/metrics",
             get(move || {
@@ -54,4 +60,94 @@ pub async fn update_gauges(core: &Core) {
     // Slots wanted: everything running plus everything waiting, for an autoscaler to divide by
     // slots per worker.
     metrics::gauge!("repovault_desired_worker_slots").set((pending + leased) as f64);
+}
+
+#[derive(serde::Deserialize)]
+struct LinkQuery {
+    #[serde(default)]
+    expires: String,
+    #[serde(default)]
+    sig: String,
+}
+
+/// Serves a download link: 403 when altered (signature, expiry or restore changed), 410 when
+/// expired or the artifact was deleted, 404 for an unknown restore; else the artifact with
+/// `Content-Length`, `Content-Disposition` and its SHA-256 in `X-Repovault-Sha256`. The query
+/// (which holds the signature) is never logged.
+async fn download(
+    core: Arc<Core>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<LinkQuery>,
+) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    use futures::TryStreamExt;
+
+    use crate::downloads::DownloadRefusal;
+    use repovault_common::links::LinkRefusal;
+
+    let refuse = |code: StatusCode, msg: String| (code, format!("{msg}\n")).into_response();
+    let (r, path) = match core
+        .open_download(&id, &q.expires, &q.sig, crate::core::now_ms())
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            let code = match &e {
+                DownloadRefusal::NotFound => StatusCode::NOT_FOUND,
+                DownloadRefusal::Link(LinkRefusal::Altered) => StatusCode::FORBIDDEN,
+                DownloadRefusal::Link(LinkRefusal::Expired(_)) | DownloadRefusal::Deleted(_) => {
+                    StatusCode::GONE
+                }
+                DownloadRefusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            metrics::counter!("repovault_download_link_refused_total", "code" => code.as_u16().to_string()).increment(1);
+            return refuse(code, e.to_string());
+        }
+    };
+    let unavailable = |e: opendal::Error| {
+        refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("download artifact: {e}"),
+        )
+    };
+    let len = match core.storage.stat(&path).await {
+        Ok(m) => m.content_length(),
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
+            return refuse(StatusCode::GONE, "the download no longer exists".into());
+        }
+        Err(e) => return unavailable(e),
+    };
+    let stream = match core.storage.reader_with(&path).chunk(1 << 20).await {
+        Ok(reader) => match reader.into_bytes_stream(..).await {
+            Ok(s) => s,
+            Err(e) => return unavailable(e),
+        },
+        Err(e) => return unavailable(e),
+    };
+    let ext = path.rsplit_once('.').map_or("bin", |(_, e)| e);
+    let content_type = match ext {
+        "zip" => "application/zip",
+        "tar" => "application/x-tar",
+        _ => "application/octet-stream",
+    };
+    let name = r.repo_full_name.replace('/', "-");
+    let disposition = format!("attachment; filename=\"{name}-{}.{ext}\"", r.id);
+    let mut resp =
+        axum::body::Body::from_stream(stream.map_err(std::io::Error::other)).into_response();
+    let h = resp.headers_mut();
+    let mut set = |k: header::HeaderName, v: String| {
+        if let Ok(v) = header::HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    set(header::CONTENT_LENGTH, len.to_string());
+    set(header::CONTENT_TYPE, content_type.into());
+    set(header::CONTENT_DISPOSITION, disposition);
+    set(header::CACHE_CONTROL, "no-store".into());
+    set(
+        header::HeaderName::from_static("x-repovault-sha256"),
+        r.artifact_sha256.clone().unwrap_or_default(),
+    );
+    resp
 }

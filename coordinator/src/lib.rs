@@ -3,6 +3,7 @@
 pub mod config;
 pub mod core;
 pub mod discovery;
+pub mod downloads;
 pub mod error;
 pub mod forge_tokens;
 pub mod http;

@@ -218,6 +218,41 @@ pub struct RestoreRecord {
     pub artifact_bytes: u64,
     pub artifact_sha256: Option<String>,
     pub task_id: String,
+    /// A forge target: the repository `OWNER/NAME` restored into (absent for plain git and
+    /// downloads), its REST API and CA, and the repovault organisation whose credential is
+    /// used (absent: the token in `sealed_target_token`, or none).
+    #[serde(default)]
+    pub target_repo: Option<String>,
+    #[serde(default)]
+    pub target_api_url: Option<String>,
+    #[serde(default)]
+    pub target_ca_cert_pem: Option<String>,
+    #[serde(default)]
+    pub target_credential_org_id: Option<String>,
+    /// Create the target repository (`full_repo` to `new` or `original`).
+    #[serde(default)]
+    pub create_target: bool,
+    /// The worker's one-line account of what was restored.
+    #[serde(default)]
+    pub summary: Option<String>,
+    /// A download artifact's lifetime (`downloads.rs`).
+    #[serde(default)]
+    pub download: DownloadState,
+}
+
+/// How long a restore's download artifact lives, and whether it was deleted (issue 5).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadState {
+    /// Lifetime of the first link, counted from completion; `None`: the default (6 h).
+    #[serde(default)]
+    pub link_ttl_ms: Option<i64>,
+    /// The latest expiry of a link minted since (`restore link`): the artifact lives until the
+    /// later of this and the first link's expiry.
+    #[serde(default)]
+    pub links_until_ms: Option<i64>,
+    /// When the expiry loop deleted the artifact (`artifact_expired`).
+    #[serde(default)]
+    pub artifact_expired_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -147,6 +147,12 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
             let bound = l
                 .local_addr()
                 .map_err(|source| ServerError::Bind { addr, source })?;
+            core.downloads.set_base_url(
+                &settings
+                    .http_public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{bound}")),
+            );
             let app = crate::http::router(core.clone());
             let stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
@@ -214,6 +220,17 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
                     _ = stop.cancelled() => return,
                     _ = core.sync_due_orgs(interval) => {}
                 }
+            }
+        }));
+    }
+    // Deleting expired download artifacts (`downloads.rs`).
+    {
+        let core = core.clone();
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = crate::downloads::run_expiry(core) => {}
             }
         }));
     }

@@ -350,4 +350,9 @@ impl Store {
     pub async fn restore(&self, id: &str) -> StoreResult<Option<RestoreRecord>> {
         self.get(&restore_key(id)).await
     }
+
+    /// Every restore record, in key order.
+    pub async fn restores(&self) -> StoreResult<Vec<RestoreRecord>> {
+        self.list("restore/").await
+    }
 }

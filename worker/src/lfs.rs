@@ -357,6 +357,10 @@ struct BatchObject {
 struct Actions {
     #[serde(default)]
     download: Option<Action>,
+    #[serde(default)]
+    upload: Option<Action>,
+    #[serde(default)]
+    verify: Option<Action>,
 }
 
 #[derive(Deserialize)]
@@ -484,14 +488,15 @@ impl Client {
         })
     }
 
-    /// One batch request for `objects` (oid, size).
+    /// One batch request for `objects` (oid, size); `operation` is `download` or `upload`.
     async fn batch(
         &self,
+        operation: &'static str,
         objects: &[(&str, u64)],
         interrupt: &AtomicBool,
     ) -> Result<BatchResponse, LfsError> {
         let body = serde_json::to_vec(&BatchRequest {
-            operation: "download",
+            operation,
             transfers: ["basic"],
             objects: objects
                 .iter()
@@ -810,7 +815,7 @@ pub async fn fetch(
 
     for chunk in wanted.chunks(BATCH_SIZE) {
         let specs: Vec<(&str, u64)> = chunk.iter().map(|(o, s)| (o.as_str(), *s)).collect();
-        let answer = client.batch(&specs, interrupt).await?;
+        let answer = client.batch("download", &specs, interrupt).await?;
         if let Some(t) = &answer.transfer
             && t != "basic"
         {
@@ -875,4 +880,226 @@ pub async fn fetch(
         }
     }
     Ok(report)
+}
+
+/// What [`upload`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadReport {
+    /// Objects the target was asked about.
+    pub objects: u64,
+    /// Objects sent (and verified when the server asked for it).
+    pub uploaded: u64,
+    /// Objects the target already had (no upload action in its answer).
+    pub present: u64,
+    /// Bytes sent.
+    pub bytes_uploaded: u64,
+}
+
+/// Sends the objects `objects` (oid → size) of `store` (git-lfs's layout) to `target`'s LFS
+/// server through the batch API (`operation: upload`, `basic` transfer): each object the
+/// answer gives an `upload` action is PUT to its `href` with exactly the action's headers (plus
+/// our authorization on the repository's own origin when it names none), then confirmed with
+/// its `verify` action when there is one; an object without an action is already there. Every
+/// object is checked (SHA-256 and size) before it is sent; one missing from `store` or not
+/// matching is an error. Transport errors, 5xx and 429 are retried as in [`fetch`]; 401/403 on
+/// the batch endpoint is [`LfsError::Unauthorized`]. `progress(done_objects, done_bytes,
+/// total_bytes)` follows the uploads; `interrupt` stops between requests.
+pub async fn upload(
+    store: &Path,
+    objects: &BTreeMap<String, u64>,
+    target: &LfsSource,
+    interrupt: &AtomicBool,
+    progress: impl Fn(u64, u64, u64) + Sync,
+) -> Result<UploadReport, LfsError> {
+    let client = Client::new(target)?;
+    let wanted: Vec<(String, u64)> = objects.iter().map(|(o, s)| (o.clone(), *s)).collect();
+    let total_bytes: u64 = wanted.iter().map(|(_, s)| s).sum();
+    let mut report = UploadReport {
+        objects: wanted.len() as u64,
+        ..UploadReport::default()
+    };
+    let mut done = 0u64;
+    progress(0, 0, total_bytes);
+    for chunk in wanted.chunks(BATCH_SIZE) {
+        for (oid, size) in chunk {
+            if !valid_oid(oid) {
+                return Err(LfsError::Corrupt {
+                    oid: oid.clone(),
+                    url: store.display().to_string(),
+                    detail: "not a SHA-256 object id".into(),
+                });
+            }
+            let (store2, oid2, size2) = (store.to_owned(), oid.clone(), *size);
+            let ok = tokio::task::spawn_blocking(move || stored_and_valid(&store2, &oid2, size2))
+                .await
+                .unwrap_or(false);
+            if !ok {
+                return Err(LfsError::Corrupt {
+                    oid: oid.clone(),
+                    url: object_path(store, oid).display().to_string(),
+                    detail: format!("the backup does not hold it with {size} bytes"),
+                });
+            }
+        }
+        let specs: Vec<(&str, u64)> = chunk.iter().map(|(o, s)| (o.as_str(), *s)).collect();
+        let answer = client.batch("upload", &specs, interrupt).await?;
+        if let Some(t) = &answer.transfer
+            && t != "basic"
+        {
+            return Err(LfsError::Protocol {
+                url: display_url(&client.batch_url),
+                detail: format!("transfer {t:?} was not asked for"),
+            });
+        }
+        let by_oid: BTreeMap<&str, &BatchObject> =
+            answer.objects.iter().map(|o| (o.oid.as_str(), o)).collect();
+        for (oid, size) in chunk {
+            let Some(obj) = by_oid.get(oid.as_str()) else {
+                return Err(LfsError::Protocol {
+                    url: display_url(&client.batch_url),
+                    detail: format!("object {oid}: not in the LFS batch answer"),
+                });
+            };
+            if let Some(err) = &obj.error {
+                return Err(LfsError::ObjectRefused {
+                    oid: oid.clone(),
+                    code: err.code,
+                    message: scrub(&err.message, target.token.as_ref()),
+                });
+            }
+            let actions = obj.actions.as_ref();
+            match actions.and_then(|a| a.upload.as_ref()) {
+                None => report.present += 1,
+                Some(action) => {
+                    client
+                        .put_object(store, oid, *size, action, interrupt)
+                        .await?;
+                    if let Some(verify) = actions.and_then(|a| a.verify.as_ref()) {
+                        client.verify_object(oid, *size, verify, interrupt).await?;
+                    }
+                    report.uploaded += 1;
+                    report.bytes_uploaded += size;
+                }
+            }
+            done += 1;
+            progress(done, report.bytes_uploaded, total_bytes);
+        }
+    }
+    Ok(report)
+}
+
+impl Client {
+    /// An action's URL, checked to be http(s).
+    fn action_url(&self, oid: &str, action: &Action, what: &str) -> Result<url::Url, LfsError> {
+        let href = url::Url::parse(&action.href).map_err(|e| LfsError::Protocol {
+            url: display_url(&self.batch_url),
+            detail: format!("object {oid}: {what} href is not a URL: {e}"),
+        })?;
+        if !matches!(href.scheme(), "https" | "http") {
+            return Err(LfsError::Protocol {
+                url: display_url(&self.batch_url),
+                detail: format!("object {oid}: {what} href has scheme {:?}", href.scheme()),
+            });
+        }
+        Ok(href)
+    }
+
+    /// PUTs the object's bytes to its upload action.
+    async fn put_object(
+        &self,
+        store: &Path,
+        oid: &str,
+        size: u64,
+        action: &Action,
+        interrupt: &AtomicBool,
+    ) -> Result<(), LfsError> {
+        let href = self.action_url(oid, action, "upload")?;
+        let headers = self.download_headers(&href, &action.header, oid)?;
+        let shown = display_url(&href);
+        let path = object_path(store, oid);
+        self.with_retries("LFS upload", &href, interrupt, || async {
+            let data = tokio::fs::read(&path).await.map_err(|source| {
+                Attempt::Fatal(LfsError::Io {
+                    context: format!("reading {}", path.display()),
+                    source,
+                })
+            })?;
+            let mut req = self.http.put(href.clone()).headers(headers.clone());
+            if !headers.contains_key(CONTENT_TYPE) {
+                req = req.header(CONTENT_TYPE, "application/octet-stream");
+            }
+            let resp = match req
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .body(data)
+                .send()
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => return Err(Attempt::Retry(error_chain(&e.without_url()))),
+            };
+            let status = resp.status();
+            if retryable(status) {
+                return Err(Attempt::Retry(format!("HTTP {status}")));
+            }
+            if !status.is_success() {
+                let message = resp
+                    .json::<ErrorBody>()
+                    .await
+                    .map(|b| scrub(&b.message, self.token.as_ref()))
+                    .unwrap_or_default();
+                return Err(Attempt::Fatal(LfsError::Status {
+                    what: "LFS upload",
+                    url: shown.clone(),
+                    status: status.as_u16(),
+                    message,
+                }));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// POSTs `{oid, size}` to the object's verify action.
+    async fn verify_object(
+        &self,
+        oid: &str,
+        size: u64,
+        action: &Action,
+        interrupt: &AtomicBool,
+    ) -> Result<(), LfsError> {
+        let href = self.action_url(oid, action, "verify")?;
+        let headers = self.download_headers(&href, &action.header, oid)?;
+        let shown = display_url(&href);
+        let body = serde_json::to_vec(&BatchObjectSpec { oid, size })
+            .map_err(|e| LfsError::Config(format!("encoding the verify request: {e}")))?;
+        self.with_retries("LFS verify", &href, interrupt, || async {
+            let resp = self
+                .http
+                .post(href.clone())
+                .headers(headers.clone())
+                .header(ACCEPT, LFS_MEDIA_TYPE)
+                .header(CONTENT_TYPE, LFS_MEDIA_TYPE)
+                .body(body.clone())
+                .send()
+                .await;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) => return Err(Attempt::Retry(error_chain(&e.without_url()))),
+            };
+            let status = resp.status();
+            if retryable(status) {
+                return Err(Attempt::Retry(format!("HTTP {status}")));
+            }
+            if !status.is_success() {
+                return Err(Attempt::Fatal(LfsError::Status {
+                    what: "LFS verify",
+                    url: shown.clone(),
+                    status: status.as_u16(),
+                    message: String::new(),
+                }));
+            }
+            Ok(())
+        })
+        .await
+    }
 }

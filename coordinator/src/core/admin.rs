@@ -1,5 +1,5 @@
-//! What the admin service asks of the core: organisations, repositories, backup history,
-//! restores.
+//! What the admin service asks of the core: organisations, repositories, backup history
+//! (restores: `restores.rs`).
 
 use repovault_common::crypto::random_secret;
 use repovault_common::names::{parse_full_name, validate_git_url, validate_name};
@@ -7,10 +7,10 @@ use repovault_common::secret::Secret;
 
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
-use crate::model::{BackupRecord, OrgRecord, RepoRecord, RepoStats, RestoreRecord, Status};
-use crate::queue::{PRIORITY_MANUAL_BACKUP, PRIORITY_RESTORE};
+use crate::model::{BackupRecord, OrgRecord, RepoRecord, RepoStats};
+use crate::queue::PRIORITY_MANUAL_BACKUP;
 
-use super::{Core, now_ms, org_key_context, repo_token_context, restore_token_context};
+use super::{Core, now_ms, org_key_context, repo_token_context};
 
 /// Providers this build can back up.
 const PROVIDERS: &[&str] = &["git", "github"];
@@ -209,81 +209,5 @@ impl Core {
         }
         out.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
         Ok(out)
-    }
-
-    pub async fn start_restore(
-        &self,
-        backup_id: &str,
-        restore_type: &str,
-        target: &str,
-        url: &str,
-        token: Option<Secret>,
-    ) -> CoreResult<RestoreRecord> {
-        if restore_type != "full_repo" {
-            return Err(CoreError::InvalidArgument(format!(
-                "restore type {restore_type:?} is not supported yet (supported: full_repo)"
-            )));
-        }
-        let backup = self.get_backup(backup_id).await?;
-        if backup.status != Status::Completed || backup.snapshot_id.is_none() {
-            return Err(CoreError::FailedPrecondition(format!(
-                "backup {backup_id} is {}, only a completed backup can be restored",
-                backup.status.as_str()
-            )));
-        }
-        let repo = self
-            .store
-            .repo(&backup.repo_id)
-            .await?
-            .ok_or_else(|| not_found("repository", backup.repo_id.clone()))?;
-        let id = ids::new_restore_id();
-        let (target_url, artifact_path) = match target {
-            "new" => {
-                let u = validate_git_url(url).map_err(invalid)?;
-                (Some(u.to_string()), None)
-            }
-            "download" => (
-                None,
-                Some(format!("{}/{}/downloads/{id}.tar", repo.org_id, repo.id)),
-            ),
-            other => {
-                return Err(CoreError::InvalidArgument(format!(
-                    "restore target {other:?} is not supported (supported: new, download)"
-                )));
-            }
-        };
-        let mut restore = RestoreRecord {
-            sealed_target_token: token
-                .filter(|t| !t.is_empty())
-                .map(|t| self.seal(&restore_token_context(&id), &t)),
-            id,
-            backup_id: backup.id.clone(),
-            org_id: repo.org_id.clone(),
-            repo_id: repo.id.clone(),
-            repo_full_name: repo.full_name(),
-            restore_type: restore_type.to_string(),
-            target: target.to_string(),
-            target_url,
-            status: Status::Pending,
-            error: None,
-            created_at_ms: now_ms(),
-            finished_at_ms: None,
-            refs_pushed: 0,
-            artifact_path,
-            artifact_bytes: 0,
-            artifact_sha256: None,
-            task_id: String::new(),
-        };
-        self.enqueue_restore(&repo, &mut restore, PRIORITY_RESTORE)
-            .await?;
-        tracing::info!(restore = %restore.id, backup = %backup.id, target, "restore queued");
-        Ok(restore)
-    }
-
-    pub async fn get_restore(&self, id: &str) -> CoreResult<RestoreRecord> {
-        self.store
-            .restore(id)
-            .await?
-            .ok_or_else(|| not_found("restore", id))
     }
 }

@@ -13,6 +13,8 @@ pub mod catalog;
 pub mod github;
 mod rate;
 mod repos;
+mod restores;
+pub use restores::{RestoreRequest, VALID_COMBINATIONS, check_combination};
 mod tasks;
 
 use std::collections::{HashMap, HashSet};
@@ -98,6 +100,8 @@ pub struct Core {
     rate: parking_lot::Mutex<crate::rate_budget::RateBudgets>,
     /// Snapshots to forget (uncommitted attempts), drained by the reconciler.
     pub(crate) forget_tx: tokio::sync::mpsc::UnboundedSender<crate::reconcile::ForgetRequest>,
+    /// Download links: their signing key and base URL (`downloads.rs`).
+    pub downloads: crate::downloads::Downloads,
 }
 
 pub struct CoreParts {
@@ -125,7 +129,9 @@ impl Core {
             backoff_base_ms: h,
             backoff_max_ms: 5 * 60 * 1000,
         };
+        let downloads = crate::downloads::Downloads::new(&parts.master);
         let core = Arc::new(Self {
+            downloads,
             store: parts.store,
             storage,
             storage_config: parts.storage_config,

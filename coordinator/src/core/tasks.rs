@@ -19,7 +19,7 @@ use crate::store::Batch;
 
 use super::{
     Core, Queue, master_key_context, now_ms, org_credential_context, org_key_context,
-    repo_token_context, restore_token_context,
+    repo_token_context,
 };
 
 /// What one look at the queue found.
@@ -337,10 +337,13 @@ impl Core {
                     .await?
                     .ok_or_else(|| not_found("backup", r.backup_id.clone()))?;
                 r.status = Status::Running;
-                let token = match &r.sealed_target_token {
-                    Some(s) => self.open(&restore_token_context(&r.id), s)?,
-                    None => Default::default(),
-                };
+                let (token, same_credential) = self.restore_target_token(&r, &org).await?;
+                let (target_owner, target_name) = r
+                    .target_repo
+                    .as_deref()
+                    .and_then(|t| t.split_once('/'))
+                    .map(|(o, n)| (o.to_string(), n.to_string()))
+                    .unwrap_or_default();
                 proto.restore = Some(pb::RestoreSpec {
                     restore_id: r.id.clone(),
                     backup_id: r.backup_id.clone(),
@@ -350,6 +353,18 @@ impl Core {
                     target_url: r.target_url.clone().unwrap_or_default(),
                     target_token: token.expose().to_string(),
                     artifact_path: r.artifact_path.clone().unwrap_or_default(),
+                    target_provider: if r.target_repo.is_some() {
+                        "github"
+                    } else {
+                        "git"
+                    }
+                    .into(),
+                    target_owner,
+                    target_name,
+                    target_api_url: r.target_api_url.clone().unwrap_or_default(),
+                    target_ca_cert_pem: r.target_ca_cert_pem.clone().unwrap_or_default(),
+                    create_target: r.create_target,
+                    target_is_source_credential: same_credential,
                 });
                 batch.restore(&r);
             }
@@ -597,6 +612,7 @@ impl Core {
                     r.artifact_bytes = res.artifact_bytes;
                     r.artifact_sha256 =
                         (!res.artifact_sha256.is_empty()).then_some(res.artifact_sha256);
+                    r.summary = (!res.summary.is_empty()).then_some(res.summary);
                 }
                 if status.is_terminal() {
                     r.finished_at_ms = Some(now);
@@ -660,6 +676,35 @@ impl Core {
         self.ready.notify_waiters();
         self.publish_state(&task, tok.attempt, worker_id);
         Ok(())
+    }
+
+    /// Cancels an active task: it fails at once with `reason` (no retry) and its lease is
+    /// revoked (the holder's next heartbeat or progress event is answered with a revocation, so
+    /// its worker stops; its completion is refused as stale). Returns whether it was active.
+    pub(crate) async fn cancel_task(&self, task_id: &str, reason: &str) -> CoreResult<bool> {
+        let now = now_ms();
+        let mut q = self.queue.lock().await;
+        let Some(mut task) = q.active.get(task_id).cloned() else {
+            return Ok(false);
+        };
+        let worker = match &task.lease.state {
+            TaskState::Leased { worker_id, .. } => worker_id.clone(),
+            _ => String::new(),
+        };
+        task.lease.state = TaskState::Failed {
+            at_ms: now,
+            error: reason.to_string(),
+        };
+        task.lease.last_error = Some(reason.to_string());
+        self.persist_requeue(&task).await?;
+        q.active.remove(&task.id);
+        drop(q);
+        if !worker.is_empty() {
+            self.workers.unassign(&worker, &task.id);
+        }
+        tracing::info!(task = %task.id, worker = %worker, reason, "cancelled");
+        self.publish_state(&task, task.lease.attempt, &worker);
+        Ok(true)
     }
 
     /// Re-queues expired leases (with backoff) or fails tasks after their last attempt.

@@ -228,10 +228,41 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         let restore = self
             .core
-            .start_restore(&r.backup_id, &r.r#type, &r.target, &r.url, token(&r.token))
+            .start_restore_request(crate::core::RestoreRequest {
+                backup_id: r.backup_id,
+                restore_type: r.r#type,
+                target: r.target,
+                url: r.url,
+                token: token(&r.token),
+                org: r.org,
+                name: r.name,
+                credential_org: r.credential_org,
+                into: r.into,
+                link_ttl_ms: link_ttl_ms(r.link_expires_seconds)?,
+            })
             .await?;
         Ok(Response::new(pb::StartRestoreResponse {
-            restore: Some(convert::restore(&restore)),
+            restore: Some(self.restore_with_link(&restore)),
+        }))
+    }
+
+    async fn mint_download_link(
+        &self,
+        req: Request<pb::MintDownloadLinkRequest>,
+    ) -> Result<Response<pb::MintDownloadLinkResponse>, Status> {
+        let r = req.into_inner();
+        let ttl = link_ttl_ms(r.expires_seconds)?.unwrap_or(
+            i64::try_from(repovault_common::links::DEFAULT_LINK_TTL.as_millis())
+                .unwrap_or(i64::MAX),
+        );
+        let (restore, link) = self
+            .core
+            .mint_download_link(&r.id, crate::core::now_ms().saturating_add(ttl))
+            .await?;
+        Ok(Response::new(pb::MintDownloadLinkResponse {
+            restore: Some(self.restore_with_link(&restore)),
+            url: link.url,
+            expires_at: repovault_common::links::format_unix(link.expires_at),
         }))
     }
 
@@ -241,6 +272,27 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::GetRestoreResponse>, Status> {
         let r = self.core.get_restore(&req.into_inner().id).await?;
         Ok(Response::new(pb::GetRestoreResponse {
+            restore: Some(self.restore_with_link(&r)),
+        }))
+    }
+
+    async fn list_restores(
+        &self,
+        req: Request<pb::ListRestoresRequest>,
+    ) -> Result<Response<pb::ListRestoresResponse>, Status> {
+        let repo = req.into_inner().repo;
+        let list = self.core.list_restores(Some(&repo)).await?;
+        Ok(Response::new(pb::ListRestoresResponse {
+            restores: list.iter().map(|r| self.restore_with_link(r)).collect(),
+        }))
+    }
+
+    async fn cancel_restore(
+        &self,
+        req: Request<pb::CancelRestoreRequest>,
+    ) -> Result<Response<pb::CancelRestoreResponse>, Status> {
+        let r = self.core.cancel_restore(&req.into_inner().id).await?;
+        Ok(Response::new(pb::CancelRestoreResponse {
             restore: Some(convert::restore(&r)),
         }))
     }
@@ -450,4 +502,26 @@ impl AdminService for AdminApi {
 
 fn is_final(p: &pb::TaskProgress) -> bool {
     p.status == "completed" || p.status == "failed"
+}
+
+/// A requested link lifetime in seconds (0: the default) as milliseconds, bounded 30m..=7d.
+fn link_ttl_ms(seconds: u64) -> Result<Option<i64>, Status> {
+    if seconds == 0 {
+        return Ok(None);
+    }
+    let d = repovault_common::links::check_link_ttl(std::time::Duration::from_secs(seconds))
+        .map_err(Status::invalid_argument)?;
+    Ok(Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+}
+
+impl AdminApi {
+    /// A restore as the admin sees it, with a completed download's current link.
+    fn restore_with_link(&self, r: &crate::model::RestoreRecord) -> pb::Restore {
+        let mut p = convert::restore(r);
+        if let Some(link) = self.core.download_link(r) {
+            p.download_url = link.url;
+            p.download_expires_at = repovault_common::links::format_unix(link.expires_at);
+        }
+        p
+    }
 }

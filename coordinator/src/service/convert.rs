@@ -123,5 +123,11 @@ pub fn restore(r: &RestoreRecord) -> pb::Restore {
         artifact_bytes: r.artifact_bytes,
         artifact_sha256: r.artifact_sha256.clone().unwrap_or_default(),
         task_id: r.task_id.clone(),
+        target_repo: r.target_repo.clone().unwrap_or_default(),
+        summary: r.summary.clone().unwrap_or_default(),
+        // Filled by the service, which holds the link signer (`AdminApi::restore_with_link`).
+        download_url: String::new(),
+        download_expires_at: String::new(),
+        artifact_expired: r.download.artifact_expired_at_ms.is_some(),
     }
 }

@@ -4,8 +4,11 @@
 mod backup_restore;
 mod bad_input;
 mod cli;
+mod download_zip;
+mod escrow;
 mod github_backup;
 mod github_org;
+mod github_restore;
 mod multi_process;
 mod observability;
 mod rate_budget;

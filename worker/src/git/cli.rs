@@ -68,6 +68,19 @@ pub fn push_mirror(bare_dir: &Path, remote: &Remote) -> Result<PushOutcome, GitE
             refs: existing.len(),
         });
     }
+    push_refs(bare_dir, remote, &["refs/*:refs/*"])
+}
+
+/// Pushes `refspecs` (never forced) of the bare repository at `bare_dir` to `remote`, whatever
+/// the remote holds: a ref already at the same id is "up to date" (not counted), one the
+/// remote refuses (it moved elsewhere, a hidden namespace) is reported in
+/// [`GitError::RefsRejected`] while the others stay pushed. Returns the refs created or updated.
+pub fn push_refs(
+    bare_dir: &Path,
+    remote: &Remote,
+    refspecs: &[&str],
+) -> Result<PushOutcome, GitError> {
+    let url = remote.checked_url()?;
     if !bare_dir.is_dir() {
         return Err(GitError::NotARepository {
             path: bare_dir.to_owned(),
@@ -77,14 +90,9 @@ pub fn push_mirror(bare_dir: &Path, remote: &Remote) -> Result<PushOutcome, GitE
     let home =
         tempfile::tempdir().map_err(|e| GitError::io("creating a temporary HOME for git", e))?;
     let output = run(
-        git(remote, home.path(), Some(bare_dir))?.args([
-            "push",
-            "--porcelain",
-            "--no-verify",
-            "--",
-            &url,
-            "refs/*:refs/*",
-        ]),
+        git(remote, home.path(), Some(bare_dir))?
+            .args(["push", "--porcelain", "--no-verify", "--", &url])
+            .args(refspecs),
         remote,
         &url,
         "push",

@@ -2,6 +2,9 @@
 
 pub mod backup;
 pub mod restore;
+pub mod restore_forge;
+pub mod restore_meta;
+pub mod zip;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

@@ -1,5 +1,7 @@
-//! A restore: the snapshot's bare mirror, pushed to a new empty repository, or packed as a tar
-//! into storage for the CLI to download.
+//! A restore: the snapshot's bare mirror pushed to a new empty plain git repository, or packed
+//! as a tar into storage for the CLI to download; forge restores (GitHub: `full_repo` to `new`
+//! or `original`, `issues_only`, `wiki_only`, `releases_only`) are in
+//! [`super::restore_forge`], `download_zip` in [`super::zip`].
 
 use std::io::Write;
 use std::sync::Arc;
@@ -36,12 +38,45 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::RestoreRes
     result
 }
 
+/// Opens the lease's snapshot repository (the coordinator created it; the key is the lease's).
+pub(super) async fn open_snapshot_repo(
+    ctx: &Arc<TaskContext>,
+    access: &pb::RepoAccess,
+) -> Result<Arc<SnapshotRepo>, TaskError> {
+    let repo_spec = RepoSpec {
+        operator: ctx.storage.clone(),
+        path: access.snapshot_path.clone(),
+    };
+    let password = Secret::new(access.repo_password.clone());
+    let master = (!access.master_key.is_empty()).then(|| Secret::new(access.master_key.clone()));
+    blocking(move || {
+        let key = RepoKey::new(&password, master.as_ref());
+        let (repo, _) = SnapshotRepo::open(&repo_spec, key, false)?;
+        Ok(Arc::new(repo))
+    })
+    .await
+}
+
 async fn restore_in(
     ctx: &Arc<TaskContext>,
     access: &pb::RepoAccess,
     spec: &pb::RestoreSpec,
     work: &std::path::Path,
 ) -> Result<pb::RestoreResult, TaskError> {
+    match (spec.restore_type.as_str(), spec.target.as_str()) {
+        ("download_zip", "download") => return super::zip::run(ctx, access, spec, work).await,
+        ("full_repo", "new") if spec.target_provider != "github" => {}
+        ("full_repo", "download") => {}
+        ("full_repo", "new" | "original")
+        | ("issues_only" | "wiki_only" | "releases_only", "existing") => {
+            return super::restore_forge::run(ctx, access, spec, work).await;
+        }
+        (t, target) => {
+            return Err(TaskError::permanent(format!(
+                "restore type {t:?} to target {target:?} is not supported by this worker"
+            )));
+        }
+    }
     ctx.progress.phase(
         "restore",
         format!(
@@ -49,18 +84,11 @@ async fn restore_in(
             &spec.snapshot_id[..8.min(spec.snapshot_id.len())]
         ),
     );
-    let repo_spec = RepoSpec {
-        operator: ctx.storage.clone(),
-        path: access.snapshot_path.clone(),
-    };
-    let password = Secret::new(access.repo_password.clone());
-    let master = (!access.master_key.is_empty()).then(|| Secret::new(access.master_key.clone()));
+    let repo = open_snapshot_repo(ctx, access).await?;
     let code = work.join(manifest::CODE_DIR);
     let snapshot_id = spec.snapshot_id.clone();
     let (code2, progress) = (code.clone(), ctx.progress.clone());
     let manifest = blocking(move || {
-        let key = RepoKey::new(&password, master.as_ref());
-        let (repo, _) = SnapshotRepo::open(&repo_spec, key, false)?;
         let manifest = Manifest::from_json(&repo.read_file(&snapshot_id, manifest::MANIFEST_FILE)?)
             .map_err(|e| TaskError::permanent(format!("snapshot {snapshot_id}: {e}")))?;
         let summary = repo.restore(&snapshot_id, manifest::CODE_DIR, &code2)?;
@@ -85,10 +113,11 @@ async fn restore_in(
                 .phase("done", format!("{} refs pushed", pushed.refs_pushed));
             Ok(pb::RestoreResult {
                 refs_pushed: pushed.refs_pushed,
+                summary: format!("{} refs pushed", pushed.refs_pushed),
                 ..Default::default()
             })
         }
-        "download" => {
+        _ => {
             ctx.progress.phase("package", "packing the bare repository");
             let tar_path = work.join("download.tar");
             let (code, tar_path2) = (code.clone(), tar_path.clone());
@@ -109,12 +138,10 @@ async fn restore_in(
                 artifact_path: spec.artifact_path.clone(),
                 artifact_bytes: bytes,
                 artifact_sha256: sha,
+                summary: format!("{bytes} bytes ready for download"),
                 ..Default::default()
             })
         }
-        other => Err(TaskError::permanent(format!(
-            "restore target {other:?} is not supported by this worker"
-        ))),
     }
 }
 

@@ -5,7 +5,8 @@
 //! Contracts:
 //! - The token is sent only to the API's own host: the client sets `Authorization` per request
 //!   from its [`TokenSource`], only when the request's scheme and authority are the API base's
-//!   (reqwest drops `Authorization` when a redirect leaves the host). It never appears in a URL,
+//!   (or, for `api.github.com`, `uploads.github.com`, where release assets are uploaded;
+//!   reqwest drops `Authorization` when a redirect leaves the host). It never appears in a URL,
 //!   a log line, an error or `Debug` output.
 //! - A 401 asks the [`TokenSource`] once for a fresher token and, when it has one, sends the
 //!   request again with it (an installation token that expired mid-task).
@@ -94,6 +95,15 @@ pub struct Listing {
     pub etag: Option<String>,
     /// The conditional request was answered 304: nothing changed.
     pub not_modified: bool,
+}
+
+/// A request's body.
+#[derive(Clone, Copy)]
+enum ReqBody<'a> {
+    None,
+    Json(&'a Value),
+    /// Raw bytes with their content type (release-asset uploads).
+    Bytes(&'a str, &'a [u8]),
 }
 
 /// A raw answer after retries.
@@ -223,7 +233,13 @@ impl GitHubClient {
         if_none_match: Option<&str>,
     ) -> Result<Page, ForgeError> {
         let raw = self
-            .send(Method::GET, path_and_query, if_none_match, None, None)
+            .send(
+                Method::GET,
+                path_and_query,
+                if_none_match,
+                ReqBody::None,
+                None,
+            )
             .await?;
         let rate = RateSnapshot::from_headers(&raw.headers);
         let body = if raw.status == 304 || raw.bytes.is_empty() {
@@ -291,11 +307,75 @@ impl GitHubClient {
     /// POST a JSON body; the answer's JSON (2xx only).
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ForgeError> {
         let raw = self
-            .send(Method::POST, path, None, Some(body), None)
+            .send(Method::POST, path, None, ReqBody::Json(body), None)
             .await?;
         serde_json::from_slice(&raw.bytes).map_err(|e| ForgeError::Decode {
             method: "POST".into(),
             path: self.shown(path),
+            detail: e.to_string(),
+        })
+    }
+
+    /// PATCH a JSON body; the answer's JSON (2xx only).
+    pub async fn patch_json(&self, path: &str, body: &Value) -> Result<Value, ForgeError> {
+        let raw = self
+            .send(Method::PATCH, path, None, ReqBody::Json(body), None)
+            .await?;
+        serde_json::from_slice(&raw.bytes).map_err(|e| ForgeError::Decode {
+            method: "PATCH".into(),
+            path: self.shown(path),
+            detail: e.to_string(),
+        })
+    }
+
+    /// PUT a JSON body (none: `Content-Length: 0`, as GitHub asks for bodiless PUTs); the
+    /// answer's JSON, `None` for an empty answer (204).
+    pub async fn put_json(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, ForgeError> {
+        let body = body.map_or(ReqBody::None, ReqBody::Json);
+        let raw = self.send(Method::PUT, path, None, body, None).await?;
+        if raw.bytes.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&raw.bytes)
+            .map(Some)
+            .map_err(|e| ForgeError::Decode {
+                method: "PUT".into(),
+                path: self.shown(path),
+                detail: e.to_string(),
+            })
+    }
+
+    /// DELETE `path` (2xx only).
+    pub async fn delete(&self, path: &str) -> Result<(), ForgeError> {
+        self.send(Method::DELETE, path, None, ReqBody::None, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// POST raw `bytes` as `content_type` to `url` (a release's `upload_url` with its
+    /// `{?name,label}` template replaced by a query); the answer's JSON (the asset).
+    pub async fn upload(
+        &self,
+        url: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<Value, ForgeError> {
+        let raw = self
+            .send(
+                Method::POST,
+                url,
+                None,
+                ReqBody::Bytes(content_type, bytes),
+                None,
+            )
+            .await?;
+        serde_json::from_slice(&raw.bytes).map_err(|e| ForgeError::Decode {
+            method: "POST".into(),
+            path: self.shown(url),
             detail: e.to_string(),
         })
     }
@@ -309,7 +389,7 @@ impl GitHubClient {
                 Method::GET,
                 url,
                 None,
-                None,
+                ReqBody::None,
                 Some("application/octet-stream"),
             )
             .await?;
@@ -349,22 +429,38 @@ impl GitHubClient {
         }
     }
 
-    /// A request off the API's host: plain HTTP, no token, no GitHub headers.
+    /// A request off the API's base: plain HTTP; the token (`auth`) only for the API's own host
+    /// (uploads).
     async fn send_elsewhere(
         &self,
         method: &Method,
         url: &str,
         accept: Option<&str>,
-        body: Option<&Value>,
+        body: ReqBody<'_>,
+        auth: Option<HeaderValue>,
     ) -> Result<Raw, String> {
         let mut req = self.inner.http.request(method.clone(), url);
+        if let Some(auth) = auth {
+            // The API's own host outside the API base (uploads): GitHub's headers too.
+            req = req
+                .header(AUTHORIZATION, auth)
+                .header("x-github-api-version", "2022-11-28");
+        }
         if let Some(accept) = accept {
             req = req.header(ACCEPT, accept);
         }
-        if let Some(body) = body {
-            req = req
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string());
+        match body {
+            ReqBody::None => {}
+            ReqBody::Json(body) => {
+                req = req
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_string());
+            }
+            ReqBody::Bytes(content_type, bytes) => {
+                req = req
+                    .header(http::header::CONTENT_TYPE, content_type)
+                    .body(bytes.to_vec());
+            }
         }
         let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
         let status = resp.status().as_u16();
@@ -381,8 +477,15 @@ impl GitHubClient {
     }
 
     /// Whether `uri` is on the API's own scheme and host (the token goes nowhere else).
+    /// GitHub.com's uploads host (`uploads.github.com`, where release assets are uploaded)
+    /// counts as the API's: GitHub Enterprise serves uploads on its own host (`/api/uploads`).
     fn is_api(&self, uri: &Uri) -> bool {
-        origin(uri).is_some_and(|o| o == self.inner.api_origin)
+        origin(uri).is_some_and(|o| {
+            o == self.inner.api_origin
+                || (self.inner.api_origin.1 == "api.github.com"
+                    && o.0 == "https"
+                    && o.1 == "uploads.github.com")
+        })
     }
 
     /// Sends one request, waiting out rate limits and retrying 5xx and transport errors.
@@ -392,7 +495,7 @@ impl GitHubClient {
         method: Method,
         target: &str,
         if_none_match: Option<&str>,
-        body: Option<&Value>,
+        body: ReqBody<'_>,
         accept: Option<&str>,
     ) -> Result<Raw, ForgeError> {
         let url = self.url(target);
@@ -403,6 +506,9 @@ impl GitHubClient {
         let mut server_errors = 0u32;
         let mut token_refreshed = false;
         let api = self.is_api(&uri);
+        // Through octocrab only under the API base: it prepends the base's path to any other
+        // path (GitHub Enterprise's `/api/uploads` would become `/api/v3/api/uploads`).
+        let under_base = url.starts_with(&format!("{}/", self.inner.api_url));
         loop {
             let admission = if api {
                 self.admit().await?
@@ -433,12 +539,24 @@ impl GitHubClient {
                 );
             }
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
-            let result = if api {
-                let request = self
-                    .inner
-                    .crab
-                    .build_request(builder, body)
-                    .map_err(|e| ForgeError::Config(format!("{method} {shown}: {e}")))?;
+            let result = if api && under_base {
+                let request = match body {
+                    ReqBody::None => self
+                        .inner
+                        .crab
+                        .build_request::<Value>(builder, None)
+                        .map_err(|e| e.to_string()),
+                    ReqBody::Json(v) => self
+                        .inner
+                        .crab
+                        .build_request(builder, Some(v))
+                        .map_err(|e| e.to_string()),
+                    ReqBody::Bytes(content_type, bytes) => builder
+                        .header(http::header::CONTENT_TYPE, content_type)
+                        .body(octocrab::OctoBody::from(bytes.to_vec()))
+                        .map_err(|e| e.to_string()),
+                }
+                .map_err(|e| ForgeError::Config(format!("{method} {shown}: {e}")))?;
                 match self.inner.crab.execute(request).await {
                     Ok(response) => {
                         let (parts, body) = response.into_parts();
@@ -454,7 +572,19 @@ impl GitHubClient {
                     Err(e) => Err(e.to_string()),
                 }
             } else {
-                self.send_elsewhere(&method, &url, accept, body).await
+                let auth = if api && !token.expose().is_empty() {
+                    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                        .map_err(|_| {
+                            ForgeError::Config(
+                                "the token holds characters not allowed in a header".into(),
+                            )
+                        })?;
+                    value.set_sensitive(true);
+                    Some(value)
+                } else {
+                    None
+                };
+                self.send_elsewhere(&method, &url, accept, body, auth).await
             };
             let raw = match result {
                 Ok(raw) => raw,
@@ -538,11 +668,35 @@ fn rate_limit_wait(raw: &Raw, rate: Option<&RateSnapshot>) -> Option<(Duration, 
     None
 }
 
-/// GitHub's `message`, or the start of the body.
+/// GitHub's `message` (with its `errors`' messages, or field and code, when a 422 lists them:
+/// "Validation Failed" alone does not say what failed), or the start of the body.
 fn github_message(bytes: &[u8]) -> String {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(v) => match v.get("message").and_then(Value::as_str) {
-            Some(m) => m.to_string(),
+            Some(m) => {
+                let details: Vec<String> = v
+                    .get("errors")
+                    .and_then(Value::as_array)
+                    .map(|errors| {
+                        errors
+                            .iter()
+                            .filter_map(|e| match e.get("message").and_then(Value::as_str) {
+                                Some(m) => Some(m.to_string()),
+                                None => Some(format!(
+                                    "{} {}",
+                                    e.get("field").and_then(Value::as_str)?,
+                                    e.get("code").and_then(Value::as_str)?
+                                )),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if details.is_empty() {
+                    m.to_string()
+                } else {
+                    truncate(&format!("{m} ({})", details.join("; ")))
+                }
+            }
             None => truncate(&v.to_string()),
         },
         Err(_) => truncate(&String::from_utf8_lossy(bytes)),

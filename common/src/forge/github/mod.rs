@@ -17,6 +17,12 @@
 //!         -> Result<Listing, ForgeError>;
 //!     pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, ForgeError>;
 //!     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ForgeError>;
+//!     pub async fn patch_json(&self, path: &str, body: &Value) -> Result<Value, ForgeError>;
+//!     pub async fn put_json(&self, path: &str, body: Option<&Value>)
+//!         -> Result<Option<Value>, ForgeError>;
+//!     pub async fn delete(&self, path: &str) -> Result<(), ForgeError>;
+//!     pub async fn upload(&self, url: &str, content_type: &str, bytes: &[u8])
+//!         -> Result<Value, ForgeError>;
 //!     pub fn requests(&self) -> u64;
 //! }
 //! pub async fn mint_installation_token(endpoint: &GitHubEndpoint, app_id: u64,
@@ -46,6 +52,9 @@
 //!     pub used: u64, pub resource: String }
 //! pub async fn export_repo(client: &GitHubClient, owner: &str, name: &str, out: &Path,
 //!     previous: Option<&Path>, mode: ExportMode) -> Result<ExportReport, ForgeError>;
+//! pub fn plan(tree: &Path, opts: &RestoreOptions) -> Result<RestorePlan, ForgeError>;
+//! pub async fn restore_metadata(tree: &Path, target: RestoreTarget<'_>, opts: &RestoreOptions,
+//!     progress: &(dyn Fn(Progress) + Sync)) -> Result<RestoreReport, ForgeError>;
 //! ```
 //!
 //! Credentials: a personal token or an installation token, always a plain bearer token
@@ -59,6 +68,7 @@ pub mod error;
 pub mod export;
 pub mod rate;
 pub mod repos;
+pub mod restore;
 
 pub use app::{app_jwt, mint_installation_token};
 pub use client::{GitHubClient, GitHubEndpoint, Listing, Page};
@@ -70,3 +80,7 @@ pub use rate::{
     token_credential_id,
 };
 pub use repos::{RemoteRepo, list_org_repos};
+pub use restore::{
+    Converted, Pace, Parts, Progress, RestoreOptions, RestorePlan, RestoreReport, RestoreTarget,
+    Skipped, plan, restore_metadata,
+};

@@ -1,0 +1,461 @@
+//! Settings: branch protection, rulesets, webhooks (without secrets), deploy keys,
+//! collaborators (users that exist) and team access. Each is matched in the target first (by
+//! branch, name, URL, key, login, slug) and only added, never changed; what the target refuses
+//! (403, 404, 409, 410, 422) is skipped with GitHub's answer.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use super::source::Source;
+use super::{Engine, encode, refused, str_field};
+use crate::forge::github::error::ForgeError;
+
+/// The `{"enabled": bool}` of a protection field.
+fn enabled(p: &Value, field: &str) -> Value {
+    p.get(field)
+        .and_then(|v| v.get("enabled"))
+        .and_then(Value::as_bool)
+        .map_or(Value::Null, Value::Bool)
+}
+
+/// Logins / slugs of an actor list (`users` → login, `teams`/`apps` → slug).
+fn actors(v: &Value) -> Value {
+    let pick = |list: &str, field: &str| -> Vec<String> {
+        v.get(list)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.get(field).and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    json!({
+        "users": pick("users", "login"),
+        "teams": pick("teams", "slug"),
+        "apps": pick("apps", "slug"),
+    })
+}
+
+/// `GET .../protection`'s answer as the body `PUT .../protection` takes ("Update branch
+/// protection"): its four required keys (each may be null) and the `enabled` flags.
+/// `required_signatures` has its own endpoint and is not restored.
+pub(crate) fn protection_body(p: &Value) -> Value {
+    let checks = p
+        .get("required_status_checks")
+        .filter(|v| !v.is_null())
+        .map_or(Value::Null, |c| {
+            json!({
+                "strict": c.get("strict").and_then(Value::as_bool).unwrap_or(false),
+                "contexts": c.get("contexts").cloned().unwrap_or_else(|| json!([])),
+            })
+        });
+    let reviews = p
+        .get("required_pull_request_reviews")
+        .filter(|v| !v.is_null())
+        .map_or(Value::Null, |r| {
+            let flag = |f: &str| r.get(f).and_then(Value::as_bool).unwrap_or(false);
+            let mut out = json!({
+                "dismiss_stale_reviews": flag("dismiss_stale_reviews"),
+                "require_code_owner_reviews": flag("require_code_owner_reviews"),
+                "require_last_push_approval": flag("require_last_push_approval"),
+            });
+            if let Some(n) = r
+                .get("required_approving_review_count")
+                .and_then(Value::as_u64)
+            {
+                out["required_approving_review_count"] = json!(n);
+            }
+            for list in ["dismissal_restrictions", "bypass_pull_request_allowances"] {
+                if let Some(a) = r.get(list).filter(|v| !v.is_null()) {
+                    out[list] = actors(a);
+                }
+            }
+            out
+        });
+    let restrictions = p
+        .get("restrictions")
+        .filter(|v| !v.is_null())
+        .map_or(Value::Null, actors);
+    let mut out = Map::new();
+    out.insert("required_status_checks".into(), checks);
+    out.insert("enforce_admins".into(), enabled(p, "enforce_admins"));
+    out.insert("required_pull_request_reviews".into(), reviews);
+    out.insert("restrictions".into(), restrictions);
+    for f in [
+        "required_linear_history",
+        "allow_force_pushes",
+        "allow_deletions",
+        "block_creations",
+        "required_conversation_resolution",
+        "lock_branch",
+        "allow_fork_syncing",
+    ] {
+        let v = enabled(p, f);
+        if !v.is_null() {
+            out.insert(f.into(), v);
+        }
+    }
+    Value::Object(out)
+}
+
+/// A collaborator's permission as `PUT .../collaborators/USER` takes it.
+fn permission(c: &Value) -> String {
+    match str_field(c, "role_name") {
+        Some("read") => "pull".into(),
+        Some("write") => "push".into(),
+        Some(role) => role.to_string(),
+        None => {
+            let p = &c["permissions"];
+            ["admin", "maintain", "push", "triage"]
+                .into_iter()
+                .find(|k| p.get(*k).and_then(Value::as_bool) == Some(true))
+                .unwrap_or("pull")
+                .to_string()
+        }
+    }
+}
+
+/// A hook URL for the report: scheme, host and path (a query or user info may hold a secret).
+fn shown_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => {
+            format!(
+                "{}://{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or(""),
+                u.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ) + u.path()
+        }
+        Err(_) => "(unparsable URL)".into(),
+    }
+}
+
+/// The algorithm and key of an OpenSSH public key (its comment dropped).
+fn key_material(key: &str) -> String {
+    key.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+fn list(v: Option<&Value>) -> Vec<Value> {
+    match v {
+        Some(Value::Array(a)) => a.clone(),
+        Some(Value::Object(m)) => m.values().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Engine<'_> {
+    pub(super) async fn settings(&mut self, src: &Source) -> Result<(), ForgeError> {
+        self.protection(src).await?;
+        self.rulesets(src).await?;
+        self.hooks(src).await?;
+        self.deploy_keys(src).await?;
+        self.collaborators(src).await?;
+        self.teams(src).await
+    }
+
+    /// Lists `tail` in the target; a refusal is skipped for `what` (`None`).
+    async fn target_list(
+        &mut self,
+        tail: &str,
+        what: &str,
+    ) -> Result<Option<Vec<Value>>, ForgeError> {
+        match self.client.get_all(&self.repo_path(tail)).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if refused(&e) => {
+                self.skip(what.to_string(), e.to_string());
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs one creation; a refusal is skipped for `item`. `Ok(true)` when it was created.
+    async fn attempt(
+        &mut self,
+        item: String,
+        result: Result<Option<Value>, ForgeError>,
+    ) -> Result<bool, ForgeError> {
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if refused(&e) => {
+                self.skip(item, e.to_string());
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn protection(&mut self, src: &Source) -> Result<(), ForgeError> {
+        let Some(Value::Object(map)) = src.settings.get("branch_protection") else {
+            return Ok(());
+        };
+        for (branch, p) in map {
+            let item = format!("protection {branch}");
+            if !self.opts.branches_present.contains(branch) {
+                self.skip(
+                    item,
+                    format!("branch {branch} does not exist in this repository"),
+                );
+                continue;
+            }
+            let path = self.repo_path(&format!("/branches/{}/protection", encode(branch)));
+            match self.client.get_json(&path, None).await {
+                Ok(_) => {
+                    self.reused("protection", "settings");
+                    continue;
+                }
+                Err(e) if e.status() == Some(404) => {}
+                Err(e) if refused(&e) => {
+                    self.skip(item, e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            let body = protection_body(p);
+            let r = self.put(&path, Some(&body)).await;
+            if self.attempt(item, r).await? {
+                self.created("protection", "settings");
+            }
+        }
+        Ok(())
+    }
+
+    async fn rulesets(&mut self, src: &Source) -> Result<(), ForgeError> {
+        let wanted = list(src.settings.get("rulesets"));
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let Some(have) = self.target_list("/rulesets", "rulesets").await? else {
+            return Ok(());
+        };
+        let names: BTreeSet<String> = have
+            .iter()
+            .filter_map(|r| str_field(r, "name").map(str::to_string))
+            .collect();
+        for r in wanted {
+            let name = str_field(&r, "name").unwrap_or("").to_string();
+            if names.contains(&name) {
+                self.reused("ruleset", "settings");
+                continue;
+            }
+            let mut body = json!({ "name": name });
+            for f in [
+                "target",
+                "enforcement",
+                "conditions",
+                "rules",
+                "bypass_actors",
+            ] {
+                if let Some(v) = r.get(f).filter(|v| !v.is_null()) {
+                    body[f] = v.clone();
+                }
+            }
+            let r = self
+                .post(&self.repo_path("/rulesets"), &body)
+                .await
+                .map(Some);
+            if self.attempt(format!("ruleset {name}"), r).await? {
+                self.created("ruleset", "settings");
+            }
+        }
+        Ok(())
+    }
+
+    async fn hooks(&mut self, src: &Source) -> Result<(), ForgeError> {
+        let wanted = list(src.settings.get("hooks"));
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let Some(have) = self.target_list("/hooks", "hooks").await? else {
+            return Ok(());
+        };
+        let urls: BTreeSet<String> = have
+            .iter()
+            .filter_map(|h| str_field(&h["config"], "url").map(str::to_string))
+            .collect();
+        for h in wanted {
+            let Some(url) = str_field(&h["config"], "url").map(str::to_string) else {
+                continue;
+            };
+            let shown = shown_url(&url);
+            if urls.contains(&url) {
+                self.reused("hook", "settings");
+                self.report.webhooks_needing_secret.push(shown);
+                continue;
+            }
+            let mut config = json!({ "url": url });
+            for f in ["content_type", "insecure_ssl"] {
+                if let Some(v) = h["config"].get(f).filter(|v| !v.is_null()) {
+                    config[f] = v.clone();
+                }
+            }
+            let body = json!({
+                "name": "web",
+                "active": h.get("active").and_then(Value::as_bool).unwrap_or(true),
+                "events": h.get("events").cloned().unwrap_or_else(|| json!(["push"])),
+                "config": config,
+            });
+            let r = self.post(&self.repo_path("/hooks"), &body).await.map(Some);
+            if self.attempt(format!("hook {shown}"), r).await? {
+                self.created("hook", "settings");
+                self.report.webhooks_needing_secret.push(shown);
+            }
+        }
+        Ok(())
+    }
+
+    async fn deploy_keys(&mut self, src: &Source) -> Result<(), ForgeError> {
+        let wanted = list(src.settings.get("deploy_keys"));
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let Some(have) = self.target_list("/keys", "deploy keys").await? else {
+            return Ok(());
+        };
+        let keys: BTreeSet<String> = have
+            .iter()
+            .filter_map(|k| str_field(k, "key").map(key_material))
+            .collect();
+        for k in wanted {
+            let Some(key) = str_field(&k, "key") else {
+                continue;
+            };
+            let title = str_field(&k, "title").unwrap_or("deploy key").to_string();
+            if keys.contains(&key_material(key)) {
+                self.reused("deploy_key", "settings");
+                continue;
+            }
+            let body = json!({
+                "title": title,
+                "key": key,
+                "read_only": k.get("read_only").and_then(Value::as_bool).unwrap_or(true),
+            });
+            let r = self.post(&self.repo_path("/keys"), &body).await.map(Some);
+            if self.attempt(format!("deploy_key {title}"), r).await? {
+                self.created("deploy_key", "settings");
+            }
+        }
+        Ok(())
+    }
+
+    async fn collaborators(&mut self, src: &Source) -> Result<(), ForgeError> {
+        let wanted = list(src.settings.get("collaborators"));
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let me = self
+            .client
+            .get_json("/user", None)
+            .await?
+            .body
+            .and_then(|u| str_field(&u, "login").map(str::to_string));
+        let invited: BTreeSet<String> = match self
+            .target_list("/invitations", "collaborator invitations")
+            .await?
+        {
+            Some(list) => list
+                .iter()
+                .filter_map(|i| str_field(&i["invitee"], "login").map(str::to_string))
+                .collect(),
+            None => BTreeSet::new(),
+        };
+        for c in wanted {
+            let Some(user) = str_field(&c, "login").map(str::to_string) else {
+                continue;
+            };
+            let item = format!("collaborator {user}");
+            if me.as_deref() == Some(user.as_str()) || invited.contains(&user) {
+                self.reused("collaborator", "settings");
+                continue;
+            }
+            let path = self.repo_path(&format!("/collaborators/{}", encode(&user)));
+            match self.client.get_json(&path, None).await {
+                Ok(_) => {
+                    self.reused("collaborator", "settings");
+                    continue;
+                }
+                Err(e) if e.status() == Some(404) => {}
+                Err(e) if refused(&e) => {
+                    self.skip(item, e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            if !self.user_exists(&user).await? {
+                self.skip(item, format!("user {user} does not exist"));
+                continue;
+            }
+            let body = json!({ "permission": permission(&c) });
+            let r = self.put(&path, Some(&body)).await;
+            if self.attempt(item, r).await? {
+                self.created("collaborator", "settings");
+            }
+        }
+        Ok(())
+    }
+
+    async fn teams(&mut self, src: &Source) -> Result<(), ForgeError> {
+        for t in list(src.settings.get("teams")) {
+            let Some(slug) = str_field(&t, "slug").map(str::to_string) else {
+                continue;
+            };
+            let item = format!("team {slug}");
+            let path = format!(
+                "/orgs/{}/teams/{}/repos/{}/{}",
+                self.owner,
+                encode(&slug),
+                self.owner,
+                self.name
+            );
+            match self.client.get_json(&path, None).await {
+                Ok(_) => {
+                    self.reused("team", "settings");
+                    continue;
+                }
+                Err(e) if e.status() == Some(404) => {}
+                Err(e) if refused(&e) => {
+                    self.skip(item, e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            let perm = str_field(&t, "permission").unwrap_or("pull").to_string();
+            let r = self.put(&path, Some(&json!({ "permission": perm }))).await;
+            if self.attempt(item, r).await? {
+                self.created("team", "settings");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_urls_lose_query_and_credentials() {
+        assert_eq!(
+            shown_url("https://user:pw@hooks.example:8443/in?token=s3cret"),
+            "https://hooks.example:8443/in"
+        );
+    }
+
+    #[test]
+    fn protection_round_trips_to_put_shape() {
+        let got = json!({
+            "enforce_admins": {"enabled": true, "url": "x"},
+            "required_linear_history": {"enabled": true},
+            "required_status_checks": {"strict": true, "contexts": ["CI"], "checks": []},
+            "restrictions": {"users": [{"login": "a"}], "teams": [{"slug": "core"}], "apps": []},
+        });
+        let put = protection_body(&got);
+        assert_eq!(put["enforce_admins"], json!(true));
+        assert_eq!(put["required_pull_request_reviews"], Value::Null);
+        assert_eq!(put["restrictions"]["users"], json!(["a"]));
+        assert_eq!(put["required_linear_history"], json!(true));
+    }
+}

@@ -1,0 +1,427 @@
+//! Restores: the types × targets a restore may take, where a forge restore goes and with which
+//! credential, listing and cancelling.
+//!
+//! Valid combinations ([`VALID_COMBINATIONS`]); anything else is refused naming them:
+//! - `full_repo` to `new`: `--org ORG --name NAME` on the source's forge (or on the forge of
+//!   `--credential-org`), with the credential of the repovault organisation named `ORG` when
+//!   there is one, else of `--credential-org`, else of the source's organisation; or `--url` for
+//!   plain git (with its own token). The worker creates the repository, or it must exist with no
+//!   refs.
+//! - `full_repo` to `original`: the source's organisation, `--name NAME` required, and the
+//!   repository must not exist (checked here, with the forge, before anything is queued; the
+//!   worker never overwrites either).
+//! - `full_repo` to `download`: a tar of the bare repository in storage, streamed to the CLI.
+//! - `issues_only`, `wiki_only`, `releases_only` to `existing`: `--into ORG/NAME`, a repository
+//!   that exists (checked here); append-only.
+//! - `download_zip` to `download`.
+
+use repovault_common::forge::github::{GitHubClient, GitHubEndpoint};
+use repovault_common::names::{parse_full_name, validate_git_url, validate_name};
+use repovault_common::secret::Secret;
+
+use crate::error::{CoreError, CoreResult, not_found};
+use crate::ids;
+use crate::model::{OrgCredential, OrgRecord, RestoreRecord, Status};
+use crate::queue::PRIORITY_RESTORE;
+
+use super::github::DEFAULT_GITHUB_API_URL;
+use super::{Core, now_ms, org_credential_context, restore_token_context};
+
+/// Every valid restore type with the targets it takes.
+pub const VALID_COMBINATIONS: &[(&str, &[&str])] = &[
+    ("full_repo", &["new", "original", "download"]),
+    ("issues_only", &["existing"]),
+    ("wiki_only", &["existing"]),
+    ("releases_only", &["existing"]),
+    ("download_zip", &["download"]),
+];
+
+/// The valid combinations as one line, for error messages.
+pub fn valid_combinations_text() -> String {
+    let list: Vec<String> = VALID_COMBINATIONS
+        .iter()
+        .map(|(t, targets)| format!("{t} to {}", targets.join("|")))
+        .collect();
+    format!(
+        "valid: {} (full_repo to new takes --org ORG --name NAME or --url URL; original takes --name NAME; existing takes --into ORG/NAME)",
+        list.join(", ")
+    )
+}
+
+/// Checks `restore_type` × `target`; the error names every valid combination.
+pub fn check_combination(restore_type: &str, target: &str) -> CoreResult<()> {
+    let ok = VALID_COMBINATIONS
+        .iter()
+        .any(|(t, targets)| *t == restore_type && targets.contains(&target));
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidArgument(format!(
+            "restore type {restore_type:?} to target {target:?} is not a valid combination; {}",
+            valid_combinations_text()
+        )))
+    }
+}
+
+/// What an admin asks for (`StartRestoreRequest`).
+#[derive(Debug, Default, Clone)]
+pub struct RestoreRequest {
+    pub backup_id: String,
+    pub restore_type: String,
+    pub target: String,
+    /// Plain git target URL (`full_repo` to `new`).
+    pub url: String,
+    /// The plain git target's token.
+    pub token: Option<Secret>,
+    /// Forge target owner (`full_repo` to `new`).
+    pub org: String,
+    /// Forge target name (`full_repo` to `new` or `original`).
+    pub name: String,
+    /// A repovault organisation whose forge and credential to use.
+    pub credential_org: String,
+    /// `ORG/NAME` of an existing repository (`existing`).
+    pub into: String,
+    /// Lifetime of a download's first link (validated by the caller); `None`: 6 h.
+    pub link_ttl_ms: Option<i64>,
+}
+
+fn invalid(m: impl Into<String>) -> CoreError {
+    CoreError::InvalidArgument(m.into())
+}
+
+fn endpoint(org: &OrgRecord) -> GitHubEndpoint {
+    GitHubEndpoint {
+        api_url: org
+            .api_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_GITHUB_API_URL.to_string()),
+        ca_cert_pem: org.ca_cert_pem.clone(),
+    }
+}
+
+impl Core {
+    /// A restore of `backup_id` to plain git (`url`) or a download: see
+    /// [`Core::start_restore_request`].
+    pub async fn start_restore(
+        &self,
+        backup_id: &str,
+        restore_type: &str,
+        target: &str,
+        url: &str,
+        token: Option<Secret>,
+    ) -> CoreResult<RestoreRecord> {
+        self.start_restore_request(RestoreRequest {
+            backup_id: backup_id.to_string(),
+            restore_type: restore_type.to_string(),
+            target: target.to_string(),
+            url: url.to_string(),
+            token,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Validates and queues a restore (priority 9). Forge targets are checked with the forge
+    /// first: `original` must not exist, `existing` must exist.
+    pub async fn start_restore_request(&self, req: RestoreRequest) -> CoreResult<RestoreRecord> {
+        check_combination(&req.restore_type, &req.target)?;
+        let backup = self.get_backup(&req.backup_id).await?;
+        if backup.status != Status::Completed || backup.snapshot_id.is_none() {
+            return Err(CoreError::FailedPrecondition(format!(
+                "backup {} is {}, only a completed backup can be restored",
+                req.backup_id,
+                backup.status.as_str()
+            )));
+        }
+        let repo = self
+            .store
+            .repo(&backup.repo_id)
+            .await?
+            .ok_or_else(|| not_found("repository", backup.repo_id.clone()))?;
+        let source_org = self
+            .store
+            .org(&repo.org_id)
+            .await?
+            .ok_or_else(|| not_found("organisation", repo.org_id.clone()))?;
+        let id = ids::new_restore_id();
+        let mut restore = RestoreRecord {
+            id: id.clone(),
+            backup_id: backup.id.clone(),
+            org_id: repo.org_id.clone(),
+            repo_id: repo.id.clone(),
+            repo_full_name: repo.full_name(),
+            restore_type: req.restore_type.clone(),
+            target: req.target.clone(),
+            target_url: None,
+            sealed_target_token: None,
+            status: Status::Pending,
+            error: None,
+            created_at_ms: now_ms(),
+            finished_at_ms: None,
+            refs_pushed: 0,
+            artifact_path: None,
+            artifact_bytes: 0,
+            artifact_sha256: None,
+            task_id: String::new(),
+            target_repo: None,
+            target_api_url: None,
+            target_ca_cert_pem: None,
+            target_credential_org_id: None,
+            create_target: false,
+            summary: None,
+            download: crate::model::DownloadState {
+                link_ttl_ms: req.link_ttl_ms,
+                ..Default::default()
+            },
+        };
+        let forge_args = !req.org.is_empty() || !req.name.is_empty() || !req.into.is_empty();
+        match req.target.as_str() {
+            "download" => {
+                if forge_args || !req.url.is_empty() || !req.credential_org.is_empty() {
+                    return Err(invalid(
+                        "target download takes no --org, --name, --into, --url or --credential-org",
+                    ));
+                }
+                let ext = if req.restore_type == "download_zip" {
+                    "zip"
+                } else {
+                    "tar"
+                };
+                restore.artifact_path =
+                    Some(format!("{}/{}/downloads/{id}.{ext}", repo.org_id, repo.id));
+            }
+            "new" if !req.url.is_empty() => {
+                if forge_args || !req.credential_org.is_empty() {
+                    return Err(invalid(
+                        "target new takes either --url URL (plain git) or --org ORG --name NAME (a forge), not both",
+                    ));
+                }
+                let u = validate_git_url(&req.url).map_err(|e| invalid(e.to_string()))?;
+                restore.target_url = Some(u.to_string());
+                restore.sealed_target_token = req
+                    .token
+                    .filter(|t| !t.is_empty())
+                    .map(|t| self.seal(&restore_token_context(&id), &t));
+            }
+            "new" | "original" | "existing" => {
+                if !req.url.is_empty() || req.token.as_ref().is_some_and(|t| !t.is_empty()) {
+                    return Err(invalid(format!(
+                        "target {} restores to a forge with an organisation's credential: --url and a token are for plain git (full_repo to new)",
+                        req.target
+                    )));
+                }
+                let (owner, name) = match req.target.as_str() {
+                    "new" => {
+                        if req.org.is_empty() || req.name.is_empty() || !req.into.is_empty() {
+                            return Err(invalid(
+                                "target new needs --org ORG --name NAME (or --url URL for plain git)",
+                            ));
+                        }
+                        (req.org.clone(), req.name.clone())
+                    }
+                    "original" => {
+                        if req.name.is_empty() || !req.org.is_empty() || !req.into.is_empty() {
+                            return Err(invalid(format!(
+                                "target original needs --name NAME (a new repository in {}) and takes no --org or --into",
+                                source_org.name
+                            )));
+                        }
+                        (source_org.name.clone(), req.name.clone())
+                    }
+                    _ => {
+                        if req.into.is_empty() || !req.org.is_empty() || !req.name.is_empty() {
+                            return Err(invalid(format!(
+                                "{} needs --into ORG/NAME (an existing repository) and takes no --org or --name",
+                                req.restore_type
+                            )));
+                        }
+                        parse_full_name(&req.into).map_err(|e| invalid(e.to_string()))?
+                    }
+                };
+                validate_name("organisation", &owner).map_err(|e| invalid(e.to_string()))?;
+                validate_name("repository", &name).map_err(|e| invalid(e.to_string()))?;
+                let cred = self
+                    .restore_credential_org(&source_org, &owner, &req.credential_org)
+                    .await?;
+                let exists = self.forge_repo_exists(&cred, &owner, &name).await?;
+                match (req.target.as_str(), exists) {
+                    ("original", true) => {
+                        return Err(CoreError::FailedPrecondition(format!(
+                            "repository {owner}/{name} already exists: a restore to the original organisation never overwrites; choose another --name"
+                        )));
+                    }
+                    ("existing", false) => {
+                        return Err(CoreError::FailedPrecondition(format!(
+                            "repository {owner}/{name} does not exist: {} restores into an existing repository",
+                            req.restore_type
+                        )));
+                    }
+                    _ => {}
+                }
+                restore.create_target = req.target != "existing" && !exists;
+                restore.target_repo = Some(format!("{owner}/{name}"));
+                restore.target_api_url = Some(endpoint(&cred).api_url);
+                restore.target_ca_cert_pem = cred.ca_cert_pem.clone();
+                restore.target_credential_org_id = Some(cred.id.clone());
+            }
+            _ => {
+                return Err(invalid(valid_combinations_text()));
+            }
+        }
+        self.enqueue_restore(&repo, &mut restore, PRIORITY_RESTORE)
+            .await?;
+        tracing::info!(restore = %restore.id, backup = %backup.id, target = %restore.target, kind = %restore.restore_type, "restore queued");
+        Ok(restore)
+    }
+
+    /// The repovault organisation whose forge and credential a forge restore to `owner` uses:
+    /// `--credential-org` when given; else the GitHub organisation named `owner` when repovault
+    /// knows one; else the source's organisation. It must be a GitHub organisation with a
+    /// credential.
+    async fn restore_credential_org(
+        &self,
+        source: &OrgRecord,
+        owner: &str,
+        credential_org: &str,
+    ) -> CoreResult<OrgRecord> {
+        let org = if !credential_org.is_empty() {
+            self.org_named(credential_org).await?
+        } else {
+            match self.store.org_by_name(owner).await? {
+                Some(o) if o.provider == "github" => o,
+                _ => source.clone(),
+            }
+        };
+        if org.provider != "github" || org.credential.is_none() {
+            return Err(CoreError::FailedPrecondition(format!(
+                "organisation {:?} is not a GitHub organisation with a credential: a forge restore needs one (--credential-org ORG), or restore to plain git with --url",
+                org.name
+            )));
+        }
+        Ok(org)
+    }
+
+    /// Whether `owner/name` exists on `org`'s forge, asked with `org`'s credential.
+    async fn forge_repo_exists(
+        &self,
+        org: &OrgRecord,
+        owner: &str,
+        name: &str,
+    ) -> CoreResult<bool> {
+        let ep = endpoint(org);
+        let token = self.forge_token(org).await?.unwrap_or_default();
+        let client = GitHubClient::new(&ep, token).map_err(|e| {
+            CoreError::FailedPrecondition(format!("GitHub API {}: {e}", ep.api_url))
+        })?;
+        match client
+            .get_json(&format!("/repos/{owner}/{name}"), None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(404) => Ok(false),
+            Err(e) => Err(CoreError::FailedPrecondition(format!(
+                "asking {} whether {owner}/{name} exists with {}'s credential: {e}",
+                ep.api_url, org.name
+            ))),
+        }
+    }
+
+    /// The token a restore's lease carries for its target, and whether it is the source's own
+    /// credential (then the lease's rate budget admits the target's requests): the sealed
+    /// plain git token, or the credential organisation's token (an App's cached installation
+    /// token, minted when the restore was started or by a backup since).
+    pub(crate) async fn restore_target_token(
+        &self,
+        r: &RestoreRecord,
+        source_org: &OrgRecord,
+    ) -> CoreResult<(Secret, bool)> {
+        if let Some(s) = &r.sealed_target_token {
+            return Ok((self.open(&restore_token_context(&r.id), s)?, false));
+        }
+        let Some(org_id) = &r.target_credential_org_id else {
+            return Ok((Secret::default(), false));
+        };
+        let org = self
+            .store
+            .org(org_id)
+            .await?
+            .ok_or_else(|| not_found("organisation", org_id.clone()))?;
+        let token = match &org.credential {
+            Some(OrgCredential::Token { sealed_token }) => {
+                self.open(&org_credential_context(&org.id), sealed_token)?
+            }
+            Some(OrgCredential::App { .. }) => self.cached_forge_token(&org).unwrap_or_default(),
+            None => Secret::default(),
+        };
+        Ok((token, org.id == source_org.id))
+    }
+
+    pub async fn get_restore(&self, id: &str) -> CoreResult<RestoreRecord> {
+        self.store
+            .restore(id)
+            .await?
+            .ok_or_else(|| not_found("restore", id))
+    }
+
+    /// Restores, newest first; of one repository (`ORG/NAME`) when given.
+    pub async fn list_restores(&self, full_name: Option<&str>) -> CoreResult<Vec<RestoreRecord>> {
+        let repo_id = match full_name {
+            Some(n) if !n.is_empty() => Some(self.repo_named(n).await?.id),
+            _ => None,
+        };
+        let mut out: Vec<RestoreRecord> = self
+            .store
+            .restores()
+            .await?
+            .into_iter()
+            .filter(|r| repo_id.as_ref().is_none_or(|id| *id == r.repo_id))
+            .collect();
+        out.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
+        Ok(out)
+    }
+
+    /// Cancels a pending or running restore: it fails with "cancelled by an administrator" and
+    /// its worker stops (the lease is revoked). A finished restore is refused.
+    pub async fn cancel_restore(&self, id: &str) -> CoreResult<RestoreRecord> {
+        let r = self.get_restore(id).await?;
+        if r.status.is_terminal() {
+            return Err(CoreError::FailedPrecondition(format!(
+                "restore {id} is {}: only a pending or running restore can be cancelled",
+                r.status.as_str()
+            )));
+        }
+        if !self
+            .cancel_task(&r.task_id, "cancelled by an administrator")
+            .await?
+        {
+            return Err(CoreError::FailedPrecondition(format!(
+                "restore {id} has no active task to cancel"
+            )));
+        }
+        self.get_restore(id).await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_matrix_is_valid() {
+        for (t, targets) in VALID_COMBINATIONS {
+            for target in ["new", "original", "download", "existing", "elsewhere"] {
+                assert_eq!(
+                    check_combination(t, target).is_ok(),
+                    targets.contains(&target),
+                    "{t} to {target}"
+                );
+            }
+        }
+        let e = check_combination("issues_only", "new")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("full_repo to new|original|download"), "{e}");
+        assert!(check_combination("everything", "new").is_err());
+    }
+}

@@ -1,0 +1,343 @@
+//! Download artifacts: links that expire, and deleting artifacts past their expiry (issue 5).
+//!
+//! A completed download restore (`download_zip`, or the older `full_repo` to `download` tar)
+//! leaves one artifact in storage. Its first link expires `link_ttl` (default 6 h) after the
+//! restore completed; `restore link` mints later links. The artifact lives until the latest
+//! expiry of any link minted for it ([`artifact_expiry`]); then the expiry loop
+//! ([`Core::expire_downloads`], every [`EXPIRY_INTERVAL`]) deletes it and marks the record
+//! (`artifact_expired`). Links are [`repovault_common::links`] HMAC links served by
+//! `GET /downloads/<id>` on the HTTP port (`http.rs`); their key is derived from the master key
+//! (context [`LINK_KEY_CONTEXT`]), so it needs no file of its own, survives restarts and any
+//! coordinator holding the master key verifies it; rotating the master key invalidates
+//! outstanding links.
+
+use repovault_common::crypto::MasterKey;
+use repovault_common::links::{
+    DEFAULT_LINK_TTL, HmacLinker, LINK_KEY_CONTEXT, Link, LinkRefusal, LinkRequest, Linker,
+};
+
+use crate::core::{Core, now_ms};
+use crate::error::{CoreError, CoreResult, not_found};
+use crate::model::{RestoreRecord, Status};
+use crate::store::Batch;
+
+/// How often the expiry loop looks for expired artifacts. An artifact outlives its last link by
+/// at most this; 5 minutes is a sixth of the shortest link lifetime (30 m) and costs one scan of
+/// the restore records.
+pub const EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// The link signing key and the base URL links start with.
+pub struct Downloads {
+    key: [u8; 32],
+    base_url: parking_lot::RwLock<Option<String>>,
+    /// Serialises read-modify-write of restore records by `restore link` and the expiry loop.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Downloads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Downloads")
+            .field("key", &"[redacted]")
+            .field("base_url", &*self.base_url.read())
+            .finish()
+    }
+}
+
+impl Downloads {
+    pub fn new(master: &MasterKey) -> Self {
+        Self {
+            key: master.derive_key(LINK_KEY_CONTEXT),
+            base_url: parking_lot::RwLock::new(None),
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Sets where links point (`http_public_url`, else `http://<bound HTTP address>`).
+    pub fn set_base_url(&self, url: &str) {
+        *self.base_url.write() = Some(url.trim_end_matches('/').to_string());
+    }
+
+    /// The HMAC linker; `None` when the coordinator serves no HTTP port.
+    fn hmac(&self) -> Option<HmacLinker> {
+        self.base_url
+            .read()
+            .as_deref()
+            .map(|b| HmacLinker::new(self.key, b))
+    }
+
+    /// The linker for this storage. Only the coordinator-served HMAC link exists; S3 presigned
+    /// URLs and Azure SAS would be chosen here by storage kind.
+    pub fn linker(&self) -> Option<Linker> {
+        self.hmac().map(Linker::Hmac)
+    }
+}
+
+/// A download artifact as the expiry planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    pub restore_id: String,
+    pub path: String,
+    /// Unix milliseconds after which no link to it is valid.
+    pub expires_at_ms: i64,
+}
+
+/// When `r`'s artifact expires (unix ms): the later of the first link's expiry (completion +
+/// `link_ttl`, default 6 h) and the latest minted link's. `None` when there is no live artifact
+/// (not a completed download, or already deleted).
+pub fn artifact_expiry(r: &RestoreRecord) -> Option<i64> {
+    if r.status != Status::Completed
+        || r.artifact_path.is_none()
+        || r.download.artifact_expired_at_ms.is_some()
+    {
+        return None;
+    }
+    let default_ttl = i64::try_from(DEFAULT_LINK_TTL.as_millis()).unwrap_or(i64::MAX);
+    let first = r
+        .finished_at_ms
+        .unwrap_or(r.created_at_ms)
+        .saturating_add(r.download.link_ttl_ms.unwrap_or(default_ttl));
+    Some(first.max(r.download.links_until_ms.unwrap_or(i64::MIN)))
+}
+
+/// The live artifact of `r`, if any.
+pub fn artifact(r: &RestoreRecord) -> Option<Artifact> {
+    Some(Artifact {
+        restore_id: r.id.clone(),
+        path: r.artifact_path.clone()?,
+        expires_at_ms: artifact_expiry(r)?,
+    })
+}
+
+/// The artifacts to delete at `now` (unix ms): those whose expiry has passed. Pure, so the
+/// policy is tested without storage or clocks.
+pub fn expired(artifacts: &[Artifact], now_ms: i64) -> Vec<&Artifact> {
+    artifacts
+        .iter()
+        .filter(|a| a.expires_at_ms < now_ms)
+        .collect()
+}
+
+/// Why `GET /downloads/<id>` refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadRefusal {
+    #[error("no such download")]
+    NotFound,
+    #[error(transparent)]
+    Link(#[from] LinkRefusal),
+    #[error("the download was deleted at {0}")]
+    Deleted(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl Core {
+    /// The current link of a completed download restore: valid until its artifact expires.
+    /// `None` for other restores, a deleted artifact, or a coordinator without an HTTP port.
+    pub fn download_link(&self, r: &RestoreRecord) -> Option<Link> {
+        let a = artifact(r)?;
+        Some(self.downloads.linker()?.link(&LinkRequest {
+            restore_id: &a.restore_id,
+            artifact_path: &a.path,
+            expires_at: a.expires_at_ms.div_euclid(1000),
+        }))
+    }
+
+    /// Mints a link to restore `id`'s artifact valid until `expires_at_ms` (unix ms, rounded
+    /// down to a second), and extends the artifact's life to it when later. The caller bounds
+    /// the lifetime (30m..=7d for admins); a past expiry is allowed here (tests mint expired
+    /// links). Refused unless the restore is a completed download whose artifact still exists.
+    pub async fn mint_download_link(
+        &self,
+        id: &str,
+        expires_at_ms: i64,
+    ) -> CoreResult<(RestoreRecord, Link)> {
+        let _g = self.downloads.lock.lock().await;
+        let mut r = self
+            .store
+            .restore(id)
+            .await?
+            .ok_or_else(|| not_found("restore", id))?;
+        let a = artifact(&r).ok_or_else(|| {
+            CoreError::FailedPrecondition(match (&r.download.artifact_expired_at_ms, &r.status) {
+                (Some(t), _) => format!(
+                    "restore {id}'s download expired and was deleted at {}",
+                    crate::core::format_ms(*t)
+                ),
+                (None, Status::Completed) => format!("restore {id} has no download artifact"),
+                (None, s) => format!(
+                    "restore {id} is {}; its link is minted when it is completed",
+                    s.as_str()
+                ),
+            })
+        })?;
+        let linker = self.downloads.linker().ok_or_else(|| {
+            CoreError::FailedPrecondition("this coordinator serves no HTTP port for links".into())
+        })?;
+        let expires_at = expires_at_ms.div_euclid(1000);
+        if expires_at * 1000 > a.expires_at_ms {
+            r.download.links_until_ms = Some(expires_at * 1000);
+            let mut b = Batch::default();
+            b.restore(&r);
+            self.store.apply(b).await?;
+        }
+        let link = linker.link(&LinkRequest {
+            restore_id: &r.id,
+            artifact_path: &a.path,
+            expires_at,
+        });
+        tracing::info!(restore = %r.id, expires = %repovault_common::links::format_unix(expires_at), "download link minted");
+        Ok((r, link))
+    }
+
+    /// Checks a presented link at `now_ms` and returns the restore and its artifact path:
+    /// the signature (refused as altered), the expiry (refused as expired), then that the
+    /// artifact still exists.
+    pub async fn open_download(
+        &self,
+        id: &str,
+        expires: &str,
+        sig: &str,
+        now_ms: i64,
+    ) -> Result<(RestoreRecord, String), DownloadRefusal> {
+        let r = self
+            .store
+            .restore(id)
+            .await
+            .map_err(|e| DownloadRefusal::Unavailable(e.to_string()))?
+            .ok_or(DownloadRefusal::NotFound)?;
+        let path = r.artifact_path.clone().ok_or(DownloadRefusal::NotFound)?;
+        let hmac = self
+            .downloads
+            .hmac()
+            .ok_or_else(|| DownloadRefusal::Unavailable("no link base URL".into()))?;
+        let expires_at: i64 = expires.parse().map_err(|_| LinkRefusal::Altered)?;
+        hmac.verify(
+            &LinkRequest {
+                restore_id: &r.id,
+                artifact_path: &path,
+                expires_at,
+            },
+            sig,
+            now_ms.div_euclid(1000),
+        )?;
+        if let Some(t) = r.download.artifact_expired_at_ms {
+            return Err(DownloadRefusal::Deleted(crate::core::format_ms(t)));
+        }
+        if r.status != Status::Completed {
+            return Err(DownloadRefusal::NotFound);
+        }
+        Ok((r, path))
+    }
+
+    /// Deletes every download artifact expired at `now_ms` and marks its restore record; returns
+    /// the restore ids. Run by the expiry loop every [`EXPIRY_INTERVAL`]. A failed delete is
+    /// logged and retried on the next run.
+    pub async fn expire_downloads(&self, now_ms: i64) -> CoreResult<Vec<String>> {
+        let _g = self.downloads.lock.lock().await;
+        let records = self.store.restores().await?;
+        let artifacts: Vec<Artifact> = records.iter().filter_map(artifact).collect();
+        let mut done = Vec::new();
+        for a in expired(&artifacts, now_ms) {
+            if let Err(e) = self.storage.delete(&a.path).await {
+                tracing::warn!(restore = %a.restore_id, path = %a.path, error = %e, "could not delete an expired download");
+                continue;
+            }
+            let Some(mut r) = self.store.restore(&a.restore_id).await? else {
+                continue;
+            };
+            r.download.artifact_expired_at_ms = Some(now_ms);
+            let mut b = Batch::default();
+            b.restore(&r);
+            self.store.apply(b).await?;
+            tracing::info!(restore = %a.restore_id, path = %a.path, "expired download deleted");
+            metrics::counter!("repovault_downloads_expired_total").increment(1);
+            done.push(a.restore_id.clone());
+        }
+        Ok(done)
+    }
+}
+
+/// The expiry loop: [`Core::expire_downloads`] every [`EXPIRY_INTERVAL`] (the first run at
+/// start-up, which catches artifacts that expired while the coordinator was down).
+pub async fn run_expiry(core: std::sync::Arc<Core>) {
+    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = core.expire_downloads(now_ms()).await {
+            tracing::warn!(error = %e, "download expiry");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(id: &str, exp: i64) -> Artifact {
+        Artifact {
+            restore_id: id.into(),
+            path: format!("o/r/downloads/{id}.zip"),
+            expires_at_ms: exp,
+        }
+    }
+
+    #[test]
+    fn expired_picks_artifacts_past_their_expiry() {
+        let all = [a("old", 100), a("edge", 200), a("new", 300)];
+        let ids = |v: Vec<&Artifact>| v.iter().map(|a| a.restore_id.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            ids(expired(&all, 200)),
+            ["old"],
+            "valid up to and including expiry"
+        );
+        assert_eq!(ids(expired(&all, 201)), ["old", "edge"]);
+        assert!(expired(&all, 0).is_empty());
+        assert!(expired(&[], 1000).is_empty());
+    }
+
+    fn record() -> RestoreRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": "r1", "backup_id": "b", "org_id": "o", "repo_id": "p",
+            "repo_full_name": "o/p", "restore_type": "download_zip", "target": "download",
+            "target_url": null, "sealed_target_token": null, "status": "completed",
+            "error": null, "created_at_ms": 0, "finished_at_ms": 1000, "refs_pushed": 0,
+            "artifact_path": "o/p/downloads/r1.zip", "artifact_bytes": 1,
+            "artifact_sha256": null, "task_id": "t"
+        }))
+        .expect("an older record without download state still reads")
+    }
+
+    #[test]
+    fn artifact_expiry_follows_the_latest_link() {
+        let mut r = record();
+        let six_h = 6 * 3600 * 1000;
+        assert_eq!(
+            artifact_expiry(&r),
+            Some(1000 + six_h),
+            "default: 6 h after completion"
+        );
+        r.download.link_ttl_ms = Some(1800 * 1000);
+        assert_eq!(artifact_expiry(&r), Some(1000 + 1800 * 1000));
+        r.download.links_until_ms = Some(10_000_000);
+        assert_eq!(
+            artifact_expiry(&r),
+            Some(10_000_000),
+            "a later link extends it"
+        );
+        r.download.links_until_ms = Some(5);
+        assert_eq!(
+            artifact_expiry(&r),
+            Some(1000 + 1800 * 1000),
+            "an earlier one does not"
+        );
+        r.download.artifact_expired_at_ms = Some(1);
+        assert_eq!(artifact_expiry(&r), None, "deleted");
+        let mut r = record();
+        r.status = Status::Running;
+        assert_eq!(artifact_expiry(&r), None, "not finished");
+        let mut r = record();
+        r.artifact_path = None;
+        assert_eq!(artifact(&r), None, "not a download");
+    }
+}

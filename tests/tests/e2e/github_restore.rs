@@ -1,0 +1,604 @@
+//! GitHub restores against the forge simulator, compared with the source: a full restore of
+//! acme/widgets into a new repository (refs and objects identical, pull refs under
+//! `refs/repovault/pull/*`; issues, pull requests, comments, releases, assets, labels,
+//! milestones; wiki pages), of acme/lfs-data (LFS objects); `original` with an existing name
+//! refused; every invalid type/target combination refused by the CLI (exit 2, naming the valid
+//! ones); `issues_only` into an existing repository; a restore whose worker stops mid-way
+//! completes after re-lease without a duplicate; `restore cancel`.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use repovault_coordinator::model::{BackupRecord, RestoreRecord, Status};
+use repovault_tests::cluster::Cluster;
+use serde_json::Value;
+
+use super::github_org::{cli, curl, sim};
+
+const BIN: &str = env!("CARGO_BIN_EXE_repovault-test-process");
+
+/// `org add acme` with the simulator's token, through the CLI.
+fn add_org(c: &Cluster, ready: &forge_sim::Ready) {
+    let ca = ready.ca_cert.display().to_string();
+    let add = cli(
+        c,
+        &[
+            "org",
+            "add",
+            "acme",
+            "--provider",
+            "github",
+            "--api-url",
+            &ready.api_url,
+            "--token-env",
+            "GH_TOKEN",
+            "--ca-cert",
+            &ca,
+        ],
+        &[("GH_TOKEN", &ready.token)],
+    );
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+}
+
+async fn backup(c: &Cluster, repo: &str) -> BackupRecord {
+    let b = c.core().run_backup(&format!("acme/{repo}")).await.unwrap();
+    let b = c
+        .wait_backup(&b.id, Duration::from_secs(180))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.status,
+        Status::Completed,
+        "backup of {repo}: {:?}",
+        b.error
+    );
+    b
+}
+
+/// Every ref of `url` (git ls-remote, the token in the environment only): name → id.
+fn ls_remote(ready: &forge_sim::Ready, url: &str) -> BTreeMap<String, String> {
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{}", ready.token));
+    let ca = format!("http.sslCAInfo={}", ready.ca_cert.display());
+    let out = Command::new("git")
+        .args(["-c", &ca, "ls-remote", url])
+        .env_remove("GIT_SSL_CAINFO")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_COUNT", "1")
+        .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+        .env(
+            "GIT_CONFIG_VALUE_0",
+            format!("Authorization: Basic {basic}"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ls-remote {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, n)| n.starts_with("refs/") && !n.ends_with("^{}"))
+        .map(|(id, n)| (n.to_string(), id.to_string()))
+        .collect()
+}
+
+/// A REST GET of the simulator as JSON.
+/// The test reads the forge as `rev` (an organisation member with read access), not with the
+/// restore's own credential: a secondary limit the simulator imposes on that credential would
+/// otherwise blind the test too.
+const OBSERVER: &str = "ghp_acmeReviewer0000000000000000000000";
+
+fn get(ready: &forge_sim::Ready, path: &str) -> Value {
+    let url = format!("{}{path}", ready.api_url);
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--cacert"])
+        .arg(&ready.ca_cert)
+        .args(["-H", "@-", &url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "authorization: Bearer {OBSERVER}").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "curl {url}");
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn list(ready: &forge_sim::Ready, path: &str) -> Vec<Value> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    get(ready, &format!("{path}{sep}per_page=100"))
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn str_of<'v>(v: &'v Value, f: &str) -> &'v str {
+    v.get(f).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Sorted titles (or names) of a listing's items.
+fn titles(items: &[Value], field: &str) -> Vec<String> {
+    let mut t: Vec<String> = items.iter().map(|v| str_of(v, field).to_string()).collect();
+    t.sort();
+    t
+}
+
+fn comments_of(ready: &forge_sim::Ready, repo: &str, issues: &[Value]) -> usize {
+    issues
+        .iter()
+        .filter_map(|i| i.get("number").and_then(Value::as_u64))
+        .map(|n| list(ready, &format!("/repos/acme/{repo}/issues/{n}/comments")).len())
+        .sum()
+}
+
+/// Starts a restore through the CLI (and `--wait` when asked); returns its id.
+fn start(c: &Cluster, args: &[&str], wait: bool) -> (String, std::process::Output) {
+    let mut full = vec!["--output", "json", "restore", "start"];
+    full.extend_from_slice(args);
+    if wait {
+        full.push("--wait");
+    }
+    let out = cli(c, &full, &[]);
+    let id = serde_json::from_slice::<Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default();
+    (id, out)
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn wait_restore(c: &Cluster, id: &str) -> RestoreRecord {
+    c.wait_restore(id, Duration::from_secs(240)).await.unwrap()
+}
+
+/// Waits until `cond` holds (checked every 200 ms), at most `limit`.
+async fn until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
+    let sim = sim().await;
+    let ready = sim.ready().clone();
+    let c = Cluster::start(1).await.unwrap();
+    add_org(&c, &ready);
+    let b = backup(&c, "widgets").await;
+
+    // Full restore into a new repository of the same organisation.
+    let (id, out) = start(
+        &c,
+        &[
+            &b.id,
+            "--type",
+            "full_repo",
+            "--target",
+            "new",
+            "--org",
+            "acme",
+            "--name",
+            "widgets-copy",
+        ],
+        true,
+    );
+    assert!(
+        out.status.success(),
+        "restore: {}\n{}",
+        stderr(&out),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let r = wait_restore(&c, &id).await;
+    assert_eq!(r.status, Status::Completed, "{:?}", r.error);
+    assert_eq!(r.target_repo.as_deref(), Some("acme/widgets-copy"));
+
+    // Refs and objects: every ref at the same id; refs/pull/N/head under refs/repovault/pull.
+    let src = ls_remote(&ready, &format!("{}/acme/widgets.git", ready.git_url));
+    let dst = ls_remote(&ready, &format!("{}/acme/widgets-copy.git", ready.git_url));
+    let mut want: BTreeMap<String, String> = BTreeMap::new();
+    for (name, id) in &src {
+        match name.strip_prefix("refs/pull/") {
+            Some(rest) if rest.ends_with("/merge") => {}
+            Some(rest) => {
+                want.insert(format!("refs/repovault/pull/{rest}"), id.clone());
+            }
+            None => {
+                want.insert(name.clone(), id.clone());
+            }
+        }
+    }
+    assert!(
+        want.keys().any(|k| k.starts_with("refs/repovault/pull/")),
+        "{src:?}"
+    );
+    // The target's own refs/pull/* belong to the pull requests the restore created there.
+    let dst_own: BTreeMap<String, String> = dst
+        .iter()
+        .filter(|(n, _)| !n.starts_with("refs/pull/"))
+        .map(|(n, id)| (n.clone(), id.clone()))
+        .collect();
+    assert_eq!(dst_own, want, "refs of the restored repository");
+
+    // Metadata: issues and pulls (the restore makes them all issues or pulls), comments,
+    // labels, milestones, releases with assets.
+    let s_issues = list(&ready, "/repos/acme/widgets/issues?state=all");
+    let d_issues = list(&ready, "/repos/acme/widgets-copy/issues?state=all");
+    assert_eq!(
+        titles(&d_issues, "title"),
+        titles(&s_issues, "title"),
+        "issue and pull titles"
+    );
+    let open = |v: &[Value]| v.iter().filter(|i| str_of(i, "state") == "open").count();
+    assert_eq!(open(&d_issues), open(&s_issues), "open items");
+    let s_pulls = list(&ready, "/repos/acme/widgets/pulls?state=all");
+    let d_pulls = list(&ready, "/repos/acme/widgets-copy/pulls?state=all");
+    assert!(
+        d_pulls.len() <= s_pulls.len() && !s_pulls.is_empty(),
+        "pulls: {} of {}",
+        d_pulls.len(),
+        s_pulls.len()
+    );
+    assert!(
+        comments_of(&ready, "widgets-copy", &d_issues) >= comments_of(&ready, "widgets", &s_issues),
+        "comments (reviews come back as comments)"
+    );
+    assert_eq!(
+        titles(&list(&ready, "/repos/acme/widgets-copy/labels"), "name"),
+        titles(&list(&ready, "/repos/acme/widgets/labels"), "name"),
+        "labels"
+    );
+    assert_eq!(
+        titles(
+            &list(&ready, "/repos/acme/widgets-copy/milestones?state=all"),
+            "title"
+        ),
+        titles(
+            &list(&ready, "/repos/acme/widgets/milestones?state=all"),
+            "title"
+        ),
+        "milestones"
+    );
+    let s_rel = list(&ready, "/repos/acme/widgets/releases");
+    let d_rel = list(&ready, "/repos/acme/widgets-copy/releases");
+    assert_eq!(
+        titles(&d_rel, "tag_name"),
+        titles(&s_rel, "tag_name"),
+        "releases"
+    );
+    let assets = |v: &[Value]| -> usize {
+        v.iter()
+            .map(|r| {
+                r.get("assets")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+            })
+            .sum()
+    };
+    assert_eq!(assets(&d_rel), assets(&s_rel), "release assets");
+
+    // Wiki (acme/docs has one): the same commits, so the same pages.
+    let docs = backup(&c, "docs").await;
+    let (id, out) = start(
+        &c,
+        &[
+            &docs.id,
+            "--type",
+            "full_repo",
+            "--target",
+            "original",
+            "--name",
+            "docs-copy",
+        ],
+        true,
+    );
+    assert!(out.status.success(), "docs restore: {}", stderr(&out));
+    let r = wait_restore(&c, &id).await;
+    assert_eq!(r.status, Status::Completed, "{:?}", r.error);
+    let s_wiki = ls_remote(&ready, &format!("{}/acme/docs.wiki.git", ready.git_url));
+    let d_wiki = ls_remote(
+        &ready,
+        &format!("{}/acme/docs-copy.wiki.git", ready.git_url),
+    );
+    assert!(!s_wiki.is_empty());
+    assert_eq!(d_wiki, s_wiki, "wiki");
+
+    // `original` with an existing name is refused, and nothing is queued.
+    let (_, out) = start(
+        &c,
+        &[
+            &b.id,
+            "--type",
+            "full_repo",
+            "--target",
+            "original",
+            "--name",
+            "widgets",
+        ],
+        false,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+
+    // Every invalid type/target combination: exit 2, naming the valid ones.
+    let valid: &[(&str, &[&str])] = &[
+        ("full_repo", &["new", "original", "download"]),
+        ("issues_only", &["existing"]),
+        ("wiki_only", &["existing"]),
+        ("releases_only", &["existing"]),
+        ("download_zip", &["download"]),
+    ];
+    for (t, targets) in valid {
+        for target in ["new", "original", "download", "existing"] {
+            if targets.contains(&target) {
+                continue;
+            }
+            let out = cli(
+                &c,
+                &[
+                    "restore", "start", &b.id, "--type", t, "--target", target, "--name", "x",
+                ],
+                &[],
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{t} to {target}: {}",
+                stderr(&out)
+            );
+            assert!(
+                stderr(&out).contains("full_repo to new|original|download")
+                    && stderr(&out).contains("download_zip to download"),
+                "{t} to {target}: {}",
+                stderr(&out)
+            );
+        }
+    }
+    // The coordinator refuses them too (for clients other than the CLI).
+    let e = c
+        .core()
+        .start_restore(&b.id, "issues_only", "new", "", None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("valid: full_repo to new|original|download"),
+        "{e}"
+    );
+
+    // issues_only into an existing (empty) repository: appended.
+    curl(
+        "POST",
+        &format!("{}/orgs/acme/repos", ready.api_url),
+        Some(&ready.token),
+        &ready.ca_cert,
+        r#"{"name":"widgets-issues"}"#,
+    );
+    let (id, out) = start(
+        &c,
+        &[
+            &b.id,
+            "--type",
+            "issues_only",
+            "--into",
+            "acme/widgets-issues",
+        ],
+        true,
+    );
+    assert!(out.status.success(), "issues_only: {}", stderr(&out));
+    let r = wait_restore(&c, &id).await;
+    assert_eq!(r.status, Status::Completed, "{:?}", r.error);
+    let i_issues = list(&ready, "/repos/acme/widgets-issues/issues?state=all");
+    assert_eq!(titles(&i_issues, "title"), titles(&s_issues, "title"));
+    assert!(
+        ls_remote(
+            &ready,
+            &format!("{}/acme/widgets-issues.git", ready.git_url)
+        )
+        .is_empty()
+    );
+
+    // releases_only into the same repository: the tags the releases need, then the releases.
+    let (id, out) = start(
+        &c,
+        &[
+            &b.id,
+            "--type",
+            "releases_only",
+            "--into",
+            "acme/widgets-issues",
+        ],
+        true,
+    );
+    assert!(out.status.success(), "releases_only: {}", stderr(&out));
+    let r = wait_restore(&c, &id).await;
+    assert_eq!(r.status, Status::Completed, "{:?}", r.error);
+    let tags = |refs: BTreeMap<String, String>| -> BTreeMap<String, String> {
+        refs.into_iter()
+            .filter(|(n, _)| n.starts_with("refs/tags/"))
+            .collect()
+    };
+    assert_eq!(
+        tags(ls_remote(
+            &ready,
+            &format!("{}/acme/widgets-issues.git", ready.git_url)
+        )),
+        tags(src.clone()),
+        "tags"
+    );
+    let r_rel = list(&ready, "/repos/acme/widgets-issues/releases");
+    assert_eq!(
+        titles(&r_rel, "tag_name"),
+        titles(&s_rel, "tag_name"),
+        "releases"
+    );
+    assert_eq!(assets(&r_rel), assets(&s_rel), "release assets");
+
+    // LFS objects: acme/lfs-data restored whole; the target's LFS server has every object.
+    let lfs = backup(&c, "lfs-data").await;
+    let (id, out) = start(
+        &c,
+        &[
+            &lfs.id,
+            "--type",
+            "full_repo",
+            "--target",
+            "original",
+            "--name",
+            "lfs-data-copy",
+        ],
+        true,
+    );
+    assert!(out.status.success(), "lfs restore: {}", stderr(&out));
+    let r = wait_restore(&c, &id).await;
+    assert_eq!(r.status, Status::Completed, "{:?}", r.error);
+    let summary = r.summary.clone().unwrap_or_default();
+    assert!(
+        summary.contains(&format!("{} LFS objects", lfs.counts.lfs_objects))
+            && lfs.counts.lfs_objects > 0,
+        "{summary}"
+    );
+    // Listing: newest first.
+    let out = cli(&c, &["--output", "json", "restore", "list"], &[]);
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        listed.first().map(|v| str_of(v, "id").to_string()),
+        Some(id)
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn github_restore_survives_a_worker_death_and_can_be_cancelled() {
+    let sim = sim().await;
+    let ready = sim.ready().clone();
+    // Worker processes, so the first can die for real (SIGKILL: no drain, no release); a short
+    // heartbeat, so its lease expires in seconds.
+    let c = Cluster::start_with(0, "1s").await.unwrap();
+    let mut first = c.spawn_worker_process(BIN, "restore-w1").unwrap();
+    add_org(&c, &ready);
+    let b = backup(&c, "widgets").await;
+
+    // The first comment on the target waits out a secondary limit for 30 s: the restore is then
+    // in its metadata phase with issue #1 created, and its worker stops.
+    curl(
+        "PATCH",
+        &format!("{}/_sim/options", ready.git_url),
+        None,
+        &ready.ca_cert,
+        r#"{"failures":[{"method":"POST","path_contains":"/repos/acme/widgets-relay/issues/","status":403,"count":1,"retry_after_secs":30}]}"#,
+    );
+    let (id, out) = start(
+        &c,
+        &[
+            &b.id,
+            "--type",
+            "full_repo",
+            "--target",
+            "new",
+            "--org",
+            "acme",
+            "--name",
+            "widgets-relay",
+        ],
+        false,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let started = until(Duration::from_secs(120), || {
+        !list(&ready, "/repos/acme/widgets-relay/issues?state=all").is_empty()
+    })
+    .await;
+    assert!(started, "the restore never reached its metadata phase");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut second = c.spawn_worker_process(BIN, "restore-w2").unwrap();
+    let r = wait_restore(&c, &id).await;
+    assert_eq!(r.status, Status::Completed, "{:?}", r.error);
+    let s = titles(
+        &list(&ready, "/repos/acme/widgets/issues?state=all"),
+        "title",
+    );
+    let d = titles(
+        &list(&ready, "/repos/acme/widgets-relay/issues?state=all"),
+        "title",
+    );
+    assert_eq!(d, s, "no item created twice after the re-lease");
+    let task = c.core().task_status(&r.task_id).await.unwrap().unwrap();
+    assert!(
+        task.lease.attempt >= 2,
+        "re-leased: attempt {}",
+        task.lease.attempt
+    );
+    let journal = c
+        .storage_root()
+        .join(&r.org_id)
+        .join(&r.repo_id)
+        .join(format!("restores/{id}.journal.json"));
+    assert!(journal.is_file(), "{}", journal.display());
+
+    // Cancel: a restore held in its metadata phase by a long secondary limit.
+    curl(
+        "PATCH",
+        &format!("{}/_sim/options", ready.git_url),
+        None,
+        &ready.ca_cert,
+        r#"{"failures":[{"method":"POST","path_contains":"/repos/acme/widgets-cancel/issues/","status":403,"count":1,"retry_after_secs":120}]}"#,
+    );
+    let (id, out) = start(
+        &c,
+        &[
+            &b.id,
+            "--type",
+            "full_repo",
+            "--target",
+            "new",
+            "--org",
+            "acme",
+            "--name",
+            "widgets-cancel",
+        ],
+        false,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let started = until(Duration::from_secs(120), || {
+        !list(&ready, "/repos/acme/widgets-cancel/issues?state=all").is_empty()
+    })
+    .await;
+    assert!(started, "the restore never reached its metadata phase");
+    let out = cli(&c, &["restore", "cancel", &id], &[]);
+    assert!(out.status.success(), "cancel: {}", stderr(&out));
+    let r = wait_restore(&c, &id).await;
+    assert_eq!(r.status, Status::Failed);
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("cancelled"),
+        "{:?}",
+        r.error
+    );
+    // A finished restore cannot be cancelled.
+    let out = cli(&c, &["restore", "cancel", &id], &[]);
+    assert!(!out.status.success());
+    let _ = second.kill();
+    let _ = second.wait();
+    c.shutdown().await;
+}
