@@ -277,13 +277,26 @@ impl Core {
             .org(&task.org_id)
             .await?
             .ok_or_else(|| not_found("organisation", task.org_id.clone()))?;
-        if task.kind == TaskKind::Backup
-            && !minted.contains(&org.id)
-            && repo.sealed_token.is_none()
-            && matches!(org.credential, Some(OrgCredential::App { .. }))
-            && self.cached_forge_token(&org).is_none()
+        // The organisation whose credential the lease will carry: the source's for a backup,
+        // the target credential's for a restore to a forge.
+        let credential_org = match task.kind {
+            TaskKind::Backup if repo.sealed_token.is_none() => Some(org.clone()),
+            TaskKind::Backup => None,
+            TaskKind::Restore => match self.store.restore(&task.subject_id).await? {
+                Some(r) if r.sealed_target_token.is_none() => match &r.target_credential_org_id {
+                    Some(id) if *id == org.id => Some(org.clone()),
+                    Some(id) => self.store.org(id).await?,
+                    None => None,
+                },
+                _ => None,
+            },
+        };
+        if let Some(cred) = credential_org
+            && !minted.contains(&cred.id)
+            && matches!(cred.credential, Some(OrgCredential::App { .. }))
+            && self.cached_forge_token(&cred).is_none()
         {
-            return Ok(Leasing::NeedsToken(Box::new(org)));
+            return Ok(Leasing::NeedsToken(Box::new(cred)));
         }
         let attempt = task.lease.lease(worker_id, now, &self.policy)?;
         let mut batch = Batch::default();

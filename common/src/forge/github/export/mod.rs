@@ -28,7 +28,7 @@ mod attachments;
 mod counts;
 mod issues;
 mod lists;
-mod releases;
+pub(crate) mod releases;
 mod settings;
 pub mod store;
 

@@ -8,25 +8,8 @@ use super::source::{Release, Source};
 use super::text::{self, compose, header, marker};
 use super::{Engine, decode, encode, login, refused, str_field};
 use crate::forge::github::error::ForgeError;
-
-/// An asset's file name in the export tree: GitHub's name with path separators replaced. Must
-/// match `export::releases::file_name`, which wrote it.
-fn file_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c == '/' || c == '\\' || c == '\0' {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    match cleaned.as_str() {
-        "" | "." | ".." => format!("_{cleaned}"),
-        _ => cleaned,
-    }
-}
+// The export wrote asset files under this name; the restore must read the same one.
+use crate::forge::github::export::releases::file_name;
 
 impl Engine<'_> {
     pub(super) async fn releases(&mut self, src: &Source) -> Result<(), ForgeError> {
