@@ -12,6 +12,7 @@ const SECRET_BEARING: &[&str] = &[
     "RestoreSpec",
     "BackupResult",
     "RequestPermitsResponse",
+    "EnableEscrowResponse",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

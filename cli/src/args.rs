@@ -60,10 +60,26 @@ pub enum Command {
     /// Administration.
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// Escrow agreements.
+    #[command(subcommand)]
+    Escrow(EscrowCmd),
     /// The workers connected to the coordinator.
     Workers,
     /// The task queue, best first.
     Queue,
+    /// The audit log: every admin call that changed something, who made it, how it ended.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuditCmd {
+    /// Entries, newest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -125,6 +141,92 @@ pub enum OrgCmd {
     /// The organisation's key.
     #[command(subcommand)]
     Key(OrgKeyCmd),
+    /// Settings: the schedule of its repositories' backups (issue 6).
+    Set(OrgSetArgs),
+    /// Pause the organisation's schedules; its credentials and every backup are kept (retention
+    /// removes none of them until it is connected again).
+    Disconnect { org: String },
+    /// Resume the schedules of a disconnected organisation (the next backups are full).
+    Connect { org: String },
+    /// Show or set the retention policy: backups younger than --days (default 90) are kept,
+    /// plus restic-style counts. The latest successful backup is always kept.
+    Retention(OrgRetentionArgs),
+    /// Delete every backup and snapshot repository of the organisation, and the organisation
+    /// itself. Refused without --confirm and while any of its repositories is under escrow.
+    Purge {
+        org: String,
+        #[arg(long)]
+        confirm: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OrgRetentionArgs {
+    pub org: String,
+    /// Keep backups younger than this many days.
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Keep the newest N backups.
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours (days, weeks, months) with one.
+    #[arg(long)]
+    pub keep_hourly: Option<u32>,
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+}
+
+/// Escrow agreements (issue 6).
+#[derive(Debug, Clone, Subcommand)]
+pub enum EscrowCmd {
+    /// Put a repository under escrow: its backups (existing and future, while active) cannot be
+    /// deleted or expire. Adds a restic key for this repository alone and writes its password to
+    /// --key-to (mode 0600; must not exist) for the escrow agent.
+    Enable {
+        /// ORG/NAME
+        repo: String,
+        /// Parties and reference of the agreement.
+        #[arg(
+            long,
+            conflicts_with = "agreement_file",
+            required_unless_present = "agreement_file"
+        )]
+        agreement: Option<String>,
+        /// Read the agreement text from this file.
+        #[arg(long)]
+        agreement_file: Option<PathBuf>,
+        /// Expiry: YYYY-MM-DD (end of that day, UTC) or an RFC 3339 time. Default: until released.
+        #[arg(long)]
+        until: Option<String>,
+        /// Write the escrow key (restic password) here.
+        #[arg(long)]
+        key_to: PathBuf,
+    },
+    /// End the repository's active escrow agreements now.
+    Release {
+        /// ORG/NAME
+        repo: String,
+    },
+    /// Escrow agreements, newest first (of one repository when named).
+    List { repo: Option<String> },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OrgSetArgs {
+    pub org: String,
+    /// hourly, daily, weekly, monthly, a cron expression ("0 2 * * *"), or none.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// The IANA time zone the schedule is read in (default UTC), such as Europe/Berlin.
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// A full backup at least this often, whatever the schedule (default 7).
+    #[arg(long)]
+    pub full_every_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -193,6 +295,28 @@ pub enum RepoCmd {
     },
     /// List repositories, optionally of one organisation.
     List { org: Option<String> },
+    /// Delete every backup and the snapshot repository of ORG/NAME, and the repository's
+    /// records. Refused without --confirm and while it is under escrow.
+    Purge {
+        /// ORG/NAME
+        name: String,
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Settings of one repository: its own schedule, on-push backups (issue 6).
+    Set {
+        /// ORG/NAME
+        name: String,
+        /// hourly, daily, weekly, monthly, a cron expression, or inherit (its organisation's).
+        #[arg(long)]
+        schedule: Option<String>,
+        /// Back up on push: registers a push webhook on the GitHub repository.
+        #[arg(long, conflicts_with = "no_on_push")]
+        on_push: bool,
+        /// Stop backing up on push: removes the webhook.
+        #[arg(long)]
+        no_on_push: bool,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -215,6 +339,9 @@ pub enum BackupCmd {
     /// One backup: counts of each kind, and each component's status with the reason when it
     /// was skipped or failed.
     Show { id: String },
+    /// Delete one backup now (admin); its data goes at the repository's next prune. Refused
+    /// for an escrowed backup until the agreement is released or expires.
+    Delete { id: String },
     /// Download a backup as a ZIP (bare mirror, wiki, LFS objects, metadata as JSON, with a
     /// listing of every entry's SHA-256): starts a `download_zip` restore, waits, fetches its
     /// link, checks the SHA-256 and writes FILE atomically.

@@ -78,6 +78,7 @@ pub async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result<i32, C
                     ),
                     ("created_at", o.created_at.clone()),
                     ("last_sync_at", or_dash(&o.last_sync_at)),
+                    ("schedule", schedule_text(&o)),
                     (
                         "repositories",
                         format!(
@@ -87,6 +88,39 @@ pub async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result<i32, C
                     ),
                 ])
             });
+        }
+        OrgCmd::Set(a) => {
+            if a.schedule.is_none() && a.timezone.is_none() && a.full_every_days.is_none() {
+                return Err(CliError::usage(
+                    "nothing to set: give --schedule, --timezone or --full-every-days",
+                ));
+            }
+            let o = c
+                .set_org_schedule(pb::SetOrgScheduleRequest {
+                    org: a.org,
+                    schedule: a.schedule,
+                    timezone: a.timezone,
+                    full_every_days: a.full_every_days,
+                })
+                .await?
+                .into_inner()
+                .org
+                .unwrap_or_default();
+            if is_json(out) {
+                output::json(&o);
+            } else {
+                println!("{}: schedule {}", o.name, schedule_text(&o));
+            }
+        }
+        OrgCmd::Disconnect { org } => {
+            return crate::escrow_cmds::org_connected(c, org, false, out).await;
+        }
+        OrgCmd::Connect { org } => {
+            return crate::escrow_cmds::org_connected(c, org, true, out).await;
+        }
+        OrgCmd::Retention(a) => return crate::escrow_cmds::org_retention(c, a, out).await,
+        OrgCmd::Purge { org, confirm } => {
+            return crate::escrow_cmds::org_purge(c, org, confirm, out).await;
         }
         OrgCmd::Sync { org } => {
             let s = c.sync_org(pb::SyncOrgRequest { org }).await?.into_inner();
@@ -147,6 +181,51 @@ pub async fn repo(c: &mut Admin, cmd: RepoCmd, out: OutputFormat) -> Result<i32,
                 println!("repository {} added (id {})", r.full_name, r.id);
             }
         }
+        RepoCmd::Purge { name, confirm } => {
+            return crate::escrow_cmds::repo_purge(c, name, confirm, out).await;
+        }
+        RepoCmd::Set {
+            name,
+            schedule,
+            on_push,
+            no_on_push,
+        } => {
+            let on_push = match (on_push, no_on_push) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            if schedule.is_none() && on_push.is_none() {
+                return Err(CliError::usage(
+                    "nothing to set: give --schedule, --on-push or --no-on-push",
+                ));
+            }
+            let r = c
+                .set_repo_schedule(pb::SetRepoScheduleRequest {
+                    repo: name,
+                    schedule,
+                    on_push,
+                })
+                .await?
+                .into_inner()
+                .repo
+                .unwrap_or_default();
+            if is_json(out) {
+                output::json(&r);
+            } else {
+                println!(
+                    "{}: schedule {}{}{}",
+                    r.full_name,
+                    or_dash(&r.effective_schedule),
+                    if r.schedule.is_empty() {
+                        " (inherited)"
+                    } else {
+                        ""
+                    },
+                    if r.on_push { ", backed up on push" } else { "" }
+                );
+            }
+        }
         RepoCmd::List { org } => {
             let repos = c
                 .list_repos(pb::ListReposRequest {
@@ -158,7 +237,15 @@ pub async fn repo(c: &mut Admin, cmd: RepoCmd, out: OutputFormat) -> Result<i32,
             output::list(
                 out,
                 &repos,
-                &["REPOSITORY", "ID", "URL", "MARK", "LAST BACKUP", "AT"],
+                &[
+                    "REPOSITORY",
+                    "ID",
+                    "URL",
+                    "MARK",
+                    "SCHEDULE",
+                    "LAST BACKUP",
+                    "AT",
+                ],
                 |r| {
                     vec![
                         r.full_name.clone(),
@@ -168,6 +255,14 @@ pub async fn repo(c: &mut Admin, cmd: RepoCmd, out: OutputFormat) -> Result<i32,
                             (true, _) => "deleted".into(),
                             (false, true) => "archived".into(),
                             (false, false) => "-".into(),
+                        },
+                        {
+                            let s = or_dash(&r.effective_schedule);
+                            match (r.on_push, r.schedule.is_empty()) {
+                                (true, _) => format!("{s} + push"),
+                                (false, true) => s,
+                                (false, false) => format!("{s} (own)"),
+                            }
                         },
                         if r.incomplete.is_empty() || r.last_backup_status != "completed" {
                             or_dash(&r.last_backup_status)
@@ -185,6 +280,22 @@ pub async fn repo(c: &mut Admin, cmd: RepoCmd, out: OutputFormat) -> Result<i32,
         }
     }
     Ok(exit::OK)
+}
+
+/// `daily (Europe/Berlin), full every 7 days`, or `-`.
+fn schedule_text(o: &pb::Org) -> String {
+    if o.schedule.is_empty() {
+        return "-".into();
+    }
+    let tz = if o.timezone.is_empty() {
+        "UTC"
+    } else {
+        &o.timezone
+    };
+    format!(
+        "{} ({tz}), full every {} days",
+        o.schedule, o.full_every_days
+    )
 }
 
 /// The credential kind, never the secret: `token`, `app <id> installation <id>`, or `-`.
@@ -252,6 +363,10 @@ fn backup_fields(b: &pb::Backup) {
         ("size", human_bytes(b.size_bytes)),
         ("added", human_bytes(b.added_bytes)),
         ("received", human_bytes(b.bytes_received)),
+        (
+            "escrowed",
+            if b.is_escrowed { "yes" } else { "no" }.to_string(),
+        ),
         (
             "branches/tags/commits",
             format!("{}/{}/{}", c.branches, c.tags, c.commits),
@@ -414,6 +529,7 @@ pub async fn backup(c: &mut Admin, cmd: BackupCmd, out: OutputFormat) -> Result<
             output::show(out, &b, backup_fields);
             Ok(exit::OK)
         }
+        BackupCmd::Delete { id } => crate::escrow_cmds::backup_delete(c, id, out).await,
         BackupCmd::Browse { id, path } => {
             let r = c
                 .browse_backup(pb::BrowseBackupRequest { id, path })
@@ -967,6 +1083,29 @@ pub async fn workers(c: &mut Admin, out: OutputFormat) -> Result<i32, CliError> 
                     "active".into()
                 },
                 w.last_heartbeat_at.clone(),
+            ]
+        },
+    );
+    Ok(exit::OK)
+}
+
+pub async fn audit(c: &mut Admin, limit: u32, out: OutputFormat) -> Result<i32, CliError> {
+    let entries = c
+        .list_audit(pb::ListAuditRequest { limit })
+        .await?
+        .into_inner()
+        .entries;
+    output::list(
+        out,
+        &entries,
+        &["AT", "CALLER", "ROLE", "CALL", "OUTCOME"],
+        |e| {
+            vec![
+                e.at.clone(),
+                e.caller.clone(),
+                e.role.clone(),
+                e.method.clone(),
+                e.outcome.clone(),
             ]
         },
     );

@@ -7,6 +7,7 @@ mod args;
 mod client;
 mod commands;
 mod download_zip;
+mod escrow_cmds;
 mod org_add;
 mod output;
 mod run;

@@ -9,7 +9,7 @@ use repovault_common::secret::Secret;
 use repovault_coordinator::config::{ConfigError, CoordinatorConfig, Settings};
 use repovault_worker::session::{self, Exit, WorkerConfig};
 
-use crate::args::{Cli, Command, StandaloneArgs, WorkerArgs};
+use crate::args::{AuditCmd, Cli, Command, StandaloneArgs, WorkerArgs};
 use crate::client::{CliError, connect};
 use crate::{commands, exit};
 
@@ -44,8 +44,10 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Backup(cmd) => commands::backup(&mut c, cmd, out).await,
         Command::Restore(cmd) => commands::restore(&mut c, cmd, out).await,
         Command::Admin(cmd) => commands::admin(&mut c, cmd, out).await,
+        Command::Escrow(cmd) => crate::escrow_cmds::escrow(&mut c, cmd, out).await,
         Command::Workers => commands::workers(&mut c, out).await,
         Command::Queue => commands::queue(&mut c, out).await,
+        Command::Audit(AuditCmd::List { limit }) => commands::audit(&mut c, limit, out).await,
         Command::Standalone(_) | Command::Coordinator { .. } | Command::Worker(_) => Err(
             CliError::usage("this command does not talk to a coordinator"),
         ),

@@ -115,8 +115,15 @@ pub struct CoordinatorConfig {
     pub max_attempts: u32,
     /// Workers must present this token. Default `<data_dir>/join.token`, created when absent.
     pub join_token_file: Option<PathBuf>,
-    /// When set, admin calls must present this token.
+    /// When set, admin calls must present this token; it has the `admin` role (named "admin"
+    /// in the audit log).
     pub admin_token_file: Option<PathBuf>,
+    /// Named admin tokens with a role (`viewer`, `operator`, `admin`):
+    /// `[[admin_tokens]] name = "ops", role = "operator", token_file = "/etc/repovault/ops.token"`.
+    /// With none here and no `admin_token_file`, every caller is the local admin (`standalone`
+    /// on loopback).
+    #[serde(default)]
+    pub admin_tokens: Vec<AdminTokenConfig>,
     /// The master key sealing credentials and organisation keys. Env REPOVAULT_MASTER_KEY (64 hex
     /// characters) wins. Default `<data_dir>/master.key`, created when absent.
     pub master_key_file: Option<PathBuf>,
@@ -130,6 +137,14 @@ pub struct CoordinatorConfig {
     /// How often each GitHub organisation's repositories are discovered again (1m..=7d).
     #[serde(default = "default_github_sync")]
     pub github_sync_interval: String,
+    /// On-push backups start at most this long after the first push of a burst (issue 6:
+    /// default 2 minutes; 0s..=1h).
+    #[serde(default = "default_push_delay")]
+    pub push_delay: String,
+    /// Retention and maintenance (issue 6): `interval`, `prune_interval`, `keep_delete`,
+    /// `concurrency`.
+    #[serde(default)]
+    pub retention: crate::core::retention::RetentionConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -149,6 +164,9 @@ fn default_reconcile() -> String {
 }
 fn default_github_sync() -> String {
     "1h".into()
+}
+fn default_push_delay() -> String {
+    "2m".into()
 }
 
 /// Bounds of `github_sync_interval`: more often than a minute spends the rate limit on listing;
@@ -180,10 +198,13 @@ impl CoordinatorConfig {
             max_attempts: default_max_attempts(),
             join_token_file: None,
             admin_token_file: None,
+            admin_tokens: Vec::new(),
             master_key_file: None,
             reconcile_interval: default_reconcile(),
             tls: None,
             github_sync_interval: default_github_sync(),
+            push_delay: default_push_delay(),
+            retention: Default::default(),
         }
     }
 
@@ -233,6 +254,13 @@ impl CoordinatorConfig {
         let timing = self.timing()?;
         let reconcile_interval = parse_duration("reconcile_interval", &self.reconcile_interval)?;
         let github_sync_interval = parse_github_sync_interval(&self.github_sync_interval)?;
+        let push_delay = parse_duration("push_delay", &self.push_delay)?;
+        if push_delay > Duration::from_secs(3600) {
+            return Err(ConfigError::Invalid(format!(
+                "push_delay {:?} must be at most 1h",
+                self.push_delay
+            )));
+        }
         if self.max_attempts == 0 || self.max_attempts > 100 {
             return Err(ConfigError::Invalid(format!(
                 "max_attempts {} must be within 1..=100",
@@ -273,10 +301,33 @@ impl CoordinatorConfig {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("join.token"));
         let join_token = read_or_create_token(&join_path)?;
-        let admin_token = match &self.admin_token_file {
-            Some(p) => Some(read_token(p)?),
-            None => None,
-        };
+        let mut admin_tokens = Vec::new();
+        if let Some(p) = &self.admin_token_file {
+            admin_tokens.push(crate::roles::NamedToken {
+                name: "admin".into(),
+                role: crate::roles::Role::Admin,
+                token: read_token(p)?,
+            });
+        }
+        for t in &self.admin_tokens {
+            if t.name.trim().is_empty() {
+                return Err(ConfigError::Invalid(
+                    "every [[admin_tokens]] entry needs a name (it is what the audit log shows)"
+                        .into(),
+                ));
+            }
+            if admin_tokens.iter().any(|o| o.name == t.name) {
+                return Err(ConfigError::Invalid(format!(
+                    "admin token name {:?} is used twice",
+                    t.name
+                )));
+            }
+            admin_tokens.push(crate::roles::NamedToken {
+                name: t.name.clone(),
+                role: t.role,
+                token: read_token(&t.token_file)?,
+            });
+        }
         let kv: Arc<dyn KvBackend> = match self
             .store
             .as_ref()
@@ -311,11 +362,13 @@ impl CoordinatorConfig {
             max_attempts: self.max_attempts,
             join_token,
             join_token_file: Some(join_path),
-            admin_token,
+            admin_tokens,
             master_key,
             master_key_created,
             reconcile_interval,
             github_sync_interval,
+            push_delay,
+            retention: self.retention.resolve()?,
         })
     }
 }
@@ -377,7 +430,8 @@ pub struct Settings {
     pub max_attempts: u32,
     pub join_token: Secret,
     pub join_token_file: Option<PathBuf>,
-    pub admin_token: Option<Secret>,
+    /// Admin tokens with their roles; empty: every caller is the local admin.
+    pub admin_tokens: Vec<crate::roles::NamedToken>,
     pub master_key: MasterKey,
     /// Set when the master key was generated now (the caller says so to the operator).
     pub master_key_created: Option<PathBuf>,
@@ -385,6 +439,10 @@ pub struct Settings {
     pub tls: Option<TlsIdentity>,
     /// How often GitHub organisations are discovered again.
     pub github_sync_interval: Duration,
+    /// From the first push of a burst to its backup.
+    pub push_delay: Duration,
+    /// The retention loop's interval and maintenance options.
+    pub retention: (Duration, crate::core::retention::MaintenanceOptions),
 }
 
 impl std::fmt::Debug for Settings {
@@ -399,14 +457,12 @@ impl std::fmt::Debug for Settings {
             .field("lease_ttl", &self.timing.lease_ttl())
             .field("max_attempts", &self.max_attempts)
             .field("join_token", &self.join_token)
-            .field(
-                "admin_token",
-                &self.admin_token.as_ref().map(|_| "[redacted]"),
-            )
+            .field("admin_tokens", &self.admin_tokens)
             .field("master_key", &self.master_key)
             .field("reconcile_interval", &self.reconcile_interval)
             .field("tls", &self.tls.is_some())
             .field("github_sync_interval", &self.github_sync_interval)
+            .field("push_delay", &self.push_delay)
             .finish()
     }
 }
@@ -448,4 +504,15 @@ mod tests {
         let c: CoordinatorConfig = toml::from_str("data_dir = '/x'\n").expect("defaults");
         assert_eq!(c.github_sync_interval, "1h");
     }
+}
+
+/// One `[[admin_tokens]]` entry (the file's path, never the token, is printed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTokenConfig {
+    /// Shown in the audit log, never the token.
+    pub name: String,
+    pub role: crate::roles::Role,
+    /// A file holding the token (created by the operator, e.g. `openssl rand -hex 32`).
+    pub token_file: PathBuf,
 }

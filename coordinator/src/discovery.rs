@@ -189,6 +189,8 @@ mod tests {
             forge_id: Some(forge_id),
             archived: false,
             deleted: false,
+            schedule: None,
+            on_push: None,
         }
     }
 

@@ -26,7 +26,14 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 
 pub fn router(core: Arc<Core>) -> Router {
     let downloads = core.clone();
+    let hooks = core.clone();
     Router::new()
+        .route(
+            "/webhooks/github",
+            axum::routing::post(move |query, headers, body| {
+                crate::webhooks::http::deliver(hooks.clone(), query, headers, body)
+            }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/downloads/{id}",

@@ -1,5 +1,6 @@
 //! The coordinator: state store, queue, leases, catalog and the gRPC services.
 
+pub mod audit;
 pub mod config;
 pub mod core;
 pub mod discovery;
@@ -15,7 +16,11 @@ pub mod progress;
 pub mod queue;
 pub mod rate_budget;
 pub mod reconcile;
+pub mod retention;
+pub mod roles;
+pub mod schedule;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod webhooks;
 pub mod workers;

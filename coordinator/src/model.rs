@@ -30,6 +30,81 @@ pub struct OrgRecord {
     /// The last completed discovery.
     #[serde(default)]
     pub last_sync_at_ms: Option<i64>,
+    /// `org disconnect`: schedules paused; credentials and every backup kept (retention drops
+    /// nothing of it) until `org connect` or `org purge`.
+    #[serde(default)]
+    pub disconnected: bool,
+    /// Set by `org connect` (a reconnect): the first backup of each of its repositories that
+    /// starts after this time is full (issue 6, type policy).
+    #[serde(default)]
+    pub full_after_ms: Option<i64>,
+    /// How long its backups are kept (`retention.rs`).
+    #[serde(default)]
+    pub retention: crate::retention::RetentionPolicy,
+    /// When its repositories are backed up (`schedule/`); absent in older records: none.
+    #[serde(default)]
+    pub schedule: ScheduleSettings,
+}
+
+/// An organisation's schedule settings (issue 6).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleSettings {
+    /// `hourly`, `daily`, `weekly`, `monthly` or a five-field cron expression; `None`: no
+    /// scheduled backups.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// IANA time zone the schedule is read in; `None`: UTC.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// A full backup at least this often; `None`: 7 days.
+    #[serde(default)]
+    pub full_every_days: Option<u32>,
+}
+
+/// A push webhook repovault registered on the forge repository (`repo set --on-push`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnPushHook {
+    /// The forge's hook id (to remove it).
+    pub hook_id: u64,
+    /// The hook's secret, sealed with [`crate::core::webhook_secret_context`].
+    pub sealed_secret: String,
+}
+
+/// The fields of a [`RepoRecord`] the materialiser looks at every tick.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RepoScheduleView {
+    pub id: String,
+    pub org_id: String,
+    #[serde(default)]
+    pub deleted: bool,
+    #[serde(default)]
+    pub schedule: Option<String>,
+}
+
+/// Per repository: the materialiser's bookkeeping (`core/schedules.rs`), written in the same
+/// transaction as the backup it enqueues.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleState {
+    /// The start of the last slot materialised (run or skipped).
+    pub last_slot_ms: Option<i64>,
+    /// Slots skipped because the previous backup still ran (newest last, at most
+    /// [`ScheduleState::SKIPPED_KEPT`]).
+    #[serde(default)]
+    pub skipped_slots: Vec<i64>,
+}
+
+impl ScheduleState {
+    /// Skipped slots kept per repository (the timeline shows them beside recent backups).
+    pub const SKIPPED_KEPT: usize = 50;
+
+    pub fn skip(&mut self, slot_ms: i64) {
+        self.last_slot_ms = Some(slot_ms);
+        self.skipped_slots.push(slot_ms);
+        let n = self.skipped_slots.len();
+        if n > Self::SKIPPED_KEPT {
+            self.skipped_slots.drain(..n - Self::SKIPPED_KEPT);
+        }
+    }
 }
 
 /// A forge credential. Secrets are sealed with the context
@@ -81,6 +156,12 @@ pub struct RepoRecord {
     /// kept; it is not backed up any more.
     #[serde(default)]
     pub deleted: bool,
+    /// A schedule overriding its organisation's (`repo set --schedule`); `None`: inherit.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// The push webhook, when backups also run on push (`repo set --on-push`).
+    #[serde(default)]
+    pub on_push: Option<OnPushHook>,
 }
 
 impl RepoRecord {
@@ -106,6 +187,9 @@ pub struct RepoStats {
     /// incomplete until one includes them.
     #[serde(default)]
     pub last_success_incomplete: Vec<String>,
+    /// The last successful full backup (type policy: a full one at least every 7 days).
+    #[serde(default)]
+    pub last_full_at_ms: Option<i64>,
 }
 
 impl RepoStats {
@@ -126,6 +210,9 @@ impl RepoStats {
                     .filter(|(_, c)| !c.is_complete())
                     .map(|(k, _)| k.clone())
                     .collect();
+                if b.backup_type == "full" {
+                    self.last_full_at_ms = b.finished_at_ms;
+                }
                 self.completed_total += 1;
                 self.added_bytes_total += b.added_bytes;
             }
@@ -287,4 +374,48 @@ pub struct TaskRecord {
     pub idempotency_key: String,
     /// The attempt whose completion was accepted.
     pub committed_attempt: Option<u32>,
+}
+
+/// An escrow agreement on one repository (issue 6). While active (not released, not expired),
+/// every finished backup of the repository is escrowed: retention keeps it and `backup delete`
+/// refuses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscrowRecord {
+    pub id: String,
+    pub org_id: String,
+    pub repo_id: String,
+    pub repo_full_name: String,
+    /// Parties and reference, as given (`--agreement` or `--agreement-file`).
+    pub agreement: String,
+    pub created_by: String,
+    pub created_at_ms: i64,
+    /// Expiry (`--until`); `None`: until released.
+    pub until_ms: Option<i64>,
+    pub released_at_ms: Option<i64>,
+    pub released_by: Option<String>,
+    /// The restic key added to the repository's snapshot repository for the escrow agent.
+    pub key_id: Option<String>,
+}
+
+impl EscrowRecord {
+    pub fn window(&self) -> crate::retention::EscrowWindow {
+        crate::retention::EscrowWindow {
+            created_at_ms: self.created_at_ms,
+            until_ms: self.until_ms,
+            released_at_ms: self.released_at_ms,
+        }
+    }
+}
+
+/// Per repository: the maintenance bookkeeping (`core/retention.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceRecord {
+    /// The last prune (either phase).
+    pub last_prune_at_ms: Option<i64>,
+    /// Snapshots were forgotten since the last prune: their data awaits one.
+    #[serde(default)]
+    pub prune_wanted: bool,
+    /// The last prune marked packs for deletion: a second run deletes them.
+    #[serde(default)]
+    pub second_phase_due: bool,
 }

@@ -110,9 +110,10 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
-    let admin = AdminServiceServer::with_interceptor(
-        AdminApi { core: core.clone() },
-        TokenCheck::new(settings.admin_token.clone(), "admin token"),
+    let admin = crate::service::guard::AdminGuard::new(
+        AdminServiceServer::new(AdminApi { core: core.clone() }),
+        Arc::new(crate::roles::Callers::new(settings.admin_tokens.clone())),
+        crate::audit::AuditLog::new(settings.kv.clone()),
     );
     let worker = WorkerServiceServer::with_interceptor(
         WorkerApi { core: core.clone() },
@@ -147,12 +148,12 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
             let bound = l
                 .local_addr()
                 .map_err(|source| ServerError::Bind { addr, source })?;
-            core.downloads.set_base_url(
-                &settings
-                    .http_public_url
-                    .clone()
-                    .unwrap_or_else(|| format!("http://{bound}")),
-            );
+            let public = settings
+                .http_public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{bound}"));
+            core.downloads.set_base_url(&public);
+            core.schedules.set_public_url(&public);
             let app = crate::http::router(core.clone());
             let stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
@@ -223,6 +224,13 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
             }
         }));
     }
+    // Scheduled runs and on-push backups (`core/schedules.rs`).
+    core.schedules.set_push_delay(settings.push_delay);
+    {
+        let core = core.clone();
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(crate::core::schedules::run(core, stop)));
+    }
     // Deleting expired download artifacts (`downloads.rs`).
     {
         let core = core.clone();
@@ -233,6 +241,16 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
                 _ = crate::downloads::run_expiry(core) => {}
             }
         }));
+    }
+    // Retention and maintenance (issue 6).
+    {
+        let (interval, opts) = settings.retention.clone();
+        tasks.push(tokio::spawn(crate::core::retention::run_loop(
+            core.clone(),
+            interval,
+            opts,
+            shutdown.clone(),
+        )));
     }
     tracing::info!(grpc = %grpc_addr, http = ?http_addr, store = settings.kv.name(), "coordinator serving");
     Ok(CoordinatorHandle {

@@ -12,6 +12,9 @@
 //! restore/<restore-id>          RestoreRecord
 //! catalog-pending/<repo-id>/<backup-id>   (empty) a terminal backup whose catalog object is
 //!                                         not written yet (the outbox of the catalog)
+//! schedule-state/<repo-id>      ScheduleState     (the materialiser's last slot, skipped slots)
+//! escrow/<repo-id>/<escrow-id>  EscrowRecord
+//! maintenance/<repo-id>         MaintenanceRecord
 //! ```
 //! Backup history beyond the latest records lives in the catalog objects in storage.
 
@@ -22,7 +25,10 @@ use serde::de::DeserializeOwned;
 
 use crate::kv::json::{decode_json, get_json, put_json_op};
 use crate::kv::{Compare, KeyRange, KvBackend, KvError, Op, Txn};
-use crate::model::{BackupRecord, OrgRecord, RepoRecord, RepoStats, RestoreRecord, TaskRecord};
+use crate::model::{
+    BackupRecord, EscrowRecord, MaintenanceRecord, OrgRecord, RepoRecord, RepoStats, RestoreRecord,
+    TaskRecord,
+};
 
 /// Backup records kept per repository in the store; older ones are read from the catalog.
 pub const RECENT_BACKUPS: usize = 10;
@@ -68,6 +74,15 @@ fn pending_key(repo_id: &str, id: &str) -> String {
 }
 fn restore_key(id: &str) -> String {
     format!("restore/{id}")
+}
+fn schedule_state_key(repo_id: &str) -> String {
+    format!("schedule-state/{repo_id}")
+}
+fn escrow_key(repo_id: &str, id: &str) -> String {
+    format!("escrow/{repo_id}/{id}")
+}
+fn maintenance_key(repo_id: &str) -> String {
+    format!("maintenance/{repo_id}")
 }
 
 /// A batch of writes applied in one transaction.
@@ -133,9 +148,53 @@ impl Batch {
         self.ops.push(Op::delete(backup_key(repo_id, id)));
         self
     }
+    pub fn schedule_state(&mut self, repo_id: &str, s: &crate::model::ScheduleState) -> &mut Self {
+        self.put(schedule_state_key(repo_id), s);
+        self
+    }
+    /// Appends another batch's writes (applied in the same transaction).
+    pub fn extend(&mut self, other: Batch) -> &mut Self {
+        if let Some(e) = other.err {
+            self.err = Some(e);
+        }
+        self.ops.extend(other.ops);
+        self
+    }
+    pub fn escrow(&mut self, e: &EscrowRecord) -> &mut Self {
+        self.put(escrow_key(&e.repo_id, &e.id), e);
+        self
+    }
+    pub fn delete_escrow(&mut self, repo_id: &str, id: &str) -> &mut Self {
+        self.ops.push(Op::delete(escrow_key(repo_id, id)));
+        self
+    }
+    pub fn maintenance(&mut self, repo_id: &str, m: &MaintenanceRecord) -> &mut Self {
+        self.put(maintenance_key(repo_id), m);
+        self
+    }
+    /// Purge: the repository record, its name index, stats and maintenance record (the caller
+    /// deletes its backup and escrow records).
+    pub fn delete_repo(&mut self, r: &RepoRecord) -> &mut Self {
+        self.ops.push(Op::delete(repo_key(&r.id)));
+        self.ops.push(Op::delete(repo_name_key(&r.org_id, &r.name)));
+        self.ops.push(Op::delete(stats_key(&r.id)));
+        self.ops.push(Op::delete(maintenance_key(&r.id)));
+        self
+    }
+    /// Purge: the organisation record and its name index.
+    pub fn delete_org(&mut self, o: &OrgRecord) -> &mut Self {
+        self.ops.push(Op::delete(org_key(&o.id)));
+        self.ops.push(Op::delete(org_name_key(&o.name)));
+        self
+    }
 }
 
 impl Store {
+    /// The backend, for logs that keep their own keys (the audit log).
+    pub fn kv(&self) -> Arc<dyn KvBackend> {
+        self.kv.clone()
+    }
+
     pub fn new(kv: Arc<dyn KvBackend>) -> Self {
         Self { kv }
     }
@@ -263,6 +322,37 @@ impl Store {
         Ok(v)
     }
 
+    pub async fn schedule_state(&self, repo_id: &str) -> StoreResult<crate::model::ScheduleState> {
+        Ok(self
+            .get(&schedule_state_key(repo_id))
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// What the materialiser needs of every repository, decoded without the rest of the
+    /// record (a tick over 100,000 repositories reads them all).
+    pub async fn repo_schedule_views(&self) -> StoreResult<Vec<crate::model::RepoScheduleView>> {
+        self.list("repo/").await
+    }
+
+    /// Every repository's materialiser state, by repository id (one range read per tick).
+    pub async fn schedule_states(
+        &self,
+    ) -> StoreResult<std::collections::HashMap<String, crate::model::ScheduleState>> {
+        let kvs = self
+            .kv
+            .range(KeyRange::prefix(b"schedule-state/".to_vec()), None)
+            .await?;
+        let mut out = std::collections::HashMap::with_capacity(kvs.len());
+        for kv in &kvs {
+            let key = String::from_utf8_lossy(&kv.key);
+            if let Some(id) = key.strip_prefix("schedule-state/") {
+                out.insert(id.to_string(), decode_json(kv)?.value);
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn stats(&self, repo_id: &str) -> StoreResult<RepoStats> {
         Ok(self.get(&stats_key(repo_id)).await?.unwrap_or_default())
     }
@@ -343,6 +433,23 @@ impl Store {
                 Some((r.to_string(), b.to_string()))
             })
             .collect())
+    }
+
+    // Escrow agreements and maintenance (issue 6).
+
+    /// The escrow agreements of one repository, or of all.
+    pub async fn escrows(&self, repo_id: Option<&str>) -> StoreResult<Vec<EscrowRecord>> {
+        match repo_id {
+            Some(r) => self.list(&format!("escrow/{r}/")).await,
+            None => self.list("escrow/").await,
+        }
+    }
+
+    pub async fn maintenance(&self, repo_id: &str) -> StoreResult<MaintenanceRecord> {
+        Ok(self
+            .get(&maintenance_key(repo_id))
+            .await?
+            .unwrap_or_default())
     }
 
     // Restores.

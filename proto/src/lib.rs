@@ -43,6 +43,7 @@ redacted_debug!(RestoreSpec { restore_id, backup_id, snapshot_id, restore_type, 
 redacted_debug!(BackupResult { snapshot_id, manifest_json, size_bytes, added_bytes, counts, bytes_received }
     secret { master_key });
 redacted_debug!(RequestPermitsResponse { grant } secret { source_token });
+redacted_debug!(EnableEscrowResponse { agreement } secret { key });
 
 #[cfg(test)]
 mod tests {

@@ -31,6 +31,11 @@ pub struct Cluster {
     /// Set: the coordinator serves TLS with this CA's certificate, and workers trust it.
     ca_file: Option<PathBuf>,
     tls: Option<repovault_coordinator::config::TlsFiles>,
+    /// Set: the coordinator serves its HTTP port here (port 0 at first; restarts keep the
+    /// port), e.g. for webhooks.
+    http: Option<std::net::SocketAddr>,
+    /// Admin tokens with roles; empty: every caller is the local admin.
+    admin_tokens: Vec<repovault_coordinator::roles::NamedToken>,
 }
 
 impl Cluster {
@@ -58,6 +63,23 @@ impl Cluster {
         Ok(c)
     }
 
+    /// A cluster whose admin API takes these tokens (and only these).
+    pub async fn start_with_admin_tokens(
+        workers: usize,
+        tokens: Vec<repovault_coordinator::roles::NamedToken>,
+    ) -> Result<Self> {
+        let mut c = Self::start_with(0, TEST_HEARTBEAT).await?;
+        if let Some(h) = c.coordinator.take() {
+            h.shutdown().await;
+        }
+        c.admin_tokens = tokens;
+        c.restart_coordinator().await?;
+        for _ in 0..workers {
+            c.add_worker().await?;
+        }
+        Ok(c)
+    }
+
     pub async fn start_with(workers: usize, heartbeat: &str) -> Result<Self> {
         repovault_common::tls::install_crypto_provider();
         repovault_common::telemetry::init("warn");
@@ -71,6 +93,8 @@ impl Cluster {
             next_worker: 0,
             ca_file: None,
             tls: None,
+            http: None,
+            admin_tokens: Vec::new(),
         };
         c.start_coordinator().await?;
         for _ in 0..workers {
@@ -96,16 +120,20 @@ impl Cluster {
         let mut settings = repovault_cli::standalone_settings(
             &self.data_dir(),
             self.listen,
-            None,
+            self.http,
             &self.heartbeat,
         )
         .await?;
         if let Some(t) = &self.tls {
             settings.tls = Some(t.load()?);
         }
+        settings.admin_tokens = self.admin_tokens.clone();
         let h = start(settings).await?;
         // Restarts come back on the same port, so workers find them again.
         self.listen = h.grpc_addr;
+        if self.http.is_some() {
+            self.http = h.http_addr;
+        }
         self.coordinator = Some(h);
         Ok(())
     }
@@ -125,6 +153,25 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("coordinator did not restart")))
+    }
+
+    /// A cluster whose coordinator also serves its HTTP port (webhooks, downloads, metrics).
+    pub async fn start_with_http(workers: usize) -> Result<Self> {
+        let mut c = Self::start_with(0, TEST_HEARTBEAT).await?;
+        if let Some(h) = c.coordinator.take() {
+            h.shutdown().await;
+        }
+        c.http = Some("127.0.0.1:0".parse()?);
+        c.restart_coordinator().await?;
+        for _ in 0..workers {
+            c.add_worker().await?;
+        }
+        Ok(c)
+    }
+
+    /// The coordinator's HTTP address, when it serves one.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http
     }
 
     pub fn core(&self) -> &Arc<Core> {

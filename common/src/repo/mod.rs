@@ -132,6 +132,26 @@ pub struct SnapshotInfo {
     pub total_bytes: Option<u64>,
 }
 
+/// What a prune did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneOutcome {
+    /// Packs marked earlier and deleted by this run, and their bytes.
+    pub deleted_packs: u64,
+    pub deleted_bytes: u64,
+    /// Unused bytes marked for deletion by this run (deleted by a later run).
+    pub marked_bytes: u64,
+    pub repacked_packs: u64,
+    /// Packs marked for deletion and still kept (too recently marked).
+    pub still_marked_packs: u64,
+}
+
+impl PruneOutcome {
+    /// Whether a later prune has packs to delete.
+    pub fn second_phase_due(&self) -> bool {
+        self.marked_bytes > 0 || self.repacked_packs > 0 || self.still_marked_packs > 0
+    }
+}
+
 /// Outcome of a restore.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoreSummary {
@@ -574,6 +594,51 @@ impl SnapshotRepo {
         self.repo
             .delete_snapshots(&ids)
             .map_err(|e| map_err(e, self.location(), "deleting snapshots"))
+    }
+
+    /// Removes the data no snapshot references any more, two-phase as restic does: packs that
+    /// become unused are first *marked* for deletion (in the index) and deleted only by a later
+    /// prune at least `keep_delete` after they were marked, so a reader that loaded the old index
+    /// (a running restore) still finds them. Repacks partly used packs beyond restic's default
+    /// 5% unused (rustic_core's `PruneOptions` defaults otherwise). Never run it while a backup
+    /// of this repository runs: the backup may reuse blobs the prune deems unused.
+    pub fn prune(&self, keep_delete: std::time::Duration) -> Result<PruneOutcome, RepoError> {
+        let span = rustic_core::jiff::Span::new()
+            .try_seconds(i64::try_from(keep_delete.as_secs()).unwrap_or(i64::MAX))
+            .map_err(|e| RepoError::InvalidInput(format!("keep_delete: {e}")))?;
+        let opts = rustic_core::PruneOptions::default().keep_delete(span);
+        let plan = self
+            .repo
+            .prune_plan(&opts)
+            .map_err(|e| map_err(e, self.location(), "planning a prune"))?;
+        let stats = &plan.stats;
+        let size = stats.size_sum();
+        let outcome = PruneOutcome {
+            deleted_packs: stats.packs_to_delete.remove,
+            deleted_bytes: stats.size_to_delete.remove,
+            marked_bytes: size.remove + size.repackrm,
+            repacked_packs: stats.packs.repack,
+            still_marked_packs: stats.packs_to_delete.keep,
+        };
+        self.repo
+            .prune(&opts, plan)
+            .map_err(|e| map_err(e, self.location(), "pruning"))?;
+        Ok(outcome)
+    }
+
+    /// Adds a key (a restic password) for this repository alone: the repository's master key
+    /// encrypted under `password`, written as a new key file. Existing keys stay. Returns the
+    /// new key's id (full hex).
+    pub fn add_key(&self, password: &Secret) -> Result<String, RepoError> {
+        let opts = KeyOptions::default()
+            .hostname(Some("repovault".to_string()))
+            .username(Some("escrow".to_string()))
+            .with_created(true);
+        let id = self
+            .repo
+            .add_key(password.expose(), &opts)
+            .map_err(|e| map_err(e, self.location(), "adding a key"))?;
+        Ok(id.to_hex().to_string())
     }
 
     /// Checks the repository structure (index, packs listed, trees of every snapshot); with

@@ -50,6 +50,10 @@ impl Core {
             ca_cert_pem: None,
             credential: None,
             last_sync_at_ms: None,
+            disconnected: false,
+            full_after_ms: None,
+            retention: Default::default(),
+            schedule: Default::default(),
         };
         self.store.create_org(&org).await?;
         tracing::info!(org = %org.name, id = %org.id, "organisation added");
@@ -103,6 +107,8 @@ impl Core {
             forge_id: None,
             archived: false,
             deleted: false,
+            schedule: None,
+            on_push: None,
         };
         self.store.create_repo(&repo).await?;
         tracing::info!(repo = %repo.full_name(), id = %repo.id, "repository added");

@@ -116,7 +116,7 @@ fn refused(e: &ForgeError) -> bool {
     matches!(e.status(), Some(401 | 403 | 404 | 422)) || matches!(e, ForgeError::Config(_))
 }
 
-fn forge_error(context: String, e: ForgeError) -> CoreError {
+pub(super) fn forge_error(context: String, e: ForgeError) -> CoreError {
     if refused(&e) {
         CoreError::InvalidArgument(format!("{context}: {e}"))
     } else {
@@ -124,7 +124,7 @@ fn forge_error(context: String, e: ForgeError) -> CoreError {
     }
 }
 
-fn endpoint(org: &OrgRecord) -> GitHubEndpoint {
+pub(super) fn endpoint(org: &OrgRecord) -> GitHubEndpoint {
     GitHubEndpoint {
         api_url: org
             .api_url
@@ -220,6 +220,10 @@ impl Core {
             ca_cert_pem,
             credential: Some(credential),
             last_sync_at_ms: None,
+            disconnected: false,
+            full_after_ms: None,
+            retention: Default::default(),
+            schedule: Default::default(),
         };
         // Proves the credential before anything is stored.
         let listed = self.list_github(&org).await?;
@@ -403,6 +407,8 @@ impl Core {
                 forge_id: Some(l.id),
                 archived: l.archived,
                 deleted: false,
+                schedule: None,
+                on_push: None,
             });
         }
         for r in &changed {

@@ -10,10 +10,13 @@
 mod admin;
 mod browse;
 pub mod catalog;
+mod escrow;
 pub mod github;
 mod rate;
 mod repos;
 mod restores;
+pub mod retention;
+pub mod schedules;
 pub use restores::{RestoreRequest, VALID_COMBINATIONS, check_combination};
 mod tasks;
 
@@ -59,6 +62,9 @@ struct Queue {
     lease_seq: u64,
     /// Organisation -> (lease_seq, time) of its last lease.
     org_served: HashMap<String, (u64, i64)>,
+    /// Repositories under maintenance (forget, prune, purge: `retention.rs`): no backup of
+    /// them is leased meanwhile.
+    maintenance: HashSet<String>,
 }
 
 impl Queue {
@@ -69,6 +75,7 @@ impl Queue {
                 t.kind == crate::model::TaskKind::Backup && t.lease.expires_at_ms().is_some()
             })
             .map(|t| t.repo_id.clone())
+            .chain(self.maintenance.iter().cloned())
             .collect()
     }
 }
@@ -102,6 +109,8 @@ pub struct Core {
     pub(crate) forget_tx: tokio::sync::mpsc::UnboundedSender<crate::reconcile::ForgetRequest>,
     /// Download links: their signing key and base URL (`downloads.rs`).
     pub downloads: crate::downloads::Downloads,
+    /// Scheduled and on-push backups: the clock, push bursts (`schedules.rs`).
+    pub schedules: schedules::Schedules,
 }
 
 pub struct CoreParts {
@@ -132,6 +141,7 @@ impl Core {
         let downloads = crate::downloads::Downloads::new(&parts.master);
         let core = Arc::new(Self {
             downloads,
+            schedules: Default::default(),
             store: parts.store,
             storage,
             storage_config: parts.storage_config,
@@ -201,6 +211,9 @@ pub(crate) fn repo_token_context(repo_id: &str) -> String {
 }
 pub(crate) fn master_key_context(repo_id: &str) -> String {
     format!("repo-master-key:{repo_id}")
+}
+pub(crate) fn webhook_secret_context(repo_id: &str) -> String {
+    format!("webhook-secret:{repo_id}")
 }
 pub(crate) fn restore_token_context(restore_id: &str) -> String {
     format!("restore-token:{restore_id}")

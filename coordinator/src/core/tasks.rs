@@ -27,7 +27,7 @@ enum Leasing {
     Leased(Box<pb::Task>),
     /// The best task's repository has no snapshot repository yet: the coordinator creates it
     /// (outside the queue lock) before anyone may back it up.
-    NeedsRepository(RepoRecord),
+    NeedsRepository(Box<RepoRecord>),
     /// The best task's organisation authenticates as a GitHub App and no fresh installation
     /// token is cached: the coordinator mints one (outside the queue lock) first.
     NeedsToken(Box<crate::model::OrgRecord>),
@@ -43,6 +43,42 @@ pub enum CompletionOutcome {
     Failed,
 }
 
+/// A pending backup record of `repo` for the task `task_id`.
+pub(super) fn new_backup(
+    repo: &RepoRecord,
+    backup_type: &str,
+    trigger: &str,
+    priority: u8,
+    task_id: &str,
+    now: i64,
+) -> BackupRecord {
+    BackupRecord {
+        id: ids::new_backup_id(&repo.id, now),
+        org_id: repo.org_id.clone(),
+        repo_id: repo.id.clone(),
+        org_name: repo.org_name.clone(),
+        repo_name: repo.name.clone(),
+        backup_type: backup_type.to_string(),
+        trigger: trigger.to_string(),
+        status: Status::Pending,
+        error: None,
+        created_at_ms: now,
+        started_at_ms: None,
+        finished_at_ms: None,
+        size_bytes: 0,
+        added_bytes: 0,
+        counts: Counts::default(),
+        components: Default::default(),
+        snapshot_id: None,
+        parent_snapshot_id: None,
+        task_id: task_id.to_string(),
+        attempt: 0,
+        bytes_received: 0,
+        priority,
+        worker_id: None,
+    }
+}
+
 impl Core {
     /// Enqueues a backup of `repo`, or returns the equal backup already pending or running
     /// (idempotent per repository, type and trigger while that task is active).
@@ -53,41 +89,33 @@ impl Core {
         trigger: &str,
         priority: u8,
     ) -> CoreResult<BackupRecord> {
+        self.enqueue_backup_with(repo, backup_type, trigger, priority, Batch::default())
+            .await
+    }
+
+    /// [`Core::enqueue_backup`], writing `extra` in the same transaction (the scheduler's
+    /// last materialised slot); when the backup collapses onto an active one, `extra` is
+    /// written alone.
+    pub(crate) async fn enqueue_backup_with(
+        &self,
+        repo: &RepoRecord,
+        backup_type: &str,
+        trigger: &str,
+        priority: u8,
+        extra: Batch,
+    ) -> CoreResult<BackupRecord> {
         let key = format!("backup:{}:{backup_type}:{trigger}", repo.id);
         let mut q = self.queue.lock().await;
         if let Some(t) = q.active.values().find(|t| t.idempotency_key == key) {
             let existing = self.store.backup(&repo.id, &t.subject_id).await?;
             if let Some(b) = existing {
+                self.store.apply(extra).await?;
                 return Ok(b);
             }
         }
         let now = now_ms();
         let task_id = ids::new_task_id();
-        let backup = BackupRecord {
-            id: ids::new_backup_id(&repo.id, now),
-            org_id: repo.org_id.clone(),
-            repo_id: repo.id.clone(),
-            org_name: repo.org_name.clone(),
-            repo_name: repo.name.clone(),
-            backup_type: backup_type.to_string(),
-            trigger: trigger.to_string(),
-            status: Status::Pending,
-            error: None,
-            created_at_ms: now,
-            started_at_ms: None,
-            finished_at_ms: None,
-            size_bytes: 0,
-            added_bytes: 0,
-            counts: Counts::default(),
-            components: Default::default(),
-            snapshot_id: None,
-            parent_snapshot_id: None,
-            task_id: task_id.clone(),
-            attempt: 0,
-            bytes_received: 0,
-            priority,
-            worker_id: None,
-        };
+        let backup = new_backup(repo, backup_type, trigger, priority, &task_id, now);
         let task = self.new_task(
             &mut q,
             task_id,
@@ -99,7 +127,7 @@ impl Core {
             now,
         );
         let mut batch = Batch::default();
-        batch.task(&task).backup(&backup);
+        batch.task(&task).backup(&backup).extend(extra);
         self.store.apply(batch).await?;
         q.active.insert(task.id.clone(), task);
         drop(q);
@@ -141,7 +169,7 @@ impl Core {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn new_task(
+    pub(super) fn new_task(
         &self,
         q: &mut Queue,
         id: String,
@@ -270,7 +298,7 @@ impl Core {
             .await?
             .ok_or_else(|| not_found("repository", task.repo_id.clone()))?;
         if task.kind == TaskKind::Backup && repo.sealed_master_key.is_none() {
-            return Ok(Leasing::NeedsRepository(repo));
+            return Ok(Leasing::NeedsRepository(Box::new(repo)));
         }
         let org = self
             .store

@@ -174,8 +174,56 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListReposResponse>, Status> {
         let r = req.into_inner();
         let repos = self.core.list_repos(Some(&r.org)).await?;
-        Ok(Response::new(pb::ListReposResponse {
-            repos: repos.iter().map(|(r, s)| convert::repo(r, s)).collect(),
+        let mut out = Vec::with_capacity(repos.len());
+        for (r, s) in &repos {
+            out.push(self.core.repo_with_schedule(convert::repo(r, s), r).await?);
+        }
+        Ok(Response::new(pb::ListReposResponse { repos: out }))
+    }
+
+    async fn set_org_schedule(
+        &self,
+        req: Request<pb::SetOrgScheduleRequest>,
+    ) -> Result<Response<pb::SetOrgScheduleResponse>, Status> {
+        let r = req.into_inner();
+        let org = self
+            .core
+            .set_org_schedule(
+                &r.org,
+                r.schedule.as_deref(),
+                r.timezone.as_deref(),
+                r.full_every_days,
+            )
+            .await?;
+        Ok(Response::new(pb::SetOrgScheduleResponse {
+            org: Some(convert::org(&org)),
+        }))
+    }
+
+    async fn set_repo_schedule(
+        &self,
+        req: Request<pb::SetRepoScheduleRequest>,
+    ) -> Result<Response<pb::SetRepoScheduleResponse>, Status> {
+        let r = req.into_inner();
+        let mut repo = self.core.repo_named(&r.repo).await?;
+        if let Some(s) = &r.schedule {
+            repo = self.core.set_repo_schedule(&r.repo, s).await?;
+        }
+        if let Some(on) = r.on_push {
+            repo = self.core.set_repo_on_push(&r.repo, on).await?;
+        }
+        let stats = self
+            .core
+            .store
+            .stats(&repo.id)
+            .await
+            .map_err(crate::error::CoreError::from)?;
+        let out = self
+            .core
+            .repo_with_schedule(convert::repo(&repo, &stats), &repo)
+            .await?;
+        Ok(Response::new(pb::SetRepoScheduleResponse {
+            repo: Some(out),
         }))
     }
 
@@ -196,9 +244,9 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
         let r = req.into_inner();
         let list = self.core.list_backups(Some(&r.repo)).await?;
-        Ok(Response::new(pb::ListBackupsResponse {
-            backups: list.iter().map(convert::backup).collect(),
-        }))
+        let mut backups: Vec<pb::Backup> = list.iter().map(convert::backup).collect();
+        self.core.escrow_flags(&list, &mut backups).await?;
+        Ok(Response::new(pb::ListBackupsResponse { backups }))
     }
 
     async fn get_backup(
@@ -206,8 +254,38 @@ impl AdminService for AdminApi {
         req: Request<pb::GetBackupRequest>,
     ) -> Result<Response<pb::GetBackupResponse>, Status> {
         let b = self.core.get_backup(&req.into_inner().id).await?;
+        let mut backup = vec![convert::backup(&b)];
+        self.core
+            .escrow_flags(std::slice::from_ref(&b), &mut backup)
+            .await?;
         Ok(Response::new(pb::GetBackupResponse {
-            backup: Some(convert::backup(&b)),
+            backup: backup.pop(),
+        }))
+    }
+
+    async fn list_audit(
+        &self,
+        req: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        let limit = match req.into_inner().limit {
+            0 => 100,
+            n => n as usize,
+        };
+        let entries = crate::audit::AuditLog::new(self.core.store.kv())
+            .list(limit)
+            .await
+            .map_err(|e| Status::internal(format!("reading the audit log: {e}")))?;
+        Ok(Response::new(pb::ListAuditResponse {
+            entries: entries
+                .into_iter()
+                .map(|e| pb::AuditEntry {
+                    at: crate::core::format_ms(e.at_ms),
+                    caller: e.caller,
+                    role: e.role,
+                    method: e.method,
+                    outcome: e.outcome,
+                })
+                .collect(),
         }))
     }
 
@@ -498,6 +576,82 @@ impl AdminService for AdminApi {
         }
         Ok(Response::new(pb::GetQueueResponse { entries }))
     }
+
+    // Retention, deletion, escrow (issue 6): `core/retention.rs`, `core/escrow.rs`.
+
+    async fn delete_backup(
+        &self,
+        req: Request<pb::DeleteBackupRequest>,
+    ) -> Result<Response<pb::DeleteBackupResponse>, Status> {
+        Ok(Response::new(
+            self.core.api_delete_backup(req.into_inner()).await?,
+        ))
+    }
+
+    async fn purge_repo(
+        &self,
+        req: Request<pb::PurgeRepoRequest>,
+    ) -> Result<Response<pb::PurgeResponse>, Status> {
+        Ok(Response::new(
+            self.core.api_purge_repo(req.into_inner()).await?,
+        ))
+    }
+
+    async fn purge_org(
+        &self,
+        req: Request<pb::PurgeOrgRequest>,
+    ) -> Result<Response<pb::PurgeResponse>, Status> {
+        Ok(Response::new(
+            self.core.api_purge_org(req.into_inner()).await?,
+        ))
+    }
+
+    async fn set_org_connected(
+        &self,
+        req: Request<pb::SetOrgConnectedRequest>,
+    ) -> Result<Response<pb::SetOrgConnectedResponse>, Status> {
+        Ok(Response::new(
+            self.core.api_set_org_connected(req.into_inner()).await?,
+        ))
+    }
+
+    async fn set_retention(
+        &self,
+        req: Request<pb::SetRetentionRequest>,
+    ) -> Result<Response<pb::SetRetentionResponse>, Status> {
+        Ok(Response::new(
+            self.core.api_set_retention(req.into_inner()).await?,
+        ))
+    }
+
+    async fn enable_escrow(
+        &self,
+        req: Request<pb::EnableEscrowRequest>,
+    ) -> Result<Response<pb::EnableEscrowResponse>, Status> {
+        Ok(Response::new({
+            let by = caller_name(&req);
+            self.core.api_enable_escrow(req.into_inner(), &by).await?
+        }))
+    }
+
+    async fn release_escrow(
+        &self,
+        req: Request<pb::ReleaseEscrowRequest>,
+    ) -> Result<Response<pb::ReleaseEscrowResponse>, Status> {
+        Ok(Response::new({
+            let by = caller_name(&req);
+            self.core.api_release_escrow(req.into_inner(), &by).await?
+        }))
+    }
+
+    async fn list_escrows(
+        &self,
+        req: Request<pb::ListEscrowsRequest>,
+    ) -> Result<Response<pb::ListEscrowsResponse>, Status> {
+        Ok(Response::new(
+            self.core.api_list_escrows(req.into_inner()).await?,
+        ))
+    }
 }
 
 fn is_final(p: &pb::TaskProgress) -> bool {
@@ -524,4 +678,11 @@ impl AdminApi {
         }
         p
     }
+}
+
+/// The caller the admin guard resolved (its configured token name; `local` without tokens).
+fn caller_name<T>(req: &Request<T>) -> String {
+    req.extensions()
+        .get::<crate::roles::Caller>()
+        .map_or_else(|| "local".to_string(), |c| c.name.clone())
 }

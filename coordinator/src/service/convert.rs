@@ -35,6 +35,12 @@ pub fn org(o: &OrgRecord) -> pb::Org {
         installation_id,
         has_ca_cert: o.ca_cert_pem.is_some(),
         last_sync_at: opt_time(o.last_sync_at_ms),
+        schedule: o.schedule.schedule.clone().unwrap_or_default(),
+        timezone: o.schedule.timezone.clone().unwrap_or_default(),
+        full_every_days: o
+            .schedule
+            .full_every_days
+            .unwrap_or(crate::schedule::policy::DEFAULT_FULL_EVERY_DAYS),
     }
 }
 
@@ -77,6 +83,10 @@ pub fn repo(r: &RepoRecord, s: &RepoStats) -> pb::Repo {
         forge_id: r.forge_id.unwrap_or_default(),
         archived: r.archived,
         deleted: r.deleted,
+        schedule: r.schedule.clone().unwrap_or_default(),
+        effective_schedule: String::new(),
+        on_push: r.on_push.is_some(),
+        skipped_slots: Vec::new(),
     }
 }
 
@@ -104,6 +114,8 @@ pub fn backup(b: &BackupRecord) -> pb::Backup {
         bytes_received: b.bytes_received,
         priority: u32::from(b.priority),
         worker_id: b.worker_id.clone().unwrap_or_default(),
+        // Set by the caller that knows the agreements (`Core::escrow_flags`).
+        is_escrowed: false,
     }
 }
 

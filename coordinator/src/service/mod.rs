@@ -3,4 +3,5 @@
 pub mod admin;
 pub mod auth;
 pub mod convert;
+pub mod guard;
 pub mod worker;

@@ -1,0 +1,387 @@
+//! Escrow agreements (issue 6). An agreement covers one repository; while it is active (not
+//! released, not past its `until`), every finished backup of the repository is escrowed:
+//! the ones that existed when it was enabled and every one completed since. The flag is derived
+//! from the agreement records rather than written into each backup, because catalog objects are
+//! create-only (an outcome never changes) and a release must clear it everywhere at once.
+//!
+//! Enabling adds a restic key to the repository's snapshot repository alone (its master key
+//! under a new random password; the organisation key stays) and hands the password back once,
+//! for the escrow agent. It is never stored nor logged.
+
+use std::sync::Arc;
+
+use repovault_common::crypto::random_secret;
+use repovault_common::secret::Secret;
+
+use crate::error::{CoreError, CoreResult};
+use crate::model::{BackupRecord, EscrowRecord, Status};
+use crate::retention::{EscrowWindow, RetentionPolicy};
+use crate::store::Batch;
+use repovault_proto::v1 as pb;
+
+use super::Core;
+use super::retention::first_line;
+
+/// Bytes of an escrow key: 256 bits, hex-encoded as the restic password (as organisation keys).
+const ESCROW_KEY_BYTES: usize = 32;
+/// An agreement's text (parties, reference) is a record field, not a document store.
+const MAX_AGREEMENT_BYTES: usize = 16 * 1024;
+
+impl Core {
+    pub(crate) async fn escrow_windows(&self, repo_id: &str) -> CoreResult<Vec<EscrowWindow>> {
+        Ok(self
+            .store
+            .escrows(Some(repo_id))
+            .await?
+            .iter()
+            .map(EscrowRecord::window)
+            .collect())
+    }
+
+    /// The repository's active agreement at `now_ms`, if any (the oldest).
+    pub(crate) async fn active_escrow(
+        &self,
+        repo_id: &str,
+        now_ms: i64,
+    ) -> CoreResult<Option<EscrowRecord>> {
+        let mut active: Vec<EscrowRecord> = self
+            .store
+            .escrows(Some(repo_id))
+            .await?
+            .into_iter()
+            .filter(|e| e.window().is_active(now_ms))
+            .collect();
+        active.sort_by_key(|e| e.created_at_ms);
+        Ok(active.into_iter().next())
+    }
+
+    /// Whether a backup is escrowed at `now_ms` (for listings: `is_escrowed`).
+    pub async fn is_escrowed(&self, b: &BackupRecord, now_ms: i64) -> CoreResult<bool> {
+        Ok(
+            b.status == Status::Completed
+                && self.active_escrow(&b.repo_id, now_ms).await?.is_some(),
+        )
+    }
+
+    /// Sets `is_escrowed` on converted backups (`out[i]` is `records[i]`), reading each
+    /// repository's agreements once.
+    pub async fn escrow_flags(
+        &self,
+        records: &[BackupRecord],
+        out: &mut [pb::Backup],
+    ) -> CoreResult<()> {
+        let now = super::now_ms();
+        let mut active: std::collections::HashMap<&str, bool> = Default::default();
+        for (b, p) in records.iter().zip(out.iter_mut()) {
+            let a = match active.get(b.repo_id.as_str()) {
+                Some(a) => *a,
+                None => {
+                    let a = self.active_escrow(&b.repo_id, now).await?.is_some();
+                    active.insert(&b.repo_id, a);
+                    a
+                }
+            };
+            p.is_escrowed = a && b.status == Status::Completed;
+        }
+        Ok(())
+    }
+
+    /// `escrow enable`: records the agreement and adds a restic key for this repository alone.
+    /// Returns the agreement and the new key's password (to be written for the agent, 0600).
+    pub async fn enable_escrow(
+        self: &Arc<Self>,
+        full_name: &str,
+        agreement: &str,
+        until_ms: Option<i64>,
+        created_by: &str,
+    ) -> CoreResult<(EscrowRecord, Secret)> {
+        let agreement = agreement.trim();
+        if agreement.is_empty() {
+            return Err(CoreError::InvalidArgument(
+                "the agreement (parties and reference) must not be empty".into(),
+            ));
+        }
+        if agreement.len() > MAX_AGREEMENT_BYTES {
+            return Err(CoreError::InvalidArgument(format!(
+                "the agreement is {} bytes; at most {MAX_AGREEMENT_BYTES}",
+                agreement.len()
+            )));
+        }
+        let now = super::now_ms();
+        if until_ms.is_some_and(|u| u <= now) {
+            return Err(CoreError::InvalidArgument("--until is in the past".into()));
+        }
+        let repo = self.repo_named(full_name).await?;
+        let Some(sr) = crate::reconcile::open_repo(self, &repo.id).await? else {
+            return Err(CoreError::FailedPrecondition(format!(
+                "{full_name} has no snapshot repository yet: back it up once before escrow"
+            )));
+        };
+        let password = random_secret(ESCROW_KEY_BYTES);
+        let pw = password.clone();
+        let key_id = tokio::task::spawn_blocking(move || sr.add_key(&pw))
+            .await
+            .map_err(|e| CoreError::Internal(format!("adding the escrow key panicked: {e}")))?
+            .map_err(|e| CoreError::Storage(e.to_string()))?;
+        let record = EscrowRecord {
+            id: format!("esc-{}", &random_secret(8).expose()[..12]),
+            org_id: repo.org_id.clone(),
+            repo_id: repo.id.clone(),
+            repo_full_name: repo.full_name(),
+            agreement: agreement.to_string(),
+            created_by: created_by.to_string(),
+            created_at_ms: now,
+            until_ms,
+            released_at_ms: None,
+            released_by: None,
+            key_id: Some(key_id),
+        };
+        let mut batch = Batch::default();
+        batch.escrow(&record);
+        self.store.apply(batch).await?;
+        tracing::info!(repo = %record.repo_full_name, escrow = %record.id, agreement = %first_line(&record.agreement), "escrow enabled, key added");
+        Ok((record, password))
+    }
+
+    /// `escrow release`: ends every active agreement of the repository now. The escrow key stays
+    /// in the snapshot repository (the agent keeps the access it was given).
+    pub async fn release_escrow(
+        &self,
+        full_name: &str,
+        released_by: &str,
+    ) -> CoreResult<Vec<EscrowRecord>> {
+        let repo = self.repo_named(full_name).await?;
+        let now = super::now_ms();
+        let mut released = Vec::new();
+        let mut batch = Batch::default();
+        for mut e in self.store.escrows(Some(&repo.id)).await? {
+            if e.window().is_active(now) {
+                e.released_at_ms = Some(now);
+                e.released_by = Some(released_by.to_string());
+                batch.escrow(&e);
+                released.push(e);
+            }
+        }
+        if released.is_empty() {
+            return Err(CoreError::FailedPrecondition(format!(
+                "{full_name} has no active escrow agreement"
+            )));
+        }
+        self.store.apply(batch).await?;
+        tracing::info!(repo = %repo.full_name(), agreements = released.len(), "escrow released");
+        Ok(released)
+    }
+
+    /// Every agreement (of one repository when named), newest first, with whether it is active.
+    pub async fn list_escrows(
+        &self,
+        full_name: Option<&str>,
+    ) -> CoreResult<Vec<(EscrowRecord, bool)>> {
+        let repo_id = match full_name {
+            Some(n) if !n.is_empty() => Some(self.repo_named(n).await?.id),
+            _ => None,
+        };
+        let now = super::now_ms();
+        let mut out: Vec<(EscrowRecord, bool)> = self
+            .store
+            .escrows(repo_id.as_deref())
+            .await?
+            .into_iter()
+            .map(|e| {
+                let active = e.window().is_active(now);
+                (e, active)
+            })
+            .collect();
+        out.sort_by_key(|(e, _)| std::cmp::Reverse(e.created_at_ms));
+        Ok(out)
+    }
+}
+
+/// Parses `--until`: an RFC 3339 time, or a date `YYYY-MM-DD` meaning the end of that day (UTC).
+/// Empty: `None` (until released).
+pub fn parse_until(s: &str) -> CoreResult<Option<i64>> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(Some(t.timestamp_millis()));
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        CoreError::InvalidArgument(format!(
+            "--until {s:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time"
+        ))
+    })?;
+    let next = d
+        .succ_opt()
+        .and_then(|n| n.and_hms_opt(0, 0, 0))
+        .ok_or_else(|| CoreError::InvalidArgument(format!("--until {s:?} is out of range")))?;
+    Ok(Some(next.and_utc().timestamp_millis()))
+}
+
+fn agreement_pb(e: &EscrowRecord, now_ms: i64) -> pb::EscrowAgreement {
+    let opt = |t: Option<i64>| t.map(super::format_ms).unwrap_or_default();
+    pb::EscrowAgreement {
+        id: e.id.clone(),
+        repo: e.repo_full_name.clone(),
+        agreement: e.agreement.clone(),
+        created_by: e.created_by.clone(),
+        created_at: super::format_ms(e.created_at_ms),
+        until: opt(e.until_ms),
+        released_at: opt(e.released_at_ms),
+        released_by: e.released_by.clone().unwrap_or_default(),
+        active: e.window().is_active(now_ms),
+        key_id: e.key_id.clone().unwrap_or_default(),
+    }
+}
+
+fn policy_pb(p: &RetentionPolicy) -> pb::RetentionPolicy {
+    pb::RetentionPolicy {
+        days: p.days,
+        keep_last: p.keep_last,
+        keep_hourly: p.keep_hourly,
+        keep_daily: p.keep_daily,
+        keep_weekly: p.keep_weekly,
+        keep_monthly: p.keep_monthly,
+    }
+}
+
+/// The admin service's calls for retention, deletion, purge, connection and escrow: thin
+/// conversions, so `service/admin.rs` only delegates.
+impl Core {
+    pub async fn api_delete_backup(
+        self: &Arc<Self>,
+        r: pb::DeleteBackupRequest,
+    ) -> CoreResult<pb::DeleteBackupResponse> {
+        let b = self.delete_backup(&r.id).await?;
+        Ok(pb::DeleteBackupResponse {
+            backup: Some(crate::service::convert::backup(&b)),
+        })
+    }
+
+    pub async fn api_purge_repo(
+        self: &Arc<Self>,
+        r: pb::PurgeRepoRequest,
+    ) -> CoreResult<pb::PurgeResponse> {
+        Ok(pb::PurgeResponse {
+            backups_deleted: self.purge_repo(&r.repo, r.confirm).await?,
+        })
+    }
+
+    pub async fn api_purge_org(
+        self: &Arc<Self>,
+        r: pb::PurgeOrgRequest,
+    ) -> CoreResult<pb::PurgeResponse> {
+        Ok(pb::PurgeResponse {
+            backups_deleted: self.purge_org(&r.org, r.confirm).await?,
+        })
+    }
+
+    pub async fn api_set_org_connected(
+        &self,
+        r: pb::SetOrgConnectedRequest,
+    ) -> CoreResult<pb::SetOrgConnectedResponse> {
+        let org = if r.connected {
+            self.connect_org(&r.org).await?
+        } else {
+            self.disconnect_org(&r.org).await?
+        };
+        Ok(pb::SetOrgConnectedResponse {
+            org: org.name,
+            disconnected: org.disconnected,
+            full_after: org.full_after_ms.map(super::format_ms).unwrap_or_default(),
+        })
+    }
+
+    pub async fn api_set_retention(
+        &self,
+        r: pb::SetRetentionRequest,
+    ) -> CoreResult<pb::SetRetentionResponse> {
+        let org = match r.policy {
+            None => self.org_named(&r.org).await?,
+            Some(p) => {
+                let policy = RetentionPolicy {
+                    days: p.days,
+                    keep_last: p.keep_last,
+                    keep_hourly: p.keep_hourly,
+                    keep_daily: p.keep_daily,
+                    keep_weekly: p.keep_weekly,
+                    keep_monthly: p.keep_monthly,
+                };
+                let org = self.set_retention(&r.org, policy).await?;
+                tracing::info!(org = %org.name, policy = ?org.retention, "retention policy set");
+                org
+            }
+        };
+        Ok(pb::SetRetentionResponse {
+            policy: Some(policy_pb(&org.retention)),
+        })
+    }
+
+    pub async fn api_enable_escrow(
+        self: &Arc<Self>,
+        r: pb::EnableEscrowRequest,
+        created_by: &str,
+    ) -> CoreResult<pb::EnableEscrowResponse> {
+        let until = parse_until(&r.until)?;
+        let (e, key) = self
+            .enable_escrow(&r.repo, &r.agreement, until, created_by)
+            .await?;
+        Ok(pb::EnableEscrowResponse {
+            agreement: Some(agreement_pb(&e, super::now_ms())),
+            key: key.expose().to_string(),
+        })
+    }
+
+    pub async fn api_release_escrow(
+        &self,
+        r: pb::ReleaseEscrowRequest,
+        released_by: &str,
+    ) -> CoreResult<pb::ReleaseEscrowResponse> {
+        let released = self.release_escrow(&r.repo, released_by).await?;
+        let now = super::now_ms();
+        Ok(pb::ReleaseEscrowResponse {
+            released: released.iter().map(|e| agreement_pb(e, now)).collect(),
+        })
+    }
+
+    pub async fn api_list_escrows(
+        &self,
+        r: pb::ListEscrowsRequest,
+    ) -> CoreResult<pb::ListEscrowsResponse> {
+        let now = super::now_ms();
+        Ok(pb::ListEscrowsResponse {
+            agreements: self
+                .list_escrows(Some(&r.repo))
+                .await?
+                .iter()
+                .map(|(e, _)| agreement_pb(e, now))
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_is_a_date_or_a_time() {
+        assert_eq!(parse_until("").expect("parses"), None);
+        // 2027-01-31 means until the end of that day.
+        assert_eq!(
+            parse_until("2027-01-31").expect("parses"),
+            Some(
+                chrono::DateTime::parse_from_rfc3339("2027-02-01T00:00:00Z")
+                    .expect("parses")
+                    .timestamp_millis()
+            )
+        );
+        assert_eq!(
+            parse_until("2027-01-31T12:00:00+01:00").expect("parses"),
+            Some(1_801_393_200_000)
+        );
+        assert!(parse_until("next tuesday").is_err());
+        assert!(parse_until("2027-02-30").is_err());
+    }
+}

@@ -1,0 +1,268 @@
+//! Retention (issue 6), driven by the time passed to `run_retention_once` (no sleeping): it
+//! removes exactly the expired backups and their data (storage shrinks after the two-phase
+//! prune), but keeps the latest successful one, the escrowed ones, and every backup of a
+//! repository deleted at the source.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use repovault_coordinator::core::retention::MaintenanceOptions;
+use repovault_coordinator::retention::RetentionPolicy;
+use repovault_tests::cluster::{Cluster, restic};
+use repovault_tests::fixtures::{git, git_command, pseudo_random_bytes, rich_repo, run};
+use repovault_tests::gitserver::GitDaemon;
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+fn dir_bytes(p: &Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(p).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        n += if m.is_dir() {
+            dir_bytes(&e.path())
+        } else {
+            m.len()
+        };
+    }
+    n
+}
+
+/// A bare repository with `main` (small) and branch `big` (a 4 MiB pseudo-random file).
+fn repo_with_big_branch(base: &Path, name: &str) -> PathBuf {
+    let bare = base.join(name);
+    git(
+        base,
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    )
+    .unwrap();
+    let work = base.join(format!("{name}.work"));
+    git(base, &["init", "-q", "-b", "main", work.to_str().unwrap()]).unwrap();
+    std::fs::write(work.join("README"), "small\n").unwrap();
+    git(&work, &["add", "-A"]).unwrap();
+    git(&work, &["commit", "-q", "-m", "small"]).unwrap();
+    git(&work, &["checkout", "-q", "-b", "big"]).unwrap();
+    std::fs::write(work.join("big.bin"), pseudo_random_bytes(7, 4 << 20)).unwrap();
+    git(&work, &["add", "-A"]).unwrap();
+    git(&work, &["commit", "-q", "-m", "big"]).unwrap();
+    git(
+        &work,
+        &["push", "-q", bare.to_str().unwrap(), "main", "big"],
+    )
+    .unwrap();
+    bare
+}
+
+fn snapshot_count(repo: &Path, key: &Path) -> usize {
+    let out = restic(repo, key, &["snapshots", "--json"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v.as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
+    let c = Cluster::start(1).await.unwrap();
+    let core = c.core().clone();
+    let src = tempfile::tempdir().unwrap();
+    let bare = repo_with_big_branch(src.path(), "a.git");
+    rich_repo(src.path(), "gone.git").unwrap();
+    rich_repo(src.path(), "esc.git").unwrap();
+    let daemon = GitDaemon::start(src.path()).unwrap();
+    let org = core.add_org("org", "git").await.unwrap();
+    for n in ["a", "gone", "esc"] {
+        core.add_repo(&format!("org/{n}"), &daemon.url(&format!("{n}.git")), None)
+            .await
+            .unwrap();
+    }
+    core.set_retention(
+        "org",
+        RetentionPolicy {
+            days: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    // a: b1 holds the big branch; then the branch goes at the source and from the worker's
+    // mirror (repacked), so b2 shares none of its data.
+    let a1 = c.backup_ok("org/a").await.unwrap();
+    git(&bare, &["update-ref", "-d", "refs/heads/big"]).unwrap();
+    let mirror = c
+        .data_dir()
+        .parent()
+        .unwrap()
+        .join("cache-0")
+        .join(&a1.repo_id)
+        .join("code.git");
+    assert!(mirror.is_dir(), "worker mirror at {}", mirror.display());
+    git(&mirror, &["update-ref", "-d", "refs/heads/big"]).unwrap();
+    run(git_command(&mirror).args(["reflog", "expire", "--expire=now", "--all"])).unwrap();
+    run(git_command(&mirror).args(["gc", "-q", "--prune=now"])).unwrap();
+    let a2 = c.backup_ok("org/a").await.unwrap();
+
+    let g1 = c.backup_ok("org/gone").await.unwrap();
+    let g2 = c.backup_ok("org/gone").await.unwrap();
+    let e1 = c.backup_ok("org/esc").await.unwrap();
+    let e2 = c.backup_ok("org/esc").await.unwrap();
+
+    // gone: deleted at the source (as discovery records it).
+    let mut gone = core.repo_named("org/gone").await.unwrap();
+    gone.deleted = true;
+    let mut batch = repovault_coordinator::store::Batch::default();
+    batch.repo(&gone);
+    core.store.apply(batch).await.unwrap();
+    // esc: under an escrow agreement.
+    let (_agreement, _key) = core
+        .enable_escrow("org/esc", "ACME Ltd / Bank plc, ref ESC-1", None, "test")
+        .await
+        .unwrap();
+
+    let (_, org_key) = core.export_org_key("org").await.unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("org.key");
+    std::fs::write(&key_file, org_key.expose()).unwrap();
+    let a_repo = c.storage_root().join(&org.id).join(&a1.repo_id);
+    assert_eq!(snapshot_count(&a_repo, &key_file), 2);
+    let before = dir_bytes(&a_repo.join("data"));
+
+    let opts = MaintenanceOptions {
+        keep_delete: Duration::ZERO,
+        ..Default::default()
+    };
+    // A day later: nothing is older than the policy's one day.
+    let t0 = repovault_coordinator::core::now_ms();
+    let r = core
+        .run_retention_once(t0 + DAY_MS / 2, &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.backups_removed, 0, "{r:?}");
+
+    // Two days later: exactly a1 goes (a2 is the latest successful); gone and esc keep all.
+    let r = core
+        .run_retention_once(t0 + 2 * DAY_MS, &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.backups_removed, 1, "{r:?}");
+    assert_eq!(r.errors, 0, "{r:?}");
+    assert_eq!(r.prunes, 1, "first phase: {r:?}");
+    assert!(core.backup_record(&a1.id).await.unwrap().is_none());
+    let left: Vec<String> = core
+        .list_backups(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    for kept in [&a2.id, &g1.id, &g2.id, &e1.id, &e2.id] {
+        assert!(left.contains(kept), "{kept} kept: {left:?}");
+    }
+    assert_eq!(left.len(), 5, "{left:?}");
+    assert_eq!(snapshot_count(&a_repo, &key_file), 1);
+
+    // The second phase (keep_delete after the first) deletes the marked packs: storage shrinks
+    // by at least most of the big file.
+    let r = core
+        .run_retention_once(t0 + 2 * DAY_MS + 60_000, &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.prunes, 1, "second phase: {r:?}");
+    let after = dir_bytes(&a_repo.join("data"));
+    assert!(
+        after + (3 << 20) < before,
+        "storage of org/a shrank: {before} -> {after}"
+    );
+    // Stock restic finds the repository sound and restores the kept backup.
+    restic(&a_repo, &key_file, &["check", "--read-data"]).unwrap();
+    let out = keys.path().join("restored");
+    restic(
+        &a_repo,
+        &key_file,
+        &["restore", "latest", "--target", out.to_str().unwrap()],
+    )
+    .unwrap();
+    assert!(out.join("code.git/HEAD").is_file());
+    // A third run right after prunes nothing more (at most weekly).
+    let r = core
+        .run_retention_once(t0 + 2 * DAY_MS + 120_000, &opts)
+        .await
+        .unwrap();
+    assert_eq!((r.prunes, r.backups_removed), (0, 0), "{r:?}");
+
+    // Released: the escrowed repository follows the policy again (its latest stays); the
+    // repository deleted at the source still keeps everything.
+    core.release_escrow("org/esc", "test").await.unwrap();
+    let r = core
+        .run_retention_once(t0 + 3 * DAY_MS, &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.backups_removed, 1, "{r:?}");
+    assert!(core.backup_record(&e1.id).await.unwrap().is_none());
+    assert!(core.backup_record(&e2.id).await.unwrap().is_some());
+    assert!(core.backup_record(&g1.id).await.unwrap().is_some());
+    c.shutdown().await;
+}
+
+/// Maintenance never runs beside a backup of the same repository: a leased backup makes the
+/// repository busy, and retention skips it until the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_skips_a_repository_whose_backup_runs() {
+    let mut c = Cluster::start(1).await.unwrap();
+    let core = c.core().clone();
+    let src = tempfile::tempdir().unwrap();
+    rich_repo(src.path(), "r.git").unwrap();
+    let daemon = GitDaemon::start(src.path()).unwrap();
+    core.add_org("org", "git").await.unwrap();
+    core.add_repo("org/r", &daemon.url("r.git"), None)
+        .await
+        .unwrap();
+    core.set_retention(
+        "org",
+        RetentionPolicy {
+            days: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let b1 = c.backup_ok("org/r").await.unwrap();
+    c.backup_ok("org/r").await.unwrap();
+    c.stop_workers().await;
+
+    // A backup leased to a worker that holds it.
+    let now = repovault_coordinator::core::now_ms();
+    core.workers
+        .register(repovault_coordinator::workers::WorkerEntry {
+            id: "holder".into(),
+            name: "holder".into(),
+            slots: 1,
+            draining: false,
+            registered_at_ms: now,
+            last_heartbeat_ms: now,
+            tasks: Default::default(),
+        });
+    core.run_backup("org/r").await.unwrap();
+    let task = core
+        .acquire("holder", &[], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(task.is_some(), "the backup is leased");
+
+    let opts = MaintenanceOptions {
+        keep_delete: Duration::ZERO,
+        ..Default::default()
+    };
+    let r = core
+        .run_retention_once(now + 2 * DAY_MS, &opts)
+        .await
+        .unwrap();
+    assert_eq!((r.skipped_busy, r.backups_removed), (1, 0), "{r:?}");
+    assert!(core.backup_record(&b1.id).await.unwrap().is_some());
+    // Deleting one backup waits for the running one too.
+    let err = core.delete_backup(&b1.id).await;
+    assert!(
+        matches!(err, Err(repovault_coordinator::error::CoreError::FailedPrecondition(ref m)) if m.contains("running")),
+        "{err:?}"
+    );
+    c.shutdown().await;
+}

@@ -1,0 +1,155 @@
+//! Roles on the admin API: a viewer reads but triggers nothing, an operator triggers backups
+//! and restores but exports no key and deletes nothing, an admin does everything; an unknown or
+//! missing token is unauthenticated; every change (and every refused one) is in the audit log.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::{Command, Output};
+
+use repovault_common::secret::Secret;
+use repovault_coordinator::roles::{NamedToken, Role};
+use repovault_tests::cluster::Cluster;
+use repovault_tests::fixtures;
+use repovault_tests::gitserver::GitDaemon;
+
+const BIN: &str = env!("CARGO_BIN_EXE_repovault-test-process");
+
+fn token(name: &str, role: Role) -> NamedToken {
+    NamedToken {
+        name: name.into(),
+        role,
+        token: Secret::new(format!("{name}-token-0123456789abcdef")),
+    }
+}
+
+/// The CLI with `token` in a 0600 file (never an argument).
+fn as_caller(c: &Cluster, token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--coordinator").arg(c.url());
+    if let Some(t) = token {
+        let path = c
+            .dir
+            .path()
+            .join(format!("{}.token", &t[..t.find('-').unwrap_or(0)]));
+        std::fs::write(&path, t).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        cmd.arg("--admin-token-file").arg(&path);
+    }
+    cmd.args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_role_does_what_it_may_and_the_audit_log_says_who_did_what() {
+    let tokens = vec![
+        token("ann", Role::Viewer),
+        token("ops", Role::Operator),
+        token("root", Role::Admin),
+    ];
+    let (viewer, operator, admin) = (
+        tokens[0].token.expose().to_string(),
+        tokens[1].token.expose().to_string(),
+        tokens[2].token.expose().to_string(),
+    );
+    let c = Cluster::start_with_admin_tokens(1, tokens).await.unwrap();
+    let src = tempfile::tempdir().unwrap();
+    fixtures::big_repo(src.path(), "r.git", 3, 3).unwrap();
+    let daemon = GitDaemon::start(src.path()).unwrap();
+    let url = daemon.url("r.git");
+
+    // No token, or an unknown one: unauthenticated (exit 4), for reads too.
+    let o = as_caller(&c, None, &["org", "list"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("needs an admin token"),
+        "{}",
+        stderr(&o)
+    );
+    let o = as_caller(&c, Some("eve-token-0000000000000000"), &["org", "list"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(stderr(&o).contains("not known"), "{}", stderr(&o));
+
+    // The admin sets up; the operator backs up; the viewer only reads.
+    let o = as_caller(&c, Some(&admin), &["org", "add", "org"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = as_caller(
+        &c,
+        Some(&operator),
+        &["repo", "add", "org/r", "--url", &url],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = as_caller(&c, Some(&viewer), &["backup", "run", "org/r"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(
+        stderr(&o).contains("RunBackup needs the operator role"),
+        "{}",
+        stderr(&o)
+    );
+    let o = as_caller(&c, Some(&operator), &["backup", "run", "org/r", "--wait"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = as_caller(&c, Some(&viewer), &["backup", "list", "org/r"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Key export is the admin's alone.
+    let key = c.dir.path().join("org.key");
+    let key_arg = key.display().to_string();
+    let o = as_caller(
+        &c,
+        Some(&operator),
+        &["org", "key", "export", "org", "--to", &key_arg],
+    );
+    assert_eq!(o.status.code(), Some(4));
+    assert!(
+        stderr(&o).contains("needs the admin role"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!key.exists(), "nothing written on a refusal");
+    let o = as_caller(
+        &c,
+        Some(&admin),
+        &["org", "key", "export", "org", "--to", &key_arg],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // The audit log: who did what, refusals included; reads are not logged; no token in it.
+    let o = as_caller(&c, Some(&viewer), &["--output", "json", "audit", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let seen: Vec<(String, String, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["caller"].as_str().unwrap().to_string(),
+                e["method"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let has = |caller: &str, method: &str, outcome: &str| {
+        seen.iter()
+            .any(|(c, m, o)| c == caller && m == method && o.starts_with(outcome))
+    };
+    assert!(has("root", "AddOrg", "ok"), "{seen:?}");
+    assert!(has("ops", "AddRepo", "ok"), "{seen:?}");
+    assert!(has("ann", "RunBackup", "refused"), "{seen:?}");
+    assert!(has("ops", "RunBackup", "ok"), "{seen:?}");
+    assert!(has("ops", "ExportOrgKey", "refused"), "{seen:?}");
+    assert!(has("root", "ExportOrgKey", "ok"), "{seen:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|(_, m, _)| m == "ListBackups" || m == "ListOrgs"),
+        "reads are not audited: {seen:?}"
+    );
+    assert_eq!(
+        seen.first().map(|s| s.1.as_str()),
+        Some("ExportOrgKey"),
+        "newest first"
+    );
+    assert!(!text.contains("-token-"), "no token in the audit log");
+    c.shutdown().await;
+}
