@@ -141,7 +141,7 @@ pub enum OrgCmd {
     /// The organisation's key.
     #[command(subcommand)]
     Key(OrgKeyCmd),
-    /// Settings: the schedule of its repositories' backups (issue 6).
+    /// Settings: the schedule of its repositories' backups.
     Set(OrgSetArgs),
     /// Pause the organisation's schedules; its credentials and every backup are kept (retention
     /// removes none of them until it is connected again).
@@ -180,7 +180,7 @@ pub struct OrgRetentionArgs {
     pub keep_monthly: Option<u32>,
 }
 
-/// Escrow agreements (issue 6).
+/// Escrow agreements.
 #[derive(Debug, Clone, Subcommand)]
 pub enum EscrowCmd {
     /// Put a repository under escrow: its backups (existing and future, while active) cannot be
@@ -303,7 +303,7 @@ pub enum RepoCmd {
         #[arg(long)]
         confirm: bool,
     },
-    /// Settings of one repository: its own schedule, on-push backups (issue 6).
+    /// Settings of one repository: its own schedule, on-push backups.
     Set {
         /// ORG/NAME
         name: String,
