@@ -3,7 +3,7 @@
 # (benchmark binaries included: compiled, not run) and the test suite under nextest.
 #
 # It installs nothing. Prerequisites: Rust 1.95 with rustfmt and clippy, cargo-nextest, git, and the
-# Debian packages restic, git-lfs and zip, and python-github-backup 0.65.1 (`.ci/run` installs
+# Debian packages restic, git-lfs, zip, unzip and curl, and python-github-backup 0.65.1 (`.ci/run` installs
 # those before calling this script).
 #
 # Environment: NEXTEST_PROFILE (default ci), CARGO_TARGET_DIR (default: cargo's, ./target).
@@ -20,12 +20,12 @@ phase() {
 }
 
 missing=()
-for tool in cargo cargo-nextest git restic git-lfs zip openssl github-backup; do
+for tool in cargo cargo-nextest git restic git-lfs zip unzip curl openssl github-backup; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if ((${#missing[@]})); then
     echo "scripts/test.sh: missing prerequisites: ${missing[*]}" >&2
-    echo "  apt-get install -y --no-install-recommends restic git-lfs zip openssl   (or run .ci/run, which does)" >&2
+    echo "  apt-get install -y --no-install-recommends restic git-lfs zip unzip curl openssl   (or run .ci/run, which does)" >&2
     echo "  cargo-nextest: https://nexte.st/docs/installation/" >&2
     echo "  github-backup: python3 -m pip install github-backup==0.65.1   (forge-sim's independent client)" >&2
     exit 2
