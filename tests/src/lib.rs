@@ -1,5 +1,6 @@
 //! repovault's test harness: an in-process cluster, real git servers, fixture repositories.
 
+pub mod bench;
 pub mod cluster;
 pub mod fixtures;
 pub mod gitserver;

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use repovault_coordinator::model::BackupRecord;
+use repovault_tests::bench::{kib_f, median, mib, mib_f, remove_if_exists};
 use repovault_tests::fixtures::{big_repo, git, git_command, run};
 use repovault_tests::gitserver::GitDaemon;
 use repovault_tests::standalone::{Standalone, dir_size};
@@ -467,45 +468,4 @@ fn print_table(runs: &[Figures]) {
         "  storage after two backups, repovault / script: {:>5.2}",
         bytes(|f| f.rv_storage_second) / bytes(|f| f.zip_first + f.zip_second)
     );
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn mib(b: u64) -> String {
-    mib_f(b as f64)
-}
-
-fn mib_f(b: f64) -> String {
-    format!("{:.1} MiB", b / (1024.0 * 1024.0))
-}
-
-fn kib_f(b: f64) -> String {
-    format!("{:.1} KiB", b / 1024.0)
-}
-
-/// Total length of the regular files under `dir` (0 when it does not exist).
-fn remove_if_exists(p: &Path) -> Result<()> {
-    let r = if p.is_dir() {
-        std::fs::remove_dir_all(p)
-    } else {
-        std::fs::remove_file(p)
-    };
-    match r {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", p.display()))
-        }
-        _ => Ok(()),
-    }
 }

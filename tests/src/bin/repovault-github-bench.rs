@@ -33,6 +33,7 @@ use forge_sim::ForgeSim;
 use forge_sim::seed::{CommitSeed, GenerateSeed, RepoSeed, Seed};
 use repovault_common::secret::Secret;
 use repovault_coordinator::core::github::{GitHubCredential, NewGitHubOrg};
+use repovault_tests::bench::median;
 use repovault_tests::standalone::Standalone;
 
 const USAGE: &str = "usage: repovault-github-bench [--runs N] [--extra-repos N] [--issues N]";
@@ -273,18 +274,6 @@ async fn python(seed: &Seed, scratch: &Path, exe: &Path) -> Result<Figures> {
     Ok(Figures { first, second })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     repovault_common::tls::install_crypto_provider();
@@ -333,7 +322,7 @@ async fn main() -> Result<()> {
         args.runs
     );
     println!();
-    let m = |runs: &[Figures], f: Figure| median(runs.iter().map(f).collect());
+    let m = |runs: &[Figures], f: Figure| median(runs.iter().map(f));
     let per_repo = repos as f64;
     let rows: [(&str, Figure, Unit); 8] = [
         ("first backup, time (s)", |f| f.first.secs, Unit::Secs),
