@@ -67,6 +67,17 @@ pub enum Command {
     Workers,
     /// The task queue, best first.
     Queue,
+    /// Per repository one state (backed_up, pending, error, never, paused, late) and what it
+    /// left out, then the summary.
+    Health {
+        /// Only this organisation's repositories.
+        org: Option<String>,
+    },
+    /// Every backup of a repository in order, with skipped slots and size jumps.
+    Timeline {
+        /// ORG/NAME.
+        repo: String,
+    },
     /// The audit log: every admin call that changed something, who made it, how it ended.
     #[command(subcommand)]
     Audit(AuditCmd),

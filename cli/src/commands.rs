@@ -1146,3 +1146,104 @@ pub async fn queue(c: &mut Admin, out: OutputFormat) -> Result<i32, CliError> {
     );
     Ok(exit::OK)
 }
+
+/// `health [ORG]`: one row per repository, then the summary; with `--output json` the
+/// response (`repos` and `summary`) as one document.
+pub async fn health(
+    c: &mut Admin,
+    org: Option<String>,
+    out: OutputFormat,
+) -> Result<i32, CliError> {
+    let r = c
+        .get_health(pb::GetHealthRequest {
+            org: org.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    if is_json(out) {
+        output::json(&r);
+        return Ok(exit::OK);
+    }
+    output::table(
+        &["REPOSITORY", "STATE", "LAST BACKUP", "NEXT RUN", "DETAIL"],
+        &r.repos
+            .iter()
+            .map(|h| {
+                let mut detail = h.message.clone();
+                if !h.incomplete.is_empty() {
+                    if !detail.is_empty() {
+                        detail.push_str("; ");
+                    }
+                    detail.push_str(&format!("skipped: {}", h.incomplete.join(", ")));
+                }
+                vec![
+                    h.repo.clone(),
+                    h.state.clone(),
+                    or_dash(&h.last_backup_at),
+                    or_dash(&h.next_run_at),
+                    or_dash(&detail),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+    let s = r.summary.unwrap_or_default();
+    println!();
+    fields(&[
+        ("repositories", s.total.to_string()),
+        ("backed up", s.backed_up.to_string()),
+        ("active backup", s.active.to_string()),
+        ("not yet backed up", s.never.to_string()),
+        ("failing", s.failed.to_string()),
+        ("late", s.late.to_string()),
+        ("paused", s.paused.to_string()),
+        ("incomplete", s.incomplete.to_string()),
+        ("last backup", or_dash(&s.last_backup_at)),
+        ("next scheduled run", or_dash(&s.next_run_at)),
+    ]);
+    Ok(exit::OK)
+}
+
+/// `timeline ORG/NAME`: every backup oldest first, skipped slots in between.
+pub async fn timeline(c: &mut Admin, repo: String, out: OutputFormat) -> Result<i32, CliError> {
+    let r = c
+        .get_timeline(pb::GetTimelineRequest { repo })
+        .await?
+        .into_inner();
+    let flag = |b: bool, s: &str| if b { s.to_string() } else { String::new() };
+    output::list(
+        out,
+        &r.entries,
+        &[
+            "AT", "BACKUP", "TYPE", "TRIGGER", "STATUS", "SIZE", "ADDED", "VERIFIED", "ESCROW",
+            "NOTE",
+        ],
+        |e| {
+            if e.kind == "skipped_slot" {
+                let mut row = vec![e.at.clone(), "-".into()];
+                row.extend(std::iter::repeat_n(String::new(), 7));
+                row.push("slot skipped: the previous backup still ran".into());
+                return row;
+            }
+            let mut note = flag(e.size_jump, "size jump");
+            if !e.error.is_empty() {
+                if !note.is_empty() {
+                    note.push_str("; ");
+                }
+                note.push_str(&e.error);
+            }
+            vec![
+                e.at.clone(),
+                e.backup_id.clone(),
+                e.r#type.clone(),
+                e.trigger.clone(),
+                e.status.clone(),
+                human_bytes(e.size_bytes),
+                human_bytes(e.added_bytes),
+                or_dash(&e.verification),
+                flag(e.is_escrowed, "escrowed"),
+                note,
+            ]
+        },
+    );
+    Ok(exit::OK)
+}

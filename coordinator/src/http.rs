@@ -67,6 +67,14 @@ pub async fn update_gauges(core: &Core) {
     // Slots wanted: everything running plus everything waiting, for an autoscaler to divide by
     // slots per worker.
     metrics::gauge!("repovault_desired_worker_slots").set((pending + leased) as f64);
+    // Counters present (at 0) before their first event, so dashboards and alerts see them.
+    metrics::counter!("repovault_lease_expiries_total").increment(0);
+    for outcome in ["completed", "failed"] {
+        metrics::counter!("repovault_backups_total", "outcome" => outcome).increment(0);
+    }
+    if let Err(e) = core.update_health_gauges().await {
+        tracing::warn!(error = %e, "health gauges not updated");
+    }
 }
 
 #[derive(serde::Deserialize)]

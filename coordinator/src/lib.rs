@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod downloads;
 pub mod error;
 pub mod forge_tokens;
+pub mod health;
 pub mod http;
 pub mod ids;
 pub mod kv;

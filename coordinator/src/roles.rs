@@ -185,6 +185,8 @@ mod tests {
             "BrowseBackup",
             "WatchTask",
             "ListEscrows",
+            "GetHealth",
+            "GetTimeline",
         ] {
             assert!(can("v-token", m), "viewer {m}");
         }

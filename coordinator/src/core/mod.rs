@@ -12,6 +12,7 @@ mod browse;
 pub mod catalog;
 mod escrow;
 pub mod github;
+mod health;
 mod rate;
 mod repos;
 mod restores;

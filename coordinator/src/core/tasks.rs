@@ -737,7 +737,10 @@ impl Core {
             error: reason.to_string(),
         };
         task.lease.last_error = Some(reason.to_string());
-        self.persist_requeue(&task).await?;
+        if let Some(b) = self.persist_requeue(&task).await? {
+            metrics::counter!("repovault_backups_total", "outcome" => b.status.as_str())
+                .increment(1);
+        }
         q.active.remove(&task.id);
         drop(q);
         if !worker.is_empty() {
@@ -837,6 +840,8 @@ impl Core {
     }
 
     async fn after_backup_finished(&self, b: &BackupRecord) {
+        // Every terminal backup passes here once: completion, final failure, lease expiry.
+        metrics::counter!("repovault_backups_total", "outcome" => b.status.as_str()).increment(1);
         let result = self.finish_catalog(&b.repo_id).await;
         if let Err(e) = result {
             // The record stays in the store until its object is written (start-up repair).

@@ -652,6 +652,22 @@ impl AdminService for AdminApi {
             self.core.api_list_escrows(req.into_inner()).await?,
         ))
     }
+
+    async fn get_health(
+        &self,
+        req: Request<pb::GetHealthRequest>,
+    ) -> Result<Response<pb::GetHealthResponse>, Status> {
+        Ok(Response::new(self.core.api_health(req.into_inner()).await?))
+    }
+
+    async fn get_timeline(
+        &self,
+        req: Request<pb::GetTimelineRequest>,
+    ) -> Result<Response<pb::GetTimelineResponse>, Status> {
+        Ok(Response::new(
+            self.core.api_timeline(req.into_inner()).await?,
+        ))
+    }
 }
 
 fn is_final(p: &pb::TaskProgress) -> bool {

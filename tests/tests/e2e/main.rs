@@ -10,6 +10,7 @@ mod escrow_agreements;
 mod github_backup;
 mod github_org;
 mod github_restore;
+mod health;
 mod multi_process;
 mod observability;
 mod rate_budget;

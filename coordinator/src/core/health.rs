@@ -1,0 +1,325 @@
+//! The operator's view (issue 6): gathers what [`crate::health`] needs (stats, schedules,
+//! the queue, the catalog) and answers `GetHealth` / `GetTimeline`; and the health gauges.
+//!
+//! "Now" is the schedules' clock (`Schedules::now_ms`), so a test's injected clock moves the
+//! health view with the materialiser.
+
+use std::collections::HashMap;
+
+use repovault_proto::v1 as pb;
+
+use crate::error::CoreResult;
+use crate::health::{self, Active, RepoHealth, ScheduleInput, Slots};
+use crate::lease::TaskState;
+use crate::model::{OrgRecord, RepoRecord, RepoStats, Status, TaskKind};
+use crate::schedule::{Plan, Schedule};
+
+use super::{Core, format_ms};
+
+fn opt_ms(ms: Option<i64>) -> String {
+    ms.map(format_ms).unwrap_or_default()
+}
+
+impl Core {
+    /// The health of every repository (of `org` when given) with its stats, sorted by full
+    /// name.
+    pub async fn health(
+        &self,
+        org: Option<&str>,
+    ) -> CoreResult<Vec<(RepoRecord, RepoStats, RepoHealth)>> {
+        self.health_rows(org, true).await
+    }
+
+    /// `errors`: read the failed backups' messages (a record read each, maybe a catalog
+    /// object); the gauges do without.
+    async fn health_rows(
+        &self,
+        org: Option<&str>,
+        errors: bool,
+    ) -> CoreResult<Vec<(RepoRecord, RepoStats, RepoHealth)>> {
+        let now = self.schedules.now_ms();
+        let repos = self.list_repos(org).await?;
+        let orgs: HashMap<String, OrgRecord> = self
+            .store
+            .orgs()
+            .await?
+            .into_iter()
+            .map(|o| (o.id.clone(), o))
+            .collect();
+        let mut states = self.store.schedule_states().await?;
+        let active: HashMap<String, Active> = {
+            let q = self.queue.lock().await;
+            let mut m = HashMap::new();
+            for t in q.active.values().filter(|t| t.kind == TaskKind::Backup) {
+                let a = match t.lease.state {
+                    TaskState::Leased { .. } => Active::Running,
+                    _ => Active::Queued,
+                };
+                // Running wins over a second, queued one.
+                let e = m.entry(t.repo_id.clone()).or_insert(a);
+                if a == Active::Running {
+                    *e = a;
+                }
+            }
+            m
+        };
+        // (schedule, zone) -> slots around now, computed once each.
+        let mut plans: HashMap<(String, String), Option<Slots>> = HashMap::new();
+        let mut out = Vec::with_capacity(repos.len());
+        for (repo, stats) in repos {
+            let org = orgs.get(&repo.org_id);
+            let disconnected = org.is_some_and(|o| o.disconnected);
+            let key = org.and_then(|o| {
+                let s = repo.schedule.as_ref().or(o.schedule.schedule.as_ref())?;
+                Some((s.clone(), o.schedule.timezone.clone().unwrap_or_default()))
+            });
+            let slots = match key {
+                Some(k) => *plans.entry(k).or_insert_with_key(|(s, tz)| {
+                    Schedule::parse(s)
+                        .and_then(|sc| Plan::new(&sc, tz))
+                        .ok()
+                        .map(|p| Slots::of(&p, now))
+                }),
+                None => None,
+            };
+            let schedule = ScheduleInput {
+                slots,
+                last_slot_ms: states.remove(&repo.id).and_then(|s| s.last_slot_ms),
+            };
+            let last_error = match (&stats.last_status, &stats.last_backup_id) {
+                (Some(s), Some(id)) if errors && s == Status::Failed.as_str() => {
+                    self.backup_record(id).await?.and_then(|b| b.error)
+                }
+                _ => None,
+            };
+            let h = health::state(
+                &repo,
+                &stats,
+                disconnected,
+                &schedule,
+                active.get(&repo.id).copied(),
+                last_error.as_deref(),
+                now,
+            );
+            out.push((repo, stats, h));
+        }
+        Ok(out)
+    }
+
+    pub async fn api_health(&self, req: pb::GetHealthRequest) -> CoreResult<pb::GetHealthResponse> {
+        let rows = self.health(Some(&req.org)).await?;
+        let s = health::summary(rows.iter().map(|(_, _, h)| h));
+        let repos = rows
+            .iter()
+            .map(|(r, _, h)| pb::RepoHealth {
+                repo: r.full_name(),
+                state: h.state.as_str().to_string(),
+                message: h.message.clone(),
+                incomplete: h.incomplete.clone(),
+                last_backup_at: opt_ms(h.last_backup_at_ms),
+                next_run_at: opt_ms(h.next_run_at_ms),
+            })
+            .collect();
+        Ok(pb::GetHealthResponse {
+            repos,
+            summary: Some(pb::HealthSummary {
+                total: s.total,
+                backed_up: s.backed_up,
+                active: s.active,
+                never: s.never,
+                failed: s.failed,
+                late: s.late,
+                paused: s.paused,
+                incomplete: s.incomplete,
+                last_backup_at: opt_ms(s.last_backup_at_ms),
+                next_run_at: opt_ms(s.next_run_at_ms),
+            }),
+        })
+    }
+
+    pub async fn api_timeline(
+        &self,
+        req: pb::GetTimelineRequest,
+    ) -> CoreResult<pb::GetTimelineResponse> {
+        let repo = self.repo_named(&req.repo).await?;
+        let backups = self.list_backups(Some(&req.repo)).await?;
+        let skipped = self.store.schedule_state(&repo.id).await?.skipped_slots;
+        let escrowed = self
+            .active_escrow(&repo.id, self.schedules.now_ms())
+            .await?
+            .is_some();
+        let entries = health::timeline(backups, &skipped)
+            .into_iter()
+            .map(|e| match e {
+                health::TimelineEntry::Backup {
+                    at_ms,
+                    backup: b,
+                    size_jump,
+                } => pb::TimelineEntry {
+                    at: format_ms(at_ms),
+                    kind: "backup".into(),
+                    backup_id: b.id.clone(),
+                    r#type: b.backup_type.clone(),
+                    trigger: b.trigger.clone(),
+                    status: b.status.as_str().into(),
+                    size_bytes: b.size_bytes,
+                    added_bytes: b.added_bytes,
+                    verification: "-".into(),
+                    // As listings: escrow covers the finished (completed) backups.
+                    is_escrowed: escrowed && b.status == Status::Completed,
+                    size_jump,
+                    error: b.error.clone().unwrap_or_default(),
+                },
+                health::TimelineEntry::SkippedSlot { at_ms } => pb::TimelineEntry {
+                    at: format_ms(at_ms),
+                    kind: "skipped_slot".into(),
+                    verification: "-".into(),
+                    ..Default::default()
+                },
+            })
+            .collect();
+        Ok(pb::GetTimelineResponse {
+            repo: repo.full_name(),
+            entries,
+        })
+    }
+
+    /// The health gauges, set when `/metrics` is scraped (as the queue gauges, so never stale):
+    /// repositories by state, late repositories, and per organisation the age of its oldest
+    /// last-successful backup (repositories never backed up are left out: they show as
+    /// `never`). Organisations removed since keep their last value until the process restarts.
+    pub async fn update_health_gauges(&self) -> CoreResult<()> {
+        let now = self.schedules.now_ms();
+        let rows = self.health_rows(None, false).await?;
+        let s = health::summary(rows.iter().map(|(_, _, h)| h));
+        metrics::gauge!("repovault_repos_late").set(s.late as f64);
+        for (state, n) in [
+            ("backed_up", s.backed_up),
+            ("pending", s.active),
+            ("never", s.never),
+            ("error", s.failed),
+            ("late", s.late),
+            ("paused", s.paused),
+        ] {
+            metrics::gauge!("repovault_repos", "state" => state).set(n as f64);
+        }
+        let mut by_org: HashMap<&str, Vec<&RepoStats>> = HashMap::new();
+        for (r, stats, _) in &rows {
+            by_org.entry(r.org_name.as_str()).or_default().push(stats);
+        }
+        for (org, stats) in by_org {
+            if let Some(age) = health::oldest_success_age_s(stats, now) {
+                metrics::gauge!("repovault_oldest_backup_age_seconds", "org" => org.to_string())
+                    .set(age);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use repovault_common::crypto::MasterKey;
+    use repovault_common::storage::StorageConfig;
+    use repovault_common::timing::Timing;
+
+    use super::*;
+    use crate::core::CoreParts;
+    use crate::core::schedules::ManualClock;
+    use crate::health::State;
+    use crate::kv::{KvBackend, MemoryKv};
+    use crate::model::ScheduleState;
+    use crate::store::{Batch, Store};
+
+    const H: i64 = 3_600_000;
+
+    /// The core gathers schedules, materialiser state and stats: a repository whose last
+    /// success predates the previous slot is late, one backed up in this slot is not.
+    #[tokio::test]
+    async fn late_from_the_stored_schedule_state() {
+        let dir = tempfile::tempdir().expect("dir");
+        let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        // Hours ahead of the wall clock: the repositories exist before the previous slot.
+        let base = super::super::now_ms() + 3 * H;
+        let c = Core::new(
+            CoreParts {
+                store: Store::new(kv),
+                storage_config: StorageConfig::fs(dir.path().display().to_string()),
+                master: MasterKey::generate(),
+                timing: Timing::new(Duration::from_secs(5)).expect("timing"),
+                max_attempts: 3,
+            },
+            tx,
+        )
+        .await
+        .expect("core");
+        c.schedules.set_clock(Arc::new(ManualClock::new(base)));
+        c.add_org("acme", "git").await.expect("org");
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let r = c
+                .add_repo(&format!("acme/r{i}"), &format!("file:///src/r{i}"), None)
+                .await
+                .expect("repo");
+            ids.push(r.id);
+        }
+        c.set_org_schedule("acme", Some("hourly"), None, None)
+            .await
+            .expect("schedule");
+        let slot = base - base.rem_euclid(H);
+        let success = |at: i64| RepoStats {
+            last_status: Some("completed".into()),
+            last_finished_at_ms: Some(at),
+            last_success_at_ms: Some(at),
+            ..Default::default()
+        };
+        let mut batch = Batch::default();
+        batch
+            .stats(&ids[0], &success(slot - H - 600_000))
+            .stats(&ids[1], &success(slot + 1))
+            .schedule_state(
+                &ids[0],
+                &ScheduleState {
+                    last_slot_ms: Some(slot),
+                    skipped_slots: vec![slot - H],
+                },
+            )
+            .schedule_state(
+                &ids[1],
+                &ScheduleState {
+                    last_slot_ms: Some(slot),
+                    skipped_slots: vec![],
+                },
+            );
+        c.store.apply(batch).await.expect("apply");
+
+        let rows = c.health(Some("acme")).await.expect("health");
+        let states: Vec<State> = rows.iter().map(|(_, _, h)| h.state).collect();
+        assert_eq!(states, [State::Late, State::BackedUp, State::Never]);
+        for (_, _, h) in &rows {
+            let next = h.next_run_at_ms.expect("scheduled");
+            assert!((slot + H..slot + H + H / 2).contains(&next), "{h:?}");
+        }
+        let r = c
+            .api_health(pb::GetHealthRequest { org: "acme".into() })
+            .await
+            .expect("api");
+        let s = r.summary.expect("summary");
+        assert_eq!((s.total, s.late, s.backed_up, s.never), (3, 1, 1, 1));
+        c.update_health_gauges().await.expect("gauges");
+
+        let t = c
+            .api_timeline(pb::GetTimelineRequest {
+                repo: "acme/r0".into(),
+            })
+            .await
+            .expect("timeline");
+        assert_eq!(t.entries.len(), 1);
+        assert_eq!(t.entries[0].kind, "skipped_slot");
+        assert_eq!(t.entries[0].at, format_ms(slot - H));
+    }
+}
