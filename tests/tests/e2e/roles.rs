@@ -114,6 +114,49 @@ async fn each_role_does_what_it_may_and_the_audit_log_says_who_did_what() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
 
+    // An escrowed backup cannot be deleted, whoever asks: the viewer and the operator lack the
+    // role, the admin meets the escrow.
+    let o = as_caller(
+        &c,
+        Some(&viewer),
+        &["--output", "json", "backup", "list", "org/r"],
+    );
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let backup_id = list[0]["id"].as_str().unwrap().to_string();
+    let escrow_key = c.dir.path().join("escrow.key").display().to_string();
+    let o = as_caller(
+        &c,
+        Some(&admin),
+        &[
+            "escrow",
+            "enable",
+            "org/r",
+            "--agreement",
+            "Acme and Agent, ref 7",
+            "--key-to",
+            &escrow_key,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for t in [&viewer, &operator] {
+        let o = as_caller(&c, Some(t), &["backup", "delete", &backup_id]);
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("needs the admin role"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = as_caller(&c, Some(&admin), &["backup", "delete", &backup_id]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("escrow"), "{}", stderr(&o));
+    let o = as_caller(&c, Some(&viewer), &["--output", "json", "escrow", "list"]);
+    let agreements = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        agreements.contains("\"root\""),
+        "escrow names who enabled it: {agreements}"
+    );
+
     // The audit log: who did what, refusals included; reads are not logged; no token in it.
     let o = as_caller(&c, Some(&viewer), &["--output", "json", "audit", "list"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -145,9 +188,12 @@ async fn each_role_does_what_it_may_and_the_audit_log_says_who_did_what() {
             .any(|(_, m, _)| m == "ListBackups" || m == "ListOrgs"),
         "reads are not audited: {seen:?}"
     );
+    assert!(has("root", "EnableEscrow", "ok"), "{seen:?}");
+    assert!(has("root", "DeleteBackup", "failed"), "{seen:?}");
+    assert!(has("ops", "DeleteBackup", "refused"), "{seen:?}");
     assert_eq!(
         seen.first().map(|s| s.1.as_str()),
-        Some("ExportOrgKey"),
+        Some("DeleteBackup"),
         "newest first"
     );
     assert!(!text.contains("-token-"), "no token in the audit log");
