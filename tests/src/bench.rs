@@ -45,3 +45,43 @@ pub fn remove_if_exists(p: &Path) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+/// The size of the generated source repository and the number of runs, as the git benchmarks
+/// take them.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceArgs {
+    pub commits: usize,
+    pub files: usize,
+    pub runs: usize,
+}
+
+/// `--commits N` (default 20,000), `--files N` (300), `--runs N` (3) from the command line;
+/// `-h` prints `usage` and exits. Every value must be at least 1.
+pub fn parse_source_args(usage: &str) -> Result<SourceArgs> {
+    let mut a = SourceArgs {
+        commits: 20_000,
+        files: 300,
+        runs: 3,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let slot = match flag.as_str() {
+            "--commits" => &mut a.commits,
+            "--files" => &mut a.files,
+            "--runs" => &mut a.runs,
+            "-h" | "--help" => {
+                println!("{usage}");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other:?}\n{usage}"),
+        };
+        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+        *slot = v
+            .parse()
+            .with_context(|| format!("{flag} {v:?} is not a number"))?;
+        if *slot == 0 {
+            anyhow::bail!("{flag} must be at least 1");
+        }
+    }
+    Ok(a)
+}

@@ -21,10 +21,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use repovault_coordinator::model::BackupRecord;
-use repovault_tests::bench::{kib_f, median, mib, mib_f, remove_if_exists};
+use repovault_tests::bench::{
+    SourceArgs, kib_f, median, mib, mib_f, parse_source_args, remove_if_exists,
+};
 use repovault_tests::fixtures::{big_repo, git, git_command, run};
 use repovault_tests::gitserver::GitDaemon;
 use repovault_tests::standalone::{Standalone, dir_size};
@@ -32,39 +34,8 @@ use repovault_tests::standalone::{Standalone, dir_size};
 const USAGE: &str = "usage: repovault-bench [--commits N] [--files N] [--runs N]";
 const REPO: &str = "bench/big";
 
-struct Args {
-    commits: usize,
-    files: usize,
-    runs: usize,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut a = Args {
-        commits: 20_000,
-        files: 300,
-        runs: 3,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let slot = match flag.as_str() {
-            "--commits" => &mut a.commits,
-            "--files" => &mut a.files,
-            "--runs" => &mut a.runs,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
-        };
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
-        *slot = v
-            .parse()
-            .with_context(|| format!("{flag} {v:?} is not a number"))?;
-        if *slot == 0 {
-            bail!("{flag} must be at least 1");
-        }
-    }
-    Ok(a)
+fn parse_args() -> Result<SourceArgs> {
+    parse_source_args(USAGE)
 }
 
 /// Everything one run measures.

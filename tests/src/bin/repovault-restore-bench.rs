@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use repovault_coordinator::model::{RestoreRecord, Status};
-use repovault_tests::bench::{median, mib, mib_f, remove_if_exists};
+use repovault_tests::bench::{SourceArgs, median, mib, mib_f, parse_source_args, remove_if_exists};
 use repovault_tests::fixtures::{big_repo, empty_repo, git, git_command, refs, run};
 use repovault_tests::gitserver::GitDaemon;
 use repovault_tests::standalone::{Standalone, dir_size};
@@ -39,39 +39,8 @@ const REPO: &str = "bench/big";
 /// How long a restore may take before the benchmark gives up.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-struct Args {
-    commits: usize,
-    files: usize,
-    runs: usize,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut a = Args {
-        commits: 20_000,
-        files: 300,
-        runs: 3,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let slot = match flag.as_str() {
-            "--commits" => &mut a.commits,
-            "--files" => &mut a.files,
-            "--runs" => &mut a.runs,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
-        };
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
-        *slot = v
-            .parse()
-            .with_context(|| format!("{flag} {v:?} is not a number"))?;
-        if *slot == 0 {
-            bail!("{flag} must be at least 1");
-        }
-    }
-    Ok(a)
+fn parse_args() -> Result<SourceArgs> {
+    parse_source_args(USAGE)
 }
 
 /// Everything one run measures.
