@@ -197,7 +197,7 @@ rv workers
 # --- 4. organisation, repositories, first backups ------------------------------------------
 step "adding organisation and repositories"
 # "... added (id X)" -> X
-id_of() { sed -n 's/.* added (id \(.*\))$/\1/p'; }
+id_of() { sed -n 's/.* added (id \([^,)]*\).*/\1/p'; }
 out=$(rv org add demo)
 echo "$out"
 ORG_ID=$(echo "$out" | id_of)

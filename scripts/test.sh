@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace: formatting, lints, a build of every target
-# (benchmark binaries included: compiled, not run) and the test suite under nextest.
+# (benchmark binaries included: compiled, not run), the test suite under nextest, and the
+# README's demo (scripts/demo.sh) on the debug CLI.
 #
 # It installs nothing. Prerequisites: Rust 1.95 with rustfmt and clippy, cargo-nextest, git, and the
 # Debian packages restic, git-lfs, zip, unzip and curl, and python-github-backup 0.65.1 (`.ci/run` installs
@@ -36,4 +37,6 @@ phase fmt cargo fmt --all -- --check
 phase clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 phase build cargo build --workspace --all-targets --locked
 phase test cargo nextest run --workspace --locked --profile "${NEXTEST_PROFILE:-ci}"
+# The README's main job, on the binary just built: it must keep working as the CLI changes.
+phase demo env REPOVAULT_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/repovault" scripts/demo.sh
 echo "== all checks and tests passed in $((SECONDS - total))s"
