@@ -15,38 +15,11 @@ use repovault_common::manifest::{self, Manifest};
 use repovault_coordinator::model::{BackupRecord, Status};
 use repovault_tests::cluster::{Cluster, restic};
 
-use super::github_org::{SEEDED, cli, curl, sim};
+use super::github_org::{SEEDED, add_acme_org, cli, curl, sim};
 
 fn seed() -> Seed {
     Seed::from_file(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("forge-sim/seeds/acme.toml"))
         .unwrap()
-}
-
-/// `org add acme` with `token`, through the CLI (the token in the environment only).
-fn add_org(c: &Cluster, ready: &forge_sim::Ready, token: &str) {
-    let ca = ready.ca_cert.display().to_string();
-    let add = cli(
-        c,
-        &[
-            "org",
-            "add",
-            "acme",
-            "--provider",
-            "github",
-            "--api-url",
-            &ready.api_url,
-            "--token-env",
-            "GH_TOKEN",
-            "--ca-cert",
-            &ca,
-        ],
-        &[("GH_TOKEN", token)],
-    );
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
-    );
 }
 
 async fn run(c: &Cluster, repo: &str, backup_type: &str) -> BackupRecord {
@@ -146,7 +119,7 @@ async fn an_org_backup_holds_the_seed_and_an_incremental_reads_only_the_change()
     let ready = sim.ready().clone();
     let seed = seed();
     let c = Cluster::start(2).await.unwrap();
-    add_org(&c, &ready, &ready.token);
+    add_acme_org(&c, &ready, &ready.token);
 
     // Every repository, concurrently on two workers.
     let mut queued = Vec::new();
@@ -409,7 +382,7 @@ async fn one_repository_failing_fails_only_its_task_and_a_member_token_skips_set
     let ready = sim.ready().clone();
     let c = Cluster::start(2).await.unwrap();
     // A member without administration rights (seeds/acme.toml: dev).
-    add_org(&c, &ready, "ghp_acmeDev000000000000000000000000000");
+    add_acme_org(&c, &ready, "ghp_acmeDev000000000000000000000000000");
     let ca = &ready.ca_cert;
     let control = ready.api_url.trim_end_matches("/api/v3").to_string();
     curl(
@@ -490,7 +463,7 @@ async fn a_renamed_repository_keeps_its_history_and_backs_up_under_its_new_name(
     let sim = sim().await;
     let ready = sim.ready().clone();
     let c = Cluster::start(1).await.unwrap();
-    add_org(&c, &ready, &ready.token);
+    add_acme_org(&c, &ready, &ready.token);
     let first = run(&c, "docs", "full").await;
     assert_completed(&first, "docs");
 
@@ -526,7 +499,7 @@ async fn a_worker_without_the_cache_resumes_an_incremental_from_the_parent_snaps
     let sim = sim().await;
     let ready = sim.ready().clone();
     let mut c = Cluster::start(1).await.unwrap();
-    add_org(&c, &ready, &ready.token);
+    add_acme_org(&c, &ready, &ready.token);
     let full = run(&c, "widgets", "full").await;
     assert_completed(&full, "widgets");
 

@@ -41,6 +41,34 @@ pub(crate) fn cli(c: &Cluster, args: &[&str], env: &[(&str, &str)]) -> Output {
         .unwrap()
 }
 
+/// `org add acme` on the simulator with `token`, through the CLI (the token in the
+/// environment only); panics unless it succeeds.
+pub(crate) fn add_acme_org(c: &Cluster, ready: &forge_sim::Ready, token: &str) {
+    let ca = ready.ca_cert.display().to_string();
+    let add = cli(
+        c,
+        &[
+            "org",
+            "add",
+            "acme",
+            "--provider",
+            "github",
+            "--api-url",
+            &ready.api_url,
+            "--token-env",
+            "GH_TOKEN",
+            "--ca-cert",
+            &ca,
+        ],
+        &[("GH_TOKEN", token)],
+    );
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+}
+
 /// A simulator REST call with the token on stdin (never in curl's argv).
 pub(crate) fn curl(
     method: &str,

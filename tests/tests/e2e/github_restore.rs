@@ -16,36 +16,9 @@ use repovault_coordinator::model::{BackupRecord, RestoreRecord, Status};
 use repovault_tests::cluster::Cluster;
 use serde_json::Value;
 
-use super::github_org::{cli, curl, sim};
+use super::github_org::{add_acme_org, cli, curl, sim};
 
 const BIN: &str = env!("CARGO_BIN_EXE_repovault-test-process");
-
-/// `org add acme` with the simulator's token, through the CLI.
-fn add_org(c: &Cluster, ready: &forge_sim::Ready) {
-    let ca = ready.ca_cert.display().to_string();
-    let add = cli(
-        c,
-        &[
-            "org",
-            "add",
-            "acme",
-            "--provider",
-            "github",
-            "--api-url",
-            &ready.api_url,
-            "--token-env",
-            "GH_TOKEN",
-            "--ca-cert",
-            &ca,
-        ],
-        &[("GH_TOKEN", &ready.token)],
-    );
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
-    );
-}
 
 async fn backup(c: &Cluster, repo: &str) -> BackupRecord {
     let b = c.core().run_backup(&format!("acme/{repo}")).await.unwrap();
@@ -167,6 +140,49 @@ async fn wait_restore(c: &Cluster, id: &str) -> RestoreRecord {
     c.wait_restore(id, Duration::from_secs(240)).await.unwrap()
 }
 
+/// Starts a `full_repo` restore of `backup_id` into a new `acme/NAME` whose first comment is
+/// refused with a secondary limit of `retry_after_secs`, and returns its id once the restore is
+/// in its metadata phase (an issue exists in the target).
+async fn restore_held_in_metadata(
+    c: &Cluster,
+    ready: &forge_sim::Ready,
+    backup_id: &str,
+    name: &str,
+    retry_after_secs: u64,
+) -> String {
+    curl(
+        "PATCH",
+        &format!("{}/_sim/options", ready.git_url),
+        None,
+        &ready.ca_cert,
+        &format!(
+            r#"{{"failures":[{{"method":"POST","path_contains":"/repos/acme/{name}/issues/","status":403,"count":1,"retry_after_secs":{retry_after_secs}}}]}}"#
+        ),
+    );
+    let (id, out) = start(
+        c,
+        &[
+            backup_id,
+            "--type",
+            "full_repo",
+            "--target",
+            "new",
+            "--org",
+            "acme",
+            "--name",
+            name,
+        ],
+        false,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let started = until(Duration::from_secs(120), || {
+        !list(ready, &format!("/repos/acme/{name}/issues?state=all")).is_empty()
+    })
+    .await;
+    assert!(started, "the restore never reached its metadata phase");
+    id
+}
+
 /// Waits until `cond` holds (checked every 200 ms), at most `limit`.
 async fn until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let t = Instant::now();
@@ -184,7 +200,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     let sim = sim().await;
     let ready = sim.ready().clone();
     let c = Cluster::start(1).await.unwrap();
-    add_org(&c, &ready);
+    add_acme_org(&c, &ready, &ready.token);
     let b = backup(&c, "widgets").await;
 
     // Full restore into a new repository of the same organisation.
@@ -496,39 +512,12 @@ async fn github_restore_survives_a_worker_death_and_can_be_cancelled() {
     // heartbeat, so its lease expires in seconds.
     let c = Cluster::start_with(0, "1s").await.unwrap();
     let mut first = c.spawn_worker_process(BIN, "restore-w1").unwrap();
-    add_org(&c, &ready);
+    add_acme_org(&c, &ready, &ready.token);
     let b = backup(&c, "widgets").await;
 
     // The first comment on the target waits out a secondary limit for 30 s: the restore is then
     // in its metadata phase with issue #1 created, and its worker stops.
-    curl(
-        "PATCH",
-        &format!("{}/_sim/options", ready.git_url),
-        None,
-        &ready.ca_cert,
-        r#"{"failures":[{"method":"POST","path_contains":"/repos/acme/widgets-relay/issues/","status":403,"count":1,"retry_after_secs":30}]}"#,
-    );
-    let (id, out) = start(
-        &c,
-        &[
-            &b.id,
-            "--type",
-            "full_repo",
-            "--target",
-            "new",
-            "--org",
-            "acme",
-            "--name",
-            "widgets-relay",
-        ],
-        false,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let started = until(Duration::from_secs(120), || {
-        !list(&ready, "/repos/acme/widgets-relay/issues?state=all").is_empty()
-    })
-    .await;
-    assert!(started, "the restore never reached its metadata phase");
+    let id = restore_held_in_metadata(&c, &ready, &b.id, "widgets-relay", 30).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     first.kill().unwrap();
     first.wait().unwrap();
@@ -558,34 +547,7 @@ async fn github_restore_survives_a_worker_death_and_can_be_cancelled() {
     assert!(journal.is_file(), "{}", journal.display());
 
     // Cancel: a restore held in its metadata phase by a long secondary limit.
-    curl(
-        "PATCH",
-        &format!("{}/_sim/options", ready.git_url),
-        None,
-        &ready.ca_cert,
-        r#"{"failures":[{"method":"POST","path_contains":"/repos/acme/widgets-cancel/issues/","status":403,"count":1,"retry_after_secs":120}]}"#,
-    );
-    let (id, out) = start(
-        &c,
-        &[
-            &b.id,
-            "--type",
-            "full_repo",
-            "--target",
-            "new",
-            "--org",
-            "acme",
-            "--name",
-            "widgets-cancel",
-        ],
-        false,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let started = until(Duration::from_secs(120), || {
-        !list(&ready, "/repos/acme/widgets-cancel/issues?state=all").is_empty()
-    })
-    .await;
-    assert!(started, "the restore never reached its metadata phase");
+    let id = restore_held_in_metadata(&c, &ready, &b.id, "widgets-cancel", 120).await;
     let out = cli(&c, &["restore", "cancel", &id], &[]);
     assert!(out.status.success(), "cancel: {}", stderr(&out));
     let r = wait_restore(&c, &id).await;

@@ -14,35 +14,9 @@ use repovault_coordinator::core::schedules::ManualClock;
 use repovault_coordinator::model::{BackupRecord, Status};
 use repovault_tests::cluster::Cluster;
 
-use super::github_org::{cli, sim};
+use super::github_org::{add_acme_org, cli, sim};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn add_org(c: &Cluster, ready: &forge_sim::Ready) {
-    let ca = ready.ca_cert.display().to_string();
-    let out = cli(
-        c,
-        &[
-            "org",
-            "add",
-            "acme",
-            "--provider",
-            "github",
-            "--api-url",
-            &ready.api_url,
-            "--token-env",
-            "GH_TOKEN",
-            "--ca-cert",
-            &ca,
-        ],
-        &[("GH_TOKEN", &ready.token)],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn ok(c: &Cluster, args: &[&str]) -> String {
     let out = cli(c, args, &[]);
@@ -89,7 +63,7 @@ async fn a_scheduled_slot_runs_once_across_a_restart() {
     let sim = sim().await;
     let ready = sim.ready();
     let mut c = Cluster::start(1).await.unwrap();
-    add_org(&c, ready);
+    add_acme_org(&c, ready, &ready.token);
     let clock = Arc::new(ManualClock::new(base_hour() + 59 * 60_000));
     c.core().schedules.set_clock(clock.clone());
     // Organisation settings, shown by `org show`.
@@ -250,7 +224,7 @@ async fn a_burst_of_ten_signed_pushes_gives_one_backup() {
     let sim = sim().await;
     let ready = sim.ready();
     let c = Cluster::start_with_http(1).await.unwrap();
-    add_org(&c, ready);
+    add_acme_org(&c, ready, &ready.token);
     let t0 = base_hour();
     let clock = Arc::new(ManualClock::new(t0));
     c.core().schedules.set_clock(clock.clone());
