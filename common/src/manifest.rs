@@ -66,6 +66,10 @@ pub struct Counts {
     pub milestones: u64,
     #[serde(default)]
     pub workflows: u64,
+    /// Objects of code.git reachable from its refs (issue 7: a drill compares a restored copy
+    /// with it; 0 in manifests written before).
+    #[serde(default)]
+    pub objects: u64,
 }
 
 impl From<&Counts> for repovault_proto::v1::Counts {
@@ -87,6 +91,7 @@ impl From<&Counts> for repovault_proto::v1::Counts {
             labels: c.labels,
             milestones: c.milestones,
             workflows: c.workflows,
+            objects: c.objects,
         }
     }
 }
@@ -110,6 +115,7 @@ impl From<&repovault_proto::v1::Counts> for Counts {
             labels: c.labels,
             milestones: c.milestones,
             workflows: c.workflows,
+            objects: c.objects,
         }
     }
 }
@@ -233,6 +239,33 @@ pub struct Manifest {
     /// The forge export's state (GitHub): where the next incremental resumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<ExportState>,
+    /// What the source said at backup time (issue 7), for `commit_count_match`; absent in
+    /// manifests written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_state: Option<SourceState>,
+}
+
+/// What the source advertised at backup time, recorded beside what the backup holds so a later
+/// verification can compare the two without asking the source again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceState {
+    /// The refs the source advertised that the mirror keeps (every ref but
+    /// `refs/pull/*/merge`), by full name, to the object id advertised (not peeled).
+    pub refs: BTreeMap<String, String>,
+    /// The forge's own count of commits reachable from the default branch's tip, where the
+    /// forge gives one (GitHub: the last page of `commits?sha=TIP&per_page=1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_branch: Option<BranchCount>,
+}
+
+/// The forge's commit count of one commit (immutable for a given `oid`, so a backup whose
+/// default branch did not move reuses its parent's figure without asking).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchCount {
+    /// Full ref name, e.g. `refs/heads/main`.
+    pub branch: String,
+    pub oid: String,
+    pub commits: u64,
 }
 
 /// What an incremental backup needs from its parent's manifest.

@@ -324,6 +324,7 @@ async fn golden_format_1_regenerate() {
         },
         sizes: BTreeMap::from([("code_bytes".to_string(), 0)]),
         export: None,
+        source_state: None,
     };
     std::fs::write(tree.join(manifest::MANIFEST_FILE), m.to_json()).unwrap();
 

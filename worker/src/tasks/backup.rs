@@ -197,6 +197,7 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
             ("bytes_received".to_string(), fetched.bytes_received),
         ]),
         export: export_state,
+        source_state: None,
     };
     std::fs::write(entry.join(manifest::MANIFEST_FILE), manifest.to_json())
         .map_err(|e| TaskError::retryable(format!("writing manifest.json: {e}")))?;
