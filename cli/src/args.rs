@@ -81,6 +81,31 @@ pub enum Command {
     /// The audit log: every admin call that changed something, who made it, how it ended.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Restore drills: a backup restored into a scratch repository and compared with its
+    /// manifest (ref tips, objects, item counts), then deleted. They also run on each
+    /// organisation's drill schedule (`org set --drill`, monthly by default).
+    #[command(subcommand)]
+    Drill(DrillCmd),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DrillCmd {
+    /// Run a drill now (operator): of --backup, else of --repo's latest backup, else of the
+    /// organisation's repository drilled least recently. Exit code 5 when it does not pass.
+    Run {
+        org: String,
+        /// ORG/NAME or NAME.
+        #[arg(long)]
+        repo: Option<String>,
+        /// A completed backup of the organisation.
+        #[arg(long)]
+        backup: Option<String>,
+        /// Return once queued instead of waiting for the outcome.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// The organisation's drills, newest first.
+    List { org: String },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -238,6 +263,10 @@ pub struct OrgSetArgs {
     /// A full backup at least this often, whatever the schedule (default 7).
     #[arg(long)]
     pub full_every_days: Option<u32>,
+    /// Restore drills: weekly, monthly, a cron expression, none, or default (the
+    /// coordinator's `verification.default_drill`, monthly unless configured).
+    #[arg(long)]
+    pub drill: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -347,12 +376,22 @@ pub enum BackupCmd {
     },
     /// Backups, newest first (the full history, read from the catalog).
     List { repo: Option<String> },
-    /// One backup: counts of each kind, and each component's status with the reason when it
-    /// was skipped or failed.
+    /// One backup: counts of each kind, each component's status with the reason when it was
+    /// skipped or failed, and its verification with each check's result.
     Show { id: String },
     /// Delete one backup now (admin); its data goes at the repository's next prune. Refused
     /// for an escrowed backup until the agreement is released or expires.
     Delete { id: String },
+    /// Verify a backup again (operator): every pack its snapshot references is read back from
+    /// storage and hashed, the mirrors are fsck'd, the metadata documents parsed and counted,
+    /// the ref tips and commit count compared with the source's at backup time, the size with
+    /// the previous backup's. Waits and prints each check; exit code 5 when one fails.
+    Verify {
+        id: String,
+        /// Return once queued instead of waiting for the outcome.
+        #[arg(long)]
+        detach: bool,
+    },
     /// Download a backup as a ZIP (bare mirror, wiki, LFS objects, metadata as JSON, with a
     /// listing of every entry's SHA-256): starts a `download_zip` restore, waits, fetches its
     /// link, checks the SHA-256 and writes FILE atomically.

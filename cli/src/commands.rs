@@ -90,9 +90,13 @@ pub async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result<i32, C
             });
         }
         OrgCmd::Set(a) => {
-            if a.schedule.is_none() && a.timezone.is_none() && a.full_every_days.is_none() {
+            if a.schedule.is_none()
+                && a.timezone.is_none()
+                && a.full_every_days.is_none()
+                && a.drill.is_none()
+            {
                 return Err(CliError::usage(
-                    "nothing to set: give --schedule, --timezone or --full-every-days",
+                    "nothing to set: give --schedule, --timezone, --full-every-days or --drill",
                 ));
             }
             let o = c
@@ -101,6 +105,7 @@ pub async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result<i32, C
                     schedule: a.schedule,
                     timezone: a.timezone,
                     full_every_days: a.full_every_days,
+                    drill: a.drill,
                 })
                 .await?
                 .into_inner()
@@ -109,7 +114,12 @@ pub async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result<i32, C
             if is_json(out) {
                 output::json(&o);
             } else {
-                println!("{}: schedule {}", o.name, schedule_text(&o));
+                println!(
+                    "{}: schedule {}; drills {}",
+                    o.name,
+                    schedule_text(&o),
+                    o.drill
+                );
             }
         }
         OrgCmd::Disconnect { org } => {
@@ -404,7 +414,13 @@ fn backup_fields(b: &pb::Backup) {
     }
     rows.push(("snapshot", or_dash(&b.snapshot_id)));
     rows.push(("attempt", b.attempt.to_string()));
+    if let Some(v) = &b.verification {
+        rows.push(("verification", crate::verify_cmds::verification_line(v)));
+    }
     fields(&rows);
+    if let Some(v) = &b.verification {
+        crate::verify_cmds::print_checks(&v.checks);
+    }
     if !b.components.is_empty() {
         println!("components:");
         for k in component_order(b) {
@@ -530,6 +546,7 @@ pub async fn backup(c: &mut Admin, cmd: BackupCmd, out: OutputFormat) -> Result<
             Ok(exit::OK)
         }
         BackupCmd::Delete { id } => crate::escrow_cmds::backup_delete(c, id, out).await,
+        BackupCmd::Verify { id, detach } => crate::verify_cmds::verify(c, id, detach, out).await,
         BackupCmd::Browse { id, path } => {
             let r = c
                 .browse_backup(pb::BrowseBackupRequest { id, path })

@@ -1,7 +1,8 @@
 //! `repovault`: the admin CLI, the coordinator and worker entry points, and `standalone`.
 //!
 //! Exit codes: 0 success, 1 the task (or the request) failed, 2 usage or invalid input, 3 not
-//! found, 4 coordinator unreachable or unauthenticated.
+//! found, 4 coordinator unreachable or unauthenticated, 5 a verification or drill found a
+//! problem.
 
 mod args;
 mod client;
@@ -11,6 +12,7 @@ mod escrow_cmds;
 mod org_add;
 mod output;
 mod run;
+mod verify_cmds;
 
 pub use args::Cli;
 pub use run::{run_cli, standalone_settings};
@@ -22,6 +24,8 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     pub const NOT_FOUND: i32 = 3;
     pub const UNREACHABLE: i32 = 4;
+    /// `backup verify` or `drill run`: a check failed (the backup is not verified).
+    pub const VERIFY_FAILED: i32 = 5;
 }
 
 /// The process entry point: parses arguments, runs, returns the exit code.

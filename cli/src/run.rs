@@ -49,6 +49,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Queue => commands::queue(&mut c, out).await,
         Command::Health { org } => commands::health(&mut c, org, out).await,
         Command::Timeline { repo } => commands::timeline(&mut c, repo, out).await,
+        Command::Drill(cmd) => crate::verify_cmds::drill(&mut c, cmd, out).await,
         Command::Audit(AuditCmd::List { limit }) => commands::audit(&mut c, limit, out).await,
         Command::Standalone(_) | Command::Coordinator { .. } | Command::Worker(_) => Err(
             CliError::usage("this command does not talk to a coordinator"),

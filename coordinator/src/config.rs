@@ -145,6 +145,9 @@ pub struct CoordinatorConfig {
     /// `concurrency`.
     #[serde(default)]
     pub retention: crate::core::retention::RetentionConfig,
+    /// `[verification]`: size thresholds, the read-back rotation, the default drill schedule.
+    #[serde(default)]
+    pub verification: crate::verification::VerificationConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -205,6 +208,7 @@ impl CoordinatorConfig {
             github_sync_interval: default_github_sync(),
             push_delay: default_push_delay(),
             retention: Default::default(),
+            verification: Default::default(),
         }
     }
 
@@ -369,6 +373,7 @@ impl CoordinatorConfig {
             github_sync_interval,
             push_delay,
             retention: self.retention.resolve()?,
+            verification: self.verification.resolve()?,
         })
     }
 }
@@ -443,6 +448,7 @@ pub struct Settings {
     pub push_delay: Duration,
     /// The retention loop's interval and maintenance options.
     pub retention: (Duration, crate::core::retention::MaintenanceOptions),
+    pub verification: crate::verification::VerificationOptions,
 }
 
 impl std::fmt::Debug for Settings {

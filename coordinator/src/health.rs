@@ -7,15 +7,14 @@
 //! 2. `pending`: a backup of it is queued or running.
 //! 3. `never`: no backup of it has finished yet.
 //! 4. `error`: its latest backup failed (with that backup's message).
-//! 5. `late`: a scheduled run is overdue (see [`is_late`]).
-//! 6. `backed_up`: otherwise.
-//!
-//! Verification (issue 7) is not built yet: once it is, `backed_up` will also require the
-//! latest backup to have passed verification, and a failed verification will read `error`.
+//! 5. `error`: its latest backup failed verification (issue 7; with the failing checks).
+//! 6. `late`: a scheduled run is overdue (see [`is_late`]).
+//! 7. `pending`: its latest backup's verification has not finished (or predates verification).
+//! 8. `backed_up`: otherwise; so `backed_up` needs the latest backup verified.
 
 use serde::Serialize;
 
-use crate::model::{BackupRecord, RepoRecord, RepoStats, Status};
+use crate::model::{BackupRecord, DrillRecord, RepoRecord, RepoStats, Status, VerifyStatus};
 use crate::schedule::{Plan, repo_offset_ms};
 
 /// A repository's state in the health view.
@@ -153,6 +152,17 @@ pub fn state(
             State::Error,
             last_error.unwrap_or("the latest backup failed").to_string(),
         )
+    } else if stats.last_success_verification == Some(VerifyStatus::Failed) {
+        (
+            State::Error,
+            format!(
+                "the latest backup failed verification: {}",
+                stats
+                    .last_success_verification_detail
+                    .as_deref()
+                    .unwrap_or("see `backup show`")
+            ),
+        )
     } else if let Some(slot) = is_late(repo, stats, schedule, now_ms) {
         (
             State::Late,
@@ -160,6 +170,11 @@ pub fn state(
                 "no successful backup since the slot of {}",
                 crate::core::format_ms(slot)
             ),
+        )
+    } else if stats.last_success_verification != Some(VerifyStatus::Verified) {
+        (
+            State::Pending,
+            "the latest backup is not verified yet".to_string(),
         )
     } else {
         (State::BackedUp, String::new())
@@ -247,19 +262,27 @@ pub enum TimelineEntry {
     },
     /// A scheduled slot skipped because the previous backup still ran.
     SkippedSlot { at_ms: i64 },
+    /// A restore drill of one of its backups (at its creation).
+    Drill { at_ms: i64, drill: Box<DrillRecord> },
 }
 
 impl TimelineEntry {
     pub fn at_ms(&self) -> i64 {
         match self {
-            TimelineEntry::Backup { at_ms, .. } | TimelineEntry::SkippedSlot { at_ms } => *at_ms,
+            TimelineEntry::Backup { at_ms, .. }
+            | TimelineEntry::SkippedSlot { at_ms }
+            | TimelineEntry::Drill { at_ms, .. } => *at_ms,
         }
     }
 }
 
 /// Every backup oldest first (by creation; ties by id), skipped slots interleaved by time, and
 /// the size jumps flagged against the previous completed backup.
-pub fn timeline(mut backups: Vec<BackupRecord>, skipped_slots: &[i64]) -> Vec<TimelineEntry> {
+pub fn timeline(
+    mut backups: Vec<BackupRecord>,
+    skipped_slots: &[i64],
+    drills: Vec<DrillRecord>,
+) -> Vec<TimelineEntry> {
     backups.sort_by(|a, b| {
         a.created_at_ms
             .cmp(&b.created_at_ms)
@@ -286,6 +309,10 @@ pub fn timeline(mut backups: Vec<BackupRecord>, skipped_slots: &[i64]) -> Vec<Ti
             .iter()
             .map(|&at_ms| TimelineEntry::SkippedSlot { at_ms }),
     );
+    out.extend(drills.into_iter().map(|d| TimelineEntry::Drill {
+        at_ms: d.created_at_ms,
+        drill: Box::new(d),
+    }));
     // Stable: backups keep their order among equal times, and come before a slot skipped then.
     out.sort_by_key(TimelineEntry::at_ms);
     out
@@ -324,8 +351,41 @@ mod tests {
             last_status: status.map(|s| s.as_str().to_string()),
             last_finished_at_ms: status.map(|_| finished),
             last_success_at_ms: success,
+            last_success_verification: success.map(|_| VerifyStatus::Verified),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn backed_up_needs_the_latest_backup_verified() {
+        let r = repo("r1");
+        let sched = hourly();
+        let at = NOW - 20 * 60_000;
+        let mut s = stats(Some(Status::Completed), at, Some(at));
+        assert_eq!(
+            state(&r, &s, false, &sched, None, None, NOW).state,
+            State::BackedUp
+        );
+        for pending in [
+            None,
+            Some(VerifyStatus::Pending),
+            Some(VerifyStatus::Running),
+        ] {
+            s.last_success_verification = pending;
+            let h = state(&r, &s, false, &sched, None, None, NOW);
+            assert_eq!(h.state, State::Pending, "{pending:?}");
+            assert!(h.message.contains("not verified"), "{}", h.message);
+        }
+        s.last_success_verification = Some(VerifyStatus::Failed);
+        s.last_success_verification_detail = Some("git_fsck fail: missing blob 1234".into());
+        let h = state(&r, &s, false, &sched, None, None, NOW);
+        assert_eq!(h.state, State::Error);
+        assert!(
+            h.message.contains("git_fsck fail: missing blob 1234"),
+            "{}",
+            h.message
+        );
+        assert_eq!(summary([&h]).failed, 1);
     }
 
     fn hourly() -> ScheduleInput {
@@ -559,6 +619,28 @@ mod tests {
             bytes_received: 0,
             priority: 0,
             worker_id: None,
+            verification: None,
+        }
+    }
+
+    fn drill(id: &str, created: i64) -> DrillRecord {
+        DrillRecord {
+            id: id.into(),
+            org_id: "o".into(),
+            org_name: "org".into(),
+            repo_id: "r".into(),
+            repo_full_name: "org/r".into(),
+            backup_id: "b1".into(),
+            snapshot_id: String::new(),
+            trigger: "schedule".into(),
+            status: Status::Completed,
+            passed: Some(true),
+            checks: Vec::new(),
+            summary: None,
+            error: None,
+            created_at_ms: created,
+            finished_at_ms: Some(created + 1),
+            task_id: String::new(),
         }
     }
 
@@ -571,7 +653,7 @@ mod tests {
             backup("b2", 20, Status::Completed, 300),
             backup("b5", 50, Status::Completed, 1201),
         ];
-        let t = timeline(list, &[25, 50]);
+        let t = timeline(list, &[25, 50], vec![drill("d1", 35)]);
         let shape: Vec<(i64, String, bool)> = t
             .iter()
             .map(|e| match e {
@@ -581,6 +663,7 @@ mod tests {
                     size_jump,
                 } => (*at_ms, backup.id.clone(), *size_jump),
                 TimelineEntry::SkippedSlot { at_ms } => (*at_ms, "skipped".into(), false),
+                TimelineEntry::Drill { at_ms, drill } => (*at_ms, drill.outcome().into(), false),
             })
             .collect();
         assert_eq!(
@@ -592,12 +675,13 @@ mod tests {
                 (25, "skipped".into(), false),
                 // A failed backup neither jumps nor resets the reference.
                 (30, "b3".into(), false),
+                (35, "passed".into(), false),
                 (40, "b4".into(), false),
                 // 1201 > 3 × 400.
                 (50, "b5".into(), true),
                 (50, "skipped".into(), false),
             ]
         );
-        assert!(timeline(Vec::new(), &[]).is_empty());
+        assert!(timeline(Vec::new(), &[], Vec::new()).is_empty());
     }
 }

@@ -66,6 +66,11 @@ pub fn new_restore_id() -> String {
     format!("s{}", &uuid::Uuid::now_v7().simple().to_string()[..20])
 }
 
+/// Time-ordered, so an organisation's drills list oldest first.
+pub fn new_drill_id() -> String {
+    format!("d{}", &uuid::Uuid::now_v7().simple().to_string()[..20])
+}
+
 pub fn new_worker_id() -> String {
     format!("w{}", random_chars(ID_LEN - 1))
 }

@@ -23,5 +23,6 @@ pub mod schedule;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod verification;
 pub mod webhooks;
 pub mod workers;

@@ -59,6 +59,9 @@ pub struct ScheduleSettings {
     /// A full backup at least this often; `None`: 7 days.
     #[serde(default)]
     pub full_every_days: Option<u32>,
+    /// Restore drills (issue 7): a schedule, or `none`; `None`: the configured default.
+    #[serde(default)]
+    pub drill: Option<String>,
 }
 
 /// A push webhook repovault registered on the forge repository (`repo set --on-push`).
@@ -190,6 +193,17 @@ pub struct RepoStats {
     /// The last successful full backup (type policy: a full one at least every 7 days).
     #[serde(default)]
     pub last_full_at_ms: Option<i64>,
+    /// The first successful backup (the read-back rotation counts a repository's age from it).
+    #[serde(default)]
+    pub first_success_at_ms: Option<i64>,
+    /// The last successful backup's size (`size_match` compares the next one with it).
+    #[serde(default)]
+    pub last_success_size_bytes: Option<u64>,
+    /// The last successful backup's verification status and, when not verified, why.
+    #[serde(default)]
+    pub last_success_verification: Option<VerifyStatus>,
+    #[serde(default)]
+    pub last_success_verification_detail: Option<String>,
 }
 
 impl RepoStats {
@@ -213,12 +227,27 @@ impl RepoStats {
                 if b.backup_type == "full" {
                     self.last_full_at_ms = b.finished_at_ms;
                 }
+                self.last_success_size_bytes = Some(b.size_bytes);
+                if self.first_success_at_ms.is_none() {
+                    self.first_success_at_ms = b.finished_at_ms;
+                }
+                self.note_verification(b);
                 self.completed_total += 1;
                 self.added_bytes_total += b.added_bytes;
             }
             Status::Failed => self.failed_total += 1,
             Status::Pending | Status::Running => {}
         }
+    }
+
+    /// Takes in a backup's (new) verification when it is the last successful backup.
+    pub fn note_verification(&mut self, b: &BackupRecord) {
+        if self.last_success_id.as_deref() != Some(b.id.as_str()) {
+            return;
+        }
+        let v = b.verification.as_ref();
+        self.last_success_verification = Some(v.map_or(VerifyStatus::Pending, |v| v.status));
+        self.last_success_verification_detail = v.and_then(crate::verification::failure_summary);
     }
 }
 
@@ -283,6 +312,141 @@ pub struct BackupRecord {
     pub bytes_received: u64,
     pub priority: u8,
     pub worker_id: Option<String>,
+    /// The latest verification (issue 7); `None` while the backup runs, and for backups made
+    /// before verification existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOutcome {
+    Pass,
+    Fail,
+    Skipped,
+}
+
+impl CheckOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckOutcome::Pass => "pass",
+            CheckOutcome::Fail => "fail",
+            CheckOutcome::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pass" => Some(CheckOutcome::Pass),
+            "fail" => Some(CheckOutcome::Fail),
+            "skipped" => Some(CheckOutcome::Skipped),
+            _ => None,
+        }
+    }
+}
+
+/// One check of a verification or a drill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub result: CheckOutcome,
+    pub detail: String,
+    /// A pass worth showing (size growth).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
+    /// A skip because part of the repository was not backed up: blocks `verified`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyStatus {
+    Pending,
+    Running,
+    Verified,
+    Failed,
+}
+
+impl VerifyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyStatus::Pending => "pending",
+            VerifyStatus::Running => "running",
+            VerifyStatus::Verified => "verified",
+            VerifyStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A backup's latest verification (`verification.rs` decides the status from the checks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub status: VerifyStatus,
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    /// `automatic`, `manual` or `rotation`.
+    pub run: String,
+    #[serde(default)]
+    pub finished_at_ms: Option<i64>,
+    #[serde(default)]
+    pub packs_read: u64,
+    #[serde(default)]
+    pub bytes_read: u64,
+    /// The verify task of a `manual` run.
+    #[serde(default)]
+    pub task_id: Option<String>,
+}
+
+/// One restore drill (issue 7): a backup restored into a scratch repository and compared with
+/// its manifest. `drill/<org-id>/<drill-id>` in the store, the newest [`DrillRecord::KEPT`] per
+/// organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillRecord {
+    pub id: String,
+    pub org_id: String,
+    pub org_name: String,
+    pub repo_id: String,
+    pub repo_full_name: String,
+    pub backup_id: String,
+    pub snapshot_id: String,
+    /// `schedule` or `manual`.
+    pub trigger: String,
+    /// The task's status; a completed drill `passed` or not.
+    pub status: Status,
+    #[serde(default)]
+    pub passed: Option<bool>,
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub created_at_ms: i64,
+    #[serde(default)]
+    pub finished_at_ms: Option<i64>,
+    pub task_id: String,
+}
+
+impl DrillRecord {
+    /// Drills kept per organisation.
+    pub const KEPT: usize = 50;
+
+    /// `pending`, `running`, `passed` or `failed`.
+    pub fn outcome(&self) -> &'static str {
+        match (self.status, self.passed) {
+            (Status::Completed, Some(true)) => "passed",
+            (Status::Completed, _) | (Status::Failed, _) => "failed",
+            (s, _) => s.as_str(),
+        }
+    }
+}
+
+/// Per organisation: the drill materialiser's last slot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillState {
+    pub last_slot_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,6 +511,9 @@ pub struct DownloadState {
 pub enum TaskKind {
     Backup,
     Restore,
+    /// Verifies a backup again (`backup verify`) or reads back a repository's packs (rotation).
+    Verify,
+    Drill,
 }
 
 impl TaskKind {
@@ -354,6 +521,8 @@ impl TaskKind {
         match self {
             TaskKind::Backup => "backup",
             TaskKind::Restore => "restore",
+            TaskKind::Verify => "verify",
+            TaskKind::Drill => "drill",
         }
     }
 }
@@ -374,6 +543,9 @@ pub struct TaskRecord {
     pub idempotency_key: String,
     /// The attempt whose completion was accepted.
     pub committed_attempt: Option<u32>,
+    /// A verify task's mode (`manual` or `rotation`); `None` for other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// An escrow agreement on one repository (issue 6). While active (not released, not expired),
@@ -418,4 +590,10 @@ pub struct MaintenanceRecord {
     /// The last prune marked packs for deletion: a second run deletes them.
     #[serde(default)]
     pub second_phase_due: bool,
+    /// The 30-day read-back rotation (issue 7): when it last read this repository's due packs,
+    /// and what it found.
+    #[serde(default)]
+    pub last_readback_at_ms: Option<i64>,
+    #[serde(default)]
+    pub readback_damage: Option<String>,
 }

@@ -84,6 +84,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         forget_tx,
     )
     .await?;
+    *core.verification.write() = settings.verification.clone();
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
 
@@ -252,6 +253,15 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
             shutdown.clone(),
         )));
     }
+    // Verification (issue 7): the read-back rotation and the restore drills.
+    tasks.push(tokio::spawn(crate::core::verify::rotation_loop(
+        core.clone(),
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::core::drills::drill_loop(
+        core.clone(),
+        shutdown.clone(),
+    )));
     tracing::info!(grpc = %grpc_addr, http = ?http_addr, store = settings.kv.name(), "coordinator serving");
     Ok(CoordinatorHandle {
         grpc_addr,

@@ -14,7 +14,9 @@
 //!                                         not written yet (the outbox of the catalog)
 //! schedule-state/<repo-id>      ScheduleState     (the materialiser's last slot, skipped slots)
 //! escrow/<repo-id>/<escrow-id>  EscrowRecord
-//! maintenance/<repo-id>         MaintenanceRecord
+//! maintenance/<repo-id>         MaintenanceRecord (also the read-back rotation's last visit)
+//! drill/<org-id>/<drill-id>     DrillRecord       (the newest DrillRecord::KEPT per organisation)
+//! drill-state/<org-id>          DrillState        (the drill materialiser's last slot)
 //! ```
 //! Backup history beyond the latest records lives in the catalog objects in storage.
 
@@ -81,6 +83,14 @@ fn schedule_state_key(repo_id: &str) -> String {
 fn escrow_key(repo_id: &str, id: &str) -> String {
     format!("escrow/{repo_id}/{id}")
 }
+fn drill_key(org_id: &str, id: &str) -> String {
+    format!("drill/{org_id}/{id}")
+}
+
+fn drill_state_key(org_id: &str) -> String {
+    format!("drill-state/{org_id}")
+}
+
 fn maintenance_key(repo_id: &str) -> String {
     format!("maintenance/{repo_id}")
 }
@@ -166,6 +176,18 @@ impl Batch {
     }
     pub fn delete_escrow(&mut self, repo_id: &str, id: &str) -> &mut Self {
         self.ops.push(Op::delete(escrow_key(repo_id, id)));
+        self
+    }
+    pub fn drill(&mut self, d: &crate::model::DrillRecord) -> &mut Self {
+        self.put(drill_key(&d.org_id, &d.id), d);
+        self
+    }
+    pub fn delete_drill(&mut self, org_id: &str, id: &str) -> &mut Self {
+        self.ops.push(Op::delete(drill_key(org_id, id)));
+        self
+    }
+    pub fn drill_state(&mut self, org_id: &str, st: &crate::model::DrillState) -> &mut Self {
+        self.put(drill_state_key(org_id), st);
         self
     }
     pub fn maintenance(&mut self, repo_id: &str, m: &MaintenanceRecord) -> &mut Self {
@@ -448,6 +470,28 @@ impl Store {
     pub async fn maintenance(&self, repo_id: &str) -> StoreResult<MaintenanceRecord> {
         Ok(self
             .get(&maintenance_key(repo_id))
+            .await?
+            .unwrap_or_default())
+    }
+
+    // Drills.
+
+    /// An organisation's drills, in key order (ids are time-ordered: oldest first).
+    pub async fn drills(&self, org_id: &str) -> StoreResult<Vec<crate::model::DrillRecord>> {
+        self.list(&format!("drill/{org_id}/")).await
+    }
+
+    pub async fn drill(
+        &self,
+        org_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<crate::model::DrillRecord>> {
+        self.get(&drill_key(org_id, id)).await
+    }
+
+    pub async fn drill_state(&self, org_id: &str) -> StoreResult<crate::model::DrillState> {
+        Ok(self
+            .get(&drill_state_key(org_id))
             .await?
             .unwrap_or_default())
     }

@@ -9,3 +9,4 @@ pub mod lfs;
 pub mod progress;
 pub mod session;
 pub mod tasks;
+pub mod verify;

@@ -429,6 +429,12 @@ async fn run_task(
         "restore" => tasks::restore::run(ctx.clone(), task)
             .await
             .map(|r| req.restore = Some(r)),
+        "verify" => tasks::verify::run(ctx.clone(), task)
+            .await
+            .map(|r| req.verify = Some(r)),
+        "drill" => tasks::drill::run(ctx.clone(), task)
+            .await
+            .map(|r| req.drill = Some(r)),
         other => Err(TaskError::permanent(format!("unknown task kind {other:?}"))),
     };
     ticker.abort();

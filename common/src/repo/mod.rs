@@ -11,9 +11,16 @@
 //! directory are the snapshot's root tree, tags are one entry each, ids are full 64-hex strings.
 
 mod backend;
+mod ledger;
+mod readback;
+#[cfg(test)]
+mod readback_tests;
 mod source;
 #[cfg(test)]
 mod tests;
+
+pub use ledger::ReadBackLedger;
+pub use readback::{PackDamage, ReadBackReport, SnapshotPacks};
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -195,6 +202,8 @@ pub enum RepoError {
         doing: &'static str,
         message: String,
     },
+    #[error("interrupted while {doing}")]
+    Interrupted { doing: &'static str },
 }
 
 /// One open repository. Cheap to share behind an `Arc`; methods take `&self`. Backups on one

@@ -24,13 +24,30 @@ struct CatalogDoc {
 
 impl Core {
     /// Writes the catalog object of a terminal backup. Create-only: an object that exists is left
-    /// as it is (the outcome of a backup never changes once written).
+    /// as it is (the outcome of a backup never changes once written; its verification does, see
+    /// [`Core::rewrite_catalog`]).
     pub(crate) async fn write_catalog(&self, b: &BackupRecord) -> CoreResult<()> {
         debug_assert!(b.status.is_terminal());
         let path = catalog_object_path(&b.org_id, &b.repo_id, &b.id);
         if self.storage.exists(&path).await? {
             return Ok(());
         }
+        let doc = CatalogDoc {
+            catalog_format: CATALOG_FORMAT,
+            backup: b.clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&doc)
+            .map_err(|e| crate::error::CoreError::Internal(e.to_string()))?;
+        self.storage.write(&path, bytes).await?;
+        Ok(())
+    }
+
+    /// Rewrites the catalog object of a terminal backup whose verification changed (the
+    /// only part of a backup's record that changes after it finished). A whole-object write:
+    /// readers see the old or the new document, never a mix.
+    pub(crate) async fn rewrite_catalog(&self, b: &BackupRecord) -> CoreResult<()> {
+        debug_assert!(b.status.is_terminal());
+        let path = catalog_object_path(&b.org_id, &b.repo_id, &b.id);
         let doc = CatalogDoc {
             catalog_format: CATALOG_FORMAT,
             backup: b.clone(),

@@ -11,7 +11,9 @@ use repovault_proto::v1 as pb;
 use crate::error::CoreResult;
 use crate::health::{self, Active, RepoHealth, ScheduleInput, Slots};
 use crate::lease::TaskState;
-use crate::model::{OrgRecord, RepoRecord, RepoStats, Status, TaskKind};
+use crate::model::{
+    CheckOutcome, DrillRecord, OrgRecord, RepoRecord, RepoStats, Status, TaskKind, VerifyStatus,
+};
 use crate::schedule::{Plan, Schedule};
 
 use super::{Core, format_ms};
@@ -109,17 +111,32 @@ impl Core {
     pub async fn api_health(&self, req: pb::GetHealthRequest) -> CoreResult<pb::GetHealthResponse> {
         let rows = self.health(Some(&req.org)).await?;
         let s = health::summary(rows.iter().map(|(_, _, h)| h));
-        let repos = rows
+        let repos: Vec<pb::RepoHealth> = rows
             .iter()
-            .map(|(r, _, h)| pb::RepoHealth {
+            .map(|(r, st, h)| pb::RepoHealth {
                 repo: r.full_name(),
                 state: h.state.as_str().to_string(),
                 message: h.message.clone(),
                 incomplete: h.incomplete.clone(),
                 last_backup_at: opt_ms(h.last_backup_at_ms),
                 next_run_at: opt_ms(h.next_run_at_ms),
+                verification: match (&st.last_success_id, st.last_success_verification) {
+                    (None, _) => String::new(),
+                    (Some(_), None) => VerifyStatus::Pending.as_str().into(),
+                    (Some(_), Some(v)) => v.as_str().into(),
+                },
+                verification_detail: st
+                    .last_success_verification_detail
+                    .clone()
+                    .unwrap_or_default(),
             })
             .collect();
+        let unverified = repos
+            .iter()
+            .filter(|r| r.verification == VerifyStatus::Failed.as_str())
+            .count() as u64;
+        let (readback_current, readback_overdue) = self.readback_counts(&rows).await?;
+        let drills = self.drill_health(&req.org).await?;
         Ok(pb::GetHealthResponse {
             repos,
             summary: Some(pb::HealthSummary {
@@ -133,8 +150,71 @@ impl Core {
                 incomplete: s.incomplete,
                 last_backup_at: opt_ms(s.last_backup_at_ms),
                 next_run_at: opt_ms(s.next_run_at_ms),
+                unverified,
+                readback_current,
+                readback_overdue,
             }),
+            drills,
         })
+    }
+
+    /// Repositories with a backup whose packs were read back within the bound, and overdue.
+    async fn readback_counts(
+        &self,
+        rows: &[(RepoRecord, RepoStats, RepoHealth)],
+    ) -> CoreResult<(u64, u64)> {
+        let now = self.schedules.now_ms();
+        let max_age = self.verification.read().readback_max_age;
+        let (mut current, mut overdue) = (0, 0);
+        for (r, st, _) in rows {
+            let Some(first) = st.first_success_at_ms.or(st.last_success_at_ms) else {
+                continue;
+            };
+            let last = self.store.maintenance(&r.id).await?.last_readback_at_ms;
+            if crate::verification::readback_overdue(Some(last.unwrap_or(first)), now, max_age) {
+                overdue += 1;
+            } else {
+                current += 1;
+            }
+        }
+        Ok((current, overdue))
+    }
+
+    /// The latest drill of each organisation (of `org` when given).
+    async fn drill_health(&self, org: &str) -> CoreResult<Vec<pb::DrillHealth>> {
+        let orgs = match org {
+            "" => self.store.orgs().await?,
+            name => vec![self.org_named(name).await?],
+        };
+        let now = self.schedules.now_ms();
+        let mut out = Vec::with_capacity(orgs.len());
+        for o in orgs {
+            let latest = self
+                .store
+                .drills(&o.id)
+                .await?
+                .into_iter()
+                .max_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
+            let next_at = opt_ms(self.next_drill_at(&o, now));
+            out.push(match latest {
+                Some(d) => pb::DrillHealth {
+                    org: o.name.clone(),
+                    status: d.outcome().into(),
+                    repo: d.repo_full_name.clone(),
+                    backup_id: d.backup_id.clone(),
+                    finished_at: opt_ms(d.finished_at_ms),
+                    detail: drill_detail(&d),
+                    next_at,
+                },
+                None => pb::DrillHealth {
+                    org: o.name.clone(),
+                    status: "never".into(),
+                    next_at,
+                    ..Default::default()
+                },
+            });
+        }
+        Ok(out)
     }
 
     pub async fn api_timeline(
@@ -148,7 +228,14 @@ impl Core {
             .active_escrow(&repo.id, self.schedules.now_ms())
             .await?
             .is_some();
-        let entries = health::timeline(backups, &skipped)
+        let drills: Vec<DrillRecord> = self
+            .store
+            .drills(&repo.org_id)
+            .await?
+            .into_iter()
+            .filter(|d| d.repo_id == repo.id)
+            .collect();
+        let entries = health::timeline(backups, &skipped, drills)
             .into_iter()
             .map(|e| match e {
                 health::TimelineEntry::Backup {
@@ -164,16 +251,47 @@ impl Core {
                     status: b.status.as_str().into(),
                     size_bytes: b.size_bytes,
                     added_bytes: b.added_bytes,
-                    verification: "-".into(),
+                    verification: match (&b.verification, b.status) {
+                        (Some(v), _) => v.status.as_str().into(),
+                        (None, Status::Completed) => VerifyStatus::Pending.as_str().into(),
+                        (None, _) => "-".into(),
+                    },
+                    checks: b
+                        .verification
+                        .iter()
+                        .flat_map(|v| v.checks.iter())
+                        .map(crate::verification::check_to_proto)
+                        .collect(),
                     // As listings: escrow covers the finished (completed) backups.
                     is_escrowed: escrowed && b.status == Status::Completed,
-                    size_jump,
+                    // The timeline's flag and size_match's warning are one threshold when
+                    // configured alike; a warning from size_match always shows.
+                    size_jump: size_jump
+                        || b.verification
+                            .iter()
+                            .flat_map(|v| v.checks.iter())
+                            .any(|c| c.name == crate::verification::SIZE_MATCH && c.warning),
                     error: b.error.clone().unwrap_or_default(),
                 },
                 health::TimelineEntry::SkippedSlot { at_ms } => pb::TimelineEntry {
                     at: format_ms(at_ms),
                     kind: "skipped_slot".into(),
                     verification: "-".into(),
+                    ..Default::default()
+                },
+                health::TimelineEntry::Drill { at_ms, drill: d } => pb::TimelineEntry {
+                    at: format_ms(at_ms),
+                    kind: "drill".into(),
+                    backup_id: d.backup_id.clone(),
+                    trigger: d.trigger.clone(),
+                    status: d.status.as_str().into(),
+                    verification: d.outcome().into(),
+                    checks: d
+                        .checks
+                        .iter()
+                        .map(crate::verification::check_to_proto)
+                        .collect(),
+                    error: drill_detail(&d),
                     ..Default::default()
                 },
             })
@@ -215,6 +333,19 @@ impl Core {
         }
         Ok(())
     }
+}
+
+/// Why a drill did not pass (its error, or its failing checks); empty when it passed.
+fn drill_detail(d: &DrillRecord) -> String {
+    if let Some(e) = &d.error {
+        return e.clone();
+    }
+    d.checks
+        .iter()
+        .filter(|c| c.result != CheckOutcome::Pass)
+        .map(|c| format!("{} {}: {}", c.name, c.result.as_str(), c.detail))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]
@@ -267,7 +398,7 @@ mod tests {
                 .expect("repo");
             ids.push(r.id);
         }
-        c.set_org_schedule("acme", Some("hourly"), None, None)
+        c.set_org_schedule("acme", Some("hourly"), None, None, None)
             .await
             .expect("schedule");
         let slot = base - base.rem_euclid(H);
@@ -275,6 +406,8 @@ mod tests {
             last_status: Some("completed".into()),
             last_finished_at_ms: Some(at),
             last_success_at_ms: Some(at),
+            last_success_id: Some(format!("b{at}")),
+            last_success_verification: Some(crate::model::VerifyStatus::Verified),
             ..Default::default()
         };
         let mut batch = Batch::default();

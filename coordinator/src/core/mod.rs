@@ -10,6 +10,7 @@
 mod admin;
 mod browse;
 pub mod catalog;
+pub mod drills;
 mod escrow;
 pub mod github;
 mod health;
@@ -18,6 +19,7 @@ mod repos;
 mod restores;
 pub mod retention;
 pub mod schedules;
+pub mod verify;
 pub use restores::{RestoreRequest, VALID_COMBINATIONS, check_combination};
 mod tasks;
 
@@ -79,6 +81,17 @@ impl Queue {
             .chain(self.maintenance.iter().cloned())
             .collect()
     }
+
+    /// Repositories a leased restore, verification or drill reads: maintenance waits for them.
+    fn read_repos(&self) -> HashSet<String> {
+        self.active
+            .values()
+            .filter(|t| {
+                t.kind != crate::model::TaskKind::Backup && t.lease.expires_at_ms().is_some()
+            })
+            .map(|t| t.repo_id.clone())
+            .collect()
+    }
 }
 
 pub struct Core {
@@ -112,6 +125,9 @@ pub struct Core {
     pub downloads: crate::downloads::Downloads,
     /// Scheduled and on-push backups: the clock, push bursts (`schedules.rs`).
     pub schedules: schedules::Schedules,
+    /// Size thresholds, the read-back rotation, drills (issue 7); set by the server from the
+    /// configuration after construction.
+    pub verification: parking_lot::RwLock<crate::verification::VerificationOptions>,
 }
 
 pub struct CoreParts {
@@ -143,6 +159,7 @@ impl Core {
         let core = Arc::new(Self {
             downloads,
             schedules: Default::default(),
+            verification: Default::default(),
             store: parts.store,
             storage,
             storage_config: parts.storage_config,

@@ -199,10 +199,11 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Core {
-    /// Claims `repo_id` for maintenance unless a backup of it is running (or it is claimed).
+    /// Claims `repo_id` for maintenance unless a backup, restore, verification or drill of it
+    /// is running (or it is claimed).
     async fn claim(self: &Arc<Self>, repo_id: &str) -> Option<Claim> {
         let mut q = self.queue.lock().await;
-        if q.busy_repos().contains(repo_id) {
+        if q.busy_repos().contains(repo_id) || q.read_repos().contains(repo_id) {
             return None;
         }
         q.maintenance.insert(repo_id.to_string());
@@ -653,6 +654,7 @@ mod tests {
             last_prune_at_ms: Some(now),
             second_phase_due: true,
             prune_wanted: false,
+            ..Default::default()
         };
         assert!(!prune_due(&second, now + 22 * 60 * 60 * 1000, &opts));
         assert!(prune_due(&second, now + 23 * 60 * 60 * 1000, &opts));

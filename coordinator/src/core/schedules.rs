@@ -362,9 +362,17 @@ impl Core {
         schedule: Option<&str>,
         timezone: Option<&str>,
         full_every_days: Option<u32>,
+        drill: Option<&str>,
     ) -> CoreResult<OrgRecord> {
         let mut org = self.org_named(name).await?;
         let mut s: ScheduleSettings = org.schedule.clone();
+        if let Some(v) = drill {
+            s.drill = match v.trim() {
+                "none" => Some("none".into()),
+                "" | "default" => None,
+                v => Some(Schedule::parse(v).map_err(invalid)?.as_str().to_string()),
+            };
+        }
         if let Some(v) = schedule {
             s.schedule = match v.trim() {
                 "" | "none" => None,
@@ -714,7 +722,7 @@ mod tests {
         }
         // No schedule: nothing.
         assert_eq!(c.materialise_schedules().await.expect("tick").enqueued, 0);
-        c.set_org_schedule("acme", Some("hourly"), Some("Europe/Berlin"), None)
+        c.set_org_schedule("acme", Some("hourly"), Some("Europe/Berlin"), None, None)
             .await
             .expect("set");
         let r = c.materialise_schedules().await.expect("tick");

@@ -76,6 +76,7 @@ pub(super) fn new_backup(
         bytes_received: 0,
         priority,
         worker_id: None,
+        verification: None,
     }
 }
 
@@ -194,6 +195,7 @@ impl Core {
             lease: LeaseState::new(self.max_attempts),
             idempotency_key: key,
             committed_attempt: None,
+            mode: None,
         }
     }
 
@@ -264,6 +266,9 @@ impl Core {
         let candidates: Vec<Candidate> = q
             .active
             .values()
+            // Nothing reads a repository while maintenance prunes it (a verify or restore
+            // would find packs deleted under it); backups wait through `busy` already.
+            .filter(|t| !q.maintenance.contains(&t.repo_id))
             .filter_map(|t| match t.lease.state {
                 TaskState::Pending { not_before_ms } => Some(Candidate {
                     task_id: t.id.clone(),
@@ -309,7 +314,7 @@ impl Core {
         // the target credential's for a restore to a forge.
         let credential_org = match task.kind {
             TaskKind::Backup if repo.sealed_token.is_none() => Some(org.clone()),
-            TaskKind::Backup => None,
+            TaskKind::Backup | TaskKind::Verify | TaskKind::Drill => None,
             TaskKind::Restore => match self.store.restore(&task.subject_id).await? {
                 Some(r) if r.sealed_target_token.is_none() => match &r.target_credential_org_id {
                     Some(id) if *id == org.id => Some(org.clone()),
@@ -339,7 +344,15 @@ impl Core {
             backup: None,
             restore: None,
             rate: None,
+            verify: None,
+            drill: None,
         };
+        // Verification and drills read storage only: they never see the source's credential.
+        if matches!(task.kind, TaskKind::Verify | TaskKind::Drill)
+            && let Some(access) = proto.repo.as_mut()
+        {
+            access.source_token.clear();
+        }
         if task.kind == TaskKind::Backup
             && let (Some(access), Some(lease)) = (&proto.repo, &proto.lease)
         {
@@ -408,6 +421,12 @@ impl Core {
                     target_is_source_credential: same_credential,
                 });
                 batch.restore(&r);
+            }
+            TaskKind::Verify => {
+                proto.verify = Some(self.lease_verify(&task, &repo).await?);
+            }
+            TaskKind::Drill => {
+                proto.drill = Some(self.lease_drill(&task, &mut batch).await?);
             }
         }
         self.store.apply(batch).await?;
@@ -609,6 +628,14 @@ impl Core {
                     b.bytes_received = r.bytes_received;
                     b.counts = Counts::from(&r.counts.unwrap_or_default());
                     b.components = manifest::components_from_proto(&r.components);
+                    let stats = self.store.stats(&task.repo_id).await?;
+                    let previous = self.previous_size(&b, &stats).await?;
+                    b.verification =
+                        self.automatic_verification(&b, r.verification.as_ref(), previous, now)?;
+                    if let Some(ver) = &b.verification {
+                        metrics::counter!("repovault_verifications_total", "run" => "automatic", "status" => ver.status.as_str())
+                            .increment(1);
+                    }
                     if !r.master_key.is_empty()
                         && let Some(mut repo) = self.store.repo(&task.repo_id).await?
                     {
@@ -660,6 +687,7 @@ impl Core {
                 }
                 batch.restore(&r);
             }
+            TaskKind::Verify | TaskKind::Drill => {}
         }
         // Commit: the store transaction is the point of no return.
         self.store.apply(batch).await?;
@@ -688,6 +716,9 @@ impl Core {
         tracing::info!(task = %task.id, attempt = tok.attempt, worker = %req.worker_id, outcome = ?outcome, "completion accepted");
         if let Some(b) = finished_backup {
             self.after_backup_finished(&b).await;
+        }
+        if terminal {
+            self.after_check_finished(&task, req).await;
         }
         self.publish_state(&task, tok.attempt, &req.worker_id);
         Ok(outcome)
@@ -834,9 +865,44 @@ impl Core {
                     batch.restore(&r);
                 }
             }
+            TaskKind::Verify | TaskKind::Drill => {}
         }
         self.store.apply(batch).await?;
+        if status.is_terminal() && matches!(task.kind, TaskKind::Verify | TaskKind::Drill) {
+            let failure = pb::CompleteTaskRequest {
+                error: task.lease.last_error.clone().unwrap_or_default(),
+                ..Default::default()
+            };
+            self.after_check_finished(task, &failure).await;
+        }
         Ok(terminal)
+    }
+
+    /// A verify or drill task ended for good (completed, or failed after its last attempt, or
+    /// cancelled): its outcome goes onto the backup's verification or the drill record.
+    /// Errors are logged: the task's own outcome is already committed.
+    async fn after_check_finished(&self, task: &TaskRecord, req: &pb::CompleteTaskRequest) {
+        let error = (!req.success).then(|| {
+            if req.error.is_empty() {
+                task.lease.last_error.clone().unwrap_or_default()
+            } else {
+                req.error.clone()
+            }
+        });
+        let result = match task.kind {
+            TaskKind::Verify => {
+                let r = req.verify.as_ref().filter(|_| req.success);
+                self.finish_verify(task, r, error.as_deref()).await
+            }
+            TaskKind::Drill => {
+                let r = req.drill.as_ref().filter(|_| req.success);
+                self.finish_drill(task, r, error.as_deref()).await
+            }
+            TaskKind::Backup | TaskKind::Restore => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(task = %task.id, kind = task.kind.as_str(), error = %e, "recording the outcome failed");
+        }
     }
 
     async fn after_backup_finished(&self, b: &BackupRecord) {

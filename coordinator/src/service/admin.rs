@@ -193,6 +193,7 @@ impl AdminService for AdminApi {
                 r.schedule.as_deref(),
                 r.timezone.as_deref(),
                 r.full_every_days,
+                r.drill.as_deref(),
             )
             .await?;
         Ok(Response::new(pb::SetOrgScheduleResponse {
@@ -667,6 +668,50 @@ impl AdminService for AdminApi {
         Ok(Response::new(
             self.core.api_timeline(req.into_inner()).await?,
         ))
+    }
+
+    async fn verify_backup(
+        &self,
+        req: Request<pb::VerifyBackupRequest>,
+    ) -> Result<Response<pb::VerifyBackupResponse>, Status> {
+        let (b, task_id) = self.core.verify_backup(&req.into_inner().id).await?;
+        let mut backup = vec![convert::backup(&b)];
+        self.core
+            .escrow_flags(std::slice::from_ref(&b), &mut backup)
+            .await?;
+        Ok(Response::new(pb::VerifyBackupResponse {
+            backup: backup.pop(),
+            task_id,
+        }))
+    }
+
+    async fn run_drill(
+        &self,
+        req: Request<pb::RunDrillRequest>,
+    ) -> Result<Response<pb::RunDrillResponse>, Status> {
+        let r = req.into_inner();
+        let d = self
+            .core
+            .run_drill(
+                &r.org,
+                Some(r.repo.as_str()).filter(|s| !s.is_empty()),
+                Some(r.backup_id.as_str()).filter(|s| !s.is_empty()),
+                "manual",
+            )
+            .await?;
+        Ok(Response::new(pb::RunDrillResponse {
+            drill: Some(convert::drill(&d)),
+        }))
+    }
+
+    async fn list_drills(
+        &self,
+        req: Request<pb::ListDrillsRequest>,
+    ) -> Result<Response<pb::ListDrillsResponse>, Status> {
+        let drills = self.core.list_drills(&req.into_inner().org).await?;
+        Ok(Response::new(pb::ListDrillsResponse {
+            drills: drills.iter().map(convert::drill).collect(),
+        }))
     }
 }
 

@@ -4,7 +4,10 @@ use repovault_proto::v1 as pb;
 
 use crate::core::format_ms;
 use crate::core::github::SyncReport;
-use crate::model::{BackupRecord, OrgCredential, OrgRecord, RepoRecord, RepoStats, RestoreRecord};
+use crate::model::{
+    BackupRecord, DrillRecord, OrgCredential, OrgRecord, RepoRecord, RepoStats, RestoreRecord,
+    Status, Verification, VerifyStatus,
+};
 
 fn opt_time(ms: Option<i64>) -> String {
     ms.map(format_ms).unwrap_or_default()
@@ -41,6 +44,7 @@ pub fn org(o: &OrgRecord) -> pb::Org {
             .schedule
             .full_every_days
             .unwrap_or(crate::schedule::policy::DEFAULT_FULL_EVERY_DAYS),
+        drill: o.schedule.drill.clone().unwrap_or_else(|| "default".into()),
     }
 }
 
@@ -116,6 +120,52 @@ pub fn backup(b: &BackupRecord) -> pb::Backup {
         worker_id: b.worker_id.clone().unwrap_or_default(),
         // Set by the caller that knows the agreements (`Core::escrow_flags`).
         is_escrowed: false,
+        verification: match (&b.verification, b.status) {
+            (Some(v), _) => Some(verification(v)),
+            // Completed before verification existed, or by a worker that sent no checks.
+            (None, Status::Completed) => Some(pb::Verification {
+                status: VerifyStatus::Pending.as_str().into(),
+                ..Default::default()
+            }),
+            (None, _) => None,
+        },
+    }
+}
+
+pub fn verification(v: &Verification) -> pb::Verification {
+    pb::Verification {
+        status: v.status.as_str().into(),
+        checks: v
+            .checks
+            .iter()
+            .map(crate::verification::check_to_proto)
+            .collect(),
+        run: v.run.clone(),
+        finished_at: opt_time(v.finished_at_ms),
+        packs_read: v.packs_read,
+        bytes_read: v.bytes_read,
+        task_id: v.task_id.clone().unwrap_or_default(),
+    }
+}
+
+pub fn drill(d: &DrillRecord) -> pb::Drill {
+    pb::Drill {
+        id: d.id.clone(),
+        org: d.org_name.clone(),
+        repo: d.repo_full_name.clone(),
+        backup_id: d.backup_id.clone(),
+        status: d.outcome().into(),
+        trigger: d.trigger.clone(),
+        checks: d
+            .checks
+            .iter()
+            .map(crate::verification::check_to_proto)
+            .collect(),
+        summary: d.summary.clone().unwrap_or_default(),
+        error: d.error.clone().unwrap_or_default(),
+        created_at: format_ms(d.created_at_ms),
+        finished_at: opt_time(d.finished_at_ms),
+        task_id: d.task_id.clone(),
     }
 }
 

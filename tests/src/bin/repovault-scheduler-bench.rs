@@ -90,7 +90,7 @@ async fn main() -> Result<()> {
         let name = format!("org{o:04}");
         let org = core.add_org(&name, "git").await?;
         let (sched, tz) = SCHEDULES[o % SCHEDULES.len()];
-        core.set_org_schedule(&name, Some(sched), Some(tz), None)
+        core.set_org_schedule(&name, Some(sched), Some(tz), None, None)
             .await?;
         // The steady state: every repository has had its current slot materialised.
         let state = ScheduleState {

@@ -285,8 +285,11 @@ fn fake_completion(worker_id: &str, task_id: &str, attempt: u32) -> pb::Complete
             bytes_received: 1,
             master_key: String::new(),
             components: Default::default(),
+            verification: None,
         }),
         restore: None,
+        verify: None,
+        drill: None,
     }
 }
 

@@ -119,8 +119,11 @@ fn mirror_blocking(
     if !fresh {
         let repo = open(dir, remote.secret())?;
         ensure_mirror_config(&repo, dir)?;
-        let (bytes_received, pruned) =
-            fetch_any(repo, dir, remote, url, counters, should_interrupt)?;
+        let Fetched {
+            bytes_received,
+            pruned,
+            advertised,
+        } = fetch_any(repo, dir, remote, url, counters, should_interrupt)?;
         // Reopen: the object store sizes itself by the packs present at open.
         let inventory = inventory(dir)?;
         return Ok(FetchOutcome {
@@ -128,6 +131,7 @@ fn mirror_blocking(
             bytes_received,
             pruned,
             cloned: false,
+            advertised,
         });
     }
 
@@ -163,8 +167,11 @@ fn mirror_blocking(
     })?
     .to_thread_local();
     ensure_mirror_config(&repo, &repo_dir)?;
-    let (bytes_received, pruned) =
-        fetch_any(repo, &repo_dir, remote, url, counters, should_interrupt)?;
+    let Fetched {
+        bytes_received,
+        pruned,
+        advertised,
+    } = fetch_any(repo, &repo_dir, remote, url, counters, should_interrupt)?;
 
     if dir.exists() {
         // An empty directory: rename(2) cannot replace it on every platform.
@@ -180,6 +187,7 @@ fn mirror_blocking(
         bytes_received,
         pruned,
         cloned: true,
+        advertised,
     })
 }
 
@@ -199,7 +207,8 @@ fn open_options(auth_header: Option<&str>) -> gix::open::Options {
         .strict_config(true)
 }
 
-fn open(dir: &Path, auth_header: Option<&str>) -> Result<gix::Repository, GitError> {
+/// Opens the bare repository at `dir` isolated from user and system configuration.
+pub(super) fn open(dir: &Path, auth_header: Option<&str>) -> Result<gix::Repository, GitError> {
     let repo =
         gix::open_opts(dir, open_options(auth_header)).map_err(|e| GitError::NotARepository {
             path: dir.to_owned(),
@@ -264,6 +273,25 @@ fn refuse_credentials(
     }
 }
 
+/// What one fetch did.
+struct Fetched {
+    /// Bytes of pack data received (the object store's growth on the git CLI path).
+    bytes_received: u64,
+    /// Refs deleted because the remote no longer has them.
+    pruned: Vec<String>,
+    /// See [`FetchOutcome::advertised`].
+    advertised: BTreeMap<String, String>,
+}
+
+/// Whether the mirror refspecs exclude `name` (GitHub's regenerated `refs/pull/N/merge`; the
+/// negative refspec `^refs/pull/*/merge` of [`REFSPECS`], where `*` matches one or more
+/// path components).
+fn excluded_by_refspec(name: &str) -> bool {
+    name.strip_prefix("refs/pull/")
+        .and_then(|rest| rest.strip_suffix("/merge"))
+        .is_some_and(|middle| !middle.is_empty())
+}
+
 /// [`fetch`] with gix, or with the git CLI when the remote has its own CA (gix's reqwest
 /// transport cannot be told to trust it). Consumes `repo`: the CLI path reopens the mirror to
 /// see what the child process wrote.
@@ -274,7 +302,7 @@ fn fetch_any(
     url: &str,
     counters: &Arc<Counters>,
     should_interrupt: &AtomicBool,
-) -> Result<(u64, Vec<String>), GitError> {
+) -> Result<Fetched, GitError> {
     if remote.ca_cert_pem.is_none() {
         return fetch(&repo, remote, url, counters, should_interrupt);
     }
@@ -283,6 +311,16 @@ fn fetch_any(
     // The git CLI reports no byte count we can read: what the object store grew by is close.
     let objects = dir.join("objects");
     let size_before = crate::cache::dir_size(&objects);
+    // The git CLI reports no ref listing of its own: list the remote first, with the same
+    // isolated child and credentials in the environment. Race: a push between this listing and
+    // the fetch makes the mirror hold newer refs than `advertised` says; a verification then
+    // reports a mismatch that the next backup clears (the gix path has no such window: its
+    // listing is the fetch's own).
+    counters.set_phase(progress::PHASE_LISTING);
+    let advertised = super::cli::ls_remote(remote)?
+        .into_iter()
+        .filter(|(name, _)| !excluded_by_refspec(name))
+        .collect();
     counters.set_phase(progress::PHASE_RECEIVING);
     super::cli::fetch_mirror(dir, remote)?;
     let after = inventory(dir)?.refs;
@@ -292,18 +330,21 @@ fn fetch_any(
         .cloned()
         .collect();
     let received = crate::cache::dir_size(&objects).saturating_sub(size_before);
-    Ok((received, pruned))
+    Ok(Fetched {
+        bytes_received: received,
+        pruned,
+        advertised,
+    })
 }
 
 /// Fetches every ref of `remote` into `repo`, pruning refs gone at the source.
-/// Returns the bytes received and the pruned ref names.
 fn fetch(
     repo: &gix::Repository,
     remote: &Remote,
     url: &str,
     counters: &Arc<Counters>,
     should_interrupt: &AtomicBool,
-) -> Result<(u64, Vec<String>), GitError> {
+) -> Result<Fetched, GitError> {
     let secret = remote.secret();
     let gix_err = |doing: &'static str| move |e: gix::Error| classify(&e, url, doing, secret);
 
@@ -355,6 +396,20 @@ fn fetch(
         .filter(|r| !matches!(r, gix::protocol::handshake::Ref::Unborn { .. }))
         .filter(|r| r.unpack().0 != "HEAD")
         .count();
+    // What the mirror maps, as advertised (unpeeled: `unpack().1` is the tag object for an
+    // annotated tag). The mappings already apply the negative refspec.
+    let advertised_refs: BTreeMap<String, String> = ref_map
+        .mappings
+        .iter()
+        .filter(|m| m.local.is_some())
+        .filter_map(|m| match &m.remote {
+            gix::remote::fetch::refmap::Source::Ref(r) => {
+                let (name, id, _) = r.unpack();
+                Some((name.to_str_lossy().into_owned(), id?.to_hex().to_string()))
+            }
+            gix::remote::fetch::refmap::Source::ObjectId(_) => None,
+        })
+        .collect();
     let wanted: BTreeSet<BString> = ref_map
         .mappings
         .iter()
@@ -372,7 +427,11 @@ fn fetch(
         drop(prepare);
         counters.set_phase(progress::PHASE_UPDATING_REFS);
         set_head(repo, remote_head.as_ref(), url)?;
-        return Ok((0, Vec::new()));
+        return Ok(Fetched {
+            bytes_received: 0,
+            pruned: Vec::new(),
+            advertised: BTreeMap::new(),
+        });
     }
 
     // Prune before receiving: after it, `df` -> `df/child` would leave both.
@@ -464,7 +523,11 @@ fn fetch(
         });
     }
     set_head(repo, remote_head.as_ref(), url)?;
-    Ok((counters.bytes_received(), stale))
+    Ok(Fetched {
+        bytes_received: counters.bytes_received(),
+        pruned: stale,
+        advertised: advertised_refs,
+    })
 }
 
 fn is_rejected(mode: &gix::remote::fetch::refs::update::Mode) -> bool {

@@ -8,6 +8,9 @@
 
 mod cli;
 mod error;
+mod fsck;
+#[cfg(test)]
+mod fsck_tests;
 mod mirror;
 mod progress;
 #[cfg(test)]
@@ -20,6 +23,7 @@ use repovault_common::secret::Secret;
 
 pub use cli::{PushOutcome, ls_remote, ls_remote_head, push_mirror, push_refs};
 pub use error::GitError;
+pub use fsck::{FsckReport, MAX_PROBLEMS, count_commits, fsck};
 pub use mirror::{files_at_head, inventory, mirror};
 
 /// Where to fetch from or push to, with the credentials to use.
@@ -111,6 +115,11 @@ pub struct FetchOutcome {
     pub pruned: Vec<String>,
     /// `true` if the mirror was created by this call.
     pub cloned: bool,
+    /// The refs the remote advertised that the mirror maps (every ref under `refs/` except
+    /// `refs/pull/*/merge`), by full name, to the advertised hex id, not peeled: an annotated
+    /// tag maps to the tag object, as in [`Inventory::refs`]. Empty for an empty remote.
+    /// What a verification compares the mirror's refs with.
+    pub advertised: BTreeMap<String, String>,
 }
 
 /// Progress of a [`mirror`] call, reported a few times per second.

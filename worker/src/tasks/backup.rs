@@ -21,7 +21,7 @@ use std::path::Path;
 
 use repovault_common::forge::github::{Cursors, ExportMode, ExportReport, ForgeError, export_repo};
 use repovault_common::manifest::{
-    self, ComponentStatus, Counts, ExportState, Manifest, ManifestSource,
+    self, BranchCount, ComponentStatus, Counts, ExportState, Manifest, ManifestSource, SourceState,
 };
 use repovault_common::repo::{BackupRequest, RepoError, RepoKey, RepoSpec, SnapshotRepo};
 use repovault_common::secret::Secret;
@@ -95,6 +95,11 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         }
     }
 
+    // The entry's manifest as the last backup left it: its source figures are reused when the
+    // source did not move (a commit count never changes for the same commit).
+    let previous_manifest = std::fs::read(entry.join(manifest::MANIFEST_FILE))
+        .ok()
+        .and_then(|b| Manifest::from_json(&b).ok());
     let github = access.provider == "github";
     // Where an incremental export resumes; `None`: a full export.
     let resume = if github && spec.backup_type == "incremental" {
@@ -172,6 +177,23 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         components.insert("wiki".into(), wiki);
         counts.wiki_pages = pages;
     }
+    // Verification, first half (issue 7): the mirrors are checked before the snapshot, which
+    // also gives the reachable object count the manifest records for drills.
+    ctx.progress
+        .phase("fsck", "checking the mirror's objects and connectivity");
+    let (fsck, reachable) = {
+        let (entry, interrupt) = (entry.clone(), ctx.lease.interrupt.clone());
+        blocking(move || Ok(crate::verify::git_fsck(&entry, &interrupt))).await?
+    };
+    counts.objects = reachable.unwrap_or(0);
+    let source_state = Some(SourceState {
+        refs: fetched.advertised.clone(),
+        default_branch: if github {
+            default_branch_count(&ctx, &access, &fetched, previous_manifest.as_ref()).await
+        } else {
+            None
+        },
+    });
     let code_bytes = crate::cache::dir_size(&code);
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
@@ -197,7 +219,7 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
             ("bytes_received".to_string(), fetched.bytes_received),
         ]),
         export: export_state,
-        source_state: None,
+        source_state,
     };
     std::fs::write(entry.join(manifest::MANIFEST_FILE), manifest.to_json())
         .map_err(|e| TaskError::retryable(format!("writing manifest.json: {e}")))?;
@@ -227,6 +249,17 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         })
         .await?
     };
+    // Verification, second half, on the entry just stored (still held: nothing changes it).
+    let verification = verify_stored_entry(
+        &ctx,
+        &access,
+        &repo,
+        &summary.snapshot_id,
+        &entry,
+        &manifest,
+        fsck,
+    )
+    .await;
     drop(guard);
     let cache = ctx.cache.clone();
     let _ = blocking(move || {
@@ -250,6 +283,7 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         counts: Some(pb::Counts::from(&manifest.counts)),
         components: manifest::components_to_proto(&manifest.components),
         bytes_received: fetched.bytes_received,
+        verification: Some(verification),
         master_key: if master.is_none() {
             master_now.expose().to_string()
         } else {
@@ -586,5 +620,153 @@ fn remove_all(path: &Path) -> Result<(), TaskError> {
             "clearing {}: {e}",
             path.display()
         ))),
+    }
+}
+
+/// The forge's commit count of the default branch's advertised tip, for `commit_count_match`.
+/// Reused from the previous manifest when the tip did not move (no request); `None` when the
+/// forge does not say or cannot be asked (the check then compares the tips alone, and says so).
+async fn default_branch_count(
+    ctx: &Arc<super::TaskContext>,
+    access: &pb::RepoAccess,
+    fetched: &git::FetchOutcome,
+    previous: Option<&Manifest>,
+) -> Option<BranchCount> {
+    let branch = fetched.inventory.head.clone()?;
+    let oid = fetched.advertised.get(&branch)?.clone();
+    if let Some(bc) = previous
+        .and_then(|m| m.source_state.as_ref())
+        .and_then(|s| s.default_branch.as_ref())
+        .filter(|bc| bc.branch == branch && bc.oid == oid)
+    {
+        return Some(bc.clone());
+    }
+    let client = match crate::forge::github_client(ctx, access) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "no GitHub client for the commit count");
+            return None;
+        }
+    };
+    match repovault_common::forge::github::commit_count(
+        &client,
+        &access.org_name,
+        &access.repo_name,
+        &oid,
+    )
+    .await
+    {
+        Ok(Some(commits)) => Some(BranchCount {
+            branch,
+            oid,
+            commits,
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "GitHub's commit count could not be read");
+            None
+        }
+    }
+}
+
+/// The checks at the end of a backup: `zip_integrity` over the packs this backup added (and the
+/// stored listing of code.git against the entry), then the tree checks on the entry. Never
+/// fails the backup: what cannot be checked is reported as such, so the backup is not verified.
+async fn verify_stored_entry(
+    ctx: &Arc<super::TaskContext>,
+    access: &pb::RepoAccess,
+    repo: &Arc<SnapshotRepo>,
+    snapshot_id: &str,
+    entry: &Path,
+    manifest: &Manifest,
+    fsck: crate::verify::Check,
+) -> pb::VerifyResult {
+    use crate::verify::{self, Check, Selection};
+    ctx.progress
+        .phase("verify", "reading back what this backup stored");
+    let mut ledger =
+        repovault_common::repo::ReadBackLedger::load(&ctx.storage, &access.snapshot_path)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "read-back ledger unreadable: starting a new one");
+                repovault_common::repo::ReadBackLedger::new()
+            });
+    let now = chrono::Utc::now().timestamp_millis();
+    let (repo2, snapshot, code, progress, interrupt) = (
+        repo.clone(),
+        snapshot_id.to_string(),
+        entry.join(manifest::CODE_DIR),
+        ctx.progress.clone(),
+        ctx.lease.interrupt.clone(),
+    );
+    let read = blocking(move || {
+        let report = |done: u64, total: u64| progress.update(done, 0, total);
+        let how = verify::archive::Reading {
+            now_ms: now,
+            progress: &report,
+            interrupt: &interrupt,
+        };
+        let r = verify::archive::zip_integrity(
+            &repo2,
+            &snapshot,
+            &mut ledger,
+            Selection::Unread,
+            Some(&code),
+            &how,
+        );
+        Ok((r, ledger))
+    })
+    .await;
+    let (zip, stats) = match read {
+        Ok((Ok((check, stats)), ledger)) => {
+            if let Err(e) = ledger.save(&ctx.storage, &access.snapshot_path).await {
+                tracing::warn!(error = %e, "could not save the read-back ledger");
+            }
+            (check, stats)
+        }
+        Ok((Err(e), _)) => (
+            Check::skipped(
+                verify::ZIP_INTEGRITY,
+                format!("the read-back could not run: {e}"),
+                true,
+            ),
+            Default::default(),
+        ),
+        Err(e) => (
+            Check::skipped(
+                verify::ZIP_INTEGRITY,
+                format!("the read-back could not run: {}", e.message),
+                true,
+            ),
+            Default::default(),
+        ),
+    };
+    let (entry, manifest) = (entry.to_path_buf(), manifest.clone());
+    let tree = blocking(move || Ok(verify::local_checks(&entry, &manifest, fsck))).await;
+    let mut checks = vec![zip];
+    match tree {
+        Ok(c) => checks.extend(c),
+        Err(e) => {
+            for name in [
+                verify::GIT_FSCK,
+                verify::METADATA_VALID,
+                verify::COMMIT_COUNT_MATCH,
+            ] {
+                checks.push(Check::skipped(
+                    name,
+                    format!("could not run: {}", e.message),
+                    true,
+                ));
+            }
+        }
+    }
+    for c in checks.iter().filter(|c| c.result == verify::Outcome::Fail) {
+        tracing::error!(check = c.name, detail = %c.detail, "backup verification failed");
+    }
+    pb::VerifyResult {
+        checks: checks.iter().map(Check::to_proto).collect(),
+        packs_read: stats.packs_read,
+        bytes_read: stats.bytes_read,
+        ..Default::default()
     }
 }

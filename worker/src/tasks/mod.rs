@@ -1,9 +1,11 @@
 //! The work a worker does under a lease.
 
 pub mod backup;
+pub mod drill;
 pub mod restore;
 pub mod restore_forge;
 pub mod restore_meta;
+pub mod verify;
 pub mod zip;
 
 use std::sync::Arc;

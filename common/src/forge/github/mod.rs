@@ -52,6 +52,8 @@
 //!     pub used: u64, pub resource: String }
 //! pub async fn export_repo(client: &GitHubClient, owner: &str, name: &str, out: &Path,
 //!     previous: Option<&Path>, mode: ExportMode) -> Result<ExportReport, ForgeError>;
+//! pub async fn commit_count(client: &GitHubClient, owner: &str, repo: &str, sha: &str)
+//!     -> Result<Option<u64>, ForgeError>;
 //! pub fn plan(tree: &Path, opts: &RestoreOptions) -> Result<RestorePlan, ForgeError>;
 //! pub async fn restore_metadata(tree: &Path, target: RestoreTarget<'_>, opts: &RestoreOptions,
 //!     progress: &(dyn Fn(Progress) + Sync)) -> Result<RestoreReport, ForgeError>;
@@ -64,6 +66,7 @@
 
 pub mod app;
 pub mod client;
+pub mod commits;
 pub mod error;
 pub mod export;
 pub mod rate;
@@ -72,6 +75,7 @@ pub mod restore;
 
 pub use app::{app_jwt, mint_installation_token};
 pub use client::{GitHubClient, GitHubEndpoint, Listing, Page};
+pub use commits::commit_count;
 pub use error::ForgeError;
 pub use export::{ComponentStatus, Counts, Cursors, ExportMode, ExportReport, export_repo};
 

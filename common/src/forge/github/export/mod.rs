@@ -29,6 +29,8 @@ mod counts;
 mod issues;
 mod lists;
 pub(crate) mod releases;
+/// Where a release asset is stored: `releases/<release id>/<asset_file_name(name)>`.
+pub use releases::file_name as asset_file_name;
 mod settings;
 pub mod store;
 

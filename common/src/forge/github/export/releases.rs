@@ -14,7 +14,7 @@ use super::{ComponentStatus, Ctx, classify};
 use crate::forge::github::error::ForgeError;
 
 /// An asset's file name: GitHub's name with path separators replaced.
-pub(crate) fn file_name(name: &str) -> String {
+pub fn file_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| {

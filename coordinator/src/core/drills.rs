@@ -1,0 +1,322 @@
+//! Restore drills (issue 7): on an organisation's drill schedule (or `org drill`), one backup is
+//! restored by a worker into a scratch bare repository, compared with its manifest (ref tips,
+//! object count, item counts) and deleted. The outcome is kept per organisation and shown in the
+//! health view and the repository's timeline.
+
+use std::sync::Arc;
+
+use repovault_proto::v1 as pb;
+
+use crate::error::{CoreError, CoreResult, not_found};
+use crate::ids;
+use crate::model::{DrillRecord, DrillState, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord};
+use crate::schedule::{self, Plan, Schedule};
+use crate::store::Batch;
+use crate::verification as v;
+
+use super::{Core, now_ms};
+
+/// Drills run after scheduled backups (5) and before maintenance (2): they prove restores, but
+/// nobody waits on them.
+const PRIORITY_DRILL: u8 = 3;
+
+/// How often the drill materialiser looks at the schedules. A minute is the schedules'
+/// resolution (five-field cron).
+pub const DRILL_TICK: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Core {
+    /// The drill schedule in force for an organisation: its own, else the configured default;
+    /// `None` when drills are off.
+    pub fn drill_schedule(&self, org: &OrgRecord) -> Option<String> {
+        match org.schedule.drill.as_deref() {
+            Some("none") => None,
+            Some(s) => Some(s.to_string()),
+            None => self.verification.read().default_drill.clone(),
+        }
+    }
+
+    /// Queues a drill of `org`: of `backup_id` when given (it must be a completed backup of the
+    /// organisation), else of `repo`'s latest completed backup, else of the repository of the
+    /// organisation drilled least recently that has a completed backup.
+    pub async fn run_drill(
+        &self,
+        org_name: &str,
+        repo: Option<&str>,
+        backup_id: Option<&str>,
+        trigger: &str,
+    ) -> CoreResult<DrillRecord> {
+        let org = self.org_named(org_name).await?;
+        let (repo, backup) = match (backup_id, repo) {
+            (Some(id), _) => {
+                let b = self.get_backup(id).await?;
+                if b.org_id != org.id {
+                    return Err(CoreError::InvalidArgument(format!(
+                        "backup {id} is not a backup of organisation {}",
+                        org.name
+                    )));
+                }
+                let r = self
+                    .store
+                    .repo(&b.repo_id)
+                    .await?
+                    .ok_or_else(|| not_found("repository", b.repo_id.clone()))?;
+                (r, b)
+            }
+            (None, Some(name)) => {
+                let full = if name.contains('/') {
+                    name.to_string()
+                } else {
+                    format!("{}/{name}", org.name)
+                };
+                let r = self.repo_named(&full).await?;
+                let stats = self.store.stats(&r.id).await?;
+                let id = stats.last_success_id.ok_or_else(|| {
+                    CoreError::FailedPrecondition(format!(
+                        "{full} has no completed backup to drill"
+                    ))
+                })?;
+                let b = self.get_backup(&id).await?;
+                (r, b)
+            }
+            (None, None) => {
+                let r = self.least_recently_drilled(&org).await?.ok_or_else(|| {
+                    CoreError::FailedPrecondition(format!(
+                        "organisation {} has no repository with a completed backup to drill",
+                        org.name
+                    ))
+                })?;
+                let stats = self.store.stats(&r.id).await?;
+                let id = stats
+                    .last_success_id
+                    .ok_or_else(|| not_found("backup", r.full_name()))?;
+                let b = self.get_backup(&id).await?;
+                (r, b)
+            }
+        };
+        if backup.status != Status::Completed {
+            return Err(CoreError::FailedPrecondition(format!(
+                "backup {} is {}: only a completed backup can be drilled",
+                backup.id,
+                backup.status.as_str()
+            )));
+        }
+        let id = ids::new_drill_id();
+        let task = self
+            .enqueue_task(
+                &repo,
+                TaskKind::Drill,
+                &id,
+                None,
+                PRIORITY_DRILL,
+                format!("drill:{id}"),
+            )
+            .await?;
+        let drill = DrillRecord {
+            id,
+            org_id: org.id.clone(),
+            org_name: org.name.clone(),
+            repo_id: repo.id.clone(),
+            repo_full_name: repo.full_name(),
+            backup_id: backup.id.clone(),
+            snapshot_id: backup.snapshot_id.clone().unwrap_or_default(),
+            trigger: trigger.into(),
+            status: Status::Pending,
+            passed: None,
+            checks: Vec::new(),
+            summary: None,
+            error: None,
+            created_at_ms: now_ms(),
+            finished_at_ms: None,
+            task_id: task.record.id.clone(),
+        };
+        let mut batch = Batch::default();
+        batch.drill(&drill);
+        // Only the newest drills are kept per organisation.
+        let drills = self.store.drills(&org.id).await?;
+        for old in drills
+            .iter()
+            .rev()
+            .skip(DrillRecord::KEPT.saturating_sub(1))
+            .filter(|d| d.status.is_terminal())
+        {
+            batch.delete_drill(&org.id, &old.id);
+        }
+        self.store.apply(batch).await?;
+        tracing::info!(org = %org.name, repo = %drill.repo_full_name, backup = %drill.backup_id, trigger, "drill queued");
+        Ok(drill)
+    }
+
+    /// An organisation's drills, newest first.
+    pub async fn list_drills(&self, org_name: &str) -> CoreResult<Vec<DrillRecord>> {
+        let org = self.org_named(org_name).await?;
+        let mut d = self.store.drills(&org.id).await?;
+        d.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
+        Ok(d)
+    }
+
+    /// The repository (not deleted, with a completed backup) whose latest drill is oldest, or
+    /// never drilled (those first, by id for a stable order).
+    async fn least_recently_drilled(&self, org: &OrgRecord) -> CoreResult<Option<RepoRecord>> {
+        let drills = self.store.drills(&org.id).await?;
+        let mut best: Option<(i64, RepoRecord)> = None;
+        for r in self.store.org_repos(&org.id).await? {
+            if r.deleted || self.store.stats(&r.id).await?.last_success_id.is_none() {
+                continue;
+            }
+            let last = drills
+                .iter()
+                .filter(|d| d.repo_id == r.id)
+                .map(|d| d.created_at_ms)
+                .max()
+                .unwrap_or(i64::MIN);
+            if best
+                .as_ref()
+                .is_none_or(|(b, br)| (last, &r.id) < (*b, &br.id))
+            {
+                best = Some((last, r));
+            }
+        }
+        Ok(best.map(|(_, r)| r))
+    }
+
+    /// The lease of a drill task: its spec; the drill record marked running.
+    pub(super) async fn lease_drill(
+        &self,
+        task: &TaskRecord,
+        batch: &mut Batch,
+    ) -> CoreResult<pb::DrillSpec> {
+        let mut d = self
+            .store
+            .drill(&task.org_id, &task.subject_id)
+            .await?
+            .ok_or_else(|| not_found("drill", task.subject_id.clone()))?;
+        d.status = Status::Running;
+        batch.drill(&d);
+        Ok(pb::DrillSpec {
+            drill_id: d.id.clone(),
+            backup_id: d.backup_id.clone(),
+            snapshot_id: d.snapshot_id.clone(),
+        })
+    }
+
+    /// A drill task ended: with the worker's comparison, or (`result` `None`) failed for good.
+    pub(super) async fn finish_drill(
+        &self,
+        task: &TaskRecord,
+        result: Option<&pb::DrillResult>,
+        error: Option<&str>,
+    ) -> CoreResult<()> {
+        let Some(mut d) = self.store.drill(&task.org_id, &task.subject_id).await? else {
+            return Ok(());
+        };
+        d.finished_at_ms = Some(now_ms());
+        match result {
+            Some(r) => {
+                d.status = Status::Completed;
+                d.checks = v::checks_from_proto(&r.checks).map_err(CoreError::InvalidArgument)?;
+                // A drill passes only when the worker says so and every check agrees.
+                d.passed = Some(
+                    r.passed
+                        && !d.checks.is_empty()
+                        && d.checks
+                            .iter()
+                            .all(|c| c.result == crate::model::CheckOutcome::Pass),
+                );
+                d.summary = (!r.summary.is_empty()).then(|| r.summary.clone());
+            }
+            None => {
+                d.status = Status::Failed;
+                d.passed = Some(false);
+                d.error = Some(error.unwrap_or("the drill task failed").to_string());
+            }
+        }
+        metrics::counter!("repovault_drills_total", "outcome" => d.outcome()).increment(1);
+        if d.passed == Some(false) {
+            tracing::error!(org = %d.org_name, repo = %d.repo_full_name, backup = %d.backup_id, "restore drill failed");
+        }
+        let mut batch = Batch::default();
+        batch.drill(&d);
+        self.store.apply(batch).await?;
+        Ok(())
+    }
+
+    /// One pass of the drill materialiser: an organisation whose drill slot came round gets one
+    /// drill. An organisation seen for the first time starts with the current slot without a
+    /// drill (switching drills on for many organisations must not start them all at once).
+    /// Returns the drills queued.
+    pub async fn run_drills_once(&self, now: i64) -> CoreResult<u64> {
+        let mut queued = 0;
+        for org in self.store.orgs().await? {
+            if org.disconnected {
+                continue;
+            }
+            let Some(sched) = self.drill_schedule(&org) else {
+                continue;
+            };
+            let plan = match Schedule::parse(&sched)
+                .and_then(|s| Plan::new(&s, org.schedule.timezone.as_deref().unwrap_or("UTC")))
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(org = %org.name, error = %e, "drill schedule not understood");
+                    continue;
+                }
+            };
+            let Some(latest) = plan.slot_at(now) else {
+                continue;
+            };
+            let mut state: DrillState = self.store.drill_state(&org.id).await?;
+            let Some(last) = state.last_slot_ms else {
+                state.last_slot_ms = Some(latest.0);
+                let mut batch = Batch::default();
+                batch.drill_state(&org.id, &state);
+                self.store.apply(batch).await?;
+                continue;
+            };
+            let previous = plan.prev_slot(latest.0 - 1).map(|p| (p, latest.0 - p));
+            let schedule::Due::Run(slot) =
+                schedule::due(&org.id, latest, previous, Some(last), now)
+            else {
+                continue;
+            };
+            state.last_slot_ms = Some(slot);
+            let mut batch = Batch::default();
+            batch.drill_state(&org.id, &state);
+            self.store.apply(batch).await?;
+            match self.run_drill(&org.name, None, None, "schedule").await {
+                Ok(_) => queued += 1,
+                // Nothing to drill yet: the slot is spent, the next one tries again.
+                Err(CoreError::FailedPrecondition(why)) => {
+                    tracing::info!(org = %org.name, why, "no drill this slot");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(queued)
+    }
+
+    /// The next drill slot of an organisation, for the health view.
+    pub fn next_drill_at(&self, org: &OrgRecord, now: i64) -> Option<i64> {
+        let sched = self.drill_schedule(org)?;
+        let s = Schedule::parse(&sched).ok()?;
+        let plan = Plan::new(&s, org.schedule.timezone.as_deref().unwrap_or("UTC")).ok()?;
+        plan.next_slot(now)
+    }
+}
+
+/// The drill loop: a pass every [`DRILL_TICK`] until `stop`.
+pub async fn drill_loop(core: Arc<Core>, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(DRILL_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match core.run_drills_once(now_ms()).await {
+            Ok(n) if n > 0 => tracing::info!(queued = n, "restore drills"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "drill pass failed"),
+        }
+    }
+}

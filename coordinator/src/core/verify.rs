@@ -1,0 +1,444 @@
+//! Verification of backups (issue 7): the automatic run's results at backup completion, `backup
+//! verify` as a task, the 30-day read-back rotation, and keeping the backup record and its
+//! catalog object in step.
+//!
+//! A verification is a later fact about a backup, not its outcome: unlike the rest of the
+//! record it changes after the catalog object is written, so the object is rewritten with it
+//! (`rewrite_catalog`).
+
+use std::sync::Arc;
+
+use repovault_proto::v1 as pb;
+
+use crate::error::{CoreError, CoreResult, not_found};
+use crate::ids;
+use crate::model::{
+    BackupRecord, CheckOutcome, CheckResult, RepoRecord, Status, TaskKind, TaskRecord,
+    Verification, VerifyStatus,
+};
+use crate::queue::PRIORITY_MANUAL_BACKUP;
+use crate::store::Batch;
+use crate::verification as v;
+
+use super::{Core, now_ms};
+
+/// Mode of a `backup verify` task.
+pub const MODE_MANUAL: &str = "manual";
+/// Mode of a read-back rotation task.
+pub const MODE_ROTATION: &str = "rotation";
+
+/// Rotation reads run below scheduled backups (5) and retention (2): they only re-prove what
+/// was proven at backup time.
+const PRIORITY_ROTATION: u8 = 1;
+
+impl Core {
+    /// The verification of a backup that just completed, from the checks its worker ran at the
+    /// end of the backup, plus `size_match` against `previous_size`. `None` when the worker
+    /// sent no checks (a worker older than verification): the backup then shows `pending`.
+    pub(super) fn automatic_verification(
+        &self,
+        b: &BackupRecord,
+        result: Option<&pb::VerifyResult>,
+        previous_size: Option<u64>,
+        now: i64,
+    ) -> CoreResult<Option<Verification>> {
+        let Some(result) = result.filter(|r| !r.checks.is_empty()) else {
+            return Ok(None);
+        };
+        let checks = v::checks_from_proto(&result.checks).map_err(CoreError::InvalidArgument)?;
+        let size = v::size_match(b.size_bytes, previous_size, self.verification.read().size);
+        Ok(Some(v::finished(
+            "automatic",
+            checks,
+            size,
+            result,
+            now,
+            None,
+        )))
+    }
+
+    /// The size of the latest successful backup of the repository before `b` (for
+    /// `size_match`), from the stats or, for stats written before sizes were kept, the record.
+    pub(super) async fn previous_size(
+        &self,
+        b: &BackupRecord,
+        stats: &crate::model::RepoStats,
+    ) -> CoreResult<Option<u64>> {
+        if stats.last_success_id.as_deref() == Some(b.id.as_str()) {
+            // Re-verifying the latest: compare with the one before it.
+            return self.size_before(b).await;
+        }
+        if let Some(size) = stats.last_success_size_bytes {
+            return Ok(Some(size));
+        }
+        match &stats.last_success_id {
+            Some(id) => Ok(self.backup_record(id).await?.map(|p| p.size_bytes)),
+            None => Ok(None),
+        }
+    }
+
+    /// The size of the newest completed backup created before `b`.
+    async fn size_before(&self, b: &BackupRecord) -> CoreResult<Option<u64>> {
+        let repo = self
+            .store
+            .repo(&b.repo_id)
+            .await?
+            .ok_or_else(|| not_found("repository", b.repo_id.clone()))?;
+        let mut history = self.list_catalog(&repo.org_id, &repo.id).await?;
+        for r in self.store.recent_backups(&repo.id).await? {
+            if !history.iter().any(|h| h.id == r.id) {
+                history.push(r);
+            }
+        }
+        Ok(history
+            .iter()
+            .filter(|p| p.status == Status::Completed && p.id != b.id)
+            .filter(|p| (p.created_at_ms, &p.id) < (b.created_at_ms, &b.id))
+            .max_by_key(|p| (p.created_at_ms, p.id.clone()))
+            .map(|p| p.size_bytes))
+    }
+
+    /// `backup verify ID`: queues a verify task that runs every check again, reading back every
+    /// pack the snapshot references. Idempotent while one runs: the running one is returned.
+    pub async fn verify_backup(&self, id: &str) -> CoreResult<(BackupRecord, String)> {
+        let mut b = self.get_backup(id).await?;
+        if b.status != Status::Completed {
+            return Err(CoreError::FailedPrecondition(format!(
+                "backup {id} is {}: only a completed backup can be verified",
+                b.status.as_str()
+            )));
+        }
+        let repo = self
+            .store
+            .repo(&b.repo_id)
+            .await?
+            .ok_or_else(|| not_found("repository", b.repo_id.clone()))?;
+        let key = format!("verify:{id}");
+        let task = self
+            .enqueue_task(
+                &repo,
+                TaskKind::Verify,
+                id,
+                Some(MODE_MANUAL),
+                PRIORITY_MANUAL_BACKUP,
+                key,
+            )
+            .await?;
+        if task.created {
+            let mut ver = b.verification.clone().unwrap_or_else(|| Verification {
+                status: VerifyStatus::Pending,
+                checks: Vec::new(),
+                run: MODE_MANUAL.into(),
+                finished_at_ms: None,
+                packs_read: 0,
+                bytes_read: 0,
+                task_id: None,
+            });
+            ver.status = VerifyStatus::Pending;
+            ver.run = MODE_MANUAL.into();
+            ver.task_id = Some(task.record.id.clone());
+            b.verification = Some(ver);
+            self.save_verification(&b).await?;
+        }
+        Ok((b, task.record.id))
+    }
+
+    /// The lease of a verify task: its spec, and a manual run marked running.
+    pub(super) async fn lease_verify(
+        &self,
+        task: &TaskRecord,
+        repo: &RepoRecord,
+    ) -> CoreResult<pb::VerifySpec> {
+        let max_age = v::rotation_pack_age(
+            self.verification.read().readback_max_age,
+            self.verification.read().rotation_every,
+        );
+        if task.mode.as_deref() == Some(MODE_ROTATION) {
+            return Ok(pb::VerifySpec {
+                mode: MODE_ROTATION.into(),
+                max_age_ms: i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX),
+                ..Default::default()
+            });
+        }
+        let mut b = self
+            .backup_record(&task.subject_id)
+            .await?
+            .ok_or_else(|| not_found("backup", task.subject_id.clone()))?;
+        let _ = repo;
+        if let Some(ver) = b.verification.as_mut() {
+            ver.status = VerifyStatus::Running;
+        }
+        self.save_verification(&b).await?;
+        Ok(pb::VerifySpec {
+            backup_id: b.id.clone(),
+            snapshot_id: b.snapshot_id.clone().unwrap_or_default(),
+            mode: MODE_MANUAL.into(),
+            max_age_ms: 0,
+        })
+    }
+
+    /// A verify task ended: with the worker's result, or (`result` `None`) failed for good
+    /// without one.
+    pub(super) async fn finish_verify(
+        &self,
+        task: &TaskRecord,
+        result: Option<&pb::VerifyResult>,
+        error: Option<&str>,
+    ) -> CoreResult<()> {
+        let now = now_ms();
+        if task.mode.as_deref() == Some(MODE_ROTATION) {
+            return self.finish_rotation(task, result, error, now).await;
+        }
+        let Some(mut b) = self.backup_record(&task.subject_id).await? else {
+            // Deleted meanwhile (retention, `backup delete`): nothing to record.
+            return Ok(());
+        };
+        let ver = match result {
+            Some(r) => {
+                let checks = v::checks_from_proto(&r.checks).map_err(CoreError::InvalidArgument)?;
+                let stats = self.store.stats(&b.repo_id).await?;
+                let previous = self.previous_size(&b, &stats).await?;
+                let size = v::size_match(b.size_bytes, previous, self.verification.read().size);
+                v::finished(MODE_MANUAL, checks, size, r, now, Some(task.id.clone()))
+            }
+            None => could_not_run(error.unwrap_or("the verify task failed"), now, &task.id),
+        };
+        metrics::counter!("repovault_verifications_total", "run" => "manual", "status" => ver.status.as_str())
+            .increment(1);
+        b.verification = Some(ver);
+        self.save_verification(&b).await
+    }
+
+    /// Writes a backup's new verification to its store record (when the store still holds it)
+    /// and to its catalog object (when written), and to the stats when it is the latest
+    /// successful backup.
+    pub(crate) async fn save_verification(&self, b: &BackupRecord) -> CoreResult<()> {
+        let mut batch = Batch::default();
+        let in_store = self.store.backup(&b.repo_id, &b.id).await?.is_some();
+        if in_store {
+            batch.backup(b);
+        }
+        let mut stats = self.store.stats(&b.repo_id).await?;
+        if stats.last_success_id.as_deref() == Some(b.id.as_str()) {
+            stats.note_verification(b);
+            batch.stats(&b.repo_id, &stats);
+        }
+        self.store.apply(batch).await?;
+        let pending = self
+            .store
+            .catalog_pending(Some(&b.repo_id))
+            .await?
+            .iter()
+            .any(|(_, id)| *id == b.id);
+        // A pending object is written later from the store record, which now holds this.
+        if b.status.is_terminal() && !pending {
+            self.rewrite_catalog(b).await?;
+        }
+        Ok(())
+    }
+
+    /// One pass of the read-back rotation: queues rotation tasks for the repositories whose
+    /// last visit is oldest and due, keeping at most `rotation_concurrency` in flight
+    /// fleet-wide. Returns how many it queued. Also refreshes the rotation's gauges.
+    pub async fn run_rotation_once(&self, now: i64) -> CoreResult<u64> {
+        let opts = self.verification.read().clone();
+        let repos = self.store.repos().await?;
+        let mut due = Vec::new();
+        let (mut current, mut overdue) = (0u64, 0u64);
+        for repo in &repos {
+            let stats = self.store.stats(&repo.id).await?;
+            if stats.last_success_id.is_none() {
+                continue;
+            }
+            let m = self.store.maintenance(&repo.id).await?;
+            // Backups read back what they add: a repository's packs age from its first backup.
+            let last = m.last_readback_at_ms.or(first_backup_ms(&stats));
+            if v::readback_overdue(last, now, opts.readback_max_age) {
+                overdue += 1;
+            } else {
+                current += 1;
+            }
+            if v::rotation_due(last, now, opts.rotation_every) {
+                due.push((last.unwrap_or(0), repo.clone()));
+            }
+        }
+        metrics::gauge!("repovault_readback_repos", "state" => "current").set(current as f64);
+        metrics::gauge!("repovault_readback_repos", "state" => "overdue").set(overdue as f64);
+        metrics::gauge!("repovault_readback_due_repos").set(due.len() as f64);
+        let active = self
+            .queue_snapshot()
+            .await
+            .iter()
+            .filter(|(t, _)| t.mode.as_deref() == Some(MODE_ROTATION))
+            .count();
+        let room = opts.rotation_concurrency.saturating_sub(active);
+        due.sort_by_key(|(last, r)| (*last, r.id.clone()));
+        let mut queued = 0;
+        for (_, repo) in due.into_iter().take(room) {
+            let key = format!("rotation:{}", repo.id);
+            let t = self
+                .enqueue_task(
+                    &repo,
+                    TaskKind::Verify,
+                    &repo.id,
+                    Some(MODE_ROTATION),
+                    PRIORITY_ROTATION,
+                    key,
+                )
+                .await?;
+            if t.created {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
+    /// A rotation ended: the visit is recorded, and a damaged pack fails `zip_integrity` of
+    /// every backup whose snapshot uses it.
+    async fn finish_rotation(
+        &self,
+        task: &TaskRecord,
+        result: Option<&pb::VerifyResult>,
+        error: Option<&str>,
+        now: i64,
+    ) -> CoreResult<()> {
+        let mut m = self.store.maintenance(&task.repo_id).await?;
+        let Some(r) = result else {
+            // Not a visit: the repository stays due and is tried again at the next pass.
+            tracing::warn!(repo = %task.repo_id, error = error.unwrap_or(""), "read-back rotation failed");
+            return Ok(());
+        };
+        m.last_readback_at_ms = Some(now);
+        m.readback_damage = (!r.damage.is_empty()).then(|| r.damage.clone());
+        let mut batch = Batch::default();
+        batch.maintenance(&task.repo_id, &m);
+        self.store.apply(batch).await?;
+        metrics::counter!("repovault_readback_bytes_total").increment(r.bytes_read);
+        metrics::counter!("repovault_readback_packs_total").increment(r.packs_read);
+        metrics::counter!("repovault_verifications_total", "run" => "rotation", "status" => if r.damage.is_empty() { "verified" } else { "failed" })
+            .increment(1);
+        if r.damaged_snapshot_ids.is_empty() {
+            return Ok(());
+        }
+        tracing::error!(repo = %task.repo_id, damage = %r.damage, snapshots = r.damaged_snapshot_ids.len(), "read-back rotation found damage");
+        let repo = self
+            .store
+            .repo(&task.repo_id)
+            .await?
+            .ok_or_else(|| not_found("repository", task.repo_id.clone()))?;
+        let mut history = self.list_catalog(&repo.org_id, &repo.id).await?;
+        for b in self.store.recent_backups(&repo.id).await? {
+            if !history.iter().any(|h| h.id == b.id) {
+                history.push(b);
+            }
+        }
+        for mut b in history {
+            let hit = b
+                .snapshot_id
+                .as_ref()
+                .is_some_and(|s| r.damaged_snapshot_ids.contains(s));
+            if hit {
+                b.verification = Some(v::apply_damage(b.verification.as_ref(), &r.damage, now));
+                self.save_verification(&b).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a task of `kind` on `repo`, or returns the active one with the same key.
+    pub(super) async fn enqueue_task(
+        &self,
+        repo: &RepoRecord,
+        kind: TaskKind,
+        subject: &str,
+        mode: Option<&str>,
+        priority: u8,
+        key: String,
+    ) -> CoreResult<Enqueued> {
+        let mut q = self.queue.lock().await;
+        if let Some(t) = q.active.values().find(|t| t.idempotency_key == key) {
+            return Ok(Enqueued {
+                record: t.clone(),
+                created: false,
+            });
+        }
+        let now = now_ms();
+        let mut task = self.new_task(
+            &mut q,
+            ids::new_task_id(),
+            kind,
+            repo,
+            subject,
+            priority,
+            key,
+            now,
+        );
+        task.mode = mode.map(str::to_string);
+        let mut batch = Batch::default();
+        batch.task(&task);
+        self.store.apply(batch).await?;
+        q.active.insert(task.id.clone(), task.clone());
+        drop(q);
+        metrics::counter!("repovault_tasks_enqueued_total", "kind" => kind.as_str()).increment(1);
+        self.ready.notify_waiters();
+        Ok(Enqueued {
+            record: task,
+            created: true,
+        })
+    }
+}
+
+/// What [`Core::enqueue_task`] did.
+pub(super) struct Enqueued {
+    pub record: TaskRecord,
+    /// `false`: an equal task was already active.
+    pub created: bool,
+}
+
+/// When a repository's oldest packs were read: at its first backup (stats written before that
+/// was kept fall back to the latest success).
+fn first_backup_ms(stats: &crate::model::RepoStats) -> Option<i64> {
+    stats.first_success_at_ms.or(stats.last_success_at_ms)
+}
+
+/// The verification of a run that could not check anything: every check skipped as incomplete,
+/// naming why, so the backup is not `verified` and the reason is shown.
+fn could_not_run(error: &str, now: i64, task_id: &str) -> Verification {
+    let checks = v::CHECKS
+        .iter()
+        .map(|name| CheckResult {
+            name: (*name).into(),
+            result: CheckOutcome::Skipped,
+            detail: format!("the verification could not run: {error}"),
+            warning: false,
+            incomplete: true,
+        })
+        .collect();
+    Verification {
+        status: VerifyStatus::Failed,
+        checks,
+        run: MODE_MANUAL.into(),
+        finished_at_ms: Some(now),
+        packs_read: 0,
+        bytes_read: 0,
+        task_id: Some(task_id.into()),
+    }
+}
+
+/// The rotation loop: a pass every `rotation_interval` until `stop`.
+pub async fn rotation_loop(core: Arc<Core>, stop: tokio_util::sync::CancellationToken) {
+    let interval = core.verification.read().rotation_interval;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match core.run_rotation_once(now_ms()).await {
+            Ok(n) if n > 0 => tracing::info!(queued = n, "read-back rotation"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "read-back rotation pass failed"),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! A verify task (issue 7): `backup verify` (every check again, every pack the snapshot
+//! references read back, the tree restored into scratch) or a read-back rotation visit (every
+//! pack of the repository not read within the age the coordinator sends).
+
+use std::sync::Arc;
+
+use repovault_common::repo::ReadBackLedger;
+use repovault_proto::v1 as pb;
+
+use crate::verify;
+
+use super::{TaskContext, TaskError, blocking};
+
+pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::VerifyResult, TaskError> {
+    let access = task
+        .repo
+        .clone()
+        .ok_or_else(|| TaskError::permanent("task carries no repository"))?;
+    let spec = task
+        .verify
+        .clone()
+        .ok_or_else(|| TaskError::permanent("task carries no verify spec"))?;
+    ctx.progress
+        .phase("open", "opening the snapshot repository");
+    let repo = super::restore::open_snapshot_repo(&ctx, &access).await?;
+    let mut ledger = ReadBackLedger::load(&ctx.storage, &access.snapshot_path)
+        .await
+        .unwrap_or_else(|e| {
+            // The ledger only saves reads: without it, everything counts as unread.
+            tracing::warn!(error = %e, "read-back ledger unreadable: starting a new one");
+            ReadBackLedger::new()
+        });
+    let now = chrono::Utc::now().timestamp_millis();
+    let progress = ctx.progress.clone();
+    let interrupt = ctx.lease.interrupt.clone();
+    let result = match spec.mode.as_str() {
+        "rotation" => {
+            ctx.progress
+                .phase("read-back", "reading back packs not read recently");
+            let max_age = spec.max_age_ms;
+            let (r, l) = blocking(move || {
+                let report = |done: u64, total: u64| progress.update(done, 0, total);
+                let how = verify::archive::Reading {
+                    now_ms: now,
+                    progress: &report,
+                    interrupt: &interrupt,
+                };
+                let r = verify::archive::rotate(&repo, &mut ledger, max_age, &how)?;
+                Ok((r, ledger))
+            })
+            .await?;
+            ledger = l;
+            pb::VerifyResult {
+                checks: Vec::new(),
+                packs_read: r.stats.packs_read,
+                bytes_read: r.stats.bytes_read,
+                damaged_snapshot_ids: r.damaged_snapshots,
+                damage: r.damage.join("; "),
+                packs_total: r.packs_total,
+            }
+        }
+        "manual" => {
+            if spec.snapshot_id.is_empty() {
+                return Err(TaskError::permanent("verify task names no snapshot"));
+            }
+            let work = ctx.scratch.join(format!(
+                "verify-{}",
+                task.lease.clone().unwrap_or_default().task_id
+            ));
+            remove_all(&work)?;
+            std::fs::create_dir_all(&work)
+                .map_err(|e| TaskError::retryable(format!("scratch {}: {e}", work.display())))?;
+            ctx.progress.phase(
+                "verify",
+                format!(
+                    "reading back and checking snapshot {}",
+                    &spec.snapshot_id[..8.min(spec.snapshot_id.len())]
+                ),
+            );
+            let (snapshot, w) = (spec.snapshot_id.clone(), work.clone());
+            let outcome = blocking(move || {
+                let report = |done: u64, total: u64| progress.update(done, 0, total);
+                let how = verify::archive::Reading {
+                    now_ms: now,
+                    progress: &report,
+                    interrupt: &interrupt,
+                };
+                let r = verify::stored(&repo, &snapshot, &w, &mut ledger, &how)?;
+                Ok((r, ledger))
+            })
+            .await;
+            let _ = std::fs::remove_dir_all(&work);
+            let ((checks, stats), l) = outcome?;
+            ledger = l;
+            pb::VerifyResult {
+                checks: checks.iter().map(verify::Check::to_proto).collect(),
+                packs_read: stats.packs_read,
+                bytes_read: stats.bytes_read,
+                ..Default::default()
+            }
+        }
+        other => {
+            return Err(TaskError::permanent(format!(
+                "unknown verify mode {other:?}"
+            )));
+        }
+    };
+    if let Err(e) = ledger.save(&ctx.storage, &access.snapshot_path).await {
+        // Advisory: a lost ledger costs re-reads, not correctness.
+        tracing::warn!(error = %e, "could not save the read-back ledger");
+    }
+    ctx.progress.phase(
+        "done",
+        format!(
+            "read back {} packs ({})",
+            result.packs_read,
+            verify::archive::human(result.bytes_read)
+        ),
+    );
+    Ok(result)
+}
+
+fn remove_all(path: &std::path::Path) -> Result<(), TaskError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(TaskError::retryable(format!(
+            "clearing {}: {e}",
+            path.display()
+        ))),
+    }
+}

@@ -1,0 +1,260 @@
+//! `zip_integrity` (archive integrity): the packs a snapshot references are read back from
+//! storage and verified (pack hash, then every blob decrypted and hashed, as `restic check
+//! --read-data` does), and the read-back rotation over a whole repository. Also the on-demand
+//! verification of a stored backup ([`stored`]), which restores the tree into scratch.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use repovault_common::manifest::{self, CODE_DIR, Manifest, WIKI_DIR};
+use repovault_common::repo::{ReadBackLedger, RepoError, SnapshotRepo};
+
+use super::{Check, ZIP_INTEGRITY, metadata};
+
+/// Which of a snapshot's packs to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Those the ledger has never seen read: what this backup added (cost follows the backup).
+    Unread,
+    /// Every one (`backup verify`).
+    All,
+}
+
+/// The clock and the task's hooks, for a read-back.
+pub struct Reading<'a> {
+    /// Recorded in the ledger for the packs read sound.
+    pub now_ms: i64,
+    /// `(bytes done, bytes total)`.
+    pub progress: &'a dyn Fn(u64, u64),
+    pub interrupt: &'a AtomicBool,
+}
+
+/// What a read-back cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    pub packs_read: u64,
+    pub bytes_read: u64,
+}
+
+/// `zip_integrity` of one snapshot. Sound packs are recorded in `ledger` (the caller saves it).
+/// With `local_code`, the stored listing of `code.git` must also equal that directory's (the
+/// entry the backup was taken from), file by file with sizes.
+pub fn zip_integrity(
+    repo: &SnapshotRepo,
+    snapshot_id: &str,
+    ledger: &mut ReadBackLedger,
+    selection: Selection,
+    local_code: Option<&Path>,
+    how: &Reading<'_>,
+) -> Result<(Check, ReadStats), RepoError> {
+    let packs = repo.snapshot_packs(snapshot_id)?;
+    let mut problems = packs.problems.clone();
+    let all = packs.ids();
+    let wanted: Vec<String> = match selection {
+        Selection::All => all.clone(),
+        Selection::Unread => all
+            .iter()
+            .filter(|p| ledger.last_read(p).is_none())
+            .cloned()
+            .collect(),
+    };
+    let report = repo.read_back(&wanted, how.progress, how.interrupt)?;
+    ledger.record(report.ok.iter().cloned(), how.now_ms);
+    problems.extend(report.damaged.iter().map(|d| d.problem.clone()));
+    problems.extend(
+        report
+            .unread
+            .iter()
+            .map(|d| format!("could not be read (storage error): {}", d.problem)),
+    );
+    problems.extend(
+        report
+            .vanished
+            .iter()
+            .map(|p| format!("pack {p} the snapshot references is gone from storage")),
+    );
+    if let Some(code) = local_code {
+        problems.extend(listing_differences(repo, snapshot_id, code)?);
+    }
+    let stats = ReadStats {
+        packs_read: report.packs_read,
+        bytes_read: report.bytes_read,
+    };
+    let check = if problems.is_empty() {
+        Check::pass(
+            ZIP_INTEGRITY,
+            format!(
+                "read back {} of the {} packs the snapshot references ({}){}",
+                report.packs_read,
+                all.len(),
+                human(report.bytes_read),
+                match selection {
+                    Selection::Unread if report.packs_read < all.len() as u64 =>
+                        "; the others were read back before",
+                    _ => "",
+                }
+            ),
+        )
+    } else {
+        Check::fail(ZIP_INTEGRITY, metadata::summarise(&problems))
+    };
+    Ok((check, stats))
+}
+
+/// Files of `code.git` whose stored size differs from the entry's, or that only one side has.
+fn listing_differences(
+    repo: &SnapshotRepo,
+    snapshot_id: &str,
+    code: &Path,
+) -> Result<Vec<String>, RepoError> {
+    let stored = repo.list_files(snapshot_id, CODE_DIR)?;
+    let local = metadata::local_payloads(code, &[""]);
+    let mut out = Vec::new();
+    for (path, size) in &local {
+        match stored.get(path) {
+            Some(s) if s == size => {}
+            Some(s) => out.push(format!(
+                "code.git/{path} was stored with {s} bytes, the mirror has {size}"
+            )),
+            None => out.push(format!("code.git/{path} is missing from the snapshot")),
+        }
+    }
+    for path in stored.keys().filter(|p| !local.contains_key(*p)) {
+        out.push(format!(
+            "code.git/{path} is in the snapshot but not in the mirror"
+        ));
+    }
+    Ok(out)
+}
+
+/// The on-demand verification of a stored backup: every pack the snapshot references read
+/// back, then `code.git`, `wiki.git` and `meta/` restored into `scratch` for the tree checks.
+/// A part that cannot be restored fails the check that needed it, naming why; the others still
+/// run. `Err` only when the repository cannot be used at all (wrong key, storage down, the
+/// snapshot gone).
+pub fn stored(
+    repo: &SnapshotRepo,
+    snapshot_id: &str,
+    scratch: &Path,
+    ledger: &mut ReadBackLedger,
+    how: &Reading<'_>,
+) -> Result<(Vec<super::Check>, ReadStats), RepoError> {
+    let (zip, stats) = zip_integrity(repo, snapshot_id, ledger, Selection::All, None, how)?;
+    let manifest = match repo.read_file(snapshot_id, manifest::MANIFEST_FILE) {
+        Ok(bytes) => Manifest::from_json(&bytes).map_err(|e| e.to_string()),
+        Err(e @ (RepoError::SnapshotNotFound(_) | RepoError::WrongPassword { .. })) => {
+            return Err(e);
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let manifest = match manifest {
+        Ok(m) => m,
+        Err(why) => {
+            let detail = format!("the snapshot's manifest.json cannot be read: {why}");
+            return Ok((
+                vec![
+                    zip,
+                    Check::fail(super::GIT_FSCK, detail.clone()),
+                    Check::fail(super::METADATA_VALID, detail.clone()),
+                    Check::fail(super::COMMIT_COUNT_MATCH, detail),
+                ],
+                stats,
+            ));
+        }
+    };
+    let mut unrestorable = Vec::new();
+    for dir in [CODE_DIR, WIKI_DIR, "meta"] {
+        match repo.restore(snapshot_id, dir, &scratch.join(dir)) {
+            Ok(_) | Err(RepoError::PathNotFound { .. }) => {}
+            Err(e) => unrestorable.push((dir, e.to_string())),
+        }
+    }
+    let mut payloads = metadata::Payloads::new();
+    for dir in ["releases", "attachments"] {
+        match repo.list_files(snapshot_id, dir) {
+            Ok(files) => payloads.extend(files.into_iter().map(|(p, s)| (format!("{dir}/{p}"), s))),
+            Err(RepoError::PathNotFound { .. }) => {}
+            Err(e) => unrestorable.push((dir, e.to_string())),
+        }
+    }
+    let mut checks = vec![zip];
+    let failed_to_restore = |dirs: &[&str]| {
+        let why: Vec<String> = unrestorable
+            .iter()
+            .filter(|(d, _)| dirs.contains(d))
+            .map(|(d, e)| format!("{d} cannot be restored from the snapshot: {e}"))
+            .collect();
+        (!why.is_empty()).then(|| why.join("; "))
+    };
+    match failed_to_restore(&[CODE_DIR, WIKI_DIR]) {
+        Some(why) => checks.push(Check::fail(super::GIT_FSCK, why)),
+        None => checks.push(super::git_fsck(scratch, how.interrupt).0),
+    }
+    match failed_to_restore(&["meta", "releases", "attachments"]) {
+        Some(why) => checks.push(Check::fail(super::METADATA_VALID, why)),
+        None => checks.push(metadata::check(scratch, &manifest, &payloads)),
+    }
+    match failed_to_restore(&[CODE_DIR]) {
+        Some(why) => checks.push(Check::fail(super::COMMIT_COUNT_MATCH, why)),
+        None => checks.push(super::refs::check(scratch, &manifest)),
+    }
+    Ok((checks, stats))
+}
+
+/// What a rotation visit found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rotation {
+    pub packs_total: u64,
+    pub stats: ReadStats,
+    /// One line per damaged pack.
+    pub damage: Vec<String>,
+    /// Snapshots that use a damaged pack.
+    pub damaged_snapshots: Vec<String>,
+}
+
+/// A rotation visit: every pack of the repository not read back within `max_age_ms` is read;
+/// the ledger forgets pruned packs and records the sound ones.
+pub fn rotate(
+    repo: &SnapshotRepo,
+    ledger: &mut ReadBackLedger,
+    max_age_ms: i64,
+    how: &Reading<'_>,
+) -> Result<Rotation, RepoError> {
+    let all: Vec<String> = repo.all_packs()?.into_iter().map(|(id, _)| id).collect();
+    let existing: HashSet<String> = all.iter().cloned().collect();
+    ledger.retain_existing(&existing);
+    let due = ledger.due(&all, how.now_ms, max_age_ms);
+    let report = repo.read_back(&due, how.progress, how.interrupt)?;
+    ledger.record(report.ok.iter().cloned(), how.now_ms);
+    let damaged: HashSet<String> = report.damaged.iter().map(|d| d.pack_id.clone()).collect();
+    let damaged_snapshots = if damaged.is_empty() {
+        Vec::new()
+    } else {
+        repo.snapshots_using_packs(&damaged)?
+    };
+    Ok(Rotation {
+        packs_total: all.len() as u64,
+        stats: ReadStats {
+            packs_read: report.packs_read,
+            bytes_read: report.bytes_read,
+        },
+        damage: report.damaged.iter().map(|d| d.problem.clone()).collect(),
+        damaged_snapshots,
+    })
+}
+
+pub(crate) fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
