@@ -250,6 +250,15 @@ step "backup history"
 rv backup list demo/alpha
 rv backup list
 
+# --- 5b. every backup was verified at its end; verify one again from storage ---------------
+step "verification: each backup verified at its end, and alpha's second verified again"
+for id in "$ALPHA_1" "$BETA_1" "$GAMMA_1" "$ALPHA_2"; do
+    status=$("$BIN" backup show "$id" | field verification | cut -d' ' -f1)
+    [[ $status == verified ]] || die "backup $id: verification is '$status', expected verified"
+done
+echo "  OK: all four backups verified (zip_integrity, git_fsck, metadata_valid, commit_count_match, size_match)"
+rv backup verify "$ALPHA_2" || die "backup verify $ALPHA_2 failed (exit $?)"
+
 # --- 6. restores, verified against the source at each backup's time ------------------------
 verify() { # EXPECTED_REFS_FILE RESTORED_GIT_DIR WHAT
     refs_of "$2" >"$2.refs"
@@ -305,6 +314,7 @@ cat <<EOF
                   gamma: $GAMMA_1 (over git://, git daemon)
   restore 1       $ALPHA_1 downloaded to a bare repository: refs equal alpha before the change
   restore 2       $ALPHA_2 pushed to a new empty repository: refs equal alpha after the change
+  verification    every backup verified at its end; $ALPHA_2 verified again from storage
   restic          $RESTIC_LINE
   storage         $(du -sh "$DATA/storage" | cut -f1) under $DATA/storage/<org-id>/<repo-id>/
 demo passed

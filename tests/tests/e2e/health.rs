@@ -136,8 +136,9 @@ async fn health_states_summary_timeline_and_metrics() {
         "{text}"
     );
     assert!(text.contains("not yet backed up"), "{text}");
+    assert_eq!(h["summary"]["unverified"], 0, "{h:#}");
 
-    // The timeline: both backups, oldest first, verification not built yet.
+    // The timeline: both backups, oldest first, each verified with its checks.
     let t = json(&cli(&c, &["--output", "json", "timeline", "acme/ok"]));
     let ids: Vec<&str> = t
         .as_array()
@@ -149,7 +150,25 @@ async fn health_states_summary_timeline_and_metrics() {
     assert_eq!(t[0]["status"], "completed");
     assert_eq!(t[0]["type"], "full");
     assert_eq!(t[0]["trigger"], "manual");
-    assert_eq!(t[0]["verification"], "-");
+    assert_eq!(t[0]["verification"], "verified", "{t:#}");
+    let checks: Vec<(&str, &str)> = t[1]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("zip_integrity", "pass"),
+            ("git_fsck", "pass"),
+            ("metadata_valid", "skipped"),
+            ("commit_count_match", "pass"),
+            ("size_match", "pass"),
+        ],
+        "{t:#}"
+    );
+    assert_eq!(h_verified(&c, "acme/ok"), "verified");
     assert_eq!(t[0]["is_escrowed"], false);
     assert_eq!(t[1]["size_jump"], false);
     assert!(t[0]["size_bytes"].as_u64().unwrap() > 0);
@@ -173,4 +192,16 @@ async fn health_states_summary_timeline_and_metrics() {
         assert!(body.contains(name), "{name} missing:\n{body}");
     }
     c.shutdown().await;
+}
+
+/// The health view's verification status of one repository.
+fn h_verified(c: &Cluster, repo: &str) -> String {
+    let h = json(&cli(c, &["--output", "json", "health"]));
+    h["repos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["repo"] == repo)
+        .map(|r| r["verification"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
 }
