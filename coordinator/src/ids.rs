@@ -62,13 +62,16 @@ pub fn new_task_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
+/// The whole v7 UUID: its leading characters are the time and a counter that increments in its
+/// low bits within a millisecond, so any prefix of it repeats for ids made in the same one.
 pub fn new_restore_id() -> String {
-    format!("s{}", &uuid::Uuid::now_v7().simple().to_string()[..20])
+    format!("s{}", uuid::Uuid::now_v7().simple())
 }
 
-/// Time-ordered, so an organisation's drills list oldest first.
+/// Time-ordered, so an organisation's drills list oldest first (the whole UUID: see
+/// [`new_restore_id`]).
 pub fn new_drill_id() -> String {
-    format!("d{}", &uuid::Uuid::now_v7().simple().to_string()[..20])
+    format!("d{}", uuid::Uuid::now_v7().simple())
 }
 
 pub fn new_worker_id() -> String {
@@ -77,6 +80,16 @@ pub fn new_worker_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ids_made_in_the_same_millisecond_differ() {
+        let restores: std::collections::HashSet<String> =
+            (0..1000).map(|_| super::new_restore_id()).collect();
+        assert_eq!(restores.len(), 1000);
+        let drills: std::collections::HashSet<String> =
+            (0..1000).map(|_| super::new_drill_id()).collect();
+        assert_eq!(drills.len(), 1000);
+    }
+
     use super::*;
 
     #[test]

@@ -8,7 +8,9 @@
 //! weekly, monthly) keeps the newest backup of each of the last N hours (days, ISO weeks,
 //! months) that have a backup. Periods are in UTC. Independently, every backup younger than
 //! `days` is kept. Whatever the policy says, a plan never drops: the latest successful backup,
-//! the latest backup of any status (the health view reads it), an unfinished one, an escrowed
+//! the latest verified one (issue 7: when newer backups failed verification, the last one known
+//! good stays), the latest backup of any status (the health view reads it), an unfinished one,
+//! an escrowed
 //! one, nor any backup of a repository deleted or archived at the source or of a disconnected
 //! organisation (kept until purged).
 
@@ -64,6 +66,8 @@ pub struct BackupView {
     /// When it finished (its creation time while unfinished), ms since the epoch.
     pub time_ms: i64,
     pub state: BackupState,
+    /// Its latest verification passed (issue 7).
+    pub verified: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +108,7 @@ pub struct RepoState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum KeepReason {
     LatestSuccessful,
+    LatestVerified,
     Latest,
     Unfinished,
     Escrowed,
@@ -121,6 +126,7 @@ impl KeepReason {
     pub fn as_str(self) -> &'static str {
         match self {
             KeepReason::LatestSuccessful => "latest successful",
+            KeepReason::LatestVerified => "latest verified",
             KeepReason::Latest => "latest",
             KeepReason::Unfinished => "unfinished",
             KeepReason::Escrowed => "escrowed",
@@ -180,6 +186,14 @@ pub fn plan(
         .position(|b| b.state == BackupState::Succeeded)
     {
         add(i, KeepReason::LatestSuccessful);
+        // Only named when it is not the latest successful one already.
+        if let Some(v) = sorted
+            .iter()
+            .position(|b| b.state == BackupState::Succeeded && b.verified)
+            .filter(|v| *v != i)
+        {
+            add(v, KeepReason::LatestVerified);
+        }
     }
     if !sorted.is_empty() {
         add(0, KeepReason::Latest);
@@ -259,6 +273,7 @@ mod tests {
             id: id.into(),
             time_ms: NOW - age_ms,
             state: BackupState::Succeeded,
+            verified: true,
         }
     }
     fn failed(id: &str, age_ms: i64) -> BackupView {
@@ -326,12 +341,36 @@ mod tests {
     }
 
     #[test]
+    fn never_drops_the_latest_verified_backup() {
+        // The two newest completed but failed verification (a broken fetch stored a broken
+        // mirror): the last one known good stays though it is past the days.
+        let unverified = |id: &str, age| BackupView {
+            verified: false,
+            ..ok(id, age)
+        };
+        let b = [
+            unverified("u1", 100 * DAY_MS),
+            unverified("u0", 150 * DAY_MS),
+            ok("v1", 200 * DAY_MS),
+            ok("v0", 300 * DAY_MS),
+        ];
+        let p = plan(&b, &days(90), &[], RepoState::default(), NOW);
+        assert_eq!(dropped(&p), ["u0", "v0"]);
+        assert_eq!(reasons(&p, "v1"), [KeepReason::LatestVerified]);
+        assert_eq!(
+            reasons(&p, "u1"),
+            [KeepReason::LatestSuccessful, KeepReason::Latest]
+        );
+    }
+
+    #[test]
     fn unfinished_backups_are_never_dropped() {
         let b = [
             BackupView {
                 id: "p".into(),
                 time_ms: NOW - 200 * DAY_MS,
                 state: BackupState::Unfinished,
+                verified: false,
             },
             ok("s", 100 * DAY_MS),
             ok("s0", 300 * DAY_MS),

@@ -186,6 +186,10 @@ impl Batch {
         self.ops.push(Op::delete(drill_key(org_id, id)));
         self
     }
+    pub fn delete_drill_state(&mut self, org_id: &str) -> &mut Self {
+        self.ops.push(Op::delete(drill_state_key(org_id)));
+        self
+    }
     pub fn drill_state(&mut self, org_id: &str, st: &crate::model::DrillState) -> &mut Self {
         self.put(drill_state_key(org_id), st);
         self

@@ -320,3 +320,157 @@ pub async fn drill_loop(core: Arc<Core>, stop: tokio_util::sync::CancellationTok
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use repovault_common::crypto::MasterKey;
+    use repovault_common::storage::StorageConfig;
+    use repovault_common::timing::Timing;
+
+    use super::*;
+    use crate::core::CoreParts;
+    use crate::kv::{KvBackend, MemoryKv};
+    use crate::model::{RepoStats, VerifyStatus};
+    use crate::store::Store;
+
+    fn utc(s: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .timestamp_millis()
+    }
+
+    async fn core(dir: &std::path::Path) -> Arc<Core> {
+        let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        Core::new(
+            CoreParts {
+                store: Store::new(kv),
+                storage_config: StorageConfig::fs(dir.display().to_string()),
+                master: MasterKey::generate(),
+                timing: Timing::new(Duration::from_secs(5)).expect("timing"),
+                max_attempts: 3,
+            },
+            tx,
+        )
+        .await
+        .expect("core")
+    }
+
+    /// A completed backup of `repo` in the store, as a completion leaves it.
+    async fn completed_backup(c: &Core, repo: &RepoRecord, at: i64) -> String {
+        let mut b = super::super::tasks::new_backup(repo, "full", "manual", 8, "t", at);
+        b.status = Status::Completed;
+        b.finished_at_ms = Some(at);
+        b.snapshot_id = Some("ab".repeat(32));
+        let mut stats = RepoStats::default();
+        stats.record(&b);
+        stats.last_success_verification = Some(VerifyStatus::Verified);
+        let mut batch = Batch::default();
+        batch.backup(&b).stats(&repo.id, &stats);
+        c.store.apply(batch).await.expect("apply");
+        b.id
+    }
+
+    async fn drill_tasks(c: &Core) -> Vec<TaskRecord> {
+        c.queue_snapshot()
+            .await
+            .into_iter()
+            .map(|(t, _)| t)
+            .filter(|t| t.kind == TaskKind::Drill)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn drills_follow_the_schedule_once_per_slot_least_recently_drilled_first() {
+        let dir = tempfile::tempdir().expect("dir");
+        let c = core(dir.path()).await;
+        c.add_org("acme", "git").await.expect("org");
+        let a = c.add_repo("acme/a", "file:///a", None).await.expect("a");
+        let b = c.add_repo("acme/b", "file:///b", None).await.expect("b");
+        c.add_repo("acme/never", "file:///n", None)
+            .await
+            .expect("never");
+        let t0 = utc("2026-11-23T10:30:00Z");
+        completed_backup(&c, &a, t0 - 3_600_000).await;
+        completed_backup(&c, &b, t0 - 3_600_000).await;
+        c.set_org_schedule("acme", None, None, None, Some("daily"))
+            .await
+            .expect("drill schedule");
+
+        // First sight of the organisation: the current slot is taken without a drill.
+        assert_eq!(c.run_drills_once(t0).await.expect("tick"), 0);
+        assert_eq!(c.run_drills_once(t0 + 60_000).await.expect("tick"), 0);
+        assert!(drill_tasks(&c).await.is_empty());
+
+        // The next day's slot, past any offset: one drill, of a repository with a backup.
+        let day = 86_400_000;
+        assert_eq!(c.run_drills_once(t0 + day).await.expect("tick"), 1);
+        assert_eq!(c.run_drills_once(t0 + day + 60_000).await.expect("tick"), 0);
+        let first = c.list_drills("acme").await.expect("list");
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].trigger, "schedule");
+        assert_eq!(first[0].status, Status::Pending);
+        assert_ne!(first[0].repo_full_name, "acme/never");
+        let tasks = drill_tasks(&c).await;
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].subject_id, first[0].id);
+
+        // The day after: the other repository (least recently drilled).
+        assert_eq!(c.run_drills_once(t0 + 2 * day).await.expect("tick"), 1);
+        let drills = c.list_drills("acme").await.expect("list");
+        assert_eq!(drills.len(), 2, "{drills:#?}");
+        assert_ne!(drills[0].repo_id, drills[1].repo_id);
+
+        // Off: nothing more.
+        c.set_org_schedule("acme", None, None, None, Some("none"))
+            .await
+            .expect("off");
+        assert_eq!(c.run_drills_once(t0 + 3 * day).await.expect("tick"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_manual_drill_names_its_backup_and_refuses_what_cannot_be_drilled() {
+        let dir = tempfile::tempdir().expect("dir");
+        let c = core(dir.path()).await;
+        c.add_org("acme", "git").await.expect("org");
+        c.add_org("other", "git").await.expect("other");
+        let a = c.add_repo("acme/a", "file:///a", None).await.expect("a");
+        let o = c.add_repo("other/o", "file:///o", None).await.expect("o");
+        c.add_repo("acme/empty", "file:///e", None)
+            .await
+            .expect("empty");
+        let id = completed_backup(&c, &a, 1_000).await;
+        let foreign = completed_backup(&c, &o, 1_000).await;
+
+        let d = c
+            .run_drill("acme", None, Some(&id), "manual")
+            .await
+            .expect("drill");
+        assert_eq!(
+            (d.backup_id.as_str(), d.trigger.as_str()),
+            (id.as_str(), "manual")
+        );
+        assert_eq!(d.snapshot_id, "ab".repeat(32));
+        let by_repo = c
+            .run_drill("acme", Some("a"), None, "manual")
+            .await
+            .expect("by repo");
+        assert_eq!(by_repo.backup_id, id);
+
+        let e = c
+            .run_drill("acme", Some("empty"), None, "manual")
+            .await
+            .expect_err("no backup");
+        assert!(e.to_string().contains("no completed backup"), "{e}");
+        let e = c
+            .run_drill("acme", None, Some(&foreign), "manual")
+            .await
+            .expect_err("other org");
+        assert!(
+            e.to_string().contains("not a backup of organisation acme"),
+            "{e}"
+        );
+    }
+}

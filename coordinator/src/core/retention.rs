@@ -185,6 +185,10 @@ fn view(b: &BackupRecord) -> BackupView {
             Status::Failed => BackupState::Failed,
             Status::Pending | Status::Running => BackupState::Unfinished,
         },
+        verified: b
+            .verification
+            .as_ref()
+            .is_some_and(|v| v.status == crate::model::VerifyStatus::Verified),
     }
 }
 
@@ -515,6 +519,10 @@ impl Core {
         }
         let mut batch = Batch::default();
         batch.delete_org(&org);
+        for d in self.store.drills(&org.id).await? {
+            batch.delete_drill(&org.id, &d.id);
+        }
+        batch.delete_drill_state(&org.id);
         self.store.apply(batch).await?;
         tracing::warn!(org = %org.name, backups = removed, "organisation purged");
         Ok(removed)
@@ -568,6 +576,12 @@ impl Core {
         }
         for e in self.store.escrows(Some(&repo.id)).await? {
             batch.delete_escrow(&repo.id, &e.id);
+        }
+        // Its drills name backups that are gone.
+        for d in self.store.drills(&repo.org_id).await? {
+            if d.repo_id == repo.id {
+                batch.delete_drill(&repo.org_id, &d.id);
+            }
         }
         batch.delete_repo(repo);
         self.store.apply(batch).await?;
