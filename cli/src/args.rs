@@ -68,12 +68,14 @@ pub enum Command {
     /// The task queue, best first.
     Queue,
     /// Per repository one state (backed_up, pending, error, never, paused, late) and what it
-    /// left out, then the summary.
+    /// left out, then the summary and each organisation's latest restore drill. backed_up
+    /// needs the latest backup verified; a failed verification reads error.
     Health {
         /// Only this organisation's repositories.
         org: Option<String>,
     },
-    /// Every backup of a repository in order, with skipped slots and size jumps.
+    /// Every backup of a repository in order with its verification, skipped slots, size jumps
+    /// and restore drills.
     Timeline {
         /// ORG/NAME.
         repo: String,

@@ -1214,13 +1214,45 @@ pub async fn health(
         ("late", s.late.to_string()),
         ("paused", s.paused.to_string()),
         ("incomplete", s.incomplete.to_string()),
+        ("failed verification", s.unverified.to_string()),
+        (
+            "read back in 30 days",
+            format!("{} (overdue: {})", s.readback_current, s.readback_overdue),
+        ),
         ("last backup", or_dash(&s.last_backup_at)),
         ("next scheduled run", or_dash(&s.next_run_at)),
     ]);
+    if !r.drills.is_empty() {
+        println!();
+        output::table(
+            &[
+                "ORGANISATION",
+                "LAST DRILL",
+                "REPOSITORY",
+                "FINISHED",
+                "NEXT",
+                "DETAIL",
+            ],
+            &r.drills
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.org.clone(),
+                        d.status.clone(),
+                        or_dash(&d.repo),
+                        or_dash(&d.finished_at),
+                        or_dash(&d.next_at),
+                        or_dash(&d.detail),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
     Ok(exit::OK)
 }
 
-/// `timeline ORG/NAME`: every backup oldest first, skipped slots in between.
+/// `timeline ORG/NAME`: every backup oldest first with its verification, skipped slots and
+/// drills in between.
 pub async fn timeline(c: &mut Admin, repo: String, out: OutputFormat) -> Result<i32, CliError> {
     let r = c
         .get_timeline(pb::GetTimelineRequest { repo })
@@ -1241,7 +1273,33 @@ pub async fn timeline(c: &mut Admin, repo: String, out: OutputFormat) -> Result<
                 row.push("slot skipped: the previous backup still ran".into());
                 return row;
             }
+            if e.kind == "drill" {
+                let mut row = vec![e.at.clone(), e.backup_id.clone(), "drill".into()];
+                row.push(e.trigger.clone());
+                row.push(e.status.clone());
+                row.extend(std::iter::repeat_n(String::new(), 2));
+                row.push(e.verification.clone());
+                row.push(String::new());
+                row.push(if e.error.is_empty() {
+                    "restore drill".into()
+                } else {
+                    format!("restore drill: {}", e.error)
+                });
+                return row;
+            }
+            let failing: Vec<String> = e
+                .checks
+                .iter()
+                .filter(|c| c.result == "fail" || (c.result == "skipped" && c.incomplete))
+                .map(|c| format!("{} {}", c.name, c.result))
+                .collect();
             let mut note = flag(e.size_jump, "size jump");
+            if !failing.is_empty() {
+                if !note.is_empty() {
+                    note.push_str("; ");
+                }
+                note.push_str(&failing.join(", "));
+            }
             if !e.error.is_empty() {
                 if !note.is_empty() {
                     note.push_str("; ");
