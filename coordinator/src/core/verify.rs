@@ -224,14 +224,10 @@ impl Core {
             batch.stats(&b.repo_id, &stats);
         }
         self.store.apply(batch).await?;
-        let pending = self
-            .store
-            .catalog_pending(Some(&b.repo_id))
-            .await?
-            .iter()
-            .any(|(_, id)| *id == b.id);
-        // A pending object is written later from the store record, which now holds this.
-        if b.status.is_terminal() && !pending {
+        // Written even while the object is still pending: the outbox's create-only write then
+        // finds it and keeps it, and if the outbox wrote first (from an older record), this
+        // replaces it.
+        if b.status.is_terminal() {
             self.rewrite_catalog(b).await?;
         }
         Ok(())
