@@ -79,6 +79,8 @@ pub struct Page {
     pub etag: Option<String>,
     /// The `Link: rel="next"` URL (absolute).
     pub next: Option<String>,
+    /// The `Link: rel="last"` URL (absolute): its `page` is the number of pages.
+    pub last: Option<String>,
     /// The `x-ratelimit-*` headers.
     pub rate: Option<RateSnapshot>,
     /// The server's `Date` (its clock, which `since` cursors are compared with).
@@ -258,6 +260,7 @@ impl GitHubClient {
             body,
             etag: header(&raw.headers, "etag").map(str::to_string),
             next: header(&raw.headers, "link").and_then(next_link),
+            last: header(&raw.headers, "link").and_then(|l| link_rel(l, "last")),
             rate,
             date: header(&raw.headers, "date")
                 .and_then(|d| DateTime::parse_from_rfc2822(d).ok())
@@ -721,9 +724,15 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The `rel="next"` URL of a `Link` header.
 pub fn next_link(link: &str) -> Option<String> {
+    link_rel(link, "next")
+}
+
+/// The URL of relation `rel` in a `Link` header.
+pub fn link_rel(link: &str, rel: &str) -> Option<String> {
+    let wanted = format!("rel=\"{rel}\"");
     link.split(',').find_map(|part| {
-        let (url, rel) = part.split_once(';')?;
-        rel.contains("rel=\"next\"").then(|| {
+        let (url, rels) = part.split_once(';')?;
+        rels.contains(&wanted).then(|| {
             url.trim()
                 .trim_start_matches('<')
                 .trim_end_matches('>')
