@@ -204,6 +204,13 @@ pub enum RepoError {
     },
     #[error("interrupted while {doing}")]
     Interrupted { doing: &'static str },
+    /// rustic_core panicked on the stored data (it unwraps some decryption and decoding
+    /// errors): the data is damaged, and reading it again will not help.
+    #[error("the stored data is damaged (rustic_core failed while {doing}): {message}")]
+    Damaged {
+        doing: &'static str,
+        message: String,
+    },
 }
 
 /// One open repository. Cheap to share behind an `Arc`; methods take `&self`. Backups on one
@@ -513,7 +520,7 @@ impl SnapshotRepo {
                 .map_err(err("restoring"))?;
             Ok(summary)
         };
-        let result = run().and_then(|summary| {
+        let result = guard("restoring", run).and_then(|summary| {
             std::fs::rename(&restored, dest).map_err(|e| io_err(dest, e))?;
             Ok(summary)
         });
@@ -543,8 +550,9 @@ impl SnapshotRepo {
             )));
         }
         let mut out = Vec::with_capacity(usize::try_from(node.meta.size).unwrap_or(0));
-        repo.dump(&node, &mut out)
-            .map_err(err("reading the file"))?;
+        guard("reading a file", || {
+            repo.dump(&node, &mut out).map_err(err("reading the file"))
+        })?;
         Ok(out)
     }
 
@@ -580,8 +588,9 @@ impl SnapshotRepo {
                 continue;
             }
             let mut bytes = Vec::with_capacity(usize::try_from(file.meta.size).unwrap_or(0));
-            repo.dump(&file, &mut bytes)
-                .map_err(err("reading a file"))?;
+            guard("reading a file", || {
+                repo.dump(&file, &mut bytes).map_err(err("reading a file"))
+            })?;
             let rel = path
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -767,6 +776,23 @@ fn snapshot_info(s: &SnapshotFile) -> SnapshotInfo {
 
 /// Finds the node at `path` (`""` or `"/"` = the root tree) by walking the trees, so that a
 /// missing path is reported as such (rustic's own lookup reports it as an internal error).
+/// Runs `f`, turning a panic inside rustic_core (which unwraps some errors on damaged data,
+/// e.g. a blob whose MAC does not check during a restore) into [`RepoError::Damaged`], so a
+/// damaged backup is reported as such instead of taking the calling task down.
+fn guard<T>(doing: &'static str, f: impl FnOnce() -> Result<T, RepoError>) -> Result<T, RepoError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_else(|| "panicked".into());
+            Err(RepoError::Damaged { doing, message })
+        }
+    }
+}
+
 fn find_node<S: rustic_core::IndexedTree>(
     repo: &Repository<S>,
     snap: &SnapshotFile,

@@ -20,3 +20,4 @@ mod retention;
 mod roles;
 mod schedules;
 mod tls;
+mod verification;

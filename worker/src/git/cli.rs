@@ -129,6 +129,31 @@ pub fn push_refs(
     })
 }
 
+/// Rewrites the bare repository at `dir` as one pack of what its refs reach and deletes every
+/// unreachable object (`git repack -a -d`, then `git prune --expire=now`). Only for a mirror no
+/// other process writes to (the worker holds its cache entry).
+pub fn compact(dir: &Path) -> Result<(), GitError> {
+    let home =
+        tempfile::tempdir().map_err(|e| GitError::io("creating a temporary HOME for git", e))?;
+    let local = Remote::anonymous(format!("file://{}", dir.display()));
+    for args in [
+        &["repack", "-a", "-d", "-q"][..],
+        &["prune", "--expire=now"][..],
+    ] {
+        let output = git(&local, home.path(), Some(dir))?
+            .args(args)
+            .output()
+            .map_err(|e| GitError::io(format!("running git {}", args[0]), e))?;
+        if !output.status.success() {
+            return Err(GitError::Other {
+                context: format!("git {} in {}", args[0], dir.display()),
+                detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A `git` command isolated from the environment's git configuration, with the auth header in
 /// the environment only.
 fn git(remote: &Remote, home: &Path, git_dir: Option<&Path>) -> Result<Command, GitError> {

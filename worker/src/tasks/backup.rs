@@ -181,11 +181,35 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
     // also gives the reachable object count the manifest records for drills.
     ctx.progress
         .phase("fsck", "checking the mirror's objects and connectivity");
-    let (fsck, reachable) = {
+    let (fsck, report) = {
         let (entry, interrupt) = (entry.clone(), ctx.lease.interrupt.clone());
-        blocking(move || Ok(crate::verify::git_fsck(&entry, &interrupt))).await?
+        blocking(move || {
+            let (check, report) = crate::verify::git_fsck(&entry, &interrupt);
+            match &report {
+                // A quarter of the mirror is no longer reachable: the source rewrote or dropped
+                // history (or fetches left many duplicate delta bases). gix never repacks, so
+                // without this every later backup would carry the old objects, and a source
+                // that lost nine tenths of its history would look unchanged in size
+                // (size_match could not see it). Earlier backups keep them. A quarter, not any:
+                // a repack rewrites every pack, so the next snapshot stores the mirror anew.
+                Some(r)
+                    if check.result == crate::verify::Outcome::Pass
+                        && r.reachable.saturating_mul(4) < r.objects.saturating_mul(3) =>
+                {
+                    tracing::info!(
+                        objects = r.objects,
+                        reachable = r.reachable,
+                        "compacting the mirror: a quarter of its objects are unreachable"
+                    );
+                    git::compact(&entry.join(manifest::CODE_DIR))?;
+                    Ok(crate::verify::git_fsck(&entry, &interrupt))
+                }
+                _ => Ok((check, report)),
+            }
+        })
+        .await?
     };
-    counts.objects = reachable.unwrap_or(0);
+    counts.objects = report.map_or(0, |r| r.reachable);
     let source_state = Some(SourceState {
         refs: fetched.advertised.clone(),
         default_branch: if github {

@@ -63,7 +63,10 @@ impl From<GitError> for TaskError {
 
 impl From<RepoError> for TaskError {
     fn from(e: RepoError) -> Self {
-        let retryable = !matches!(e, RepoError::WrongPassword { .. });
+        let retryable = !matches!(
+            e,
+            RepoError::WrongPassword { .. } | RepoError::Damaged { .. }
+        );
         Self {
             message: format!("snapshot repository: {e}"),
             retryable,

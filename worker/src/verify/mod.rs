@@ -94,9 +94,9 @@ impl Check {
     }
 }
 
-/// `git_fsck` over `tree/code.git` and, when present, `tree/wiki.git`. Also returns the number
-/// of objects reachable from code.git's refs (the manifest records it for drills).
-pub fn git_fsck(tree: &Path, interrupt: &AtomicBool) -> (Check, Option<u64>) {
+/// `git_fsck` over `tree/code.git` and, when present, `tree/wiki.git`. Also returns code.git's
+/// report (the manifest records its reachable object count for drills).
+pub fn git_fsck(tree: &Path, interrupt: &AtomicBool) -> (Check, Option<git::FsckReport>) {
     let code = tree.join(CODE_DIR);
     if !code.join("HEAD").exists() {
         return (
@@ -114,7 +114,7 @@ pub fn git_fsck(tree: &Path, interrupt: &AtomicBool) -> (Check, Option<u64>) {
         match git::fsck(&dir, interrupt) {
             Ok(r) => {
                 if label == "code.git" {
-                    reachable = Some(r.reachable);
+                    reachable = Some(r.clone());
                 }
                 summary.push(format!(
                     "{label}: {} objects, {} reachable from {} refs",
