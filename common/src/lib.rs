@@ -12,3 +12,4 @@ pub mod storage;
 pub mod telemetry;
 pub mod timing;
 pub mod tls;
+pub mod units;

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use repovault_common::units::human_bytes as human;
 use repovault_proto::v1 as pb;
 
 use crate::model::{CheckOutcome, CheckResult, Verification, VerifyStatus};
@@ -338,21 +339,6 @@ pub fn readback_overdue(last_readback_at_ms: Option<i64>, now_ms: i64, max_age: 
 /// visit every `every` none waits longer than `max_age`.
 pub fn rotation_pack_age(max_age: Duration, every: Duration) -> Duration {
     max_age.saturating_sub(every)
-}
-
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 #[cfg(test)]

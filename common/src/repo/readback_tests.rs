@@ -8,60 +8,19 @@ use std::time::Instant;
 
 use super::*;
 
-const PASSWORD: &str = "correct horse battery staple";
+use super::tests::{Env, PASSWORD};
 
-struct Env {
-    rt: tokio::runtime::Runtime,
-    storage: tempfile::TempDir,
-    work: tempfile::TempDir,
-    spec: RepoSpec,
-    password: Secret,
+/// What the read-back tests add to the shared fixture.
+trait ReadBackEnv {
+    fn open_repo(&self) -> SnapshotRepo;
+    fn pack_file(&self, pack: &str) -> PathBuf;
 }
 
-impl Env {
-    /// A runtime entered on the test thread (not one of its workers, as with spawn_blocking)
-    /// and an fs operator rooted at a tempdir.
-    fn new() -> (Env, tokio::runtime::EnterGuard<'static>) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let handle: &'static tokio::runtime::Handle = Box::leak(Box::new(rt.handle().clone()));
-        let guard = handle.enter();
-        let storage = tempfile::tempdir().expect("tempdir");
-        let work = tempfile::tempdir().expect("tempdir");
-        let root = storage.path().to_str().expect("utf-8 tempdir");
-        let operator =
-            opendal::Operator::new(opendal::services::Fs::default().root(root)).expect("fs");
-        let spec = RepoSpec {
-            operator,
-            path: "org-1/repo-1".into(),
-        };
-        (
-            Env {
-                rt,
-                storage,
-                work,
-                spec,
-                password: Secret::new(PASSWORD),
-            },
-            guard,
-        )
-    }
-
-    fn repo_dir(&self) -> PathBuf {
-        self.storage.path().join("org-1/repo-1")
-    }
-
-    fn open(&self) -> SnapshotRepo {
+impl ReadBackEnv for Env {
+    fn open_repo(&self) -> SnapshotRepo {
         SnapshotRepo::open(&self.spec, RepoKey::Password(&self.password), true)
             .expect("open")
             .0
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.work.path().join(name)
     }
 
     fn pack_file(&self, pack: &str) -> PathBuf {
@@ -178,7 +137,7 @@ fn read_back(repo: &SnapshotRepo, packs: &[String]) -> ReadBackReport {
 fn backed_up(env: &Env, seed: u64) -> (SnapshotRepo, String, SnapshotPacks) {
     let src = env.path("src");
     make_source(&src, seed);
-    let repo = env.open();
+    let repo = env.open_repo();
     let snap = repo.backup(&src, &request(), &no_fence).expect("backup");
     let packs = repo
         .snapshot_packs(&snap.snapshot_id)
@@ -505,7 +464,7 @@ fn ledger_save_load_and_corrupt_file() {
 fn rotation_reads_every_pack_once() {
     const DAY: i64 = 24 * 3600 * 1000;
     let (env, _g) = Env::new();
-    let repo = env.open();
+    let repo = env.open_repo();
     for seed in 0..5u64 {
         let src = env.path(&format!("src{seed}"));
         std::fs::create_dir_all(&src).expect("mkdir");

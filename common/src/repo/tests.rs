@@ -6,20 +6,21 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(super) const PASSWORD: &str = "correct horse battery staple";
 
-struct Env {
-    _rt: tokio::runtime::Runtime,
-    storage: tempfile::TempDir,
-    work: tempfile::TempDir,
-    spec: RepoSpec,
-    password: Secret,
+/// A repository in a tempdir and a runtime to call it from (shared with `readback_tests`).
+pub(super) struct Env {
+    pub(super) rt: tokio::runtime::Runtime,
+    pub(super) storage: tempfile::TempDir,
+    pub(super) work: tempfile::TempDir,
+    pub(super) spec: RepoSpec,
+    pub(super) password: Secret,
 }
 
 impl Env {
     /// A runtime (entered on the test thread, which is not one of its workers, as with
     /// spawn_blocking) and an fs operator rooted at a tempdir.
-    fn new() -> (Env, tokio::runtime::EnterGuard<'static>) {
+    pub(super) fn new() -> (Env, tokio::runtime::EnterGuard<'static>) {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -39,7 +40,7 @@ impl Env {
         };
         (
             Env {
-                _rt: rt,
+                rt,
                 storage,
                 work,
                 spec,
@@ -49,7 +50,7 @@ impl Env {
         )
     }
 
-    fn repo_dir(&self) -> PathBuf {
+    pub(super) fn repo_dir(&self) -> PathBuf {
         self.storage.path().join("org-1/repo-1")
     }
 
@@ -57,7 +58,7 @@ impl Env {
         SnapshotRepo::open(&self.spec, RepoKey::Password(&self.password), true).expect("open")
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(super) fn path(&self, name: &str) -> PathBuf {
         self.work.path().join(name)
     }
 }

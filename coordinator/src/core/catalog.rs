@@ -32,13 +32,7 @@ impl Core {
         if self.storage.exists(&path).await? {
             return Ok(());
         }
-        let doc = CatalogDoc {
-            catalog_format: CATALOG_FORMAT,
-            backup: b.clone(),
-        };
-        let bytes = serde_json::to_vec_pretty(&doc)
-            .map_err(|e| crate::error::CoreError::Internal(e.to_string()))?;
-        self.storage.write(&path, bytes).await?;
+        self.storage.write(&path, catalog_bytes(b)?).await?;
         Ok(())
     }
 
@@ -48,13 +42,7 @@ impl Core {
     pub(crate) async fn rewrite_catalog(&self, b: &BackupRecord) -> CoreResult<()> {
         debug_assert!(b.status.is_terminal());
         let path = catalog_object_path(&b.org_id, &b.repo_id, &b.id);
-        let doc = CatalogDoc {
-            catalog_format: CATALOG_FORMAT,
-            backup: b.clone(),
-        };
-        let bytes = serde_json::to_vec_pretty(&doc)
-            .map_err(|e| crate::error::CoreError::Internal(e.to_string()))?;
-        self.storage.write(&path, bytes).await?;
+        self.storage.write(&path, catalog_bytes(b)?).await?;
         Ok(())
     }
 
@@ -175,6 +163,15 @@ impl Core {
         }
         Ok((repos.len() as u64, backups))
     }
+}
+
+/// The catalog document of a backup.
+fn catalog_bytes(b: &BackupRecord) -> CoreResult<Vec<u8>> {
+    let doc = CatalogDoc {
+        catalog_format: CATALOG_FORMAT,
+        backup: b.clone(),
+    };
+    serde_json::to_vec_pretty(&doc).map_err(|e| crate::error::CoreError::Internal(e.to_string()))
 }
 
 fn parse_doc(path: &str, bytes: &[u8]) -> CoreResult<BackupRecord> {

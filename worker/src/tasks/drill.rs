@@ -229,14 +229,10 @@ fn item_counts(repo: &SnapshotRepo, snapshot_id: &str, work: &Path, manifest: &M
             format!("meta/ cannot be restored from the snapshot: {e}"),
         );
     }
-    let mut payloads = metadata::Payloads::new();
-    for dir in ["releases", "attachments"] {
-        match repo.list_files(snapshot_id, dir) {
-            Ok(files) => payloads.extend(files.into_iter().map(|(p, s)| (format!("{dir}/{p}"), s))),
-            Err(RepoError::PathNotFound { .. }) => {}
-            Err(e) => return Check::fail(ITEM_COUNTS, format!("{dir}/ cannot be listed: {e}")),
-        }
-    }
+    let payloads = match metadata::stored_payloads(repo, snapshot_id) {
+        Ok(p) => p,
+        Err((dir, e)) => return Check::fail(ITEM_COUNTS, format!("{dir}/ cannot be listed: {e}")),
+    };
     let reading = metadata::read(work, &payloads);
     let mut problems = reading.problems;
     problems.extend(metadata::count_mismatches(

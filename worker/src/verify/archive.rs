@@ -170,14 +170,13 @@ pub fn stored(
             Err(e) => unrestorable.push((dir, e.to_string())),
         }
     }
-    let mut payloads = metadata::Payloads::new();
-    for dir in ["releases", "attachments"] {
-        match repo.list_files(snapshot_id, dir) {
-            Ok(files) => payloads.extend(files.into_iter().map(|(p, s)| (format!("{dir}/{p}"), s))),
-            Err(RepoError::PathNotFound { .. }) => {}
-            Err(e) => unrestorable.push((dir, e.to_string())),
+    let payloads = match metadata::stored_payloads(repo, snapshot_id) {
+        Ok(p) => p,
+        Err((dir, e)) => {
+            unrestorable.push((dir, e.to_string()));
+            metadata::Payloads::new()
         }
-    }
+    };
     let mut checks = vec![zip];
     let failed_to_restore = |dirs: &[&str]| {
         let why: Vec<String> = unrestorable
@@ -244,17 +243,4 @@ pub fn rotate(
     })
 }
 
-pub(crate) fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+pub(crate) use repovault_common::units::human_bytes as human;

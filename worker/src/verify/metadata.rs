@@ -357,6 +357,27 @@ pub fn summarise(problems: &[String]) -> String {
     s
 }
 
+/// Sizes of the files a snapshot holds under `releases/` and `attachments/` (read from its
+/// listing, nothing restored). `Err` names the directory that could not be listed.
+pub fn stored_payloads(
+    repo: &repovault_common::repo::SnapshotRepo,
+    snapshot_id: &str,
+) -> Result<Payloads, (&'static str, repovault_common::repo::RepoError)> {
+    use repovault_common::repo::RepoError;
+    let mut payloads = Payloads::new();
+    for dir in PAYLOAD_DIRS {
+        match repo.list_files(snapshot_id, dir) {
+            Ok(files) => payloads.extend(files.into_iter().map(|(p, s)| (format!("{dir}/{p}"), s))),
+            Err(RepoError::PathNotFound { .. }) => {}
+            Err(e) => return Err((dir, e)),
+        }
+    }
+    Ok(payloads)
+}
+
+/// Where the files metadata documents name are stored.
+pub const PAYLOAD_DIRS: [&str; 2] = ["releases", "attachments"];
+
 /// Sizes of every file under `dirs` (relative to `tree`) on disk.
 pub fn local_payloads(tree: &Path, dirs: &[&str]) -> Payloads {
     let mut out = Payloads::new();

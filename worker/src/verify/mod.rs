@@ -152,7 +152,7 @@ pub fn tree_checks(
 /// The tree checks on the cache entry a backup just stored (`git_fsck` already ran before the
 /// snapshot, to record the reachable object count; it is passed in).
 pub fn local_checks(entry: &Path, manifest: &Manifest, fsck: Check) -> Vec<Check> {
-    let payloads = metadata::local_payloads(entry, &["releases", "attachments"]);
+    let payloads = metadata::local_payloads(entry, &metadata::PAYLOAD_DIRS);
     vec![
         fsck,
         metadata::check(entry, manifest, &payloads),
