@@ -423,7 +423,7 @@ impl Core {
                 batch.restore(&r);
             }
             TaskKind::Verify => {
-                proto.verify = Some(self.lease_verify(&task, &repo).await?);
+                proto.verify = Some(self.lease_verify(&task, &mut batch).await?);
             }
             TaskKind::Drill => {
                 proto.drill = Some(self.lease_drill(&task, &mut batch).await?);

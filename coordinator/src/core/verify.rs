@@ -143,11 +143,14 @@ impl Core {
         Ok((b, task.record.id))
     }
 
-    /// The lease of a verify task: its spec, and a manual run marked running.
+    /// The lease of a verify task: its spec, and a manual run marked running in the store (in
+    /// `batch`, the lease's own transaction; the catalog object follows when it finishes). A
+    /// backup deleted since the task was queued leases with no snapshot, which the worker
+    /// refuses for good: the task ends instead of blocking the queue.
     pub(super) async fn lease_verify(
         &self,
         task: &TaskRecord,
-        repo: &RepoRecord,
+        batch: &mut Batch,
     ) -> CoreResult<pb::VerifySpec> {
         let max_age = v::rotation_pack_age(
             self.verification.read().readback_max_age,
@@ -160,15 +163,19 @@ impl Core {
                 ..Default::default()
             });
         }
-        let mut b = self
-            .backup_record(&task.subject_id)
-            .await?
-            .ok_or_else(|| not_found("backup", task.subject_id.clone()))?;
-        let _ = repo;
+        let Some(mut b) = self.backup_record(&task.subject_id).await? else {
+            return Ok(pb::VerifySpec {
+                backup_id: task.subject_id.clone(),
+                mode: MODE_MANUAL.into(),
+                ..Default::default()
+            });
+        };
         if let Some(ver) = b.verification.as_mut() {
             ver.status = VerifyStatus::Running;
         }
-        self.save_verification(&b).await?;
+        if self.store.backup(&b.repo_id, &b.id).await?.is_some() {
+            batch.backup(&b);
+        }
         Ok(pb::VerifySpec {
             backup_id: b.id.clone(),
             snapshot_id: b.snapshot_id.clone().unwrap_or_default(),

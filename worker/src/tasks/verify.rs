@@ -61,7 +61,10 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::VerifyResu
         }
         "manual" => {
             if spec.snapshot_id.is_empty() {
-                return Err(TaskError::permanent("verify task names no snapshot"));
+                return Err(TaskError::permanent(format!(
+                    "backup {} is gone (deleted since the verification was asked for)",
+                    spec.backup_id
+                )));
             }
             let work = ctx.scratch.join(format!(
                 "verify-{}",
