@@ -323,55 +323,8 @@ pub async fn drill_loop(core: Arc<Core>, stop: tokio_util::sync::CancellationTok
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use repovault_common::crypto::MasterKey;
-    use repovault_common::storage::StorageConfig;
-    use repovault_common::timing::Timing;
-
     use super::*;
-    use crate::core::CoreParts;
-    use crate::kv::{KvBackend, MemoryKv};
-    use crate::model::{RepoStats, VerifyStatus};
-    use crate::store::Store;
-
-    fn utc(s: &str) -> i64 {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .expect("time")
-            .timestamp_millis()
-    }
-
-    async fn core(dir: &std::path::Path) -> Arc<Core> {
-        let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        Core::new(
-            CoreParts {
-                store: Store::new(kv),
-                storage_config: StorageConfig::fs(dir.display().to_string()),
-                master: MasterKey::generate(),
-                timing: Timing::new(Duration::from_secs(5)).expect("timing"),
-                max_attempts: 3,
-            },
-            tx,
-        )
-        .await
-        .expect("core")
-    }
-
-    /// A completed backup of `repo` in the store, as a completion leaves it.
-    async fn completed_backup(c: &Core, repo: &RepoRecord, at: i64) -> String {
-        let mut b = super::super::tasks::new_backup(repo, "full", "manual", 8, "t", at);
-        b.status = Status::Completed;
-        b.finished_at_ms = Some(at);
-        b.snapshot_id = Some("ab".repeat(32));
-        let mut stats = RepoStats::default();
-        stats.record(&b);
-        stats.last_success_verification = Some(VerifyStatus::Verified);
-        let mut batch = Batch::default();
-        batch.backup(&b).stats(&repo.id, &stats);
-        c.store.apply(batch).await.expect("apply");
-        b.id
-    }
+    use crate::core::testing::{completed_backup, core, utc};
 
     async fn drill_tasks(c: &Core) -> Vec<TaskRecord> {
         c.queue_snapshot()

@@ -22,6 +22,8 @@ pub mod schedules;
 pub mod verify;
 pub use restores::{RestoreRequest, VALID_COMBINATIONS, check_combination};
 mod tasks;
+#[cfg(test)]
+mod testing;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

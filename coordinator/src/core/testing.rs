@@ -1,0 +1,55 @@
+//! Helpers for the core's unit tests: a core on a memory store, records as a completion
+//! leaves them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use repovault_common::crypto::MasterKey;
+use repovault_common::storage::StorageConfig;
+use repovault_common::timing::Timing;
+
+use super::{Core, CoreParts};
+use crate::kv::{KvBackend, MemoryKv};
+use crate::model::{RepoRecord, Status, VerifyStatus};
+use crate::store::{Batch, Store};
+
+pub(crate) fn utc(s: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .expect("time")
+        .timestamp_millis()
+}
+
+/// A core on a memory store, with fs storage under `dir`.
+pub(crate) async fn core(dir: &std::path::Path) -> Arc<Core> {
+    let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    Core::new(
+        CoreParts {
+            store: Store::new(kv),
+            storage_config: StorageConfig::fs(dir.display().to_string()),
+            master: MasterKey::generate(),
+            timing: Timing::new(Duration::from_secs(5)).expect("timing"),
+            max_attempts: 3,
+        },
+        tx,
+    )
+    .await
+    .expect("core")
+}
+
+/// A completed, verified backup of `repo` finished at `at`, in the store as a completion
+/// leaves it (record and stats); returns its id.
+pub(crate) async fn completed_backup(c: &Core, repo: &RepoRecord, at: i64) -> String {
+    let mut b = super::tasks::new_backup(repo, "full", "manual", 8, "t", at);
+    b.status = Status::Completed;
+    b.finished_at_ms = Some(at);
+    b.snapshot_id = Some("ab".repeat(32));
+    b.size_bytes = 1000;
+    let mut stats = c.store.stats(&repo.id).await.expect("stats");
+    stats.record(&b);
+    stats.last_success_verification = Some(VerifyStatus::Verified);
+    let mut batch = Batch::default();
+    batch.backup(&b).stats(&repo.id, &stats);
+    c.store.apply(batch).await.expect("apply");
+    b.id
+}
