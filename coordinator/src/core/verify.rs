@@ -268,13 +268,16 @@ impl Core {
         metrics::gauge!("repovault_readback_repos", "state" => "current").set(current as f64);
         metrics::gauge!("repovault_readback_repos", "state" => "overdue").set(overdue as f64);
         metrics::gauge!("repovault_readback_due_repos").set(due.len() as f64);
-        let active = self
+        let active: std::collections::HashSet<String> = self
             .queue_snapshot()
             .await
-            .iter()
+            .into_iter()
             .filter(|(t, _)| t.mode.as_deref() == Some(MODE_ROTATION))
-            .count();
-        let room = opts.rotation_concurrency.saturating_sub(active);
+            .map(|(t, _)| t.repo_id)
+            .collect();
+        let room = opts.rotation_concurrency.saturating_sub(active.len());
+        // A repository being visited is not due twice: the room goes to the next ones.
+        due.retain(|(_, r)| !active.contains(&r.id));
         due.sort_by_key(|(last, r)| (*last, r.id.clone()));
         let mut queued = 0;
         for (_, repo) in due.into_iter().take(room) {
@@ -613,6 +616,91 @@ mod tests {
             .expect("a lease, not an error")
             .expect("leased");
         assert!(t.verify.expect("spec").snapshot_id.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_rotation_visits_due_repositories_oldest_first_at_most_two_at_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let c = core(dir.path()).await;
+        c.add_org("acme", "git").await.expect("org");
+        let day = 86_400_000;
+        let mut repos = Vec::new();
+        for i in 0..5 {
+            let r = c
+                .add_repo(&format!("acme/r{i}"), "file:///r", None)
+                .await
+                .expect("repo");
+            // r0 first backed up longest ago.
+            completed_backup(&c, &r, 1_000 + i64::from(i) * day).await;
+            repos.push(r);
+        }
+        c.add_repo("acme/never", "file:///n", None)
+            .await
+            .expect("never backed up");
+        let rotations = || async {
+            c.queue_snapshot()
+                .await
+                .into_iter()
+                .map(|(t, _)| t)
+                .filter(|t| t.mode.as_deref() == Some(MODE_ROTATION))
+                .collect::<Vec<_>>()
+        };
+        // Six days after the first backup: nothing is due (visits every 7 days).
+        assert_eq!(c.run_rotation_once(1_000 + 6 * day).await.expect("pass"), 0);
+        // Much later: all five are due, two are queued, the oldest first.
+        let now = 1_000 + 40 * day;
+        assert_eq!(c.run_rotation_once(now).await.expect("pass"), 2);
+        let queued: Vec<String> = rotations()
+            .await
+            .iter()
+            .map(|t| t.repo_id.clone())
+            .collect();
+        let mut want = vec![repos[0].id.clone(), repos[1].id.clone()];
+        want.sort();
+        let mut got = queued.clone();
+        got.sort();
+        assert_eq!(got, want);
+        // While they are in flight, nothing more.
+        assert_eq!(c.run_rotation_once(now).await.expect("pass"), 0);
+        // A visit finishes: the next oldest takes its place, and the visited one is not due
+        // again until a week later.
+        let t = rotations()
+            .await
+            .into_iter()
+            .find(|t| t.repo_id == repos[0].id)
+            .expect("r0");
+        c.finish_verify(
+            &t,
+            Some(&pb::VerifyResult {
+                packs_read: 4,
+                bytes_read: 400,
+                packs_total: 4,
+                ..Default::default()
+            }),
+            None,
+        )
+        .await
+        .expect("finish");
+        c.cancel_task(&t.id, "visited").await.expect("done");
+        let m = c
+            .store
+            .maintenance(&repos[0].id)
+            .await
+            .expect("maintenance");
+        assert!(
+            m.last_readback_at_ms.is_some() && m.readback_damage.is_none(),
+            "{m:?}"
+        );
+        assert_eq!(c.run_rotation_once(now).await.expect("pass"), 1);
+        let got: Vec<String> = rotations()
+            .await
+            .iter()
+            .map(|t| t.repo_id.clone())
+            .collect();
+        assert!(
+            got.contains(&repos[2].id) && !got.contains(&repos[0].id),
+            "{got:?}"
+        );
     }
 
     #[tokio::test]
