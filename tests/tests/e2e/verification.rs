@@ -360,6 +360,29 @@ async fn verification_plain_git_sound_passes_and_each_break_fails_its_check() {
     let o = cli(&c, &["backup", "verify", &gone.id]);
     assert_eq!(o.status.code(), Some(5));
     assert!(stdout(&o).contains("zip_integrity"), "{}", stdout(&o));
+    // The snapshot file itself gone: every check fails, saying the backup cannot be restored
+    // (not "could not run", and not retried).
+    let snapshot = gone.snapshot_id.clone().unwrap();
+    std::fs::remove_file(repo_dir(&c, &gone).join("snapshots").join(&snapshot)).unwrap();
+    let o = cli(&c, &["--output", "json", "backup", "verify", &gone.id]);
+    assert_eq!(o.status.code(), Some(5), "{}\n{}", stdout(&o), stderr(&o));
+    let b = json_of(&o);
+    for name in [
+        "zip_integrity",
+        "git_fsck",
+        "metadata_valid",
+        "commit_count_match",
+    ] {
+        let ch = json_check(&b, name);
+        assert_eq!(ch["result"], "fail", "{name}: {b:#}");
+        assert!(
+            ch["detail"]
+                .as_str()
+                .unwrap()
+                .contains("missing from storage"),
+            "{name}: {b:#}"
+        );
+    }
 
     // 4. An object gone from the mirror before the snapshot: the packs of the cache entry
     // unpacked into loose objects, one blob's file deleted; nothing new at the source.

@@ -131,8 +131,8 @@ fn listing_differences(
 /// The on-demand verification of a stored backup: every pack the snapshot references read
 /// back, then `code.git`, `wiki.git` and `meta/` restored into `scratch` for the tree checks.
 /// A part that cannot be restored fails the check that needed it, naming why; the others still
-/// run. `Err` only when the repository cannot be used at all (wrong key, storage down, the
-/// snapshot gone).
+/// run. A snapshot gone from storage fails every check (the backup cannot be restored). `Err`
+/// only when the repository cannot be used at all (wrong key, storage down).
 pub fn stored(
     repo: &SnapshotRepo,
     snapshot_id: &str,
@@ -140,7 +140,23 @@ pub fn stored(
     ledger: &mut ReadBackLedger,
     how: &Reading<'_>,
 ) -> Result<(Vec<super::Check>, ReadStats), RepoError> {
-    let (zip, stats) = zip_integrity(repo, snapshot_id, ledger, Selection::All, None, how)?;
+    let (zip, stats) = match zip_integrity(repo, snapshot_id, ledger, Selection::All, None, how) {
+        Err(RepoError::SnapshotNotFound(id)) => {
+            let gone =
+                format!("snapshot {id} is missing from storage: the backup cannot be restored");
+            let checks = [
+                ZIP_INTEGRITY,
+                super::GIT_FSCK,
+                super::METADATA_VALID,
+                super::COMMIT_COUNT_MATCH,
+            ]
+            .into_iter()
+            .map(|name| Check::fail(name, gone.clone()))
+            .collect();
+            return Ok((checks, ReadStats::default()));
+        }
+        other => other?,
+    };
     let manifest = match repo.read_file(snapshot_id, manifest::MANIFEST_FILE) {
         Ok(bytes) => Manifest::from_json(&bytes).map_err(|e| e.to_string()),
         Err(e @ (RepoError::SnapshotNotFound(_) | RepoError::WrongPassword { .. })) => {
