@@ -17,8 +17,9 @@ use super::*;
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-/// A `git` command isolated from the user's configuration, with a fixed identity.
-fn git_cmd(dir: &Path) -> Command {
+/// A `git` command isolated from the user's configuration, with a fixed identity (shared with
+/// `fsck_tests`).
+pub(super) fn git_cmd(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("GIT_") {
@@ -38,12 +39,14 @@ fn git_cmd(dir: &Path) -> Command {
             "init.defaultBranch=main",
             "-c",
             "core.quotePath=false",
+            "-c",
+            "advice.nestedTag=false",
         ]);
     cmd
 }
 
 /// Runs git in `dir`, asserts success, returns stdout.
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(super) fn git(dir: &Path, args: &[&str]) -> String {
     let out = git_cmd(dir).args(args).output().expect("run git");
     assert!(
         out.status.success(),
@@ -54,7 +57,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
-fn commit_file(dir: &Path, name: &str, content: &[u8], message: &str) {
+pub(super) fn commit_file(dir: &Path, name: &str, content: &[u8], message: &str) {
     let path = dir.join(name);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).expect("mkdir");
@@ -65,7 +68,7 @@ fn commit_file(dir: &Path, name: &str, content: &[u8], message: &str) {
 }
 
 /// Incompressible bytes, deterministic.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
+pub(super) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed | 1;
     (0..len)
         .map(|_| {
