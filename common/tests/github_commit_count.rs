@@ -5,37 +5,20 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use support::{OWNER, endpoint, start};
 
 use chrono::{DateTime, Utc};
 use forge_sim::ForgeSim;
-use forge_sim::seed::Seed;
 use repovault_common::forge::github::{
-    Admission, ForgeError, GitHubClient, GitHubEndpoint, RateGate, RateSnapshot, commit_count,
+    Admission, ForgeError, GitHubClient, RateGate, RateSnapshot, commit_count,
 };
 use repovault_common::secret::Secret;
-
-/// The owner's token in seeds/acme.toml.
-const OWNER: &str = "ghp_acmeOwner0000000000000000000000000";
-
-async fn start() -> ForgeSim {
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/forge-sim/seeds/acme.toml");
-    let seed = Seed::from_file(&seed).unwrap();
-    ForgeSim::start(&seed, "127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap()
-}
-
-fn endpoint(sim: &ForgeSim) -> GitHubEndpoint {
-    GitHubEndpoint {
-        api_url: sim.ready().api_url.clone(),
-        ca_cert_pem: Some(std::fs::read_to_string(&sim.ready().ca_cert).unwrap()),
-    }
-}
 
 /// Counts admissions, to show every request went through the gate.
 #[derive(Default)]

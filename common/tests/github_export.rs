@@ -2,40 +2,20 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use support::{DEV, OWNER, endpoint, seed_path, start};
 
 use forge_sim::ForgeSim;
 use forge_sim::seed::Seed;
 use repovault_common::forge::github::{
-    Counts, ExportMode, ExportReport, GitHubClient, GitHubEndpoint, RateObserver, RateSnapshot,
-    export_repo, list_org_repos, mint_installation_token,
+    Counts, ExportMode, ExportReport, GitHubClient, RateObserver, RateSnapshot, export_repo,
+    list_org_repos, mint_installation_token,
 };
 use repovault_common::secret::Secret;
-
-/// Tokens of seeds/acme.toml.
-const OWNER: &str = "ghp_acmeOwner0000000000000000000000000";
-const DEV: &str = "ghp_acmeDev000000000000000000000000000";
-
-fn seed_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/forge-sim/seeds/acme.toml")
-}
-
-async fn start() -> ForgeSim {
-    let seed = Seed::from_file(&seed_path()).unwrap();
-    ForgeSim::start(&seed, "127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap()
-}
-
-fn endpoint(sim: &ForgeSim) -> GitHubEndpoint {
-    GitHubEndpoint {
-        api_url: sim.ready().api_url.clone(),
-        ca_cert_pem: Some(std::fs::read_to_string(&sim.ready().ca_cert).unwrap()),
-    }
-}
 
 fn client(sim: &ForgeSim, token: &str) -> GitHubClient {
     GitHubClient::new(&endpoint(sim), Secret::new(token)).unwrap()

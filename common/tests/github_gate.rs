@@ -5,38 +5,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::{OWNER, endpoint, start};
 
 use chrono::{DateTime, Utc};
-use forge_sim::ForgeSim;
 use forge_sim::options::Failure;
-use forge_sim::seed::Seed;
 use repovault_common::forge::github::{
     Admission, ForgeError, GitHubClient, GitHubEndpoint, RateGate, RateSnapshot, TokenSource,
     list_org_repos, mint_installation_token,
 };
 use repovault_common::secret::Secret;
-
-/// The owner's token in seeds/acme.toml.
-const OWNER: &str = "ghp_acmeOwner0000000000000000000000000";
-
-async fn start() -> ForgeSim {
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/forge-sim/seeds/acme.toml");
-    let seed = Seed::from_file(&seed).unwrap();
-    ForgeSim::start(&seed, "127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap()
-}
-
-fn endpoint(sim: &ForgeSim) -> GitHubEndpoint {
-    GitHubEndpoint {
-        api_url: sim.ready().api_url.clone(),
-        ca_cert_pem: Some(std::fs::read_to_string(&sim.ready().ca_cert).unwrap()),
-    }
-}
 
 #[derive(Default)]
 struct CountingGate {

@@ -5,9 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use support::{OWNER, seed_path};
 
 use base64::Engine as _;
 use forge_sim::ForgeSim;
@@ -19,13 +21,6 @@ use repovault_common::forge::github::{
 };
 use repovault_common::secret::Secret;
 use serde_json::{Value, json};
-
-/// The seed's owner token (seeds/acme.toml).
-const OWNER: &str = "ghp_acmeOwner0000000000000000000000000";
-
-fn seed_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/forge-sim/seeds/acme.toml")
-}
 
 /// The simulator with GitHub's content-creation limits raised: the restores here create a few
 /// hundred items, which GitHub's 80/min would stretch to minutes (pacing is tested apart).
