@@ -516,6 +516,7 @@ pub async fn backup(c: &mut Admin, cmd: BackupCmd, out: OutputFormat) -> Result<
                     "TYPE",
                     "TRIGGER",
                     "STATUS",
+                    "VERIFIED",
                     "CREATED",
                     "SIZE",
                     "ADDED",
@@ -527,6 +528,9 @@ pub async fn backup(c: &mut Admin, cmd: BackupCmd, out: OutputFormat) -> Result<
                         b.r#type.clone(),
                         b.trigger.clone(),
                         b.status.clone(),
+                        b.verification
+                            .as_ref()
+                            .map_or_else(|| "-".to_string(), |v| v.status.clone()),
                         b.created_at.clone(),
                         human_bytes(b.size_bytes),
                         human_bytes(b.added_bytes),

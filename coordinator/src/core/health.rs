@@ -331,6 +331,26 @@ impl Core {
                     .set(age);
             }
         }
+        // Verification (issue 7): repositories whose latest backup failed it, and per
+        // organisation whether its latest drill passed (1) or not (0; absent before the first).
+        let unverified = rows
+            .iter()
+            .filter(|(_, st, _)| st.last_success_verification == Some(VerifyStatus::Failed))
+            .count();
+        metrics::gauge!("repovault_repos_unverified").set(unverified as f64);
+        for org in self.store.orgs().await? {
+            let latest = self
+                .store
+                .drills(&org.id)
+                .await?
+                .into_iter()
+                .filter(|d| d.status.is_terminal())
+                .max_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
+            if let Some(d) = latest {
+                let passed = if d.outcome() == "passed" { 1.0 } else { 0.0 };
+                metrics::gauge!("repovault_drill_passed", "org" => org.name.clone()).set(passed);
+            }
+        }
         Ok(())
     }
 }

@@ -31,7 +31,7 @@ fn json(o: &Output) -> serde_json::Value {
     })
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+pub(crate) async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
@@ -188,6 +188,10 @@ async fn health_states_summary_timeline_and_metrics() {
         "repovault_repos{state=\"paused\"}",
         "repovault_queue_depth{priority=",
         "repovault_lease_expiries_total",
+        // Verification (issue 7).
+        "repovault_repos_unverified 0",
+        "repovault_verifications_total{run=\"automatic\",status=\"verified\"}",
+        "repovault_readback_repos{state=\"overdue\"}",
     ] {
         assert!(body.contains(name), "{name} missing:\n{body}");
     }

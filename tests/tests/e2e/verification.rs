@@ -636,7 +636,7 @@ fn age_ledger(repo: &Path, age_ms: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verification_drills_pass_then_fail_and_the_rotation_finds_a_damaged_pack() {
-    let c = Cluster::start(1).await.unwrap();
+    let c = Cluster::start_with_http(1).await.unwrap();
     let core = c.core().clone();
     let src = tempfile::tempdir().unwrap();
     for name in ["ok", "broken", "rot"] {
@@ -698,6 +698,11 @@ async fn verification_drills_pass_then_fail_and_the_rotation_finds_a_damaged_pac
     let hd = health_drill(&c, "acme");
     assert_eq!(hd["status"], "passed", "{hd:#}");
     assert_eq!(hd["repo"], "acme/ok", "{hd:#}");
+    let metrics = super::health::http_get(c.http_addr().unwrap(), "/metrics").await;
+    assert!(
+        metrics.contains("repovault_drill_passed{org=\"acme\"} 1"),
+        "{metrics}"
+    );
 
     // A drill of a backup with a pack deleted from storage fails, saying why.
     let (pack, pack_id) = largest_pack(&repo_dir(&c, &broken));
@@ -727,6 +732,11 @@ async fn verification_drills_pass_then_fail_and_the_rotation_finds_a_damaged_pac
     let hd = health_drill(&c, "acme");
     assert_eq!(hd["status"], "failed", "{hd:#}");
     assert_eq!(hd["backup_id"], broken.id.as_str(), "{hd:#}");
+    let metrics = super::health::http_get(c.http_addr().unwrap(), "/metrics").await;
+    assert!(
+        metrics.contains("repovault_drill_passed{org=\"acme\"} 0"),
+        "{metrics}"
+    );
     assert!(hd["detail"].as_str().unwrap().contains("restore"), "{hd:#}");
     let drills = json_ok(&c, &["--output", "json", "drill", "list", "acme"]);
     let statuses: Vec<&str> = drills
