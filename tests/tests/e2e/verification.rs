@@ -449,6 +449,15 @@ async fn verification_plain_git_sound_passes_and_each_break_fails_its_check() {
         row["message"].as_str().unwrap().contains("git_fsck fail"),
         "{row:#}"
     );
+    // The next backup clones the damaged mirror afresh from the source: sound again.
+    let fsck3 = backup(&c, "acme/fsck", "incremental").await;
+    assert_eq!(
+        status(&fsck3),
+        VerifyStatus::Verified,
+        "{:#?}",
+        fsck3.verification
+    );
+    assert_eq!(health_row(&c, "acme/fsck")["state"], "backed_up");
 
     // 6. Shrink to a tenth: the source's history replaced by a small one. The mirror drops what
     // no ref reaches any more (most of it), so the backup shrinks with the source.

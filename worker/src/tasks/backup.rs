@@ -70,9 +70,25 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
     };
     let repo = Arc::new(repo);
 
+    // The last backup found this entry's mirrors damaged (git_fsck failed; that backup says
+    // so): fetching into them would carry the damage on, and so would the parent snapshot.
+    // They are cloned afresh from the source.
+    let damaged = entry.join(DAMAGED_MARKER);
+    let repair = damaged.exists();
+    if repair {
+        ctx.progress.phase(
+            "repair",
+            "the mirror failed git_fsck at the last backup: cloning it afresh from the source",
+        );
+        remove_all(&code)?;
+        remove_all(&entry.join(manifest::WIKI_DIR))?;
+        std::fs::remove_file(&damaged)
+            .map_err(|e| TaskError::retryable(format!("removing {}: {e}", damaged.display())))?;
+    }
+
     // A worker without the cache rebuilds the mirrors and LFS objects from the latest snapshot
     // before fetching: object storage has no rate limit, the source may.
-    if !code.join("HEAD").exists() && !spec.parent_snapshot_id.is_empty() {
+    if !repair && !code.join("HEAD").exists() && !spec.parent_snapshot_id.is_empty() {
         ctx.progress
             .phase("seed", "rebuilding the mirror from the latest snapshot");
         let (repo, parent, entry) = (repo.clone(), spec.parent_snapshot_id.clone(), entry.clone());
@@ -216,6 +232,11 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         .await?
     };
     counts.objects = report.map_or(0, |r| r.reachable);
+    if fsck.result == crate::verify::Outcome::Fail {
+        // Reported by this backup's verification; the next backup repairs the mirror.
+        std::fs::write(&damaged, fsck.detail.as_bytes())
+            .map_err(|e| TaskError::retryable(format!("writing {}: {e}", damaged.display())))?;
+    }
     let source_state = Some(SourceState {
         refs: fetched.advertised.clone(),
         default_branch: if github {
@@ -321,6 +342,10 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         },
     })
 }
+
+/// In a cache entry, beside the mirrors: the last backup found them damaged (its content is
+/// git_fsck's finding). The next backup clones them afresh from the source.
+const DAMAGED_MARKER: &str = ".mirror-damaged";
 
 /// gix sometimes sees only a closed connection where the server said why (git daemon's "access
 /// denied or repository not exported" races with its hang-up). Ask the git CLI, which reads the
