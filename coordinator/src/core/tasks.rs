@@ -371,7 +371,22 @@ impl Core {
                 b.attempt = attempt;
                 b.worker_id = Some(worker_id.to_string());
                 b.parent_snapshot_id = stats.last_snapshot_id.clone();
+                let parent_mirror_damaged = match &stats.last_success_id {
+                    Some(id) => self
+                        .store
+                        .backup(&task.repo_id, id)
+                        .await?
+                        .and_then(|p| p.verification)
+                        .is_some_and(|v| {
+                            v.checks.iter().any(|c| {
+                                c.name == crate::verification::GIT_FSCK
+                                    && c.result == crate::model::CheckOutcome::Fail
+                            })
+                        }),
+                    None => false,
+                };
                 proto.backup = Some(pb::BackupSpec {
+                    parent_mirror_damaged,
                     backup_id: b.id.clone(),
                     backup_type: b.backup_type.clone(),
                     trigger: b.trigger.clone(),

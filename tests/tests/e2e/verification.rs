@@ -218,6 +218,49 @@ fn flip_bytes(p: &Path) {
     std::fs::write(p, bytes).unwrap();
 }
 
+/// Makes a blob go missing from the bare mirror at `code`: its packs are moved to `aside` and
+/// unpacked into loose objects, and one blob's file is deleted. Returns the blob's id.
+fn remove_a_blob(code: &Path, aside: &Path) -> String {
+    let code = code.to_path_buf();
+    let aside = aside.to_path_buf();
+    assert!(code.join("HEAD").is_file(), "{}", code.display());
+    std::fs::create_dir_all(&aside).unwrap();
+    let pack_dir = code.join("objects/pack");
+    for e in std::fs::read_dir(&pack_dir).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::rename(&p, aside.join(p.file_name().unwrap())).unwrap();
+    }
+    let _ = std::fs::remove_file(code.join("objects/info/commit-graph"));
+    for e in std::fs::read_dir(&aside).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "pack") {
+            let out = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(&code)
+                .args(["unpack-objects", "-q"])
+                .stdin(std::fs::File::open(&p).unwrap())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
+    let objects = git_dir(
+        &code,
+        &[
+            "cat-file",
+            "--batch-all-objects",
+            "--batch-check=%(objectname) %(objecttype)",
+        ],
+    );
+    let blob = objects
+        .lines()
+        .find_map(|l| l.strip_suffix(" blob"))
+        .unwrap_or_else(|| panic!("no blob in {objects}"))
+        .to_string();
+    std::fs::remove_file(code.join("objects").join(&blob[..2]).join(&blob[2..])).unwrap();
+    blob
+}
+
 /// The worker's cache entry of a repository (one worker: `cache-0`).
 fn cache_entry(c: &Cluster, repo_id: &str) -> PathBuf {
     c.dir.path().join("cache-0").join(repo_id)
@@ -387,42 +430,7 @@ async fn verification_plain_git_sound_passes_and_each_break_fails_its_check() {
     // 4. An object gone from the mirror before the snapshot: the packs of the cache entry
     // unpacked into loose objects, one blob's file deleted; nothing new at the source.
     let code = cache_entry(&c, &fsck1.repo_id).join(manifest::CODE_DIR);
-    assert!(code.join("HEAD").is_file(), "{}", code.display());
-    let aside = src.path().join("packs-aside");
-    std::fs::create_dir_all(&aside).unwrap();
-    let pack_dir = code.join("objects/pack");
-    for e in std::fs::read_dir(&pack_dir).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::rename(&p, aside.join(p.file_name().unwrap())).unwrap();
-    }
-    let _ = std::fs::remove_file(code.join("objects/info/commit-graph"));
-    for e in std::fs::read_dir(&aside).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "pack") {
-            let out = std::process::Command::new("git")
-                .arg("--git-dir")
-                .arg(&code)
-                .args(["unpack-objects", "-q"])
-                .stdin(std::fs::File::open(&p).unwrap())
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", stderr(&out));
-        }
-    }
-    let objects = git_dir(
-        &code,
-        &[
-            "cat-file",
-            "--batch-all-objects",
-            "--batch-check=%(objectname) %(objecttype)",
-        ],
-    );
-    let blob = objects
-        .lines()
-        .find_map(|l| l.strip_suffix(" blob"))
-        .unwrap_or_else(|| panic!("no blob in {objects}"))
-        .to_string();
-    std::fs::remove_file(code.join("objects").join(&blob[..2]).join(&blob[2..])).unwrap();
+    let blob = remove_a_blob(&code, &src.path().join("packs-aside"));
     let fsck2 = backup(&c, "acme/fsck", "incremental").await;
     assert_five(&fsck2);
     assert_eq!(
@@ -458,6 +466,20 @@ async fn verification_plain_git_sound_passes_and_each_break_fails_its_check() {
         fsck3.verification
     );
     assert_eq!(health_row(&c, "acme/fsck")["state"], "backed_up");
+    // Damaged again, and this time the cache entry is lost too (a worker without it): the
+    // parent snapshot's mirror failed git_fsck, so the worker clones from the source rather
+    // than seeding from it.
+    remove_a_blob(&code, &src.path().join("packs-aside-2"));
+    let fsck4 = backup(&c, "acme/fsck", "incremental").await;
+    assert_result(&fsck4, "git_fsck", CheckOutcome::Fail);
+    std::fs::remove_dir_all(cache_entry(&c, &fsck1.repo_id)).unwrap();
+    let fsck5 = backup(&c, "acme/fsck", "incremental").await;
+    assert_eq!(
+        status(&fsck5),
+        VerifyStatus::Verified,
+        "{:#?}",
+        fsck5.verification
+    );
 
     // 6. Shrink to a tenth: the source's history replaced by a small one. The mirror drops what
     // no ref reaches any more (most of it), so the backup shrinks with the source.

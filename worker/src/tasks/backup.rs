@@ -87,8 +87,13 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
     }
 
     // A worker without the cache rebuilds the mirrors and LFS objects from the latest snapshot
-    // before fetching: object storage has no rate limit, the source may.
-    if !repair && !code.join("HEAD").exists() && !spec.parent_snapshot_id.is_empty() {
+    // before fetching: object storage has no rate limit, the source may. Not from a snapshot
+    // whose mirror failed git_fsck: that damage would be carried on.
+    if !repair
+        && !spec.parent_mirror_damaged
+        && !code.join("HEAD").exists()
+        && !spec.parent_snapshot_id.is_empty()
+    {
         ctx.progress
             .phase("seed", "rebuilding the mirror from the latest snapshot");
         let (repo, parent, entry) = (repo.clone(), spec.parent_snapshot_id.clone(), entry.clone());
