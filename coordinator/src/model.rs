@@ -240,6 +240,12 @@ impl RepoStats {
         }
     }
 
+    /// When the repository's oldest packs were read: at its first backup (stats written before
+    /// that was kept fall back to the latest success). The read-back rotation counts from it.
+    pub fn first_backup_at_ms(&self) -> Option<i64> {
+        self.first_success_at_ms.or(self.last_success_at_ms)
+    }
+
     /// Takes in a backup's (new) verification when it is the last successful backup.
     pub fn note_verification(&mut self, b: &BackupRecord) {
         if self.last_success_id.as_deref() != Some(b.id.as_str()) {

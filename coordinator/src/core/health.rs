@@ -167,7 +167,7 @@ impl Core {
         let max_age = self.verification.read().readback_max_age;
         let (mut current, mut overdue) = (0, 0);
         for (r, st, _) in rows {
-            let Some(first) = st.first_success_at_ms.or(st.last_success_at_ms) else {
+            let Some(first) = st.first_backup_at_ms() else {
                 continue;
             };
             let last = self.store.maintenance(&r.id).await?.last_readback_at_ms;

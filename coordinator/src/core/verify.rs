@@ -152,10 +152,10 @@ impl Core {
         task: &TaskRecord,
         batch: &mut Batch,
     ) -> CoreResult<pb::VerifySpec> {
-        let max_age = v::rotation_pack_age(
-            self.verification.read().readback_max_age,
-            self.verification.read().rotation_every,
-        );
+        let max_age = {
+            let o = self.verification.read();
+            v::rotation_pack_age(o.readback_max_age, o.rotation_every)
+        };
         if task.mode.as_deref() == Some(MODE_ROTATION) {
             return Ok(pb::VerifySpec {
                 mode: MODE_ROTATION.into(),
@@ -255,7 +255,7 @@ impl Core {
             }
             let m = self.store.maintenance(&repo.id).await?;
             // Backups read back what they add: a repository's packs age from its first backup.
-            let last = m.last_readback_at_ms.or(first_backup_ms(&stats));
+            let last = m.last_readback_at_ms.or(stats.first_backup_at_ms());
             if v::readback_overdue(last, now, opts.readback_max_age) {
                 overdue += 1;
             } else {
@@ -399,12 +399,6 @@ pub(super) struct Enqueued {
     pub record: TaskRecord,
     /// `false`: an equal task was already active.
     pub created: bool,
-}
-
-/// When a repository's oldest packs were read: at its first backup (stats written before that
-/// was kept fall back to the latest success).
-fn first_backup_ms(stats: &crate::model::RepoStats) -> Option<i64> {
-    stats.first_success_at_ms.or(stats.last_success_at_ms)
 }
 
 /// The verification of a run that could not check anything: every check skipped as incomplete,

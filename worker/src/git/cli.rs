@@ -129,6 +129,24 @@ pub fn push_refs(
     })
 }
 
+/// Creates an empty bare repository at `dir` (a scratch restore target).
+pub fn init_bare(dir: &Path) -> Result<(), GitError> {
+    let home =
+        tempfile::tempdir().map_err(|e| GitError::io("creating a temporary HOME for git", e))?;
+    let output = git(&Remote::anonymous(""), home.path(), None)?
+        .args(["init", "--bare", "--quiet"])
+        .arg(dir)
+        .output()
+        .map_err(|e| GitError::io("running git init", e))?;
+    if !output.status.success() {
+        return Err(GitError::Other {
+            context: format!("git init --bare {}", dir.display()),
+            detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Rewrites the bare repository at `dir` as one pack of what its refs reach and deletes every
 /// unreachable object (`git repack -a -d`, then `git prune --expire=now`). Only for a mirror no
 /// other process writes to (the worker holds its cache entry).

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use repovault_common::secret::Secret;
 
-pub use cli::{PushOutcome, compact, ls_remote, ls_remote_head, push_mirror, push_refs};
+pub use cli::{PushOutcome, compact, init_bare, ls_remote, ls_remote_head, push_mirror, push_refs};
 pub use error::GitError;
 pub use fsck::{FsckReport, MAX_PROBLEMS, count_commits, fsck};
 pub use mirror::{files_at_head, inventory, mirror};

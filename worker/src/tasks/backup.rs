@@ -29,7 +29,7 @@ use repovault_proto::v1 as pb;
 
 use crate::git::{self, GitError, Remote};
 
-use super::{TaskContext, TaskError, blocking};
+use super::{TaskContext, TaskError, blocking, remove_all};
 
 pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResult, TaskError> {
     let access = task
@@ -669,18 +669,6 @@ async fn lfs(
         "LFS objects fetched"
     );
     Ok((status, held))
-}
-
-/// Removes a directory tree if it exists.
-fn remove_all(path: &Path) -> Result<(), TaskError> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(TaskError::retryable(format!(
-            "clearing {}: {e}",
-            path.display()
-        ))),
-    }
 }
 
 /// The forge's commit count of the default branch's advertised tip, for `commit_count_match`.

@@ -35,13 +35,7 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::DrillResul
     if spec.snapshot_id.is_empty() {
         return Err(TaskError::permanent("drill names no snapshot"));
     }
-    let work = ctx.scratch.join(format!("drill-{}", spec.drill_id));
-    if work.exists() {
-        std::fs::remove_dir_all(&work)
-            .map_err(|e| TaskError::retryable(format!("clearing {}: {e}", work.display())))?;
-    }
-    std::fs::create_dir_all(&work)
-        .map_err(|e| TaskError::retryable(format!("scratch {}: {e}", work.display())))?;
+    let work = super::fresh_scratch(&ctx, &format!("drill-{}", spec.drill_id))?;
     ctx.progress.phase(
         "restore",
         format!(
@@ -107,20 +101,7 @@ pub fn drill(repo: &SnapshotRepo, snapshot_id: &str, work: &Path) -> Result<Vec<
     // A restore's own path: `git push` into an empty repository, as `restore start --target
     // new` does for plain git.
     let target = work.join("target.git");
-    let init = std::process::Command::new("git")
-        .args(["init", "--bare", "--quiet"])
-        .arg(&target)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .map_err(|e| TaskError::retryable(format!("running git init: {e}")))?;
-    if !init.status.success() {
-        return Err(TaskError::retryable(format!(
-            "git init --bare {}: {}",
-            target.display(),
-            String::from_utf8_lossy(&init.stderr).trim()
-        )));
-    }
+    git::init_bare(&target).map_err(|e| TaskError::retryable(e.to_string()))?;
     let url = format!("file://{}", target.display());
     let mut checks = Vec::new();
     match git::push_mirror(&mirror, &Remote::anonymous(url)) {

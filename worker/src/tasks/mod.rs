@@ -151,3 +151,27 @@ pub async fn blocking<T: Send + 'static>(
         TaskError::retryable(format!("internal error (panic) in a blocking step: {e}"))
     })?
 }
+
+/// Removes a directory tree if it exists.
+pub(crate) fn remove_all(path: &std::path::Path) -> Result<(), TaskError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(TaskError::retryable(format!(
+            "clearing {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// An empty scratch directory `name` for one task (what an earlier attempt left is cleared).
+pub(crate) fn fresh_scratch(
+    ctx: &TaskContext,
+    name: &str,
+) -> Result<std::path::PathBuf, TaskError> {
+    let work = ctx.scratch.join(name);
+    remove_all(&work)?;
+    std::fs::create_dir_all(&work)
+        .map_err(|e| TaskError::retryable(format!("scratch {}: {e}", work.display())))?;
+    Ok(work)
+}

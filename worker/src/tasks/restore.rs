@@ -26,13 +26,7 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::RestoreRes
         .restore
         .clone()
         .ok_or_else(|| TaskError::permanent("task carries no restore spec"))?;
-    let work = ctx.scratch.join(format!("restore-{}", spec.restore_id));
-    if work.exists() {
-        std::fs::remove_dir_all(&work)
-            .map_err(|e| TaskError::retryable(format!("clearing {}: {e}", work.display())))?;
-    }
-    std::fs::create_dir_all(&work)
-        .map_err(|e| TaskError::retryable(format!("scratch {}: {e}", work.display())))?;
+    let work = super::fresh_scratch(&ctx, &format!("restore-{}", spec.restore_id))?;
     let result = restore_in(&ctx, &access, &spec, &work).await;
     let _ = std::fs::remove_dir_all(&work);
     result

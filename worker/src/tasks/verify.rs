@@ -66,13 +66,10 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::VerifyResu
                     spec.backup_id
                 )));
             }
-            let work = ctx.scratch.join(format!(
-                "verify-{}",
-                task.lease.clone().unwrap_or_default().task_id
-            ));
-            remove_all(&work)?;
-            std::fs::create_dir_all(&work)
-                .map_err(|e| TaskError::retryable(format!("scratch {}: {e}", work.display())))?;
+            let work = super::fresh_scratch(
+                &ctx,
+                &format!("verify-{}", task.lease.clone().unwrap_or_default().task_id),
+            )?;
             ctx.progress.phase(
                 "verify",
                 format!(
@@ -121,15 +118,4 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::VerifyResu
         ),
     );
     Ok(result)
-}
-
-fn remove_all(path: &std::path::Path) -> Result<(), TaskError> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(TaskError::retryable(format!(
-            "clearing {}: {e}",
-            path.display()
-        ))),
-    }
 }
