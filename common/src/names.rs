@@ -24,6 +24,78 @@ pub enum NameError {
     BadUrl { url: String, reason: String },
     #[error("URL carries credentials; pass them with --token-env VAR or --token-file FILE instead")]
     CredentialsInUrl,
+    /// The query names a credential ([`is_credential_key`]); only the parameter's name is
+    /// echoed, never its value or the URL.
+    #[error(
+        "URL carries a credential in its query (parameter {key:?}); pass it with --token-env VAR or --token-file FILE instead"
+    )]
+    CredentialInQuery { key: String },
+    #[error(
+        "ssh URLs are not supported (yet): use the repository's https:// URL with a token (--token-env VAR or --token-file FILE)"
+    )]
+    SshUnsupported,
+}
+
+/// Query parameter names (lower-cased) that are credentials whatever their value: the names
+/// forges and object stores use for tokens, passwords, keys and signed-URL signatures.
+const CREDENTIAL_KEYS: &[&str] = &[
+    "key",
+    "sig",
+    "auth",
+    "authorization",
+    "code",
+    "jwt",
+    "pass",
+    "pwd",
+    "session",
+];
+
+/// Parts of query parameter names (lower-cased) that make them credentials: `token` covers
+/// `token`, `access_token`, `private_token` (GitLab), `job_token`, `x-amz-security-token`;
+/// `signature` and `credential` cover signed URLs (`X-Amz-Signature`, `X-Goog-Credential`).
+const CREDENTIAL_KEY_PARTS: &[&str] = &[
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "apikey",
+    "api_key",
+    "api-key",
+    "signature",
+    "credential",
+];
+
+/// Whether a URL query parameter named `key` carries a credential (case-insensitive): one of
+/// [`CREDENTIAL_KEYS`], or a name containing one of [`CREDENTIAL_KEY_PARTS`]. A URL stored
+/// with one would print the secret in `repo list` and reach git's argv and logs.
+pub fn is_credential_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    CREDENTIAL_KEYS.contains(&key.as_str()) || CREDENTIAL_KEY_PARTS.iter().any(|p| key.contains(p))
+}
+
+/// The first query parameter of `url` that carries a credential, by name.
+pub fn credential_in_query(url: &Url) -> Option<String> {
+    url.query_pairs()
+        .map(|(k, _)| k.into_owned())
+        .find(|k| is_credential_key(k))
+}
+
+/// Whether `raw` is an ssh URL as git reads it: `ssh://`, `git+ssh://`, `ssh+git://`, or the
+/// scp-like `[user@]host:path` (a ':' before any '/', and no other scheme before it).
+fn is_ssh(raw: &str) -> bool {
+    let lower = raw.trim().to_ascii_lowercase();
+    if let Some((scheme, _)) = lower.split_once("://") {
+        return matches!(scheme, "ssh" | "git+ssh" | "ssh+git");
+    }
+    match lower.split_once(':') {
+        Some((before, _)) => {
+            !before.is_empty()
+                && !before.contains('/')
+                && !before.contains(char::is_whitespace)
+                && !matches!(before, "git" | "http" | "https" | "file")
+        }
+        None => false,
+    }
 }
 
 /// GitHub's limit for organisation and repository names is 100 characters (and 39 for
@@ -66,13 +138,18 @@ pub fn parse_full_name(full: &str) -> Result<(String, String), NameError> {
 }
 
 /// Checks a git source or target URL: git://, http(s):// or file://, with a host where the
-/// scheme needs one, and no credentials in it (they would land in logs, process lists and config).
+/// scheme needs one, and no credentials in it, neither as user-info nor as a query parameter
+/// ([`is_credential_key`]): they would land in logs, process lists, config and `repo list`.
+/// ssh is refused as unsupported (before the user-info check: `git@` is not a credential).
 /// The error never echoes a URL that carries credentials.
 pub fn validate_git_url(raw: &str) -> Result<Url, NameError> {
     let bad = |reason: &str| NameError::BadUrl {
         url: raw.to_string(),
         reason: reason.to_string(),
     };
+    if is_ssh(raw) {
+        return Err(NameError::SshUnsupported);
+    }
     let url = Url::parse(raw).map_err(|e| {
         if raw.contains('@') && raw.contains("://") {
             NameError::CredentialsInUrl
@@ -82,6 +159,9 @@ pub fn validate_git_url(raw: &str) -> Result<Url, NameError> {
     })?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(NameError::CredentialsInUrl);
+    }
+    if let Some(key) = credential_in_query(&url) {
+        return Err(NameError::CredentialInQuery { key });
     }
     match url.scheme() {
         "git" | "http" | "https" => {
@@ -163,5 +243,64 @@ mod tests {
         assert!(validate_git_url("https://host/").is_err());
         let e = validate_git_url("https://tok:secret@bad host/x").expect_err("bad");
         assert!(!e.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn a_credential_in_the_query_is_refused_without_echoing_it() {
+        for url in [
+            "https://host/a.git?token=s3cr3t",
+            "https://host/a.git?x=1&access_token=s3cr3t",
+            "https://host/a.git?PRIVATE_TOKEN=s3cr3t",
+            "https://host/a.git?Password=s3cr3t",
+            "https://host/a.git?key=s3cr3t",
+            "https://host/a.git?sig=s3cr3t",
+            "https://host/a.git?X-Amz-Signature=s3cr3t",
+            "https://host/a.git?job_token=s3cr3t",
+            "https://host/a.git?client_secret=s3cr3t",
+            "git://host/a.git?api-key=s3cr3t",
+            "file:///srv/a.git?auth=s3cr3t",
+        ] {
+            let e = validate_git_url(url).expect_err(url);
+            assert!(
+                matches!(e, NameError::CredentialInQuery { .. }),
+                "{url}: {e}"
+            );
+            let text = e.to_string();
+            assert!(!text.contains("s3cr3t"), "{url}: {text}");
+            assert!(text.contains("--token-env"), "{url}: {text}");
+        }
+        // Harmless query parameters stay allowed.
+        for ok in [
+            "https://host/a.git?ref=main",
+            "https://host/a.git?service=git-upload-pack",
+            "https://host/a.git?monkey=1",
+        ] {
+            assert!(validate_git_url(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn ssh_is_refused_as_unsupported_not_as_credentials() {
+        for url in [
+            "ssh://git@host/x.git",
+            "ssh://host/x.git",
+            "git+ssh://git@host/x.git",
+            "ssh+git://host/x.git",
+            "git@host:x.git",
+            "git@github.com:acme/web.git",
+            "host.example:acme/web.git",
+        ] {
+            let e = validate_git_url(url).expect_err(url);
+            assert_eq!(e, NameError::SshUnsupported, "{url}");
+            let text = e.to_string();
+            assert!(
+                text.contains("ssh") && text.contains("not supported"),
+                "{text}"
+            );
+            assert!(
+                text.contains("https://") && text.contains("token"),
+                "{text}"
+            );
+        }
     }
 }
