@@ -62,7 +62,12 @@ impl OpendalBackend {
             format!("{trimmed}/")
         };
         let info = op.info();
-        let location = format!("{}:{}{}", info.scheme(), info.root(), prefix);
+        // opendal's fs root has no trailing '/' (`/data/storage`), others may have one.
+        let location = format!(
+            "{}:{}/{prefix}",
+            info.scheme(),
+            info.root().trim_end_matches('/')
+        );
         let rename = info.capability().rename;
         let op = blocking::Operator::new(op)?;
         Ok(Arc::new(Self {
@@ -303,4 +308,27 @@ fn to_u32(size: u64, path: &str) -> RusticResult<u32> {
         )
         .attach_context("path", path.to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_location_separates_the_storage_root_from_the_repository_path() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let _entered = rt.enter();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("storage");
+        let op = crate::storage::StorageConfig::fs(root.to_string_lossy())
+            .operator()
+            .expect("operator");
+        let backend = OpendalBackend::new(op, "/org1/repo1/").expect("backend");
+        assert_eq!(
+            backend.location_str(),
+            format!("fs:{}/org1/repo1/", root.display())
+        );
+    }
 }
