@@ -1197,6 +1197,12 @@ pub async fn health(
                     }
                     detail.push_str(&format!("skipped: {}", h.incomplete.join(", ")));
                 }
+                if !h.housekeeping.is_empty() {
+                    if !detail.is_empty() {
+                        detail.push_str("; ");
+                    }
+                    detail.push_str(&format!("housekeeping failed: {}", h.housekeeping));
+                }
                 vec![
                     h.repo.clone(),
                     h.state.clone(),
@@ -1223,6 +1229,7 @@ pub async fn health(
             "read back in 30 days",
             format!("{} (overdue: {})", s.readback_current, s.readback_overdue),
         ),
+        ("housekeeping failing", s.housekeeping_failing.to_string()),
         ("last backup", or_dash(&s.last_backup_at)),
         ("next scheduled run", or_dash(&s.next_run_at)),
     ]);

@@ -62,7 +62,11 @@ pub async fn run(
             }) => forget_refused(&core, task_id, *attempt, snapshot_id).await,
             Some(r @ ForgetRequest::Repo { .. }) => {
                 let id = r.repo_id().unwrap_or_default().to_string();
-                sweep_repo(&core, &id).await.map(|_| ())
+                let result = sweep_repo(&core, &id).await;
+                if result.is_ok() {
+                    core.sweep_failures.clear(&id);
+                }
+                result.map(|_| ())
             }
             None => sweep_all(&core).await,
         };
@@ -72,13 +76,61 @@ pub async fn run(
     }
 }
 
+/// Sweeps every repository that has a backup, each on its own: a repository whose snapshots
+/// cannot be listed (damaged config, unreadable storage) is reported (a warning naming it,
+/// `repovault_reconcile_failures_total`, the gauge `repovault_reconcile_failing_repos` and the
+/// health view through [`SweepFailures`]) and the sweep goes on with the next one, so one broken
+/// repository never leaves the others' uncommitted snapshots in place. Errs only when the list
+/// of repositories itself cannot be read.
 async fn sweep_all(core: &Arc<Core>) -> CoreResult<()> {
     for r in core.store.repos().await? {
-        if core.store.stats(&r.id).await?.last_backup_id.is_some() {
-            sweep_repo(core, &r.id).await?;
+        let result = match core.store.stats(&r.id).await {
+            Ok(stats) if stats.last_backup_id.is_none() => Ok(0),
+            Ok(_) => sweep_repo(core, &r.id).await,
+            Err(e) => Err(e.into()),
+        };
+        note_sweep(core, &r.id, &r.full_name(), result);
+    }
+    metrics::gauge!("repovault_reconcile_failing_repos").set(core.sweep_failures.count() as f64);
+    Ok(())
+}
+
+/// Records how one repository's sweep ended (see [`sweep_all`]).
+fn note_sweep(core: &Core, repo_id: &str, full_name: &str, result: CoreResult<usize>) {
+    match result {
+        Ok(_) => core.sweep_failures.clear(repo_id),
+        Err(e) => {
+            metrics::counter!("repovault_reconcile_failures_total").increment(1);
+            tracing::warn!(repo = %full_name, repo_id, error = %e, "reconcile of a repository failed; the others are swept, the next sweep retries it");
+            core.sweep_failures.set(repo_id, e.to_string());
         }
     }
-    Ok(())
+}
+
+/// Repositories whose latest reconcile sweep failed, with the error, for the health view. In
+/// memory: after a restart the first periodic sweep finds them again.
+#[derive(Debug, Default)]
+pub struct SweepFailures {
+    failing: parking_lot::Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl SweepFailures {
+    fn set(&self, repo_id: &str, error: String) {
+        self.failing.lock().insert(repo_id.to_string(), error);
+    }
+
+    fn clear(&self, repo_id: &str) {
+        self.failing.lock().remove(repo_id);
+    }
+
+    /// Why the latest sweep of this repository failed; `None` when it succeeded (or never ran).
+    pub fn get(&self, repo_id: &str) -> Option<String> {
+        self.failing.lock().get(repo_id).cloned()
+    }
+
+    pub fn count(&self) -> usize {
+        self.failing.lock().len()
+    }
 }
 
 /// A task id's snapshot for which no completion was accepted: forget it once the core confirms
@@ -207,5 +259,86 @@ impl Core {
             None => None,
         };
         Ok((password, master))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing;
+    use repovault_common::repo::BackupRequest;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn one_unreadable_repository_does_not_stop_the_sweep_of_the_others() {
+        let dir = tempfile::tempdir().expect("dir");
+        let c = testing::core(dir.path()).await;
+        c.add_org("acme", "git").await.expect("org");
+        for n in ["a", "b"] {
+            let r = c
+                .add_repo(&format!("acme/{n}"), &format!("file:///src/{n}"), None)
+                .await
+                .expect("repo");
+            c.ensure_snapshot_repo(&r)
+                .await
+                .expect("snapshot repository");
+            testing::completed_backup(&c, &r, 1_000).await;
+        }
+        // The sweep visits repositories in the store's order: break the first one it visits.
+        let order = c.store.repos().await.expect("repos");
+        let (broken, healthy) = (&order[0], &order[1]);
+
+        // The healthy one holds a snapshot of an attempt that can no longer be committed: its
+        // task is queued again (not leased).
+        let pending = c.run_backup(&healthy.full_name()).await.expect("run");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).expect("src");
+        std::fs::write(src.join("f"), "data\n").expect("file");
+        let sr = open_repo(&c, &healthy.id)
+            .await
+            .expect("open")
+            .expect("exists");
+        let req = BackupRequest {
+            host: "repovault".into(),
+            label: healthy.full_name(),
+            tags: vec![format!("task={}", pending.task_id), "attempt=1".into()],
+            parent: None,
+            as_path: "/repovault".into(),
+        };
+        blocking(move || sr.backup(&src, &req, &|| Ok(())))
+            .await
+            .expect("uncommitted snapshot");
+
+        // The broken one's config is garbage: its snapshots cannot be listed.
+        let config = dir
+            .path()
+            .join(snapshot_repo_path(&broken.org_id, &broken.id))
+            .join("config");
+        std::fs::write(&config, b"not a restic config").expect("damage");
+
+        sweep_all(&c)
+            .await
+            .expect("the sweep goes on past the broken repository");
+        let sr = open_repo(&c, &healthy.id)
+            .await
+            .expect("open")
+            .expect("exists");
+        let left = blocking(move || sr.snapshots()).await.expect("list");
+        assert!(left.is_empty(), "uncommitted snapshot forgotten: {left:?}");
+        let why = c.sweep_failures.get(&broken.id);
+        assert!(why.is_some(), "the broken repository is reported");
+        assert_eq!(c.sweep_failures.get(&healthy.id), None);
+        assert_eq!(c.sweep_failures.count(), 1);
+        // The health view names it.
+        let h = c
+            .api_health(repovault_proto::v1::GetHealthRequest { org: "acme".into() })
+            .await
+            .expect("health");
+        assert_eq!(h.summary.expect("summary").housekeeping_failing, 1);
+        let row = h
+            .repos
+            .iter()
+            .find(|r| r.repo == broken.full_name())
+            .expect("row");
+        assert!(!row.housekeeping.is_empty(), "{row:?}");
     }
 }

@@ -129,12 +129,15 @@ impl Core {
                     .last_success_verification_detail
                     .clone()
                     .unwrap_or_default(),
+                housekeeping: self.sweep_failures.get(&r.id).unwrap_or_default(),
             })
             .collect();
         let unverified = repos
             .iter()
             .filter(|r| r.verification == VerifyStatus::Failed.as_str())
             .count() as u64;
+        let housekeeping_failing =
+            repos.iter().filter(|r| !r.housekeeping.is_empty()).count() as u64;
         let (readback_current, readback_overdue) = self.readback_counts(&rows).await?;
         let drills = self.drill_health(&req.org).await?;
         Ok(pb::GetHealthResponse {
@@ -153,6 +156,7 @@ impl Core {
                 unverified,
                 readback_current,
                 readback_overdue,
+                housekeeping_failing,
             }),
             drills,
         })

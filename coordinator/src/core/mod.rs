@@ -23,7 +23,7 @@ pub mod verify;
 pub use restores::{RestoreRequest, VALID_COMBINATIONS, check_combination};
 mod tasks;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -130,6 +130,8 @@ pub struct Core {
     /// Size thresholds, the read-back rotation, drills (issue 7); set by the server from the
     /// configuration after construction.
     pub verification: parking_lot::RwLock<crate::verification::VerificationOptions>,
+    /// Repositories whose latest reconcile sweep failed (`reconcile.rs`), for the health view.
+    pub sweep_failures: crate::reconcile::SweepFailures,
 }
 
 pub struct CoreParts {
@@ -162,6 +164,7 @@ impl Core {
             downloads,
             schedules: Default::default(),
             verification: Default::default(),
+            sweep_failures: Default::default(),
             store: parts.store,
             storage,
             storage_config: parts.storage_config,
