@@ -155,6 +155,7 @@ fn options(backup: &str, branches: BTreeSet<String>, journal: PathBuf) -> Restor
         branches_present: branches,
         journal,
         pace: None,
+        access: Default::default(),
     }
 }
 

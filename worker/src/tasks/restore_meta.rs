@@ -55,6 +55,7 @@ fn options(
         branches_present: branches,
         journal: journal.to_path_buf(),
         pace: Some(Pace::GITHUB),
+        access: Default::default(),
     }
 }
 

@@ -55,6 +55,8 @@
 //! pub async fn commit_count(client: &GitHubClient, owner: &str, repo: &str, sha: &str)
 //!     -> Result<Option<u64>, ForgeError>;
 //! pub fn plan(tree: &Path, opts: &RestoreOptions) -> Result<RestorePlan, ForgeError>;
+//! pub async fn plan_access(tree: &Path, target: RestoreTarget<'_>, opts: &RestoreOptions)
+//!     -> Result<Option<AccessPlan>, ForgeError>;
 //! pub async fn restore_metadata(tree: &Path, target: RestoreTarget<'_>, opts: &RestoreOptions,
 //!     progress: &(dyn Fn(Progress) + Sync)) -> Result<RestoreReport, ForgeError>;
 //! ```
@@ -64,6 +66,7 @@
 //! [`mint_installation_token`] (octocrab's own App auth is not used: it drops the token on the
 //! absolute `Link` URLs of a GitHub Enterprise base).
 
+pub mod access;
 pub mod app;
 pub mod client;
 pub mod commits;
@@ -86,5 +89,5 @@ pub use rate::{
 pub use repos::{RemoteRepo, list_org_repos};
 pub use restore::{
     Converted, Pace, Parts, Progress, RestoreOptions, RestorePlan, RestoreReport, RestoreTarget,
-    Skipped, plan, restore_metadata,
+    Skipped, plan, plan_access, restore_metadata,
 };

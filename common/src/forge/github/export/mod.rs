@@ -9,7 +9,9 @@
 //! meta/releases/<id>.json                    the release (with its assets' metadata)
 //! releases/<id>/<asset name>                 asset bytes
 //! meta/labels.json, meta/milestones.json, meta/workflows.json
-//! meta/settings/{branch_protection,rulesets,hooks,deploy_keys,collaborators,teams}.json
+//! meta/settings/{branch_protection,rulesets,hooks,deploy_keys}.json
+//! meta/settings/{collaborators,collaborators_direct,collaborators_outside,teams}.json
+//! meta/settings/access.json                  who has access and how (forge::github::access)
 //! meta/attachments.json                      url → {sha256, size} or {error}
 //! attachments/<sha256>                       attachment bytes
 //! ```

@@ -4,6 +4,8 @@
 //!
 //! ```ignore
 //! pub fn plan(tree: &Path, opts: &RestoreOptions) -> Result<RestorePlan, ForgeError>;
+//! pub async fn plan_access(tree: &Path, target: RestoreTarget<'_>, opts: &RestoreOptions)
+//!     -> Result<Option<AccessPlan>, ForgeError>;
 //! pub async fn restore_metadata(tree: &Path, target: RestoreTarget<'_>, opts: &RestoreOptions,
 //!     progress: &(dyn Fn(Progress) + Sync)) -> Result<RestoreReport, ForgeError>;
 //! ```
@@ -39,9 +41,15 @@
 //!   then safe to run again. Webhooks are created without a secret (the backup holds none) and
 //!   listed in [`RestoreReport::webhooks_needing_secret`] (scheme, host and path only: a URL's
 //!   query may hold a credential).
+//! - **Access** is restored as narrowly as it was held (issue 13, [`super::access`]): direct
+//!   collaborators by default; team grants (to the target organisation's team of the same
+//!   slug) and everyone else only as [`RestoreOptions::access`] says. The plan
+//!   ([`plan_access`], and [`RestoreReport::access`] after) lists who is granted what and who
+//!   is left out and why; a backup from before access was recorded invites nobody by default.
 //! - Attachments (`attachments/`) are not uploaded: GitHub has no API for them; bodies keep
 //!   their original attachment URLs.
 
+mod access;
 mod items;
 mod journal;
 pub mod pacer;
@@ -57,6 +65,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::access::{AccessPlan, AccessScope};
 use super::client::GitHubClient;
 use super::error::ForgeError;
 use journal::Journal;
@@ -80,7 +89,8 @@ pub struct Parts {
     pub releases: bool,
     /// Labels and milestones.
     pub labels: bool,
-    /// Branch protection, rulesets, webhooks, deploy keys, collaborators, team access.
+    /// Branch protection, rulesets, webhooks, deploy keys, and access (collaborators, team
+    /// grants) as far as [`RestoreOptions::access`] allows.
     pub settings: bool,
 }
 
@@ -107,6 +117,9 @@ pub struct RestoreOptions {
     /// Content-creation pace; `None` paces nothing (the client still waits out GitHub's
     /// refusals). Default [`Pace::GITHUB`].
     pub pace: Option<Pace>,
+    /// Which access to grant (with `parts.settings`): direct collaborators by default; team
+    /// grants and everyone else only when asked (see [`super::access`]).
+    pub access: AccessScope,
 }
 
 /// What a restore will do, before it starts.
@@ -163,6 +176,9 @@ pub struct RestoreReport {
     pub skipped: Vec<Skipped>,
     /// Webhooks restored without their secret (scheme, host and path).
     pub webhooks_needing_secret: Vec<String>,
+    /// The access plan acted on: what was granted (or found granted) and what was left out
+    /// and why. `None` when settings were not restored or the backup holds no access.
+    pub access: Option<AccessPlan>,
     /// Content-creating requests sent (POST, PATCH, PUT).
     pub content_requests: u64,
     /// HTTP requests sent in all (through the client; retries included).
@@ -185,6 +201,27 @@ pub fn plan(tree: &Path, opts: &RestoreOptions) -> Result<RestorePlan, ForgeErro
         requests,
         estimate: opts.pace.unwrap_or(Pace::GITHUB).duration_of(requests),
     })
+}
+
+/// What restoring `tree` with `opts` into `target` grants and leaves out, asking the target
+/// organisation which of the backup's teams it has (when `opts.access` restores team grants).
+/// `None` when settings are not restored or the backup holds no access. The restore acts on
+/// the same plan.
+pub async fn plan_access(
+    tree: &Path,
+    target: RestoreTarget<'_>,
+    opts: &RestoreOptions,
+) -> Result<Option<AccessPlan>, ForgeError> {
+    if !opts.parts.settings {
+        return Ok(None);
+    }
+    let src = source::Source::read(tree)?;
+    match &src.access {
+        Some(doc) => access::plan_for(target.client, target.owner, doc, opts.access)
+            .await
+            .map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Restores the metadata in `tree` (an export tree) into `target`. See the module's contracts:

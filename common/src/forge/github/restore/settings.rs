@@ -1,7 +1,8 @@
-//! Settings: branch protection, rulesets, webhooks (without secrets), deploy keys,
-//! collaborators (users that exist) and team access. Each is matched in the target first (by
-//! branch, name, URL, key, login, slug) and only added, never changed; what the target refuses
-//! (403, 404, 409, 410, 422) is skipped with GitHub's answer.
+//! Settings: branch protection, rulesets, webhooks (without secrets), deploy keys, then access
+//! (see [`super::access`]: direct collaborators by default, team grants and the rest only when
+//! the restore asks). Each is matched in the target first (by branch, name, URL, key) and only
+//! added, never changed; what the target refuses (403, 404, 409, 410, 422) is skipped with
+//! GitHub's answer.
 
 use std::collections::BTreeSet;
 
@@ -101,23 +102,6 @@ pub(crate) fn protection_body(p: &Value) -> Value {
     Value::Object(out)
 }
 
-/// A collaborator's permission as `PUT .../collaborators/USER` takes it.
-fn permission(c: &Value) -> String {
-    match str_field(c, "role_name") {
-        Some("read") => "pull".into(),
-        Some("write") => "push".into(),
-        Some(role) => role.to_string(),
-        None => {
-            let p = &c["permissions"];
-            ["admin", "maintain", "push", "triage"]
-                .into_iter()
-                .find(|k| p.get(*k).and_then(Value::as_bool) == Some(true))
-                .unwrap_or("pull")
-                .to_string()
-        }
-    }
-}
-
 /// A hook URL for the report: scheme, host and path (a query or user info may hold a secret).
 fn shown_url(url: &str) -> String {
     match url::Url::parse(url) {
@@ -152,8 +136,7 @@ impl Engine<'_> {
         self.rulesets(src).await?;
         self.hooks(src).await?;
         self.deploy_keys(src).await?;
-        self.collaborators(src).await?;
-        self.teams(src).await
+        self.access(src).await
     }
 
     /// Lists `tail` in the target; a refusal is skipped for `what` (`None`).
@@ -173,7 +156,7 @@ impl Engine<'_> {
     }
 
     /// Runs one creation; a refusal is skipped for `item`. `Ok(true)` when it was created.
-    async fn attempt(
+    pub(super) async fn attempt(
         &mut self,
         item: String,
         result: Result<Option<Value>, ForgeError>,
@@ -336,96 +319,6 @@ impl Engine<'_> {
             let r = self.post(&self.repo_path("/keys"), &body).await.map(Some);
             if self.attempt(format!("deploy_key {title}"), r).await? {
                 self.created("deploy_key", "settings");
-            }
-        }
-        Ok(())
-    }
-
-    async fn collaborators(&mut self, src: &Source) -> Result<(), ForgeError> {
-        let wanted = list(src.settings.get("collaborators"));
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let me = self
-            .client
-            .get_json("/user", None)
-            .await?
-            .body
-            .and_then(|u| str_field(&u, "login").map(str::to_string));
-        let invited: BTreeSet<String> = match self
-            .target_list("/invitations", "collaborator invitations")
-            .await?
-        {
-            Some(list) => list
-                .iter()
-                .filter_map(|i| str_field(&i["invitee"], "login").map(str::to_string))
-                .collect(),
-            None => BTreeSet::new(),
-        };
-        for c in wanted {
-            let Some(user) = str_field(&c, "login").map(str::to_string) else {
-                continue;
-            };
-            let item = format!("collaborator {user}");
-            if me.as_deref() == Some(user.as_str()) || invited.contains(&user) {
-                self.reused("collaborator", "settings");
-                continue;
-            }
-            let path = self.repo_path(&format!("/collaborators/{}", encode(&user)));
-            match self.client.get_json(&path, None).await {
-                Ok(_) => {
-                    self.reused("collaborator", "settings");
-                    continue;
-                }
-                Err(e) if e.status() == Some(404) => {}
-                Err(e) if refused(&e) => {
-                    self.skip(item, e.to_string());
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-            if !self.user_exists(&user).await? {
-                self.skip(item, format!("user {user} does not exist"));
-                continue;
-            }
-            let body = json!({ "permission": permission(&c) });
-            let r = self.put(&path, Some(&body)).await;
-            if self.attempt(item, r).await? {
-                self.created("collaborator", "settings");
-            }
-        }
-        Ok(())
-    }
-
-    async fn teams(&mut self, src: &Source) -> Result<(), ForgeError> {
-        for t in list(src.settings.get("teams")) {
-            let Some(slug) = str_field(&t, "slug").map(str::to_string) else {
-                continue;
-            };
-            let item = format!("team {slug}");
-            let path = format!(
-                "/orgs/{}/teams/{}/repos/{}/{}",
-                self.owner,
-                encode(&slug),
-                self.owner,
-                self.name
-            );
-            match self.client.get_json(&path, None).await {
-                Ok(_) => {
-                    self.reused("team", "settings");
-                    continue;
-                }
-                Err(e) if e.status() == Some(404) => {}
-                Err(e) if refused(&e) => {
-                    self.skip(item, e.to_string());
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-            let perm = str_field(&t, "permission").unwrap_or("pull").to_string();
-            let r = self.put(&path, Some(&json!({ "permission": perm }))).await;
-            if self.attempt(item, r).await? {
-                self.created("team", "settings");
             }
         }
         Ok(())

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::RestoreOptions;
+use crate::forge::github::access::{self, AccessDoc};
 use crate::forge::github::error::ForgeError;
 
 /// An issue or a pull request document.
@@ -95,6 +96,9 @@ impl Release {
     }
 }
 
+/// The settings documents restored as they are (access has its own document).
+const SETTINGS_DOCS: [&str; 4] = ["branch_protection", "rulesets", "hooks", "deploy_keys"];
+
 #[derive(Debug, Default)]
 pub(crate) struct Source {
     pub labels: Vec<Value>,
@@ -103,8 +107,12 @@ pub(crate) struct Source {
     pub items: Vec<Item>,
     /// In ascending id (creation order).
     pub releases: Vec<Release>,
-    /// `meta/settings/<doc>.json` by doc name.
+    /// `meta/settings/<doc>.json` by doc name (protection, rulesets, hooks, deploy keys).
     pub settings: BTreeMap<String, Value>,
+    /// Who had access and how: `meta/settings/access.json`, or for a backup made before it,
+    /// its `collaborators.json` (`affiliation=all`) and `teams.json` read as
+    /// [`AccessDoc::legacy`] (everyone "unknown how"). `None` when the backup has neither.
+    pub access: Option<AccessDoc>,
 }
 
 fn read_json(path: &Path) -> Result<Option<Value>, ForgeError> {
@@ -191,18 +199,27 @@ impl Source {
             }
         }
         src.releases.sort_by_key(|r| r.id);
-        for doc in [
-            "branch_protection",
-            "rulesets",
-            "hooks",
-            "deploy_keys",
-            "collaborators",
-            "teams",
-        ] {
-            if let Some(v) = read_json(&meta.join("settings").join(format!("{doc}.json")))? {
+        let settings = meta.join("settings");
+        for doc in SETTINGS_DOCS {
+            if let Some(v) = read_json(&settings.join(format!("{doc}.json")))? {
                 src.settings.insert(doc.to_string(), v);
             }
         }
+        let path = settings.join("access.json");
+        src.access = match read_json(&path)? {
+            Some(v) => Some(serde_json::from_value(v).map_err(|e| {
+                ForgeError::io(
+                    &path,
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                )
+            })?),
+            None => {
+                let collaborators = read_json(&settings.join("collaborators.json"))?;
+                let teams = read_json(&settings.join("teams.json"))?;
+                (collaborators.is_some() || teams.is_some())
+                    .then(|| AccessDoc::legacy(&array(collaborators), &array(teams)))
+            }
+        };
         Ok(src)
     }
 
@@ -235,15 +252,11 @@ impl Source {
             }
         }
         if opts.parts.settings {
-            for doc in [
-                "branch_protection",
-                "rulesets",
-                "hooks",
-                "deploy_keys",
-                "collaborators",
-                "teams",
-            ] {
+            for doc in SETTINGS_DOCS {
                 creations += self.setting_count(doc);
+            }
+            if let Some(doc) = &self.access {
+                creations += access::plan(doc, opts.access, "", None).grants.len() as u64;
             }
         }
         (creations, creations + extra)

@@ -1,0 +1,181 @@
+//! Access: the grants of an [`AccessPlan`] (see [`crate::forge::github::access`]), made in the
+//! target. Direct collaborators are invited with their role (`PUT .../collaborators/USER`: a
+//! member of the target organisation gets the grant at once, anyone else an invitation); team
+//! grants go to the target organisation's team of the same slug. Each is matched in the target
+//! first (the token's own user, a pending invitation, an existing collaborator or team grant)
+//! and only added; what the target refuses is skipped with GitHub's answer, and what the plan
+//! leaves out is reported in [`RestoreReport::access`](super::RestoreReport::access).
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use super::source::Source;
+use super::{Engine, encode, refused, str_field};
+use crate::forge::github::access::{self, AccessDoc, AccessScope, GrantKind, TargetTeams};
+use crate::forge::github::client::GitHubClient;
+use crate::forge::github::error::ForgeError;
+
+/// Which of `doc`'s teams `owner` has (`GET /orgs/{org}/teams/{team_slug}`): asked only when
+/// `scope` restores team grants.
+async fn target_teams(
+    client: &GitHubClient,
+    owner: &str,
+    doc: &AccessDoc,
+    scope: AccessScope,
+) -> Result<Option<TargetTeams>, ForgeError> {
+    if !scope.teams() || doc.teams.is_empty() {
+        return Ok(None);
+    }
+    let mut out = TargetTeams::default();
+    for t in &doc.teams {
+        let path = format!("/orgs/{}/teams/{}", encode(owner), encode(&t.slug));
+        match client.get_json(&path, None).await {
+            Ok(_) => {
+                out.present.insert(t.slug.clone());
+            }
+            Err(e) if e.status() == Some(404) => {
+                out.absent.insert(
+                    t.slug.clone(),
+                    format!("{owner} has no team {} (teams are matched by slug)", t.slug),
+                );
+            }
+            Err(e) if refused(&e) => {
+                out.absent.insert(
+                    t.slug.clone(),
+                    format!("{owner}'s team {} could not be read: {e}", t.slug),
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The plan of restoring `doc` into `owner` with `scope`, the target's teams asked.
+pub(super) async fn plan_for(
+    client: &GitHubClient,
+    owner: &str,
+    doc: &AccessDoc,
+    scope: AccessScope,
+) -> Result<access::AccessPlan, ForgeError> {
+    let teams = target_teams(client, owner, doc, scope).await?;
+    Ok(access::plan(doc, scope, owner, teams.as_ref()))
+}
+
+impl Engine<'_> {
+    /// Makes the grants of the access plan; the plan goes into the report.
+    pub(super) async fn access(&mut self, src: &Source) -> Result<(), ForgeError> {
+        let Some(doc) = &src.access else {
+            return Ok(());
+        };
+        let plan = plan_for(self.client, self.owner, doc, self.opts.access).await?;
+        let collaborators = plan
+            .grants
+            .iter()
+            .any(|g| g.kind == GrantKind::Collaborator);
+        let (me, invited) = if collaborators {
+            self.collaborators_there().await?
+        } else {
+            (None, BTreeSet::new())
+        };
+        for g in &plan.grants {
+            match g.kind {
+                GrantKind::Collaborator => {
+                    if me.as_deref() == Some(g.name.as_str()) || invited.contains(&g.name) {
+                        self.reused("collaborator", "settings");
+                        continue;
+                    }
+                    self.collaborator(&g.name, &g.permission).await?;
+                }
+                GrantKind::Team => self.team(&g.name, &g.permission).await?,
+            }
+        }
+        self.report.access = Some(plan);
+        Ok(())
+    }
+
+    /// The token's own login and the logins with a pending invitation to the target.
+    async fn collaborators_there(
+        &mut self,
+    ) -> Result<(Option<String>, BTreeSet<String>), ForgeError> {
+        let me = self
+            .client
+            .get_json("/user", None)
+            .await?
+            .body
+            .and_then(|u| str_field(&u, "login").map(str::to_string));
+        let invited = match self.client.get_all(&self.repo_path("/invitations")).await {
+            Ok(list) => list
+                .iter()
+                .filter_map(|i| str_field(&i["invitee"], "login").map(str::to_string))
+                .collect(),
+            Err(e) if refused(&e) => {
+                self.skip("collaborator invitations".into(), e.to_string());
+                BTreeSet::new()
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((me, invited))
+    }
+
+    /// Invites `user` with `permission` unless they already have access.
+    async fn collaborator(&mut self, user: &str, permission: &str) -> Result<(), ForgeError> {
+        let item = format!("collaborator {user}");
+        let path = self.repo_path(&format!("/collaborators/{}", encode(user)));
+        match self.client.get_json(&path, None).await {
+            Ok(_) => {
+                self.reused("collaborator", "settings");
+                return Ok(());
+            }
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) if refused(&e) => {
+                self.skip(item, e.to_string());
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        if !self.user_exists(user).await? {
+            self.skip(item, format!("user {user} does not exist"));
+            return Ok(());
+        }
+        let r = self
+            .put(&path, Some(&json!({ "permission": permission })))
+            .await;
+        if self.attempt(item, r).await? {
+            self.created("collaborator", "settings");
+        }
+        Ok(())
+    }
+
+    /// Grants the target organisation's team `slug` `permission` unless it has access.
+    async fn team(&mut self, slug: &str, permission: &str) -> Result<(), ForgeError> {
+        let item = format!("team {slug}");
+        let path = format!(
+            "/orgs/{}/teams/{}/repos/{}/{}",
+            self.owner,
+            encode(slug),
+            self.owner,
+            self.name
+        );
+        match self.client.get_json(&path, None).await {
+            Ok(_) => {
+                self.reused("team", "settings");
+                return Ok(());
+            }
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) if refused(&e) => {
+                self.skip(item, e.to_string());
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        let r = self
+            .put(&path, Some(&json!({ "permission": permission })))
+            .await;
+        if self.attempt(item, r).await? {
+            self.created("team", "settings");
+        }
+        Ok(())
+    }
+}
