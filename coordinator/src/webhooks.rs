@@ -199,6 +199,11 @@ mod tests {
 
 /// `POST /webhooks/github`: 401 when the signature is missing or wrong (logged without the
 /// body), 202 for an accepted push, 204 for a verified delivery that is ignored.
+///
+/// Every refusal gets the same answer, [`REFUSED`] with 401, whatever the reason (unknown
+/// repository, one without push backups, a missing or wrong signature): a different status or
+/// body would tell an unauthenticated caller which repositories have push backups. The reason
+/// is only logged.
 pub mod http {
     use std::sync::Arc;
 
@@ -207,6 +212,9 @@ pub mod http {
 
     use crate::core::Core;
     use crate::core::schedules::WebhookOutcome;
+
+    /// The body of every refused delivery (see the module's documentation).
+    pub const REFUSED: &str = "the delivery's signature does not verify\n";
 
     /// GitHub's payloads are at most 25 MB ("Webhook events and payloads"); a push's is far
     /// smaller. axum's default body limit (2 MB) applies.
@@ -232,7 +240,7 @@ pub mod http {
         {
             Ok(WebhookOutcome::Refused(why)) => {
                 tracing::warn!(delivery = %delivery, event = %event, reason = %why, bytes = body.len(), "webhook refused");
-                (StatusCode::UNAUTHORIZED, format!("{why}\n"))
+                (StatusCode::UNAUTHORIZED, REFUSED.to_string())
             }
             Ok(WebhookOutcome::Accepted { opened }) => {
                 tracing::info!(delivery = %delivery, opened, "push accepted");
@@ -250,5 +258,85 @@ pub mod http {
         metrics::counter!("repovault_webhook_deliveries_total", "code" => code.0.as_u16().to_string())
             .increment(1);
         code
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::core::{testing, webhook_secret_context};
+        use crate::model::OnPushHook;
+        use crate::store::Batch;
+        use crate::webhooks::sign;
+        use repovault_common::secret::Secret;
+
+        async fn post(
+            core: &Arc<Core>,
+            repo: &str,
+            signature: Option<&str>,
+            body: &[u8],
+        ) -> (StatusCode, String) {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-github-event", "push".parse().expect("header"));
+            if let Some(s) = signature {
+                headers.insert("x-hub-signature-256", s.parse().expect("header"));
+            }
+            let q = HookQuery {
+                repo: Some(repo.to_string()),
+            };
+            deliver(
+                core.clone(),
+                axum::extract::Query(q),
+                headers,
+                Bytes::copy_from_slice(body),
+            )
+            .await
+        }
+
+        #[tokio::test]
+        async fn no_push_backups_and_a_bad_signature_get_the_same_answer() {
+            let dir = tempfile::tempdir().expect("dir");
+            let c = testing::core(dir.path()).await;
+            c.add_org("acme", "git").await.expect("org");
+            let plain = c
+                .add_repo("acme/plain", "file:///src/plain", None)
+                .await
+                .expect("repo");
+            let mut hooked = c
+                .add_repo("acme/hooked", "file:///src/hooked", None)
+                .await
+                .expect("repo");
+            // As `repo set --on-push` leaves it.
+            hooked.on_push = Some(OnPushHook {
+                hook_id: 1,
+                sealed_secret: c.seal(
+                    &webhook_secret_context(&hooked.id),
+                    &Secret::new("hook-secret"),
+                ),
+            });
+            let mut batch = Batch::default();
+            batch.repo(&hooked);
+            c.store.apply(batch).await.expect("apply");
+            let body =
+                br#"{"ref":"refs/heads/main","repository":{"id":7,"default_branch":"main"}}"#;
+            let guess = sign(b"guess", body);
+
+            let no_push = post(&c, &plain.id, Some(&guess), body).await;
+            let bad_signature = post(&c, &hooked.id, Some(&guess), body).await;
+            assert_eq!(no_push, bad_signature);
+            assert_eq!(no_push, (StatusCode::UNAUTHORIZED, REFUSED.to_string()));
+            // Unsigned, malformed, an unknown repository: the same again.
+            for (repo, sig) in [
+                (hooked.id.as_str(), None),
+                (plain.id.as_str(), None),
+                (hooked.id.as_str(), Some("sha256=00")),
+                ("no-such-repo", Some(guess.as_str())),
+            ] {
+                assert_eq!(post(&c, repo, sig, body).await, no_push, "{repo} {sig:?}");
+            }
+            // The right secret is accepted: the refusals above are about the caller alone.
+            let signed = sign(b"hook-secret", body);
+            let ok = post(&c, &hooked.id, Some(&signed), body).await;
+            assert_eq!(ok.0, StatusCode::ACCEPTED, "{ok:?}");
+        }
     }
 }
