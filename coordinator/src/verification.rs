@@ -298,25 +298,44 @@ pub fn finished(
     }
 }
 
-/// A pack the rotation found damaged fails `zip_integrity` of every backup that uses it; the
-/// other checks keep what they last said.
-pub fn apply_damage(v: Option<&Verification>, damage: &str, now_ms: i64) -> Verification {
+/// A pack a read-back (`run`) found damaged fails `zip_integrity` of every backup that uses it;
+/// the other checks keep what they last said. Damage found earlier stays named: a check that
+/// already failed keeps its detail, with the new finding added unless it already says it.
+pub fn apply_damage(
+    v: Option<&Verification>,
+    damage: &str,
+    run: &str,
+    now_ms: i64,
+) -> Verification {
     let mut checks = v.map(|v| v.checks.clone()).unwrap_or_default();
     let failed = CheckResult {
         name: ZIP_INTEGRITY.into(),
         result: CheckOutcome::Fail,
-        detail: format!("the read-back rotation found: {damage}"),
+        detail: format!(
+            "{} found a pack this backup uses damaged: {damage}",
+            match run {
+                "rotation" => "the read-back rotation",
+                "manual" => "`backup verify` of another backup",
+                "restore" => "a restore",
+                "drill" => "a restore drill",
+                _ => "a later backup's read-back",
+            }
+        ),
         warning: false,
         incomplete: false,
     };
     match checks.iter_mut().find(|c| c.name == ZIP_INTEGRITY) {
+        Some(c) if c.result == CheckOutcome::Fail && c.detail.contains(damage) => {}
+        Some(c) if c.result == CheckOutcome::Fail => {
+            c.detail = format!("{}; then {}", c.detail, failed.detail);
+        }
         Some(c) => *c = failed,
         None => checks.insert(0, failed),
     }
     Verification {
         status: VerifyStatus::Failed,
         checks,
-        run: "rotation".into(),
+        run: run.into(),
         finished_at_ms: Some(now_ms),
         packs_read: v.map_or(0, |v| v.packs_read),
         bytes_read: v.map_or(0, |v| v.bytes_read),
@@ -466,12 +485,26 @@ mod tests {
             1,
             None,
         );
-        let d = apply_damage(Some(&v), "pack 12ab is missing from storage", 2);
+        let d = apply_damage(Some(&v), "pack 12ab is missing from storage", "rotation", 2);
         assert_eq!(d.status, VerifyStatus::Failed);
         assert_eq!(d.checks[0].result, Fail);
         assert!(d.checks[0].detail.contains("12ab"));
         assert_eq!(d.checks[1].result, Pass);
         assert_eq!(d.run, "rotation");
+        // A second finding keeps the first named; the same finding again changes nothing.
+        let again = apply_damage(Some(&d), "pack 34cd is damaged", "manual", 3);
+        assert!(
+            again.checks[0].detail.contains("12ab"),
+            "{:?}",
+            again.checks[0]
+        );
+        assert!(
+            again.checks[0].detail.contains("34cd"),
+            "{:?}",
+            again.checks[0]
+        );
+        let same = apply_damage(Some(&again), "pack 34cd is damaged", "manual", 4);
+        assert_eq!(same.checks[0].detail, again.checks[0].detail);
     }
 
     #[test]

@@ -445,6 +445,7 @@ async fn run_task(
             tracing::warn!(error = %e.message, retryable = e.retryable, "task failed");
             req.error = e.message.clone();
             req.retryable = e.retryable;
+            req.verify = e.damage_result();
         }
     }
     complete(client, req).await;

@@ -112,6 +112,35 @@ impl OpendalBackend {
         }
     }
 
+    /// Moves a repository file out of restic's layout to `<prefix>damaged/<dirname>-<id>`, where
+    /// restic, rustic and this code's listings never look, keeping its bytes for inspection.
+    /// Copy first, then delete: an interruption leaves the file in place (found damaged again
+    /// later), never lost. Returns `false` when the file was not in storage. Idempotent.
+    pub(crate) fn quarantine(&self, tpe: FileType, id: &Id) -> opendal::Result<bool> {
+        let path = self.path(tpe, id);
+        let bytes = match self.op.read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == OdErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let dest = format!(
+            "{}damaged/{}-{}",
+            self.prefix,
+            tpe.dirname(),
+            id.to_hex().as_str()
+        );
+        self.op.write(&dest, bytes)?;
+        self.op.delete(&path)?;
+        Ok(true)
+    }
+
+    /// Writes `content` to `rel` (relative to the repository prefix), outside restic's layout.
+    pub(crate) fn write_aside(&self, rel: &str, content: Vec<u8>) -> opendal::Result<()> {
+        self.op
+            .write(&format!("{}{rel}", self.prefix), content)
+            .map(|_| ())
+    }
+
     /// Arms the snapshot capture: until [`Self::disarm`], snapshot files are held, not written.
     pub(crate) fn arm(&self) {
         let mut c = self.capture.lock();

@@ -10,12 +10,18 @@
 //! a pack look unread (or older than it is), so it is read again sooner than needed; no record
 //! can make a pack look read when it was not, since only packs a read-back found sound are
 //! recorded. Losing or deleting the whole file costs one full re-read, nothing else.
+//!
+//! **Damage outlives the ledger.** A save can carry a record made before a pack was found
+//! damaged (a verification that loaded the ledger earlier saves after the finding). So findings
+//! live in their own files ([`super::DamageFinding`]) and every load applies them: a record
+//! older than a finding about its pack is dropped, so the pack is read again, found damaged
+//! again, and never counted as "read back before".
 
 use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::RepoError;
+use super::{DamageFinding, DamagedKind, RepoError};
 
 /// The only format this code reads and writes.
 const FORMAT: u32 = 1;
@@ -84,7 +90,23 @@ impl ReadBackLedger {
                 ),
             });
         }
+        let mut ledger = ledger;
+        ledger.apply_findings(&DamageFinding::load_all(op, repo_path).await?);
         Ok(ledger)
+    }
+
+    /// Drops every record not newer than a damage finding about its pack: what was read sound
+    /// before the damage was found says nothing about the pack now.
+    pub fn apply_findings(&mut self, findings: &[DamageFinding]) {
+        for f in findings.iter().filter(|f| f.kind == DamagedKind::Pack) {
+            if self
+                .packs
+                .get(&f.id)
+                .is_some_and(|&read| read <= f.found_at_ms)
+            {
+                self.packs.remove(&f.id);
+            }
+        }
     }
 
     /// Writes the whole ledger, replacing what is stored (last writer wins: see the module

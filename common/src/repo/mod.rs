@@ -11,6 +11,9 @@
 //! directory are the snapshot's root tree, tags are one entry each, ids are full 64-hex strings.
 
 mod backend;
+mod damage;
+#[cfg(test)]
+mod damage_tests;
 mod ledger;
 mod readback;
 #[cfg(test)]
@@ -19,6 +22,7 @@ mod source;
 #[cfg(test)]
 mod tests;
 
+pub use damage::{DamageFinding, DamagedKind, DroppedPacks, IndexRepair};
 pub use ledger::ReadBackLedger;
 pub use readback::{PackDamage, ReadBackReport, SnapshotPacks};
 
@@ -295,7 +299,7 @@ impl SnapshotRepo {
                         Some(mk) => repo
                             .clone()
                             .open(&Credentials::Masterkey(mk))
-                            .map_err(|e| e.display_log()),
+                            .map_err(|e| describe(&e)),
                         None => Err("malformed master key JSON".to_string()),
                     };
                     match by_key {
@@ -888,7 +892,7 @@ fn map_err(err: Box<RusticError>, location: &str, doing: &'static str) -> RepoEr
             location: location.to_string(),
         };
     }
-    let message = err.display_log();
+    let message = describe(&err);
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*err);
     while let Some(e) = cause {
         if e.downcast_ref::<opendal::Error>().is_some() {
@@ -900,6 +904,37 @@ fn map_err(err: Box<RusticError>, location: &str, doing: &'static str) -> RepoEr
         cause = e.source();
     }
     RepoError::Repository { doing, message }
+}
+
+/// A rustic_core error as one line: each link of the cause chain by its message alone.
+///
+/// Not `display_log`: it formats a nested rustic_core cause with that error's terminal
+/// `Display`, which appends "Some additional details", the backtrace frames (or a hint to
+/// enable them) and a request to report a bug, none of which belongs in a task's error.
+pub(crate) fn describe(err: &RusticError) -> String {
+    let mut parts = vec![head(err)];
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        match c.downcast_ref::<RusticError>() {
+            Some(r) => parts.push(head(r)),
+            None => parts.push(c.to_string().lines().next().unwrap_or_default().to_string()),
+        }
+        cause = c.source();
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join(": ")
+}
+
+/// One rustic_core error's own message, without its causes.
+fn head(err: &RusticError) -> String {
+    let log = err.display_log();
+    let own = log.split(": caused by: ").next().unwrap_or_default();
+    own.strip_prefix("Error: ")
+        .unwrap_or(own)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// At most the first ten messages, and how many more there were.

@@ -578,7 +578,7 @@ fn verify_pack<S: rustic_core::IndexedFull>(
         Err(e) => {
             return PackOutcome::Unread(format!(
                 "pack {hex} ({path}) could not be read: {}",
-                e.display_log()
+                super::describe(&e)
             ));
         }
     };
@@ -678,7 +678,7 @@ fn verify_blob<S: rustic_core::IndexedFull>(
         Err(e) => {
             return BlobCheck::Unverifiable(format!(
                 "not in rustic_core's index: {}",
-                e.display_log()
+                super::describe(&e)
             ));
         }
     };
@@ -701,7 +701,9 @@ fn verify_blob<S: rustic_core::IndexedFull>(
     });
     let plain = match plain {
         Ok(Ok(plain)) => plain,
-        Ok(Err(e)) => return BlobCheck::Damaged(format!("does not decrypt: {}", e.display_log())),
+        Ok(Err(e)) => {
+            return BlobCheck::Damaged(format!("does not decrypt: {}", super::describe(&e)));
+        }
         Err(_) => return BlobCheck::Damaged("does not decrypt (rustic_core panicked)".into()),
     };
     let digest = hex::encode(Sha256::digest(&plain));
@@ -783,7 +785,7 @@ fn tree_uses<S: IndexedTree>(
 fn read_tree<S: IndexedTree>(repo: &Repository<S>, id: &TreeId) -> Result<Tree, String> {
     match catch_unwind(AssertUnwindSafe(|| repo.get_tree(id))) {
         Ok(Ok(tree)) => Ok(tree),
-        Ok(Err(e)) => Err(e.display_log()),
+        Ok(Err(e)) => Err(super::describe(&e)),
         Err(_) => Err("rustic_core panicked reading it".to_string()),
     }
 }
@@ -799,7 +801,7 @@ fn blob_type_name(tpe: BlobType) -> &'static str {
     }
 }
 
-fn parse_pack_id(s: &str) -> Result<Id, RepoError> {
+pub(super) fn parse_pack_id(s: &str) -> Result<Id, RepoError> {
     if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(RepoError::InvalidInput(format!(
             "{s:?} is not a full 64-hex pack id"
@@ -815,7 +817,7 @@ fn pack_path(backend: &OpendalBackend, hex: &str) -> String {
 }
 
 /// Whether a storage error is opendal's "not found" (anywhere in the error chain).
-fn is_not_found(err: &RusticError) -> bool {
+pub(super) fn is_not_found(err: &RusticError) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cause {
         if let Some(od) = e.downcast_ref::<opendal::Error>() {

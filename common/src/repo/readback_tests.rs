@@ -11,7 +11,7 @@ use super::*;
 use super::tests::{Env, PASSWORD};
 
 /// What the read-back tests add to the shared fixture.
-trait ReadBackEnv {
+pub(super) trait ReadBackEnv {
     fn open_repo(&self) -> SnapshotRepo;
     fn pack_file(&self, pack: &str) -> PathBuf;
 }
@@ -28,7 +28,7 @@ impl ReadBackEnv for Env {
     }
 }
 
-fn request() -> BackupRequest {
+pub(super) fn request() -> BackupRequest {
     BackupRequest {
         host: "repovault".into(),
         label: "org-1/repo-1".into(),
@@ -38,7 +38,7 @@ fn request() -> BackupRequest {
     }
 }
 
-fn no_fence() -> Result<(), String> {
+pub(super) fn no_fence() -> Result<(), String> {
     Ok(())
 }
 
@@ -58,7 +58,7 @@ fn noise(len: usize, mut seed: u64) -> Vec<u8> {
 /// A source tree shaped like a backup; `seed` makes every file's contents distinct (except
 /// the empty `packed-refs`, which has no blob). The big file spans
 /// several chunks, so with rustic's pack sizes the data lands in more than one pack.
-fn make_source(dir: &Path, seed: u64) {
+pub(super) fn make_source(dir: &Path, seed: u64) {
     let files: Vec<(&str, Vec<u8>)> = vec![
         (
             "manifest.json",
@@ -92,7 +92,7 @@ fn make_source(dir: &Path, seed: u64) {
 }
 
 /// Regular files under `dir` by `/`-separated relative path, to their size.
-fn local_files(dir: &Path) -> BTreeMap<String, u64> {
+pub(super) fn local_files(dir: &Path) -> BTreeMap<String, u64> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, u64>) {
         for entry in std::fs::read_dir(dir).expect("read_dir") {
             let entry = entry.expect("entry");
@@ -119,7 +119,7 @@ fn local_files(dir: &Path) -> BTreeMap<String, u64> {
 
 fn no_progress(_: u64, _: u64) {}
 
-fn read_back(repo: &SnapshotRepo, packs: &[String]) -> ReadBackReport {
+pub(super) fn read_back(repo: &SnapshotRepo, packs: &[String]) -> ReadBackReport {
     let start = Instant::now();
     let report = repo
         .read_back(packs, &no_progress, &AtomicBool::new(false))
@@ -134,7 +134,7 @@ fn read_back(repo: &SnapshotRepo, packs: &[String]) -> ReadBackReport {
 }
 
 /// One snapshot of `make_source(seed)`: (repo, snapshot id, its packs).
-fn backed_up(env: &Env, seed: u64) -> (SnapshotRepo, String, SnapshotPacks) {
+pub(super) fn backed_up(env: &Env, seed: u64) -> (SnapshotRepo, String, SnapshotPacks) {
     let src = env.path("src");
     make_source(&src, seed);
     let repo = env.open_repo();
@@ -189,7 +189,7 @@ fn sound_snapshot_reads_back_clean() {
 }
 
 /// The largest pack (a data pack) with one byte flipped in its middle.
-fn flip_largest(env: &Env, packs: &SnapshotPacks) -> String {
+pub(super) fn flip_largest(env: &Env, packs: &SnapshotPacks) -> String {
     let (pack, size) = packs
         .packs
         .iter()
@@ -242,7 +242,7 @@ fn flipped_byte_damages_exactly_that_pack() {
 }
 
 /// `restic check --read-data` fails and names `pack` (its short id at least).
-fn restic_check_flags(env: &Env, pack: &str) {
+pub(super) fn restic_check_flags(env: &Env, pack: &str) {
     let restic = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join("restic"))

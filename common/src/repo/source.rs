@@ -55,7 +55,7 @@ impl ReadSource for RootedSource {
                 Err(err) => {
                     errors
                         .lock()
-                        .push(format!("walking the source: {}", err.display_log()));
+                        .push(format!("walking the source: {}", super::describe(&err)));
                     return None;
                 }
             };
@@ -106,7 +106,7 @@ impl ReadSourceOpen for TrackedOpen {
                 self.errors.lock().push(format!(
                     "opening {}: {}",
                     self.path.display(),
-                    err.display_log()
+                    super::describe(&err)
                 ));
                 Err(err)
             }

@@ -731,12 +731,42 @@ impl Core {
         tracing::info!(task = %task.id, attempt = tok.attempt, worker = %req.worker_id, outcome = ?outcome, "completion accepted");
         if let Some(b) = finished_backup {
             self.after_backup_finished(&b).await;
+            // Damage this backup's read-back found in packs it shares with older backups.
+            if let Some(r) = req.backup.as_ref().and_then(|r| r.verification.as_ref())
+                && let Err(e) = self
+                    .fail_damaged_backups(&b.repo_id, r, Some(&b.id), "automatic", now)
+                    .await
+            {
+                tracing::error!(backup = %b.id, error = %e, "could not mark the backups using damaged packs");
+            }
         }
         if terminal {
             self.after_check_finished(&task, req).await;
         }
+        self.after_damage_found(&task, req, now).await;
         self.publish_state(&task, tok.attempt, &req.worker_id);
         Ok(outcome)
+    }
+
+    /// Damage a restore or a drill found when it could not restore (a backup's and a verify's
+    /// come with their verification): every backup using the damaged packs is failed.
+    async fn after_damage_found(&self, task: &TaskRecord, req: &pb::CompleteTaskRequest, now: i64) {
+        let found = match task.kind {
+            TaskKind::Restore => req.verify.clone(),
+            TaskKind::Drill => req.drill.as_ref().map(|d| pb::VerifyResult {
+                damaged_snapshot_ids: d.damaged_snapshot_ids.clone(),
+                damage: d.damage.clone(),
+                ..Default::default()
+            }),
+            TaskKind::Backup | TaskKind::Verify => None,
+        };
+        if let Some(r) = found
+            && let Err(e) = self
+                .fail_damaged_backups(&task.repo_id, &r, None, task.kind.as_str(), now)
+                .await
+        {
+            tracing::error!(task = %task.id, error = %e, "could not mark the backups using damaged packs");
+        }
     }
 
     /// Gives a lease back without counting a failure.

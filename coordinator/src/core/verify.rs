@@ -213,7 +213,14 @@ impl Core {
         metrics::counter!("repovault_verifications_total", "run" => "manual", "status" => ver.status.as_str())
             .increment(1);
         b.verification = Some(ver);
-        self.save_verification(&b).await
+        self.save_verification(&b).await?;
+        match result {
+            Some(r) => {
+                self.fail_damaged_backups(&b.repo_id, r, Some(&b.id), MODE_MANUAL, now)
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
     /// Writes a backup's new verification to its store record (when the store still holds it)
@@ -323,15 +330,31 @@ impl Core {
         metrics::counter!("repovault_readback_packs_total").increment(r.packs_read);
         metrics::counter!("repovault_verifications_total", "run" => "rotation", "status" => if r.damage.is_empty() { "verified" } else { "failed" })
             .increment(1);
-        if r.damaged_snapshot_ids.is_empty() {
+        self.fail_damaged_backups(&task.repo_id, r, None, MODE_ROTATION, now)
+            .await
+    }
+
+    /// A read-back found damaged packs (`result.damaged_snapshot_ids`): every backup of the
+    /// repository whose snapshot uses one fails `zip_integrity`, naming the damage, whichever
+    /// run found it (`run`). `except` is the backup whose own verification the caller records.
+    /// Idempotent: a backup already failed for the damage is failed again with the same text.
+    pub(super) async fn fail_damaged_backups(
+        &self,
+        repo_id: &str,
+        result: &pb::VerifyResult,
+        except: Option<&str>,
+        run: &str,
+        now: i64,
+    ) -> CoreResult<()> {
+        if result.damaged_snapshot_ids.is_empty() {
             return Ok(());
         }
-        tracing::error!(repo = %task.repo_id, damage = %r.damage, snapshots = r.damaged_snapshot_ids.len(), "read-back rotation found damage");
+        tracing::error!(repo = %repo_id, run, damage = %result.damage, snapshots = result.damaged_snapshot_ids.len(), "a read-back found damaged packs");
         let repo = self
             .store
-            .repo(&task.repo_id)
+            .repo(repo_id)
             .await?
-            .ok_or_else(|| not_found("repository", task.repo_id.clone()))?;
+            .ok_or_else(|| not_found("repository", repo_id.to_string()))?;
         let mut history = self.list_catalog(&repo.org_id, &repo.id).await?;
         for b in self.store.recent_backups(&repo.id).await? {
             if !history.iter().any(|h| h.id == b.id) {
@@ -339,12 +362,20 @@ impl Core {
             }
         }
         for mut b in history {
+            if Some(b.id.as_str()) == except {
+                continue;
+            }
             let hit = b
                 .snapshot_id
                 .as_ref()
-                .is_some_and(|s| r.damaged_snapshot_ids.contains(s));
+                .is_some_and(|s| result.damaged_snapshot_ids.contains(s));
             if hit {
-                b.verification = Some(v::apply_damage(b.verification.as_ref(), &r.damage, now));
+                b.verification = Some(v::apply_damage(
+                    b.verification.as_ref(),
+                    &result.damage,
+                    run,
+                    now,
+                ));
                 self.save_verification(&b).await?;
             }
         }

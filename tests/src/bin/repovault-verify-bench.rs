@@ -237,7 +237,7 @@ fn rv_at_backup(fx: &Fixture, repo: &SnapshotRepo, f: &mut Figures) -> Result<Ve
     f.at_backup_fsck = t1 - t0;
     f.at_backup_zip = t2 - t1;
     f.at_backup_tree = t3 - t2;
-    f.at_backup_stats = stats;
+    f.at_backup_stats = stats.clone();
     require_pass("repovault at-backup verification", &checks)?;
     require_all_packs(fx, "repovault at-backup verification", &stats)?;
     Ok(checks)

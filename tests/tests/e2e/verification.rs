@@ -1091,3 +1091,135 @@ async fn verification_a_token_that_cannot_read_settings_is_not_verified() {
     assert_ne!(row["state"], "backed_up", "{row:#}");
     c.shutdown().await;
 }
+
+/// The packs (full id, size) a backup's snapshot references, smallest first, read with the
+/// organisation key as stock tools would.
+async fn packs_of(c: &Cluster, b: &BackupRecord) -> Vec<(String, u64)> {
+    let (_, key) = key_file(c).await;
+    let spec = RepoSpec {
+        operator: StorageConfig::fs(c.storage_root().display().to_string())
+            .operator()
+            .unwrap(),
+        path: format!("{}/{}", b.org_id, b.repo_id),
+    };
+    let snapshot = b.snapshot_id.clone().expect("a snapshot");
+    tokio::task::spawn_blocking(move || {
+        let (repo, _) = SnapshotRepo::open(&spec, RepoKey::Password(&key), false).unwrap();
+        let mut packs = repo.snapshot_packs(&snapshot).unwrap().packs;
+        packs.sort_by_key(|(id, size)| (*size, id.clone()));
+        packs
+    })
+    .await
+    .unwrap()
+}
+
+/// The README's remedy for a damaged pack, for a data pack and then a tree pack: `backup
+/// verify` fails naming the pack and marks every backup using it failed; the pack leaves the
+/// index, so the next full backup stores that data again (not "read back before"), is
+/// verified, and restores exactly. Before the fix the second backup deduplicated against the
+/// damaged pack, was reported verified and could not be restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verification_a_damaged_pack_is_never_trusted_again() {
+    let c = Cluster::start(1).await.unwrap();
+    let core = c.core().clone();
+    let src = tempfile::tempdir().unwrap();
+    let source = rich_repo(src.path(), "heal.git").unwrap();
+    let daemon = GitDaemon::start(src.path()).unwrap();
+    core.add_org("acme", "git").await.unwrap();
+    core.add_repo("acme/heal", &daemon.url("heal.git"), None)
+        .await
+        .unwrap();
+    let first = backup(&c, "acme/heal", "full").await;
+    assert_eq!(status(&first), VerifyStatus::Verified);
+    let dir = repo_dir(&c, &first);
+    let expected = repovault_tests::fixtures::refs(&source).unwrap();
+
+    let mut damaged_backups = vec![first.clone()];
+    // First the largest pack the latest snapshot uses (the mirror's data), then its smallest
+    // (with these fixtures, the pack of trees).
+    for round in ["largest pack", "smallest pack"] {
+        let latest = damaged_backups.last().unwrap().clone();
+        let packs = packs_of(&c, &latest).await;
+        let (pack_id, _) = if round == "largest pack" {
+            packs.last().unwrap().clone()
+        } else {
+            packs.first().unwrap().clone()
+        };
+        let pack = dir.join("data").join(&pack_id[..2]).join(&pack_id);
+        let mut users = Vec::new();
+        for b in &damaged_backups[..damaged_backups.len() - 1] {
+            if packs_of(&c, b).await.iter().any(|(id, _)| *id == pack_id) {
+                users.push(b.id.clone());
+            }
+        }
+        flip_bytes(&pack);
+        let o = cli(&c, &["--output", "json", "backup", "verify", &latest.id]);
+        assert_eq!(o.status.code(), Some(5), "{round}: {}", stderr(&o));
+        let z = json_check(&json_of(&o), "zip_integrity");
+        assert_eq!(z["result"], "fail", "{round}: {z:#}");
+        assert!(
+            z["detail"].as_str().unwrap().contains(&pack_id),
+            "{round}: {z:#}"
+        );
+        assert!(!pack.exists(), "{round}: the damaged pack left data/");
+        assert!(
+            dir.join(format!("verify/damaged/pack-{pack_id}.json"))
+                .is_file(),
+            "{round}: the finding is recorded"
+        );
+
+        // Every earlier backup whose snapshot used the pack is failed too, naming it.
+        for id in &users {
+            let now = core.get_backup(id).await.unwrap();
+            assert_eq!(status(&now), VerifyStatus::Failed, "{round}: {id}");
+            let z = check(&now, "zip_integrity");
+            assert!(z.detail.contains(&pack_id), "{round}: {z:#?}");
+        }
+        let latest_now = core.get_backup(&latest.id).await.unwrap();
+        assert_eq!(status(&latest_now), VerifyStatus::Failed, "{round}");
+
+        // The README's remedy: a new full backup stores the data again and is verified.
+        let healed = backup(&c, "acme/heal", "full").await;
+        assert_eq!(
+            status(&healed),
+            VerifyStatus::Verified,
+            "{round}: {:#?}",
+            healed.verification
+        );
+        assert!(
+            check(&healed, "zip_integrity").detail.contains("read back")
+                && !check(&healed, "zip_integrity")
+                    .detail
+                    .starts_with("read back 0 "),
+            "{round}: the re-stored data is read back: {:#?}",
+            check(&healed, "zip_integrity")
+        );
+        let o = cli(&c, &["--output", "json", "backup", "verify", &healed.id]);
+        assert_eq!(o.status.code(), Some(0), "{round}: {}", stdout(&o));
+
+        // And restores exactly.
+        let name = format!("restored-{}.git", damaged_backups.len());
+        git(
+            daemon.base(),
+            &["init", "-q", "--bare", "-b", "main", &name],
+        )
+        .unwrap();
+        let r = core
+            .start_restore(&healed.id, "full_repo", "new", &daemon.url(&name), None)
+            .await
+            .unwrap();
+        let r = c.wait_restore(&r.id, WAIT).await.unwrap();
+        assert_eq!(r.status, Status::Completed, "{round}: {:?}", r.error);
+        let restored = daemon.base().join(&name);
+        let got = repovault_tests::fixtures::refs(&restored).unwrap();
+        let want: std::collections::BTreeMap<_, _> = expected
+            .iter()
+            .filter(|(k, _)| !(k.starts_with("refs/pull/") && k.ends_with("/merge")))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(got, want, "{round}");
+        git_dir(&restored, &["fsck", "--full", "--strict"]);
+        damaged_backups.push(healed);
+    }
+    c.shutdown().await;
+}

@@ -301,7 +301,23 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         let (repo, ctx2, entry) = (repo.clone(), ctx.clone(), entry.clone());
         blocking(move || {
             let fence = || ctx2.confirm_lease();
-            Ok(repo.backup(&entry, &request, &fence)?)
+            match repo.backup(&entry, &request, &fence) {
+                Err(e @ RepoError::Repository { doing: "reading the index", .. }) => {
+                    // A damaged index file would fail every backup after it: rebuild the index
+                    // from the packs (as `restic repair index`) and try once more. Safe here:
+                    // this backup is the only writer (backups of a repository are exclusive).
+                    let now = chrono::Utc::now().timestamp_millis();
+                    let repair = repo.repair_damaged_index(now)?;
+                    if repair.damaged.is_empty() {
+                        return Err(e.into());
+                    }
+                    for (_, problem) in &repair.damaged {
+                        tracing::warn!(%problem, "damaged index file moved aside; index rebuilt from the packs");
+                    }
+                    Ok(repo.backup(&entry, &request, &fence)?)
+                }
+                other => Ok(other?),
+            }
         })
         .await?
     };
@@ -815,6 +831,8 @@ async fn verify_stored_entry(
         checks: checks.iter().map(Check::to_proto).collect(),
         packs_read: stats.packs_read,
         bytes_read: stats.bytes_read,
+        damaged_snapshot_ids: stats.damage.snapshots.clone(),
+        damage: stats.damage.lines.join("; "),
         ..Default::default()
     }
 }

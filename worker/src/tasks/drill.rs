@@ -44,13 +44,39 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::DrillResul
         ),
     );
     let repo = super::restore::open_snapshot_repo(&ctx, &access).await?;
-    let (snapshot, w) = (spec.snapshot_id.clone(), work.clone());
-    let outcome = blocking(move || drill(&repo, &snapshot, &w)).await;
+    let (snapshot, w, interrupt) = (
+        spec.snapshot_id.clone(),
+        work.clone(),
+        ctx.lease.interrupt.clone(),
+    );
+    let outcome = blocking(move || {
+        let mut checks = drill(&repo, &snapshot, &w)?;
+        let damage = restore_failed(&checks).then(|| {
+            let how = crate::verify::archive::Reading {
+                now_ms: chrono::Utc::now().timestamp_millis(),
+                progress: &|_, _| {},
+                interrupt: &interrupt,
+            };
+            crate::verify::archive::diagnose(&repo, &snapshot, &how)
+        });
+        let damage = damage.flatten().unwrap_or_default();
+        if let Some(c) = checks.iter_mut().find(|c| c.name == RESTORE)
+            && !damage.is_empty()
+        {
+            c.detail = format!(
+                "{}; reading the snapshot back found damaged packs: {}",
+                c.detail,
+                damage.lines.join("; ")
+            );
+        }
+        Ok((checks, damage))
+    })
+    .await;
     // The scratch copy goes whatever happened: a drill leaves nothing behind.
     if let Err(e) = std::fs::remove_dir_all(&work) {
         tracing::warn!(path = %work.display(), error = %e, "could not remove the drill's scratch copy");
     }
-    let checks = outcome?;
+    let (checks, damage) = outcome?;
     let passed = checks.iter().all(|c| c.result == Outcome::Pass);
     let summary = checks
         .iter()
@@ -69,7 +95,17 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::DrillResul
         passed,
         checks: checks.iter().map(Check::to_proto).collect(),
         summary,
+        damaged_snapshot_ids: damage.snapshots,
+        damage: damage.lines.join("; "),
     })
+}
+
+/// Whether the drill could not restore the backup (then a read-back says whether packs are
+/// damaged).
+fn restore_failed(checks: &[Check]) -> bool {
+    checks
+        .iter()
+        .any(|c| c.name == RESTORE && c.result == Outcome::Fail)
 }
 
 /// The drill proper, on a scratch directory. `Err` only when the repository cannot be used at

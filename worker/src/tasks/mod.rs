@@ -26,6 +26,9 @@ use crate::progress::Progress;
 pub struct TaskError {
     pub message: String,
     pub retryable: bool,
+    /// Damaged packs found while failing (a restore that hit them): sent with the failure so
+    /// the coordinator fails every backup using them.
+    pub damage: Option<crate::verify::archive::Damage>,
 }
 
 impl TaskError {
@@ -33,12 +36,14 @@ impl TaskError {
         Self {
             message: message.into(),
             retryable: false,
+            damage: None,
         }
     }
     pub fn retryable(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             retryable: true,
+            damage: None,
         }
     }
 }
@@ -57,6 +62,7 @@ impl From<GitError> for TaskError {
         Self {
             message: e.to_string(),
             retryable,
+            damage: None,
         }
     }
 }
@@ -70,7 +76,19 @@ impl From<RepoError> for TaskError {
         Self {
             message: format!("snapshot repository: {e}"),
             retryable,
+            damage: None,
         }
+    }
+}
+
+impl TaskError {
+    /// The damage found, as the completion carries it (`CompleteTaskRequest.verify`).
+    pub fn damage_result(&self) -> Option<pb::VerifyResult> {
+        self.damage.as_ref().map(|d| pb::VerifyResult {
+            damaged_snapshot_ids: d.snapshots.clone(),
+            damage: d.lines.join("; "),
+            ..Default::default()
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use repovault_common::manifest::{self, Manifest};
-use repovault_common::repo::{RepoKey, RepoSpec, SnapshotRepo};
+use repovault_common::repo::{RepoError, RepoKey, RepoSpec, SnapshotRepo};
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
@@ -81,11 +81,17 @@ async fn restore_in(
     let repo = open_snapshot_repo(ctx, access).await?;
     let code = work.join(manifest::CODE_DIR);
     let snapshot_id = spec.snapshot_id.clone();
-    let (code2, progress) = (code.clone(), ctx.progress.clone());
+    let (code2, progress, interrupt) = (
+        code.clone(),
+        ctx.progress.clone(),
+        ctx.lease.interrupt.clone(),
+    );
     let manifest = blocking(move || {
         let manifest = Manifest::from_json(&repo.read_file(&snapshot_id, manifest::MANIFEST_FILE)?)
             .map_err(|e| TaskError::permanent(format!("snapshot {snapshot_id}: {e}")))?;
-        let summary = repo.restore(&snapshot_id, manifest::CODE_DIR, &code2)?;
+        let summary = repo
+            .restore(&snapshot_id, manifest::CODE_DIR, &code2)
+            .map_err(|e| restore_failure(&repo, &snapshot_id, e, &interrupt))?;
         progress.update(summary.bytes, summary.files, summary.bytes);
         Ok(manifest)
     })
@@ -172,4 +178,36 @@ fn pack_tar(dir: &std::path::Path, out: &std::path::Path) -> Result<(u64, String
     }
     w.flush().map_err(io)?;
     Ok((w.n, hex::encode(w.hash.finalize())))
+}
+
+/// A restore out of the snapshot failed. When the error is about the stored data, every pack
+/// the snapshot references is read back to find (and take out) the damaged ones, and the
+/// failure names them and carries them to the coordinator; such a failure is not retried (the
+/// data will not heal). Blocking.
+pub(crate) fn restore_failure(
+    repo: &SnapshotRepo,
+    snapshot_id: &str,
+    e: RepoError,
+    interrupt: &std::sync::atomic::AtomicBool,
+) -> TaskError {
+    if !crate::verify::archive::is_data_error(&e) {
+        return e.into();
+    }
+    let how = crate::verify::archive::Reading {
+        now_ms: chrono::Utc::now().timestamp_millis(),
+        progress: &|_, _| {},
+        interrupt,
+    };
+    let damage = crate::verify::archive::diagnose(repo, snapshot_id, &how);
+    let mut err = TaskError::from(e);
+    if let Some(d) = damage {
+        err.message = format!(
+            "{}; reading the snapshot back found damaged packs: {}",
+            err.message,
+            d.lines.join("; ")
+        );
+        err.retryable = false;
+        err.damage = Some(d);
+    }
+    err
 }

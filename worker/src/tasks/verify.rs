@@ -96,6 +96,8 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::VerifyResu
                 checks: checks.iter().map(verify::Check::to_proto).collect(),
                 packs_read: stats.packs_read,
                 bytes_read: stats.bytes_read,
+                damaged_snapshot_ids: stats.damage.snapshots.clone(),
+                damage: stats.damage.lines.join("; "),
                 ..Default::default()
             }
         }

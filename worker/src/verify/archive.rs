@@ -30,11 +30,52 @@ pub struct Reading<'a> {
     pub interrupt: &'a AtomicBool,
 }
 
-/// What a read-back cost.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a read-back cost, and the damage it found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadStats {
     pub packs_read: u64,
     pub bytes_read: u64,
+    pub damage: Damage,
+}
+
+/// Damage a read-back found, after it was dealt with: the damaged packs were dropped from the
+/// index and moved aside ([`SnapshotRepo::drop_damaged_packs`]), so no later backup trusts or
+/// deduplicates against them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Damage {
+    /// One line per damaged pack.
+    pub lines: Vec<String>,
+    /// Every snapshot (full id) that references a damaged pack: those backups cannot be
+    /// restored completely, whichever check found it.
+    pub snapshots: Vec<String>,
+}
+
+impl Damage {
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+}
+
+/// Deals with the damaged packs of `report`: names the snapshots using them (before they leave
+/// the index, which is what finds them), then drops them. A failure to drop is logged and the
+/// damage still reported: the findings recorded first keep the packs from being trusted.
+fn take_out_damage(
+    repo: &SnapshotRepo,
+    report: &repovault_common::repo::ReadBackReport,
+    now_ms: i64,
+) -> Result<Damage, RepoError> {
+    if report.damaged.is_empty() {
+        return Ok(Damage::default());
+    }
+    let ids: HashSet<String> = report.damaged.iter().map(|d| d.pack_id.clone()).collect();
+    let snapshots = repo.snapshots_using_packs(&ids)?;
+    if let Err(e) = repo.drop_damaged_packs(&report.damaged, now_ms) {
+        tracing::error!(error = %e, "damaged packs could not be dropped from the index");
+    }
+    Ok(Damage {
+        lines: report.damaged.iter().map(|d| d.problem.clone()).collect(),
+        snapshots,
+    })
 }
 
 /// `zip_integrity` of one snapshot. Sound packs are recorded in `ledger` (the caller saves it).
@@ -48,7 +89,10 @@ pub fn zip_integrity(
     local_code: Option<&Path>,
     how: &Reading<'_>,
 ) -> Result<(Check, ReadStats), RepoError> {
-    let packs = repo.snapshot_packs(snapshot_id)?;
+    let packs = match repo.snapshot_packs(snapshot_id) {
+        Ok(packs) => packs,
+        Err(e) => return unreadable_repository(repo, snapshot_id, e),
+    };
     let mut problems = packs.problems.clone();
     let all = packs.ids();
     let wanted: Vec<String> = match selection {
@@ -61,7 +105,8 @@ pub fn zip_integrity(
     };
     let report = repo.read_back(&wanted, how.progress, how.interrupt)?;
     ledger.record(report.ok.iter().cloned(), how.now_ms);
-    problems.extend(report.damaged.iter().map(|d| d.problem.clone()));
+    let damage = take_out_damage(repo, &report, how.now_ms)?;
+    problems.extend(damage.lines.iter().cloned());
     problems.extend(
         report
             .unread
@@ -80,6 +125,7 @@ pub fn zip_integrity(
     let stats = ReadStats {
         packs_read: report.packs_read,
         bytes_read: report.bytes_read,
+        damage,
     };
     let check = if problems.is_empty() {
         Check::pass(
@@ -100,6 +146,47 @@ pub fn zip_integrity(
         Check::fail(ZIP_INTEGRITY, metadata::summarise(&problems))
     };
     Ok((check, stats))
+}
+
+/// `zip_integrity` when the snapshot's packs cannot even be listed: a damaged index file or
+/// snapshot file fails the check naming the file (the index is rebuilt by the next backup); a
+/// missing snapshot, a wrong key or a storage error stay errors (nothing was learnt about the
+/// stored data).
+fn unreadable_repository(
+    repo: &SnapshotRepo,
+    snapshot_id: &str,
+    e: RepoError,
+) -> Result<(Check, ReadStats), RepoError> {
+    if matches!(
+        e,
+        RepoError::SnapshotNotFound(_)
+            | RepoError::WrongPassword { .. }
+            | RepoError::Storage { .. }
+            | RepoError::Interrupted { .. }
+            | RepoError::NoRuntime
+            | RepoError::InvalidInput(_)
+    ) {
+        return Err(e);
+    }
+    // The snapshot file first: it is one read, the index check reads every index file.
+    let mut problems: Vec<String> = repo
+        .damaged_snapshot_file(snapshot_id)?
+        .into_iter()
+        .collect();
+    if problems.is_empty() {
+        problems.extend(
+            repo.damaged_index_files()?
+                .into_iter()
+                .map(|(_, p)| format!("{p}; the next backup rebuilds the index from the packs")),
+        );
+    }
+    if problems.is_empty() {
+        problems.push(format!("the snapshot's packs cannot be listed: {e}"));
+    }
+    Ok((
+        Check::fail(ZIP_INTEGRITY, metadata::summarise(&problems)),
+        ReadStats::default(),
+    ))
 }
 
 /// Files of `code.git` whose stored size differs from the entry's, or that only one side has.
@@ -157,6 +244,16 @@ pub fn stored(
         }
         other => other?,
     };
+    if let Some(bad) = repo.damaged_snapshot_file(snapshot_id)? {
+        let checks = [
+            super::GIT_FSCK,
+            super::METADATA_VALID,
+            super::COMMIT_COUNT_MATCH,
+        ]
+        .into_iter()
+        .map(|name| Check::fail(name, format!("{bad}: the backup cannot be restored")));
+        return Ok((std::iter::once(zip).chain(checks).collect(), stats));
+    }
     let manifest = match repo.read_file(snapshot_id, manifest::MANIFEST_FILE) {
         Ok(bytes) => Manifest::from_json(&bytes).map_err(|e| e.to_string()),
         Err(e @ (RepoError::SnapshotNotFound(_) | RepoError::WrongPassword { .. })) => {
@@ -217,6 +314,32 @@ pub fn stored(
     Ok((checks, stats))
 }
 
+/// After a restore of `snapshot_id` failed on the stored data (a drill's, a restore's): reads
+/// back every pack the snapshot references to find the damaged ones, which are then taken out
+/// like any damage a read-back finds. `None` when no pack is damaged, or when the read-back
+/// itself could not run (the restore's own error then stands alone).
+pub fn diagnose(repo: &SnapshotRepo, snapshot_id: &str, how: &Reading<'_>) -> Option<Damage> {
+    // A scratch ledger: what persists of a finding is the finding itself.
+    let mut ledger = ReadBackLedger::new();
+    match zip_integrity(repo, snapshot_id, &mut ledger, Selection::All, None, how) {
+        Ok((_, stats)) if !stats.damage.is_empty() => Some(stats.damage),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "the read-back after a failed restore could not run");
+            None
+        }
+    }
+}
+
+/// Whether a restore error says something about the stored data (worth a [`diagnose`]) rather
+/// than about storage access, the key or the input.
+pub fn is_data_error(e: &RepoError) -> bool {
+    matches!(
+        e,
+        RepoError::Damaged { .. } | RepoError::Repository { .. } | RepoError::CheckFailed(_)
+    )
+}
+
 /// What a rotation visit found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rotation {
@@ -242,20 +365,16 @@ pub fn rotate(
     let due = ledger.due(&all, how.now_ms, max_age_ms);
     let report = repo.read_back(&due, how.progress, how.interrupt)?;
     ledger.record(report.ok.iter().cloned(), how.now_ms);
-    let damaged: HashSet<String> = report.damaged.iter().map(|d| d.pack_id.clone()).collect();
-    let damaged_snapshots = if damaged.is_empty() {
-        Vec::new()
-    } else {
-        repo.snapshots_using_packs(&damaged)?
-    };
+    let damage = take_out_damage(repo, &report, how.now_ms)?;
     Ok(Rotation {
         packs_total: all.len() as u64,
+        damage: damage.lines.clone(),
+        damaged_snapshots: damage.snapshots.clone(),
         stats: ReadStats {
             packs_read: report.packs_read,
             bytes_read: report.bytes_read,
+            damage,
         },
-        damage: report.damaged.iter().map(|d| d.problem.clone()).collect(),
-        damaged_snapshots,
     })
 }
 
