@@ -74,7 +74,7 @@ impl StorageConfig {
                 let root = &self.options["root"];
                 // Writes land in a temporary file and are renamed into place, so a crash never
                 // leaves a truncated object under its final name (CRATE-NOTES.md).
-                let tmp = format!("{}/.tmp", root.trim_end_matches('/'));
+                let tmp = format!("{}/{TMP_DIR}", root.trim_end_matches('/'));
                 let builder = opendal::services::Fs::default()
                     .root(root)
                     .atomic_write_dir(&tmp);
@@ -98,6 +98,13 @@ impl StorageConfig {
         }
     }
 }
+
+/// Temporaries of writes in progress: the fs service writes every object to
+/// `<root>/.tmp/<name>` first and renames it into place, and a snapshot repository's own writes
+/// go through `<repository>/.tmp/` (`repo/backend.rs`, same name). A failed or interrupted
+/// write can leave its temporary behind; the coordinator removes stale ones (its
+/// `temporaries` module).
+pub const TMP_DIR: &str = ".tmp";
 
 /// Where the snapshot repository of a source repository lives: keyed by stable ids, never
 /// names, so a rename keeps its history.

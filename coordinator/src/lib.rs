@@ -23,6 +23,7 @@ pub mod schedule;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod temporaries;
 pub mod verification;
 pub mod webhooks;
 pub mod workers;

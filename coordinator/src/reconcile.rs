@@ -5,7 +5,8 @@
 //! carry their task id and attempt as tags; this reconciler asks the core whether that attempt was
 //! (or may still be) committed, and forgets it when not. It runs when a stale completion is
 //! refused (the snapshot id is known), when a lease expires or a backup finishes (the repository
-//! is swept), and on a timer.
+//! is swept), and on a timer. The timed pass also removes the stale temporaries of failed writes
+//! (`temporaries.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +69,13 @@ pub async fn run(
                 }
                 result.map(|_| ())
             }
-            None => sweep_all(&core).await,
+            None => {
+                // Temporaries of failed writes go with the periodic pass (`temporaries.rs`).
+                if let Err(e) = core.sweep_temporaries(crate::core::now_ms()).await {
+                    tracing::warn!(error = %e, "sweeping temporaries failed; the next sweep retries");
+                }
+                sweep_all(&core).await
+            }
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, request = ?req, "reconcile failed; the next sweep retries");
