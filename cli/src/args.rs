@@ -472,6 +472,27 @@ impl RestoreTarget {
     }
 }
 
+/// Which access a forge restore grants (issue 13); see `restore start --access`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestoreAccess {
+    /// Direct collaborators only.
+    Direct,
+    /// Direct collaborators and team grants (to the target's teams of the same slug).
+    Teams,
+    /// Everyone who had access: widens access on purpose.
+    All,
+}
+
+impl From<RestoreAccess> for repovault_proto::v1::RestoreAccess {
+    fn from(a: RestoreAccess) -> Self {
+        match a {
+            RestoreAccess::Direct => Self::Direct,
+            RestoreAccess::Teams => Self::Teams,
+            RestoreAccess::All => Self::All,
+        }
+    }
+}
+
 /// Every valid restore type with the targets it takes (the coordinator checks the same).
 pub const VALID_RESTORES: &[(&str, &[&str])] = &[
     ("full_repo", &["new", "original", "download"]),
@@ -523,6 +544,13 @@ pub enum RestoreCmd {
         /// empty). A download always waits.
         #[arg(long)]
         path: Option<PathBuf>,
+        /// For full_repo to a forge: which access to grant in the target. `direct` invites the
+        /// direct collaborators only; `teams` also grants each team's access to the target
+        /// organisation's team of the same slug; `all` also invites everyone else who had
+        /// access (through the organisation, or unknown how) as a direct collaborator. The
+        /// restore lists what it grants and leaves out before it starts (its `access` phase).
+        #[arg(long, value_enum, default_value = "direct")]
+        access: RestoreAccess,
         #[command(flatten)]
         token: TokenArgs,
         /// Wait for the outcome, showing progress.

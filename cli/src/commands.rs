@@ -689,9 +689,21 @@ fn restore_fields(r: &pb::Restore) {
         ("finished_at", or_dash(&r.finished_at)),
         ("refs_pushed", r.refs_pushed.to_string()),
         ("target_repo", or_dash(&r.target_repo)),
+        ("access", access_name(r.access())),
         ("summary", or_dash(&r.summary)),
     ]);
     crate::download_zip::link_fields(r);
+}
+
+/// A restore's access scope as `--access` names it (`-` where it does not apply).
+fn access_name(a: pb::RestoreAccess) -> String {
+    match a {
+        pb::RestoreAccess::Unspecified => "-",
+        pb::RestoreAccess::Direct => "direct",
+        pb::RestoreAccess::Teams => "teams",
+        pb::RestoreAccess::All => "all",
+    }
+    .into()
 }
 
 /// The target a restore start names, checked against [`crate::args::VALID_RESTORES`]: a usage
@@ -737,6 +749,7 @@ pub async fn restore(c: &mut Admin, cmd: RestoreCmd, out: OutputFormat) -> Resul
             credential_org,
             into,
             path,
+            access,
             token,
             wait,
         } => {
@@ -783,6 +796,7 @@ pub async fn restore(c: &mut Admin, cmd: RestoreCmd, out: OutputFormat) -> Resul
                     name: name.unwrap_or_default(),
                     credential_org: credential_org.unwrap_or_default(),
                     into: into.unwrap_or_default(),
+                    access: pb::RestoreAccess::from(access).into(),
                     ..Default::default()
                 })
                 .await?

@@ -13,7 +13,7 @@ use forge_sim::seed::Seed;
 use repovault_common::forge::github::access::{AccessDoc, AccessPlan, AccessScope, GrantKind, Via};
 use repovault_common::forge::github::{
     ExportMode, GitHubClient, GitHubEndpoint, Parts, RestoreOptions, RestoreReport, RestoreTarget,
-    export_repo, plan_access, restore_metadata,
+    export_repo, plan_access, read_access, restore_metadata,
 };
 use repovault_common::secret::Secret;
 use serde_json::json;
@@ -158,9 +158,9 @@ async fn plan_then_restore(
     c.post_json("/orgs/dst/repos", &json!({ "name": name }))
         .await
         .unwrap();
-    let plan = plan_access(tree, target(c, name), opts)
+    let doc = read_access(tree).unwrap().unwrap();
+    let plan = plan_access(&doc, target(c, name), opts.access)
         .await
-        .unwrap()
         .unwrap();
     println!("{name}: {}", plan.describe());
     let report = restore(c, tree, name, opts).await;
@@ -213,6 +213,7 @@ async fn a_restore_into_another_organisation_invites_only_direct_collaborators()
     let tmp = tempfile::tempdir().unwrap();
     let sim = start(tmp.path()).await;
     let c = client(&sim);
+    sim.sim().options.write().record_exchanges = true;
     let tree = tmp.path().join("tree");
     let report = export_repo(&c, "src", "app", &tree, None, ExportMode::Full)
         .await
@@ -261,8 +262,6 @@ async fn a_restore_into_another_organisation_invites_only_direct_collaborators()
             ("ops", "pull", Some(vec!["opsmate".to_string()])),
         ]
     );
-
-    sim.sim().options.write().record_exchanges = true;
 
     // By default: the direct collaborator alone, invited with their role; nothing else.
     let opts = options(tmp.path(), "app", AccessScope::Direct);
@@ -325,7 +324,8 @@ async fn a_restore_into_another_organisation_invites_only_direct_collaborators()
     assert_eq!(invited(&c, "dst/app-teams").await, set(&["contractor"]));
     assert_eq!(report.access.as_ref(), Some(&plan));
 
-    // Every request the restores sent is one GitHub's description documents, with a valid body.
+    // Every request the backup and the restores sent is one GitHub's description documents,
+    // with a valid body and query (`affiliation=direct|outside|all`).
     let exchanges = sim.sim().stats.exchanges.lock().clone();
     sim.sim().options.write().record_exchanges = false;
     let mut invalid = Vec::new();
@@ -333,13 +333,32 @@ async fn a_restore_into_another_organisation_invites_only_direct_collaborators()
         if x.route.starts_with("(no route)") {
             invalid.push(format!("{} {}: no route", x.method, x.path));
         }
-        if x.status < 400
-            && let Err(e) =
-                forge_sim::openapi::validate_request(&x.method, &x.route, x.request.as_ref())
+        if x.status >= 400 {
+            continue;
+        }
+        if let Err(e) =
+            forge_sim::openapi::validate_request(&x.method, &x.route, x.request.as_ref())
         {
             invalid.push(format!("{} {}: {e:?}", x.method, x.path));
         }
+        if let Err(e) = forge_sim::openapi::validate_query(&x.method, &x.route, &x.query) {
+            invalid.push(format!("{} {}?{}: {e:?}", x.method, x.path, x.query));
+        }
     }
+    let affiliations: BTreeSet<&str> = exchanges
+        .iter()
+        .filter(|x| x.route == "/repos/{owner}/{repo}/collaborators")
+        .filter_map(|x| x.query.split('&').find(|p| p.starts_with("affiliation=")))
+        .collect();
+    assert_eq!(
+        affiliations,
+        BTreeSet::from([
+            "affiliation=all",
+            "affiliation=direct",
+            "affiliation=outside"
+        ]),
+        "the backup asks for each affiliation"
+    );
     assert!(invalid.is_empty(), "{invalid:#?}");
     assert!(
         exchanges.iter().any(|x| x.method == "PUT"

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
+use repovault_common::forge::github::access::AccessScope;
 use repovault_common::manifest::{ComponentStatus, Counts};
 
 use crate::lease::{LeaseState, TaskState};
@@ -492,6 +493,10 @@ pub struct RestoreRecord {
     /// The worker's one-line account of what was restored.
     #[serde(default)]
     pub summary: Option<String>,
+    /// Which access a forge restore grants (issue 13); a record from before reads as the
+    /// default, direct collaborators only.
+    #[serde(default)]
+    pub access: AccessScope,
     /// A download artifact's lifetime (`downloads.rs`).
     #[serde(default)]
     pub download: DownloadState,

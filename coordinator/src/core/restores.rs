@@ -14,7 +14,12 @@
 //! - `issues_only`, `wiki_only`, `releases_only` to `existing`: `--into ORG/NAME`, a repository
 //!   that exists (checked here); append-only.
 //! - `download_zip` to `download`.
+//!
+//! Access (issue 13): a `full_repo` restore to a forge grants direct collaborators only, unless
+//! the request's [`AccessScope`] asks for team grants or everyone; any other restore (which
+//! restores no settings) refuses a wider scope rather than ignoring it.
 
+use repovault_common::forge::github::access::AccessScope;
 use repovault_common::forge::github::{GitHubClient, GitHubEndpoint};
 use repovault_common::names::{parse_full_name, validate_git_url, validate_name};
 use repovault_common::secret::Secret;
@@ -83,10 +88,27 @@ pub struct RestoreRequest {
     pub into: String,
     /// Lifetime of a download's first link (validated by the caller); `None`: 6 h.
     pub link_ttl_ms: Option<i64>,
+    /// Which access a forge `full_repo` restore grants.
+    pub access: AccessScope,
 }
 
 fn invalid(m: impl Into<String>) -> CoreError {
     CoreError::InvalidArgument(m.into())
+}
+
+/// A scope wider than direct collaborators only where access is restored at all: `full_repo`
+/// to a forge (`new` without `--url`, or `original`). Elsewhere it is refused, not ignored.
+fn check_access(req: &RestoreRequest) -> CoreResult<()> {
+    let forge_settings = req.restore_type == "full_repo"
+        && matches!(req.target.as_str(), "new" | "original")
+        && req.url.is_empty();
+    if req.access == AccessScope::Direct || forge_settings {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "--access {} is for full_repo restores to a forge (--target new --org ORG --name NAME, or --target original): only they restore collaborators and teams",
+        req.access.as_str()
+    )))
 }
 
 fn endpoint(org: &OrgRecord) -> GitHubEndpoint {
@@ -125,6 +147,7 @@ impl Core {
     /// first: `original` must not exist, `existing` must exist.
     pub async fn start_restore_request(&self, req: RestoreRequest) -> CoreResult<RestoreRecord> {
         check_combination(&req.restore_type, &req.target)?;
+        check_access(&req)?;
         let backup = self.get_backup(&req.backup_id).await?;
         if backup.status != Status::Completed || backup.snapshot_id.is_none() {
             return Err(CoreError::FailedPrecondition(format!(
@@ -169,6 +192,7 @@ impl Core {
             target_credential_org_id: None,
             create_target: false,
             summary: None,
+            access: req.access,
             download: crate::model::DownloadState {
                 link_ttl_ms: req.link_ttl_ms,
                 ..Default::default()
@@ -423,5 +447,35 @@ mod tests {
             .to_string();
         assert!(e.contains("full_repo to new|original|download"), "{e}");
         assert!(check_combination("everything", "new").is_err());
+    }
+
+    #[test]
+    fn a_wider_access_only_where_access_is_restored() {
+        let req = |t: &str, target: &str, url: &str, access| RestoreRequest {
+            restore_type: t.into(),
+            target: target.into(),
+            url: url.into(),
+            access,
+            ..Default::default()
+        };
+        for access in [AccessScope::Direct, AccessScope::Teams, AccessScope::All] {
+            assert!(check_access(&req("full_repo", "new", "", access)).is_ok());
+            assert!(check_access(&req("full_repo", "original", "", access)).is_ok());
+        }
+        for (t, target, url) in [
+            ("full_repo", "new", "https://git.example/x.git"),
+            ("full_repo", "download", ""),
+            ("issues_only", "existing", ""),
+            ("download_zip", "download", ""),
+        ] {
+            assert!(check_access(&req(t, target, url, AccessScope::Direct)).is_ok());
+            let e = check_access(&req(t, target, url, AccessScope::Teams))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("--access teams is for full_repo"),
+                "{t} {target}: {e}"
+            );
+        }
     }
 }

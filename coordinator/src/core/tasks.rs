@@ -434,6 +434,7 @@ impl Core {
                     target_ca_cert_pem: r.target_ca_cert_pem.clone().unwrap_or_default(),
                     create_target: r.create_target,
                     target_is_source_credential: same_credential,
+                    access: pb::RestoreAccess::from(r.access).into(),
                 });
                 batch.restore(&r);
             }

@@ -308,6 +308,7 @@ impl AdminService for AdminApi {
         let restore = self
             .core
             .start_restore_request(crate::core::RestoreRequest {
+                access: r.access().into(),
                 backup_id: r.backup_id,
                 restore_type: r.r#type,
                 target: r.target,

@@ -187,6 +187,12 @@ pub fn restore(r: &RestoreRecord) -> pb::Restore {
         task_id: r.task_id.clone(),
         target_repo: r.target_repo.clone().unwrap_or_default(),
         summary: r.summary.clone().unwrap_or_default(),
+        // Only a forge `full_repo` restore grants access; for the rest it does not apply.
+        access: if r.restore_type == "full_repo" && r.target_repo.is_some() {
+            pb::RestoreAccess::from(r.access).into()
+        } else {
+            pb::RestoreAccess::Unspecified.into()
+        },
         // Filled by the service, which holds the link signer (`AdminApi::restore_with_link`).
         download_url: String::new(),
         download_expires_at: String::new(),

@@ -20,6 +20,8 @@ use std::collections::HashMap;
 use std::io::Read as _;
 use std::sync::{Arc, OnceLock};
 
+mod query;
+
 use jsonschema::{Draft, Validator};
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
@@ -36,6 +38,8 @@ pub struct Spec {
     paths: HashMap<String, (String, Value)>,
     /// `components.responses` as in the description (for `$ref` indirection of responses).
     responses: Map<String, Value>,
+    /// `components.parameters` as in the description (for `$ref`s of query parameters).
+    parameters: Map<String, Value>,
     registry: jsonschema::Registry,
     cache: Mutex<HashMap<String, Arc<Compiled>>>,
 }
@@ -81,6 +85,14 @@ pub fn validate_request(
     spec()
         .map_err(|e| vec![e])?
         .validate_request(method, route, body)
+}
+
+/// Checks a request's query string (without `?`) against the operation's query parameters:
+/// each must be documented, and its value valid for its schema (see [`query`]).
+pub fn validate_query(method: &str, route: &str, query: &str) -> Result<(), Vec<String>> {
+    spec()
+        .map_err(|e| vec![e])?
+        .validate_query(method, route, query)
 }
 
 /// `/repos/{owner}/{repo}` → `/repos/{}/{}`; the simulator's `/uploads/...` → `/...`.
@@ -139,9 +151,15 @@ impl Spec {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
+        let parameters = doc
+            .pointer("/components/parameters")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         Ok(Spec {
             paths,
             responses,
+            parameters,
             registry,
             cache: Mutex::new(HashMap::new()),
         })

@@ -129,6 +129,7 @@ async fn rest(sim: Arc<Sim>, peer: SocketAddr, req: Request, prefix: &str) -> Re
     } else {
         rest_path.clone()
     };
+    let query = parts.uri.query().unwrap_or_default().to_string();
     let pq = match parts.uri.query() {
         Some(q) => format!("{routed_path}?{q}"),
         None => routed_path.clone(),
@@ -251,6 +252,7 @@ async fn rest(sim: Arc<Sim>, peer: SocketAddr, req: Request, prefix: &str) -> Re
             method: method.to_string(),
             route,
             path: rest_path,
+            query,
             status,
             request: recorded_request,
             response: response_json,

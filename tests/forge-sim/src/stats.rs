@@ -35,6 +35,8 @@ pub struct Exchange {
     /// The route template as in GitHub's OpenAPI paths, e.g. `/repos/{owner}/{repo}/issues`.
     pub route: String,
     pub path: String,
+    /// The query string as sent (without `?`; empty when none).
+    pub query: String,
     pub status: u16,
     pub request: Option<Value>,
     pub response: Option<Value>,

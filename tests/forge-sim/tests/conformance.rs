@@ -704,6 +704,7 @@ async fn every_response_and_request_matches_the_schema() {
     run.get(&format!("{r}/collaborators/outsider/permission"), OWNER)
         .await;
     run.all(&format!("{r}/teams"), OWNER).await;
+    access_by_affiliation(&mut run).await;
     run.all("/orgs/acme/teams", OWNER).await;
     run.get("/orgs/acme/teams/core", OWNER).await;
     run.all("/orgs/acme/teams/core/members", OWNER).await;
@@ -861,10 +862,16 @@ async fn every_response_and_request_matches_the_schema() {
         ) {
             errs.extend(e);
         }
-        // Request bodies the simulator accepted (refusals are sent bad bodies on purpose).
+        // Request bodies and query strings the simulator accepted (refusals are sent bad ones
+        // on purpose).
         if x.status < 400
             && let Err(e) =
                 forge_sim::openapi::validate_request(&x.method, &x.route, x.request.as_ref())
+        {
+            errs.extend(e);
+        }
+        if x.status < 400
+            && let Err(e) = forge_sim::openapi::validate_query(&x.method, &x.route, &x.query)
         {
             errs.extend(e);
         }
@@ -1136,6 +1143,58 @@ fn map_path(path: &str, ids: &BTreeMap<(String, String), String>) -> String {
         Some(q) => format!("{p}?{q}"),
         None => p,
     }
+}
+
+/// Who has access to acme/widgets and how (issue 13), as GitHub answers it: `affiliation=direct`
+/// names the direct grants (the outside collaborator), `outside` those who are not members of
+/// acme, and `all` (the default) also everyone who reaches it through a team (`core`: dev, rev)
+/// or the organisation (its owner); each team with its permission.
+async fn access_by_affiliation(run: &mut Run) {
+    let w = "/repos/acme/widgets";
+    let mut logins = async |query: &str| -> BTreeSet<String> {
+        run.all(&format!("{w}/collaborators{query}"), OWNER)
+            .await
+            .iter()
+            .filter_map(|c| c["login"].as_str().map(str::to_string))
+            .collect()
+    };
+    let direct = logins("?affiliation=direct").await;
+    let outside = logins("?affiliation=outside").await;
+    let all = logins("?affiliation=all").await;
+    let default = logins("").await;
+    let names = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    run.check(
+        direct == names(&["outsider"]),
+        format!("widgets collaborators, affiliation=direct: {direct:?}"),
+    );
+    run.check(
+        outside == names(&["outsider"]),
+        format!("widgets collaborators, affiliation=outside: {outside:?}"),
+    );
+    run.check(
+        all == names(&["dev", "octo-admin", "outsider", "rev"]) && default == all,
+        format!("widgets collaborators, affiliation=all: {all:?}, default: {default:?}"),
+    );
+    let teams: Vec<(String, String)> = run
+        .all(&format!("{w}/teams"), OWNER)
+        .await
+        .iter()
+        .map(|t| (t["slug"].to_string(), t["permission"].to_string()))
+        .collect();
+    run.check(
+        teams == [("\"core\"".to_string(), "\"push\"".to_string())],
+        format!("widgets teams: {teams:?}"),
+    );
+    let members: BTreeSet<String> = run
+        .all("/orgs/acme/teams/core/members", OWNER)
+        .await
+        .iter()
+        .filter_map(|m| m["login"].as_str().map(str::to_string))
+        .collect();
+    run.check(
+        members == names(&["dev", "rev"]),
+        format!("core members: {members:?}"),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,8 +18,11 @@
 //!   journal (old → new numbers), which lives in storage at
 //!   `<org-id>/<repo-id>/restores/<restore-id>.journal.json` (loaded at the start, saved every
 //!   second while it changes and at the end), so a re-leased restore creates nothing twice.
-//! - Progress: phases `plan` (with the estimated duration), `push`, `lfs`, `wiki`, `metadata`,
-//!   each with items done of total and an ETA.
+//! - Access (issue 13): as `spec.access` says, direct collaborators only by default. Before
+//!   anything is pushed, the `access` phase lists who will be invited and which team grants
+//!   made, and who is left out and why; the summary repeats it.
+//! - Progress: phases `plan` (with the estimated duration), `access`, `push`, `lfs`, `wiki`,
+//!   `metadata`, each with items done of total and an ETA.
 //!
 //! Secrets: the token travels only in headers (git through the environment); messages name
 //! URLs without credentials.
@@ -33,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use repovault_common::forge::github::access::AccessScope;
 use repovault_common::forge::github::{ForgeError, GitHubClient, GitHubEndpoint};
 use repovault_common::manifest::{self, Manifest};
 use repovault_common::repo::{RepoError, SnapshotRepo};
@@ -258,9 +262,10 @@ pub async fn run(
     let ca = spec.target_ca_cert_pem.clone();
     let remote = Remote::from_lease(&clone_url, token.expose()).with_ca(&ca);
 
-    // 3. The plan: how long it will take.
+    // 3. The plan: how long it will take, and which access it grants.
+    let scope = AccessScope::from(spec.access());
     let metadata_plan = if parts.metadata() {
-        super::restore_meta::plan(&tree, &spec.backup_id, parts).await?
+        super::restore_meta::plan(&tree, &spec.backup_id, parts, scope).await?
     } else {
         super::restore_meta::MetadataPlan::default()
     };
@@ -278,6 +283,18 @@ pub async fn run(
             human(metadata_plan.estimate_secs + 5),
         ),
     );
+    if let Some(plan) = super::restore_meta::access_plan(
+        &tree,
+        &client,
+        &spec.target_owner,
+        &spec.target_name,
+        parts,
+        scope,
+    )
+    .await?
+    {
+        ctx.progress.phase("access", plan.describe());
+    }
     let mut summary: Vec<String> = Vec::new();
     let mut refs_pushed = 0;
 
@@ -421,6 +438,7 @@ pub async fn run(
             &spec.target_name,
             &spec.backup_id,
             parts,
+            scope,
             branches,
             &journal_local,
         )

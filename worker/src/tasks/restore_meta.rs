@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use repovault_common::forge::github::GitHubClient;
+use repovault_common::forge::github::access::{AccessPlan, AccessScope};
 use repovault_common::forge::github::restore::{
     self as engine, Pace, Progress, RestoreOptions, RestoreTarget,
 };
@@ -46,6 +47,7 @@ fn engine_parts(parts: Parts) -> engine::Parts {
 fn options(
     backup_id: &str,
     parts: Parts,
+    access: AccessScope,
     branches: BTreeSet<String>,
     journal: &Path,
 ) -> RestoreOptions {
@@ -55,7 +57,7 @@ fn options(
         branches_present: branches,
         journal: journal.to_path_buf(),
         pace: Some(Pace::GITHUB),
-        access: Default::default(),
+        access,
     }
 }
 
@@ -68,10 +70,16 @@ fn engine_failure(context: &str, e: repovault_common::forge::github::ForgeError)
 }
 
 /// Counts what restoring the export tree `tree` creates, and how long it takes.
-pub async fn plan(tree: &Path, backup_id: &str, parts: Parts) -> Result<MetadataPlan, TaskError> {
+pub async fn plan(
+    tree: &Path,
+    backup_id: &str,
+    parts: Parts,
+    access: AccessScope,
+) -> Result<MetadataPlan, TaskError> {
     let opts = options(
         backup_id,
         parts,
+        access,
         BTreeSet::new(),
         &tree.join("unused-journal"),
     );
@@ -86,6 +94,39 @@ pub async fn plan(tree: &Path, backup_id: &str, parts: Parts) -> Result<Metadata
     })
 }
 
+/// What restoring the access recorded in `tree` into `owner` grants and leaves out (the target
+/// organisation asked for its teams); `None` when settings are not restored or the backup
+/// holds no access record.
+pub async fn access_plan(
+    tree: &Path,
+    client: &GitHubClient,
+    owner: &str,
+    name: &str,
+    parts: Parts,
+    access: AccessScope,
+) -> Result<Option<AccessPlan>, TaskError> {
+    if !parts.settings {
+        return Ok(None);
+    }
+    let tree = tree.to_path_buf();
+    let doc = super::blocking(move || {
+        engine::read_access(&tree).map_err(|e| engine_failure("reading the backup's access", e))
+    })
+    .await?;
+    let Some(doc) = doc else {
+        return Ok(None);
+    };
+    let target = RestoreTarget {
+        client,
+        owner,
+        name,
+    };
+    engine::plan_access(&doc, target, access)
+        .await
+        .map(Some)
+        .map_err(|e| engine_failure(&format!("asking {owner} for its teams"), e))
+}
+
 /// Restores the metadata of `tree` into `owner/name` through `client`, journaling to `journal`.
 /// Returns a one-line account for the restore's summary.
 #[allow(clippy::too_many_arguments)]
@@ -97,10 +138,17 @@ pub async fn restore(
     name: &str,
     backup_id: &str,
     parts: Parts,
+    access: AccessScope,
     branches: Vec<String>,
     journal: &Path,
 ) -> Result<String, TaskError> {
-    let opts = options(backup_id, parts, branches.into_iter().collect(), journal);
+    let opts = options(
+        backup_id,
+        parts,
+        access,
+        branches.into_iter().collect(),
+        journal,
+    );
     let last: Mutex<Option<Instant>> = Mutex::new(None);
     let progress = |p: Progress| {
         ctx.progress.update(p.done, p.done, p.total);
@@ -183,6 +231,10 @@ pub async fn restore(
             ", webhooks needing a secret: {}",
             report.webhooks_needing_secret.join(", ")
         ));
+    }
+    if let Some(access) = &report.access {
+        line.push_str("; ");
+        line.push_str(&access.describe());
     }
     Ok(line)
 }

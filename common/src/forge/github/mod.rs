@@ -55,8 +55,9 @@
 //! pub async fn commit_count(client: &GitHubClient, owner: &str, repo: &str, sha: &str)
 //!     -> Result<Option<u64>, ForgeError>;
 //! pub fn plan(tree: &Path, opts: &RestoreOptions) -> Result<RestorePlan, ForgeError>;
-//! pub async fn plan_access(tree: &Path, target: RestoreTarget<'_>, opts: &RestoreOptions)
-//!     -> Result<Option<AccessPlan>, ForgeError>;
+//! pub fn read_access(tree: &Path) -> Result<Option<AccessDoc>, ForgeError>;
+//! pub async fn plan_access(doc: &AccessDoc, target: RestoreTarget<'_>, scope: AccessScope)
+//!     -> Result<AccessPlan, ForgeError>;
 //! pub async fn restore_metadata(tree: &Path, target: RestoreTarget<'_>, opts: &RestoreOptions,
 //!     progress: &(dyn Fn(Progress) + Sync)) -> Result<RestoreReport, ForgeError>;
 //! ```
@@ -89,5 +90,5 @@ pub use rate::{
 pub use repos::{RemoteRepo, list_org_repos};
 pub use restore::{
     Converted, Pace, Parts, Progress, RestoreOptions, RestorePlan, RestoreReport, RestoreTarget,
-    Skipped, plan, plan_access, restore_metadata,
+    Skipped, plan, plan_access, read_access, restore_metadata,
 };

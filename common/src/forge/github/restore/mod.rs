@@ -4,8 +4,9 @@
 //!
 //! ```ignore
 //! pub fn plan(tree: &Path, opts: &RestoreOptions) -> Result<RestorePlan, ForgeError>;
-//! pub async fn plan_access(tree: &Path, target: RestoreTarget<'_>, opts: &RestoreOptions)
-//!     -> Result<Option<AccessPlan>, ForgeError>;
+//! pub fn read_access(tree: &Path) -> Result<Option<AccessDoc>, ForgeError>;
+//! pub async fn plan_access(doc: &AccessDoc, target: RestoreTarget<'_>, scope: AccessScope)
+//!     -> Result<AccessPlan, ForgeError>;
 //! pub async fn restore_metadata(tree: &Path, target: RestoreTarget<'_>, opts: &RestoreOptions,
 //!     progress: &(dyn Fn(Progress) + Sync)) -> Result<RestoreReport, ForgeError>;
 //! ```
@@ -65,7 +66,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::access::{AccessPlan, AccessScope};
+use super::access::{AccessDoc, AccessPlan, AccessScope};
 use super::client::GitHubClient;
 use super::error::ForgeError;
 use journal::Journal;
@@ -203,25 +204,22 @@ pub fn plan(tree: &Path, opts: &RestoreOptions) -> Result<RestorePlan, ForgeErro
     })
 }
 
-/// What restoring `tree` with `opts` into `target` grants and leaves out, asking the target
-/// organisation which of the backup's teams it has (when `opts.access` restores team grants).
-/// `None` when settings are not restored or the backup holds no access. The restore acts on
-/// the same plan.
+/// Who had access to the backed-up repository and how, from the export tree `tree`
+/// (`access.json`, or a backup made before it read as "unknown how"); `None` when the backup
+/// holds neither. Reads files only: call it where blocking is allowed.
+pub fn read_access(tree: &Path) -> Result<Option<AccessDoc>, ForgeError> {
+    source::read_access(tree)
+}
+
+/// What restoring `doc` into `target` with `scope` grants and leaves out, before it runs: the
+/// target organisation is asked which of the backup's teams it has (when `scope` restores team
+/// grants). [`restore_metadata`] acts on the same plan.
 pub async fn plan_access(
-    tree: &Path,
+    doc: &AccessDoc,
     target: RestoreTarget<'_>,
-    opts: &RestoreOptions,
-) -> Result<Option<AccessPlan>, ForgeError> {
-    if !opts.parts.settings {
-        return Ok(None);
-    }
-    let src = source::Source::read(tree)?;
-    match &src.access {
-        Some(doc) => access::plan_for(target.client, target.owner, doc, opts.access)
-            .await
-            .map(Some),
-        None => Ok(None),
-    }
+    scope: AccessScope,
+) -> Result<AccessPlan, ForgeError> {
+    access::plan_for(target.client, target.owner, doc, scope).await
 }
 
 /// Restores the metadata in `tree` (an export tree) into `target`. See the module's contracts:

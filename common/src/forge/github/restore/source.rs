@@ -109,9 +109,7 @@ pub(crate) struct Source {
     pub releases: Vec<Release>,
     /// `meta/settings/<doc>.json` by doc name (protection, rulesets, hooks, deploy keys).
     pub settings: BTreeMap<String, Value>,
-    /// Who had access and how: `meta/settings/access.json`, or for a backup made before it,
-    /// its `collaborators.json` (`affiliation=all`) and `teams.json` read as
-    /// [`AccessDoc::legacy`] (everyone "unknown how"). `None` when the backup has neither.
+    /// Who had access and how ([`read_access`]).
     pub access: Option<AccessDoc>,
 }
 
@@ -156,6 +154,28 @@ fn json_files(dir: &Path) -> Result<Vec<PathBuf>, ForgeError> {
         }
     }
     Ok(out)
+}
+
+/// Who had access and how, from the export tree `tree`: `meta/settings/access.json`, or for a
+/// backup made before it, its `collaborators.json` (`affiliation=all`) and `teams.json` read as
+/// [`AccessDoc::legacy`] (everyone "unknown how"). `None` when the backup has neither.
+pub(crate) fn read_access(tree: &Path) -> Result<Option<AccessDoc>, ForgeError> {
+    let settings = tree.join("meta").join("settings");
+    let path = settings.join("access.json");
+    Ok(match read_json(&path)? {
+        Some(v) => Some(serde_json::from_value(v).map_err(|e| {
+            ForgeError::io(
+                &path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        })?),
+        None => {
+            let collaborators = read_json(&settings.join("collaborators.json"))?;
+            let teams = read_json(&settings.join("teams.json"))?;
+            (collaborators.is_some() || teams.is_some())
+                .then(|| AccessDoc::legacy(&array(collaborators), &array(teams)))
+        }
+    })
 }
 
 impl Source {
@@ -205,21 +225,7 @@ impl Source {
                 src.settings.insert(doc.to_string(), v);
             }
         }
-        let path = settings.join("access.json");
-        src.access = match read_json(&path)? {
-            Some(v) => Some(serde_json::from_value(v).map_err(|e| {
-                ForgeError::io(
-                    &path,
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-                )
-            })?),
-            None => {
-                let collaborators = read_json(&settings.join("collaborators.json"))?;
-                let teams = read_json(&settings.join("teams.json"))?;
-                (collaborators.is_some() || teams.is_some())
-                    .then(|| AccessDoc::legacy(&array(collaborators), &array(teams)))
-            }
-        };
+        src.access = read_access(tree)?;
         Ok(src)
     }
 
