@@ -175,9 +175,12 @@ GRPC_PORT=$(free_port)
 HTTP_PORT=$(free_port)
 export REPOVAULT_COORDINATOR=http://127.0.0.1:$GRPC_PORT
 step "starting repovault standalone (log: $WORK/standalone.log)"
-printf '  $ %s\n' "$BIN standalone --data-dir $DATA --listen 127.0.0.1:$GRPC_PORT --http-listen 127.0.0.1:$HTTP_PORT --workers 2 &"
+# file:// URLs are refused except under the roots named here: the sources backed up and the
+# restores pushed to (never the data directory, whatever the roots say).
+printf '  $ %s\n' "$BIN standalone --data-dir $DATA --listen 127.0.0.1:$GRPC_PORT --http-listen 127.0.0.1:$HTTP_PORT --workers 2 --allow-local-root $SRC --allow-local-root $OUT &"
 NO_COLOR=1 "$BIN" standalone --data-dir "$DATA" --listen "127.0.0.1:$GRPC_PORT" \
-    --http-listen "127.0.0.1:$HTTP_PORT" --workers 2 >"$WORK/standalone.log" 2>&1 &
+    --http-listen "127.0.0.1:$HTTP_PORT" --workers 2 \
+    --allow-local-root "$SRC" --allow-local-root "$OUT" >"$WORK/standalone.log" 2>&1 &
 STANDALONE_PID=$!
 
 step "waiting for the coordinator and its workers"

@@ -115,7 +115,7 @@ pub enum AuditCmd {
     /// Entries, newest first.
     List {
         /// At most this many.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = count())]
         limit: u32,
     },
 }
@@ -132,11 +132,16 @@ pub struct StandaloneArgs {
     #[arg(long, default_value = "127.0.0.1:7421")]
     pub http_listen: std::net::SocketAddr,
     /// In-process workers.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = count())]
     pub workers: u32,
     /// Heartbeat interval H; every lease timeout derives from it.
     #[arg(long, default_value = "5s")]
     pub heartbeat: String,
+    /// A directory whose git repositories may be backed up from, and restored to, as file://
+    /// URLs (repeatable). None by default: every file:// URL is refused. DIR must exist; the
+    /// data directory stays refused even when under DIR.
+    #[arg(long = "allow-local-root", value_name = "DIR")]
+    pub allow_local_roots: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -145,7 +150,7 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub join_token_file: PathBuf,
     /// Tasks run at once.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX)))]
     pub slots: u32,
     /// Exit after this long without work (burst pools), e.g. 60s.
     #[arg(long)]
@@ -162,6 +167,17 @@ pub struct WorkerArgs {
     /// Name shown in `repovault workers` (default: the host name).
     #[arg(long)]
     pub name: Option<String>,
+    /// A directory whose git repositories tasks may read from and push to as file:// URLs
+    /// (repeatable; the environment variable takes a ':'-separated list). None by default:
+    /// every file:// URL is refused. DIR must exist; the cache directory, its scratch and the
+    /// storage root stay refused even when under DIR.
+    #[arg(
+        long = "allow-local-root",
+        value_name = "DIR",
+        env = "REPOVAULT_ALLOWED_LOCAL_ROOTS",
+        value_delimiter = ':'
+    )]
+    pub allow_local_roots: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -202,19 +218,19 @@ pub enum OrgCmd {
 pub struct OrgRetentionArgs {
     pub org: String,
     /// Keep backups younger than this many days.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count())]
     pub days: Option<u32>,
     /// Keep the newest N backups.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count())]
     pub keep_last: Option<u32>,
     /// Keep the newest backup of each of the last N hours (days, weeks, months) with one.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count())]
     pub keep_hourly: Option<u32>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count())]
     pub keep_daily: Option<u32>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count())]
     pub keep_weekly: Option<u32>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = count())]
     pub keep_monthly: Option<u32>,
 }
 
@@ -262,8 +278,9 @@ pub struct OrgSetArgs {
     /// The IANA time zone the schedule is read in (default UTC), such as Europe/Berlin.
     #[arg(long)]
     pub timezone: Option<String>,
-    /// A full backup at least this often, whatever the schedule (default 7).
-    #[arg(long)]
+    /// A full backup at least this often, whatever the schedule (default 7; 1..=366, as the
+    /// coordinator checks).
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=366))]
     pub full_every_days: Option<u32>,
     /// Restore drills: weekly, monthly, a cron expression, none, or default (the
     /// coordinator's `verification.default_drill`, monthly unless configured).
@@ -572,6 +589,13 @@ pub enum RestoreCmd {
         #[arg(long, value_name = "DURATION", default_value = "6h", value_parser = parse_link_ttl)]
         expires: std::time::Duration,
     },
+}
+
+/// A day or item count: a whole number in 0..=4294967295 (u32). With `allow_negative_numbers`,
+/// `-1` reaches this parser, whose error names the range, instead of clap's "unexpected
+/// argument '-1'".
+fn count() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(0..=i64::from(u32::MAX))
 }
 
 /// A download link lifetime: a duration within 30m..=7d.

@@ -930,18 +930,57 @@ pub async fn restore(c: &mut Admin, cmd: RestoreCmd, out: OutputFormat) -> Resul
     }
 }
 
+/// `--path` must be an empty directory or absent, and neither it nor the directory it is
+/// created in (its nearest existing ancestor) a symbolic link. Checked before the restore is
+/// queued: the final `rename` into place fails on a link only after the whole restore, and a
+/// link would put the repository somewhere else than the path named.
 fn check_download_dir(p: &Path) -> Result<(), CliError> {
-    if p.exists() {
-        let empty = std::fs::read_dir(p)
-            .map_err(|e| CliError::usage(format!("--path {}: {e}", p.display())))?
-            .next()
-            .is_none();
-        if !empty {
-            return Err(CliError::usage(format!(
-                "--path {} exists and is not empty",
-                p.display()
-            )));
+    let refuse = |what: String| Err(CliError::usage(format!("--path {}: {what}", p.display())));
+    let link_target = |a: &Path| {
+        std::fs::read_link(a)
+            .map(|t| t.display().to_string())
+            .unwrap_or_else(|e| format!("unreadable: {e}"))
+    };
+    for (i, a) in p.ancestors().enumerate() {
+        let a = if a.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            a
+        };
+        let meta = match std::fs::symlink_metadata(a) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return refuse(format!("{}: {e}", a.display())),
+        };
+        if meta.file_type().is_symlink() {
+            return if i == 0 {
+                refuse(format!(
+                    "is a symbolic link (to {}); give the directory itself",
+                    link_target(a)
+                ))
+            } else {
+                refuse(format!(
+                    "is under the symbolic link {} (to {}); give a path without links",
+                    a.display(),
+                    link_target(a)
+                ))
+            };
         }
+        if !meta.is_dir() {
+            return refuse(format!("{} is not a directory", a.display()));
+        }
+        if i == 0 {
+            let empty = std::fs::read_dir(p)
+                .map_err(|e| CliError::usage(format!("--path {}: {e}", p.display())))?
+                .next()
+                .is_none();
+            if !empty {
+                return refuse("exists and is not empty".into());
+            }
+            // The directory it is renamed into place in must not be a link either.
+            continue;
+        }
+        break;
     }
     Ok(())
 }

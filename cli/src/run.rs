@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use repovault_common::secret::Secret;
 use repovault_coordinator::config::{ConfigError, CoordinatorConfig, Settings};
+use repovault_worker::local_paths::LocalPaths;
 use repovault_worker::session::{self, Exit, WorkerConfig};
 
 use crate::args::{AuditCmd, Cli, Command, StandaloneArgs, WorkerArgs};
@@ -61,6 +62,24 @@ fn init_telemetry() {
     repovault_common::telemetry::init("info");
 }
 
+/// Files the long-running commands create are private: `state.redb`, `master.key`, storage,
+/// download artifacts, worker caches (and what git writes into them) get no group or other
+/// permission bits, whatever umask the process was started with (0022 outside the systemd
+/// units, which set `UMask=0077` themselves). The admin commands keep the caller's umask: what
+/// they write (a restored repository, a ZIP) is the caller's to share.
+fn private_umask() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// The local roots tasks may use, checked now (each must exist): a worker that cannot use
+/// them refuses to start rather than failing every task later.
+fn local_paths(
+    roots: &[std::path::PathBuf],
+    refused: &[std::path::PathBuf],
+) -> Result<LocalPaths, CliError> {
+    LocalPaths::new(roots, refused).map_err(|e| CliError::usage(format!("--allow-local-root: {e}")))
+}
+
 /// Cancelled on SIGINT or SIGTERM.
 fn shutdown_signal() -> CancellationToken {
     let token = CancellationToken::new();
@@ -109,6 +128,7 @@ pub async fn standalone_settings(
 }
 
 async fn standalone(a: StandaloneArgs) -> Result<i32, CliError> {
+    private_umask();
     init_telemetry();
     let settings = standalone_settings(&a.data_dir, a.listen, Some(a.http_listen), &a.heartbeat)
         .await
@@ -121,6 +141,9 @@ async fn standalone(a: StandaloneArgs) -> Result<i32, CliError> {
     }
     tracing::info!(settings = ?settings, "starting standalone");
     let join_token = settings.join_token.clone();
+    // The data directory holds every worker's cache and the storage: never a task's source or
+    // target, even under an allowed root.
+    let local = local_paths(&a.allow_local_roots, std::slice::from_ref(&a.data_dir))?;
     let handle = repovault_coordinator::server::start(settings)
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
@@ -144,6 +167,7 @@ async fn standalone(a: StandaloneArgs) -> Result<i32, CliError> {
             cache_max_bytes: None,
             scratch_dir: a.data_dir.join("scratch").join(format!("worker-{i}")),
             drain_grace: Duration::from_secs(30),
+            local_paths: local.clone(),
         };
         let stop = shutdown.clone();
         workers.spawn(async move {
@@ -159,6 +183,7 @@ async fn standalone(a: StandaloneArgs) -> Result<i32, CliError> {
 }
 
 async fn coordinator(config: &Path) -> Result<i32, CliError> {
+    private_umask();
     init_telemetry();
     let cfg = CoordinatorConfig::load(config).map_err(config_err)?;
     let settings = cfg.resolve().await.map_err(config_err)?;
@@ -179,6 +204,7 @@ async fn worker(
     ca_file: Option<std::path::PathBuf>,
     a: &WorkerArgs,
 ) -> Result<i32, CliError> {
+    private_umask();
     init_telemetry();
     let token = std::fs::read_to_string(&a.join_token_file).map_err(|e| {
         CliError::usage(format!(
@@ -208,6 +234,8 @@ async fn worker(
         cache_max_bytes: a.cache_max_bytes,
         scratch_dir: a.cache_dir.join(".scratch"),
         drain_grace: parse("--drain-grace", &a.drain_grace)?,
+        // The cache, its scratch and the storage root are refused at each check.
+        local_paths: local_paths(&a.allow_local_roots, &[])?,
     };
     match session::run(cfg, shutdown_signal()).await {
         Ok(Exit::Shutdown) | Ok(Exit::Idle) => Ok(exit::OK),

@@ -36,6 +36,9 @@ pub struct Cluster {
     http: Option<std::net::SocketAddr>,
     /// Admin tokens with roles; empty: every caller is the local admin.
     admin_tokens: Vec<repovault_coordinator::roles::NamedToken>,
+    /// Where workers added from now on allow file:// sources and targets (none by default,
+    /// as a worker's default); the cluster's own directory is refused whatever it says.
+    local_roots: Vec<PathBuf>,
 }
 
 impl Cluster {
@@ -95,6 +98,7 @@ impl Cluster {
             tls: None,
             http: None,
             admin_tokens: Vec::new(),
+            local_roots: Vec::new(),
         };
         c.start_coordinator().await?;
         for _ in 0..workers {
@@ -183,6 +187,12 @@ impl Cluster {
         format!("{scheme}://{}", self.listen)
     }
 
+    /// Workers added after this call allow file:// URLs under `dir` (where a test's file://
+    /// fixtures live), as `--allow-local-root dir` does.
+    pub fn allow_local_root(&mut self, dir: &Path) {
+        self.local_roots.push(dir.to_path_buf());
+    }
+
     pub async fn add_worker(&mut self) -> Result<()> {
         let i = self.next_worker;
         self.next_worker += 1;
@@ -198,6 +208,12 @@ impl Cluster {
             cache_max_bytes: None,
             scratch_dir: self.dir.path().join(format!("scratch-{i}")),
             drain_grace: Duration::from_secs(10),
+            // As `standalone` refuses its data directory: every worker's cache and scratch,
+            // the store and the storage live in the cluster's directory.
+            local_paths: repovault_worker::local_paths::LocalPaths::new(
+                &self.local_roots,
+                &[self.dir.path().to_path_buf()],
+            )?,
         };
         let stop = CancellationToken::new();
         let s = stop.clone();

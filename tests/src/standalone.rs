@@ -41,6 +41,12 @@ impl Standalone {
             cache_max_bytes: None,
             scratch_dir: data.join("scratch").join("worker-0"),
             drain_grace: Duration::from_secs(30),
+            // `repovault standalone` without --allow-local-root: the benchmarks' sources are
+            // served by git daemon, and the data directory is refused in any case.
+            local_paths: repovault_worker::local_paths::LocalPaths::new(
+                &[],
+                std::slice::from_ref(&data),
+            )?,
         };
         let stop = CancellationToken::new();
         let s = stop.clone();

@@ -47,6 +47,11 @@ impl MirrorCache {
         }))
     }
 
+    /// The cache directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Takes the repository's entry exclusively (one task per mirror) and marks it used now.
     pub async fn acquire(self: &Arc<Self>, repo_id: &str) -> std::io::Result<CacheGuard> {
         let lock = self

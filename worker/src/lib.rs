@@ -6,6 +6,7 @@ pub mod client;
 pub mod forge;
 pub mod git;
 pub mod lfs;
+pub mod local_paths;
 pub mod progress;
 pub mod session;
 pub mod tasks;

@@ -41,6 +41,9 @@ pub struct WorkerConfig {
     pub scratch_dir: PathBuf,
     /// On shutdown, how long running tasks may take before they are released.
     pub drain_grace: Duration,
+    /// Where tasks may read and push local repositories (file:// URLs); the cache, scratch and
+    /// storage directories are refused whatever it says. Default: nowhere.
+    pub local_paths: crate::local_paths::LocalPaths,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -310,6 +313,7 @@ async fn serve(
                     &events_tx,
                     &cfg.scratch_dir,
                     &pauses,
+                    &cfg.local_paths,
                 );
                 let span = tracing::info_span!("task", task = %ctx.lease.token.task_id, attempt = ctx.lease.token.attempt, kind = %task.kind, repo = %task.repo.as_ref().map(|r| format!("{}/{}", r.org_name, r.repo_name)).unwrap_or_default());
                 let (held, mut client, worker_id) =
@@ -376,6 +380,7 @@ fn start_task(
     events: &mpsc::Sender<pb::TaskEvent>,
     scratch: &std::path::Path,
     pauses: &Arc<crate::forge::RatePauses>,
+    local_paths: &crate::local_paths::LocalPaths,
 ) -> Arc<TaskContext> {
     let token = task.lease.clone().unwrap_or_default();
     let lease = Arc::new(LeaseView {
@@ -390,6 +395,7 @@ fn start_task(
         storage: s.storage.clone(),
         scratch: scratch.to_path_buf(),
         cache: cache.clone(),
+        local_paths: local_paths.clone(),
         progress: Progress::new(events.clone(), &s.worker_id, token),
         lease,
         client: s.client.clone(),

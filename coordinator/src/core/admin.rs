@@ -86,7 +86,7 @@ impl Core {
         let url = validate_git_url(url).map_err(invalid)?;
         let org = self.org_named(&org_name).await?;
         if org.provider == "github" {
-            return Err(CoreError::FailedPrecondition(format!(
+            return Err(CoreError::InvalidArgument(format!(
                 "organisation {:?} is a GitHub organisation: its repositories are discovered (`repovault org sync {}`), not added by URL",
                 org.name, org.name
             )));

@@ -238,7 +238,7 @@ impl Core {
     pub async fn sync_org(&self, name: &str) -> CoreResult<SyncReport> {
         let org = self.org_named(name).await?;
         if org.provider != "github" {
-            return Err(CoreError::FailedPrecondition(format!(
+            return Err(CoreError::InvalidArgument(format!(
                 "organisation {name:?} has provider {:?}; only GitHub organisations are discovered (add plain git repositories with `repo add`)",
                 org.provider
             )));

@@ -457,8 +457,9 @@ impl Core {
             .org(&repo.org_id)
             .await?
             .ok_or_else(|| crate::error::not_found("organisation", repo.org_id.clone()))?;
+        // Invalid input (exit 2), not a failure: no state of the organisation makes it valid.
         if org.provider != "github" {
-            return Err(CoreError::FailedPrecondition(format!(
+            return Err(CoreError::InvalidArgument(format!(
                 "on-push backups need a GitHub organisation; {:?} is {}",
                 org.name, org.provider
             )));

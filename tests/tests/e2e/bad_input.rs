@@ -6,7 +6,7 @@ use repovault_common::secret::Secret;
 use repovault_coordinator::error::CoreError;
 use repovault_coordinator::model::Status;
 use repovault_tests::cluster::Cluster;
-use repovault_tests::fixtures::rich_repo;
+use repovault_tests::fixtures::{empty_repo, refs, rich_repo};
 use repovault_tests::gitserver::{GitDaemon, GitHttp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -40,6 +40,33 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("ftp"), "{e}");
+    // A credential in the query is refused like user-info, never echoed nor stored.
+    for url in [
+        "https://host/r.git?token=tok_SECRET",
+        "https://host/r.git?ref=main&Access_Token=tok_SECRET",
+        "https://host/r.git?private_token=tok_SECRET",
+    ] {
+        let e = core.add_repo("org/a", url, None).await.unwrap_err();
+        assert!(
+            matches!(e, CoreError::InvalidArgument(_)) && e.to_string().contains("credential"),
+            "{url}: {e}"
+        );
+        assert!(!e.to_string().contains("tok_SECRET"), "{e}");
+    }
+    // ssh is not supported (yet), which is what the message says, with what to use instead.
+    for url in ["ssh://git@host/x.git", "git@host:x.git"] {
+        let e = core.add_repo("org/a", url, None).await.unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("ssh") && m.contains("not supported") && m.contains("https://"),
+            "{url}: {m}"
+        );
+        assert!(!m.contains("carries credentials"), "{url}: {m}");
+    }
+    assert!(
+        core.list_repos(None).await.unwrap().is_empty(),
+        "nothing stored"
+    );
     let e = core
         .add_repo("nope/a", &daemon.url("ok.git"), None)
         .await
@@ -132,6 +159,20 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("credentials"), "{e}");
+    let e = core
+        .start_restore(
+            &ok.id,
+            "full_repo",
+            "new",
+            "https://host/x.git?access_token=tok_SECRET",
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("credential") && !e.to_string().contains("tok_SECRET"),
+        "{e}"
+    );
 
     // No secret reached storage or the store in plaintext.
     let mut hits = Vec::new();
@@ -145,6 +186,111 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
         }
     }
     assert!(hits.is_empty(), "token in plaintext in {hits:?}");
+    c.shutdown().await;
+}
+
+/// file:// sources and targets work under an allowed root and nowhere else: not outside it,
+/// not through a link out of it, never in the worker's own directories (even under a root);
+/// refused before git runs, permanently, naming the path and the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_urls_only_under_an_allowed_root_and_never_the_workers_own_directories() {
+    let mut c = Cluster::start(0).await.unwrap();
+    let allowed = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let rich = rich_repo(allowed.path(), "ok.git").unwrap();
+    rich_repo(outside.path(), "other.git").unwrap();
+    empty_repo(allowed.path(), "target.git").unwrap();
+    empty_repo(outside.path(), "target.git").unwrap();
+    // The cluster's directory (store, storage, every worker's cache) is under an allowed root
+    // too: still refused.
+    c.allow_local_root(allowed.path());
+    let own = c.dir.path().to_path_buf();
+    c.allow_local_root(&own);
+    c.add_worker().await.unwrap();
+    let core = c.core().clone();
+    core.add_org("org", "git").await.unwrap();
+    let file = |p: &std::path::Path| format!("file://{}", p.display());
+
+    core.add_repo("org/ok", &file(&rich), None).await.unwrap();
+    let ok = c.backup_ok("org/ok").await.unwrap();
+
+    let failed = |name: &'static str, url: String| {
+        let core = core.clone();
+        let c = &c;
+        async move {
+            core.add_repo(name, &url, None).await.unwrap();
+            let b = core.run_backup(name).await.unwrap();
+            let b = c.wait_backup(&b.id, Duration::from_secs(60)).await.unwrap();
+            assert_eq!(b.status, Status::Failed, "{name}: {url}");
+            assert_eq!(b.attempt, 1, "{name}: a refusal is permanent");
+            b.error.unwrap_or_default()
+        }
+    };
+    let other = outside.path().join("other.git");
+    let err = failed("org/outside", file(&other)).await;
+    assert!(
+        err.contains(&other.display().to_string()) && err.contains("--allow-local-root"),
+        "{err}"
+    );
+    // The worker's cache entry of org/ok, by its path and through a link from an allowed root.
+    let cache = c.dir.path().join("cache-0");
+    let mirror = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("code.git"))
+        .find(|p| p.is_dir())
+        .expect("org/ok's mirror in the cache");
+    let err = failed("org/steal", file(&mirror)).await;
+    assert!(err.contains("own directories"), "{err}");
+    let link = allowed.path().join("link.git");
+    std::os::unix::fs::symlink(&mirror, &link).unwrap();
+    let err = failed("org/linked", file(&link)).await;
+    assert!(err.contains("own directories"), "{err}");
+    // `..` out of the root (both temporary directories share a parent).
+    let dots = format!(
+        "file://{}/../{}/other.git",
+        allowed.path().display(),
+        outside.path().file_name().unwrap().to_string_lossy()
+    );
+    let err = failed("org/dots", dots).await;
+    assert!(err.contains("not under a root"), "{err}");
+
+    // Restores: into an allowed root they push; outside, nothing is pushed.
+    let r = core
+        .start_restore(
+            &ok.id,
+            "full_repo",
+            "new",
+            &file(&allowed.path().join("target.git")),
+            None,
+        )
+        .await
+        .unwrap();
+    let r = c
+        .wait_restore(&r.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(r.status, Status::Completed, "{:?}", r.error);
+    assert!(!refs(&allowed.path().join("target.git")).unwrap().is_empty());
+    let target = outside.path().join("target.git");
+    let r = core
+        .start_restore(&ok.id, "full_repo", "new", &file(&target), None)
+        .await
+        .unwrap();
+    let r = c
+        .wait_restore(&r.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(r.status, Status::Failed);
+    let err = r.error.unwrap_or_default();
+    assert!(
+        err.contains(&target.display().to_string()) && err.contains("--allow-local-root"),
+        "{err}"
+    );
+    assert!(
+        refs(&target).unwrap().is_empty(),
+        "nothing pushed outside the roots"
+    );
     c.shutdown().await;
 }
 

@@ -332,3 +332,258 @@ async fn multi_process_worker_drains_on_sigterm_and_exits_when_idle() {
     assert!(status.success());
     c.shutdown().await;
 }
+
+/// Invalid input exits 2 with a message that says what is wrong, before anything is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_input_exits_2_before_any_work() {
+    let c = Cluster::start(1).await.unwrap();
+    let src = tempfile::tempdir().unwrap();
+    rich_repo(src.path(), "rich.git").unwrap();
+    let daemon = GitDaemon::start(src.path()).unwrap();
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(cli(&c, &["org", "add", "acme"]).status.success());
+    let web = daemon.url("rich.git");
+    assert!(
+        cli(&c, &["repo", "add", "acme/web", "--url", &web])
+            .status
+            .success()
+    );
+
+    // On-push backups on a plain git organisation: invalid input, not a failure.
+    let o = cli(&c, &["repo", "set", "acme/web", "--on-push"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("GitHub organisation"), "{}", stderr(&o));
+
+    // ssh: not supported, and what to use instead.
+    let o = cli(
+        &c,
+        &["repo", "add", "acme/ssh", "--url", "ssh://git@host/x.git"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not supported") && stderr(&o).contains("https://"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Negative days and counts name the range instead of "unexpected argument '-1'".
+    for (args, range) in [
+        (&["org", "retention", "acme", "--days", "-1"][..], "0..="),
+        (
+            &["org", "retention", "acme", "--keep-last", "-3"][..],
+            "0..=",
+        ),
+        (
+            &["org", "set", "acme", "--full-every-days", "-1"][..],
+            "1..=366",
+        ),
+        (&["audit", "list", "--limit", "-1"][..], "0..="),
+    ] {
+        let o = cli(&c, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("-1") || stderr(&o).contains("-3"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains(range), "{args:?}: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("unexpected argument"),
+            "{}",
+            stderr(&o)
+        );
+    }
+
+    // A download --path that is a symbolic link, or under one, is refused before the restore
+    // is queued (it used to fail only at the end, after the whole restore).
+    let b = json(&cli(
+        &c,
+        &["--output", "json", "backup", "run", "acme/web", "--wait"],
+    ));
+    let id = b["id"].as_str().unwrap().to_string();
+    let real = src.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = src.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    for (path, what) in [
+        (link.clone(), "is a symbolic link"),
+        (link.join("inside.git"), "under the symbolic link"),
+    ] {
+        let o = cli(
+            &c,
+            &[
+                "restore",
+                "start",
+                &id,
+                "--type",
+                "full_repo",
+                "--target",
+                "download",
+                "--path",
+                path.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{}: {}",
+            path.display(),
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains(what), "{}", stderr(&o));
+    }
+    let restores = json(&cli(&c, &["--output", "json", "restore", "list"]));
+    assert_eq!(restores.as_array().unwrap().len(), 0, "nothing was queued");
+    c.shutdown().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Every entry under `dir` (itself included) whose mode gives group or other any permission.
+fn not_private(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.permissions().mode() & 0o077 != 0 {
+            out.push(format!(
+                "{} {:o}",
+                p.display(),
+                meta.permissions().mode() & 0o777
+            ));
+        }
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        }
+    }
+    out
+}
+
+/// `repovault standalone` as a user starts it (under umask 022): what it writes is private,
+/// and file:// sources are allowed only under `--allow-local-root`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn standalone_writes_private_files_and_reads_only_allowed_local_roots() {
+    let base = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let (src, data) = (base.path().join("src"), base.path().join("data"));
+    std::fs::create_dir(&src).unwrap();
+    let rich = rich_repo(&src, "rich.git").unwrap();
+    let other = rich_repo(outside.path(), "other.git").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(base.path().join("standalone.log")).unwrap();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .arg("standalone")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", &listen, "--http-listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .args([
+            "--workers",
+            "1",
+            "--heartbeat",
+            "500ms",
+            "--allow-local-root",
+        ])
+        .arg(base.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut child = Kill(child);
+    let url = format!("http://{listen}");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--coordinator")
+            .arg(&url)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = run(&["--output", "json", "workers"]);
+        if o.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                .ok()
+                .and_then(|v| v.as_array().map(|a| !a.is_empty()))
+                == Some(true)
+        {
+            break;
+        }
+        let log = std::fs::read_to_string(base.path().join("standalone.log")).unwrap_or_default();
+        assert!(
+            std::time::Instant::now() < deadline && child.0.try_wait().unwrap().is_none(),
+            "standalone did not come up:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    assert!(run(&["org", "add", "acme"]).status.success());
+    let file = |p: &std::path::Path| format!("file://{}", p.display());
+    assert!(
+        run(&["repo", "add", "acme/ok", "--url", &file(&rich)])
+            .status
+            .success()
+    );
+    let o = run(&["--output", "json", "backup", "run", "acme/ok", "--wait"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        run(&["repo", "add", "acme/other", "--url", &file(&other)])
+            .status
+            .success()
+    );
+    let o = run(&["--output", "json", "backup", "run", "acme/other", "--wait"]);
+    assert_eq!(o.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let err = doc["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains(&other.display().to_string()) && err.contains("--allow-local-root"),
+        "{doc}"
+    );
+    // The data directory is under the allowed root, and still refused: every worker's cache.
+    let cache = data.join("cache").join("worker-0");
+    assert!(
+        run(&["repo", "add", "acme/cache", "--url", &file(&cache)])
+            .status
+            .success()
+    );
+    let o = run(&["--output", "json", "backup", "run", "acme/cache", "--wait"]);
+    assert_eq!(o.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("own directories"),
+        "{doc}"
+    );
+
+    // Private: the store, the keys, the storage and the cache, every file and directory.
+    let mut leaks = Vec::new();
+    for p in ["state.redb", "master.key", "join.token", "storage", "cache"] {
+        leaks.extend(not_private(&data.join(p)));
+    }
+    assert!(leaks.is_empty(), "readable by group or others: {leaks:#?}");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::block_in_place(|| wait_exit(&mut child.0, Duration::from_secs(30)));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "standalone stops on SIGTERM"
+    );
+}

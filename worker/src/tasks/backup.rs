@@ -41,6 +41,9 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         .clone()
         .ok_or_else(|| TaskError::permanent("task carries no backup spec"))?;
     let lease = task.lease.clone().unwrap_or_default();
+    // A local source only under the allowed roots, never the worker's own directories; the
+    // wiki's URL derives from this one.
+    ctx.check_local_url(&access.source_url).await?;
     let guard = ctx
         .cache
         .acquire(&access.repo_id)

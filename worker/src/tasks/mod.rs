@@ -126,6 +126,8 @@ pub struct TaskContext {
     pub storage: opendal::Operator,
     pub scratch: std::path::PathBuf,
     pub cache: Arc<crate::cache::MirrorCache>,
+    /// Where local (file://) sources and targets may be (see [`crate::local_paths`]).
+    pub local_paths: crate::local_paths::LocalPaths,
     pub progress: Progress,
     pub lease: Arc<LeaseView>,
     pub client: crate::client::Client,
@@ -135,6 +137,26 @@ pub struct TaskContext {
 }
 
 impl TaskContext {
+    /// Refuses, permanently, a source or target URL that is local and not allowed: outside the
+    /// configured roots, or inside this worker's cache, scratch or storage directory. Called by
+    /// every task before it runs git on a URL from the lease. Runs on the blocking pool.
+    pub async fn check_local_url(&self, url: &str) -> Result<(), TaskError> {
+        let policy = self.local_paths.clone();
+        let url = url.to_string();
+        let mut own = vec![self.cache.root().to_path_buf(), self.scratch.clone()];
+        let info = self.storage.info();
+        if info.scheme() == "fs" {
+            own.push(std::path::PathBuf::from(info.root()));
+        }
+        blocking(move || {
+            let own: Vec<&std::path::Path> = own.iter().map(|p| p.as_path()).collect();
+            policy
+                .check(&url, &own)
+                .map_err(|e| TaskError::permanent(e.to_string()))
+        })
+        .await
+    }
+
     /// The commit fence: called by the snapshot repository just before it writes the snapshot
     /// file. Checks the local write deadline, then confirms the lease with the coordinator.
     /// Blocking (runs on the blocking pool, inside the snapshot call).

@@ -26,6 +26,10 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::RestoreRes
         .restore
         .clone()
         .ok_or_else(|| TaskError::permanent("task carries no restore spec"))?;
+    // A local target only under the allowed roots, checked before the snapshot is read.
+    if !spec.target_url.is_empty() {
+        ctx.check_local_url(&spec.target_url).await?;
+    }
     let work = super::fresh_scratch(&ctx, &format!("restore-{}", spec.restore_id))?;
     let result = restore_in(&ctx, &access, &spec, &work).await;
     let _ = std::fs::remove_dir_all(&work);

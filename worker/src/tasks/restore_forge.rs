@@ -254,6 +254,8 @@ pub async fn run(
         .ok_or_else(|| {
             TaskError::permanent(format!("the forge's answer for {target} has no clone_url"))
         })?;
+    // The forge names the URL pushed to: a file:// one is held to the same roots.
+    ctx.check_local_url(&clone_url).await?;
     let token = if spec.target_is_source_credential {
         ctx.forge.source_token().await
     } else {
