@@ -4,7 +4,8 @@
 //! milestones; wiki pages), of acme/lfs-data (LFS objects); `original` with an existing name
 //! refused; every invalid type/target combination refused by the CLI (exit 2, naming the valid
 //! ones); `issues_only` into an existing repository; a restore whose worker stops mid-way
-//! completes after re-lease without a duplicate; `restore cancel`.
+//! completes after re-lease without a duplicate; `restore cancel`; access restored as narrowly
+//! as it was held (only the direct collaborator by default, team grants when asked).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -115,6 +116,45 @@ fn comments_of(ready: &forge_sim::Ready, repo: &str, issues: &[Value]) -> usize 
         .filter_map(|i| i.get("number").and_then(Value::as_u64))
         .map(|n| list(ready, &format!("/repos/acme/{repo}/issues/{n}/comments")).len())
         .sum()
+}
+
+/// Who has access to `acme/NAME`, read with the owner's token: its direct collaborators (the
+/// owner aside), the logins invited, and its team grants as `SLUG PERMISSION`.
+fn access_of(ready: &forge_sim::Ready, name: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let get = |path: &str| -> Value {
+        let body = curl(
+            "GET",
+            &format!("{}{path}", ready.api_url),
+            Some(&ready.token),
+            &ready.ca_cert,
+            "",
+        );
+        serde_json::from_str::<Value>(&body).unwrap_or(Value::Null)
+    };
+    let me = str_of(&get("/user"), "login").to_string();
+    let get = |path: &str| -> Vec<Value> {
+        get(&format!("/repos/acme/{name}{path}"))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut direct: Vec<String> = get("/collaborators?affiliation=direct")
+        .iter()
+        .map(|c| str_of(c, "login").to_string())
+        .filter(|l| *l != me)
+        .collect();
+    direct.sort();
+    let mut invited: Vec<String> = get("/invitations")
+        .iter()
+        .map(|i| str_of(&i["invitee"], "login").to_string())
+        .collect();
+    invited.sort();
+    let mut teams: Vec<String> = get("/teams")
+        .iter()
+        .map(|t| format!("{} {}", str_of(t, "slug"), str_of(t, "permission")))
+        .collect();
+    teams.sort();
+    (direct, invited, teams)
 }
 
 /// Starts a restore through the CLI (and `--wait` when asked); returns its id.
@@ -312,6 +352,73 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
             .sum()
     };
     assert_eq!(assets(&d_rel), assets(&s_rel), "release assets");
+
+    // Access (issue 13): by default only the direct collaborator (`outsider`) is invited; dev
+    // and rev (team core) and the owner (the organisation) are granted nothing, and no team
+    // grant is made. The summary says who and why.
+    let summary = r.summary.clone().unwrap_or_default();
+    assert!(
+        summary.contains("access (--access direct): invite outsider (triage)"),
+        "{summary}"
+    );
+    let access = access_of(&ready, "widgets-copy");
+    assert_eq!(
+        access,
+        (vec![], vec!["outsider".into()], vec![]),
+        "{summary}"
+    );
+    // Asked for team access: team core (acme has it) gets its grant as a team grant.
+    let (id, out) = start(
+        &c,
+        &[
+            &b.id,
+            "--type",
+            "full_repo",
+            "--target",
+            "original",
+            "--name",
+            "widgets-teams",
+            "--access",
+            "teams",
+        ],
+        true,
+    );
+    assert!(
+        out.status.success(),
+        "restore --access teams: {}",
+        stderr(&out)
+    );
+    let r = wait_restore(&c, &id).await;
+    assert_eq!(r.status, Status::Completed, "{:?}", r.error);
+    let summary = r.summary.clone().unwrap_or_default();
+    assert!(summary.contains("grant team core push"), "{summary}");
+    assert_eq!(
+        access_of(&ready, "widgets-teams"),
+        (vec![], vec!["outsider".into()], vec!["core push".into()]),
+        "{summary}"
+    );
+    // A wider access where none is restored: refused (exit 2), not ignored.
+    let out = cli(
+        &c,
+        &[
+            "restore",
+            "start",
+            &b.id,
+            "--type",
+            "issues_only",
+            "--into",
+            "acme/widgets-copy",
+            "--access",
+            "all",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--access all is for full_repo"),
+        "{}",
+        stderr(&out)
+    );
 
     // Wiki (acme/docs has one): the same commits, so the same pages.
     let docs = backup(&c, "docs").await;
