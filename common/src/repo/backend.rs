@@ -112,6 +112,18 @@ impl OpendalBackend {
         }
     }
 
+    /// When a file was last modified (ms since the epoch); `None` when it is not in storage or
+    /// the service does not say.
+    pub(crate) fn modified_ms(&self, tpe: FileType, id: &Id) -> opendal::Result<Option<i64>> {
+        match self.op.stat(&self.path(tpe, id)) {
+            Ok(meta) => Ok(meta
+                .last_modified()
+                .map(|t| t.into_inner().as_millisecond())),
+            Err(e) if e.kind() == OdErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Moves a repository file out of restic's layout to `<prefix>damaged/<dirname>-<id>`, where
     /// restic, rustic and this code's listings never look, keeping its bytes for inspection.
     /// Copy first, then delete: an interruption leaves the file in place (found damaged again

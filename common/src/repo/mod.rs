@@ -21,6 +21,7 @@ mod readback_tests;
 mod source;
 #[cfg(test)]
 mod tests;
+mod unindexed;
 
 pub use damage::{DamageFinding, DamagedKind, DroppedPacks, IndexRepair};
 pub use ledger::ReadBackLedger;
@@ -154,12 +155,18 @@ pub struct PruneOutcome {
     pub repacked_packs: u64,
     /// Packs marked for deletion and still kept (too recently marked).
     pub still_marked_packs: u64,
+    /// Packs no index lists, kept because younger than `keep_delete` (a later prune deletes
+    /// them).
+    pub young_unindexed_packs: u64,
 }
 
 impl PruneOutcome {
     /// Whether a later prune has packs to delete.
     pub fn second_phase_due(&self) -> bool {
-        self.marked_bytes > 0 || self.repacked_packs > 0 || self.still_marked_packs > 0
+        self.marked_bytes > 0
+            || self.repacked_packs > 0
+            || self.still_marked_packs > 0
+            || self.young_unindexed_packs > 0
     }
 }
 
@@ -622,9 +629,13 @@ impl SnapshotRepo {
     /// become unused are first *marked* for deletion (in the index) and deleted only by a later
     /// prune at least `keep_delete` after they were marked, so a reader that loaded the old index
     /// (a running restore) still finds them. Repacks partly used packs beyond restic's default
-    /// 5% unused (rustic_core's `PruneOptions` defaults otherwise). Never run it while a backup
-    /// of this repository runs: the backup may reuse blobs the prune deems unused.
+    /// 5% unused (rustic_core's `PruneOptions` defaults otherwise). Packs no index lists (a
+    /// failed attempt's) are deleted once `keep_delete` old ([`Self::remove_unindexed_packs`]).
+    /// Never run it while a backup of this repository runs: the backup may reuse blobs the prune
+    /// deems unused.
     pub fn prune(&self, keep_delete: std::time::Duration) -> Result<PruneOutcome, RepoError> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let unindexed = self.remove_unindexed_packs(keep_delete, now_ms)?;
         let span = rustic_core::jiff::Span::new()
             .try_seconds(i64::try_from(keep_delete.as_secs()).unwrap_or(i64::MAX))
             .map_err(|e| RepoError::InvalidInput(format!("keep_delete: {e}")))?;
@@ -636,11 +647,12 @@ impl SnapshotRepo {
         let stats = &plan.stats;
         let size = stats.size_sum();
         let outcome = PruneOutcome {
-            deleted_packs: stats.packs_to_delete.remove,
-            deleted_bytes: stats.size_to_delete.remove,
+            deleted_packs: stats.packs_to_delete.remove + unindexed.deleted_packs,
+            deleted_bytes: stats.size_to_delete.remove + unindexed.deleted_bytes,
             marked_bytes: size.remove + size.repackrm,
             repacked_packs: stats.packs.repack,
             still_marked_packs: stats.packs_to_delete.keep,
+            young_unindexed_packs: unindexed.young_packs,
         };
         self.repo
             .prune(&opts, plan)

@@ -5,7 +5,9 @@
 //! Per repository, in this order (each step idempotent, so a crash anywhere is finished by the
 //! next run, which plans the same drops again): forget the dropped snapshots, delete their
 //! catalog objects, then remove their store records (one transaction, together with the
-//! maintenance record saying a prune is wanted). Then, when due, prune the snapshot repository:
+//! maintenance record saying a prune is wanted; a failed attempt since the last prune wants one
+//! too, for the packs it left: [`failed_attempt_since_prune`]). Then, when due, prune the
+//! snapshot repository:
 //! two-phase (rustic_core marks unused packs and deletes them in a later prune, `keep_delete`
 //! after marking), at most once per `prune_interval` per repository for the first phase. All of
 //! it runs with the repository claimed in the queue (`Queue::maintenance`), so no backup of it is
@@ -158,6 +160,36 @@ pub fn prune_due(m: &MaintenanceRecord, now_ms: i64, opts: &MaintenanceOptions) 
     m.prune_wanted && since(opts.prune_interval)
 }
 
+/// Whether an attempt that may have left data behind ended after the last prune (or ever, before
+/// the first): a backup that failed, or one that needed more than one attempt. A failed attempt
+/// can leave packs (and indexes) that no snapshot references, or packs no index lists (the disk
+/// filled before the index was written); a prune removes both, marked first and deleted
+/// `keep_delete` later like every unused pack. Such a pack is safe to remove once its attempt is
+/// over: maintenance runs only under a claim (no backup of the repository leased), and an
+/// attempt whose lease lapsed stops writing at its write deadline, before its lease expires.
+pub fn failed_attempt_since_prune(history: &[BackupRecord], m: &MaintenanceRecord) -> bool {
+    history.iter().any(|b| {
+        b.status.is_terminal()
+            && (b.status == Status::Failed || b.attempt > 1)
+            && m.last_prune_at_ms
+                .is_none_or(|p| b.finished_at_ms.unwrap_or(b.created_at_ms) > p)
+    })
+}
+
+/// The repository's maintenance record, wanting a prune when a failed attempt may have left
+/// data behind ([`failed_attempt_since_prune`]); not stored (the prune itself clears it).
+async fn maintenance_of(
+    core: &Core,
+    repo_id: &str,
+    history: &[BackupRecord],
+) -> CoreResult<MaintenanceRecord> {
+    let mut m = core.store.maintenance(repo_id).await?;
+    if failed_attempt_since_prune(history, &m) {
+        m.prune_wanted = true;
+    }
+    Ok(m)
+}
+
 /// A repository claimed for maintenance; released on drop.
 struct Claim {
     core: Arc<Core>,
@@ -297,8 +329,8 @@ impl Core {
         opts: &MaintenanceOptions,
     ) -> CoreResult<MaintenanceReport> {
         let mut report = MaintenanceReport::default();
-        let (plan, _) = self.retention_plan(repo, now_ms).await?;
-        let maint = self.store.maintenance(&repo.id).await?;
+        let (plan, history) = self.retention_plan(repo, now_ms).await?;
+        let maint = maintenance_of(self, &repo.id, &history).await?;
         if plan.drop.is_empty() && !prune_due(&maint, now_ms, opts) {
             return Ok(report);
         }
@@ -309,6 +341,7 @@ impl Core {
         // Planned again under the claim: a backup completed or an agreement made meanwhile
         // counts.
         let (plan, history) = self.retention_plan(repo, now_ms).await?;
+        let maint = maintenance_of(self, &repo.id, &history).await?;
         let doomed: Vec<&BackupRecord> = history
             .iter()
             .filter(|b| plan.drop.contains(&b.id))
@@ -326,7 +359,7 @@ impl Core {
             .await?;
         report.backups_removed = removed;
         report.snapshots_forgotten = forgotten;
-        let maint = self.store.maintenance(&repo.id).await?;
+        let maint = maintenance_of(self, &repo.id, &history).await?;
         if let Some(sr) = snapshot_repo
             && prune_due(&maint, now_ms, opts)
         {

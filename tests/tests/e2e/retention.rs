@@ -269,3 +269,107 @@ async fn retention_skips_a_repository_whose_backup_runs() {
     );
     c.shutdown().await;
 }
+
+/// All files under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A failed attempt's pack (written, never indexed: the disk filled before the index) is
+/// removed by the next prune once the attempt is over, while every pack the kept backup
+/// references stays and the repository stays sound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones() {
+    let mut c = Cluster::start(1).await.unwrap();
+    let core = c.core().clone();
+    let src = tempfile::tempdir().unwrap();
+    rich_repo(src.path(), "r.git").unwrap();
+    let daemon = GitDaemon::start(src.path()).unwrap();
+    let org = core.add_org("org", "git").await.unwrap();
+    core.add_repo("org/r", &daemon.url("r.git"), None)
+        .await
+        .unwrap();
+    let b1 = c.backup_ok("org/r").await.unwrap();
+    let repo_dir = c.storage_root().join(&org.id).join(&b1.repo_id);
+    let referenced = files_under(&repo_dir.join("data"));
+    assert!(!referenced.is_empty());
+    c.stop_workers().await;
+
+    // The next backup is leased to a worker that writes one pack and then fails with a full
+    // disk, leaving the pack behind without an index.
+    let now = repovault_coordinator::core::now_ms();
+    core.workers
+        .register(repovault_coordinator::workers::WorkerEntry {
+            id: "holder".into(),
+            name: "holder".into(),
+            slots: 1,
+            draining: false,
+            registered_at_ms: now,
+            last_heartbeat_ms: now,
+            tasks: Default::default(),
+        });
+    let b2 = core.run_backup("org/r").await.unwrap();
+    let task = core
+        .acquire("holder", &[], Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("the backup is leased");
+    let orphan_id = "5e".repeat(32);
+    let orphan = repo_dir.join("data").join(&orphan_id[..2]).join(&orphan_id);
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, pseudo_random_bytes(3, 1 << 20)).unwrap();
+    core.complete(&repovault_proto::v1::CompleteTaskRequest {
+        worker_id: "holder".into(),
+        lease: task.lease.clone(),
+        success: false,
+        error: "writing a pack: No space left on device (os error 28)".into(),
+        retryable: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let b2 = c
+        .wait_backup(&b2.id, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        b2.status,
+        repovault_coordinator::model::Status::Failed,
+        "{b2:?}"
+    );
+
+    // Retention has nothing to drop, but the failed attempt's data is due for a prune, which
+    // deletes the pack no index lists once it is keep_delete old (zero here).
+    let opts = MaintenanceOptions {
+        keep_delete: Duration::ZERO,
+        ..Default::default()
+    };
+    let t = repovault_coordinator::core::now_ms();
+    let r = core.run_retention_once(t + 60_000, &opts).await.unwrap();
+    assert_eq!((r.backups_removed, r.prunes, r.errors), (0, 1, 0), "{r:?}");
+    assert!(r.pruned_bytes >= 1 << 20, "{r:?}");
+    assert!(!orphan.exists(), "the failed attempt's pack is removed");
+    for p in &referenced {
+        assert!(p.exists(), "referenced pack {} kept", p.display());
+    }
+    // Once pruned, the same failure does not prune again.
+    let r = core.run_retention_once(t + 120_000, &opts).await.unwrap();
+    assert_eq!(r.prunes, 0, "{r:?}");
+
+    let (_, org_key) = core.export_org_key("org").await.unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("org.key");
+    std::fs::write(&key_file, org_key.expose()).unwrap();
+    restic(&repo_dir, &key_file, &["check", "--read-data"]).unwrap();
+    assert_eq!(snapshot_count(&repo_dir, &key_file), 1);
+    c.shutdown().await;
+}
