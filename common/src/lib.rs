@@ -6,6 +6,7 @@ pub mod grpc;
 pub mod links;
 pub mod manifest;
 pub mod names;
+pub mod redact;
 pub mod repo;
 pub mod secret;
 pub mod storage;
