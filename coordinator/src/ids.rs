@@ -78,6 +78,12 @@ pub fn new_worker_id() -> String {
     format!("w{}", random_chars(ID_LEN - 1))
 }
 
+/// Whether `id` has the shape [`new_worker_id`] gives: a re-registering worker's claimed id is
+/// checked with it before it is taken back, so nothing else ends up in the registry or the logs.
+pub fn is_worker_id(id: &str) -> bool {
+    id.len() == ID_LEN && id.starts_with('w') && id.bytes().all(|b| ALPHABET.contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -52,7 +52,18 @@ pub struct LeaseState {
     pub failures: u32,
     pub max_attempts: u32,
     pub last_error: Option<String>,
+    /// Attempts ended by a coordinator restart rather than by the task (see
+    /// [`LeaseState::reap_inherited`]): they do not count in `failures`.
+    #[serde(default)]
+    pub interruptions: u32,
 }
+
+/// How many attempts a task may lose to coordinator restarts without them counting as failures.
+/// Past this many, an attempt whose holder vanished with the coordinator counts again: a task
+/// that takes its own process down (a standalone coordinator killed for memory while it runs
+/// it) must still fail after `max_attempts` instead of being retried for ever. Ten is more
+/// restarts than a rolling upgrade makes during one task.
+pub const FREE_INTERRUPTIONS: u32 = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LeaseError {
@@ -81,7 +92,15 @@ pub struct LeasePolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Success,
-    Failure { error: String, retryable: bool },
+    Failure {
+        error: String,
+        retryable: bool,
+    },
+    /// The worker lost the lease on the coordinator's side (revoked, or not renewed while the
+    /// coordinator was unreachable) and gives the attempt back: not the task's failure.
+    Interrupted {
+        error: String,
+    },
 }
 
 impl LeaseState {
@@ -92,6 +111,7 @@ impl LeaseState {
             failures: 0,
             max_attempts: max_attempts.max(1),
             last_error: None,
+            interruptions: 0,
         }
     }
 
@@ -167,6 +187,7 @@ impl LeaseState {
         match outcome {
             Outcome::Success => self.state = TaskState::Completed { at_ms: now_ms },
             Outcome::Failure { error, retryable } => self.fail_attempt(error, retryable, now_ms, p),
+            Outcome::Interrupted { error } => self.interrupted(error, now_ms, p),
         }
         Ok(())
     }
@@ -197,6 +218,43 @@ impl LeaseState {
             return true;
         }
         false
+    }
+
+    /// Re-queues an expired lease that this coordinator inherited from the one before it and
+    /// that its holder never took back: the restart ended the attempt, not the task, so no
+    /// failure is counted (up to [`FREE_INTERRUPTIONS`]). Returns whether anything changed.
+    pub fn reap_inherited(&mut self, now_ms: i64, p: &LeasePolicy) -> bool {
+        let TaskState::Leased {
+            worker_id,
+            expires_at_ms,
+        } = &self.state
+        else {
+            return false;
+        };
+        if *expires_at_ms > now_ms {
+            return false;
+        }
+        let error = format!(
+            "lease of attempt {} on worker {worker_id} was not taken back after a coordinator restart",
+            self.attempt
+        );
+        self.interrupted(error, now_ms, p);
+        true
+    }
+
+    /// Ends the current attempt for a reason that is not the task's (a coordinator restart):
+    /// back to the queue at once without counting a failure, up to [`FREE_INTERRUPTIONS`]; past
+    /// them, as a retryable failure.
+    fn interrupted(&mut self, error: String, now_ms: i64, p: &LeasePolicy) {
+        if self.interruptions >= FREE_INTERRUPTIONS {
+            self.fail_attempt(error, true, now_ms, p);
+            return;
+        }
+        self.interruptions += 1;
+        self.state = TaskState::Pending {
+            not_before_ms: now_ms,
+        };
+        self.last_error = Some(error);
     }
 
     pub fn expires_at_ms(&self) -> Option<i64> {
@@ -305,6 +363,57 @@ mod tests {
         assert!(s.reap(2000, &P));
         assert!(matches!(&s.state, TaskState::Failed { error, .. } if error.contains("expired")));
         assert_eq!(s.failures, 3);
+    }
+
+    #[test]
+    fn an_inherited_lease_nobody_took_back_is_requeued_without_a_failure() {
+        let mut s = LeaseState::new(3);
+        s.lease("w1", 0, &P).expect("lease");
+        assert!(!s.reap_inherited(999, &P), "not expired yet");
+        assert!(s.reap_inherited(1000, &P));
+        assert_eq!(
+            s.state,
+            TaskState::Pending {
+                not_before_ms: 1000
+            }
+        );
+        assert_eq!((s.failures, s.interruptions), (0, 1));
+        assert!(
+            s.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("restart"))
+        );
+        // The next lease is a new attempt (fencing), still with the whole failure budget.
+        assert_eq!(s.lease("w2", 1000, &P), Ok(2));
+        // Past the free interruptions, they count again: the task fails in the end.
+        s.interruptions = FREE_INTERRUPTIONS;
+        for round in 1..=3 {
+            assert!(s.reap_inherited(1_000_000 * round, &P));
+            if round < 3 {
+                let TaskState::Pending { not_before_ms } = s.state else {
+                    panic!("{:?}", s.state);
+                };
+                s.lease("w", not_before_ms, &P).expect("lease");
+            }
+        }
+        assert!(s.state.is_terminal());
+        assert_eq!(s.failures, 3);
+    }
+
+    #[test]
+    fn a_lost_lease_given_back_costs_no_attempt() {
+        let mut s = LeaseState::new(1);
+        s.lease("w", 0, &P).expect("lease");
+        let lost = Outcome::Interrupted {
+            error: "lease not renewed".into(),
+        };
+        s.finish(1, lost.clone(), 10, &P).expect("finish");
+        assert_eq!(s.state, TaskState::Pending { not_before_ms: 10 });
+        assert_eq!((s.failures, s.interruptions), (0, 1));
+        // Only the current attempt can give itself back.
+        s.lease("w", 10, &P).expect("lease");
+        assert!(s.finish(1, lost, 20, &P).is_err());
+        assert_eq!(s.attempt, 2);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The live worker fleet, in memory: workers re-register after a coordinator restart.
+//! The live worker fleet, in memory: workers re-register after a coordinator restart, presenting
+//! their previous id to take their running tasks back (`core/fleet.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -23,6 +24,22 @@ pub struct WorkerRegistry {
 impl WorkerRegistry {
     pub fn register(&self, entry: WorkerEntry) {
         self.inner.lock().insert(entry.id.clone(), entry);
+    }
+
+    /// Registers `entry` under its id unless a live worker holds that id: one whose last
+    /// heartbeat is at most `live_ms` older than `entry.registered_at_ms`. Returns whether it did.
+    /// Checked and inserted under one lock, so two processes presenting the same id cannot both
+    /// take it.
+    pub fn claim(&self, entry: WorkerEntry, live_ms: i64) -> bool {
+        let mut m = self.inner.lock();
+        let live = m
+            .get(&entry.id)
+            .is_some_and(|w| entry.registered_at_ms - w.last_heartbeat_ms <= live_ms);
+        if live {
+            return false;
+        }
+        m.insert(entry.id.clone(), entry);
+        true
     }
 
     /// Records a heartbeat; `false` when the worker is unknown (it must register again).

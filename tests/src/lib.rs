@@ -3,5 +3,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod fixtures;
+pub mod gate;
 pub mod gitserver;
+pub mod process;
 pub mod standalone;

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod client;
+pub mod commit;
 pub mod forge;
 pub mod git;
 pub mod lfs;

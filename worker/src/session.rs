@@ -3,6 +3,10 @@
 //!
 //! The heartbeat task never waits on work or slots (DESIGN.md §4); it renews every held lease and
 //! interrupts tasks whose leases the coordinator revoked.
+//!
+//! Running tasks outlive a registration: when the coordinator asks the worker to register again
+//! (it restarted, or forgot the worker), the worker presents its previous id and the leases it
+//! holds, and keeps running every task whose lease the coordinator kept (`core/fleet.rs`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,6 +27,7 @@ use repovault_proto::v1 as pb;
 
 use crate::cache::MirrorCache;
 use crate::client::{Client, connect};
+use crate::commit::CallError;
 use crate::progress::{Progress, RESEND};
 use crate::tasks::{self, LeaseView, TaskContext, TaskError};
 
@@ -65,6 +70,29 @@ pub enum Exit {
 
 type Held = Arc<Mutex<HashMap<String, Arc<LeaseView>>>>;
 
+/// Longest pause between registration attempts while the coordinator is unreachable, before its
+/// timing is known: the default heartbeat interval (5 s, DESIGN.md §4). Once a coordinator has
+/// given its timing, the pause is at most its heartbeat interval: a restarted coordinator keeps
+/// this worker's leases for its takeover grace (TTL + 1 s, over three heartbeats), so the
+/// worker must be back well within that.
+const REGISTER_MAX_BACKOFF: Duration = Timing::DEFAULT_HEARTBEAT;
+
+/// What outlives one registration: the running tasks, the leases they hold, the slots they
+/// take, and the rate pauses and progress stream they share.
+struct Work {
+    held: Held,
+    running: tokio::task::JoinSet<()>,
+    slots: Arc<Semaphore>,
+    pauses: Arc<crate::forge::RatePauses>,
+    events: mpsc::Sender<pb::TaskEvent>,
+}
+
+/// The registration before this one: its worker id (presented again) and heartbeat interval.
+struct Previous {
+    worker_id: String,
+    heartbeat: Duration,
+}
+
 /// Runs the worker until `shutdown` is cancelled (then drains) or it has been idle long enough.
 pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<Exit, WorkerError> {
     if cfg.slots == 0 {
@@ -82,20 +110,51 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<Exit,
     })?;
     let cache = MirrorCache::new(cfg.cache_dir.clone(), cfg.cache_max_bytes)
         .map_err(|e| WorkerError::Setup(format!("cache dir {}: {e}", cfg.cache_dir.display())))?;
-    loop {
-        let session = register(&cfg, client.clone()).await?;
+    // Progress: one stream for every task of this worker, reopened when it breaks.
+    let held: Held = Arc::default();
+    let (events, events_rx) = mpsc::channel::<pb::TaskEvent>(256);
+    let stream_over = CancellationToken::new();
+    let stream = tokio::spawn(stream_events(
+        client.clone(),
+        events_rx,
+        stream_over.clone(),
+        held.clone(),
+    ));
+    let mut work = Work {
+        held,
+        running: tokio::task::JoinSet::new(),
+        slots: Arc::new(Semaphore::new(cfg.slots as usize)),
+        pauses: Arc::default(),
+        events,
+    };
+    let mut previous = None;
+    let exit = loop {
+        let session = match register(&cfg, client.clone(), previous.as_ref(), &work.held).await {
+            Ok(s) => s,
+            Err(e) => break Err(e),
+        };
         let span = tracing::info_span!("worker", worker = %session.worker_id);
-        match serve(&cfg, session, cache.clone(), shutdown.clone())
+        match serve(&cfg, &session, &mut work, cache.clone(), shutdown.clone())
             .instrument(span)
-            .await?
+            .await
         {
-            Some(exit) => return Ok(exit),
-            None => {
-                tracing::warn!("coordinator asked this worker to register again");
-                continue;
+            Ok(Some(exit)) => break Ok(exit),
+            Ok(None) => {
+                tracing::warn!(
+                    running = work.running.len(),
+                    "coordinator asked this worker to register again"
+                );
+                previous = Some(Previous {
+                    worker_id: session.worker_id,
+                    heartbeat: session.timing.heartbeat(),
+                });
             }
+            Err(e) => break Err(e),
         }
-    }
+    };
+    stream_over.cancel();
+    stream.abort();
+    exit
 }
 
 struct Session {
@@ -106,18 +165,32 @@ struct Session {
     storage: opendal::Operator,
 }
 
-async fn register(cfg: &WorkerConfig, mut client: Client) -> Result<Session, WorkerError> {
+/// Registers; after a first registration, presenting the previous id and the held leases. The
+/// leases the coordinator kept are renewed as of the request; every other one is revoked.
+async fn register(
+    cfg: &WorkerConfig,
+    mut client: Client,
+    previous: Option<&Previous>,
+    held: &Held,
+) -> Result<Session, WorkerError> {
     let mut delay = Duration::from_millis(200);
+    let max_delay = previous.map_or(REGISTER_MAX_BACKOFF, |p| {
+        p.heartbeat.min(REGISTER_MAX_BACKOFF)
+    });
     loop {
         let req = pb::RegisterWorkerRequest {
             protocol_version: PROTOCOL_VERSION,
             name: cfg.name.clone(),
             slots: cfg.slots,
             capabilities: vec!["git".into()],
+            previous_worker_id: previous.map(|p| p.worker_id.clone()).unwrap_or_default(),
+            held: held.lock().values().map(|l| l.token.clone()).collect(),
         };
+        let sent_at = Instant::now();
         match client.register_worker(req).await {
             Ok(r) => {
                 let r = r.into_inner();
+                let kept = reattach(held, &r.renewed, sent_at);
                 let t = r.timing.unwrap_or_default();
                 let timing = Timing::from_heartbeat_ms(t.heartbeat_interval_ms).map_err(|e| {
                     WorkerError::Refused(format!("coordinator sent unusable timing: {e}"))
@@ -127,7 +200,7 @@ async fn register(cfg: &WorkerConfig, mut client: Client) -> Result<Session, Wor
                     .map_err(|e| {
                         WorkerError::Setup(format!("storage from the coordinator: {e}"))
                     })?;
-                tracing::info!(worker = %r.worker_id, heartbeat = ?timing.heartbeat(), "registered");
+                tracing::info!(worker = %r.worker_id, heartbeat = ?timing.heartbeat(), kept, "registered");
                 return Ok(Session {
                     client,
                     worker_id: r.worker_id,
@@ -149,22 +222,38 @@ async fn register(cfg: &WorkerConfig, mut client: Client) -> Result<Session, Wor
             Err(s) => {
                 tracing::warn!(error = %s.message(), retry_in = ?delay, "coordinator unreachable");
                 tokio::time::sleep(delay).await;
-                // Back off to at most 5 s: a restarting coordinator is back within seconds.
-                delay = (delay * 2).min(Duration::from_secs(5));
+                delay = (delay * 2).min(max_delay);
             }
         }
     }
 }
 
-/// Serves one registration. `Ok(None)`: register again.
+/// After a registration: the held leases in `renewed` were renewed as of `sent_at`; every other
+/// one was not kept, and its task stops (its failure is not counted). Returns how many were kept.
+fn reattach(held: &Held, renewed: &[pb::LeaseToken], sent_at: Instant) -> usize {
+    let h = held.lock();
+    let mut kept = 0;
+    for l in h.values() {
+        if renewed.contains(&l.token) {
+            *l.renewed_at.lock() = sent_at;
+            kept += 1;
+        } else {
+            tracing::warn!(task = %l.token.task_id, attempt = l.token.attempt, "lease not kept by the coordinator; interrupting");
+            l.revoke();
+        }
+    }
+    kept
+}
+
+/// Serves one registration. `Ok(None)`: register again (running tasks go on). On exit, drains:
+/// running tasks finish within the grace, the rest are released.
 async fn serve(
     cfg: &WorkerConfig,
-    s: Session,
+    s: &Session,
+    work: &mut Work,
     cache: Arc<MirrorCache>,
     shutdown: CancellationToken,
 ) -> Result<Option<Exit>, WorkerError> {
-    let held: Held = Arc::default();
-    let pauses: Arc<crate::forge::RatePauses> = Arc::default();
     let session_over = CancellationToken::new();
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Tell the coordinator at the next heartbeat, so a pending long-poll returns empty at once.
@@ -183,10 +272,10 @@ async fn serve(
         let (mut client, worker_id, held, over, draining, pauses) = (
             s.client.clone(),
             s.worker_id.clone(),
-            held.clone(),
+            work.held.clone(),
             session_over.clone(),
             draining.clone(),
-            pauses.clone(),
+            work.pauses.clone(),
         );
         let every = s.timing.heartbeat();
         tokio::spawn(async move {
@@ -220,13 +309,12 @@ async fn serve(
                         for t in &r.revoked {
                             if let Some(l) = h.get(&t.task_id) {
                                 tracing::warn!(task = %t.task_id, attempt = t.attempt, "lease revoked; interrupting");
-                                l.interrupt.store(true, Ordering::SeqCst);
+                                l.revoke();
                             }
                         }
                         if r.reregister {
-                            for l in h.values() {
-                                l.interrupt.store(true, Ordering::SeqCst);
-                            }
+                            // The coordinator restarted (or forgot us): register again under
+                            // this id; the running tasks go on, their leases renewed above.
                             over.cancel();
                             return;
                         }
@@ -238,40 +326,29 @@ async fn serve(
         })
     };
 
-    // Progress: one stream for every task of this session, reopened when it breaks.
-    let (events_tx, events_rx) = mpsc::channel::<pb::TaskEvent>(256);
-    let events = {
-        let (client, over, held) = (s.client.clone(), session_over.clone(), held.clone());
-        tokio::spawn(stream_events(client, events_rx, over, held))
-    };
-
-    let slots = Arc::new(Semaphore::new(cfg.slots as usize));
-    let mut running = tokio::task::JoinSet::new();
+    let slots = work.slots.clone();
     let mut idle_since = Instant::now();
     let mut client = s.client.clone();
-    let mut exit = None;
-    loop {
+    let exit = loop {
         if shutdown.is_cancelled() {
-            exit = Some(Exit::Shutdown);
-            break;
+            break Some(Exit::Shutdown);
         }
         if session_over.is_cancelled() {
-            break;
+            break None;
         }
-        while running.try_join_next().is_some() {}
-        if running.is_empty()
+        while work.running.try_join_next().is_some() {}
+        if work.running.is_empty()
             && let Some(idle) = cfg.exit_when_idle
             && idle_since.elapsed() >= idle
         {
             tracing::info!(idle = ?idle, "idle; exiting");
-            exit = Some(Exit::Idle);
-            break;
+            break Some(Exit::Idle);
         }
         let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break None },
             _ = shutdown.cancelled() => continue,
             _ = session_over.cancelled() => continue,
-            Some(_) = running.join_next(), if !running.is_empty() => continue,
+            Some(_) = work.running.join_next(), if !work.running.is_empty() => continue,
         };
         let req = pb::AcquireTaskRequest {
             worker_id: s.worker_id.clone(),
@@ -286,7 +363,7 @@ async fn serve(
         match resp {
             Ok(r) => {
                 let Some(task) = r.into_inner().task else {
-                    if !running.is_empty() {
+                    if !work.running.is_empty() {
                         idle_since = Instant::now();
                     }
                     continue;
@@ -305,23 +382,14 @@ async fn serve(
                     }
                     continue;
                 }
-                let ctx = start_task(
-                    &s,
-                    &task,
-                    &held,
-                    &cache,
-                    &events_tx,
-                    &cfg.scratch_dir,
-                    &pauses,
-                    &cfg.local_paths,
-                );
+                let ctx = start_task(s, &task, work, &cache, &cfg.scratch_dir, &cfg.local_paths);
                 let span = tracing::info_span!("task", task = %ctx.lease.token.task_id, attempt = ctx.lease.token.attempt, kind = %task.kind, repo = %task.repo.as_ref().map(|r| format!("{}/{}", r.org_name, r.repo_name)).unwrap_or_default());
-                let (held, mut client, worker_id) =
-                    (held.clone(), s.client.clone(), s.worker_id.clone());
-                running.spawn(
+                let (held, client, worker_id) =
+                    (work.held.clone(), s.client.clone(), s.worker_id.clone());
+                work.running.spawn(
                     async move {
                         let _permit = permit;
-                        run_task(ctx, task, &mut client, &worker_id, &held).await;
+                        run_task(ctx, task, &client, &worker_id, &held).await;
                     }
                     .instrument(span),
                 );
@@ -339,75 +407,86 @@ async fn serve(
                 tokio::time::sleep(s.timing.heartbeat()).await;
             }
         }
-    }
-
-    // Drain: stop acquiring, let running tasks finish within the grace, then release the rest.
-    draining.store(true, Ordering::SeqCst);
-    if !running.is_empty() {
-        tracing::info!(running = running.len(), grace = ?cfg.drain_grace, "draining");
-        let deadline = tokio::time::sleep(cfg.drain_grace);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                r = running.join_next() => if r.is_none() { break },
-                _ = &mut deadline => {
-                    let leases: Vec<Arc<LeaseView>> = held.lock().values().cloned().collect();
-                    for l in &leases {
-                        l.interrupt.store(true, Ordering::SeqCst);
-                        let req = pb::ReleaseTaskRequest { worker_id: s.worker_id.clone(), lease: Some(l.token.clone()), reason: "worker shutting down".into() };
-                        if let Err(e) = client.release_task(req).await {
-                            tracing::warn!(task = %l.token.task_id, error = %e.message(), "release failed; the lease will expire");
-                        }
-                    }
-                    running.abort_all();
-                    while running.join_next().await.is_some() {}
-                    break;
-                }
-            }
-        }
+    };
+    if exit.is_some() {
+        drain(cfg, s, work, &draining).await;
     }
     session_over.cancel();
     let _ = hb.await;
-    events.abort();
     Ok(exit)
+}
+
+/// Stops acquiring, lets running tasks finish within the grace, then releases the rest.
+async fn drain(
+    cfg: &WorkerConfig,
+    s: &Session,
+    work: &mut Work,
+    draining: &std::sync::atomic::AtomicBool,
+) {
+    draining.store(true, Ordering::SeqCst);
+    if work.running.is_empty() {
+        return;
+    }
+    tracing::info!(running = work.running.len(), grace = ?cfg.drain_grace, "draining");
+    let deadline = tokio::time::sleep(cfg.drain_grace);
+    tokio::pin!(deadline);
+    let mut client = s.client.clone();
+    loop {
+        tokio::select! {
+            r = work.running.join_next() => if r.is_none() { break },
+            _ = &mut deadline => {
+                let leases: Vec<Arc<LeaseView>> = work.held.lock().values().cloned().collect();
+                for l in &leases {
+                    l.interrupt.store(true, Ordering::SeqCst);
+                    let req = pb::ReleaseTaskRequest { worker_id: s.worker_id.clone(), lease: Some(l.token.clone()), reason: "worker shutting down".into() };
+                    if let Err(e) = client.release_task(req).await {
+                        tracing::warn!(task = %l.token.task_id, error = %e.message(), "release failed; the lease will expire");
+                    }
+                }
+                work.running.abort_all();
+                while work.running.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
 }
 
 fn start_task(
     s: &Session,
     task: &pb::Task,
-    held: &Held,
+    work: &Work,
     cache: &Arc<MirrorCache>,
-    events: &mpsc::Sender<pb::TaskEvent>,
     scratch: &std::path::Path,
-    pauses: &Arc<crate::forge::RatePauses>,
     local_paths: &crate::local_paths::LocalPaths,
 ) -> Arc<TaskContext> {
     let token = task.lease.clone().unwrap_or_default();
-    let lease = Arc::new(LeaseView {
-        token: token.clone(),
-        renewed_at: Mutex::new(Instant::now()),
-        write_deadline: s.write_deadline,
-        interrupt: Arc::default(),
-    });
-    held.lock().insert(token.task_id.clone(), lease.clone());
+    let lease = Arc::new(LeaseView::new(token.clone(), &s.timing, s.write_deadline));
+    work.held
+        .lock()
+        .insert(token.task_id.clone(), lease.clone());
     Arc::new(TaskContext {
         worker_id: s.worker_id.clone(),
         storage: s.storage.clone(),
         scratch: scratch.to_path_buf(),
         cache: cache.clone(),
         local_paths: local_paths.clone(),
-        progress: Progress::new(events.clone(), &s.worker_id, token),
+        progress: Progress::new(work.events.clone(), &s.worker_id, token),
         lease,
         client: s.client.clone(),
         runtime: tokio::runtime::Handle::current(),
-        forge: crate::forge::TaskForge::new(s.client.clone(), &s.worker_id, task, pauses.clone()),
+        forge: crate::forge::TaskForge::new(
+            s.client.clone(),
+            &s.worker_id,
+            task,
+            work.pauses.clone(),
+        ),
     })
 }
 
 async fn run_task(
     ctx: Arc<TaskContext>,
     task: pb::Task,
-    client: &mut Client,
+    client: &Client,
     worker_id: &str,
     held: &Held,
 ) {
@@ -452,41 +531,30 @@ async fn run_task(
             req.error = e.message.clone();
             req.retryable = e.retryable;
             req.verify = e.damage_result();
+            if let Some(loss) = ctx.lease.lost() {
+                // Not the task's failure: the attempt is given back without counting.
+                tracing::info!(why = loss.as_str(), "giving the attempt back");
+                req.lease_lost = true;
+            }
         }
     }
-    complete(client, req).await;
+    complete(client, &req, &ctx.lease).await;
     held.lock().remove(&token.task_id);
 }
 
-/// Sends a completion, retrying while the coordinator is unreachable (a completion lost to a
-/// network blip would cost a whole backup). A refusal is final.
-async fn complete(client: &mut Client, req: pb::CompleteTaskRequest) {
-    let mut delay = Duration::from_millis(200);
-    for _ in 0..8 {
-        match client.complete_task(req.clone()).await {
-            Ok(_) => {
-                tracing::info!(success = req.success, "completion accepted");
-                return;
-            }
-            Err(s)
-                if matches!(
-                    s.code(),
-                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::DeadlineExceeded
-                ) =>
-            {
-                tracing::warn!(error = %s.message(), "completion not delivered; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(s) => {
-                tracing::warn!(code = ?s.code(), error = %s.message(), "completion refused");
-                return;
-            }
+/// Sends a completion, retrying while the coordinator is unreachable and the lease lives (a
+/// completion lost to a restart would cost a whole backup). A refusal is final.
+async fn complete(client: &Client, req: &pb::CompleteTaskRequest, lease: &LeaseView) {
+    match crate::commit::complete_task(client, req, lease).await {
+        Ok(()) => tracing::info!(success = req.success, "completion accepted"),
+        Err(CallError::Refused { code, message }) => {
+            tracing::warn!(code = ?code, error = %message, "completion refused");
         }
+        Err(e @ CallError::OutOfTime { .. }) => tracing::error!(
+            error = %e,
+            "completion could not be delivered; the lease will expire and the task run again"
+        ),
     }
-    tracing::error!(
-        "completion could not be delivered; the lease will expire and the task run again"
-    );
 }
 
 async fn stream_events(

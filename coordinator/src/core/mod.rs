@@ -12,6 +12,7 @@ mod browse;
 pub mod catalog;
 pub mod drills;
 mod escrow;
+mod fleet;
 pub mod github;
 mod health;
 mod rate;
@@ -43,6 +44,7 @@ use crate::progress::ProgressHub;
 use crate::store::Store;
 use crate::workers::WorkerRegistry;
 
+pub use fleet::{Registration, WorkerHello};
 pub use tasks::CompletionOutcome;
 
 pub fn now_ms() -> i64 {
@@ -70,6 +72,11 @@ struct Queue {
     /// Repositories under maintenance (forget, prune, purge: `retention.rs`): no backup of
     /// them is leased meanwhile.
     maintenance: HashSet<String>,
+    /// Task -> attempt of the leases loaded from the store at start whose holder has not
+    /// renewed them with this coordinator yet (`fleet.rs`). One that expires so was ended by the
+    /// restart, not by the task: the reaper re-queues it without counting a failure. Keyed by
+    /// attempt too, so an entry left behind never applies to a later lease of the task.
+    inherited: HashMap<String, u32>,
 }
 
 impl Queue {
@@ -188,7 +195,8 @@ impl Core {
     }
 
     /// Loads the active tasks. Leases persisted by a previous run are honoured for the takeover
-    /// grace, then reaped as usual.
+    /// grace: their holders take them back by heartbeat or by registering again with their
+    /// previous id (`fleet.rs`); one nobody took back is re-queued without counting a failure.
     async fn load(&self) -> CoreResult<()> {
         let now = now_ms();
         let grace = i64::try_from(self.timing.takeover_grace().as_millis()).unwrap_or(i64::MAX);
@@ -201,6 +209,7 @@ impl Core {
             }
             if let crate::lease::TaskState::Leased { expires_at_ms, .. } = &mut t.lease.state {
                 *expires_at_ms = now + grace;
+                q.inherited.insert(t.id.clone(), t.lease.attempt);
             }
             q.active.insert(t.id.clone(), t);
         }

@@ -509,34 +509,6 @@ impl Core {
         })
     }
 
-    /// Renews every lease the worker holds; answers which were renewed and which it must drop.
-    pub async fn heartbeat(
-        &self,
-        worker_id: &str,
-        held: &[pb::LeaseToken],
-        draining: bool,
-    ) -> (Vec<pb::LeaseToken>, Vec<pb::LeaseToken>, bool) {
-        let now = now_ms();
-        if !self.workers.heartbeat(worker_id, draining, now) {
-            return (vec![], held.to_vec(), true);
-        }
-        let mut renewed = Vec::new();
-        let mut revoked = Vec::new();
-        let mut q = self.queue.lock().await;
-        for tok in held {
-            let ok = q.active.get_mut(&tok.task_id).is_some_and(|t| {
-                matches!(&t.lease.state, TaskState::Leased { worker_id: w, .. } if w == worker_id)
-                    && t.lease.renew(tok.attempt, now, &self.policy).is_ok()
-            });
-            if ok {
-                renewed.push(tok.clone());
-            } else {
-                revoked.push(tok.clone());
-            }
-        }
-        (renewed, revoked, false)
-    }
-
     /// The fence before a commit-relevant write: succeeds only for the current, unexpired lease.
     pub async fn confirm_lease(&self, worker_id: &str, tok: &pb::LeaseToken) -> CoreResult<i64> {
         let now = now_ms();
@@ -598,6 +570,18 @@ impl Core {
         let mut task = current.clone();
         let outcome = if req.success {
             Outcome::Success
+        } else if req.lease_lost {
+            Outcome::Interrupted {
+                error: format!(
+                    "attempt {} gave its lease back: {}",
+                    tok.attempt,
+                    if req.error.is_empty() {
+                        "lost on the coordinator's side"
+                    } else {
+                        &req.error
+                    }
+                ),
+            }
         } else {
             Outcome::Failure {
                 error: if req.error.is_empty() {
@@ -848,9 +832,15 @@ impl Core {
                 _ => String::new(),
             };
             let attempt = task.lease.attempt;
-            task.lease.reap(now, &self.policy);
+            if q.inherited.remove(id) == Some(attempt) {
+                // Its holder never came back after the restart: not the task's failure.
+                task.lease.reap_inherited(now, &self.policy);
+                tracing::warn!(task = %task.id, attempt, worker = %worker, "inherited lease not taken back; re-queued");
+            } else {
+                task.lease.reap(now, &self.policy);
+                tracing::warn!(task = %task.id, attempt, worker = %worker, "lease expired");
+            }
             metrics::counter!("repovault_lease_expiries_total").increment(1);
-            tracing::warn!(task = %task.id, attempt, worker = %worker, "lease expired");
             if let Some(b) = self.persist_requeue(&task).await? {
                 finished.push(b);
             }

@@ -37,6 +37,24 @@ pub(crate) async fn core(dir: &std::path::Path) -> Arc<Core> {
     .expect("core")
 }
 
+/// A new core on `c`'s store, storage and master key, as a restarted coordinator starts: the
+/// persisted tasks and leases loaded, the worker registry empty.
+pub(crate) async fn restart(c: &Core) -> Arc<Core> {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    Core::new(
+        CoreParts {
+            store: c.store.clone(),
+            storage_config: c.storage_config.clone(),
+            master: c.master.clone(),
+            timing: c.timing,
+            max_attempts: c.max_attempts,
+        },
+        tx,
+    )
+    .await
+    .expect("restarted core")
+}
+
 /// A completed, verified backup of `repo` finished at `at`, in the store as a completion
 /// leaves it (record and stats); returns its id.
 pub(crate) async fn completed_backup(c: &Core, repo: &RepoRecord, at: i64) -> String {

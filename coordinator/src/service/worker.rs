@@ -11,9 +11,7 @@ use repovault_proto::PROTOCOL_VERSION;
 use repovault_proto::v1 as pb;
 use repovault_proto::v1::worker_service_server::WorkerService;
 
-use crate::core::{Core, now_ms};
-use crate::ids;
-use crate::workers::WorkerEntry;
+use crate::core::{Core, WorkerHello};
 
 pub struct WorkerApi {
     pub core: Arc<Core>,
@@ -48,25 +46,26 @@ impl WorkerService for WorkerApi {
                 r.slots
             )));
         }
-        let id = ids::new_worker_id();
-        let now = now_ms();
-        self.core.workers.register(WorkerEntry {
-            id: id.clone(),
-            name: if r.name.is_empty() {
-                id.clone()
-            } else {
-                r.name.clone()
-            },
-            slots: r.slots,
-            draining: false,
-            registered_at_ms: now,
-            last_heartbeat_ms: now,
-            tasks: Default::default(),
-        });
-        tracing::info!(worker = %id, name = %r.name, slots = r.slots, "worker registered");
+        if r.held.len() > 256 {
+            return Err(Status::invalid_argument(format!(
+                "{} held leases: a worker holds at most 256 (its slots)",
+                r.held.len()
+            )));
+        }
+        let reg = self
+            .core
+            .register_worker(WorkerHello {
+                name: r.name,
+                slots: r.slots,
+                previous_id: r.previous_worker_id,
+                held: r.held,
+            })
+            .await;
         let t = self.core.timing;
         Ok(Response::new(pb::RegisterWorkerResponse {
-            worker_id: id,
+            worker_id: reg.worker_id,
+            renewed: reg.renewed,
+            revoked: reg.revoked,
             timing: Some(pb::Timing {
                 heartbeat_interval_ms: ms(t.heartbeat()),
                 lease_ttl_ms: ms(t.lease_ttl()),

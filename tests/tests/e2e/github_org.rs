@@ -115,6 +115,7 @@ async fn leased_source_token(c: &Cluster) -> String {
         name: "probe".into(),
         slots: 1,
         capabilities: vec![],
+        ..Default::default()
     });
     req.metadata_mut().insert("authorization", auth.clone());
     let id = w.register_worker(req).await.unwrap().into_inner().worker_id;

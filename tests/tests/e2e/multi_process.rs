@@ -256,6 +256,7 @@ fn register_request() -> pb::RegisterWorkerRequest {
         name: "impostor".into(),
         slots: 1,
         capabilities: vec!["git".into()],
+        ..Default::default()
     }
 }
 
@@ -290,6 +291,7 @@ fn fake_completion(worker_id: &str, task_id: &str, attempt: u32) -> pb::Complete
         restore: None,
         verify: None,
         drill: None,
+        lease_lost: false,
     }
 }
 

@@ -99,6 +99,7 @@ async fn metrics_health_reflection_and_protocol_version() {
         name: "future".into(),
         slots: 1,
         capabilities: vec![],
+        ..Default::default()
     });
     req.metadata_mut().insert(
         "authorization",

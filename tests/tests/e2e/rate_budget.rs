@@ -98,6 +98,7 @@ impl Probe {
             name: "probe".into(),
             slots: 4,
             capabilities: vec![],
+            ..Default::default()
         });
         p.id =
             p.w.register_worker(req)

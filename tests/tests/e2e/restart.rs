@@ -1,12 +1,19 @@
 //! The coordinator restarted on the same data directory loses nothing, and the catalog rebuilt
-//! from storage alone equals the store's view.
+//! from storage alone equals the store's view. A coordinator process killed or stopped during a
+//! backup costs that backup nothing: the worker keeps its lease across the restarts.
+//!
+//! Test names contain `restart` so that nextest runs them one at a time.
 
 use std::time::Duration;
 
+use repovault_common::timing::Timing;
 use repovault_coordinator::model::Status;
-use repovault_tests::cluster::Cluster;
+use repovault_proto::v1 as pb;
+use repovault_tests::cluster::{Cluster, restic};
 use repovault_tests::fixtures::rich_repo;
+use repovault_tests::gate::GatedProxy;
 use repovault_tests::gitserver::GitDaemon;
+use repovault_tests::process::{CoordinatorProcess, Stop};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
@@ -146,4 +153,201 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
     }
     assert_eq!(c.core().list_backups(None).await.unwrap(), full_before);
     c.shutdown().await;
+}
+
+/// The test-process binary: the real `repovault` CLI, run as coordinator and worker processes.
+const BIN: &str = env!("CARGO_BIN_EXE_repovault-test-process");
+/// Heartbeat of the coordinator process: TTL 4 s, takeover grace 5 s, write deadline 3 s (see
+/// `common::timing`), so a restart that costs a lease shows within seconds.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// One backup, held mid-fetch by a closed gate in front of its source, survives three restarts
+/// of the coordinator process (stopped with `how` each time): the worker re-attaches its lease,
+/// the backup completes as attempt 1 on the same worker, and storage holds exactly one snapshot.
+async fn three_coordinator_restarts_during_one_backup(how: Stop) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let source = rich_repo(&src, "r.git").unwrap();
+    let daemon = GitDaemon::start(&src).unwrap();
+    let gate = GatedProxy::start(daemon.port()).unwrap();
+    let mut coord =
+        CoordinatorProcess::start(BIN, dir.path(), &format!("{}ms", HEARTBEAT.as_millis()))
+            .await
+            .unwrap();
+    let mut admin = coord.admin().await.unwrap();
+    admin
+        .add_org(pb::AddOrgRequest {
+            name: "org".into(),
+            provider: "git".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    admin
+        .add_repo(pb::AddRepoRequest {
+            org: "org".into(),
+            name: "r".into(),
+            url: gate.git_url("r.git"),
+            token: String::new(),
+        })
+        .await
+        .unwrap();
+    let _worker = coord.spawn_worker("w", &["--drain-grace", "5s"]).unwrap();
+    let backup = admin
+        .run_backup(pb::RunBackupRequest {
+            repo: "org/r".into(),
+            r#type: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .backup
+        .unwrap();
+
+    // Leased to the worker, whose fetch is now waiting at the gate.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let leased = loop {
+        let b = get_backup(&coord, &backup.id).await;
+        if b.status == "running" && !b.worker_id.is_empty() && gate.connections() > 0 {
+            break b;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the backup did not reach its fetch: {b:?}\n{}",
+            coord.worker_log("w")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(leased.attempt, 1);
+
+    for round in 1..=3 {
+        coord.stop(how).await.unwrap();
+        coord.restart().await.unwrap();
+        // Past the takeover grace (TTL + 1 s) and two more heartbeats: a lease nobody re-attached
+        // would have been reaped by now.
+        let hold = Timing::new(HEARTBEAT).unwrap().takeover_grace() + HEARTBEAT * 2;
+        let until = tokio::time::Instant::now() + hold;
+        while tokio::time::Instant::now() < until {
+            let b = get_backup(&coord, &backup.id).await;
+            assert!(
+                b.status == "running" && b.attempt == 1 && b.worker_id == leased.worker_id,
+                "after coordinator restart {round} ({how:?}) the backup lost its lease: {b:?}\n\
+                 worker log:\n{}\n{}",
+                coord.worker_log("w"),
+                coord.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The worker is back under its own id, holding the task.
+        let mut admin = coord.admin().await.unwrap();
+        let workers = admin
+            .list_workers(pb::ListWorkersRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .workers;
+        assert!(
+            workers
+                .iter()
+                .any(|w| w.id == leased.worker_id && w.tasks.contains(&leased.task_id)),
+            "after restart {round} the worker is not registered under its id with the task: \
+             {workers:?}"
+        );
+    }
+
+    gate.open();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let b = get_backup(&coord, &backup.id).await;
+        if b.status == "completed" || b.status == "failed" {
+            break b;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the backup did not finish: {b:?}\n{}",
+            coord.worker_log("w")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (done.status.as_str(), done.attempt, done.worker_id.as_str()),
+        ("completed", 1, leased.worker_id.as_str()),
+        "{done:?}\nworker log:\n{}",
+        coord.worker_log("w")
+    );
+    // Every ref but GitHub's regenerated merge refs, as any backup of the fixture.
+    let refs = repovault_tests::fixtures::refs(&source).unwrap();
+    let expected = refs
+        .keys()
+        .filter(|k| !(k.starts_with("refs/pull/") && k.ends_with("/merge")))
+        .count();
+    assert_eq!(
+        done.counts.as_ref().map(|c| c.refs as usize),
+        Some(expected)
+    );
+
+    // Storage holds exactly that one snapshot, and the catalog that one backup.
+    let mut admin = coord.admin().await.unwrap();
+    let key = admin
+        .export_org_key(pb::ExportOrgKeyRequest { org: "org".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let key_file = dir.path().join("org.key");
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_file)
+            .unwrap();
+        f.write_all(key.key.as_bytes()).unwrap();
+    }
+    let repo = coord.storage_root().join(&done.org_id).join(&done.repo_id);
+    let out = restic(&repo, &key_file, &["snapshots", "--json"]).unwrap();
+    let snapshots: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let ids: Vec<&str> = snapshots.iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(ids, vec![done.snapshot_id.as_str()], "snapshots in storage");
+    let listed = admin
+        .list_backups(pb::ListBackupsRequest {
+            repo: "org/r".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .backups;
+    assert_eq!(
+        listed.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
+        vec![done.id.as_str()]
+    );
+    let log = coord.worker_log("w");
+    assert!(
+        !log.contains("interrupting"),
+        "the worker interrupted its task:\n{log}"
+    );
+    coord.stop(Stop::Term).await.unwrap();
+}
+
+async fn get_backup(coord: &CoordinatorProcess, id: &str) -> pb::Backup {
+    let mut admin = coord.admin().await.unwrap();
+    admin
+        .get_backup(pb::GetBackupRequest { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .backup
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restart_coordinator_killed_three_times_during_one_backup() {
+    three_coordinator_restarts_during_one_backup(Stop::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restart_coordinator_stopped_three_times_during_one_backup() {
+    three_coordinator_restarts_during_one_backup(Stop::Term).await;
 }

@@ -99,11 +99,85 @@ pub struct LeaseView {
     pub renewed_at: Mutex<Instant>,
     /// Past this long without renewal, the task writes nothing more.
     pub write_deadline: Duration,
+    /// How long the lease lives without renewal (the coordinator's TTL).
+    pub lease_ttl: Duration,
+    /// The heartbeat interval: the pace of renewals, and the longest pause between retries of
+    /// a call at the commit point (`commit.rs`).
+    pub heartbeat: Duration,
     /// Set when the lease is revoked, the task cancelled, or the worker gives up on it.
     pub interrupt: Arc<AtomicBool>,
+    /// Set when the lease was lost on the coordinator's side (revoked, or not renewed while the
+    /// coordinator was unreachable): a failure of the task then is not the task's own, and the
+    /// worker gives the task back (ReleaseTask) instead of failing the attempt.
+    lost: Mutex<Option<LeaseLoss>>,
+}
+
+/// How a lease was lost on the coordinator's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseLoss {
+    /// The coordinator answered that this worker no longer holds it.
+    Revoked,
+    /// The coordinator did not renew it within the write deadline (unreachable, restarting).
+    NotRenewed,
+}
+
+impl LeaseLoss {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseLoss::Revoked => "lease revoked by the coordinator",
+            LeaseLoss::NotRenewed => "lease not renewed: the coordinator was unreachable",
+        }
+    }
 }
 
 impl LeaseView {
+    pub fn new(
+        token: pb::LeaseToken,
+        timing: &repovault_common::timing::Timing,
+        write_deadline: Duration,
+    ) -> Self {
+        Self {
+            token,
+            renewed_at: Mutex::new(Instant::now()),
+            write_deadline,
+            lease_ttl: timing.lease_ttl(),
+            heartbeat: timing.heartbeat(),
+            interrupt: Arc::default(),
+            lost: Mutex::new(None),
+        }
+    }
+
+    /// The coordinator revoked the lease: the task stops, and its failure is not counted.
+    pub fn revoke(&self) {
+        self.lost.lock().get_or_insert(LeaseLoss::Revoked);
+        self.interrupt
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How the lease was lost on the coordinator's side, if it was.
+    pub fn lost(&self) -> Option<LeaseLoss> {
+        *self.lost.lock()
+    }
+
+    /// Time left to write under the lease (`None`: none, or the task was interrupted).
+    pub fn write_time_left(&self) -> Option<Duration> {
+        if self.interrupt.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        let left = self
+            .write_deadline
+            .checked_sub(self.renewed_at.lock().elapsed())?;
+        (!left.is_zero()).then_some(left)
+    }
+
+    /// Time the lease has left on this worker's clock (`None`: none).
+    pub fn life_left(&self) -> Option<Duration> {
+        let left = self
+            .lease_ttl
+            .checked_sub(self.renewed_at.lock().elapsed())?;
+        (!left.is_zero()).then_some(left)
+    }
+
     /// Whether writes are still allowed on this worker's own clock.
     pub fn may_write(&self) -> Result<(), String> {
         let since = self.renewed_at.lock().elapsed();
@@ -111,6 +185,7 @@ impl LeaseView {
             return Err("the task was interrupted (lease revoked or worker stopping)".into());
         }
         if since >= self.write_deadline {
+            self.lost.lock().get_or_insert(LeaseLoss::NotRenewed);
             return Err(format!(
                 "lease not renewed for {since:?} (write deadline {:?}); not writing",
                 self.write_deadline
@@ -158,27 +233,24 @@ impl TaskContext {
     }
 
     /// The commit fence: called by the snapshot repository just before it writes the snapshot
-    /// file. Checks the local write deadline, then confirms the lease with the coordinator.
+    /// file. Checks the local write deadline, then confirms the lease with the coordinator,
+    /// retrying through an outage while the write deadline allows (`commit.rs`).
     /// Blocking (runs on the blocking pool, inside the snapshot call).
     pub fn confirm_lease(&self) -> Result<(), String> {
         self.lease.may_write()?;
-        let mut client = self.client.clone();
-        let req = pb::ConfirmLeaseRequest {
-            worker_id: self.worker_id.clone(),
-            lease: Some(self.lease.token.clone()),
-        };
-        let res = self.runtime.block_on(async move {
-            // One heartbeat of patience: after that the lease is in doubt anyway.
-            tokio::time::timeout(Duration::from_secs(5), client.confirm_lease(req)).await
-        });
+        let res = self.runtime.block_on(crate::commit::confirm_lease(
+            &self.client,
+            &self.worker_id,
+            &self.lease,
+        ));
         match res {
-            Ok(Ok(r)) if r.get_ref().remaining_ms > 0 => self.lease.may_write(),
-            Ok(Ok(_)) => Err("lease has no time left".into()),
-            Ok(Err(status)) => Err(format!(
-                "coordinator refused the lease: {}",
-                status.message()
-            )),
-            Err(_) => Err("coordinator did not confirm the lease in time".into()),
+            Ok(remaining_ms) if remaining_ms > 0 => self.lease.may_write(),
+            Ok(_) => Err("lease has no time left".into()),
+            Err(e @ crate::commit::CallError::Refused { .. }) => Err(e.to_string()),
+            Err(e) => {
+                self.lease.may_write()?;
+                Err(e.to_string())
+            }
         }
     }
 }
