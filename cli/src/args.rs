@@ -203,7 +203,8 @@ pub enum OrgCmd {
     /// Resume the schedules of a disconnected organisation (the next backups are full).
     Connect { org: String },
     /// Show or set the retention policy: backups younger than --days (default 90) are kept,
-    /// plus restic-style counts. The latest successful backup is always kept.
+    /// plus restic-style counts. The latest successful backup is always kept. A change that
+    /// removes existing backups needs the admin role and --confirm.
     Retention(OrgRetentionArgs),
     /// Delete every backup and snapshot repository of the organisation, and the organisation
     /// itself. Refused without --confirm and while any of its repositories is under escrow.
@@ -232,6 +233,10 @@ pub struct OrgRetentionArgs {
     pub keep_weekly: Option<u32>,
     #[arg(long, allow_negative_numbers = true, value_parser = count())]
     pub keep_monthly: Option<u32>,
+    /// Needed (with the admin role) when the new policy removes existing backups; without it
+    /// the change is refused with how many would go.
+    #[arg(long)]
+    pub confirm: bool,
 }
 
 /// Escrow agreements.

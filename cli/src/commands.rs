@@ -1172,14 +1172,19 @@ pub async fn audit(c: &mut Admin, limit: u32, out: OutputFormat) -> Result<i32, 
     output::list(
         out,
         &entries,
-        &["AT", "CALLER", "ROLE", "CALL", "OUTCOME"],
+        &["AT", "CALLER", "ROLE", "FROM", "CALL", "OUTCOME"],
         |e| {
             vec![
                 e.at.clone(),
                 e.caller.clone(),
                 e.role.clone(),
+                or_dash(&e.peer),
                 e.method.clone(),
-                e.outcome.clone(),
+                if e.detail.is_empty() {
+                    e.outcome.clone()
+                } else {
+                    format!("{} ({})", e.outcome, e.detail)
+                },
             ]
         },
     );

@@ -89,11 +89,9 @@ pub async fn org_retention(
         || a.keep_daily.is_some()
         || a.keep_weekly.is_some()
         || a.keep_monthly.is_some();
+    // A read: any role, not audited.
     let current = c
-        .set_retention(pb::SetRetentionRequest {
-            org: a.org.clone(),
-            policy: None,
-        })
+        .get_retention(pb::GetRetentionRequest { org: a.org.clone() })
         .await?
         .into_inner()
         .policy
@@ -116,6 +114,7 @@ pub async fn org_retention(
         c.set_retention(pb::SetRetentionRequest {
             org: a.org.clone(),
             policy: Some(p),
+            confirm: a.confirm,
         })
         .await?
         .into_inner()

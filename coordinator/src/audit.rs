@@ -1,5 +1,6 @@
 //! The append-only audit log: every admin call that changes something (a trigger, a restore, a
-//! policy, a credential, escrow, deletion, purge, key export), who made it and how it ended.
+//! policy, a credential, escrow, deletion, purge, key export), who made it and how it ended, and
+//! every refused call on either service (`service/refusals.rs`, rate-limited per address).
 //!
 //! Entries are only ever added ([`AuditLog::append`]); nothing in the coordinator updates or
 //! removes them. Keys sort newest first (`audit/<i64::MAX - ms>-<uuid>`), so the latest entries
@@ -25,7 +26,19 @@ pub struct AuditEntry {
     pub method: String,
     /// `ok`, `refused: <why>`, or `failed: <gRPC code>`.
     pub outcome: String,
+    /// The caller's address (`ip:port`); empty when unknown and in entries written before it
+    /// was recorded.
+    #[serde(default)]
+    pub peer: String,
+    /// What the change was, when the handler says ([`AuditDetail`]), e.g. a retention policy's
+    /// old and new values; empty otherwise.
+    #[serde(default)]
+    pub detail: String,
 }
+
+/// Set by an admin handler on its response's extensions: the audit entry's `detail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditDetail(pub String);
 
 #[derive(Clone)]
 pub struct AuditLog {
@@ -78,6 +91,8 @@ mod tests {
                 role: "admin".into(),
                 method: (*m).into(),
                 outcome: "ok".into(),
+                peer: "127.0.0.1:5000".into(),
+                detail: String::new(),
             })
             .await
             .unwrap();

@@ -17,6 +17,10 @@ pub enum CoreError {
     Lease(#[from] LeaseError),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller's role does not allow this particular change (the method itself it may
+    /// call: e.g. an operator shortening retention so that backups would go).
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("unknown worker {0:?}: register again")]
     UnknownWorker(String),
     #[error("storage: {0}")]
@@ -52,6 +56,7 @@ impl From<CoreError> for tonic::Status {
             CoreError::Lease(_) | CoreError::FailedPrecondition(_) => {
                 tonic::Status::failed_precondition(msg)
             }
+            CoreError::PermissionDenied(_) => tonic::Status::permission_denied(msg),
             CoreError::UnknownWorker(_) => tonic::Status::not_found(msg),
             CoreError::Store(_) | CoreError::Storage(_) => tonic::Status::unavailable(msg),
             CoreError::Internal(_) => tonic::Status::internal(msg),

@@ -59,6 +59,49 @@ impl Default for RetentionPolicy {
     }
 }
 
+impl RetentionPolicy {
+    /// Whether this policy keeps every backup `other` keeps, whatever the backups: each rule is
+    /// at least as generous (more days, higher counts; an absent count is 0). Every rule of the
+    /// planner only keeps more when its number grows, and a backup is kept when any rule keeps
+    /// it, so a change from `other` to such a policy removes nothing.
+    pub fn keeps_all_of(&self, other: &RetentionPolicy) -> bool {
+        let n = |v: Option<u32>| v.unwrap_or(0);
+        self.days >= other.days
+            && n(self.keep_last) >= n(other.keep_last)
+            && n(self.keep_hourly) >= n(other.keep_hourly)
+            && n(self.keep_daily) >= n(other.keep_daily)
+            && n(self.keep_weekly) >= n(other.keep_weekly)
+            && n(self.keep_monthly) >= n(other.keep_monthly)
+    }
+
+    /// One line for messages and the audit log, e.g. `days 30, keep-last 5`.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!("days {}", self.days)];
+        for (name, v) in [
+            ("keep-last", self.keep_last),
+            ("keep-hourly", self.keep_hourly),
+            ("keep-daily", self.keep_daily),
+            ("keep-weekly", self.keep_weekly),
+            ("keep-monthly", self.keep_monthly),
+        ] {
+            if let Some(n) = v {
+                parts.push(format!("{name} {n}"));
+            }
+        }
+        parts.join(", ")
+    }
+}
+
+/// The backups `new` drops that `old` keeps: what changing a repository's policy would remove
+/// (backups `old` drops already go at the next run anyway).
+pub fn newly_dropped(old: &Plan, new: &Plan) -> Vec<String> {
+    new.drop
+        .iter()
+        .filter(|id| !old.drop.contains(id))
+        .cloned()
+        .collect()
+}
+
 /// What the planner needs of one backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupView {
@@ -295,6 +338,33 @@ mod tests {
     }
     fn reasons<'a>(p: &'a Plan, id: &str) -> &'a [KeepReason] {
         &p.keep.iter().find(|(k, _)| k == id).expect(id).1
+    }
+
+    #[test]
+    fn shortening_is_told_from_lengthening_and_counted() {
+        let keep_last = |n| RetentionPolicy {
+            keep_last: Some(n),
+            ..days(1)
+        };
+        assert!(days(90).keeps_all_of(&days(30)));
+        assert!(!days(0).keeps_all_of(&days(90)));
+        assert!(keep_last(5).keeps_all_of(&days(1)));
+        assert!(!days(90).keeps_all_of(&keep_last(5)), "a count dropped");
+        assert_eq!(keep_last(5).describe(), "days 1, keep-last 5");
+
+        let backups = [
+            ok("d", 0),
+            ok("c", 2 * HOUR),
+            ok("b", 30 * HOUR),
+            ok("a", 80 * HOUR),
+        ];
+        let now = |p: &RetentionPolicy| plan(&backups, p, &[], RepoState::default(), NOW);
+        let (old, new) = (now(&days(90)), now(&days(0)));
+        // The latest stays whatever the policy; the other three would go.
+        assert_eq!(newly_dropped(&old, &new), ["c", "b", "a"]);
+        assert!(newly_dropped(&new, &old).is_empty());
+        // Two days keep c and b: only a goes.
+        assert_eq!(newly_dropped(&old, &now(&days(2))), ["a"]);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use repovault_proto::v1::worker_service_server::WorkerServiceServer;
 use crate::config::Settings;
 use crate::core::{Core, CoreParts, now_ms};
 use crate::service::admin::AdminApi;
-use crate::service::auth::TokenCheck;
+use crate::service::auth::JoinGuard;
+use crate::service::refusals::RefusalLog;
 use crate::service::worker::WorkerApi;
 use crate::store::Store;
 
@@ -111,15 +112,32 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    let audit = crate::audit::AuditLog::new(settings.kv.clone());
+    let refusals = Arc::new(RefusalLog::new(audit.clone()));
     let admin = crate::service::guard::AdminGuard::new(
         AdminServiceServer::new(AdminApi { core: core.clone() }),
         Arc::new(crate::roles::Callers::new(settings.admin_tokens.clone())),
-        crate::audit::AuditLog::new(settings.kv.clone()),
+        audit,
+        refusals.clone(),
     );
-    let worker = WorkerServiceServer::with_interceptor(
-        WorkerApi { core: core.clone() },
-        TokenCheck::new(Some(settings.join_token.clone()), "join token"),
+    let worker = JoinGuard::new(
+        WorkerServiceServer::new(WorkerApi { core: core.clone() }),
+        settings.join_token.clone(),
+        refusals.clone(),
     );
+    // The summaries of rate-limited refusals ("and K more"), once each window is over.
+    {
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::service::refusals::WINDOW);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => refusals.flush(now_ms()).await,
+                }
+            }
+        }));
+    }
     let mut builder = tonic::transport::Server::builder();
     if let Some(id) = &settings.tls {
         let identity = tonic::transport::Identity::from_pem(&id.cert_pem, &id.key_pem);

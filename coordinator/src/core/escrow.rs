@@ -14,8 +14,9 @@ use repovault_common::crypto::random_secret;
 use repovault_common::secret::Secret;
 
 use crate::error::{CoreError, CoreResult};
-use crate::model::{BackupRecord, EscrowRecord, Status};
+use crate::model::{BackupRecord, EscrowRecord, OrgRecord, Status};
 use crate::retention::{EscrowWindow, RetentionPolicy};
+use crate::roles::Role;
 use crate::store::Batch;
 use repovault_proto::v1 as pb;
 
@@ -246,6 +247,85 @@ fn policy_pb(p: &RetentionPolicy) -> pb::RetentionPolicy {
     }
 }
 
+/// A policy change as it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionChange {
+    pub old: RetentionPolicy,
+    pub new: RetentionPolicy,
+    /// Existing backups the new policy drops that the old one kept (removed by the next
+    /// retention run).
+    pub removes: u64,
+}
+
+impl Core {
+    /// How many existing backups of `org` changing its policy to `new` would remove at
+    /// `now_ms`: those the new policy drops and the current one keeps, by the retention
+    /// planner over every repository's history. No I/O when `new` keeps all the current one
+    /// keeps.
+    pub async fn backups_removed_by(
+        &self,
+        org: &OrgRecord,
+        new: &RetentionPolicy,
+        now_ms: i64,
+    ) -> CoreResult<u64> {
+        if new.keeps_all_of(&org.retention) {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for repo in self.store.org_repos(&org.id).await? {
+            let history = self.repo_history(&repo).await?;
+            let old = self
+                .plan_under(&repo, org, &history, &org.retention, now_ms)
+                .await?;
+            let new = self.plan_under(&repo, org, &history, new, now_ms).await?;
+            n += crate::retention::newly_dropped(&old, &new).len() as u64;
+        }
+        Ok(n)
+    }
+
+    /// `org retention ORG ...` as a caller with `role`. A change that would remove existing
+    /// backups now (shortening: see [`Core::backups_removed_by`]) needs the admin role and
+    /// `confirm`, and the refusal says how many would go: retention removes backups as surely
+    /// as `backup delete`, which is the admin's. Lengthening, or shortening that removes
+    /// nothing, stays the operator's.
+    pub async fn change_retention(
+        &self,
+        name: &str,
+        new: RetentionPolicy,
+        role: Role,
+        confirm: bool,
+    ) -> CoreResult<RetentionChange> {
+        let org = self.org_named(name).await?;
+        let removes = self.backups_removed_by(&org, &new, super::now_ms()).await?;
+        if removes > 0 {
+            let what = format!(
+                "the retention policy {} would remove {removes} existing backups of {} now (the current policy, {}, keeps them)",
+                new.describe(),
+                org.name,
+                org.retention.describe()
+            );
+            if role < Role::Admin {
+                return Err(CoreError::PermissionDenied(format!(
+                    "{what}: shortening retention needs the admin role (the caller has the {role} role)"
+                )));
+            }
+            if !confirm {
+                return Err(CoreError::InvalidArgument(format!(
+                    "{what}: repeat with --confirm to remove them"
+                )));
+            }
+        }
+        let old = org.retention.clone();
+        let org = self.set_retention(name, new).await?;
+        tracing::info!(org = %org.name, old = %old.describe(), new = %org.retention.describe(), removes, "retention policy set");
+        Ok(RetentionChange {
+            old,
+            new: org.retention,
+            removes,
+        })
+    }
+}
+
 /// The admin service's calls for retention, deletion, purge, connection and escrow: thin
 /// conversions, so `service/admin.rs` only delegates.
 impl Core {
@@ -293,27 +373,52 @@ impl Core {
         })
     }
 
+    /// `SetRetention`: changes the policy ([`Core::change_retention`]) as a caller with `role`;
+    /// a request without a policy only reads it (older CLIs; `GetRetention` is the read). Also
+    /// returns the audit entry's detail for a change: the old and the new policy.
     pub async fn api_set_retention(
         &self,
         r: pb::SetRetentionRequest,
-    ) -> CoreResult<pb::SetRetentionResponse> {
-        let org = match r.policy {
-            None => self.org_named(&r.org).await?,
-            Some(p) => {
-                let policy = RetentionPolicy {
-                    days: p.days,
-                    keep_last: p.keep_last,
-                    keep_hourly: p.keep_hourly,
-                    keep_daily: p.keep_daily,
-                    keep_weekly: p.keep_weekly,
-                    keep_monthly: p.keep_monthly,
-                };
-                let org = self.set_retention(&r.org, policy).await?;
-                tracing::info!(org = %org.name, policy = ?org.retention, "retention policy set");
-                org
-            }
+        role: Role,
+    ) -> CoreResult<(pb::SetRetentionResponse, Option<String>)> {
+        let Some(p) = r.policy else {
+            let org = self.org_named(&r.org).await?;
+            let policy = Some(policy_pb(&org.retention));
+            return Ok((pb::SetRetentionResponse { policy }, None));
         };
-        Ok(pb::SetRetentionResponse {
+        let policy = RetentionPolicy {
+            days: p.days,
+            keep_last: p.keep_last,
+            keep_hourly: p.keep_hourly,
+            keep_daily: p.keep_daily,
+            keep_weekly: p.keep_weekly,
+            keep_monthly: p.keep_monthly,
+        };
+        let change = self
+            .change_retention(&r.org, policy, role, r.confirm)
+            .await?;
+        let detail = format!(
+            "{} -> {}{}",
+            change.old.describe(),
+            change.new.describe(),
+            match change.removes {
+                0 => String::new(),
+                n => format!(" ({n} existing backups to be removed)"),
+            }
+        );
+        let response = pb::SetRetentionResponse {
+            policy: Some(policy_pb(&change.new)),
+        };
+        Ok((response, Some(detail)))
+    }
+
+    /// `GetRetention`: the organisation's policy (a read: any role, not audited).
+    pub async fn api_get_retention(
+        &self,
+        r: pb::GetRetentionRequest,
+    ) -> CoreResult<pb::GetRetentionResponse> {
+        let org = self.org_named(&r.org).await?;
+        Ok(pb::GetRetentionResponse {
             policy: Some(policy_pb(&org.retention)),
         })
     }

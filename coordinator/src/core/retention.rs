@@ -276,14 +276,29 @@ impl Core {
             .await?
             .ok_or_else(|| not_found("organisation", repo.org_id.clone()))?;
         let history = self.repo_history(repo).await?;
+        let plan = self
+            .plan_under(repo, &org, &history, &org.retention, now_ms)
+            .await?;
+        Ok((plan, history))
+    }
+
+    /// The plan of one repository whose history is read, under `policy`: the organisation's
+    /// own, or one an operator is about to set (`core/escrow.rs`, counting what it removes).
+    pub(crate) async fn plan_under(
+        &self,
+        repo: &RepoRecord,
+        org: &OrgRecord,
+        history: &[BackupRecord],
+        policy: &retention::RetentionPolicy,
+        now_ms: i64,
+    ) -> CoreResult<Plan> {
         let views: Vec<BackupView> = history.iter().map(view).collect();
         let windows = self.escrow_windows(&repo.id).await?;
         let state = RepoState {
             deleted_or_archived_at_source: repo.deleted || repo.archived,
             org_disconnected: org.disconnected,
         };
-        let plan = retention::plan(&views, &org.retention, &windows, state, now_ms);
-        Ok((plan, history))
+        Ok(retention::plan(&views, policy, &windows, state, now_ms))
     }
 
     /// One maintenance pass over every repository at `now_ms` (the coordinator's loop calls it

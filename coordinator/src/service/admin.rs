@@ -285,6 +285,8 @@ impl AdminService for AdminApi {
                     role: e.role,
                     method: e.method,
                     outcome: e.outcome,
+                    peer: e.peer,
+                    detail: e.detail,
                 })
                 .collect(),
         }))
@@ -621,8 +623,27 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::SetRetentionRequest>,
     ) -> Result<Response<pb::SetRetentionResponse>, Status> {
+        // The guard put the caller there; without one, the least role.
+        let role = req
+            .extensions()
+            .get::<crate::roles::Caller>()
+            .map_or(crate::roles::Role::Viewer, |c| c.role);
+        let (r, detail) = self.core.api_set_retention(req.into_inner(), role).await?;
+        let mut response = Response::new(r);
+        if let Some(d) = detail {
+            response
+                .extensions_mut()
+                .insert(crate::audit::AuditDetail(d));
+        }
+        Ok(response)
+    }
+
+    async fn get_retention(
+        &self,
+        req: Request<pb::GetRetentionRequest>,
+    ) -> Result<Response<pb::GetRetentionResponse>, Status> {
         Ok(Response::new(
-            self.core.api_set_retention(req.into_inner()).await?,
+            self.core.api_get_retention(req.into_inner()).await?,
         ))
     }
 

@@ -4,7 +4,8 @@
 //! It wraps the generated service as a tower service, because only there is the called method
 //! (the request path) known: tonic's interceptors see metadata alone. A refusal is answered as a
 //! gRPC status (UNAUTHENTICATED for a missing or unknown token, PERMISSION_DENIED for a role
-//! that is too low) and is audited when the method changes something.
+//! that is too low) and is logged and audited with the caller's address, rate-limited per
+//! address (`refusals.rs`). Entries of accepted changes carry the address too.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,7 +13,8 @@ use std::task::{Context, Poll};
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
 
-use crate::audit::{AuditEntry, AuditLog};
+use super::refusals::{RefusalLog, Refused, peer_of};
+use crate::audit::{AuditDetail, AuditEntry, AuditLog};
 use crate::core::now_ms;
 use crate::roles::{Caller, Callers, Refusal, is_change};
 
@@ -21,14 +23,21 @@ pub struct AdminGuard<S> {
     inner: S,
     callers: Arc<Callers>,
     audit: AuditLog,
+    refusals: Arc<RefusalLog>,
 }
 
 impl<S> AdminGuard<S> {
-    pub fn new(inner: S, callers: Arc<Callers>, audit: AuditLog) -> Self {
+    pub fn new(
+        inner: S,
+        callers: Arc<Callers>,
+        audit: AuditLog,
+        refusals: Arc<RefusalLog>,
+    ) -> Self {
         AdminGuard {
             inner,
             callers,
             audit,
+            refusals,
         }
     }
 }
@@ -69,6 +78,8 @@ where
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_string);
         let audit = self.audit.clone();
+        let refusals = self.refusals.clone();
+        let peer = peer_of(req.extensions());
         let authorized = self.callers.authorize(bearer.as_deref(), &method);
         // The clone may not be ready; take the one that was polled ready (tower's contract).
         let clone = self.inner.clone();
@@ -85,18 +96,24 @@ where
                             tonic::Status::permission_denied(refusal.to_string())
                         }
                     };
-                    if let Refusal::Forbidden { caller, has, .. } = &refusal {
-                        record(
-                            &audit,
-                            &Caller {
-                                name: caller.clone(),
-                                role: *has,
-                            },
-                            &method,
-                            format!("refused: {refusal}"),
-                        )
+                    let (caller, role) = match &refusal {
+                        Refusal::NoToken => ("(no token)".to_string(), "none".to_string()),
+                        Refusal::UnknownToken => {
+                            ("(unknown token)".to_string(), "none".to_string())
+                        }
+                        Refusal::Forbidden { caller, has, .. } => {
+                            (caller.clone(), has.as_str().to_string())
+                        }
+                    };
+                    refusals
+                        .refused(Refused {
+                            peer,
+                            method,
+                            caller,
+                            role,
+                            reason: refusal.to_string(),
+                        })
                         .await;
-                    }
                     return Ok(status.into_http());
                 }
             };
@@ -117,7 +134,12 @@ where
                         tonic::Code::from_i32(code.parse().unwrap_or(2))
                     ),
                 };
-                record(&audit, &caller, &method, outcome).await;
+                let detail = response
+                    .extensions()
+                    .get::<AuditDetail>()
+                    .map(|d| d.0.clone())
+                    .unwrap_or_default();
+                record(&audit, &caller, &method, outcome, peer, detail).await;
             }
             Ok(response)
         })
@@ -126,13 +148,22 @@ where
 
 /// Appends one entry. A store that cannot take it is logged loudly; the call's own outcome
 /// stands (refusing a restore because the audit store hiccupped would help no one).
-async fn record(audit: &AuditLog, caller: &Caller, method: &str, outcome: String) {
+async fn record(
+    audit: &AuditLog,
+    caller: &Caller,
+    method: &str,
+    outcome: String,
+    peer: Option<std::net::SocketAddr>,
+    detail: String,
+) {
     let entry = AuditEntry {
         at_ms: now_ms(),
         caller: caller.name.clone(),
         role: caller.role.as_str().to_string(),
         method: method.to_string(),
         outcome,
+        peer: peer.map(|p| p.to_string()).unwrap_or_default(),
+        detail,
     };
     if let Err(e) = audit.append(&entry).await {
         tracing::error!(error = %e, method, caller = %caller.name, "could not write the audit log");

@@ -4,4 +4,5 @@ pub mod admin;
 pub mod auth;
 pub mod convert;
 pub mod guard;
+pub mod refusals;
 pub mod worker;

@@ -185,7 +185,7 @@ async fn each_role_does_what_it_may_and_the_audit_log_says_who_did_what() {
     assert!(
         !seen
             .iter()
-            .any(|(_, m, _)| m == "ListBackups" || m == "ListOrgs"),
+            .any(|(_, m, o)| (m == "ListBackups" || m == "ListOrgs") && o == "ok"),
         "reads are not audited: {seen:?}"
     );
     assert!(has("root", "EnableEscrow", "ok"), "{seen:?}");
@@ -197,5 +197,217 @@ async fn each_role_does_what_it_may_and_the_audit_log_says_who_did_what() {
         "newest first"
     );
     assert!(!text.contains("-token-"), "no token in the audit log");
+    c.shutdown().await;
+}
+
+/// Refused calls leave a trace: a wrong admin token and a worker registering with a wrong join
+/// token are each in the audit log with the caller's address and the method, never the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_tokens_are_audited_with_the_callers_address_and_never_the_token() {
+    use repovault_proto::v1 as pb;
+    use repovault_proto::v1::worker_service_client::WorkerServiceClient;
+
+    let tokens = vec![token("root", Role::Admin)];
+    let admin = tokens[0].token.expose().to_string();
+    let c = Cluster::start_with_admin_tokens(0, tokens).await.unwrap();
+
+    // A guessed admin token.
+    let guess = "eve-token-guessed-4242424242";
+    let o = as_caller(&c, Some(guess), &["org", "list"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    // A worker with a wrong join token.
+    let wrong_join = "wrong-join-token-5151515151";
+    let mut w = WorkerServiceClient::connect(c.url()).await.unwrap();
+    let mut req = tonic::Request::new(pb::RegisterWorkerRequest {
+        protocol_version: repovault_proto::PROTOCOL_VERSION,
+        name: "intruder".into(),
+        slots: 1,
+        ..Default::default()
+    });
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {wrong_join}").parse().unwrap(),
+    );
+    let err = w.register_worker(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert!(!err.message().contains(wrong_join));
+
+    let o = as_caller(&c, Some(&admin), &["--output", "json", "audit", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let refused = |method: &str| {
+        entries
+            .iter()
+            .find(|e| {
+                e["method"] == method && e["outcome"].as_str().unwrap().starts_with("refused")
+            })
+            .unwrap_or_else(|| panic!("no refused {method} in {text}"))
+    };
+    let listing = refused("ListOrgs");
+    assert_eq!(listing["caller"], "(unknown token)", "{listing}");
+    assert!(
+        listing["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{listing}"
+    );
+    let register = refused("RegisterWorker");
+    assert!(
+        register["outcome"].as_str().unwrap().contains("join token"),
+        "{register}"
+    );
+    assert!(
+        register["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{register}"
+    );
+    assert!(
+        !text.contains(guess) && !text.contains(wrong_join),
+        "{text}"
+    );
+    assert!(
+        !text.contains("-token-"),
+        "no token in the audit log: {text}"
+    );
+    c.shutdown().await;
+}
+
+/// The number before " existing backups" in a refusal.
+fn backups_named(text: &str) -> u64 {
+    let end = text
+        .find(" existing backups")
+        .unwrap_or_else(|| panic!("no count in {text}"));
+    let start = text[..end].rfind(' ').map_or(0, |i| i + 1);
+    text[start..end].parse().unwrap()
+}
+
+/// Shortening retention so that existing backups would go is the admin's, with --confirm, and
+/// the refusals say how many; the audit keeps the old and the new policy. Reading the policy is
+/// any role's and is not audited; lengthening stays the operator's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shortening_retention_that_removes_backups_needs_the_admin_and_confirm() {
+    use repovault_coordinator::core::retention::MaintenanceOptions;
+
+    let tokens = vec![
+        token("ann", Role::Viewer),
+        token("ops", Role::Operator),
+        token("root", Role::Admin),
+    ];
+    let (viewer, operator, admin) = (
+        tokens[0].token.expose().to_string(),
+        tokens[1].token.expose().to_string(),
+        tokens[2].token.expose().to_string(),
+    );
+    let c = Cluster::start_with_admin_tokens(1, tokens).await.unwrap();
+    let src = tempfile::tempdir().unwrap();
+    fixtures::big_repo(src.path(), "r.git", 2, 2).unwrap();
+    let daemon = GitDaemon::start(src.path()).unwrap();
+    let url = daemon.url("r.git");
+    let o = as_caller(&c, Some(&admin), &["org", "add", "org"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = as_caller(
+        &c,
+        Some(&operator),
+        &["repo", "add", "org/r", "--url", &url],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for _ in 0..4 {
+        let o = as_caller(&c, Some(&operator), &["backup", "run", "org/r", "--wait"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let days = |o: &Output| -> u64 {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["days"].as_u64().unwrap()
+    };
+    let read = |token: &str| {
+        as_caller(
+            &c,
+            Some(token),
+            &["--output", "json", "org", "retention", "org"],
+        )
+    };
+
+    // The operator: refused, told how many would go.
+    let o = as_caller(
+        &c,
+        Some(&operator),
+        &["org", "retention", "org", "--days", "0"],
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("needs the admin role"),
+        "{}",
+        stderr(&o)
+    );
+    let n = backups_named(&stderr(&o));
+    assert!(n >= 1, "{}", stderr(&o));
+    // The admin without --confirm: refused, told how many.
+    let o = as_caller(
+        &c,
+        Some(&admin),
+        &["org", "retention", "org", "--days", "0"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--confirm"), "{}", stderr(&o));
+    assert_eq!(backups_named(&stderr(&o)), n);
+    // Nothing changed; the viewer reads the policy.
+    let o = read(&viewer);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(days(&o), 90);
+    // The admin with --confirm.
+    let o = as_caller(
+        &c,
+        Some(&admin),
+        &["org", "retention", "org", "--days", "0", "--confirm"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = read(&viewer);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(days(&o), 0);
+    // The count was the truth: the next retention run removes exactly that many.
+    let r = c
+        .core()
+        .run_retention_once(
+            repovault_coordinator::core::now_ms(),
+            &MaintenanceOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.backups_removed, n, "{r:?}");
+    // Lengthening stays the operator's.
+    let o = as_caller(
+        &c,
+        Some(&operator),
+        &["org", "retention", "org", "--days", "30"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = as_caller(&c, Some(&viewer), &["--output", "json", "audit", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let retention: Vec<(String, String, String)> = entries
+        .iter()
+        .filter(|e| e["method"].as_str().unwrap().ends_with("Retention"))
+        .map(|e| {
+            (
+                e["caller"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+                e["detail"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    // Newest first: the operator's lengthening, the admin's change, the two refusals; the
+    // viewer's reads are not there.
+    assert_eq!(retention.len(), 4, "{retention:?}");
+    assert_eq!(retention[0].0, "ops");
+    assert_eq!(retention[0].1, "ok");
+    assert_eq!(retention[0].2, "days 0 -> days 30", "{retention:?}");
+    assert_eq!(retention[1].0, "root");
+    assert_eq!(retention[1].1, "ok");
+    assert_eq!(
+        retention[1].2,
+        format!("days 90 -> days 0 ({n} existing backups to be removed)")
+    );
+    assert!(retention[2].1.starts_with("failed"), "{retention:?}");
+    assert!(retention[3].1.starts_with("failed"), "{retention:?}");
+    assert!(!retention.iter().any(|(who, _, _)| who == "ann"));
     c.shutdown().await;
 }
