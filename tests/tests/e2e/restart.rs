@@ -351,3 +351,134 @@ async fn restart_coordinator_killed_three_times_during_one_backup() {
 async fn restart_coordinator_stopped_three_times_during_one_backup() {
     three_coordinator_restarts_during_one_backup(Stop::Term).await;
 }
+
+/// A worker at its commit point while the coordinator restarts: ConfirmLease and then
+/// CompleteTask each meet a coordinator that is down for a second, retry, and succeed against
+/// the restarted one under the same lease (attempt 1); a stale lease is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restart_during_the_commit_point_is_ridden_out() {
+    // TTL 4 s, write deadline 3 s: a one-second outage fits, as it must in production (16 s).
+    let mut c = Cluster::start_with(0, "1s").await.unwrap();
+    let src = tempfile::tempdir().unwrap();
+    rich_repo(src.path(), "r.git").unwrap();
+    let daemon = GitDaemon::start(src.path()).unwrap();
+    c.core().add_org("org", "git").await.unwrap();
+    c.core()
+        .add_repo("org/r", &daemon.url("r.git"), None)
+        .await
+        .unwrap();
+    let backup = c.core().run_backup("org/r").await.unwrap();
+
+    // A worker of our own: registered, holding the backup's lease.
+    let join = std::fs::read_to_string(c.join_token_file()).unwrap();
+    let join = repovault_common::secret::Secret::new(join.trim());
+    let mut client = repovault_worker::client::connect(&c.url(), &join, None).unwrap();
+    let reg = client
+        .register_worker(pb::RegisterWorkerRequest {
+            protocol_version: repovault_proto::PROTOCOL_VERSION,
+            name: "committer".into(),
+            slots: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let timing = Timing::from_heartbeat_ms(reg.timing.unwrap().heartbeat_interval_ms).unwrap();
+    let task = client
+        .acquire_task(pb::AcquireTaskRequest {
+            worker_id: reg.worker_id.clone(),
+            free_slots: 1,
+            wait_ms: 10_000,
+            cached_repo_ids: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .expect("leased");
+    let token = task.lease.unwrap();
+    assert_eq!(token.attempt, 1);
+    let lease =
+        repovault_worker::tasks::LeaseView::new(token.clone(), &timing, timing.write_deadline());
+
+    // Down for a second around ConfirmLease.
+    let outage = Duration::from_secs(1);
+    c.coordinator.take().unwrap().shutdown().await;
+    let (restarted, confirmed) = tokio::join!(
+        async {
+            tokio::time::sleep(outage).await;
+            c.restart_coordinator().await
+        },
+        repovault_worker::commit::confirm_lease(&client, &reg.worker_id, &lease)
+    );
+    restarted.unwrap();
+    assert!(confirmed.unwrap() > 0, "the lease was confirmed");
+
+    // A stale attempt is refused at once, not retried.
+    let stale = repovault_worker::tasks::LeaseView::new(
+        pb::LeaseToken {
+            task_id: token.task_id.clone(),
+            attempt: 2,
+        },
+        &timing,
+        timing.write_deadline(),
+    );
+    let started = std::time::Instant::now();
+    let refused = repovault_worker::commit::confirm_lease(&client, &reg.worker_id, &stale).await;
+    assert!(
+        matches!(
+            refused,
+            Err(repovault_worker::commit::CallError::Refused {
+                code: tonic::Code::FailedPrecondition,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
+
+    // The restarted coordinator does not know the worker yet; its heartbeat renews the lease
+    // all the same, and asks it to register again.
+    let sent = std::time::Instant::now();
+    let hb = client
+        .heartbeat(pb::HeartbeatRequest {
+            worker_id: reg.worker_id.clone(),
+            held: vec![token.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(hb.reregister);
+    assert_eq!(hb.renewed, vec![token.clone()]);
+    *lease.renewed_at.lock() = sent;
+
+    // Down again around CompleteTask (a failure given back: nothing is written to storage).
+    let completion = pb::CompleteTaskRequest {
+        worker_id: reg.worker_id.clone(),
+        lease: Some(token.clone()),
+        success: false,
+        error: "source unreachable".into(),
+        retryable: true,
+        ..Default::default()
+    };
+    c.coordinator.take().unwrap().shutdown().await;
+    let (restarted, completed) = tokio::join!(
+        async {
+            tokio::time::sleep(outage).await;
+            c.restart_coordinator().await
+        },
+        repovault_worker::commit::complete_task(&client, &completion, &lease)
+    );
+    restarted.unwrap();
+    completed.unwrap();
+    let t = c.core().task_status(&token.task_id).await.unwrap().unwrap();
+    assert_eq!(
+        (t.lease.attempt, t.lease.failures),
+        (1, 1),
+        "attempt 1's completion was accepted: {t:?}"
+    );
+    let b = c.core().get_backup(&backup.id).await.unwrap();
+    assert_eq!(b.error.as_deref(), Some("source unreachable"));
+    c.shutdown().await;
+}
