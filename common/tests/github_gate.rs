@@ -162,11 +162,14 @@ async fn the_token_goes_only_to_the_api_host() {
         String::from_utf8_lossy(&head).to_ascii_lowercase()
     });
     let c = GitHubClient::new(&endpoint(&sim), Secret::new(OWNER)).unwrap();
-    let bytes = c
-        .get_bytes(&format!("http://{addr}/elsewhere"))
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("elsewhere");
+    let got = c
+        .download(&format!("http://{addr}/elsewhere"), &dest)
         .await
         .unwrap();
-    assert_eq!(bytes, b"ok");
+    assert_eq!(got.size, 2);
+    assert_eq!(std::fs::read(&dest).unwrap(), b"ok");
     let head = server.await.unwrap();
     assert!(head.starts_with("get /elsewhere"), "{head}");
     assert!(!head.contains("authorization"), "{head}");

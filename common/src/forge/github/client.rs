@@ -20,6 +20,7 @@
 //!   ([`super::mint_installation_token`]) and used as plain bearer tokens, because octocrab's app
 //!   auth drops the token on absolute `Link: rel=next` URLs of a GitHub Enterprise base.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -58,6 +59,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Whole-request limit (asset downloads included). Our choice: a 2 GiB release asset (GitHub's
 /// largest) at ~10 MB/s fits.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// The `User-Agent` of requests not sent through octocrab (uploads, streamed downloads): GitHub
+/// refuses API requests without one ("Getting started with the REST API", user agent).
+pub const USER_AGENT: &str = concat!("repovault/", env!("CARGO_PKG_VERSION"));
 
 /// Where a GitHub (or GitHub Enterprise) API is.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -101,18 +105,29 @@ pub struct Listing {
 
 /// A request's body.
 #[derive(Clone, Copy)]
-enum ReqBody<'a> {
+pub(super) enum ReqBody<'a> {
     None,
     Json(&'a Value),
-    /// Raw bytes with their content type (release-asset uploads).
-    Bytes(&'a str, &'a [u8]),
+    /// A file of `len` bytes sent as `content_type` (release-asset uploads): streamed from disk,
+    /// opened afresh for every attempt (a stream cannot be replayed), never read whole.
+    File {
+        content_type: &'a str,
+        path: &'a Path,
+        len: u64,
+    },
 }
 
 /// A raw answer after retries.
-struct Raw {
-    status: u16,
-    headers: HeaderMap,
-    bytes: Vec<u8>,
+pub(super) struct Raw {
+    pub(super) status: u16,
+    pub(super) headers: HeaderMap,
+    pub(super) bytes: Vec<u8>,
+}
+
+/// An answer: read whole, or (a success the caller streams) with its body still to read.
+pub(super) enum Answer {
+    Read(Raw),
+    Streaming(reqwest::Response),
 }
 
 /// An authenticated GitHub REST client. Cheap to clone (shared state).
@@ -165,7 +180,8 @@ impl GitHubClient {
             .ok_or_else(|| ForgeError::Config(format!("API URL {api_url:?} has no host")))?;
         let mut http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT);
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(USER_AGENT);
         if let Some(pem) = &endpoint.ca_cert_pem {
             let cert = reqwest::Certificate::from_pem(pem.as_bytes())
                 .map_err(|e| ForgeError::Config(format!("CA certificate: {e}")))?;
@@ -359,46 +375,6 @@ impl GitHubClient {
             .map(|_| ())
     }
 
-    /// POST raw `bytes` as `content_type` to `url` (a release's `upload_url` with its
-    /// `{?name,label}` template replaced by a query); the answer's JSON (the asset).
-    pub async fn upload(
-        &self,
-        url: &str,
-        content_type: &str,
-        bytes: &[u8],
-    ) -> Result<Value, ForgeError> {
-        let raw = self
-            .send(
-                Method::POST,
-                url,
-                None,
-                ReqBody::Bytes(content_type, bytes),
-                None,
-            )
-            .await?;
-        serde_json::from_slice(&raw.bytes).map_err(|e| ForgeError::Decode {
-            method: "POST".into(),
-            path: self.shown(url),
-            detail: e.to_string(),
-        })
-    }
-
-    /// The bytes at `url` (API-relative or absolute) with `Accept: application/octet-stream`:
-    /// a release asset's API URL answers 302 to its download URL, which is followed; the token
-    /// goes along only while the host stays the API's.
-    pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, ForgeError> {
-        let raw = self
-            .send(
-                Method::GET,
-                url,
-                None,
-                ReqBody::None,
-                Some("application/octet-stream"),
-            )
-            .await?;
-        Ok(raw.bytes)
-    }
-
     /// `target` as an absolute URL.
     fn url(&self, target: &str) -> String {
         if target.starts_with("https://") || target.starts_with("http://") {
@@ -409,7 +385,7 @@ impl GitHubClient {
     }
 
     /// `target` as shown in errors: relative to the API base when it is under it.
-    fn shown(&self, target: &str) -> String {
+    pub(super) fn shown(&self, target: &str) -> String {
         let url = self.url(target);
         match url.strip_prefix(&self.inner.api_url) {
             Some(rest) if rest.starts_with('/') => rest.to_string(),
@@ -432,8 +408,9 @@ impl GitHubClient {
         }
     }
 
-    /// A request off the API's base: plain HTTP; the token (`auth`) only for the API's own host
-    /// (uploads).
+    /// A request through reqwest alone: off the API's base, or a body that streams (a file up,
+    /// an asset down); the token (`auth`) only for the API's own host. With `stream`, a success
+    /// comes back with its body unread.
     async fn send_elsewhere(
         &self,
         method: &Method,
@@ -441,10 +418,11 @@ impl GitHubClient {
         accept: Option<&str>,
         body: ReqBody<'_>,
         auth: Option<HeaderValue>,
-    ) -> Result<Raw, String> {
+        stream: bool,
+    ) -> Result<Result<Answer, String>, ForgeError> {
         let mut req = self.inner.http.request(method.clone(), url);
         if let Some(auth) = auth {
-            // The API's own host outside the API base (uploads): GitHub's headers too.
+            // The API's own host outside octocrab (uploads, downloads): GitHub's headers too.
             req = req
                 .header(AUTHORIZATION, auth)
                 .header("x-github-api-version", "2022-11-28");
@@ -459,23 +437,35 @@ impl GitHubClient {
                     .header(http::header::CONTENT_TYPE, "application/json")
                     .body(body.to_string());
             }
-            ReqBody::Bytes(content_type, bytes) => {
+            ReqBody::File {
+                content_type,
+                path,
+                len,
+            } => {
+                // An explicit length: GitHub's uploads want one, and hyper then sends the
+                // stream as exactly that many bytes (not chunked).
                 req = req
                     .header(http::header::CONTENT_TYPE, content_type)
-                    .body(bytes.to_vec());
+                    .header(http::header::CONTENT_LENGTH, len)
+                    .body(super::transfer::file_body(path).await?);
             }
         }
-        let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => return Ok(Err(e.without_url().to_string())),
+        };
+        if stream && resp.status().is_success() {
+            return Ok(Ok(Answer::Streaming(resp)));
+        }
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
-        Ok(Raw {
-            status,
-            headers,
-            bytes: bytes.to_vec(),
+        Ok(match resp.bytes().await {
+            Ok(bytes) => Ok(Answer::Read(Raw {
+                status,
+                headers,
+                bytes: bytes.to_vec(),
+            })),
+            Err(e) => Err(e.without_url().to_string()),
         })
     }
 
@@ -493,7 +483,7 @@ impl GitHubClient {
 
     /// Sends one request, waiting out rate limits and retrying 5xx and transport errors.
     /// Success is 2xx or 304; anything else is [`ForgeError::Status`].
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         target: &str,
@@ -501,6 +491,42 @@ impl GitHubClient {
         body: ReqBody<'_>,
         accept: Option<&str>,
     ) -> Result<Raw, ForgeError> {
+        let name = method.to_string();
+        match self
+            .exchange(method, target, if_none_match, body, accept, false)
+            .await?
+        {
+            Answer::Read(raw) => Ok(raw),
+            // Not asked for (`stream` is false); read whole all the same.
+            Answer::Streaming(resp) => Ok(Raw {
+                status: resp.status().as_u16(),
+                headers: resp.headers().clone(),
+                bytes: resp
+                    .bytes()
+                    .await
+                    .map_err(|e| ForgeError::Transport {
+                        method: name,
+                        path: self.shown(target),
+                        detail: e.without_url().to_string(),
+                    })?
+                    .to_vec(),
+            }),
+        }
+    }
+
+    /// [`Self::send`]; with `stream`, a success is [`Answer::Streaming`]. Requests that stream
+    /// (`stream`, or a file body) go through reqwest alone: octocrab's request bodies are bytes
+    /// in memory, and its answers are read whole here.
+    pub(super) async fn exchange(
+        &self,
+        method: Method,
+        target: &str,
+        if_none_match: Option<&str>,
+        body: ReqBody<'_>,
+        accept: Option<&str>,
+        stream: bool,
+    ) -> Result<Answer, ForgeError> {
+        let streamed = stream || matches!(body, ReqBody::File { .. });
         let url = self.url(target);
         let shown = self.shown(target);
         let uri: Uri = url
@@ -542,7 +568,7 @@ impl GitHubClient {
                 );
             }
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
-            let result = if api && under_base {
+            let result = if api && under_base && !streamed {
                 let request = match body {
                     ReqBody::None => self
                         .inner
@@ -554,21 +580,18 @@ impl GitHubClient {
                         .crab
                         .build_request(builder, Some(v))
                         .map_err(|e| e.to_string()),
-                    ReqBody::Bytes(content_type, bytes) => builder
-                        .header(http::header::CONTENT_TYPE, content_type)
-                        .body(octocrab::OctoBody::from(bytes.to_vec()))
-                        .map_err(|e| e.to_string()),
+                    ReqBody::File { .. } => Err("a file body is sent through reqwest".into()),
                 }
                 .map_err(|e| ForgeError::Config(format!("{method} {shown}: {e}")))?;
                 match self.inner.crab.execute(request).await {
                     Ok(response) => {
                         let (parts, body) = response.into_parts();
                         match body.collect().await {
-                            Ok(collected) => Ok(Raw {
+                            Ok(collected) => Ok(Answer::Read(Raw {
                                 status: parts.status.as_u16(),
                                 headers: parts.headers,
                                 bytes: collected.to_bytes().to_vec(),
-                            }),
+                            })),
                             Err(e) => Err(e.to_string()),
                         }
                     }
@@ -587,10 +610,24 @@ impl GitHubClient {
                 } else {
                     None
                 };
-                self.send_elsewhere(&method, &url, accept, body, auth).await
+                self.send_elsewhere(&method, &url, accept, body, auth, stream)
+                    .await?
             };
             let raw = match result {
-                Ok(raw) => raw,
+                Ok(Answer::Read(raw)) => raw,
+                Ok(Answer::Streaming(resp)) => {
+                    // A success: reported to the gate like any answer, its body left to the
+                    // caller.
+                    if let (Some(gate), Some(rate), true) = (
+                        &self.inner.gate,
+                        RateSnapshot::from_headers(resp.headers()),
+                        api,
+                    ) {
+                        gate.observe(&rate);
+                    }
+                    drop(admission);
+                    return Ok(Answer::Streaming(resp));
+                }
                 Err(detail) => {
                     if server_errors < SERVER_ERROR_RETRIES {
                         tokio::time::sleep(SERVER_ERROR_BACKOFF * 2u32.pow(server_errors)).await;
@@ -639,7 +676,7 @@ impl GitHubClient {
                 continue;
             }
             if (200..300).contains(&status) || status == 304 {
-                return Ok(raw);
+                return Ok(Answer::Read(raw));
             }
             return Err(ForgeError::Status {
                 method: method.to_string(),

@@ -15,13 +15,13 @@
 //!     pub async fn get_all(&self, path: &str) -> Result<Vec<serde_json::Value>, ForgeError>;
 //!     pub async fn get_list(&self, path: &str, if_none_match: Option<&str>)
 //!         -> Result<Listing, ForgeError>;
-//!     pub async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, ForgeError>;
+//!     pub async fn download(&self, url: &str, dest: &Path) -> Result<Downloaded, ForgeError>;
 //!     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ForgeError>;
 //!     pub async fn patch_json(&self, path: &str, body: &Value) -> Result<Value, ForgeError>;
 //!     pub async fn put_json(&self, path: &str, body: Option<&Value>)
 //!         -> Result<Option<Value>, ForgeError>;
 //!     pub async fn delete(&self, path: &str) -> Result<(), ForgeError>;
-//!     pub async fn upload(&self, url: &str, content_type: &str, bytes: &[u8])
+//!     pub async fn upload_file(&self, url: &str, content_type: &str, path: &Path)
 //!         -> Result<Value, ForgeError>;
 //!     pub fn requests(&self) -> u64;
 //! }
@@ -69,6 +69,7 @@
 
 pub mod access;
 pub mod app;
+mod blocking;
 pub mod client;
 pub mod commits;
 pub mod error;
@@ -76,6 +77,7 @@ pub mod export;
 pub mod rate;
 pub mod repos;
 pub mod restore;
+pub mod transfer;
 
 pub use app::{app_jwt, mint_installation_token};
 pub use client::{GitHubClient, GitHubEndpoint, Listing, Page};
@@ -92,3 +94,4 @@ pub use restore::{
     Converted, Pace, Parts, Progress, RestoreOptions, RestorePlan, RestoreReport, RestoreTarget,
     Skipped, plan, plan_access, read_access, restore_metadata,
 };
+pub use transfer::Downloaded;

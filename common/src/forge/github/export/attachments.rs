@@ -9,10 +9,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use super::store::aggregate_mtime;
 use super::{ComponentStatus, Ctx};
+use crate::forge::github::blocking::blocking;
 use crate::forge::github::error::ForgeError;
 
 const REL: &str = "meta/attachments.json";
@@ -76,6 +76,7 @@ fn bodies<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
+/// Blocking: every `*.json` under `dir`, recursively.
 fn json_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -88,6 +89,33 @@ fn json_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
             out.push(path);
         }
     }
+}
+
+/// Blocking: the attachment URLs on `host` in every issue, pull request and release document
+/// under `out`.
+fn linked_urls(
+    out: &Path,
+    host: &str,
+    owner: &str,
+    name: &str,
+) -> Result<BTreeSet<String>, ForgeError> {
+    let mut files = Vec::new();
+    for dir in ["meta/issues", "meta/pulls", "meta/releases"] {
+        json_files(&out.join(dir), &mut files);
+    }
+    let mut urls = BTreeSet::new();
+    for file in files {
+        let bytes = std::fs::read(&file).map_err(|e| ForgeError::io(&file, e))?;
+        let Ok(doc) = serde_json::from_slice::<Value>(&bytes) else {
+            continue;
+        };
+        let mut texts = Vec::new();
+        bodies(&doc, &mut texts);
+        for text in texts {
+            urls_in(text, host, owner, name, &mut urls);
+        }
+    }
+    Ok(urls)
 }
 
 pub(crate) async fn export(ctx: &mut Ctx<'_>) -> ComponentStatus {
@@ -108,25 +136,19 @@ async fn run(ctx: &mut Ctx<'_>) -> Result<usize, ForgeError> {
     let Some(host) = web_host(ctx.client.api_url()) else {
         return Ok(0);
     };
-    let mut files = Vec::new();
-    for dir in ["meta/issues", "meta/pulls", "meta/releases"] {
-        json_files(&ctx.tree.out.join(dir), &mut files);
-    }
-    let mut urls = BTreeSet::new();
-    for file in files {
-        let bytes = std::fs::read(&file).map_err(|e| ForgeError::io(&file, e))?;
-        let Ok(doc) = serde_json::from_slice::<Value>(&bytes) else {
-            continue;
-        };
-        let mut texts = Vec::new();
-        bodies(&doc, &mut texts);
-        for text in texts {
-            urls_in(text, &host, ctx.owner, ctx.name, &mut urls);
-        }
-    }
+    let (out, owner, name) = (
+        ctx.tree.out.clone(),
+        ctx.owner.to_string(),
+        ctx.name.to_string(),
+    );
+    let urls = blocking(&ctx.tree.out, move || {
+        linked_urls(&out, &host, &owner, &name)
+    })
+    .await?;
     let previous: Map<String, Value> = ctx
         .tree
         .previous_json(REL)
+        .await
         .and_then(|v| v.as_object().cloned())
         .unwrap_or_default();
     let mut index = Map::new();
@@ -134,18 +156,27 @@ async fn run(ctx: &mut Ctx<'_>) -> Result<usize, ForgeError> {
     for url in urls {
         if let Some(old) = previous.get(&url)
             && let Some(sha) = old.get("sha256").and_then(Value::as_str)
-            && ctx.tree.carry_over(&format!("attachments/{sha}"))?
+            && ctx.tree.carry_over(&format!("attachments/{sha}")).await?
         {
             index.insert(url, old.clone());
             continue;
         }
-        match ctx.client.get_bytes(&url).await {
-            Ok(bytes) => {
-                let sha = hex::encode(Sha256::digest(&bytes));
-                ctx.tree
-                    .write_bytes(&format!("attachments/{sha}"), &bytes, aggregate_mtime())?;
-                index.insert(url, json!({ "sha256": sha, "size": bytes.len() }));
+        // Streamed and hashed on the way; stored under its checksum once whole.
+        let stored = ctx
+            .tree
+            .download(
+                ctx.client,
+                &url,
+                |d| format!("attachments/{}", d.sha256),
+                aggregate_mtime(),
+            )
+            .await;
+        match stored {
+            Ok(d) => {
+                index.insert(url, json!({ "sha256": d.sha256, "size": d.size }));
             }
+            // The tree itself failing is the component's failure, not the attachment's.
+            Err(e @ ForgeError::Io { .. }) => return Err(e),
             Err(e) => {
                 unreachable += 1;
                 index.insert(url, json!({ "error": e.to_string() }));
@@ -153,7 +184,8 @@ async fn run(ctx: &mut Ctx<'_>) -> Result<usize, ForgeError> {
         }
     }
     ctx.tree
-        .write_json(REL, &Value::Object(index), aggregate_mtime())?;
+        .write_json(REL, Value::Object(index), aggregate_mtime())
+        .await?;
     Ok(unreachable)
 }
 

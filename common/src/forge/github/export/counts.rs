@@ -32,7 +32,7 @@ fn documents(dir: &Path) -> Vec<Value> {
     out
 }
 
-/// The counts of the tree at `out`.
+/// Blocking: the counts of the tree at `out`.
 pub(crate) fn count(out: &Path) -> Counts {
     let meta = out.join("meta");
     let mut c = Counts::default();

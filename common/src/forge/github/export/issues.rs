@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use super::store::{mtime_of, timestamp};
+use super::store::{Doc, mtime_of, timestamp};
 use super::{ComponentStatus, Ctx, classify};
 use crate::forge::github::error::ForgeError;
 
@@ -71,15 +71,9 @@ fn latest<'a>(
         .max()
 }
 
-fn write_issue(
-    ctx: &Ctx<'_>,
-    issue: Value,
-    comments: Vec<Value>,
-    events: Vec<Value>,
-) -> Result<(), ForgeError> {
-    let Some(n) = number_of(&issue) else {
-        return Ok(());
-    };
+/// An issue's document (`None` without a number).
+fn issue_doc(issue: Value, comments: Vec<Value>, events: Vec<Value>) -> Option<Doc> {
+    let n = number_of(&issue)?;
     let comments = sorted(comments);
     let events: Vec<Value> = sorted(events)
         .into_iter()
@@ -97,12 +91,14 @@ fn write_issue(
             .chain(events.iter()),
         &["updated_at", "created_at"],
     );
-    let doc = json!({ "issue": issue, "comments": comments, "events": events });
-    ctx.tree
-        .write_json(&doc_path("issues", n), &doc, mtime_of(mtime))
+    Some(Doc {
+        rel: doc_path("issues", n),
+        value: json!({ "issue": issue, "comments": comments, "events": events }),
+        mtime: mtime_of(mtime),
+    })
 }
 
-fn write_pull(
+async fn write_pull(
     ctx: &Ctx<'_>,
     pull: Value,
     comments: Vec<Value>,
@@ -129,7 +125,8 @@ fn write_pull(
         "review_comments": review_comments,
     });
     ctx.tree
-        .write_json(&doc_path("pulls", n), &doc, mtime_of(mtime))
+        .write_json(&doc_path("pulls", n), doc, mtime_of(mtime))
+        .await
 }
 
 /// Issues and pulls; returns their statuses.
@@ -194,13 +191,15 @@ async fn full_issues(
         .await?;
     let events = ctx.client.get_all(&ctx.repo_path("/issues/events")).await?;
     let mut events = group(events, |e| e.get("issue").and_then(number_of));
+    let mut docs = Vec::new();
     for issue in issues.into_iter().filter(|i| !is_pull(i)) {
         let Some(n) = number_of(&issue) else { continue };
         let c = comments.get(&n).cloned().unwrap_or_default();
         let e = events.remove(&n).unwrap_or_default();
-        write_issue(ctx, issue, c, e)?;
+        docs.extend(issue_doc(issue, c, e));
     }
-    Ok(())
+    // Every issue was read already: one hand-off to the blocking pool writes them all.
+    ctx.tree.write_docs(docs).await
 }
 
 async fn full_pulls(
@@ -248,13 +247,13 @@ async fn pull_document(
         .client
         .get_all(&ctx.repo_path(&format!("/pulls/{n}/reviews")))
         .await?;
-    write_pull(ctx, pull, comments, reviews, review_comments)
+    write_pull(ctx, pull, comments, reviews, review_comments).await
 }
 
 async fn incremental(ctx: &mut Ctx<'_>, since: &str) -> Result<(), ForgeError> {
     // Everything stays as it was but what changed since the cursor.
-    ctx.tree.carry_over("meta/issues")?;
-    ctx.tree.carry_over("meta/pulls")?;
+    ctx.tree.carry_over("meta/issues").await?;
+    ctx.tree.carry_over("meta/pulls").await?;
     apply_changes(ctx, since).await
 }
 
@@ -301,7 +300,12 @@ async fn apply_changes(ctx: &mut Ctx<'_>, since: &str) -> Result<(), ForgeError>
         if pulls.contains(&n) || issues.contains_key(&n) {
             continue;
         }
-        if ctx.tree.previous_file(&doc_path("pulls", n)).is_some() {
+        if ctx
+            .tree
+            .previous_file(&doc_path("pulls", n))
+            .await
+            .is_some()
+        {
             pulls.insert(n);
         } else {
             // An issue (or a pull request new to us: `pull_request` tells).
@@ -330,7 +334,9 @@ async fn apply_changes(ctx: &mut Ctx<'_>, since: &str) -> Result<(), ForgeError>
             .client
             .get_all(&ctx.repo_path(&format!("/issues/{n}/events")))
             .await?;
-        write_issue(ctx, issue, comments, events)?;
+        if let Some(doc) = issue_doc(issue, comments, events) {
+            ctx.tree.write_docs(vec![doc]).await?;
+        }
     }
     for n in pulls {
         let comments = ctx

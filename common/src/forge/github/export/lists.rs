@@ -12,7 +12,7 @@ use crate::forge::github::error::ForgeError;
 pub(crate) async fn repo(ctx: &mut Ctx<'_>) -> Result<DateTime<Utc>, ForgeError> {
     const KEY: &str = "repo";
     const REL: &str = "meta/repo.json";
-    if ctx.tree.previous_file(REL).is_none() {
+    if ctx.tree.previous_file(REL).await.is_none() {
         ctx.cond.forget(KEY);
     }
     let old = ctx.cond.old.get(KEY).cloned();
@@ -20,13 +20,13 @@ pub(crate) async fn repo(ctx: &mut Ctx<'_>) -> Result<DateTime<Utc>, ForgeError>
     let page = ctx.client.get_json(&path, old.as_deref()).await?;
     let started = page.date.unwrap_or_else(Utc::now);
     if page.status == 304 {
-        ctx.tree.carry_over(REL)?;
+        ctx.tree.carry_over(REL).await?;
         if let Some(tag) = old {
             ctx.cond.new.insert(KEY.to_string(), tag);
         }
     } else {
         let body = page.body.unwrap_or(Value::Null);
-        ctx.tree.write_json(REL, &body, aggregate_mtime())?;
+        ctx.tree.write_json(REL, body, aggregate_mtime()).await?;
         if let Some(tag) = page.etag {
             ctx.cond.new.insert(KEY.to_string(), tag);
         }

@@ -7,7 +7,7 @@
 //! meta/issues/<number / 100>/<number>.json   {"issue", "comments", "events"}
 //! meta/pulls/<number / 100>/<number>.json    {"pull", "comments", "reviews", "review_comments"}
 //! meta/releases/<id>.json                    the release (with its assets' metadata)
-//! releases/<id>/<asset name>                 asset bytes
+//! releases/<id>/<asset name>                 asset bytes (streamed in: see store::Tree::download)
 //! meta/labels.json, meta/milestones.json, meta/workflows.json
 //! meta/settings/{branch_protection,rulesets,hooks,deploy_keys}.json
 //! meta/settings/{collaborators,collaborators_direct,collaborators_outside,teams}.json
@@ -42,6 +42,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::blocking::blocking;
 use super::client::GitHubClient;
 use super::error::ForgeError;
 use store::{Conditional, Tree};
@@ -132,7 +133,7 @@ impl Ctx<'_> {
         list: bool,
         shape: fn(serde_json::Value) -> serde_json::Value,
     ) -> Result<(), ForgeError> {
-        if self.tree.previous_file(rel).is_none() {
+        if self.tree.previous_file(rel).await.is_none() {
             self.cond.forget(key);
         }
         let fetched = if list {
@@ -148,10 +149,11 @@ impl Ctx<'_> {
         match fetched {
             store::Fetched::Fresh(v) => {
                 self.tree
-                    .write_json(rel, &shape(v), store::aggregate_mtime())?;
+                    .write_json(rel, shape(v), store::aggregate_mtime())
+                    .await?;
             }
             store::Fetched::Unchanged => {
-                self.tree.carry_over(rel)?;
+                self.tree.carry_over(rel).await?;
             }
         }
         Ok(())
@@ -197,7 +199,9 @@ pub async fn export_repo(
     mode: ExportMode,
 ) -> Result<ExportReport, ForgeError> {
     let start_requests = client.requests();
-    std::fs::create_dir_all(out).map_err(|e| ForgeError::io(out, e))?;
+    tokio::fs::create_dir_all(out)
+        .await
+        .map_err(|e| ForgeError::io(out, e))?;
     let (incremental, cursors_in) = match (mode, previous) {
         (ExportMode::Incremental { cursors }, Some(_)) => (true, cursors),
         _ => (false, Cursors::default()),
@@ -242,7 +246,10 @@ pub async fn export_repo(
         attachments::export(&mut ctx).await,
     );
 
-    let counts = counts::count(out);
+    // Downloads are renamed into place once whole; what an interrupted one left goes now.
+    ctx.tree.remove_partial().await?;
+    let tree = out.to_path_buf();
+    let counts = blocking(out, move || Ok(counts::count(&tree))).await?;
     let mut since = BTreeMap::new();
     if components["issues"].status != "failed" && components["pulls"].status != "failed" {
         since.insert(

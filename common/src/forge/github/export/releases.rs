@@ -1,7 +1,8 @@
 //! Releases: `meta/releases/<id>.json` (the release with its assets' metadata) and the asset
 //! bytes under `releases/<id>/<asset name>`. Conditional on the list's ETag: a 304 carries the
 //! whole previous set over; otherwise an asset whose id, size and `updated_at` are unchanged is
-//! copied from the previous tree instead of downloaded again.
+//! copied from the previous tree instead of downloaded again. Assets are streamed to disk (see
+//! [`super::store::Tree::download`]), never held whole in memory.
 //!
 //! Assets' `download_count` is left out of the documents: it changes with every download (ours
 //! included), so keeping it would rewrite every release document on every export, and it cannot
@@ -52,8 +53,8 @@ async fn run(ctx: &mut Ctx<'_>) -> Result<(), ForgeError> {
     let path = ctx.repo_path("/releases");
     let releases = match ctx.cond.list(ctx.client, KEY, &path).await? {
         Fetched::Unchanged => {
-            ctx.tree.carry_over("meta/releases")?;
-            ctx.tree.carry_over("releases")?;
+            ctx.tree.carry_over("meta/releases").await?;
+            ctx.tree.carry_over("releases").await?;
             return Ok(());
         }
         Fetched::Fresh(items) => items,
@@ -67,7 +68,7 @@ async fn run(ctx: &mut Ctx<'_>) -> Result<(), ForgeError> {
             continue;
         };
         let doc_rel = format!("meta/releases/{id}.json");
-        let previous = ctx.tree.previous_json(&doc_rel);
+        let previous = ctx.tree.previous_json(&doc_rel).await;
         let assets = release
             .get("assets")
             .and_then(Value::as_array)
@@ -83,7 +84,7 @@ async fn run(ctx: &mut Ctx<'_>) -> Result<(), ForgeError> {
                 .and_then(|p| p.get("assets"))
                 .and_then(Value::as_array)
                 .is_some_and(|old| old.iter().any(|o| same_asset(o, asset)));
-            if unchanged && ctx.tree.carry_over(&rel)? {
+            if unchanged && ctx.tree.carry_over(&rel).await? {
                 continue;
             }
             let url =
@@ -95,10 +96,10 @@ async fn run(ctx: &mut Ctx<'_>) -> Result<(), ForgeError> {
                         path: path.clone(),
                         detail: format!("asset {name:?} of release {id} has no url"),
                     })?;
-            let bytes = ctx.client.get_bytes(url).await?;
+            // Streamed to a temporary file and renamed into place once whole.
+            let mtime = mtime_of(timestamp(asset, "updated_at"));
+            ctx.tree.download(ctx.client, url, |_| rel, mtime).await?;
             downloaded = true;
-            ctx.tree
-                .write_bytes(&rel, &bytes, mtime_of(timestamp(asset, "updated_at")))?;
         }
         let mtime = std::iter::once(&release)
             .chain(assets.iter())
@@ -108,7 +109,9 @@ async fn run(ctx: &mut Ctx<'_>) -> Result<(), ForgeError> {
                     .filter_map(move |f| timestamp(v, f))
             })
             .max();
-        ctx.tree.write_json(&doc_rel, &release, mtime_of(mtime))?;
+        ctx.tree
+            .write_json(&doc_rel, release, mtime_of(mtime))
+            .await?;
     }
     if downloaded {
         // Our downloads changed the list (GitHub counts them in `download_count`), so its ETag

@@ -8,11 +8,14 @@
 //! request. A team whose members cannot be read (an App without `members: read`) leaves its
 //! members' access as "a team or the organisation", noted on the component.
 
+use std::path::Path;
+
 use serde_json::{Map, Value};
 
 use super::store::{Fetched, aggregate_mtime};
 use super::{ComponentStatus, Ctx, refusal};
 use crate::forge::github::access::{AccessDoc, TeamAccess};
+use crate::forge::github::blocking::blocking;
 use crate::forge::github::error::ForgeError;
 
 /// The permission settings reads need (GitHub App permission names; for a user's token, the
@@ -160,23 +163,17 @@ const ACCESS_LISTS: [&str; 4] = [
 /// (`GET /orgs/{org}/teams/{team_slug}/members`, conditionally: unchanged members are taken
 /// from the previous `access.json`). Returns the teams whose members GitHub refused.
 async fn access(ctx: &mut Ctx<'_>) -> Result<Vec<String>, ForgeError> {
-    let read = |ctx: &Ctx<'_>, doc: &str| -> Result<Vec<Value>, ForgeError> {
-        let path = ctx.tree.out.join(format!("meta/settings/{doc}.json"));
-        let bytes = std::fs::read(&path).map_err(|e| ForgeError::io(&path, e))?;
-        match serde_json::from_slice(&bytes) {
-            Ok(Value::Array(items)) => Ok(items),
-            Ok(_) => Ok(Vec::new()),
-            Err(e) => Err(ForgeError::io(
-                &path,
-                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            )),
-        }
-    };
-    let [all, direct, outside, teams] = ACCESS_LISTS.map(|doc| read(ctx, doc));
+    let settings = ctx.tree.out.join("meta/settings");
+    let dir = settings.clone();
+    let [all, direct, outside, teams] = blocking(&settings, move || {
+        Ok(ACCESS_LISTS.map(|doc| read_list(&dir.join(format!("{doc}.json")))))
+    })
+    .await?;
     let rel = "meta/settings/access.json";
     let previous: Option<AccessDoc> = ctx
         .tree
         .previous_json(rel)
+        .await
         .and_then(|v| serde_json::from_value(v).ok());
     let mut unreadable = Vec::new();
     let mut with_members = Vec::new();
@@ -222,8 +219,21 @@ async fn access(ctx: &mut Ctx<'_>) -> Result<Vec<String>, ForgeError> {
             std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         )
     })?;
-    ctx.tree.write_json(rel, &value, aggregate_mtime())?;
+    ctx.tree.write_json(rel, value, aggregate_mtime()).await?;
     Ok(unreadable)
+}
+
+/// Blocking: the list a settings document at `path` holds (empty when it is not a list).
+fn read_list(path: &Path) -> Result<Vec<Value>, ForgeError> {
+    let bytes = std::fs::read(path).map_err(|e| ForgeError::io(path, e))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Array(items)) => Ok(items),
+        Ok(_) => Ok(Vec::new()),
+        Err(e) => Err(ForgeError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )),
+    }
 }
 
 /// `meta/settings/<doc>.json` = { key → item }: the keys from a list, each item from its own
@@ -240,9 +250,10 @@ async fn keyed(
     let previous: Map<String, Value> = ctx
         .tree
         .previous_json(&rel)
+        .await
         .and_then(|v| v.as_object().cloned())
         .unwrap_or_default();
-    if ctx.tree.previous_file(&rel).is_none() {
+    if ctx.tree.previous_file(&rel).await.is_none() {
         ctx.cond.forget(&list_key);
     }
     let keys: Vec<String> = match ctx.cond.list(ctx.client, &list_key, list_path).await? {
@@ -264,5 +275,6 @@ async fn keyed(
         out.insert(key, value);
     }
     ctx.tree
-        .write_json(&rel, &Value::Object(out), aggregate_mtime())
+        .write_json(&rel, Value::Object(out), aggregate_mtime())
+        .await
 }

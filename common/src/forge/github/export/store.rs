@@ -1,6 +1,7 @@
 //! The export tree: canonical JSON (sorted keys, pretty, trailing newline) written with
-//! deterministic mtimes, carry-over of unchanged files from the previous tree, and the
-//! conditional-request bookkeeping (ETags) shared by every component.
+//! deterministic mtimes, downloads streamed in through a temporary file, carry-over of unchanged
+//! files from the previous tree, and the conditional-request bookkeeping (ETags) shared by every
+//! component. The tree's file-system work runs on the blocking pool ([`Tree`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,8 +10,10 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::super::blocking::blocking;
 use super::super::client::GitHubClient;
 use super::super::error::ForgeError;
+use super::super::transfer::Downloaded;
 
 /// The mtime of aggregate files (labels, milestones, settings, ...): a fixed epoch, so
 /// re-exporting unchanged data writes byte- and mtime-identical files. 2000-01-01T00:00:00Z,
@@ -57,7 +60,20 @@ pub fn aggregate_mtime() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(AGGREGATE_MTIME_SECS)
 }
 
-/// The output tree and the previous one.
+/// Where downloads wait until they are whole: `<out>/.partial/`, removed when the export ends,
+/// so the tree never holds a partial file under a real name.
+pub const PARTIAL_DIR: &str = ".partial";
+
+/// A document to write: canonical JSON at `rel` (under the output tree) with `mtime`.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    pub rel: String,
+    pub value: Value,
+    pub mtime: SystemTime,
+}
+
+/// The output tree and the previous one. Every method that touches the file system does it on
+/// the blocking pool, one hand-off per call (a batch of documents, a directory copied whole).
 #[derive(Debug, Clone)]
 pub struct Tree {
     pub out: PathBuf,
@@ -66,56 +82,135 @@ pub struct Tree {
 
 impl Tree {
     /// Writes `rel` as canonical JSON with `mtime`.
-    pub fn write_json(&self, rel: &str, v: &Value, mtime: SystemTime) -> Result<(), ForgeError> {
-        let mut bytes = serde_json::to_vec_pretty(&canonical(v)).map_err(|e| {
-            ForgeError::io(self.out.join(rel), std::io::Error::other(e.to_string()))
-        })?;
-        bytes.push(b'\n');
-        self.write_bytes(rel, &bytes, mtime)
-    }
-
-    /// Writes `rel` with `mtime`.
-    pub fn write_bytes(
+    pub async fn write_json(
         &self,
         rel: &str,
-        bytes: &[u8],
+        value: Value,
         mtime: SystemTime,
     ) -> Result<(), ForgeError> {
-        let path = self.out.join(rel);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| ForgeError::io(dir, e))?;
+        let doc = Doc {
+            rel: rel.to_string(),
+            value,
+            mtime,
+        };
+        self.write_docs(vec![doc]).await
+    }
+
+    /// Writes every document (serialised on the blocking pool too: an issue with its comments
+    /// can be megabytes).
+    pub async fn write_docs(&self, docs: Vec<Doc>) -> Result<(), ForgeError> {
+        if docs.is_empty() {
+            return Ok(());
         }
-        std::fs::write(&path, bytes).map_err(|e| ForgeError::io(&path, e))?;
-        set_mtime(&path, mtime)
+        let out = self.out.clone();
+        blocking(&self.out, move || {
+            docs.into_iter().try_for_each(|doc| write_doc(&out, doc))
+        })
+        .await
     }
 
-    /// The previous tree's `rel`, when there is one and it exists.
-    pub fn previous_file(&self, rel: &str) -> Option<PathBuf> {
+    /// The previous tree's `rel`, when there is one and it is a file.
+    pub async fn previous_file(&self, rel: &str) -> Option<PathBuf> {
         let p = self.previous.as_ref()?.join(rel);
-        p.is_file().then_some(p)
+        let meta = tokio::fs::metadata(&p).await.ok()?;
+        meta.is_file().then_some(p)
     }
 
-    /// The previous tree's `rel` as JSON.
-    pub fn previous_json(&self, rel: &str) -> Option<Value> {
-        let bytes = std::fs::read(self.previous_file(rel)?).ok()?;
-        serde_json::from_slice(&bytes).ok()
+    /// The previous tree's `rel` as JSON (`None` when absent or not JSON).
+    pub async fn previous_json(&self, rel: &str) -> Option<Value> {
+        let p = self.previous.as_ref()?.join(rel);
+        let what = p.clone();
+        blocking(&what, move || {
+            Ok(std::fs::read(&p)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Copies the previous tree's `rel` (file or directory) into the output, keeping mtimes.
     /// False when the previous tree has no `rel`.
-    pub fn carry_over(&self, rel: &str) -> Result<bool, ForgeError> {
+    pub async fn carry_over(&self, rel: &str) -> Result<bool, ForgeError> {
         let Some(prev) = self.previous.as_ref() else {
             return Ok(false);
         };
         let from = prev.join(rel);
-        if !from.exists() {
-            return Ok(false);
+        let to = self.out.join(rel);
+        blocking(&from.clone(), move || {
+            if !from.exists() {
+                return Ok(false);
+            }
+            copy_keeping_mtime(&from, &to)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Downloads `url` into the tree, streamed (see [`GitHubClient::download`]): to a file under
+    /// [`PARTIAL_DIR`] first, then, once whole, given `mtime` and renamed to the `rel` that
+    /// `place` names from what was downloaded (an attachment is stored by its checksum). A
+    /// failed download leaves nothing behind.
+    pub async fn download(
+        &self,
+        client: &GitHubClient,
+        url: &str,
+        place: impl FnOnce(&Downloaded) -> String,
+        mtime: SystemTime,
+    ) -> Result<Downloaded, ForgeError> {
+        let dir = self.out.join(PARTIAL_DIR);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| ForgeError::io(&dir, e))?;
+        let part = dir.join(uuid::Uuid::now_v7().simple().to_string());
+        let settled = match client.download(url, &part).await {
+            Ok(done) => {
+                let from = part.clone();
+                let to = self.out.join(place(&done));
+                blocking(&to.clone(), move || {
+                    if let Some(dir) = to.parent() {
+                        std::fs::create_dir_all(dir).map_err(|e| ForgeError::io(dir, e))?;
+                    }
+                    set_mtime(&from, mtime)?;
+                    std::fs::rename(&from, &to).map_err(|e| ForgeError::io(&to, e))
+                })
+                .await
+                .map(|()| done)
+            }
+            Err(e) => Err(e),
+        };
+        if settled.is_err() {
+            // Best effort: the directory goes with [`Tree::remove_partial`] anyway.
+            let _ = tokio::fs::remove_file(&part).await;
         }
-        copy_keeping_mtime(&from, &self.out.join(rel))?;
-        Ok(true)
+        settled
+    }
+
+    /// Removes [`PARTIAL_DIR`] (empty unless a download was interrupted).
+    pub async fn remove_partial(&self) -> Result<(), ForgeError> {
+        let dir = self.out.join(PARTIAL_DIR);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ForgeError::io(&dir, e)),
+            _ => Ok(()),
+        }
     }
 }
 
+/// Blocking: writes `doc` under `out`.
+fn write_doc(out: &Path, doc: Doc) -> Result<(), ForgeError> {
+    let path = out.join(&doc.rel);
+    let mut bytes = serde_json::to_vec_pretty(&canonical(&doc.value))
+        .map_err(|e| ForgeError::io(&path, std::io::Error::other(e.to_string())))?;
+    bytes.push(b'\n');
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ForgeError::io(dir, e))?;
+    }
+    std::fs::write(&path, bytes).map_err(|e| ForgeError::io(&path, e))?;
+    set_mtime(&path, doc.mtime)
+}
+
+/// Blocking: sets `path`'s mtime.
 fn set_mtime(path: &Path, mtime: SystemTime) -> Result<(), ForgeError> {
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -124,6 +219,7 @@ fn set_mtime(path: &Path, mtime: SystemTime) -> Result<(), ForgeError> {
     f.set_modified(mtime).map_err(|e| ForgeError::io(path, e))
 }
 
+/// Blocking: copies `from` (a file, or a directory recursively) to `to`, keeping mtimes.
 fn copy_keeping_mtime(from: &Path, to: &Path) -> Result<(), ForgeError> {
     let meta = std::fs::metadata(from).map_err(|e| ForgeError::io(from, e))?;
     if meta.is_dir() {

@@ -73,7 +73,7 @@ impl Engine<'_> {
             let key = format!("{}:{}", item.kind(), item.number);
             if let Some(new) = marked.get(&key).copied().or_else(|| self.journal.get(&key)) {
                 self.report.numbers.insert(item.number, new);
-                self.journal.record(key, new)?;
+                self.journal.record(key, new).await?;
                 if item.pull && !real_pulls.contains(&new) {
                     self.report.converted.push(Converted {
                         number: item.number,
@@ -87,7 +87,7 @@ impl Engine<'_> {
             }
             let (new, value, real_pull) = self.create_item(item).await?;
             self.report.numbers.insert(item.number, new);
-            self.journal.record(key, new)?;
+            self.journal.record(key, new).await?;
             if real_pull {
                 real_pulls.insert(new);
             }
@@ -349,7 +349,7 @@ impl Engine<'_> {
                 .copied()
                 .or_else(|| self.journal.get(&key))
             {
-                self.journal.record(key, id)?;
+                self.journal.record(key, id).await?;
                 self.reused(e.kind, "comments");
                 continue;
             }
@@ -363,7 +363,7 @@ impl Engine<'_> {
                 .get("id")
                 .and_then(Value::as_u64)
                 .ok_or_else(|| decode("POST", &path, "no id"))?;
-            self.journal.record(key, id)?;
+            self.journal.record(key, id).await?;
             self.created(e.kind, "comments");
         }
         Ok(())

@@ -47,6 +47,8 @@
 //!   slug) and everyone else only as [`RestoreOptions::access`] says. The plan
 //!   ([`plan_access`], and [`RestoreReport::access`] after) lists who is granted what and who
 //!   is left out and why; a backup from before access was recorded invites nobody by default.
+//! - **Off the runtime, streamed.** The export tree is read and the journal written on the
+//!   blocking pool; release assets are uploaded from their files as streams, never read whole.
 //! - Attachments (`attachments/`) are not uploaded: GitHub has no API for them; bodies keep
 //!   their original attachment URLs.
 
@@ -67,6 +69,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::access::{AccessDoc, AccessPlan, AccessScope};
+use super::blocking::blocking;
 use super::client::GitHubClient;
 use super::error::ForgeError;
 use journal::Journal;
@@ -193,7 +196,8 @@ impl RestoreReport {
     }
 }
 
-/// Counts what restoring `tree` with `opts` creates, and how long that takes.
+/// Counts what restoring `tree` with `opts` creates, and how long that takes. Reads files
+/// only: call it where blocking is allowed.
 pub fn plan(tree: &Path, opts: &RestoreOptions) -> Result<RestorePlan, ForgeError> {
     let src = source::Source::read(tree)?;
     let (creations, requests) = src.count(opts);
@@ -232,13 +236,15 @@ pub async fn restore_metadata(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<RestoreReport, ForgeError> {
     let start_requests = target.client.requests();
-    let src = source::Source::read(tree)?;
+    let owned = tree.to_path_buf();
+    let src = blocking(tree, move || source::Source::read(&owned)).await?;
     let (total, _) = src.count(opts);
     let journal = Journal::open(
         &opts.journal,
         &opts.backup_id,
         &format!("{}/{}", target.owner, target.name),
-    )?;
+    )
+    .await?;
     let mut engine = Engine {
         client: target.client,
         owner: target.owner,
@@ -352,16 +358,16 @@ impl Engine<'_> {
         self.client.put_json(path, body).await
     }
 
-    /// Upload through the pacer.
+    /// Upload of the file at `path`, streamed, through the pacer.
     async fn upload(
         &mut self,
         url: &str,
         content_type: &str,
-        bytes: &[u8],
+        path: &Path,
     ) -> Result<Value, ForgeError> {
         self.pacer.take().await;
         self.report.content_requests += 1;
-        self.client.upload(url, content_type, bytes).await
+        self.client.upload_file(url, content_type, path).await
     }
 
     /// Whether `login` is a user of the target's GitHub (cached).

@@ -1,4 +1,5 @@
-//! Releases and their assets (uploaded through the `upload_url` GitHub gives each release).
+//! Releases and their assets (uploaded through the `upload_url` GitHub gives each release,
+//! streamed from the export tree's files).
 
 use std::collections::BTreeMap;
 
@@ -42,7 +43,7 @@ impl Engine<'_> {
             let target = match existing {
                 Some(v) => {
                     if let Some(id) = v.get("id").and_then(Value::as_u64) {
-                        self.journal.record(key, id)?;
+                        self.journal.record(key, id).await?;
                     }
                     self.reused("release", "releases");
                     v
@@ -53,7 +54,7 @@ impl Engine<'_> {
                             .get("id")
                             .and_then(Value::as_u64)
                             .ok_or_else(|| decode("POST", &self.repo_path("/releases"), "no id"))?;
-                        self.journal.record(key, id)?;
+                        self.journal.record(key, id).await?;
                         self.created("release", "releases");
                         v
                     }
@@ -134,8 +135,8 @@ impl Engine<'_> {
                 continue;
             }
             let file = r.dir.join(file_name(name));
-            let bytes = match std::fs::read(&file) {
-                Ok(b) => b,
+            match tokio::fs::metadata(&file).await {
+                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     self.skip(
                         format!("asset {name} of release {}", r.id),
@@ -144,7 +145,7 @@ impl Engine<'_> {
                     continue;
                 }
                 Err(e) => return Err(ForgeError::io(&file, e)),
-            };
+            }
             let mut url = format!("{base}?name={}", encode(name));
             if let Some(label) = str_field(asset, "label").filter(|l| !l.is_empty()) {
                 url.push_str(&format!("&label={}", encode(label)));
@@ -153,9 +154,10 @@ impl Engine<'_> {
                 .filter(|c| !c.is_empty())
                 .unwrap_or("application/octet-stream")
                 .to_string();
-            let created = self.upload(&url, &content_type, &bytes).await?;
+            // Streamed from the file: an asset can be gigabytes.
+            let created = self.upload(&url, &content_type, &file).await?;
             if let Some(new) = created.get("id").and_then(Value::as_u64) {
-                self.journal.record(format!("asset:{id}"), new)?;
+                self.journal.record(format!("asset:{id}"), new).await?;
             }
             self.created("asset", "releases");
         }

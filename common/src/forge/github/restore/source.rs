@@ -179,6 +179,7 @@ pub(crate) fn read_access(tree: &Path) -> Result<Option<AccessDoc>, ForgeError> 
 }
 
 impl Source {
+    /// Blocking: reads every document of the export tree `tree` (call it on the blocking pool).
     pub fn read(tree: &Path) -> Result<Source, ForgeError> {
         let meta = tree.join("meta");
         let mut src = Source {
