@@ -12,10 +12,9 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use super::{
-    Remote,
-    error::{GitError, scrub},
-};
+use repovault_common::redact::scrub;
+
+use super::{Remote, error::GitError};
 
 /// The result of [`push_mirror`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -289,7 +288,10 @@ pub(crate) fn fetch_mirror(dir: &Path, remote: &Remote) -> Result<(), GitError> 
 fn run(cmd: &mut Command, remote: &Remote, url: &str, what: &str) -> Result<Output, GitError> {
     cmd.output().map_err(|e| {
         GitError::io(
-            scrub(&format!("running git {what} for {url}"), remote.secret()),
+            scrub(
+                &format!("running git {what} for {url}"),
+                remote.auth_header.as_ref(),
+            ),
             e,
         )
     })
@@ -299,7 +301,7 @@ fn run(cmd: &mut Command, remote: &Remote, url: &str, what: &str) -> Result<Outp
 fn classify_stderr(output: &Output, url: &str, doing: &str, remote: &Remote) -> GitError {
     let stderr = scrub(
         String::from_utf8_lossy(&output.stderr).trim(),
-        remote.secret(),
+        remote.auth_header.as_ref(),
     );
     let lower = stderr.to_lowercase();
     let url = url.to_owned();

@@ -1,9 +1,13 @@
 //! Errors of the git module, and the classification of gix's errors into them.
 //!
 //! Every message names the URL it concerns (which never carries credentials: such URLs are
-//! refused up front) and is scrubbed of the authentication header before it is built.
+//! refused up front) and is scrubbed ([`repovault_common::redact::scrub`]) of the authentication
+//! header and any other credential before it is built.
 
 use std::path::PathBuf;
+
+use repovault_common::redact::scrub;
+use repovault_common::secret::Secret;
 
 /// What went wrong talking to a git remote or a local mirror.
 #[derive(Debug, thiserror::Error)]
@@ -60,19 +64,6 @@ impl GitError {
     }
 }
 
-/// Removes every occurrence of `secrets` (and of their long whitespace-separated parts, e.g.
-/// the base64 blob of an `Authorization` header) from `text`.
-pub(crate) fn scrub(text: &str, secret: Option<&str>) -> String {
-    let Some(secret) = secret.filter(|s| !s.is_empty()) else {
-        return text.to_owned();
-    };
-    let mut out = text.replace(secret, "[redacted]");
-    for part in secret.split_whitespace().filter(|p| p.len() >= 16) {
-        out = out.replace(part, "[redacted]");
-    }
-    out
-}
-
 /// The whole chain of a gix error on one line.
 fn chain(err: &gix::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -86,7 +77,14 @@ fn chain(err: &gix::Error) -> String {
 }
 
 /// Turns a gix error met while talking to `url` into a [`GitError`], `doing` naming the step.
-pub(crate) fn classify(err: &gix::Error, url: &str, doing: &str, secret: Option<&str>) -> GitError {
+/// `detail` is scrubbed of `secret` (the remote's header) and of any other credential
+/// ([`scrub`]).
+pub(crate) fn classify(
+    err: &gix::Error,
+    url: &str,
+    doing: &str,
+    secret: Option<&Secret>,
+) -> GitError {
     use gix::error::Class;
 
     let detail = scrub(&chain(err), secret);
@@ -145,19 +143,5 @@ pub(crate) fn classify(err: &gix::Error, url: &str, doing: &str, secret: Option<
     GitError::Other {
         context: format!("{doing} {url}"),
         detail,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::scrub;
-
-    #[test]
-    fn scrub_removes_header_and_its_parts() {
-        let header = "Authorization: Basic eC1hY2Nlc3MtdG9rZW46c2VjcmV0";
-        let text = format!("failed: {header} and eC1hY2Nlc3MtdG9rZW46c2VjcmV0 again");
-        let out = scrub(&text, Some(header));
-        assert!(!out.contains("eC1hY2Nlc3MtdG9rZW46c2VjcmV0"), "{out}");
-        assert_eq!(scrub("plain", None), "plain");
     }
 }

@@ -16,9 +16,11 @@ use gix::{
     remote::{Direction, fetch::Tags},
 };
 
+use repovault_common::redact::scrub;
+
 use super::{
     FetchOutcome, GitProgress, Inventory, Remote,
-    error::{GitError, classify, scrub},
+    error::{GitError, classify},
     progress::{self, Counters},
 };
 
@@ -345,7 +347,7 @@ fn fetch(
     counters: &Arc<Counters>,
     should_interrupt: &AtomicBool,
 ) -> Result<Fetched, GitError> {
-    let secret = remote.secret();
+    let secret = remote.auth_header.as_ref();
     let gix_err = |doing: &'static str| move |e: gix::Error| classify(&e, url, doing, secret);
 
     counters.set_phase(progress::PHASE_CONNECTING);

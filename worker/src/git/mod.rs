@@ -77,7 +77,8 @@ impl Remote {
         self
     }
 
-    /// The header value, for scrubbing messages.
+    /// The header line, for gix's and git's configuration (messages are scrubbed of it with
+    /// [`repovault_common::redact::scrub`] and `auth_header`).
     pub(crate) fn secret(&self) -> Option<&str> {
         self.auth_header.as_ref().map(Secret::expose)
     }
