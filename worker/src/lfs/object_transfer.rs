@@ -1,0 +1,314 @@
+//! The transfers a batch answer's actions ask for, one object each: a download into the store
+//! (streamed to a temporary file, hashed on the way, renamed into place only when whole), an
+//! upload (streamed from the store) and its verify call. All file system work is `tokio::fs`
+//! or streamed; an object is never held in memory whole (LFS objects can be gigabytes).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWriteExt as _;
+
+use super::LfsError;
+use super::batch_api::{
+    Action, Attempt, BatchObjectSpec, Client, ErrorBody, LFS_MEDIA_TYPE, display_url, error_chain,
+    retryable, server_message,
+};
+use super::pointer::object_path;
+
+/// The read size of an upload's body stream (64 KiB: a few TLS records per read; the default
+/// 4 KiB would cost many more reads for a large object).
+const UPLOAD_CHUNK: usize = 64 * 1024;
+
+/// What a download ended with.
+pub(super) enum Downloaded {
+    Ok(u64),
+    /// 404/410 from the href: the server lost the object after the batch answer.
+    Gone(String),
+}
+
+/// A temporary download file. Every path out of an attempt removes it (awaited) or renames it;
+/// `Drop` covers only an attempt whose future is dropped mid-way (the task is cancelled), and
+/// then removes the file on the blocking pool, never on the runtime thread.
+struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempFile {
+    fn new(path: PathBuf) -> TempFile {
+        TempFile { path, armed: true }
+    }
+
+    /// Removes the file (it may not exist yet).
+    async fn remove(mut self) {
+        self.armed = false;
+        let _ = tokio::fs::remove_file(&self.path).await;
+    }
+
+    /// The file was renamed into place: nothing to remove.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let path = std::mem::take(&mut self.path);
+        let remove = move || {
+            let _ = std::fs::remove_file(&path);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
+    }
+}
+
+impl Client {
+    /// Downloads `oid` (`size` bytes) from `action` into `store`, verified (SHA-256 and size),
+    /// renamed into place; a failed or partial attempt leaves no file behind. `on_bytes` is
+    /// called with the bytes received so far by the current attempt.
+    pub(super) async fn download(
+        &self,
+        store: &Path,
+        oid: &str,
+        size: u64,
+        action: &Action,
+        interrupt: &AtomicBool,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<Downloaded, LfsError> {
+        let href = self.action_url(oid, action, "download")?;
+        let headers = self.action_headers(&href, &action.header, oid)?;
+        let shown = display_url(&href);
+        let tmp_dir = store.join("tmp");
+        tokio::fs::create_dir_all(&tmp_dir)
+            .await
+            .map_err(|source| LfsError::Io {
+                context: format!("creating {}", tmp_dir.display()),
+                source,
+            })?;
+        let dest = object_path(store, oid);
+        self.with_retries("LFS download", &href, interrupt, || async {
+            let resp = self
+                .http
+                .get(href.clone())
+                .headers(headers.clone())
+                .send()
+                .await;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) => return Err(Attempt::Retry(error_chain(&e.without_url()))),
+            };
+            let status = resp.status();
+            if retryable(status) {
+                return Err(Attempt::Retry(format!("HTTP {status}")));
+            }
+            if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+                return Ok(Downloaded::Gone(format!("download answered HTTP {status}")));
+            }
+            if !status.is_success() {
+                return Err(Attempt::Fatal(LfsError::Status {
+                    what: "LFS download",
+                    url: shown.clone(),
+                    status: status.as_u16(),
+                    message: String::new(),
+                }));
+            }
+            let tmp = TempFile::new(tmp_dir.join(format!("{oid}.{}", uuid::Uuid::now_v7())));
+            match receive(resp, &tmp.path, &dest, oid, size, interrupt, on_bytes).await {
+                Ok(()) => {
+                    tmp.disarm();
+                    Ok(Downloaded::Ok(size))
+                }
+                Err(e) => {
+                    tmp.remove().await;
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            LfsError::Transport { detail, .. } if detail.starts_with("object ") => {
+                LfsError::Corrupt {
+                    oid: oid.to_string(),
+                    url: shown.clone(),
+                    detail,
+                }
+            }
+            other => other,
+        })
+    }
+
+    /// PUTs the object's bytes to its upload action, streamed from the store.
+    pub(super) async fn put_object(
+        &self,
+        store: &Path,
+        oid: &str,
+        size: u64,
+        action: &Action,
+        interrupt: &AtomicBool,
+    ) -> Result<(), LfsError> {
+        let href = self.action_url(oid, action, "upload")?;
+        let headers = self.action_headers(&href, &action.header, oid)?;
+        let shown = display_url(&href);
+        let path = object_path(store, oid);
+        self.with_retries("LFS upload", &href, interrupt, || async {
+            let file = tokio::fs::File::open(&path).await.map_err(|source| {
+                Attempt::Fatal(LfsError::Io {
+                    context: format!("reading {}", path.display()),
+                    source,
+                })
+            })?;
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+                file,
+                UPLOAD_CHUNK,
+            ));
+            let mut req = self.http.put(href.clone()).headers(headers.clone());
+            if !headers.contains_key(CONTENT_TYPE) {
+                req = req.header(CONTENT_TYPE, "application/octet-stream");
+            }
+            // An explicit length: the stream's is unknown, and LFS servers (and the object
+            // stores behind their hrefs) want one rather than a chunked body.
+            let resp = match req.header(CONTENT_LENGTH, size).body(body).send().await {
+                Ok(r) => r,
+                Err(e) => return Err(Attempt::Retry(error_chain(&e.without_url()))),
+            };
+            let status = resp.status();
+            if retryable(status) {
+                return Err(Attempt::Retry(format!("HTTP {status}")));
+            }
+            if !status.is_success() {
+                let message = resp
+                    .json::<ErrorBody>()
+                    .await
+                    .map(|b| server_message(&b.message, &self.secrets))
+                    .unwrap_or_default();
+                return Err(Attempt::Fatal(LfsError::Status {
+                    what: "LFS upload",
+                    url: shown.clone(),
+                    status: status.as_u16(),
+                    message,
+                }));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// POSTs `{oid, size}` to the object's verify action.
+    pub(super) async fn verify_object(
+        &self,
+        oid: &str,
+        size: u64,
+        action: &Action,
+        interrupt: &AtomicBool,
+    ) -> Result<(), LfsError> {
+        let href = self.action_url(oid, action, "verify")?;
+        let headers = self.action_headers(&href, &action.header, oid)?;
+        let shown = display_url(&href);
+        let body = serde_json::to_vec(&BatchObjectSpec { oid, size })
+            .map_err(|e| LfsError::Config(format!("encoding the verify request: {e}")))?;
+        self.with_retries("LFS verify", &href, interrupt, || async {
+            let resp = self
+                .http
+                .post(href.clone())
+                .headers(headers.clone())
+                .header(ACCEPT, LFS_MEDIA_TYPE)
+                .header(CONTENT_TYPE, LFS_MEDIA_TYPE)
+                .body(body.clone())
+                .send()
+                .await;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) => return Err(Attempt::Retry(error_chain(&e.without_url()))),
+            };
+            let status = resp.status();
+            if retryable(status) {
+                return Err(Attempt::Retry(format!("HTTP {status}")));
+            }
+            if !status.is_success() {
+                return Err(Attempt::Fatal(LfsError::Status {
+                    what: "LFS verify",
+                    url: shown.clone(),
+                    status: status.as_u16(),
+                    message: String::new(),
+                }));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Streams a successful download's body into `tmp`, hashing it on the way, and renames `tmp`
+/// to `dest` when it is exactly `size` bytes with SHA-256 `oid`. A short, long or garbled body
+/// is a `Retry` naming the object; the caller removes `tmp` on any error.
+async fn receive(
+    mut resp: reqwest::Response,
+    tmp: &Path,
+    dest: &Path,
+    oid: &str,
+    size: u64,
+    interrupt: &AtomicBool,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<(), Attempt> {
+    let io = |context: String| {
+        move |source: std::io::Error| Attempt::Fatal(LfsError::Io { context, source })
+    };
+    let mut file = tokio::fs::File::create(tmp)
+        .await
+        .map_err(io(format!("creating {}", tmp.display())))?;
+    let mut hasher = Sha256::new();
+    let mut got = 0u64;
+    loop {
+        if interrupt.load(Ordering::Relaxed) {
+            return Err(Attempt::Fatal(LfsError::Interrupted));
+        }
+        let chunk = match resp.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => return Err(Attempt::Retry(error_chain(&e.without_url()))),
+        };
+        got += chunk.len() as u64;
+        if got > size {
+            break;
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk)
+            .await
+            .map_err(io(format!("writing {}", tmp.display())))?;
+        on_bytes(got);
+    }
+    file.sync_all()
+        .await
+        .map_err(io(format!("writing {}", tmp.display())))?;
+    drop(file);
+    let actual = hex::encode(hasher.finalize());
+    if got != size || actual != oid {
+        // A truncated or garbled transfer: try again; the temporary file goes away.
+        let detail = if got != size {
+            format!(
+                "got {got}{} bytes, expected {size}",
+                if got > size { "+" } else { "" }
+            )
+        } else {
+            format!("content has SHA-256 {actual}")
+        };
+        return Err(Attempt::Retry(format!("object {oid}: {detail}")));
+    }
+    if let Some(parent) = dest.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(io(format!("creating {}", parent.display())))?;
+    }
+    tokio::fs::rename(tmp, dest)
+        .await
+        .map_err(io(format!("renaming into {}", dest.display())))?;
+    Ok(())
+}
