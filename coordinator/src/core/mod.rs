@@ -22,6 +22,7 @@ pub mod retention;
 pub mod schedules;
 pub mod verify;
 pub use restores::{RestoreRequest, VALID_COMBINATIONS, check_combination};
+mod kinds;
 mod tasks;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use repovault_common::manifest::{self, Counts};
+use repovault_common::manifest::Counts;
 use repovault_common::storage::snapshot_repo_path;
 use repovault_proto::v1 as pb;
 
@@ -17,6 +17,7 @@ use crate::queue::{Candidate, QueueContext, select};
 use crate::reconcile::ForgetRequest;
 use crate::store::Batch;
 
+use super::kinds::{self, Completion, LeaseCtx};
 use super::{
     Core, Queue, master_key_context, now_ms, org_credential_context, org_key_context,
     repo_token_context,
@@ -274,7 +275,7 @@ impl Core {
                     task_id: t.id.clone(),
                     org_id: t.org_id.clone(),
                     repo_id: t.repo_id.clone(),
-                    exclusive: t.kind == TaskKind::Backup,
+                    exclusive: kinds::exclusive(t.kind),
                     priority: t.priority,
                     enqueued_at_ms: t.enqueued_at_ms,
                     seq: t.seq,
@@ -302,7 +303,7 @@ impl Core {
             .repo(&task.repo_id)
             .await?
             .ok_or_else(|| not_found("repository", task.repo_id.clone()))?;
-        if task.kind == TaskKind::Backup && repo.sealed_master_key.is_none() {
+        if self.kind_needs_snapshot_repo(&task, &repo) {
             return Ok(Leasing::NeedsRepository(Box::new(repo)));
         }
         let org = self
@@ -310,20 +311,9 @@ impl Core {
             .org(&task.org_id)
             .await?
             .ok_or_else(|| not_found("organisation", task.org_id.clone()))?;
-        // The organisation whose credential the lease will carry: the source's for a backup,
-        // the target credential's for a restore to a forge.
-        let credential_org = match task.kind {
-            TaskKind::Backup if repo.sealed_token.is_none() => Some(org.clone()),
-            TaskKind::Backup | TaskKind::Verify | TaskKind::Drill => None,
-            TaskKind::Restore => match self.store.restore(&task.subject_id).await? {
-                Some(r) if r.sealed_target_token.is_none() => match &r.target_credential_org_id {
-                    Some(id) if *id == org.id => Some(org.clone()),
-                    Some(id) => self.store.org(id).await?,
-                    None => None,
-                },
-                _ => None,
-            },
-        };
+        // The organisation whose credential the lease will carry (the source's for a backup,
+        // the target credential's for a restore to a forge).
+        let credential_org = self.kind_credential_org(&task, &org, &repo).await?;
         if let Some(cred) = credential_org
             && !minted.contains(&cred.id)
             && matches!(cred.credential, Some(OrgCredential::App { .. }))
@@ -347,104 +337,14 @@ impl Core {
             verify: None,
             drill: None,
         };
-        // Verification and drills read storage only: they never see the source's credential.
-        if matches!(task.kind, TaskKind::Verify | TaskKind::Drill)
-            && let Some(access) = proto.repo.as_mut()
-        {
-            access.source_token.clear();
-        }
-        if task.kind == TaskKind::Backup
-            && let (Some(access), Some(lease)) = (&proto.repo, &proto.lease)
-        {
-            proto.rate = self.lease_grant(access, lease);
-        }
-        match task.kind {
-            TaskKind::Backup => {
-                let mut b = self
-                    .store
-                    .backup(&task.repo_id, &task.subject_id)
-                    .await?
-                    .ok_or_else(|| not_found("backup", task.subject_id.clone()))?;
-                let stats = self.store.stats(&task.repo_id).await?;
-                b.status = Status::Running;
-                b.started_at_ms.get_or_insert(now);
-                b.attempt = attempt;
-                b.worker_id = Some(worker_id.to_string());
-                b.parent_snapshot_id = stats.last_snapshot_id.clone();
-                let parent_mirror_damaged = match &stats.last_success_id {
-                    Some(id) => self
-                        .store
-                        .backup(&task.repo_id, id)
-                        .await?
-                        .and_then(|p| p.verification)
-                        .is_some_and(|v| {
-                            v.checks.iter().any(|c| {
-                                c.name == crate::verification::GIT_FSCK
-                                    && c.result == crate::model::CheckOutcome::Fail
-                            })
-                        }),
-                    None => false,
-                };
-                proto.backup = Some(pb::BackupSpec {
-                    parent_mirror_damaged,
-                    backup_id: b.id.clone(),
-                    backup_type: b.backup_type.clone(),
-                    trigger: b.trigger.clone(),
-                    parent_snapshot_id: stats.last_snapshot_id.unwrap_or_default(),
-                    parent_backup_id: stats.last_success_id.unwrap_or_default(),
-                });
-                batch.backup(&b);
-            }
-            TaskKind::Restore => {
-                let mut r = self
-                    .store
-                    .restore(&task.subject_id)
-                    .await?
-                    .ok_or_else(|| not_found("restore", task.subject_id.clone()))?;
-                let b = self
-                    .backup_record(&r.backup_id)
-                    .await?
-                    .ok_or_else(|| not_found("backup", r.backup_id.clone()))?;
-                r.status = Status::Running;
-                let (token, same_credential) = self.restore_target_token(&r, &org).await?;
-                let (target_owner, target_name) = r
-                    .target_repo
-                    .as_deref()
-                    .and_then(|t| t.split_once('/'))
-                    .map(|(o, n)| (o.to_string(), n.to_string()))
-                    .unwrap_or_default();
-                proto.restore = Some(pb::RestoreSpec {
-                    restore_id: r.id.clone(),
-                    backup_id: r.backup_id.clone(),
-                    snapshot_id: b.snapshot_id.clone().unwrap_or_default(),
-                    restore_type: r.restore_type.clone(),
-                    target: r.target.clone(),
-                    target_url: r.target_url.clone().unwrap_or_default(),
-                    target_token: token.expose().to_string(),
-                    artifact_path: r.artifact_path.clone().unwrap_or_default(),
-                    target_provider: if r.target_repo.is_some() {
-                        "github"
-                    } else {
-                        "git"
-                    }
-                    .into(),
-                    target_owner,
-                    target_name,
-                    target_api_url: r.target_api_url.clone().unwrap_or_default(),
-                    target_ca_cert_pem: r.target_ca_cert_pem.clone().unwrap_or_default(),
-                    create_target: r.create_target,
-                    target_is_source_credential: same_credential,
-                    access: pb::RestoreAccess::from(r.access).into(),
-                });
-                batch.restore(&r);
-            }
-            TaskKind::Verify => {
-                proto.verify = Some(self.lease_verify(&task, &mut batch).await?);
-            }
-            TaskKind::Drill => {
-                proto.drill = Some(self.lease_drill(&task, &mut batch).await?);
-            }
-        }
+        let l = LeaseCtx {
+            task: &task,
+            org: &org,
+            worker_id,
+            attempt,
+            now,
+        };
+        self.kind_lease(&l, &mut proto, &mut batch).await?;
         self.store.apply(batch).await?;
         q.lease_seq += 1;
         let seq = q.lease_seq;
@@ -599,96 +499,14 @@ impl Core {
         let status = Status::of(&task.lease.state);
         let mut batch = Batch::default();
         batch.task(&task);
-        let mut finished_backup = None;
-        match task.kind {
-            TaskKind::Backup => {
-                let mut b = self
-                    .store
-                    .backup(&task.repo_id, &task.subject_id)
-                    .await?
-                    .ok_or_else(|| not_found("backup", task.subject_id.clone()))?;
-                b.status = status;
-                b.attempt = tok.attempt;
-                b.error = task
-                    .lease
-                    .last_error
-                    .clone()
-                    .filter(|_| status != Status::Completed);
-                if req.success {
-                    let r = req.backup.clone().unwrap_or_default();
-                    if r.snapshot_id.len() != 64 {
-                        return Err(CoreError::InvalidArgument(format!(
-                            "completion carries snapshot id {:?}, not a full 64-hex id",
-                            r.snapshot_id
-                        )));
-                    }
-                    b.snapshot_id = Some(r.snapshot_id.clone());
-                    b.size_bytes = r.size_bytes;
-                    b.added_bytes = r.added_bytes;
-                    b.bytes_received = r.bytes_received;
-                    b.counts = Counts::from(&r.counts.unwrap_or_default());
-                    b.components = manifest::components_from_proto(&r.components);
-                    let stats = self.store.stats(&task.repo_id).await?;
-                    let previous = self.previous_size(&b, &stats).await?;
-                    b.verification =
-                        self.automatic_verification(&b, r.verification.as_ref(), previous, now)?;
-                    if let Some(ver) = &b.verification {
-                        metrics::counter!("repovault_verifications_total", "run" => "automatic", "status" => ver.status.as_str())
-                            .increment(1);
-                    }
-                    if !r.master_key.is_empty()
-                        && let Some(mut repo) = self.store.repo(&task.repo_id).await?
-                    {
-                        repo.sealed_master_key = Some(self.seal(
-                            &master_key_context(&repo.id),
-                            &repovault_common::secret::Secret::new(r.master_key.clone()),
-                        ));
-                        batch.repo(&repo);
-                    }
-                }
-                if status.is_terminal() {
-                    b.finished_at_ms = Some(now);
-                    let mut stats = self.store.stats(&task.repo_id).await?;
-                    stats.record(&b);
-                    batch.catalog_pending(&b.repo_id, &b.id);
-                    batch.stats(&task.repo_id, &stats);
-                    finished_backup = Some(b.clone());
-                } else {
-                    b.status = Status::Pending;
-                }
-                batch.backup(&b);
-            }
-            TaskKind::Restore => {
-                let mut r = self
-                    .store
-                    .restore(&task.subject_id)
-                    .await?
-                    .ok_or_else(|| not_found("restore", task.subject_id.clone()))?;
-                r.status = if status.is_terminal() {
-                    status
-                } else {
-                    Status::Pending
-                };
-                r.error = task
-                    .lease
-                    .last_error
-                    .clone()
-                    .filter(|_| status != Status::Completed);
-                if req.success {
-                    let res = req.restore.clone().unwrap_or_default();
-                    r.refs_pushed = res.refs_pushed;
-                    r.artifact_bytes = res.artifact_bytes;
-                    r.artifact_sha256 =
-                        (!res.artifact_sha256.is_empty()).then_some(res.artifact_sha256);
-                    r.summary = (!res.summary.is_empty()).then_some(res.summary);
-                }
-                if status.is_terminal() {
-                    r.finished_at_ms = Some(now);
-                }
-                batch.restore(&r);
-            }
-            TaskKind::Verify | TaskKind::Drill => {}
-        }
+        let done = Completion {
+            task: &task,
+            req,
+            attempt: tok.attempt,
+            status,
+            now,
+        };
+        let finished = self.kind_commit(&done, &mut batch).await?;
         // Commit: the store transaction is the point of no return.
         self.store.apply(batch).await?;
         let terminal = task.lease.state.is_terminal();
@@ -714,44 +532,9 @@ impl Core {
         })
         .increment(1);
         tracing::info!(task = %task.id, attempt = tok.attempt, worker = %req.worker_id, outcome = ?outcome, "completion accepted");
-        if let Some(b) = finished_backup {
-            self.after_backup_finished(&b).await;
-            // Damage this backup's read-back found in packs it shares with older backups.
-            if let Some(r) = req.backup.as_ref().and_then(|r| r.verification.as_ref())
-                && let Err(e) = self
-                    .fail_damaged_backups(&b.repo_id, r, Some(&b.id), "automatic", now)
-                    .await
-            {
-                tracing::error!(backup = %b.id, error = %e, "could not mark the backups using damaged packs");
-            }
-        }
-        if terminal {
-            self.after_check_finished(&task, req).await;
-        }
-        self.after_damage_found(&task, req, now).await;
+        self.kind_after_commit(&done, finished).await;
         self.publish_state(&task, tok.attempt, &req.worker_id);
         Ok(outcome)
-    }
-
-    /// Damage a restore or a drill found when it could not restore (a backup's and a verify's
-    /// come with their verification): every backup using the damaged packs is failed.
-    async fn after_damage_found(&self, task: &TaskRecord, req: &pb::CompleteTaskRequest, now: i64) {
-        let found = match task.kind {
-            TaskKind::Restore => req.verify.clone(),
-            TaskKind::Drill => req.drill.as_ref().map(|d| pb::VerifyResult {
-                damaged_snapshot_ids: d.damaged_snapshot_ids.clone(),
-                damage: d.damage.clone(),
-                ..Default::default()
-            }),
-            TaskKind::Backup | TaskKind::Verify => None,
-        };
-        if let Some(r) = found
-            && let Err(e) = self
-                .fail_damaged_backups(&task.repo_id, &r, None, task.kind.as_str(), now)
-                .await
-        {
-            tracing::error!(task = %task.id, error = %e, "could not mark the backups using damaged packs");
-        }
     }
 
     /// Gives a lease back without counting a failure.
@@ -874,84 +657,10 @@ impl Core {
         let status = Status::of(&task.lease.state);
         let mut batch = Batch::default();
         batch.task(task);
-        let mut terminal = None;
-        match task.kind {
-            TaskKind::Backup => {
-                if let Some(mut b) = self.store.backup(&task.repo_id, &task.subject_id).await? {
-                    b.status = status;
-                    b.error = task.lease.last_error.clone();
-                    if status.is_terminal() {
-                        b.finished_at_ms = Some(now);
-                        let mut stats = self.store.stats(&task.repo_id).await?;
-                        stats.record(&b);
-                        batch.catalog_pending(&b.repo_id, &b.id);
-                        batch.stats(&task.repo_id, &stats);
-                        terminal = Some(b.clone());
-                    }
-                    batch.backup(&b);
-                }
-            }
-            TaskKind::Restore => {
-                if let Some(mut r) = self.store.restore(&task.subject_id).await? {
-                    r.status = status;
-                    r.error = task.lease.last_error.clone();
-                    if status.is_terminal() {
-                        r.finished_at_ms = Some(now);
-                    }
-                    batch.restore(&r);
-                }
-            }
-            TaskKind::Verify | TaskKind::Drill => {}
-        }
+        let terminal = self.kind_requeue(task, status, now, &mut batch).await?;
         self.store.apply(batch).await?;
-        if status.is_terminal() && matches!(task.kind, TaskKind::Verify | TaskKind::Drill) {
-            let failure = pb::CompleteTaskRequest {
-                error: task.lease.last_error.clone().unwrap_or_default(),
-                ..Default::default()
-            };
-            self.after_check_finished(task, &failure).await;
-        }
+        self.kind_after_requeue(task, status).await;
         Ok(terminal)
-    }
-
-    /// A verify or drill task ended for good (completed, or failed after its last attempt, or
-    /// cancelled): its outcome goes onto the backup's verification or the drill record.
-    /// Errors are logged: the task's own outcome is already committed.
-    async fn after_check_finished(&self, task: &TaskRecord, req: &pb::CompleteTaskRequest) {
-        let error = (!req.success).then(|| {
-            if req.error.is_empty() {
-                task.lease.last_error.clone().unwrap_or_default()
-            } else {
-                req.error.clone()
-            }
-        });
-        let result = match task.kind {
-            TaskKind::Verify => {
-                let r = req.verify.as_ref().filter(|_| req.success);
-                self.finish_verify(task, r, error.as_deref()).await
-            }
-            TaskKind::Drill => {
-                let r = req.drill.as_ref().filter(|_| req.success);
-                self.finish_drill(task, r, error.as_deref()).await
-            }
-            TaskKind::Backup | TaskKind::Restore => Ok(()),
-        };
-        if let Err(e) = result {
-            tracing::warn!(task = %task.id, kind = task.kind.as_str(), error = %e, "recording the outcome failed");
-        }
-    }
-
-    async fn after_backup_finished(&self, b: &BackupRecord) {
-        // Every terminal backup passes here once: completion, final failure, lease expiry.
-        metrics::counter!("repovault_backups_total", "outcome" => b.status.as_str()).increment(1);
-        let result = self.finish_catalog(&b.repo_id).await;
-        if let Err(e) = result {
-            // The record stays in the store until its object is written (start-up repair).
-            tracing::warn!(backup = %b.id, error = %e, "catalog object not written yet");
-        }
-        let _ = self.forget_tx.send(ForgetRequest::Repo {
-            repo_id: b.repo_id.clone(),
-        });
     }
 
     fn forget_rejected(&self, req: &pb::CompleteTaskRequest) {

@@ -1,0 +1,214 @@
+//! Backup tasks: leased only once the snapshot repository exists, alone on their repository,
+//! with the source's credential and a share of the fleet's rate budget; their completion is the
+//! commit point of a backup (snapshot id, sizes, counts, the automatic verification, a new
+//! master key), and a backup that ends writes its catalog object and wakes the forget pass.
+
+use repovault_common::manifest::{self, Counts};
+use repovault_common::secret::Secret;
+use repovault_proto::v1 as pb;
+
+use crate::error::{CoreError, CoreResult, not_found};
+use crate::model::{BackupRecord, CheckOutcome, OrgRecord, RepoRecord, Status, TaskRecord};
+use crate::reconcile::ForgetRequest;
+use crate::store::Batch;
+use crate::verification::GIT_FSCK;
+
+use super::super::{Core, master_key_context};
+use super::{Completion, Kind, LeaseCtx};
+
+pub(in crate::core) struct BackupKind;
+
+impl Kind for BackupKind {
+    /// Two backups of one repository would race for its parent and its snapshot fence.
+    const EXCLUSIVE: bool = true;
+
+    fn needs_snapshot_repo(repo: &RepoRecord) -> bool {
+        repo.sealed_master_key.is_none()
+    }
+
+    /// The organisation's credential, unless the repository has its own token.
+    async fn credential_org(
+        _core: &Core,
+        _task: &TaskRecord,
+        org: &OrgRecord,
+        repo: &RepoRecord,
+    ) -> CoreResult<Option<OrgRecord>> {
+        Ok(repo.sealed_token.is_none().then(|| org.clone()))
+    }
+
+    /// The backup spec (parent snapshot, and whether the parent's mirror failed `git fsck`), the
+    /// rate grant, and the backup record marked running at this attempt.
+    async fn lease(
+        core: &Core,
+        l: &LeaseCtx<'_>,
+        proto: &mut pb::Task,
+        batch: &mut Batch,
+    ) -> CoreResult<()> {
+        let task = l.task;
+        if let (Some(access), Some(lease)) = (&proto.repo, &proto.lease) {
+            proto.rate = core.lease_grant(access, lease);
+        }
+        let mut b = core
+            .store
+            .backup(&task.repo_id, &task.subject_id)
+            .await?
+            .ok_or_else(|| not_found("backup", task.subject_id.clone()))?;
+        let stats = core.store.stats(&task.repo_id).await?;
+        b.status = Status::Running;
+        b.started_at_ms.get_or_insert(l.now);
+        b.attempt = l.attempt;
+        b.worker_id = Some(l.worker_id.to_string());
+        b.parent_snapshot_id = stats.last_snapshot_id.clone();
+        let parent_mirror_damaged = match &stats.last_success_id {
+            Some(id) => core
+                .store
+                .backup(&task.repo_id, id)
+                .await?
+                .and_then(|p| p.verification)
+                .is_some_and(|v| {
+                    v.checks
+                        .iter()
+                        .any(|c| c.name == GIT_FSCK && c.result == CheckOutcome::Fail)
+                }),
+            None => false,
+        };
+        proto.backup = Some(pb::BackupSpec {
+            parent_mirror_damaged,
+            backup_id: b.id.clone(),
+            backup_type: b.backup_type.clone(),
+            trigger: b.trigger.clone(),
+            parent_snapshot_id: stats.last_snapshot_id.unwrap_or_default(),
+            parent_backup_id: stats.last_success_id.unwrap_or_default(),
+        });
+        batch.backup(&b);
+        Ok(())
+    }
+
+    /// The backup record with the attempt's outcome; on success its snapshot (a full 64-hex id,
+    /// else the completion is refused), sizes, counts, components, automatic verification and
+    /// the repository's master key when the worker created it; when terminal, the stats and the
+    /// catalog object's pending mark.
+    async fn commit(
+        core: &Core,
+        c: &Completion<'_>,
+        batch: &mut Batch,
+    ) -> CoreResult<Option<BackupRecord>> {
+        let (task, req, status, now) = (c.task, c.req, c.status, c.now);
+        let mut b = core
+            .store
+            .backup(&task.repo_id, &task.subject_id)
+            .await?
+            .ok_or_else(|| not_found("backup", task.subject_id.clone()))?;
+        b.status = status;
+        b.attempt = c.attempt;
+        b.error = task
+            .lease
+            .last_error
+            .clone()
+            .filter(|_| status != Status::Completed);
+        if req.success {
+            let r = req.backup.clone().unwrap_or_default();
+            if r.snapshot_id.len() != 64 {
+                return Err(CoreError::InvalidArgument(format!(
+                    "completion carries snapshot id {:?}, not a full 64-hex id",
+                    r.snapshot_id
+                )));
+            }
+            b.snapshot_id = Some(r.snapshot_id.clone());
+            b.size_bytes = r.size_bytes;
+            b.added_bytes = r.added_bytes;
+            b.bytes_received = r.bytes_received;
+            b.counts = Counts::from(&r.counts.unwrap_or_default());
+            b.components = manifest::components_from_proto(&r.components);
+            let stats = core.store.stats(&task.repo_id).await?;
+            let previous = core.previous_size(&b, &stats).await?;
+            b.verification =
+                core.automatic_verification(&b, r.verification.as_ref(), previous, now)?;
+            if let Some(ver) = &b.verification {
+                metrics::counter!("repovault_verifications_total", "run" => "automatic", "status" => ver.status.as_str())
+                    .increment(1);
+            }
+            if !r.master_key.is_empty()
+                && let Some(mut repo) = core.store.repo(&task.repo_id).await?
+            {
+                repo.sealed_master_key = Some(core.seal(
+                    &master_key_context(&repo.id),
+                    &Secret::new(r.master_key.clone()),
+                ));
+                batch.repo(&repo);
+            }
+        }
+        let mut finished = None;
+        if status.is_terminal() {
+            b.finished_at_ms = Some(now);
+            let mut stats = core.store.stats(&task.repo_id).await?;
+            stats.record(&b);
+            batch.catalog_pending(&b.repo_id, &b.id);
+            batch.stats(&task.repo_id, &stats);
+            finished = Some(b.clone());
+        } else {
+            b.status = Status::Pending;
+        }
+        batch.backup(&b);
+        Ok(finished)
+    }
+
+    /// A backup that ended: its catalog object, and the backups using packs its read-back found
+    /// damaged (packs it shares with older backups).
+    async fn after_commit(core: &Core, c: &Completion<'_>, finished: Option<BackupRecord>) {
+        let Some(b) = finished else {
+            return;
+        };
+        core.after_backup_finished(&b).await;
+        if let Some(r) = c.req.backup.as_ref().and_then(|r| r.verification.as_ref())
+            && let Err(e) = core
+                .fail_damaged_backups(&b.repo_id, r, Some(&b.id), "automatic", c.now)
+                .await
+        {
+            tracing::error!(backup = %b.id, error = %e, "could not mark the backups using damaged packs");
+        }
+    }
+
+    /// The backup record with the task's status and last error; when terminal, the stats and
+    /// the catalog object's pending mark.
+    async fn requeue(
+        core: &Core,
+        task: &TaskRecord,
+        status: Status,
+        now: i64,
+        batch: &mut Batch,
+    ) -> CoreResult<Option<BackupRecord>> {
+        let Some(mut b) = core.store.backup(&task.repo_id, &task.subject_id).await? else {
+            return Ok(None);
+        };
+        b.status = status;
+        b.error = task.lease.last_error.clone();
+        let mut terminal = None;
+        if status.is_terminal() {
+            b.finished_at_ms = Some(now);
+            let mut stats = core.store.stats(&task.repo_id).await?;
+            stats.record(&b);
+            batch.catalog_pending(&b.repo_id, &b.id);
+            batch.stats(&task.repo_id, &stats);
+            terminal = Some(b.clone());
+        }
+        batch.backup(&b);
+        Ok(terminal)
+    }
+}
+
+impl Core {
+    /// Every terminal backup passes here once: completion, final failure, lease expiry. Writes
+    /// its catalog object and wakes the forget pass of its repository.
+    pub(in crate::core) async fn after_backup_finished(&self, b: &BackupRecord) {
+        metrics::counter!("repovault_backups_total", "outcome" => b.status.as_str()).increment(1);
+        let result = self.finish_catalog(&b.repo_id).await;
+        if let Err(e) = result {
+            // The record stays in the store until its object is written (start-up repair).
+            tracing::warn!(backup = %b.id, error = %e, "catalog object not written yet");
+        }
+        let _ = self.forget_tx.send(ForgetRequest::Repo {
+            repo_id: b.repo_id.clone(),
+        });
+    }
+}

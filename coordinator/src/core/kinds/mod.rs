@@ -1,0 +1,228 @@
+//! Task kinds as types: what is specific to backups, restores, verifications and drills.
+//!
+//! The queue (`tasks.rs`) owns the generic mechanics: selection, the lease state machine, the
+//! store transaction that commits a completion or a re-queue, and the queue lock. Each kind owns
+//! what differs, in one module implementing [`Kind`]: which organisation's credential its lease
+//! carries, what its lease spec holds and marks running, what its completion writes in the
+//! commit transaction and does after it, and what a re-queue or a final failure without a
+//! completion writes. The one match over [`TaskKind`] is [`with_kind!`]; the dispatch methods
+//! below are the queue's only way in. Adding a kind is one module, one `TaskKind` variant and
+//! one arm of that macro.
+
+mod backup_kind;
+mod drill_kind;
+mod restore_kind;
+mod verify_kind;
+
+use repovault_proto::v1 as pb;
+
+use crate::error::CoreResult;
+use crate::model::{BackupRecord, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord};
+use crate::store::Batch;
+
+use super::Core;
+
+/// Runs `$body` with the type `$k` naming the [`Kind`] implementation of `$kind`: the one
+/// exhaustive match over task kinds.
+macro_rules! with_kind {
+    ($kind:expr, $k:ident => $body:expr) => {
+        match $kind {
+            TaskKind::Backup => {
+                type $k = backup_kind::BackupKind;
+                $body
+            }
+            TaskKind::Restore => {
+                type $k = restore_kind::RestoreKind;
+                $body
+            }
+            TaskKind::Verify => {
+                type $k = verify_kind::VerifyKind;
+                $body
+            }
+            TaskKind::Drill => {
+                type $k = drill_kind::DrillKind;
+                $body
+            }
+        }
+    };
+}
+
+/// A lease being built: the task (already leased in the caller's copy) and what was read for it.
+pub(super) struct LeaseCtx<'a> {
+    pub task: &'a TaskRecord,
+    /// The task's organisation (the source's).
+    pub org: &'a OrgRecord,
+    pub worker_id: &'a str,
+    pub attempt: u32,
+    pub now: i64,
+}
+
+/// A completion the queue accepted (holder and attempt checked, lease state finished).
+pub(super) struct Completion<'a> {
+    /// The task with its finished lease state.
+    pub task: &'a TaskRecord,
+    pub req: &'a pb::CompleteTaskRequest,
+    pub attempt: u32,
+    /// The task's status after the completion (`Pending` when it will be retried).
+    pub status: Status,
+    pub now: i64,
+}
+
+/// What one kind of task does differently. Associated functions taking the [`Core`], so a kind
+/// holds no state of its own; the defaults are "nothing specific".
+pub(super) trait Kind {
+    /// Whether a task of this kind takes its repository alone (no other task of the repository
+    /// is leased meanwhile; see `queue.rs`).
+    const EXCLUSIVE: bool = false;
+
+    /// Whether the repository's snapshot repository must exist before a lease (the coordinator
+    /// then creates it outside the queue lock and looks again).
+    fn needs_snapshot_repo(_repo: &RepoRecord) -> bool {
+        false
+    }
+
+    /// The organisation whose credential the lease will carry, when one must be resolved (an
+    /// App organisation's installation token is then minted first, outside the queue lock).
+    async fn credential_org(
+        _core: &Core,
+        _task: &TaskRecord,
+        _org: &OrgRecord,
+        _repo: &RepoRecord,
+    ) -> CoreResult<Option<OrgRecord>> {
+        Ok(None)
+    }
+
+    /// Completes the lease `proto` (its kind's spec, and what the worker may see of the
+    /// repository access) and adds to `batch`, the lease's own transaction, the kind's record
+    /// marked running.
+    async fn lease(
+        core: &Core,
+        l: &LeaseCtx<'_>,
+        proto: &mut pb::Task,
+        batch: &mut Batch,
+    ) -> CoreResult<()>;
+
+    /// Adds to `batch`, the commit transaction, what this completion writes besides the task.
+    /// Returns the backup record that ended with it, for the work after the commit. An error
+    /// refuses the completion (nothing is written).
+    async fn commit(
+        _core: &Core,
+        _c: &Completion<'_>,
+        _batch: &mut Batch,
+    ) -> CoreResult<Option<BackupRecord>> {
+        Ok(None)
+    }
+
+    /// Work after the commit transaction, outside the queue lock. Errors are logged: the
+    /// completion is already committed.
+    async fn after_commit(_core: &Core, _c: &Completion<'_>, _finished: Option<BackupRecord>) {}
+
+    /// Adds to `batch` what a task going back to the queue (release, lease expiry) or failing
+    /// without a completion (last attempt expired, cancelled) writes: its record with `status`.
+    /// Returns the backup record when it became terminal.
+    async fn requeue(
+        _core: &Core,
+        _task: &TaskRecord,
+        _status: Status,
+        _now: i64,
+        _batch: &mut Batch,
+    ) -> CoreResult<Option<BackupRecord>> {
+        Ok(None)
+    }
+
+    /// Work after a re-queue's transaction (still under the queue lock: see `tasks.rs`).
+    /// Errors are logged.
+    async fn after_requeue(_core: &Core, _task: &TaskRecord, _status: Status) {}
+}
+
+/// Whether a task of `kind` takes its repository alone ([`Kind::EXCLUSIVE`]).
+pub(super) fn exclusive(kind: TaskKind) -> bool {
+    with_kind!(kind, K => K::EXCLUSIVE)
+}
+
+/// The error a verify or drill outcome records when the task ended without success: the
+/// completion's message, or the lease's last error.
+fn check_error(task: &TaskRecord, req: &pb::CompleteTaskRequest) -> Option<String> {
+    (!req.success).then(|| {
+        if req.error.is_empty() {
+            task.lease.last_error.clone().unwrap_or_default()
+        } else {
+            req.error.clone()
+        }
+    })
+}
+
+impl Core {
+    /// [`Kind::needs_snapshot_repo`] of the task's kind.
+    pub(super) fn kind_needs_snapshot_repo(&self, task: &TaskRecord, repo: &RepoRecord) -> bool {
+        with_kind!(task.kind, K => K::needs_snapshot_repo(repo))
+    }
+
+    /// [`Kind::credential_org`] of the task's kind.
+    pub(super) async fn kind_credential_org(
+        &self,
+        task: &TaskRecord,
+        org: &OrgRecord,
+        repo: &RepoRecord,
+    ) -> CoreResult<Option<OrgRecord>> {
+        with_kind!(task.kind, K => K::credential_org(self, task, org, repo).await)
+    }
+
+    /// [`Kind::lease`] of the task's kind.
+    pub(super) async fn kind_lease(
+        &self,
+        l: &LeaseCtx<'_>,
+        proto: &mut pb::Task,
+        batch: &mut Batch,
+    ) -> CoreResult<()> {
+        with_kind!(l.task.kind, K => K::lease(self, l, proto, batch).await)
+    }
+
+    /// [`Kind::commit`] of the task's kind.
+    pub(super) async fn kind_commit(
+        &self,
+        c: &Completion<'_>,
+        batch: &mut Batch,
+    ) -> CoreResult<Option<BackupRecord>> {
+        with_kind!(c.task.kind, K => K::commit(self, c, batch).await)
+    }
+
+    /// [`Kind::after_commit`] of the task's kind.
+    pub(super) async fn kind_after_commit(
+        &self,
+        c: &Completion<'_>,
+        finished: Option<BackupRecord>,
+    ) {
+        with_kind!(c.task.kind, K => K::after_commit(self, c, finished).await)
+    }
+
+    /// [`Kind::requeue`] of the task's kind.
+    pub(super) async fn kind_requeue(
+        &self,
+        task: &TaskRecord,
+        status: Status,
+        now: i64,
+        batch: &mut Batch,
+    ) -> CoreResult<Option<BackupRecord>> {
+        with_kind!(task.kind, K => K::requeue(self, task, status, now, batch).await)
+    }
+
+    /// [`Kind::after_requeue`] of the task's kind.
+    pub(super) async fn kind_after_requeue(&self, task: &TaskRecord, status: Status) {
+        with_kind!(task.kind, K => K::after_requeue(self, task, status).await)
+    }
+}
+
+impl Core {
+    /// Damage a restore or a drill found when it could not restore (a backup's and a verify's
+    /// come with their verification): every backup using the damaged packs is failed. Errors
+    /// are logged: the task's own outcome is already committed.
+    async fn fail_damage_found(&self, task: &TaskRecord, found: &pb::VerifyResult, now: i64) {
+        if let Err(e) = self
+            .fail_damaged_backups(&task.repo_id, found, None, task.kind.as_str(), now)
+            .await
+        {
+            tracing::error!(task = %task.id, error = %e, "could not mark the backups using damaged packs");
+        }
+    }
+}

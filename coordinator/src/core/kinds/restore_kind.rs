@@ -1,0 +1,148 @@
+//! Restore tasks: leased with the target's credential (the sealed plain git token, or the
+//! credential organisation's token), their completion records what was pushed or written, and
+//! damage a restore met fails every backup using the damaged packs.
+
+use repovault_proto::v1 as pb;
+
+use crate::error::{CoreResult, not_found};
+use crate::model::{BackupRecord, OrgRecord, RepoRecord, Status, TaskRecord};
+use crate::store::Batch;
+
+use super::super::Core;
+use super::{Completion, Kind, LeaseCtx};
+
+pub(in crate::core) struct RestoreKind;
+
+impl Kind for RestoreKind {
+    /// The target credential's organisation, when the restore has no sealed token of its own.
+    async fn credential_org(
+        core: &Core,
+        task: &TaskRecord,
+        org: &OrgRecord,
+        _repo: &RepoRecord,
+    ) -> CoreResult<Option<OrgRecord>> {
+        Ok(match core.store.restore(&task.subject_id).await? {
+            Some(r) if r.sealed_target_token.is_none() => match &r.target_credential_org_id {
+                Some(id) if *id == org.id => Some(org.clone()),
+                Some(id) => core.store.org(id).await?,
+                None => None,
+            },
+            _ => None,
+        })
+    }
+
+    /// The restore spec (snapshot, target and its token) and the restore record marked running.
+    async fn lease(
+        core: &Core,
+        l: &LeaseCtx<'_>,
+        proto: &mut pb::Task,
+        batch: &mut Batch,
+    ) -> CoreResult<()> {
+        let task = l.task;
+        let mut r = core
+            .store
+            .restore(&task.subject_id)
+            .await?
+            .ok_or_else(|| not_found("restore", task.subject_id.clone()))?;
+        let b = core
+            .backup_record(&r.backup_id)
+            .await?
+            .ok_or_else(|| not_found("backup", r.backup_id.clone()))?;
+        r.status = Status::Running;
+        let (token, same_credential) = core.restore_target_token(&r, l.org).await?;
+        let (target_owner, target_name) = r
+            .target_repo
+            .as_deref()
+            .and_then(|t| t.split_once('/'))
+            .map(|(o, n)| (o.to_string(), n.to_string()))
+            .unwrap_or_default();
+        proto.restore = Some(pb::RestoreSpec {
+            restore_id: r.id.clone(),
+            backup_id: r.backup_id.clone(),
+            snapshot_id: b.snapshot_id.clone().unwrap_or_default(),
+            restore_type: r.restore_type.clone(),
+            target: r.target.clone(),
+            target_url: r.target_url.clone().unwrap_or_default(),
+            target_token: token.expose().to_string(),
+            artifact_path: r.artifact_path.clone().unwrap_or_default(),
+            target_provider: if r.target_repo.is_some() {
+                "github"
+            } else {
+                "git"
+            }
+            .into(),
+            target_owner,
+            target_name,
+            target_api_url: r.target_api_url.clone().unwrap_or_default(),
+            target_ca_cert_pem: r.target_ca_cert_pem.clone().unwrap_or_default(),
+            create_target: r.create_target,
+            target_is_source_credential: same_credential,
+            access: pb::RestoreAccess::from(r.access).into(),
+        });
+        batch.restore(&r);
+        Ok(())
+    }
+
+    /// The restore record with the attempt's outcome (`Pending` again when it will be retried)
+    /// and, on success, what the worker pushed or wrote.
+    async fn commit(
+        core: &Core,
+        c: &Completion<'_>,
+        batch: &mut Batch,
+    ) -> CoreResult<Option<BackupRecord>> {
+        let (task, status) = (c.task, c.status);
+        let mut r = core
+            .store
+            .restore(&task.subject_id)
+            .await?
+            .ok_or_else(|| not_found("restore", task.subject_id.clone()))?;
+        r.status = if status.is_terminal() {
+            status
+        } else {
+            Status::Pending
+        };
+        r.error = task
+            .lease
+            .last_error
+            .clone()
+            .filter(|_| status != Status::Completed);
+        if c.req.success {
+            let res = c.req.restore.clone().unwrap_or_default();
+            r.refs_pushed = res.refs_pushed;
+            r.artifact_bytes = res.artifact_bytes;
+            r.artifact_sha256 = (!res.artifact_sha256.is_empty()).then_some(res.artifact_sha256);
+            r.summary = (!res.summary.is_empty()).then_some(res.summary);
+        }
+        if status.is_terminal() {
+            r.finished_at_ms = Some(c.now);
+        }
+        batch.restore(&r);
+        Ok(None)
+    }
+
+    /// Damage the restore found when it could not restore (`CompleteTaskRequest.verify`).
+    async fn after_commit(core: &Core, c: &Completion<'_>, _finished: Option<BackupRecord>) {
+        if let Some(r) = &c.req.verify {
+            core.fail_damage_found(c.task, r, c.now).await;
+        }
+    }
+
+    /// The restore record with the task's status and last error.
+    async fn requeue(
+        core: &Core,
+        task: &TaskRecord,
+        status: Status,
+        now: i64,
+        batch: &mut Batch,
+    ) -> CoreResult<Option<BackupRecord>> {
+        if let Some(mut r) = core.store.restore(&task.subject_id).await? {
+            r.status = status;
+            r.error = task.lease.last_error.clone();
+            if status.is_terminal() {
+                r.finished_at_ms = Some(now);
+            }
+            batch.restore(&r);
+        }
+        Ok(None)
+    }
+}
