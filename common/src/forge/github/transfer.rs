@@ -27,9 +27,11 @@ use super::error::ForgeError;
 /// read to its blocking pool, so 256 KiB keeps that to four hand-offs per MiB while an upload
 /// holds little memory.
 pub const UPLOAD_CHUNK: usize = 256 * 1024;
-/// Chunks of a download queued for its writer before the network side waits. Our choice: with
-/// hyper's chunks (up to a few tens of KiB each) about a MiB in flight at most.
-const WRITE_QUEUE: usize = 32;
+/// Chunks of a download queued for its writer before the network side waits. Our choice: a
+/// chunk is at most one fill of hyper's read buffer (408 KiB at its largest, hyper's
+/// `DEFAULT_MAX_BUFFER_SIZE`), so at most about 3 MiB wait in memory, enough to ride out a slow
+/// write.
+const WRITE_QUEUE: usize = 8;
 /// A download's write buffer: one `write(2)` per this many bytes. Our choice, as
 /// [`UPLOAD_CHUNK`].
 const WRITE_BUFFER: usize = 256 * 1024;
