@@ -312,3 +312,130 @@ async fn receive(
         .map_err(io(format!("renaming into {}", dest.display())))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Bytes;
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::HeaderMap;
+    use axum::routing::{post, put};
+    use repovault_common::secret::Secret;
+
+    use super::super::{LfsSource, UploadReport, upload};
+    use super::*;
+
+    /// What the server below received: the PUT's headers and body, and the verify bodies.
+    #[derive(Default)]
+    struct Received {
+        content_length: Option<String>,
+        transfer_encoding: Option<String>,
+        authorization: bool,
+        body: Vec<u8>,
+        verified: Vec<String>,
+    }
+
+    type Shared = Arc<(Mutex<Received>, u16)>;
+
+    async fn batch(State(s): State<Shared>, body: String) -> String {
+        let req: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(req["operation"], "upload");
+        let objects: Vec<serde_json::Value> = req["objects"]
+            .as_array()
+            .expect("objects")
+            .iter()
+            .map(|o| {
+                let oid = o["oid"].as_str().expect("oid");
+                serde_json::json!({
+                    "oid": oid, "size": o["size"],
+                    "actions": {
+                        "upload": {"href": format!("http://127.0.0.1:{}/up/{oid}", s.1)},
+                        "verify": {"href": format!("http://127.0.0.1:{}/verify", s.1)},
+                    },
+                })
+            })
+            .collect();
+        serde_json::json!({"transfer": "basic", "objects": objects}).to_string()
+    }
+
+    async fn receive_put(
+        State(s): State<Shared>,
+        UrlPath(_oid): UrlPath<String>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .map(|v| v.to_str().expect("ASCII").to_string())
+        };
+        let mut r = s.0.lock().expect("lock");
+        r.content_length = header("content-length");
+        r.transfer_encoding = header("transfer-encoding");
+        r.authorization = headers.contains_key("authorization");
+        r.body = body.to_vec();
+    }
+
+    async fn verify(State(s): State<Shared>, body: String) {
+        s.0.lock().expect("lock").verified.push(body);
+    }
+
+    /// An object of several upload chunks is streamed from the store with its exact length
+    /// declared (not chunked: LFS servers and object stores want a length), arrives intact, and
+    /// is verified.
+    #[tokio::test]
+    async fn an_upload_streams_the_object_with_its_length() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let state: Shared = Arc::new((Mutex::default(), port));
+        let app = axum::Router::new()
+            .route("/o/r.git/info/lfs/objects/batch", post(batch))
+            .route("/up/{oid}", put(receive_put))
+            .route("/verify", post(verify))
+            .with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let content: Vec<u8> = (0..3 * UPLOAD_CHUNK as u32 + 17)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let oid = hex::encode(Sha256::digest(&content));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("store");
+        let path = object_path(&store, &oid);
+        tokio::fs::create_dir_all(path.parent().expect("parent"))
+            .await
+            .expect("mkdir");
+        tokio::fs::write(&path, &content).await.expect("write");
+
+        let target = LfsSource {
+            repo_url: format!("http://127.0.0.1:{port}/o/r.git"),
+            token: Some(Secret::new("ghp_uploadToken0000000000000000000000000")),
+            ca_cert_pem: None,
+        };
+        let objects = BTreeMap::from([(oid.clone(), content.len() as u64)]);
+        let never = AtomicBool::new(false);
+        let report = upload(&store, &objects, &target, &never, |_, _, _| {})
+            .await
+            .expect("upload");
+        assert_eq!(
+            report,
+            UploadReport {
+                objects: 1,
+                uploaded: 1,
+                present: 0,
+                bytes_uploaded: content.len() as u64,
+            }
+        );
+        let r = state.0.lock().expect("lock");
+        assert_eq!(r.content_length, Some(content.len().to_string()));
+        assert_eq!(r.transfer_encoding, None);
+        assert!(r.authorization, "the href is on the repository's origin");
+        assert!(r.body == content, "the body arrived intact");
+        assert_eq!(r.verified.len(), 1);
+        assert!(r.verified[0].contains(&oid), "{}", r.verified[0]);
+    }
+}
