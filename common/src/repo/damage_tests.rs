@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use super::readback_tests::{
     ReadBackEnv, backed_up, flip_largest, local_files, no_fence, read_back, request,
 };
-use super::tests::{Env, PASSWORD};
+use super::tests::Env;
 use super::*;
 
 const T0: i64 = 1_700_000_000_000;
@@ -95,8 +95,13 @@ fn a_damaged_pack_leaves_the_index_and_the_next_backup_stores_its_data_again() {
     // rewritten index, the pack kept aside and the findings beside it) checks clean, every
     // pack read.
     repo.forget(std::slice::from_ref(&first)).expect("forget");
-    if let Some((ok, text)) = restic(&env, &["check", "--read-data"]) {
-        assert!(ok, "restic check after the drop:\n{text}");
+    if let Some(out) = env.restic(&["check", "--read-data"]) {
+        assert!(
+            out.status.success(),
+            "restic check after the drop:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     // And it restores exactly.
@@ -187,28 +192,4 @@ fn a_finding_drops_older_ledger_records_only() {
         ..finding(&a, T0 + 1)
     }]);
     assert_eq!(other.last_read(&a), Some(T0));
-}
-
-/// Runs stock restic on the test repository: `(succeeded, stdout and stderr)`, or `None` when
-/// restic is not on PATH (CI installs it).
-fn restic(env: &Env, args: &[&str]) -> Option<(bool, String)> {
-    let restic = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("restic"))
-            .find(|p| p.is_file())
-    })?;
-    let out = std::process::Command::new(restic)
-        .arg("-r")
-        .arg(env.repo_dir())
-        .args(args)
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .env("RESTIC_CACHE_DIR", env.path("restic-cache"))
-        .output()
-        .expect("run restic");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some((out.status.success(), text))
 }

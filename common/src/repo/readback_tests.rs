@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::*;
 
-use super::tests::{Env, PASSWORD};
+use super::tests::Env;
 
 /// What the read-back tests add to the shared fixture.
 pub(super) trait ReadBackEnv {
@@ -243,23 +243,9 @@ fn flipped_byte_damages_exactly_that_pack() {
 
 /// `restic check --read-data` fails and names `pack` (its short id at least).
 pub(super) fn restic_check_flags(env: &Env, pack: &str) {
-    let restic = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("restic"))
-            .find(|p| p.is_file())
-    });
-    let Some(restic) = restic else {
-        println!("note: restic is not on PATH, skipping the cross-check with restic");
+    let Some(out) = env.restic(&["check", "--read-data"]) else {
         return;
     };
-    let out = std::process::Command::new(restic)
-        .arg("-r")
-        .arg(env.repo_dir())
-        .args(["check", "--read-data"])
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .env("RESTIC_CACHE_DIR", env.path("restic-cache"))
-        .output()
-        .expect("run restic");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -510,22 +496,9 @@ fn ledger_beside_repository_keeps_restic_happy() {
         .block_on(ledger.save(&env.spec.operator, &env.spec.path))
         .expect("save");
     repo.check(false).expect("rustic check");
-    let Some(restic) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("restic"))
-            .find(|p| p.is_file())
-    }) else {
-        println!("note: restic is not on PATH, skipping");
+    let Some(out) = env.restic(&["check"]) else {
         return;
     };
-    let out = std::process::Command::new(restic)
-        .arg("-r")
-        .arg(env.repo_dir())
-        .arg("check")
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .env("RESTIC_CACHE_DIR", env.path("restic-cache"))
-        .output()
-        .expect("run restic");
     assert!(
         out.status.success(),
         "{}{}",
