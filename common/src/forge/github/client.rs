@@ -389,7 +389,8 @@ impl GitHubClient {
         let url = self.url(target);
         match url.strip_prefix(&self.inner.api_url) {
             Some(rest) if rest.starts_with('/') => rest.to_string(),
-            _ => url,
+            // An absolute URL from elsewhere (a release asset's) may be pre-signed.
+            _ => crate::redact::scrub(&url, None),
         }
     }
 
@@ -682,7 +683,7 @@ impl GitHubClient {
                 method: method.to_string(),
                 path: shown,
                 status,
-                message: github_message(&raw.bytes),
+                message: crate::redact::scrub(&github_message(&raw.bytes), None),
             });
         }
     }
