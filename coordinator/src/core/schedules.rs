@@ -322,7 +322,7 @@ impl Core {
                     continue;
                 }
                 let task_id = crate::ids::new_task_id();
-                let backup = super::tasks::new_backup(
+                let backup = super::kinds::new_backup(
                     repo,
                     backup_type,
                     "schedule",

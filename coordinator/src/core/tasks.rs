@@ -3,16 +3,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use repovault_common::manifest::Counts;
 use repovault_common::storage::snapshot_repo_path;
 use repovault_proto::v1 as pb;
 
 use crate::error::{CoreError, CoreResult, not_found};
-use crate::ids;
 use crate::lease::{LeaseState, Outcome, TaskState};
-use crate::model::{
-    BackupRecord, OrgCredential, RepoRecord, RestoreRecord, Status, TaskKind, TaskRecord,
-};
+use crate::model::{BackupRecord, OrgCredential, RepoRecord, Status, TaskKind, TaskRecord};
 use crate::queue::{Candidate, QueueContext, select};
 use crate::reconcile::ForgetRequest;
 use crate::store::Batch;
@@ -44,132 +40,7 @@ pub enum CompletionOutcome {
     Failed,
 }
 
-/// A pending backup record of `repo` for the task `task_id`.
-pub(super) fn new_backup(
-    repo: &RepoRecord,
-    backup_type: &str,
-    trigger: &str,
-    priority: u8,
-    task_id: &str,
-    now: i64,
-) -> BackupRecord {
-    BackupRecord {
-        id: ids::new_backup_id(&repo.id, now),
-        org_id: repo.org_id.clone(),
-        repo_id: repo.id.clone(),
-        org_name: repo.org_name.clone(),
-        repo_name: repo.name.clone(),
-        backup_type: backup_type.to_string(),
-        trigger: trigger.to_string(),
-        status: Status::Pending,
-        error: None,
-        created_at_ms: now,
-        started_at_ms: None,
-        finished_at_ms: None,
-        size_bytes: 0,
-        added_bytes: 0,
-        counts: Counts::default(),
-        components: Default::default(),
-        snapshot_id: None,
-        parent_snapshot_id: None,
-        task_id: task_id.to_string(),
-        attempt: 0,
-        bytes_received: 0,
-        priority,
-        worker_id: None,
-        verification: None,
-    }
-}
-
 impl Core {
-    /// Enqueues a backup of `repo`, or returns the equal backup already pending or running
-    /// (idempotent per repository, type and trigger while that task is active).
-    pub async fn enqueue_backup(
-        &self,
-        repo: &RepoRecord,
-        backup_type: &str,
-        trigger: &str,
-        priority: u8,
-    ) -> CoreResult<BackupRecord> {
-        self.enqueue_backup_with(repo, backup_type, trigger, priority, Batch::default())
-            .await
-    }
-
-    /// [`Core::enqueue_backup`], writing `extra` in the same transaction (the scheduler's
-    /// last materialised slot); when the backup collapses onto an active one, `extra` is
-    /// written alone.
-    pub(crate) async fn enqueue_backup_with(
-        &self,
-        repo: &RepoRecord,
-        backup_type: &str,
-        trigger: &str,
-        priority: u8,
-        extra: Batch,
-    ) -> CoreResult<BackupRecord> {
-        let key = format!("backup:{}:{backup_type}:{trigger}", repo.id);
-        let mut q = self.queue.lock().await;
-        if let Some(t) = q.active.values().find(|t| t.idempotency_key == key) {
-            let existing = self.store.backup(&repo.id, &t.subject_id).await?;
-            if let Some(b) = existing {
-                self.store.apply(extra).await?;
-                return Ok(b);
-            }
-        }
-        let now = now_ms();
-        let task_id = ids::new_task_id();
-        let backup = new_backup(repo, backup_type, trigger, priority, &task_id, now);
-        let task = self.new_task(
-            &mut q,
-            task_id,
-            TaskKind::Backup,
-            repo,
-            &backup.id,
-            priority,
-            key,
-            now,
-        );
-        let mut batch = Batch::default();
-        batch.task(&task).backup(&backup).extend(extra);
-        self.store.apply(batch).await?;
-        q.active.insert(task.id.clone(), task);
-        drop(q);
-        metrics::counter!("repovault_tasks_enqueued_total", "kind" => "backup").increment(1);
-        self.ready.notify_waiters();
-        Ok(backup)
-    }
-
-    /// Enqueues a restore task for a restore record (which the caller persists with it).
-    pub(crate) async fn enqueue_restore(
-        &self,
-        repo: &RepoRecord,
-        restore: &mut RestoreRecord,
-        priority: u8,
-    ) -> CoreResult<()> {
-        let mut q = self.queue.lock().await;
-        let now = now_ms();
-        let task_id = ids::new_task_id();
-        restore.task_id = task_id.clone();
-        let key = format!("restore:{}", restore.id);
-        let task = self.new_task(
-            &mut q,
-            task_id,
-            TaskKind::Restore,
-            repo,
-            &restore.id,
-            priority,
-            key,
-            now,
-        );
-        let mut batch = Batch::default();
-        batch.task(&task).restore(restore);
-        self.store.apply(batch).await?;
-        q.active.insert(task.id.clone(), task);
-        drop(q);
-        metrics::counter!("repovault_tasks_enqueued_total", "kind" => "restore").increment(1);
-        self.ready.notify_waiters();
-        Ok(())
-    }
-
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new_task(
         &self,

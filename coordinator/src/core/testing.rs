@@ -58,7 +58,7 @@ pub(crate) async fn restart(c: &Core) -> Arc<Core> {
 /// A completed, verified backup of `repo` finished at `at`, in the store as a completion
 /// leaves it (record and stats); returns its id.
 pub(crate) async fn completed_backup(c: &Core, repo: &RepoRecord, at: i64) -> String {
-    let mut b = super::tasks::new_backup(repo, "full", "manual", 8, "t", at);
+    let mut b = super::kinds::new_backup(repo, "full", "manual", 8, "t", at);
     b.status = Status::Completed;
     b.finished_at_ms = Some(at);
     b.snapshot_id = Some("ab".repeat(32));

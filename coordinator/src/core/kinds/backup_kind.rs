@@ -2,19 +2,60 @@
 //! with the source's credential and a share of the fleet's rate budget; their completion is the
 //! commit point of a backup (snapshot id, sizes, counts, the automatic verification, a new
 //! master key), and a backup that ends writes its catalog object and wakes the forget pass.
+//! Enqueueing collapses onto an equal active backup (per repository, type and trigger).
 
 use repovault_common::manifest::{self, Counts};
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
 use crate::error::{CoreError, CoreResult, not_found};
-use crate::model::{BackupRecord, CheckOutcome, OrgRecord, RepoRecord, Status, TaskRecord};
+use crate::ids;
+use crate::model::{
+    BackupRecord, CheckOutcome, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord,
+};
 use crate::reconcile::ForgetRequest;
 use crate::store::Batch;
 use crate::verification::GIT_FSCK;
 
-use super::super::{Core, master_key_context};
+use super::super::{Core, master_key_context, now_ms};
 use super::{Completion, Kind, LeaseCtx};
+
+/// A pending backup record of `repo` for the task `task_id`.
+pub(in crate::core) fn new_backup(
+    repo: &RepoRecord,
+    backup_type: &str,
+    trigger: &str,
+    priority: u8,
+    task_id: &str,
+    now: i64,
+) -> BackupRecord {
+    BackupRecord {
+        id: ids::new_backup_id(&repo.id, now),
+        org_id: repo.org_id.clone(),
+        repo_id: repo.id.clone(),
+        org_name: repo.org_name.clone(),
+        repo_name: repo.name.clone(),
+        backup_type: backup_type.to_string(),
+        trigger: trigger.to_string(),
+        status: Status::Pending,
+        error: None,
+        created_at_ms: now,
+        started_at_ms: None,
+        finished_at_ms: None,
+        size_bytes: 0,
+        added_bytes: 0,
+        counts: Counts::default(),
+        components: Default::default(),
+        snapshot_id: None,
+        parent_snapshot_id: None,
+        task_id: task_id.to_string(),
+        attempt: 0,
+        bytes_received: 0,
+        priority,
+        worker_id: None,
+        verification: None,
+    }
+}
 
 pub(in crate::core) struct BackupKind;
 
@@ -198,6 +239,62 @@ impl Kind for BackupKind {
 }
 
 impl Core {
+    /// Enqueues a backup of `repo`, or returns the equal backup already pending or running
+    /// (idempotent per repository, type and trigger while that task is active).
+    pub async fn enqueue_backup(
+        &self,
+        repo: &RepoRecord,
+        backup_type: &str,
+        trigger: &str,
+        priority: u8,
+    ) -> CoreResult<BackupRecord> {
+        self.enqueue_backup_with(repo, backup_type, trigger, priority, Batch::default())
+            .await
+    }
+
+    /// [`Core::enqueue_backup`], writing `extra` in the same transaction (the scheduler's
+    /// last materialised slot); when the backup collapses onto an active one, `extra` is
+    /// written alone.
+    pub(crate) async fn enqueue_backup_with(
+        &self,
+        repo: &RepoRecord,
+        backup_type: &str,
+        trigger: &str,
+        priority: u8,
+        extra: Batch,
+    ) -> CoreResult<BackupRecord> {
+        let key = format!("backup:{}:{backup_type}:{trigger}", repo.id);
+        let mut q = self.queue.lock().await;
+        if let Some(t) = q.active.values().find(|t| t.idempotency_key == key) {
+            let existing = self.store.backup(&repo.id, &t.subject_id).await?;
+            if let Some(b) = existing {
+                self.store.apply(extra).await?;
+                return Ok(b);
+            }
+        }
+        let now = now_ms();
+        let task_id = ids::new_task_id();
+        let backup = new_backup(repo, backup_type, trigger, priority, &task_id, now);
+        let task = self.new_task(
+            &mut q,
+            task_id,
+            TaskKind::Backup,
+            repo,
+            &backup.id,
+            priority,
+            key,
+            now,
+        );
+        let mut batch = Batch::default();
+        batch.task(&task).backup(&backup).extend(extra);
+        self.store.apply(batch).await?;
+        q.active.insert(task.id.clone(), task);
+        drop(q);
+        metrics::counter!("repovault_tasks_enqueued_total", "kind" => "backup").increment(1);
+        self.ready.notify_waiters();
+        Ok(backup)
+    }
+
     /// Every terminal backup passes here once: completion, final failure, lease expiry. Writes
     /// its catalog object and wakes the forget pass of its repository.
     pub(in crate::core) async fn after_backup_finished(&self, b: &BackupRecord) {

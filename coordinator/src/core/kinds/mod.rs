@@ -14,6 +14,8 @@ mod drill_kind;
 mod restore_kind;
 mod verify_kind;
 
+pub(super) use backup_kind::new_backup;
+
 use repovault_proto::v1 as pb;
 
 use crate::error::CoreResult;

@@ -5,10 +5,13 @@
 use repovault_proto::v1 as pb;
 
 use crate::error::{CoreResult, not_found};
-use crate::model::{BackupRecord, OrgRecord, RepoRecord, Status, TaskRecord};
+use crate::ids;
+use crate::model::{
+    BackupRecord, OrgRecord, RepoRecord, RestoreRecord, Status, TaskKind, TaskRecord,
+};
 use crate::store::Batch;
 
-use super::super::Core;
+use super::super::{Core, now_ms};
 use super::{Completion, Kind, LeaseCtx};
 
 pub(in crate::core) struct RestoreKind;
@@ -144,5 +147,39 @@ impl Kind for RestoreKind {
             batch.restore(&r);
         }
         Ok(None)
+    }
+}
+
+impl Core {
+    /// Enqueues a restore task for a restore record (which the caller persists with it).
+    pub(crate) async fn enqueue_restore(
+        &self,
+        repo: &RepoRecord,
+        restore: &mut RestoreRecord,
+        priority: u8,
+    ) -> CoreResult<()> {
+        let mut q = self.queue.lock().await;
+        let now = now_ms();
+        let task_id = ids::new_task_id();
+        restore.task_id = task_id.clone();
+        let key = format!("restore:{}", restore.id);
+        let task = self.new_task(
+            &mut q,
+            task_id,
+            TaskKind::Restore,
+            repo,
+            &restore.id,
+            priority,
+            key,
+            now,
+        );
+        let mut batch = Batch::default();
+        batch.task(&task).restore(restore);
+        self.store.apply(batch).await?;
+        q.active.insert(task.id.clone(), task);
+        drop(q);
+        metrics::counter!("repovault_tasks_enqueued_total", "kind" => "restore").increment(1);
+        self.ready.notify_waiters();
+        Ok(())
     }
 }
