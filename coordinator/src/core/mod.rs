@@ -23,6 +23,8 @@ pub mod schedules;
 pub mod verify;
 pub use restores::{RestoreRequest, VALID_COMBINATIONS, check_combination};
 mod kinds;
+mod lease_access;
+mod queue_view;
 mod tasks;
 #[cfg(test)]
 pub(crate) mod testing;

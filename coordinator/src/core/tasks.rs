@@ -1,9 +1,12 @@
-//! Task lifecycle: enqueue, lease, renew, confirm, complete, release, reap.
+//! Task lifecycle, generic over kinds: a task's record, the long-poll and lease, confirm,
+//! progress, the commit of a completion, release, cancel, reap. What differs by kind (how it is
+//! enqueued and leased, what its completion commits, what a re-queue writes) is in `kinds/`;
+//! what a lease carries of the repository in `lease_access.rs`; read-only views of the queue in
+//! `queue_view.rs`.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use repovault_common::storage::snapshot_repo_path;
 use repovault_proto::v1 as pb;
 
 use crate::error::{CoreError, CoreResult, not_found};
@@ -14,10 +17,7 @@ use crate::reconcile::ForgetRequest;
 use crate::store::Batch;
 
 use super::kinds::{self, Completion, LeaseCtx};
-use super::{
-    Core, Queue, master_key_context, now_ms, org_credential_context, org_key_context,
-    repo_token_context,
-};
+use super::{Core, Queue, now_ms};
 
 /// What one look at the queue found.
 enum Leasing {
@@ -133,6 +133,16 @@ impl Core {
         minted: &HashSet<String>,
     ) -> CoreResult<Leasing> {
         let now = now_ms();
+        // The queue lock is held from the choice to the lease's store transaction, across the
+        // store reads of the repository, organisation and the kind's records. Kept because the
+        // lease must be durable before it is visible (a restarted coordinator honours persisted
+        // leases only), and between the choice and that write nothing may lease, complete,
+        // reap or cancel the chosen task or take its repository; without the hold the queue
+        // would need a "being leased" state that every other path honours. The slow parts (a
+        // snapshot repository's creation, an installation token's mint) already run outside it
+        // (`Leasing::Needs*`). Cost: every queue operation (other workers' acquires,
+        // completions, confirms, progress events, the reaper) waits for these reads and one
+        // store commit per lease.
         let mut q = self.queue.lock().await;
         let busy = q.busy_repos();
         let candidates: Vec<Candidate> = q
@@ -235,51 +245,6 @@ impl Core {
         Ok(Leasing::Leased(Box::new(proto)))
     }
 
-    fn repo_access(
-        &self,
-        org: &crate::model::OrgRecord,
-        repo: &RepoRecord,
-    ) -> CoreResult<pb::RepoAccess> {
-        let password = self.open(&org_key_context(&org.id), &org.sealed_key)?;
-        // A repository's own token wins; a discovered repository uses its organisation's
-        // credential: the token, or the App's cached installation token (never the key).
-        let token = match (&repo.sealed_token, &org.credential) {
-            (Some(s), _) => self.open(&repo_token_context(&repo.id), s)?,
-            (None, Some(OrgCredential::Token { sealed_token })) => {
-                self.open(&org_credential_context(&org.id), sealed_token)?
-            }
-            (None, Some(OrgCredential::App { .. })) => {
-                self.cached_forge_token(org).unwrap_or_default()
-            }
-            (None, None) => Default::default(),
-        };
-        let master_key = match &repo.sealed_master_key {
-            Some(s) => self.open(&master_key_context(&repo.id), s)?,
-            None => Default::default(),
-        };
-        Ok(pb::RepoAccess {
-            org_id: org.id.clone(),
-            repo_id: repo.id.clone(),
-            org_name: org.name.clone(),
-            repo_name: repo.name.clone(),
-            source_url: repo.url.clone(),
-            source_token: token.expose().to_string(),
-            snapshot_path: snapshot_repo_path(&org.id, &repo.id),
-            repo_password: password.expose().to_string(),
-            master_key: master_key.expose().to_string(),
-            provider: org.provider.clone(),
-            api_url: match org.provider.as_str() {
-                "github" => org
-                    .api_url
-                    .clone()
-                    .unwrap_or_else(|| crate::core::github::DEFAULT_GITHUB_API_URL.to_string()),
-                _ => String::new(),
-            },
-            ca_cert_pem: org.ca_cert_pem.clone().unwrap_or_default(),
-            credential_id: super::rate::credential_id(org, repo, &token),
-        })
-    }
-
     /// The fence before a commit-relevant write: succeeds only for the current, unexpired lease.
     pub async fn confirm_lease(&self, worker_id: &str, tok: &pb::LeaseToken) -> CoreResult<i64> {
         let now = now_ms();
@@ -324,6 +289,13 @@ impl Core {
     pub async fn complete(&self, req: &pb::CompleteTaskRequest) -> CoreResult<CompletionOutcome> {
         let tok = req.lease.clone().unwrap_or_default();
         let now = now_ms();
+        // The queue lock is held from the holder and attempt check to the commit transaction,
+        // across the kind's reads. Kept because this is the commit fence: if it were released in
+        // between, the reaper or a cancel could re-queue the task and another attempt lease it
+        // while this one commits, and a backup would then have two committed attempts (or a
+        // committed snapshot whose task runs again). Cost: queue operations wait for the kind's
+        // reads and one store commit per completion; the work after the commit (catalog
+        // object, verification and drill outcomes, damaged packs) runs after the lock is released.
         let mut q = self.queue.lock().await;
         let Some(current) = q.active.get(&tok.task_id) else {
             drop(q);
@@ -522,7 +494,11 @@ impl Core {
     }
 
     /// Persists a task that went back to the queue or failed without a completion, with its
-    /// record's status. Returns the backup record when it became terminal.
+    /// record's status. Returns the backup record when it became terminal (its catalog object
+    /// is the caller's, after the queue lock). Callers hold the queue lock, for the reason
+    /// `complete` does: the re-queue must be durable before another attempt can be leased. The
+    /// outcome of a verify or drill that failed for good is recorded here too, so also under
+    /// the lock (a few store reads and one write; they are rare).
     async fn persist_requeue(&self, task: &TaskRecord) -> CoreResult<Option<BackupRecord>> {
         let now = now_ms();
         let status = Status::of(&task.lease.state);
@@ -567,78 +543,6 @@ impl Core {
             worker_id: worker_id.to_string(),
             ..Default::default()
         });
-    }
-
-    /// The status of a task as the store and queue know it.
-    pub async fn task_status(&self, task_id: &str) -> CoreResult<Option<TaskRecord>> {
-        if let Some(t) = self.queue.lock().await.active.get(task_id) {
-            return Ok(Some(t.clone()));
-        }
-        Ok(self.store.task(task_id).await?)
-    }
-
-    /// The queue as the CLI shows it: every active task, best first.
-    pub async fn queue_snapshot(&self) -> Vec<(TaskRecord, u8)> {
-        let now = now_ms();
-        let q = self.queue.lock().await;
-        let mut v: Vec<(TaskRecord, u8)> = q
-            .active
-            .values()
-            .map(|t| {
-                let served = q.org_served.get(&t.org_id).map(|s| s.1);
-                let c = Candidate {
-                    task_id: t.id.clone(),
-                    org_id: t.org_id.clone(),
-                    repo_id: t.repo_id.clone(),
-                    exclusive: true,
-                    priority: t.priority,
-                    enqueued_at_ms: t.enqueued_at_ms,
-                    seq: t.seq,
-                    not_before_ms: 0,
-                };
-                (t.clone(), crate::queue::effective_priority(&c, served, now))
-            })
-            .collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.seq.cmp(&b.0.seq)));
-        v
-    }
-
-    /// Queue depth by priority, for metrics.
-    pub async fn queue_depths(&self) -> (std::collections::BTreeMap<u8, u64>, u64, i64) {
-        let now = now_ms();
-        let q = self.queue.lock().await;
-        let mut depth = std::collections::BTreeMap::new();
-        let mut leased = 0;
-        let mut oldest = 0;
-        for t in q.active.values() {
-            match t.lease.state {
-                TaskState::Pending { not_before_ms } => {
-                    *depth.entry(t.priority).or_insert(0) += 1;
-                    if not_before_ms <= now {
-                        oldest = oldest.max(now - t.enqueued_at_ms);
-                    }
-                }
-                TaskState::Leased { .. } => leased += 1,
-                _ => {}
-            }
-        }
-        (depth, leased, oldest)
-    }
-
-    /// Whether a task with this id and attempt was committed, or may still be (for the
-    /// reconciler): `Some(true)` keep, `Some(false)` forget, `None` unknown task.
-    pub async fn snapshot_verdict(&self, task_id: &str, attempt: u32) -> CoreResult<Option<bool>> {
-        if let Some(t) = self.queue.lock().await.active.get(task_id) {
-            // Active: the current attempt may still be committed; earlier ones never will.
-            let write_window_open =
-                matches!(t.lease.state, TaskState::Leased { .. }) && t.lease.attempt == attempt;
-            return Ok(Some(write_window_open));
-        }
-        Ok(self
-            .store
-            .task(task_id)
-            .await?
-            .map(|t| t.committed_attempt == Some(attempt)))
     }
 }
 

@@ -1,0 +1,61 @@
+//! What a lease carries of its repository (`pb::RepoAccess`): the secrets opened from their
+//! seals, the source's credential, and the provider's API endpoint. A kind may take parts away
+//! (verification and drills clear the source token: `kinds/`).
+
+use repovault_common::storage::snapshot_repo_path;
+use repovault_proto::v1 as pb;
+
+use crate::error::CoreResult;
+use crate::model::{OrgCredential, OrgRecord, RepoRecord};
+
+use super::{
+    Core, master_key_context, org_credential_context, org_key_context, repo_token_context,
+};
+
+impl Core {
+    /// The repository access of a lease of `repo` of `org`.
+    pub(super) fn repo_access(
+        &self,
+        org: &OrgRecord,
+        repo: &RepoRecord,
+    ) -> CoreResult<pb::RepoAccess> {
+        let password = self.open(&org_key_context(&org.id), &org.sealed_key)?;
+        // A repository's own token wins; a discovered repository uses its organisation's
+        // credential: the token, or the App's cached installation token (never the key).
+        let token = match (&repo.sealed_token, &org.credential) {
+            (Some(s), _) => self.open(&repo_token_context(&repo.id), s)?,
+            (None, Some(OrgCredential::Token { sealed_token })) => {
+                self.open(&org_credential_context(&org.id), sealed_token)?
+            }
+            (None, Some(OrgCredential::App { .. })) => {
+                self.cached_forge_token(org).unwrap_or_default()
+            }
+            (None, None) => Default::default(),
+        };
+        let master_key = match &repo.sealed_master_key {
+            Some(s) => self.open(&master_key_context(&repo.id), s)?,
+            None => Default::default(),
+        };
+        Ok(pb::RepoAccess {
+            org_id: org.id.clone(),
+            repo_id: repo.id.clone(),
+            org_name: org.name.clone(),
+            repo_name: repo.name.clone(),
+            source_url: repo.url.clone(),
+            source_token: token.expose().to_string(),
+            snapshot_path: snapshot_repo_path(&org.id, &repo.id),
+            repo_password: password.expose().to_string(),
+            master_key: master_key.expose().to_string(),
+            provider: org.provider.clone(),
+            api_url: match org.provider.as_str() {
+                "github" => org
+                    .api_url
+                    .clone()
+                    .unwrap_or_else(|| crate::core::github::DEFAULT_GITHUB_API_URL.to_string()),
+                _ => String::new(),
+            },
+            ca_cert_pem: org.ca_cert_pem.clone().unwrap_or_default(),
+            credential_id: super::rate::credential_id(org, repo, &token),
+        })
+    }
+}
