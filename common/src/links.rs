@@ -1,4 +1,4 @@
-//! Download links that expire (issue 5).
+//! Download links that expire.
 //!
 //! A link names one download artifact (a restore's ZIP or tar in storage) until an expiry time.
 //! Every kind of link is minted through [`Linker::link`]: today only [`HmacLinker`], a URL on the
@@ -160,7 +160,8 @@ pub fn format_unix(t: i64) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
-/// Default lifetime of a download link (issue 5): six hours.
+/// Default lifetime of a download link: six hours, as the README's design decisions state ("ZIP
+/// downloads and links").
 pub const DEFAULT_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 /// Shortest lifetime an admin may ask for: long enough to fetch a large ZIP over a slow line.
 pub const MIN_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 60);

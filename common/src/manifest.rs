@@ -1,4 +1,5 @@
-//! The snapshot format: what one backup's tree holds (DESIGN.md §5).
+//! The snapshot format: what one backup's tree holds (README, design decisions, "What a GitHub
+//! backup holds").
 //!
 //! ```text
 //! code.git/       bare mirror: every ref except refs/pull/*/merge, packed-refs, no work tree
@@ -32,7 +33,7 @@ pub const SNAPSHOT_PATH: &str = "/repovault";
 pub const SNAPSHOT_HOST: &str = "repovault";
 
 /// What one backup holds, by kind. Fields after `refs` were added with the GitHub provider
-/// (issue 4) and default to 0 when reading older manifests and records.
+/// and default to 0 when reading older manifests and records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub branches: u64,
@@ -66,7 +67,7 @@ pub struct Counts {
     pub milestones: u64,
     #[serde(default)]
     pub workflows: u64,
-    /// Objects of code.git reachable from its refs (issue 7: a drill compares a restored copy
+    /// Objects of code.git reachable from its refs (a restore drill compares a restored copy
     /// with it; 0 in manifests written before).
     #[serde(default)]
     pub objects: u64,
@@ -239,7 +240,7 @@ pub struct Manifest {
     /// The forge export's state (GitHub): where the next incremental resumes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<ExportState>,
-    /// What the source said at backup time (issue 7), for `commit_count_match`; absent in
+    /// What the source said at backup time, for `commit_count_match`; absent in
     /// manifests written before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_state: Option<SourceState>,

@@ -72,8 +72,9 @@ impl StorageConfig {
         match self.kind.as_str() {
             "fs" => {
                 let root = &self.options["root"];
-                // Writes land in a temporary file and are renamed into place, so a crash never
-                // leaves a truncated object under its final name (CRATE-NOTES.md).
+                // opendal's fs service writes in place unless given an `atomic_write_dir`; with
+                // one, writes land in a temporary file and are renamed into place, so a crash
+                // never leaves a truncated object under its final name.
                 let tmp = format!("{}/{TMP_DIR}", root.trim_end_matches('/'));
                 let builder = opendal::services::Fs::default()
                     .root(root)

@@ -1,4 +1,5 @@
-//! Every timeout of the lease protocol, derived from one heartbeat interval H (DESIGN.md §4).
+//! Every timeout of the lease protocol, derived from one heartbeat interval H (README, design
+//! decisions, "Timing").
 //!
 //! The coordinator owns the timing and sends it to workers at registration, so a fleet never runs
 //! with two notions of when a lease expires.
@@ -6,7 +7,7 @@
 use std::time::Duration;
 
 /// The lease outlives three missed heartbeats; the extra second absorbs scheduling and network
-/// jitter on a heartbeat that is merely late (DESIGN.md §4: TTL = 3H + 1 s).
+/// jitter on a heartbeat that is merely late (TTL = 3H + 1 s).
 const LEASE_SLACK: Duration = Duration::from_secs(1);
 /// Clock skew tolerated between coordinators before a new leader reaps leases it inherited.
 const TAKEOVER_SKEW: Duration = Duration::from_secs(1);
@@ -31,7 +32,8 @@ pub struct TimingError {
 }
 
 impl Timing {
-    /// DESIGN.md §4's default: H = 5 s.
+    /// The default heartbeat interval, H = 5 s (README, design decisions, "Timing"): a lost
+    /// worker's lease expires 16 s (3H + 1 s) after its last heartbeat.
     pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 
     pub fn new(heartbeat: Duration) -> Result<Self, TimingError> {

@@ -1,4 +1,4 @@
-//! Sources ("forges", DESIGN.md §6): the providers repovault backs up. Today: GitHub and GitHub
+//! Sources ("forges"): the providers repovault backs up. Today: GitHub and GitHub
 //! Enterprise ([`github`]).
 
 pub mod github;

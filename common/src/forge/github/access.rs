@@ -1,4 +1,4 @@
-//! Who has access to a repository and how (issue 13): the `meta/settings/access.json` document
+//! Who has access to a repository and how: the `meta/settings/access.json` document
 //! a backup writes, and the plan of what a restore grants from it.
 //!
 //! Why this exists: GitHub's collaborator list with `affiliation=all` (its default) names

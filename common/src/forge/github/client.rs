@@ -39,8 +39,8 @@ use super::rate::{
 use crate::secret::Secret;
 
 /// Retries of a 5xx answer or a transport error before the call fails. GitHub documents no
-/// number; three is the issue's "500 after retries" made concrete (issue 4), enough to ride out
-/// a deploy blip without hiding an outage.
+/// number; three is our choice: enough to ride out a deploy blip, few enough that a repository
+/// whose API keeps answering 5xx fails its task instead of hiding an outage.
 pub const SERVER_ERROR_RETRIES: u32 = 3;
 /// First backoff after a 5xx, doubled on each retry (1 s, 2 s, 4 s). Our choice, after
 /// GitHub's guidance to back off exponentially on errors ("Best practices for using the REST

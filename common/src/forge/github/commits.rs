@@ -1,5 +1,5 @@
 //! GitHub's count of the commits reachable from a commit, to compare with a mirror's
-//! (issue 7: a backup holds the history GitHub shows).
+//! (the `commit_count_match` check: a backup holds the history GitHub shows).
 //!
 //! GitHub has no count endpoint; the list of commits (`GET /repos/{owner}/{repo}/commits?sha=`)
 //! walks every parent like `git rev-list`, so at `per_page=1` its number of pages is the count:

@@ -1,4 +1,4 @@
-//! GitHub and GitHub Enterprise (DESIGN.md §6, issue 4).
+//! GitHub and GitHub Enterprise.
 //!
 //! # Stable API (the coordinator and the CLI call these)
 //!

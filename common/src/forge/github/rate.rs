@@ -1,6 +1,7 @@
 //! Rate-limit state as GitHub reports it (`x-ratelimit-*` headers), the gate through which a
-//! fleet-wide budget (the coordinator's, DESIGN.md §6) admits every request, sees every
-//! snapshot and pauses requests, and the source a client takes its token from per request.
+//! fleet-wide budget (the coordinator's, `coordinator/src/rate_budget.rs`) admits every
+//! request, sees every snapshot and pauses requests, and the source a client takes its token
+//! from per request.
 
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
@@ -93,7 +94,7 @@ impl std::fmt::Debug for Admission {
     }
 }
 
-/// The gate of a rate budget (the coordinator's, fleet-wide, DESIGN.md §6). A
+/// The gate of a rate budget (the coordinator's, fleet-wide: `coordinator/src/rate_budget.rs`). A
 /// [`super::GitHubClient`] with a gate:
 /// - awaits [`RateGate::admit`] before every request it sends to the API's host (retries
 ///   included; requests elsewhere, such as a redirect's target, cost GitHub nothing) and holds

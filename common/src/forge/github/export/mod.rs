@@ -1,4 +1,5 @@
-//! Export of one repository's metadata into a directory tree (DESIGN.md §5, issue 4).
+//! Export of one repository's metadata into a directory tree: the `meta/`, `releases/` and
+//! `attachments/` parts of a snapshot ([`crate::manifest`]).
 //!
 //! Layout under `out`:
 //!

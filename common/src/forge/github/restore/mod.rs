@@ -1,5 +1,5 @@
 //! Restore of one repository's metadata from an export tree (see [`super::export`]) into a
-//! GitHub repository (issue 5): labels, milestones, issues with comments, pull requests (with
+//! GitHub repository: labels, milestones, issues with comments, pull requests (with
 //! reviews and review comments as comments), releases with assets, and settings.
 //!
 //! ```ignore
@@ -42,7 +42,7 @@
 //!   then safe to run again. Webhooks are created without a secret (the backup holds none) and
 //!   listed in [`RestoreReport::webhooks_needing_secret`] (scheme, host and path only: a URL's
 //!   query may hold a credential).
-//! - **Access** is restored as narrowly as it was held (issue 13, [`super::access`]): direct
+//! - **Access** is restored as narrowly as it was held ([`super::access`]): direct
 //!   collaborators by default; team grants (to the target organisation's team of the same
 //!   slug) and everyone else only as [`RestoreOptions::access`] says. The plan
 //!   ([`plan_access`], and [`RestoreReport::access`] after) lists who is granted what and who
