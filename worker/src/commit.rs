@@ -22,8 +22,9 @@ use crate::tasks::LeaseView;
 /// again within about a second; 100 ms puts the first tries near that moment without hammering
 /// one that is still starting.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest single call: the default heartbeat interval (5 s, DESIGN.md §4). A coordinator that
-/// is up answers these calls in milliseconds; one outstanding this long is on a dead connection.
+/// Longest single call: the default heartbeat interval (5 s, `Timing::DEFAULT_HEARTBEAT`). A
+/// coordinator that is up answers these calls in milliseconds; one outstanding this long is on a
+/// dead connection.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a call at the commit point did not succeed.

@@ -1,8 +1,9 @@
 //! A worker's life: register, heartbeat on its own timer, acquire up to its slots by long-poll,
 //! run tasks, stream progress, complete; drain on shutdown; exit when idle (burst pools).
 //!
-//! The heartbeat task never waits on work or slots (DESIGN.md §4); it renews every held lease and
-//! interrupts tasks whose leases the coordinator revoked.
+//! The heartbeat task never waits on work or slots (a heartbeat held up behind work would let
+//! the lease of a task that is running fine expire); it renews every held lease and interrupts
+//! tasks whose leases the coordinator revoked.
 //!
 //! Running tasks outlive a registration: when the coordinator asks the worker to register again
 //! (it restarted, or forgot the worker), the worker presents its previous id and the leases it
@@ -71,10 +72,10 @@ pub enum Exit {
 type Held = Arc<Mutex<HashMap<String, Arc<LeaseView>>>>;
 
 /// Longest pause between registration attempts while the coordinator is unreachable, before its
-/// timing is known: the default heartbeat interval (5 s, DESIGN.md §4). Once a coordinator has
-/// given its timing, the pause is at most its heartbeat interval: a restarted coordinator keeps
-/// this worker's leases for its takeover grace (TTL + 1 s, over three heartbeats), so the
-/// worker must be back well within that.
+/// timing is known: the default heartbeat interval ([`Timing::DEFAULT_HEARTBEAT`]). Once a
+/// coordinator has given its timing, the pause is at most its heartbeat interval: a restarted
+/// coordinator keeps this worker's leases for its takeover grace (TTL + 1 s, over three
+/// heartbeats), so the worker must be back well within that.
 const REGISTER_MAX_BACKOFF: Duration = Timing::DEFAULT_HEARTBEAT;
 
 /// What outlives one registration: the running tasks, the leases they hold, the slots they

@@ -1,9 +1,9 @@
 //! Verification of a bare mirror: object integrity, connectivity from every ref, and commit
-//! counts (issue 7).
+//! counts.
 //!
 //! gix has no `git fsck`: `Store::verify_integrity` checks every object's hash and the packs'
 //! and indexes' checksums but not reachability, and gix-fsck's `Connectivity` checks one
-//! commit's tree only (CRATE-NOTES.md). So [`fsck`] runs the integrity check, then walks every
+//! commit's tree only. So [`fsck`] runs the integrity check, then walks every
 //! object reachable from every ref itself (commits' parents and trees, trees' entries, tags'
 //! targets) with a seen-set, which is what `git fsck --full` does minus reflogs (a mirror keeps
 //! none: `core.logAllRefUpdates=false`).

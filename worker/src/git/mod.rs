@@ -35,8 +35,8 @@ pub struct Remote {
     /// The full value of an `http.extraHeader` line, e.g. `Authorization: Basic <base64>`.
     pub auth_header: Option<Secret>,
     /// A PEM CA certificate to trust instead of the system's roots (a GitHub Enterprise behind
-    /// a private CA). gix's reqwest transport ignores `http.sslCAInfo` (CRATE-NOTES.md), so a
-    /// remote with its own CA is fetched with the git CLI instead.
+    /// a private CA). gix's reqwest transport ignores `http.sslCAInfo` and trusts only the
+    /// platform's roots, so a remote with its own CA is fetched with the git CLI instead.
     pub ca_cert_pem: Option<String>,
 }
 

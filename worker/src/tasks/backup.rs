@@ -201,7 +201,7 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         components.insert("wiki".into(), wiki);
         counts.wiki_pages = pages;
     }
-    // Verification, first half (issue 7): the mirrors are checked before the snapshot, which
+    // Verification, first half: the mirrors are checked before the snapshot, which
     // also gives the reachable object count the manifest records for drills.
     ctx.progress
         .phase("fsck", "checking the mirror's objects and connectivity");

@@ -1,4 +1,4 @@
-//! A restore drill (issue 7): the backup restored the way a restore does it (the mirror out of
+//! A restore drill: the backup restored the way a restore does it (the mirror out of
 //! the snapshot, pushed with `git push` into an empty bare repository), then compared with the
 //! backup's manifest: ref tips, objects reachable, item counts. The scratch copy is deleted
 //! whatever the outcome.

@@ -18,7 +18,7 @@
 //!   journal (old → new numbers), which lives in storage at
 //!   `<org-id>/<repo-id>/restores/<restore-id>.journal.json` (loaded at the start, saved every
 //!   second while it changes and at the end), so a re-leased restore creates nothing twice.
-//! - Access (issue 13): as `spec.access` says, direct collaborators only by default. Before
+//! - Access: as `spec.access` says, direct collaborators only by default. Before
 //!   anything is pushed, the `access` phase lists who will be invited and which team grants
 //!   made, and who is left out and why; the summary repeats it.
 //! - Progress: phases `plan` (with the estimated duration), `access`, `push`, `lfs`, `wiki`,

@@ -1,4 +1,4 @@
-//! A verify task (issue 7): `backup verify` (every check again, every pack the snapshot
+//! A verify task: `backup verify` (every check again, every pack the snapshot
 //! references read back, the tree restored into scratch) or a read-back rotation visit (every
 //! pack of the repository not read within the age the coordinator sends).
 

@@ -1,4 +1,4 @@
-//! The `download_zip` restore: the whole snapshot as one ZIP in storage (issue 5).
+//! The `download_zip` restore: the whole snapshot as one ZIP in storage.
 //!
 //! Contract of [`run`]: restores every file of the snapshot (`code.git/`, `wiki.git/`,
 //! `lfs/objects/`, `meta/`, `releases/`, `attachments/`, `manifest.json`, whichever the backup

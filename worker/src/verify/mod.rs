@@ -1,4 +1,4 @@
-//! Verification of a backup (issue 7): the checks a worker runs. Each reports pass, fail (with
+//! Verification of a backup: the checks a worker runs. Each reports pass, fail (with
 //! what failed) or skipped (with why); the coordinator adds `size_match` and decides whether the
 //! backup is verified.
 //!
