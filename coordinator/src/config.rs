@@ -137,11 +137,11 @@ pub struct CoordinatorConfig {
     /// How often each GitHub organisation's repositories are discovered again (1m..=7d).
     #[serde(default = "default_github_sync")]
     pub github_sync_interval: String,
-    /// On-push backups start at most this long after the first push of a burst (issue 6:
-    /// default 2 minutes; 0s..=1h).
+    /// On-push backups start at most this long after the first push of a burst (default 2
+    /// minutes; 0s..=1h).
     #[serde(default = "default_push_delay")]
     pub push_delay: String,
-    /// Retention and maintenance (issue 6): `interval`, `prune_interval`, `keep_delete`,
+    /// Retention and maintenance: `interval`, `prune_interval`, `keep_delete`,
     /// `concurrency`.
     #[serde(default)]
     pub retention: crate::core::retention::RetentionConfig,

@@ -1,4 +1,4 @@
-//! Download artifacts: links that expire, and deleting artifacts past their expiry (issue 5).
+//! Download artifacts: links that expire, and deleting artifacts past their expiry.
 //!
 //! A completed download restore (`download_zip`, or the older `full_repo` to `download` tar)
 //! leaves one artifact in storage. Its first link expires `link_ttl` (default 6 h) after the

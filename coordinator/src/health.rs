@@ -1,4 +1,4 @@
-//! The operator's view (issue 6): one state per repository, the summary over many, and a
+//! The operator's view: one state per repository, the summary over many, and a
 //! repository's timeline. Pure: everything, `now` included, comes in as arguments; the core
 //! (`core/health.rs`) gathers the inputs.
 //!
@@ -7,7 +7,7 @@
 //! 2. `pending`: a backup of it is queued or running.
 //! 3. `never`: no backup of it has finished yet.
 //! 4. `error`: its latest backup failed (with that backup's message).
-//! 5. `error`: its latest backup failed verification (issue 7; with the failing checks).
+//! 5. `error`: its latest backup failed verification (with the failing checks).
 //! 6. `late`: a scheduled run is overdue (see [`is_late`]).
 //! 7. `pending`: its latest backup's verification has not finished (or predates verification).
 //! 8. `backed_up`: otherwise; so `backed_up` needs the latest backup verified.

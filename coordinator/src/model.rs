@@ -36,7 +36,7 @@ pub struct OrgRecord {
     #[serde(default)]
     pub disconnected: bool,
     /// Set by `org connect` (a reconnect): the first backup of each of its repositories that
-    /// starts after this time is full (issue 6, type policy).
+    /// starts after this time is full (the type policy, `schedule::policy`).
     #[serde(default)]
     pub full_after_ms: Option<i64>,
     /// How long its backups are kept (`retention.rs`).
@@ -47,7 +47,7 @@ pub struct OrgRecord {
     pub schedule: ScheduleSettings,
 }
 
-/// An organisation's schedule settings (issue 6).
+/// An organisation's schedule settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleSettings {
     /// `hourly`, `daily`, `weekly`, `monthly` or a five-field cron expression; `None`: no
@@ -60,7 +60,7 @@ pub struct ScheduleSettings {
     /// A full backup at least this often; `None`: 7 days.
     #[serde(default)]
     pub full_every_days: Option<u32>,
-    /// Restore drills (issue 7): a schedule, or `none`; `None`: the configured default.
+    /// Restore drills: a schedule, or `none`; `None`: the configured default.
     #[serde(default)]
     pub drill: Option<String>,
 }
@@ -319,7 +319,7 @@ pub struct BackupRecord {
     pub bytes_received: u64,
     pub priority: u8,
     pub worker_id: Option<String>,
-    /// The latest verification (issue 7); `None` while the backup runs, and for backups made
+    /// The latest verification; `None` while the backup runs, and for backups made
     /// before verification existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
@@ -406,7 +406,7 @@ pub struct Verification {
     pub task_id: Option<String>,
 }
 
-/// One restore drill (issue 7): a backup restored into a scratch repository and compared with
+/// One restore drill: a backup restored into a scratch repository and compared with
 /// its manifest. `drill/<org-id>/<drill-id>` in the store, the newest [`DrillRecord::KEPT`] per
 /// organisation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -493,7 +493,7 @@ pub struct RestoreRecord {
     /// The worker's one-line account of what was restored.
     #[serde(default)]
     pub summary: Option<String>,
-    /// Which access a forge restore grants (issue 13); a record from before reads as the
+    /// Which access a forge restore grants; a record from before this field reads as the
     /// default, direct collaborators only.
     #[serde(default)]
     pub access: AccessScope,
@@ -502,7 +502,7 @@ pub struct RestoreRecord {
     pub download: DownloadState,
 }
 
-/// How long a restore's download artifact lives, and whether it was deleted (issue 5).
+/// How long a restore's download artifact lives, and whether it was deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DownloadState {
     /// Lifetime of the first link, counted from completion; `None`: the default (6 h).
@@ -559,7 +559,7 @@ pub struct TaskRecord {
     pub mode: Option<String>,
 }
 
-/// An escrow agreement on one repository (issue 6). While active (not released, not expired),
+/// An escrow agreement on one repository. While active (not released, not expired),
 /// every finished backup of the repository is escrowed: retention keeps it and `backup delete`
 /// refuses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -601,7 +601,7 @@ pub struct MaintenanceRecord {
     /// The last prune marked packs for deletion: a second run deletes them.
     #[serde(default)]
     pub second_phase_due: bool,
-    /// The 30-day read-back rotation (issue 7): when it last read this repository's due packs,
+    /// The 30-day read-back rotation: when it last read this repository's due packs,
     /// and what it found.
     #[serde(default)]
     pub last_readback_at_ms: Option<i64>,

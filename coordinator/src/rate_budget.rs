@@ -1,4 +1,4 @@
-//! The fleet-wide rate budget per forge credential (DESIGN.md §6, issue 4): a pure state
+//! The fleet-wide rate budget per forge credential: a pure state
 //! machine, every time a parameter (unix milliseconds), so each rule is unit-tested with explicit
 //! times.
 //!

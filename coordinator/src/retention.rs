@@ -8,7 +8,7 @@
 //! weekly, monthly) keeps the newest backup of each of the last N hours (days, ISO weeks,
 //! months) that have a backup. Periods are in UTC. Independently, every backup younger than
 //! `days` is kept. Whatever the policy says, a plan never drops: the latest successful backup,
-//! the latest verified one (issue 7: when newer backups failed verification, the last one known
+//! the latest verified one (when newer backups failed verification, the last one known
 //! good stays), the latest backup of any status (the health view reads it), an unfinished one,
 //! an escrowed
 //! one, nor any backup of a repository deleted or archived at the source or of a disconnected
@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Default retention in days (issue 6: "Retention per organisation in days (default 90)").
+/// Default retention in days: 90, the default the README's design decisions state ("Retention").
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -109,7 +109,7 @@ pub struct BackupView {
     /// When it finished (its creation time while unfinished), ms since the epoch.
     pub time_ms: i64,
     pub state: BackupState,
-    /// Its latest verification passed (issue 7).
+    /// Its latest verification passed.
     pub verified: bool,
 }
 

@@ -1,4 +1,4 @@
-//! Who may call what on the admin API (issue 6, "Roles and audit").
+//! Who may call what on the admin API (README, design decisions, "Roles and audit").
 //!
 //! A caller presents `authorization: Bearer <token>`; the coordinator's config names each token
 //! and gives it a role. Roles are ordered: `viewer` (read) < `operator` (trigger backups and

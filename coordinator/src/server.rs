@@ -261,7 +261,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
             }
         }));
     }
-    // Retention and maintenance (issue 6).
+    // Retention and maintenance.
     {
         let (interval, opts) = settings.retention.clone();
         tasks.push(tokio::spawn(crate::core::retention::run_loop(
@@ -271,7 +271,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
             shutdown.clone(),
         )));
     }
-    // Verification (issue 7): the read-back rotation and the restore drills.
+    // Verification: the read-back rotation and the restore drills.
     tasks.push(tokio::spawn(crate::core::verify::rotation_loop(
         core.clone(),
         shutdown.clone(),

@@ -461,7 +461,7 @@ impl Store {
             .collect())
     }
 
-    // Escrow agreements and maintenance (issue 6).
+    // Escrow agreements and maintenance.
 
     /// The escrow agreements of one repository, or of all.
     pub async fn escrows(&self, repo_id: Option<&str>) -> StoreResult<Vec<EscrowRecord>> {

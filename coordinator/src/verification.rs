@@ -1,4 +1,4 @@
-//! Verification of backups (issue 7), the pure part: what a check result means for the backup,
+//! Verification of backups, the pure part: what a check result means for the backup,
 //! `size_match` (the one check the coordinator runs itself, since it alone knows the previous
 //! backup), when the read-back rotation is due, and the `[verification]` configuration.
 //!

@@ -1,7 +1,7 @@
 //! The byte-level key-value store under every typed domain store.
 //!
-//! One trait, [`KvBackend`], with the data model of etcd v3 so that the etcd backend is a thin
-//! translation and not a re-implementation (DESIGN.md §3):
+//! One trait, [`KvBackend`], with the data model of etcd v3 so that an etcd backend is a thin
+//! translation and not a re-implementation:
 //!
 //! * The store has a single **revision**, a `u64` that starts at 0 on an empty store and is
 //!   bumped by exactly one by every transaction that changes at least one key. Transactions that
@@ -47,7 +47,8 @@ pub const MAX_TXN_OPS: usize = 128;
 pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
 
 /// The largest single value: a value cannot be larger than the request that carries it
-/// ([`MAX_REQUEST_BYTES`]). Bulky records belong in object storage (DESIGN.md §3).
+/// ([`MAX_REQUEST_BYTES`]). Bulky records belong in object storage (as the catalog objects
+/// do), which has no such limit.
 pub const MAX_VALUE_BYTES: usize = MAX_REQUEST_BYTES;
 
 /// Errors of the key-value store.

@@ -17,7 +17,7 @@ pub enum BackupKind {
 }
 
 /// The default of `full_every_days`: a full backup at least weekly bounds how long a chain of
-/// incremental backups grows (issue 6).
+/// incremental backups grows.
 pub const DEFAULT_FULL_EVERY_DAYS: u32 = 7;
 
 const DAY_MS: i64 = 86_400_000;

@@ -581,7 +581,7 @@ impl AdminService for AdminApi {
         Ok(Response::new(pb::GetQueueResponse { entries }))
     }
 
-    // Retention, deletion, escrow (issue 6): `core/retention.rs`, `core/escrow.rs`.
+    // Retention, deletion, escrow: `core/retention.rs`, `core/escrow.rs`.
 
     async fn delete_backup(
         &self,
