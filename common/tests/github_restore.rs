@@ -1,4 +1,4 @@
-//! Restore of GitHub metadata (issue 5) against the forge simulator (seed acme.toml): export a
+//! Restore of GitHub metadata against the forge simulator (seed acme.toml): export a
 //! repository, push its git mirror to a new repository, restore the metadata into it, export
 //! that, and compare; then restore again (with and without the journal) and check that nothing
 //! is created twice.

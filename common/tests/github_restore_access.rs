@@ -1,4 +1,4 @@
-//! A restore into another organisation must not widen access (issue 13): the source repository
+//! A restore into another organisation must not widen access: the source repository
 //! has one direct collaborator, two teams with access (one of which the target organisation also
 //! has, by slug) and an organisation member whose only access is the organisation's base
 //! permission. Restored by default, only the direct collaborator is invited.

@@ -1145,7 +1145,7 @@ fn map_path(path: &str, ids: &BTreeMap<(String, String), String>) -> String {
     }
 }
 
-/// Who has access to acme/widgets and how (issue 13), as GitHub answers it: `affiliation=direct`
+/// Who has access to acme/widgets and how, as GitHub answers it: `affiliation=direct`
 /// names the direct grants (the outside collaborator), `outside` those who are not members of
 /// acme, and `all` (the default) also everyone who reaches it through a team (`core`: dev, rev)
 /// or the organisation (its owner); each team with its permission.

@@ -1,7 +1,7 @@
-//! Issue 6's scheduler benchmark: the materialiser over 100,000 repositories in simulated
-//! organisations on the embedded store (redb), no git work. Prints the time to plan one tick
-//! (nothing due, and with a full tick of enqueues), peak memory (VmHWM) and queue operations
-//! per second. Goal: a tick under 1 s and under 500 MB. Run:
+//! The scheduler benchmark (README, "Performance"): the materialiser over 100,000 repositories
+//! in simulated organisations on the embedded store (redb), no git work. Prints the time to plan
+//! one tick (nothing due, and with a full tick of enqueues), peak memory (VmHWM) and queue
+//! operations per second. Goal: a tick under 1 s and under 500 MB. Run:
 //! `cargo run --release -p repovault-tests --bin repovault-scheduler-bench -- [--repos 100000] [--orgs 100]`
 #![allow(clippy::unwrap_used)]
 

@@ -1,5 +1,6 @@
-//! Issue 7's benchmark: repovault's verification of a large backup against `git fsck --full` on
-//! the same mirror plus `restic check --read-data` on the same repository, side by side.
+//! The verification benchmark (README, "Performance"): repovault's verification of a large
+//! backup against `git fsck --full` on the same mirror plus `restic check --read-data` on the
+//! same repository, side by side.
 //!
 //! A generated repository of realistic size ([`big_repo`]: 20 000 commits and 300 files by
 //! default, as the other benchmarks) is mirrored with `git clone --mirror --no-local` (a fresh

@@ -1,4 +1,4 @@
-//! `download_zip` restores (issue 5): `backup download --to FILE`, the ZIP's contents and listing,
+//! `download_zip` restores: `backup download --to FILE`, the ZIP's contents and listing,
 //! `git clone` of the mirror inside, links that work with curl, expired (410) and tampered (403)
 //! links refused, and the expiry loop deleting an expired artifact.
 

@@ -1,4 +1,4 @@
-//! Independent restore (escrow, issue 5): with only the exported organisation key and the stock
+//! Independent restore (escrow): with only the exported organisation key and the stock
 //! `restic` tool (Debian package `restic`), a backup is listed and restored, and `git clone`
 //! works on the restored mirror. No repovault code touches the data after the backup: the
 //! README's escrow steps, run literally.

@@ -1,4 +1,4 @@
-//! Escrow agreements (issue 6): an escrowed backup cannot be deleted until release; the escrow
+//! Escrow agreements: an escrowed backup cannot be deleted until release; the escrow
 //! key restores its repository with stock restic and opens no other repository of the same
 //! organisation; purge is refused without --confirm and under escrow; disconnect and connect.
 

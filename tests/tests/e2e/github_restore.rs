@@ -353,7 +353,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     };
     assert_eq!(assets(&d_rel), assets(&s_rel), "release assets");
 
-    // Access (issue 13): by default only the direct collaborator (`outsider`) is invited; dev
+    // Access: by default only the direct collaborator (`outsider`) is invited; dev
     // and rev (team core) and the owner (the organisation) are granted nothing, and no team
     // grant is made. The summary says who and why.
     let summary = r.summary.clone().unwrap_or_default();

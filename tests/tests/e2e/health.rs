@@ -1,4 +1,4 @@
-//! The operator's view (issue 6): `repovault health` over a seeded mix of repositories,
+//! The operator's view: `repovault health` over a seeded mix of repositories,
 //! `repovault timeline`, and the health metrics.
 
 use std::process::{Command, Output};
@@ -188,7 +188,7 @@ async fn health_states_summary_timeline_and_metrics() {
         "repovault_repos{state=\"paused\"}",
         "repovault_queue_depth{priority=",
         "repovault_lease_expiries_total",
-        // Verification (issue 7).
+        // Verification.
         "repovault_repos_unverified 0",
         "repovault_verifications_total{run=\"automatic\",status=\"verified\"}",
         "repovault_readback_repos{state=\"overdue\"}",

@@ -1,4 +1,5 @@
-//! The fleet-wide rate budget against the forge simulator (issue 4, "Rate limits, fleet-wide"):
+//! The fleet-wide rate budget against the forge simulator (README, design decisions,
+//! "Fleet-wide rate budget per credential"):
 //! a secondary limit one worker meets pauses every lease of the credential until `retry-after`,
 //! over the wire and in a running fleet; four workers sharing one token with a small primary
 //! limit finish every task without one primary-limit refusal; installation tokens that expire

@@ -1,4 +1,4 @@
-//! Retention (issue 6), driven by the time passed to `run_retention_once` (no sleeping): it
+//! Retention, driven by the time passed to `run_retention_once` (no sleeping): it
 //! removes exactly the expired backups and their data (storage shrinks after the two-phase
 //! prune), but keeps the latest successful one, the escrowed ones, and every backup of a
 //! repository deleted at the source.

@@ -1,4 +1,4 @@
-//! Verification of every backup (issue 7): a sound backup passes all five checks; each way of
+//! Verification of every backup: a sound backup passes all five checks; each way of
 //! breaking a stored backup fails the check that must catch it, with a message naming the
 //! problem, while the other checks still report; restore drills pass on a sound backup and fail
 //! on a broken one; the read-back rotation finds a damaged pack and fails every backup using it.
