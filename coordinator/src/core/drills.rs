@@ -5,14 +5,11 @@
 
 use std::sync::Arc;
 
-use repovault_proto::v1 as pb;
-
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
-use crate::model::{DrillRecord, DrillState, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord};
+use crate::model::{DrillRecord, DrillState, OrgRecord, RepoRecord, Status, TaskKind};
 use crate::schedule::{self, Plan, Schedule};
 use crate::store::Batch;
-use crate::verification as v;
 
 use super::{Core, now_ms};
 
@@ -179,67 +176,6 @@ impl Core {
         Ok(best.map(|(_, r)| r))
     }
 
-    /// The lease of a drill task: its spec; the drill record marked running.
-    pub(super) async fn lease_drill(
-        &self,
-        task: &TaskRecord,
-        batch: &mut Batch,
-    ) -> CoreResult<pb::DrillSpec> {
-        let mut d = self
-            .store
-            .drill(&task.org_id, &task.subject_id)
-            .await?
-            .ok_or_else(|| not_found("drill", task.subject_id.clone()))?;
-        d.status = Status::Running;
-        batch.drill(&d);
-        Ok(pb::DrillSpec {
-            drill_id: d.id.clone(),
-            backup_id: d.backup_id.clone(),
-            snapshot_id: d.snapshot_id.clone(),
-        })
-    }
-
-    /// A drill task ended: with the worker's comparison, or (`result` `None`) failed for good.
-    pub(super) async fn finish_drill(
-        &self,
-        task: &TaskRecord,
-        result: Option<&pb::DrillResult>,
-        error: Option<&str>,
-    ) -> CoreResult<()> {
-        let Some(mut d) = self.store.drill(&task.org_id, &task.subject_id).await? else {
-            return Ok(());
-        };
-        d.finished_at_ms = Some(now_ms());
-        match result {
-            Some(r) => {
-                d.status = Status::Completed;
-                d.checks = v::checks_from_proto(&r.checks).map_err(CoreError::InvalidArgument)?;
-                // A drill passes only when the worker says so and every check agrees.
-                d.passed = Some(
-                    r.passed
-                        && !d.checks.is_empty()
-                        && d.checks
-                            .iter()
-                            .all(|c| c.result == crate::model::CheckOutcome::Pass),
-                );
-                d.summary = (!r.summary.is_empty()).then(|| r.summary.clone());
-            }
-            None => {
-                d.status = Status::Failed;
-                d.passed = Some(false);
-                d.error = Some(error.unwrap_or("the drill task failed").to_string());
-            }
-        }
-        metrics::counter!("repovault_drills_total", "outcome" => d.outcome()).increment(1);
-        if d.passed == Some(false) {
-            tracing::error!(org = %d.org_name, repo = %d.repo_full_name, backup = %d.backup_id, "restore drill failed");
-        }
-        let mut batch = Batch::default();
-        batch.drill(&d);
-        self.store.apply(batch).await?;
-        Ok(())
-    }
-
     /// One pass of the drill materialiser: an organisation whose drill slot came round gets one
     /// drill. An organisation seen for the first time starts with the current slot without a
     /// drill (switching drills on for many organisations must not start them all at once).
@@ -325,6 +261,7 @@ pub async fn drill_loop(core: Arc<Core>, stop: tokio_util::sync::CancellationTok
 mod tests {
     use super::*;
     use crate::core::testing::{completed_backup, core, utc};
+    use crate::model::TaskRecord;
 
     async fn drill_tasks(c: &Core) -> Vec<TaskRecord> {
         c.queue_snapshot()

@@ -26,11 +26,11 @@ use repovault_common::secret::Secret;
 
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
-use crate::model::{OrgCredential, OrgRecord, RestoreRecord, Status};
+use crate::model::{OrgRecord, RestoreRecord, Status};
 use crate::queue::PRIORITY_RESTORE;
 
 use super::github::DEFAULT_GITHUB_API_URL;
-use super::{Core, now_ms, org_credential_context, restore_token_context};
+use super::{Core, now_ms, restore_token_context};
 
 /// Every valid restore type with the targets it takes.
 pub const VALID_COMBINATIONS: &[(&str, &[&str])] = &[
@@ -348,36 +348,6 @@ impl Core {
                 ep.api_url, org.name
             ))),
         }
-    }
-
-    /// The token a restore's lease carries for its target, and whether it is the source's own
-    /// credential (then the lease's rate budget admits the target's requests): the sealed
-    /// plain git token, or the credential organisation's token (an App's cached installation
-    /// token, minted when the restore was started or by a backup since).
-    pub(crate) async fn restore_target_token(
-        &self,
-        r: &RestoreRecord,
-        source_org: &OrgRecord,
-    ) -> CoreResult<(Secret, bool)> {
-        if let Some(s) = &r.sealed_target_token {
-            return Ok((self.open(&restore_token_context(&r.id), s)?, false));
-        }
-        let Some(org_id) = &r.target_credential_org_id else {
-            return Ok((Secret::default(), false));
-        };
-        let org = self
-            .store
-            .org(org_id)
-            .await?
-            .ok_or_else(|| not_found("organisation", org_id.clone()))?;
-        let token = match &org.credential {
-            Some(OrgCredential::Token { sealed_token }) => {
-                self.open(&org_credential_context(&org.id), sealed_token)?
-            }
-            Some(OrgCredential::App { .. }) => self.cached_forge_token(&org).unwrap_or_default(),
-            None => Secret::default(),
-        };
-        Ok((token, org.id == source_org.id))
     }
 
     pub async fn get_restore(&self, id: &str) -> CoreResult<RestoreRecord> {

@@ -143,86 +143,6 @@ impl Core {
         Ok((b, task.record.id))
     }
 
-    /// The lease of a verify task: its spec, and a manual run marked running in the store (in
-    /// `batch`, the lease's own transaction; the catalog object follows when it finishes). A
-    /// backup deleted since the task was queued leases with no snapshot, which the worker
-    /// refuses for good: the task ends instead of blocking the queue.
-    pub(super) async fn lease_verify(
-        &self,
-        task: &TaskRecord,
-        batch: &mut Batch,
-    ) -> CoreResult<pb::VerifySpec> {
-        let max_age = {
-            let o = self.verification.read();
-            v::rotation_pack_age(o.readback_max_age, o.rotation_every)
-        };
-        if task.mode.as_deref() == Some(MODE_ROTATION) {
-            return Ok(pb::VerifySpec {
-                mode: MODE_ROTATION.into(),
-                max_age_ms: i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX),
-                ..Default::default()
-            });
-        }
-        let Some(mut b) = self.backup_record(&task.subject_id).await? else {
-            return Ok(pb::VerifySpec {
-                backup_id: task.subject_id.clone(),
-                mode: MODE_MANUAL.into(),
-                ..Default::default()
-            });
-        };
-        if let Some(ver) = b.verification.as_mut() {
-            ver.status = VerifyStatus::Running;
-        }
-        if self.store.backup(&b.repo_id, &b.id).await?.is_some() {
-            batch.backup(&b);
-        }
-        Ok(pb::VerifySpec {
-            backup_id: b.id.clone(),
-            snapshot_id: b.snapshot_id.clone().unwrap_or_default(),
-            mode: MODE_MANUAL.into(),
-            max_age_ms: 0,
-        })
-    }
-
-    /// A verify task ended: with the worker's result, or (`result` `None`) failed for good
-    /// without one.
-    pub(super) async fn finish_verify(
-        &self,
-        task: &TaskRecord,
-        result: Option<&pb::VerifyResult>,
-        error: Option<&str>,
-    ) -> CoreResult<()> {
-        let now = now_ms();
-        if task.mode.as_deref() == Some(MODE_ROTATION) {
-            return self.finish_rotation(task, result, error, now).await;
-        }
-        let Some(mut b) = self.backup_record(&task.subject_id).await? else {
-            // Deleted meanwhile (retention, `backup delete`): nothing to record.
-            return Ok(());
-        };
-        let ver = match result {
-            Some(r) => {
-                let checks = v::checks_from_proto(&r.checks).map_err(CoreError::InvalidArgument)?;
-                let stats = self.store.stats(&b.repo_id).await?;
-                let previous = self.previous_size(&b, &stats).await?;
-                let size = v::size_match(b.size_bytes, previous, self.verification.read().size);
-                v::finished(MODE_MANUAL, checks, size, r, now, Some(task.id.clone()))
-            }
-            None => could_not_run(error.unwrap_or("the verify task failed"), now, &task.id),
-        };
-        metrics::counter!("repovault_verifications_total", "run" => "manual", "status" => ver.status.as_str())
-            .increment(1);
-        b.verification = Some(ver);
-        self.save_verification(&b).await?;
-        match result {
-            Some(r) => {
-                self.fail_damaged_backups(&b.repo_id, r, Some(&b.id), MODE_MANUAL, now)
-                    .await
-            }
-            None => Ok(()),
-        }
-    }
-
     /// Writes a backup's new verification to its store record (when the store still holds it)
     /// and to its catalog object (when written), and to the stats when it is the latest
     /// successful backup.
@@ -308,7 +228,7 @@ impl Core {
 
     /// A rotation ended: the visit is recorded, and a damaged pack fails `zip_integrity` of
     /// every backup whose snapshot uses it.
-    async fn finish_rotation(
+    pub(super) async fn finish_rotation(
         &self,
         task: &TaskRecord,
         result: Option<&pb::VerifyResult>,
@@ -434,7 +354,7 @@ pub(super) struct Enqueued {
 
 /// The verification of a run that could not check anything: every check skipped as incomplete,
 /// naming why, so the backup is not `verified` and the reason is shown.
-fn could_not_run(error: &str, now: i64, task_id: &str) -> Verification {
+pub(super) fn could_not_run(error: &str, now: i64, task_id: &str) -> Verification {
     let checks = v::CHECKS
         .iter()
         .map(|name| CheckResult {

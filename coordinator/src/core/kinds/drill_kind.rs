@@ -4,11 +4,12 @@
 
 use repovault_proto::v1 as pb;
 
-use crate::error::CoreResult;
+use crate::error::{CoreError, CoreResult, not_found};
 use crate::model::{BackupRecord, Status, TaskRecord};
 use crate::store::Batch;
+use crate::verification as v;
 
-use super::super::Core;
+use super::super::{Core, now_ms};
 use super::{Completion, Kind, LeaseCtx, check_error};
 
 pub(in crate::core) struct DrillKind;
@@ -66,5 +67,68 @@ impl Kind for DrillKind {
             };
             Self::finished(core, task, &failure).await;
         }
+    }
+}
+
+impl Core {
+    /// The lease of a drill task: its spec; the drill record marked running.
+    pub(in crate::core) async fn lease_drill(
+        &self,
+        task: &TaskRecord,
+        batch: &mut Batch,
+    ) -> CoreResult<pb::DrillSpec> {
+        let mut d = self
+            .store
+            .drill(&task.org_id, &task.subject_id)
+            .await?
+            .ok_or_else(|| not_found("drill", task.subject_id.clone()))?;
+        d.status = Status::Running;
+        batch.drill(&d);
+        Ok(pb::DrillSpec {
+            drill_id: d.id.clone(),
+            backup_id: d.backup_id.clone(),
+            snapshot_id: d.snapshot_id.clone(),
+        })
+    }
+
+    /// A drill task ended: with the worker's comparison, or (`result` `None`) failed for good.
+    pub(in crate::core) async fn finish_drill(
+        &self,
+        task: &TaskRecord,
+        result: Option<&pb::DrillResult>,
+        error: Option<&str>,
+    ) -> CoreResult<()> {
+        let Some(mut d) = self.store.drill(&task.org_id, &task.subject_id).await? else {
+            return Ok(());
+        };
+        d.finished_at_ms = Some(now_ms());
+        match result {
+            Some(r) => {
+                d.status = Status::Completed;
+                d.checks = v::checks_from_proto(&r.checks).map_err(CoreError::InvalidArgument)?;
+                // A drill passes only when the worker says so and every check agrees.
+                d.passed = Some(
+                    r.passed
+                        && !d.checks.is_empty()
+                        && d.checks
+                            .iter()
+                            .all(|c| c.result == crate::model::CheckOutcome::Pass),
+                );
+                d.summary = (!r.summary.is_empty()).then(|| r.summary.clone());
+            }
+            None => {
+                d.status = Status::Failed;
+                d.passed = Some(false);
+                d.error = Some(error.unwrap_or("the drill task failed").to_string());
+            }
+        }
+        metrics::counter!("repovault_drills_total", "outcome" => d.outcome()).increment(1);
+        if d.passed == Some(false) {
+            tracing::error!(org = %d.org_name, repo = %d.repo_full_name, backup = %d.backup_id, "restore drill failed");
+        }
+        let mut batch = Batch::default();
+        batch.drill(&d);
+        self.store.apply(batch).await?;
+        Ok(())
     }
 }

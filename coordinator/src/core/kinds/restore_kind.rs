@@ -2,16 +2,17 @@
 //! credential organisation's token), their completion records what was pushed or written, and
 //! damage a restore met fails every backup using the damaged packs.
 
+use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
 use crate::error::{CoreResult, not_found};
 use crate::ids;
 use crate::model::{
-    BackupRecord, OrgRecord, RepoRecord, RestoreRecord, Status, TaskKind, TaskRecord,
+    BackupRecord, OrgCredential, OrgRecord, RepoRecord, RestoreRecord, Status, TaskKind, TaskRecord,
 };
 use crate::store::Batch;
 
-use super::super::{Core, now_ms};
+use super::super::{Core, now_ms, org_credential_context, restore_token_context};
 use super::{Completion, Kind, LeaseCtx};
 
 pub(in crate::core) struct RestoreKind;
@@ -181,5 +182,37 @@ impl Core {
         metrics::counter!("repovault_tasks_enqueued_total", "kind" => "restore").increment(1);
         self.ready.notify_waiters();
         Ok(())
+    }
+}
+
+impl Core {
+    /// The token a restore's lease carries for its target, and whether it is the source's own
+    /// credential (then the lease's rate budget admits the target's requests): the sealed
+    /// plain git token, or the credential organisation's token (an App's cached installation
+    /// token, minted when the restore was started or by a backup since).
+    pub(in crate::core) async fn restore_target_token(
+        &self,
+        r: &RestoreRecord,
+        source_org: &OrgRecord,
+    ) -> CoreResult<(Secret, bool)> {
+        if let Some(s) = &r.sealed_target_token {
+            return Ok((self.open(&restore_token_context(&r.id), s)?, false));
+        }
+        let Some(org_id) = &r.target_credential_org_id else {
+            return Ok((Secret::default(), false));
+        };
+        let org = self
+            .store
+            .org(org_id)
+            .await?
+            .ok_or_else(|| not_found("organisation", org_id.clone()))?;
+        let token = match &org.credential {
+            Some(OrgCredential::Token { sealed_token }) => {
+                self.open(&org_credential_context(&org.id), sealed_token)?
+            }
+            Some(OrgCredential::App { .. }) => self.cached_forge_token(&org).unwrap_or_default(),
+            None => Secret::default(),
+        };
+        Ok((token, org.id == source_org.id))
     }
 }
