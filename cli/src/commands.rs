@@ -1,6 +1,5 @@
 //! The admin commands.
 
-use std::io::IsTerminal;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -14,6 +13,28 @@ use crate::args::{
 use crate::client::{Admin, CliError, read_token};
 use crate::exit;
 use crate::output::{self, fields, human_bytes, is_json};
+
+mod task_wait;
+
+pub(crate) use task_wait::{Ended, Task, completed, progress_bar, queued, run_and_wait};
+
+/// One backup's record (`backup show`, and the end of every wait on a backup's task).
+pub(crate) async fn get_backup(c: &mut Admin, id: String) -> Result<pb::Backup, CliError> {
+    Ok(c.get_backup(pb::GetBackupRequest { id })
+        .await?
+        .into_inner()
+        .backup
+        .unwrap_or_default())
+}
+
+/// One restore's record (`restore show`, and the end of every wait on a restore's task).
+pub(crate) async fn get_restore(c: &mut Admin, id: String) -> Result<pb::Restore, CliError> {
+    Ok(c.get_restore(pb::GetRestoreRequest { id })
+        .await?
+        .into_inner()
+        .restore
+        .unwrap_or_default())
+}
 
 pub async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result<i32, CliError> {
     match cmd {
@@ -470,29 +491,29 @@ pub async fn backup(c: &mut Admin, cmd: BackupCmd, out: OutputFormat) -> Result<
                 .backup
                 .unwrap_or_default();
             if !wait {
-                if is_json(out) {
-                    output::json(&b);
-                } else {
-                    println!(
+                return Ok(queued(out, &b, |b| {
+                    format!(
                         "backup {} queued ({} {}, priority {})",
                         b.id, b.r#type, b.trigger, b.priority
-                    );
-                }
-                return Ok(exit::OK);
+                    )
+                }));
             }
-            watch(c, &b.task_id, &format!("backup {}", b.id), out).await?;
-            let b = c
-                .get_backup(pb::GetBackupRequest { id: b.id })
-                .await?
-                .into_inner()
-                .backup
-                .unwrap_or_default();
-            output::show(out, &b, backup_fields);
-            Ok(if b.status == "completed" {
-                exit::OK
-            } else {
-                exit::FAILED
-            })
+            let task = Task {
+                id: &b.task_id,
+                what: format!("backup {}", b.id),
+            };
+            let fetch = async |c: &mut Admin| get_backup(c, b.id.clone()).await;
+            run_and_wait(
+                c,
+                out,
+                Some(task),
+                Ended {
+                    fetch,
+                    human: backup_fields,
+                    code: |b: &pb::Backup| completed(&b.status),
+                },
+            )
+            .await
         }
         BackupCmd::Download {
             backup_id,
@@ -540,12 +561,7 @@ pub async fn backup(c: &mut Admin, cmd: BackupCmd, out: OutputFormat) -> Result<
             Ok(exit::OK)
         }
         BackupCmd::Show { id } => {
-            let b = c
-                .get_backup(pb::GetBackupRequest { id })
-                .await?
-                .into_inner()
-                .backup
-                .unwrap_or_default();
+            let b = get_backup(c, id).await?;
             output::show(out, &b, backup_fields);
             Ok(exit::OK)
         }
@@ -804,40 +820,42 @@ pub async fn restore(c: &mut Admin, cmd: RestoreCmd, out: OutputFormat) -> Resul
                 .restore
                 .unwrap_or_default();
             if !wait && !is_tar {
-                if is_json(out) {
-                    output::json(&r);
-                } else {
-                    println!("restore {} queued", r.id);
+                return Ok(queued(out, &r, |r| format!("restore {} queued", r.id)));
+            }
+            let task = Task {
+                id: &r.task_id,
+                what: format!("restore {}", r.id),
+            };
+            // The bare repository of a full_repo download is fetched once the restore has
+            // completed, before anything is printed.
+            let fetch = async |c: &mut Admin| {
+                let r = get_restore(c, r.id.clone()).await?;
+                if r.status == "completed"
+                    && let Some(p) = &path
+                {
+                    download(c, &r, p, out).await?;
                 }
-                return Ok(exit::OK);
-            }
-            watch(c, &r.task_id, &format!("restore {}", r.id), out).await?;
-            let r = c
-                .get_restore(pb::GetRestoreRequest { id: r.id })
-                .await?
-                .into_inner()
-                .restore
-                .unwrap_or_default();
-            if r.status == "completed"
-                && let Some(p) = &path
-            {
-                download(c, &r, p, out).await?;
-            }
-            if is_json(out) {
-                output::json(&r);
-            } else {
-                restore_fields(&r);
+                Ok(r)
+            };
+            let human = |r: &pb::Restore| {
+                restore_fields(r);
                 if let Some(p) = &path
                     && r.status == "completed"
                 {
                     println!("bare repository written to {}", p.display());
                 }
-            }
-            Ok(if r.status == "completed" {
-                exit::OK
-            } else {
-                exit::FAILED
-            })
+            };
+            run_and_wait(
+                c,
+                out,
+                Some(task),
+                Ended {
+                    fetch,
+                    human,
+                    code: |r: &pb::Restore| completed(&r.status),
+                },
+            )
+            .await
         }
         RestoreCmd::List { repo } => {
             let list = c
@@ -878,27 +896,24 @@ pub async fn restore(c: &mut Admin, cmd: RestoreCmd, out: OutputFormat) -> Resul
             Ok(exit::OK)
         }
         RestoreCmd::Watch { id } => {
-            let r = c
-                .get_restore(pb::GetRestoreRequest { id })
-                .await?
-                .into_inner()
-                .restore
-                .unwrap_or_default();
-            if r.status != "completed" && r.status != "failed" {
-                watch(c, &r.task_id, &format!("restore {}", r.id), out).await?;
-            }
-            let r = c
-                .get_restore(pb::GetRestoreRequest { id: r.id })
-                .await?
-                .into_inner()
-                .restore
-                .unwrap_or_default();
-            output::show(out, &r, restore_fields);
-            Ok(if r.status == "completed" {
-                exit::OK
-            } else {
-                exit::FAILED
-            })
+            let r = get_restore(c, id).await?;
+            // A restore that has ended has no progress left to follow.
+            let task = (r.status != "completed" && r.status != "failed").then(|| Task {
+                id: &r.task_id,
+                what: format!("restore {}", r.id),
+            });
+            let fetch = async |c: &mut Admin| get_restore(c, r.id.clone()).await;
+            run_and_wait(
+                c,
+                out,
+                task,
+                Ended {
+                    fetch,
+                    human: restore_fields,
+                    code: |r: &pb::Restore| completed(&r.status),
+                },
+            )
+            .await
         }
         RestoreCmd::Cancel { id } => {
             let r = c
@@ -918,12 +933,7 @@ pub async fn restore(c: &mut Admin, cmd: RestoreCmd, out: OutputFormat) -> Resul
             crate::download_zip::restore_link(c, &id, expires, out).await
         }
         RestoreCmd::Show { id } => {
-            let r = c
-                .get_restore(pb::GetRestoreRequest { id })
-                .await?
-                .into_inner()
-                .restore
-                .unwrap_or_default();
+            let r = get_restore(c, id).await?;
             output::show(out, &r, restore_fields);
             Ok(exit::OK)
         }
@@ -1058,62 +1068,6 @@ async fn download(
         CliError::failed(format!("moving the repository to {}: {e}", dest.display()))
     })?;
     Ok(())
-}
-
-pub(crate) fn progress_bar(out: OutputFormat, what: &str) -> Option<indicatif::ProgressBar> {
-    if is_json(out) || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let b = indicatif::ProgressBar::new(0);
-    b.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {prefix:>10} {msg} {bytes}/{total_bytes} {elapsed}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    b.set_prefix(what.to_string());
-    b.enable_steady_tick(std::time::Duration::from_millis(200));
-    Some(b)
-}
-
-/// Follows a task until it ends: a progress bar on a terminal, phase lines on stderr otherwise
-/// (nothing with --output json, whose stdout is one document).
-pub(crate) async fn watch(
-    c: &mut Admin,
-    task_id: &str,
-    what: &str,
-    out: OutputFormat,
-) -> Result<pb::TaskProgress, CliError> {
-    let mut stream = c
-        .watch_task(pb::WatchTaskRequest {
-            task_id: task_id.to_string(),
-        })
-        .await?
-        .into_inner();
-    let bar = progress_bar(out, "");
-    let mut last_phase = String::new();
-    let mut last = pb::TaskProgress::default();
-    while let Some(p) = stream.message().await? {
-        if let Some(b) = &bar {
-            b.set_message(format!("{what}: {} {}", p.phase, p.message));
-            b.set_length(p.total_bytes.max(p.bytes));
-            b.set_position(p.bytes);
-        } else if !is_json(out) && p.phase != last_phase {
-            eprintln!("{what}: {} {}", p.phase, p.message);
-        }
-        last_phase = p.phase.clone();
-        last = p;
-        if last.status == "completed" || last.status == "failed" {
-            break;
-        }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    if last.status == "failed" && !is_json(out) {
-        eprintln!("{what} failed: {}", last.error);
-    }
-    Ok(last)
 }
 
 pub async fn admin(c: &mut Admin, cmd: AdminCmd, out: OutputFormat) -> Result<i32, CliError> {

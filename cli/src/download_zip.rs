@@ -10,7 +10,7 @@ use repovault_proto::v1 as pb;
 
 use crate::args::OutputFormat;
 use crate::client::{Admin, CliError};
-use crate::commands::{progress_bar, watch};
+use crate::commands::{Ended, Task, completed, get_restore, progress_bar, run_and_wait};
 use crate::exit;
 use crate::output::{self, fields, is_json};
 
@@ -80,34 +80,32 @@ pub async fn backup_download(
         .into_inner()
         .restore
         .unwrap_or_default();
-    watch(c, &r.task_id, &format!("restore {}", r.id), out).await?;
-    let r = c
-        .get_restore(pb::GetRestoreRequest { id: r.id })
-        .await?
-        .into_inner()
-        .restore
-        .unwrap_or_default();
-    if r.status != "completed" {
-        if is_json(out) {
-            output::json(&r);
-        } else {
+    let task = Task {
+        id: &r.task_id,
+        what: format!("restore {}", r.id),
+    };
+    // The ZIP is fetched once the restore has completed, before anything is printed.
+    let fetch = async |c: &mut Admin| {
+        let r = get_restore(c, r.id.clone()).await?;
+        if r.status == "completed" {
+            if r.download_url.is_empty() {
+                return Err(CliError::failed(format!(
+                    "restore {} completed but has no download link (does the coordinator serve HTTP?)",
+                    r.id
+                )));
+            }
+            fetch_link(&r, to, out).await?;
+        }
+        Ok(r)
+    };
+    let human = |r: &pb::Restore| {
+        if r.status != "completed" {
             eprintln!(
                 "restore {} {}: {}; nothing was written",
                 r.id, r.status, r.error
             );
+            return;
         }
-        return Ok(exit::FAILED);
-    }
-    if r.download_url.is_empty() {
-        return Err(CliError::failed(format!(
-            "restore {} completed but has no download link (does the coordinator serve HTTP?)",
-            r.id
-        )));
-    }
-    fetch(&r, to, out).await?;
-    if is_json(out) {
-        output::json(&r);
-    } else {
         fields(&[
             ("file", to.display().to_string()),
             ("bytes", r.artifact_bytes.to_string()),
@@ -116,12 +114,13 @@ pub async fn backup_download(
             ("link", r.download_url.clone()),
             ("link_expires_at", r.download_expires_at.clone()),
         ]);
-    }
-    Ok(exit::OK)
+    };
+    let code = |r: &pb::Restore| completed(&r.status);
+    run_and_wait(c, out, Some(task), Ended { fetch, human, code }).await
 }
 
 /// Downloads `r`'s link to a temporary file beside `to`, checks size and SHA-256, renames.
-async fn fetch(r: &pb::Restore, to: &Path, out: OutputFormat) -> Result<(), CliError> {
+async fn fetch_link(r: &pb::Restore, to: &Path, out: OutputFormat) -> Result<(), CliError> {
     let parent = to
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -4,9 +4,9 @@ use repovault_proto::v1 as pb;
 
 use crate::args::{DrillCmd, OutputFormat};
 use crate::client::{Admin, CliError};
-use crate::commands::watch;
+use crate::commands::{Ended, Task, get_backup, queued, run_and_wait};
 use crate::exit;
-use crate::output::{self, fields, human_bytes, is_json};
+use crate::output::{self, fields, human_bytes};
 
 /// One line: status, run, when, what was read.
 pub fn verification_line(v: &pb::Verification) -> String {
@@ -64,36 +64,35 @@ pub async fn verify(
         .await?
         .into_inner();
     if detach {
-        if is_json(out) {
-            output::json(&r);
-        } else {
-            println!("verification of {id} queued (task {})", r.task_id);
-        }
-        return Ok(exit::OK);
+        return Ok(queued(out, &r, |r| {
+            format!("verification of {id} queued (task {})", r.task_id)
+        }));
     }
-    watch(c, &r.task_id, &format!("verify {id}"), out).await?;
-    let b = c
-        .get_backup(pb::GetBackupRequest { id })
-        .await?
-        .into_inner()
-        .backup
-        .unwrap_or_default();
-    let v = b.verification.clone().unwrap_or_default();
-    if is_json(out) {
-        output::json(&b);
-    } else {
+    let task = Task {
+        id: &r.task_id,
+        what: format!("verify {id}"),
+    };
+    let fetch = async |c: &mut Admin| get_backup(c, id.clone()).await;
+    let human = |b: &pb::Backup| {
+        let v = b.verification.clone().unwrap_or_default();
         fields(&[
             ("backup", b.id.clone()),
             ("repo", b.repo.clone()),
             ("verification", verification_line(&v)),
         ]);
         print_checks(&v.checks);
-    }
-    Ok(if v.status == "verified" {
-        exit::OK
-    } else {
-        exit::VERIFY_FAILED
-    })
+    };
+    let code = |b: &pb::Backup| {
+        if b.verification
+            .as_ref()
+            .is_some_and(|v| v.status == "verified")
+        {
+            exit::OK
+        } else {
+            exit::VERIFY_FAILED
+        }
+    };
+    run_and_wait(c, out, Some(task), Ended { fetch, human, code }).await
 }
 
 pub async fn drill(c: &mut Admin, cmd: DrillCmd, out: OutputFormat) -> Result<i32, CliError> {
@@ -115,28 +114,27 @@ pub async fn drill(c: &mut Admin, cmd: DrillCmd, out: OutputFormat) -> Result<i3
                 .drill
                 .unwrap_or_default();
             if detach {
-                if is_json(out) {
-                    output::json(&d);
-                } else {
-                    println!(
+                return Ok(queued(out, &d, |d| {
+                    format!(
                         "drill {} of {} (backup {}) queued",
                         d.id, d.repo, d.backup_id
-                    );
-                }
-                return Ok(exit::OK);
+                    )
+                }));
             }
-            watch(c, &d.task_id, &format!("drill of {}", d.repo), out).await?;
-            let d = c
-                .list_drills(pb::ListDrillsRequest { org })
-                .await?
-                .into_inner()
-                .drills
-                .into_iter()
-                .find(|x| x.id == d.id)
-                .ok_or_else(|| CliError::new(exit::FAILED, "the drill's record is gone"))?;
-            if is_json(out) {
-                output::json(&d);
-            } else {
+            let task = Task {
+                id: &d.task_id,
+                what: format!("drill of {}", d.repo),
+            };
+            let fetch = async |c: &mut Admin| {
+                c.list_drills(pb::ListDrillsRequest { org: org.clone() })
+                    .await?
+                    .into_inner()
+                    .drills
+                    .into_iter()
+                    .find(|x| x.id == d.id)
+                    .ok_or_else(|| CliError::new(exit::FAILED, "the drill's record is gone"))
+            };
+            let human = |d: &pb::Drill| {
                 fields(&[
                     ("drill", d.id.clone()),
                     ("repo", d.repo.clone()),
@@ -152,12 +150,15 @@ pub async fn drill(c: &mut Admin, cmd: DrillCmd, out: OutputFormat) -> Result<i3
                     ),
                 ]);
                 print_checks(&d.checks);
-            }
-            Ok(if d.status == "passed" {
-                exit::OK
-            } else {
-                exit::VERIFY_FAILED
-            })
+            };
+            let code = |d: &pb::Drill| {
+                if d.status == "passed" {
+                    exit::OK
+                } else {
+                    exit::VERIFY_FAILED
+                }
+            };
+            run_and_wait(c, out, Some(task), Ended { fetch, human, code }).await
         }
         DrillCmd::List { org } => {
             let drills = c
