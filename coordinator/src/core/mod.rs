@@ -83,24 +83,23 @@ struct Queue {
 }
 
 impl Queue {
+    /// Repositories a leased exclusive task (a backup: `kinds::Kind::EXCLUSIVE`) holds, and those
+    /// under maintenance: no other exclusive task of them is leased meanwhile.
     fn busy_repos(&self) -> HashSet<String> {
         self.active
             .values()
-            .filter(|t| {
-                t.kind == crate::model::TaskKind::Backup && t.lease.expires_at_ms().is_some()
-            })
+            .filter(|t| kinds::exclusive(t.kind) && t.lease.expires_at_ms().is_some())
             .map(|t| t.repo_id.clone())
             .chain(self.maintenance.iter().cloned())
             .collect()
     }
 
-    /// Repositories a leased restore, verification or drill reads: maintenance waits for them.
+    /// Repositories a leased non-exclusive task (restore, verification, drill) reads:
+    /// maintenance waits for them.
     fn read_repos(&self) -> HashSet<String> {
         self.active
             .values()
-            .filter(|t| {
-                t.kind != crate::model::TaskKind::Backup && t.lease.expires_at_ms().is_some()
-            })
+            .filter(|t| !kinds::exclusive(t.kind) && t.lease.expires_at_ms().is_some())
             .map(|t| t.repo_id.clone())
             .collect()
     }

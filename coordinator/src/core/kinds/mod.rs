@@ -74,7 +74,9 @@ pub(super) struct Completion<'a> {
 /// holds no state of its own; the defaults are "nothing specific".
 pub(super) trait Kind {
     /// Whether a task of this kind takes its repository alone (no other task of the repository
-    /// is leased meanwhile; see `queue.rs`).
+    /// is leased meanwhile; see `queue.rs`). A leased exclusive task also keeps maintenance off
+    /// its repository as a writer (`Queue::busy_repos`); a leased non-exclusive one as a reader
+    /// (`Queue::read_repos`).
     const EXCLUSIVE: bool = false;
 
     /// Whether the repository's snapshot repository must exist before a lease (the coordinator
