@@ -1,4 +1,4 @@
-//! Restore drills (issue 7): on an organisation's drill schedule (or `org drill`), one backup is
+//! Restore drills: on an organisation's drill schedule (or `org drill`), one backup is
 //! restored by a worker into a scratch bare repository, compared with its manifest (ref tips,
 //! object count, item counts) and deleted. The outcome is kept per organisation and shown in the
 //! health view and the repository's timeline.

@@ -1,4 +1,4 @@
-//! Escrow agreements (issue 6). An agreement covers one repository; while it is active (not
+//! Escrow agreements. An agreement covers one repository; while it is active (not
 //! released, not past its `until`), every finished backup of the repository is escrowed:
 //! the ones that existed when it was enabled and every one completed since. The flag is derived
 //! from the agreement records rather than written into each backup, because catalog objects are

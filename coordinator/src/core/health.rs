@@ -1,4 +1,4 @@
-//! The operator's view (issue 6): gathers what [`crate::health`] needs (stats, schedules,
+//! The operator's view: gathers what [`crate::health`] needs (stats, schedules,
 //! the queue, the catalog) and answers `GetHealth` / `GetTimeline`; and the health gauges.
 //!
 //! "Now" is the schedules' clock (`Schedules::now_ms`), so a test's injected clock moves the
@@ -335,7 +335,7 @@ impl Core {
                     .set(age);
             }
         }
-        // Verification (issue 7): repositories whose latest backup failed it, and per
+        // Verification: repositories whose latest backup failed it, and per
         // organisation whether its latest drill passed (1) or not (0; absent before the first).
         let unverified = rows
             .iter()

@@ -4,8 +4,9 @@
 //! Ordering and atomicity: every change to a task is applied to the store in one transaction
 //! together with the record it produces (backup or restore) before it is visible in memory, under
 //! one queue lock, so the store and the in-memory queue never disagree about a task. Lease
-//! renewals are the exception: heartbeats stay in memory (DESIGN.md §3), and a coordinator that
-//! restarts honours every persisted lease for a takeover grace before reaping it.
+//! renewals are the exception: heartbeats stay in memory (a write per heartbeat would dominate
+//! the store's load), and a coordinator that restarts honours every persisted lease for a
+//! takeover grace before reaping it.
 
 mod admin;
 mod browse;
@@ -136,7 +137,7 @@ pub struct Core {
     pub downloads: crate::downloads::Downloads,
     /// Scheduled and on-push backups: the clock, push bursts (`schedules.rs`).
     pub schedules: schedules::Schedules,
-    /// Size thresholds, the read-back rotation, drills (issue 7); set by the server from the
+    /// Size thresholds, the read-back rotation, drills; set by the server from the
     /// configuration after construction.
     pub verification: parking_lot::RwLock<crate::verification::VerificationOptions>,
     /// Repositories whose latest reconcile sweep failed (`reconcile.rs`), for the health view.

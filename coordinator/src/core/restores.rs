@@ -15,7 +15,7 @@
 //!   that exists (checked here); append-only.
 //! - `download_zip` to `download`.
 //!
-//! Access (issue 13): a `full_repo` restore to a forge grants direct collaborators only, unless
+//! Access: a `full_repo` restore to a forge grants direct collaborators only, unless
 //! the request's [`AccessScope`] asks for team grants or everyone; any other restore (which
 //! restores no settings) refuses a wider scope rather than ignoring it.
 

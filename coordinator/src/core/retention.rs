@@ -33,8 +33,9 @@ use super::Core;
 /// How often the coordinator runs retention: hourly, the finest period a policy can count
 /// (`keep_hourly`); the day-granular `days` rule needs no more.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60 * 60);
-/// At most one prune (first phase) per repository per week (issue 6: "at most weekly per
-/// repository").
+/// At most one prune (first phase) per repository per week: a prune rewrites index files and
+/// repacks, which costs storage requests out of proportion to what a day's backups add (README,
+/// "Maintenance").
 pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// How long packs marked for deletion are kept before a second prune deletes them: restic's and
 /// rustic_core's default `keep_delete` (23 h), so a reader holding the old index still finds them.

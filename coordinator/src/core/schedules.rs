@@ -31,7 +31,9 @@ pub const TICK: std::time::Duration = std::time::Duration::from_secs(10);
 /// its due time, which is set this much early (see [`Schedules::push_delay_ms`]).
 pub const PUSH_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Default delay from the first push of a burst to its backup (issue 6: 2 minutes).
+/// Default delay from the first push of a burst to its backup: 2 minutes, long enough for a
+/// burst of pushes (a branch and its tags, a merge train) to collapse into one backup (README,
+/// "On push").
 pub const DEFAULT_PUSH_DELAY: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// At most this many runs are enqueued per tick (one store transaction each): after an outage

@@ -1,4 +1,4 @@
-//! Verification of backups (issue 7): the automatic run's results at backup completion, `backup
+//! Verification of backups: the automatic run's results at backup completion, `backup
 //! verify` as a task, the 30-day read-back rotation, and keeping the backup record and its
 //! catalog object in step.
 //!
