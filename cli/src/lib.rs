@@ -7,12 +7,8 @@
 mod args;
 mod client;
 mod commands;
-mod download_zip;
-mod escrow_cmds;
-mod org_add;
 mod output;
 mod run;
-mod verify_cmds;
 
 pub use args::Cli;
 pub use run::{run_cli, standalone_settings};

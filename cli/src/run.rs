@@ -10,7 +10,7 @@ use repovault_coordinator::config::{ConfigError, CoordinatorConfig, Settings};
 use repovault_worker::local_paths::LocalPaths;
 use repovault_worker::session::{self, Exit, WorkerConfig};
 
-use crate::args::{AuditCmd, Cli, Command, StandaloneArgs, WorkerArgs};
+use crate::args::{Cli, Command, StandaloneArgs, WorkerArgs};
 use crate::client::{CliError, connect};
 use crate::{commands, exit};
 
@@ -39,23 +39,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         admin_command => admin_command,
     };
     let mut c = connect(&url, admin_token_file.as_deref(), ca_file.as_deref()).await?;
-    match admin_command {
-        Command::Org(cmd) => commands::org(&mut c, cmd, out).await,
-        Command::Repo(cmd) => commands::repo(&mut c, cmd, out).await,
-        Command::Backup(cmd) => commands::backup(&mut c, cmd, out).await,
-        Command::Restore(cmd) => commands::restore(&mut c, cmd, out).await,
-        Command::Admin(cmd) => commands::admin(&mut c, cmd, out).await,
-        Command::Escrow(cmd) => crate::escrow_cmds::escrow(&mut c, cmd, out).await,
-        Command::Workers => commands::workers(&mut c, out).await,
-        Command::Queue => commands::queue(&mut c, out).await,
-        Command::Health { org } => commands::health(&mut c, org, out).await,
-        Command::Timeline { repo } => commands::timeline(&mut c, repo, out).await,
-        Command::Drill(cmd) => crate::verify_cmds::drill(&mut c, cmd, out).await,
-        Command::Audit(AuditCmd::List { limit }) => commands::audit(&mut c, limit, out).await,
-        Command::Standalone(_) | Command::Coordinator { .. } | Command::Worker(_) => Err(
-            CliError::usage("this command does not talk to a coordinator"),
-        ),
-    }
+    commands::run(&mut c, admin_command, out).await
 }
 
 fn init_telemetry() {

@@ -1,101 +1,20 @@
-//! `backup verify` and `drill run|list` (issue 7), and how checks are printed.
+//! `drill run|list` (issue 7).
 
 use repovault_proto::v1 as pb;
 
 use crate::args::{DrillCmd, OutputFormat};
 use crate::client::{Admin, CliError};
-use crate::commands::{Ended, Task, get_backup, queued, run_and_wait};
 use crate::exit;
-use crate::output::{self, fields, human_bytes};
+use crate::output::{self, fields};
 
-/// One line: status, run, when, what was read.
-pub fn verification_line(v: &pb::Verification) -> String {
-    let mut s = v.status.clone();
-    if !v.run.is_empty() {
-        s.push_str(&format!(" ({}", v.run));
-        if !v.finished_at.is_empty() {
-            s.push_str(&format!(", {}", v.finished_at));
-        }
-        if v.packs_read > 0 {
-            s.push_str(&format!(
-                ", {} packs / {} read back",
-                v.packs_read,
-                human_bytes(v.bytes_read)
-            ));
-        }
-        s.push(')');
-    }
-    s
-}
+use super::task_wait::{Ended, Task, queued, run_and_wait};
+use super::verify_cmd::print_checks;
 
-/// Each check on its own line, its detail indented under it.
-pub fn print_checks(checks: &[pb::CheckResult]) {
-    if checks.is_empty() {
-        return;
-    }
-    println!("checks:");
-    for c in checks {
-        let mark = match (c.result.as_str(), c.warning) {
-            ("pass", true) => "pass (warning)",
-            (r, _) => r,
-        };
-        let mut lines = c.detail.lines();
-        println!(
-            "  {:<19} {:<15} {}",
-            c.name,
-            mark,
-            lines.next().unwrap_or("")
-        );
-        for l in lines {
-            println!("  {:<19} {:<15} {l}", "", "");
-        }
-    }
-}
-
-/// `backup verify ID`: queue, wait, print; exit 5 unless verified.
-pub async fn verify(
+pub(super) async fn drill(
     c: &mut Admin,
-    id: String,
-    detach: bool,
+    cmd: DrillCmd,
     out: OutputFormat,
 ) -> Result<i32, CliError> {
-    let r = c
-        .verify_backup(pb::VerifyBackupRequest { id: id.clone() })
-        .await?
-        .into_inner();
-    if detach {
-        return Ok(queued(out, &r, |r| {
-            format!("verification of {id} queued (task {})", r.task_id)
-        }));
-    }
-    let task = Task {
-        id: &r.task_id,
-        what: format!("verify {id}"),
-    };
-    let fetch = async |c: &mut Admin| get_backup(c, id.clone()).await;
-    let human = |b: &pb::Backup| {
-        let v = b.verification.clone().unwrap_or_default();
-        fields(&[
-            ("backup", b.id.clone()),
-            ("repo", b.repo.clone()),
-            ("verification", verification_line(&v)),
-        ]);
-        print_checks(&v.checks);
-    };
-    let code = |b: &pb::Backup| {
-        if b.verification
-            .as_ref()
-            .is_some_and(|v| v.status == "verified")
-        {
-            exit::OK
-        } else {
-            exit::VERIFY_FAILED
-        }
-    };
-    run_and_wait(c, out, Some(task), Ended { fetch, human, code }).await
-}
-
-pub async fn drill(c: &mut Admin, cmd: DrillCmd, out: OutputFormat) -> Result<i32, CliError> {
     match cmd {
         DrillCmd::Run {
             org,

@@ -10,12 +10,14 @@ use repovault_proto::v1 as pb;
 
 use crate::args::OutputFormat;
 use crate::client::{Admin, CliError};
-use crate::commands::{Ended, Task, completed, get_restore, progress_bar, run_and_wait};
 use crate::exit;
 use crate::output::{self, fields, is_json};
 
+use super::restore_cmd::get_restore;
+use super::task_wait::{Ended, Task, completed, progress_bar, run_and_wait};
+
 /// A restore's download link lines (`restore show`), when it has a download.
-pub fn link_fields(r: &pb::Restore) {
+pub(super) fn link_fields(r: &pb::Restore) {
     let mut f = Vec::new();
     if r.artifact_bytes > 0 {
         f.push(("artifact_bytes", r.artifact_bytes.to_string()));
@@ -34,7 +36,7 @@ pub fn link_fields(r: &pb::Restore) {
 }
 
 /// `restore link ID --expires D`.
-pub async fn restore_link(
+pub(super) async fn restore_link(
     c: &mut Admin,
     id: &str,
     expires: Duration,
@@ -58,7 +60,7 @@ pub async fn restore_link(
 /// `backup download BACKUP_ID --to FILE --expires D`: a `download_zip` restore, watched; then its
 /// link fetched over HTTP into a temporary file beside FILE, checked against the restore's size
 /// and SHA-256, and renamed to FILE. FILE is either absent or a complete, checked ZIP.
-pub async fn backup_download(
+pub(super) async fn backup_download(
     c: &mut Admin,
     backup_id: &str,
     to: &Path,

@@ -1,0 +1,124 @@
+//! `admin rebuild-catalog`, `workers`, `queue` and `audit list`.
+
+use repovault_proto::v1 as pb;
+
+use crate::args::{AdminCmd, OutputFormat};
+use crate::client::{Admin, CliError};
+use crate::exit;
+use crate::output::{self, is_json};
+
+use super::or_dash;
+
+pub(super) async fn admin(
+    c: &mut Admin,
+    cmd: AdminCmd,
+    out: OutputFormat,
+) -> Result<i32, CliError> {
+    match cmd {
+        AdminCmd::RebuildCatalog => {
+            let r = c
+                .rebuild_catalog(pb::RebuildCatalogRequest {})
+                .await?
+                .into_inner();
+            if is_json(out) {
+                output::json(&r);
+            } else {
+                println!(
+                    "catalog rebuilt: {} repositories, {} backups",
+                    r.repositories, r.backups
+                );
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub(super) async fn workers(c: &mut Admin, out: OutputFormat) -> Result<i32, CliError> {
+    let w = c
+        .list_workers(pb::ListWorkersRequest {})
+        .await?
+        .into_inner()
+        .workers;
+    output::list(
+        out,
+        &w,
+        &["ID", "NAME", "RUNNING", "STATE", "LAST HEARTBEAT"],
+        |w| {
+            vec![
+                w.id.clone(),
+                w.name.clone(),
+                format!("{}/{}", w.running, w.slots),
+                if w.draining {
+                    "draining".into()
+                } else {
+                    "active".into()
+                },
+                w.last_heartbeat_at.clone(),
+            ]
+        },
+    );
+    Ok(exit::OK)
+}
+
+pub(super) async fn queue(c: &mut Admin, out: OutputFormat) -> Result<i32, CliError> {
+    let q = c
+        .get_queue(pb::GetQueueRequest {})
+        .await?
+        .into_inner()
+        .entries;
+    output::list(
+        out,
+        &q,
+        &[
+            "TASK",
+            "KIND",
+            "REPOSITORY",
+            "PRIORITY",
+            "STATE",
+            "ATTEMPT",
+            "WORKER",
+            "ENQUEUED",
+        ],
+        |e| {
+            vec![
+                e.task_id.clone(),
+                e.kind.clone(),
+                e.repo.clone(),
+                format!("{} ({})", e.effective_priority, e.priority),
+                e.state.clone(),
+                e.attempt.to_string(),
+                or_dash(&e.worker_id),
+                e.enqueued_at.clone(),
+            ]
+        },
+    );
+    Ok(exit::OK)
+}
+
+pub(super) async fn audit(c: &mut Admin, limit: u32, out: OutputFormat) -> Result<i32, CliError> {
+    let entries = c
+        .list_audit(pb::ListAuditRequest { limit })
+        .await?
+        .into_inner()
+        .entries;
+    output::list(
+        out,
+        &entries,
+        &["AT", "CALLER", "ROLE", "FROM", "CALL", "OUTCOME"],
+        |e| {
+            vec![
+                e.at.clone(),
+                e.caller.clone(),
+                e.role.clone(),
+                or_dash(&e.peer),
+                e.method.clone(),
+                if e.detail.is_empty() {
+                    e.outcome.clone()
+                } else {
+                    format!("{} ({})", e.outcome, e.detail)
+                },
+            ]
+        },
+    );
+    Ok(exit::OK)
+}

@@ -1,0 +1,134 @@
+//! `escrow enable|release|list` (issue 6).
+
+use repovault_proto::v1 as pb;
+
+use crate::args::{EscrowCmd, OutputFormat};
+use crate::client::{Admin, CliError};
+use crate::exit;
+use crate::output::{self, is_json};
+
+pub(super) async fn escrow(
+    c: &mut Admin,
+    cmd: EscrowCmd,
+    out: OutputFormat,
+) -> Result<i32, CliError> {
+    match cmd {
+        EscrowCmd::Enable {
+            repo,
+            agreement,
+            agreement_file,
+            until,
+            key_to,
+        } => {
+            // Checked before anything changes: the key is handed out once.
+            if key_to.exists() {
+                return Err(CliError::usage(format!(
+                    "{} exists; choose a new file (keys are never overwritten)",
+                    key_to.display()
+                )));
+            }
+            let agreement = match (agreement, agreement_file) {
+                (Some(a), None) => a,
+                (None, Some(f)) => std::fs::read_to_string(&f)
+                    .map_err(|e| CliError::usage(format!("reading {}: {e}", f.display())))?,
+                _ => {
+                    return Err(CliError::usage(
+                        "give the agreement with --agreement TEXT or --agreement-file FILE",
+                    ));
+                }
+            };
+            let r = c
+                .enable_escrow(pb::EnableEscrowRequest {
+                    repo: repo.clone(),
+                    agreement,
+                    until: until.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            repovault_common::crypto::write_private_file(
+                &key_to,
+                format!("{}\n", r.key).as_bytes(),
+            )
+            .map_err(|e| {
+                CliError::failed(format!(
+                    "escrow enabled, but writing the key to {} failed: {e}; release and enable again for a new key",
+                    key_to.display()
+                ))
+            })?;
+            let a = r.agreement.unwrap_or_default();
+            if is_json(out) {
+                output::json(&serde_json::json!({"agreement": a, "key_file": key_to}));
+            } else {
+                println!(
+                    "escrow {} on {repo} active{}; key written to {} (mode 0600): it opens this repository's snapshot repository only",
+                    a.id,
+                    if a.until.is_empty() {
+                        " until released".to_string()
+                    } else {
+                        format!(" until {}", a.until)
+                    },
+                    key_to.display()
+                );
+            }
+        }
+        EscrowCmd::Release { repo } => {
+            let r = c
+                .release_escrow(pb::ReleaseEscrowRequest { repo: repo.clone() })
+                .await?
+                .into_inner();
+            if is_json(out) {
+                output::json(&r);
+            } else {
+                println!("{repo}: {} escrow agreement(s) released", r.released.len());
+            }
+        }
+        EscrowCmd::List { repo } => {
+            let r = c
+                .list_escrows(pb::ListEscrowsRequest {
+                    repo: repo.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            if is_json(out) {
+                output::json(&r.agreements);
+            } else {
+                output::table(HEADERS, &agreement_rows(&r.agreements));
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn agreement_rows(list: &[pb::EscrowAgreement]) -> Vec<Vec<String>> {
+    list.iter()
+        .map(|e| {
+            vec![
+                e.id.clone(),
+                e.repo.clone(),
+                if e.active { "active" } else { "ended" }.into(),
+                e.agreement.lines().next().unwrap_or_default().to_string(),
+                e.created_at.clone(),
+                if e.until.is_empty() {
+                    "-".into()
+                } else {
+                    e.until.clone()
+                },
+                if e.released_at.is_empty() {
+                    "-".into()
+                } else {
+                    e.released_at.clone()
+                },
+            ]
+        })
+        .collect()
+}
+
+const HEADERS: &[&str] = &[
+    "ID",
+    "REPOSITORY",
+    "STATE",
+    "AGREEMENT",
+    "CREATED",
+    "UNTIL",
+    "RELEASED",
+];

@@ -1,0 +1,408 @@
+//! `restore ...`: start, list, watch, cancel, show (link is in `zip_cmd`), and the download of
+//! a `full_repo` restore's bare repository.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use repovault_proto::v1 as pb;
+
+use crate::args::{
+    OutputFormat, RestoreCmd, RestoreTarget, RestoreType, VALID_RESTORES, valid_restores_text,
+};
+use crate::client::{Admin, CliError, read_token};
+use crate::exit;
+use crate::output::{self, fields, is_json};
+
+use super::task_wait::{Ended, Task, completed, progress_bar, queued, run_and_wait};
+use super::{or_dash, zip_cmd};
+
+/// One restore's record (`restore show`, and the end of every wait on a restore's task).
+pub(super) async fn get_restore(c: &mut Admin, id: String) -> Result<pb::Restore, CliError> {
+    Ok(c.get_restore(pb::GetRestoreRequest { id })
+        .await?
+        .into_inner()
+        .restore
+        .unwrap_or_default())
+}
+
+pub(super) async fn restore(
+    c: &mut Admin,
+    cmd: RestoreCmd,
+    out: OutputFormat,
+) -> Result<i32, CliError> {
+    match cmd {
+        RestoreCmd::Start {
+            backup_id,
+            restore_type,
+            target,
+            url,
+            org,
+            name,
+            credential_org,
+            into,
+            path,
+            access,
+            token,
+            wait,
+        } => {
+            let target = restore_target(restore_type, target, into.is_some())?;
+            let is_tar = restore_type == RestoreType::FullRepo && target == "download";
+            match (is_tar, &path) {
+                (true, None) => {
+                    return Err(CliError::usage(
+                        "full_repo to download needs --path DIR (where the bare repository goes)",
+                    ));
+                }
+                (false, Some(_)) => {
+                    return Err(CliError::usage("--path is only for full_repo to download"));
+                }
+                _ => {}
+            }
+            if target == "new" && url.is_none() && (org.is_none() || name.is_none()) {
+                return Err(CliError::usage(
+                    "target new needs --org ORG --name NAME (a forge) or --url URL (plain git)",
+                ));
+            }
+            if target == "original" && name.is_none() {
+                return Err(CliError::usage(
+                    "target original needs --name NAME (a repository that does not exist yet)",
+                ));
+            }
+            if target == "existing" && into.is_none() {
+                return Err(CliError::usage(
+                    "target existing needs --into ORG/NAME (an existing repository)",
+                ));
+            }
+            let token = read_token(token.token_env.as_deref(), token.token_file.as_deref())?;
+            if let Some(p) = &path {
+                check_download_dir(p)?;
+            }
+            let r = c
+                .start_restore(pb::StartRestoreRequest {
+                    backup_id,
+                    r#type: restore_type.as_str().into(),
+                    target: target.into(),
+                    url: url.unwrap_or_default(),
+                    token: token.unwrap_or_default(),
+                    org: org.unwrap_or_default(),
+                    name: name.unwrap_or_default(),
+                    credential_org: credential_org.unwrap_or_default(),
+                    into: into.unwrap_or_default(),
+                    access: pb::RestoreAccess::from(access).into(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .restore
+                .unwrap_or_default();
+            if !wait && !is_tar {
+                return Ok(queued(out, &r, |r| format!("restore {} queued", r.id)));
+            }
+            let task = Task {
+                id: &r.task_id,
+                what: format!("restore {}", r.id),
+            };
+            // The bare repository of a full_repo download is fetched once the restore has
+            // completed, before anything is printed.
+            let fetch = async |c: &mut Admin| {
+                let r = get_restore(c, r.id.clone()).await?;
+                if r.status == "completed"
+                    && let Some(p) = &path
+                {
+                    download(c, &r, p, out).await?;
+                }
+                Ok(r)
+            };
+            let human = |r: &pb::Restore| {
+                restore_fields(r);
+                if let Some(p) = &path
+                    && r.status == "completed"
+                {
+                    println!("bare repository written to {}", p.display());
+                }
+            };
+            run_and_wait(
+                c,
+                out,
+                Some(task),
+                Ended {
+                    fetch,
+                    human,
+                    code: |r: &pb::Restore| completed(&r.status),
+                },
+            )
+            .await
+        }
+        RestoreCmd::List { repo } => {
+            let list = c
+                .list_restores(pb::ListRestoresRequest {
+                    repo: repo.unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .restores;
+            output::list(
+                out,
+                &list,
+                &[
+                    "ID",
+                    "REPOSITORY",
+                    "TYPE",
+                    "TARGET",
+                    "INTO",
+                    "STATUS",
+                    "CREATED",
+                ],
+                |r| {
+                    vec![
+                        r.id.clone(),
+                        r.repo.clone(),
+                        r.r#type.clone(),
+                        r.target.clone(),
+                        or_dash(if r.target_repo.is_empty() {
+                            &r.target_url
+                        } else {
+                            &r.target_repo
+                        }),
+                        r.status.clone(),
+                        r.created_at.clone(),
+                    ]
+                },
+            );
+            Ok(exit::OK)
+        }
+        RestoreCmd::Watch { id } => {
+            let r = get_restore(c, id).await?;
+            // A restore that has ended has no progress left to follow.
+            let task = (r.status != "completed" && r.status != "failed").then(|| Task {
+                id: &r.task_id,
+                what: format!("restore {}", r.id),
+            });
+            let fetch = async |c: &mut Admin| get_restore(c, r.id.clone()).await;
+            run_and_wait(
+                c,
+                out,
+                task,
+                Ended {
+                    fetch,
+                    human: restore_fields,
+                    code: |r: &pb::Restore| completed(&r.status),
+                },
+            )
+            .await
+        }
+        RestoreCmd::Cancel { id } => {
+            let r = c
+                .cancel_restore(pb::CancelRestoreRequest { id })
+                .await?
+                .into_inner()
+                .restore
+                .unwrap_or_default();
+            if is_json(out) {
+                output::json(&r);
+            } else {
+                println!("restore {} {}: {}", r.id, r.status, or_dash(&r.error));
+            }
+            Ok(exit::OK)
+        }
+        RestoreCmd::Link { id, expires } => zip_cmd::restore_link(c, &id, expires, out).await,
+        RestoreCmd::Show { id } => {
+            let r = get_restore(c, id).await?;
+            output::show(out, &r, restore_fields);
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn restore_fields(r: &pb::Restore) {
+    fields(&[
+        ("id", r.id.clone()),
+        ("backup", r.backup_id.clone()),
+        ("repo", r.repo.clone()),
+        ("type", r.r#type.clone()),
+        ("target", r.target.clone()),
+        ("url", or_dash(&r.target_url)),
+        ("status", r.status.clone()),
+        ("error", or_dash(&r.error)),
+        ("created_at", r.created_at.clone()),
+        ("finished_at", or_dash(&r.finished_at)),
+        ("refs_pushed", r.refs_pushed.to_string()),
+        ("target_repo", or_dash(&r.target_repo)),
+        ("access", access_name(r.access())),
+        ("summary", or_dash(&r.summary)),
+    ]);
+    zip_cmd::link_fields(r);
+}
+
+/// A restore's access scope as `--access` names it (`-` where it does not apply).
+fn access_name(a: pb::RestoreAccess) -> String {
+    match a {
+        pb::RestoreAccess::Unspecified => "-",
+        pb::RestoreAccess::Direct => "direct",
+        pb::RestoreAccess::Teams => "teams",
+        pb::RestoreAccess::All => "all",
+    }
+    .into()
+}
+
+/// The target a restore start names, checked against [`crate::args::VALID_RESTORES`]: a usage
+/// error (exit 2) names the valid combinations.
+fn restore_target(
+    restore_type: RestoreType,
+    target: Option<RestoreTarget>,
+    into: bool,
+) -> Result<&'static str, CliError> {
+    let target = match (target, into) {
+        (Some(t), _) => t.as_str(),
+        (None, true) => "existing",
+        (None, false) if restore_type == RestoreType::DownloadZip => "download",
+        (None, false) => {
+            return Err(CliError::usage(format!(
+                "--target is required; {}",
+                valid_restores_text()
+            )));
+        }
+    };
+    let ok = VALID_RESTORES
+        .iter()
+        .any(|(t, targets)| *t == restore_type.as_str() && targets.contains(&target));
+    if !ok {
+        return Err(CliError::usage(format!(
+            "restore type {} to target {target} is not a valid combination; {}",
+            restore_type.as_str(),
+            valid_restores_text()
+        )));
+    }
+    Ok(target)
+}
+
+/// `--path` must be an empty directory or absent, and neither it nor the directory it is
+/// created in (its nearest existing ancestor) a symbolic link. Checked before the restore is
+/// queued: the final `rename` into place fails on a link only after the whole restore, and a
+/// link would put the repository somewhere else than the path named.
+fn check_download_dir(p: &Path) -> Result<(), CliError> {
+    let refuse = |what: String| Err(CliError::usage(format!("--path {}: {what}", p.display())));
+    let link_target = |a: &Path| {
+        std::fs::read_link(a)
+            .map(|t| t.display().to_string())
+            .unwrap_or_else(|e| format!("unreadable: {e}"))
+    };
+    for (i, a) in p.ancestors().enumerate() {
+        let a = if a.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            a
+        };
+        let meta = match std::fs::symlink_metadata(a) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return refuse(format!("{}: {e}", a.display())),
+        };
+        if meta.file_type().is_symlink() {
+            return if i == 0 {
+                refuse(format!(
+                    "is a symbolic link (to {}); give the directory itself",
+                    link_target(a)
+                ))
+            } else {
+                refuse(format!(
+                    "is under the symbolic link {} (to {}); give a path without links",
+                    a.display(),
+                    link_target(a)
+                ))
+            };
+        }
+        if !meta.is_dir() {
+            return refuse(format!("{} is not a directory", a.display()));
+        }
+        if i == 0 {
+            let empty = std::fs::read_dir(p)
+                .map_err(|e| CliError::usage(format!("--path {}: {e}", p.display())))?
+                .next()
+                .is_none();
+            if !empty {
+                return refuse("exists and is not empty".into());
+            }
+            // The directory it is renamed into place in must not be a link either.
+            continue;
+        }
+        break;
+    }
+    Ok(())
+}
+
+/// Streams the artifact, checks its SHA-256, unpacks it beside `dest` and renames it into place:
+/// `dest` is either absent or complete.
+async fn download(
+    c: &mut Admin,
+    r: &pb::Restore,
+    dest: &Path,
+    out: OutputFormat,
+) -> Result<(), CliError> {
+    check_download_dir(dest)?;
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .map_err(|e| CliError::failed(format!("{}: {e}", parent.display())))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".repovault-download-")
+        .tempdir_in(parent)
+        .map_err(|e| {
+            CliError::failed(format!("temporary directory in {}: {e}", parent.display()))
+        })?;
+    let tar_path = tmp.path().join("download.tar");
+    let mut file = std::fs::File::create(&tar_path)
+        .map_err(|e| CliError::failed(format!("{}: {e}", tar_path.display())))?;
+    let mut stream = c
+        .download_restore(pb::DownloadRestoreRequest { id: r.id.clone() })
+        .await?
+        .into_inner();
+    let mut hash = Sha256::new();
+    let (mut got, mut expected_sha, mut total) = (0u64, String::new(), r.artifact_bytes);
+    let bar = progress_bar(out, "download");
+    while let Some(chunk) = stream.message().await? {
+        if !chunk.sha256.is_empty() {
+            expected_sha = chunk.sha256.clone();
+            total = chunk.total_bytes;
+            if let Some(b) = &bar {
+                b.set_length(total);
+            }
+        }
+        hash.update(&chunk.data);
+        got += chunk.data.len() as u64;
+        std::io::Write::write_all(&mut file, &chunk.data)
+            .map_err(|e| CliError::failed(format!("{}: {e}", tar_path.display())))?;
+        if let Some(b) = &bar {
+            b.set_position(got);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    drop(file);
+    let actual = hex::encode(hash.finalize());
+    if got != total || (!expected_sha.is_empty() && actual != expected_sha) {
+        return Err(CliError::failed(format!(
+            "download of restore {} is corrupt: {got} of {total} bytes, sha256 {actual} (expected {expected_sha}); nothing was written to {}",
+            r.id,
+            dest.display()
+        )));
+    }
+    let unpacked = tmp.path().join("unpacked");
+    let f = std::fs::File::open(&tar_path).map_err(|e| CliError::failed(e.to_string()))?;
+    tar::Archive::new(f)
+        .unpack(&unpacked)
+        .map_err(|e| CliError::failed(format!("unpacking the download: {e}")))?;
+    let code = unpacked.join("code.git");
+    if dest.exists() {
+        std::fs::remove_dir(dest)
+            .map_err(|e| CliError::failed(format!("{}: {e}", dest.display())))?;
+    }
+    std::fs::rename(&code, dest).map_err(|e| {
+        CliError::failed(format!("moving the repository to {}: {e}", dest.display()))
+    })?;
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! `health` and `timeline`: how the backups stand.
+
+use repovault_proto::v1 as pb;
+
+use crate::args::OutputFormat;
+use crate::client::{Admin, CliError};
+use crate::exit;
+use crate::output::{self, fields, human_bytes, is_json};
+
+use super::or_dash;
+
+/// `health [ORG]`: one row per repository, then the summary; with `--output json` the
+/// response (`repos` and `summary`) as one document.
+pub(super) async fn health(
+    c: &mut Admin,
+    org: Option<String>,
+    out: OutputFormat,
+) -> Result<i32, CliError> {
+    let r = c
+        .get_health(pb::GetHealthRequest {
+            org: org.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    if is_json(out) {
+        output::json(&r);
+        return Ok(exit::OK);
+    }
+    output::table(
+        &["REPOSITORY", "STATE", "LAST BACKUP", "NEXT RUN", "DETAIL"],
+        &r.repos
+            .iter()
+            .map(|h| {
+                let mut detail = h.message.clone();
+                if !h.incomplete.is_empty() {
+                    if !detail.is_empty() {
+                        detail.push_str("; ");
+                    }
+                    detail.push_str(&format!("skipped: {}", h.incomplete.join(", ")));
+                }
+                if !h.housekeeping.is_empty() {
+                    if !detail.is_empty() {
+                        detail.push_str("; ");
+                    }
+                    detail.push_str(&format!("housekeeping failed: {}", h.housekeeping));
+                }
+                vec![
+                    h.repo.clone(),
+                    h.state.clone(),
+                    or_dash(&h.last_backup_at),
+                    or_dash(&h.next_run_at),
+                    or_dash(&detail),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+    let s = r.summary.unwrap_or_default();
+    println!();
+    fields(&[
+        ("repositories", s.total.to_string()),
+        ("backed up", s.backed_up.to_string()),
+        ("active backup", s.active.to_string()),
+        ("not yet backed up", s.never.to_string()),
+        ("failing", s.failed.to_string()),
+        ("late", s.late.to_string()),
+        ("paused", s.paused.to_string()),
+        ("incomplete", s.incomplete.to_string()),
+        ("failed verification", s.unverified.to_string()),
+        (
+            "read back in 30 days",
+            format!("{} (overdue: {})", s.readback_current, s.readback_overdue),
+        ),
+        ("housekeeping failing", s.housekeeping_failing.to_string()),
+        ("last backup", or_dash(&s.last_backup_at)),
+        ("next scheduled run", or_dash(&s.next_run_at)),
+    ]);
+    if !r.drills.is_empty() {
+        println!();
+        output::table(
+            &[
+                "ORGANISATION",
+                "LAST DRILL",
+                "REPOSITORY",
+                "FINISHED",
+                "NEXT",
+                "DETAIL",
+            ],
+            &r.drills
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.org.clone(),
+                        d.status.clone(),
+                        or_dash(&d.repo),
+                        or_dash(&d.finished_at),
+                        or_dash(&d.next_at),
+                        or_dash(&d.detail),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// `timeline ORG/NAME`: every backup oldest first with its verification, skipped slots and
+/// drills in between.
+pub(super) async fn timeline(
+    c: &mut Admin,
+    repo: String,
+    out: OutputFormat,
+) -> Result<i32, CliError> {
+    let r = c
+        .get_timeline(pb::GetTimelineRequest { repo })
+        .await?
+        .into_inner();
+    let flag = |b: bool, s: &str| if b { s.to_string() } else { String::new() };
+    output::list(
+        out,
+        &r.entries,
+        &[
+            "AT", "BACKUP", "TYPE", "TRIGGER", "STATUS", "SIZE", "ADDED", "VERIFIED", "ESCROW",
+            "NOTE",
+        ],
+        |e| {
+            if e.kind == "skipped_slot" {
+                let mut row = vec![e.at.clone(), "-".into()];
+                row.extend(std::iter::repeat_n(String::new(), 7));
+                row.push("slot skipped: the previous backup still ran".into());
+                return row;
+            }
+            if e.kind == "drill" {
+                let mut row = vec![e.at.clone(), e.backup_id.clone(), "drill".into()];
+                row.push(e.trigger.clone());
+                row.push(e.status.clone());
+                row.extend(std::iter::repeat_n(String::new(), 2));
+                row.push(e.verification.clone());
+                row.push(String::new());
+                row.push(if e.error.is_empty() {
+                    "restore drill".into()
+                } else {
+                    format!("restore drill: {}", e.error)
+                });
+                return row;
+            }
+            let failing: Vec<String> = e
+                .checks
+                .iter()
+                .filter(|c| c.result == "fail" || (c.result == "skipped" && c.incomplete))
+                .map(|c| format!("{} {}", c.name, c.result))
+                .collect();
+            let mut note = flag(e.size_jump, "size jump");
+            if !failing.is_empty() {
+                if !note.is_empty() {
+                    note.push_str("; ");
+                }
+                note.push_str(&failing.join(", "));
+            }
+            if !e.error.is_empty() {
+                if !note.is_empty() {
+                    note.push_str("; ");
+                }
+                note.push_str(&e.error);
+            }
+            vec![
+                e.at.clone(),
+                e.backup_id.clone(),
+                e.r#type.clone(),
+                e.trigger.clone(),
+                e.status.clone(),
+                human_bytes(e.size_bytes),
+                human_bytes(e.added_bytes),
+                or_dash(&e.verification),
+                flag(e.is_escrowed, "escrowed"),
+                note,
+            ]
+        },
+    );
+    Ok(exit::OK)
+}
