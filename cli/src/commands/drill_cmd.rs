@@ -1,4 +1,4 @@
-//! `drill run|list` (issue 7).
+//! `drill run|list`: restore drills; `drill run` exits 5 unless the drill passed.
 
 use repovault_proto::v1 as pb;
 

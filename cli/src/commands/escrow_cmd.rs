@@ -1,4 +1,4 @@
-//! `escrow enable|release|list` (issue 6).
+//! `escrow enable|release|list`: escrow agreements, and the per-repository key handed out once.
 
 use repovault_proto::v1 as pb;
 

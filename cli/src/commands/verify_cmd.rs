@@ -1,4 +1,5 @@
-//! `backup verify` (issue 7), and how a verification and its checks are printed.
+//! `backup verify`: read a backup back from storage and check it; exit 5 unless verified. Also
+//! how a verification and its checks are printed (`backup show`, `drill run`).
 
 use repovault_proto::v1 as pb;
 

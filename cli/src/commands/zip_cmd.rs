@@ -1,4 +1,4 @@
-//! `backup download` and `restore link`: ZIP downloads behind links that expire (issue 5).
+//! `backup download` and `restore link`: ZIP downloads behind links that expire.
 
 use std::io::Write;
 use std::path::Path;
