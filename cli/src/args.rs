@@ -494,7 +494,7 @@ impl RestoreTarget {
     }
 }
 
-/// Which access a forge restore grants (issue 13); see `restore start --access`.
+/// Which access a forge restore grants; see `restore start --access`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RestoreAccess {
     /// Direct collaborators only.
