@@ -35,7 +35,7 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::DrillResul
     if spec.snapshot_id.is_empty() {
         return Err(TaskError::permanent("drill names no snapshot"));
     }
-    let work = super::fresh_scratch(&ctx, &format!("drill-{}", spec.drill_id))?;
+    let work = super::fresh_scratch(&ctx, &format!("drill-{}", spec.drill_id)).await?;
     ctx.progress.phase(
         "restore",
         format!(
@@ -73,9 +73,7 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::DrillResul
     })
     .await;
     // The scratch copy goes whatever happened: a drill leaves nothing behind.
-    if let Err(e) = std::fs::remove_dir_all(&work) {
-        tracing::warn!(path = %work.display(), error = %e, "could not remove the drill's scratch copy");
-    }
+    super::discard_scratch(work).await;
     let (checks, damage) = outcome?;
     let passed = checks.iter().all(|c| c.result == Outcome::Pass);
     let summary = checks

@@ -277,13 +277,27 @@ pub(crate) fn remove_all(path: &std::path::Path) -> Result<(), TaskError> {
 }
 
 /// An empty scratch directory `name` for one task (what an earlier attempt left is cleared).
-pub(crate) fn fresh_scratch(
+/// On the blocking pool: what an earlier attempt left can be a restored mirror of gigabytes.
+pub(crate) async fn fresh_scratch(
     ctx: &TaskContext,
     name: &str,
 ) -> Result<std::path::PathBuf, TaskError> {
     let work = ctx.scratch.join(name);
-    remove_all(&work)?;
-    std::fs::create_dir_all(&work)
-        .map_err(|e| TaskError::retryable(format!("scratch {}: {e}", work.display())))?;
+    let dir = work.clone();
+    blocking(move || {
+        remove_all(&dir)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| TaskError::retryable(format!("scratch {}: {e}", dir.display())))
+    })
+    .await?;
     Ok(work)
+}
+
+/// Removes a task's scratch directory whatever the task's outcome, on the blocking pool (it can
+/// hold gigabytes). A failure is only logged: the next attempt's [`fresh_scratch`] clears it.
+pub(crate) async fn discard_scratch(work: std::path::PathBuf) {
+    let shown = work.display().to_string();
+    if let Err(e) = blocking(move || remove_all(&work)).await {
+        tracing::warn!(path = %shown, error = %e.message, "could not remove a task's scratch directory");
+    }
 }

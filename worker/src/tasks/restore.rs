@@ -30,9 +30,9 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::RestoreRes
     if !spec.target_url.is_empty() {
         ctx.check_local_url(&spec.target_url).await?;
     }
-    let work = super::fresh_scratch(&ctx, &format!("restore-{}", spec.restore_id))?;
+    let work = super::fresh_scratch(&ctx, &format!("restore-{}", spec.restore_id)).await?;
     let result = restore_in(&ctx, &access, &spec, &work).await;
-    let _ = std::fs::remove_dir_all(&work);
+    super::discard_scratch(work).await;
     result
 }
 

@@ -69,7 +69,8 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::VerifyResu
             let work = super::fresh_scratch(
                 &ctx,
                 &format!("verify-{}", task.lease.clone().unwrap_or_default().task_id),
-            )?;
+            )
+            .await?;
             ctx.progress.phase(
                 "verify",
                 format!(
@@ -89,7 +90,7 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::VerifyResu
                 Ok((r, ledger))
             })
             .await;
-            let _ = std::fs::remove_dir_all(&work);
+            super::discard_scratch(work).await;
             let ((checks, stats), l) = outcome?;
             ledger = l;
             pb::VerifyResult {
