@@ -83,10 +83,19 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
             "repair",
             "the mirror failed git_fsck at the last backup: cloning it afresh from the source",
         );
-        remove_all(&code)?;
-        remove_all(&entry.join(manifest::WIKI_DIR))?;
-        std::fs::remove_file(&damaged)
-            .map_err(|e| TaskError::retryable(format!("removing {}: {e}", damaged.display())))?;
+        // Mirrors of gigabytes: removed on the blocking pool.
+        let (code, wiki, marker) = (
+            code.clone(),
+            entry.join(manifest::WIKI_DIR),
+            damaged.clone(),
+        );
+        blocking(move || {
+            remove_all(&code)?;
+            remove_all(&wiki)?;
+            std::fs::remove_file(&marker)
+                .map_err(|e| TaskError::retryable(format!("removing {}: {e}", marker.display())))
+        })
+        .await?;
     }
 
     // A worker without the cache rebuilds the mirrors and LFS objects from the latest snapshot
@@ -121,7 +130,8 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
 
     // The entry's manifest as the last backup left it: its source figures are reused when the
     // source did not move (a commit count never changes for the same commit).
-    let previous_manifest = std::fs::read(entry.join(manifest::MANIFEST_FILE))
+    let previous_manifest = tokio::fs::read(entry.join(manifest::MANIFEST_FILE))
+        .await
         .ok()
         .and_then(|b| Manifest::from_json(&b).ok());
     let github = access.provider == "github";
@@ -242,7 +252,8 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
     counts.objects = report.map_or(0, |r| r.reachable);
     if fsck.result == crate::verify::Outcome::Fail {
         // Reported by this backup's verification; the next backup repairs the mirror.
-        std::fs::write(&damaged, fsck.detail.as_bytes())
+        tokio::fs::write(&damaged, fsck.detail.as_bytes())
+            .await
             .map_err(|e| TaskError::retryable(format!("writing {}: {e}", damaged.display())))?;
     }
     let source_state = Some(SourceState {
@@ -253,7 +264,11 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
             None
         },
     });
-    let code_bytes = crate::cache::dir_size(&code);
+    // A walk of the whole mirror: on the blocking pool.
+    let code_bytes = {
+        let code = code.clone();
+        blocking(move || Ok(crate::cache::dir_size(&code))).await?
+    };
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
         backup_id: spec.backup_id.clone(),
@@ -280,7 +295,8 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         export: export_state,
         source_state,
     };
-    std::fs::write(entry.join(manifest::MANIFEST_FILE), manifest.to_json())
+    tokio::fs::write(entry.join(manifest::MANIFEST_FILE), manifest.to_json())
+        .await
         .map_err(|e| TaskError::retryable(format!("writing manifest.json: {e}")))?;
 
     ctx.progress.phase(
