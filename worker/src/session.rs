@@ -351,11 +351,19 @@ async fn serve(
             _ = session_over.cancelled() => continue,
             Some(_) = work.running.join_next(), if !work.running.is_empty() => continue,
         };
+        // A directory listing of the cache: on the blocking pool. The hint is advisory, so a
+        // failed listing sends none.
+        let cached_repo_ids = {
+            let cache = cache.clone();
+            tokio::task::spawn_blocking(move || cache.cached_repo_ids())
+                .await
+                .unwrap_or_default()
+        };
         let req = pb::AcquireTaskRequest {
             worker_id: s.worker_id.clone(),
             free_slots: u32::try_from(slots.available_permits() + 1).unwrap_or(1),
             wait_ms: u64::try_from(s.timing.acquire_wait().as_millis()).unwrap_or(10_000),
-            cached_repo_ids: cache.cached_repo_ids(),
+            cached_repo_ids,
         };
         // Not abandoned on shutdown or re-registration: the coordinator may already have leased
         // a task to us, and dropping the answer would strand it until its lease expired. The
