@@ -128,14 +128,7 @@ async fn restore_in(
             let (bytes, sha) = blocking(move || pack_tar(&code, &tar_path2)).await?;
             ctx.progress
                 .phase("upload", format!("uploading {bytes} bytes"));
-            let data = tokio::fs::read(&tar_path).await.map_err(|e| {
-                TaskError::retryable(format!("reading {}: {e}", tar_path.display()))
-            })?;
-            ctx.lease.may_write().map_err(TaskError::retryable)?;
-            ctx.storage
-                .write(&spec.artifact_path, data)
-                .await
-                .map_err(|e| TaskError::retryable(format!("writing download artifact: {e}")))?;
+            super::zip::upload(ctx, &tar_path, &spec.artifact_path, bytes).await?;
             ctx.progress
                 .phase("done", format!("{bytes} bytes ready for download"));
             Ok(pb::RestoreResult {

@@ -327,10 +327,10 @@ pub fn check_zip(path: &Path, expected: &Listing) -> Result<(u64, String), TaskE
     copy_hashed(&mut f, &mut std::io::sink()).map_err(|e| bad(e.to_string()))
 }
 
-/// Writes the local file `from` to storage at `to`: under a temporary sibling name first, then
-/// renamed, so `to` never holds a partial ZIP. The lease is checked before the first byte and
-/// again before the rename.
-async fn upload(
+/// Writes the local file `from` to storage at `to`, streamed in chunks (never whole in memory):
+/// under a temporary sibling name first, then renamed, so `to` never holds a partial artifact.
+/// The lease is checked before the first byte and again before the rename.
+pub(super) async fn upload(
     ctx: &Arc<TaskContext>,
     from: &Path,
     to: &str,
