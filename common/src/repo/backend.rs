@@ -21,9 +21,10 @@ use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
 };
 
-/// Directory (relative to the repository prefix) that holds files while they are being written.
-/// restic and rustic never look at it; a crash can leave garbage there, never a torn repository file.
-const TMP_DIR: &str = ".tmp/";
+// Files being written live under `TMP_DIR` beside the repository's files: restic and rustic
+// never look there, and a crash can leave garbage there (the coordinator's reconciler sweeps
+// it), never a torn repository file.
+use crate::storage::TMP_DIR;
 
 /// A snapshot file held back by an armed capture.
 pub(crate) struct HeldSnapshot {
@@ -186,7 +187,7 @@ impl OpendalBackend {
         // Unique temporary name: concurrent writers of the same id (two workers saving the same
         // blob pack is impossible, but the same config/key on a retried init is not) never share it.
         let tmp = format!(
-            "{}{TMP_DIR}{}.{:016x}",
+            "{}{TMP_DIR}/{}.{:016x}",
             self.prefix,
             id.to_hex().as_str(),
             rand::random::<u64>()
