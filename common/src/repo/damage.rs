@@ -150,7 +150,7 @@ impl SnapshotRepo {
         let location = self.location().to_string();
         let mut ids: HashSet<Id> = HashSet::new();
         for d in damaged {
-            ids.insert(super::readback::parse_pack_id(&d.pack_id)?);
+            ids.insert(super::pack_map::parse_pack_id(&d.pack_id)?);
             self.record_finding(&DamageFinding {
                 kind: DamagedKind::Pack,
                 id: d.pack_id.clone(),
@@ -245,7 +245,7 @@ impl SnapshotRepo {
             let bytes = match self.backend.read_full(FileType::Index, id) {
                 Ok(b) => b,
                 // Replaced by a concurrent rewrite since the listing: not damage.
-                Err(e) if super::readback::is_not_found(&e) => continue,
+                Err(e) if super::pack_map::is_not_found(&e) => continue,
                 Err(e) => return Err(map_err(e, &location, "reading an index file")),
             };
             let digest = hex::encode(Sha256::digest(&bytes));
@@ -319,7 +319,7 @@ impl SnapshotRepo {
         let hex = id.to_hex().to_string();
         let bytes = match self.backend.read_full(FileType::Snapshot, &id) {
             Ok(b) => b,
-            Err(e) if super::readback::is_not_found(&e) => return Ok(None),
+            Err(e) if super::pack_map::is_not_found(&e) => return Ok(None),
             Err(e) => return Err(map_err(e, self.location(), "reading the snapshot file")),
         };
         let digest = hex::encode(Sha256::digest(&bytes));

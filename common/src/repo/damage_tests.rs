@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use super::readback_tests::{
     ReadBackEnv, backed_up, flip_largest, local_files, no_fence, read_back, request,
 };
-use super::tests::Env;
+use super::repo_tests::Env;
 use super::*;
 
 const T0: i64 = 1_700_000_000_000;

@@ -1,10 +1,10 @@
-//! Archive integrity: which packs a snapshot needs, and reading packs back from storage.
+//! Archive integrity: rustic_core's structural check, and reading packs back from storage.
 //!
 //! rustic_core's `check --read-data` reads *every* pack of the checked trees and cannot skip
 //! packs already verified, so the read-back is done here on rustic_core's public API:
 //!
 //! - The pack map (blob -> pack, pack sizes) comes from the decrypted index files
-//!   (`Repository::stream_files::<IndexFile>`), trees from `Repository::get_tree`.
+//!   (`pack_map.rs`).
 //! - A pack is read whole through our own backend ([`OpendalBackend`], `FileType::Pack`) and its
 //!   SHA-256 compared with its id. Then every blob the index places in it is decrypted and
 //!   decompressed by rustic_core (`Repository::cat_blob`, the only public route to the
@@ -15,58 +15,31 @@
 //!
 //! Everything is blocking, like the rest of the module.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use bytes::Bytes;
-use rustic_core::repofile::{BlobType, IndexFile, Node, SnapshotFile, Tree};
+use rustic_core::repofile::BlobType;
 use rustic_core::{
-    Credentials, DataId, FileType, Id, IndexedTree, ReadBackend, Repository, RepositoryBackends,
-    RepositoryOptions, RusticError, TreeId,
+    CheckOptions, Credentials, DataId, FileType, Id, ReadBackend, Repository, RepositoryBackends,
+    RepositoryOptions, TreeId,
 };
 use sha2::{Digest, Sha256};
 
 use super::backend::OpendalBackend;
+use super::pack_map::{PackMap, is_not_found, parse_pack_id};
 use super::serve_overlay::ServeOverlay;
-use super::{RepoError, SnapshotRepo, find_node, map_err, parse_snapshot_id};
+use super::{RepoError, SnapshotRepo, map_err, summarise};
 
 /// How many packs are read at once: storage is remote in production, so a few requests in
 /// flight hide latency; more would only hold more packs in memory (each is read whole).
 const READ_PARALLELISM: usize = 4;
 
-/// At most this many problems are kept per walk (a broken repository can have millions).
-const MAX_PROBLEMS: usize = 1000;
-
 /// At most this many blob problems are named per damaged pack.
 const MAX_BLOB_PROBLEMS: usize = 10;
-
-/// The packs a snapshot's trees reference.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SnapshotPacks {
-    /// `(full hex pack id, size in bytes as recorded in the index)`, sorted by id. A blob stored
-    /// in several packs (duplicates left by concurrent backups) brings in every one of them.
-    pub packs: Vec<(String, u64)>,
-    /// Blobs the index does not know and trees that could not be read (at most
-    /// [`MAX_PROBLEMS`] messages, the last one counting the rest). Non-empty means the snapshot
-    /// cannot be restored completely whatever the packs contain.
-    pub problems: Vec<String>,
-}
-
-impl SnapshotPacks {
-    /// The pack ids alone, in order.
-    pub fn ids(&self) -> Vec<String> {
-        self.packs.iter().map(|(id, _)| id.clone()).collect()
-    }
-
-    /// Sum of the pack sizes.
-    pub fn total_bytes(&self) -> u64 {
-        self.packs.iter().map(|(_, size)| size).sum()
-    }
-}
 
 /// One damaged pack.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,300 +73,27 @@ pub struct ReadBackReport {
     pub notes: Vec<String>,
 }
 
-/// Where the index places blobs, from the decrypted index files.
-struct PackMap {
-    /// Live packs (not marked for deletion): id -> (size, blobs).
-    packs: HashMap<Id, PackEntry>,
-    /// Packs marked for deletion by a prune (two-phase prune deletes them later).
-    marked: HashMap<Id, PackEntry>,
-    /// Blob -> the pack holding it; live packs win over marked ones.
-    blobs: HashMap<Id, Id>,
-    /// Further packs holding the same blob (duplicates), rare.
-    duplicates: HashMap<Id, Vec<Id>>,
-}
-
-struct PackEntry {
-    size: u64,
-    blobs: Vec<rustic_core::repofile::IndexBlob>,
-}
-
-impl PackMap {
-    fn load<S: rustic_core::Open>(repo: &Repository<S>, location: &str) -> Result<Self, RepoError> {
-        let mut map = PackMap {
-            packs: HashMap::new(),
-            marked: HashMap::new(),
-            blobs: HashMap::new(),
-            duplicates: HashMap::new(),
-        };
-        let mut marked_packs = Vec::new();
-        let files = repo
-            .stream_files::<IndexFile>()
-            .map_err(|e| map_err(e, location, "reading the index"))?;
-        for file in files {
-            let (_, file) = file.map_err(|e| map_err(e, location, "reading the index"))?;
-            for pack in file.packs {
-                map.packs.insert(
-                    *pack.id,
-                    PackEntry {
-                        size: u64::from(pack.pack_size()),
-                        blobs: pack.blobs,
-                    },
-                );
-            }
-            marked_packs.extend(file.packs_to_delete);
-        }
-        for pack in marked_packs {
-            // A pack can be live in one index file and marked in another while a prune runs;
-            // live wins.
-            if !map.packs.contains_key(&*pack.id) {
-                map.marked.insert(
-                    *pack.id,
-                    PackEntry {
-                        size: u64::from(pack.pack_size()),
-                        blobs: pack.blobs,
-                    },
-                );
-            }
-        }
-        // Live packs first so that a blob maps to a live copy when there is one.
-        let mut ids: Vec<(bool, Id)> = map
-            .packs
-            .keys()
-            .map(|id| (false, *id))
-            .chain(map.marked.keys().map(|id| (true, *id)))
-            .collect();
-        ids.sort_unstable();
-        for (marked, pack_id) in ids {
-            let entry = if marked {
-                &map.marked[&pack_id]
-            } else {
-                &map.packs[&pack_id]
-            };
-            for blob in &entry.blobs {
-                let blob_id = *blob.id;
-                match map.blobs.get(&blob_id) {
-                    None => {
-                        map.blobs.insert(blob_id, pack_id);
-                    }
-                    Some(first) if *first != pack_id => {
-                        map.duplicates.entry(blob_id).or_default().push(pack_id);
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
-        Ok(map)
-    }
-
-    /// Every pack holding `blob`.
-    fn packs_of(&self, blob: &Id) -> impl Iterator<Item = &Id> {
-        self.blobs
-            .get(blob)
-            .into_iter()
-            .chain(self.duplicates.get(blob).into_iter().flatten())
-    }
-
-    /// Adds the packs holding `blob` to `packs`; returns what is wrong if it is in no pack, or
-    /// only in packs a prune marked for deletion (rustic_core's index ignores those, so a
-    /// restore would not find the blob; restic's next prune would keep the pack).
-    fn locate(&self, blob: &Id, packs: &mut HashSet<Id>) -> Option<String> {
-        let mut any = false;
-        let mut live = false;
-        for pack in self.packs_of(blob) {
-            packs.insert(*pack);
-            any = true;
-            live |= self.packs.contains_key(pack);
-        }
-        match (any, live) {
-            (false, _) => Some("is in no pack of the index".to_string()),
-            (true, false) => Some("is only in packs a prune marked for deletion".to_string()),
-            (true, true) => None,
-        }
-    }
-
-    fn size(&self, pack: &Id) -> Option<u64> {
-        self.packs
-            .get(pack)
-            .or_else(|| self.marked.get(pack))
-            .map(|p| p.size)
-    }
-}
-
-/// Bounded list of problems.
-#[derive(Default)]
-struct Problems {
-    kept: Vec<String>,
-    more: usize,
-}
-
-impl Problems {
-    fn push(&mut self, p: String) {
-        if self.kept.len() < MAX_PROBLEMS {
-            self.kept.push(p);
-        } else {
-            self.more += 1;
-        }
-    }
-
-    fn into_vec(mut self) -> Vec<String> {
-        if self.more > 0 {
-            self.kept.push(format!("and {} more problems", self.more));
-        }
-        self.kept
-    }
-}
-
 impl SnapshotRepo {
-    /// The packs holding the snapshot's tree blobs and the data blobs of all its files.
-    ///
-    /// Walks the whole tree (each distinct tree once). Unknown blobs and unreadable trees are
-    /// reported in [`SnapshotPacks::problems`], not as an error; errors are for the snapshot
-    /// itself (not found, unreadable) and the index. A panic inside rustic_core while reading a
-    /// tree (it has `unwrap`s on some corrupt data) is caught and reported as a problem.
-    pub fn snapshot_packs(&self, snapshot_id: &str) -> Result<SnapshotPacks, RepoError> {
-        let location = self.location();
-        let id = parse_snapshot_id(snapshot_id)?;
-        let repo = self
-            .reopen()?
-            .to_indexed_ids()
-            .map_err(|e| map_err(e, location, "reading the index"))?;
-        let snap = self.load_snapshot(&repo, &id)?;
-        let map = PackMap::load(&repo, location)?;
-
-        let mut packs: HashSet<Id> = HashSet::new();
-        let mut problems = Problems::default();
-        walk_trees(&repo, &snap, &mut problems, |path, tree_id, tree| {
-            let mut problems = Vec::new();
-            if let Some(p) = map.locate(&tree_id, &mut packs) {
-                problems.push(format!(
-                    "tree blob {} of {} {p}",
-                    tree_id.to_hex().as_str(),
-                    display_path(path)
-                ));
+    /// Checks the repository structure (index, packs listed, trees of every snapshot); with
+    /// `read_data`, also reads and verifies every pack (without it, corrupt pack contents are
+    /// not found). Warnings are logged; errors give [`RepoError::CheckFailed`].
+    pub fn check(&self, read_data: bool) -> Result<(), RepoError> {
+        let results = self
+            .repo
+            .check(CheckOptions::default().read_data(read_data))
+            .map_err(|e| map_err(e, self.location(), "checking"))?;
+        if results.is_ok().is_ok() {
+            for (level, problem) in &results.0 {
+                tracing::warn!(location = self.location(), ?level, %problem, "repository check");
             }
-            let Some(tree) = tree else { return problems };
-            for node in &tree.nodes {
-                for blob in node.content.iter().flatten() {
-                    if let Some(p) = map.locate(blob, &mut packs) {
-                        problems.push(format!(
-                            "data blob {} of {} {p}",
-                            blob.to_hex().as_str(),
-                            display_path(&path.join(node.name()))
-                        ));
-                    }
-                }
-            }
-            problems
-        });
-
-        let mut packs: Vec<(String, u64)> = packs
-            .into_iter()
-            .map(|p| (p.to_hex().to_string(), map.size(&p).unwrap_or(0)))
-            .collect();
-        packs.sort_unstable();
-        Ok(SnapshotPacks {
-            packs,
-            problems: problems.into_vec(),
-        })
-    }
-
-    /// Every live pack the index names (packs a prune marked for deletion are left out: they
-    /// are going away and no snapshot needs them), as `(full hex id, size)`, sorted by id.
-    /// For the rotation that reads every pack once per period.
-    pub fn all_packs(&self) -> Result<Vec<(String, u64)>, RepoError> {
-        let map = PackMap::load(&self.repo, self.location())?;
-        let mut out: Vec<(String, u64)> = map
-            .packs
+            return Ok(());
+        }
+        let problems: Vec<String> = results
+            .0
             .iter()
-            .map(|(id, p)| (id.to_hex().to_string(), p.size))
+            .map(|(level, problem)| format!("{level:?}: {problem}"))
             .collect();
-        out.sort_unstable();
-        Ok(out)
-    }
-
-    /// Full ids of the snapshots whose trees reference any of `packs` (full hex ids): the
-    /// backups a damaged pack breaks. A blob stored in several packs counts for each of them,
-    /// so this errs on the side of naming a snapshot that another copy might still save.
-    /// Trees that cannot be read are skipped (the snapshot is then named only if a readable
-    /// part references the packs; `snapshot_packs` reports unreadable trees). Sorted.
-    pub fn snapshots_using_packs(&self, packs: &HashSet<String>) -> Result<Vec<String>, RepoError> {
-        let location = self.location();
-        let wanted: HashSet<Id> = packs.iter().filter_map(|p| p.parse::<Id>().ok()).collect();
-        if wanted.is_empty() {
-            return Ok(Vec::new());
-        }
-        let repo = self
-            .reopen()?
-            .to_indexed_ids()
-            .map_err(|e| map_err(e, location, "reading the index"))?;
-        let map = PackMap::load(&repo, location)?;
-        let snaps = repo
-            .get_all_snapshots()
-            .map_err(|e| map_err(e, location, "listing snapshots"))?;
-        let hits = |blob: &Id| map.packs_of(blob).any(|p| wanted.contains(p));
-
-        // Memo over all snapshots: consecutive backups share most trees.
-        let mut memo: HashMap<TreeId, bool> = HashMap::new();
-        let mut out = Vec::new();
-        for snap in &snaps {
-            if tree_uses(&repo, snap.tree, &hits, &mut memo) {
-                out.push(snap.id.to_hex().to_string());
-            }
-        }
-        out.sort_unstable();
-        out.dedup();
-        Ok(out)
-    }
-
-    /// Every regular file under the directory `path` of a snapshot (`""` or `"/"` = the root),
-    /// recursively, by path relative to `path` (`/`-separated) to its size. Directories,
-    /// symlinks and other special files are not listed. Names that are not UTF-8 are converted
-    /// lossily (U+FFFD).
-    pub fn list_files(
-        &self,
-        snapshot_id: &str,
-        path: &str,
-    ) -> Result<BTreeMap<String, u64>, RepoError> {
-        let location = self.location();
-        let id = parse_snapshot_id(snapshot_id)?;
-        let repo = self
-            .reopen()?
-            .to_indexed_ids()
-            .map_err(|e| map_err(e, location, "reading the index"))?;
-        let snap = self.load_snapshot(&repo, &id)?;
-        let node = find_node(&repo, &snap, path)?;
-        let Some(root) = node.subtree.filter(|_| node.is_dir()) else {
-            return Err(RepoError::InvalidInput(format!(
-                "{path:?} in snapshot {snapshot_id} is not a directory"
-            )));
-        };
-        let mut out = BTreeMap::new();
-        let mut stack: Vec<(String, TreeId)> = vec![(String::new(), root)];
-        while let Some((prefix, tree_id)) = stack.pop() {
-            let tree = read_tree(&repo, &tree_id).map_err(|message| RepoError::Repository {
-                doing: "listing the snapshot",
-                message: format!(
-                    "tree {} at {prefix:?}: {message}",
-                    tree_id.to_hex().as_str()
-                ),
-            })?;
-            for node in tree.nodes {
-                let name = node.name().to_string_lossy().into_owned();
-                let rel = if prefix.is_empty() {
-                    name
-                } else {
-                    format!("{prefix}/{name}")
-                };
-                if node.is_dir() {
-                    if let Some(sub) = node.subtree {
-                        stack.push((rel, sub));
-                    }
-                } else if node.is_file() {
-                    out.insert(rel, node.meta.size);
-                }
-            }
-        }
-        Ok(out)
+        Err(RepoError::CheckFailed(summarise(&problems)))
     }
 
     /// Reads each of `packs` (full hex ids) from storage and verifies it: the pack's SHA-256
@@ -713,87 +413,6 @@ fn verify_blob<S: rustic_core::IndexedFull>(
     BlobCheck::Sound
 }
 
-/// Walks every distinct tree of `snap`; `visit(path, id, tree)` gets `None` for a tree that
-/// could not be read (the failure is recorded first) and returns problems to record.
-fn walk_trees<S: IndexedTree>(
-    repo: &Repository<S>,
-    snap: &SnapshotFile,
-    problems: &mut Problems,
-    mut visit: impl FnMut(&Path, TreeId, Option<&Tree>) -> Vec<String>,
-) {
-    let mut seen: HashSet<TreeId> = HashSet::new();
-    let mut stack: Vec<(PathBuf, TreeId)> = vec![(PathBuf::from("/"), snap.tree)];
-    while let Some((path, id)) = stack.pop() {
-        if !seen.insert(id) {
-            continue;
-        }
-        let tree = match read_tree(repo, &id) {
-            Ok(tree) => Some(tree),
-            Err(why) => {
-                problems.push(format!(
-                    "tree {} of {} cannot be read: {why}",
-                    id.to_hex().as_str(),
-                    display_path(&path)
-                ));
-                None
-            }
-        };
-        for p in visit(&path, id, tree.as_ref()) {
-            problems.push(p);
-        }
-        let Some(tree) = tree else { continue };
-        for node in tree.nodes {
-            if let Some(sub) = node.subtree {
-                stack.push((path.join(node.name()), sub));
-            }
-        }
-    }
-}
-
-/// Whether the tree `id` or anything under it has a blob for which `hits` is true. Memoised;
-/// unreadable trees count as not using the packs. Recursion depth is the directory depth.
-fn tree_uses<S: IndexedTree>(
-    repo: &Repository<S>,
-    id: TreeId,
-    hits: &dyn Fn(&Id) -> bool,
-    memo: &mut HashMap<TreeId, bool>,
-) -> bool {
-    if let Some(known) = memo.get(&id) {
-        return *known;
-    }
-    // Provisional answer: guards against a (corrupt) cycle of trees.
-    memo.insert(id, false);
-    let mut uses = hits(&id);
-    if !uses && let Ok(tree) = read_tree(repo, &id) {
-        uses = tree
-            .nodes
-            .iter()
-            .any(|n: &Node| n.content.iter().flatten().any(|b| hits(b)));
-        if !uses {
-            uses = tree
-                .nodes
-                .iter()
-                .filter_map(|n| n.subtree)
-                .any(|sub| tree_uses(repo, sub, hits, memo));
-        }
-    }
-    memo.insert(id, uses);
-    uses
-}
-
-/// `get_tree`, with rustic_core panics turned into errors.
-fn read_tree<S: IndexedTree>(repo: &Repository<S>, id: &TreeId) -> Result<Tree, String> {
-    match catch_unwind(AssertUnwindSafe(|| repo.get_tree(id))) {
-        Ok(Ok(tree)) => Ok(tree),
-        Ok(Err(e)) => Err(super::describe(&e)),
-        Err(_) => Err("rustic_core panicked reading it".to_string()),
-    }
-}
-
-fn display_path(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
 fn blob_type_name(tpe: BlobType) -> &'static str {
     match tpe {
         BlobType::Tree => "tree",
@@ -801,29 +420,7 @@ fn blob_type_name(tpe: BlobType) -> &'static str {
     }
 }
 
-pub(super) fn parse_pack_id(s: &str) -> Result<Id, RepoError> {
-    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(RepoError::InvalidInput(format!(
-            "{s:?} is not a full 64-hex pack id"
-        )));
-    }
-    s.parse::<Id>()
-        .map_err(|_| RepoError::InvalidInput(format!("{s:?} is not a full 64-hex pack id")))
-}
-
 /// The pack's storage path, for messages.
 fn pack_path(backend: &OpendalBackend, hex: &str) -> String {
     format!("data/{}/{hex} in {}", &hex[..2], backend.location_str())
-}
-
-/// Whether a storage error is opendal's "not found" (anywhere in the error chain).
-pub(super) fn is_not_found(err: &RusticError) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cause {
-        if let Some(od) = e.downcast_ref::<opendal::Error>() {
-            return od.kind() == opendal::ErrorKind::NotFound;
-        }
-        cause = e.source();
-    }
-    false
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::*;
 
-use super::tests::Env;
+use super::repo_tests::Env;
 
 /// What the read-back tests add to the shared fixture.
 pub(super) trait ReadBackEnv {

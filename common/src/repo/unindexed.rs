@@ -92,7 +92,7 @@ impl SnapshotRepo {
 mod tests {
     use std::time::Duration;
 
-    use super::super::tests::Env;
+    use super::super::repo_tests::Env;
     use super::super::{BackupRequest, RepoKey};
     use super::*;
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::secret::Secret;
 
 pub(super) const PASSWORD: &str = "correct horse battery staple";
 
