@@ -277,13 +277,10 @@ impl CoordinatorConfig {
         let storage = self.storage.clone().unwrap_or_else(|| {
             StorageConfig::fs(self.data_dir.join("storage").display().to_string())
         });
+        // Required options checked and the fs root created now, not at the first backup.
         storage
-            .validate()
+            .prepare()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        if storage.kind == "fs" {
-            std::fs::create_dir_all(&storage.options["root"])
-                .map_err(|e| ConfigError::Invalid(format!("storage root: {e}")))?;
-        }
         let (master_key, master_key_created) = match std::env::var("REPOVAULT_MASTER_KEY") {
             Ok(v) => (
                 MasterKey::parse(&v)

@@ -197,7 +197,7 @@ async fn register(
                     WorkerError::Refused(format!("coordinator sent unusable timing: {e}"))
                 })?;
                 let storage = StorageConfig::from_proto(&r.storage.unwrap_or_default())
-                    .operator()
+                    .and_then(|c| c.operator())
                     .map_err(|e| {
                         WorkerError::Setup(format!("storage from the coordinator: {e}"))
                     })?;

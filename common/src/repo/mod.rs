@@ -1,10 +1,56 @@
-//! The snapshot repository (restic format through rustic_core) on our own opendal operator.
+//! The snapshot store: the one interface through which the coordinator and the workers reach a
+//! restic repository (written and read with rustic_core, on storage through opendal).
 //!
-//! One [`SnapshotRepo`] is one open restic repository at `<storage root>/<spec.path>/`. Everything
-//! here is **synchronous and blocking**: call it from `tokio::task::spawn_blocking` (or a thread
-//! with a multi-thread tokio runtime entered). Calling it on a runtime worker thread panics inside
-//! opendal's blocking operator ("Cannot start a runtime from within a runtime"); rustic_core can
-//! also panic on some corrupt data. Both are the caller's to catch (a `JoinError` is a failed task).
+//! # Where it sits
+//!
+//! One [`SnapshotRepo`] is one open restic repository at `<storage root>/<spec.path>/`, on the
+//! opendal operator of a [`RepoSpec`]. Which storage that is (local file system, memory, later
+//! object stores) is decided once, where a `crate::storage::StorageConfig` becomes an operator;
+//! nothing here or in the callers depends on it. What differs between kinds is read from the
+//! operator's capabilities (`backend.rs`): with rename, each file is written under `.tmp/` and
+//! renamed into place; without, a single put is already all-or-nothing.
+//!
+//! # Operations
+//!
+//! - **Open or create** ([`SnapshotRepo::open`], `open.rs`): by password or by the master key a
+//!   previous open returned; creates the repository when asked and absent. Concurrent first
+//!   creations of one repository race on its config file: the caller serialises them (the
+//!   coordinator's lease does). [`SnapshotRepo::add_key`] adds a restic password.
+//! - **Backup behind the commit fence** ([`SnapshotRepo::backup`], `fenced_backup.rs`): one
+//!   directory becomes one snapshot. Backups of one `SnapshotRepo` run one at a time.
+//! - **Restore and read parts** (`snapshot_read.rs`): [`SnapshotRepo::restore`] a path of a
+//!   snapshot to a directory that must not exist (complete or absent, never partial);
+//!   [`SnapshotRepo::read_file`], [`SnapshotRepo::read_files`] and [`SnapshotRepo::list_files`]
+//!   for small documents and listings; [`SnapshotRepo::snapshots`] to list.
+//! - **Forget and prune** (`forget_prune.rs`, `unindexed.rs`): [`SnapshotRepo::forget`] deletes
+//!   snapshot files; [`SnapshotRepo::prune`] removes the data no snapshot references, in two
+//!   phases so a running reader keeps finding what it loaded.
+//! - **Read-back** (`pack_usage.rs`, `readback.rs`, `damage.rs`): which packs a snapshot uses,
+//!   reading them back and checking every blob, and setting damaged packs and index files
+//!   aside; [`SnapshotRepo::check`] is rustic_core's own structural check.
+//!
+//! # Contract
+//!
+//! - **Blocking.** Every operation is synchronous and blocking (storage I/O through opendal's
+//!   blocking operator, file system, CPU-heavy crypto): call it on the blocking pool
+//!   (`tokio::task::spawn_blocking`) or a thread with a multi-thread tokio runtime entered,
+//!   never on a runtime worker thread, where opendal's blocking operator panics ("Cannot start
+//!   a runtime from within a runtime"). Without any runtime context `open` fails with
+//!   [`RepoError::NoRuntime`]. rustic_core can also panic on some corrupt data; the operations
+//!   that read snapshot contents catch that as [`RepoError::Damaged`], anything else is the
+//!   caller's to catch (a `JoinError` is a failed task).
+//! - **A snapshot write is atomic; the snapshot file is the commit point.** A backup writes its
+//!   packs and index files first and the snapshot file last, and only if every source file was
+//!   read and the caller's fence allowed it right before. A backup that fails anywhere, or a
+//!   process that dies, leaves no snapshot: only packs and indexes no snapshot references,
+//!   which prune removes. Every file appears under its final name complete or not at all.
+//! - **Forget is idempotent**: forgetting a snapshot that is already gone succeeds, so a
+//!   retried retention run converges. Prune must not run while a backup of the same repository
+//!   runs (the backup may reuse blobs prune deems unused); the coordinator's leases keep them
+//!   apart.
+//! - **Readers see committed snapshots only**: a snapshot exists exactly when its file does;
+//!   listings read the snapshot files at each call, and the operations that need the index
+//!   (restore, reading files, the read-back) load it afresh at each call.
 //!
 //! Format guarantees: snapshots are plain restic snapshots (repository version 2), readable by the
 //! stock `restic` and `rustic` tools with the same password; the *contents* of the backed-up
@@ -17,6 +63,8 @@ mod damage_tests;
 mod fenced_backup;
 mod forget_prune;
 mod ledger;
+#[cfg(test)]
+mod memory_store_tests;
 mod open;
 mod pack_map;
 mod pack_usage;

@@ -87,7 +87,7 @@ impl Env {
     }
 }
 
-fn request(tags: &[&str], parent: Option<String>) -> BackupRequest {
+pub(super) fn request(tags: &[&str], parent: Option<String>) -> BackupRequest {
     BackupRequest {
         host: "repovault".into(),
         label: "org-1/repo-1".into(),
@@ -115,7 +115,7 @@ fn noise(len: usize, mut seed: u64) -> Vec<u8> {
 }
 
 /// A source tree shaped like a backup: a bare mirror, metadata, a manifest.
-fn make_source(dir: &Path) {
+pub(super) fn make_source(dir: &Path) {
     let files: &[(&str, Vec<u8>)] = &[
         ("manifest.json", br#"{"format_version":1}"#.to_vec()),
         ("code.git/HEAD", b"ref: refs/heads/main\n".to_vec()),
@@ -136,7 +136,7 @@ fn make_source(dir: &Path) {
 }
 
 /// Relative path -> Some(contents) for files, None for directories.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+pub(super) fn tree(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Option<Vec<u8>>>) {
         for entry in std::fs::read_dir(dir).expect("read_dir") {
             let entry = entry.expect("entry");
