@@ -15,6 +15,34 @@ const SECRET_BEARING: &[&str] = &[
     "EnableEscrowResponse",
 ];
 
+/// Enum fields of the messages the CLI prints as JSON, with the `json` function that spells their
+/// value as the word it always was ("completed", "full_repo"), not as its number. Keep in step with
+/// the enum fields of admin.proto and types.proto (the proto crate's tests check the spellings).
+const JSON_SPELLED: &[(&str, &str)] = &[
+    ("ComponentStatus.status", "component_state"),
+    ("TaskProgress.status", "task_status"),
+    ("CheckResult.result", "check_outcome"),
+    ("Verification.status", "verify_status"),
+    ("Verification.run", "verify_run"),
+    ("Org.provider", "provider"),
+    ("AddOrgRequest.provider", "provider"),
+    ("Backup.type", "backup_type"),
+    ("Backup.trigger", "trigger"),
+    ("Backup.status", "task_status"),
+    ("RunBackupRequest.type", "backup_type"),
+    ("Restore.type", "restore_type"),
+    ("Restore.target", "restore_target"),
+    ("Restore.status", "task_status"),
+    ("StartRestoreRequest.type", "restore_type"),
+    ("StartRestoreRequest.target", "restore_target"),
+    ("QueueEntry.kind", "task_kind"),
+    ("TimelineEntry.type", "backup_type"),
+    ("TimelineEntry.trigger", "trigger"),
+    ("TimelineEntry.status", "task_status"),
+    ("Drill.status", "drill_status"),
+    ("Drill.trigger", "trigger"),
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // SAFETY of intent: build scripts are single-threaded; prost-build reads PROTOC.
@@ -28,9 +56,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }
-    tonic_prost_build::configure()
+    let mut config = tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("repovault_descriptor.bin"))
-        .type_attribute(".repovault.v1", "#[derive(serde::Serialize)]")
+        .type_attribute(".repovault.v1", "#[derive(serde::Serialize)]");
+    for (field, spelling) in JSON_SPELLED {
+        config = config.field_attribute(
+            format!(".repovault.v1.{field}"),
+            format!("#[serde(serialize_with = \"crate::json::{spelling}\")]"),
+        );
+    }
+    config
         // Messages that carry secrets get a hand-written Debug that redacts them (lib.rs), so a
         // `{:?}` of a request or a lease can never print a token or a key.
         .skip_debug(SECRET_BEARING.iter().map(|m| format!(".repovault.v1.{m}")))

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use repovault_common::domain;
+
 #[derive(Debug, Parser)]
 #[command(name = "repovault", version, about = "Back up and restore hosted git: organisations, repositories, full history.", long_about = None)]
 pub struct Cli {
@@ -459,14 +461,14 @@ pub enum RestoreType {
     DownloadZip,
 }
 
-impl RestoreType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RestoreType::FullRepo => "full_repo",
-            RestoreType::IssuesOnly => "issues_only",
-            RestoreType::WikiOnly => "wiki_only",
-            RestoreType::ReleasesOnly => "releases_only",
-            RestoreType::DownloadZip => "download_zip",
+impl From<RestoreType> for domain::RestoreType {
+    fn from(t: RestoreType) -> Self {
+        match t {
+            RestoreType::FullRepo => Self::FullRepo,
+            RestoreType::IssuesOnly => Self::IssuesOnly,
+            RestoreType::WikiOnly => Self::WikiOnly,
+            RestoreType::ReleasesOnly => Self::ReleasesOnly,
+            RestoreType::DownloadZip => Self::DownloadZip,
         }
     }
 }
@@ -483,13 +485,13 @@ pub enum RestoreTarget {
     Existing,
 }
 
-impl RestoreTarget {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RestoreTarget::New => "new",
-            RestoreTarget::Original => "original",
-            RestoreTarget::Download => "download",
-            RestoreTarget::Existing => "existing",
+impl From<RestoreTarget> for domain::RestoreTarget {
+    fn from(t: RestoreTarget) -> Self {
+        match t {
+            RestoreTarget::New => Self::New,
+            RestoreTarget::Original => Self::Original,
+            RestoreTarget::Download => Self::Download,
+            RestoreTarget::Existing => Self::Existing,
         }
     }
 }
@@ -513,27 +515,6 @@ impl From<RestoreAccess> for repovault_proto::v1::RestoreAccess {
             RestoreAccess::All => Self::All,
         }
     }
-}
-
-/// Every valid restore type with the targets it takes (the coordinator checks the same).
-pub const VALID_RESTORES: &[(&str, &[&str])] = &[
-    ("full_repo", &["new", "original", "download"]),
-    ("issues_only", &["existing"]),
-    ("wiki_only", &["existing"]),
-    ("releases_only", &["existing"]),
-    ("download_zip", &["download"]),
-];
-
-/// The valid combinations as one line, for usage errors.
-pub fn valid_restores_text() -> String {
-    let list: Vec<String> = VALID_RESTORES
-        .iter()
-        .map(|(t, targets)| format!("{t} to {}", targets.join("|")))
-        .collect();
-    format!(
-        "valid: {} (full_repo to new takes --org ORG --name NAME or --url URL; original takes --name NAME; existing takes --into ORG/NAME)",
-        list.join(", ")
-    )
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -1,6 +1,7 @@
 //! Printing: one JSON document with `--output json` (a list is an array, a show or a wait is the
 //! object), aligned columns otherwise.
 
+use repovault_common::domain::FromWire;
 use serde::Serialize;
 
 use crate::args::OutputFormat;
@@ -72,3 +73,19 @@ pub fn is_json(f: OutputFormat) -> bool {
 }
 
 pub use repovault_common::units::human_bytes;
+
+/// A wire enum field as its closed-set value; `None` when unspecified or unknown to this CLI
+/// (sent by a newer coordinator).
+pub fn value<T: FromWire>(v: i32) -> Option<T> {
+    T::from_wire(v, "").ok()
+}
+
+/// A wire enum field as its spelling: `""` when unspecified, `unknown(N)` for a value newer
+/// than this CLI.
+pub fn spelled<T: FromWire + std::fmt::Display>(v: i32) -> String {
+    match value::<T>(v) {
+        Some(t) => t.to_string(),
+        None if v == 0 => String::new(),
+        None => format!("unknown({v})"),
+    }
+}

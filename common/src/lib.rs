@@ -1,6 +1,7 @@
 //! Pieces shared by the coordinator, the workers and the CLI.
 
 pub mod crypto;
+pub mod domain;
 pub mod forge;
 pub mod grpc;
 pub mod links;

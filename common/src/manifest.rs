@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{BackupType, ComponentState, FromWire, Trigger, WireError};
+
 pub const FORMAT_VERSION: u32 = 1;
 pub const CODE_DIR: &str = "code.git";
 pub const WIKI_DIR: &str = "wiki.git";
@@ -123,8 +125,7 @@ impl From<&repovault_proto::v1::Counts> for Counts {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ComponentStatus {
-    /// "included", "skipped" or "failed".
-    pub status: String,
+    pub status: ComponentState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -132,31 +133,27 @@ pub struct ComponentStatus {
 impl ComponentStatus {
     pub fn included(note: Option<String>) -> Self {
         ComponentStatus {
-            status: STATUS_INCLUDED.into(),
+            status: ComponentState::Included,
             reason: note,
         }
     }
     pub fn skipped(reason: impl Into<String>) -> Self {
         ComponentStatus {
-            status: STATUS_SKIPPED.into(),
+            status: ComponentState::Skipped,
             reason: Some(reason.into()),
         }
     }
     pub fn failed(reason: impl Into<String>) -> Self {
         ComponentStatus {
-            status: STATUS_FAILED.into(),
+            status: ComponentState::Failed,
             reason: Some(reason.into()),
         }
     }
     /// Included: the component is whole in the backup.
     pub fn is_complete(&self) -> bool {
-        self.status == STATUS_INCLUDED
+        self.status == ComponentState::Included
     }
 }
-
-pub const STATUS_INCLUDED: &str = "included";
-pub const STATUS_SKIPPED: &str = "skipped";
-pub const STATUS_FAILED: &str = "failed";
 
 /// Every component a GitHub backup reports, in display order.
 pub const GITHUB_COMPONENTS: [&str; 11] = [
@@ -182,7 +179,7 @@ pub fn components_to_proto(
             (
                 k.clone(),
                 repovault_proto::v1::ComponentStatus {
-                    status: v.status.clone(),
+                    status: v.status.into(),
                     reason: v.reason.clone().unwrap_or_default(),
                 },
             )
@@ -190,19 +187,20 @@ pub fn components_to_proto(
         .collect()
 }
 
-/// Components from the wire (an empty reason is none).
+/// Components from the wire (an empty reason is none); an unspecified or unknown status is an
+/// error naming the field.
 pub fn components_from_proto(
     c: &std::collections::HashMap<String, repovault_proto::v1::ComponentStatus>,
-) -> BTreeMap<String, ComponentStatus> {
+) -> Result<BTreeMap<String, ComponentStatus>, WireError> {
     c.iter()
         .map(|(k, v)| {
-            (
+            Ok((
                 k.clone(),
                 ComponentStatus {
-                    status: v.status.clone(),
+                    status: ComponentState::from_wire(v.status, "components.status")?,
                     reason: (!v.reason.is_empty()).then(|| v.reason.clone()),
                 },
-            )
+            ))
         })
         .collect()
 }
@@ -221,11 +219,9 @@ pub struct ManifestSource {
 pub struct Manifest {
     pub format_version: u32,
     pub backup_id: String,
-    /// "full" or "incremental".
     #[serde(rename = "type")]
-    pub backup_type: String,
-    /// "manual", "schedule" or "push".
-    pub trigger: String,
+    pub backup_type: BackupType,
+    pub trigger: Trigger,
     pub task_id: String,
     pub attempt: u32,
     pub created_at: String,
@@ -314,8 +310,8 @@ pub fn snapshot_tags(
     backup_id: &str,
     task_id: &str,
     attempt: u32,
-    backup_type: &str,
-    trigger: &str,
+    backup_type: BackupType,
+    trigger: Trigger,
 ) -> Vec<String> {
     vec![
         format!("backup={backup_id}"),

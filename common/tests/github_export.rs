@@ -147,7 +147,11 @@ async fn full(c: &GitHubClient, repo: &str, out: &Path) -> ExportReport {
 
 fn assert_all_included(report: &ExportReport) {
     for (component, status) in &report.components {
-        assert_eq!(status.status, "included", "{component}: {status:?}");
+        assert_eq!(
+            status.status,
+            repovault_common::domain::ComponentState::Included,
+            "{component}: {status:?}"
+        );
     }
 }
 
@@ -336,7 +340,10 @@ async fn attachments_are_fetched_by_reference_or_recorded_with_the_error() {
     let tmp = tempfile::tempdir().unwrap();
     let report = full(&c, "widgets", tmp.path()).await;
     let status = &report.components["attachments"];
-    assert_eq!(status.status, "included");
+    assert_eq!(
+        status.status,
+        repovault_common::domain::ComponentState::Included
+    );
     assert!(
         status.reason.as_deref().unwrap().contains("1 attachment"),
         "{status:?}"
@@ -398,13 +405,20 @@ async fn member_without_admin_skips_settings() {
     let report = full(&c, "widgets", tmp.path()).await;
     println!("{:#?}", report.components);
     let settings = &report.components["settings"];
-    assert_eq!(settings.status, "skipped");
+    assert_eq!(
+        settings.status,
+        repovault_common::domain::ComponentState::Skipped
+    );
     let reason = settings.reason.as_deref().unwrap();
     assert!(reason.contains("administration: read"), "{reason}");
     assert!(reason.contains("/repos/acme/widgets/hooks"), "{reason}");
     for (component, status) in &report.components {
         if component != "settings" {
-            assert_eq!(status.status, "included", "{component}: {status:?}");
+            assert_eq!(
+                status.status,
+                repovault_common::domain::ComponentState::Included,
+                "{component}: {status:?}"
+            );
         }
     }
     assert_eq!(report.counts, seeded_counts("widgets"));
@@ -432,12 +446,18 @@ async fn installation_token_exports() {
         // The seed's app has administration: read but not repository_hooks: only the hooks
         // are refused (403 "Resource not accessible by integration").
         for (component, status) in &report.components {
-            if component == "settings" && status.status == "skipped" {
+            if component == "settings"
+                && status.status == repovault_common::domain::ComponentState::Skipped
+            {
                 let reason = status.reason.as_deref().unwrap();
                 assert!(reason.contains("repository_hooks"), "{reason}");
                 assert_eq!(reason.matches("answered").count(), 1, "{reason}");
             } else {
-                assert_eq!(status.status, "included", "{component}: {status:?}");
+                assert_eq!(
+                    status.status,
+                    repovault_common::domain::ComponentState::Included,
+                    "{component}: {status:?}"
+                );
             }
         }
         assert_eq!(report.counts, seeded_counts(repo), "{repo}");
@@ -507,14 +527,21 @@ async fn server_errors_are_retried_and_one_failed_component_stops_nothing_else()
     let report = full(&c, "widgets", tmp.path()).await;
     println!("{:#?}", report.components);
     let releases = &report.components["releases"];
-    assert_eq!(releases.status, "failed");
+    assert_eq!(
+        releases.status,
+        repovault_common::domain::ComponentState::Failed
+    );
     assert!(
         releases.reason.as_deref().unwrap().contains("500"),
         "{releases:?}"
     );
     for (component, status) in &report.components {
         if component != "releases" {
-            assert_eq!(status.status, "included", "{component}: {status:?}");
+            assert_eq!(
+                status.status,
+                repovault_common::domain::ComponentState::Included,
+                "{component}: {status:?}"
+            );
         }
     }
     let mut expected = seeded_counts("widgets");

@@ -54,7 +54,11 @@ async fn export(c: &GitHubClient, repo: &str, out: &Path) {
         .await
         .unwrap();
     for (component, status) in &report.components {
-        assert_eq!(status.status, "included", "{repo} {component}: {status:?}");
+        assert_eq!(
+            status.status,
+            repovault_common::domain::ComponentState::Included,
+            "{repo} {component}: {status:?}"
+        );
     }
 }
 

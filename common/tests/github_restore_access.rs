@@ -219,7 +219,8 @@ async fn a_restore_into_another_organisation_invites_only_direct_collaborators()
         .await
         .unwrap();
     assert_eq!(
-        report.components["settings"].status, "included",
+        report.components["settings"].status,
+        repovault_common::domain::ComponentState::Included,
         "{report:?}"
     );
     assert_eq!(report.components["settings"].reason, None, "{report:?}");

@@ -312,7 +312,10 @@ async fn a_large_asset_round_trips_through_the_simulator_intact() {
     let exported = export_repo(&client, "acme", "widgets", &out, None, ExportMode::Full)
         .await
         .unwrap();
-    assert_eq!(exported.components["releases"].status, "included");
+    assert_eq!(
+        exported.components["releases"].status,
+        repovault_common::domain::ComponentState::Included
+    );
     let release_id = std::fs::read_dir(out.join("releases"))
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -28,6 +28,17 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// The status a record of this task shows (a leased task is running).
+    pub fn status(&self) -> repovault_common::domain::TaskStatus {
+        use repovault_common::domain::TaskStatus;
+        match self {
+            TaskState::Pending { .. } => TaskStatus::Pending,
+            TaskState::Leased { .. } => TaskStatus::Running,
+            TaskState::Completed { .. } => TaskStatus::Completed,
+            TaskState::Failed { .. } => TaskStatus::Failed,
+        }
+    }
+
     pub fn is_terminal(&self) -> bool {
         matches!(self, TaskState::Completed { .. } | TaskState::Failed { .. })
     }

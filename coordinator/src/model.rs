@@ -7,14 +7,20 @@ use std::collections::BTreeMap;
 use repovault_common::forge::github::access::AccessScope;
 use repovault_common::manifest::{ComponentStatus, Counts};
 
-use crate::lease::{LeaseState, TaskState};
+use crate::lease::LeaseState;
+
+/// The closed sets the records hold, with their stored spellings.
+pub use repovault_common::domain::{
+    BackupType, CheckOutcome, DrillStatus, Provider, RestoreTarget, RestoreType, TaskKind,
+    TaskStatus as Status, Trigger, VerifyMode, VerifyRun, VerifyStatus,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrgRecord {
     pub id: String,
     pub name: String,
-    /// `git` (repositories added by URL) or `github` (repositories discovered).
-    pub provider: String,
+    /// Plain git (repositories added by URL) or a forge (repositories discovered).
+    pub provider: Provider,
     pub created_at_ms: i64,
     /// The organisation's key (restic password of its snapshot repositories), sealed.
     pub sealed_key: String,
@@ -225,7 +231,7 @@ impl RepoStats {
                     .filter(|(_, c)| !c.is_complete())
                     .map(|(k, _)| k.clone())
                     .collect();
-                if b.backup_type == "full" {
+                if b.backup_type == BackupType::Full {
                     self.last_full_at_ms = b.finished_at_ms;
                 }
                 self.last_success_size_bytes = Some(b.size_bytes);
@@ -258,39 +264,6 @@ impl RepoStats {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Pending,
-    Running,
-    Completed,
-    Failed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Running => "running",
-            Status::Completed => "completed",
-            Status::Failed => "failed",
-        }
-    }
-
-    pub fn of(state: &TaskState) -> Self {
-        match state {
-            TaskState::Pending { .. } => Status::Pending,
-            TaskState::Leased { .. } => Status::Running,
-            TaskState::Completed { .. } => Status::Completed,
-            TaskState::Failed { .. } => Status::Failed,
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed)
-    }
-}
-
 /// One backup. Also the content of its catalog object (`<org>/<repo>/catalog/<id>.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupRecord {
@@ -299,8 +272,8 @@ pub struct BackupRecord {
     pub repo_id: String,
     pub org_name: String,
     pub repo_name: String,
-    pub backup_type: String,
-    pub trigger: String,
+    pub backup_type: BackupType,
+    pub trigger: Trigger,
     pub status: Status,
     pub error: Option<String>,
     pub created_at_ms: i64,
@@ -325,34 +298,6 @@ pub struct BackupRecord {
     pub verification: Option<Verification>,
 }
 
-/// One check's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckOutcome {
-    Pass,
-    Fail,
-    Skipped,
-}
-
-impl CheckOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckOutcome::Pass => "pass",
-            CheckOutcome::Fail => "fail",
-            CheckOutcome::Skipped => "skipped",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pass" => Some(CheckOutcome::Pass),
-            "fail" => Some(CheckOutcome::Fail),
-            "skipped" => Some(CheckOutcome::Skipped),
-            _ => None,
-        }
-    }
-}
-
 /// One check of a verification or a drill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResult {
@@ -367,34 +312,13 @@ pub struct CheckResult {
     pub incomplete: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VerifyStatus {
-    Pending,
-    Running,
-    Verified,
-    Failed,
-}
-
-impl VerifyStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VerifyStatus::Pending => "pending",
-            VerifyStatus::Running => "running",
-            VerifyStatus::Verified => "verified",
-            VerifyStatus::Failed => "failed",
-        }
-    }
-}
-
 /// A backup's latest verification (`verification.rs` decides the status from the checks).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
     pub status: VerifyStatus,
     #[serde(default)]
     pub checks: Vec<CheckResult>,
-    /// `automatic`, `manual` or `rotation`.
-    pub run: String,
+    pub run: VerifyRun,
     #[serde(default)]
     pub finished_at_ms: Option<i64>,
     #[serde(default)]
@@ -418,8 +342,7 @@ pub struct DrillRecord {
     pub repo_full_name: String,
     pub backup_id: String,
     pub snapshot_id: String,
-    /// `schedule` or `manual`.
-    pub trigger: String,
+    pub trigger: Trigger,
     /// The task's status; a completed drill `passed` or not.
     pub status: Status,
     #[serde(default)]
@@ -440,12 +363,12 @@ impl DrillRecord {
     /// Drills kept per organisation.
     pub const KEPT: usize = 50;
 
-    /// `pending`, `running`, `passed` or `failed`.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> DrillStatus {
         match (self.status, self.passed) {
-            (Status::Completed, Some(true)) => "passed",
-            (Status::Completed, _) | (Status::Failed, _) => "failed",
-            (s, _) => s.as_str(),
+            (Status::Completed, Some(true)) => DrillStatus::Passed,
+            (Status::Completed, _) | (Status::Failed, _) => DrillStatus::Failed,
+            (Status::Pending, _) => DrillStatus::Pending,
+            (Status::Running, _) => DrillStatus::Running,
         }
     }
 }
@@ -463,8 +386,8 @@ pub struct RestoreRecord {
     pub org_id: String,
     pub repo_id: String,
     pub repo_full_name: String,
-    pub restore_type: String,
-    pub target: String,
+    pub restore_type: RestoreType,
+    pub target: RestoreTarget,
     pub target_url: Option<String>,
     pub sealed_target_token: Option<String>,
     pub status: Status,
@@ -517,27 +440,6 @@ pub struct DownloadState {
     pub artifact_expired_at_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskKind {
-    Backup,
-    Restore,
-    /// Verifies a backup again (`backup verify`) or reads back a repository's packs (rotation).
-    Verify,
-    Drill,
-}
-
-impl TaskKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskKind::Backup => "backup",
-            TaskKind::Restore => "restore",
-            TaskKind::Verify => "verify",
-            TaskKind::Drill => "drill",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub id: String,
@@ -556,7 +458,7 @@ pub struct TaskRecord {
     pub committed_attempt: Option<u32>,
     /// A verify task's mode (`manual` or `rotation`); `None` for other kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
+    pub mode: Option<VerifyMode>,
 }
 
 /// An escrow agreement on one repository. While active (not released, not expired),

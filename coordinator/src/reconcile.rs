@@ -279,7 +279,9 @@ mod tests {
     async fn one_unreadable_repository_does_not_stop_the_sweep_of_the_others() {
         let dir = tempfile::tempdir().expect("dir");
         let c = testing::core(dir.path()).await;
-        c.add_org("acme", "git").await.expect("org");
+        c.add_org("acme", crate::model::Provider::Git)
+            .await
+            .expect("org");
         for n in ["a", "b"] {
             let r = c
                 .add_repo(&format!("acme/{n}"), &format!("file:///src/{n}"), None)

@@ -136,7 +136,9 @@ mod tests {
     async fn stale_temporaries_go_and_fresh_ones_stay() {
         let dir = tempfile::tempdir().expect("dir");
         let c = testing::core(dir.path()).await;
-        c.add_org("acme", "git").await.expect("org");
+        c.add_org("acme", crate::model::Provider::Git)
+            .await
+            .expect("org");
         let r = c
             .add_repo("acme/app", "file:///src/app", None)
             .await

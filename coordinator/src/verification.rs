@@ -10,7 +10,8 @@ use std::time::Duration;
 use repovault_common::units::human_bytes as human;
 use repovault_proto::v1 as pb;
 
-use crate::model::{CheckOutcome, CheckResult, Verification, VerifyStatus};
+use crate::model::{CheckOutcome, CheckResult, Verification, VerifyRun, VerifyStatus};
+use repovault_common::domain::FromWire;
 
 pub const ZIP_INTEGRITY: &str = "zip_integrity";
 pub const GIT_FSCK: &str = "git_fsck";
@@ -246,9 +247,8 @@ pub fn checks_from_proto(checks: &[pb::CheckResult]) -> Result<Vec<CheckResult>,
     checks
         .iter()
         .map(|c| {
-            let result = CheckOutcome::parse(&c.result).ok_or_else(|| {
-                format!("check {:?} reports unknown result {:?}", c.name, c.result)
-            })?;
+            let result = CheckOutcome::from_wire(c.result, "checks.result")
+                .map_err(|e| format!("check {:?}: {e}", c.name))?;
             Ok(CheckResult {
                 name: c.name.clone(),
                 result,
@@ -263,7 +263,7 @@ pub fn checks_from_proto(checks: &[pb::CheckResult]) -> Result<Vec<CheckResult>,
 pub fn check_to_proto(c: &CheckResult) -> pb::CheckResult {
     pb::CheckResult {
         name: c.name.clone(),
-        result: c.result.as_str().into(),
+        result: c.result.into(),
         detail: c.detail.clone(),
         warning: c.warning,
         incomplete: c.incomplete,
@@ -272,7 +272,7 @@ pub fn check_to_proto(c: &CheckResult) -> pb::CheckResult {
 
 /// The verification of a finished run: the worker's checks, `size_match`, in display order.
 pub fn finished(
-    run: &str,
+    run: VerifyRun,
     mut checks: Vec<CheckResult>,
     size: CheckResult,
     result: &pb::VerifyResult,
@@ -290,7 +290,7 @@ pub fn finished(
     Verification {
         status: status_of(&checks),
         checks,
-        run: run.into(),
+        run,
         finished_at_ms: Some(now_ms),
         packs_read: result.packs_read,
         bytes_read: result.bytes_read,
@@ -304,7 +304,7 @@ pub fn finished(
 pub fn apply_damage(
     v: Option<&Verification>,
     damage: &str,
-    run: &str,
+    run: VerifyRun,
     now_ms: i64,
 ) -> Verification {
     let mut checks = v.map(|v| v.checks.clone()).unwrap_or_default();
@@ -314,11 +314,11 @@ pub fn apply_damage(
         detail: format!(
             "{} found a pack this backup uses damaged: {damage}",
             match run {
-                "rotation" => "the read-back rotation",
-                "manual" => "`backup verify` of another backup",
-                "restore" => "a restore",
-                "drill" => "a restore drill",
-                _ => "a later backup's read-back",
+                VerifyRun::Rotation => "the read-back rotation",
+                VerifyRun::Manual => "`backup verify` of another backup",
+                VerifyRun::Restore => "a restore",
+                VerifyRun::Drill => "a restore drill",
+                VerifyRun::Automatic => "a later backup's read-back",
             }
         ),
         warning: false,
@@ -335,7 +335,7 @@ pub fn apply_damage(
     Verification {
         status: VerifyStatus::Failed,
         checks,
-        run: run.into(),
+        run,
         finished_at_ms: Some(now_ms),
         packs_read: v.map_or(0, |v| v.packs_read),
         bytes_read: v.map_or(0, |v| v.bytes_read),
@@ -443,7 +443,7 @@ mod tests {
             check(METADATA_VALID, Skipped, true),
         ];
         let v = finished(
-            "automatic",
+            VerifyRun::Automatic,
             checks,
             size_match(10, Some(10), T),
             &pb::VerifyResult::default(),
@@ -464,18 +464,18 @@ mod tests {
     fn unknown_results_from_the_wire_are_refused() {
         let bad = pb::CheckResult {
             name: GIT_FSCK.into(),
-            result: "maybe".into(),
+            result: 99,
             ..Default::default()
         };
         let err = checks_from_proto(&[bad]).expect_err("refused");
-        assert!(err.contains("maybe"), "{err}");
+        assert!(err.contains("99 is unknown"), "{err}");
     }
 
     #[test]
     fn damage_fails_zip_integrity_and_keeps_the_rest() {
         use CheckOutcome::*;
         let v = finished(
-            "automatic",
+            VerifyRun::Automatic,
             vec![
                 check(ZIP_INTEGRITY, Pass, false),
                 check(GIT_FSCK, Pass, false),
@@ -485,14 +485,19 @@ mod tests {
             1,
             None,
         );
-        let d = apply_damage(Some(&v), "pack 12ab is missing from storage", "rotation", 2);
+        let d = apply_damage(
+            Some(&v),
+            "pack 12ab is missing from storage",
+            VerifyRun::Rotation,
+            2,
+        );
         assert_eq!(d.status, VerifyStatus::Failed);
         assert_eq!(d.checks[0].result, Fail);
         assert!(d.checks[0].detail.contains("12ab"));
         assert_eq!(d.checks[1].result, Pass);
-        assert_eq!(d.run, "rotation");
+        assert_eq!(d.run, VerifyRun::Rotation);
         // A second finding keeps the first named; the same finding again changes nothing.
-        let again = apply_damage(Some(&d), "pack 34cd is damaged", "manual", 3);
+        let again = apply_damage(Some(&d), "pack 34cd is damaged", VerifyRun::Manual, 3);
         assert!(
             again.checks[0].detail.contains("12ab"),
             "{:?}",
@@ -503,7 +508,7 @@ mod tests {
             "{:?}",
             again.checks[0]
         );
-        let same = apply_damage(Some(&again), "pack 34cd is damaged", "manual", 4);
+        let same = apply_damage(Some(&again), "pack 34cd is damaged", VerifyRun::Manual, 4);
         assert_eq!(same.checks[0].detail, again.checks[0].detail);
     }
 

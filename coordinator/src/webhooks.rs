@@ -296,7 +296,9 @@ pub mod http {
         async fn no_push_backups_and_a_bad_signature_get_the_same_answer() {
             let dir = tempfile::tempdir().expect("dir");
             let c = testing::core(dir.path()).await;
-            c.add_org("acme", "git").await.expect("org");
+            c.add_org("acme", crate::model::Provider::Git)
+                .await
+                .expect("org");
             let plain = c
                 .add_repo("acme/plain", "file:///src/plain", None)
                 .await

@@ -35,8 +35,12 @@ async fn core(dir: &std::path::Path) -> Arc<Core> {
 async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
     let dir = tempfile::tempdir().unwrap();
     let core = core(dir.path()).await;
-    core.add_org("a", "git").await.unwrap();
-    core.add_org("b", "git").await.unwrap();
+    core.add_org("a", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
+    core.add_org("b", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     let mut a_repos = Vec::new();
     for i in 0..5000 {
         a_repos.push(
@@ -46,9 +50,14 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
         );
     }
     for r in &a_repos {
-        core.enqueue_backup(r, "full", "schedule", PRIORITY_SCHEDULED)
-            .await
-            .unwrap();
+        core.enqueue_backup(
+            r,
+            repovault_common::domain::BackupType::Full,
+            repovault_common::domain::Trigger::Schedule,
+            PRIORITY_SCHEDULED,
+        )
+        .await
+        .unwrap();
     }
     core.workers.register(WorkerEntry {
         id: "w".into(),
@@ -75,10 +84,15 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
             .await
             .unwrap();
         b_backups.push(
-            core.enqueue_backup(&r, "full", "schedule", PRIORITY_SCHEDULED)
-                .await
-                .unwrap()
-                .id,
+            core.enqueue_backup(
+                &r,
+                repovault_common::domain::BackupType::Full,
+                repovault_common::domain::Trigger::Schedule,
+                PRIORITY_SCHEDULED,
+            )
+            .await
+            .unwrap()
+            .id,
         );
     }
     let mut started_b = 0;
@@ -103,5 +117,5 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(t.backup.unwrap().backup_id, manual.id);
+    assert_eq!(t.backup_spec().unwrap().backup_id, manual.id);
 }

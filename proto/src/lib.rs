@@ -13,6 +13,107 @@ pub mod v1 {
         tonic::include_file_descriptor_set!("repovault_descriptor");
 }
 
+/// JSON spellings of the enum fields the CLI prints (wired up by `build.rs`): the value name
+/// without its enum's prefix, in lower case (`TASK_STATUS_COMPLETED` is `"completed"`), the
+/// words these fields had when they were strings; unspecified or unknown values are `""`.
+pub mod json {
+    fn spelled(name: Option<&'static str>, prefix: &str) -> String {
+        name.map(|n| n.strip_prefix(prefix).unwrap_or(n).to_ascii_lowercase())
+            .unwrap_or_default()
+    }
+
+    macro_rules! spelling {
+        ($($f:ident: $e:ident = $prefix:literal),* $(,)?) => {
+            $(
+                pub fn $f<S: serde::Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
+                    let name = super::v1::$e::try_from(*v)
+                        .ok()
+                        .filter(|e| *e != super::v1::$e::Unspecified)
+                        .map(|e| e.as_str_name());
+                    s.serialize_str(&spelled(name, $prefix))
+                }
+            )*
+        };
+    }
+
+    spelling!(
+        provider: Provider = "PROVIDER_",
+        task_kind: TaskKind = "TASK_KIND_",
+        backup_type: BackupType = "BACKUP_TYPE_",
+        trigger: Trigger = "TRIGGER_",
+        restore_type: RestoreType = "RESTORE_TYPE_",
+        restore_target: RestoreTarget = "RESTORE_TARGET_",
+        task_status: TaskStatus = "TASK_STATUS_",
+        check_outcome: CheckOutcome = "CHECK_OUTCOME_",
+        verify_status: VerifyStatus = "VERIFY_STATUS_",
+        verify_run: VerifyRun = "VERIFY_RUN_",
+        drill_status: DrillStatus = "DRILL_STATUS_",
+        component_state: ComponentState = "COMPONENT_STATE_",
+    );
+}
+
+/// The spec a task carries, by kind.
+impl v1::Task {
+    pub fn backup_spec(&self) -> Option<&v1::BackupSpec> {
+        match &self.spec {
+            Some(v1::task::Spec::Backup(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn restore_spec(&self) -> Option<&v1::RestoreSpec> {
+        match &self.spec {
+            Some(v1::task::Spec::Restore(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn verify_spec(&self) -> Option<&v1::VerifySpec> {
+        match &self.spec {
+            Some(v1::task::Spec::Verify(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn drill_spec(&self) -> Option<&v1::DrillSpec> {
+        match &self.spec {
+            Some(v1::task::Spec::Drill(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The result a completion carries, by kind.
+impl v1::CompleteTaskRequest {
+    pub fn backup_result(&self) -> Option<&v1::BackupResult> {
+        match &self.result {
+            Some(v1::complete_task_request::Result::Backup(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn restore_result(&self) -> Option<&v1::RestoreResult> {
+        match &self.result {
+            Some(v1::complete_task_request::Result::Restore(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn verify_result(&self) -> Option<&v1::VerifyResult> {
+        match &self.result {
+            Some(v1::complete_task_request::Result::Verify(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn drill_result(&self) -> Option<&v1::DrillResult> {
+        match &self.result {
+            Some(v1::complete_task_request::Result::Drill(r)) => Some(r),
+            _ => None,
+        }
+    }
+}
+
 /// Debug for a message with secret fields: every other field as usual, each secret as
 /// `"[redacted]"` (or `""` when empty, so "was a token sent" stays visible).
 macro_rules! redacted_debug {
@@ -53,7 +154,7 @@ mod tests {
     fn debug_of_secret_bearing_messages_redacts_the_secrets() {
         let req = v1::AddOrgRequest {
             name: "acme".into(),
-            provider: "github".into(),
+            provider: v1::Provider::Github as i32,
             token: "ghp_SECRET".into(),
             private_key_pem: "-----BEGIN RSA PRIVATE KEY-----SECRET".into(),
             ..Default::default()
@@ -86,5 +187,36 @@ mod tests {
         let shown = format!("{permits:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("permits: 7"), "{shown}");
+    }
+
+    #[test]
+    fn enum_fields_print_as_the_words_they_always_were() {
+        let backup = v1::Backup {
+            r#type: v1::BackupType::Incremental as i32,
+            trigger: v1::Trigger::Schedule as i32,
+            status: v1::TaskStatus::Completed as i32,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&backup).expect("json");
+        assert_eq!(json["type"], "incremental");
+        assert_eq!(json["trigger"], "schedule");
+        assert_eq!(json["status"], "completed");
+        let restore = v1::Restore {
+            r#type: v1::RestoreType::FullRepo as i32,
+            target: v1::RestoreTarget::Download as i32,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&restore).expect("json");
+        assert_eq!(json["type"], "full_repo");
+        assert_eq!(json["target"], "download");
+        assert_eq!(json["status"], "", "unspecified prints as empty");
+        let check = v1::CheckResult {
+            result: v1::CheckOutcome::Skipped as i32,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&check).expect("json")["result"],
+            "skipped"
+        );
     }
 }

@@ -20,6 +20,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use pb::complete_task_request::Result as Outcome;
 use repovault_common::secret::Secret;
 use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
@@ -30,6 +31,7 @@ use crate::cache::MirrorCache;
 use crate::client::{Client, connect};
 use crate::commit::CallError;
 use crate::progress::{Progress, RESEND};
+use crate::tasks::leased::{self, Leased};
 use crate::tasks::{self, LeaseView, TaskContext, TaskError};
 
 #[derive(Debug, Clone)]
@@ -392,7 +394,7 @@ async fn serve(
                     continue;
                 }
                 let ctx = start_task(s, &task, work, &cache, &cfg.scratch_dir, &cfg.local_paths);
-                let span = tracing::info_span!("task", task = %ctx.lease.token.task_id, attempt = ctx.lease.token.attempt, kind = %task.kind, repo = %task.repo.as_ref().map(|r| format!("{}/{}", r.org_name, r.repo_name)).unwrap_or_default());
+                let span = tracing::info_span!("task", task = %ctx.lease.token.task_id, attempt = ctx.lease.token.attempt, kind = leased::kind_of(&task).map_or("none", |k| k.as_str()), repo = %task.repo.as_ref().map(|r| format!("{}/{}", r.org_name, r.repo_name)).unwrap_or_default());
                 let (held, client, worker_id) =
                     (work.held.clone(), s.client.clone(), s.worker_id.clone());
                 work.running.spawn(
@@ -516,20 +518,29 @@ async fn run_task(
         lease: Some(token.clone()),
         ..Default::default()
     };
-    let outcome: Result<(), TaskError> = match task.kind.as_str() {
-        "backup" => tasks::backup::run(ctx.clone(), task)
-            .await
-            .map(|r| req.backup = Some(r)),
-        "restore" => tasks::restore::run(ctx.clone(), task)
-            .await
-            .map(|r| req.restore = Some(r)),
-        "verify" => tasks::verify::run(ctx.clone(), task)
-            .await
-            .map(|r| req.verify = Some(r)),
-        "drill" => tasks::drill::run(ctx.clone(), task)
-            .await
-            .map(|r| req.drill = Some(r)),
-        other => Err(TaskError::permanent(format!("unknown task kind {other:?}"))),
+    let outcome: Result<(), TaskError> = match leased::decode(&task) {
+        Err(e) => Err(e),
+        Ok(Leased {
+            access,
+            provider,
+            work,
+        }) => {
+            let c = ctx.clone();
+            match work {
+                leased::Work::Backup(w) => tasks::backup::run(c, access, provider, w)
+                    .await
+                    .map(|r| req.result = Some(Outcome::Backup(r))),
+                leased::Work::Restore(w) => tasks::restore::run(c, access, w)
+                    .await
+                    .map(|r| req.result = Some(Outcome::Restore(r))),
+                leased::Work::Verify(w) => tasks::verify::run(c, access, w)
+                    .await
+                    .map(|r| req.result = Some(Outcome::Verify(r))),
+                leased::Work::Drill(spec) => tasks::drill::run(c, access, spec)
+                    .await
+                    .map(|r| req.result = Some(Outcome::Drill(r))),
+            }
+        }
     };
     ticker.abort();
     ctx.forge.finish().await;
@@ -539,7 +550,7 @@ async fn run_task(
             tracing::warn!(error = %e.message, retryable = e.retryable, "task failed");
             req.error = e.message.clone();
             req.retryable = e.retryable;
-            req.verify = e.damage_result();
+            req.result = e.damage_result().map(Outcome::Verify);
             if let Some(loss) = ctx.lease.lost() {
                 // Not the task's failure: the attempt is given back without counting.
                 tracing::info!(why = loss.as_str(), "giving the attempt back");

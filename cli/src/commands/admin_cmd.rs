@@ -1,10 +1,12 @@
 //! `admin rebuild-catalog`, `workers`, `queue` and `audit list`.
 
+use repovault_common::domain::TaskKind;
 use repovault_proto::v1 as pb;
 
 use crate::args::{AdminCmd, OutputFormat};
 use crate::client::{Admin, CliError};
 use crate::exit;
+use crate::output::spelled;
 use crate::output::{self, is_json};
 
 use super::or_dash;
@@ -82,7 +84,7 @@ pub(super) async fn queue(c: &mut Admin, out: OutputFormat) -> Result<i32, CliEr
         |e| {
             vec![
                 e.task_id.clone(),
-                e.kind.clone(),
+                spelled::<TaskKind>(e.kind),
                 e.repo.clone(),
                 format!("{} ({})", e.effective_priority, e.priority),
                 e.state.clone(),

@@ -1,12 +1,14 @@
 //! `backup ...`: run, list, show, browse, delete (download is in `zip_cmd`, verify in
 //! `verify_cmd`), and how a backup is printed.
 
+use repovault_common::domain::{BackupType, ComponentState, TaskStatus, Trigger, VerifyStatus};
 use repovault_proto::v1 as pb;
 
 use crate::args::{BackupCmd, OutputFormat};
 use crate::client::{Admin, CliError};
 use crate::exit;
 use crate::output::{self, fields, human_bytes, is_json};
+use crate::output::{spelled, value};
 
 use super::task_wait::{Ended, Task, completed, queued, run_and_wait};
 use super::{or_dash, verify_cmd, zip_cmd};
@@ -34,7 +36,10 @@ pub(super) async fn backup(
             let b = c
                 .run_backup(pb::RunBackupRequest {
                     repo,
-                    r#type: backup_type,
+                    r#type: backup_type
+                        .parse::<BackupType>()
+                        .map_err(|e| CliError::usage(e.to_string()))?
+                        .into(),
                 })
                 .await?
                 .into_inner()
@@ -44,7 +49,10 @@ pub(super) async fn backup(
                 return Ok(queued(out, &b, |b| {
                     format!(
                         "backup {} queued ({} {}, priority {})",
-                        b.id, b.r#type, b.trigger, b.priority
+                        b.id,
+                        spelled::<BackupType>(b.r#type),
+                        spelled::<Trigger>(b.trigger),
+                        b.priority
                     )
                 }));
             }
@@ -60,7 +68,7 @@ pub(super) async fn backup(
                 Ended {
                     fetch,
                     human: backup_fields,
-                    code: |b: &pb::Backup| completed(&b.status),
+                    code: |b: &pb::Backup| completed(b.status),
                 },
             )
             .await
@@ -96,12 +104,12 @@ pub(super) async fn backup(
                     vec![
                         b.id.clone(),
                         b.repo.clone(),
-                        b.r#type.clone(),
-                        b.trigger.clone(),
-                        b.status.clone(),
+                        spelled::<BackupType>(b.r#type),
+                        spelled::<Trigger>(b.trigger),
+                        spelled::<TaskStatus>(b.status),
                         b.verification
                             .as_ref()
-                            .map_or_else(|| "-".to_string(), |v| v.status.clone()),
+                            .map_or_else(|| "-".to_string(), |v| spelled::<VerifyStatus>(v.status)),
                         b.created_at.clone(),
                         human_bytes(b.size_bytes),
                         human_bytes(b.added_bytes),
@@ -149,9 +157,9 @@ fn backup_fields(b: &pb::Backup) {
     let mut rows = vec![
         ("id", b.id.clone()),
         ("repo", b.repo.clone()),
-        ("type", b.r#type.clone()),
-        ("trigger", b.trigger.clone()),
-        ("status", b.status.clone()),
+        ("type", spelled::<BackupType>(b.r#type)),
+        ("trigger", spelled::<Trigger>(b.trigger)),
+        ("status", spelled::<TaskStatus>(b.status)),
         ("error", or_dash(&b.error)),
         ("created_at", b.created_at.clone()),
         ("finished_at", or_dash(&b.finished_at)),
@@ -186,7 +194,7 @@ fn backup_fields(b: &pb::Backup) {
         ));
         let incomplete: Vec<&str> = component_order(b)
             .into_iter()
-            .filter(|k| b.components[*k].status != "included")
+            .filter(|k| value(b.components[*k].status) != Some(ComponentState::Included))
             .collect();
         rows.push((
             "complete",
@@ -211,9 +219,13 @@ fn backup_fields(b: &pb::Backup) {
         for k in component_order(b) {
             let st = &b.components[k];
             if st.reason.is_empty() {
-                println!("  {k:<12} {}", st.status);
+                println!("  {k:<12} {}", spelled::<ComponentState>(st.status));
             } else {
-                println!("  {k:<12} {}: {}", st.status, st.reason);
+                println!(
+                    "  {k:<12} {}: {}",
+                    spelled::<ComponentState>(st.status),
+                    st.reason
+                );
             }
         }
     }

@@ -1,11 +1,13 @@
 //! `drill run|list`: restore drills; `drill run` exits 5 unless the drill passed.
 
+use repovault_common::domain::{CheckOutcome, DrillStatus, Trigger};
 use repovault_proto::v1 as pb;
 
 use crate::args::{DrillCmd, OutputFormat};
 use crate::client::{Admin, CliError};
 use crate::exit;
 use crate::output::{self, fields};
+use crate::output::{spelled, value};
 
 use super::task_wait::{Ended, Task, queued, run_and_wait};
 use super::verify_cmd::print_checks;
@@ -58,7 +60,7 @@ pub(super) async fn drill(
                     ("drill", d.id.clone()),
                     ("repo", d.repo.clone()),
                     ("backup", d.backup_id.clone()),
-                    ("status", d.status.clone()),
+                    ("status", spelled::<DrillStatus>(d.status)),
                     (
                         "error",
                         if d.error.is_empty() {
@@ -71,7 +73,7 @@ pub(super) async fn drill(
                 print_checks(&d.checks);
             };
             let code = |d: &pb::Drill| {
-                if d.status == "passed" {
+                if value(d.status) == Some(DrillStatus::Passed) {
                     exit::OK
                 } else {
                     exit::VERIFY_FAILED
@@ -103,7 +105,7 @@ pub(super) async fn drill(
                     } else {
                         d.checks
                             .iter()
-                            .filter(|c| c.result != "pass")
+                            .filter(|c| value(c.result) != Some(CheckOutcome::Pass))
                             .map(|c| {
                                 format!("{}: {}", c.name, c.detail.lines().next().unwrap_or(""))
                             })
@@ -115,8 +117,8 @@ pub(super) async fn drill(
                         d.id.clone(),
                         d.repo.clone(),
                         d.backup_id.clone(),
-                        d.trigger.clone(),
-                        d.status.clone(),
+                        spelled::<Trigger>(d.trigger),
+                        spelled::<DrillStatus>(d.status),
                         if detail.is_empty() {
                             "-".into()
                         } else {

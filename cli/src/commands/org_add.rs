@@ -4,14 +4,13 @@
 
 use std::path::Path;
 
+use repovault_common::domain::Provider;
 use repovault_common::secret::Secret;
 use repovault_coordinator::core::github::{check_app_private_key, check_ca_cert, validate_api_url};
 use repovault_proto::v1 as pb;
 
 use crate::args::OrgAddArgs;
 use crate::client::CliError;
-
-const PROVIDERS: &str = "git, github";
 
 fn read_file(flag: &str, p: &Path) -> Result<String, CliError> {
     let v = std::fs::read_to_string(p)
@@ -32,8 +31,15 @@ pub fn request(
 ) -> Result<pb::AddOrgRequest, CliError> {
     let has_token = a.token_env.is_some() || a.token_file.is_some();
     let has_app = a.app_id.is_some() || a.private_key.is_some() || a.installation_id.is_some();
-    match a.provider.as_str() {
-        "git" => {
+    let provider = a.provider.parse::<Provider>().map_err(|_| {
+        CliError::usage(format!(
+            "provider {:?} is not supported (supported: {})",
+            a.provider,
+            Provider::spellings()
+        ))
+    })?;
+    match provider {
+        Provider::Git => {
             if has_token || has_app || a.api_url.is_some() || a.ca_cert.is_some() {
                 return Err(CliError::usage(
                     "--provider git takes no --api-url, credential or --ca-cert (tokens of plain git repositories go with `repo add`)",
@@ -41,16 +47,11 @@ pub fn request(
             }
             return Ok(pb::AddOrgRequest {
                 name: a.name.clone(),
-                provider: "git".into(),
+                provider: Provider::Git.into(),
                 ..Default::default()
             });
         }
-        "github" => {}
-        other => {
-            return Err(CliError::usage(format!(
-                "provider {other:?} is not supported (supported: {PROVIDERS})"
-            )));
-        }
+        Provider::Github => {}
     }
     let api_url = match &a.api_url {
         Some(u) => validate_api_url(u).map_err(|e| CliError::usage(format!("--api-url: {e}")))?,
@@ -67,7 +68,7 @@ pub fn request(
     };
     let mut req = pb::AddOrgRequest {
         name: a.name.clone(),
-        provider: "github".into(),
+        provider: provider.into(),
         api_url,
         ca_cert_pem,
         ..Default::default()
@@ -161,8 +162,8 @@ mod tests {
     fn git_stays_as_it_was() {
         let r = request(&args("git"), no_env).expect("git");
         assert_eq!(
-            (r.provider.as_str(), r.token.as_str(), r.api_url.as_str()),
-            ("git", "", "")
+            (r.provider, r.token.as_str(), r.api_url.as_str()),
+            (Provider::Git.into(), "", "")
         );
         let mut a = args("git");
         a.token_env = Some("GH_TOKEN".into());

@@ -1,11 +1,13 @@
 //! `org ...`: add, list, show, set, sync, key export, connect and disconnect, retention, purge.
 
+use repovault_common::domain::Provider;
 use repovault_proto::v1 as pb;
 
 use crate::args::{OrgCmd, OrgKeyCmd, OrgRetentionArgs, OutputFormat};
 use crate::client::{Admin, CliError};
 use crate::exit;
 use crate::output::{self, fields, is_json};
+use crate::output::{spelled, value};
 
 use super::{or_dash, org_add, purge_done};
 
@@ -22,8 +24,8 @@ pub(super) async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result
                     "organisation {} added (id {}, provider {}{})",
                     o.name,
                     o.id,
-                    o.provider,
-                    if o.provider == "github" {
+                    spelled::<Provider>(o.provider),
+                    if value::<Provider>(o.provider).is_some_and(Provider::is_forge) {
                         format!(", {}", credential(&o))
                     } else {
                         String::new()
@@ -44,7 +46,7 @@ pub(super) async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result
                     vec![
                         o.name.clone(),
                         o.id.clone(),
-                        o.provider.clone(),
+                        spelled::<Provider>(o.provider),
                         or_dash(&o.api_url),
                         credential(o),
                         o.created_at.clone(),
@@ -59,7 +61,7 @@ pub(super) async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result
                 fields(&[
                     ("name", o.name.clone()),
                     ("id", o.id.clone()),
-                    ("provider", o.provider.clone()),
+                    ("provider", spelled::<Provider>(o.provider)),
                     ("api_url", or_dash(&o.api_url)),
                     ("credential", credential(&o)),
                     (

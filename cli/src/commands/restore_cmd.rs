@@ -5,14 +5,14 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use repovault_common::domain::{self, RestoreCombination, TaskStatus};
 use repovault_proto::v1 as pb;
 
-use crate::args::{
-    OutputFormat, RestoreCmd, RestoreTarget, RestoreType, VALID_RESTORES, valid_restores_text,
-};
+use crate::args::{OutputFormat, RestoreCmd, RestoreTarget, RestoreType};
 use crate::client::{Admin, CliError, read_token};
 use crate::exit;
 use crate::output::{self, fields, is_json};
+use crate::output::{spelled, value};
 
 use super::task_wait::{Ended, Task, completed, progress_bar, queued, run_and_wait};
 use super::{or_dash, zip_cmd};
@@ -46,8 +46,9 @@ pub(super) async fn restore(
             token,
             wait,
         } => {
-            let target = restore_target(restore_type, target, into.is_some())?;
-            let is_tar = restore_type == RestoreType::FullRepo && target == "download";
+            let combination = restore_combination(restore_type, target, into.is_some())?;
+            let is_tar = combination.restore_type() == domain::RestoreType::FullRepo
+                && combination.target() == domain::RestoreTarget::Download;
             match (is_tar, &path) {
                 (true, None) => {
                     return Err(CliError::usage(
@@ -59,17 +60,21 @@ pub(super) async fn restore(
                 }
                 _ => {}
             }
-            if target == "new" && url.is_none() && (org.is_none() || name.is_none()) {
+            let target = combination.target();
+            if target == domain::RestoreTarget::New
+                && url.is_none()
+                && (org.is_none() || name.is_none())
+            {
                 return Err(CliError::usage(
                     "target new needs --org ORG --name NAME (a forge) or --url URL (plain git)",
                 ));
             }
-            if target == "original" && name.is_none() {
+            if target == domain::RestoreTarget::Original && name.is_none() {
                 return Err(CliError::usage(
                     "target original needs --name NAME (a repository that does not exist yet)",
                 ));
             }
-            if target == "existing" && into.is_none() {
+            if target == domain::RestoreTarget::Existing && into.is_none() {
                 return Err(CliError::usage(
                     "target existing needs --into ORG/NAME (an existing repository)",
                 ));
@@ -81,8 +86,8 @@ pub(super) async fn restore(
             let r = c
                 .start_restore(pb::StartRestoreRequest {
                     backup_id,
-                    r#type: restore_type.as_str().into(),
-                    target: target.into(),
+                    r#type: combination.restore_type().into(),
+                    target: combination.target().into(),
                     url: url.unwrap_or_default(),
                     token: token.unwrap_or_default(),
                     org: org.unwrap_or_default(),
@@ -107,7 +112,7 @@ pub(super) async fn restore(
             // completed, before anything is printed.
             let fetch = async |c: &mut Admin| {
                 let r = get_restore(c, r.id.clone()).await?;
-                if r.status == "completed"
+                if value(r.status) == Some(TaskStatus::Completed)
                     && let Some(p) = &path
                 {
                     download(c, &r, p, out).await?;
@@ -117,7 +122,7 @@ pub(super) async fn restore(
             let human = |r: &pb::Restore| {
                 restore_fields(r);
                 if let Some(p) = &path
-                    && r.status == "completed"
+                    && value(r.status) == Some(TaskStatus::Completed)
                 {
                     println!("bare repository written to {}", p.display());
                 }
@@ -129,7 +134,7 @@ pub(super) async fn restore(
                 Ended {
                     fetch,
                     human,
-                    code: |r: &pb::Restore| completed(&r.status),
+                    code: |r: &pb::Restore| completed(r.status),
                 },
             )
             .await
@@ -158,14 +163,14 @@ pub(super) async fn restore(
                     vec![
                         r.id.clone(),
                         r.repo.clone(),
-                        r.r#type.clone(),
-                        r.target.clone(),
+                        spelled::<domain::RestoreType>(r.r#type),
+                        spelled::<domain::RestoreTarget>(r.target),
                         or_dash(if r.target_repo.is_empty() {
                             &r.target_url
                         } else {
                             &r.target_repo
                         }),
-                        r.status.clone(),
+                        spelled::<TaskStatus>(r.status),
                         r.created_at.clone(),
                     ]
                 },
@@ -175,10 +180,13 @@ pub(super) async fn restore(
         RestoreCmd::Watch { id } => {
             let r = get_restore(c, id).await?;
             // A restore that has ended has no progress left to follow.
-            let task = (r.status != "completed" && r.status != "failed").then(|| Task {
-                id: &r.task_id,
-                what: format!("restore {}", r.id),
-            });
+            let task =
+                (!value::<TaskStatus>(r.status).is_some_and(TaskStatus::is_terminal)).then(|| {
+                    Task {
+                        id: &r.task_id,
+                        what: format!("restore {}", r.id),
+                    }
+                });
             let fetch = async |c: &mut Admin| get_restore(c, r.id.clone()).await;
             run_and_wait(
                 c,
@@ -187,7 +195,7 @@ pub(super) async fn restore(
                 Ended {
                     fetch,
                     human: restore_fields,
-                    code: |r: &pb::Restore| completed(&r.status),
+                    code: |r: &pb::Restore| completed(r.status),
                 },
             )
             .await
@@ -202,7 +210,12 @@ pub(super) async fn restore(
             if is_json(out) {
                 output::json(&r);
             } else {
-                println!("restore {} {}: {}", r.id, r.status, or_dash(&r.error));
+                println!(
+                    "restore {} {}: {}",
+                    r.id,
+                    spelled::<TaskStatus>(r.status),
+                    or_dash(&r.error)
+                );
             }
             Ok(exit::OK)
         }
@@ -220,10 +233,10 @@ fn restore_fields(r: &pb::Restore) {
         ("id", r.id.clone()),
         ("backup", r.backup_id.clone()),
         ("repo", r.repo.clone()),
-        ("type", r.r#type.clone()),
-        ("target", r.target.clone()),
+        ("type", spelled::<domain::RestoreType>(r.r#type)),
+        ("target", spelled::<domain::RestoreTarget>(r.target)),
         ("url", or_dash(&r.target_url)),
-        ("status", r.status.clone()),
+        ("status", spelled::<TaskStatus>(r.status)),
         ("error", or_dash(&r.error)),
         ("created_at", r.created_at.clone()),
         ("finished_at", or_dash(&r.finished_at)),
@@ -246,35 +259,28 @@ fn access_name(a: pb::RestoreAccess) -> String {
     .into()
 }
 
-/// The target a restore start names, checked against [`crate::args::VALID_RESTORES`]: a usage
+/// The type and target a restore start names, checked against [`RestoreCombination`]: a usage
 /// error (exit 2) names the valid combinations.
-fn restore_target(
+fn restore_combination(
     restore_type: RestoreType,
     target: Option<RestoreTarget>,
     into: bool,
-) -> Result<&'static str, CliError> {
+) -> Result<RestoreCombination, CliError> {
+    let restore_type = domain::RestoreType::from(restore_type);
     let target = match (target, into) {
-        (Some(t), _) => t.as_str(),
-        (None, true) => "existing",
-        (None, false) if restore_type == RestoreType::DownloadZip => "download",
+        (Some(t), _) => t.into(),
+        (None, true) => domain::RestoreTarget::Existing,
+        (None, false) if restore_type == domain::RestoreType::DownloadZip => {
+            domain::RestoreTarget::Download
+        }
         (None, false) => {
             return Err(CliError::usage(format!(
                 "--target is required; {}",
-                valid_restores_text()
+                RestoreCombination::valid_text()
             )));
         }
     };
-    let ok = VALID_RESTORES
-        .iter()
-        .any(|(t, targets)| *t == restore_type.as_str() && targets.contains(&target));
-    if !ok {
-        return Err(CliError::usage(format!(
-            "restore type {} to target {target} is not a valid combination; {}",
-            restore_type.as_str(),
-            valid_restores_text()
-        )));
-    }
-    Ok(target)
+    RestoreCombination::new(restore_type, target).map_err(|e| CliError::usage(e.to_string()))
 }
 
 /// `--path` must be an empty directory or absent, and neither it nor the directory it is

@@ -1,11 +1,13 @@
 //! `health` and `timeline`: how the backups stand.
 
+use repovault_common::domain::{BackupType, CheckOutcome, TaskStatus, Trigger};
 use repovault_proto::v1 as pb;
 
 use crate::args::OutputFormat;
 use crate::client::{Admin, CliError};
 use crate::exit;
 use crate::output::{self, fields, human_bytes, is_json};
+use crate::output::{spelled, value};
 
 use super::or_dash;
 
@@ -131,8 +133,8 @@ pub(super) async fn timeline(
             }
             if e.kind == "drill" {
                 let mut row = vec![e.at.clone(), e.backup_id.clone(), "drill".into()];
-                row.push(e.trigger.clone());
-                row.push(e.status.clone());
+                row.push(spelled::<Trigger>(e.trigger));
+                row.push(spelled::<TaskStatus>(e.status));
                 row.extend(std::iter::repeat_n(String::new(), 2));
                 row.push(e.verification.clone());
                 row.push(String::new());
@@ -146,8 +148,12 @@ pub(super) async fn timeline(
             let failing: Vec<String> = e
                 .checks
                 .iter()
-                .filter(|c| c.result == "fail" || (c.result == "skipped" && c.incomplete))
-                .map(|c| format!("{} {}", c.name, c.result))
+                .filter(|c| match value(c.result) {
+                    Some(CheckOutcome::Fail) => true,
+                    Some(CheckOutcome::Skipped) => c.incomplete,
+                    _ => false,
+                })
+                .map(|c| format!("{} {}", c.name, spelled::<CheckOutcome>(c.result)))
                 .collect();
             let mut note = flag(e.size_jump, "size jump");
             if !failing.is_empty() {
@@ -165,9 +171,9 @@ pub(super) async fn timeline(
             vec![
                 e.at.clone(),
                 e.backup_id.clone(),
-                e.r#type.clone(),
-                e.trigger.clone(),
-                e.status.clone(),
+                spelled::<BackupType>(e.r#type),
+                spelled::<Trigger>(e.trigger),
+                spelled::<TaskStatus>(e.status),
                 human_bytes(e.size_bytes),
                 human_bytes(e.added_bytes),
                 or_dash(&e.verification),

@@ -8,11 +8,13 @@ use std::io::IsTerminal;
 
 use serde::Serialize;
 
+use repovault_common::domain::TaskStatus;
 use repovault_proto::v1 as pb;
 
 use crate::args::OutputFormat;
 use crate::client::{Admin, CliError};
 use crate::exit;
+use crate::output::value;
 use crate::output::{self, is_json};
 
 /// A task to follow until it ends.
@@ -73,8 +75,8 @@ where
 }
 
 /// Exit 0 if a task's record ended `completed`, 1 otherwise.
-pub(crate) fn completed(status: &str) -> i32 {
-    if status == "completed" {
+pub(crate) fn completed(status: i32) -> i32 {
+    if value(status) == Some(TaskStatus::Completed) {
         exit::OK
     } else {
         exit::FAILED
@@ -124,14 +126,14 @@ async fn watch(
         }
         last_phase = p.phase.clone();
         last = p;
-        if last.status == "completed" || last.status == "failed" {
+        if value::<TaskStatus>(last.status).is_some_and(TaskStatus::is_terminal) {
             break;
         }
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if last.status == "failed" && !is_json(out) {
+    if value(last.status) == Some(TaskStatus::Failed) && !is_json(out) {
         eprintln!("{what} failed: {}", last.error);
     }
     Ok(())

@@ -1,12 +1,14 @@
 //! `backup verify`: read a backup back from storage and check it; exit 5 unless verified. Also
 //! how a verification and its checks are printed (`backup show`, `drill run`).
 
+use repovault_common::domain::{CheckOutcome, VerifyRun, VerifyStatus};
 use repovault_proto::v1 as pb;
 
 use crate::args::OutputFormat;
 use crate::client::{Admin, CliError};
 use crate::exit;
 use crate::output::{fields, human_bytes};
+use crate::output::{spelled, value};
 
 use super::backup_cmd::get_backup;
 use super::task_wait::{Ended, Task, queued, run_and_wait};
@@ -44,7 +46,7 @@ pub(super) async fn verify(
     let code = |b: &pb::Backup| {
         if b.verification
             .as_ref()
-            .is_some_and(|v| v.status == "verified")
+            .is_some_and(|v| value(v.status) == Some(VerifyStatus::Verified))
         {
             exit::OK
         } else {
@@ -56,9 +58,9 @@ pub(super) async fn verify(
 
 /// One line: status, run, when, what was read.
 pub(super) fn verification_line(v: &pb::Verification) -> String {
-    let mut s = v.status.clone();
-    if !v.run.is_empty() {
-        s.push_str(&format!(" ({}", v.run));
+    let mut s = spelled::<VerifyStatus>(v.status);
+    if v.run != 0 {
+        s.push_str(&format!(" ({}", spelled::<VerifyRun>(v.run)));
         if !v.finished_at.is_empty() {
             s.push_str(&format!(", {}", v.finished_at));
         }
@@ -81,9 +83,10 @@ pub(super) fn print_checks(checks: &[pb::CheckResult]) {
     }
     println!("checks:");
     for c in checks {
-        let mark = match (c.result.as_str(), c.warning) {
-            ("pass", true) => "pass (warning)",
-            (r, _) => r,
+        let result = spelled::<CheckOutcome>(c.result);
+        let mark = match (value(c.result), c.warning) {
+            (Some(CheckOutcome::Pass), true) => "pass (warning)",
+            _ => result.as_str(),
         };
         let mut lines = c.detail.lines();
         println!(

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use repovault_common::domain::{RestoreTarget, RestoreType, TaskStatus};
 use repovault_proto::v1 as pb;
 
 use crate::args::OutputFormat;
 use crate::client::{Admin, CliError};
 use crate::exit;
 use crate::output::{self, fields, is_json};
+use crate::output::{spelled, value};
 
 use super::restore_cmd::get_restore;
 use super::task_wait::{Ended, Task, completed, progress_bar, run_and_wait};
@@ -73,8 +75,8 @@ pub(super) async fn backup_download(
     let r = c
         .start_restore(pb::StartRestoreRequest {
             backup_id: backup_id.to_string(),
-            r#type: "download_zip".into(),
-            target: "download".into(),
+            r#type: RestoreType::DownloadZip.into(),
+            target: RestoreTarget::Download.into(),
             link_expires_seconds: expires.as_secs(),
             ..Default::default()
         })
@@ -89,7 +91,7 @@ pub(super) async fn backup_download(
     // The ZIP is fetched once the restore has completed, before anything is printed.
     let fetch = async |c: &mut Admin| {
         let r = get_restore(c, r.id.clone()).await?;
-        if r.status == "completed" {
+        if value(r.status) == Some(TaskStatus::Completed) {
             if r.download_url.is_empty() {
                 return Err(CliError::failed(format!(
                     "restore {} completed but has no download link (does the coordinator serve HTTP?)",
@@ -101,10 +103,12 @@ pub(super) async fn backup_download(
         Ok(r)
     };
     let human = |r: &pb::Restore| {
-        if r.status != "completed" {
+        if value(r.status) != Some(TaskStatus::Completed) {
             eprintln!(
                 "restore {} {}: {}; nothing was written",
-                r.id, r.status, r.error
+                r.id,
+                spelled::<TaskStatus>(r.status),
+                r.error
             );
             return;
         }
@@ -117,7 +121,7 @@ pub(super) async fn backup_download(
             ("link_expires_at", r.download_expires_at.clone()),
         ]);
     };
-    let code = |r: &pb::Restore| completed(&r.status);
+    let code = |r: &pb::Restore| completed(r.status);
     run_and_wait(c, out, Some(task), Ended { fetch, human, code }).await
 }
 

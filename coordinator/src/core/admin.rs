@@ -7,13 +7,10 @@ use repovault_common::secret::Secret;
 
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
-use crate::model::{BackupRecord, OrgRecord, RepoRecord, RepoStats};
+use crate::model::{BackupRecord, BackupType, OrgRecord, Provider, RepoRecord, RepoStats, Trigger};
 use crate::queue::PRIORITY_MANUAL_BACKUP;
 
 use super::{Core, now_ms, org_key_context, repo_token_context};
-
-/// Providers this build can back up.
-const PROVIDERS: &[&str] = &["git", "github"];
 
 /// Bytes of an organisation key: 256 bits, hex-encoded as the restic password.
 pub(super) const ORG_KEY_BYTES: usize = 32;
@@ -25,18 +22,12 @@ fn invalid(e: impl std::fmt::Display) -> CoreError {
 impl Core {
     /// Adds a plain git organisation (repositories added by URL). A GitHub organisation needs a
     /// credential: [`Core::add_github_org`].
-    pub async fn add_org(&self, name: &str, provider: &str) -> CoreResult<OrgRecord> {
+    pub async fn add_org(&self, name: &str, provider: Provider) -> CoreResult<OrgRecord> {
         validate_name("organisation", name).map_err(invalid)?;
-        if !PROVIDERS.contains(&provider) {
+        if provider.is_forge() {
             return Err(CoreError::InvalidArgument(format!(
-                "provider {provider:?} is not supported (supported: {})",
-                PROVIDERS.join(", ")
+                "provider {provider} needs a credential: a token (--token-env VAR or --token-file FILE) or an App (--app-id, --private-key, --installation-id)"
             )));
-        }
-        if provider == "github" {
-            return Err(CoreError::InvalidArgument(
-                "provider github needs a credential: a token (--token-env VAR or --token-file FILE) or a GitHub App (--app-id, --private-key, --installation-id)".into(),
-            ));
         }
         let id = ids::new_org_id();
         let key = random_secret(ORG_KEY_BYTES);
@@ -44,7 +35,7 @@ impl Core {
             sealed_key: self.seal(&org_key_context(&id), &key),
             id,
             name: name.to_string(),
-            provider: provider.to_string(),
+            provider,
             created_at_ms: now_ms(),
             api_url: None,
             ca_cert_pem: None,
@@ -85,10 +76,10 @@ impl Core {
         let (org_name, name) = parse_full_name(full_name).map_err(invalid)?;
         let url = validate_git_url(url).map_err(invalid)?;
         let org = self.org_named(&org_name).await?;
-        if org.provider == "github" {
+        if org.provider.is_forge() {
             return Err(CoreError::InvalidArgument(format!(
-                "organisation {:?} is a GitHub organisation: its repositories are discovered (`repovault org sync {}`), not added by URL",
-                org.name, org.name
+                "organisation {:?} is a {} organisation: its repositories are discovered (`repovault org sync {}`), not added by URL",
+                org.name, org.provider, org.name
             )));
         }
         let id = ids::new_repo_id();
@@ -143,7 +134,7 @@ impl Core {
 
     /// A manual backup: full, priority 8.
     pub async fn run_backup(&self, full_name: &str) -> CoreResult<BackupRecord> {
-        self.run_backup_of_type(full_name, "full").await
+        self.run_backup_of_type(full_name, BackupType::Full).await
     }
 
     /// A manual backup of `backup_type` (`full`, or `incremental` when an operator asks for
@@ -151,17 +142,8 @@ impl Core {
     pub async fn run_backup_of_type(
         &self,
         full_name: &str,
-        backup_type: &str,
+        backup_type: BackupType,
     ) -> CoreResult<BackupRecord> {
-        let backup_type = match backup_type {
-            "" | "full" => "full",
-            "incremental" => "incremental",
-            other => {
-                return Err(CoreError::InvalidArgument(format!(
-                    "backup type {other:?} is not one of: full, incremental"
-                )));
-            }
-        };
         let repo = self.repo_named(full_name).await?;
         if repo.deleted {
             return Err(CoreError::FailedPrecondition(format!(
@@ -170,9 +152,9 @@ impl Core {
         }
         let backup_type = match self.store.stats(&repo.id).await?.last_success_id {
             Some(_) => backup_type,
-            None => "full",
+            None => BackupType::Full,
         };
-        self.enqueue_backup(&repo, backup_type, "manual", PRIORITY_MANUAL_BACKUP)
+        self.enqueue_backup(&repo, backup_type, Trigger::Manual, PRIORITY_MANUAL_BACKUP)
             .await
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
-use crate::model::{DrillRecord, DrillState, OrgRecord, RepoRecord, Status, TaskKind};
+use crate::model::{DrillRecord, DrillState, OrgRecord, RepoRecord, Status, TaskKind, Trigger};
 use crate::schedule::{self, Plan, Schedule};
 use crate::store::Batch;
 
@@ -40,7 +40,7 @@ impl Core {
         org_name: &str,
         repo: Option<&str>,
         backup_id: Option<&str>,
-        trigger: &str,
+        trigger: Trigger,
     ) -> CoreResult<DrillRecord> {
         let org = self.org_named(org_name).await?;
         let (repo, backup) = match (backup_id, repo) {
@@ -116,7 +116,7 @@ impl Core {
             repo_full_name: repo.full_name(),
             backup_id: backup.id.clone(),
             snapshot_id: backup.snapshot_id.clone().unwrap_or_default(),
-            trigger: trigger.into(),
+            trigger,
             status: Status::Pending,
             passed: None,
             checks: Vec::new(),
@@ -139,7 +139,7 @@ impl Core {
             batch.delete_drill(&org.id, &old.id);
         }
         self.store.apply(batch).await?;
-        tracing::info!(org = %org.name, repo = %drill.repo_full_name, backup = %drill.backup_id, trigger, "drill queued");
+        tracing::info!(org = %org.name, repo = %drill.repo_full_name, backup = %drill.backup_id, trigger = %trigger, "drill queued");
         Ok(drill)
     }
 
@@ -219,7 +219,10 @@ impl Core {
             let mut batch = Batch::default();
             batch.drill_state(&org.id, &state);
             self.store.apply(batch).await?;
-            match self.run_drill(&org.name, None, None, "schedule").await {
+            match self
+                .run_drill(&org.name, None, None, Trigger::Schedule)
+                .await
+            {
                 Ok(_) => queued += 1,
                 // Nothing to drill yet: the slot is spent, the next one tries again.
                 Err(CoreError::FailedPrecondition(why)) => {
@@ -276,7 +279,9 @@ mod tests {
     async fn drills_follow_the_schedule_once_per_slot_least_recently_drilled_first() {
         let dir = tempfile::tempdir().expect("dir");
         let c = core(dir.path()).await;
-        c.add_org("acme", "git").await.expect("org");
+        c.add_org("acme", crate::model::Provider::Git)
+            .await
+            .expect("org");
         let a = c.add_repo("acme/a", "file:///a", None).await.expect("a");
         let b = c.add_repo("acme/b", "file:///b", None).await.expect("b");
         c.add_repo("acme/never", "file:///n", None)
@@ -300,7 +305,7 @@ mod tests {
         assert_eq!(c.run_drills_once(t0 + day + 60_000).await.expect("tick"), 0);
         let first = c.list_drills("acme").await.expect("list");
         assert_eq!(first.len(), 1);
-        assert_eq!(first[0].trigger, "schedule");
+        assert_eq!(first[0].trigger, Trigger::Schedule);
         assert_eq!(first[0].status, Status::Pending);
         assert_ne!(first[0].repo_full_name, "acme/never");
         let tasks = drill_tasks(&c).await;
@@ -324,8 +329,12 @@ mod tests {
     async fn a_manual_drill_names_its_backup_and_refuses_what_cannot_be_drilled() {
         let dir = tempfile::tempdir().expect("dir");
         let c = core(dir.path()).await;
-        c.add_org("acme", "git").await.expect("org");
-        c.add_org("other", "git").await.expect("other");
+        c.add_org("acme", crate::model::Provider::Git)
+            .await
+            .expect("org");
+        c.add_org("other", crate::model::Provider::Git)
+            .await
+            .expect("other");
         let a = c.add_repo("acme/a", "file:///a", None).await.expect("a");
         let o = c.add_repo("other/o", "file:///o", None).await.expect("o");
         c.add_repo("acme/empty", "file:///e", None)
@@ -335,27 +344,27 @@ mod tests {
         let foreign = completed_backup(&c, &o, 1_000).await;
 
         let d = c
-            .run_drill("acme", None, Some(&id), "manual")
+            .run_drill("acme", None, Some(&id), Trigger::Manual)
             .await
             .expect("drill");
         assert_eq!(
-            (d.backup_id.as_str(), d.trigger.as_str()),
-            (id.as_str(), "manual")
+            (d.backup_id.as_str(), d.trigger),
+            (id.as_str(), Trigger::Manual)
         );
         assert_eq!(d.snapshot_id, "ab".repeat(32));
         let by_repo = c
-            .run_drill("acme", Some("a"), None, "manual")
+            .run_drill("acme", Some("a"), None, Trigger::Manual)
             .await
             .expect("by repo");
         assert_eq!(by_repo.backup_id, id);
 
         let e = c
-            .run_drill("acme", Some("empty"), None, "manual")
+            .run_drill("acme", Some("empty"), None, Trigger::Manual)
             .await
             .expect_err("no backup");
         assert!(e.to_string().contains("no completed backup"), "{e}");
         let e = c
-            .run_drill("acme", None, Some(&foreign), "manual")
+            .run_drill("acme", None, Some(&foreign), Trigger::Manual)
             .await
             .expect_err("other org");
         assert!(

@@ -165,7 +165,9 @@ mod tests {
     ) {
         let dir = tempfile::tempdir().expect("dir");
         let c = core(dir.path()).await;
-        c.add_org("acme", "git").await.expect("org");
+        c.add_org("acme", crate::model::Provider::Git)
+            .await
+            .expect("org");
         c.add_repo("acme/a", "file:///a", None).await.expect("repo");
         c.run_backup("acme/a").await.expect("backup");
         let w = c.register_worker(hello("", &[])).await;

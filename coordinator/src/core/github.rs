@@ -20,7 +20,7 @@ use crate::discovery::{ListedRepo, Renamed, index_changes, name_index, plan_sync
 use crate::error::{CoreError, CoreResult};
 use crate::forge_tokens::InstallationKey;
 use crate::ids;
-use crate::model::{OrgCredential, OrgRecord, RepoRecord};
+use crate::model::{OrgCredential, OrgRecord, Provider, RepoRecord};
 use crate::store::Batch;
 
 use super::{Core, now_ms, org_credential_context, org_key_context};
@@ -214,7 +214,7 @@ impl Core {
             sealed_key: self.seal(&org_key_context(&id), &key),
             id,
             name: new.name.clone(),
-            provider: "github".into(),
+            provider: Provider::Github,
             created_at_ms: now_ms(),
             api_url: Some(api_url),
             ca_cert_pem,
@@ -237,7 +237,7 @@ impl Core {
     /// Discovers an organisation's repositories now.
     pub async fn sync_org(&self, name: &str) -> CoreResult<SyncReport> {
         let org = self.org_named(name).await?;
-        if org.provider != "github" {
+        if !org.provider.is_forge() {
             return Err(CoreError::InvalidArgument(format!(
                 "organisation {name:?} has provider {:?}; only GitHub organisations are discovered (add plain git repositories with `repo add`)",
                 org.provider
@@ -257,7 +257,7 @@ impl Core {
                 return;
             }
         };
-        for org in orgs.into_iter().filter(|o| o.provider == "github") {
+        for org in orgs.into_iter().filter(|o| o.provider.is_forge()) {
             let last = org.last_sync_at_ms.unwrap_or(org.created_at_ms);
             if !sync_due(last, now_ms(), interval) {
                 continue;

@@ -12,7 +12,8 @@ use crate::error::CoreResult;
 use crate::health::{self, Active, RepoHealth, ScheduleInput, Slots};
 use crate::lease::TaskState;
 use crate::model::{
-    CheckOutcome, DrillRecord, OrgRecord, RepoRecord, RepoStats, Status, TaskKind, VerifyStatus,
+    CheckOutcome, DrillRecord, DrillStatus, OrgRecord, RepoRecord, RepoStats, Status, TaskKind,
+    VerifyStatus,
 };
 use crate::schedule::{Plan, Schedule};
 
@@ -203,7 +204,7 @@ impl Core {
             out.push(match latest {
                 Some(d) => pb::DrillHealth {
                     org: o.name.clone(),
-                    status: d.outcome().into(),
+                    status: d.outcome().as_str().into(),
                     repo: d.repo_full_name.clone(),
                     backup_id: d.backup_id.clone(),
                     finished_at: opt_ms(d.finished_at_ms),
@@ -250,9 +251,9 @@ impl Core {
                     at: format_ms(at_ms),
                     kind: "backup".into(),
                     backup_id: b.id.clone(),
-                    r#type: b.backup_type.clone(),
-                    trigger: b.trigger.clone(),
-                    status: b.status.as_str().into(),
+                    r#type: b.backup_type.into(),
+                    trigger: b.trigger.into(),
+                    status: b.status.into(),
                     size_bytes: b.size_bytes,
                     added_bytes: b.added_bytes,
                     verification: match (&b.verification, b.status) {
@@ -287,9 +288,9 @@ impl Core {
                     at: format_ms(at_ms),
                     kind: "drill".into(),
                     backup_id: d.backup_id.clone(),
-                    trigger: d.trigger.clone(),
-                    status: d.status.as_str().into(),
-                    verification: d.outcome().into(),
+                    trigger: d.trigger.into(),
+                    status: d.status.into(),
+                    verification: d.outcome().as_str().into(),
                     checks: d
                         .checks
                         .iter()
@@ -351,7 +352,11 @@ impl Core {
                 .filter(|d| d.status.is_terminal())
                 .max_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
             if let Some(d) = latest {
-                let passed = if d.outcome() == "passed" { 1.0 } else { 0.0 };
+                let passed = if d.outcome() == DrillStatus::Passed {
+                    1.0
+                } else {
+                    0.0
+                };
                 metrics::gauge!("repovault_drill_passed", "org" => org.name.clone()).set(passed);
             }
         }
@@ -413,7 +418,9 @@ mod tests {
         .await
         .expect("core");
         c.schedules.set_clock(Arc::new(ManualClock::new(base)));
-        c.add_org("acme", "git").await.expect("org");
+        c.add_org("acme", crate::model::Provider::Git)
+            .await
+            .expect("org");
         let mut ids = Vec::new();
         for i in 0..3 {
             let r = c

@@ -46,13 +46,13 @@ impl Core {
             snapshot_path: snapshot_repo_path(&org.id, &repo.id),
             repo_password: password.expose().to_string(),
             master_key: master_key.expose().to_string(),
-            provider: org.provider.clone(),
-            api_url: match org.provider.as_str() {
-                "github" => org
-                    .api_url
+            provider: org.provider.into(),
+            api_url: if org.provider.is_forge() {
+                org.api_url
                     .clone()
-                    .unwrap_or_else(|| crate::core::github::DEFAULT_GITHUB_API_URL.to_string()),
-                _ => String::new(),
+                    .unwrap_or_else(|| crate::core::github::DEFAULT_GITHUB_API_URL.to_string())
+            } else {
+                String::new()
             },
             ca_cert_pem: org.ca_cert_pem.clone().unwrap_or_default(),
             credential_id: super::rate::credential_id(org, repo, &token),

@@ -22,7 +22,7 @@ mod restores;
 pub mod retention;
 pub mod schedules;
 pub mod verify;
-pub use restores::{RestoreRequest, VALID_COMBINATIONS, check_combination};
+pub use restores::RestoreRequest;
 mod kinds;
 mod lease_access;
 mod queue_view;

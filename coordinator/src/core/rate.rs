@@ -8,7 +8,7 @@ use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
 use crate::error::{CoreError, CoreResult, not_found};
-use crate::model::{OrgCredential, OrgRecord, RepoRecord};
+use crate::model::{OrgCredential, OrgRecord, Provider, RepoRecord};
 use crate::rate_budget::{Grant, Reading};
 
 use super::tasks::check_holder;
@@ -52,7 +52,7 @@ impl Core {
         access: &pb::RepoAccess,
         lease: &pb::LeaseToken,
     ) -> Option<pb::RateGrant> {
-        if access.provider != "github" || access.credential_id.is_empty() {
+        if access.provider == i32::from(Provider::Git) || access.credential_id.is_empty() {
             return None;
         }
         let g = self

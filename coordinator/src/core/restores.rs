@@ -1,7 +1,7 @@
 //! Restores: the types × targets a restore may take, where a forge restore goes and with which
 //! credential, listing and cancelling.
 //!
-//! Valid combinations ([`VALID_COMBINATIONS`]); anything else is refused naming them:
+//! Valid combinations ([`RestoreCombination`]); anything else is refused naming them:
 //! - `full_repo` to `new`: `--org ORG --name NAME` on the source's forge (or on the forge of
 //!   `--credential-org`), with the credential of the repovault organisation named `ORG` when
 //!   there is one, else of `--credential-org`, else of the source's organisation; or `--url` for
@@ -26,54 +26,18 @@ use repovault_common::secret::Secret;
 
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
-use crate::model::{OrgRecord, RestoreRecord, Status};
+use crate::model::{OrgRecord, RestoreRecord, RestoreTarget, RestoreType, Status};
 use crate::queue::PRIORITY_RESTORE;
+use repovault_common::domain::RestoreCombination;
 
 use super::github::DEFAULT_GITHUB_API_URL;
 use super::{Core, now_ms, restore_token_context};
 
-/// Every valid restore type with the targets it takes.
-pub const VALID_COMBINATIONS: &[(&str, &[&str])] = &[
-    ("full_repo", &["new", "original", "download"]),
-    ("issues_only", &["existing"]),
-    ("wiki_only", &["existing"]),
-    ("releases_only", &["existing"]),
-    ("download_zip", &["download"]),
-];
-
-/// The valid combinations as one line, for error messages.
-pub fn valid_combinations_text() -> String {
-    let list: Vec<String> = VALID_COMBINATIONS
-        .iter()
-        .map(|(t, targets)| format!("{t} to {}", targets.join("|")))
-        .collect();
-    format!(
-        "valid: {} (full_repo to new takes --org ORG --name NAME or --url URL; original takes --name NAME; existing takes --into ORG/NAME)",
-        list.join(", ")
-    )
-}
-
-/// Checks `restore_type` × `target`; the error names every valid combination.
-pub fn check_combination(restore_type: &str, target: &str) -> CoreResult<()> {
-    let ok = VALID_COMBINATIONS
-        .iter()
-        .any(|(t, targets)| *t == restore_type && targets.contains(&target));
-    if ok {
-        Ok(())
-    } else {
-        Err(CoreError::InvalidArgument(format!(
-            "restore type {restore_type:?} to target {target:?} is not a valid combination; {}",
-            valid_combinations_text()
-        )))
-    }
-}
-
 /// What an admin asks for (`StartRestoreRequest`).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct RestoreRequest {
     pub backup_id: String,
-    pub restore_type: String,
-    pub target: String,
+    pub combination: RestoreCombination,
     /// Plain git target URL (`full_repo` to `new`).
     pub url: String,
     /// The plain git target's token.
@@ -92,6 +56,24 @@ pub struct RestoreRequest {
     pub access: AccessScope,
 }
 
+impl RestoreRequest {
+    /// A request with no target details, direct access and the default link lifetime.
+    pub fn new(backup_id: impl Into<String>, combination: RestoreCombination) -> Self {
+        Self {
+            backup_id: backup_id.into(),
+            combination,
+            url: String::new(),
+            token: None,
+            org: String::new(),
+            name: String::new(),
+            credential_org: String::new(),
+            into: String::new(),
+            link_ttl_ms: None,
+            access: AccessScope::Direct,
+        }
+    }
+}
+
 fn invalid(m: impl Into<String>) -> CoreError {
     CoreError::InvalidArgument(m.into())
 }
@@ -99,8 +81,11 @@ fn invalid(m: impl Into<String>) -> CoreError {
 /// A scope wider than direct collaborators only where access is restored at all: `full_repo`
 /// to a forge (`new` without `--url`, or `original`). Elsewhere it is refused, not ignored.
 fn check_access(req: &RestoreRequest) -> CoreResult<()> {
-    let forge_settings = req.restore_type == "full_repo"
-        && matches!(req.target.as_str(), "new" | "original")
+    let forge_settings = req.combination.restore_type() == RestoreType::FullRepo
+        && matches!(
+            req.combination.target(),
+            RestoreTarget::New | RestoreTarget::Original
+        )
         && req.url.is_empty();
     if req.access == AccessScope::Direct || forge_settings {
         return Ok(());
@@ -127,27 +112,24 @@ impl Core {
     pub async fn start_restore(
         &self,
         backup_id: &str,
-        restore_type: &str,
-        target: &str,
+        restore_type: RestoreType,
+        target: RestoreTarget,
         url: &str,
         token: Option<Secret>,
     ) -> CoreResult<RestoreRecord> {
-        self.start_restore_request(RestoreRequest {
-            backup_id: backup_id.to_string(),
-            restore_type: restore_type.to_string(),
-            target: target.to_string(),
-            url: url.to_string(),
-            token,
-            ..Default::default()
-        })
-        .await
+        let combination =
+            RestoreCombination::new(restore_type, target).map_err(|e| invalid(e.to_string()))?;
+        let mut req = RestoreRequest::new(backup_id, combination);
+        req.url = url.to_string();
+        req.token = token;
+        self.start_restore_request(req).await
     }
 
     /// Validates and queues a restore (priority 9). Forge targets are checked with the forge
     /// first: `original` must not exist, `existing` must exist.
     pub async fn start_restore_request(&self, req: RestoreRequest) -> CoreResult<RestoreRecord> {
-        check_combination(&req.restore_type, &req.target)?;
         check_access(&req)?;
+        let (restore_type, target) = (req.combination.restore_type(), req.combination.target());
         let backup = self.get_backup(&req.backup_id).await?;
         if backup.status != Status::Completed || backup.snapshot_id.is_none() {
             return Err(CoreError::FailedPrecondition(format!(
@@ -173,8 +155,8 @@ impl Core {
             org_id: repo.org_id.clone(),
             repo_id: repo.id.clone(),
             repo_full_name: repo.full_name(),
-            restore_type: req.restore_type.clone(),
-            target: req.target.clone(),
+            restore_type,
+            target,
             target_url: None,
             sealed_target_token: None,
             status: Status::Pending,
@@ -199,14 +181,14 @@ impl Core {
             },
         };
         let forge_args = !req.org.is_empty() || !req.name.is_empty() || !req.into.is_empty();
-        match req.target.as_str() {
-            "download" => {
+        match target {
+            RestoreTarget::Download => {
                 if forge_args || !req.url.is_empty() || !req.credential_org.is_empty() {
                     return Err(invalid(
                         "target download takes no --org, --name, --into, --url or --credential-org",
                     ));
                 }
-                let ext = if req.restore_type == "download_zip" {
+                let ext = if restore_type == RestoreType::DownloadZip {
                     "zip"
                 } else {
                     "tar"
@@ -214,7 +196,7 @@ impl Core {
                 restore.artifact_path =
                     Some(format!("{}/{}/downloads/{id}.{ext}", repo.org_id, repo.id));
             }
-            "new" if !req.url.is_empty() => {
+            RestoreTarget::New if !req.url.is_empty() => {
                 if forge_args || !req.credential_org.is_empty() {
                     return Err(invalid(
                         "target new takes either --url URL (plain git) or --org ORG --name NAME (a forge), not both",
@@ -227,15 +209,15 @@ impl Core {
                     .filter(|t| !t.is_empty())
                     .map(|t| self.seal(&restore_token_context(&id), &t));
             }
-            "new" | "original" | "existing" => {
+            RestoreTarget::New | RestoreTarget::Original | RestoreTarget::Existing => {
                 if !req.url.is_empty() || req.token.as_ref().is_some_and(|t| !t.is_empty()) {
                     return Err(invalid(format!(
                         "target {} restores to a forge with an organisation's credential: --url and a token are for plain git (full_repo to new)",
-                        req.target
+                        target
                     )));
                 }
-                let (owner, name) = match req.target.as_str() {
-                    "new" => {
+                let (owner, name) = match target {
+                    RestoreTarget::New => {
                         if req.org.is_empty() || req.name.is_empty() || !req.into.is_empty() {
                             return Err(invalid(
                                 "target new needs --org ORG --name NAME (or --url URL for plain git)",
@@ -243,7 +225,7 @@ impl Core {
                         }
                         (req.org.clone(), req.name.clone())
                     }
-                    "original" => {
+                    RestoreTarget::Original => {
                         if req.name.is_empty() || !req.org.is_empty() || !req.into.is_empty() {
                             return Err(invalid(format!(
                                 "target original needs --name NAME (a new repository in {}) and takes no --org or --into",
@@ -256,7 +238,7 @@ impl Core {
                         if req.into.is_empty() || !req.org.is_empty() || !req.name.is_empty() {
                             return Err(invalid(format!(
                                 "{} needs --into ORG/NAME (an existing repository) and takes no --org or --name",
-                                req.restore_type
+                                restore_type
                             )));
                         }
                         parse_full_name(&req.into).map_err(|e| invalid(e.to_string()))?
@@ -268,28 +250,25 @@ impl Core {
                     .restore_credential_org(&source_org, &owner, &req.credential_org)
                     .await?;
                 let exists = self.forge_repo_exists(&cred, &owner, &name).await?;
-                match (req.target.as_str(), exists) {
-                    ("original", true) => {
+                match (target, exists) {
+                    (RestoreTarget::Original, true) => {
                         return Err(CoreError::FailedPrecondition(format!(
                             "repository {owner}/{name} already exists: a restore to the original organisation never overwrites; choose another --name"
                         )));
                     }
-                    ("existing", false) => {
+                    (RestoreTarget::Existing, false) => {
                         return Err(CoreError::FailedPrecondition(format!(
                             "repository {owner}/{name} does not exist: {} restores into an existing repository",
-                            req.restore_type
+                            restore_type
                         )));
                     }
                     _ => {}
                 }
-                restore.create_target = req.target != "existing" && !exists;
+                restore.create_target = target != RestoreTarget::Existing && !exists;
                 restore.target_repo = Some(format!("{owner}/{name}"));
                 restore.target_api_url = Some(endpoint(&cred).api_url);
                 restore.target_ca_cert_pem = cred.ca_cert_pem.clone();
                 restore.target_credential_org_id = Some(cred.id.clone());
-            }
-            _ => {
-                return Err(invalid(valid_combinations_text()));
             }
         }
         self.enqueue_restore(&repo, &mut restore, PRIORITY_RESTORE)
@@ -312,13 +291,13 @@ impl Core {
             self.org_named(credential_org).await?
         } else {
             match self.store.org_by_name(owner).await? {
-                Some(o) if o.provider == "github" => o,
+                Some(o) if o.provider.is_forge() => o,
                 _ => source.clone(),
             }
         };
-        if org.provider != "github" || org.credential.is_none() {
+        if !org.provider.is_forge() || org.credential.is_none() {
             return Err(CoreError::FailedPrecondition(format!(
-                "organisation {:?} is not a GitHub organisation with a credential: a forge restore needs one (--credential-org ORG), or restore to plain git with --url",
+                "organisation {:?} is not a forge organisation with a credential: a forge restore needs one (--credential-org ORG), or restore to plain git with --url",
                 org.name
             )));
         }
@@ -402,31 +381,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_matrix_is_valid() {
-        for (t, targets) in VALID_COMBINATIONS {
-            for target in ["new", "original", "download", "existing", "elsewhere"] {
-                assert_eq!(
-                    check_combination(t, target).is_ok(),
-                    targets.contains(&target),
-                    "{t} to {target}"
-                );
-            }
-        }
-        let e = check_combination("issues_only", "new")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("full_repo to new|original|download"), "{e}");
-        assert!(check_combination("everything", "new").is_err());
-    }
-
-    #[test]
     fn a_wider_access_only_where_access_is_restored() {
-        let req = |t: &str, target: &str, url: &str, access| RestoreRequest {
-            restore_type: t.into(),
-            target: target.into(),
-            url: url.into(),
-            access,
-            ..Default::default()
+        let req = |t: &str, target: &str, url: &str, access| {
+            let combination =
+                RestoreCombination::new(t.parse().unwrap(), target.parse().unwrap()).unwrap();
+            let mut r = RestoreRequest::new("b", combination);
+            r.url = url.into();
+            r.access = access;
+            r
         };
         for access in [AccessScope::Direct, AccessScope::Teams, AccessScope::All] {
             assert!(check_access(&req("full_repo", "new", "", access)).is_ok());

@@ -13,7 +13,9 @@ use repovault_common::crypto::random_secret;
 use repovault_common::forge::github::GitHubClient;
 
 use crate::error::{CoreError, CoreResult};
-use crate::model::{OnPushHook, OrgRecord, RepoRecord, ScheduleSettings, TaskKind};
+use crate::model::{
+    BackupType, OnPushHook, OrgRecord, RepoRecord, ScheduleSettings, TaskKind, Trigger,
+};
 use crate::queue::PRIORITY_SCHEDULED;
 use crate::schedule::{self, BackupKind, Due, Plan, Schedule, TypeInputs};
 use crate::store::Batch;
@@ -302,7 +304,7 @@ impl Core {
     /// active backup collapses onto it; its state is written all the same.
     async fn enqueue_scheduled(
         &self,
-        runs: Vec<(RepoRecord, &'static str, crate::model::ScheduleState)>,
+        runs: Vec<(RepoRecord, BackupType, crate::model::ScheduleState)>,
     ) -> CoreResult<()> {
         if runs.is_empty() {
             return Ok(());
@@ -326,8 +328,8 @@ impl Core {
                 let task_id = crate::ids::new_task_id();
                 let backup = super::kinds::new_backup(
                     repo,
-                    backup_type,
-                    "schedule",
+                    *backup_type,
+                    Trigger::Schedule,
                     PRIORITY_SCHEDULED,
                     &task_id,
                     now,
@@ -460,9 +462,9 @@ impl Core {
             .await?
             .ok_or_else(|| crate::error::not_found("organisation", repo.org_id.clone()))?;
         // Invalid input (exit 2), not a failure: no state of the organisation makes it valid.
-        if org.provider != "github" {
+        if !org.provider.is_forge() {
             return Err(CoreError::InvalidArgument(format!(
-                "on-push backups need a GitHub organisation; {:?} is {}",
+                "on-push backups need a forge organisation; {:?} is {}",
                 org.name, org.provider
             )));
         }
@@ -626,7 +628,7 @@ impl Core {
             self.enqueue_backup_with(
                 &repo,
                 backup_type,
-                "push",
+                Trigger::Push,
                 PRIORITY_SCHEDULED,
                 Batch::default(),
             )
@@ -717,7 +719,9 @@ mod tests {
         // 10:59: past every offset of the 10:00 hourly slot (spread over its first 30 min).
         let clock = Arc::new(ManualClock::new(utc("2026-11-23T10:59:00Z")));
         let c = core(kv.clone(), &master, dir.path(), clock.clone()).await;
-        c.add_org("acme", "git").await.expect("org");
+        c.add_org("acme", crate::model::Provider::Git)
+            .await
+            .expect("org");
         for i in 0..3 {
             c.add_repo(&format!("acme/r{i}"), &format!("file:///src/r{i}"), None)
                 .await
@@ -734,8 +738,8 @@ mod tests {
         let b = c.list_backups(Some("acme/r0")).await.expect("backups");
         assert_eq!(b.len(), 1);
         assert_eq!(
-            (b[0].trigger.as_str(), b[0].backup_type.as_str()),
-            ("schedule", "full")
+            (b[0].trigger, b[0].backup_type),
+            (Trigger::Schedule, BackupType::Full)
         );
         assert_eq!(b[0].priority, PRIORITY_SCHEDULED);
 
@@ -807,7 +811,9 @@ mod tests {
         let t0 = utc("2026-11-23T10:00:00Z");
         let clock = Arc::new(ManualClock::new(t0));
         let c = core(kv, &master, dir.path(), clock.clone()).await;
-        c.add_org("acme", "git").await.expect("org");
+        c.add_org("acme", crate::model::Provider::Git)
+            .await
+            .expect("org");
         let mut repo = c
             .add_repo("acme/app", "file:///src/app", None)
             .await
@@ -886,6 +892,6 @@ mod tests {
         assert_eq!(c.start_push_backups().await.expect("start"), 0);
         let b = c.list_backups(Some("acme/app")).await.expect("backups");
         assert_eq!(b.len(), 1);
-        assert_eq!(b[0].trigger, "push");
+        assert_eq!(b[0].trigger, Trigger::Push);
     }
 }

@@ -210,13 +210,9 @@ impl Core {
                 task_id: task.id.clone(),
                 attempt,
             }),
-            kind: task.kind.as_str().to_string(),
             repo: Some(self.repo_access(&org, &repo)?),
-            backup: None,
-            restore: None,
             rate: None,
-            verify: None,
-            drill: None,
+            spec: None,
         };
         let l = LeaseCtx {
             task: &task,
@@ -238,7 +234,7 @@ impl Core {
             task_id: task.id.clone(),
             attempt,
             phase: "leased".into(),
-            status: "running".into(),
+            status: Status::Running.into(),
             worker_id: worker_id.to_string(),
             ..Default::default()
         });
@@ -278,7 +274,7 @@ impl Core {
             objects: ev.objects,
             total_bytes: ev.total_bytes,
             message: ev.message.clone(),
-            status: "running".into(),
+            status: Status::Running.into(),
             error: String::new(),
             worker_id: ev.worker_id.clone(),
         });
@@ -339,7 +335,7 @@ impl Core {
         if req.success {
             task.committed_attempt = Some(tok.attempt);
         }
-        let status = Status::of(&task.lease.state);
+        let status = task.lease.state.status();
         let mut batch = Batch::default();
         batch.task(&task);
         let done = Completion {
@@ -501,7 +497,7 @@ impl Core {
     /// the lock (a few store reads and one write; they are rare).
     async fn persist_requeue(&self, task: &TaskRecord) -> CoreResult<Option<BackupRecord>> {
         let now = now_ms();
-        let status = Status::of(&task.lease.state);
+        let status = task.lease.state.status();
         let mut batch = Batch::default();
         batch.task(task);
         let terminal = self.kind_requeue(task, status, now, &mut batch).await?;
@@ -511,7 +507,7 @@ impl Core {
     }
 
     fn forget_rejected(&self, req: &pb::CompleteTaskRequest) {
-        if let (Some(tok), Some(b)) = (&req.lease, &req.backup)
+        if let (Some(tok), Some(b)) = (&req.lease, req.backup_result())
             && !b.snapshot_id.is_empty()
         {
             let _ = self.forget_tx.send(ForgetRequest::Snapshot {
@@ -523,7 +519,7 @@ impl Core {
     }
 
     fn publish_state(&self, task: &TaskRecord, attempt: u32, worker_id: &str) {
-        let status = Status::of(&task.lease.state);
+        let status = task.lease.state.status();
         self.progress.publish(pb::TaskProgress {
             task_id: task.id.clone(),
             attempt,
@@ -533,7 +529,7 @@ impl Core {
                 Status::Pending => "queued".into(),
                 Status::Running => "running".into(),
             },
-            status: status.as_str().into(),
+            status: status.into(),
             error: task
                 .lease
                 .last_error

@@ -10,7 +10,7 @@ use repovault_common::timing::Timing;
 
 use super::{Core, CoreParts};
 use crate::kv::{KvBackend, MemoryKv};
-use crate::model::{RepoRecord, Status, VerifyStatus};
+use crate::model::{BackupType, RepoRecord, Status, Trigger, VerifyStatus};
 use crate::store::{Batch, Store};
 
 pub(crate) fn utc(s: &str) -> i64 {
@@ -58,7 +58,7 @@ pub(crate) async fn restart(c: &Core) -> Arc<Core> {
 /// A completed, verified backup of `repo` finished at `at`, in the store as a completion
 /// leaves it (record and stats); returns its id.
 pub(crate) async fn completed_backup(c: &Core, repo: &RepoRecord, at: i64) -> String {
-    let mut b = super::kinds::new_backup(repo, "full", "manual", 8, "t", at);
+    let mut b = super::kinds::new_backup(repo, BackupType::Full, Trigger::Manual, 8, "t", at);
     b.status = Status::Completed;
     b.finished_at_ms = Some(at);
     b.snapshot_id = Some("ab".repeat(32));

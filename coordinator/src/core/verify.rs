@@ -14,18 +14,13 @@ use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
 use crate::model::{
     BackupRecord, CheckOutcome, CheckResult, RepoRecord, Status, TaskKind, TaskRecord,
-    Verification, VerifyStatus,
+    Verification, VerifyMode, VerifyRun, VerifyStatus,
 };
 use crate::queue::PRIORITY_MANUAL_BACKUP;
 use crate::store::Batch;
 use crate::verification as v;
 
 use super::{Core, now_ms};
-
-/// Mode of a `backup verify` task.
-pub const MODE_MANUAL: &str = "manual";
-/// Mode of a read-back rotation task.
-pub const MODE_ROTATION: &str = "rotation";
 
 /// Rotation reads run below scheduled backups (5) and retention (2): they only re-prove what
 /// was proven at backup time.
@@ -48,7 +43,7 @@ impl Core {
         let checks = v::checks_from_proto(&result.checks).map_err(CoreError::InvalidArgument)?;
         let size = v::size_match(b.size_bytes, previous_size, self.verification.read().size);
         Ok(Some(v::finished(
-            "automatic",
+            VerifyRun::Automatic,
             checks,
             size,
             result,
@@ -119,7 +114,7 @@ impl Core {
                 &repo,
                 TaskKind::Verify,
                 id,
-                Some(MODE_MANUAL),
+                Some(VerifyMode::Manual),
                 PRIORITY_MANUAL_BACKUP,
                 key,
             )
@@ -128,14 +123,14 @@ impl Core {
             let mut ver = b.verification.clone().unwrap_or_else(|| Verification {
                 status: VerifyStatus::Pending,
                 checks: Vec::new(),
-                run: MODE_MANUAL.into(),
+                run: VerifyRun::Manual,
                 finished_at_ms: None,
                 packs_read: 0,
                 bytes_read: 0,
                 task_id: None,
             });
             ver.status = VerifyStatus::Pending;
-            ver.run = MODE_MANUAL.into();
+            ver.run = VerifyRun::Manual;
             ver.task_id = Some(task.record.id.clone());
             b.verification = Some(ver);
             self.save_verification(&b).await?;
@@ -199,7 +194,7 @@ impl Core {
             .queue_snapshot()
             .await
             .into_iter()
-            .filter(|(t, _)| t.mode.as_deref() == Some(MODE_ROTATION))
+            .filter(|(t, _)| t.mode == Some(VerifyMode::Rotation))
             .map(|(t, _)| t.repo_id)
             .collect();
         let room = opts.rotation_concurrency.saturating_sub(active.len());
@@ -214,7 +209,7 @@ impl Core {
                     &repo,
                     TaskKind::Verify,
                     &repo.id,
-                    Some(MODE_ROTATION),
+                    Some(VerifyMode::Rotation),
                     PRIORITY_ROTATION,
                     key,
                 )
@@ -250,7 +245,7 @@ impl Core {
         metrics::counter!("repovault_readback_packs_total").increment(r.packs_read);
         metrics::counter!("repovault_verifications_total", "run" => "rotation", "status" => if r.damage.is_empty() { "verified" } else { "failed" })
             .increment(1);
-        self.fail_damaged_backups(&task.repo_id, r, None, MODE_ROTATION, now)
+        self.fail_damaged_backups(&task.repo_id, r, None, VerifyRun::Rotation, now)
             .await
     }
 
@@ -263,13 +258,13 @@ impl Core {
         repo_id: &str,
         result: &pb::VerifyResult,
         except: Option<&str>,
-        run: &str,
+        run: VerifyRun,
         now: i64,
     ) -> CoreResult<()> {
         if result.damaged_snapshot_ids.is_empty() {
             return Ok(());
         }
-        tracing::error!(repo = %repo_id, run, damage = %result.damage, snapshots = result.damaged_snapshot_ids.len(), "a read-back found damaged packs");
+        tracing::error!(repo = %repo_id, run = %run, damage = %result.damage, snapshots = result.damaged_snapshot_ids.len(), "a read-back found damaged packs");
         let repo = self
             .store
             .repo(repo_id)
@@ -308,7 +303,7 @@ impl Core {
         repo: &RepoRecord,
         kind: TaskKind,
         subject: &str,
-        mode: Option<&str>,
+        mode: Option<VerifyMode>,
         priority: u8,
         key: String,
     ) -> CoreResult<Enqueued> {
@@ -330,7 +325,7 @@ impl Core {
             key,
             now,
         );
-        task.mode = mode.map(str::to_string);
+        task.mode = mode;
         let mut batch = Batch::default();
         batch.task(&task);
         self.store.apply(batch).await?;
@@ -368,7 +363,7 @@ pub(super) fn could_not_run(error: &str, now: i64, task_id: &str) -> Verificatio
     Verification {
         status: VerifyStatus::Failed,
         checks,
-        run: MODE_MANUAL.into(),
+        run: VerifyRun::Manual,
         finished_at_ms: Some(now),
         packs_read: 0,
         bytes_read: 0,
@@ -401,6 +396,7 @@ mod tests {
     use super::*;
     use crate::core::testing::{completed_backup, core};
     use crate::workers::WorkerEntry;
+    use pb::complete_task_request::Result as Outcome;
 
     fn worker(c: &Core) {
         c.workers.register(WorkerEntry {
@@ -417,7 +413,7 @@ mod tests {
     fn pass(name: &str) -> pb::CheckResult {
         pb::CheckResult {
             name: name.into(),
-            result: "pass".into(),
+            result: CheckOutcome::Pass.into(),
             detail: "ok".into(),
             ..Default::default()
         }
@@ -427,7 +423,9 @@ mod tests {
     async fn backup_verify_queues_once_leases_and_records_the_outcome() {
         let dir = tempfile::tempdir().expect("dir");
         let c = core(dir.path()).await;
-        c.add_org("acme", "git").await.expect("org");
+        c.add_org("acme", crate::model::Provider::Git)
+            .await
+            .expect("org");
         let r = c.add_repo("acme/a", "file:///a", None).await.expect("repo");
         let first = completed_backup(&c, &r, 1_000).await;
         let id = completed_backup(&c, &r, 2_000).await;
@@ -448,11 +446,10 @@ mod tests {
             .await
             .expect("acquire")
             .expect("leased");
-        assert_eq!(t.kind, "verify");
-        let spec = t.verify.clone().expect("spec");
+        let spec = t.verify_spec().cloned().expect("a verify spec");
         assert_eq!(
-            (spec.mode.as_str(), spec.backup_id.as_str()),
-            (MODE_MANUAL, id.as_str())
+            (spec.mode, spec.backup_id.as_str()),
+            (VerifyMode::Manual.into(), id.as_str())
         );
         assert_eq!(spec.snapshot_id, "ab".repeat(32));
         assert!(
@@ -475,12 +472,12 @@ mod tests {
             worker_id: "w".into(),
             lease: t.lease.clone(),
             success: true,
-            verify: Some(pb::VerifyResult {
+            result: Some(Outcome::Verify(pb::VerifyResult {
                 checks: checks.iter().map(|n| pass(n)).collect(),
                 packs_read: 3,
                 bytes_read: 300,
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         })
         .await
@@ -488,7 +485,7 @@ mod tests {
         let done = c.get_backup(&id).await.expect("backup");
         let v = done.verification.expect("verification");
         assert_eq!(v.status, VerifyStatus::Verified, "{v:#?}");
-        assert_eq!((v.run.as_str(), v.packs_read), (MODE_MANUAL, 3));
+        assert_eq!((v.run, v.packs_read), (VerifyRun::Manual, 3));
         // size_match against the backup before it (same size).
         let size = v
             .checks
@@ -510,16 +507,16 @@ mod tests {
             .expect("acquire")
             .expect("leased");
         let mut fsck = pass("git_fsck");
-        fsck.result = "fail".into();
+        fsck.result = CheckOutcome::Fail.into();
         fsck.detail = "blob 1234 is missing".into();
         c.complete(&pb::CompleteTaskRequest {
             worker_id: "w".into(),
             lease: t.lease.clone(),
             success: true,
-            verify: Some(pb::VerifyResult {
+            result: Some(Outcome::Verify(pb::VerifyResult {
                 checks: vec![pass("zip_integrity"), fsck],
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         })
         .await
@@ -540,7 +537,9 @@ mod tests {
     async fn a_verification_of_a_backup_deleted_meanwhile_ends_instead_of_blocking_the_queue() {
         let dir = tempfile::tempdir().expect("dir");
         let c = core(dir.path()).await;
-        c.add_org("acme", "git").await.expect("org");
+        c.add_org("acme", crate::model::Provider::Git)
+            .await
+            .expect("org");
         let r = c.add_repo("acme/a", "file:///a", None).await.expect("repo");
         let id = completed_backup(&c, &r, 1_000).await;
         c.verify_backup(&id).await.expect("verify");
@@ -560,14 +559,16 @@ mod tests {
             .await
             .expect("a lease, not an error")
             .expect("leased");
-        assert!(t.verify.expect("spec").snapshot_id.is_empty());
+        assert!(t.verify_spec().expect("spec").snapshot_id.is_empty());
     }
 
     #[tokio::test]
     async fn the_rotation_visits_due_repositories_oldest_first_at_most_two_at_once() {
         let dir = tempfile::tempdir().expect("dir");
         let c = core(dir.path()).await;
-        c.add_org("acme", "git").await.expect("org");
+        c.add_org("acme", crate::model::Provider::Git)
+            .await
+            .expect("org");
         let day = 86_400_000;
         let mut repos = Vec::new();
         for i in 0..5 {
@@ -587,7 +588,7 @@ mod tests {
                 .await
                 .into_iter()
                 .map(|(t, _)| t)
-                .filter(|t| t.mode.as_deref() == Some(MODE_ROTATION))
+                .filter(|t| t.mode == Some(VerifyMode::Rotation))
                 .collect::<Vec<_>>()
         };
         // Six days after the first backup: nothing is due (visits every 7 days).
@@ -652,14 +653,17 @@ mod tests {
     async fn completed_verifications_refuse_results_they_do_not_know() {
         let dir = tempfile::tempdir().expect("dir");
         let c = core(dir.path()).await;
-        c.add_org("acme", "git").await.expect("org");
+        c.add_org("acme", crate::model::Provider::Git)
+            .await
+            .expect("org");
         let r = c.add_repo("acme/a", "file:///a", None).await.expect("repo");
         let id = completed_backup(&c, &r, 1_000).await;
         let b = c.get_backup(&id).await.expect("backup");
         let bad = pb::VerifyResult {
             checks: vec![pb::CheckResult {
                 name: "git_fsck".into(),
-                result: "probably".into(),
+                // A value this build does not know (a newer worker's).
+                result: 99,
                 ..Default::default()
             }],
             ..Default::default()
@@ -667,7 +671,7 @@ mod tests {
         let e = c
             .automatic_verification(&b, Some(&bad), None, 5)
             .expect_err("refused");
-        assert!(e.to_string().contains("probably"), "{e}");
+        assert!(e.to_string().contains("check result 99 is unknown"), "{e}");
         // No checks at all (an older worker): pending, not verified.
         assert_eq!(
             c.automatic_verification(&b, Some(&pb::VerifyResult::default()), None, 5)

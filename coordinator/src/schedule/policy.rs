@@ -5,6 +5,8 @@
 //! `full_every_days` old (default 7) or more, and manual backups. Otherwise (scheduled, cron,
 //! on-push): incremental.
 
+use repovault_common::domain::BackupType;
+
 /// Why a backup runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackupKind {
@@ -36,26 +38,27 @@ pub struct TypeInputs {
     pub now_ms: i64,
 }
 
-/// `"full"` or `"incremental"`.
-pub fn backup_type(i: &TypeInputs) -> &'static str {
+/// Full when there is no successful backup, after a reconnect, for manual and weekly runs, and
+/// when the last full one is `full_every_days` old; incremental otherwise.
+pub fn backup_type(i: &TypeInputs) -> BackupType {
     let every = if i.full_every_days == 0 {
         DEFAULT_FULL_EVERY_DAYS
     } else {
         i.full_every_days
     };
     let Some(last_success) = i.last_success_at_ms else {
-        return "full";
+        return BackupType::Full;
     };
     if i.connected_at_ms.is_some_and(|c| last_success < c) {
-        return "full";
+        return BackupType::Full;
     }
     match i.kind {
-        BackupKind::Manual | BackupKind::Scheduled { weekly: true } => return "full",
+        BackupKind::Manual | BackupKind::Scheduled { weekly: true } => return BackupType::Full,
         BackupKind::Scheduled { weekly: false } | BackupKind::OnPush => {}
     }
     match i.last_full_at_ms {
-        Some(f) if i.now_ms - f < i64::from(every) * DAY_MS => "incremental",
-        _ => "full",
+        Some(f) if i.now_ms - f < i64::from(every) * DAY_MS => BackupType::Incremental,
+        _ => BackupType::Full,
     }
 }
 
@@ -77,33 +80,36 @@ mod tests {
     #[test]
     fn policy() {
         let sched = BackupKind::Scheduled { weekly: false };
-        assert_eq!(backup_type(&base(sched)), "incremental");
-        assert_eq!(backup_type(&base(BackupKind::OnPush)), "incremental");
-        assert_eq!(backup_type(&base(BackupKind::Manual)), "full");
+        assert_eq!(backup_type(&base(sched)), BackupType::Incremental);
+        assert_eq!(
+            backup_type(&base(BackupKind::OnPush)),
+            BackupType::Incremental
+        );
+        assert_eq!(backup_type(&base(BackupKind::Manual)), BackupType::Full);
         assert_eq!(
             backup_type(&base(BackupKind::Scheduled { weekly: true })),
-            "full"
+            BackupType::Full
         );
         // First backup.
         let mut i = base(BackupKind::OnPush);
         i.last_success_at_ms = None;
-        assert_eq!(backup_type(&i), "full");
+        assert_eq!(backup_type(&i), BackupType::Full);
         // First after a reconnect.
         let mut i = base(sched);
         i.connected_at_ms = Some(10 * DAY_MS + 1);
-        assert_eq!(backup_type(&i), "full");
+        assert_eq!(backup_type(&i), BackupType::Full);
         // A full at least every 7 days, whatever the schedule.
         let mut i = base(sched);
         i.now_ms = 16 * DAY_MS - 1;
-        assert_eq!(backup_type(&i), "incremental");
+        assert_eq!(backup_type(&i), BackupType::Incremental);
         i.now_ms = 16 * DAY_MS;
-        assert_eq!(backup_type(&i), "full");
+        assert_eq!(backup_type(&i), BackupType::Full);
         // Configurable per organisation.
         i.full_every_days = 30;
-        assert_eq!(backup_type(&i), "incremental");
+        assert_eq!(backup_type(&i), BackupType::Incremental);
         // Never a full one yet (older records): full.
         let mut i = base(sched);
         i.last_full_at_ms = None;
-        assert_eq!(backup_type(&i), "full");
+        assert_eq!(backup_type(&i), BackupType::Full);
     }
 }

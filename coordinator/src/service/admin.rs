@@ -6,6 +6,9 @@ use futures::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use repovault_common::domain::{
+    BackupType, FromWire, Provider, RestoreCombination, RestoreTarget, TaskStatus, Trigger,
+};
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 use repovault_proto::v1::admin_service_server::AdminService;
@@ -35,12 +38,8 @@ impl AdminService for AdminApi {
         req: Request<pb::AddOrgRequest>,
     ) -> Result<Response<pb::AddOrgResponse>, Status> {
         let r = req.into_inner();
-        let provider = if r.provider.is_empty() {
-            "git"
-        } else {
-            r.provider.as_str()
-        };
-        if provider != "github" {
+        let provider = convert::enum_field_or(r.provider, "provider", Provider::Git)?;
+        if !provider.is_forge() {
             if !r.api_url.is_empty()
                 || !r.token.is_empty()
                 || r.app_id != 0
@@ -49,7 +48,7 @@ impl AdminService for AdminApi {
                 || !r.ca_cert_pem.is_empty()
             {
                 return Err(Status::invalid_argument(format!(
-                    "provider {provider:?} takes no API URL, credential or CA certificate"
+                    "provider {provider} takes no API URL, credential or CA certificate"
                 )));
             }
             let org = self.core.add_org(&r.name, provider).await?;
@@ -233,7 +232,8 @@ impl AdminService for AdminApi {
         req: Request<pb::RunBackupRequest>,
     ) -> Result<Response<pb::RunBackupResponse>, Status> {
         let req = req.into_inner();
-        let b = self.core.run_backup_of_type(&req.repo, &req.r#type).await?;
+        let backup_type = convert::enum_field_or(req.r#type, "type", BackupType::Full)?;
+        let b = self.core.run_backup_of_type(&req.repo, backup_type).await?;
         Ok(Response::new(pb::RunBackupResponse {
             backup: Some(convert::backup(&b)),
         }))
@@ -311,9 +311,12 @@ impl AdminService for AdminApi {
             .core
             .start_restore_request(crate::core::RestoreRequest {
                 access: r.access().into(),
+                combination: RestoreCombination::new(
+                    convert::enum_field(r.r#type, "type")?,
+                    convert::enum_field(r.target, "target")?,
+                )
+                .map_err(|e| Status::invalid_argument(e.to_string()))?,
                 backup_id: r.backup_id,
-                restore_type: r.r#type,
-                target: r.target,
                 url: r.url,
                 token: token(&r.token),
                 org: r.org,
@@ -386,9 +389,9 @@ impl AdminService for AdminApi {
         req: Request<pb::DownloadRestoreRequest>,
     ) -> Result<Response<Self::DownloadRestoreStream>, Status> {
         let r = self.core.get_restore(&req.into_inner().id).await?;
-        if r.target != "download" {
+        if r.target != RestoreTarget::Download {
             return Err(Status::failed_precondition(format!(
-                "restore {} targets {:?}, not a download",
+                "restore {} targets {}, not a download",
                 r.id, r.target
             )));
         }
@@ -461,14 +464,14 @@ impl AdminService for AdminApi {
             .await?
             .ok_or_else(|| Status::not_found(format!("task {task_id:?} not found")))?;
         let (tx, out) = tokio::sync::mpsc::channel(64);
-        let status = RecordStatus::of(&task.lease.state);
+        let status = task.lease.state.status();
         let first = latest
-            .filter(|p| !p.status.is_empty())
+            .filter(|p| p.status != 0)
             .unwrap_or_else(|| pb::TaskProgress {
                 task_id: task_id.clone(),
                 attempt: task.lease.attempt,
                 phase: status.as_str().into(),
-                status: status.as_str().into(),
+                status: status.into(),
                 error: task
                     .lease
                     .last_error
@@ -566,7 +569,7 @@ impl AdminService for AdminApi {
             };
             entries.push(pb::QueueEntry {
                 task_id: t.id.clone(),
-                kind: t.kind.as_str().into(),
+                kind: t.kind.into(),
                 repo: repo.as_ref().map(|r| r.full_name()).unwrap_or_default(),
                 org: repo.map(|r| r.org_name).unwrap_or_default(),
                 priority: u32::from(t.priority),
@@ -718,7 +721,7 @@ impl AdminService for AdminApi {
                 &r.org,
                 Some(r.repo.as_str()).filter(|s| !s.is_empty()),
                 Some(r.backup_id.as_str()).filter(|s| !s.is_empty()),
-                "manual",
+                Trigger::Manual,
             )
             .await?;
         Ok(Response::new(pb::RunDrillResponse {
@@ -738,7 +741,7 @@ impl AdminService for AdminApi {
 }
 
 fn is_final(p: &pb::TaskProgress) -> bool {
-    p.status == "completed" || p.status == "failed"
+    TaskStatus::from_wire(p.status, "status").is_ok_and(TaskStatus::is_terminal)
 }
 
 /// A requested link lifetime in seconds (0: the default) as milliseconds, bounded 30m..=7d.

@@ -1,13 +1,34 @@
-//! Records to protocol messages.
+//! Records to protocol messages, and the wire's enum fields to the domain's closed sets.
 
+use repovault_common::domain::FromWire;
 use repovault_proto::v1 as pb;
+use tonic::Status as RpcStatus;
 
 use crate::core::format_ms;
 use crate::core::github::SyncReport;
 use crate::model::{
     BackupRecord, DrillRecord, OrgCredential, OrgRecord, RepoRecord, RepoStats, RestoreRecord,
-    Status, Verification, VerifyStatus,
+    RestoreType, Status, Verification, VerifyStatus,
 };
+
+/// An enum field of a request as its closed set; unspecified or unknown is `invalid_argument`
+/// naming the field.
+pub fn enum_field<T: FromWire>(value: i32, field: &'static str) -> Result<T, RpcStatus> {
+    T::from_wire(value, field).map_err(|e| RpcStatus::invalid_argument(e.to_string()))
+}
+
+/// An optional enum field: `default` when unspecified, `invalid_argument` when unknown.
+pub fn enum_field_or<T: FromWire>(
+    value: i32,
+    field: &'static str,
+    default: T,
+) -> Result<T, RpcStatus> {
+    if value == 0 {
+        Ok(default)
+    } else {
+        enum_field(value, field)
+    }
+}
 
 fn opt_time(ms: Option<i64>) -> String {
     ms.map(format_ms).unwrap_or_default()
@@ -26,7 +47,7 @@ pub fn org(o: &OrgRecord) -> pb::Org {
     pb::Org {
         id: o.id.clone(),
         name: o.name.clone(),
-        provider: o.provider.clone(),
+        provider: o.provider.into(),
         created_at: format_ms(o.created_at_ms),
         api_url: o.api_url.clone().unwrap_or_default(),
         credential: o
@@ -100,9 +121,9 @@ pub fn backup(b: &BackupRecord) -> pb::Backup {
         repo: format!("{}/{}", b.org_name, b.repo_name),
         org_id: b.org_id.clone(),
         repo_id: b.repo_id.clone(),
-        r#type: b.backup_type.clone(),
-        trigger: b.trigger.clone(),
-        status: b.status.as_str().to_string(),
+        r#type: b.backup_type.into(),
+        trigger: b.trigger.into(),
+        status: b.status.into(),
         error: b.error.clone().unwrap_or_default(),
         created_at: format_ms(b.created_at_ms),
         started_at: opt_time(b.started_at_ms),
@@ -124,7 +145,7 @@ pub fn backup(b: &BackupRecord) -> pb::Backup {
             (Some(v), _) => Some(verification(v)),
             // Completed before verification existed, or by a worker that sent no checks.
             (None, Status::Completed) => Some(pb::Verification {
-                status: VerifyStatus::Pending.as_str().into(),
+                status: VerifyStatus::Pending.into(),
                 ..Default::default()
             }),
             (None, _) => None,
@@ -134,13 +155,13 @@ pub fn backup(b: &BackupRecord) -> pb::Backup {
 
 pub fn verification(v: &Verification) -> pb::Verification {
     pb::Verification {
-        status: v.status.as_str().into(),
+        status: v.status.into(),
         checks: v
             .checks
             .iter()
             .map(crate::verification::check_to_proto)
             .collect(),
-        run: v.run.clone(),
+        run: v.run.into(),
         finished_at: opt_time(v.finished_at_ms),
         packs_read: v.packs_read,
         bytes_read: v.bytes_read,
@@ -155,7 +176,7 @@ pub fn drill(d: &DrillRecord) -> pb::Drill {
         repo: d.repo_full_name.clone(),
         backup_id: d.backup_id.clone(),
         status: d.outcome().into(),
-        trigger: d.trigger.clone(),
+        trigger: d.trigger.into(),
         checks: d
             .checks
             .iter()
@@ -174,10 +195,10 @@ pub fn restore(r: &RestoreRecord) -> pb::Restore {
         id: r.id.clone(),
         backup_id: r.backup_id.clone(),
         repo: r.repo_full_name.clone(),
-        r#type: r.restore_type.clone(),
-        target: r.target.clone(),
+        r#type: r.restore_type.into(),
+        target: r.target.into(),
         target_url: r.target_url.clone().unwrap_or_default(),
-        status: r.status.as_str().to_string(),
+        status: r.status.into(),
         error: r.error.clone().unwrap_or_default(),
         created_at: format_ms(r.created_at_ms),
         finished_at: opt_time(r.finished_at_ms),
@@ -188,7 +209,7 @@ pub fn restore(r: &RestoreRecord) -> pb::Restore {
         target_repo: r.target_repo.clone().unwrap_or_default(),
         summary: r.summary.clone().unwrap_or_default(),
         // Only a forge `full_repo` restore grants access; for the rest it does not apply.
-        access: if r.restore_type == "full_repo" && r.target_repo.is_some() {
+        access: if r.restore_type == RestoreType::FullRepo && r.target_repo.is_some() {
             pb::RestoreAccess::from(r.access).into()
         } else {
             pb::RestoreAccess::Unspecified.into()

@@ -125,7 +125,11 @@ impl Vault {
     }
 
     async fn add_repo(&self, url: &str) -> Result<()> {
-        self.inner.handle.core.add_org("bench", "git").await?;
+        self.inner
+            .handle
+            .core
+            .add_org("bench", repovault_common::domain::Provider::Git)
+            .await?;
         self.inner.handle.core.add_repo(REPO, url, None).await?;
         Ok(())
     }

@@ -78,7 +78,11 @@ struct Vault {
 impl Vault {
     async fn start(data: PathBuf, url: &str) -> Result<Vault> {
         let inner = Standalone::start(data, 2).await?;
-        inner.handle.core.add_org("bench", "git").await?;
+        inner
+            .handle
+            .core
+            .add_org("bench", repovault_common::domain::Provider::Git)
+            .await?;
         inner.handle.core.add_repo(REPO, url, None).await?;
         Ok(Vault { inner })
     }
@@ -97,7 +101,13 @@ impl Vault {
         let core = &self.inner.handle.core;
         let t = Instant::now();
         let r = core
-            .start_restore(backup_id, "full_repo", "new", url, None)
+            .start_restore(
+                backup_id,
+                repovault_common::domain::RestoreType::FullRepo,
+                repovault_common::domain::RestoreTarget::New,
+                url,
+                None,
+            )
             .await?;
         loop {
             let r = core.get_restore(&r.id).await?;

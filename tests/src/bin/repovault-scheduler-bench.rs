@@ -88,7 +88,9 @@ async fn main() -> Result<()> {
     let mut made = 0;
     for o in 0..orgs {
         let name = format!("org{o:04}");
-        let org = core.add_org(&name, "git").await?;
+        let org = core
+            .add_org(&name, repovault_common::domain::Provider::Git)
+            .await?;
         let (sched, tz) = SCHEDULES[o % SCHEDULES.len()];
         core.set_org_schedule(&name, Some(sched), Some(tz), None, None)
             .await?;
@@ -187,8 +189,13 @@ async fn main() -> Result<()> {
         .collect();
     let t = Instant::now();
     for r in &sample {
-        core.enqueue_backup(r, "incremental", "bench", PRIORITY_SCHEDULED)
-            .await?;
+        core.enqueue_backup(
+            r,
+            repovault_common::domain::BackupType::Incremental,
+            repovault_common::domain::Trigger::Schedule,
+            PRIORITY_SCHEDULED,
+        )
+        .await?;
     }
     let e = t.elapsed();
     println!(

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use repovault_common::domain::{BackupType, Trigger};
 use repovault_common::manifest::{
     self, CODE_DIR, ComponentStatus, Counts, Manifest, ManifestSource, SourceState,
 };
@@ -334,8 +335,8 @@ fn build_manifest(entry: &Path, source_refs: &BTreeMap<String, String>) -> Resul
     Ok(Manifest {
         format_version: manifest::FORMAT_VERSION,
         backup_id: uuid::Uuid::now_v7().to_string(),
-        backup_type: "full".into(),
-        trigger: "manual".into(),
+        backup_type: BackupType::Full,
+        trigger: Trigger::Manual,
         task_id: uuid::Uuid::now_v7().to_string(),
         attempt: 1,
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -438,8 +439,8 @@ fn main() -> Result<()> {
             &manifest.backup_id,
             &manifest.task_id,
             manifest.attempt,
-            &manifest.backup_type,
-            &manifest.trigger,
+            manifest.backup_type,
+            manifest.trigger,
         ),
         parent: None,
         as_path: manifest::SNAPSHOT_PATH.to_string(),

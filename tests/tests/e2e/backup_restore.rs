@@ -20,7 +20,13 @@ async fn restore_to_new(
     fixtures::git(daemon.base(), &["init", "-q", "--bare", "-b", "main", name]).unwrap();
     let r = c
         .core()
-        .start_restore(backup_id, "full_repo", "new", &daemon.url(name), None)
+        .start_restore(
+            backup_id,
+            repovault_common::domain::RestoreType::FullRepo,
+            repovault_common::domain::RestoreTarget::New,
+            &daemon.url(name),
+            None,
+        )
         .await
         .unwrap();
     let r = c.wait_restore(&r.id, WAIT).await.unwrap();
@@ -37,7 +43,10 @@ async fn rich_repositories_back_up_and_restore_exactly() {
     let daemon = GitDaemon::start(src.path()).unwrap();
     let http = GitHttp::start(src.path(), Some("s3cret-token")).unwrap();
 
-    c.core().add_org("org", "git").await.unwrap();
+    c.core()
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     c.core()
         .add_repo("org/rich", &daemon.url("rich.git"), None)
         .await
@@ -118,7 +127,13 @@ async fn rich_repositories_back_up_and_restore_exactly() {
     // A target that already has refs is refused.
     let again = c
         .core()
-        .start_restore(&a.id, "full_repo", "new", &daemon.url("restored.git"), None)
+        .start_restore(
+            &a.id,
+            repovault_common::domain::RestoreType::FullRepo,
+            repovault_common::domain::RestoreTarget::New,
+            &daemon.url("restored.git"),
+            None,
+        )
         .await
         .unwrap();
     let again = c.wait_restore(&again.id, WAIT).await.unwrap();
@@ -128,7 +143,13 @@ async fn rich_repositories_back_up_and_restore_exactly() {
     // Download: the artifact is the bare repository.
     let r = c
         .core()
-        .start_restore(&a.id, "full_repo", "download", "", None)
+        .start_restore(
+            &a.id,
+            repovault_common::domain::RestoreType::FullRepo,
+            repovault_common::domain::RestoreTarget::Download,
+            "",
+            None,
+        )
         .await
         .unwrap();
     let r = c.wait_restore(&r.id, WAIT).await.unwrap();
@@ -148,7 +169,10 @@ async fn second_backup_fetches_only_what_changed_and_both_restore() {
     let rich = rich_repo(src.path(), "rich.git").unwrap();
     let http = GitHttp::start(src.path(), None).unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    c.core().add_org("org", "git").await.unwrap();
+    c.core()
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     c.core()
         .add_repo("org/rich", &http.url("rich.git"), None)
         .await
@@ -224,7 +248,10 @@ async fn a_worker_without_the_cache_rebuilds_it_from_the_latest_snapshot() {
     let src = tempfile::tempdir().unwrap();
     rich_repo(src.path(), "rich.git").unwrap();
     let http = GitHttp::start(src.path(), None).unwrap();
-    c.core().add_org("org", "git").await.unwrap();
+    c.core()
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     c.core()
         .add_repo("org/rich", &http.url("rich.git"), None)
         .await

@@ -17,7 +17,9 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
     let daemon = GitDaemon::start(src.path()).unwrap();
     let http = GitHttp::start(src.path(), Some("right-token-123")).unwrap();
     let core = c.core();
-    core.add_org("org", "git").await.unwrap();
+    core.add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
 
     // Refused at once, naming the problem.
     let e = core.add_repo("org/a", "not a url", None).await.unwrap_err();
@@ -77,10 +79,11 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
         matches!(e, CoreError::NotFound { .. }) && e.to_string().contains("org/unknown"),
         "{e}"
     );
-    let e = core.add_org("org", "git").await.unwrap_err();
+    let e = core
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap_err();
     assert!(matches!(e, CoreError::AlreadyExists(_)), "{e}");
-    let e = core.add_org("other", "svn").await.unwrap_err();
-    assert!(e.to_string().contains("svn"), "{e}");
 
     // Accepted without contacting the source; fails at backup time, permanently, with a reason.
     core.add_repo("org/missing", &daemon.url("does-not-exist.git"), None)
@@ -145,25 +148,43 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
 
     // Restores of a failed backup and of an unknown one are refused.
     let e = core
-        .start_restore(&missing.id, "full_repo", "download", "", None)
+        .start_restore(
+            &missing.id,
+            repovault_common::domain::RestoreType::FullRepo,
+            repovault_common::domain::RestoreTarget::Download,
+            "",
+            None,
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, CoreError::FailedPrecondition(_)), "{e}");
     let e = core
-        .start_restore("r000000000000-nope", "full_repo", "download", "", None)
+        .start_restore(
+            "r000000000000-nope",
+            repovault_common::domain::RestoreType::FullRepo,
+            repovault_common::domain::RestoreTarget::Download,
+            "",
+            None,
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, CoreError::NotFound { .. }), "{e}");
     let e = core
-        .start_restore(&ok.id, "full_repo", "new", "https://u:p@host/x", None)
+        .start_restore(
+            &ok.id,
+            repovault_common::domain::RestoreType::FullRepo,
+            repovault_common::domain::RestoreTarget::New,
+            "https://u:p@host/x",
+            None,
+        )
         .await
         .unwrap_err();
     assert!(e.to_string().contains("credentials"), "{e}");
     let e = core
         .start_restore(
             &ok.id,
-            "full_repo",
-            "new",
+            repovault_common::domain::RestoreType::FullRepo,
+            repovault_common::domain::RestoreTarget::New,
             "https://host/x.git?access_token=tok_SECRET",
             None,
         )
@@ -208,7 +229,9 @@ async fn local_urls_only_under_an_allowed_root_and_never_the_workers_own_directo
     c.allow_local_root(&own);
     c.add_worker().await.unwrap();
     let core = c.core().clone();
-    core.add_org("org", "git").await.unwrap();
+    core.add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     let file = |p: &std::path::Path| format!("file://{}", p.display());
 
     core.add_repo("org/ok", &file(&rich), None).await.unwrap();
@@ -259,8 +282,8 @@ async fn local_urls_only_under_an_allowed_root_and_never_the_workers_own_directo
     let r = core
         .start_restore(
             &ok.id,
-            "full_repo",
-            "new",
+            repovault_common::domain::RestoreType::FullRepo,
+            repovault_common::domain::RestoreTarget::New,
             &file(&allowed.path().join("target.git")),
             None,
         )
@@ -274,7 +297,13 @@ async fn local_urls_only_under_an_allowed_root_and_never_the_workers_own_directo
     assert!(!refs(&allowed.path().join("target.git")).unwrap().is_empty());
     let target = outside.path().join("target.git");
     let r = core
-        .start_restore(&ok.id, "full_repo", "new", &file(&target), None)
+        .start_restore(
+            &ok.id,
+            repovault_common::domain::RestoreType::FullRepo,
+            repovault_common::domain::RestoreTarget::New,
+            &file(&target),
+            None,
+        )
         .await
         .unwrap();
     let r = c

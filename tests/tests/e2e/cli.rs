@@ -282,7 +282,10 @@ async fn multi_process_worker_drains_on_sigterm_and_exits_when_idle() {
     let src = tempfile::tempdir().unwrap();
     fixtures::big_repo(src.path(), "big.git", 4000, 150).unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    c.core().add_org("org", "git").await.unwrap();
+    c.core()
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     c.core()
         .add_repo("org/big", &daemon.url("big.git"), None)
         .await

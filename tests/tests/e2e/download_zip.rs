@@ -65,7 +65,10 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
     let src = tempfile::tempdir().unwrap();
     let rich = rich_repo(src.path(), "rich.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    c.core().add_org("org", "git").await.unwrap();
+    c.core()
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     c.core()
         .add_repo("org/rich", &daemon.url("rich.git"), None)
         .await
@@ -388,7 +391,13 @@ async fn github_backups_zip_mirror_wiki_lfs_and_metadata() {
         let b = c.backup_ok(&format!("acme/{repo}")).await.unwrap();
         let r = c
             .core()
-            .start_restore(&b.id, "download_zip", "download", "", None)
+            .start_restore(
+                &b.id,
+                repovault_common::domain::RestoreType::DownloadZip,
+                repovault_common::domain::RestoreTarget::Download,
+                "",
+                None,
+            )
             .await
             .unwrap();
         let r = c

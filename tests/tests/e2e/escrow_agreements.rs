@@ -17,7 +17,10 @@ async fn escrow_key_opens_one_repository_and_blocks_deletion_until_release() {
     let x_src = rich_repo(src.path(), "x.git").unwrap();
     rich_repo(src.path(), "y.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    let org = core.add_org("org", "git").await.unwrap();
+    let org = core
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     for n in ["x", "y"] {
         core.add_repo(&format!("org/{n}"), &daemon.url(&format!("{n}.git")), None)
             .await
@@ -173,7 +176,10 @@ async fn escrow_deletion_purge_and_connection_through_the_cli() {
     let src = tempfile::tempdir().unwrap();
     rich_repo(src.path(), "x.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    c.core().add_org("org", "git").await.unwrap();
+    c.core()
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     c.core()
         .add_repo("org/x", &daemon.url("x.git"), None)
         .await

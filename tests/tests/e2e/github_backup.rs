@@ -25,7 +25,10 @@ fn seed() -> Seed {
 async fn run(c: &Cluster, repo: &str, backup_type: &str) -> BackupRecord {
     let b = c
         .core()
-        .run_backup_of_type(&format!("acme/{repo}"), backup_type)
+        .run_backup_of_type(
+            &format!("acme/{repo}"),
+            backup_type.parse().expect("a backup type"),
+        )
         .await
         .unwrap();
     c.wait_backup(&b.id, Duration::from_secs(180))
@@ -169,7 +172,11 @@ async fn an_org_backup_holds_the_seed_and_an_incremental_reads_only_the_change()
             let status = b.components.get(component).unwrap_or_else(|| {
                 panic!("{name}: no {component} component in {:?}", b.components)
             });
-            assert_eq!(status.status, "included", "{name}: {component}: {status:?}");
+            assert_eq!(
+                status.status,
+                repovault_common::domain::ComponentState::Included,
+                "{name}: {component}: {status:?}"
+            );
         }
         if name == "empty" {
             assert_eq!(got.refs, 0, "the empty repository has no refs");
@@ -329,7 +336,10 @@ async fn an_org_backup_holds_the_seed_and_an_incremental_reads_only_the_change()
     let inc = run(&c, "tracker", "incremental").await;
     let after = sim.stats();
     assert_completed(&inc, "tracker");
-    assert_eq!(inc.backup_type, "incremental");
+    assert_eq!(
+        inc.backup_type,
+        repovault_common::domain::BackupType::Incremental
+    );
     assert_eq!(inc.counts.comments, full["tracker"].counts.comments + 1);
     assert_eq!(inc.counts.issues, full["tracker"].counts.issues);
     let tracker_inc = restore_tree(&c, &inc, &scratch.path().join("t2")).await;
@@ -427,7 +437,11 @@ async fn one_repository_failing_fails_only_its_task_and_a_member_token_skips_set
 
     assert_completed(&widgets, "widgets");
     let settings = &widgets.components["settings"];
-    assert_eq!(settings.status, "skipped", "{settings:?}");
+    assert_eq!(
+        settings.status,
+        repovault_common::domain::ComponentState::Skipped,
+        "{settings:?}"
+    );
     assert!(
         settings
             .reason
@@ -436,7 +450,10 @@ async fn one_repository_failing_fails_only_its_task_and_a_member_token_skips_set
             .contains("administration"),
         "the reason names the permission: {settings:?}"
     );
-    assert_eq!(widgets.components["issues"].status, "included");
+    assert_eq!(
+        widgets.components["issues"].status,
+        repovault_common::domain::ComponentState::Included
+    );
     let show = cli(&c, &["backup", "show", &widgets.id], &[]);
     let text = String::from_utf8_lossy(&show.stdout);
     assert!(
@@ -483,14 +500,20 @@ async fn a_renamed_repository_keeps_its_history_and_backs_up_under_its_new_name(
         second.repo_id, first.repo_id,
         "the same record follows the rename"
     );
-    assert_eq!(second.backup_type, "incremental");
+    assert_eq!(
+        second.backup_type,
+        repovault_common::domain::BackupType::Incremental
+    );
     assert_eq!(
         second.parent_snapshot_id, first.snapshot_id,
         "the history continues from the backup made under the old name"
     );
     assert_eq!(second.counts.wiki_pages, first.counts.wiki_pages);
     assert_eq!(second.counts.commits, first.counts.commits);
-    assert_eq!(second.components["wiki"].status, "included");
+    assert_eq!(
+        second.components["wiki"].status,
+        repovault_common::domain::ComponentState::Included
+    );
     c.shutdown().await;
 }
 

@@ -500,7 +500,13 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     // The coordinator refuses them too (for clients other than the CLI).
     let e = c
         .core()
-        .start_restore(&b.id, "issues_only", "new", "", None)
+        .start_restore(
+            &b.id,
+            repovault_common::domain::RestoreType::IssuesOnly,
+            repovault_common::domain::RestoreTarget::New,
+            "",
+            None,
+        )
         .await
         .unwrap_err()
         .to_string();

@@ -51,8 +51,12 @@ async fn health_states_summary_timeline_and_metrics() {
     let daemon = GitDaemon::start(src.path()).unwrap();
     let core = c.core().clone();
 
-    core.add_org("acme", "git").await.unwrap();
-    core.add_org("old", "git").await.unwrap();
+    core.add_org("acme", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
+    core.add_org("old", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     for (name, url) in [
         ("acme/ok", daemon.url("rich.git")),
         ("acme/fresh", daemon.url("rich.git")),

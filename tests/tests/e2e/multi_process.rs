@@ -74,7 +74,11 @@ async fn scenario(name: &'static str) -> Scenario {
     let src = tempfile::tempdir().unwrap();
     let source = fixtures::big_repo(src.path(), "big.git", 3, 3).unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    cluster.core().add_org("org", "git").await.unwrap();
+    cluster
+        .core()
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     cluster
         .core()
         .add_repo("org/big", &daemon.url("big.git"), None)
@@ -271,26 +275,25 @@ fn fake_completion(worker_id: &str, task_id: &str, attempt: u32) -> pb::Complete
         success: true,
         error: String::new(),
         retryable: false,
-        backup: Some(pb::BackupResult {
-            snapshot_id: "ab".repeat(32),
-            manifest_json: "{}".into(),
-            size_bytes: 1,
-            added_bytes: 1,
-            counts: Some(pb::Counts {
-                branches: 1,
-                tags: 0,
-                commits: 1,
-                refs: 1,
-                ..Default::default()
-            }),
-            bytes_received: 1,
-            master_key: String::new(),
-            components: Default::default(),
-            verification: None,
-        }),
-        restore: None,
-        verify: None,
-        drill: None,
+        result: Some(pb::complete_task_request::Result::Backup(
+            pb::BackupResult {
+                snapshot_id: "ab".repeat(32),
+                manifest_json: "{}".into(),
+                size_bytes: 1,
+                added_bytes: 1,
+                counts: Some(pb::Counts {
+                    branches: 1,
+                    tags: 0,
+                    commits: 1,
+                    refs: 1,
+                    ..Default::default()
+                }),
+                bytes_received: 1,
+                master_key: String::new(),
+                components: Default::default(),
+                verification: None,
+            },
+        )),
         lease_lost: false,
     }
 }

@@ -20,14 +20,22 @@ async fn metrics_health_reflection_and_protocol_version() {
     let h = repovault_coordinator::server::start(settings)
         .await
         .unwrap();
-    h.core.add_org("org", "git").await.unwrap();
+    h.core
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     let repo = h
         .core
         .add_repo("org/r", "git://127.0.0.1:1/r.git", None)
         .await
         .unwrap();
     h.core
-        .enqueue_backup(&repo, "full", "schedule", 5)
+        .enqueue_backup(
+            &repo,
+            repovault_common::domain::BackupType::Full,
+            repovault_common::domain::Trigger::Schedule,
+            5,
+        )
         .await
         .unwrap();
 

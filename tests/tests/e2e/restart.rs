@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use repovault_common::domain::FromWire;
 use repovault_common::timing::Timing;
 use repovault_coordinator::model::Status;
 use repovault_proto::v1 as pb;
@@ -20,7 +21,10 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
     let mut c = Cluster::start(1).await.unwrap();
     let src = tempfile::tempdir().unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    c.core().add_org("org", "git").await.unwrap();
+    c.core()
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     for i in 0..4 {
         rich_repo(src.path(), &format!("r{i}.git")).unwrap();
         c.core()
@@ -179,7 +183,7 @@ async fn three_coordinator_restarts_during_one_backup(how: Stop) {
     admin
         .add_org(pb::AddOrgRequest {
             name: "org".into(),
-            provider: "git".into(),
+            provider: repovault_common::domain::Provider::Git.into(),
             ..Default::default()
         })
         .await
@@ -197,7 +201,7 @@ async fn three_coordinator_restarts_during_one_backup(how: Stop) {
     let backup = admin
         .run_backup(pb::RunBackupRequest {
             repo: "org/r".into(),
-            r#type: String::new(),
+            r#type: 0,
         })
         .await
         .unwrap()
@@ -209,7 +213,10 @@ async fn three_coordinator_restarts_during_one_backup(how: Stop) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let leased = loop {
         let b = get_backup(&coord, &backup.id).await;
-        if b.status == "running" && !b.worker_id.is_empty() && gate.connections() > 0 {
+        if b.status == i32::from(repovault_common::domain::TaskStatus::Running)
+            && !b.worker_id.is_empty()
+            && gate.connections() > 0
+        {
             break b;
         }
         assert!(
@@ -231,7 +238,9 @@ async fn three_coordinator_restarts_during_one_backup(how: Stop) {
         while tokio::time::Instant::now() < until {
             let b = get_backup(&coord, &backup.id).await;
             assert!(
-                b.status == "running" && b.attempt == 1 && b.worker_id == leased.worker_id,
+                b.status == i32::from(repovault_common::domain::TaskStatus::Running)
+                    && b.attempt == 1
+                    && b.worker_id == leased.worker_id,
                 "after coordinator restart {round} ({how:?}) the backup lost its lease: {b:?}\n\
                  worker log:\n{}\n{}",
                 coord.worker_log("w"),
@@ -260,7 +269,9 @@ async fn three_coordinator_restarts_during_one_backup(how: Stop) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let done = loop {
         let b = get_backup(&coord, &backup.id).await;
-        if b.status == "completed" || b.status == "failed" {
+        if repovault_common::domain::TaskStatus::from_wire(b.status, "status")
+            .is_ok_and(repovault_common::domain::TaskStatus::is_terminal)
+        {
             break b;
         }
         assert!(
@@ -271,8 +282,12 @@ async fn three_coordinator_restarts_during_one_backup(how: Stop) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(
-        (done.status.as_str(), done.attempt, done.worker_id.as_str()),
-        ("completed", 1, leased.worker_id.as_str()),
+        (done.status, done.attempt, done.worker_id.as_str()),
+        (
+            repovault_common::domain::TaskStatus::Completed.into(),
+            1,
+            leased.worker_id.as_str()
+        ),
         "{done:?}\nworker log:\n{}",
         coord.worker_log("w")
     );
@@ -362,7 +377,10 @@ async fn restart_during_the_commit_point_is_ridden_out() {
     let src = tempfile::tempdir().unwrap();
     rich_repo(src.path(), "r.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    c.core().add_org("org", "git").await.unwrap();
+    c.core()
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     c.core()
         .add_repo("org/r", &daemon.url("r.git"), None)
         .await

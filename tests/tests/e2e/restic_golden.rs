@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use repovault_common::domain::{BackupType, Trigger};
 use repovault_common::manifest::{self, Counts, Manifest, ManifestSource};
 use repovault_common::repo::{BackupRequest, RepoKey, RepoSpec, SnapshotRepo};
 use repovault_common::secret::Secret;
@@ -75,7 +76,10 @@ async fn stock_restic_lists_and_restores_with_exported_key() {
     let src = tempfile::tempdir().unwrap();
     let rich = rich_repo(src.path(), "rich.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    c.core().add_org("org", "git").await.unwrap();
+    c.core()
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     c.core()
         .add_repo("org/rich", &daemon.url("rich.git"), None)
         .await
@@ -294,8 +298,8 @@ async fn golden_format_1_regenerate() {
     let m = Manifest {
         format_version: manifest::FORMAT_VERSION,
         backup_id: GOLDEN_BACKUP_ID.into(),
-        backup_type: "full".into(),
-        trigger: "manual".into(),
+        backup_type: BackupType::Full,
+        trigger: Trigger::Manual,
         task_id: GOLDEN_TASK_ID.into(),
         attempt: 1,
         created_at: "2024-01-01T00:00:00.000Z".into(),
@@ -309,7 +313,7 @@ async fn golden_format_1_regenerate() {
         components: BTreeMap::from([(
             "code".to_string(),
             manifest::ComponentStatus {
-                status: "included".into(),
+                status: repovault_common::domain::ComponentState::Included,
                 reason: None,
             },
         )]),
@@ -345,7 +349,13 @@ async fn golden_format_1_regenerate() {
         let req = BackupRequest {
             host: manifest::SNAPSHOT_HOST.into(),
             label: "repo_golden".into(),
-            tags: manifest::snapshot_tags(GOLDEN_BACKUP_ID, GOLDEN_TASK_ID, 1, "full", "manual"),
+            tags: manifest::snapshot_tags(
+                GOLDEN_BACKUP_ID,
+                GOLDEN_TASK_ID,
+                1,
+                BackupType::Full,
+                Trigger::Manual,
+            ),
             parent: None,
             as_path: manifest::SNAPSHOT_PATH.into(),
         };
@@ -426,8 +436,13 @@ async fn golden_format_1_restores_exactly() {
 
     assert_eq!(info.hostname, manifest::SNAPSHOT_HOST);
     assert_eq!(info.paths, vec![manifest::SNAPSHOT_PATH.to_string()]);
-    let mut want_tags =
-        manifest::snapshot_tags(GOLDEN_BACKUP_ID, GOLDEN_TASK_ID, 1, "full", "manual");
+    let mut want_tags = manifest::snapshot_tags(
+        GOLDEN_BACKUP_ID,
+        GOLDEN_TASK_ID,
+        1,
+        BackupType::Full,
+        Trigger::Manual,
+    );
     want_tags.sort();
     assert_eq!(info.tags, want_tags);
     assert_eq!(

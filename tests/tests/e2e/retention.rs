@@ -68,7 +68,10 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
     rich_repo(src.path(), "gone.git").unwrap();
     rich_repo(src.path(), "esc.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    let org = core.add_org("org", "git").await.unwrap();
+    let org = core
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     for n in ["a", "gone", "esc"] {
         core.add_repo(&format!("org/{n}"), &daemon.url(&format!("{n}.git")), None)
             .await
@@ -215,7 +218,9 @@ async fn retention_skips_a_repository_whose_backup_runs() {
     let src = tempfile::tempdir().unwrap();
     rich_repo(src.path(), "r.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    core.add_org("org", "git").await.unwrap();
+    core.add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     core.add_repo("org/r", &daemon.url("r.git"), None)
         .await
         .unwrap();
@@ -294,7 +299,10 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
     let src = tempfile::tempdir().unwrap();
     rich_repo(src.path(), "r.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    let org = core.add_org("org", "git").await.unwrap();
+    let org = core
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     core.add_repo("org/r", &daemon.url("r.git"), None)
         .await
         .unwrap();

@@ -42,7 +42,7 @@ async fn backups(c: &Cluster, repo: &str, trigger: &str) -> Vec<BackupRecord> {
         .await
         .unwrap()
         .into_iter()
-        .filter(|b| b.trigger == trigger)
+        .filter(|b| b.trigger.as_str() == trigger)
         .collect();
     v.sort_by_key(|b| b.created_at_ms);
     v
@@ -108,7 +108,10 @@ async fn a_scheduled_slot_runs_once_across_a_restart() {
     assert_eq!(c.core().materialise_schedules().await.unwrap().enqueued, 0);
     let first = backups(&c, "acme/docs", "schedule").await;
     assert_eq!(first.len(), 1);
-    assert_eq!(first[0].backup_type, "full");
+    assert_eq!(
+        first[0].backup_type,
+        repovault_common::domain::BackupType::Full
+    );
     settle(&c, &first).await;
 
     // A restart within the same slot: nothing runs again.
@@ -122,7 +125,10 @@ async fn a_scheduled_slot_runs_once_across_a_restart() {
     assert_eq!(c.core().materialise_schedules().await.unwrap().enqueued, 1);
     let all = backups(&c, "acme/docs", "schedule").await;
     assert_eq!(all.len(), 2);
-    assert_eq!(all[1].backup_type, "incremental");
+    assert_eq!(
+        all[1].backup_type,
+        repovault_common::domain::BackupType::Incremental
+    );
     settle(&c, &all).await;
 
     // Down across two slots: only the latest missed one runs, once.

@@ -94,7 +94,10 @@ async fn workers_and_cli_use_tls_with_a_private_ca() {
     let src = tempfile::tempdir().unwrap();
     rich_repo(src.path(), "rich.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    c.core().add_org("org", "git").await.unwrap();
+    c.core()
+        .add_org("org", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     c.core()
         .add_repo("org/rich", &daemon.url("rich.git"), None)
         .await

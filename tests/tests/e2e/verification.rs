@@ -68,7 +68,7 @@ fn json_ok(c: &Cluster, args: &[&str]) -> Value {
 async fn backup(c: &Cluster, full_name: &str, backup_type: &str) -> BackupRecord {
     let b = c
         .core()
-        .run_backup_of_type(full_name, backup_type)
+        .run_backup_of_type(full_name, backup_type.parse().expect("a backup type"))
         .await
         .unwrap();
     let b = c.wait_backup(&b.id, WAIT).await.unwrap();
@@ -313,7 +313,9 @@ async fn verification_plain_git_sound_passes_and_each_break_fails_its_check() {
     }
     random_repo(src.path(), "size.git", 11, 3 << 20);
     let daemon = GitDaemon::start(src.path()).unwrap();
-    core.add_org("acme", "git").await.unwrap();
+    core.add_org("acme", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     for name in ["sound", "gone", "fsck", "size"] {
         core.add_repo(
             &format!("acme/{name}"),
@@ -551,7 +553,9 @@ async fn verification_flipped_pack_fails_zip_integrity_and_the_drill() {
     let src = tempfile::tempdir().unwrap();
     rich_repo(src.path(), "flip.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    core.add_org("acme", "git").await.unwrap();
+    core.add_org("acme", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     core.add_repo("acme/flip", &daemon.url("flip.git"), None)
         .await
         .unwrap();
@@ -674,7 +678,9 @@ async fn verification_drills_pass_then_fail_and_the_rotation_finds_a_damaged_pac
         rich_repo(src.path(), &format!("{name}.git")).unwrap();
     }
     let daemon = GitDaemon::start(src.path()).unwrap();
-    core.add_org("acme", "git").await.unwrap();
+    core.add_org("acme", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     for name in ["ok", "broken", "rot"] {
         core.add_repo(
             &format!("acme/{name}"),
@@ -1074,7 +1080,10 @@ async fn verification_a_token_that_cannot_read_settings_is_not_verified() {
     add_acme_org(&c, &ready, "ghp_acmeDev000000000000000000000000000");
     let b = backup(&c, "acme/widgets", "full").await;
     assert_five(&b);
-    assert_eq!(b.components["settings"].status, "skipped");
+    assert_eq!(
+        b.components["settings"].status,
+        repovault_common::domain::ComponentState::Skipped
+    );
     let m = check(&b, "metadata_valid");
     assert_eq!(
         (m.result, m.incomplete),
@@ -1125,7 +1134,9 @@ async fn verification_a_damaged_pack_is_never_trusted_again() {
     let src = tempfile::tempdir().unwrap();
     let source = rich_repo(src.path(), "heal.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    core.add_org("acme", "git").await.unwrap();
+    core.add_org("acme", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
     core.add_repo("acme/heal", &daemon.url("heal.git"), None)
         .await
         .unwrap();
@@ -1205,7 +1216,13 @@ async fn verification_a_damaged_pack_is_never_trusted_again() {
         )
         .unwrap();
         let r = core
-            .start_restore(&healed.id, "full_repo", "new", &daemon.url(&name), None)
+            .start_restore(
+                &healed.id,
+                repovault_common::domain::RestoreType::FullRepo,
+                repovault_common::domain::RestoreTarget::New,
+                &daemon.url(&name),
+                None,
+            )
             .await
             .unwrap();
         let r = c.wait_restore(&r.id, WAIT).await.unwrap();

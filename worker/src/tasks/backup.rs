@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use std::path::Path;
 
+use repovault_common::domain::{BackupType, Provider};
 use repovault_common::forge::github::{Cursors, ExportMode, ExportReport, ForgeError, export_repo};
 use repovault_common::manifest::{
     self, BranchCount, ComponentStatus, Counts, ExportState, Manifest, ManifestSource, SourceState,
@@ -29,18 +30,21 @@ use repovault_proto::v1 as pb;
 
 use crate::git::{self, GitError, Remote};
 
+use super::leased::BackupWork;
 use super::{TaskContext, TaskError, blocking, remove_all};
 
-pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResult, TaskError> {
-    let access = task
-        .repo
-        .clone()
-        .ok_or_else(|| TaskError::permanent("task carries no repository"))?;
-    let spec = task
-        .backup
-        .clone()
-        .ok_or_else(|| TaskError::permanent("task carries no backup spec"))?;
-    let lease = task.lease.clone().unwrap_or_default();
+pub async fn run(
+    ctx: Arc<TaskContext>,
+    access: pb::RepoAccess,
+    provider: Provider,
+    work: BackupWork,
+) -> Result<pb::BackupResult, TaskError> {
+    let BackupWork {
+        spec,
+        backup_type,
+        trigger,
+    } = work;
+    let lease = ctx.lease.token.clone();
     // A local source only under the allowed roots, never the worker's own directories; the
     // wiki's URL derives from this one.
     ctx.check_local_url(&access.source_url).await?;
@@ -134,9 +138,9 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
         .await
         .ok()
         .and_then(|b| Manifest::from_json(&b).ok());
-    let github = access.provider == "github";
+    let github = provider == Provider::Github;
     // Where an incremental export resumes; `None`: a full export.
-    let resume = if github && spec.backup_type == "incremental" {
+    let resume = if github && backup_type == BackupType::Incremental {
         previous_export(&ctx, &repo, &entry, &spec).await
     } else {
         None
@@ -272,8 +276,8 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
         backup_id: spec.backup_id.clone(),
-        backup_type: spec.backup_type.clone(),
-        trigger: spec.trigger.clone(),
+        backup_type,
+        trigger,
         task_id: lease.task_id.clone(),
         attempt: lease.attempt,
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -310,8 +314,8 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::BackupResu
             &spec.backup_id,
             &lease.task_id,
             lease.attempt,
-            &spec.backup_type,
-            &spec.trigger,
+            backup_type,
+            trigger,
         ),
         parent: (!spec.parent_snapshot_id.is_empty()).then(|| spec.parent_snapshot_id.clone()),
         as_path: manifest::SNAPSHOT_PATH.to_string(),

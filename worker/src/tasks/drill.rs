@@ -23,15 +23,11 @@ pub const REF_TIPS: &str = "ref_tips";
 pub const OBJECT_COUNT: &str = "object_count";
 pub const ITEM_COUNTS: &str = "item_counts";
 
-pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::DrillResult, TaskError> {
-    let access = task
-        .repo
-        .clone()
-        .ok_or_else(|| TaskError::permanent("task carries no repository"))?;
-    let spec = task
-        .drill
-        .clone()
-        .ok_or_else(|| TaskError::permanent("task carries no drill spec"))?;
+pub async fn run(
+    ctx: Arc<TaskContext>,
+    access: pb::RepoAccess,
+    spec: pb::DrillSpec,
+) -> Result<pb::DrillResult, TaskError> {
     if spec.snapshot_id.is_empty() {
         return Err(TaskError::permanent("drill names no snapshot"));
     }

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod drill;
+pub mod leased;
 pub mod restore;
 pub mod restore_forge;
 pub mod restore_meta;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use repovault_common::domain::{Provider, RestoreTarget, RestoreType};
 use repovault_common::manifest::{self, Manifest};
 use repovault_common::repo::{RepoError, RepoKey, RepoSpec, SnapshotRepo};
 use repovault_common::secret::Secret;
@@ -15,24 +16,22 @@ use repovault_proto::v1 as pb;
 
 use crate::git::{self, Remote};
 
+use super::leased::RestoreWork;
 use super::{TaskContext, TaskError, blocking};
 
-pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::RestoreResult, TaskError> {
-    let access = task
-        .repo
-        .clone()
-        .ok_or_else(|| TaskError::permanent("task carries no repository"))?;
-    let spec = task
-        .restore
-        .clone()
-        .ok_or_else(|| TaskError::permanent("task carries no restore spec"))?;
+pub async fn run(
+    ctx: Arc<TaskContext>,
+    access: pb::RepoAccess,
+    work: RestoreWork,
+) -> Result<pb::RestoreResult, TaskError> {
+    let spec = &work.spec;
     // A local target only under the allowed roots, checked before the snapshot is read.
     if !spec.target_url.is_empty() {
         ctx.check_local_url(&spec.target_url).await?;
     }
-    let work = super::fresh_scratch(&ctx, &format!("restore-{}", spec.restore_id)).await?;
-    let result = restore_in(&ctx, &access, &spec, &work).await;
-    super::discard_scratch(work).await;
+    let scratch = super::fresh_scratch(&ctx, &format!("restore-{}", spec.restore_id)).await?;
+    let result = restore_in(&ctx, &access, &work, &scratch).await;
+    super::discard_scratch(scratch).await;
     result
 }
 
@@ -55,25 +54,22 @@ pub(super) async fn open_snapshot_repo(
     .await
 }
 
+/// Routes a restore: a ZIP; a bare repository pushed to a plain git URL or packed as a tar (here);
+/// everything that writes into a forge repository (`restore_forge`). The combination was checked
+/// when the lease was decoded.
 async fn restore_in(
     ctx: &Arc<TaskContext>,
     access: &pb::RepoAccess,
-    spec: &pb::RestoreSpec,
+    restore: &RestoreWork,
     work: &std::path::Path,
 ) -> Result<pb::RestoreResult, TaskError> {
-    match (spec.restore_type.as_str(), spec.target.as_str()) {
-        ("download_zip", "download") => return super::zip::run(ctx, access, spec, work).await,
-        ("full_repo", "new") if spec.target_provider != "github" => {}
-        ("full_repo", "download") => {}
-        ("full_repo", "new" | "original")
-        | ("issues_only" | "wiki_only" | "releases_only", "existing") => {
-            return super::restore_forge::run(ctx, access, spec, work).await;
-        }
-        (t, target) => {
-            return Err(TaskError::permanent(format!(
-                "restore type {t:?} to target {target:?} is not supported by this worker"
-            )));
-        }
+    let spec = &restore.spec;
+    match (restore.restore_type(), restore.target()) {
+        (RestoreType::DownloadZip, _) => return super::zip::run(ctx, access, spec, work).await,
+        (RestoreType::FullRepo, RestoreTarget::Download) => {}
+        (RestoreType::FullRepo, RestoreTarget::New)
+            if !restore.target_provider.is_some_and(Provider::is_forge) => {}
+        _ => return super::restore_forge::run(ctx, access, restore, work).await,
     }
     ctx.progress.phase(
         "restore",
@@ -101,8 +97,8 @@ async fn restore_in(
     })
     .await?;
 
-    match spec.target.as_str() {
-        "new" => {
+    match restore.target() {
+        RestoreTarget::New => {
             ctx.progress.phase(
                 "push",
                 format!(

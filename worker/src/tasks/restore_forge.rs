@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use repovault_common::domain::RestoreType;
 use repovault_common::forge::github::access::AccessScope;
 use repovault_common::forge::github::{ForgeError, GitHubClient, GitHubEndpoint};
 use repovault_common::manifest::{self, Manifest};
@@ -45,6 +46,7 @@ use repovault_proto::v1 as pb;
 
 use crate::git::{self, GitError, Remote};
 
+use super::leased::RestoreWork;
 use super::{TaskContext, TaskError, blocking};
 
 /// The namespace the backup's `refs/pull/*` are pushed under (GitHub refuses `refs/pull/*`).
@@ -70,9 +72,9 @@ pub struct Parts {
 
 impl Parts {
     /// The parts of `restore_type`, `None` for one this module does not restore.
-    pub fn of(restore_type: &str) -> Option<Parts> {
+    pub fn of(restore_type: RestoreType) -> Option<Parts> {
         Some(match restore_type {
-            "full_repo" => Parts {
+            RestoreType::FullRepo => Parts {
                 refs: true,
                 tags: true,
                 lfs: true,
@@ -81,20 +83,20 @@ impl Parts {
                 releases: true,
                 settings: true,
             },
-            "issues_only" => Parts {
+            RestoreType::IssuesOnly => Parts {
                 issues: true,
                 ..Parts::default()
             },
-            "wiki_only" => Parts {
+            RestoreType::WikiOnly => Parts {
                 wiki: true,
                 ..Parts::default()
             },
-            "releases_only" => Parts {
+            RestoreType::ReleasesOnly => Parts {
                 tags: true,
                 releases: true,
                 ..Parts::default()
             },
-            _ => return None,
+            RestoreType::DownloadZip => return None,
         })
     }
 
@@ -214,13 +216,13 @@ fn forge_failure(context: &str, e: ForgeError) -> TaskError {
 pub async fn run(
     ctx: &Arc<TaskContext>,
     access: &pb::RepoAccess,
-    spec: &pb::RestoreSpec,
+    restore: &RestoreWork,
     work: &Path,
 ) -> Result<pb::RestoreResult, TaskError> {
-    let parts = Parts::of(&spec.restore_type).ok_or_else(|| {
+    let (spec, restore_type) = (&restore.spec, restore.restore_type());
+    let parts = Parts::of(restore_type).ok_or_else(|| {
         TaskError::permanent(format!(
-            "restore type {:?} is not a forge restore",
-            spec.restore_type
+            "restore type {restore_type:?} is not a forge restore"
         ))
     })?;
     if spec.target_owner.is_empty() || spec.target_name.is_empty() || spec.target_api_url.is_empty()
@@ -246,7 +248,7 @@ pub async fn run(
 
     // 2. The target client and repository.
     let client = target_client(ctx, access, spec)?;
-    let target_repo = ensure_target(&client, spec, &manifest, &tree).await?;
+    let target_repo = ensure_target(&client, restore, &manifest, &tree).await?;
     let clone_url = target_repo
         .get("clone_url")
         .and_then(Value::as_str)
@@ -276,7 +278,7 @@ pub async fn run(
         "plan",
         format!(
             "restoring {} of backup {} into {target}: {} refs, {} LFS objects, wiki {}, {} items to create; estimated {}",
-            spec.restore_type,
+            restore_type,
             spec.backup_id,
             if parts.refs { manifest.refs.len() } else { 0 },
             if parts.lfs { manifest.counts.lfs_objects } else { 0 },
@@ -534,10 +536,11 @@ fn target_client(
 /// The target repository's document: read, or created when allowed and absent.
 async fn ensure_target(
     client: &GitHubClient,
-    spec: &pb::RestoreSpec,
+    restore: &RestoreWork,
     manifest: &Manifest,
     tree: &Path,
 ) -> Result<Value, TaskError> {
+    let spec = &restore.spec;
     let (owner, name) = (&spec.target_owner, &spec.target_name);
     let path = format!("/repos/{owner}/{name}");
     match client.get_json(&path, None).await {
@@ -550,7 +553,7 @@ async fn ensure_target(
         Err(e) if e.status() == Some(404) => {
             return Err(TaskError::permanent(format!(
                 "repository {owner}/{name} does not exist (a {} restore writes into an existing repository)",
-                spec.restore_type
+                restore.restore_type()
             )));
         }
         Err(e) => return Err(forge_failure(&format!("reading {owner}/{name}"), e)),
@@ -831,12 +834,14 @@ mod tests {
 
     #[test]
     fn parts_of_each_type() {
-        assert!(Parts::of("full_repo").is_some_and(|p| p.refs && p.lfs && p.wiki && p.issues));
-        let i = Parts::of("issues_only").unwrap_or_default();
+        assert!(
+            Parts::of(RestoreType::FullRepo).is_some_and(|p| p.refs && p.lfs && p.wiki && p.issues)
+        );
+        let i = Parts::of(RestoreType::IssuesOnly).unwrap_or_default();
         assert!(i.issues && !i.refs && !i.wiki && !i.releases);
-        let r = Parts::of("releases_only").unwrap_or_default();
+        let r = Parts::of(RestoreType::ReleasesOnly).unwrap_or_default();
         assert!(r.tags && r.releases && !r.refs && !r.issues);
-        assert!(Parts::of("download_zip").is_none());
+        assert!(Parts::of(RestoreType::DownloadZip).is_none());
         assert_eq!(
             journal_storage_path("o/r/", "x"),
             "o/r/restores/x.journal.json"

@@ -9,17 +9,17 @@ use repovault_proto::v1 as pb;
 
 use crate::verify;
 
+use repovault_common::domain::VerifyMode;
+
+use super::leased::VerifyWork;
 use super::{TaskContext, TaskError, blocking};
 
-pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::VerifyResult, TaskError> {
-    let access = task
-        .repo
-        .clone()
-        .ok_or_else(|| TaskError::permanent("task carries no repository"))?;
-    let spec = task
-        .verify
-        .clone()
-        .ok_or_else(|| TaskError::permanent("task carries no verify spec"))?;
+pub async fn run(
+    ctx: Arc<TaskContext>,
+    access: pb::RepoAccess,
+    work: VerifyWork,
+) -> Result<pb::VerifyResult, TaskError> {
+    let VerifyWork { spec, mode } = work;
     ctx.progress
         .phase("open", "opening the snapshot repository");
     let repo = super::restore::open_snapshot_repo(&ctx, &access).await?;
@@ -33,8 +33,8 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::VerifyResu
     let now = chrono::Utc::now().timestamp_millis();
     let progress = ctx.progress.clone();
     let interrupt = ctx.lease.interrupt.clone();
-    let result = match spec.mode.as_str() {
-        "rotation" => {
+    let result = match mode {
+        VerifyMode::Rotation => {
             ctx.progress
                 .phase("read-back", "reading back packs not read recently");
             let max_age = spec.max_age_ms;
@@ -59,18 +59,15 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::VerifyResu
                 packs_total: r.packs_total,
             }
         }
-        "manual" => {
+        VerifyMode::Manual => {
             if spec.snapshot_id.is_empty() {
                 return Err(TaskError::permanent(format!(
                     "backup {} is gone (deleted since the verification was asked for)",
                     spec.backup_id
                 )));
             }
-            let work = super::fresh_scratch(
-                &ctx,
-                &format!("verify-{}", task.lease.clone().unwrap_or_default().task_id),
-            )
-            .await?;
+            let work =
+                super::fresh_scratch(&ctx, &format!("verify-{}", ctx.lease.token.task_id)).await?;
             ctx.progress.phase(
                 "verify",
                 format!(
@@ -101,11 +98,6 @@ pub async fn run(ctx: Arc<TaskContext>, task: pb::Task) -> Result<pb::VerifyResu
                 damage: stats.damage.lines.join("; "),
                 ..Default::default()
             }
-        }
-        other => {
-            return Err(TaskError::permanent(format!(
-                "unknown verify mode {other:?}"
-            )));
         }
     };
     if let Err(e) = ledger.save(&ctx.storage, &access.snapshot_path).await {

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use repovault_common::manifest::{Counts, Manifest, STATUS_FAILED, STATUS_SKIPPED};
+use repovault_common::domain::ComponentState;
+use repovault_common::manifest::{Counts, Manifest};
 
 use super::{Check, METADATA_VALID};
 
@@ -46,10 +47,10 @@ pub fn check(tree: &Path, manifest: &Manifest, payloads: &Payloads) -> Check {
     let mut skipped_components = Vec::new();
     for (name, c) in &manifest.components {
         let why = c.reason.clone().unwrap_or_default();
-        match c.status.as_str() {
-            STATUS_FAILED => failed_components.push(format!("{name} ({why})")),
-            STATUS_SKIPPED => skipped_components.push(format!("{name} ({why})")),
-            _ => {}
+        match c.status {
+            ComponentState::Failed => failed_components.push(format!("{name} ({why})")),
+            ComponentState::Skipped => skipped_components.push(format!("{name} ({why})")),
+            ComponentState::Included => {}
         }
     }
     for f in &failed_components {

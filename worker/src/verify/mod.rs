@@ -33,12 +33,8 @@ pub const GIT_FSCK: &str = "git_fsck";
 pub const METADATA_VALID: &str = "metadata_valid";
 pub const COMMIT_COUNT_MATCH: &str = "commit_count_match";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Pass,
-    Fail,
-    Skipped,
-}
+/// A check's outcome: the domain's closed set.
+pub use repovault_common::domain::CheckOutcome as Outcome;
 
 /// One check's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,12 +77,7 @@ impl Check {
     pub fn to_proto(&self) -> pb::CheckResult {
         pb::CheckResult {
             name: self.name.into(),
-            result: match self.result {
-                Outcome::Pass => "pass",
-                Outcome::Fail => "fail",
-                Outcome::Skipped => "skipped",
-            }
-            .into(),
+            result: self.result.into(),
             detail: self.detail.clone(),
             warning: false,
             incomplete: self.incomplete,

@@ -11,7 +11,8 @@ use repovault_proto::v1 as pb;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
 use crate::model::{
-    BackupRecord, CheckOutcome, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord,
+    BackupRecord, BackupType, CheckOutcome, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord,
+    Trigger, VerifyRun,
 };
 use crate::reconcile::ForgetRequest;
 use crate::store::Batch;
@@ -23,8 +24,8 @@ use super::{Completion, Kind, LeaseCtx};
 /// A pending backup record of `repo` for the task `task_id`.
 pub(in crate::core) fn new_backup(
     repo: &RepoRecord,
-    backup_type: &str,
-    trigger: &str,
+    backup_type: BackupType,
+    trigger: Trigger,
     priority: u8,
     task_id: &str,
     now: i64,
@@ -35,8 +36,8 @@ pub(in crate::core) fn new_backup(
         repo_id: repo.id.clone(),
         org_name: repo.org_name.clone(),
         repo_name: repo.name.clone(),
-        backup_type: backup_type.to_string(),
-        trigger: trigger.to_string(),
+        backup_type,
+        trigger,
         status: Status::Pending,
         error: None,
         created_at_ms: now,
@@ -113,14 +114,14 @@ impl Kind for BackupKind {
                 }),
             None => false,
         };
-        proto.backup = Some(pb::BackupSpec {
+        proto.spec = Some(pb::task::Spec::Backup(pb::BackupSpec {
             parent_mirror_damaged,
             backup_id: b.id.clone(),
-            backup_type: b.backup_type.clone(),
-            trigger: b.trigger.clone(),
+            backup_type: b.backup_type.into(),
+            trigger: b.trigger.into(),
             parent_snapshot_id: stats.last_snapshot_id.unwrap_or_default(),
             parent_backup_id: stats.last_success_id.unwrap_or_default(),
-        });
+        }));
         batch.backup(&b);
         Ok(())
     }
@@ -148,7 +149,7 @@ impl Kind for BackupKind {
             .clone()
             .filter(|_| status != Status::Completed);
         if req.success {
-            let r = req.backup.clone().unwrap_or_default();
+            let r = req.backup_result().cloned().unwrap_or_default();
             if r.snapshot_id.len() != 64 {
                 return Err(CoreError::InvalidArgument(format!(
                     "completion carries snapshot id {:?}, not a full 64-hex id",
@@ -160,13 +161,14 @@ impl Kind for BackupKind {
             b.added_bytes = r.added_bytes;
             b.bytes_received = r.bytes_received;
             b.counts = Counts::from(&r.counts.unwrap_or_default());
-            b.components = manifest::components_from_proto(&r.components);
+            b.components = manifest::components_from_proto(&r.components)
+                .map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
             let stats = core.store.stats(&task.repo_id).await?;
             let previous = core.previous_size(&b, &stats).await?;
             b.verification =
                 core.automatic_verification(&b, r.verification.as_ref(), previous, now)?;
             if let Some(ver) = &b.verification {
-                metrics::counter!("repovault_verifications_total", "run" => "automatic", "status" => ver.status.as_str())
+                metrics::counter!("repovault_verifications_total", "run" => VerifyRun::Automatic.as_str(), "status" => ver.status.as_str())
                     .increment(1);
             }
             if !r.master_key.is_empty()
@@ -201,9 +203,9 @@ impl Kind for BackupKind {
             return;
         };
         core.after_backup_finished(&b).await;
-        if let Some(r) = c.req.backup.as_ref().and_then(|r| r.verification.as_ref())
+        if let Some(r) = c.req.backup_result().and_then(|r| r.verification.as_ref())
             && let Err(e) = core
-                .fail_damaged_backups(&b.repo_id, r, Some(&b.id), "automatic", c.now)
+                .fail_damaged_backups(&b.repo_id, r, Some(&b.id), VerifyRun::Automatic, c.now)
                 .await
         {
             tracing::error!(backup = %b.id, error = %e, "could not mark the backups using damaged packs");
@@ -244,8 +246,8 @@ impl Core {
     pub async fn enqueue_backup(
         &self,
         repo: &RepoRecord,
-        backup_type: &str,
-        trigger: &str,
+        backup_type: BackupType,
+        trigger: Trigger,
         priority: u8,
     ) -> CoreResult<BackupRecord> {
         self.enqueue_backup_with(repo, backup_type, trigger, priority, Batch::default())
@@ -258,8 +260,8 @@ impl Core {
     pub(crate) async fn enqueue_backup_with(
         &self,
         repo: &RepoRecord,
-        backup_type: &str,
-        trigger: &str,
+        backup_type: BackupType,
+        trigger: Trigger,
         priority: u8,
         extra: Batch,
     ) -> CoreResult<BackupRecord> {

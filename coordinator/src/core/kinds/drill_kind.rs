@@ -19,7 +19,7 @@ impl DrillKind {
     /// is already committed.
     async fn finished(core: &Core, task: &TaskRecord, req: &pb::CompleteTaskRequest) {
         let error = check_error(task, req);
-        let r = req.drill.as_ref().filter(|_| req.success);
+        let r = req.drill_result().filter(|_| req.success);
         if let Err(e) = core.finish_drill(task, r, error.as_deref()).await {
             tracing::warn!(task = %task.id, kind = task.kind.as_str(), error = %e, "recording the outcome failed");
         }
@@ -37,7 +37,9 @@ impl Kind for DrillKind {
         if let Some(access) = proto.repo.as_mut() {
             access.source_token.clear();
         }
-        proto.drill = Some(core.lease_drill(l.task, batch).await?);
+        proto.spec = Some(pb::task::Spec::Drill(
+            core.lease_drill(l.task, batch).await?,
+        ));
         Ok(())
     }
 
@@ -47,7 +49,7 @@ impl Kind for DrillKind {
         if c.task.lease.state.is_terminal() {
             Self::finished(core, c.task, c.req).await;
         }
-        if let Some(d) = &c.req.drill {
+        if let Some(d) = c.req.drill_result() {
             let found = pb::VerifyResult {
                 damaged_snapshot_ids: d.damaged_snapshot_ids.clone(),
                 damage: d.damage.clone(),
@@ -122,7 +124,7 @@ impl Core {
                 d.error = Some(error.unwrap_or("the drill task failed").to_string());
             }
         }
-        metrics::counter!("repovault_drills_total", "outcome" => d.outcome()).increment(1);
+        metrics::counter!("repovault_drills_total", "outcome" => d.outcome().as_str()).increment(1);
         if d.passed == Some(false) {
             tracing::error!(org = %d.org_name, repo = %d.repo_full_name, backup = %d.backup_id, "restore drill failed");
         }

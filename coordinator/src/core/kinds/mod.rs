@@ -19,7 +19,7 @@ pub(super) use backup_kind::new_backup;
 use repovault_proto::v1 as pb;
 
 use crate::error::CoreResult;
-use crate::model::{BackupRecord, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord};
+use crate::model::{BackupRecord, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord, VerifyRun};
 use crate::store::Batch;
 
 use super::Core;
@@ -223,7 +223,13 @@ impl Core {
     /// are logged: the task's own outcome is already committed.
     async fn fail_damage_found(&self, task: &TaskRecord, found: &pb::VerifyResult, now: i64) {
         if let Err(e) = self
-            .fail_damaged_backups(&task.repo_id, found, None, task.kind.as_str(), now)
+            .fail_damaged_backups(
+                &task.repo_id,
+                found,
+                None,
+                VerifyRun::of_task(task.kind),
+                now,
+            )
             .await
         {
             tracing::error!(task = %task.id, error = %e, "could not mark the backups using damaged packs");

@@ -8,7 +8,8 @@ use repovault_proto::v1 as pb;
 use crate::error::{CoreResult, not_found};
 use crate::ids;
 use crate::model::{
-    BackupRecord, OrgCredential, OrgRecord, RepoRecord, RestoreRecord, Status, TaskKind, TaskRecord,
+    BackupRecord, OrgCredential, OrgRecord, Provider, RepoRecord, RestoreRecord, Status, TaskKind,
+    TaskRecord,
 };
 use crate::store::Batch;
 
@@ -60,19 +61,19 @@ impl Kind for RestoreKind {
             .and_then(|t| t.split_once('/'))
             .map(|(o, n)| (o.to_string(), n.to_string()))
             .unwrap_or_default();
-        proto.restore = Some(pb::RestoreSpec {
+        proto.spec = Some(pb::task::Spec::Restore(pb::RestoreSpec {
             restore_id: r.id.clone(),
             backup_id: r.backup_id.clone(),
             snapshot_id: b.snapshot_id.clone().unwrap_or_default(),
-            restore_type: r.restore_type.clone(),
-            target: r.target.clone(),
+            restore_type: r.restore_type.into(),
+            target: r.target.into(),
             target_url: r.target_url.clone().unwrap_or_default(),
             target_token: token.expose().to_string(),
             artifact_path: r.artifact_path.clone().unwrap_or_default(),
             target_provider: if r.target_repo.is_some() {
-                "github"
+                Provider::Github
             } else {
-                "git"
+                Provider::Git
             }
             .into(),
             target_owner,
@@ -82,7 +83,7 @@ impl Kind for RestoreKind {
             create_target: r.create_target,
             target_is_source_credential: same_credential,
             access: pb::RestoreAccess::from(r.access).into(),
-        });
+        }));
         batch.restore(&r);
         Ok(())
     }
@@ -111,7 +112,7 @@ impl Kind for RestoreKind {
             .clone()
             .filter(|_| status != Status::Completed);
         if c.req.success {
-            let res = c.req.restore.clone().unwrap_or_default();
+            let res = c.req.restore_result().cloned().unwrap_or_default();
             r.refs_pushed = res.refs_pushed;
             r.artifact_bytes = res.artifact_bytes;
             r.artifact_sha256 = (!res.artifact_sha256.is_empty()).then_some(res.artifact_sha256);
@@ -126,7 +127,7 @@ impl Kind for RestoreKind {
 
     /// Damage the restore found when it could not restore (`CompleteTaskRequest.verify`).
     async fn after_commit(core: &Core, c: &Completion<'_>, _finished: Option<BackupRecord>) {
-        if let Some(r) = &c.req.verify {
+        if let Some(r) = c.req.verify_result() {
             core.fail_damage_found(c.task, r, c.now).await;
         }
     }

@@ -5,11 +5,11 @@
 use repovault_proto::v1 as pb;
 
 use crate::error::{CoreError, CoreResult};
-use crate::model::{BackupRecord, Status, TaskRecord, VerifyStatus};
+use crate::model::{BackupRecord, Status, TaskRecord, VerifyMode, VerifyRun, VerifyStatus};
 use crate::store::Batch;
 use crate::verification as v;
 
-use super::super::verify::{MODE_MANUAL, MODE_ROTATION, could_not_run};
+use super::super::verify::could_not_run;
 use super::super::{Core, now_ms};
 use super::{Completion, Kind, LeaseCtx, check_error};
 
@@ -20,7 +20,7 @@ impl VerifyKind {
     /// is already committed.
     async fn finished(core: &Core, task: &TaskRecord, req: &pb::CompleteTaskRequest) {
         let error = check_error(task, req);
-        let r = req.verify.as_ref().filter(|_| req.success);
+        let r = req.verify_result().filter(|_| req.success);
         if let Err(e) = core.finish_verify(task, r, error.as_deref()).await {
             tracing::warn!(task = %task.id, kind = task.kind.as_str(), error = %e, "recording the outcome failed");
         }
@@ -38,7 +38,9 @@ impl Kind for VerifyKind {
         if let Some(access) = proto.repo.as_mut() {
             access.source_token.clear();
         }
-        proto.verify = Some(core.lease_verify(l.task, batch).await?);
+        proto.spec = Some(pb::task::Spec::Verify(
+            core.lease_verify(l.task, batch).await?,
+        ));
         Ok(())
     }
 
@@ -75,9 +77,9 @@ impl Core {
             let o = self.verification.read();
             v::rotation_pack_age(o.readback_max_age, o.rotation_every)
         };
-        if task.mode.as_deref() == Some(MODE_ROTATION) {
+        if task.mode == Some(VerifyMode::Rotation) {
             return Ok(pb::VerifySpec {
-                mode: MODE_ROTATION.into(),
+                mode: VerifyMode::Rotation.into(),
                 max_age_ms: i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX),
                 ..Default::default()
             });
@@ -85,7 +87,7 @@ impl Core {
         let Some(mut b) = self.backup_record(&task.subject_id).await? else {
             return Ok(pb::VerifySpec {
                 backup_id: task.subject_id.clone(),
-                mode: MODE_MANUAL.into(),
+                mode: VerifyMode::Manual.into(),
                 ..Default::default()
             });
         };
@@ -98,7 +100,7 @@ impl Core {
         Ok(pb::VerifySpec {
             backup_id: b.id.clone(),
             snapshot_id: b.snapshot_id.clone().unwrap_or_default(),
-            mode: MODE_MANUAL.into(),
+            mode: VerifyMode::Manual.into(),
             max_age_ms: 0,
         })
     }
@@ -112,7 +114,7 @@ impl Core {
         error: Option<&str>,
     ) -> CoreResult<()> {
         let now = now_ms();
-        if task.mode.as_deref() == Some(MODE_ROTATION) {
+        if task.mode == Some(VerifyMode::Rotation) {
             return self.finish_rotation(task, result, error, now).await;
         }
         let Some(mut b) = self.backup_record(&task.subject_id).await? else {
@@ -125,17 +127,24 @@ impl Core {
                 let stats = self.store.stats(&b.repo_id).await?;
                 let previous = self.previous_size(&b, &stats).await?;
                 let size = v::size_match(b.size_bytes, previous, self.verification.read().size);
-                v::finished(MODE_MANUAL, checks, size, r, now, Some(task.id.clone()))
+                v::finished(
+                    VerifyRun::Manual,
+                    checks,
+                    size,
+                    r,
+                    now,
+                    Some(task.id.clone()),
+                )
             }
             None => could_not_run(error.unwrap_or("the verify task failed"), now, &task.id),
         };
-        metrics::counter!("repovault_verifications_total", "run" => "manual", "status" => ver.status.as_str())
+        metrics::counter!("repovault_verifications_total", "run" => VerifyRun::Manual.as_str(), "status" => ver.status.as_str())
             .increment(1);
         b.verification = Some(ver);
         self.save_verification(&b).await?;
         match result {
             Some(r) => {
-                self.fail_damaged_backups(&b.repo_id, r, Some(&b.id), MODE_MANUAL, now)
+                self.fail_damaged_backups(&b.repo_id, r, Some(&b.id), VerifyRun::Manual, now)
                     .await
             }
             None => Ok(()),

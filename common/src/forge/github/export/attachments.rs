@@ -121,12 +121,9 @@ fn linked_urls(
 pub(crate) async fn export(ctx: &mut Ctx<'_>) -> ComponentStatus {
     match run(ctx).await {
         Ok(0) => ComponentStatus::included(None),
-        Ok(unreachable) => ComponentStatus {
-            status: "included".into(),
-            reason: Some(format!(
-                "{unreachable} attachment(s) unreachable, recorded with the error in {REL}"
-            )),
-        },
+        Ok(unreachable) => ComponentStatus::included(Some(format!(
+            "{unreachable} attachment(s) unreachable, recorded with the error in {REL}"
+        ))),
         Err(e) => ComponentStatus::failed(e.to_string()),
     }
 }

@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use super::blocking::blocking;
 use super::client::GitHubClient;
 use super::error::ForgeError;
+use crate::domain::ComponentState;
 use store::{Conditional, Tree};
 
 /// How much to re-read.
@@ -252,7 +253,9 @@ pub async fn export_repo(
     let tree = out.to_path_buf();
     let counts = blocking(out, move || Ok(counts::count(&tree))).await?;
     let mut since = BTreeMap::new();
-    if components["issues"].status != "failed" && components["pulls"].status != "failed" {
+    if components["issues"].status != ComponentState::Failed
+        && components["pulls"].status != ComponentState::Failed
+    {
         since.insert(
             "issues".to_string(),
             ctx.started.clone().unwrap_or_default(),
