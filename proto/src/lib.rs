@@ -52,67 +52,37 @@ pub mod json {
     );
 }
 
-/// The spec a task carries, by kind.
-impl v1::Task {
-    pub fn backup_spec(&self) -> Option<&v1::BackupSpec> {
-        match &self.spec {
-            Some(v1::task::Spec::Backup(s)) => Some(s),
-            _ => None,
+/// Accessors for the variants of a oneof, so callers read `task.backup_spec()` instead of
+/// matching the generated enum each time.
+macro_rules! oneof_accessors {
+    ($msg:ident . $field:ident : $oneof:path { $($name:ident => $variant:ident($ty:ident)),* $(,)? }) => {
+        impl v1::$msg {
+            $(
+                pub fn $name(&self) -> Option<&v1::$ty> {
+                    use $oneof as O;
+                    match &self.$field {
+                        Some(O::$variant(x)) => Some(x),
+                        _ => None,
+                    }
+                }
+            )*
         }
-    }
-
-    pub fn restore_spec(&self) -> Option<&v1::RestoreSpec> {
-        match &self.spec {
-            Some(v1::task::Spec::Restore(s)) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn verify_spec(&self) -> Option<&v1::VerifySpec> {
-        match &self.spec {
-            Some(v1::task::Spec::Verify(s)) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn drill_spec(&self) -> Option<&v1::DrillSpec> {
-        match &self.spec {
-            Some(v1::task::Spec::Drill(s)) => Some(s),
-            _ => None,
-        }
-    }
+    };
 }
 
-/// The result a completion carries, by kind.
-impl v1::CompleteTaskRequest {
-    pub fn backup_result(&self) -> Option<&v1::BackupResult> {
-        match &self.result {
-            Some(v1::complete_task_request::Result::Backup(r)) => Some(r),
-            _ => None,
-        }
-    }
+oneof_accessors!(Task.spec: v1::task::Spec {
+    backup_spec => Backup(BackupSpec),
+    restore_spec => Restore(RestoreSpec),
+    verify_spec => Verify(VerifySpec),
+    drill_spec => Drill(DrillSpec),
+});
 
-    pub fn restore_result(&self) -> Option<&v1::RestoreResult> {
-        match &self.result {
-            Some(v1::complete_task_request::Result::Restore(r)) => Some(r),
-            _ => None,
-        }
-    }
-
-    pub fn verify_result(&self) -> Option<&v1::VerifyResult> {
-        match &self.result {
-            Some(v1::complete_task_request::Result::Verify(r)) => Some(r),
-            _ => None,
-        }
-    }
-
-    pub fn drill_result(&self) -> Option<&v1::DrillResult> {
-        match &self.result {
-            Some(v1::complete_task_request::Result::Drill(r)) => Some(r),
-            _ => None,
-        }
-    }
-}
+oneof_accessors!(CompleteTaskRequest.result: v1::complete_task_request::Result {
+    backup_result => Backup(BackupResult),
+    restore_result => Restore(RestoreResult),
+    verify_result => Verify(VerifyResult),
+    drill_result => Drill(DrillResult),
+});
 
 /// Debug for a message with secret fields: every other field as usual, each secret as
 /// `"[redacted]"` (or `""` when empty, so "was a token sent" stays visible).
