@@ -1,4 +1,21 @@
 //! The snapshot repository's errors, and how rustic_core's errors become them.
+//!
+//! Error policy of the snapshot store:
+//! - **Every error names where and what**: the repository's location (never its password or
+//!   key), the snapshot or path, and what was being done (`doing`), so a task's one-line failure
+//!   says enough to act on without a log.
+//! - **Retryable or permanent is decided here, once** ([`RepoError::is_retryable`]): a wrong
+//!   password and damaged stored data never get better by trying again; everything else (storage
+//!   and local I/O failures, rustic_core errors we cannot classify, interruptions) may, and the
+//!   coordinator's attempt budget bounds the retries.
+//! - **Sources are kept where they are ours** (`Io` keeps its `std::io::Error`). rustic_core's
+//!   errors are rendered once, at the boundary, into one line per cause ([`describe`]): their
+//!   `Display` carries backtrace frames and "please report" text that must not reach an operator,
+//!   and the chain is walked first to classify it (wrong password, an opendal error anywhere in
+//!   it means storage).
+//! - **Nothing half-written**: an error from a write path means no snapshot file was written
+//!   (the snapshot file is the commit point), so a caller may always retry or give up without
+//!   cleaning up.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -48,6 +65,16 @@ pub enum RepoError {
         doing: &'static str,
         message: String,
     },
+}
+
+impl RepoError {
+    /// Whether another attempt could succeed; see the module's error policy.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            RepoError::WrongPassword { .. } | RepoError::Damaged { .. }
+        )
+    }
 }
 
 /// Classifies a rustic error: wrong password, storage (an opendal error anywhere in the
@@ -117,4 +144,31 @@ pub(super) fn summarise(messages: &[String]) -> String {
         let _ = write!(out, "; and {} more", messages.len() - 10);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RepoError;
+
+    #[test]
+    fn only_a_wrong_password_and_damaged_data_are_permanent() {
+        let location = || "fs:/r".to_string();
+        assert!(
+            !RepoError::WrongPassword {
+                location: location()
+            }
+            .is_retryable()
+        );
+        let damaged = RepoError::Damaged {
+            doing: "reading a pack",
+            message: "decryption failed".into(),
+        };
+        assert!(!damaged.is_retryable());
+        let storage = RepoError::Storage {
+            location: location(),
+            message: "connection reset".into(),
+        };
+        assert!(storage.is_retryable());
+        assert!(RepoError::Interrupted { doing: "restoring" }.is_retryable());
+    }
 }
