@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::client::{GitHubClient, GitHubEndpoint};
-use super::error::ForgeError;
+use crate::forge::ForgeError;
 use crate::secret::Secret;
 
 /// `iat` is set this far in the past: GitHub's documentation ("Generating a JSON Web Token for

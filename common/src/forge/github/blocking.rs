@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::error::ForgeError;
+use crate::forge::ForgeError;
 
 /// Runs `f` on the blocking pool. A panic in `f` becomes an error naming `what` (the file or
 /// directory worked on), as the worker's own `blocking` makes it a retryable failure.

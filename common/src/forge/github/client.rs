@@ -32,10 +32,10 @@ use http_body_util::BodyExt as _;
 use octocrab::Octocrab;
 use serde_json::Value;
 
-use super::error::ForgeError;
 use super::rate::{
     Admission, ObserverGate, RateGate, RateObserver, RateSnapshot, StaticToken, TokenSource,
 };
+use crate::forge::ForgeError;
 use crate::secret::Secret;
 
 /// Retries of a 5xx answer or a transport error before the call fails. GitHub documents no
@@ -684,6 +684,7 @@ impl GitHubClient {
                 path: shown,
                 status,
                 message: crate::redact::scrub(&github_message(&raw.bytes), None),
+                retry_after: rate_limit_wait(&raw, rate.as_ref()).map(|(wait, _)| wait),
             });
         }
     }

@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use super::client::{GitHubClient, Page};
-use super::error::ForgeError;
+use crate::forge::ForgeError;
 
 /// The number of commits reachable from `sha` (a commit id, or a branch or tag name) in
 /// `owner/repo`, as `git rev-list --count SHA` on GitHub's copy.

@@ -72,17 +72,17 @@ pub mod app;
 mod blocking;
 pub mod client;
 pub mod commits;
-pub mod error;
+
 pub mod export;
 pub mod rate;
 pub mod repos;
 pub mod restore;
 pub mod transfer;
 
+pub use crate::forge::ForgeError;
 pub use app::{app_jwt, mint_installation_token};
 pub use client::{GitHubClient, GitHubEndpoint, Listing, Page};
 pub use commits::commit_count;
-pub use error::ForgeError;
 pub use export::{ComponentStatus, Counts, Cursors, ExportMode, ExportReport, export_repo};
 
 pub use rate::{

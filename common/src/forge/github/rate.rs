@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::error::ForgeError;
+use crate::forge::ForgeError;
 use crate::secret::Secret;
 
 /// One reading of GitHub's `x-ratelimit-*` headers.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::client::GitHubClient;
-use super::error::ForgeError;
+use crate::forge::ForgeError;
 
 /// A repository as the organisation lists it. `id` is GitHub's stable id: a rename keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,7 +21,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use super::client::{Answer, GitHubClient, ReqBody, SERVER_ERROR_BACKOFF, SERVER_ERROR_RETRIES};
-use super::error::ForgeError;
+use crate::forge::ForgeError;
 
 /// Bytes read from the file per chunk of an upload body. Our choice: tokio's `File` hands every
 /// read to its blocking pool, so 256 KiB keeps that to four hand-offs per MiB while an upload

@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 
 use super::store::aggregate_mtime;
 use super::{ComponentStatus, Ctx};
+use crate::forge::ForgeError;
 use crate::forge::github::blocking::blocking;
-use crate::forge::github::error::ForgeError;
 
 const REL: &str = "meta/attachments.json";
 

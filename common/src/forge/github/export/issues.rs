@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::store::{Doc, mtime_of, timestamp};
 use super::{ComponentStatus, Ctx, classify};
-use crate::forge::github::error::ForgeError;
+use crate::forge::ForgeError;
 
 /// `meta/issues/<shard>/<n>.json` (`kind` = `issues` or `pulls`).
 pub(crate) fn doc_path(kind: &str, number: u64) -> String {

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::store::aggregate_mtime;
 use super::{ComponentStatus, Ctx, classify};
-use crate::forge::github::error::ForgeError;
+use crate::forge::ForgeError;
 
 /// `meta/repo.json` (conditional on its ETag). Returns the server's time of the answer, the
 /// start of this export for the next `since` cursor.

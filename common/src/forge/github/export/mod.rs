@@ -45,8 +45,8 @@ use serde::{Deserialize, Serialize};
 
 use super::blocking::blocking;
 use super::client::GitHubClient;
-use super::error::ForgeError;
 use crate::domain::ComponentState;
+use crate::forge::ForgeError;
 use store::{Conditional, Tree};
 
 /// How much to re-read.
@@ -181,6 +181,7 @@ pub(crate) fn refusal(e: &ForgeError, permission: &str) -> Option<String> {
             path,
             status: status @ (401 | 403 | 404 | 410),
             message,
+            ..
         } => Some(format!(
             "token lacks {permission} ({method} {path} answered {status}: {message})"
         )),

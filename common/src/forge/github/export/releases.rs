@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::store::{Fetched, mtime_of, timestamp};
 use super::{ComponentStatus, Ctx, classify};
-use crate::forge::github::error::ForgeError;
+use crate::forge::ForgeError;
 
 /// An asset's file name: GitHub's name with path separators replaced.
 pub fn file_name(name: &str) -> String {

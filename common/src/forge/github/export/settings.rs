@@ -14,9 +14,9 @@ use serde_json::{Map, Value};
 
 use super::store::{Fetched, aggregate_mtime};
 use super::{ComponentStatus, Ctx, refusal};
+use crate::forge::ForgeError;
 use crate::forge::github::access::{AccessDoc, TeamAccess};
 use crate::forge::github::blocking::blocking;
-use crate::forge::github::error::ForgeError;
 
 /// The permission settings reads need (GitHub App permission names; for a user's token, the
 /// admin role on the repository).

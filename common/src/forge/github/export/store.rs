@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 
 use super::super::blocking::blocking;
 use super::super::client::GitHubClient;
-use super::super::error::ForgeError;
 use super::super::transfer::Downloaded;
+use crate::forge::ForgeError;
 
 /// The mtime of aggregate files (labels, milestones, settings, ...): a fixed epoch, so
 /// re-exporting unchanged data writes byte- and mtime-identical files. 2000-01-01T00:00:00Z,

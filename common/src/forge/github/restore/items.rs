@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use super::source::{Item, Source};
 use super::text::{self, compose, header, marker, rewrite_refs};
 use super::{Converted, Engine, decode, login, str_field};
-use crate::forge::github::error::ForgeError;
+use crate::forge::ForgeError;
 
 /// GitHub's state reasons a closing PATCH takes ("Update an issue").
 const CLOSE_REASONS: &[&str] = &["completed", "not_planned"];

@@ -71,7 +71,7 @@ use serde_json::Value;
 use super::access::{AccessDoc, AccessPlan, AccessScope};
 use super::blocking::blocking;
 use super::client::GitHubClient;
-use super::error::ForgeError;
+use crate::forge::ForgeError;
 use journal::Journal;
 pub use pacer::Pace;
 use pacer::Pacer;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::source::{Release, Source};
 use super::text::{self, compose, header, marker};
 use super::{Engine, decode, encode, login, refused, str_field};
-use crate::forge::github::error::ForgeError;
+use crate::forge::ForgeError;
 // The export wrote asset files under this name; the restore must read the same one.
 use crate::forge::github::export::releases::file_name;
 

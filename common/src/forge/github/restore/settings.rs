@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::source::Source;
 use super::{Engine, encode, refused, str_field};
-use crate::forge::github::error::ForgeError;
+use crate::forge::ForgeError;
 
 /// The `{"enabled": bool}` of a protection field.
 fn enabled(p: &Value, field: &str) -> Value {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::RestoreOptions;
+use crate::forge::ForgeError;
 use crate::forge::github::access::{self, AccessDoc};
-use crate::forge::github::error::ForgeError;
 
 /// An issue or a pull request document.
 #[derive(Debug, Clone)]
