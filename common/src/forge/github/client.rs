@@ -63,14 +63,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// refuses API requests without one ("Getting started with the REST API", user agent).
 pub const USER_AGENT: &str = concat!("repovault/", env!("CARGO_PKG_VERSION"));
 
-/// Where a GitHub (or GitHub Enterprise) API is.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct GitHubEndpoint {
-    /// REST base: `https://api.github.com` or `https://HOST/api/v3`.
-    pub api_url: String,
-    /// A CA certificate (PEM) to trust instead of the system's roots (`--ca-cert`).
-    pub ca_cert_pem: Option<String>,
-}
+/// Where a GitHub (or GitHub Enterprise) API is: the forge seam's endpoint, `api_url` being
+/// `https://api.github.com` or `https://HOST/api/v3`.
+pub type GitHubEndpoint = crate::forge::ForgeEndpoint;
 
 /// One answer of [`GitHubClient::get_json`].
 #[derive(Debug, Clone)]

@@ -74,6 +74,7 @@ pub mod client;
 pub mod commits;
 
 pub mod export;
+mod github_forge;
 pub mod rate;
 pub mod repos;
 pub mod restore;
@@ -84,6 +85,7 @@ pub use app::{app_jwt, mint_installation_token};
 pub use client::{GitHubClient, GitHubEndpoint, Listing, Page};
 pub use commits::commit_count;
 pub use export::{ComponentStatus, Counts, Cursors, ExportMode, ExportReport, export_repo};
+pub use github_forge::GitHubForge;
 
 pub use rate::{
     Admission, RateGate, RateObserver, RateSnapshot, StaticToken, TokenSource, app_credential_id,

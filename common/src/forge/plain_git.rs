@@ -1,0 +1,126 @@
+//! Plain git: any git server, reached by URL. It has no API, so every operation but the git
+//! remote answers [`ForgeError::Unsupported`] naming "plain git" and the operation, and the
+//! commit count is "the forge does not say" (`None`), which the backup's check already
+//! handles by comparing tips alone.
+
+use std::path::Path;
+
+use crate::domain::Provider;
+
+use super::ForgeError;
+use super::github::access::{AccessPlan, AccessScope};
+use super::github::{ExportMode, ExportReport, RemoteRepo, RestorePlan, RestoreReport};
+use super::seam::{
+    Credentials, Forge, ForgeEndpoint, GitRemote, MetadataRequest, ProgressFn, TargetRepo,
+};
+
+/// How plain git is named in its errors.
+pub const PLAIN_GIT: &str = "plain git";
+
+/// A git server without an API; see the module documentation.
+pub struct PlainGit {
+    credentials: Credentials,
+    ca_cert_pem: Option<String>,
+}
+
+impl PlainGit {
+    /// Plain git with `credentials` (the token of its git remotes) and `endpoint`'s CA.
+    pub fn new(endpoint: &ForgeEndpoint, credentials: Credentials) -> PlainGit {
+        PlainGit {
+            credentials,
+            ca_cert_pem: endpoint.ca_cert_pem.clone(),
+        }
+    }
+}
+
+fn unsupported<T>(operation: &'static str) -> Result<T, ForgeError> {
+    Err(ForgeError::Unsupported {
+        provider: PLAIN_GIT,
+        operation,
+    })
+}
+
+#[async_trait::async_trait]
+impl Forge for PlainGit {
+    fn provider(&self) -> Provider {
+        Provider::Git
+    }
+
+    async fn list_org_repos(&self, _org: &str) -> Result<Vec<RemoteRepo>, ForgeError> {
+        unsupported("listing an organisation's repositories")
+    }
+
+    fn git_remote(&self, url: &str) -> GitRemote {
+        GitRemote {
+            url: url.to_string(),
+            token: self.credentials.tokens.current(),
+            ca_cert_pem: self.ca_cert_pem.clone(),
+        }
+    }
+
+    async fn export_metadata(
+        &self,
+        _owner: &str,
+        _name: &str,
+        _out: &Path,
+        _previous: Option<&Path>,
+        _mode: ExportMode,
+    ) -> Result<ExportReport, ForgeError> {
+        unsupported("exporting metadata")
+    }
+
+    async fn commit_count(
+        &self,
+        _owner: &str,
+        _name: &str,
+        _sha: &str,
+    ) -> Result<Option<u64>, ForgeError> {
+        Ok(None)
+    }
+
+    async fn target_repo(
+        &self,
+        _owner: &str,
+        _name: &str,
+        _create_from: Option<&Path>,
+    ) -> Result<TargetRepo, ForgeError> {
+        unsupported("reading or creating a target repository")
+    }
+
+    async fn set_default_branch(
+        &self,
+        _owner: &str,
+        _name: &str,
+        _branch: &str,
+    ) -> Result<(), ForgeError> {
+        unsupported("setting the default branch")
+    }
+
+    fn plan_metadata(
+        &self,
+        _tree: &Path,
+        _request: &MetadataRequest,
+    ) -> Result<RestorePlan, ForgeError> {
+        unsupported("restoring metadata")
+    }
+
+    async fn plan_access(
+        &self,
+        _tree: &Path,
+        _owner: &str,
+        _scope: AccessScope,
+    ) -> Result<Option<AccessPlan>, ForgeError> {
+        unsupported("restoring access")
+    }
+
+    async fn restore_metadata(
+        &self,
+        _tree: &Path,
+        _owner: &str,
+        _name: &str,
+        _request: &MetadataRequest,
+        _progress: ProgressFn<'_>,
+    ) -> Result<RestoreReport, ForgeError> {
+        unsupported("restoring metadata")
+    }
+}
