@@ -6,8 +6,11 @@ pub mod leased;
 pub mod restore;
 pub mod restore_forge;
 pub mod restore_meta;
+mod task_error;
 pub mod verify;
 pub mod zip;
+
+pub use task_error::{Source, TaskError};
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -15,83 +18,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use repovault_common::repo::RepoError;
 use repovault_proto::v1 as pb;
 
-use crate::git::GitError;
 use crate::progress::Progress;
-
-/// A task's failure: its message (never with secrets) and whether another attempt could help.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct TaskError {
-    pub message: String,
-    pub retryable: bool,
-    /// Damaged packs found while failing (a restore that hit them): sent with the failure so
-    /// the coordinator fails every backup using them.
-    pub damage: Option<crate::verify::archive::Damage>,
-}
-
-impl TaskError {
-    pub fn permanent(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retryable: false,
-            damage: None,
-        }
-    }
-    pub fn retryable(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retryable: true,
-            damage: None,
-        }
-    }
-}
-
-impl From<GitError> for TaskError {
-    fn from(e: GitError) -> Self {
-        let retryable = !matches!(
-            e,
-            GitError::RepositoryNotFound { .. }
-                | GitError::Unavailable { .. }
-                | GitError::AuthenticationFailed { .. }
-                | GitError::InvalidUrl { .. }
-                | GitError::TargetNotEmpty { .. }
-                | GitError::EmptyMapping { .. }
-        );
-        Self {
-            message: e.to_string(),
-            retryable,
-            damage: None,
-        }
-    }
-}
-
-impl From<RepoError> for TaskError {
-    fn from(e: RepoError) -> Self {
-        let retryable = !matches!(
-            e,
-            RepoError::WrongPassword { .. } | RepoError::Damaged { .. }
-        );
-        Self {
-            message: format!("snapshot repository: {e}"),
-            retryable,
-            damage: None,
-        }
-    }
-}
-
-impl TaskError {
-    /// The damage found, as the completion carries it (`CompleteTaskRequest.verify`).
-    pub fn damage_result(&self) -> Option<pb::VerifyResult> {
-        self.damage.as_ref().map(|d| pb::VerifyResult {
-            damaged_snapshot_ids: d.snapshots.clone(),
-            damage: d.lines.join("; "),
-            ..Default::default()
-        })
-    }
-}
 
 /// The lease a task runs under, as the worker sees it.
 pub struct LeaseView {

@@ -1,0 +1,178 @@
+//! A backup's verification, in two halves: git_fsck over the entry's mirrors before the
+//! snapshot (compacting a mirror whose objects are mostly unreachable), and after it the
+//! read-back of what this backup stored (`zip_integrity`) and the tree checks on the entry.
+//! Neither half fails the backup: what fails or cannot be checked is reported, and the backup
+//! is then not verified.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use repovault_common::manifest::{self, Manifest};
+use repovault_common::repo::{ReadBackLedger, SnapshotRepo};
+use repovault_proto::v1 as pb;
+
+use crate::git;
+use crate::tasks::{TaskContext, TaskError, blocking};
+use crate::verify::{self, Check, Outcome, Selection};
+
+use super::Fsck;
+
+/// git_fsck over the entry's mirrors (code.git and, when present, wiki.git).
+pub(super) async fn fsck(ctx: &TaskContext, entry: &Path) -> Result<Fsck, TaskError> {
+    let (entry, interrupt) = (entry.to_owned(), ctx.lease.interrupt.clone());
+    blocking(move || {
+        let (check, report) = verify::git_fsck(&entry, &interrupt);
+        Ok(Fsck { check, report })
+    })
+    .await
+}
+
+/// Whether a passing mirror is sparse enough to compact: a quarter of its objects are no longer
+/// reachable. The source rewrote or dropped history (or fetches left many duplicate delta
+/// bases); gix never repacks, so without this every later backup would carry the old objects,
+/// and a source that lost nine tenths of its history would look unchanged in size (size_match
+/// could not see it). Earlier backups keep them. A quarter, not any: a repack rewrites every
+/// pack, so the next snapshot stores the mirror anew.
+fn sparse(fsck: &Fsck) -> Option<&git::FsckReport> {
+    fsck.report.as_ref().filter(|r| {
+        fsck.check.result == Outcome::Pass
+            && r.reachable.saturating_mul(4) < r.objects.saturating_mul(3)
+    })
+}
+
+/// Phase `compact`, only for a [`sparse`] mirror: repacks code.git without its unreachable
+/// objects and runs git_fsck again. A repack that fails leaves the mirror as it was, still a
+/// sound backup: the backup carries on with it (and `fsck` as it was).
+pub(super) async fn compact(
+    ctx: &TaskContext,
+    entry: &Path,
+    fsck: Fsck,
+) -> Result<Fsck, TaskError> {
+    let Some(report) = sparse(&fsck) else {
+        return Ok(fsck);
+    };
+    ctx.progress.phase(
+        "compact",
+        "a quarter of the mirror's objects are unreachable: compacting it",
+    );
+    tracing::info!(
+        objects = report.objects,
+        reachable = report.reachable,
+        "compacting the mirror: a quarter of its objects are unreachable"
+    );
+    let (entry, interrupt) = (entry.to_owned(), ctx.lease.interrupt.clone());
+    blocking(
+        move || match git::compact(&entry.join(manifest::CODE_DIR)) {
+            Ok(()) => {
+                let (check, report) = verify::git_fsck(&entry, &interrupt);
+                Ok(Fsck { check, report })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not compact the mirror");
+                Ok(fsck)
+            }
+        },
+    )
+    .await
+}
+
+/// The checks at the end of a backup: `zip_integrity` over the packs this backup added (and the
+/// stored listing of code.git against the entry), then the tree checks on the entry, with
+/// `fsck` the first half's verdict. Never fails the backup: what cannot be checked is reported
+/// as such, so the backup is not verified.
+pub(super) async fn verify_stored_entry(
+    ctx: &Arc<TaskContext>,
+    access: &pb::RepoAccess,
+    repo: &Arc<SnapshotRepo>,
+    snapshot_id: &str,
+    entry: &Path,
+    manifest: &Manifest,
+    fsck: Check,
+) -> pb::VerifyResult {
+    let mut ledger = ReadBackLedger::load(&ctx.storage, &access.snapshot_path)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "read-back ledger unreadable: starting a new one");
+            ReadBackLedger::new()
+        });
+    let now = chrono::Utc::now().timestamp_millis();
+    let (repo2, snapshot, code, progress, interrupt) = (
+        repo.clone(),
+        snapshot_id.to_string(),
+        entry.join(manifest::CODE_DIR),
+        ctx.progress.clone(),
+        ctx.lease.interrupt.clone(),
+    );
+    let read = blocking(move || {
+        let report = |done: u64, total: u64| progress.update(done, 0, total);
+        let how = verify::archive::Reading {
+            now_ms: now,
+            progress: &report,
+            interrupt: &interrupt,
+        };
+        let r = verify::archive::zip_integrity(
+            &repo2,
+            &snapshot,
+            &mut ledger,
+            Selection::Unread,
+            Some(&code),
+            &how,
+        );
+        Ok((r, ledger))
+    })
+    .await;
+    let (zip, stats) = match read {
+        Ok((Ok((check, stats)), ledger)) => {
+            if let Err(e) = ledger.save(&ctx.storage, &access.snapshot_path).await {
+                tracing::warn!(error = %e, "could not save the read-back ledger");
+            }
+            (check, stats)
+        }
+        Ok((Err(e), _)) => (
+            Check::skipped(
+                verify::ZIP_INTEGRITY,
+                format!("the read-back could not run: {e}"),
+                true,
+            ),
+            Default::default(),
+        ),
+        Err(e) => (
+            Check::skipped(
+                verify::ZIP_INTEGRITY,
+                format!("the read-back could not run: {}", e.message),
+                true,
+            ),
+            Default::default(),
+        ),
+    };
+    let (entry, manifest) = (entry.to_path_buf(), manifest.clone());
+    let tree = blocking(move || Ok(verify::local_checks(&entry, &manifest, fsck))).await;
+    let mut checks = vec![zip];
+    match tree {
+        Ok(c) => checks.extend(c),
+        Err(e) => {
+            for name in [
+                verify::GIT_FSCK,
+                verify::METADATA_VALID,
+                verify::COMMIT_COUNT_MATCH,
+            ] {
+                checks.push(Check::skipped(
+                    name,
+                    format!("could not run: {}", e.message),
+                    true,
+                ));
+            }
+        }
+    }
+    for c in checks.iter().filter(|c| c.result == Outcome::Fail) {
+        tracing::error!(check = c.name, detail = %c.detail, "backup verification failed");
+    }
+    pb::VerifyResult {
+        checks: checks.iter().map(Check::to_proto).collect(),
+        packs_read: stats.packs_read,
+        bytes_read: stats.bytes_read,
+        damaged_snapshot_ids: stats.damage.snapshots.clone(),
+        damage: stats.damage.lines.join("; "),
+        ..Default::default()
+    }
+}
