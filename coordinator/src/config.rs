@@ -144,7 +144,7 @@ pub struct CoordinatorConfig {
     /// Retention and maintenance: `interval`, `prune_interval`, `keep_delete`,
     /// `concurrency`.
     #[serde(default)]
-    pub retention: crate::core::retention::RetentionConfig,
+    pub retention: crate::maintenance::maintenance_runs::RetentionConfig,
     /// `[verification]`: size thresholds, the read-back rotation, the default drill schedule.
     #[serde(default)]
     pub verification: crate::verification::VerificationConfig,
@@ -444,7 +444,10 @@ pub struct Settings {
     /// From the first push of a burst to its backup.
     pub push_delay: Duration,
     /// The retention loop's interval and maintenance options.
-    pub retention: (Duration, crate::core::retention::MaintenanceOptions),
+    pub retention: (
+        Duration,
+        crate::maintenance::maintenance_runs::MaintenanceOptions,
+    ),
     pub verification: crate::verification::VerificationOptions,
 }
 

@@ -1,7 +1,7 @@
 //! The coordinator's error policy: every error names what failed; each maps to one gRPC code.
 
-use crate::lease::LeaseError;
 use crate::store::StoreError;
+use crate::tasks::lease_state::LeaseError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {

@@ -31,7 +31,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route(
             "/webhooks/github",
             axum::routing::post(move |query, headers, body| {
-                crate::webhooks::http::deliver(hooks.clone(), query, headers, body)
+                crate::schedule::webhook_bursts::http::deliver(hooks.clone(), query, headers, body)
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
@@ -54,7 +54,7 @@ pub fn router(core: Arc<Core>) -> Router {
 /// Gauges are computed when scraped, so they are never stale.
 pub async fn update_gauges(core: &Core) {
     let (depth, leased, oldest_ms) = core.queue_depths().await;
-    for p in 0..=crate::queue::MAX_PRIORITY {
+    for p in 0..=crate::tasks::queue_order::MAX_PRIORITY {
         let n = depth.get(&p).copied().unwrap_or(0);
         metrics::gauge!("repovault_queue_depth", "priority" => p.to_string()).set(n as f64);
     }

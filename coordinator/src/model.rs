@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use repovault_common::forge::github::access::AccessScope;
 use repovault_common::manifest::{ComponentStatus, Counts};
 
-use crate::lease::LeaseState;
+use crate::tasks::lease_state::LeaseState;
 
 /// The closed sets the records hold, with their stored spellings.
 pub use repovault_common::domain::{
@@ -91,7 +91,7 @@ pub struct RepoScheduleView {
     pub schedule: Option<String>,
 }
 
-/// Per repository: the materialiser's bookkeeping (`core/schedules.rs`), written in the same
+/// Per repository: the materialiser's bookkeeping (`schedule/schedule_runs.rs`), written in the same
 /// transaction as the backup it enqueues.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleState {
@@ -312,7 +312,7 @@ pub struct CheckResult {
     pub incomplete: bool,
 }
 
-/// A backup's latest verification (`verification.rs` decides the status from the checks).
+/// A backup's latest verification (`verification/mod.rs` decides the status from the checks).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
     pub status: VerifyStatus,
@@ -492,7 +492,7 @@ impl EscrowRecord {
     }
 }
 
-/// Per repository: the maintenance bookkeeping (`core/retention.rs`).
+/// Per repository: the maintenance bookkeeping (`maintenance/maintenance_runs.rs`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MaintenanceRecord {
     /// The last prune (either phase).

@@ -218,7 +218,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         tasks.push(tokio::spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = crate::reconcile::run(core, forget_rx, interval) => {}
+                _ = crate::catalog::reconcile::run(core, forget_rx, interval) => {}
             }
         }));
     }
@@ -243,12 +243,14 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
             }
         }));
     }
-    // Scheduled runs and on-push backups (`core/schedules.rs`).
+    // Scheduled runs and on-push backups (`schedule/schedule_runs.rs`).
     core.schedules.set_push_delay(settings.push_delay);
     {
         let core = core.clone();
         let stop = shutdown.clone();
-        tasks.push(tokio::spawn(crate::core::schedules::run(core, stop)));
+        tasks.push(tokio::spawn(crate::schedule::schedule_runs::run(
+            core, stop,
+        )));
     }
     // Deleting expired download artifacts (`downloads.rs`).
     {
@@ -264,19 +266,20 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     // Retention and maintenance.
     {
         let (interval, opts) = settings.retention.clone();
-        tasks.push(tokio::spawn(crate::core::retention::run_loop(
-            core.clone(),
-            interval,
-            opts,
-            shutdown.clone(),
-        )));
+        tasks.push(tokio::spawn(
+            crate::maintenance::maintenance_runs::run_loop(
+                core.clone(),
+                interval,
+                opts,
+                shutdown.clone(),
+            ),
+        ));
     }
     // Verification: the read-back rotation and the restore drills.
-    tasks.push(tokio::spawn(crate::core::verify::rotation_loop(
-        core.clone(),
-        shutdown.clone(),
-    )));
-    tasks.push(tokio::spawn(crate::core::drills::drill_loop(
+    tasks.push(tokio::spawn(
+        crate::verification::verify_runs::rotation_loop(core.clone(), shutdown.clone()),
+    ));
+    tasks.push(tokio::spawn(crate::verification::drills::drill_loop(
         core.clone(),
         shutdown.clone(),
     )));

@@ -11,9 +11,9 @@ use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
 use repovault_coordinator::core::{Core, CoreParts};
 use repovault_coordinator::kv::MemoryKv;
-use repovault_coordinator::queue::PRIORITY_SCHEDULED;
 use repovault_coordinator::store::Store;
-use repovault_coordinator::workers::WorkerEntry;
+use repovault_coordinator::tasks::queue_order::PRIORITY_SCHEDULED;
+use repovault_coordinator::tasks::worker_registry::WorkerEntry;
 
 async fn core(dir: &std::path::Path) -> Arc<Core> {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();

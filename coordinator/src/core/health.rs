@@ -10,12 +10,12 @@ use repovault_proto::v1 as pb;
 
 use crate::error::CoreResult;
 use crate::health::{self, Active, RepoHealth, ScheduleInput, Slots};
-use crate::lease::TaskState;
 use crate::model::{
     CheckOutcome, DrillRecord, DrillStatus, OrgRecord, RepoRecord, RepoStats, Status, TaskKind,
     VerifyStatus,
 };
 use crate::schedule::{Plan, Schedule};
+use crate::tasks::lease_state::TaskState;
 
 use super::{Core, format_ms};
 
@@ -388,10 +388,10 @@ mod tests {
 
     use super::*;
     use crate::core::CoreParts;
-    use crate::core::schedules::ManualClock;
     use crate::health::State;
     use crate::kv::{KvBackend, MemoryKv};
     use crate::model::ScheduleState;
+    use crate::schedule::schedule_runs::ManualClock;
     use crate::store::{Batch, Store};
 
     const H: i64 = 3_600_000;

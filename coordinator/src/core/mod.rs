@@ -8,25 +8,7 @@
 //! the store's load), and a coordinator that restarts honours every persisted lease for a
 //! takeover grace before reaping it.
 
-mod admin;
-mod browse;
-pub mod catalog;
-pub mod drills;
-mod escrow;
-mod fleet;
-pub mod github;
 mod health;
-mod rate;
-mod repos;
-mod restores;
-pub mod retention;
-pub mod schedules;
-pub mod verify;
-pub use restores::RestoreRequest;
-mod kinds;
-mod lease_access;
-mod queue_view;
-mod tasks;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -42,14 +24,18 @@ use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
 
 use crate::error::{CoreError, CoreResult};
-use crate::lease::LeasePolicy;
 use crate::model::TaskRecord;
-use crate::progress::ProgressHub;
 use crate::store::Store;
-use crate::workers::WorkerRegistry;
+use crate::tasks::lease_state::LeasePolicy;
+use crate::tasks::task_progress::ProgressHub;
+use crate::tasks::worker_registry::WorkerRegistry;
 
-pub use fleet::{Registration, WorkerHello};
-pub use tasks::CompletionOutcome;
+/// The forge access's discovery under its former path: `cli` still imports
+/// `core::github::{check_app_private_key, ...}` from here.
+pub use crate::forge_access::org_discovery as github;
+pub use crate::tasks::fleet::{Registration, WorkerHello};
+pub use crate::tasks::kinds::RestoreRequest;
+pub use crate::tasks::lifecycle::CompletionOutcome;
 
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -63,33 +49,33 @@ pub fn format_ms(ms: i64) -> String {
 
 /// The active (non-terminal) tasks and the fairness bookkeeping of the queue.
 #[derive(Default)]
-struct Queue {
+pub(crate) struct Queue {
     /// Pending and leased tasks. Lease expiries here run ahead of the store: heartbeats renew
     /// in memory only.
-    active: HashMap<String, TaskRecord>,
+    pub(crate) active: HashMap<String, TaskRecord>,
     /// Enqueue order, for FIFO among equals.
-    next_seq: u64,
+    pub(crate) next_seq: u64,
     /// Lease order, for "served least recently".
-    lease_seq: u64,
+    pub(crate) lease_seq: u64,
     /// Organisation -> (lease_seq, time) of its last lease.
-    org_served: HashMap<String, (u64, i64)>,
+    pub(crate) org_served: HashMap<String, (u64, i64)>,
     /// Repositories under maintenance (forget, prune, purge: `retention.rs`): no backup of
     /// them is leased meanwhile.
-    maintenance: HashSet<String>,
+    pub(crate) maintenance: HashSet<String>,
     /// Task -> attempt of the leases loaded from the store at start whose holder has not
-    /// renewed them with this coordinator yet (`fleet.rs`). One that expires so was ended by the
+    /// renewed them with this coordinator yet (`tasks/fleet.rs`). One that expires so was ended by the
     /// restart, not by the task: the reaper re-queues it without counting a failure. Keyed by
     /// attempt too, so an entry left behind never applies to a later lease of the task.
-    inherited: HashMap<String, u32>,
+    pub(crate) inherited: HashMap<String, u32>,
 }
 
 impl Queue {
     /// Repositories a leased exclusive task (a backup: `kinds::Kind::EXCLUSIVE`) holds, and those
     /// under maintenance: no other exclusive task of them is leased meanwhile.
-    fn busy_repos(&self) -> HashSet<String> {
+    pub(crate) fn busy_repos(&self) -> HashSet<String> {
         self.active
             .values()
-            .filter(|t| kinds::exclusive(t.kind) && t.lease.expires_at_ms().is_some())
+            .filter(|t| crate::tasks::kinds::exclusive(t.kind) && t.lease.expires_at_ms().is_some())
             .map(|t| t.repo_id.clone())
             .chain(self.maintenance.iter().cloned())
             .collect()
@@ -97,10 +83,12 @@ impl Queue {
 
     /// Repositories a leased non-exclusive task (restore, verification, drill) reads:
     /// maintenance waits for them.
-    fn read_repos(&self) -> HashSet<String> {
+    pub(crate) fn read_repos(&self) -> HashSet<String> {
         self.active
             .values()
-            .filter(|t| !kinds::exclusive(t.kind) && t.lease.expires_at_ms().is_some())
+            .filter(|t| {
+                !crate::tasks::kinds::exclusive(t.kind) && t.lease.expires_at_ms().is_some()
+            })
             .map(|t| t.repo_id.clone())
             .collect()
     }
@@ -110,38 +98,39 @@ pub struct Core {
     pub store: Store,
     pub storage: Operator,
     pub storage_config: StorageConfig,
-    master: MasterKey,
+    pub(crate) master: MasterKey,
     pub timing: Timing,
-    policy: LeasePolicy,
-    max_attempts: u32,
-    queue: Mutex<Queue>,
+    pub(crate) policy: LeasePolicy,
+    pub(crate) max_attempts: u32,
+    pub(crate) queue: Mutex<Queue>,
     /// Woken whenever a task may have become ready (enqueue, release, re-queue).
-    ready: Notify,
+    pub(crate) ready: Notify,
     pub progress: ProgressHub,
     pub workers: WorkerRegistry,
     /// Cancelled when the coordinator stops: long-polls and streams end, so connections close
     /// and the store is released.
     pub stopping: tokio_util::sync::CancellationToken,
-    /// Serialises snapshot repository creation (see `repos.rs`).
-    init_lock: Mutex<()>,
+    /// Serialises snapshot repository creation (see `catalog/snapshot_repos.rs`).
+    pub(crate) init_lock: Mutex<()>,
     /// Installation tokens of GitHub App organisations.
-    pub(crate) tokens: crate::forge_tokens::TokenCache,
-    /// Serialises discoveries (see `github.rs`).
-    sync_lock: Mutex<()>,
-    /// The fleet-wide rate budget per forge credential (see `rate.rs`). In memory: a new
+    pub(crate) tokens: crate::forge_access::installation_tokens::TokenCache,
+    /// Serialises discoveries (see `forge_access/org_discovery.rs`).
+    pub(crate) sync_lock: Mutex<()>,
+    /// The fleet-wide rate budget per forge credential (see `forge_access/rate_permits.rs`). In memory: a new
     /// coordinator starts cautiously until workers report headers.
-    rate: parking_lot::Mutex<crate::rate_budget::RateBudgets>,
+    pub(crate) rate: parking_lot::Mutex<crate::forge_access::rate_budgets::RateBudgets>,
     /// Snapshots to forget (uncommitted attempts), drained by the reconciler.
-    pub(crate) forget_tx: tokio::sync::mpsc::UnboundedSender<crate::reconcile::ForgetRequest>,
+    pub(crate) forget_tx:
+        tokio::sync::mpsc::UnboundedSender<crate::catalog::reconcile::ForgetRequest>,
     /// Download links: their signing key and base URL (`downloads.rs`).
     pub downloads: crate::downloads::Downloads,
-    /// Scheduled and on-push backups: the clock, push bursts (`schedules.rs`).
-    pub schedules: schedules::Schedules,
+    /// Scheduled and on-push backups: the clock, push bursts (`schedule/schedule_runs.rs`).
+    pub schedules: crate::schedule::schedule_runs::Schedules,
     /// Size thresholds, the read-back rotation, drills; set by the server from the
     /// configuration after construction.
     pub verification: parking_lot::RwLock<crate::verification::VerificationOptions>,
-    /// Repositories whose latest reconcile sweep failed (`reconcile.rs`), for the health view.
-    pub sweep_failures: crate::reconcile::SweepFailures,
+    /// Repositories whose latest reconcile sweep failed (`catalog/reconcile.rs`), for the health view.
+    pub sweep_failures: crate::catalog::reconcile::SweepFailures,
 }
 
 pub struct CoreParts {
@@ -155,7 +144,7 @@ pub struct CoreParts {
 impl Core {
     pub async fn new(
         parts: CoreParts,
-        forget_tx: tokio::sync::mpsc::UnboundedSender<crate::reconcile::ForgetRequest>,
+        forget_tx: tokio::sync::mpsc::UnboundedSender<crate::catalog::reconcile::ForgetRequest>,
     ) -> CoreResult<Arc<Self>> {
         let storage = parts
             .storage_config
@@ -199,7 +188,7 @@ impl Core {
 
     /// Loads the active tasks. Leases persisted by a previous run are honoured for the takeover
     /// grace: their holders take them back by heartbeat or by registering again with their
-    /// previous id (`fleet.rs`); one nobody took back is re-queued without counting a failure.
+    /// previous id (`tasks/fleet.rs`); one nobody took back is re-queued without counting a failure.
     async fn load(&self) -> CoreResult<()> {
         let now = now_ms();
         let grace = i64::try_from(self.timing.takeover_grace().as_millis()).unwrap_or(i64::MAX);
@@ -210,7 +199,9 @@ impl Core {
             if t.lease.state.is_terminal() {
                 continue;
             }
-            if let crate::lease::TaskState::Leased { expires_at_ms, .. } = &mut t.lease.state {
+            if let crate::tasks::lease_state::TaskState::Leased { expires_at_ms, .. } =
+                &mut t.lease.state
+            {
                 *expires_at_ms = now + grace;
                 q.inherited.insert(t.id.clone(), t.lease.attempt);
             }

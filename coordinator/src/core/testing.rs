@@ -58,7 +58,8 @@ pub(crate) async fn restart(c: &Core) -> Arc<Core> {
 /// A completed, verified backup of `repo` finished at `at`, in the store as a completion
 /// leaves it (record and stats); returns its id.
 pub(crate) async fn completed_backup(c: &Core, repo: &RepoRecord, at: i64) -> String {
-    let mut b = super::kinds::new_backup(repo, BackupType::Full, Trigger::Manual, 8, "t", at);
+    let mut b =
+        crate::tasks::kinds::new_backup(repo, BackupType::Full, Trigger::Manual, 8, "t", at);
     b.status = Status::Completed;
     b.finished_at_ms = Some(at);
     b.snapshot_id = Some("ab".repeat(32));

@@ -10,6 +10,10 @@
 
 mod cron;
 pub mod policy;
+/// The shell: materialising due slots into tasks, schedule settings, push webhooks.
+pub mod schedule_runs;
+/// Push webhooks, pure: signature checks and the burst window.
+pub mod webhook_bursts;
 
 use chrono::{Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;

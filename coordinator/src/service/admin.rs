@@ -13,8 +13,8 @@ use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 use repovault_proto::v1::admin_service_server::AdminService;
 
-use crate::core::github::{GitHubCredential, NewGitHubOrg};
 use crate::core::{Core, format_ms};
+use crate::forge_access::org_discovery::{GitHubCredential, NewGitHubOrg};
 use crate::model::Status as RecordStatus;
 
 use super::convert;
@@ -553,10 +553,10 @@ impl AdminService for AdminApi {
         for (t, eff) in self.core.queue_snapshot().await {
             let repo = self.core.store.repo(&t.repo_id).await.ok().flatten();
             let (state, worker, not_before) = match &t.lease.state {
-                crate::lease::TaskState::Leased { worker_id, .. } => {
+                crate::tasks::lease_state::TaskState::Leased { worker_id, .. } => {
                     ("leased", worker_id.clone(), String::new())
                 }
-                crate::lease::TaskState::Pending { not_before_ms } => (
+                crate::tasks::lease_state::TaskState::Pending { not_before_ms } => (
                     "pending",
                     String::new(),
                     if *not_before_ms > 0 {
@@ -584,7 +584,7 @@ impl AdminService for AdminApi {
         Ok(Response::new(pb::GetQueueResponse { entries }))
     }
 
-    // Retention, deletion, escrow: `core/retention.rs`, `core/escrow.rs`.
+    // Retention, deletion, escrow: `maintenance/`.
 
     async fn delete_backup(
         &self,

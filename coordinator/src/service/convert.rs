@@ -5,7 +5,7 @@ use repovault_proto::v1 as pb;
 use tonic::Status as RpcStatus;
 
 use crate::core::format_ms;
-use crate::core::github::SyncReport;
+use crate::forge_access::org_discovery::SyncReport;
 use crate::model::{
     BackupRecord, DrillRecord, OrgCredential, OrgRecord, RepoRecord, RepoStats, RestoreRecord,
     RestoreType, Status, Verification, VerifyStatus,

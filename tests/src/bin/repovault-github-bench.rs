@@ -32,7 +32,7 @@ use anyhow::{Context, Result, bail};
 use forge_sim::ForgeSim;
 use forge_sim::seed::{CommitSeed, GenerateSeed, RepoSeed, Seed};
 use repovault_common::secret::Secret;
-use repovault_coordinator::core::github::{GitHubCredential, NewGitHubOrg};
+use repovault_coordinator::forge_access::org_discovery::{GitHubCredential, NewGitHubOrg};
 use repovault_tests::bench::median;
 use repovault_tests::standalone::Standalone;
 

@@ -13,14 +13,14 @@ use anyhow::{Context as _, Result};
 use repovault_common::crypto::MasterKey;
 use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
-use repovault_coordinator::core::schedules::{MAX_ENQUEUE_PER_TICK, ManualClock};
 use repovault_coordinator::core::{Core, CoreParts};
 use repovault_coordinator::ids;
 use repovault_coordinator::kv::RedbKv;
 use repovault_coordinator::model::{RepoRecord, ScheduleState};
-use repovault_coordinator::queue::PRIORITY_SCHEDULED;
+use repovault_coordinator::schedule::schedule_runs::{MAX_ENQUEUE_PER_TICK, ManualClock};
 use repovault_coordinator::schedule::{Plan, Schedule};
 use repovault_coordinator::store::{Batch, Store};
+use repovault_coordinator::tasks::queue_order::PRIORITY_SCHEDULED;
 
 /// Repositories per store transaction while seeding (three writes each, under the store's 128).
 const SEED_CHUNK: usize = 40;

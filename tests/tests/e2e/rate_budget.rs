@@ -12,7 +12,7 @@ use forge_sim::options::Failure;
 use forge_sim::state::Principal;
 use repovault_common::forge::github::token_credential_id;
 use repovault_common::secret::Secret;
-use repovault_coordinator::core::github::{GitHubCredential, NewGitHubOrg};
+use repovault_coordinator::forge_access::org_discovery::{GitHubCredential, NewGitHubOrg};
 use repovault_coordinator::model::Status;
 use repovault_proto::v1 as pb;
 use repovault_proto::v1::worker_service_client::WorkerServiceClient;

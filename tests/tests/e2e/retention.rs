@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use repovault_coordinator::core::retention::MaintenanceOptions;
+use repovault_coordinator::maintenance::maintenance_runs::MaintenanceOptions;
 use repovault_coordinator::retention::RetentionPolicy;
 use repovault_tests::cluster::{Cluster, restic};
 use repovault_tests::fixtures::{git, git_command, pseudo_random_bytes, rich_repo, run};
@@ -240,7 +240,7 @@ async fn retention_skips_a_repository_whose_backup_runs() {
     // A backup leased to a worker that holds it.
     let now = repovault_coordinator::core::now_ms();
     core.workers
-        .register(repovault_coordinator::workers::WorkerEntry {
+        .register(repovault_coordinator::tasks::worker_registry::WorkerEntry {
             id: "holder".into(),
             name: "holder".into(),
             slots: 1,
@@ -316,7 +316,7 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
     // disk, leaving the pack behind without an index.
     let now = repovault_coordinator::core::now_ms();
     core.workers
-        .register(repovault_coordinator::workers::WorkerEntry {
+        .register(repovault_coordinator::tasks::worker_registry::WorkerEntry {
             id: "holder".into(),
             name: "holder".into(),
             slots: 1,

@@ -284,7 +284,7 @@ fn backups_named(text: &str) -> u64 {
 /// any role's and is not audited; lengthening stays the operator's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shortening_retention_that_removes_backups_needs_the_admin_and_confirm() {
-    use repovault_coordinator::core::retention::MaintenanceOptions;
+    use repovault_coordinator::maintenance::maintenance_runs::MaintenanceOptions;
 
     let tokens = vec![
         token("ann", Role::Viewer),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use repovault_coordinator::core::schedules::ManualClock;
 use repovault_coordinator::model::{BackupRecord, Status};
+use repovault_coordinator::schedule::schedule_runs::ManualClock;
 use repovault_tests::cluster::Cluster;
 
 use super::github_org::{add_acme_org, cli, sim};
@@ -269,7 +269,7 @@ async fn a_burst_of_ten_signed_pushes_gives_one_backup() {
     let body = body.as_str();
     assert_eq!(post_hook(&hook_url, None, body), "401");
     let bare = format!("http://{}/webhooks/github", c.http_addr().unwrap());
-    let signed = repovault_coordinator::webhooks::sign(b"guess", body.as_bytes());
+    let signed = repovault_coordinator::schedule::webhook_bursts::sign(b"guess", body.as_bytes());
     assert_eq!(post_hook(&bare, Some(&signed), body), "401");
     assert_eq!(
         post_hook(&hook_url, Some(&format!("sha256={}", "0".repeat(64))), body),

@@ -8,21 +8,21 @@ use repovault_common::manifest::{self, Counts};
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
+use crate::catalog::reconcile::ForgetRequest;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
 use crate::model::{
     BackupRecord, BackupType, CheckOutcome, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord,
     Trigger, VerifyRun,
 };
-use crate::reconcile::ForgetRequest;
 use crate::store::Batch;
 use crate::verification::GIT_FSCK;
 
-use super::super::{Core, master_key_context, now_ms};
 use super::{Completion, Kind, LeaseCtx};
+use crate::core::{Core, master_key_context, now_ms};
 
 /// A pending backup record of `repo` for the task `task_id`.
-pub(in crate::core) fn new_backup(
+pub(crate) fn new_backup(
     repo: &RepoRecord,
     backup_type: BackupType,
     trigger: Trigger,
@@ -58,7 +58,7 @@ pub(in crate::core) fn new_backup(
     }
 }
 
-pub(in crate::core) struct BackupKind;
+pub(crate) struct BackupKind;
 
 impl Kind for BackupKind {
     /// Two backups of one repository would race for its parent and its snapshot fence.
@@ -299,7 +299,7 @@ impl Core {
 
     /// Every terminal backup passes here once: completion, final failure, lease expiry. Writes
     /// its catalog object and wakes the forget pass of its repository.
-    pub(in crate::core) async fn after_backup_finished(&self, b: &BackupRecord) {
+    pub(crate) async fn after_backup_finished(&self, b: &BackupRecord) {
         metrics::counter!("repovault_backups_total", "outcome" => b.status.as_str()).increment(1);
         let result = self.finish_catalog(&b.repo_id).await;
         if let Err(e) = result {

@@ -11,7 +11,7 @@ use crate::model::{DrillRecord, DrillState, OrgRecord, RepoRecord, Status, TaskK
 use crate::schedule::{self, Plan, Schedule};
 use crate::store::Batch;
 
-use super::{Core, now_ms};
+use crate::core::{Core, now_ms};
 
 /// Drills run after scheduled backups (5) and before maintenance (2): they prove restores, but
 /// nobody waits on them.

@@ -14,7 +14,7 @@ use crate::error::{CoreError, CoreResult, not_found};
 use crate::model::RepoRecord;
 use crate::store::Batch;
 
-use super::{Core, master_key_context, org_key_context};
+use crate::core::{Core, master_key_context, org_key_context};
 
 impl Core {
     /// Makes sure the repository's snapshot repository exists and its master key is stored.

@@ -16,12 +16,12 @@ use crate::error::{CoreError, CoreResult};
 use crate::model::{
     BackupType, OnPushHook, OrgRecord, RepoRecord, ScheduleSettings, TaskKind, Trigger,
 };
-use crate::queue::PRIORITY_SCHEDULED;
+use crate::schedule::webhook_bursts::{self as webhooks, Bursts, Delivery};
 use crate::schedule::{self, BackupKind, Due, Plan, Schedule, TypeInputs};
 use crate::store::Batch;
-use crate::webhooks::{self, Bursts, Delivery};
+use crate::tasks::queue_order::PRIORITY_SCHEDULED;
 
-use super::{Core, webhook_secret_context};
+use crate::core::{Core, webhook_secret_context};
 
 /// How often the materialiser looks for due runs: runs are placed at per-repository offsets
 /// with one-second resolution over windows of at least 30 s (half a one-minute cron slot), so
@@ -59,7 +59,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        super::now_ms()
+        crate::core::now_ms()
     }
 }
 
@@ -259,7 +259,7 @@ impl Core {
                 skips.push((repo.id.clone(), state));
                 report.skipped += 1;
                 metrics::counter!("repovault_schedule_slots_skipped_total").increment(1);
-                tracing::info!(org = %org.name, repo_id = %repo.id, slot = %super::format_ms(slot), "scheduled run skipped: the previous backup still runs");
+                tracing::info!(org = %org.name, repo_id = %repo.id, slot = %crate::core::format_ms(slot), "scheduled run skipped: the previous backup still runs");
                 continue;
             }
             let stats = self.store.stats(&repo.id).await?;
@@ -316,7 +316,7 @@ impl Core {
             .map(|t| t.idempotency_key.clone())
             .collect();
         for chunk in runs.chunks(TXN_ITEMS) {
-            let now = super::now_ms();
+            let now = crate::core::now_ms();
             let mut batch = Batch::default();
             let mut tasks = Vec::new();
             for (repo, backup_type, state) in chunk {
@@ -326,7 +326,7 @@ impl Core {
                     continue;
                 }
                 let task_id = crate::ids::new_task_id();
-                let backup = super::kinds::new_backup(
+                let backup = crate::tasks::kinds::new_backup(
                     repo,
                     *backup_type,
                     Trigger::Schedule,
@@ -447,7 +447,7 @@ impl Core {
             .await?
             .skipped_slots
             .iter()
-            .map(|&t| super::format_ms(t))
+            .map(|&t| crate::core::format_ms(t))
             .collect();
         Ok(pb)
     }
@@ -468,10 +468,11 @@ impl Core {
                 org.name, org.provider
             )));
         }
-        let ep = super::github::endpoint(&org);
+        let ep = crate::forge_access::org_discovery::endpoint(&org);
         let token = self.forge_token(&org).await?.unwrap_or_default();
-        let client = GitHubClient::new(&ep, token)
-            .map_err(|e| super::github::forge_error(format!("GitHub API {}", ep.api_url), e))?;
+        let client = GitHubClient::new(&ep, token).map_err(|e| {
+            crate::forge_access::org_discovery::forge_error(format!("GitHub API {}", ep.api_url), e)
+        })?;
         let path = format!("/repos/{}/{}/hooks", org.name, repo.name);
         if enable {
             if repo.on_push.is_some() {
@@ -511,7 +512,7 @@ impl Core {
                     let mut batch = Batch::default();
                     batch.repo(&before);
                     self.store.apply(batch).await?;
-                    return Err(super::github::forge_error(
+                    return Err(crate::forge_access::org_discovery::forge_error(
                         format!("creating a push webhook on {full_name}"),
                         e,
                     ));
@@ -532,7 +533,7 @@ impl Core {
                 Ok(()) => {}
                 Err(e) if e.status() == Some(404) => {}
                 Err(e) => {
-                    return Err(super::github::forge_error(
+                    return Err(crate::forge_access::org_discovery::forge_error(
                         format!("removing the push webhook of {full_name}"),
                         e,
                     ));

@@ -1,6 +1,6 @@
 //! Task kinds as types: what is specific to backups, restores, verifications and drills.
 //!
-//! The queue (`tasks.rs`) owns the generic mechanics: selection, the lease state machine, the
+//! The queue (`tasks/lifecycle.rs`) owns the generic mechanics: selection, the lease state machine, the
 //! store transaction that commits a completion or a re-queue, and the queue lock. Each kind owns
 //! what differs, in one module implementing [`Kind`]: which organisation's credential its lease
 //! carries, what its lease spec holds and marks running, what its completion writes in the
@@ -12,9 +12,11 @@
 mod backup_kind;
 mod drill_kind;
 mod restore_kind;
+mod restore_requests;
 mod verify_kind;
+pub use restore_requests::RestoreRequest;
 
-pub(super) use backup_kind::new_backup;
+pub(crate) use backup_kind::new_backup;
 
 use repovault_proto::v1 as pb;
 
@@ -22,7 +24,7 @@ use crate::error::CoreResult;
 use crate::model::{BackupRecord, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord, VerifyRun};
 use crate::store::Batch;
 
-use super::Core;
+use crate::core::Core;
 
 /// Runs `$body` with the type `$k` naming the [`Kind`] implementation of `$kind`: the one
 /// exhaustive match over task kinds.
@@ -50,7 +52,7 @@ macro_rules! with_kind {
 }
 
 /// A lease being built: the task (already leased in the caller's copy) and what was read for it.
-pub(super) struct LeaseCtx<'a> {
+pub(crate) struct LeaseCtx<'a> {
     pub task: &'a TaskRecord,
     /// The task's organisation (the source's).
     pub org: &'a OrgRecord,
@@ -60,7 +62,7 @@ pub(super) struct LeaseCtx<'a> {
 }
 
 /// A completion the queue accepted (holder and attempt checked, lease state finished).
-pub(super) struct Completion<'a> {
+pub(crate) struct Completion<'a> {
     /// The task with its finished lease state.
     pub task: &'a TaskRecord,
     pub req: &'a pb::CompleteTaskRequest,
@@ -72,9 +74,9 @@ pub(super) struct Completion<'a> {
 
 /// What one kind of task does differently. Associated functions taking the [`Core`], so a kind
 /// holds no state of its own; the defaults are "nothing specific".
-pub(super) trait Kind {
+pub(crate) trait Kind {
     /// Whether a task of this kind takes its repository alone (no other task of the repository
-    /// is leased meanwhile; see `queue.rs`). A leased exclusive task also keeps maintenance off
+    /// is leased meanwhile; see `queue_order.rs`). A leased exclusive task also keeps maintenance off
     /// its repository as a writer (`Queue::busy_repos`); a leased non-exclusive one as a reader
     /// (`Queue::read_repos`).
     const EXCLUSIVE: bool = false;
@@ -134,13 +136,13 @@ pub(super) trait Kind {
         Ok(None)
     }
 
-    /// Work after a re-queue's transaction (still under the queue lock: see `tasks.rs`).
+    /// Work after a re-queue's transaction (still under the queue lock: see `lifecycle.rs`).
     /// Errors are logged.
     async fn after_requeue(_core: &Core, _task: &TaskRecord, _status: Status) {}
 }
 
 /// Whether a task of `kind` takes its repository alone ([`Kind::EXCLUSIVE`]).
-pub(super) fn exclusive(kind: TaskKind) -> bool {
+pub(crate) fn exclusive(kind: TaskKind) -> bool {
     with_kind!(kind, K => K::EXCLUSIVE)
 }
 
@@ -158,12 +160,12 @@ fn check_error(task: &TaskRecord, req: &pb::CompleteTaskRequest) -> Option<Strin
 
 impl Core {
     /// [`Kind::needs_snapshot_repo`] of the task's kind.
-    pub(super) fn kind_needs_snapshot_repo(&self, task: &TaskRecord, repo: &RepoRecord) -> bool {
+    pub(crate) fn kind_needs_snapshot_repo(&self, task: &TaskRecord, repo: &RepoRecord) -> bool {
         with_kind!(task.kind, K => K::needs_snapshot_repo(repo))
     }
 
     /// [`Kind::credential_org`] of the task's kind.
-    pub(super) async fn kind_credential_org(
+    pub(crate) async fn kind_credential_org(
         &self,
         task: &TaskRecord,
         org: &OrgRecord,
@@ -173,7 +175,7 @@ impl Core {
     }
 
     /// [`Kind::lease`] of the task's kind.
-    pub(super) async fn kind_lease(
+    pub(crate) async fn kind_lease(
         &self,
         l: &LeaseCtx<'_>,
         proto: &mut pb::Task,
@@ -183,7 +185,7 @@ impl Core {
     }
 
     /// [`Kind::commit`] of the task's kind.
-    pub(super) async fn kind_commit(
+    pub(crate) async fn kind_commit(
         &self,
         c: &Completion<'_>,
         batch: &mut Batch,
@@ -192,7 +194,7 @@ impl Core {
     }
 
     /// [`Kind::after_commit`] of the task's kind.
-    pub(super) async fn kind_after_commit(
+    pub(crate) async fn kind_after_commit(
         &self,
         c: &Completion<'_>,
         finished: Option<BackupRecord>,
@@ -201,7 +203,7 @@ impl Core {
     }
 
     /// [`Kind::requeue`] of the task's kind.
-    pub(super) async fn kind_requeue(
+    pub(crate) async fn kind_requeue(
         &self,
         task: &TaskRecord,
         status: Status,
@@ -212,7 +214,7 @@ impl Core {
     }
 
     /// [`Kind::after_requeue`] of the task's kind.
-    pub(super) async fn kind_after_requeue(&self, task: &TaskRecord, status: Status) {
+    pub(crate) async fn kind_after_requeue(&self, task: &TaskRecord, status: Status) {
         with_kind!(task.kind, K => K::after_requeue(self, task, status).await)
     }
 }
@@ -221,7 +223,12 @@ impl Core {
     /// Damage a restore or a drill found when it could not restore (a backup's and a verify's
     /// come with their verification): every backup using the damaged packs is failed. Errors
     /// are logged: the task's own outcome is already committed.
-    async fn fail_damage_found(&self, task: &TaskRecord, found: &pb::VerifyResult, now: i64) {
+    pub(crate) async fn fail_damage_found(
+        &self,
+        task: &TaskRecord,
+        found: &pb::VerifyResult,
+        now: i64,
+    ) {
         if let Err(e) = self
             .fail_damaged_backups(
                 &task.repo_id,

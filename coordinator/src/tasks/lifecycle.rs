@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use repovault_proto::v1 as pb;
 
+use crate::catalog::reconcile::ForgetRequest;
 use crate::error::{CoreError, CoreResult, not_found};
-use crate::lease::{LeaseState, Outcome, TaskState};
 use crate::model::{BackupRecord, OrgCredential, RepoRecord, Status, TaskKind, TaskRecord};
-use crate::queue::{Candidate, QueueContext, select};
-use crate::reconcile::ForgetRequest;
 use crate::store::Batch;
+use crate::tasks::lease_state::{LeaseState, Outcome, TaskState};
+use crate::tasks::queue_order::{Candidate, QueueContext, select};
 
-use super::kinds::{self, Completion, LeaseCtx};
-use super::{Core, Queue, now_ms};
+use crate::core::{Core, Queue, now_ms};
+use crate::tasks::kinds::{self, Completion, LeaseCtx};
 
 /// What one look at the queue found.
 enum Leasing {
@@ -42,7 +42,7 @@ pub enum CompletionOutcome {
 
 impl Core {
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn new_task(
+    pub(crate) fn new_task(
         &self,
         q: &mut Queue,
         id: String,
@@ -549,7 +549,7 @@ fn stale(tok: &pb::LeaseToken, why: &str) -> CoreError {
     ))
 }
 
-pub(super) fn check_holder(
+pub(crate) fn check_holder(
     t: &TaskRecord,
     worker_id: &str,
     tok: &pb::LeaseToken,

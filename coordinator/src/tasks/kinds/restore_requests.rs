@@ -27,11 +27,11 @@ use repovault_common::secret::Secret;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
 use crate::model::{OrgRecord, RestoreRecord, RestoreTarget, RestoreType, Status};
-use crate::queue::PRIORITY_RESTORE;
+use crate::tasks::queue_order::PRIORITY_RESTORE;
 use repovault_common::domain::RestoreCombination;
 
-use super::github::DEFAULT_GITHUB_API_URL;
-use super::{Core, now_ms, restore_token_context};
+use crate::core::{Core, now_ms, restore_token_context};
+use crate::forge_access::org_discovery::DEFAULT_GITHUB_API_URL;
 
 /// What an admin asks for (`StartRestoreRequest`).
 #[derive(Debug, Clone)]

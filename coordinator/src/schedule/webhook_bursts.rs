@@ -211,7 +211,7 @@ pub mod http {
     use axum::http::{HeaderMap, StatusCode};
 
     use crate::core::Core;
-    use crate::core::schedules::WebhookOutcome;
+    use crate::schedule::schedule_runs::WebhookOutcome;
 
     /// The body of every refused delivery (see the module's documentation).
     pub const REFUSED: &str = "the delivery's signature does not verify\n";
@@ -265,8 +265,8 @@ pub mod http {
         use super::*;
         use crate::core::{testing, webhook_secret_context};
         use crate::model::OnPushHook;
+        use crate::schedule::webhook_bursts::sign;
         use crate::store::Batch;
-        use crate::webhooks::sign;
         use repovault_common::secret::Secret;
 
         async fn post(

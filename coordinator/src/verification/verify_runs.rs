@@ -16,11 +16,11 @@ use crate::model::{
     BackupRecord, CheckOutcome, CheckResult, RepoRecord, Status, TaskKind, TaskRecord,
     Verification, VerifyMode, VerifyRun, VerifyStatus,
 };
-use crate::queue::PRIORITY_MANUAL_BACKUP;
 use crate::store::Batch;
+use crate::tasks::queue_order::PRIORITY_MANUAL_BACKUP;
 use crate::verification as v;
 
-use super::{Core, now_ms};
+use crate::core::{Core, now_ms};
 
 /// Rotation reads run below scheduled backups (5) and retention (2): they only re-prove what
 /// was proven at backup time.
@@ -30,7 +30,7 @@ impl Core {
     /// The verification of a backup that just completed, from the checks its worker ran at the
     /// end of the backup, plus `size_match` against `previous_size`. `None` when the worker
     /// sent no checks (a worker older than verification): the backup then shows `pending`.
-    pub(super) fn automatic_verification(
+    pub(crate) fn automatic_verification(
         &self,
         b: &BackupRecord,
         result: Option<&pb::VerifyResult>,
@@ -54,7 +54,7 @@ impl Core {
 
     /// The size of the latest successful backup of the repository before `b` (for
     /// `size_match`), from the stats or, for stats written before sizes were kept, the record.
-    pub(super) async fn previous_size(
+    pub(crate) async fn previous_size(
         &self,
         b: &BackupRecord,
         stats: &crate::model::RepoStats,
@@ -223,7 +223,7 @@ impl Core {
 
     /// A rotation ended: the visit is recorded, and a damaged pack fails `zip_integrity` of
     /// every backup whose snapshot uses it.
-    pub(super) async fn finish_rotation(
+    pub(crate) async fn finish_rotation(
         &self,
         task: &TaskRecord,
         result: Option<&pb::VerifyResult>,
@@ -253,7 +253,7 @@ impl Core {
     /// repository whose snapshot uses one fails `zip_integrity`, naming the damage, whichever
     /// run found it (`run`). `except` is the backup whose own verification the caller records.
     /// Idempotent: a backup already failed for the damage is failed again with the same text.
-    pub(super) async fn fail_damaged_backups(
+    pub(crate) async fn fail_damaged_backups(
         &self,
         repo_id: &str,
         result: &pb::VerifyResult,
@@ -298,7 +298,7 @@ impl Core {
     }
 
     /// Queues a task of `kind` on `repo`, or returns the active one with the same key.
-    pub(super) async fn enqueue_task(
+    pub(crate) async fn enqueue_task(
         &self,
         repo: &RepoRecord,
         kind: TaskKind,
@@ -341,7 +341,7 @@ impl Core {
 }
 
 /// What [`Core::enqueue_task`] did.
-pub(super) struct Enqueued {
+pub(crate) struct Enqueued {
     pub record: TaskRecord,
     /// `false`: an equal task was already active.
     pub created: bool,
@@ -349,7 +349,7 @@ pub(super) struct Enqueued {
 
 /// The verification of a run that could not check anything: every check skipped as incomplete,
 /// naming why, so the backup is not `verified` and the reason is shown.
-pub(super) fn could_not_run(error: &str, now: i64, task_id: &str) -> Verification {
+pub(crate) fn could_not_run(error: &str, now: i64, task_id: &str) -> Verification {
     let checks = v::CHECKS
         .iter()
         .map(|name| CheckResult {
@@ -395,7 +395,7 @@ mod tests {
 
     use super::*;
     use crate::core::testing::{completed_backup, core};
-    use crate::workers::WorkerEntry;
+    use crate::tasks::worker_registry::WorkerEntry;
     use pb::complete_task_request::Result as Outcome;
 
     fn worker(c: &Core) {

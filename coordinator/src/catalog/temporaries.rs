@@ -192,7 +192,7 @@ mod tests {
         let c = testing::core(dir.path()).await;
         let stale = temporary(dir.path(), ".tmp/0a1b2c", max_age(&c.timing) * 2);
         let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let pass = tokio::spawn(crate::reconcile::run(
+        let pass = tokio::spawn(crate::catalog::reconcile::run(
             c.clone(),
             rx,
             Duration::from_millis(50),

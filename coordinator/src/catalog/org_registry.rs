@@ -1,5 +1,5 @@
 //! What the admin service asks of the core: organisations, repositories, backup history
-//! (restores: `restores.rs`).
+//! (restores: `tasks/kinds/restore_requests.rs`).
 
 use repovault_common::crypto::random_secret;
 use repovault_common::names::{parse_full_name, validate_git_url, validate_name};
@@ -8,12 +8,12 @@ use repovault_common::secret::Secret;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
 use crate::model::{BackupRecord, BackupType, OrgRecord, Provider, RepoRecord, RepoStats, Trigger};
-use crate::queue::PRIORITY_MANUAL_BACKUP;
+use crate::tasks::queue_order::PRIORITY_MANUAL_BACKUP;
 
-use super::{Core, now_ms, org_key_context, repo_token_context};
+use crate::core::{Core, now_ms, org_key_context, repo_token_context};
 
 /// Bytes of an organisation key: 256 bits, hex-encoded as the restic password.
-pub(super) const ORG_KEY_BYTES: usize = 32;
+pub(crate) const ORG_KEY_BYTES: usize = 32;
 
 fn invalid(e: impl std::fmt::Display) -> CoreError {
     CoreError::InvalidArgument(e.to_string())

@@ -3,7 +3,7 @@
 //!
 //! The credential is a token or a GitHub App installation. The coordinator keeps either sealed
 //! (context [`org_credential_context`]); for an App it mints installation tokens itself and
-//! caches one per installation ([`crate::forge_tokens`]). Workers never see the private key.
+//! caches one per installation ([`crate::forge_access::installation_tokens`]). Workers never see the private key.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,14 +16,16 @@ use repovault_common::forge::github::{
 use repovault_common::names::{validate_git_url, validate_name};
 use repovault_common::secret::Secret;
 
-use crate::discovery::{ListedRepo, Renamed, index_changes, name_index, plan_sync};
 use crate::error::{CoreError, CoreResult};
-use crate::forge_tokens::InstallationKey;
+use crate::forge_access::discovery_plan::{
+    ListedRepo, Renamed, index_changes, name_index, plan_sync,
+};
+use crate::forge_access::installation_tokens::InstallationKey;
 use crate::ids;
 use crate::model::{OrgCredential, OrgRecord, Provider, RepoRecord};
 use crate::store::Batch;
 
-use super::{Core, now_ms, org_credential_context, org_key_context};
+use crate::core::{Core, now_ms, org_credential_context, org_key_context};
 
 /// GitHub's public API; GitHub Enterprise is `https://HOST/api/v3`.
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
@@ -116,7 +118,7 @@ fn refused(e: &ForgeError) -> bool {
     matches!(e.status(), Some(401 | 403 | 404 | 422)) || matches!(e, ForgeError::Config(_))
 }
 
-pub(super) fn forge_error(context: String, e: ForgeError) -> CoreError {
+pub(crate) fn forge_error(context: String, e: ForgeError) -> CoreError {
     if refused(&e) {
         CoreError::InvalidArgument(format!("{context}: {e}"))
     } else {
@@ -124,7 +126,7 @@ pub(super) fn forge_error(context: String, e: ForgeError) -> CoreError {
     }
 }
 
-pub(super) fn endpoint(org: &OrgRecord) -> GitHubEndpoint {
+pub(crate) fn endpoint(org: &OrgRecord) -> GitHubEndpoint {
     GitHubEndpoint {
         api_url: org
             .api_url
@@ -209,7 +211,8 @@ impl Core {
                 sealed_private_key: self.seal(&context, private_key_pem),
             },
         };
-        let key = repovault_common::crypto::random_secret(super::admin::ORG_KEY_BYTES);
+        let key =
+            repovault_common::crypto::random_secret(crate::catalog::org_registry::ORG_KEY_BYTES);
         let org = OrgRecord {
             sealed_key: self.seal(&org_key_context(&id), &key),
             id,

@@ -1,18 +1,18 @@
 //! The fleet-wide rate budget as the worker service sees it: a lease's first grant, refills
 //! (with reports of what workers saw, and the credential's current token), pauses for
 //! heartbeats, and giving a lease's permits back when its task ends. The rules are in
-//! [`crate::rate_budget`]; this is the glue to leases, organisations and tokens.
+//! [`crate::forge_access::rate_budgets`]; this is the glue to leases, organisations and tokens.
 
 use repovault_common::forge::github::{app_credential_id, token_credential_id};
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
 use crate::error::{CoreError, CoreResult, not_found};
+use crate::forge_access::rate_budgets::{Grant, Reading};
 use crate::model::{OrgCredential, OrgRecord, Provider, RepoRecord};
-use crate::rate_budget::{Grant, Reading};
 
-use super::tasks::check_holder;
-use super::{Core, now_ms, org_credential_context, repo_token_context};
+use crate::core::{Core, now_ms, org_credential_context, repo_token_context};
+use crate::tasks::lifecycle::check_holder;
 
 /// The holder id of a lease in the budget: one per attempt, so a re-leased task is a new holder.
 pub fn holder_id(tok: &pb::LeaseToken) -> String {

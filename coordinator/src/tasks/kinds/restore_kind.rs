@@ -13,10 +13,10 @@ use crate::model::{
 };
 use crate::store::Batch;
 
-use super::super::{Core, now_ms, org_credential_context, restore_token_context};
 use super::{Completion, Kind, LeaseCtx};
+use crate::core::{Core, now_ms, org_credential_context, restore_token_context};
 
-pub(in crate::core) struct RestoreKind;
+pub(crate) struct RestoreKind;
 
 impl Kind for RestoreKind {
     /// The target credential's organisation, when the restore has no sealed token of its own.
@@ -191,7 +191,7 @@ impl Core {
     /// credential (then the lease's rate budget admits the target's requests): the sealed
     /// plain git token, or the credential organisation's token (an App's cached installation
     /// token, minted when the restore was started or by a backup since).
-    pub(in crate::core) async fn restore_target_token(
+    pub(crate) async fn restore_target_token(
         &self,
         r: &RestoreRecord,
         source_org: &OrgRecord,

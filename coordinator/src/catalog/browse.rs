@@ -8,10 +8,10 @@ use serde_json::Value;
 
 use repovault_common::repo::RepoError;
 
-use super::Core;
+use crate::catalog::reconcile::open_repo;
+use crate::core::Core;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::model::Status;
-use crate::reconcile::open_repo;
 
 /// What `browse` was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

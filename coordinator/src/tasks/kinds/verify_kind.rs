@@ -9,11 +9,11 @@ use crate::model::{BackupRecord, Status, TaskRecord, VerifyMode, VerifyRun, Veri
 use crate::store::Batch;
 use crate::verification as v;
 
-use super::super::verify::could_not_run;
-use super::super::{Core, now_ms};
 use super::{Completion, Kind, LeaseCtx, check_error};
+use crate::core::{Core, now_ms};
+use crate::verification::verify_runs::could_not_run;
 
-pub(in crate::core) struct VerifyKind;
+pub(crate) struct VerifyKind;
 
 impl VerifyKind {
     /// The task ended for good: record its outcome. Errors are logged: the task's own outcome
@@ -28,7 +28,7 @@ impl VerifyKind {
 }
 
 impl Kind for VerifyKind {
-    /// The verify spec; a manual run is marked running on its backup (see `verify.rs`).
+    /// The verify spec; a manual run is marked running on its backup (see `verification/verify_runs.rs`).
     async fn lease(
         core: &Core,
         l: &LeaseCtx<'_>,
@@ -68,7 +68,7 @@ impl Core {
     /// `batch`, the lease's own transaction; the catalog object follows when it finishes). A
     /// backup deleted since the task was queued leases with no snapshot, which the worker
     /// refuses for good: the task ends instead of blocking the queue.
-    pub(in crate::core) async fn lease_verify(
+    pub(crate) async fn lease_verify(
         &self,
         task: &TaskRecord,
         batch: &mut Batch,
@@ -107,7 +107,7 @@ impl Core {
 
     /// A verify task ended: with the worker's result, or (`result` `None`) failed for good
     /// without one.
-    pub(in crate::core) async fn finish_verify(
+    pub(crate) async fn finish_verify(
         &self,
         task: &TaskRecord,
         result: Option<&pb::VerifyResult>,

@@ -8,13 +8,13 @@ use repovault_proto::v1 as pb;
 use crate::error::CoreResult;
 use crate::model::{OrgCredential, OrgRecord, RepoRecord};
 
-use super::{
+use crate::core::{
     Core, master_key_context, org_credential_context, org_key_context, repo_token_context,
 };
 
 impl Core {
     /// The repository access of a lease of `repo` of `org`.
-    pub(super) fn repo_access(
+    pub(crate) fn repo_access(
         &self,
         org: &OrgRecord,
         repo: &RepoRecord,
@@ -48,14 +48,14 @@ impl Core {
             master_key: master_key.expose().to_string(),
             provider: org.provider.into(),
             api_url: if org.provider.is_forge() {
-                org.api_url
-                    .clone()
-                    .unwrap_or_else(|| crate::core::github::DEFAULT_GITHUB_API_URL.to_string())
+                org.api_url.clone().unwrap_or_else(|| {
+                    crate::forge_access::org_discovery::DEFAULT_GITHUB_API_URL.to_string()
+                })
             } else {
                 String::new()
             },
             ca_cert_pem: org.ca_cert_pem.clone().unwrap_or_default(),
-            credential_id: super::rate::credential_id(org, repo, &token),
+            credential_id: crate::forge_access::rate_permits::credential_id(org, repo, &token),
         })
     }
 }

@@ -2,11 +2,11 @@
 //! metrics, and the reconciler's verdict on a snapshot of an attempt.
 
 use crate::error::CoreResult;
-use crate::lease::TaskState;
 use crate::model::TaskRecord;
-use crate::queue::Candidate;
+use crate::tasks::lease_state::TaskState;
+use crate::tasks::queue_order::Candidate;
 
-use super::{Core, now_ms};
+use crate::core::{Core, now_ms};
 
 impl Core {
     /// The status of a task as the store and queue know it.
@@ -36,7 +36,10 @@ impl Core {
                     seq: t.seq,
                     not_before_ms: 0,
                 };
-                (t.clone(), crate::queue::effective_priority(&c, served, now))
+                (
+                    t.clone(),
+                    crate::tasks::queue_order::effective_priority(&c, served, now),
+                )
             })
             .collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.seq.cmp(&b.0.seq)));

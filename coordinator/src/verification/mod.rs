@@ -10,6 +10,11 @@ use std::time::Duration;
 use repovault_common::units::human_bytes as human;
 use repovault_proto::v1 as pb;
 
+/// Recovery drills: the drill schedule, picking the repository, the loop.
+pub mod drills;
+/// The shell: manual verification, the read-back rotation, recording outcomes.
+pub mod verify_runs;
+
 use crate::model::{CheckOutcome, CheckResult, Verification, VerifyRun, VerifyStatus};
 use repovault_common::domain::FromWire;
 

@@ -13,10 +13,10 @@
 use repovault_proto::v1 as pb;
 
 use crate::ids;
-use crate::lease::TaskState;
-use crate::workers::WorkerEntry;
+use crate::tasks::lease_state::TaskState;
+use crate::tasks::worker_registry::WorkerEntry;
 
-use super::{Core, Queue, now_ms};
+use crate::core::{Core, Queue, now_ms};
 
 /// A worker's registration, as the service hands it to the core.
 #[derive(Debug, Clone, Default)]
@@ -143,8 +143,8 @@ mod tests {
 
     use super::*;
     use crate::core::testing::core;
-    use crate::lease::TaskState;
     use crate::model::Status;
+    use crate::tasks::lease_state::TaskState;
 
     fn hello(previous: &str, held: &[pb::LeaseToken]) -> WorkerHello {
         WorkerHello {
@@ -179,7 +179,7 @@ mod tests {
             .expect("leased");
         let lease = task.lease.expect("lease");
         assert_eq!(lease.attempt, 1);
-        let again = super::super::testing::restart(&c).await;
+        let again = crate::core::testing::restart(&c).await;
         (again, w.worker_id, lease, dir)
     }
 

@@ -1,5 +1,5 @@
 //! The live worker fleet, in memory: workers re-register after a coordinator restart, presenting
-//! their previous id to take their running tasks back (`core/fleet.rs`).
+//! their previous id to take their running tasks back (`fleet.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -9,10 +9,10 @@ use crate::model::{BackupRecord, Status, TaskRecord};
 use crate::store::Batch;
 use crate::verification as v;
 
-use super::super::{Core, now_ms};
 use super::{Completion, Kind, LeaseCtx, check_error};
+use crate::core::{Core, now_ms};
 
-pub(in crate::core) struct DrillKind;
+pub(crate) struct DrillKind;
 
 impl DrillKind {
     /// The task ended for good: record its outcome. Errors are logged: the task's own outcome
@@ -27,7 +27,7 @@ impl DrillKind {
 }
 
 impl Kind for DrillKind {
-    /// The drill spec and the drill record marked running (see `drills.rs`).
+    /// The drill spec and the drill record marked running (see `verification/drills.rs`).
     async fn lease(
         core: &Core,
         l: &LeaseCtx<'_>,
@@ -74,7 +74,7 @@ impl Kind for DrillKind {
 
 impl Core {
     /// The lease of a drill task: its spec; the drill record marked running.
-    pub(in crate::core) async fn lease_drill(
+    pub(crate) async fn lease_drill(
         &self,
         task: &TaskRecord,
         batch: &mut Batch,
@@ -94,7 +94,7 @@ impl Core {
     }
 
     /// A drill task ended: with the worker's comparison, or (`result` `None`) failed for good.
-    pub(in crate::core) async fn finish_drill(
+    pub(crate) async fn finish_drill(
         &self,
         task: &TaskRecord,
         result: Option<&pb::DrillResult>,

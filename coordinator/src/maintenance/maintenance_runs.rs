@@ -28,7 +28,7 @@ use crate::model::{BackupRecord, MaintenanceRecord, OrgRecord, RepoRecord, Statu
 use crate::retention::{self, BackupState, BackupView, Plan, RepoState};
 use crate::store::Batch;
 
-use super::Core;
+use crate::core::Core;
 
 /// How often the coordinator runs retention: hourly, the finest period a policy can count
 /// (`keep_hourly`); the day-granular `days` rule needs no more.
@@ -123,7 +123,7 @@ pub async fn run_loop(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match core.run_retention_once(super::now_ms(), &opts).await {
+        match core.run_retention_once(crate::core::now_ms(), &opts).await {
             Ok(r) if r.backups_removed + r.prunes + r.errors > 0 => {
                 tracing::info!(report = ?r, "retention run");
             }
@@ -284,7 +284,7 @@ impl Core {
     }
 
     /// The plan of one repository whose history is read, under `policy`: the organisation's
-    /// own, or one an operator is about to set (`core/escrow.rs`, counting what it removes).
+    /// own, or one an operator is about to set (`escrow_holds.rs`, counting what it removes).
     pub(crate) async fn plan_under(
         &self,
         repo: &RepoRecord,
@@ -364,7 +364,7 @@ impl Core {
             .collect();
         let snapshot_repo =
             if doomed.iter().any(|b| b.snapshot_id.is_some()) || prune_due(&maint, now_ms, opts) {
-                crate::reconcile::open_repo(self, &repo.id)
+                crate::catalog::reconcile::open_repo(self, &repo.id)
                     .await?
                     .map(Arc::new)
             } else {
@@ -453,7 +453,7 @@ impl Core {
             .filter(|h| !doomed.iter().any(|d| d.id == h.id))
             .cloned()
             .collect();
-        let fresh = super::catalog::stats_from_history(&remaining);
+        let fresh = crate::catalog::catalog_objects::stats_from_history(&remaining);
         let mut stats = self.store.stats(&repo.id).await?;
         stats.last_backup_id = fresh.last_backup_id;
         stats.last_status = fresh.last_status;
@@ -478,7 +478,7 @@ impl Core {
             .repo(&b.repo_id)
             .await?
             .ok_or_else(|| not_found("repository", b.repo_id.clone()))?;
-        let now = super::now_ms();
+        let now = crate::core::now_ms();
         if let Some(e) = self.active_escrow(&repo.id, now).await? {
             return Err(CoreError::FailedPrecondition(format!(
                 "backup {backup_id} is escrowed (agreement {} on {}, {}): it cannot be deleted until `repovault escrow release {}`{}",
@@ -487,7 +487,7 @@ impl Core {
                 first_line(&e.agreement),
                 repo.full_name(),
                 e.until_ms
-                    .map(|u| format!(" or the agreement expires at {}", super::format_ms(u)))
+                    .map(|u| format!(" or the agreement expires at {}", crate::core::format_ms(u)))
                     .unwrap_or_default()
             )));
         }
@@ -512,7 +512,7 @@ impl Core {
         }
         let history = self.repo_history(&repo).await?;
         let sr = match b.snapshot_id {
-            Some(_) => crate::reconcile::open_repo(self, &repo.id)
+            Some(_) => crate::catalog::reconcile::open_repo(self, &repo.id)
                 .await?
                 .map(Arc::new),
             None => None,
@@ -578,7 +578,7 @@ impl Core {
     }
 
     async fn purge_checks(&self, repo: &RepoRecord) -> CoreResult<()> {
-        if let Some(e) = self.active_escrow(&repo.id, super::now_ms()).await? {
+        if let Some(e) = self.active_escrow(&repo.id, crate::core::now_ms()).await? {
             return Err(CoreError::FailedPrecondition(format!(
                 "{} is under escrow (agreement {}): release it first (`repovault escrow release {}`)",
                 repo.full_name(),
@@ -657,7 +657,7 @@ impl Core {
         }
         org.disconnected = !connected;
         if connected {
-            org.full_after_ms = Some(super::now_ms());
+            org.full_after_ms = Some(crate::core::now_ms());
         }
         let mut batch = Batch::default();
         batch.org(&org);
@@ -682,7 +682,7 @@ impl Core {
 }
 
 /// The first line of an agreement text, for messages.
-pub(super) fn first_line(s: &str) -> &str {
+pub(crate) fn first_line(s: &str) -> &str {
     let line = s.lines().next().unwrap_or_default();
     match line.char_indices().nth(80) {
         Some((i, _)) => &line[..i],

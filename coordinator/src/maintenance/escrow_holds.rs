@@ -20,8 +20,8 @@ use crate::roles::Role;
 use crate::store::Batch;
 use repovault_proto::v1 as pb;
 
-use super::Core;
-use super::retention::first_line;
+use crate::core::Core;
+use crate::maintenance::maintenance_runs::first_line;
 
 /// Bytes of an escrow key: 256 bits, hex-encoded as the restic password (as organisation keys).
 const ESCROW_KEY_BYTES: usize = 32;
@@ -71,7 +71,7 @@ impl Core {
         records: &[BackupRecord],
         out: &mut [pb::Backup],
     ) -> CoreResult<()> {
-        let now = super::now_ms();
+        let now = crate::core::now_ms();
         let mut active: std::collections::HashMap<&str, bool> = Default::default();
         for (b, p) in records.iter().zip(out.iter_mut()) {
             let a = match active.get(b.repo_id.as_str()) {
@@ -108,12 +108,12 @@ impl Core {
                 agreement.len()
             )));
         }
-        let now = super::now_ms();
+        let now = crate::core::now_ms();
         if until_ms.is_some_and(|u| u <= now) {
             return Err(CoreError::InvalidArgument("--until is in the past".into()));
         }
         let repo = self.repo_named(full_name).await?;
-        let Some(sr) = crate::reconcile::open_repo(self, &repo.id).await? else {
+        let Some(sr) = crate::catalog::reconcile::open_repo(self, &repo.id).await? else {
             return Err(CoreError::FailedPrecondition(format!(
                 "{full_name} has no snapshot repository yet: back it up once before escrow"
             )));
@@ -152,7 +152,7 @@ impl Core {
         released_by: &str,
     ) -> CoreResult<Vec<EscrowRecord>> {
         let repo = self.repo_named(full_name).await?;
-        let now = super::now_ms();
+        let now = crate::core::now_ms();
         let mut released = Vec::new();
         let mut batch = Batch::default();
         for mut e in self.store.escrows(Some(&repo.id)).await? {
@@ -182,7 +182,7 @@ impl Core {
             Some(n) if !n.is_empty() => Some(self.repo_named(n).await?.id),
             _ => None,
         };
-        let now = super::now_ms();
+        let now = crate::core::now_ms();
         let mut out: Vec<(EscrowRecord, bool)> = self
             .store
             .escrows(repo_id.as_deref())
@@ -221,13 +221,13 @@ pub fn parse_until(s: &str) -> CoreResult<Option<i64>> {
 }
 
 fn agreement_pb(e: &EscrowRecord, now_ms: i64) -> pb::EscrowAgreement {
-    let opt = |t: Option<i64>| t.map(super::format_ms).unwrap_or_default();
+    let opt = |t: Option<i64>| t.map(crate::core::format_ms).unwrap_or_default();
     pb::EscrowAgreement {
         id: e.id.clone(),
         repo: e.repo_full_name.clone(),
         agreement: e.agreement.clone(),
         created_by: e.created_by.clone(),
-        created_at: super::format_ms(e.created_at_ms),
+        created_at: crate::core::format_ms(e.created_at_ms),
         until: opt(e.until_ms),
         released_at: opt(e.released_at_ms),
         released_by: e.released_by.clone().unwrap_or_default(),
@@ -296,7 +296,9 @@ impl Core {
         confirm: bool,
     ) -> CoreResult<RetentionChange> {
         let org = self.org_named(name).await?;
-        let removes = self.backups_removed_by(&org, &new, super::now_ms()).await?;
+        let removes = self
+            .backups_removed_by(&org, &new, crate::core::now_ms())
+            .await?;
         if removes > 0 {
             let what = format!(
                 "the retention policy {} would remove {removes} existing backups of {} now (the current policy, {}, keeps them)",
@@ -369,7 +371,10 @@ impl Core {
         Ok(pb::SetOrgConnectedResponse {
             org: org.name,
             disconnected: org.disconnected,
-            full_after: org.full_after_ms.map(super::format_ms).unwrap_or_default(),
+            full_after: org
+                .full_after_ms
+                .map(crate::core::format_ms)
+                .unwrap_or_default(),
         })
     }
 
@@ -433,7 +438,7 @@ impl Core {
             .enable_escrow(&r.repo, &r.agreement, until, created_by)
             .await?;
         Ok(pb::EnableEscrowResponse {
-            agreement: Some(agreement_pb(&e, super::now_ms())),
+            agreement: Some(agreement_pb(&e, crate::core::now_ms())),
             key: key.expose().to_string(),
         })
     }
@@ -444,7 +449,7 @@ impl Core {
         released_by: &str,
     ) -> CoreResult<pb::ReleaseEscrowResponse> {
         let released = self.release_escrow(&r.repo, released_by).await?;
-        let now = super::now_ms();
+        let now = crate::core::now_ms();
         Ok(pb::ReleaseEscrowResponse {
             released: released.iter().map(|e| agreement_pb(e, now)).collect(),
         })
@@ -454,7 +459,7 @@ impl Core {
         &self,
         r: pb::ListEscrowsRequest,
     ) -> CoreResult<pb::ListEscrowsResponse> {
-        let now = super::now_ms();
+        let now = crate::core::now_ms();
         Ok(pb::ListEscrowsResponse {
             agreements: self
                 .list_escrows(Some(&r.repo))

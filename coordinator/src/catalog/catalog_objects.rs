@@ -10,7 +10,7 @@ use crate::error::CoreResult;
 use crate::model::{BackupRecord, RepoStats};
 use crate::store::RECENT_BACKUPS;
 
-use super::Core;
+use crate::core::Core;
 
 /// Bumped when the catalog document changes incompatibly.
 const CATALOG_FORMAT: u32 = 1;

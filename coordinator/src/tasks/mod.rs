@@ -1,0 +1,14 @@
+//! The task queue and its leases: the pure parts (which task goes next, the lease state
+//! machine, the worker registry, progress fan-out) beside the shell that runs them against the
+//! store (`lifecycle.rs`), the worker fleet's heartbeats and re-registration (`fleet.rs`), and
+//! the task kinds (`kinds/`).
+
+pub mod fleet;
+pub mod kinds;
+pub mod lease_access;
+pub mod lease_state;
+pub mod lifecycle;
+pub mod queue_order;
+pub mod queue_view;
+pub mod task_progress;
+pub mod worker_registry;
