@@ -1,18 +1,26 @@
 //! A worker's life: register, heartbeat on its own timer, acquire up to its slots by long-poll,
 //! run tasks, stream progress, complete; drain on shutdown; exit when idle (burst pools).
 //!
-//! The heartbeat task never waits on work or slots (a heartbeat held up behind work would let
-//! the lease of a task that is running fine expire); it renews every held lease and interrupts
-//! tasks whose leases the coordinator revoked.
+//! This file holds the registration and the life across registrations; beside it:
+//! - `session/heartbeat.rs`: the heartbeat, which never waits on work or slots (a heartbeat
+//!   held up behind work would let the lease of a task that is running fine expire); it renews
+//!   every held lease and interrupts tasks whose leases the coordinator revoked;
+//! - `session/acquire_loop.rs`: one registration's acquire loop and the drain;
+//! - `session/task_runner.rs`: running one leased task to its completion, and the progress
+//!   stream.
 //!
 //! Running tasks outlive a registration: when the coordinator asks the worker to register again
 //! (it restarted, or forgot the worker), the worker presents its previous id and the leases it
-//! holds, and keeps running every task whose lease the coordinator kept (`core/fleet.rs`).
+//! holds, and keeps running every task whose lease the coordinator kept (the coordinator's
+//! `tasks/fleet.rs`).
+
+mod acquire_loop;
+mod heartbeat;
+mod task_runner;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -20,7 +28,6 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use pb::complete_task_request::Result as Outcome;
 use repovault_common::secret::Secret;
 use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
@@ -29,10 +36,7 @@ use repovault_proto::v1 as pb;
 
 use crate::cache::MirrorCache;
 use crate::client::{Client, connect};
-use crate::commit::CallError;
-use crate::progress::{Progress, RESEND};
-use crate::tasks::leased::{self, Leased};
-use crate::tasks::{self, LeaseView, TaskContext, TaskError};
+use crate::tasks::LeaseView;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -108,16 +112,26 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<Exit,
                 message: e.to_string(),
             }
         })?;
-    std::fs::create_dir_all(&cfg.scratch_dir).map_err(|e| {
-        WorkerError::Setup(format!("scratch dir {}: {e}", cfg.scratch_dir.display()))
-    })?;
-    let cache = MirrorCache::new(cfg.cache_dir.clone(), cfg.cache_max_bytes)
-        .map_err(|e| WorkerError::Setup(format!("cache dir {}: {e}", cfg.cache_dir.display())))?;
+    tokio::fs::create_dir_all(&cfg.scratch_dir)
+        .await
+        .map_err(|e| {
+            WorkerError::Setup(format!("scratch dir {}: {e}", cfg.scratch_dir.display()))
+        })?;
+    // Creates the cache directory: on the blocking pool.
+    let cache = {
+        let (dir, max) = (cfg.cache_dir.clone(), cfg.cache_max_bytes);
+        tokio::task::spawn_blocking(move || MirrorCache::new(dir, max))
+            .await
+            .map_err(|e| WorkerError::Setup(format!("cache dir: {e}")))?
+            .map_err(|e| {
+                WorkerError::Setup(format!("cache dir {}: {e}", cfg.cache_dir.display()))
+            })?
+    };
     // Progress: one stream for every task of this worker, reopened when it breaks.
     let held: Held = Arc::default();
     let (events, events_rx) = mpsc::channel::<pb::TaskEvent>(256);
     let stream_over = CancellationToken::new();
-    let stream = tokio::spawn(stream_events(
+    let stream = tokio::spawn(task_runner::stream_events(
         client.clone(),
         events_rx,
         stream_over.clone(),
@@ -137,7 +151,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<Exit,
             Err(e) => break Err(e),
         };
         let span = tracing::info_span!("worker", worker = %session.worker_id);
-        match serve(&cfg, &session, &mut work, cache.clone(), shutdown.clone())
+        match acquire_loop::serve(&cfg, &session, &mut work, cache.clone(), shutdown.clone())
             .instrument(span)
             .await
         {
@@ -246,379 +260,4 @@ fn reattach(held: &Held, renewed: &[pb::LeaseToken], sent_at: Instant) -> usize 
         }
     }
     kept
-}
-
-/// Serves one registration. `Ok(None)`: register again (running tasks go on). On exit, drains:
-/// running tasks finish within the grace, the rest are released.
-async fn serve(
-    cfg: &WorkerConfig,
-    s: &Session,
-    work: &mut Work,
-    cache: Arc<MirrorCache>,
-    shutdown: CancellationToken,
-) -> Result<Option<Exit>, WorkerError> {
-    let session_over = CancellationToken::new();
-    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Tell the coordinator at the next heartbeat, so a pending long-poll returns empty at once.
-    {
-        let (draining, shutdown, over) = (draining.clone(), shutdown.clone(), session_over.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => draining.store(true, Ordering::SeqCst),
-                _ = over.cancelled() => {}
-            }
-        });
-    }
-
-    // Heartbeat: own timer, independent of work.
-    let hb = {
-        let (mut client, worker_id, held, over, draining, pauses) = (
-            s.client.clone(),
-            s.worker_id.clone(),
-            work.held.clone(),
-            session_over.clone(),
-            draining.clone(),
-            work.pauses.clone(),
-        );
-        let every = s.timing.heartbeat();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = over.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                let leases: Vec<pb::LeaseToken> =
-                    held.lock().values().map(|l| l.token.clone()).collect();
-                let sent_at = Instant::now();
-                let req = pb::HeartbeatRequest {
-                    worker_id: worker_id.clone(),
-                    held: leases,
-                    draining: draining.load(Ordering::SeqCst),
-                    free_slots: 0,
-                };
-                match tokio::time::timeout(every, client.heartbeat(req)).await {
-                    Ok(Ok(r)) => {
-                        let r = r.into_inner();
-                        pauses.merge(&r.rate_pauses, chrono::Utc::now().timestamp_millis());
-                        let h = held.lock();
-                        for t in &r.renewed {
-                            if let Some(l) = h.get(&t.task_id) {
-                                // Renewed as of when we asked, not when the answer came.
-                                *l.renewed_at.lock() = sent_at;
-                            }
-                        }
-                        for t in &r.revoked {
-                            if let Some(l) = h.get(&t.task_id) {
-                                tracing::warn!(task = %t.task_id, attempt = t.attempt, "lease revoked; interrupting");
-                                l.revoke();
-                            }
-                        }
-                        if r.reregister {
-                            // The coordinator restarted (or forgot us): register again under
-                            // this id; the running tasks go on, their leases renewed above.
-                            over.cancel();
-                            return;
-                        }
-                    }
-                    Ok(Err(e)) => tracing::warn!(error = %e.message(), "heartbeat failed"),
-                    Err(_) => tracing::warn!("heartbeat timed out"),
-                }
-            }
-        })
-    };
-
-    let slots = work.slots.clone();
-    let mut idle_since = Instant::now();
-    let mut client = s.client.clone();
-    let exit = loop {
-        if shutdown.is_cancelled() {
-            break Some(Exit::Shutdown);
-        }
-        if session_over.is_cancelled() {
-            break None;
-        }
-        while work.running.try_join_next().is_some() {}
-        if work.running.is_empty()
-            && let Some(idle) = cfg.exit_when_idle
-            && idle_since.elapsed() >= idle
-        {
-            tracing::info!(idle = ?idle, "idle; exiting");
-            break Some(Exit::Idle);
-        }
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break None },
-            _ = shutdown.cancelled() => continue,
-            _ = session_over.cancelled() => continue,
-            Some(_) = work.running.join_next(), if !work.running.is_empty() => continue,
-        };
-        // A directory listing of the cache: on the blocking pool. The hint is advisory, so a
-        // failed listing sends none.
-        let cached_repo_ids = {
-            let cache = cache.clone();
-            tokio::task::spawn_blocking(move || cache.cached_repo_ids())
-                .await
-                .unwrap_or_default()
-        };
-        let req = pb::AcquireTaskRequest {
-            worker_id: s.worker_id.clone(),
-            free_slots: u32::try_from(slots.available_permits() + 1).unwrap_or(1),
-            wait_ms: u64::try_from(s.timing.acquire_wait().as_millis()).unwrap_or(10_000),
-            cached_repo_ids,
-        };
-        // Not abandoned on shutdown or re-registration: the coordinator may already have leased
-        // a task to us, and dropping the answer would strand it until its lease expired. The
-        // draining heartbeat makes the long-poll return within a second.
-        let resp = client.acquire_task(req).await;
-        match resp {
-            Ok(r) => {
-                let Some(task) = r.into_inner().task else {
-                    if !work.running.is_empty() {
-                        idle_since = Instant::now();
-                    }
-                    continue;
-                };
-                idle_since = Instant::now();
-                if shutdown.is_cancelled() || session_over.is_cancelled() {
-                    // Leased while we began to drain (or to re-register): give it back at once,
-                    // no attempt lost.
-                    let req = pb::ReleaseTaskRequest {
-                        worker_id: s.worker_id.clone(),
-                        lease: task.lease.clone(),
-                        reason: "worker draining".into(),
-                    };
-                    if let Err(e) = client.release_task(req).await {
-                        tracing::warn!(error = %e.message(), "release failed; the lease will expire");
-                    }
-                    continue;
-                }
-                let ctx = start_task(s, &task, work, &cache, &cfg.scratch_dir, &cfg.local_paths);
-                let span = tracing::info_span!("task", task = %ctx.lease.token.task_id, attempt = ctx.lease.token.attempt, kind = leased::kind_of(&task).map_or("none", |k| k.as_str()), repo = %task.repo.as_ref().map(|r| format!("{}/{}", r.org_name, r.repo_name)).unwrap_or_default());
-                let (held, client, worker_id) =
-                    (work.held.clone(), s.client.clone(), s.worker_id.clone());
-                work.running.spawn(
-                    async move {
-                        let _permit = permit;
-                        run_task(ctx, task, &client, &worker_id, &held).await;
-                    }
-                    .instrument(span),
-                );
-            }
-            Err(e) if e.code() == tonic::Code::NotFound => {
-                // The coordinator forgot us (restart or expiry): register again.
-                session_over.cancel();
-            }
-            Err(e) if e.code() == tonic::Code::Unauthenticated => {
-                session_over.cancel();
-                return Err(WorkerError::Refused(e.message().to_string()));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e.message(), "acquire failed");
-                tokio::time::sleep(s.timing.heartbeat()).await;
-            }
-        }
-    };
-    if exit.is_some() {
-        drain(cfg, s, work, &draining).await;
-    }
-    session_over.cancel();
-    let _ = hb.await;
-    Ok(exit)
-}
-
-/// Stops acquiring, lets running tasks finish within the grace, then releases the rest.
-async fn drain(
-    cfg: &WorkerConfig,
-    s: &Session,
-    work: &mut Work,
-    draining: &std::sync::atomic::AtomicBool,
-) {
-    draining.store(true, Ordering::SeqCst);
-    if work.running.is_empty() {
-        return;
-    }
-    tracing::info!(running = work.running.len(), grace = ?cfg.drain_grace, "draining");
-    let deadline = tokio::time::sleep(cfg.drain_grace);
-    tokio::pin!(deadline);
-    let mut client = s.client.clone();
-    loop {
-        tokio::select! {
-            r = work.running.join_next() => if r.is_none() { break },
-            _ = &mut deadline => {
-                let leases: Vec<Arc<LeaseView>> = work.held.lock().values().cloned().collect();
-                for l in &leases {
-                    l.interrupt.store(true, Ordering::SeqCst);
-                    let req = pb::ReleaseTaskRequest { worker_id: s.worker_id.clone(), lease: Some(l.token.clone()), reason: "worker shutting down".into() };
-                    if let Err(e) = client.release_task(req).await {
-                        tracing::warn!(task = %l.token.task_id, error = %e.message(), "release failed; the lease will expire");
-                    }
-                }
-                work.running.abort_all();
-                while work.running.join_next().await.is_some() {}
-                break;
-            }
-        }
-    }
-}
-
-fn start_task(
-    s: &Session,
-    task: &pb::Task,
-    work: &Work,
-    cache: &Arc<MirrorCache>,
-    scratch: &std::path::Path,
-    local_paths: &crate::local_paths::LocalPaths,
-) -> Arc<TaskContext> {
-    let token = task.lease.clone().unwrap_or_default();
-    let lease = Arc::new(LeaseView::new(token.clone(), &s.timing, s.write_deadline));
-    work.held
-        .lock()
-        .insert(token.task_id.clone(), lease.clone());
-    Arc::new(TaskContext {
-        worker_id: s.worker_id.clone(),
-        storage: s.storage.clone(),
-        scratch: scratch.to_path_buf(),
-        cache: cache.clone(),
-        local_paths: local_paths.clone(),
-        progress: Progress::new(work.events.clone(), &s.worker_id, token),
-        lease,
-        client: s.client.clone(),
-        runtime: tokio::runtime::Handle::current(),
-        forge: crate::forge::TaskForge::new(
-            s.client.clone(),
-            &s.worker_id,
-            task,
-            work.pauses.clone(),
-        ),
-    })
-}
-
-async fn run_task(
-    ctx: Arc<TaskContext>,
-    task: pb::Task,
-    client: &Client,
-    worker_id: &str,
-    held: &Held,
-) {
-    let token = ctx.lease.token.clone();
-    tracing::info!("task started");
-    let ticker = {
-        let p = ctx.progress.clone();
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(RESEND);
-            loop {
-                t.tick().await;
-                p.resend();
-            }
-        })
-    };
-    let mut req = pb::CompleteTaskRequest {
-        worker_id: worker_id.to_string(),
-        lease: Some(token.clone()),
-        ..Default::default()
-    };
-    let outcome: Result<(), TaskError> = match leased::decode(&task) {
-        Err(e) => Err(e),
-        Ok(Leased {
-            access,
-            provider,
-            work,
-        }) => {
-            let c = ctx.clone();
-            match work {
-                leased::Work::Backup(w) => tasks::backup::run(c, access, provider, w)
-                    .await
-                    .map(|r| req.result = Some(Outcome::Backup(r))),
-                leased::Work::Restore(w) => tasks::restore::run(c, access, w)
-                    .await
-                    .map(|r| req.result = Some(Outcome::Restore(r))),
-                leased::Work::Verify(w) => tasks::verify::run(c, access, w)
-                    .await
-                    .map(|r| req.result = Some(Outcome::Verify(r))),
-                leased::Work::Drill(spec) => tasks::drill::run(c, access, spec)
-                    .await
-                    .map(|r| req.result = Some(Outcome::Drill(r))),
-            }
-        }
-    };
-    ticker.abort();
-    ctx.forge.finish().await;
-    match &outcome {
-        Ok(()) => req.success = true,
-        Err(e) => {
-            tracing::warn!(error = %e.message, retryable = e.retryable, "task failed");
-            req.error = e.message.clone();
-            req.retryable = e.retryable;
-            req.result = e.damage_result().map(Outcome::Verify);
-            if let Some(loss) = ctx.lease.lost() {
-                // Not the task's failure: the attempt is given back without counting.
-                tracing::info!(why = loss.as_str(), "giving the attempt back");
-                req.lease_lost = true;
-            }
-        }
-    }
-    complete(client, &req, &ctx.lease).await;
-    held.lock().remove(&token.task_id);
-}
-
-/// Sends a completion, retrying while the coordinator is unreachable and the lease lives (a
-/// completion lost to a restart would cost a whole backup). A refusal is final.
-async fn complete(client: &Client, req: &pb::CompleteTaskRequest, lease: &LeaseView) {
-    match crate::commit::complete_task(client, req, lease).await {
-        Ok(()) => tracing::info!(success = req.success, "completion accepted"),
-        Err(CallError::Refused { code, message }) => {
-            tracing::warn!(code = ?code, error = %message, "completion refused");
-        }
-        Err(e @ CallError::OutOfTime { .. }) => tracing::error!(
-            error = %e,
-            "completion could not be delivered; the lease will expire and the task run again"
-        ),
-    }
-}
-
-async fn stream_events(
-    mut client: Client,
-    rx: mpsc::Receiver<pb::TaskEvent>,
-    over: CancellationToken,
-    held: Held,
-) {
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    while !over.is_cancelled() {
-        let (tx, out_rx) = mpsc::channel::<pb::TaskEvent>(64);
-        let forwarder = {
-            let rx = rx.clone();
-            tokio::spawn(async move {
-                let mut rx = rx.lock().await;
-                while let Some(ev) = rx.recv().await {
-                    if tx.send(ev).await.is_err() {
-                        return;
-                    }
-                }
-            })
-        };
-        let call = client.task_events(tokio_stream::wrappers::ReceiverStream::new(out_rx));
-        let read_controls = async {
-            if let Ok(resp) = call.await {
-                let mut controls = resp.into_inner();
-                while let Ok(Some(c)) = controls.message().await {
-                    let Some(t) = c.lease.filter(|_| c.cancel) else {
-                        continue;
-                    };
-                    let lease = held.lock().get(&t.task_id).cloned();
-                    if let Some(l) = lease.filter(|l| l.token.attempt == t.attempt) {
-                        tracing::warn!(task = %t.task_id, "coordinator cancelled the task");
-                        l.interrupt.store(true, Ordering::SeqCst);
-                    }
-                }
-            }
-        };
-        tokio::select! {
-            _ = over.cancelled() => {}
-            _ = read_controls => {}
-        }
-        forwarder.abort();
-        // The stream broke (coordinator restart): reopen after a pause.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }

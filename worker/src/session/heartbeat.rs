@@ -1,0 +1,94 @@
+//! The heartbeat: on its own timer, independent of work. It never waits on a slot, a task or
+//! the acquire long-poll (a heartbeat held up behind work would let the lease of a task that is
+//! running fine expire); each beat renews every held lease, interrupts the tasks whose leases
+//! the coordinator revoked, takes in the forge's rate pauses, and tells the coordinator when
+//! this worker is draining.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use repovault_proto::v1 as pb;
+
+use crate::client::Client;
+use crate::forge::RatePauses;
+
+use super::Held;
+
+/// What the heartbeat task needs; `over` ends it, and it cancels `over` itself when the
+/// coordinator asks this worker to register again.
+pub(super) struct Heartbeat {
+    pub client: Client,
+    pub worker_id: String,
+    pub held: Held,
+    pub pauses: Arc<RatePauses>,
+    pub draining: Arc<AtomicBool>,
+    pub over: CancellationToken,
+    /// The coordinator's heartbeat interval; also each beat's timeout, so a slow coordinator
+    /// never delays the next beat by more than one interval.
+    pub every: Duration,
+}
+
+impl Heartbeat {
+    /// Starts the heartbeat task; it ends when `over` is cancelled.
+    pub(super) fn spawn(self) -> JoinHandle<()> {
+        tokio::spawn(self.beat())
+    }
+
+    async fn beat(mut self) {
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.over.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let leases: Vec<pb::LeaseToken> =
+                self.held.lock().values().map(|l| l.token.clone()).collect();
+            let sent_at = Instant::now();
+            let req = pb::HeartbeatRequest {
+                worker_id: self.worker_id.clone(),
+                held: leases,
+                draining: self.draining.load(Ordering::SeqCst),
+                free_slots: 0,
+            };
+            match tokio::time::timeout(self.every, self.client.heartbeat(req)).await {
+                Ok(Ok(r)) => {
+                    if self.take(r.into_inner(), sent_at) {
+                        return;
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e.message(), "heartbeat failed"),
+                Err(_) => tracing::warn!("heartbeat timed out"),
+            }
+        }
+    }
+
+    /// Applies an answer to a beat sent at `sent_at`. Returns whether the registration is over
+    /// (the coordinator restarted, or forgot this worker: register again under this id; the
+    /// running tasks go on, their leases renewed here).
+    fn take(&self, r: pb::HeartbeatResponse, sent_at: Instant) -> bool {
+        self.pauses
+            .merge(&r.rate_pauses, chrono::Utc::now().timestamp_millis());
+        let h = self.held.lock();
+        for t in &r.renewed {
+            if let Some(l) = h.get(&t.task_id) {
+                // Renewed as of when we asked, not when the answer came.
+                *l.renewed_at.lock() = sent_at;
+            }
+        }
+        for t in &r.revoked {
+            if let Some(l) = h.get(&t.task_id) {
+                tracing::warn!(task = %t.task_id, attempt = t.attempt, "lease revoked; interrupting");
+                l.revoke();
+            }
+        }
+        if r.reregister {
+            self.over.cancel();
+        }
+        r.reregister
+    }
+}
