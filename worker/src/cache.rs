@@ -53,6 +53,7 @@ impl MirrorCache {
     }
 
     /// Takes the repository's entry exclusively (one task per mirror) and marks it used now.
+    /// A failure to create the entry lets it go again.
     pub async fn acquire(self: &Arc<Self>, repo_id: &str) -> std::io::Result<CacheGuard> {
         let lock = self
             .locks
@@ -62,15 +63,22 @@ impl MirrorCache {
             .clone();
         let guard = lock.lock_owned().await;
         *self.in_use.lock().entry(repo_id.to_string()).or_insert(0) += 1;
-        let dir = self.root.join(repo_id);
-        std::fs::create_dir_all(&dir)?;
-        touch(&self.used_marker(repo_id))?;
-        Ok(CacheGuard {
+        // The guard first: an entry that cannot be created is let go again by its drop.
+        let entry = CacheGuard {
             cache: self.clone(),
             repo_id: repo_id.to_string(),
             _lock: guard,
-            dir,
+            dir: self.root.join(repo_id),
+        };
+        // Creates the entry and marks it used: on the blocking pool.
+        let (dir, marker) = (entry.dir.clone(), self.used_marker(repo_id));
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            touch(&marker)
         })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(entry)
     }
 
     fn used_marker(&self, repo_id: &str) -> PathBuf {

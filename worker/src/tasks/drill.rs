@@ -108,7 +108,7 @@ pub fn drill(repo: &SnapshotRepo, snapshot_id: &str, work: &Path) -> Result<Vec<
     let manifest = match repo.read_file(snapshot_id, manifest::MANIFEST_FILE) {
         Ok(bytes) => Manifest::from_json(&bytes).map_err(|e| e.to_string()),
         Err(e @ (RepoError::SnapshotNotFound(_) | RepoError::WrongPassword { .. })) => {
-            return Err(TaskError::permanent(e.to_string()));
+            return Err(TaskError::permanent_from(e));
         }
         Err(e) => Err(e.to_string()),
     };
@@ -131,7 +131,7 @@ pub fn drill(repo: &SnapshotRepo, snapshot_id: &str, work: &Path) -> Result<Vec<
     // A restore's own path: `git push` into an empty repository, as `restore start --target
     // new` does for plain git.
     let target = work.join("target.git");
-    git::init_bare(&target).map_err(|e| TaskError::retryable(e.to_string()))?;
+    git::init_bare(&target).map_err(TaskError::retryable_from)?;
     let url = format!("file://{}", target.display());
     let mut checks = Vec::new();
     match git::push_mirror(&mirror, &Remote::anonymous(url)) {

@@ -76,7 +76,7 @@ pub fn kind_of(task: &pb::Task) -> Option<TaskKind> {
 }
 
 fn invalid(e: WireError) -> TaskError {
-    TaskError::permanent(format!("the lease is not valid for this worker: {e}"))
+    TaskError::permanent("the lease is not valid for this worker").with_source(e)
 }
 
 /// Decodes `task`; see the module doc for what is refused.
@@ -100,8 +100,8 @@ pub fn decode(task: &pb::Task) -> Result<Leased, TaskError> {
                     .map_err(invalid)?;
             let target =
                 RestoreTarget::from_wire(spec.target, "task.restore.target").map_err(invalid)?;
-            let combination = RestoreCombination::new(restore_type, target)
-                .map_err(|e| TaskError::permanent(e.to_string()))?;
+            let combination =
+                RestoreCombination::new(restore_type, target).map_err(TaskError::permanent_from)?;
             let target_provider = if spec.target_provider == 0 {
                 None
             } else {

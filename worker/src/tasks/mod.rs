@@ -157,7 +157,7 @@ impl TaskContext {
             let own: Vec<&std::path::Path> = own.iter().map(|p| p.as_path()).collect();
             policy
                 .check(&url, &own)
-                .map_err(|e| TaskError::permanent(e.to_string()))
+                .map_err(TaskError::permanent_from)
         })
         .await
     }
@@ -190,7 +190,7 @@ pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, TaskError> + Send + 'static,
 ) -> Result<T, TaskError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
-        TaskError::retryable(format!("internal error (panic) in a blocking step: {e}"))
+        TaskError::retryable("internal error (panic) in a blocking step").with_source(e)
     })?
 }
 
@@ -199,10 +199,7 @@ pub(crate) fn remove_all(path: &std::path::Path) -> Result<(), TaskError> {
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(TaskError::retryable(format!(
-            "clearing {}: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(TaskError::retryable(format!("clearing {}", path.display())).with_source(e)),
     }
 }
 
@@ -217,7 +214,7 @@ pub(crate) async fn fresh_scratch(
     blocking(move || {
         remove_all(&dir)?;
         std::fs::create_dir_all(&dir)
-            .map_err(|e| TaskError::retryable(format!("scratch {}: {e}", dir.display())))
+            .map_err(|e| TaskError::retryable(format!("scratch {}", dir.display())).with_source(e))
     })
     .await?;
     Ok(work)

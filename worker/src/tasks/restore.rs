@@ -88,7 +88,7 @@ async fn restore_in(
     );
     let manifest = blocking(move || {
         let manifest = Manifest::from_json(&repo.read_file(&snapshot_id, manifest::MANIFEST_FILE)?)
-            .map_err(|e| TaskError::permanent(format!("snapshot {snapshot_id}: {e}")))?;
+            .map_err(|e| TaskError::permanent(format!("snapshot {snapshot_id}")).with_source(e))?;
         let summary = repo
             .restore(&snapshot_id, manifest::CODE_DIR, &code2)
             .map_err(|e| restore_failure(&repo, &snapshot_id, e, &interrupt))?;
@@ -140,7 +140,7 @@ async fn restore_in(
 
 /// Writes a tar of `dir` (entries under `code.git/`) and returns its size and SHA-256.
 fn pack_tar(dir: &std::path::Path, out: &std::path::Path) -> Result<(u64, String), TaskError> {
-    let io = |e: std::io::Error| TaskError::retryable(format!("packing download: {e}"));
+    let io = |e: std::io::Error| TaskError::retryable("packing download").with_source(e);
     struct Hashing<W> {
         inner: W,
         hash: Sha256,

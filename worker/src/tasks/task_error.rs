@@ -85,6 +85,26 @@ impl TaskError {
         }
     }
 
+    /// A permanent error whose message is `source`'s own (no context to add).
+    pub fn permanent_from(source: impl Into<Source>) -> Self {
+        let source = source.into();
+        Self {
+            message: source.to_string(),
+            source: Some(source),
+            ..Self::permanent("")
+        }
+    }
+
+    /// A retryable error whose message is `source`'s own (no context to add).
+    pub fn retryable_from(source: impl Into<Source>) -> Self {
+        let source = source.into();
+        Self {
+            message: source.to_string(),
+            source: Some(source),
+            ..Self::retryable("")
+        }
+    }
+
     /// Keeps `source` as this error's cause; the message becomes `message: source`. The
     /// message so far is the context: what was being done, on what.
     pub fn with_source(mut self, source: impl Into<Source>) -> Self {

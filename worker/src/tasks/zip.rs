@@ -84,13 +84,16 @@ pub async fn run(
         let key = RepoKey::new(&password, master.as_ref());
         let (repo, _) = SnapshotRepo::open(&repo_spec, key, false)?;
         let manifest = Manifest::from_json(&repo.read_file(&snapshot_id, manifest::MANIFEST_FILE)?)
-            .map_err(|e| TaskError::permanent(format!("snapshot {snapshot_id}: {e}")))?;
+            .map_err(|e| TaskError::permanent(format!("snapshot {snapshot_id}")).with_source(e))?;
         let summary = repo.restore(&snapshot_id, "", &tree2)?;
         progress.update(summary.bytes, summary.files, summary.bytes);
         Ok(manifest)
     })
     .await?;
-    if !tree.join(manifest::CODE_DIR).is_dir() {
+    if !tokio::fs::metadata(tree.join(manifest::CODE_DIR))
+        .await
+        .is_ok_and(|m| m.is_dir())
+    {
         return Err(TaskError::permanent(format!(
             "snapshot {} holds no {}",
             spec.snapshot_id,
@@ -139,7 +142,8 @@ pub async fn run(
 /// Every file and directory under `root`, as sorted `/`-separated relative paths (directories
 /// end with `/`). Symbolic links are refused: a snapshot never holds them.
 fn walk(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, TaskError> {
-    let io = |p: &Path, e: std::io::Error| TaskError::retryable(format!("{}: {e}", p.display()));
+    let io =
+        |p: &Path, e: std::io::Error| TaskError::retryable(p.display().to_string()).with_source(e);
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -195,8 +199,8 @@ fn build_zip(
     mut listing: Listing,
     progress: &dyn Fn(u64, u64, u64),
 ) -> Result<Listing, TaskError> {
-    let io = |e: std::io::Error| TaskError::retryable(format!("building the ZIP: {e}"));
-    let zerr = |e: zip::result::ZipError| TaskError::retryable(format!("building the ZIP: {e}"));
+    let io = |e: std::io::Error| TaskError::retryable("building the ZIP").with_source(e);
+    let zerr = |e: zip::result::ZipError| TaskError::retryable("building the ZIP").with_source(e);
     let entries = walk(root)?;
     let mut total = 0u64;
     for (_, p, is_dir) in &entries {
@@ -249,7 +253,7 @@ fn build_zip(
         progress(done, files, total);
     }
     let json = serde_json::to_vec_pretty(&listing)
-        .map_err(|e| TaskError::permanent(format!("listing: {e}")))?;
+        .map_err(|e| TaskError::permanent("listing").with_source(e))?;
     zip.start_file(
         LISTING_FILE,
         SimpleFileOptions::default()
@@ -272,13 +276,16 @@ fn build_zip(
 /// listed ones, with the listed sizes and SHA-256. Returns the ZIP's size and SHA-256.
 pub fn check_zip(path: &Path, expected: &Listing) -> Result<(u64, String), TaskError> {
     let bad = |m: String| TaskError::retryable(format!("ZIP check failed: {m}"));
-    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
+    fn check_failed(e: impl Into<super::Source>) -> TaskError {
+        TaskError::retryable("ZIP check failed").with_source(e)
+    }
+    let file = std::fs::File::open(path).map_err(check_failed)?;
+    let mut archive = zip::ZipArchive::new(file).map_err(check_failed)?;
     let mut found: BTreeMap<String, (u64, String)> = BTreeMap::new();
     let mut listing: Option<Listing> = None;
     for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(|e| bad(e.to_string()))?;
-        let name = entry.name().map_err(|e| bad(e.to_string()))?.to_string();
+        let mut entry = archive.by_index(i).map_err(check_failed)?;
+        let name = entry.name().map_err(check_failed)?.to_string();
         if entry.enclosed_name().is_none() {
             return Err(bad(format!("entry {name:?} escapes the archive")));
         }
@@ -323,8 +330,8 @@ pub fn check_zip(path: &Path, expected: &Listing) -> Result<(u64, String), TaskE
         )));
     }
     let mut f = archive.into_inner();
-    f.rewind().map_err(|e| bad(e.to_string()))?;
-    copy_hashed(&mut f, &mut std::io::sink()).map_err(|e| bad(e.to_string()))
+    f.rewind().map_err(check_failed)?;
+    copy_hashed(&mut f, &mut std::io::sink()).map_err(check_failed)
 }
 
 /// Writes the local file `from` to storage at `to`, streamed in chunks (never whole in memory):
@@ -337,12 +344,12 @@ pub(super) async fn upload(
     total: u64,
 ) -> Result<(), TaskError> {
     use tokio::io::AsyncReadExt;
-    let serr = |e: opendal::Error| TaskError::retryable(format!("writing download artifact: {e}"));
+    let serr = |e: opendal::Error| TaskError::retryable("writing download artifact").with_source(e);
     let tmp = format!("{to}.partial-{}", uuid::Uuid::now_v7().simple());
     ctx.lease.may_write().map_err(TaskError::retryable)?;
     let mut f = tokio::fs::File::open(from)
         .await
-        .map_err(|e| TaskError::retryable(format!("reading {}: {e}", from.display())))?;
+        .map_err(|e| TaskError::retryable(format!("reading {}", from.display())).with_source(e))?;
     let result = async {
         let mut w = ctx.storage.writer(&tmp).await.map_err(serr)?;
         let mut sent = 0u64;
@@ -351,7 +358,7 @@ pub(super) async fn upload(
             let mut filled = 0;
             while filled < buf.len() {
                 let k = f.read(&mut buf[filled..]).await.map_err(|e| {
-                    TaskError::retryable(format!("reading {}: {e}", from.display()))
+                    TaskError::retryable(format!("reading {}", from.display())).with_source(e)
                 })?;
                 if k == 0 {
                     break;
@@ -379,7 +386,7 @@ pub(super) async fn upload(
 
 /// Renames where the storage can (fs), else copies and deletes the temporary.
 async fn move_into_place(ctx: &Arc<TaskContext>, tmp: &str, to: &str) -> Result<(), TaskError> {
-    let serr = |e: opendal::Error| TaskError::retryable(format!("writing download artifact: {e}"));
+    let serr = |e: opendal::Error| TaskError::retryable("writing download artifact").with_source(e);
     if ctx.storage.info().capability().rename {
         ctx.storage.rename(tmp, to).await.map_err(serr)
     } else {
