@@ -1,6 +1,6 @@
-//! The forge a lease names, as a client: the GitHub REST API for `provider = "github"`, admitted
-//! by the coordinator's fleet-wide rate budget and authenticated with the credential's current
-//! token.
+//! The forge a lease names ([`source_forge`]: the implementation the forge seam picks for the
+//! lease's provider), its API requests admitted by the coordinator's fleet-wide rate budget and
+//! authenticated with the credential's current token.
 //!
 //! Each task has one [`TaskForge`] (in its [`TaskContext`]) holding one [`LeaseGate`], the
 //! lease's holder in the budget, starting with the lease's first [`pb::RateGrant`]. The gate:
@@ -9,7 +9,7 @@
 //! - spends the lease's permits and refills them with `RequestPermits`, reporting the lowest
 //!   `x-ratelimit-*` reading seen since the last refill; with none granted it waits until the
 //!   coordinator's `retry_at` (a window's reset, a free holder slot);
-//! - honours pauses: its own (GitHub imposed a wait), and the credential's fleet-wide ones that
+//! - honours pauses: its own (the forge imposed a wait), and the credential's fleet-wide ones that
 //!   heartbeats bring ([`RatePauses`]); a secondary limit is reported to the coordinator at once,
 //!   so every worker using the credential pauses;
 //! - is the client's [`TokenSource`]: every refill answers the credential's current token (an
@@ -24,15 +24,18 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
-use repovault_common::forge::github::{
-    Admission, ForgeError, GitHubClient, GitHubEndpoint, RateGate, RateSnapshot, TokenSource,
-    token_credential_id,
+use repovault_common::domain::Provider;
+use repovault_common::forge::github::GitHubClient;
+use repovault_common::forge::{
+    self as forges, Admission, Credentials, FailureClass, Forge, ForgeEndpoint, ForgeError,
+    GitRemote, RateGate, RateSnapshot, TokenSource, token_credential_id,
 };
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
 use crate::client::Client;
-use crate::tasks::TaskContext;
+use crate::git::Remote;
+use crate::tasks::{TaskContext, TaskError};
 
 /// Permits asked for per refill: as many as the budget gives (it caps them at its batch size).
 pub const REFILL_WANTED: u32 = u32::MAX;
@@ -52,23 +55,57 @@ pub const PERMIT_MAX_AGE: Duration = Duration::from_secs(60);
 /// and than its takeover grace, shorter than a lease is worth keeping without renewals.
 pub const COORDINATOR_PATIENCE: Duration = Duration::from_secs(60);
 
+/// A forge failure as a task failure, with `context` in front: permanent or retryable as
+/// [`ForgeError::class`] says (the one classification every forge caller shares); a rate
+/// limit is retryable and says how long the forge asked to wait.
+pub fn task_failure(context: &str, e: ForgeError) -> TaskError {
+    match e.class() {
+        FailureClass::Permanent => TaskError::permanent(format!("{context}: {e}")),
+        FailureClass::Retryable => TaskError::retryable(format!("{context}: {e}")),
+        FailureClass::RateLimited { retry_after } => TaskError::retryable(match retry_after {
+            Some(wait) => format!(
+                "{context}: {e} (rate limited: retry after {}s)",
+                wait.as_secs()
+            ),
+            None => format!("{context}: {e} (rate limited)"),
+        }),
+    }
+}
+
 /// The forge's endpoint in `access` (its API and CA).
-pub fn endpoint(access: &pb::RepoAccess) -> GitHubEndpoint {
-    GitHubEndpoint {
+pub fn endpoint(access: &pb::RepoAccess) -> ForgeEndpoint {
+    ForgeEndpoint {
         api_url: access.api_url.clone(),
         ca_cert_pem: (!access.ca_cert_pem.is_empty()).then(|| access.ca_cert_pem.clone()),
     }
 }
 
-/// A REST client for the lease's forge, admitted by the credential's fleet-wide budget and
-/// authenticated with its current token. Every call for one task returns a client sharing the
-/// same gate (one holder per lease): clone it, or call this again.
+/// The lease's source forge (the seam's implementation for `provider`), admitted by the
+/// credential's fleet-wide budget and authenticated with its current token. Every call for one
+/// task shares the same gate (one holder per lease).
+pub fn source_forge(
+    ctx: &TaskContext,
+    access: &pb::RepoAccess,
+    provider: Provider,
+) -> Result<Arc<dyn Forge>, ForgeError> {
+    forges::open(provider, &endpoint(access), ctx.forge.credentials())
+}
+
+/// A REST client for the lease's forge, gated as [`source_forge`]'s. Kept for the backup task
+/// until it calls [`source_forge`]; nothing else should take a provider's own client.
 pub fn github_client(
     ctx: &TaskContext,
     access: &pb::RepoAccess,
 ) -> Result<GitHubClient, ForgeError> {
     let gate = ctx.forge.gate.clone();
     Ok(GitHubClient::with_token_source(&endpoint(access), gate.clone())?.with_gate(gate))
+}
+
+/// The git layer's remote for a forge's authenticated remote (the token becomes the
+/// `Authorization` header git sends; never part of the URL).
+pub fn git_remote(remote: &GitRemote) -> Remote {
+    Remote::from_lease(&remote.url, remote.token.expose())
+        .with_ca(remote.ca_cert_pem.as_deref().unwrap_or(""))
 }
 
 /// Pauses of forge credentials the coordinator announced in heartbeats, shared by every task of
@@ -117,6 +154,15 @@ impl TaskForge {
                 task.rate,
                 pauses,
             )),
+        }
+    }
+
+    /// The lease's credential as a forge takes it: the gate is both the token source (a 401
+    /// asks it for a fresh token) and the budget that admits every request.
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            tokens: self.gate.clone(),
+            gate: Some(self.gate.clone()),
         }
     }
 

@@ -1,27 +1,26 @@
-//! The metadata part of a forge restore: the restore engine
-//! (`repovault_common::forge::github::restore`) run on the snapshot's export tree, with its
-//! progress reported as the task's `metadata` phase (items done of total, ETA).
+//! The metadata part of a forge restore: the target forge's metadata restore
+//! ([`Forge::restore_metadata`]) run on the snapshot's export tree, with its progress reported
+//! as the task's `metadata` phase (items done of total, ETA).
 //!
-//! The journal file is the caller's (it keeps it in storage across attempts); the engine also
+//! The journal file is the caller's (it keeps it in storage across attempts); the forge also
 //! matches its markers in the target, so a repeated run creates nothing twice.
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use repovault_common::forge::github::GitHubClient;
-use repovault_common::forge::github::access::{AccessPlan, AccessScope};
-use repovault_common::forge::github::restore::{
-    self as engine, Pace, Progress, RestoreOptions, RestoreTarget,
+use repovault_common::forge::{
+    AccessPlan, AccessScope, Forge, ForgeError, MetadataRequest, Progress, RestoreReport,
 };
 
 use super::restore_forge::{Parts, human};
 use super::{TaskContext, TaskError};
 
-/// How often the lease's interrupt flag is looked at while the engine runs.
+/// How often the lease's interrupt flag is looked at while the forge restores.
 const INTERRUPT_POLL: Duration = Duration::from_millis(200);
 
 /// What the metadata part will do, before it starts.
@@ -29,63 +28,54 @@ const INTERRUPT_POLL: Duration = Duration::from_millis(200);
 pub struct MetadataPlan {
     /// Items to create (when the target holds none yet).
     pub creations: u64,
-    /// How long that takes at GitHub's content-creation pace.
+    /// How long that takes at the forge's content-creation pace.
     pub estimate_secs: u64,
 }
 
-/// The engine's parts for a restore's parts.
-fn engine_parts(parts: Parts) -> engine::Parts {
-    engine::Parts {
-        issues: parts.issues,
-        releases: parts.releases,
-        // Issues name labels and milestones: they come with them.
-        labels: parts.issues,
-        settings: parts.settings,
-    }
-}
-
-fn options(
+/// The forge's request for a restore's parts.
+pub fn request(
     backup_id: &str,
     parts: Parts,
     access: AccessScope,
     branches: BTreeSet<String>,
     journal: &Path,
-) -> RestoreOptions {
-    RestoreOptions {
+) -> MetadataRequest {
+    MetadataRequest {
         backup_id: backup_id.to_string(),
-        parts: engine_parts(parts),
+        issues: parts.issues,
+        releases: parts.releases,
+        settings: parts.settings,
         branches_present: branches,
         journal: journal.to_path_buf(),
-        pace: Some(Pace::GITHUB),
         access,
     }
 }
 
-fn engine_failure(context: &str, e: repovault_common::forge::github::ForgeError) -> TaskError {
-    let message = format!("{context}: {e}");
-    match e.status() {
-        Some(401 | 403 | 404 | 410 | 451) => TaskError::permanent(message),
-        _ => TaskError::retryable(message),
-    }
+fn engine_failure(context: &str, e: ForgeError) -> TaskError {
+    crate::forge::task_failure(context, e)
 }
 
-/// Counts what restoring the export tree `tree` creates, and how long it takes.
+/// Counts what restoring the export tree `tree` creates, and how long it takes (reads the tree
+/// on the blocking pool).
 pub async fn plan(
+    forge: &Arc<dyn Forge>,
     tree: &Path,
     backup_id: &str,
     parts: Parts,
     access: AccessScope,
 ) -> Result<MetadataPlan, TaskError> {
-    let opts = options(
+    let request = request(
         backup_id,
         parts,
         access,
         BTreeSet::new(),
         &tree.join("unused-journal"),
     );
-    let tree = tree.to_path_buf();
+    let (forge, tree) = (forge.clone(), tree.to_path_buf());
     let p = super::blocking(move || {
-        engine::plan(&tree, &opts).map_err(|e| engine_failure("planning the metadata restore", e))
+        forge
+            .plan_metadata(&tree, &request)
+            .map_err(|e| engine_failure("planning the metadata restore", e))
     })
     .await?;
     Ok(MetadataPlan {
@@ -98,59 +88,25 @@ pub async fn plan(
 /// organisation asked for its teams); `None` when settings are not restored or the backup
 /// holds no access record.
 pub async fn access_plan(
+    forge: &dyn Forge,
     tree: &Path,
-    client: &GitHubClient,
     owner: &str,
-    name: &str,
     parts: Parts,
     access: AccessScope,
 ) -> Result<Option<AccessPlan>, TaskError> {
     if !parts.settings {
         return Ok(None);
     }
-    let tree = tree.to_path_buf();
-    let doc = super::blocking(move || {
-        engine::read_access(&tree).map_err(|e| engine_failure("reading the backup's access", e))
-    })
-    .await?;
-    let Some(doc) = doc else {
-        return Ok(None);
-    };
-    let target = RestoreTarget {
-        client,
-        owner,
-        name,
-    };
-    engine::plan_access(&doc, target, access)
+    forge
+        .plan_access(tree, owner, access)
         .await
-        .map(Some)
-        .map_err(|e| engine_failure(&format!("asking {owner} for its teams"), e))
+        .map_err(|e| engine_failure(&format!("planning the access restore into {owner}"), e))
 }
 
-/// Restores the metadata of `tree` into `owner/name` through `client`, journaling to `journal`.
-/// Returns a one-line account for the restore's summary.
-#[allow(clippy::too_many_arguments)]
-pub async fn restore(
-    ctx: &TaskContext,
-    tree: &Path,
-    client: &GitHubClient,
-    owner: &str,
-    name: &str,
-    backup_id: &str,
-    parts: Parts,
-    access: AccessScope,
-    branches: Vec<String>,
-    journal: &Path,
-) -> Result<String, TaskError> {
-    let opts = options(
-        backup_id,
-        parts,
-        access,
-        branches.into_iter().collect(),
-        journal,
-    );
+/// Reports the forge's progress as the `metadata` phase, at most once a second.
+fn reporter(ctx: &TaskContext) -> impl Fn(Progress) + Sync + '_ {
     let last: Mutex<Option<Instant>> = Mutex::new(None);
-    let progress = |p: Progress| {
+    move |p: Progress| {
         ctx.progress.update(p.done, p.done, p.total);
         let mut l = last.lock();
         if l.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) && p.done < p.total {
@@ -168,15 +124,23 @@ pub async fn restore(
             ),
         );
         ctx.progress.update(p.done, p.done, p.total);
-    };
-    let target = RestoreTarget {
-        client,
-        owner,
-        name,
-    };
-    // The engine does not know the lease: it is dropped (between two requests at the latest)
-    // as soon as the lease is revoked, the restore cancelled or the worker stops, so an attempt
-    // that lost its lease creates nothing more.
+    }
+}
+
+/// Restores the metadata of `tree` into `owner/name` on `forge`, as `request` says. Returns a
+/// one-line account for the restore's summary.
+pub async fn restore(
+    ctx: &TaskContext,
+    forge: &dyn Forge,
+    tree: &Path,
+    owner: &str,
+    name: &str,
+    request: &MetadataRequest,
+) -> Result<String, TaskError> {
+    let progress = reporter(ctx);
+    // The forge does not know the lease: its restore is dropped (between two requests at the
+    // latest) as soon as the lease is revoked, the restore cancelled or the worker stops, so an
+    // attempt that lost its lease creates nothing more.
     let interrupt = ctx.lease.interrupt.clone();
     let stopped = async move {
         while !interrupt.load(Ordering::SeqCst) {
@@ -184,7 +148,7 @@ pub async fn restore(
         }
     };
     let report = tokio::select! {
-        r = engine::restore_metadata(tree, target, &opts, &progress) => r,
+        r = forge.restore_metadata(tree, owner, name, request, &progress) => r,
         () = stopped => {
             return Err(TaskError::retryable(
                 "the metadata restore was interrupted (lease revoked, cancelled, or worker stopping)",
@@ -192,6 +156,11 @@ pub async fn restore(
         }
     }
     .map_err(|e| engine_failure(&format!("restoring metadata into {owner}/{name}"), e))?;
+    Ok(summary(&report))
+}
+
+/// The one-line account of `report`.
+fn summary(report: &RestoreReport) -> String {
     let created: Vec<String> = report
         .created
         .iter()
@@ -236,5 +205,5 @@ pub async fn restore(
         line.push_str("; ");
         line.push_str(&access.describe());
     }
-    Ok(line)
+    line
 }
