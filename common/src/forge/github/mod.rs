@@ -75,10 +75,13 @@ pub mod commits;
 
 pub mod export;
 mod github_forge;
+mod pagination;
 pub mod rate;
+mod refusal;
 pub mod repos;
 pub mod restore;
 pub mod transfer;
+mod transport;
 
 pub use crate::forge::ForgeError;
 pub use app::{app_jwt, mint_installation_token};

@@ -20,7 +20,8 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use super::client::{Answer, GitHubClient, ReqBody, SERVER_ERROR_BACKOFF, SERVER_ERROR_RETRIES};
+use super::client::GitHubClient;
+use super::transport::{Answer, ReqBody, SERVER_ERROR_BACKOFF, SERVER_ERROR_RETRIES};
 use crate::forge::ForgeError;
 
 /// Bytes read from the file per chunk of an upload body. Our choice: tokio's `File` hands every
