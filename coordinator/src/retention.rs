@@ -13,84 +13,17 @@
 //! an escrowed
 //! one, nor any backup of a repository deleted or archived at the source or of a disconnected
 //! organisation (kept until purged).
+//!
+//! The policy itself, and how two policies compare, is `retention/retention_policy.rs`; the
+//! count rules (`keep_last` and the periods) are `retention/keep_counts.rs`.
 
-use std::collections::BTreeMap;
+mod keep_counts;
+mod retention_policy;
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
-use serde::{Deserialize, Serialize};
-
-/// Default retention in days: 90, the default the README's design decisions state ("Retention").
-pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+use keep_counts::Counts;
+pub use retention_policy::{DEFAULT_RETENTION_DAYS, RetentionPolicy};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// An organisation's retention policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetentionPolicy {
-    /// Backups younger than this are kept.
-    #[serde(default = "default_days")]
-    pub days: u32,
-    #[serde(default)]
-    pub keep_last: Option<u32>,
-    #[serde(default)]
-    pub keep_hourly: Option<u32>,
-    #[serde(default)]
-    pub keep_daily: Option<u32>,
-    #[serde(default)]
-    pub keep_weekly: Option<u32>,
-    #[serde(default)]
-    pub keep_monthly: Option<u32>,
-}
-
-fn default_days() -> u32 {
-    DEFAULT_RETENTION_DAYS
-}
-
-impl Default for RetentionPolicy {
-    fn default() -> Self {
-        Self {
-            days: DEFAULT_RETENTION_DAYS,
-            keep_last: None,
-            keep_hourly: None,
-            keep_daily: None,
-            keep_weekly: None,
-            keep_monthly: None,
-        }
-    }
-}
-
-impl RetentionPolicy {
-    /// Whether this policy keeps every backup `other` keeps, whatever the backups: each rule is
-    /// at least as generous (more days, higher counts; an absent count is 0). Every rule of the
-    /// planner only keeps more when its number grows, and a backup is kept when any rule keeps
-    /// it, so a change from `other` to such a policy removes nothing.
-    pub fn keeps_all_of(&self, other: &RetentionPolicy) -> bool {
-        let n = |v: Option<u32>| v.unwrap_or(0);
-        self.days >= other.days
-            && n(self.keep_last) >= n(other.keep_last)
-            && n(self.keep_hourly) >= n(other.keep_hourly)
-            && n(self.keep_daily) >= n(other.keep_daily)
-            && n(self.keep_weekly) >= n(other.keep_weekly)
-            && n(self.keep_monthly) >= n(other.keep_monthly)
-    }
-
-    /// One line for messages and the audit log, e.g. `days 30, keep-last 5`.
-    pub fn describe(&self) -> String {
-        let mut parts = vec![format!("days {}", self.days)];
-        for (name, v) in [
-            ("keep-last", self.keep_last),
-            ("keep-hourly", self.keep_hourly),
-            ("keep-daily", self.keep_daily),
-            ("keep-weekly", self.keep_weekly),
-            ("keep-monthly", self.keep_monthly),
-        ] {
-            if let Some(n) = v {
-                parts.push(format!("{name} {n}"));
-            }
-        }
-        parts.join(", ")
-    }
-}
 
 /// The backups `new` drops that `old` keeps: what changing a repository's policy would remove
 /// (backups `old` drops already go at the next run anyway).
@@ -193,23 +126,8 @@ pub struct Plan {
     pub drop: Vec<String>,
 }
 
-/// A period: (year, day or week or month, hour, 0).
-type Period = (i32, u32, u32, u32);
-
-/// Period keys of one timestamp, for the hourly, daily, weekly and monthly counts.
-fn period(kind: KeepReason, t: DateTime<Utc>) -> Period {
-    match kind {
-        KeepReason::Hourly => (t.year(), t.ordinal(), t.hour(), 0),
-        KeepReason::Daily => (t.year(), t.ordinal(), 0, 0),
-        KeepReason::Weekly => {
-            let w = t.iso_week();
-            (w.year(), w.week(), 0, 0)
-        }
-        _ => (t.year(), t.month(), 0, 0),
-    }
-}
-
-/// Plans one repository.
+/// Plans one repository by the rules of the module documentation: every backup is kept for
+/// each rule that keeps it (all reasons are listed) or dropped when none does.
 pub fn plan(
     backups: &[BackupView],
     policy: &RetentionPolicy,
@@ -219,99 +137,107 @@ pub fn plan(
 ) -> Plan {
     let mut sorted: Vec<&BackupView> = backups.iter().collect();
     sorted.sort_by(|a, b| b.time_ms.cmp(&a.time_ms).then(b.id.cmp(&a.id)));
-    let mut reasons: BTreeMap<usize, Vec<KeepReason>> = BTreeMap::new();
-    let mut add = |i: usize, r: KeepReason| reasons.entry(i).or_default().push(r);
+    // The reasons to keep `sorted[i]` are `reasons[i]`; none: it is dropped.
+    let mut reasons: Vec<Vec<KeepReason>> = vec![Vec::new(); sorted.len()];
+    keep_latest(&sorted, &mut reasons);
+    let own = OwnRules {
+        escrowed: escrow_active(escrow, now_ms),
+        repo_state,
+        max_age_ms: i64::from(policy.days).saturating_mul(DAY_MS),
+        now_ms,
+    };
+    let mut counts = Counts::new(policy);
+    for (b, kept) in sorted.iter().zip(reasons.iter_mut()) {
+        kept.extend(own.reasons(b));
+        if b.state == BackupState::Succeeded {
+            kept.extend(counts.take(b.time_ms));
+        }
+    }
 
-    let escrowed = escrow_active(escrow, now_ms);
-    let max_age_ms = i64::from(policy.days).saturating_mul(DAY_MS);
+    let mut out = Plan::default();
+    for (b, mut r) in sorted.iter().zip(reasons) {
+        if r.is_empty() {
+            out.drop.push(b.id.clone());
+        } else {
+            r.sort();
+            r.dedup();
+            out.keep.push((b.id.clone(), r));
+        }
+    }
+    out
+}
+
+/// The backups kept whatever the policy, in `sorted` (newest first): the latest successful
+/// one, the latest verified one (named only when it is not the latest successful one
+/// already), and the latest of any status.
+fn keep_latest(sorted: &[&BackupView], reasons: &mut [Vec<KeepReason>]) {
     if let Some(i) = sorted
         .iter()
         .position(|b| b.state == BackupState::Succeeded)
     {
-        add(i, KeepReason::LatestSuccessful);
-        // Only named when it is not the latest successful one already.
+        reasons[i].push(KeepReason::LatestSuccessful);
         if let Some(v) = sorted
             .iter()
             .position(|b| b.state == BackupState::Succeeded && b.verified)
             .filter(|v| *v != i)
         {
-            add(v, KeepReason::LatestVerified);
+            reasons[v].push(KeepReason::LatestVerified);
         }
     }
-    if !sorted.is_empty() {
-        add(0, KeepReason::Latest);
+    if let Some(latest) = reasons.first_mut() {
+        latest.push(KeepReason::Latest);
     }
-    // Count buckets: (reason, remaining, last period kept).
-    let mut buckets: Vec<(KeepReason, u32, Option<Period>)> = [
-        (KeepReason::Hourly, policy.keep_hourly),
-        (KeepReason::Daily, policy.keep_daily),
-        (KeepReason::Weekly, policy.keep_weekly),
-        (KeepReason::Monthly, policy.keep_monthly),
-    ]
-    .into_iter()
-    .filter_map(|(r, n)| n.filter(|n| *n > 0).map(|n| (r, n, None)))
-    .collect();
-    let mut last_left = policy.keep_last.unwrap_or(0);
-    for (i, b) in sorted.iter().enumerate() {
-        if b.state == BackupState::Unfinished {
-            add(i, KeepReason::Unfinished);
-            continue;
-        }
-        if escrowed && b.time_ms <= now_ms {
-            add(i, KeepReason::Escrowed);
-        }
-        if repo_state.deleted_or_archived_at_source {
-            add(i, KeepReason::SourceGone);
-        }
-        if repo_state.org_disconnected {
-            add(i, KeepReason::OrgDisconnected);
-        }
-        if now_ms.saturating_sub(b.time_ms) < max_age_ms {
-            add(i, KeepReason::WithinDays);
-        }
-        if b.state != BackupState::Succeeded {
-            continue;
-        }
-        if last_left > 0 {
-            last_left -= 1;
-            add(i, KeepReason::Last);
-        }
-        let Some(t) = DateTime::from_timestamp_millis(b.time_ms) else {
-            continue;
-        };
-        for (reason, left, last) in buckets.iter_mut() {
-            let p = period(*reason, t);
-            if *left > 0 && *last != Some(p) {
-                *left -= 1;
-                *last = Some(p);
-                add(i, *reason);
-            }
-        }
-    }
+}
 
-    let mut out = Plan::default();
-    for (i, b) in sorted.iter().enumerate() {
-        match reasons.remove(&i) {
-            Some(mut r) => {
-                r.sort();
-                r.dedup();
-                out.keep.push((b.id.clone(), r));
-            }
-            None => out.drop.push(b.id.clone()),
+/// The rules that keep a backup for what it is, whatever the other backups.
+struct OwnRules {
+    /// An escrow agreement is active.
+    escrowed: bool,
+    repo_state: RepoState,
+    /// Backups younger than this are kept (the policy's days).
+    max_age_ms: i64,
+    now_ms: i64,
+}
+
+impl OwnRules {
+    /// Why `b` is kept by these rules: an unfinished backup only for being unfinished.
+    fn reasons(&self, b: &BackupView) -> Vec<KeepReason> {
+        if b.state == BackupState::Unfinished {
+            return vec![KeepReason::Unfinished];
         }
+        [
+            (
+                self.escrowed && b.time_ms <= self.now_ms,
+                KeepReason::Escrowed,
+            ),
+            (
+                self.repo_state.deleted_or_archived_at_source,
+                KeepReason::SourceGone,
+            ),
+            (
+                self.repo_state.org_disconnected,
+                KeepReason::OrgDisconnected,
+            ),
+            (
+                self.now_ms.saturating_sub(b.time_ms) < self.max_age_ms,
+                KeepReason::WithinDays,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(holds, reason)| holds.then_some(reason))
+        .collect()
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const HOUR: i64 = 60 * 60 * 1000;
+    pub(super) const HOUR: i64 = 60 * 60 * 1000;
     /// 2026-06-15T12:00:00Z, a Monday.
-    const NOW: i64 = 1_781_524_800_000;
+    pub(super) const NOW: i64 = 1_781_524_800_000;
 
-    fn ok(id: &str, age_ms: i64) -> BackupView {
+    pub(super) fn ok(id: &str, age_ms: i64) -> BackupView {
         BackupView {
             id: id.into(),
             time_ms: NOW - age_ms,
@@ -319,39 +245,29 @@ mod tests {
             verified: true,
         }
     }
-    fn failed(id: &str, age_ms: i64) -> BackupView {
+    pub(super) fn failed(id: &str, age_ms: i64) -> BackupView {
         BackupView {
             state: BackupState::Failed,
             ..ok(id, age_ms)
         }
     }
-    fn days(n: u32) -> RetentionPolicy {
+    pub(super) fn days(n: u32) -> RetentionPolicy {
         RetentionPolicy {
             days: n,
             ..Default::default()
         }
     }
-    fn dropped(p: &Plan) -> Vec<&str> {
+    pub(super) fn dropped(p: &Plan) -> Vec<&str> {
         let mut v: Vec<&str> = p.drop.iter().map(String::as_str).collect();
         v.sort();
         v
     }
-    fn reasons<'a>(p: &'a Plan, id: &str) -> &'a [KeepReason] {
+    pub(super) fn reasons<'a>(p: &'a Plan, id: &str) -> &'a [KeepReason] {
         &p.keep.iter().find(|(k, _)| k == id).expect(id).1
     }
 
     #[test]
-    fn shortening_is_told_from_lengthening_and_counted() {
-        let keep_last = |n| RetentionPolicy {
-            keep_last: Some(n),
-            ..days(1)
-        };
-        assert!(days(90).keeps_all_of(&days(30)));
-        assert!(!days(0).keeps_all_of(&days(90)));
-        assert!(keep_last(5).keeps_all_of(&days(1)));
-        assert!(!days(90).keeps_all_of(&keep_last(5)), "a count dropped");
-        assert_eq!(keep_last(5).describe(), "days 1, keep-last 5");
-
+    fn newly_dropped_counts_what_a_shorter_policy_removes() {
         let backups = [
             ok("d", 0),
             ok("c", 2 * HOUR),
@@ -365,13 +281,6 @@ mod tests {
         assert!(newly_dropped(&new, &old).is_empty());
         // Two days keep c and b: only a goes.
         assert_eq!(newly_dropped(&old, &now(&days(2))), ["a"]);
-    }
-
-    #[test]
-    fn default_policy_is_90_days() {
-        assert_eq!(RetentionPolicy::default().days, 90);
-        let parsed: RetentionPolicy = serde_json::from_str("{}").expect("empty policy");
-        assert_eq!(parsed, RetentionPolicy::default());
     }
 
     #[test]
@@ -505,102 +414,5 @@ mod tests {
             assert!(p.drop.is_empty(), "{p:?}");
             assert!(reasons(&p, "b").contains(&reason));
         }
-    }
-
-    #[test]
-    fn keep_last_counts_successful_backups_newest_first() {
-        let b = [
-            ok("a", 100 * DAY_MS),
-            failed("x", 101 * DAY_MS),
-            ok("b", 102 * DAY_MS),
-            ok("c", 103 * DAY_MS),
-        ];
-        let policy = RetentionPolicy {
-            days: 1,
-            keep_last: Some(2),
-            ..Default::default()
-        };
-        let p = plan(&b, &policy, &[], RepoState::default(), NOW);
-        assert_eq!(dropped(&p), ["c", "x"]);
-        assert!(reasons(&p, "b").contains(&KeepReason::Last));
-    }
-
-    #[test]
-    fn daily_keeps_the_newest_of_each_of_the_last_n_days() {
-        // Two backups on each of four days, 200 days ago and older.
-        let base = 200 * DAY_MS;
-        let b: Vec<BackupView> = (0..4)
-            .flat_map(|d| {
-                [
-                    ok(&format!("d{d}-late"), base + d * DAY_MS),
-                    ok(&format!("d{d}-early"), base + d * DAY_MS + HOUR),
-                ]
-            })
-            .collect();
-        let policy = RetentionPolicy {
-            days: 0,
-            keep_daily: Some(3),
-            ..Default::default()
-        };
-        let p = plan(&b, &policy, &[], RepoState::default(), NOW);
-        assert_eq!(
-            dropped(&p),
-            ["d0-early", "d1-early", "d2-early", "d3-early", "d3-late"]
-        );
-        assert_eq!(reasons(&p, "d2-late"), [KeepReason::Daily]);
-    }
-
-    #[test]
-    fn hourly_weekly_and_monthly_periods() {
-        // h0 at 11:30 on Sunday 2025-05-11; w1 a week before, m1 in April.
-        let base = 400 * DAY_MS + 30 * 60_000;
-        let b = [
-            ok("h0", base),
-            ok("h0b", base + 60_000),
-            ok("h1", base + HOUR + 60_000),
-            ok("w1", base + 7 * DAY_MS),
-            ok("m1", base + 40 * DAY_MS),
-        ];
-        let hourly = RetentionPolicy {
-            days: 0,
-            keep_hourly: Some(2),
-            ..Default::default()
-        };
-        let p = plan(&b, &hourly, &[], RepoState::default(), NOW);
-        assert_eq!(dropped(&p), ["h0b", "m1", "w1"]);
-        let weekly = RetentionPolicy {
-            days: 0,
-            keep_weekly: Some(3),
-            ..Default::default()
-        };
-        let p = plan(&b, &weekly, &[], RepoState::default(), NOW);
-        assert_eq!(dropped(&p), ["h0b", "h1"]);
-        let monthly = RetentionPolicy {
-            days: 0,
-            keep_monthly: Some(2),
-            ..Default::default()
-        };
-        let p = plan(&b, &monthly, &[], RepoState::default(), NOW);
-        // h0 is the newest of May, m1 the newest of April.
-        assert_eq!(dropped(&p), ["h0b", "h1", "w1"]);
-        assert!(reasons(&p, "m1").contains(&KeepReason::Monthly));
-    }
-
-    #[test]
-    fn counts_ignore_failed_backups_and_zero_means_off() {
-        let b = [
-            ok("a", 100 * DAY_MS),
-            failed("f", 101 * DAY_MS),
-            ok("b", 200 * DAY_MS),
-        ];
-        let policy = RetentionPolicy {
-            days: 0,
-            keep_last: Some(0),
-            keep_daily: Some(0),
-            ..Default::default()
-        };
-        let p = plan(&b, &policy, &[], RepoState::default(), NOW);
-        assert_eq!(dropped(&p), ["b", "f"]);
-        assert!(plan(&[], &policy, &[], RepoState::default(), NOW) == Plan::default());
     }
 }
