@@ -184,7 +184,7 @@ impl TaskForge {
 struct GateState {
     permits: u32,
     token: Secret,
-    /// Own pause (GitHub imposed a wait on this task, or the coordinator said so), unix ms.
+    /// Own pause (the forge imposed a wait on this task, or the coordinator said so), unix ms.
     paused_until_ms: i64,
     /// Do not ask for a refill before this (unix ms).
     retry_at_ms: i64,

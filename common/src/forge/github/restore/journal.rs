@@ -110,7 +110,7 @@ mod tests {
     async fn survives_reopen_and_ignores_other_restores() -> Result<(), ForgeError> {
         let dir = std::env::temp_dir().join(format!("rv-journal-{}", std::process::id()));
         let path = dir.join("j.json");
-        let _ = std::fs::remove_file(&path);
+        let _ = tokio::fs::remove_file(&path).await;
         let mut j = Journal::open(&path, "B", "o/r").await?;
         j.record("issue:1".into(), 4).await?;
         assert_eq!(
@@ -120,10 +120,12 @@ mod tests {
         assert_eq!(Journal::open(&path, "C", "o/r").await?.get("issue:1"), None);
         assert_eq!(Journal::open(&path, "B", "o/x").await?.get("issue:1"), None);
         assert!(
-            !dir.join("j.json.tmp").exists(),
+            !tokio::fs::try_exists(dir.join("j.json.tmp"))
+                .await
+                .unwrap_or(true),
             "the temporary file is renamed"
         );
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = tokio::fs::remove_dir_all(&dir).await;
         Ok(())
     }
 }
