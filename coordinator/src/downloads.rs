@@ -16,7 +16,7 @@ use repovault_common::links::{
     DEFAULT_LINK_TTL, HmacLinker, LINK_KEY_CONTEXT, Link, LinkRefusal, LinkRequest, Linker,
 };
 
-use crate::core::{Core, now_ms};
+use crate::core::Core;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::model::{RestoreRecord, Status};
 use crate::store::Batch;
@@ -264,7 +264,7 @@ pub async fn run_expiry(core: std::sync::Arc<Core>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = core.expire_downloads(now_ms()).await {
+        if let Err(e) = core.expire_downloads(core.now_ms()).await {
             tracing::warn!(error = %e, "download expiry");
         }
     }

@@ -103,7 +103,7 @@ async fn download(
 
     let refuse = |code: StatusCode, msg: String| (code, format!("{msg}\n")).into_response();
     let (r, path) = match core
-        .open_download(&id, &q.expires, &q.sig, crate::core::now_ms())
+        .open_download(&id, &q.expires, &q.sig, core.now_ms())
         .await
     {
         Ok(v) => v,

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod downloads;

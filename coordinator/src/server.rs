@@ -14,7 +14,7 @@ use repovault_proto::v1::admin_service_server::AdminServiceServer;
 use repovault_proto::v1::worker_service_server::WorkerServiceServer;
 
 use crate::config::Settings;
-use crate::core::{Core, CoreParts, now_ms};
+use crate::core::{Core, CoreParts};
 use crate::service::admin::AdminApi;
 use crate::service::auth::JoinGuard;
 use crate::service::refusals::RefusalLog;
@@ -77,6 +77,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     let core = Core::new(
         CoreParts {
             store: Store::new(settings.kv.clone()),
+            clock: Arc::new(crate::clock::SystemClock),
             storage_config: settings.storage.clone(),
             master: settings.master_key.clone(),
             timing: settings.timing,
@@ -128,12 +129,13 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     // The summaries of rate-limited refusals ("and K more"), once each window is over.
     {
         let stop = shutdown.clone();
+        let clock = core.clock.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(crate::service::refusals::WINDOW);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tick.tick() => refusals.flush(now_ms()).await,
+                    _ = tick.tick() => refusals.flush(clock.now_ms()).await,
                 }
             }
         }));
@@ -205,7 +207,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
                 if let Err(e) = core.reap().await {
                     tracing::warn!(error = %e, "reaper");
                 }
-                for w in core.workers.expire(now_ms(), ttl) {
+                for w in core.workers.expire(core.now_ms(), ttl) {
                     tracing::warn!(worker = %w, "worker silent for a lease TTL; forgotten");
                 }
             }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use repovault_common::crypto::MasterKey;
 use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
+use repovault_coordinator::clock::SystemClock;
 use repovault_coordinator::core::{Core, CoreParts};
 use repovault_coordinator::kv::MemoryKv;
 use repovault_coordinator::store::Store;
@@ -20,6 +21,7 @@ async fn core(dir: &std::path::Path) -> Arc<Core> {
     Core::new(
         CoreParts {
             store: Store::new(Arc::new(MemoryKv::new())),
+            clock: Arc::new(SystemClock),
             storage_config: StorageConfig::fs(dir.display().to_string()),
             master: MasterKey::generate(),
             timing: Timing::new(Duration::from_secs(5)).unwrap(),

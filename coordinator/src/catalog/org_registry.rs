@@ -10,7 +10,7 @@ use crate::ids;
 use crate::model::{BackupRecord, BackupType, OrgRecord, Provider, RepoRecord, RepoStats, Trigger};
 use crate::tasks::queue_order::PRIORITY_MANUAL_BACKUP;
 
-use crate::core::{Core, now_ms, org_key_context, repo_token_context};
+use crate::core::{Core, org_key_context, repo_token_context};
 
 /// Bytes of an organisation key: 256 bits, hex-encoded as the restic password.
 pub(crate) const ORG_KEY_BYTES: usize = 32;
@@ -36,7 +36,7 @@ impl Core {
             id,
             name: name.to_string(),
             provider,
-            created_at_ms: now_ms(),
+            created_at_ms: self.now_ms(),
             api_url: None,
             ca_cert_pem: None,
             credential: None,
@@ -94,7 +94,7 @@ impl Core {
             url: url.to_string(),
             sealed_token,
             sealed_master_key: None,
-            created_at_ms: now_ms(),
+            created_at_ms: self.now_ms(),
             forge_id: None,
             archived: false,
             deleted: false,

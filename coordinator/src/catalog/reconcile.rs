@@ -71,7 +71,7 @@ pub async fn run(
             }
             None => {
                 // Temporaries of failed writes go with the periodic pass (`temporaries.rs`).
-                if let Err(e) = core.sweep_temporaries(crate::core::now_ms()).await {
+                if let Err(e) = core.sweep_temporaries(core.now_ms()).await {
                     tracing::warn!(error = %e, "sweeping temporaries failed; the next sweep retries");
                 }
                 sweep_all(&core).await

@@ -166,7 +166,7 @@ mod tests {
             ),
         ];
         let config = dir.path().join(&repo_dir).join("config");
-        let now = crate::core::now_ms();
+        let now = c.now_ms();
         let swept = c.sweep_temporaries(now).await.expect("sweep");
         assert_eq!((swept.removed, swept.bytes, swept.errors), (2, 2000, 0));
         for p in &stale {

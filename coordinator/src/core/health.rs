@@ -387,11 +387,11 @@ mod tests {
     use repovault_common::timing::Timing;
 
     use super::*;
+    use crate::clock::ManualClock;
     use crate::core::CoreParts;
     use crate::health::State;
     use crate::kv::{KvBackend, MemoryKv};
     use crate::model::ScheduleState;
-    use crate::schedule::schedule_runs::ManualClock;
     use crate::store::{Batch, Store};
 
     const H: i64 = 3_600_000;
@@ -404,10 +404,11 @@ mod tests {
         let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         // Hours ahead of the wall clock: the repositories exist before the previous slot.
-        let base = super::super::now_ms() + 3 * H;
+        let base = crate::clock::system_now_ms() + 3 * H;
         let c = Core::new(
             CoreParts {
                 store: Store::new(kv),
+                clock: Arc::new(crate::clock::SystemClock),
                 storage_config: StorageConfig::fs(dir.path().display().to_string()),
                 master: MasterKey::generate(),
                 timing: Timing::new(Duration::from_secs(5)).expect("timing"),

@@ -23,6 +23,7 @@ use repovault_common::secret::Secret;
 use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
 
+use crate::clock::Clock;
 use crate::error::{CoreError, CoreResult};
 use crate::model::TaskRecord;
 use crate::store::Store;
@@ -36,10 +37,6 @@ pub use crate::forge_access::org_discovery as github;
 pub use crate::tasks::fleet::{Registration, WorkerHello};
 pub use crate::tasks::kinds::RestoreRequest;
 pub use crate::tasks::lifecycle::CompletionOutcome;
-
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 pub fn format_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -96,6 +93,8 @@ impl Queue {
 
 pub struct Core {
     pub store: Store,
+    /// The clock of leases, reaping, retention, schedules and health (`clock.rs`).
+    pub clock: Arc<dyn Clock>,
     pub storage: Operator,
     pub storage_config: StorageConfig,
     pub(crate) master: MasterKey,
@@ -135,6 +134,8 @@ pub struct Core {
 
 pub struct CoreParts {
     pub store: Store,
+    /// The one clock every component reads (`clock.rs`).
+    pub clock: Arc<dyn Clock>,
     pub storage_config: StorageConfig,
     pub master: MasterKey,
     pub timing: Timing,
@@ -161,7 +162,8 @@ impl Core {
         let downloads = crate::downloads::Downloads::new(&parts.master);
         let core = Arc::new(Self {
             downloads,
-            schedules: Default::default(),
+            schedules: crate::schedule::schedule_runs::Schedules::new(parts.clock.clone()),
+            clock: parts.clock,
             verification: Default::default(),
             sweep_failures: Default::default(),
             store: parts.store,
@@ -190,7 +192,7 @@ impl Core {
     /// grace: their holders take them back by heartbeat or by registering again with their
     /// previous id (`tasks/fleet.rs`); one nobody took back is re-queued without counting a failure.
     async fn load(&self) -> CoreResult<()> {
-        let now = now_ms();
+        let now = self.now_ms();
         let grace = i64::try_from(self.timing.takeover_grace().as_millis()).unwrap_or(i64::MAX);
         let mut q = self.queue.lock().await;
         let mut max_seq = 0;
@@ -212,6 +214,11 @@ impl Core {
         drop(q);
         self.repair_catalog().await;
         Ok(())
+    }
+
+    /// Now, on the coordinator's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     pub(crate) fn seal(&self, context: &str, secret: &Secret) -> String {

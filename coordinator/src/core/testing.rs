@@ -9,6 +9,7 @@ use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
 
 use super::{Core, CoreParts};
+use crate::clock::{Clock, SystemClock};
 use crate::kv::{KvBackend, MemoryKv};
 use crate::model::{BackupType, RepoRecord, Status, Trigger, VerifyStatus};
 use crate::store::{Batch, Store};
@@ -21,11 +22,17 @@ pub(crate) fn utc(s: &str) -> i64 {
 
 /// A core on a memory store, with fs storage under `dir`.
 pub(crate) async fn core(dir: &std::path::Path) -> Arc<Core> {
+    core_on(dir, Arc::new(SystemClock)).await
+}
+
+/// A new core on a memory store and storage under `dir`, reading time from `clock`.
+pub(crate) async fn core_on(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Arc<Core> {
     let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     Core::new(
         CoreParts {
             store: Store::new(kv),
+            clock,
             storage_config: StorageConfig::fs(dir.display().to_string()),
             master: MasterKey::generate(),
             timing: Timing::new(Duration::from_secs(5)).expect("timing"),
@@ -44,6 +51,7 @@ pub(crate) async fn restart(c: &Core) -> Arc<Core> {
     Core::new(
         CoreParts {
             store: c.store.clone(),
+            clock: c.clock.clone(),
             storage_config: c.storage_config.clone(),
             master: c.master.clone(),
             timing: c.timing,

@@ -25,7 +25,7 @@ use crate::ids;
 use crate::model::{OrgCredential, OrgRecord, Provider, RepoRecord};
 use crate::store::Batch;
 
-use crate::core::{Core, now_ms, org_credential_context, org_key_context};
+use crate::core::{Core, org_credential_context, org_key_context};
 
 /// GitHub's public API; GitHub Enterprise is `https://HOST/api/v3`.
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
@@ -218,7 +218,7 @@ impl Core {
             id,
             name: new.name.clone(),
             provider: Provider::Github,
-            created_at_ms: now_ms(),
+            created_at_ms: self.now_ms(),
             api_url: Some(api_url),
             ca_cert_pem,
             credential: Some(credential),
@@ -262,7 +262,7 @@ impl Core {
         };
         for org in orgs.into_iter().filter(|o| o.provider.is_forge()) {
             let last = org.last_sync_at_ms.unwrap_or(org.created_at_ms);
-            if !sync_due(last, now_ms(), interval) {
+            if !sync_due(last, self.now_ms(), interval) {
                 continue;
             }
             match self.sync_org(&org.name).await {
@@ -393,7 +393,7 @@ impl Core {
         let _one_at_a_time = self.sync_lock.lock().await;
         let stored = self.store.org_repos(&org.id).await?;
         let plan = plan_sync(&stored, listed);
-        let now = now_ms();
+        let now = self.now_ms();
         let mut after: HashMap<String, RepoRecord> =
             stored.iter().map(|r| (r.id.clone(), r.clone())).collect();
         let mut changed: Vec<RepoRecord> = plan.updated.clone();

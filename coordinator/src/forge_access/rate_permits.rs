@@ -11,7 +11,7 @@ use crate::error::{CoreError, CoreResult, not_found};
 use crate::forge_access::rate_budgets::{Grant, Reading};
 use crate::model::{OrgCredential, OrgRecord, Provider, RepoRecord};
 
-use crate::core::{Core, now_ms, org_credential_context, repo_token_context};
+use crate::core::{Core, org_credential_context, repo_token_context};
 use crate::tasks::lifecycle::check_holder;
 
 /// The holder id of a lease in the budget: one per attempt, so a re-leased task is a new holder.
@@ -58,7 +58,7 @@ impl Core {
         let g = self
             .rate
             .lock()
-            .lease(&access.credential_id, &holder_id(lease), now_ms());
+            .lease(&access.credential_id, &holder_id(lease), self.now_ms());
         Some(to_proto(g))
     }
 
@@ -78,7 +78,7 @@ impl Core {
                 ))
             })?;
             check_holder(t, &req.worker_id, &tok)?;
-            t.lease.check(tok.attempt, now_ms())?;
+            t.lease.check(tok.attempt, self.now_ms())?;
             (t.org_id.clone(), t.repo_id.clone())
         };
         let org = self
@@ -105,7 +105,7 @@ impl Core {
             token = self.current_token(&org, &repo).await?;
         }
         let holder = holder_id(&tok);
-        let now = now_ms();
+        let now = self.now_ms();
         let grant = {
             let mut rate = self.rate.lock();
             if let Some(r) = &req.reading
@@ -139,7 +139,7 @@ impl Core {
     pub fn rate_pauses(&self) -> Vec<pb::RatePause> {
         self.rate
             .lock()
-            .pauses(now_ms())
+            .pauses(self.now_ms())
             .into_iter()
             .map(|(credential_id, until_ms)| pb::RatePause {
                 credential_id,

@@ -71,7 +71,7 @@ impl Core {
         records: &[BackupRecord],
         out: &mut [pb::Backup],
     ) -> CoreResult<()> {
-        let now = crate::core::now_ms();
+        let now = self.now_ms();
         let mut active: std::collections::HashMap<&str, bool> = Default::default();
         for (b, p) in records.iter().zip(out.iter_mut()) {
             let a = match active.get(b.repo_id.as_str()) {
@@ -108,7 +108,7 @@ impl Core {
                 agreement.len()
             )));
         }
-        let now = crate::core::now_ms();
+        let now = self.now_ms();
         if until_ms.is_some_and(|u| u <= now) {
             return Err(CoreError::InvalidArgument("--until is in the past".into()));
         }
@@ -152,7 +152,7 @@ impl Core {
         released_by: &str,
     ) -> CoreResult<Vec<EscrowRecord>> {
         let repo = self.repo_named(full_name).await?;
-        let now = crate::core::now_ms();
+        let now = self.now_ms();
         let mut released = Vec::new();
         let mut batch = Batch::default();
         for mut e in self.store.escrows(Some(&repo.id)).await? {
@@ -182,7 +182,7 @@ impl Core {
             Some(n) if !n.is_empty() => Some(self.repo_named(n).await?.id),
             _ => None,
         };
-        let now = crate::core::now_ms();
+        let now = self.now_ms();
         let mut out: Vec<(EscrowRecord, bool)> = self
             .store
             .escrows(repo_id.as_deref())
@@ -296,9 +296,7 @@ impl Core {
         confirm: bool,
     ) -> CoreResult<RetentionChange> {
         let org = self.org_named(name).await?;
-        let removes = self
-            .backups_removed_by(&org, &new, crate::core::now_ms())
-            .await?;
+        let removes = self.backups_removed_by(&org, &new, self.now_ms()).await?;
         if removes > 0 {
             let what = format!(
                 "the retention policy {} would remove {removes} existing backups of {} now (the current policy, {}, keeps them)",
@@ -438,7 +436,7 @@ impl Core {
             .enable_escrow(&r.repo, &r.agreement, until, created_by)
             .await?;
         Ok(pb::EnableEscrowResponse {
-            agreement: Some(agreement_pb(&e, crate::core::now_ms())),
+            agreement: Some(agreement_pb(&e, self.now_ms())),
             key: key.expose().to_string(),
         })
     }
@@ -449,7 +447,7 @@ impl Core {
         released_by: &str,
     ) -> CoreResult<pb::ReleaseEscrowResponse> {
         let released = self.release_escrow(&r.repo, released_by).await?;
-        let now = crate::core::now_ms();
+        let now = self.now_ms();
         Ok(pb::ReleaseEscrowResponse {
             released: released.iter().map(|e| agreement_pb(e, now)).collect(),
         })
@@ -459,7 +457,7 @@ impl Core {
         &self,
         r: pb::ListEscrowsRequest,
     ) -> CoreResult<pb::ListEscrowsResponse> {
-        let now = crate::core::now_ms();
+        let now = self.now_ms();
         Ok(pb::ListEscrowsResponse {
             agreements: self
                 .list_escrows(Some(&r.repo))

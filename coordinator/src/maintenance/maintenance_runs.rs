@@ -123,7 +123,7 @@ pub async fn run_loop(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match core.run_retention_once(crate::core::now_ms(), &opts).await {
+        match core.run_retention_once(core.now_ms(), &opts).await {
             Ok(r) if r.backups_removed + r.prunes + r.errors > 0 => {
                 tracing::info!(report = ?r, "retention run");
             }
@@ -478,7 +478,7 @@ impl Core {
             .repo(&b.repo_id)
             .await?
             .ok_or_else(|| not_found("repository", b.repo_id.clone()))?;
-        let now = crate::core::now_ms();
+        let now = self.now_ms();
         if let Some(e) = self.active_escrow(&repo.id, now).await? {
             return Err(CoreError::FailedPrecondition(format!(
                 "backup {backup_id} is escrowed (agreement {} on {}, {}): it cannot be deleted until `repovault escrow release {}`{}",
@@ -578,7 +578,7 @@ impl Core {
     }
 
     async fn purge_checks(&self, repo: &RepoRecord) -> CoreResult<()> {
-        if let Some(e) = self.active_escrow(&repo.id, crate::core::now_ms()).await? {
+        if let Some(e) = self.active_escrow(&repo.id, self.now_ms()).await? {
             return Err(CoreError::FailedPrecondition(format!(
                 "{} is under escrow (agreement {}): release it first (`repovault escrow release {}`)",
                 repo.full_name(),
@@ -657,7 +657,7 @@ impl Core {
         }
         org.disconnected = !connected;
         if connected {
-            org.full_after_ms = Some(crate::core::now_ms());
+            org.full_after_ms = Some(self.now_ms());
         }
         let mut batch = Batch::default();
         batch.org(&org);

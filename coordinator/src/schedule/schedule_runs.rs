@@ -9,6 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use crate::clock::Clock;
+
 use repovault_common::crypto::random_secret;
 use repovault_common::forge::github::GitHubClient;
 
@@ -50,44 +52,6 @@ const TXN_ITEMS: usize = 40;
 /// Bytes of a generated webhook secret (256 bits, hex-encoded: 64 characters).
 const WEBHOOK_SECRET_BYTES: usize = 32;
 
-/// The materialiser's clock; tests inject a [`ManualClock`].
-pub trait Clock: Send + Sync {
-    fn now_ms(&self) -> i64;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        crate::core::now_ms()
-    }
-}
-
-/// A clock that moves only when told to.
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn new(ms: i64) -> Self {
-        Self(AtomicI64::new(ms))
-    }
-    pub fn set(&self, ms: i64) {
-        self.0.store(ms, Ordering::SeqCst);
-    }
-    pub fn advance(&self, d: std::time::Duration) {
-        self.0.fetch_add(
-            i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-            Ordering::SeqCst,
-        );
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 /// The in-memory part of scheduling.
 pub struct Schedules {
     clock: parking_lot::RwLock<Arc<dyn Clock>>,
@@ -99,10 +63,11 @@ pub struct Schedules {
     tick: tokio::sync::Mutex<()>,
 }
 
-impl Default for Schedules {
-    fn default() -> Self {
+impl Schedules {
+    /// Scheduling on `clock` (the coordinator's).
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
-            clock: parking_lot::RwLock::new(Arc::new(SystemClock)),
+            clock: parking_lot::RwLock::new(clock),
             bursts: Default::default(),
             push_delay_ms: AtomicI64::new(ms(DEFAULT_PUSH_DELAY)),
             hook_base: Default::default(),
@@ -116,6 +81,8 @@ fn ms(d: std::time::Duration) -> i64 {
 }
 
 impl Schedules {
+    /// Moves schedule time alone onto `clock`, on a running coordinator: the end-to-end tests
+    /// and the scheduler benchmark run slots on a manual clock while leases keep the wall clock.
     pub fn set_clock(&self, clock: Arc<dyn Clock>) {
         *self.clock.write() = clock;
     }
@@ -316,7 +283,7 @@ impl Core {
             .map(|t| t.idempotency_key.clone())
             .collect();
         for chunk in runs.chunks(TXN_ITEMS) {
-            let now = crate::core::now_ms();
+            let now = self.now_ms();
             let mut batch = Batch::default();
             let mut tasks = Vec::new();
             for (repo, backup_type, state) in chunk {
@@ -673,6 +640,7 @@ mod tests {
     use repovault_common::timing::Timing;
 
     use super::*;
+    use crate::clock::ManualClock;
     use crate::core::CoreParts;
     use crate::kv::{KvBackend, MemoryKv};
     use crate::store::Store;
@@ -690,9 +658,10 @@ mod tests {
         clock: Arc<ManualClock>,
     ) -> Arc<Core> {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let c = Core::new(
+        Core::new(
             CoreParts {
                 store: Store::new(kv),
+                clock,
                 storage_config: StorageConfig::fs(dir.display().to_string()),
                 master: master.clone(),
                 timing: Timing::new(Duration::from_secs(5)).expect("timing"),
@@ -701,9 +670,7 @@ mod tests {
             tx,
         )
         .await
-        .expect("core");
-        c.schedules.set_clock(clock);
-        c
+        .expect("core")
     }
 
     async fn cancel_all(c: &Core) {

@@ -342,7 +342,7 @@ impl AdminService for AdminApi {
         );
         let (restore, link) = self
             .core
-            .mint_download_link(&r.id, crate::core::now_ms().saturating_add(ttl))
+            .mint_download_link(&r.id, self.core.now_ms().saturating_add(ttl))
             .await?;
         Ok(Response::new(pb::MintDownloadLinkResponse {
             restore: Some(self.restore_with_link(&restore)),

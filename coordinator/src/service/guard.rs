@@ -15,7 +15,7 @@ use tonic::server::NamedService;
 
 use super::refusals::{RefusalLog, Refused, peer_of};
 use crate::audit::{AuditDetail, AuditEntry, AuditLog};
-use crate::core::now_ms;
+use crate::clock::system_now_ms as now_ms;
 use crate::roles::{Caller, Callers, Refusal, is_change};
 
 #[derive(Clone)]

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use tonic::codegen::http;
 
 use crate::audit::{AuditEntry, AuditLog};
-use crate::core::now_ms;
+use crate::clock::system_now_ms as now_ms;
 
 /// Refusals per peer address per window audited and logged one by one: enough to see what a
 /// misconfigured client or a guesser tried (a CLI retry, a worker's heartbeats), few enough that

@@ -16,7 +16,7 @@ use crate::ids;
 use crate::tasks::lease_state::TaskState;
 use crate::tasks::worker_registry::WorkerEntry;
 
-use crate::core::{Core, Queue, now_ms};
+use crate::core::{Core, Queue};
 
 /// A worker's registration, as the service hands it to the core.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +45,7 @@ impl Core {
     /// lease TTL), the worker gets that id back and keeps every held lease still leased to it
     /// at that attempt; otherwise it gets a fresh id and every held lease is revoked.
     pub async fn register_worker(&self, hello: WorkerHello) -> Registration {
-        let now = now_ms();
+        let now = self.now_ms();
         let entry = |id: &str| WorkerEntry {
             id: id.to_string(),
             name: if hello.name.is_empty() {
@@ -103,7 +103,7 @@ impl Core {
         held: &[pb::LeaseToken],
         draining: bool,
     ) -> (Vec<pb::LeaseToken>, Vec<pb::LeaseToken>, bool) {
-        let now = now_ms();
+        let now = self.now_ms();
         let known = self.workers.heartbeat(worker_id, draining, now);
         let mut q = self.queue.lock().await;
         let (renewed, revoked) = self.renew_held(&mut q, worker_id, held, now);
@@ -142,7 +142,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::core::testing::core;
+    use crate::clock::ManualClock;
+    use crate::core::testing::core_on;
     use crate::model::Status;
     use crate::tasks::lease_state::TaskState;
 
@@ -162,9 +163,11 @@ mod tests {
         String,
         pb::LeaseToken,
         tempfile::TempDir,
+        std::sync::Arc<ManualClock>,
     ) {
         let dir = tempfile::tempdir().expect("dir");
-        let c = core(dir.path()).await;
+        let clock = std::sync::Arc::new(ManualClock::new(crate::clock::system_now_ms()));
+        let c = core_on(dir.path(), clock.clone()).await;
         c.add_org("acme", crate::model::Provider::Git)
             .await
             .expect("org");
@@ -180,12 +183,12 @@ mod tests {
         let lease = task.lease.expect("lease");
         assert_eq!(lease.attempt, 1);
         let again = crate::core::testing::restart(&c).await;
-        (again, w.worker_id, lease, dir)
+        (again, w.worker_id, lease, dir, clock)
     }
 
     #[tokio::test]
     async fn a_worker_registering_again_keeps_its_leases_under_its_id() {
-        let (c, id, lease, _dir) = restarted_with_a_lease().await;
+        let (c, id, lease, _dir, _clock) = restarted_with_a_lease().await;
         let stale = pb::LeaseToken {
             task_id: lease.task_id.clone(),
             attempt: 7,
@@ -235,7 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_live_id_is_not_given_to_another_process() {
-        let (c, id, lease, _dir) = restarted_with_a_lease().await;
+        let (c, id, lease, _dir, _clock) = restarted_with_a_lease().await;
         let first = c
             .register_worker(hello(&id, std::slice::from_ref(&lease)))
             .await;
@@ -262,7 +265,7 @@ mod tests {
 
     #[tokio::test]
     async fn another_workers_lease_is_not_taken_by_presenting_it() {
-        let (c, _id, lease, _dir) = restarted_with_a_lease().await;
+        let (c, _id, lease, _dir, _clock) = restarted_with_a_lease().await;
         // A worker that never held it registers with a fresh-looking id of its own.
         let other = ids::new_worker_id();
         let r = c
@@ -275,15 +278,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_inherited_lease_nobody_takes_back_is_requeued_without_a_failure() {
-        let (c, _id, lease, _dir) = restarted_with_a_lease().await;
-        // Expire it (as the takeover grace passing would).
-        {
-            let mut q = c.queue.lock().await;
-            let t = q.active.get_mut(&lease.task_id).expect("active");
-            if let TaskState::Leased { expires_at_ms, .. } = &mut t.lease.state {
-                *expires_at_ms = 0;
-            }
-        }
+        let (c, _id, lease, _dir, clock) = restarted_with_a_lease().await;
+        // Nobody takes it back within the takeover grace.
+        clock.advance(c.timing.takeover_grace() - Duration::from_millis(1));
+        assert_eq!(c.reap().await.expect("reap"), 0, "within the grace");
+        clock.advance(Duration::from_millis(1));
         assert_eq!(c.reap().await.expect("reap"), 1);
         let t = c
             .task_status(&lease.task_id)
@@ -309,14 +308,12 @@ mod tests {
             .lease
             .expect("lease");
         assert_eq!(again.attempt, 2);
-        {
-            let mut q = c.queue.lock().await;
-            let t = q.active.get_mut(&lease.task_id).expect("active");
-            if let TaskState::Leased { expires_at_ms, .. } = &mut t.lease.state {
-                *expires_at_ms = 0;
-            }
-        }
-        c.reap().await.expect("reap");
+        clock.advance(c.timing.lease_ttl());
+        assert_eq!(
+            c.reap().await.expect("reap"),
+            1,
+            "expired after one lease TTL"
+        );
         let t = c
             .task_status(&lease.task_id)
             .await

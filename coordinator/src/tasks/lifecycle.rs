@@ -16,7 +16,7 @@ use crate::store::Batch;
 use crate::tasks::lease_state::{LeaseState, Outcome, TaskState};
 use crate::tasks::queue_order::{Candidate, QueueContext, select};
 
-use crate::core::{Core, Queue, now_ms};
+use crate::core::{Core, Queue};
 use crate::tasks::kinds::{self, Completion, LeaseCtx};
 
 /// What one look at the queue found.
@@ -132,7 +132,7 @@ impl Core {
         cached: &[String],
         minted: &HashSet<String>,
     ) -> CoreResult<Leasing> {
-        let now = now_ms();
+        let now = self.now_ms();
         // The queue lock is held from the choice to the lease's store transaction, across the
         // store reads of the repository, organisation and the kind's records. Kept because the
         // lease must be durable before it is visible (a restarted coordinator honours persisted
@@ -243,7 +243,7 @@ impl Core {
 
     /// The fence before a commit-relevant write: succeeds only for the current, unexpired lease.
     pub async fn confirm_lease(&self, worker_id: &str, tok: &pb::LeaseToken) -> CoreResult<i64> {
-        let now = now_ms();
+        let now = self.now_ms();
         let q = self.queue.lock().await;
         let t = q
             .active
@@ -264,7 +264,7 @@ impl Core {
             let Some(t) = q.active.get(&tok.task_id) else {
                 return Ok(());
             };
-            t.lease.check(tok.attempt, now_ms())?;
+            t.lease.check(tok.attempt, self.now_ms())?;
         }
         self.progress.publish(pb::TaskProgress {
             task_id: tok.task_id,
@@ -284,7 +284,7 @@ impl Core {
     /// The commit point. A successful backup exists when, and only when, this accepts it.
     pub async fn complete(&self, req: &pb::CompleteTaskRequest) -> CoreResult<CompletionOutcome> {
         let tok = req.lease.clone().unwrap_or_default();
-        let now = now_ms();
+        let now = self.now_ms();
         // The queue lock is held from the holder and attempt check to the commit transaction,
         // across the kind's reads. Kept because this is the commit fence: if it were released in
         // between, the reaper or a cancel could re-queue the task and another attempt lease it
@@ -383,7 +383,7 @@ impl Core {
         tok: &pb::LeaseToken,
         reason: &str,
     ) -> CoreResult<()> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut q = self.queue.lock().await;
         let current = q
             .active
@@ -406,7 +406,7 @@ impl Core {
     /// revoked (the holder's next heartbeat or progress event is answered with a revocation, so
     /// its worker stops; its completion is refused as stale). Returns whether it was active.
     pub(crate) async fn cancel_task(&self, task_id: &str, reason: &str) -> CoreResult<bool> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut q = self.queue.lock().await;
         let Some(mut task) = q.active.get(task_id).cloned() else {
             return Ok(false);
@@ -436,7 +436,7 @@ impl Core {
 
     /// Re-queues expired leases (with backoff) or fails tasks after their last attempt.
     pub async fn reap(&self) -> CoreResult<usize> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut q = self.queue.lock().await;
         let expired: Vec<String> = q
             .active
@@ -496,7 +496,7 @@ impl Core {
     /// outcome of a verify or drill that failed for good is recorded here too, so also under
     /// the lock (a few store reads and one write; they are rare).
     async fn persist_requeue(&self, task: &TaskRecord) -> CoreResult<Option<BackupRecord>> {
-        let now = now_ms();
+        let now = self.now_ms();
         let status = task.lease.state.status();
         let mut batch = Batch::default();
         batch.task(task);

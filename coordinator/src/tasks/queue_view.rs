@@ -6,7 +6,7 @@ use crate::model::TaskRecord;
 use crate::tasks::lease_state::TaskState;
 use crate::tasks::queue_order::Candidate;
 
-use crate::core::{Core, now_ms};
+use crate::core::Core;
 
 impl Core {
     /// The status of a task as the store and queue know it.
@@ -19,7 +19,7 @@ impl Core {
 
     /// The queue as the CLI shows it: every active task, best first.
     pub async fn queue_snapshot(&self) -> Vec<(TaskRecord, u8)> {
-        let now = now_ms();
+        let now = self.now_ms();
         let q = self.queue.lock().await;
         let mut v: Vec<(TaskRecord, u8)> = q
             .active
@@ -48,7 +48,7 @@ impl Core {
 
     /// Queue depth by priority, for metrics.
     pub async fn queue_depths(&self) -> (std::collections::BTreeMap<u8, u64>, u64, i64) {
-        let now = now_ms();
+        let now = self.now_ms();
         let q = self.queue.lock().await;
         let mut depth = std::collections::BTreeMap::new();
         let mut leased = 0;

@@ -11,7 +11,7 @@ use crate::model::{DrillRecord, DrillState, OrgRecord, RepoRecord, Status, TaskK
 use crate::schedule::{self, Plan, Schedule};
 use crate::store::Batch;
 
-use crate::core::{Core, now_ms};
+use crate::core::Core;
 
 /// Drills run after scheduled backups (5) and before maintenance (2): they prove restores, but
 /// nobody waits on them.
@@ -122,7 +122,7 @@ impl Core {
             checks: Vec::new(),
             summary: None,
             error: None,
-            created_at_ms: now_ms(),
+            created_at_ms: self.now_ms(),
             finished_at_ms: None,
             task_id: task.record.id.clone(),
         };
@@ -252,7 +252,7 @@ pub async fn drill_loop(core: Arc<Core>, stop: tokio_util::sync::CancellationTok
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match core.run_drills_once(now_ms()).await {
+        match core.run_drills_once(core.now_ms()).await {
             Ok(n) if n > 0 => tracing::info!(queued = n, "restore drills"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "drill pass failed"),

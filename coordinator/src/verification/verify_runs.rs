@@ -20,7 +20,7 @@ use crate::store::Batch;
 use crate::tasks::queue_order::PRIORITY_MANUAL_BACKUP;
 use crate::verification as v;
 
-use crate::core::{Core, now_ms};
+use crate::core::Core;
 
 /// Rotation reads run below scheduled backups (5) and retention (2): they only re-prove what
 /// was proven at backup time.
@@ -314,7 +314,7 @@ impl Core {
                 created: false,
             });
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let mut task = self.new_task(
             &mut q,
             ids::new_task_id(),
@@ -381,7 +381,7 @@ pub async fn rotation_loop(core: Arc<Core>, stop: tokio_util::sync::Cancellation
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match core.run_rotation_once(now_ms()).await {
+        match core.run_rotation_once(core.now_ms()).await {
             Ok(n) if n > 0 => tracing::info!(queued = n, "read-back rotation"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "read-back rotation pass failed"),

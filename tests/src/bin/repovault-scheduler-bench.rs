@@ -13,11 +13,12 @@ use anyhow::{Context as _, Result};
 use repovault_common::crypto::MasterKey;
 use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
+use repovault_coordinator::clock::{ManualClock, SystemClock};
 use repovault_coordinator::core::{Core, CoreParts};
 use repovault_coordinator::ids;
 use repovault_coordinator::kv::RedbKv;
 use repovault_coordinator::model::{RepoRecord, ScheduleState};
-use repovault_coordinator::schedule::schedule_runs::{MAX_ENQUEUE_PER_TICK, ManualClock};
+use repovault_coordinator::schedule::schedule_runs::MAX_ENQUEUE_PER_TICK;
 use repovault_coordinator::schedule::{Plan, Schedule};
 use repovault_coordinator::store::{Batch, Store};
 use repovault_coordinator::tasks::queue_order::PRIORITY_SCHEDULED;
@@ -69,6 +70,7 @@ async fn main() -> Result<()> {
     let core = Core::new(
         CoreParts {
             store: Store::new(kv),
+            clock: Arc::new(SystemClock),
             storage_config: StorageConfig::fs(dir.path().join("storage").display().to_string()),
             master: MasterKey::generate(),
             timing: Timing::new(Duration::from_secs(5))?,

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
-use repovault_coordinator::core::now_ms;
+use repovault_coordinator::clock::system_now_ms as now_ms;
 use repovault_tests::cluster::Cluster;
 use repovault_tests::fixtures::{git, refs, rich_repo};
 use repovault_tests::gitserver::GitDaemon;

@@ -37,13 +37,13 @@ async fn escrow_key_opens_one_repository_and_blocks_deletion_until_release() {
         .unwrap();
     assert!(agreement.key_id.is_some());
     assert!(
-        core.is_escrowed(&bx, repovault_coordinator::core::now_ms())
+        core.is_escrowed(&bx, repovault_coordinator::clock::system_now_ms())
             .await
             .unwrap()
     );
     assert!(
         !core
-            .is_escrowed(&by, repovault_coordinator::core::now_ms())
+            .is_escrowed(&by, repovault_coordinator::clock::system_now_ms())
             .await
             .unwrap()
     );

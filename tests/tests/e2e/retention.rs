@@ -137,7 +137,7 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
         ..Default::default()
     };
     // A day later: nothing is older than the policy's one day.
-    let t0 = repovault_coordinator::core::now_ms();
+    let t0 = repovault_coordinator::clock::system_now_ms();
     let r = core
         .run_retention_once(t0 + DAY_MS / 2, &opts)
         .await
@@ -238,7 +238,7 @@ async fn retention_skips_a_repository_whose_backup_runs() {
     c.stop_workers().await;
 
     // A backup leased to a worker that holds it.
-    let now = repovault_coordinator::core::now_ms();
+    let now = repovault_coordinator::clock::system_now_ms();
     core.workers
         .register(repovault_coordinator::tasks::worker_registry::WorkerEntry {
             id: "holder".into(),
@@ -314,7 +314,7 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
 
     // The next backup is leased to a worker that writes one pack and then fails with a full
     // disk, leaving the pack behind without an index.
-    let now = repovault_coordinator::core::now_ms();
+    let now = repovault_coordinator::clock::system_now_ms();
     core.workers
         .register(repovault_coordinator::tasks::worker_registry::WorkerEntry {
             id: "holder".into(),
@@ -361,7 +361,7 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
         keep_delete: Duration::ZERO,
         ..Default::default()
     };
-    let t = repovault_coordinator::core::now_ms();
+    let t = repovault_coordinator::clock::system_now_ms();
     let r = core.run_retention_once(t + 60_000, &opts).await.unwrap();
     assert_eq!((r.backups_removed, r.prunes, r.errors), (0, 1, 0), "{r:?}");
     assert!(r.pruned_bytes >= 1 << 20, "{r:?}");

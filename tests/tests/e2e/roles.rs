@@ -366,7 +366,7 @@ async fn shortening_retention_that_removes_backups_needs_the_admin_and_confirm()
     let r = c
         .core()
         .run_retention_once(
-            repovault_coordinator::core::now_ms(),
+            repovault_coordinator::clock::system_now_ms(),
             &MaintenanceOptions::default(),
         )
         .await

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use repovault_coordinator::clock::ManualClock;
 use repovault_coordinator::model::{BackupRecord, Status};
-use repovault_coordinator::schedule::schedule_runs::ManualClock;
 use repovault_tests::cluster::Cluster;
 
 use super::github_org::{add_acme_org, cli, sim};

@@ -19,7 +19,7 @@ use crate::store::Batch;
 use crate::verification::GIT_FSCK;
 
 use super::{Completion, Kind, LeaseCtx};
-use crate::core::{Core, master_key_context, now_ms};
+use crate::core::{Core, master_key_context};
 
 /// A pending backup record of `repo` for the task `task_id`.
 pub(crate) fn new_backup(
@@ -274,7 +274,7 @@ impl Core {
                 return Ok(b);
             }
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let task_id = ids::new_task_id();
         let backup = new_backup(repo, backup_type, trigger, priority, &task_id, now);
         let task = self.new_task(

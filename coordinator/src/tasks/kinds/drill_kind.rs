@@ -10,7 +10,7 @@ use crate::store::Batch;
 use crate::verification as v;
 
 use super::{Completion, Kind, LeaseCtx, check_error};
-use crate::core::{Core, now_ms};
+use crate::core::Core;
 
 pub(crate) struct DrillKind;
 
@@ -103,7 +103,7 @@ impl Core {
         let Some(mut d) = self.store.drill(&task.org_id, &task.subject_id).await? else {
             return Ok(());
         };
-        d.finished_at_ms = Some(now_ms());
+        d.finished_at_ms = Some(self.now_ms());
         match result {
             Some(r) => {
                 d.status = Status::Completed;

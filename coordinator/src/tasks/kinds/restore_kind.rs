@@ -14,7 +14,7 @@ use crate::model::{
 use crate::store::Batch;
 
 use super::{Completion, Kind, LeaseCtx};
-use crate::core::{Core, now_ms, org_credential_context, restore_token_context};
+use crate::core::{Core, org_credential_context, restore_token_context};
 
 pub(crate) struct RestoreKind;
 
@@ -161,7 +161,7 @@ impl Core {
         priority: u8,
     ) -> CoreResult<()> {
         let mut q = self.queue.lock().await;
-        let now = now_ms();
+        let now = self.now_ms();
         let task_id = ids::new_task_id();
         restore.task_id = task_id.clone();
         let key = format!("restore:{}", restore.id);

@@ -30,7 +30,7 @@ use crate::model::{OrgRecord, RestoreRecord, RestoreTarget, RestoreType, Status}
 use crate::tasks::queue_order::PRIORITY_RESTORE;
 use repovault_common::domain::RestoreCombination;
 
-use crate::core::{Core, now_ms, restore_token_context};
+use crate::core::{Core, restore_token_context};
 use crate::forge_access::org_discovery::DEFAULT_GITHUB_API_URL;
 
 /// What an admin asks for (`StartRestoreRequest`).
@@ -161,7 +161,7 @@ impl Core {
             sealed_target_token: None,
             status: Status::Pending,
             error: None,
-            created_at_ms: now_ms(),
+            created_at_ms: self.now_ms(),
             finished_at_ms: None,
             refs_pushed: 0,
             artifact_path: None,

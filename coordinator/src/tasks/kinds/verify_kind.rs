@@ -10,7 +10,7 @@ use crate::store::Batch;
 use crate::verification as v;
 
 use super::{Completion, Kind, LeaseCtx, check_error};
-use crate::core::{Core, now_ms};
+use crate::core::Core;
 use crate::verification::verify_runs::could_not_run;
 
 pub(crate) struct VerifyKind;
@@ -113,7 +113,7 @@ impl Core {
         result: Option<&pb::VerifyResult>,
         error: Option<&str>,
     ) -> CoreResult<()> {
-        let now = now_ms();
+        let now = self.now_ms();
         if task.mode == Some(VerifyMode::Rotation) {
             return self.finish_rotation(task, result, error, now).await;
         }
