@@ -183,4 +183,24 @@ mod tests {
         left.sort();
         assert_eq!(left, vec!["a".to_string(), "c".to_string()]);
     }
+
+    #[tokio::test]
+    async fn an_entry_that_cannot_be_created_is_not_left_in_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = MirrorCache::new(dir.path().to_path_buf(), Some(0)).expect("cache");
+        // A file where the entry's directory would be: the entry cannot be created.
+        std::fs::write(dir.path().join("r"), b"not a directory").expect("write");
+        assert!(cache.acquire("r").await.is_err());
+        assert!(
+            !cache.in_use.lock().contains_key("r"),
+            "a failed acquire left the entry counted in use (never evictable)"
+        );
+        // The entry's lock was let go too: the next acquire does not wait for it.
+        std::fs::remove_file(dir.path().join("r")).expect("remove");
+        let entry = tokio::time::timeout(std::time::Duration::from_secs(5), cache.acquire("r"))
+            .await
+            .expect("the entry's lock was let go")
+            .expect("acquire");
+        assert!(entry.dir.is_dir());
+    }
 }
