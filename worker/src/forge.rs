@@ -55,21 +55,24 @@ pub const PERMIT_MAX_AGE: Duration = Duration::from_secs(60);
 /// and than its takeover grace, shorter than a lease is worth keeping without renewals.
 pub const COORDINATOR_PATIENCE: Duration = Duration::from_secs(60);
 
-/// A forge failure as a task failure, with `context` in front: permanent or retryable as
-/// [`ForgeError::class`] says (the one classification every forge caller shares); a rate
-/// limit is retryable and says how long the forge asked to wait.
+/// A forge failure as a task failure with `context` in front and `e` kept as its source:
+/// permanent or retryable as [`ForgeError::class`] says (the one classification every forge
+/// caller shares); a rate limit is retryable and says how long the forge asked to wait.
 pub fn task_failure(context: &str, e: ForgeError) -> TaskError {
     match e.class() {
-        FailureClass::Permanent => TaskError::permanent(format!("{context}: {e}")),
-        FailureClass::Retryable => TaskError::retryable(format!("{context}: {e}")),
-        FailureClass::RateLimited { retry_after } => TaskError::retryable(match retry_after {
-            Some(wait) => format!(
-                "{context}: {e} (rate limited: retry after {}s)",
-                wait.as_secs()
-            ),
-            None => format!("{context}: {e} (rate limited)"),
-        }),
+        FailureClass::Permanent => TaskError::permanent(context),
+        FailureClass::Retryable => TaskError::retryable(context),
+        FailureClass::RateLimited {
+            retry_after: Some(wait),
+        } => TaskError::retryable(format!(
+            "{context}, rate limited (retry after {}s)",
+            wait.as_secs()
+        )),
+        FailureClass::RateLimited { retry_after: None } => {
+            TaskError::retryable(format!("{context}, rate limited"))
+        }
     }
+    .with_source(e)
 }
 
 /// The forge's endpoint in `access` (its API and CA).
@@ -537,6 +540,38 @@ impl TokenSource for LeaseGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused(status: u16, retry_after: Option<Duration>) -> ForgeError {
+        ForgeError::Status {
+            method: "GET".into(),
+            path: "/repos/acme/web".into(),
+            status,
+            message: "refused".into(),
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn forge_failures_become_task_failures_by_their_class() {
+        let gone = task_failure("reading acme/web", refused(404, None));
+        assert!(!gone.retryable);
+        assert!(gone.source.is_some());
+        assert!(
+            gone.message
+                .starts_with("reading acme/web: GET /repos/acme/web"),
+            "{}",
+            gone.message
+        );
+        assert!(!task_failure("x", refused(422, None)).retryable);
+        assert!(task_failure("x", refused(502, None)).retryable);
+        let limited = task_failure("x", refused(403, Some(Duration::from_secs(60))));
+        assert!(limited.retryable);
+        assert!(
+            limited.message.contains("rate limited (retry after 60s)"),
+            "{}",
+            limited.message
+        );
+    }
 
     #[test]
     fn pauses_only_grow_and_expire() {
