@@ -75,53 +75,42 @@ pub struct Counts {
     pub objects: u64,
 }
 
-impl From<&Counts> for repovault_proto::v1::Counts {
-    fn from(c: &Counts) -> Self {
-        repovault_proto::v1::Counts {
-            branches: c.branches,
-            tags: c.tags,
-            commits: c.commits,
-            refs: c.refs,
-            issues: c.issues,
-            pulls: c.pulls,
-            releases: c.releases,
-            wiki_pages: c.wiki_pages,
-            lfs_objects: c.lfs_objects,
-            attachments: c.attachments,
-            comments: c.comments,
-            reviews: c.reviews,
-            release_assets: c.release_assets,
-            labels: c.labels,
-            milestones: c.milestones,
-            workflows: c.workflows,
-            objects: c.objects,
+/// The wire's `Counts` and ours carry the same fields: both conversions from one list.
+macro_rules! counts_conversions {
+    ($($field:ident),* $(,)?) => {
+        impl From<&Counts> for repovault_proto::v1::Counts {
+            fn from(c: &Counts) -> Self {
+                Self { $($field: c.$field),* }
+            }
         }
-    }
+
+        impl From<&repovault_proto::v1::Counts> for Counts {
+            fn from(c: &repovault_proto::v1::Counts) -> Self {
+                Self { $($field: c.$field),* }
+            }
+        }
+    };
 }
 
-impl From<&repovault_proto::v1::Counts> for Counts {
-    fn from(c: &repovault_proto::v1::Counts) -> Self {
-        Counts {
-            branches: c.branches,
-            tags: c.tags,
-            commits: c.commits,
-            refs: c.refs,
-            issues: c.issues,
-            pulls: c.pulls,
-            releases: c.releases,
-            wiki_pages: c.wiki_pages,
-            lfs_objects: c.lfs_objects,
-            attachments: c.attachments,
-            comments: c.comments,
-            reviews: c.reviews,
-            release_assets: c.release_assets,
-            labels: c.labels,
-            milestones: c.milestones,
-            workflows: c.workflows,
-            objects: c.objects,
-        }
-    }
-}
+counts_conversions!(
+    branches,
+    tags,
+    commits,
+    refs,
+    issues,
+    pulls,
+    releases,
+    wiki_pages,
+    lfs_objects,
+    attachments,
+    comments,
+    reviews,
+    release_assets,
+    labels,
+    milestones,
+    workflows,
+    objects,
+);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ComponentStatus {

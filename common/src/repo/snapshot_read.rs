@@ -22,6 +22,22 @@ pub struct RestoreSummary {
 }
 
 impl SnapshotRepo {
+    /// The repository with its full index loaded, and the node at `path` of a snapshot.
+    fn indexed_node(
+        &self,
+        snapshot_id: &str,
+        path: &str,
+    ) -> Result<(Repository<impl rustic_core::IndexedFull>, Node), RepoError> {
+        let id = parse_snapshot_id(snapshot_id)?;
+        let repo = self
+            .reopen()?
+            .to_indexed()
+            .map_err(|e| map_err(e, self.location(), "reading the index"))?;
+        let snap = self.load_snapshot(&repo, &id)?;
+        let node = find_node(&repo, &snap, path)?;
+        Ok((repo, node))
+    }
+
     /// Restores `path_in_snapshot` (`""` = the whole tree; a directory or a file) of a snapshot
     /// to `dest`, which must not exist. Restores into a temporary sibling of `dest`
     /// (`.<name>.restore-<random>`) and renames it to `dest` only when complete, so `dest` is
@@ -49,13 +65,7 @@ impl SnapshotRepo {
         let location = self.location();
         let err = |doing| move |e| map_err(e, location, doing);
 
-        let id = parse_snapshot_id(snapshot_id)?;
-        let repo = self
-            .reopen()?
-            .to_indexed()
-            .map_err(err("reading the index"))?;
-        let snap = self.load_snapshot(&repo, &id)?;
-        let node = find_node(&repo, &snap, path_in_snapshot)?;
+        let (repo, node) = self.indexed_node(snapshot_id, path_in_snapshot)?;
 
         std::fs::create_dir_all(&parent).map_err(|e| io_err(&parent, e))?;
         let mut tmp_name = std::ffi::OsString::from(".");
@@ -108,13 +118,7 @@ impl SnapshotRepo {
     pub fn read_file(&self, snapshot_id: &str, path: &str) -> Result<Vec<u8>, RepoError> {
         let location = self.location();
         let err = |doing| move |e| map_err(e, location, doing);
-        let id = parse_snapshot_id(snapshot_id)?;
-        let repo = self
-            .reopen()?
-            .to_indexed()
-            .map_err(err("reading the index"))?;
-        let snap = self.load_snapshot(&repo, &id)?;
-        let node = find_node(&repo, &snap, path)?;
+        let (repo, node) = self.indexed_node(snapshot_id, path)?;
         if !node.is_file() {
             return Err(RepoError::InvalidInput(format!(
                 "{path:?} in snapshot {snapshot_id} is not a regular file"
@@ -137,13 +141,7 @@ impl SnapshotRepo {
     ) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
         let location = self.location();
         let err = |doing| move |e| map_err(e, location, doing);
-        let id = parse_snapshot_id(snapshot_id)?;
-        let repo = self
-            .reopen()?
-            .to_indexed()
-            .map_err(err("reading the index"))?;
-        let snap = self.load_snapshot(&repo, &id)?;
-        let node = find_node(&repo, &snap, dir)?;
+        let (repo, node) = self.indexed_node(snapshot_id, dir)?;
         if !node.is_dir() {
             return Err(RepoError::InvalidInput(format!(
                 "{dir:?} in snapshot {snapshot_id} is not a directory"
