@@ -14,7 +14,6 @@ pub mod ids;
 pub mod kv;
 pub mod maintenance;
 pub mod model;
-pub mod retention;
 pub mod roles;
 pub mod schedule;
 pub mod server;

@@ -45,9 +45,9 @@ pub struct OrgRecord {
     /// starts after this time is full (the type policy, `schedule::policy`).
     #[serde(default)]
     pub full_after_ms: Option<i64>,
-    /// How long its backups are kept (`retention.rs`).
+    /// How long its backups are kept (`maintenance/retention/`).
     #[serde(default)]
-    pub retention: crate::retention::RetentionPolicy,
+    pub retention: crate::maintenance::retention::RetentionPolicy,
     /// When its repositories are backed up (`schedule/`); absent in older records: none.
     #[serde(default)]
     pub schedule: ScheduleSettings,
@@ -483,8 +483,8 @@ pub struct EscrowRecord {
 }
 
 impl EscrowRecord {
-    pub fn window(&self) -> crate::retention::EscrowWindow {
-        crate::retention::EscrowWindow {
+    pub fn window(&self) -> crate::maintenance::retention::EscrowWindow {
+        crate::maintenance::retention::EscrowWindow {
             created_at_ms: self.created_at_ms,
             until_ms: self.until_ms,
             released_at_ms: self.released_at_ms,

@@ -56,7 +56,7 @@ pub(crate) struct Queue {
     pub(crate) lease_seq: u64,
     /// Organisation -> (lease_seq, time) of its last lease.
     pub(crate) org_served: HashMap<String, (u64, i64)>,
-    /// Repositories under maintenance (forget, prune, purge: `retention.rs`): no backup of
+    /// Repositories under maintenance (forget, prune, purge: `maintenance/`): no backup of
     /// them is leased meanwhile.
     pub(crate) maintenance: HashSet<String>,
     /// Task -> attempt of the leases loaded from the store at start whose holder has not

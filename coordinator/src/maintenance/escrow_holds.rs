@@ -14,8 +14,8 @@ use repovault_common::crypto::random_secret;
 use repovault_common::secret::Secret;
 
 use crate::error::{CoreError, CoreResult};
+use crate::maintenance::retention::{EscrowWindow, RetentionPolicy};
 use crate::model::{BackupRecord, EscrowRecord, OrgRecord, Status};
-use crate::retention::{EscrowWindow, RetentionPolicy};
 use crate::roles::Role;
 use crate::store::Batch;
 use repovault_proto::v1 as pb;
@@ -278,7 +278,7 @@ impl Core {
                 .plan_under(&repo, org, &history, &org.retention, now_ms)
                 .await?;
             let new = self.plan_under(&repo, org, &history, new, now_ms).await?;
-            n += crate::retention::newly_dropped(&old, &new).len() as u64;
+            n += crate::maintenance::retention::newly_dropped(&old, &new).len() as u64;
         }
         Ok(n)
     }

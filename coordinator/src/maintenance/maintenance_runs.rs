@@ -1,4 +1,4 @@
-//! Maintenance: applies the retention plan (`crate::retention`) to every repository, deletes
+//! Maintenance: applies the retention plan (`crate::maintenance::retention`) to every repository, deletes
 //! single backups (`backup delete`), purges repositories and organisations, and disconnects or
 //! reconnects organisations.
 //!
@@ -24,8 +24,8 @@ use repovault_common::repo::{PruneOutcome, SnapshotRepo};
 use repovault_common::storage::catalog_object_path;
 
 use crate::error::{CoreError, CoreResult, not_found};
+use crate::maintenance::retention::{self, BackupState, BackupView, Plan, RepoState};
 use crate::model::{BackupRecord, MaintenanceRecord, OrgRecord, RepoRecord, Status};
-use crate::retention::{self, BackupState, BackupView, Plan, RepoState};
 use crate::store::Batch;
 
 use crate::core::Core;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use repovault_coordinator::maintenance::maintenance_runs::MaintenanceOptions;
-use repovault_coordinator::retention::RetentionPolicy;
+use repovault_coordinator::maintenance::retention::RetentionPolicy;
 use repovault_tests::cluster::{Cluster, restic};
 use repovault_tests::fixtures::{git, git_command, pseudo_random_bytes, rich_repo, run};
 use repovault_tests::gitserver::GitDaemon;

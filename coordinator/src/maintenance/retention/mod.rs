@@ -1,6 +1,6 @@
 //! The retention planner: which backups of one repository to keep and which to drop, as a pure
 //! function of the backups, the organisation's policy, the repository's escrow agreements, the
-//! repository's state and the time. No I/O; the maintenance loop (`core/retention.rs`) acts on
+//! repository's state and the time. No I/O; the maintenance loop (`maintenance_runs.rs`) acts on
 //! the plan.
 //!
 //! Counts follow restic's `forget --keep-*` semantics (as in rustic_core's `forget`): walking
@@ -14,8 +14,8 @@
 //! one, nor any backup of a repository deleted or archived at the source or of a disconnected
 //! organisation (kept until purged).
 //!
-//! The policy itself, and how two policies compare, is `retention/retention_policy.rs`; the
-//! count rules (`keep_last` and the periods) are `retention/keep_counts.rs`.
+//! The policy itself, and how two policies compare, is `retention_policy.rs`; the
+//! count rules (`keep_last` and the periods) are `keep_counts.rs`.
 
 mod keep_counts;
 mod retention_policy;

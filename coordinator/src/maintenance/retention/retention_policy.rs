@@ -1,4 +1,4 @@
-//! An organisation's retention policy: what the planner (`retention.rs`) is told to keep, and
+//! An organisation's retention policy: what the planner (`mod.rs`) is told to keep, and
 //! how two policies compare, so that a change that would remove backups is told from one that
 //! cannot.
 
