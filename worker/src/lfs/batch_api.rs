@@ -364,6 +364,18 @@ pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Statuses worth another attempt: the server's trouble or its rate limit.
+/// A sent request's response; a transport error or a status worth retrying is a retry.
+pub(super) fn answered(
+    resp: reqwest::Result<reqwest::Response>,
+) -> Result<reqwest::Response, Attempt> {
+    let resp = resp.map_err(|e| Attempt::Retry(error_chain(&e.without_url())))?;
+    let status = resp.status();
+    if retryable(status) {
+        return Err(Attempt::Retry(format!("HTTP {status}")));
+    }
+    Ok(resp)
+}
+
 pub(super) fn retryable(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }

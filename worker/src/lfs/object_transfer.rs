@@ -13,8 +13,8 @@ use tokio::io::AsyncWriteExt as _;
 
 use super::LfsError;
 use super::batch_api::{
-    Action, Attempt, BatchObjectSpec, Client, ErrorBody, LFS_MEDIA_TYPE, display_url, error_chain,
-    retryable, server_message,
+    Action, Attempt, BatchObjectSpec, Client, ErrorBody, LFS_MEDIA_TYPE, answered, display_url,
+    error_chain, server_message,
 };
 use super::pointer::object_path;
 
@@ -101,14 +101,8 @@ impl Client {
                 .headers(headers.clone())
                 .send()
                 .await;
-            let resp = match resp {
-                Ok(r) => r,
-                Err(e) => return Err(Attempt::Retry(error_chain(&e.without_url()))),
-            };
+            let resp = answered(resp)?;
             let status = resp.status();
-            if retryable(status) {
-                return Err(Attempt::Retry(format!("HTTP {status}")));
-            }
             if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
                 return Ok(Downloaded::Gone(format!("download answered HTTP {status}")));
             }
@@ -175,14 +169,8 @@ impl Client {
             }
             // An explicit length: the stream's is unknown, and LFS servers (and the object
             // stores behind their hrefs) want one rather than a chunked body.
-            let resp = match req.header(CONTENT_LENGTH, size).body(body).send().await {
-                Ok(r) => r,
-                Err(e) => return Err(Attempt::Retry(error_chain(&e.without_url()))),
-            };
+            let resp = answered(req.header(CONTENT_LENGTH, size).body(body).send().await)?;
             let status = resp.status();
-            if retryable(status) {
-                return Err(Attempt::Retry(format!("HTTP {status}")));
-            }
             if !status.is_success() {
                 let message = resp
                     .json::<ErrorBody>()
@@ -224,14 +212,8 @@ impl Client {
                 .body(body.clone())
                 .send()
                 .await;
-            let resp = match resp {
-                Ok(r) => r,
-                Err(e) => return Err(Attempt::Retry(error_chain(&e.without_url()))),
-            };
+            let resp = answered(resp)?;
             let status = resp.status();
-            if retryable(status) {
-                return Err(Attempt::Retry(format!("HTTP {status}")));
-            }
             if !status.is_success() {
                 return Err(Attempt::Fatal(LfsError::Status {
                     what: "LFS verify",
