@@ -16,6 +16,7 @@ pub mod maintenance;
 pub mod model;
 pub mod roles;
 pub mod schedule;
+pub mod secrets;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -76,7 +76,7 @@ pub struct ScheduleSettings {
 pub struct OnPushHook {
     /// The forge's hook id (to remove it).
     pub hook_id: u64,
-    /// The hook's secret, sealed with [`crate::core::webhook_secret_context`].
+    /// The hook's secret, sealed with [`crate::secrets::SealContext::WebhookSecret`].
     pub sealed_secret: String,
 }
 
@@ -118,7 +118,7 @@ impl ScheduleState {
 }
 
 /// A forge credential. Secrets are sealed with the context
-/// [`crate::core::org_credential_context`] of their organisation.
+/// [`crate::secrets::SealContext::OrgCredential`] of their organisation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum OrgCredential {

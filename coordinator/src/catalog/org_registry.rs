@@ -8,9 +8,10 @@ use repovault_common::secret::Secret;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
 use crate::model::{BackupRecord, BackupType, OrgRecord, Provider, RepoRecord, RepoStats, Trigger};
+use crate::secrets::SealContext;
 use crate::tasks::queue_order::PRIORITY_MANUAL_BACKUP;
 
-use crate::core::{Core, org_key_context, repo_token_context};
+use crate::core::Core;
 
 /// Bytes of an organisation key: 256 bits, hex-encoded as the restic password.
 pub(crate) const ORG_KEY_BYTES: usize = 32;
@@ -32,7 +33,7 @@ impl Core {
         let id = ids::new_org_id();
         let key = random_secret(ORG_KEY_BYTES);
         let org = OrgRecord {
-            sealed_key: self.seal(&org_key_context(&id), &key),
+            sealed_key: self.secrets.seal(SealContext::OrgKey(&id), &key),
             id,
             name: name.to_string(),
             provider,
@@ -60,7 +61,9 @@ impl Core {
 
     pub async fn export_org_key(&self, name: &str) -> CoreResult<(OrgRecord, Secret)> {
         let org = self.org_named(name).await?;
-        let key = self.open(&org_key_context(&org.id), &org.sealed_key)?;
+        let key = self
+            .secrets
+            .open(SealContext::OrgKey(&org.id), &org.sealed_key)?;
         tracing::info!(org = %org.name, "organisation key exported");
         Ok((org, key))
     }
@@ -85,7 +88,7 @@ impl Core {
         let id = ids::new_repo_id();
         let sealed_token = token
             .filter(|t| !t.is_empty())
-            .map(|t| self.seal(&repo_token_context(&id), &t));
+            .map(|t| self.secrets.seal(SealContext::RepoToken(&id), &t));
         let repo = RepoRecord {
             id,
             org_id: org.id.clone(),

@@ -20,6 +20,7 @@ use repovault_common::storage::snapshot_repo_path;
 
 use crate::core::Core;
 use crate::error::{CoreError, CoreResult, not_found};
+use crate::secrets::SealContext;
 
 #[derive(Debug, Clone)]
 pub enum ForgetRequest {
@@ -260,9 +261,11 @@ impl Core {
             .org(&repo.org_id)
             .await?
             .ok_or_else(|| not_found("organisation", repo.org_id.clone()))?;
-        let password = self.open(&crate::core::org_key_context(&org.id), &org.sealed_key)?;
+        let password = self
+            .secrets
+            .open(SealContext::OrgKey(&org.id), &org.sealed_key)?;
         let master = match &repo.sealed_master_key {
-            Some(s) => Some(self.open(&crate::core::master_key_context(&repo.id), s)?),
+            Some(s) => Some(self.secrets.open(SealContext::RepoMasterKey(&repo.id), s)?),
             None => None,
         };
         Ok((password, master))

@@ -12,9 +12,10 @@ use repovault_common::storage::snapshot_repo_path;
 
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::model::RepoRecord;
+use crate::secrets::SealContext;
 use crate::store::Batch;
 
-use crate::core::{Core, master_key_context, org_key_context};
+use crate::core::Core;
 
 impl Core {
     /// Makes sure the repository's snapshot repository exists and its master key is stored.
@@ -37,7 +38,9 @@ impl Core {
             .org(&current.org_id)
             .await?
             .ok_or_else(|| not_found("organisation", current.org_id.clone()))?;
-        let password = self.open(&org_key_context(&org.id), &org.sealed_key)?;
+        let password = self
+            .secrets
+            .open(SealContext::OrgKey(&org.id), &org.sealed_key)?;
         let spec = RepoSpec {
             operator: self.storage.clone(),
             path: snapshot_repo_path(&current.org_id, &current.id),
@@ -55,7 +58,10 @@ impl Core {
                 current.full_name()
             ))
         })?;
-        current.sealed_master_key = Some(self.seal(&master_key_context(&current.id), &master));
+        current.sealed_master_key = Some(
+            self.secrets
+                .seal(SealContext::RepoMasterKey(&current.id), &master),
+        );
         let mut batch = Batch::default();
         batch.repo(&current);
         self.store.apply(batch).await?;

@@ -19,13 +19,13 @@ use opendal::Operator;
 use tokio::sync::{Mutex, Notify};
 
 use repovault_common::crypto::MasterKey;
-use repovault_common::secret::Secret;
 use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
 
 use crate::clock::Clock;
 use crate::error::{CoreError, CoreResult};
 use crate::model::TaskRecord;
+use crate::secrets::Secrets;
 use crate::store::Store;
 use crate::tasks::lease_state::LeasePolicy;
 use crate::tasks::task_progress::ProgressHub;
@@ -97,7 +97,8 @@ pub struct Core {
     pub clock: Arc<dyn Clock>,
     pub storage: Operator,
     pub storage_config: StorageConfig,
-    pub(crate) master: MasterKey,
+    /// The master key and sealing (`secrets.rs`).
+    pub(crate) secrets: Arc<Secrets>,
     pub timing: Timing,
     pub(crate) policy: LeasePolicy,
     pub(crate) max_attempts: u32,
@@ -169,7 +170,7 @@ impl Core {
             store: parts.store,
             storage,
             storage_config: parts.storage_config,
-            master: parts.master,
+            secrets: Arc::new(Secrets::new(parts.master)),
             timing: parts.timing,
             policy,
             max_attempts: parts.max_attempts,
@@ -220,34 +221,4 @@ impl Core {
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
-
-    pub(crate) fn seal(&self, context: &str, secret: &Secret) -> String {
-        self.master.seal_secret(context, secret)
-    }
-
-    pub(crate) fn open(&self, context: &str, sealed: &str) -> CoreResult<Secret> {
-        self.master
-            .open_secret(context, sealed)
-            .map_err(|e| CoreError::Internal(e.to_string()))
-    }
-}
-
-/// Seal contexts: a sealed value opens only for the record it was sealed for.
-pub(crate) fn org_key_context(org_id: &str) -> String {
-    format!("org-key:{org_id}")
-}
-pub(crate) fn org_credential_context(org_id: &str) -> String {
-    format!("org-credential:{org_id}")
-}
-pub(crate) fn repo_token_context(repo_id: &str) -> String {
-    format!("repo-token:{repo_id}")
-}
-pub(crate) fn master_key_context(repo_id: &str) -> String {
-    format!("repo-master-key:{repo_id}")
-}
-pub(crate) fn webhook_secret_context(repo_id: &str) -> String {
-    format!("webhook-secret:{repo_id}")
-}
-pub(crate) fn restore_token_context(restore_id: &str) -> String {
-    format!("restore-token:{restore_id}")
 }

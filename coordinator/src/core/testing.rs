@@ -53,7 +53,7 @@ pub(crate) async fn restart(c: &Core) -> Arc<Core> {
             store: c.store.clone(),
             clock: c.clock.clone(),
             storage_config: c.storage_config.clone(),
-            master: c.master.clone(),
+            master: c.secrets.master().clone(),
             timing: c.timing,
             max_attempts: c.max_attempts,
         },

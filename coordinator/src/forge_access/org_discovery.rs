@@ -2,7 +2,7 @@
 //! repositories (now, and periodically), and the credential a lease of its repositories carries.
 //!
 //! The credential is a token or a GitHub App installation. The coordinator keeps either sealed
-//! (context [`org_credential_context`]); for an App it mints installation tokens itself and
+//! (context [`SealContext::OrgCredential`]); for an App it mints installation tokens itself and
 //! caches one per installation ([`crate::forge_access::installation_tokens`]). Workers never see the private key.
 
 use std::collections::HashMap;
@@ -23,9 +23,10 @@ use crate::forge_access::discovery_plan::{
 use crate::forge_access::installation_tokens::InstallationKey;
 use crate::ids;
 use crate::model::{OrgCredential, OrgRecord, Provider, RepoRecord};
+use crate::secrets::SealContext;
 use crate::store::Batch;
 
-use crate::core::{Core, org_credential_context, org_key_context};
+use crate::core::Core;
 
 /// GitHub's public API; GitHub Enterprise is `https://HOST/api/v3`.
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
@@ -196,10 +197,10 @@ impl Core {
             )));
         }
         let id = ids::new_org_id();
-        let context = org_credential_context(&id);
+        let context = SealContext::OrgCredential(&id);
         let credential = match &new.credential {
             GitHubCredential::Token(t) => OrgCredential::Token {
-                sealed_token: self.seal(&context, &Secret::new(t.expose().trim())),
+                sealed_token: self.secrets.seal(context, &Secret::new(t.expose().trim())),
             },
             GitHubCredential::App {
                 app_id,
@@ -208,13 +209,13 @@ impl Core {
             } => OrgCredential::App {
                 app_id: *app_id,
                 installation_id: *installation_id,
-                sealed_private_key: self.seal(&context, private_key_pem),
+                sealed_private_key: self.secrets.seal(context, private_key_pem),
             },
         };
         let key =
             repovault_common::crypto::random_secret(crate::catalog::org_registry::ORG_KEY_BYTES);
         let org = OrgRecord {
-            sealed_key: self.seal(&org_key_context(&id), &key),
+            sealed_key: self.secrets.seal(SealContext::OrgKey(&id), &key),
             id,
             name: new.name.clone(),
             provider: Provider::Github,
@@ -283,18 +284,18 @@ impl Core {
     /// The token requests to the organisation's forge carry: the stored token, or a cached
     /// installation token (minted when less than ten minutes remain). `None` for plain git.
     pub async fn forge_token(&self, org: &OrgRecord) -> CoreResult<Option<Secret>> {
-        let context = org_credential_context(&org.id);
+        let context = SealContext::OrgCredential(&org.id);
         match &org.credential {
             None => Ok(None),
             Some(OrgCredential::Token { sealed_token }) => {
-                Ok(Some(self.open(&context, sealed_token)?))
+                Ok(Some(self.secrets.open(context, sealed_token)?))
             }
             Some(OrgCredential::App {
                 app_id,
                 installation_id,
                 sealed_private_key,
             }) => {
-                let key = self.open(&context, sealed_private_key)?;
+                let key = self.secrets.open(context, sealed_private_key)?;
                 let cache_key = installation_key(org).ok_or_else(|| {
                     CoreError::Internal("app credential without installation".into())
                 })?;

@@ -10,8 +10,9 @@ use repovault_proto::v1 as pb;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::forge_access::rate_budgets::{Grant, Reading};
 use crate::model::{OrgCredential, OrgRecord, Provider, RepoRecord};
+use crate::secrets::SealContext;
 
-use crate::core::{Core, org_credential_context, repo_token_context};
+use crate::core::Core;
 use crate::tasks::lifecycle::check_holder;
 
 /// The holder id of a lease in the budget: one per attempt, so a re-leased task is a new holder.
@@ -157,11 +158,11 @@ impl Core {
     /// installation token minted when it nears expiry).
     async fn current_token(&self, org: &OrgRecord, repo: &RepoRecord) -> CoreResult<Secret> {
         match &repo.sealed_token {
-            Some(s) => self.open(&repo_token_context(&repo.id), s),
+            Some(s) => self.secrets.open(SealContext::RepoToken(&repo.id), s),
             None => match &org.credential {
-                Some(OrgCredential::Token { sealed_token }) => {
-                    self.open(&org_credential_context(&org.id), sealed_token)
-                }
+                Some(OrgCredential::Token { sealed_token }) => self
+                    .secrets
+                    .open(SealContext::OrgCredential(&org.id), sealed_token),
                 _ => Ok(self.forge_token(org).await?.unwrap_or_default()),
             },
         }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::clock::Clock;
+use crate::secrets::SealContext;
 
 use repovault_common::crypto::random_secret;
 use repovault_common::forge::github::GitHubClient;
@@ -23,7 +24,7 @@ use crate::schedule::{self, BackupKind, Due, Plan, Schedule, TypeInputs};
 use crate::store::Batch;
 use crate::tasks::queue_order::PRIORITY_SCHEDULED;
 
-use crate::core::{Core, webhook_secret_context};
+use crate::core::Core;
 
 /// How often the materialiser looks for due runs: runs are placed at per-repository offsets
 /// with one-second resolution over windows of at least 30 s (half a one-minute cron slot), so
@@ -464,7 +465,9 @@ impl Core {
             });
             // The secret is stored before the hook exists: GitHub pings a new hook at once,
             // and that ping must verify. Hook id 0 until the forge answers.
-            let sealed_secret = self.seal(&webhook_secret_context(&repo.id), &secret);
+            let sealed_secret = self
+                .secrets
+                .seal(SealContext::WebhookSecret(&repo.id), &secret);
             let before = repo.clone();
             repo.on_push = Some(OnPushHook {
                 hook_id: 0,
@@ -544,7 +547,9 @@ impl Core {
                 "no repository with push backups".into(),
             ));
         };
-        let secret = self.open(&webhook_secret_context(&repo.id), &hook.sealed_secret)?;
+        let secret = self
+            .secrets
+            .open(SealContext::WebhookSecret(&repo.id), &hook.sealed_secret)?;
         if let Err(e) = webhooks::verify_signature(secret.expose().as_bytes(), signature, body) {
             return Ok(WebhookOutcome::Refused(e.to_string()));
         }
@@ -790,7 +795,9 @@ mod tests {
         let secret = Secret::new("hook-secret");
         repo.on_push = Some(OnPushHook {
             hook_id: 1,
-            sealed_secret: c.seal(&webhook_secret_context(&repo.id), &secret),
+            sealed_secret: c
+                .secrets
+                .seal(SealContext::WebhookSecret(&repo.id), &secret),
         });
         let mut batch = Batch::default();
         batch.repo(&repo);

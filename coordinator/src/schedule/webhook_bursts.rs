@@ -263,9 +263,10 @@ pub mod http {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::core::{testing, webhook_secret_context};
+        use crate::core::testing;
         use crate::model::OnPushHook;
         use crate::schedule::webhook_bursts::sign;
+        use crate::secrets::SealContext;
         use crate::store::Batch;
         use repovault_common::secret::Secret;
 
@@ -310,8 +311,8 @@ pub mod http {
             // As `repo set --on-push` leaves it.
             hooked.on_push = Some(OnPushHook {
                 hook_id: 1,
-                sealed_secret: c.seal(
-                    &webhook_secret_context(&hooked.id),
+                sealed_secret: c.secrets.seal(
+                    SealContext::WebhookSecret(&hooked.id),
                     &Secret::new("hook-secret"),
                 ),
             });

@@ -7,10 +7,9 @@ use repovault_proto::v1 as pb;
 
 use crate::error::CoreResult;
 use crate::model::{OrgCredential, OrgRecord, RepoRecord};
+use crate::secrets::SealContext;
 
-use crate::core::{
-    Core, master_key_context, org_credential_context, org_key_context, repo_token_context,
-};
+use crate::core::Core;
 
 impl Core {
     /// The repository access of a lease of `repo` of `org`.
@@ -19,21 +18,23 @@ impl Core {
         org: &OrgRecord,
         repo: &RepoRecord,
     ) -> CoreResult<pb::RepoAccess> {
-        let password = self.open(&org_key_context(&org.id), &org.sealed_key)?;
+        let password = self
+            .secrets
+            .open(SealContext::OrgKey(&org.id), &org.sealed_key)?;
         // A repository's own token wins; a discovered repository uses its organisation's
         // credential: the token, or the App's cached installation token (never the key).
         let token = match (&repo.sealed_token, &org.credential) {
-            (Some(s), _) => self.open(&repo_token_context(&repo.id), s)?,
-            (None, Some(OrgCredential::Token { sealed_token })) => {
-                self.open(&org_credential_context(&org.id), sealed_token)?
-            }
+            (Some(s), _) => self.secrets.open(SealContext::RepoToken(&repo.id), s)?,
+            (None, Some(OrgCredential::Token { sealed_token })) => self
+                .secrets
+                .open(SealContext::OrgCredential(&org.id), sealed_token)?,
             (None, Some(OrgCredential::App { .. })) => {
                 self.cached_forge_token(org).unwrap_or_default()
             }
             (None, None) => Default::default(),
         };
         let master_key = match &repo.sealed_master_key {
-            Some(s) => self.open(&master_key_context(&repo.id), s)?,
+            Some(s) => self.secrets.open(SealContext::RepoMasterKey(&repo.id), s)?,
             None => Default::default(),
         };
         Ok(pb::RepoAccess {

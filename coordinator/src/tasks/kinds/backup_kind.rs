@@ -15,11 +15,12 @@ use crate::model::{
     BackupRecord, BackupType, CheckOutcome, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord,
     Trigger, VerifyRun,
 };
+use crate::secrets::SealContext;
 use crate::store::Batch;
 use crate::verification::GIT_FSCK;
 
 use super::{Completion, Kind, LeaseCtx};
-use crate::core::{Core, master_key_context};
+use crate::core::Core;
 
 /// A pending backup record of `repo` for the task `task_id`.
 pub(crate) fn new_backup(
@@ -174,8 +175,8 @@ impl Kind for BackupKind {
             if !r.master_key.is_empty()
                 && let Some(mut repo) = core.store.repo(&task.repo_id).await?
             {
-                repo.sealed_master_key = Some(core.seal(
-                    &master_key_context(&repo.id),
+                repo.sealed_master_key = Some(core.secrets.seal(
+                    SealContext::RepoMasterKey(&repo.id),
                     &Secret::new(r.master_key.clone()),
                 ));
                 batch.repo(&repo);

@@ -11,10 +11,11 @@ use crate::model::{
     BackupRecord, OrgCredential, OrgRecord, Provider, RepoRecord, RestoreRecord, Status, TaskKind,
     TaskRecord,
 };
+use crate::secrets::SealContext;
 use crate::store::Batch;
 
 use super::{Completion, Kind, LeaseCtx};
-use crate::core::{Core, org_credential_context, restore_token_context};
+use crate::core::Core;
 
 pub(crate) struct RestoreKind;
 
@@ -197,7 +198,10 @@ impl Core {
         source_org: &OrgRecord,
     ) -> CoreResult<(Secret, bool)> {
         if let Some(s) = &r.sealed_target_token {
-            return Ok((self.open(&restore_token_context(&r.id), s)?, false));
+            return Ok((
+                self.secrets.open(SealContext::RestoreToken(&r.id), s)?,
+                false,
+            ));
         }
         let Some(org_id) = &r.target_credential_org_id else {
             return Ok((Secret::default(), false));
@@ -208,9 +212,9 @@ impl Core {
             .await?
             .ok_or_else(|| not_found("organisation", org_id.clone()))?;
         let token = match &org.credential {
-            Some(OrgCredential::Token { sealed_token }) => {
-                self.open(&org_credential_context(&org.id), sealed_token)?
-            }
+            Some(OrgCredential::Token { sealed_token }) => self
+                .secrets
+                .open(SealContext::OrgCredential(&org.id), sealed_token)?,
             Some(OrgCredential::App { .. }) => self.cached_forge_token(&org).unwrap_or_default(),
             None => Secret::default(),
         };

@@ -27,10 +27,11 @@ use repovault_common::secret::Secret;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
 use crate::model::{OrgRecord, RestoreRecord, RestoreTarget, RestoreType, Status};
+use crate::secrets::SealContext;
 use crate::tasks::queue_order::PRIORITY_RESTORE;
 use repovault_common::domain::RestoreCombination;
 
-use crate::core::{Core, restore_token_context};
+use crate::core::Core;
 use crate::forge_access::org_discovery::DEFAULT_GITHUB_API_URL;
 
 /// What an admin asks for (`StartRestoreRequest`).
@@ -207,7 +208,7 @@ impl Core {
                 restore.sealed_target_token = req
                     .token
                     .filter(|t| !t.is_empty())
-                    .map(|t| self.seal(&restore_token_context(&id), &t));
+                    .map(|t| self.secrets.seal(SealContext::RestoreToken(&id), &t));
             }
             RestoreTarget::New | RestoreTarget::Original | RestoreTarget::Existing => {
                 if !req.url.is_empty() || req.token.as_ref().is_some_and(|t| !t.is_empty()) {
