@@ -24,7 +24,7 @@ use gix::{
     refs::Target,
 };
 
-use super::{error::GitError, mirror};
+use super::{error::GitError, mirror_open};
 
 /// At most this many problems are listed in [`FsckReport::problems`]; the rest are summed up
 /// in one last line. A thousand "missing blob" lines help nobody more than twenty do.
@@ -74,7 +74,7 @@ impl FsckReport {
 /// its refs cannot be listed at all, or `interrupt` was set ([`GitError::Interrupted`]).
 /// A panic inside gix on corrupt data is caught and reported as a problem.
 pub fn fsck(dir: &Path, interrupt: &AtomicBool) -> Result<FsckReport, GitError> {
-    let repo = mirror::open(dir, None)?;
+    let repo = mirror_open::open(dir, None)?;
     let what = dir.display().to_string();
     let mut problems = Problems::default();
 
@@ -116,7 +116,7 @@ pub fn fsck(dir: &Path, interrupt: &AtomicBool) -> Result<FsckReport, GitError> 
 /// commit. A `tip` that names nothing, or that is not a commit after peeling, is an error;
 /// so is a missing commit in its history.
 pub fn count_commits(dir: &Path, tip: &str) -> Result<u64, GitError> {
-    let repo = mirror::open(dir, None)?;
+    let repo = mirror_open::open(dir, None)?;
     let err = |doing: &str| {
         let context = format!("counting the commits of {tip} in {}", dir.display());
         let doing = doing.to_owned();

@@ -12,6 +12,10 @@ mod fsck;
 #[cfg(test)]
 mod fsck_tests;
 mod mirror;
+mod mirror_fetch;
+mod mirror_inventory;
+mod mirror_open;
+mod mirror_refs;
 mod progress;
 #[cfg(test)]
 mod tests;
@@ -24,7 +28,8 @@ use repovault_common::secret::Secret;
 pub use cli::{PushOutcome, compact, init_bare, ls_remote, ls_remote_head, push_mirror, push_refs};
 pub use error::GitError;
 pub use fsck::{FsckReport, MAX_PROBLEMS, count_commits, fsck};
-pub use mirror::{files_at_head, inventory, mirror};
+pub use mirror::mirror;
+pub use mirror_inventory::{files_at_head, inventory};
 
 /// Where to fetch from or push to, with the credentials to use.
 #[derive(Debug, Clone)]
