@@ -9,6 +9,8 @@
 mod cli;
 mod error;
 mod fsck;
+mod fsck_connectivity;
+mod fsck_integrity;
 #[cfg(test)]
 mod fsck_tests;
 mod mirror;
