@@ -89,8 +89,8 @@ mod tests {
             repo_id: "r".into(),
             org_name: "org".into(),
             repo_name: "r".into(),
-            backup_type: "full".into(),
-            trigger: "manual".into(),
+            backup_type: crate::model::BackupType::Full,
+            trigger: crate::model::Trigger::Manual,
             status,
             error: None,
             created_at_ms: created,
@@ -120,7 +120,7 @@ mod tests {
             repo_full_name: "org/r".into(),
             backup_id: "b1".into(),
             snapshot_id: String::new(),
-            trigger: "schedule".into(),
+            trigger: crate::model::Trigger::Schedule,
             status: Status::Completed,
             passed: Some(true),
             checks: Vec::new(),
@@ -151,7 +151,9 @@ mod tests {
                     size_jump,
                 } => (*at_ms, backup.id.clone(), *size_jump),
                 TimelineEntry::SkippedSlot { at_ms } => (*at_ms, "skipped".into(), false),
-                TimelineEntry::Drill { at_ms, drill } => (*at_ms, drill.outcome().into(), false),
+                TimelineEntry::Drill { at_ms, drill } => {
+                    (*at_ms, drill.outcome().as_str().into(), false)
+                }
             })
             .collect();
         assert_eq!(
