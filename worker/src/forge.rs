@@ -25,7 +25,6 @@ use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
 use repovault_common::domain::Provider;
-use repovault_common::forge::github::GitHubClient;
 use repovault_common::forge::{
     self as forges, Admission, Credentials, FailureClass, Forge, ForgeEndpoint, ForgeError,
     GitRemote, RateGate, RateSnapshot, TokenSource, token_credential_id,
@@ -92,16 +91,6 @@ pub fn source_forge(
     provider: Provider,
 ) -> Result<Arc<dyn Forge>, ForgeError> {
     forges::open(provider, &endpoint(access), ctx.forge.credentials())
-}
-
-/// A REST client for the lease's forge, gated as [`source_forge`]'s. Kept for the backup task
-/// until it calls [`source_forge`]; nothing else should take a provider's own client.
-pub fn github_client(
-    ctx: &TaskContext,
-    access: &pb::RepoAccess,
-) -> Result<GitHubClient, ForgeError> {
-    let gate = ctx.forge.gate.clone();
-    Ok(GitHubClient::with_token_source(&endpoint(access), gate.clone())?.with_gate(gate))
 }
 
 /// The git layer's remote for a forge's authenticated remote (the token becomes the

@@ -182,7 +182,7 @@ impl BackupJob {
 
     /// Whether this source has forge metadata to export (LFS, issues, releases, the wiki).
     fn exports_metadata(&self) -> bool {
-        self.provider == Provider::Github
+        self.provider.is_forge()
     }
 
     fn code_dir(&self) -> PathBuf {
@@ -215,7 +215,7 @@ impl BackupJob {
 
     /// Where an incremental export resumes (phase `seed` when the parent's export must be
     /// restored first); `None`: a full export.
-    async fn resume_point(&self) -> Option<repovault_common::forge::github::Cursors> {
+    async fn resume_point(&self) -> Option<repovault_common::forge::Cursors> {
         if self.exports_metadata() && self.backup_type == BackupType::Incremental {
             forge_export::previous_export(&self.ctx, &self.repo, &self.entry, &self.spec).await
         } else {
@@ -243,7 +243,7 @@ impl BackupJob {
     /// Phase `export`: the forge's metadata, resumed from `resume` when there is one.
     async fn export(
         &self,
-        resume: Option<repovault_common::forge::github::Cursors>,
+        resume: Option<repovault_common::forge::Cursors>,
         found: &mut Findings,
     ) -> Result<(), TaskError> {
         let mode = if resume.is_some() {
@@ -251,7 +251,9 @@ impl BackupJob {
         } else {
             "full"
         };
-        let report = forge_export::export(&self.ctx, &self.access, &self.entry, resume).await?;
+        let report =
+            forge_export::export(&self.ctx, &self.access, self.provider, &self.entry, resume)
+                .await?;
         found.export = Some(ExportState {
             cursors: report.cursors.clone(),
             requests: report.requests,
@@ -310,7 +312,14 @@ impl BackupJob {
     ) -> Result<Manifest, TaskError> {
         self.ctx.progress.phase("manifest", "writing the manifest");
         let default_branch = if self.exports_metadata() {
-            forge_export::default_branch_count(&self.ctx, &self.access, fetched, previous).await
+            forge_export::default_branch_count(
+                &self.ctx,
+                &self.access,
+                self.provider,
+                fetched,
+                previous,
+            )
+            .await
         } else {
             None
         };

@@ -9,9 +9,11 @@
 //! - **Permanent** when another attempt would get the same answer: the lease is not valid for
 //!   this worker (no spec, a value unknown to this version, an invalid restore combination);
 //!   the source or target refuses us or is not there (git's not-found, unavailable,
-//!   authentication, an invalid URL, a target that is not empty; a forge's 401, 403, 404, 410
-//!   or 451); a local path outside the allowed roots; the snapshot repository's key is wrong or
-//!   its data is damaged. The coordinator fails the task at once.
+//!   authentication, an invalid URL, a target that is not empty; a forge failure its one
+//!   classification, `ForgeError::class`, calls permanent, turned into a task failure by
+//!   `forge::task_failure`); a local path outside the allowed roots; the snapshot repository's
+//!   key is wrong or its data is damaged (`RepoError::is_retryable`). The coordinator fails the
+//!   task at once.
 //! - **Retryable** otherwise: transport failures and 5xx after their own retries, the local
 //!   file system (a full disk, a removal that failed), an interruption, a panic in a blocking
 //!   step. The coordinator queues the task again while attempts remain. When in doubt an error
@@ -159,13 +161,9 @@ impl From<GitError> for TaskError {
 }
 
 impl From<RepoError> for TaskError {
-    /// Permanent for a wrong key or damaged data; anything else (storage, a lost lease at the
-    /// commit fence) may pass on another attempt.
+    /// Retryable as the snapshot store's policy says ([`RepoError::is_retryable`]).
     fn from(e: RepoError) -> Self {
-        let retryable = !matches!(
-            e,
-            RepoError::WrongPassword { .. } | RepoError::Damaged { .. }
-        );
+        let retryable = e.is_retryable();
         Self {
             message: format!("snapshot repository: {e}"),
             retryable,

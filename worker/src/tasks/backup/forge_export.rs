@@ -1,5 +1,5 @@
-//! The forge's part of a backup (GitHub today): the LFS objects, the metadata export, the wiki
-//! and the default branch's commit count.
+//! The forge's part of a backup: the LFS objects, the metadata export, the wiki and the default
+//! branch's commit count, through the forge seam (`repovault_common::forge::Forge`).
 //!
 //! The metadata export writes into a staging directory (`.export/`) and is swapped into place
 //! only when it returned; a failed export leaves the previous export in the entry. An
@@ -8,15 +8,12 @@
 //! otherwise the parent's export is restored from the parent snapshot first, and without one the
 //! export is full.
 //!
-//! The two calls into the forge's library ([`call_export_repo`], [`call_commit_count`]) are
-//! each one small function, so that the forge seam replaces them in one place.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use repovault_common::forge::github::{
-    Cursors, ExportMode, ExportReport, ForgeError, GitHubClient, export_repo,
-};
+use repovault_common::domain::Provider;
+use repovault_common::forge::{Cursors, ExportMode, ExportReport};
 use repovault_common::manifest::{self, BranchCount, ComponentStatus, Manifest};
 use repovault_common::repo::SnapshotRepo;
 use repovault_proto::v1 as pb;
@@ -96,11 +93,12 @@ pub(super) async fn previous_export(
 pub(super) async fn export(
     ctx: &Arc<TaskContext>,
     access: &pb::RepoAccess,
+    provider: Provider,
     entry: &Path,
     resume: Option<Cursors>,
 ) -> Result<ExportReport, TaskError> {
-    let client = crate::forge::github_client(ctx, access)
-        .map_err(|e| TaskError::permanent("GitHub client").with_source(e))?;
+    let forge = crate::forge::source_forge(ctx, access, provider)
+        .map_err(|e| crate::forge::task_failure("the source's forge", e))?;
     let staging = entry.join(".export");
     clear(staging.clone()).await?;
     ctx.progress.phase(
@@ -114,12 +112,26 @@ pub(super) async fn export(
             }
         ),
     );
-    let report = call_export_repo(&client, access, &staging, entry, resume).await;
+    let previous = resume.is_some().then_some(entry);
+    let mode = match resume {
+        Some(cursors) => ExportMode::Incremental { cursors },
+        None => ExportMode::Full,
+    };
+    let report = forge
+        .export_metadata(
+            &access.org_name,
+            &access.repo_name,
+            &staging,
+            previous,
+            mode,
+        )
+        .await;
     let report = match report {
         Ok(r) => r,
         Err(e) => {
             clear(staging).await?;
-            return Err(forge_failure(&access.org_name, &access.repo_name, e));
+            let context = format!("repository {}/{}", access.org_name, access.repo_name);
+            return Err(crate::forge::task_failure(&context, e));
         }
     };
     let entry = entry.to_owned();
@@ -131,31 +143,6 @@ pub(super) async fn export(
         "metadata exported"
     );
     Ok(report)
-}
-
-/// The forge call of the export: [`export_repo`] into `staging`, carrying unchanged documents
-/// over from `entry` when resuming.
-async fn call_export_repo(
-    client: &GitHubClient,
-    access: &pb::RepoAccess,
-    staging: &Path,
-    entry: &Path,
-    resume: Option<Cursors>,
-) -> Result<ExportReport, ForgeError> {
-    let previous = resume.is_some().then_some(entry);
-    let mode = match resume {
-        Some(cursors) => ExportMode::Incremental { cursors },
-        None => ExportMode::Full,
-    };
-    export_repo(
-        client,
-        &access.org_name,
-        &access.repo_name,
-        staging,
-        previous,
-        mode,
-    )
-    .await
 }
 
 /// Removes a directory tree, on the blocking pool.
@@ -177,17 +164,6 @@ fn swap_into_place(staging: &Path, entry: &Path) -> Result<(), TaskError> {
         }
     }
     remove_all(staging)
-}
-
-/// A repository the forge will not serve fails its task for good (a retry gets the same
-/// answer); anything else (5xx after retries, transport) may pass on another attempt.
-fn forge_failure(owner: &str, name: &str, e: ForgeError) -> TaskError {
-    let context = format!("GitHub repository {owner}/{name}");
-    match e.status() {
-        Some(401 | 403 | 404 | 410 | 451) => TaskError::permanent(context),
-        _ => TaskError::retryable(context),
-    }
-    .with_source(e)
 }
 
 /// Whether the exported `meta/repo.json` says the wiki is enabled; `None`: it does not say.
@@ -338,6 +314,7 @@ pub(super) async fn lfs(
 pub(super) async fn default_branch_count(
     ctx: &Arc<TaskContext>,
     access: &pb::RepoAccess,
+    provider: Provider,
     fetched: &git::FetchOutcome,
     previous: Option<&Manifest>,
 ) -> Option<BranchCount> {
@@ -350,14 +327,17 @@ pub(super) async fn default_branch_count(
     {
         return Some(bc.clone());
     }
-    let client = match crate::forge::github_client(ctx, access) {
-        Ok(c) => c,
+    let forge = match crate::forge::source_forge(ctx, access, provider) {
+        Ok(f) => f,
         Err(e) => {
-            tracing::warn!(error = %e, "no GitHub client for the commit count");
+            tracing::warn!(error = %e, "no forge client for the commit count");
             return None;
         }
     };
-    match call_commit_count(&client, access, &oid).await {
+    match forge
+        .commit_count(&access.org_name, &access.repo_name, &oid)
+        .await
+    {
         Ok(Some(commits)) => Some(BranchCount {
             branch,
             oid,
@@ -365,18 +345,8 @@ pub(super) async fn default_branch_count(
         }),
         Ok(None) => None,
         Err(e) => {
-            tracing::warn!(error = %e, "GitHub's commit count could not be read");
+            tracing::warn!(error = %e, "the forge's commit count could not be read");
             None
         }
     }
-}
-
-/// The forge call of the commit count: the number of commits reachable from `oid`.
-async fn call_commit_count(
-    client: &GitHubClient,
-    access: &pb::RepoAccess,
-    oid: &str,
-) -> Result<Option<u64>, ForgeError> {
-    repovault_common::forge::github::commit_count(client, &access.org_name, &access.repo_name, oid)
-        .await
 }
