@@ -4,19 +4,24 @@
 //! leaves one artifact in storage. Its first link expires `link_ttl` (default 6 h) after the
 //! restore completed; `restore link` mints later links. The artifact lives until the latest
 //! expiry of any link minted for it ([`artifact_expiry`]); then the expiry loop
-//! ([`Core::expire_downloads`], every [`EXPIRY_INTERVAL`]) deletes it and marks the record
+//! ([`Downloads::expire_downloads`], every [`EXPIRY_INTERVAL`]) deletes it and marks the record
 //! (`artifact_expired`). Links are [`repovault_common::links`] HMAC links served by
 //! `GET /downloads/<id>` on the HTTP port (`http.rs`); their key is derived from the master key
 //! (context [`LINK_KEY_CONTEXT`]), so it needs no file of its own, survives restarts and any
 //! coordinator holding the master key verifies it; rotating the master key invalidates
 //! outstanding links.
 
+use crate::store::Store;
 use repovault_common::crypto::MasterKey;
 use repovault_common::links::{
     DEFAULT_LINK_TTL, HmacLinker, LINK_KEY_CONTEXT, Link, LinkRefusal, LinkRequest, Linker,
 };
 
-use crate::core::Core;
+use std::sync::Arc;
+
+use opendal::Operator;
+
+use crate::clock::Clock;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::model::{RestoreRecord, Status};
 use crate::store::Batch;
@@ -26,9 +31,13 @@ use crate::store::Batch;
 /// the restore records.
 pub const EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
-/// The link signing key and the base URL links start with.
+/// The downloads component: the link signing key and the base URL links start with, and the
+/// store, storage and clock it mints, checks and expires links with. Its lock is its own.
 pub struct Downloads {
     key: [u8; 32],
+    store: Store,
+    storage: Operator,
+    clock: Arc<dyn Clock>,
     base_url: parking_lot::RwLock<Option<String>>,
     /// Serialises read-modify-write of restore records by `restore link` and the expiry loop.
     lock: tokio::sync::Mutex<()>,
@@ -44,9 +53,14 @@ impl std::fmt::Debug for Downloads {
 }
 
 impl Downloads {
-    pub fn new(master: &MasterKey) -> Self {
+    /// Links signed with a key derived from `master`, records in `store`, artifacts in
+    /// `storage`, expiry on `clock`.
+    pub fn new(master: &MasterKey, store: Store, storage: Operator, clock: Arc<dyn Clock>) -> Self {
         Self {
             key: master.derive_key(LINK_KEY_CONTEXT),
+            store,
+            storage,
+            clock,
             base_url: parking_lot::RwLock::new(None),
             lock: tokio::sync::Mutex::new(()),
         }
@@ -130,12 +144,12 @@ pub enum DownloadRefusal {
     Unavailable(String),
 }
 
-impl Core {
+impl Downloads {
     /// The current link of a completed download restore: valid until its artifact expires.
     /// `None` for other restores, a deleted artifact, or a coordinator without an HTTP port.
     pub fn download_link(&self, r: &RestoreRecord) -> Option<Link> {
         let a = artifact(r)?;
-        Some(self.downloads.linker()?.link(&LinkRequest {
+        Some(self.linker()?.link(&LinkRequest {
             restore_id: &a.restore_id,
             artifact_path: &a.path,
             expires_at: a.expires_at_ms.div_euclid(1000),
@@ -151,7 +165,7 @@ impl Core {
         id: &str,
         expires_at_ms: i64,
     ) -> CoreResult<(RestoreRecord, Link)> {
-        let _g = self.downloads.lock.lock().await;
+        let _g = self.lock.lock().await;
         let mut r = self
             .store
             .restore(id)
@@ -170,7 +184,7 @@ impl Core {
                 ),
             })
         })?;
-        let linker = self.downloads.linker().ok_or_else(|| {
+        let linker = self.linker().ok_or_else(|| {
             CoreError::FailedPrecondition("this coordinator serves no HTTP port for links".into())
         })?;
         let expires_at = expires_at_ms.div_euclid(1000);
@@ -207,7 +221,6 @@ impl Core {
             .ok_or(DownloadRefusal::NotFound)?;
         let path = r.artifact_path.clone().ok_or(DownloadRefusal::NotFound)?;
         let hmac = self
-            .downloads
             .hmac()
             .ok_or_else(|| DownloadRefusal::Unavailable("no link base URL".into()))?;
         let expires_at: i64 = expires.parse().map_err(|_| LinkRefusal::Altered)?;
@@ -233,7 +246,7 @@ impl Core {
     /// the restore ids. Run by the expiry loop every [`EXPIRY_INTERVAL`]. A failed delete is
     /// logged and retried on the next run.
     pub async fn expire_downloads(&self, now_ms: i64) -> CoreResult<Vec<String>> {
-        let _g = self.downloads.lock.lock().await;
+        let _g = self.lock.lock().await;
         let records = self.store.restores().await?;
         let artifacts: Vec<Artifact> = records.iter().filter_map(artifact).collect();
         let mut done = Vec::new();
@@ -257,14 +270,14 @@ impl Core {
     }
 }
 
-/// The expiry loop: [`Core::expire_downloads`] every [`EXPIRY_INTERVAL`] (the first run at
+/// The expiry loop: [`Downloads::expire_downloads`] every [`EXPIRY_INTERVAL`] (the first run at
 /// start-up, which catches artifacts that expired while the coordinator was down).
-pub async fn run_expiry(core: std::sync::Arc<Core>) {
+pub async fn run_expiry(downloads: Arc<Downloads>) {
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = core.expire_downloads(core.now_ms()).await {
+        if let Err(e) = downloads.expire_downloads(downloads.clock.now_ms()).await {
             tracing::warn!(error = %e, "download expiry");
         }
     }

@@ -103,6 +103,7 @@ async fn download(
 
     let refuse = |code: StatusCode, msg: String| (code, format!("{msg}\n")).into_response();
     let (r, path) = match core
+        .downloads
         .open_download(&id, &q.expires, &q.sig, core.now_ms())
         .await
     {

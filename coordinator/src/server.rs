@@ -256,12 +256,12 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     }
     // Deleting expired download artifacts (`downloads.rs`).
     {
-        let core = core.clone();
+        let downloads = core.downloads.clone();
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = crate::downloads::run_expiry(core) => {}
+                _ = crate::downloads::run_expiry(downloads) => {}
             }
         }));
     }

@@ -123,7 +123,7 @@ pub struct Core {
     pub(crate) forget_tx:
         tokio::sync::mpsc::UnboundedSender<crate::catalog::reconcile::ForgetRequest>,
     /// Download links: their signing key and base URL (`downloads.rs`).
-    pub downloads: crate::downloads::Downloads,
+    pub downloads: Arc<crate::downloads::Downloads>,
     /// Scheduled and on-push backups: the clock, push bursts (`schedule/schedule_runs.rs`).
     pub schedules: crate::schedule::schedule_runs::Schedules,
     /// Size thresholds, the read-back rotation, drills; set by the server from the
@@ -160,7 +160,12 @@ impl Core {
             backoff_base_ms: h,
             backoff_max_ms: 5 * 60 * 1000,
         };
-        let downloads = crate::downloads::Downloads::new(&parts.master);
+        let downloads = Arc::new(crate::downloads::Downloads::new(
+            &parts.master,
+            parts.store.clone(),
+            storage.clone(),
+            parts.clock.clone(),
+        ));
         let core = Arc::new(Self {
             downloads,
             schedules: crate::schedule::schedule_runs::Schedules::new(parts.clock.clone()),

@@ -342,6 +342,7 @@ impl AdminService for AdminApi {
         );
         let (restore, link) = self
             .core
+            .downloads
             .mint_download_link(&r.id, self.core.now_ms().saturating_add(ttl))
             .await?;
         Ok(Response::new(pb::MintDownloadLinkResponse {
@@ -758,7 +759,7 @@ impl AdminApi {
     /// A restore as the admin sees it, with a completed download's current link.
     fn restore_with_link(&self, r: &crate::model::RestoreRecord) -> pb::Restore {
         let mut p = convert::restore(r);
-        if let Some(link) = self.core.download_link(r) {
+        if let Some(link) = self.core.downloads.download_link(r) {
             p.download_url = link.url;
             p.download_expires_at = repovault_common::links::format_unix(link.expires_at);
         }

@@ -254,6 +254,7 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
     // Expired: a genuine link past its expiry is refused with 410.
     let (_, expired) = c
         .core()
+        .downloads
         .mint_download_link(&restore_id, now_ms() - 60_000)
         .await
         .unwrap();
@@ -289,6 +290,7 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
     // and the record marked.
     assert!(
         c.core()
+            .downloads
             .expire_downloads(now_ms())
             .await
             .unwrap()
@@ -296,6 +298,7 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
     );
     let deleted = c
         .core()
+        .downloads
         .expire_downloads(now_ms() + 3 * 3600 * 1000)
         .await
         .unwrap();
@@ -310,6 +313,7 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
     assert_eq!(code, 410, "{body}");
     assert!(
         c.core()
+            .downloads
             .mint_download_link(&restore_id, now_ms() + 3_600_000)
             .await
             .is_err()
@@ -321,6 +325,7 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
     // A second pass has nothing left to do.
     assert!(
         c.core()
+            .downloads
             .expire_downloads(now_ms() + 3 * 3600 * 1000)
             .await
             .unwrap()
@@ -410,7 +415,7 @@ async fn github_backups_zip_mirror_wiki_lfs_and_metadata() {
             "{:?}",
             r.error
         );
-        let link = c.core().download_link(&r).unwrap();
+        let link = c.core().downloads.download_link(&r).unwrap();
         let zip_path = work.path().join(format!("{repo}.zip"));
         assert_eq!(curl(&link.url, &zip_path).0, 200);
         assert_eq!(Some(sha256_file(&zip_path)), r.artifact_sha256);
