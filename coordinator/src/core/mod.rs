@@ -8,7 +8,6 @@
 //! the store's load), and a coordinator that restarts honours every persisted lease for a
 //! takeover grace before reaping it.
 
-mod health;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -1,6 +1,6 @@
 //! The operator's view: one state per repository (here), the summary over many
-//! (`health/health_summary.rs`) and a repository's timeline (`health/health_timeline.rs`).
-//! Pure: everything, `now` included, comes in as arguments; the core (`core/health.rs`)
+//! (`health_summary.rs`) and a repository's timeline (`health_timeline.rs`).
+//! Pure: everything, `now` included, comes in as arguments; the shell (`health_view.rs`)
 //! gathers the inputs.
 //!
 //! States, first match wins:
@@ -15,6 +15,8 @@
 
 mod health_summary;
 mod health_timeline;
+/// The shell: the health view and timeline over the store, and the health gauges.
+mod health_view;
 
 use serde::Serialize;
 

@@ -17,7 +17,7 @@ use crate::model::{
 use crate::schedule::{Plan, Schedule};
 use crate::tasks::lease_state::TaskState;
 
-use super::{Core, format_ms};
+use crate::core::{Core, format_ms};
 
 fn opt_ms(ms: Option<i64>) -> String {
     ms.map(format_ms).unwrap_or_default()
