@@ -4,8 +4,8 @@
 
 use repovault_proto::v1 as pb;
 
+use crate::admin_client::{Admin, CliError};
 use crate::args::{AuditCmd, Command, OutputFormat};
-use crate::client::{Admin, CliError};
 use crate::output::{self, is_json};
 
 mod admin_cmd;

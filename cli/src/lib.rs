@@ -4,8 +4,8 @@
 //! found, 4 coordinator unreachable or unauthenticated, 5 a verification or drill found a
 //! problem.
 
+mod admin_client;
 mod args;
-mod client;
 mod commands;
 mod output;
 mod run;

@@ -10,8 +10,8 @@ use repovault_coordinator::config::{ConfigError, CoordinatorConfig, Settings};
 use repovault_worker::local_paths::LocalPaths;
 use repovault_worker::session::{self, Exit, WorkerConfig};
 
+use crate::admin_client::{CliError, connect};
 use crate::args::{Cli, Command, StandaloneArgs, WorkerArgs};
-use crate::client::{CliError, connect};
 use crate::{commands, exit};
 
 pub async fn run_cli(cli: Cli) -> i32 {

@@ -15,7 +15,7 @@ use tonic::{Code, Status};
 
 use repovault_proto::v1 as pb;
 
-use crate::client::Client;
+use crate::coordinator_client::Client;
 use crate::tasks::LeaseView;
 
 /// First pause after a transient failure. A coordinator restarted by its supervisor answers

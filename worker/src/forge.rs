@@ -32,7 +32,7 @@ use repovault_common::forge::{
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
-use crate::client::Client;
+use crate::coordinator_client::Client;
 use crate::git::Remote;
 use crate::tasks::{TaskContext, TaskError};
 

@@ -2,8 +2,8 @@
 //! restore, with gix for git and rustic_core for the snapshot repository.
 
 pub mod cache;
-pub mod client;
 pub mod commit;
+pub mod coordinator_client;
 pub mod forge;
 pub mod git;
 pub mod lfs;

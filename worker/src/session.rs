@@ -35,7 +35,7 @@ use repovault_proto::PROTOCOL_VERSION;
 use repovault_proto::v1 as pb;
 
 use crate::cache::MirrorCache;
-use crate::client::{Client, connect};
+use crate::coordinator_client::{Client, connect};
 use crate::tasks::LeaseView;
 
 #[derive(Debug, Clone)]

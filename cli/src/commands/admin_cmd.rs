@@ -3,8 +3,8 @@
 use repovault_common::domain::TaskKind;
 use repovault_proto::v1 as pb;
 
+use crate::admin_client::{Admin, CliError};
 use crate::args::{AdminCmd, OutputFormat};
-use crate::client::{Admin, CliError};
 use crate::exit;
 use crate::output::spelled;
 use crate::output::{self, is_json};

@@ -4,8 +4,8 @@
 use repovault_common::domain::{BackupType, ComponentState, TaskStatus, Trigger, VerifyStatus};
 use repovault_proto::v1 as pb;
 
+use crate::admin_client::{Admin, CliError};
 use crate::args::{BackupCmd, OutputFormat};
-use crate::client::{Admin, CliError};
 use crate::exit;
 use crate::output::{self, fields, human_bytes, is_json};
 use crate::output::{spelled, value};

@@ -3,8 +3,8 @@
 use repovault_common::domain::{CheckOutcome, DrillStatus, Trigger};
 use repovault_proto::v1 as pb;
 
+use crate::admin_client::{Admin, CliError};
 use crate::args::{DrillCmd, OutputFormat};
-use crate::client::{Admin, CliError};
 use crate::exit;
 use crate::output::{self, fields};
 use crate::output::{spelled, value};

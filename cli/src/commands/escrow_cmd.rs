@@ -2,8 +2,8 @@
 
 use repovault_proto::v1 as pb;
 
+use crate::admin_client::{Admin, CliError};
 use crate::args::{EscrowCmd, OutputFormat};
-use crate::client::{Admin, CliError};
 use crate::exit;
 use crate::output::{self, is_json};
 

@@ -9,8 +9,8 @@ use repovault_common::secret::Secret;
 use repovault_coordinator::core::github::{check_app_private_key, check_ca_cert, validate_api_url};
 use repovault_proto::v1 as pb;
 
+use crate::admin_client::CliError;
 use crate::args::OrgAddArgs;
-use crate::client::CliError;
 
 fn read_file(flag: &str, p: &Path) -> Result<String, CliError> {
     let v = std::fs::read_to_string(p)

@@ -3,8 +3,8 @@
 use repovault_common::domain::Provider;
 use repovault_proto::v1 as pb;
 
+use crate::admin_client::{Admin, CliError};
 use crate::args::{OrgCmd, OrgKeyCmd, OrgRetentionArgs, OutputFormat};
-use crate::client::{Admin, CliError};
 use crate::exit;
 use crate::output::{self, fields, is_json};
 use crate::output::{spelled, value};

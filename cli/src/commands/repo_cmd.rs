@@ -2,8 +2,8 @@
 
 use repovault_proto::v1 as pb;
 
+use crate::admin_client::{Admin, CliError, read_token};
 use crate::args::{OutputFormat, RepoCmd};
-use crate::client::{Admin, CliError, read_token};
 use crate::exit;
 use crate::output::{self, is_json};
 

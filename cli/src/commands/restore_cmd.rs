@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use repovault_common::domain::{self, RestoreCombination, TaskStatus};
 use repovault_proto::v1 as pb;
 
+use crate::admin_client::{Admin, CliError, read_token};
 use crate::args::{OutputFormat, RestoreCmd, RestoreTarget, RestoreType};
-use crate::client::{Admin, CliError, read_token};
 use crate::exit;
 use crate::output::{self, fields, is_json};
 use crate::output::{spelled, value};

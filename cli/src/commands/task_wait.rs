@@ -11,8 +11,8 @@ use serde::Serialize;
 use repovault_common::domain::TaskStatus;
 use repovault_proto::v1 as pb;
 
+use crate::admin_client::{Admin, CliError};
 use crate::args::OutputFormat;
-use crate::client::{Admin, CliError};
 use crate::exit;
 use crate::output::value;
 use crate::output::{self, is_json};

@@ -4,8 +4,8 @@
 use repovault_common::domain::{CheckOutcome, VerifyRun, VerifyStatus};
 use repovault_proto::v1 as pb;
 
+use crate::admin_client::{Admin, CliError};
 use crate::args::OutputFormat;
-use crate::client::{Admin, CliError};
 use crate::exit;
 use crate::output::{fields, human_bytes};
 use crate::output::{spelled, value};

@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use repovault_common::domain::{RestoreTarget, RestoreType, TaskStatus};
 use repovault_proto::v1 as pb;
 
+use crate::admin_client::{Admin, CliError};
 use crate::args::OutputFormat;
-use crate::client::{Admin, CliError};
 use crate::exit;
 use crate::output::{self, fields, is_json};
 use crate::output::{spelled, value};

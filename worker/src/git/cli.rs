@@ -14,7 +14,7 @@ use std::{
 
 use repovault_common::redact::scrub;
 
-use super::{Remote, error::GitError};
+use super::{Remote, git_error::GitError};
 
 /// The result of [`push_mirror`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

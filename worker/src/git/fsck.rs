@@ -20,9 +20,9 @@ use std::{
 use gix::{ObjectId, objs::Kind};
 
 use super::{
-    error::GitError,
     fsck_connectivity::{Interrupted, Walk, refs_to_check},
     fsck_integrity::verify_objects,
+    git_error::GitError,
     mirror_open::open,
 };
 

@@ -13,8 +13,8 @@ use std::{
 };
 
 use super::{
-    error::GitError,
     fsck::{Problems, chain},
+    git_error::GitError,
 };
 
 /// How often the flag a verification gets looks at the caller's interrupt (see

@@ -12,11 +12,11 @@ use std::{
 
 use super::{
     FetchOutcome, GitProgress, Remote,
-    error::GitError,
+    counting_progress::{self as progress, Counters, Snapshot},
+    git_error::GitError,
     mirror_fetch::{Fetched, fetch_any},
     mirror_inventory::inventory,
     mirror_open::{ensure_mirror_config, open, open_options},
-    progress::{self, Counters, Snapshot},
 };
 
 /// How often progress is reported: four times a second is smooth enough for a progress line

@@ -21,10 +21,10 @@ use repovault_common::redact::scrub;
 
 use super::{
     Remote,
-    error::{GitError, classify},
+    counting_progress::{self as progress, Counters},
+    git_error::{GitError, classify},
     mirror_inventory::{inventory, inventory_of},
     mirror_refs::{HeadTarget, prune_stale, refuse_rejected, set_head},
-    progress::{self, Counters},
 };
 
 /// The refspecs of a mirror: every ref, forced, except the merge refs GitHub regenerates.

@@ -9,7 +9,7 @@ use std::{
 
 use gix::{bstr::ByteSlice, refs::Target};
 
-use super::{Inventory, error::GitError, mirror_open::open};
+use super::{Inventory, git_error::GitError, mirror_open::open};
 
 /// Lists the refs of the repository at `dir`, its `HEAD` and its commit count.
 pub fn inventory(dir: &Path) -> Result<Inventory, GitError> {

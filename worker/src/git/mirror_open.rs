@@ -9,7 +9,7 @@ use std::path::Path;
 
 use gix::bstr::BString;
 
-use super::error::GitError;
+use super::git_error::GitError;
 
 /// Options to open a mirror: no user, system or environment configuration; the auth header and
 /// a committer identity only in memory.

@@ -12,7 +12,7 @@ use gix::{
     },
 };
 
-use super::{error::GitError, mirror_inventory::local_refs};
+use super::{git_error::GitError, mirror_inventory::local_refs};
 
 /// Where the remote's `HEAD` points, as it advertised it.
 pub(super) enum HeadTarget {

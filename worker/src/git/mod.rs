@@ -7,18 +7,18 @@
 //! URLs that carry credentials themselves are refused.
 
 mod cli;
-mod error;
+mod counting_progress;
 mod fsck;
 mod fsck_connectivity;
 mod fsck_integrity;
 #[cfg(test)]
 mod fsck_tests;
+mod git_error;
 mod mirror;
 mod mirror_fetch;
 mod mirror_inventory;
 mod mirror_open;
 mod mirror_refs;
-mod progress;
 #[cfg(test)]
 mod tests;
 
@@ -28,8 +28,8 @@ use base64::Engine as _;
 use repovault_common::secret::Secret;
 
 pub use cli::{PushOutcome, compact, init_bare, ls_remote, ls_remote_head, push_mirror, push_refs};
-pub use error::GitError;
 pub use fsck::{FsckReport, MAX_PROBLEMS, count_commits, fsck};
+pub use git_error::GitError;
 pub use mirror::mirror;
 pub use mirror_inventory::{files_at_head, inventory};
 

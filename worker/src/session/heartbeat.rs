@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use repovault_proto::v1 as pb;
 
-use crate::client::Client;
+use crate::coordinator_client::Client;
 use crate::forge::RatePauses;
 
 use super::Held;

@@ -13,8 +13,8 @@ use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
 use crate::cache::MirrorCache;
-use crate::client::Client;
 use crate::commit::CallError;
+use crate::coordinator_client::Client;
 use crate::progress::{Progress, RESEND};
 use crate::tasks::leased::{self, Leased};
 use crate::tasks::{self, LeaseView, TaskContext, TaskError};

@@ -135,7 +135,7 @@ pub struct TaskContext {
     pub local_paths: crate::local_paths::LocalPaths,
     pub progress: Progress,
     pub lease: Arc<LeaseView>,
-    pub client: crate::client::Client,
+    pub client: crate::coordinator_client::Client,
     pub runtime: tokio::runtime::Handle,
     /// The forge's rate budget and current token for this lease (see [`crate::forge`]).
     pub forge: crate::forge::TaskForge,
@@ -155,9 +155,7 @@ impl TaskContext {
         }
         blocking(move || {
             let own: Vec<&std::path::Path> = own.iter().map(|p| p.as_path()).collect();
-            policy
-                .check(&url, &own)
-                .map_err(TaskError::permanent_from)
+            policy.check(&url, &own).map_err(TaskError::permanent_from)
         })
         .await
     }

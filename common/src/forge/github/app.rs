@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::client::{GitHubClient, GitHubEndpoint};
+use super::rest_client::{GitHubClient, GitHubEndpoint};
 use crate::forge::ForgeError;
 use crate::secret::Secret;
 

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::client::{GitHubClient, Page};
+use super::rest_client::{GitHubClient, Page};
 use crate::forge::ForgeError;
 
 /// The number of commits reachable from `sha` (a commit id, or a branch or tag name) in

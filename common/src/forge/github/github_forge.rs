@@ -13,7 +13,7 @@ use crate::forge::seam::{
 };
 
 use super::access::{AccessPlan, AccessScope};
-use super::client::GitHubClient;
+use super::rest_client::GitHubClient;
 use super::restore::{self as engine, Pace, RestoreOptions, RestoreTarget};
 use super::{ExportMode, ExportReport, RemoteRepo, RestorePlan, RestoreReport};
 

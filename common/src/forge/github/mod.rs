@@ -70,8 +70,8 @@
 pub mod access;
 pub mod app;
 mod blocking;
-pub mod client;
 pub mod commits;
+pub mod rest_client;
 
 pub mod export;
 mod github_forge;
@@ -85,10 +85,10 @@ mod transport;
 
 pub use crate::forge::ForgeError;
 pub use app::{app_jwt, mint_installation_token};
-pub use client::{GitHubClient, GitHubEndpoint, Listing, Page};
 pub use commits::commit_count;
 pub use export::{ComponentStatus, Counts, Cursors, ExportMode, ExportReport, export_repo};
 pub use github_forge::GitHubForge;
+pub use rest_client::{GitHubClient, GitHubEndpoint, Listing, Page};
 
 pub use rate::{
     Admission, RateGate, RateObserver, RateSnapshot, StaticToken, TokenSource, app_credential_id,

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::client::GitHubClient;
+use super::rest_client::GitHubClient;
 use crate::forge::ForgeError;
 
 /// GitHub's largest `per_page` ("Using pagination in the REST API").

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::client::GitHubClient;
+use super::rest_client::GitHubClient;
 use crate::forge::ForgeError;
 
 /// A repository as the organisation lists it. `id` is GitHub's stable id: a rename keeps it.

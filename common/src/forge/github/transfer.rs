@@ -20,7 +20,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use super::client::GitHubClient;
+use super::rest_client::GitHubClient;
 use super::transport::{Answer, ReqBody, SERVER_ERROR_BACKOFF, SERVER_ERROR_RETRIES};
 use crate::forge::ForgeError;
 

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use super::store::aggregate_mtime;
+use super::export_store::aggregate_mtime;
 use super::{ComponentStatus, Ctx};
 use crate::forge::ForgeError;
 use crate::forge::github::blocking::blocking;

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use super::store::{Doc, mtime_of, timestamp};
+use super::export_store::{Doc, mtime_of, timestamp};
 use super::{ComponentStatus, Ctx, classify};
 use crate::forge::ForgeError;
 
@@ -261,8 +261,8 @@ async fn incremental(ctx: &mut Ctx<'_>, since: &str) -> Result<(), ForgeError> {
 /// an empty list: nothing the tree does not hold.
 async fn changed_since(ctx: &mut Ctx<'_>, key: &str, path: &str) -> Result<Vec<Value>, ForgeError> {
     Ok(match ctx.cond.list(ctx.client, key, path).await? {
-        super::store::Fetched::Fresh(items) => items,
-        super::store::Fetched::Unchanged => Vec::new(),
+        super::export_store::Fetched::Fresh(items) => items,
+        super::export_store::Fetched::Unchanged => Vec::new(),
     })
 }
 

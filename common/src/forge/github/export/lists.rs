@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::store::aggregate_mtime;
+use super::export_store::aggregate_mtime;
 use super::{ComponentStatus, Ctx, classify};
 use crate::forge::ForgeError;
 

@@ -8,7 +8,7 @@
 //! meta/issues/<number / 100>/<number>.json   {"issue", "comments", "events"}
 //! meta/pulls/<number / 100>/<number>.json    {"pull", "comments", "reviews", "review_comments"}
 //! meta/releases/<id>.json                    the release (with its assets' metadata)
-//! releases/<id>/<asset name>                 asset bytes (streamed in: see store::Tree::download)
+//! releases/<id>/<asset name>                 asset bytes (streamed in: see export_store::Tree::download)
 //! meta/labels.json, meta/milestones.json, meta/workflows.json
 //! meta/settings/{branch_protection,rulesets,hooks,deploy_keys}.json
 //! meta/settings/{collaborators,collaborators_direct,collaborators_outside,teams}.json
@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Every JSON file has sorted keys; item files carry the item's latest `updated_at` as mtime,
-//! aggregate files a fixed epoch ([`store::AGGREGATE_MTIME_SECS`]); so re-exporting unchanged
+//! aggregate files a fixed epoch ([`export_store::AGGREGATE_MTIME_SECS`]); so re-exporting unchanged
 //! data gives byte- and mtime-identical files (one changed issue changes one small tree node).
 //!
 //! Each component (`issues`, `pulls`, `releases`, `attachments`, `workflows`, `labels`,
@@ -31,11 +31,11 @@ mod attachments;
 mod counts;
 mod issues;
 mod lists;
-pub(crate) mod releases;
+pub(crate) mod release_export;
 /// Where a release asset is stored: `releases/<release id>/<asset_file_name(name)>`.
-pub use releases::file_name as asset_file_name;
-mod settings;
-pub mod store;
+pub use release_export::file_name as asset_file_name;
+pub mod export_store;
+mod settings_export;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -44,10 +44,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::blocking::blocking;
-use super::client::GitHubClient;
+use super::rest_client::GitHubClient;
 use crate::domain::ComponentState;
 use crate::forge::ForgeError;
-use store::{Conditional, Tree};
+use export_store::{Conditional, Tree};
 
 /// How much to re-read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,21 +140,21 @@ impl Ctx<'_> {
         }
         let fetched = if list {
             match self.cond.list(self.client, key, path).await? {
-                store::Fetched::Fresh(items) => {
-                    store::Fetched::Fresh(serde_json::Value::Array(items))
+                export_store::Fetched::Fresh(items) => {
+                    export_store::Fetched::Fresh(serde_json::Value::Array(items))
                 }
-                store::Fetched::Unchanged => store::Fetched::Unchanged,
+                export_store::Fetched::Unchanged => export_store::Fetched::Unchanged,
             }
         } else {
             self.cond.get(self.client, key, path).await?
         };
         match fetched {
-            store::Fetched::Fresh(v) => {
+            export_store::Fetched::Fresh(v) => {
                 self.tree
-                    .write_json(rel, shape(v), store::aggregate_mtime())
+                    .write_json(rel, shape(v), export_store::aggregate_mtime())
                     .await?;
             }
-            store::Fetched::Unchanged => {
+            export_store::Fetched::Unchanged => {
                 self.tree.carry_over(rel).await?;
             }
         }
@@ -239,11 +239,17 @@ pub async fn export_repo(
     let (issues_status, pulls_status) = issues::export(&mut ctx).await;
     components.insert("issues".to_string(), issues_status);
     components.insert("pulls".to_string(), pulls_status);
-    components.insert("releases".to_string(), releases::export(&mut ctx).await);
+    components.insert(
+        "releases".to_string(),
+        release_export::export(&mut ctx).await,
+    );
     for (component, status) in lists::export(&mut ctx).await {
         components.insert(component.to_string(), status);
     }
-    components.insert("settings".to_string(), settings::export(&mut ctx).await);
+    components.insert(
+        "settings".to_string(),
+        settings_export::export(&mut ctx).await,
+    );
     components.insert(
         "attachments".to_string(),
         attachments::export(&mut ctx).await,

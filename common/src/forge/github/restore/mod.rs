@@ -52,12 +52,12 @@
 //! - Attachments (`attachments/`) are not uploaded: GitHub has no API for them; bodies keep
 //!   their original attachment URLs.
 
-mod access;
+mod access_restore;
 mod items;
 mod journal;
 pub mod pacer;
-mod releases;
-mod settings;
+mod release_restore;
+mod settings_restore;
 mod source;
 pub mod text;
 
@@ -70,7 +70,7 @@ use serde_json::Value;
 
 use super::access::{AccessDoc, AccessPlan, AccessScope};
 use super::blocking::blocking;
-use super::client::GitHubClient;
+use super::rest_client::GitHubClient;
 use crate::forge::ForgeError;
 use journal::Journal;
 pub use pacer::Pace;
@@ -223,7 +223,7 @@ pub async fn plan_access(
     target: RestoreTarget<'_>,
     scope: AccessScope,
 ) -> Result<AccessPlan, ForgeError> {
-    access::plan_for(target.client, target.owner, doc, scope).await
+    access_restore::plan_for(target.client, target.owner, doc, scope).await
 }
 
 /// Restores the metadata in `tree` (an export tree) into `target`. See the module's contracts:

@@ -10,7 +10,7 @@ use super::text::{self, compose, header, marker};
 use super::{Engine, decode, encode, login, refused, str_field};
 use crate::forge::ForgeError;
 // The export wrote asset files under this name; the restore must read the same one.
-use crate::forge::github::export::releases::file_name;
+use crate::forge::github::export::release_export::file_name;
 
 impl Engine<'_> {
     pub(super) async fn releases(&mut self, src: &Source) -> Result<(), ForgeError> {

@@ -14,7 +14,7 @@ use super::source::Source;
 use super::{Engine, encode, refused, str_field};
 use crate::forge::ForgeError;
 use crate::forge::github::access::{self, AccessDoc, AccessScope, GrantKind, TargetTeams};
-use crate::forge::github::client::GitHubClient;
+use crate::forge::github::rest_client::GitHubClient;
 
 /// Which of `doc`'s teams `owner` has (`GET /orgs/{org}/teams/{team_slug}`): asked only when
 /// `scope` restores team grants.

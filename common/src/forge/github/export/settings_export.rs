@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::store::{Fetched, aggregate_mtime};
+use super::export_store::{Fetched, aggregate_mtime};
 use super::{ComponentStatus, Ctx, refusal};
 use crate::forge::ForgeError;
 use crate::forge::github::access::{AccessDoc, TeamAccess};

@@ -2,7 +2,7 @@
 //! bytes under `releases/<id>/<asset name>`. Conditional on the list's ETag: a 304 carries the
 //! whole previous set over; otherwise an asset whose id, size and `updated_at` are unchanged is
 //! copied from the previous tree instead of downloaded again. Assets are streamed to disk (see
-//! [`super::store::Tree::download`]), never held whole in memory.
+//! [`super::export_store::Tree::download`]), never held whole in memory.
 //!
 //! Assets' `download_count` is left out of the documents: it changes with every download (ours
 //! included), so keeping it would rewrite every release document on every export, and it cannot
@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::store::{Fetched, mtime_of, timestamp};
+use super::export_store::{Fetched, mtime_of, timestamp};
 use super::{ComponentStatus, Ctx, classify};
 use crate::forge::ForgeError;
 

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::super::blocking::blocking;
-use super::super::client::GitHubClient;
+use super::super::rest_client::GitHubClient;
 use super::super::transfer::Downloaded;
 use crate::forge::ForgeError;
 
