@@ -355,7 +355,11 @@ async fn invalid_input_exits_2_before_any_work() {
     // On-push backups on a plain git organisation: invalid input, not a failure.
     let o = cli(&c, &["repo", "set", "acme/web", "--on-push"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("need a forge organisation"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("need a forge organisation"),
+        "{}",
+        stderr(&o)
+    );
 
     // ssh: not supported, and what to use instead.
     let o = cli(
