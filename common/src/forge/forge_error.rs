@@ -13,7 +13,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ForgeError {
     /// The forge answered with a status that is not success (after the client's own retries:
-    /// rate limits are waited out, 5xx retried; see `github::client`).
+    /// rate limits are waited out, 5xx retried; see `github::rest_client`).
     #[error("{method} {path}: the forge answered {status}: {message}")]
     Status {
         method: String,
