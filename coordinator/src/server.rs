@@ -240,7 +240,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
                 }
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = core.sync_due_orgs(interval) => {}
+                    _ = core.forge.sync_due_orgs(interval) => {}
                 }
             }
         }));

@@ -22,7 +22,7 @@ fn invalid(e: impl std::fmt::Display) -> CoreError {
 
 impl Core {
     /// Adds a plain git organisation (repositories added by URL). A GitHub organisation needs a
-    /// credential: [`Core::add_github_org`].
+    /// credential: [`crate::forge_access::ForgeAccess::add_github_org`].
     pub async fn add_org(&self, name: &str, provider: Provider) -> CoreResult<OrgRecord> {
         validate_name("organisation", name).map_err(invalid)?;
         if provider.is_forge() {

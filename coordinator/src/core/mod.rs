@@ -23,6 +23,7 @@ use repovault_common::timing::Timing;
 
 use crate::clock::Clock;
 use crate::error::{CoreError, CoreResult};
+use crate::forge_access::ForgeAccess;
 use crate::model::TaskRecord;
 use crate::secrets::Secrets;
 use crate::store::Store;
@@ -98,6 +99,8 @@ pub struct Core {
     pub storage_config: StorageConfig,
     /// The master key and sealing (`secrets.rs`).
     pub(crate) secrets: Arc<Secrets>,
+    /// Forge credentials, installation tokens, the rate budget, discovery (`forge_access/`).
+    pub forge: Arc<ForgeAccess>,
     pub timing: Timing,
     pub(crate) policy: LeasePolicy,
     pub(crate) max_attempts: u32,
@@ -111,13 +114,6 @@ pub struct Core {
     pub stopping: tokio_util::sync::CancellationToken,
     /// Serialises snapshot repository creation (see `catalog/snapshot_repos.rs`).
     pub(crate) init_lock: Mutex<()>,
-    /// Installation tokens of GitHub App organisations.
-    pub(crate) tokens: crate::forge_access::installation_tokens::TokenCache,
-    /// Serialises discoveries (see `forge_access/org_discovery.rs`).
-    pub(crate) sync_lock: Mutex<()>,
-    /// The fleet-wide rate budget per forge credential (see `forge_access/rate_permits.rs`). In memory: a new
-    /// coordinator starts cautiously until workers report headers.
-    pub(crate) rate: parking_lot::Mutex<crate::forge_access::rate_budgets::RateBudgets>,
     /// Snapshots to forget (uncommitted attempts), drained by the reconciler.
     pub(crate) forget_tx:
         tokio::sync::mpsc::UnboundedSender<crate::catalog::reconcile::ForgetRequest>,
@@ -165,6 +161,12 @@ impl Core {
             storage.clone(),
             parts.clock.clone(),
         ));
+        let secrets = Arc::new(Secrets::new(parts.master));
+        let forge = Arc::new(ForgeAccess::new(
+            parts.store.clone(),
+            secrets.clone(),
+            parts.clock.clone(),
+        ));
         let core = Arc::new(Self {
             downloads,
             schedules: crate::schedule::schedule_runs::Schedules::new(parts.clock.clone()),
@@ -174,7 +176,8 @@ impl Core {
             store: parts.store,
             storage,
             storage_config: parts.storage_config,
-            secrets: Arc::new(Secrets::new(parts.master)),
+            forge,
+            secrets,
             timing: parts.timing,
             policy,
             max_attempts: parts.max_attempts,
@@ -183,9 +186,6 @@ impl Core {
             progress: ProgressHub::default(),
             workers: WorkerRegistry::default(),
             init_lock: Mutex::new(()),
-            tokens: Default::default(),
-            sync_lock: Mutex::new(()),
-            rate: Default::default(),
             stopping: tokio_util::sync::CancellationToken::new(),
             forget_tx,
         });

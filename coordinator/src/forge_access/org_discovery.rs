@@ -8,10 +8,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::Utc;
-
 use repovault_common::forge::github::{
-    ForgeError, GitHubClient, GitHubEndpoint, app_jwt, list_org_repos, mint_installation_token,
+    ForgeError, GitHubClient, GitHubEndpoint, app_jwt, list_org_repos,
 };
 use repovault_common::names::{validate_git_url, validate_name};
 use repovault_common::secret::Secret;
@@ -26,7 +24,7 @@ use crate::model::{OrgCredential, OrgRecord, Provider, RepoRecord};
 use crate::secrets::SealContext;
 use crate::store::Batch;
 
-use crate::core::Core;
+use crate::forge_access::ForgeAccess;
 
 /// GitHub's public API; GitHub Enterprise is `https://HOST/api/v3`.
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
@@ -137,7 +135,7 @@ pub(crate) fn endpoint(org: &OrgRecord) -> GitHubEndpoint {
     }
 }
 
-fn installation_key(org: &OrgRecord) -> Option<InstallationKey> {
+pub(crate) fn installation_key(org: &OrgRecord) -> Option<InstallationKey> {
     match &org.credential {
         Some(OrgCredential::App {
             app_id,
@@ -158,7 +156,7 @@ pub fn sync_due(last_ms: i64, now_ms: i64, interval: Duration) -> bool {
     now_ms.saturating_sub(last_ms) >= interval_ms
 }
 
-impl Core {
+impl ForgeAccess {
     /// Connects a GitHub organisation: checks the input, proves the credential (an App mints an
     /// installation token; then the organisation's repositories are listed), stores the
     /// organisation with its credential sealed, and records that listing as its first discovery.
@@ -238,6 +236,13 @@ impl Core {
         Ok((org, report))
     }
 
+    async fn org_named(&self, name: &str) -> CoreResult<OrgRecord> {
+        self.store
+            .org_by_name(name)
+            .await?
+            .ok_or_else(|| crate::error::not_found("organisation", name))
+    }
+
     /// Discovers an organisation's repositories now.
     pub async fn sync_org(&self, name: &str) -> CoreResult<SyncReport> {
         let org = self.org_named(name).await?;
@@ -278,64 +283,6 @@ impl Core {
                 ),
                 Err(e) => tracing::warn!(org = %org.name, error = %e, "periodic discovery failed"),
             }
-        }
-    }
-
-    /// The token requests to the organisation's forge carry: the stored token, or a cached
-    /// installation token (minted when less than ten minutes remain). `None` for plain git.
-    pub async fn forge_token(&self, org: &OrgRecord) -> CoreResult<Option<Secret>> {
-        let context = SealContext::OrgCredential(&org.id);
-        match &org.credential {
-            None => Ok(None),
-            Some(OrgCredential::Token { sealed_token }) => {
-                Ok(Some(self.secrets.open(context, sealed_token)?))
-            }
-            Some(OrgCredential::App {
-                app_id,
-                installation_id,
-                sealed_private_key,
-            }) => {
-                let key = self.secrets.open(context, sealed_private_key)?;
-                let cache_key = installation_key(org).ok_or_else(|| {
-                    CoreError::Internal("app credential without installation".into())
-                })?;
-                let ep = endpoint(org);
-                let (app_id, installation_id) = (*app_id, *installation_id);
-                let t = self
-                    .tokens
-                    .get(&cache_key, Utc::now, || async {
-                        mint_installation_token(&ep, app_id, &key, installation_id).await
-                    })
-                    .await
-                    .map_err(|e| {
-                        let hint = match e.status() {
-                            Some(404) => " (no such installation of this App: check the installation id)",
-                            Some(401) => " (the App id or its private key is wrong)",
-                            _ => "",
-                        };
-                        forge_error(
-                            format!(
-                                "GitHub App {app_id}, installation {installation_id} at {}: minting an installation token{hint}",
-                                ep.api_url
-                            ),
-                            e,
-                        )
-                    })?;
-                Ok(Some(t.token))
-            }
-        }
-    }
-
-    /// The installation token of an App organisation when one is cached and fresh (no network).
-    pub(crate) fn cached_forge_token(&self, org: &OrgRecord) -> Option<Secret> {
-        let key = installation_key(org)?;
-        self.tokens.peek(&key, Utc::now()).map(|t| t.token)
-    }
-
-    /// Drops the cached installation token of an App organisation (the forge refused it).
-    pub(crate) fn forget_forge_token(&self, org: &OrgRecord) {
-        if let Some(k) = installation_key(org) {
-            self.tokens.forget(&k);
         }
     }
 

@@ -437,7 +437,7 @@ impl Core {
             )));
         }
         let ep = crate::forge_access::org_discovery::endpoint(&org);
-        let token = self.forge_token(&org).await?.unwrap_or_default();
+        let token = self.forge.forge_token(&org).await?.unwrap_or_default();
         let client = GitHubClient::new(&ep, token).map_err(|e| {
             crate::forge_access::org_discovery::forge_error(format!("GitHub API {}", ep.api_url), e)
         })?;

@@ -85,6 +85,7 @@ impl AdminService for AdminApi {
         };
         let (org, report) = self
             .core
+            .forge
             .add_github_org(NewGitHubOrg {
                 name: r.name,
                 api_url: (!r.api_url.is_empty()).then_some(r.api_url),
@@ -123,7 +124,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::SyncOrgRequest>,
     ) -> Result<Response<pb::SyncOrgResponse>, Status> {
-        let report = self.core.sync_org(&req.into_inner().org).await?;
+        let report = self.core.forge.sync_org(&req.into_inner().org).await?;
         Ok(Response::new(convert::sync(&report)))
     }
 

@@ -88,7 +88,7 @@ impl WorkerService for WorkerApi {
             renewed,
             revoked,
             reregister,
-            rate_pauses: self.core.rate_pauses(),
+            rate_pauses: self.core.forge.rate_pauses(),
         }))
     }
 
@@ -162,7 +162,7 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
-        self.core.release_permits(&tok);
+        self.core.forge.release_permits(&tok);
         self.core.complete(&r).await?;
         Ok(Response::new(pb::CompleteTaskResponse {}))
     }
@@ -173,7 +173,7 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::ReleaseTaskResponse>, Status> {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
-        self.core.release_permits(&tok);
+        self.core.forge.release_permits(&tok);
         self.core.release(&r.worker_id, &tok, &r.reason).await?;
         Ok(Response::new(pb::ReleaseTaskResponse {}))
     }

@@ -5,9 +5,10 @@
 use repovault_common::storage::snapshot_repo_path;
 use repovault_proto::v1 as pb;
 
-use crate::error::CoreResult;
+use crate::error::{CoreError, CoreResult};
 use crate::model::{OrgCredential, OrgRecord, RepoRecord};
 use crate::secrets::SealContext;
+use crate::tasks::lifecycle::check_holder;
 
 use crate::core::Core;
 
@@ -29,7 +30,7 @@ impl Core {
                 .secrets
                 .open(SealContext::OrgCredential(&org.id), sealed_token)?,
             (None, Some(OrgCredential::App { .. })) => {
-                self.cached_forge_token(org).unwrap_or_default()
+                self.forge.cached_forge_token(org).unwrap_or_default()
             }
             (None, None) => Default::default(),
         };
@@ -56,7 +57,30 @@ impl Core {
                 String::new()
             },
             ca_cert_pem: org.ca_cert_pem.clone().unwrap_or_default(),
-            credential_id: crate::forge_access::rate_permits::credential_id(org, repo, &token),
+            credential_id: crate::forge_access::forge_credentials::credential_id(org, repo, &token),
         })
+    }
+
+    /// A lease's refill of rate permits (`ForgeAccess::request_permits`). Refused
+    /// (FAILED_PRECONDITION) unless the lease is the task's current, unexpired attempt; the
+    /// queue lock is held for that check only.
+    pub async fn request_permits(
+        &self,
+        req: &pb::RequestPermitsRequest,
+    ) -> CoreResult<pb::RequestPermitsResponse> {
+        let tok = req.lease.clone().unwrap_or_default();
+        let (org_id, repo_id) = {
+            let q = self.queue.lock().await;
+            let t = q.active.get(&tok.task_id).ok_or_else(|| {
+                CoreError::FailedPrecondition(format!(
+                    "lease of task {} attempt {} is stale: the task is no longer active",
+                    tok.task_id, tok.attempt
+                ))
+            })?;
+            check_holder(t, &req.worker_id, &tok)?;
+            t.lease.check(tok.attempt, self.now_ms())?;
+            (t.org_id.clone(), t.repo_id.clone())
+        };
+        self.forge.request_permits(&org_id, &repo_id, req).await
     }
 }

@@ -100,7 +100,7 @@ impl Core {
             match self.try_lease(worker_id, cached, &minted).await? {
                 Leasing::Leased(t) => return Ok(Some(*t)),
                 Leasing::NeedsToken(org) => {
-                    if let Err(e) = self.forge_token(&org).await {
+                    if let Err(e) = self.forge.forge_token(&org).await {
                         tracing::warn!(org = %org.name, error = %e, "no installation token for a lease");
                     }
                     minted.insert(org.id.clone());
@@ -198,7 +198,7 @@ impl Core {
         if let Some(cred) = credential_org
             && !minted.contains(&cred.id)
             && matches!(cred.credential, Some(OrgCredential::App { .. }))
-            && self.cached_forge_token(&cred).is_none()
+            && self.forge.cached_forge_token(&cred).is_none()
         {
             return Ok(Leasing::NeedsToken(Box::new(cred)));
         }

@@ -186,13 +186,14 @@ async fn repovault(seed: &Seed, scratch: &Path) -> Result<Figures> {
         }
     };
     let first = measure(&sim, || async {
-        core.add_github_org(NewGitHubOrg {
-            name: ORG.into(),
-            api_url: Some(ready.api_url.clone()),
-            ca_cert_pem: Some(ca.clone()),
-            credential: GitHubCredential::Token(Secret::new(OWNER)),
-        })
-        .await?;
+        core.forge
+            .add_github_org(NewGitHubOrg {
+                name: ORG.into(),
+                api_url: Some(ready.api_url.clone()),
+                ca_cert_pem: Some(ca.clone()),
+                credential: GitHubCredential::Token(Secret::new(OWNER)),
+            })
+            .await?;
         backup_all("full").await
     })
     .await?;

@@ -491,7 +491,7 @@ async fn a_renamed_repository_keeps_its_history_and_backs_up_under_its_new_name(
         &ready.ca_cert,
         r#"{"name":"handbook"}"#,
     );
-    let report = c.core().sync_org("acme").await.unwrap();
+    let report = c.core().forge.sync_org("acme").await.unwrap();
     assert_eq!(report.renamed.len(), 1, "{report:?}");
 
     let second = run(&c, "handbook", "incremental").await;

@@ -424,7 +424,7 @@ async fn a_github_app_installation_connects_and_a_wrong_installation_is_refused(
 
     // The installation token is cached: a second discovery mints nothing new.
     let org = c.core().org_named("acme").await.unwrap();
-    let t1 = c.core().forge_token(&org).await.unwrap().unwrap();
+    let t1 = c.core().forge.forge_token(&org).await.unwrap().unwrap();
     let mut a = c.admin().await.unwrap();
     let s = a
         .sync_org(pb::SyncOrgRequest { org: "acme".into() })
@@ -432,7 +432,7 @@ async fn a_github_app_installation_connects_and_a_wrong_installation_is_refused(
         .unwrap()
         .into_inner();
     assert_eq!(s.unchanged, 6);
-    let t2 = c.core().forge_token(&org).await.unwrap().unwrap();
+    let t2 = c.core().forge.forge_token(&org).await.unwrap().unwrap();
     assert_eq!(t1.expose(), t2.expose());
 
     // A lease carries the cached installation token, never the App's key.

@@ -26,6 +26,7 @@ fn ca_pem(sim: &ForgeSim) -> String {
 
 async fn add_token_org(c: &Cluster, sim: &ForgeSim) {
     c.core()
+        .forge
         .add_github_org(NewGitHubOrg {
             name: "acme".into(),
             api_url: Some(sim.ready().api_url.clone()),
@@ -40,6 +41,7 @@ async fn add_app_org(c: &Cluster, sim: &ForgeSim) {
     let r = sim.ready();
     let key = std::fs::read_to_string(r.app_private_key.as_ref().unwrap()).unwrap();
     c.core()
+        .forge
         .add_github_org(NewGitHubOrg {
             name: "acme".into(),
             api_url: Some(r.api_url.clone()),

@@ -89,7 +89,7 @@ impl Kind for BackupKind {
     ) -> CoreResult<()> {
         let task = l.task;
         if let (Some(access), Some(lease)) = (&proto.repo, &proto.lease) {
-            proto.rate = core.lease_grant(access, lease);
+            proto.rate = core.forge.lease_grant(access, lease);
         }
         let mut b = core
             .store

@@ -215,7 +215,9 @@ impl Core {
             Some(OrgCredential::Token { sealed_token }) => self
                 .secrets
                 .open(SealContext::OrgCredential(&org.id), sealed_token)?,
-            Some(OrgCredential::App { .. }) => self.cached_forge_token(&org).unwrap_or_default(),
+            Some(OrgCredential::App { .. }) => {
+                self.forge.cached_forge_token(&org).unwrap_or_default()
+            }
             None => Secret::default(),
         };
         Ok((token, org.id == source_org.id))

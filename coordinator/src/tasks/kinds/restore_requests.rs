@@ -313,7 +313,7 @@ impl Core {
         name: &str,
     ) -> CoreResult<bool> {
         let ep = endpoint(org);
-        let token = self.forge_token(org).await?.unwrap_or_default();
+        let token = self.forge.forge_token(org).await?.unwrap_or_default();
         let client = GitHubClient::new(&ep, token).map_err(|e| {
             CoreError::FailedPrecondition(format!("GitHub API {}: {e}", ep.api_url))
         })?;

@@ -1,0 +1,261 @@
+//! The forge access component ([`ForgeAccess`]): the credentials requests to a forge carry (an
+//! organisation's token, or an installation token it mints and caches), and the fleet-wide rate
+//! budget as the worker service sees it: a lease's first grant, refills (with reports of what
+//! workers saw, and the credential's current token), pauses for heartbeats, and giving a
+//! lease's permits back when its task ends. The budget's rules are in
+//! [`crate::forge_access::rate_budgets`]; discovery is `org_discovery.rs`.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use repovault_common::forge::github::{
+    app_credential_id, mint_installation_token, token_credential_id,
+};
+use repovault_common::secret::Secret;
+use repovault_proto::v1 as pb;
+
+use crate::error::{CoreError, CoreResult};
+use crate::forge_access::rate_budgets::{Grant, Reading};
+use crate::model::{OrgCredential, OrgRecord, Provider, RepoRecord};
+use crate::secrets::SealContext;
+
+use crate::clock::Clock;
+use crate::forge_access::installation_tokens::TokenCache;
+use crate::forge_access::org_discovery::{endpoint, forge_error, installation_key};
+use crate::forge_access::rate_budgets::RateBudgets;
+use crate::secrets::Secrets;
+use crate::store::Store;
+
+/// The holder id of a lease in the budget: one per attempt, so a re-leased task is a new holder.
+pub fn holder_id(tok: &pb::LeaseToken) -> String {
+    format!("{}:{}", tok.task_id, tok.attempt)
+}
+
+/// The id of the credential requests for `repo` carry (see `RepoAccess.credential_id`): the
+/// repository's own token, else its organisation's token or App installation; empty for none.
+pub(crate) fn credential_id(org: &OrgRecord, repo: &RepoRecord, token: &Secret) -> String {
+    match (&repo.sealed_token, &org.credential) {
+        (
+            None,
+            Some(OrgCredential::App {
+                app_id,
+                installation_id,
+                ..
+            }),
+        ) => app_credential_id(*app_id, *installation_id),
+        _ if token.expose().is_empty() => String::new(),
+        _ => token_credential_id(token),
+    }
+}
+
+/// Access to source forges: credentials, installation tokens, the rate budget, discovery. Owns
+/// its state and locks (the token cache, the budget, the one-discovery-at-a-time lock); reads
+/// organisations and repositories from the store, opens their credentials with the secrets.
+pub struct ForgeAccess {
+    pub(crate) store: Store,
+    pub(crate) secrets: Arc<Secrets>,
+    clock: Arc<dyn Clock>,
+    /// Installation tokens of GitHub App organisations.
+    pub(crate) tokens: TokenCache,
+    /// Serialises discoveries (`org_discovery.rs`).
+    pub(crate) sync_lock: tokio::sync::Mutex<()>,
+    /// The fleet-wide rate budget per forge credential. In memory: a new coordinator starts
+    /// cautiously until workers report headers.
+    rate: parking_lot::Mutex<RateBudgets>,
+}
+
+fn to_proto(g: Grant) -> pb::RateGrant {
+    pb::RateGrant {
+        permits: g.permits,
+        paused_until_ms: g.paused_until_ms,
+        retry_at_ms: g.retry_at_ms,
+    }
+}
+
+impl ForgeAccess {
+    /// Access reading `store`, opening with `secrets`, timing the budget on `clock`.
+    pub fn new(store: Store, secrets: Arc<Secrets>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            secrets,
+            clock,
+            tokens: TokenCache::default(),
+            sync_lock: tokio::sync::Mutex::new(()),
+            rate: Default::default(),
+        }
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The token requests to the organisation's forge carry: the stored token, or a cached
+    /// installation token (minted when less than ten minutes remain). `None` for plain git.
+    pub async fn forge_token(&self, org: &OrgRecord) -> CoreResult<Option<Secret>> {
+        let context = SealContext::OrgCredential(&org.id);
+        match &org.credential {
+            None => Ok(None),
+            Some(OrgCredential::Token { sealed_token }) => {
+                Ok(Some(self.secrets.open(context, sealed_token)?))
+            }
+            Some(OrgCredential::App {
+                app_id,
+                installation_id,
+                sealed_private_key,
+            }) => {
+                let key = self.secrets.open(context, sealed_private_key)?;
+                let cache_key = installation_key(org).ok_or_else(|| {
+                    CoreError::Internal("app credential without installation".into())
+                })?;
+                let ep = endpoint(org);
+                let (app_id, installation_id) = (*app_id, *installation_id);
+                let t = self
+                    .tokens
+                    .get(&cache_key, Utc::now, || async {
+                        mint_installation_token(&ep, app_id, &key, installation_id).await
+                    })
+                    .await
+                    .map_err(|e| {
+                        let hint = match e.status() {
+                            Some(404) => " (no such installation of this App: check the installation id)",
+                            Some(401) => " (the App id or its private key is wrong)",
+                            _ => "",
+                        };
+                        forge_error(
+                            format!(
+                                "GitHub App {app_id}, installation {installation_id} at {}: minting an installation token{hint}",
+                                ep.api_url
+                            ),
+                            e,
+                        )
+                    })?;
+                Ok(Some(t.token))
+            }
+        }
+    }
+
+    /// The installation token of an App organisation when one is cached and fresh (no network).
+    pub(crate) fn cached_forge_token(&self, org: &OrgRecord) -> Option<Secret> {
+        let key = installation_key(org)?;
+        self.tokens.peek(&key, Utc::now()).map(|t| t.token)
+    }
+
+    /// Drops the cached installation token of an App organisation (the forge refused it).
+    pub(crate) fn forget_forge_token(&self, org: &OrgRecord) {
+        if let Some(k) = installation_key(org) {
+            self.tokens.forget(&k);
+        }
+    }
+
+    /// The first grant of a new lease on a forge with a credential; `None` for plain git or no
+    /// credential.
+    pub(crate) fn lease_grant(
+        &self,
+        access: &pb::RepoAccess,
+        lease: &pb::LeaseToken,
+    ) -> Option<pb::RateGrant> {
+        if access.provider == i32::from(Provider::Git) || access.credential_id.is_empty() {
+            return None;
+        }
+        let g = self
+            .rate
+            .lock()
+            .lease(&access.credential_id, &holder_id(lease), self.now_ms());
+        Some(to_proto(g))
+    }
+
+    /// A lease's refill for a task of `org_id`'s `repo_id` (the caller checked the lease):
+    /// records its report, answers a grant and the credential's current token.
+    pub async fn request_permits(
+        &self,
+        org_id: &str,
+        repo_id: &str,
+        req: &pb::RequestPermitsRequest,
+    ) -> CoreResult<pb::RequestPermitsResponse> {
+        let tok = req.lease.clone().unwrap_or_default();
+        let org = self
+            .store
+            .org(org_id)
+            .await?
+            .ok_or_else(|| crate::error::not_found("organisation", org_id))?;
+        let repo = self
+            .store
+            .repo(repo_id)
+            .await?
+            .ok_or_else(|| crate::error::not_found("repository", repo_id))?;
+        let mut token = self.current_token(&org, &repo).await?;
+        let credential = credential_id(&org, &repo, &token);
+        if !req.rejected_token_id.is_empty()
+            && req.rejected_token_id == token_credential_id(&token)
+            && let Some(OrgCredential::App { .. }) = &org.credential
+            && repo.sealed_token.is_none()
+        {
+            // The forge refused the token we would hand out: mint another (the cache keeps
+            // one per installation, so concurrent refusals share one mint).
+            tracing::info!(org = %org.name, credential = %credential, "installation token refused by the forge: minting a new one");
+            self.forget_forge_token(&org);
+            token = self.current_token(&org, &repo).await?;
+        }
+        let holder = holder_id(&tok);
+        let now = self.now_ms();
+        let grant = {
+            let mut rate = self.rate.lock();
+            if let Some(r) = &req.reading
+                && (r.resource.is_empty() || r.resource == "core")
+            {
+                rate.report(
+                    &credential,
+                    Reading {
+                        limit: r.limit,
+                        remaining: r.remaining,
+                        reset_s: r.reset,
+                    },
+                    now,
+                );
+            }
+            if req.limited_until_ms > 0 {
+                rate.limited(&credential, req.limited_until_ms, req.secondary);
+            }
+            rate.request(&credential, &holder, req.unspent, req.wanted, now)
+        };
+        if req.secondary && req.limited_until_ms > now {
+            tracing::warn!(credential = %credential, until_ms = req.limited_until_ms, "secondary rate limit: pausing the credential fleet-wide");
+        }
+        Ok(pb::RequestPermitsResponse {
+            grant: Some(to_proto(grant)),
+            source_token: token.expose().to_string(),
+        })
+    }
+
+    /// The pauses in force, for heartbeats.
+    pub fn rate_pauses(&self) -> Vec<pb::RatePause> {
+        self.rate
+            .lock()
+            .pauses(self.now_ms())
+            .into_iter()
+            .map(|(credential_id, until_ms)| pb::RatePause {
+                credential_id,
+                until_ms,
+            })
+            .collect()
+    }
+
+    /// The lease's task ended: its unspent permits go back to the budget.
+    pub fn release_permits(&self, lease: &pb::LeaseToken) {
+        self.rate.lock().release(&holder_id(lease));
+    }
+
+    /// The token requests for `repo` carry now: its own, or its organisation's (an App's
+    /// installation token minted when it nears expiry).
+    async fn current_token(&self, org: &OrgRecord, repo: &RepoRecord) -> CoreResult<Secret> {
+        match &repo.sealed_token {
+            Some(s) => self.secrets.open(SealContext::RepoToken(&repo.id), s),
+            None => match &org.credential {
+                Some(OrgCredential::Token { sealed_token }) => self
+                    .secrets
+                    .open(SealContext::OrgCredential(&org.id), sealed_token),
+                _ => Ok(self.forge_token(org).await?.unwrap_or_default()),
+            },
+        }
+    }
+}
