@@ -29,7 +29,7 @@ pub fn router(core: Arc<Core>) -> Router {
     let hooks = core.clone();
     Router::new()
         .route(
-            "/webhooks/github",
+            crate::forge_access::PUSH_WEBHOOK_PATH,
             axum::routing::post(move |query, headers, body| {
                 crate::schedule::webhook_bursts::http::deliver(hooks.clone(), query, headers, body)
             }),

@@ -12,3 +12,11 @@ pub mod org_discovery;
 pub mod rate_budgets;
 
 pub use forge_credentials::ForgeAccess;
+
+/// Where the forge delivers push webhooks on the HTTP port (a hook's URL is this under
+/// `http_public_url`, with `?repo=<repo-id>`). Registered hooks carry it, so it never changes.
+pub const PUSH_WEBHOOK_PATH: &str = "/webhooks/github";
+/// The request header naming a webhook delivery's event (`push`, `ping`).
+pub const WEBHOOK_EVENT_HEADER: &str = "x-github-event";
+/// The request header carrying a webhook delivery's id (logged).
+pub const WEBHOOK_DELIVERY_HEADER: &str = "x-github-delivery";

@@ -286,6 +286,44 @@ impl ForgeAccess {
         }
     }
 
+    /// Whether `owner/name` exists on `org`'s forge, asked with `org`'s credential.
+    pub(crate) async fn repo_exists(
+        &self,
+        org: &OrgRecord,
+        owner: &str,
+        name: &str,
+    ) -> CoreResult<bool> {
+        let ep = endpoint(org);
+        let token = self.forge_token(org).await?.unwrap_or_default();
+        let client = GitHubClient::new(&ep, token).map_err(|e| {
+            CoreError::FailedPrecondition(format!("GitHub API {}: {e}", ep.api_url))
+        })?;
+        match client
+            .get_json(&format!("/repos/{owner}/{name}"), None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(404) => Ok(false),
+            Err(e) => Err(CoreError::FailedPrecondition(format!(
+                "asking {} whether {owner}/{name} exists with {}'s credential: {e}",
+                ep.api_url, org.name
+            ))),
+        }
+    }
+
+    /// The push webhooks of `org`'s repository `name`, asked with `org`'s credential (fetched,
+    /// and an App's installation token minted, now).
+    pub(crate) async fn push_hooks(&self, org: &OrgRecord, name: &str) -> CoreResult<PushHooks> {
+        let ep = endpoint(org);
+        let token = self.forge_token(org).await?.unwrap_or_default();
+        let client = GitHubClient::new(&ep, token)
+            .map_err(|e| forge_error(format!("GitHub API {}", ep.api_url), e))?;
+        Ok(PushHooks {
+            client,
+            path: format!("/repos/{}/{name}/hooks", org.name),
+        })
+    }
+
     /// Lists the organisation's repositories on its forge, keeping what is valid.
     async fn list_github(&self, org: &OrgRecord) -> CoreResult<Vec<ListedRepo>> {
         let ep = endpoint(org);
@@ -426,6 +464,44 @@ impl ForgeAccess {
             "discovery applied"
         );
         Ok(report)
+    }
+}
+
+/// One repository's push webhooks on its forge (`ForgeAccess::push_hooks`).
+pub(crate) struct PushHooks {
+    client: GitHubClient,
+    path: String,
+}
+
+impl PushHooks {
+    /// Registers a hook delivering push events to `url`, signed with `secret`; the forge's
+    /// hook id (`None` when its answer carries none).
+    pub(crate) async fn create(
+        &self,
+        url: &str,
+        secret: &Secret,
+    ) -> Result<Option<u64>, ForgeError> {
+        let body = serde_json::json!({
+            "name": "web",
+            "active": true,
+            "events": ["push"],
+            "config": {
+                "url": url,
+                "content_type": "json",
+                "secret": secret.expose(),
+                "insecure_ssl": "0",
+            },
+        });
+        let v = self.client.post_json(&self.path, &body).await?;
+        Ok(v.get("id").and_then(|v| v.as_u64()))
+    }
+
+    /// Removes hook `id`; one already gone (404) is not an error.
+    pub(crate) async fn delete(&self, id: u64) -> Result<(), ForgeError> {
+        match self.client.delete(&format!("{}/{id}", self.path)).await {
+            Err(e) if e.status() == Some(404) => Ok(()),
+            r => r,
+        }
     }
 }
 

@@ -13,7 +13,6 @@ use crate::clock::Clock;
 use crate::secrets::SealContext;
 
 use repovault_common::crypto::random_secret;
-use repovault_common::forge::github::GitHubClient;
 
 use crate::error::{CoreError, CoreResult};
 use crate::model::{
@@ -102,13 +101,15 @@ impl Schedules {
         *self.hook_base.write() = Some(base.trim_end_matches('/').to_string());
     }
     /// Where the forge delivers a repository's pushes:
-    /// `<http_public_url>/webhooks/github?repo=<repo-id>`. The id finds the repository (and
+    /// `<http_public_url>/webhooks/<forge>?repo=<repo-id>` (`forge_access::PUSH_WEBHOOK_PATH`). The id finds the repository (and
     /// its secret) without reading the body or scanning the store.
     pub fn hook_url(&self, repo_id: &str) -> Option<String> {
-        self.hook_base
-            .read()
-            .as_ref()
-            .map(|b| format!("{b}/webhooks/github?repo={repo_id}"))
+        self.hook_base.read().as_ref().map(|b| {
+            format!(
+                "{b}{}?repo={repo_id}",
+                crate::forge_access::PUSH_WEBHOOK_PATH
+            )
+        })
     }
     pub fn open_bursts(&self) -> usize {
         self.bursts.lock().len()
@@ -436,12 +437,7 @@ impl Core {
                 org.name, org.provider
             )));
         }
-        let ep = crate::forge_access::org_discovery::endpoint(&org);
-        let token = self.forge.forge_token(&org).await?.unwrap_or_default();
-        let client = GitHubClient::new(&ep, token).map_err(|e| {
-            crate::forge_access::org_discovery::forge_error(format!("GitHub API {}", ep.api_url), e)
-        })?;
-        let path = format!("/repos/{}/{}/hooks", org.name, repo.name);
+        let hooks = self.forge.push_hooks(&org, &repo.name).await?;
         if enable {
             if repo.on_push.is_some() {
                 return Ok(repo);
@@ -452,17 +448,6 @@ impl Core {
                 )
             })?;
             let secret = random_secret(WEBHOOK_SECRET_BYTES);
-            let body = serde_json::json!({
-                "name": "web",
-                "active": true,
-                "events": ["push"],
-                "config": {
-                    "url": url,
-                    "content_type": "json",
-                    "secret": secret.expose(),
-                    "insecure_ssl": "0",
-                },
-            });
             // The secret is stored before the hook exists: GitHub pings a new hook at once,
             // and that ping must verify. Hook id 0 until the forge answers.
             let sealed_secret = self
@@ -476,8 +461,8 @@ impl Core {
             let mut batch = Batch::default();
             batch.repo(&repo);
             self.store.apply(batch).await?;
-            let created = match client.post_json(&path, &body).await {
-                Ok(v) => v.get("id").and_then(|v| v.as_u64()),
+            let created = match hooks.create(&url, &secret).await {
+                Ok(id) => id,
                 Err(e) => {
                     let mut batch = Batch::default();
                     batch.repo(&before);
@@ -499,9 +484,8 @@ impl Core {
             let Some(h) = repo.on_push.take() else {
                 return Ok(repo);
             };
-            match client.delete(&format!("{path}/{}", h.hook_id)).await {
+            match hooks.delete(h.hook_id).await {
                 Ok(()) => {}
-                Err(e) if e.status() == Some(404) => {}
                 Err(e) => {
                     return Err(crate::forge_access::org_discovery::forge_error(
                         format!("removing the push webhook of {full_name}"),

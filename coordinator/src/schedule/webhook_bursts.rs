@@ -231,8 +231,10 @@ pub mod http {
         body: Bytes,
     ) -> (StatusCode, String) {
         let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
-        let event = header("x-github-event").unwrap_or("");
-        let delivery = header("x-github-delivery").unwrap_or("").to_string();
+        let event = header(crate::forge_access::WEBHOOK_EVENT_HEADER).unwrap_or("");
+        let delivery = header(crate::forge_access::WEBHOOK_DELIVERY_HEADER)
+            .unwrap_or("")
+            .to_string();
         let signature = header("x-hub-signature-256");
         let code = match core
             .webhook_delivery(q.repo.as_deref(), event, signature, &body)
@@ -277,7 +279,10 @@ pub mod http {
             body: &[u8],
         ) -> (StatusCode, String) {
             let mut headers = HeaderMap::new();
-            headers.insert("x-github-event", "push".parse().expect("header"));
+            headers.insert(
+                crate::forge_access::WEBHOOK_EVENT_HEADER,
+                "push".parse().expect("header"),
+            );
             if let Some(s) = signature {
                 headers.insert("x-hub-signature-256", s.parse().expect("header"));
             }

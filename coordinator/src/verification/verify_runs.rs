@@ -307,6 +307,10 @@ impl Core {
         priority: u8,
         key: String,
     ) -> CoreResult<Enqueued> {
+        // The queue lock is held across the store write: the idempotency check (collapse onto
+        // an equal active task) and the enqueue sequence must agree with what the store holds,
+        // and a task is durable before any worker can lease it. Cost: queue operations wait for
+        // one store commit per enqueue.
         let mut q = self.queue.lock().await;
         if let Some(t) = q.active.values().find(|t| t.idempotency_key == key) {
             return Ok(Enqueued {

@@ -267,6 +267,10 @@ impl Core {
         extra: Batch,
     ) -> CoreResult<BackupRecord> {
         let key = format!("backup:{}:{backup_type}:{trigger}", repo.id);
+        // The queue lock is held across the store write: the idempotency check (collapse onto
+        // an equal active task) and the enqueue sequence must agree with what the store holds,
+        // and a task is durable before any worker can lease it. Cost: queue operations wait for
+        // one store commit per enqueue.
         let mut q = self.queue.lock().await;
         if let Some(t) = q.active.values().find(|t| t.idempotency_key == key) {
             let existing = self.store.backup(&repo.id, &t.subject_id).await?;

@@ -161,6 +161,10 @@ impl Core {
         restore: &mut RestoreRecord,
         priority: u8,
     ) -> CoreResult<()> {
+        // The queue lock is held across the store write: the idempotency check (collapse onto
+        // an equal active task) and the enqueue sequence must agree with what the store holds,
+        // and a task is durable before any worker can lease it. Cost: queue operations wait for
+        // one store commit per enqueue.
         let mut q = self.queue.lock().await;
         let now = self.now_ms();
         let task_id = ids::new_task_id();

@@ -20,7 +20,6 @@
 //! restores no settings) refuses a wider scope rather than ignoring it.
 
 use repovault_common::forge::github::access::AccessScope;
-use repovault_common::forge::github::{GitHubClient, GitHubEndpoint};
 use repovault_common::names::{parse_full_name, validate_git_url, validate_name};
 use repovault_common::secret::Secret;
 
@@ -32,7 +31,6 @@ use crate::tasks::queue_order::PRIORITY_RESTORE;
 use repovault_common::domain::RestoreCombination;
 
 use crate::core::Core;
-use crate::forge_access::org_discovery::DEFAULT_GITHUB_API_URL;
 
 /// What an admin asks for (`StartRestoreRequest`).
 #[derive(Debug, Clone)]
@@ -95,16 +93,6 @@ fn check_access(req: &RestoreRequest) -> CoreResult<()> {
         "--access {} is for full_repo restores to a forge (--target new --org ORG --name NAME, or --target original): only they restore collaborators and teams",
         req.access.as_str()
     )))
-}
-
-fn endpoint(org: &OrgRecord) -> GitHubEndpoint {
-    GitHubEndpoint {
-        api_url: org
-            .api_url
-            .clone()
-            .unwrap_or_else(|| DEFAULT_GITHUB_API_URL.to_string()),
-        ca_cert_pem: org.ca_cert_pem.clone(),
-    }
 }
 
 impl Core {
@@ -250,7 +238,7 @@ impl Core {
                 let cred = self
                     .restore_credential_org(&source_org, &owner, &req.credential_org)
                     .await?;
-                let exists = self.forge_repo_exists(&cred, &owner, &name).await?;
+                let exists = self.forge.repo_exists(&cred, &owner, &name).await?;
                 match (target, exists) {
                     (RestoreTarget::Original, true) => {
                         return Err(CoreError::FailedPrecondition(format!(
@@ -267,7 +255,8 @@ impl Core {
                 }
                 restore.create_target = target != RestoreTarget::Existing && !exists;
                 restore.target_repo = Some(format!("{owner}/{name}"));
-                restore.target_api_url = Some(endpoint(&cred).api_url);
+                restore.target_api_url =
+                    Some(crate::forge_access::org_discovery::endpoint(&cred).api_url);
                 restore.target_ca_cert_pem = cred.ca_cert_pem.clone();
                 restore.target_credential_org_id = Some(cred.id.clone());
             }
@@ -303,31 +292,6 @@ impl Core {
             )));
         }
         Ok(org)
-    }
-
-    /// Whether `owner/name` exists on `org`'s forge, asked with `org`'s credential.
-    async fn forge_repo_exists(
-        &self,
-        org: &OrgRecord,
-        owner: &str,
-        name: &str,
-    ) -> CoreResult<bool> {
-        let ep = endpoint(org);
-        let token = self.forge.forge_token(org).await?.unwrap_or_default();
-        let client = GitHubClient::new(&ep, token).map_err(|e| {
-            CoreError::FailedPrecondition(format!("GitHub API {}: {e}", ep.api_url))
-        })?;
-        match client
-            .get_json(&format!("/repos/{owner}/{name}"), None)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.status() == Some(404) => Ok(false),
-            Err(e) => Err(CoreError::FailedPrecondition(format!(
-                "asking {} whether {owner}/{name} exists with {}'s credential: {e}",
-                ep.api_url, org.name
-            ))),
-        }
     }
 
     pub async fn get_restore(&self, id: &str) -> CoreResult<RestoreRecord> {
