@@ -10,7 +10,12 @@ use crate::error::CoreResult;
 use crate::model::{BackupRecord, RepoStats};
 use crate::store::RECENT_BACKUPS;
 
-use crate::core::Core;
+use std::sync::Arc;
+
+use opendal::Operator;
+
+use crate::secrets::Secrets;
+use crate::store::Store;
 
 /// Bumped when the catalog document changes incompatibly.
 const CATALOG_FORMAT: u32 = 1;
@@ -22,10 +27,31 @@ struct CatalogDoc {
     backup: BackupRecord,
 }
 
-impl Core {
+/// The catalog component: backup outcomes as catalog objects beside the snapshots, and the
+/// snapshot repositories themselves (`snapshot_repos.rs`). Owns the lock that serialises
+/// snapshot repository creation; reads and writes the store and the storage it was given.
+pub struct Catalog {
+    pub(crate) store: Store,
+    pub(crate) storage: Operator,
+    pub(crate) secrets: Arc<Secrets>,
+    /// Serialises snapshot repository creation (`snapshot_repos.rs`).
+    pub(crate) init_lock: tokio::sync::Mutex<()>,
+}
+
+impl Catalog {
+    /// The catalog over `store` and `storage`, opening organisation keys with `secrets`.
+    pub fn new(store: Store, storage: Operator, secrets: Arc<Secrets>) -> Self {
+        Self {
+            store,
+            storage,
+            secrets,
+            init_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
     /// Writes the catalog object of a terminal backup. Create-only: an object that exists is left
     /// as it is (the outcome of a backup never changes once written; its verification does, see
-    /// [`Core::rewrite_catalog`]).
+    /// [`Catalog::rewrite_catalog`]).
     pub(crate) async fn write_catalog(&self, b: &BackupRecord) -> CoreResult<()> {
         debug_assert!(b.status.is_terminal());
         let path = catalog_object_path(&b.org_id, &b.repo_id, &b.id);

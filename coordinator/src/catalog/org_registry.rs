@@ -172,7 +172,7 @@ impl Core {
         let Some(repo) = self.store.repo(repo_id).await? else {
             return Ok(None);
         };
-        self.read_catalog(&repo.org_id, &repo.id, id).await
+        self.catalog.read_catalog(&repo.org_id, &repo.id, id).await
     }
 
     pub async fn get_backup(&self, id: &str) -> CoreResult<BackupRecord> {
@@ -190,7 +190,7 @@ impl Core {
         };
         let mut out = Vec::new();
         for r in repos {
-            let mut history = self.list_catalog(&r.org_id, &r.id).await?;
+            let mut history = self.catalog.list_catalog(&r.org_id, &r.id).await?;
             for b in self.store.recent_backups(&r.id).await? {
                 if !history.iter().any(|h| h.id == b.id) {
                     history.push(b);

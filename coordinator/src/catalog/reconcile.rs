@@ -290,7 +290,8 @@ mod tests {
                 .add_repo(&format!("acme/{n}"), &format!("file:///src/{n}"), None)
                 .await
                 .expect("repo");
-            c.ensure_snapshot_repo(&r)
+            c.catalog
+                .ensure_snapshot_repo(&r)
                 .await
                 .expect("snapshot repository");
             testing::completed_backup(&c, &r, 1_000).await;

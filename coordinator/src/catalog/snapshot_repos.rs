@@ -15,9 +15,9 @@ use crate::model::RepoRecord;
 use crate::secrets::SealContext;
 use crate::store::Batch;
 
-use crate::core::Core;
+use crate::catalog::catalog_objects::Catalog;
 
-impl Core {
+impl Catalog {
     /// Makes sure the repository's snapshot repository exists and its master key is stored.
     /// Idempotent; costs one key derivation the first time.
     pub(crate) async fn ensure_snapshot_repo(&self, repo: &RepoRecord) -> CoreResult<()> {

@@ -143,7 +143,8 @@ mod tests {
             .add_repo("acme/app", "file:///src/app", None)
             .await
             .expect("repo");
-        c.ensure_snapshot_repo(&r)
+        c.catalog
+            .ensure_snapshot_repo(&r)
             .await
             .expect("snapshot repository");
         let repo_dir = snapshot_repo_path(&r.org_id, &r.id);

@@ -21,6 +21,7 @@ use repovault_common::crypto::MasterKey;
 use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
 
+use crate::catalog::catalog_objects::Catalog;
 use crate::clock::Clock;
 use crate::error::{CoreError, CoreResult};
 use crate::forge_access::ForgeAccess;
@@ -99,6 +100,8 @@ pub struct Core {
     pub storage_config: StorageConfig,
     /// The master key and sealing (`secrets.rs`).
     pub(crate) secrets: Arc<Secrets>,
+    /// Catalog objects and snapshot repository creation (`catalog/`).
+    pub catalog: Arc<Catalog>,
     /// Forge credentials, installation tokens, the rate budget, discovery (`forge_access/`).
     pub forge: Arc<ForgeAccess>,
     pub timing: Timing,
@@ -112,8 +115,6 @@ pub struct Core {
     /// Cancelled when the coordinator stops: long-polls and streams end, so connections close
     /// and the store is released.
     pub stopping: tokio_util::sync::CancellationToken,
-    /// Serialises snapshot repository creation (see `catalog/snapshot_repos.rs`).
-    pub(crate) init_lock: Mutex<()>,
     /// Snapshots to forget (uncommitted attempts), drained by the reconciler.
     pub(crate) forget_tx:
         tokio::sync::mpsc::UnboundedSender<crate::catalog::reconcile::ForgetRequest>,
@@ -162,6 +163,11 @@ impl Core {
             parts.clock.clone(),
         ));
         let secrets = Arc::new(Secrets::new(parts.master));
+        let catalog = Arc::new(Catalog::new(
+            parts.store.clone(),
+            storage.clone(),
+            secrets.clone(),
+        ));
         let forge = Arc::new(ForgeAccess::new(
             parts.store.clone(),
             secrets.clone(),
@@ -177,6 +183,7 @@ impl Core {
             storage,
             storage_config: parts.storage_config,
             forge,
+            catalog,
             secrets,
             timing: parts.timing,
             policy,
@@ -185,7 +192,6 @@ impl Core {
             ready: Notify::new(),
             progress: ProgressHub::default(),
             workers: WorkerRegistry::default(),
-            init_lock: Mutex::new(()),
             stopping: tokio_util::sync::CancellationToken::new(),
             forget_tx,
         });
@@ -217,7 +223,7 @@ impl Core {
         q.next_seq = max_seq + 1;
         tracing::info!(active = q.active.len(), "loaded queue");
         drop(q);
-        self.repair_catalog().await;
+        self.catalog.repair_catalog().await;
         Ok(())
     }
 

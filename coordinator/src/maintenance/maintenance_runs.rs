@@ -253,7 +253,7 @@ impl Core {
     /// Every backup of a repository: catalog objects plus the store's unfinished or not yet
     /// cataloged records, newest first.
     pub(crate) async fn repo_history(&self, repo: &RepoRecord) -> CoreResult<Vec<BackupRecord>> {
-        let mut history = self.list_catalog(&repo.org_id, &repo.id).await?;
+        let mut history = self.catalog.list_catalog(&repo.org_id, &repo.id).await?;
         for b in self.store.recent_backups(&repo.id).await? {
             if let Some(h) = history.iter_mut().find(|h| h.id == b.id) {
                 *h = b;

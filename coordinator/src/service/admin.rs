@@ -516,7 +516,7 @@ impl AdminService for AdminApi {
         &self,
         _: Request<pb::RebuildCatalogRequest>,
     ) -> Result<Response<pb::RebuildCatalogResponse>, Status> {
-        let (repositories, backups) = self.core.rebuild_catalog().await?;
+        let (repositories, backups) = self.core.catalog.rebuild_catalog().await?;
         tracing::info!(repositories, backups, "catalog rebuilt from storage");
         Ok(Response::new(pb::RebuildCatalogResponse {
             repositories,

@@ -108,7 +108,7 @@ impl Core {
                 }
                 Leasing::NeedsRepository(repo) => {
                     // Created outside the queue lock; then look again at once.
-                    self.ensure_snapshot_repo(&repo).await?;
+                    self.catalog.ensure_snapshot_repo(&repo).await?;
                     continue;
                 }
                 Leasing::Nothing => {}

@@ -79,7 +79,7 @@ impl Core {
             .repo(&b.repo_id)
             .await?
             .ok_or_else(|| not_found("repository", b.repo_id.clone()))?;
-        let mut history = self.list_catalog(&repo.org_id, &repo.id).await?;
+        let mut history = self.catalog.list_catalog(&repo.org_id, &repo.id).await?;
         for r in self.store.recent_backups(&repo.id).await? {
             if !history.iter().any(|h| h.id == r.id) {
                 history.push(r);
@@ -157,7 +157,7 @@ impl Core {
         // finds it and keeps it, and if the outbox wrote first (from an older record), this
         // replaces it.
         if b.status.is_terminal() {
-            self.rewrite_catalog(b).await?;
+            self.catalog.rewrite_catalog(b).await?;
         }
         Ok(())
     }
@@ -270,7 +270,7 @@ impl Core {
             .repo(repo_id)
             .await?
             .ok_or_else(|| not_found("repository", repo_id.to_string()))?;
-        let mut history = self.list_catalog(&repo.org_id, &repo.id).await?;
+        let mut history = self.catalog.list_catalog(&repo.org_id, &repo.id).await?;
         for b in self.store.recent_backups(&repo.id).await? {
             if !history.iter().any(|h| h.id == b.id) {
                 history.push(b);

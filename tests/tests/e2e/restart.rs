@@ -143,7 +143,7 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
         Default::default(),
         "the view is gone"
     );
-    let (repos, backups) = c.core().rebuild_catalog().await.unwrap();
+    let (repos, backups) = c.core().catalog.rebuild_catalog().await.unwrap();
     assert_eq!((repos, backups), (5, 7));
     for (id, recent, stats) in views {
         let mut rebuilt = c.core().store.recent_backups(&id).await.unwrap();

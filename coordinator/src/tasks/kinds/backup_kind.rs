@@ -306,7 +306,7 @@ impl Core {
     /// its catalog object and wakes the forget pass of its repository.
     pub(crate) async fn after_backup_finished(&self, b: &BackupRecord) {
         metrics::counter!("repovault_backups_total", "outcome" => b.status.as_str()).increment(1);
-        let result = self.finish_catalog(&b.repo_id).await;
+        let result = self.catalog.finish_catalog(&b.repo_id).await;
         if let Err(e) = result {
             // The record stays in the store until its object is written (start-up repair).
             tracing::warn!(backup = %b.id, error = %e, "catalog object not written yet");
