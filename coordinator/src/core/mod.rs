@@ -11,11 +11,9 @@
 #[cfg(test)]
 pub(crate) mod testing;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use opendal::Operator;
-use tokio::sync::{Mutex, Notify};
 
 use repovault_common::crypto::MasterKey;
 use repovault_common::storage::StorageConfig;
@@ -25,11 +23,11 @@ use crate::catalog::catalog_objects::Catalog;
 use crate::clock::Clock;
 use crate::error::{CoreError, CoreResult};
 use crate::forge_access::ForgeAccess;
-use crate::model::TaskRecord;
+
 use crate::secrets::Secrets;
 use crate::store::Store;
-use crate::tasks::lease_state::LeasePolicy;
 use crate::tasks::task_progress::ProgressHub;
+use crate::tasks::task_queue::TaskQueue;
 use crate::tasks::worker_registry::WorkerRegistry;
 
 /// The forge access's discovery under its former path: `cli` still imports
@@ -45,53 +43,6 @@ pub fn format_ms(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// The active (non-terminal) tasks and the fairness bookkeeping of the queue.
-#[derive(Default)]
-pub(crate) struct Queue {
-    /// Pending and leased tasks. Lease expiries here run ahead of the store: heartbeats renew
-    /// in memory only.
-    pub(crate) active: HashMap<String, TaskRecord>,
-    /// Enqueue order, for FIFO among equals.
-    pub(crate) next_seq: u64,
-    /// Lease order, for "served least recently".
-    pub(crate) lease_seq: u64,
-    /// Organisation -> (lease_seq, time) of its last lease.
-    pub(crate) org_served: HashMap<String, (u64, i64)>,
-    /// Repositories under maintenance (forget, prune, purge: `maintenance/`): no backup of
-    /// them is leased meanwhile.
-    pub(crate) maintenance: HashSet<String>,
-    /// Task -> attempt of the leases loaded from the store at start whose holder has not
-    /// renewed them with this coordinator yet (`tasks/fleet.rs`). One that expires so was ended by the
-    /// restart, not by the task: the reaper re-queues it without counting a failure. Keyed by
-    /// attempt too, so an entry left behind never applies to a later lease of the task.
-    pub(crate) inherited: HashMap<String, u32>,
-}
-
-impl Queue {
-    /// Repositories a leased exclusive task (a backup: `kinds::Kind::EXCLUSIVE`) holds, and those
-    /// under maintenance: no other exclusive task of them is leased meanwhile.
-    pub(crate) fn busy_repos(&self) -> HashSet<String> {
-        self.active
-            .values()
-            .filter(|t| crate::tasks::kinds::exclusive(t.kind) && t.lease.expires_at_ms().is_some())
-            .map(|t| t.repo_id.clone())
-            .chain(self.maintenance.iter().cloned())
-            .collect()
-    }
-
-    /// Repositories a leased non-exclusive task (restore, verification, drill) reads:
-    /// maintenance waits for them.
-    pub(crate) fn read_repos(&self) -> HashSet<String> {
-        self.active
-            .values()
-            .filter(|t| {
-                !crate::tasks::kinds::exclusive(t.kind) && t.lease.expires_at_ms().is_some()
-            })
-            .map(|t| t.repo_id.clone())
-            .collect()
-    }
-}
-
 pub struct Core {
     pub store: Store,
     /// The clock of leases, reaping, retention, schedules and health (`clock.rs`).
@@ -105,11 +56,9 @@ pub struct Core {
     /// Forge credentials, installation tokens, the rate budget, discovery (`forge_access/`).
     pub forge: Arc<ForgeAccess>,
     pub timing: Timing,
-    pub(crate) policy: LeasePolicy,
-    pub(crate) max_attempts: u32,
-    pub(crate) queue: Mutex<Queue>,
-    /// Woken whenever a task may have become ready (enqueue, release, re-queue).
-    pub(crate) ready: Notify,
+    /// The task queue: active tasks, leases, the ready signal, the lease policy
+    /// (`tasks/task_queue.rs`).
+    pub(crate) queue: TaskQueue,
     pub progress: ProgressHub,
     pub workers: WorkerRegistry,
     /// Cancelled when the coordinator stops: long-polls and streams end, so connections close
@@ -148,14 +97,6 @@ impl Core {
             .storage_config
             .operator()
             .map_err(|e| CoreError::Storage(e.to_string()))?;
-        let h = i64::try_from(parts.timing.heartbeat().as_millis()).unwrap_or(i64::MAX);
-        let policy = LeasePolicy {
-            ttl_ms: i64::try_from(parts.timing.lease_ttl().as_millis()).unwrap_or(i64::MAX),
-            // Retry after one heartbeat, doubling, at most 5 minutes: a flapping source is not
-            // hammered, and a worker lost to a restart is replaced within seconds.
-            backoff_base_ms: h,
-            backoff_max_ms: 5 * 60 * 1000,
-        };
         let downloads = Arc::new(crate::downloads::Downloads::new(
             &parts.master,
             parts.store.clone(),
@@ -186,10 +127,7 @@ impl Core {
             catalog,
             secrets,
             timing: parts.timing,
-            policy,
-            max_attempts: parts.max_attempts,
-            queue: Mutex::new(Queue::default()),
-            ready: Notify::new(),
+            queue: TaskQueue::new(&parts.timing, parts.max_attempts),
             progress: ProgressHub::default(),
             workers: WorkerRegistry::default(),
             stopping: tokio_util::sync::CancellationToken::new(),
@@ -205,7 +143,7 @@ impl Core {
     async fn load(&self) -> CoreResult<()> {
         let now = self.now_ms();
         let grace = i64::try_from(self.timing.takeover_grace().as_millis()).unwrap_or(i64::MAX);
-        let mut q = self.queue.lock().await;
+        let mut q = self.queue.state.lock().await;
         let mut max_seq = 0;
         for mut t in self.store.tasks().await? {
             max_seq = max_seq.max(t.seq);

@@ -55,7 +55,7 @@ pub(crate) async fn restart(c: &Core) -> Arc<Core> {
             storage_config: c.storage_config.clone(),
             master: c.secrets.master().clone(),
             timing: c.timing,
-            max_attempts: c.max_attempts,
+            max_attempts: c.queue.max_attempts,
         },
         tx,
     )

@@ -51,7 +51,7 @@ impl Core {
             .collect();
         let mut states = self.store.schedule_states().await?;
         let active: HashMap<String, Active> = {
-            let q = self.queue.lock().await;
+            let q = self.queue.state.lock().await;
             let mut m = HashMap::new();
             for t in q.active.values().filter(|t| t.kind == TaskKind::Backup) {
                 let a = match t.lease.state {

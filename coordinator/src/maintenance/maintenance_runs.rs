@@ -203,8 +203,8 @@ impl Drop for Claim {
         let repo_id = std::mem::take(&mut self.repo_id);
         // The queue lock is async; release from a task (the claim only delays leasing).
         tokio::spawn(async move {
-            core.queue.lock().await.maintenance.remove(&repo_id);
-            core.ready.notify_waiters();
+            core.queue.state.lock().await.maintenance.remove(&repo_id);
+            core.queue.ready.notify_waiters();
         });
     }
 }
@@ -239,7 +239,7 @@ impl Core {
     /// Claims `repo_id` for maintenance unless a backup, restore, verification or drill of it
     /// is running (or it is claimed).
     async fn claim(self: &Arc<Self>, repo_id: &str) -> Option<Claim> {
-        let mut q = self.queue.lock().await;
+        let mut q = self.queue.state.lock().await;
         if q.busy_repos().contains(repo_id) || q.read_repos().contains(repo_id) {
             return None;
         }
@@ -586,7 +586,7 @@ impl Core {
                 repo.full_name()
             )));
         }
-        let q = self.queue.lock().await;
+        let q = self.queue.state.lock().await;
         if let Some(t) = q.active.values().find(|t| t.repo_id == repo.id) {
             return Err(CoreError::FailedPrecondition(format!(
                 "{} has a {} task {} pending or running: wait for it (disconnect the organisation to stop scheduled backups)",

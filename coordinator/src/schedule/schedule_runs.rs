@@ -171,7 +171,7 @@ impl Core {
         let repos = self.store.repo_schedule_views().await?;
         let mut states = self.store.schedule_states().await?;
         let busy: HashSet<String> = {
-            let q = self.queue.lock().await;
+            let q = self.queue.state.lock().await;
             q.active
                 .values()
                 .filter(|t| t.kind == TaskKind::Backup)
@@ -278,7 +278,7 @@ impl Core {
         if runs.is_empty() {
             return Ok(());
         }
-        let mut q = self.queue.lock().await;
+        let mut q = self.queue.state.lock().await;
         let active_keys: HashSet<String> = q
             .active
             .values()
@@ -324,7 +324,7 @@ impl Core {
             }
         }
         drop(q);
-        self.ready.notify_waiters();
+        self.queue.ready.notify_waiters();
         Ok(())
     }
 

@@ -16,7 +16,8 @@ use crate::ids;
 use crate::tasks::lease_state::TaskState;
 use crate::tasks::worker_registry::WorkerEntry;
 
-use crate::core::{Core, Queue};
+use crate::core::Core;
+use crate::tasks::task_queue::Queue;
 
 /// A worker's registration, as the service hands it to the core.
 #[derive(Debug, Clone, Default)]
@@ -61,8 +62,10 @@ impl Core {
         };
         let previous = hello.previous_id.as_str();
         // Live means what the registry's expiry means: heard from within a lease TTL.
-        let resumed =
-            ids::is_worker_id(previous) && self.workers.claim(entry(previous), self.policy.ttl_ms);
+        let resumed = ids::is_worker_id(previous)
+            && self
+                .workers
+                .claim(entry(previous), self.queue.policy.ttl_ms);
         let worker_id = if resumed {
             previous.to_string()
         } else {
@@ -71,7 +74,7 @@ impl Core {
             id
         };
         let (renewed, revoked) = if resumed {
-            let mut q = self.queue.lock().await;
+            let mut q = self.queue.state.lock().await;
             self.renew_held(&mut q, &worker_id, &hello.held, now)
         } else {
             (Vec::new(), hello.held.clone())
@@ -105,7 +108,7 @@ impl Core {
     ) -> (Vec<pb::LeaseToken>, Vec<pb::LeaseToken>, bool) {
         let now = self.now_ms();
         let known = self.workers.heartbeat(worker_id, draining, now);
-        let mut q = self.queue.lock().await;
+        let mut q = self.queue.state.lock().await;
         let (renewed, revoked) = self.renew_held(&mut q, worker_id, held, now);
         (renewed, revoked, !known)
     }
@@ -124,7 +127,7 @@ impl Core {
         for tok in held {
             let ok = q.active.get_mut(&tok.task_id).is_some_and(|t| {
                 matches!(&t.lease.state, TaskState::Leased { worker_id: w, .. } if w == worker_id)
-                    && t.lease.renew(tok.attempt, now, &self.policy).is_ok()
+                    && t.lease.renew(tok.attempt, now, &self.queue.policy).is_ok()
             });
             if ok {
                 q.inherited.remove(&tok.task_id);

@@ -70,7 +70,7 @@ impl Core {
     ) -> CoreResult<pb::RequestPermitsResponse> {
         let tok = req.lease.clone().unwrap_or_default();
         let (org_id, repo_id) = {
-            let q = self.queue.lock().await;
+            let q = self.queue.state.lock().await;
             let t = q.active.get(&tok.task_id).ok_or_else(|| {
                 CoreError::FailedPrecondition(format!(
                     "lease of task {} attempt {} is stale: the task is no longer active",

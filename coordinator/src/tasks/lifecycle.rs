@@ -16,8 +16,9 @@ use crate::store::Batch;
 use crate::tasks::lease_state::{LeaseState, Outcome, TaskState};
 use crate::tasks::queue_order::{Candidate, QueueContext, select};
 
-use crate::core::{Core, Queue};
+use crate::core::Core;
 use crate::tasks::kinds::{self, Completion, LeaseCtx};
+use crate::tasks::task_queue::Queue;
 
 /// What one look at the queue found.
 enum Leasing {
@@ -64,7 +65,7 @@ impl Core {
             priority,
             enqueued_at_ms: now,
             seq,
-            lease: LeaseState::new(self.max_attempts),
+            lease: LeaseState::new(self.queue.max_attempts),
             idempotency_key: key,
             committed_attempt: None,
             mode: None,
@@ -94,7 +95,7 @@ impl Core {
             }
             // Register interest before looking, so a notify between the look and the wait is
             // not lost.
-            let notified = self.ready.notified();
+            let notified = self.queue.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             match self.try_lease(worker_id, cached, &minted).await? {
@@ -143,7 +144,7 @@ impl Core {
         // (`Leasing::Needs*`). Cost: every queue operation (other workers' acquires,
         // completions, confirms, progress events, the reaper) waits for these reads and one
         // store commit per lease.
-        let mut q = self.queue.lock().await;
+        let mut q = self.queue.state.lock().await;
         let busy = q.busy_repos();
         let candidates: Vec<Candidate> = q
             .active
@@ -202,7 +203,7 @@ impl Core {
         {
             return Ok(Leasing::NeedsToken(Box::new(cred)));
         }
-        let attempt = task.lease.lease(worker_id, now, &self.policy)?;
+        let attempt = task.lease.lease(worker_id, now, &self.queue.policy)?;
         let mut batch = Batch::default();
         batch.task(&task);
         let mut proto = pb::Task {
@@ -244,7 +245,7 @@ impl Core {
     /// The fence before a commit-relevant write: succeeds only for the current, unexpired lease.
     pub async fn confirm_lease(&self, worker_id: &str, tok: &pb::LeaseToken) -> CoreResult<i64> {
         let now = self.now_ms();
-        let q = self.queue.lock().await;
+        let q = self.queue.state.lock().await;
         let t = q
             .active
             .get(&tok.task_id)
@@ -258,7 +259,7 @@ impl Core {
     pub async fn task_event(&self, ev: &pb::TaskEvent) -> CoreResult<()> {
         let tok = ev.lease.clone().unwrap_or_default();
         {
-            let q = self.queue.lock().await;
+            let q = self.queue.state.lock().await;
             // Progress that arrives after the completion (the stream and the completion travel
             // separately) is dropped quietly: there is nothing left to cancel.
             let Some(t) = q.active.get(&tok.task_id) else {
@@ -292,7 +293,7 @@ impl Core {
         // committed snapshot whose task runs again). Cost: queue operations wait for the kind's
         // reads and one store commit per completion; the work after the commit (catalog
         // object, verification and drill outcomes, damaged packs) runs after the lock is released.
-        let mut q = self.queue.lock().await;
+        let mut q = self.queue.state.lock().await;
         let Some(current) = q.active.get(&tok.task_id) else {
             drop(q);
             self.forget_rejected(req);
@@ -331,7 +332,8 @@ impl Core {
                 retryable: req.retryable,
             }
         };
-        task.lease.finish(tok.attempt, outcome, now, &self.policy)?;
+        task.lease
+            .finish(tok.attempt, outcome, now, &self.queue.policy)?;
         if req.success {
             task.committed_attempt = Some(tok.attempt);
         }
@@ -357,7 +359,7 @@ impl Core {
         drop(q);
         self.workers.unassign(&req.worker_id, &task.id);
         if !terminal {
-            self.ready.notify_waiters();
+            self.queue.ready.notify_waiters();
         }
         let outcome = match status {
             Status::Completed => CompletionOutcome::Committed,
@@ -384,7 +386,7 @@ impl Core {
         reason: &str,
     ) -> CoreResult<()> {
         let now = self.now_ms();
-        let mut q = self.queue.lock().await;
+        let mut q = self.queue.state.lock().await;
         let current = q
             .active
             .get(&tok.task_id)
@@ -397,7 +399,7 @@ impl Core {
         drop(q);
         self.workers.unassign(worker_id, &task.id);
         tracing::info!(task = %task.id, attempt = tok.attempt, worker = %worker_id, reason, "released");
-        self.ready.notify_waiters();
+        self.queue.ready.notify_waiters();
         self.publish_state(&task, tok.attempt, worker_id);
         Ok(())
     }
@@ -407,7 +409,7 @@ impl Core {
     /// its worker stops; its completion is refused as stale). Returns whether it was active.
     pub(crate) async fn cancel_task(&self, task_id: &str, reason: &str) -> CoreResult<bool> {
         let now = self.now_ms();
-        let mut q = self.queue.lock().await;
+        let mut q = self.queue.state.lock().await;
         let Some(mut task) = q.active.get(task_id).cloned() else {
             return Ok(false);
         };
@@ -437,7 +439,7 @@ impl Core {
     /// Re-queues expired leases (with backoff) or fails tasks after their last attempt.
     pub async fn reap(&self) -> CoreResult<usize> {
         let now = self.now_ms();
-        let mut q = self.queue.lock().await;
+        let mut q = self.queue.state.lock().await;
         let expired: Vec<String> = q
             .active
             .values()
@@ -456,10 +458,10 @@ impl Core {
             let attempt = task.lease.attempt;
             if q.inherited.remove(id) == Some(attempt) {
                 // Its holder never came back after the restart: not the task's failure.
-                task.lease.reap_inherited(now, &self.policy);
+                task.lease.reap_inherited(now, &self.queue.policy);
                 tracing::warn!(task = %task.id, attempt, worker = %worker, "inherited lease not taken back; re-queued");
             } else {
-                task.lease.reap(now, &self.policy);
+                task.lease.reap(now, &self.queue.policy);
                 tracing::warn!(task = %task.id, attempt, worker = %worker, "lease expired");
             }
             metrics::counter!("repovault_lease_expiries_total").increment(1);
@@ -484,7 +486,7 @@ impl Core {
             self.after_backup_finished(&b).await;
         }
         if !expired.is_empty() {
-            self.ready.notify_waiters();
+            self.queue.ready.notify_waiters();
         }
         Ok(expired.len())
     }

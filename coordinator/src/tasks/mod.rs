@@ -11,4 +11,5 @@ pub mod lifecycle;
 pub mod queue_order;
 pub mod queue_view;
 pub mod task_progress;
+pub mod task_queue;
 pub mod worker_registry;

@@ -11,7 +11,7 @@ use crate::core::Core;
 impl Core {
     /// The status of a task as the store and queue know it.
     pub async fn task_status(&self, task_id: &str) -> CoreResult<Option<TaskRecord>> {
-        if let Some(t) = self.queue.lock().await.active.get(task_id) {
+        if let Some(t) = self.queue.state.lock().await.active.get(task_id) {
             return Ok(Some(t.clone()));
         }
         Ok(self.store.task(task_id).await?)
@@ -20,7 +20,7 @@ impl Core {
     /// The queue as the CLI shows it: every active task, best first.
     pub async fn queue_snapshot(&self) -> Vec<(TaskRecord, u8)> {
         let now = self.now_ms();
-        let q = self.queue.lock().await;
+        let q = self.queue.state.lock().await;
         let mut v: Vec<(TaskRecord, u8)> = q
             .active
             .values()
@@ -49,7 +49,7 @@ impl Core {
     /// Queue depth by priority, for metrics.
     pub async fn queue_depths(&self) -> (std::collections::BTreeMap<u8, u64>, u64, i64) {
         let now = self.now_ms();
-        let q = self.queue.lock().await;
+        let q = self.queue.state.lock().await;
         let mut depth = std::collections::BTreeMap::new();
         let mut leased = 0;
         let mut oldest = 0;
@@ -71,7 +71,7 @@ impl Core {
     /// Whether a task with this id and attempt was committed, or may still be (for the
     /// reconciler): `Some(true)` keep, `Some(false)` forget, `None` unknown task.
     pub async fn snapshot_verdict(&self, task_id: &str, attempt: u32) -> CoreResult<Option<bool>> {
-        if let Some(t) = self.queue.lock().await.active.get(task_id) {
+        if let Some(t) = self.queue.state.lock().await.active.get(task_id) {
             // Active: the current attempt may still be committed; earlier ones never will.
             let write_window_open =
                 matches!(t.lease.state, TaskState::Leased { .. }) && t.lease.attempt == attempt;

@@ -311,7 +311,7 @@ impl Core {
         // an equal active task) and the enqueue sequence must agree with what the store holds,
         // and a task is durable before any worker can lease it. Cost: queue operations wait for
         // one store commit per enqueue.
-        let mut q = self.queue.lock().await;
+        let mut q = self.queue.state.lock().await;
         if let Some(t) = q.active.values().find(|t| t.idempotency_key == key) {
             return Ok(Enqueued {
                 record: t.clone(),
@@ -336,7 +336,7 @@ impl Core {
         q.active.insert(task.id.clone(), task.clone());
         drop(q);
         metrics::counter!("repovault_tasks_enqueued_total", "kind" => kind.as_str()).increment(1);
-        self.ready.notify_waiters();
+        self.queue.ready.notify_waiters();
         Ok(Enqueued {
             record: task,
             created: true,

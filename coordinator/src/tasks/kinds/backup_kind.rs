@@ -271,7 +271,7 @@ impl Core {
         // an equal active task) and the enqueue sequence must agree with what the store holds,
         // and a task is durable before any worker can lease it. Cost: queue operations wait for
         // one store commit per enqueue.
-        let mut q = self.queue.lock().await;
+        let mut q = self.queue.state.lock().await;
         if let Some(t) = q.active.values().find(|t| t.idempotency_key == key) {
             let existing = self.store.backup(&repo.id, &t.subject_id).await?;
             if let Some(b) = existing {
@@ -298,7 +298,7 @@ impl Core {
         q.active.insert(task.id.clone(), task);
         drop(q);
         metrics::counter!("repovault_tasks_enqueued_total", "kind" => "backup").increment(1);
-        self.ready.notify_waiters();
+        self.queue.ready.notify_waiters();
         Ok(backup)
     }
 

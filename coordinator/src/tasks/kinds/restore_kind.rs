@@ -165,7 +165,7 @@ impl Core {
         // an equal active task) and the enqueue sequence must agree with what the store holds,
         // and a task is durable before any worker can lease it. Cost: queue operations wait for
         // one store commit per enqueue.
-        let mut q = self.queue.lock().await;
+        let mut q = self.queue.state.lock().await;
         let now = self.now_ms();
         let task_id = ids::new_task_id();
         restore.task_id = task_id.clone();
@@ -186,7 +186,7 @@ impl Core {
         q.active.insert(task.id.clone(), task);
         drop(q);
         metrics::counter!("repovault_tasks_enqueued_total", "kind" => "restore").increment(1);
-        self.ready.notify_waiters();
+        self.queue.ready.notify_waiters();
         Ok(())
     }
 }
