@@ -10,7 +10,9 @@
 
 mod cron;
 pub mod policy;
-/// The shell: materialising due slots into tasks, schedule settings, push webhooks.
+/// On-push backups: push webhooks, deliveries, starting due bursts.
+pub mod push_backups;
+/// The shell: materialising due slots into tasks, schedule settings.
 pub mod schedule_runs;
 /// Push webhooks, pure: signature checks and the burst window.
 pub mod webhook_bursts;

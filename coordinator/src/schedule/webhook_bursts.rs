@@ -211,7 +211,7 @@ pub mod http {
     use axum::http::{HeaderMap, StatusCode};
 
     use crate::core::Core;
-    use crate::schedule::schedule_runs::WebhookOutcome;
+    use crate::schedule::push_backups::WebhookOutcome;
 
     /// The body of every refused delivery (see the module's documentation).
     pub const REFUSED: &str = "the delivery's signature does not verify\n";
