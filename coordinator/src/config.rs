@@ -304,9 +304,9 @@ impl CoordinatorConfig {
         let join_token = read_or_create_token(&join_path)?;
         let mut admin_tokens = Vec::new();
         if let Some(p) = &self.admin_token_file {
-            admin_tokens.push(crate::roles::NamedToken {
+            admin_tokens.push(crate::admin_roles::NamedToken {
                 name: "admin".into(),
-                role: crate::roles::Role::Admin,
+                role: crate::admin_roles::Role::Admin,
                 token: read_token(p)?,
             });
         }
@@ -323,7 +323,7 @@ impl CoordinatorConfig {
                     t.name
                 )));
             }
-            admin_tokens.push(crate::roles::NamedToken {
+            admin_tokens.push(crate::admin_roles::NamedToken {
                 name: t.name.clone(),
                 role: t.role,
                 token: read_token(&t.token_file)?,
@@ -433,7 +433,7 @@ pub struct Settings {
     pub join_token: Secret,
     pub join_token_file: Option<PathBuf>,
     /// Admin tokens with their roles; empty: every caller is the local admin.
-    pub admin_tokens: Vec<crate::roles::NamedToken>,
+    pub admin_tokens: Vec<crate::admin_roles::NamedToken>,
     pub master_key: MasterKey,
     /// Set when the master key was generated now (the caller says so to the operator).
     pub master_key_created: Option<PathBuf>,
@@ -518,7 +518,7 @@ mod tests {
 pub struct AdminTokenConfig {
     /// Shown in the audit log, never the token.
     pub name: String,
-    pub role: crate::roles::Role,
+    pub role: crate::admin_roles::Role,
     /// A file holding the token (created by the operator, e.g. `openssl rand -hex 32`).
     pub token_file: PathBuf,
 }

@@ -1,5 +1,6 @@
 //! The coordinator: state store, queue, leases, catalog and the gRPC services.
 
+pub mod admin_roles;
 pub mod audit;
 pub mod catalog;
 pub mod clock;
@@ -14,7 +15,6 @@ pub mod ids;
 pub mod kv;
 pub mod maintenance;
 pub mod model;
-pub mod roles;
 pub mod schedule;
 pub mod secrets;
 pub mod server;

@@ -16,7 +16,7 @@ use repovault_proto::v1::worker_service_server::WorkerServiceServer;
 use crate::config::Settings;
 use crate::core::{Core, CoreParts};
 use crate::service::admin::AdminApi;
-use crate::service::auth::JoinGuard;
+use crate::service::call_auth::JoinGuard;
 use crate::service::refusals::RefusalLog;
 use crate::service::worker::WorkerApi;
 use crate::store::Store;
@@ -117,7 +117,9 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     let refusals = Arc::new(RefusalLog::new(audit.clone()));
     let admin = crate::service::guard::AdminGuard::new(
         AdminServiceServer::new(AdminApi { core: core.clone() }),
-        Arc::new(crate::roles::Callers::new(settings.admin_tokens.clone())),
+        Arc::new(crate::admin_roles::Callers::new(
+            settings.admin_tokens.clone(),
+        )),
         audit,
         refusals.clone(),
     );

@@ -35,7 +35,7 @@ pub struct Cluster {
     /// port), e.g. for webhooks.
     http: Option<std::net::SocketAddr>,
     /// Admin tokens with roles; empty: every caller is the local admin.
-    admin_tokens: Vec<repovault_coordinator::roles::NamedToken>,
+    admin_tokens: Vec<repovault_coordinator::admin_roles::NamedToken>,
     /// Where workers added from now on allow file:// sources and targets (none by default,
     /// as a worker's default); the cluster's own directory is refused whatever it says.
     local_roots: Vec<PathBuf>,
@@ -69,7 +69,7 @@ impl Cluster {
     /// A cluster whose admin API takes these tokens (and only these).
     pub async fn start_with_admin_tokens(
         workers: usize,
-        tokens: Vec<repovault_coordinator::roles::NamedToken>,
+        tokens: Vec<repovault_coordinator::admin_roles::NamedToken>,
     ) -> Result<Self> {
         let mut c = Self::start_with(0, TEST_HEARTBEAT).await?;
         if let Some(h) = c.coordinator.take() {

@@ -20,11 +20,11 @@
 //!   that is too large is rejected, never split: splitting would silently give up atomicity.
 //!
 //! Backends: [`MemoryKv`] (tests) and [`RedbKv`] (embedded default); an etcd backend plugs in
-//! by implementing [`KvBackend`] and passing [`conformance::run_all`].
+//! by implementing [`KvBackend`] and passing [`kv_conformance::run_all`].
 
-pub mod conformance;
 mod engine;
 pub mod json;
+pub mod kv_conformance;
 mod memory;
 mod redb_backend;
 

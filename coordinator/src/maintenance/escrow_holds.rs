@@ -13,10 +13,10 @@ use std::sync::Arc;
 use repovault_common::crypto::random_secret;
 use repovault_common::secret::Secret;
 
+use crate::admin_roles::Role;
 use crate::error::{CoreError, CoreResult};
 use crate::maintenance::retention::{EscrowWindow, RetentionPolicy};
 use crate::model::{BackupRecord, EscrowRecord, OrgRecord, Status};
-use crate::roles::Role;
 use crate::store::Batch;
 use repovault_proto::v1 as pb;
 

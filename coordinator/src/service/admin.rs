@@ -631,8 +631,8 @@ impl AdminService for AdminApi {
         // The guard put the caller there; without one, the least role.
         let role = req
             .extensions()
-            .get::<crate::roles::Caller>()
-            .map_or(crate::roles::Role::Viewer, |c| c.role);
+            .get::<crate::admin_roles::Caller>()
+            .map_or(crate::admin_roles::Role::Viewer, |c| c.role);
         let (r, detail) = self.core.api_set_retention(req.into_inner(), role).await?;
         let mut response = Response::new(r);
         if let Some(d) = detail {
@@ -771,6 +771,6 @@ impl AdminApi {
 /// The caller the admin guard resolved (its configured token name; `local` without tokens).
 fn caller_name<T>(req: &Request<T>) -> String {
     req.extensions()
-        .get::<crate::roles::Caller>()
+        .get::<crate::admin_roles::Caller>()
         .map_or_else(|| "local".to_string(), |c| c.name.clone())
 }

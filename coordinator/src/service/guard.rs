@@ -1,5 +1,5 @@
 //! The admin API's door: resolves the caller's bearer token to a role, refuses a call its role
-//! does not allow ([`crate::roles::required`]), and writes every change to the audit log.
+//! does not allow ([`crate::admin_roles::required`]), and writes every change to the audit log.
 //!
 //! It wraps the generated service as a tower service, because only there is the called method
 //! (the request path) known: tonic's interceptors see metadata alone. A refusal is answered as a
@@ -14,9 +14,9 @@ use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
 
 use super::refusals::{RefusalLog, Refused, peer_of};
+use crate::admin_roles::{Caller, Callers, Refusal, is_change};
 use crate::audit::{AuditDetail, AuditEntry, AuditLog};
 use crate::clock::system_now_ms as now_ms;
-use crate::roles::{Caller, Callers, Refusal, is_change};
 
 #[derive(Clone)]
 pub struct AdminGuard<S> {

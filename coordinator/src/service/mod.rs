@@ -1,7 +1,7 @@
 //! The gRPC services and their authentication.
 
 pub mod admin;
-pub mod auth;
+pub mod call_auth;
 pub mod convert;
 pub mod guard;
 pub mod refusals;

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Output};
 
 use repovault_common::secret::Secret;
-use repovault_coordinator::roles::{NamedToken, Role};
+use repovault_coordinator::admin_roles::{NamedToken, Role};
 use repovault_tests::cluster::Cluster;
 use repovault_tests::fixtures;
 use repovault_tests::gitserver::GitDaemon;
