@@ -184,7 +184,7 @@ impl RepoRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoStats {
     pub last_backup_id: Option<String>,
-    pub last_status: Option<String>,
+    pub last_status: Option<Status>,
     pub last_finished_at_ms: Option<i64>,
     pub last_success_id: Option<String>,
     pub last_success_at_ms: Option<i64>,
@@ -218,7 +218,7 @@ impl RepoStats {
     /// rebuild from the catalog all go through here, so they cannot disagree).
     pub fn record(&mut self, b: &BackupRecord) {
         self.last_backup_id = Some(b.id.clone());
-        self.last_status = Some(b.status.as_str().to_string());
+        self.last_status = Some(b.status);
         self.last_finished_at_ms = b.finished_at_ms;
         match b.status {
             Status::Completed => {

@@ -90,7 +90,7 @@ impl Core {
                 last_slot_ms: states.remove(&repo.id).and_then(|s| s.last_slot_ms),
             };
             let last_error = match (&stats.last_status, &stats.last_backup_id) {
-                (Some(s), Some(id)) if errors && s == Status::Failed.as_str() => {
+                (Some(Status::Failed), Some(id)) if errors => {
                     self.backup_record(id).await?.and_then(|b| b.error)
                 }
                 _ => None,
@@ -435,7 +435,7 @@ mod tests {
             .expect("schedule");
         let slot = base - base.rem_euclid(H);
         let success = |at: i64| RepoStats {
-            last_status: Some("completed".into()),
+            last_status: Some(Status::Completed),
             last_finished_at_ms: Some(at),
             last_success_at_ms: Some(at),
             last_success_id: Some(format!("b{at}")),

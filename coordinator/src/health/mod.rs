@@ -189,7 +189,7 @@ fn verdict(
         (State::Pending, m.to_string())
     } else if stats.last_status.is_none() {
         (State::Never, String::new())
-    } else if stats.last_status.as_deref() == Some(Status::Failed.as_str()) {
+    } else if stats.last_status == Some(Status::Failed) {
         (
             State::Error,
             last_error.unwrap_or("the latest backup failed").to_string(),
@@ -253,7 +253,7 @@ mod tests {
 
     pub(super) fn stats(status: Option<Status>, finished: i64, success: Option<i64>) -> RepoStats {
         RepoStats {
-            last_status: status.map(|s| s.as_str().to_string()),
+            last_status: status,
             last_finished_at_ms: status.map(|_| finished),
             last_success_at_ms: success,
             last_success_verification: success.map(|_| VerifyStatus::Verified),

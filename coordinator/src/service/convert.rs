@@ -102,7 +102,10 @@ pub fn repo(r: &RepoRecord, s: &RepoStats) -> pb::Repo {
         has_token: r.sealed_token.is_some(),
         created_at: format_ms(r.created_at_ms),
         last_backup_id: s.last_backup_id.clone().unwrap_or_default(),
-        last_backup_status: s.last_status.clone().unwrap_or_default(),
+        last_backup_status: s
+            .last_status
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
         incomplete: s.last_success_incomplete.clone(),
         last_backup_at: opt_time(s.last_finished_at_ms),
         forge_id: r.forge_id.unwrap_or_default(),
