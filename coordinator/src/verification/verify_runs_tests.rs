@@ -1,0 +1,288 @@
+use std::time::Duration;
+
+use super::*;
+use crate::core::testing::{completed_backup, core};
+use crate::tasks::worker_registry::WorkerEntry;
+use pb::complete_task_request::Result as Outcome;
+
+fn worker(c: &Core) {
+    c.workers.register(WorkerEntry {
+        id: "w".into(),
+        name: "w".into(),
+        slots: 4,
+        draining: false,
+        registered_at_ms: 0,
+        last_heartbeat_ms: i64::MAX / 2,
+        tasks: Default::default(),
+    });
+}
+
+fn pass(name: &str) -> pb::CheckResult {
+    pb::CheckResult {
+        name: name.into(),
+        result: CheckOutcome::Pass.into(),
+        detail: "ok".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn backup_verify_queues_once_leases_and_records_the_outcome() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = core(dir.path()).await;
+    c.add_org("acme", crate::model::Provider::Git)
+        .await
+        .expect("org");
+    let r = c.add_repo("acme/a", "file:///a", None).await.expect("repo");
+    let first = completed_backup(&c, &r, 1_000).await;
+    let id = completed_backup(&c, &r, 2_000).await;
+
+    let (b, task) = c.verify_backup(&id).await.expect("verify");
+    let v = b.verification.expect("pending");
+    assert_eq!(
+        (v.status, v.task_id.as_deref()),
+        (VerifyStatus::Pending, Some(task.as_str()))
+    );
+    // Asked again while it is queued: the same task.
+    let (_, again) = c.verify_backup(&id).await.expect("again");
+    assert_eq!(again, task);
+
+    worker(&c);
+    let t = c
+        .acquire("w", &[], Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("leased");
+    let spec = t.verify_spec().cloned().expect("a verify spec");
+    assert_eq!(
+        (spec.mode, spec.backup_id.as_str()),
+        (VerifyMode::Manual.into(), id.as_str())
+    );
+    assert_eq!(spec.snapshot_id, "ab".repeat(32));
+    assert!(
+        t.repo.expect("access").source_token.is_empty(),
+        "no source credential"
+    );
+    let running = c.get_backup(&id).await.expect("backup");
+    assert_eq!(
+        running.verification.map(|v| v.status),
+        Some(VerifyStatus::Running)
+    );
+
+    let checks = [
+        "zip_integrity",
+        "git_fsck",
+        "metadata_valid",
+        "commit_count_match",
+    ];
+    c.complete(&pb::CompleteTaskRequest {
+        worker_id: "w".into(),
+        lease: t.lease.clone(),
+        success: true,
+        result: Some(Outcome::Verify(pb::VerifyResult {
+            checks: checks.iter().map(|n| pass(n)).collect(),
+            packs_read: 3,
+            bytes_read: 300,
+            ..Default::default()
+        })),
+        ..Default::default()
+    })
+    .await
+    .expect("complete");
+    let done = c.get_backup(&id).await.expect("backup");
+    let v = done.verification.expect("verification");
+    assert_eq!(v.status, VerifyStatus::Verified, "{v:#?}");
+    assert_eq!((v.run, v.packs_read), (VerifyRun::Manual, 3));
+    // size_match against the backup before it (same size).
+    let size = v
+        .checks
+        .iter()
+        .find(|c| c.name == v::SIZE_MATCH)
+        .expect("size");
+    assert_eq!(size.result, CheckOutcome::Pass, "{size:#?}");
+    let stats = c.store.stats(&r.id).await.expect("stats");
+    assert_eq!(
+        stats.last_success_verification,
+        Some(VerifyStatus::Verified)
+    );
+    // A failed verification of the latest backup reaches the stats (and so health).
+    let (_, task2) = c.verify_backup(&id).await.expect("verify again");
+    assert_ne!(task2, task);
+    let t = c
+        .acquire("w", &[], Duration::ZERO)
+        .await
+        .expect("acquire")
+        .expect("leased");
+    let mut fsck = pass("git_fsck");
+    fsck.result = CheckOutcome::Fail.into();
+    fsck.detail = "blob 1234 is missing".into();
+    c.complete(&pb::CompleteTaskRequest {
+        worker_id: "w".into(),
+        lease: t.lease.clone(),
+        success: true,
+        result: Some(Outcome::Verify(pb::VerifyResult {
+            checks: vec![pass("zip_integrity"), fsck],
+            ..Default::default()
+        })),
+        ..Default::default()
+    })
+    .await
+    .expect("complete");
+    let stats = c.store.stats(&r.id).await.expect("stats");
+    assert_eq!(stats.last_success_verification, Some(VerifyStatus::Failed));
+    assert!(
+        stats
+            .last_success_verification_detail
+            .as_deref()
+            .is_some_and(|d| d.contains("blob 1234")),
+        "{stats:#?}"
+    );
+    let _ = first;
+}
+
+#[tokio::test]
+async fn a_verification_of_a_backup_deleted_meanwhile_ends_instead_of_blocking_the_queue() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = core(dir.path()).await;
+    c.add_org("acme", crate::model::Provider::Git)
+        .await
+        .expect("org");
+    let r = c.add_repo("acme/a", "file:///a", None).await.expect("repo");
+    let id = completed_backup(&c, &r, 1_000).await;
+    c.verify_backup(&id).await.expect("verify");
+    // Gone from the store and from the catalog, as `backup delete` leaves it.
+    let mut batch = Batch::default();
+    batch.delete_backup(&r.id, &id);
+    c.store.apply(batch).await.expect("delete");
+    let object = repovault_common::storage::catalog_object_path(&r.org_id, &r.id, &id);
+    c.storage
+        .delete(&object)
+        .await
+        .expect("delete the catalog object");
+    assert!(c.backup_record(&id).await.expect("read").is_none());
+    worker(&c);
+    let t = c
+        .acquire("w", &[], Duration::ZERO)
+        .await
+        .expect("a lease, not an error")
+        .expect("leased");
+    assert!(t.verify_spec().expect("spec").snapshot_id.is_empty());
+}
+
+#[tokio::test]
+async fn the_rotation_visits_due_repositories_oldest_first_at_most_two_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = core(dir.path()).await;
+    c.add_org("acme", crate::model::Provider::Git)
+        .await
+        .expect("org");
+    let day = 86_400_000;
+    let mut repos = Vec::new();
+    for i in 0..5 {
+        let r = c
+            .add_repo(&format!("acme/r{i}"), "file:///r", None)
+            .await
+            .expect("repo");
+        // r0 first backed up longest ago.
+        completed_backup(&c, &r, 1_000 + i64::from(i) * day).await;
+        repos.push(r);
+    }
+    c.add_repo("acme/never", "file:///n", None)
+        .await
+        .expect("never backed up");
+    let rotations = || async {
+        c.queue_snapshot()
+            .await
+            .into_iter()
+            .map(|(t, _)| t)
+            .filter(|t| t.mode == Some(VerifyMode::Rotation))
+            .collect::<Vec<_>>()
+    };
+    // Six days after the first backup: nothing is due (visits every 7 days).
+    assert_eq!(c.run_rotation_once(1_000 + 6 * day).await.expect("pass"), 0);
+    // Much later: all five are due, two are queued, the oldest first.
+    let now = 1_000 + 40 * day;
+    assert_eq!(c.run_rotation_once(now).await.expect("pass"), 2);
+    let queued: Vec<String> = rotations()
+        .await
+        .iter()
+        .map(|t| t.repo_id.clone())
+        .collect();
+    let mut want = vec![repos[0].id.clone(), repos[1].id.clone()];
+    want.sort();
+    let mut got = queued.clone();
+    got.sort();
+    assert_eq!(got, want);
+    // While they are in flight, nothing more.
+    assert_eq!(c.run_rotation_once(now).await.expect("pass"), 0);
+    // A visit finishes: the next oldest takes its place, and the visited one is not due
+    // again until a week later.
+    let t = rotations()
+        .await
+        .into_iter()
+        .find(|t| t.repo_id == repos[0].id)
+        .expect("r0");
+    c.finish_verify(
+        &t,
+        Some(&pb::VerifyResult {
+            packs_read: 4,
+            bytes_read: 400,
+            packs_total: 4,
+            ..Default::default()
+        }),
+        None,
+    )
+    .await
+    .expect("finish");
+    c.cancel_task(&t.id, "visited").await.expect("done");
+    let m = c
+        .store
+        .maintenance(&repos[0].id)
+        .await
+        .expect("maintenance");
+    assert!(
+        m.last_readback_at_ms.is_some() && m.readback_damage.is_none(),
+        "{m:?}"
+    );
+    assert_eq!(c.run_rotation_once(now).await.expect("pass"), 1);
+    let got: Vec<String> = rotations()
+        .await
+        .iter()
+        .map(|t| t.repo_id.clone())
+        .collect();
+    assert!(
+        got.contains(&repos[2].id) && !got.contains(&repos[0].id),
+        "{got:?}"
+    );
+}
+
+#[tokio::test]
+async fn completed_verifications_refuse_results_they_do_not_know() {
+    let dir = tempfile::tempdir().expect("dir");
+    let c = core(dir.path()).await;
+    c.add_org("acme", crate::model::Provider::Git)
+        .await
+        .expect("org");
+    let r = c.add_repo("acme/a", "file:///a", None).await.expect("repo");
+    let id = completed_backup(&c, &r, 1_000).await;
+    let b = c.get_backup(&id).await.expect("backup");
+    let bad = pb::VerifyResult {
+        checks: vec![pb::CheckResult {
+            name: "git_fsck".into(),
+            // A value this build does not know (a newer worker's).
+            result: 99,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let e = c
+        .automatic_verification(&b, Some(&bad), None, 5)
+        .expect_err("refused");
+    assert!(e.to_string().contains("check result 99 is unknown"), "{e}");
+    // No checks at all (an older worker): pending, not verified.
+    assert_eq!(
+        c.automatic_verification(&b, Some(&pb::VerifyResult::default()), None, 5)
+            .expect("none"),
+        None
+    );
+}
