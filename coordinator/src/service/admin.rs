@@ -2,30 +2,21 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use repovault_common::domain::{
-    BackupType, FromWire, Provider, RestoreCombination, RestoreTarget, TaskStatus, Trigger,
-};
+use repovault_common::domain::{BackupType, RestoreCombination, Trigger};
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 use repovault_proto::v1::admin_service_server::AdminService;
 
 use crate::core::{Core, format_ms};
-use crate::forge_access::org_discovery::{GitHubCredential, NewGitHubOrg};
-use crate::model::Status as RecordStatus;
 
 use super::convert;
 
 pub struct AdminApi {
     pub core: Arc<Core>,
 }
-
-/// Download stream chunk: large enough to keep the stream efficient, well under gRPC's default
-/// 4 MiB message limit.
-const DOWNLOAD_CHUNK: usize = 1024 * 1024;
 
 fn token(t: &str) -> Option<Secret> {
     (!t.is_empty()).then(|| Secret::new(t))
@@ -37,66 +28,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::AddOrgRequest>,
     ) -> Result<Response<pb::AddOrgResponse>, Status> {
-        let r = req.into_inner();
-        let provider = convert::enum_field_or(r.provider, "provider", Provider::Git)?;
-        if !provider.is_forge() {
-            if !r.api_url.is_empty()
-                || !r.token.is_empty()
-                || r.app_id != 0
-                || !r.private_key_pem.is_empty()
-                || r.installation_id != 0
-                || !r.ca_cert_pem.is_empty()
-            {
-                return Err(Status::invalid_argument(format!(
-                    "provider {provider} takes no API URL, credential or CA certificate"
-                )));
-            }
-            let org = self.core.add_org(&r.name, provider).await?;
-            return Ok(Response::new(pb::AddOrgResponse {
-                org: Some(convert::org(&org)),
-                sync: None,
-            }));
-        }
-        let has_app = r.app_id != 0 || r.installation_id != 0 || !r.private_key_pem.is_empty();
-        let credential = match (r.token.is_empty(), has_app) {
-            (false, true) => {
-                return Err(Status::invalid_argument(
-                    "give either a token or a GitHub App, not both",
-                ));
-            }
-            (true, false) => {
-                return Err(Status::invalid_argument(
-                    "provider github needs a credential: a token or a GitHub App (app id, private key, installation id)",
-                ));
-            }
-            (false, false) => GitHubCredential::Token(Secret::new(r.token)),
-            (true, true) => {
-                if r.app_id == 0 || r.installation_id == 0 || r.private_key_pem.is_empty() {
-                    return Err(Status::invalid_argument(
-                        "a GitHub App needs all three of app id, private key and installation id",
-                    ));
-                }
-                GitHubCredential::App {
-                    app_id: r.app_id,
-                    installation_id: r.installation_id,
-                    private_key_pem: Secret::new(r.private_key_pem),
-                }
-            }
-        };
-        let (org, report) = self
-            .core
-            .forge
-            .add_github_org(NewGitHubOrg {
-                name: r.name,
-                api_url: (!r.api_url.is_empty()).then_some(r.api_url),
-                ca_cert_pem: (!r.ca_cert_pem.is_empty()).then_some(r.ca_cert_pem),
-                credential,
-            })
-            .await?;
-        Ok(Response::new(pb::AddOrgResponse {
-            org: Some(convert::org(&org)),
-            sync: Some(convert::sync(&report)),
-        }))
+        Ok(Response::new(self.admit_org(req.into_inner()).await?))
     }
 
     async fn get_org(
@@ -390,66 +322,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::DownloadRestoreRequest>,
     ) -> Result<Response<Self::DownloadRestoreStream>, Status> {
-        let r = self.core.get_restore(&req.into_inner().id).await?;
-        if r.target != RestoreTarget::Download {
-            return Err(Status::failed_precondition(format!(
-                "restore {} targets {}, not a download",
-                r.id, r.target
-            )));
-        }
-        if r.status != RecordStatus::Completed {
-            return Err(Status::failed_precondition(format!(
-                "restore {} is {}; its download is ready when it is completed",
-                r.id,
-                r.status.as_str()
-            )));
-        }
-        let path = r
-            .artifact_path
-            .clone()
-            .ok_or_else(|| Status::internal("completed download restore has no artifact path"))?;
-        let reader = self
-            .core
-            .storage
-            .reader_with(&path)
-            .chunk(DOWNLOAD_CHUNK)
-            .await
-            .map_err(|e| Status::unavailable(format!("download artifact {path}: {e}")))?;
-        let mut stream = reader
-            .into_bytes_stream(..)
-            .await
-            .map_err(|e| Status::unavailable(format!("download artifact {path}: {e}")))?;
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let (total, sha) = (
-            r.artifact_bytes,
-            r.artifact_sha256.clone().unwrap_or_default(),
-        );
-        tokio::spawn(async move {
-            let mut first = true;
-            while let Some(chunk) = stream.next().await {
-                let msg = match chunk {
-                    Ok(bytes) => {
-                        let mut c = pb::DownloadChunk {
-                            data: bytes.to_vec(),
-                            ..Default::default()
-                        };
-                        if std::mem::take(&mut first) {
-                            c.total_bytes = total;
-                            c.sha256 = sha.clone();
-                        }
-                        Ok(c)
-                    }
-                    Err(e) => Err(Status::unavailable(format!(
-                        "reading download artifact: {e}"
-                    ))),
-                };
-                let stop = msg.is_err();
-                if tx.send(msg).await.is_err() || stop {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        self.download_stream(&req.into_inner().id).await
     }
 
     type WatchTaskStream = ReceiverStream<Result<pb::TaskProgress, Status>>;
@@ -458,58 +331,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::WatchTaskRequest>,
     ) -> Result<Response<Self::WatchTaskStream>, Status> {
-        let task_id = req.into_inner().task_id;
-        let (latest, mut rx) = self.core.progress.subscribe(&task_id);
-        let task = self
-            .core
-            .task_status(&task_id)
-            .await?
-            .ok_or_else(|| Status::not_found(format!("task {task_id:?} not found")))?;
-        let (tx, out) = tokio::sync::mpsc::channel(64);
-        let status = task.lease.state.status();
-        let first = latest
-            .filter(|p| p.status != 0)
-            .unwrap_or_else(|| pb::TaskProgress {
-                task_id: task_id.clone(),
-                attempt: task.lease.attempt,
-                phase: status.as_str().into(),
-                status: status.into(),
-                error: task
-                    .lease
-                    .last_error
-                    .clone()
-                    .filter(|_| status == RecordStatus::Failed)
-                    .unwrap_or_default(),
-                ..Default::default()
-            });
-        let core = self.core.clone();
-        tokio::spawn(async move {
-            let mut last = first;
-            if tx.send(Ok(last.clone())).await.is_err() {
-                return;
-            }
-            loop {
-                if is_final(&last) {
-                    break;
-                }
-                let next = tokio::select! {
-                    n = rx.recv() => n,
-                    _ = core.stopping.cancelled() => break,
-                };
-                match next {
-                    Ok(p) => {
-                        last = p;
-                        if tx.send(Ok(last.clone())).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                }
-            }
-            core.progress.gc(&task_id);
-        });
-        Ok(Response::new(ReceiverStream::new(out)))
+        self.watch_stream(req.into_inner().task_id).await
     }
 
     async fn rebuild_catalog(
@@ -740,10 +562,6 @@ impl AdminService for AdminApi {
             drills: drills.iter().map(convert::drill).collect(),
         }))
     }
-}
-
-fn is_final(p: &pb::TaskProgress) -> bool {
-    TaskStatus::from_wire(p.status, "status").is_ok_and(TaskStatus::is_terminal)
 }
 
 /// A requested link lifetime in seconds (0: the default) as milliseconds, bounded 30m..=7d.

@@ -1,6 +1,8 @@
 //! The gRPC services and their authentication.
 
 pub mod admin;
+mod admin_orgs;
+mod admin_streams;
 pub mod call_auth;
 pub mod convert;
 pub mod guard;

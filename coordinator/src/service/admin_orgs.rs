@@ -1,0 +1,81 @@
+//! `AddOrg` at the edge: the request's provider and credential fields as typed values, checked
+//! before anything is stored (a plain git organisation takes none; a forge takes a token or an
+//! App, never both), then delegated.
+
+use tonic::Status;
+
+use repovault_common::domain::Provider;
+use repovault_common::secret::Secret;
+use repovault_proto::v1 as pb;
+
+use crate::forge_access::org_discovery::{GitHubCredential, NewGitHubOrg};
+
+use super::admin::AdminApi;
+use super::convert;
+
+impl AdminApi {
+    pub(super) async fn admit_org(
+        &self,
+        r: pb::AddOrgRequest,
+    ) -> Result<pb::AddOrgResponse, Status> {
+        let provider = convert::enum_field_or(r.provider, "provider", Provider::Git)?;
+        if !provider.is_forge() {
+            if !r.api_url.is_empty()
+                || !r.token.is_empty()
+                || r.app_id != 0
+                || !r.private_key_pem.is_empty()
+                || r.installation_id != 0
+                || !r.ca_cert_pem.is_empty()
+            {
+                return Err(Status::invalid_argument(format!(
+                    "provider {provider} takes no API URL, credential or CA certificate"
+                )));
+            }
+            let org = self.core.add_org(&r.name, provider).await?;
+            return Ok(pb::AddOrgResponse {
+                org: Some(convert::org(&org)),
+                sync: None,
+            });
+        }
+        let has_app = r.app_id != 0 || r.installation_id != 0 || !r.private_key_pem.is_empty();
+        let credential = match (r.token.is_empty(), has_app) {
+            (false, true) => {
+                return Err(Status::invalid_argument(
+                    "give either a token or a GitHub App, not both",
+                ));
+            }
+            (true, false) => {
+                return Err(Status::invalid_argument(
+                    "provider github needs a credential: a token or a GitHub App (app id, private key, installation id)",
+                ));
+            }
+            (false, false) => GitHubCredential::Token(Secret::new(r.token)),
+            (true, true) => {
+                if r.app_id == 0 || r.installation_id == 0 || r.private_key_pem.is_empty() {
+                    return Err(Status::invalid_argument(
+                        "a GitHub App needs all three of app id, private key and installation id",
+                    ));
+                }
+                GitHubCredential::App {
+                    app_id: r.app_id,
+                    installation_id: r.installation_id,
+                    private_key_pem: Secret::new(r.private_key_pem),
+                }
+            }
+        };
+        let (org, report) = self
+            .core
+            .forge
+            .add_github_org(NewGitHubOrg {
+                name: r.name,
+                api_url: (!r.api_url.is_empty()).then_some(r.api_url),
+                ca_cert_pem: (!r.ca_cert_pem.is_empty()).then_some(r.ca_cert_pem),
+                credential,
+            })
+            .await?;
+        Ok(pb::AddOrgResponse {
+            org: Some(convert::org(&org)),
+            sync: Some(convert::sync(&report)),
+        })
+    }
+}
