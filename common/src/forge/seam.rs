@@ -64,6 +64,22 @@ pub struct GitRemote {
     pub ca_cert_pem: Option<String>,
 }
 
+impl GitRemote {
+    /// The remote at `url` with the credentials' current token (every forge authenticates git
+    /// with the same token as its API).
+    pub fn with_credentials(
+        url: &str,
+        credentials: &Credentials,
+        ca_cert_pem: Option<String>,
+    ) -> Self {
+        Self {
+            url: url.to_string(),
+            token: credentials.tokens.current(),
+            ca_cert_pem,
+        }
+    }
+}
+
 /// A restore's target repository, as the forge describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetRepo {

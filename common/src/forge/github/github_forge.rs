@@ -139,11 +139,7 @@ impl Forge for GitHubForge {
     }
 
     fn git_remote(&self, url: &str) -> GitRemote {
-        GitRemote {
-            url: url.to_string(),
-            token: self.credentials.tokens.current(),
-            ca_cert_pem: self.ca_cert_pem.clone(),
-        }
+        GitRemote::with_credentials(url, &self.credentials, self.ca_cert_pem.clone())
     }
 
     async fn export_metadata(
