@@ -2,7 +2,11 @@
 
 /// The protocol version a worker announces at registration. Bump it when a change to the worker
 /// protocol is not backward compatible; the coordinator refuses other versions.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: the closed sets (task kind, backup type, trigger, provider, restore type and target,
+/// statuses, check results) are enums instead of strings, and a task's spec and a completion's
+/// result are oneofs; a version-1 worker cannot read a version-2 lease.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]

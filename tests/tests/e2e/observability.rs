@@ -100,22 +100,25 @@ async fn metrics_health_reflection_and_protocol_version() {
         "{names:?}"
     );
 
-    // A worker of another protocol version is refused at registration.
+    // A worker of another protocol version is refused at registration: a newer one, and one of
+    // version 1, whose leases carried strings where version 2 carries enums.
     let mut w = WorkerServiceClient::new(channel);
-    let mut req = tonic::Request::new(pb::RegisterWorkerRequest {
-        protocol_version: repovault_proto::PROTOCOL_VERSION + 1,
-        name: "future".into(),
-        slots: 1,
-        capabilities: vec![],
-        ..Default::default()
-    });
-    req.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", token.expose()).parse().unwrap(),
-    );
-    let e = w.register_worker(req).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
-    assert!(e.message().contains("protocol version"), "{}", e.message());
+    for version in [repovault_proto::PROTOCOL_VERSION + 1, 1] {
+        let mut req = tonic::Request::new(pb::RegisterWorkerRequest {
+            protocol_version: version,
+            name: "other".into(),
+            slots: 1,
+            capabilities: vec![],
+            ..Default::default()
+        });
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", token.expose()).parse().unwrap(),
+        );
+        let e = w.register_worker(req).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        assert!(e.message().contains("protocol version"), "{}", e.message());
+    }
     h.shutdown().await;
 }
 
