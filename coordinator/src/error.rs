@@ -1,4 +1,20 @@
-//! The coordinator's error policy: every error names what failed; each maps to one gRPC code.
+//! The coordinator's error policy.
+//!
+//! - **Every error names what failed and on what** (the organisation, repository, backup or
+//!   task by name or id, the field of a request), in words an operator can act on; never a
+//!   secret (tokens and keys are sealed or held in `Secret`, whose Display is redacted).
+//! - **Each variant maps to exactly one gRPC code** ([`From<CoreError> for tonic::Status`]), and
+//!   the code says whether a caller may retry: `unavailable` (the store or storage failed: try
+//!   again), `failed_precondition` (the state must change first: a lease lost, a backup not
+//!   completed), `invalid_argument` (the request can never succeed as it is; the CLI exits 2),
+//!   `not_found`, `already_exists`, `permission_denied` (the caller's role), `internal` (a bug or
+//!   a panic in a blocking step).
+//! - **Context is attached where the failure happens**: the message is built at the call site
+//!   that knows what was being done, not by a generic wrapper.
+//! - **Sources**: a store error is kept as it is ([`CoreError::Store`]); storage and snapshot
+//!   repository errors are rendered to one line where they cross into the coordinator (their
+//!   own types already render their causes once, without backtraces), because the gRPC status
+//!   carries only a message.
 
 use crate::store::StoreError;
 use crate::tasks::lease_state::LeaseError;
