@@ -1,4 +1,4 @@
-//! The domain's closed sets and identifiers, shared by the coordinator, the workers and the CLI.
+//! The domain's closed sets, shared by the coordinator, the workers and the CLI.
 //!
 //! Every closed set (task kind, backup type, trigger, provider, restore type and target, statuses,
 //! check outcomes) is one Rust enum here, with:
@@ -15,11 +15,9 @@
 
 mod closed_sets;
 mod restore_combinations;
-mod typed_ids;
 
 pub use closed_sets::*;
 pub use restore_combinations::{RestoreCombination, RestoreCombinationError};
-pub use typed_ids::{BackupId, DrillId, OrgId, RepoId, RestoreId, TaskId};
 
 /// A value that is not one of a closed set's spellings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

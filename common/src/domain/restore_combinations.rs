@@ -69,12 +69,6 @@ impl RestoreCombination {
         self.target
     }
 
-    /// Whether the restore writes into a repository on a forge or a git server (as opposed to the
-    /// storage's download area).
-    pub fn pushes(self) -> bool {
-        self.target != RestoreTarget::Download
-    }
-
     /// The valid combinations as one line, for usage and error messages.
     pub fn valid_text() -> String {
         let list: Vec<String> = Self::VALID
