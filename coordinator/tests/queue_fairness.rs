@@ -37,16 +37,19 @@ async fn core(dir: &std::path::Path) -> Arc<Core> {
 async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
     let dir = tempfile::tempdir().unwrap();
     let core = core(dir.path()).await;
-    core.add_org("a", repovault_common::domain::Provider::Git)
+    core.registry
+        .add_org("a", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
-    core.add_org("b", repovault_common::domain::Provider::Git)
+    core.registry
+        .add_org("b", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     let mut a_repos = Vec::new();
     for i in 0..5000 {
         a_repos.push(
-            core.add_repo(&format!("a/r{i}"), &format!("file:///src/a/r{i}"), None)
+            core.registry
+                .add_repo(&format!("a/r{i}"), &format!("file:///src/a/r{i}"), None)
                 .await
                 .unwrap(),
         );
@@ -82,6 +85,7 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
     let mut b_backups = Vec::new();
     for i in 0..10 {
         let r = core
+            .registry
             .add_repo(&format!("b/r{i}"), &format!("file:///src/b/r{i}"), None)
             .await
             .unwrap();

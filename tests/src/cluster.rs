@@ -274,7 +274,7 @@ impl Cluster {
     pub async fn wait_backup(&self, id: &str, timeout: Duration) -> Result<BackupRecord> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let b = self.core().get_backup(id).await?;
+            let b = self.core().registry.get_backup(id).await?;
             if b.status.is_terminal() {
                 return Ok(b);
             }

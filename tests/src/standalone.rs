@@ -74,7 +74,7 @@ impl Standalone {
     pub async fn wait_backup(&self, id: &str) -> Result<BackupRecord> {
         let t = Instant::now();
         loop {
-            let r = self.handle.core.get_backup(id).await?;
+            let r = self.handle.core.registry.get_backup(id).await?;
             match r.status {
                 Status::Completed => return Ok(r),
                 Status::Failed => bail!("backup {} failed: {:?}", r.id, r.error),

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use repovault_common::repo::RepoError;
 
-use crate::catalog::reconcile::open_repo;
-use crate::core::Core;
+use crate::catalog::org_registry::Registry;
+use crate::catalog::snapshot_repos::snapshot_call;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::model::Status;
 
@@ -47,7 +47,7 @@ impl BrowsePath {
     }
 }
 
-impl Core {
+impl Registry {
     /// The listing or the item `path` names in backup `id`. The backup must be completed.
     pub async fn browse_backup(
         self: &Arc<Self>,
@@ -68,13 +68,13 @@ impl Core {
                 )));
             }
         };
-        let repo = open_repo(self, &b.repo_id).await?.ok_or_else(|| {
+        let repo = self.catalog.open_repo(&b.repo_id).await?.ok_or_else(|| {
             CoreError::FailedPrecondition(format!("the snapshot repository of backup {id} is gone"))
         })?;
         match what {
             BrowsePath::List(kind) => {
                 let dir = format!("meta/{kind}");
-                let files = match read(move || repo.read_files(&snapshot, &dir)).await? {
+                let files = match snapshot_call(move || repo.read_files(&snapshot, &dir)).await? {
                     Ok(f) => f,
                     // A backup of plain git, or of a repository without any: nothing to list.
                     Err(RepoError::PathNotFound { .. }) => Vec::new(),
@@ -95,7 +95,7 @@ impl Core {
             }
             BrowsePath::Item(kind, n) => {
                 let file = format!("meta/{kind}/{}/{n}.json", n / 100);
-                let bytes = match read(move || repo.read_file(&snapshot, &file)).await? {
+                let bytes = match snapshot_call(move || repo.read_file(&snapshot, &file)).await? {
                     Ok(b) => b,
                     Err(RepoError::PathNotFound { .. }) => {
                         return Err(not_found(
@@ -116,15 +116,6 @@ impl Core {
             }
         }
     }
-}
-
-/// Runs a snapshot read on the blocking pool; the read's own error is left to the caller.
-async fn read<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, RepoError> + Send + 'static,
-) -> CoreResult<Result<T, RepoError>> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| CoreError::Internal(format!("snapshot read panicked: {e}")))
 }
 
 /// One listing row of an exported document (`{"issue": ..}`, `{"pull": ..}` or a release).

@@ -7,11 +7,15 @@ use repovault_common::secret::Secret;
 
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
-use crate::model::{BackupRecord, BackupType, OrgRecord, Provider, RepoRecord, RepoStats, Trigger};
+use crate::model::{BackupRecord, OrgRecord, Provider, RepoRecord, RepoStats};
 use crate::secrets::SealContext;
-use crate::tasks::queue_order::PRIORITY_MANUAL_BACKUP;
 
-use crate::core::Core;
+use std::sync::Arc;
+
+use crate::catalog::catalog_objects::Catalog;
+use crate::clock::Clock;
+use crate::secrets::Secrets;
+use crate::store::Store;
 
 /// Bytes of an organisation key: 256 bits, hex-encoded as the restic password.
 pub(crate) const ORG_KEY_BYTES: usize = 32;
@@ -20,7 +24,31 @@ fn invalid(e: impl std::fmt::Display) -> CoreError {
     CoreError::InvalidArgument(e.to_string())
 }
 
-impl Core {
+/// Organisations, repositories and their backup history: the records every feature looks up by
+/// name. Owns no state of its own beyond the store's records; creating an organisation seals
+/// its key with [`Secrets`].
+pub struct Registry {
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) secrets: Arc<Secrets>,
+    pub(crate) catalog: Arc<Catalog>,
+}
+
+impl Registry {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        secrets: Arc<Secrets>,
+        catalog: Arc<Catalog>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            secrets,
+            catalog,
+        }
+    }
+
     /// Adds a plain git organisation (repositories added by URL). A GitHub organisation needs a
     /// credential: [`crate::forge_access::ForgeAccess::add_github_org`].
     pub async fn add_org(&self, name: &str, provider: Provider) -> CoreResult<OrgRecord> {
@@ -37,7 +65,7 @@ impl Core {
             id,
             name: name.to_string(),
             provider,
-            created_at_ms: self.now_ms(),
+            created_at_ms: self.clock.now_ms(),
             api_url: None,
             ca_cert_pem: None,
             credential: None,
@@ -97,7 +125,7 @@ impl Core {
             url: url.to_string(),
             sealed_token,
             sealed_master_key: None,
-            created_at_ms: self.now_ms(),
+            created_at_ms: self.clock.now_ms(),
             forge_id: None,
             archived: false,
             deleted: false,
@@ -133,32 +161,6 @@ impl Core {
         }
         out.sort_by_key(|(r, _)| r.full_name());
         Ok(out)
-    }
-
-    /// A manual backup: full, priority 8.
-    pub async fn run_backup(&self, full_name: &str) -> CoreResult<BackupRecord> {
-        self.run_backup_of_type(full_name, BackupType::Full).await
-    }
-
-    /// A manual backup of `backup_type` (`full`, or `incremental` when an operator asks for
-    /// one), priority 8. A repository without a successful backup gets a full one.
-    pub async fn run_backup_of_type(
-        &self,
-        full_name: &str,
-        backup_type: BackupType,
-    ) -> CoreResult<BackupRecord> {
-        let repo = self.repo_named(full_name).await?;
-        if repo.deleted {
-            return Err(CoreError::FailedPrecondition(format!(
-                "repository {full_name} was deleted on its forge: its backups are kept, it is not backed up any more"
-            )));
-        }
-        let backup_type = match self.store.stats(&repo.id).await?.last_success_id {
-            Some(_) => backup_type,
-            None => BackupType::Full,
-        };
-        self.enqueue_backup(&repo, backup_type, Trigger::Manual, PRIORITY_MANUAL_BACKUP)
-            .await
     }
 
     /// A backup by id: the store's recent records first, then the catalog object.

@@ -14,13 +14,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use repovault_common::manifest::tag_value;
-use repovault_common::repo::{RepoKey, RepoSpec, SnapshotRepo};
-use repovault_common::secret::Secret;
-use repovault_common::storage::snapshot_repo_path;
 
+use crate::catalog::snapshot_repos::snapshot_op;
 use crate::core::Core;
-use crate::error::{CoreError, CoreResult, not_found};
-use crate::secrets::SealContext;
+use crate::error::CoreResult;
 
 #[derive(Debug, Clone)]
 pub enum ForgetRequest {
@@ -160,11 +157,11 @@ async fn forget_refused(
     else {
         return Ok(());
     };
-    let Some(repo) = open_repo(core, &task.repo_id).await? else {
+    let Some(repo) = core.catalog.open_repo(&task.repo_id).await? else {
         return Ok(());
     };
     let id = snapshot_id.to_string();
-    let forgotten = blocking(move || {
+    let forgotten = snapshot_op(move || {
         let exists = repo.snapshots()?.iter().any(|s| s.id == id);
         if exists {
             repo.forget(std::slice::from_ref(&id))?;
@@ -182,10 +179,10 @@ async fn forget_refused(
 /// Forgets every snapshot of the repository whose task attempt was not committed. Returns how
 /// many were forgotten.
 pub async fn sweep_repo(core: &Arc<Core>, repo_id: &str) -> CoreResult<usize> {
-    let Some(repo) = open_repo(core, repo_id).await? else {
+    let Some(repo) = core.catalog.open_repo(repo_id).await? else {
         return Ok(0);
     };
-    let (repo, snapshots) = blocking(move || {
+    let (repo, snapshots) = snapshot_op(move || {
         let s = repo.snapshots()?;
         Ok((repo, s))
     })
@@ -209,67 +206,10 @@ pub async fn sweep_repo(core: &Arc<Core>, repo_id: &str) -> CoreResult<usize> {
     }
     let n = doomed.len();
     let ids = doomed.clone();
-    blocking(move || repo.forget(&ids)).await?;
+    snapshot_op(move || repo.forget(&ids)).await?;
     metrics::counter!("repovault_uncommitted_snapshots_forgotten_total").increment(n as u64);
     tracing::warn!(repo = %repo_id, snapshots = ?doomed, "forgot uncommitted snapshots");
     Ok(n)
-}
-
-/// `None` when no backup ever initialised the snapshot repository (nothing to reconcile).
-pub(crate) async fn open_repo(core: &Arc<Core>, repo_id: &str) -> CoreResult<Option<SnapshotRepo>> {
-    let (password, master) = core.repo_keys(repo_id).await?;
-    let repo = core
-        .store
-        .repo(repo_id)
-        .await?
-        .ok_or_else(|| not_found("repository", repo_id))?;
-    let spec = RepoSpec {
-        operator: core.storage.clone(),
-        path: snapshot_repo_path(&repo.org_id, &repo.id),
-    };
-    blocking(move || {
-        let key = RepoKey::new(&password, master.as_ref());
-        match SnapshotRepo::open(&spec, key, false) {
-            Ok((r, _)) => Ok(Some(r)),
-            Err(repovault_common::repo::RepoError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    })
-    .await
-}
-
-/// rustic_core is synchronous and may panic; a panic is an error here, not a crash.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, repovault_common::repo::RepoError> + Send + 'static,
-) -> CoreResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| CoreError::Internal(format!("snapshot repository call panicked: {e}")))?
-        .map_err(|e| CoreError::Storage(e.to_string()))
-}
-
-impl Core {
-    /// The organisation key and, when known, the repository's master key.
-    pub(crate) async fn repo_keys(&self, repo_id: &str) -> CoreResult<(Secret, Option<Secret>)> {
-        let repo = self
-            .store
-            .repo(repo_id)
-            .await?
-            .ok_or_else(|| not_found("repository", repo_id))?;
-        let org = self
-            .store
-            .org(&repo.org_id)
-            .await?
-            .ok_or_else(|| not_found("organisation", repo.org_id.clone()))?;
-        let password = self
-            .secrets
-            .open(SealContext::OrgKey(&org.id), &org.sealed_key)?;
-        let master = match &repo.sealed_master_key {
-            Some(s) => Some(self.secrets.open(SealContext::RepoMasterKey(&repo.id), s)?),
-            None => None,
-        };
-        Ok((password, master))
-    }
 }
 
 #[cfg(test)]
@@ -277,16 +217,19 @@ mod tests {
     use super::*;
     use crate::core::testing;
     use repovault_common::repo::BackupRequest;
+    use repovault_common::storage::snapshot_repo_path;
 
     #[tokio::test(flavor = "multi_thread")]
     async fn one_unreadable_repository_does_not_stop_the_sweep_of_the_others() {
         let dir = tempfile::tempdir().expect("dir");
         let c = testing::core(dir.path()).await;
-        c.add_org("acme", crate::model::Provider::Git)
+        c.registry
+            .add_org("acme", crate::model::Provider::Git)
             .await
             .expect("org");
         for n in ["a", "b"] {
             let r = c
+                .registry
                 .add_repo(&format!("acme/{n}"), &format!("file:///src/{n}"), None)
                 .await
                 .expect("repo");
@@ -306,7 +249,9 @@ mod tests {
         let src = dir.path().join("src");
         std::fs::create_dir_all(&src).expect("src");
         std::fs::write(src.join("f"), "data\n").expect("file");
-        let sr = open_repo(&c, &healthy.id)
+        let sr = c
+            .catalog
+            .open_repo(&healthy.id)
             .await
             .expect("open")
             .expect("exists");
@@ -317,7 +262,7 @@ mod tests {
             parent: None,
             as_path: "/repovault".into(),
         };
-        blocking(move || sr.backup(&src, &req, &|| Ok(())))
+        snapshot_op(move || sr.backup(&src, &req, &|| Ok(())))
             .await
             .expect("uncommitted snapshot");
 
@@ -331,11 +276,13 @@ mod tests {
         sweep_all(&c)
             .await
             .expect("the sweep goes on past the broken repository");
-        let sr = open_repo(&c, &healthy.id)
+        let sr = c
+            .catalog
+            .open_repo(&healthy.id)
             .await
             .expect("open")
             .expect("exists");
-        let left = blocking(move || sr.snapshots()).await.expect("list");
+        let left = snapshot_op(move || sr.snapshots()).await.expect("list");
         assert!(left.is_empty(), "uncommitted snapshot forgotten: {left:?}");
         let why = c.sweep_failures.get(&broken.id);
         assert!(why.is_some(), "the broken repository is reported");

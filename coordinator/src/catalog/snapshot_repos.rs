@@ -7,7 +7,8 @@
 //! fails). The coordinator creates each repository under one lock, keeps its master key sealed,
 //! and workers only ever open existing repositories.
 
-use repovault_common::repo::{RepoKey, RepoSpec, SnapshotRepo};
+use repovault_common::repo::{RepoError, RepoKey, RepoSpec, SnapshotRepo};
+use repovault_common::secret::Secret;
 use repovault_common::storage::snapshot_repo_path;
 
 use crate::error::{CoreError, CoreResult, not_found};
@@ -68,4 +69,71 @@ impl Catalog {
         tracing::info!(repo = %current.full_name(), "snapshot repository created");
         Ok(())
     }
+}
+
+impl Catalog {
+    /// The organisation key and, when known, the repository's master key.
+    pub(crate) async fn repo_keys(&self, repo_id: &str) -> CoreResult<(Secret, Option<Secret>)> {
+        let repo = self
+            .store
+            .repo(repo_id)
+            .await?
+            .ok_or_else(|| not_found("repository", repo_id))?;
+        let org = self
+            .store
+            .org(&repo.org_id)
+            .await?
+            .ok_or_else(|| not_found("organisation", repo.org_id.clone()))?;
+        let password = self
+            .secrets
+            .open(SealContext::OrgKey(&org.id), &org.sealed_key)?;
+        let master = match &repo.sealed_master_key {
+            Some(s) => Some(self.secrets.open(SealContext::RepoMasterKey(&repo.id), s)?),
+            None => None,
+        };
+        Ok((password, master))
+    }
+
+    /// Opens the repository's snapshot repository; `None` when no backup ever initialised it.
+    pub(crate) async fn open_repo(&self, repo_id: &str) -> CoreResult<Option<SnapshotRepo>> {
+        let (password, master) = self.repo_keys(repo_id).await?;
+        let repo = self
+            .store
+            .repo(repo_id)
+            .await?
+            .ok_or_else(|| not_found("repository", repo_id))?;
+        let spec = RepoSpec {
+            operator: self.storage.clone(),
+            path: snapshot_repo_path(&repo.org_id, &repo.id),
+        };
+        snapshot_op(move || {
+            let key = RepoKey::new(&password, master.as_ref());
+            match SnapshotRepo::open(&spec, key, false) {
+                Ok((r, _)) => Ok(Some(r)),
+                Err(RepoError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+}
+
+/// Runs a call on a snapshot repository on the blocking pool (rustic_core is synchronous and
+/// may panic: a panic is an error here, not a crash) and leaves the call's own error to the
+/// caller, for callers that tell one error from another.
+pub(crate) async fn snapshot_call<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RepoError> + Send + 'static,
+) -> CoreResult<Result<T, RepoError>> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CoreError::Internal(format!("snapshot repository call panicked: {e}")))
+}
+
+/// [`snapshot_call`] with the call's error as a storage error.
+pub(crate) async fn snapshot_op<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RepoError> + Send + 'static,
+) -> CoreResult<T> {
+    snapshot_call(f)
+        .await?
+        .map_err(|e| CoreError::Storage(e.to_string()))
 }

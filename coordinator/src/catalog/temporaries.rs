@@ -136,10 +136,12 @@ mod tests {
     async fn stale_temporaries_go_and_fresh_ones_stay() {
         let dir = tempfile::tempdir().expect("dir");
         let c = testing::core(dir.path()).await;
-        c.add_org("acme", crate::model::Provider::Git)
+        c.registry
+            .add_org("acme", crate::model::Provider::Git)
             .await
             .expect("org");
         let r = c
+            .registry
             .add_repo("acme/app", "file:///src/app", None)
             .await
             .expect("repo");

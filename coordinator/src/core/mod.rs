@@ -53,6 +53,8 @@ pub struct Core {
     pub(crate) secrets: Arc<Secrets>,
     /// Catalog objects and snapshot repository creation (`catalog/`).
     pub catalog: Arc<Catalog>,
+    /// Organisations, repositories and backup history (`catalog/org_registry.rs`).
+    pub registry: Arc<crate::catalog::org_registry::Registry>,
     /// Forge credentials, installation tokens, the rate budget, discovery (`forge_access/`).
     pub forge: Arc<ForgeAccess>,
     pub timing: Timing,
@@ -109,6 +111,12 @@ impl Core {
             storage.clone(),
             secrets.clone(),
         ));
+        let registry = Arc::new(crate::catalog::org_registry::Registry::new(
+            parts.store.clone(),
+            parts.clock.clone(),
+            secrets.clone(),
+            catalog.clone(),
+        ));
         let forge = Arc::new(ForgeAccess::new(
             parts.store.clone(),
             secrets.clone(),
@@ -124,6 +132,7 @@ impl Core {
             storage,
             storage_config: parts.storage_config,
             forge,
+            registry,
             catalog,
             secrets,
             timing: parts.timing,

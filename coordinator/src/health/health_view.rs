@@ -41,7 +41,7 @@ impl Core {
         errors: bool,
     ) -> CoreResult<Vec<(RepoRecord, RepoStats, RepoHealth)>> {
         let now = self.schedules.now_ms();
-        let repos = self.list_repos(org).await?;
+        let repos = self.registry.list_repos(org).await?;
         let orgs: HashMap<String, OrgRecord> = self
             .store
             .orgs()
@@ -91,7 +91,7 @@ impl Core {
             };
             let last_error = match (&stats.last_status, &stats.last_backup_id) {
                 (Some(Status::Failed), Some(id)) if errors => {
-                    self.backup_record(id).await?.and_then(|b| b.error)
+                    self.registry.backup_record(id).await?.and_then(|b| b.error)
                 }
                 _ => None,
             };
@@ -189,7 +189,7 @@ impl Core {
     async fn drill_health(&self, org: &str) -> CoreResult<Vec<pb::DrillHealth>> {
         let orgs = match org {
             "" => self.store.orgs().await?,
-            name => vec![self.org_named(name).await?],
+            name => vec![self.registry.org_named(name).await?],
         };
         let now = self.schedules.now_ms();
         let mut out = Vec::with_capacity(orgs.len());
@@ -226,8 +226,8 @@ impl Core {
         &self,
         req: pb::GetTimelineRequest,
     ) -> CoreResult<pb::GetTimelineResponse> {
-        let repo = self.repo_named(&req.repo).await?;
-        let backups = self.list_backups(Some(&req.repo)).await?;
+        let repo = self.registry.repo_named(&req.repo).await?;
+        let backups = self.registry.list_backups(Some(&req.repo)).await?;
         let skipped = self.store.schedule_state(&repo.id).await?.skipped_slots;
         let escrowed = self
             .active_escrow(&repo.id, self.schedules.now_ms())
@@ -419,12 +419,14 @@ mod tests {
         .await
         .expect("core");
         c.schedules.set_clock(Arc::new(ManualClock::new(base)));
-        c.add_org("acme", crate::model::Provider::Git)
+        c.registry
+            .add_org("acme", crate::model::Provider::Git)
             .await
             .expect("org");
         let mut ids = Vec::new();
         for i in 0..3 {
             let r = c
+                .registry
                 .add_repo(&format!("acme/r{i}"), &format!("file:///src/r{i}"), None)
                 .await
                 .expect("repo");

@@ -112,8 +112,8 @@ impl Core {
         if until_ms.is_some_and(|u| u <= now) {
             return Err(CoreError::InvalidArgument("--until is in the past".into()));
         }
-        let repo = self.repo_named(full_name).await?;
-        let Some(sr) = crate::catalog::reconcile::open_repo(self, &repo.id).await? else {
+        let repo = self.registry.repo_named(full_name).await?;
+        let Some(sr) = self.catalog.open_repo(&repo.id).await? else {
             return Err(CoreError::FailedPrecondition(format!(
                 "{full_name} has no snapshot repository yet: back it up once before escrow"
             )));
@@ -151,7 +151,7 @@ impl Core {
         full_name: &str,
         released_by: &str,
     ) -> CoreResult<Vec<EscrowRecord>> {
-        let repo = self.repo_named(full_name).await?;
+        let repo = self.registry.repo_named(full_name).await?;
         let now = self.now_ms();
         let mut released = Vec::new();
         let mut batch = Batch::default();
@@ -179,7 +179,7 @@ impl Core {
         full_name: Option<&str>,
     ) -> CoreResult<Vec<(EscrowRecord, bool)>> {
         let repo_id = match full_name {
-            Some(n) if !n.is_empty() => Some(self.repo_named(n).await?.id),
+            Some(n) if !n.is_empty() => Some(self.registry.repo_named(n).await?.id),
             _ => None,
         };
         let now = self.now_ms();
@@ -295,7 +295,7 @@ impl Core {
         role: Role,
         confirm: bool,
     ) -> CoreResult<RetentionChange> {
-        let org = self.org_named(name).await?;
+        let org = self.registry.org_named(name).await?;
         let removes = self.backups_removed_by(&org, &new, self.now_ms()).await?;
         if removes > 0 {
             let what = format!(
@@ -385,7 +385,7 @@ impl Core {
         role: Role,
     ) -> CoreResult<(pb::SetRetentionResponse, Option<String>)> {
         let Some(p) = r.policy else {
-            let org = self.org_named(&r.org).await?;
+            let org = self.registry.org_named(&r.org).await?;
             let policy = Some(policy_pb(&org.retention));
             return Ok((pb::SetRetentionResponse { policy }, None));
         };
@@ -420,7 +420,7 @@ impl Core {
         &self,
         r: pb::GetRetentionRequest,
     ) -> CoreResult<pb::GetRetentionResponse> {
-        let org = self.org_named(&r.org).await?;
+        let org = self.registry.org_named(&r.org).await?;
         Ok(pb::GetRetentionResponse {
             policy: Some(policy_pb(&org.retention)),
         })

@@ -22,7 +22,8 @@ use futures::StreamExt;
 use repovault_common::repo::{PruneOutcome, SnapshotRepo};
 use repovault_common::storage::catalog_object_path;
 
-use crate::error::{CoreError, CoreResult, not_found};
+use crate::catalog::snapshot_repos::snapshot_op;
+use crate::error::{CoreResult, not_found};
 use crate::maintenance::retention::{self, BackupState, BackupView, Plan, RepoState};
 use crate::model::{BackupRecord, MaintenanceRecord, OrgRecord, RepoRecord, Status};
 use crate::store::Batch;
@@ -224,16 +225,6 @@ fn view(b: &BackupRecord) -> BackupView {
     }
 }
 
-/// rustic_core is synchronous and may panic; a panic is an error here, not a crash.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, repovault_common::repo::RepoError> + Send + 'static,
-) -> CoreResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| CoreError::Internal(format!("snapshot repository call panicked: {e}")))?
-        .map_err(|e| CoreError::Storage(e.to_string()))
-}
-
 impl Core {
     /// Claims `repo_id` for maintenance unless a backup, restore, verification or drill of it
     /// is running (or it is claimed).
@@ -363,9 +354,7 @@ impl Core {
             .collect();
         let snapshot_repo =
             if doomed.iter().any(|b| b.snapshot_id.is_some()) || prune_due(&maint, now_ms, opts) {
-                crate::catalog::reconcile::open_repo(self, &repo.id)
-                    .await?
-                    .map(Arc::new)
+                self.catalog.open_repo(&repo.id).await?.map(Arc::new)
             } else {
                 None
             };
@@ -394,7 +383,7 @@ impl Core {
         opts: &MaintenanceOptions,
     ) -> CoreResult<PruneOutcome> {
         let keep_delete = opts.keep_delete;
-        let outcome = blocking(move || sr.prune(keep_delete)).await?;
+        let outcome = snapshot_op(move || sr.prune(keep_delete)).await?;
         maint.last_prune_at_ms = Some(now_ms);
         maint.prune_wanted = false;
         maint.second_phase_due = outcome.second_phase_due();
@@ -426,7 +415,7 @@ impl Core {
         if let Some(sr) = snapshot_repo
             && !snapshots.is_empty()
         {
-            blocking(move || sr.forget(&snapshots)).await?;
+            snapshot_op(move || sr.forget(&snapshots)).await?;
         }
         for b in doomed {
             let path = catalog_object_path(&b.org_id, &b.repo_id, &b.id);

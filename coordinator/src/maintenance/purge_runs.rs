@@ -20,7 +20,7 @@ impl Core {
     /// prune). Refused for an escrowed backup, for every caller, until the agreement is released
     /// or expires; refused for an unfinished one.
     pub async fn delete_backup(self: &Arc<Self>, backup_id: &str) -> CoreResult<BackupRecord> {
-        let b = self.get_backup(backup_id).await?;
+        let b = self.registry.get_backup(backup_id).await?;
         let repo = self
             .store
             .repo(&b.repo_id)
@@ -60,9 +60,7 @@ impl Core {
         }
         let history = self.repo_history(&repo).await?;
         let sr = match b.snapshot_id {
-            Some(_) => crate::catalog::reconcile::open_repo(self, &repo.id)
-                .await?
-                .map(Arc::new),
+            Some(_) => self.catalog.open_repo(&repo.id).await?.map(Arc::new),
             None => None,
         };
         self.remove_backups(&repo, &[&b], sr, &history).await?;
@@ -76,7 +74,7 @@ impl Core {
     /// pending or running.
     pub async fn purge_repo(self: &Arc<Self>, full_name: &str, confirm: bool) -> CoreResult<u64> {
         parse_full_name(full_name).map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
-        let repo = self.repo_named(full_name).await?;
+        let repo = self.registry.repo_named(full_name).await?;
         if !confirm {
             return Err(CoreError::InvalidArgument(format!(
                 "purge deletes every backup of {full_name} and its snapshot repository, irrecoverably: repeat with --confirm"
@@ -90,7 +88,7 @@ impl Core {
     /// organisation itself (its key and credential). Checks every repository before deleting
     /// anything.
     pub async fn purge_org(self: &Arc<Self>, name: &str, confirm: bool) -> CoreResult<u64> {
-        let org = self.org_named(name).await?;
+        let org = self.registry.org_named(name).await?;
         if !confirm {
             return Err(CoreError::InvalidArgument(format!(
                 "purge deletes every backup of organisation {name} and its snapshot repositories, irrecoverably: repeat with --confirm"
@@ -199,7 +197,7 @@ impl Core {
     }
 
     async fn set_connected(&self, name: &str, connected: bool) -> CoreResult<OrgRecord> {
-        let mut org = self.org_named(name).await?;
+        let mut org = self.registry.org_named(name).await?;
         if org.disconnected != connected {
             return Ok(org);
         }
@@ -220,7 +218,7 @@ impl Core {
         name: &str,
         policy: retention::RetentionPolicy,
     ) -> CoreResult<OrgRecord> {
-        let mut org = self.org_named(name).await?;
+        let mut org = self.registry.org_named(name).await?;
         org.retention = policy;
         let mut batch = Batch::default();
         batch.org(&org);

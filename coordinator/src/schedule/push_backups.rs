@@ -33,7 +33,7 @@ impl Core {
     /// `repo set --on-push` / `--no-on-push`: registers (or removes) a push webhook on the
     /// GitHub repository, its secret generated here and kept sealed.
     pub async fn set_repo_on_push(&self, full_name: &str, enable: bool) -> CoreResult<RepoRecord> {
-        let mut repo = self.repo_named(full_name).await?;
+        let mut repo = self.registry.repo_named(full_name).await?;
         let org = self
             .store
             .org(&repo.org_id)

@@ -318,7 +318,7 @@ impl Core {
         full_every_days: Option<u32>,
         drill: Option<&str>,
     ) -> CoreResult<OrgRecord> {
-        let mut org = self.org_named(name).await?;
+        let mut org = self.registry.org_named(name).await?;
         let mut s: ScheduleSettings = org.schedule.clone();
         if let Some(v) = drill {
             s.drill = match v.trim() {
@@ -357,7 +357,7 @@ impl Core {
         full_name: &str,
         schedule: &str,
     ) -> CoreResult<RepoRecord> {
-        let mut repo = self.repo_named(full_name).await?;
+        let mut repo = self.registry.repo_named(full_name).await?;
         repo.schedule = match schedule.trim() {
             "inherit" | "" => None,
             v => Some(Schedule::parse(v).map_err(invalid)?.as_str().to_string()),

@@ -57,11 +57,13 @@ async fn once_per_slot_across_a_restart_skips_busy_and_catches_up_the_latest_mis
     // 10:59: past every offset of the 10:00 hourly slot (spread over its first 30 min).
     let clock = Arc::new(ManualClock::new(utc("2026-11-23T10:59:00Z")));
     let c = core(kv.clone(), &master, dir.path(), clock.clone()).await;
-    c.add_org("acme", crate::model::Provider::Git)
+    c.registry
+        .add_org("acme", crate::model::Provider::Git)
         .await
         .expect("org");
     for i in 0..3 {
-        c.add_repo(&format!("acme/r{i}"), &format!("file:///src/r{i}"), None)
+        c.registry
+            .add_repo(&format!("acme/r{i}"), &format!("file:///src/r{i}"), None)
             .await
             .expect("repo");
     }
@@ -73,7 +75,11 @@ async fn once_per_slot_across_a_restart_skips_busy_and_catches_up_the_latest_mis
     let r = c.materialise_schedules().await.expect("tick");
     assert_eq!((r.scheduled, r.enqueued, r.skipped), (3, 3, 0));
     assert_eq!(c.materialise_schedules().await.expect("tick").enqueued, 0);
-    let b = c.list_backups(Some("acme/r0")).await.expect("backups");
+    let b = c
+        .registry
+        .list_backups(Some("acme/r0"))
+        .await
+        .expect("backups");
     assert_eq!(b.len(), 1);
     assert_eq!(
         (b[0].trigger, b[0].backup_type),
@@ -85,7 +91,7 @@ async fn once_per_slot_across_a_restart_skips_busy_and_catches_up_the_latest_mis
     clock.set(utc("2026-11-23T11:59:00Z"));
     let r = c.materialise_schedules().await.expect("tick");
     assert_eq!((r.enqueued, r.skipped), (0, 3));
-    let repo = c.repo_named("acme/r0").await.expect("repo");
+    let repo = c.registry.repo_named("acme/r0").await.expect("repo");
     let st = c.store.schedule_state(&repo.id).await.expect("state");
     assert_eq!(st.skipped_slots, vec![utc("2026-11-23T11:00:00Z")]);
 
@@ -132,7 +138,7 @@ async fn once_per_slot_across_a_restart_skips_busy_and_catches_up_the_latest_mis
     cancel_all(&c).await;
 
     // A disconnected organisation is not scheduled.
-    let mut org = c.org_named("acme").await.expect("org");
+    let mut org = c.registry.org_named("acme").await.expect("org");
     org.disconnected = true;
     let mut batch = Batch::default();
     batch.org(&org);
@@ -149,10 +155,12 @@ async fn a_burst_of_signed_pushes_gives_one_backup_within_the_delay() {
     let t0 = utc("2026-11-23T10:00:00Z");
     let clock = Arc::new(ManualClock::new(t0));
     let c = core(kv, &master, dir.path(), clock.clone()).await;
-    c.add_org("acme", crate::model::Provider::Git)
+    c.registry
+        .add_org("acme", crate::model::Provider::Git)
         .await
         .expect("org");
     let mut repo = c
+        .registry
         .add_repo("acme/app", "file:///src/app", None)
         .await
         .expect("repo");
@@ -230,7 +238,11 @@ async fn a_burst_of_signed_pushes_gives_one_backup_within_the_delay() {
     clock.set(t0 + ms(DEFAULT_PUSH_DELAY) - ms(PUSH_TICK));
     assert_eq!(c.start_push_backups().await.expect("start"), 1);
     assert_eq!(c.start_push_backups().await.expect("start"), 0);
-    let b = c.list_backups(Some("acme/app")).await.expect("backups");
+    let b = c
+        .registry
+        .list_backups(Some("acme/app"))
+        .await
+        .expect("backups");
     assert_eq!(b.len(), 1);
     assert_eq!(b[0].trigger, Trigger::Push);
 }

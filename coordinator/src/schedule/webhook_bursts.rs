@@ -302,14 +302,17 @@ pub mod http {
         async fn no_push_backups_and_a_bad_signature_get_the_same_answer() {
             let dir = tempfile::tempdir().expect("dir");
             let c = testing::core(dir.path()).await;
-            c.add_org("acme", crate::model::Provider::Git)
+            c.registry
+                .add_org("acme", crate::model::Provider::Git)
                 .await
                 .expect("org");
             let plain = c
+                .registry
                 .add_repo("acme/plain", "file:///src/plain", None)
                 .await
                 .expect("repo");
             let mut hooked = c
+                .registry
                 .add_repo("acme/hooked", "file:///src/hooked", None)
                 .await
                 .expect("repo");

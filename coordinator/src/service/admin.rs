@@ -35,7 +35,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::GetOrgRequest>,
     ) -> Result<Response<pb::GetOrgResponse>, Status> {
-        let org = self.core.org_named(&req.into_inner().org).await?;
+        let org = self.core.registry.org_named(&req.into_inner().org).await?;
         let repos = self
             .core
             .store
@@ -81,7 +81,11 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ExportOrgKeyRequest>,
     ) -> Result<Response<pb::ExportOrgKeyResponse>, Status> {
-        let (org, key) = self.core.export_org_key(&req.into_inner().org).await?;
+        let (org, key) = self
+            .core
+            .registry
+            .export_org_key(&req.into_inner().org)
+            .await?;
         Ok(Response::new(pb::ExportOrgKeyResponse {
             org_id: org.id,
             key: key.expose().to_string(),
@@ -94,7 +98,11 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::AddRepoResponse>, Status> {
         let r = req.into_inner();
         let full = format!("{}/{}", r.org, r.name);
-        let repo = self.core.add_repo(&full, &r.url, token(&r.token)).await?;
+        let repo = self
+            .core
+            .registry
+            .add_repo(&full, &r.url, token(&r.token))
+            .await?;
         Ok(Response::new(pb::AddRepoResponse {
             repo: Some(convert::repo(&repo, &Default::default())),
         }))
@@ -105,7 +113,7 @@ impl AdminService for AdminApi {
         req: Request<pb::ListReposRequest>,
     ) -> Result<Response<pb::ListReposResponse>, Status> {
         let r = req.into_inner();
-        let repos = self.core.list_repos(Some(&r.org)).await?;
+        let repos = self.core.registry.list_repos(Some(&r.org)).await?;
         let mut out = Vec::with_capacity(repos.len());
         for (r, s) in &repos {
             out.push(self.core.repo_with_schedule(convert::repo(r, s), r).await?);
@@ -138,7 +146,7 @@ impl AdminService for AdminApi {
         req: Request<pb::SetRepoScheduleRequest>,
     ) -> Result<Response<pb::SetRepoScheduleResponse>, Status> {
         let r = req.into_inner();
-        let mut repo = self.core.repo_named(&r.repo).await?;
+        let mut repo = self.core.registry.repo_named(&r.repo).await?;
         if let Some(s) = &r.schedule {
             repo = self.core.set_repo_schedule(&r.repo, s).await?;
         }
@@ -177,7 +185,7 @@ impl AdminService for AdminApi {
         req: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
         let r = req.into_inner();
-        let list = self.core.list_backups(Some(&r.repo)).await?;
+        let list = self.core.registry.list_backups(Some(&r.repo)).await?;
         let mut backups: Vec<pb::Backup> = list.iter().map(convert::backup).collect();
         self.core.escrow_flags(&list, &mut backups).await?;
         Ok(Response::new(pb::ListBackupsResponse { backups }))
@@ -187,7 +195,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::GetBackupRequest>,
     ) -> Result<Response<pb::GetBackupResponse>, Status> {
-        let b = self.core.get_backup(&req.into_inner().id).await?;
+        let b = self.core.registry.get_backup(&req.into_inner().id).await?;
         let mut backup = vec![convert::backup(&b)];
         self.core
             .escrow_flags(std::slice::from_ref(&b), &mut backup)
@@ -231,7 +239,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::BrowseBackupResponse>, Status> {
         let req = req.into_inner();
         Ok(Response::new(
-            self.core.browse_backup(&req.id, &req.path).await?,
+            self.core.registry.browse_backup(&req.id, &req.path).await?,
         ))
     }
 

@@ -31,7 +31,7 @@ impl AdminApi {
                     "provider {provider} takes no API URL, credential or CA certificate"
                 )));
             }
-            let org = self.core.add_org(&r.name, provider).await?;
+            let org = self.core.registry.add_org(&r.name, provider).await?;
             return Ok(pb::AddOrgResponse {
                 org: Some(convert::org(&org)),
                 sync: None,

@@ -171,10 +171,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let clock = std::sync::Arc::new(ManualClock::new(crate::clock::system_now_ms()));
         let c = core_on(dir.path(), clock.clone()).await;
-        c.add_org("acme", crate::model::Provider::Git)
+        c.registry
+            .add_org("acme", crate::model::Provider::Git)
             .await
             .expect("org");
-        c.add_repo("acme/a", "file:///a", None).await.expect("repo");
+        c.registry
+            .add_repo("acme/a", "file:///a", None)
+            .await
+            .expect("repo");
         c.run_backup("acme/a").await.expect("backup");
         let w = c.register_worker(hello("", &[])).await;
         assert!(!w.resumed);

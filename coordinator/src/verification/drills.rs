@@ -42,10 +42,10 @@ impl Core {
         backup_id: Option<&str>,
         trigger: Trigger,
     ) -> CoreResult<DrillRecord> {
-        let org = self.org_named(org_name).await?;
+        let org = self.registry.org_named(org_name).await?;
         let (repo, backup) = match (backup_id, repo) {
             (Some(id), _) => {
-                let b = self.get_backup(id).await?;
+                let b = self.registry.get_backup(id).await?;
                 if b.org_id != org.id {
                     return Err(CoreError::InvalidArgument(format!(
                         "backup {id} is not a backup of organisation {}",
@@ -65,14 +65,14 @@ impl Core {
                 } else {
                     format!("{}/{name}", org.name)
                 };
-                let r = self.repo_named(&full).await?;
+                let r = self.registry.repo_named(&full).await?;
                 let stats = self.store.stats(&r.id).await?;
                 let id = stats.last_success_id.ok_or_else(|| {
                     CoreError::FailedPrecondition(format!(
                         "{full} has no completed backup to drill"
                     ))
                 })?;
-                let b = self.get_backup(&id).await?;
+                let b = self.registry.get_backup(&id).await?;
                 (r, b)
             }
             (None, None) => {
@@ -86,7 +86,7 @@ impl Core {
                 let id = stats
                     .last_success_id
                     .ok_or_else(|| not_found("backup", r.full_name()))?;
-                let b = self.get_backup(&id).await?;
+                let b = self.registry.get_backup(&id).await?;
                 (r, b)
             }
         };
@@ -145,7 +145,7 @@ impl Core {
 
     /// An organisation's drills, newest first.
     pub async fn list_drills(&self, org_name: &str) -> CoreResult<Vec<DrillRecord>> {
-        let org = self.org_named(org_name).await?;
+        let org = self.registry.org_named(org_name).await?;
         let mut d = self.store.drills(&org.id).await?;
         d.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
         Ok(d)
@@ -279,12 +279,22 @@ mod tests {
     async fn drills_follow_the_schedule_once_per_slot_least_recently_drilled_first() {
         let dir = tempfile::tempdir().expect("dir");
         let c = core(dir.path()).await;
-        c.add_org("acme", crate::model::Provider::Git)
+        c.registry
+            .add_org("acme", crate::model::Provider::Git)
             .await
             .expect("org");
-        let a = c.add_repo("acme/a", "file:///a", None).await.expect("a");
-        let b = c.add_repo("acme/b", "file:///b", None).await.expect("b");
-        c.add_repo("acme/never", "file:///n", None)
+        let a = c
+            .registry
+            .add_repo("acme/a", "file:///a", None)
+            .await
+            .expect("a");
+        let b = c
+            .registry
+            .add_repo("acme/b", "file:///b", None)
+            .await
+            .expect("b");
+        c.registry
+            .add_repo("acme/never", "file:///n", None)
             .await
             .expect("never");
         let t0 = utc("2026-11-23T10:30:00Z");
@@ -329,15 +339,26 @@ mod tests {
     async fn a_manual_drill_names_its_backup_and_refuses_what_cannot_be_drilled() {
         let dir = tempfile::tempdir().expect("dir");
         let c = core(dir.path()).await;
-        c.add_org("acme", crate::model::Provider::Git)
+        c.registry
+            .add_org("acme", crate::model::Provider::Git)
             .await
             .expect("org");
-        c.add_org("other", crate::model::Provider::Git)
+        c.registry
+            .add_org("other", crate::model::Provider::Git)
             .await
             .expect("other");
-        let a = c.add_repo("acme/a", "file:///a", None).await.expect("a");
-        let o = c.add_repo("other/o", "file:///o", None).await.expect("o");
-        c.add_repo("acme/empty", "file:///e", None)
+        let a = c
+            .registry
+            .add_repo("acme/a", "file:///a", None)
+            .await
+            .expect("a");
+        let o = c
+            .registry
+            .add_repo("other/o", "file:///o", None)
+            .await
+            .expect("o");
+        c.registry
+            .add_repo("acme/empty", "file:///e", None)
             .await
             .expect("empty");
         let id = completed_backup(&c, &a, 1_000).await;

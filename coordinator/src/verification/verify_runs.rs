@@ -67,7 +67,7 @@ impl Core {
             return Ok(Some(size));
         }
         match &stats.last_success_id {
-            Some(id) => Ok(self.backup_record(id).await?.map(|p| p.size_bytes)),
+            Some(id) => Ok(self.registry.backup_record(id).await?.map(|p| p.size_bytes)),
             None => Ok(None),
         }
     }
@@ -96,7 +96,7 @@ impl Core {
     /// `backup verify ID`: queues a verify task that runs every check again, reading back every
     /// pack the snapshot references. Idempotent while one runs: the running one is returned.
     pub async fn verify_backup(&self, id: &str) -> CoreResult<(BackupRecord, String)> {
-        let mut b = self.get_backup(id).await?;
+        let mut b = self.registry.get_backup(id).await?;
         if b.status != Status::Completed {
             return Err(CoreError::FailedPrecondition(format!(
                 "backup {id} is {}: only a completed backup can be verified",

@@ -30,10 +30,15 @@ fn pass(name: &str) -> pb::CheckResult {
 async fn backup_verify_queues_once_leases_and_records_the_outcome() {
     let dir = tempfile::tempdir().expect("dir");
     let c = core(dir.path()).await;
-    c.add_org("acme", crate::model::Provider::Git)
+    c.registry
+        .add_org("acme", crate::model::Provider::Git)
         .await
         .expect("org");
-    let r = c.add_repo("acme/a", "file:///a", None).await.expect("repo");
+    let r = c
+        .registry
+        .add_repo("acme/a", "file:///a", None)
+        .await
+        .expect("repo");
     let first = completed_backup(&c, &r, 1_000).await;
     let id = completed_backup(&c, &r, 2_000).await;
 
@@ -63,7 +68,7 @@ async fn backup_verify_queues_once_leases_and_records_the_outcome() {
         t.repo.expect("access").source_token.is_empty(),
         "no source credential"
     );
-    let running = c.get_backup(&id).await.expect("backup");
+    let running = c.registry.get_backup(&id).await.expect("backup");
     assert_eq!(
         running.verification.map(|v| v.status),
         Some(VerifyStatus::Running)
@@ -89,7 +94,7 @@ async fn backup_verify_queues_once_leases_and_records_the_outcome() {
     })
     .await
     .expect("complete");
-    let done = c.get_backup(&id).await.expect("backup");
+    let done = c.registry.get_backup(&id).await.expect("backup");
     let v = done.verification.expect("verification");
     assert_eq!(v.status, VerifyStatus::Verified, "{v:#?}");
     assert_eq!((v.run, v.packs_read), (VerifyRun::Manual, 3));
@@ -144,10 +149,15 @@ async fn backup_verify_queues_once_leases_and_records_the_outcome() {
 async fn a_verification_of_a_backup_deleted_meanwhile_ends_instead_of_blocking_the_queue() {
     let dir = tempfile::tempdir().expect("dir");
     let c = core(dir.path()).await;
-    c.add_org("acme", crate::model::Provider::Git)
+    c.registry
+        .add_org("acme", crate::model::Provider::Git)
         .await
         .expect("org");
-    let r = c.add_repo("acme/a", "file:///a", None).await.expect("repo");
+    let r = c
+        .registry
+        .add_repo("acme/a", "file:///a", None)
+        .await
+        .expect("repo");
     let id = completed_backup(&c, &r, 1_000).await;
     c.verify_backup(&id).await.expect("verify");
     // Gone from the store and from the catalog, as `backup delete` leaves it.
@@ -159,7 +169,7 @@ async fn a_verification_of_a_backup_deleted_meanwhile_ends_instead_of_blocking_t
         .delete(&object)
         .await
         .expect("delete the catalog object");
-    assert!(c.backup_record(&id).await.expect("read").is_none());
+    assert!(c.registry.backup_record(&id).await.expect("read").is_none());
     worker(&c);
     let t = c
         .acquire("w", &[], Duration::ZERO)
@@ -173,13 +183,15 @@ async fn a_verification_of_a_backup_deleted_meanwhile_ends_instead_of_blocking_t
 async fn the_rotation_visits_due_repositories_oldest_first_at_most_two_at_once() {
     let dir = tempfile::tempdir().expect("dir");
     let c = core(dir.path()).await;
-    c.add_org("acme", crate::model::Provider::Git)
+    c.registry
+        .add_org("acme", crate::model::Provider::Git)
         .await
         .expect("org");
     let day = 86_400_000;
     let mut repos = Vec::new();
     for i in 0..5 {
         let r = c
+            .registry
             .add_repo(&format!("acme/r{i}"), "file:///r", None)
             .await
             .expect("repo");
@@ -187,7 +199,8 @@ async fn the_rotation_visits_due_repositories_oldest_first_at_most_two_at_once()
         completed_backup(&c, &r, 1_000 + i64::from(i) * day).await;
         repos.push(r);
     }
-    c.add_repo("acme/never", "file:///n", None)
+    c.registry
+        .add_repo("acme/never", "file:///n", None)
         .await
         .expect("never backed up");
     let rotations = || async {
@@ -260,12 +273,17 @@ async fn the_rotation_visits_due_repositories_oldest_first_at_most_two_at_once()
 async fn completed_verifications_refuse_results_they_do_not_know() {
     let dir = tempfile::tempdir().expect("dir");
     let c = core(dir.path()).await;
-    c.add_org("acme", crate::model::Provider::Git)
+    c.registry
+        .add_org("acme", crate::model::Provider::Git)
         .await
         .expect("org");
-    let r = c.add_repo("acme/a", "file:///a", None).await.expect("repo");
+    let r = c
+        .registry
+        .add_repo("acme/a", "file:///a", None)
+        .await
+        .expect("repo");
     let id = completed_backup(&c, &r, 1_000).await;
-    let b = c.get_backup(&id).await.expect("backup");
+    let b = c.registry.get_backup(&id).await.expect("backup");
     let bad = pb::VerifyResult {
         checks: vec![pb::CheckResult {
             name: "git_fsck".into(),

@@ -128,9 +128,15 @@ impl Vault {
         self.inner
             .handle
             .core
+            .registry
             .add_org("bench", repovault_common::domain::Provider::Git)
             .await?;
-        self.inner.handle.core.add_repo(REPO, url, None).await?;
+        self.inner
+            .handle
+            .core
+            .registry
+            .add_repo(REPO, url, None)
+            .await?;
         Ok(())
     }
 

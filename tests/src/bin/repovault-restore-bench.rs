@@ -81,9 +81,10 @@ impl Vault {
         inner
             .handle
             .core
+            .registry
             .add_org("bench", repovault_common::domain::Provider::Git)
             .await?;
-        inner.handle.core.add_repo(REPO, url, None).await?;
+        inner.handle.core.registry.add_repo(REPO, url, None).await?;
         Ok(Vault { inner })
     }
 

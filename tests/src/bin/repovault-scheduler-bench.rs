@@ -91,6 +91,7 @@ async fn main() -> Result<()> {
     for o in 0..orgs {
         let name = format!("org{o:04}");
         let org = core
+            .registry
             .add_org(&name, repovault_common::domain::Provider::Git)
             .await?;
         let (sched, tz) = SCHEDULES[o % SCHEDULES.len()];

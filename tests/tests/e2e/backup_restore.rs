@@ -44,18 +44,22 @@ async fn rich_repositories_back_up_and_restore_exactly() {
     let http = GitHttp::start(src.path(), Some("s3cret-token")).unwrap();
 
     c.core()
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     c.core()
+        .registry
         .add_repo("org/rich", &daemon.url("rich.git"), None)
         .await
         .unwrap();
     c.core()
+        .registry
         .add_repo("org/empty", &daemon.url("empty.git"), None)
         .await
         .unwrap();
     c.core()
+        .registry
         .add_repo(
             "org/rich-http",
             &http.url("rich.git"),
@@ -170,10 +174,12 @@ async fn second_backup_fetches_only_what_changed_and_both_restore() {
     let http = GitHttp::start(src.path(), None).unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
     c.core()
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     c.core()
+        .registry
         .add_repo("org/rich", &http.url("rich.git"), None)
         .await
         .unwrap();
@@ -234,7 +240,12 @@ async fn second_backup_fetches_only_what_changed_and_both_restore() {
     );
 
     // History is listed newest first.
-    let list = c.core().list_backups(Some("org/rich")).await.unwrap();
+    let list = c
+        .core()
+        .registry
+        .list_backups(Some("org/rich"))
+        .await
+        .unwrap();
     assert_eq!(
         list.iter().map(|b| b.id.clone()).collect::<Vec<_>>(),
         vec![second.id.clone(), first.id.clone()]
@@ -249,10 +260,12 @@ async fn a_worker_without_the_cache_rebuilds_it_from_the_latest_snapshot() {
     rich_repo(src.path(), "rich.git").unwrap();
     let http = GitHttp::start(src.path(), None).unwrap();
     c.core()
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     c.core()
+        .registry
         .add_repo("org/rich", &http.url("rich.git"), None)
         .await
         .unwrap();

@@ -17,17 +17,23 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
     let daemon = GitDaemon::start(src.path()).unwrap();
     let http = GitHttp::start(src.path(), Some("right-token-123")).unwrap();
     let core = c.core();
-    core.add_org("org", repovault_common::domain::Provider::Git)
+    core.registry
+        .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
 
     // Refused at once, naming the problem.
-    let e = core.add_repo("org/a", "not a url", None).await.unwrap_err();
+    let e = core
+        .registry
+        .add_repo("org/a", "not a url", None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, CoreError::InvalidArgument(_)) && e.to_string().contains("not a url"),
         "{e}"
     );
     let e = core
+        .registry
         .add_repo(
             "org/a",
             "https://x-access-token:ghp_SECRET@github.com/o/r",
@@ -38,6 +44,7 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
     assert!(e.to_string().contains("credentials"), "{e}");
     assert!(!e.to_string().contains("ghp_SECRET"));
     let e = core
+        .registry
         .add_repo("org/a", "ftp://host/r", None)
         .await
         .unwrap_err();
@@ -48,7 +55,11 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
         "https://host/r.git?ref=main&Access_Token=tok_SECRET",
         "https://host/r.git?private_token=tok_SECRET",
     ] {
-        let e = core.add_repo("org/a", url, None).await.unwrap_err();
+        let e = core
+            .registry
+            .add_repo("org/a", url, None)
+            .await
+            .unwrap_err();
         assert!(
             matches!(e, CoreError::InvalidArgument(_)) && e.to_string().contains("credential"),
             "{url}: {e}"
@@ -57,7 +68,11 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
     }
     // ssh is not supported (yet), which is what the message says, with what to use instead.
     for url in ["ssh://git@host/x.git", "git@host:x.git"] {
-        let e = core.add_repo("org/a", url, None).await.unwrap_err();
+        let e = core
+            .registry
+            .add_repo("org/a", url, None)
+            .await
+            .unwrap_err();
         let m = e.to_string();
         assert!(
             m.contains("ssh") && m.contains("not supported") && m.contains("https://"),
@@ -66,10 +81,11 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
         assert!(!m.contains("carries credentials"), "{url}: {m}");
     }
     assert!(
-        core.list_repos(None).await.unwrap().is_empty(),
+        core.registry.list_repos(None).await.unwrap().is_empty(),
         "nothing stored"
     );
     let e = core
+        .registry
         .add_repo("nope/a", &daemon.url("ok.git"), None)
         .await
         .unwrap_err();
@@ -80,29 +96,33 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
         "{e}"
     );
     let e = core
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap_err();
     assert!(matches!(e, CoreError::AlreadyExists(_)), "{e}");
 
     // Accepted without contacting the source; fails at backup time, permanently, with a reason.
-    core.add_repo("org/missing", &daemon.url("does-not-exist.git"), None)
+    core.registry
+        .add_repo("org/missing", &daemon.url("does-not-exist.git"), None)
         .await
         .unwrap();
-    core.add_repo(
-        "org/wrong-token",
-        &http.url("ok.git"),
-        Some(Secret::new("wrong-token-456")),
-    )
-    .await
-    .unwrap();
-    core.add_repo(
-        "org/ok",
-        &http.url("ok.git"),
-        Some(Secret::new("right-token-123")),
-    )
-    .await
-    .unwrap();
+    core.registry
+        .add_repo(
+            "org/wrong-token",
+            &http.url("ok.git"),
+            Some(Secret::new("wrong-token-456")),
+        )
+        .await
+        .unwrap();
+    core.registry
+        .add_repo(
+            "org/ok",
+            &http.url("ok.git"),
+            Some(Secret::new("right-token-123")),
+        )
+        .await
+        .unwrap();
     let missing = core.run_backup("org/missing").await.unwrap();
     let wrong = core.run_backup("org/wrong-token").await.unwrap();
     let ok = core.run_backup("org/ok").await.unwrap();
@@ -134,7 +154,11 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
         "the token never appears in errors"
     );
     // A failed backup is in the catalog with its reason, and left no snapshot behind.
-    let listed = core.list_backups(Some("org/missing")).await.unwrap();
+    let listed = core
+        .registry
+        .list_backups(Some("org/missing"))
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].status, Status::Failed);
     assert!(listed[0].snapshot_id.is_none());
@@ -229,19 +253,23 @@ async fn local_urls_only_under_an_allowed_root_and_never_the_workers_own_directo
     c.allow_local_root(&own);
     c.add_worker().await.unwrap();
     let core = c.core().clone();
-    core.add_org("org", repovault_common::domain::Provider::Git)
+    core.registry
+        .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     let file = |p: &std::path::Path| format!("file://{}", p.display());
 
-    core.add_repo("org/ok", &file(&rich), None).await.unwrap();
+    core.registry
+        .add_repo("org/ok", &file(&rich), None)
+        .await
+        .unwrap();
     let ok = c.backup_ok("org/ok").await.unwrap();
 
     let failed = |name: &'static str, url: String| {
         let core = core.clone();
         let c = &c;
         async move {
-            core.add_repo(name, &url, None).await.unwrap();
+            core.registry.add_repo(name, &url, None).await.unwrap();
             let b = core.run_backup(name).await.unwrap();
             let b = c.wait_backup(&b.id, Duration::from_secs(60)).await.unwrap();
             assert_eq!(b.status, Status::Failed, "{name}: {url}");

@@ -283,10 +283,12 @@ async fn multi_process_worker_drains_on_sigterm_and_exits_when_idle() {
     fixtures::big_repo(src.path(), "big.git", 4000, 150).unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
     c.core()
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     c.core()
+        .registry
         .add_repo("org/big", &daemon.url("big.git"), None)
         .await
         .unwrap();

@@ -66,10 +66,12 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
     let rich = rich_repo(src.path(), "rich.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
     c.core()
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     c.core()
+        .registry
         .add_repo("org/rich", &daemon.url("rich.git"), None)
         .await
         .unwrap();

@@ -40,10 +40,12 @@ async fn stock_restic_and_git_restore_a_backup_without_repovault() {
     let rich = rich_repo(src.path(), "rich.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
     c.core()
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     c.core()
+        .registry
         .add_repo("org/rich", &daemon.url("rich.git"), None)
         .await
         .unwrap();

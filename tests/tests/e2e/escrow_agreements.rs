@@ -18,11 +18,13 @@ async fn escrow_key_opens_one_repository_and_blocks_deletion_until_release() {
     rich_repo(src.path(), "y.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
     let org = core
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     for n in ["x", "y"] {
-        core.add_repo(&format!("org/{n}"), &daemon.url(&format!("{n}.git")), None)
+        core.registry
+            .add_repo(&format!("org/{n}"), &daemon.url(&format!("{n}.git")), None)
             .await
             .unwrap();
     }
@@ -116,7 +118,7 @@ async fn escrow_key_opens_one_repository_and_blocks_deletion_until_release() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("wrong password"), "{stderr}");
     // The organisation key still opens org/x.
-    let (_, org_key) = core.export_org_key("org").await.unwrap();
+    let (_, org_key) = core.registry.export_org_key("org").await.unwrap();
     let org_key_file = agent.path().join("org.key");
     std::fs::write(&org_key_file, org_key.expose()).unwrap();
     restic(&x_repo, &org_key_file, &["snapshots"]).unwrap();
@@ -133,8 +135,14 @@ async fn escrow_key_opens_one_repository_and_blocks_deletion_until_release() {
     ));
     assert!(!core.list_escrows(Some("org/x")).await.unwrap()[0].1);
     core.delete_backup(&bx.id).await.unwrap();
-    assert!(core.backup_record(&bx.id).await.unwrap().is_none());
-    assert!(core.backup_record(&bx2.id).await.unwrap().is_some());
+    assert!(core.registry.backup_record(&bx.id).await.unwrap().is_none());
+    assert!(
+        core.registry
+            .backup_record(&bx2.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
     let listed: serde_json::Value =
         serde_json::from_str(&restic(&x_repo, &org_key_file, &["snapshots", "--json"]).unwrap())
             .unwrap();
@@ -149,13 +157,13 @@ async fn escrow_key_opens_one_repository_and_blocks_deletion_until_release() {
     // Purge org/y: its snapshot repository and records go; org/x stays.
     core.purge_repo("org/y", true).await.unwrap();
     assert!(!y_repo.exists());
-    assert!(core.repo_named("org/y").await.is_err());
-    assert!(core.backup_record(&by.id).await.unwrap().is_none());
+    assert!(core.registry.repo_named("org/y").await.is_err());
+    assert!(core.registry.backup_record(&by.id).await.unwrap().is_none());
     assert!(x_repo.join("config").is_file());
     // Purge the organisation.
     core.purge_org("org", true).await.unwrap();
     assert!(!c.storage_root().join(&org.id).exists());
-    assert!(core.org_named("org").await.is_err());
+    assert!(core.registry.org_named("org").await.is_err());
     c.shutdown().await;
 }
 
@@ -177,10 +185,12 @@ async fn escrow_deletion_purge_and_connection_through_the_cli() {
     rich_repo(src.path(), "x.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
     c.core()
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     c.core()
+        .registry
         .add_repo("org/x", &daemon.url("x.git"), None)
         .await
         .unwrap();
@@ -270,12 +280,26 @@ async fn escrow_deletion_purge_and_connection_through_the_cli() {
     );
 
     assert!(cli(&c, &["org", "disconnect", "org"]).status.success());
-    assert!(c.core().org_named("org").await.unwrap().disconnected);
+    assert!(
+        c.core()
+            .registry
+            .org_named("org")
+            .await
+            .unwrap()
+            .disconnected
+    );
     assert!(cli(&c, &["org", "connect", "org"]).status.success());
-    assert!(!c.core().org_named("org").await.unwrap().disconnected);
+    assert!(
+        !c.core()
+            .registry
+            .org_named("org")
+            .await
+            .unwrap()
+            .disconnected
+    );
 
     let purge = cli(&c, &["org", "purge", "org", "--confirm"]);
     assert!(purge.status.success(), "{purge:?}");
-    assert!(c.core().org_named("org").await.is_err());
+    assert!(c.core().registry.org_named("org").await.is_err());
     c.shutdown().await;
 }

@@ -40,7 +40,7 @@ async fn run(c: &Cluster, repo: &str, backup_type: &str) -> BackupRecord {
 async fn restore_tree(c: &Cluster, b: &BackupRecord, into: &Path) -> PathBuf {
     let key_file = c.dir.path().join("acme.key");
     if !key_file.exists() {
-        let (_, key) = c.core().export_org_key("acme").await.unwrap();
+        let (_, key) = c.core().registry.export_org_key("acme").await.unwrap();
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

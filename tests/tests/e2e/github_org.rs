@@ -423,7 +423,7 @@ async fn a_github_app_installation_connects_and_a_wrong_installation_is_refused(
     assert_eq!(names, SEEDED);
 
     // The installation token is cached: a second discovery mints nothing new.
-    let org = c.core().org_named("acme").await.unwrap();
+    let org = c.core().registry.org_named("acme").await.unwrap();
     let t1 = c.core().forge.forge_token(&org).await.unwrap().unwrap();
     let mut a = c.admin().await.unwrap();
     let s = a

@@ -51,10 +51,12 @@ async fn health_states_summary_timeline_and_metrics() {
     let daemon = GitDaemon::start(src.path()).unwrap();
     let core = c.core().clone();
 
-    core.add_org("acme", repovault_common::domain::Provider::Git)
+    core.registry
+        .add_org("acme", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
-    core.add_org("old", repovault_common::domain::Provider::Git)
+    core.registry
+        .add_org("old", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     for (name, url) in [
@@ -64,7 +66,7 @@ async fn health_states_summary_timeline_and_metrics() {
         ("acme/queued", daemon.url("empty.git")),
         ("old/archive", daemon.url("empty.git")),
     ] {
-        core.add_repo(name, &url, None).await.unwrap();
+        core.registry.add_repo(name, &url, None).await.unwrap();
     }
 
     // backed_up: two backups, so the timeline has an order to check.
@@ -81,7 +83,7 @@ async fn health_states_summary_timeline_and_metrics() {
     c.stop_workers().await;
     let queued = core.run_backup("acme/queued").await.unwrap();
     assert_eq!(
-        core.get_backup(&queued.id).await.unwrap().status,
+        core.registry.get_backup(&queued.id).await.unwrap().status,
         Status::Pending
     );
 

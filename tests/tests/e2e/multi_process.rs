@@ -76,11 +76,13 @@ async fn scenario(name: &'static str) -> Scenario {
     let daemon = GitDaemon::start(src.path()).unwrap();
     cluster
         .core()
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     cluster
         .core()
+        .registry
         .add_repo("org/big", &daemon.url("big.git"), None)
         .await
         .unwrap();
@@ -98,7 +100,7 @@ async fn scenario(name: &'static str) -> Scenario {
     let b = cluster.core().run_backup("org/big").await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let leased = loop {
-        let r = cluster.core().get_backup(&b.id).await.unwrap();
+        let r = cluster.core().registry.get_backup(&b.id).await.unwrap();
         // Leased, and the process has started the task: it is now somewhere in open, fetch or
         // snapshot (the big fetch takes seconds).
         let started = cluster
@@ -135,7 +137,7 @@ impl Scenario {
         let id = &self.leased.id;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let r = self.cluster.core().get_backup(id).await.unwrap();
+            let r = self.cluster.core().registry.get_backup(id).await.unwrap();
             assert!(
                 r.status != Status::Completed,
                 "the interrupted worker completed attempt {} before it was interrupted",
@@ -183,7 +185,13 @@ impl Scenario {
     }
 
     async fn key_file(&self) -> PathBuf {
-        let (_, key) = self.cluster.core().export_org_key("org").await.unwrap();
+        let (_, key) = self
+            .cluster
+            .core()
+            .registry
+            .export_org_key("org")
+            .await
+            .unwrap();
         let path = self.cluster.dir.path().join("org.key");
         if !path.exists() {
             let mut f = std::fs::OpenOptions::new()
@@ -338,7 +346,13 @@ async fn multi_process_worker_paused_past_its_lease() {
     );
 
     // The record is still the committed attempt's.
-    let after = s.cluster.core().get_backup(&done.id).await.unwrap();
+    let after = s
+        .cluster
+        .core()
+        .registry
+        .get_backup(&done.id)
+        .await
+        .unwrap();
     assert_eq!(
         after, done,
         "the stale completion changed the backup record"
@@ -396,7 +410,7 @@ async fn multi_process_worker_killed_mid_backup() {
     s.cluster.add_worker().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let released = loop {
-        let r = s.cluster.core().get_backup(&id).await.unwrap();
+        let r = s.cluster.core().registry.get_backup(&id).await.unwrap();
         if r.attempt >= 2 {
             break r;
         }
@@ -437,13 +451,19 @@ async fn multi_process_worker_killed_mid_backup() {
         .await
         .expect_err("a stale lease completed a committed task");
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
-    let after = s.cluster.core().get_backup(&done.id).await.unwrap();
+    let after = s
+        .cluster
+        .core()
+        .registry
+        .get_backup(&done.id)
+        .await
+        .unwrap();
     assert_eq!(
         after, done,
         "the stale completion changed the backup record"
     );
 
-    let done = s.cluster.core().get_backup(&id).await.unwrap();
+    let done = s.cluster.core().registry.get_backup(&id).await.unwrap();
     assert_eq!(done.status, Status::Completed);
     s.assert_one_snapshot(&done).await;
     let log = s.log_since_mark();

@@ -21,11 +21,13 @@ async fn metrics_health_reflection_and_protocol_version() {
         .await
         .unwrap();
     h.core
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     let repo = h
         .core
+        .registry
         .add_repo("org/r", "git://127.0.0.1:1/r.git", None)
         .await
         .unwrap();

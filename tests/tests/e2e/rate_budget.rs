@@ -316,7 +316,7 @@ async fn a_secondary_limit_pauses_the_fleet_and_backups_resume_after_retry_after
         let quiet_from = sent(&sim);
         let mut running = 0;
         for id in &ids {
-            let b = c.core().get_backup(id).await.unwrap();
+            let b = c.core().registry.get_backup(id).await.unwrap();
             if !b.status.is_terminal() {
                 running += 1;
             }

@@ -22,12 +22,14 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
     let src = tempfile::tempdir().unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
     c.core()
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     for i in 0..4 {
         rich_repo(src.path(), &format!("r{i}.git")).unwrap();
         c.core()
+            .registry
             .add_repo(
                 &format!("org/r{i}"),
                 &daemon.url(&format!("r{i}.git")),
@@ -40,6 +42,7 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
     c.backup_ok("org/r0").await.unwrap();
     c.backup_ok("org/r1").await.unwrap();
     c.core()
+        .registry
         .add_repo("org/gone", &daemon.url("missing.git"), None)
         .await
         .unwrap();
@@ -57,13 +60,13 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
         }
         v
     };
-    let before_list = c.core().list_backups(None).await.unwrap();
+    let before_list = c.core().registry.list_backups(None).await.unwrap();
     assert_eq!(before_list.len(), 7);
 
     c.restart_coordinator().await.unwrap();
     let queue = c.core().queue_snapshot().await;
     assert_eq!(queue.len(), 4, "every queued task survived the restart");
-    let after_list = c.core().list_backups(None).await.unwrap();
+    let after_list = c.core().registry.list_backups(None).await.unwrap();
     assert_eq!(after_list, before_list);
 
     // Workers come back; everything queued completes.
@@ -92,7 +95,7 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
 
     // A crash between the store's commit and the catalog write: the record and its marker are in
     // the store, the object is not. The next start writes it.
-    let victim = c.core().get_backup(&queued[0]).await.unwrap();
+    let victim = c.core().registry.get_backup(&queued[0]).await.unwrap();
     let object = c
         .storage_root()
         .join(repovault_common::storage::catalog_object_path(
@@ -129,7 +132,7 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
             c.core().store.stats(&r.id).await.unwrap(),
         ));
     }
-    let full_before = c.core().list_backups(None).await.unwrap();
+    let full_before = c.core().registry.list_backups(None).await.unwrap();
     // Wipe the store's backup view, then rebuild from storage.
     for r in c.core().store.repos().await.unwrap() {
         c.core()
@@ -155,7 +158,10 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
             "stats of {id}"
         );
     }
-    assert_eq!(c.core().list_backups(None).await.unwrap(), full_before);
+    assert_eq!(
+        c.core().registry.list_backups(None).await.unwrap(),
+        full_before
+    );
     c.shutdown().await;
 }
 
@@ -378,10 +384,12 @@ async fn restart_during_the_commit_point_is_ridden_out() {
     rich_repo(src.path(), "r.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
     c.core()
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     c.core()
+        .registry
         .add_repo("org/r", &daemon.url("r.git"), None)
         .await
         .unwrap();
@@ -496,7 +504,7 @@ async fn restart_during_the_commit_point_is_ridden_out() {
         (1, 1),
         "attempt 1's completion was accepted: {t:?}"
     );
-    let b = c.core().get_backup(&backup.id).await.unwrap();
+    let b = c.core().registry.get_backup(&backup.id).await.unwrap();
     assert_eq!(b.error.as_deref(), Some("source unreachable"));
     c.shutdown().await;
 }

@@ -77,10 +77,12 @@ async fn stock_restic_lists_and_restores_with_exported_key() {
     let rich = rich_repo(src.path(), "rich.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
     c.core()
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     c.core()
+        .registry
         .add_repo("org/rich", &daemon.url("rich.git"), None)
         .await
         .unwrap();
@@ -103,7 +105,7 @@ async fn stock_restic_lists_and_restores_with_exported_key() {
     );
     let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "key file mode {mode:o}");
-    let (org, key) = c.core().export_org_key("org").await.unwrap();
+    let (org, key) = c.core().registry.export_org_key("org").await.unwrap();
     assert_eq!(
         std::fs::read_to_string(&key_file).unwrap().trim(),
         key.expose()

@@ -69,11 +69,13 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
     rich_repo(src.path(), "esc.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
     let org = core
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     for n in ["a", "gone", "esc"] {
-        core.add_repo(&format!("org/{n}"), &daemon.url(&format!("{n}.git")), None)
+        core.registry
+            .add_repo(&format!("org/{n}"), &daemon.url(&format!("{n}.git")), None)
             .await
             .unwrap();
     }
@@ -113,7 +115,7 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
     let e2 = c.backup_ok("org/esc").await.unwrap();
 
     // gone: deleted at the source (as discovery records it).
-    let mut gone = core.repo_named("org/gone").await.unwrap();
+    let mut gone = core.registry.repo_named("org/gone").await.unwrap();
     gone.deleted = true;
     let mut batch = repovault_coordinator::store::Batch::default();
     batch.repo(&gone);
@@ -124,7 +126,7 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
         .await
         .unwrap();
 
-    let (_, org_key) = core.export_org_key("org").await.unwrap();
+    let (_, org_key) = core.registry.export_org_key("org").await.unwrap();
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("org.key");
     std::fs::write(&key_file, org_key.expose()).unwrap();
@@ -152,8 +154,9 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
     assert_eq!(r.backups_removed, 1, "{r:?}");
     assert_eq!(r.errors, 0, "{r:?}");
     assert_eq!(r.prunes, 1, "first phase: {r:?}");
-    assert!(core.backup_record(&a1.id).await.unwrap().is_none());
+    assert!(core.registry.backup_record(&a1.id).await.unwrap().is_none());
     let left: Vec<String> = core
+        .registry
         .list_backups(None)
         .await
         .unwrap()
@@ -203,9 +206,9 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
         .await
         .unwrap();
     assert_eq!(r.backups_removed, 1, "{r:?}");
-    assert!(core.backup_record(&e1.id).await.unwrap().is_none());
-    assert!(core.backup_record(&e2.id).await.unwrap().is_some());
-    assert!(core.backup_record(&g1.id).await.unwrap().is_some());
+    assert!(core.registry.backup_record(&e1.id).await.unwrap().is_none());
+    assert!(core.registry.backup_record(&e2.id).await.unwrap().is_some());
+    assert!(core.registry.backup_record(&g1.id).await.unwrap().is_some());
     c.shutdown().await;
 }
 
@@ -218,10 +221,12 @@ async fn retention_skips_a_repository_whose_backup_runs() {
     let src = tempfile::tempdir().unwrap();
     rich_repo(src.path(), "r.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    core.add_org("org", repovault_common::domain::Provider::Git)
+    core.registry
+        .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
-    core.add_repo("org/r", &daemon.url("r.git"), None)
+    core.registry
+        .add_repo("org/r", &daemon.url("r.git"), None)
         .await
         .unwrap();
     core.set_retention(
@@ -265,7 +270,7 @@ async fn retention_skips_a_repository_whose_backup_runs() {
         .await
         .unwrap();
     assert_eq!((r.skipped_busy, r.backups_removed), (1, 0), "{r:?}");
-    assert!(core.backup_record(&b1.id).await.unwrap().is_some());
+    assert!(core.registry.backup_record(&b1.id).await.unwrap().is_some());
     // Deleting one backup waits for the running one too.
     let err = core.delete_backup(&b1.id).await;
     assert!(
@@ -300,10 +305,12 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
     rich_repo(src.path(), "r.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
     let org = core
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
-    core.add_repo("org/r", &daemon.url("r.git"), None)
+    core.registry
+        .add_repo("org/r", &daemon.url("r.git"), None)
         .await
         .unwrap();
     let b1 = c.backup_ok("org/r").await.unwrap();
@@ -373,7 +380,7 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
     let r = core.run_retention_once(t + 120_000, &opts).await.unwrap();
     assert_eq!(r.prunes, 0, "{r:?}");
 
-    let (_, org_key) = core.export_org_key("org").await.unwrap();
+    let (_, org_key) = core.registry.export_org_key("org").await.unwrap();
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("org.key");
     std::fs::write(&key_file, org_key.expose()).unwrap();

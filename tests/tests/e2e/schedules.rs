@@ -38,6 +38,7 @@ fn base_hour() -> i64 {
 async fn backups(c: &Cluster, repo: &str, trigger: &str) -> Vec<BackupRecord> {
     let mut v: Vec<BackupRecord> = c
         .core()
+        .registry
         .list_backups(Some(repo))
         .await
         .unwrap()
@@ -248,7 +249,7 @@ async fn a_burst_of_ten_signed_pushes_gives_one_backup() {
         &ready.ca_cert,
         "",
     );
-    let repo_id = c.core().repo_named("acme/docs").await.unwrap().id;
+    let repo_id = c.core().registry.repo_named("acme/docs").await.unwrap().id;
     let hook_url = format!(
         "http://{}/webhooks/github?repo={repo_id}",
         c.http_addr().unwrap()
@@ -258,6 +259,7 @@ async fn a_burst_of_ten_signed_pushes_gives_one_backup() {
     // Unsigned and wrongly signed deliveries: 401.
     let forge_id = c
         .core()
+        .registry
         .repo_named("acme/docs")
         .await
         .unwrap()

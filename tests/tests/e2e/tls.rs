@@ -95,10 +95,12 @@ async fn workers_and_cli_use_tls_with_a_private_ca() {
     rich_repo(src.path(), "rich.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
     c.core()
+        .registry
         .add_org("org", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     c.core()
+        .registry
         .add_repo("org/rich", &daemon.url("rich.git"), None)
         .await
         .unwrap();

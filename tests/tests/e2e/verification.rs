@@ -313,17 +313,19 @@ async fn verification_plain_git_sound_passes_and_each_break_fails_its_check() {
     }
     random_repo(src.path(), "size.git", 11, 3 << 20);
     let daemon = GitDaemon::start(src.path()).unwrap();
-    core.add_org("acme", repovault_common::domain::Provider::Git)
+    core.registry
+        .add_org("acme", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     for name in ["sound", "gone", "fsck", "size"] {
-        core.add_repo(
-            &format!("acme/{name}"),
-            &daemon.url(&format!("{name}.git")),
-            None,
-        )
-        .await
-        .unwrap();
+        core.registry
+            .add_repo(
+                &format!("acme/{name}"),
+                &daemon.url(&format!("{name}.git")),
+                None,
+            )
+            .await
+            .unwrap();
     }
 
     // First backups, two at a time (the worker has two slots).
@@ -375,7 +377,7 @@ async fn verification_plain_git_sound_passes_and_each_break_fails_its_check() {
             "{name} not printed:\n{text}"
         );
     }
-    let again = core.get_backup(&sound.id).await.unwrap();
+    let again = core.registry.get_backup(&sound.id).await.unwrap();
     let v = again.verification.as_ref().unwrap();
     assert_eq!(
         (v.status, v.run.as_str()),
@@ -553,10 +555,12 @@ async fn verification_flipped_pack_fails_zip_integrity_and_the_drill() {
     let src = tempfile::tempdir().unwrap();
     rich_repo(src.path(), "flip.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    core.add_org("acme", repovault_common::domain::Provider::Git)
+    core.registry
+        .add_org("acme", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
-    core.add_repo("acme/flip", &daemon.url("flip.git"), None)
+    core.registry
+        .add_repo("acme/flip", &daemon.url("flip.git"), None)
         .await
         .unwrap();
     let flip = backup(&c, "acme/flip", "full").await;
@@ -678,17 +682,19 @@ async fn verification_drills_pass_then_fail_and_the_rotation_finds_a_damaged_pac
         rich_repo(src.path(), &format!("{name}.git")).unwrap();
     }
     let daemon = GitDaemon::start(src.path()).unwrap();
-    core.add_org("acme", repovault_common::domain::Provider::Git)
+    core.registry
+        .add_org("acme", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
     for name in ["ok", "broken", "rot"] {
-        core.add_repo(
-            &format!("acme/{name}"),
-            &daemon.url(&format!("{name}.git")),
-            None,
-        )
-        .await
-        .unwrap();
+        core.registry
+            .add_repo(
+                &format!("acme/{name}"),
+                &daemon.url(&format!("{name}.git")),
+                None,
+            )
+            .await
+            .unwrap();
     }
     let (ok, broken, rot) = tokio::join!(
         backup(&c, "acme/ok", "full"),
@@ -804,7 +810,12 @@ async fn verification_drills_pass_then_fail_and_the_rotation_finds_a_damaged_pac
                 .is_some();
         }
         // The visit is recorded before the damage is applied to the backups: wait for both.
-        let rot_status = core.get_backup(&rot.id).await.unwrap().verification;
+        let rot_status = core
+            .registry
+            .get_backup(&rot.id)
+            .await
+            .unwrap()
+            .verification;
         if visited && rot_status.as_ref().map(|v| v.status) == Some(VerifyStatus::Failed) {
             break;
         }
@@ -817,7 +828,7 @@ async fn verification_drills_pass_then_fail_and_the_rotation_finds_a_damaged_pac
     }
     let m = core.store.maintenance(&ok.repo_id).await.unwrap();
     assert!(m.readback_damage.is_none(), "{m:#?}");
-    let ok_now = core.get_backup(&ok.id).await.unwrap();
+    let ok_now = core.registry.get_backup(&ok.id).await.unwrap();
     assert_eq!(status(&ok_now), VerifyStatus::Verified);
     let m = core.store.maintenance(&rot.repo_id).await.unwrap();
     assert!(
@@ -826,7 +837,7 @@ async fn verification_drills_pass_then_fail_and_the_rotation_finds_a_damaged_pac
             .is_some_and(|d| d.contains(&pack_id[..16])),
         "{m:#?}"
     );
-    let rot_now = core.get_backup(&rot.id).await.unwrap();
+    let rot_now = core.registry.get_backup(&rot.id).await.unwrap();
     let v = rot_now.verification.as_ref().unwrap();
     assert_eq!(v.status, VerifyStatus::Failed, "{v:#?}");
     let z = check(&rot_now, "zip_integrity");
@@ -854,7 +865,7 @@ async fn verification_drills_pass_then_fail_and_the_rotation_finds_a_damaged_pac
 /// The organisation key in a 0600 file, for stock restic.
 async fn key_file(c: &Cluster) -> (PathBuf, repovault_common::secret::Secret) {
     let path = c.dir.path().join("acme.key");
-    let (_, key) = c.core().export_org_key("acme").await.unwrap();
+    let (_, key) = c.core().registry.export_org_key("acme").await.unwrap();
     if !path.exists() {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -1134,10 +1145,12 @@ async fn verification_a_damaged_pack_is_never_trusted_again() {
     let src = tempfile::tempdir().unwrap();
     let source = rich_repo(src.path(), "heal.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    core.add_org("acme", repovault_common::domain::Provider::Git)
+    core.registry
+        .add_org("acme", repovault_common::domain::Provider::Git)
         .await
         .unwrap();
-    core.add_repo("acme/heal", &daemon.url("heal.git"), None)
+    core.registry
+        .add_repo("acme/heal", &daemon.url("heal.git"), None)
         .await
         .unwrap();
     let first = backup(&c, "acme/heal", "full").await;
@@ -1181,12 +1194,12 @@ async fn verification_a_damaged_pack_is_never_trusted_again() {
 
         // Every earlier backup whose snapshot used the pack is failed too, naming it.
         for id in &users {
-            let now = core.get_backup(id).await.unwrap();
+            let now = core.registry.get_backup(id).await.unwrap();
             assert_eq!(status(&now), VerifyStatus::Failed, "{round}: {id}");
             let z = check(&now, "zip_integrity");
             assert!(z.detail.contains(&pack_id), "{round}: {z:#?}");
         }
-        let latest_now = core.get_backup(&latest.id).await.unwrap();
+        let latest_now = core.registry.get_backup(&latest.id).await.unwrap();
         assert_eq!(status(&latest_now), VerifyStatus::Failed, "{round}");
 
         // The README's remedy: a new full backup stores the data again and is verified.

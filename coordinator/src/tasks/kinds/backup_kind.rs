@@ -17,6 +17,7 @@ use crate::model::{
 };
 use crate::secrets::SealContext;
 use crate::store::Batch;
+use crate::tasks::queue_order::PRIORITY_MANUAL_BACKUP;
 use crate::verification::GIT_FSCK;
 
 use super::{Completion, Kind, LeaseCtx};
@@ -242,6 +243,32 @@ impl Kind for BackupKind {
 }
 
 impl Core {
+    /// A manual backup: full, priority 8.
+    pub async fn run_backup(&self, full_name: &str) -> CoreResult<BackupRecord> {
+        self.run_backup_of_type(full_name, BackupType::Full).await
+    }
+
+    /// A manual backup of `backup_type` (`full`, or `incremental` when an operator asks for
+    /// one), priority 8. A repository without a successful backup gets a full one.
+    pub async fn run_backup_of_type(
+        &self,
+        full_name: &str,
+        backup_type: BackupType,
+    ) -> CoreResult<BackupRecord> {
+        let repo = self.registry.repo_named(full_name).await?;
+        if repo.deleted {
+            return Err(CoreError::FailedPrecondition(format!(
+                "repository {full_name} was deleted on its forge: its backups are kept, it is not backed up any more"
+            )));
+        }
+        let backup_type = match self.store.stats(&repo.id).await?.last_success_id {
+            Some(_) => backup_type,
+            None => BackupType::Full,
+        };
+        self.enqueue_backup(&repo, backup_type, Trigger::Manual, PRIORITY_MANUAL_BACKUP)
+            .await
+    }
+
     /// Enqueues a backup of `repo`, or returns the equal backup already pending or running
     /// (idempotent per repository, type and trigger while that task is active).
     pub async fn enqueue_backup(

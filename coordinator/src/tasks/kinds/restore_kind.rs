@@ -51,6 +51,7 @@ impl Kind for RestoreKind {
             .await?
             .ok_or_else(|| not_found("restore", task.subject_id.clone()))?;
         let b = core
+            .registry
             .backup_record(&r.backup_id)
             .await?
             .ok_or_else(|| not_found("backup", r.backup_id.clone()))?;

@@ -119,7 +119,7 @@ impl Core {
     pub async fn start_restore_request(&self, req: RestoreRequest) -> CoreResult<RestoreRecord> {
         check_access(&req)?;
         let (restore_type, target) = (req.combination.restore_type(), req.combination.target());
-        let backup = self.get_backup(&req.backup_id).await?;
+        let backup = self.registry.get_backup(&req.backup_id).await?;
         if backup.status != Status::Completed || backup.snapshot_id.is_none() {
             return Err(CoreError::FailedPrecondition(format!(
                 "backup {} is {}, only a completed backup can be restored",
@@ -278,7 +278,7 @@ impl Core {
         credential_org: &str,
     ) -> CoreResult<OrgRecord> {
         let org = if !credential_org.is_empty() {
-            self.org_named(credential_org).await?
+            self.registry.org_named(credential_org).await?
         } else {
             match self.store.org_by_name(owner).await? {
                 Some(o) if o.provider.is_forge() => o,
@@ -304,7 +304,7 @@ impl Core {
     /// Restores, newest first; of one repository (`ORG/NAME`) when given.
     pub async fn list_restores(&self, full_name: Option<&str>) -> CoreResult<Vec<RestoreRecord>> {
         let repo_id = match full_name {
-            Some(n) if !n.is_empty() => Some(self.repo_named(n).await?.id),
+            Some(n) if !n.is_empty() => Some(self.registry.repo_named(n).await?.id),
             _ => None,
         };
         let mut out: Vec<RestoreRecord> = self

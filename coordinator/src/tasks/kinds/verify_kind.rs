@@ -84,7 +84,7 @@ impl Core {
                 ..Default::default()
             });
         }
-        let Some(mut b) = self.backup_record(&task.subject_id).await? else {
+        let Some(mut b) = self.registry.backup_record(&task.subject_id).await? else {
             return Ok(pb::VerifySpec {
                 backup_id: task.subject_id.clone(),
                 mode: VerifyMode::Manual.into(),
@@ -117,7 +117,7 @@ impl Core {
         if task.mode == Some(VerifyMode::Rotation) {
             return self.finish_rotation(task, result, error, now).await;
         }
-        let Some(mut b) = self.backup_record(&task.subject_id).await? else {
+        let Some(mut b) = self.registry.backup_record(&task.subject_id).await? else {
             // Deleted meanwhile (retention, `backup delete`): nothing to record.
             return Ok(());
         };
