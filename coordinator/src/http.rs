@@ -53,14 +53,14 @@ pub fn router(core: Arc<Core>) -> Router {
 
 /// Gauges are computed when scraped, so they are never stale.
 pub async fn update_gauges(core: &Core) {
-    let (depth, leased, oldest_ms) = core.queue_depths().await;
+    let (depth, leased, oldest_ms) = core.queue.queue_depths().await;
     for p in 0..=crate::tasks::queue_order::MAX_PRIORITY {
         let n = depth.get(&p).copied().unwrap_or(0);
         metrics::gauge!("repovault_queue_depth", "priority" => p.to_string()).set(n as f64);
     }
     metrics::gauge!("repovault_tasks_leased").set(leased as f64);
     metrics::gauge!("repovault_queue_oldest_ready_seconds").set(oldest_ms as f64 / 1000.0);
-    let (slots, used) = core.workers.capacity();
+    let (slots, used) = core.queue.workers.capacity();
     metrics::gauge!("repovault_worker_slots").set(slots as f64);
     metrics::gauge!("repovault_worker_slots_used").set(used as f64);
     let pending: u64 = depth.values().sum();

@@ -86,7 +86,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         forget_tx,
     )
     .await?;
-    *core.verification.write() = settings.verification.clone();
+    *core.ledger.options.write() = settings.verification.clone();
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
 
@@ -206,10 +206,10 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
                     _ = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                if let Err(e) = core.reap().await {
+                if let Err(e) = core.queue.reap().await {
                     tracing::warn!(error = %e, "reaper");
                 }
-                for w in core.workers.expire(core.now_ms(), ttl) {
+                for w in core.queue.workers.expire(core.now_ms(), ttl) {
                     tracing::warn!(worker = %w, "worker silent for a lease TTL; forgotten");
                 }
             }

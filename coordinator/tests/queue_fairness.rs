@@ -55,16 +55,17 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
         );
     }
     for r in &a_repos {
-        core.enqueue_backup(
-            r,
-            repovault_common::domain::BackupType::Full,
-            repovault_common::domain::Trigger::Schedule,
-            PRIORITY_SCHEDULED,
-        )
-        .await
-        .unwrap();
+        core.backups
+            .enqueue_backup(
+                r,
+                repovault_common::domain::BackupType::Full,
+                repovault_common::domain::Trigger::Schedule,
+                PRIORITY_SCHEDULED,
+            )
+            .await
+            .unwrap();
     }
-    core.workers.register(WorkerEntry {
+    core.queue.workers.register(WorkerEntry {
         id: "w".into(),
         name: "w".into(),
         slots: 10_000,
@@ -76,6 +77,7 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
     // A has been served for a while before B arrives.
     for _ in 0..50 {
         let t = core
+            .queue
             .acquire("w", &[], Duration::ZERO)
             .await
             .unwrap()
@@ -90,20 +92,22 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
             .await
             .unwrap();
         b_backups.push(
-            core.enqueue_backup(
-                &r,
-                repovault_common::domain::BackupType::Full,
-                repovault_common::domain::Trigger::Schedule,
-                PRIORITY_SCHEDULED,
-            )
-            .await
-            .unwrap()
-            .id,
+            core.backups
+                .enqueue_backup(
+                    &r,
+                    repovault_common::domain::BackupType::Full,
+                    repovault_common::domain::Trigger::Schedule,
+                    PRIORITY_SCHEDULED,
+                )
+                .await
+                .unwrap()
+                .id,
         );
     }
     let mut started_b = 0;
     for _ in 0..20 {
         let t = core
+            .queue
             .acquire("w", &[], Duration::ZERO)
             .await
             .unwrap()
@@ -117,8 +121,9 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
         "all of B's backups start within the next 20 leases"
     );
     // And a manual backup (priority 8) of A overtakes the scheduled rest.
-    let manual = core.run_backup("a/r4999").await.unwrap();
+    let manual = core.backups.run_backup("a/r4999").await.unwrap();
     let t = core
+        .queue
         .acquire("w", &[], Duration::ZERO)
         .await
         .unwrap()

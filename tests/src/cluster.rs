@@ -288,7 +288,7 @@ impl Cluster {
     pub async fn wait_restore(&self, id: &str, timeout: Duration) -> Result<RestoreRecord> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let r = self.core().get_restore(id).await?;
+            let r = self.core().restores.get_restore(id).await?;
             if matches!(r.status, Status::Completed | Status::Failed) {
                 return Ok(r);
             }
@@ -301,7 +301,7 @@ impl Cluster {
 
     /// A manual backup, waited for; fails unless it completed.
     pub async fn backup_ok(&self, full_name: &str) -> Result<BackupRecord> {
-        let b = self.core().run_backup(full_name).await?;
+        let b = self.core().backups.run_backup(full_name).await?;
         let b = self.wait_backup(&b.id, Duration::from_secs(120)).await?;
         if b.status != Status::Completed {
             bail!("backup of {full_name} {:?}: {:?}", b.status, b.error);

@@ -56,7 +56,7 @@ impl Standalone {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
-        while handle.core.workers.list().is_empty() {
+        while handle.core.queue.workers.list().is_empty() {
             if Instant::now() > deadline {
                 bail!("the worker did not register within 30 s");
             }

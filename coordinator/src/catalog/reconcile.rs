@@ -146,14 +146,14 @@ async fn forget_refused(
     attempt: u32,
     snapshot_id: &str,
 ) -> CoreResult<()> {
-    if core.snapshot_verdict(task_id, attempt).await? != Some(false) {
+    if core.queue.snapshot_verdict(task_id, attempt).await? != Some(false) {
         return Ok(());
     }
     let Some(task) = core
         .store
         .task(task_id)
         .await?
-        .or(core.task_status(task_id).await?)
+        .or(core.queue.task_status(task_id).await?)
     else {
         return Ok(());
     };
@@ -197,7 +197,7 @@ pub async fn sweep_repo(core: &Arc<Core>, repo_id: &str) -> CoreResult<usize> {
         let Ok(attempt) = attempt.parse::<u32>() else {
             continue;
         };
-        if core.snapshot_verdict(task, attempt).await? == Some(false) {
+        if core.queue.snapshot_verdict(task, attempt).await? == Some(false) {
             doomed.push(s.id.clone());
         }
     }
@@ -245,7 +245,11 @@ mod tests {
 
         // The healthy one holds a snapshot of an attempt that can no longer be committed: its
         // task is queued again (not leased).
-        let pending = c.run_backup(&healthy.full_name()).await.expect("run");
+        let pending = c
+            .backups
+            .run_backup(&healthy.full_name())
+            .await
+            .expect("run");
         let src = dir.path().join("src");
         std::fs::create_dir_all(&src).expect("src");
         std::fs::write(src.join("f"), "data\n").expect("file");

@@ -24,11 +24,12 @@ use crate::clock::Clock;
 use crate::error::{CoreError, CoreResult};
 use crate::forge_access::ForgeAccess;
 
+use crate::catalog::org_registry::Registry;
 use crate::secrets::Secrets;
 use crate::store::Store;
-use crate::tasks::task_progress::ProgressHub;
-use crate::tasks::task_queue::TaskQueue;
-use crate::tasks::worker_registry::WorkerRegistry;
+use crate::tasks::kinds::{Backups, Restores};
+use crate::tasks::task_queue::{TaskQueue, TaskQueueParts};
+use crate::verification::verify_ledger::VerifyLedger;
 
 /// The forge access's discovery under its former path: `cli` still imports
 /// `core::github::{check_app_private_key, ...}` from here.
@@ -54,28 +55,25 @@ pub struct Core {
     /// Catalog objects and snapshot repository creation (`catalog/`).
     pub catalog: Arc<Catalog>,
     /// Organisations, repositories and backup history (`catalog/org_registry.rs`).
-    pub registry: Arc<crate::catalog::org_registry::Registry>,
+    pub registry: Arc<Registry>,
     /// Forge credentials, installation tokens, the rate budget, discovery (`forge_access/`).
     pub forge: Arc<ForgeAccess>,
     pub timing: Timing,
-    /// The task queue: active tasks, leases, the ready signal, the lease policy
-    /// (`tasks/task_queue.rs`).
-    pub(crate) queue: TaskQueue,
-    pub progress: ProgressHub,
-    pub workers: WorkerRegistry,
+    /// The task queue: active tasks, leases, workers, progress (`tasks/task_queue.rs`).
+    pub queue: Arc<TaskQueue>,
+    /// Backup requests (`tasks/kinds/backup_requests.rs`).
+    pub backups: Arc<Backups>,
+    /// Restore requests (`tasks/kinds/restore_requests.rs`).
+    pub restores: Arc<Restores>,
+    /// What verifications write, and their options (`verification/verify_ledger.rs`).
+    pub ledger: Arc<VerifyLedger>,
     /// Cancelled when the coordinator stops: long-polls and streams end, so connections close
     /// and the store is released.
     pub stopping: tokio_util::sync::CancellationToken,
-    /// Snapshots to forget (uncommitted attempts), drained by the reconciler.
-    pub(crate) forget_tx:
-        tokio::sync::mpsc::UnboundedSender<crate::catalog::reconcile::ForgetRequest>,
     /// Download links: their signing key and base URL (`downloads.rs`).
     pub downloads: Arc<crate::downloads::Downloads>,
     /// Scheduled and on-push backups: the clock, push bursts (`schedule/schedule_runs.rs`).
     pub schedules: crate::schedule::schedule_runs::Schedules,
-    /// Size thresholds, the read-back rotation, drills; set by the server from the
-    /// configuration after construction.
-    pub verification: parking_lot::RwLock<crate::verification::VerificationOptions>,
     /// Repositories whose latest reconcile sweep failed (`catalog/reconcile.rs`), for the health view.
     pub sweep_failures: crate::catalog::reconcile::SweepFailures,
 }
@@ -111,7 +109,7 @@ impl Core {
             storage.clone(),
             secrets.clone(),
         ));
-        let registry = Arc::new(crate::catalog::org_registry::Registry::new(
+        let registry = Arc::new(Registry::new(
             parts.store.clone(),
             parts.clock.clone(),
             secrets.clone(),
@@ -122,11 +120,45 @@ impl Core {
             secrets.clone(),
             parts.clock.clone(),
         ));
-        let core = Arc::new(Self {
+        let ledger = Arc::new(VerifyLedger::new(
+            parts.store.clone(),
+            catalog.clone(),
+            registry.clone(),
+        ));
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let queue = Arc::new(
+            TaskQueue::load(TaskQueueParts {
+                timing: parts.timing,
+                max_attempts: parts.max_attempts,
+                store: parts.store.clone(),
+                clock: parts.clock.clone(),
+                catalog: catalog.clone(),
+                secrets: secrets.clone(),
+                forge: forge.clone(),
+                registry: registry.clone(),
+                ledger: ledger.clone(),
+                forget_tx,
+                stopping: stopping.clone(),
+            })
+            .await?,
+        );
+        catalog.repair_catalog().await;
+        Ok(Arc::new(Self {
             downloads,
             schedules: crate::schedule::schedule_runs::Schedules::new(parts.clock.clone()),
+            backups: Arc::new(Backups::new(
+                queue.clone(),
+                registry.clone(),
+                parts.store.clone(),
+            )),
+            restores: Arc::new(Restores::new(
+                queue.clone(),
+                registry.clone(),
+                parts.store.clone(),
+                secrets.clone(),
+                forge.clone(),
+            )),
             clock: parts.clock,
-            verification: Default::default(),
             sweep_failures: Default::default(),
             store: parts.store,
             storage,
@@ -136,42 +168,10 @@ impl Core {
             catalog,
             secrets,
             timing: parts.timing,
-            queue: TaskQueue::new(&parts.timing, parts.max_attempts),
-            progress: ProgressHub::default(),
-            workers: WorkerRegistry::default(),
-            stopping: tokio_util::sync::CancellationToken::new(),
-            forget_tx,
-        });
-        core.load().await?;
-        Ok(core)
-    }
-
-    /// Loads the active tasks. Leases persisted by a previous run are honoured for the takeover
-    /// grace: their holders take them back by heartbeat or by registering again with their
-    /// previous id (`tasks/fleet.rs`); one nobody took back is re-queued without counting a failure.
-    async fn load(&self) -> CoreResult<()> {
-        let now = self.now_ms();
-        let grace = i64::try_from(self.timing.takeover_grace().as_millis()).unwrap_or(i64::MAX);
-        let mut q = self.queue.state.lock().await;
-        let mut max_seq = 0;
-        for mut t in self.store.tasks().await? {
-            max_seq = max_seq.max(t.seq);
-            if t.lease.state.is_terminal() {
-                continue;
-            }
-            if let crate::tasks::lease_state::TaskState::Leased { expires_at_ms, .. } =
-                &mut t.lease.state
-            {
-                *expires_at_ms = now + grace;
-                q.inherited.insert(t.id.clone(), t.lease.attempt);
-            }
-            q.active.insert(t.id.clone(), t);
-        }
-        q.next_seq = max_seq + 1;
-        tracing::info!(active = q.active.len(), "loaded queue");
-        drop(q);
-        self.catalog.repair_catalog().await;
-        Ok(())
+            queue,
+            ledger,
+            stopping,
+        }))
     }
 
     /// Now, on the coordinator's clock.

@@ -169,7 +169,7 @@ impl Core {
         rows: &[(RepoRecord, RepoStats, RepoHealth)],
     ) -> CoreResult<(u64, u64)> {
         let now = self.schedules.now_ms();
-        let max_age = self.verification.read().readback_max_age;
+        let max_age = self.ledger.options.read().readback_max_age;
         let (mut current, mut overdue) = (0, 0);
         for (r, st, _) in rows {
             let Some(first) = st.first_backup_at_ms() else {

@@ -191,14 +191,15 @@ impl Core {
                 full_every_days: org.schedule.full_every_days.unwrap_or(0),
                 now_ms: now,
             });
-            self.enqueue_backup_with(
-                &repo,
-                backup_type,
-                Trigger::Push,
-                PRIORITY_SCHEDULED,
-                Batch::default(),
-            )
-            .await?;
+            self.backups
+                .enqueue_backup_with(
+                    &repo,
+                    backup_type,
+                    Trigger::Push,
+                    PRIORITY_SCHEDULED,
+                    Batch::default(),
+                )
+                .await?;
             n += 1;
         }
         Ok(n)

@@ -256,56 +256,21 @@ impl Core {
         &self,
         runs: Vec<(RepoRecord, BackupType, crate::model::ScheduleState)>,
     ) -> CoreResult<()> {
-        if runs.is_empty() {
-            return Ok(());
-        }
-        let mut q = self.queue.state.lock().await;
-        let active_keys: HashSet<String> = q
-            .active
-            .values()
-            .map(|t| t.idempotency_key.clone())
-            .collect();
-        for chunk in runs.chunks(TXN_ITEMS) {
-            let now = self.now_ms();
-            let mut batch = Batch::default();
-            let mut tasks = Vec::new();
-            for (repo, backup_type, state) in chunk {
-                batch.schedule_state(&repo.id, state);
-                let key = format!("backup:{}:{backup_type}:schedule", repo.id);
-                if active_keys.contains(&key) {
-                    continue;
-                }
-                let task_id = crate::ids::new_task_id();
-                let backup = crate::tasks::kinds::new_backup(
+        let items = runs
+            .iter()
+            .map(|(repo, backup_type, state)| {
+                let mut always = Batch::default();
+                always.schedule_state(&repo.id, state);
+                crate::tasks::kinds::backup_enqueue(
                     repo,
                     *backup_type,
                     Trigger::Schedule,
                     PRIORITY_SCHEDULED,
-                    &task_id,
-                    now,
-                );
-                let task = self.new_task(
-                    &mut q,
-                    task_id,
-                    TaskKind::Backup,
-                    repo,
-                    &backup.id,
-                    PRIORITY_SCHEDULED,
-                    key,
-                    now,
-                );
-                batch.task(&task).backup(&backup);
-                tasks.push(task);
-            }
-            self.store.apply(batch).await?;
-            metrics::counter!("repovault_tasks_enqueued_total", "kind" => "backup")
-                .increment(tasks.len() as u64);
-            for t in tasks {
-                q.active.insert(t.id.clone(), t);
-            }
-        }
-        drop(q);
-        self.queue.ready.notify_waiters();
+                    always,
+                )
+            })
+            .collect();
+        self.queue.enqueue_all(items, TXN_ITEMS).await?;
         Ok(())
     }
 

@@ -44,8 +44,8 @@ async fn core(
 }
 
 async fn cancel_all(c: &Core) {
-    for (t, _) in c.queue_snapshot().await {
-        c.cancel_task(&t.id, "test").await.expect("cancel");
+    for (t, _) in c.queue.queue_snapshot().await {
+        c.queue.cancel_task(&t.id, "test").await.expect("cancel");
     }
 }
 

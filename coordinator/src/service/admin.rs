@@ -174,7 +174,11 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::RunBackupResponse>, Status> {
         let req = req.into_inner();
         let backup_type = convert::enum_field_or(req.r#type, "type", BackupType::Full)?;
-        let b = self.core.run_backup_of_type(&req.repo, backup_type).await?;
+        let b = self
+            .core
+            .backups
+            .run_backup_of_type(&req.repo, backup_type)
+            .await?;
         Ok(Response::new(pb::RunBackupResponse {
             backup: Some(convert::backup(&b)),
         }))
@@ -250,6 +254,7 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         let restore = self
             .core
+            .restores
             .start_restore_request(crate::core::RestoreRequest {
                 access: r.access().into(),
                 combination: RestoreCombination::new(
@@ -297,7 +302,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::GetRestoreRequest>,
     ) -> Result<Response<pb::GetRestoreResponse>, Status> {
-        let r = self.core.get_restore(&req.into_inner().id).await?;
+        let r = self.core.restores.get_restore(&req.into_inner().id).await?;
         Ok(Response::new(pb::GetRestoreResponse {
             restore: Some(self.restore_with_link(&r)),
         }))
@@ -308,7 +313,7 @@ impl AdminService for AdminApi {
         req: Request<pb::ListRestoresRequest>,
     ) -> Result<Response<pb::ListRestoresResponse>, Status> {
         let repo = req.into_inner().repo;
-        let list = self.core.list_restores(Some(&repo)).await?;
+        let list = self.core.restores.list_restores(Some(&repo)).await?;
         Ok(Response::new(pb::ListRestoresResponse {
             restores: list.iter().map(|r| self.restore_with_link(r)).collect(),
         }))
@@ -318,7 +323,11 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::CancelRestoreRequest>,
     ) -> Result<Response<pb::CancelRestoreResponse>, Status> {
-        let r = self.core.cancel_restore(&req.into_inner().id).await?;
+        let r = self
+            .core
+            .restores
+            .cancel_restore(&req.into_inner().id)
+            .await?;
         Ok(Response::new(pb::CancelRestoreResponse {
             restore: Some(convert::restore(&r)),
         }))
@@ -360,6 +369,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         let workers = self
             .core
+            .queue
             .workers
             .list()
             .into_iter()
@@ -382,7 +392,7 @@ impl AdminService for AdminApi {
         _: Request<pb::GetQueueRequest>,
     ) -> Result<Response<pb::GetQueueResponse>, Status> {
         let mut entries = Vec::new();
-        for (t, eff) in self.core.queue_snapshot().await {
+        for (t, eff) in self.core.queue.queue_snapshot().await {
             let repo = self.core.store.repo(&t.repo_id).await.ok().flatten();
             let (state, worker, not_before) = match &t.lease.state {
                 crate::tasks::lease_state::TaskState::Leased { worker_id, .. } => {

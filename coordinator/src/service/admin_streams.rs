@@ -26,7 +26,7 @@ impl AdminApi {
         &self,
         id: &str,
     ) -> Result<Response<ReceiverStream<Result<pb::DownloadChunk, Status>>>, Status> {
-        let r = self.core.get_restore(id).await?;
+        let r = self.core.restores.get_restore(id).await?;
         if r.target != RestoreTarget::Download {
             return Err(Status::failed_precondition(format!(
                 "restore {} targets {}, not a download",
@@ -94,9 +94,10 @@ impl AdminApi {
         &self,
         task_id: String,
     ) -> Result<Response<ReceiverStream<Result<pb::TaskProgress, Status>>>, Status> {
-        let (latest, mut rx) = self.core.progress.subscribe(&task_id);
+        let (latest, mut rx) = self.core.queue.progress.subscribe(&task_id);
         let task = self
             .core
+            .queue
             .task_status(&task_id)
             .await?
             .ok_or_else(|| Status::not_found(format!("task {task_id:?} not found")))?;
@@ -142,7 +143,7 @@ impl AdminApi {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
             }
-            core.progress.gc(&task_id);
+            core.queue.progress.gc(&task_id);
         });
         Ok(Response::new(ReceiverStream::new(out)))
     }

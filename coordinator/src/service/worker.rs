@@ -104,6 +104,7 @@ impl WorkerService for WorkerApi {
         }
         let task = self
             .core
+            .queue
             .acquire(&r.worker_id, &r.cached_repo_ids, wait)
             .await?;
         Ok(Response::new(pb::AcquireTaskResponse { task }))
@@ -125,7 +126,7 @@ impl WorkerService for WorkerApi {
                     _ = core.stopping.cancelled() => break,
                 };
                 let Some(Ok(ev)) = ev else { break };
-                if let Err(e) = core.task_event(&ev).await {
+                if let Err(e) = core.queue.task_event(&ev).await {
                     // A stale lease's progress: tell the worker to stop that task.
                     tracing::debug!(error = %e, "progress from a stale lease");
                     if tx
@@ -150,7 +151,7 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::ConfirmLeaseResponse>, Status> {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
-        let remaining = self.core.confirm_lease(&r.worker_id, &tok).await?;
+        let remaining = self.core.queue.confirm_lease(&r.worker_id, &tok).await?;
         Ok(Response::new(pb::ConfirmLeaseResponse {
             remaining_ms: u64::try_from(remaining).unwrap_or(0),
         }))
@@ -163,7 +164,7 @@ impl WorkerService for WorkerApi {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
         self.core.forge.release_permits(&tok);
-        self.core.complete(&r).await?;
+        self.core.queue.complete(&r).await?;
         Ok(Response::new(pb::CompleteTaskResponse {}))
     }
 
@@ -174,7 +175,10 @@ impl WorkerService for WorkerApi {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
         self.core.forge.release_permits(&tok);
-        self.core.release(&r.worker_id, &tok, &r.reason).await?;
+        self.core
+            .queue
+            .release(&r.worker_id, &tok, &r.reason)
+            .await?;
         Ok(Response::new(pb::ReleaseTaskResponse {}))
     }
 

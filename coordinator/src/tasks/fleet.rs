@@ -64,13 +64,14 @@ impl Core {
         // Live means what the registry's expiry means: heard from within a lease TTL.
         let resumed = ids::is_worker_id(previous)
             && self
+                .queue
                 .workers
                 .claim(entry(previous), self.queue.policy.ttl_ms);
         let worker_id = if resumed {
             previous.to_string()
         } else {
             let id = ids::new_worker_id();
-            self.workers.register(entry(&id));
+            self.queue.workers.register(entry(&id));
             id
         };
         let (renewed, revoked) = if resumed {
@@ -80,7 +81,7 @@ impl Core {
             (Vec::new(), hello.held.clone())
         };
         for t in &renewed {
-            self.workers.assign(&worker_id, &t.task_id);
+            self.queue.workers.assign(&worker_id, &t.task_id);
         }
         if resumed {
             tracing::info!(worker = %worker_id, name = %hello.name, slots = hello.slots, kept = renewed.len(), revoked = revoked.len(), "worker registered again under its id");
@@ -107,7 +108,7 @@ impl Core {
         draining: bool,
     ) -> (Vec<pb::LeaseToken>, Vec<pb::LeaseToken>, bool) {
         let now = self.now_ms();
-        let known = self.workers.heartbeat(worker_id, draining, now);
+        let known = self.queue.workers.heartbeat(worker_id, draining, now);
         let mut q = self.queue.state.lock().await;
         let (renewed, revoked) = self.renew_held(&mut q, worker_id, held, now);
         (renewed, revoked, !known)
@@ -179,10 +180,11 @@ mod tests {
             .add_repo("acme/a", "file:///a", None)
             .await
             .expect("repo");
-        c.run_backup("acme/a").await.expect("backup");
+        c.backups.run_backup("acme/a").await.expect("backup");
         let w = c.register_worker(hello("", &[])).await;
         assert!(!w.resumed);
         let task = c
+            .queue
             .acquire(&w.worker_id, &[], Duration::ZERO)
             .await
             .expect("acquire")
@@ -226,15 +228,16 @@ mod tests {
                 revoked: vec![stale],
             }
         );
-        let listed = c.workers.list();
+        let listed = c.queue.workers.list();
         assert_eq!(listed.len(), 1);
         assert!(listed[0].tasks.contains(&lease.task_id));
         // Known again: heartbeats renew as usual, and the lease is the current one.
         let (renewed, _, reregister) = c.heartbeat(&id, std::slice::from_ref(&lease), false).await;
         assert!(!reregister);
         assert_eq!(renewed, vec![lease.clone()]);
-        assert!(c.confirm_lease(&id, &lease).await.expect("confirm") > 0);
+        assert!(c.queue.confirm_lease(&id, &lease).await.expect("confirm") > 0);
         let t = c
+            .queue
             .task_status(&lease.task_id)
             .await
             .expect("status")
@@ -260,8 +263,13 @@ mod tests {
         assert!(second.renewed.is_empty());
         assert_eq!(second.revoked, vec![lease.clone()]);
         // The lease is still the first one's.
-        assert!(c.confirm_lease(&id, &lease).await.is_ok());
-        assert!(c.confirm_lease(&second.worker_id, &lease).await.is_err());
+        assert!(c.queue.confirm_lease(&id, &lease).await.is_ok());
+        assert!(
+            c.queue
+                .confirm_lease(&second.worker_id, &lease)
+                .await
+                .is_err()
+        );
         // A malformed id is never taken.
         let odd = c
             .register_worker(hello("w../../etc", std::slice::from_ref(&lease)))
@@ -288,10 +296,11 @@ mod tests {
         let (c, _id, lease, _dir, clock) = restarted_with_a_lease().await;
         // Nobody takes it back within the takeover grace.
         clock.advance(c.timing.takeover_grace() - Duration::from_millis(1));
-        assert_eq!(c.reap().await.expect("reap"), 0, "within the grace");
+        assert_eq!(c.queue.reap().await.expect("reap"), 0, "within the grace");
         clock.advance(Duration::from_millis(1));
-        assert_eq!(c.reap().await.expect("reap"), 1);
+        assert_eq!(c.queue.reap().await.expect("reap"), 1);
         let t = c
+            .queue
             .task_status(&lease.task_id)
             .await
             .expect("status")
@@ -308,6 +317,7 @@ mod tests {
         // The next lease is attempt 2 (fencing) and, should it expire too, counts as usual.
         let w = c.register_worker(hello("", &[])).await;
         let again = c
+            .queue
             .acquire(&w.worker_id, &[], Duration::ZERO)
             .await
             .expect("acquire")
@@ -317,11 +327,12 @@ mod tests {
         assert_eq!(again.attempt, 2);
         clock.advance(c.timing.lease_ttl());
         assert_eq!(
-            c.reap().await.expect("reap"),
+            c.queue.reap().await.expect("reap"),
             1,
             "expired after one lease TTL"
         );
         let t = c
+            .queue
             .task_status(&lease.task_id)
             .await
             .expect("status")

@@ -11,56 +11,57 @@ use crate::secrets::SealContext;
 use crate::tasks::lifecycle::check_holder;
 
 use crate::core::Core;
+use crate::forge_access::ForgeAccess;
+use crate::secrets::Secrets;
+
+/// The repository access of a lease of `repo` of `org`.
+pub(crate) fn repo_access(
+    secrets: &Secrets,
+    forge: &ForgeAccess,
+    org: &OrgRecord,
+    repo: &RepoRecord,
+) -> CoreResult<pb::RepoAccess> {
+    let password = secrets.open(SealContext::OrgKey(&org.id), &org.sealed_key)?;
+    // A repository's own token wins; a discovered repository uses its organisation's
+    // credential: the token, or the App's cached installation token (never the key).
+    let token = match (&repo.sealed_token, &org.credential) {
+        (Some(s), _) => secrets.open(SealContext::RepoToken(&repo.id), s)?,
+        (None, Some(OrgCredential::Token { sealed_token })) => {
+            secrets.open(SealContext::OrgCredential(&org.id), sealed_token)?
+        }
+        (None, Some(OrgCredential::App { .. })) => {
+            forge.cached_forge_token(org).unwrap_or_default()
+        }
+        (None, None) => Default::default(),
+    };
+    let master_key = match &repo.sealed_master_key {
+        Some(s) => secrets.open(SealContext::RepoMasterKey(&repo.id), s)?,
+        None => Default::default(),
+    };
+    Ok(pb::RepoAccess {
+        org_id: org.id.clone(),
+        repo_id: repo.id.clone(),
+        org_name: org.name.clone(),
+        repo_name: repo.name.clone(),
+        source_url: repo.url.clone(),
+        source_token: token.expose().to_string(),
+        snapshot_path: snapshot_repo_path(&org.id, &repo.id),
+        repo_password: password.expose().to_string(),
+        master_key: master_key.expose().to_string(),
+        provider: org.provider.into(),
+        api_url: if org.provider.is_forge() {
+            org.api_url.clone().unwrap_or_else(|| {
+                crate::forge_access::org_discovery::DEFAULT_GITHUB_API_URL.to_string()
+            })
+        } else {
+            String::new()
+        },
+        ca_cert_pem: org.ca_cert_pem.clone().unwrap_or_default(),
+        credential_id: crate::forge_access::forge_credentials::credential_id(org, repo, &token),
+    })
+}
 
 impl Core {
-    /// The repository access of a lease of `repo` of `org`.
-    pub(crate) fn repo_access(
-        &self,
-        org: &OrgRecord,
-        repo: &RepoRecord,
-    ) -> CoreResult<pb::RepoAccess> {
-        let password = self
-            .secrets
-            .open(SealContext::OrgKey(&org.id), &org.sealed_key)?;
-        // A repository's own token wins; a discovered repository uses its organisation's
-        // credential: the token, or the App's cached installation token (never the key).
-        let token = match (&repo.sealed_token, &org.credential) {
-            (Some(s), _) => self.secrets.open(SealContext::RepoToken(&repo.id), s)?,
-            (None, Some(OrgCredential::Token { sealed_token })) => self
-                .secrets
-                .open(SealContext::OrgCredential(&org.id), sealed_token)?,
-            (None, Some(OrgCredential::App { .. })) => {
-                self.forge.cached_forge_token(org).unwrap_or_default()
-            }
-            (None, None) => Default::default(),
-        };
-        let master_key = match &repo.sealed_master_key {
-            Some(s) => self.secrets.open(SealContext::RepoMasterKey(&repo.id), s)?,
-            None => Default::default(),
-        };
-        Ok(pb::RepoAccess {
-            org_id: org.id.clone(),
-            repo_id: repo.id.clone(),
-            org_name: org.name.clone(),
-            repo_name: repo.name.clone(),
-            source_url: repo.url.clone(),
-            source_token: token.expose().to_string(),
-            snapshot_path: snapshot_repo_path(&org.id, &repo.id),
-            repo_password: password.expose().to_string(),
-            master_key: master_key.expose().to_string(),
-            provider: org.provider.into(),
-            api_url: if org.provider.is_forge() {
-                org.api_url.clone().unwrap_or_else(|| {
-                    crate::forge_access::org_discovery::DEFAULT_GITHUB_API_URL.to_string()
-                })
-            } else {
-                String::new()
-            },
-            ca_cert_pem: org.ca_cert_pem.clone().unwrap_or_default(),
-            credential_id: crate::forge_access::forge_credentials::credential_id(org, repo, &token),
-        })
-    }
-
     /// A lease's refill of rate permits (`ForgeAccess::request_permits`). Refused
     /// (FAILED_PRECONDITION) unless the lease is the task's current, unexpired attempt; the
     /// queue lock is held for that check only.

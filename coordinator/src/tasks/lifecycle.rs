@@ -1,8 +1,8 @@
 //! Task lifecycle, generic over kinds: a task's record, the long-poll and lease, confirm,
 //! progress, the commit of a completion, release, cancel, reap. What differs by kind (how it is
 //! enqueued and leased, what its completion commits, what a re-queue writes) is in `kinds/`;
-//! what a lease carries of the repository in `lease_access.rs`; read-only views of the queue in
-//! `queue_view.rs`.
+//! what a lease carries of the repository in `lease_access.rs`; the queue's state, enqueueing and
+//! read-only views in `task_queue.rs`.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -11,14 +11,13 @@ use repovault_proto::v1 as pb;
 
 use crate::catalog::reconcile::ForgetRequest;
 use crate::error::{CoreError, CoreResult, not_found};
-use crate::model::{BackupRecord, OrgCredential, RepoRecord, Status, TaskKind, TaskRecord};
+use crate::model::{BackupRecord, OrgCredential, RepoRecord, Status, TaskRecord};
 use crate::store::Batch;
-use crate::tasks::lease_state::{LeaseState, Outcome, TaskState};
+use crate::tasks::lease_state::{Outcome, TaskState};
 use crate::tasks::queue_order::{Candidate, QueueContext, select};
 
-use crate::core::Core;
 use crate::tasks::kinds::{self, Completion, LeaseCtx};
-use crate::tasks::task_queue::Queue;
+use crate::tasks::task_queue::TaskQueue;
 
 /// What one look at the queue found.
 enum Leasing {
@@ -41,37 +40,7 @@ pub enum CompletionOutcome {
     Failed,
 }
 
-impl Core {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new_task(
-        &self,
-        q: &mut Queue,
-        id: String,
-        kind: TaskKind,
-        repo: &RepoRecord,
-        subject: &str,
-        priority: u8,
-        key: String,
-        now: i64,
-    ) -> TaskRecord {
-        let seq = q.next_seq;
-        q.next_seq += 1;
-        TaskRecord {
-            id,
-            kind,
-            org_id: repo.org_id.clone(),
-            repo_id: repo.id.clone(),
-            subject_id: subject.to_string(),
-            priority,
-            enqueued_at_ms: now,
-            seq,
-            lease: LeaseState::new(self.queue.max_attempts),
-            idempotency_key: key,
-            committed_attempt: None,
-            mode: None,
-        }
-    }
-
+impl TaskQueue {
     /// Long-poll for a task: returns as soon as one is leased to `worker_id`, or `None` after
     /// `wait`. A draining worker gets nothing.
     pub async fn acquire(
@@ -95,7 +64,7 @@ impl Core {
             }
             // Register interest before looking, so a notify between the look and the wait is
             // not lost.
-            let notified = self.queue.ready.notified();
+            let notified = self.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             match self.try_lease(worker_id, cached, &minted).await? {
@@ -133,7 +102,7 @@ impl Core {
         cached: &[String],
         minted: &HashSet<String>,
     ) -> CoreResult<Leasing> {
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         // The queue lock is held from the choice to the lease's store transaction, across the
         // store reads of the repository, organisation and the kind's records. Kept because the
         // lease must be durable before it is visible (a restarted coordinator honours persisted
@@ -144,7 +113,7 @@ impl Core {
         // (`Leasing::Needs*`). Cost: every queue operation (other workers' acquires,
         // completions, confirms, progress events, the reaper) waits for these reads and one
         // store commit per lease.
-        let mut q = self.queue.state.lock().await;
+        let mut q = self.state.lock().await;
         let busy = q.busy_repos();
         let candidates: Vec<Candidate> = q
             .active
@@ -185,7 +154,7 @@ impl Core {
             .repo(&task.repo_id)
             .await?
             .ok_or_else(|| not_found("repository", task.repo_id.clone()))?;
-        if self.kind_needs_snapshot_repo(&task, &repo) {
+        if kinds::needs_snapshot_repo(&task, &repo) {
             return Ok(Leasing::NeedsRepository(Box::new(repo)));
         }
         let org = self
@@ -195,7 +164,7 @@ impl Core {
             .ok_or_else(|| not_found("organisation", task.org_id.clone()))?;
         // The organisation whose credential the lease will carry (the source's for a backup,
         // the target credential's for a restore to a forge).
-        let credential_org = self.kind_credential_org(&task, &org, &repo).await?;
+        let credential_org = kinds::credential_org(self, &task, &org, &repo).await?;
         if let Some(cred) = credential_org
             && !minted.contains(&cred.id)
             && matches!(cred.credential, Some(OrgCredential::App { .. }))
@@ -203,7 +172,7 @@ impl Core {
         {
             return Ok(Leasing::NeedsToken(Box::new(cred)));
         }
-        let attempt = task.lease.lease(worker_id, now, &self.queue.policy)?;
+        let attempt = task.lease.lease(worker_id, now, &self.policy)?;
         let mut batch = Batch::default();
         batch.task(&task);
         let mut proto = pb::Task {
@@ -211,7 +180,12 @@ impl Core {
                 task_id: task.id.clone(),
                 attempt,
             }),
-            repo: Some(self.repo_access(&org, &repo)?),
+            repo: Some(crate::tasks::lease_access::repo_access(
+                &self.secrets,
+                &self.forge,
+                &org,
+                &repo,
+            )?),
             rate: None,
             spec: None,
         };
@@ -222,7 +196,7 @@ impl Core {
             attempt,
             now,
         };
-        self.kind_lease(&l, &mut proto, &mut batch).await?;
+        kinds::lease(self, &l, &mut proto, &mut batch).await?;
         self.store.apply(batch).await?;
         q.lease_seq += 1;
         let seq = q.lease_seq;
@@ -244,8 +218,8 @@ impl Core {
 
     /// The fence before a commit-relevant write: succeeds only for the current, unexpired lease.
     pub async fn confirm_lease(&self, worker_id: &str, tok: &pb::LeaseToken) -> CoreResult<i64> {
-        let now = self.now_ms();
-        let q = self.queue.state.lock().await;
+        let now = self.clock.now_ms();
+        let q = self.state.lock().await;
         let t = q
             .active
             .get(&tok.task_id)
@@ -259,13 +233,13 @@ impl Core {
     pub async fn task_event(&self, ev: &pb::TaskEvent) -> CoreResult<()> {
         let tok = ev.lease.clone().unwrap_or_default();
         {
-            let q = self.queue.state.lock().await;
+            let q = self.state.lock().await;
             // Progress that arrives after the completion (the stream and the completion travel
             // separately) is dropped quietly: there is nothing left to cancel.
             let Some(t) = q.active.get(&tok.task_id) else {
                 return Ok(());
             };
-            t.lease.check(tok.attempt, self.now_ms())?;
+            t.lease.check(tok.attempt, self.clock.now_ms())?;
         }
         self.progress.publish(pb::TaskProgress {
             task_id: tok.task_id,
@@ -285,7 +259,7 @@ impl Core {
     /// The commit point. A successful backup exists when, and only when, this accepts it.
     pub async fn complete(&self, req: &pb::CompleteTaskRequest) -> CoreResult<CompletionOutcome> {
         let tok = req.lease.clone().unwrap_or_default();
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         // The queue lock is held from the holder and attempt check to the commit transaction,
         // across the kind's reads. Kept because this is the commit fence: if it were released in
         // between, the reaper or a cancel could re-queue the task and another attempt lease it
@@ -293,7 +267,7 @@ impl Core {
         // committed snapshot whose task runs again). Cost: queue operations wait for the kind's
         // reads and one store commit per completion; the work after the commit (catalog
         // object, verification and drill outcomes, damaged packs) runs after the lock is released.
-        let mut q = self.queue.state.lock().await;
+        let mut q = self.state.lock().await;
         let Some(current) = q.active.get(&tok.task_id) else {
             drop(q);
             self.forget_rejected(req);
@@ -332,8 +306,7 @@ impl Core {
                 retryable: req.retryable,
             }
         };
-        task.lease
-            .finish(tok.attempt, outcome, now, &self.queue.policy)?;
+        task.lease.finish(tok.attempt, outcome, now, &self.policy)?;
         if req.success {
             task.committed_attempt = Some(tok.attempt);
         }
@@ -347,7 +320,7 @@ impl Core {
             status,
             now,
         };
-        let finished = self.kind_commit(&done, &mut batch).await?;
+        let finished = kinds::commit(self, &done, &mut batch).await?;
         // Commit: the store transaction is the point of no return.
         self.store.apply(batch).await?;
         let terminal = task.lease.state.is_terminal();
@@ -359,7 +332,7 @@ impl Core {
         drop(q);
         self.workers.unassign(&req.worker_id, &task.id);
         if !terminal {
-            self.queue.ready.notify_waiters();
+            self.ready.notify_waiters();
         }
         let outcome = match status {
             Status::Completed => CompletionOutcome::Committed,
@@ -373,7 +346,7 @@ impl Core {
         })
         .increment(1);
         tracing::info!(task = %task.id, attempt = tok.attempt, worker = %req.worker_id, outcome = ?outcome, "completion accepted");
-        self.kind_after_commit(&done, finished).await;
+        kinds::after_commit(self, &done, finished).await;
         self.publish_state(&task, tok.attempt, &req.worker_id);
         Ok(outcome)
     }
@@ -385,8 +358,8 @@ impl Core {
         tok: &pb::LeaseToken,
         reason: &str,
     ) -> CoreResult<()> {
-        let now = self.now_ms();
-        let mut q = self.queue.state.lock().await;
+        let now = self.clock.now_ms();
+        let mut q = self.state.lock().await;
         let current = q
             .active
             .get(&tok.task_id)
@@ -399,7 +372,7 @@ impl Core {
         drop(q);
         self.workers.unassign(worker_id, &task.id);
         tracing::info!(task = %task.id, attempt = tok.attempt, worker = %worker_id, reason, "released");
-        self.queue.ready.notify_waiters();
+        self.ready.notify_waiters();
         self.publish_state(&task, tok.attempt, worker_id);
         Ok(())
     }
@@ -408,8 +381,8 @@ impl Core {
     /// revoked (the holder's next heartbeat or progress event is answered with a revocation, so
     /// its worker stops; its completion is refused as stale). Returns whether it was active.
     pub(crate) async fn cancel_task(&self, task_id: &str, reason: &str) -> CoreResult<bool> {
-        let now = self.now_ms();
-        let mut q = self.queue.state.lock().await;
+        let now = self.clock.now_ms();
+        let mut q = self.state.lock().await;
         let Some(mut task) = q.active.get(task_id).cloned() else {
             return Ok(false);
         };
@@ -438,8 +411,8 @@ impl Core {
 
     /// Re-queues expired leases (with backoff) or fails tasks after their last attempt.
     pub async fn reap(&self) -> CoreResult<usize> {
-        let now = self.now_ms();
-        let mut q = self.queue.state.lock().await;
+        let now = self.clock.now_ms();
+        let mut q = self.state.lock().await;
         let expired: Vec<String> = q
             .active
             .values()
@@ -458,10 +431,10 @@ impl Core {
             let attempt = task.lease.attempt;
             if q.inherited.remove(id) == Some(attempt) {
                 // Its holder never came back after the restart: not the task's failure.
-                task.lease.reap_inherited(now, &self.queue.policy);
+                task.lease.reap_inherited(now, &self.policy);
                 tracing::warn!(task = %task.id, attempt, worker = %worker, "inherited lease not taken back; re-queued");
             } else {
-                task.lease.reap(now, &self.queue.policy);
+                task.lease.reap(now, &self.policy);
                 tracing::warn!(task = %task.id, attempt, worker = %worker, "lease expired");
             }
             metrics::counter!("repovault_lease_expiries_total").increment(1);
@@ -483,10 +456,10 @@ impl Core {
         }
         drop(q);
         for b in finished {
-            self.after_backup_finished(&b).await;
+            kinds::after_backup_finished(self, &b).await;
         }
         if !expired.is_empty() {
-            self.queue.ready.notify_waiters();
+            self.ready.notify_waiters();
         }
         Ok(expired.len())
     }
@@ -498,13 +471,13 @@ impl Core {
     /// outcome of a verify or drill that failed for good is recorded here too, so also under
     /// the lock (a few store reads and one write; they are rare).
     async fn persist_requeue(&self, task: &TaskRecord) -> CoreResult<Option<BackupRecord>> {
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         let status = task.lease.state.status();
         let mut batch = Batch::default();
         batch.task(task);
-        let terminal = self.kind_requeue(task, status, now, &mut batch).await?;
+        let terminal = kinds::requeue(self, task, status, now, &mut batch).await?;
         self.store.apply(batch).await?;
-        self.kind_after_requeue(task, status).await;
+        kinds::after_requeue(self, task, status).await;
         Ok(terminal)
     }
 

@@ -9,7 +9,6 @@ pub mod lease_access;
 pub mod lease_state;
 pub mod lifecycle;
 pub mod queue_order;
-pub mod queue_view;
 pub mod task_progress;
 pub mod task_queue;
 pub mod worker_registry;

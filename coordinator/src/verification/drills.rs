@@ -12,6 +12,7 @@ use crate::schedule::{self, Plan, Schedule};
 use crate::store::Batch;
 
 use crate::core::Core;
+use crate::tasks::task_queue::Enqueue;
 
 /// Drills run after scheduled backups (5) and before maintenance (2): they prove restores, but
 /// nobody waits on them.
@@ -28,7 +29,7 @@ impl Core {
         match org.schedule.drill.as_deref() {
             Some("none") => None,
             Some(s) => Some(s.to_string()),
-            None => self.verification.read().default_drill.clone(),
+            None => self.ledger.options.read().default_drill.clone(),
         }
     }
 
@@ -99,14 +100,15 @@ impl Core {
         }
         let id = ids::new_drill_id();
         let task = self
-            .enqueue_task(
-                &repo,
+            .queue
+            .enqueue(Enqueue::of_existing(
                 TaskKind::Drill,
+                &repo,
                 &id,
                 None,
                 PRIORITY_DRILL,
                 format!("drill:{id}"),
-            )
+            ))
             .await?;
         let drill = DrillRecord {
             id,
@@ -267,7 +269,8 @@ mod tests {
     use crate::model::TaskRecord;
 
     async fn drill_tasks(c: &Core) -> Vec<TaskRecord> {
-        c.queue_snapshot()
+        c.queue
+            .queue_snapshot()
             .await
             .into_iter()
             .map(|(t, _)| t)

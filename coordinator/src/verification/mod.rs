@@ -13,6 +13,7 @@ use repovault_proto::v1 as pb;
 /// Recovery drills: the drill schedule, picking the repository, the loop.
 pub mod drills;
 /// The shell: manual verification, the read-back rotation, recording outcomes.
+pub mod verify_ledger;
 pub mod verify_runs;
 
 use crate::model::{CheckOutcome, CheckResult, Verification, VerifyRun, VerifyStatus};

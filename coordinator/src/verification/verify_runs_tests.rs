@@ -2,11 +2,13 @@ use std::time::Duration;
 
 use super::*;
 use crate::core::testing::{completed_backup, core};
+use crate::store::Batch;
 use crate::tasks::worker_registry::WorkerEntry;
 use pb::complete_task_request::Result as Outcome;
+use repovault_proto::v1 as pb;
 
 fn worker(c: &Core) {
-    c.workers.register(WorkerEntry {
+    c.queue.workers.register(WorkerEntry {
         id: "w".into(),
         name: "w".into(),
         slots: 4,
@@ -54,6 +56,7 @@ async fn backup_verify_queues_once_leases_and_records_the_outcome() {
 
     worker(&c);
     let t = c
+        .queue
         .acquire("w", &[], Duration::ZERO)
         .await
         .expect("acquire")
@@ -80,20 +83,21 @@ async fn backup_verify_queues_once_leases_and_records_the_outcome() {
         "metadata_valid",
         "commit_count_match",
     ];
-    c.complete(&pb::CompleteTaskRequest {
-        worker_id: "w".into(),
-        lease: t.lease.clone(),
-        success: true,
-        result: Some(Outcome::Verify(pb::VerifyResult {
-            checks: checks.iter().map(|n| pass(n)).collect(),
-            packs_read: 3,
-            bytes_read: 300,
+    c.queue
+        .complete(&pb::CompleteTaskRequest {
+            worker_id: "w".into(),
+            lease: t.lease.clone(),
+            success: true,
+            result: Some(Outcome::Verify(pb::VerifyResult {
+                checks: checks.iter().map(|n| pass(n)).collect(),
+                packs_read: 3,
+                bytes_read: 300,
+                ..Default::default()
+            })),
             ..Default::default()
-        })),
-        ..Default::default()
-    })
-    .await
-    .expect("complete");
+        })
+        .await
+        .expect("complete");
     let done = c.registry.get_backup(&id).await.expect("backup");
     let v = done.verification.expect("verification");
     assert_eq!(v.status, VerifyStatus::Verified, "{v:#?}");
@@ -114,6 +118,7 @@ async fn backup_verify_queues_once_leases_and_records_the_outcome() {
     let (_, task2) = c.verify_backup(&id).await.expect("verify again");
     assert_ne!(task2, task);
     let t = c
+        .queue
         .acquire("w", &[], Duration::ZERO)
         .await
         .expect("acquire")
@@ -121,18 +126,19 @@ async fn backup_verify_queues_once_leases_and_records_the_outcome() {
     let mut fsck = pass("git_fsck");
     fsck.result = CheckOutcome::Fail.into();
     fsck.detail = "blob 1234 is missing".into();
-    c.complete(&pb::CompleteTaskRequest {
-        worker_id: "w".into(),
-        lease: t.lease.clone(),
-        success: true,
-        result: Some(Outcome::Verify(pb::VerifyResult {
-            checks: vec![pass("zip_integrity"), fsck],
+    c.queue
+        .complete(&pb::CompleteTaskRequest {
+            worker_id: "w".into(),
+            lease: t.lease.clone(),
+            success: true,
+            result: Some(Outcome::Verify(pb::VerifyResult {
+                checks: vec![pass("zip_integrity"), fsck],
+                ..Default::default()
+            })),
             ..Default::default()
-        })),
-        ..Default::default()
-    })
-    .await
-    .expect("complete");
+        })
+        .await
+        .expect("complete");
     let stats = c.store.stats(&r.id).await.expect("stats");
     assert_eq!(stats.last_success_verification, Some(VerifyStatus::Failed));
     assert!(
@@ -172,6 +178,7 @@ async fn a_verification_of_a_backup_deleted_meanwhile_ends_instead_of_blocking_t
     assert!(c.registry.backup_record(&id).await.expect("read").is_none());
     worker(&c);
     let t = c
+        .queue
         .acquire("w", &[], Duration::ZERO)
         .await
         .expect("a lease, not an error")
@@ -204,7 +211,8 @@ async fn the_rotation_visits_due_repositories_oldest_first_at_most_two_at_once()
         .await
         .expect("never backed up");
     let rotations = || async {
-        c.queue_snapshot()
+        c.queue
+            .queue_snapshot()
             .await
             .into_iter()
             .map(|(t, _)| t)
@@ -235,19 +243,21 @@ async fn the_rotation_visits_due_repositories_oldest_first_at_most_two_at_once()
         .into_iter()
         .find(|t| t.repo_id == repos[0].id)
         .expect("r0");
-    c.finish_verify(
-        &t,
-        Some(&pb::VerifyResult {
-            packs_read: 4,
-            bytes_read: 400,
-            packs_total: 4,
-            ..Default::default()
-        }),
-        None,
-    )
-    .await
-    .expect("finish");
-    c.cancel_task(&t.id, "visited").await.expect("done");
+    c.ledger
+        .finish_rotation(
+            &t,
+            Some(&pb::VerifyResult {
+                packs_read: 4,
+                bytes_read: 400,
+                packs_total: 4,
+                ..Default::default()
+            }),
+            None,
+            c.now_ms(),
+        )
+        .await
+        .expect("finish");
+    c.queue.cancel_task(&t.id, "visited").await.expect("done");
     let m = c
         .store
         .maintenance(&repos[0].id)
@@ -294,12 +304,14 @@ async fn completed_verifications_refuse_results_they_do_not_know() {
         ..Default::default()
     };
     let e = c
+        .ledger
         .automatic_verification(&b, Some(&bad), None, 5)
         .expect_err("refused");
     assert!(e.to_string().contains("check result 99 is unknown"), "{e}");
     // No checks at all (an older worker): pending, not verified.
     assert_eq!(
-        c.automatic_verification(&b, Some(&pb::VerifyResult::default()), None, 5)
+        c.ledger
+            .automatic_verification(&b, Some(&pb::VerifyResult::default()), None, 5)
             .expect("none"),
         None
     );

@@ -143,7 +143,7 @@ impl Vault {
     /// Enqueues a backup and waits for it: the time from enqueue to completion, and the record.
     async fn backup(&self) -> Result<(Duration, BackupRecord)> {
         let t = Instant::now();
-        let b = self.inner.handle.core.run_backup(REPO).await?;
+        let b = self.inner.handle.core.backups.run_backup(REPO).await?;
         let r = self.inner.wait_backup(&b.id).await?;
         Ok((t.elapsed(), r))
     }

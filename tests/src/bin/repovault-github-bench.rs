@@ -174,7 +174,8 @@ async fn repovault(seed: &Seed, scratch: &Path) -> Result<Figures> {
             let mut ids = Vec::new();
             for n in &names {
                 ids.push(
-                    core.run_backup_of_type(&format!("{ORG}/{n}"), kind.parse()?)
+                    core.backups
+                        .run_backup_of_type(&format!("{ORG}/{n}"), kind.parse()?)
                         .await?
                         .id,
                 );

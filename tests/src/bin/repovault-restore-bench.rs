@@ -91,7 +91,7 @@ impl Vault {
     /// One backup, waited for: its time and record.
     async fn backup(&self) -> Result<(Duration, u64, String)> {
         let t = Instant::now();
-        let b = self.inner.handle.core.run_backup(REPO).await?;
+        let b = self.inner.handle.core.backups.run_backup(REPO).await?;
         let r = self.inner.wait_backup(&b.id).await?;
         Ok((t.elapsed(), r.size_bytes, r.id))
     }
@@ -102,6 +102,7 @@ impl Vault {
         let core = &self.inner.handle.core;
         let t = Instant::now();
         let r = core
+            .restores
             .start_restore(
                 backup_id,
                 repovault_common::domain::RestoreType::FullRepo,
@@ -111,7 +112,7 @@ impl Vault {
             )
             .await?;
         loop {
-            let r = core.get_restore(&r.id).await?;
+            let r = core.restores.get_restore(&r.id).await?;
             match r.status {
                 Status::Completed => return Ok((t.elapsed(), r)),
                 Status::Failed => bail!("restore {} failed: {:?}", r.id, r.error),

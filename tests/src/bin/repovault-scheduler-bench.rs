@@ -192,13 +192,14 @@ async fn main() -> Result<()> {
         .collect();
     let t = Instant::now();
     for r in &sample {
-        core.enqueue_backup(
-            r,
-            repovault_common::domain::BackupType::Incremental,
-            repovault_common::domain::Trigger::Schedule,
-            PRIORITY_SCHEDULED,
-        )
-        .await?;
+        core.backups
+            .enqueue_backup(
+                r,
+                repovault_common::domain::BackupType::Incremental,
+                repovault_common::domain::Trigger::Schedule,
+                PRIORITY_SCHEDULED,
+            )
+            .await?;
     }
     let e = t.elapsed();
     println!(
@@ -210,7 +211,7 @@ async fn main() -> Result<()> {
     let t = Instant::now();
     let mut depth = 0;
     for _ in 0..100 {
-        depth = core.queue_depths().await.0.values().sum::<u64>();
+        depth = core.queue.queue_depths().await.0.values().sum::<u64>();
     }
     println!(
         "queue depth ({depth} pending): {:.2} ms per query",

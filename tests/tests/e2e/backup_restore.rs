@@ -20,6 +20,7 @@ async fn restore_to_new(
     fixtures::git(daemon.base(), &["init", "-q", "--bare", "-b", "main", name]).unwrap();
     let r = c
         .core()
+        .restores
         .start_restore(
             backup_id,
             repovault_common::domain::RestoreType::FullRepo,
@@ -131,6 +132,7 @@ async fn rich_repositories_back_up_and_restore_exactly() {
     // A target that already has refs is refused.
     let again = c
         .core()
+        .restores
         .start_restore(
             &a.id,
             repovault_common::domain::RestoreType::FullRepo,
@@ -147,6 +149,7 @@ async fn rich_repositories_back_up_and_restore_exactly() {
     // Download: the artifact is the bare repository.
     let r = c
         .core()
+        .restores
         .start_restore(
             &a.id,
             repovault_common::domain::RestoreType::FullRepo,

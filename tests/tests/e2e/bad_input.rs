@@ -90,7 +90,7 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
         .await
         .unwrap_err();
     assert!(matches!(e, CoreError::NotFound { .. }), "{e}");
-    let e = core.run_backup("org/unknown").await.unwrap_err();
+    let e = core.backups.run_backup("org/unknown").await.unwrap_err();
     assert!(
         matches!(e, CoreError::NotFound { .. }) && e.to_string().contains("org/unknown"),
         "{e}"
@@ -123,9 +123,9 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
         )
         .await
         .unwrap();
-    let missing = core.run_backup("org/missing").await.unwrap();
-    let wrong = core.run_backup("org/wrong-token").await.unwrap();
-    let ok = core.run_backup("org/ok").await.unwrap();
+    let missing = core.backups.run_backup("org/missing").await.unwrap();
+    let wrong = core.backups.run_backup("org/wrong-token").await.unwrap();
+    let ok = core.backups.run_backup("org/ok").await.unwrap();
     let missing = c
         .wait_backup(&missing.id, Duration::from_secs(60))
         .await
@@ -164,14 +164,15 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
     assert!(listed[0].snapshot_id.is_none());
 
     // A manual retry after a failure runs again (no collapse onto the failed task)...
-    let retry = core.run_backup("org/missing").await.unwrap();
+    let retry = core.backups.run_backup("org/missing").await.unwrap();
     assert_ne!(retry.id, missing.id);
     // ...while two triggers of a pending backup collapse.
-    let again = core.run_backup("org/missing").await.unwrap();
+    let again = core.backups.run_backup("org/missing").await.unwrap();
     assert_eq!(again.id, retry.id);
 
     // Restores of a failed backup and of an unknown one are refused.
     let e = core
+        .restores
         .start_restore(
             &missing.id,
             repovault_common::domain::RestoreType::FullRepo,
@@ -183,6 +184,7 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
         .unwrap_err();
     assert!(matches!(e, CoreError::FailedPrecondition(_)), "{e}");
     let e = core
+        .restores
         .start_restore(
             "r000000000000-nope",
             repovault_common::domain::RestoreType::FullRepo,
@@ -194,6 +196,7 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
         .unwrap_err();
     assert!(matches!(e, CoreError::NotFound { .. }), "{e}");
     let e = core
+        .restores
         .start_restore(
             &ok.id,
             repovault_common::domain::RestoreType::FullRepo,
@@ -205,6 +208,7 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
         .unwrap_err();
     assert!(e.to_string().contains("credentials"), "{e}");
     let e = core
+        .restores
         .start_restore(
             &ok.id,
             repovault_common::domain::RestoreType::FullRepo,
@@ -270,7 +274,7 @@ async fn local_urls_only_under_an_allowed_root_and_never_the_workers_own_directo
         let c = &c;
         async move {
             core.registry.add_repo(name, &url, None).await.unwrap();
-            let b = core.run_backup(name).await.unwrap();
+            let b = core.backups.run_backup(name).await.unwrap();
             let b = c.wait_backup(&b.id, Duration::from_secs(60)).await.unwrap();
             assert_eq!(b.status, Status::Failed, "{name}: {url}");
             assert_eq!(b.attempt, 1, "{name}: a refusal is permanent");
@@ -308,6 +312,7 @@ async fn local_urls_only_under_an_allowed_root_and_never_the_workers_own_directo
 
     // Restores: into an allowed root they push; outside, nothing is pushed.
     let r = core
+        .restores
         .start_restore(
             &ok.id,
             repovault_common::domain::RestoreType::FullRepo,
@@ -325,6 +330,7 @@ async fn local_urls_only_under_an_allowed_root_and_never_the_workers_own_directo
     assert!(!refs(&allowed.path().join("target.git")).unwrap().is_empty());
     let target = outside.path().join("target.git");
     let r = core
+        .restores
         .start_restore(
             &ok.id,
             repovault_common::domain::RestoreType::FullRepo,

@@ -295,12 +295,13 @@ async fn multi_process_worker_drains_on_sigterm_and_exits_when_idle() {
 
     // Drain: SIGTERM while a backup runs; the backup still completes on this worker, then it exits 0.
     let mut w = Kill(c.spawn_worker_process(BIN, "drainer").unwrap());
-    let b = c.core().run_backup("org/big").await.unwrap();
+    let b = c.core().backups.run_backup("org/big").await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         // Running on the worker, not merely leased: its progress shows a working phase.
         let phase = c
             .core()
+            .queue
             .progress
             .latest(&b.task_id)
             .map(|p| p.phase)

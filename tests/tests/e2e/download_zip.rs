@@ -129,7 +129,7 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
         sha256_file(&zip_path),
         r["artifact_sha256"].as_str().unwrap()
     );
-    let record = c.core().get_restore(&restore_id).await.unwrap();
+    let record = c.core().restores.get_restore(&restore_id).await.unwrap();
     let artifact = record.artifact_path.clone().unwrap();
     assert!(
         artifact.ends_with(&format!("/downloads/{restore_id}.zip")),
@@ -309,7 +309,7 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
         !c.storage_root().join(&artifact).exists(),
         "the ZIP is deleted"
     );
-    let record = c.core().get_restore(&restore_id).await.unwrap();
+    let record = c.core().restores.get_restore(&restore_id).await.unwrap();
     assert!(record.download.artifact_expired_at_ms.is_some());
     let (code, body) = curl(&url, &work.path().join("x"));
     assert_eq!(code, 410, "{body}");
@@ -398,6 +398,7 @@ async fn github_backups_zip_mirror_wiki_lfs_and_metadata() {
         let b = c.backup_ok(&format!("acme/{repo}")).await.unwrap();
         let r = c
             .core()
+            .restores
             .start_restore(
                 &b.id,
                 repovault_common::domain::RestoreType::DownloadZip,

@@ -25,6 +25,7 @@ fn seed() -> Seed {
 async fn run(c: &Cluster, repo: &str, backup_type: &str) -> BackupRecord {
     let b = c
         .core()
+        .backups
         .run_backup_of_type(
             &format!("acme/{repo}"),
             backup_type.parse().expect("a backup type"),
@@ -127,7 +128,12 @@ async fn an_org_backup_holds_the_seed_and_an_incremental_reads_only_the_change()
     // Every repository, concurrently on two workers.
     let mut queued = Vec::new();
     for name in SEEDED {
-        let b = c.core().run_backup(&format!("acme/{name}")).await.unwrap();
+        let b = c
+            .core()
+            .backups
+            .run_backup(&format!("acme/{name}"))
+            .await
+            .unwrap();
         queued.push((name, b.id));
     }
     let mut full = BTreeMap::new();

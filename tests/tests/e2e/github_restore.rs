@@ -22,7 +22,12 @@ use super::github_org::{add_acme_org, cli, curl, sim};
 const BIN: &str = env!("CARGO_BIN_EXE_repovault-test-process");
 
 async fn backup(c: &Cluster, repo: &str) -> BackupRecord {
-    let b = c.core().run_backup(&format!("acme/{repo}")).await.unwrap();
+    let b = c
+        .core()
+        .backups
+        .run_backup(&format!("acme/{repo}"))
+        .await
+        .unwrap();
     let b = c
         .wait_backup(&b.id, Duration::from_secs(180))
         .await
@@ -500,6 +505,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     // The coordinator refuses them too (for clients other than the CLI).
     let e = c
         .core()
+        .restores
         .start_restore(
             &b.id,
             repovault_common::domain::RestoreType::IssuesOnly,
@@ -646,7 +652,13 @@ async fn github_restore_survives_a_worker_death_and_can_be_cancelled() {
         "title",
     );
     assert_eq!(d, s, "no item created twice after the re-lease");
-    let task = c.core().task_status(&r.task_id).await.unwrap().unwrap();
+    let task = c
+        .core()
+        .queue
+        .task_status(&r.task_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         task.lease.attempt >= 2,
         "re-leased: attempt {}",

@@ -73,7 +73,7 @@ async fn health_states_summary_timeline_and_metrics() {
     let first = c.backup_ok("acme/ok").await.unwrap();
     let second = c.backup_ok("acme/ok").await.unwrap();
     // error: the source does not exist.
-    let b = core.run_backup("acme/broken").await.unwrap();
+    let b = core.backups.run_backup("acme/broken").await.unwrap();
     let broken = c.wait_backup(&b.id, WAIT).await.unwrap();
     assert_eq!(broken.status, Status::Failed);
     // paused: backed up, then its organisation disconnected.
@@ -81,7 +81,7 @@ async fn health_states_summary_timeline_and_metrics() {
     core.disconnect_org("old").await.unwrap();
     // pending: queued with no worker left to take it.
     c.stop_workers().await;
-    let queued = core.run_backup("acme/queued").await.unwrap();
+    let queued = core.backups.run_backup("acme/queued").await.unwrap();
     assert_eq!(
         core.registry.get_backup(&queued.id).await.unwrap().status,
         Status::Pending

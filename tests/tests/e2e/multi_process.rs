@@ -97,7 +97,7 @@ async fn scenario(name: &'static str) -> Scenario {
     let source = fixtures::big_repo(src.path(), "big.git", 3000, 100).unwrap();
 
     let log_mark = cluster.process_log(name).len();
-    let b = cluster.core().run_backup("org/big").await.unwrap();
+    let b = cluster.core().backups.run_backup("org/big").await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let leased = loop {
         let r = cluster.core().registry.get_backup(&b.id).await.unwrap();

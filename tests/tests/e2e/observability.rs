@@ -32,6 +32,7 @@ async fn metrics_health_reflection_and_protocol_version() {
         .await
         .unwrap();
     h.core
+        .backups
         .enqueue_backup(
             &repo,
             repovault_common::domain::BackupType::Full,

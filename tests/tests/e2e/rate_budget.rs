@@ -60,7 +60,12 @@ async fn add_app_org(c: &Cluster, sim: &ForgeSim) {
 async fn back_up_all(c: &Cluster, repos: &[&str], timeout: Duration) -> Vec<(String, i64)> {
     let mut ids = Vec::new();
     for name in repos {
-        let b = c.core().run_backup(&format!("acme/{name}")).await.unwrap();
+        let b = c
+            .core()
+            .backups
+            .run_backup(&format!("acme/{name}"))
+            .await
+            .unwrap();
         ids.push((name.to_string(), b.id));
     }
     let mut took = Vec::new();
@@ -164,7 +169,11 @@ async fn a_reported_secondary_limit_pauses_every_lease_of_the_credential_over_th
     let c = Cluster::start(0).await.unwrap();
     add_token_org(&c, &sim).await;
     for name in ["widgets", "tracker"] {
-        c.core().run_backup(&format!("acme/{name}")).await.unwrap();
+        c.core()
+            .backups
+            .run_backup(&format!("acme/{name}"))
+            .await
+            .unwrap();
     }
     let mut p = Probe::register(&c).await;
     let (a, b) = (p.lease().await, p.lease().await);
@@ -282,6 +291,7 @@ async fn a_secondary_limit_pauses_the_fleet_and_backups_resume_after_retry_after
     for name in SEEDED {
         ids.push(
             c.core()
+                .backups
                 .run_backup(&format!("acme/{name}"))
                 .await
                 .unwrap()

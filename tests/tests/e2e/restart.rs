@@ -46,7 +46,7 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
         .add_repo("org/gone", &daemon.url("missing.git"), None)
         .await
         .unwrap();
-    let failed = c.core().run_backup("org/gone").await.unwrap();
+    let failed = c.core().backups.run_backup("org/gone").await.unwrap();
     let failed = c
         .wait_backup(&failed.id, Duration::from_secs(60))
         .await
@@ -56,7 +56,14 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
     let queued: Vec<String> = {
         let mut v = Vec::new();
         for i in 0..4 {
-            v.push(c.core().run_backup(&format!("org/r{i}")).await.unwrap().id);
+            v.push(
+                c.core()
+                    .backups
+                    .run_backup(&format!("org/r{i}"))
+                    .await
+                    .unwrap()
+                    .id,
+            );
         }
         v
     };
@@ -64,7 +71,7 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
     assert_eq!(before_list.len(), 7);
 
     c.restart_coordinator().await.unwrap();
-    let queue = c.core().queue_snapshot().await;
+    let queue = c.core().queue.queue_snapshot().await;
     assert_eq!(queue.len(), 4, "every queued task survived the restart");
     let after_list = c.core().registry.list_backups(None).await.unwrap();
     assert_eq!(after_list, before_list);
@@ -393,7 +400,7 @@ async fn restart_during_the_commit_point_is_ridden_out() {
         .add_repo("org/r", &daemon.url("r.git"), None)
         .await
         .unwrap();
-    let backup = c.core().run_backup("org/r").await.unwrap();
+    let backup = c.core().backups.run_backup("org/r").await.unwrap();
 
     // A worker of our own: registered, holding the backup's lease.
     let join = std::fs::read_to_string(c.join_token_file()).unwrap();
@@ -498,7 +505,13 @@ async fn restart_during_the_commit_point_is_ridden_out() {
     );
     restarted.unwrap();
     completed.unwrap();
-    let t = c.core().task_status(&token.task_id).await.unwrap().unwrap();
+    let t = c
+        .core()
+        .queue
+        .task_status(&token.task_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (t.lease.attempt, t.lease.failures),
         (1, 1),

@@ -93,7 +93,7 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
     // mirror (repacked), so b2 shares none of its data. b2 is far smaller than b1, which
     // size_match would flag, and retention would then keep b1 as the latest verified backup:
     // this test is about the policy, so the shrink threshold is off.
-    core.verification.write().size.shrink_fail_below_percent = 0;
+    core.ledger.options.write().size.shrink_fail_below_percent = 0;
     let a1 = c.backup_ok("org/a").await.unwrap();
     git(&bare, &["update-ref", "-d", "refs/heads/big"]).unwrap();
     let mirror = c
@@ -244,7 +244,8 @@ async fn retention_skips_a_repository_whose_backup_runs() {
 
     // A backup leased to a worker that holds it.
     let now = repovault_coordinator::clock::system_now_ms();
-    core.workers
+    core.queue
+        .workers
         .register(repovault_coordinator::tasks::worker_registry::WorkerEntry {
             id: "holder".into(),
             name: "holder".into(),
@@ -254,8 +255,9 @@ async fn retention_skips_a_repository_whose_backup_runs() {
             last_heartbeat_ms: now,
             tasks: Default::default(),
         });
-    core.run_backup("org/r").await.unwrap();
+    core.backups.run_backup("org/r").await.unwrap();
     let task = core
+        .queue
         .acquire("holder", &[], Duration::from_secs(5))
         .await
         .unwrap();
@@ -322,7 +324,8 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
     // The next backup is leased to a worker that writes one pack and then fails with a full
     // disk, leaving the pack behind without an index.
     let now = repovault_coordinator::clock::system_now_ms();
-    core.workers
+    core.queue
+        .workers
         .register(repovault_coordinator::tasks::worker_registry::WorkerEntry {
             id: "holder".into(),
             name: "holder".into(),
@@ -332,8 +335,9 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
             last_heartbeat_ms: now,
             tasks: Default::default(),
         });
-    let b2 = core.run_backup("org/r").await.unwrap();
+    let b2 = core.backups.run_backup("org/r").await.unwrap();
     let task = core
+        .queue
         .acquire("holder", &[], Duration::from_secs(5))
         .await
         .unwrap()
@@ -342,16 +346,17 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
     let orphan = repo_dir.join("data").join(&orphan_id[..2]).join(&orphan_id);
     std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
     std::fs::write(&orphan, pseudo_random_bytes(3, 1 << 20)).unwrap();
-    core.complete(&repovault_proto::v1::CompleteTaskRequest {
-        worker_id: "holder".into(),
-        lease: task.lease.clone(),
-        success: false,
-        error: "writing a pack: No space left on device (os error 28)".into(),
-        retryable: false,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    core.queue
+        .complete(&repovault_proto::v1::CompleteTaskRequest {
+            worker_id: "holder".into(),
+            lease: task.lease.clone(),
+            success: false,
+            error: "writing a pack: No space left on device (os error 28)".into(),
+            retryable: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let b2 = c
         .wait_backup(&b2.id, Duration::from_secs(10))
         .await

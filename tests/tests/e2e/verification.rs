@@ -68,6 +68,7 @@ fn json_ok(c: &Cluster, args: &[&str]) -> Value {
 async fn backup(c: &Cluster, full_name: &str, backup_type: &str) -> BackupRecord {
     let b = c
         .core()
+        .backups
         .run_backup_of_type(full_name, backup_type.parse().expect("a backup type"))
         .await
         .unwrap();
@@ -1229,6 +1230,7 @@ async fn verification_a_damaged_pack_is_never_trusted_again() {
         )
         .unwrap();
         let r = core
+            .restores
             .start_restore(
                 &healed.id,
                 repovault_common::domain::RestoreType::FullRepo,

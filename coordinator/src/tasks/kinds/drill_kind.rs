@@ -10,17 +10,17 @@ use crate::store::Batch;
 use crate::verification as v;
 
 use super::{Completion, Kind, LeaseCtx, check_error};
-use crate::core::Core;
+use crate::tasks::task_queue::TaskQueue;
 
 pub(crate) struct DrillKind;
 
 impl DrillKind {
     /// The task ended for good: record its outcome. Errors are logged: the task's own outcome
     /// is already committed.
-    async fn finished(core: &Core, task: &TaskRecord, req: &pb::CompleteTaskRequest) {
+    async fn finished(q: &TaskQueue, task: &TaskRecord, req: &pb::CompleteTaskRequest) {
         let error = check_error(task, req);
         let r = req.drill_result().filter(|_| req.success);
-        if let Err(e) = core.finish_drill(task, r, error.as_deref()).await {
+        if let Err(e) = finish_drill(q, task, r, error.as_deref()).await {
             tracing::warn!(task = %task.id, kind = task.kind.as_str(), error = %e, "recording the outcome failed");
         }
     }
@@ -29,7 +29,7 @@ impl DrillKind {
 impl Kind for DrillKind {
     /// The drill spec and the drill record marked running (see `verification/drills.rs`).
     async fn lease(
-        core: &Core,
+        q: &TaskQueue,
         l: &LeaseCtx<'_>,
         proto: &mut pb::Task,
         batch: &mut Batch,
@@ -37,17 +37,15 @@ impl Kind for DrillKind {
         if let Some(access) = proto.repo.as_mut() {
             access.source_token.clear();
         }
-        proto.spec = Some(pb::task::Spec::Drill(
-            core.lease_drill(l.task, batch).await?,
-        ));
+        proto.spec = Some(pb::task::Spec::Drill(lease_drill(q, l.task, batch).await?));
         Ok(())
     }
 
     /// The drill's outcome when the task ended, then the damage it found when it could not
     /// restore.
-    async fn after_commit(core: &Core, c: &Completion<'_>, _finished: Option<BackupRecord>) {
+    async fn after_commit(q: &TaskQueue, c: &Completion<'_>, _finished: Option<BackupRecord>) {
         if c.task.lease.state.is_terminal() {
-            Self::finished(core, c.task, c.req).await;
+            Self::finished(q, c.task, c.req).await;
         }
         if let Some(d) = c.req.drill_result() {
             let found = pb::VerifyResult {
@@ -55,82 +53,80 @@ impl Kind for DrillKind {
                 damage: d.damage.clone(),
                 ..Default::default()
             };
-            core.fail_damage_found(c.task, &found, c.now).await;
+            q.ledger.fail_damage_found(c.task, &found, c.now).await;
         }
     }
 
     /// A final failure without a completion (last attempt expired, cancelled) is recorded as a
     /// failed drill.
-    async fn after_requeue(core: &Core, task: &TaskRecord, status: Status) {
+    async fn after_requeue(q: &TaskQueue, task: &TaskRecord, status: Status) {
         if status.is_terminal() {
             let failure = pb::CompleteTaskRequest {
                 error: task.lease.last_error.clone().unwrap_or_default(),
                 ..Default::default()
             };
-            Self::finished(core, task, &failure).await;
+            Self::finished(q, task, &failure).await;
         }
     }
 }
 
-impl Core {
-    /// The lease of a drill task: its spec; the drill record marked running.
-    pub(crate) async fn lease_drill(
-        &self,
-        task: &TaskRecord,
-        batch: &mut Batch,
-    ) -> CoreResult<pb::DrillSpec> {
-        let mut d = self
-            .store
-            .drill(&task.org_id, &task.subject_id)
-            .await?
-            .ok_or_else(|| not_found("drill", task.subject_id.clone()))?;
-        d.status = Status::Running;
-        batch.drill(&d);
-        Ok(pb::DrillSpec {
-            drill_id: d.id.clone(),
-            backup_id: d.backup_id.clone(),
-            snapshot_id: d.snapshot_id.clone(),
-        })
-    }
+/// The lease of a drill task: its spec; the drill record marked running.
+pub(crate) async fn lease_drill(
+    q: &TaskQueue,
+    task: &TaskRecord,
+    batch: &mut Batch,
+) -> CoreResult<pb::DrillSpec> {
+    let mut d = q
+        .store
+        .drill(&task.org_id, &task.subject_id)
+        .await?
+        .ok_or_else(|| not_found("drill", task.subject_id.clone()))?;
+    d.status = Status::Running;
+    batch.drill(&d);
+    Ok(pb::DrillSpec {
+        drill_id: d.id.clone(),
+        backup_id: d.backup_id.clone(),
+        snapshot_id: d.snapshot_id.clone(),
+    })
+}
 
-    /// A drill task ended: with the worker's comparison, or (`result` `None`) failed for good.
-    pub(crate) async fn finish_drill(
-        &self,
-        task: &TaskRecord,
-        result: Option<&pb::DrillResult>,
-        error: Option<&str>,
-    ) -> CoreResult<()> {
-        let Some(mut d) = self.store.drill(&task.org_id, &task.subject_id).await? else {
-            return Ok(());
-        };
-        d.finished_at_ms = Some(self.now_ms());
-        match result {
-            Some(r) => {
-                d.status = Status::Completed;
-                d.checks = v::checks_from_proto(&r.checks).map_err(CoreError::InvalidArgument)?;
-                // A drill passes only when the worker says so and every check agrees.
-                d.passed = Some(
-                    r.passed
-                        && !d.checks.is_empty()
-                        && d.checks
-                            .iter()
-                            .all(|c| c.result == crate::model::CheckOutcome::Pass),
-                );
-                d.summary = (!r.summary.is_empty()).then(|| r.summary.clone());
-            }
-            None => {
-                d.status = Status::Failed;
-                d.passed = Some(false);
-                d.error = Some(error.unwrap_or("the drill task failed").to_string());
-            }
+/// A drill task ended: with the worker's comparison, or (`result` `None`) failed for good.
+pub(crate) async fn finish_drill(
+    q: &TaskQueue,
+    task: &TaskRecord,
+    result: Option<&pb::DrillResult>,
+    error: Option<&str>,
+) -> CoreResult<()> {
+    let Some(mut d) = q.store.drill(&task.org_id, &task.subject_id).await? else {
+        return Ok(());
+    };
+    d.finished_at_ms = Some(q.clock.now_ms());
+    match result {
+        Some(r) => {
+            d.status = Status::Completed;
+            d.checks = v::checks_from_proto(&r.checks).map_err(CoreError::InvalidArgument)?;
+            // A drill passes only when the worker says so and every check agrees.
+            d.passed = Some(
+                r.passed
+                    && !d.checks.is_empty()
+                    && d.checks
+                        .iter()
+                        .all(|c| c.result == crate::model::CheckOutcome::Pass),
+            );
+            d.summary = (!r.summary.is_empty()).then(|| r.summary.clone());
         }
-        metrics::counter!("repovault_drills_total", "outcome" => d.outcome().as_str()).increment(1);
-        if d.passed == Some(false) {
-            tracing::error!(org = %d.org_name, repo = %d.repo_full_name, backup = %d.backup_id, "restore drill failed");
+        None => {
+            d.status = Status::Failed;
+            d.passed = Some(false);
+            d.error = Some(error.unwrap_or("the drill task failed").to_string());
         }
-        let mut batch = Batch::default();
-        batch.drill(&d);
-        self.store.apply(batch).await?;
-        Ok(())
     }
+    metrics::counter!("repovault_drills_total", "outcome" => d.outcome().as_str()).increment(1);
+    if d.passed == Some(false) {
+        tracing::error!(org = %d.org_name, repo = %d.repo_full_name, backup = %d.backup_id, "restore drill failed");
+    }
+    let mut batch = Batch::default();
+    batch.drill(&d);
+    q.store.apply(batch).await?;
+    Ok(())
 }

@@ -10,21 +10,26 @@
 //! one arm of that macro.
 
 mod backup_kind;
+mod backup_requests;
 mod drill_kind;
 mod restore_kind;
 mod restore_requests;
 mod verify_kind;
-pub use restore_requests::RestoreRequest;
+pub use backup_requests::Backups;
+pub(crate) use backup_requests::backup_enqueue;
+pub use restore_requests::{RestoreRequest, Restores};
 
+pub(crate) use backup_kind::after_backup_finished;
+#[cfg(test)]
 pub(crate) use backup_kind::new_backup;
 
 use repovault_proto::v1 as pb;
 
 use crate::error::CoreResult;
-use crate::model::{BackupRecord, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord, VerifyRun};
+use crate::model::{BackupRecord, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord};
 use crate::store::Batch;
 
-use crate::core::Core;
+use crate::tasks::task_queue::TaskQueue;
 
 /// Runs `$body` with the type `$k` naming the [`Kind`] implementation of `$kind`: the one
 /// exhaustive match over task kinds.
@@ -72,8 +77,8 @@ pub(crate) struct Completion<'a> {
     pub now: i64,
 }
 
-/// What one kind of task does differently. Associated functions taking the [`Core`], so a kind
-/// holds no state of its own; the defaults are "nothing specific".
+/// What one kind of task does differently. Associated functions taking the [`TaskQueue`] (which
+/// holds what the kinds read and write), so a kind holds no state of its own; the defaults are "nothing specific".
 pub(crate) trait Kind {
     /// Whether a task of this kind takes its repository alone (no other task of the repository
     /// is leased meanwhile; see `queue_order.rs`). A leased exclusive task also keeps maintenance off
@@ -90,7 +95,7 @@ pub(crate) trait Kind {
     /// The organisation whose credential the lease will carry, when one must be resolved (an
     /// App organisation's installation token is then minted first, outside the queue lock).
     async fn credential_org(
-        _core: &Core,
+        _q: &TaskQueue,
         _task: &TaskRecord,
         _org: &OrgRecord,
         _repo: &RepoRecord,
@@ -102,7 +107,7 @@ pub(crate) trait Kind {
     /// repository access) and adds to `batch`, the lease's own transaction, the kind's record
     /// marked running.
     async fn lease(
-        core: &Core,
+        q: &TaskQueue,
         l: &LeaseCtx<'_>,
         proto: &mut pb::Task,
         batch: &mut Batch,
@@ -112,7 +117,7 @@ pub(crate) trait Kind {
     /// Returns the backup record that ended with it, for the work after the commit. An error
     /// refuses the completion (nothing is written).
     async fn commit(
-        _core: &Core,
+        _q: &TaskQueue,
         _c: &Completion<'_>,
         _batch: &mut Batch,
     ) -> CoreResult<Option<BackupRecord>> {
@@ -121,13 +126,13 @@ pub(crate) trait Kind {
 
     /// Work after the commit transaction, outside the queue lock. Errors are logged: the
     /// completion is already committed.
-    async fn after_commit(_core: &Core, _c: &Completion<'_>, _finished: Option<BackupRecord>) {}
+    async fn after_commit(_q: &TaskQueue, _c: &Completion<'_>, _finished: Option<BackupRecord>) {}
 
     /// Adds to `batch` what a task going back to the queue (release, lease expiry) or failing
     /// without a completion (last attempt expired, cancelled) writes: its record with `status`.
     /// Returns the backup record when it became terminal.
     async fn requeue(
-        _core: &Core,
+        _q: &TaskQueue,
         _task: &TaskRecord,
         _status: Status,
         _now: i64,
@@ -138,7 +143,7 @@ pub(crate) trait Kind {
 
     /// Work after a re-queue's transaction (still under the queue lock: see `lifecycle.rs`).
     /// Errors are logged.
-    async fn after_requeue(_core: &Core, _task: &TaskRecord, _status: Status) {}
+    async fn after_requeue(_q: &TaskQueue, _task: &TaskRecord, _status: Status) {}
 }
 
 /// Whether a task of `kind` takes its repository alone ([`Kind::EXCLUSIVE`]).
@@ -158,88 +163,61 @@ fn check_error(task: &TaskRecord, req: &pb::CompleteTaskRequest) -> Option<Strin
     })
 }
 
-impl Core {
-    /// [`Kind::needs_snapshot_repo`] of the task's kind.
-    pub(crate) fn kind_needs_snapshot_repo(&self, task: &TaskRecord, repo: &RepoRecord) -> bool {
-        with_kind!(task.kind, K => K::needs_snapshot_repo(repo))
-    }
-
-    /// [`Kind::credential_org`] of the task's kind.
-    pub(crate) async fn kind_credential_org(
-        &self,
-        task: &TaskRecord,
-        org: &OrgRecord,
-        repo: &RepoRecord,
-    ) -> CoreResult<Option<OrgRecord>> {
-        with_kind!(task.kind, K => K::credential_org(self, task, org, repo).await)
-    }
-
-    /// [`Kind::lease`] of the task's kind.
-    pub(crate) async fn kind_lease(
-        &self,
-        l: &LeaseCtx<'_>,
-        proto: &mut pb::Task,
-        batch: &mut Batch,
-    ) -> CoreResult<()> {
-        with_kind!(l.task.kind, K => K::lease(self, l, proto, batch).await)
-    }
-
-    /// [`Kind::commit`] of the task's kind.
-    pub(crate) async fn kind_commit(
-        &self,
-        c: &Completion<'_>,
-        batch: &mut Batch,
-    ) -> CoreResult<Option<BackupRecord>> {
-        with_kind!(c.task.kind, K => K::commit(self, c, batch).await)
-    }
-
-    /// [`Kind::after_commit`] of the task's kind.
-    pub(crate) async fn kind_after_commit(
-        &self,
-        c: &Completion<'_>,
-        finished: Option<BackupRecord>,
-    ) {
-        with_kind!(c.task.kind, K => K::after_commit(self, c, finished).await)
-    }
-
-    /// [`Kind::requeue`] of the task's kind.
-    pub(crate) async fn kind_requeue(
-        &self,
-        task: &TaskRecord,
-        status: Status,
-        now: i64,
-        batch: &mut Batch,
-    ) -> CoreResult<Option<BackupRecord>> {
-        with_kind!(task.kind, K => K::requeue(self, task, status, now, batch).await)
-    }
-
-    /// [`Kind::after_requeue`] of the task's kind.
-    pub(crate) async fn kind_after_requeue(&self, task: &TaskRecord, status: Status) {
-        with_kind!(task.kind, K => K::after_requeue(self, task, status).await)
-    }
+/// [`Kind::needs_snapshot_repo`] of the task's kind.
+pub(crate) fn needs_snapshot_repo(task: &TaskRecord, repo: &RepoRecord) -> bool {
+    with_kind!(task.kind, K => K::needs_snapshot_repo(repo))
 }
 
-impl Core {
-    /// Damage a restore or a drill found when it could not restore (a backup's and a verify's
-    /// come with their verification): every backup using the damaged packs is failed. Errors
-    /// are logged: the task's own outcome is already committed.
-    pub(crate) async fn fail_damage_found(
-        &self,
-        task: &TaskRecord,
-        found: &pb::VerifyResult,
-        now: i64,
-    ) {
-        if let Err(e) = self
-            .fail_damaged_backups(
-                &task.repo_id,
-                found,
-                None,
-                VerifyRun::of_task(task.kind),
-                now,
-            )
-            .await
-        {
-            tracing::error!(task = %task.id, error = %e, "could not mark the backups using damaged packs");
-        }
-    }
+/// [`Kind::credential_org`] of the task's kind.
+pub(crate) async fn credential_org(
+    q: &TaskQueue,
+    task: &TaskRecord,
+    org: &OrgRecord,
+    repo: &RepoRecord,
+) -> CoreResult<Option<OrgRecord>> {
+    with_kind!(task.kind, K => K::credential_org(q, task, org, repo).await)
+}
+
+/// [`Kind::lease`] of the task's kind.
+pub(crate) async fn lease(
+    q: &TaskQueue,
+    l: &LeaseCtx<'_>,
+    proto: &mut pb::Task,
+    batch: &mut Batch,
+) -> CoreResult<()> {
+    with_kind!(l.task.kind, K => K::lease(q, l, proto, batch).await)
+}
+
+/// [`Kind::commit`] of the task's kind.
+pub(crate) async fn commit(
+    q: &TaskQueue,
+    c: &Completion<'_>,
+    batch: &mut Batch,
+) -> CoreResult<Option<BackupRecord>> {
+    with_kind!(c.task.kind, K => K::commit(q, c, batch).await)
+}
+
+/// [`Kind::after_commit`] of the task's kind.
+pub(crate) async fn after_commit(
+    q: &TaskQueue,
+    c: &Completion<'_>,
+    finished: Option<BackupRecord>,
+) {
+    with_kind!(c.task.kind, K => K::after_commit(q, c, finished).await)
+}
+
+/// [`Kind::requeue`] of the task's kind.
+pub(crate) async fn requeue(
+    q: &TaskQueue,
+    task: &TaskRecord,
+    status: Status,
+    now: i64,
+    batch: &mut Batch,
+) -> CoreResult<Option<BackupRecord>> {
+    with_kind!(task.kind, K => K::requeue(q, task, status, now, batch).await)
+}
+
+/// [`Kind::after_requeue`] of the task's kind.
+pub(crate) async fn after_requeue(q: &TaskQueue, task: &TaskRecord, status: Status) {
+    with_kind!(task.kind, K => K::after_requeue(q, task, status).await)
 }

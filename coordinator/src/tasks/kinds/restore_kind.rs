@@ -6,31 +6,29 @@ use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
 use crate::error::{CoreResult, not_found};
-use crate::ids;
 use crate::model::{
-    BackupRecord, OrgCredential, OrgRecord, Provider, RepoRecord, RestoreRecord, Status, TaskKind,
-    TaskRecord,
+    BackupRecord, OrgCredential, OrgRecord, Provider, RepoRecord, RestoreRecord, Status, TaskRecord,
 };
 use crate::secrets::SealContext;
 use crate::store::Batch;
 
 use super::{Completion, Kind, LeaseCtx};
-use crate::core::Core;
+use crate::tasks::task_queue::TaskQueue;
 
 pub(crate) struct RestoreKind;
 
 impl Kind for RestoreKind {
     /// The target credential's organisation, when the restore has no sealed token of its own.
     async fn credential_org(
-        core: &Core,
+        q: &TaskQueue,
         task: &TaskRecord,
         org: &OrgRecord,
         _repo: &RepoRecord,
     ) -> CoreResult<Option<OrgRecord>> {
-        Ok(match core.store.restore(&task.subject_id).await? {
+        Ok(match q.store.restore(&task.subject_id).await? {
             Some(r) if r.sealed_target_token.is_none() => match &r.target_credential_org_id {
                 Some(id) if *id == org.id => Some(org.clone()),
-                Some(id) => core.store.org(id).await?,
+                Some(id) => q.store.org(id).await?,
                 None => None,
             },
             _ => None,
@@ -39,24 +37,24 @@ impl Kind for RestoreKind {
 
     /// The restore spec (snapshot, target and its token) and the restore record marked running.
     async fn lease(
-        core: &Core,
+        q: &TaskQueue,
         l: &LeaseCtx<'_>,
         proto: &mut pb::Task,
         batch: &mut Batch,
     ) -> CoreResult<()> {
         let task = l.task;
-        let mut r = core
+        let mut r = q
             .store
             .restore(&task.subject_id)
             .await?
             .ok_or_else(|| not_found("restore", task.subject_id.clone()))?;
-        let b = core
+        let b = q
             .registry
             .backup_record(&r.backup_id)
             .await?
             .ok_or_else(|| not_found("backup", r.backup_id.clone()))?;
         r.status = Status::Running;
-        let (token, same_credential) = core.restore_target_token(&r, l.org).await?;
+        let (token, same_credential) = restore_target_token(q, &r, l.org).await?;
         let (target_owner, target_name) = r
             .target_repo
             .as_deref()
@@ -93,12 +91,12 @@ impl Kind for RestoreKind {
     /// The restore record with the attempt's outcome (`Pending` again when it will be retried)
     /// and, on success, what the worker pushed or wrote.
     async fn commit(
-        core: &Core,
+        q: &TaskQueue,
         c: &Completion<'_>,
         batch: &mut Batch,
     ) -> CoreResult<Option<BackupRecord>> {
         let (task, status) = (c.task, c.status);
-        let mut r = core
+        let mut r = q
             .store
             .restore(&task.subject_id)
             .await?
@@ -128,21 +126,21 @@ impl Kind for RestoreKind {
     }
 
     /// Damage the restore found when it could not restore (`CompleteTaskRequest.verify`).
-    async fn after_commit(core: &Core, c: &Completion<'_>, _finished: Option<BackupRecord>) {
+    async fn after_commit(q: &TaskQueue, c: &Completion<'_>, _finished: Option<BackupRecord>) {
         if let Some(r) = c.req.verify_result() {
-            core.fail_damage_found(c.task, r, c.now).await;
+            q.ledger.fail_damage_found(c.task, r, c.now).await;
         }
     }
 
     /// The restore record with the task's status and last error.
     async fn requeue(
-        core: &Core,
+        q: &TaskQueue,
         task: &TaskRecord,
         status: Status,
         now: i64,
         batch: &mut Batch,
     ) -> CoreResult<Option<BackupRecord>> {
-        if let Some(mut r) = core.store.restore(&task.subject_id).await? {
+        if let Some(mut r) = q.store.restore(&task.subject_id).await? {
             r.status = status;
             r.error = task.lease.last_error.clone();
             if status.is_terminal() {
@@ -154,77 +152,32 @@ impl Kind for RestoreKind {
     }
 }
 
-impl Core {
-    /// Enqueues a restore task for a restore record (which the caller persists with it).
-    pub(crate) async fn enqueue_restore(
-        &self,
-        repo: &RepoRecord,
-        restore: &mut RestoreRecord,
-        priority: u8,
-    ) -> CoreResult<()> {
-        // The queue lock is held across the store write: the idempotency check (collapse onto
-        // an equal active task) and the enqueue sequence must agree with what the store holds,
-        // and a task is durable before any worker can lease it. Cost: queue operations wait for
-        // one store commit per enqueue.
-        let mut q = self.queue.state.lock().await;
-        let now = self.now_ms();
-        let task_id = ids::new_task_id();
-        restore.task_id = task_id.clone();
-        let key = format!("restore:{}", restore.id);
-        let task = self.new_task(
-            &mut q,
-            task_id,
-            TaskKind::Restore,
-            repo,
-            &restore.id,
-            priority,
-            key,
-            now,
-        );
-        let mut batch = Batch::default();
-        batch.task(&task).restore(restore);
-        self.store.apply(batch).await?;
-        q.active.insert(task.id.clone(), task);
-        drop(q);
-        metrics::counter!("repovault_tasks_enqueued_total", "kind" => "restore").increment(1);
-        self.queue.ready.notify_waiters();
-        Ok(())
+/// The token a restore's lease carries for its target, and whether it is the source's own
+/// credential (then the lease's rate budget admits the target's requests): the sealed
+/// plain git token, or the credential organisation's token (an App's cached installation
+/// token, minted when the restore was started or by a backup since).
+pub(crate) async fn restore_target_token(
+    q: &TaskQueue,
+    r: &RestoreRecord,
+    source_org: &OrgRecord,
+) -> CoreResult<(Secret, bool)> {
+    if let Some(s) = &r.sealed_target_token {
+        return Ok((q.secrets.open(SealContext::RestoreToken(&r.id), s)?, false));
     }
-}
-
-impl Core {
-    /// The token a restore's lease carries for its target, and whether it is the source's own
-    /// credential (then the lease's rate budget admits the target's requests): the sealed
-    /// plain git token, or the credential organisation's token (an App's cached installation
-    /// token, minted when the restore was started or by a backup since).
-    pub(crate) async fn restore_target_token(
-        &self,
-        r: &RestoreRecord,
-        source_org: &OrgRecord,
-    ) -> CoreResult<(Secret, bool)> {
-        if let Some(s) = &r.sealed_target_token {
-            return Ok((
-                self.secrets.open(SealContext::RestoreToken(&r.id), s)?,
-                false,
-            ));
-        }
-        let Some(org_id) = &r.target_credential_org_id else {
-            return Ok((Secret::default(), false));
-        };
-        let org = self
-            .store
-            .org(org_id)
-            .await?
-            .ok_or_else(|| not_found("organisation", org_id.clone()))?;
-        let token = match &org.credential {
-            Some(OrgCredential::Token { sealed_token }) => self
-                .secrets
-                .open(SealContext::OrgCredential(&org.id), sealed_token)?,
-            Some(OrgCredential::App { .. }) => {
-                self.forge.cached_forge_token(&org).unwrap_or_default()
-            }
-            None => Secret::default(),
-        };
-        Ok((token, org.id == source_org.id))
-    }
+    let Some(org_id) = &r.target_credential_org_id else {
+        return Ok((Secret::default(), false));
+    };
+    let org = q
+        .store
+        .org(org_id)
+        .await?
+        .ok_or_else(|| not_found("organisation", org_id.clone()))?;
+    let token = match &org.credential {
+        Some(OrgCredential::Token { sealed_token }) => q
+            .secrets
+            .open(SealContext::OrgCredential(&org.id), sealed_token)?,
+        Some(OrgCredential::App { .. }) => q.forge.cached_forge_token(&org).unwrap_or_default(),
+        None => Secret::default(),
+    };
+    Ok((token, org.id == source_org.id))
 }

@@ -30,7 +30,14 @@ use crate::secrets::SealContext;
 use crate::tasks::queue_order::PRIORITY_RESTORE;
 use repovault_common::domain::RestoreCombination;
 
-use crate::core::Core;
+use std::sync::Arc;
+
+use crate::catalog::org_registry::Registry;
+use crate::forge_access::ForgeAccess;
+use crate::model::{RepoRecord, TaskKind};
+use crate::secrets::Secrets;
+use crate::store::{Batch, Store};
+use crate::tasks::task_queue::{Enqueue, NewTask, TaskQueue};
 
 /// What an admin asks for (`StartRestoreRequest`).
 #[derive(Debug, Clone)]
@@ -95,7 +102,64 @@ fn check_access(req: &RestoreRequest) -> CoreResult<()> {
     )))
 }
 
-impl Core {
+/// Restore requests: checked, recorded with their task in one transaction, listed, cancelled.
+pub struct Restores {
+    queue: Arc<TaskQueue>,
+    registry: Arc<Registry>,
+    store: Store,
+    secrets: Arc<Secrets>,
+    forge: Arc<ForgeAccess>,
+}
+
+impl Restores {
+    pub fn new(
+        queue: Arc<TaskQueue>,
+        registry: Arc<Registry>,
+        store: Store,
+        secrets: Arc<Secrets>,
+        forge: Arc<ForgeAccess>,
+    ) -> Self {
+        Self {
+            queue,
+            registry,
+            store,
+            secrets,
+            forge,
+        }
+    }
+
+    /// Enqueues a restore task for a restore record, written with it in one transaction; sets
+    /// the record's task id.
+    async fn enqueue_restore(
+        &self,
+        repo: &RepoRecord,
+        restore: &mut RestoreRecord,
+        priority: u8,
+    ) -> CoreResult<()> {
+        let mut r = restore.clone();
+        let enqueued = self
+            .queue
+            .enqueue(Enqueue {
+                task: NewTask {
+                    kind: TaskKind::Restore,
+                    repo,
+                    priority,
+                    key: format!("restore:{}", restore.id),
+                    mode: None,
+                },
+                subject: Box::new(move |task_id, _now| {
+                    r.task_id = task_id.to_string();
+                    let mut batch = Batch::default();
+                    batch.restore(&r);
+                    (r.id.clone(), batch)
+                }),
+                always: Batch::default(),
+            })
+            .await?;
+        restore.task_id = enqueued.record.id;
+        Ok(())
+    }
+
     /// A restore of `backup_id` to plain git (`url`) or a download: see
     /// [`Core::start_restore_request`].
     pub async fn start_restore(
@@ -150,7 +214,7 @@ impl Core {
             sealed_target_token: None,
             status: Status::Pending,
             error: None,
-            created_at_ms: self.now_ms(),
+            created_at_ms: self.queue.clock.now_ms(),
             finished_at_ms: None,
             refs_pushed: 0,
             artifact_path: None,
@@ -329,6 +393,7 @@ impl Core {
             )));
         }
         if !self
+            .queue
             .cancel_task(&r.task_id, "cancelled by an administrator")
             .await?
         {

@@ -10,7 +10,7 @@ use crate::store::Batch;
 use crate::verification as v;
 
 use super::{Completion, Kind, LeaseCtx, check_error};
-use crate::core::Core;
+use crate::tasks::task_queue::TaskQueue;
 use crate::verification::verify_runs::could_not_run;
 
 pub(crate) struct VerifyKind;
@@ -18,10 +18,10 @@ pub(crate) struct VerifyKind;
 impl VerifyKind {
     /// The task ended for good: record its outcome. Errors are logged: the task's own outcome
     /// is already committed.
-    async fn finished(core: &Core, task: &TaskRecord, req: &pb::CompleteTaskRequest) {
+    async fn finished(q: &TaskQueue, task: &TaskRecord, req: &pb::CompleteTaskRequest) {
         let error = check_error(task, req);
         let r = req.verify_result().filter(|_| req.success);
-        if let Err(e) = core.finish_verify(task, r, error.as_deref()).await {
+        if let Err(e) = finish_verify(q, task, r, error.as_deref()).await {
             tracing::warn!(task = %task.id, kind = task.kind.as_str(), error = %e, "recording the outcome failed");
         }
     }
@@ -30,7 +30,7 @@ impl VerifyKind {
 impl Kind for VerifyKind {
     /// The verify spec; a manual run is marked running on its backup (see `verification/verify_runs.rs`).
     async fn lease(
-        core: &Core,
+        q: &TaskQueue,
         l: &LeaseCtx<'_>,
         proto: &mut pb::Task,
         batch: &mut Batch,
@@ -39,115 +39,114 @@ impl Kind for VerifyKind {
             access.source_token.clear();
         }
         proto.spec = Some(pb::task::Spec::Verify(
-            core.lease_verify(l.task, batch).await?,
+            lease_verify(q, l.task, batch).await?,
         ));
         Ok(())
     }
 
-    async fn after_commit(core: &Core, c: &Completion<'_>, _finished: Option<BackupRecord>) {
+    async fn after_commit(q: &TaskQueue, c: &Completion<'_>, _finished: Option<BackupRecord>) {
         if c.task.lease.state.is_terminal() {
-            Self::finished(core, c.task, c.req).await;
+            Self::finished(q, c.task, c.req).await;
         }
     }
 
     /// A final failure without a completion (last attempt expired, cancelled) is recorded as
     /// a verification that could not run.
-    async fn after_requeue(core: &Core, task: &TaskRecord, status: Status) {
+    async fn after_requeue(q: &TaskQueue, task: &TaskRecord, status: Status) {
         if status.is_terminal() {
             let failure = pb::CompleteTaskRequest {
                 error: task.lease.last_error.clone().unwrap_or_default(),
                 ..Default::default()
             };
-            Self::finished(core, task, &failure).await;
+            Self::finished(q, task, &failure).await;
         }
     }
 }
 
-impl Core {
-    /// The lease of a verify task: its spec, and a manual run marked running in the store (in
-    /// `batch`, the lease's own transaction; the catalog object follows when it finishes). A
-    /// backup deleted since the task was queued leases with no snapshot, which the worker
-    /// refuses for good: the task ends instead of blocking the queue.
-    pub(crate) async fn lease_verify(
-        &self,
-        task: &TaskRecord,
-        batch: &mut Batch,
-    ) -> CoreResult<pb::VerifySpec> {
-        let max_age = {
-            let o = self.verification.read();
-            v::rotation_pack_age(o.readback_max_age, o.rotation_every)
-        };
-        if task.mode == Some(VerifyMode::Rotation) {
-            return Ok(pb::VerifySpec {
-                mode: VerifyMode::Rotation.into(),
-                max_age_ms: i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX),
-                ..Default::default()
-            });
-        }
-        let Some(mut b) = self.registry.backup_record(&task.subject_id).await? else {
-            return Ok(pb::VerifySpec {
-                backup_id: task.subject_id.clone(),
-                mode: VerifyMode::Manual.into(),
-                ..Default::default()
-            });
-        };
-        if let Some(ver) = b.verification.as_mut() {
-            ver.status = VerifyStatus::Running;
-        }
-        if self.store.backup(&b.repo_id, &b.id).await?.is_some() {
-            batch.backup(&b);
-        }
-        Ok(pb::VerifySpec {
-            backup_id: b.id.clone(),
-            snapshot_id: b.snapshot_id.clone().unwrap_or_default(),
-            mode: VerifyMode::Manual.into(),
-            max_age_ms: 0,
-        })
+/// The lease of a verify task: its spec, and a manual run marked running in the store (in
+/// `batch`, the lease's own transaction; the catalog object follows when it finishes). A
+/// backup deleted since the task was queued leases with no snapshot, which the worker
+/// refuses for good: the task ends instead of blocking the queue.
+pub(crate) async fn lease_verify(
+    q: &TaskQueue,
+    task: &TaskRecord,
+    batch: &mut Batch,
+) -> CoreResult<pb::VerifySpec> {
+    let max_age = {
+        let o = q.ledger.options.read();
+        v::rotation_pack_age(o.readback_max_age, o.rotation_every)
+    };
+    if task.mode == Some(VerifyMode::Rotation) {
+        return Ok(pb::VerifySpec {
+            mode: VerifyMode::Rotation.into(),
+            max_age_ms: i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX),
+            ..Default::default()
+        });
     }
+    let Some(mut b) = q.registry.backup_record(&task.subject_id).await? else {
+        return Ok(pb::VerifySpec {
+            backup_id: task.subject_id.clone(),
+            mode: VerifyMode::Manual.into(),
+            ..Default::default()
+        });
+    };
+    if let Some(ver) = b.verification.as_mut() {
+        ver.status = VerifyStatus::Running;
+    }
+    if q.store.backup(&b.repo_id, &b.id).await?.is_some() {
+        batch.backup(&b);
+    }
+    Ok(pb::VerifySpec {
+        backup_id: b.id.clone(),
+        snapshot_id: b.snapshot_id.clone().unwrap_or_default(),
+        mode: VerifyMode::Manual.into(),
+        max_age_ms: 0,
+    })
+}
 
-    /// A verify task ended: with the worker's result, or (`result` `None`) failed for good
-    /// without one.
-    pub(crate) async fn finish_verify(
-        &self,
-        task: &TaskRecord,
-        result: Option<&pb::VerifyResult>,
-        error: Option<&str>,
-    ) -> CoreResult<()> {
-        let now = self.now_ms();
-        if task.mode == Some(VerifyMode::Rotation) {
-            return self.finish_rotation(task, result, error, now).await;
+/// A verify task ended: with the worker's result, or (`result` `None`) failed for good
+/// without one.
+pub(crate) async fn finish_verify(
+    q: &TaskQueue,
+    task: &TaskRecord,
+    result: Option<&pb::VerifyResult>,
+    error: Option<&str>,
+) -> CoreResult<()> {
+    let now = q.clock.now_ms();
+    if task.mode == Some(VerifyMode::Rotation) {
+        return q.ledger.finish_rotation(task, result, error, now).await;
+    }
+    let Some(mut b) = q.registry.backup_record(&task.subject_id).await? else {
+        // Deleted meanwhile (retention, `backup delete`): nothing to record.
+        return Ok(());
+    };
+    let ver = match result {
+        Some(r) => {
+            let checks = v::checks_from_proto(&r.checks).map_err(CoreError::InvalidArgument)?;
+            let stats = q.store.stats(&b.repo_id).await?;
+            let previous = q.ledger.previous_size(&b, &stats).await?;
+            let size = v::size_match(b.size_bytes, previous, q.ledger.options.read().size);
+            v::finished(
+                VerifyRun::Manual,
+                checks,
+                size,
+                r,
+                now,
+                Some(task.id.clone()),
+            )
         }
-        let Some(mut b) = self.registry.backup_record(&task.subject_id).await? else {
-            // Deleted meanwhile (retention, `backup delete`): nothing to record.
-            return Ok(());
-        };
-        let ver = match result {
-            Some(r) => {
-                let checks = v::checks_from_proto(&r.checks).map_err(CoreError::InvalidArgument)?;
-                let stats = self.store.stats(&b.repo_id).await?;
-                let previous = self.previous_size(&b, &stats).await?;
-                let size = v::size_match(b.size_bytes, previous, self.verification.read().size);
-                v::finished(
-                    VerifyRun::Manual,
-                    checks,
-                    size,
-                    r,
-                    now,
-                    Some(task.id.clone()),
-                )
-            }
-            None => could_not_run(error.unwrap_or("the verify task failed"), now, &task.id),
-        };
-        metrics::counter!("repovault_verifications_total", "run" => VerifyRun::Manual.as_str(), "status" => ver.status.as_str())
-            .increment(1);
-        b.verification = Some(ver);
-        self.save_verification(&b).await?;
-        match result {
-            Some(r) => {
-                self.fail_damaged_backups(&b.repo_id, r, Some(&b.id), VerifyRun::Manual, now)
-                    .await
-            }
-            None => Ok(()),
+        None => could_not_run(error.unwrap_or("the verify task failed"), now, &task.id),
+    };
+    metrics::counter!("repovault_verifications_total", "run" => VerifyRun::Manual.as_str(), "status" => ver.status.as_str())
+        .increment(1);
+    b.verification = Some(ver);
+    q.ledger.save_verification(&b).await?;
+    match result {
+        Some(r) => {
+            q.ledger
+                .fail_damaged_backups(&b.repo_id, r, Some(&b.id), VerifyRun::Manual, now)
+                .await
         }
+        None => Ok(()),
     }
 }
