@@ -253,7 +253,8 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         let core = core.clone();
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(crate::schedule::schedule_runs::run(
-            core, stop,
+            core.schedules.clone(),
+            stop,
         )));
     }
     // Deleting expired download artifacts (`downloads.rs`).
@@ -281,10 +282,13 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     }
     // Verification: the read-back rotation and the restore drills.
     tasks.push(tokio::spawn(
-        crate::verification::verify_runs::rotation_loop(core.clone(), shutdown.clone()),
+        crate::verification::verify_runs::rotation_loop(
+            core.verification.clone(),
+            shutdown.clone(),
+        ),
     ));
     tasks.push(tokio::spawn(crate::verification::drills::drill_loop(
-        core.clone(),
+        core.drills.clone(),
         shutdown.clone(),
     )));
     tracing::info!(grpc = %grpc_addr, http = ?http_addr, store = settings.kv.name(), "coordinator serving");

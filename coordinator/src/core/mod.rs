@@ -61,19 +61,25 @@ pub struct Core {
     pub timing: Timing,
     /// The task queue: active tasks, leases, workers, progress (`tasks/task_queue.rs`).
     pub queue: Arc<TaskQueue>,
+    /// Worker registration, heartbeats, rate permits (`tasks/fleet.rs`).
+    pub fleet: Arc<crate::tasks::fleet::Fleet>,
     /// Backup requests (`tasks/kinds/backup_requests.rs`).
     pub backups: Arc<Backups>,
     /// Restore requests (`tasks/kinds/restore_requests.rs`).
     pub restores: Arc<Restores>,
     /// What verifications write, and their options (`verification/verify_ledger.rs`).
     pub ledger: Arc<VerifyLedger>,
+    /// `backup verify` and the read-back rotation (`verification/verify_runs.rs`).
+    pub verification: Arc<crate::verification::verify_runs::VerifyRuns>,
+    /// Restore drills (`verification/drills.rs`).
+    pub drills: Arc<crate::verification::drills::Drills>,
     /// Cancelled when the coordinator stops: long-polls and streams end, so connections close
     /// and the store is released.
     pub stopping: tokio_util::sync::CancellationToken,
     /// Download links: their signing key and base URL (`downloads.rs`).
     pub downloads: Arc<crate::downloads::Downloads>,
     /// Scheduled and on-push backups: the clock, push bursts (`schedule/schedule_runs.rs`).
-    pub schedules: crate::schedule::schedule_runs::Schedules,
+    pub schedules: Arc<crate::schedule::schedule_runs::Schedules>,
     /// Repositories whose latest reconcile sweep failed (`catalog/reconcile.rs`), for the health view.
     pub sweep_failures: crate::catalog::reconcile::SweepFailures,
 }
@@ -143,14 +149,40 @@ impl Core {
             .await?,
         );
         catalog.repair_catalog().await;
+        let backups = Arc::new(Backups::new(
+            queue.clone(),
+            registry.clone(),
+            parts.store.clone(),
+        ));
+        let schedules = Arc::new(crate::schedule::schedule_runs::Schedules::new(
+            parts.clock.clone(),
+            parts.store.clone(),
+            queue.clone(),
+            registry.clone(),
+            backups.clone(),
+            forge.clone(),
+            secrets.clone(),
+        ));
         Ok(Arc::new(Self {
             downloads,
-            schedules: crate::schedule::schedule_runs::Schedules::new(parts.clock.clone()),
-            backups: Arc::new(Backups::new(
+            fleet: Arc::new(crate::tasks::fleet::Fleet::new(
+                queue.clone(),
+                forge.clone(),
+            )),
+            verification: Arc::new(crate::verification::verify_runs::VerifyRuns::new(
                 queue.clone(),
                 registry.clone(),
                 parts.store.clone(),
+                ledger.clone(),
             )),
+            drills: Arc::new(crate::verification::drills::Drills::new(
+                queue.clone(),
+                registry.clone(),
+                parts.store.clone(),
+                ledger.clone(),
+            )),
+            backups,
+            schedules,
             restores: Arc::new(Restores::new(
                 queue.clone(),
                 registry.clone(),

@@ -200,7 +200,7 @@ impl Core {
                 .await?
                 .into_iter()
                 .max_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
-            let next_at = opt_ms(self.next_drill_at(&o, now));
+            let next_at = opt_ms(self.drills.next_drill_at(&o, now));
             out.push(match latest {
                 Some(d) => pb::DrillHealth {
                     org: o.name.clone(),
@@ -432,7 +432,8 @@ mod tests {
                 .expect("repo");
             ids.push(r.id);
         }
-        c.set_org_schedule("acme", Some("hourly"), None, None, None)
+        c.schedules
+            .set_org_schedule("acme", Some("hourly"), None, None, None)
             .await
             .expect("schedule");
         let slot = base - base.rem_euclid(H);

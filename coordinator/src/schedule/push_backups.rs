@@ -13,7 +13,7 @@ use crate::schedule::{self, BackupKind, TypeInputs};
 use crate::store::Batch;
 use crate::tasks::queue_order::PRIORITY_SCHEDULED;
 
-use crate::core::Core;
+use crate::schedule::schedule_runs::Schedules;
 
 /// Bytes of a generated webhook secret (256 bits, hex-encoded: 64 characters).
 const WEBHOOK_SECRET_BYTES: usize = 32;
@@ -29,7 +29,7 @@ pub enum WebhookOutcome {
     Ignored(String),
 }
 
-impl Core {
+impl Schedules {
     /// `repo set --on-push` / `--no-on-push`: registers (or removes) a push webhook on the
     /// GitHub repository, its secret generated here and kept sealed.
     pub async fn set_repo_on_push(&self, full_name: &str, enable: bool) -> CoreResult<RepoRecord> {
@@ -51,7 +51,7 @@ impl Core {
             if repo.on_push.is_some() {
                 return Ok(repo);
             }
-            let url = self.schedules.hook_url(&repo.id).ok_or_else(|| {
+            let url = self.hook_url(&repo.id).ok_or_else(|| {
                 CoreError::FailedPrecondition(
                     "on-push backups need the coordinator's HTTP port (http_listen, and http_public_url as GitHub reaches it)".into(),
                 )
@@ -156,9 +156,9 @@ impl Core {
                 if repo.deleted {
                     return Ok(WebhookOutcome::Ignored("the repository is deleted".into()));
                 }
-                let now = self.schedules.now_ms();
-                let delay = self.schedules.push_delay_ms();
-                let opened = self.schedules.bursts.lock().push(&repo.id, now, delay);
+                let now = self.now_ms();
+                let delay = self.push_delay_ms();
+                let opened = self.bursts.lock().push(&repo.id, now, delay);
                 metrics::counter!("repovault_webhook_pushes_total", "opened" => opened.to_string())
                     .increment(1);
                 Ok(WebhookOutcome::Accepted { opened })
@@ -169,8 +169,8 @@ impl Core {
     /// Starts the backups of the bursts due now (incremental, or full when the type policy
     /// says so). Returns how many were enqueued.
     pub async fn start_push_backups(&self) -> CoreResult<usize> {
-        let now = self.schedules.now_ms();
-        let due = self.schedules.bursts.lock().due(now);
+        let now = self.now_ms();
+        let due = self.bursts.lock().due(now);
         let mut n = 0;
         for repo_id in due {
             let Some(repo) = self.store.repo(&repo_id).await? else {

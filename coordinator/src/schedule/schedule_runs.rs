@@ -9,7 +9,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use crate::catalog::org_registry::Registry;
 use crate::clock::Clock;
+use crate::forge_access::ForgeAccess;
+use crate::secrets::Secrets;
+use crate::store::Store;
+use crate::tasks::kinds::Backups;
+use crate::tasks::task_queue::TaskQueue;
 
 use crate::error::{CoreError, CoreResult};
 use crate::model::{BackupType, OrgRecord, RepoRecord, ScheduleSettings, TaskKind, Trigger};
@@ -17,8 +23,6 @@ use crate::schedule::webhook_bursts::Bursts;
 use crate::schedule::{self, BackupKind, Due, Plan, Schedule, TypeInputs};
 use crate::store::Batch;
 use crate::tasks::queue_order::PRIORITY_SCHEDULED;
-
-use crate::core::Core;
 
 /// How often the materialiser looks for due runs: runs are placed at per-repository offsets
 /// with one-second resolution over windows of at least 30 s (half a one-minute cron slot), so
@@ -44,9 +48,17 @@ pub const MAX_ENQUEUE_PER_TICK: usize = 1000;
 /// store's 128 writes per transaction (`kv::MAX_TXN_OPS`, etcd's default).
 const TXN_ITEMS: usize = 40;
 
-/// The in-memory part of scheduling.
+/// Scheduled and on-push backups: the schedule clock, push bursts and webhook settings in memory,
+/// the schedule state of each repository in the store. Methods: this file (ticks, schedule
+/// settings) and `push_backups.rs` (webhooks and push bursts).
 pub struct Schedules {
     clock: parking_lot::RwLock<Arc<dyn Clock>>,
+    pub(crate) store: Store,
+    pub(crate) queue: Arc<TaskQueue>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) backups: Arc<Backups>,
+    pub(crate) forge: Arc<ForgeAccess>,
+    pub(crate) secrets: Arc<Secrets>,
     pub(crate) bursts: parking_lot::Mutex<Bursts>,
     push_delay_ms: AtomicI64,
     /// Where the forge delivers webhooks: `<http_public_url>/webhooks/github`.
@@ -57,9 +69,23 @@ pub struct Schedules {
 
 impl Schedules {
     /// Scheduling on `clock` (the coordinator's).
-    pub fn new(clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        clock: Arc<dyn Clock>,
+        store: Store,
+        queue: Arc<TaskQueue>,
+        registry: Arc<Registry>,
+        backups: Arc<Backups>,
+        forge: Arc<ForgeAccess>,
+        secrets: Arc<Secrets>,
+    ) -> Self {
         Self {
             clock: parking_lot::RwLock::new(clock),
+            store,
+            queue,
+            registry,
+            backups,
+            forge,
+            secrets,
             bursts: Default::default(),
             push_delay_ms: AtomicI64::new(ms(DEFAULT_PUSH_DELAY)),
             hook_base: Default::default(),
@@ -129,14 +155,14 @@ fn invalid(e: impl std::fmt::Display) -> CoreError {
     CoreError::InvalidArgument(e.to_string())
 }
 
-impl Core {
+impl Schedules {
     /// Computes due runs and enqueues them (scheduled backups, priority
     /// [`PRIORITY_SCHEDULED`]: below manual ones), skipping (and recording) a slot whose
     /// repository still has a backup pending or running. Disconnected organisations and
     /// deleted repositories are skipped.
     pub async fn materialise_schedules(&self) -> CoreResult<TickReport> {
-        let _tick = self.schedules.tick.lock().await;
-        let now = self.schedules.now_ms();
+        let _tick = self.tick.lock().await;
+        let now = self.now_ms();
         let mut report = TickReport::default();
         let orgs: HashMap<String, OrgRecord> = self
             .store
@@ -369,7 +395,7 @@ impl Core {
 }
 
 /// The materialiser and push loops, until `stop`.
-pub async fn run(core: Arc<Core>, stop: tokio_util::sync::CancellationToken) {
+pub async fn run(schedules: Arc<Schedules>, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut push = tokio::time::interval(PUSH_TICK);
@@ -378,12 +404,12 @@ pub async fn run(core: Arc<Core>, stop: tokio_util::sync::CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
-                if let Err(e) = core.materialise_schedules().await {
+                if let Err(e) = schedules.materialise_schedules().await {
                     tracing::warn!(error = %e, "schedule materialiser");
                 }
             }
             _ = push.tick() => {
-                if let Err(e) = core.start_push_backups().await {
+                if let Err(e) = schedules.start_push_backups().await {
                     tracing::warn!(error = %e, "push backups");
                 }
             }

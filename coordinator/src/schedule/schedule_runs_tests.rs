@@ -7,7 +7,7 @@ use repovault_common::timing::Timing;
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::core::CoreParts;
+use crate::core::{Core, CoreParts};
 use crate::kv::{KvBackend, MemoryKv};
 use crate::model::OnPushHook;
 use crate::schedule::push_backups::WebhookOutcome;
@@ -68,13 +68,28 @@ async fn once_per_slot_across_a_restart_skips_busy_and_catches_up_the_latest_mis
             .expect("repo");
     }
     // No schedule: nothing.
-    assert_eq!(c.materialise_schedules().await.expect("tick").enqueued, 0);
-    c.set_org_schedule("acme", Some("hourly"), Some("Europe/Berlin"), None, None)
+    assert_eq!(
+        c.schedules
+            .materialise_schedules()
+            .await
+            .expect("tick")
+            .enqueued,
+        0
+    );
+    c.schedules
+        .set_org_schedule("acme", Some("hourly"), Some("Europe/Berlin"), None, None)
         .await
         .expect("set");
-    let r = c.materialise_schedules().await.expect("tick");
+    let r = c.schedules.materialise_schedules().await.expect("tick");
     assert_eq!((r.scheduled, r.enqueued, r.skipped), (3, 3, 0));
-    assert_eq!(c.materialise_schedules().await.expect("tick").enqueued, 0);
+    assert_eq!(
+        c.schedules
+            .materialise_schedules()
+            .await
+            .expect("tick")
+            .enqueued,
+        0
+    );
     let b = c
         .registry
         .list_backups(Some("acme/r0"))
@@ -89,7 +104,7 @@ async fn once_per_slot_across_a_restart_skips_busy_and_catches_up_the_latest_mis
 
     // The next slot comes while those still wait: skipped, and recorded.
     clock.set(utc("2026-11-23T11:59:00Z"));
-    let r = c.materialise_schedules().await.expect("tick");
+    let r = c.schedules.materialise_schedules().await.expect("tick");
     assert_eq!((r.enqueued, r.skipped), (0, 3));
     let repo = c.registry.repo_named("acme/r0").await.expect("repo");
     let st = c.store.schedule_state(&repo.id).await.expect("state");
@@ -100,11 +115,25 @@ async fn once_per_slot_across_a_restart_skips_busy_and_catches_up_the_latest_mis
     c.stopping.cancel();
     drop(c);
     let c = core(kv.clone(), &master, dir.path(), clock.clone()).await;
-    assert_eq!(c.materialise_schedules().await.expect("tick").enqueued, 0);
+    assert_eq!(
+        c.schedules
+            .materialise_schedules()
+            .await
+            .expect("tick")
+            .enqueued,
+        0
+    );
 
     // Down from 11:59 to 14:59: only the 14:00 slot runs, once.
     clock.set(utc("2026-11-23T14:59:00Z"));
-    assert_eq!(c.materialise_schedules().await.expect("tick").enqueued, 3);
+    assert_eq!(
+        c.schedules
+            .materialise_schedules()
+            .await
+            .expect("tick")
+            .enqueued,
+        3
+    );
     assert_eq!(
         c.store
             .schedule_state(&repo.id)
@@ -116,7 +145,7 @@ async fn once_per_slot_across_a_restart_skips_busy_and_catches_up_the_latest_mis
     cancel_all(&c).await;
     // Down across 15:00, back at 16:00:00 before any offset: the missed 15:00 runs at once.
     clock.set(utc("2026-11-23T16:00:00Z"));
-    let r = c.materialise_schedules().await.expect("tick");
+    let r = c.schedules.materialise_schedules().await.expect("tick");
     assert_eq!(r.enqueued, 3);
     assert_eq!(
         c.store
@@ -129,11 +158,12 @@ async fn once_per_slot_across_a_restart_skips_busy_and_catches_up_the_latest_mis
     cancel_all(&c).await;
 
     // A repository's own schedule wins; `inherit` goes back to the organisation's.
-    c.set_repo_schedule("acme/r1", "0 3 * * *")
+    c.schedules
+        .set_repo_schedule("acme/r1", "0 3 * * *")
         .await
         .expect("set");
     clock.set(utc("2026-11-23T16:59:00Z"));
-    let r = c.materialise_schedules().await.expect("tick");
+    let r = c.schedules.materialise_schedules().await.expect("tick");
     assert_eq!(r.enqueued, 2);
     cancel_all(&c).await;
 
@@ -144,7 +174,14 @@ async fn once_per_slot_across_a_restart_skips_busy_and_catches_up_the_latest_mis
     batch.org(&org);
     c.store.apply(batch).await.expect("apply");
     clock.set(utc("2026-11-23T17:59:00Z"));
-    assert_eq!(c.materialise_schedules().await.expect("tick").scheduled, 0);
+    assert_eq!(
+        c.schedules
+            .materialise_schedules()
+            .await
+            .expect("tick")
+            .scheduled,
+        0
+    );
 }
 
 #[tokio::test]
@@ -190,6 +227,7 @@ async fn a_burst_of_signed_pushes_gives_one_backup_within_the_delay() {
         Some(webhooks::sign(b"x", &body).as_str()),
     ] {
         let o = c
+            .schedules
             .webhook_delivery(id, "push", bad, &body)
             .await
             .expect("delivery");
@@ -202,6 +240,7 @@ async fn a_burst_of_signed_pushes_gives_one_backup_within_the_delay() {
     }))
     .expect("json");
     let o = c
+        .schedules
         .webhook_delivery(
             id,
             "push",
@@ -212,6 +251,7 @@ async fn a_burst_of_signed_pushes_gives_one_backup_within_the_delay() {
         .expect("delivery");
     assert!(matches!(o, WebhookOutcome::Ignored(_)));
     let o = c
+        .schedules
         .webhook_delivery(id, "ping", Some(&sig), &body)
         .await
         .expect("delivery");
@@ -220,6 +260,7 @@ async fn a_burst_of_signed_pushes_gives_one_backup_within_the_delay() {
     // Ten pushes 10 s apart: one burst.
     for i in 0..10 {
         let o = c
+            .schedules
             .webhook_delivery(id, "push", Some(&sig), &body)
             .await
             .expect("delivery");
@@ -227,17 +268,20 @@ async fn a_burst_of_signed_pushes_gives_one_backup_within_the_delay() {
         clock.advance(Duration::from_secs(10));
     }
     // Without the hook URL's `repo`: refused.
-    let o = c.webhook_delivery(None, "push", Some(&sig), &body).await;
+    let o = c
+        .schedules
+        .webhook_delivery(None, "push", Some(&sig), &body)
+        .await;
     assert_eq!(
         o.expect("delivery"),
         WebhookOutcome::Refused("no repository with push backups".into())
     );
-    assert_eq!(c.start_push_backups().await.expect("start"), 0);
+    assert_eq!(c.schedules.start_push_backups().await.expect("start"), 0);
     // Started at the latest one push tick before the delay ends, so the loop's look every
     // PUSH_TICK starts it within the delay of the first push.
     clock.set(t0 + ms(DEFAULT_PUSH_DELAY) - ms(PUSH_TICK));
-    assert_eq!(c.start_push_backups().await.expect("start"), 1);
-    assert_eq!(c.start_push_backups().await.expect("start"), 0);
+    assert_eq!(c.schedules.start_push_backups().await.expect("start"), 1);
+    assert_eq!(c.schedules.start_push_backups().await.expect("start"), 0);
     let b = c
         .registry
         .list_backups(Some("acme/app"))

@@ -237,6 +237,7 @@ pub mod http {
             .to_string();
         let signature = header("x-hub-signature-256");
         let code = match core
+            .schedules
             .webhook_delivery(q.repo.as_deref(), event, signature, &body)
             .await
         {

@@ -116,7 +116,12 @@ impl AdminService for AdminApi {
         let repos = self.core.registry.list_repos(Some(&r.org)).await?;
         let mut out = Vec::with_capacity(repos.len());
         for (r, s) in &repos {
-            out.push(self.core.repo_with_schedule(convert::repo(r, s), r).await?);
+            out.push(
+                self.core
+                    .schedules
+                    .repo_with_schedule(convert::repo(r, s), r)
+                    .await?,
+            );
         }
         Ok(Response::new(pb::ListReposResponse { repos: out }))
     }
@@ -128,6 +133,7 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         let org = self
             .core
+            .schedules
             .set_org_schedule(
                 &r.org,
                 r.schedule.as_deref(),
@@ -148,10 +154,10 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         let mut repo = self.core.registry.repo_named(&r.repo).await?;
         if let Some(s) = &r.schedule {
-            repo = self.core.set_repo_schedule(&r.repo, s).await?;
+            repo = self.core.schedules.set_repo_schedule(&r.repo, s).await?;
         }
         if let Some(on) = r.on_push {
-            repo = self.core.set_repo_on_push(&r.repo, on).await?;
+            repo = self.core.schedules.set_repo_on_push(&r.repo, on).await?;
         }
         let stats = self
             .core
@@ -161,6 +167,7 @@ impl AdminService for AdminApi {
             .map_err(crate::error::CoreError::from)?;
         let out = self
             .core
+            .schedules
             .repo_with_schedule(convert::repo(&repo, &stats), &repo)
             .await?;
         Ok(Response::new(pb::SetRepoScheduleResponse {
@@ -541,7 +548,11 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::VerifyBackupRequest>,
     ) -> Result<Response<pb::VerifyBackupResponse>, Status> {
-        let (b, task_id) = self.core.verify_backup(&req.into_inner().id).await?;
+        let (b, task_id) = self
+            .core
+            .verification
+            .verify_backup(&req.into_inner().id)
+            .await?;
         let mut backup = vec![convert::backup(&b)];
         self.core
             .escrow_flags(std::slice::from_ref(&b), &mut backup)
@@ -559,6 +570,7 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         let d = self
             .core
+            .drills
             .run_drill(
                 &r.org,
                 Some(r.repo.as_str()).filter(|s| !s.is_empty()),
@@ -575,7 +587,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListDrillsRequest>,
     ) -> Result<Response<pb::ListDrillsResponse>, Status> {
-        let drills = self.core.list_drills(&req.into_inner().org).await?;
+        let drills = self.core.drills.list_drills(&req.into_inner().org).await?;
         Ok(Response::new(pb::ListDrillsResponse {
             drills: drills.iter().map(convert::drill).collect(),
         }))

@@ -54,6 +54,7 @@ impl WorkerService for WorkerApi {
         }
         let reg = self
             .core
+            .fleet
             .register_worker(WorkerHello {
                 name: r.name,
                 slots: r.slots,
@@ -82,8 +83,11 @@ impl WorkerService for WorkerApi {
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
-        let (renewed, revoked, reregister) =
-            self.core.heartbeat(&r.worker_id, &r.held, r.draining).await;
+        let (renewed, revoked, reregister) = self
+            .core
+            .fleet
+            .heartbeat(&r.worker_id, &r.held, r.draining)
+            .await;
         Ok(Response::new(pb::HeartbeatResponse {
             renewed,
             revoked,
@@ -188,6 +192,6 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::RequestPermitsResponse>, Status> {
         let r = req.into_inner();
         lease_of(&r.lease)?;
-        Ok(Response::new(self.core.request_permits(&r).await?))
+        Ok(Response::new(self.core.fleet.request_permits(&r).await?))
     }
 }

@@ -3,12 +3,14 @@
 //! under their current attempt instead of losing them.
 //!
 //! Why a restart costs nothing: leases are persisted with the task, and a restarted coordinator
-//! honours them for the takeover grace (`Core::load`), but its worker registry (in memory) is
+//! honours them for the takeover grace (`TaskQueue::load`), but its worker registry (in memory) is
 //! empty. The worker's next heartbeat is answered `reregister`; it registers again presenting its
 //! previous id and the leases it holds. The id is given back unless a live worker has it (so two
 //! processes never share one), and every held lease still leased to that id at that attempt is
 //! renewed. The heartbeat of a worker not registered yet renews its leases the same way, so they
 //! outlive the moment between the heartbeat and the registration.
+
+use std::sync::Arc;
 
 use repovault_proto::v1 as pb;
 
@@ -16,8 +18,10 @@ use crate::ids;
 use crate::tasks::lease_state::TaskState;
 use crate::tasks::worker_registry::WorkerEntry;
 
-use crate::core::Core;
-use crate::tasks::task_queue::Queue;
+use crate::error::{CoreError, CoreResult};
+use crate::forge_access::ForgeAccess;
+use crate::tasks::lifecycle::check_holder;
+use crate::tasks::task_queue::{Queue, TaskQueue};
 
 /// A worker's registration, as the service hands it to the core.
 #[derive(Debug, Clone, Default)]
@@ -41,12 +45,22 @@ pub struct Registration {
     pub revoked: Vec<pb::LeaseToken>,
 }
 
-impl Core {
+/// The worker fleet: registration, heartbeats renewing the leases each worker holds, and the rate permits a lease asks for. Its state is the queue's worker registry and lease table (`task_queue.rs`).
+pub struct Fleet {
+    pub(crate) queue: Arc<TaskQueue>,
+    pub(crate) forge: Arc<ForgeAccess>,
+}
+
+impl Fleet {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(queue: Arc<TaskQueue>, forge: Arc<ForgeAccess>) -> Self {
+        Self { queue, forge }
+    }
     /// Registers a worker. With a previous id that no live worker holds (no heartbeat within a
     /// lease TTL), the worker gets that id back and keeps every held lease still leased to it
     /// at that attempt; otherwise it gets a fresh id and every held lease is revoked.
     pub async fn register_worker(&self, hello: WorkerHello) -> Registration {
-        let now = self.now_ms();
+        let now = self.queue.clock.now_ms();
         let entry = |id: &str| WorkerEntry {
             id: id.to_string(),
             name: if hello.name.is_empty() {
@@ -107,11 +121,34 @@ impl Core {
         held: &[pb::LeaseToken],
         draining: bool,
     ) -> (Vec<pb::LeaseToken>, Vec<pb::LeaseToken>, bool) {
-        let now = self.now_ms();
+        let now = self.queue.clock.now_ms();
         let known = self.queue.workers.heartbeat(worker_id, draining, now);
         let mut q = self.queue.state.lock().await;
         let (renewed, revoked) = self.renew_held(&mut q, worker_id, held, now);
         (renewed, revoked, !known)
+    }
+
+    /// A lease's refill of rate permits (`ForgeAccess::request_permits`). Refused
+    /// (FAILED_PRECONDITION) unless the lease is the task's current, unexpired attempt; the
+    /// queue lock is held for that check only.
+    pub async fn request_permits(
+        &self,
+        req: &pb::RequestPermitsRequest,
+    ) -> CoreResult<pb::RequestPermitsResponse> {
+        let tok = req.lease.clone().unwrap_or_default();
+        let (org_id, repo_id) = {
+            let q = self.queue.state.lock().await;
+            let t = q.active.get(&tok.task_id).ok_or_else(|| {
+                CoreError::FailedPrecondition(format!(
+                    "lease of task {} attempt {} is stale: the task is no longer active",
+                    tok.task_id, tok.attempt
+                ))
+            })?;
+            check_holder(t, &req.worker_id, &tok)?;
+            t.lease.check(tok.attempt, self.queue.clock.now_ms())?;
+            (t.org_id.clone(), t.repo_id.clone())
+        };
+        self.forge.request_permits(&org_id, &repo_id, req).await
     }
 
     /// Renews each of `held` that is the current, unexpired lease of its task held by
@@ -147,6 +184,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
+    use crate::core::Core;
     use crate::core::testing::core_on;
     use crate::model::Status;
     use crate::tasks::lease_state::TaskState;
@@ -181,7 +219,7 @@ mod tests {
             .await
             .expect("repo");
         c.backups.run_backup("acme/a").await.expect("backup");
-        let w = c.register_worker(hello("", &[])).await;
+        let w = c.fleet.register_worker(hello("", &[])).await;
         assert!(!w.resumed);
         let task = c
             .queue
@@ -210,6 +248,7 @@ mod tests {
         // The first heartbeat after the restart: unknown, told to register again, and its
         // lease is renewed meanwhile (the wrong attempt and an unknown task are not).
         let (renewed, revoked, reregister) = c
+            .fleet
             .heartbeat(&id, &[lease.clone(), stale.clone(), gone.clone()], false)
             .await;
         assert!(reregister);
@@ -217,6 +256,7 @@ mod tests {
         assert_eq!(revoked, vec![stale.clone(), gone.clone()]);
 
         let r = c
+            .fleet
             .register_worker(hello(&id, &[lease.clone(), stale.clone()]))
             .await;
         assert_eq!(
@@ -232,7 +272,10 @@ mod tests {
         assert_eq!(listed.len(), 1);
         assert!(listed[0].tasks.contains(&lease.task_id));
         // Known again: heartbeats renew as usual, and the lease is the current one.
-        let (renewed, _, reregister) = c.heartbeat(&id, std::slice::from_ref(&lease), false).await;
+        let (renewed, _, reregister) = c
+            .fleet
+            .heartbeat(&id, std::slice::from_ref(&lease), false)
+            .await;
         assert!(!reregister);
         assert_eq!(renewed, vec![lease.clone()]);
         assert!(c.queue.confirm_lease(&id, &lease).await.expect("confirm") > 0);
@@ -250,12 +293,14 @@ mod tests {
     async fn a_live_id_is_not_given_to_another_process() {
         let (c, id, lease, _dir, _clock) = restarted_with_a_lease().await;
         let first = c
+            .fleet
             .register_worker(hello(&id, std::slice::from_ref(&lease)))
             .await;
         assert!(first.resumed);
         // A second process presenting the same id while the first heartbeats: a new id, and
         // none of the leases.
         let second = c
+            .fleet
             .register_worker(hello(&id, std::slice::from_ref(&lease)))
             .await;
         assert!(!second.resumed);
@@ -272,6 +317,7 @@ mod tests {
         );
         // A malformed id is never taken.
         let odd = c
+            .fleet
             .register_worker(hello("w../../etc", std::slice::from_ref(&lease)))
             .await;
         assert!(!odd.resumed);
@@ -284,6 +330,7 @@ mod tests {
         // A worker that never held it registers with a fresh-looking id of its own.
         let other = ids::new_worker_id();
         let r = c
+            .fleet
             .register_worker(hello(&other, std::slice::from_ref(&lease)))
             .await;
         assert!(r.resumed, "an unknown well-formed id is given back");
@@ -315,7 +362,7 @@ mod tests {
             .expect("record");
         assert_eq!(b.status, Status::Pending);
         // The next lease is attempt 2 (fencing) and, should it expire too, counts as usual.
-        let w = c.register_worker(hello("", &[])).await;
+        let w = c.fleet.register_worker(hello("", &[])).await;
         let again = c
             .queue
             .acquire(&w.worker_id, &[], Duration::ZERO)

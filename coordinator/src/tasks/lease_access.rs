@@ -5,12 +5,10 @@
 use repovault_common::storage::snapshot_repo_path;
 use repovault_proto::v1 as pb;
 
-use crate::error::{CoreError, CoreResult};
+use crate::error::CoreResult;
 use crate::model::{OrgCredential, OrgRecord, RepoRecord};
 use crate::secrets::SealContext;
-use crate::tasks::lifecycle::check_holder;
 
-use crate::core::Core;
 use crate::forge_access::ForgeAccess;
 use crate::secrets::Secrets;
 
@@ -59,29 +57,4 @@ pub(crate) fn repo_access(
         ca_cert_pem: org.ca_cert_pem.clone().unwrap_or_default(),
         credential_id: crate::forge_access::forge_credentials::credential_id(org, repo, &token),
     })
-}
-
-impl Core {
-    /// A lease's refill of rate permits (`ForgeAccess::request_permits`). Refused
-    /// (FAILED_PRECONDITION) unless the lease is the task's current, unexpired attempt; the
-    /// queue lock is held for that check only.
-    pub async fn request_permits(
-        &self,
-        req: &pb::RequestPermitsRequest,
-    ) -> CoreResult<pb::RequestPermitsResponse> {
-        let tok = req.lease.clone().unwrap_or_default();
-        let (org_id, repo_id) = {
-            let q = self.queue.state.lock().await;
-            let t = q.active.get(&tok.task_id).ok_or_else(|| {
-                CoreError::FailedPrecondition(format!(
-                    "lease of task {} attempt {} is stale: the task is no longer active",
-                    tok.task_id, tok.attempt
-                ))
-            })?;
-            check_holder(t, &req.worker_id, &tok)?;
-            t.lease.check(tok.attempt, self.now_ms())?;
-            (t.org_id.clone(), t.repo_id.clone())
-        };
-        self.forge.request_permits(&org_id, &repo_id, req).await
-    }
 }

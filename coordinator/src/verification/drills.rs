@@ -5,13 +5,16 @@
 
 use std::sync::Arc;
 
+use crate::catalog::org_registry::Registry;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
 use crate::model::{DrillRecord, DrillState, OrgRecord, RepoRecord, Status, TaskKind, Trigger};
 use crate::schedule::{self, Plan, Schedule};
 use crate::store::Batch;
+use crate::store::Store;
+use crate::tasks::task_queue::TaskQueue;
+use crate::verification::verify_ledger::VerifyLedger;
 
-use crate::core::Core;
 use crate::tasks::task_queue::Enqueue;
 
 /// Drills run after scheduled backups (5) and before maintenance (2): they prove restores, but
@@ -22,7 +25,29 @@ const PRIORITY_DRILL: u8 = 3;
 /// resolution (five-field cron).
 pub const DRILL_TICK: std::time::Duration = std::time::Duration::from_secs(60);
 
-impl Core {
+/// Restore drills: which repository each organisation drills next, on its schedule, and their records.
+pub struct Drills {
+    pub(crate) queue: Arc<TaskQueue>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) store: Store,
+    pub(crate) ledger: Arc<VerifyLedger>,
+}
+
+impl Drills {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        queue: Arc<TaskQueue>,
+        registry: Arc<Registry>,
+        store: Store,
+        ledger: Arc<VerifyLedger>,
+    ) -> Self {
+        Self {
+            queue,
+            registry,
+            store,
+            ledger,
+        }
+    }
     /// The drill schedule in force for an organisation: its own, else the configured default;
     /// `None` when drills are off.
     pub fn drill_schedule(&self, org: &OrgRecord) -> Option<String> {
@@ -124,7 +149,7 @@ impl Core {
             checks: Vec::new(),
             summary: None,
             error: None,
-            created_at_ms: self.now_ms(),
+            created_at_ms: self.queue.clock.now_ms(),
             finished_at_ms: None,
             task_id: task.record.id.clone(),
         };
@@ -246,7 +271,7 @@ impl Core {
 }
 
 /// The drill loop: a pass every [`DRILL_TICK`] until `stop`.
-pub async fn drill_loop(core: Arc<Core>, stop: tokio_util::sync::CancellationToken) {
+pub async fn drill_loop(d: Arc<Drills>, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(DRILL_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -254,7 +279,7 @@ pub async fn drill_loop(core: Arc<Core>, stop: tokio_util::sync::CancellationTok
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match core.run_drills_once(core.now_ms()).await {
+        match d.run_drills_once(d.queue.clock.now_ms()).await {
             Ok(n) if n > 0 => tracing::info!(queued = n, "restore drills"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "drill pass failed"),
@@ -265,6 +290,7 @@ pub async fn drill_loop(core: Arc<Core>, stop: tokio_util::sync::CancellationTok
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::Core;
     use crate::core::testing::{completed_backup, core, utc};
     use crate::model::TaskRecord;
 
@@ -303,20 +329,30 @@ mod tests {
         let t0 = utc("2026-11-23T10:30:00Z");
         completed_backup(&c, &a, t0 - 3_600_000).await;
         completed_backup(&c, &b, t0 - 3_600_000).await;
-        c.set_org_schedule("acme", None, None, None, Some("daily"))
+        c.schedules
+            .set_org_schedule("acme", None, None, None, Some("daily"))
             .await
             .expect("drill schedule");
 
         // First sight of the organisation: the current slot is taken without a drill.
-        assert_eq!(c.run_drills_once(t0).await.expect("tick"), 0);
-        assert_eq!(c.run_drills_once(t0 + 60_000).await.expect("tick"), 0);
+        assert_eq!(c.drills.run_drills_once(t0).await.expect("tick"), 0);
+        assert_eq!(
+            c.drills.run_drills_once(t0 + 60_000).await.expect("tick"),
+            0
+        );
         assert!(drill_tasks(&c).await.is_empty());
 
         // The next day's slot, past any offset: one drill, of a repository with a backup.
         let day = 86_400_000;
-        assert_eq!(c.run_drills_once(t0 + day).await.expect("tick"), 1);
-        assert_eq!(c.run_drills_once(t0 + day + 60_000).await.expect("tick"), 0);
-        let first = c.list_drills("acme").await.expect("list");
+        assert_eq!(c.drills.run_drills_once(t0 + day).await.expect("tick"), 1);
+        assert_eq!(
+            c.drills
+                .run_drills_once(t0 + day + 60_000)
+                .await
+                .expect("tick"),
+            0
+        );
+        let first = c.drills.list_drills("acme").await.expect("list");
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].trigger, Trigger::Schedule);
         assert_eq!(first[0].status, Status::Pending);
@@ -326,16 +362,23 @@ mod tests {
         assert_eq!(tasks[0].subject_id, first[0].id);
 
         // The day after: the other repository (least recently drilled).
-        assert_eq!(c.run_drills_once(t0 + 2 * day).await.expect("tick"), 1);
-        let drills = c.list_drills("acme").await.expect("list");
+        assert_eq!(
+            c.drills.run_drills_once(t0 + 2 * day).await.expect("tick"),
+            1
+        );
+        let drills = c.drills.list_drills("acme").await.expect("list");
         assert_eq!(drills.len(), 2, "{drills:#?}");
         assert_ne!(drills[0].repo_id, drills[1].repo_id);
 
         // Off: nothing more.
-        c.set_org_schedule("acme", None, None, None, Some("none"))
+        c.schedules
+            .set_org_schedule("acme", None, None, None, Some("none"))
             .await
             .expect("off");
-        assert_eq!(c.run_drills_once(t0 + 3 * day).await.expect("tick"), 0);
+        assert_eq!(
+            c.drills.run_drills_once(t0 + 3 * day).await.expect("tick"),
+            0
+        );
     }
 
     #[tokio::test]
@@ -368,6 +411,7 @@ mod tests {
         let foreign = completed_backup(&c, &o, 1_000).await;
 
         let d = c
+            .drills
             .run_drill("acme", None, Some(&id), Trigger::Manual)
             .await
             .expect("drill");
@@ -377,17 +421,20 @@ mod tests {
         );
         assert_eq!(d.snapshot_id, "ab".repeat(32));
         let by_repo = c
+            .drills
             .run_drill("acme", Some("a"), None, Trigger::Manual)
             .await
             .expect("by repo");
         assert_eq!(by_repo.backup_id, id);
 
         let e = c
+            .drills
             .run_drill("acme", Some("empty"), None, Trigger::Manual)
             .await
             .expect_err("no backup");
         assert!(e.to_string().contains("no completed backup"), "{e}");
         let e = c
+            .drills
             .run_drill("acme", None, Some(&foreign), Trigger::Manual)
             .await
             .expect_err("other org");

@@ -8,22 +8,47 @@
 
 use std::sync::Arc;
 
+use crate::catalog::org_registry::Registry;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::model::{
     BackupRecord, CheckOutcome, CheckResult, Status, TaskKind, Verification, VerifyMode, VerifyRun,
     VerifyStatus,
 };
+use crate::store::Store;
 use crate::tasks::queue_order::PRIORITY_MANUAL_BACKUP;
+use crate::tasks::task_queue::TaskQueue;
 use crate::verification as v;
+use crate::verification::verify_ledger::VerifyLedger;
 
-use crate::core::Core;
 use crate::tasks::task_queue::Enqueue;
 
 /// Rotation reads run below scheduled backups (5) and retention (2): they only re-prove what
 /// was proven at backup time.
 const PRIORITY_ROTATION: u8 = 1;
 
-impl Core {
+/// Verification runs: `backup verify` as a task and the read-back rotation; what their outcome writes is the ledger's (`verify_ledger.rs`).
+pub struct VerifyRuns {
+    pub(crate) queue: Arc<TaskQueue>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) store: Store,
+    pub(crate) ledger: Arc<VerifyLedger>,
+}
+
+impl VerifyRuns {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        queue: Arc<TaskQueue>,
+        registry: Arc<Registry>,
+        store: Store,
+        ledger: Arc<VerifyLedger>,
+    ) -> Self {
+        Self {
+            queue,
+            registry,
+            store,
+            ledger,
+        }
+    }
     /// `backup verify ID`: queues a verify task that runs every check again, reading back every
     /// pack the snapshot references. Idempotent while one runs: the running one is returned.
     pub async fn verify_backup(&self, id: &str) -> CoreResult<(BackupRecord, String)> {
@@ -157,8 +182,8 @@ pub(crate) fn could_not_run(error: &str, now: i64, task_id: &str) -> Verificatio
 }
 
 /// The rotation loop: a pass every `rotation_interval` until `stop`.
-pub async fn rotation_loop(core: Arc<Core>, stop: tokio_util::sync::CancellationToken) {
-    let interval = core.ledger.options.read().rotation_interval;
+pub async fn rotation_loop(v: Arc<VerifyRuns>, stop: tokio_util::sync::CancellationToken) {
+    let interval = v.ledger.options.read().rotation_interval;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -166,7 +191,7 @@ pub async fn rotation_loop(core: Arc<Core>, stop: tokio_util::sync::Cancellation
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match core.run_rotation_once(core.now_ms()).await {
+        match v.run_rotation_once(v.queue.clock.now_ms()).await {
             Ok(n) if n > 0 => tracing::info!(queued = n, "read-back rotation"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "read-back rotation pass failed"),

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::core::Core;
 use crate::core::testing::{completed_backup, core};
 use crate::store::Batch;
 use crate::tasks::worker_registry::WorkerEntry;
@@ -44,14 +45,14 @@ async fn backup_verify_queues_once_leases_and_records_the_outcome() {
     let first = completed_backup(&c, &r, 1_000).await;
     let id = completed_backup(&c, &r, 2_000).await;
 
-    let (b, task) = c.verify_backup(&id).await.expect("verify");
+    let (b, task) = c.verification.verify_backup(&id).await.expect("verify");
     let v = b.verification.expect("pending");
     assert_eq!(
         (v.status, v.task_id.as_deref()),
         (VerifyStatus::Pending, Some(task.as_str()))
     );
     // Asked again while it is queued: the same task.
-    let (_, again) = c.verify_backup(&id).await.expect("again");
+    let (_, again) = c.verification.verify_backup(&id).await.expect("again");
     assert_eq!(again, task);
 
     worker(&c);
@@ -115,7 +116,11 @@ async fn backup_verify_queues_once_leases_and_records_the_outcome() {
         Some(VerifyStatus::Verified)
     );
     // A failed verification of the latest backup reaches the stats (and so health).
-    let (_, task2) = c.verify_backup(&id).await.expect("verify again");
+    let (_, task2) = c
+        .verification
+        .verify_backup(&id)
+        .await
+        .expect("verify again");
     assert_ne!(task2, task);
     let t = c
         .queue
@@ -165,7 +170,7 @@ async fn a_verification_of_a_backup_deleted_meanwhile_ends_instead_of_blocking_t
         .await
         .expect("repo");
     let id = completed_backup(&c, &r, 1_000).await;
-    c.verify_backup(&id).await.expect("verify");
+    c.verification.verify_backup(&id).await.expect("verify");
     // Gone from the store and from the catalog, as `backup delete` leaves it.
     let mut batch = Batch::default();
     batch.delete_backup(&r.id, &id);
@@ -220,10 +225,19 @@ async fn the_rotation_visits_due_repositories_oldest_first_at_most_two_at_once()
             .collect::<Vec<_>>()
     };
     // Six days after the first backup: nothing is due (visits every 7 days).
-    assert_eq!(c.run_rotation_once(1_000 + 6 * day).await.expect("pass"), 0);
+    assert_eq!(
+        c.verification
+            .run_rotation_once(1_000 + 6 * day)
+            .await
+            .expect("pass"),
+        0
+    );
     // Much later: all five are due, two are queued, the oldest first.
     let now = 1_000 + 40 * day;
-    assert_eq!(c.run_rotation_once(now).await.expect("pass"), 2);
+    assert_eq!(
+        c.verification.run_rotation_once(now).await.expect("pass"),
+        2
+    );
     let queued: Vec<String> = rotations()
         .await
         .iter()
@@ -235,7 +249,10 @@ async fn the_rotation_visits_due_repositories_oldest_first_at_most_two_at_once()
     got.sort();
     assert_eq!(got, want);
     // While they are in flight, nothing more.
-    assert_eq!(c.run_rotation_once(now).await.expect("pass"), 0);
+    assert_eq!(
+        c.verification.run_rotation_once(now).await.expect("pass"),
+        0
+    );
     // A visit finishes: the next oldest takes its place, and the visited one is not due
     // again until a week later.
     let t = rotations()
@@ -267,7 +284,10 @@ async fn the_rotation_visits_due_repositories_oldest_first_at_most_two_at_once()
         m.last_readback_at_ms.is_some() && m.readback_damage.is_none(),
         "{m:?}"
     );
-    assert_eq!(c.run_rotation_once(now).await.expect("pass"), 1);
+    assert_eq!(
+        c.verification.run_rotation_once(now).await.expect("pass"),
+        1
+    );
     let got: Vec<String> = rotations()
         .await
         .iter()

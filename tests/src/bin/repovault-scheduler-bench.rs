@@ -95,7 +95,8 @@ async fn main() -> Result<()> {
             .add_org(&name, repovault_common::domain::Provider::Git)
             .await?;
         let (sched, tz) = SCHEDULES[o % SCHEDULES.len()];
-        core.set_org_schedule(&name, Some(sched), Some(tz), None, None)
+        core.schedules
+            .set_org_schedule(&name, Some(sched), Some(tz), None, None)
             .await?;
         // The steady state: every repository has had its current slot materialised.
         let state = ScheduleState {
@@ -139,7 +140,7 @@ async fn main() -> Result<()> {
     let mut plan_ms = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
-        let r = core.materialise_schedules().await?;
+        let r = core.schedules.materialise_schedules().await?;
         plan_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(r.scheduled == made && r.enqueued == 0, "{r:?}");
     }
@@ -161,7 +162,7 @@ async fn main() -> Result<()> {
     let mut worst = Duration::ZERO;
     for _ in 0..3 {
         let t = Instant::now();
-        let r = core.materialise_schedules().await?;
+        let r = core.schedules.materialise_schedules().await?;
         let e = t.elapsed();
         worst = worst.max(e);
         enq += r.enqueued;

@@ -104,9 +104,17 @@ async fn a_scheduled_slot_runs_once_across_a_restart() {
     let list = ok(&c, &["repo", "list", "acme"]);
     assert!(list.contains("hourly (Europe/Berlin) (own)"), "{list}");
 
-    let r = c.core().materialise_schedules().await.unwrap();
+    let r = c.core().schedules.materialise_schedules().await.unwrap();
     assert_eq!(r.enqueued, 1, "{r:?}");
-    assert_eq!(c.core().materialise_schedules().await.unwrap().enqueued, 0);
+    assert_eq!(
+        c.core()
+            .schedules
+            .materialise_schedules()
+            .await
+            .unwrap()
+            .enqueued,
+        0
+    );
     let first = backups(&c, "acme/docs", "schedule").await;
     assert_eq!(first.len(), 1);
     assert_eq!(
@@ -118,12 +126,28 @@ async fn a_scheduled_slot_runs_once_across_a_restart() {
     // A restart within the same slot: nothing runs again.
     c.restart_coordinator().await.unwrap();
     c.core().schedules.set_clock(clock.clone());
-    assert_eq!(c.core().materialise_schedules().await.unwrap().enqueued, 0);
+    assert_eq!(
+        c.core()
+            .schedules
+            .materialise_schedules()
+            .await
+            .unwrap()
+            .enqueued,
+        0
+    );
     assert_eq!(backups(&c, "acme/docs", "schedule").await.len(), 1);
 
     // The next slot: one more, incremental (a full one ran within 7 days).
     clock.advance(HOUR);
-    assert_eq!(c.core().materialise_schedules().await.unwrap().enqueued, 1);
+    assert_eq!(
+        c.core()
+            .schedules
+            .materialise_schedules()
+            .await
+            .unwrap()
+            .enqueued,
+        1
+    );
     let all = backups(&c, "acme/docs", "schedule").await;
     assert_eq!(all.len(), 2);
     assert_eq!(
@@ -136,8 +160,8 @@ async fn a_scheduled_slot_runs_once_across_a_restart() {
     c.restart_coordinator().await.unwrap();
     clock.advance(2 * HOUR);
     c.core().schedules.set_clock(clock.clone());
-    c.core().materialise_schedules().await.unwrap();
-    c.core().materialise_schedules().await.unwrap();
+    c.core().schedules.materialise_schedules().await.unwrap();
+    c.core().schedules.materialise_schedules().await.unwrap();
     assert_eq!(backups(&c, "acme/docs", "schedule").await.len(), 3);
     c.stop_workers().await;
 }

@@ -799,7 +799,7 @@ async fn verification_drills_pass_then_fail_and_the_rotation_finds_a_damaged_pac
     let later = chrono::Utc::now().timestamp_millis() + 8 * DAY_MS;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        core.run_rotation_once(later).await.unwrap();
+        core.verification.run_rotation_once(later).await.unwrap();
         let mut visited = true;
         for b in [&ok, &rot] {
             visited &= core
