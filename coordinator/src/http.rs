@@ -72,7 +72,7 @@ pub async fn update_gauges(core: &Core) {
     for outcome in ["completed", "failed"] {
         metrics::counter!("repovault_backups_total", "outcome" => outcome).increment(0);
     }
-    if let Err(e) = core.update_health_gauges().await {
+    if let Err(e) = core.health.update_health_gauges().await {
         tracing::warn!(error = %e, "health gauges not updated");
     }
 }

@@ -222,7 +222,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         tasks.push(tokio::spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = crate::catalog::reconcile::run(core, forget_rx, interval) => {}
+                _ = core.reconciler.clone().run(forget_rx, interval) => {}
             }
         }));
     }
@@ -273,7 +273,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         let (interval, opts) = settings.retention.clone();
         tasks.push(tokio::spawn(
             crate::maintenance::maintenance_runs::run_loop(
-                core.clone(),
+                core.maintenance.clone(),
                 interval,
                 opts,
                 shutdown.clone(),

@@ -471,6 +471,35 @@ impl Store {
         }
     }
 
+    /// The repository's escrow agreements as retention sees them.
+    pub async fn escrow_windows(
+        &self,
+        repo_id: &str,
+    ) -> StoreResult<Vec<crate::maintenance::retention::EscrowWindow>> {
+        Ok(self
+            .escrows(Some(repo_id))
+            .await?
+            .iter()
+            .map(EscrowRecord::window)
+            .collect())
+    }
+
+    /// The repository's active agreement at `now_ms`, if any (the oldest).
+    pub async fn active_escrow(
+        &self,
+        repo_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<EscrowRecord>> {
+        let mut active: Vec<EscrowRecord> = self
+            .escrows(Some(repo_id))
+            .await?
+            .into_iter()
+            .filter(|e| e.window().is_active(now_ms))
+            .collect();
+        active.sort_by_key(|e| e.created_at_ms);
+        Ok(active.into_iter().next())
+    }
+
     pub async fn maintenance(&self, repo_id: &str) -> StoreResult<MaintenanceRecord> {
         Ok(self
             .get(&maintenance_key(repo_id))

@@ -16,7 +16,6 @@ use tokio::sync::mpsc;
 use repovault_common::manifest::tag_value;
 
 use crate::catalog::snapshot_repos::snapshot_op;
-use crate::core::Core;
 use crate::error::CoreResult;
 
 #[derive(Debug, Clone)]
@@ -36,78 +35,6 @@ impl ForgetRequest {
         match self {
             ForgetRequest::Repo { repo_id } => Some(repo_id),
             ForgetRequest::Snapshot { .. } => None,
-        }
-    }
-}
-
-/// Runs until the channel closes.
-pub async fn run(
-    core: Arc<Core>,
-    mut rx: mpsc::UnboundedReceiver<ForgetRequest>,
-    interval: Duration,
-) {
-    let mut timer = tokio::time::interval(interval);
-    timer.tick().await;
-    loop {
-        let req = tokio::select! {
-            r = rx.recv() => match r { Some(r) => Some(r), None => return },
-            _ = timer.tick() => None,
-        };
-        let result = match &req {
-            Some(ForgetRequest::Snapshot {
-                task_id,
-                attempt,
-                snapshot_id,
-            }) => forget_refused(&core, task_id, *attempt, snapshot_id).await,
-            Some(r @ ForgetRequest::Repo { .. }) => {
-                let id = r.repo_id().unwrap_or_default().to_string();
-                let result = sweep_repo(&core, &id).await;
-                if result.is_ok() {
-                    core.sweep_failures.clear(&id);
-                }
-                result.map(|_| ())
-            }
-            None => {
-                // Temporaries of failed writes go with the periodic pass (`temporaries.rs`).
-                if let Err(e) = core.sweep_temporaries(core.now_ms()).await {
-                    tracing::warn!(error = %e, "sweeping temporaries failed; the next sweep retries");
-                }
-                sweep_all(&core).await
-            }
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, request = ?req, "reconcile failed; the next sweep retries");
-        }
-    }
-}
-
-/// Sweeps every repository that has a backup, each on its own: a repository whose snapshots
-/// cannot be listed (damaged config, unreadable storage) is reported (a warning naming it,
-/// `repovault_reconcile_failures_total`, the gauge `repovault_reconcile_failing_repos` and the
-/// health view through [`SweepFailures`]) and the sweep goes on with the next one, so one broken
-/// repository never leaves the others' uncommitted snapshots in place. Errs only when the list
-/// of repositories itself cannot be read.
-async fn sweep_all(core: &Arc<Core>) -> CoreResult<()> {
-    for r in core.store.repos().await? {
-        let result = match core.store.stats(&r.id).await {
-            Ok(stats) if stats.last_backup_id.is_none() => Ok(0),
-            Ok(_) => sweep_repo(core, &r.id).await,
-            Err(e) => Err(e.into()),
-        };
-        note_sweep(core, &r.id, &r.full_name(), result);
-    }
-    metrics::gauge!("repovault_reconcile_failing_repos").set(core.sweep_failures.count() as f64);
-    Ok(())
-}
-
-/// Records how one repository's sweep ended (see [`sweep_all`]).
-fn note_sweep(core: &Core, repo_id: &str, full_name: &str, result: CoreResult<usize>) {
-    match result {
-        Ok(_) => core.sweep_failures.clear(repo_id),
-        Err(e) => {
-            metrics::counter!("repovault_reconcile_failures_total").increment(1);
-            tracing::warn!(repo = %full_name, repo_id, error = %e, "reconcile of a repository failed; the others are swept, the next sweep retries it");
-            core.sweep_failures.set(repo_id, e.to_string());
         }
     }
 }
@@ -138,78 +65,186 @@ impl SweepFailures {
     }
 }
 
-/// A task id's snapshot for which no completion was accepted: forget it once the core confirms
-/// the attempt can no longer be committed.
-async fn forget_refused(
-    core: &Arc<Core>,
-    task_id: &str,
-    attempt: u32,
-    snapshot_id: &str,
-) -> CoreResult<()> {
-    if core.queue.snapshot_verdict(task_id, attempt).await? != Some(false) {
-        return Ok(());
-    }
-    let Some(task) = core
-        .store
-        .task(task_id)
-        .await?
-        .or(core.queue.task_status(task_id).await?)
-    else {
-        return Ok(());
-    };
-    let Some(repo) = core.catalog.open_repo(&task.repo_id).await? else {
-        return Ok(());
-    };
-    let id = snapshot_id.to_string();
-    let forgotten = snapshot_op(move || {
-        let exists = repo.snapshots()?.iter().any(|s| s.id == id);
-        if exists {
-            repo.forget(std::slice::from_ref(&id))?;
-        }
-        Ok(exists)
-    })
-    .await?;
-    if forgotten {
-        metrics::counter!("repovault_uncommitted_snapshots_forgotten_total").increment(1);
-        tracing::warn!(task = %task_id, attempt, snapshot = %snapshot_id, "forgot the snapshot of a refused completion");
-    }
-    Ok(())
+/// The reconciler: forgets the snapshots of attempts that were never committed (on request and
+/// in a periodic sweep) and removes the temporaries of failed writes. Methods: this file and
+/// `temporaries.rs`.
+pub struct Reconciler {
+    pub(crate) store: crate::store::Store,
+    pub(crate) clock: Arc<dyn crate::clock::Clock>,
+    pub(crate) timing: repovault_common::timing::Timing,
+    pub(crate) storage: opendal::Operator,
+    pub(crate) catalog: Arc<crate::catalog::catalog_objects::Catalog>,
+    pub(crate) queue: Arc<crate::tasks::task_queue::TaskQueue>,
+    /// Repositories whose latest sweep failed, for the health view.
+    pub sweep_failures: SweepFailures,
 }
 
-/// Forgets every snapshot of the repository whose task attempt was not committed. Returns how
-/// many were forgotten.
-pub async fn sweep_repo(core: &Arc<Core>, repo_id: &str) -> CoreResult<usize> {
-    let Some(repo) = core.catalog.open_repo(repo_id).await? else {
-        return Ok(0);
-    };
-    let (repo, snapshots) = snapshot_op(move || {
-        let s = repo.snapshots()?;
-        Ok((repo, s))
-    })
-    .await?;
-    let mut doomed = Vec::new();
-    for s in snapshots {
-        let (Some(task), Some(attempt)) =
-            (tag_value(&s.tags, "task"), tag_value(&s.tags, "attempt"))
-        else {
-            continue;
-        };
-        let Ok(attempt) = attempt.parse::<u32>() else {
-            continue;
-        };
-        if core.queue.snapshot_verdict(task, attempt).await? == Some(false) {
-            doomed.push(s.id.clone());
+impl Reconciler {
+    pub fn new(
+        store: crate::store::Store,
+        clock: Arc<dyn crate::clock::Clock>,
+        timing: repovault_common::timing::Timing,
+        storage: opendal::Operator,
+        catalog: Arc<crate::catalog::catalog_objects::Catalog>,
+        queue: Arc<crate::tasks::task_queue::TaskQueue>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            timing,
+            storage,
+            catalog,
+            queue,
+            sweep_failures: SweepFailures::default(),
         }
     }
-    if doomed.is_empty() {
-        return Ok(0);
+
+    /// Runs until the channel closes.
+    pub async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<ForgetRequest>,
+        interval: Duration,
+    ) {
+        let mut timer = tokio::time::interval(interval);
+        timer.tick().await;
+        loop {
+            let req = tokio::select! {
+                r = rx.recv() => match r { Some(r) => Some(r), None => return },
+                _ = timer.tick() => None,
+            };
+            let result = match &req {
+                Some(ForgetRequest::Snapshot {
+                    task_id,
+                    attempt,
+                    snapshot_id,
+                }) => self.forget_refused(task_id, *attempt, snapshot_id).await,
+                Some(r @ ForgetRequest::Repo { .. }) => {
+                    let id = r.repo_id().unwrap_or_default().to_string();
+                    let result = self.sweep_repo(&id).await;
+                    if result.is_ok() {
+                        self.sweep_failures.clear(&id);
+                    }
+                    result.map(|_| ())
+                }
+                None => {
+                    // Temporaries of failed writes go with the periodic pass (`temporaries.rs`).
+                    if let Err(e) = self.sweep_temporaries(self.clock.now_ms()).await {
+                        tracing::warn!(error = %e, "sweeping temporaries failed; the next sweep retries");
+                    }
+                    self.sweep_all().await
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, request = ?req, "reconcile failed; the next sweep retries");
+            }
+        }
     }
-    let n = doomed.len();
-    let ids = doomed.clone();
-    snapshot_op(move || repo.forget(&ids)).await?;
-    metrics::counter!("repovault_uncommitted_snapshots_forgotten_total").increment(n as u64);
-    tracing::warn!(repo = %repo_id, snapshots = ?doomed, "forgot uncommitted snapshots");
-    Ok(n)
+
+    /// Sweeps every repository that has a backup, each on its own: a repository whose snapshots
+    /// cannot be listed (damaged config, unreadable storage) is reported (a warning naming it,
+    /// `repovault_reconcile_failures_total`, the gauge `repovault_reconcile_failing_repos` and the
+    /// health view through [`SweepFailures`]) and the sweep goes on with the next one, so one broken
+    /// repository never leaves the others' uncommitted snapshots in place. Errs only when the list
+    /// of repositories itself cannot be read.
+    async fn sweep_all(&self) -> CoreResult<()> {
+        for r in self.store.repos().await? {
+            let result = match self.store.stats(&r.id).await {
+                Ok(stats) if stats.last_backup_id.is_none() => Ok(0),
+                Ok(_) => self.sweep_repo(&r.id).await,
+                Err(e) => Err(e.into()),
+            };
+            self.note_sweep(&r.id, &r.full_name(), result);
+        }
+        metrics::gauge!("repovault_reconcile_failing_repos")
+            .set(self.sweep_failures.count() as f64);
+        Ok(())
+    }
+
+    /// Records how one repository's sweep ended (see [`sweep_all`]).
+    fn note_sweep(&self, repo_id: &str, full_name: &str, result: CoreResult<usize>) {
+        match result {
+            Ok(_) => self.sweep_failures.clear(repo_id),
+            Err(e) => {
+                metrics::counter!("repovault_reconcile_failures_total").increment(1);
+                tracing::warn!(repo = %full_name, repo_id, error = %e, "reconcile of a repository failed; the others are swept, the next sweep retries it");
+                self.sweep_failures.set(repo_id, e.to_string());
+            }
+        }
+    }
+
+    /// A task id's snapshot for which no completion was accepted: forget it once the core confirms
+    /// the attempt can no longer be committed.
+    async fn forget_refused(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        snapshot_id: &str,
+    ) -> CoreResult<()> {
+        if self.queue.snapshot_verdict(task_id, attempt).await? != Some(false) {
+            return Ok(());
+        }
+        let Some(task) = self
+            .store
+            .task(task_id)
+            .await?
+            .or(self.queue.task_status(task_id).await?)
+        else {
+            return Ok(());
+        };
+        let Some(repo) = self.catalog.open_repo(&task.repo_id).await? else {
+            return Ok(());
+        };
+        let id = snapshot_id.to_string();
+        let forgotten = snapshot_op(move || {
+            let exists = repo.snapshots()?.iter().any(|s| s.id == id);
+            if exists {
+                repo.forget(std::slice::from_ref(&id))?;
+            }
+            Ok(exists)
+        })
+        .await?;
+        if forgotten {
+            metrics::counter!("repovault_uncommitted_snapshots_forgotten_total").increment(1);
+            tracing::warn!(task = %task_id, attempt, snapshot = %snapshot_id, "forgot the snapshot of a refused completion");
+        }
+        Ok(())
+    }
+
+    /// Forgets every snapshot of the repository whose task attempt was not committed. Returns how
+    /// many were forgotten.
+    pub async fn sweep_repo(&self, repo_id: &str) -> CoreResult<usize> {
+        let Some(repo) = self.catalog.open_repo(repo_id).await? else {
+            return Ok(0);
+        };
+        let (repo, snapshots) = snapshot_op(move || {
+            let s = repo.snapshots()?;
+            Ok((repo, s))
+        })
+        .await?;
+        let mut doomed = Vec::new();
+        for s in snapshots {
+            let (Some(task), Some(attempt)) =
+                (tag_value(&s.tags, "task"), tag_value(&s.tags, "attempt"))
+            else {
+                continue;
+            };
+            let Ok(attempt) = attempt.parse::<u32>() else {
+                continue;
+            };
+            if self.queue.snapshot_verdict(task, attempt).await? == Some(false) {
+                doomed.push(s.id.clone());
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let n = doomed.len();
+        let ids = doomed.clone();
+        snapshot_op(move || repo.forget(&ids)).await?;
+        metrics::counter!("repovault_uncommitted_snapshots_forgotten_total").increment(n as u64);
+        tracing::warn!(repo = %repo_id, snapshots = ?doomed, "forgot uncommitted snapshots");
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -277,7 +312,8 @@ mod tests {
             .join("config");
         std::fs::write(&config, b"not a restic config").expect("damage");
 
-        sweep_all(&c)
+        c.reconciler
+            .sweep_all()
             .await
             .expect("the sweep goes on past the broken repository");
         let sr = c
@@ -288,12 +324,13 @@ mod tests {
             .expect("exists");
         let left = snapshot_op(move || sr.snapshots()).await.expect("list");
         assert!(left.is_empty(), "uncommitted snapshot forgotten: {left:?}");
-        let why = c.sweep_failures.get(&broken.id);
+        let why = c.reconciler.sweep_failures.get(&broken.id);
         assert!(why.is_some(), "the broken repository is reported");
-        assert_eq!(c.sweep_failures.get(&healthy.id), None);
-        assert_eq!(c.sweep_failures.count(), 1);
+        assert_eq!(c.reconciler.sweep_failures.get(&healthy.id), None);
+        assert_eq!(c.reconciler.sweep_failures.count(), 1);
         // The health view names it.
         let h = c
+            .health
             .api_health(repovault_proto::v1::GetHealthRequest { org: "acme".into() })
             .await
             .expect("health");

@@ -14,7 +14,7 @@ use opendal::{ErrorKind, Operator};
 use repovault_common::storage::{TMP_DIR, snapshot_repo_path};
 use repovault_common::timing::Timing;
 
-use crate::core::Core;
+use crate::catalog::reconcile::Reconciler;
 use crate::error::CoreResult;
 
 /// The longest a single write may take on a live lease: one file of rustic_core's largest pack
@@ -87,7 +87,7 @@ pub async fn sweep_dir(storage: &Operator, dir: &str, cutoff_ms: i64, out: &mut 
     }
 }
 
-impl Core {
+impl Reconciler {
     /// Removes the stale temporaries ([`max_age`] old at `now_ms`) of the storage root and of
     /// every repository's snapshot repository. Storage without rename (object stores, whose
     /// single PUT is atomic) has none.
@@ -170,7 +170,7 @@ mod tests {
         ];
         let config = dir.path().join(&repo_dir).join("config");
         let now = c.now_ms();
-        let swept = c.sweep_temporaries(now).await.expect("sweep");
+        let swept = c.reconciler.sweep_temporaries(now).await.expect("sweep");
         assert_eq!((swept.removed, swept.bytes, swept.errors), (2, 2000, 0));
         for p in &stale {
             assert!(!p.exists(), "stale {} removed", p.display());
@@ -183,7 +183,11 @@ mod tests {
             "nothing outside the temporaries is touched"
         );
         assert_eq!(
-            c.sweep_temporaries(now).await.expect("sweep").removed,
+            c.reconciler
+                .sweep_temporaries(now)
+                .await
+                .expect("sweep")
+                .removed,
             0,
             "idempotent"
         );
@@ -195,11 +199,7 @@ mod tests {
         let c = testing::core(dir.path()).await;
         let stale = temporary(dir.path(), ".tmp/0a1b2c", max_age(&c.timing) * 2);
         let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let pass = tokio::spawn(crate::catalog::reconcile::run(
-            c.clone(),
-            rx,
-            Duration::from_millis(50),
-        ));
+        let pass = tokio::spawn(c.reconciler.clone().run(rx, Duration::from_millis(50)));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while stale.exists() {
             assert!(tokio::time::Instant::now() < deadline, "not swept");

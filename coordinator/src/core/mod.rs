@@ -73,6 +73,12 @@ pub struct Core {
     pub verification: Arc<crate::verification::verify_runs::VerifyRuns>,
     /// Restore drills (`verification/drills.rs`).
     pub drills: Arc<crate::verification::drills::Drills>,
+    /// Retention, prunes, deletions and purges (`maintenance/maintenance_runs.rs`).
+    pub maintenance: Arc<crate::maintenance::maintenance_runs::Maintenance>,
+    /// Escrow agreements and the admin calls that delete (`maintenance/escrow_holds.rs`).
+    pub escrow: Arc<crate::maintenance::escrow_holds::Escrow>,
+    /// The health view (`health/health_view.rs`).
+    pub health: Arc<crate::health::health_view::Health>,
     /// Cancelled when the coordinator stops: long-polls and streams end, so connections close
     /// and the store is released.
     pub stopping: tokio_util::sync::CancellationToken,
@@ -80,8 +86,8 @@ pub struct Core {
     pub downloads: Arc<crate::downloads::Downloads>,
     /// Scheduled and on-push backups: the clock, push bursts (`schedule/schedule_runs.rs`).
     pub schedules: Arc<crate::schedule::schedule_runs::Schedules>,
-    /// Repositories whose latest reconcile sweep failed (`catalog/reconcile.rs`), for the health view.
-    pub sweep_failures: crate::catalog::reconcile::SweepFailures,
+    /// Forgets uncommitted snapshots and sweeps failed writes (`catalog/reconcile.rs`).
+    pub reconciler: Arc<crate::catalog::reconcile::Reconciler>,
 }
 
 pub struct CoreParts {
@@ -163,19 +169,56 @@ impl Core {
             forge.clone(),
             secrets.clone(),
         ));
+        let maintenance = Arc::new(crate::maintenance::maintenance_runs::Maintenance::new(
+            parts.store.clone(),
+            parts.clock.clone(),
+            queue.clone(),
+            catalog.clone(),
+            registry.clone(),
+            storage.clone(),
+        ));
+        let escrow = Arc::new(crate::maintenance::escrow_holds::Escrow::new(
+            parts.store.clone(),
+            parts.clock.clone(),
+            registry.clone(),
+            catalog.clone(),
+            maintenance.clone(),
+        ));
+        let reconciler = Arc::new(crate::catalog::reconcile::Reconciler::new(
+            parts.store.clone(),
+            parts.clock.clone(),
+            parts.timing,
+            storage.clone(),
+            catalog.clone(),
+            queue.clone(),
+        ));
+        let drills = Arc::new(crate::verification::drills::Drills::new(
+            queue.clone(),
+            registry.clone(),
+            parts.store.clone(),
+            ledger.clone(),
+        ));
+        let health = Arc::new(crate::health::health_view::Health::new(
+            parts.store.clone(),
+            queue.clone(),
+            registry.clone(),
+            schedules.clone(),
+            drills.clone(),
+            ledger.clone(),
+            reconciler.clone(),
+        ));
         Ok(Arc::new(Self {
+            health,
+            drills,
+            reconciler,
+            maintenance,
+            escrow,
             downloads,
             fleet: Arc::new(crate::tasks::fleet::Fleet::new(
                 queue.clone(),
                 forge.clone(),
             )),
             verification: Arc::new(crate::verification::verify_runs::VerifyRuns::new(
-                queue.clone(),
-                registry.clone(),
-                parts.store.clone(),
-                ledger.clone(),
-            )),
-            drills: Arc::new(crate::verification::drills::Drills::new(
                 queue.clone(),
                 registry.clone(),
                 parts.store.clone(),
@@ -191,7 +234,6 @@ impl Core {
                 forge.clone(),
             )),
             clock: parts.clock,
-            sweep_failures: Default::default(),
             store: parts.store,
             storage,
             storage_config: parts.storage_config,

@@ -4,6 +4,15 @@
 //! "Now" is the schedules' clock (`Schedules::now_ms`), so a test's injected clock moves the
 //! health view with the materialiser.
 
+use std::sync::Arc;
+
+use crate::catalog::org_registry::Registry;
+use crate::catalog::reconcile::Reconciler;
+use crate::schedule::schedule_runs::Schedules;
+use crate::store::Store;
+use crate::tasks::task_queue::TaskQueue;
+use crate::verification::drills::Drills;
+use crate::verification::verify_ledger::VerifyLedger;
 use std::collections::HashMap;
 
 use repovault_proto::v1 as pb;
@@ -17,13 +26,44 @@ use crate::model::{
 use crate::schedule::{Plan, Schedule};
 use crate::tasks::lease_state::TaskState;
 
-use crate::core::{Core, format_ms};
+use crate::core::format_ms;
 
 fn opt_ms(ms: Option<i64>) -> String {
     ms.map(format_ms).unwrap_or_default()
 }
 
-impl Core {
+/// The health view: per repository and organisation states, the summary, the timeline and the health gauges, computed from the store, the queue, schedules, drills, verification and the reconciler.
+pub struct Health {
+    pub(crate) store: Store,
+    pub(crate) queue: Arc<TaskQueue>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) schedules: Arc<Schedules>,
+    pub(crate) drills: Arc<Drills>,
+    pub(crate) ledger: Arc<VerifyLedger>,
+    pub(crate) reconciler: Arc<Reconciler>,
+}
+
+impl Health {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        queue: Arc<TaskQueue>,
+        registry: Arc<Registry>,
+        schedules: Arc<Schedules>,
+        drills: Arc<Drills>,
+        ledger: Arc<VerifyLedger>,
+        reconciler: Arc<Reconciler>,
+    ) -> Self {
+        Self {
+            store,
+            queue,
+            registry,
+            schedules,
+            drills,
+            ledger,
+            reconciler,
+        }
+    }
     /// The health of every repository (of `org` when given) with its stats, sorted by full
     /// name.
     pub async fn health(
@@ -130,7 +170,11 @@ impl Core {
                     .last_success_verification_detail
                     .clone()
                     .unwrap_or_default(),
-                housekeeping: self.sweep_failures.get(&r.id).unwrap_or_default(),
+                housekeeping: self
+                    .reconciler
+                    .sweep_failures
+                    .get(&r.id)
+                    .unwrap_or_default(),
             })
             .collect();
         let unverified = repos
@@ -230,6 +274,7 @@ impl Core {
         let backups = self.registry.list_backups(Some(&req.repo)).await?;
         let skipped = self.store.schedule_state(&repo.id).await?.skipped_slots;
         let escrowed = self
+            .store
             .active_escrow(&repo.id, self.schedules.now_ms())
             .await?
             .is_some();
@@ -379,7 +424,7 @@ fn drill_detail(d: &DrillRecord) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use crate::core::Core;
     use std::time::Duration;
 
     use repovault_common::crypto::MasterKey;
@@ -465,7 +510,7 @@ mod tests {
             );
         c.store.apply(batch).await.expect("apply");
 
-        let rows = c.health(Some("acme")).await.expect("health");
+        let rows = c.health.health(Some("acme")).await.expect("health");
         let states: Vec<State> = rows.iter().map(|(_, _, h)| h.state).collect();
         assert_eq!(states, [State::Late, State::BackedUp, State::Never]);
         for (_, _, h) in &rows {
@@ -473,14 +518,16 @@ mod tests {
             assert!((slot + H..slot + H + H / 2).contains(&next), "{h:?}");
         }
         let r = c
+            .health
             .api_health(pb::GetHealthRequest { org: "acme".into() })
             .await
             .expect("api");
         let s = r.summary.expect("summary");
         assert_eq!((s.total, s.late, s.backed_up, s.never), (3, 1, 1, 1));
-        c.update_health_gauges().await.expect("gauges");
+        c.health.update_health_gauges().await.expect("gauges");
 
         let t = c
+            .health
             .api_timeline(pb::GetTimelineRequest {
                 repo: "acme/r0".into(),
             })

@@ -16,7 +16,7 @@
 mod health_summary;
 mod health_timeline;
 /// The shell: the health view and timeline over the store, and the health gauges.
-mod health_view;
+pub mod health_view;
 
 use serde::Serialize;
 

@@ -15,53 +15,57 @@ use repovault_common::secret::Secret;
 
 use crate::admin_roles::Role;
 use crate::error::{CoreError, CoreResult};
-use crate::maintenance::retention::{EscrowWindow, RetentionPolicy};
+use crate::maintenance::retention::RetentionPolicy;
 use crate::model::{BackupRecord, EscrowRecord, OrgRecord, Status};
 use crate::store::Batch;
 use repovault_proto::v1 as pb;
 
-use crate::core::Core;
-use crate::maintenance::maintenance_runs::first_line;
+use crate::catalog::catalog_objects::Catalog;
+use crate::catalog::org_registry::Registry;
+use crate::clock::Clock;
+use crate::maintenance::maintenance_runs::{Maintenance, first_line};
+use crate::store::Store;
 
 /// Bytes of an escrow key: 256 bits, hex-encoded as the restic password (as organisation keys).
 const ESCROW_KEY_BYTES: usize = 32;
 /// An agreement's text (parties, reference) is a record field, not a document store.
 const MAX_AGREEMENT_BYTES: usize = 16 * 1024;
 
-impl Core {
-    pub(crate) async fn escrow_windows(&self, repo_id: &str) -> CoreResult<Vec<EscrowWindow>> {
-        Ok(self
-            .store
-            .escrows(Some(repo_id))
-            .await?
-            .iter()
-            .map(EscrowRecord::window)
-            .collect())
-    }
+/// Escrow agreements, retention changes and the admin calls that delete: each checks the agreements before it asks maintenance to remove anything.
+pub struct Escrow {
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) maintenance: Arc<Maintenance>,
+}
 
-    /// The repository's active agreement at `now_ms`, if any (the oldest).
-    pub(crate) async fn active_escrow(
-        &self,
-        repo_id: &str,
-        now_ms: i64,
-    ) -> CoreResult<Option<EscrowRecord>> {
-        let mut active: Vec<EscrowRecord> = self
-            .store
-            .escrows(Some(repo_id))
-            .await?
-            .into_iter()
-            .filter(|e| e.window().is_active(now_ms))
-            .collect();
-        active.sort_by_key(|e| e.created_at_ms);
-        Ok(active.into_iter().next())
+impl Escrow {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        registry: Arc<Registry>,
+        catalog: Arc<Catalog>,
+        maintenance: Arc<Maintenance>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            registry,
+            catalog,
+            maintenance,
+        }
     }
 
     /// Whether a backup is escrowed at `now_ms` (for listings: `is_escrowed`).
     pub async fn is_escrowed(&self, b: &BackupRecord, now_ms: i64) -> CoreResult<bool> {
-        Ok(
-            b.status == Status::Completed
-                && self.active_escrow(&b.repo_id, now_ms).await?.is_some(),
-        )
+        Ok(b.status == Status::Completed
+            && self
+                .store
+                .active_escrow(&b.repo_id, now_ms)
+                .await?
+                .is_some())
     }
 
     /// Sets `is_escrowed` on converted backups (`out[i]` is `records[i]`), reading each
@@ -71,13 +75,13 @@ impl Core {
         records: &[BackupRecord],
         out: &mut [pb::Backup],
     ) -> CoreResult<()> {
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         let mut active: std::collections::HashMap<&str, bool> = Default::default();
         for (b, p) in records.iter().zip(out.iter_mut()) {
             let a = match active.get(b.repo_id.as_str()) {
                 Some(a) => *a,
                 None => {
-                    let a = self.active_escrow(&b.repo_id, now).await?.is_some();
+                    let a = self.store.active_escrow(&b.repo_id, now).await?.is_some();
                     active.insert(&b.repo_id, a);
                     a
                 }
@@ -108,7 +112,7 @@ impl Core {
                 agreement.len()
             )));
         }
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         if until_ms.is_some_and(|u| u <= now) {
             return Err(CoreError::InvalidArgument("--until is in the past".into()));
         }
@@ -152,7 +156,7 @@ impl Core {
         released_by: &str,
     ) -> CoreResult<Vec<EscrowRecord>> {
         let repo = self.registry.repo_named(full_name).await?;
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         let mut released = Vec::new();
         let mut batch = Batch::default();
         for mut e in self.store.escrows(Some(&repo.id)).await? {
@@ -182,7 +186,7 @@ impl Core {
             Some(n) if !n.is_empty() => Some(self.registry.repo_named(n).await?.id),
             _ => None,
         };
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         let mut out: Vec<(EscrowRecord, bool)> = self
             .store
             .escrows(repo_id.as_deref())
@@ -257,7 +261,7 @@ pub struct RetentionChange {
     pub removes: u64,
 }
 
-impl Core {
+impl Escrow {
     /// How many existing backups of `org` changing its policy to `new` would remove at
     /// `now_ms`: those the new policy drops and the current one keeps, by the retention
     /// planner over every repository's history. No I/O when `new` keeps all the current one
@@ -273,11 +277,15 @@ impl Core {
         }
         let mut n = 0;
         for repo in self.store.org_repos(&org.id).await? {
-            let history = self.repo_history(&repo).await?;
+            let history = self.maintenance.repo_history(&repo).await?;
             let old = self
+                .maintenance
                 .plan_under(&repo, org, &history, &org.retention, now_ms)
                 .await?;
-            let new = self.plan_under(&repo, org, &history, new, now_ms).await?;
+            let new = self
+                .maintenance
+                .plan_under(&repo, org, &history, new, now_ms)
+                .await?;
             n += crate::maintenance::retention::newly_dropped(&old, &new).len() as u64;
         }
         Ok(n)
@@ -296,7 +304,9 @@ impl Core {
         confirm: bool,
     ) -> CoreResult<RetentionChange> {
         let org = self.registry.org_named(name).await?;
-        let removes = self.backups_removed_by(&org, &new, self.now_ms()).await?;
+        let removes = self
+            .backups_removed_by(&org, &new, self.clock.now_ms())
+            .await?;
         if removes > 0 {
             let what = format!(
                 "the retention policy {} would remove {removes} existing backups of {} now (the current policy, {}, keeps them)",
@@ -316,7 +326,7 @@ impl Core {
             }
         }
         let old = org.retention.clone();
-        let org = self.set_retention(name, new).await?;
+        let org = self.maintenance.set_retention(name, new).await?;
         tracing::info!(org = %org.name, old = %old.describe(), new = %org.retention.describe(), removes, "retention policy set");
         Ok(RetentionChange {
             old,
@@ -328,12 +338,12 @@ impl Core {
 
 /// The admin service's calls for retention, deletion, purge, connection and escrow: thin
 /// conversions, so `service/admin.rs` only delegates.
-impl Core {
+impl Escrow {
     pub async fn api_delete_backup(
         self: &Arc<Self>,
         r: pb::DeleteBackupRequest,
     ) -> CoreResult<pb::DeleteBackupResponse> {
-        let b = self.delete_backup(&r.id).await?;
+        let b = self.maintenance.delete_backup(&r.id).await?;
         Ok(pb::DeleteBackupResponse {
             backup: Some(crate::service::convert::backup(&b)),
         })
@@ -344,7 +354,7 @@ impl Core {
         r: pb::PurgeRepoRequest,
     ) -> CoreResult<pb::PurgeResponse> {
         Ok(pb::PurgeResponse {
-            backups_deleted: self.purge_repo(&r.repo, r.confirm).await?,
+            backups_deleted: self.maintenance.purge_repo(&r.repo, r.confirm).await?,
         })
     }
 
@@ -353,7 +363,7 @@ impl Core {
         r: pb::PurgeOrgRequest,
     ) -> CoreResult<pb::PurgeResponse> {
         Ok(pb::PurgeResponse {
-            backups_deleted: self.purge_org(&r.org, r.confirm).await?,
+            backups_deleted: self.maintenance.purge_org(&r.org, r.confirm).await?,
         })
     }
 
@@ -362,9 +372,9 @@ impl Core {
         r: pb::SetOrgConnectedRequest,
     ) -> CoreResult<pb::SetOrgConnectedResponse> {
         let org = if r.connected {
-            self.connect_org(&r.org).await?
+            self.maintenance.connect_org(&r.org).await?
         } else {
-            self.disconnect_org(&r.org).await?
+            self.maintenance.disconnect_org(&r.org).await?
         };
         Ok(pb::SetOrgConnectedResponse {
             org: org.name,
@@ -436,7 +446,7 @@ impl Core {
             .enable_escrow(&r.repo, &r.agreement, until, created_by)
             .await?;
         Ok(pb::EnableEscrowResponse {
-            agreement: Some(agreement_pb(&e, self.now_ms())),
+            agreement: Some(agreement_pb(&e, self.clock.now_ms())),
             key: key.expose().to_string(),
         })
     }
@@ -447,7 +457,7 @@ impl Core {
         released_by: &str,
     ) -> CoreResult<pb::ReleaseEscrowResponse> {
         let released = self.release_escrow(&r.repo, released_by).await?;
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         Ok(pb::ReleaseEscrowResponse {
             released: released.iter().map(|e| agreement_pb(e, now)).collect(),
         })
@@ -457,7 +467,7 @@ impl Core {
         &self,
         r: pb::ListEscrowsRequest,
     ) -> CoreResult<pb::ListEscrowsResponse> {
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         Ok(pb::ListEscrowsResponse {
             agreements: self
                 .list_escrows(Some(&r.repo))

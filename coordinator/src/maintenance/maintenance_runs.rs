@@ -22,13 +22,16 @@ use futures::StreamExt;
 use repovault_common::repo::{PruneOutcome, SnapshotRepo};
 use repovault_common::storage::catalog_object_path;
 
+use crate::catalog::catalog_objects::Catalog;
+use crate::catalog::org_registry::Registry;
 use crate::catalog::snapshot_repos::snapshot_op;
+use crate::clock::Clock;
 use crate::error::{CoreResult, not_found};
 use crate::maintenance::retention::{self, BackupState, BackupView, Plan, RepoState};
 use crate::model::{BackupRecord, MaintenanceRecord, OrgRecord, RepoRecord, Status};
 use crate::store::Batch;
-
-use crate::core::Core;
+use crate::store::Store;
+use crate::tasks::task_queue::TaskQueue;
 
 /// How often the coordinator runs retention: hourly, the finest period a policy can count
 /// (`keep_hourly`); the day-granular `days` rule needs no more.
@@ -110,7 +113,7 @@ impl RetentionConfig {
 /// The coordinator's retention loop: a first run one interval after start, then every
 /// interval, until `stop`.
 pub async fn run_loop(
-    core: Arc<Core>,
+    maintenance: Arc<Maintenance>,
     interval: Duration,
     opts: MaintenanceOptions,
     stop: tokio_util::sync::CancellationToken,
@@ -123,7 +126,10 @@ pub async fn run_loop(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match core.run_retention_once(core.now_ms(), &opts).await {
+        match maintenance
+            .run_retention_once(maintenance.clock.now_ms(), &opts)
+            .await
+        {
             Ok(r) if r.backups_removed + r.prunes + r.errors > 0 => {
                 tracing::info!(report = ?r, "retention run");
             }
@@ -180,11 +186,11 @@ pub fn failed_attempt_since_prune(history: &[BackupRecord], m: &MaintenanceRecor
 /// The repository's maintenance record, wanting a prune when a failed attempt may have left
 /// data behind ([`failed_attempt_since_prune`]); not stored (the prune itself clears it).
 async fn maintenance_of(
-    core: &Core,
+    store: &Store,
     repo_id: &str,
     history: &[BackupRecord],
 ) -> CoreResult<MaintenanceRecord> {
-    let mut m = core.store.maintenance(repo_id).await?;
+    let mut m = store.maintenance(repo_id).await?;
     if failed_attempt_since_prune(history, &m) {
         m.prune_wanted = true;
     }
@@ -193,18 +199,18 @@ async fn maintenance_of(
 
 /// A repository claimed for maintenance; released on drop.
 pub(crate) struct Claim {
-    core: Arc<Core>,
+    queue: Arc<TaskQueue>,
     repo_id: String,
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        let core = self.core.clone();
+        let queue = self.queue.clone();
         let repo_id = std::mem::take(&mut self.repo_id);
         // The queue lock is async; release from a task (the claim only delays leasing).
         tokio::spawn(async move {
-            core.queue.state.lock().await.maintenance.remove(&repo_id);
-            core.queue.ready.notify_waiters();
+            queue.state.lock().await.maintenance.remove(&repo_id);
+            queue.ready.notify_waiters();
         });
     }
 }
@@ -225,17 +231,45 @@ fn view(b: &BackupRecord) -> BackupView {
     }
 }
 
-impl Core {
+/// Maintenance of snapshot repositories: retention's forget and prune, backup deletion and purges, each under a claim that keeps the repository's backups off meanwhile. Methods: this file and `purge_runs.rs`.
+pub struct Maintenance {
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) queue: Arc<TaskQueue>,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) storage: opendal::Operator,
+}
+
+impl Maintenance {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        queue: Arc<TaskQueue>,
+        catalog: Arc<Catalog>,
+        registry: Arc<Registry>,
+        storage: opendal::Operator,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            queue,
+            catalog,
+            registry,
+            storage,
+        }
+    }
     /// Claims `repo_id` for maintenance unless a backup, restore, verification or drill of it
     /// is running (or it is claimed).
-    pub(crate) async fn claim(self: &Arc<Self>, repo_id: &str) -> Option<Claim> {
+    pub(crate) async fn claim(&self, repo_id: &str) -> Option<Claim> {
         let mut q = self.queue.state.lock().await;
         if q.busy_repos().contains(repo_id) || q.read_repos().contains(repo_id) {
             return None;
         }
         q.maintenance.insert(repo_id.to_string());
         Some(Claim {
-            core: self.clone(),
+            queue: self.queue.clone(),
             repo_id: repo_id.to_string(),
         })
     }
@@ -284,7 +318,7 @@ impl Core {
         now_ms: i64,
     ) -> CoreResult<Plan> {
         let views: Vec<BackupView> = history.iter().map(view).collect();
-        let windows = self.escrow_windows(&repo.id).await?;
+        let windows = self.store.escrow_windows(&repo.id).await?;
         let state = RepoState {
             deleted_or_archived_at_source: repo.deleted || repo.archived,
             org_disconnected: org.disconnected,
@@ -295,7 +329,7 @@ impl Core {
     /// One maintenance pass over every repository at `now_ms` (the coordinator's loop calls it
     /// every `retention_interval`; tests call it with a time of their choosing).
     pub async fn run_retention_once(
-        self: &Arc<Self>,
+        &self,
         now_ms: i64,
         opts: &MaintenanceOptions,
     ) -> CoreResult<MaintenanceReport> {
@@ -329,14 +363,14 @@ impl Core {
     }
 
     async fn maintain_repo(
-        self: &Arc<Self>,
+        &self,
         repo: &RepoRecord,
         now_ms: i64,
         opts: &MaintenanceOptions,
     ) -> CoreResult<MaintenanceReport> {
         let mut report = MaintenanceReport::default();
         let (plan, history) = self.retention_plan(repo, now_ms).await?;
-        let maint = maintenance_of(self, &repo.id, &history).await?;
+        let maint = maintenance_of(&self.store, &repo.id, &history).await?;
         if plan.drop.is_empty() && !prune_due(&maint, now_ms, opts) {
             return Ok(report);
         }
@@ -347,7 +381,7 @@ impl Core {
         // Planned again under the claim: a backup completed or an agreement made meanwhile
         // counts.
         let (plan, history) = self.retention_plan(repo, now_ms).await?;
-        let maint = maintenance_of(self, &repo.id, &history).await?;
+        let maint = maintenance_of(&self.store, &repo.id, &history).await?;
         let doomed: Vec<&BackupRecord> = history
             .iter()
             .filter(|b| plan.drop.contains(&b.id))
@@ -363,7 +397,7 @@ impl Core {
             .await?;
         report.backups_removed = removed;
         report.snapshots_forgotten = forgotten;
-        let maint = maintenance_of(self, &repo.id, &history).await?;
+        let maint = maintenance_of(&self.store, &repo.id, &history).await?;
         if let Some(sr) = snapshot_repo
             && prune_due(&maint, now_ms, opts)
         {

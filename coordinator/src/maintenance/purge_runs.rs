@@ -8,26 +8,25 @@ use std::sync::Arc;
 use repovault_common::names::parse_full_name;
 
 use crate::error::{CoreError, CoreResult, not_found};
+use crate::maintenance::maintenance_runs::Maintenance;
 use crate::maintenance::maintenance_runs::first_line;
 use crate::maintenance::retention;
 use crate::model::{BackupRecord, OrgRecord, RepoRecord};
 use crate::store::Batch;
 
-use crate::core::Core;
-
-impl Core {
+impl Maintenance {
     /// `backup delete`: removes one finished backup now (its data goes at the repository's next
     /// prune). Refused for an escrowed backup, for every caller, until the agreement is released
     /// or expires; refused for an unfinished one.
-    pub async fn delete_backup(self: &Arc<Self>, backup_id: &str) -> CoreResult<BackupRecord> {
+    pub async fn delete_backup(&self, backup_id: &str) -> CoreResult<BackupRecord> {
         let b = self.registry.get_backup(backup_id).await?;
         let repo = self
             .store
             .repo(&b.repo_id)
             .await?
             .ok_or_else(|| not_found("repository", b.repo_id.clone()))?;
-        let now = self.now_ms();
-        if let Some(e) = self.active_escrow(&repo.id, now).await? {
+        let now = self.clock.now_ms();
+        if let Some(e) = self.store.active_escrow(&repo.id, now).await? {
             return Err(CoreError::FailedPrecondition(format!(
                 "backup {backup_id} is escrowed (agreement {} on {}, {}): it cannot be deleted until `repovault escrow release {}`{}",
                 e.id,
@@ -52,7 +51,7 @@ impl Core {
             )));
         };
         // Again under the claim: an agreement made meanwhile counts.
-        if self.active_escrow(&repo.id, now).await?.is_some() {
+        if self.store.active_escrow(&repo.id, now).await?.is_some() {
             return Err(CoreError::FailedPrecondition(format!(
                 "backup {backup_id} is escrowed: it cannot be deleted until `repovault escrow release {}`",
                 repo.full_name()
@@ -72,7 +71,7 @@ impl Core {
     /// object under the repository's storage prefix, and the repository's records. Refused
     /// without `confirm`, while an escrow agreement is active, and while a task of it is
     /// pending or running.
-    pub async fn purge_repo(self: &Arc<Self>, full_name: &str, confirm: bool) -> CoreResult<u64> {
+    pub async fn purge_repo(&self, full_name: &str, confirm: bool) -> CoreResult<u64> {
         parse_full_name(full_name).map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
         let repo = self.registry.repo_named(full_name).await?;
         if !confirm {
@@ -87,7 +86,7 @@ impl Core {
     /// `org purge ORG --confirm`: purges every repository of the organisation, then the
     /// organisation itself (its key and credential). Checks every repository before deleting
     /// anything.
-    pub async fn purge_org(self: &Arc<Self>, name: &str, confirm: bool) -> CoreResult<u64> {
+    pub async fn purge_org(&self, name: &str, confirm: bool) -> CoreResult<u64> {
         let org = self.registry.org_named(name).await?;
         if !confirm {
             return Err(CoreError::InvalidArgument(format!(
@@ -124,7 +123,11 @@ impl Core {
     }
 
     async fn purge_checks(&self, repo: &RepoRecord) -> CoreResult<()> {
-        if let Some(e) = self.active_escrow(&repo.id, self.now_ms()).await? {
+        if let Some(e) = self
+            .store
+            .active_escrow(&repo.id, self.clock.now_ms())
+            .await?
+        {
             return Err(CoreError::FailedPrecondition(format!(
                 "{} is under escrow (agreement {}): release it first (`repovault escrow release {}`)",
                 repo.full_name(),
@@ -144,7 +147,7 @@ impl Core {
         Ok(())
     }
 
-    async fn purge_one(self: &Arc<Self>, repo: &RepoRecord) -> CoreResult<u64> {
+    async fn purge_one(&self, repo: &RepoRecord) -> CoreResult<u64> {
         let Some(_claim) = self.claim(&repo.id).await else {
             return Err(CoreError::FailedPrecondition(format!(
                 "a backup of {} is running: retry when it has finished",
@@ -203,7 +206,7 @@ impl Core {
         }
         org.disconnected = !connected;
         if connected {
-            org.full_after_ms = Some(self.now_ms());
+            org.full_after_ms = Some(self.clock.now_ms());
         }
         let mut batch = Batch::default();
         batch.org(&org);

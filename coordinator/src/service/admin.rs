@@ -198,7 +198,7 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         let list = self.core.registry.list_backups(Some(&r.repo)).await?;
         let mut backups: Vec<pb::Backup> = list.iter().map(convert::backup).collect();
-        self.core.escrow_flags(&list, &mut backups).await?;
+        self.core.escrow.escrow_flags(&list, &mut backups).await?;
         Ok(Response::new(pb::ListBackupsResponse { backups }))
     }
 
@@ -209,6 +209,7 @@ impl AdminService for AdminApi {
         let b = self.core.registry.get_backup(&req.into_inner().id).await?;
         let mut backup = vec![convert::backup(&b)];
         self.core
+            .escrow
             .escrow_flags(std::slice::from_ref(&b), &mut backup)
             .await?;
         Ok(Response::new(pb::GetBackupResponse {
@@ -440,7 +441,7 @@ impl AdminService for AdminApi {
         req: Request<pb::DeleteBackupRequest>,
     ) -> Result<Response<pb::DeleteBackupResponse>, Status> {
         Ok(Response::new(
-            self.core.api_delete_backup(req.into_inner()).await?,
+            self.core.escrow.api_delete_backup(req.into_inner()).await?,
         ))
     }
 
@@ -449,7 +450,7 @@ impl AdminService for AdminApi {
         req: Request<pb::PurgeRepoRequest>,
     ) -> Result<Response<pb::PurgeResponse>, Status> {
         Ok(Response::new(
-            self.core.api_purge_repo(req.into_inner()).await?,
+            self.core.escrow.api_purge_repo(req.into_inner()).await?,
         ))
     }
 
@@ -458,7 +459,7 @@ impl AdminService for AdminApi {
         req: Request<pb::PurgeOrgRequest>,
     ) -> Result<Response<pb::PurgeResponse>, Status> {
         Ok(Response::new(
-            self.core.api_purge_org(req.into_inner()).await?,
+            self.core.escrow.api_purge_org(req.into_inner()).await?,
         ))
     }
 
@@ -467,7 +468,10 @@ impl AdminService for AdminApi {
         req: Request<pb::SetOrgConnectedRequest>,
     ) -> Result<Response<pb::SetOrgConnectedResponse>, Status> {
         Ok(Response::new(
-            self.core.api_set_org_connected(req.into_inner()).await?,
+            self.core
+                .escrow
+                .api_set_org_connected(req.into_inner())
+                .await?,
         ))
     }
 
@@ -480,7 +484,11 @@ impl AdminService for AdminApi {
             .extensions()
             .get::<crate::admin_roles::Caller>()
             .map_or(crate::admin_roles::Role::Viewer, |c| c.role);
-        let (r, detail) = self.core.api_set_retention(req.into_inner(), role).await?;
+        let (r, detail) = self
+            .core
+            .escrow
+            .api_set_retention(req.into_inner(), role)
+            .await?;
         let mut response = Response::new(r);
         if let Some(d) = detail {
             response
@@ -495,7 +503,7 @@ impl AdminService for AdminApi {
         req: Request<pb::GetRetentionRequest>,
     ) -> Result<Response<pb::GetRetentionResponse>, Status> {
         Ok(Response::new(
-            self.core.api_get_retention(req.into_inner()).await?,
+            self.core.escrow.api_get_retention(req.into_inner()).await?,
         ))
     }
 
@@ -505,7 +513,10 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::EnableEscrowResponse>, Status> {
         Ok(Response::new({
             let by = caller_name(&req);
-            self.core.api_enable_escrow(req.into_inner(), &by).await?
+            self.core
+                .escrow
+                .api_enable_escrow(req.into_inner(), &by)
+                .await?
         }))
     }
 
@@ -515,7 +526,10 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ReleaseEscrowResponse>, Status> {
         Ok(Response::new({
             let by = caller_name(&req);
-            self.core.api_release_escrow(req.into_inner(), &by).await?
+            self.core
+                .escrow
+                .api_release_escrow(req.into_inner(), &by)
+                .await?
         }))
     }
 
@@ -524,7 +538,7 @@ impl AdminService for AdminApi {
         req: Request<pb::ListEscrowsRequest>,
     ) -> Result<Response<pb::ListEscrowsResponse>, Status> {
         Ok(Response::new(
-            self.core.api_list_escrows(req.into_inner()).await?,
+            self.core.escrow.api_list_escrows(req.into_inner()).await?,
         ))
     }
 
@@ -532,7 +546,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::GetHealthRequest>,
     ) -> Result<Response<pb::GetHealthResponse>, Status> {
-        Ok(Response::new(self.core.api_health(req.into_inner()).await?))
+        Ok(Response::new(
+            self.core.health.api_health(req.into_inner()).await?,
+        ))
     }
 
     async fn get_timeline(
@@ -540,7 +556,7 @@ impl AdminService for AdminApi {
         req: Request<pb::GetTimelineRequest>,
     ) -> Result<Response<pb::GetTimelineResponse>, Status> {
         Ok(Response::new(
-            self.core.api_timeline(req.into_inner()).await?,
+            self.core.health.api_timeline(req.into_inner()).await?,
         ))
     }
 
@@ -555,6 +571,7 @@ impl AdminService for AdminApi {
             .await?;
         let mut backup = vec![convert::backup(&b)];
         self.core
+            .escrow
             .escrow_flags(std::slice::from_ref(&b), &mut backup)
             .await?;
         Ok(Response::new(pb::VerifyBackupResponse {

@@ -31,20 +31,26 @@ async fn escrow_key_opens_one_repository_and_blocks_deletion_until_release() {
     let bx = c.backup_ok("org/x").await.unwrap();
     let by = c.backup_ok("org/y").await.unwrap();
 
-    let err = core.enable_escrow("org/x", "  ", None, "admin").await;
+    let err = core
+        .escrow
+        .enable_escrow("org/x", "  ", None, "admin")
+        .await;
     assert!(matches!(err, Err(CoreError::InvalidArgument(_))), "{err:?}");
     let (agreement, key) = core
+        .escrow
         .enable_escrow("org/x", "ACME Ltd / Bank plc\nref ESC-42", None, "admin")
         .await
         .unwrap();
     assert!(agreement.key_id.is_some());
     assert!(
-        core.is_escrowed(&bx, repovault_coordinator::clock::system_now_ms())
+        core.escrow
+            .is_escrowed(&bx, repovault_coordinator::clock::system_now_ms())
             .await
             .unwrap()
     );
     assert!(
         !core
+            .escrow
             .is_escrowed(&by, repovault_coordinator::clock::system_now_ms())
             .await
             .unwrap()
@@ -54,7 +60,7 @@ async fn escrow_key_opens_one_repository_and_blocks_deletion_until_release() {
 
     // Deleting an escrowed backup fails, with a message that says why and what to do.
     for id in [&bx.id, &bx2.id] {
-        match core.delete_backup(id).await {
+        match core.maintenance.delete_backup(id).await {
             Err(CoreError::FailedPrecondition(m)) => {
                 assert!(
                     m.contains("escrowed") && m.contains("escrow release"),
@@ -66,15 +72,15 @@ async fn escrow_key_opens_one_repository_and_blocks_deletion_until_release() {
     }
     // Purge: refused without --confirm, and under escrow.
     assert!(matches!(
-        core.purge_repo("org/x", false).await,
+        core.maintenance.purge_repo("org/x", false).await,
         Err(CoreError::InvalidArgument(_))
     ));
     assert!(matches!(
-        core.purge_repo("org/x", true).await,
+        core.maintenance.purge_repo("org/x", true).await,
         Err(CoreError::FailedPrecondition(_))
     ));
     assert!(matches!(
-        core.purge_org("org", true).await,
+        core.maintenance.purge_org("org", true).await,
         Err(CoreError::FailedPrecondition(_))
     ));
 
@@ -123,18 +129,18 @@ async fn escrow_key_opens_one_repository_and_blocks_deletion_until_release() {
     std::fs::write(&org_key_file, org_key.expose()).unwrap();
     restic(&x_repo, &org_key_file, &["snapshots"]).unwrap();
 
-    let listed = core.list_escrows(None).await.unwrap();
+    let listed = core.escrow.list_escrows(None).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert!(listed[0].1, "active");
 
     // Released: deletion works, for the one backup only.
-    core.release_escrow("org/x", "admin").await.unwrap();
+    core.escrow.release_escrow("org/x", "admin").await.unwrap();
     assert!(matches!(
-        core.release_escrow("org/x", "admin").await,
+        core.escrow.release_escrow("org/x", "admin").await,
         Err(CoreError::FailedPrecondition(_))
     ));
-    assert!(!core.list_escrows(Some("org/x")).await.unwrap()[0].1);
-    core.delete_backup(&bx.id).await.unwrap();
+    assert!(!core.escrow.list_escrows(Some("org/x")).await.unwrap()[0].1);
+    core.maintenance.delete_backup(&bx.id).await.unwrap();
     assert!(core.registry.backup_record(&bx.id).await.unwrap().is_none());
     assert!(
         core.registry
@@ -149,19 +155,19 @@ async fn escrow_key_opens_one_repository_and_blocks_deletion_until_release() {
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed:?}");
 
     // Disconnect and connect.
-    let o = core.disconnect_org("org").await.unwrap();
+    let o = core.maintenance.disconnect_org("org").await.unwrap();
     assert!(o.disconnected);
-    let o = core.connect_org("org").await.unwrap();
+    let o = core.maintenance.connect_org("org").await.unwrap();
     assert!(!o.disconnected && o.full_after_ms.is_some());
 
     // Purge org/y: its snapshot repository and records go; org/x stays.
-    core.purge_repo("org/y", true).await.unwrap();
+    core.maintenance.purge_repo("org/y", true).await.unwrap();
     assert!(!y_repo.exists());
     assert!(core.registry.repo_named("org/y").await.is_err());
     assert!(core.registry.backup_record(&by.id).await.unwrap().is_none());
     assert!(x_repo.join("config").is_file());
     // Purge the organisation.
-    core.purge_org("org", true).await.unwrap();
+    core.maintenance.purge_org("org", true).await.unwrap();
     assert!(!c.storage_root().join(&org.id).exists());
     assert!(core.registry.org_named("org").await.is_err());
     c.shutdown().await;

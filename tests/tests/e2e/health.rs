@@ -78,7 +78,7 @@ async fn health_states_summary_timeline_and_metrics() {
     assert_eq!(broken.status, Status::Failed);
     // paused: backed up, then its organisation disconnected.
     c.backup_ok("old/archive").await.unwrap();
-    core.disconnect_org("old").await.unwrap();
+    core.maintenance.disconnect_org("old").await.unwrap();
     // pending: queued with no worker left to take it.
     c.stop_workers().await;
     let queued = core.backups.run_backup("acme/queued").await.unwrap();

@@ -79,15 +79,16 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
             .await
             .unwrap();
     }
-    core.set_retention(
-        "org",
-        RetentionPolicy {
-            days: 1,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    core.maintenance
+        .set_retention(
+            "org",
+            RetentionPolicy {
+                days: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
 
     // a: b1 holds the big branch; then the branch goes at the source and from the worker's
     // mirror (repacked), so b2 shares none of its data. b2 is far smaller than b1, which
@@ -122,6 +123,7 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
     core.store.apply(batch).await.unwrap();
     // esc: under an escrow agreement.
     let (_agreement, _key) = core
+        .escrow
         .enable_escrow("org/esc", "ACME Ltd / Bank plc, ref ESC-1", None, "test")
         .await
         .unwrap();
@@ -141,6 +143,7 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
     // A day later: nothing is older than the policy's one day.
     let t0 = repovault_coordinator::clock::system_now_ms();
     let r = core
+        .maintenance
         .run_retention_once(t0 + DAY_MS / 2, &opts)
         .await
         .unwrap();
@@ -148,6 +151,7 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
 
     // Two days later: exactly a1 goes (a2 is the latest successful); gone and esc keep all.
     let r = core
+        .maintenance
         .run_retention_once(t0 + 2 * DAY_MS, &opts)
         .await
         .unwrap();
@@ -172,6 +176,7 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
     // The second phase (keep_delete after the first) deletes the marked packs: storage shrinks
     // by at least most of the big file.
     let r = core
+        .maintenance
         .run_retention_once(t0 + 2 * DAY_MS + 60_000, &opts)
         .await
         .unwrap();
@@ -193,6 +198,7 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
     assert!(out.join("code.git/HEAD").is_file());
     // A third run right after prunes nothing more (at most weekly).
     let r = core
+        .maintenance
         .run_retention_once(t0 + 2 * DAY_MS + 120_000, &opts)
         .await
         .unwrap();
@@ -200,8 +206,9 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
 
     // Released: the escrowed repository follows the policy again (its latest stays); the
     // repository deleted at the source still keeps everything.
-    core.release_escrow("org/esc", "test").await.unwrap();
+    core.escrow.release_escrow("org/esc", "test").await.unwrap();
     let r = core
+        .maintenance
         .run_retention_once(t0 + 3 * DAY_MS, &opts)
         .await
         .unwrap();
@@ -229,15 +236,16 @@ async fn retention_skips_a_repository_whose_backup_runs() {
         .add_repo("org/r", &daemon.url("r.git"), None)
         .await
         .unwrap();
-    core.set_retention(
-        "org",
-        RetentionPolicy {
-            days: 1,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    core.maintenance
+        .set_retention(
+            "org",
+            RetentionPolicy {
+                days: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let b1 = c.backup_ok("org/r").await.unwrap();
     c.backup_ok("org/r").await.unwrap();
     c.stop_workers().await;
@@ -268,13 +276,14 @@ async fn retention_skips_a_repository_whose_backup_runs() {
         ..Default::default()
     };
     let r = core
+        .maintenance
         .run_retention_once(now + 2 * DAY_MS, &opts)
         .await
         .unwrap();
     assert_eq!((r.skipped_busy, r.backups_removed), (1, 0), "{r:?}");
     assert!(core.registry.backup_record(&b1.id).await.unwrap().is_some());
     // Deleting one backup waits for the running one too.
-    let err = core.delete_backup(&b1.id).await;
+    let err = core.maintenance.delete_backup(&b1.id).await;
     assert!(
         matches!(err, Err(repovault_coordinator::error::CoreError::FailedPrecondition(ref m)) if m.contains("running")),
         "{err:?}"
@@ -374,7 +383,11 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
         ..Default::default()
     };
     let t = repovault_coordinator::clock::system_now_ms();
-    let r = core.run_retention_once(t + 60_000, &opts).await.unwrap();
+    let r = core
+        .maintenance
+        .run_retention_once(t + 60_000, &opts)
+        .await
+        .unwrap();
     assert_eq!((r.backups_removed, r.prunes, r.errors), (0, 1, 0), "{r:?}");
     assert!(r.pruned_bytes >= 1 << 20, "{r:?}");
     assert!(!orphan.exists(), "the failed attempt's pack is removed");
@@ -382,7 +395,11 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
         assert!(p.exists(), "referenced pack {} kept", p.display());
     }
     // Once pruned, the same failure does not prune again.
-    let r = core.run_retention_once(t + 120_000, &opts).await.unwrap();
+    let r = core
+        .maintenance
+        .run_retention_once(t + 120_000, &opts)
+        .await
+        .unwrap();
     assert_eq!(r.prunes, 0, "{r:?}");
 
     let (_, org_key) = core.registry.export_org_key("org").await.unwrap();

@@ -365,6 +365,7 @@ async fn shortening_retention_that_removes_backups_needs_the_admin_and_confirm()
     // The count was the truth: the next retention run removes exactly that many.
     let r = c
         .core()
+        .maintenance
         .run_retention_once(
             repovault_coordinator::clock::system_now_ms(),
             &MaintenanceOptions::default(),
