@@ -75,6 +75,7 @@ pub mod rest_client;
 
 pub mod export;
 mod github_forge;
+mod github_kind;
 mod pagination;
 pub mod rate;
 mod refusal;
@@ -84,10 +85,11 @@ pub mod transfer;
 mod transport;
 
 pub use crate::forge::ForgeError;
-pub use app::{app_jwt, mint_installation_token};
+pub use app::{app_jwt, check_app_private_key, mint_installation_token};
 pub use commits::commit_count;
 pub use export::{ComponentStatus, Counts, Cursors, ExportMode, ExportReport, export_repo};
 pub use github_forge::GitHubForge;
+pub use github_kind::{DEFAULT_API_URL, GitHubKind};
 pub use rest_client::{GitHubClient, GitHubEndpoint, Listing, Page};
 
 pub use rate::{

@@ -36,7 +36,9 @@ impl RateSnapshot {
             used: get("x-ratelimit-used")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
-            resource: get("x-ratelimit-resource").unwrap_or("core").to_string(),
+            resource: get("x-ratelimit-resource")
+                .unwrap_or(BUDGETED_RESOURCE)
+                .to_string(),
         })
     }
 
@@ -44,6 +46,22 @@ impl RateSnapshot {
     pub fn reset_at(&self) -> Option<DateTime<Utc>> {
         DateTime::from_timestamp(self.reset, 0)
     }
+
+    /// Whether this reading is of the limit the fleet's budget shares per credential (see
+    /// [`budgeted_resource`]); readings of other resources are not the budget's.
+    pub fn is_budgeted(&self) -> bool {
+        budgeted_resource(&self.resource)
+    }
+}
+
+/// The resource GitHub's REST requests count against (`x-ratelimit-resource: core`); search,
+/// GraphQL and the others have limits of their own that the budget does not track.
+pub const BUDGETED_RESOURCE: &str = "core";
+
+/// Whether a reading of `resource` is of the budgeted limit ([`BUDGETED_RESOURCE`]); empty: a
+/// reader that did not say, taken as that one (GitHub's own default when the header is absent).
+pub fn budgeted_resource(resource: &str) -> bool {
+    resource.is_empty() || resource == BUDGETED_RESOURCE
 }
 
 /// A synchronous hook (kept for simple observers; see [`RateGate`] for the budget's gate).
