@@ -11,7 +11,7 @@ use forge_sim::ForgeSim;
 use forge_sim::options::Failure;
 use forge_sim::state::Principal;
 use repovault_common::domain::Provider;
-use repovault_common::forge::github::token_credential_id;
+use repovault_common::forge::token_credential_id;
 use repovault_common::forge::{AppInstallation, ForgeCredential};
 use repovault_common::secret::Secret;
 use repovault_coordinator::forge_access::org_discovery::NewForgeOrg;

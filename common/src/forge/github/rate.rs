@@ -220,4 +220,18 @@ mod tests {
         assert!(!a.contains("SECRET"));
         assert_eq!(app_credential_id(7, 9), "app:7:9");
     }
+
+    #[test]
+    fn only_core_readings_are_the_budgets() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-limit", "5000".parse().expect("value"));
+        headers.insert("x-ratelimit-remaining", "4999".parse().expect("value"));
+        headers.insert("x-ratelimit-reset", "1700000000".parse().expect("value"));
+        let unnamed = RateSnapshot::from_headers(&headers).expect("a reading");
+        assert_eq!(unnamed.resource, "core", "GitHub's default when unnamed");
+        assert!(unnamed.is_budgeted());
+        headers.insert("x-ratelimit-resource", "search".parse().expect("value"));
+        let search = RateSnapshot::from_headers(&headers).expect("a reading");
+        assert!(!search.is_budgeted(), "search has a limit of its own");
+    }
 }
