@@ -1,6 +1,9 @@
-//! GitHub and GitHub Enterprise.
+//! GitHub and GitHub Enterprise, behind the forge seam: [`GitHubKind`] (what GitHub is before a
+//! request: its default API, credential checks, App installation tokens, the budgeted `core`
+//! limit) and [`GitHubForge`] (what it does with a credential). Code outside the forge layer
+//! reaches GitHub only through those two traits.
 //!
-//! # Stable API (the coordinator and the CLI call these)
+//! # The module's own API (the seam's implementations and the forge layer's tests call these)
 //!
 //! ```ignore
 //! pub struct GitHubEndpoint { pub api_url: String, pub ca_cert_pem: Option<String> }
