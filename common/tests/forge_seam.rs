@@ -87,6 +87,20 @@ async fn plain_git_has_no_api_and_says_so_by_name() {
             .await,
         "restoring metadata",
     );
+    assert_unsupported(
+        forge.repo_exists("acme", "r").await,
+        "asking whether a repository exists",
+    );
+    assert_unsupported(
+        forge
+            .create_push_hook("acme", "r", "https://hooks.example/x", &Secret::new("s"))
+            .await,
+        "push webhooks",
+    );
+    assert_unsupported(
+        forge.delete_push_hook("acme", "r", 1).await,
+        "push webhooks",
+    );
     // No API to ask: "the forge does not say", which the backup's check handles.
     assert_eq!(forge.commit_count("acme", "r", "abc").await.unwrap(), None);
 }
@@ -125,4 +139,29 @@ async fn github_answers_through_the_seam_and_its_refusals_are_classified() {
         (Some(401), FailureClass::Permanent)
     );
     assert!(!format!("{err} {err:?}").contains(bad));
+}
+
+#[tokio::test]
+async fn github_answers_whether_a_repository_exists_and_keeps_push_hooks() {
+    let sim = start().await;
+    let forge = open(Provider::Github, &endpoint(&sim), credentials(OWNER)).unwrap();
+    assert!(forge.repo_exists("acme", "widgets").await.unwrap());
+    assert!(!forge.repo_exists("acme", "no-such-repo").await.unwrap());
+
+    let secret = Secret::new("hook-secret");
+    let url = "https://hooks.example/webhooks/github?repo=r1";
+    let id = forge
+        .create_push_hook("acme", "widgets", url, &secret)
+        .await
+        .unwrap()
+        .expect("GitHub answers the hook's id");
+    forge.delete_push_hook("acme", "widgets", id).await.unwrap();
+    // Already gone: not an error (a retried removal).
+    forge.delete_push_hook("acme", "widgets", id).await.unwrap();
+    let err = forge
+        .create_push_hook("acme", "no-such-repo", url, &secret)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404), "{err}");
+    assert!(!format!("{err} {err:?}").contains("hook-secret"));
 }

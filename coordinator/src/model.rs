@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use repovault_common::forge::github::access::AccessScope;
+use repovault_common::forge::AccessScope;
 use repovault_common::manifest::{ComponentStatus, Counts};
 
 use crate::tasks::lease_state::LeaseState;

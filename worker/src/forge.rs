@@ -453,7 +453,8 @@ impl RateGate for LeaseGate {
     }
 
     fn observe(&self, snapshot: &RateSnapshot) {
-        if snapshot.resource != "core" {
+        // Readings of limits the budget does not track (the forge says which) change nothing.
+        if !snapshot.is_budgeted() {
             return;
         }
         let mut s = self.state.lock();

@@ -5,8 +5,10 @@
 use std::path::Path;
 
 use repovault_common::domain::Provider;
+use repovault_common::forge::{
+    self as forges, AppInstallation, ForgeCredential, check_ca_cert, validate_api_url,
+};
 use repovault_common::secret::Secret;
-use repovault_coordinator::core::github::{check_app_private_key, check_ca_cert, validate_api_url};
 use repovault_proto::v1 as pb;
 
 use crate::admin_client::CliError;
@@ -38,21 +40,20 @@ pub fn request(
             Provider::spellings()
         ))
     })?;
-    match provider {
-        Provider::Git => {
-            if has_token || has_app || a.api_url.is_some() || a.ca_cert.is_some() {
-                return Err(CliError::usage(
-                    "--provider git takes no --api-url, credential or --ca-cert (tokens of plain git repositories go with `repo add`)",
-                ));
-            }
-            return Ok(pb::AddOrgRequest {
-                name: a.name.clone(),
-                provider: Provider::Git.into(),
-                ..Default::default()
-            });
+    if !provider.is_forge() {
+        if has_token || has_app || a.api_url.is_some() || a.ca_cert.is_some() {
+            return Err(CliError::usage(format!(
+                "--provider {provider} takes no --api-url, credential or --ca-cert (tokens of plain git repositories go with `repo add`)"
+            )));
         }
-        Provider::Github => {}
+        return Ok(pb::AddOrgRequest {
+            name: a.name.clone(),
+            provider: provider.into(),
+            ..Default::default()
+        });
     }
+    let kind = forges::kind(provider);
+    let forge = kind.name();
     let api_url = match &a.api_url {
         Some(u) => validate_api_url(u).map_err(|e| CliError::usage(format!("--api-url: {e}")))?,
         None => String::new(),
@@ -74,12 +75,12 @@ pub fn request(
         ..Default::default()
     };
     match (has_token, has_app) {
-        (true, true) => Err(CliError::usage(
-            "give either a token (--token-env or --token-file) or a GitHub App (--app-id, --private-key, --installation-id), not both",
-        )),
-        (false, false) => Err(CliError::usage(
-            "--provider github needs a credential: --token-env VAR, --token-file FILE, or --app-id ID --private-key FILE --installation-id ID",
-        )),
+        (true, true) => Err(CliError::usage(format!(
+            "give either a token (--token-env or --token-file) or a {forge} App (--app-id, --private-key, --installation-id), not both"
+        ))),
+        (false, false) => Err(CliError::usage(format!(
+            "--provider {provider} needs a credential: --token-env VAR, --token-file FILE, or --app-id ID --private-key FILE --installation-id ID"
+        ))),
         (true, false) => {
             if a.token_env.is_some() && a.token_file.is_some() {
                 return Err(CliError::usage(
@@ -110,9 +111,9 @@ pub fn request(
             let (Some(app_id), Some(key), Some(installation_id)) =
                 (a.app_id, &a.private_key, a.installation_id)
             else {
-                return Err(CliError::usage(
-                    "a GitHub App needs all of --app-id, --private-key and --installation-id",
-                ));
+                return Err(CliError::usage(format!(
+                    "a {forge} App needs all of --app-id, --private-key and --installation-id"
+                )));
             };
             if app_id == 0 || installation_id == 0 {
                 return Err(CliError::usage(
@@ -120,7 +121,12 @@ pub fn request(
                 ));
             }
             let pem = read_file("--private-key", key)?;
-            check_app_private_key(&Secret::new(pem.clone()))
+            let app = ForgeCredential::App(AppInstallation {
+                app_id,
+                installation_id,
+                private_key_pem: Secret::new(pem.clone()),
+            });
+            kind.check_credential(&app)
                 .map_err(|e| CliError::usage(format!("--private-key {}: {e}", key.display())))?;
             req.app_id = app_id;
             req.installation_id = installation_id;

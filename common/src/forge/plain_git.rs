@@ -4,18 +4,81 @@
 //! handles by comparing tips alone.
 
 use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use crate::domain::Provider;
+use crate::secret::Secret;
 
 use super::ForgeError;
 use super::github::access::{AccessPlan, AccessScope};
 use super::github::{ExportMode, ExportReport, RemoteRepo, RestorePlan, RestoreReport};
+use super::kind::{AppInstallation, ForgeCredential, ForgeKind};
 use super::seam::{
     Credentials, Forge, ForgeEndpoint, GitRemote, MetadataRequest, ProgressFn, TargetRepo,
 };
 
 /// How plain git is named in its errors.
 pub const PLAIN_GIT: &str = "plain git";
+
+/// Plain git as a [`ForgeKind`]: no API, hence no default API URL, no organisation credential,
+/// no App installations and no rate limit of its own.
+pub struct PlainGitKind;
+
+#[async_trait::async_trait]
+impl ForgeKind for PlainGitKind {
+    fn provider(&self) -> Provider {
+        Provider::Git
+    }
+
+    fn name(&self) -> &'static str {
+        PLAIN_GIT
+    }
+
+    fn default_api_url(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn check_credential(&self, _credential: &ForgeCredential) -> Result<(), String> {
+        Err(format!(
+            "{PLAIN_GIT} takes no organisation credential (a repository's own token is given with `repo add`)"
+        ))
+    }
+
+    async fn mint_installation_token(
+        &self,
+        _endpoint: &ForgeEndpoint,
+        _app: &AppInstallation,
+    ) -> Result<(Secret, DateTime<Utc>), ForgeError> {
+        unsupported("minting an App installation token")
+    }
+
+    fn minting_context(
+        &self,
+        _endpoint: &ForgeEndpoint,
+        app: &AppInstallation,
+        _e: &ForgeError,
+    ) -> String {
+        format!(
+            "App {}, installation {} on {PLAIN_GIT}",
+            app.app_id, app.installation_id
+        )
+    }
+
+    fn budgeted_resource(&self, _resource: &str) -> bool {
+        // No API, so no reading is of a limit of plain git's.
+        false
+    }
+
+    fn open(
+        &self,
+        endpoint: &ForgeEndpoint,
+        credentials: Credentials,
+    ) -> Result<Arc<dyn Forge>, ForgeError> {
+        Ok(Arc::new(PlainGit::new(endpoint, credentials)))
+    }
+}
 
 /// A git server without an API; see the module documentation.
 pub struct PlainGit {
@@ -48,6 +111,29 @@ impl Forge for PlainGit {
 
     async fn list_org_repos(&self, _org: &str) -> Result<Vec<RemoteRepo>, ForgeError> {
         unsupported("listing an organisation's repositories")
+    }
+
+    async fn repo_exists(&self, _owner: &str, _name: &str) -> Result<bool, ForgeError> {
+        unsupported("asking whether a repository exists")
+    }
+
+    async fn create_push_hook(
+        &self,
+        _owner: &str,
+        _name: &str,
+        _url: &str,
+        _secret: &Secret,
+    ) -> Result<Option<u64>, ForgeError> {
+        unsupported("push webhooks")
+    }
+
+    async fn delete_push_hook(
+        &self,
+        _owner: &str,
+        _name: &str,
+        _id: u64,
+    ) -> Result<(), ForgeError> {
+        unsupported("push webhooks")
     }
 
     fn git_remote(&self, url: &str) -> GitRemote {

@@ -1,10 +1,12 @@
-//! The forge seam: one trait, [`Forge`], for what a source provider does, and one factory,
-//! [`open`], that picks the implementation from [`Provider`].
+//! The forge seam: one trait, [`Forge`], for what a source provider does with a credential, and
+//! one factory, [`open`], that has the provider's [`ForgeKind`](super::ForgeKind) open it.
 //!
-//! Callers (the worker's backup and restore tasks) hold an `Arc<dyn Forge>` and never name a
-//! provider's own client: a second forge is one module implementing [`Forge`] and one arm in
-//! [`open`]. The trait holds only what callers use:
-//! - discovery: [`Forge::list_org_repos`];
+//! Callers (the worker's backup and restore tasks, the coordinator's discovery, restore checks
+//! and webhooks) hold an `Arc<dyn Forge>` and never name a provider's own client: a second forge
+//! is one module implementing [`Forge`] and [`ForgeKind`](super::ForgeKind) and one arm in
+//! [`kind`](super::kind). The trait holds only what callers use:
+//! - discovery: [`Forge::list_org_repos`], [`Forge::repo_exists`];
+//! - push webhooks: [`Forge::create_push_hook`], [`Forge::delete_push_hook`];
 //! - git: [`Forge::git_remote`], the authenticated remote (the token travels in a header, never
 //!   in the URL);
 //! - backup: [`Forge::export_metadata`] into an export tree, [`Forge::commit_count`];
@@ -120,6 +122,22 @@ pub trait Forge: Send + Sync {
     /// Every repository of organisation `org` the credential can see.
     async fn list_org_repos(&self, org: &str) -> Result<Vec<RemoteRepo>, ForgeError>;
 
+    /// Whether `owner/name` exists, as the credential sees it.
+    async fn repo_exists(&self, owner: &str, name: &str) -> Result<bool, ForgeError>;
+
+    /// Registers a webhook on `owner/name` delivering its push events to `url`, signed with
+    /// `secret`; answers the forge's id of the hook (`None` when its answer carries none).
+    async fn create_push_hook(
+        &self,
+        owner: &str,
+        name: &str,
+        url: &str,
+        secret: &Secret,
+    ) -> Result<Option<u64>, ForgeError>;
+
+    /// Removes webhook `id` of `owner/name`; one already gone is not an error.
+    async fn delete_push_hook(&self, owner: &str, name: &str, id: u64) -> Result<(), ForgeError>;
+
     /// The authenticated git remote for `url` (a clone URL the forge or the lease named).
     fn git_remote(&self, url: &str) -> GitRemote;
 
@@ -191,15 +209,12 @@ pub trait Forge: Send + Sync {
     ) -> Result<RestoreReport, ForgeError>;
 }
 
-/// The forge of `provider` at `endpoint`, with `credentials`: the one place a provider is
-/// mapped to its implementation.
+/// The forge of `provider` at `endpoint`, with `credentials` (its [`kind`](super::kind) opens
+/// it).
 pub fn open(
     provider: Provider,
     endpoint: &ForgeEndpoint,
     credentials: Credentials,
 ) -> Result<Arc<dyn Forge>, ForgeError> {
-    Ok(match provider {
-        Provider::Git => Arc::new(super::plain_git::PlainGit::new(endpoint, credentials)),
-        Provider::Github => Arc::new(super::github::GitHubForge::new(endpoint, credentials)?),
-    })
+    super::kind(provider).open(endpoint, credentials)
 }

@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use repovault_common::forge::github::{
-    app_credential_id, mint_installation_token, token_credential_id,
+use repovault_common::domain::FromWire;
+use repovault_common::forge::{
+    self as forges, AppInstallation, app_credential_id, token_credential_id,
 };
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
@@ -103,32 +104,23 @@ impl ForgeAccess {
                 installation_id,
                 sealed_private_key,
             }) => {
-                let key = self.secrets.open(context, sealed_private_key)?;
+                let app = AppInstallation {
+                    app_id: *app_id,
+                    installation_id: *installation_id,
+                    private_key_pem: self.secrets.open(context, sealed_private_key)?,
+                };
                 let cache_key = installation_key(org).ok_or_else(|| {
                     CoreError::Internal("app credential without installation".into())
                 })?;
                 let ep = endpoint(org);
-                let (app_id, installation_id) = (*app_id, *installation_id);
+                let kind = forges::kind(org.provider);
                 let t = self
                     .tokens
-                    .get(&cache_key, Utc::now, || async {
-                        mint_installation_token(&ep, app_id, &key, installation_id).await
+                    .get(&cache_key, Utc::now, || {
+                        kind.mint_installation_token(&ep, &app)
                     })
                     .await
-                    .map_err(|e| {
-                        let hint = match e.status() {
-                            Some(404) => " (no such installation of this App: check the installation id)",
-                            Some(401) => " (the App id or its private key is wrong)",
-                            _ => "",
-                        };
-                        forge_error(
-                            format!(
-                                "GitHub App {app_id}, installation {installation_id} at {}: minting an installation token{hint}",
-                                ep.api_url
-                            ),
-                            e,
-                        )
-                    })?;
+                    .map_err(|e| forge_error(kind.minting_context(&ep, &app, &e), e))?;
                 Ok(Some(t.token))
             }
         }
@@ -147,14 +139,17 @@ impl ForgeAccess {
         }
     }
 
-    /// The first grant of a new lease on a forge with a credential; `None` for plain git or no
-    /// credential.
+    /// The first grant of a new lease on a forge with a credential; `None` for a provider
+    /// without an API (plain git) or no credential. `access` is the coordinator's own (built
+    /// from the organisation's typed provider), so its provider always decodes; one that did
+    /// not would be granted nothing rather than budgeted under a provider it is not.
     pub(crate) fn lease_grant(
         &self,
         access: &pb::RepoAccess,
         lease: &pb::LeaseToken,
     ) -> Option<pb::RateGrant> {
-        if access.provider == i32::from(Provider::Git) || access.credential_id.is_empty() {
+        let provider = Provider::from_wire(access.provider, "repo.provider").ok()?;
+        if !provider.is_forge() || access.credential_id.is_empty() {
             return None;
         }
         let g = self
@@ -201,7 +196,7 @@ impl ForgeAccess {
         let grant = {
             let mut rate = self.rate.lock();
             if let Some(r) = &req.reading
-                && (r.resource.is_empty() || r.resource == "core")
+                && forges::kind(org.provider).budgeted_resource(&r.resource)
             {
                 rate.report(
                     &credential,

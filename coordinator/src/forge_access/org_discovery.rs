@@ -1,15 +1,22 @@
-//! GitHub organisations: connecting one (credential checked at once), discovering its
-//! repositories (now, and periodically), and the credential a lease of its repositories carries.
+//! Forge organisations: connecting one (credential checked at once), discovering its
+//! repositories (now, and periodically), the forge calls made with its credential (whether a
+//! repository exists, push webhooks), and the forge endpoint a lease of its repositories names.
 //!
-//! The credential is a token or a GitHub App installation. The coordinator keeps either sealed
+//! Every forge is reached through the forge layer's seam (`repovault_common::forge`): the
+//! provider's [`ForgeKind`](repovault_common::forge::ForgeKind) checks a credential's form and
+//! mints installation tokens, its [`Forge`] lists and answers; nothing here names a provider.
+//! The credential is a token or an App installation. The coordinator keeps either sealed
 //! (context [`SealContext::OrgCredential`]); for an App it mints installation tokens itself and
-//! caches one per installation ([`crate::forge_access::installation_tokens`]). Workers never see the private key.
+//! caches one per installation ([`crate::forge_access::installation_tokens`]). Workers never see
+//! the private key.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use repovault_common::forge::github::{
-    ForgeError, GitHubClient, GitHubEndpoint, app_jwt, list_org_repos,
+use repovault_common::forge::{
+    self as forges, Credentials, Forge, ForgeCredential, ForgeEndpoint, ForgeError, StaticToken,
+    check_ca_cert, validate_api_url,
 };
 use repovault_common::names::{validate_git_url, validate_name};
 use repovault_common::secret::Secret;
@@ -26,33 +33,25 @@ use crate::store::Batch;
 
 use crate::forge_access::ForgeAccess;
 
-/// GitHub's public API; GitHub Enterprise is `https://HOST/api/v3`.
-pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
+/// The default API under its former name, for `tasks/lease_access.rs` only (which can read
+/// [`endpoint`]`(org).api_url` instead: the same value for every provider); remove with that.
+pub use repovault_common::forge::github::DEFAULT_API_URL as DEFAULT_GITHUB_API_URL;
 
 /// Index writes per transaction when a discovery moves many names at once (well under the
 /// store's 128 operations per transaction).
 const INDEX_OPS_PER_TXN: usize = 100;
 
-/// A GitHub organisation to connect.
+/// A forge organisation to connect.
 #[derive(Debug, Clone)]
-pub struct NewGitHubOrg {
+pub struct NewForgeOrg {
+    pub provider: Provider,
     pub name: String,
-    /// `None`: [`DEFAULT_GITHUB_API_URL`].
+    /// `None`: the provider's default API.
     pub api_url: Option<String>,
     /// A PEM CA certificate to trust for `api_url`.
     pub ca_cert_pem: Option<String>,
-    pub credential: GitHubCredential,
-}
-
-/// A credential as the admin hands it over (in the request body, once).
-#[derive(Debug, Clone)]
-pub enum GitHubCredential {
-    Token(Secret),
-    App {
-        app_id: u64,
-        installation_id: u64,
-        private_key_pem: Secret,
-    },
+    /// As the admin hands it over (in the request body, once).
+    pub credential: ForgeCredential,
 }
 
 /// What one discovery did. Names are the repositories' names after it.
@@ -70,51 +69,12 @@ pub struct SyncReport {
     pub synced_at_ms: i64,
 }
 
-/// Checks a forge API base URL: https only (GitHub and GitHub Enterprise serve their API over
-/// https, and the credential travels with every request), a host, no credentials, no query.
-/// Returns it without a trailing slash.
-pub fn validate_api_url(raw: &str) -> Result<String, String> {
-    let url = url::Url::parse(raw).map_err(|e| format!("API URL {raw:?} is not valid: {e}"))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "the API URL carries credentials; pass them with --token-env or --token-file".into(),
-        );
-    }
-    if url.scheme() != "https" {
-        return Err(format!(
-            "API URL {raw:?}: only https:// is accepted (GitHub and GitHub Enterprise serve their API over https)"
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("API URL {raw:?} has no host"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("API URL {raw:?} may not have a query or fragment"));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_string())
-}
-
-/// Checks that `pem` is an RSA private key (PKCS#1 or PKCS#8 PEM) that signs, as a GitHub
-/// App's key must be. The error never contains the key.
-pub fn check_app_private_key(pem: &Secret) -> Result<(), String> {
-    app_jwt(1, pem).map(|_| ()).map_err(|_| {
-        "the private key is not an RSA private key in PEM (GitHub App keys are \"-----BEGIN RSA PRIVATE KEY-----\" files)".to_string()
-    })
-}
-
-/// Checks that `pem` holds at least one PEM certificate.
-pub fn check_ca_cert(pem: &str) -> Result<(), String> {
-    if pem.contains("-----BEGIN CERTIFICATE-----") {
-        Ok(())
-    } else {
-        Err("the CA certificate file holds no PEM certificate".into())
-    }
-}
-
 /// Whether a forge refusal means the credential or the names are wrong (the admin's input)
-/// rather than the forge being unwell.
+/// rather than the forge being unwell; asking a provider for what it does not do is the
+/// admin's input too.
 fn refused(e: &ForgeError) -> bool {
-    matches!(e.status(), Some(401 | 403 | 404 | 422)) || matches!(e, ForgeError::Config(_))
+    matches!(e.status(), Some(401 | 403 | 404 | 422))
+        || matches!(e, ForgeError::Config(_) | ForgeError::Unsupported { .. })
 }
 
 pub(crate) fn forge_error(context: String, e: ForgeError) -> CoreError {
@@ -125,14 +85,39 @@ pub(crate) fn forge_error(context: String, e: ForgeError) -> CoreError {
     }
 }
 
-pub(crate) fn endpoint(org: &OrgRecord) -> GitHubEndpoint {
-    GitHubEndpoint {
+/// The organisation's forge endpoint: its own API, else its provider's default (none: empty).
+pub(crate) fn endpoint(org: &OrgRecord) -> ForgeEndpoint {
+    ForgeEndpoint {
         api_url: org
             .api_url
             .clone()
-            .unwrap_or_else(|| DEFAULT_GITHUB_API_URL.to_string()),
+            .or_else(|| {
+                forges::kind(org.provider)
+                    .default_api_url()
+                    .map(str::to_string)
+            })
+            .unwrap_or_default(),
         ca_cert_pem: org.ca_cert_pem.clone(),
     }
+}
+
+/// How an organisation's forge API is named in errors ("GitHub API https://...").
+fn api_named(org: &OrgRecord, ep: &ForgeEndpoint) -> String {
+    format!("{} API {}", forges::kind(org.provider).name(), ep.api_url)
+}
+
+/// `org`'s forge at `ep`, its requests carrying `token` (unbudgeted: the coordinator's own
+/// calls are few and an admin waits on them).
+fn open_forge(
+    org: &OrgRecord,
+    ep: &ForgeEndpoint,
+    token: Secret,
+) -> Result<Arc<dyn Forge>, ForgeError> {
+    let credentials = Credentials {
+        tokens: Arc::new(StaticToken(token)),
+        gate: None,
+    };
+    forges::open(org.provider, ep, credentials)
 }
 
 pub(crate) fn installation_key(org: &OrgRecord) -> Option<InstallationKey> {
@@ -157,37 +142,24 @@ pub fn sync_due(last_ms: i64, now_ms: i64, interval: Duration) -> bool {
 }
 
 impl ForgeAccess {
-    /// Connects a GitHub organisation: checks the input, proves the credential (an App mints an
-    /// installation token; then the organisation's repositories are listed), stores the
-    /// organisation with its credential sealed, and records that listing as its first discovery.
-    /// A credential GitHub refuses is refused here, with GitHub's message; nothing is stored.
-    pub async fn add_github_org(&self, new: NewGitHubOrg) -> CoreResult<(OrgRecord, SyncReport)> {
+    /// Connects a forge organisation: checks the input (the credential's form as its provider
+    /// requires), proves the credential (an App mints an installation token; then the
+    /// organisation's repositories are listed), stores the organisation with its credential
+    /// sealed, and records that listing as its first discovery. A credential the forge refuses
+    /// is refused here, with the forge's message; nothing is stored.
+    pub async fn add_forge_org(&self, new: NewForgeOrg) -> CoreResult<(OrgRecord, SyncReport)> {
         let invalid = CoreError::InvalidArgument;
         validate_name("organisation", &new.name).map_err(|e| invalid(e.to_string()))?;
-        let api_url = validate_api_url(new.api_url.as_deref().unwrap_or(DEFAULT_GITHUB_API_URL))
-            .map_err(invalid)?;
+        let kind = forges::kind(new.provider);
+        let api_url = match new.api_url.as_deref().or(kind.default_api_url()) {
+            Some(u) => Some(validate_api_url(u).map_err(invalid)?),
+            None => None,
+        };
         let ca_cert_pem = new.ca_cert_pem.filter(|p| !p.trim().is_empty());
         if let Some(p) = &ca_cert_pem {
             check_ca_cert(p).map_err(invalid)?;
         }
-        match &new.credential {
-            GitHubCredential::Token(t) if t.expose().trim().is_empty() => {
-                return Err(invalid("the GitHub token is empty".into()));
-            }
-            GitHubCredential::App {
-                app_id,
-                installation_id,
-                private_key_pem,
-            } => {
-                if *app_id == 0 || *installation_id == 0 {
-                    return Err(invalid(
-                        "a GitHub App needs a non-zero app id and installation id".into(),
-                    ));
-                }
-                check_app_private_key(private_key_pem).map_err(invalid)?;
-            }
-            GitHubCredential::Token(_) => {}
-        }
+        kind.check_credential(&new.credential).map_err(invalid)?;
         if self.store.org_by_name(&new.name).await?.is_some() {
             return Err(CoreError::AlreadyExists(format!(
                 "organisation {:?} already exists",
@@ -197,17 +169,13 @@ impl ForgeAccess {
         let id = ids::new_org_id();
         let context = SealContext::OrgCredential(&id);
         let credential = match &new.credential {
-            GitHubCredential::Token(t) => OrgCredential::Token {
+            ForgeCredential::Token(t) => OrgCredential::Token {
                 sealed_token: self.secrets.seal(context, &Secret::new(t.expose().trim())),
             },
-            GitHubCredential::App {
-                app_id,
-                installation_id,
-                private_key_pem,
-            } => OrgCredential::App {
-                app_id: *app_id,
-                installation_id: *installation_id,
-                sealed_private_key: self.secrets.seal(context, private_key_pem),
+            ForgeCredential::App(app) => OrgCredential::App {
+                app_id: app.app_id,
+                installation_id: app.installation_id,
+                sealed_private_key: self.secrets.seal(context, &app.private_key_pem),
             },
         };
         let key =
@@ -216,9 +184,9 @@ impl ForgeAccess {
             sealed_key: self.secrets.seal(SealContext::OrgKey(&id), &key),
             id,
             name: new.name.clone(),
-            provider: Provider::Github,
+            provider: new.provider,
             created_at_ms: self.now_ms(),
-            api_url: Some(api_url),
+            api_url,
             ca_cert_pem,
             credential: Some(credential),
             last_sync_at_ms: None,
@@ -228,9 +196,9 @@ impl ForgeAccess {
             schedule: Default::default(),
         };
         // Proves the credential before anything is stored.
-        let listed = self.list_github(&org).await?;
+        let listed = self.list_remote(&org).await?;
         self.store.create_org(&org).await?;
-        tracing::info!(org = %org.name, id = %org.id, credential = org.credential.as_ref().map_or("none", OrgCredential::kind), "GitHub organisation added");
+        tracing::info!(org = %org.name, id = %org.id, provider = %org.provider, credential = org.credential.as_ref().map_or("none", OrgCredential::kind), "forge organisation added");
         let report = self.apply_listing(&org, &listed).await?;
         let org = self.org_named(&org.name).await?;
         Ok((org, report))
@@ -243,20 +211,15 @@ impl ForgeAccess {
             .ok_or_else(|| crate::error::not_found("organisation", name))
     }
 
-    /// Discovers an organisation's repositories now.
+    /// Discovers an organisation's repositories now. A provider without organisations to
+    /// discover (plain git) is refused by its forge, as invalid input.
     pub async fn sync_org(&self, name: &str) -> CoreResult<SyncReport> {
         let org = self.org_named(name).await?;
-        if !org.provider.is_forge() {
-            return Err(CoreError::InvalidArgument(format!(
-                "organisation {name:?} has provider {:?}; only GitHub organisations are discovered (add plain git repositories with `repo add`)",
-                org.provider
-            )));
-        }
-        let listed = self.list_github(&org).await?;
+        let listed = self.list_remote(&org).await?;
         self.apply_listing(&org, &listed).await
     }
 
-    /// Discovers every GitHub organisation whose last discovery is at least `interval` old
+    /// Discovers every forge organisation whose last discovery is at least `interval` old
     /// (the periodic sync). Failures are logged per organisation and never stop the others.
     pub async fn sync_due_orgs(&self, interval: Duration) {
         let orgs = match self.store.orgs().await {
@@ -295,20 +258,14 @@ impl ForgeAccess {
     ) -> CoreResult<bool> {
         let ep = endpoint(org);
         let token = self.forge_token(org).await?.unwrap_or_default();
-        let client = GitHubClient::new(&ep, token).map_err(|e| {
-            CoreError::FailedPrecondition(format!("GitHub API {}: {e}", ep.api_url))
-        })?;
-        match client
-            .get_json(&format!("/repos/{owner}/{name}"), None)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.status() == Some(404) => Ok(false),
-            Err(e) => Err(CoreError::FailedPrecondition(format!(
+        let forge = open_forge(org, &ep, token)
+            .map_err(|e| CoreError::FailedPrecondition(format!("{}: {e}", api_named(org, &ep))))?;
+        forge.repo_exists(owner, name).await.map_err(|e| {
+            CoreError::FailedPrecondition(format!(
                 "asking {} whether {owner}/{name} exists with {}'s credential: {e}",
                 ep.api_url, org.name
-            ))),
-        }
+            ))
+        })
     }
 
     /// The push webhooks of `org`'s repository `name`, asked with `org`'s credential (fetched,
@@ -316,22 +273,27 @@ impl ForgeAccess {
     pub(crate) async fn push_hooks(&self, org: &OrgRecord, name: &str) -> CoreResult<PushHooks> {
         let ep = endpoint(org);
         let token = self.forge_token(org).await?.unwrap_or_default();
-        let client = GitHubClient::new(&ep, token)
-            .map_err(|e| forge_error(format!("GitHub API {}", ep.api_url), e))?;
+        let forge = open_forge(org, &ep, token).map_err(|e| forge_error(api_named(org, &ep), e))?;
         Ok(PushHooks {
-            client,
-            path: format!("/repos/{}/{name}/hooks", org.name),
+            forge,
+            owner: org.name.clone(),
+            name: name.to_string(),
         })
     }
 
     /// Lists the organisation's repositories on its forge, keeping what is valid.
-    async fn list_github(&self, org: &OrgRecord) -> CoreResult<Vec<ListedRepo>> {
+    async fn list_remote(&self, org: &OrgRecord) -> CoreResult<Vec<ListedRepo>> {
         let ep = endpoint(org);
         let token = self.forge_token(org).await?.unwrap_or_default();
-        let client = GitHubClient::new(&ep, token)
-            .map_err(|e| forge_error(format!("GitHub API {}", ep.api_url), e))?;
-        let remote = match list_org_repos(&client, &org.name).await {
+        let forge = open_forge(org, &ep, token).map_err(|e| forge_error(api_named(org, &ep), e))?;
+        let remote = match forge.list_org_repos(&org.name).await {
             Ok(r) => r,
+            Err(e @ ForgeError::Unsupported { .. }) => {
+                return Err(CoreError::InvalidArgument(format!(
+                    "organisation {:?}: {e} (add its repositories with `repo add`)",
+                    org.name
+                )));
+            }
             Err(e) => {
                 if e.status() == Some(401)
                     && let Some(k) = installation_key(org)
@@ -469,8 +431,9 @@ impl ForgeAccess {
 
 /// One repository's push webhooks on its forge (`ForgeAccess::push_hooks`).
 pub(crate) struct PushHooks {
-    client: GitHubClient,
-    path: String,
+    forge: Arc<dyn Forge>,
+    owner: String,
+    name: String,
 }
 
 impl PushHooks {
@@ -481,58 +444,142 @@ impl PushHooks {
         url: &str,
         secret: &Secret,
     ) -> Result<Option<u64>, ForgeError> {
-        let body = serde_json::json!({
-            "name": "web",
-            "active": true,
-            "events": ["push"],
-            "config": {
-                "url": url,
-                "content_type": "json",
-                "secret": secret.expose(),
-                "insecure_ssl": "0",
-            },
-        });
-        let v = self.client.post_json(&self.path, &body).await?;
-        Ok(v.get("id").and_then(|v| v.as_u64()))
+        self.forge
+            .create_push_hook(&self.owner, &self.name, url, secret)
+            .await
     }
 
-    /// Removes hook `id`; one already gone (404) is not an error.
+    /// Removes hook `id`; one already gone is not an error.
     pub(crate) async fn delete(&self, id: u64) -> Result<(), ForgeError> {
-        match self.client.delete(&format!("{}/{id}", self.path)).await {
-            Err(e) if e.status() == Some(404) => Ok(()),
-            r => r,
-        }
+        self.forge
+            .delete_push_hook(&self.owner, &self.name, id)
+            .await
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use repovault_common::crypto::MasterKey;
 
-    #[test]
-    fn api_urls_are_https_only() {
-        assert_eq!(
-            validate_api_url("https://api.github.com/").expect("ok"),
-            "https://api.github.com"
-        );
-        assert_eq!(
-            validate_api_url("https://ghe.example/api/v3").expect("ok"),
-            "https://ghe.example/api/v3"
-        );
-        let e = validate_api_url("http://ghe.example/api/v3").expect_err("http");
-        assert!(e.contains("only https://"), "{e}");
-        assert!(validate_api_url("not a url").is_err());
-        let e = validate_api_url("https://x:ghp_secret@ghe.example/api/v3").expect_err("creds");
-        assert!(!e.contains("ghp_secret"), "{e}");
-        assert!(validate_api_url("https://ghe.example/api/v3?x=1").is_err());
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::kv::MemoryKv;
+    use crate::secrets::Secrets;
+    use crate::store::Store;
+
+    fn access() -> ForgeAccess {
+        ForgeAccess::new(
+            Store::new(Arc::new(MemoryKv::new())),
+            Arc::new(Secrets::new(MasterKey::generate())),
+            Arc::new(SystemClock),
+        )
     }
 
-    #[test]
-    fn private_keys_must_be_rsa_pem() {
-        let e = check_app_private_key(&Secret::new("-----BEGIN RSA PRIVATE KEY-----\nnope\n"))
-            .expect_err("garbage");
-        assert!(!e.contains("nope"));
-        assert!(check_app_private_key(&Secret::new("")).is_err());
+    /// A plain git organisation as `org add --provider git` stores it.
+    fn plain_git_org(name: &str) -> OrgRecord {
+        OrgRecord {
+            id: ids::new_org_id(),
+            name: name.into(),
+            provider: Provider::Git,
+            created_at_ms: 0,
+            sealed_key: String::new(),
+            api_url: None,
+            ca_cert_pem: None,
+            credential: None,
+            last_sync_at_ms: None,
+            disconnected: false,
+            full_after_ms: None,
+            retention: Default::default(),
+            schedule: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_seam_refuses_discovering_a_plain_git_organisation() {
+        let forge = access();
+        let org = plain_git_org("mirrors");
+        forge.store.create_org(&org).await.expect("stored");
+        let e = forge
+            .sync_org("mirrors")
+            .await
+            .expect_err("nothing to list");
+        let CoreError::InvalidArgument(m) = &e else {
+            panic!("invalid input, not a failure: {e:?}");
+        };
+        assert!(
+            m.contains("listing an organisation's repositories is not supported by plain git")
+                && m.contains("repo add"),
+            "{m}"
+        );
+        let after = forge.store.org(&org.id).await.expect("read").expect("kept");
+        assert_eq!(after.last_sync_at_ms, None, "no discovery recorded");
+        assert!(
+            forge
+                .store
+                .org_repos(&org.id)
+                .await
+                .expect("repos")
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_seam_refuses_connecting_a_plain_git_organisation_with_a_credential() {
+        let forge = access();
+        let e = forge
+            .add_forge_org(NewForgeOrg {
+                provider: Provider::Git,
+                name: "mirrors".into(),
+                api_url: None,
+                ca_cert_pem: None,
+                credential: ForgeCredential::Token(Secret::new("tok_SECRET")),
+            })
+            .await
+            .expect_err("plain git has no organisation credential");
+        let CoreError::InvalidArgument(m) = &e else {
+            panic!("invalid input: {e:?}");
+        };
+        assert!(
+            m.contains("plain git takes no organisation credential") && !m.contains("SECRET"),
+            "{m}"
+        );
+        assert!(
+            forge
+                .store
+                .org_by_name("mirrors")
+                .await
+                .expect("read")
+                .is_none(),
+            "nothing stored"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_malformed_credential_is_refused_before_the_forge_is_asked() {
+        let forge = access();
+        // An unroutable API: asking it would fail as unreachable, not as invalid input.
+        let e = forge
+            .add_forge_org(NewForgeOrg {
+                provider: Provider::Github,
+                name: "acme".into(),
+                api_url: Some("https://forge.invalid/api/v3".into()),
+                ca_cert_pem: None,
+                credential: ForgeCredential::Token(Secret::new("   ")),
+            })
+            .await
+            .expect_err("empty token");
+        assert!(
+            matches!(&e, CoreError::InvalidArgument(m) if m == "the GitHub token is empty"),
+            "{e:?}"
+        );
+        assert!(
+            forge
+                .store
+                .org_by_name("acme")
+                .await
+                .expect("read")
+                .is_none()
+        );
     }
 
     #[test]

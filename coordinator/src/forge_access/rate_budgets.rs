@@ -2,7 +2,7 @@
 //! machine, every time a parameter (unix milliseconds), so each rule is unit-tested with explicit
 //! times.
 //!
-//! A credential is named by a stable, non-secret id ([`repovault_common::forge::github::token_credential_id`]
+//! A credential is named by a stable, non-secret id ([`repovault_common::forge::token_credential_id`]
 //! for a token, so organisations sharing a token share a budget; `app:APP:INSTALLATION` for an
 //! App installation). Per credential the budget keeps:
 //! - the primary window as GitHub last reported it (`x-ratelimit-limit`, `-remaining`, `-reset`):

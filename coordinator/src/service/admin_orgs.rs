@@ -5,10 +5,11 @@
 use tonic::Status;
 
 use repovault_common::domain::Provider;
+use repovault_common::forge::{self as forges, AppInstallation, ForgeCredential};
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
-use crate::forge_access::org_discovery::{GitHubCredential, NewGitHubOrg};
+use crate::forge_access::org_discovery::NewForgeOrg;
 
 use super::admin::AdminApi;
 use super::convert;
@@ -37,36 +38,38 @@ impl AdminApi {
                 sync: None,
             });
         }
+        let forge = forges::kind(provider).name();
         let has_app = r.app_id != 0 || r.installation_id != 0 || !r.private_key_pem.is_empty();
         let credential = match (r.token.is_empty(), has_app) {
             (false, true) => {
-                return Err(Status::invalid_argument(
-                    "give either a token or a GitHub App, not both",
-                ));
+                return Err(Status::invalid_argument(format!(
+                    "give either a token or a {forge} App, not both"
+                )));
             }
             (true, false) => {
-                return Err(Status::invalid_argument(
-                    "provider github needs a credential: a token or a GitHub App (app id, private key, installation id)",
-                ));
+                return Err(Status::invalid_argument(format!(
+                    "provider {provider} needs a credential: a token or a {forge} App (app id, private key, installation id)"
+                )));
             }
-            (false, false) => GitHubCredential::Token(Secret::new(r.token)),
+            (false, false) => ForgeCredential::Token(Secret::new(r.token)),
             (true, true) => {
                 if r.app_id == 0 || r.installation_id == 0 || r.private_key_pem.is_empty() {
-                    return Err(Status::invalid_argument(
-                        "a GitHub App needs all three of app id, private key and installation id",
-                    ));
+                    return Err(Status::invalid_argument(format!(
+                        "a {forge} App needs all three of app id, private key and installation id"
+                    )));
                 }
-                GitHubCredential::App {
+                ForgeCredential::App(AppInstallation {
                     app_id: r.app_id,
                     installation_id: r.installation_id,
                     private_key_pem: Secret::new(r.private_key_pem),
-                }
+                })
             }
         };
         let (org, report) = self
             .core
             .forge
-            .add_github_org(NewGitHubOrg {
+            .add_forge_org(NewForgeOrg {
+                provider,
                 name: r.name,
                 api_url: (!r.api_url.is_empty()).then_some(r.api_url),
                 ca_cert_pem: (!r.ca_cert_pem.is_empty()).then_some(r.ca_cert_pem),

@@ -31,8 +31,10 @@ use anyhow::{Context, Result, bail};
 
 use forge_sim::ForgeSim;
 use forge_sim::seed::{CommitSeed, GenerateSeed, RepoSeed, Seed};
+use repovault_common::domain::Provider;
+use repovault_common::forge::ForgeCredential;
 use repovault_common::secret::Secret;
-use repovault_coordinator::forge_access::org_discovery::{GitHubCredential, NewGitHubOrg};
+use repovault_coordinator::forge_access::org_discovery::NewForgeOrg;
 use repovault_tests::bench::median;
 use repovault_tests::standalone::Standalone;
 
@@ -188,11 +190,12 @@ async fn repovault(seed: &Seed, scratch: &Path) -> Result<Figures> {
     };
     let first = measure(&sim, || async {
         core.forge
-            .add_github_org(NewGitHubOrg {
+            .add_forge_org(NewForgeOrg {
+                provider: Provider::Github,
                 name: ORG.into(),
                 api_url: Some(ready.api_url.clone()),
                 ca_cert_pem: Some(ca.clone()),
-                credential: GitHubCredential::Token(Secret::new(OWNER)),
+                credential: ForgeCredential::Token(Secret::new(OWNER)),
             })
             .await?;
         backup_all("full").await

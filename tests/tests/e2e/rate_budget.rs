@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use forge_sim::ForgeSim;
 use forge_sim::options::Failure;
 use forge_sim::state::Principal;
-use repovault_common::forge::github::token_credential_id;
+use repovault_common::domain::Provider;
+use repovault_common::forge::token_credential_id;
+use repovault_common::forge::{AppInstallation, ForgeCredential};
 use repovault_common::secret::Secret;
-use repovault_coordinator::forge_access::org_discovery::{GitHubCredential, NewGitHubOrg};
+use repovault_coordinator::forge_access::org_discovery::NewForgeOrg;
 use repovault_coordinator::model::Status;
 use repovault_proto::v1 as pb;
 use repovault_proto::v1::worker_service_client::WorkerServiceClient;
@@ -27,11 +29,12 @@ fn ca_pem(sim: &ForgeSim) -> String {
 async fn add_token_org(c: &Cluster, sim: &ForgeSim) {
     c.core()
         .forge
-        .add_github_org(NewGitHubOrg {
+        .add_forge_org(NewForgeOrg {
+            provider: Provider::Github,
             name: "acme".into(),
             api_url: Some(sim.ready().api_url.clone()),
             ca_cert_pem: Some(ca_pem(sim)),
-            credential: GitHubCredential::Token(Secret::new(sim.ready().token.clone())),
+            credential: ForgeCredential::Token(Secret::new(sim.ready().token.clone())),
         })
         .await
         .unwrap();
@@ -42,15 +45,16 @@ async fn add_app_org(c: &Cluster, sim: &ForgeSim) {
     let key = std::fs::read_to_string(r.app_private_key.as_ref().unwrap()).unwrap();
     c.core()
         .forge
-        .add_github_org(NewGitHubOrg {
+        .add_forge_org(NewForgeOrg {
+            provider: Provider::Github,
             name: "acme".into(),
             api_url: Some(r.api_url.clone()),
             ca_cert_pem: Some(ca_pem(sim)),
-            credential: GitHubCredential::App {
+            credential: ForgeCredential::App(AppInstallation {
                 app_id: r.app_id.unwrap(),
                 installation_id: r.installation_id.unwrap(),
                 private_key_pem: Secret::new(key),
-            },
+            }),
         })
         .await
         .unwrap();

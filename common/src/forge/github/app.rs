@@ -40,6 +40,14 @@ pub fn app_jwt(app_id: u64, private_key_pem: &Secret) -> Result<Secret, ForgeErr
     Ok(Secret::new(jwt))
 }
 
+/// Checks that `pem` is an RSA private key (PKCS#1 or PKCS#8 PEM) that signs, as a GitHub
+/// App's key must be. The error never contains the key.
+pub fn check_app_private_key(pem: &Secret) -> Result<(), String> {
+    app_jwt(1, pem).map(|_| ()).map_err(|_| {
+        "the private key is not an RSA private key in PEM (GitHub App keys are \"-----BEGIN RSA PRIVATE KEY-----\" files)".to_string()
+    })
+}
+
 /// A new installation token for `installation_id` of App `app_id`, with its expiry (GitHub:
 /// one hour). The token has the installation's repositories and permissions.
 pub async fn mint_installation_token(
@@ -70,4 +78,17 @@ pub async fn mint_installation_token(
         .ok_or_else(|| decode("no expires_at"))?
         .with_timezone(&Utc);
     Ok((Secret::new(token), expires_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_keys_must_be_rsa_pem() {
+        let e = check_app_private_key(&Secret::new("-----BEGIN RSA PRIVATE KEY-----\nnope\n"))
+            .expect_err("garbage");
+        assert!(!e.contains("nope"));
+        assert!(check_app_private_key(&Secret::new("")).is_err());
+    }
 }

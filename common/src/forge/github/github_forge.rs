@@ -11,6 +11,7 @@ use crate::forge::ForgeError;
 use crate::forge::seam::{
     Credentials, Forge, ForgeEndpoint, GitRemote, MetadataRequest, ProgressFn, TargetRepo,
 };
+use crate::secret::Secret;
 
 use super::access::{AccessPlan, AccessScope};
 use super::rest_client::GitHubClient;
@@ -136,6 +137,54 @@ impl Forge for GitHubForge {
 
     async fn list_org_repos(&self, org: &str) -> Result<Vec<RemoteRepo>, ForgeError> {
         super::list_org_repos(&self.client, org).await
+    }
+
+    async fn repo_exists(&self, owner: &str, name: &str) -> Result<bool, ForgeError> {
+        match self
+            .client
+            .get_json(&format!("/repos/{owner}/{name}"), None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(404) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_push_hook(
+        &self,
+        owner: &str,
+        name: &str,
+        url: &str,
+        secret: &Secret,
+    ) -> Result<Option<u64>, ForgeError> {
+        let body = json!({
+            "name": "web",
+            "active": true,
+            "events": ["push"],
+            "config": {
+                "url": url,
+                "content_type": "json",
+                "secret": secret.expose(),
+                "insecure_ssl": "0",
+            },
+        });
+        let hook = self
+            .client
+            .post_json(&format!("/repos/{owner}/{name}/hooks"), &body)
+            .await?;
+        Ok(hook.get("id").and_then(Value::as_u64))
+    }
+
+    async fn delete_push_hook(&self, owner: &str, name: &str, id: u64) -> Result<(), ForgeError> {
+        match self
+            .client
+            .delete(&format!("/repos/{owner}/{name}/hooks/{id}"))
+            .await
+        {
+            Err(e) if e.status() == Some(404) => Ok(()),
+            r => r,
+        }
     }
 
     fn git_remote(&self, url: &str) -> GitRemote {

@@ -1,6 +1,9 @@
-//! GitHub and GitHub Enterprise.
+//! GitHub and GitHub Enterprise, behind the forge seam: [`GitHubKind`] (what GitHub is before a
+//! request: its default API, credential checks, App installation tokens, the budgeted `core`
+//! limit) and [`GitHubForge`] (what it does with a credential). Code outside the forge layer
+//! reaches GitHub only through those two traits.
 //!
-//! # Stable API (the coordinator and the CLI call these)
+//! # The module's own API (the seam's implementations and the forge layer's tests call these)
 //!
 //! ```ignore
 //! pub struct GitHubEndpoint { pub api_url: String, pub ca_cert_pem: Option<String> }
@@ -75,6 +78,7 @@ pub mod rest_client;
 
 pub mod export;
 mod github_forge;
+mod github_kind;
 mod pagination;
 pub mod rate;
 mod refusal;
@@ -84,10 +88,11 @@ pub mod transfer;
 mod transport;
 
 pub use crate::forge::ForgeError;
-pub use app::{app_jwt, mint_installation_token};
+pub use app::{app_jwt, check_app_private_key, mint_installation_token};
 pub use commits::commit_count;
 pub use export::{ComponentStatus, Counts, Cursors, ExportMode, ExportReport, export_repo};
 pub use github_forge::GitHubForge;
+pub use github_kind::{DEFAULT_API_URL, GitHubKind};
 pub use rest_client::{GitHubClient, GitHubEndpoint, Listing, Page};
 
 pub use rate::{

@@ -36,7 +36,9 @@ impl RateSnapshot {
             used: get("x-ratelimit-used")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
-            resource: get("x-ratelimit-resource").unwrap_or("core").to_string(),
+            resource: get("x-ratelimit-resource")
+                .unwrap_or(BUDGETED_RESOURCE)
+                .to_string(),
         })
     }
 
@@ -44,6 +46,22 @@ impl RateSnapshot {
     pub fn reset_at(&self) -> Option<DateTime<Utc>> {
         DateTime::from_timestamp(self.reset, 0)
     }
+
+    /// Whether this reading is of the limit the fleet's budget shares per credential (see
+    /// [`budgeted_resource`]); readings of other resources are not the budget's.
+    pub fn is_budgeted(&self) -> bool {
+        budgeted_resource(&self.resource)
+    }
+}
+
+/// The resource GitHub's REST requests count against (`x-ratelimit-resource: core`); search,
+/// GraphQL and the others have limits of their own that the budget does not track.
+pub const BUDGETED_RESOURCE: &str = "core";
+
+/// Whether a reading of `resource` is of the budgeted limit ([`BUDGETED_RESOURCE`]); empty: a
+/// reader that did not say, taken as that one (GitHub's own default when the header is absent).
+pub fn budgeted_resource(resource: &str) -> bool {
+    resource.is_empty() || resource == BUDGETED_RESOURCE
 }
 
 /// A synchronous hook (kept for simple observers; see [`RateGate`] for the budget's gate).
@@ -201,5 +219,19 @@ mod tests {
         );
         assert!(!a.contains("SECRET"));
         assert_eq!(app_credential_id(7, 9), "app:7:9");
+    }
+
+    #[test]
+    fn only_core_readings_are_the_budgets() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-limit", "5000".parse().expect("value"));
+        headers.insert("x-ratelimit-remaining", "4999".parse().expect("value"));
+        headers.insert("x-ratelimit-reset", "1700000000".parse().expect("value"));
+        let unnamed = RateSnapshot::from_headers(&headers).expect("a reading");
+        assert_eq!(unnamed.resource, "core", "GitHub's default when unnamed");
+        assert!(unnamed.is_budgeted());
+        headers.insert("x-ratelimit-resource", "search".parse().expect("value"));
+        let search = RateSnapshot::from_headers(&headers).expect("a reading");
+        assert!(!search.is_budgeted(), "search has a limit of its own");
     }
 }
