@@ -55,6 +55,14 @@ impl Clock for ManualClock {
     }
 }
 
+/// A time in ms since the epoch as RFC 3339 with milliseconds (UTC), the one form times take in
+/// messages and API answers; empty when out of range.
+pub fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -175,7 +175,7 @@ impl Downloads {
             CoreError::FailedPrecondition(match (&r.download.artifact_expired_at_ms, &r.status) {
                 (Some(t), _) => format!(
                     "restore {id}'s download expired and was deleted at {}",
-                    crate::core::format_ms(*t)
+                    crate::clock::format_ms(*t)
                 ),
                 (None, Status::Completed) => format!("restore {id} has no download artifact"),
                 (None, s) => format!(
@@ -234,7 +234,7 @@ impl Downloads {
             now_ms.div_euclid(1000),
         )?;
         if let Some(t) = r.download.artifact_expired_at_ms {
-            return Err(DownloadRefusal::Deleted(crate::core::format_ms(t)));
+            return Err(DownloadRefusal::Deleted(crate::clock::format_ms(t)));
         }
         if r.status != Status::Completed {
             return Err(DownloadRefusal::NotFound);

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::core::Core;
+use crate::coordinator::Coordinator;
 
 static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -24,7 +24,7 @@ pub fn prometheus() -> Option<PrometheusHandle> {
         .clone()
 }
 
-pub fn router(core: Arc<Core>) -> Router {
+pub fn router(core: Arc<Coordinator>) -> Router {
     let downloads = core.clone();
     let hooks = core.clone();
     Router::new()
@@ -52,7 +52,7 @@ pub fn router(core: Arc<Core>) -> Router {
 }
 
 /// Gauges are computed when scraped, so they are never stale.
-pub async fn update_gauges(core: &Core) {
+pub async fn update_gauges(core: &Coordinator) {
     let (depth, leased, oldest_ms) = core.queue.queue_depths().await;
     for p in 0..=crate::tasks::queue_order::MAX_PRIORITY {
         let n = depth.get(&p).copied().unwrap_or(0);
@@ -90,7 +90,7 @@ struct LinkQuery {
 /// `Content-Length`, `Content-Disposition` and its SHA-256 in `X-Repovault-Sha256`. The query
 /// (which holds the signature) is never logged.
 async fn download(
-    core: Arc<Core>,
+    core: Arc<Coordinator>,
     axum::extract::Path(id): axum::extract::Path<String>,
     axum::extract::Query(q): axum::extract::Query<LinkQuery>,
 ) -> axum::response::Response {

@@ -5,7 +5,7 @@ pub mod audit;
 pub mod catalog;
 pub mod clock;
 pub mod config;
-pub mod core;
+pub mod coordinator;
 pub mod downloads;
 pub mod error;
 pub mod forge_access;

@@ -14,7 +14,7 @@ use repovault_proto::v1::admin_service_server::AdminServiceServer;
 use repovault_proto::v1::worker_service_server::WorkerServiceServer;
 
 use crate::config::Settings;
-use crate::core::{Core, CoreParts};
+use crate::coordinator::{Coordinator, CoordinatorParts};
 use crate::service::admin::AdminApi;
 use crate::service::call_auth::JoinGuard;
 use crate::service::refusals::RefusalLog;
@@ -30,7 +30,7 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Core(#[from] crate::error::CoreError),
+    Coordinator(#[from] crate::error::CoreError),
     #[error("gRPC reflection: {0}")]
     Reflection(String),
     #[error("TLS: {0}")]
@@ -46,7 +46,7 @@ pub struct CoordinatorHandle {
     /// Whether gRPC is served over TLS.
     pub tls: bool,
     pub http_addr: Option<SocketAddr>,
-    pub core: Arc<Core>,
+    pub core: Arc<Coordinator>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -74,8 +74,8 @@ impl CoordinatorHandle {
 pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError> {
     crate::http::prometheus();
     let (forget_tx, forget_rx) = tokio::sync::mpsc::unbounded_channel();
-    let core = Core::new(
-        CoreParts {
+    let core = Coordinator::new(
+        CoordinatorParts {
             store: Store::new(settings.kv.clone()),
             clock: Arc::new(crate::clock::SystemClock),
             storage_config: settings.storage.clone(),

@@ -10,16 +10,16 @@ use repovault_common::crypto::MasterKey;
 use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
 use repovault_coordinator::clock::SystemClock;
-use repovault_coordinator::core::{Core, CoreParts};
+use repovault_coordinator::coordinator::{Coordinator, CoordinatorParts};
 use repovault_coordinator::kv::MemoryKv;
 use repovault_coordinator::store::Store;
 use repovault_coordinator::tasks::queue_order::PRIORITY_SCHEDULED;
 use repovault_coordinator::tasks::worker_registry::WorkerEntry;
 
-async fn core(dir: &std::path::Path) -> Arc<Core> {
+async fn core(dir: &std::path::Path) -> Arc<Coordinator> {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    Core::new(
-        CoreParts {
+    Coordinator::new(
+        CoordinatorParts {
             store: Store::new(Arc::new(MemoryKv::new())),
             clock: Arc::new(SystemClock),
             storage_config: StorageConfig::fs(dir.display().to_string()),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio_util::sync::CancellationToken;
 
-use repovault_coordinator::core::Core;
+use repovault_coordinator::coordinator::Coordinator;
 use repovault_coordinator::model::{BackupRecord, RestoreRecord, Status};
 use repovault_coordinator::server::{CoordinatorHandle, start};
 use repovault_proto::v1::admin_service_client::AdminServiceClient;
@@ -178,7 +178,7 @@ impl Cluster {
         self.http
     }
 
-    pub fn core(&self) -> &Arc<Core> {
+    pub fn core(&self) -> &Arc<Coordinator> {
         &self.coordinator.as_ref().expect("coordinator running").core
     }
 

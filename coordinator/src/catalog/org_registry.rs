@@ -50,7 +50,7 @@ impl Registry {
     }
 
     /// Adds a plain git organisation (repositories added by URL). A GitHub organisation needs a
-    /// credential: [`crate::forge_access::ForgeAccess::add_github_org`].
+    /// credential: [`crate::forge_access::ForgeAccess::add_forge_org`].
     pub async fn add_org(&self, name: &str, provider: Provider) -> CoreResult<OrgRecord> {
         validate_name("organisation", name).map_err(invalid)?;
         if provider.is_forge() {

@@ -250,7 +250,7 @@ impl Reconciler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::testing;
+    use crate::coordinator::testing;
     use repovault_common::repo::BackupRequest;
     use repovault_common::storage::snapshot_repo_path;
 

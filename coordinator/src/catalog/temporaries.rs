@@ -5,7 +5,7 @@
 //! writes, `<org>/<repo>/.tmp/` for a snapshot repository's). A write that fails (a full disk)
 //! or a process killed mid-write leaves its temporary behind, and nothing else ever removes
 //! it: after an out-of-space failure the disk stayed full. The reconciler's periodic pass calls
-//! [`Core::sweep_temporaries`], which removes every temporary older than [`max_age`].
+//! [`Coordinator::sweep_temporaries`], which removes every temporary older than [`max_age`].
 
 use std::time::Duration;
 
@@ -119,7 +119,7 @@ impl Reconciler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::testing;
+    use crate::coordinator::testing;
     use std::time::SystemTime;
 
     /// Writes `path` (under the storage root) and sets its modification time `age` ago.

@@ -33,10 +33,6 @@ use crate::store::Batch;
 
 use crate::forge_access::ForgeAccess;
 
-/// The default API under its former name, for `tasks/lease_access.rs` only (which can read
-/// [`endpoint`]`(org).api_url` instead: the same value for every provider); remove with that.
-pub use repovault_common::forge::github::DEFAULT_API_URL as DEFAULT_GITHUB_API_URL;
-
 /// Index writes per transaction when a discovery moves many names at once (well under the
 /// store's 128 operations per transaction).
 const INDEX_OPS_PER_TXN: usize = 100;

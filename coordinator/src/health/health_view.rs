@@ -26,7 +26,7 @@ use crate::model::{
 use crate::schedule::{Plan, Schedule};
 use crate::tasks::lease_state::TaskState;
 
-use crate::core::format_ms;
+use crate::clock::format_ms;
 
 fn opt_ms(ms: Option<i64>) -> String {
     ms.map(format_ms).unwrap_or_default()
@@ -424,7 +424,7 @@ fn drill_detail(d: &DrillRecord) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::core::Core;
+    use crate::coordinator::Coordinator;
     use std::time::Duration;
 
     use repovault_common::crypto::MasterKey;
@@ -433,7 +433,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::core::CoreParts;
+    use crate::coordinator::CoordinatorParts;
     use crate::health::State;
     use crate::kv::{KvBackend, MemoryKv};
     use crate::model::ScheduleState;
@@ -450,8 +450,8 @@ mod tests {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         // Hours ahead of the wall clock: the repositories exist before the previous slot.
         let base = crate::clock::system_now_ms() + 3 * H;
-        let c = Core::new(
-            CoreParts {
+        let c = Coordinator::new(
+            CoordinatorParts {
                 store: Store::new(kv),
                 clock: Arc::new(crate::clock::SystemClock),
                 storage_config: StorageConfig::fs(dir.path().display().to_string()),

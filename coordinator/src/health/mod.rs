@@ -210,7 +210,7 @@ fn verdict(
             State::Late,
             format!(
                 "no successful backup since the slot of {}",
-                crate::core::format_ms(slot)
+                crate::clock::format_ms(slot)
             ),
         )
     } else if stats.last_success_verification != Some(VerifyStatus::Verified) {

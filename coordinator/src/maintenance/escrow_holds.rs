@@ -225,13 +225,13 @@ pub fn parse_until(s: &str) -> CoreResult<Option<i64>> {
 }
 
 fn agreement_pb(e: &EscrowRecord, now_ms: i64) -> pb::EscrowAgreement {
-    let opt = |t: Option<i64>| t.map(crate::core::format_ms).unwrap_or_default();
+    let opt = |t: Option<i64>| t.map(crate::clock::format_ms).unwrap_or_default();
     pb::EscrowAgreement {
         id: e.id.clone(),
         repo: e.repo_full_name.clone(),
         agreement: e.agreement.clone(),
         created_by: e.created_by.clone(),
-        created_at: crate::core::format_ms(e.created_at_ms),
+        created_at: crate::clock::format_ms(e.created_at_ms),
         until: opt(e.until_ms),
         released_at: opt(e.released_at_ms),
         released_by: e.released_by.clone().unwrap_or_default(),
@@ -292,7 +292,7 @@ impl Escrow {
     }
 
     /// `org retention ORG ...` as a caller with `role`. A change that would remove existing
-    /// backups now (shortening: see [`Core::backups_removed_by`]) needs the admin role and
+    /// backups now (shortening: see [`Coordinator::backups_removed_by`]) needs the admin role and
     /// `confirm`, and the refusal says how many would go: retention removes backups as surely
     /// as `backup delete`, which is the admin's. Lengthening, or shortening that removes
     /// nothing, stays the operator's.
@@ -381,12 +381,12 @@ impl Escrow {
             disconnected: org.disconnected,
             full_after: org
                 .full_after_ms
-                .map(crate::core::format_ms)
+                .map(crate::clock::format_ms)
                 .unwrap_or_default(),
         })
     }
 
-    /// `SetRetention`: changes the policy ([`Core::change_retention`]) as a caller with `role`;
+    /// `SetRetention`: changes the policy ([`Coordinator::change_retention`]) as a caller with `role`;
     /// a request without a policy only reads it (older CLIs; `GetRetention` is the read). Also
     /// returns the audit entry's detail for a change: the old and the new policy.
     pub async fn api_set_retention(

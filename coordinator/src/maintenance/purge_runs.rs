@@ -34,7 +34,10 @@ impl Maintenance {
                 first_line(&e.agreement),
                 repo.full_name(),
                 e.until_ms
-                    .map(|u| format!(" or the agreement expires at {}", crate::core::format_ms(u)))
+                    .map(|u| format!(
+                        " or the agreement expires at {}",
+                        crate::clock::format_ms(u)
+                    ))
                     .unwrap_or_default()
             )));
         }

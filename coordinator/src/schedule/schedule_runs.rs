@@ -235,7 +235,7 @@ impl Schedules {
                 skips.push((repo.id.clone(), state));
                 report.skipped += 1;
                 metrics::counter!("repovault_schedule_slots_skipped_total").increment(1);
-                tracing::info!(org = %org.name, repo_id = %repo.id, slot = %crate::core::format_ms(slot), "scheduled run skipped: the previous backup still runs");
+                tracing::info!(org = %org.name, repo_id = %repo.id, slot = %crate::clock::format_ms(slot), "scheduled run skipped: the previous backup still runs");
                 continue;
             }
             let stats = self.store.stats(&repo.id).await?;
@@ -388,7 +388,7 @@ impl Schedules {
             .await?
             .skipped_slots
             .iter()
-            .map(|&t| crate::core::format_ms(t))
+            .map(|&t| crate::clock::format_ms(t))
             .collect();
         Ok(pb)
     }

@@ -7,7 +7,7 @@ use repovault_common::timing::Timing;
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::core::{Core, CoreParts};
+use crate::coordinator::{Coordinator, CoordinatorParts};
 use crate::kv::{KvBackend, MemoryKv};
 use crate::model::OnPushHook;
 use crate::schedule::push_backups::WebhookOutcome;
@@ -26,10 +26,10 @@ async fn core(
     master: &MasterKey,
     dir: &std::path::Path,
     clock: Arc<ManualClock>,
-) -> Arc<Core> {
+) -> Arc<Coordinator> {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    Core::new(
-        CoreParts {
+    Coordinator::new(
+        CoordinatorParts {
             store: Store::new(kv),
             clock,
             storage_config: StorageConfig::fs(dir.display().to_string()),
@@ -43,7 +43,7 @@ async fn core(
     .expect("core")
 }
 
-async fn cancel_all(c: &Core) {
+async fn cancel_all(c: &Coordinator) {
     for (t, _) in c.queue.queue_snapshot().await {
         c.queue.cancel_task(&t.id, "test").await.expect("cancel");
     }
@@ -206,6 +206,7 @@ async fn a_burst_of_signed_pushes_gives_one_backup_within_the_delay() {
     repo.on_push = Some(OnPushHook {
         hook_id: 1,
         sealed_secret: c
+            .catalog
             .secrets
             .seal(SealContext::WebhookSecret(&repo.id), &secret),
     });

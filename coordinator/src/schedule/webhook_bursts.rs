@@ -210,7 +210,7 @@ pub mod http {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, StatusCode};
 
-    use crate::core::Core;
+    use crate::coordinator::Coordinator;
     use crate::schedule::push_backups::WebhookOutcome;
 
     /// The body of every refused delivery (see the module's documentation).
@@ -225,7 +225,7 @@ pub mod http {
     }
 
     pub async fn deliver(
-        core: Arc<Core>,
+        core: Arc<Coordinator>,
         axum::extract::Query(q): axum::extract::Query<HookQuery>,
         headers: HeaderMap,
         body: Bytes,
@@ -266,7 +266,7 @@ pub mod http {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::core::testing;
+        use crate::coordinator::testing;
         use crate::model::OnPushHook;
         use crate::schedule::webhook_bursts::sign;
         use crate::secrets::SealContext;
@@ -274,7 +274,7 @@ pub mod http {
         use repovault_common::secret::Secret;
 
         async fn post(
-            core: &Arc<Core>,
+            core: &Arc<Coordinator>,
             repo: &str,
             signature: Option<&str>,
             body: &[u8],
@@ -320,7 +320,7 @@ pub mod http {
             // As `repo set --on-push` leaves it.
             hooked.on_push = Some(OnPushHook {
                 hook_id: 1,
-                sealed_secret: c.secrets.seal(
+                sealed_secret: c.catalog.secrets.seal(
                     SealContext::WebhookSecret(&hooked.id),
                     &Secret::new("hook-secret"),
                 ),

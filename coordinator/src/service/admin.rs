@@ -10,12 +10,13 @@ use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 use repovault_proto::v1::admin_service_server::AdminService;
 
-use crate::core::{Core, format_ms};
+use crate::clock::format_ms;
+use crate::coordinator::Coordinator;
 
 use super::convert;
 
 pub struct AdminApi {
-    pub core: Arc<Core>,
+    pub core: Arc<Coordinator>,
 }
 
 fn token(t: &str) -> Option<Secret> {
@@ -233,7 +234,7 @@ impl AdminService for AdminApi {
             entries: entries
                 .into_iter()
                 .map(|e| pb::AuditEntry {
-                    at: crate::core::format_ms(e.at_ms),
+                    at: crate::clock::format_ms(e.at_ms),
                     caller: e.caller,
                     role: e.role,
                     method: e.method,
@@ -263,7 +264,7 @@ impl AdminService for AdminApi {
         let restore = self
             .core
             .restores
-            .start_restore_request(crate::core::RestoreRequest {
+            .start_restore_request(crate::coordinator::RestoreRequest {
                 access: r.access().into(),
                 combination: RestoreCombination::new(
                     convert::enum_field(r.r#type, "type")?,

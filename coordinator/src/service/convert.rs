@@ -4,7 +4,7 @@ use repovault_common::domain::FromWire;
 use repovault_proto::v1 as pb;
 use tonic::Status as RpcStatus;
 
-use crate::core::format_ms;
+use crate::clock::format_ms;
 use crate::forge_access::org_discovery::SyncReport;
 use crate::model::{
     BackupRecord, DrillRecord, OrgCredential, OrgRecord, RepoRecord, RepoStats, RestoreRecord,
@@ -142,7 +142,7 @@ pub fn backup(b: &BackupRecord) -> pb::Backup {
         bytes_received: b.bytes_received,
         priority: u32::from(b.priority),
         worker_id: b.worker_id.clone().unwrap_or_default(),
-        // Set by the caller that knows the agreements (`Core::escrow_flags`).
+        // Set by the caller that knows the agreements (`Coordinator::escrow_flags`).
         is_escrowed: false,
         verification: match (&b.verification, b.status) {
             (Some(v), _) => Some(verification(v)),

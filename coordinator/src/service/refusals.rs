@@ -217,7 +217,7 @@ impl RefusalLog {
             "refused: and {} more refused calls from {} in the minute from {} (not listed one by one)",
             s.suppressed,
             s.peer,
-            crate::core::format_ms(s.window_start_ms)
+            crate::clock::format_ms(s.window_start_ms)
         );
         tracing::warn!(peer = %s.peer, suppressed = s.suppressed, "more calls refused");
         self.append(AuditEntry {

@@ -11,10 +11,10 @@ use repovault_proto::PROTOCOL_VERSION;
 use repovault_proto::v1 as pb;
 use repovault_proto::v1::worker_service_server::WorkerService;
 
-use crate::core::{Core, WorkerHello};
+use crate::coordinator::{Coordinator, WorkerHello};
 
 pub struct WorkerApi {
-    pub core: Arc<Core>,
+    pub core: Arc<Coordinator>,
 }
 
 fn lease_of(t: &Option<pb::LeaseToken>) -> Result<pb::LeaseToken, Status> {

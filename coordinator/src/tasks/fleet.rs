@@ -184,8 +184,8 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::core::Core;
-    use crate::core::testing::core_on;
+    use crate::coordinator::Coordinator;
+    use crate::coordinator::testing::core_on;
     use crate::model::Status;
     use crate::tasks::lease_state::TaskState;
 
@@ -201,7 +201,7 @@ mod tests {
     /// A core whose one backup is leased to a registered worker, then "restarted": a new core
     /// on the same store, whose registry is empty. Returns (new core, worker id, lease, dir).
     async fn restarted_with_a_lease() -> (
-        std::sync::Arc<Core>,
+        std::sync::Arc<Coordinator>,
         String,
         pb::LeaseToken,
         tempfile::TempDir,
@@ -229,7 +229,7 @@ mod tests {
             .expect("leased");
         let lease = task.lease.expect("lease");
         assert_eq!(lease.attempt, 1);
-        let again = crate::core::testing::restart(&c).await;
+        let again = crate::coordinator::testing::restart(&c).await;
         (again, w.worker_id, lease, dir, clock)
     }
 

@@ -47,13 +47,7 @@ pub(crate) fn repo_access(
         repo_password: password.expose().to_string(),
         master_key: master_key.expose().to_string(),
         provider: org.provider.into(),
-        api_url: if org.provider.is_forge() {
-            org.api_url.clone().unwrap_or_else(|| {
-                crate::forge_access::org_discovery::DEFAULT_GITHUB_API_URL.to_string()
-            })
-        } else {
-            String::new()
-        },
+        api_url: crate::forge_access::org_discovery::endpoint(org).api_url,
         ca_cert_pem: org.ca_cert_pem.clone().unwrap_or_default(),
         credential_id: crate::forge_access::forge_credentials::credential_id(org, repo, &token),
     })

@@ -290,11 +290,11 @@ pub async fn drill_loop(d: Arc<Drills>, stop: tokio_util::sync::CancellationToke
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::Core;
-    use crate::core::testing::{completed_backup, core, utc};
+    use crate::coordinator::Coordinator;
+    use crate::coordinator::testing::{completed_backup, core, utc};
     use crate::model::TaskRecord;
 
-    async fn drill_tasks(c: &Core) -> Vec<TaskRecord> {
+    async fn drill_tasks(c: &Coordinator) -> Vec<TaskRecord> {
         c.queue
             .queue_snapshot()
             .await

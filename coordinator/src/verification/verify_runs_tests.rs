@@ -1,14 +1,14 @@
 use std::time::Duration;
 
 use super::*;
-use crate::core::Core;
-use crate::core::testing::{completed_backup, core};
+use crate::coordinator::Coordinator;
+use crate::coordinator::testing::{completed_backup, core};
 use crate::store::Batch;
 use crate::tasks::worker_registry::WorkerEntry;
 use pb::complete_task_request::Result as Outcome;
 use repovault_proto::v1 as pb;
 
-fn worker(c: &Core) {
+fn worker(c: &Coordinator) {
     c.queue.workers.register(WorkerEntry {
         id: "w".into(),
         name: "w".into(),

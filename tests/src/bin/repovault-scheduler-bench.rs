@@ -14,7 +14,7 @@ use repovault_common::crypto::MasterKey;
 use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
 use repovault_coordinator::clock::{ManualClock, SystemClock};
-use repovault_coordinator::core::{Core, CoreParts};
+use repovault_coordinator::coordinator::{Coordinator, CoordinatorParts};
 use repovault_coordinator::ids;
 use repovault_coordinator::kv::RedbKv;
 use repovault_coordinator::model::{RepoRecord, ScheduleState};
@@ -67,8 +67,8 @@ async fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let kv = Arc::new(RedbKv::open(dir.path().join("state.redb")).await?);
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let core = Core::new(
-        CoreParts {
+    let core = Coordinator::new(
+        CoordinatorParts {
             store: Store::new(kv),
             clock: Arc::new(SystemClock),
             storage_config: StorageConfig::fs(dir.path().join("storage").display().to_string()),

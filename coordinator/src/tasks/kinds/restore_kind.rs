@@ -54,7 +54,8 @@ impl Kind for RestoreKind {
             .await?
             .ok_or_else(|| not_found("backup", r.backup_id.clone()))?;
         r.status = Status::Running;
-        let (token, same_credential) = restore_target_token(q, &r, l.org).await?;
+        let (token, same_credential, credential_provider) =
+            restore_target_token(q, &r, l.org).await?;
         let (target_owner, target_name) = r
             .target_repo
             .as_deref()
@@ -70,10 +71,11 @@ impl Kind for RestoreKind {
             target_url: r.target_url.clone().unwrap_or_default(),
             target_token: token.expose().to_string(),
             artifact_path: r.artifact_path.clone().unwrap_or_default(),
-            target_provider: if r.target_repo.is_some() {
-                Provider::Github
-            } else {
-                Provider::Git
+            // A target repository lives on the forge of the organisation whose credential
+            // creates it (the source's own by default); a target URL is plain git.
+            target_provider: match &r.target_repo {
+                Some(_) => credential_provider.unwrap_or(l.org.provider),
+                None => Provider::Git,
             }
             .into(),
             target_owner,
@@ -160,12 +162,16 @@ pub(crate) async fn restore_target_token(
     q: &TaskQueue,
     r: &RestoreRecord,
     source_org: &OrgRecord,
-) -> CoreResult<(Secret, bool)> {
+) -> CoreResult<(Secret, bool, Option<Provider>)> {
     if let Some(s) = &r.sealed_target_token {
-        return Ok((q.secrets.open(SealContext::RestoreToken(&r.id), s)?, false));
+        return Ok((
+            q.secrets.open(SealContext::RestoreToken(&r.id), s)?,
+            false,
+            None,
+        ));
     }
     let Some(org_id) = &r.target_credential_org_id else {
-        return Ok((Secret::default(), false));
+        return Ok((Secret::default(), false, None));
     };
     let org = q
         .store
@@ -179,5 +185,5 @@ pub(crate) async fn restore_target_token(
         Some(OrgCredential::App { .. }) => q.forge.cached_forge_token(&org).unwrap_or_default(),
         None => Secret::default(),
     };
-    Ok((token, org.id == source_org.id))
+    Ok((token, org.id == source_org.id, Some(org.provider)))
 }

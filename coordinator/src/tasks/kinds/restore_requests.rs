@@ -19,7 +19,7 @@
 //! the request's [`AccessScope`] asks for team grants or everyone; any other restore (which
 //! restores no settings) refuses a wider scope rather than ignoring it.
 
-use repovault_common::forge::github::access::AccessScope;
+use repovault_common::forge::AccessScope;
 use repovault_common::names::{parse_full_name, validate_git_url, validate_name};
 use repovault_common::secret::Secret;
 
@@ -161,7 +161,7 @@ impl Restores {
     }
 
     /// A restore of `backup_id` to plain git (`url`) or a download: see
-    /// [`Core::start_restore_request`].
+    /// [`Coordinator::start_restore_request`].
     pub async fn start_restore(
         &self,
         backup_id: &str,

@@ -8,7 +8,7 @@ use repovault_common::crypto::MasterKey;
 use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
 
-use super::{Core, CoreParts};
+use super::{Coordinator, CoordinatorParts};
 use crate::clock::{Clock, SystemClock};
 use crate::kv::{KvBackend, MemoryKv};
 use crate::model::{BackupType, RepoRecord, Status, Trigger, VerifyStatus};
@@ -21,16 +21,16 @@ pub(crate) fn utc(s: &str) -> i64 {
 }
 
 /// A core on a memory store, with fs storage under `dir`.
-pub(crate) async fn core(dir: &std::path::Path) -> Arc<Core> {
+pub(crate) async fn core(dir: &std::path::Path) -> Arc<Coordinator> {
     core_on(dir, Arc::new(SystemClock)).await
 }
 
 /// A new core on a memory store and storage under `dir`, reading time from `clock`.
-pub(crate) async fn core_on(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Arc<Core> {
+pub(crate) async fn core_on(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Arc<Coordinator> {
     let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    Core::new(
-        CoreParts {
+    Coordinator::new(
+        CoordinatorParts {
             store: Store::new(kv),
             clock,
             storage_config: StorageConfig::fs(dir.display().to_string()),
@@ -46,14 +46,14 @@ pub(crate) async fn core_on(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Arc
 
 /// A new core on `c`'s store, storage and master key, as a restarted coordinator starts: the
 /// persisted tasks and leases loaded, the worker registry empty.
-pub(crate) async fn restart(c: &Core) -> Arc<Core> {
+pub(crate) async fn restart(c: &Coordinator) -> Arc<Coordinator> {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    Core::new(
-        CoreParts {
+    Coordinator::new(
+        CoordinatorParts {
             store: c.store.clone(),
             clock: c.clock.clone(),
             storage_config: c.storage_config.clone(),
-            master: c.secrets.master().clone(),
+            master: c.catalog.secrets.master().clone(),
             timing: c.timing,
             max_attempts: c.queue.max_attempts,
         },
@@ -65,7 +65,7 @@ pub(crate) async fn restart(c: &Core) -> Arc<Core> {
 
 /// A completed, verified backup of `repo` finished at `at`, in the store as a completion
 /// leaves it (record and stats); returns its id.
-pub(crate) async fn completed_backup(c: &Core, repo: &RepoRecord, at: i64) -> String {
+pub(crate) async fn completed_backup(c: &Coordinator, repo: &RepoRecord, at: i64) -> String {
     let mut b =
         crate::tasks::kinds::new_backup(repo, BackupType::Full, Trigger::Manual, 8, "t", at);
     b.status = Status::Completed;

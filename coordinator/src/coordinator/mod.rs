@@ -1,12 +1,11 @@
-//! The coordinator's state machine: organisations, repositories, the queue of tasks and their
-//! leases, and the commit of backups and restores.
-//!
-//! Ordering and atomicity: every change to a task is applied to the store in one transaction
-//! together with the record it produces (backup or restore) before it is visible in memory, under
-//! one queue lock, so the store and the in-memory queue never disagree about a task. Lease
-//! renewals are the exception: heartbeats stay in memory (a write per heartbeat would dominate
-//! the store's load), and a coordinator that restarts honours every persisted lease for a
-//! takeover grace before reaping it.
+//! The coordinator, composed: one value holding every component, built in dependency order.
+//! It owns no state and has no behaviour of its own beyond its construction and its clock; each component owns
+//! its state and lock (the queue its task table, the schedules their bursts, the reconciler its
+//! sweep failures) and takes the components it needs as `Arc`s at construction, so the graph
+//! has no cycles: the registry and the catalog at the bottom, the task queue above them (the
+//! task kinds write through the verification ledger), the features that enqueue (backups,
+//! restores, schedules, verification runs, drills) above the queue, and the views (health) on
+//! top. The gRPC services and the background loops reach components through it.
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -31,27 +30,17 @@ use crate::tasks::kinds::{Backups, Restores};
 use crate::tasks::task_queue::{TaskQueue, TaskQueueParts};
 use crate::verification::verify_ledger::VerifyLedger;
 
-/// The forge access's discovery under its former path: `cli` still imports
-/// `core::github::{check_app_private_key, ...}` from here.
-pub use crate::forge_access::org_discovery as github;
 pub use crate::tasks::fleet::{Registration, WorkerHello};
 pub use crate::tasks::kinds::RestoreRequest;
 pub use crate::tasks::lifecycle::CompletionOutcome;
 
-pub fn format_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
-pub struct Core {
+/// See the module documentation.
+pub struct Coordinator {
     pub store: Store,
     /// The clock of leases, reaping, retention, schedules and health (`clock.rs`).
     pub clock: Arc<dyn Clock>,
     pub storage: Operator,
     pub storage_config: StorageConfig,
-    /// The master key and sealing (`secrets.rs`).
-    pub(crate) secrets: Arc<Secrets>,
     /// Catalog objects and snapshot repository creation (`catalog/`).
     pub catalog: Arc<Catalog>,
     /// Organisations, repositories and backup history (`catalog/org_registry.rs`).
@@ -90,7 +79,8 @@ pub struct Core {
     pub reconciler: Arc<crate::catalog::reconcile::Reconciler>,
 }
 
-pub struct CoreParts {
+/// What a [`Coordinator`] is built from (read from the configuration by `server.rs`).
+pub struct CoordinatorParts {
     pub store: Store,
     /// The one clock every component reads (`clock.rs`).
     pub clock: Arc<dyn Clock>,
@@ -100,9 +90,9 @@ pub struct CoreParts {
     pub max_attempts: u32,
 }
 
-impl Core {
+impl Coordinator {
     pub async fn new(
-        parts: CoreParts,
+        parts: CoordinatorParts,
         forget_tx: tokio::sync::mpsc::UnboundedSender<crate::catalog::reconcile::ForgetRequest>,
     ) -> CoreResult<Arc<Self>> {
         let storage = parts
@@ -240,7 +230,6 @@ impl Core {
             forge,
             registry,
             catalog,
-            secrets,
             timing: parts.timing,
             queue,
             ledger,
