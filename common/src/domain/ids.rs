@@ -241,6 +241,14 @@ typed_id!(
     check_snapshot
 );
 
+impl SnapshotId {
+    /// The first 8 hex digits, as restic shows a snapshot (for messages; never to look one up).
+    pub fn short(&self) -> &str {
+        // ASCII and 64 long, checked when made.
+        &self.0[..8]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
