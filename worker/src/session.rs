@@ -76,6 +76,10 @@ pub enum Exit {
     Idle,
 }
 
+/// The leases this worker holds, by the task id in their token as the coordinator sent it: each
+/// token is matched against the tokens in heartbeat answers and cancel controls and given back
+/// verbatim, so the map stays on the wire's side of the edge (the task's typed ids come from
+/// `tasks::leased::decode`).
 type Held = Arc<Mutex<HashMap<String, Arc<LeaseView>>>>;
 
 /// Longest pause between registration attempts while the coordinator is unreachable, before its

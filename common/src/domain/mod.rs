@@ -23,8 +23,7 @@ mod restore_combinations;
 
 pub use closed_sets::*;
 pub use ids::{
-    BackupId, DrillId, InvalidId, MAX_ID_LEN, OrgId, RepoId, RestoreId, SnapshotId, TaskId,
-    WorkerId,
+    BackupId, DrillId, InvalidId, OrgId, RepoId, RestoreId, SnapshotId, TaskId, WorkerId,
 };
 pub use restore_combinations::{RestoreCombination, RestoreCombinationError};
 
