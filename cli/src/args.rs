@@ -1,10 +1,11 @@
-//! Command-line arguments.
+//! Command-line arguments. An id argument is its typed id (`BackupId`, `RestoreId`), so a
+//! malformed one is a usage error naming the argument before anything is called.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use repovault_common::domain;
+use repovault_common::domain::{self, BackupId, RestoreId};
 
 #[derive(Debug, Parser)]
 #[command(name = "repovault", version, about = "Back up and restore hosted git: organisations, repositories, full history.", long_about = None)]
@@ -103,7 +104,7 @@ pub enum DrillCmd {
         repo: Option<String>,
         /// A completed backup of the organisation.
         #[arg(long)]
-        backup: Option<String>,
+        backup: Option<BackupId>,
         /// Return once queued instead of waiting for the outcome.
         #[arg(long)]
         detach: bool,
@@ -404,16 +405,16 @@ pub enum BackupCmd {
     List { repo: Option<String> },
     /// One backup: counts of each kind, each component's status with the reason when it was
     /// skipped or failed, and its verification with each check's result.
-    Show { id: String },
+    Show { id: BackupId },
     /// Delete one backup now (admin); its data goes at the repository's next prune. Refused
     /// for an escrowed backup until the agreement is released or expires.
-    Delete { id: String },
+    Delete { id: BackupId },
     /// Verify a backup again (operator): every pack its snapshot references is read back from
     /// storage and hashed, the mirrors are fsck'd, the metadata documents parsed and counted,
     /// the ref tips and commit count compared with the source's at backup time, the size with
     /// the previous backup's. Waits and prints each check; exit code 5 when one fails.
     Verify {
-        id: String,
+        id: BackupId,
         /// Return once queued instead of waiting for the outcome.
         #[arg(long)]
         detach: bool,
@@ -422,7 +423,7 @@ pub enum BackupCmd {
     /// listing of every entry's SHA-256): starts a `download_zip` restore, waits, fetches its
     /// link, checks the SHA-256 and writes FILE atomically.
     Download {
-        backup_id: String,
+        backup_id: BackupId,
         /// Where to write the ZIP (must not exist).
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
@@ -436,7 +437,7 @@ pub enum BackupCmd {
     /// comments (and a pull request's reviews and review comments).
     Browse {
         /// The backup id.
-        id: String,
+        id: BackupId,
         /// `issues`, `pulls`, `releases`, `issues/N` or `pulls/N`.
         path: String,
     },
@@ -522,7 +523,7 @@ pub enum RestoreCmd {
     /// Start a restore of a backup. Valid: full_repo to new|original|download, issues_only,
     /// wiki_only and releases_only to existing (--into), download_zip to download.
     Start {
-        backup_id: String,
+        backup_id: BackupId,
         #[arg(long = "type", value_enum)]
         restore_type: RestoreType,
         /// Where to restore; with --into alone, `existing`.
@@ -563,14 +564,14 @@ pub enum RestoreCmd {
     /// Restores, newest first, optionally of one repository (`ORG/NAME`).
     List { repo: Option<String> },
     /// Follow a restore's progress until it ends.
-    Watch { id: String },
+    Watch { id: RestoreId },
     /// Cancel a pending or running restore (its worker stops; it fails "cancelled").
-    Cancel { id: String },
+    Cancel { id: RestoreId },
     /// One restore.
-    Show { id: String },
+    Show { id: RestoreId },
     /// Mint a new link to a completed download's artifact, which then lives at least as long.
     Link {
-        id: String,
+        id: RestoreId,
         /// How long the link stays valid: 30m..7d.
         #[arg(long, value_name = "DURATION", default_value = "6h", value_parser = parse_link_ttl)]
         expires: std::time::Duration,

@@ -19,7 +19,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{BackupType, ComponentState, FromWire, Trigger, WireError};
+use crate::domain::{
+    BackupId, BackupType, ComponentState, FromWire, OrgId, RepoId, TaskId, Trigger, WireError,
+};
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const CODE_DIR: &str = "code.git";
@@ -196,9 +198,9 @@ pub fn components_from_proto(
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestSource {
-    pub org_id: String,
+    pub org_id: OrgId,
     pub org: String,
-    pub repo_id: String,
+    pub repo_id: RepoId,
     pub repo: String,
     /// The source URL (never with credentials).
     pub url: String,
@@ -207,11 +209,11 @@ pub struct ManifestSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
-    pub backup_id: String,
+    pub backup_id: BackupId,
     #[serde(rename = "type")]
     pub backup_type: BackupType,
     pub trigger: Trigger,
-    pub task_id: String,
+    pub task_id: TaskId,
     pub attempt: u32,
     pub created_at: String,
     pub source: ManifestSource,
@@ -296,8 +298,8 @@ pub enum ManifestError {
 /// Tags of a backup's snapshot: one tag per fact, `key=value`, so `restic snapshots --tag task=ID`
 /// finds them. Never comma-joined (restic splits tags on commas).
 pub fn snapshot_tags(
-    backup_id: &str,
-    task_id: &str,
+    backup_id: &BackupId,
+    task_id: &TaskId,
     attempt: u32,
     backup_type: BackupType,
     trigger: Trigger,
@@ -315,4 +317,85 @@ pub fn snapshot_tags(
 pub fn tag_value<'a>(tags: &'a [String], key: &str) -> Option<&'a str> {
     tags.iter()
         .find_map(|t| t.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A format-1 manifest as the golden repository's was written (its ids are not the shapes
+    /// the coordinator makes today, and a hyphenated UUID as the task id).
+    const FORMAT_1: &str = r#"{
+  "format_version": 1,
+  "backup_id": "golden-backup-format-1",
+  "type": "full",
+  "trigger": "manual",
+  "task_id": "00000000-0000-4000-8000-000000000001",
+  "attempt": 1,
+  "created_at": "2024-01-01T00:00:00.000Z",
+  "source": {
+    "org_id": "org_golden",
+    "org": "golden",
+    "repo_id": "repo_golden",
+    "repo": "golden",
+    "url": "git://example.invalid/golden.git"
+  },
+  "components": {
+    "code": {
+      "status": "included"
+    }
+  },
+  "refs": {
+    "refs/heads/main": "0123456789abcdef0123456789abcdef01234567"
+  },
+  "head": "refs/heads/main",
+  "counts": {
+    "branches": 1,
+    "tags": 0,
+    "commits": 1,
+    "refs": 1,
+    "issues": 0,
+    "pulls": 0,
+    "releases": 0,
+    "wiki_pages": 0,
+    "lfs_objects": 0,
+    "attachments": 0,
+    "comments": 0,
+    "reviews": 0,
+    "release_assets": 0,
+    "labels": 0,
+    "milestones": 0,
+    "workflows": 0,
+    "objects": 0
+  },
+  "sizes": {
+    "code_bytes": 0
+  }
+}"#;
+
+    #[test]
+    fn a_format_1_manifest_reads_with_typed_ids_and_writes_back_unchanged() {
+        let m = Manifest::from_json(FORMAT_1.as_bytes()).expect("reads");
+        assert_eq!(m.backup_id.as_str(), "golden-backup-format-1");
+        assert_eq!(m.task_id.as_str(), "00000000-0000-4000-8000-000000000001");
+        assert_eq!(m.source.org_id.as_str(), "org_golden");
+        assert_eq!(m.source.repo_id.as_str(), "repo_golden");
+        assert_eq!(m.to_json(), FORMAT_1);
+        assert_eq!(
+            snapshot_tags(
+                &m.backup_id,
+                &m.task_id,
+                m.attempt,
+                m.backup_type,
+                m.trigger
+            ),
+            [
+                "backup=golden-backup-format-1",
+                "task=00000000-0000-4000-8000-000000000001",
+                "attempt=1",
+                "type=full",
+                "trigger=manual",
+            ]
+        );
+    }
 }

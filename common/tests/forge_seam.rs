@@ -68,7 +68,7 @@ async fn plain_git_has_no_api_and_says_so_by_name() {
         "setting the default branch",
     );
     let request = MetadataRequest {
-        backup_id: "b".into(),
+        backup_id: "b".parse().expect("backup id"),
         issues: true,
         releases: true,
         settings: true,

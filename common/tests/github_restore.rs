@@ -154,7 +154,7 @@ async fn new_repo_with_git(
 
 fn options(backup: &str, branches: BTreeSet<String>, journal: PathBuf) -> RestoreOptions {
     RestoreOptions {
-        backup_id: backup.into(),
+        backup_id: backup.parse().expect("backup id"),
         parts: Parts::ALL,
         branches_present: branches,
         journal,

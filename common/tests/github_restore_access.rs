@@ -131,7 +131,7 @@ async fn team_grants(c: &GitHubClient, repo: &str) -> Vec<(String, String)> {
 
 fn options(tmp: &Path, name: &str, access: AccessScope) -> RestoreOptions {
     RestoreOptions {
-        backup_id: "B1".into(),
+        backup_id: "B1".parse().expect("backup id"),
         parts: settings_only(),
         branches_present: BTreeSet::new(),
         journal: tmp.join(format!("journal-{name}.json")),

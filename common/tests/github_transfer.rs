@@ -275,7 +275,7 @@ async fn a_large_asset_round_trips_through_the_simulator_intact() {
     std::fs::write(tree.join("releases/7/big.bin"), &content).unwrap();
 
     let opts = RestoreOptions {
-        backup_id: "B-transfer".into(),
+        backup_id: "B-transfer".parse().expect("backup id"),
         parts: Parts {
             issues: false,
             releases: true,

@@ -1,6 +1,8 @@
 //! The mirror cache: one directory per repository (`<cache>/<repo-id>/`, holding `code.git/`),
 //! capped in size with least-recently-used eviction. A repository's entry is in use while a task
-//! holds its guard, and is never evicted then.
+//! holds its guard, and is never evicted then. Entries are keyed by [`RepoId`], whose check makes
+//! it one path component; a directory whose name is not a repository id is not an entry, and is
+//! neither listed nor evicted.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,17 +11,19 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
+use repovault_common::domain::RepoId;
+
 pub struct MirrorCache {
     root: PathBuf,
     max_bytes: Option<u64>,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    in_use: Mutex<HashMap<String, usize>>,
+    locks: Mutex<HashMap<RepoId, Arc<tokio::sync::Mutex<()>>>>,
+    in_use: Mutex<HashMap<RepoId, usize>>,
 }
 
 /// Holds a repository's cache entry for one task.
 pub struct CacheGuard {
     cache: Arc<MirrorCache>,
-    repo_id: String,
+    repo_id: RepoId,
     _lock: tokio::sync::OwnedMutexGuard<()>,
     pub dir: PathBuf,
 }
@@ -54,21 +58,21 @@ impl MirrorCache {
 
     /// Takes the repository's entry exclusively (one task per mirror) and marks it used now.
     /// A failure to create the entry lets it go again.
-    pub async fn acquire(self: &Arc<Self>, repo_id: &str) -> std::io::Result<CacheGuard> {
+    pub async fn acquire(self: &Arc<Self>, repo_id: &RepoId) -> std::io::Result<CacheGuard> {
         let lock = self
             .locks
             .lock()
-            .entry(repo_id.to_string())
+            .entry(repo_id.clone())
             .or_default()
             .clone();
         let guard = lock.lock_owned().await;
-        *self.in_use.lock().entry(repo_id.to_string()).or_insert(0) += 1;
+        *self.in_use.lock().entry(repo_id.clone()).or_insert(0) += 1;
         // The guard first: an entry that cannot be created is let go again by its drop.
         let entry = CacheGuard {
             cache: self.clone(),
-            repo_id: repo_id.to_string(),
+            repo_id: repo_id.clone(),
             _lock: guard,
-            dir: self.root.join(repo_id),
+            dir: self.root.join(repo_id.as_str()),
         };
         // Creates the entry and marks it used: on the blocking pool.
         let (dir, marker) = (entry.dir.clone(), self.used_marker(repo_id));
@@ -81,24 +85,24 @@ impl MirrorCache {
         Ok(entry)
     }
 
-    fn used_marker(&self, repo_id: &str) -> PathBuf {
+    fn used_marker(&self, repo_id: &RepoId) -> PathBuf {
         self.root.join(format!(".{repo_id}.used"))
     }
 
     /// Repositories with an entry in the cache (placement hint for the coordinator).
-    pub fn cached_repo_ids(&self) -> Vec<String> {
+    pub fn cached_repo_ids(&self) -> Vec<RepoId> {
         let Ok(rd) = std::fs::read_dir(&self.root) else {
             return vec![];
         };
         rd.filter_map(Result::ok)
             .filter(|e| e.path().join("code.git").is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|e| entry_id(&e))
             .collect()
     }
 
     /// Evicts least recently used entries not in use until the cache fits its cap. Returns the
     /// evicted repository ids. Blocking (walks directories).
-    pub fn evict(&self) -> std::io::Result<Vec<String>> {
+    pub fn evict(&self) -> std::io::Result<Vec<RepoId>> {
         let Some(max) = self.max_bytes else {
             return Ok(vec![]);
         };
@@ -109,7 +113,7 @@ impl MirrorCache {
             if !e.file_type()?.is_dir() {
                 continue;
             }
-            let Ok(id) = e.file_name().into_string() else {
+            let Some(id) = entry_id(&e) else {
                 continue;
             };
             let size = dir_size(&e.path());
@@ -128,7 +132,7 @@ impl MirrorCache {
             if self.in_use.lock().contains_key(&id) {
                 continue;
             }
-            std::fs::remove_dir_all(self.root.join(&id))?;
+            std::fs::remove_dir_all(self.root.join(id.as_str()))?;
             let _ = std::fs::remove_file(self.used_marker(&id));
             total = total.saturating_sub(size);
             tracing::info!(repo = %id, bytes = size, "evicted mirror from cache");
@@ -136,6 +140,11 @@ impl MirrorCache {
         }
         Ok(evicted)
     }
+}
+
+/// The repository id a cache directory entry is named by, if it is one.
+fn entry_id(e: &std::fs::DirEntry) -> Option<RepoId> {
+    e.file_name().into_string().ok()?.parse().ok()
 }
 
 fn touch(p: &Path) -> std::io::Result<()> {
@@ -163,25 +172,29 @@ pub fn dir_size(p: &Path) -> u64 {
 mod tests {
     use super::*;
 
+    fn id(s: &str) -> RepoId {
+        s.parse().expect("repository id")
+    }
+
     #[tokio::test]
     async fn evicts_least_recently_used_and_spares_entries_in_use() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = MirrorCache::new(dir.path().to_path_buf(), Some(2500)).expect("cache");
-        for id in ["a", "b", "c"] {
-            let g = cache.acquire(id).await.expect("acquire");
+        for r in ["a", "b", "c"] {
+            let g = cache.acquire(&id(r)).await.expect("acquire");
             std::fs::create_dir_all(g.dir.join("code.git")).expect("mkdir");
             std::fs::write(g.dir.join("code.git/pack"), vec![0u8; 1000]).expect("write");
             // Distinct, ordered use times.
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let held = cache.acquire("a").await.expect("acquire");
+        let held = cache.acquire(&id("a")).await.expect("acquire");
         // "a" is the least recently used before this acquire, but it is in use now: "b" goes.
         let evicted = cache.evict().expect("evict");
-        assert_eq!(evicted, vec!["b".to_string()]);
+        assert_eq!(evicted, vec![id("b")]);
         drop(held);
         let mut left = cache.cached_repo_ids();
         left.sort();
-        assert_eq!(left, vec!["a".to_string(), "c".to_string()]);
+        assert_eq!(left, vec![id("a"), id("c")]);
     }
 
     #[tokio::test]
@@ -190,17 +203,38 @@ mod tests {
         let cache = MirrorCache::new(dir.path().to_path_buf(), Some(0)).expect("cache");
         // A file where the entry's directory would be: the entry cannot be created.
         std::fs::write(dir.path().join("r"), b"not a directory").expect("write");
-        assert!(cache.acquire("r").await.is_err());
+        assert!(cache.acquire(&id("r")).await.is_err());
         assert!(
-            !cache.in_use.lock().contains_key("r"),
+            !cache.in_use.lock().contains_key(&id("r")),
             "a failed acquire left the entry counted in use (never evictable)"
         );
         // The entry's lock was let go too: the next acquire does not wait for it.
         std::fs::remove_file(dir.path().join("r")).expect("remove");
-        let entry = tokio::time::timeout(std::time::Duration::from_secs(5), cache.acquire("r"))
-            .await
-            .expect("the entry's lock was let go")
-            .expect("acquire");
+        let entry =
+            tokio::time::timeout(std::time::Duration::from_secs(5), cache.acquire(&id("r")))
+                .await
+                .expect("the entry's lock was let go")
+                .expect("acquire");
         assert!(entry.dir.is_dir());
+    }
+
+    #[tokio::test]
+    async fn a_directory_not_named_by_a_repository_id_is_neither_listed_nor_evicted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = MirrorCache::new(dir.path().to_path_buf(), Some(0)).expect("cache");
+        // What a cache on a file system of its own holds at its root.
+        let foreign = dir.path().join("lost+found");
+        std::fs::create_dir_all(foreign.join("code.git")).expect("mkdir");
+        std::fs::write(foreign.join("code.git/pack"), vec![0u8; 1000]).expect("write");
+        let g = cache.acquire(&id("r1")).await.expect("acquire");
+        std::fs::create_dir_all(g.dir.join("code.git")).expect("mkdir");
+        std::fs::write(g.dir.join("code.git/pack"), vec![0u8; 1000]).expect("write");
+        drop(g);
+        assert_eq!(cache.cached_repo_ids(), vec![id("r1")]);
+        assert_eq!(cache.evict().expect("evict"), vec![id("r1")]);
+        assert!(
+            foreign.join("code.git/pack").is_file(),
+            "evicted a directory that is not ours"
+        );
     }
 }

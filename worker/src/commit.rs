@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tonic::{Code, Status};
 
+use repovault_common::domain::WorkerId;
 use repovault_proto::v1 as pb;
 
 use crate::coordinator_client::Client;
@@ -127,11 +128,11 @@ where
 /// deadline). Returns the lease's remaining milliseconds as the coordinator sees them.
 pub async fn confirm_lease(
     client: &Client,
-    worker_id: &str,
+    worker_id: &WorkerId,
     lease: &LeaseView,
 ) -> Result<u64, CallError> {
     let req = pb::ConfirmLeaseRequest {
-        worker_id: worker_id.to_string(),
+        worker_id: worker_id.into(),
         lease: Some(lease.token.clone()),
     };
     retry(

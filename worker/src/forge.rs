@@ -24,7 +24,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
-use repovault_common::domain::Provider;
+use repovault_common::domain::{Provider, WorkerId};
 use repovault_common::forge::{
     self as forges, Admission, Credentials, FailureClass, Forge, ForgeEndpoint, ForgeError,
     GitRemote, RateGate, RateSnapshot, TokenSource, token_credential_id,
@@ -132,7 +132,7 @@ impl TaskForge {
     /// The forge part of `task`, leased by `worker_id` over `client`.
     pub fn new(
         client: Client,
-        worker_id: &str,
+        worker_id: &WorkerId,
         task: &pb::Task,
         pauses: Arc<RatePauses>,
     ) -> TaskForge {
@@ -140,7 +140,7 @@ impl TaskForge {
         TaskForge {
             gate: Arc::new(LeaseGate::new(
                 client,
-                worker_id.to_string(),
+                worker_id.clone(),
                 task.lease.clone().unwrap_or_default(),
                 &access,
                 task.rate,
@@ -192,7 +192,7 @@ struct GateState {
 /// One lease's holder in the fleet-wide budget; see the module documentation.
 pub struct LeaseGate {
     client: Client,
-    worker_id: String,
+    worker_id: WorkerId,
     lease: pb::LeaseToken,
     credential_id: String,
     pauses: Arc<RatePauses>,
@@ -222,7 +222,7 @@ impl LeaseGate {
     /// A gate for `lease` on `access`'s credential, starting with the lease's `first` grant.
     pub fn new(
         client: Client,
-        worker_id: String,
+        worker_id: WorkerId,
         lease: pb::LeaseToken,
         access: &pb::RepoAccess,
         first: Option<pb::RateGrant>,
@@ -281,7 +281,7 @@ impl LeaseGate {
             None => (permits.saturating_add(unreflected), None),
         };
         let req = pb::RequestPermitsRequest {
-            worker_id: self.worker_id.clone(),
+            worker_id: self.worker_id.to_string(),
             lease: Some(self.lease.clone()),
             unspent,
             wanted: ask.wanted,

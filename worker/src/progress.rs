@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+use repovault_common::domain::WorkerId;
 use repovault_proto::v1 as pb;
 
 /// Counter updates are sent at most this often (a fetch reports many times a second).
@@ -26,9 +27,13 @@ struct Inner {
 }
 
 impl Progress {
-    pub fn new(tx: mpsc::Sender<pb::TaskEvent>, worker_id: &str, lease: pb::LeaseToken) -> Self {
+    pub fn new(
+        tx: mpsc::Sender<pb::TaskEvent>,
+        worker_id: &WorkerId,
+        lease: pb::LeaseToken,
+    ) -> Self {
         let ev = pb::TaskEvent {
-            worker_id: worker_id.to_string(),
+            worker_id: worker_id.into(),
             lease: Some(lease),
             phase: "starting".into(),
             ..Default::default()

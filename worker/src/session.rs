@@ -28,6 +28,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use repovault_common::domain::WorkerId;
 use repovault_common::secret::Secret;
 use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
@@ -75,6 +76,10 @@ pub enum Exit {
     Idle,
 }
 
+/// The leases this worker holds, by the task id in their token as the coordinator sent it: each
+/// token is matched against the tokens in heartbeat answers and cancel controls and given back
+/// verbatim, so the map stays on the wire's side of the edge (the task's typed ids come from
+/// `tasks::leased::decode`).
 type Held = Arc<Mutex<HashMap<String, Arc<LeaseView>>>>;
 
 /// Longest pause between registration attempts while the coordinator is unreachable, before its
@@ -96,7 +101,7 @@ struct Work {
 
 /// The registration before this one: its worker id (presented again) and heartbeat interval.
 struct Previous {
-    worker_id: String,
+    worker_id: WorkerId,
     heartbeat: Duration,
 }
 
@@ -176,7 +181,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<Exit,
 
 struct Session {
     client: Client,
-    worker_id: String,
+    worker_id: WorkerId,
     timing: Timing,
     write_deadline: Duration,
     storage: opendal::Operator,
@@ -200,13 +205,18 @@ async fn register(
             name: cfg.name.clone(),
             slots: cfg.slots,
             capabilities: vec!["git".into()],
-            previous_worker_id: previous.map(|p| p.worker_id.clone()).unwrap_or_default(),
+            previous_worker_id: previous
+                .map(|p| p.worker_id.to_string())
+                .unwrap_or_default(),
             held: held.lock().values().map(|l| l.token.clone()).collect(),
         };
         let sent_at = Instant::now();
         match client.register_worker(req).await {
             Ok(r) => {
                 let r = r.into_inner();
+                let worker_id = WorkerId::from_wire(&r.worker_id, "worker_id").map_err(|e| {
+                    WorkerError::Refused(format!("coordinator sent an unusable id: {e}"))
+                })?;
                 let kept = reattach(held, &r.renewed, sent_at);
                 let t = r.timing.unwrap_or_default();
                 let timing = Timing::from_heartbeat_ms(t.heartbeat_interval_ms).map_err(|e| {
@@ -217,10 +227,10 @@ async fn register(
                     .map_err(|e| {
                         WorkerError::Setup(format!("storage from the coordinator: {e}"))
                     })?;
-                tracing::info!(worker = %r.worker_id, heartbeat = ?timing.heartbeat(), kept, "registered");
+                tracing::info!(worker = %worker_id, heartbeat = ?timing.heartbeat(), kept, "registered");
                 return Ok(Session {
                     client,
-                    worker_id: r.worker_id,
+                    worker_id,
                     timing,
                     write_deadline: Duration::from_millis(t.write_deadline_ms),
                     storage,

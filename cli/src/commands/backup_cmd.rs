@@ -1,7 +1,9 @@
 //! `backup ...`: run, list, show, browse, delete (download is in `zip_cmd`, verify in
 //! `verify_cmd`), and how a backup is printed.
 
-use repovault_common::domain::{BackupType, ComponentState, TaskStatus, Trigger, VerifyStatus};
+use repovault_common::domain::{
+    BackupId, BackupType, ComponentState, TaskStatus, Trigger, VerifyStatus,
+};
 use repovault_proto::v1 as pb;
 
 use crate::admin_client::{Admin, CliError};
@@ -119,7 +121,7 @@ pub(super) async fn backup(
             Ok(exit::OK)
         }
         BackupCmd::Show { id } => {
-            let b = get_backup(c, id).await?;
+            let b = get_backup(c, id.into()).await?;
             output::show(out, &b, backup_fields);
             Ok(exit::OK)
         }
@@ -127,7 +129,10 @@ pub(super) async fn backup(
         BackupCmd::Verify { id, detach } => verify_cmd::verify(c, id, detach, out).await,
         BackupCmd::Browse { id, path } => {
             let r = c
-                .browse_backup(pb::BrowseBackupRequest { id, path })
+                .browse_backup(pb::BrowseBackupRequest {
+                    id: id.into(),
+                    path,
+                })
                 .await?
                 .into_inner();
             if r.document_json.is_empty() {
@@ -347,9 +352,9 @@ fn print_thread(doc: &serde_json::Value) {
     }
 }
 
-async fn backup_delete(c: &mut Admin, id: String, out: OutputFormat) -> Result<i32, CliError> {
+async fn backup_delete(c: &mut Admin, id: BackupId, out: OutputFormat) -> Result<i32, CliError> {
     let r = c
-        .delete_backup(pb::DeleteBackupRequest { id: id.clone() })
+        .delete_backup(pb::DeleteBackupRequest { id: id.to_string() })
         .await?
         .into_inner();
     if is_json(out) {

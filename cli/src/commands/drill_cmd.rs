@@ -28,7 +28,7 @@ pub(super) async fn drill(
                 .run_drill(pb::RunDrillRequest {
                     org: org.clone(),
                     repo: repo.unwrap_or_default(),
-                    backup_id: backup.unwrap_or_default(),
+                    backup_id: backup.map(String::from).unwrap_or_default(),
                 })
                 .await?
                 .into_inner()

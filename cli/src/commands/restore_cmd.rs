@@ -85,7 +85,7 @@ pub(super) async fn restore(
             }
             let r = c
                 .start_restore(pb::StartRestoreRequest {
-                    backup_id,
+                    backup_id: backup_id.into(),
                     r#type: combination.restore_type().into(),
                     target: combination.target().into(),
                     url: url.unwrap_or_default(),
@@ -178,7 +178,7 @@ pub(super) async fn restore(
             Ok(exit::OK)
         }
         RestoreCmd::Watch { id } => {
-            let r = get_restore(c, id).await?;
+            let r = get_restore(c, id.into()).await?;
             // A restore that has ended has no progress left to follow.
             let task =
                 (!value::<TaskStatus>(r.status).is_some_and(TaskStatus::is_terminal)).then(|| {
@@ -202,7 +202,7 @@ pub(super) async fn restore(
         }
         RestoreCmd::Cancel { id } => {
             let r = c
-                .cancel_restore(pb::CancelRestoreRequest { id })
+                .cancel_restore(pb::CancelRestoreRequest { id: id.into() })
                 .await?
                 .into_inner()
                 .restore
@@ -221,7 +221,7 @@ pub(super) async fn restore(
         }
         RestoreCmd::Link { id, expires } => zip_cmd::restore_link(c, &id, expires, out).await,
         RestoreCmd::Show { id } => {
-            let r = get_restore(c, id).await?;
+            let r = get_restore(c, id.into()).await?;
             output::show(out, &r, restore_fields);
             Ok(exit::OK)
         }

@@ -1,7 +1,7 @@
 //! `backup verify`: read a backup back from storage and check it; exit 5 unless verified. Also
 //! how a verification and its checks are printed (`backup show`, `drill run`).
 
-use repovault_common::domain::{CheckOutcome, VerifyRun, VerifyStatus};
+use repovault_common::domain::{BackupId, CheckOutcome, VerifyRun, VerifyStatus};
 use repovault_proto::v1 as pb;
 
 use crate::admin_client::{Admin, CliError};
@@ -16,12 +16,12 @@ use super::task_wait::{Ended, Task, queued, run_and_wait};
 /// `backup verify ID`: queue, wait, print; exit 5 unless verified.
 pub(super) async fn verify(
     c: &mut Admin,
-    id: String,
+    id: BackupId,
     detach: bool,
     out: OutputFormat,
 ) -> Result<i32, CliError> {
     let r = c
-        .verify_backup(pb::VerifyBackupRequest { id: id.clone() })
+        .verify_backup(pb::VerifyBackupRequest { id: id.to_string() })
         .await?
         .into_inner();
     if detach {
@@ -33,7 +33,7 @@ pub(super) async fn verify(
         id: &r.task_id,
         what: format!("verify {id}"),
     };
-    let fetch = async |c: &mut Admin| get_backup(c, id.clone()).await;
+    let fetch = async |c: &mut Admin| get_backup(c, id.to_string()).await;
     let human = |b: &pb::Backup| {
         let v = b.verification.clone().unwrap_or_default();
         fields(&[

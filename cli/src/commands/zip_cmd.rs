@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use repovault_common::domain::{RestoreTarget, RestoreType, TaskStatus};
+use repovault_common::domain::{BackupId, RestoreId, RestoreTarget, RestoreType, TaskStatus};
 use repovault_proto::v1 as pb;
 
 use crate::admin_client::{Admin, CliError};
@@ -40,13 +40,13 @@ pub(super) fn link_fields(r: &pb::Restore) {
 /// `restore link ID --expires D`.
 pub(super) async fn restore_link(
     c: &mut Admin,
-    id: &str,
+    id: &RestoreId,
     expires: Duration,
     out: OutputFormat,
 ) -> Result<i32, CliError> {
     let r = c
         .mint_download_link(pb::MintDownloadLinkRequest {
-            id: id.to_string(),
+            id: id.into(),
             expires_seconds: expires.as_secs(),
         })
         .await?
@@ -64,7 +64,7 @@ pub(super) async fn restore_link(
 /// and SHA-256, and renamed to FILE. FILE is either absent or a complete, checked ZIP.
 pub(super) async fn backup_download(
     c: &mut Admin,
-    backup_id: &str,
+    backup_id: &BackupId,
     to: &Path,
     expires: Duration,
     out: OutputFormat,
@@ -74,7 +74,7 @@ pub(super) async fn backup_download(
     }
     let r = c
         .start_restore(pb::StartRestoreRequest {
-            backup_id: backup_id.to_string(),
+            backup_id: backup_id.into(),
             r#type: RestoreType::DownloadZip.into(),
             target: RestoreTarget::Download.into(),
             link_expires_seconds: expires.as_secs(),

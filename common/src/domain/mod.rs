@@ -1,4 +1,4 @@
-//! The domain's closed sets, shared by the coordinator, the workers and the CLI.
+//! The domain's closed sets and identifiers, shared by the coordinator, the workers and the CLI.
 //!
 //! Every closed set (task kind, backup type, trigger, provider, restore type and target, statuses,
 //! check outcomes) is one Rust enum here, with:
@@ -12,11 +12,19 @@
 //!
 //! Inside the coordinator and the worker, code matches on these enums; a string comparison of a
 //! kind, type, trigger, target or status outside an edge is a defect.
+//!
+//! Identifiers are types too (`ids.rs`: [`OrgId`], [`RepoId`], [`BackupId`], ...), checked where
+//! they enter (a wire field, a command-line argument) and strings again only where a message is
+//! built.
 
 mod closed_sets;
+mod ids;
 mod restore_combinations;
 
 pub use closed_sets::*;
+pub use ids::{
+    BackupId, DrillId, InvalidId, OrgId, RepoId, RestoreId, SnapshotId, TaskId, WorkerId,
+};
 pub use restore_combinations::{RestoreCombination, RestoreCombinationError};
 
 /// A value that is not one of a closed set's spellings.

@@ -25,7 +25,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::domain::Provider;
+use crate::domain::{BackupId, Provider};
 use crate::secret::Secret;
 
 use super::ForgeError;
@@ -97,7 +97,7 @@ pub struct TargetRepo {
 #[derive(Debug, Clone)]
 pub struct MetadataRequest {
     /// The backup restored (named in every header and marker the forge writes).
-    pub backup_id: String,
+    pub backup_id: BackupId,
     /// Issues (with pulls, labels, milestones, attachments), releases, settings.
     pub issues: bool,
     pub releases: bool,

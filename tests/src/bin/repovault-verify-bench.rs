@@ -334,16 +334,16 @@ fn build_manifest(entry: &Path, source_refs: &BTreeMap<String, String>) -> Resul
     let code_bytes = dir_size(&code)?;
     Ok(Manifest {
         format_version: manifest::FORMAT_VERSION,
-        backup_id: uuid::Uuid::now_v7().to_string(),
+        backup_id: uuid::Uuid::now_v7().to_string().parse()?,
         backup_type: BackupType::Full,
         trigger: Trigger::Manual,
-        task_id: uuid::Uuid::now_v7().to_string(),
+        task_id: uuid::Uuid::now_v7().to_string().parse()?,
         attempt: 1,
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         source: ManifestSource {
-            org_id: uuid::Uuid::now_v7().to_string(),
+            org_id: uuid::Uuid::now_v7().to_string().parse()?,
             org: "bench".into(),
-            repo_id: uuid::Uuid::now_v7().to_string(),
+            repo_id: uuid::Uuid::now_v7().to_string().parse()?,
             repo: "big".into(),
             url: "git://127.0.0.1/big".into(),
         },
@@ -434,7 +434,7 @@ fn main() -> Result<()> {
     let (repo, master_key) = SnapshotRepo::open(&spec, RepoKey::Password(&password), true)?;
     let request = BackupRequest {
         host: manifest::SNAPSHOT_HOST.to_string(),
-        label: manifest.source.repo_id.clone(),
+        label: manifest.source.repo_id.to_string(),
         tags: manifest::snapshot_tags(
             &manifest.backup_id,
             &manifest.task_id,

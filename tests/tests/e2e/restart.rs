@@ -434,6 +434,7 @@ async fn restart_during_the_commit_point_is_ridden_out() {
     let lease =
         repovault_worker::tasks::LeaseView::new(token.clone(), &timing, timing.write_deadline());
 
+    let worker_id: repovault_common::domain::WorkerId = reg.worker_id.parse().unwrap();
     // Down for a second around ConfirmLease.
     let outage = Duration::from_secs(1);
     c.coordinator.take().unwrap().shutdown().await;
@@ -442,7 +443,7 @@ async fn restart_during_the_commit_point_is_ridden_out() {
             tokio::time::sleep(outage).await;
             c.restart_coordinator().await
         },
-        repovault_worker::commit::confirm_lease(&client, &reg.worker_id, &lease)
+        repovault_worker::commit::confirm_lease(&client, &worker_id, &lease)
     );
     restarted.unwrap();
     assert!(confirmed.unwrap() > 0, "the lease was confirmed");
@@ -457,7 +458,7 @@ async fn restart_during_the_commit_point_is_ridden_out() {
         timing.write_deadline(),
     );
     let started = std::time::Instant::now();
-    let refused = repovault_worker::commit::confirm_lease(&client, &reg.worker_id, &stale).await;
+    let refused = repovault_worker::commit::confirm_lease(&client, &worker_id, &stale).await;
     assert!(
         matches!(
             refused,

@@ -204,8 +204,8 @@ async fn stock_restic_lists_and_restores_with_exported_key() {
     )
     .unwrap();
     assert_eq!(m.format_version, 1);
-    assert_eq!(m.backup_id, b.id);
-    assert_eq!(m.task_id, b.task_id);
+    assert_eq!(m.backup_id.as_str(), b.id);
+    assert_eq!(m.task_id.as_str(), b.task_id);
     assert_eq!(m.attempt, b.attempt);
     assert_eq!(m.refs, expected);
     assert_eq!(m.head.as_deref(), Some("refs/heads/main"));
@@ -299,16 +299,16 @@ async fn golden_format_1_regenerate() {
         .unwrap();
     let m = Manifest {
         format_version: manifest::FORMAT_VERSION,
-        backup_id: GOLDEN_BACKUP_ID.into(),
+        backup_id: GOLDEN_BACKUP_ID.parse().unwrap(),
         backup_type: BackupType::Full,
         trigger: Trigger::Manual,
-        task_id: GOLDEN_TASK_ID.into(),
+        task_id: GOLDEN_TASK_ID.parse().unwrap(),
         attempt: 1,
         created_at: "2024-01-01T00:00:00.000Z".into(),
         source: ManifestSource {
-            org_id: "org_golden".into(),
+            org_id: "org_golden".parse().unwrap(),
             org: "golden".into(),
-            repo_id: "repo_golden".into(),
+            repo_id: "repo_golden".parse().unwrap(),
             repo: "golden".into(),
             url: "git://example.invalid/golden.git".into(),
         },
@@ -352,8 +352,8 @@ async fn golden_format_1_regenerate() {
             host: manifest::SNAPSHOT_HOST.into(),
             label: "repo_golden".into(),
             tags: manifest::snapshot_tags(
-                GOLDEN_BACKUP_ID,
-                GOLDEN_TASK_ID,
+                &GOLDEN_BACKUP_ID.parse().unwrap(),
+                &GOLDEN_TASK_ID.parse().unwrap(),
                 1,
                 BackupType::Full,
                 Trigger::Manual,
@@ -439,8 +439,8 @@ async fn golden_format_1_restores_exactly() {
     assert_eq!(info.hostname, manifest::SNAPSHOT_HOST);
     assert_eq!(info.paths, vec![manifest::SNAPSHOT_PATH.to_string()]);
     let mut want_tags = manifest::snapshot_tags(
-        GOLDEN_BACKUP_ID,
-        GOLDEN_TASK_ID,
+        &GOLDEN_BACKUP_ID.parse().unwrap(),
+        &GOLDEN_TASK_ID.parse().unwrap(),
         1,
         BackupType::Full,
         Trigger::Manual,
@@ -454,8 +454,8 @@ async fn golden_format_1_restores_exactly() {
 
     let m = Manifest::from_json(&manifest_json).unwrap();
     assert_eq!(m.format_version, 1);
-    assert_eq!(m.backup_id, GOLDEN_BACKUP_ID);
-    assert_eq!(m.task_id, GOLDEN_TASK_ID);
+    assert_eq!(m.backup_id.as_str(), GOLDEN_BACKUP_ID);
+    assert_eq!(m.task_id.as_str(), GOLDEN_TASK_ID);
     assert_eq!(m.head.as_deref(), Some("refs/heads/main"));
     assert_eq!(m.counts.refs as usize, m.refs.len());
 

@@ -84,9 +84,12 @@ pub(super) async fn serve(
             tokio::task::spawn_blocking(move || cache.cached_repo_ids())
                 .await
                 .unwrap_or_default()
+                .into_iter()
+                .map(String::from)
+                .collect()
         };
         let req = pb::AcquireTaskRequest {
-            worker_id: s.worker_id.clone(),
+            worker_id: s.worker_id.to_string(),
             free_slots: u32::try_from(slots.available_permits() + 1).unwrap_or(1),
             wait_ms: u64::try_from(s.timing.acquire_wait().as_millis()).unwrap_or(10_000),
             cached_repo_ids,
@@ -108,7 +111,7 @@ pub(super) async fn serve(
                     // Leased while we began to drain (or to re-register): give it back at once,
                     // no attempt lost.
                     let req = pb::ReleaseTaskRequest {
-                        worker_id: s.worker_id.clone(),
+                        worker_id: s.worker_id.to_string(),
                         lease: task.lease.clone(),
                         reason: "worker draining".into(),
                     };
@@ -173,7 +176,7 @@ async fn drain(
                 let leases: Vec<Arc<LeaseView>> = work.held.lock().values().cloned().collect();
                 for l in &leases {
                     l.interrupt.store(true, Ordering::SeqCst);
-                    let req = pb::ReleaseTaskRequest { worker_id: s.worker_id.clone(), lease: Some(l.token.clone()), reason: "worker shutting down".into() };
+                    let req = pb::ReleaseTaskRequest { worker_id: s.worker_id.to_string(), lease: Some(l.token.clone()), reason: "worker shutting down".into() };
                     if let Err(e) = client.release_task(req).await {
                         tracing::warn!(task = %l.token.task_id, error = %e.message(), "release failed; the lease will expire");
                     }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use repovault_common::domain::WorkerId;
 use repovault_proto::v1 as pb;
 
 use crate::coordinator_client::Client;
@@ -22,7 +23,7 @@ use super::Held;
 /// coordinator asks this worker to register again.
 pub(super) struct Heartbeat {
     pub client: Client,
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub held: Held,
     pub pauses: Arc<RatePauses>,
     pub draining: Arc<AtomicBool>,
@@ -50,7 +51,7 @@ impl Heartbeat {
                 self.held.lock().values().map(|l| l.token.clone()).collect();
             let sent_at = Instant::now();
             let req = pb::HeartbeatRequest {
-                worker_id: self.worker_id.clone(),
+                worker_id: self.worker_id.to_string(),
                 held: leases,
                 draining: self.draining.load(Ordering::SeqCst),
                 free_slots: 0,

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use pb::complete_task_request::Result as Outcome;
+use repovault_common::domain::WorkerId;
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
@@ -62,7 +63,7 @@ pub(super) async fn run_task(
     ctx: Arc<TaskContext>,
     task: pb::Task,
     client: &Client,
-    worker_id: &str,
+    worker_id: &WorkerId,
     held: &Held,
 ) {
     let token = ctx.lease.token.clone();
@@ -78,29 +79,30 @@ pub(super) async fn run_task(
         })
     };
     let mut req = pb::CompleteTaskRequest {
-        worker_id: worker_id.to_string(),
+        worker_id: worker_id.into(),
         lease: Some(token.clone()),
         ..Default::default()
     };
     let outcome: Result<(), TaskError> = match leased::decode(&task) {
         Err(e) => Err(e),
         Ok(Leased {
+            ids,
             access,
             provider,
             work,
         }) => {
             let c = ctx.clone();
             match work {
-                leased::Work::Backup(w) => tasks::backup::run(c, access, provider, w)
+                leased::Work::Backup(w) => tasks::backup::run(c, ids, access, provider, w)
                     .await
                     .map(|r| req.result = Some(Outcome::Backup(r))),
                 leased::Work::Restore(w) => tasks::restore::run(c, access, w)
                     .await
                     .map(|r| req.result = Some(Outcome::Restore(r))),
-                leased::Work::Verify(w) => tasks::verify::run(c, access, w)
+                leased::Work::Verify(w) => tasks::verify::run(c, ids, access, w)
                     .await
                     .map(|r| req.result = Some(Outcome::Verify(r))),
-                leased::Work::Drill(spec) => tasks::drill::run(c, access, spec)
+                leased::Work::Drill(w) => tasks::drill::run(c, access, w)
                     .await
                     .map(|r| req.result = Some(Outcome::Drill(r))),
             }

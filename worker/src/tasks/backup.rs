@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use repovault_common::domain::{BackupType, Provider, Trigger};
+use repovault_common::domain::{BackupId, BackupType, Provider, SnapshotId, Trigger};
 use repovault_common::manifest::{self, ComponentStatus, Counts, ExportState, Manifest};
 use repovault_common::repo::{BackupSummary, RepoKey, RepoSpec, SnapshotRepo};
 use repovault_common::secret::Secret;
@@ -39,17 +39,18 @@ use crate::cache::CacheGuard;
 use crate::git;
 use crate::verify::Check;
 
-use super::leased::BackupWork;
+use super::leased::{BackupWork, LeaseIds};
 use super::{TaskContext, TaskError, blocking};
 
 /// Runs a backup: the phases in order. Each phase method says what it reads and writes.
 pub async fn run(
     ctx: Arc<TaskContext>,
+    ids: LeaseIds,
     access: pb::RepoAccess,
     provider: Provider,
     work: BackupWork,
 ) -> Result<pb::BackupResult, TaskError> {
-    let job = BackupJob::open(ctx, access, provider, work).await?;
+    let job = BackupJob::open(ctx, ids, access, provider, work).await?;
     if !job.repair().await? {
         job.seed().await?;
     }
@@ -79,11 +80,15 @@ pub async fn run(
 /// What the phases of one backup share.
 struct BackupJob {
     ctx: Arc<TaskContext>,
+    ids: LeaseIds,
     access: pb::RepoAccess,
     provider: Provider,
     spec: pb::BackupSpec,
+    backup_id: BackupId,
     backup_type: BackupType,
     trigger: Trigger,
+    parent_backup_id: Option<BackupId>,
+    parent_snapshot_id: Option<SnapshotId>,
     /// The repository's cache entry, held for the whole backup: no other task changes it, and
     /// it is not evicted, until [`BackupJob::evict`] lets it go.
     guard: CacheGuard,
@@ -130,21 +135,25 @@ impl BackupJob {
     /// repository (the coordinator created it), so a wrong key fails before any fetch.
     async fn open(
         ctx: Arc<TaskContext>,
+        ids: LeaseIds,
         access: pb::RepoAccess,
         provider: Provider,
         work: BackupWork,
     ) -> Result<Self, TaskError> {
         let BackupWork {
             spec,
+            backup_id,
             backup_type,
             trigger,
+            parent_backup_id,
+            parent_snapshot_id,
         } = work;
         // A local source only under the allowed roots, never the worker's own directories; the
         // wiki's URL derives from this one.
         ctx.check_local_url(&access.source_url).await?;
         let guard = ctx
             .cache
-            .acquire(&access.repo_id)
+            .acquire(&ids.repo_id)
             .await
             .map_err(|e| TaskError::retryable("mirror cache").with_source(e))?;
         let entry = guard.dir.clone();
@@ -167,11 +176,15 @@ impl BackupJob {
         };
         Ok(Self {
             ctx,
+            ids,
             access,
             provider,
             spec,
+            backup_id,
             backup_type,
             trigger,
+            parent_backup_id,
+            parent_snapshot_id,
             guard,
             entry,
             repo: Arc::new(repo),
@@ -201,7 +214,11 @@ impl BackupJob {
     /// latest snapshot before fetching (object storage has no rate limit, the source may).
     /// Not after a repair, nor from a parent whose mirror failed git_fsck.
     async fn seed(&self) -> Result<(), TaskError> {
-        entry_repair::seed(&self.ctx, &self.repo, &self.entry, &self.spec).await
+        let parent = self
+            .parent_snapshot_id
+            .as_ref()
+            .filter(|_| !self.spec.parent_mirror_damaged);
+        entry_repair::seed(&self.ctx, &self.repo, &self.entry, parent).await
     }
 
     /// The entry's manifest as the last backup left it: its source figures are reused when the
@@ -217,7 +234,10 @@ impl BackupJob {
     /// restored first); `None`: a full export.
     async fn resume_point(&self) -> Option<repovault_common::forge::Cursors> {
         if self.exports_metadata() && self.backup_type == BackupType::Incremental {
-            forge_export::previous_export(&self.ctx, &self.repo, &self.entry, &self.spec).await
+            let parent = self.parent_backup_id.as_ref()?;
+            let snapshot = self.parent_snapshot_id.as_ref()?;
+            forge_export::previous_export(&self.ctx, &self.repo, &self.entry, parent, snapshot)
+                .await
         } else {
             None
         }

@@ -16,6 +16,7 @@ use repovault_proto::v1 as pb;
 use crate::git::{self, Remote};
 use crate::verify::{Check, Outcome, metadata};
 
+use super::leased::DrillWork;
 use super::{TaskContext, TaskError, blocking};
 
 pub const RESTORE: &str = "restore";
@@ -26,34 +27,33 @@ pub const ITEM_COUNTS: &str = "item_counts";
 pub async fn run(
     ctx: Arc<TaskContext>,
     access: pb::RepoAccess,
-    spec: pb::DrillSpec,
+    work: DrillWork,
 ) -> Result<pb::DrillResult, TaskError> {
-    if spec.snapshot_id.is_empty() {
+    let DrillWork {
+        drill_id,
+        backup_id,
+        snapshot_id,
+    } = work;
+    let Some(snapshot) = snapshot_id else {
         return Err(TaskError::permanent("drill names no snapshot"));
-    }
-    let work = super::fresh_scratch(&ctx, &format!("drill-{}", spec.drill_id)).await?;
+    };
+    let work = super::fresh_scratch(&ctx, &format!("drill-{drill_id}")).await?;
     ctx.progress.phase(
         "restore",
-        format!(
-            "drill: restoring backup {} into a scratch repository",
-            spec.backup_id
-        ),
+        format!("drill: restoring backup {backup_id} into a scratch repository"),
     );
     let repo = super::restore::open_snapshot_repo(&ctx, &access).await?;
-    let (snapshot, w, interrupt) = (
-        spec.snapshot_id.clone(),
-        work.clone(),
-        ctx.lease.interrupt.clone(),
-    );
+    let (w, interrupt) = (work.clone(), ctx.lease.interrupt.clone());
     let outcome = blocking(move || {
-        let mut checks = drill(&repo, &snapshot, &w)?;
+        let snapshot = snapshot.as_str();
+        let mut checks = drill(&repo, snapshot, &w)?;
         let damage = restore_failed(&checks).then(|| {
             let how = crate::verify::archive::Reading {
                 now_ms: chrono::Utc::now().timestamp_millis(),
                 progress: &|_, _| {},
                 interrupt: &interrupt,
             };
-            crate::verify::archive::diagnose(&repo, &snapshot, &how)
+            crate::verify::archive::diagnose(&repo, snapshot, &how)
         });
         let damage = damage.flatten().unwrap_or_default();
         if let Some(c) = checks.iter_mut().find(|c| c.name == RESTORE)

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use repovault_common::domain::WorkerId;
 use repovault_proto::v1 as pb;
 
 use crate::progress::Progress;
@@ -127,7 +128,7 @@ impl LeaseView {
 
 /// What the runner hands every task.
 pub struct TaskContext {
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub storage: opendal::Operator,
     pub scratch: std::path::PathBuf,
     pub cache: Arc<crate::cache::MirrorCache>,

@@ -29,7 +29,7 @@ pub async fn run(
     if !spec.target_url.is_empty() {
         ctx.check_local_url(&spec.target_url).await?;
     }
-    let scratch = super::fresh_scratch(&ctx, &format!("restore-{}", spec.restore_id)).await?;
+    let scratch = super::fresh_scratch(&ctx, &format!("restore-{}", work.restore_id)).await?;
     let result = restore_in(&ctx, &access, &work, &scratch).await;
     super::discard_scratch(scratch).await;
     result
@@ -65,7 +65,7 @@ async fn restore_in(
 ) -> Result<pb::RestoreResult, TaskError> {
     let spec = &restore.spec;
     match (restore.restore_type(), restore.target()) {
-        (RestoreType::DownloadZip, _) => return super::zip::run(ctx, access, spec, work).await,
+        (RestoreType::DownloadZip, _) => return super::zip::run(ctx, access, restore, work).await,
         (RestoreType::FullRepo, RestoreTarget::Download) => {}
         (RestoreType::FullRepo, RestoreTarget::New)
             if !restore.target_provider.is_some_and(Provider::is_forge) => {}
@@ -73,25 +73,23 @@ async fn restore_in(
     }
     ctx.progress.phase(
         "restore",
-        format!(
-            "reading snapshot {}",
-            &spec.snapshot_id[..8.min(spec.snapshot_id.len())]
-        ),
+        format!("reading snapshot {}", restore.snapshot_id.short()),
     );
     let repo = open_snapshot_repo(ctx, access).await?;
     let code = work.join(manifest::CODE_DIR);
-    let snapshot_id = spec.snapshot_id.clone();
+    let snapshot_id = restore.snapshot_id.clone();
     let (code2, progress, interrupt) = (
         code.clone(),
         ctx.progress.clone(),
         ctx.lease.interrupt.clone(),
     );
     let manifest = blocking(move || {
-        let manifest = Manifest::from_json(&repo.read_file(&snapshot_id, manifest::MANIFEST_FILE)?)
+        let snapshot = snapshot_id.as_str();
+        let manifest = Manifest::from_json(&repo.read_file(snapshot, manifest::MANIFEST_FILE)?)
             .map_err(|e| TaskError::permanent(format!("snapshot {snapshot_id}")).with_source(e))?;
         let summary = repo
-            .restore(&snapshot_id, manifest::CODE_DIR, &code2)
-            .map_err(|e| restore_failure(&repo, &snapshot_id, e, &interrupt))?;
+            .restore(snapshot, manifest::CODE_DIR, &code2)
+            .map_err(|e| restore_failure(&repo, snapshot, e, &interrupt))?;
         progress.update(summary.bytes, summary.files, summary.bytes);
         Ok(manifest)
     })

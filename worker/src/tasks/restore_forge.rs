@@ -205,7 +205,8 @@ pub async fn run(
     // 1. The snapshot's tree, as far as these parts need it.
     let tree = work.join("tree");
     let manifest =
-        restore_target::read_snapshot(ctx, access, &spec.snapshot_id, &tree, &parts.dirs()).await?;
+        restore_target::read_snapshot(ctx, access, &restore.snapshot_id, &tree, &parts.dirs())
+            .await?;
     interrupted(ctx)?;
 
     // 2. The target's forge, repository and remote.
@@ -286,7 +287,7 @@ async fn announce_plan(
 ) -> Result<MetadataPlan, TaskError> {
     let spec = &restore.spec;
     let plan = if parts.metadata() {
-        restore_meta::plan(forge, tree, &spec.backup_id, parts, scope).await?
+        restore_meta::plan(forge, tree, &restore.backup_id, parts, scope).await?
     } else {
         MetadataPlan::default()
     };
@@ -296,7 +297,7 @@ async fn announce_plan(
         format!(
             "restoring {} of backup {} into {}/{}: {} refs, {} LFS objects, wiki {}, {} items to create; estimated {}",
             restore.restore_type(),
-            spec.backup_id,
+            restore.backup_id,
             spec.target_owner,
             spec.target_name,
             if parts.refs { manifest.refs.len() } else { 0 },
@@ -396,7 +397,7 @@ async fn metadata(
 ) -> Result<String, TaskError> {
     let spec = &restore.spec;
     let journal_local = scratch.work.join("journal.json");
-    let journal_remote = journal_storage_path(&access.snapshot_path, &spec.restore_id);
+    let journal_remote = journal_storage_path(&access.snapshot_path, &restore.restore_id);
     load_journal(ctx, &journal_remote, &journal_local).await?;
     let saver = JournalSaver::start(ctx.clone(), journal_local.clone(), journal_remote.clone());
     let branches = restore_push::branches_present(&crate::forge::git_remote(remote), parts).await;
@@ -412,7 +413,7 @@ async fn metadata(
             );
             let branches = branches.into_iter().collect();
             let request =
-                restore_meta::request(&spec.backup_id, parts, scope, branches, &journal_local);
+                restore_meta::request(&restore.backup_id, parts, scope, branches, &journal_local);
             let (owner, name) = (&spec.target_owner, &spec.target_name);
             restore_meta::restore(ctx, forge, scratch.tree, owner, name, &request).await
         }
@@ -462,7 +463,7 @@ mod tests {
         assert!(r.tags && r.releases && !r.refs && !r.issues);
         assert!(Parts::of(RestoreType::DownloadZip).is_none());
         assert_eq!(
-            journal_storage_path("o/r/", "x"),
+            journal_storage_path("o/r/", &"x".parse().expect("restore id")),
             "o/r/restores/x.journal.json"
         );
         assert_eq!(human(3725), "1h2m");

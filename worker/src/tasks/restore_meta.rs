@@ -17,6 +17,8 @@ use repovault_common::forge::{
     AccessPlan, AccessScope, Forge, ForgeError, MetadataRequest, Progress, RestoreReport,
 };
 
+use repovault_common::domain::BackupId;
+
 use super::restore_forge::{Parts, human};
 use super::{TaskContext, TaskError};
 
@@ -34,14 +36,14 @@ pub struct MetadataPlan {
 
 /// The forge's request for a restore's parts.
 pub fn request(
-    backup_id: &str,
+    backup_id: &BackupId,
     parts: Parts,
     access: AccessScope,
     branches: BTreeSet<String>,
     journal: &Path,
 ) -> MetadataRequest {
     MetadataRequest {
-        backup_id: backup_id.to_string(),
+        backup_id: backup_id.clone(),
         issues: parts.issues,
         releases: parts.releases,
         settings: parts.settings,
@@ -60,7 +62,7 @@ fn engine_failure(context: &str, e: ForgeError) -> TaskError {
 pub async fn plan(
     forge: &Arc<dyn Forge>,
     tree: &Path,
-    backup_id: &str,
+    backup_id: &BackupId,
     parts: Parts,
     access: AccessScope,
 ) -> Result<MetadataPlan, TaskError> {

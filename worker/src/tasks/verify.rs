@@ -9,17 +9,15 @@ use repovault_proto::v1 as pb;
 
 use crate::verify;
 
-use repovault_common::domain::VerifyMode;
-
-use super::leased::VerifyWork;
+use super::leased::{LeaseIds, VerifyWork};
 use super::{TaskContext, TaskError, blocking};
 
 pub async fn run(
     ctx: Arc<TaskContext>,
+    ids: LeaseIds,
     access: pb::RepoAccess,
     work: VerifyWork,
 ) -> Result<pb::VerifyResult, TaskError> {
-    let VerifyWork { spec, mode } = work;
     ctx.progress
         .phase("open", "opening the snapshot repository");
     let repo = super::restore::open_snapshot_repo(&ctx, &access).await?;
@@ -33,11 +31,11 @@ pub async fn run(
     let now = chrono::Utc::now().timestamp_millis();
     let progress = ctx.progress.clone();
     let interrupt = ctx.lease.interrupt.clone();
-    let result = match mode {
-        VerifyMode::Rotation => {
+    let result = match work {
+        VerifyWork::Rotation { max_age_ms } => {
             ctx.progress
                 .phase("read-back", "reading back packs not read recently");
-            let max_age = spec.max_age_ms;
+            let max_age = max_age_ms;
             let (r, l) = blocking(move || {
                 let report = |done: u64, total: u64| progress.update(done, 0, total);
                 let how = verify::archive::Reading {
@@ -59,23 +57,21 @@ pub async fn run(
                 packs_total: r.packs_total,
             }
         }
-        VerifyMode::Manual => {
-            if spec.snapshot_id.is_empty() {
+        VerifyWork::Backup {
+            backup_id,
+            snapshot_id,
+        } => {
+            let Some(snapshot) = snapshot_id else {
                 return Err(TaskError::permanent(format!(
-                    "backup {} is gone (deleted since the verification was asked for)",
-                    spec.backup_id
+                    "backup {backup_id} is gone (deleted since the verification was asked for)"
                 )));
-            }
-            let work =
-                super::fresh_scratch(&ctx, &format!("verify-{}", ctx.lease.token.task_id)).await?;
+            };
+            let work = super::fresh_scratch(&ctx, &format!("verify-{}", ids.task_id)).await?;
             ctx.progress.phase(
                 "verify",
-                format!(
-                    "reading back and checking snapshot {}",
-                    &spec.snapshot_id[..8.min(spec.snapshot_id.len())]
-                ),
+                format!("reading back and checking snapshot {}", snapshot.short()),
             );
-            let (snapshot, w) = (spec.snapshot_id.clone(), work.clone());
+            let w = work.clone();
             let outcome = blocking(move || {
                 let report = |done: u64, total: u64| progress.update(done, 0, total);
                 let how = verify::archive::Reading {
@@ -83,7 +79,7 @@ pub async fn run(
                     progress: &report,
                     interrupt: &interrupt,
                 };
-                let r = verify::stored(&repo, &snapshot, &w, &mut ledger, &how)?;
+                let r = verify::stored(&repo, snapshot.as_str(), &w, &mut ledger, &how)?;
                 Ok((r, ledger))
             })
             .await;

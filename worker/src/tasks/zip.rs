@@ -25,6 +25,9 @@ use repovault_common::repo::{RepoKey, RepoSpec, SnapshotRepo};
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
+use repovault_common::domain::{BackupId, RestoreId, SnapshotId};
+
+use super::leased::RestoreWork;
 use super::{TaskContext, TaskError, blocking};
 
 /// The listing inside every download ZIP, written as its last entry.
@@ -37,9 +40,9 @@ const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listing {
     pub format_version: u32,
-    pub restore_id: String,
-    pub backup_id: String,
-    pub snapshot_id: String,
+    pub restore_id: RestoreId,
+    pub backup_id: BackupId,
+    pub snapshot_id: SnapshotId,
     pub repo: String,
     /// Every file entry (not directories, not this listing), by path.
     pub entries: Vec<ListingEntry>,
@@ -56,9 +59,10 @@ pub struct ListingEntry {
 pub async fn run(
     ctx: &Arc<TaskContext>,
     access: &pb::RepoAccess,
-    spec: &pb::RestoreSpec,
+    restore: &RestoreWork,
     work: &Path,
 ) -> Result<pb::RestoreResult, TaskError> {
+    let spec = &restore.spec;
     if spec.artifact_path.is_empty() {
         return Err(TaskError::permanent(
             "download_zip restore carries no artifact path",
@@ -66,10 +70,7 @@ pub async fn run(
     }
     ctx.progress.phase(
         "restore",
-        format!(
-            "reading snapshot {}",
-            &spec.snapshot_id[..8.min(spec.snapshot_id.len())]
-        ),
+        format!("reading snapshot {}", restore.snapshot_id.short()),
     );
     let repo_spec = RepoSpec {
         operator: ctx.storage.clone(),
@@ -78,14 +79,15 @@ pub async fn run(
     let password = Secret::new(access.repo_password.clone());
     let master = (!access.master_key.is_empty()).then(|| Secret::new(access.master_key.clone()));
     let tree = work.join("tree");
-    let snapshot_id = spec.snapshot_id.clone();
+    let snapshot_id = restore.snapshot_id.clone();
     let (tree2, progress) = (tree.clone(), ctx.progress.clone());
     let manifest = blocking(move || {
         let key = RepoKey::new(&password, master.as_ref());
         let (repo, _) = SnapshotRepo::open(&repo_spec, key, false)?;
-        let manifest = Manifest::from_json(&repo.read_file(&snapshot_id, manifest::MANIFEST_FILE)?)
+        let snapshot = snapshot_id.as_str();
+        let manifest = Manifest::from_json(&repo.read_file(snapshot, manifest::MANIFEST_FILE)?)
             .map_err(|e| TaskError::permanent(format!("snapshot {snapshot_id}")).with_source(e))?;
-        let summary = repo.restore(&snapshot_id, "", &tree2)?;
+        let summary = repo.restore(snapshot, "", &tree2)?;
         progress.update(summary.bytes, summary.files, summary.bytes);
         Ok(manifest)
     })
@@ -96,7 +98,7 @@ pub async fn run(
     {
         return Err(TaskError::permanent(format!(
             "snapshot {} holds no {}",
-            spec.snapshot_id,
+            restore.snapshot_id,
             manifest::CODE_DIR
         )));
     }
@@ -105,9 +107,9 @@ pub async fn run(
     let zip_path = work.join("download.zip");
     let listing_head = Listing {
         format_version: 1,
-        restore_id: spec.restore_id.clone(),
-        backup_id: spec.backup_id.clone(),
-        snapshot_id: spec.snapshot_id.clone(),
+        restore_id: restore.restore_id.clone(),
+        backup_id: restore.backup_id.clone(),
+        snapshot_id: restore.snapshot_id.clone(),
         repo: manifest.source.repo.clone(),
         entries: Vec::new(),
     };
@@ -411,9 +413,9 @@ mod tests {
         let out = dir.path().join("x.zip");
         let head = Listing {
             format_version: 1,
-            restore_id: "r".into(),
-            backup_id: "b".into(),
-            snapshot_id: "s".into(),
+            restore_id: "s0190c3b2a1f27c3e8d4b5a6978fedcba".parse().expect("id"),
+            backup_id: "rk2j9x0a1b2c-lq3k9x2fab1".parse().expect("id"),
+            snapshot_id: "ab".repeat(32).parse().expect("id"),
             repo: "o/r".into(),
             entries: Vec::new(),
         };

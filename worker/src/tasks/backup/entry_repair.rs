@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use repovault_common::domain::SnapshotId;
 use repovault_common::manifest;
 use repovault_common::repo::{RepoError, SnapshotRepo};
 use repovault_proto::v1 as pb;
@@ -46,35 +47,31 @@ pub(super) async fn repair(ctx: &TaskContext, entry: &Path) -> Result<bool, Task
 }
 
 /// Phase `seed`: an entry without a mirror is rebuilt (mirrors and LFS objects) from the parent
-/// snapshot before the fetch, unless the parent's mirror failed git_fsck (that damage would be
-/// carried on). Never fails the backup on the seed itself: the fetch then takes everything from
-/// the source.
+/// snapshot before the fetch. `parent` is `None` when there is no parent, or when its mirror
+/// failed git_fsck (that damage would be carried on). Never fails the backup on the seed itself:
+/// the fetch then takes everything from the source.
 pub(super) async fn seed(
     ctx: &TaskContext,
     repo: &Arc<SnapshotRepo>,
     entry: &Path,
-    spec: &pb::BackupSpec,
+    parent: Option<&SnapshotId>,
 ) -> Result<(), TaskError> {
-    if spec.parent_mirror_damaged || spec.parent_snapshot_id.is_empty() {
+    let Some(parent) = parent else {
         return Ok(());
-    }
+    };
     let head = entry.join(manifest::CODE_DIR).join("HEAD");
     if tokio::fs::try_exists(&head).await.unwrap_or(false) {
         return Ok(());
     }
     ctx.progress
         .phase("seed", "rebuilding the mirror from the latest snapshot");
-    let (repo, parent, entry) = (
-        repo.clone(),
-        spec.parent_snapshot_id.clone(),
-        entry.to_owned(),
-    );
+    let (repo, parent, entry) = (repo.clone(), parent.clone(), entry.to_owned());
     let seeded = blocking(move || {
         let mut outcome = Ok(());
         for dir in [manifest::CODE_DIR, manifest::WIKI_DIR, "lfs"] {
             let dest = entry.join(dir);
             remove_all(&dest)?;
-            match repo.restore(&parent, dir, &dest) {
+            match repo.restore(parent.as_str(), dir, &dest) {
                 Ok(_) | Err(RepoError::PathNotFound { .. }) => {}
                 Err(e) => outcome = Err(e),
             }

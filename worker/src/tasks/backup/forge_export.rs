@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use repovault_common::domain::Provider;
+use repovault_common::domain::{BackupId, Provider, SnapshotId};
 use repovault_common::forge::{Cursors, ExportMode, ExportReport};
 use repovault_common::manifest::{self, BranchCount, ComponentStatus, Manifest};
 use repovault_common::repo::SnapshotRepo;
@@ -21,23 +21,22 @@ use repovault_proto::v1 as pb;
 use crate::git::{self, GitError, Remote};
 use crate::tasks::{TaskContext, TaskError, blocking, remove_all};
 
-/// The cursors of the parent backup's export, with its documents in place in `entry`; `None`
-/// when there is no parent export to resume from (the export is then full). Never fails: a
+/// The cursors of the parent backup's export (`parent_backup_id`, stored as
+/// `parent_snapshot_id`), with its documents in place in `entry`; `None` when the parent holds
+/// no export to resume from (the export is then full). Never fails: a
 /// parent that cannot be read only costs a full export.
 pub(super) async fn previous_export(
     ctx: &TaskContext,
     repo: &Arc<SnapshotRepo>,
     entry: &Path,
-    spec: &pb::BackupSpec,
+    parent_backup_id: &BackupId,
+    parent_snapshot_id: &SnapshotId,
 ) -> Option<Cursors> {
-    if spec.parent_backup_id.is_empty() || spec.parent_snapshot_id.is_empty() {
-        return None;
-    }
     // The entry's own export is the parent's when its manifest says so: a backup that failed
     // after writing its manifest names another backup, and is never resumed from.
     if let Ok(bytes) = tokio::fs::read(entry.join(manifest::MANIFEST_FILE)).await
         && let Ok(m) = Manifest::from_json(&bytes)
-        && m.backup_id == spec.parent_backup_id
+        && m.backup_id == *parent_backup_id
         && let Some(state) = m.export
         && tokio::fs::metadata(entry.join("meta"))
             .await
@@ -51,11 +50,11 @@ pub(super) async fn previous_export(
     );
     let (repo, parent, entry) = (
         repo.clone(),
-        spec.parent_snapshot_id.clone(),
+        parent_snapshot_id.clone(),
         entry.to_path_buf(),
     );
     let restored = blocking(move || {
-        let bytes = repo.read_file(&parent, manifest::MANIFEST_FILE)?;
+        let bytes = repo.read_file(parent.as_str(), manifest::MANIFEST_FILE)?;
         let m = Manifest::from_json(&bytes)
             .map_err(|e| TaskError::retryable("parent manifest").with_source(e))?;
         let Some(state) = m.export else {
@@ -64,7 +63,7 @@ pub(super) async fn previous_export(
         for dir in manifest::EXPORT_DIRS {
             let dest = entry.join(dir);
             remove_all(&dest)?;
-            if let Err(e) = repo.restore(&parent, dir, &dest) {
+            if let Err(e) = repo.restore(parent.as_str(), dir, &dest) {
                 if dir == "meta" {
                     return Err(e.into());
                 }

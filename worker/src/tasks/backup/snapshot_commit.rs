@@ -20,7 +20,7 @@ pub(super) async fn write_manifest(
     found: Findings,
     default_branch: Option<BranchCount>,
 ) -> Result<Manifest, TaskError> {
-    let (access, lease) = (&job.access, &job.ctx.lease.token);
+    let (access, ids, lease) = (&job.access, &job.ids, &job.ctx.lease.token);
     let inv = &fetched.inventory;
     // A walk of the whole mirror: on the blocking pool.
     let code_bytes = {
@@ -29,16 +29,16 @@ pub(super) async fn write_manifest(
     };
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
-        backup_id: job.spec.backup_id.clone(),
+        backup_id: job.backup_id.clone(),
         backup_type: job.backup_type,
         trigger: job.trigger,
-        task_id: lease.task_id.clone(),
+        task_id: ids.task_id.clone(),
         attempt: lease.attempt,
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         source: ManifestSource {
-            org_id: access.org_id.clone(),
+            org_id: ids.org_id.clone(),
             org: access.org_name.clone(),
-            repo_id: access.repo_id.clone(),
+            repo_id: ids.repo_id.clone(),
             repo: access.repo_name.clone(),
             url: access.source_url.clone(),
         },
@@ -67,18 +67,17 @@ pub(super) async fn write_manifest(
 /// (as `restic repair index`), and the backup tried once more: safe because this backup is the
 /// repository's only writer (backups of a repository are exclusive).
 pub(super) async fn snapshot(job: &BackupJob) -> Result<BackupSummary, TaskError> {
-    let (spec, lease) = (&job.spec, &job.ctx.lease.token);
     let request = BackupRequest {
         host: manifest::SNAPSHOT_HOST.to_string(),
-        label: job.access.repo_id.clone(),
+        label: job.ids.repo_id.to_string(),
         tags: manifest::snapshot_tags(
-            &spec.backup_id,
-            &lease.task_id,
-            lease.attempt,
+            &job.backup_id,
+            &job.ids.task_id,
+            job.ctx.lease.token.attempt,
             job.backup_type,
             job.trigger,
         ),
-        parent: (!spec.parent_snapshot_id.is_empty()).then(|| spec.parent_snapshot_id.clone()),
+        parent: job.parent_snapshot_id.as_ref().map(String::from),
         as_path: manifest::SNAPSHOT_PATH.to_string(),
     };
     let (repo, ctx, entry) = (job.repo.clone(), job.ctx.clone(), job.entry.clone());

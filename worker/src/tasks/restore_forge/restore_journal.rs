@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use repovault_common::domain::RestoreId;
+
 use crate::tasks::{TaskContext, TaskError};
 
 /// How often the journal is saved to storage while it changes. Our choice: a re-leased attempt
@@ -15,7 +17,7 @@ use crate::tasks::{TaskContext, TaskError};
 const JOURNAL_SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the journal of `restore_id` lives in storage, beside the snapshot repository.
-pub fn journal_storage_path(snapshot_path: &str, restore_id: &str) -> String {
+pub fn journal_storage_path(snapshot_path: &str, restore_id: &RestoreId) -> String {
     format!(
         "{}/restores/{restore_id}.journal.json",
         snapshot_path.trim_end_matches('/')

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use repovault_common::domain::Provider;
+use repovault_common::domain::{Provider, SnapshotId};
 use repovault_common::forge::{
     self as forges, Credentials, Forge, ForgeEndpoint, GitRemote, StaticToken, TargetRepo,
 };
@@ -22,29 +22,27 @@ use crate::tasks::{TaskContext, TaskError, blocking};
 pub async fn read_snapshot(
     ctx: &Arc<TaskContext>,
     access: &pb::RepoAccess,
-    snapshot_id: &str,
+    snapshot_id: &SnapshotId,
     tree: &Path,
     dirs: &[&'static str],
 ) -> Result<Manifest, TaskError> {
     ctx.progress.phase(
         "restore",
-        format!(
-            "reading snapshot {}",
-            &snapshot_id[..8.min(snapshot_id.len())]
-        ),
+        format!("reading snapshot {}", snapshot_id.short()),
     );
     let repo = crate::tasks::restore::open_snapshot_repo(ctx, access).await?;
-    let (snapshot_id, tree, dirs) = (snapshot_id.to_string(), tree.to_path_buf(), dirs.to_vec());
+    let (snapshot_id, tree, dirs) = (snapshot_id.clone(), tree.to_path_buf(), dirs.to_vec());
     blocking(move || {
+        let snapshot = snapshot_id.as_str();
         std::fs::create_dir_all(&tree)
             .map_err(|e| TaskError::retryable(format!("creating {}: {e}", tree.display())))?;
-        let bytes = repo.read_file(&snapshot_id, manifest::MANIFEST_FILE)?;
+        let bytes = repo.read_file(snapshot, manifest::MANIFEST_FILE)?;
         std::fs::write(tree.join(manifest::MANIFEST_FILE), &bytes)
             .map_err(|e| TaskError::retryable(format!("writing manifest.json: {e}")))?;
         let manifest = Manifest::from_json(&bytes)
             .map_err(|e| TaskError::permanent(format!("snapshot {snapshot_id}: {e}")))?;
         for dir in dirs {
-            match repo.restore(&snapshot_id, dir, &tree.join(dir)) {
+            match repo.restore(snapshot, dir, &tree.join(dir)) {
                 Ok(_) | Err(RepoError::PathNotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }

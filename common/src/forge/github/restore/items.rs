@@ -58,7 +58,7 @@ impl Engine<'_> {
                 continue;
             };
             if let Some(source) = str_field(&v, "body").and_then(text::parse_marker)
-                && source.backup == self.opts.backup_id
+                && source.backup == self.opts.backup_id.as_str()
             {
                 marked.insert(source.journal_key(), n);
             }
@@ -333,7 +333,7 @@ impl Engine<'_> {
         if !fresh {
             for c in self.client.get_all(&path).await? {
                 if let Some(source) = str_field(&c, "body").and_then(text::parse_marker)
-                    && source.backup == self.opts.backup_id
+                    && source.backup == self.opts.backup_id.as_str()
                 {
                     existing.insert(
                         source.journal_key(),

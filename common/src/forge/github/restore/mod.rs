@@ -71,6 +71,7 @@ use serde_json::Value;
 use super::access::{AccessDoc, AccessPlan, AccessScope};
 use super::blocking::blocking;
 use super::rest_client::GitHubClient;
+use crate::domain::BackupId;
 use crate::forge::ForgeError;
 use journal::Journal;
 pub use pacer::Pace;
@@ -111,7 +112,7 @@ impl Parts {
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     /// The backup restored (named in every header and marker).
-    pub backup_id: String,
+    pub backup_id: BackupId,
     pub parts: Parts,
     /// Branch names that exist in the target (after the git push): decides pull request or
     /// issue, and which branch protections can be restored.
@@ -241,7 +242,7 @@ pub async fn restore_metadata(
     let (total, _) = src.count(opts);
     let journal = Journal::open(
         &opts.journal,
-        &opts.backup_id,
+        opts.backup_id.as_str(),
         &format!("{}/{}", target.owner, target.name),
     )
     .await?;
@@ -303,7 +304,7 @@ impl Engine<'_> {
     }
 
     fn backup(&self) -> &str {
-        &self.opts.backup_id
+        self.opts.backup_id.as_str()
     }
 
     /// One item done (created or reused): progress.

@@ -20,7 +20,7 @@ impl Engine<'_> {
         let mut by_tag: BTreeMap<String, Value> = BTreeMap::new();
         for v in listed {
             if let Some(source) = str_field(&v, "body").and_then(text::parse_marker)
-                && source.backup == self.opts.backup_id
+                && source.backup == self.opts.backup_id.as_str()
             {
                 by_key.insert(source.journal_key(), v.clone());
             }
