@@ -10,10 +10,9 @@ use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 use repovault_proto::v1::admin_service_server::AdminService;
 
-use crate::clock::format_ms;
 use crate::coordinator::Coordinator;
 
-use super::convert;
+use super::{admin_fleet, admin_orgs, admin_streams, convert};
 
 pub struct AdminApi {
     pub core: Arc<Coordinator>,
@@ -29,7 +28,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::AddOrgRequest>,
     ) -> Result<Response<pb::AddOrgResponse>, Status> {
-        Ok(Response::new(self.admit_org(req.into_inner()).await?))
+        Ok(Response::new(
+            admin_orgs::admit_org(&self.core, req.into_inner()).await?,
+        ))
     }
 
     async fn get_org(
@@ -348,7 +349,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::DownloadRestoreRequest>,
     ) -> Result<Response<Self::DownloadRestoreStream>, Status> {
-        self.download_stream(&req.into_inner().id).await
+        admin_streams::download_stream(&self.core, &req.into_inner().id).await
     }
 
     type WatchTaskStream = ReceiverStream<Result<pb::TaskProgress, Status>>;
@@ -357,7 +358,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::WatchTaskRequest>,
     ) -> Result<Response<Self::WatchTaskStream>, Status> {
-        self.watch_stream(req.into_inner().task_id).await
+        admin_streams::watch_stream(&self.core, req.into_inner().task_id).await
     }
 
     async fn rebuild_catalog(
@@ -376,63 +377,14 @@ impl AdminService for AdminApi {
         &self,
         _: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
-        let workers = self
-            .core
-            .queue
-            .workers
-            .list()
-            .into_iter()
-            .map(|w| pb::Worker {
-                running: u32::try_from(w.tasks.len()).unwrap_or(u32::MAX),
-                tasks: w.tasks.into_iter().collect(),
-                id: w.id,
-                name: w.name,
-                slots: w.slots,
-                draining: w.draining,
-                registered_at: format_ms(w.registered_at_ms),
-                last_heartbeat_at: format_ms(w.last_heartbeat_ms),
-            })
-            .collect();
-        Ok(Response::new(pb::ListWorkersResponse { workers }))
+        Ok(Response::new(admin_fleet::workers(&self.core)))
     }
 
     async fn get_queue(
         &self,
         _: Request<pb::GetQueueRequest>,
     ) -> Result<Response<pb::GetQueueResponse>, Status> {
-        let mut entries = Vec::new();
-        for (t, eff) in self.core.queue.queue_snapshot().await {
-            let repo = self.core.store.repo(&t.repo_id).await.ok().flatten();
-            let (state, worker, not_before) = match &t.lease.state {
-                crate::tasks::lease_state::TaskState::Leased { worker_id, .. } => {
-                    ("leased", worker_id.clone(), String::new())
-                }
-                crate::tasks::lease_state::TaskState::Pending { not_before_ms } => (
-                    "pending",
-                    String::new(),
-                    if *not_before_ms > 0 {
-                        format_ms(*not_before_ms)
-                    } else {
-                        String::new()
-                    },
-                ),
-                s => (s.name(), String::new(), String::new()),
-            };
-            entries.push(pb::QueueEntry {
-                task_id: t.id.clone(),
-                kind: t.kind.into(),
-                repo: repo.as_ref().map(|r| r.full_name()).unwrap_or_default(),
-                org: repo.map(|r| r.org_name).unwrap_or_default(),
-                priority: u32::from(t.priority),
-                effective_priority: u32::from(eff),
-                state: state.into(),
-                attempt: t.lease.attempt,
-                worker_id: worker,
-                enqueued_at: format_ms(t.enqueued_at_ms),
-                not_before,
-            });
-        }
-        Ok(Response::new(pb::GetQueueResponse { entries }))
+        Ok(Response::new(admin_fleet::queue(&self.core).await))
     }
 
     // Retention, deletion, escrow: `maintenance/`.
