@@ -21,12 +21,12 @@ phase() {
 }
 
 missing=()
-for tool in cargo cargo-nextest git restic git-lfs zip unzip curl openssl github-backup; do
+for tool in cargo cargo-nextest git restic git-lfs zip unzip curl openssl promtool github-backup; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if ((${#missing[@]})); then
     echo "scripts/test.sh: missing prerequisites: ${missing[*]}" >&2
-    echo "  apt-get install -y --no-install-recommends restic git-lfs zip unzip curl openssl   (or run .ci/run, which does)" >&2
+    echo "  apt-get install -y --no-install-recommends restic git-lfs zip unzip curl openssl prometheus   (promtool; or run .ci/run, which does)" >&2
     echo "  cargo-nextest: https://nexte.st/docs/installation/" >&2
     echo "  github-backup: python3 -m pip install github-backup==0.65.1   (forge-sim's independent client)" >&2
     exit 2

@@ -43,7 +43,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
 }
 
 fn init_telemetry() {
-    repovault_common::telemetry::init("info");
+    repovault_common::telemetry::init("info", repovault_common::telemetry::LogFormat::Text);
 }
 
 /// Files the long-running commands create are private: `state.redb`, `master.key`, storage,

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::coordinator::Coordinator;
 
@@ -14,13 +14,18 @@ static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 /// The process-wide Prometheus recorder (installed once; tests start many coordinators).
 pub fn prometheus() -> Option<PrometheusHandle> {
     RECORDER
-        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
-            Ok(h) => Some(h),
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics recorder not installed");
-                None
-            }
-        })
+        .get_or_init(
+            || match crate::metric_families::builder().install_recorder() {
+                Ok(h) => {
+                    crate::metric_families::describe();
+                    Some(h)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            },
+        )
         .clone()
 }
 
@@ -45,6 +50,9 @@ pub fn router(core: Arc<Coordinator>) -> Router {
                 let core = core.clone();
                 async move {
                     update_gauges(&core).await;
+                    // Reads /proc: off the runtime's threads.
+                    let _ =
+                        tokio::task::spawn_blocking(crate::metric_families::update_process).await;
                     prometheus().map(|h| h.render()).unwrap_or_default()
                 }
             }),
@@ -67,11 +75,6 @@ pub async fn update_gauges(core: &Coordinator) {
     // Slots wanted: everything running plus everything waiting, for an autoscaler to divide by
     // slots per worker.
     metrics::gauge!("repovault_desired_worker_slots").set((pending + leased) as f64);
-    // Counters present (at 0) before their first event, so dashboards and alerts see them.
-    metrics::counter!("repovault_lease_expiries_total").increment(0);
-    for outcome in ["completed", "failed"] {
-        metrics::counter!("repovault_backups_total", "outcome" => outcome).increment(0);
-    }
     if let Err(e) = core.health.update_health_gauges().await {
         tracing::warn!(error = %e, "health gauges not updated");
     }

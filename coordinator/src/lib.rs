@@ -14,6 +14,7 @@ pub mod http;
 pub mod ids;
 pub mod kv;
 pub mod maintenance;
+pub mod metric_families;
 pub mod model;
 pub mod schedule;
 pub mod secrets;

@@ -85,7 +85,7 @@ impl Cluster {
 
     pub async fn start_with(workers: usize, heartbeat: &str) -> Result<Self> {
         repovault_common::tls::install_crypto_provider();
-        repovault_common::telemetry::init("warn");
+        repovault_common::telemetry::init("warn", repovault_common::telemetry::LogFormat::Text);
         let dir = tempfile::tempdir()?;
         let mut c = Self {
             dir,

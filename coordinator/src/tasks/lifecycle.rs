@@ -201,6 +201,7 @@ impl TaskQueue {
         q.lease_seq += 1;
         let seq = q.lease_seq;
         q.org_served.insert(task.org_id.clone(), (seq, now));
+        q.lease_started.insert(task.id.clone(), now);
         q.active.insert(task.id.clone(), task.clone());
         drop(q);
         self.workers.assign(worker_id, &task.id);
@@ -324,6 +325,7 @@ impl TaskQueue {
         // Commit: the store transaction is the point of no return.
         self.store.apply(batch).await?;
         let terminal = task.lease.state.is_terminal();
+        let leased_at = q.lease_started.remove(&task.id);
         if terminal {
             q.active.remove(&task.id);
         } else {
@@ -339,12 +341,14 @@ impl TaskQueue {
             Status::Failed => CompletionOutcome::Failed,
             _ => CompletionOutcome::Requeued,
         };
-        metrics::counter!("repovault_tasks_finished_total", "kind" => task.kind.as_str(), "outcome" => match outcome {
+        let outcome_label = match outcome {
             CompletionOutcome::Committed => "completed",
             CompletionOutcome::Failed => "failed",
             CompletionOutcome::Requeued => "retry",
-        })
-        .increment(1);
+        };
+        metrics::counter!("repovault_tasks_finished_total", "kind" => task.kind.as_str(), "outcome" => outcome_label)
+            .increment(1);
+        crate::metric_families::observe_completion(task.kind, outcome_label, leased_at, now, req);
         tracing::info!(task = %task.id, attempt = tok.attempt, worker = %req.worker_id, outcome = ?outcome, "completion accepted");
         kinds::after_commit(self, &done, finished).await;
         self.publish_state(&task, tok.attempt, &req.worker_id);
@@ -399,6 +403,7 @@ impl TaskQueue {
             metrics::counter!("repovault_backups_total", "outcome" => b.status.as_str())
                 .increment(1);
         }
+        q.lease_started.remove(&task.id);
         q.active.remove(&task.id);
         drop(q);
         if !worker.is_empty() {
@@ -442,6 +447,7 @@ impl TaskQueue {
                 finished.push(b);
             }
             self.workers.unassign(&worker, &task.id);
+            q.lease_started.remove(&task.id);
             if task.lease.state.is_terminal() {
                 q.active.remove(&task.id);
             } else {

@@ -45,6 +45,9 @@ pub(crate) struct Queue {
     /// restart, not by the task: the reaper re-queues it without counting a failure. Keyed by
     /// attempt too, so an entry left behind never applies to a later lease of the task.
     pub(crate) inherited: HashMap<String, u32>,
+    /// Task -> when this coordinator granted its current lease, for the duration histogram
+    /// (`metric_families.rs`); leases inherited from a previous run have none.
+    pub(crate) lease_started: HashMap<String, i64>,
 }
 
 impl Queue {

@@ -256,7 +256,7 @@ fn order(vault_first: bool) -> [Side; 2] {
 #[tokio::main]
 async fn main() -> Result<()> {
     repovault_common::tls::install_crypto_provider();
-    repovault_common::telemetry::init("warn");
+    repovault_common::telemetry::init("warn", repovault_common::telemetry::LogFormat::Text);
     let args = parse_args()?;
     let zip_version = run(Command::new("zip").arg("-v"))
         .context("the system `zip` is needed (apt-get install zip)")?;

@@ -229,7 +229,7 @@ fn order(vault_first: bool) -> [Side; 2] {
 #[tokio::main]
 async fn main() -> Result<()> {
     repovault_common::tls::install_crypto_provider();
-    repovault_common::telemetry::init("warn");
+    repovault_common::telemetry::init("warn", repovault_common::telemetry::LogFormat::Text);
     let args = parse_args()?;
     let git_version = git(Path::new("/"), &["--version"])?;
 

@@ -372,7 +372,7 @@ fn build_manifest(entry: &Path, source_refs: &BTreeMap<String, String>) -> Resul
 
 fn main() -> Result<()> {
     repovault_common::tls::install_crypto_provider();
-    repovault_common::telemetry::init("warn");
+    repovault_common::telemetry::init("warn", repovault_common::telemetry::LogFormat::Text);
     let args = parse_args()?;
     // SnapshotRepo blocks and needs a runtime context off the runtime's own threads: this
     // thread, with the runtime entered (as the worker's spawn_blocking threads have).

@@ -11,6 +11,7 @@ mod github_backup;
 mod github_org;
 mod github_restore;
 mod health;
+mod metrics_lint;
 mod multi_process;
 mod observability;
 mod rate_budget;
