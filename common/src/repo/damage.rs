@@ -137,212 +137,217 @@ pub struct IndexRepair {
     pub damaged: Vec<(String, String)>,
 }
 
-impl SnapshotRepo {
-    /// Takes damaged packs out of the repository so that nothing trusts or deduplicates against
-    /// them again: records the findings, rewrites the index files naming them, moves the packs
-    /// aside (see the module docs for the order and why). Idempotent: a pack already dropped is
-    /// only recorded again. Malformed ids are [`RepoError::InvalidInput`].
-    pub fn drop_damaged_packs(
-        &self,
-        damaged: &[PackDamage],
-        now_ms: i64,
-    ) -> Result<DroppedPacks, RepoError> {
-        let location = self.location().to_string();
-        let mut ids: HashSet<Id> = HashSet::new();
-        for d in damaged {
-            ids.insert(super::pack_map::parse_pack_id(&d.pack_id)?);
-            self.record_finding(&DamageFinding {
+/// The body of [`SnapshotRepo::drop_damaged_packs`] (the order of the steps is the module's).
+pub(super) fn drop_damaged_packs(
+    store: &SnapshotRepo,
+    damaged: &[PackDamage],
+    now_ms: i64,
+) -> Result<DroppedPacks, RepoError> {
+    let location = store.location().to_string();
+    let mut ids: HashSet<Id> = HashSet::new();
+    for d in damaged {
+        ids.insert(super::pack_map::parse_pack_id(&d.pack_id)?);
+        record_finding(
+            store,
+            &DamageFinding {
                 kind: DamagedKind::Pack,
                 id: d.pack_id.clone(),
                 found_at_ms: now_ms,
                 problem: d.problem.clone(),
-            })?;
-        }
-        if ids.is_empty() {
-            return Ok(DroppedPacks::default());
-        }
-
-        let repo = self.reopen()?;
-        let mut index_files: HashSet<Id> = HashSet::new();
-        let mut named: HashSet<Id> = HashSet::new();
-        let files = repo
-            .stream_files::<IndexFile>()
-            .map_err(|e| map_err(e, &location, "reading the index"))?;
-        for file in files {
-            let (index_id, file) = file.map_err(|e| map_err(e, &location, "reading the index"))?;
-            let packs: Vec<Id> = file
-                .packs
-                .iter()
-                .chain(file.packs_to_delete.iter())
-                .map(|p| *p.id)
-                .collect();
-            if packs.iter().any(|p| ids.contains(p)) {
-                index_files.insert(*index_id);
-                named.extend(packs);
-            }
-        }
-
-        let rewritten = index_files.len();
-        if !index_files.is_empty() {
-            let in_storage: HashMap<Id, u32> = self
-                .backend
-                .list_with_size(FileType::Pack)
-                .map_err(|e| map_err(e, &location, "listing packs"))?
-                .into_iter()
-                .collect();
-            let packs = named
-                .iter()
-                .filter(|p| !ids.contains(p))
-                .filter_map(|p| in_storage.get(p).map(|size| (*p, *size)))
-                .collect();
-            let view = Arc::new(RepairView {
-                inner: self.backend.clone(),
-                index_files,
-                packs,
-            });
-            let backends = RepositoryBackends::new(view, None);
-            let opts = RepositoryOptions::default().no_cache(true);
-            Repository::new(&opts, &backends)
-                .and_then(|r| r.open(&Credentials::Masterkey(self.key.clone())))
-                .and_then(|r| r.repair_index(&RepairIndexOptions::default(), false))
-                .map_err(|e| map_err(e, &location, "dropping damaged packs from the index"))?;
-        }
-
-        let mut moved = 0;
-        let mut hexes: Vec<String> = Vec::with_capacity(ids.len());
-        for id in &ids {
-            hexes.push(id.to_hex().to_string());
-            if self
-                .backend
-                .quarantine(FileType::Pack, id)
-                .map_err(|e| self.storage_err(e))?
-            {
-                moved += 1;
-            }
-        }
-        hexes.sort_unstable();
-        tracing::warn!(%location, packs = ?hexes, index_files = rewritten, "damaged packs dropped from the index and moved aside");
-        Ok(DroppedPacks {
-            packs: hexes,
-            index_files_rewritten: rewritten,
-            moved_aside: moved,
-        })
+            },
+        )?;
+    }
+    if ids.is_empty() {
+        return Ok(DroppedPacks::default());
     }
 
-    /// Index files whose stored bytes do not hash to their id, as `(full hex id, problem)`,
-    /// sorted. When every hash matches, each index file is also decrypted and parsed (one file
-    /// at a time, which costs a listing per file: this only runs once an index read failed), so
-    /// a file written damaged is found as well.
-    pub fn damaged_index_files(&self) -> Result<Vec<(String, String)>, RepoError> {
-        let location = self.location().to_string();
-        let listed = self
+    let repo = store.reopen()?;
+    let mut index_files: HashSet<Id> = HashSet::new();
+    let mut named: HashSet<Id> = HashSet::new();
+    let files = repo
+        .stream_files::<IndexFile>()
+        .map_err(|e| map_err(e, &location, "reading the index"))?;
+    for file in files {
+        let (index_id, file) = file.map_err(|e| map_err(e, &location, "reading the index"))?;
+        let packs: Vec<Id> = file
+            .packs
+            .iter()
+            .chain(file.packs_to_delete.iter())
+            .map(|p| *p.id)
+            .collect();
+        if packs.iter().any(|p| ids.contains(p)) {
+            index_files.insert(*index_id);
+            named.extend(packs);
+        }
+    }
+
+    let rewritten = index_files.len();
+    if !index_files.is_empty() {
+        let in_storage: HashMap<Id, u32> = store
             .backend
-            .list_with_size(FileType::Index)
-            .map_err(|e| map_err(e, &location, "listing index files"))?;
-        let mut out = Vec::new();
+            .list_with_size(FileType::Pack)
+            .map_err(|e| map_err(e, &location, "listing packs"))?
+            .into_iter()
+            .collect();
+        let packs = named
+            .iter()
+            .filter(|p| !ids.contains(p))
+            .filter_map(|p| in_storage.get(p).map(|size| (*p, *size)))
+            .collect();
+        let view = Arc::new(RepairView {
+            inner: store.backend.clone(),
+            index_files,
+            packs,
+        });
+        let backends = RepositoryBackends::new(view, None);
+        let opts = RepositoryOptions::default().no_cache(true);
+        Repository::new(&opts, &backends)
+            .and_then(|r| r.open(&Credentials::Masterkey(store.key.clone())))
+            .and_then(|r| r.repair_index(&RepairIndexOptions::default(), false))
+            .map_err(|e| map_err(e, &location, "dropping damaged packs from the index"))?;
+    }
+
+    let mut moved = 0;
+    let mut hexes: Vec<String> = Vec::with_capacity(ids.len());
+    for id in &ids {
+        hexes.push(id.to_hex().to_string());
+        if store
+            .backend
+            .quarantine(FileType::Pack, id)
+            .map_err(|e| storage_err(store, e))?
+        {
+            moved += 1;
+        }
+    }
+    hexes.sort_unstable();
+    tracing::warn!(%location, packs = ?hexes, index_files = rewritten, "damaged packs dropped from the index and moved aside");
+    Ok(DroppedPacks {
+        packs: hexes,
+        index_files_rewritten: rewritten,
+        moved_aside: moved,
+    })
+}
+
+/// The body of [`SnapshotRepo::damaged_index_files`].
+pub(super) fn damaged_index_files(
+    store: &SnapshotRepo,
+) -> Result<Vec<(String, String)>, RepoError> {
+    let location = store.location().to_string();
+    let listed = store
+        .backend
+        .list_with_size(FileType::Index)
+        .map_err(|e| map_err(e, &location, "listing index files"))?;
+    let mut out = Vec::new();
+    for (id, _) in &listed {
+        let hex = id.to_hex().to_string();
+        let bytes = match store.backend.read_full(FileType::Index, id) {
+            Ok(b) => b,
+            // Replaced by a concurrent rewrite since the listing: not damage.
+            Err(e) if super::pack_map::is_not_found(&e) => continue,
+            Err(e) => return Err(map_err(e, &location, "reading an index file")),
+        };
+        let digest = hex::encode(Sha256::digest(&bytes));
+        if digest != hex {
+            out.push((
+                hex.clone(),
+                format!("index file index/{hex}: content hash is {digest}, not its id"),
+            ));
+        }
+    }
+    if out.is_empty() {
         for (id, _) in &listed {
             let hex = id.to_hex().to_string();
-            let bytes = match self.backend.read_full(FileType::Index, id) {
-                Ok(b) => b,
-                // Replaced by a concurrent rewrite since the listing: not damage.
-                Err(e) if super::pack_map::is_not_found(&e) => continue,
-                Err(e) => return Err(map_err(e, &location, "reading an index file")),
+            let plain = super::guard("decrypting an index file", || {
+                store
+                    .repo
+                    .cat_file(FileType::Index, &hex)
+                    .map_err(|e| map_err(e, &location, "decrypting an index file"))
+            });
+            let problem = match plain {
+                Ok(plain) => serde_json::from_slice::<IndexFile>(&plain)
+                    .err()
+                    .map(|e| format!("index file index/{hex} is not a valid index: {e}")),
+                Err(RepoError::Storage { .. }) => None,
+                Err(e) => Some(format!("index file index/{hex} does not decrypt: {e}")),
             };
-            let digest = hex::encode(Sha256::digest(&bytes));
-            if digest != hex {
-                out.push((
-                    hex.clone(),
-                    format!("index file index/{hex}: content hash is {digest}, not its id"),
-                ));
+            if let Some(problem) = problem {
+                out.push((hex, problem));
             }
         }
-        if out.is_empty() {
-            for (id, _) in &listed {
-                let hex = id.to_hex().to_string();
-                let plain = super::guard("decrypting an index file", || {
-                    self.repo
-                        .cat_file(FileType::Index, &hex)
-                        .map_err(|e| map_err(e, &location, "decrypting an index file"))
-                });
-                let problem = match plain {
-                    Ok(plain) => serde_json::from_slice::<IndexFile>(&plain)
-                        .err()
-                        .map(|e| format!("index file index/{hex} is not a valid index: {e}")),
-                    Err(RepoError::Storage { .. }) => None,
-                    Err(e) => Some(format!("index file index/{hex} does not decrypt: {e}")),
-                };
-                if let Some(problem) = problem {
-                    out.push((hex, problem));
-                }
-            }
-        }
-        out.sort_unstable();
-        Ok(out)
     }
+    out.sort_unstable();
+    Ok(out)
+}
 
-    /// Finds damaged index files, moves them aside (recording findings) and rebuilds the index
-    /// from the pack headers, as `restic repair index` does. Does nothing when no index file is
-    /// damaged. Must not overlap a backup of the same repository (the rebuild lists every pack
-    /// and would index a concurrent backup's packs twice): the worker runs it inside a backup.
-    pub fn repair_damaged_index(&self, now_ms: i64) -> Result<IndexRepair, RepoError> {
-        let location = self.location().to_string();
-        let damaged = self.damaged_index_files()?;
-        if damaged.is_empty() {
-            return Ok(IndexRepair::default());
-        }
-        for (hex, problem) in &damaged {
-            self.record_finding(&DamageFinding {
+/// The body of [`SnapshotRepo::repair_damaged_index`].
+pub(super) fn repair_damaged_index(
+    store: &SnapshotRepo,
+    now_ms: i64,
+) -> Result<IndexRepair, RepoError> {
+    let location = store.location().to_string();
+    let damaged = damaged_index_files(store)?;
+    if damaged.is_empty() {
+        return Ok(IndexRepair::default());
+    }
+    for (hex, problem) in &damaged {
+        record_finding(
+            store,
+            &DamageFinding {
                 kind: DamagedKind::Index,
                 id: hex.clone(),
                 found_at_ms: now_ms,
                 problem: problem.clone(),
-            })?;
-            let id: Id = hex.parse().map_err(|_| RepoError::Repository {
-                doing: "repairing the index",
-                message: format!("listed index id {hex} does not parse"),
-            })?;
-            self.backend
-                .quarantine(FileType::Index, &id)
-                .map_err(|e| self.storage_err(e))?;
-        }
-        self.reopen()?
-            .repair_index(&RepairIndexOptions::default(), false)
-            .map_err(|e| map_err(e, &location, "rebuilding the index from the packs"))?;
-        tracing::warn!(%location, damaged = damaged.len(), "damaged index files moved aside; index rebuilt from the packs");
-        Ok(IndexRepair { damaged })
-    }
-
-    /// When the snapshot file's stored bytes do not hash to its id, what is wrong (`None`: the
-    /// file is sound or absent).
-    pub fn damaged_snapshot_file(&self, snapshot_id: &str) -> Result<Option<String>, RepoError> {
-        let id = super::parse_snapshot_id(snapshot_id)?;
-        let hex = id.to_hex().to_string();
-        let bytes = match self.backend.read_full(FileType::Snapshot, &id) {
-            Ok(b) => b,
-            Err(e) if super::pack_map::is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(map_err(e, self.location(), "reading the snapshot file")),
-        };
-        let digest = hex::encode(Sha256::digest(&bytes));
-        Ok((digest != hex).then(|| {
-            format!("snapshot file snapshots/{hex}: content hash is {digest}, not its id")
-        }))
-    }
-
-    fn record_finding(&self, finding: &DamageFinding) -> Result<(), RepoError> {
-        let json = serde_json::to_vec(finding).map_err(|e| RepoError::Repository {
-            doing: "recording a damage finding",
-            message: e.to_string(),
+            },
+        )?;
+        let id: Id = hex.parse().map_err(|_| RepoError::Repository {
+            doing: "repairing the index",
+            message: format!("listed index id {hex} does not parse"),
         })?;
-        self.backend
-            .write_aside(&DamageFinding::rel_path(finding.kind, &finding.id), json)
-            .map_err(|e| self.storage_err(e))
+        store
+            .backend
+            .quarantine(FileType::Index, &id)
+            .map_err(|e| storage_err(store, e))?;
     }
+    store
+        .reopen()?
+        .repair_index(&RepairIndexOptions::default(), false)
+        .map_err(|e| map_err(e, &location, "rebuilding the index from the packs"))?;
+    tracing::warn!(%location, damaged = damaged.len(), "damaged index files moved aside; index rebuilt from the packs");
+    Ok(IndexRepair { damaged })
+}
 
-    fn storage_err(&self, e: opendal::Error) -> RepoError {
-        RepoError::Storage {
-            location: self.location().to_string(),
-            message: e.to_string(),
-        }
+/// The body of [`SnapshotRepo::damaged_snapshot_file`].
+pub(super) fn damaged_snapshot_file(
+    store: &SnapshotRepo,
+    snapshot_id: &str,
+) -> Result<Option<String>, RepoError> {
+    let id = super::parse_snapshot_id(snapshot_id)?;
+    let hex = id.to_hex().to_string();
+    let bytes = match store.backend.read_full(FileType::Snapshot, &id) {
+        Ok(b) => b,
+        Err(e) if super::pack_map::is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(map_err(e, store.location(), "reading the snapshot file")),
+    };
+    let digest = hex::encode(Sha256::digest(&bytes));
+    Ok((digest != hex)
+        .then(|| format!("snapshot file snapshots/{hex}: content hash is {digest}, not its id")))
+}
+
+fn record_finding(store: &SnapshotRepo, finding: &DamageFinding) -> Result<(), RepoError> {
+    let json = serde_json::to_vec(finding).map_err(|e| RepoError::Repository {
+        doing: "recording a damage finding",
+        message: e.to_string(),
+    })?;
+    store
+        .backend
+        .write_aside(&DamageFinding::rel_path(finding.kind, &finding.id), json)
+        .map_err(|e| storage_err(store, e))
+}
+
+fn storage_err(store: &SnapshotRepo, e: opendal::Error) -> RepoError {
+    RepoError::Storage {
+        location: store.location().to_string(),
+        message: e.to_string(),
     }
 }
 

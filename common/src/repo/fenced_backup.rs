@@ -56,121 +56,112 @@ pub struct BackupSummary {
     pub parent: Option<String>,
 }
 
-impl SnapshotRepo {
-    /// Backs up the contents of `source_dir` (which become the snapshot's root tree).
-    ///
-    /// Commit protocol: data packs and index files are written first; the snapshot file, which
-    /// is what makes the backup exist, is held back. Then, in this order: if any source file
-    /// could not be walked, opened or read, the backup fails with [`RepoError::SourceRead`];
-    /// otherwise `before_snapshot_write` is called (on this thread), and if it returns `Err` the
-    /// backup fails with [`RepoError::Fenced`]; otherwise the snapshot file is written
-    /// immediately after it returns. In every failure case no snapshot file is written; packs
-    /// and indexes written before are harmless orphans that prune removes.
-    pub fn backup(
-        &self,
-        source_dir: &Path,
-        req: &BackupRequest,
-        before_snapshot_write: &dyn Fn() -> Result<(), String>,
-    ) -> Result<BackupSummary, RepoError> {
-        validate_request(req)?;
-        let source_dir = std::fs::canonicalize(source_dir).map_err(|e| io_err(source_dir, e))?;
-        if !source_dir.is_dir() {
-            return Err(RepoError::InvalidInput(format!(
-                "{} is not a directory",
-                source_dir.display()
-            )));
-        }
-        let location = self.location();
-        let err = |doing| move |e| map_err(e, location, doing);
-        let _one_backup_at_a_time = self.backup_lock.lock();
-
-        let parent = match &req.parent {
-            Some(p) => {
-                let id = parse_snapshot_id(p)?;
-                if self.snapshot_exists(&id)? {
-                    Some(p.clone())
-                } else {
-                    tracing::warn!(parent = %p, "parent snapshot no longer exists, backing up without a parent");
-                    None
-                }
-            }
-            None => None,
-        };
-        let parent_opts = match &parent {
-            // An empty grouping criterion: rustic otherwise drops an explicit parent whose host,
-            // label or paths differ, silently.
-            Some(p) => ParentOptions::default()
-                .parents(vec![p.clone()])
-                .group_by(Some(SnapshotGroupCriterion::new())),
-            // `force` = no parent; without it rustic scans every snapshot for the latest match.
-            None => ParentOptions::default().force(true),
-        };
-        // No `as_path`: RootedSource already places entries at the tree root, and the recorded
-        // path comes from the `backup_paths` argument below.
-        let opts = BackupOptions::default().parent_opts(parent_opts);
-
-        let mut snap = SnapshotOptions::default()
-            .host(req.host.clone())
-            .label(req.label.clone())
-            .command(SNAPSHOT_COMMAND.to_string())
-            .to_snapshot()
-            .map_err(err("preparing the snapshot"))?;
-        // Added one by one: `SnapshotOptions::add_tags` would split on commas.
-        for tag in &req.tags {
-            snap.tags.add(tag.clone());
-        }
-
-        let errors = SourceErrors::default();
-        let local = LocalSource::new(
-            LocalSourceSaveOptions::default(),
-            &Excludes::default(),
-            // Defaults: no .gitignore handling, hidden files included, no size limit.
-            &LocalSourceFilterOptions::default(),
-            &[&source_dir],
-        )
-        .map_err(err("reading the source directory"))?;
-        let src = RootedSource::new(local, source_dir.clone(), errors.clone());
-
-        let repo = self
-            .reopen()?
-            .to_indexed_ids()
-            .map_err(err("reading the index"))?;
-        let capture = CaptureGuard::arm(&self.backend);
-        let result = repo.archive(&opts, &src, snap, &[PathBuf::from(&req.as_path)]);
-        let held = capture.disarm();
-        let snap = result.map_err(err("backing up"))?;
-        let held = held.ok_or_else(|| RepoError::Repository {
-            doing: "backing up",
-            message: "rustic finished without writing a snapshot".into(),
-        })?;
-        if held.id != *snap.id {
-            return Err(RepoError::Repository {
-                doing: "backing up",
-                message: "the held snapshot file is not the snapshot rustic returned".into(),
-            });
-        }
-
-        let source_errors = std::mem::take(&mut *errors.lock());
-        if !source_errors.is_empty() {
-            return Err(RepoError::SourceRead(summarise(&source_errors)));
-        }
-        before_snapshot_write().map_err(RepoError::Fenced)?;
-        self.backend
-            .write_held(held)
-            .map_err(err("writing the snapshot file"))?;
-
-        let s = snap.summary.unwrap_or_default();
-        Ok(BackupSummary {
-            snapshot_id: snap.id.to_hex().to_string(),
-            total_bytes: s.total_bytes_processed,
-            data_added: s.data_added,
-            data_added_packed: s.data_added_packed,
-            files_new: s.files_new,
-            files_changed: s.files_changed,
-            files_unmodified: s.files_unmodified,
-            parent,
-        })
+/// The body of [`SnapshotRepo::backup`] (the commit protocol is documented there).
+pub(super) fn backup(
+    store: &SnapshotRepo,
+    source_dir: &Path,
+    req: &BackupRequest,
+    before_snapshot_write: &dyn Fn() -> Result<(), String>,
+) -> Result<BackupSummary, RepoError> {
+    validate_request(req)?;
+    let source_dir = std::fs::canonicalize(source_dir).map_err(|e| io_err(source_dir, e))?;
+    if !source_dir.is_dir() {
+        return Err(RepoError::InvalidInput(format!(
+            "{} is not a directory",
+            source_dir.display()
+        )));
     }
+    let location = store.location();
+    let err = |doing| move |e| map_err(e, location, doing);
+    let _one_backup_at_a_time = store.backup_lock.lock();
+
+    let parent = match &req.parent {
+        Some(p) => {
+            let id = parse_snapshot_id(p)?;
+            if store.snapshot_exists(&id)? {
+                Some(p.clone())
+            } else {
+                tracing::warn!(parent = %p, "parent snapshot no longer exists, backing up without a parent");
+                None
+            }
+        }
+        None => None,
+    };
+    let parent_opts = match &parent {
+        // An empty grouping criterion: rustic otherwise drops an explicit parent whose host,
+        // label or paths differ, silently.
+        Some(p) => ParentOptions::default()
+            .parents(vec![p.clone()])
+            .group_by(Some(SnapshotGroupCriterion::new())),
+        // `force` = no parent; without it rustic scans every snapshot for the latest match.
+        None => ParentOptions::default().force(true),
+    };
+    // No `as_path`: RootedSource already places entries at the tree root, and the recorded
+    // path comes from the `backup_paths` argument below.
+    let opts = BackupOptions::default().parent_opts(parent_opts);
+
+    let mut snap = SnapshotOptions::default()
+        .host(req.host.clone())
+        .label(req.label.clone())
+        .command(SNAPSHOT_COMMAND.to_string())
+        .to_snapshot()
+        .map_err(err("preparing the snapshot"))?;
+    // Added one by one: `SnapshotOptions::add_tags` would split on commas.
+    for tag in &req.tags {
+        snap.tags.add(tag.clone());
+    }
+
+    let errors = SourceErrors::default();
+    let local = LocalSource::new(
+        LocalSourceSaveOptions::default(),
+        &Excludes::default(),
+        // Defaults: no .gitignore handling, hidden files included, no size limit.
+        &LocalSourceFilterOptions::default(),
+        &[&source_dir],
+    )
+    .map_err(err("reading the source directory"))?;
+    let src = RootedSource::new(local, source_dir.clone(), errors.clone());
+
+    let repo = store
+        .reopen()?
+        .to_indexed_ids()
+        .map_err(err("reading the index"))?;
+    let capture = CaptureGuard::arm(&store.backend);
+    let result = repo.archive(&opts, &src, snap, &[PathBuf::from(&req.as_path)]);
+    let held = capture.disarm();
+    let snap = result.map_err(err("backing up"))?;
+    let held = held.ok_or_else(|| RepoError::Repository {
+        doing: "backing up",
+        message: "rustic finished without writing a snapshot".into(),
+    })?;
+    if held.id != *snap.id {
+        return Err(RepoError::Repository {
+            doing: "backing up",
+            message: "the held snapshot file is not the snapshot rustic returned".into(),
+        });
+    }
+
+    let source_errors = std::mem::take(&mut *errors.lock());
+    if !source_errors.is_empty() {
+        return Err(RepoError::SourceRead(summarise(&source_errors)));
+    }
+    before_snapshot_write().map_err(RepoError::Fenced)?;
+    store
+        .backend
+        .write_held(held)
+        .map_err(err("writing the snapshot file"))?;
+
+    let s = snap.summary.unwrap_or_default();
+    Ok(BackupSummary {
+        snapshot_id: snap.id.to_hex().to_string(),
+        total_bytes: s.total_bytes_processed,
+        data_added: s.data_added,
+        data_added_packed: s.data_added_packed,
+        files_new: s.files_new,
+        files_changed: s.files_changed,
+        files_unmodified: s.files_unmodified,
+        parent,
+    })
 }
 
 /// Disarms the backend's snapshot capture even if the archiver panics, so a later backup or

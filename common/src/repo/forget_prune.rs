@@ -30,51 +30,47 @@ impl PruneOutcome {
     }
 }
 
-impl SnapshotRepo {
-    /// Deletes the snapshot files of these snapshots (their data stays until a prune).
-    /// Idempotent: ids already gone are fine. Ids must be full 64-hex.
-    pub fn forget(&self, snapshot_ids: &[String]) -> Result<(), RepoError> {
-        let ids = snapshot_ids
-            .iter()
-            .map(|s| parse_snapshot_id(s).map(SnapshotId::from))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.repo
-            .delete_snapshots(&ids)
-            .map_err(|e| map_err(e, self.location(), "deleting snapshots"))
-    }
+/// The body of [`SnapshotRepo::forget`].
+pub(super) fn forget(store: &SnapshotRepo, snapshot_ids: &[String]) -> Result<(), RepoError> {
+    let ids = snapshot_ids
+        .iter()
+        .map(|s| parse_snapshot_id(s).map(SnapshotId::from))
+        .collect::<Result<Vec<_>, _>>()?;
+    store
+        .repo
+        .delete_snapshots(&ids)
+        .map_err(|e| map_err(e, store.location(), "deleting snapshots"))
+}
 
-    /// Removes the data no snapshot references any more, two-phase as restic does: packs that
-    /// become unused are first *marked* for deletion (in the index) and deleted only by a later
-    /// prune at least `keep_delete` after they were marked, so a reader that loaded the old index
-    /// (a running restore) still finds them. Repacks partly used packs beyond restic's default
-    /// 5% unused (rustic_core's `PruneOptions` defaults otherwise). Packs no index lists (a
-    /// failed attempt's) are deleted once `keep_delete` old ([`Self::remove_unindexed_packs`]).
-    /// Never run it while a backup of this repository runs: the backup may reuse blobs the prune
-    /// deems unused.
-    pub fn prune(&self, keep_delete: std::time::Duration) -> Result<PruneOutcome, RepoError> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let unindexed = self.remove_unindexed_packs(keep_delete, now_ms)?;
-        let span = rustic_core::jiff::Span::new()
-            .try_seconds(i64::try_from(keep_delete.as_secs()).unwrap_or(i64::MAX))
-            .map_err(|e| RepoError::InvalidInput(format!("keep_delete: {e}")))?;
-        let opts = rustic_core::PruneOptions::default().keep_delete(span);
-        let plan = self
-            .repo
-            .prune_plan(&opts)
-            .map_err(|e| map_err(e, self.location(), "planning a prune"))?;
-        let stats = &plan.stats;
-        let size = stats.size_sum();
-        let outcome = PruneOutcome {
-            deleted_packs: stats.packs_to_delete.remove + unindexed.deleted_packs,
-            deleted_bytes: stats.size_to_delete.remove + unindexed.deleted_bytes,
-            marked_bytes: size.remove + size.repackrm,
-            repacked_packs: stats.packs.repack,
-            still_marked_packs: stats.packs_to_delete.keep,
-            young_unindexed_packs: unindexed.young_packs,
-        };
-        self.repo
-            .prune(&opts, plan)
-            .map_err(|e| map_err(e, self.location(), "pruning"))?;
-        Ok(outcome)
-    }
+/// The body of [`SnapshotRepo::prune`]: the unindexed packs first (`unindexed.rs`), then
+/// rustic_core's two-phase prune.
+pub(super) fn prune(
+    store: &SnapshotRepo,
+    keep_delete: std::time::Duration,
+) -> Result<PruneOutcome, RepoError> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let unindexed = super::unindexed::remove_unindexed_packs(store, keep_delete, now_ms)?;
+    let span = rustic_core::jiff::Span::new()
+        .try_seconds(i64::try_from(keep_delete.as_secs()).unwrap_or(i64::MAX))
+        .map_err(|e| RepoError::InvalidInput(format!("keep_delete: {e}")))?;
+    let opts = rustic_core::PruneOptions::default().keep_delete(span);
+    let plan = store
+        .repo
+        .prune_plan(&opts)
+        .map_err(|e| map_err(e, store.location(), "planning a prune"))?;
+    let stats = &plan.stats;
+    let size = stats.size_sum();
+    let outcome = PruneOutcome {
+        deleted_packs: stats.packs_to_delete.remove + unindexed.deleted_packs,
+        deleted_bytes: stats.size_to_delete.remove + unindexed.deleted_bytes,
+        marked_bytes: size.remove + size.repackrm,
+        repacked_packs: stats.packs.repack,
+        still_marked_packs: stats.packs_to_delete.keep,
+        young_unindexed_packs: unindexed.young_packs,
+    };
+    store
+        .repo
+        .prune(&opts, plan)
+        .map_err(|e| map_err(e, store.location(), "pruning"))?;
+    Ok(outcome)
 }

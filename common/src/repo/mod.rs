@@ -29,6 +29,17 @@
 //!   reading them back and checking every blob, and setting damaged packs and index files
 //!   aside; [`SnapshotRepo::check`] is rustic_core's own structural check.
 //!
+//! # Layout: one type, one file per concept
+//!
+//! [`SnapshotRepo`] holds the state (the open handle, the master key, the backend, the backup
+//! lock) and its whole public interface is in this file: each public method states its contract
+//! and is one call into the file of its concept, where free functions taking the repository
+//! (`store: &SnapshotRepo`) do the work beside that concept's own types and helpers. The callers
+//! (coordinator, worker, command line) keep one type with methods and read every contract in
+//! one place; each concept keeps its file without the type's methods spreading over all of them.
+//! A concept that needs another's work calls that file's function (prune calls
+//! `unindexed::remove_unindexed_packs`, which is not a method because nothing outside needs it).
+//!
 //! # Contract
 //!
 //! - **Blocking.** Every operation is synchronous and blocking (storage I/O through opendal's
@@ -90,14 +101,17 @@ pub use repo_error::RepoError;
 use repo_error::{describe, map_err, summarise};
 pub use snapshot_read::RestoreSummary;
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use rustic_core::repofile::{MasterKey, SnapshotFile};
 use rustic_core::{Credentials, FileType, Id, OpenStatus, Repository};
 
+use crate::secret::Secret;
 use backend::OpendalBackend;
 
 /// One snapshot, as listed.
@@ -140,6 +154,48 @@ impl std::fmt::Debug for SnapshotRepo {
 }
 
 impl SnapshotRepo {
+    /// Opens the repository at `spec`, or initialises it (with the password, default restic
+    /// version-2 config) when `init_if_missing` and no config file exists.
+    ///
+    /// Returns the repository and its master key as JSON, for the caller to keep (sealed) and
+    /// pass as [`RepoKey::MasterKey`] next time. Uses no local cache. Must run with a tokio
+    /// runtime context entered, off the runtime's worker threads (see the module docs).
+    ///
+    /// Two concurrent first-time `open(.., true)` of the same repository race on `config`: the
+    /// caller must serialise initialisation per repository (the coordinator's lease does).
+    pub fn open(
+        spec: &RepoSpec,
+        key: RepoKey<'_>,
+        init_if_missing: bool,
+    ) -> Result<(Self, Secret), RepoError> {
+        open::open(spec, key, init_if_missing)
+    }
+
+    /// Adds a key (a restic password) for this repository alone: the repository's master key
+    /// encrypted under `password`, written as a new key file. Existing keys stay. Returns the
+    /// new key's id (full hex).
+    pub fn add_key(&self, password: &Secret) -> Result<String, RepoError> {
+        open::add_key(self, password)
+    }
+
+    /// Backs up the contents of `source_dir` (which become the snapshot's root tree).
+    ///
+    /// Commit protocol: data packs and index files are written first; the snapshot file, which
+    /// is what makes the backup exist, is held back. Then, in this order: if any source file
+    /// could not be walked, opened or read, the backup fails with [`RepoError::SourceRead`];
+    /// otherwise `before_snapshot_write` is called (on this thread), and if it returns `Err` the
+    /// backup fails with [`RepoError::Fenced`]; otherwise the snapshot file is written
+    /// immediately after it returns. In every failure case no snapshot file is written; packs
+    /// and indexes written before are harmless orphans that prune removes.
+    pub fn backup(
+        &self,
+        source_dir: &Path,
+        req: &BackupRequest,
+        before_snapshot_write: &dyn Fn() -> Result<(), String>,
+    ) -> Result<BackupSummary, RepoError> {
+        fenced_backup::backup(self, source_dir, req, before_snapshot_write)
+    }
+
     /// All snapshots, oldest first.
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, RepoError> {
         self.snapshots_matching(|_| true)
@@ -148,6 +204,157 @@ impl SnapshotRepo {
     /// Snapshots carrying exactly this tag (one tag entry equal to `tag`), oldest first.
     pub fn snapshots_with_tag(&self, tag: &str) -> Result<Vec<SnapshotInfo>, RepoError> {
         self.snapshots_matching(|s| s.tags.contains(tag))
+    }
+
+    /// Restores `path_in_snapshot` (`""` = the whole tree; a directory or a file) of a snapshot
+    /// to `dest`, which must not exist. Restores into a temporary sibling of `dest`
+    /// (`.<name>.restore-<random>`) and renames it to `dest` only when complete, so `dest` is
+    /// either absent or complete; a failed restore removes the temporary. Files get the
+    /// restoring process's owner (recorded uid/gid are not applied), recorded modes and mtimes.
+    pub fn restore(
+        &self,
+        snapshot_id: &str,
+        path_in_snapshot: &str,
+        dest: &Path,
+    ) -> Result<RestoreSummary, RepoError> {
+        snapshot_read::restore(self, snapshot_id, path_in_snapshot, dest)
+    }
+
+    /// The contents of one file in a snapshot (e.g. `manifest.json`), read into memory.
+    pub fn read_file(&self, snapshot_id: &str, path: &str) -> Result<Vec<u8>, RepoError> {
+        snapshot_read::read_file(self, snapshot_id, path)
+    }
+
+    /// Every regular file under the directory `dir` of a snapshot, recursively, with its path
+    /// relative to `dir` (`/`-separated), read into memory; sorted by path. For small
+    /// documents (the metadata export), not for mirrors.
+    pub fn read_files(
+        &self,
+        snapshot_id: &str,
+        dir: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
+        snapshot_read::read_files(self, snapshot_id, dir)
+    }
+
+    /// Every regular file under the directory `path` of a snapshot (`""` or `"/"` = the root),
+    /// recursively, by path relative to `path` (`/`-separated) to its size. Directories,
+    /// symlinks and other special files are not listed. Names that are not UTF-8 are converted
+    /// lossily (U+FFFD).
+    pub fn list_files(
+        &self,
+        snapshot_id: &str,
+        path: &str,
+    ) -> Result<BTreeMap<String, u64>, RepoError> {
+        snapshot_read::list_files(self, snapshot_id, path)
+    }
+
+    /// Deletes the snapshot files of these snapshots (their data stays until a prune).
+    /// Idempotent: ids already gone are fine. Ids must be full 64-hex.
+    pub fn forget(&self, snapshot_ids: &[String]) -> Result<(), RepoError> {
+        forget_prune::forget(self, snapshot_ids)
+    }
+
+    /// Removes the data no snapshot references any more, two-phase as restic does: packs that
+    /// become unused are first *marked* for deletion (in the index) and deleted only by a later
+    /// prune at least `keep_delete` after they were marked, so a reader that loaded the old index
+    /// (a running restore) still finds them. Repacks partly used packs beyond restic's default
+    /// 5% unused (rustic_core's `PruneOptions` defaults otherwise). Packs no index lists (a
+    /// failed attempt's) are deleted once `keep_delete` old (`unindexed.rs`).
+    /// Never run it while a backup of this repository runs: the backup may reuse blobs the prune
+    /// deems unused.
+    pub fn prune(&self, keep_delete: std::time::Duration) -> Result<PruneOutcome, RepoError> {
+        forget_prune::prune(self, keep_delete)
+    }
+
+    /// Checks the repository structure (index, packs listed, trees of every snapshot); with
+    /// `read_data`, also reads and verifies every pack (without it, corrupt pack contents are
+    /// not found). Warnings are logged; errors give [`RepoError::CheckFailed`].
+    pub fn check(&self, read_data: bool) -> Result<(), RepoError> {
+        readback::check(self, read_data)
+    }
+
+    /// The packs holding the snapshot's tree blobs and the data blobs of all its files.
+    ///
+    /// Walks the whole tree (each distinct tree once). Unknown blobs and unreadable trees are
+    /// reported in [`SnapshotPacks::problems`], not as an error; errors are for the snapshot
+    /// itself (not found, unreadable) and the index. A panic inside rustic_core while reading a
+    /// tree (it has `unwrap`s on some corrupt data) is caught and reported as a problem.
+    pub fn snapshot_packs(&self, snapshot_id: &str) -> Result<SnapshotPacks, RepoError> {
+        pack_usage::snapshot_packs(self, snapshot_id)
+    }
+
+    /// Every live pack the index names (packs a prune marked for deletion are left out: they
+    /// are going away and no snapshot needs them), as `(full hex id, size)`, sorted by id.
+    /// For the rotation that reads every pack once per period.
+    pub fn all_packs(&self) -> Result<Vec<(String, u64)>, RepoError> {
+        pack_usage::all_packs(self)
+    }
+
+    /// Full ids of the snapshots whose trees reference any of `packs` (full hex ids): the
+    /// backups a damaged pack breaks. A blob stored in several packs counts for each of them,
+    /// so this errs on the side of naming a snapshot that another copy might still save.
+    /// Trees that cannot be read are skipped (the snapshot is then named only if a readable
+    /// part references the packs; `snapshot_packs` reports unreadable trees). Sorted.
+    pub fn snapshots_using_packs(&self, packs: &HashSet<String>) -> Result<Vec<String>, RepoError> {
+        pack_usage::snapshots_using_packs(self, packs)
+    }
+
+    /// Reads each of `packs` (full hex ids) from storage and verifies it: the pack's SHA-256
+    /// must equal its id, and every blob the index places in it must decrypt with the
+    /// repository key, decompress, and hash to its blob id. A pack the index lists as live but
+    /// storage lacks is damage ("missing from storage"). A pack not live in the index (marked
+    /// for deletion by a prune, or unknown) is only hashed (noted in [`ReadBackReport::notes`]);
+    /// if storage lacks it too it is [`ReadBackReport::vanished`], not damage.
+    ///
+    /// Reads a few packs at a time (`READ_PARALLELISM` in `readback.rs`), each whole in memory.
+    /// `progress(done, total)` is called on this thread after each pack, in bytes (total from
+    /// the index sizes). Setting `interrupt` stops at the next pack or blob boundary with
+    /// [`RepoError::Interrupted`] (nothing is reported for the packs read so far).
+    /// Storage errors other than "not found" do not fail the call: such packs are listed in
+    /// [`ReadBackReport::unread`].
+    ///
+    /// Duplicate ids in `packs` are read once. Malformed ids are [`RepoError::InvalidInput`].
+    pub fn read_back(
+        &self,
+        packs: &[String],
+        progress: &dyn Fn(u64, u64),
+        interrupt: &AtomicBool,
+    ) -> Result<ReadBackReport, RepoError> {
+        readback::read_back(self, packs, progress, interrupt)
+    }
+
+    /// Takes damaged packs out of the repository so that nothing trusts or deduplicates against
+    /// them again: records the findings, rewrites the index files naming them, moves the packs
+    /// aside (see `damage.rs` for the order and why). Idempotent: a pack already dropped is
+    /// only recorded again. Malformed ids are [`RepoError::InvalidInput`].
+    pub fn drop_damaged_packs(
+        &self,
+        damaged: &[PackDamage],
+        now_ms: i64,
+    ) -> Result<DroppedPacks, RepoError> {
+        damage::drop_damaged_packs(self, damaged, now_ms)
+    }
+
+    /// Index files whose stored bytes do not hash to their id, as `(full hex id, problem)`,
+    /// sorted. When every hash matches, each index file is also decrypted and parsed (one file
+    /// at a time, which costs a listing per file: this only runs once an index read failed), so
+    /// a file written damaged is found as well.
+    pub fn damaged_index_files(&self) -> Result<Vec<(String, String)>, RepoError> {
+        damage::damaged_index_files(self)
+    }
+
+    /// Finds damaged index files, moves them aside (recording findings) and rebuilds the index
+    /// from the pack headers, as `restic repair index` does. Does nothing when no index file is
+    /// damaged. Must not overlap a backup of the same repository (the rebuild lists every pack
+    /// and would index a concurrent backup's packs twice): the worker runs it inside a backup.
+    pub fn repair_damaged_index(&self, now_ms: i64) -> Result<IndexRepair, RepoError> {
+        damage::repair_damaged_index(self, now_ms)
+    }
+
+    /// When the snapshot file's stored bytes do not hash to its id, what is wrong (`None`: the
+    /// file is sound or absent).
+    pub fn damaged_snapshot_file(&self, snapshot_id: &str) -> Result<Option<String>, RepoError> {
+        damage::damaged_snapshot_file(self, snapshot_id)
     }
 
     /// Where the repository is (`<scheme>:<root><path>/`), for messages.

@@ -50,113 +50,99 @@ impl<'a> RepoKey<'a> {
     }
 }
 
-impl SnapshotRepo {
-    /// Opens the repository at `spec`, or initialises it (with the password, default restic
-    /// version-2 config) when `init_if_missing` and no config file exists.
-    ///
-    /// Returns the repository and its master key as JSON, for the caller to keep (sealed) and
-    /// pass as [`RepoKey::MasterKey`] next time. Uses no local cache. Must run with a tokio
-    /// runtime context entered, off the runtime's worker threads (see the module docs).
-    ///
-    /// Two concurrent first-time `open(.., true)` of the same repository race on `config`: the
-    /// caller must serialise initialisation per repository (the coordinator's lease does).
-    pub fn open(
-        spec: &RepoSpec,
-        key: RepoKey<'_>,
-        init_if_missing: bool,
-    ) -> Result<(Self, Secret), RepoError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(RepoError::NoRuntime);
-        }
-        let backend = OpendalBackend::new(spec.operator.clone(), &spec.path).map_err(|e| {
-            RepoError::Storage {
-                location: spec.path.clone(),
-                message: e.to_string(),
-            }
+/// The body of [`SnapshotRepo::open`] (the contract is documented there).
+pub(super) fn open(
+    spec: &RepoSpec,
+    key: RepoKey<'_>,
+    init_if_missing: bool,
+) -> Result<(SnapshotRepo, Secret), RepoError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(RepoError::NoRuntime);
+    }
+    let backend =
+        OpendalBackend::new(spec.operator.clone(), &spec.path).map_err(|e| RepoError::Storage {
+            location: spec.path.clone(),
+            message: e.to_string(),
         })?;
-        let location = backend.location_str().to_string();
-        let err = |doing| {
-            let location = location.clone();
-            move |e| map_err(e, &location, doing)
-        };
-        let backends = RepositoryBackends::new(backend.clone(), None);
-        // No cache: the default is ~/.cache/rustic, shared and unbounded; workers are stateless.
-        let opts = RepositoryOptions::default().no_cache(true);
-        let repo =
-            Repository::new(&opts, &backends).map_err(err("creating the repository handle"))?;
+    let location = backend.location_str().to_string();
+    let err = |doing| {
+        let location = location.clone();
+        move |e| map_err(e, &location, doing)
+    };
+    let backends = RepositoryBackends::new(backend.clone(), None);
+    // No cache: the default is ~/.cache/rustic, shared and unbounded; workers are stateless.
+    let opts = RepositoryOptions::default().no_cache(true);
+    let repo = Repository::new(&opts, &backends).map_err(err("creating the repository handle"))?;
 
-        let base = repo.clone();
-        let exists = repo
-            .config_id()
-            .map_err(err("looking for the config file"))?
-            .is_some();
-        let repo = if !exists {
-            if !init_if_missing {
-                return Err(RepoError::NotFound {
-                    location: location.clone(),
-                });
-            }
-            repo.init(
-                &password_credentials(key.password()),
-                &KeyOptions::default(),
-                &ConfigOptions::default(),
-            )
-            .map_err(err("initialising the repository"))?
-        } else {
-            match key {
-                RepoKey::Password(password) => repo
-                    .open(&password_credentials(password))
-                    .map_err(err("opening the repository"))?,
-                RepoKey::MasterKey { json, password } => {
-                    let by_key = match parse_master_key(json) {
-                        Some(mk) => repo
-                            .clone()
-                            .open(&Credentials::Masterkey(mk))
-                            .map_err(|e| describe(&e)),
-                        None => Err("malformed master key JSON".to_string()),
-                    };
-                    match by_key {
-                        Ok(open) => open,
-                        Err(why) => {
-                            tracing::warn!(%location, %why, "master key did not open the repository, using the password");
-                            repo.open(&password_credentials(password))
-                                .map_err(err("opening the repository"))?
-                        }
+    let base = repo.clone();
+    let exists = repo
+        .config_id()
+        .map_err(err("looking for the config file"))?
+        .is_some();
+    let repo = if !exists {
+        if !init_if_missing {
+            return Err(RepoError::NotFound {
+                location: location.clone(),
+            });
+        }
+        repo.init(
+            &password_credentials(key.password()),
+            &KeyOptions::default(),
+            &ConfigOptions::default(),
+        )
+        .map_err(err("initialising the repository"))?
+    } else {
+        match key {
+            RepoKey::Password(password) => repo
+                .open(&password_credentials(password))
+                .map_err(err("opening the repository"))?,
+            RepoKey::MasterKey { json, password } => {
+                let by_key = match parse_master_key(json) {
+                    Some(mk) => repo
+                        .clone()
+                        .open(&Credentials::Masterkey(mk))
+                        .map_err(|e| describe(&e)),
+                    None => Err("malformed master key JSON".to_string()),
+                };
+                match by_key {
+                    Ok(open) => open,
+                    Err(why) => {
+                        tracing::warn!(%location, %why, "master key did not open the repository, using the password");
+                        repo.open(&password_credentials(password))
+                            .map_err(err("opening the repository"))?
                     }
                 }
             }
-        };
-        let key = repo.key();
-        let master_key = serde_json::to_string(&key).map_err(|e| RepoError::Repository {
-            doing: "serialising the master key",
-            message: e.to_string(),
-        })?;
-        Ok((
-            Self {
-                repo,
-                base,
-                key,
-                backend,
-                backup_lock: Mutex::new(()),
-            },
-            Secret::new(master_key),
-        ))
-    }
+        }
+    };
+    let key = repo.key();
+    let master_key = serde_json::to_string(&key).map_err(|e| RepoError::Repository {
+        doing: "serialising the master key",
+        message: e.to_string(),
+    })?;
+    Ok((
+        SnapshotRepo {
+            repo,
+            base,
+            key,
+            backend,
+            backup_lock: Mutex::new(()),
+        },
+        Secret::new(master_key),
+    ))
+}
 
-    /// Adds a key (a restic password) for this repository alone: the repository's master key
-    /// encrypted under `password`, written as a new key file. Existing keys stay. Returns the
-    /// new key's id (full hex).
-    pub fn add_key(&self, password: &Secret) -> Result<String, RepoError> {
-        let opts = KeyOptions::default()
-            .hostname(Some("repovault".to_string()))
-            .username(Some("escrow".to_string()))
-            .with_created(true);
-        let id = self
-            .repo
-            .add_key(password.expose(), &opts)
-            .map_err(|e| map_err(e, self.location(), "adding a key"))?;
-        Ok(id.to_hex().to_string())
-    }
+/// The body of [`SnapshotRepo::add_key`].
+pub(super) fn add_key(store: &SnapshotRepo, password: &Secret) -> Result<String, RepoError> {
+    let opts = KeyOptions::default()
+        .hostname(Some("repovault".to_string()))
+        .username(Some("escrow".to_string()))
+        .with_created(true);
+    let id = store
+        .repo
+        .add_key(password.expose(), &opts)
+        .map_err(|e| map_err(e, store.location(), "adding a key"))?;
+    Ok(id.to_hex().to_string())
 }
 
 /// Parses and validates a master key; `None` if malformed. Checks the key lengths because

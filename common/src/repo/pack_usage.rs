@@ -61,107 +61,100 @@ impl Problems {
     }
 }
 
-impl SnapshotRepo {
-    /// The packs holding the snapshot's tree blobs and the data blobs of all its files.
-    ///
-    /// Walks the whole tree (each distinct tree once). Unknown blobs and unreadable trees are
-    /// reported in [`SnapshotPacks::problems`], not as an error; errors are for the snapshot
-    /// itself (not found, unreadable) and the index. A panic inside rustic_core while reading a
-    /// tree (it has `unwrap`s on some corrupt data) is caught and reported as a problem.
-    pub fn snapshot_packs(&self, snapshot_id: &str) -> Result<SnapshotPacks, RepoError> {
-        let location = self.location();
-        let id = parse_snapshot_id(snapshot_id)?;
-        let repo = self
-            .reopen()?
-            .to_indexed_ids()
-            .map_err(|e| map_err(e, location, "reading the index"))?;
-        let snap = self.load_snapshot(&repo, &id)?;
-        let map = PackMap::load(&repo, location)?;
+/// The body of [`SnapshotRepo::snapshot_packs`].
+pub(super) fn snapshot_packs(
+    store: &SnapshotRepo,
+    snapshot_id: &str,
+) -> Result<SnapshotPacks, RepoError> {
+    let location = store.location();
+    let id = parse_snapshot_id(snapshot_id)?;
+    let repo = store
+        .reopen()?
+        .to_indexed_ids()
+        .map_err(|e| map_err(e, location, "reading the index"))?;
+    let snap = store.load_snapshot(&repo, &id)?;
+    let map = PackMap::load(&repo, location)?;
 
-        let mut packs: HashSet<Id> = HashSet::new();
-        let mut problems = Problems::default();
-        walk_trees(&repo, &snap, &mut problems, |path, tree_id, tree| {
-            let mut problems = Vec::new();
-            if let Some(p) = map.locate(&tree_id, &mut packs) {
-                problems.push(format!(
-                    "tree blob {} of {} {p}",
-                    tree_id.to_hex().as_str(),
-                    display_path(path)
-                ));
-            }
-            let Some(tree) = tree else { return problems };
-            for node in &tree.nodes {
-                for blob in node.content.iter().flatten() {
-                    if let Some(p) = map.locate(blob, &mut packs) {
-                        problems.push(format!(
-                            "data blob {} of {} {p}",
-                            blob.to_hex().as_str(),
-                            display_path(&path.join(node.name()))
-                        ));
-                    }
+    let mut packs: HashSet<Id> = HashSet::new();
+    let mut problems = Problems::default();
+    walk_trees(&repo, &snap, &mut problems, |path, tree_id, tree| {
+        let mut problems = Vec::new();
+        if let Some(p) = map.locate(&tree_id, &mut packs) {
+            problems.push(format!(
+                "tree blob {} of {} {p}",
+                tree_id.to_hex().as_str(),
+                display_path(path)
+            ));
+        }
+        let Some(tree) = tree else { return problems };
+        for node in &tree.nodes {
+            for blob in node.content.iter().flatten() {
+                if let Some(p) = map.locate(blob, &mut packs) {
+                    problems.push(format!(
+                        "data blob {} of {} {p}",
+                        blob.to_hex().as_str(),
+                        display_path(&path.join(node.name()))
+                    ));
                 }
             }
-            problems
-        });
-
-        let mut packs: Vec<(String, u64)> = packs
-            .into_iter()
-            .map(|p| (p.to_hex().to_string(), map.size(&p).unwrap_or(0)))
-            .collect();
-        packs.sort_unstable();
-        Ok(SnapshotPacks {
-            packs,
-            problems: problems.into_vec(),
-        })
-    }
-
-    /// Every live pack the index names (packs a prune marked for deletion are left out: they
-    /// are going away and no snapshot needs them), as `(full hex id, size)`, sorted by id.
-    /// For the rotation that reads every pack once per period.
-    pub fn all_packs(&self) -> Result<Vec<(String, u64)>, RepoError> {
-        let map = PackMap::load(&self.repo, self.location())?;
-        let mut out: Vec<(String, u64)> = map
-            .packs
-            .iter()
-            .map(|(id, p)| (id.to_hex().to_string(), p.size))
-            .collect();
-        out.sort_unstable();
-        Ok(out)
-    }
-
-    /// Full ids of the snapshots whose trees reference any of `packs` (full hex ids): the
-    /// backups a damaged pack breaks. A blob stored in several packs counts for each of them,
-    /// so this errs on the side of naming a snapshot that another copy might still save.
-    /// Trees that cannot be read are skipped (the snapshot is then named only if a readable
-    /// part references the packs; `snapshot_packs` reports unreadable trees). Sorted.
-    pub fn snapshots_using_packs(&self, packs: &HashSet<String>) -> Result<Vec<String>, RepoError> {
-        let location = self.location();
-        let wanted: HashSet<Id> = packs.iter().filter_map(|p| p.parse::<Id>().ok()).collect();
-        if wanted.is_empty() {
-            return Ok(Vec::new());
         }
-        let repo = self
-            .reopen()?
-            .to_indexed_ids()
-            .map_err(|e| map_err(e, location, "reading the index"))?;
-        let map = PackMap::load(&repo, location)?;
-        let snaps = repo
-            .get_all_snapshots()
-            .map_err(|e| map_err(e, location, "listing snapshots"))?;
-        let hits = |blob: &Id| map.packs_of(blob).any(|p| wanted.contains(p));
+        problems
+    });
 
-        // Memo over all snapshots: consecutive backups share most trees.
-        let mut memo: HashMap<TreeId, bool> = HashMap::new();
-        let mut out = Vec::new();
-        for snap in &snaps {
-            if tree_uses(&repo, snap.tree, &hits, &mut memo) {
-                out.push(snap.id.to_hex().to_string());
-            }
-        }
-        out.sort_unstable();
-        out.dedup();
-        Ok(out)
+    let mut packs: Vec<(String, u64)> = packs
+        .into_iter()
+        .map(|p| (p.to_hex().to_string(), map.size(&p).unwrap_or(0)))
+        .collect();
+    packs.sort_unstable();
+    Ok(SnapshotPacks {
+        packs,
+        problems: problems.into_vec(),
+    })
+}
+
+/// The body of [`SnapshotRepo::all_packs`].
+pub(super) fn all_packs(store: &SnapshotRepo) -> Result<Vec<(String, u64)>, RepoError> {
+    let map = PackMap::load(&store.repo, store.location())?;
+    let mut out: Vec<(String, u64)> = map
+        .packs
+        .iter()
+        .map(|(id, p)| (id.to_hex().to_string(), p.size))
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The body of [`SnapshotRepo::snapshots_using_packs`].
+pub(super) fn snapshots_using_packs(
+    store: &SnapshotRepo,
+    packs: &HashSet<String>,
+) -> Result<Vec<String>, RepoError> {
+    let location = store.location();
+    let wanted: HashSet<Id> = packs.iter().filter_map(|p| p.parse::<Id>().ok()).collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
     }
+    let repo = store
+        .reopen()?
+        .to_indexed_ids()
+        .map_err(|e| map_err(e, location, "reading the index"))?;
+    let map = PackMap::load(&repo, location)?;
+    let snaps = repo
+        .get_all_snapshots()
+        .map_err(|e| map_err(e, location, "listing snapshots"))?;
+    let hits = |blob: &Id| map.packs_of(blob).any(|p| wanted.contains(p));
+
+    // Memo over all snapshots: consecutive backups share most trees.
+    let mut memo: HashMap<TreeId, bool> = HashMap::new();
+    let mut out = Vec::new();
+    for snap in &snaps {
+        if tree_uses(&repo, snap.tree, &hits, &mut memo) {
+            out.push(snap.id.to_hex().to_string());
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }
 
 /// Walks every distinct tree of `snap`; `visit(path, id, tree)` gets `None` for a tree that

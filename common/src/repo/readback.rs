@@ -73,164 +73,146 @@ pub struct ReadBackReport {
     pub notes: Vec<String>,
 }
 
-impl SnapshotRepo {
-    /// Checks the repository structure (index, packs listed, trees of every snapshot); with
-    /// `read_data`, also reads and verifies every pack (without it, corrupt pack contents are
-    /// not found). Warnings are logged; errors give [`RepoError::CheckFailed`].
-    pub fn check(&self, read_data: bool) -> Result<(), RepoError> {
-        let results = self
-            .repo
-            .check(CheckOptions::default().read_data(read_data))
-            .map_err(|e| map_err(e, self.location(), "checking"))?;
-        if results.is_ok().is_ok() {
-            for (level, problem) in &results.0 {
-                tracing::warn!(location = self.location(), ?level, %problem, "repository check");
-            }
-            return Ok(());
+/// The body of [`SnapshotRepo::check`].
+pub(super) fn check(store: &SnapshotRepo, read_data: bool) -> Result<(), RepoError> {
+    let results = store
+        .repo
+        .check(CheckOptions::default().read_data(read_data))
+        .map_err(|e| map_err(e, store.location(), "checking"))?;
+    if results.is_ok().is_ok() {
+        for (level, problem) in &results.0 {
+            tracing::warn!(location = store.location(), ?level, %problem, "repository check");
         }
-        let problems: Vec<String> = results
-            .0
-            .iter()
-            .map(|(level, problem)| format!("{level:?}: {problem}"))
-            .collect();
-        Err(RepoError::CheckFailed(summarise(&problems)))
+        return Ok(());
+    }
+    let problems: Vec<String> = results
+        .0
+        .iter()
+        .map(|(level, problem)| format!("{level:?}: {problem}"))
+        .collect();
+    Err(RepoError::CheckFailed(summarise(&problems)))
+}
+
+/// The body of [`SnapshotRepo::read_back`] (the contract is documented there).
+pub(super) fn read_back(
+    store: &SnapshotRepo,
+    packs: &[String],
+    progress: &dyn Fn(u64, u64),
+    interrupt: &AtomicBool,
+) -> Result<ReadBackReport, RepoError> {
+    let location = store.location().to_string();
+    let mut ids: Vec<Id> = Vec::with_capacity(packs.len());
+    let mut seen = HashSet::new();
+    for p in packs {
+        let id = parse_pack_id(p)?;
+        if seen.insert(id) {
+            ids.push(id);
+        }
+    }
+    if ids.is_empty() {
+        return Ok(ReadBackReport::default());
     }
 
-    /// Reads each of `packs` (full hex ids) from storage and verifies it: the pack's SHA-256
-    /// must equal its id, and every blob the index places in it must decrypt with the
-    /// repository key, decompress, and hash to its blob id. A pack the index lists as live but
-    /// storage lacks is damage ("missing from storage"). A pack not live in the index (marked
-    /// for deletion by a prune, or unknown) is only hashed (noted in [`ReadBackReport::notes`]);
-    /// if storage lacks it too it is [`ReadBackReport::vanished`], not damage.
-    ///
-    /// Reads [`READ_PARALLELISM`] packs at a time, each whole in memory. `progress(done,
-    /// total)` is called on this thread after each pack, in bytes (total from the index sizes).
-    /// Setting `interrupt` stops at the next pack or blob boundary with
-    /// [`RepoError::Interrupted`] (nothing is reported for the packs read so far).
-    /// Storage errors other than "not found" do not fail the call: such packs are listed in
-    /// [`ReadBackReport::unread`].
-    ///
-    /// Duplicate ids in `packs` are read once. Malformed ids are [`RepoError::InvalidInput`].
-    pub fn read_back(
-        &self,
-        packs: &[String],
-        progress: &dyn Fn(u64, u64),
-        interrupt: &AtomicBool,
-    ) -> Result<ReadBackReport, RepoError> {
-        let location = self.location().to_string();
-        let mut ids: Vec<Id> = Vec::with_capacity(packs.len());
-        let mut seen = HashSet::new();
-        for p in packs {
-            let id = parse_pack_id(p)?;
-            if seen.insert(id) {
-                ids.push(id);
-            }
-        }
-        if ids.is_empty() {
-            return Ok(ReadBackReport::default());
-        }
+    // A second handle on the same storage whose pack reads are served from memory; opening
+    // by master key costs a config read, no scrypt. The whole index is loaded because
+    // `cat_blob` needs it (`IndexedFull`).
+    let overlay = Arc::new(ServeOverlay {
+        inner: store.backend.clone(),
+    });
+    let backends = RepositoryBackends::new(overlay, None);
+    let opts = RepositoryOptions::default().no_cache(true);
+    let repo = Repository::new(&opts, &backends)
+        .and_then(|r| r.open(&Credentials::Masterkey(store.key.clone())))
+        .map_err(|e| map_err(e, &location, "opening the repository"))?
+        .to_indexed()
+        .map_err(|e| map_err(e, &location, "reading the index"))?;
+    let map = PackMap::load(&repo, &location)?;
 
-        // A second handle on the same storage whose pack reads are served from memory; opening
-        // by master key costs a config read, no scrypt. The whole index is loaded because
-        // `cat_blob` needs it (`IndexedFull`).
-        let overlay = Arc::new(ServeOverlay {
-            inner: self.backend.clone(),
-        });
-        let backends = RepositoryBackends::new(overlay, None);
-        let opts = RepositoryOptions::default().no_cache(true);
-        let repo = Repository::new(&opts, &backends)
-            .and_then(|r| r.open(&Credentials::Masterkey(self.key.clone())))
-            .map_err(|e| map_err(e, &location, "opening the repository"))?
-            .to_indexed()
-            .map_err(|e| map_err(e, &location, "reading the index"))?;
-        let map = PackMap::load(&repo, &location)?;
+    let total: u64 = ids.iter().map(|id| map.size(id).unwrap_or(0)).sum();
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<(Id, PackOutcome)>();
+    let mut report = ReadBackReport::default();
+    let mut done = 0u64;
+    let workers = READ_PARALLELISM.min(ids.len());
 
-        let total: u64 = ids.iter().map(|id| map.size(id).unwrap_or(0)).sum();
-        let next = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
-        let (tx, rx) = mpsc::channel::<(Id, PackOutcome)>();
-        let mut report = ReadBackReport::default();
-        let mut done = 0u64;
-        let workers = READ_PARALLELISM.min(ids.len());
-
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                let tx = tx.clone();
-                let (ids, next, stop, map, repo, backend) =
-                    (&ids, &next, &stop, &map, &repo, &self.backend);
-                scope.spawn(move || {
-                    loop {
-                        if stop.load(Ordering::Relaxed) || interrupt.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(pack) = ids.get(i) else { return };
-                        let outcome = catch_unwind(AssertUnwindSafe(|| {
-                            verify_pack(repo, backend, map, pack, interrupt)
-                        }))
-                        .unwrap_or_else(|_| {
-                            PackOutcome::Unread(format!(
-                                "pack {} could not be checked: the check panicked",
-                                pack.to_hex().as_str()
-                            ))
-                        });
-                        if tx.send((*pack, outcome)).is_err() {
-                            return;
-                        }
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (ids, next, stop, map, repo, backend) =
+                (&ids, &next, &stop, &map, &repo, &store.backend);
+            scope.spawn(move || {
+                loop {
+                    if stop.load(Ordering::Relaxed) || interrupt.load(Ordering::Relaxed) {
+                        return;
                     }
-                });
-            }
-            drop(tx);
-            for (pack, outcome) in rx {
-                let hex = pack.to_hex().to_string();
-                match outcome {
-                    PackOutcome::Sound { bytes, notes } => {
-                        report.notes.extend(notes);
-                        report.packs_read += 1;
-                        report.bytes_read += bytes;
-                        report.ok.push(hex);
-                        done += bytes;
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(pack) = ids.get(i) else { return };
+                    let outcome = catch_unwind(AssertUnwindSafe(|| {
+                        verify_pack(repo, backend, map, pack, interrupt)
+                    }))
+                    .unwrap_or_else(|_| {
+                        PackOutcome::Unread(format!(
+                            "pack {} could not be checked: the check panicked",
+                            pack.to_hex().as_str()
+                        ))
+                    });
+                    if tx.send((*pack, outcome)).is_err() {
+                        return;
                     }
-                    PackOutcome::Damaged { bytes, problem } => {
-                        if let Some(bytes) = bytes {
-                            report.packs_read += 1;
-                            report.bytes_read += bytes;
-                        }
-                        done += map.size(&pack).unwrap_or(0);
-                        report.damaged.push(PackDamage {
-                            pack_id: hex,
-                            problem,
-                        });
-                    }
-                    PackOutcome::Unread(problem) => {
-                        done += map.size(&pack).unwrap_or(0);
-                        report.unread.push(PackDamage {
-                            pack_id: hex,
-                            problem,
-                        });
-                    }
-                    PackOutcome::Vanished => report.vanished.push(hex),
-                    PackOutcome::Interrupted => stop.store(true, Ordering::Relaxed),
                 }
-                progress(done.min(total), total);
-            }
-        });
-
-        if interrupt.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed) {
-            return Err(RepoError::Interrupted {
-                doing: "reading packs back",
             });
         }
-        report.ok.sort_unstable();
-        report
-            .damaged
-            .sort_unstable_by(|a, b| a.pack_id.cmp(&b.pack_id));
-        report
-            .unread
-            .sort_unstable_by(|a, b| a.pack_id.cmp(&b.pack_id));
-        report.vanished.sort_unstable();
-        Ok(report)
+        drop(tx);
+        for (pack, outcome) in rx {
+            let hex = pack.to_hex().to_string();
+            match outcome {
+                PackOutcome::Sound { bytes, notes } => {
+                    report.notes.extend(notes);
+                    report.packs_read += 1;
+                    report.bytes_read += bytes;
+                    report.ok.push(hex);
+                    done += bytes;
+                }
+                PackOutcome::Damaged { bytes, problem } => {
+                    if let Some(bytes) = bytes {
+                        report.packs_read += 1;
+                        report.bytes_read += bytes;
+                    }
+                    done += map.size(&pack).unwrap_or(0);
+                    report.damaged.push(PackDamage {
+                        pack_id: hex,
+                        problem,
+                    });
+                }
+                PackOutcome::Unread(problem) => {
+                    done += map.size(&pack).unwrap_or(0);
+                    report.unread.push(PackDamage {
+                        pack_id: hex,
+                        problem,
+                    });
+                }
+                PackOutcome::Vanished => report.vanished.push(hex),
+                PackOutcome::Interrupted => stop.store(true, Ordering::Relaxed),
+            }
+            progress(done.min(total), total);
+        }
+    });
+
+    if interrupt.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed) {
+        return Err(RepoError::Interrupted {
+            doing: "reading packs back",
+        });
     }
+    report.ok.sort_unstable();
+    report
+        .damaged
+        .sort_unstable_by(|a, b| a.pack_id.cmp(&b.pack_id));
+    report
+        .unread
+        .sort_unstable_by(|a, b| a.pack_id.cmp(&b.pack_id));
+    report.vanished.sort_unstable();
+    Ok(report)
 }
 
 enum PackOutcome {

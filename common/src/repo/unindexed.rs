@@ -3,8 +3,8 @@
 //!
 //! rustic_core's prune marks such packs for deletion only when it rewrites some index file
 //! anyway (otherwise it ends with "nothing to do" and forgets them), so on a repository where
-//! nothing else changed they would stay forever. [`SnapshotRepo::remove_unindexed_packs`]
-//! deletes them itself, as part of [`SnapshotRepo::prune`].
+//! nothing else changed they would stay forever. [`remove_unindexed_packs`] deletes them itself,
+//! as part of [`SnapshotRepo::prune`].
 //!
 //! Why deleting them is safe: no index lists them, so no backup deduplicates against them and
 //! no restore reads them. Only the writer that is still to write their index could need them,
@@ -18,7 +18,7 @@ use rustic_core::{FileType, Id, ReadBackend, WriteBackend};
 
 use super::{RepoError, SnapshotRepo, map_err};
 
-/// What [`SnapshotRepo::remove_unindexed_packs`] did.
+/// What [`remove_unindexed_packs`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UnindexedPacks {
     pub deleted_packs: u64,
@@ -27,65 +27,64 @@ pub struct UnindexedPacks {
     pub young_packs: u64,
 }
 
-impl SnapshotRepo {
-    /// Deletes every pack that no index file lists (neither in use nor marked for deletion)
-    /// and that was last modified at least `min_age` before `now_ms`. Never run it while a
-    /// backup of this repository runs: its packs are unindexed until it writes its index.
-    pub fn remove_unindexed_packs(
-        &self,
-        min_age: std::time::Duration,
-        now_ms: i64,
-    ) -> Result<UnindexedPacks, RepoError> {
-        let location = self.location().to_string();
-        let repo = self.reopen()?;
-        let mut indexed: HashSet<Id> = HashSet::new();
-        let files = repo
-            .stream_files::<IndexFile>()
-            .map_err(|e| map_err(e, &location, "reading the index"))?;
-        for file in files {
-            let (_, file) = file.map_err(|e| map_err(e, &location, "reading the index"))?;
-            indexed.extend(
-                file.packs
-                    .iter()
-                    .chain(file.packs_to_delete.iter())
-                    .map(|p| *p.id),
-            );
+/// Deletes every pack that no index file lists (neither in use nor marked for deletion)
+/// and that was last modified at least `min_age` before `now_ms`. Never run it while a
+/// backup of this repository runs: its packs are unindexed until it writes its index.
+pub(super) fn remove_unindexed_packs(
+    store: &SnapshotRepo,
+    min_age: std::time::Duration,
+    now_ms: i64,
+) -> Result<UnindexedPacks, RepoError> {
+    let location = store.location().to_string();
+    let repo = store.reopen()?;
+    let mut indexed: HashSet<Id> = HashSet::new();
+    let files = repo
+        .stream_files::<IndexFile>()
+        .map_err(|e| map_err(e, &location, "reading the index"))?;
+    for file in files {
+        let (_, file) = file.map_err(|e| map_err(e, &location, "reading the index"))?;
+        indexed.extend(
+            file.packs
+                .iter()
+                .chain(file.packs_to_delete.iter())
+                .map(|p| *p.id),
+        );
+    }
+    let cutoff = now_ms.saturating_sub(i64::try_from(min_age.as_millis()).unwrap_or(i64::MAX));
+    let mut out = UnindexedPacks::default();
+    let packs = store
+        .backend
+        .list_with_size(FileType::Pack)
+        .map_err(|e| map_err(e, &location, "listing packs"))?;
+    for (id, size) in packs {
+        if indexed.contains(&id) {
+            continue;
         }
-        let cutoff = now_ms.saturating_sub(i64::try_from(min_age.as_millis()).unwrap_or(i64::MAX));
-        let mut out = UnindexedPacks::default();
-        let packs = self
+        let modified = store
             .backend
-            .list_with_size(FileType::Pack)
-            .map_err(|e| map_err(e, &location, "listing packs"))?;
-        for (id, size) in packs {
-            if indexed.contains(&id) {
+            .modified_ms(FileType::Pack, &id)
+            .map_err(|e| RepoError::Storage {
+                location: location.clone(),
+                message: format!("reading the age of pack {}: {e}", id.to_hex().as_str()),
+            })?;
+        match modified {
+            // Gone meanwhile.
+            None => continue,
+            Some(t) if t > cutoff => {
+                out.young_packs += 1;
                 continue;
             }
-            let modified =
-                self.backend
-                    .modified_ms(FileType::Pack, &id)
-                    .map_err(|e| RepoError::Storage {
-                        location: location.clone(),
-                        message: format!("reading the age of pack {}: {e}", id.to_hex().as_str()),
-                    })?;
-            match modified {
-                // Gone meanwhile.
-                None => continue,
-                Some(t) if t > cutoff => {
-                    out.young_packs += 1;
-                    continue;
-                }
-                Some(_) => {}
-            }
-            self.backend
-                .remove(FileType::Pack, &id, false)
-                .map_err(|e| map_err(e, &location, "deleting an unindexed pack"))?;
-            tracing::info!(location = %location, pack = %id.to_hex().as_str(), bytes = size, "deleted a pack no index lists");
-            out.deleted_packs += 1;
-            out.deleted_bytes += u64::from(size);
+            Some(_) => {}
         }
-        Ok(out)
+        store
+            .backend
+            .remove(FileType::Pack, &id, false)
+            .map_err(|e| map_err(e, &location, "deleting an unindexed pack"))?;
+        tracing::info!(location = %location, pack = %id.to_hex().as_str(), bytes = size, "deleted a pack no index lists");
+        out.deleted_packs += 1;
+        out.deleted_bytes += u64::from(size);
     }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -136,7 +135,7 @@ mod tests {
 
         let hour = Duration::from_secs(3600);
         let now = chrono::Utc::now().timestamp_millis();
-        let young = repo.remove_unindexed_packs(hour, now).expect("sweep");
+        let young = remove_unindexed_packs(&repo, hour, now).expect("sweep");
         assert_eq!(
             young,
             UnindexedPacks {
@@ -145,9 +144,7 @@ mod tests {
             }
         );
         assert!(orphan.exists(), "too young: its writer may still index it");
-        let old = repo
-            .remove_unindexed_packs(hour, now + 2 * 3_600_000)
-            .expect("sweep");
+        let old = remove_unindexed_packs(&repo, hour, now + 2 * 3_600_000).expect("sweep");
         assert_eq!((old.deleted_packs, old.deleted_bytes), (1, 4096));
         assert!(!orphan.exists());
         for p in &indexed {

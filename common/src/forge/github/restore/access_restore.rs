@@ -63,119 +63,125 @@ pub(super) async fn plan_for(
     Ok(access::plan(doc, scope, owner, teams.as_ref()))
 }
 
-impl Engine<'_> {
-    /// Makes the grants of the access plan; the plan goes into the report.
-    pub(super) async fn access(&mut self, src: &Source) -> Result<(), ForgeError> {
-        let Some(doc) = &src.access else {
-            return Ok(());
-        };
-        let plan = plan_for(self.client, self.owner, doc, self.opts.access).await?;
-        let collaborators = plan
-            .grants
-            .iter()
-            .any(|g| g.kind == GrantKind::Collaborator);
-        let (me, invited) = if collaborators {
-            self.collaborators_there().await?
-        } else {
-            (None, BTreeSet::new())
-        };
-        for g in &plan.grants {
-            match g.kind {
-                GrantKind::Collaborator => {
-                    if me.as_deref() == Some(g.name.as_str()) || invited.contains(&g.name) {
-                        self.reused("collaborator", "settings");
-                        continue;
-                    }
-                    self.collaborator(&g.name, &g.permission).await?;
+/// Makes the grants of the access plan; the plan goes into the report.
+pub(super) async fn access(engine: &mut Engine<'_>, src: &Source) -> Result<(), ForgeError> {
+    let Some(doc) = &src.access else {
+        return Ok(());
+    };
+    let plan = plan_for(engine.client, engine.owner, doc, engine.opts.access).await?;
+    let collaborators = plan
+        .grants
+        .iter()
+        .any(|g| g.kind == GrantKind::Collaborator);
+    let (me, invited) = if collaborators {
+        collaborators_there(engine).await?
+    } else {
+        (None, BTreeSet::new())
+    };
+    for g in &plan.grants {
+        match g.kind {
+            GrantKind::Collaborator => {
+                if me.as_deref() == Some(g.name.as_str()) || invited.contains(&g.name) {
+                    engine.reused("collaborator", "settings");
+                    continue;
                 }
-                GrantKind::Team => self.team(&g.name, &g.permission).await?,
+                collaborator(engine, &g.name, &g.permission).await?;
             }
+            GrantKind::Team => team(engine, &g.name, &g.permission).await?,
         }
-        self.report.access = Some(plan);
-        Ok(())
     }
+    engine.report.access = Some(plan);
+    Ok(())
+}
 
-    /// The token's own login and the logins with a pending invitation to the target.
-    async fn collaborators_there(
-        &mut self,
-    ) -> Result<(Option<String>, BTreeSet<String>), ForgeError> {
-        let me = self
-            .client
-            .get_json("/user", None)
-            .await?
-            .body
-            .and_then(|u| str_field(&u, "login").map(str::to_string));
-        let invited = match self.client.get_all(&self.repo_path("/invitations")).await {
-            Ok(list) => list
-                .iter()
-                .filter_map(|i| str_field(&i["invitee"], "login").map(str::to_string))
-                .collect(),
-            Err(e) if refused(&e) => {
-                self.skip("collaborator invitations".into(), e.to_string());
-                BTreeSet::new()
-            }
-            Err(e) => return Err(e),
-        };
-        Ok((me, invited))
-    }
-
-    /// Invites `user` with `permission` unless they already have access.
-    async fn collaborator(&mut self, user: &str, permission: &str) -> Result<(), ForgeError> {
-        let item = format!("collaborator {user}");
-        let path = self.repo_path(&format!("/collaborators/{}", encode(user)));
-        match self.client.get_json(&path, None).await {
-            Ok(_) => {
-                self.reused("collaborator", "settings");
-                return Ok(());
-            }
-            Err(e) if e.status() == Some(404) => {}
-            Err(e) if refused(&e) => {
-                self.skip(item, e.to_string());
-                return Ok(());
-            }
-            Err(e) => return Err(e),
+/// The token's own login and the logins with a pending invitation to the target.
+async fn collaborators_there(
+    engine: &mut Engine<'_>,
+) -> Result<(Option<String>, BTreeSet<String>), ForgeError> {
+    let me = engine
+        .client
+        .get_json("/user", None)
+        .await?
+        .body
+        .and_then(|u| str_field(&u, "login").map(str::to_string));
+    let invited = match engine
+        .client
+        .get_all(&engine.repo_path("/invitations"))
+        .await
+    {
+        Ok(list) => list
+            .iter()
+            .filter_map(|i| str_field(&i["invitee"], "login").map(str::to_string))
+            .collect(),
+        Err(e) if refused(&e) => {
+            engine.skip("collaborator invitations".into(), e.to_string());
+            BTreeSet::new()
         }
-        if !self.user_exists(user).await? {
-            self.skip(item, format!("user {user} does not exist"));
+        Err(e) => return Err(e),
+    };
+    Ok((me, invited))
+}
+
+/// Invites `user` with `permission` unless they already have access.
+async fn collaborator(
+    engine: &mut Engine<'_>,
+    user: &str,
+    permission: &str,
+) -> Result<(), ForgeError> {
+    let item = format!("collaborator {user}");
+    let path = engine.repo_path(&format!("/collaborators/{}", encode(user)));
+    match engine.client.get_json(&path, None).await {
+        Ok(_) => {
+            engine.reused("collaborator", "settings");
             return Ok(());
         }
-        let r = self
-            .put(&path, Some(&json!({ "permission": permission })))
-            .await;
-        if self.attempt(item, r).await? {
-            self.created("collaborator", "settings");
+        Err(e) if e.status() == Some(404) => {}
+        Err(e) if refused(&e) => {
+            engine.skip(item, e.to_string());
+            return Ok(());
         }
-        Ok(())
+        Err(e) => return Err(e),
     }
+    if !engine.user_exists(user).await? {
+        engine.skip(item, format!("user {user} does not exist"));
+        return Ok(());
+    }
+    let r = engine
+        .put(&path, Some(&json!({ "permission": permission })))
+        .await;
+    if engine.attempt(item, r).await? {
+        engine.created("collaborator", "settings");
+    }
+    Ok(())
+}
 
-    /// Grants the target organisation's team `slug` `permission` unless it has access.
-    async fn team(&mut self, slug: &str, permission: &str) -> Result<(), ForgeError> {
-        let item = format!("team {slug}");
-        let path = format!(
-            "/orgs/{}/teams/{}/repos/{}/{}",
-            self.owner,
-            encode(slug),
-            self.owner,
-            self.name
-        );
-        match self.client.get_json(&path, None).await {
-            Ok(_) => {
-                self.reused("team", "settings");
-                return Ok(());
-            }
-            Err(e) if e.status() == Some(404) => {}
-            Err(e) if refused(&e) => {
-                self.skip(item, e.to_string());
-                return Ok(());
-            }
-            Err(e) => return Err(e),
+/// Grants the target organisation's team `slug` `permission` unless it has access.
+async fn team(engine: &mut Engine<'_>, slug: &str, permission: &str) -> Result<(), ForgeError> {
+    let item = format!("team {slug}");
+    let path = format!(
+        "/orgs/{}/teams/{}/repos/{}/{}",
+        engine.owner,
+        encode(slug),
+        engine.owner,
+        engine.name
+    );
+    match engine.client.get_json(&path, None).await {
+        Ok(_) => {
+            engine.reused("team", "settings");
+            return Ok(());
         }
-        let r = self
-            .put(&path, Some(&json!({ "permission": permission })))
-            .await;
-        if self.attempt(item, r).await? {
-            self.created("team", "settings");
+        Err(e) if e.status() == Some(404) => {}
+        Err(e) if refused(&e) => {
+            engine.skip(item, e.to_string());
+            return Ok(());
         }
-        Ok(())
+        Err(e) => return Err(e),
     }
+    let r = engine
+        .put(&path, Some(&json!({ "permission": permission })))
+        .await;
+    if engine.attempt(item, r).await? {
+        engine.created("team", "settings");
+    }
+    Ok(())
 }

@@ -51,10 +51,18 @@
 //!   blocking pool; release assets are uploaded from their files as streams, never read whole.
 //! - Attachments (`attachments/`) are not uploaded: GitHub has no API for them; bodies keep
 //!   their original attachment URLs.
+//!
+//! Layout: one restore's state is an `Engine` (this file), whose methods are the machinery
+//! every phase shares: pacing the content-creating requests, counting what was created or
+//! reused, progress, skips. Each phase is a file of free functions taking the engine
+//! (`labels_restore`, `items`, `release_restore`, `settings_restore`, `access_restore`), run
+//! in order by [`restore_metadata`]; a phase's helpers stay private to its file, so the state
+//! is in one place and each phase reads on its own.
 
 mod access_restore;
 mod items;
 mod journal;
+mod labels_restore;
 pub mod pacer;
 mod release_restore;
 mod settings_restore;
@@ -262,16 +270,16 @@ pub async fn restore_metadata(
         milestones: BTreeMap::new(),
     };
     if opts.parts.labels || opts.parts.issues {
-        engine.labels_and_milestones(&src).await?;
+        labels_restore::labels_and_milestones(&mut engine, &src).await?;
     }
     if opts.parts.issues {
-        engine.issues(&src).await?;
+        items::issues(&mut engine, &src).await?;
     }
     if opts.parts.releases {
-        engine.releases(&src).await?;
+        release_restore::releases(&mut engine, &src).await?;
     }
     if opts.parts.settings {
-        engine.settings(&src).await?;
+        settings_restore::settings(&mut engine, &src).await?;
     }
     engine.report.requests = target.client.requests() - start_requests;
     Ok(engine.report)
@@ -389,84 +397,20 @@ impl Engine<'_> {
         Ok(exists)
     }
 
-    /// Labels (created when missing, by name) and milestones (by title); with only
-    /// `parts.issues`, the target's are read so issues can name them.
-    async fn labels_and_milestones(&mut self, src: &source::Source) -> Result<(), ForgeError> {
-        let existing = self.client.get_all(&self.repo_path("/labels")).await?;
-        self.labels = existing
-            .iter()
-            .filter_map(|l| l.get("name").and_then(Value::as_str))
-            .map(str::to_string)
-            .collect();
-        let milestones = self
-            .client
-            .get_all(&self.repo_path("/milestones?state=all"))
-            .await?;
-        let by_title: BTreeMap<String, u64> = milestones
-            .iter()
-            .filter_map(|m| {
-                Some((
-                    m.get("title")?.as_str()?.to_string(),
-                    m.get("number")?.as_u64()?,
-                ))
-            })
-            .collect();
-        let restore = self.opts.parts.labels;
-        for label in &src.labels {
-            let Some(name) = label.get("name").and_then(Value::as_str) else {
-                continue;
-            };
-            if self.labels.contains(name) {
-                if restore {
-                    self.reused("label", "labels");
-                }
-                continue;
+    /// Runs one creation; a refusal is skipped for `item`. `Ok(true)` when it was created.
+    async fn attempt(
+        &mut self,
+        item: String,
+        result: Result<Option<Value>, ForgeError>,
+    ) -> Result<bool, ForgeError> {
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if refused(&e) => {
+                self.skip(item, e.to_string());
+                Ok(false)
             }
-            if !restore {
-                continue;
-            }
-            let mut body = serde_json::json!({ "name": name });
-            for field in ["color", "description"] {
-                if let Some(v) = label.get(field).filter(|v| !v.is_null()) {
-                    body[field] = v.clone();
-                }
-            }
-            self.post(&self.repo_path("/labels"), &body).await?;
-            self.labels.insert(name.to_string());
-            self.created("label", "labels");
+            Err(e) => Err(e),
         }
-        for m in &src.milestones {
-            let (Some(title), Some(number)) = (
-                m.get("title").and_then(Value::as_str),
-                m.get("number").and_then(Value::as_u64),
-            ) else {
-                continue;
-            };
-            if let Some(&new) = by_title.get(title) {
-                self.milestones.insert(number, new);
-                if restore {
-                    self.reused("milestone", "milestones");
-                }
-                continue;
-            }
-            if !restore {
-                continue;
-            }
-            let mut body = serde_json::json!({ "title": title });
-            for field in ["state", "description", "due_on"] {
-                if let Some(v) = m.get(field).filter(|v| !v.is_null()) {
-                    body[field] = v.clone();
-                }
-            }
-            let created = self.post(&self.repo_path("/milestones"), &body).await?;
-            let new = created
-                .get("number")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| decode("POST", &self.repo_path("/milestones"), "no number"))?;
-            self.milestones.insert(number, new);
-            self.created("milestone", "milestones");
-        }
-        Ok(())
     }
 }
 

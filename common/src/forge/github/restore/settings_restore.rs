@@ -130,199 +130,188 @@ fn list(v: Option<&Value>) -> Vec<Value> {
     }
 }
 
-impl Engine<'_> {
-    pub(super) async fn settings(&mut self, src: &Source) -> Result<(), ForgeError> {
-        self.protection(src).await?;
-        self.rulesets(src).await?;
-        self.hooks(src).await?;
-        self.deploy_keys(src).await?;
-        self.access(src).await
-    }
+/// Branch protection, rulesets, webhooks, deploy keys, then access (the module doc says how).
+pub(super) async fn settings(engine: &mut Engine<'_>, src: &Source) -> Result<(), ForgeError> {
+    protection(engine, src).await?;
+    rulesets(engine, src).await?;
+    hooks(engine, src).await?;
+    deploy_keys(engine, src).await?;
+    super::access_restore::access(engine, src).await
+}
 
-    /// Lists `tail` in the target; a refusal is skipped for `what` (`None`).
-    async fn target_list(
-        &mut self,
-        tail: &str,
-        what: &str,
-    ) -> Result<Option<Vec<Value>>, ForgeError> {
-        match self.client.get_all(&self.repo_path(tail)).await {
-            Ok(v) => Ok(Some(v)),
+/// Lists `tail` in the target; a refusal is skipped for `what` (`None`).
+async fn target_list(
+    engine: &mut Engine<'_>,
+    tail: &str,
+    what: &str,
+) -> Result<Option<Vec<Value>>, ForgeError> {
+    match engine.client.get_all(&engine.repo_path(tail)).await {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if refused(&e) => {
+            engine.skip(what.to_string(), e.to_string());
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn protection(engine: &mut Engine<'_>, src: &Source) -> Result<(), ForgeError> {
+    let Some(Value::Object(map)) = src.settings.get("branch_protection") else {
+        return Ok(());
+    };
+    for (branch, p) in map {
+        let item = format!("protection {branch}");
+        if !engine.opts.branches_present.contains(branch) {
+            engine.skip(
+                item,
+                format!("branch {branch} does not exist in this repository"),
+            );
+            continue;
+        }
+        let path = engine.repo_path(&format!("/branches/{}/protection", encode(branch)));
+        match engine.client.get_json(&path, None).await {
+            Ok(_) => {
+                engine.reused("protection", "settings");
+                continue;
+            }
+            Err(e) if e.status() == Some(404) => {}
             Err(e) if refused(&e) => {
-                self.skip(what.to_string(), e.to_string());
-                Ok(None)
+                engine.skip(item, e.to_string());
+                continue;
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        }
+        let body = protection_body(p);
+        let r = engine.put(&path, Some(&body)).await;
+        if engine.attempt(item, r).await? {
+            engine.created("protection", "settings");
         }
     }
+    Ok(())
+}
 
-    /// Runs one creation; a refusal is skipped for `item`. `Ok(true)` when it was created.
-    pub(super) async fn attempt(
-        &mut self,
-        item: String,
-        result: Result<Option<Value>, ForgeError>,
-    ) -> Result<bool, ForgeError> {
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if refused(&e) => {
-                self.skip(item, e.to_string());
-                Ok(false)
+async fn rulesets(engine: &mut Engine<'_>, src: &Source) -> Result<(), ForgeError> {
+    let wanted = list(src.settings.get("rulesets"));
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let Some(have) = target_list(engine, "/rulesets", "rulesets").await? else {
+        return Ok(());
+    };
+    let names: BTreeSet<String> = have
+        .iter()
+        .filter_map(|r| str_field(r, "name").map(str::to_string))
+        .collect();
+    for r in wanted {
+        let name = str_field(&r, "name").unwrap_or("").to_string();
+        if names.contains(&name) {
+            engine.reused("ruleset", "settings");
+            continue;
+        }
+        let mut body = json!({ "name": name });
+        for f in [
+            "target",
+            "enforcement",
+            "conditions",
+            "rules",
+            "bypass_actors",
+        ] {
+            if let Some(v) = r.get(f).filter(|v| !v.is_null()) {
+                body[f] = v.clone();
             }
-            Err(e) => Err(e),
+        }
+        let r = engine
+            .post(&engine.repo_path("/rulesets"), &body)
+            .await
+            .map(Some);
+        if engine.attempt(format!("ruleset {name}"), r).await? {
+            engine.created("ruleset", "settings");
         }
     }
+    Ok(())
+}
 
-    async fn protection(&mut self, src: &Source) -> Result<(), ForgeError> {
-        let Some(Value::Object(map)) = src.settings.get("branch_protection") else {
-            return Ok(());
+async fn hooks(engine: &mut Engine<'_>, src: &Source) -> Result<(), ForgeError> {
+    let wanted = list(src.settings.get("hooks"));
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let Some(have) = target_list(engine, "/hooks", "hooks").await? else {
+        return Ok(());
+    };
+    let urls: BTreeSet<String> = have
+        .iter()
+        .filter_map(|h| str_field(&h["config"], "url").map(str::to_string))
+        .collect();
+    for h in wanted {
+        let Some(url) = str_field(&h["config"], "url").map(str::to_string) else {
+            continue;
         };
-        for (branch, p) in map {
-            let item = format!("protection {branch}");
-            if !self.opts.branches_present.contains(branch) {
-                self.skip(
-                    item,
-                    format!("branch {branch} does not exist in this repository"),
-                );
-                continue;
-            }
-            let path = self.repo_path(&format!("/branches/{}/protection", encode(branch)));
-            match self.client.get_json(&path, None).await {
-                Ok(_) => {
-                    self.reused("protection", "settings");
-                    continue;
-                }
-                Err(e) if e.status() == Some(404) => {}
-                Err(e) if refused(&e) => {
-                    self.skip(item, e.to_string());
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-            let body = protection_body(p);
-            let r = self.put(&path, Some(&body)).await;
-            if self.attempt(item, r).await? {
-                self.created("protection", "settings");
+        let shown = shown_url(&url);
+        if urls.contains(&url) {
+            engine.reused("hook", "settings");
+            engine.report.webhooks_needing_secret.push(shown);
+            continue;
+        }
+        let mut config = json!({ "url": url });
+        for f in ["content_type", "insecure_ssl"] {
+            if let Some(v) = h["config"].get(f).filter(|v| !v.is_null()) {
+                config[f] = v.clone();
             }
         }
-        Ok(())
+        let body = json!({
+            "name": "web",
+            "active": h.get("active").and_then(Value::as_bool).unwrap_or(true),
+            "events": h.get("events").cloned().unwrap_or_else(|| json!(["push"])),
+            "config": config,
+        });
+        let r = engine
+            .post(&engine.repo_path("/hooks"), &body)
+            .await
+            .map(Some);
+        if engine.attempt(format!("hook {shown}"), r).await? {
+            engine.created("hook", "settings");
+            engine.report.webhooks_needing_secret.push(shown);
+        }
     }
+    Ok(())
+}
 
-    async fn rulesets(&mut self, src: &Source) -> Result<(), ForgeError> {
-        let wanted = list(src.settings.get("rulesets"));
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let Some(have) = self.target_list("/rulesets", "rulesets").await? else {
-            return Ok(());
-        };
-        let names: BTreeSet<String> = have
-            .iter()
-            .filter_map(|r| str_field(r, "name").map(str::to_string))
-            .collect();
-        for r in wanted {
-            let name = str_field(&r, "name").unwrap_or("").to_string();
-            if names.contains(&name) {
-                self.reused("ruleset", "settings");
-                continue;
-            }
-            let mut body = json!({ "name": name });
-            for f in [
-                "target",
-                "enforcement",
-                "conditions",
-                "rules",
-                "bypass_actors",
-            ] {
-                if let Some(v) = r.get(f).filter(|v| !v.is_null()) {
-                    body[f] = v.clone();
-                }
-            }
-            let r = self
-                .post(&self.repo_path("/rulesets"), &body)
-                .await
-                .map(Some);
-            if self.attempt(format!("ruleset {name}"), r).await? {
-                self.created("ruleset", "settings");
-            }
-        }
-        Ok(())
+async fn deploy_keys(engine: &mut Engine<'_>, src: &Source) -> Result<(), ForgeError> {
+    let wanted = list(src.settings.get("deploy_keys"));
+    if wanted.is_empty() {
+        return Ok(());
     }
-
-    async fn hooks(&mut self, src: &Source) -> Result<(), ForgeError> {
-        let wanted = list(src.settings.get("hooks"));
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let Some(have) = self.target_list("/hooks", "hooks").await? else {
-            return Ok(());
+    let Some(have) = target_list(engine, "/keys", "deploy keys").await? else {
+        return Ok(());
+    };
+    let keys: BTreeSet<String> = have
+        .iter()
+        .filter_map(|k| str_field(k, "key").map(key_material))
+        .collect();
+    for k in wanted {
+        let Some(key) = str_field(&k, "key") else {
+            continue;
         };
-        let urls: BTreeSet<String> = have
-            .iter()
-            .filter_map(|h| str_field(&h["config"], "url").map(str::to_string))
-            .collect();
-        for h in wanted {
-            let Some(url) = str_field(&h["config"], "url").map(str::to_string) else {
-                continue;
-            };
-            let shown = shown_url(&url);
-            if urls.contains(&url) {
-                self.reused("hook", "settings");
-                self.report.webhooks_needing_secret.push(shown);
-                continue;
-            }
-            let mut config = json!({ "url": url });
-            for f in ["content_type", "insecure_ssl"] {
-                if let Some(v) = h["config"].get(f).filter(|v| !v.is_null()) {
-                    config[f] = v.clone();
-                }
-            }
-            let body = json!({
-                "name": "web",
-                "active": h.get("active").and_then(Value::as_bool).unwrap_or(true),
-                "events": h.get("events").cloned().unwrap_or_else(|| json!(["push"])),
-                "config": config,
-            });
-            let r = self.post(&self.repo_path("/hooks"), &body).await.map(Some);
-            if self.attempt(format!("hook {shown}"), r).await? {
-                self.created("hook", "settings");
-                self.report.webhooks_needing_secret.push(shown);
-            }
+        let title = str_field(&k, "title").unwrap_or("deploy key").to_string();
+        if keys.contains(&key_material(key)) {
+            engine.reused("deploy_key", "settings");
+            continue;
         }
-        Ok(())
+        let body = json!({
+            "title": title,
+            "key": key,
+            "read_only": k.get("read_only").and_then(Value::as_bool).unwrap_or(true),
+        });
+        let r = engine
+            .post(&engine.repo_path("/keys"), &body)
+            .await
+            .map(Some);
+        if engine.attempt(format!("deploy_key {title}"), r).await? {
+            engine.created("deploy_key", "settings");
+        }
     }
-
-    async fn deploy_keys(&mut self, src: &Source) -> Result<(), ForgeError> {
-        let wanted = list(src.settings.get("deploy_keys"));
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let Some(have) = self.target_list("/keys", "deploy keys").await? else {
-            return Ok(());
-        };
-        let keys: BTreeSet<String> = have
-            .iter()
-            .filter_map(|k| str_field(k, "key").map(key_material))
-            .collect();
-        for k in wanted {
-            let Some(key) = str_field(&k, "key") else {
-                continue;
-            };
-            let title = str_field(&k, "title").unwrap_or("deploy key").to_string();
-            if keys.contains(&key_material(key)) {
-                self.reused("deploy_key", "settings");
-                continue;
-            }
-            let body = json!({
-                "title": title,
-                "key": key,
-                "read_only": k.get("read_only").and_then(Value::as_bool).unwrap_or(true),
-            });
-            let r = self.post(&self.repo_path("/keys"), &body).await.map(Some);
-            if self.attempt(format!("deploy_key {title}"), r).await? {
-                self.created("deploy_key", "settings");
-            }
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 #[cfg(test)]
