@@ -177,6 +177,23 @@ impl StorageConfig {
         }
     }
 
+    /// What can be checked of the storage without a request: for `fs`, that the root is (still)
+    /// a directory (a removed mount or a replaced root is otherwise invisible: opendal lists a
+    /// missing root as empty). Blocking (file system).
+    pub fn check_local(&self) -> Result<(), String> {
+        match self.kind {
+            StorageKind::Fs => {
+                let root = self.option("root").map_err(|e| e.to_string())?;
+                match std::fs::metadata(root) {
+                    Ok(m) if m.is_dir() => Ok(()),
+                    Ok(_) => Err(format!("the storage root {root} is not a directory")),
+                    Err(e) => Err(format!("the storage root {root}: {e}")),
+                }
+            }
+            StorageKind::Memory => Ok(()),
+        }
+    }
+
     /// Builds the operator rooted at the storage root. Two operators built from equal
     /// configurations see the same objects (for `memory`, within this process only).
     pub fn operator(&self) -> Result<Operator, StorageError> {

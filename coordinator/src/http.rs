@@ -29,7 +29,8 @@ pub fn prometheus() -> Option<PrometheusHandle> {
         .clone()
 }
 
-pub fn router(core: Arc<Coordinator>) -> Router {
+/// The HTTP routes; `/readyz` answers `readiness`'s verdict (200, or 503 naming what fails).
+pub fn router(core: Arc<Coordinator>, readiness: Arc<crate::readiness::Readiness>) -> Router {
     let downloads = core.clone();
     let hooks = core.clone();
     Router::new()
@@ -40,6 +41,21 @@ pub fn router(core: Arc<Coordinator>) -> Router {
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let verdict = readiness.verdict();
+                async move {
+                    match verdict {
+                        Ok(()) => (axum::http::StatusCode::OK, "ready\n".to_string()),
+                        Err(why) => (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {why}\n"),
+                        ),
+                    }
+                }
+            }),
+        )
         .route(
             "/downloads/{id}",
             get(move |path, query| download(downloads.clone(), path, query)),

@@ -16,6 +16,7 @@ pub mod kv;
 pub mod maintenance;
 pub mod metric_families;
 pub mod model;
+pub mod readiness;
 pub mod schedule;
 pub mod secrets;
 pub mod server;

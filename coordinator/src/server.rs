@@ -103,15 +103,34 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     })?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AdminServiceServer<AdminApi>>()
-        .await;
-    health_reporter
-        .set_serving::<WorkerServiceServer<WorkerApi>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+    let readiness = Arc::new(crate::readiness::Readiness::starting());
+    for service in crate::readiness::SERVICES {
+        health_reporter
+            .set_service_status(*service, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
+    // Probed every heartbeat interval: the cadence at which workers notice a coordinator, so a
+    // load balancer learns of a failed store or storage no later than the fleet does.
+    tasks.push(tokio::spawn(crate::readiness::run(
+        readiness.clone(),
+        settings.kv.clone(),
+        settings.storage.clone(),
+        core.storage.clone(),
+        health_reporter.clone(),
+        settings.timing.heartbeat(),
+        shutdown.clone(),
+    )));
+    // Reflection in both versions (many clients, grpcurl among them, still speak only
+    // v1alpha), listing the health service too.
+    let reflection = |b: tonic_reflection::server::Builder<'static>| {
+        b.register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
         .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1alpha()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
     let audit = crate::audit::AuditLog::new(settings.kv.clone());
     let refusals = Arc::new(RefusalLog::new(audit.clone()));
@@ -153,7 +172,8 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     tasks.push(tokio::spawn(async move {
         let result = builder
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(admin)
             .add_service(worker)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
@@ -177,7 +197,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
                 .unwrap_or_else(|| format!("http://{bound}"));
             core.downloads.set_base_url(&public);
             core.schedules.set_public_url(&public);
-            let app = crate::http::router(core.clone());
+            let app = crate::http::router(core.clone(), readiness.clone());
             let stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
                 let r = axum::serve(l, app)

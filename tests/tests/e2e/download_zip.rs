@@ -29,7 +29,10 @@ fn cli(c: &Cluster, args: &[&str]) -> Output {
 async fn serve_http(c: &Cluster) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", l.local_addr().unwrap());
-    let app = repovault_coordinator::http::router(c.core().clone());
+    let app = repovault_coordinator::http::router(
+        c.core().clone(),
+        std::sync::Arc::new(repovault_coordinator::readiness::Readiness::default()),
+    );
     tokio::spawn(async move {
         let _ = axum::serve(l, app).await;
     });

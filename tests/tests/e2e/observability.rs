@@ -52,6 +52,7 @@ async fn metrics_health_reflection_and_protocol_version() {
     assert!(body.contains("repovault_tasks_enqueued_total"), "{body}");
     assert!(body.contains("repovault_desired_worker_slots 1"), "{body}");
     assert!(http_get(http, "/healthz").await.contains("ok"));
+    assert!(http_get(http, "/readyz").await.contains("200 OK"));
 
     // The standard health service answers for both services.
     let channel = tonic::transport::Endpoint::from_shared(h.url())
@@ -74,6 +75,51 @@ async fn metrics_health_reflection_and_protocol_version() {
             "{service}"
         );
     }
+
+    // Health follows the storage: a storage root that cannot be listed is NOT_SERVING (the
+    // server as a whole too) and /readyz says why; back in place, SERVING again.
+    let storage = dir.path().join("storage");
+    let aside = dir.path().join("storage-aside");
+    std::fs::rename(&storage, &aside).unwrap();
+    std::fs::write(&storage, b"not a directory").unwrap();
+    let overall = |health: &mut tonic_health::pb::health_client::HealthClient<_>| {
+        let mut health = health.clone();
+        async move {
+            health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+        }
+    };
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while overall(&mut health).await != not_serving {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still serving without storage"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ready = http_get(http, "/readyz").await;
+    assert!(
+        ready.contains("503") && ready.contains("snapshot storage"),
+        "{ready}"
+    );
+    std::fs::remove_file(&storage).unwrap();
+    std::fs::rename(&aside, &storage).unwrap();
+    while overall(&mut health).await != serving {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not serving again with storage back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(http_get(http, "/readyz").await.contains("200 OK"));
 
     // Reflection lists our services (what grpcurl uses).
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
@@ -101,6 +147,38 @@ async fn metrics_health_reflection_and_protocol_version() {
     assert!(
         names.contains(&"repovault.v1.WorkerService".to_string()),
         "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+    // And in v1alpha, which many clients still speak.
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as AlphaResponse;
+    let mut alpha = AlphaClient::new(channel.clone());
+    let req = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(AlphaRequest::ListServices(String::new())),
+    };
+    let resp = alpha
+        .server_reflection_info(futures::stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(AlphaResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("no v1alpha service list")
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "repovault.v1.AdminService"),
+        "{:?}",
+        list.service
     );
 
     // A worker of another protocol version is refused at registration: a newer one, and one of
