@@ -9,6 +9,7 @@ mod args;
 mod commands;
 mod output;
 mod run;
+use output::errln;
 
 pub use args::Cli;
 pub use run::{run_cli, standalone_settings};
@@ -45,7 +46,7 @@ pub fn main_entry() -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return exit::FAILED;
         }
     };

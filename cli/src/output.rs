@@ -1,15 +1,85 @@
 //! Printing: one JSON document with `--output json` (a list is an array, a show or a wait is the
 //! object), aligned columns otherwise.
+//!
+//! Every line the CLI prints goes through [`line`] (stdout, through the [`outln!`] macro) or
+//! [`err_line`] (stderr, [`errln!`]); nothing else in the crate prints, so nothing can panic on
+//! a closed stdout as `println!` does ("failed printing to stdout: Broken pipe", exit 101).
+//!
+//! A failed write to stdout is kept as C's stdio keeps its error indicator: the first error
+//! sticks, later writes are skipped, and [`finish`] reports it when the command ends. A closed
+//! pipe (`repovault repo list | head -1`) is not an error: the reader took what it wanted and
+//! closed its end, so the command ends quietly with its own exit code (0 when it succeeded)
+//! rather than the 141 a process killed by SIGPIPE reports to the shell. That keeps
+//! `set -o pipefail` scripts from failing on `repovault ... | head`, and nothing is lost: the
+//! CLI's output is a report of what the coordinator did, which happened whether or not it was
+//! read to the end. Any other write error (a full disk behind `> file`) fails the command.
+
+use std::io::Write as _;
+use std::sync::Mutex;
 
 use repovault_common::domain::FromWire;
 use serde::Serialize;
 
+use crate::admin_client::CliError;
 use crate::args::OutputFormat;
+
+/// The first error writing to stdout, if any (see the module documentation).
+static STDOUT_ERROR: Mutex<Option<std::io::Error>> = Mutex::new(None);
+
+/// Writes one line to stdout unless an earlier write failed; a failure is kept for [`finish`].
+pub fn line(args: std::fmt::Arguments<'_>) {
+    let mut failed = STDOUT_ERROR.lock().unwrap_or_else(|p| p.into_inner());
+    if failed.is_some() {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+    {
+        *failed = Some(e);
+    }
+}
+
+/// Writes one line to stderr. A failure is ignored: stderr is where it would be reported.
+pub fn err_line(args: std::fmt::Arguments<'_>) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr
+        .write_fmt(args)
+        .and_then(|()| stderr.write_all(b"\n"));
+}
+
+/// `println!` through [`line`].
+macro_rules! outln {
+    () => { $crate::output::line(format_args!("")) };
+    ($($arg:tt)*) => { $crate::output::line(format_args!($($arg)*)) };
+}
+/// `eprintln!` through [`err_line`].
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::output::err_line(format_args!($($arg)*)) };
+}
+pub(crate) use {errln, outln};
+
+/// Flushes stdout and reports the first write error of the command: `Ok` when every line was
+/// written or the reader closed the pipe (quietly, see the module documentation), an error
+/// (exit 1) otherwise.
+pub fn finish() -> Result<(), CliError> {
+    let mut failed = STDOUT_ERROR.lock().unwrap_or_else(|p| p.into_inner());
+    let error = match failed.take() {
+        Some(e) => Some(e),
+        None => std::io::stdout().flush().err(),
+    };
+    match error {
+        None => Ok(()),
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Some(e) => Err(CliError::failed(format!("cannot write the output: {e}"))),
+    }
+}
 
 pub fn json<T: Serialize + ?Sized>(v: &T) {
     match serde_json::to_string_pretty(v) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("error: cannot render JSON: {e}"),
+        Ok(s) => outln!("{s}"),
+        Err(e) => errln!("error: cannot render JSON: {e}"),
     }
 }
 
@@ -52,7 +122,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
             .collect();
-        println!("{}", s.join("  ").trim_end());
+        outln!("{}", s.join("  ").trim_end());
     };
     line(headers.to_vec());
     for r in rows {
@@ -64,7 +134,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
 pub fn fields(pairs: &[(&str, String)]) {
     let w = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in pairs {
-        println!("{k:<w$}  {v}");
+        outln!("{k:<w$}  {v}");
     }
 }
 

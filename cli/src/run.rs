@@ -12,13 +12,18 @@ use repovault_worker::session::{self, Exit, WorkerConfig};
 
 use crate::admin_client::{CliError, connect};
 use crate::args::{Cli, Command, StandaloneArgs, WorkerArgs};
+use crate::output::errln;
 use crate::{commands, exit};
 
+/// Runs the command and returns its exit code; a failed write of its output (other than a
+/// closed pipe, see `output`) turns a success into a failure.
 pub async fn run_cli(cli: Cli) -> i32 {
-    match dispatch(cli).await {
+    let result = dispatch(cli).await;
+    let written = crate::output::finish();
+    match result.and_then(|code| written.map(|()| code)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            errln!("error: {}", e.message);
             e.code
         }
     }
@@ -118,7 +123,7 @@ async fn standalone(a: StandaloneArgs) -> Result<i32, CliError> {
         .await
         .map_err(config_err)?;
     if let Some(p) = &settings.master_key_created {
-        eprintln!(
+        errln!(
             "generated a new master key at {} (mode 0600): keep a copy, it seals every credential and organisation key",
             p.display()
         );
@@ -132,7 +137,7 @@ async fn standalone(a: StandaloneArgs) -> Result<i32, CliError> {
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
     let url = handle.url();
-    eprintln!(
+    errln!(
         "repovault standalone: coordinator on {url}, metrics on http://{}/metrics, {} workers",
         handle.http_addr.map(|a| a.to_string()).unwrap_or_default(),
         a.workers
@@ -172,7 +177,7 @@ async fn coordinator(config: &Path) -> Result<i32, CliError> {
     let cfg = CoordinatorConfig::load(config).map_err(config_err)?;
     let settings = cfg.resolve().await.map_err(config_err)?;
     if let Some(p) = &settings.master_key_created {
-        eprintln!("generated a new master key at {} (mode 0600)", p.display());
+        errln!("generated a new master key at {} (mode 0600)", p.display());
     }
     tracing::info!(settings = ?settings, "starting coordinator");
     let handle = repovault_coordinator::server::start(settings)

@@ -12,6 +12,7 @@ use repovault_proto::v1 as pb;
 use crate::admin_client::{Admin, CliError};
 use crate::args::OutputFormat;
 use crate::exit;
+use crate::output::errln;
 use crate::output::{self, fields, is_json};
 use crate::output::{spelled, value};
 
@@ -104,7 +105,7 @@ pub(super) async fn backup_download(
     };
     let human = |r: &pb::Restore| {
         if value(r.status) != Some(TaskStatus::Completed) {
-            eprintln!(
+            errln!(
                 "restore {} {}: {}; nothing was written",
                 r.id,
                 spelled::<TaskStatus>(r.status),
