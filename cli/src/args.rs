@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use repovault_common::domain;
 
 #[derive(Debug, Parser)]
-#[command(name = "repovault", version, about = "Back up and restore hosted git: organisations, repositories, full history.", long_about = None)]
+#[command(name = "repovault", version, about = "Back up and restore hosted git: organisations, repositories, full history.", long_about = None, after_help = crate::exit::HELP)]
 pub struct Cli {
     /// The coordinator's gRPC address.
     #[arg(
@@ -26,6 +26,11 @@ pub struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// How long to wait for the coordinator to answer a call (or a keepalive ping during a
+    /// long one), e.g. 10s or 2m [default: 30s; calls that run a whole job, such as org sync,
+    /// admin rebuild-catalog and purges, wait as long as the coordinator answers pings]
+    #[arg(long, global = true, env = "REPOVAULT_TIMEOUT", value_name = "DURATION", value_parser = crate::connection::parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
     #[command(subcommand)]
     pub command: Command,
 }

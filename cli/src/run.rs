@@ -12,13 +12,17 @@ use repovault_worker::session::{self, Exit, WorkerConfig};
 
 use crate::admin_client::{CliError, connect};
 use crate::args::{Cli, Command, StandaloneArgs, WorkerArgs};
+use crate::connection::Timeouts;
 use crate::output::errln;
 use crate::{commands, exit};
 
 /// Runs the command and returns its exit code; a failed write of its output (other than a
 /// closed pipe, see `output`) turns a success into a failure.
 pub async fn run_cli(cli: Cli) -> i32 {
-    let result = dispatch(cli).await;
+    let result = match dispatch(cli).await {
+        Err(e) => Err(crate::failure::refine(e).await),
+        ok => ok,
+    };
     let written = crate::output::finish();
     match result.and_then(|code| written.map(|()| code)) {
         Ok(code) => code,
@@ -35,6 +39,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         admin_token_file,
         ca_file,
         output: out,
+        timeout,
         command,
     } = cli;
     let admin_command = match command {
@@ -43,7 +48,14 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Worker(a) => return worker(&url, ca_file, &a).await,
         admin_command => admin_command,
     };
-    let mut c = connect(&url, admin_token_file.as_deref(), ca_file.as_deref()).await?;
+    let timeouts = Timeouts::new(timeout);
+    let mut c = connect(
+        &url,
+        admin_token_file.as_deref(),
+        ca_file.as_deref(),
+        timeouts,
+    )
+    .await?;
     commands::run(&mut c, admin_command, out).await
 }
 
