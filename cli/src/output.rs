@@ -76,10 +76,81 @@ pub fn finish() -> Result<(), CliError> {
     }
 }
 
+/// Prints `v` as the command's one JSON document, with absent values as `null` (see
+/// [`absent_as_null`]). Object keys come out in alphabetical order, as a `serde_json::Value`
+/// holds them: an order that does not depend on how a message's fields are numbered.
 pub fn json<T: Serialize + ?Sized>(v: &T) {
-    match serde_json::to_string_pretty(v) {
+    match serde_json::to_value(v) {
+        Ok(mut doc) => {
+            absent_as_null(&mut doc);
+            json_document(&doc);
+        }
+        Err(e) => errln!("error: cannot render JSON: {e}"),
+    }
+}
+
+/// Prints a JSON document as it is: a document stored in a backup (`backup browse`), whose
+/// values are the forge's own.
+pub fn json_document(doc: &serde_json::Value) {
+    match serde_json::to_string_pretty(doc) {
         Ok(s) => outln!("{s}"),
         Err(e) => errln!("error: cannot render JSON: {e}"),
+    }
+}
+
+/// The JSON output's one convention for a value that is absent: `null`. The wire format
+/// (proto3) cannot tell an unset string or number from `""` or `0`, so the records arrive with
+/// those; this turns them into `null` where they mean "absent", and leaves every present value
+/// spelled as it always was (`cli/schemas/` describes each command's document):
+/// - every empty string (an unset time, id, error, URL, an unspecified enum);
+/// - the numbers that exist only for some records, where 0 is their absence: an
+///   organisation's `app_id` and `installation_id` (App credentials only), a repository's
+///   `forge_id` (forge repositories only), the sizes (`size_bytes`, `added_bytes`,
+///   `bytes_received`) and `counts` of a backup or timeline entry that has not completed, a
+///   restore's `artifact_bytes` without an artifact, its `refs_pushed` when its target is a
+///   download (nothing is pushed), and its unspecified `access`.
+pub fn absent_as_null(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.is_empty() => *v = Value::Null,
+        Value::Array(items) => items.iter_mut().for_each(absent_as_null),
+        Value::Object(o) => {
+            o.values_mut().for_each(absent_as_null);
+            let zero = |o: &serde_json::Map<String, Value>, k: &str| o.get(k) == Some(&0.into());
+            let mut absent: Vec<&str> = Vec::new();
+            if o.contains_key("credential") {
+                absent.extend(["app_id", "installation_id"]);
+            }
+            if o.contains_key("full_name") {
+                absent.push("forge_id");
+            }
+            let status = o.get("status").and_then(Value::as_str);
+            if o.contains_key("size_bytes") && status != Some("completed") {
+                absent.extend(["size_bytes", "added_bytes", "bytes_received"]);
+                let all_zero = o
+                    .get("counts")
+                    .and_then(Value::as_object)
+                    .is_some_and(|c| c.values().all(|n| n == &Value::from(0)));
+                if all_zero {
+                    o.insert("counts".into(), Value::Null);
+                }
+            }
+            if o.contains_key("artifact_bytes") {
+                absent.push("access");
+                if o.get("artifact_sha256").is_some_and(Value::is_null) {
+                    absent.push("artifact_bytes");
+                }
+                if o.get("target").and_then(Value::as_str) == Some("download") {
+                    absent.push("refs_pushed");
+                }
+            }
+            for k in absent {
+                if zero(o, k) {
+                    o.insert(k.into(), Value::Null);
+                }
+            }
+        }
+        _ => {}
     }
 }
 

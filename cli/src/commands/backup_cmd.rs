@@ -143,7 +143,7 @@ pub(super) async fn backup(
                         CliError::new(exit::FAILED, format!("the stored document: {e}"))
                     })?;
                 if is_json(out) {
-                    output::json(&doc);
+                    output::json_document(&doc);
                 } else {
                     print_thread(&doc);
                 }
