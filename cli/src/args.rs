@@ -24,8 +24,8 @@ pub struct Cli {
     /// A file holding the admin token, when the coordinator requires one.
     #[arg(long, global = true, env = "REPOVAULT_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
-    /// Output format: aligned columns, or one JSON document (`cli/schemas/` describes each
-    /// command's; an absent value is always null).
+    /// Output format: aligned columns, or one JSON document (an absent value is null; the
+    /// repository's cli/schemas/ holds each command's JSON Schema).
     #[arg(short = 'o', long, global = true, env = "REPOVAULT_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     /// How long to wait for the coordinator to answer a call (or a keepalive ping during a
