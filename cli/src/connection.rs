@@ -107,6 +107,18 @@ pub fn target() -> &'static str {
     TARGET.get().map(String::as_str).unwrap_or("")
 }
 
+/// The bounds [`connect`] was given, for the CLI's other connections to the coordinator (the
+/// download link of `backup download`, on its HTTP port).
+static TIMEOUTS: OnceLock<Timeouts> = OnceLock::new();
+
+/// The bounds of this process's calls ([`Timeouts::new`]`(None)` before [`connect`]).
+pub fn timeouts() -> Timeouts {
+    TIMEOUTS
+        .get()
+        .copied()
+        .unwrap_or_else(|| Timeouts::new(None))
+}
+
 /// A call that did not answer within its bound: the source [`failure`] recognises.
 #[derive(Debug, thiserror::Error)]
 #[error("no answer within {0:?}")]
@@ -153,6 +165,7 @@ pub async fn connect(
     timeouts: Timeouts,
 ) -> Result<Deadline, CliError> {
     let _ = TARGET.set(url.to_string());
+    let _ = TIMEOUTS.set(timeouts);
     let connect_timeout = CONNECT_TIMEOUT.min(timeouts.request);
     let endpoint = repovault_common::grpc::endpoint(url, ca_file)
         .map_err(|e| CliError::usage(e.to_string()))?
