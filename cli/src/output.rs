@@ -230,3 +230,64 @@ pub fn spelled<T: FromWire + std::fmt::Display>(v: i32) -> String {
         None => format!("unknown({v})"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::absent_as_null;
+    use repovault_proto::v1 as pb;
+
+    fn doc<T: serde::Serialize>(v: &T) -> serde_json::Value {
+        let mut d = serde_json::to_value(v).unwrap_or_default();
+        absent_as_null(&mut d);
+        d
+    }
+
+    /// Present values keep their spelling, a real 0 included; only what is absent turns null.
+    #[test]
+    fn absent_values_are_null_and_present_ones_unchanged() {
+        let completed = pb::Backup {
+            id: "b1".into(),
+            status: 3,
+            size_bytes: 100,
+            added_bytes: 0,
+            counts: Some(pb::Counts::default()),
+            ..Default::default()
+        };
+        let d = doc(&completed);
+        assert_eq!(d["status"], "completed");
+        assert_eq!(
+            d["added_bytes"], 0,
+            "an unchanged incremental adds 0 bytes: {d}"
+        );
+        assert_eq!(d["counts"]["commits"], 0, "{d}");
+        assert!(d["error"].is_null() && d["finished_at"].is_null(), "{d}");
+        assert!(d["verification"].is_null(), "{d}");
+
+        let pending = pb::Backup {
+            status: 1,
+            size_bytes: 0,
+            ..completed
+        };
+        let d = doc(&pending);
+        assert_eq!(d["status"], "pending");
+        assert!(
+            d["size_bytes"].is_null() && d["added_bytes"].is_null(),
+            "{d}"
+        );
+        assert!(d["counts"].is_null(), "{d}");
+        assert_eq!(d["attempt"], 0, "a count stays a count: {d}");
+
+        let org = pb::Org {
+            name: "acme".into(),
+            credential: "none".into(),
+            full_every_days: 7,
+            ..Default::default()
+        };
+        let d = doc(&org);
+        assert_eq!(d["credential"], "none");
+        assert_eq!(d["full_every_days"], 7);
+        assert_eq!(d["has_ca_cert"], false);
+        assert!(d["app_id"].is_null() && d["api_url"].is_null(), "{d}");
+        assert!(d["provider"].is_null(), "unspecified: {d}");
+    }
+}
