@@ -37,9 +37,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// lowers it to the request timeout when that is shorter.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Idle time on an open call before a keepalive PING: 10 s is the shortest interval gRPC's
-/// reference clients allow themselves, so no gRPC-aware proxy between the CLI and the
-/// coordinator treats it as abuse, and a dead coordinator is noticed within seconds of it.
+/// Idle time on an open call before a keepalive PING: 10 s, the shortest keepalive interval
+/// gRPC's reference clients accept. The coordinator (tonic on hyper) answers PINGs at any rate;
+/// a gRPC proxy in between that polices pings may want a longer one, which is a change here.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Calls that do a whole job while the caller waits, by gRPC path: discovery of a forge
