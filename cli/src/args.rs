@@ -26,12 +26,25 @@ pub struct Cli {
     pub admin_token_file: Option<PathBuf>,
     /// Output format: aligned columns, or one JSON document (an absent value is null; the
     /// repository's cli/schemas/ holds each command's JSON Schema).
-    #[arg(short = 'o', long, global = true, env = "REPOVAULT_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(
+        short = 'o',
+        long,
+        global = true,
+        env = "REPOVAULT_OUTPUT",
+        value_enum,
+        default_value_t = OutputFormat::Table
+    )]
     pub output: OutputFormat,
     /// How long to wait for the coordinator to answer a call (or a keepalive ping during a
     /// long one), e.g. 10s or 2m [default: 30s; calls that run a whole job, such as org sync,
     /// admin rebuild-catalog and purges, wait as long as the coordinator answers pings]
-    #[arg(long, global = true, env = "REPOVAULT_TIMEOUT", value_name = "DURATION", value_parser = crate::connection::parse_timeout)]
+    #[arg(
+        long,
+        global = true,
+        env = "REPOVAULT_TIMEOUT",
+        value_name = "DURATION",
+        value_parser = crate::connection::parse_timeout
+    )]
     pub timeout: Option<std::time::Duration>,
     #[command(subcommand)]
     pub command: Command,

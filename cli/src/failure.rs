@@ -116,8 +116,9 @@ fn classify(top: &(dyn StdError + 'static)) -> Option<CliError> {
     while let Some(e) = next {
         if let Some(d) = e.downcast_ref::<DeadlineExceeded>() {
             return Some(Failure::TimedOut.error(format!(
-                "coordinator unreachable: no answer from {url} within {} (--timeout, REPOVAULT_TIMEOUT): is this a \
-                 repovault coordinator, and is it overloaded or stopped?",
+                "coordinator unreachable: no answer from {url} within {} (--timeout, \
+                 REPOVAULT_TIMEOUT): is this a repovault coordinator, and is it overloaded or \
+                 stopped?",
                 humantime::format_duration(d.0)
             )));
         }
@@ -145,14 +146,14 @@ fn classify(top: &(dyn StdError + 'static)) -> Option<CliError> {
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => {
                     return Some(Failure::Refused.error(format!(
-                        "coordinator unreachable: nothing listens at {url}: is the coordinator running, and is the \
-                         address and port right?"
+                        "coordinator unreachable: nothing listens at {url}: is the \
+                         coordinator running, and is the address and port right?"
                     )));
                 }
                 std::io::ErrorKind::TimedOut => {
                     return Some(Failure::TimedOut.error(format!(
-                        "coordinator unreachable: connecting to {url} timed out: is the address right, and is a \
-                         firewall dropping the connection?"
+                        "coordinator unreachable: connecting to {url} timed out: is the \
+                         address right, and is a firewall dropping the connection?"
                     )));
                 }
                 // During a TLS handshake, a peer that closes instead of answering is not a TLS

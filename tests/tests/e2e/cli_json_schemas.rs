@@ -1,10 +1,10 @@
 //! Every command's `--output json` document against its JSON Schema in `cli/schemas/`: the real
 //! commands run against a real coordinator (`repovault standalone` as a process), a real worker
 //! process and the GitHub simulator (for a forge organisation), and each output is validated;
-//! every schema in the folder is checked against at least one command's real output. The schemas hold the convention for absent
-//! values: a present string is never empty and an absent one is `null`, numbers that exist
-//! only for some records are `null` where absent, so a `""` or a `0` standing for "absent"
-//! fails here.
+//! every schema in the folder is checked against at least one command's real output. The
+//! schemas hold the convention for absent values: a present string is never empty and an absent
+//! one is `null`, and numbers that exist only for some records are `null` where absent, so a
+//! `""` or a `0` standing for "absent" fails here.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -332,21 +332,17 @@ async fn every_commands_json_output_matches_its_schema() {
     worker.signal("-CONT").unwrap();
     s.check("restore-cancel", "restore cancel", &cancelled);
 
-    // A backup that runs (a schedule may have started one) holds deletes back: wait it out.
+    // A task that runs (a scheduled backup, the detached drill) holds deletes and purges back:
+    // wait until the queue is empty.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let list = cli.json(&["backup", "list", "acme/r"]);
-        let busy = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|b| b["status"] == "pending" || b["status"] == "running");
-        if !busy {
+        let queue = cli.json(&["queue"]);
+        if queue.as_array().is_some_and(Vec::is_empty) {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "backups still run: {list:#}"
+            "tasks still queued: {queue:#}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
