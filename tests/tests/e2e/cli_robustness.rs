@@ -6,7 +6,7 @@
 use std::process::{Command, Output, Stdio};
 
 use repovault_proto::v1 as pb;
-use repovault_tests::process::CoordinatorProcess;
+use repovault_tests::process::{ChildGuard, CoordinatorProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_repovault-test-process");
 
@@ -184,27 +184,30 @@ async fn a_coordinator_that_stops_answering_during_a_watch_is_noticed() {
         assert!(o.status.success(), "{}", stderr(&o));
     }
     // No worker: the backup stays pending and the CLI waits on its WatchTask stream.
-    let mut watch = Command::new(BIN)
-        .args(["--coordinator", &url, "--timeout", "2s"])
-        .args(["backup", "run", "acme/r", "--wait"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // In a guard: killed and reaped when the test fails.
+    let mut watch = ChildGuard {
+        child: Command::new(BIN)
+            .args(["--coordinator", &url, "--timeout", "2s"])
+            .args(["backup", "run", "acme/r", "--wait"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    };
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert!(
-        watch.try_wait().unwrap().is_none(),
+        watch.child.try_wait().unwrap().is_none(),
         "the watch ended while the coordinator answered"
     );
     coord.signal("-STOP").unwrap();
     let stopped = std::time::Instant::now();
     // KEEPALIVE_INTERVAL (10 s) without traffic, then the 2 s timeout for the ping's answer.
     let status = loop {
-        if let Some(s) = watch.try_wait().unwrap() {
+        if let Some(s) = watch.child.try_wait().unwrap() {
             break s;
         }
         if stopped.elapsed() > std::time::Duration::from_secs(30) {
-            let _ = watch.kill();
+            let _ = watch.child.kill();
             coord.signal("-CONT").unwrap();
             panic!("the CLI still waits 30 s after the coordinator stopped answering");
         }
@@ -212,7 +215,7 @@ async fn a_coordinator_that_stops_answering_during_a_watch_is_noticed() {
     };
     coord.signal("-CONT").unwrap();
     let mut err = String::new();
-    std::io::Read::read_to_string(&mut watch.stderr.take().unwrap(), &mut err).unwrap();
+    std::io::Read::read_to_string(&mut watch.child.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(4), "{err}");
     assert!(err.contains("stopped answering"), "{err}");
 }
