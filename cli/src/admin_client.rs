@@ -4,17 +4,20 @@ use std::path::Path;
 
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 use repovault_proto::v1::admin_service_client::AdminServiceClient;
 
+use crate::connection::{self, Deadline, Timeouts};
 use crate::exit;
+use crate::failure::{self, Failure};
 
 /// An error the CLI reports: its message and the exit code it means.
 #[derive(Debug)]
 pub struct CliError {
     pub code: i32,
     pub message: String,
+    /// Set when the coordinator could not be reached or used (see `failure`).
+    pub failure: Option<Failure>,
 }
 
 impl CliError {
@@ -22,6 +25,7 @@ impl CliError {
         Self {
             code,
             message: message.into(),
+            failure: None,
         }
     }
     pub fn usage(message: impl Into<String>) -> Self {
@@ -32,25 +36,10 @@ impl CliError {
     }
 }
 
+/// A failed call: classified by `failure::from_status`.
 impl From<tonic::Status> for CliError {
     fn from(s: tonic::Status) -> Self {
-        use tonic::Code;
-        let code = match s.code() {
-            Code::NotFound => exit::NOT_FOUND,
-            Code::Unavailable | Code::Unauthenticated | Code::PermissionDenied => exit::UNREACHABLE,
-            Code::InvalidArgument | Code::AlreadyExists | Code::OutOfRange => exit::USAGE,
-            _ => exit::FAILED,
-        };
-        let message = match s.code() {
-            Code::Unavailable
-                if s.message().contains("transport") || s.message().contains("connect") =>
-            {
-                format!("coordinator unreachable: {}", s.message())
-            }
-            Code::Unauthenticated => format!("coordinator refused the call: {}", s.message()),
-            _ => s.message().to_string(),
-        };
-        Self { code, message }
+        failure::from_status(&s)
     }
 }
 
@@ -71,12 +60,15 @@ impl tonic::service::Interceptor for AdminToken {
     }
 }
 
-pub type Admin = AdminServiceClient<InterceptedService<Channel, AdminToken>>;
+pub type Admin = AdminServiceClient<InterceptedService<Deadline, AdminToken>>;
 
+/// An admin client of the coordinator at `url`, with the token read from `token_file`, bounded
+/// as `connection` says.
 pub async fn connect(
     url: &str,
     token_file: Option<&Path>,
     ca_file: Option<&Path>,
+    timeouts: Timeouts,
 ) -> Result<Admin, CliError> {
     let token = match token_file {
         Some(p) => Some(
@@ -87,14 +79,7 @@ pub async fn connect(
         ),
         None => None,
     };
-    let endpoint = repovault_common::grpc::endpoint(url, ca_file)
-        .map_err(|e| CliError::usage(e.to_string()))?;
-    let channel = endpoint.connect().await.map_err(|e| {
-        CliError::new(
-            exit::UNREACHABLE,
-            format!("coordinator {url} unreachable: {e}"),
-        )
-    })?;
+    let channel = connection::connect(url, ca_file, timeouts).await?;
     // Downloads stream 1 MiB chunks; the default 4 MiB limit leaves room.
     Ok(AdminServiceClient::with_interceptor(
         channel,

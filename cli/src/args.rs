@@ -5,10 +5,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use repovault_common::domain::{self, BackupId, RestoreId};
+use repovault_common::domain::{BackupId, RestoreId};
+
+mod restore_args;
+pub use restore_args::{RestoreAccess, RestoreTarget, RestoreType};
 
 #[derive(Debug, Parser)]
-#[command(name = "repovault", version, about = "Back up and restore hosted git: organisations, repositories, full history.", long_about = None)]
+#[command(name = "repovault", version, about = "Back up and restore hosted git: organisations, repositories, full history.", long_about = None, after_help = crate::exit::HELP)]
 pub struct Cli {
     /// The coordinator's gRPC address.
     #[arg(
@@ -24,9 +27,28 @@ pub struct Cli {
     /// A file holding the admin token, when the coordinator requires one.
     #[arg(long, global = true, env = "REPOVAULT_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    /// Output format: aligned columns, or one JSON document (an absent value is null; the
+    /// repository's cli/schemas/ holds each command's JSON Schema).
+    #[arg(
+        short = 'o',
+        long,
+        global = true,
+        env = "REPOVAULT_OUTPUT",
+        value_enum,
+        default_value_t = OutputFormat::Table
+    )]
     pub output: OutputFormat,
+    /// How long to wait for the coordinator to answer a call (or a keepalive ping during a
+    /// long one), e.g. 10s or 2m [default: 30s; calls that run a whole job, such as org sync,
+    /// admin rebuild-catalog and purges, wait as long as the coordinator answers pings]
+    #[arg(
+        long,
+        global = true,
+        env = "REPOVAULT_TIMEOUT",
+        value_name = "DURATION",
+        value_parser = crate::connection::parse_timeout
+    )]
+    pub timeout: Option<std::time::Duration>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -441,81 +463,6 @@ pub enum BackupCmd {
         /// `issues`, `pulls`, `releases`, `issues/N` or `pulls/N`.
         path: String,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RestoreType {
-    /// Everything: refs, LFS objects, wiki, issues, pull requests, releases, settings.
-    #[value(name = "full_repo")]
-    FullRepo,
-    /// Issues and pull requests (with comments, reviews, labels, milestones), appended.
-    #[value(name = "issues_only")]
-    IssuesOnly,
-    /// The wiki, into a repository whose wiki is empty.
-    #[value(name = "wiki_only")]
-    WikiOnly,
-    /// Releases with their assets (and the tags they need), appended.
-    #[value(name = "releases_only")]
-    ReleasesOnly,
-    /// A ZIP of the whole backup in storage, behind an expiring link.
-    #[value(name = "download_zip")]
-    DownloadZip,
-}
-
-impl From<RestoreType> for domain::RestoreType {
-    fn from(t: RestoreType) -> Self {
-        match t {
-            RestoreType::FullRepo => Self::FullRepo,
-            RestoreType::IssuesOnly => Self::IssuesOnly,
-            RestoreType::WikiOnly => Self::WikiOnly,
-            RestoreType::ReleasesOnly => Self::ReleasesOnly,
-            RestoreType::DownloadZip => Self::DownloadZip,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RestoreTarget {
-    /// A new repository: `--org ORG --name NAME` on a forge, or `--url URL` (plain git).
-    New,
-    /// A new repository in the source's own organisation (`--name NAME`, must not exist).
-    Original,
-    /// The machine the CLI runs on (`--path DIR`), or a ZIP link (`download_zip`).
-    Download,
-    /// An existing repository (`--into ORG/NAME`), appended to.
-    Existing,
-}
-
-impl From<RestoreTarget> for domain::RestoreTarget {
-    fn from(t: RestoreTarget) -> Self {
-        match t {
-            RestoreTarget::New => Self::New,
-            RestoreTarget::Original => Self::Original,
-            RestoreTarget::Download => Self::Download,
-            RestoreTarget::Existing => Self::Existing,
-        }
-    }
-}
-
-/// Which access a forge restore grants; see `restore start --access`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RestoreAccess {
-    /// Direct collaborators only.
-    Direct,
-    /// Direct collaborators and team grants (to the target's teams of the same slug).
-    Teams,
-    /// Everyone who had access: widens access on purpose.
-    All,
-}
-
-impl From<RestoreAccess> for repovault_proto::v1::RestoreAccess {
-    fn from(a: RestoreAccess) -> Self {
-        match a {
-            RestoreAccess::Direct => Self::Direct,
-            RestoreAccess::Teams => Self::Teams,
-            RestoreAccess::All => Self::All,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -6,6 +6,7 @@ use repovault_proto::v1 as pb;
 
 use crate::admin_client::{Admin, CliError};
 use crate::args::{AuditCmd, Command, OutputFormat};
+use crate::output::outln;
 use crate::output::{self, is_json};
 
 mod admin_cmd;
@@ -56,7 +57,7 @@ fn purge_done(out: OutputFormat, what: &str, r: &pb::PurgeResponse) {
     if is_json(out) {
         output::json(&serde_json::json!({"purged": what, "backups_deleted": r.backups_deleted}));
     } else {
-        println!(
+        outln!(
             "{what} purged: {} backups and the snapshot data deleted",
             r.backups_deleted
         );

@@ -12,13 +12,22 @@ use repovault_worker::session::{self, Exit, WorkerConfig};
 
 use crate::admin_client::{CliError, connect};
 use crate::args::{Cli, Command, StandaloneArgs, WorkerArgs};
+use crate::connection::Timeouts;
+use crate::output::errln;
 use crate::{commands, exit};
 
+/// Runs the command and returns its exit code; a failed write of its output (other than a
+/// closed pipe, see `output`) turns a success into a failure.
 pub async fn run_cli(cli: Cli) -> i32 {
-    match dispatch(cli).await {
+    let result = match dispatch(cli).await {
+        Err(e) => Err(crate::failure::refine(e).await),
+        ok => ok,
+    };
+    let written = crate::output::finish();
+    match result.and_then(|code| written.map(|()| code)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            errln!("error: {}", e.message);
             e.code
         }
     }
@@ -30,6 +39,7 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         admin_token_file,
         ca_file,
         output: out,
+        timeout,
         command,
     } = cli;
     let admin_command = match command {
@@ -38,7 +48,14 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Worker(a) => return worker(&url, ca_file, &a).await,
         admin_command => admin_command,
     };
-    let mut c = connect(&url, admin_token_file.as_deref(), ca_file.as_deref()).await?;
+    let timeouts = Timeouts::new(timeout);
+    let mut c = connect(
+        &url,
+        admin_token_file.as_deref(),
+        ca_file.as_deref(),
+        timeouts,
+    )
+    .await?;
     commands::run(&mut c, admin_command, out).await
 }
 
@@ -118,7 +135,7 @@ async fn standalone(a: StandaloneArgs) -> Result<i32, CliError> {
         .await
         .map_err(config_err)?;
     if let Some(p) = &settings.master_key_created {
-        eprintln!(
+        errln!(
             "generated a new master key at {} (mode 0600): keep a copy, it seals every credential and organisation key",
             p.display()
         );
@@ -132,7 +149,7 @@ async fn standalone(a: StandaloneArgs) -> Result<i32, CliError> {
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
     let url = handle.url();
-    eprintln!(
+    errln!(
         "repovault standalone: coordinator on {url}, metrics on http://{}/metrics, {} workers",
         handle.http_addr.map(|a| a.to_string()).unwrap_or_default(),
         a.workers
@@ -172,7 +189,7 @@ async fn coordinator(config: &Path) -> Result<i32, CliError> {
     let cfg = CoordinatorConfig::load(config).map_err(config_err)?;
     let settings = cfg.resolve().await.map_err(config_err)?;
     if let Some(p) = &settings.master_key_created {
-        eprintln!("generated a new master key at {} (mode 0600)", p.display());
+        errln!("generated a new master key at {} (mode 0600)", p.display());
     }
     tracing::info!(settings = ?settings, "starting coordinator");
     let handle = repovault_coordinator::server::start(settings)

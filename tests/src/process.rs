@@ -128,6 +128,19 @@ impl CoordinatorProcess {
         format!("http://{}", self.grpc)
     }
 
+    /// The coordinator's HTTP port (metrics, health), as an `http://` URL.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// Sends `sig` (`-STOP`, `-CONT`, ...) to the running coordinator.
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        match &self.child {
+            Some(c) => c.signal(sig),
+            None => bail!("the coordinator is not running"),
+        }
+    }
+
     /// Every start's log, in order.
     pub fn log(&self) -> String {
         (1..=self.starts)

@@ -6,6 +6,7 @@ use repovault_proto::v1 as pb;
 use crate::admin_client::{Admin, CliError};
 use crate::args::{AdminCmd, OutputFormat};
 use crate::exit;
+use crate::output::outln;
 use crate::output::spelled;
 use crate::output::{self, is_json};
 
@@ -25,9 +26,10 @@ pub(super) async fn admin(
             if is_json(out) {
                 output::json(&r);
             } else {
-                println!(
+                outln!(
                     "catalog rebuilt: {} repositories, {} backups",
-                    r.repositories, r.backups
+                    r.repositories,
+                    r.backups
                 );
             }
         }

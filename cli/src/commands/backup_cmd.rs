@@ -9,6 +9,7 @@ use repovault_proto::v1 as pb;
 use crate::admin_client::{Admin, CliError};
 use crate::args::{BackupCmd, OutputFormat};
 use crate::exit;
+use crate::output::outln;
 use crate::output::{self, fields, human_bytes, is_json};
 use crate::output::{spelled, value};
 
@@ -147,7 +148,7 @@ pub(super) async fn backup(
                         CliError::new(exit::FAILED, format!("the stored document: {e}"))
                     })?;
                 if is_json(out) {
-                    output::json(&doc);
+                    output::json_document(&doc);
                 } else {
                     print_thread(&doc);
                 }
@@ -220,13 +221,13 @@ fn backup_fields(b: &pb::Backup) {
         verify_cmd::print_checks(&v.checks);
     }
     if !b.components.is_empty() {
-        println!("components:");
+        outln!("components:");
         for k in component_order(b) {
             let st = &b.components[k];
             if st.reason.is_empty() {
-                println!("  {k:<12} {}", spelled::<ComponentState>(st.status));
+                outln!("  {k:<12} {}", spelled::<ComponentState>(st.status));
             } else {
-                println!(
+                outln!(
                     "  {k:<12} {}: {}",
                     spelled::<ComponentState>(st.status),
                     st.reason
@@ -295,7 +296,7 @@ fn print_thread(doc: &serde_json::Value) {
         .or_else(|| doc.get("issue"))
         .unwrap_or(&Value::Null);
     let merged = item.get("merged_at").is_some_and(|m| !m.is_null());
-    println!(
+    outln!(
         "#{} {} [{}]",
         item.get("number").and_then(Value::as_u64).unwrap_or(0),
         s(item, "title"),
@@ -305,10 +306,10 @@ fn print_thread(doc: &serde_json::Value) {
             s(item, "state")
         }
     );
-    println!("by {} at {}", login(item), s(item, "created_at"));
+    outln!("by {} at {}", login(item), s(item, "created_at"));
     let body = s(item, "body");
     if !body.is_empty() {
-        println!("\n{body}");
+        outln!("\n{body}");
     }
     let mut entries: Vec<(String, String, String)> = Vec::new();
     let list = |k: &str| {
@@ -345,9 +346,9 @@ fn print_thread(doc: &serde_json::Value) {
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     for (at, header, body) in entries {
-        println!("\n--- {header} at {at}");
+        outln!("\n--- {header} at {at}");
         if !body.is_empty() {
-            println!("{body}");
+            outln!("{body}");
         }
     }
 }
@@ -360,7 +361,7 @@ async fn backup_delete(c: &mut Admin, id: BackupId, out: OutputFormat) -> Result
     if is_json(out) {
         output::json(&r);
     } else {
-        println!("backup {id} deleted (its data goes at the repository's next prune)");
+        outln!("backup {id} deleted (its data goes at the repository's next prune)");
     }
     Ok(exit::OK)
 }

@@ -5,6 +5,7 @@ use repovault_proto::v1 as pb;
 use crate::admin_client::{Admin, CliError};
 use crate::args::{EscrowCmd, OutputFormat};
 use crate::exit;
+use crate::output::outln;
 use crate::output::{self, is_json};
 
 pub(super) async fn escrow(
@@ -59,7 +60,7 @@ pub(super) async fn escrow(
             if is_json(out) {
                 output::json(&serde_json::json!({"agreement": a, "key_file": key_to}));
             } else {
-                println!(
+                outln!(
                     "escrow {} on {repo} active{}; key written to {} (mode 0600): it opens this repository's snapshot repository only",
                     a.id,
                     if a.until.is_empty() {
@@ -79,7 +80,7 @@ pub(super) async fn escrow(
             if is_json(out) {
                 output::json(&r);
             } else {
-                println!("{repo}: {} escrow agreement(s) released", r.released.len());
+                outln!("{repo}: {} escrow agreement(s) released", r.released.len());
             }
         }
         EscrowCmd::List { repo } => {

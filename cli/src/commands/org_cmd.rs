@@ -6,6 +6,7 @@ use repovault_proto::v1 as pb;
 use crate::admin_client::{Admin, CliError};
 use crate::args::{OrgCmd, OrgKeyCmd, OrgRetentionArgs, OutputFormat};
 use crate::exit;
+use crate::output::outln;
 use crate::output::{self, fields, is_json};
 use crate::output::{spelled, value};
 
@@ -20,7 +21,7 @@ pub(super) async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result
             if is_json(out) {
                 output::json(&o);
             } else {
-                println!(
+                outln!(
                     "organisation {} added (id {}, provider {}{})",
                     o.name,
                     o.id,
@@ -110,7 +111,7 @@ pub(super) async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result
             if is_json(out) {
                 output::json(&o);
             } else {
-                println!(
+                outln!(
                     "{}: schedule {}; drills {}",
                     o.name,
                     schedule_text(&o),
@@ -152,7 +153,7 @@ pub(super) async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result
             if is_json(out) {
                 output::json(&serde_json::json!({"org": org, "org_id": r.org_id, "file": to}));
             } else {
-                println!(
+                outln!(
                     "key of {org} written to {} (mode 0600); it opens the snapshot repositories under <storage>/{}/",
                     to.display(),
                     r.org_id
@@ -189,7 +190,7 @@ fn credential(o: &pb::Org) -> String {
 }
 
 fn print_sync(s: &pb::SyncOrgResponse) {
-    println!(
+    outln!(
         "{}: {} listed, {} added, {} renamed, {} archived, {} unarchived, {} deleted, {} restored, {} unchanged",
         s.org,
         s.listed,
@@ -202,12 +203,16 @@ fn print_sync(s: &pb::SyncOrgResponse) {
         s.unchanged
     );
     for n in &s.added {
-        println!("  added       {}/{n}", s.org);
+        outln!("  added       {}/{n}", s.org);
     }
     for r in &s.renamed {
-        println!(
+        outln!(
             "  renamed     {}/{} -> {}/{} (id {})",
-            s.org, r.from, s.org, r.to, r.repo_id
+            s.org,
+            r.from,
+            s.org,
+            r.to,
+            r.repo_id
         );
     }
     for (what, names) in [
@@ -217,7 +222,7 @@ fn print_sync(s: &pb::SyncOrgResponse) {
         ("restored", &s.restored),
     ] {
         for n in names {
-            println!("  {what:<11} {}/{n}", s.org);
+            outln!("  {what:<11} {}/{n}", s.org);
         }
     }
 }
@@ -235,12 +240,12 @@ async fn org_connected(
     if is_json(out) {
         output::json(&r);
     } else if r.disconnected {
-        println!(
+        outln!(
             "{} disconnected: schedules paused; credentials and backups kept",
             r.org
         );
     } else {
-        println!(
+        outln!(
             "{} connected: schedules resumed; the next backups are full",
             r.org
         );

@@ -5,6 +5,7 @@ use repovault_proto::v1 as pb;
 use crate::admin_client::{Admin, CliError, read_token};
 use crate::args::{OutputFormat, RepoCmd};
 use crate::exit;
+use crate::output::outln;
 use crate::output::{self, is_json};
 
 use super::{or_dash, purge_done};
@@ -30,7 +31,7 @@ pub(super) async fn repo(c: &mut Admin, cmd: RepoCmd, out: OutputFormat) -> Resu
             if is_json(out) {
                 output::json(&r);
             } else {
-                println!("repository {} added (id {})", r.full_name, r.id);
+                outln!("repository {} added (id {})", r.full_name, r.id);
             }
         }
         RepoCmd::Purge { name, confirm } => {
@@ -65,7 +66,7 @@ pub(super) async fn repo(c: &mut Admin, cmd: RepoCmd, out: OutputFormat) -> Resu
             if is_json(out) {
                 output::json(&r);
             } else {
-                println!(
+                outln!(
                     "{}: schedule {}{}{}",
                     r.full_name,
                     or_dash(&r.effective_schedule),

@@ -11,6 +11,7 @@ use repovault_proto::v1 as pb;
 use crate::admin_client::{Admin, CliError, read_token};
 use crate::args::{OutputFormat, RestoreCmd, RestoreTarget, RestoreType};
 use crate::exit;
+use crate::output::outln;
 use crate::output::{self, fields, is_json};
 use crate::output::{spelled, value};
 
@@ -124,7 +125,7 @@ pub(super) async fn restore(
                 if let Some(p) = &path
                     && value(r.status) == Some(TaskStatus::Completed)
                 {
-                    println!("bare repository written to {}", p.display());
+                    outln!("bare repository written to {}", p.display());
                 }
             };
             run_and_wait(
@@ -210,7 +211,7 @@ pub(super) async fn restore(
             if is_json(out) {
                 output::json(&r);
             } else {
-                println!(
+                outln!(
                     "restore {} {}: {}",
                     r.id,
                     spelled::<TaskStatus>(r.status),

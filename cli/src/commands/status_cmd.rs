@@ -6,6 +6,7 @@ use repovault_proto::v1 as pb;
 use crate::admin_client::{Admin, CliError};
 use crate::args::OutputFormat;
 use crate::exit;
+use crate::output::outln;
 use crate::output::{self, fields, human_bytes, is_json};
 use crate::output::{spelled, value};
 
@@ -57,7 +58,7 @@ pub(super) async fn health(
             .collect::<Vec<_>>(),
     );
     let s = r.summary.unwrap_or_default();
-    println!();
+    outln!();
     fields(&[
         ("repositories", s.total.to_string()),
         ("backed up", s.backed_up.to_string()),
@@ -77,7 +78,7 @@ pub(super) async fn health(
         ("next scheduled run", or_dash(&s.next_run_at)),
     ]);
     if !r.drills.is_empty() {
-        println!();
+        outln!();
         output::table(
             &[
                 "ORGANISATION",

@@ -16,6 +16,7 @@ use crate::args::OutputFormat;
 use crate::exit;
 use crate::output::value;
 use crate::output::{self, is_json};
+use crate::output::{errln, outln};
 
 /// A task to follow until it ends.
 pub(crate) struct Task<'a> {
@@ -46,7 +47,7 @@ pub(crate) fn queued<Q: Serialize>(
     if is_json(out) {
         output::json(record);
     } else {
-        println!("{}", line(record));
+        outln!("{}", line(record));
     }
     exit::OK
 }
@@ -122,7 +123,7 @@ async fn watch(
             b.set_length(p.total_bytes.max(p.bytes));
             b.set_position(p.bytes);
         } else if !is_json(out) && p.phase != last_phase {
-            eprintln!("{what}: {} {}", p.phase, p.message);
+            errln!("{what}: {} {}", p.phase, p.message);
         }
         last_phase = p.phase.clone();
         last = p;
@@ -134,7 +135,7 @@ async fn watch(
         b.finish_and_clear();
     }
     if value(last.status) == Some(TaskStatus::Failed) && !is_json(out) {
-        eprintln!("{what} failed: {}", last.error);
+        errln!("{what} failed: {}", last.error);
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use repovault_proto::v1 as pb;
 use crate::admin_client::{Admin, CliError};
 use crate::args::OutputFormat;
 use crate::exit;
+use crate::output::outln;
 use crate::output::{fields, human_bytes};
 use crate::output::{spelled, value};
 
@@ -81,7 +82,7 @@ pub(super) fn print_checks(checks: &[pb::CheckResult]) {
     if checks.is_empty() {
         return;
     }
-    println!("checks:");
+    outln!("checks:");
     for c in checks {
         let result = spelled::<CheckOutcome>(c.result);
         let mark = match (value(c.result), c.warning) {
@@ -89,14 +90,14 @@ pub(super) fn print_checks(checks: &[pb::CheckResult]) {
             _ => result.as_str(),
         };
         let mut lines = c.detail.lines();
-        println!(
+        outln!(
             "  {:<19} {:<15} {}",
             c.name,
             mark,
             lines.next().unwrap_or("")
         );
         for l in lines {
-            println!("  {:<19} {:<15} {l}", "", "");
+            outln!("  {:<19} {:<15} {l}", "", "");
         }
     }
 }

@@ -12,6 +12,7 @@ use repovault_proto::v1 as pb;
 use crate::admin_client::{Admin, CliError};
 use crate::args::OutputFormat;
 use crate::exit;
+use crate::output::errln;
 use crate::output::{self, fields, is_json};
 use crate::output::{spelled, value};
 
@@ -104,7 +105,7 @@ pub(super) async fn backup_download(
     };
     let human = |r: &pb::Restore| {
         if value(r.status) != Some(TaskStatus::Completed) {
-            eprintln!(
+            errln!(
                 "restore {} {}: {}; nothing was written",
                 r.id,
                 spelled::<TaskStatus>(r.status),
@@ -139,11 +140,15 @@ async fn fetch_link(r: &pb::Restore, to: &Path, out: OutputFormat) -> Result<(),
         .tempfile_in(parent)
         .map_err(|e| CliError::failed(format!("temporary file in {}: {e}", parent.display())))?;
     let failed = |e: reqwest::Error| CliError::failed(format!("fetching the download link: {e}"));
-    let mut resp = reqwest::Client::new()
-        .get(&r.download_url)
-        .send()
-        .await
+    // The coordinator's HTTP port is bounded as its gRPC calls are: connecting, and each read
+    // (a silent peer fails the download, a slow one that keeps sending does not).
+    let t = crate::connection::timeouts();
+    let client = reqwest::Client::builder()
+        .connect_timeout(crate::connection::CONNECT_TIMEOUT.min(t.request))
+        .read_timeout(t.request)
+        .build()
         .map_err(failed)?;
+    let mut resp = client.get(&r.download_url).send().await.map_err(failed)?;
     if !resp.status().is_success() {
         let code = resp.status();
         let body = resp.text().await.unwrap_or_default();

@@ -4,6 +4,8 @@
 mod backup_restore;
 mod bad_input;
 mod cli;
+mod cli_json_schemas;
+mod cli_robustness;
 mod download_zip;
 mod escrow;
 mod escrow_agreements;

@@ -59,16 +59,17 @@ async fn each_role_does_what_it_may_and_the_audit_log_says_who_did_what() {
     let daemon = GitDaemon::start(src.path()).unwrap();
     let url = daemon.url("r.git");
 
-    // No token, or an unknown one: unauthenticated (exit 4), for reads too.
+    // No token, or an unknown one: unauthenticated (exit 8), for reads too; a role that does
+    // not allow the call: forbidden (exit 9).
     let o = as_caller(&c, None, &["org", "list"]);
-    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("needs an admin token"),
         "{}",
         stderr(&o)
     );
     let o = as_caller(&c, Some("eve-token-0000000000000000"), &["org", "list"]);
-    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(o.status.code(), Some(8));
     assert!(stderr(&o).contains("not known"), "{}", stderr(&o));
 
     // The admin sets up; the operator backs up; the viewer only reads.
@@ -81,7 +82,7 @@ async fn each_role_does_what_it_may_and_the_audit_log_says_who_did_what() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let o = as_caller(&c, Some(&viewer), &["backup", "run", "org/r"]);
-    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(o.status.code(), Some(9));
     assert!(
         stderr(&o).contains("RunBackup needs the operator role"),
         "{}",
@@ -100,7 +101,7 @@ async fn each_role_does_what_it_may_and_the_audit_log_says_who_did_what() {
         Some(&operator),
         &["org", "key", "export", "org", "--to", &key_arg],
     );
-    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(o.status.code(), Some(9));
     assert!(
         stderr(&o).contains("needs the admin role"),
         "{}",
@@ -140,7 +141,7 @@ async fn each_role_does_what_it_may_and_the_audit_log_says_who_did_what() {
     assert!(o.status.success(), "{}", stderr(&o));
     for t in [&viewer, &operator] {
         let o = as_caller(&c, Some(t), &["backup", "delete", &backup_id]);
-        assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+        assert_eq!(o.status.code(), Some(9), "{}", stderr(&o));
         assert!(
             stderr(&o).contains("needs the admin role"),
             "{}",
@@ -214,7 +215,7 @@ async fn refused_tokens_are_audited_with_the_callers_address_and_never_the_token
     // A guessed admin token.
     let guess = "eve-token-guessed-4242424242";
     let o = as_caller(&c, Some(guess), &["org", "list"]);
-    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
     // A worker with a wrong join token.
     let wrong_join = "wrong-join-token-5151515151";
     let mut w = WorkerServiceClient::connect(c.url()).await.unwrap();
@@ -331,7 +332,7 @@ async fn shortening_retention_that_removes_backups_needs_the_admin_and_confirm()
         Some(&operator),
         &["org", "retention", "org", "--days", "0"],
     );
-    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(9), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("needs the admin role"),
         "{}",

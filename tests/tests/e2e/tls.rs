@@ -124,11 +124,16 @@ async fn workers_and_cli_use_tls_with_a_private_ca() {
         String::from_utf8_lossy(&ok.stderr)
     );
     assert!(String::from_utf8_lossy(&ok.stdout).contains(&b.id));
-    // Without the CA the server is not trusted.
+    // Without the CA the server is not trusted: a TLS failure (exit 6) that says what to do.
     let untrusted = cli(&["backup", "list"]);
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("--ca-file"),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
     assert_eq!(
         untrusted.status.code(),
-        Some(4),
+        Some(6),
         "{}",
         String::from_utf8_lossy(&untrusted.stderr)
     );
@@ -142,7 +147,17 @@ async fn workers_and_cli_use_tls_with_a_private_ca() {
         ])
         .output()
         .unwrap();
-    assert!(!plain.status.success());
+    assert_eq!(
+        plain.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("speaks TLS"),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
     // A CA file with a plaintext URL is a usage error, not silently ignored.
     let mixed = Command::new(bin)
         .args([
