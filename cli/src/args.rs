@@ -49,6 +49,18 @@ pub struct Cli {
         value_parser = crate::connection::parse_timeout
     )]
     pub timeout: Option<std::time::Duration>,
+    /// How `standalone`, `coordinator` and `worker` write their logs to stderr: text lines for
+    /// people, or one JSON object per event for log pipelines (colour only on a terminal;
+    /// RUST_LOG sets the filter).
+    #[arg(
+        long,
+        global = true,
+        env = "REPOVAULT_LOG_FORMAT",
+        value_name = "text|json",
+        default_value = "text",
+        value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<repovault_common::telemetry::LogFormat>())
+    )]
+    pub log_format: repovault_common::telemetry::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

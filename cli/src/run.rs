@@ -1,5 +1,6 @@
 //! Dispatch, and the long-running commands: standalone, coordinator, worker.
 
+use repovault_common::telemetry::LogFormat;
 use std::path::Path;
 use std::time::Duration;
 
@@ -40,12 +41,13 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         ca_file,
         output: out,
         timeout,
+        log_format,
         command,
     } = cli;
     let admin_command = match command {
-        Command::Standalone(a) => return standalone(a).await,
-        Command::Coordinator { config } => return coordinator(&config).await,
-        Command::Worker(a) => return worker(&url, ca_file, &a).await,
+        Command::Standalone(a) => return standalone(a, log_format).await,
+        Command::Coordinator { config } => return coordinator(&config, log_format).await,
+        Command::Worker(a) => return worker(&url, ca_file, &a, log_format).await,
         admin_command => admin_command,
     };
     let timeouts = Timeouts::new(timeout);
@@ -59,8 +61,14 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
     commands::run(&mut c, admin_command, out).await
 }
 
-fn init_telemetry() {
-    repovault_common::telemetry::init("info", repovault_common::telemetry::LogFormat::Text);
+/// A new master key is announced as a log event (a warning: it must be copied somewhere safe),
+/// so a JSON log stays one object per line.
+fn announce_master_key(path: &Path) {
+    tracing::warn!(path = %path.display(), "generated a new master key (mode 0600): keep a copy, it seals every credential and organisation key");
+}
+
+fn init_telemetry(format: LogFormat) {
+    repovault_common::telemetry::init("info", format);
 }
 
 /// Files the long-running commands create are private: `state.redb`, `master.key`, storage,
@@ -128,17 +136,14 @@ pub async fn standalone_settings(
     Ok(s)
 }
 
-async fn standalone(a: StandaloneArgs) -> Result<i32, CliError> {
+async fn standalone(a: StandaloneArgs, log_format: LogFormat) -> Result<i32, CliError> {
     private_umask();
-    init_telemetry();
+    init_telemetry(log_format);
     let settings = standalone_settings(&a.data_dir, a.listen, Some(a.http_listen), &a.heartbeat)
         .await
         .map_err(config_err)?;
     if let Some(p) = &settings.master_key_created {
-        errln!(
-            "generated a new master key at {} (mode 0600): keep a copy, it seals every credential and organisation key",
-            p.display()
-        );
+        announce_master_key(p);
     }
     tracing::info!(settings = ?settings, "starting standalone");
     let join_token = settings.join_token.clone();
@@ -149,11 +154,18 @@ async fn standalone(a: StandaloneArgs) -> Result<i32, CliError> {
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
     let url = handle.url();
-    errln!(
-        "repovault standalone: coordinator on {url}, metrics on http://{}/metrics, {} workers",
-        handle.http_addr.map(|a| a.to_string()).unwrap_or_default(),
-        a.workers
-    );
+    let metrics = handle.http_addr.map(|a| a.to_string()).unwrap_or_default();
+    // The banner is for a person at a terminal; a JSON log gets it as an event, one object per
+    // line.
+    match log_format {
+        LogFormat::Text => errln!(
+            "repovault standalone: coordinator on {url}, metrics on http://{metrics}/metrics, {} workers",
+            a.workers
+        ),
+        LogFormat::Json => {
+            tracing::info!(coordinator = %url, metrics = %format!("http://{metrics}/metrics"), workers = a.workers, "repovault standalone")
+        }
+    }
     let shutdown = shutdown_signal();
     let mut workers = tokio::task::JoinSet::new();
     for i in 0..a.workers {
@@ -183,13 +195,13 @@ async fn standalone(a: StandaloneArgs) -> Result<i32, CliError> {
     Ok(exit::OK)
 }
 
-async fn coordinator(config: &Path) -> Result<i32, CliError> {
+async fn coordinator(config: &Path, log_format: LogFormat) -> Result<i32, CliError> {
     private_umask();
-    init_telemetry();
+    init_telemetry(log_format);
     let cfg = CoordinatorConfig::load(config).map_err(config_err)?;
     let settings = cfg.resolve().await.map_err(config_err)?;
     if let Some(p) = &settings.master_key_created {
-        errln!("generated a new master key at {} (mode 0600)", p.display());
+        announce_master_key(p);
     }
     tracing::info!(settings = ?settings, "starting coordinator");
     let handle = repovault_coordinator::server::start(settings)
@@ -204,9 +216,10 @@ async fn worker(
     url: &str,
     ca_file: Option<std::path::PathBuf>,
     a: &WorkerArgs,
+    log_format: LogFormat,
 ) -> Result<i32, CliError> {
     private_umask();
-    init_telemetry();
+    init_telemetry(log_format);
     let token = std::fs::read_to_string(&a.join_token_file).map_err(|e| {
         CliError::usage(format!(
             "--join-token-file {}: {e}",

@@ -213,3 +213,51 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// `--log-format json` (or `REPOVAULT_LOG_FORMAT`): every line the coordinator writes is one
+/// JSON object with a level and fields, and nothing carries a terminal colour code (stderr here
+/// is a file, not a terminal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_logs_json_lines_without_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("coordinator.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_repovault-test-process"))
+        .args(["--log-format", "json", "standalone", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "--workers",
+            "0",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "info")
+        .env_remove("REPOVAULT_LOG_FORMAT")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _guard = repovault_tests::process::ChildGuard { child };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let text = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        if text.contains("coordinator serving") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never served:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(!text.contains('\u{1b}'), "colour codes in a file:\n{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "{text}");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}
