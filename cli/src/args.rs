@@ -79,6 +79,11 @@ pub enum Command {
     Coordinator {
         #[arg(long)]
         config: PathBuf,
+        /// Validate the configuration (file, then REPOVAULT_* environment overrides) without
+        /// writing anything or starting, print the effective configuration with secrets
+        /// redacted, and say what a start would create. Exit 0 when valid, 2 when not.
+        #[arg(long)]
+        check: bool,
     },
     /// Run a worker that leases tasks from a coordinator.
     Worker(WorkerArgs),

@@ -14,7 +14,7 @@ use repovault_worker::session::{self, Exit, WorkerConfig};
 use crate::admin_client::{CliError, connect};
 use crate::args::{Cli, Command, StandaloneArgs, WorkerArgs};
 use crate::connection::Timeouts;
-use crate::output::errln;
+use crate::output::{errln, outln};
 use crate::{commands, exit};
 
 /// Runs the command and returns its exit code; a failed write of its output (other than a
@@ -46,7 +46,13 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
     } = cli;
     let admin_command = match command {
         Command::Standalone(a) => return standalone(a, log_format).await,
-        Command::Coordinator { config } => return coordinator(&config, log_format).await,
+        Command::Coordinator { config, check } => {
+            return if check {
+                check_coordinator(&config)
+            } else {
+                coordinator(&config, log_format).await
+            };
+        }
         Command::Worker(a) => return worker(&url, ca_file, &a, log_format).await,
         admin_command => admin_command,
     };
@@ -59,6 +65,19 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
     )
     .await?;
     commands::run(&mut c, admin_command, out).await
+}
+
+/// `coordinator --config FILE --check`: the effective configuration on stdout, what a start
+/// would create on stderr; nothing written.
+fn check_coordinator(config: &Path) -> Result<i32, CliError> {
+    let cfg = CoordinatorConfig::load(config).map_err(config_err)?;
+    let report = cfg.check().map_err(config_err)?;
+    outln!("{}", report.effective.trim_end());
+    for p in &report.would_create {
+        errln!("a start would create {}", p.display());
+    }
+    errln!("{}: valid", config.display());
+    Ok(exit::OK)
 }
 
 /// A new master key is announced as a log event (a warning: it must be copied somewhere safe),

@@ -110,16 +110,27 @@ pub struct StorageConfig {
     pub options: BTreeMap<String, String>,
 }
 
+/// Whether a storage option's name says it holds a secret (a key, a token, a password, a SAS):
+/// such a value is never printed.
+pub fn is_secret_option(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["key", "secret", "token", "password", "sas"]
+        .iter()
+        .any(|s| n.contains(s))
+}
+
 impl std::fmt::Debug for StorageConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let redacted: BTreeMap<&str, &str> = self
             .options
             .iter()
             .map(|(k, v)| {
-                let secret = ["key", "secret", "token", "password", "sas"]
-                    .iter()
-                    .any(|s| k.to_ascii_lowercase().contains(s));
-                (k.as_str(), if secret { "[redacted]" } else { v.as_str() })
+                let shown = if is_secret_option(k) {
+                    "[redacted]"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
             })
             .collect();
         f.debug_struct("StorageConfig")

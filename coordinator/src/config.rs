@@ -223,27 +223,10 @@ impl CoordinatorConfig {
         Ok(cfg)
     }
 
-    /// Environment overrides (the getter is a parameter so tests need no process environment).
+    /// Environment overrides of every key (`config_env.rs`; the getter is a parameter so tests
+    /// need no process environment).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        if let Some(v) = get("REPOVAULT_LISTEN") {
-            self.listen = v.parse().map_err(|_| {
-                ConfigError::Invalid(format!("REPOVAULT_LISTEN {v:?} is not HOST:PORT"))
-            })?;
-        }
-        if let Some(v) = get("REPOVAULT_HTTP_LISTEN") {
-            self.http_listen = v.parse().map_err(|_| {
-                ConfigError::Invalid(format!("REPOVAULT_HTTP_LISTEN {v:?} is not HOST:PORT"))
-            })?;
-        }
-        if let Some(v) = get("REPOVAULT_HTTP_PUBLIC_URL") {
-            self.http_public_url = Some(v);
-        }
-        if let Some(v) = get("REPOVAULT_DATA_DIR") {
-            self.data_dir = v.into();
-        }
-        if let Some(v) = get("REPOVAULT_HEARTBEAT_INTERVAL") {
-            self.heartbeat_interval = v;
-        }
+        *self = crate::config_env::apply(self, get)?;
         Ok(())
     }
 
@@ -255,28 +238,11 @@ impl CoordinatorConfig {
     /// Validates everything and opens what the coordinator needs: the store, the keys, the tokens.
     /// Creates the data directory, the master key and the join token when absent.
     pub async fn resolve(&self) -> Result<Settings, ConfigError> {
-        let timing = self.timing()?;
-        let reconcile_interval = parse_duration("reconcile_interval", &self.reconcile_interval)?;
-        let github_sync_interval = parse_github_sync_interval(&self.github_sync_interval)?;
-        let push_delay = parse_duration("push_delay", &self.push_delay)?;
-        if push_delay > Duration::from_secs(3600) {
-            return Err(ConfigError::Invalid(format!(
-                "push_delay {:?} must be at most 1h",
-                self.push_delay
-            )));
-        }
-        if self.max_attempts == 0 || self.max_attempts > 100 {
-            return Err(ConfigError::Invalid(format!(
-                "max_attempts {} must be within 1..=100",
-                self.max_attempts
-            )));
-        }
+        let checked = self.checked()?;
         std::fs::create_dir_all(&self.data_dir).map_err(|e| {
             ConfigError::Invalid(format!("data_dir {}: {e}", self.data_dir.display()))
         })?;
-        let storage = self.storage.clone().unwrap_or_else(|| {
-            StorageConfig::fs(self.data_dir.join("storage").display().to_string())
-        });
+        let storage = self.storage_config();
         // Required options checked and the fs root created now, not at the first backup.
         storage
             .prepare()
@@ -288,20 +254,74 @@ impl CoordinatorConfig {
                 None,
             ),
             Err(_) => {
-                let path = self
-                    .master_key_file
-                    .clone()
-                    .unwrap_or_else(|| self.data_dir.join("master.key"));
+                let path = self.master_key_path();
                 let (k, created) = MasterKey::load_or_create(&path)
                     .map_err(|e| ConfigError::Invalid(e.to_string()))?;
                 (k, created.then_some(path))
             }
         };
-        let join_path = self
-            .join_token_file
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("join.token"));
+        let join_path = self.join_token_path();
         let join_token = read_or_create_token(&join_path)?;
+        let kv: Arc<dyn KvBackend> = match self
+            .store
+            .as_ref()
+            .map_or(StoreKind::Redb, |s| s.kind.clone())
+        {
+            StoreKind::Memory => Arc::new(MemoryKv::new()),
+            StoreKind::Redb => {
+                let path = self
+                    .store
+                    .as_ref()
+                    .and_then(|s| s.path.clone())
+                    .unwrap_or_else(|| self.data_dir.join("state.redb"));
+                Arc::new(RedbKv::open(&path).await.map_err(|e| {
+                    ConfigError::Invalid(format!("state store {}: {e}", path.display()))
+                })?)
+            }
+        };
+        Ok(Settings {
+            http_public_url: checked.http_public_url,
+            tls: checked.tls,
+            listen: self.listen,
+            http_listen: Some(self.http_listen),
+            kv,
+            storage,
+            timing: checked.timing,
+            max_attempts: self.max_attempts,
+            join_token,
+            join_token_file: Some(join_path),
+            admin_tokens: checked.admin_tokens,
+            master_key,
+            master_key_created,
+            reconcile_interval: checked.reconcile_interval,
+            github_sync_interval: checked.github_sync_interval,
+            push_delay: checked.push_delay,
+            retention: checked.retention,
+            verification: checked.verification,
+        })
+    }
+
+    /// The storage: as configured, else fs under `<data_dir>/storage`.
+    pub(crate) fn storage_config(&self) -> StorageConfig {
+        self.storage.clone().unwrap_or_else(|| {
+            StorageConfig::fs(self.data_dir.join("storage").display().to_string())
+        })
+    }
+
+    pub(crate) fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    pub(crate) fn join_token_path(&self) -> PathBuf {
+        self.join_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("join.token"))
+    }
+
+    /// The admin tokens, read from their files, with unique non-empty names.
+    pub(crate) fn admin_tokens(&self) -> Result<Vec<crate::admin_roles::NamedToken>, ConfigError> {
         let mut admin_tokens = Vec::new();
         if let Some(p) = &self.admin_token_file {
             admin_tokens.push(crate::admin_roles::NamedToken {
@@ -329,49 +349,7 @@ impl CoordinatorConfig {
                 token: read_token(&t.token_file)?,
             });
         }
-        let kv: Arc<dyn KvBackend> = match self
-            .store
-            .as_ref()
-            .map_or(StoreKind::Redb, |s| s.kind.clone())
-        {
-            StoreKind::Memory => Arc::new(MemoryKv::new()),
-            StoreKind::Redb => {
-                let path = self
-                    .store
-                    .as_ref()
-                    .and_then(|s| s.path.clone())
-                    .unwrap_or_else(|| self.data_dir.join("state.redb"));
-                Arc::new(RedbKv::open(&path).await.map_err(|e| {
-                    ConfigError::Invalid(format!("state store {}: {e}", path.display()))
-                })?)
-            }
-        };
-        let tls = self.tls.as_ref().map(TlsFiles::load).transpose()?;
-        let http_public_url = self
-            .http_public_url
-            .as_deref()
-            .map(parse_public_url)
-            .transpose()?;
-        Ok(Settings {
-            http_public_url,
-            tls,
-            listen: self.listen,
-            http_listen: Some(self.http_listen),
-            kv,
-            storage,
-            timing,
-            max_attempts: self.max_attempts,
-            join_token,
-            join_token_file: Some(join_path),
-            admin_tokens,
-            master_key,
-            master_key_created,
-            reconcile_interval,
-            github_sync_interval,
-            push_delay,
-            retention: self.retention.resolve()?,
-            verification: self.verification.resolve()?,
-        })
+        Ok(admin_tokens)
     }
 }
 
@@ -397,7 +375,7 @@ pub fn parse_duration(what: &str, v: &str) -> Result<Duration, ConfigError> {
     })
 }
 
-fn read_token(path: &Path) -> Result<Secret, ConfigError> {
+pub(crate) fn read_token(path: &Path) -> Result<Secret, ConfigError> {
     let t = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::Invalid(format!("token file {}: {e}", path.display())))?;
     let t = t.trim();

@@ -5,6 +5,8 @@ pub mod audit;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod config_check;
+pub mod config_env;
 pub mod coordinator;
 pub mod downloads;
 pub mod error;

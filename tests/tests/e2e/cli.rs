@@ -597,3 +597,44 @@ async fn standalone_writes_private_files_and_reads_only_allowed_local_roots() {
         "standalone stops on SIGTERM"
     );
 }
+
+/// `repovault coordinator --config FILE --check` validates without writing anything: the
+/// effective configuration (with an environment override applied) on stdout, what a start would
+/// create on stderr, exit 0; a bad value exits 2 naming the key, or the variable it came from.
+#[test]
+fn a_configuration_is_checked_without_writing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("coordinator.toml");
+    std::fs::write(&file, format!("data_dir = {:?}\n", data.display().to_string())).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["coordinator", "--config"])
+        .arg(&file)
+        .arg("--check")
+        .env("REPOVAULT_RETENTION_KEEP_DELETE", "30h")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("keep_delete = \"30h\""), "{stdout}");
+    assert!(stderr.contains("master.key") && stderr.contains("valid"), "{stderr}");
+    assert!(!data.exists(), "a check creates nothing");
+
+    let out = std::process::Command::new(BIN)
+        .args(["coordinator", "--config"])
+        .arg(&file)
+        .arg("--check")
+        .env("REPOVAULT_MAX_ATTEMPTS", "many")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("REPOVAULT_MAX_ATTEMPTS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!data.exists());
+}

@@ -1,0 +1,203 @@
+//! Environment overrides of the coordinator's configuration: every key can be set as
+//! `REPOVAULT_<KEY>` (a top-level key) or `REPOVAULT_<TABLE>_<KEY>` (a key of `[store]`,
+//! `[storage]`, `[tls]`, `[retention]`, `[verification]`), upper case, e.g.
+//! `REPOVAULT_HEARTBEAT_INTERVAL=2s`, `REPOVAULT_RETENTION_KEEP_DELETE=30h`. An override is
+//! applied to the file's values before validation, so a bad value is refused naming the
+//! variable. Two things are not keys and stay in the file: `[[admin_tokens]]` (a list) and
+//! `[storage.options]` (per kind; a secret option is read from a file or the environment by the
+//! kind itself).
+
+use toml::Value;
+
+use crate::config::{ConfigError, CoordinatorConfig};
+
+/// What an override's text is read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Integer,
+}
+
+/// Every overridable key, as its path in the file.
+const KEYS: &[(&str, Kind)] = &[
+    ("listen", Kind::Text),
+    ("http_listen", Kind::Text),
+    ("http_public_url", Kind::Text),
+    ("data_dir", Kind::Text),
+    ("store.kind", Kind::Text),
+    ("store.path", Kind::Text),
+    ("storage.kind", Kind::Text),
+    ("heartbeat_interval", Kind::Text),
+    ("max_attempts", Kind::Integer),
+    ("join_token_file", Kind::Text),
+    ("admin_token_file", Kind::Text),
+    ("master_key_file", Kind::Text),
+    ("reconcile_interval", Kind::Text),
+    ("tls.cert_file", Kind::Text),
+    ("tls.key_file", Kind::Text),
+    ("github_sync_interval", Kind::Text),
+    ("push_delay", Kind::Text),
+    ("retention.interval", Kind::Text),
+    ("retention.prune_interval", Kind::Text),
+    ("retention.keep_delete", Kind::Text),
+    ("retention.concurrency", Kind::Integer),
+    ("verification.shrink_fail_below_percent", Kind::Integer),
+    ("verification.growth_warn_above_percent", Kind::Integer),
+    ("verification.readback_max_age", Kind::Text),
+    ("verification.rotation_every", Kind::Text),
+    ("verification.rotation_concurrency", Kind::Integer),
+    ("verification.rotation_interval", Kind::Text),
+    ("verification.default_drill", Kind::Text),
+];
+
+/// The variable that overrides `path`.
+pub fn variable(path: &str) -> String {
+    format!("REPOVAULT_{}", path.replace('.', "_").to_uppercase())
+}
+
+/// `cfg` with every override `get` finds applied.
+pub fn apply(
+    cfg: &CoordinatorConfig,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<CoordinatorConfig, ConfigError> {
+    let mut root =
+        Value::try_from(cfg).map_err(|e| ConfigError::Invalid(format!("configuration: {e}")))?;
+    let mut applied = Vec::new();
+    for (path, kind) in KEYS {
+        let var = variable(path);
+        let Some(text) = get(&var) else {
+            continue;
+        };
+        let value = match kind {
+            Kind::Text => Value::String(text),
+            Kind::Integer => Value::Integer(text.trim().parse().map_err(|_| {
+                ConfigError::Invalid(format!("{var} {text:?} is not a whole number"))
+            })?),
+        };
+        set(&mut root, path, value);
+        applied.push(var);
+    }
+    if applied.is_empty() {
+        return Ok(cfg.clone());
+    }
+    root.try_into().map_err(|e: toml::de::Error| {
+        ConfigError::Invalid(format!(
+            "with the environment overrides {}: {}",
+            applied.join(", "),
+            e.message()
+        ))
+    })
+}
+
+/// Sets `path` (one or two levels) in `root`, creating the table when the file has none.
+fn set(root: &mut Value, path: &str, value: Value) {
+    let mut parts = path.split('.');
+    let (Some(first), second) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let Some(table) = root.as_table_mut() else {
+        return;
+    };
+    match second {
+        None => {
+            table.insert(first.to_string(), value);
+        }
+        Some(key) => {
+            let inner = table
+                .entry(first.to_string())
+                .or_insert_with(|| Value::Table(Default::default()));
+            if let Some(t) = inner.as_table_mut() {
+                t.insert(key.to_string(), value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every key path of a configuration with every optional part present.
+    fn leaf_paths(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+        if let Some(t) = v.as_table() {
+            for (k, v) in t {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if v.is_table() && !p.ends_with("options") {
+                    leaf_paths(v, &p, out);
+                } else {
+                    out.insert(p);
+                }
+            }
+        }
+    }
+
+    fn full() -> CoordinatorConfig {
+        toml::from_str(
+            r#"
+            data_dir = "/var/lib/repovault"
+            http_public_url = "https://backup.example"
+            join_token_file = "/etc/repovault/join.token"
+            admin_token_file = "/etc/repovault/admin.token"
+            master_key_file = "/etc/repovault/master.key"
+            [store]
+            kind = "redb"
+            path = "/var/lib/repovault/state.redb"
+            [storage]
+            kind = "fs"
+            options = { root = "/srv/backups" }
+            [tls]
+            cert_file = "/etc/repovault/cert.pem"
+            key_file = "/etc/repovault/key.pem"
+            "#,
+        )
+        .expect("full configuration")
+    }
+
+    #[test]
+    fn every_key_of_the_configuration_has_an_override() {
+        let mut paths = BTreeSet::new();
+        leaf_paths(&Value::try_from(full()).expect("value"), "", &mut paths);
+        let known: BTreeSet<String> = KEYS.iter().map(|(p, _)| p.to_string()).collect();
+        let lists = ["admin_tokens", "storage.options"];
+        let missing: Vec<&String> = paths
+            .iter()
+            .filter(|p| !known.contains(*p) && !lists.contains(&p.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "keys without an override: {missing:?}");
+    }
+
+    #[test]
+    fn overrides_reach_nested_and_absent_keys_and_bad_values_name_the_variable() {
+        let base = CoordinatorConfig::for_data_dir(std::path::Path::new("/d"));
+        let env = |k: &str| match k {
+            "REPOVAULT_RETENTION_KEEP_DELETE" => Some("30h".to_string()),
+            "REPOVAULT_MAX_ATTEMPTS" => Some("5".to_string()),
+            "REPOVAULT_TLS_CERT_FILE" => Some("/c.pem".to_string()),
+            "REPOVAULT_TLS_KEY_FILE" => Some("/k.pem".to_string()),
+            _ => None,
+        };
+        let c = apply(&base, env).expect("applied");
+        assert_eq!(c.retention.keep_delete, "30h");
+        assert_eq!(c.max_attempts, 5);
+        assert_eq!(
+            c.tls.as_ref().map(|t| t.cert_file.display().to_string()),
+            Some("/c.pem".into())
+        );
+        let e = apply(&base, |k| {
+            (k == "REPOVAULT_MAX_ATTEMPTS").then(|| "many".to_string())
+        })
+        .expect_err("not a number");
+        assert!(e.to_string().contains("REPOVAULT_MAX_ATTEMPTS"), "{e}");
+        let e = apply(&base, |k| {
+            (k == "REPOVAULT_STORE_KIND").then(|| "floppy".to_string())
+        })
+        .expect_err("not a store kind");
+        assert!(e.to_string().contains("REPOVAULT_STORE_KIND"), "{e}");
+    }
+}
