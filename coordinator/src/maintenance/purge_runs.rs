@@ -14,6 +14,10 @@ use crate::maintenance::retention;
 use crate::model::{BackupRecord, OrgRecord, RepoRecord};
 use crate::store::Batch;
 
+/// Between two deletes of a purge's prefix: a quarter second, short against the write of one
+/// pack or artifact that a cancelled attempt may still finish.
+const PURGE_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl Maintenance {
     /// `backup delete`: removes one finished backup now (its data goes at the repository's next
     /// prune). Refused for an escrowed backup, for every caller, until the agreement is released
@@ -160,16 +164,8 @@ impl Maintenance {
         let history = self.repo_history(repo).await?;
         // Storage first: a crash leaves records of a purged repository, and a repeated purge
         // finishes the job (the other way round would leave unreachable data).
-        match self
-            .storage
-            .delete_with(&format!("{}/{}/", repo.org_id, repo.id))
-            .recursive(true)
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
+        self.delete_prefix(&format!("{}/{}/", repo.org_id, repo.id))
+            .await?;
         let mut batch = Batch::default();
         for b in &history {
             batch.delete_backup(&repo.id, &b.id);
@@ -188,6 +184,30 @@ impl Maintenance {
         self.store.apply(batch).await?;
         tracing::warn!(repo = %repo.full_name(), backups = history.len(), "repository purged");
         Ok(history.len() as u64)
+    }
+
+    /// Deletes everything under `prefix`. The claim keeps new attempts off, but an attempt
+    /// cancelled or revoked just before may still be writing (an artifact, a pack) until its
+    /// write deadline, which precedes its lease's expiry: a failed delete (a directory that
+    /// filled again while it was removed) is tried again every [`PURGE_RETRY`] for one lease
+    /// TTL, after which no such attempt writes.
+    async fn delete_prefix(&self, prefix: &str) -> CoreResult<()> {
+        // Wall time, not the coordinator's clock: this waits for a writer, whatever time tests
+        // pretend it is.
+        let ttl =
+            std::time::Duration::from_millis(u64::try_from(self.queue.policy.ttl_ms).unwrap_or(0));
+        let until = tokio::time::Instant::now() + ttl;
+        loop {
+            match self.storage.delete_with(prefix).recursive(true).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(()),
+                Err(e) if tokio::time::Instant::now() < until => {
+                    tracing::info!(prefix, error = %e, "purge: deleting again (a late write of a cancelled attempt)");
+                    tokio::time::sleep(PURGE_RETRY).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// `org disconnect`: pauses the organisation's schedules; credentials and backups stay, and

@@ -606,7 +606,11 @@ fn a_configuration_is_checked_without_writing_anything() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let file = dir.path().join("coordinator.toml");
-    std::fs::write(&file, format!("data_dir = {:?}\n", data.display().to_string())).unwrap();
+    std::fs::write(
+        &file,
+        format!("data_dir = {:?}\n", data.display().to_string()),
+    )
+    .unwrap();
     let out = std::process::Command::new(BIN)
         .args(["coordinator", "--config"])
         .arg(&file)
@@ -620,7 +624,10 @@ fn a_configuration_is_checked_without_writing_anything() {
     );
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("keep_delete = \"30h\""), "{stdout}");
-    assert!(stderr.contains("master.key") && stderr.contains("valid"), "{stderr}");
+    assert!(
+        stderr.contains("master.key") && stderr.contains("valid"),
+        "{stderr}"
+    );
     assert!(!data.exists(), "a check creates nothing");
 
     let out = std::process::Command::new(BIN)

@@ -332,12 +332,18 @@ async fn every_commands_json_output_matches_its_schema() {
     worker.signal("-CONT").unwrap();
     s.check("restore-cancel", "restore cancel", &cancelled);
 
-    // A task that runs (a scheduled backup, the detached drill) holds deletes and purges back:
-    // wait until the queue is empty.
+    // A task that runs (a scheduled backup, the detached drill) holds deletes and purges back,
+    // and the cancelled restore's worker, continued, may still be writing its artifact under
+    // the repository's prefix (a cancel revokes the lease; the worker stops at its next
+    // heartbeat): wait until the queue is empty and no worker runs anything.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let queue = cli.json(&["queue"]);
-        if queue.as_array().is_some_and(Vec::is_empty) {
+        let workers = cli.json(&["workers"]);
+        let busy = workers
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w["running"].as_u64().unwrap_or(0) > 0));
+        if queue.as_array().is_some_and(Vec::is_empty) && !busy {
             break;
         }
         assert!(
