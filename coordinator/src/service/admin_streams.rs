@@ -1,5 +1,6 @@
 //! The admin service's two streams: a download restore's artifact, and a task's progress.
 
+use crate::model::{RestoreId, TaskId};
 use futures::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Response, Status};
@@ -24,7 +25,7 @@ impl AdminApi {
     /// first chunk carries the total size and SHA-256, so the client verifies what it wrote.
     pub(super) async fn download_stream(
         &self,
-        id: &str,
+        id: &RestoreId,
     ) -> Result<Response<ReceiverStream<Result<pb::DownloadChunk, Status>>>, Status> {
         let r = self.core.restores.get_restore(id).await?;
         if r.target != RestoreTarget::Download {
@@ -92,9 +93,9 @@ impl AdminApi {
     /// until a final status, the coordinator's stop, or the client going away.
     pub(super) async fn watch_stream(
         &self,
-        task_id: String,
+        task_id: TaskId,
     ) -> Result<Response<ReceiverStream<Result<pb::TaskProgress, Status>>>, Status> {
-        let (latest, mut rx) = self.core.queue.progress.subscribe(&task_id);
+        let (latest, mut rx) = self.core.queue.progress.subscribe(task_id.as_str());
         let task = self
             .core
             .queue
@@ -106,7 +107,7 @@ impl AdminApi {
         let first = latest
             .filter(|p| p.status != 0)
             .unwrap_or_else(|| pb::TaskProgress {
-                task_id: task_id.clone(),
+                task_id: task_id.to_string(),
                 attempt: task.lease.attempt,
                 phase: status.as_str().into(),
                 status: status.into(),
@@ -143,7 +144,7 @@ impl AdminApi {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
             }
-            core.queue.progress.gc(&task_id);
+            core.queue.progress.gc(task_id.as_str());
         });
         Ok(Response::new(ReceiverStream::new(out)))
     }
