@@ -270,10 +270,15 @@ impl Cluster {
         Ok(AdminServiceClient::connect(self.url()).await?)
     }
 
-    /// Waits until the backup is completed or failed.
-    pub async fn wait_backup(&self, id: &str, timeout: Duration) -> Result<BackupRecord> {
+    /// Waits until the backup is completed or failed (`id`: a record's id, or its text from the
+    /// CLI's output).
+    pub async fn wait_backup(
+        &self,
+        id: impl std::fmt::Display,
+        timeout: Duration,
+    ) -> Result<BackupRecord> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let id: repovault_common::domain::BackupId = id.parse()?;
+        let id: repovault_common::domain::BackupId = id.to_string().parse()?;
         loop {
             let b = self.core().registry.get_backup(&id).await?;
             if b.status.is_terminal() {
@@ -286,9 +291,13 @@ impl Cluster {
         }
     }
 
-    pub async fn wait_restore(&self, id: &str, timeout: Duration) -> Result<RestoreRecord> {
+    pub async fn wait_restore(
+        &self,
+        id: impl std::fmt::Display,
+        timeout: Duration,
+    ) -> Result<RestoreRecord> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let id: repovault_common::domain::RestoreId = id.parse()?;
+        let id: repovault_common::domain::RestoreId = id.to_string().parse()?;
         loop {
             let r = self.core().restores.get_restore(&id).await?;
             if matches!(r.status, Status::Completed | Status::Failed) {
@@ -304,7 +313,7 @@ impl Cluster {
     /// A manual backup, waited for; fails unless it completed.
     pub async fn backup_ok(&self, full_name: &str) -> Result<BackupRecord> {
         let b = self.core().backups.run_backup(full_name).await?;
-        let b = self.wait_backup(b.id.as_str(), Duration::from_secs(120)).await?;
+        let b = self.wait_backup(&b.id, Duration::from_secs(120)).await?;
         if b.status != Status::Completed {
             bail!("backup of {full_name} {:?}: {:?}", b.status, b.error);
         }

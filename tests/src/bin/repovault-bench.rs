@@ -144,7 +144,7 @@ impl Vault {
     async fn backup(&self) -> Result<(Duration, BackupRecord)> {
         let t = Instant::now();
         let b = self.inner.handle.core.backups.run_backup(REPO).await?;
-        let r = self.inner.wait_backup(b.id.as_str()).await?;
+        let r = self.inner.wait_backup(&b.id).await?;
         Ok((t.elapsed(), r))
     }
 

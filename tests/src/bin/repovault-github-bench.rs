@@ -183,7 +183,7 @@ async fn repovault(seed: &Seed, scratch: &Path) -> Result<Figures> {
                 );
             }
             for id in ids {
-                vault.wait_backup(id.as_str()).await?;
+                vault.wait_backup(&id).await?;
             }
             Ok::<(), anyhow::Error>(())
         }

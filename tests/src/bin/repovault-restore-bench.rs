@@ -92,7 +92,7 @@ impl Vault {
     async fn backup(&self) -> Result<(Duration, u64, repovault_common::domain::BackupId)> {
         let t = Instant::now();
         let b = self.inner.handle.core.backups.run_backup(REPO).await?;
-        let r = self.inner.wait_backup(b.id.as_str()).await?;
+        let r = self.inner.wait_backup(&b.id).await?;
         Ok((t.elapsed(), r.size_bytes, r.id))
     }
 
