@@ -11,6 +11,7 @@
 //! coordinator holding the master key verifies it; rotating the master key invalidates
 //! outstanding links.
 
+use crate::model::RestoreId;
 use crate::store::Store;
 use repovault_common::crypto::MasterKey;
 use repovault_common::links::{
@@ -89,7 +90,7 @@ impl Downloads {
 /// A download artifact as the expiry planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Artifact {
-    pub restore_id: String,
+    pub restore_id: RestoreId,
     pub path: String,
     /// Unix milliseconds after which no link to it is valid.
     pub expires_at_ms: i64,
@@ -150,7 +151,7 @@ impl Downloads {
     pub fn download_link(&self, r: &RestoreRecord) -> Option<Link> {
         let a = artifact(r)?;
         Some(self.linker()?.link(&LinkRequest {
-            restore_id: &a.restore_id,
+            restore_id: a.restore_id.as_str(),
             artifact_path: &a.path,
             expires_at: a.expires_at_ms.div_euclid(1000),
         }))
@@ -162,7 +163,7 @@ impl Downloads {
     /// links). Refused unless the restore is a completed download whose artifact still exists.
     pub async fn mint_download_link(
         &self,
-        id: &str,
+        id: &RestoreId,
         expires_at_ms: i64,
     ) -> CoreResult<(RestoreRecord, Link)> {
         let _g = self.lock.lock().await;
@@ -195,7 +196,7 @@ impl Downloads {
             self.store.apply(b).await?;
         }
         let link = linker.link(&LinkRequest {
-            restore_id: &r.id,
+            restore_id: r.id.as_str(),
             artifact_path: &a.path,
             expires_at,
         });
@@ -213,9 +214,11 @@ impl Downloads {
         sig: &str,
         now_ms: i64,
     ) -> Result<(RestoreRecord, String), DownloadRefusal> {
+        // The id comes from the link's path: one that is not an id names no restore.
+        let id = RestoreId::from_wire(id, "restore id").map_err(|_| DownloadRefusal::NotFound)?;
         let r = self
             .store
-            .restore(id)
+            .restore(&id)
             .await
             .map_err(|e| DownloadRefusal::Unavailable(e.to_string()))?
             .ok_or(DownloadRefusal::NotFound)?;
@@ -226,7 +229,7 @@ impl Downloads {
         let expires_at: i64 = expires.parse().map_err(|_| LinkRefusal::Altered)?;
         hmac.verify(
             &LinkRequest {
-                restore_id: &r.id,
+                restore_id: r.id.as_str(),
                 artifact_path: &path,
                 expires_at,
             },
@@ -245,7 +248,7 @@ impl Downloads {
     /// Deletes every download artifact expired at `now_ms` and marks its restore record; returns
     /// the restore ids. Run by the expiry loop every [`EXPIRY_INTERVAL`]. A failed delete is
     /// logged and retried on the next run.
-    pub async fn expire_downloads(&self, now_ms: i64) -> CoreResult<Vec<String>> {
+    pub async fn expire_downloads(&self, now_ms: i64) -> CoreResult<Vec<RestoreId>> {
         let _g = self.lock.lock().await;
         let records = self.store.restores().await?;
         let artifacts: Vec<Artifact> = records.iter().filter_map(artifact).collect();
@@ -289,7 +292,7 @@ mod tests {
 
     fn a(id: &str, exp: i64) -> Artifact {
         Artifact {
-            restore_id: id.into(),
+            restore_id: id.parse().expect("restore id"),
             path: format!("o/r/downloads/{id}.zip"),
             expires_at_ms: exp,
         }
@@ -298,7 +301,11 @@ mod tests {
     #[test]
     fn expired_picks_artifacts_past_their_expiry() {
         let all = [a("old", 100), a("edge", 200), a("new", 300)];
-        let ids = |v: Vec<&Artifact>| v.iter().map(|a| a.restore_id.clone()).collect::<Vec<_>>();
+        let ids = |v: Vec<&Artifact>| {
+            v.iter()
+                .map(|a| a.restore_id.to_string())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
             ids(expired(&all, 200)),
             ["old"],

@@ -56,6 +56,14 @@ impl From<StoreError> for CoreError {
     }
 }
 
+/// A request field that does not decode (an id that is empty or malformed, ...): the message
+/// names the field.
+impl From<repovault_common::domain::WireError> for CoreError {
+    fn from(e: repovault_common::domain::WireError) -> Self {
+        CoreError::InvalidArgument(e.to_string())
+    }
+}
+
 impl From<opendal::Error> for CoreError {
     fn from(e: opendal::Error) -> Self {
         CoreError::Storage(e.to_string())

@@ -11,13 +11,32 @@ use crate::tasks::lease_state::LeaseState;
 
 /// The closed sets the records hold, with their stored spellings.
 pub use repovault_common::domain::{
+    BackupId, DrillId, OrgId, RepoId, RestoreId, SnapshotId, TaskId,
+};
+pub use repovault_common::domain::{
     BackupType, CheckOutcome, DrillStatus, Provider, RestoreTarget, RestoreType, TaskKind,
     TaskStatus as Status, Trigger, VerifyMode, VerifyRun, VerifyStatus,
 };
 
+/// An optional id as stored: absent, `null` and `""` are all "none". Ids are not checked when
+/// read (a record reads as it was written), so without this an empty string written by an older
+/// build would read back as `Some` of an empty id.
+fn empty_as_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    use serde::de::IntoDeserializer;
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => T::deserialize(s.into_deserializer()).map(Some),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrgRecord {
-    pub id: String,
+    pub id: OrgId,
     pub name: String,
     /// Plain git (repositories added by URL) or a forge (repositories discovered).
     pub provider: Provider,
@@ -83,8 +102,8 @@ pub struct OnPushHook {
 /// The fields of a [`RepoRecord`] the materialiser looks at every tick.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct RepoScheduleView {
-    pub id: String,
-    pub org_id: String,
+    pub id: RepoId,
+    pub org_id: OrgId,
     #[serde(default)]
     pub deleted: bool,
     #[serde(default)]
@@ -145,8 +164,8 @@ impl OrgCredential {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoRecord {
-    pub id: String,
-    pub org_id: String,
+    pub id: RepoId,
+    pub org_id: OrgId,
     pub org_name: String,
     pub name: String,
     pub url: String,
@@ -183,13 +202,16 @@ impl RepoRecord {
 /// Per repository: what the health view and the next backup need, without reading history.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoStats {
-    pub last_backup_id: Option<String>,
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub last_backup_id: Option<BackupId>,
     pub last_status: Option<Status>,
     pub last_finished_at_ms: Option<i64>,
-    pub last_success_id: Option<String>,
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub last_success_id: Option<BackupId>,
     pub last_success_at_ms: Option<i64>,
     /// The parent of the next backup.
-    pub last_snapshot_id: Option<String>,
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub last_snapshot_id: Option<SnapshotId>,
     pub completed_total: u64,
     pub failed_total: u64,
     pub added_bytes_total: u64,
@@ -255,7 +277,7 @@ impl RepoStats {
 
     /// Takes in a backup's (new) verification when it is the last successful backup.
     pub fn note_verification(&mut self, b: &BackupRecord) {
-        if self.last_success_id.as_deref() != Some(b.id.as_str()) {
+        if self.last_success_id.as_ref() != Some(&b.id) {
             return;
         }
         let v = b.verification.as_ref();
@@ -267,9 +289,9 @@ impl RepoStats {
 /// One backup. Also the content of its catalog object (`<org>/<repo>/catalog/<id>.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupRecord {
-    pub id: String,
-    pub org_id: String,
-    pub repo_id: String,
+    pub id: BackupId,
+    pub org_id: OrgId,
+    pub repo_id: RepoId,
     pub org_name: String,
     pub repo_name: String,
     pub backup_type: BackupType,
@@ -285,9 +307,11 @@ pub struct BackupRecord {
     /// Per component, as the worker reported it (empty for plain git and older records).
     #[serde(default)]
     pub components: BTreeMap<String, ComponentStatus>,
-    pub snapshot_id: Option<String>,
-    pub parent_snapshot_id: Option<String>,
-    pub task_id: String,
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub snapshot_id: Option<SnapshotId>,
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub parent_snapshot_id: Option<SnapshotId>,
+    pub task_id: TaskId,
     pub attempt: u32,
     pub bytes_received: u64,
     pub priority: u8,
@@ -326,8 +350,8 @@ pub struct Verification {
     #[serde(default)]
     pub bytes_read: u64,
     /// The verify task of a `manual` run.
-    #[serde(default)]
-    pub task_id: Option<String>,
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub task_id: Option<TaskId>,
 }
 
 /// One restore drill: a backup restored into a scratch repository and compared with
@@ -335,13 +359,13 @@ pub struct Verification {
 /// organisation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrillRecord {
-    pub id: String,
-    pub org_id: String,
+    pub id: DrillId,
+    pub org_id: OrgId,
     pub org_name: String,
-    pub repo_id: String,
+    pub repo_id: RepoId,
     pub repo_full_name: String,
-    pub backup_id: String,
-    pub snapshot_id: String,
+    pub backup_id: BackupId,
+    pub snapshot_id: SnapshotId,
     pub trigger: Trigger,
     /// The task's status; a completed drill `passed` or not.
     pub status: Status,
@@ -356,7 +380,7 @@ pub struct DrillRecord {
     pub created_at_ms: i64,
     #[serde(default)]
     pub finished_at_ms: Option<i64>,
-    pub task_id: String,
+    pub task_id: TaskId,
 }
 
 impl DrillRecord {
@@ -381,10 +405,10 @@ pub struct DrillState {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreRecord {
-    pub id: String,
-    pub backup_id: String,
-    pub org_id: String,
-    pub repo_id: String,
+    pub id: RestoreId,
+    pub backup_id: BackupId,
+    pub org_id: OrgId,
+    pub repo_id: RepoId,
     pub repo_full_name: String,
     pub restore_type: RestoreType,
     pub target: RestoreTarget,
@@ -398,7 +422,7 @@ pub struct RestoreRecord {
     pub artifact_path: Option<String>,
     pub artifact_bytes: u64,
     pub artifact_sha256: Option<String>,
-    pub task_id: String,
+    pub task_id: TaskId,
     /// A forge target: the repository `OWNER/NAME` restored into (absent for plain git and
     /// downloads), its REST API and CA, and the repovault organisation whose credential is
     /// used (absent: the token in `sealed_target_token`, or none).
@@ -408,8 +432,8 @@ pub struct RestoreRecord {
     pub target_api_url: Option<String>,
     #[serde(default)]
     pub target_ca_cert_pem: Option<String>,
-    #[serde(default)]
-    pub target_credential_org_id: Option<String>,
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub target_credential_org_id: Option<OrgId>,
     /// Create the target repository (`full_repo` to `new` or `original`).
     #[serde(default)]
     pub create_target: bool,
@@ -442,11 +466,15 @@ pub struct DownloadState {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRecord {
-    pub id: String,
+    pub id: TaskId,
     pub kind: TaskKind,
-    pub org_id: String,
-    pub repo_id: String,
-    /// The backup or restore this task produces.
+    pub org_id: OrgId,
+    pub repo_id: RepoId,
+    /// The backup or restore this task produces: a backup id (backup and manual verify tasks),
+    /// a restore id, a drill id, or a repository id (a rotation verify task), as `kind` and
+    /// `mode` say. It stays a string, read through the typed
+    /// accessors below: an enum would need `kind` (a sibling field) to be read, so it could not
+    /// keep the stored form, a bare string.
     pub subject_id: String,
     pub priority: u8,
     pub enqueued_at_ms: i64,
@@ -461,14 +489,40 @@ pub struct TaskRecord {
     pub mode: Option<VerifyMode>,
 }
 
+impl TaskRecord {
+    /// The subject of a backup or verify task.
+    pub fn backup_subject(&self) -> crate::error::CoreResult<BackupId> {
+        self.subject()
+    }
+
+    /// The subject of a restore task.
+    pub fn restore_subject(&self) -> crate::error::CoreResult<RestoreId> {
+        self.subject()
+    }
+
+    /// The subject of a drill task.
+    pub fn drill_subject(&self) -> crate::error::CoreResult<DrillId> {
+        self.subject()
+    }
+
+    /// Every subject was written from a typed id, so a malformed one is a damaged record.
+    fn subject<T: TryFrom<String, Error = repovault_common::domain::InvalidId>>(
+        &self,
+    ) -> crate::error::CoreResult<T> {
+        T::try_from(self.subject_id.clone()).map_err(|e| {
+            crate::error::CoreError::Internal(format!("task {}: stored subject: {e}", self.id))
+        })
+    }
+}
+
 /// An escrow agreement on one repository. While active (not released, not expired),
 /// every finished backup of the repository is escrowed: retention keeps it and `backup delete`
 /// refuses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EscrowRecord {
     pub id: String,
-    pub org_id: String,
-    pub repo_id: String,
+    pub org_id: OrgId,
+    pub repo_id: RepoId,
     pub repo_full_name: String,
     /// Parties and reference, as given (`--agreement` or `--agreement-file`).
     pub agreement: String,
@@ -510,3 +564,7 @@ pub struct MaintenanceRecord {
     #[serde(default)]
     pub readback_damage: Option<String>,
 }
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;

@@ -9,22 +9,23 @@ use repovault_common::crypto::MasterKey;
 use repovault_common::secret::Secret;
 
 use crate::error::{CoreError, CoreResult};
+use crate::model::{OrgId, RepoId, RestoreId};
 
 /// What a sealed value belongs to: the record kind and its id.
 #[derive(Debug, Clone, Copy)]
 pub enum SealContext<'a> {
     /// An organisation's snapshot repository password (by organisation id).
-    OrgKey(&'a str),
+    OrgKey(&'a OrgId),
     /// An organisation's forge credential: token or App private key (by organisation id).
-    OrgCredential(&'a str),
+    OrgCredential(&'a OrgId),
     /// A repository's own source token (by repository id).
-    RepoToken(&'a str),
+    RepoToken(&'a RepoId),
     /// A snapshot repository's master key (by repository id).
-    RepoMasterKey(&'a str),
+    RepoMasterKey(&'a RepoId),
     /// A repository's push webhook secret (by repository id).
-    WebhookSecret(&'a str),
+    WebhookSecret(&'a RepoId),
     /// A restore's target token (by restore id).
-    RestoreToken(&'a str),
+    RestoreToken(&'a RestoreId),
 }
 
 impl SealContext<'_> {
@@ -79,13 +80,31 @@ mod tests {
     #[test]
     fn a_value_opens_only_for_the_record_it_was_sealed_for() {
         let s = Secrets::new(MasterKey::generate());
-        let sealed = s.seal(SealContext::RepoToken("r1"), &Secret::new("tok"));
+        let sealed = s.seal(
+            SealContext::RepoToken(&crate::coordinator::testing::tid("r1")),
+            &Secret::new("tok"),
+        );
         let opened = s
-            .open(SealContext::RepoToken("r1"), &sealed)
+            .open(
+                SealContext::RepoToken(&crate::coordinator::testing::tid("r1")),
+                &sealed,
+            )
             .expect("opens");
         assert_eq!(opened.expose(), "tok");
-        assert!(s.open(SealContext::RepoToken("r2"), &sealed).is_err());
-        assert!(s.open(SealContext::WebhookSecret("r1"), &sealed).is_err());
+        assert!(
+            s.open(
+                SealContext::RepoToken(&crate::coordinator::testing::tid("r2")),
+                &sealed
+            )
+            .is_err()
+        );
+        assert!(
+            s.open(
+                SealContext::WebhookSecret(&crate::coordinator::testing::tid("r1")),
+                &sealed
+            )
+            .is_err()
+        );
     }
 
     /// The stored format: values sealed under the former context strings still open.
@@ -94,12 +113,30 @@ mod tests {
         let key = MasterKey::generate();
         let s = Secrets::new(key.clone());
         let cases = [
-            (SealContext::OrgKey("o"), "org-key:o"),
-            (SealContext::OrgCredential("o"), "org-credential:o"),
-            (SealContext::RepoToken("r"), "repo-token:r"),
-            (SealContext::RepoMasterKey("r"), "repo-master-key:r"),
-            (SealContext::WebhookSecret("r"), "webhook-secret:r"),
-            (SealContext::RestoreToken("x"), "restore-token:x"),
+            (
+                SealContext::OrgKey(&crate::coordinator::testing::tid("o")),
+                "org-key:o",
+            ),
+            (
+                SealContext::OrgCredential(&crate::coordinator::testing::tid("o")),
+                "org-credential:o",
+            ),
+            (
+                SealContext::RepoToken(&crate::coordinator::testing::tid("r")),
+                "repo-token:r",
+            ),
+            (
+                SealContext::RepoMasterKey(&crate::coordinator::testing::tid("r")),
+                "repo-master-key:r",
+            ),
+            (
+                SealContext::WebhookSecret(&crate::coordinator::testing::tid("r")),
+                "webhook-secret:r",
+            ),
+            (
+                SealContext::RestoreToken(&crate::coordinator::testing::tid("x")),
+                "restore-token:x",
+            ),
         ];
         for (ctx, stored) in cases {
             let sealed = key.seal_secret(stored, &Secret::new("v"));

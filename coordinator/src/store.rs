@@ -28,8 +28,8 @@ use serde::de::DeserializeOwned;
 use crate::kv::json::{decode_json, get_json, put_json_op};
 use crate::kv::{Compare, KeyRange, KvBackend, KvError, Op, Txn};
 use crate::model::{
-    BackupRecord, EscrowRecord, MaintenanceRecord, OrgRecord, RepoRecord, RepoStats, RestoreRecord,
-    TaskRecord,
+    BackupId, BackupRecord, DrillId, EscrowRecord, MaintenanceRecord, OrgId, OrgRecord, RepoId,
+    RepoRecord, RepoStats, RestoreId, RestoreRecord, TaskId, TaskRecord,
 };
 
 /// Backup records kept per repository in the store; older ones are read from the catalog.
@@ -50,49 +50,63 @@ pub struct Store {
     kv: Arc<dyn KvBackend>,
 }
 
-fn org_key(id: &str) -> String {
+fn org_key(id: &OrgId) -> String {
     format!("org/{id}")
 }
 fn org_name_key(name: &str) -> String {
     format!("org-name/{name}")
 }
-fn repo_key(id: &str) -> String {
+fn repo_key(id: &RepoId) -> String {
     format!("repo/{id}")
 }
-fn repo_name_key(org_id: &str, name: &str) -> String {
+fn repo_name_key(org_id: &OrgId, name: &str) -> String {
     format!("repo-name/{org_id}/{name}")
 }
-fn stats_key(repo_id: &str) -> String {
+fn stats_key(repo_id: &RepoId) -> String {
     format!("repo-stats/{repo_id}")
 }
-fn task_key(id: &str) -> String {
+fn task_key(id: &TaskId) -> String {
     format!("task/{id}")
 }
-fn backup_key(repo_id: &str, id: &str) -> String {
+fn backup_key(repo_id: &RepoId, id: &BackupId) -> String {
     format!("backup/{repo_id}/{id}")
 }
-fn pending_key(repo_id: &str, id: &str) -> String {
+fn pending_key(repo_id: &RepoId, id: &BackupId) -> String {
     format!("catalog-pending/{repo_id}/{id}")
 }
-fn restore_key(id: &str) -> String {
+fn restore_key(id: &RestoreId) -> String {
     format!("restore/{id}")
 }
-fn schedule_state_key(repo_id: &str) -> String {
+fn schedule_state_key(repo_id: &RepoId) -> String {
     format!("schedule-state/{repo_id}")
 }
-fn escrow_key(repo_id: &str, id: &str) -> String {
+fn escrow_key(repo_id: &RepoId, id: &str) -> String {
     format!("escrow/{repo_id}/{id}")
 }
-fn drill_key(org_id: &str, id: &str) -> String {
+fn drill_key(org_id: &OrgId, id: &DrillId) -> String {
     format!("drill/{org_id}/{id}")
 }
 
-fn drill_state_key(org_id: &str) -> String {
+fn drill_state_key(org_id: &OrgId) -> String {
     format!("drill-state/{org_id}")
 }
 
-fn maintenance_key(repo_id: &str) -> String {
+fn maintenance_key(repo_id: &RepoId) -> String {
     format!("maintenance/{repo_id}")
+}
+
+/// An id read back from a key this module wrote from a typed id. One that does not parse (a key
+/// written by hand) is skipped with a warning rather than failing every read of its range.
+fn stored_id<T: TryFrom<String, Error = repovault_common::domain::InvalidId>>(
+    text: &str,
+) -> Option<T> {
+    match T::try_from(text.to_string()) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::warn!(error = %e, "a store key holds a malformed id; skipped");
+            None
+        }
+    }
 }
 
 /// A batch of writes applied in one transaction.
@@ -117,7 +131,7 @@ impl Batch {
         self.put(backup_key(&b.repo_id, &b.id), b);
         self
     }
-    pub fn stats(&mut self, repo_id: &str, s: &RepoStats) -> &mut Self {
+    pub fn stats(&mut self, repo_id: &RepoId, s: &RepoStats) -> &mut Self {
         self.put(stats_key(repo_id), s);
         self
     }
@@ -135,30 +149,34 @@ impl Batch {
     }
     /// Points `ORG/NAME` at a repository (discovery maintains the index itself: see
     /// `discovery::name_index`).
-    pub fn repo_name(&mut self, org_id: &str, name: &str, repo_id: &str) -> &mut Self {
+    pub fn repo_name(&mut self, org_id: &OrgId, name: &str, repo_id: &RepoId) -> &mut Self {
         self.ops.push(Op::put(
             repo_name_key(org_id, name),
-            repo_id.as_bytes().to_vec(),
+            repo_id.as_str().as_bytes().to_vec(),
         ));
         self
     }
-    pub fn delete_repo_name(&mut self, org_id: &str, name: &str) -> &mut Self {
+    pub fn delete_repo_name(&mut self, org_id: &OrgId, name: &str) -> &mut Self {
         self.ops.push(Op::delete(repo_name_key(org_id, name)));
         self
     }
-    pub fn catalog_pending(&mut self, repo_id: &str, id: &str) -> &mut Self {
+    pub fn catalog_pending(&mut self, repo_id: &RepoId, id: &BackupId) -> &mut Self {
         self.ops.push(Op::put(pending_key(repo_id, id), Vec::new()));
         self
     }
-    pub fn clear_catalog_pending(&mut self, repo_id: &str, id: &str) -> &mut Self {
+    pub fn clear_catalog_pending(&mut self, repo_id: &RepoId, id: &BackupId) -> &mut Self {
         self.ops.push(Op::delete(pending_key(repo_id, id)));
         self
     }
-    pub fn delete_backup(&mut self, repo_id: &str, id: &str) -> &mut Self {
+    pub fn delete_backup(&mut self, repo_id: &RepoId, id: &BackupId) -> &mut Self {
         self.ops.push(Op::delete(backup_key(repo_id, id)));
         self
     }
-    pub fn schedule_state(&mut self, repo_id: &str, s: &crate::model::ScheduleState) -> &mut Self {
+    pub fn schedule_state(
+        &mut self,
+        repo_id: &RepoId,
+        s: &crate::model::ScheduleState,
+    ) -> &mut Self {
         self.put(schedule_state_key(repo_id), s);
         self
     }
@@ -174,7 +192,7 @@ impl Batch {
         self.put(escrow_key(&e.repo_id, &e.id), e);
         self
     }
-    pub fn delete_escrow(&mut self, repo_id: &str, id: &str) -> &mut Self {
+    pub fn delete_escrow(&mut self, repo_id: &RepoId, id: &str) -> &mut Self {
         self.ops.push(Op::delete(escrow_key(repo_id, id)));
         self
     }
@@ -182,19 +200,19 @@ impl Batch {
         self.put(drill_key(&d.org_id, &d.id), d);
         self
     }
-    pub fn delete_drill(&mut self, org_id: &str, id: &str) -> &mut Self {
+    pub fn delete_drill(&mut self, org_id: &OrgId, id: &DrillId) -> &mut Self {
         self.ops.push(Op::delete(drill_key(org_id, id)));
         self
     }
-    pub fn delete_drill_state(&mut self, org_id: &str) -> &mut Self {
+    pub fn delete_drill_state(&mut self, org_id: &OrgId) -> &mut Self {
         self.ops.push(Op::delete(drill_state_key(org_id)));
         self
     }
-    pub fn drill_state(&mut self, org_id: &str, st: &crate::model::DrillState) -> &mut Self {
+    pub fn drill_state(&mut self, org_id: &OrgId, st: &crate::model::DrillState) -> &mut Self {
         self.put(drill_state_key(org_id), st);
         self
     }
-    pub fn maintenance(&mut self, repo_id: &str, m: &MaintenanceRecord) -> &mut Self {
+    pub fn maintenance(&mut self, repo_id: &RepoId, m: &MaintenanceRecord) -> &mut Self {
         self.put(maintenance_key(repo_id), m);
         self
     }
@@ -290,20 +308,24 @@ impl Store {
             "organisation",
             &org.name,
             org_name_key(&org.name),
-            &org.id,
+            org.id.as_str(),
             org_key(&org.id),
             org,
         )
         .await
     }
 
-    pub async fn org(&self, id: &str) -> StoreResult<Option<OrgRecord>> {
+    pub async fn org(&self, id: &OrgId) -> StoreResult<Option<OrgRecord>> {
         self.get(&org_key(id)).await
     }
 
     pub async fn org_by_name(&self, name: &str) -> StoreResult<Option<OrgRecord>> {
         match self.kv.get(org_name_key(name).as_bytes()).await? {
-            Some(kv) => self.org(&String::from_utf8_lossy(&kv.value)).await,
+            // The index holds the id as written; it is only a key here.
+            Some(kv) => {
+                self.get(&format!("org/{}", String::from_utf8_lossy(&kv.value)))
+                    .await
+            }
             None => Ok(None),
         }
     }
@@ -319,20 +341,27 @@ impl Store {
             "repository",
             &repo.full_name(),
             repo_name_key(&repo.org_id, &repo.name),
-            &repo.id,
+            repo.id.as_str(),
             repo_key(&repo.id),
             repo,
         )
         .await
     }
 
-    pub async fn repo(&self, id: &str) -> StoreResult<Option<RepoRecord>> {
+    pub async fn repo(&self, id: &RepoId) -> StoreResult<Option<RepoRecord>> {
         self.get(&repo_key(id)).await
     }
 
-    pub async fn repo_by_name(&self, org_id: &str, name: &str) -> StoreResult<Option<RepoRecord>> {
+    pub async fn repo_by_name(
+        &self,
+        org_id: &OrgId,
+        name: &str,
+    ) -> StoreResult<Option<RepoRecord>> {
         match self.kv.get(repo_name_key(org_id, name).as_bytes()).await? {
-            Some(kv) => self.repo(&String::from_utf8_lossy(&kv.value)).await,
+            Some(kv) => {
+                self.get(&format!("repo/{}", String::from_utf8_lossy(&kv.value)))
+                    .await
+            }
             None => Ok(None),
         }
     }
@@ -342,13 +371,16 @@ impl Store {
     }
 
     /// The repositories of one organisation.
-    pub async fn org_repos(&self, org_id: &str) -> StoreResult<Vec<RepoRecord>> {
+    pub async fn org_repos(&self, org_id: &OrgId) -> StoreResult<Vec<RepoRecord>> {
         let mut v = self.repos().await?;
-        v.retain(|r| r.org_id == org_id);
+        v.retain(|r| &r.org_id == org_id);
         Ok(v)
     }
 
-    pub async fn schedule_state(&self, repo_id: &str) -> StoreResult<crate::model::ScheduleState> {
+    pub async fn schedule_state(
+        &self,
+        repo_id: &RepoId,
+    ) -> StoreResult<crate::model::ScheduleState> {
         Ok(self
             .get(&schedule_state_key(repo_id))
             .await?
@@ -364,7 +396,7 @@ impl Store {
     /// Every repository's materialiser state, by repository id (one range read per tick).
     pub async fn schedule_states(
         &self,
-    ) -> StoreResult<std::collections::HashMap<String, crate::model::ScheduleState>> {
+    ) -> StoreResult<std::collections::HashMap<RepoId, crate::model::ScheduleState>> {
         let kvs = self
             .kv
             .range(KeyRange::prefix(b"schedule-state/".to_vec()), None)
@@ -372,20 +404,20 @@ impl Store {
         let mut out = std::collections::HashMap::with_capacity(kvs.len());
         for kv in &kvs {
             let key = String::from_utf8_lossy(&kv.key);
-            if let Some(id) = key.strip_prefix("schedule-state/") {
-                out.insert(id.to_string(), decode_json(kv)?.value);
+            if let Some(id) = key.strip_prefix("schedule-state/").and_then(stored_id) {
+                out.insert(id, decode_json(kv)?.value);
             }
         }
         Ok(out)
     }
 
-    pub async fn stats(&self, repo_id: &str) -> StoreResult<RepoStats> {
+    pub async fn stats(&self, repo_id: &RepoId) -> StoreResult<RepoStats> {
         Ok(self.get(&stats_key(repo_id)).await?.unwrap_or_default())
     }
 
     // Tasks.
 
-    pub async fn task(&self, id: &str) -> StoreResult<Option<TaskRecord>> {
+    pub async fn task(&self, id: &TaskId) -> StoreResult<Option<TaskRecord>> {
         self.get(&task_key(id)).await
     }
 
@@ -396,11 +428,15 @@ impl Store {
 
     // Backups (recent records only).
 
-    pub async fn recent_backups(&self, repo_id: &str) -> StoreResult<Vec<BackupRecord>> {
+    pub async fn recent_backups(&self, repo_id: &RepoId) -> StoreResult<Vec<BackupRecord>> {
         self.list(&format!("backup/{repo_id}/")).await
     }
 
-    pub async fn backup(&self, repo_id: &str, id: &str) -> StoreResult<Option<BackupRecord>> {
+    pub async fn backup(
+        &self,
+        repo_id: &RepoId,
+        id: &BackupId,
+    ) -> StoreResult<Option<BackupRecord>> {
         self.get(&backup_key(repo_id, id)).await
     }
 
@@ -409,7 +445,7 @@ impl Store {
     /// (etcd's rule), so the deletes name exactly the keys that go.
     pub async fn replace_backups(
         &self,
-        repo_id: &str,
+        repo_id: &RepoId,
         records: &[BackupRecord],
         stats: &RepoStats,
     ) -> StoreResult<()> {
@@ -440,8 +476,8 @@ impl Store {
     /// repository or of all, sorted.
     pub async fn catalog_pending(
         &self,
-        repo_id: Option<&str>,
-    ) -> StoreResult<Vec<(String, String)>> {
+        repo_id: Option<&RepoId>,
+    ) -> StoreResult<Vec<(RepoId, BackupId)>> {
         let prefix = match repo_id {
             Some(r) => format!("catalog-pending/{r}/"),
             None => "catalog-pending/".to_string(),
@@ -456,7 +492,7 @@ impl Store {
                 let key = String::from_utf8_lossy(&kv.key);
                 let rest = key.strip_prefix("catalog-pending/")?;
                 let (r, b) = rest.split_once('/')?;
-                Some((r.to_string(), b.to_string()))
+                Some((stored_id(r)?, stored_id(b)?))
             })
             .collect())
     }
@@ -464,7 +500,7 @@ impl Store {
     // Escrow agreements and maintenance.
 
     /// The escrow agreements of one repository, or of all.
-    pub async fn escrows(&self, repo_id: Option<&str>) -> StoreResult<Vec<EscrowRecord>> {
+    pub async fn escrows(&self, repo_id: Option<&RepoId>) -> StoreResult<Vec<EscrowRecord>> {
         match repo_id {
             Some(r) => self.list(&format!("escrow/{r}/")).await,
             None => self.list("escrow/").await,
@@ -474,7 +510,7 @@ impl Store {
     /// The repository's escrow agreements as retention sees them.
     pub async fn escrow_windows(
         &self,
-        repo_id: &str,
+        repo_id: &RepoId,
     ) -> StoreResult<Vec<crate::maintenance::retention::EscrowWindow>> {
         Ok(self
             .escrows(Some(repo_id))
@@ -487,7 +523,7 @@ impl Store {
     /// The repository's active agreement at `now_ms`, if any (the oldest).
     pub async fn active_escrow(
         &self,
-        repo_id: &str,
+        repo_id: &RepoId,
         now_ms: i64,
     ) -> StoreResult<Option<EscrowRecord>> {
         let mut active: Vec<EscrowRecord> = self
@@ -500,7 +536,7 @@ impl Store {
         Ok(active.into_iter().next())
     }
 
-    pub async fn maintenance(&self, repo_id: &str) -> StoreResult<MaintenanceRecord> {
+    pub async fn maintenance(&self, repo_id: &RepoId) -> StoreResult<MaintenanceRecord> {
         Ok(self
             .get(&maintenance_key(repo_id))
             .await?
@@ -510,19 +546,19 @@ impl Store {
     // Drills.
 
     /// An organisation's drills, in key order (ids are time-ordered: oldest first).
-    pub async fn drills(&self, org_id: &str) -> StoreResult<Vec<crate::model::DrillRecord>> {
+    pub async fn drills(&self, org_id: &OrgId) -> StoreResult<Vec<crate::model::DrillRecord>> {
         self.list(&format!("drill/{org_id}/")).await
     }
 
     pub async fn drill(
         &self,
-        org_id: &str,
-        id: &str,
+        org_id: &OrgId,
+        id: &DrillId,
     ) -> StoreResult<Option<crate::model::DrillRecord>> {
         self.get(&drill_key(org_id, id)).await
     }
 
-    pub async fn drill_state(&self, org_id: &str) -> StoreResult<crate::model::DrillState> {
+    pub async fn drill_state(&self, org_id: &OrgId) -> StoreResult<crate::model::DrillState> {
         Ok(self
             .get(&drill_state_key(org_id))
             .await?
@@ -531,7 +567,7 @@ impl Store {
 
     // Restores.
 
-    pub async fn restore(&self, id: &str) -> StoreResult<Option<RestoreRecord>> {
+    pub async fn restore(&self, id: &RestoreId) -> StoreResult<Option<RestoreRecord>> {
         self.get(&restore_key(id)).await
     }
 

@@ -128,5 +128,5 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(t.backup_spec().unwrap().backup_id, manual.id);
+    assert_eq!(t.backup_spec().unwrap().backup_id, manual.id.as_str());
 }

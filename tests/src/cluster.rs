@@ -270,11 +270,17 @@ impl Cluster {
         Ok(AdminServiceClient::connect(self.url()).await?)
     }
 
-    /// Waits until the backup is completed or failed.
-    pub async fn wait_backup(&self, id: &str, timeout: Duration) -> Result<BackupRecord> {
+    /// Waits until the backup is completed or failed (`id`: a record's id, or its text from the
+    /// CLI's output).
+    pub async fn wait_backup(
+        &self,
+        id: impl std::fmt::Display,
+        timeout: Duration,
+    ) -> Result<BackupRecord> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let id: repovault_common::domain::BackupId = id.to_string().parse()?;
         loop {
-            let b = self.core().registry.get_backup(id).await?;
+            let b = self.core().registry.get_backup(&id).await?;
             if b.status.is_terminal() {
                 return Ok(b);
             }
@@ -285,10 +291,15 @@ impl Cluster {
         }
     }
 
-    pub async fn wait_restore(&self, id: &str, timeout: Duration) -> Result<RestoreRecord> {
+    pub async fn wait_restore(
+        &self,
+        id: impl std::fmt::Display,
+        timeout: Duration,
+    ) -> Result<RestoreRecord> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let id: repovault_common::domain::RestoreId = id.to_string().parse()?;
         loop {
-            let r = self.core().restores.get_restore(id).await?;
+            let r = self.core().restores.get_restore(&id).await?;
             if matches!(r.status, Status::Completed | Status::Failed) {
                 return Ok(r);
             }

@@ -71,10 +71,11 @@ impl Standalone {
     }
 
     /// Waits for backup `id` to complete; fails if it failed or took [`BACKUP_TIMEOUT`].
-    pub async fn wait_backup(&self, id: &str) -> Result<BackupRecord> {
+    pub async fn wait_backup(&self, id: impl std::fmt::Display) -> Result<BackupRecord> {
         let t = Instant::now();
+        let id: repovault_common::domain::BackupId = id.to_string().parse()?;
         loop {
-            let r = self.handle.core.registry.get_backup(id).await?;
+            let r = self.handle.core.registry.get_backup(&id).await?;
             match r.status {
                 Status::Completed => return Ok(r),
                 Status::Failed => bail!("backup {} failed: {:?}", r.id, r.error),

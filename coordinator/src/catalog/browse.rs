@@ -1,6 +1,7 @@
 //! Reading the metadata inside a backup (`repovault backup browse`): straight from the snapshot
 //! in storage, so it shows what a restore would restore, not what the catalog believes.
 
+use crate::model::BackupId;
 use std::sync::Arc;
 
 use repovault_proto::v1 as pb;
@@ -51,7 +52,7 @@ impl Registry {
     /// The listing or the item `path` names in backup `id`. The backup must be completed.
     pub async fn browse_backup(
         self: &Arc<Self>,
-        id: &str,
+        id: &BackupId,
         path: &str,
     ) -> CoreResult<pb::BrowseBackupResponse> {
         let what = BrowsePath::parse(path).map_err(CoreError::InvalidArgument)?;
@@ -74,12 +75,13 @@ impl Registry {
         match what {
             BrowsePath::List(kind) => {
                 let dir = format!("meta/{kind}");
-                let files = match snapshot_call(move || repo.read_files(&snapshot, &dir)).await? {
-                    Ok(f) => f,
-                    // A backup of plain git, or of a repository without any: nothing to list.
-                    Err(RepoError::PathNotFound { .. }) => Vec::new(),
-                    Err(e) => return Err(CoreError::Storage(e.to_string())),
-                };
+                let files =
+                    match snapshot_call(move || repo.read_files(snapshot.as_str(), &dir)).await? {
+                        Ok(f) => f,
+                        // A backup of plain git, or of a repository without any: nothing to list.
+                        Err(RepoError::PathNotFound { .. }) => Vec::new(),
+                        Err(e) => return Err(CoreError::Storage(e.to_string())),
+                    };
                 let mut items = Vec::with_capacity(files.len());
                 for (name, bytes) in files {
                     let doc: Value = serde_json::from_slice(&bytes).map_err(|e| {
@@ -95,20 +97,21 @@ impl Registry {
             }
             BrowsePath::Item(kind, n) => {
                 let file = format!("meta/{kind}/{}/{n}.json", n / 100);
-                let bytes = match snapshot_call(move || repo.read_file(&snapshot, &file)).await? {
-                    Ok(b) => b,
-                    Err(RepoError::PathNotFound { .. }) => {
-                        return Err(not_found(
-                            if kind == "issues" {
-                                "issue"
-                            } else {
-                                "pull request"
-                            },
-                            format!("{n} in backup {id}"),
-                        ));
-                    }
-                    Err(e) => return Err(CoreError::Storage(e.to_string())),
-                };
+                let bytes =
+                    match snapshot_call(move || repo.read_file(snapshot.as_str(), &file)).await? {
+                        Ok(b) => b,
+                        Err(RepoError::PathNotFound { .. }) => {
+                            return Err(not_found(
+                                if kind == "issues" {
+                                    "issue"
+                                } else {
+                                    "pull request"
+                                },
+                                format!("{n} in backup {id}"),
+                            ));
+                        }
+                        Err(e) => return Err(CoreError::Storage(e.to_string())),
+                    };
                 Ok(pb::BrowseBackupResponse {
                     items: vec![],
                     document_json: String::from_utf8_lossy(&bytes).into_owned(),

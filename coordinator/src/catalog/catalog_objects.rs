@@ -2,6 +2,7 @@
 //! repository's snapshots. They are the full history; the store keeps only recent records, and
 //! `rebuild` recovers the store's view from them alone.
 
+use crate::model::{BackupId, OrgId, RepoId};
 use futures::TryStreamExt;
 
 use repovault_common::storage::catalog_object_path;
@@ -54,7 +55,7 @@ impl Catalog {
     /// [`Catalog::rewrite_catalog`]).
     pub(crate) async fn write_catalog(&self, b: &BackupRecord) -> CoreResult<()> {
         debug_assert!(b.status.is_terminal());
-        let path = catalog_object_path(&b.org_id, &b.repo_id, &b.id);
+        let path = catalog_object_path(b.org_id.as_str(), b.repo_id.as_str(), b.id.as_str());
         if self.storage.exists(&path).await? {
             return Ok(());
         }
@@ -67,18 +68,18 @@ impl Catalog {
     /// readers see the old or the new document, never a mix.
     pub(crate) async fn rewrite_catalog(&self, b: &BackupRecord) -> CoreResult<()> {
         debug_assert!(b.status.is_terminal());
-        let path = catalog_object_path(&b.org_id, &b.repo_id, &b.id);
+        let path = catalog_object_path(b.org_id.as_str(), b.repo_id.as_str(), b.id.as_str());
         self.storage.write(&path, catalog_bytes(b)?).await?;
         Ok(())
     }
 
     pub(crate) async fn read_catalog(
         &self,
-        org_id: &str,
-        repo_id: &str,
-        backup_id: &str,
+        org_id: &OrgId,
+        repo_id: &RepoId,
+        backup_id: &BackupId,
     ) -> CoreResult<Option<BackupRecord>> {
-        let path = catalog_object_path(org_id, repo_id, backup_id);
+        let path = catalog_object_path(org_id.as_str(), repo_id.as_str(), backup_id.as_str());
         match self.storage.read(&path).await {
             Ok(buf) => Ok(Some(parse_doc(&path, &buf.to_vec())?)),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
@@ -89,8 +90,8 @@ impl Catalog {
     /// Every catalog object of a repository, newest first.
     pub(crate) async fn list_catalog(
         &self,
-        org_id: &str,
-        repo_id: &str,
+        org_id: &OrgId,
+        repo_id: &RepoId,
     ) -> CoreResult<Vec<BackupRecord>> {
         let dir = format!("{org_id}/{repo_id}/catalog/");
         let mut out = Vec::new();
@@ -122,7 +123,7 @@ impl Catalog {
                 return;
             }
         };
-        let mut repos: Vec<&str> = pending.iter().map(|(r, _)| r.as_str()).collect();
+        let mut repos: Vec<&RepoId> = pending.iter().map(|(r, _)| r).collect();
         repos.dedup();
         for repo_id in repos {
             if let Err(e) = self.finish_catalog(repo_id).await {
@@ -134,8 +135,8 @@ impl Catalog {
     /// Writes the catalog objects of the repository's pending terminal records, clears their
     /// markers, and trims the store to the newest [`RECENT_BACKUPS`] terminal records (never one
     /// whose object is not written yet).
-    pub(crate) async fn finish_catalog(&self, repo_id: &str) -> CoreResult<()> {
-        let pending: std::collections::HashSet<String> = self
+    pub(crate) async fn finish_catalog(&self, repo_id: &RepoId) -> CoreResult<()> {
+        let pending: std::collections::HashSet<BackupId> = self
             .store
             .catalog_pending(Some(repo_id))
             .await?
@@ -159,7 +160,7 @@ impl Catalog {
         // A marker whose record is gone (never expected) must not keep start-up busy.
         for id in pending
             .iter()
-            .filter(|id| !recent.iter().any(|b| &&b.id == id))
+            .filter(|id| !recent.iter().any(|b| &b.id == *id))
         {
             batch.clear_catalog_pending(repo_id, id);
         }

@@ -1,6 +1,7 @@
 //! What the admin service asks of the core: organisations, repositories, backup history
 //! (restores: `tasks/kinds/restore_requests.rs`).
 
+use crate::model::BackupId;
 use repovault_common::crypto::random_secret;
 use repovault_common::names::{parse_full_name, validate_git_url, validate_name};
 use repovault_common::secret::Secret;
@@ -164,20 +165,20 @@ impl Registry {
     }
 
     /// A backup by id: the store's recent records first, then the catalog object.
-    pub async fn backup_record(&self, id: &str) -> CoreResult<Option<BackupRecord>> {
+    pub async fn backup_record(&self, id: &BackupId) -> CoreResult<Option<BackupRecord>> {
         let Some(repo_id) = ids::repo_id_of_backup(id) else {
             return Ok(None);
         };
-        if let Some(b) = self.store.backup(repo_id, id).await? {
+        if let Some(b) = self.store.backup(&repo_id, id).await? {
             return Ok(Some(b));
         }
-        let Some(repo) = self.store.repo(repo_id).await? else {
+        let Some(repo) = self.store.repo(&repo_id).await? else {
             return Ok(None);
         };
         self.catalog.read_catalog(&repo.org_id, &repo.id, id).await
     }
 
-    pub async fn get_backup(&self, id: &str) -> CoreResult<BackupRecord> {
+    pub async fn get_backup(&self, id: &BackupId) -> CoreResult<BackupRecord> {
         self.backup_record(id)
             .await?
             .ok_or_else(|| not_found("backup", id))

@@ -17,21 +17,22 @@ use repovault_common::manifest::tag_value;
 
 use crate::catalog::snapshot_repos::snapshot_op;
 use crate::error::CoreResult;
+use crate::model::{RepoId, SnapshotId, TaskId};
 
 #[derive(Debug, Clone)]
 pub enum ForgetRequest {
     /// A refused completion named this snapshot.
     Snapshot {
-        task_id: String,
+        task_id: TaskId,
         attempt: u32,
-        snapshot_id: String,
+        snapshot_id: SnapshotId,
     },
     /// Sweep one repository.
-    Repo { repo_id: String },
+    Repo { repo_id: RepoId },
 }
 
 impl ForgetRequest {
-    fn repo_id(&self) -> Option<&str> {
+    fn repo_id(&self) -> Option<&RepoId> {
         match self {
             ForgetRequest::Repo { repo_id } => Some(repo_id),
             ForgetRequest::Snapshot { .. } => None,
@@ -43,20 +44,20 @@ impl ForgetRequest {
 /// memory: after a restart the first periodic sweep finds them again.
 #[derive(Debug, Default)]
 pub struct SweepFailures {
-    failing: parking_lot::Mutex<std::collections::BTreeMap<String, String>>,
+    failing: parking_lot::Mutex<std::collections::BTreeMap<RepoId, String>>,
 }
 
 impl SweepFailures {
-    fn set(&self, repo_id: &str, error: String) {
-        self.failing.lock().insert(repo_id.to_string(), error);
+    fn set(&self, repo_id: &RepoId, error: String) {
+        self.failing.lock().insert(repo_id.clone(), error);
     }
 
-    fn clear(&self, repo_id: &str) {
+    fn clear(&self, repo_id: &RepoId) {
         self.failing.lock().remove(repo_id);
     }
 
     /// Why the latest sweep of this repository failed; `None` when it succeeded (or never ran).
-    pub fn get(&self, repo_id: &str) -> Option<String> {
+    pub fn get(&self, repo_id: &RepoId) -> Option<String> {
         self.failing.lock().get(repo_id).cloned()
     }
 
@@ -118,14 +119,16 @@ impl Reconciler {
                     attempt,
                     snapshot_id,
                 }) => self.forget_refused(task_id, *attempt, snapshot_id).await,
-                Some(r @ ForgetRequest::Repo { .. }) => {
-                    let id = r.repo_id().unwrap_or_default().to_string();
-                    let result = self.sweep_repo(&id).await;
-                    if result.is_ok() {
-                        self.sweep_failures.clear(&id);
+                Some(r @ ForgetRequest::Repo { .. }) => match r.repo_id() {
+                    Some(id) => {
+                        let result = self.sweep_repo(id).await;
+                        if result.is_ok() {
+                            self.sweep_failures.clear(id);
+                        }
+                        result.map(|_| ())
                     }
-                    result.map(|_| ())
-                }
+                    None => Ok(()),
+                },
                 None => {
                     // Temporaries of failed writes go with the periodic pass (`temporaries.rs`).
                     if let Err(e) = self.sweep_temporaries(self.clock.now_ms()).await {
@@ -161,12 +164,12 @@ impl Reconciler {
     }
 
     /// Records how one repository's sweep ended (see [`sweep_all`]).
-    fn note_sweep(&self, repo_id: &str, full_name: &str, result: CoreResult<usize>) {
+    fn note_sweep(&self, repo_id: &RepoId, full_name: &str, result: CoreResult<usize>) {
         match result {
             Ok(_) => self.sweep_failures.clear(repo_id),
             Err(e) => {
                 metrics::counter!("repovault_reconcile_failures_total").increment(1);
-                tracing::warn!(repo = %full_name, repo_id, error = %e, "reconcile of a repository failed; the others are swept, the next sweep retries it");
+                tracing::warn!(repo = %full_name, repo_id = %repo_id, error = %e, "reconcile of a repository failed; the others are swept, the next sweep retries it");
                 self.sweep_failures.set(repo_id, e.to_string());
             }
         }
@@ -176,9 +179,9 @@ impl Reconciler {
     /// the attempt can no longer be committed.
     async fn forget_refused(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         attempt: u32,
-        snapshot_id: &str,
+        snapshot_id: &SnapshotId,
     ) -> CoreResult<()> {
         if self.queue.snapshot_verdict(task_id, attempt).await? != Some(false) {
             return Ok(());
@@ -212,7 +215,7 @@ impl Reconciler {
 
     /// Forgets every snapshot of the repository whose task attempt was not committed. Returns how
     /// many were forgotten.
-    pub async fn sweep_repo(&self, repo_id: &str) -> CoreResult<usize> {
+    pub async fn sweep_repo(&self, repo_id: &RepoId) -> CoreResult<usize> {
         let Some(repo) = self.catalog.open_repo(repo_id).await? else {
             return Ok(0);
         };
@@ -231,7 +234,11 @@ impl Reconciler {
             let Ok(attempt) = attempt.parse::<u32>() else {
                 continue;
             };
-            if self.queue.snapshot_verdict(task, attempt).await? == Some(false) {
+            // A tag this coordinator did not write names no task of it: left alone.
+            let Ok(task) = TaskId::from_wire(task, "snapshot tag task") else {
+                continue;
+            };
+            if self.queue.snapshot_verdict(&task, attempt).await? == Some(false) {
                 doomed.push(s.id.clone());
             }
         }
@@ -308,7 +315,10 @@ mod tests {
         // The broken one's config is garbage: its snapshots cannot be listed.
         let config = dir
             .path()
-            .join(snapshot_repo_path(&broken.org_id, &broken.id))
+            .join(snapshot_repo_path(
+                broken.org_id.as_str(),
+                broken.id.as_str(),
+            ))
             .join("config");
         std::fs::write(&config, b"not a restic config").expect("damage");
 

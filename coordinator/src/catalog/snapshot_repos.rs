@@ -7,6 +7,7 @@
 //! fails). The coordinator creates each repository under one lock, keeps its master key sealed,
 //! and workers only ever open existing repositories.
 
+use crate::model::RepoId;
 use repovault_common::repo::{RepoError, RepoKey, RepoSpec, SnapshotRepo};
 use repovault_common::secret::Secret;
 use repovault_common::storage::snapshot_repo_path;
@@ -44,7 +45,7 @@ impl Catalog {
             .open(SealContext::OrgKey(&org.id), &org.sealed_key)?;
         let spec = RepoSpec {
             operator: self.storage.clone(),
-            path: snapshot_repo_path(&current.org_id, &current.id),
+            path: snapshot_repo_path(current.org_id.as_str(), current.id.as_str()),
         };
         let master = tokio::task::spawn_blocking(move || {
             SnapshotRepo::open(&spec, RepoKey::Password(&password), true).map(|(_, key)| key)
@@ -73,7 +74,7 @@ impl Catalog {
 
 impl Catalog {
     /// The organisation key and, when known, the repository's master key.
-    pub(crate) async fn repo_keys(&self, repo_id: &str) -> CoreResult<(Secret, Option<Secret>)> {
+    pub(crate) async fn repo_keys(&self, repo_id: &RepoId) -> CoreResult<(Secret, Option<Secret>)> {
         let repo = self
             .store
             .repo(repo_id)
@@ -95,7 +96,7 @@ impl Catalog {
     }
 
     /// Opens the repository's snapshot repository; `None` when no backup ever initialised it.
-    pub(crate) async fn open_repo(&self, repo_id: &str) -> CoreResult<Option<SnapshotRepo>> {
+    pub(crate) async fn open_repo(&self, repo_id: &RepoId) -> CoreResult<Option<SnapshotRepo>> {
         let (password, master) = self.repo_keys(repo_id).await?;
         let repo = self
             .store
@@ -104,7 +105,7 @@ impl Catalog {
             .ok_or_else(|| not_found("repository", repo_id))?;
         let spec = RepoSpec {
             operator: self.storage.clone(),
-            path: snapshot_repo_path(&repo.org_id, &repo.id),
+            path: snapshot_repo_path(repo.org_id.as_str(), repo.id.as_str()),
         };
         snapshot_op(move || {
             let key = RepoKey::new(&password, master.as_ref());

@@ -100,7 +100,10 @@ impl Reconciler {
         let cutoff = now_ms.saturating_sub(age);
         sweep_dir(&self.storage, &format!("{TMP_DIR}/"), cutoff, &mut out).await;
         for r in self.store.repos().await? {
-            let dir = format!("{}/{TMP_DIR}/", snapshot_repo_path(&r.org_id, &r.id));
+            let dir = format!(
+                "{}/{TMP_DIR}/",
+                snapshot_repo_path(r.org_id.as_str(), r.id.as_str())
+            );
             sweep_dir(&self.storage, &dir, cutoff, &mut out).await;
         }
         metrics::counter!("repovault_temporaries_removed_total").increment(out.removed);
@@ -149,7 +152,7 @@ mod tests {
             .ensure_snapshot_repo(&r)
             .await
             .expect("snapshot repository");
-        let repo_dir = snapshot_repo_path(&r.org_id, &r.id);
+        let repo_dir = snapshot_repo_path(r.org_id.as_str(), r.id.as_str());
         let limit = max_age(&c.timing);
         let hour = Duration::from_secs(3600);
         let stale = [

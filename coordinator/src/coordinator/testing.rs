@@ -14,6 +14,17 @@ use crate::kv::{KvBackend, MemoryKv};
 use crate::model::{BackupType, RepoRecord, Status, Trigger, VerifyStatus};
 use crate::store::{Batch, Store};
 
+/// A snapshot id of the right shape (64 hex digits).
+pub(crate) const SNAPSHOT: &str =
+    "abababababababababababababababababababababababababababababababab";
+
+/// `text` as an id of a test record (the id rule holds for the short ids tests use: `o`, `r1`).
+pub(crate) fn tid<T: TryFrom<String, Error = repovault_common::domain::InvalidId>>(
+    text: &str,
+) -> T {
+    T::try_from(text.to_string()).expect("a test id")
+}
+
 pub(crate) fn utc(s: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(s)
         .expect("time")
@@ -65,12 +76,16 @@ pub(crate) async fn restart(c: &Coordinator) -> Arc<Coordinator> {
 
 /// A completed, verified backup of `repo` finished at `at`, in the store as a completion
 /// leaves it (record and stats); returns its id.
-pub(crate) async fn completed_backup(c: &Coordinator, repo: &RepoRecord, at: i64) -> String {
+pub(crate) async fn completed_backup(
+    c: &Coordinator,
+    repo: &RepoRecord,
+    at: i64,
+) -> crate::model::BackupId {
     let mut b =
-        crate::tasks::kinds::new_backup(repo, BackupType::Full, Trigger::Manual, 8, "t", at);
+        crate::tasks::kinds::new_backup(repo, BackupType::Full, Trigger::Manual, 8, &tid("t"), at);
     b.status = Status::Completed;
     b.finished_at_ms = Some(at);
-    b.snapshot_id = Some("ab".repeat(32));
+    b.snapshot_id = Some(tid(SNAPSHOT));
     b.size_bytes = 1000;
     let mut stats = c.store.stats(&repo.id).await.expect("stats");
     stats.record(&b);

@@ -6,6 +6,7 @@
 //! with the name index changes of [`name_index`] (one small transaction per repository: a plan
 //! may be far larger than one transaction may hold).
 
+use crate::model::RepoId;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::model::RepoRecord;
@@ -24,7 +25,7 @@ pub struct ListedRepo {
 /// A stored repository that now has another name on the forge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Renamed {
-    pub repo_id: String,
+    pub repo_id: RepoId,
     pub from: String,
     pub to: String,
 }
@@ -135,7 +136,7 @@ pub fn plan_sync(stored: &[RepoRecord], listed: &[ListedRepo]) -> SyncPlan {
 /// The name index of one organisation's records: name -> record id. A live record holds its
 /// name; a name only deleted records carry stays with the newest of them, so `ORG/NAME` of a
 /// deleted repository still finds it (and its backups) until a live repository takes the name.
-pub fn name_index(records: &[RepoRecord]) -> BTreeMap<String, String> {
+pub fn name_index(records: &[RepoRecord]) -> BTreeMap<String, RepoId> {
     let mut best: BTreeMap<String, &RepoRecord> = BTreeMap::new();
     for r in records {
         let better = match best.get(&r.name) {
@@ -156,9 +157,9 @@ pub fn name_index(records: &[RepoRecord]) -> BTreeMap<String, String> {
 /// The index entries to write (name, id) and to delete (names) to go from `before` to `after`.
 /// A key is never both written and deleted.
 pub fn index_changes(
-    before: &BTreeMap<String, String>,
-    after: &BTreeMap<String, String>,
-) -> (Vec<(String, String)>, Vec<String>) {
+    before: &BTreeMap<String, RepoId>,
+    after: &BTreeMap<String, RepoId>,
+) -> (Vec<(String, RepoId)>, Vec<String>) {
     let puts = after
         .iter()
         .filter(|(n, id)| before.get(*n) != Some(*id))
@@ -178,8 +179,8 @@ mod tests {
 
     fn rec(id: &str, name: &str, forge_id: u64) -> RepoRecord {
         RepoRecord {
-            id: id.into(),
-            org_id: "o1".into(),
+            id: crate::coordinator::testing::tid(id),
+            org_id: crate::coordinator::testing::tid("o1"),
             org_name: "acme".into(),
             name: name.into(),
             url: format!("https://github.example/acme/{name}.git"),
@@ -232,7 +233,7 @@ mod tests {
         assert_eq!(
             plan.renamed,
             [Renamed {
-                repo_id: "r1".into(),
+                repo_id: "r1".parse().expect("repo id"),
                 from: "old".into(),
                 to: "new".into()
             }]
@@ -296,9 +297,12 @@ mod tests {
         after.push(new);
         let before = name_index(&stored);
         let after = name_index(&after);
-        assert_eq!(after["a"], "r9");
+        assert_eq!(after["a"].as_str(), "r9");
         let (puts, deletes) = index_changes(&before, &after);
-        assert_eq!(puts, [("a".to_string(), "r9".to_string())]);
+        assert_eq!(
+            puts,
+            [("a".to_string(), crate::coordinator::testing::tid("r9"))]
+        );
         assert!(deletes.is_empty());
     }
 
@@ -311,8 +315,8 @@ mod tests {
         assert_eq!(
             puts,
             [
-                ("a".to_string(), "r2".to_string()),
-                ("b".to_string(), "r1".to_string())
+                ("a".to_string(), crate::coordinator::testing::tid("r2")),
+                ("b".to_string(), crate::coordinator::testing::tid("r1"))
             ]
         );
         assert!(deletes.is_empty());
@@ -323,7 +327,10 @@ mod tests {
         let stored = [rec("r1", "old", 1)];
         let plan = plan_sync(&stored, &[listed(1, "new")]);
         let (puts, deletes) = index_changes(&name_index(&stored), &name_index(&plan.updated));
-        assert_eq!(puts, [("new".to_string(), "r1".to_string())]);
+        assert_eq!(
+            puts,
+            [("new".to_string(), crate::coordinator::testing::tid("r1"))]
+        );
         assert_eq!(deletes, ["old"]);
     }
 }

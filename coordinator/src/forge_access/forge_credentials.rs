@@ -5,6 +5,7 @@
 //! lease's permits back when its task ends. The budget's rules are in
 //! [`crate::forge_access::rate_budgets`]; discovery is `org_discovery.rs`.
 
+use crate::model::{OrgId, RepoId};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -163,8 +164,8 @@ impl ForgeAccess {
     /// records its report, answers a grant and the credential's current token.
     pub async fn request_permits(
         &self,
-        org_id: &str,
-        repo_id: &str,
+        org_id: &OrgId,
+        repo_id: &RepoId,
         req: &pb::RequestPermitsRequest,
     ) -> CoreResult<pb::RequestPermitsResponse> {
         let tok = req.lease.clone().unwrap_or_default();

@@ -10,6 +10,7 @@
 //! caches one per installation ([`crate::forge_access::installation_tokens`]). Workers never see
 //! the private key.
 
+use crate::model::RepoId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -338,7 +339,7 @@ impl ForgeAccess {
         let stored = self.store.org_repos(&org.id).await?;
         let plan = plan_sync(&stored, listed);
         let now = self.now_ms();
-        let mut after: HashMap<String, RepoRecord> =
+        let mut after: HashMap<RepoId, RepoRecord> =
             stored.iter().map(|r| (r.id.clone(), r.clone())).collect();
         let mut changed: Vec<RepoRecord> = plan.updated.clone();
         for l in &plan.added {
@@ -363,7 +364,7 @@ impl ForgeAccess {
         }
         let after_records: Vec<RepoRecord> = after.into_values().collect();
         let (puts, deletes) = index_changes(&name_index(&stored), &name_index(&after_records));
-        let mut puts: HashMap<String, String> = puts.into_iter().collect();
+        let mut puts: HashMap<String, RepoId> = puts.into_iter().collect();
         // Each changed record with its own index entry; then the remaining index changes.
         for r in &changed {
             let mut batch = Batch::default();
@@ -374,7 +375,7 @@ impl ForgeAccess {
             }
             self.store.apply(batch).await?;
         }
-        let rest: Vec<(String, String)> = puts.into_iter().collect();
+        let rest: Vec<(String, RepoId)> = puts.into_iter().collect();
         for chunk in rest.chunks(INDEX_OPS_PER_TXN) {
             let mut batch = Batch::default();
             for (name, id) in chunk {

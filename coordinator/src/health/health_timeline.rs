@@ -84,9 +84,9 @@ mod tests {
 
     fn backup(id: &str, created: i64, status: Status, size: u64) -> BackupRecord {
         BackupRecord {
-            id: id.into(),
-            org_id: "o".into(),
-            repo_id: "r".into(),
+            id: crate::coordinator::testing::tid(id),
+            org_id: crate::coordinator::testing::tid("o"),
+            repo_id: crate::coordinator::testing::tid("r"),
             org_name: "org".into(),
             repo_name: "r".into(),
             backup_type: crate::model::BackupType::Full,
@@ -102,7 +102,7 @@ mod tests {
             components: Default::default(),
             snapshot_id: None,
             parent_snapshot_id: None,
-            task_id: String::new(),
+            task_id: crate::coordinator::testing::tid("t"),
             attempt: 1,
             bytes_received: 0,
             priority: 0,
@@ -113,13 +113,13 @@ mod tests {
 
     fn drill(id: &str, created: i64) -> DrillRecord {
         DrillRecord {
-            id: id.into(),
-            org_id: "o".into(),
+            id: crate::coordinator::testing::tid(id),
+            org_id: crate::coordinator::testing::tid("o"),
             org_name: "org".into(),
-            repo_id: "r".into(),
+            repo_id: crate::coordinator::testing::tid("r"),
             repo_full_name: "org/r".into(),
-            backup_id: "b1".into(),
-            snapshot_id: String::new(),
+            backup_id: crate::coordinator::testing::tid("b1"),
+            snapshot_id: crate::coordinator::testing::tid(crate::coordinator::testing::SNAPSHOT),
             trigger: crate::model::Trigger::Schedule,
             status: Status::Completed,
             passed: Some(true),
@@ -128,7 +128,7 @@ mod tests {
             error: None,
             created_at_ms: created,
             finished_at_ms: Some(created + 1),
-            task_id: String::new(),
+            task_id: crate::coordinator::testing::tid("t"),
         }
     }
 
@@ -149,7 +149,7 @@ mod tests {
                     at_ms,
                     backup,
                     size_jump,
-                } => (*at_ms, backup.id.clone(), *size_jump),
+                } => (*at_ms, backup.id.to_string(), *size_jump),
                 TimelineEntry::SkippedSlot { at_ms } => (*at_ms, "skipped".into(), false),
                 TimelineEntry::Drill { at_ms, drill } => {
                     (*at_ms, drill.outcome().as_str().into(), false)

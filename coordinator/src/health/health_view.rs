@@ -4,6 +4,7 @@
 //! "Now" is the schedules' clock (`Schedules::now_ms`), so a test's injected clock moves the
 //! health view with the materialiser.
 
+use crate::model::{OrgId, RepoId};
 use std::sync::Arc;
 
 use crate::catalog::org_registry::Registry;
@@ -82,7 +83,7 @@ impl Health {
     ) -> CoreResult<Vec<(RepoRecord, RepoStats, RepoHealth)>> {
         let now = self.schedules.now_ms();
         let repos = self.registry.list_repos(org).await?;
-        let orgs: HashMap<String, OrgRecord> = self
+        let orgs: HashMap<OrgId, OrgRecord> = self
             .store
             .orgs()
             .await?
@@ -90,7 +91,7 @@ impl Health {
             .map(|o| (o.id.clone(), o))
             .collect();
         let mut states = self.store.schedule_states().await?;
-        let active: HashMap<String, Active> = {
+        let active: HashMap<RepoId, Active> = {
             let q = self.queue.state.lock().await;
             let mut m = HashMap::new();
             for t in q.active.values().filter(|t| t.kind == TaskKind::Backup) {
@@ -250,7 +251,7 @@ impl Health {
                     org: o.name.clone(),
                     status: d.outcome().as_str().into(),
                     repo: d.repo_full_name.clone(),
-                    backup_id: d.backup_id.clone(),
+                    backup_id: d.backup_id.to_string(),
                     finished_at: opt_ms(d.finished_at_ms),
                     detail: drill_detail(&d),
                     next_at,
@@ -295,7 +296,7 @@ impl Health {
                 } => pb::TimelineEntry {
                     at: format_ms(at_ms),
                     kind: "backup".into(),
-                    backup_id: b.id.clone(),
+                    backup_id: b.id.to_string(),
                     r#type: b.backup_type.into(),
                     trigger: b.trigger.into(),
                     status: b.status.into(),
@@ -332,7 +333,7 @@ impl Health {
                 health::TimelineEntry::Drill { at_ms, drill: d } => pb::TimelineEntry {
                     at: format_ms(at_ms),
                     kind: "drill".into(),
-                    backup_id: d.backup_id.clone(),
+                    backup_id: d.backup_id.to_string(),
                     trigger: d.trigger.into(),
                     status: d.status.into(),
                     verification: d.outcome().as_str().into(),
@@ -486,7 +487,7 @@ mod tests {
             last_status: Some(Status::Completed),
             last_finished_at_ms: Some(at),
             last_success_at_ms: Some(at),
-            last_success_id: Some(format!("b{at}")),
+            last_success_id: Some(crate::coordinator::testing::tid(&format!("b{at}"))),
             last_success_verification: Some(crate::model::VerifyStatus::Verified),
             ..Default::default()
         };

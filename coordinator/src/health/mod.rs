@@ -166,7 +166,7 @@ fn next_run(repo: &RepoRecord, disconnected: bool, schedule: &ScheduleInput) -> 
     schedule
         .slots
         .and_then(|s| s.next)
-        .map(|(start, len)| start + repo_offset_ms(&repo.id, len))
+        .map(|(start, len)| start + repo_offset_ms(repo.id.as_str(), len))
 }
 
 /// The state and its message, by the rules of the module documentation, first match wins.
@@ -235,8 +235,8 @@ mod tests {
 
     pub(super) fn repo(id: &str) -> RepoRecord {
         RepoRecord {
-            id: id.into(),
-            org_id: "o".into(),
+            id: crate::coordinator::testing::tid(id),
+            org_id: crate::coordinator::testing::tid("o"),
             org_name: "org".into(),
             name: id.into(),
             url: "git://x/y".into(),

@@ -8,6 +8,7 @@
 //! under a new random password; the organisation key stays) and hands the password back once,
 //! for the escrow agent. It is never stored nor logged.
 
+use crate::model::{BackupId, RepoId};
 use std::sync::Arc;
 
 use repovault_common::crypto::random_secret;
@@ -76,9 +77,9 @@ impl Escrow {
         out: &mut [pb::Backup],
     ) -> CoreResult<()> {
         let now = self.clock.now_ms();
-        let mut active: std::collections::HashMap<&str, bool> = Default::default();
+        let mut active: std::collections::HashMap<&RepoId, bool> = Default::default();
         for (b, p) in records.iter().zip(out.iter_mut()) {
-            let a = match active.get(b.repo_id.as_str()) {
+            let a = match active.get(&b.repo_id) {
                 Some(a) => *a,
                 None => {
                     let a = self.store.active_escrow(&b.repo_id, now).await?.is_some();
@@ -189,7 +190,7 @@ impl Escrow {
         let now = self.clock.now_ms();
         let mut out: Vec<(EscrowRecord, bool)> = self
             .store
-            .escrows(repo_id.as_deref())
+            .escrows(repo_id.as_ref())
             .await?
             .into_iter()
             .map(|e| {
@@ -343,7 +344,10 @@ impl Escrow {
         self: &Arc<Self>,
         r: pb::DeleteBackupRequest,
     ) -> CoreResult<pb::DeleteBackupResponse> {
-        let b = self.maintenance.delete_backup(&r.id).await?;
+        let b = self
+            .maintenance
+            .delete_backup(&BackupId::from_wire(&r.id, "id")?)
+            .await?;
         Ok(pb::DeleteBackupResponse {
             backup: Some(crate::service::convert::backup(&b)),
         })

@@ -14,6 +14,7 @@
 //! leased meanwhile; a repository whose backup is running is skipped until the next run.
 //! Repositories are maintained at most `concurrency` at a time fleet-wide.
 
+use crate::model::RepoId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -187,7 +188,7 @@ pub fn failed_attempt_since_prune(history: &[BackupRecord], m: &MaintenanceRecor
 /// data behind ([`failed_attempt_since_prune`]); not stored (the prune itself clears it).
 async fn maintenance_of(
     store: &Store,
-    repo_id: &str,
+    repo_id: &RepoId,
     history: &[BackupRecord],
 ) -> CoreResult<MaintenanceRecord> {
     let mut m = store.maintenance(repo_id).await?;
@@ -200,13 +201,13 @@ async fn maintenance_of(
 /// A repository claimed for maintenance; released on drop.
 pub(crate) struct Claim {
     queue: Arc<TaskQueue>,
-    repo_id: String,
+    repo_id: RepoId,
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
         let queue = self.queue.clone();
-        let repo_id = std::mem::take(&mut self.repo_id);
+        let repo_id = self.repo_id.clone();
         // The queue lock is async; release from a task (the claim only delays leasing).
         tokio::spawn(async move {
             queue.state.lock().await.maintenance.remove(&repo_id);
@@ -217,7 +218,7 @@ impl Drop for Claim {
 
 fn view(b: &BackupRecord) -> BackupView {
     BackupView {
-        id: b.id.clone(),
+        id: b.id.to_string(),
         time_ms: b.finished_at_ms.unwrap_or(b.created_at_ms),
         state: match b.status {
             Status::Completed => BackupState::Succeeded,
@@ -262,15 +263,15 @@ impl Maintenance {
     }
     /// Claims `repo_id` for maintenance unless a backup, restore, verification or drill of it
     /// is running (or it is claimed).
-    pub(crate) async fn claim(&self, repo_id: &str) -> Option<Claim> {
+    pub(crate) async fn claim(&self, repo_id: &RepoId) -> Option<Claim> {
         let mut q = self.queue.state.lock().await;
         if q.busy_repos().contains(repo_id) || q.read_repos().contains(repo_id) {
             return None;
         }
-        q.maintenance.insert(repo_id.to_string());
+        q.maintenance.insert(repo_id.clone());
         Some(Claim {
             queue: self.queue.clone(),
-            repo_id: repo_id.to_string(),
+            repo_id: repo_id.clone(),
         })
     }
 
@@ -384,7 +385,8 @@ impl Maintenance {
         let maint = maintenance_of(&self.store, &repo.id, &history).await?;
         let doomed: Vec<&BackupRecord> = history
             .iter()
-            .filter(|b| plan.drop.contains(&b.id))
+            // The retention plan names backups by their ids as strings (`retention::BackupView`).
+            .filter(|b| plan.drop.iter().any(|d| d == b.id.as_str()))
             .collect();
         let snapshot_repo =
             if doomed.iter().any(|b| b.snapshot_id.is_some()) || prune_due(&maint, now_ms, opts) {
@@ -443,7 +445,7 @@ impl Maintenance {
         }
         let snapshots: Vec<String> = doomed
             .iter()
-            .filter_map(|b| b.snapshot_id.clone())
+            .filter_map(|b| b.snapshot_id.clone().map(String::from))
             .collect();
         let forgotten = snapshots.len() as u64;
         if let Some(sr) = snapshot_repo
@@ -452,7 +454,7 @@ impl Maintenance {
             snapshot_op(move || sr.forget(&snapshots)).await?;
         }
         for b in doomed {
-            let path = catalog_object_path(&b.org_id, &b.repo_id, &b.id);
+            let path = catalog_object_path(b.org_id.as_str(), b.repo_id.as_str(), b.id.as_str());
             match self.storage.delete(&path).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}

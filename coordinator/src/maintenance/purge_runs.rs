@@ -3,6 +3,7 @@
 //! retention. Each claims its repository in the queue as the retention run does
 //! (`maintenance_runs.rs`), so no backup of it is leased meanwhile.
 
+use crate::model::BackupId;
 use std::sync::Arc;
 
 use repovault_common::names::parse_full_name;
@@ -22,7 +23,7 @@ impl Maintenance {
     /// `backup delete`: removes one finished backup now (its data goes at the repository's next
     /// prune). Refused for an escrowed backup, for every caller, until the agreement is released
     /// or expires; refused for an unfinished one.
-    pub async fn delete_backup(&self, backup_id: &str) -> CoreResult<BackupRecord> {
+    pub async fn delete_backup(&self, backup_id: &BackupId) -> CoreResult<BackupRecord> {
         let b = self.registry.get_backup(backup_id).await?;
         let repo = self
             .store

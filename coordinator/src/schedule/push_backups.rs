@@ -2,6 +2,7 @@
 //! (signature checked with the repository's sealed secret, pushes to the default branch
 //! collapsed into bursts: `webhook_bursts.rs`), and starting the backups of bursts that are due.
 
+use crate::model::RepoId;
 use crate::secrets::SealContext;
 
 use repovault_common::crypto::random_secret;
@@ -115,8 +116,12 @@ impl Schedules {
     /// delivery without `repo` (an App's webhook) is refused.
     async fn webhook_repo(&self, repo_hint: Option<&str>) -> CoreResult<Option<RepoRecord>> {
         match repo_hint {
-            Some(id) if !id.is_empty() && id.len() <= 64 => Ok(self.store.repo(id).await?),
-            _ => Ok(None),
+            // A hint that is not an id names no repository.
+            Some(id) => match RepoId::from_wire(id, "repo") {
+                Ok(id) => Ok(self.store.repo(&id).await?),
+                Err(_) => Ok(None),
+            },
+            None => Ok(None),
         }
     }
 

@@ -5,6 +5,7 @@
 //! `schedule-state/<repo-id>`, in the same transaction as the backup it enqueues, so a
 //! coordinator that stops between the two neither loses nor repeats the run.
 
+use crate::model::{OrgId, RepoId};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -121,7 +122,7 @@ impl Schedules {
     /// Where the forge delivers a repository's pushes:
     /// `<http_public_url>/webhooks/<forge>?repo=<repo-id>` (`forge_access::PUSH_WEBHOOK_PATH`). The id finds the repository (and
     /// its secret) without reading the body or scanning the store.
-    pub fn hook_url(&self, repo_id: &str) -> Option<String> {
+    pub fn hook_url(&self, repo_id: &RepoId) -> Option<String> {
         self.hook_base.read().as_ref().map(|b| {
             format!(
                 "{b}{}?repo={repo_id}",
@@ -164,7 +165,7 @@ impl Schedules {
         let _tick = self.tick.lock().await;
         let now = self.now_ms();
         let mut report = TickReport::default();
-        let orgs: HashMap<String, OrgRecord> = self
+        let orgs: HashMap<OrgId, OrgRecord> = self
             .store
             .orgs()
             .await?
@@ -177,7 +178,7 @@ impl Schedules {
         }
         let repos = self.store.repo_schedule_views().await?;
         let mut states = self.store.schedule_states().await?;
-        let busy: HashSet<String> = {
+        let busy: HashSet<RepoId> = {
             let q = self.queue.state.lock().await;
             q.active
                 .values()
@@ -222,7 +223,8 @@ impl Schedules {
             };
             report.scheduled += 1;
             let mut state = states.remove(&repo.id).unwrap_or_default();
-            let Due::Run(slot) = schedule::due(&repo.id, latest, prev, state.last_slot_ms, now)
+            let Due::Run(slot) =
+                schedule::due(repo.id.as_str(), latest, prev, state.last_slot_ms, now)
             else {
                 continue;
             };

@@ -5,6 +5,7 @@
 //! sends `sha256=<hex>` ("Validating webhook deliveries", GitHub docs). The comparison is
 //! constant-time (`hmac`'s `verify_slice`).
 
+use crate::model::RepoId;
 use std::collections::HashMap;
 
 use hmac::{Hmac, Mac};
@@ -81,23 +82,22 @@ pub fn classify(event: &str, payload: &serde_json::Value) -> Delivery {
 /// coordinator stops is lost, and the next push or scheduled run covers its commits.
 #[derive(Debug, Default)]
 pub struct Bursts {
-    open: HashMap<String, i64>,
+    open: HashMap<RepoId, i64>,
 }
 
 impl Bursts {
     /// Records a push at `now_ms`; returns whether it opened a burst (false: collapsed).
-    pub fn push(&mut self, repo_id: &str, now_ms: i64, delay_ms: i64) -> bool {
+    pub fn push(&mut self, repo_id: &RepoId, now_ms: i64, delay_ms: i64) -> bool {
         if self.open.contains_key(repo_id) {
             return false;
         }
-        self.open
-            .insert(repo_id.to_string(), now_ms + delay_ms.max(0));
+        self.open.insert(repo_id.clone(), now_ms + delay_ms.max(0));
         true
     }
 
     /// Removes and returns the repositories whose burst is due at `now_ms`, sorted.
-    pub fn due(&mut self, now_ms: i64) -> Vec<String> {
-        let mut out: Vec<String> = self
+    pub fn due(&mut self, now_ms: i64) -> Vec<RepoId> {
+        let mut out: Vec<RepoId> = self
             .open
             .iter()
             .filter(|&(_, &at)| at <= now_ms)
@@ -178,20 +178,34 @@ mod tests {
         let delay = 120_000;
         let mut b = Bursts::default();
         let t0 = 1_000_000;
-        assert!(b.push("r1", t0, delay));
+        assert!(b.push(&crate::coordinator::testing::tid("r1"), t0, delay));
         for i in 1..10 {
-            assert!(!b.push("r1", t0 + i * 20_000, delay));
+            assert!(!b.push(
+                &crate::coordinator::testing::tid("r1"),
+                t0 + i * 20_000,
+                delay
+            ));
         }
-        assert!(b.push("r2", t0 + 50_000, delay));
+        assert!(b.push(&crate::coordinator::testing::tid("r2"), t0 + 50_000, delay));
         assert_eq!(b.next_due(), Some(t0 + delay));
         assert!(b.due(t0 + delay - 1).is_empty());
-        assert_eq!(b.due(t0 + delay), vec!["r1".to_string()]);
+        assert_eq!(
+            b.due(t0 + delay),
+            vec![crate::coordinator::testing::tid::<RepoId>("r1")]
+        );
         assert!(b.due(t0 + delay).is_empty());
         // A push after the burst started its backup opens a new burst.
-        assert!(b.push("r1", t0 + delay + 1, delay));
+        assert!(b.push(
+            &crate::coordinator::testing::tid("r1"),
+            t0 + delay + 1,
+            delay
+        ));
         assert_eq!(
             b.due(t0 + 10 * delay),
-            vec!["r1".to_string(), "r2".to_string()]
+            vec![
+                crate::coordinator::testing::tid::<RepoId>("r1"),
+                crate::coordinator::testing::tid::<RepoId>("r2")
+            ]
         );
         assert!(b.is_empty());
     }
@@ -332,8 +346,8 @@ pub mod http {
                 br#"{"ref":"refs/heads/main","repository":{"id":7,"default_branch":"main"}}"#;
             let guess = sign(b"guess", body);
 
-            let no_push = post(&c, &plain.id, Some(&guess), body).await;
-            let bad_signature = post(&c, &hooked.id, Some(&guess), body).await;
+            let no_push = post(&c, plain.id.as_str(), Some(&guess), body).await;
+            let bad_signature = post(&c, hooked.id.as_str(), Some(&guess), body).await;
             assert_eq!(no_push, bad_signature);
             assert_eq!(no_push, (StatusCode::UNAUTHORIZED, REFUSED.to_string()));
             // Unsigned, malformed, an unknown repository: the same again.
@@ -347,7 +361,7 @@ pub mod http {
             }
             // The right secret is accepted: the refusals above are about the caller alone.
             let signed = sign(b"hook-secret", body);
-            let ok = post(&c, &hooked.id, Some(&signed), body).await;
+            let ok = post(&c, hooked.id.as_str(), Some(&signed), body).await;
             assert_eq!(ok.0, StatusCode::ACCEPTED, "{ok:?}");
         }
     }

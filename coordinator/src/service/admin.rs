@@ -1,5 +1,6 @@
 //! AdminService: what the CLI drives.
 
+use crate::model::{BackupId, RestoreId};
 use std::sync::Arc;
 
 use tokio_stream::wrappers::ReceiverStream;
@@ -89,7 +90,7 @@ impl AdminService for AdminApi {
             .export_org_key(&req.into_inner().org)
             .await?;
         Ok(Response::new(pb::ExportOrgKeyResponse {
-            org_id: org.id,
+            org_id: org.id.into(),
             key: key.expose().to_string(),
         }))
     }
@@ -208,7 +209,8 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::GetBackupRequest>,
     ) -> Result<Response<pb::GetBackupResponse>, Status> {
-        let b = self.core.registry.get_backup(&req.into_inner().id).await?;
+        let id: BackupId = convert::id_field(&req.into_inner().id, "id")?;
+        let b = self.core.registry.get_backup(&id).await?;
         let mut backup = vec![convert::backup(&b)];
         self.core
             .escrow
@@ -252,8 +254,9 @@ impl AdminService for AdminApi {
         req: Request<pb::BrowseBackupRequest>,
     ) -> Result<Response<pb::BrowseBackupResponse>, Status> {
         let req = req.into_inner();
+        let id: BackupId = convert::id_field(&req.id, "id")?;
         Ok(Response::new(
-            self.core.registry.browse_backup(&req.id, &req.path).await?,
+            self.core.registry.browse_backup(&id, &req.path).await?,
         ))
     }
 
@@ -272,7 +275,7 @@ impl AdminService for AdminApi {
                     convert::enum_field(r.target, "target")?,
                 )
                 .map_err(|e| Status::invalid_argument(e.to_string()))?,
-                backup_id: r.backup_id,
+                backup_id: convert::id_field(&r.backup_id, "backup_id")?,
                 url: r.url,
                 token: token(&r.token),
                 org: r.org,
@@ -292,6 +295,7 @@ impl AdminService for AdminApi {
         req: Request<pb::MintDownloadLinkRequest>,
     ) -> Result<Response<pb::MintDownloadLinkResponse>, Status> {
         let r = req.into_inner();
+        let id: RestoreId = convert::id_field(&r.id, "id")?;
         let ttl = link_ttl_ms(r.expires_seconds)?.unwrap_or(
             i64::try_from(repovault_common::links::DEFAULT_LINK_TTL.as_millis())
                 .unwrap_or(i64::MAX),
@@ -299,7 +303,7 @@ impl AdminService for AdminApi {
         let (restore, link) = self
             .core
             .downloads
-            .mint_download_link(&r.id, self.core.now_ms().saturating_add(ttl))
+            .mint_download_link(&id, self.core.now_ms().saturating_add(ttl))
             .await?;
         Ok(Response::new(pb::MintDownloadLinkResponse {
             restore: Some(self.restore_with_link(&restore)),
@@ -312,7 +316,8 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::GetRestoreRequest>,
     ) -> Result<Response<pb::GetRestoreResponse>, Status> {
-        let r = self.core.restores.get_restore(&req.into_inner().id).await?;
+        let id: RestoreId = convert::id_field(&req.into_inner().id, "id")?;
+        let r = self.core.restores.get_restore(&id).await?;
         Ok(Response::new(pb::GetRestoreResponse {
             restore: Some(self.restore_with_link(&r)),
         }))
@@ -333,11 +338,8 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::CancelRestoreRequest>,
     ) -> Result<Response<pb::CancelRestoreResponse>, Status> {
-        let r = self
-            .core
-            .restores
-            .cancel_restore(&req.into_inner().id)
-            .await?;
+        let id: RestoreId = convert::id_field(&req.into_inner().id, "id")?;
+        let r = self.core.restores.cancel_restore(&id).await?;
         Ok(Response::new(pb::CancelRestoreResponse {
             restore: Some(convert::restore(&r)),
         }))
@@ -349,7 +351,8 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::DownloadRestoreRequest>,
     ) -> Result<Response<Self::DownloadRestoreStream>, Status> {
-        admin_streams::download_stream(&self.core, &req.into_inner().id).await
+        admin_streams::download_stream(&self.core, &convert::id_field(&req.into_inner().id, "id")?)
+            .await
     }
 
     type WatchTaskStream = ReceiverStream<Result<pb::TaskProgress, Status>>;
@@ -358,7 +361,11 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::WatchTaskRequest>,
     ) -> Result<Response<Self::WatchTaskStream>, Status> {
-        admin_streams::watch_stream(&self.core, req.into_inner().task_id).await
+        admin_streams::watch_stream(
+            &self.core,
+            convert::id_field(&req.into_inner().task_id, "task_id")?,
+        )
+        .await
     }
 
     async fn rebuild_catalog(
@@ -517,11 +524,8 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::VerifyBackupRequest>,
     ) -> Result<Response<pb::VerifyBackupResponse>, Status> {
-        let (b, task_id) = self
-            .core
-            .verification
-            .verify_backup(&req.into_inner().id)
-            .await?;
+        let id: BackupId = convert::id_field(&req.into_inner().id, "id")?;
+        let (b, task_id) = self.core.verification.verify_backup(&id).await?;
         let mut backup = vec![convert::backup(&b)];
         self.core
             .escrow
@@ -529,7 +533,7 @@ impl AdminService for AdminApi {
             .await?;
         Ok(Response::new(pb::VerifyBackupResponse {
             backup: backup.pop(),
-            task_id,
+            task_id: task_id.into(),
         }))
     }
 
@@ -538,13 +542,14 @@ impl AdminService for AdminApi {
         req: Request<pb::RunDrillRequest>,
     ) -> Result<Response<pb::RunDrillResponse>, Status> {
         let r = req.into_inner();
+        let backup_id: Option<BackupId> = convert::optional_id_field(&r.backup_id, "backup_id")?;
         let d = self
             .core
             .drills
             .run_drill(
                 &r.org,
                 Some(r.repo.as_str()).filter(|s| !s.is_empty()),
-                Some(r.backup_id.as_str()).filter(|s| !s.is_empty()),
+                backup_id.as_ref(),
                 Trigger::Manual,
             )
             .await?;

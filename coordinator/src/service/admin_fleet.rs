@@ -15,7 +15,7 @@ pub(super) fn workers(core: &Coordinator) -> pb::ListWorkersResponse {
         .into_iter()
         .map(|w| pb::Worker {
             running: u32::try_from(w.tasks.len()).unwrap_or(u32::MAX),
-            tasks: w.tasks.into_iter().collect(),
+            tasks: w.tasks.into_iter().map(String::from).collect(),
             id: w.id,
             name: w.name,
             slots: w.slots,
@@ -48,7 +48,7 @@ pub(super) async fn queue(core: &Coordinator) -> pb::GetQueueResponse {
             s => (s.name(), String::new(), String::new()),
         };
         entries.push(pb::QueueEntry {
-            task_id: t.id.clone(),
+            task_id: t.id.to_string(),
             kind: t.kind.into(),
             repo: repo.as_ref().map(|r| r.full_name()).unwrap_or_default(),
             org: repo.map(|r| r.org_name).unwrap_or_default(),

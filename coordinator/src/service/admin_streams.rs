@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::model::{RestoreId, TaskId};
+
 use futures::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Response, Status};
@@ -25,7 +27,7 @@ fn is_final(p: &pb::TaskProgress) -> bool {
 /// first chunk carries the total size and SHA-256, so the client verifies what it wrote.
 pub(super) async fn download_stream(
     core: &Arc<Coordinator>,
-    id: &str,
+    id: &RestoreId,
 ) -> Result<Response<ReceiverStream<Result<pb::DownloadChunk, Status>>>, Status> {
     let r = core.restores.get_restore(id).await?;
     if r.target != RestoreTarget::Download {
@@ -92,9 +94,9 @@ pub(super) async fn download_stream(
 /// until a final status, the coordinator's stop, or the client going away.
 pub(super) async fn watch_stream(
     core: &Arc<Coordinator>,
-    task_id: String,
+    task_id: TaskId,
 ) -> Result<Response<ReceiverStream<Result<pb::TaskProgress, Status>>>, Status> {
-    let (latest, mut rx) = core.queue.progress.subscribe(&task_id);
+    let (latest, mut rx) = core.queue.progress.subscribe(task_id.as_str());
     let task = core
         .queue
         .task_status(&task_id)
@@ -105,7 +107,7 @@ pub(super) async fn watch_stream(
     let first = latest
         .filter(|p| p.status != 0)
         .unwrap_or_else(|| pb::TaskProgress {
-            task_id: task_id.clone(),
+            task_id: task_id.to_string(),
             attempt: task.lease.attempt,
             phase: status.as_str().into(),
             status: status.into(),
@@ -142,7 +144,7 @@ pub(super) async fn watch_stream(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             }
         }
-        core.queue.progress.gc(&task_id);
+        core.queue.progress.gc(task_id.as_str());
     });
     Ok(Response::new(ReceiverStream::new(out)))
 }

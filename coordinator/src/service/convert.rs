@@ -1,6 +1,8 @@
-//! Records to protocol messages, and the wire's enum fields to the domain's closed sets.
+//! Records to protocol messages, and the wire's enum and id fields to the domain's closed sets
+//! and typed ids: a request's ids are decoded here once, naming the field when one is refused.
 
-use repovault_common::domain::FromWire;
+use crate::model::{BackupId, DrillId, OrgId, RepoId, RestoreId, SnapshotId, TaskId};
+use repovault_common::domain::{FromWire, WireError};
 use repovault_proto::v1 as pb;
 use tonic::Status as RpcStatus;
 
@@ -30,6 +32,42 @@ pub fn enum_field_or<T: FromWire>(
     }
 }
 
+/// An id type a request field decodes to.
+pub trait WireId: Sized {
+    fn decode(value: &str, field: &'static str) -> Result<Self, WireError>;
+}
+
+macro_rules! wire_id {
+    ($($t:ty),*) => {
+        $(impl WireId for $t {
+            fn decode(value: &str, field: &'static str) -> Result<Self, WireError> {
+                <$t>::from_wire(value, field)
+            }
+        })*
+    };
+}
+
+wire_id!(
+    BackupId, DrillId, OrgId, RepoId, RestoreId, SnapshotId, TaskId
+);
+
+/// A required id field of a request; empty or malformed is `invalid_argument` naming the field.
+pub fn id_field<T: WireId>(value: &str, field: &'static str) -> Result<T, RpcStatus> {
+    T::decode(value, field).map_err(|e| RpcStatus::invalid_argument(e.to_string()))
+}
+
+/// An optional id field: `None` when empty, `invalid_argument` naming the field when malformed.
+pub fn optional_id_field<T: WireId>(
+    value: &str,
+    field: &'static str,
+) -> Result<Option<T>, RpcStatus> {
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        id_field(value, field).map(Some)
+    }
+}
+
 fn opt_time(ms: Option<i64>) -> String {
     ms.map(format_ms).unwrap_or_default()
 }
@@ -45,7 +83,7 @@ pub fn org(o: &OrgRecord) -> pb::Org {
         _ => (0, 0),
     };
     pb::Org {
-        id: o.id.clone(),
+        id: o.id.to_string(),
         name: o.name.clone(),
         provider: o.provider.into(),
         created_at: format_ms(o.created_at_ms),
@@ -78,7 +116,7 @@ pub fn sync(r: &SyncReport) -> pb::SyncOrgResponse {
             .renamed
             .iter()
             .map(|x| pb::RenamedRepo {
-                repo_id: x.repo_id.clone(),
+                repo_id: x.repo_id.to_string(),
                 from: x.from.clone(),
                 to: x.to.clone(),
             })
@@ -94,14 +132,18 @@ pub fn sync(r: &SyncReport) -> pb::SyncOrgResponse {
 
 pub fn repo(r: &RepoRecord, s: &RepoStats) -> pb::Repo {
     pb::Repo {
-        id: r.id.clone(),
+        id: r.id.to_string(),
         org: r.org_name.clone(),
         name: r.name.clone(),
         full_name: r.full_name(),
         url: r.url.clone(),
         has_token: r.sealed_token.is_some(),
         created_at: format_ms(r.created_at_ms),
-        last_backup_id: s.last_backup_id.clone().unwrap_or_default(),
+        last_backup_id: s
+            .last_backup_id
+            .clone()
+            .map(String::from)
+            .unwrap_or_default(),
         last_backup_status: s
             .last_status
             .map(|s| s.as_str().to_string())
@@ -120,10 +162,10 @@ pub fn repo(r: &RepoRecord, s: &RepoStats) -> pb::Repo {
 
 pub fn backup(b: &BackupRecord) -> pb::Backup {
     pb::Backup {
-        id: b.id.clone(),
+        id: b.id.to_string(),
         repo: format!("{}/{}", b.org_name, b.repo_name),
-        org_id: b.org_id.clone(),
-        repo_id: b.repo_id.clone(),
+        org_id: b.org_id.to_string(),
+        repo_id: b.repo_id.to_string(),
         r#type: b.backup_type.into(),
         trigger: b.trigger.into(),
         status: b.status.into(),
@@ -135,9 +177,13 @@ pub fn backup(b: &BackupRecord) -> pb::Backup {
         added_bytes: b.added_bytes,
         counts: Some(pb::Counts::from(&b.counts)),
         components: repovault_common::manifest::components_to_proto(&b.components),
-        snapshot_id: b.snapshot_id.clone().unwrap_or_default(),
-        parent_snapshot_id: b.parent_snapshot_id.clone().unwrap_or_default(),
-        task_id: b.task_id.clone(),
+        snapshot_id: b.snapshot_id.clone().map(String::from).unwrap_or_default(),
+        parent_snapshot_id: b
+            .parent_snapshot_id
+            .clone()
+            .map(String::from)
+            .unwrap_or_default(),
+        task_id: b.task_id.to_string(),
         attempt: b.attempt,
         bytes_received: b.bytes_received,
         priority: u32::from(b.priority),
@@ -168,16 +214,16 @@ pub fn verification(v: &Verification) -> pb::Verification {
         finished_at: opt_time(v.finished_at_ms),
         packs_read: v.packs_read,
         bytes_read: v.bytes_read,
-        task_id: v.task_id.clone().unwrap_or_default(),
+        task_id: v.task_id.clone().map(String::from).unwrap_or_default(),
     }
 }
 
 pub fn drill(d: &DrillRecord) -> pb::Drill {
     pb::Drill {
-        id: d.id.clone(),
+        id: d.id.to_string(),
         org: d.org_name.clone(),
         repo: d.repo_full_name.clone(),
-        backup_id: d.backup_id.clone(),
+        backup_id: d.backup_id.to_string(),
         status: d.outcome().into(),
         trigger: d.trigger.into(),
         checks: d
@@ -189,14 +235,14 @@ pub fn drill(d: &DrillRecord) -> pb::Drill {
         error: d.error.clone().unwrap_or_default(),
         created_at: format_ms(d.created_at_ms),
         finished_at: opt_time(d.finished_at_ms),
-        task_id: d.task_id.clone(),
+        task_id: d.task_id.to_string(),
     }
 }
 
 pub fn restore(r: &RestoreRecord) -> pb::Restore {
     pb::Restore {
-        id: r.id.clone(),
-        backup_id: r.backup_id.clone(),
+        id: r.id.to_string(),
+        backup_id: r.backup_id.to_string(),
         repo: r.repo_full_name.clone(),
         r#type: r.restore_type.into(),
         target: r.target.into(),
@@ -208,7 +254,7 @@ pub fn restore(r: &RestoreRecord) -> pb::Restore {
         refs_pushed: r.refs_pushed,
         artifact_bytes: r.artifact_bytes,
         artifact_sha256: r.artifact_sha256.clone().unwrap_or_default(),
-        task_id: r.task_id.clone(),
+        task_id: r.task_id.to_string(),
         target_repo: r.target_repo.clone().unwrap_or_default(),
         summary: r.summary.clone().unwrap_or_default(),
         // Only a forge `full_repo` restore grants access; for the rest it does not apply.

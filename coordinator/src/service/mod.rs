@@ -9,3 +9,7 @@ pub mod convert;
 pub mod guard;
 pub mod refusals;
 pub mod worker;
+
+#[cfg(test)]
+#[path = "id_fields_tests.rs"]
+mod id_fields_tests;

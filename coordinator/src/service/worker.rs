@@ -12,15 +12,22 @@ use repovault_proto::v1 as pb;
 use repovault_proto::v1::worker_service_server::WorkerService;
 
 use crate::coordinator::{Coordinator, WorkerHello};
+use crate::model::TaskId;
+use crate::service::convert;
 
 pub struct WorkerApi {
     pub core: Arc<Coordinator>,
 }
 
+/// A request's lease token, refused (`invalid_argument`) when missing or when its task id is not
+/// an id, naming the field.
 fn lease_of(t: &Option<pb::LeaseToken>) -> Result<pb::LeaseToken, Status> {
-    t.clone()
+    let t = t
+        .clone()
         .filter(|t| !t.task_id.is_empty() && t.attempt > 0)
-        .ok_or_else(|| Status::invalid_argument("lease token (task_id, attempt) is missing"))
+        .ok_or_else(|| Status::invalid_argument("lease token (task_id, attempt) is missing"))?;
+    convert::id_field::<TaskId>(&t.task_id, "lease.task_id")?;
+    Ok(t)
 }
 
 fn ms(d: Duration) -> u64 {

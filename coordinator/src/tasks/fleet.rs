@@ -10,6 +10,7 @@
 //! renewed. The heartbeat of a worker not registered yet renews its leases the same way, so they
 //! outlive the moment between the heartbeat and the registration.
 
+use crate::model::TaskId;
 use std::sync::Arc;
 
 use repovault_proto::v1 as pb;
@@ -84,7 +85,9 @@ impl Fleet {
         let worker_id = if resumed {
             previous.to_string()
         } else {
-            let id = ids::new_worker_id();
+            // Worker ids stay strings inside the fleet: the registry is keyed by what the
+            // wire carries, and a claimed previous id is checked by `ids::is_worker_id`.
+            let id = String::from(ids::new_worker_id());
             self.queue.workers.register(entry(&id));
             id
         };
@@ -95,7 +98,10 @@ impl Fleet {
             (Vec::new(), hello.held.clone())
         };
         for t in &renewed {
-            self.queue.workers.assign(&worker_id, &t.task_id);
+            // Renewed, so its id decoded in `renew_held`.
+            if let Ok(task_id) = TaskId::from_wire(&t.task_id, "held.task_id") {
+                self.queue.workers.assign(&worker_id, &task_id);
+            }
         }
         if resumed {
             tracing::info!(worker = %worker_id, name = %hello.name, slots = hello.slots, kept = renewed.len(), revoked = revoked.len(), "worker registered again under its id");
@@ -136,9 +142,10 @@ impl Fleet {
         req: &pb::RequestPermitsRequest,
     ) -> CoreResult<pb::RequestPermitsResponse> {
         let tok = req.lease.clone().unwrap_or_default();
+        let task_id = TaskId::from_wire(&tok.task_id, "lease.task_id")?;
         let (org_id, repo_id) = {
             let q = self.queue.state.lock().await;
-            let t = q.active.get(&tok.task_id).ok_or_else(|| {
+            let t = q.active.get(&task_id).ok_or_else(|| {
                 CoreError::FailedPrecondition(format!(
                     "lease of task {} attempt {} is stale: the task is no longer active",
                     tok.task_id, tok.attempt
@@ -163,12 +170,16 @@ impl Fleet {
         let mut renewed = Vec::new();
         let mut revoked = Vec::new();
         for tok in held {
-            let ok = q.active.get_mut(&tok.task_id).is_some_and(|t| {
-                matches!(&t.lease.state, TaskState::Leased { worker_id: w, .. } if w == worker_id)
-                    && t.lease.renew(tok.attempt, now, &self.queue.policy).is_ok()
+            // A malformed id names no task of this coordinator: revoked like an unknown one.
+            let task_id = TaskId::from_wire(&tok.task_id, "held.task_id").ok();
+            let ok = task_id.as_ref().is_some_and(|id| {
+                q.active.get_mut(id).is_some_and(|t| {
+                    matches!(&t.lease.state, TaskState::Leased { worker_id: w, .. } if w == worker_id)
+                        && t.lease.renew(tok.attempt, now, &self.queue.policy).is_ok()
+                })
             });
-            if ok {
-                q.inherited.remove(&tok.task_id);
+            if let (true, Some(id)) = (ok, &task_id) {
+                q.inherited.remove(id);
                 renewed.push(tok.clone());
             } else {
                 revoked.push(tok.clone());
@@ -270,7 +281,11 @@ mod tests {
         );
         let listed = c.queue.workers.list();
         assert_eq!(listed.len(), 1);
-        assert!(listed[0].tasks.contains(&lease.task_id));
+        assert!(
+            listed[0]
+                .tasks
+                .contains(&crate::coordinator::testing::tid(&lease.task_id))
+        );
         // Known again: heartbeats renew as usual, and the lease is the current one.
         let (renewed, _, reregister) = c
             .fleet
@@ -281,7 +296,7 @@ mod tests {
         assert!(c.queue.confirm_lease(&id, &lease).await.expect("confirm") > 0);
         let t = c
             .queue
-            .task_status(&lease.task_id)
+            .task_status(&crate::coordinator::testing::tid(&lease.task_id))
             .await
             .expect("status")
             .expect("task");
@@ -331,7 +346,7 @@ mod tests {
         let other = ids::new_worker_id();
         let r = c
             .fleet
-            .register_worker(hello(&other, std::slice::from_ref(&lease)))
+            .register_worker(hello(other.as_str(), std::slice::from_ref(&lease)))
             .await;
         assert!(r.resumed, "an unknown well-formed id is given back");
         assert!(r.renewed.is_empty());
@@ -348,7 +363,7 @@ mod tests {
         assert_eq!(c.queue.reap().await.expect("reap"), 1);
         let t = c
             .queue
-            .task_status(&lease.task_id)
+            .task_status(&crate::coordinator::testing::tid(&lease.task_id))
             .await
             .expect("status")
             .expect("task");
@@ -356,7 +371,7 @@ mod tests {
         assert_eq!((t.lease.failures, t.lease.interruptions), (0, 1));
         let b = c
             .store
-            .backup(&t.repo_id, &t.subject_id)
+            .backup(&t.repo_id, &t.backup_subject().expect("a backup"))
             .await
             .expect("backup")
             .expect("record");
@@ -380,7 +395,7 @@ mod tests {
         );
         let t = c
             .queue
-            .task_status(&lease.task_id)
+            .task_status(&crate::coordinator::testing::tid(&lease.task_id))
             .await
             .expect("status")
             .expect("task");

@@ -37,13 +37,13 @@ pub(crate) fn repo_access(
         None => Default::default(),
     };
     Ok(pb::RepoAccess {
-        org_id: org.id.clone(),
-        repo_id: repo.id.clone(),
+        org_id: org.id.to_string(),
+        repo_id: repo.id.to_string(),
         org_name: org.name.clone(),
         repo_name: repo.name.clone(),
         source_url: repo.url.clone(),
         source_token: token.expose().to_string(),
-        snapshot_path: snapshot_repo_path(&org.id, &repo.id),
+        snapshot_path: snapshot_repo_path(org.id.as_str(), repo.id.as_str()),
         repo_password: password.expose().to_string(),
         master_key: master_key.expose().to_string(),
         provider: org.provider.into(),

@@ -11,7 +11,9 @@ use repovault_proto::v1 as pb;
 
 use crate::catalog::reconcile::ForgetRequest;
 use crate::error::{CoreError, CoreResult, not_found};
-use crate::model::{BackupRecord, OrgCredential, RepoRecord, Status, TaskRecord};
+use crate::model::{
+    BackupRecord, OrgCredential, OrgId, RepoRecord, SnapshotId, Status, TaskId, TaskRecord,
+};
 use crate::store::Batch;
 use crate::tasks::lease_state::{Outcome, TaskState};
 use crate::tasks::queue_order::{Candidate, QueueContext, select};
@@ -100,7 +102,7 @@ impl TaskQueue {
         &self,
         worker_id: &str,
         cached: &[String],
-        minted: &HashSet<String>,
+        minted: &HashSet<OrgId>,
     ) -> CoreResult<Leasing> {
         let now = self.clock.now_ms();
         // The queue lock is held from the choice to the lease's store transaction, across the
@@ -177,7 +179,7 @@ impl TaskQueue {
         batch.task(&task);
         let mut proto = pb::Task {
             lease: Some(pb::LeaseToken {
-                task_id: task.id.clone(),
+                task_id: task.id.to_string(),
                 attempt,
             }),
             repo: Some(crate::tasks::lease_access::repo_access(
@@ -207,7 +209,7 @@ impl TaskQueue {
         self.workers.assign(worker_id, &task.id);
         tracing::info!(task = %task.id, attempt, worker = %worker_id, repo = %repo.full_name(), kind = task.kind.as_str(), "leased");
         self.progress.publish(pb::TaskProgress {
-            task_id: task.id.clone(),
+            task_id: task.id.to_string(),
             attempt,
             phase: "leased".into(),
             status: Status::Running.into(),
@@ -220,10 +222,11 @@ impl TaskQueue {
     /// The fence before a commit-relevant write: succeeds only for the current, unexpired lease.
     pub async fn confirm_lease(&self, worker_id: &str, tok: &pb::LeaseToken) -> CoreResult<i64> {
         let now = self.clock.now_ms();
+        let task_id = TaskId::from_wire(&tok.task_id, "lease.task_id")?;
         let q = self.state.lock().await;
         let t = q
             .active
-            .get(&tok.task_id)
+            .get(&task_id)
             .ok_or_else(|| stale(tok, "the task is no longer active"))?;
         check_holder(t, worker_id, tok)?;
         Ok(t.lease.remaining_ms(tok.attempt, now)?)
@@ -233,11 +236,12 @@ impl TaskQueue {
     /// task is refused (the service then tells that worker to stop).
     pub async fn task_event(&self, ev: &pb::TaskEvent) -> CoreResult<()> {
         let tok = ev.lease.clone().unwrap_or_default();
+        let task_id = TaskId::from_wire(&tok.task_id, "event.lease.task_id")?;
         {
             let q = self.state.lock().await;
             // Progress that arrives after the completion (the stream and the completion travel
             // separately) is dropped quietly: there is nothing left to cancel.
-            let Some(t) = q.active.get(&tok.task_id) else {
+            let Some(t) = q.active.get(&task_id) else {
                 return Ok(());
             };
             t.lease.check(tok.attempt, self.clock.now_ms())?;
@@ -260,6 +264,7 @@ impl TaskQueue {
     /// The commit point. A successful backup exists when, and only when, this accepts it.
     pub async fn complete(&self, req: &pb::CompleteTaskRequest) -> CoreResult<CompletionOutcome> {
         let tok = req.lease.clone().unwrap_or_default();
+        let task_id = TaskId::from_wire(&tok.task_id, "lease.task_id")?;
         let now = self.clock.now_ms();
         // The queue lock is held from the holder and attempt check to the commit transaction,
         // across the kind's reads. Kept because this is the commit fence: if it were released in
@@ -269,7 +274,7 @@ impl TaskQueue {
         // reads and one store commit per completion; the work after the commit (catalog
         // object, verification and drill outcomes, damaged packs) runs after the lock is released.
         let mut q = self.state.lock().await;
-        let Some(current) = q.active.get(&tok.task_id) else {
+        let Some(current) = q.active.get(&task_id) else {
             drop(q);
             self.forget_rejected(req);
             return Err(stale(&tok, "the task is no longer active"));
@@ -363,10 +368,11 @@ impl TaskQueue {
         reason: &str,
     ) -> CoreResult<()> {
         let now = self.clock.now_ms();
+        let task_id = TaskId::from_wire(&tok.task_id, "lease.task_id")?;
         let mut q = self.state.lock().await;
         let current = q
             .active
-            .get(&tok.task_id)
+            .get(&task_id)
             .ok_or_else(|| stale(tok, "the task is no longer active"))?;
         check_holder(current, worker_id, tok)?;
         let mut task = current.clone();
@@ -384,7 +390,7 @@ impl TaskQueue {
     /// Cancels an active task: it fails at once with `reason` (no retry) and its lease is
     /// revoked (the holder's next heartbeat or progress event is answered with a revocation, so
     /// its worker stops; its completion is refused as stale). Returns whether it was active.
-    pub(crate) async fn cancel_task(&self, task_id: &str, reason: &str) -> CoreResult<bool> {
+    pub(crate) async fn cancel_task(&self, task_id: &TaskId, reason: &str) -> CoreResult<bool> {
         let now = self.clock.now_ms();
         let mut q = self.state.lock().await;
         let Some(mut task) = q.active.get(task_id).cloned() else {
@@ -418,7 +424,7 @@ impl TaskQueue {
     pub async fn reap(&self) -> CoreResult<usize> {
         let now = self.clock.now_ms();
         let mut q = self.state.lock().await;
-        let expired: Vec<String> = q
+        let expired: Vec<TaskId> = q
             .active
             .values()
             .filter(|t| t.lease.expires_at_ms().is_some_and(|e| e <= now))
@@ -488,13 +494,16 @@ impl TaskQueue {
     }
 
     fn forget_rejected(&self, req: &pb::CompleteTaskRequest) {
+        // A malformed id names no snapshot this coordinator could have committed: nothing to do.
         if let (Some(tok), Some(b)) = (&req.lease, req.backup_result())
-            && !b.snapshot_id.is_empty()
+            && let Ok(task_id) = TaskId::from_wire(&tok.task_id, "lease.task_id")
+            && let Ok(Some(snapshot_id)) =
+                SnapshotId::from_wire_optional(&b.snapshot_id, "backup.snapshot_id")
         {
             let _ = self.forget_tx.send(ForgetRequest::Snapshot {
-                task_id: tok.task_id.clone(),
+                task_id,
                 attempt: tok.attempt,
-                snapshot_id: b.snapshot_id.clone(),
+                snapshot_id,
             });
         }
     }
@@ -502,7 +511,7 @@ impl TaskQueue {
     fn publish_state(&self, task: &TaskRecord, attempt: u32, worker_id: &str) {
         let status = task.lease.state.status();
         self.progress.publish(pb::TaskProgress {
-            task_id: task.id.clone(),
+            task_id: task.id.to_string(),
             attempt,
             phase: match status {
                 Status::Completed => "done".into(),

@@ -7,6 +7,7 @@
 //! organisation served least recently goes first, so one tenant's 5,000 tasks interleave with
 //! another's 10 instead of running ahead of them. At most one backup per repository runs at once.
 
+use repovault_common::domain::{OrgId, RepoId, TaskId};
 use std::collections::{HashMap, HashSet};
 
 /// One priority level per 5 minutes waited: a scheduled backup (5) overtakes manual ones (8)
@@ -21,9 +22,9 @@ pub const PRIORITY_MAINTENANCE: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
-    pub task_id: String,
-    pub org_id: String,
-    pub repo_id: String,
+    pub task_id: TaskId,
+    pub org_id: OrgId,
+    pub repo_id: RepoId,
     /// Backups are exclusive per repository; restores are not.
     pub exclusive: bool,
     pub priority: u8,
@@ -37,9 +38,9 @@ pub struct Candidate {
 #[derive(Debug)]
 pub struct QueueContext<'a> {
     /// Organisation -> the sequence number of its last lease (higher = more recent) and when.
-    pub org_served: &'a HashMap<String, (u64, i64)>,
+    pub org_served: &'a HashMap<OrgId, (u64, i64)>,
     /// Repositories with a running exclusive (backup) task.
-    pub busy_repos: &'a HashSet<String>,
+    pub busy_repos: &'a HashSet<RepoId>,
 }
 
 pub fn effective_priority(c: &Candidate, org_last_served_ms: Option<i64>, now_ms: i64) -> u8 {
@@ -92,9 +93,9 @@ mod tests {
 
     fn cand(id: &str, org: &str, repo: &str, prio: u8, at: i64, seq: u64) -> Candidate {
         Candidate {
-            task_id: id.into(),
-            org_id: org.into(),
-            repo_id: repo.into(),
+            task_id: id.parse().expect("task id"),
+            org_id: org.parse().expect("org id"),
+            repo_id: repo.parse().expect("repo id"),
             exclusive: true,
             priority: prio,
             enqueued_at_ms: at,
@@ -118,7 +119,7 @@ mod tests {
             };
             served.insert(c.org_id.clone(), (lease, now));
             cands.retain(|x| x.task_id != c.task_id);
-            out.push(c.task_id);
+            out.push(c.task_id.into());
         }
         out
     }
@@ -184,7 +185,7 @@ mod tests {
         let a = cand("a", "o", "r1", 8, 0, 1);
         let mut b = cand("b", "o", "r2", 5, 0, 2);
         let served = HashMap::new();
-        let busy: HashSet<String> = ["r1".to_string()].into();
+        let busy: HashSet<RepoId> = ["r1".parse().expect("repo id")].into();
         let ctx = QueueContext {
             org_served: &served,
             busy_repos: &busy,

@@ -16,7 +16,7 @@ use crate::catalog::reconcile::ForgetRequest;
 use crate::clock::Clock;
 use crate::error::CoreResult;
 use crate::forge_access::ForgeAccess;
-use crate::model::{RepoRecord, TaskKind, TaskRecord, VerifyMode};
+use crate::model::{OrgId, RepoId, RepoRecord, TaskId, TaskKind, TaskRecord, VerifyMode};
 use crate::secrets::Secrets;
 use crate::store::{Batch, Store};
 use crate::tasks::lease_state::{LeasePolicy, TaskState};
@@ -30,30 +30,30 @@ use crate::verification::verify_ledger::VerifyLedger;
 pub(crate) struct Queue {
     /// Pending and leased tasks. Lease expiries here run ahead of the store: heartbeats renew
     /// in memory only.
-    pub(crate) active: HashMap<String, TaskRecord>,
+    pub(crate) active: HashMap<TaskId, TaskRecord>,
     /// Enqueue order, for FIFO among equals.
     pub(crate) next_seq: u64,
     /// Lease order, for "served least recently".
     pub(crate) lease_seq: u64,
     /// Organisation -> (lease_seq, time) of its last lease.
-    pub(crate) org_served: HashMap<String, (u64, i64)>,
+    pub(crate) org_served: HashMap<OrgId, (u64, i64)>,
     /// Repositories under maintenance (forget, prune, purge: `maintenance/`): no backup of
     /// them is leased meanwhile.
-    pub(crate) maintenance: HashSet<String>,
+    pub(crate) maintenance: HashSet<RepoId>,
     /// Task -> attempt of the leases loaded from the store at start whose holder has not
     /// renewed them with this coordinator yet (`tasks/fleet.rs`). One that expires so was ended by the
     /// restart, not by the task: the reaper re-queues it without counting a failure. Keyed by
     /// attempt too, so an entry left behind never applies to a later lease of the task.
-    pub(crate) inherited: HashMap<String, u32>,
+    pub(crate) inherited: HashMap<TaskId, u32>,
     /// Task -> when this coordinator granted its current lease, for the duration histogram
     /// (`metric_families.rs`); leases inherited from a previous run have none.
-    pub(crate) lease_started: HashMap<String, i64>,
+    pub(crate) lease_started: HashMap<TaskId, i64>,
 }
 
 impl Queue {
     /// Repositories a leased exclusive task (a backup: `kinds::Kind::EXCLUSIVE`) holds, and those
     /// under maintenance: no other exclusive task of them is leased meanwhile.
-    pub(crate) fn busy_repos(&self) -> HashSet<String> {
+    pub(crate) fn busy_repos(&self) -> HashSet<RepoId> {
         self.active
             .values()
             .filter(|t| crate::tasks::kinds::exclusive(t.kind) && t.lease.expires_at_ms().is_some())
@@ -64,7 +64,7 @@ impl Queue {
 
     /// Repositories a leased non-exclusive task (restore, verification, drill) reads:
     /// maintenance waits for them.
-    pub(crate) fn read_repos(&self) -> HashSet<String> {
+    pub(crate) fn read_repos(&self) -> HashSet<RepoId> {
         self.active
             .values()
             .filter(|t| {
@@ -143,7 +143,7 @@ pub(crate) struct NewTask<'a> {
 
 /// The subject record of a new task, built once the task's id and the time are known: the
 /// subject's id and the records to write with the task.
-pub(crate) type Subject<'a> = Box<dyn FnOnce(&str, i64) -> (String, Batch) + Send + 'a>;
+pub(crate) type Subject<'a> = Box<dyn FnOnce(&TaskId, i64) -> (String, Batch) + Send + 'a>;
 
 /// One enqueue of [`TaskQueue::enqueue_all`]: the task, its subject, and what is written
 /// whether or not the task collapses onto an active one.
@@ -300,7 +300,7 @@ impl TaskQueue {
     fn new_task(
         &self,
         q: &mut Queue,
-        id: String,
+        id: TaskId,
         new: &NewTask<'_>,
         subject: &str,
         now: i64,
@@ -323,7 +323,7 @@ impl TaskQueue {
         }
     }
     /// The status of a task as the store and queue know it.
-    pub async fn task_status(&self, task_id: &str) -> CoreResult<Option<TaskRecord>> {
+    pub async fn task_status(&self, task_id: &TaskId) -> CoreResult<Option<TaskRecord>> {
         if let Some(t) = self.state.lock().await.active.get(task_id) {
             return Ok(Some(t.clone()));
         }
@@ -383,7 +383,11 @@ impl TaskQueue {
 
     /// Whether a task with this id and attempt was committed, or may still be (for the
     /// reconciler): `Some(true)` keep, `Some(false)` forget, `None` unknown task.
-    pub async fn snapshot_verdict(&self, task_id: &str, attempt: u32) -> CoreResult<Option<bool>> {
+    pub async fn snapshot_verdict(
+        &self,
+        task_id: &TaskId,
+        attempt: u32,
+    ) -> CoreResult<Option<bool>> {
         if let Some(t) = self.state.lock().await.active.get(task_id) {
             // Active: the current attempt may still be committed; earlier ones never will.
             let write_window_open =

@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use parking_lot::Mutex;
+use repovault_common::domain::TaskId;
 
 #[derive(Debug, Clone)]
 pub struct WorkerEntry {
@@ -13,7 +14,7 @@ pub struct WorkerEntry {
     pub draining: bool,
     pub registered_at_ms: i64,
     pub last_heartbeat_ms: i64,
-    pub tasks: BTreeSet<String>,
+    pub tasks: BTreeSet<TaskId>,
 }
 
 #[derive(Default)]
@@ -62,13 +63,13 @@ impl WorkerRegistry {
         self.inner.lock().get(id).is_some_and(|w| w.draining)
     }
 
-    pub fn assign(&self, id: &str, task_id: &str) {
+    pub fn assign(&self, id: &str, task_id: &TaskId) {
         if let Some(w) = self.inner.lock().get_mut(id) {
-            w.tasks.insert(task_id.to_string());
+            w.tasks.insert(task_id.clone());
         }
     }
 
-    pub fn unassign(&self, id: &str, task_id: &str) {
+    pub fn unassign(&self, id: &str, task_id: &TaskId) {
         if let Some(w) = self.inner.lock().get_mut(id) {
             w.tasks.remove(task_id);
         }

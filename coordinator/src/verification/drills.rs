@@ -3,6 +3,7 @@
 //! object count, item counts) and deleted. The outcome is kept per organisation and shown in the
 //! health view and the repository's timeline.
 
+use crate::model::BackupId;
 use std::sync::Arc;
 
 use crate::catalog::org_registry::Registry;
@@ -65,7 +66,7 @@ impl Drills {
         &self,
         org_name: &str,
         repo: Option<&str>,
-        backup_id: Option<&str>,
+        backup_id: Option<&BackupId>,
         trigger: Trigger,
     ) -> CoreResult<DrillRecord> {
         let org = self.registry.org_named(org_name).await?;
@@ -129,7 +130,7 @@ impl Drills {
             .enqueue(Enqueue::of_existing(
                 TaskKind::Drill,
                 &repo,
-                &id,
+                id.as_str(),
                 None,
                 PRIORITY_DRILL,
                 format!("drill:{id}"),
@@ -142,7 +143,9 @@ impl Drills {
             repo_id: repo.id.clone(),
             repo_full_name: repo.full_name(),
             backup_id: backup.id.clone(),
-            snapshot_id: backup.snapshot_id.clone().unwrap_or_default(),
+            snapshot_id: backup.snapshot_id.clone().ok_or_else(|| {
+                CoreError::FailedPrecondition(format!("backup {} has no snapshot", backup.id))
+            })?,
             trigger,
             status: Status::Pending,
             passed: None,
@@ -238,7 +241,7 @@ impl Drills {
             };
             let previous = plan.prev_slot(latest.0 - 1).map(|p| (p, latest.0 - p));
             let schedule::Due::Run(slot) =
-                schedule::due(&org.id, latest, previous, Some(last), now)
+                schedule::due(org.id.as_str(), latest, previous, Some(last), now)
             else {
                 continue;
             };
@@ -359,7 +362,7 @@ mod tests {
         assert_ne!(first[0].repo_full_name, "acme/never");
         let tasks = drill_tasks(&c).await;
         assert_eq!(tasks.len(), 1);
-        assert_eq!(tasks[0].subject_id, first[0].id);
+        assert_eq!(tasks[0].subject_id, first[0].id.as_str());
 
         // The day after: the other repository (least recently drilled).
         assert_eq!(
@@ -419,7 +422,10 @@ mod tests {
             (d.backup_id.as_str(), d.trigger),
             (id.as_str(), Trigger::Manual)
         );
-        assert_eq!(d.snapshot_id, "ab".repeat(32));
+        assert_eq!(
+            d.snapshot_id.as_str(),
+            crate::coordinator::testing::SNAPSHOT
+        );
         let by_repo = c
             .drills
             .run_drill("acme", Some("a"), None, Trigger::Manual)

@@ -5,6 +5,7 @@
 //! The other checks run on workers (`worker/src/verify/`): `zip_integrity`, `git_fsck`,
 //! `metadata_valid`, `commit_count_match`.
 
+use crate::model::TaskId;
 use std::time::Duration;
 
 use repovault_common::units::human_bytes as human;
@@ -283,7 +284,7 @@ pub fn finished(
     size: CheckResult,
     result: &pb::VerifyResult,
     now_ms: i64,
-    task_id: Option<String>,
+    task_id: Option<TaskId>,
 ) -> Verification {
     checks.retain(|c| c.name != SIZE_MATCH);
     checks.push(size);

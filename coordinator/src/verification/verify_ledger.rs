@@ -4,6 +4,7 @@
 //! read-back found. It enqueues nothing, so the task kinds write through it when a completion
 //! commits and the verification runs (`verify_runs.rs`) enqueue through the task queue.
 
+use crate::model::{BackupId, RepoId};
 use std::sync::Arc;
 
 use repovault_proto::v1 as pb;
@@ -66,7 +67,7 @@ impl VerifyLedger {
         b: &BackupRecord,
         stats: &crate::model::RepoStats,
     ) -> CoreResult<Option<u64>> {
-        if stats.last_success_id.as_deref() == Some(b.id.as_str()) {
+        if stats.last_success_id.as_ref() == Some(&b.id) {
             // Re-verifying the latest: compare with the one before it.
             return self.size_before(b).await;
         }
@@ -110,7 +111,7 @@ impl VerifyLedger {
             batch.backup(b);
         }
         let mut stats = self.store.stats(&b.repo_id).await?;
-        if stats.last_success_id.as_deref() == Some(b.id.as_str()) {
+        if stats.last_success_id.as_ref() == Some(&b.id) {
             stats.note_verification(b);
             batch.stats(&b.repo_id, &stats);
         }
@@ -158,9 +159,9 @@ impl VerifyLedger {
     /// Idempotent: a backup already failed for the damage is failed again with the same text.
     pub(crate) async fn fail_damaged_backups(
         &self,
-        repo_id: &str,
+        repo_id: &RepoId,
         result: &pb::VerifyResult,
-        except: Option<&str>,
+        except: Option<&BackupId>,
         run: VerifyRun,
         now: i64,
     ) -> CoreResult<()> {
@@ -180,13 +181,13 @@ impl VerifyLedger {
             }
         }
         for mut b in history {
-            if Some(b.id.as_str()) == except {
+            if Some(&b.id) == except {
                 continue;
             }
             let hit = b
                 .snapshot_id
                 .as_ref()
-                .is_some_and(|s| result.damaged_snapshot_ids.contains(s));
+                .is_some_and(|s| result.damaged_snapshot_ids.iter().any(|d| d == s.as_str()));
             if hit {
                 b.verification = Some(v::apply_damage(
                     b.verification.as_ref(),

@@ -6,6 +6,7 @@
 //! record it changes after the catalog object is written, so the object is rewritten with it
 //! (`rewrite_catalog`).
 
+use crate::model::{BackupId, RepoId, TaskId};
 use std::sync::Arc;
 
 use crate::catalog::org_registry::Registry;
@@ -51,7 +52,7 @@ impl VerifyRuns {
     }
     /// `backup verify ID`: queues a verify task that runs every check again, reading back every
     /// pack the snapshot references. Idempotent while one runs: the running one is returned.
-    pub async fn verify_backup(&self, id: &str) -> CoreResult<(BackupRecord, String)> {
+    pub async fn verify_backup(&self, id: &BackupId) -> CoreResult<(BackupRecord, TaskId)> {
         let mut b = self.registry.get_backup(id).await?;
         if b.status != Status::Completed {
             return Err(CoreError::FailedPrecondition(format!(
@@ -70,7 +71,7 @@ impl VerifyRuns {
             .enqueue(Enqueue::of_existing(
                 TaskKind::Verify,
                 &repo,
-                id,
+                id.as_str(),
                 Some(VerifyMode::Manual),
                 PRIORITY_MANUAL_BACKUP,
                 key,
@@ -123,7 +124,7 @@ impl VerifyRuns {
         metrics::gauge!("repovault_readback_repos", "state" => "current").set(current as f64);
         metrics::gauge!("repovault_readback_repos", "state" => "overdue").set(overdue as f64);
         metrics::gauge!("repovault_readback_due_repos").set(due.len() as f64);
-        let active: std::collections::HashSet<String> = self
+        let active: std::collections::HashSet<RepoId> = self
             .queue
             .queue_snapshot()
             .await
@@ -143,7 +144,8 @@ impl VerifyRuns {
                 .enqueue(Enqueue::of_existing(
                     TaskKind::Verify,
                     &repo,
-                    &repo.id,
+                    // A rotation's subject is its repository (`TaskRecord::subject_id`).
+                    repo.id.as_str(),
                     Some(VerifyMode::Rotation),
                     PRIORITY_ROTATION,
                     key,
@@ -159,7 +161,7 @@ impl VerifyRuns {
 
 /// The verification of a run that could not check anything: every check skipped as incomplete,
 /// naming why, so the backup is not `verified` and the reason is shown.
-pub(crate) fn could_not_run(error: &str, now: i64, task_id: &str) -> Verification {
+pub(crate) fn could_not_run(error: &str, now: i64, task_id: &TaskId) -> Verification {
     let checks = v::CHECKS
         .iter()
         .map(|name| CheckResult {
@@ -177,7 +179,7 @@ pub(crate) fn could_not_run(error: &str, now: i64, task_id: &str) -> Verificatio
         finished_at_ms: Some(now),
         packs_read: 0,
         bytes_read: 0,
-        task_id: Some(task_id.into()),
+        task_id: Some(task_id.clone()),
     }
 }
 

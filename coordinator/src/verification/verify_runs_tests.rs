@@ -1,3 +1,4 @@
+use crate::model::RepoId;
 use std::time::Duration;
 
 use super::*;
@@ -48,8 +49,8 @@ async fn backup_verify_queues_once_leases_and_records_the_outcome() {
     let (b, task) = c.verification.verify_backup(&id).await.expect("verify");
     let v = b.verification.expect("pending");
     assert_eq!(
-        (v.status, v.task_id.as_deref()),
-        (VerifyStatus::Pending, Some(task.as_str()))
+        (v.status, v.task_id.as_ref()),
+        (VerifyStatus::Pending, Some(&task))
     );
     // Asked again while it is queued: the same task.
     let (_, again) = c.verification.verify_backup(&id).await.expect("again");
@@ -175,7 +176,11 @@ async fn a_verification_of_a_backup_deleted_meanwhile_ends_instead_of_blocking_t
     let mut batch = Batch::default();
     batch.delete_backup(&r.id, &id);
     c.store.apply(batch).await.expect("delete");
-    let object = repovault_common::storage::catalog_object_path(&r.org_id, &r.id, &id);
+    let object = repovault_common::storage::catalog_object_path(
+        r.org_id.as_str(),
+        r.id.as_str(),
+        id.as_str(),
+    );
     c.storage
         .delete(&object)
         .await
@@ -238,7 +243,7 @@ async fn the_rotation_visits_due_repositories_oldest_first_at_most_two_at_once()
         c.verification.run_rotation_once(now).await.expect("pass"),
         2
     );
-    let queued: Vec<String> = rotations()
+    let queued: Vec<RepoId> = rotations()
         .await
         .iter()
         .map(|t| t.repo_id.clone())
@@ -288,7 +293,7 @@ async fn the_rotation_visits_due_repositories_oldest_first_at_most_two_at_once()
         c.verification.run_rotation_once(now).await.expect("pass"),
         1
     );
-    let got: Vec<String> = rotations()
+    let got: Vec<RepoId> = rotations()
         .await
         .iter()
         .map(|t| t.repo_id.clone())

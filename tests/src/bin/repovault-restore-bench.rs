@@ -89,7 +89,7 @@ impl Vault {
     }
 
     /// One backup, waited for: its time and record.
-    async fn backup(&self) -> Result<(Duration, u64, String)> {
+    async fn backup(&self) -> Result<(Duration, u64, repovault_common::domain::BackupId)> {
         let t = Instant::now();
         let b = self.inner.handle.core.backups.run_backup(REPO).await?;
         let r = self.inner.wait_backup(&b.id).await?;
@@ -98,7 +98,11 @@ impl Vault {
 
     /// A `full_repo` restore of `backup_id` to the plain git `url`: the time from enqueue to
     /// completed, and the record. Fails unless it completed.
-    async fn restore(&self, backup_id: &str, url: &str) -> Result<(Duration, RestoreRecord)> {
+    async fn restore(
+        &self,
+        backup_id: &repovault_common::domain::BackupId,
+        url: &str,
+    ) -> Result<(Duration, RestoreRecord)> {
         let core = &self.inner.handle.core;
         let t = Instant::now();
         let r = core

@@ -22,7 +22,7 @@ async fn restore_to_new(
         .core()
         .restores
         .start_restore(
-            backup_id,
+            &backup_id.parse().unwrap(),
             repovault_common::domain::RestoreType::FullRepo,
             repovault_common::domain::RestoreTarget::New,
             &daemon.url(name),
@@ -101,11 +101,11 @@ async fn rich_repositories_back_up_and_restore_exactly() {
         a.size_bytes > 4 * 1024 * 1024,
         "the 4 MiB binary is in the backup"
     );
-    assert_eq!(a.snapshot_id.as_ref().map(String::len), Some(64));
+    assert_eq!(a.snapshot_id.as_ref().map(|s| s.as_str().len()), Some(64));
 
     // Restore to a new empty repository: exactly the refs and objects of the source (minus the
     // pull merge refs, which are not mirrored).
-    let restored = restore_to_new(&c, &daemon, &a.id, "restored.git").await;
+    let restored = restore_to_new(&c, &daemon, a.id.as_str(), "restored.git").await;
     assert_eq!(refs(&restored).unwrap(), expected);
     let mut src_objects = reachable_objects(&rich).unwrap();
     let merge_only: Vec<String> = fixtures::git(
@@ -164,7 +164,7 @@ async fn rich_repositories_back_up_and_restore_exactly() {
     assert!(r.artifact_bytes > 4 * 1024 * 1024);
 
     // The empty backup restores to an empty repository.
-    let restored_empty = restore_to_new(&c, &daemon, &b.id, "restored-empty.git").await;
+    let restored_empty = restore_to_new(&c, &daemon, b.id.as_str(), "restored-empty.git").await;
     assert!(refs(&restored_empty).unwrap().is_empty());
     c.shutdown().await;
 }
@@ -228,14 +228,14 @@ async fn second_backup_fetches_only_what_changed_and_both_restore() {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<std::collections::BTreeMap<_, _>>()
     };
-    let r2 = restore_to_new(&c, &daemon, &second.id, "second.git").await;
+    let r2 = restore_to_new(&c, &daemon, second.id.as_str(), "second.git").await;
     assert_eq!(refs(&r2).unwrap(), strip(&after));
     assert!(
         !refs(&r2)
             .unwrap()
             .contains_key(&format!("refs/heads/{}", fixtures::EVOLVE_DELETED_BRANCH))
     );
-    let r1 = restore_to_new(&c, &daemon, &first.id, "first.git").await;
+    let r1 = restore_to_new(&c, &daemon, first.id.as_str(), "first.git").await;
     assert_eq!(
         refs(&r1).unwrap(),
         strip(&before),

@@ -186,7 +186,7 @@ async fn bad_input_is_refused_clearly_and_other_tasks_go_on() {
     let e = core
         .restores
         .start_restore(
-            "r000000000000-nope",
+            &"r000000000000-nope".parse().unwrap(),
             repovault_common::domain::RestoreType::FullRepo,
             repovault_common::domain::RestoreTarget::Download,
             "",

@@ -303,7 +303,7 @@ async fn multi_process_worker_drains_on_sigterm_and_exits_when_idle() {
             .core()
             .queue
             .progress
-            .latest(&b.task_id)
+            .latest(b.task_id.as_str())
             .map(|p| p.phase)
             .unwrap_or_default();
         if ["open", "fetch", "snapshot"].contains(&phase.as_str()) {

@@ -88,7 +88,7 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
         &[
             "backup",
             "download",
-            &b.id,
+            b.id.as_str(),
             "--to",
             zip_path.to_str().unwrap(),
             "--expires",
@@ -110,7 +110,7 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
             "json",
             "backup",
             "download",
-            &b.id,
+            b.id.as_str(),
             "--to",
             zip_path.to_str().unwrap(),
             "--expires",
@@ -124,7 +124,8 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
         String::from_utf8_lossy(&o.stderr)
     );
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let restore_id = r["id"].as_str().unwrap().to_string();
+    let restore_id: repovault_common::domain::RestoreId =
+        r["id"].as_str().unwrap().parse().unwrap();
     let url = r["download_url"].as_str().unwrap().to_string();
     assert_eq!(r["type"], "download_zip");
     assert_eq!(r["status"], "completed");
@@ -213,7 +214,7 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
     );
 
     // `restore show` carries the link and its expiry.
-    let o = cli(&c, &["restore", "show", &restore_id]);
+    let o = cli(&c, &["restore", "show", restore_id.as_str()]);
     let shown = String::from_utf8_lossy(&o.stdout);
     assert!(shown.contains(&url), "{shown}");
 
@@ -243,7 +244,7 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
             "json",
             "restore",
             "link",
-            &restore_id,
+            restore_id.as_str(),
             "--expires",
             "2h",
         ],
@@ -253,7 +254,10 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
     let url2 = minted["url"].as_str().unwrap();
     assert_ne!(url2, url);
     assert_eq!(curl(url2, &work.path().join("2.zip")).0, 200);
-    let o = cli(&c, &["restore", "link", &restore_id, "--expires", "8d"]);
+    let o = cli(
+        &c,
+        &["restore", "link", restore_id.as_str(), "--expires", "8d"],
+    );
     assert_eq!(o.status.code(), Some(2));
 
     // Expired: a genuine link past its expiry is refused with 410.
@@ -288,7 +292,7 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
     let (code, body) = curl(&later, &work.path().join("x"));
     assert_eq!(code, 403, "{body}");
     // Another restore's id with this signature.
-    let other = url.replace(&restore_id, "r-0000000000");
+    let other = url.replace(restore_id.as_str(), "r-0000000000");
     assert_eq!(curl(&other, &work.path().join("x")).0, 404);
 
     // The expiry loop's pass: nothing is due now; past the latest link (2 h) the ZIP is deleted
@@ -323,7 +327,10 @@ async fn backup_download_zip_links_expire_and_are_deleted() {
             .await
             .is_err()
     );
-    let o = cli(&c, &["--output", "json", "restore", "show", &restore_id]);
+    let o = cli(
+        &c,
+        &["--output", "json", "restore", "show", restore_id.as_str()],
+    );
     let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(shown["artifact_expired"], true);
     assert!(

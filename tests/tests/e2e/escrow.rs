@@ -78,7 +78,7 @@ async fn stock_restic_and_git_restore_a_backup_without_repovault() {
     let exported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let org_id = exported["org_id"].as_str().unwrap();
     // `<storage>/<org-id>/<repo-id>/`: one restic repository per source repository.
-    let repo = c.storage_root().join(org_id).join(&b.repo_id);
+    let repo = c.storage_root().join(org_id).join(b.repo_id.as_str());
     assert!(
         repo.join("config").is_file(),
         "a restic repository at {}",
@@ -90,7 +90,10 @@ async fn stock_restic_and_git_restore_a_backup_without_repovault() {
         serde_json::from_str(&restic(&repo, &key_file, &["snapshots", "--json"])).unwrap();
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0]["id"].as_str(), b.snapshot_id.as_deref());
+    assert_eq!(
+        listed[0]["id"].as_str(),
+        b.snapshot_id.as_ref().map(|s| s.as_str())
+    );
     let backup_tag = format!("backup={}", b.id);
     assert!(
         listed[0]["tags"]

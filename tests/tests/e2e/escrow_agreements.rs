@@ -88,8 +88,14 @@ async fn escrow_key_opens_one_repository_and_blocks_deletion_until_release() {
     let agent = tempfile::tempdir().unwrap();
     let key_file = agent.path().join("escrow.key");
     std::fs::write(&key_file, key.expose()).unwrap();
-    let x_repo = c.storage_root().join(&org.id).join(&bx.repo_id);
-    let y_repo = c.storage_root().join(&org.id).join(&by.repo_id);
+    let x_repo = c
+        .storage_root()
+        .join(org.id.as_str())
+        .join(bx.repo_id.as_str());
+    let y_repo = c
+        .storage_root()
+        .join(org.id.as_str())
+        .join(by.repo_id.as_str());
     let listed: serde_json::Value =
         serde_json::from_str(&restic(&x_repo, &key_file, &["snapshots", "--json"]).unwrap())
             .unwrap();
@@ -100,7 +106,7 @@ async fn escrow_key_opens_one_repository_and_blocks_deletion_until_release() {
         &key_file,
         &[
             "restore",
-            bx2.snapshot_id.as_deref().unwrap(),
+            bx2.snapshot_id.as_ref().map(|s| s.as_str()).unwrap(),
             "--target",
             target.to_str().unwrap(),
         ],
@@ -168,7 +174,7 @@ async fn escrow_key_opens_one_repository_and_blocks_deletion_until_release() {
     assert!(x_repo.join("config").is_file());
     // Purge the organisation.
     core.maintenance.purge_org("org", true).await.unwrap();
-    assert!(!c.storage_root().join(&org.id).exists());
+    assert!(!c.storage_root().join(org.id.as_str()).exists());
     assert!(core.registry.org_named("org").await.is_err());
     c.shutdown().await;
 }
@@ -242,7 +248,7 @@ async fn escrow_deletion_purge_and_connection_through_the_cli() {
     );
     assert_eq!(again.status.code(), Some(2), "{again:?}");
 
-    let del = cli(&c, &["backup", "delete", &b.id]);
+    let del = cli(&c, &["backup", "delete", b.id.as_str()]);
     assert!(!del.status.success());
     let stderr = String::from_utf8_lossy(&del.stderr);
     assert!(stderr.contains("escrowed"), "{stderr}");
@@ -253,7 +259,7 @@ async fn escrow_deletion_purge_and_connection_through_the_cli() {
     assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v[0]["active"], true, "{v}");
 
-    let show = cli(&c, &["--output", "json", "backup", "show", &b.id]);
+    let show = cli(&c, &["--output", "json", "backup", "show", b.id.as_str()]);
     let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(v["is_escrowed"], true, "{v}");
 
@@ -261,7 +267,7 @@ async fn escrow_deletion_purge_and_connection_through_the_cli() {
     assert_eq!(purge.status.code(), Some(2), "{purge:?}");
 
     assert!(cli(&c, &["escrow", "release", "org/x"]).status.success());
-    let del = cli(&c, &["backup", "delete", &b.id]);
+    let del = cli(&c, &["backup", "delete", b.id.as_str()]);
     assert!(del.status.success(), "{del:?}");
 
     let r = cli(

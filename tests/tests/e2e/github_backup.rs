@@ -50,14 +50,17 @@ async fn restore_tree(c: &Cluster, b: &BackupRecord, into: &Path) -> PathBuf {
             .unwrap();
         f.write_all(key.expose().as_bytes()).unwrap();
     }
-    let repo = c.storage_root().join(&b.org_id).join(&b.repo_id);
+    let repo = c
+        .storage_root()
+        .join(b.org_id.as_str())
+        .join(b.repo_id.as_str());
     let snapshot = b.snapshot_id.clone().unwrap();
     restic(
         &repo,
         &key_file,
         &[
             "restore",
-            &snapshot,
+            snapshot.as_str(),
             "--target",
             &into.display().to_string(),
         ],
@@ -253,7 +256,7 @@ async fn an_org_backup_holds_the_seed_and_an_incremental_reads_only_the_change()
             "json",
             "backup",
             "browse",
-            &tracker_id,
+            tracker_id.as_str(),
             "issues",
         ],
         &[],
@@ -281,7 +284,7 @@ async fn an_org_backup_holds_the_seed_and_an_incremental_reads_only_the_change()
             "json",
             "backup",
             "browse",
-            &tracker_id,
+            tracker_id.as_str(),
             &format!("issues/{long}"),
         ],
         &[],
@@ -297,14 +300,14 @@ async fn an_org_backup_holds_the_seed_and_an_incremental_reads_only_the_change()
         &[
             "backup",
             "browse",
-            &full["widgets"].id,
+            full["widgets"].id.as_str(),
             &format!("pulls/{number}"),
         ],
         &[],
     );
     let text = String::from_utf8_lossy(&thread.stdout);
     assert!(text.contains("review by"), "{text}");
-    let bad = cli(&c, &["backup", "browse", &tracker_id, "wiki"], &[]);
+    let bad = cli(&c, &["backup", "browse", tracker_id.as_str(), "wiki"], &[]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("issues/N"));
 
@@ -460,7 +463,7 @@ async fn one_repository_failing_fails_only_its_task_and_a_member_token_skips_set
         widgets.components["issues"].status,
         repovault_common::domain::ComponentState::Included
     );
-    let show = cli(&c, &["backup", "show", &widgets.id], &[]);
+    let show = cli(&c, &["backup", "show", widgets.id.as_str()], &[]);
     let text = String::from_utf8_lossy(&show.stdout);
     assert!(
         text.contains("complete") && text.contains("no (settings not included)"),

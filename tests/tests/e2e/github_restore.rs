@@ -252,7 +252,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     let (id, out) = start(
         &c,
         &[
-            &b.id,
+            b.id.as_str(),
             "--type",
             "full_repo",
             "--target",
@@ -376,7 +376,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     let (id, out) = start(
         &c,
         &[
-            &b.id,
+            b.id.as_str(),
             "--type",
             "full_repo",
             "--target",
@@ -408,7 +408,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
         &[
             "restore",
             "start",
-            &b.id,
+            b.id.as_str(),
             "--type",
             "issues_only",
             "--into",
@@ -430,7 +430,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     let (id, out) = start(
         &c,
         &[
-            &docs.id,
+            docs.id.as_str(),
             "--type",
             "full_repo",
             "--target",
@@ -455,7 +455,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     let (_, out) = start(
         &c,
         &[
-            &b.id,
+            b.id.as_str(),
             "--type",
             "full_repo",
             "--target",
@@ -484,7 +484,15 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
             let out = cli(
                 &c,
                 &[
-                    "restore", "start", &b.id, "--type", t, "--target", target, "--name", "x",
+                    "restore",
+                    "start",
+                    b.id.as_str(),
+                    "--type",
+                    t,
+                    "--target",
+                    target,
+                    "--name",
+                    "x",
                 ],
                 &[],
             );
@@ -532,7 +540,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     let (id, out) = start(
         &c,
         &[
-            &b.id,
+            b.id.as_str(),
             "--type",
             "issues_only",
             "--into",
@@ -557,7 +565,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     let (id, out) = start(
         &c,
         &[
-            &b.id,
+            b.id.as_str(),
             "--type",
             "releases_only",
             "--into",
@@ -594,7 +602,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     let (id, out) = start(
         &c,
         &[
-            &lfs.id,
+            lfs.id.as_str(),
             "--type",
             "full_repo",
             "--target",
@@ -636,7 +644,7 @@ async fn github_restore_survives_a_worker_death_and_can_be_cancelled() {
 
     // The first comment on the target waits out a secondary limit for 30 s: the restore is then
     // in its metadata phase with issue #1 created, and its worker stops.
-    let id = restore_held_in_metadata(&c, &ready, &b.id, "widgets-relay", 30).await;
+    let id = restore_held_in_metadata(&c, &ready, b.id.as_str(), "widgets-relay", 30).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     first.kill().unwrap();
     first.wait().unwrap();
@@ -666,13 +674,13 @@ async fn github_restore_survives_a_worker_death_and_can_be_cancelled() {
     );
     let journal = c
         .storage_root()
-        .join(&r.org_id)
-        .join(&r.repo_id)
+        .join(r.org_id.as_str())
+        .join(r.repo_id.as_str())
         .join(format!("restores/{id}.journal.json"));
     assert!(journal.is_file(), "{}", journal.display());
 
     // Cancel: a restore held in its metadata phase by a long secondary limit.
-    let id = restore_held_in_metadata(&c, &ready, &b.id, "widgets-cancel", 120).await;
+    let id = restore_held_in_metadata(&c, &ready, b.id.as_str(), "widgets-cancel", 120).await;
     let out = cli(&c, &["restore", "cancel", &id], &[]);
     assert!(out.status.success(), "cancel: {}", stderr(&out));
     let r = wait_restore(&c, &id).await;

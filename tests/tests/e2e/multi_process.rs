@@ -172,7 +172,10 @@ impl Scenario {
         assert!(done.attempt >= 2, "completed by attempt {}", done.attempt);
         assert_ne!(done.worker_id, self.leased.worker_id);
         assert_eq!(done.task_id, self.leased.task_id);
-        assert_eq!(done.snapshot_id.as_ref().map(String::len), Some(64));
+        assert_eq!(
+            done.snapshot_id.as_ref().map(|s| s.as_str().len()),
+            Some(64)
+        );
         done
     }
 
@@ -180,8 +183,8 @@ impl Scenario {
         let repo = &self.first;
         self.cluster
             .storage_root()
-            .join(&repo.org_id)
-            .join(&repo.repo_id)
+            .join(repo.org_id.as_str())
+            .join(repo.repo_id.as_str())
     }
 
     async fn key_file(&self) -> PathBuf {
@@ -212,7 +215,7 @@ impl Scenario {
         let repo = self.repo_path();
         let key = self.key_file().await;
         let tag = format!("task={}", done.task_id);
-        let expected = done.snapshot_id.clone().unwrap();
+        let expected = done.snapshot_id.clone().unwrap().to_string();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let (for_task, all) = loop {
             let for_task = snapshot_ids(&repo, &key, &["--tag", &tag]);
@@ -225,7 +228,10 @@ impl Scenario {
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
         assert_eq!(for_task, vec![expected.clone()], "snapshots of the task");
-        let mut want = vec![self.first.snapshot_id.clone().unwrap(), expected];
+        let mut want = vec![
+            self.first.snapshot_id.clone().unwrap().to_string(),
+            expected,
+        ];
         want.sort();
         let mut all = all;
         all.sort();
@@ -392,7 +398,7 @@ async fn multi_process_worker_killed_mid_backup() {
         .expect_err("registered with a wrong token");
     assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
     let e = client
-        .complete_task(fake_completion(&stale_worker, &task_id, 1))
+        .complete_task(fake_completion(&stale_worker, task_id.as_str(), 1))
         .await
         .expect_err("completed without a token");
     assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
@@ -422,7 +428,7 @@ async fn multi_process_worker_killed_mid_backup() {
     };
     for w in [&stale_worker, &impostor] {
         let e = client
-            .complete_task(with_token(fake_completion(w, &task_id, 1), &token))
+            .complete_task(with_token(fake_completion(w, task_id.as_str(), 1), &token))
             .await
             .expect_err("a stale lease completed");
         assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
@@ -431,7 +437,7 @@ async fn multi_process_worker_killed_mid_backup() {
         // The impostor cannot complete the current attempt either: it does not hold it.
         let e = client
             .complete_task(with_token(
-                fake_completion(&impostor, &task_id, released.attempt),
+                fake_completion(&impostor, task_id.as_str(), released.attempt),
                 &token,
             ))
             .await
@@ -440,12 +446,15 @@ async fn multi_process_worker_killed_mid_backup() {
     }
 
     let done = s.wait_done().await;
-    assert_ne!(done.snapshot_id, Some("ab".repeat(32)));
+    assert_ne!(
+        done.snapshot_id.clone().map(String::from),
+        Some("ab".repeat(32))
+    );
 
     // After the commit, the stale completion is still refused and changes nothing.
     let e = client
         .complete_task(with_token(
-            fake_completion(&stale_worker, &task_id, 1),
+            fake_completion(&stale_worker, task_id.as_str(), 1),
             &token,
         ))
         .await

@@ -53,7 +53,7 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
         .unwrap();
     assert_eq!(failed.status, Status::Failed);
     c.stop_workers().await;
-    let queued: Vec<String> = {
+    let queued: Vec<repovault_common::domain::BackupId> = {
         let mut v = Vec::new();
         for i in 0..4 {
             v.push(
@@ -106,9 +106,9 @@ async fn restart_mid_queue_loses_nothing_and_catalog_rebuilds_from_storage() {
     let object = c
         .storage_root()
         .join(repovault_common::storage::catalog_object_path(
-            &victim.org_id,
-            &victim.repo_id,
-            &victim.id,
+            victim.org_id.as_str(),
+            victim.repo_id.as_str(),
+            victim.id.as_str(),
         ));
     std::fs::remove_file(&object).unwrap();
     let mut batch = repovault_coordinator::store::Batch::default();
@@ -509,7 +509,7 @@ async fn restart_during_the_commit_point_is_ridden_out() {
     let t = c
         .core()
         .queue
-        .task_status(&token.task_id)
+        .task_status(&token.task_id.parse().unwrap())
         .await
         .unwrap()
         .unwrap();

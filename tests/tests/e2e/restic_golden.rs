@@ -119,7 +119,10 @@ async fn stock_restic_lists_and_restores_with_exported_key() {
         .unwrap();
     assert!(!again.status.success(), "export overwrote the key file");
 
-    let repo = c.storage_root().join(&org.id).join(&b.repo_id);
+    let repo = c
+        .storage_root()
+        .join(org.id.as_str())
+        .join(b.repo_id.as_str());
     let listed: serde_json::Value =
         serde_json::from_str(&restic(&repo, &key_file, &["snapshots", "--json"]).unwrap()).unwrap();
     let listed = listed.as_array().unwrap();
@@ -169,7 +172,7 @@ async fn stock_restic_lists_and_restores_with_exported_key() {
         &key_file,
         &[
             "restore",
-            &snapshot,
+            snapshot.as_str(),
             "--target",
             target.path().to_str().unwrap(),
         ],
@@ -204,8 +207,8 @@ async fn stock_restic_lists_and_restores_with_exported_key() {
     )
     .unwrap();
     assert_eq!(m.format_version, 1);
-    assert_eq!(m.backup_id.as_str(), b.id);
-    assert_eq!(m.task_id.as_str(), b.task_id);
+    assert_eq!(m.backup_id.as_str(), b.id.as_str());
+    assert_eq!(m.task_id.as_str(), b.task_id.as_str());
     assert_eq!(m.attempt, b.attempt);
     assert_eq!(m.refs, expected);
     assert_eq!(m.head.as_deref(), Some("refs/heads/main"));

@@ -102,7 +102,7 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
         .parent()
         .unwrap()
         .join("cache-0")
-        .join(&a1.repo_id)
+        .join(a1.repo_id.as_str())
         .join("code.git");
     assert!(mirror.is_dir(), "worker mirror at {}", mirror.display());
     git(&mirror, &["update-ref", "-d", "refs/heads/big"]).unwrap();
@@ -132,7 +132,10 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("org.key");
     std::fs::write(&key_file, org_key.expose()).unwrap();
-    let a_repo = c.storage_root().join(&org.id).join(&a1.repo_id);
+    let a_repo = c
+        .storage_root()
+        .join(org.id.as_str())
+        .join(a1.repo_id.as_str());
     assert_eq!(snapshot_count(&a_repo, &key_file), 2);
     let before = dir_bytes(&a_repo.join("data"));
 
@@ -159,7 +162,7 @@ async fn retention_drops_exactly_the_expired_and_prune_shrinks_storage() {
     assert_eq!(r.errors, 0, "{r:?}");
     assert_eq!(r.prunes, 1, "first phase: {r:?}");
     assert!(core.registry.backup_record(&a1.id).await.unwrap().is_none());
-    let left: Vec<String> = core
+    let left: Vec<repovault_common::domain::BackupId> = core
         .registry
         .list_backups(None)
         .await
@@ -325,7 +328,10 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
         .await
         .unwrap();
     let b1 = c.backup_ok("org/r").await.unwrap();
-    let repo_dir = c.storage_root().join(&org.id).join(&b1.repo_id);
+    let repo_dir = c
+        .storage_root()
+        .join(org.id.as_str())
+        .join(b1.repo_id.as_str());
     let referenced = files_under(&repo_dir.join("data"));
     assert!(!referenced.is_empty());
     c.stop_workers().await;

@@ -123,7 +123,7 @@ async fn workers_and_cli_use_tls_with_a_private_ca() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains(&b.id));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains(b.id.as_str()));
     // Without the CA the server is not trusted: a TLS failure (exit 6) that says what to do.
     let untrusted = cli(&["backup", "list"]);
     assert!(

@@ -177,7 +177,9 @@ fn health_drill(c: &Cluster, org: &str) -> Value {
 
 /// The snapshot repository directory of a backup.
 fn repo_dir(c: &Cluster, b: &BackupRecord) -> PathBuf {
-    c.storage_root().join(&b.org_id).join(&b.repo_id)
+    c.storage_root()
+        .join(b.org_id.as_str())
+        .join(b.repo_id.as_str())
 }
 
 /// The largest pack file of a repository (the data pack holding the mirror's pack), and its id.
@@ -368,7 +370,7 @@ async fn verification_plain_git_sound_passes_and_each_break_fails_its_check() {
     assert!(!s.warning && s.detail.contains("previous"), "{s:#?}");
 
     // `backup verify` reads every pack back and prints the five checks; exit 0.
-    let o = cli(&c, &["backup", "verify", &sound.id]);
+    let o = cli(&c, &["backup", "verify", sound.id.as_str()]);
     let text = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{text}\n{}", stderr(&o));
     assert!(text.contains("verified"), "{text}");
@@ -392,7 +394,10 @@ async fn verification_plain_git_sound_passes_and_each_break_fails_its_check() {
     // 3. A pack deleted from storage: zip_integrity fails, saying it is gone.
     let (pack, pack_id) = largest_pack(&repo_dir(&c, &gone));
     std::fs::remove_file(&pack).unwrap();
-    let o = cli(&c, &["--output", "json", "backup", "verify", &gone.id]);
+    let o = cli(
+        &c,
+        &["--output", "json", "backup", "verify", gone.id.as_str()],
+    );
     assert_eq!(o.status.code(), Some(5), "{}\n{}", stdout(&o), stderr(&o));
     let b = json_of(&o);
     assert_eq!(b["verification"]["status"], "failed", "{b:#}");
@@ -405,14 +410,22 @@ async fn verification_plain_git_sound_passes_and_each_break_fails_its_check() {
         "the detail names the missing pack {pack_id}: {detail}"
     );
     // A plain text run prints the failing check and exits 5 too.
-    let o = cli(&c, &["backup", "verify", &gone.id]);
+    let o = cli(&c, &["backup", "verify", gone.id.as_str()]);
     assert_eq!(o.status.code(), Some(5));
     assert!(stdout(&o).contains("zip_integrity"), "{}", stdout(&o));
     // The snapshot file itself gone: every check fails, saying the backup cannot be restored
     // (not "could not run", and not retried).
     let snapshot = gone.snapshot_id.clone().unwrap();
-    std::fs::remove_file(repo_dir(&c, &gone).join("snapshots").join(&snapshot)).unwrap();
-    let o = cli(&c, &["--output", "json", "backup", "verify", &gone.id]);
+    std::fs::remove_file(
+        repo_dir(&c, &gone)
+            .join("snapshots")
+            .join(snapshot.as_str()),
+    )
+    .unwrap();
+    let o = cli(
+        &c,
+        &["--output", "json", "backup", "verify", gone.id.as_str()],
+    );
     assert_eq!(o.status.code(), Some(5), "{}\n{}", stdout(&o), stderr(&o));
     let b = json_of(&o);
     for name in [
@@ -434,7 +447,7 @@ async fn verification_plain_git_sound_passes_and_each_break_fails_its_check() {
 
     // 4. An object gone from the mirror before the snapshot: the packs of the cache entry
     // unpacked into loose objects, one blob's file deleted; nothing new at the source.
-    let code = cache_entry(&c, &fsck1.repo_id).join(manifest::CODE_DIR);
+    let code = cache_entry(&c, fsck1.repo_id.as_str()).join(manifest::CODE_DIR);
     let blob = remove_a_blob(&code, &src.path().join("packs-aside"));
     let fsck2 = backup(&c, "acme/fsck", "incremental").await;
     assert_five(&fsck2);
@@ -477,7 +490,7 @@ async fn verification_plain_git_sound_passes_and_each_break_fails_its_check() {
     remove_a_blob(&code, &src.path().join("packs-aside-2"));
     let fsck4 = backup(&c, "acme/fsck", "incremental").await;
     assert_result(&fsck4, "git_fsck", CheckOutcome::Fail);
-    std::fs::remove_dir_all(cache_entry(&c, &fsck1.repo_id)).unwrap();
+    std::fs::remove_dir_all(cache_entry(&c, fsck1.repo_id.as_str())).unwrap();
     let fsck5 = backup(&c, "acme/fsck", "incremental").await;
     assert_eq!(
         status(&fsck5),
@@ -575,7 +588,10 @@ async fn verification_flipped_pack_fails_zip_integrity_and_the_drill() {
     flip_bytes(&pack);
     let mut problems: Vec<String> = Vec::new();
 
-    let o = cli(&c, &["--output", "json", "backup", "verify", &flip.id]);
+    let o = cli(
+        &c,
+        &["--output", "json", "backup", "verify", flip.id.as_str()],
+    );
     if o.status.code() != Some(5) {
         problems.push(format!("backup verify exited {:?}", o.status.code()));
     }
@@ -634,7 +650,13 @@ async fn verification_flipped_pack_fails_zip_integrity_and_the_drill() {
     let o = cli(
         &c,
         &[
-            "--output", "json", "drill", "run", "acme", "--backup", &flip.id,
+            "--output",
+            "json",
+            "drill",
+            "run",
+            "acme",
+            "--backup",
+            flip.id.as_str(),
         ],
     );
     if o.status.code() != Some(5) {
@@ -754,7 +776,13 @@ async fn verification_drills_pass_then_fail_and_the_rotation_finds_a_damaged_pac
     let o = cli(
         &c,
         &[
-            "--output", "json", "drill", "run", "acme", "--backup", &broken.id,
+            "--output",
+            "json",
+            "drill",
+            "run",
+            "acme",
+            "--backup",
+            broken.id.as_str(),
         ],
     );
     assert_eq!(o.status.code(), Some(5), "{}\n{}", stdout(&o), stderr(&o));
@@ -938,7 +966,7 @@ async fn verification_github_sound_passes_and_broken_metadata_fails_metadata_val
         assert_result(&second, name, CheckOutcome::Pass);
     }
     // The forge's figure is the mirror's own count of the default branch.
-    let mirror = cache_entry(&c, &second.repo_id).join(manifest::CODE_DIR);
+    let mirror = cache_entry(&c, second.repo_id.as_str()).join(manifest::CODE_DIR);
     let commits = git_dir(&mirror, &["rev-list", "--count", "HEAD"]);
     let cc = check(&second, "commit_count_match");
     assert!(
@@ -953,7 +981,7 @@ async fn verification_github_sound_passes_and_broken_metadata_fails_metadata_val
             .contains(&format!("{} issues", second.counts.issues)),
         "{m:#?}"
     );
-    let o = cli(&c, &["backup", "verify", &second.id]);
+    let o = cli(&c, &["backup", "verify", second.id.as_str()]);
     let text = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{text}\n{}", stderr(&o));
     for name in CHECKS {
@@ -968,7 +996,7 @@ async fn verification_github_sound_passes_and_broken_metadata_fails_metadata_val
 
     // 5a. A metadata document truncated in the cache entry between two backups; nothing
     // changed at the source, so the incremental carries the truncated document over.
-    let entry = cache_entry(&c, &second.repo_id);
+    let entry = cache_entry(&c, second.repo_id.as_str());
     let doc = first_issue(&entry);
     let rel = doc.strip_prefix(&entry).unwrap().display().to_string();
     let bytes = std::fs::read(&doc).unwrap();
@@ -1018,7 +1046,7 @@ async fn verification_github_sound_passes_and_broken_metadata_fails_metadata_val
         &key_path,
         &[
             "restore",
-            second.snapshot_id.as_deref().unwrap(),
+            second.snapshot_id.as_ref().map(|s| s.as_str()).unwrap(),
             "--target",
             restored.to_str().unwrap(),
         ],
@@ -1126,7 +1154,7 @@ async fn packs_of(c: &Cluster, b: &BackupRecord) -> Vec<(String, u64)> {
     let snapshot = b.snapshot_id.clone().expect("a snapshot");
     tokio::task::spawn_blocking(move || {
         let (repo, _) = SnapshotRepo::open(&spec, RepoKey::Password(&key), false).unwrap();
-        let mut packs = repo.snapshot_packs(&snapshot).unwrap().packs;
+        let mut packs = repo.snapshot_packs(snapshot.as_str()).unwrap().packs;
         packs.sort_by_key(|(id, size)| (*size, id.clone()));
         packs
     })
@@ -1178,7 +1206,10 @@ async fn verification_a_damaged_pack_is_never_trusted_again() {
             }
         }
         flip_bytes(&pack);
-        let o = cli(&c, &["--output", "json", "backup", "verify", &latest.id]);
+        let o = cli(
+            &c,
+            &["--output", "json", "backup", "verify", latest.id.as_str()],
+        );
         assert_eq!(o.status.code(), Some(5), "{round}: {}", stderr(&o));
         let z = json_check(&json_of(&o), "zip_integrity");
         assert_eq!(z["result"], "fail", "{round}: {z:#}");
@@ -1219,7 +1250,10 @@ async fn verification_a_damaged_pack_is_never_trusted_again() {
             "{round}: the re-stored data is read back: {:#?}",
             check(&healed, "zip_integrity")
         );
-        let o = cli(&c, &["--output", "json", "backup", "verify", &healed.id]);
+        let o = cli(
+            &c,
+            &["--output", "json", "backup", "verify", healed.id.as_str()],
+        );
         assert_eq!(o.status.code(), Some(0), "{round}: {}", stdout(&o));
 
         // And restores exactly.

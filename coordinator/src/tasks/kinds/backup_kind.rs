@@ -4,6 +4,7 @@
 //! master key), and a backup that ends writes its catalog object and wakes the forget pass.
 //! Enqueueing collapses onto an equal active backup (per repository, type and trigger).
 
+use crate::model::{SnapshotId, TaskId};
 use repovault_common::manifest::{self, Counts};
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
@@ -28,7 +29,7 @@ pub(crate) fn new_backup(
     backup_type: BackupType,
     trigger: Trigger,
     priority: u8,
-    task_id: &str,
+    task_id: &TaskId,
     now: i64,
 ) -> BackupRecord {
     BackupRecord {
@@ -50,7 +51,7 @@ pub(crate) fn new_backup(
         components: Default::default(),
         snapshot_id: None,
         parent_snapshot_id: None,
-        task_id: task_id.to_string(),
+        task_id: task_id.clone(),
         attempt: 0,
         bytes_received: 0,
         priority,
@@ -93,7 +94,7 @@ impl Kind for BackupKind {
         }
         let mut b = q
             .store
-            .backup(&task.repo_id, &task.subject_id)
+            .backup(&task.repo_id, &task.backup_subject()?)
             .await?
             .ok_or_else(|| not_found("backup", task.subject_id.clone()))?;
         let stats = q.store.stats(&task.repo_id).await?;
@@ -117,11 +118,11 @@ impl Kind for BackupKind {
         };
         proto.spec = Some(pb::task::Spec::Backup(pb::BackupSpec {
             parent_mirror_damaged,
-            backup_id: b.id.clone(),
+            backup_id: b.id.to_string(),
             backup_type: b.backup_type.into(),
             trigger: b.trigger.into(),
-            parent_snapshot_id: stats.last_snapshot_id.unwrap_or_default(),
-            parent_backup_id: stats.last_success_id.unwrap_or_default(),
+            parent_snapshot_id: stats.last_snapshot_id.map(String::from).unwrap_or_default(),
+            parent_backup_id: stats.last_success_id.map(String::from).unwrap_or_default(),
         }));
         batch.backup(&b);
         Ok(())
@@ -139,7 +140,7 @@ impl Kind for BackupKind {
         let (task, req, status, now) = (c.task, c.req, c.status, c.now);
         let mut b = q
             .store
-            .backup(&task.repo_id, &task.subject_id)
+            .backup(&task.repo_id, &task.backup_subject()?)
             .await?
             .ok_or_else(|| not_found("backup", task.subject_id.clone()))?;
         b.status = status;
@@ -151,13 +152,10 @@ impl Kind for BackupKind {
             .filter(|_| status != Status::Completed);
         if req.success {
             let r = req.backup_result().cloned().unwrap_or_default();
-            if r.snapshot_id.len() != 64 {
-                return Err(CoreError::InvalidArgument(format!(
-                    "completion carries snapshot id {:?}, not a full 64-hex id",
-                    r.snapshot_id
-                )));
-            }
-            b.snapshot_id = Some(r.snapshot_id.clone());
+            b.snapshot_id = Some(SnapshotId::from_wire(
+                &r.snapshot_id,
+                "result.backup.snapshot_id",
+            )?);
             b.size_bytes = r.size_bytes;
             b.added_bytes = r.added_bytes;
             b.bytes_received = r.bytes_received;
@@ -224,7 +222,11 @@ impl Kind for BackupKind {
         now: i64,
         batch: &mut Batch,
     ) -> CoreResult<Option<BackupRecord>> {
-        let Some(mut b) = q.store.backup(&task.repo_id, &task.subject_id).await? else {
+        let Some(mut b) = q
+            .store
+            .backup(&task.repo_id, &task.backup_subject()?)
+            .await?
+        else {
             return Ok(None);
         };
         b.status = status;

@@ -85,7 +85,7 @@ impl Backups {
             .await?;
         let t = enqueued.record;
         self.store
-            .backup(&repo.id, &t.subject_id)
+            .backup(&repo.id, &t.backup_subject()?)
             .await?
             .ok_or_else(|| not_found("backup", t.subject_id.clone()))
     }
@@ -112,7 +112,7 @@ pub(crate) fn backup_enqueue(
             let backup = new_backup(repo, backup_type, trigger, priority, task_id, now);
             let mut batch = Batch::default();
             batch.backup(&backup);
-            (backup.id, batch)
+            (backup.id.into(), batch)
         }),
         always,
     }

@@ -78,15 +78,15 @@ pub(crate) async fn lease_drill(
 ) -> CoreResult<pb::DrillSpec> {
     let mut d = q
         .store
-        .drill(&task.org_id, &task.subject_id)
+        .drill(&task.org_id, &task.drill_subject()?)
         .await?
         .ok_or_else(|| not_found("drill", task.subject_id.clone()))?;
     d.status = Status::Running;
     batch.drill(&d);
     Ok(pb::DrillSpec {
-        drill_id: d.id.clone(),
-        backup_id: d.backup_id.clone(),
-        snapshot_id: d.snapshot_id.clone(),
+        drill_id: d.id.to_string(),
+        backup_id: d.backup_id.to_string(),
+        snapshot_id: d.snapshot_id.to_string(),
     })
 }
 
@@ -97,7 +97,7 @@ pub(crate) async fn finish_drill(
     result: Option<&pb::DrillResult>,
     error: Option<&str>,
 ) -> CoreResult<()> {
-    let Some(mut d) = q.store.drill(&task.org_id, &task.subject_id).await? else {
+    let Some(mut d) = q.store.drill(&task.org_id, &task.drill_subject()?).await? else {
         return Ok(());
     };
     d.finished_at_ms = Some(q.clock.now_ms());

@@ -25,7 +25,7 @@ impl Kind for RestoreKind {
         org: &OrgRecord,
         _repo: &RepoRecord,
     ) -> CoreResult<Option<OrgRecord>> {
-        Ok(match q.store.restore(&task.subject_id).await? {
+        Ok(match q.store.restore(&task.restore_subject()?).await? {
             Some(r) if r.sealed_target_token.is_none() => match &r.target_credential_org_id {
                 Some(id) if *id == org.id => Some(org.clone()),
                 Some(id) => q.store.org(id).await?,
@@ -45,7 +45,7 @@ impl Kind for RestoreKind {
         let task = l.task;
         let mut r = q
             .store
-            .restore(&task.subject_id)
+            .restore(&task.restore_subject()?)
             .await?
             .ok_or_else(|| not_found("restore", task.subject_id.clone()))?;
         let b = q
@@ -63,9 +63,9 @@ impl Kind for RestoreKind {
             .map(|(o, n)| (o.to_string(), n.to_string()))
             .unwrap_or_default();
         proto.spec = Some(pb::task::Spec::Restore(pb::RestoreSpec {
-            restore_id: r.id.clone(),
-            backup_id: r.backup_id.clone(),
-            snapshot_id: b.snapshot_id.clone().unwrap_or_default(),
+            restore_id: r.id.to_string(),
+            backup_id: r.backup_id.to_string(),
+            snapshot_id: b.snapshot_id.map(String::from).unwrap_or_default(),
             restore_type: r.restore_type.into(),
             target: r.target.into(),
             target_url: r.target_url.clone().unwrap_or_default(),
@@ -100,7 +100,7 @@ impl Kind for RestoreKind {
         let (task, status) = (c.task, c.status);
         let mut r = q
             .store
-            .restore(&task.subject_id)
+            .restore(&task.restore_subject()?)
             .await?
             .ok_or_else(|| not_found("restore", task.subject_id.clone()))?;
         r.status = if status.is_terminal() {
@@ -142,7 +142,7 @@ impl Kind for RestoreKind {
         now: i64,
         batch: &mut Batch,
     ) -> CoreResult<Option<BackupRecord>> {
-        if let Some(mut r) = q.store.restore(&task.subject_id).await? {
+        if let Some(mut r) = q.store.restore(&task.restore_subject()?).await? {
             r.status = status;
             r.error = task.lease.last_error.clone();
             if status.is_terminal() {

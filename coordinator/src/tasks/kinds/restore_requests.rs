@@ -19,6 +19,7 @@
 //! the request's [`AccessScope`] asks for team grants or everyone; any other restore (which
 //! restores no settings) refuses a wider scope rather than ignoring it.
 
+use crate::model::{BackupId, RestoreId};
 use repovault_common::forge::AccessScope;
 use repovault_common::names::{parse_full_name, validate_git_url, validate_name};
 use repovault_common::secret::Secret;
@@ -42,7 +43,7 @@ use crate::tasks::task_queue::{Enqueue, NewTask, TaskQueue};
 /// What an admin asks for (`StartRestoreRequest`).
 #[derive(Debug, Clone)]
 pub struct RestoreRequest {
-    pub backup_id: String,
+    pub backup_id: BackupId,
     pub combination: RestoreCombination,
     /// Plain git target URL (`full_repo` to `new`).
     pub url: String,
@@ -64,9 +65,9 @@ pub struct RestoreRequest {
 
 impl RestoreRequest {
     /// A request with no target details, direct access and the default link lifetime.
-    pub fn new(backup_id: impl Into<String>, combination: RestoreCombination) -> Self {
+    pub fn new(backup_id: BackupId, combination: RestoreCombination) -> Self {
         Self {
-            backup_id: backup_id.into(),
+            backup_id,
             combination,
             url: String::new(),
             token: None,
@@ -148,10 +149,10 @@ impl Restores {
                     mode: None,
                 },
                 subject: Box::new(move |task_id, _now| {
-                    r.task_id = task_id.to_string();
+                    r.task_id = task_id.clone();
                     let mut batch = Batch::default();
                     batch.restore(&r);
-                    (r.id.clone(), batch)
+                    (r.id.to_string(), batch)
                 }),
                 always: Batch::default(),
             })
@@ -164,7 +165,7 @@ impl Restores {
     /// [`Coordinator::start_restore_request`].
     pub async fn start_restore(
         &self,
-        backup_id: &str,
+        backup_id: &BackupId,
         restore_type: RestoreType,
         target: RestoreTarget,
         url: &str,
@@ -172,7 +173,7 @@ impl Restores {
     ) -> CoreResult<RestoreRecord> {
         let combination =
             RestoreCombination::new(restore_type, target).map_err(|e| invalid(e.to_string()))?;
-        let mut req = RestoreRequest::new(backup_id, combination);
+        let mut req = RestoreRequest::new(backup_id.clone(), combination);
         req.url = url.to_string();
         req.token = token;
         self.start_restore_request(req).await
@@ -220,7 +221,8 @@ impl Restores {
             artifact_path: None,
             artifact_bytes: 0,
             artifact_sha256: None,
-            task_id: String::new(),
+            // Replaced by the task's id when it is enqueued (`enqueue_restore`).
+            task_id: ids::new_task_id(),
             target_repo: None,
             target_api_url: None,
             target_ca_cert_pem: None,
@@ -358,7 +360,7 @@ impl Restores {
         Ok(org)
     }
 
-    pub async fn get_restore(&self, id: &str) -> CoreResult<RestoreRecord> {
+    pub async fn get_restore(&self, id: &RestoreId) -> CoreResult<RestoreRecord> {
         self.store
             .restore(id)
             .await?
@@ -384,7 +386,7 @@ impl Restores {
 
     /// Cancels a pending or running restore: it fails with "cancelled by an administrator" and
     /// its worker stops (the lease is revoked). A finished restore is refused.
-    pub async fn cancel_restore(&self, id: &str) -> CoreResult<RestoreRecord> {
+    pub async fn cancel_restore(&self, id: &RestoreId) -> CoreResult<RestoreRecord> {
         let r = self.get_restore(id).await?;
         if r.status.is_terminal() {
             return Err(CoreError::FailedPrecondition(format!(
@@ -415,7 +417,7 @@ mod tests {
         let req = |t: &str, target: &str, url: &str, access| {
             let combination =
                 RestoreCombination::new(t.parse().unwrap(), target.parse().unwrap()).unwrap();
-            let mut r = RestoreRequest::new("b", combination);
+            let mut r = RestoreRequest::new(crate::coordinator::testing::tid("b"), combination);
             r.url = url.into();
             r.access = access;
             r

@@ -83,7 +83,7 @@ pub(crate) async fn lease_verify(
             ..Default::default()
         });
     }
-    let Some(mut b) = q.registry.backup_record(&task.subject_id).await? else {
+    let Some(mut b) = q.registry.backup_record(&task.backup_subject()?).await? else {
         return Ok(pb::VerifySpec {
             backup_id: task.subject_id.clone(),
             mode: VerifyMode::Manual.into(),
@@ -97,8 +97,8 @@ pub(crate) async fn lease_verify(
         batch.backup(&b);
     }
     Ok(pb::VerifySpec {
-        backup_id: b.id.clone(),
-        snapshot_id: b.snapshot_id.clone().unwrap_or_default(),
+        backup_id: b.id.to_string(),
+        snapshot_id: b.snapshot_id.clone().map(String::from).unwrap_or_default(),
         mode: VerifyMode::Manual.into(),
         max_age_ms: 0,
     })
@@ -116,7 +116,7 @@ pub(crate) async fn finish_verify(
     if task.mode == Some(VerifyMode::Rotation) {
         return q.ledger.finish_rotation(task, result, error, now).await;
     }
-    let Some(mut b) = q.registry.backup_record(&task.subject_id).await? else {
+    let Some(mut b) = q.registry.backup_record(&task.backup_subject()?).await? else {
         // Deleted meanwhile (retention, `backup delete`): nothing to record.
         return Ok(());
     };
