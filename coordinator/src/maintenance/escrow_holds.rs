@@ -8,7 +8,7 @@
 //! under a new random password; the organisation key stays) and hands the password back once,
 //! for the escrow agent. It is never stored nor logged.
 
-use crate::model::{BackupId, RepoId};
+use crate::model::RepoId;
 use std::sync::Arc;
 
 use repovault_common::crypto::random_secret;
@@ -225,33 +225,6 @@ pub fn parse_until(s: &str) -> CoreResult<Option<i64>> {
     Ok(Some(next.and_utc().timestamp_millis()))
 }
 
-fn agreement_pb(e: &EscrowRecord, now_ms: i64) -> pb::EscrowAgreement {
-    let opt = |t: Option<i64>| t.map(crate::clock::format_ms).unwrap_or_default();
-    pb::EscrowAgreement {
-        id: e.id.clone(),
-        repo: e.repo_full_name.clone(),
-        agreement: e.agreement.clone(),
-        created_by: e.created_by.clone(),
-        created_at: crate::clock::format_ms(e.created_at_ms),
-        until: opt(e.until_ms),
-        released_at: opt(e.released_at_ms),
-        released_by: e.released_by.clone().unwrap_or_default(),
-        active: e.window().is_active(now_ms),
-        key_id: e.key_id.clone().unwrap_or_default(),
-    }
-}
-
-fn policy_pb(p: &RetentionPolicy) -> pb::RetentionPolicy {
-    pb::RetentionPolicy {
-        days: p.days,
-        keep_last: p.keep_last,
-        keep_hourly: p.keep_hourly,
-        keep_daily: p.keep_daily,
-        keep_weekly: p.keep_weekly,
-        keep_monthly: p.keep_monthly,
-    }
-}
-
 /// A policy change as it was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionChange {
@@ -333,152 +306,6 @@ impl Escrow {
             old,
             new: org.retention,
             removes,
-        })
-    }
-}
-
-/// The admin service's calls for retention, deletion, purge, connection and escrow: thin
-/// conversions, so `service/admin.rs` only delegates.
-impl Escrow {
-    pub async fn api_delete_backup(
-        self: &Arc<Self>,
-        r: pb::DeleteBackupRequest,
-    ) -> CoreResult<pb::DeleteBackupResponse> {
-        let b = self
-            .maintenance
-            .delete_backup(&BackupId::from_wire(&r.id, "id")?)
-            .await?;
-        Ok(pb::DeleteBackupResponse {
-            backup: Some(crate::service::convert::backup(&b)),
-        })
-    }
-
-    pub async fn api_purge_repo(
-        self: &Arc<Self>,
-        r: pb::PurgeRepoRequest,
-    ) -> CoreResult<pb::PurgeResponse> {
-        Ok(pb::PurgeResponse {
-            backups_deleted: self.maintenance.purge_repo(&r.repo, r.confirm).await?,
-        })
-    }
-
-    pub async fn api_purge_org(
-        self: &Arc<Self>,
-        r: pb::PurgeOrgRequest,
-    ) -> CoreResult<pb::PurgeResponse> {
-        Ok(pb::PurgeResponse {
-            backups_deleted: self.maintenance.purge_org(&r.org, r.confirm).await?,
-        })
-    }
-
-    pub async fn api_set_org_connected(
-        &self,
-        r: pb::SetOrgConnectedRequest,
-    ) -> CoreResult<pb::SetOrgConnectedResponse> {
-        let org = if r.connected {
-            self.maintenance.connect_org(&r.org).await?
-        } else {
-            self.maintenance.disconnect_org(&r.org).await?
-        };
-        Ok(pb::SetOrgConnectedResponse {
-            org: org.name,
-            disconnected: org.disconnected,
-            full_after: org
-                .full_after_ms
-                .map(crate::clock::format_ms)
-                .unwrap_or_default(),
-        })
-    }
-
-    /// `SetRetention`: changes the policy ([`Coordinator::change_retention`]) as a caller with `role`;
-    /// a request without a policy only reads it (older CLIs; `GetRetention` is the read). Also
-    /// returns the audit entry's detail for a change: the old and the new policy.
-    pub async fn api_set_retention(
-        &self,
-        r: pb::SetRetentionRequest,
-        role: Role,
-    ) -> CoreResult<(pb::SetRetentionResponse, Option<String>)> {
-        let Some(p) = r.policy else {
-            let org = self.registry.org_named(&r.org).await?;
-            let policy = Some(policy_pb(&org.retention));
-            return Ok((pb::SetRetentionResponse { policy }, None));
-        };
-        let policy = RetentionPolicy {
-            days: p.days,
-            keep_last: p.keep_last,
-            keep_hourly: p.keep_hourly,
-            keep_daily: p.keep_daily,
-            keep_weekly: p.keep_weekly,
-            keep_monthly: p.keep_monthly,
-        };
-        let change = self
-            .change_retention(&r.org, policy, role, r.confirm)
-            .await?;
-        let detail = format!(
-            "{} -> {}{}",
-            change.old.describe(),
-            change.new.describe(),
-            match change.removes {
-                0 => String::new(),
-                n => format!(" ({n} existing backups to be removed)"),
-            }
-        );
-        let response = pb::SetRetentionResponse {
-            policy: Some(policy_pb(&change.new)),
-        };
-        Ok((response, Some(detail)))
-    }
-
-    /// `GetRetention`: the organisation's policy (a read: any role, not audited).
-    pub async fn api_get_retention(
-        &self,
-        r: pb::GetRetentionRequest,
-    ) -> CoreResult<pb::GetRetentionResponse> {
-        let org = self.registry.org_named(&r.org).await?;
-        Ok(pb::GetRetentionResponse {
-            policy: Some(policy_pb(&org.retention)),
-        })
-    }
-
-    pub async fn api_enable_escrow(
-        self: &Arc<Self>,
-        r: pb::EnableEscrowRequest,
-        created_by: &str,
-    ) -> CoreResult<pb::EnableEscrowResponse> {
-        let until = parse_until(&r.until)?;
-        let (e, key) = self
-            .enable_escrow(&r.repo, &r.agreement, until, created_by)
-            .await?;
-        Ok(pb::EnableEscrowResponse {
-            agreement: Some(agreement_pb(&e, self.clock.now_ms())),
-            key: key.expose().to_string(),
-        })
-    }
-
-    pub async fn api_release_escrow(
-        &self,
-        r: pb::ReleaseEscrowRequest,
-        released_by: &str,
-    ) -> CoreResult<pb::ReleaseEscrowResponse> {
-        let released = self.release_escrow(&r.repo, released_by).await?;
-        let now = self.clock.now_ms();
-        Ok(pb::ReleaseEscrowResponse {
-            released: released.iter().map(|e| agreement_pb(e, now)).collect(),
-        })
-    }
-
-    pub async fn api_list_escrows(
-        &self,
-        r: pb::ListEscrowsRequest,
-    ) -> CoreResult<pb::ListEscrowsResponse> {
-        let now = self.clock.now_ms();
-        Ok(pb::ListEscrowsResponse {
-            agreements: self
-                .list_escrows(Some(&r.repo))
-                .await?
-                .iter()
-                .map(|(e, _)| agreement_pb(e, now))
-                .collect(),
         })
     }
 }

@@ -13,7 +13,7 @@ use repovault_proto::v1::admin_service_server::AdminService;
 
 use crate::coordinator::Coordinator;
 
-use super::{admin_fleet, admin_orgs, admin_streams, convert};
+use super::{admin_escrow, admin_fleet, admin_orgs, admin_streams, convert};
 
 pub struct AdminApi {
     pub core: Arc<Coordinator>,
@@ -401,7 +401,7 @@ impl AdminService for AdminApi {
         req: Request<pb::DeleteBackupRequest>,
     ) -> Result<Response<pb::DeleteBackupResponse>, Status> {
         Ok(Response::new(
-            self.core.escrow.api_delete_backup(req.into_inner()).await?,
+            admin_escrow::delete_backup(&self.core, req.into_inner()).await?,
         ))
     }
 
@@ -410,7 +410,7 @@ impl AdminService for AdminApi {
         req: Request<pb::PurgeRepoRequest>,
     ) -> Result<Response<pb::PurgeResponse>, Status> {
         Ok(Response::new(
-            self.core.escrow.api_purge_repo(req.into_inner()).await?,
+            admin_escrow::purge_repo(&self.core, req.into_inner()).await?,
         ))
     }
 
@@ -419,7 +419,7 @@ impl AdminService for AdminApi {
         req: Request<pb::PurgeOrgRequest>,
     ) -> Result<Response<pb::PurgeResponse>, Status> {
         Ok(Response::new(
-            self.core.escrow.api_purge_org(req.into_inner()).await?,
+            admin_escrow::purge_org(&self.core, req.into_inner()).await?,
         ))
     }
 
@@ -428,10 +428,7 @@ impl AdminService for AdminApi {
         req: Request<pb::SetOrgConnectedRequest>,
     ) -> Result<Response<pb::SetOrgConnectedResponse>, Status> {
         Ok(Response::new(
-            self.core
-                .escrow
-                .api_set_org_connected(req.into_inner())
-                .await?,
+            admin_escrow::set_org_connected(&self.core, req.into_inner()).await?,
         ))
     }
 
@@ -444,11 +441,7 @@ impl AdminService for AdminApi {
             .extensions()
             .get::<crate::admin_roles::Caller>()
             .map_or(crate::admin_roles::Role::Viewer, |c| c.role);
-        let (r, detail) = self
-            .core
-            .escrow
-            .api_set_retention(req.into_inner(), role)
-            .await?;
+        let (r, detail) = admin_escrow::set_retention(&self.core, req.into_inner(), role).await?;
         let mut response = Response::new(r);
         if let Some(d) = detail {
             response
@@ -463,7 +456,7 @@ impl AdminService for AdminApi {
         req: Request<pb::GetRetentionRequest>,
     ) -> Result<Response<pb::GetRetentionResponse>, Status> {
         Ok(Response::new(
-            self.core.escrow.api_get_retention(req.into_inner()).await?,
+            admin_escrow::get_retention(&self.core, req.into_inner()).await?,
         ))
     }
 
@@ -473,10 +466,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::EnableEscrowResponse>, Status> {
         Ok(Response::new({
             let by = caller_name(&req);
-            self.core
-                .escrow
-                .api_enable_escrow(req.into_inner(), &by)
-                .await?
+            admin_escrow::enable_escrow(&self.core, req.into_inner(), &by).await?
         }))
     }
 
@@ -486,10 +476,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ReleaseEscrowResponse>, Status> {
         Ok(Response::new({
             let by = caller_name(&req);
-            self.core
-                .escrow
-                .api_release_escrow(req.into_inner(), &by)
-                .await?
+            admin_escrow::release_escrow(&self.core, req.into_inner(), &by).await?
         }))
     }
 
@@ -498,7 +485,7 @@ impl AdminService for AdminApi {
         req: Request<pb::ListEscrowsRequest>,
     ) -> Result<Response<pb::ListEscrowsResponse>, Status> {
         Ok(Response::new(
-            self.core.escrow.api_list_escrows(req.into_inner()).await?,
+            admin_escrow::list_escrows(&self.core, req.into_inner()).await?,
         ))
     }
 

@@ -1,6 +1,7 @@
 //! The gRPC services and their authentication.
 
 pub mod admin;
+mod admin_escrow;
 mod admin_fleet;
 mod admin_orgs;
 mod admin_streams;
