@@ -12,22 +12,20 @@ use repovault_proto::v1 as pb;
 use repovault_proto::v1::worker_service_server::WorkerService;
 
 use crate::coordinator::{Coordinator, WorkerHello};
-use crate::model::TaskId;
-use crate::service::convert;
+use crate::tasks::lifecycle::Lease;
 
 pub struct WorkerApi {
     pub core: Arc<Coordinator>,
 }
 
-/// A request's lease token, refused (`invalid_argument`) when missing or when its task id is not
-/// an id, naming the field.
-fn lease_of(t: &Option<pb::LeaseToken>) -> Result<pb::LeaseToken, Status> {
+/// A request's lease token, decoded: refused (`invalid_argument`) when missing, or naming the
+/// field when its task id is not an id.
+fn lease_of(t: &Option<pb::LeaseToken>) -> Result<Lease, Status> {
     let t = t
-        .clone()
+        .as_ref()
         .filter(|t| !t.task_id.is_empty() && t.attempt > 0)
         .ok_or_else(|| Status::invalid_argument("lease token (task_id, attempt) is missing"))?;
-    convert::id_field::<TaskId>(&t.task_id, "lease.task_id")?;
-    Ok(t)
+    Lease::from_wire(t, "lease.task_id").map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 fn ms(d: Duration) -> u64 {
@@ -137,7 +135,13 @@ impl WorkerService for WorkerApi {
                     _ = core.stopping.cancelled() => break,
                 };
                 let Some(Ok(ev)) = ev else { break };
-                if let Err(e) = core.queue.task_event(&ev).await {
+                // An event without a well-formed lease names no active task: dropped, as
+                // progress arriving after its task's completion is.
+                let Ok(lease) = lease_of(&ev.lease) else {
+                    tracing::debug!("progress without a well-formed lease; dropped");
+                    continue;
+                };
+                if let Err(e) = core.queue.task_event(&lease, &ev).await {
                     // A stale lease's progress: tell the worker to stop that task.
                     tracing::debug!(error = %e, "progress from a stale lease");
                     if tx
@@ -174,8 +178,10 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
-        self.core.forge.release_permits(&tok);
-        self.core.queue.complete(&r).await?;
+        if let Some(wire) = &r.lease {
+            self.core.forge.release_permits(wire);
+        }
+        self.core.queue.complete(&tok, &r).await?;
         Ok(Response::new(pb::CompleteTaskResponse {}))
     }
 
@@ -185,7 +191,9 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::ReleaseTaskResponse>, Status> {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
-        self.core.forge.release_permits(&tok);
+        if let Some(wire) = &r.lease {
+            self.core.forge.release_permits(wire);
+        }
         self.core
             .queue
             .release(&r.worker_id, &tok, &r.reason)
@@ -198,7 +206,9 @@ impl WorkerService for WorkerApi {
         req: Request<pb::RequestPermitsRequest>,
     ) -> Result<Response<pb::RequestPermitsResponse>, Status> {
         let r = req.into_inner();
-        lease_of(&r.lease)?;
-        Ok(Response::new(self.core.fleet.request_permits(&r).await?))
+        let tok = lease_of(&r.lease)?;
+        Ok(Response::new(
+            self.core.fleet.request_permits(&tok, &r).await?,
+        ))
     }
 }

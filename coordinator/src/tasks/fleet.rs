@@ -21,7 +21,7 @@ use crate::tasks::worker_registry::WorkerEntry;
 
 use crate::error::{CoreError, CoreResult};
 use crate::forge_access::ForgeAccess;
-use crate::tasks::lifecycle::check_holder;
+use crate::tasks::lifecycle::{Lease, check_holder};
 use crate::tasks::task_queue::{Queue, TaskQueue};
 
 /// A worker's registration, as the service hands it to the core.
@@ -139,19 +139,18 @@ impl Fleet {
     /// queue lock is held for that check only.
     pub async fn request_permits(
         &self,
+        tok: &Lease,
         req: &pb::RequestPermitsRequest,
     ) -> CoreResult<pb::RequestPermitsResponse> {
-        let tok = req.lease.clone().unwrap_or_default();
-        let task_id = TaskId::from_wire(&tok.task_id, "lease.task_id")?;
         let (org_id, repo_id) = {
             let q = self.queue.state.lock().await;
-            let t = q.active.get(&task_id).ok_or_else(|| {
+            let t = q.active.get(&tok.task_id).ok_or_else(|| {
                 CoreError::FailedPrecondition(format!(
                     "lease of task {} attempt {} is stale: the task is no longer active",
                     tok.task_id, tok.attempt
                 ))
             })?;
-            check_holder(t, &req.worker_id, &tok)?;
+            check_holder(t, &req.worker_id, tok)?;
             t.lease.check(tok.attempt, self.queue.clock.now_ms())?;
             (t.org_id.clone(), t.repo_id.clone())
         };
@@ -293,7 +292,13 @@ mod tests {
             .await;
         assert!(!reregister);
         assert_eq!(renewed, vec![lease.clone()]);
-        assert!(c.queue.confirm_lease(&id, &lease).await.expect("confirm") > 0);
+        assert!(
+            c.queue
+                .confirm_lease(&id, &crate::coordinator::testing::lease_of(Some(&lease)))
+                .await
+                .expect("confirm")
+                > 0
+        );
         let t = c
             .queue
             .task_status(&crate::coordinator::testing::tid(&lease.task_id))
@@ -323,10 +328,18 @@ mod tests {
         assert!(second.renewed.is_empty());
         assert_eq!(second.revoked, vec![lease.clone()]);
         // The lease is still the first one's.
-        assert!(c.queue.confirm_lease(&id, &lease).await.is_ok());
         assert!(
             c.queue
-                .confirm_lease(&second.worker_id, &lease)
+                .confirm_lease(&id, &crate::coordinator::testing::lease_of(Some(&lease)))
+                .await
+                .is_ok()
+        );
+        assert!(
+            c.queue
+                .confirm_lease(
+                    &second.worker_id,
+                    &crate::coordinator::testing::lease_of(Some(&lease)),
+                )
                 .await
                 .is_err()
         );

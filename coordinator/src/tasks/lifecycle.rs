@@ -42,6 +42,27 @@ pub enum CompletionOutcome {
     Failed,
 }
 
+/// A lease as a worker presents it, decoded where its call arrived (`service/worker.rs`): the
+/// task and the attempt (the fencing token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub task_id: TaskId,
+    pub attempt: u32,
+}
+
+impl Lease {
+    /// `tok` of a request; its task id empty or malformed is an error naming `field`.
+    pub fn from_wire(
+        tok: &pb::LeaseToken,
+        field: &'static str,
+    ) -> Result<Self, repovault_common::domain::WireError> {
+        Ok(Self {
+            task_id: TaskId::from_wire(&tok.task_id, field)?,
+            attempt: tok.attempt,
+        })
+    }
+}
+
 impl TaskQueue {
     /// Long-poll for a task: returns as soon as one is leased to `worker_id`, or `None` after
     /// `wait`. A draining worker gets nothing.
@@ -220,13 +241,12 @@ impl TaskQueue {
     }
 
     /// The fence before a commit-relevant write: succeeds only for the current, unexpired lease.
-    pub async fn confirm_lease(&self, worker_id: &str, tok: &pb::LeaseToken) -> CoreResult<i64> {
+    pub async fn confirm_lease(&self, worker_id: &str, tok: &Lease) -> CoreResult<i64> {
         let now = self.clock.now_ms();
-        let task_id = TaskId::from_wire(&tok.task_id, "lease.task_id")?;
         let q = self.state.lock().await;
         let t = q
             .active
-            .get(&task_id)
+            .get(&tok.task_id)
             .ok_or_else(|| stale(tok, "the task is no longer active"))?;
         check_holder(t, worker_id, tok)?;
         Ok(t.lease.remaining_ms(tok.attempt, now)?)
@@ -234,20 +254,18 @@ impl TaskQueue {
 
     /// Records a progress event of a current lease. An event of a stale attempt of an active
     /// task is refused (the service then tells that worker to stop).
-    pub async fn task_event(&self, ev: &pb::TaskEvent) -> CoreResult<()> {
-        let tok = ev.lease.clone().unwrap_or_default();
-        let task_id = TaskId::from_wire(&tok.task_id, "event.lease.task_id")?;
+    pub async fn task_event(&self, tok: &Lease, ev: &pb::TaskEvent) -> CoreResult<()> {
         {
             let q = self.state.lock().await;
             // Progress that arrives after the completion (the stream and the completion travel
             // separately) is dropped quietly: there is nothing left to cancel.
-            let Some(t) = q.active.get(&task_id) else {
+            let Some(t) = q.active.get(&tok.task_id) else {
                 return Ok(());
             };
             t.lease.check(tok.attempt, self.clock.now_ms())?;
         }
         self.progress.publish(pb::TaskProgress {
-            task_id: tok.task_id,
+            task_id: tok.task_id.to_string(),
             attempt: tok.attempt,
             phase: ev.phase.clone(),
             bytes: ev.bytes,
@@ -262,9 +280,11 @@ impl TaskQueue {
     }
 
     /// The commit point. A successful backup exists when, and only when, this accepts it.
-    pub async fn complete(&self, req: &pb::CompleteTaskRequest) -> CoreResult<CompletionOutcome> {
-        let tok = req.lease.clone().unwrap_or_default();
-        let task_id = TaskId::from_wire(&tok.task_id, "lease.task_id")?;
+    pub async fn complete(
+        &self,
+        tok: &Lease,
+        req: &pb::CompleteTaskRequest,
+    ) -> CoreResult<CompletionOutcome> {
         let now = self.clock.now_ms();
         // The queue lock is held from the holder and attempt check to the commit transaction,
         // across the kind's reads. Kept because this is the commit fence: if it were released in
@@ -274,16 +294,16 @@ impl TaskQueue {
         // reads and one store commit per completion; the work after the commit (catalog
         // object, verification and drill outcomes, damaged packs) runs after the lock is released.
         let mut q = self.state.lock().await;
-        let Some(current) = q.active.get(&task_id) else {
+        let Some(current) = q.active.get(&tok.task_id) else {
             drop(q);
-            self.forget_rejected(req);
-            return Err(stale(&tok, "the task is no longer active"));
+            self.forget_rejected(tok, req);
+            return Err(stale(tok, "the task is no longer active"));
         };
-        if let Err(e) = check_holder(current, &req.worker_id, &tok)
+        if let Err(e) = check_holder(current, &req.worker_id, tok)
             .and_then(|_| Ok(current.lease.check(tok.attempt, now)?))
         {
             drop(q);
-            self.forget_rejected(req);
+            self.forget_rejected(tok, req);
             metrics::counter!("repovault_stale_completions_total").increment(1);
             return Err(e);
         }
@@ -361,18 +381,12 @@ impl TaskQueue {
     }
 
     /// Gives a lease back without counting a failure.
-    pub async fn release(
-        &self,
-        worker_id: &str,
-        tok: &pb::LeaseToken,
-        reason: &str,
-    ) -> CoreResult<()> {
+    pub async fn release(&self, worker_id: &str, tok: &Lease, reason: &str) -> CoreResult<()> {
         let now = self.clock.now_ms();
-        let task_id = TaskId::from_wire(&tok.task_id, "lease.task_id")?;
         let mut q = self.state.lock().await;
         let current = q
             .active
-            .get(&task_id)
+            .get(&tok.task_id)
             .ok_or_else(|| stale(tok, "the task is no longer active"))?;
         check_holder(current, worker_id, tok)?;
         let mut task = current.clone();
@@ -493,15 +507,14 @@ impl TaskQueue {
         Ok(terminal)
     }
 
-    fn forget_rejected(&self, req: &pb::CompleteTaskRequest) {
-        // A malformed id names no snapshot this coordinator could have committed: nothing to do.
-        if let (Some(tok), Some(b)) = (&req.lease, req.backup_result())
-            && let Ok(task_id) = TaskId::from_wire(&tok.task_id, "lease.task_id")
+    fn forget_rejected(&self, tok: &Lease, req: &pb::CompleteTaskRequest) {
+        // A malformed id names no snapshot this coordinator could have written: nothing to do.
+        if let Some(b) = req.backup_result()
             && let Ok(Some(snapshot_id)) =
                 SnapshotId::from_wire_optional(&b.snapshot_id, "backup.snapshot_id")
         {
             let _ = self.forget_tx.send(ForgetRequest::Snapshot {
-                task_id,
+                task_id: tok.task_id.clone(),
                 attempt: tok.attempt,
                 snapshot_id,
             });
@@ -532,18 +545,14 @@ impl TaskQueue {
     }
 }
 
-fn stale(tok: &pb::LeaseToken, why: &str) -> CoreError {
+fn stale(tok: &Lease, why: &str) -> CoreError {
     CoreError::FailedPrecondition(format!(
         "lease of task {} attempt {} is stale: {why}",
         tok.task_id, tok.attempt
     ))
 }
 
-pub(crate) fn check_holder(
-    t: &TaskRecord,
-    worker_id: &str,
-    tok: &pb::LeaseToken,
-) -> CoreResult<()> {
+pub(crate) fn check_holder(t: &TaskRecord, worker_id: &str, tok: &Lease) -> CoreResult<()> {
     match &t.lease.state {
         TaskState::Leased { worker_id: w, .. }
             if w == worker_id && t.lease.attempt == tok.attempt =>

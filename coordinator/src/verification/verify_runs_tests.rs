@@ -86,18 +86,21 @@ async fn backup_verify_queues_once_leases_and_records_the_outcome() {
         "commit_count_match",
     ];
     c.queue
-        .complete(&pb::CompleteTaskRequest {
-            worker_id: "w".into(),
-            lease: t.lease.clone(),
-            success: true,
-            result: Some(Outcome::Verify(pb::VerifyResult {
-                checks: checks.iter().map(|n| pass(n)).collect(),
-                packs_read: 3,
-                bytes_read: 300,
+        .complete(
+            &crate::coordinator::testing::lease_of(t.lease.as_ref()),
+            &pb::CompleteTaskRequest {
+                worker_id: "w".into(),
+                lease: t.lease.clone(),
+                success: true,
+                result: Some(Outcome::Verify(pb::VerifyResult {
+                    checks: checks.iter().map(|n| pass(n)).collect(),
+                    packs_read: 3,
+                    bytes_read: 300,
+                    ..Default::default()
+                })),
                 ..Default::default()
-            })),
-            ..Default::default()
-        })
+            },
+        )
         .await
         .expect("complete");
     let done = c.registry.get_backup(&id).await.expect("backup");
@@ -133,16 +136,19 @@ async fn backup_verify_queues_once_leases_and_records_the_outcome() {
     fsck.result = CheckOutcome::Fail.into();
     fsck.detail = "blob 1234 is missing".into();
     c.queue
-        .complete(&pb::CompleteTaskRequest {
-            worker_id: "w".into(),
-            lease: t.lease.clone(),
-            success: true,
-            result: Some(Outcome::Verify(pb::VerifyResult {
-                checks: vec![pass("zip_integrity"), fsck],
+        .complete(
+            &crate::coordinator::testing::lease_of(t.lease.as_ref()),
+            &pb::CompleteTaskRequest {
+                worker_id: "w".into(),
+                lease: t.lease.clone(),
+                success: true,
+                result: Some(Outcome::Verify(pb::VerifyResult {
+                    checks: vec![pass("zip_integrity"), fsck],
+                    ..Default::default()
+                })),
                 ..Default::default()
-            })),
-            ..Default::default()
-        })
+            },
+        )
         .await
         .expect("complete");
     let stats = c.store.stats(&r.id).await.expect("stats");
