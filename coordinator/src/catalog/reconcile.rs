@@ -339,17 +339,16 @@ mod tests {
         assert_eq!(c.reconciler.sweep_failures.get(&healthy.id), None);
         assert_eq!(c.reconciler.sweep_failures.count(), 1);
         // The health view names it.
-        let h = c
-            .health
-            .api_health(repovault_proto::v1::GetHealthRequest { org: "acme".into() })
-            .await
-            .expect("health");
-        assert_eq!(h.summary.expect("summary").housekeeping_failing, 1);
+        let h = c.health.report("acme").await.expect("health");
+        assert_eq!(
+            h.rows.iter().filter(|r| r.housekeeping.is_some()).count(),
+            1
+        );
         let row = h
-            .repos
+            .rows
             .iter()
-            .find(|r| r.repo == broken.full_name())
+            .find(|r| r.repo.full_name() == broken.full_name())
             .expect("row");
-        assert!(!row.housekeeping.is_empty(), "{row:?}");
+        assert!(row.housekeeping.is_some());
     }
 }

@@ -16,21 +16,46 @@ use crate::verification::drills::Drills;
 use crate::verification::verify_ledger::VerifyLedger;
 use std::collections::HashMap;
 
-use repovault_proto::v1 as pb;
-
 use crate::error::CoreResult;
 use crate::health::{self, Active, RepoHealth, ScheduleInput, Slots};
 use crate::model::{
-    CheckOutcome, DrillRecord, DrillStatus, OrgRecord, RepoRecord, RepoStats, Status, TaskKind,
-    VerifyStatus,
+    DrillRecord, DrillStatus, OrgRecord, RepoRecord, RepoStats, Status, TaskKind, VerifyStatus,
 };
 use crate::schedule::{Plan, Schedule};
 use crate::tasks::lease_state::TaskState;
 
-use crate::clock::format_ms;
+/// One repository's row of the health view.
+pub struct RepoRow {
+    pub repo: RepoRecord,
+    pub stats: RepoStats,
+    pub health: RepoHealth,
+    /// Why its latest reconcile sweep failed, if it did.
+    pub housekeeping: Option<String>,
+}
 
-fn opt_ms(ms: Option<i64>) -> String {
-    ms.map(format_ms).unwrap_or_default()
+/// An organisation's latest drill and when the next is due.
+pub struct OrgDrill {
+    pub org: OrgRecord,
+    pub latest: Option<DrillRecord>,
+    pub next_at_ms: Option<i64>,
+}
+
+/// The health view ([`Health::report`]).
+pub struct HealthReport {
+    pub rows: Vec<RepoRow>,
+    pub summary: health::Summary,
+    /// Repositories with a backup whose packs were read back within the bound, and overdue.
+    pub readback_current: u64,
+    pub readback_overdue: u64,
+    pub drills: Vec<OrgDrill>,
+}
+
+/// A repository's timeline ([`Health::timeline`]).
+pub struct Timeline {
+    pub repo: RepoRecord,
+    pub entries: Vec<health::TimelineEntry>,
+    /// An escrow agreement holds the repository now.
+    pub escrowed: bool,
 }
 
 /// The health view: per repository and organisation states, the summary, the timeline and the health gauges, computed from the store, the queue, schedules, drills, verification and the reconciler.
@@ -150,60 +175,28 @@ impl Health {
         Ok(out)
     }
 
-    pub async fn api_health(&self, req: pb::GetHealthRequest) -> CoreResult<pb::GetHealthResponse> {
-        let rows = self.health(Some(&req.org)).await?;
-        let s = health::summary(rows.iter().map(|(_, _, h)| h));
-        let repos: Vec<pb::RepoHealth> = rows
-            .iter()
-            .map(|(r, st, h)| pb::RepoHealth {
-                repo: r.full_name(),
-                state: h.state.as_str().to_string(),
-                message: h.message.clone(),
-                incomplete: h.incomplete.clone(),
-                last_backup_at: opt_ms(h.last_backup_at_ms),
-                next_run_at: opt_ms(h.next_run_at_ms),
-                verification: match (&st.last_success_id, st.last_success_verification) {
-                    (None, _) => String::new(),
-                    (Some(_), None) => VerifyStatus::Pending.as_str().into(),
-                    (Some(_), Some(v)) => v.as_str().into(),
-                },
-                verification_detail: st
-                    .last_success_verification_detail
-                    .clone()
-                    .unwrap_or_default(),
-                housekeeping: self
-                    .reconciler
-                    .sweep_failures
-                    .get(&r.id)
-                    .unwrap_or_default(),
+    /// The health view of `org` (every organisation when empty): each repository's row with
+    /// its reconcile failure, the summary, the read-back counts and each organisation's latest
+    /// drill.
+    pub async fn report(&self, org: &str) -> CoreResult<HealthReport> {
+        let rows = self.health(Some(org)).await?;
+        let summary = health::summary(rows.iter().map(|(_, _, h)| h));
+        let (readback_current, readback_overdue) = self.readback_counts(&rows).await?;
+        let drills = self.drill_health(org).await?;
+        let rows = rows
+            .into_iter()
+            .map(|(repo, stats, health)| RepoRow {
+                housekeeping: self.reconciler.sweep_failures.get(&repo.id),
+                repo,
+                stats,
+                health,
             })
             .collect();
-        let unverified = repos
-            .iter()
-            .filter(|r| r.verification == VerifyStatus::Failed.as_str())
-            .count() as u64;
-        let housekeeping_failing =
-            repos.iter().filter(|r| !r.housekeeping.is_empty()).count() as u64;
-        let (readback_current, readback_overdue) = self.readback_counts(&rows).await?;
-        let drills = self.drill_health(&req.org).await?;
-        Ok(pb::GetHealthResponse {
-            repos,
-            summary: Some(pb::HealthSummary {
-                total: s.total,
-                backed_up: s.backed_up,
-                active: s.active,
-                never: s.never,
-                failed: s.failed,
-                late: s.late,
-                paused: s.paused,
-                incomplete: s.incomplete,
-                last_backup_at: opt_ms(s.last_backup_at_ms),
-                next_run_at: opt_ms(s.next_run_at_ms),
-                unverified,
-                readback_current,
-                readback_overdue,
-                housekeeping_failing,
-            }),
+        Ok(HealthReport {
+            rows,
+            summary,
+            readback_current,
+            readback_overdue,
             drills,
         })
     }
@@ -230,8 +223,8 @@ impl Health {
         Ok((current, overdue))
     }
 
-    /// The latest drill of each organisation (of `org` when given).
-    async fn drill_health(&self, org: &str) -> CoreResult<Vec<pb::DrillHealth>> {
+    /// The latest drill of each organisation (of `org` when given) and when the next is due.
+    async fn drill_health(&self, org: &str) -> CoreResult<Vec<OrgDrill>> {
         let orgs = match org {
             "" => self.store.orgs().await?,
             name => vec![self.registry.org_named(name).await?],
@@ -245,34 +238,21 @@ impl Health {
                 .await?
                 .into_iter()
                 .max_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
-            let next_at = opt_ms(self.drills.next_drill_at(&o, now));
-            out.push(match latest {
-                Some(d) => pb::DrillHealth {
-                    org: o.name.clone(),
-                    status: d.outcome().as_str().into(),
-                    repo: d.repo_full_name.clone(),
-                    backup_id: d.backup_id.to_string(),
-                    finished_at: opt_ms(d.finished_at_ms),
-                    detail: drill_detail(&d),
-                    next_at,
-                },
-                None => pb::DrillHealth {
-                    org: o.name.clone(),
-                    status: "never".into(),
-                    next_at,
-                    ..Default::default()
-                },
+            let next_at_ms = self.drills.next_drill_at(&o, now);
+            out.push(OrgDrill {
+                org: o,
+                latest,
+                next_at_ms,
             });
         }
         Ok(out)
     }
 
-    pub async fn api_timeline(
-        &self,
-        req: pb::GetTimelineRequest,
-    ) -> CoreResult<pb::GetTimelineResponse> {
-        let repo = self.registry.repo_named(&req.repo).await?;
-        let backups = self.registry.list_backups(Some(&req.repo)).await?;
+    /// The timeline of the repository `full_name`: its backups, skipped slots and drills,
+    /// oldest first, and whether an escrow agreement holds it now.
+    pub async fn timeline(&self, full_name: &str) -> CoreResult<Timeline> {
+        let repo = self.registry.repo_named(full_name).await?;
+        let backups = self.registry.list_backups(Some(full_name)).await?;
         let skipped = self.store.schedule_state(&repo.id).await?.skipped_slots;
         let escrowed = self
             .store
@@ -286,70 +266,10 @@ impl Health {
             .into_iter()
             .filter(|d| d.repo_id == repo.id)
             .collect();
-        let entries = health::timeline(backups, &skipped, drills)
-            .into_iter()
-            .map(|e| match e {
-                health::TimelineEntry::Backup {
-                    at_ms,
-                    backup: b,
-                    size_jump,
-                } => pb::TimelineEntry {
-                    at: format_ms(at_ms),
-                    kind: "backup".into(),
-                    backup_id: b.id.to_string(),
-                    r#type: b.backup_type.into(),
-                    trigger: b.trigger.into(),
-                    status: b.status.into(),
-                    size_bytes: b.size_bytes,
-                    added_bytes: b.added_bytes,
-                    verification: match (&b.verification, b.status) {
-                        (Some(v), _) => v.status.as_str().into(),
-                        (None, Status::Completed) => VerifyStatus::Pending.as_str().into(),
-                        (None, _) => "-".into(),
-                    },
-                    checks: b
-                        .verification
-                        .iter()
-                        .flat_map(|v| v.checks.iter())
-                        .map(crate::verification::check_to_proto)
-                        .collect(),
-                    // As listings: escrow covers the finished (completed) backups.
-                    is_escrowed: escrowed && b.status == Status::Completed,
-                    // The timeline's flag and size_match's warning are one threshold when
-                    // configured alike; a warning from size_match always shows.
-                    size_jump: size_jump
-                        || b.verification
-                            .iter()
-                            .flat_map(|v| v.checks.iter())
-                            .any(|c| c.name == crate::verification::SIZE_MATCH && c.warning),
-                    error: b.error.clone().unwrap_or_default(),
-                },
-                health::TimelineEntry::SkippedSlot { at_ms } => pb::TimelineEntry {
-                    at: format_ms(at_ms),
-                    kind: "skipped_slot".into(),
-                    verification: "-".into(),
-                    ..Default::default()
-                },
-                health::TimelineEntry::Drill { at_ms, drill: d } => pb::TimelineEntry {
-                    at: format_ms(at_ms),
-                    kind: "drill".into(),
-                    backup_id: d.backup_id.to_string(),
-                    trigger: d.trigger.into(),
-                    status: d.status.into(),
-                    verification: d.outcome().as_str().into(),
-                    checks: d
-                        .checks
-                        .iter()
-                        .map(crate::verification::check_to_proto)
-                        .collect(),
-                    error: drill_detail(&d),
-                    ..Default::default()
-                },
-            })
-            .collect();
-        Ok(pb::GetTimelineResponse {
-            repo: repo.full_name(),
-            entries,
+        Ok(Timeline {
+            entries: health::timeline(backups, &skipped, drills),
+            repo,
+            escrowed,
         })
     }
 
@@ -411,18 +331,6 @@ impl Health {
 }
 
 /// Why a drill did not pass (its error, or its failing checks); empty when it passed.
-fn drill_detail(d: &DrillRecord) -> String {
-    if let Some(e) = &d.error {
-        return e.clone();
-    }
-    d.checks
-        .iter()
-        .filter(|c| c.result != CheckOutcome::Pass)
-        .map(|c| format!("{} {}: {}", c.name, c.result.as_str(), c.detail))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 #[cfg(test)]
 mod tests {
     use crate::coordinator::Coordinator;
@@ -518,24 +426,16 @@ mod tests {
             let next = h.next_run_at_ms.expect("scheduled");
             assert!((slot + H..slot + H + H / 2).contains(&next), "{h:?}");
         }
-        let r = c
-            .health
-            .api_health(pb::GetHealthRequest { org: "acme".into() })
-            .await
-            .expect("api");
-        let s = r.summary.expect("summary");
+        let r = c.health.report("acme").await.expect("report");
+        let s = r.summary;
         assert_eq!((s.total, s.late, s.backed_up, s.never), (3, 1, 1, 1));
         c.health.update_health_gauges().await.expect("gauges");
 
-        let t = c
-            .health
-            .api_timeline(pb::GetTimelineRequest {
-                repo: "acme/r0".into(),
-            })
-            .await
-            .expect("timeline");
+        let t = c.health.timeline("acme/r0").await.expect("timeline");
         assert_eq!(t.entries.len(), 1);
-        assert_eq!(t.entries[0].kind, "skipped_slot");
-        assert_eq!(t.entries[0].at, format_ms(slot - H));
+        assert!(
+            matches!(t.entries[0], health::TimelineEntry::SkippedSlot { at_ms } if at_ms == slot - H),
+            "one skipped slot"
+        );
     }
 }

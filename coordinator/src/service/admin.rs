@@ -13,7 +13,7 @@ use repovault_proto::v1::admin_service_server::AdminService;
 
 use crate::coordinator::Coordinator;
 
-use super::{admin_escrow, admin_fleet, admin_orgs, admin_streams, convert};
+use super::{admin_escrow, admin_fleet, admin_health, admin_orgs, admin_streams, convert};
 
 pub struct AdminApi {
     pub core: Arc<Coordinator>,
@@ -494,7 +494,7 @@ impl AdminService for AdminApi {
         req: Request<pb::GetHealthRequest>,
     ) -> Result<Response<pb::GetHealthResponse>, Status> {
         Ok(Response::new(
-            self.core.health.api_health(req.into_inner()).await?,
+            admin_health::health(&self.core, req.into_inner()).await?,
         ))
     }
 
@@ -503,7 +503,7 @@ impl AdminService for AdminApi {
         req: Request<pb::GetTimelineRequest>,
     ) -> Result<Response<pb::GetTimelineResponse>, Status> {
         Ok(Response::new(
-            self.core.health.api_timeline(req.into_inner()).await?,
+            admin_health::timeline(&self.core, req.into_inner()).await?,
         ))
     }
 

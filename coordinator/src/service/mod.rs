@@ -3,6 +3,7 @@
 pub mod admin;
 mod admin_escrow;
 mod admin_fleet;
+mod admin_health;
 mod admin_orgs;
 mod admin_streams;
 pub mod call_auth;
