@@ -19,7 +19,6 @@ use crate::error::{CoreError, CoreResult};
 use crate::maintenance::retention::RetentionPolicy;
 use crate::model::{BackupRecord, EscrowRecord, OrgRecord, Status};
 use crate::store::Batch;
-use repovault_proto::v1 as pb;
 
 use crate::catalog::catalog_objects::Catalog;
 use crate::catalog::org_registry::Registry;
@@ -69,16 +68,13 @@ impl Escrow {
                 .is_some())
     }
 
-    /// Sets `is_escrowed` on converted backups (`out[i]` is `records[i]`), reading each
+    /// Whether each backup is escrowed now (`out[i]` is `records[i]`), reading each
     /// repository's agreements once.
-    pub async fn escrow_flags(
-        &self,
-        records: &[BackupRecord],
-        out: &mut [pb::Backup],
-    ) -> CoreResult<()> {
+    pub async fn escrowed(&self, records: &[BackupRecord]) -> CoreResult<Vec<bool>> {
         let now = self.clock.now_ms();
         let mut active: std::collections::HashMap<&RepoId, bool> = Default::default();
-        for (b, p) in records.iter().zip(out.iter_mut()) {
+        let mut out = Vec::with_capacity(records.len());
+        for b in records {
             let a = match active.get(&b.repo_id) {
                 Some(a) => *a,
                 None => {
@@ -87,9 +83,9 @@ impl Escrow {
                     a
                 }
             };
-            p.is_escrowed = a && b.status == Status::Completed;
+            out.push(a && b.status == Status::Completed);
         }
-        Ok(())
+        Ok(out)
     }
 
     /// `escrow enable`: records the agreement and adds a restic key for this repository alone.

@@ -200,9 +200,9 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
         let r = req.into_inner();
         let list = self.core.registry.list_backups(Some(&r.repo)).await?;
-        let mut backups: Vec<pb::Backup> = list.iter().map(convert::backup).collect();
-        self.core.escrow.escrow_flags(&list, &mut backups).await?;
-        Ok(Response::new(pb::ListBackupsResponse { backups }))
+        Ok(Response::new(pb::ListBackupsResponse {
+            backups: backups(&self.core, &list).await?,
+        }))
     }
 
     async fn get_backup(
@@ -211,13 +211,8 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::GetBackupResponse>, Status> {
         let id: BackupId = convert::id_field(&req.into_inner().id, "id")?;
         let b = self.core.registry.get_backup(&id).await?;
-        let mut backup = vec![convert::backup(&b)];
-        self.core
-            .escrow
-            .escrow_flags(std::slice::from_ref(&b), &mut backup)
-            .await?;
         Ok(Response::new(pb::GetBackupResponse {
-            backup: backup.pop(),
+            backup: backups(&self.core, std::slice::from_ref(&b)).await?.pop(),
         }))
     }
 
@@ -513,13 +508,8 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::VerifyBackupResponse>, Status> {
         let id: BackupId = convert::id_field(&req.into_inner().id, "id")?;
         let (b, task_id) = self.core.verification.verify_backup(&id).await?;
-        let mut backup = vec![convert::backup(&b)];
-        self.core
-            .escrow
-            .escrow_flags(std::slice::from_ref(&b), &mut backup)
-            .await?;
         Ok(Response::new(pb::VerifyBackupResponse {
-            backup: backup.pop(),
+            backup: backups(&self.core, std::slice::from_ref(&b)).await?.pop(),
             task_id: task_id.into(),
         }))
     }
@@ -576,6 +566,22 @@ impl AdminApi {
         }
         p
     }
+}
+
+/// Backups as the admin sees them, each with whether an escrow agreement holds it now.
+async fn backups(
+    core: &Coordinator,
+    records: &[crate::model::BackupRecord],
+) -> Result<Vec<pb::Backup>, Status> {
+    let escrowed = core.escrow.escrowed(records).await?;
+    Ok(records
+        .iter()
+        .zip(escrowed)
+        .map(|(b, e)| pb::Backup {
+            is_escrowed: e,
+            ..convert::backup(b)
+        })
+        .collect())
 }
 
 /// The caller the admin guard resolved (its configured token name; `local` without tokens).

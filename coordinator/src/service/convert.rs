@@ -188,7 +188,7 @@ pub fn backup(b: &BackupRecord) -> pb::Backup {
         bytes_received: b.bytes_received,
         priority: u32::from(b.priority),
         worker_id: b.worker_id.clone().unwrap_or_default(),
-        // Set by the caller that knows the agreements (`Coordinator::escrow_flags`).
+        // Set by the caller that knows the agreements (`admin.rs::backups`, from `Escrow::escrowed`).
         is_escrowed: false,
         verification: match (&b.verification, b.status) {
             (Some(v), _) => Some(verification(v)),
