@@ -4,7 +4,6 @@
 use crate::model::BackupId;
 use std::sync::Arc;
 
-use repovault_proto::v1 as pb;
 use serde_json::Value;
 
 use repovault_common::repo::RepoError;
@@ -48,13 +47,32 @@ impl BrowsePath {
     }
 }
 
+/// One listing row of a backup's exported documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowseItem {
+    /// The issue's or pull request's number; a release's id.
+    pub number: u64,
+    pub title: String,
+    /// `open`, `closed`, `merged`; for a release `draft`, `prerelease` or `published`.
+    pub state: String,
+    pub author: String,
+    pub updated_at: String,
+    /// Comments and review comments.
+    pub comments: u64,
+    /// A pull request's reviews; a release's assets.
+    pub reviews_or_assets: u64,
+}
+
+/// What `browse` found: a listing, or one stored document as it was exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Browsed {
+    pub items: Vec<BrowseItem>,
+    pub document_json: String,
+}
+
 impl Registry {
     /// The listing or the item `path` names in backup `id`. The backup must be completed.
-    pub async fn browse_backup(
-        self: &Arc<Self>,
-        id: &BackupId,
-        path: &str,
-    ) -> CoreResult<pb::BrowseBackupResponse> {
+    pub async fn browse_backup(self: &Arc<Self>, id: &BackupId, path: &str) -> CoreResult<Browsed> {
         let what = BrowsePath::parse(path).map_err(CoreError::InvalidArgument)?;
         let b = self
             .backup_record(id)
@@ -90,7 +108,7 @@ impl Registry {
                     items.push(item(kind, &doc));
                 }
                 items.sort_by_key(|i| i.number);
-                Ok(pb::BrowseBackupResponse {
+                Ok(Browsed {
                     items,
                     document_json: String::new(),
                 })
@@ -112,7 +130,7 @@ impl Registry {
                         }
                         Err(e) => return Err(CoreError::Storage(e.to_string())),
                     };
-                Ok(pb::BrowseBackupResponse {
+                Ok(Browsed {
                     items: vec![],
                     document_json: String::from_utf8_lossy(&bytes).into_owned(),
                 })
@@ -122,11 +140,11 @@ impl Registry {
 }
 
 /// One listing row of an exported document (`{"issue": ..}`, `{"pull": ..}` or a release).
-fn item(kind: &str, doc: &Value) -> pb::BrowseItem {
+fn item(kind: &str, doc: &Value) -> BrowseItem {
     let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let len = |k: &str| doc.get(k).and_then(Value::as_array).map_or(0, Vec::len) as u64;
     match kind {
-        "releases" => pb::BrowseItem {
+        "releases" => BrowseItem {
             number: doc.get("id").and_then(Value::as_u64).unwrap_or(0),
             title: match str_of(doc, "name") {
                 n if n.is_empty() => str_of(doc, "tag_name"),
@@ -155,7 +173,7 @@ fn item(kind: &str, doc: &Value) -> pb::BrowseItem {
             let key = if kind == "pulls" { "pull" } else { "issue" };
             let it = doc.get(key).unwrap_or(&Value::Null);
             let merged = it.get("merged_at").is_some_and(|m| !m.is_null());
-            pb::BrowseItem {
+            BrowseItem {
                 number: it.get("number").and_then(Value::as_u64).unwrap_or(0),
                 title: str_of(it, "title"),
                 state: if merged {

@@ -250,9 +250,8 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::BrowseBackupResponse>, Status> {
         let req = req.into_inner();
         let id: BackupId = convert::id_field(&req.id, "id")?;
-        Ok(Response::new(
-            self.core.registry.browse_backup(&id, &req.path).await?,
-        ))
+        let found = self.core.registry.browse_backup(&id, &req.path).await?;
+        Ok(Response::new(convert::browsed(found)))
     }
 
     async fn start_restore(

@@ -269,3 +269,23 @@ pub fn restore(r: &RestoreRecord) -> pb::Restore {
         artifact_expired: r.download.artifact_expired_at_ms.is_some(),
     }
 }
+
+/// A backup's browsed listing or document.
+pub fn browsed(b: crate::catalog::browse::Browsed) -> pb::BrowseBackupResponse {
+    pb::BrowseBackupResponse {
+        items: b
+            .items
+            .into_iter()
+            .map(|i| pb::BrowseItem {
+                number: i.number,
+                title: i.title,
+                state: i.state,
+                author: i.author,
+                updated_at: i.updated_at,
+                comments: i.comments,
+                reviews_or_assets: i.reviews_or_assets,
+            })
+            .collect(),
+        document_json: b.document_json,
+    }
+}
