@@ -413,7 +413,8 @@ pub enum RepoCmd {
     Set {
         /// ORG/NAME
         name: String,
-        /// hourly, daily, weekly, monthly, a cron expression, or inherit (its organisation's).
+        /// hourly, daily, weekly, monthly, a cron expression, inherit (its organisation's), or
+        /// none (not scheduled, whatever its organisation's schedule).
         #[arg(long)]
         schedule: Option<String>,
         /// Back up on push: registers a push webhook on the GitHub repository.

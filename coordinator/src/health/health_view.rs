@@ -138,10 +138,8 @@ impl Health {
         for (repo, stats) in repos {
             let org = orgs.get(&repo.org_id);
             let disconnected = org.is_some_and(|o| o.disconnected);
-            let key = org.and_then(|o| {
-                let s = repo.schedule.as_ref().or(o.schedule.schedule.as_ref())?;
-                Some((s.clone(), o.schedule.timezone.clone().unwrap_or_default()))
-            });
+            let key = org
+                .and_then(|o| crate::schedule::schedule_runs::effective(repo.schedule.as_ref(), o));
             let slots = match key {
                 Some(k) => *plans.entry(k).or_insert_with_key(|(s, tz)| {
                     Schedule::parse(s)

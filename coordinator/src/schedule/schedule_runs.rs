@@ -147,8 +147,17 @@ pub struct TickReport {
 }
 
 /// The effective schedule of a repository: its own, `None` to inherit its organisation's.
-fn effective(own: Option<&String>, org: &OrgRecord) -> Option<(String, String)> {
+/// A repository's own schedule that takes it out of its organisation's (`repo set --schedule
+/// none`); absent, the repository inherits the organisation's.
+pub const REPO_NOT_SCHEDULED: &str = "none";
+
+/// The schedule and zone in force for a repository whose own schedule is `own`: its own, else
+/// its organisation's; `None` when it is not scheduled (no schedule, or [`REPO_NOT_SCHEDULED`]).
+pub(crate) fn effective(own: Option<&String>, org: &OrgRecord) -> Option<(String, String)> {
     let s = own.or(org.schedule.schedule.as_ref())?.clone();
+    if s == REPO_NOT_SCHEDULED {
+        return None;
+    }
     Some((s, org.schedule.timezone.clone().unwrap_or_default()))
 }
 
@@ -344,7 +353,7 @@ impl Schedules {
         Ok(org)
     }
 
-    /// `repo set --schedule`: its own schedule, or `inherit`.
+    /// `repo set --schedule`: its own schedule, `inherit`, or `none` ([`REPO_NOT_SCHEDULED`]).
     pub async fn set_repo_schedule(
         &self,
         full_name: &str,
@@ -353,6 +362,7 @@ impl Schedules {
         let mut repo = self.registry.repo_named(full_name).await?;
         repo.schedule = match schedule.trim() {
             "inherit" | "" => None,
+            REPO_NOT_SCHEDULED => Some(REPO_NOT_SCHEDULED.to_string()),
             v => Some(Schedule::parse(v).map_err(invalid)?.as_str().to_string()),
         };
         let mut batch = Batch::default();

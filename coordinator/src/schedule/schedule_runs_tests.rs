@@ -291,3 +291,65 @@ async fn a_burst_of_signed_pushes_gives_one_backup_within_the_delay() {
     assert_eq!(b.len(), 1);
     assert_eq!(b[0].trigger, Trigger::Push);
 }
+
+/// `repo set --schedule none` takes one repository out of its organisation's schedule (the
+/// runs, the health view's next run); `inherit` puts it back.
+#[tokio::test]
+async fn a_repository_taken_out_of_its_organisations_schedule_is_not_run() {
+    let dir = tempfile::tempdir().expect("dir");
+    let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
+    let clock = Arc::new(ManualClock::new(utc("2026-11-23T10:59:00Z")));
+    let c = core(kv, &MasterKey::generate(), dir.path(), clock.clone()).await;
+    c.registry
+        .add_org("acme", crate::model::Provider::Git)
+        .await
+        .expect("org");
+    for n in ["kept", "out"] {
+        c.registry
+            .add_repo(&format!("acme/{n}"), &format!("file:///src/{n}"), None)
+            .await
+            .expect("repo");
+    }
+    c.schedules
+        .set_org_schedule("acme", Some("hourly"), None, None, None)
+        .await
+        .expect("set");
+    let out = c
+        .schedules
+        .set_repo_schedule("acme/out", "none")
+        .await
+        .expect("none is accepted");
+    assert_eq!(out.schedule.as_deref(), Some("none"));
+    let r = c.schedules.materialise_schedules().await.expect("tick");
+    assert_eq!((r.scheduled, r.enqueued), (1, 1));
+    assert!(
+        c.registry
+            .list_backups(Some("acme/out"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let rows = c.health.health(Some("acme")).await.expect("health");
+    let next = |name: &str| {
+        rows.iter()
+            .find(|(r, _, _)| r.name == name)
+            .and_then(|(_, _, h)| h.next_run_at_ms)
+    };
+    assert!(next("kept").is_some() && next("out").is_none());
+    assert_eq!(
+        c.schedules
+            .repo_schedule(&c.registry.repo_named("acme/out").await.expect("repo"))
+            .await
+            .expect("schedule"),
+        None
+    );
+
+    cancel_all(&c).await;
+    c.schedules
+        .set_repo_schedule("acme/out", "inherit")
+        .await
+        .expect("inherit");
+    clock.set(utc("2026-11-23T11:59:00Z"));
+    let r = c.schedules.materialise_schedules().await.expect("tick");
+    assert_eq!(r.enqueued, 2, "both repositories run again");
+}
