@@ -471,21 +471,22 @@ impl Maintenance {
             maint.prune_wanted = true;
         }
         batch.maintenance(&repo.id, &maint);
-        // The latest-backup fields follow what remains; the totals stay (they count history).
         let remaining: Vec<BackupRecord> = history
             .iter()
             .filter(|h| !doomed.iter().any(|d| d.id == h.id))
             .cloned()
             .collect();
-        let fresh = crate::catalog::catalog_objects::stats_from_history(&remaining);
-        let mut stats = self.store.stats(&repo.id).await?;
-        stats.last_backup_id = fresh.last_backup_id;
-        stats.last_status = fresh.last_status;
-        stats.last_finished_at_ms = fresh.last_finished_at_ms;
-        stats.last_success_id = fresh.last_success_id;
-        stats.last_success_at_ms = fresh.last_success_at_ms;
-        stats.last_snapshot_id = fresh.last_snapshot_id;
-        stats.last_success_incomplete = fresh.last_success_incomplete;
+        // Everything about the latest and the latest successful backup (its size for the next
+        // size_match, its verification, the last full one) is recomputed from what remains;
+        // the totals and the first success stay (they count history, not what is kept).
+        let old = self.store.stats(&repo.id).await?;
+        let stats = crate::model::RepoStats {
+            completed_total: old.completed_total,
+            failed_total: old.failed_total,
+            added_bytes_total: old.added_bytes_total,
+            first_success_at_ms: old.first_success_at_ms,
+            ..crate::catalog::catalog_objects::stats_from_history(&remaining)
+        };
         batch.stats(&repo.id, &stats);
         self.store.apply(batch).await?;
         tracing::info!(repo = %repo.full_name(), backups = ?doomed.iter().map(|b| &b.id).collect::<Vec<_>>(), "backups removed");
@@ -543,5 +544,66 @@ mod tests {
         );
         assert_eq!(first_line(&"x".repeat(200)).len(), 80);
         assert_eq!(first_line(""), "");
+    }
+
+    /// Deleting a repository's latest successful backup leaves the stats of the one before it:
+    /// its size (what the next size_match compares with), its verification and the last full
+    /// backup, not the deleted one's.
+    #[tokio::test]
+    async fn deleting_the_latest_success_recomputes_every_latest_field() {
+        use crate::model::{BackupType, Trigger, Verification, VerifyRun, VerifyStatus};
+        let dir = tempfile::tempdir().expect("dir");
+        let c = crate::coordinator::testing::core(dir.path()).await;
+        c.registry
+            .add_org("acme", crate::model::Provider::Git)
+            .await
+            .expect("org");
+        let repo = c
+            .registry
+            .add_repo("acme/r", "file:///src/r", None)
+            .await
+            .expect("repo");
+        let backup = |kind, at: i64, size, status| {
+            let mut b = crate::tasks::kinds::new_backup(
+                &repo,
+                kind,
+                Trigger::Manual,
+                8,
+                &crate::ids::new_task_id(),
+                at,
+            );
+            b.status = Status::Completed;
+            b.finished_at_ms = Some(at);
+            b.size_bytes = size;
+            b.verification = Some(Verification {
+                status,
+                checks: Vec::new(),
+                run: VerifyRun::Automatic,
+                finished_at_ms: Some(at),
+                packs_read: 0,
+                bytes_read: 0,
+                task_id: None,
+            });
+            b
+        };
+        let older = backup(BackupType::Full, DAY, 1000, VerifyStatus::Verified);
+        let newer = backup(BackupType::Full, 2 * DAY, 5000, VerifyStatus::Failed);
+        let mut stats = c.store.stats(&repo.id).await.expect("stats");
+        stats.record(&older);
+        stats.record(&newer);
+        let mut batch = Batch::default();
+        batch.backup(&older).backup(&newer).stats(&repo.id, &stats);
+        c.store.apply(batch).await.expect("apply");
+
+        c.maintenance
+            .delete_backup(&newer.id)
+            .await
+            .expect("delete");
+        let s = c.store.stats(&repo.id).await.expect("stats");
+        assert_eq!(s.last_success_id, Some(older.id.clone()));
+        assert_eq!(s.last_success_size_bytes, Some(1000));
+        assert_eq!(s.last_success_verification, Some(VerifyStatus::Verified));
+        assert_eq!(s.last_full_at_ms, Some(DAY));
+        assert_eq!(s.completed_total, 2, "totals count history");
     }
 }
