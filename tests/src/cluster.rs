@@ -310,6 +310,22 @@ impl Cluster {
         }
     }
 
+    /// Adds the plain git repository `full_name` (`ORG/NAME`) at `url`, and its organisation
+    /// when this cluster has none of that name yet.
+    pub async fn add_git_repo(&self, full_name: &str, url: &str) -> Result<()> {
+        let (org, _) = full_name
+            .split_once('/')
+            .ok_or_else(|| anyhow::anyhow!("{full_name:?} is not ORG/NAME"))?;
+        let registry = &self.core().registry;
+        if registry.org_named(org).await.is_err() {
+            registry
+                .add_org(org, repovault_common::domain::Provider::Git)
+                .await?;
+        }
+        registry.add_repo(full_name, url, None).await?;
+        Ok(())
+    }
+
     /// A manual backup, waited for; fails unless it completed.
     pub async fn backup_ok(&self, full_name: &str) -> Result<BackupRecord> {
         let b = self.core().backups.run_backup(full_name).await?;

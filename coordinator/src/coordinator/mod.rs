@@ -182,12 +182,12 @@ impl Coordinator {
             catalog.clone(),
             queue.clone(),
         ));
-        let drills = Arc::new(crate::verification::drills::Drills::new(
-            queue.clone(),
-            registry.clone(),
-            parts.store.clone(),
-            ledger.clone(),
-        ));
+        let drills = Arc::new(crate::verification::drills::Drills {
+            queue: queue.clone(),
+            registry: registry.clone(),
+            store: parts.store.clone(),
+            ledger: ledger.clone(),
+        });
         let health = Arc::new(crate::health::health_view::Health::new(
             parts.store.clone(),
             queue.clone(),
@@ -208,12 +208,12 @@ impl Coordinator {
                 queue.clone(),
                 forge.clone(),
             )),
-            verification: Arc::new(crate::verification::verify_runs::VerifyRuns::new(
-                queue.clone(),
-                registry.clone(),
-                parts.store.clone(),
-                ledger.clone(),
-            )),
+            verification: Arc::new(crate::verification::verify_runs::VerifyRuns {
+                queue: queue.clone(),
+                registry: registry.clone(),
+                store: parts.store.clone(),
+                ledger: ledger.clone(),
+            }),
             backups,
             schedules,
             restores: Arc::new(Restores::new(

@@ -35,20 +35,6 @@ pub struct Drills {
 }
 
 impl Drills {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        queue: Arc<TaskQueue>,
-        registry: Arc<Registry>,
-        store: Store,
-        ledger: Arc<VerifyLedger>,
-    ) -> Self {
-        Self {
-            queue,
-            registry,
-            store,
-            ledger,
-        }
-    }
     /// The drill schedule in force for an organisation: its own, else the configured default;
     /// `None` when drills are off.
     pub fn drill_schedule(&self, org: &OrgRecord) -> Option<String> {

@@ -36,20 +36,6 @@ pub struct VerifyRuns {
 }
 
 impl VerifyRuns {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        queue: Arc<TaskQueue>,
-        registry: Arc<Registry>,
-        store: Store,
-        ledger: Arc<VerifyLedger>,
-    ) -> Self {
-        Self {
-            queue,
-            registry,
-            store,
-            ledger,
-        }
-    }
     /// `backup verify ID`: queues a verify task that runs every check again, reading back every
     /// pack the snapshot references. Idempotent while one runs: the running one is returned.
     pub async fn verify_backup(&self, id: &BackupId) -> CoreResult<(BackupRecord, TaskId)> {

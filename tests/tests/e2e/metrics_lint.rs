@@ -95,14 +95,7 @@ async fn metrics_pass_promtool_from_start_up_and_after_a_backup() {
     let src = tempfile::tempdir().unwrap();
     rich_repo(src.path(), "rich.git").unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
-    c.core()
-        .registry
-        .add_org("org", repovault_common::domain::Provider::Git)
-        .await
-        .unwrap();
-    c.core()
-        .registry
-        .add_repo("org/rich", &daemon.url("rich.git"), None)
+    c.add_git_repo("org/rich", &daemon.url("rich.git"))
         .await
         .unwrap();
     let b = c.backup_ok("org/rich").await.unwrap();
