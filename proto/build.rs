@@ -6,6 +6,8 @@
 const SECRET_BEARING: &[&str] = &[
     "AddOrgRequest",
     "AddRepoRequest",
+    "UpdateOrgCredentialRequest",
+    "UpdateRepoCredentialRequest",
     "StartRestoreRequest",
     "ExportOrgKeyResponse",
     "RepoAccess",

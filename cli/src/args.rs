@@ -227,6 +227,10 @@ pub enum OrgCmd {
     /// Add an organisation: `git` (repositories added by URL) or `github` (repositories
     /// discovered with a token or a GitHub App installation; the credential is checked now).
     Add(OrgAddArgs),
+    /// Replace a forge organisation's credential (an expired or rotated token, a new App key):
+    /// proven against the forge before it is stored; history, keys and schedules stay.
+    /// Example: GH_TOKEN=... repovault org update acme --token-env GH_TOKEN
+    Update(OrgUpdateArgs),
     /// List organisations.
     List,
     /// One organisation: provider, API URL, credential kind (never the secret), repositories.
@@ -366,6 +370,26 @@ pub struct OrgAddArgs {
     pub ca_cert: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct OrgUpdateArgs {
+    pub org: String,
+    /// Read the new token from this environment variable.
+    #[arg(long)]
+    pub token_env: Option<String>,
+    /// Read the new token from this file.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// A GitHub App's id (with --private-key and --installation-id).
+    #[arg(long)]
+    pub app_id: Option<u64>,
+    /// The App's private key (PEM file).
+    #[arg(long)]
+    pub private_key: Option<PathBuf>,
+    /// The App's installation on this organisation.
+    #[arg(long)]
+    pub installation_id: Option<u64>,
+}
+
 #[derive(Debug, Clone, Subcommand)]
 pub enum OrgKeyCmd {
     /// Write the organisation's key (the restic password of its snapshot repositories) to FILE,
@@ -398,6 +422,17 @@ pub enum RepoCmd {
         url: String,
         #[command(flatten)]
         token: TokenArgs,
+    },
+    /// Replace a plain git repository's own token (--token-env or --token-file), or remove it
+    /// (--no-token). A forge repository uses its organisation's credential (`org update`).
+    Update {
+        /// ORG/NAME
+        name: String,
+        #[command(flatten)]
+        token: TokenArgs,
+        /// Remove the repository's token (the source is then read without one).
+        #[arg(long, conflicts_with_all = ["token_env", "token_file"])]
+        no_token: bool,
     },
     /// List repositories, optionally of one organisation.
     List { org: Option<String> },

@@ -109,6 +109,9 @@ macro_rules! redacted_debug {
 redacted_debug!(AddOrgRequest { name, provider, api_url, app_id, installation_id, ca_cert_pem }
     secret { token, private_key_pem });
 redacted_debug!(AddRepoRequest { org, name, url } secret { token });
+redacted_debug!(UpdateOrgCredentialRequest { org, app_id, installation_id }
+    secret { token, private_key_pem });
+redacted_debug!(UpdateRepoCredentialRequest { repo } secret { token });
 redacted_debug!(StartRestoreRequest { backup_id, r#type, target, url } secret { token });
 redacted_debug!(ExportOrgKeyResponse { org_id } secret { key });
 redacted_debug!(RepoAccess { org_id, repo_id, org_name, repo_name, source_url, snapshot_path }

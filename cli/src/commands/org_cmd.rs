@@ -1,6 +1,6 @@
 //! `org ...`: add, list, show, set, sync, key export, connect and disconnect, retention, purge.
 
-use repovault_common::domain::Provider;
+use repovault_common::domain::{FromWire, Provider};
 use repovault_proto::v1 as pb;
 
 use crate::admin_client::{Admin, CliError};
@@ -129,6 +129,7 @@ pub(super) async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result
         OrgCmd::Purge { org, confirm } => {
             return org_purge(c, org, confirm, out).await;
         }
+        OrgCmd::Update(a) => return org_update(c, a, out).await,
         OrgCmd::Sync { org } => {
             let s = c.sync_org(pb::SyncOrgRequest { org }).await?.into_inner();
             if is_json(out) {
@@ -327,5 +328,62 @@ async fn org_purge(
         .await?
         .into_inner();
     purge_done(out, &format!("organisation {org}"), &r);
+    Ok(exit::OK)
+}
+
+/// `org update`: the organisation's provider is read first, so the new credential is checked
+/// locally as that provider requires (the same checks as `org add`), then sent once.
+async fn org_update(
+    c: &mut Admin,
+    a: crate::args::OrgUpdateArgs,
+    out: OutputFormat,
+) -> Result<i32, CliError> {
+    let org = c
+        .get_org(pb::GetOrgRequest { org: a.org.clone() })
+        .await?
+        .into_inner()
+        .org
+        .unwrap_or_default();
+    let provider = <Provider as FromWire>::from_wire(org.provider, "provider")
+        .map_err(|e| CliError::failed(format!("organisation {}: {e}", a.org)))?;
+    if !provider.is_forge() {
+        return Err(CliError::usage(format!(
+            "organisation {} is plain git: it has no credential of its own (change a repository's token with `repovault repo update ORG/NAME`)",
+            a.org
+        )));
+    }
+    let as_add = crate::args::OrgAddArgs {
+        name: a.org.clone(),
+        provider: provider.as_str().to_string(),
+        api_url: None,
+        token_env: a.token_env,
+        token_file: a.token_file,
+        app_id: a.app_id,
+        private_key: a.private_key,
+        installation_id: a.installation_id,
+        ca_cert: None,
+    };
+    let req = org_add::request(&as_add, |k| std::env::var(k).ok())?;
+    let r = c
+        .update_org_credential(pb::UpdateOrgCredentialRequest {
+            org: a.org,
+            token: req.token,
+            app_id: req.app_id,
+            private_key_pem: req.private_key_pem,
+            installation_id: req.installation_id,
+        })
+        .await?
+        .into_inner();
+    let o = r.org.unwrap_or_default();
+    if is_json(out) {
+        output::json(&o);
+    } else {
+        outln!(
+            "organisation {}: credential replaced ({}; {} repositories listed with it)",
+            o.name,
+            o.credential,
+            r.listed
+        );
+    }
     Ok(exit::OK)
 }

@@ -34,6 +34,36 @@ pub(super) async fn repo(c: &mut Admin, cmd: RepoCmd, out: OutputFormat) -> Resu
                 outln!("repository {} added (id {})", r.full_name, r.id);
             }
         }
+        RepoCmd::Update {
+            name,
+            token,
+            no_token,
+        } => {
+            let token = read_token(token.token_env.as_deref(), token.token_file.as_deref())?;
+            if token.is_none() && !no_token {
+                return Err(CliError::usage(
+                    "give the new token (--token-env VAR or --token-file FILE), or --no-token to remove it",
+                ));
+            }
+            let r = c
+                .update_repo_credential(pb::UpdateRepoCredentialRequest {
+                    repo: name,
+                    token: token.unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .repo
+                .unwrap_or_default();
+            if is_json(out) {
+                output::json(&r);
+            } else {
+                outln!(
+                    "repository {}: token {}",
+                    r.full_name,
+                    if no_token { "removed" } else { "replaced" }
+                );
+            }
+        }
         RepoCmd::Purge { name, confirm } => {
             return repo_purge(c, name, confirm, out).await;
         }

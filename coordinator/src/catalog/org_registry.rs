@@ -138,6 +138,32 @@ impl Registry {
         Ok(repo)
     }
 
+    /// Replaces (or, with `None`, removes) a plain git repository's own token; the next lease
+    /// carries it. A forge repository has none: its organisation's credential is changed
+    /// (`org update`).
+    pub async fn update_repo_token(
+        &self,
+        full_name: &str,
+        token: Option<Secret>,
+    ) -> CoreResult<RepoRecord> {
+        let mut repo = self.repo_named(full_name).await?;
+        let org = self.org_named(&repo.org_name).await?;
+        if org.provider.is_forge() {
+            return Err(CoreError::InvalidArgument(format!(
+                "{full_name} is a repository of the {} organisation {:?}: it uses the organisation's credential (`repovault org update {}`)",
+                org.provider, org.name, org.name
+            )));
+        }
+        repo.sealed_token = token
+            .filter(|t| !t.is_empty())
+            .map(|t| self.secrets.seal(SealContext::RepoToken(&repo.id), &t));
+        let mut batch = crate::store::Batch::default();
+        batch.repo(&repo);
+        self.store.apply(batch).await?;
+        tracing::info!(repo = %repo.full_name(), token = repo.sealed_token.is_some(), "repository token replaced");
+        Ok(repo)
+    }
+
     pub async fn repo_named(&self, full_name: &str) -> CoreResult<RepoRecord> {
         let (org_name, name) = parse_full_name(full_name).map_err(invalid)?;
         let org = self.org_named(&org_name).await?;

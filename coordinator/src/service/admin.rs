@@ -34,6 +34,22 @@ impl AdminService for AdminApi {
         ))
     }
 
+    async fn update_org_credential(
+        &self,
+        req: Request<pb::UpdateOrgCredentialRequest>,
+    ) -> Result<Response<pb::UpdateOrgCredentialResponse>, Status> {
+        let r = admin_orgs::update_credential(&self.core, req.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn update_repo_credential(
+        &self,
+        req: Request<pb::UpdateRepoCredentialRequest>,
+    ) -> Result<Response<pb::UpdateRepoCredentialResponse>, Status> {
+        let r = admin_orgs::update_repo_credential(&self.core, req.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
     async fn get_org(
         &self,
         req: Request<pb::GetOrgRequest>,
@@ -201,7 +217,7 @@ impl AdminService for AdminApi {
         let r = req.into_inner();
         let list = self.core.registry.list_backups(Some(&r.repo)).await?;
         Ok(Response::new(pb::ListBackupsResponse {
-            backups: backups(&self.core, &list).await?,
+            backups: admin_escrow::backups(&self.core, &list).await?,
         }))
     }
 
@@ -212,7 +228,9 @@ impl AdminService for AdminApi {
         let id: BackupId = convert::id_field(&req.into_inner().id, "id")?;
         let b = self.core.registry.get_backup(&id).await?;
         Ok(Response::new(pb::GetBackupResponse {
-            backup: backups(&self.core, std::slice::from_ref(&b)).await?.pop(),
+            backup: admin_escrow::backups(&self.core, std::slice::from_ref(&b))
+                .await?
+                .pop(),
         }))
     }
 
@@ -508,7 +526,9 @@ impl AdminService for AdminApi {
         let id: BackupId = convert::id_field(&req.into_inner().id, "id")?;
         let (b, task_id) = self.core.verification.verify_backup(&id).await?;
         Ok(Response::new(pb::VerifyBackupResponse {
-            backup: backups(&self.core, std::slice::from_ref(&b)).await?.pop(),
+            backup: admin_escrow::backups(&self.core, std::slice::from_ref(&b))
+                .await?
+                .pop(),
             task_id: task_id.into(),
         }))
     }
@@ -565,22 +585,6 @@ impl AdminApi {
         }
         p
     }
-}
-
-/// Backups as the admin sees them, each with whether an escrow agreement holds it now.
-async fn backups(
-    core: &Coordinator,
-    records: &[crate::model::BackupRecord],
-) -> Result<Vec<pb::Backup>, Status> {
-    let escrowed = core.escrow.escrowed(records).await?;
-    Ok(records
-        .iter()
-        .zip(escrowed)
-        .map(|(b, e)| pb::Backup {
-            is_escrowed: e,
-            ..convert::backup(b)
-        })
-        .collect())
 }
 
 /// The caller the admin guard resolved (its configured token name; `local` without tokens).

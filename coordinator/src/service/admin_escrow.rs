@@ -183,3 +183,19 @@ pub(super) async fn list_escrows(
             .collect(),
     })
 }
+
+/// Backups as the admin sees them, each with whether an escrow agreement holds it now.
+pub(super) async fn backups(
+    core: &Coordinator,
+    records: &[crate::model::BackupRecord],
+) -> CoreResult<Vec<pb::Backup>> {
+    let escrowed = core.escrow.escrowed(records).await?;
+    Ok(records
+        .iter()
+        .zip(escrowed)
+        .map(|(b, e)| pb::Backup {
+            is_escrowed: e,
+            ..crate::service::convert::backup(b)
+        })
+        .collect())
+}

@@ -197,6 +197,11 @@ async fn every_commands_json_output_matches_its_schema() {
         "repo set",
         &cli.json(&["repo", "set", "acme/r", "--schedule", "weekly"]),
     );
+    s.check(
+        "repo-update",
+        "repo update --no-token",
+        &cli.json(&["repo", "update", "acme/r", "--no-token"]),
+    );
 
     s.check("backup-list", "backup list", &cli.json(&["backup", "list"]));
     s.check(
@@ -401,6 +406,26 @@ async fn every_commands_json_output_matches_its_schema() {
     assert_eq!(gh["credential"], "token", "{gh:#}");
     assert!(gh["app_id"].is_null(), "a token has no App id: {gh:#}");
     s.check("org-sync", "org sync", &cli.json(&["org", "sync", "acme"]));
+    let o = Command::new(BIN)
+        .args([
+            "--coordinator",
+            &coord.url(),
+            "-o",
+            "json",
+            "org",
+            "update",
+            "acme",
+        ])
+        .args(["--token-env", "GH_TOKEN"])
+        .env("GH_TOKEN", &ready.token)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    s.check(
+        "org-update",
+        "org update",
+        &serde_json::from_slice(&o.stdout).unwrap(),
+    );
 
     // REPOVAULT_OUTPUT sets the format as -o does.
     let o = Command::new(BIN)

@@ -463,3 +463,105 @@ async fn a_github_app_installation_connects_and_a_wrong_installation_is_refused(
     );
     c.shutdown().await;
 }
+
+/// `org update`: a rotated token replaces the organisation's credential in place. A token the
+/// forge refuses is refused with nothing changed; an accepted one is proven by a listing (an
+/// outside collaborator's token lists only what it can see), and the next lease carries it.
+/// History and schedules stay. `repo update` does the same for a plain git repository's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rotated_token_replaces_the_credential_and_the_next_lease_carries_it() {
+    let sim = sim().await;
+    let ready = sim.ready().clone();
+    let c = Cluster::start(0).await.unwrap();
+    add_acme_org(&c, &ready, &ready.token);
+    let before = c.core().registry.org_named("acme").await.unwrap();
+
+    let refused = cli(
+        &c,
+        &["org", "update", "acme", "--token-env", "GH_TOKEN"],
+        &[("GH_TOKEN", "ghp_notAToken000000000000000000000000000")],
+    );
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !said.contains("ghp_notAToken"),
+        "the token is never echoed: {said}"
+    );
+    let unchanged = c.core().registry.org_named("acme").await.unwrap();
+    assert_eq!(unchanged.credential, before.credential, "nothing stored");
+
+    let outsider = "ghp_acmeOutsider0000000000000000000000";
+    let ok = cli(
+        &c,
+        &[
+            "--output",
+            "json",
+            "org",
+            "update",
+            "acme",
+            "--token-env",
+            "GH_TOKEN",
+        ],
+        &[("GH_TOKEN", outsider)],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let after = c.core().registry.org_named("acme").await.unwrap();
+    assert_ne!(
+        after.credential, before.credential,
+        "the new credential is stored"
+    );
+    assert_eq!(after.id, before.id, "the same organisation, history kept");
+    let mut a = c.admin().await.unwrap();
+    a.run_backup(pb::RunBackupRequest {
+        repo: "acme/widgets".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(leased_source_token(&c).await, outsider);
+
+    // A forge repository has no token of its own; a plain git one does.
+    let e = cli(
+        &c,
+        &["repo", "update", "acme/widgets", "--token-env", "T"],
+        &[("T", "secret-token-value")],
+    );
+    assert!(!e.status.success());
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("org update"),
+        "{}",
+        String::from_utf8_lossy(&e.stderr)
+    );
+    c.core()
+        .registry
+        .add_org("plain", repovault_common::domain::Provider::Git)
+        .await
+        .unwrap();
+    c.core()
+        .registry
+        .add_repo("plain/r", "https://git.example/r.git", None)
+        .await
+        .unwrap();
+    let set = cli(
+        &c,
+        &["repo", "update", "plain/r", "--token-env", "T"],
+        &[("T", "secret-token-value")],
+    );
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&set.stdout).contains("secret-token-value"));
+    let r = c.core().registry.repo_named("plain/r").await.unwrap();
+    assert!(r.sealed_token.is_some());
+    let removed = cli(&c, &["repo", "update", "plain/r", "--no-token"], &[]);
+    assert!(removed.status.success());
+    let r = c.core().registry.repo_named("plain/r").await.unwrap();
+    assert!(r.sealed_token.is_none());
+    c.shutdown().await;
+}
