@@ -380,30 +380,22 @@ impl Schedules {
         Ok(effective(repo.schedule.as_ref(), &org))
     }
 
-    /// Fills a repository's schedule fields for display: the schedule in force and the
-    /// slots skipped.
-    pub async fn repo_with_schedule(
-        &self,
-        mut pb: repovault_proto::v1::Repo,
-        repo: &RepoRecord,
-    ) -> CoreResult<repovault_proto::v1::Repo> {
-        if let Some((s, tz)) = self.repo_schedule(repo).await? {
-            pb.effective_schedule = if tz.is_empty() {
-                s
-            } else {
-                format!("{s} ({tz})")
-            };
-        }
-        pb.skipped_slots = self
-            .store
-            .schedule_state(&repo.id)
-            .await?
-            .skipped_slots
-            .iter()
-            .map(|&t| crate::clock::format_ms(t))
-            .collect();
-        Ok(pb)
+    /// A repository's schedule for display: the schedule in force with its zone, and the slots
+    /// skipped because the previous backup still ran.
+    pub async fn repo_schedule_view(&self, repo: &RepoRecord) -> CoreResult<RepoScheduleView> {
+        Ok(RepoScheduleView {
+            effective: self.repo_schedule(repo).await?,
+            skipped_slots: self.store.schedule_state(&repo.id).await?.skipped_slots,
+        })
     }
+}
+
+/// [`Schedules::repo_schedule_view`].
+pub struct RepoScheduleView {
+    /// The schedule in force and its time zone (empty: UTC); `None` when not scheduled.
+    pub effective: Option<(String, String)>,
+    /// Slots skipped, in ms since the epoch.
+    pub skipped_slots: Vec<i64>,
 }
 
 /// The materialiser and push loops, until `stop`.

@@ -135,12 +135,8 @@ impl AdminService for AdminApi {
         let repos = self.core.registry.list_repos(Some(&r.org)).await?;
         let mut out = Vec::with_capacity(repos.len());
         for (r, s) in &repos {
-            out.push(
-                self.core
-                    .schedules
-                    .repo_with_schedule(convert::repo(r, s), r)
-                    .await?,
-            );
+            let view = self.core.schedules.repo_schedule_view(r).await?;
+            out.push(convert::repo_with_schedule(convert::repo(r, s), view));
         }
         Ok(Response::new(pb::ListReposResponse { repos: out }))
     }
@@ -184,11 +180,8 @@ impl AdminService for AdminApi {
             .stats(&repo.id)
             .await
             .map_err(crate::error::CoreError::from)?;
-        let out = self
-            .core
-            .schedules
-            .repo_with_schedule(convert::repo(&repo, &stats), &repo)
-            .await?;
+        let view = self.core.schedules.repo_schedule_view(&repo).await?;
+        let out = convert::repo_with_schedule(convert::repo(&repo, &stats), view);
         Ok(Response::new(pb::SetRepoScheduleResponse {
             repo: Some(out),
         }))

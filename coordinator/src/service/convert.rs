@@ -289,3 +289,20 @@ pub fn browsed(b: crate::catalog::browse::Browsed) -> pb::BrowseBackupResponse {
         document_json: b.document_json,
     }
 }
+
+/// A repository's message with its schedule in force (`"daily (Europe/Berlin)"`) and skipped
+/// slots.
+pub fn repo_with_schedule(
+    mut repo: pb::Repo,
+    view: crate::schedule::schedule_runs::RepoScheduleView,
+) -> pb::Repo {
+    if let Some((s, tz)) = view.effective {
+        repo.effective_schedule = if tz.is_empty() {
+            s
+        } else {
+            format!("{s} ({tz})")
+        };
+    }
+    repo.skipped_slots = view.skipped_slots.into_iter().map(format_ms).collect();
+    repo
+}
