@@ -87,6 +87,18 @@ pub enum Command {
     },
     /// Run a worker that leases tasks from a coordinator.
     Worker(WorkerArgs),
+    /// Print a shell completion script. Example: repovault completions bash >
+    /// /etc/bash_completion.d/repovault
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (repovault.1 and one per subcommand, repovault-org-add.1, ...) into DIR.
+    /// Example: repovault man --dir /usr/local/share/man/man1
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Organisations.
     #[command(subcommand)]
     Org(OrgCmd),

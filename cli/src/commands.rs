@@ -37,9 +37,13 @@ pub async fn run(c: &mut Admin, command: Command, out: OutputFormat) -> Result<i
         Command::Timeline { repo } => status_cmd::timeline(c, repo, out).await,
         Command::Drill(cmd) => drill_cmd::drill(c, cmd, out).await,
         Command::Audit(AuditCmd::List { limit }) => admin_cmd::audit(c, limit, out).await,
-        Command::Standalone(_) | Command::Coordinator { .. } | Command::Worker(_) => Err(
-            CliError::usage("this command does not talk to a coordinator"),
-        ),
+        Command::Standalone(_)
+        | Command::Coordinator { .. }
+        | Command::Worker(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => Err(CliError::usage(
+            "this command does not talk to a coordinator",
+        )),
     }
 }
 

@@ -6,6 +6,7 @@ mod admin_client;
 mod args;
 mod commands;
 mod connection;
+mod docs;
 mod failure;
 mod output;
 mod run;

@@ -28,15 +28,20 @@ static STDOUT_ERROR: Mutex<Option<std::io::Error>> = Mutex::new(None);
 
 /// Writes one line to stdout unless an earlier write failed; a failure is kept for [`finish`].
 pub fn line(args: std::fmt::Arguments<'_>) {
+    write_stdout(|out| out.write_fmt(args).and_then(|()| out.write_all(b"\n")));
+}
+
+/// Writes `bytes` as they are (a generated script), as [`line`] writes a line.
+pub fn raw(bytes: &[u8]) {
+    write_stdout(|out| out.write_all(bytes));
+}
+
+fn write_stdout(write: impl FnOnce(&mut std::io::StdoutLock<'_>) -> std::io::Result<()>) {
     let mut failed = STDOUT_ERROR.lock().unwrap_or_else(|p| p.into_inner());
     if failed.is_some() {
         return;
     }
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_fmt(args)
-        .and_then(|()| stdout.write_all(b"\n"))
-    {
+    if let Err(e) = write(&mut std::io::stdout().lock()) {
         *failed = Some(e);
     }
 }

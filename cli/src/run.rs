@@ -54,6 +54,8 @@ async fn dispatch(cli: Cli) -> Result<i32, CliError> {
             };
         }
         Command::Worker(a) => return worker(&url, ca_file, &a, log_format).await,
+        Command::Completions { shell } => return crate::docs::completions(shell),
+        Command::Man { dir } => return crate::docs::man_pages(&dir),
         admin_command => admin_command,
     };
     let timeouts = Timeouts::new(timeout);

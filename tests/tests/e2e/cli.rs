@@ -645,3 +645,46 @@ fn a_configuration_is_checked_without_writing_anything() {
     );
     assert!(!data.exists());
 }
+
+/// Completions and man pages come from the binary's own command definition: the bash script
+/// completes every top-level command, and `man --dir` writes a page per command that man(1)
+/// reads (`.TH` header, the command's own description).
+#[test]
+fn completions_and_man_pages_are_generated_from_the_binary() {
+    let out = std::process::Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let script = String::from_utf8_lossy(&out.stdout);
+    for cmd in [
+        "standalone",
+        "org",
+        "repo",
+        "backup",
+        "restore",
+        "completions",
+    ] {
+        assert!(
+            script.contains(cmd),
+            "{cmd} missing from the bash completion"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let top = std::fs::read_to_string(dir.path().join("repovault.1")).unwrap();
+    assert!(top.starts_with(".ie") || top.contains(".TH"), "{top}");
+    let add = std::fs::read_to_string(dir.path().join("repovault-org-add.1")).unwrap();
+    assert!(add.contains(".TH REPOVAULT-ORG-ADD"), "{add}");
+    assert!(add.contains("token"), "the page documents the flags: {add}");
+}
