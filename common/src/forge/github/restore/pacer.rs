@@ -1,12 +1,16 @@
-//! The engine's own pacing of content creation, so a restore does not provoke GitHub's
-//! secondary limits needlessly (the client still waits out any refusal: a limit never fails a
-//! restore).
+//! The engine's own pacing of content creation, so a restore never meets a secondary limit it
+//! caused itself (the client still waits out any refusal: a limit never fails a restore).
 //!
 //! GitHub: "In general, no more than 80 content-generating requests per minute and no more than
 //! 500 content-generating requests per hour are allowed" ("Rate limits for the REST API",
-//! secondary rate limits). Two token buckets, one per window, each holding at most its window's
-//! allowance: our choice, the simplest shape that never exceeds either average.
+//! secondary rate limits), and integrators are asked to pace content creation rather than burst
+//! it. So writes are spread evenly at the minute's rate (one every 60 s / 80 = 0.75 s), never in
+//! a burst: a token bucket holding a window's whole allowance let 80 writes leave in under a
+//! second and then refilled within the same sliding minute, up to twice the allowance, and
+//! GitHub answered with a 60 s refusal. The hour's allowance is a sliding window over the
+//! writes' own times: the 501st write waits until the first is an hour old.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -26,14 +30,32 @@ impl Pace {
         per_hour: 500,
     };
 
-    /// How long `n` content requests take at this pace, starting with full buckets.
+    /// The gap between two writes: the minute's allowance spread evenly.
+    fn gap(&self) -> Duration {
+        Duration::from_secs_f64(60.0 / f64::from(self.per_minute.max(1)))
+    }
+
+    /// How long `n` content requests take at this pace, from the first to the last (the times
+    /// [`Pacer`] gives them, computed without waiting).
     pub fn duration_of(&self, n: u64) -> Duration {
-        let window = |allowance: u32, secs: u64| {
-            let allowance = u64::from(allowance.max(1));
-            let over = n.saturating_sub(allowance);
-            Duration::from_secs_f64(over as f64 * secs as f64 / allowance as f64)
-        };
-        window(self.per_minute, 60).max(window(self.per_hour, 3600))
+        let (gap, hour) = (self.gap(), Duration::from_secs(3600));
+        let per_hour = usize::try_from(self.per_hour.max(1)).unwrap_or(usize::MAX);
+        let mut times: VecDeque<Duration> = VecDeque::new();
+        let mut last: Option<Duration> = None;
+        for _ in 0..n {
+            let mut t = last.map_or(Duration::ZERO, |l| l + gap);
+            if times.len() >= per_hour
+                && let Some(oldest) = times.front()
+            {
+                t = t.max(*oldest + hour);
+            }
+            times.push_back(t);
+            if times.len() > per_hour {
+                times.pop_front();
+            }
+            last = Some(t);
+        }
+        last.unwrap_or(Duration::ZERO)
     }
 }
 
@@ -43,63 +65,43 @@ impl Default for Pace {
     }
 }
 
-#[derive(Debug)]
-struct Bucket {
-    capacity: f64,
-    tokens: f64,
-    per_sec: f64,
-}
-
-/// Token buckets for a [`Pace`]; `None` paces nothing.
+/// The writes' pacing for a [`Pace`]; `None` paces nothing.
 #[derive(Debug)]
 pub(crate) struct Pacer {
-    buckets: Vec<Bucket>,
-    last: Instant,
+    pace: Option<Pace>,
+    /// When the latest writes were let go (at most the hour's allowance of them).
+    sent: VecDeque<Instant>,
 }
 
 impl Pacer {
     pub fn new(pace: Option<Pace>) -> Pacer {
-        let buckets = pace
-            .map(|p| {
-                [(p.per_minute, 60.0), (p.per_hour, 3600.0)]
-                    .into_iter()
-                    .map(|(n, secs)| {
-                        let n = f64::from(n.max(1));
-                        Bucket {
-                            capacity: n,
-                            tokens: n,
-                            per_sec: n / secs,
-                        }
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         Pacer {
-            buckets,
-            last: Instant::now(),
+            pace,
+            sent: VecDeque::new(),
         }
     }
 
-    /// Waits until one content request may be sent, and takes it.
+    /// Waits until one content request may be sent (a gap after the previous one, and fewer
+    /// than the hour's allowance in the last hour), and records it.
     pub async fn take(&mut self) {
-        loop {
-            let now = Instant::now();
-            let elapsed = now.duration_since(self.last).as_secs_f64();
-            self.last = now;
-            let mut wait = 0f64;
-            for b in &mut self.buckets {
-                b.tokens = (b.tokens + elapsed * b.per_sec).min(b.capacity);
-                if b.tokens < 1.0 {
-                    wait = wait.max((1.0 - b.tokens) / b.per_sec);
-                }
-            }
-            if wait <= 0.0 {
-                for b in &mut self.buckets {
-                    b.tokens -= 1.0;
-                }
-                return;
-            }
-            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        let Some(pace) = self.pace else {
+            return;
+        };
+        let per_hour = usize::try_from(pace.per_hour.max(1)).unwrap_or(usize::MAX);
+        let mut at = Instant::now();
+        if let Some(last) = self.sent.back() {
+            at = at.max(*last + pace.gap());
+        }
+        if self.sent.len() >= per_hour
+            && let Some(oldest) = self.sent.front()
+        {
+            at = at.max(*oldest + Duration::from_secs(3600));
+        }
+        tokio::time::sleep_until(at).await;
+        // The time it actually leaves (a late wake-up moves the next one later, never closer).
+        self.sent.push_back(Instant::now().max(at));
+        if self.sent.len() > per_hour {
+            self.sent.pop_front();
         }
     }
 }
@@ -109,22 +111,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn estimates_from_the_windows() {
+    fn estimates_follow_the_even_pace_and_the_sliding_hour() {
         let p = Pace::GITHUB;
-        assert_eq!(p.duration_of(80), Duration::ZERO);
-        assert_eq!(p.duration_of(160), Duration::from_secs(60));
-        // 1000 items: the hour's 500 is the bound (one more hour).
-        assert_eq!(p.duration_of(1000), Duration::from_secs(3600));
+        assert_eq!(p.duration_of(0), Duration::ZERO);
+        assert_eq!(p.duration_of(1), Duration::ZERO);
+        // 80 writes, 0.75 s apart: the first and the last are 59.25 s apart.
+        assert_eq!(p.duration_of(80), Duration::from_secs_f64(79.0 * 0.75));
+        // The 501st waits until the first is an hour old.
+        assert_eq!(p.duration_of(501), Duration::from_secs(3600));
+    }
+
+    /// Writes are spread evenly at the minute's rate, with no burst at the start (a pace of
+    /// 6,000 a minute here: 10 ms apart, so the test takes a second), and the estimate is what
+    /// the pacer does.
+    #[tokio::test]
+    async fn writes_are_spread_evenly_from_the_first() {
+        let pace = Pace {
+            per_minute: 6000,
+            per_hour: 1_000_000,
+        };
+        let mut p = Pacer::new(Some(pace));
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..100 {
+            p.take().await;
+            at.push(Instant::now() - start);
+        }
+        for w in at.windows(2) {
+            assert!(w[1] - w[0] >= Duration::from_millis(10), "{w:?}");
+        }
+        let took = at[at.len() - 1];
+        let estimate = pace.duration_of(100);
+        assert!(
+            took >= estimate && took < estimate + Duration::from_millis(500),
+            "took {took:?}, estimated {estimate:?}"
+        );
     }
 
     #[tokio::test]
-    async fn unpaced_and_within_allowance_do_not_wait() {
+    async fn unpaced_does_not_wait() {
         let start = std::time::Instant::now();
         let mut none = Pacer::new(None);
-        let mut some = Pacer::new(Some(Pace::GITHUB));
-        for _ in 0..80 {
+        for _ in 0..1000 {
             none.take().await;
-            some.take().await;
         }
         assert!(start.elapsed() < Duration::from_secs(1));
     }
