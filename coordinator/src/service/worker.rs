@@ -11,6 +11,7 @@ use repovault_proto::PROTOCOL_VERSION;
 use repovault_proto::v1 as pb;
 use repovault_proto::v1::worker_service_server::WorkerService;
 
+use super::worker_convert;
 use crate::coordinator::{Coordinator, WorkerHello};
 use crate::tasks::lifecycle::Lease;
 
@@ -178,10 +179,11 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
+        let report = worker_convert::task_report(&r)?;
         if let Some(wire) = &r.lease {
             self.core.forge.release_permits(wire);
         }
-        self.core.queue.complete(&tok, &r).await?;
+        self.core.queue.complete(&tok, &report).await?;
         Ok(Response::new(pb::CompleteTaskResponse {}))
     }
 

@@ -11,13 +11,12 @@ use repovault_proto::v1 as pb;
 
 use crate::catalog::reconcile::ForgetRequest;
 use crate::error::{CoreError, CoreResult, not_found};
-use crate::model::{
-    BackupRecord, OrgCredential, OrgId, RepoRecord, SnapshotId, Status, TaskId, TaskRecord,
-};
+use crate::model::{BackupRecord, OrgCredential, OrgId, RepoRecord, Status, TaskId, TaskRecord};
 use crate::store::Batch;
 use crate::tasks::lease_state::{Outcome, TaskState};
 use crate::tasks::queue_order::{Candidate, QueueContext, select};
 
+use crate::tasks::kinds::outcome::TaskReport;
 use crate::tasks::kinds::{self, Completion, LeaseCtx};
 use crate::tasks::task_queue::TaskQueue;
 
@@ -280,11 +279,7 @@ impl TaskQueue {
     }
 
     /// The commit point. A successful backup exists when, and only when, this accepts it.
-    pub async fn complete(
-        &self,
-        tok: &Lease,
-        req: &pb::CompleteTaskRequest,
-    ) -> CoreResult<CompletionOutcome> {
+    pub async fn complete(&self, tok: &Lease, req: &TaskReport) -> CoreResult<CompletionOutcome> {
         let now = self.clock.now_ms();
         // The queue lock is held from the holder and attempt check to the commit transaction,
         // across the kind's reads. Kept because this is the commit fence: if it were released in
@@ -341,7 +336,7 @@ impl TaskQueue {
         batch.task(&task);
         let done = Completion {
             task: &task,
-            req,
+            report: req,
             attempt: tok.attempt,
             status,
             now,
@@ -507,12 +502,8 @@ impl TaskQueue {
         Ok(terminal)
     }
 
-    fn forget_rejected(&self, tok: &Lease, req: &pb::CompleteTaskRequest) {
-        // A malformed id names no snapshot this coordinator could have written: nothing to do.
-        if let Some(b) = req.backup_result()
-            && let Ok(Some(snapshot_id)) =
-                SnapshotId::from_wire_optional(&b.snapshot_id, "backup.snapshot_id")
-        {
+    fn forget_rejected(&self, tok: &Lease, req: &TaskReport) {
+        if let Some(snapshot_id) = req.backup().and_then(|b| b.snapshot_id.clone()) {
             let _ = self.forget_tx.send(ForgetRequest::Snapshot {
                 task_id: tok.task_id.clone(),
                 attempt: tok.attempt,

@@ -369,9 +369,8 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
     core.queue
         .complete(
             &lease,
-            &repovault_proto::v1::CompleteTaskRequest {
+            &repovault_coordinator::tasks::kinds::outcome::TaskReport {
                 worker_id: "holder".into(),
-                lease: task.lease.clone(),
                 success: false,
                 error: "writing a pack: No space left on device (os error 28)".into(),
                 retryable: false,

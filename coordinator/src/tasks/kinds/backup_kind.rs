@@ -4,9 +4,8 @@
 //! master key), and a backup that ends writes its catalog object and wakes the forget pass.
 //! Enqueueing collapses onto an equal active backup (per repository, type and trigger).
 
-use crate::model::{SnapshotId, TaskId};
-use repovault_common::manifest::{self, Counts};
-use repovault_common::secret::Secret;
+use crate::model::TaskId;
+use repovault_common::manifest::Counts;
 use repovault_proto::v1 as pb;
 
 use crate::catalog::reconcile::ForgetRequest;
@@ -137,7 +136,7 @@ impl Kind for BackupKind {
         c: &Completion<'_>,
         batch: &mut Batch,
     ) -> CoreResult<Option<BackupRecord>> {
-        let (task, req, status, now) = (c.task, c.req, c.status, c.now);
+        let (task, req, status, now) = (c.task, c.report, c.status, c.now);
         let mut b = q
             .store
             .backup(&task.repo_id, &task.backup_subject()?)
@@ -151,33 +150,34 @@ impl Kind for BackupKind {
             .clone()
             .filter(|_| status != Status::Completed);
         if req.success {
-            let r = req.backup_result().cloned().unwrap_or_default();
-            b.snapshot_id = Some(SnapshotId::from_wire(
-                &r.snapshot_id,
-                "result.backup.snapshot_id",
-            )?);
+            let r = req.backup().cloned().unwrap_or_default();
+            b.snapshot_id = Some(r.snapshot_id.clone().ok_or_else(|| {
+                CoreError::InvalidArgument(
+                    "result.backup.snapshot_id: a successful backup names the snapshot it wrote"
+                        .into(),
+                )
+            })?);
             b.size_bytes = r.size_bytes;
             b.added_bytes = r.added_bytes;
             b.bytes_received = r.bytes_received;
-            b.counts = Counts::from(&r.counts.unwrap_or_default());
-            b.components = manifest::components_from_proto(&r.components)
-                .map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
+            b.counts = r.counts;
+            b.components = r.components.clone();
             let stats = q.store.stats(&task.repo_id).await?;
             let previous = q.ledger.previous_size(&b, &stats).await?;
             b.verification =
                 q.ledger
-                    .automatic_verification(&b, r.verification.as_ref(), previous, now)?;
+                    .automatic_verification(&b, r.verification.as_ref(), previous, now);
             if let Some(ver) = &b.verification {
                 metrics::counter!("repovault_verifications_total", "run" => VerifyRun::Automatic.as_str(), "status" => ver.status.as_str())
                     .increment(1);
             }
-            if !r.master_key.is_empty()
+            if let Some(master_key) = &r.master_key
                 && let Some(mut repo) = q.store.repo(&task.repo_id).await?
             {
-                repo.sealed_master_key = Some(q.secrets.seal(
-                    SealContext::RepoMasterKey(&repo.id),
-                    &Secret::new(r.master_key.clone()),
-                ));
+                repo.sealed_master_key = Some(
+                    q.secrets
+                        .seal(SealContext::RepoMasterKey(&repo.id), master_key),
+                );
                 batch.repo(&repo);
             }
         }
@@ -203,7 +203,7 @@ impl Kind for BackupKind {
             return;
         };
         after_backup_finished(q, &b).await;
-        if let Some(r) = c.req.backup_result().and_then(|r| r.verification.as_ref())
+        if let Some(r) = c.report.backup().and_then(|r| r.verification.as_ref())
             && let Err(e) = q
                 .ledger
                 .fail_damaged_backups(&b.repo_id, r, Some(&b.id), VerifyRun::Automatic, c.now)

@@ -12,6 +12,7 @@
 mod backup_kind;
 mod backup_requests;
 mod drill_kind;
+pub mod outcome;
 mod restore_kind;
 mod restore_requests;
 mod verify_kind;
@@ -28,6 +29,7 @@ use repovault_proto::v1 as pb;
 use crate::error::CoreResult;
 use crate::model::{BackupRecord, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord};
 use crate::store::Batch;
+use outcome::TaskReport;
 
 use crate::tasks::task_queue::TaskQueue;
 
@@ -70,7 +72,7 @@ pub(crate) struct LeaseCtx<'a> {
 pub(crate) struct Completion<'a> {
     /// The task with its finished lease state.
     pub task: &'a TaskRecord,
-    pub req: &'a pb::CompleteTaskRequest,
+    pub report: &'a TaskReport,
     pub attempt: u32,
     /// The task's status after the completion (`Pending` when it will be retried).
     pub status: Status,
@@ -153,7 +155,7 @@ pub(crate) fn exclusive(kind: TaskKind) -> bool {
 
 /// The error a verify or drill outcome records when the task ended without success: the
 /// completion's message, or the lease's last error.
-fn check_error(task: &TaskRecord, req: &pb::CompleteTaskRequest) -> Option<String> {
+fn check_error(task: &TaskRecord, req: &TaskReport) -> Option<String> {
     (!req.success).then(|| {
         if req.error.is_empty() {
             task.lease.last_error.clone().unwrap_or_default()

@@ -113,8 +113,8 @@ impl Kind for RestoreKind {
             .last_error
             .clone()
             .filter(|_| status != Status::Completed);
-        if c.req.success {
-            let res = c.req.restore_result().cloned().unwrap_or_default();
+        if c.report.success {
+            let res = c.report.restore().cloned().unwrap_or_default();
             r.refs_pushed = res.refs_pushed;
             r.artifact_bytes = res.artifact_bytes;
             r.artifact_sha256 = (!res.artifact_sha256.is_empty()).then_some(res.artifact_sha256);
@@ -129,7 +129,7 @@ impl Kind for RestoreKind {
 
     /// Damage the restore found when it could not restore (`CompleteTaskRequest.verify`).
     async fn after_commit(q: &TaskQueue, c: &Completion<'_>, _finished: Option<BackupRecord>) {
-        if let Some(r) = c.req.verify_result() {
+        if let Some(r) = c.report.verify() {
             q.ledger.fail_damage_found(c.task, r, c.now).await;
         }
     }

@@ -4,7 +4,8 @@
 
 use repovault_proto::v1 as pb;
 
-use crate::error::{CoreError, CoreResult};
+use super::outcome::{TaskReport, VerifyResult};
+use crate::error::CoreResult;
 use crate::model::{BackupRecord, Status, TaskRecord, VerifyMode, VerifyRun, VerifyStatus};
 use crate::store::Batch;
 use crate::verification as v;
@@ -18,9 +19,9 @@ pub(crate) struct VerifyKind;
 impl VerifyKind {
     /// The task ended for good: record its outcome. Errors are logged: the task's own outcome
     /// is already committed.
-    async fn finished(q: &TaskQueue, task: &TaskRecord, req: &pb::CompleteTaskRequest) {
+    async fn finished(q: &TaskQueue, task: &TaskRecord, req: &TaskReport) {
         let error = check_error(task, req);
-        let r = req.verify_result().filter(|_| req.success);
+        let r = req.verify().filter(|_| req.success);
         if let Err(e) = finish_verify(q, task, r, error.as_deref()).await {
             tracing::warn!(task = %task.id, kind = task.kind.as_str(), error = %e, "recording the outcome failed");
         }
@@ -46,7 +47,7 @@ impl Kind for VerifyKind {
 
     async fn after_commit(q: &TaskQueue, c: &Completion<'_>, _finished: Option<BackupRecord>) {
         if c.task.lease.state.is_terminal() {
-            Self::finished(q, c.task, c.req).await;
+            Self::finished(q, c.task, c.report).await;
         }
     }
 
@@ -54,10 +55,7 @@ impl Kind for VerifyKind {
     /// a verification that could not run.
     async fn after_requeue(q: &TaskQueue, task: &TaskRecord, status: Status) {
         if status.is_terminal() {
-            let failure = pb::CompleteTaskRequest {
-                error: task.lease.last_error.clone().unwrap_or_default(),
-                ..Default::default()
-            };
+            let failure = TaskReport::failed_without_completion(task);
             Self::finished(q, task, &failure).await;
         }
     }
@@ -109,7 +107,7 @@ pub(crate) async fn lease_verify(
 pub(crate) async fn finish_verify(
     q: &TaskQueue,
     task: &TaskRecord,
-    result: Option<&pb::VerifyResult>,
+    result: Option<&VerifyResult>,
     error: Option<&str>,
 ) -> CoreResult<()> {
     let now = q.clock.now_ms();
@@ -122,7 +120,7 @@ pub(crate) async fn finish_verify(
     };
     let ver = match result {
         Some(r) => {
-            let checks = v::checks_from_proto(&r.checks).map_err(CoreError::InvalidArgument)?;
+            let checks = r.checks.clone();
             let stats = q.store.stats(&b.repo_id).await?;
             let previous = q.ledger.previous_size(&b, &stats).await?;
             let size = v::size_match(b.size_bytes, previous, q.ledger.options.read().size);
