@@ -9,7 +9,6 @@ use crate::model::{OrgId, RepoId};
 use std::sync::Arc;
 
 use chrono::Utc;
-use repovault_common::domain::FromWire;
 use repovault_common::forge::{
     self as forges, AppInstallation, app_credential_id, token_credential_id,
 };
@@ -18,7 +17,7 @@ use repovault_proto::v1 as pb;
 
 use crate::error::{CoreError, CoreResult};
 use crate::forge_access::rate_budgets::{Grant, Reading};
-use crate::model::{OrgCredential, OrgRecord, Provider, RepoRecord};
+use crate::model::{OrgCredential, OrgRecord, RepoRecord};
 use crate::secrets::SealContext;
 
 use crate::clock::Clock;
@@ -27,9 +26,11 @@ use crate::forge_access::org_discovery::{endpoint, forge_error, installation_key
 use crate::forge_access::rate_budgets::RateBudgets;
 use crate::secrets::Secrets;
 use crate::store::Store;
+use crate::tasks::lease_access::RepoAccess;
+use crate::tasks::lifecycle::Lease;
 
 /// The holder id of a lease in the budget: one per attempt, so a re-leased task is a new holder.
-pub fn holder_id(tok: &pb::LeaseToken) -> String {
+pub fn holder_id(tok: &Lease) -> String {
     format!("{}:{}", tok.task_id, tok.attempt)
 }
 
@@ -141,23 +142,16 @@ impl ForgeAccess {
     }
 
     /// The first grant of a new lease on a forge with a credential; `None` for a provider
-    /// without an API (plain git) or no credential. `access` is the coordinator's own (built
-    /// from the organisation's typed provider), so its provider always decodes; one that did
-    /// not would be granted nothing rather than budgeted under a provider it is not.
-    pub(crate) fn lease_grant(
-        &self,
-        access: &pb::RepoAccess,
-        lease: &pb::LeaseToken,
-    ) -> Option<pb::RateGrant> {
-        let provider = Provider::from_wire(access.provider, "repo.provider").ok()?;
-        if !provider.is_forge() || access.credential_id.is_empty() {
+    /// without an API (plain git) or no credential.
+    pub(crate) fn lease_grant(&self, access: &RepoAccess, lease: &Lease) -> Option<Grant> {
+        if !access.provider.is_forge() || access.credential_id.is_empty() {
             return None;
         }
-        let g = self
-            .rate
-            .lock()
-            .lease(&access.credential_id, &holder_id(lease), self.now_ms());
-        Some(to_proto(g))
+        Some(
+            self.rate
+                .lock()
+                .lease(&access.credential_id, &holder_id(lease), self.now_ms()),
+        )
     }
 
     /// A lease's refill for a task of `org_id`'s `repo_id` (the caller checked the lease):
@@ -166,9 +160,9 @@ impl ForgeAccess {
         &self,
         org_id: &OrgId,
         repo_id: &RepoId,
+        tok: &Lease,
         req: &pb::RequestPermitsRequest,
     ) -> CoreResult<pb::RequestPermitsResponse> {
-        let tok = req.lease.clone().unwrap_or_default();
         let org = self
             .store
             .org(org_id)
@@ -192,7 +186,7 @@ impl ForgeAccess {
             self.forget_forge_token(&org);
             token = self.current_token(&org, &repo).await?;
         }
-        let holder = holder_id(&tok);
+        let holder = holder_id(tok);
         let now = self.now_ms();
         let grant = {
             let mut rate = self.rate.lock();
@@ -237,7 +231,7 @@ impl ForgeAccess {
     }
 
     /// The lease's task ended: its unspent permits go back to the budget.
-    pub fn release_permits(&self, lease: &pb::LeaseToken) {
+    pub fn release_permits(&self, lease: &Lease) {
         self.rate.lock().release(&holder_id(lease));
     }
 

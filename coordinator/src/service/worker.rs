@@ -117,7 +117,9 @@ impl WorkerService for WorkerApi {
             .queue
             .acquire(&r.worker_id, &r.cached_repo_ids, wait)
             .await?;
-        Ok(Response::new(pb::AcquireTaskResponse { task }))
+        Ok(Response::new(pb::AcquireTaskResponse {
+            task: task.as_ref().map(worker_convert::task_message),
+        }))
     }
 
     type TaskEventsStream = ReceiverStream<Result<pb::TaskControl, Status>>;
@@ -180,9 +182,7 @@ impl WorkerService for WorkerApi {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
         let report = worker_convert::task_report(&r)?;
-        if let Some(wire) = &r.lease {
-            self.core.forge.release_permits(wire);
-        }
+        self.core.forge.release_permits(&tok);
         self.core.queue.complete(&tok, &report).await?;
         Ok(Response::new(pb::CompleteTaskResponse {}))
     }
@@ -193,9 +193,7 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::ReleaseTaskResponse>, Status> {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
-        if let Some(wire) = &r.lease {
-            self.core.forge.release_permits(wire);
-        }
+        self.core.forge.release_permits(&tok);
         self.core
             .queue
             .release(&r.worker_id, &tok, &r.reason)

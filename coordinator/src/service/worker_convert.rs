@@ -1,6 +1,7 @@
-//! The worker protocol's messages to the queue's typed values: each request is decoded here
-//! once, and a malformed field is refused (`invalid_argument`) naming it, before the queue or
-//! a task kind sees the request.
+//! The worker protocol's messages to the queue's typed values and back: each request is
+//! decoded here once, and a malformed field is refused (`invalid_argument`) naming it, before
+//! the queue or a task kind sees the request; each answer is encoded here from what the queue
+//! returned.
 
 use repovault_common::domain::FromWire;
 use repovault_common::manifest::{self, Counts};
@@ -8,10 +9,14 @@ use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 use tonic::Status as RpcStatus;
 
-use crate::model::{CheckOutcome, CheckResult, SnapshotId};
+use crate::forge_access::rate_budgets::Grant;
+use crate::model::{CheckOutcome, CheckResult, SnapshotId, VerifyMode};
+use crate::tasks::kinds::lease_spec::{LeaseSpec, LeasedTask, VerifySpec};
 use crate::tasks::kinds::outcome::{
     BackupResult, DrillResult, RestoreResult, TaskReport, TaskResult, VerifyResult,
 };
+use crate::tasks::lease_access::RepoAccess;
+use crate::tasks::lifecycle::Lease;
 
 fn refused(e: impl std::fmt::Display) -> RpcStatus {
     RpcStatus::invalid_argument(e.to_string())
@@ -103,6 +108,103 @@ pub fn checks(
             })
         })
         .collect()
+}
+
+/// A lease token as its message.
+pub fn lease_token(l: &Lease) -> pb::LeaseToken {
+    pb::LeaseToken {
+        task_id: l.task_id.to_string(),
+        attempt: l.attempt,
+    }
+}
+
+/// A rate grant as its message.
+pub fn rate_grant(g: Grant) -> pb::RateGrant {
+    pb::RateGrant {
+        permits: g.permits,
+        paused_until_ms: g.paused_until_ms,
+        retry_at_ms: g.retry_at_ms,
+    }
+}
+
+fn id_or_empty<T: ToString>(id: &Option<T>) -> String {
+    id.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+/// A leased task as the message the worker receives.
+pub fn task_message(t: &LeasedTask) -> pb::Task {
+    use pb::task::Spec;
+    let spec = match &t.spec {
+        LeaseSpec::Backup(b) => Spec::Backup(pb::BackupSpec {
+            backup_id: b.backup_id.to_string(),
+            backup_type: b.backup_type.into(),
+            trigger: b.trigger.into(),
+            parent_snapshot_id: id_or_empty(&b.parent_snapshot_id),
+            parent_backup_id: id_or_empty(&b.parent_backup_id),
+            parent_mirror_damaged: b.parent_mirror_damaged,
+        }),
+        LeaseSpec::Restore(r) => Spec::Restore(pb::RestoreSpec {
+            restore_id: r.restore_id.to_string(),
+            backup_id: r.backup_id.to_string(),
+            snapshot_id: id_or_empty(&r.snapshot_id),
+            restore_type: r.restore_type.into(),
+            target: r.target.into(),
+            target_url: r.target_url.clone().unwrap_or_default(),
+            target_token: r.target_token.expose().to_string(),
+            artifact_path: r.artifact_path.clone().unwrap_or_default(),
+            target_owner: r.target_owner.clone(),
+            target_name: r.target_name.clone(),
+            target_api_url: r.target_api_url.clone().unwrap_or_default(),
+            target_ca_cert_pem: r.target_ca_cert_pem.clone().unwrap_or_default(),
+            target_provider: r.target_provider.into(),
+            create_target: r.create_target,
+            target_is_source_credential: r.target_is_source_credential,
+            access: pb::RestoreAccess::from(r.access).into(),
+        }),
+        LeaseSpec::Verify(VerifySpec::Manual {
+            backup_id,
+            snapshot_id,
+        }) => Spec::Verify(pb::VerifySpec {
+            backup_id: backup_id.to_string(),
+            snapshot_id: id_or_empty(snapshot_id),
+            mode: VerifyMode::Manual.into(),
+            max_age_ms: 0,
+        }),
+        LeaseSpec::Verify(VerifySpec::Rotation { max_age }) => Spec::Verify(pb::VerifySpec {
+            mode: VerifyMode::Rotation.into(),
+            max_age_ms: i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX),
+            ..Default::default()
+        }),
+        LeaseSpec::Drill(d) => Spec::Drill(pb::DrillSpec {
+            drill_id: d.drill_id.to_string(),
+            backup_id: d.backup_id.to_string(),
+            snapshot_id: d.snapshot_id.to_string(),
+        }),
+    };
+    pb::Task {
+        lease: Some(lease_token(&t.lease)),
+        repo: Some(repo_access(&t.repo)),
+        rate: t.rate.map(rate_grant),
+        spec: Some(spec),
+    }
+}
+
+fn repo_access(a: &RepoAccess) -> pb::RepoAccess {
+    pb::RepoAccess {
+        org_id: a.org_id.to_string(),
+        repo_id: a.repo_id.to_string(),
+        org_name: a.org_name.clone(),
+        repo_name: a.repo_name.clone(),
+        source_url: a.source_url.clone(),
+        source_token: a.source_token.expose().to_string(),
+        snapshot_path: a.snapshot_path.clone(),
+        repo_password: a.repo_password.expose().to_string(),
+        master_key: a.master_key.expose().to_string(),
+        provider: a.provider.into(),
+        api_url: a.api_url.clone(),
+        ca_cert_pem: a.ca_cert_pem.clone().unwrap_or_default(),
+        credential_id: a.credential_id.clone(),
+    }
 }
 
 #[cfg(test)]

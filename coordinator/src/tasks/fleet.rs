@@ -154,7 +154,9 @@ impl Fleet {
             t.lease.check(tok.attempt, self.queue.clock.now_ms())?;
             (t.org_id.clone(), t.repo_id.clone())
         };
-        self.forge.request_permits(&org_id, &repo_id, req).await
+        self.forge
+            .request_permits(&org_id, &repo_id, tok, req)
+            .await
     }
 
     /// Renews each of `held` that is the current, unexpired lease of its task held by
@@ -237,7 +239,7 @@ mod tests {
             .await
             .expect("acquire")
             .expect("leased");
-        let lease = task.lease.expect("lease");
+        let lease = crate::service::worker_convert::lease_token(&task.lease);
         assert_eq!(lease.attempt, 1);
         let again = crate::coordinator::testing::restart(&c).await;
         (again, w.worker_id, lease, dir, clock)
@@ -397,8 +399,7 @@ mod tests {
             .await
             .expect("acquire")
             .expect("leased")
-            .lease
-            .expect("lease");
+            .lease;
         assert_eq!(again.attempt, 2);
         clock.advance(c.timing.lease_ttl());
         assert_eq!(

@@ -16,13 +16,14 @@ use crate::store::Batch;
 use crate::tasks::lease_state::{Outcome, TaskState};
 use crate::tasks::queue_order::{Candidate, QueueContext, select};
 
+use crate::tasks::kinds::lease_spec::LeasedTask;
 use crate::tasks::kinds::outcome::TaskReport;
 use crate::tasks::kinds::{self, Completion, LeaseCtx};
 use crate::tasks::task_queue::TaskQueue;
 
 /// What one look at the queue found.
 enum Leasing {
-    Leased(Box<pb::Task>),
+    Leased(Box<LeasedTask>),
     /// The best task's repository has no snapshot repository yet: the coordinator creates it
     /// (outside the queue lock) before anyone may back it up.
     NeedsRepository(Box<RepoRecord>),
@@ -70,7 +71,7 @@ impl TaskQueue {
         worker_id: &str,
         cached: &[String],
         wait: Duration,
-    ) -> CoreResult<Option<pb::Task>> {
+    ) -> CoreResult<Option<LeasedTask>> {
         let deadline = tokio::time::Instant::now() + wait;
         // Organisations whose installation token this call minted (or failed to): each is minted
         // at most once per call, so a failing mint, or a token stale at once (a skewed clock),
@@ -197,28 +198,27 @@ impl TaskQueue {
         let attempt = task.lease.lease(worker_id, now, &self.policy)?;
         let mut batch = Batch::default();
         batch.task(&task);
-        let mut proto = pb::Task {
-            lease: Some(pb::LeaseToken {
-                task_id: task.id.to_string(),
-                attempt,
-            }),
-            repo: Some(crate::tasks::lease_access::repo_access(
-                &self.secrets,
-                &self.forge,
-                &org,
-                &repo,
-            )?),
-            rate: None,
-            spec: None,
+        let lease = Lease {
+            task_id: task.id.clone(),
+            attempt,
         };
+        let mut access =
+            crate::tasks::lease_access::repo_access(&self.secrets, &self.forge, &org, &repo)?;
+        let mut rate = None;
         let l = LeaseCtx {
             task: &task,
             org: &org,
             worker_id,
-            attempt,
+            lease: &lease,
             now,
         };
-        kinds::lease(self, &l, &mut proto, &mut batch).await?;
+        let spec = kinds::lease(self, &l, &mut access, &mut rate, &mut batch).await?;
+        let leased = LeasedTask {
+            lease,
+            repo: access,
+            rate,
+            spec,
+        };
         self.store.apply(batch).await?;
         q.lease_seq += 1;
         let seq = q.lease_seq;
@@ -236,7 +236,7 @@ impl TaskQueue {
             worker_id: worker_id.to_string(),
             ..Default::default()
         });
-        Ok(Leasing::Leased(Box::new(proto)))
+        Ok(Leasing::Leased(Box::new(leased)))
     }
 
     /// The fence before a commit-relevant write: succeeds only for the current, unexpired lease.

@@ -6,7 +6,6 @@
 
 use crate::model::TaskId;
 use repovault_common::manifest::Counts;
-use repovault_proto::v1 as pb;
 
 use crate::catalog::reconcile::ForgetRequest;
 use crate::error::{CoreError, CoreResult, not_found};
@@ -19,7 +18,10 @@ use crate::secrets::SealContext;
 use crate::store::Batch;
 use crate::verification::GIT_FSCK;
 
+use super::lease_spec::{BackupSpec, LeaseSpec};
 use super::{Completion, Kind, LeaseCtx};
+use crate::forge_access::rate_budgets::Grant;
+use crate::tasks::lease_access::RepoAccess;
 use crate::tasks::task_queue::TaskQueue;
 
 /// A pending backup record of `repo` for the task `task_id`.
@@ -84,13 +86,12 @@ impl Kind for BackupKind {
     async fn lease(
         q: &TaskQueue,
         l: &LeaseCtx<'_>,
-        proto: &mut pb::Task,
+        access: &mut RepoAccess,
+        rate: &mut Option<Grant>,
         batch: &mut Batch,
-    ) -> CoreResult<()> {
+    ) -> CoreResult<LeaseSpec> {
         let task = l.task;
-        if let (Some(access), Some(lease)) = (&proto.repo, &proto.lease) {
-            proto.rate = q.forge.lease_grant(access, lease);
-        }
+        *rate = q.forge.lease_grant(access, l.lease);
         let mut b = q
             .store
             .backup(&task.repo_id, &task.backup_subject()?)
@@ -99,7 +100,7 @@ impl Kind for BackupKind {
         let stats = q.store.stats(&task.repo_id).await?;
         b.status = Status::Running;
         b.started_at_ms.get_or_insert(l.now);
-        b.attempt = l.attempt;
+        b.attempt = l.lease.attempt;
         b.worker_id = Some(l.worker_id.to_string());
         b.parent_snapshot_id = stats.last_snapshot_id.clone();
         let parent_mirror_damaged = match &stats.last_success_id {
@@ -115,16 +116,16 @@ impl Kind for BackupKind {
                 }),
             None => false,
         };
-        proto.spec = Some(pb::task::Spec::Backup(pb::BackupSpec {
+        let spec = LeaseSpec::Backup(BackupSpec {
             parent_mirror_damaged,
-            backup_id: b.id.to_string(),
-            backup_type: b.backup_type.into(),
-            trigger: b.trigger.into(),
-            parent_snapshot_id: stats.last_snapshot_id.map(String::from).unwrap_or_default(),
-            parent_backup_id: stats.last_success_id.map(String::from).unwrap_or_default(),
-        }));
+            backup_id: b.id.clone(),
+            backup_type: b.backup_type,
+            trigger: b.trigger,
+            parent_snapshot_id: stats.last_snapshot_id,
+            parent_backup_id: stats.last_success_id,
+        });
         batch.backup(&b);
-        Ok(())
+        Ok(spec)
     }
 
     /// The backup record with the attempt's outcome; on success its snapshot (a full 64-hex id,

@@ -2,12 +2,15 @@
 //! their outcome goes onto the drill record once the task ends for good, and damage a drill met
 //! fails every backup using the damaged packs.
 
-use repovault_proto::v1 as pb;
+use repovault_common::secret::Secret;
 
+use super::lease_spec::{DrillSpec, LeaseSpec};
 use super::outcome::{DrillResult, TaskReport, VerifyResult};
 use crate::error::{CoreResult, not_found};
+use crate::forge_access::rate_budgets::Grant;
 use crate::model::{BackupRecord, Status, TaskRecord};
 use crate::store::Batch;
+use crate::tasks::lease_access::RepoAccess;
 
 use super::{Completion, Kind, LeaseCtx, check_error};
 use crate::tasks::task_queue::TaskQueue;
@@ -31,14 +34,12 @@ impl Kind for DrillKind {
     async fn lease(
         q: &TaskQueue,
         l: &LeaseCtx<'_>,
-        proto: &mut pb::Task,
+        access: &mut RepoAccess,
+        _rate: &mut Option<Grant>,
         batch: &mut Batch,
-    ) -> CoreResult<()> {
-        if let Some(access) = proto.repo.as_mut() {
-            access.source_token.clear();
-        }
-        proto.spec = Some(pb::task::Spec::Drill(lease_drill(q, l.task, batch).await?));
-        Ok(())
+    ) -> CoreResult<LeaseSpec> {
+        access.source_token = Secret::default();
+        Ok(LeaseSpec::Drill(lease_drill(q, l.task, batch).await?))
     }
 
     /// The drill's outcome when the task ended, then the damage it found when it could not
@@ -72,7 +73,7 @@ pub(crate) async fn lease_drill(
     q: &TaskQueue,
     task: &TaskRecord,
     batch: &mut Batch,
-) -> CoreResult<pb::DrillSpec> {
+) -> CoreResult<DrillSpec> {
     let mut d = q
         .store
         .drill(&task.org_id, &task.drill_subject()?)
@@ -80,10 +81,10 @@ pub(crate) async fn lease_drill(
         .ok_or_else(|| not_found("drill", task.subject_id.clone()))?;
     d.status = Status::Running;
     batch.drill(&d);
-    Ok(pb::DrillSpec {
-        drill_id: d.id.to_string(),
-        backup_id: d.backup_id.to_string(),
-        snapshot_id: d.snapshot_id.to_string(),
+    Ok(DrillSpec {
+        drill_id: d.id.clone(),
+        backup_id: d.backup_id.clone(),
+        snapshot_id: d.snapshot_id.clone(),
     })
 }
 

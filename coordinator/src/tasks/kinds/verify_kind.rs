@@ -2,12 +2,15 @@
 //! lease never carries the source's credential; their outcome goes onto the backup's
 //! verification (or the rotation's record) once the task ends for good.
 
-use repovault_proto::v1 as pb;
+use repovault_common::secret::Secret;
 
+use super::lease_spec::{LeaseSpec, VerifySpec};
 use super::outcome::{TaskReport, VerifyResult};
 use crate::error::CoreResult;
+use crate::forge_access::rate_budgets::Grant;
 use crate::model::{BackupRecord, Status, TaskRecord, VerifyMode, VerifyRun, VerifyStatus};
 use crate::store::Batch;
+use crate::tasks::lease_access::RepoAccess;
 use crate::verification as v;
 
 use super::{Completion, Kind, LeaseCtx, check_error};
@@ -33,16 +36,12 @@ impl Kind for VerifyKind {
     async fn lease(
         q: &TaskQueue,
         l: &LeaseCtx<'_>,
-        proto: &mut pb::Task,
+        access: &mut RepoAccess,
+        _rate: &mut Option<Grant>,
         batch: &mut Batch,
-    ) -> CoreResult<()> {
-        if let Some(access) = proto.repo.as_mut() {
-            access.source_token.clear();
-        }
-        proto.spec = Some(pb::task::Spec::Verify(
-            lease_verify(q, l.task, batch).await?,
-        ));
-        Ok(())
+    ) -> CoreResult<LeaseSpec> {
+        access.source_token = Secret::default();
+        Ok(LeaseSpec::Verify(lease_verify(q, l.task, batch).await?))
     }
 
     async fn after_commit(q: &TaskQueue, c: &Completion<'_>, _finished: Option<BackupRecord>) {
@@ -69,23 +68,18 @@ pub(crate) async fn lease_verify(
     q: &TaskQueue,
     task: &TaskRecord,
     batch: &mut Batch,
-) -> CoreResult<pb::VerifySpec> {
+) -> CoreResult<VerifySpec> {
     let max_age = {
         let o = q.ledger.options.read();
         v::rotation_pack_age(o.readback_max_age, o.rotation_every)
     };
     if task.mode == Some(VerifyMode::Rotation) {
-        return Ok(pb::VerifySpec {
-            mode: VerifyMode::Rotation.into(),
-            max_age_ms: i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX),
-            ..Default::default()
-        });
+        return Ok(VerifySpec::Rotation { max_age });
     }
     let Some(mut b) = q.registry.backup_record(&task.backup_subject()?).await? else {
-        return Ok(pb::VerifySpec {
-            backup_id: task.subject_id.clone(),
-            mode: VerifyMode::Manual.into(),
-            ..Default::default()
+        return Ok(VerifySpec::Manual {
+            backup_id: task.backup_subject()?,
+            snapshot_id: None,
         });
     };
     if let Some(ver) = b.verification.as_mut() {
@@ -94,11 +88,9 @@ pub(crate) async fn lease_verify(
     if q.store.backup(&b.repo_id, &b.id).await?.is_some() {
         batch.backup(&b);
     }
-    Ok(pb::VerifySpec {
-        backup_id: b.id.to_string(),
-        snapshot_id: b.snapshot_id.clone().map(String::from).unwrap_or_default(),
-        mode: VerifyMode::Manual.into(),
-        max_age_ms: 0,
+    Ok(VerifySpec::Manual {
+        backup_id: b.id.clone(),
+        snapshot_id: b.snapshot_id.clone(),
     })
 }
 
