@@ -26,7 +26,7 @@ fn lease_of(t: &Option<pb::LeaseToken>) -> Result<Lease, Status> {
         .as_ref()
         .filter(|t| !t.task_id.is_empty() && t.attempt > 0)
         .ok_or_else(|| Status::invalid_argument("lease token (task_id, attempt) is missing"))?;
-    Lease::from_wire(t, "lease.task_id").map_err(|e| Status::invalid_argument(e.to_string()))
+    worker_convert::lease(t, "lease.task_id").map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 fn ms(d: Duration) -> u64 {
@@ -58,6 +58,7 @@ impl WorkerService for WorkerApi {
                 r.held.len()
             )));
         }
+        let (held, malformed) = worker_convert::held_leases(&r.held);
         let reg = self
             .core
             .fleet
@@ -65,14 +66,18 @@ impl WorkerService for WorkerApi {
                 name: r.name,
                 slots: r.slots,
                 previous_id: r.previous_worker_id,
-                held: r.held,
+                held,
             })
             .await;
         let t = self.core.timing;
         Ok(Response::new(pb::RegisterWorkerResponse {
             worker_id: reg.worker_id,
-            renewed: reg.renewed,
-            revoked: reg.revoked,
+            renewed: reg
+                .renewed
+                .iter()
+                .map(worker_convert::lease_token)
+                .collect(),
+            revoked: worker_convert::revoked_leases(&reg.revoked, malformed),
             timing: Some(pb::Timing {
                 heartbeat_interval_ms: ms(t.heartbeat()),
                 lease_ttl_ms: ms(t.lease_ttl()),
@@ -89,14 +94,15 @@ impl WorkerService for WorkerApi {
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
+        let (held, malformed) = worker_convert::held_leases(&r.held);
         let (renewed, revoked, reregister) = self
             .core
             .fleet
-            .heartbeat(&r.worker_id, &r.held, r.draining)
+            .heartbeat(&r.worker_id, &held, r.draining)
             .await;
         Ok(Response::new(pb::HeartbeatResponse {
-            renewed,
-            revoked,
+            renewed: renewed.iter().map(worker_convert::lease_token).collect(),
+            revoked: worker_convert::revoked_leases(&revoked, malformed),
             reregister,
             rate_pauses: self.core.forge.rate_pauses(),
         }))
@@ -144,7 +150,8 @@ impl WorkerService for WorkerApi {
                     tracing::debug!("progress without a well-formed lease; dropped");
                     continue;
                 };
-                if let Err(e) = core.queue.task_event(&lease, &ev).await {
+                let progress = worker_convert::worker_progress(&ev);
+                if let Err(e) = core.queue.task_event(&lease, &progress).await {
                     // A stale lease's progress: tell the worker to stop that task.
                     tracing::debug!(error = %e, "progress from a stale lease");
                     if tx

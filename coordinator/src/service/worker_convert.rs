@@ -3,20 +3,21 @@
 //! the queue or a task kind sees the request; each answer is encoded here from what the queue
 //! returned.
 
-use repovault_common::domain::FromWire;
+use repovault_common::domain::{FromWire, WireError};
 use repovault_common::manifest::{self, Counts};
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 use tonic::Status as RpcStatus;
 
 use crate::forge_access::rate_budgets::Grant;
-use crate::model::{CheckOutcome, CheckResult, SnapshotId, VerifyMode};
+use crate::model::{CheckOutcome, CheckResult, SnapshotId, TaskId, VerifyMode};
 use crate::tasks::kinds::lease_spec::{LeaseSpec, LeasedTask, VerifySpec};
 use crate::tasks::kinds::outcome::{
     BackupResult, DrillResult, RestoreResult, TaskReport, TaskResult, VerifyResult,
 };
 use crate::tasks::lease_access::RepoAccess;
 use crate::tasks::lifecycle::Lease;
+use crate::tasks::task_progress::WorkerProgress;
 
 fn refused(e: impl std::fmt::Display) -> RpcStatus {
     RpcStatus::invalid_argument(e.to_string())
@@ -108,6 +109,47 @@ pub fn checks(
             })
         })
         .collect()
+}
+
+/// A progress event of a task as the worker reported it.
+pub fn worker_progress(ev: &pb::TaskEvent) -> WorkerProgress {
+    WorkerProgress {
+        worker_id: ev.worker_id.clone(),
+        phase: ev.phase.clone(),
+        bytes: ev.bytes,
+        objects: ev.objects,
+        total_bytes: ev.total_bytes,
+        message: ev.message.clone(),
+    }
+}
+
+/// A request's lease token; its task id empty or malformed is an error naming `field`.
+pub fn lease(tok: &pb::LeaseToken, field: &'static str) -> Result<Lease, WireError> {
+    Ok(Lease {
+        task_id: TaskId::from_wire(&tok.task_id, field)?,
+        attempt: tok.attempt,
+    })
+}
+
+/// The leases a worker says it holds (registration, heartbeat): the well-formed ones, and the
+/// others as they came. A malformed one names no task of this coordinator, so the caller
+/// revokes it as it revokes an unknown one.
+pub fn held_leases(held: &[pb::LeaseToken]) -> (Vec<Lease>, Vec<pb::LeaseToken>) {
+    let mut leases = Vec::new();
+    let mut malformed = Vec::new();
+    for tok in held {
+        match lease(tok, "held.task_id") {
+            Ok(l) => leases.push(l),
+            Err(_) => malformed.push(tok.clone()),
+        }
+    }
+    (leases, malformed)
+}
+
+/// The leases a registration or heartbeat revokes: those the fleet revoked, then the malformed
+/// ones the worker sent.
+pub fn revoked_leases(revoked: &[Lease], malformed: Vec<pb::LeaseToken>) -> Vec<pb::LeaseToken> {
+    revoked.iter().map(lease_token).chain(malformed).collect()
 }
 
 /// A lease token as its message.
@@ -257,5 +299,21 @@ mod tests {
             "{}",
             err.message()
         );
+    }
+
+    #[test]
+    fn malformed_held_leases_are_revoked_as_they_came() {
+        let good = pb::LeaseToken {
+            task_id: crate::ids::new_task_id().to_string(),
+            attempt: 3,
+        };
+        let bad = pb::LeaseToken {
+            task_id: "no/such task".into(),
+            attempt: 1,
+        };
+        let (held, malformed) = held_leases(&[bad.clone(), good.clone()]);
+        assert_eq!(held.len(), 1);
+        assert_eq!(lease_token(&held[0]), good, "a lease encodes as it came");
+        assert_eq!(revoked_leases(&held, malformed), vec![good, bad]);
     }
 }

@@ -7,8 +7,6 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use repovault_proto::v1 as pb;
-
 use crate::catalog::reconcile::ForgetRequest;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::model::{BackupRecord, OrgCredential, OrgId, RepoRecord, Status, TaskId, TaskRecord};
@@ -19,6 +17,7 @@ use crate::tasks::queue_order::{Candidate, QueueContext, select};
 use crate::tasks::kinds::lease_spec::LeasedTask;
 use crate::tasks::kinds::outcome::TaskReport;
 use crate::tasks::kinds::{self, Completion, LeaseCtx};
+use crate::tasks::task_progress::{Progress, WorkerProgress};
 use crate::tasks::task_queue::TaskQueue;
 
 /// What one look at the queue found.
@@ -48,19 +47,6 @@ pub enum CompletionOutcome {
 pub struct Lease {
     pub task_id: TaskId,
     pub attempt: u32,
-}
-
-impl Lease {
-    /// `tok` of a request; its task id empty or malformed is an error naming `field`.
-    pub fn from_wire(
-        tok: &pb::LeaseToken,
-        field: &'static str,
-    ) -> Result<Self, repovault_common::domain::WireError> {
-        Ok(Self {
-            task_id: TaskId::from_wire(&tok.task_id, field)?,
-            attempt: tok.attempt,
-        })
-    }
 }
 
 impl TaskQueue {
@@ -228,13 +214,16 @@ impl TaskQueue {
         drop(q);
         self.workers.assign(worker_id, &task.id);
         tracing::info!(task = %task.id, attempt, worker = %worker_id, repo = %repo.full_name(), kind = task.kind.as_str(), "leased");
-        self.progress.publish(pb::TaskProgress {
-            task_id: task.id.to_string(),
+        self.progress.publish(&Progress {
+            task_id: task.id.clone(),
             attempt,
             phase: "leased".into(),
-            status: Status::Running.into(),
-            worker_id: worker_id.to_string(),
-            ..Default::default()
+            status: Status::Running,
+            error: String::new(),
+            report: WorkerProgress {
+                worker_id: worker_id.to_string(),
+                ..Default::default()
+            },
         });
         Ok(Leasing::Leased(Box::new(leased)))
     }
@@ -253,7 +242,7 @@ impl TaskQueue {
 
     /// Records a progress event of a current lease. An event of a stale attempt of an active
     /// task is refused (the service then tells that worker to stop).
-    pub async fn task_event(&self, tok: &Lease, ev: &pb::TaskEvent) -> CoreResult<()> {
+    pub async fn task_event(&self, tok: &Lease, ev: &WorkerProgress) -> CoreResult<()> {
         {
             let q = self.state.lock().await;
             // Progress that arrives after the completion (the stream and the completion travel
@@ -263,17 +252,13 @@ impl TaskQueue {
             };
             t.lease.check(tok.attempt, self.clock.now_ms())?;
         }
-        self.progress.publish(pb::TaskProgress {
-            task_id: tok.task_id.to_string(),
+        self.progress.publish(&Progress {
+            task_id: tok.task_id.clone(),
             attempt: tok.attempt,
             phase: ev.phase.clone(),
-            bytes: ev.bytes,
-            objects: ev.objects,
-            total_bytes: ev.total_bytes,
-            message: ev.message.clone(),
-            status: Status::Running.into(),
+            status: Status::Running,
             error: String::new(),
-            worker_id: ev.worker_id.clone(),
+            report: ev.clone(),
         });
         Ok(())
     }
@@ -514,8 +499,8 @@ impl TaskQueue {
 
     fn publish_state(&self, task: &TaskRecord, attempt: u32, worker_id: &str) {
         let status = task.lease.state.status();
-        self.progress.publish(pb::TaskProgress {
-            task_id: task.id.to_string(),
+        self.progress.publish(&Progress {
+            task_id: task.id.clone(),
             attempt,
             phase: match status {
                 Status::Completed => "done".into(),
@@ -523,15 +508,17 @@ impl TaskQueue {
                 Status::Pending => "queued".into(),
                 Status::Running => "running".into(),
             },
-            status: status.into(),
+            status,
             error: task
                 .lease
                 .last_error
                 .clone()
                 .filter(|_| status != Status::Completed)
                 .unwrap_or_default(),
-            worker_id: worker_id.to_string(),
-            ..Default::default()
+            report: WorkerProgress {
+                worker_id: worker_id.to_string(),
+                ..Default::default()
+            },
         });
     }
 }
