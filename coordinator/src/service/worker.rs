@@ -104,7 +104,7 @@ impl WorkerService for WorkerApi {
             renewed: renewed.iter().map(worker_convert::lease_token).collect(),
             revoked: worker_convert::revoked_leases(&revoked, malformed),
             reregister,
-            rate_pauses: self.core.forge.rate_pauses(),
+            rate_pauses: worker_convert::rate_pauses(&self.core.forge.rate_pauses()),
         }))
     }
 
@@ -214,8 +214,11 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::RequestPermitsResponse>, Status> {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
-        Ok(Response::new(
-            self.core.fleet.request_permits(&tok, &r).await?,
-        ))
+        let answer = self
+            .core
+            .fleet
+            .request_permits(&tok, &worker_convert::permit_request(&r))
+            .await?;
+        Ok(Response::new(worker_convert::permit_answer(&answer)))
     }
 }

@@ -9,7 +9,8 @@ use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 use tonic::Status as RpcStatus;
 
-use crate::forge_access::rate_budgets::Grant;
+use crate::forge_access::forge_credentials::{PermitAnswer, PermitRequest, RatePause};
+use crate::forge_access::rate_budgets::{Grant, Reading};
 use crate::model::{CheckOutcome, CheckResult, SnapshotId, TaskId, VerifyMode};
 use crate::tasks::kinds::lease_spec::{LeaseSpec, LeasedTask, VerifySpec};
 use crate::tasks::kinds::outcome::{
@@ -150,6 +151,47 @@ pub fn held_leases(held: &[pb::LeaseToken]) -> (Vec<Lease>, Vec<pb::LeaseToken>)
 /// ones the worker sent.
 pub fn revoked_leases(revoked: &[Lease], malformed: Vec<pb::LeaseToken>) -> Vec<pb::LeaseToken> {
     revoked.iter().map(lease_token).chain(malformed).collect()
+}
+
+/// A lease's request for rate permits.
+pub fn permit_request(r: &pb::RequestPermitsRequest) -> PermitRequest {
+    PermitRequest {
+        worker_id: r.worker_id.clone(),
+        unspent: r.unspent,
+        wanted: r.wanted,
+        reading: r.reading.as_ref().map(|x| {
+            (
+                x.resource.clone(),
+                Reading {
+                    limit: x.limit,
+                    remaining: x.remaining,
+                    reset_s: x.reset,
+                },
+            )
+        }),
+        limited_until_ms: r.limited_until_ms,
+        secondary: r.secondary,
+        rejected_token_id: (!r.rejected_token_id.is_empty()).then(|| r.rejected_token_id.clone()),
+    }
+}
+
+/// The answer to a permit request as its message.
+pub fn permit_answer(a: &PermitAnswer) -> pb::RequestPermitsResponse {
+    pb::RequestPermitsResponse {
+        grant: Some(rate_grant(a.grant)),
+        source_token: a.source_token.expose().to_string(),
+    }
+}
+
+/// The pauses in force as a heartbeat carries them.
+pub fn rate_pauses(pauses: &[RatePause]) -> Vec<pb::RatePause> {
+    pauses
+        .iter()
+        .map(|p| pb::RatePause {
+            credential_id: p.credential_id.clone(),
+            until_ms: p.until_ms,
+        })
+        .collect()
 }
 
 /// A lease token as its message.

@@ -12,14 +12,13 @@
 
 use std::sync::Arc;
 
-use repovault_proto::v1 as pb;
-
 use crate::ids;
 use crate::tasks::lease_state::TaskState;
 use crate::tasks::worker_registry::WorkerEntry;
 
 use crate::error::{CoreError, CoreResult};
 use crate::forge_access::ForgeAccess;
+use crate::forge_access::forge_credentials::{PermitAnswer, PermitRequest};
 use crate::tasks::lifecycle::{Lease, check_holder};
 use crate::tasks::task_queue::{Queue, TaskQueue};
 
@@ -136,8 +135,8 @@ impl Fleet {
     pub async fn request_permits(
         &self,
         tok: &Lease,
-        req: &pb::RequestPermitsRequest,
-    ) -> CoreResult<pb::RequestPermitsResponse> {
+        req: &PermitRequest,
+    ) -> CoreResult<PermitAnswer> {
         let (org_id, repo_id) = {
             let q = self.queue.state.lock().await;
             let t = q.active.get(&tok.task_id).ok_or_else(|| {
