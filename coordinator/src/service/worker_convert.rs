@@ -294,6 +294,7 @@ fn repo_access(a: &RepoAccess) -> pb::RepoAccess {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use repovault_common::secret::Secret;
 
     #[test]
     fn unknown_check_results_from_the_wire_are_refused_naming_the_field() {
@@ -357,5 +358,78 @@ mod tests {
         assert_eq!(held.len(), 1);
         assert_eq!(lease_token(&held[0]), good, "a lease encodes as it came");
         assert_eq!(revoked_leases(&held, malformed), vec![good, bad]);
+    }
+
+    fn leased(spec: LeaseSpec) -> LeasedTask {
+        LeasedTask {
+            lease: Lease {
+                task_id: crate::ids::new_task_id(),
+                attempt: 2,
+            },
+            repo: RepoAccess {
+                org_id: crate::coordinator::testing::tid("org-1"),
+                repo_id: crate::coordinator::testing::tid("repo-1"),
+                org_name: "acme".into(),
+                repo_name: "a".into(),
+                source_url: "file:///a".into(),
+                source_token: Secret::default(),
+                snapshot_path: "acme/a".into(),
+                repo_password: Secret::new("pw"),
+                master_key: Secret::default(),
+                provider: crate::model::Provider::Git,
+                api_url: String::new(),
+                ca_cert_pem: None,
+                credential_id: String::new(),
+            },
+            rate: None,
+            spec,
+        }
+    }
+
+    /// What a lease leaves unset reaches the worker as the message's empty values, as it did
+    /// when the queue built the message itself.
+    #[test]
+    fn absent_values_of_a_lease_encode_as_empty_fields() {
+        let rotation = task_message(&leased(LeaseSpec::Verify(VerifySpec::Rotation {
+            max_age: std::time::Duration::from_secs(23 * 86_400),
+        })));
+        let Some(pb::task::Spec::Verify(v)) = &rotation.spec else {
+            panic!("a verify spec: {rotation:?}");
+        };
+        assert_eq!(
+            (
+                v.mode,
+                v.max_age_ms,
+                v.backup_id.as_str(),
+                v.snapshot_id.as_str()
+            ),
+            (VerifyMode::Rotation.into(), 23 * 86_400_000, "", "")
+        );
+        let repo = rotation.repo.as_ref().expect("access");
+        assert_eq!(
+            (repo.ca_cert_pem.as_str(), repo.repo_password.as_str()),
+            ("", "pw")
+        );
+        assert_eq!(rotation.rate, None);
+        assert_eq!(rotation.lease.as_ref().map(|l| l.attempt), Some(2));
+
+        let backup_id: crate::model::BackupId =
+            crate::ids::new_backup_id(&crate::coordinator::testing::tid("repo-1"), 1_000);
+        let deleted = task_message(&leased(LeaseSpec::Verify(VerifySpec::Manual {
+            backup_id: backup_id.clone(),
+            snapshot_id: None,
+        })));
+        let Some(pb::task::Spec::Verify(v)) = &deleted.spec else {
+            panic!("a verify spec: {deleted:?}");
+        };
+        assert_eq!(
+            (
+                v.mode,
+                v.max_age_ms,
+                v.backup_id.as_str(),
+                v.snapshot_id.as_str()
+            ),
+            (VerifyMode::Manual.into(), 0, backup_id.as_str(), "")
+        );
     }
 }
