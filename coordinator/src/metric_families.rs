@@ -9,8 +9,8 @@
 use metrics::Label;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
+use crate::tasks::kinds::outcome::TaskReport;
 use repovault_common::domain::{DrillStatus, TaskKind, VerifyRun, VerifyStatus};
-use repovault_proto::v1 as pb;
 
 enum Kind {
     Counter,
@@ -301,7 +301,7 @@ pub fn observe_completion(
     outcome: &'static str,
     leased_at_ms: Option<i64>,
     now_ms: i64,
-    req: &pb::CompleteTaskRequest,
+    req: &TaskReport,
 ) {
     if let Some(at) = leased_at_ms {
         let secs = (now_ms.saturating_sub(at)).max(0) as f64 / 1000.0;
@@ -314,17 +314,17 @@ pub fn observe_completion(
     if !req.success {
         return;
     }
-    if let Some(b) = req.backup_result() {
+    if let Some(b) = req.backup() {
         bytes("received", b.bytes_received);
         bytes("added", b.added_bytes);
         if let Some(v) = &b.verification {
             bytes("read_back", v.bytes_read);
         }
     }
-    if let Some(r) = req.restore_result() {
+    if let Some(r) = req.restore() {
         bytes("artifact", r.artifact_bytes);
     }
-    if let Some(v) = req.verify_result() {
+    if let Some(v) = req.verify() {
         bytes("read_back", v.bytes_read);
     }
 }

@@ -3,6 +3,7 @@
 //! (the conformance suite shows it behaves as redb does).
 #![allow(clippy::unwrap_used)]
 
+use repovault_coordinator::tasks::kinds::lease_spec::LeaseSpec;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,7 +83,7 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(t.repo.unwrap().org_name, "a");
+        assert_eq!(t.repo.org_name, "a");
     }
     let mut b_backups = Vec::new();
     for i in 0..10 {
@@ -112,7 +113,7 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
             .await
             .unwrap()
             .unwrap();
-        if t.repo.unwrap().org_name == "b" {
+        if t.repo.org_name == "b" {
             started_b += 1;
         }
     }
@@ -128,5 +129,8 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(t.backup_spec().unwrap().backup_id, manual.id.as_str());
+    match &t.spec {
+        LeaseSpec::Backup(b) => assert_eq!(b.backup_id.as_str(), manual.id.as_str()),
+        other => panic!("a backup spec: {other:?}"),
+    }
 }

@@ -26,13 +26,6 @@ pub(crate) fn tid<T: TryFrom<String, Error = repovault_common::domain::InvalidId
 }
 
 /// A leased task's token as the worker service decodes it.
-pub(crate) fn lease_of(
-    tok: Option<&repovault_proto::v1::LeaseToken>,
-) -> crate::tasks::lifecycle::Lease {
-    crate::tasks::lifecycle::Lease::from_wire(tok.expect("a lease"), "lease.task_id")
-        .expect("a well-formed lease")
-}
-
 pub(crate) fn utc(s: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(s)
         .expect("time")

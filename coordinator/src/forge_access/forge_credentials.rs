@@ -9,16 +9,14 @@ use crate::model::{OrgId, RepoId};
 use std::sync::Arc;
 
 use chrono::Utc;
-use repovault_common::domain::FromWire;
 use repovault_common::forge::{
     self as forges, AppInstallation, app_credential_id, token_credential_id,
 };
 use repovault_common::secret::Secret;
-use repovault_proto::v1 as pb;
 
 use crate::error::{CoreError, CoreResult};
 use crate::forge_access::rate_budgets::{Grant, Reading};
-use crate::model::{OrgCredential, OrgRecord, Provider, RepoRecord};
+use crate::model::{OrgCredential, OrgRecord, RepoRecord};
 use crate::secrets::SealContext;
 
 use crate::clock::Clock;
@@ -27,9 +25,11 @@ use crate::forge_access::org_discovery::{endpoint, forge_error, installation_key
 use crate::forge_access::rate_budgets::RateBudgets;
 use crate::secrets::Secrets;
 use crate::store::Store;
+use crate::tasks::lease_access::RepoAccess;
+use crate::tasks::lifecycle::Lease;
 
 /// The holder id of a lease in the budget: one per attempt, so a re-leased task is a new holder.
-pub fn holder_id(tok: &pb::LeaseToken) -> String {
+pub fn holder_id(tok: &Lease) -> String {
     format!("{}:{}", tok.task_id, tok.attempt)
 }
 
@@ -66,12 +66,38 @@ pub struct ForgeAccess {
     rate: parking_lot::Mutex<RateBudgets>,
 }
 
-fn to_proto(g: Grant) -> pb::RateGrant {
-    pb::RateGrant {
-        permits: g.permits,
-        paused_until_ms: g.paused_until_ms,
-        retry_at_ms: g.retry_at_ms,
-    }
+/// A lease's request for rate permits, as the worker service decoded it.
+#[derive(Debug, Clone, Default)]
+pub struct PermitRequest {
+    /// The worker holding the lease.
+    pub worker_id: String,
+    /// Permits of earlier grants not yet spent (still held).
+    pub unspent: u32,
+    /// How many more it wants; 0: only report (with `unspent` 0, the lease gives its slot back).
+    pub wanted: u32,
+    /// The lowest reading seen since the last request, and the forge resource it is of.
+    pub reading: Option<(String, Reading)>,
+    /// The forge imposed a wait until this time (unix ms); 0: none.
+    pub limited_until_ms: i64,
+    /// That wait is a secondary limit, which pauses every holder of the credential.
+    pub secondary: bool,
+    /// The forge refused the token with this credential id.
+    pub rejected_token_id: Option<String>,
+}
+
+/// The answer to a [`PermitRequest`].
+#[derive(Debug, Clone)]
+pub struct PermitAnswer {
+    pub grant: Grant,
+    /// The credential's current token (an App's installation token, minted anew near expiry).
+    pub source_token: Secret,
+}
+
+/// A credential paused fleet-wide until `until_ms` (unix ms), for heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RatePause {
+    pub credential_id: String,
+    pub until_ms: i64,
 }
 
 impl ForgeAccess {
@@ -141,23 +167,16 @@ impl ForgeAccess {
     }
 
     /// The first grant of a new lease on a forge with a credential; `None` for a provider
-    /// without an API (plain git) or no credential. `access` is the coordinator's own (built
-    /// from the organisation's typed provider), so its provider always decodes; one that did
-    /// not would be granted nothing rather than budgeted under a provider it is not.
-    pub(crate) fn lease_grant(
-        &self,
-        access: &pb::RepoAccess,
-        lease: &pb::LeaseToken,
-    ) -> Option<pb::RateGrant> {
-        let provider = Provider::from_wire(access.provider, "repo.provider").ok()?;
-        if !provider.is_forge() || access.credential_id.is_empty() {
+    /// without an API (plain git) or no credential.
+    pub(crate) fn lease_grant(&self, access: &RepoAccess, lease: &Lease) -> Option<Grant> {
+        if !access.provider.is_forge() || access.credential_id.is_empty() {
             return None;
         }
-        let g = self
-            .rate
-            .lock()
-            .lease(&access.credential_id, &holder_id(lease), self.now_ms());
-        Some(to_proto(g))
+        Some(
+            self.rate
+                .lock()
+                .lease(&access.credential_id, &holder_id(lease), self.now_ms()),
+        )
     }
 
     /// A lease's refill for a task of `org_id`'s `repo_id` (the caller checked the lease):
@@ -166,9 +185,9 @@ impl ForgeAccess {
         &self,
         org_id: &OrgId,
         repo_id: &RepoId,
-        req: &pb::RequestPermitsRequest,
-    ) -> CoreResult<pb::RequestPermitsResponse> {
-        let tok = req.lease.clone().unwrap_or_default();
+        tok: &Lease,
+        req: &PermitRequest,
+    ) -> CoreResult<PermitAnswer> {
         let org = self
             .store
             .org(org_id)
@@ -181,8 +200,10 @@ impl ForgeAccess {
             .ok_or_else(|| crate::error::not_found("repository", repo_id))?;
         let mut token = self.current_token(&org, &repo).await?;
         let credential = credential_id(&org, &repo, &token);
-        if !req.rejected_token_id.is_empty()
-            && req.rejected_token_id == token_credential_id(&token)
+        if req
+            .rejected_token_id
+            .as_ref()
+            .is_some_and(|id| *id == token_credential_id(&token))
             && let Some(OrgCredential::App { .. }) = &org.credential
             && repo.sealed_token.is_none()
         {
@@ -192,22 +213,14 @@ impl ForgeAccess {
             self.forget_forge_token(&org);
             token = self.current_token(&org, &repo).await?;
         }
-        let holder = holder_id(&tok);
+        let holder = holder_id(tok);
         let now = self.now_ms();
         let grant = {
             let mut rate = self.rate.lock();
-            if let Some(r) = &req.reading
-                && forges::kind(org.provider).budgeted_resource(&r.resource)
+            if let Some((resource, reading)) = &req.reading
+                && forges::kind(org.provider).budgeted_resource(resource)
             {
-                rate.report(
-                    &credential,
-                    Reading {
-                        limit: r.limit,
-                        remaining: r.remaining,
-                        reset_s: r.reset,
-                    },
-                    now,
-                );
+                rate.report(&credential, *reading, now);
             }
             if req.limited_until_ms > 0 {
                 rate.limited(&credential, req.limited_until_ms, req.secondary);
@@ -217,19 +230,19 @@ impl ForgeAccess {
         if req.secondary && req.limited_until_ms > now {
             tracing::warn!(credential = %credential, until_ms = req.limited_until_ms, "secondary rate limit: pausing the credential fleet-wide");
         }
-        Ok(pb::RequestPermitsResponse {
-            grant: Some(to_proto(grant)),
-            source_token: token.expose().to_string(),
+        Ok(PermitAnswer {
+            grant,
+            source_token: token,
         })
     }
 
     /// The pauses in force, for heartbeats.
-    pub fn rate_pauses(&self) -> Vec<pb::RatePause> {
+    pub fn rate_pauses(&self) -> Vec<RatePause> {
         self.rate
             .lock()
             .pauses(self.now_ms())
             .into_iter()
-            .map(|(credential_id, until_ms)| pb::RatePause {
+            .map(|(credential_id, until_ms)| RatePause {
                 credential_id,
                 until_ms,
             })
@@ -237,7 +250,7 @@ impl ForgeAccess {
     }
 
     /// The lease's task ended: its unspent permits go back to the budget.
-    pub fn release_permits(&self, lease: &pb::LeaseToken) {
+    pub fn release_permits(&self, lease: &Lease) {
         self.rate.lock().release(&holder_id(lease));
     }
 

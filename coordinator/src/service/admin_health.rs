@@ -144,7 +144,7 @@ fn timeline_response(t: Timeline) -> pb::GetTimelineResponse {
                     .verification
                     .iter()
                     .flat_map(|v| v.checks.iter())
-                    .map(crate::verification::check_to_proto)
+                    .map(super::convert::check_to_proto)
                     .collect(),
                 // As listings: escrow covers the finished (completed) backups.
                 is_escrowed: escrowed && b.status == Status::Completed,
@@ -173,7 +173,7 @@ fn timeline_response(t: Timeline) -> pb::GetTimelineResponse {
                 checks: d
                     .checks
                     .iter()
-                    .map(crate::verification::check_to_proto)
+                    .map(super::convert::check_to_proto)
                     .collect(),
                 error: drill_detail(&d),
                 ..Default::default()

@@ -205,11 +205,7 @@ pub fn backup(b: &BackupRecord) -> pb::Backup {
 pub fn verification(v: &Verification) -> pb::Verification {
     pb::Verification {
         status: v.status.into(),
-        checks: v
-            .checks
-            .iter()
-            .map(crate::verification::check_to_proto)
-            .collect(),
+        checks: v.checks.iter().map(check_to_proto).collect(),
         run: v.run.into(),
         finished_at: opt_time(v.finished_at_ms),
         packs_read: v.packs_read,
@@ -226,11 +222,7 @@ pub fn drill(d: &DrillRecord) -> pb::Drill {
         backup_id: d.backup_id.to_string(),
         status: d.outcome().into(),
         trigger: d.trigger.into(),
-        checks: d
-            .checks
-            .iter()
-            .map(crate::verification::check_to_proto)
-            .collect(),
+        checks: d.checks.iter().map(check_to_proto).collect(),
         summary: d.summary.clone().unwrap_or_default(),
         error: d.error.clone().unwrap_or_default(),
         created_at: format_ms(d.created_at_ms),
@@ -305,4 +297,15 @@ pub fn repo_with_schedule(
     }
     repo.skipped_slots = view.skipped_slots.into_iter().map(format_ms).collect();
     repo
+}
+
+/// A check of a verification or a drill as its message.
+pub fn check_to_proto(c: &crate::model::CheckResult) -> pb::CheckResult {
+    pb::CheckResult {
+        name: c.name.clone(),
+        result: c.result.into(),
+        detail: c.detail.clone(),
+        warning: c.warning,
+        incomplete: c.incomplete,
+    }
 }

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod guard;
 pub mod refusals;
 pub mod worker;
+pub mod worker_convert;
 
 #[cfg(test)]
 #[path = "id_fields_tests.rs"]

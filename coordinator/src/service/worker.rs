@@ -11,6 +11,7 @@ use repovault_proto::PROTOCOL_VERSION;
 use repovault_proto::v1 as pb;
 use repovault_proto::v1::worker_service_server::WorkerService;
 
+use super::worker_convert;
 use crate::coordinator::{Coordinator, WorkerHello};
 use crate::tasks::lifecycle::Lease;
 
@@ -25,7 +26,7 @@ fn lease_of(t: &Option<pb::LeaseToken>) -> Result<Lease, Status> {
         .as_ref()
         .filter(|t| !t.task_id.is_empty() && t.attempt > 0)
         .ok_or_else(|| Status::invalid_argument("lease token (task_id, attempt) is missing"))?;
-    Lease::from_wire(t, "lease.task_id").map_err(|e| Status::invalid_argument(e.to_string()))
+    worker_convert::lease(t, "lease.task_id").map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 fn ms(d: Duration) -> u64 {
@@ -57,6 +58,7 @@ impl WorkerService for WorkerApi {
                 r.held.len()
             )));
         }
+        let (held, malformed) = worker_convert::held_leases(&r.held);
         let reg = self
             .core
             .fleet
@@ -64,14 +66,18 @@ impl WorkerService for WorkerApi {
                 name: r.name,
                 slots: r.slots,
                 previous_id: r.previous_worker_id,
-                held: r.held,
+                held,
             })
             .await;
         let t = self.core.timing;
         Ok(Response::new(pb::RegisterWorkerResponse {
             worker_id: reg.worker_id,
-            renewed: reg.renewed,
-            revoked: reg.revoked,
+            renewed: reg
+                .renewed
+                .iter()
+                .map(worker_convert::lease_token)
+                .collect(),
+            revoked: worker_convert::revoked_leases(&reg.revoked, malformed),
             timing: Some(pb::Timing {
                 heartbeat_interval_ms: ms(t.heartbeat()),
                 lease_ttl_ms: ms(t.lease_ttl()),
@@ -88,16 +94,17 @@ impl WorkerService for WorkerApi {
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
+        let (held, malformed) = worker_convert::held_leases(&r.held);
         let (renewed, revoked, reregister) = self
             .core
             .fleet
-            .heartbeat(&r.worker_id, &r.held, r.draining)
+            .heartbeat(&r.worker_id, &held, r.draining)
             .await;
         Ok(Response::new(pb::HeartbeatResponse {
-            renewed,
-            revoked,
+            renewed: renewed.iter().map(worker_convert::lease_token).collect(),
+            revoked: worker_convert::revoked_leases(&revoked, malformed),
             reregister,
-            rate_pauses: self.core.forge.rate_pauses(),
+            rate_pauses: worker_convert::rate_pauses(&self.core.forge.rate_pauses()),
         }))
     }
 
@@ -116,7 +123,9 @@ impl WorkerService for WorkerApi {
             .queue
             .acquire(&r.worker_id, &r.cached_repo_ids, wait)
             .await?;
-        Ok(Response::new(pb::AcquireTaskResponse { task }))
+        Ok(Response::new(pb::AcquireTaskResponse {
+            task: task.as_ref().map(worker_convert::task_message),
+        }))
     }
 
     type TaskEventsStream = ReceiverStream<Result<pb::TaskControl, Status>>;
@@ -141,7 +150,8 @@ impl WorkerService for WorkerApi {
                     tracing::debug!("progress without a well-formed lease; dropped");
                     continue;
                 };
-                if let Err(e) = core.queue.task_event(&lease, &ev).await {
+                let progress = worker_convert::worker_progress(&ev);
+                if let Err(e) = core.queue.task_event(&lease, &progress).await {
                     // A stale lease's progress: tell the worker to stop that task.
                     tracing::debug!(error = %e, "progress from a stale lease");
                     if tx
@@ -178,10 +188,9 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::CompleteTaskResponse>, Status> {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
-        if let Some(wire) = &r.lease {
-            self.core.forge.release_permits(wire);
-        }
-        self.core.queue.complete(&tok, &r).await?;
+        let report = worker_convert::task_report(&r)?;
+        self.core.forge.release_permits(&tok);
+        self.core.queue.complete(&tok, &report).await?;
         Ok(Response::new(pb::CompleteTaskResponse {}))
     }
 
@@ -191,9 +200,7 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::ReleaseTaskResponse>, Status> {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
-        if let Some(wire) = &r.lease {
-            self.core.forge.release_permits(wire);
-        }
+        self.core.forge.release_permits(&tok);
         self.core
             .queue
             .release(&r.worker_id, &tok, &r.reason)
@@ -207,8 +214,11 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<pb::RequestPermitsResponse>, Status> {
         let r = req.into_inner();
         let tok = lease_of(&r.lease)?;
-        Ok(Response::new(
-            self.core.fleet.request_permits(&tok, &r).await?,
-        ))
+        let answer = self
+            .core
+            .fleet
+            .request_permits(&tok, &worker_convert::permit_request(&r))
+            .await?;
+        Ok(Response::new(worker_convert::permit_answer(&answer)))
     }
 }

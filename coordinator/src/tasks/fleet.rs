@@ -10,10 +10,7 @@
 //! renewed. The heartbeat of a worker not registered yet renews its leases the same way, so they
 //! outlive the moment between the heartbeat and the registration.
 
-use crate::model::TaskId;
 use std::sync::Arc;
-
-use repovault_proto::v1 as pb;
 
 use crate::ids;
 use crate::tasks::lease_state::TaskState;
@@ -21,6 +18,7 @@ use crate::tasks::worker_registry::WorkerEntry;
 
 use crate::error::{CoreError, CoreResult};
 use crate::forge_access::ForgeAccess;
+use crate::forge_access::forge_credentials::{PermitAnswer, PermitRequest};
 use crate::tasks::lifecycle::{Lease, check_holder};
 use crate::tasks::task_queue::{Queue, TaskQueue};
 
@@ -31,8 +29,8 @@ pub struct WorkerHello {
     pub slots: u32,
     /// The id this worker had before (empty for a first registration).
     pub previous_id: String,
-    /// The leases its running tasks hold.
-    pub held: Vec<pb::LeaseToken>,
+    /// The leases its running tasks hold (well-formed ones: the service revokes the others).
+    pub held: Vec<Lease>,
 }
 
 /// What a registration gave the worker.
@@ -42,8 +40,8 @@ pub struct Registration {
     /// The previous id was given back.
     pub resumed: bool,
     /// Held leases kept (renewed now, same attempt) and those the worker must abandon.
-    pub renewed: Vec<pb::LeaseToken>,
-    pub revoked: Vec<pb::LeaseToken>,
+    pub renewed: Vec<Lease>,
+    pub revoked: Vec<Lease>,
 }
 
 /// The worker fleet: registration, heartbeats renewing the leases each worker holds, and the rate permits a lease asks for. Its state is the queue's worker registry and lease table (`task_queue.rs`).
@@ -98,10 +96,7 @@ impl Fleet {
             (Vec::new(), hello.held.clone())
         };
         for t in &renewed {
-            // Renewed, so its id decoded in `renew_held`.
-            if let Ok(task_id) = TaskId::from_wire(&t.task_id, "held.task_id") {
-                self.queue.workers.assign(&worker_id, &task_id);
-            }
+            self.queue.workers.assign(&worker_id, &t.task_id);
         }
         if resumed {
             tracing::info!(worker = %worker_id, name = %hello.name, slots = hello.slots, kept = renewed.len(), revoked = revoked.len(), "worker registered again under its id");
@@ -124,9 +119,9 @@ impl Fleet {
     pub async fn heartbeat(
         &self,
         worker_id: &str,
-        held: &[pb::LeaseToken],
+        held: &[Lease],
         draining: bool,
-    ) -> (Vec<pb::LeaseToken>, Vec<pb::LeaseToken>, bool) {
+    ) -> (Vec<Lease>, Vec<Lease>, bool) {
         let now = self.queue.clock.now_ms();
         let known = self.queue.workers.heartbeat(worker_id, draining, now);
         let mut q = self.queue.state.lock().await;
@@ -140,8 +135,8 @@ impl Fleet {
     pub async fn request_permits(
         &self,
         tok: &Lease,
-        req: &pb::RequestPermitsRequest,
-    ) -> CoreResult<pb::RequestPermitsResponse> {
+        req: &PermitRequest,
+    ) -> CoreResult<PermitAnswer> {
         let (org_id, repo_id) = {
             let q = self.queue.state.lock().await;
             let t = q.active.get(&tok.task_id).ok_or_else(|| {
@@ -154,7 +149,9 @@ impl Fleet {
             t.lease.check(tok.attempt, self.queue.clock.now_ms())?;
             (t.org_id.clone(), t.repo_id.clone())
         };
-        self.forge.request_permits(&org_id, &repo_id, req).await
+        self.forge
+            .request_permits(&org_id, &repo_id, tok, req)
+            .await
     }
 
     /// Renews each of `held` that is the current, unexpired lease of its task held by
@@ -163,22 +160,18 @@ impl Fleet {
         &self,
         q: &mut Queue,
         worker_id: &str,
-        held: &[pb::LeaseToken],
+        held: &[Lease],
         now: i64,
-    ) -> (Vec<pb::LeaseToken>, Vec<pb::LeaseToken>) {
+    ) -> (Vec<Lease>, Vec<Lease>) {
         let mut renewed = Vec::new();
         let mut revoked = Vec::new();
         for tok in held {
-            // A malformed id names no task of this coordinator: revoked like an unknown one.
-            let task_id = TaskId::from_wire(&tok.task_id, "held.task_id").ok();
-            let ok = task_id.as_ref().is_some_and(|id| {
-                q.active.get_mut(id).is_some_and(|t| {
-                    matches!(&t.lease.state, TaskState::Leased { worker_id: w, .. } if w == worker_id)
-                        && t.lease.renew(tok.attempt, now, &self.queue.policy).is_ok()
-                })
+            let ok = q.active.get_mut(&tok.task_id).is_some_and(|t| {
+                matches!(&t.lease.state, TaskState::Leased { worker_id: w, .. } if w == worker_id)
+                    && t.lease.renew(tok.attempt, now, &self.queue.policy).is_ok()
             });
-            if let (true, Some(id)) = (ok, &task_id) {
-                q.inherited.remove(id);
+            if ok {
+                q.inherited.remove(&tok.task_id);
                 renewed.push(tok.clone());
             } else {
                 revoked.push(tok.clone());
@@ -199,7 +192,7 @@ mod tests {
     use crate::model::Status;
     use crate::tasks::lease_state::TaskState;
 
-    fn hello(previous: &str, held: &[pb::LeaseToken]) -> WorkerHello {
+    fn hello(previous: &str, held: &[Lease]) -> WorkerHello {
         WorkerHello {
             name: "w".into(),
             slots: 2,
@@ -213,7 +206,7 @@ mod tests {
     async fn restarted_with_a_lease() -> (
         std::sync::Arc<Coordinator>,
         String,
-        pb::LeaseToken,
+        Lease,
         tempfile::TempDir,
         std::sync::Arc<ManualClock>,
     ) {
@@ -237,7 +230,7 @@ mod tests {
             .await
             .expect("acquire")
             .expect("leased");
-        let lease = task.lease.expect("lease");
+        let lease = task.lease.clone();
         assert_eq!(lease.attempt, 1);
         let again = crate::coordinator::testing::restart(&c).await;
         (again, w.worker_id, lease, dir, clock)
@@ -246,12 +239,12 @@ mod tests {
     #[tokio::test]
     async fn a_worker_registering_again_keeps_its_leases_under_its_id() {
         let (c, id, lease, _dir, _clock) = restarted_with_a_lease().await;
-        let stale = pb::LeaseToken {
+        let stale = Lease {
             task_id: lease.task_id.clone(),
             attempt: 7,
         };
-        let gone = pb::LeaseToken {
-            task_id: "no-such-task".into(),
+        let gone = Lease {
+            task_id: crate::ids::new_task_id(),
             attempt: 1,
         };
 
@@ -280,11 +273,7 @@ mod tests {
         );
         let listed = c.queue.workers.list();
         assert_eq!(listed.len(), 1);
-        assert!(
-            listed[0]
-                .tasks
-                .contains(&crate::coordinator::testing::tid(&lease.task_id))
-        );
+        assert!(listed[0].tasks.contains(&lease.task_id));
         // Known again: heartbeats renew as usual, and the lease is the current one.
         let (renewed, _, reregister) = c
             .fleet
@@ -292,16 +281,10 @@ mod tests {
             .await;
         assert!(!reregister);
         assert_eq!(renewed, vec![lease.clone()]);
-        assert!(
-            c.queue
-                .confirm_lease(&id, &crate::coordinator::testing::lease_of(Some(&lease)))
-                .await
-                .expect("confirm")
-                > 0
-        );
+        assert!(c.queue.confirm_lease(&id, &lease).await.expect("confirm") > 0);
         let t = c
             .queue
-            .task_status(&crate::coordinator::testing::tid(&lease.task_id))
+            .task_status(&lease.task_id.clone())
             .await
             .expect("status")
             .expect("task");
@@ -328,18 +311,10 @@ mod tests {
         assert!(second.renewed.is_empty());
         assert_eq!(second.revoked, vec![lease.clone()]);
         // The lease is still the first one's.
+        assert!(c.queue.confirm_lease(&id, &lease).await.is_ok());
         assert!(
             c.queue
-                .confirm_lease(&id, &crate::coordinator::testing::lease_of(Some(&lease)))
-                .await
-                .is_ok()
-        );
-        assert!(
-            c.queue
-                .confirm_lease(
-                    &second.worker_id,
-                    &crate::coordinator::testing::lease_of(Some(&lease)),
-                )
+                .confirm_lease(&second.worker_id, &lease,)
                 .await
                 .is_err()
         );
@@ -376,7 +351,7 @@ mod tests {
         assert_eq!(c.queue.reap().await.expect("reap"), 1);
         let t = c
             .queue
-            .task_status(&crate::coordinator::testing::tid(&lease.task_id))
+            .task_status(&lease.task_id.clone())
             .await
             .expect("status")
             .expect("task");
@@ -397,8 +372,7 @@ mod tests {
             .await
             .expect("acquire")
             .expect("leased")
-            .lease
-            .expect("lease");
+            .lease;
         assert_eq!(again.attempt, 2);
         clock.advance(c.timing.lease_ttl());
         assert_eq!(
@@ -408,7 +382,7 @@ mod tests {
         );
         let t = c
             .queue
-            .task_status(&crate::coordinator::testing::tid(&lease.task_id))
+            .task_status(&lease.task_id.clone())
             .await
             .expect("status")
             .expect("task");

@@ -7,23 +7,22 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use repovault_proto::v1 as pb;
-
 use crate::catalog::reconcile::ForgetRequest;
 use crate::error::{CoreError, CoreResult, not_found};
-use crate::model::{
-    BackupRecord, OrgCredential, OrgId, RepoRecord, SnapshotId, Status, TaskId, TaskRecord,
-};
+use crate::model::{BackupRecord, OrgCredential, OrgId, RepoRecord, Status, TaskId, TaskRecord};
 use crate::store::Batch;
 use crate::tasks::lease_state::{Outcome, TaskState};
 use crate::tasks::queue_order::{Candidate, QueueContext, select};
 
+use crate::tasks::kinds::lease_spec::LeasedTask;
+use crate::tasks::kinds::outcome::TaskReport;
 use crate::tasks::kinds::{self, Completion, LeaseCtx};
+use crate::tasks::task_progress::{Progress, WorkerProgress};
 use crate::tasks::task_queue::TaskQueue;
 
 /// What one look at the queue found.
 enum Leasing {
-    Leased(Box<pb::Task>),
+    Leased(Box<LeasedTask>),
     /// The best task's repository has no snapshot repository yet: the coordinator creates it
     /// (outside the queue lock) before anyone may back it up.
     NeedsRepository(Box<RepoRecord>),
@@ -50,19 +49,6 @@ pub struct Lease {
     pub attempt: u32,
 }
 
-impl Lease {
-    /// `tok` of a request; its task id empty or malformed is an error naming `field`.
-    pub fn from_wire(
-        tok: &pb::LeaseToken,
-        field: &'static str,
-    ) -> Result<Self, repovault_common::domain::WireError> {
-        Ok(Self {
-            task_id: TaskId::from_wire(&tok.task_id, field)?,
-            attempt: tok.attempt,
-        })
-    }
-}
-
 impl TaskQueue {
     /// Long-poll for a task: returns as soon as one is leased to `worker_id`, or `None` after
     /// `wait`. A draining worker gets nothing.
@@ -71,7 +57,7 @@ impl TaskQueue {
         worker_id: &str,
         cached: &[String],
         wait: Duration,
-    ) -> CoreResult<Option<pb::Task>> {
+    ) -> CoreResult<Option<LeasedTask>> {
         let deadline = tokio::time::Instant::now() + wait;
         // Organisations whose installation token this call minted (or failed to): each is minted
         // at most once per call, so a failing mint, or a token stale at once (a skewed clock),
@@ -198,28 +184,27 @@ impl TaskQueue {
         let attempt = task.lease.lease(worker_id, now, &self.policy)?;
         let mut batch = Batch::default();
         batch.task(&task);
-        let mut proto = pb::Task {
-            lease: Some(pb::LeaseToken {
-                task_id: task.id.to_string(),
-                attempt,
-            }),
-            repo: Some(crate::tasks::lease_access::repo_access(
-                &self.secrets,
-                &self.forge,
-                &org,
-                &repo,
-            )?),
-            rate: None,
-            spec: None,
+        let lease = Lease {
+            task_id: task.id.clone(),
+            attempt,
         };
+        let mut access =
+            crate::tasks::lease_access::repo_access(&self.secrets, &self.forge, &org, &repo)?;
+        let mut rate = None;
         let l = LeaseCtx {
             task: &task,
             org: &org,
             worker_id,
-            attempt,
+            lease: &lease,
             now,
         };
-        kinds::lease(self, &l, &mut proto, &mut batch).await?;
+        let spec = kinds::lease(self, &l, &mut access, &mut rate, &mut batch).await?;
+        let leased = LeasedTask {
+            lease,
+            repo: access,
+            rate,
+            spec,
+        };
         self.store.apply(batch).await?;
         q.lease_seq += 1;
         let seq = q.lease_seq;
@@ -229,15 +214,18 @@ impl TaskQueue {
         drop(q);
         self.workers.assign(worker_id, &task.id);
         tracing::info!(task = %task.id, attempt, worker = %worker_id, repo = %repo.full_name(), kind = task.kind.as_str(), "leased");
-        self.progress.publish(pb::TaskProgress {
-            task_id: task.id.to_string(),
+        self.progress.publish(&Progress {
+            task_id: task.id.clone(),
             attempt,
             phase: "leased".into(),
-            status: Status::Running.into(),
-            worker_id: worker_id.to_string(),
-            ..Default::default()
+            status: Status::Running,
+            error: String::new(),
+            report: WorkerProgress {
+                worker_id: worker_id.to_string(),
+                ..Default::default()
+            },
         });
-        Ok(Leasing::Leased(Box::new(proto)))
+        Ok(Leasing::Leased(Box::new(leased)))
     }
 
     /// The fence before a commit-relevant write: succeeds only for the current, unexpired lease.
@@ -254,7 +242,7 @@ impl TaskQueue {
 
     /// Records a progress event of a current lease. An event of a stale attempt of an active
     /// task is refused (the service then tells that worker to stop).
-    pub async fn task_event(&self, tok: &Lease, ev: &pb::TaskEvent) -> CoreResult<()> {
+    pub async fn task_event(&self, tok: &Lease, ev: &WorkerProgress) -> CoreResult<()> {
         {
             let q = self.state.lock().await;
             // Progress that arrives after the completion (the stream and the completion travel
@@ -264,27 +252,19 @@ impl TaskQueue {
             };
             t.lease.check(tok.attempt, self.clock.now_ms())?;
         }
-        self.progress.publish(pb::TaskProgress {
-            task_id: tok.task_id.to_string(),
+        self.progress.publish(&Progress {
+            task_id: tok.task_id.clone(),
             attempt: tok.attempt,
             phase: ev.phase.clone(),
-            bytes: ev.bytes,
-            objects: ev.objects,
-            total_bytes: ev.total_bytes,
-            message: ev.message.clone(),
-            status: Status::Running.into(),
+            status: Status::Running,
             error: String::new(),
-            worker_id: ev.worker_id.clone(),
+            report: ev.clone(),
         });
         Ok(())
     }
 
     /// The commit point. A successful backup exists when, and only when, this accepts it.
-    pub async fn complete(
-        &self,
-        tok: &Lease,
-        req: &pb::CompleteTaskRequest,
-    ) -> CoreResult<CompletionOutcome> {
+    pub async fn complete(&self, tok: &Lease, req: &TaskReport) -> CoreResult<CompletionOutcome> {
         let now = self.clock.now_ms();
         // The queue lock is held from the holder and attempt check to the commit transaction,
         // across the kind's reads. Kept because this is the commit fence: if it were released in
@@ -341,7 +321,7 @@ impl TaskQueue {
         batch.task(&task);
         let done = Completion {
             task: &task,
-            req,
+            report: req,
             attempt: tok.attempt,
             status,
             now,
@@ -507,12 +487,8 @@ impl TaskQueue {
         Ok(terminal)
     }
 
-    fn forget_rejected(&self, tok: &Lease, req: &pb::CompleteTaskRequest) {
-        // A malformed id names no snapshot this coordinator could have written: nothing to do.
-        if let Some(b) = req.backup_result()
-            && let Ok(Some(snapshot_id)) =
-                SnapshotId::from_wire_optional(&b.snapshot_id, "backup.snapshot_id")
-        {
+    fn forget_rejected(&self, tok: &Lease, req: &TaskReport) {
+        if let Some(snapshot_id) = req.backup().and_then(|b| b.snapshot_id.clone()) {
             let _ = self.forget_tx.send(ForgetRequest::Snapshot {
                 task_id: tok.task_id.clone(),
                 attempt: tok.attempt,
@@ -523,8 +499,8 @@ impl TaskQueue {
 
     fn publish_state(&self, task: &TaskRecord, attempt: u32, worker_id: &str) {
         let status = task.lease.state.status();
-        self.progress.publish(pb::TaskProgress {
-            task_id: task.id.to_string(),
+        self.progress.publish(&Progress {
+            task_id: task.id.clone(),
             attempt,
             phase: match status {
                 Status::Completed => "done".into(),
@@ -532,15 +508,17 @@ impl TaskQueue {
                 Status::Pending => "queued".into(),
                 Status::Running => "running".into(),
             },
-            status: status.into(),
+            status,
             error: task
                 .lease
                 .last_error
                 .clone()
                 .filter(|_| status != Status::Completed)
                 .unwrap_or_default(),
-            worker_id: worker_id.to_string(),
-            ..Default::default()
+            report: WorkerProgress {
+                worker_id: worker_id.to_string(),
+                ..Default::default()
+            },
         });
     }
 }

@@ -1,5 +1,9 @@
 //! Live progress of tasks, fanned out to CLI watchers. In memory only: progress is advisory;
 //! the outcome is in the store.
+//!
+//! The queue publishes typed [`Progress`]; the hub keeps and broadcasts it as the message the
+//! admin service streams (`WatchTask`), encoded once here rather than once per watcher: every
+//! watcher receives the same message unchanged, so this fan-out is part of the edge.
 
 use std::collections::HashMap;
 
@@ -7,6 +11,52 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 use repovault_proto::v1::TaskProgress;
+
+use crate::model::{Status, TaskId};
+
+/// A worker's progress report of a leased task, decoded by the worker service.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerProgress {
+    pub worker_id: String,
+    /// Phase name, e.g. "fetch", "snapshot", "restore", "push".
+    pub phase: String,
+    pub bytes: u64,
+    pub objects: u64,
+    /// 0 when unknown.
+    pub total_bytes: u64,
+    pub message: String,
+}
+
+/// One progress event of a task, as its watchers see it.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub task_id: TaskId,
+    pub attempt: u32,
+    /// Phase name: the worker's, or "leased", "queued", "running", "done", "failed".
+    pub phase: String,
+    pub status: Status,
+    /// The task's last error when it failed or went back to the queue.
+    pub error: String,
+    /// What the worker reported (default for the queue's own events).
+    pub report: WorkerProgress,
+}
+
+impl Progress {
+    fn to_message(&self) -> TaskProgress {
+        TaskProgress {
+            task_id: self.task_id.to_string(),
+            attempt: self.attempt,
+            phase: self.phase.clone(),
+            bytes: self.report.bytes,
+            objects: self.report.objects,
+            total_bytes: self.report.total_bytes,
+            message: self.report.message.clone(),
+            status: self.status.into(),
+            error: self.error.clone(),
+            worker_id: self.report.worker_id.clone(),
+        }
+    }
+}
 
 /// Watchers that fall this far behind skip to the newest events.
 const CHANNEL_CAPACITY: usize = 256;
@@ -19,7 +69,8 @@ pub struct ProgressHub {
 impl ProgressHub {
     /// Records and broadcasts an event. Terminal events (`status` completed or failed) stay
     /// readable so a watcher that arrives late still sees the end.
-    pub fn publish(&self, p: TaskProgress) {
+    pub fn publish(&self, p: &Progress) {
+        let p = p.to_message();
         let mut m = self.inner.lock();
         let entry = m
             .entry(p.task_id.clone())

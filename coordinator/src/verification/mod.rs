@@ -8,8 +8,8 @@
 use crate::model::TaskId;
 use std::time::Duration;
 
+use crate::tasks::kinds::outcome::VerifyResult;
 use repovault_common::units::human_bytes as human;
-use repovault_proto::v1 as pb;
 
 /// Recovery drills: the drill schedule, picking the repository, the loop.
 pub mod drills;
@@ -18,7 +18,6 @@ pub mod verify_ledger;
 pub mod verify_runs;
 
 use crate::model::{CheckOutcome, CheckResult, Verification, VerifyRun, VerifyStatus};
-use repovault_common::domain::FromWire;
 
 pub const ZIP_INTEGRITY: &str = "zip_integrity";
 pub const GIT_FSCK: &str = "git_fsck";
@@ -248,41 +247,12 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
-/// The checks a worker reported, refusing a result string this build does not know (it came
-/// over the wire).
-pub fn checks_from_proto(checks: &[pb::CheckResult]) -> Result<Vec<CheckResult>, String> {
-    checks
-        .iter()
-        .map(|c| {
-            let result = CheckOutcome::from_wire(c.result, "checks.result")
-                .map_err(|e| format!("check {:?}: {e}", c.name))?;
-            Ok(CheckResult {
-                name: c.name.clone(),
-                result,
-                detail: c.detail.clone(),
-                warning: c.warning,
-                incomplete: c.incomplete,
-            })
-        })
-        .collect()
-}
-
-pub fn check_to_proto(c: &CheckResult) -> pb::CheckResult {
-    pb::CheckResult {
-        name: c.name.clone(),
-        result: c.result.into(),
-        detail: c.detail.clone(),
-        warning: c.warning,
-        incomplete: c.incomplete,
-    }
-}
-
 /// The verification of a finished run: the worker's checks, `size_match`, in display order.
 pub fn finished(
     run: VerifyRun,
     mut checks: Vec<CheckResult>,
     size: CheckResult,
-    result: &pb::VerifyResult,
+    result: &VerifyResult,
     now_ms: i64,
     task_id: Option<TaskId>,
 ) -> Verification {
@@ -453,7 +423,7 @@ mod tests {
             VerifyRun::Automatic,
             checks,
             size_match(10, Some(10), T),
-            &pb::VerifyResult::default(),
+            &VerifyResult::default(),
             1,
             None,
         );
@@ -468,17 +438,6 @@ mod tests {
     }
 
     #[test]
-    fn unknown_results_from_the_wire_are_refused() {
-        let bad = pb::CheckResult {
-            name: GIT_FSCK.into(),
-            result: 99,
-            ..Default::default()
-        };
-        let err = checks_from_proto(&[bad]).expect_err("refused");
-        assert!(err.contains("99 is unknown"), "{err}");
-    }
-
-    #[test]
     fn damage_fails_zip_integrity_and_keeps_the_rest() {
         use CheckOutcome::*;
         let v = finished(
@@ -488,7 +447,7 @@ mod tests {
                 check(GIT_FSCK, Pass, false),
             ],
             size_match(10, Some(10), T),
-            &pb::VerifyResult::default(),
+            &VerifyResult::default(),
             1,
             None,
         );

@@ -7,11 +7,11 @@
 use crate::model::{BackupId, RepoId};
 use std::sync::Arc;
 
-use repovault_proto::v1 as pb;
+use crate::tasks::kinds::outcome::VerifyResult;
 
 use crate::catalog::catalog_objects::Catalog;
 use crate::catalog::org_registry::Registry;
-use crate::error::{CoreError, CoreResult, not_found};
+use crate::error::{CoreResult, not_found};
 use crate::model::{BackupRecord, Status, TaskRecord, Verification, VerifyRun};
 use crate::store::{Batch, Store};
 use crate::verification::{self as v, VerificationOptions};
@@ -41,23 +41,21 @@ impl VerifyLedger {
     pub(crate) fn automatic_verification(
         &self,
         b: &BackupRecord,
-        result: Option<&pb::VerifyResult>,
+        result: Option<&VerifyResult>,
         previous_size: Option<u64>,
         now: i64,
-    ) -> CoreResult<Option<Verification>> {
-        let Some(result) = result.filter(|r| !r.checks.is_empty()) else {
-            return Ok(None);
-        };
-        let checks = v::checks_from_proto(&result.checks).map_err(CoreError::InvalidArgument)?;
+    ) -> Option<Verification> {
+        let result = result.filter(|r| !r.checks.is_empty())?;
+        let checks = result.checks.clone();
         let size = v::size_match(b.size_bytes, previous_size, self.options.read().size);
-        Ok(Some(v::finished(
+        Some(v::finished(
             VerifyRun::Automatic,
             checks,
             size,
             result,
             now,
             None,
-        )))
+        ))
     }
 
     /// The size of the latest successful backup of the repository before `b` (for
@@ -130,7 +128,7 @@ impl VerifyLedger {
     pub(crate) async fn finish_rotation(
         &self,
         task: &TaskRecord,
-        result: Option<&pb::VerifyResult>,
+        result: Option<&VerifyResult>,
         error: Option<&str>,
         now: i64,
     ) -> CoreResult<()> {
@@ -160,7 +158,7 @@ impl VerifyLedger {
     pub(crate) async fn fail_damaged_backups(
         &self,
         repo_id: &RepoId,
-        result: &pb::VerifyResult,
+        result: &VerifyResult,
         except: Option<&BackupId>,
         run: VerifyRun,
         now: i64,
@@ -207,7 +205,7 @@ impl VerifyLedger {
     pub(crate) async fn fail_damage_found(
         &self,
         task: &TaskRecord,
-        found: &pb::VerifyResult,
+        found: &VerifyResult,
         now: i64,
     ) {
         if let Err(e) = self

@@ -361,17 +361,12 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
     let orphan = repo_dir.join("data").join(&orphan_id[..2]).join(&orphan_id);
     std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
     std::fs::write(&orphan, pseudo_random_bytes(3, 1 << 20)).unwrap();
-    let lease = repovault_coordinator::tasks::lifecycle::Lease::from_wire(
-        task.lease.as_ref().unwrap(),
-        "lease.task_id",
-    )
-    .unwrap();
+    let lease = task.lease.clone();
     core.queue
         .complete(
             &lease,
-            &repovault_proto::v1::CompleteTaskRequest {
+            &repovault_coordinator::tasks::kinds::outcome::TaskReport {
                 worker_id: "holder".into(),
-                lease: task.lease.clone(),
                 success: false,
                 error: "writing a pack: No space left on device (os error 28)".into(),
                 retryable: false,

@@ -4,10 +4,8 @@
 //! master key), and a backup that ends writes its catalog object and wakes the forget pass.
 //! Enqueueing collapses onto an equal active backup (per repository, type and trigger).
 
-use crate::model::{SnapshotId, TaskId};
-use repovault_common::manifest::{self, Counts};
-use repovault_common::secret::Secret;
-use repovault_proto::v1 as pb;
+use crate::model::TaskId;
+use repovault_common::manifest::Counts;
 
 use crate::catalog::reconcile::ForgetRequest;
 use crate::error::{CoreError, CoreResult, not_found};
@@ -20,7 +18,10 @@ use crate::secrets::SealContext;
 use crate::store::Batch;
 use crate::verification::GIT_FSCK;
 
+use super::lease_spec::{BackupSpec, LeaseSpec};
 use super::{Completion, Kind, LeaseCtx};
+use crate::forge_access::rate_budgets::Grant;
+use crate::tasks::lease_access::RepoAccess;
 use crate::tasks::task_queue::TaskQueue;
 
 /// A pending backup record of `repo` for the task `task_id`.
@@ -85,13 +86,12 @@ impl Kind for BackupKind {
     async fn lease(
         q: &TaskQueue,
         l: &LeaseCtx<'_>,
-        proto: &mut pb::Task,
+        access: &mut RepoAccess,
+        rate: &mut Option<Grant>,
         batch: &mut Batch,
-    ) -> CoreResult<()> {
+    ) -> CoreResult<LeaseSpec> {
         let task = l.task;
-        if let (Some(access), Some(lease)) = (&proto.repo, &proto.lease) {
-            proto.rate = q.forge.lease_grant(access, lease);
-        }
+        *rate = q.forge.lease_grant(access, l.lease);
         let mut b = q
             .store
             .backup(&task.repo_id, &task.backup_subject()?)
@@ -100,7 +100,7 @@ impl Kind for BackupKind {
         let stats = q.store.stats(&task.repo_id).await?;
         b.status = Status::Running;
         b.started_at_ms.get_or_insert(l.now);
-        b.attempt = l.attempt;
+        b.attempt = l.lease.attempt;
         b.worker_id = Some(l.worker_id.to_string());
         b.parent_snapshot_id = stats.last_snapshot_id.clone();
         let parent_mirror_damaged = match &stats.last_success_id {
@@ -116,16 +116,16 @@ impl Kind for BackupKind {
                 }),
             None => false,
         };
-        proto.spec = Some(pb::task::Spec::Backup(pb::BackupSpec {
+        let spec = LeaseSpec::Backup(BackupSpec {
             parent_mirror_damaged,
-            backup_id: b.id.to_string(),
-            backup_type: b.backup_type.into(),
-            trigger: b.trigger.into(),
-            parent_snapshot_id: stats.last_snapshot_id.map(String::from).unwrap_or_default(),
-            parent_backup_id: stats.last_success_id.map(String::from).unwrap_or_default(),
-        }));
+            backup_id: b.id.clone(),
+            backup_type: b.backup_type,
+            trigger: b.trigger,
+            parent_snapshot_id: stats.last_snapshot_id,
+            parent_backup_id: stats.last_success_id,
+        });
         batch.backup(&b);
-        Ok(())
+        Ok(spec)
     }
 
     /// The backup record with the attempt's outcome; on success its snapshot (a full 64-hex id,
@@ -137,7 +137,7 @@ impl Kind for BackupKind {
         c: &Completion<'_>,
         batch: &mut Batch,
     ) -> CoreResult<Option<BackupRecord>> {
-        let (task, req, status, now) = (c.task, c.req, c.status, c.now);
+        let (task, req, status, now) = (c.task, c.report, c.status, c.now);
         let mut b = q
             .store
             .backup(&task.repo_id, &task.backup_subject()?)
@@ -151,33 +151,34 @@ impl Kind for BackupKind {
             .clone()
             .filter(|_| status != Status::Completed);
         if req.success {
-            let r = req.backup_result().cloned().unwrap_or_default();
-            b.snapshot_id = Some(SnapshotId::from_wire(
-                &r.snapshot_id,
-                "result.backup.snapshot_id",
-            )?);
+            let r = req.backup().cloned().unwrap_or_default();
+            b.snapshot_id = Some(r.snapshot_id.clone().ok_or_else(|| {
+                CoreError::InvalidArgument(
+                    "result.backup.snapshot_id: a successful backup names the snapshot it wrote"
+                        .into(),
+                )
+            })?);
             b.size_bytes = r.size_bytes;
             b.added_bytes = r.added_bytes;
             b.bytes_received = r.bytes_received;
-            b.counts = Counts::from(&r.counts.unwrap_or_default());
-            b.components = manifest::components_from_proto(&r.components)
-                .map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
+            b.counts = r.counts;
+            b.components = r.components.clone();
             let stats = q.store.stats(&task.repo_id).await?;
             let previous = q.ledger.previous_size(&b, &stats).await?;
             b.verification =
                 q.ledger
-                    .automatic_verification(&b, r.verification.as_ref(), previous, now)?;
+                    .automatic_verification(&b, r.verification.as_ref(), previous, now);
             if let Some(ver) = &b.verification {
                 metrics::counter!("repovault_verifications_total", "run" => VerifyRun::Automatic.as_str(), "status" => ver.status.as_str())
                     .increment(1);
             }
-            if !r.master_key.is_empty()
+            if let Some(master_key) = &r.master_key
                 && let Some(mut repo) = q.store.repo(&task.repo_id).await?
             {
-                repo.sealed_master_key = Some(q.secrets.seal(
-                    SealContext::RepoMasterKey(&repo.id),
-                    &Secret::new(r.master_key.clone()),
-                ));
+                repo.sealed_master_key = Some(
+                    q.secrets
+                        .seal(SealContext::RepoMasterKey(&repo.id), master_key),
+                );
                 batch.repo(&repo);
             }
         }
@@ -203,7 +204,7 @@ impl Kind for BackupKind {
             return;
         };
         after_backup_finished(q, &b).await;
-        if let Some(r) = c.req.backup_result().and_then(|r| r.verification.as_ref())
+        if let Some(r) = c.report.backup().and_then(|r| r.verification.as_ref())
             && let Err(e) = q
                 .ledger
                 .fail_damaged_backups(&b.repo_id, r, Some(&b.id), VerifyRun::Automatic, c.now)

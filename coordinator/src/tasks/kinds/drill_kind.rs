@@ -2,12 +2,15 @@
 //! their outcome goes onto the drill record once the task ends for good, and damage a drill met
 //! fails every backup using the damaged packs.
 
-use repovault_proto::v1 as pb;
+use repovault_common::secret::Secret;
 
-use crate::error::{CoreError, CoreResult, not_found};
+use super::lease_spec::{DrillSpec, LeaseSpec};
+use super::outcome::{DrillResult, TaskReport, VerifyResult};
+use crate::error::{CoreResult, not_found};
+use crate::forge_access::rate_budgets::Grant;
 use crate::model::{BackupRecord, Status, TaskRecord};
 use crate::store::Batch;
-use crate::verification as v;
+use crate::tasks::lease_access::RepoAccess;
 
 use super::{Completion, Kind, LeaseCtx, check_error};
 use crate::tasks::task_queue::TaskQueue;
@@ -17,9 +20,9 @@ pub(crate) struct DrillKind;
 impl DrillKind {
     /// The task ended for good: record its outcome. Errors are logged: the task's own outcome
     /// is already committed.
-    async fn finished(q: &TaskQueue, task: &TaskRecord, req: &pb::CompleteTaskRequest) {
+    async fn finished(q: &TaskQueue, task: &TaskRecord, req: &TaskReport) {
         let error = check_error(task, req);
-        let r = req.drill_result().filter(|_| req.success);
+        let r = req.drill().filter(|_| req.success);
         if let Err(e) = finish_drill(q, task, r, error.as_deref()).await {
             tracing::warn!(task = %task.id, kind = task.kind.as_str(), error = %e, "recording the outcome failed");
         }
@@ -31,24 +34,22 @@ impl Kind for DrillKind {
     async fn lease(
         q: &TaskQueue,
         l: &LeaseCtx<'_>,
-        proto: &mut pb::Task,
+        access: &mut RepoAccess,
+        _rate: &mut Option<Grant>,
         batch: &mut Batch,
-    ) -> CoreResult<()> {
-        if let Some(access) = proto.repo.as_mut() {
-            access.source_token.clear();
-        }
-        proto.spec = Some(pb::task::Spec::Drill(lease_drill(q, l.task, batch).await?));
-        Ok(())
+    ) -> CoreResult<LeaseSpec> {
+        access.source_token = Secret::default();
+        Ok(LeaseSpec::Drill(lease_drill(q, l.task, batch).await?))
     }
 
     /// The drill's outcome when the task ended, then the damage it found when it could not
     /// restore.
     async fn after_commit(q: &TaskQueue, c: &Completion<'_>, _finished: Option<BackupRecord>) {
         if c.task.lease.state.is_terminal() {
-            Self::finished(q, c.task, c.req).await;
+            Self::finished(q, c.task, c.report).await;
         }
-        if let Some(d) = c.req.drill_result() {
-            let found = pb::VerifyResult {
+        if let Some(d) = c.report.drill() {
+            let found = VerifyResult {
                 damaged_snapshot_ids: d.damaged_snapshot_ids.clone(),
                 damage: d.damage.clone(),
                 ..Default::default()
@@ -61,10 +62,7 @@ impl Kind for DrillKind {
     /// failed drill.
     async fn after_requeue(q: &TaskQueue, task: &TaskRecord, status: Status) {
         if status.is_terminal() {
-            let failure = pb::CompleteTaskRequest {
-                error: task.lease.last_error.clone().unwrap_or_default(),
-                ..Default::default()
-            };
+            let failure = TaskReport::failed_without_completion(task);
             Self::finished(q, task, &failure).await;
         }
     }
@@ -75,7 +73,7 @@ pub(crate) async fn lease_drill(
     q: &TaskQueue,
     task: &TaskRecord,
     batch: &mut Batch,
-) -> CoreResult<pb::DrillSpec> {
+) -> CoreResult<DrillSpec> {
     let mut d = q
         .store
         .drill(&task.org_id, &task.drill_subject()?)
@@ -83,10 +81,10 @@ pub(crate) async fn lease_drill(
         .ok_or_else(|| not_found("drill", task.subject_id.clone()))?;
     d.status = Status::Running;
     batch.drill(&d);
-    Ok(pb::DrillSpec {
-        drill_id: d.id.to_string(),
-        backup_id: d.backup_id.to_string(),
-        snapshot_id: d.snapshot_id.to_string(),
+    Ok(DrillSpec {
+        drill_id: d.id.clone(),
+        backup_id: d.backup_id.clone(),
+        snapshot_id: d.snapshot_id.clone(),
     })
 }
 
@@ -94,7 +92,7 @@ pub(crate) async fn lease_drill(
 pub(crate) async fn finish_drill(
     q: &TaskQueue,
     task: &TaskRecord,
-    result: Option<&pb::DrillResult>,
+    result: Option<&DrillResult>,
     error: Option<&str>,
 ) -> CoreResult<()> {
     let Some(mut d) = q.store.drill(&task.org_id, &task.drill_subject()?).await? else {
@@ -104,7 +102,7 @@ pub(crate) async fn finish_drill(
     match result {
         Some(r) => {
             d.status = Status::Completed;
-            d.checks = v::checks_from_proto(&r.checks).map_err(CoreError::InvalidArgument)?;
+            d.checks = r.checks.clone();
             // A drill passes only when the worker says so and every check agrees.
             d.passed = Some(
                 r.passed

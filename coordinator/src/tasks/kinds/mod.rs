@@ -12,6 +12,8 @@
 mod backup_kind;
 mod backup_requests;
 mod drill_kind;
+pub mod lease_spec;
+pub mod outcome;
 mod restore_kind;
 mod restore_requests;
 mod verify_kind;
@@ -23,11 +25,14 @@ pub(crate) use backup_kind::after_backup_finished;
 #[cfg(test)]
 pub(crate) use backup_kind::new_backup;
 
-use repovault_proto::v1 as pb;
-
 use crate::error::CoreResult;
+use crate::forge_access::rate_budgets::Grant;
 use crate::model::{BackupRecord, OrgRecord, RepoRecord, Status, TaskKind, TaskRecord};
 use crate::store::Batch;
+use crate::tasks::lease_access::RepoAccess;
+use crate::tasks::lifecycle::Lease;
+use lease_spec::LeaseSpec;
+use outcome::TaskReport;
 
 use crate::tasks::task_queue::TaskQueue;
 
@@ -62,7 +67,8 @@ pub(crate) struct LeaseCtx<'a> {
     /// The task's organisation (the source's).
     pub org: &'a OrgRecord,
     pub worker_id: &'a str,
-    pub attempt: u32,
+    /// The lease being granted.
+    pub lease: &'a Lease,
     pub now: i64,
 }
 
@@ -70,7 +76,7 @@ pub(crate) struct LeaseCtx<'a> {
 pub(crate) struct Completion<'a> {
     /// The task with its finished lease state.
     pub task: &'a TaskRecord,
-    pub req: &'a pb::CompleteTaskRequest,
+    pub report: &'a TaskReport,
     pub attempt: u32,
     /// The task's status after the completion (`Pending` when it will be retried).
     pub status: Status,
@@ -103,15 +109,16 @@ pub(crate) trait Kind {
         Ok(None)
     }
 
-    /// Completes the lease `proto` (its kind's spec, and what the worker may see of the
-    /// repository access) and adds to `batch`, the lease's own transaction, the kind's record
-    /// marked running.
+    /// The lease's spec; takes from `access` what the worker may not see of the repository,
+    /// sets `rate` when the lease draws on the credential's rate budget, and adds to `batch`,
+    /// the lease's own transaction, the kind's record marked running.
     async fn lease(
         q: &TaskQueue,
         l: &LeaseCtx<'_>,
-        proto: &mut pb::Task,
+        access: &mut RepoAccess,
+        rate: &mut Option<Grant>,
         batch: &mut Batch,
-    ) -> CoreResult<()>;
+    ) -> CoreResult<LeaseSpec>;
 
     /// Adds to `batch`, the commit transaction, what this completion writes besides the task.
     /// Returns the backup record that ended with it, for the work after the commit. An error
@@ -153,7 +160,7 @@ pub(crate) fn exclusive(kind: TaskKind) -> bool {
 
 /// The error a verify or drill outcome records when the task ended without success: the
 /// completion's message, or the lease's last error.
-fn check_error(task: &TaskRecord, req: &pb::CompleteTaskRequest) -> Option<String> {
+fn check_error(task: &TaskRecord, req: &TaskReport) -> Option<String> {
     (!req.success).then(|| {
         if req.error.is_empty() {
             task.lease.last_error.clone().unwrap_or_default()
@@ -182,10 +189,11 @@ pub(crate) async fn credential_org(
 pub(crate) async fn lease(
     q: &TaskQueue,
     l: &LeaseCtx<'_>,
-    proto: &mut pb::Task,
+    access: &mut RepoAccess,
+    rate: &mut Option<Grant>,
     batch: &mut Batch,
-) -> CoreResult<()> {
-    with_kind!(l.task.kind, K => K::lease(q, l, proto, batch).await)
+) -> CoreResult<LeaseSpec> {
+    with_kind!(l.task.kind, K => K::lease(q, l, access, rate, batch).await)
 }
 
 /// [`Kind::commit`] of the task's kind.

@@ -3,7 +3,6 @@
 //! damage a restore met fails every backup using the damaged packs.
 
 use repovault_common::secret::Secret;
-use repovault_proto::v1 as pb;
 
 use crate::error::{CoreResult, not_found};
 use crate::model::{
@@ -12,7 +11,10 @@ use crate::model::{
 use crate::secrets::SealContext;
 use crate::store::Batch;
 
+use super::lease_spec::{LeaseSpec, RestoreSpec};
 use super::{Completion, Kind, LeaseCtx};
+use crate::forge_access::rate_budgets::Grant;
+use crate::tasks::lease_access::RepoAccess;
 use crate::tasks::task_queue::TaskQueue;
 
 pub(crate) struct RestoreKind;
@@ -39,9 +41,10 @@ impl Kind for RestoreKind {
     async fn lease(
         q: &TaskQueue,
         l: &LeaseCtx<'_>,
-        proto: &mut pb::Task,
+        _access: &mut RepoAccess,
+        _rate: &mut Option<Grant>,
         batch: &mut Batch,
-    ) -> CoreResult<()> {
+    ) -> CoreResult<LeaseSpec> {
         let task = l.task;
         let mut r = q
             .store
@@ -62,32 +65,31 @@ impl Kind for RestoreKind {
             .and_then(|t| t.split_once('/'))
             .map(|(o, n)| (o.to_string(), n.to_string()))
             .unwrap_or_default();
-        proto.spec = Some(pb::task::Spec::Restore(pb::RestoreSpec {
-            restore_id: r.id.to_string(),
-            backup_id: r.backup_id.to_string(),
-            snapshot_id: b.snapshot_id.map(String::from).unwrap_or_default(),
-            restore_type: r.restore_type.into(),
-            target: r.target.into(),
-            target_url: r.target_url.clone().unwrap_or_default(),
-            target_token: token.expose().to_string(),
-            artifact_path: r.artifact_path.clone().unwrap_or_default(),
+        let spec = LeaseSpec::Restore(Box::new(RestoreSpec {
+            restore_id: r.id.clone(),
+            backup_id: r.backup_id.clone(),
+            snapshot_id: b.snapshot_id,
+            restore_type: r.restore_type,
+            target: r.target,
+            target_url: r.target_url.clone(),
+            target_token: token,
+            artifact_path: r.artifact_path.clone(),
             // A target repository lives on the forge of the organisation whose credential
             // creates it (the source's own by default); a target URL is plain git.
             target_provider: match &r.target_repo {
                 Some(_) => credential_provider.unwrap_or(l.org.provider),
                 None => Provider::Git,
-            }
-            .into(),
+            },
             target_owner,
             target_name,
-            target_api_url: r.target_api_url.clone().unwrap_or_default(),
-            target_ca_cert_pem: r.target_ca_cert_pem.clone().unwrap_or_default(),
+            target_api_url: r.target_api_url.clone(),
+            target_ca_cert_pem: r.target_ca_cert_pem.clone(),
             create_target: r.create_target,
             target_is_source_credential: same_credential,
-            access: pb::RestoreAccess::from(r.access).into(),
+            access: r.access,
         }));
         batch.restore(&r);
-        Ok(())
+        Ok(spec)
     }
 
     /// The restore record with the attempt's outcome (`Pending` again when it will be retried)
@@ -113,8 +115,8 @@ impl Kind for RestoreKind {
             .last_error
             .clone()
             .filter(|_| status != Status::Completed);
-        if c.req.success {
-            let res = c.req.restore_result().cloned().unwrap_or_default();
+        if c.report.success {
+            let res = c.report.restore().cloned().unwrap_or_default();
             r.refs_pushed = res.refs_pushed;
             r.artifact_bytes = res.artifact_bytes;
             r.artifact_sha256 = (!res.artifact_sha256.is_empty()).then_some(res.artifact_sha256);
@@ -129,7 +131,7 @@ impl Kind for RestoreKind {
 
     /// Damage the restore found when it could not restore (`CompleteTaskRequest.verify`).
     async fn after_commit(q: &TaskQueue, c: &Completion<'_>, _finished: Option<BackupRecord>) {
-        if let Some(r) = c.req.verify_result() {
+        if let Some(r) = c.report.verify() {
             q.ledger.fail_damage_found(c.task, r, c.now).await;
         }
     }

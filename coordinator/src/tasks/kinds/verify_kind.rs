@@ -2,11 +2,15 @@
 //! lease never carries the source's credential; their outcome goes onto the backup's
 //! verification (or the rotation's record) once the task ends for good.
 
-use repovault_proto::v1 as pb;
+use repovault_common::secret::Secret;
 
-use crate::error::{CoreError, CoreResult};
+use super::lease_spec::{LeaseSpec, VerifySpec};
+use super::outcome::{TaskReport, VerifyResult};
+use crate::error::CoreResult;
+use crate::forge_access::rate_budgets::Grant;
 use crate::model::{BackupRecord, Status, TaskRecord, VerifyMode, VerifyRun, VerifyStatus};
 use crate::store::Batch;
+use crate::tasks::lease_access::RepoAccess;
 use crate::verification as v;
 
 use super::{Completion, Kind, LeaseCtx, check_error};
@@ -18,9 +22,9 @@ pub(crate) struct VerifyKind;
 impl VerifyKind {
     /// The task ended for good: record its outcome. Errors are logged: the task's own outcome
     /// is already committed.
-    async fn finished(q: &TaskQueue, task: &TaskRecord, req: &pb::CompleteTaskRequest) {
+    async fn finished(q: &TaskQueue, task: &TaskRecord, req: &TaskReport) {
         let error = check_error(task, req);
-        let r = req.verify_result().filter(|_| req.success);
+        let r = req.verify().filter(|_| req.success);
         if let Err(e) = finish_verify(q, task, r, error.as_deref()).await {
             tracing::warn!(task = %task.id, kind = task.kind.as_str(), error = %e, "recording the outcome failed");
         }
@@ -32,21 +36,17 @@ impl Kind for VerifyKind {
     async fn lease(
         q: &TaskQueue,
         l: &LeaseCtx<'_>,
-        proto: &mut pb::Task,
+        access: &mut RepoAccess,
+        _rate: &mut Option<Grant>,
         batch: &mut Batch,
-    ) -> CoreResult<()> {
-        if let Some(access) = proto.repo.as_mut() {
-            access.source_token.clear();
-        }
-        proto.spec = Some(pb::task::Spec::Verify(
-            lease_verify(q, l.task, batch).await?,
-        ));
-        Ok(())
+    ) -> CoreResult<LeaseSpec> {
+        access.source_token = Secret::default();
+        Ok(LeaseSpec::Verify(lease_verify(q, l.task, batch).await?))
     }
 
     async fn after_commit(q: &TaskQueue, c: &Completion<'_>, _finished: Option<BackupRecord>) {
         if c.task.lease.state.is_terminal() {
-            Self::finished(q, c.task, c.req).await;
+            Self::finished(q, c.task, c.report).await;
         }
     }
 
@@ -54,10 +54,7 @@ impl Kind for VerifyKind {
     /// a verification that could not run.
     async fn after_requeue(q: &TaskQueue, task: &TaskRecord, status: Status) {
         if status.is_terminal() {
-            let failure = pb::CompleteTaskRequest {
-                error: task.lease.last_error.clone().unwrap_or_default(),
-                ..Default::default()
-            };
+            let failure = TaskReport::failed_without_completion(task);
             Self::finished(q, task, &failure).await;
         }
     }
@@ -71,23 +68,18 @@ pub(crate) async fn lease_verify(
     q: &TaskQueue,
     task: &TaskRecord,
     batch: &mut Batch,
-) -> CoreResult<pb::VerifySpec> {
+) -> CoreResult<VerifySpec> {
     let max_age = {
         let o = q.ledger.options.read();
         v::rotation_pack_age(o.readback_max_age, o.rotation_every)
     };
     if task.mode == Some(VerifyMode::Rotation) {
-        return Ok(pb::VerifySpec {
-            mode: VerifyMode::Rotation.into(),
-            max_age_ms: i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX),
-            ..Default::default()
-        });
+        return Ok(VerifySpec::Rotation { max_age });
     }
     let Some(mut b) = q.registry.backup_record(&task.backup_subject()?).await? else {
-        return Ok(pb::VerifySpec {
-            backup_id: task.subject_id.clone(),
-            mode: VerifyMode::Manual.into(),
-            ..Default::default()
+        return Ok(VerifySpec::Manual {
+            backup_id: task.backup_subject()?,
+            snapshot_id: None,
         });
     };
     if let Some(ver) = b.verification.as_mut() {
@@ -96,11 +88,9 @@ pub(crate) async fn lease_verify(
     if q.store.backup(&b.repo_id, &b.id).await?.is_some() {
         batch.backup(&b);
     }
-    Ok(pb::VerifySpec {
-        backup_id: b.id.to_string(),
-        snapshot_id: b.snapshot_id.clone().map(String::from).unwrap_or_default(),
-        mode: VerifyMode::Manual.into(),
-        max_age_ms: 0,
+    Ok(VerifySpec::Manual {
+        backup_id: b.id.clone(),
+        snapshot_id: b.snapshot_id.clone(),
     })
 }
 
@@ -109,7 +99,7 @@ pub(crate) async fn lease_verify(
 pub(crate) async fn finish_verify(
     q: &TaskQueue,
     task: &TaskRecord,
-    result: Option<&pb::VerifyResult>,
+    result: Option<&VerifyResult>,
     error: Option<&str>,
 ) -> CoreResult<()> {
     let now = q.clock.now_ms();
@@ -122,7 +112,7 @@ pub(crate) async fn finish_verify(
     };
     let ver = match result {
         Some(r) => {
-            let checks = v::checks_from_proto(&r.checks).map_err(CoreError::InvalidArgument)?;
+            let checks = r.checks.clone();
             let stats = q.store.stats(&b.repo_id).await?;
             let previous = q.ledger.previous_size(&b, &stats).await?;
             let size = v::size_match(b.size_bytes, previous, q.ledger.options.read().size);
