@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use repovault_common::forge::{
-    self as forges, AppInstallation, app_credential_id, token_credential_id,
+    self as forges, AppInstallation, ForgeCredential, app_credential_id, token_credential_id,
 };
 use repovault_common::secret::Secret;
 
@@ -24,7 +24,7 @@ use crate::forge_access::installation_tokens::TokenCache;
 use crate::forge_access::org_discovery::{endpoint, forge_error, installation_key};
 use crate::forge_access::rate_budgets::RateBudgets;
 use crate::secrets::Secrets;
-use crate::store::Store;
+use crate::store::{Batch, Store};
 use crate::tasks::lease_access::RepoAccess;
 use crate::tasks::lifecycle::Lease;
 
@@ -101,6 +101,66 @@ pub struct RatePause {
 }
 
 impl ForgeAccess {
+    /// A credential sealed for organisation `id`.
+    pub(super) fn seal_credential(
+        &self,
+        id: &OrgId,
+        credential: &ForgeCredential,
+    ) -> OrgCredential {
+        let context = SealContext::OrgCredential(id);
+        match credential {
+            ForgeCredential::Token(t) => OrgCredential::Token {
+                sealed_token: self.secrets.seal(context, &Secret::new(t.expose().trim())),
+            },
+            ForgeCredential::App(app) => OrgCredential::App {
+                app_id: app.app_id,
+                installation_id: app.installation_id,
+                sealed_private_key: self.secrets.seal(context, &app.private_key_pem),
+            },
+        }
+    }
+
+    /// Replaces a forge organisation's credential (an expired or rotated token, a new App key):
+    /// the new one's form is checked as its provider requires and proven by listing the
+    /// organisation's repositories with it; only then is it sealed and stored, so a credential
+    /// the forge refuses leaves the old one in place. The next lease carries the new one.
+    /// Written under the discovery lock from a fresh read of the record, so a discovery running
+    /// meanwhile cannot write the old credential back. Returns the organisation and how many
+    /// repositories the forge listed.
+    pub async fn update_credential(
+        &self,
+        name: &str,
+        credential: ForgeCredential,
+    ) -> CoreResult<(OrgRecord, usize)> {
+        let org = self.org_named(name).await?;
+        if !org.provider.is_forge() {
+            return Err(CoreError::InvalidArgument(format!(
+                "organisation {name:?} is plain git: it has no credential of its own (change a repository's token with `repo update ORG/NAME`)"
+            )));
+        }
+        let kind = forges::kind(org.provider);
+        kind.check_credential(&credential)
+            .map_err(CoreError::InvalidArgument)?;
+        let sealed = self.seal_credential(&org.id, &credential);
+        let candidate = OrgRecord {
+            credential: Some(sealed.clone()),
+            ..org
+        };
+        let listed = self.list_remote(&candidate).await?;
+        let _one_at_a_time = self.sync_lock.lock().await;
+        let mut current = self
+            .store
+            .org(&candidate.id)
+            .await?
+            .ok_or_else(|| crate::error::not_found("organisation", name))?;
+        current.credential = Some(sealed);
+        let mut batch = Batch::default();
+        batch.org(&current);
+        self.store.apply(batch).await?;
+        tracing::info!(org = %current.name, credential = current.credential.as_ref().map_or("none", OrgCredential::kind), listed = listed.len(), "organisation credential replaced");
+        Ok((current, listed.len()))
+    }
+
     /// Access reading `store`, opening with `secrets`, timing the budget on `clock`.
     pub fn new(store: Store, secrets: Arc<Secrets>, clock: Arc<dyn Clock>) -> Self {
         Self {

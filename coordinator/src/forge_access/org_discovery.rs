@@ -10,7 +10,7 @@
 //! caches one per installation ([`crate::forge_access::installation_tokens`]). Workers never see
 //! the private key.
 
-use crate::model::{OrgId, RepoId};
+use crate::model::RepoId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,67 +191,11 @@ impl ForgeAccess {
         Ok((org, report))
     }
 
-    async fn org_named(&self, name: &str) -> CoreResult<OrgRecord> {
+    pub(super) async fn org_named(&self, name: &str) -> CoreResult<OrgRecord> {
         self.store
             .org_by_name(name)
             .await?
             .ok_or_else(|| crate::error::not_found("organisation", name))
-    }
-
-    /// A credential sealed for organisation `id`.
-    fn seal_credential(&self, id: &OrgId, credential: &ForgeCredential) -> OrgCredential {
-        let context = SealContext::OrgCredential(id);
-        match credential {
-            ForgeCredential::Token(t) => OrgCredential::Token {
-                sealed_token: self.secrets.seal(context, &Secret::new(t.expose().trim())),
-            },
-            ForgeCredential::App(app) => OrgCredential::App {
-                app_id: app.app_id,
-                installation_id: app.installation_id,
-                sealed_private_key: self.secrets.seal(context, &app.private_key_pem),
-            },
-        }
-    }
-
-    /// Replaces a forge organisation's credential (an expired or rotated token, a new App key):
-    /// the new one's form is checked as its provider requires and proven by listing the
-    /// organisation's repositories with it; only then is it sealed and stored, so a credential
-    /// the forge refuses leaves the old one in place. The next lease carries the new one.
-    /// Written under the discovery lock from a fresh read of the record, so a discovery running
-    /// meanwhile cannot write the old credential back. Returns the organisation and how many
-    /// repositories the forge listed.
-    pub async fn update_credential(
-        &self,
-        name: &str,
-        credential: ForgeCredential,
-    ) -> CoreResult<(OrgRecord, usize)> {
-        let org = self.org_named(name).await?;
-        if !org.provider.is_forge() {
-            return Err(CoreError::InvalidArgument(format!(
-                "organisation {name:?} is plain git: it has no credential of its own (change a repository's token with `repo update ORG/NAME`)"
-            )));
-        }
-        let kind = forges::kind(org.provider);
-        kind.check_credential(&credential)
-            .map_err(CoreError::InvalidArgument)?;
-        let sealed = self.seal_credential(&org.id, &credential);
-        let candidate = OrgRecord {
-            credential: Some(sealed.clone()),
-            ..org
-        };
-        let listed = self.list_remote(&candidate).await?;
-        let _one_at_a_time = self.sync_lock.lock().await;
-        let mut current = self
-            .store
-            .org(&candidate.id)
-            .await?
-            .ok_or_else(|| crate::error::not_found("organisation", name))?;
-        current.credential = Some(sealed);
-        let mut batch = Batch::default();
-        batch.org(&current);
-        self.store.apply(batch).await?;
-        tracing::info!(org = %current.name, credential = current.credential.as_ref().map_or("none", OrgCredential::kind), listed = listed.len(), "organisation credential replaced");
-        Ok((current, listed.len()))
     }
 
     /// Discovers an organisation's repositories now. A provider without organisations to
@@ -325,7 +269,7 @@ impl ForgeAccess {
     }
 
     /// Lists the organisation's repositories on its forge, keeping what is valid.
-    async fn list_remote(&self, org: &OrgRecord) -> CoreResult<Vec<ListedRepo>> {
+    pub(super) async fn list_remote(&self, org: &OrgRecord) -> CoreResult<Vec<ListedRepo>> {
         let ep = endpoint(org);
         let token = self.forge_token(org).await?.unwrap_or_default();
         let forge = open_forge(org, &ep, token).map_err(|e| forge_error(api_named(org, &ep), e))?;
