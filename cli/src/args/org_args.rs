@@ -15,6 +15,23 @@ pub struct OrgAddArgs {
     /// Default https://api.github.com.
     #[arg(long)]
     pub api_url: Option<String>,
+    #[command(flatten)]
+    pub credential: CredentialArgs,
+    /// github: a CA certificate (PEM file) to trust for the API URL.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OrgUpdateArgs {
+    pub org: String,
+    #[command(flatten)]
+    pub credential: CredentialArgs,
+}
+
+/// A forge credential: a token (from a variable or a file) or a GitHub App installation.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CredentialArgs {
     /// github: read a token from this environment variable.
     #[arg(long)]
     pub token_env: Option<String>,
@@ -29,29 +46,6 @@ pub struct OrgAddArgs {
     #[arg(long)]
     pub private_key: Option<PathBuf>,
     /// github: the App's installation on this organisation.
-    #[arg(long)]
-    pub installation_id: Option<u64>,
-    /// github: a CA certificate (PEM file) to trust for the API URL.
-    #[arg(long)]
-    pub ca_cert: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct OrgUpdateArgs {
-    pub org: String,
-    /// Read the new token from this environment variable.
-    #[arg(long)]
-    pub token_env: Option<String>,
-    /// Read the new token from this file.
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
-    /// A GitHub App's id (with --private-key and --installation-id).
-    #[arg(long)]
-    pub app_id: Option<u64>,
-    /// The App's private key (PEM file).
-    #[arg(long)]
-    pub private_key: Option<PathBuf>,
-    /// The App's installation on this organisation.
     #[arg(long)]
     pub installation_id: Option<u64>,
 }

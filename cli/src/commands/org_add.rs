@@ -31,8 +31,10 @@ pub fn request(
     a: &OrgAddArgs,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<pb::AddOrgRequest, CliError> {
-    let has_token = a.token_env.is_some() || a.token_file.is_some();
-    let has_app = a.app_id.is_some() || a.private_key.is_some() || a.installation_id.is_some();
+    let has_token = a.credential.token_env.is_some() || a.credential.token_file.is_some();
+    let has_app = a.credential.app_id.is_some()
+        || a.credential.private_key.is_some()
+        || a.credential.installation_id.is_some();
     let provider = a.provider.parse::<Provider>().map_err(|_| {
         CliError::usage(format!(
             "provider {:?} is not supported (supported: {})",
@@ -82,12 +84,12 @@ pub fn request(
             "--provider {provider} needs a credential: --token-env VAR, --token-file FILE, or --app-id ID --private-key FILE --installation-id ID"
         ))),
         (true, false) => {
-            if a.token_env.is_some() && a.token_file.is_some() {
+            if a.credential.token_env.is_some() && a.credential.token_file.is_some() {
                 return Err(CliError::usage(
                     "give one of --token-env and --token-file, not both",
                 ));
             }
-            let token = match (&a.token_env, &a.token_file) {
+            let token = match (&a.credential.token_env, &a.credential.token_file) {
                 (Some(var), _) => {
                     let v = env(var).ok_or_else(|| {
                         CliError::usage(format!(
@@ -108,9 +110,11 @@ pub fn request(
             Ok(req)
         }
         (false, true) => {
-            let (Some(app_id), Some(key), Some(installation_id)) =
-                (a.app_id, &a.private_key, a.installation_id)
-            else {
+            let (Some(app_id), Some(key), Some(installation_id)) = (
+                a.credential.app_id,
+                &a.credential.private_key,
+                a.credential.installation_id,
+            ) else {
                 return Err(CliError::usage(format!(
                     "a {forge} App needs all of --app-id, --private-key and --installation-id"
                 )));
@@ -145,11 +149,7 @@ mod tests {
             name: "acme".into(),
             provider: provider.into(),
             api_url: None,
-            token_env: None,
-            token_file: None,
-            app_id: None,
-            private_key: None,
-            installation_id: None,
+            credential: Default::default(),
             ca_cert: None,
         }
     }
@@ -172,7 +172,7 @@ mod tests {
             (Provider::Git.into(), "", "")
         );
         let mut a = args("git");
-        a.token_env = Some("GH_TOKEN".into());
+        a.credential.token_env = Some("GH_TOKEN".into());
         assert!(err(&a).contains("--provider git takes no"));
     }
 
@@ -181,20 +181,20 @@ mod tests {
         assert!(err(&args("gitlab")).contains("not supported (supported: git, github)"));
         assert!(err(&args("github")).contains("needs a credential"));
         let mut both = args("github");
-        both.token_env = Some("GH_TOKEN".into());
-        both.app_id = Some(1);
+        both.credential.token_env = Some("GH_TOKEN".into());
+        both.credential.app_id = Some(1);
         assert!(err(&both).contains("not both"));
         let mut partial = args("github");
-        partial.app_id = Some(1);
+        partial.credential.app_id = Some(1);
         assert!(err(&partial).contains("all of --app-id, --private-key and --installation-id"));
         let mut unset = args("github");
-        unset.token_env = Some("NOPE".into());
+        unset.credential.token_env = Some("NOPE".into());
         assert!(err(&unset).contains("NOPE: that environment variable is not set"));
         let mut missing = args("github");
-        missing.token_file = Some("/nonexistent/token".into());
+        missing.credential.token_file = Some("/nonexistent/token".into());
         assert!(err(&missing).contains("--token-file /nonexistent/token"));
         let mut http = args("github");
-        http.token_env = Some("GH_TOKEN".into());
+        http.credential.token_env = Some("GH_TOKEN".into());
         http.api_url = Some("http://ghe.example/api/v3".into());
         assert!(err(&http).contains("only https://"));
     }
@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn the_token_goes_in_the_body_and_is_never_in_an_error() {
         let mut a = args("github");
-        a.token_env = Some("GH_TOKEN".into());
+        a.credential.token_env = Some("GH_TOKEN".into());
         a.api_url = Some("https://ghe.example/api/v3/".into());
         let r = request(&a, |k| {
             (k == "GH_TOKEN").then(|| " ghp_fromenv\n".to_string())
@@ -222,16 +222,16 @@ mod tests {
         )
         .expect("write");
         let mut a = args("github");
-        a.app_id = Some(1);
-        a.installation_id = Some(2);
-        a.private_key = Some(key);
+        a.credential.app_id = Some(1);
+        a.credential.installation_id = Some(2);
+        a.credential.private_key = Some(key);
         let e = err(&a);
         assert!(e.contains("not an RSA private key"), "{e}");
         assert!(!e.contains("c2VjcmV0"), "the key is never echoed: {e}");
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, "not a certificate").expect("write");
         let mut b = args("github");
-        b.token_env = Some("GH_TOKEN".into());
+        b.credential.token_env = Some("GH_TOKEN".into());
         b.ca_cert = Some(ca);
         assert!(err(&b).contains("no PEM certificate"));
     }

@@ -356,11 +356,7 @@ async fn org_update(
         name: a.org.clone(),
         provider: provider.as_str().to_string(),
         api_url: None,
-        token_env: a.token_env,
-        token_file: a.token_file,
-        app_id: a.app_id,
-        private_key: a.private_key,
-        installation_id: a.installation_id,
+        credential: a.credential,
         ca_cert: None,
     };
     let req = org_add::request(&as_add, |k| std::env::var(k).ok())?;
