@@ -1,4 +1,4 @@
-//! What the admin service asks of the core: organisations, repositories, backup history
+//! The registry: organisations, repositories, backup history
 //! (restores: `tasks/kinds/restore_requests.rs`).
 
 use crate::model::BackupId;

@@ -2,7 +2,7 @@
 //!
 //! A lease cannot stop a paused worker from writing to object storage: it may wake after its lease
 //! expired and write the snapshot file of an attempt the coordinator will refuse. Such snapshots
-//! carry their task id and attempt as tags; this reconciler asks the core whether that attempt was
+//! carry their task id and attempt as tags; this reconciler asks the task queue whether that attempt was
 //! (or may still be) committed, and forgets it when not. It runs when a stale completion is
 //! refused (the snapshot id is known), when a lease expires or a backup finishes (the repository
 //! is swept), and on a timer. The timed pass also removes the stale temporaries of failed writes
@@ -175,7 +175,7 @@ impl Reconciler {
         }
     }
 
-    /// A task id's snapshot for which no completion was accepted: forget it once the core confirms
+    /// A task id's snapshot for which no completion was accepted: forget it once the task queue confirms
     /// the attempt can no longer be committed.
     async fn forget_refused(
         &self,

@@ -1,4 +1,4 @@
-//! Helpers for the core's unit tests: a core on a memory store, records as a completion
+//! Helpers for the coordinator's unit tests: a coordinator on a memory store, records as a completion
 //! leaves them.
 
 use std::sync::Arc;

@@ -22,7 +22,7 @@ use crate::forge_access::forge_credentials::{PermitAnswer, PermitRequest};
 use crate::tasks::lifecycle::{Lease, check_holder};
 use crate::tasks::task_queue::{Queue, TaskQueue};
 
-/// A worker's registration, as the service hands it to the core.
+/// A worker's registration, as the service hands it to the fleet.
 #[derive(Debug, Clone, Default)]
 pub struct WorkerHello {
     pub name: String,
