@@ -107,7 +107,8 @@ pub struct CoordinatorConfig {
     /// Default: fs under `<data_dir>/storage`.
     #[serde(default)]
     pub storage: Option<StorageConfig>,
-    /// The heartbeat interval H every lease timeout derives from. Env: REPOVAULT_HEARTBEAT_INTERVAL.
+    /// The heartbeat interval H every lease timeout derives from. Env:
+    /// REPOVAULT_HEARTBEAT_INTERVAL.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval: String,
     /// Failed attempts before a task fails for good.

@@ -2,11 +2,11 @@
 //!
 //! A lease cannot stop a paused worker from writing to object storage: it may wake after its lease
 //! expired and write the snapshot file of an attempt the coordinator will refuse. Such snapshots
-//! carry their task id and attempt as tags; this reconciler asks the task queue whether that attempt was
-//! (or may still be) committed, and forgets it when not. It runs when a stale completion is
-//! refused (the snapshot id is known), when a lease expires or a backup finishes (the repository
-//! is swept), and on a timer. The timed pass also removes the stale temporaries of failed writes
-//! (`temporaries.rs`).
+//! carry their task id and attempt as tags; this reconciler asks the task queue whether that
+//! attempt was (or may still be) committed, and forgets it when not. It runs when a stale
+//! completion is refused (the snapshot id is known), when a lease expires or a backup finishes (the
+//! repository is swept), and on a timer. The timed pass also removes the stale temporaries of
+//! failed writes (`temporaries.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,9 +146,9 @@ impl Reconciler {
     /// Sweeps every repository that has a backup, each on its own: a repository whose snapshots
     /// cannot be listed (damaged config, unreadable storage) is reported (a warning naming it,
     /// `repovault_reconcile_failures_total`, the gauge `repovault_reconcile_failing_repos` and the
-    /// health view through [`SweepFailures`]) and the sweep goes on with the next one, so one broken
-    /// repository never leaves the others' uncommitted snapshots in place. Errs only when the list
-    /// of repositories itself cannot be read.
+    /// health view through [`SweepFailures`]) and the sweep goes on with the next one, so one
+    /// broken repository never leaves the others' uncommitted snapshots in place. Errs only when
+    /// the list of repositories itself cannot be read.
     async fn sweep_all(&self) -> CoreResult<()> {
         for r in self.store.repos().await? {
             let result = match self.store.stats(&r.id).await {
@@ -175,8 +175,8 @@ impl Reconciler {
         }
     }
 
-    /// A task id's snapshot for which no completion was accepted: forget it once the task queue confirms
-    /// the attempt can no longer be committed.
+    /// A task id's snapshot for which no completion was accepted: forget it once the task queue
+    /// confirms the attempt can no longer be committed.
     async fn forget_refused(
         &self,
         task_id: &TaskId,

@@ -1,11 +1,11 @@
-//! The coordinator, composed: one value holding every component, built in dependency order.
-//! It owns no state and has no behaviour of its own beyond its construction and its clock; each component owns
-//! its state and lock (the queue its task table, the schedules their bursts, the reconciler its
-//! sweep failures) and takes the components it needs as `Arc`s at construction, so the graph
-//! has no cycles: the registry and the catalog at the bottom, the task queue above them (the
-//! task kinds write through the verification ledger), the features that enqueue (backups,
-//! restores, schedules, verification runs, drills) above the queue, and the views (health) on
-//! top. The gRPC services and the background loops reach components through it.
+//! The coordinator, composed: one value holding every component, built in dependency order. It owns
+//! no state and has no behaviour of its own beyond its construction and its clock; each component
+//! owns its state and lock (the queue its task table, the schedules their bursts, the reconciler
+//! its sweep failures) and takes the components it needs as `Arc`s at construction, so the graph
+//! has no cycles: the registry and the catalog at the bottom, the task queue above them (the task
+//! kinds write through the verification ledger), the features that enqueue (backups, restores,
+//! schedules, verification runs, drills) above the queue, and the views (health) on top. The gRPC
+//! services and the background loops reach components through it.
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -1,5 +1,5 @@
-//! Helpers for the coordinator's unit tests: a coordinator on a memory store, records as a completion
-//! leaves them.
+//! Helpers for the coordinator's unit tests: a coordinator on a memory store, records as a
+//! completion leaves them.
 
 use std::sync::Arc;
 use std::time::Duration;
