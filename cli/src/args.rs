@@ -102,22 +102,40 @@ pub enum Command {
         dir: PathBuf,
     },
     /// Organisations.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  GH_TOKEN=... repovault org add acme --provider github --token-env GH_TOKEN\n  repovault org set acme --schedule daily --timezone Europe/Berlin\n  GH_TOKEN=... repovault org update acme --token-env GH_TOKEN\n  repovault org retention acme --keep-daily 7"
+    )]
     Org(OrgCmd),
     /// Repositories.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  repovault repo add plain/site --url https://git.example.com/site.git --token-file /etc/site.token\n  repovault repo set acme/widgets --schedule none\n  repovault repo list acme"
+    )]
     Repo(RepoCmd),
     /// Backups.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  repovault backup run acme/widgets --wait\n  repovault backup list acme/widgets\n  repovault backup verify BACKUP_ID"
+    )]
     Backup(BackupCmd),
     /// Restores.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  repovault restore start BACKUP_ID --type full_repo --target new --org acme --name widgets-restored --wait\n  repovault restore start BACKUP_ID --type full_repo --target download --path ./widgets.git --wait"
+    )]
     Restore(RestoreCmd),
     /// Administration.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  repovault admin rebuild-catalog"
+    )]
     Admin(AdminCmd),
     /// Escrow agreements.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  repovault escrow enable acme/widgets --agreement \"Escrow for ACME, contract 42\" --until 2027-12-31 --key-to escrow.key\n  repovault escrow list acme/widgets"
+    )]
     Escrow(EscrowCmd),
     /// The workers connected to the coordinator.
     Workers,
@@ -142,7 +160,10 @@ pub enum Command {
     /// Restore drills: a backup restored into a scratch repository and compared with its
     /// manifest (ref tips, objects, item counts), then deleted. They also run on each
     /// organisation's drill schedule (`org set --drill`, monthly by default).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  repovault drill run acme --repo acme/widgets\n  repovault drill list acme"
+    )]
     Drill(DrillCmd),
 }
 

@@ -45,3 +45,56 @@ fn write_pages(cmd: &clap::Command, name: &str, dir: &Path) -> Result<usize, Cli
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use crate::args::Cli;
+
+    /// Splits a shell line on spaces, keeping double-quoted words whole.
+    fn words(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut quoted = false;
+        for ch in line.chars() {
+            match ch {
+                '"' => quoted = !quoted,
+                ' ' if !quoted => {
+                    if !cur.is_empty() {
+                        out.push(std::mem::take(&mut cur));
+                    }
+                }
+                c => cur.push(c),
+            }
+        }
+        if !cur.is_empty() {
+            out.push(cur);
+        }
+        out
+    }
+
+    /// Every example in a `--help` is a command line the binary accepts.
+    #[test]
+    fn every_help_example_parses() {
+        let mut examples = Vec::new();
+        let mut stack = vec![Cli::command()];
+        while let Some(cmd) = stack.pop() {
+            if let Some(help) = cmd.get_after_help() {
+                for line in help.to_string().lines() {
+                    let line = line.trim().trim_start_matches("GH_TOKEN=... ");
+                    if line.starts_with("repovault ") {
+                        examples.push(line.to_string());
+                    }
+                }
+            }
+            stack.extend(cmd.get_subcommands().cloned());
+        }
+        assert!(examples.len() >= 10, "{examples:?}");
+        for e in examples {
+            if let Err(err) = Cli::try_parse_from(words(&e)) {
+                panic!("{e}: {err}");
+            }
+        }
+    }
+}
