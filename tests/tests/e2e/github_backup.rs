@@ -125,7 +125,7 @@ async fn an_org_backup_holds_the_seed_and_an_incremental_reads_only_the_change()
     let sim = sim().await;
     let ready = sim.ready().clone();
     let seed = seed();
-    let c = Cluster::start(2).await.unwrap();
+    let mut c = Cluster::start(2).await.unwrap();
     add_acme_org(&c, &ready, &ready.token);
 
     // Every repository, concurrently on two workers.
@@ -381,6 +381,28 @@ async fn an_org_backup_holds_the_seed_and_an_incremental_reads_only_the_change()
     assert!(
         counted <= 3,
         "unchanged incremental: {counted} counted requests"
+    );
+
+    // On a worker that never held the repository, an unchanged incremental reuses the parent's
+    // commit count from the parent's manifest in the snapshot: no commit-count request.
+    c.stop_workers().await;
+    c.add_worker().await.unwrap();
+    let commit_counts = |s: &forge_sim::stats::Counters| -> u64 {
+        s.by_route
+            .iter()
+            .filter(|(k, _)| k.starts_with("GET ") && k.contains("/commits "))
+            .map(|(_, n)| *n)
+            .sum()
+    };
+    let before = sim.stats();
+    let elsewhere = run(&c, "tracker", "incremental").await;
+    let after = sim.stats();
+    assert_completed(&elsewhere, "tracker");
+    assert_eq!(
+        commit_counts(&after) - commit_counts(&before),
+        0,
+        "the commit count comes from the parent's manifest: {:?}",
+        after.by_route
     );
 
     // A full backup now restores to the same picture as the incrementals.

@@ -221,13 +221,36 @@ impl BackupJob {
         entry_repair::seed(&self.ctx, &self.repo, &self.entry, parent).await
     }
 
-    /// The entry's manifest as the last backup left it: its source figures are reused when the
-    /// source did not move (a commit count never changes for the same commit).
+    /// The parent backup's manifest: its source figures are reused when the source did not
+    /// move (a commit count never changes for the same commit). The cache entry's copy when it
+    /// is the parent's; else (this worker did not make the parent, or the entry was rebuilt) the
+    /// one in the parent's snapshot, so a backup on another worker asks the forge nothing more.
     async fn previous_manifest(&self) -> Option<Manifest> {
-        tokio::fs::read(self.entry.join(manifest::MANIFEST_FILE))
+        let local = tokio::fs::read(self.entry.join(manifest::MANIFEST_FILE))
             .await
             .ok()
-            .and_then(|b| Manifest::from_json(&b).ok())
+            .and_then(|b| Manifest::from_json(&b).ok());
+        let (Some(parent), Some(snapshot)) = (&self.parent_backup_id, &self.parent_snapshot_id)
+        else {
+            return local;
+        };
+        if local.as_ref().is_some_and(|m| m.backup_id == *parent) {
+            return local;
+        }
+        let (repo, snapshot) = (self.repo.clone(), snapshot.clone());
+        let stored = blocking(move || {
+            let bytes = repo.read_file(snapshot.as_str(), manifest::MANIFEST_FILE)?;
+            Manifest::from_json(&bytes)
+                .map_err(|e| TaskError::retryable("parent manifest").with_source(e))
+        })
+        .await;
+        match stored {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "the parent backup's manifest could not be read; its source figures are asked again");
+                local
+            }
+        }
     }
 
     /// Where an incremental export resumes (phase `seed` when the parent's export must be
