@@ -378,6 +378,21 @@ impl SnapshotRepo {
             })
     }
 
+    /// The repository opened with its index (tree ids) and snapshot `snapshot_id` (full hex):
+    /// what reading a snapshot's tree needs.
+    fn indexed_snapshot(
+        &self,
+        snapshot_id: &str,
+    ) -> Result<(Repository<rustic_core::IndexedIdsStatus>, SnapshotFile), RepoError> {
+        let id = parse_snapshot_id(snapshot_id)?;
+        let repo = self
+            .reopen()?
+            .to_indexed_ids()
+            .map_err(|e| map_err(e, self.location(), "reading the index"))?;
+        let snap = self.load_snapshot(&repo, &id)?;
+        Ok((repo, snap))
+    }
+
     fn load_snapshot<S: rustic_core::Open>(
         &self,
         repo: &Repository<S>,

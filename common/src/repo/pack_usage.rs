@@ -8,7 +8,7 @@ use rustic_core::repofile::{Node, SnapshotFile, Tree};
 use rustic_core::{Id, IndexedTree, Repository, TreeId};
 
 use super::pack_map::{PackMap, read_tree};
-use super::{RepoError, SnapshotRepo, map_err, parse_snapshot_id};
+use super::{RepoError, SnapshotRepo, map_err};
 
 /// At most this many problems are kept per walk (a broken repository can have millions).
 const MAX_PROBLEMS: usize = 1000;
@@ -67,12 +67,7 @@ pub(super) fn snapshot_packs(
     snapshot_id: &str,
 ) -> Result<SnapshotPacks, RepoError> {
     let location = store.location();
-    let id = parse_snapshot_id(snapshot_id)?;
-    let repo = store
-        .reopen()?
-        .to_indexed_ids()
-        .map_err(|e| map_err(e, location, "reading the index"))?;
-    let snap = store.load_snapshot(&repo, &id)?;
+    let (repo, snap) = store.indexed_snapshot(snapshot_id)?;
     let map = PackMap::load(&repo, location)?;
 
     let mut packs: HashSet<Id> = HashSet::new();

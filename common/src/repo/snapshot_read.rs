@@ -174,13 +174,7 @@ pub(super) fn list_files(
     snapshot_id: &str,
     path: &str,
 ) -> Result<BTreeMap<String, u64>, RepoError> {
-    let location = store.location();
-    let id = parse_snapshot_id(snapshot_id)?;
-    let repo = store
-        .reopen()?
-        .to_indexed_ids()
-        .map_err(|e| map_err(e, location, "reading the index"))?;
-    let snap = store.load_snapshot(&repo, &id)?;
+    let (repo, snap) = store.indexed_snapshot(snapshot_id)?;
     let node = find_node(&repo, &snap, path)?;
     let Some(root) = node.subtree.filter(|_| node.is_dir()) else {
         return Err(RepoError::InvalidInput(format!(
