@@ -50,8 +50,8 @@ impl Readiness {
 /// The gRPC services whose health follows the verdict ("" is the server as a whole).
 pub const SERVICES: &[&str] = &[
     "",
-    "repovault.v1.AdminService",
-    "repovault.v1.WorkerService",
+    repovault_proto::v1::admin_service_server::SERVICE_NAME,
+    repovault_proto::v1::worker_service_server::SERVICE_NAME,
 ];
 
 /// One probe: the store answers a read; the storage's root is in place and lists.

@@ -266,7 +266,13 @@ impl TaskQueue {
             let mut created = Vec::new();
             for e in items.by_ref().take(per_txn.max(1)) {
                 batch.extend(e.always);
-                if let Some(t) = q.active.values().find(|t| t.idempotency_key == e.task.key) {
+                // Equal to an active task, or to one created earlier in this call.
+                if let Some(t) = q
+                    .active
+                    .values()
+                    .chain(created.iter())
+                    .find(|t| t.idempotency_key == e.task.key)
+                {
                     out.push(Enqueued {
                         record: t.clone(),
                         created: false,
@@ -278,17 +284,18 @@ impl TaskQueue {
                 let mut task = self.new_task(&mut q, id, &e.task, &subject, now);
                 task.mode = e.task.mode;
                 batch.task(&task).extend(records);
+                // In order with the collapsed ones; only an applied transaction returns `out`.
+                out.push(Enqueued {
+                    record: task.clone(),
+                    created: true,
+                });
                 created.push(task);
             }
             self.store.apply(batch).await?;
             for t in created {
                 metrics::counter!("repovault_tasks_enqueued_total", "kind" => t.kind.as_str())
                     .increment(1);
-                q.active.insert(t.id.clone(), t.clone());
-                out.push(Enqueued {
-                    record: t,
-                    created: true,
-                });
+                q.active.insert(t.id.clone(), t);
             }
         }
         drop(q);
@@ -399,5 +406,48 @@ impl TaskQueue {
             .task(task_id)
             .await?
             .map(|t| t.committed_attempt == Some(attempt)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{BackupType, Trigger};
+    use crate::store::Batch;
+    use crate::tasks::kinds::backup_enqueue;
+
+    /// Equal enqueues collapse onto one task also within one call.
+    #[tokio::test]
+    async fn equal_enqueues_in_one_call_make_one_task() {
+        let dir = tempfile::tempdir().expect("dir");
+        let c = crate::coordinator::testing::core(dir.path()).await;
+        c.registry
+            .add_org("acme", crate::model::Provider::Git)
+            .await
+            .expect("org");
+        let repo = c
+            .registry
+            .add_repo("acme/r", "file:///src/r", None)
+            .await
+            .expect("repo");
+        let item = || {
+            backup_enqueue(
+                &repo,
+                BackupType::Full,
+                Trigger::Schedule,
+                5,
+                Batch::default(),
+            )
+        };
+        let out = c
+            .queue
+            .enqueue_all(vec![item(), item()], 40)
+            .await
+            .expect("enqueue");
+        assert_eq!(
+            out.iter().map(|e| e.created).collect::<Vec<_>>(),
+            [true, false]
+        );
+        assert_eq!(out[0].record.id, out[1].record.id);
+        assert_eq!(c.queue.queue_snapshot().await.len(), 1);
     }
 }
