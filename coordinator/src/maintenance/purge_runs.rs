@@ -189,9 +189,10 @@ impl Maintenance {
 
     /// Deletes everything under `prefix`. The claim keeps new attempts off, but an attempt
     /// cancelled or revoked just before may still be writing (an artifact, a pack) until its
-    /// write deadline, which precedes its lease's expiry: a failed delete (a directory that
-    /// filled again while it was removed) is tried again every [`PURGE_RETRY`] for one lease
-    /// TTL, after which no such attempt writes.
+    /// write deadline, which precedes its lease's expiry: a delete that failed for a passing
+    /// reason (a directory that filled again while it was removed: opendal marks it temporary)
+    /// is tried again every [`PURGE_RETRY`] for one lease TTL, after which no such attempt
+    /// writes. Any other failure is returned at once.
     async fn delete_prefix(&self, prefix: &str) -> CoreResult<()> {
         // Wall time, not the coordinator's clock: this waits for a writer, whatever time tests
         // pretend it is.
@@ -202,7 +203,7 @@ impl Maintenance {
             match self.storage.delete_with(prefix).recursive(true).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(()),
-                Err(e) if tokio::time::Instant::now() < until => {
+                Err(e) if e.is_temporary() && tokio::time::Instant::now() < until => {
                     tracing::info!(prefix, error = %e, "purge: deleting again (a late write of a cancelled attempt)");
                     tokio::time::sleep(PURGE_RETRY).await;
                 }
