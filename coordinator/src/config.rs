@@ -142,6 +142,11 @@ pub struct CoordinatorConfig {
     /// minutes; 0s..=1h).
     #[serde(default = "default_push_delay")]
     pub push_delay: String,
+    /// How long a ready backup is left to the worker whose mirror cache holds its repository
+    /// before any worker may take it (default 30s; 0s..=10m; 0s only prefers the holder among
+    /// equals). Env: REPOVAULT_AFFINITY_WAIT.
+    #[serde(default = "default_affinity_wait")]
+    pub affinity_wait: String,
     /// Retention and maintenance: `interval`, `prune_interval`, `keep_delete`,
     /// `concurrency`.
     #[serde(default)]
@@ -171,6 +176,9 @@ fn default_github_sync() -> String {
 }
 fn default_push_delay() -> String {
     "2m".into()
+}
+fn default_affinity_wait() -> String {
+    "30s".into()
 }
 
 /// Bounds of `github_sync_interval`: more often than a minute spends the rate limit on listing;
@@ -208,6 +216,7 @@ impl CoordinatorConfig {
             tls: None,
             github_sync_interval: default_github_sync(),
             push_delay: default_push_delay(),
+            affinity_wait: default_affinity_wait(),
             retention: Default::default(),
             verification: Default::default(),
         }
@@ -297,6 +306,7 @@ impl CoordinatorConfig {
             reconcile_interval: checked.reconcile_interval,
             github_sync_interval: checked.github_sync_interval,
             push_delay: checked.push_delay,
+            affinity_wait: checked.affinity_wait,
             retention: checked.retention,
             verification: checked.verification,
         })
@@ -422,6 +432,8 @@ pub struct Settings {
     pub github_sync_interval: Duration,
     /// From the first push of a burst to its backup.
     pub push_delay: Duration,
+    /// How long a ready backup waits for the worker holding its mirror.
+    pub affinity_wait: Duration,
     /// The retention loop's interval and maintenance options.
     pub retention: (
         Duration,
@@ -448,6 +460,7 @@ impl std::fmt::Debug for Settings {
             .field("tls", &self.tls.is_some())
             .field("github_sync_interval", &self.github_sync_interval)
             .field("push_delay", &self.push_delay)
+            .field("affinity_wait", &self.affinity_wait)
             .finish()
     }
 }

@@ -20,6 +20,7 @@ pub(crate) struct Checked {
     pub reconcile_interval: Duration,
     pub github_sync_interval: Duration,
     pub push_delay: Duration,
+    pub affinity_wait: Duration,
     pub admin_tokens: Vec<crate::admin_roles::NamedToken>,
     pub tls: Option<TlsIdentity>,
     pub http_public_url: Option<String>,
@@ -53,6 +54,13 @@ impl CoordinatorConfig {
                 self.push_delay
             )));
         }
+        let affinity_wait = parse_duration("affinity_wait", &self.affinity_wait)?;
+        if affinity_wait > Duration::from_secs(600) {
+            return Err(ConfigError::Invalid(format!(
+                "affinity_wait {:?} must be at most 10m",
+                self.affinity_wait
+            )));
+        }
         if self.max_attempts == 0 || self.max_attempts > 100 {
             return Err(ConfigError::Invalid(format!(
                 "max_attempts {} must be within 1..=100",
@@ -67,6 +75,7 @@ impl CoordinatorConfig {
             reconcile_interval,
             github_sync_interval,
             push_delay,
+            affinity_wait,
             admin_tokens: self.admin_tokens()?,
             tls: self
                 .tls

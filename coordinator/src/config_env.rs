@@ -37,6 +37,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("tls.key_file", Kind::Text),
     ("github_sync_interval", Kind::Text),
     ("push_delay", Kind::Text),
+    ("affinity_wait", Kind::Text),
     ("retention.interval", Kind::Text),
     ("retention.prune_interval", Kind::Text),
     ("retention.keep_delete", Kind::Text),

@@ -269,6 +269,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     }
     // Scheduled runs and on-push backups (`schedule/schedule_runs.rs`).
     core.schedules.set_push_delay(settings.push_delay);
+    core.queue.set_affinity_wait(settings.affinity_wait);
     {
         let core = core.clone();
         let stop = shutdown.clone();

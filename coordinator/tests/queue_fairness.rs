@@ -79,7 +79,7 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
     for _ in 0..50 {
         let t = core
             .queue
-            .acquire("w", &[], Duration::ZERO)
+            .acquire("w", Default::default(), Duration::ZERO)
             .await
             .unwrap()
             .unwrap();
@@ -109,7 +109,7 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
     for _ in 0..20 {
         let t = core
             .queue
-            .acquire("w", &[], Duration::ZERO)
+            .acquire("w", Default::default(), Duration::ZERO)
             .await
             .unwrap()
             .unwrap();
@@ -125,7 +125,7 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
     let manual = core.backups.run_backup("a/r4999").await.unwrap();
     let t = core
         .queue
-        .acquire("w", &[], Duration::ZERO)
+        .acquire("w", Default::default(), Duration::ZERO)
         .await
         .unwrap()
         .unwrap();

@@ -89,6 +89,8 @@ pub struct CoordinatorProcess {
     /// Starts so far; each start logs to `coordinator-N.log` under `dir`.
     starts: usize,
     child: Option<ChildGuard>,
+    /// Environment of every process started from now on (the coordinator and its workers).
+    env: Vec<(String, std::ffi::OsString)>,
 }
 
 fn free_addr() -> Result<SocketAddr> {
@@ -99,6 +101,18 @@ impl CoordinatorProcess {
     /// Starts the coordinator of `bin` (the test-process binary) over `dir`/data with heartbeat
     /// interval `heartbeat` and waits until it answers.
     pub async fn start(bin: &str, dir: &Path, heartbeat: &str) -> Result<CoordinatorProcess> {
+        Self::start_with_env(bin, dir, heartbeat, &[]).await
+    }
+
+    /// As [`CoordinatorProcess::start`], with `env` set for the coordinator and for every
+    /// worker started by [`CoordinatorProcess::spawn_worker`] (e.g. `SSL_CERT_FILE`, to trust a
+    /// test server's CA the way a machine's trust store would).
+    pub async fn start_with_env(
+        bin: &str,
+        dir: &Path,
+        heartbeat: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Result<CoordinatorProcess> {
         let mut c = CoordinatorProcess {
             bin: PathBuf::from(bin),
             dir: dir.to_path_buf(),
@@ -107,6 +121,10 @@ impl CoordinatorProcess {
             heartbeat: heartbeat.to_string(),
             starts: 0,
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_os_string()))
+                .collect(),
         };
         c.spawn().await?;
         Ok(c)
@@ -164,6 +182,7 @@ impl CoordinatorProcess {
             .arg(self.grpc.to_string())
             .arg("--http-listen")
             .arg(self.http.to_string())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -237,6 +256,7 @@ impl CoordinatorProcess {
             .args(["--slots", "1", "--name", name, "--cache-dir"])
             .arg(self.dir.join(format!("cache-{name}")))
             .args(extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)

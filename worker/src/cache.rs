@@ -3,8 +3,15 @@
 //! holds its guard, and is never evicted then. Entries are keyed by [`RepoId`], whose check makes
 //! it one path component; a directory whose name is not a repository id is not an entry, and is
 //! neither listed nor evicted.
+//!
+//! Which entries hold a mirror is kept in memory (the coordinator is told with every acquire, to
+//! place backups on the worker holding their mirror): the directory is listed once when the
+//! cache opens, and the set is kept by the backups that fill entries ([`MirrorCache::refresh`])
+//! and by eviction. A backup that failed after emptying its entry leaves the set saying "held"
+//! until the next backup of that repository here: the hint then only draws that backup to this
+//! worker, which clones as it would have anyway.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -12,12 +19,15 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 
 use repovault_common::domain::RepoId;
+use repovault_common::manifest::CODE_DIR;
 
 pub struct MirrorCache {
     root: PathBuf,
     max_bytes: Option<u64>,
     locks: Mutex<HashMap<RepoId, Arc<tokio::sync::Mutex<()>>>>,
     in_use: Mutex<HashMap<RepoId, usize>>,
+    /// Entries holding a mirror (`code.git/`), as of the last look.
+    present: Mutex<BTreeSet<RepoId>>,
 }
 
 /// Holds a repository's cache entry for one task.
@@ -41,13 +51,21 @@ impl Drop for CacheGuard {
 }
 
 impl MirrorCache {
+    /// Opens the cache at `root`, creating it, and lists the entries holding a mirror.
+    /// Blocking.
     pub fn new(root: PathBuf, max_bytes: Option<u64>) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(&root)?;
+        let present = std::fs::read_dir(&root)?
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join(CODE_DIR).is_dir())
+            .filter_map(|e| entry_id(&e))
+            .collect();
         Ok(Arc::new(Self {
             root,
             max_bytes,
             locks: Mutex::new(HashMap::new()),
             in_use: Mutex::new(HashMap::new()),
+            present: Mutex::new(present),
         }))
     }
 
@@ -89,15 +107,22 @@ impl MirrorCache {
         self.root.join(format!(".{repo_id}.used"))
     }
 
-    /// Repositories with an entry in the cache (placement hint for the coordinator).
+    /// Repositories whose entry holds a mirror (placement hint for the coordinator), sorted;
+    /// from memory, no directory listing.
     pub fn cached_repo_ids(&self) -> Vec<RepoId> {
-        let Ok(rd) = std::fs::read_dir(&self.root) else {
-            return vec![];
-        };
-        rd.filter_map(Result::ok)
-            .filter(|e| e.path().join("code.git").is_dir())
-            .filter_map(|e| entry_id(&e))
-            .collect()
+        self.present.lock().iter().cloned().collect()
+    }
+
+    /// Looks again whether `repo_id`'s entry holds a mirror, after a task filled or emptied it.
+    /// Blocking (one `stat`).
+    pub fn refresh(&self, repo_id: &RepoId) {
+        let held = self.root.join(repo_id.as_str()).join(CODE_DIR).is_dir();
+        let mut present = self.present.lock();
+        if held {
+            present.insert(repo_id.clone());
+        } else {
+            present.remove(repo_id);
+        }
     }
 
     /// Evicts least recently used entries not in use until the cache fits its cap. Returns the
@@ -133,6 +158,7 @@ impl MirrorCache {
                 continue;
             }
             std::fs::remove_dir_all(self.root.join(id.as_str()))?;
+            self.present.lock().remove(&id);
             let _ = std::fs::remove_file(self.used_marker(&id));
             total = total.saturating_sub(size);
             tracing::info!(repo = %id, bytes = size, "evicted mirror from cache");
@@ -184,6 +210,7 @@ mod tests {
             let g = cache.acquire(&id(r)).await.expect("acquire");
             std::fs::create_dir_all(g.dir.join("code.git")).expect("mkdir");
             std::fs::write(g.dir.join("code.git/pack"), vec![0u8; 1000]).expect("write");
+            cache.refresh(&id(r));
             // Distinct, ordered use times.
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -192,9 +219,10 @@ mod tests {
         let evicted = cache.evict().expect("evict");
         assert_eq!(evicted, vec![id("b")]);
         drop(held);
-        let mut left = cache.cached_repo_ids();
-        left.sort();
-        assert_eq!(left, vec![id("a"), id("c")]);
+        assert_eq!(cache.cached_repo_ids(), vec![id("a"), id("c")]);
+        // What the cache said matches a fresh look at the directory.
+        let reopened = MirrorCache::new(dir.path().to_path_buf(), None).expect("reopen");
+        assert_eq!(reopened.cached_repo_ids(), vec![id("a"), id("c")]);
     }
 
     #[tokio::test]
@@ -229,6 +257,7 @@ mod tests {
         let g = cache.acquire(&id("r1")).await.expect("acquire");
         std::fs::create_dir_all(g.dir.join("code.git")).expect("mkdir");
         std::fs::write(g.dir.join("code.git/pack"), vec![0u8; 1000]).expect("write");
+        cache.refresh(&id("r1"));
         drop(g);
         assert_eq!(cache.cached_repo_ids(), vec![id("r1")]);
         assert_eq!(cache.evict().expect("evict"), vec![id("r1")]);

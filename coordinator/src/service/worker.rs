@@ -118,11 +118,12 @@ impl WorkerService for WorkerApi {
         if r.free_slots == 0 {
             return Ok(Response::new(pb::AcquireTaskResponse { task: None }));
         }
-        let task = self
-            .core
-            .queue
-            .acquire(&r.worker_id, &r.cached_repo_ids, wait)
-            .await?;
+        let cached = r
+            .cached_repo_ids
+            .iter()
+            .map(|id| super::convert::id_field(id, "cached_repo_ids"))
+            .collect::<Result<_, _>>()?;
+        let task = self.core.queue.acquire(&r.worker_id, cached, wait).await?;
         Ok(Response::new(pb::AcquireTaskResponse {
             task: task.as_ref().map(worker_convert::task_message),
         }))

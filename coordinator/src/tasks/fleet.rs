@@ -226,7 +226,7 @@ mod tests {
         assert!(!w.resumed);
         let task = c
             .queue
-            .acquire(&w.worker_id, &[], Duration::ZERO)
+            .acquire(&w.worker_id, Default::default(), Duration::ZERO)
             .await
             .expect("acquire")
             .expect("leased");
@@ -368,7 +368,7 @@ mod tests {
         let w = c.fleet.register_worker(hello("", &[])).await;
         let again = c
             .queue
-            .acquire(&w.worker_id, &[], Duration::ZERO)
+            .acquire(&w.worker_id, Default::default(), Duration::ZERO)
             .await
             .expect("acquire")
             .expect("leased")

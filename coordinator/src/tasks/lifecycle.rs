@@ -5,14 +5,17 @@
 //! read-only views in `task_queue.rs`.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::catalog::reconcile::ForgetRequest;
 use crate::error::{CoreError, CoreResult, not_found};
-use crate::model::{BackupRecord, OrgCredential, OrgId, RepoRecord, Status, TaskId, TaskRecord};
+use crate::model::{
+    BackupRecord, OrgCredential, OrgId, RepoId, RepoRecord, Status, TaskId, TaskRecord,
+};
 use crate::store::Batch;
 use crate::tasks::lease_state::{Outcome, TaskState};
-use crate::tasks::queue_order::{Candidate, QueueContext, select};
+use crate::tasks::queue_order::{Candidate, Placement, QueueContext, select};
 
 use crate::tasks::kinds::lease_spec::LeasedTask;
 use crate::tasks::kinds::outcome::TaskReport;
@@ -51,11 +54,13 @@ pub struct Lease {
 
 impl TaskQueue {
     /// Long-poll for a task: returns as soon as one is leased to `worker_id`, or `None` after
-    /// `wait`. A draining worker gets nothing.
+    /// `wait`. A draining worker gets nothing. `cached` (the repositories whose mirrors the
+    /// worker holds) replaces what the worker said before, and places backups: see
+    /// `queue_order::Placement`.
     pub async fn acquire(
         &self,
         worker_id: &str,
-        cached: &[String],
+        cached: HashSet<RepoId>,
         wait: Duration,
     ) -> CoreResult<Option<LeasedTask>> {
         let deadline = tokio::time::Instant::now() + wait;
@@ -64,6 +69,10 @@ impl TaskQueue {
         // leases without a token rather than spins; the source then refuses the backup with its
         // own error, which is retried with backoff.
         let mut minted = HashSet::new();
+        if !self.workers.is_known(worker_id) {
+            return Err(CoreError::UnknownWorker(worker_id.to_string()));
+        }
+        self.workers.set_cached(worker_id, cached);
         loop {
             if !self.workers.is_known(worker_id) {
                 return Err(CoreError::UnknownWorker(worker_id.to_string()));
@@ -76,7 +85,7 @@ impl TaskQueue {
             let notified = self.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.try_lease(worker_id, cached, &minted).await? {
+            match self.try_lease(worker_id, &minted).await? {
                 Leasing::Leased(t) => return Ok(Some(*t)),
                 Leasing::NeedsToken(org) => {
                     if let Err(e) = self.forge.forge_token(&org).await {
@@ -105,12 +114,7 @@ impl TaskQueue {
         }
     }
 
-    async fn try_lease(
-        &self,
-        worker_id: &str,
-        cached: &[String],
-        minted: &HashSet<OrgId>,
-    ) -> CoreResult<Leasing> {
+    async fn try_lease(&self, worker_id: &str, minted: &HashSet<OrgId>) -> CoreResult<Leasing> {
         let now = self.clock.now_ms();
         // The queue lock is held from the choice to the lease's store transaction, across the
         // store reads of the repository, organisation and the kind's records. Kept because the
@@ -124,7 +128,7 @@ impl TaskQueue {
         // store commit per lease.
         let mut q = self.state.lock().await;
         let busy = q.busy_repos();
-        let candidates: Vec<Candidate> = q
+        let mut candidates: Vec<Candidate> = q
             .active
             .values()
             // Nothing reads a repository while maintenance prunes it (a verify or restore
@@ -140,10 +144,12 @@ impl TaskQueue {
                     enqueued_at_ms: t.enqueued_at_ms,
                     seq: t.seq,
                     not_before_ms,
+                    placement: Placement::Anywhere,
                 }),
                 _ => None,
             })
             .collect();
+        self.place(worker_id, &q, &mut candidates);
         let ctx = QueueContext {
             org_served: &q.org_served,
             busy_repos: &busy,
@@ -151,9 +157,6 @@ impl TaskQueue {
         let Some(choice) = select(&candidates, &ctx, now) else {
             return Ok(Leasing::Nothing);
         };
-        // Placement hint: among equally good choices, the cached repository would do, but
-        // fairness and priority come first; the hint only matters when this worker holds it.
-        let _ = cached;
         let task_id = choice.task_id.clone();
         let Some(mut task) = q.active.get(&task_id).cloned() else {
             return Ok(Leasing::Nothing);
@@ -226,6 +229,31 @@ impl TaskQueue {
             },
         });
         Ok(Leasing::Leased(Box::new(leased)))
+    }
+
+    /// Sets each candidate's placement as seen from `worker_id`, for the kinds that work in the
+    /// mirror cache: a mirror another connected worker holds is left to it for the affinity
+    /// wait counted from when the task became ready (enqueued, or its backoff over).
+    fn place(&self, worker_id: &str, q: &crate::tasks::task_queue::Queue, cands: &mut [Candidate]) {
+        let wait_ms = self.affinity_wait_ms.load(Ordering::Relaxed);
+        let users: Vec<usize> = (0..cands.len())
+            .filter(|&i| {
+                q.active
+                    .get(&cands[i].task_id)
+                    .is_some_and(|t| kinds::uses_mirror_cache(t.kind))
+            })
+            .collect();
+        let placements = self.workers.placements(
+            worker_id,
+            users.iter().map(|&i| {
+                let c = &cands[i];
+                (&c.repo_id, c.enqueued_at_ms.max(c.not_before_ms))
+            }),
+            wait_ms,
+        );
+        for (i, p) in users.into_iter().zip(placements) {
+            cands[i].placement = p;
+        }
     }
 
     /// The fence before a commit-relevant write: succeeds only for the current, unexpired lease.

@@ -6,6 +6,12 @@
 //! is being served does not age, one that is not catches up. Among equal effective priorities the
 //! organisation served least recently goes first, so one tenant's 5,000 tasks interleave with
 //! another's 10 instead of running ahead of them. At most one backup per repository runs at once.
+//!
+//! Placement comes after priority and fairness: among tasks of equal rank a worker takes the
+//! backups of repositories whose mirrors it holds first, and a backup whose mirror another
+//! connected worker holds is left to that worker for a bounded time ([`Placement::Elsewhere`]):
+//! an incremental fetch into a warm mirror costs a fraction of a re-seed from the snapshot or a
+//! fresh clone.
 
 use repovault_common::domain::{OrgId, RepoId, TaskId};
 use std::collections::{HashMap, HashSet};
@@ -32,6 +38,21 @@ pub struct Candidate {
     /// Monotonic enqueue sequence: FIFO among tasks enqueued in the same millisecond.
     pub seq: u64,
     pub not_before_ms: i64,
+    /// Where the repository's mirror is, as seen from the asking worker.
+    pub placement: Placement,
+}
+
+/// Where a candidate's repository mirror is cached, from the asking worker's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// No connected worker holds it (or the task does not use the mirror cache).
+    #[default]
+    Anywhere,
+    /// The asking worker holds it.
+    Here,
+    /// Another connected, non-draining worker holds it: the task is left to that worker until
+    /// `until_ms` (when it became ready plus the affinity wait), then anyone may take it.
+    Elsewhere { until_ms: i64 },
 }
 
 /// What the queue knows besides the candidates.
@@ -51,10 +72,11 @@ pub fn effective_priority(c: &Candidate, org_last_served_ms: Option<i64>, now_ms
 }
 
 /// Higher is better: effective priority, then organisation served longer ago (never served
-/// first), then older task.
+/// first), then a mirror the asking worker holds, then older task.
 type RankKey = (
     u8,
     std::cmp::Reverse<u64>,
+    bool,
     std::cmp::Reverse<u64>,
     std::cmp::Reverse<i64>,
 );
@@ -65,11 +87,12 @@ pub fn select<'c>(
     ctx: &QueueContext<'_>,
     now_ms: i64,
 ) -> Option<&'c Candidate> {
-    // Key: higher effective priority, then organisation served longer ago (never served first),
-    // then older task.
     let mut best: Option<(&Candidate, RankKey)> = None;
     for c in candidates {
         if c.not_before_ms > now_ms || (c.exclusive && ctx.busy_repos.contains(&c.repo_id)) {
+            continue;
+        }
+        if matches!(c.placement, Placement::Elsewhere { until_ms } if now_ms < until_ms) {
             continue;
         }
         let served = ctx.org_served.get(&c.org_id);
@@ -77,6 +100,7 @@ pub fn select<'c>(
         let key = (
             prio,
             std::cmp::Reverse(served.map_or(0, |s| s.0)),
+            c.placement == Placement::Here,
             std::cmp::Reverse(c.seq),
             std::cmp::Reverse(c.enqueued_at_ms),
         );
@@ -101,6 +125,7 @@ mod tests {
             enqueued_at_ms: at,
             seq,
             not_before_ms: 0,
+            placement: Placement::Anywhere,
         }
     }
 
@@ -202,5 +227,42 @@ mod tests {
             select([&a, &restore], &ctx, 10).map(|c| c.task_id.as_str()),
             Some("s")
         );
+    }
+
+    #[test]
+    fn a_held_mirror_goes_first_among_equals_and_elsewhere_waits_its_bound() {
+        let served = HashMap::new();
+        let busy = HashSet::new();
+        let ctx = QueueContext {
+            org_served: &served,
+            busy_repos: &busy,
+        };
+        let older = cand("older", "o", "r1", 5, 0, 1);
+        let mut mine = cand("mine", "o", "r2", 5, 0, 2);
+        mine.placement = Placement::Here;
+        assert_eq!(
+            select([&older, &mine], &ctx, 10).map(|c| c.task_id.as_str()),
+            Some("mine"),
+            "among equals the worker's own mirror first"
+        );
+        // Priority still comes first.
+        let urgent = cand("urgent", "o", "r3", 8, 0, 3);
+        assert_eq!(
+            select([&mine, &urgent], &ctx, 10).map(|c| c.task_id.as_str()),
+            Some("urgent")
+        );
+        let mut theirs = cand("theirs", "o", "r4", 9, 0, 4);
+        theirs.placement = Placement::Elsewhere { until_ms: 100 };
+        assert_eq!(
+            select([&older, &theirs], &ctx, 99).map(|c| c.task_id.as_str()),
+            Some("older"),
+            "another worker's mirror is left to it until the bound"
+        );
+        assert_eq!(
+            select([&older, &theirs], &ctx, 100).map(|c| c.task_id.as_str()),
+            Some("theirs"),
+            "after the bound anyone takes it, at its own rank"
+        );
+        assert_eq!(select([&theirs], &ctx, 99), None);
     }
 }

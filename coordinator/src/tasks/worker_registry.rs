@@ -1,10 +1,14 @@
 //! The live worker fleet, in memory: workers re-register after a coordinator restart, presenting
-//! their previous id to take their running tasks back (`fleet.rs`).
+//! their previous id to take their running tasks back (`fleet.rs`). Each worker's mirror cache
+//! (the repositories it sent with its last acquire) is kept with an index from repository to
+//! holders, so placing a backup is a lookup, not a scan of the fleet.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use parking_lot::Mutex;
-use repovault_common::domain::TaskId;
+use repovault_common::domain::{RepoId, TaskId};
+
+use crate::tasks::queue_order::Placement;
 
 #[derive(Debug, Clone)]
 pub struct WorkerEntry {
@@ -18,13 +22,41 @@ pub struct WorkerEntry {
 }
 
 #[derive(Default)]
+struct Workers {
+    entries: HashMap<String, WorkerEntry>,
+    /// Worker -> the repositories its mirror cache holds, as it last said.
+    cached: HashMap<String, HashSet<RepoId>>,
+    /// Repository -> the workers holding its mirror: the inverse of `cached`, kept in step.
+    holders: HashMap<RepoId, HashSet<String>>,
+}
+
+impl Workers {
+    fn forget_cache(&mut self, id: &str) {
+        for repo in self.cached.remove(id).unwrap_or_default() {
+            if let Some(h) = self.holders.get_mut(&repo) {
+                h.remove(id);
+                if h.is_empty() {
+                    self.holders.remove(&repo);
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, entry: WorkerEntry) {
+        // A (re-)registered worker tells its cache with its next acquire.
+        self.forget_cache(&entry.id);
+        self.entries.insert(entry.id.clone(), entry);
+    }
+}
+
+#[derive(Default)]
 pub struct WorkerRegistry {
-    inner: Mutex<HashMap<String, WorkerEntry>>,
+    inner: Mutex<Workers>,
 }
 
 impl WorkerRegistry {
     pub fn register(&self, entry: WorkerEntry) {
-        self.inner.lock().insert(entry.id.clone(), entry);
+        self.inner.lock().insert(entry);
     }
 
     /// Registers `entry` under its id unless a live worker holds that id: one whose last
@@ -34,18 +66,19 @@ impl WorkerRegistry {
     pub fn claim(&self, entry: WorkerEntry, live_ms: i64) -> bool {
         let mut m = self.inner.lock();
         let live = m
+            .entries
             .get(&entry.id)
             .is_some_and(|w| entry.registered_at_ms - w.last_heartbeat_ms <= live_ms);
         if live {
             return false;
         }
-        m.insert(entry.id.clone(), entry);
+        m.insert(entry);
         true
     }
 
     /// Records a heartbeat; `false` when the worker is unknown (it must register again).
     pub fn heartbeat(&self, id: &str, draining: bool, now_ms: i64) -> bool {
-        match self.inner.lock().get_mut(id) {
+        match self.inner.lock().entries.get_mut(id) {
             Some(w) => {
                 w.last_heartbeat_ms = now_ms;
                 w.draining = draining;
@@ -56,21 +89,25 @@ impl WorkerRegistry {
     }
 
     pub fn is_known(&self, id: &str) -> bool {
-        self.inner.lock().contains_key(id)
+        self.inner.lock().entries.contains_key(id)
     }
 
     pub fn is_draining(&self, id: &str) -> bool {
-        self.inner.lock().get(id).is_some_and(|w| w.draining)
+        self.inner
+            .lock()
+            .entries
+            .get(id)
+            .is_some_and(|w| w.draining)
     }
 
     pub fn assign(&self, id: &str, task_id: &TaskId) {
-        if let Some(w) = self.inner.lock().get_mut(id) {
+        if let Some(w) = self.inner.lock().entries.get_mut(id) {
             w.tasks.insert(task_id.clone());
         }
     }
 
     pub fn unassign(&self, id: &str, task_id: &TaskId) {
-        if let Some(w) = self.inner.lock().get_mut(id) {
+        if let Some(w) = self.inner.lock().entries.get_mut(id) {
             w.tasks.remove(task_id);
         }
     }
@@ -79,18 +116,20 @@ impl WorkerRegistry {
     pub fn expire(&self, now_ms: i64, ttl_ms: i64) -> Vec<String> {
         let mut m = self.inner.lock();
         let dead: Vec<String> = m
+            .entries
             .values()
             .filter(|w| now_ms - w.last_heartbeat_ms > ttl_ms)
             .map(|w| w.id.clone())
             .collect();
         for id in &dead {
-            m.remove(id);
+            m.entries.remove(id);
+            m.forget_cache(id);
         }
         dead
     }
 
     pub fn list(&self) -> Vec<WorkerEntry> {
-        let mut v: Vec<_> = self.inner.lock().values().cloned().collect();
+        let mut v: Vec<_> = self.inner.lock().entries.values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         v
     }
@@ -98,8 +137,126 @@ impl WorkerRegistry {
     /// Total slots and slots in use, for the desired-worker metric.
     pub fn capacity(&self) -> (u64, u64) {
         let m = self.inner.lock();
-        m.values().fold((0, 0), |(s, u), w| {
+        m.entries.values().fold((0, 0), |(s, u), w| {
             (s + u64::from(w.slots), u + w.tasks.len() as u64)
         })
+    }
+
+    /// Replaces what a registered worker's mirror cache holds (an unknown worker's is ignored:
+    /// it registers first). Cost: proportional to what changed, not to the fleet.
+    pub fn set_cached(&self, id: &str, repos: HashSet<RepoId>) {
+        let mut m = self.inner.lock();
+        if !m.entries.contains_key(id) {
+            return;
+        }
+        let before = m.cached.remove(id).unwrap_or_default();
+        for gone in before.difference(&repos) {
+            if let Some(h) = m.holders.get_mut(gone) {
+                h.remove(id);
+                if h.is_empty() {
+                    m.holders.remove(gone);
+                }
+            }
+        }
+        for new in repos.difference(&before) {
+            m.holders
+                .entry(new.clone())
+                .or_default()
+                .insert(id.to_string());
+        }
+        m.cached.insert(id.to_string(), repos);
+    }
+
+    /// Where each of `repos` is cached as seen from worker `asking`, under one look at the fleet:
+    /// [`Placement::Here`] when `asking` holds it; `Elsewhere` (left to the holder until the
+    /// repository's `ready_at_ms` plus `wait_ms`) when only other registered workers that are
+    /// not draining hold it; else `Anywhere`.
+    pub fn placements<'a>(
+        &self,
+        asking: &str,
+        repos: impl IntoIterator<Item = (&'a RepoId, i64)>,
+        wait_ms: i64,
+    ) -> Vec<Placement> {
+        let m = self.inner.lock();
+        repos
+            .into_iter()
+            .map(|(repo, ready_at_ms)| match m.holders.get(repo) {
+                None => Placement::Anywhere,
+                Some(h) if h.contains(asking) => Placement::Here,
+                Some(h) => {
+                    let holder_ready = h
+                        .iter()
+                        .any(|w| m.entries.get(w).is_some_and(|e| !e.draining));
+                    if holder_ready {
+                        Placement::Elsewhere {
+                            until_ms: ready_at_ms.saturating_add(wait_ms),
+                        }
+                    } else {
+                        Placement::Anywhere
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str) -> WorkerEntry {
+        WorkerEntry {
+            id: id.into(),
+            name: id.into(),
+            slots: 1,
+            draining: false,
+            registered_at_ms: 0,
+            last_heartbeat_ms: 0,
+            tasks: BTreeSet::new(),
+        }
+    }
+
+    fn repos(ids: &[&str]) -> HashSet<RepoId> {
+        ids.iter().map(|r| r.parse().expect("repo id")).collect()
+    }
+
+    #[test]
+    fn placement_follows_the_last_word_of_each_worker_and_forgets_the_gone() {
+        let reg = WorkerRegistry::default();
+        reg.register(entry("a"));
+        reg.register(entry("b"));
+        reg.set_cached("a", repos(&["r1", "r2"]));
+        reg.set_cached("b", repos(&["r2", "r3"]));
+        // An unknown worker's word changes nothing.
+        reg.set_cached("ghost", repos(&["r4"]));
+        let ids: Vec<RepoId> = ["r1", "r2", "r3", "r4"]
+            .iter()
+            .map(|r| r.parse().expect("repo id"))
+            .collect();
+        let look = |w: &str| reg.placements(w, ids.iter().map(|r| (r, 1000)), 500);
+        let elsewhere = Placement::Elsewhere { until_ms: 1500 };
+        assert_eq!(
+            look("a"),
+            [
+                Placement::Here,
+                Placement::Here,
+                elsewhere,
+                Placement::Anywhere
+            ]
+        );
+        // a no longer holds r1 (evicted): it is nobody's.
+        reg.set_cached("a", repos(&["r2"]));
+        assert_eq!(look("b")[0], Placement::Anywhere);
+        // A draining holder is not waited for.
+        reg.heartbeat("b", true, 0);
+        assert_eq!(look("a")[2], Placement::Anywhere);
+        // An expired worker's cache is forgotten with it.
+        reg.heartbeat("b", false, 0);
+        reg.heartbeat("a", false, 10_000);
+        assert_eq!(reg.expire(10_000, 5_000), ["b".to_string()]);
+        assert_eq!(look("a")[2], Placement::Anywhere);
+        // Registering again starts from an empty cache until the next acquire says otherwise.
+        reg.register(entry("a"));
+        assert_eq!(look("a")[1], Placement::Anywhere);
     }
 }

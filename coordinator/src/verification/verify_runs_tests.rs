@@ -61,7 +61,7 @@ async fn backup_verify_queues_once_leases_and_records_the_outcome() {
     worker(&c);
     let t = c
         .queue
-        .acquire("w", &[], Duration::ZERO)
+        .acquire("w", Default::default(), Duration::ZERO)
         .await
         .expect("acquire")
         .expect("leased");
@@ -137,7 +137,7 @@ async fn backup_verify_queues_once_leases_and_records_the_outcome() {
     assert_ne!(task2, task);
     let t = c
         .queue
-        .acquire("w", &[], Duration::ZERO)
+        .acquire("w", Default::default(), Duration::ZERO)
         .await
         .expect("acquire")
         .expect("leased");
@@ -205,7 +205,7 @@ async fn a_verification_of_a_backup_deleted_meanwhile_ends_instead_of_blocking_t
     worker(&c);
     let t = c
         .queue
-        .acquire("w", &[], Duration::ZERO)
+        .acquire("w", Default::default(), Duration::ZERO)
         .await
         .expect("a lease, not an error")
         .expect("leased");

@@ -269,7 +269,7 @@ async fn retention_skips_a_repository_whose_backup_runs() {
     core.backups.run_backup("org/r").await.unwrap();
     let task = core
         .queue
-        .acquire("holder", &[], Duration::from_secs(5))
+        .acquire("holder", Default::default(), Duration::from_secs(5))
         .await
         .unwrap();
     assert!(task.is_some(), "the backup is leased");
@@ -353,7 +353,7 @@ async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones()
     let b2 = core.backups.run_backup("org/r").await.unwrap();
     let task = core
         .queue
-        .acquire("holder", &[], Duration::from_secs(5))
+        .acquire("holder", Default::default(), Duration::from_secs(5))
         .await
         .unwrap()
         .expect("the backup is leased");

@@ -61,8 +61,12 @@ pub(super) fn fetch_any(
     should_interrupt: &AtomicBool,
 ) -> Result<Fetched, GitError> {
     if remote.ca_cert_pem.is_none() {
+        tracing::info!(via = "gix", "fetching");
         return fetch_with_gix(&repo, remote, url, counters, should_interrupt);
     }
+    // reqwest under gix trusts only the platform's roots: a remote with its own CA is fetched
+    // by the git CLI, which is told the CA.
+    tracing::info!(via = "git CLI", "fetching (the remote has its own CA)");
     let before = inventory_of(&repo, dir)?.refs;
     drop(repo);
     fetch_with_cli(dir, remote, &before, counters)

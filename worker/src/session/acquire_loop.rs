@@ -77,17 +77,12 @@ pub(super) async fn serve(
             _ = session_over.cancelled() => continue,
             Some(_) = work.running.join_next(), if !work.running.is_empty() => continue,
         };
-        // A directory listing of the cache: on the blocking pool. The hint is advisory, so a
-        // failed listing sends none.
-        let cached_repo_ids = {
-            let cache = cache.clone();
-            tokio::task::spawn_blocking(move || cache.cached_repo_ids())
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .map(String::from)
-                .collect()
-        };
+        // Which mirrors this worker holds, from memory: the coordinator places backups by it.
+        let cached_repo_ids = cache
+            .cached_repo_ids()
+            .into_iter()
+            .map(String::from)
+            .collect();
         let req = pb::AcquireTaskRequest {
             worker_id: s.worker_id.to_string(),
             free_slots: u32::try_from(slots.available_permits() + 1).unwrap_or(1),

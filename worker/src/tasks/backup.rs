@@ -416,6 +416,7 @@ impl BackupJob {
     ) -> pb::BackupResult {
         let Self {
             ctx,
+            ids,
             guard,
             master,
             master_now,
@@ -425,7 +426,10 @@ impl BackupJob {
         ctx.progress
             .phase("evict", "keeping the mirror cache within its cap");
         let cache = ctx.cache.clone();
+        let repo_id = ids.repo_id.clone();
         if let Err(e) = blocking(move || {
+            // The entry now holds this backup's mirror: say so with the next acquire.
+            cache.refresh(&repo_id);
             cache
                 .evict()
                 .map_err(|e| TaskError::retryable("evicting from the mirror cache").with_source(e))

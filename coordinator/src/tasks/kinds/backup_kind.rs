@@ -66,6 +66,7 @@ pub(crate) struct BackupKind;
 impl Kind for BackupKind {
     /// Two backups of one repository would race for its parent and its snapshot fence.
     const EXCLUSIVE: bool = true;
+    const USES_MIRROR_CACHE: bool = true;
 
     fn needs_snapshot_repo(repo: &RepoRecord) -> bool {
         repo.sealed_master_key.is_none()

@@ -92,6 +92,11 @@ pub(crate) trait Kind {
     /// (`Queue::read_repos`).
     const EXCLUSIVE: bool = false;
 
+    /// Whether a task of this kind works in the worker's mirror cache of its repository (a
+    /// backup fetches into it): such a task is placed on the worker holding that mirror
+    /// (`queue_order::Placement`). Restores, verifications and drills read the snapshot.
+    const USES_MIRROR_CACHE: bool = false;
+
     /// Whether the repository's snapshot repository must exist before a lease (the coordinator
     /// then creates it outside the queue lock and looks again).
     fn needs_snapshot_repo(_repo: &RepoRecord) -> bool {
@@ -156,6 +161,11 @@ pub(crate) trait Kind {
 /// Whether a task of `kind` takes its repository alone ([`Kind::EXCLUSIVE`]).
 pub(crate) fn exclusive(kind: TaskKind) -> bool {
     with_kind!(kind, K => K::EXCLUSIVE)
+}
+
+/// Whether a task of `kind` works in the worker's mirror cache ([`Kind::USES_MIRROR_CACHE`]).
+pub(crate) fn uses_mirror_cache(kind: TaskKind) -> bool {
+    with_kind!(kind, K => K::USES_MIRROR_CACHE)
 }
 
 /// The error a verify or drill outcome records when the task ended without success: the
