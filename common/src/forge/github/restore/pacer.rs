@@ -60,44 +60,77 @@ impl Default for Pace {
     }
 }
 
-/// The writes' pacing for a [`Pace`]; `None` paces nothing.
+/// The pacing rule, pure: when the next write may leave, given when the earlier ones left (as
+/// times since any fixed origin). [`Pacer`] applies it with the clock.
 #[derive(Debug)]
-pub(crate) struct Pacer {
-    pace: Option<Pace>,
-    /// When the latest writes were let go (at most the hour's allowance of them).
-    sent: VecDeque<Instant>,
+pub(crate) struct Schedule {
+    pace: Pace,
+    /// When the latest writes left (at most the hour's allowance of them).
+    sent: VecDeque<Duration>,
 }
 
-impl Pacer {
-    pub fn new(pace: Option<Pace>) -> Pacer {
-        Pacer {
+const HOUR: Duration = Duration::from_secs(3600);
+
+impl Schedule {
+    pub fn new(pace: Pace) -> Schedule {
+        Schedule {
             pace,
             sent: VecDeque::new(),
         }
     }
 
-    /// Waits until one content request may be sent (a gap after the previous one, and fewer
-    /// than the hour's allowance in the last hour), and records it.
-    pub async fn take(&mut self) {
-        let Some(pace) = self.pace else {
-            return;
-        };
-        let per_hour = usize::try_from(pace.per_hour.max(1)).unwrap_or(usize::MAX);
-        let mut at = Instant::now();
+    fn per_hour(&self) -> usize {
+        usize::try_from(self.pace.per_hour.max(1)).unwrap_or(usize::MAX)
+    }
+
+    /// The earliest time, not before `now`, the next write may leave: a gap after the previous
+    /// one, and an hour after the write the hour's allowance ago.
+    pub fn next_at(&self, now: Duration) -> Duration {
+        let mut at = now;
         if let Some(last) = self.sent.back() {
-            at = at.max(*last + pace.gap());
+            at = at.max(*last + self.pace.gap());
         }
-        if self.sent.len() >= per_hour
+        if self.sent.len() >= self.per_hour()
             && let Some(oldest) = self.sent.front()
         {
-            at = at.max(*oldest + Duration::from_secs(3600));
+            at = at.max(*oldest + HOUR);
         }
-        tokio::time::sleep_until(at).await;
-        // The time it actually leaves (a late wake-up moves the next one later, never closer).
-        self.sent.push_back(Instant::now().max(at));
-        if self.sent.len() > per_hour {
+        at
+    }
+
+    /// Records a write that left at `at` (a late one moves the next later, never closer).
+    pub fn record(&mut self, at: Duration) {
+        self.sent.push_back(at);
+        if self.sent.len() > self.per_hour() {
             self.sent.pop_front();
         }
+    }
+}
+
+/// The writes' pacing for a [`Pace`] on the clock; `None` paces nothing.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    origin: Instant,
+    schedule: Option<Schedule>,
+}
+
+impl Pacer {
+    pub fn new(pace: Option<Pace>) -> Pacer {
+        Pacer {
+            origin: Instant::now(),
+            schedule: pace.map(Schedule::new),
+        }
+    }
+
+    /// Waits until one content request may be sent ([`Schedule::next_at`]), and records it.
+    pub async fn take(&mut self) {
+        let Some(schedule) = self.schedule.as_mut() else {
+            return;
+        };
+        let at = schedule.next_at(self.origin.elapsed());
+        tokio::time::sleep_until(self.origin + at).await;
+        // The time it actually leaves.
+        schedule.record(self.origin.elapsed().max(at));
     }
 }
 
@@ -177,5 +210,38 @@ mod tests {
             none.take().await;
         }
         assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    /// 600 writes at GitHub's pace (so across the hour's allowance), each put to the
+    /// simulator's model of GitHub's secondary limits (`forge_sim::limits`, which counts in whole
+    /// seconds) at the second it leaves, for several alignments of the first write within its
+    /// second: not one is refused. The same writes unpaced are refused from the 81st on.
+    #[test]
+    fn paced_writes_meet_no_secondary_limit_of_the_simulator() {
+        let opts = forge_sim::options::Options::default();
+        let refusals = |paced: bool, offset_ms: u64| {
+            let mut limits = forge_sim::limits::Limits::default();
+            let mut schedule = Schedule::new(Pace::GITHUB);
+            let mut now = Duration::ZERO;
+            let mut refused = Vec::new();
+            for n in 0..600u32 {
+                if paced {
+                    now = schedule.next_at(now);
+                    schedule.record(now);
+                }
+                let secs = (1_700_000_000_000 + offset_ms + now.as_millis() as u64) / 1000;
+                match limits.admit("restorer", u64::MAX, true, secs, &opts) {
+                    Ok(_) => limits.finish("restorer", false),
+                    Err(e) => refused.push((n, now.as_secs_f64(), e)),
+                }
+            }
+            refused
+        };
+        for offset_ms in [0, 1, 250, 500, 740, 999] {
+            let refused = refusals(true, offset_ms);
+            assert!(refused.is_empty(), "offset {offset_ms} ms: {refused:?}");
+        }
+        let burst = refusals(false, 0);
+        assert_eq!(burst.first().map(|r| r.0), Some(80), "{burst:?}");
     }
 }
