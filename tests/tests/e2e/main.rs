@@ -13,6 +13,7 @@ mod github_backup;
 mod github_org;
 mod github_restore;
 mod health;
+mod list_paging;
 mod metrics_lint;
 mod multi_process;
 mod observability;
