@@ -7,9 +7,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use repovault_common::domain::{BackupId, RestoreId};
 
+mod escrow_args;
 mod org_args;
+mod page_args;
 mod restore_args;
+pub use escrow_args::EscrowCmd;
 pub use org_args::{OrgAddArgs, OrgUpdateArgs};
+pub use page_args::{DEFAULT_LIMIT, PageArgs};
 pub use restore_args::{RestoreAccess, RestoreTarget, RestoreType};
 
 #[derive(Debug, Parser)]
@@ -144,15 +148,21 @@ pub enum Command {
     /// Per repository one state (backed_up, pending, error, never, paused, late) and what it
     /// left out, then the summary and each organisation's latest restore drill. backed_up
     /// needs the latest backup verified; a failed verification reads error.
+    #[command(after_help = "Examples:\n  repovault health acme\n  repovault health --all")]
     Health {
         /// Only this organisation's repositories.
         org: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Every backup of a repository in order with its verification, skipped slots, size jumps
     /// and restore drills.
+    #[command(after_help = "Examples:\n  repovault timeline acme/widgets --limit 50")]
     Timeline {
         /// ORG/NAME.
         repo: String,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// The audit log: every admin call that changed something, who made it, how it ended.
     #[command(subcommand)]
@@ -184,16 +194,22 @@ pub enum DrillCmd {
         detach: bool,
     },
     /// The organisation's drills, newest first.
-    List { org: String },
+    List {
+        org: String,
+        #[command(flatten)]
+        page: PageArgs,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum AuditCmd {
     /// Entries, newest first.
+    #[command(
+        after_help = "Examples:\n  repovault audit list --limit 20\n  repovault audit list --all"
+    )]
     List {
-        /// At most this many.
-        #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = count())]
-        limit: u32,
+        #[command(flatten)]
+        page: PageArgs,
     },
 }
 
@@ -266,8 +282,12 @@ pub enum OrgCmd {
     /// proven against the forge before it is stored; history, keys and schedules stay.
     /// Example: GH_TOKEN=... repovault org update acme --token-env GH_TOKEN
     Update(OrgUpdateArgs),
-    /// List organisations.
-    List,
+    /// List organisations, by name.
+    #[command(after_help = "Examples:\n  repovault org list\n  repovault org list --all")]
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
     /// One organisation: provider, API URL, credential kind (never the secret), repositories.
     Show { org: String },
     /// Discover a GitHub organisation's repositories now: new ones added, renamed ones
@@ -318,41 +338,6 @@ pub struct OrgRetentionArgs {
     /// the change is refused with how many would go.
     #[arg(long)]
     pub confirm: bool,
-}
-
-/// Escrow agreements.
-#[derive(Debug, Clone, Subcommand)]
-pub enum EscrowCmd {
-    /// Put a repository under escrow: its backups (existing and future, while active) cannot be
-    /// deleted or expire. Adds a restic key for this repository alone and writes its password to
-    /// --key-to (mode 0600; must not exist) for the escrow agent.
-    Enable {
-        /// ORG/NAME
-        repo: String,
-        /// Parties and reference of the agreement.
-        #[arg(
-            long,
-            conflicts_with = "agreement_file",
-            required_unless_present = "agreement_file"
-        )]
-        agreement: Option<String>,
-        /// Read the agreement text from this file.
-        #[arg(long)]
-        agreement_file: Option<PathBuf>,
-        /// Expiry: YYYY-MM-DD (end of that day, UTC) or an RFC 3339 time. Default: until released.
-        #[arg(long)]
-        until: Option<String>,
-        /// Write the escrow key (restic password) here.
-        #[arg(long)]
-        key_to: PathBuf,
-    },
-    /// End the repository's active escrow agreements now.
-    Release {
-        /// ORG/NAME
-        repo: String,
-    },
-    /// Escrow agreements, newest first (of one repository when named).
-    List { repo: Option<String> },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -418,8 +403,15 @@ pub enum RepoCmd {
         #[arg(long, conflicts_with_all = ["token_env", "token_file"])]
         no_token: bool,
     },
-    /// List repositories, optionally of one organisation.
-    List { org: Option<String> },
+    /// List repositories by organisation, then name, optionally of one organisation.
+    #[command(
+        after_help = "Examples:\n  repovault repo list acme --limit 50\n  repovault repo list --all --output json"
+    )]
+    List {
+        org: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
     /// Delete every backup and the snapshot repository of ORG/NAME, and the repository's
     /// records. Refused without --confirm and while it is under escrow.
     Purge {
@@ -461,7 +453,14 @@ pub enum BackupCmd {
         backup_type: String,
     },
     /// Backups, newest first (the full history, read from the catalog).
-    List { repo: Option<String> },
+    #[command(
+        after_help = "Examples:\n  repovault backup list acme/widgets --limit 20\n  repovault backup list --all"
+    )]
+    List {
+        repo: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
     /// One backup: counts of each kind, each component's status with the reason when it was
     /// skipped or failed, and its verification with each check's result.
     Show { id: BackupId },
@@ -546,7 +545,12 @@ pub enum RestoreCmd {
         wait: bool,
     },
     /// Restores, newest first, optionally of one repository (`ORG/NAME`).
-    List { repo: Option<String> },
+    #[command(after_help = "Examples:\n  repovault restore list acme/widgets --all")]
+    List {
+        repo: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
     /// Follow a restore's progress until it ends.
     Watch { id: RestoreId },
     /// Cancel a pending or running restore (its worker stops; it fails "cancelled").

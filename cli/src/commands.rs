@@ -15,6 +15,7 @@ mod drill_cmd;
 mod escrow_cmd;
 mod org_add;
 mod org_cmd;
+mod pages;
 mod repo_cmd;
 mod restore_cmd;
 mod status_cmd;
@@ -33,10 +34,10 @@ pub async fn run(c: &mut Admin, command: Command, out: OutputFormat) -> Result<i
         Command::Escrow(cmd) => escrow_cmd::escrow(c, cmd, out).await,
         Command::Workers => admin_cmd::workers(c, out).await,
         Command::Queue => admin_cmd::queue(c, out).await,
-        Command::Health { org } => status_cmd::health(c, org, out).await,
-        Command::Timeline { repo } => status_cmd::timeline(c, repo, out).await,
+        Command::Health { org, page } => status_cmd::health(c, org, page, out).await,
+        Command::Timeline { repo, page } => status_cmd::timeline(c, repo, page, out).await,
         Command::Drill(cmd) => drill_cmd::drill(c, cmd, out).await,
-        Command::Audit(AuditCmd::List { limit }) => admin_cmd::audit(c, limit, out).await,
+        Command::Audit(AuditCmd::List { page }) => admin_cmd::audit(c, page, out).await,
         Command::Standalone(_)
         | Command::Coordinator { .. }
         | Command::Worker(_)

@@ -63,6 +63,30 @@ impl AuditLog {
         Ok(())
     }
 
+    /// At most `limit` entries with their keys, newest first, after the entry whose key is
+    /// `after` (from the newest when `None`): the keys sort newest first, so a page is one
+    /// bounded range read.
+    pub async fn list_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> KvResult<Vec<(String, AuditEntry)>> {
+        let mut range = KeyRange::prefix(PREFIX.as_bytes());
+        if let Some(key) = after.filter(|k| k.starts_with(PREFIX)) {
+            // The smallest key after `key`: the same bytes and a 0 byte.
+            let mut start = key.as_bytes().to_vec();
+            start.push(0);
+            range.start = start;
+        }
+        let kvs = self.kv.range(range, Some(limit)).await?;
+        kvs.iter()
+            .map(|kv| {
+                decode_json::<AuditEntry>(kv)
+                    .map(|v| (String::from_utf8_lossy(&kv.key).into_owned(), v.value))
+            })
+            .collect()
+    }
+
     /// The newest `limit` entries, newest first.
     pub async fn list(&self, limit: usize) -> KvResult<Vec<AuditEntry>> {
         let kvs = self

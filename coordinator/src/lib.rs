@@ -18,6 +18,7 @@ pub mod kv;
 pub mod maintenance;
 pub mod metric_families;
 pub mod model;
+pub mod paging;
 pub mod readiness;
 pub mod schedule;
 pub mod secrets;

@@ -25,6 +25,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod seek;
+pub use seek::Seek;
+
 use crate::kv::json::{decode_json, get_json, put_json_op};
 use crate::kv::{Compare, KeyRange, KvBackend, KvError, Op, Txn};
 use crate::model::{

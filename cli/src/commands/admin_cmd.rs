@@ -4,7 +4,7 @@ use repovault_common::domain::TaskKind;
 use repovault_proto::v1 as pb;
 
 use crate::admin_client::{Admin, CliError};
-use crate::args::{AdminCmd, OutputFormat};
+use crate::args::{AdminCmd, OutputFormat, PageArgs};
 use crate::exit;
 use crate::output::outln;
 use crate::output::spelled;
@@ -99,12 +99,28 @@ pub(super) async fn queue(c: &mut Admin, out: OutputFormat) -> Result<i32, CliEr
     Ok(exit::OK)
 }
 
-pub(super) async fn audit(c: &mut Admin, limit: u32, out: OutputFormat) -> Result<i32, CliError> {
-    let entries = c
-        .list_audit(pb::ListAuditRequest { limit })
-        .await?
-        .into_inner()
-        .entries;
+pub(super) async fn audit(
+    c: &mut Admin,
+    page: PageArgs,
+    out: OutputFormat,
+) -> Result<i32, CliError> {
+    let shown = super::pages::follow(
+        c,
+        page,
+        async |c: &mut Admin, page_size: u32, page_token: String| {
+            let r = c
+                .list_audit(pb::ListAuditRequest {
+                    page_size,
+                    page_token,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            Ok::<_, CliError>((r.entries, r.next_page_token))
+        },
+    )
+    .await?;
+    let entries = shown.items;
     output::list(
         out,
         &entries,
@@ -124,5 +140,6 @@ pub(super) async fn audit(c: &mut Admin, limit: u32, out: OutputFormat) -> Resul
             ]
         },
     );
+    super::pages::note_more(out, entries.len(), shown.more, "audit entries");
     Ok(exit::OK)
 }

@@ -6,6 +6,7 @@ use repovault_common::domain::{
 };
 use repovault_proto::v1 as pb;
 
+use super::pages;
 use crate::admin_client::{Admin, CliError};
 use crate::args::{BackupCmd, OutputFormat};
 use crate::exit;
@@ -81,14 +82,25 @@ pub(super) async fn backup(
             to,
             expires,
         } => zip_cmd::backup_download(c, &backup_id, &to, expires, out).await,
-        BackupCmd::List { repo } => {
-            let list = c
-                .list_backups(pb::ListBackupsRequest {
-                    repo: repo.unwrap_or_default(),
-                })
-                .await?
-                .into_inner()
-                .backups;
+        BackupCmd::List { repo, page } => {
+            let repo = repo.unwrap_or_default();
+            let shown = pages::follow(
+                c,
+                page,
+                async |c: &mut Admin, page_size: u32, page_token: String| {
+                    let r = c
+                        .list_backups(pb::ListBackupsRequest {
+                            repo: repo.clone(),
+                            page_size,
+                            page_token,
+                        })
+                        .await?
+                        .into_inner();
+                    Ok::<_, CliError>((r.backups, r.next_page_token))
+                },
+            )
+            .await?;
+            let list = shown.items;
             output::list(
                 out,
                 &list,
@@ -119,6 +131,7 @@ pub(super) async fn backup(
                     ]
                 },
             );
+            pages::note_more(out, list.len(), shown.more, "backups");
             Ok(exit::OK)
         }
         BackupCmd::Show { id } => {

@@ -3,6 +3,7 @@
 use repovault_common::domain::{CheckOutcome, DrillStatus, Trigger};
 use repovault_proto::v1 as pb;
 
+use super::pages;
 use crate::admin_client::{Admin, CliError};
 use crate::args::{DrillCmd, OutputFormat};
 use crate::exit;
@@ -47,13 +48,16 @@ pub(super) async fn drill(
                 what: format!("drill of {}", d.repo),
             };
             let fetch = async |c: &mut Admin| {
-                c.list_drills(pb::ListDrillsRequest { org: org.clone() })
-                    .await?
-                    .into_inner()
-                    .drills
-                    .into_iter()
-                    .find(|x| x.id == d.id)
-                    .ok_or_else(|| CliError::new(exit::FAILED, "the drill's record is gone"))
+                c.list_drills(pb::ListDrillsRequest {
+                    org: org.clone(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .drills
+                .into_iter()
+                .find(|x| x.id == d.id)
+                .ok_or_else(|| CliError::new(exit::FAILED, "the drill's record is gone"))
             };
             let human = |d: &pb::Drill| {
                 fields(&[
@@ -81,12 +85,24 @@ pub(super) async fn drill(
             };
             run_and_wait(c, out, Some(task), Ended { fetch, human, code }).await
         }
-        DrillCmd::List { org } => {
-            let drills = c
-                .list_drills(pb::ListDrillsRequest { org })
-                .await?
-                .into_inner()
-                .drills;
+        DrillCmd::List { org, page } => {
+            let shown = pages::follow(
+                c,
+                page,
+                async |c: &mut Admin, page_size: u32, page_token: String| {
+                    let r = c
+                        .list_drills(pb::ListDrillsRequest {
+                            org: org.clone(),
+                            page_size,
+                            page_token,
+                        })
+                        .await?
+                        .into_inner();
+                    Ok::<_, CliError>((r.drills, r.next_page_token))
+                },
+            )
+            .await?;
+            let drills = shown.items;
             output::list(
                 out,
                 &drills,
@@ -127,6 +143,7 @@ pub(super) async fn drill(
                     ]
                 },
             );
+            pages::note_more(out, drills.len(), shown.more, "drills");
             Ok(exit::OK)
         }
     }

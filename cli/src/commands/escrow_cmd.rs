@@ -2,6 +2,7 @@
 
 use repovault_proto::v1 as pb;
 
+use super::pages;
 use crate::admin_client::{Admin, CliError};
 use crate::args::{EscrowCmd, OutputFormat};
 use crate::exit;
@@ -83,18 +84,30 @@ pub(super) async fn escrow(
                 outln!("{repo}: {} escrow agreement(s) released", r.released.len());
             }
         }
-        EscrowCmd::List { repo } => {
-            let r = c
-                .list_escrows(pb::ListEscrowsRequest {
-                    repo: repo.unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
+        EscrowCmd::List { repo, page } => {
+            let repo = repo.unwrap_or_default();
+            let shown = pages::follow(
+                c,
+                page,
+                async |c: &mut Admin, page_size: u32, page_token: String| {
+                    let r = c
+                        .list_escrows(pb::ListEscrowsRequest {
+                            repo: repo.clone(),
+                            page_size,
+                            page_token,
+                        })
+                        .await?
+                        .into_inner();
+                    Ok::<_, CliError>((r.agreements, r.next_page_token))
+                },
+            )
+            .await?;
             if is_json(out) {
-                output::json(&r.agreements);
+                output::json(&shown.items);
             } else {
-                output::table(HEADERS, &agreement_rows(&r.agreements));
+                output::table(HEADERS, &agreement_rows(&shown.items));
             }
+            pages::note_more(out, shown.items.len(), shown.more, "escrow agreements");
         }
     }
     Ok(exit::OK)

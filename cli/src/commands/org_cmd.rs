@@ -3,6 +3,7 @@
 use repovault_common::domain::{FromWire, Provider};
 use repovault_proto::v1 as pb;
 
+use super::pages;
 use crate::admin_client::{Admin, CliError};
 use crate::args::{OrgCmd, OrgKeyCmd, OrgRetentionArgs, OutputFormat};
 use crate::exit;
@@ -37,8 +38,23 @@ pub(super) async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result
                 }
             }
         }
-        OrgCmd::List => {
-            let orgs = c.list_orgs(pb::ListOrgsRequest {}).await?.into_inner().orgs;
+        OrgCmd::List { page } => {
+            let shown = pages::follow(
+                c,
+                page,
+                async |c: &mut Admin, page_size: u32, page_token: String| {
+                    let r = c
+                        .list_orgs(pb::ListOrgsRequest {
+                            page_size,
+                            page_token,
+                        })
+                        .await?
+                        .into_inner();
+                    Ok::<_, CliError>((r.orgs, r.next_page_token))
+                },
+            )
+            .await?;
+            let orgs = shown.items;
             output::list(
                 out,
                 &orgs,
@@ -54,6 +70,7 @@ pub(super) async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result
                     ]
                 },
             );
+            pages::note_more(out, orgs.len(), shown.more, "organisations");
         }
         OrgCmd::Show { org } => {
             let r = c.get_org(pb::GetOrgRequest { org }).await?.into_inner();

@@ -2,6 +2,7 @@
 
 use repovault_proto::v1 as pb;
 
+use super::pages;
 use crate::admin_client::{Admin, CliError, read_token};
 use crate::args::{OutputFormat, RepoCmd};
 use crate::exit;
@@ -109,14 +110,25 @@ pub(super) async fn repo(c: &mut Admin, cmd: RepoCmd, out: OutputFormat) -> Resu
                 );
             }
         }
-        RepoCmd::List { org } => {
-            let repos = c
-                .list_repos(pb::ListReposRequest {
-                    org: org.unwrap_or_default(),
-                })
-                .await?
-                .into_inner()
-                .repos;
+        RepoCmd::List { org, page } => {
+            let org = org.unwrap_or_default();
+            let shown = pages::follow(
+                c,
+                page,
+                async |c: &mut Admin, page_size: u32, page_token: String| {
+                    let r = c
+                        .list_repos(pb::ListReposRequest {
+                            org: org.clone(),
+                            page_size,
+                            page_token,
+                        })
+                        .await?
+                        .into_inner();
+                    Ok::<_, CliError>((r.repos, r.next_page_token))
+                },
+            )
+            .await?;
+            let repos = shown.items;
             output::list(
                 out,
                 &repos,
@@ -160,6 +172,7 @@ pub(super) async fn repo(c: &mut Admin, cmd: RepoCmd, out: OutputFormat) -> Resu
                     ]
                 },
             );
+            pages::note_more(out, repos.len(), shown.more, "repositories");
         }
     }
     Ok(exit::OK)

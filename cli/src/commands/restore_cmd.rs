@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use repovault_common::domain::{self, RestoreCombination, TaskStatus};
 use repovault_proto::v1 as pb;
 
+use super::pages;
 use crate::admin_client::{Admin, CliError, read_token};
 use crate::args::{OutputFormat, RestoreCmd, RestoreTarget, RestoreType};
 use crate::exit;
@@ -140,14 +141,25 @@ pub(super) async fn restore(
             )
             .await
         }
-        RestoreCmd::List { repo } => {
-            let list = c
-                .list_restores(pb::ListRestoresRequest {
-                    repo: repo.unwrap_or_default(),
-                })
-                .await?
-                .into_inner()
-                .restores;
+        RestoreCmd::List { repo, page } => {
+            let repo = repo.unwrap_or_default();
+            let shown = pages::follow(
+                c,
+                page,
+                async |c: &mut Admin, page_size: u32, page_token: String| {
+                    let r = c
+                        .list_restores(pb::ListRestoresRequest {
+                            repo: repo.clone(),
+                            page_size,
+                            page_token,
+                        })
+                        .await?
+                        .into_inner();
+                    Ok::<_, CliError>((r.restores, r.next_page_token))
+                },
+            )
+            .await?;
+            let list = shown.items;
             output::list(
                 out,
                 &list,
@@ -176,6 +188,7 @@ pub(super) async fn restore(
                     ]
                 },
             );
+            pages::note_more(out, list.len(), shown.more, "restores");
             Ok(exit::OK)
         }
         RestoreCmd::Watch { id } => {

@@ -4,29 +4,55 @@ use repovault_common::domain::{BackupType, CheckOutcome, TaskStatus, Trigger};
 use repovault_proto::v1 as pb;
 
 use crate::admin_client::{Admin, CliError};
-use crate::args::OutputFormat;
+use crate::args::{OutputFormat, PageArgs};
 use crate::exit;
 use crate::output::outln;
 use crate::output::{self, fields, human_bytes, is_json};
 use crate::output::{spelled, value};
 
-use super::or_dash;
+use super::{or_dash, pages};
 
 /// `health [ORG]`: one row per repository, then the summary; with `--output json` the
-/// response (`repos` and `summary`) as one document.
+/// response (`repos`, `summary` and `drills`) as one document. The rows come page by page; the
+/// summary and drills with the first page.
 pub(super) async fn health(
     c: &mut Admin,
     org: Option<String>,
+    page: PageArgs,
     out: OutputFormat,
 ) -> Result<i32, CliError> {
-    let r = c
-        .get_health(pb::GetHealthRequest {
-            org: org.unwrap_or_default(),
-        })
-        .await?
-        .into_inner();
+    let org = org.unwrap_or_default();
+    let mut first: Option<pb::GetHealthResponse> = None;
+    let shown = pages::follow(
+        c,
+        page,
+        async |c: &mut Admin, page_size: u32, page_token: String| {
+            let mut r = c
+                .get_health(pb::GetHealthRequest {
+                    org: org.clone(),
+                    page_size,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            let rows = std::mem::take(&mut r.repos);
+            let next = std::mem::take(&mut r.next_page_token);
+            first.get_or_insert(r);
+            Ok::<_, CliError>((rows, next))
+        },
+    )
+    .await?;
+    let r = pb::GetHealthResponse {
+        repos: shown.items,
+        ..first.unwrap_or_default()
+    };
     if is_json(out) {
-        output::json(&r);
+        // The document the unpaged call answered: without the paging field.
+        let mut doc = serde_json::to_value(&r).unwrap_or_default();
+        if let Some(o) = doc.as_object_mut() {
+            o.remove("next_page_token");
+        }
+        output::json(&doc);
         return Ok(exit::OK);
     }
     output::table(
@@ -57,6 +83,7 @@ pub(super) async fn health(
             })
             .collect::<Vec<_>>(),
     );
+    pages::note_more(out, r.repos.len(), shown.more, "repositories");
     let s = r.summary.unwrap_or_default();
     outln!();
     fields(&[
@@ -111,16 +138,29 @@ pub(super) async fn health(
 pub(super) async fn timeline(
     c: &mut Admin,
     repo: String,
+    page: PageArgs,
     out: OutputFormat,
 ) -> Result<i32, CliError> {
-    let r = c
-        .get_timeline(pb::GetTimelineRequest { repo })
-        .await?
-        .into_inner();
+    let shown = pages::follow(
+        c,
+        page,
+        async |c: &mut Admin, page_size: u32, page_token: String| {
+            let r = c
+                .get_timeline(pb::GetTimelineRequest {
+                    repo: repo.clone(),
+                    page_size,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            Ok::<_, CliError>((r.entries, r.next_page_token))
+        },
+    )
+    .await?;
     let flag = |b: bool, s: &str| if b { s.to_string() } else { String::new() };
     output::list(
         out,
-        &r.entries,
+        &shown.items,
         &[
             "AT", "BACKUP", "TYPE", "TRIGGER", "STATUS", "SIZE", "ADDED", "VERIFIED", "ESCROW",
             "NOTE",
@@ -183,5 +223,6 @@ pub(super) async fn timeline(
             ]
         },
     );
+    pages::note_more(out, shown.items.len(), shown.more, "timeline entries");
     Ok(exit::OK)
 }

@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use crate::catalog::catalog_objects::Catalog;
 use crate::clock::Clock;
+use crate::paging::{self, KeyPart, Order, Page, Paged, SortKey};
 use crate::secrets::Secrets;
-use crate::store::Store;
+use crate::store::{Seek, Store};
 
 /// Bytes of an organisation key: 256 bits, hex-encoded as the restic password.
 pub(crate) const ORG_KEY_BYTES: usize = 32;
@@ -211,11 +212,20 @@ impl Registry {
     }
 
     /// The full history: catalog objects, plus what is still pending or running (or committed but
-    /// not yet written to the catalog), newest first.
+    /// not yet written to the catalog), newest first. Without a repository, of every repository
+    /// that has a backup ([`Store::repos_with_backups`]).
     pub async fn list_backups(&self, full_name: Option<&str>) -> CoreResult<Vec<BackupRecord>> {
         let repos = match full_name {
             Some(n) if !n.is_empty() => vec![self.repo_named(n).await?],
-            _ => self.store.repos().await?,
+            _ => {
+                let mut repos = Vec::new();
+                for id in self.store.repos_with_backups().await? {
+                    if let Some(r) = self.store.repo(&id).await? {
+                        repos.push(r);
+                    }
+                }
+                repos
+            }
         };
         let mut out = Vec::new();
         for r in repos {
@@ -230,4 +240,122 @@ impl Registry {
         out.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
         Ok(out)
     }
+}
+
+/// Paged lists (see [`crate::paging`]).
+impl Registry {
+    /// A page of organisations by name, read through the name index: a page decodes only its
+    /// own records.
+    pub async fn list_orgs_page(&self, page: &Page) -> CoreResult<Paged<OrgRecord>> {
+        let seek = match page.after().and_then(|k| k.text(0)) {
+            Some(name) => Seek::After(name.to_string()),
+            None => Seek::Start,
+        };
+        let orgs = self.store.orgs_by_name(&seek, page.size() + 1).await?;
+        let keyed = orgs.into_iter().map(|o| (org_key(&o), o)).collect();
+        Ok(paging::from_seek(keyed, page))
+    }
+
+    /// A page of repositories (of `org` when given) by organisation name, then repository name,
+    /// with their aggregates. Read through the name indexes, organisation after organisation
+    /// from the cursor's, so a page of 100,000 repositories decodes only its own records.
+    pub async fn list_repos_page(
+        &self,
+        org: Option<&str>,
+        page: &Page,
+    ) -> CoreResult<Paged<(RepoRecord, RepoStats)>> {
+        let want = page.size() + 1;
+        let cursor = page
+            .after()
+            .map(|k| (k.text(0).unwrap_or_default(), k.text(1).unwrap_or_default()));
+        // Within the cursor's organisation, after its repository; in later ones, from the start.
+        let seek_in = |org: &OrgRecord| match cursor {
+            Some((o, name)) if o == org.name => Some(Seek::After(name.to_string())),
+            Some((o, _)) if o > org.name.as_str() => None,
+            _ => Some(Seek::Start),
+        };
+        let mut out: Vec<(SortKey, RepoRecord)> = Vec::new();
+        match org {
+            Some(o) if !o.is_empty() => {
+                let org = self.org_named(o).await?;
+                if let Some(seek) = seek_in(&org) {
+                    let repos = self.store.repos_by_name(&org.id, &seek, want).await?;
+                    out.extend(repos.into_iter().map(|r| (repo_key(&r), r)));
+                }
+            }
+            _ => {
+                let mut orgs_from = match cursor {
+                    Some((o, _)) => Seek::At(o.to_string()),
+                    None => Seek::Start,
+                };
+                'orgs: loop {
+                    let orgs = self.store.orgs_by_name(&orgs_from, ORGS_PER_READ).await?;
+                    for org in &orgs {
+                        let Some(seek) = seek_in(org) else { continue };
+                        let left = want - out.len();
+                        let repos = self.store.repos_by_name(&org.id, &seek, left).await?;
+                        out.extend(repos.into_iter().map(|r| (repo_key(&r), r)));
+                        if out.len() >= want {
+                            break 'orgs;
+                        }
+                    }
+                    match orgs.last() {
+                        Some(last) if orgs.len() == ORGS_PER_READ => {
+                            orgs_from = Seek::After(last.name.clone());
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+        let page_of = paging::from_seek(out, page);
+        let mut items = Vec::with_capacity(page_of.items.len());
+        for (k, r) in page_of.items {
+            let stats = self.store.stats(&r.id).await?;
+            items.push((k, (r, stats)));
+        }
+        Ok(Paged {
+            items,
+            more: page_of.more,
+        })
+    }
+
+    /// A page of [`Registry::list_backups`]. The history is assembled from catalog objects and
+    /// store records of each repository, which no single index orders, so the whole list is
+    /// built and sorted and the page cut from it: a page costs reading the whole history (as
+    /// the unpaged list did), but no response carries more than a page.
+    pub async fn list_backups_page(
+        &self,
+        full_name: Option<&str>,
+        page: &Page,
+    ) -> CoreResult<Paged<BackupRecord>> {
+        let all = self.list_backups(full_name).await?;
+        Ok(paging::sort_and_cut(
+            all,
+            backup_key,
+            Order::Descending,
+            page,
+        ))
+    }
+}
+
+/// Organisations read per store range while walking them for a page of repositories.
+const ORGS_PER_READ: usize = 64;
+
+/// An organisation's sort key: its name.
+pub fn org_key(o: &OrgRecord) -> SortKey {
+    SortKey::new([KeyPart::from(o.name.as_str())])
+}
+
+/// A repository's sort key: its organisation's name, then its own (unique in the organisation).
+pub fn repo_key(r: &RepoRecord) -> SortKey {
+    SortKey::new([
+        KeyPart::from(r.org_name.as_str()),
+        KeyPart::from(r.name.as_str()),
+    ])
+}
+
+/// A backup's sort key: creation time, then id (listed descending: newest first).
+pub fn backup_key(b: &BackupRecord) -> SortKey {
+    SortKey::new([KeyPart::Int(b.created_at_ms), KeyPart::from(b.id.as_str())])
 }

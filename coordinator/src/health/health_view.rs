@@ -21,6 +21,7 @@ use crate::health::{self, Active, RepoHealth, ScheduleInput, Slots};
 use crate::model::{
     DrillRecord, DrillStatus, OrgRecord, RepoRecord, RepoStats, Status, TaskKind, VerifyStatus,
 };
+use crate::paging::{Page, Paged, SortKey};
 use crate::schedule::{Plan, Schedule};
 use crate::tasks::lease_state::TaskState;
 
@@ -106,8 +107,49 @@ impl Health {
         org: Option<&str>,
         errors: bool,
     ) -> CoreResult<Vec<(RepoRecord, RepoStats, RepoHealth)>> {
-        let now = self.schedules.now_ms();
         let repos = self.registry.list_repos(org).await?;
+        let states = self.store.schedule_states().await?;
+        self.rows_of(repos, states, errors).await
+    }
+
+    /// One page of the health view's rows (of `org`; every organisation when empty), read
+    /// through the name indexes: only the page's repositories are looked at.
+    pub async fn report_rows_page(&self, org: &str, page: &Page) -> CoreResult<Paged<RepoRow>> {
+        let found = self.registry.list_repos_page(Some(org), page).await?;
+        let mut states = HashMap::with_capacity(found.items.len());
+        for (_, (r, _)) in &found.items {
+            states.insert(r.id.clone(), self.store.schedule_state(&r.id).await?);
+        }
+        let (keys, repos): (Vec<SortKey>, Vec<_>) = found.items.into_iter().unzip();
+        let rows = self.rows_of(repos, states, true).await?;
+        Ok(Paged {
+            items: keys
+                .into_iter()
+                .zip(rows)
+                .map(|(k, (repo, stats, health))| {
+                    let housekeeping = self.reconciler.sweep_failures.get(&repo.id);
+                    let row = RepoRow {
+                        housekeeping,
+                        repo,
+                        stats,
+                        health,
+                    };
+                    (k, row)
+                })
+                .collect(),
+            more: found.more,
+        })
+    }
+
+    /// The rows of `repos` (one each, in their order), with `states` the materialiser's state
+    /// of each (by repository id; a missing one is the default).
+    async fn rows_of(
+        &self,
+        repos: Vec<(RepoRecord, RepoStats)>,
+        mut states: HashMap<RepoId, crate::model::ScheduleState>,
+        errors: bool,
+    ) -> CoreResult<Vec<(RepoRecord, RepoStats, RepoHealth)>> {
+        let now = self.schedules.now_ms();
         let orgs: HashMap<OrgId, OrgRecord> = self
             .store
             .orgs()
@@ -115,7 +157,6 @@ impl Health {
             .into_iter()
             .map(|o| (o.id.clone(), o))
             .collect();
-        let mut states = self.store.schedule_states().await?;
         let active: HashMap<RepoId, Active> = {
             let q = self.queue.state.lock().await;
             let mut m = HashMap::new();

@@ -194,7 +194,7 @@ impl Escrow {
                 (e, active)
             })
             .collect();
-        out.sort_by_key(|(e, _)| std::cmp::Reverse(e.created_at_ms));
+        out.sort_by(|(a, _), (b, _)| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
         Ok(out)
     }
 }

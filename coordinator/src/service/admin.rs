@@ -13,7 +13,9 @@ use repovault_proto::v1::admin_service_server::AdminService;
 
 use crate::coordinator::Coordinator;
 
-use super::{admin_escrow, admin_fleet, admin_health, admin_orgs, admin_streams, convert};
+use super::{
+    admin_escrow, admin_fleet, admin_health, admin_lists, admin_orgs, admin_streams, convert,
+};
 
 pub struct AdminApi {
     pub core: Arc<Coordinator>,
@@ -81,19 +83,11 @@ impl AdminService for AdminApi {
 
     async fn list_orgs(
         &self,
-        _: Request<pb::ListOrgsRequest>,
+        req: Request<pb::ListOrgsRequest>,
     ) -> Result<Response<pb::ListOrgsResponse>, Status> {
-        let mut orgs: Vec<_> = self
-            .core
-            .store
-            .orgs()
-            .await
-            .map_err(crate::error::CoreError::from)?
-            .iter()
-            .map(convert::org)
-            .collect();
-        orgs.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Response::new(pb::ListOrgsResponse { orgs }))
+        Ok(Response::new(
+            admin_lists::orgs(&self.core, req.into_inner()).await?,
+        ))
     }
 
     async fn export_org_key(
@@ -131,14 +125,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListReposRequest>,
     ) -> Result<Response<pb::ListReposResponse>, Status> {
-        let r = req.into_inner();
-        let repos = self.core.registry.list_repos(Some(&r.org)).await?;
-        let mut out = Vec::with_capacity(repos.len());
-        for (r, s) in &repos {
-            let view = self.core.schedules.repo_schedule_view(r).await?;
-            out.push(convert::repo_with_schedule(convert::repo(r, s), view));
-        }
-        Ok(Response::new(pb::ListReposResponse { repos: out }))
+        Ok(Response::new(
+            admin_lists::repos(&self.core, req.into_inner()).await?,
+        ))
     }
 
     async fn set_org_schedule(
@@ -207,11 +196,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListBackupsRequest>,
     ) -> Result<Response<pb::ListBackupsResponse>, Status> {
-        let r = req.into_inner();
-        let list = self.core.registry.list_backups(Some(&r.repo)).await?;
-        Ok(Response::new(pb::ListBackupsResponse {
-            backups: admin_escrow::backups(&self.core, &list).await?,
-        }))
+        Ok(Response::new(
+            admin_lists::backups(&self.core, req.into_inner()).await?,
+        ))
     }
 
     async fn get_backup(
@@ -231,28 +218,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListAuditRequest>,
     ) -> Result<Response<pb::ListAuditResponse>, Status> {
-        let limit = match req.into_inner().limit {
-            0 => 100,
-            n => n as usize,
-        };
-        let entries = crate::audit::AuditLog::new(self.core.store.kv())
-            .list(limit)
-            .await
-            .map_err(|e| Status::internal(format!("reading the audit log: {e}")))?;
-        Ok(Response::new(pb::ListAuditResponse {
-            entries: entries
-                .into_iter()
-                .map(|e| pb::AuditEntry {
-                    at: crate::clock::format_ms(e.at_ms),
-                    caller: e.caller,
-                    role: e.role,
-                    method: e.method,
-                    outcome: e.outcome,
-                    peer: e.peer,
-                    detail: e.detail,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(
+            admin_lists::audit(&self.core, req.into_inner()).await?,
+        ))
     }
 
     async fn browse_backup(
@@ -332,11 +300,10 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListRestoresRequest>,
     ) -> Result<Response<pb::ListRestoresResponse>, Status> {
-        let repo = req.into_inner().repo;
-        let list = self.core.restores.list_restores(Some(&repo)).await?;
-        Ok(Response::new(pb::ListRestoresResponse {
-            restores: list.iter().map(|r| self.restore_with_link(r)).collect(),
-        }))
+        let message = |r: &crate::model::RestoreRecord| self.restore_with_link(r);
+        Ok(Response::new(
+            admin_lists::restores(&self.core, req.into_inner(), message).await?,
+        ))
     }
 
     async fn cancel_restore(
@@ -551,10 +518,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListDrillsRequest>,
     ) -> Result<Response<pb::ListDrillsResponse>, Status> {
-        let drills = self.core.drills.list_drills(&req.into_inner().org).await?;
-        Ok(Response::new(pb::ListDrillsResponse {
-            drills: drills.iter().map(convert::drill).collect(),
-        }))
+        Ok(Response::new(
+            admin_lists::drills(&self.core, req.into_inner()).await?,
+        ))
     }
 }
 

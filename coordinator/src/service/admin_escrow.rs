@@ -168,19 +168,28 @@ pub(super) async fn release_escrow(
     })
 }
 
+/// `ListEscrows`: newest first. A repository holds few agreements, so the list is read whole,
+/// sorted and cut.
 pub(super) async fn list_escrows(
     core: &Coordinator,
     r: pb::ListEscrowsRequest,
-) -> CoreResult<pb::ListEscrowsResponse> {
+) -> Result<pb::ListEscrowsResponse, tonic::Status> {
+    use crate::paging::{self, Order};
+    use crate::service::paged::{List, Listing};
+    let listing = Listing::new(List::Escrows, &r.repo);
+    let page = listing.page(r.page_size, &r.page_token)?;
     let now = core.clock.now_ms();
+    let list = core.escrow.list_escrows(Some(&r.repo)).await?;
+    let found = paging::sort_and_cut(
+        list,
+        |(e, _)| super::admin_lists::newest_first_key(e.created_at_ms, &e.id),
+        Order::Descending,
+        &page,
+    );
+    let (agreements, next_page_token) = listing.respond(found.map(|(e, _)| agreement_pb(&e, now)));
     Ok(pb::ListEscrowsResponse {
-        agreements: core
-            .escrow
-            .list_escrows(Some(&r.repo))
-            .await?
-            .iter()
-            .map(|(e, _)| agreement_pb(e, now))
-            .collect(),
+        agreements,
+        next_page_token,
     })
 }
 

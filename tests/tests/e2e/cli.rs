@@ -387,7 +387,7 @@ async fn invalid_input_exits_2_before_any_work() {
             &["org", "set", "acme", "--full-every-days", "-1"][..],
             "1..=366",
         ),
-        (&["audit", "list", "--limit", "-1"][..], "0..="),
+        (&["audit", "list", "--limit", "-1"][..], "1..="),
     ] {
         let o = cli(&c, args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));

@@ -138,11 +138,14 @@ async fn leased_source_token(c: &Cluster) -> String {
 
 async fn repos(c: &Cluster) -> Vec<pb::Repo> {
     let mut a = c.admin().await.unwrap();
-    a.list_repos(pb::ListReposRequest { org: "acme".into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .repos
+    a.list_repos(pb::ListReposRequest {
+        org: "acme".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .repos
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

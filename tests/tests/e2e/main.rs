@@ -14,6 +14,7 @@ mod github_gix_https;
 mod github_org;
 mod github_restore;
 mod health;
+mod list_paging;
 mod metrics_lint;
 mod multi_process;
 mod observability;

@@ -342,6 +342,7 @@ async fn three_coordinator_restarts_during_one_backup(how: Stop) {
     let listed = admin
         .list_backups(pb::ListBackupsRequest {
             repo: "org/r".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
