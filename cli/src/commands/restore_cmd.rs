@@ -16,7 +16,7 @@ use crate::output::outln;
 use crate::output::{self, fields, is_json};
 use crate::output::{spelled, value};
 
-use super::task_wait::{Ended, Task, completed, progress_bar, queued, run_and_wait};
+use super::task_wait::{Bar, Ended, Task, Totals, completed, download_line, queued, run_and_wait};
 use super::{or_dash, zip_cmd};
 
 /// One restore's record (`restore show`, and the end of every wait on a restore's task).
@@ -382,25 +382,22 @@ async fn download(
         .into_inner();
     let mut hash = Sha256::new();
     let (mut got, mut expected_sha, mut total) = (0u64, String::new(), r.artifact_bytes);
-    let bar = progress_bar(out, "download");
+    let mut bar = Bar::on_terminal(out);
     while let Some(chunk) = stream.message().await? {
         if !chunk.sha256.is_empty() {
             expected_sha = chunk.sha256.clone();
             total = chunk.total_bytes;
-            if let Some(b) = &bar {
-                b.set_length(total);
-            }
         }
         hash.update(&chunk.data);
         got += chunk.data.len() as u64;
         std::io::Write::write_all(&mut file, &chunk.data)
             .map_err(|e| CliError::failed(format!("{}: {e}", tar_path.display())))?;
-        if let Some(b) = &bar {
-            b.set_position(got);
+        if let Some(b) = &mut bar {
+            b.show("download", Totals::bytes(got, total), download_line(&r.id));
         }
     }
     if let Some(b) = bar {
-        b.finish_and_clear();
+        b.finish();
     }
     drop(file);
     let actual = hex::encode(hash.finalize());

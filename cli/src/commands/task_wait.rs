@@ -4,8 +4,6 @@
 //! through [`run_and_wait`], so progress lines, the failure line and `--output json` (one
 //! document: the final record) behave the same in each.
 
-use std::io::IsTerminal;
-
 use serde::Serialize;
 
 use repovault_common::domain::TaskStatus;
@@ -17,6 +15,9 @@ use crate::exit;
 use crate::output::value;
 use crate::output::{self, is_json};
 use crate::output::{errln, outln};
+
+mod progress_view;
+pub(crate) use progress_view::{Bar, Totals};
 
 /// A task to follow until it ends.
 pub(crate) struct Task<'a> {
@@ -75,6 +76,11 @@ where
     Ok((ended.code)(&record))
 }
 
+/// The bar's message while the artifact of restore `id` streams to this machine.
+pub(crate) fn download_line(id: &str) -> String {
+    format!("restore {id}: download")
+}
+
 /// Exit 0 if a task's record ended `completed`, 1 otherwise.
 pub(crate) fn completed(status: i32) -> i32 {
     if value(status) == Some(TaskStatus::Completed) {
@@ -84,24 +90,8 @@ pub(crate) fn completed(status: i32) -> i32 {
     }
 }
 
-pub(crate) fn progress_bar(out: OutputFormat, what: &str) -> Option<indicatif::ProgressBar> {
-    if is_json(out) || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let b = indicatif::ProgressBar::new(0);
-    b.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {prefix:>10} {msg} {bytes}/{total_bytes} {elapsed}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    b.set_prefix(what.to_string());
-    b.enable_steady_tick(std::time::Duration::from_millis(200));
-    Some(b)
-}
-
-/// Follows a task until it ends: a progress bar on a terminal, phase lines on stderr otherwise
-/// (nothing with --output json, whose stdout is one document).
+/// Follows a task until it ends: a progress bar on a terminal (see `progress_view.rs`), phase
+/// lines on stderr otherwise (nothing with --output json, whose stdout is one document).
 async fn watch(
     c: &mut Admin,
     task_id: &str,
@@ -114,14 +104,13 @@ async fn watch(
         })
         .await?
         .into_inner();
-    let bar = progress_bar(out, "");
+    let mut bar = Bar::on_terminal(out);
     let mut last_phase = String::new();
     let mut last = pb::TaskProgress::default();
     while let Some(p) = stream.message().await? {
-        if let Some(b) = &bar {
-            b.set_message(format!("{what}: {} {}", p.phase, p.message));
-            b.set_length(p.total_bytes.max(p.bytes));
-            b.set_position(p.bytes);
+        if let Some(b) = &mut bar {
+            let message = format!("{what}: {} {}", p.phase, p.message);
+            b.show(&p.phase, Totals::from(&p), message);
         } else if !is_json(out) && p.phase != last_phase {
             errln!("{what}: {} {}", p.phase, p.message);
         }
@@ -132,7 +121,7 @@ async fn watch(
         }
     }
     if let Some(b) = bar {
-        b.finish_and_clear();
+        b.finish();
     }
     if value(last.status) == Some(TaskStatus::Failed) && !is_json(out) {
         errln!("{what} failed: {}", last.error);

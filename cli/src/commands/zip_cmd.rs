@@ -17,7 +17,7 @@ use crate::output::{self, fields, is_json};
 use crate::output::{spelled, value};
 
 use super::restore_cmd::get_restore;
-use super::task_wait::{Ended, Task, completed, progress_bar, run_and_wait};
+use super::task_wait::{Bar, Ended, Task, Totals, completed, download_line, run_and_wait};
 
 /// A restore's download link lines (`restore show`), when it has a download.
 pub(super) fn link_fields(r: &pb::Restore) {
@@ -157,10 +157,8 @@ async fn fetch_link(r: &pb::Restore, to: &Path, out: OutputFormat) -> Result<(),
             body.trim()
         )));
     }
-    let bar = progress_bar(out, "download");
-    if let Some(b) = &bar {
-        b.set_length(resp.content_length().unwrap_or(r.artifact_bytes));
-    }
+    let mut bar = Bar::on_terminal(out);
+    let total = resp.content_length().unwrap_or(r.artifact_bytes);
     let mut hash = Sha256::new();
     let mut got = 0u64;
     while let Some(chunk) = resp.chunk().await.map_err(failed)? {
@@ -168,12 +166,12 @@ async fn fetch_link(r: &pb::Restore, to: &Path, out: OutputFormat) -> Result<(),
         got += chunk.len() as u64;
         tmp.write_all(&chunk)
             .map_err(|e| CliError::failed(format!("{}: {e}", tmp.path().display())))?;
-        if let Some(b) = &bar {
-            b.set_position(got);
+        if let Some(b) = &mut bar {
+            b.show("download", Totals::bytes(got, total), download_line(&r.id));
         }
     }
     if let Some(b) = bar {
-        b.finish_and_clear();
+        b.finish();
     }
     let actual = hex::encode(hash.finalize());
     if got != r.artifact_bytes || actual != r.artifact_sha256 {

@@ -14,7 +14,7 @@ use rustic_core::{
 
 use super::backend::{HeldSnapshot, OpendalBackend};
 use super::rooted_source::{RootedSource, SourceErrors};
-use super::{RepoError, SnapshotRepo, io_err, map_err, parse_snapshot_id, summarise};
+use super::{ByteProgress, RepoError, SnapshotRepo, io_err, map_err, parse_snapshot_id, summarise};
 
 /// Recorded as the snapshot's `command`; rustic would otherwise record the process argv.
 const SNAPSHOT_COMMAND: &str = "repovault backup";
@@ -62,6 +62,7 @@ pub(super) fn backup(
     source_dir: &Path,
     req: &BackupRequest,
     before_snapshot_write: &dyn Fn() -> Result<(), String>,
+    progress: Option<ByteProgress>,
 ) -> Result<BackupSummary, RepoError> {
     validate_request(req)?;
     let source_dir = std::fs::canonicalize(source_dir).map_err(|e| io_err(source_dir, e))?;
@@ -123,7 +124,7 @@ pub(super) fn backup(
     let src = RootedSource::new(local, source_dir.clone(), errors.clone());
 
     let repo = store
-        .reopen()?
+        .reopen_reporting(progress.as_ref())?
         .to_indexed_ids()
         .map_err(err("reading the index"))?;
     let capture = CaptureGuard::arm(&store.backend);

@@ -68,6 +68,9 @@
 //! directory are the snapshot's root tree, tags are one entry each, ids are full 64-hex strings.
 
 mod backend;
+mod byte_progress;
+#[cfg(test)]
+mod byte_progress_tests;
 mod damage;
 #[cfg(test)]
 mod damage_tests;
@@ -90,6 +93,7 @@ mod serve_overlay;
 mod snapshot_read;
 mod unindexed;
 
+pub use byte_progress::ByteProgress;
 pub use damage::{DamageFinding, DamagedKind, DroppedPacks, IndexRepair};
 pub use fenced_backup::{BackupRequest, BackupSummary};
 pub use forget_prune::PruneOutcome;
@@ -193,7 +197,19 @@ impl SnapshotRepo {
         req: &BackupRequest,
         before_snapshot_write: &dyn Fn() -> Result<(), String>,
     ) -> Result<BackupSummary, RepoError> {
-        fenced_backup::backup(self, source_dir, req, before_snapshot_write)
+        fenced_backup::backup(self, source_dir, req, before_snapshot_write, None)
+    }
+
+    /// [`SnapshotRepo::backup`], reporting through `progress` the bytes of the source read (or
+    /// found unchanged since the parent) of the source's total size.
+    pub fn backup_reporting(
+        &self,
+        source_dir: &Path,
+        req: &BackupRequest,
+        before_snapshot_write: &dyn Fn() -> Result<(), String>,
+        progress: ByteProgress,
+    ) -> Result<BackupSummary, RepoError> {
+        fenced_backup::backup(self, source_dir, req, before_snapshot_write, Some(progress))
     }
 
     /// All snapshots, oldest first.
@@ -217,7 +233,19 @@ impl SnapshotRepo {
         path_in_snapshot: &str,
         dest: &Path,
     ) -> Result<RestoreSummary, RepoError> {
-        snapshot_read::restore(self, snapshot_id, path_in_snapshot, dest)
+        snapshot_read::restore(self, snapshot_id, path_in_snapshot, dest, None)
+    }
+
+    /// [`SnapshotRepo::restore`], reporting through `progress` the bytes written of the bytes
+    /// to restore.
+    pub fn restore_reporting(
+        &self,
+        snapshot_id: &str,
+        path_in_snapshot: &str,
+        dest: &Path,
+        progress: ByteProgress,
+    ) -> Result<RestoreSummary, RepoError> {
+        snapshot_read::restore(self, snapshot_id, path_in_snapshot, dest, Some(progress))
     }
 
     /// The contents of one file in a snapshot (e.g. `manifest.json`), read into memory.
@@ -363,9 +391,21 @@ impl SnapshotRepo {
     }
 
     fn reopen(&self) -> Result<Repository<OpenStatus>, RepoError> {
-        self.base
-            .clone()
-            .open(&Credentials::Masterkey(self.key.clone()))
+        self.reopen_reporting(None)
+    }
+
+    /// [`SnapshotRepo::reopen`], on a handle of its own whose byte progress goes to `progress`
+    /// when there is one (see `byte_progress.rs`).
+    fn reopen_reporting(
+        &self,
+        progress: Option<&ByteProgress>,
+    ) -> Result<Repository<OpenStatus>, RepoError> {
+        let base = match progress {
+            None => self.base.clone(),
+            Some(p) => open::handle(&self.backend, byte_progress::Reporting(p.clone()))
+                .map_err(|e| map_err(e, self.location(), "creating the repository handle"))?,
+        };
+        base.open(&Credentials::Masterkey(self.key.clone()))
             .map_err(|e| map_err(e, self.location(), "opening the repository"))
     }
 

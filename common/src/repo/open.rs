@@ -3,8 +3,11 @@
 
 use parking_lot::Mutex;
 use rustic_core::repofile::MasterKey;
+use std::sync::Arc;
+
 use rustic_core::{
-    ConfigOptions, Credentials, KeyOptions, Repository, RepositoryBackends, RepositoryOptions,
+    ConfigOptions, Credentials, KeyOptions, NoProgressBars, ProgressBars, Repository,
+    RepositoryBackends, RepositoryOptions, RusticResult,
 };
 
 use super::backend::OpendalBackend;
@@ -69,10 +72,7 @@ pub(super) fn open(
         let location = location.clone();
         move |e| map_err(e, &location, doing)
     };
-    let backends = RepositoryBackends::new(backend.clone(), None);
-    // No cache: the default is ~/.cache/rustic, shared and unbounded; workers are stateless.
-    let opts = RepositoryOptions::default().no_cache(true);
-    let repo = Repository::new(&opts, &backends).map_err(err("creating the repository handle"))?;
+    let repo = handle(&backend, NoProgressBars).map_err(err("creating the repository handle"))?;
 
     let base = repo.clone();
     let exists = repo
@@ -130,6 +130,17 @@ pub(super) fn open(
         },
         Secret::new(master_key),
     ))
+}
+
+/// An unopened handle on `backend` whose rustic_core progress goes to `bars`.
+pub(super) fn handle<P: ProgressBars>(
+    backend: &Arc<OpendalBackend>,
+    bars: P,
+) -> RusticResult<Repository<()>> {
+    let backends = RepositoryBackends::new(backend.clone(), None);
+    // No cache: the default is ~/.cache/rustic, shared and unbounded; workers are stateless.
+    let opts = RepositoryOptions::default().no_cache(true);
+    Repository::new_with_progress(&opts, &backends, bars)
 }
 
 /// The body of [`SnapshotRepo::add_key`].

@@ -10,7 +10,7 @@ use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile};
 use rustic_core::{LocalDestination, LsOptions, Repository, RestoreOptions, TreeId};
 
 use super::pack_map::read_tree;
-use super::{RepoError, SnapshotRepo, guard, io_err, map_err, parse_snapshot_id};
+use super::{ByteProgress, RepoError, SnapshotRepo, guard, io_err, map_err, parse_snapshot_id};
 
 /// Outcome of a restore.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,14 +22,16 @@ pub struct RestoreSummary {
 }
 
 /// The repository with its full index loaded, and the node at `path` of a snapshot.
+/// The repository's byte progress goes to `progress` when there is one.
 fn indexed_node(
     store: &SnapshotRepo,
     snapshot_id: &str,
     path: &str,
+    progress: Option<&ByteProgress>,
 ) -> Result<(Repository<impl rustic_core::IndexedFull>, Node), RepoError> {
     let id = parse_snapshot_id(snapshot_id)?;
     let repo = store
-        .reopen()?
+        .reopen_reporting(progress)?
         .to_indexed()
         .map_err(|e| map_err(e, store.location(), "reading the index"))?;
     let snap = store.load_snapshot(&repo, &id)?;
@@ -43,6 +45,7 @@ pub(super) fn restore(
     snapshot_id: &str,
     path_in_snapshot: &str,
     dest: &Path,
+    progress: Option<ByteProgress>,
 ) -> Result<RestoreSummary, RepoError> {
     if dest.symlink_metadata().is_ok() {
         return Err(RepoError::DestinationExists(dest.to_path_buf()));
@@ -60,7 +63,7 @@ pub(super) fn restore(
     let location = store.location();
     let err = |doing| move |e| map_err(e, location, doing);
 
-    let (repo, node) = indexed_node(store, snapshot_id, path_in_snapshot)?;
+    let (repo, node) = indexed_node(store, snapshot_id, path_in_snapshot, progress.as_ref())?;
 
     std::fs::create_dir_all(&parent).map_err(|e| io_err(&parent, e))?;
     let mut tmp_name = std::ffi::OsString::from(".");
@@ -117,7 +120,7 @@ pub(super) fn read_file(
 ) -> Result<Vec<u8>, RepoError> {
     let location = store.location();
     let err = |doing| move |e| map_err(e, location, doing);
-    let (repo, node) = indexed_node(store, snapshot_id, path)?;
+    let (repo, node) = indexed_node(store, snapshot_id, path, None)?;
     if !node.is_file() {
         return Err(RepoError::InvalidInput(format!(
             "{path:?} in snapshot {snapshot_id} is not a regular file"
@@ -138,7 +141,7 @@ pub(super) fn read_files(
 ) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
     let location = store.location();
     let err = |doing| move |e| map_err(e, location, doing);
-    let (repo, node) = indexed_node(store, snapshot_id, dir)?;
+    let (repo, node) = indexed_node(store, snapshot_id, dir, None)?;
     if !node.is_dir() {
         return Err(RepoError::InvalidInput(format!(
             "{dir:?} in snapshot {snapshot_id} is not a directory"

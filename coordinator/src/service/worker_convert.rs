@@ -120,6 +120,7 @@ pub fn worker_progress(ev: &pb::TaskEvent) -> WorkerProgress {
         bytes: ev.bytes,
         objects: ev.objects,
         total_bytes: ev.total_bytes,
+        total_objects: ev.total_objects,
         message: ev.message.clone(),
     }
 }
@@ -295,6 +296,51 @@ fn repo_access(a: &RepoAccess) -> pb::RepoAccess {
 mod tests {
     use super::*;
     use repovault_common::secret::Secret;
+
+    #[test]
+    fn a_workers_counters_reach_the_watchers_unchanged() {
+        use crate::model::Status;
+        use crate::tasks::task_progress::{Progress, ProgressHub};
+
+        let task_id: TaskId = "00000000-0000-4000-8000-000000000001"
+            .parse()
+            .expect("task id");
+        let ev = pb::TaskEvent {
+            worker_id: "w1".into(),
+            phase: "fetch".into(),
+            bytes: 1,
+            objects: 2,
+            total_bytes: 3,
+            total_objects: 4,
+            message: "fetching".into(),
+            ..Default::default()
+        };
+        let hub = ProgressHub::default();
+        let (_, mut rx) = hub.subscribe(task_id.as_str());
+        hub.publish(&Progress {
+            task_id: task_id.clone(),
+            attempt: 1,
+            phase: ev.phase.clone(),
+            status: Status::Running,
+            error: String::new(),
+            report: worker_progress(&ev),
+        });
+        let seen = rx.try_recv().expect("published");
+        assert_eq!(
+            (
+                seen.bytes,
+                seen.objects,
+                seen.total_bytes,
+                seen.total_objects
+            ),
+            (1, 2, 3, 4)
+        );
+        assert_eq!(
+            (seen.phase.as_str(), seen.message.as_str()),
+            ("fetch", "fetching")
+        );
+        assert_eq!(seen.worker_id, "w1");
+    }
 
     #[test]
     fn unknown_check_results_from_the_wire_are_refused_naming_the_field() {

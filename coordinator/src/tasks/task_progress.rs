@@ -20,10 +20,12 @@ pub struct WorkerProgress {
     pub worker_id: String,
     /// Phase name, e.g. "fetch", "snapshot", "restore", "push".
     pub phase: String,
+    /// Bytes the phase handled, of `total_bytes` (0 = unknown).
     pub bytes: u64,
+    /// The phase's other unit (git objects, files, items), of `total_objects` (0 = unknown).
     pub objects: u64,
-    /// 0 when unknown.
     pub total_bytes: u64,
+    pub total_objects: u64,
     pub message: String,
 }
 
@@ -50,6 +52,7 @@ impl Progress {
             bytes: self.report.bytes,
             objects: self.report.objects,
             total_bytes: self.report.total_bytes,
+            total_objects: self.report.total_objects,
             message: self.report.message.clone(),
             status: self.status.into(),
             error: self.error.clone(),

@@ -5,6 +5,7 @@ mod backup_restore;
 mod bad_input;
 mod cli;
 mod cli_json_schemas;
+mod cli_progress;
 mod cli_robustness;
 mod download_zip;
 mod escrow;

@@ -2,7 +2,9 @@
 //!
 //! gix reports progress through a tree of `Progress` items that must be `Send + Sync`; the
 //! caller's callback is neither, so the items only update atomics here, and the thread that
-//! owns the callback polls [`Counters::snapshot`].
+//! owns the callback polls [`Counters::snapshot`]. An item's maximum is kept beside its counter:
+//! gix sets the indexing and resolving items' maximum to the object count of the pack's header
+//! as soon as the header has arrived, which makes the fetch's total known from then on.
 
 use std::sync::{
     Arc,
@@ -40,8 +42,15 @@ pub(crate) const PHASE_DONE: u8 = 5;
 #[derive(Default)]
 pub(crate) struct Counters {
     phase: AtomicU8,
-    /// Counters of every item, by id; summed on demand.
-    items: Mutex<Vec<(Id, StepShared)>>,
+    /// Counter and maximum (0 = none) of every item, by id; summed on demand.
+    items: Mutex<Vec<Tally>>,
+}
+
+/// What an item shares with [`Counters`].
+struct Tally {
+    id: Id,
+    counter: StepShared,
+    max: StepShared,
 }
 
 /// What the counters say at one moment.
@@ -49,6 +58,8 @@ pub(crate) struct Counters {
 pub(crate) struct Snapshot {
     pub phase: &'static str,
     pub objects: u64,
+    /// Objects in the packs being received (0 until a pack's header has arrived).
+    pub total_objects: u64,
     pub bytes: u64,
 }
 
@@ -58,11 +69,15 @@ impl Counters {
     }
 
     fn sum(&self, id: Id) -> u64 {
+        self.sum_of(id, |t| &t.counter)
+    }
+
+    fn sum_of(&self, id: Id, field: impl Fn(&Tally) -> &StepShared) -> u64 {
         self.items
             .lock()
             .iter()
-            .filter(|(item_id, _)| *item_id == id)
-            .map(|(_, counter)| counter.load(Ordering::Relaxed) as u64)
+            .filter(|t| t.id == id)
+            .map(|t| field(t).load(Ordering::Relaxed) as u64)
             .sum()
     }
 
@@ -74,9 +89,13 @@ impl Counters {
     pub(crate) fn snapshot(&self) -> Snapshot {
         let index = usize::from(self.phase.load(Ordering::Relaxed)).min(PHASES.len() - 1);
         let objects = self.sum(RESOLVE_OBJECTS).max(self.sum(INDEX_OBJECTS));
+        let total_objects = self
+            .sum_of(RESOLVE_OBJECTS, |t| &t.max)
+            .max(self.sum_of(INDEX_OBJECTS, |t| &t.max));
         Snapshot {
             phase: PHASES[index],
             objects,
+            total_objects,
             bytes: self.bytes_received(),
         }
     }
@@ -93,13 +112,20 @@ pub(crate) struct Item {
     id: Id,
     counter: StepShared,
     max: Option<Step>,
+    /// `max` as [`Counters`] sees it (0 = none).
+    shared_max: StepShared,
     name: Option<String>,
 }
 
 impl Item {
     fn new(counters: Arc<Counters>, id: Id) -> Self {
         let counter: StepShared = Arc::new(AtomicUsize::new(0));
-        counters.items.lock().push((id, counter.clone()));
+        let shared_max: StepShared = Arc::new(AtomicUsize::new(0));
+        counters.items.lock().push(Tally {
+            id,
+            counter: counter.clone(),
+            max: shared_max.clone(),
+        });
         match id {
             READ_PACK_BYTES => counters.set_phase(PHASE_RECEIVING),
             INDEX_OBJECTS | RESOLVE_OBJECTS => counters.set_phase(PHASE_INDEXING),
@@ -110,8 +136,14 @@ impl Item {
             id,
             counter,
             max: None,
+            shared_max,
             name: None,
         }
+    }
+
+    fn store_max(&mut self, max: Option<Step>) -> Option<Step> {
+        self.shared_max.store(max.unwrap_or(0), Ordering::Relaxed);
+        std::mem::replace(&mut self.max, max)
     }
 }
 
@@ -135,7 +167,7 @@ impl gix::progress::Count for Item {
 
 impl gix::progress::Progress for Item {
     fn init(&mut self, max: Option<Step>, _unit: Option<Unit>) {
-        self.max = max;
+        self.store_max(max);
     }
 
     fn max(&self) -> Option<Step> {
@@ -143,7 +175,7 @@ impl gix::progress::Progress for Item {
     }
 
     fn set_max(&mut self, max: Option<Step>) -> Option<Step> {
-        std::mem::replace(&mut self.max, max)
+        self.store_max(max)
     }
 
     fn set_name(&mut self, name: String) {

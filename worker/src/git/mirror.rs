@@ -59,6 +59,7 @@ fn report(s: Snapshot, progress: &dyn Fn(GitProgress)) {
     progress(GitProgress {
         phase: s.phase,
         objects: s.objects,
+        total_objects: s.total_objects,
         bytes: s.bytes,
     });
 }

@@ -137,6 +137,9 @@ pub struct GitProgress {
     pub phase: &'static str,
     /// Objects received and indexed so far.
     pub objects: u64,
+    /// Objects in the pack being received, from its header; 0 until the header has arrived
+    /// (and for a fetch that needs no pack).
+    pub total_objects: u64,
     /// Pack bytes received so far.
     pub bytes: u64,
 }

@@ -240,6 +240,21 @@ fn mirror_clone_fetch_prune_and_force_over_git_daemon() {
                 .last()
                 .is_some_and(|p| p.bytes == first.bytes_received)
         );
+        // The pack's object count, from its header: the fetch's total, reached at the end.
+        let in_pack: u64 = git(&dir, &["count-objects", "-v"])
+            .lines()
+            .find_map(|l| l.strip_prefix("in-pack: "))
+            .expect("in-pack line")
+            .parse()
+            .expect("count");
+        let last = reports.last().expect("a report");
+        assert_eq!((last.objects, last.total_objects), (in_pack, in_pack));
+        assert!(
+            reports
+                .iter()
+                .all(|p| p.total_objects == 0 || p.total_objects == in_pack),
+            "{reports:?}"
+        );
     }
     // Packed refs only, no loose refs.
     assert!(dir.join("packed-refs").is_file());

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use repovault_common::domain::{Provider, RestoreTarget, RestoreType};
 use repovault_common::manifest::{self, Manifest};
-use repovault_common::repo::{RepoError, RepoKey, RepoSpec, SnapshotRepo};
+use repovault_common::repo::{ByteProgress, RepoError, RepoKey, RepoSpec, SnapshotRepo};
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
@@ -87,10 +87,9 @@ async fn restore_in(
         let snapshot = snapshot_id.as_str();
         let manifest = Manifest::from_json(&repo.read_file(snapshot, manifest::MANIFEST_FILE)?)
             .map_err(|e| TaskError::permanent(format!("snapshot {snapshot_id}")).with_source(e))?;
-        let summary = repo
-            .restore(snapshot, manifest::CODE_DIR, &code2)
+        let report: ByteProgress = Arc::new(move |done, total| progress.update_bytes(done, total));
+        repo.restore_reporting(snapshot, manifest::CODE_DIR, &code2, report)
             .map_err(|e| restore_failure(&repo, snapshot, e, &interrupt))?;
-        progress.update(summary.bytes, summary.files, summary.bytes);
         Ok(manifest)
     })
     .await?;

@@ -148,7 +148,7 @@ impl<'a> Items<'a> {
     }
 
     fn done(&mut self, done: u64) {
-        self.ctx.progress.update(done, done, self.total);
+        self.ctx.progress.update_items(done, self.total);
         if self
             .last
             .is_some_and(|l| l.elapsed() < Duration::from_secs(1))
@@ -163,11 +163,11 @@ impl<'a> Items<'a> {
         } else {
             String::new()
         };
-        self.ctx.progress.phase(
+        self.ctx.progress.status(
             self.phase,
             format!("{}: {done} of {}{eta}", self.what, self.total),
         );
-        self.ctx.progress.update(done, done, self.total);
+        self.ctx.progress.update_items(done, self.total);
     }
 }
 

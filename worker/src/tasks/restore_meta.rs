@@ -109,13 +109,13 @@ pub async fn access_plan(
 fn reporter(ctx: &TaskContext) -> impl Fn(Progress) + Sync + '_ {
     let last: Mutex<Option<Instant>> = Mutex::new(None);
     move |p: Progress| {
-        ctx.progress.update(p.done, p.done, p.total);
+        ctx.progress.update_items(p.done, p.total);
         let mut l = last.lock();
         if l.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) && p.done < p.total {
             return;
         }
         *l = Some(Instant::now());
-        ctx.progress.phase(
+        ctx.progress.status(
             "metadata",
             format!(
                 "{}: {} of {} items, ETA {}",
@@ -125,7 +125,7 @@ fn reporter(ctx: &TaskContext) -> impl Fn(Progress) + Sync + '_ {
                 human(p.eta.as_secs())
             ),
         );
-        ctx.progress.update(p.done, p.done, p.total);
+        ctx.progress.update_items(p.done, p.total);
     }
 }
 

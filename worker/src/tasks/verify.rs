@@ -37,7 +37,7 @@ pub async fn run(
                 .phase("read-back", "reading back packs not read recently");
             let max_age = max_age_ms;
             let (r, l) = blocking(move || {
-                let report = |done: u64, total: u64| progress.update(done, 0, total);
+                let report = |done: u64, total: u64| progress.update_bytes(done, total);
                 let how = verify::archive::Reading {
                     now_ms: now,
                     progress: &report,
@@ -73,7 +73,7 @@ pub async fn run(
             );
             let w = work.clone();
             let outcome = blocking(move || {
-                let report = |done: u64, total: u64| progress.update(done, 0, total);
+                let report = |done: u64, total: u64| progress.update_bytes(done, total);
                 let how = verify::archive::Reading {
                     now_ms: now,
                     progress: &report,

@@ -21,7 +21,7 @@ use zip::CompressionMethod;
 use zip::write::SimpleFileOptions;
 
 use repovault_common::manifest::{self, Manifest};
-use repovault_common::repo::{RepoKey, RepoSpec, SnapshotRepo};
+use repovault_common::repo::{ByteProgress, RepoKey, RepoSpec, SnapshotRepo};
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 
@@ -87,8 +87,8 @@ pub async fn run(
         let snapshot = snapshot_id.as_str();
         let manifest = Manifest::from_json(&repo.read_file(snapshot, manifest::MANIFEST_FILE)?)
             .map_err(|e| TaskError::permanent(format!("snapshot {snapshot_id}")).with_source(e))?;
-        let summary = repo.restore(snapshot, "", &tree2)?;
-        progress.update(summary.bytes, summary.files, summary.bytes);
+        let report: ByteProgress = Arc::new(move |done, total| progress.update_bytes(done, total));
+        repo.restore_reporting(snapshot, "", &tree2, report)?;
         Ok(manifest)
     })
     .await?;
@@ -115,8 +115,8 @@ pub async fn run(
     };
     let (tree2, zip2, progress) = (tree.clone(), zip_path.clone(), ctx.progress.clone());
     let listing = blocking(move || {
-        build_zip(&tree2, &zip2, listing_head, &|bytes, files, total| {
-            progress.update(bytes, files, total)
+        build_zip(&tree2, &zip2, listing_head, &|bytes, _files, total| {
+            progress.update_bytes(bytes, total)
         })
     })
     .await?;
@@ -373,7 +373,7 @@ pub(super) async fn upload(
             buf.truncate(filled);
             w.write(buf).await.map_err(serr)?;
             sent += filled as u64;
-            ctx.progress.update(sent, 0, total);
+            ctx.progress.update_bytes(sent, total);
         }
         w.close().await.map_err(serr)?;
         ctx.lease.may_write().map_err(TaskError::retryable)?;

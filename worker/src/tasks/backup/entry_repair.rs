@@ -96,7 +96,7 @@ pub(super) async fn fetch(
         Remote::from_lease(&access.source_url, &access.source_token).with_ca(&access.ca_cert_pem);
     let (progress, interrupt) = (ctx.progress.clone(), ctx.lease.interrupt.clone());
     blocking(move || {
-        let report = |p: git::GitProgress| progress.update(p.bytes, p.objects, 0);
+        let report = |p: git::GitProgress| progress.update(p.into());
         match git::mirror(&code, &remote, &report, &interrupt) {
             Ok(o) => Ok(o),
             Err(e @ GitError::NotARepository { .. }) => {

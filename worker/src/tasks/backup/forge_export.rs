@@ -257,7 +257,7 @@ pub(super) async fn lfs(
         &entry.join(manifest::LFS_DIR),
         &source,
         &ctx.lease.interrupt,
-        move |objects, bytes, total| progress.update(bytes, objects, total),
+        move |_objects, bytes, total| progress.update_bytes(bytes, total),
     )
     .await;
     let report = match report {

@@ -3,9 +3,10 @@
 //! lease is confirmed: [`crate::tasks::TaskContext::confirm_lease`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use repovault_common::manifest::{self, BranchCount, Manifest, ManifestSource, SourceState};
-use repovault_common::repo::{BackupRequest, BackupSummary, RepoError};
+use repovault_common::repo::{BackupRequest, BackupSummary, ByteProgress, RepoError};
 
 use crate::git;
 use crate::tasks::{TaskError, blocking};
@@ -81,9 +82,11 @@ pub(super) async fn snapshot(job: &BackupJob) -> Result<BackupSummary, TaskError
         as_path: manifest::SNAPSHOT_PATH.to_string(),
     };
     let (repo, ctx, entry) = (job.repo.clone(), job.ctx.clone(), job.entry.clone());
+    let progress = job.ctx.progress.clone();
+    let report: ByteProgress = Arc::new(move |done, total| progress.update_bytes(done, total));
     blocking(move || {
         let fence = || ctx.confirm_lease();
-        match repo.backup(&entry, &request, &fence) {
+        match repo.backup_reporting(&entry, &request, &fence, report.clone()) {
             Err(e @ RepoError::Repository { doing: "reading the index", .. }) => {
                 let now = chrono::Utc::now().timestamp_millis();
                 let repair = repo.repair_damaged_index(now)?;
@@ -93,7 +96,7 @@ pub(super) async fn snapshot(job: &BackupJob) -> Result<BackupSummary, TaskError
                 for (_, problem) in &repair.damaged {
                     tracing::warn!(%problem, "damaged index file moved aside; index rebuilt from the packs");
                 }
-                Ok(repo.backup(&entry, &request, &fence)?)
+                Ok(repo.backup_reporting(&entry, &request, &fence, report)?)
             }
             other => Ok(other?),
         }

@@ -104,7 +104,7 @@ pub(super) async fn verify_stored_entry(
         ctx.lease.interrupt.clone(),
     );
     let read = blocking(move || {
-        let report = |done: u64, total: u64| progress.update(done, 0, total);
+        let report = |done: u64, total: u64| progress.update_bytes(done, total);
         let how = verify::archive::Reading {
             now_ms: now,
             progress: &report,

@@ -12,6 +12,7 @@ use repovault_common::forge::GitRemote;
 use repovault_common::manifest;
 
 use crate::git::{self, GitError, Remote};
+use crate::progress::Counts;
 use crate::tasks::{TaskContext, TaskError, blocking};
 
 use super::{Items, Parts};
@@ -258,7 +259,14 @@ pub async fn push_lfs(
         &objects,
         &source,
         &ctx.lease.interrupt,
-        move |done, bytes, total_bytes| progress.update(bytes, done, total_bytes),
+        move |done, bytes, total_bytes| {
+            progress.update(Counts {
+                bytes,
+                total_bytes,
+                objects: done,
+                total_objects: total,
+            })
+        },
     )
     .await
     .map_err(lfs_failure)?;
