@@ -242,13 +242,10 @@ fn fine_grained(token: &Token, repo: &Repo, need: Need) -> Scope {
             Scope::PublicRead
         };
     }
+    let metadata_read = need.app_permission == "metadata" && !need.write;
     match &token.permissions {
-        Some(perms) if !(need.app_permission == "metadata" && !need.write) => {
-            if grants(perms, need.app_permission, need.write) {
-                Scope::Granted
-            } else {
-                Scope::Refused(ApiError::not_accessible_by_pat())
-            }
+        Some(perms) if !metadata_read && !grants(perms, need.app_permission, need.write) => {
+            Scope::Refused(ApiError::not_accessible_by_pat())
         }
         _ => Scope::Granted,
     }

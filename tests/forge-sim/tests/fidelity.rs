@@ -2,7 +2,8 @@
 //! a private repository's release asset comes down through a pre-signed, expiring URL that needs
 //! no token (and refuses a changed or expired one); the attachments issue bodies link to are
 //! served on the simulator's host in both of GitHub's forms, a private repository's only with a
-//! token; fine-grained personal access tokens reach their own organisation only.
+//! token; fine-grained personal access tokens reach their own organisation only (and the
+//! repositories and permissions they were narrowed to).
 
 #![allow(clippy::unwrap_used)]
 
@@ -359,6 +360,52 @@ async fn fine_grained_tokens_reach_their_own_organisation_only() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["intake", "widgets-restored"]);
+
+    // A token narrowed to one repository and to reading: other repositories of its own
+    // organisation are as another organisation's, and it writes nothing.
+    const NARROW: &str = "github_pat_narrow_0000000000000000000000000000000000000000";
+    {
+        let mut world = sim.sim().world.lock();
+        let widgets = world.repo_id("acme", "widgets").unwrap();
+        world.tokens.insert(
+            NARROW.to_string(),
+            forge_sim::state::Token {
+                principal: forge_sim::state::Principal::User("octo-admin".into()),
+                expires_at: None,
+                repositories: Some([widgets].into()),
+                permissions: Some(
+                    [("contents", "read"), ("issues", "read")]
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .into(),
+                ),
+                resource_owner: Some("acme".into()),
+            },
+        );
+    }
+    assert_eq!(
+        api.get("/repos/acme/widgets/issues", NARROW).await.status,
+        200
+    );
+    assert_eq!(api.get("/repos/acme/docs", NARROW).await.status, 200);
+    assert_eq!(
+        api.get("/repos/acme/secret-plans", NARROW).await.status,
+        404
+    );
+    let write = api
+        .call(
+            Method::POST,
+            "/repos/acme/widgets/issues",
+            Some(NARROW),
+            Some(&json!({"title": "narrow"})),
+        )
+        .await;
+    assert_eq!(write.status, 403);
+    assert_eq!(write.body["message"], NOT_BY_PAT);
+    let hooks = api.get("/repos/acme/widgets/hooks", NARROW).await;
+    assert_eq!(hooks.status, 403);
+    let refused = create("acme", NARROW, "narrow").await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.body["message"], NOT_BY_PAT);
 
     // git follows the same rules: its own organisation's repository clones, the other's
     // private one is not found, and the other's public one takes no push.
