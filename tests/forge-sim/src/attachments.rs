@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::Sim;
 use crate::auth::{self, Need};
-use crate::seed::{RepoSeed, Seed};
+use crate::seed::{AttachmentSeed, RepoSeed, Seed};
 use crate::state::{Attachment, World};
 
 /// GitHub's web host, as the seed writes attachment links.
@@ -229,6 +229,23 @@ pub fn linked_from(seed: &Seed, org: &str, r: &RepoSeed) -> u64 {
     linked.len() as u64
 }
 
+/// The bytes a seeded attachment holds: its `content`, or `size` pseudo-random bytes that
+/// depend only on its UUID (so a test can compute what a backup must hold).
+pub fn content(a: &AttachmentSeed) -> anyhow::Result<bytes::Bytes> {
+    Ok(match (&a.content, a.size) {
+        (Some(text), _) => bytes::Bytes::from(text.clone().into_bytes()),
+        (None, Some(size)) => {
+            let path = a
+                .url
+                .strip_prefix(GITHUB)
+                .and_then(parse_path)
+                .with_context(|| format!("attachment {:?}: not a GitHub attachment URL", a.url))?;
+            crate::api::releases::pseudo_random_bytes(path.uuid(), size)
+        }
+        (None, None) => bail!("attachment {:?}: give content or size", a.url),
+    })
+}
+
 /// Registers the attachments uploaded in repository `repo` (`owner/r.name`).
 pub fn seed_repo(sim: &Sim, repo: u64, owner: &str, r: &RepoSeed) -> anyhow::Result<()> {
     for a in &r.attachments {
@@ -260,11 +277,7 @@ pub fn seed_repo(sim: &Sim, repo: u64, owner: &str, r: &RepoSeed) -> anyhow::Res
                 Some(*id)
             }
         };
-        let data = match (&a.content, a.size) {
-            (Some(text), _) => bytes::Bytes::from(text.clone().into_bytes()),
-            (None, Some(size)) => crate::api::releases::pseudo_random_bytes(path.uuid(), size),
-            (None, None) => bail!("attachment {:?}: give content or size", a.url),
-        };
+        let data = content(a)?;
         let uuid = path.uuid().to_string();
         let mut world = sim.world.lock();
         if world.attachments.contains_key(&uuid) {

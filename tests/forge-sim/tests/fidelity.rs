@@ -206,6 +206,24 @@ async fn attachments_are_served_on_the_simulator_s_host_with_github_s_access_rul
         .clone();
     let body = issue["body"].as_str().unwrap();
     assert!(!body.contains("https://github.com"), "{body}");
+    // The seed says the same bytes (what an end-to-end test computes its checksums from).
+    let mut seeded: Vec<(String, String)> = seed
+        .orgs
+        .iter()
+        .flat_map(|o| o.repos.iter())
+        .flat_map(|r| r.attachments.iter())
+        .map(|a| {
+            let bytes = forge_sim::attachments::content(a).unwrap();
+            (a.url.clone(), sha256_hex(&bytes))
+        })
+        .collect();
+    let mut want: Vec<(String, String)> = ATTACHMENTS
+        .iter()
+        .map(|(url, sha, ..)| (url.to_string(), sha.to_string()))
+        .collect();
+    want.sort();
+    seeded.sort();
+    assert_eq!(seeded, want);
     let counts = seed.counts("acme", "docs").unwrap();
     assert_eq!(counts.attachments, 2);
     assert_eq!(seed.counts("acme", "secret-plans").unwrap().attachments, 0);
