@@ -1,14 +1,19 @@
 //! Who is calling, and may they: tokens (`Authorization: Bearer`, `token`, HTTP Basic as git and
 //! python-github-backup send them), GitHub App JWTs (RS256, verified with the app's public key),
-//! installation tokens (expiring, scoped to repositories and permissions).
+//! installation tokens (expiring, scoped to repositories and permissions), fine-grained personal
+//! access tokens (one resource owner, optionally narrowed to repositories and permissions).
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context as _, bail};
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use chrono::Utc;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::state::{Permission, Principal, Repo, Token, World};
+use crate::seed::FineGrainedTokenSeed;
+use crate::state::{AccountKind, Permission, Principal, Repo, Token, World};
 
 /// The authenticated caller of one request, inserted into the request's extensions.
 #[derive(Debug, Clone)]
@@ -205,6 +210,84 @@ impl Need {
     }
 }
 
+/// What a fine-grained personal access token allows on one repository.
+enum Scope {
+    /// In scope: the user's own permission decides.
+    Granted,
+    /// Outside its scope, a public repository: readable, as by anyone.
+    PublicRead,
+    Refused(ApiError),
+}
+
+/// GitHub's rules for fine-grained personal access tokens: a token reaches the repositories of
+/// its one resource owner (those selected, when it was narrowed to some) with the permissions it
+/// was given (`metadata: read` always); outside that, it reads public repositories as anyone
+/// may, a private one does not exist (404), and anything else is 403 "Resource not accessible
+/// by personal access token".
+fn fine_grained(token: &Token, repo: &Repo, need: Need) -> Scope {
+    let in_scope = token
+        .resource_owner
+        .as_deref()
+        .is_some_and(|o| o.eq_ignore_ascii_case(&repo.owner))
+        && token
+            .repositories
+            .as_ref()
+            .is_none_or(|r| r.contains(&repo.id));
+    if !in_scope {
+        return if repo.private {
+            Scope::Refused(ApiError::not_found())
+        } else if need.write || need.user > Permission::Read {
+            Scope::Refused(ApiError::not_accessible_by_pat())
+        } else {
+            Scope::PublicRead
+        };
+    }
+    let metadata_read = need.app_permission == "metadata" && !need.write;
+    match &token.permissions {
+        Some(perms) if !metadata_read && !grants(perms, need.app_permission, need.write) => {
+            Scope::Refused(ApiError::not_accessible_by_pat())
+        }
+        _ => Scope::Granted,
+    }
+}
+
+/// Does a permission map (`contents: read`, `issues: write`, ...) grant `permission` (at
+/// `write` when `write`)?
+pub fn grants(perms: &BTreeMap<String, String>, permission: &str, write: bool) -> bool {
+    match perms.get(permission).map(String::as_str) {
+        Some("write") | Some("admin") => true,
+        Some("read") => !write,
+        _ => false,
+    }
+}
+
+/// Organisation-level routes (creating a repository, teams, organisation hooks) for a
+/// fine-grained personal access token: only on its resource owner, with `permission` when the
+/// token was narrowed to some; anything else is GitHub's 403 "Resource not accessible by
+/// personal access token". Other credentials pass.
+pub fn pat_reaches_org(
+    caller: &Caller,
+    org: &str,
+    permission: &str,
+    write: bool,
+) -> Result<(), ApiError> {
+    let Some(token) = caller.token.as_ref() else {
+        return Ok(());
+    };
+    let Some(owner) = &token.resource_owner else {
+        return Ok(());
+    };
+    let permitted = token
+        .permissions
+        .as_ref()
+        .is_none_or(|p| grants(p, permission, write));
+    if owner.eq_ignore_ascii_case(org) && permitted {
+        Ok(())
+    } else {
+        Err(ApiError::not_accessible_by_pat())
+    }
+}
+
 /// May `caller` do `need` on `repo`? Without read access a private repository does not exist
 /// (404), as on GitHub; with read but not enough, 403 with GitHub's message.
 pub fn check(world: &World, caller: &Caller, repo: &Repo, need: Need) -> Result<(), ApiError> {
@@ -222,6 +305,13 @@ pub fn check(world: &World, caller: &Caller, repo: &Repo, need: Need) -> Result<
             let have = world.user_permission(login, repo);
             if have == Permission::None {
                 return Err(ApiError::not_found());
+            }
+            if let Some(token) = caller.token.as_ref().filter(|t| t.resource_owner.is_some()) {
+                match fine_grained(token, repo, need) {
+                    Scope::Granted => {}
+                    Scope::PublicRead => return Ok(()),
+                    Scope::Refused(e) => return Err(e),
+                }
             }
             if have < need.user {
                 return Err(ApiError::forbidden(match need.user {
@@ -273,4 +363,45 @@ pub fn check(world: &World, caller: &Caller, repo: &Repo, need: Need) -> Result<
             "A JSON web token cannot be used to access this resource; use an installation token",
         )),
     }
+}
+
+/// A fine-grained personal access token of a seeded user, reaching one seeded account.
+pub fn seed_fine_grained_token(sim: &crate::Sim, t: &FineGrainedTokenSeed) -> anyhow::Result<()> {
+    let mut world = sim.world.lock();
+    let user = world
+        .account(&t.user)
+        .filter(|a| a.kind == AccountKind::User)
+        .map(|a| a.login.clone())
+        .with_context(|| format!("user {:?} is not a seeded user", t.user))?;
+    let owner = world
+        .account(&t.resource_owner)
+        .map(|a| a.login.clone())
+        .with_context(|| format!("resource owner {:?} is not seeded", t.resource_owner))?;
+    let repositories = match &t.repositories {
+        None => None,
+        Some(names) => Some(
+            names
+                .iter()
+                .map(|n| {
+                    world
+                        .repo_id(&owner, n)
+                        .with_context(|| format!("repository {owner}/{n} is not seeded"))
+                })
+                .collect::<anyhow::Result<BTreeSet<u64>>>()?,
+        ),
+    };
+    if t.token.is_empty() || world.tokens.contains_key(&t.token) {
+        bail!("the token is empty or seeded twice");
+    }
+    world.tokens.insert(
+        t.token.clone(),
+        Token {
+            principal: Principal::User(user),
+            expires_at: None,
+            repositories,
+            permissions: t.permissions.clone(),
+            resource_owner: Some(owner),
+        },
+    );
+    Ok(())
 }

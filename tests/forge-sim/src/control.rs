@@ -3,6 +3,8 @@
 //! - `GET /_sim/exchanges`: recorded REST exchanges (with `record_exchanges`).
 //! - `GET /_sim/options`, `PATCH /_sim/options` (a partial [`crate::options::Options`]).
 //! - `POST /_sim/repos/{owner}/{repo}/delete|block|unblock`: simulate GitHub-side events.
+//! - `POST /_sim/repos/{owner}/{repo}/wiki`: save the wiki's first page as GitHub's web
+//!   interface does (`Home.md`), which makes the wiki; `created` is false when it existed.
 //! - `POST /_sim/tokens/{token}/expire`: make a token expire now.
 //! - `POST /_sim/hooks/deliver`: no body; delivers nothing, returns past deliveries.
 
@@ -53,6 +55,16 @@ async fn handle_inner(sim: Arc<Sim>, req: Request) -> Result<Response, ApiError>
                 .map_err(|e| ApiError::invalid_body(e.to_string()))?;
             *sim.options.write() = new.clone();
             json_ok(json!(new))
+        }
+        (Method::POST, ["repos", owner, repo, "wiki"]) => {
+            let (sim, owner, repo) = (sim.clone(), owner.to_string(), repo.to_string());
+            let created = tokio::task::spawn_blocking(move || {
+                crate::git_http::create_wiki(&sim, &owner, &repo)
+            })
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, format!("{e:#}")))?;
+            json_ok(json!({"ok": true, "created": created}))
         }
         (Method::POST, ["repos", owner, repo, action]) => {
             let mut world = sim.world.lock();

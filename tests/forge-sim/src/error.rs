@@ -58,6 +58,15 @@ impl ApiError {
         )
     }
 
+    /// What GitHub answers a fine-grained personal access token used outside its resource
+    /// owner or its permissions.
+    pub fn not_accessible_by_pat() -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Resource not accessible by personal access token",
+        )
+    }
+
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, message)
     }

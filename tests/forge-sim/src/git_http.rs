@@ -13,9 +13,10 @@
 //! Repositories are found by `owner/name` in the [`crate::state::World`] (case-insensitively; a
 //! renamed repository answers under its new name and its old one), never by their path on disk.
 //!
-//! A wiki (`.wiki.git`) that does not exist yet is 404 to fetch; GitHub makes wikis only through
-//! its web interface, but here a push to a missing wiki creates it, so that tests can fill one
-//! with git.
+//! A wiki (`.wiki.git`) exists once its first page was saved in the web interface: until then
+//! fetch and push alike answer 404 "Repository not found.", as GitHub's do (git shows
+//! "repository '...' not found"). A seed's `wiki` pages make one, and so does
+//! `POST /_sim/repos/OWNER/REPO/wiki` ([`create_wiki`], the web interface's first page).
 //!
 //! After a push that changed refs, the repository's `pushed_at` and `version` move and `push`
 //! webhooks go out ([`crate::webhooks::on_push`]), one event per changed branch or tag.
@@ -502,19 +503,8 @@ pub async fn handle(sim: Arc<Sim>, peer: SocketAddr, req: Request) -> Response {
         Err(r) => return r.into_git_response(),
     };
     if !access.dir.join("HEAD").exists() {
-        if !(access.wiki && receive) {
-            return Refusal::NotFound.into_git_response();
-        }
-        // A push creates a missing wiki (see the module documentation).
-        let dir = access.dir.clone();
-        let made = tokio::task::spawn_blocking(move || gitrepo::init_bare(&dir, "master")).await;
-        if let Err(e) = made.map_err(anyhow::Error::from).and_then(|r| r) {
-            tracing::warn!("creating wiki {}: {e:#}", access.dir.display());
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "could not create the wiki",
-            );
-        }
+        // A wiki nobody made yet (see the module documentation), fetched or pushed to.
+        return Refusal::NotFound.into_git_response();
     }
     let push_post = receive && req.method() == Method::POST;
     let lock = push_lock(&access.dir);
@@ -625,15 +615,47 @@ pub fn seed_wiki(sim: &Sim, repo: u64, seed: &RepoSeed) -> anyhow::Result<()> {
         .get(&repo)
         .map(|r| r.wiki_dir.clone())
         .context("no such repository")?;
-    gitrepo::init_bare(&wiki_dir, "master")?;
+    make_wiki(&wiki_dir, &seed.wiki, "Initial wiki")
+}
+
+/// Blocking: makes a wiki at `wiki_dir` with one commit holding `pages` (file name → content).
+fn make_wiki(
+    wiki_dir: &Path,
+    pages: &std::collections::BTreeMap<String, String>,
+    message: &str,
+) -> anyhow::Result<()> {
+    gitrepo::init_bare(wiki_dir, "master")?;
     let mut files = std::collections::BTreeMap::new();
-    for (page, content) in &seed.wiki {
+    for (page, content) in pages {
         if page.contains("..") || page.starts_with('/') {
             bail!("wiki page {page:?}: not a relative path");
         }
         files.insert(page.clone(), Some(content.clone()));
     }
-    crate::seeding::commit_files(&wiki_dir, "master", files, "Initial wiki")
+    crate::seeding::commit_files(wiki_dir, "master", files, message)
+}
+
+/// Blocking: what saving a wiki's first page in GitHub's web interface does: the wiki of
+/// `owner/name` is made with `Home.md` holding GitHub's default text ("Welcome to the NAME
+/// wiki!"). Returns false when the wiki already existed (nothing is changed then).
+pub fn create_wiki(sim: &Sim, owner: &str, name: &str) -> anyhow::Result<bool> {
+    let (wiki_dir, name) = {
+        let world = sim.world.lock();
+        let id = world
+            .repo_id(owner, name)
+            .with_context(|| format!("no repository {owner}/{name}"))?;
+        let r = &world.repos[&id];
+        (r.wiki_dir.clone(), r.name.clone())
+    };
+    if wiki_dir.join("HEAD").exists() {
+        return Ok(false);
+    }
+    let home = std::collections::BTreeMap::from([(
+        "Home.md".to_string(),
+        format!("Welcome to the {name} wiki!\n"),
+    )]);
+    make_wiki(&wiki_dir, &home, "Initial Home page")?;
+    Ok(true)
 }
 
 #[cfg(test)]

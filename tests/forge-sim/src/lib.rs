@@ -4,8 +4,11 @@
 //! It serves, over HTTPS with a CA made at start-up: the REST API under `/api/v3/` with GitHub's
 //! shapes, pagination, ETags, rate limits and errors; git smart HTTP (`/OWNER/REPO.git`,
 //! `.wiki.git`) by `git http-backend`; the LFS batch API; release-asset uploads under
-//! `/api/uploads/`; GitHub App installation tokens; webhooks with `X-Hub-Signature-256`. Its own
-//! control routes live under `/_sim/` (stats, options, recorded exchanges).
+//! `/api/uploads/`; the download host's pre-signed URLs under `/_objects/` (where release-asset
+//! and attachment downloads redirect); attachments (`/user-attachments/assets/UUID`,
+//! `/OWNER/REPO/assets/ID/UUID`); GitHub App installation tokens and fine-grained personal
+//! access tokens; webhooks with `X-Hub-Signature-256`. Its own control routes live under
+//! `/_sim/` (stats, options, recorded exchanges).
 //!
 //! Start it in-process with [`ForgeSim::start`] or as the `forge-sim` binary, which prints a
 //! [`Ready`] line. See README.md beside this crate for the seed format and the knobs.
@@ -13,6 +16,7 @@
 #![recursion_limit = "512"]
 
 pub mod api;
+pub mod attachments;
 pub mod auth;
 pub mod control;
 pub mod error;
@@ -20,6 +24,7 @@ pub mod git_http;
 pub mod gitrepo;
 pub mod lfs;
 pub mod limits;
+pub mod objects;
 pub mod openapi;
 pub mod options;
 pub mod page;
@@ -64,6 +69,9 @@ pub struct Sim {
     pub uploads_base: String,
     /// Where repositories, LFS objects and keys live.
     pub data_dir: PathBuf,
+    /// The key the download host's pre-signed URLs are signed with ([`objects`]); drawn at
+    /// start-up and never shown.
+    pub signing_key: [u8; 32],
     router: Router,
 }
 
@@ -145,6 +153,7 @@ pub struct Ready {
 pub struct ForgeSim {
     sim: Arc<Sim>,
     ready: Ready,
+    ca_pem: String,
     stop: CancellationToken,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -184,6 +193,7 @@ impl ForgeSim {
             uploads_base: format!("{web_base}/api/uploads"),
             web_base: web_base.clone(),
             data_dir: data_dir.clone(),
+            signing_key: rand::random(),
             router: api::router(),
         });
         let loaded = seed::load(&sim, seed).context("loading the seed")?;
@@ -209,6 +219,7 @@ impl ForgeSim {
         Ok(ForgeSim {
             sim,
             ready,
+            ca_pem: tls.ca_pem,
             stop,
             _tmp: tmp,
         })
@@ -216,6 +227,13 @@ impl ForgeSim {
 
     pub fn ready(&self) -> &Ready {
         &self.ready
+    }
+
+    /// The PEM of the CA that signed the server's certificate (the contents of
+    /// [`Ready::ca_cert`]), for clients that take a root certificate in memory, e.g.
+    /// `reqwest::Certificate::from_pem`.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
     }
 
     pub fn sim(&self) -> &Arc<Sim> {

@@ -26,6 +26,8 @@ pub struct Seed {
     pub users: Vec<UserSeed>,
     pub orgs: Vec<OrgSeed>,
     pub apps: Vec<AppSeed>,
+    /// Fine-grained personal access tokens, each reaching one organisation (or user).
+    pub fine_grained_tokens: Vec<FineGrainedTokenSeed>,
 }
 
 impl Seed {
@@ -51,6 +53,23 @@ pub struct UserSeed {
     /// Personal access tokens of this user (one is generated for the first user when none is
     /// given anywhere).
     pub tokens: Vec<String>,
+}
+
+/// A fine-grained personal access token (GitHub's `github_pat_...`): it acts as `user`, only on
+/// the repositories of `resource_owner` (see [`crate::auth`] for GitHub's rules).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FineGrainedTokenSeed {
+    pub token: String,
+    /// The seeded user it acts as.
+    pub user: String,
+    /// The organisation (or user) whose repositories it reaches.
+    pub resource_owner: String,
+    /// Repository names of the resource owner; all of them when absent.
+    pub repositories: Option<Vec<String>>,
+    /// Repository and organisation permissions (`contents`, `issues`, `administration`,
+    /// `members`, ...: `read` or `write`); when absent, whatever the user may do.
+    pub permissions: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -129,6 +148,25 @@ pub struct RepoSeed {
     pub collaborators: BTreeMap<String, String>,
     /// team slug → permission.
     pub teams: BTreeMap<String, String>,
+    /// Files uploaded in this repository, which issue and pull request bodies (of any seeded
+    /// repository) link to.
+    pub attachments: Vec<AttachmentSeed>,
+}
+
+/// A file uploaded into a body ([`crate::attachments`]). Bodies of the seed link it by `url`
+/// as written here; the simulator puts its own host in place of `https://github.com/` in those
+/// links, as GitHub Enterprise's bodies name its own host.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttachmentSeed {
+    /// `https://github.com/user-attachments/assets/UUID` or
+    /// `https://github.com/OWNER/REPO/assets/ID/UUID` (OWNER/REPO: this repository).
+    pub url: String,
+    /// Default `application/octet-stream`.
+    pub content_type: Option<String>,
+    /// Text content; or `size` bytes of deterministic pseudo-random data.
+    pub content: Option<String>,
+    pub size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -370,6 +408,10 @@ pub struct SeedCounts {
     pub workflows: u64,
     pub wiki_pages: u64,
     pub lfs_objects: u64,
+    /// Distinct seeded attachments the repository's bodies link to: `user-attachments` links
+    /// wherever they were uploaded, `/OWNER/REPO/assets/` links of this repository only (a
+    /// backup of one repository keeps those).
+    pub attachments: u64,
 }
 
 impl Seed {
@@ -412,6 +454,7 @@ impl Seed {
             .values()
             .collect::<std::collections::BTreeSet<_>>()
             .len() as u64;
+        c.attachments = crate::attachments::linked_from(self, org, r);
         Some(c)
     }
 }

@@ -1,6 +1,7 @@
 //! Turns a [`Seed`] into the world: accounts, organisations, teams, tokens, apps and
 //! installations, repositories with their git history; then each area's items through the area's
-//! own `seed_repo` (issues, pull requests, releases, settings, wiki, LFS).
+//! own `seed_repo` (issues, pull requests, releases, settings, wiki, LFS, attachments); then
+//! fine-grained tokens and apps, which name repositories.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -73,6 +74,7 @@ pub fn load(sim: &Sim, seed: &Seed) -> anyhow::Result<Loaded> {
                         expires_at: None,
                         repositories: None,
                         permissions: None,
+                        resource_owner: None,
                     },
                 );
             }
@@ -166,6 +168,7 @@ pub fn load(sim: &Sim, seed: &Seed) -> anyhow::Result<Loaded> {
         .iter()
         .flat_map(|o| o.repos.iter().map(move |r| (o.login.as_str(), r)))
         .collect();
+    let links = crate::attachments::seeded_links(seed, &sim.web_base);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get() * 2)
@@ -180,7 +183,7 @@ pub fn load(sim: &Sim, seed: &Seed) -> anyhow::Result<Loaded> {
                         let Some((owner, r)) = jobs.get(i) else {
                             return Ok(());
                         };
-                        seed_repo(sim, owner, r)
+                        seed_repo(sim, owner, r, &links)
                             .with_context(|| format!("seeding {owner}/{}", r.name))?;
                     }
                 })
@@ -192,6 +195,11 @@ pub fn load(sim: &Sim, seed: &Seed) -> anyhow::Result<Loaded> {
         }
         Ok(())
     })?;
+
+    for t in &seed.fine_grained_tokens {
+        crate::auth::seed_fine_grained_token(sim, t)
+            .with_context(|| format!("seeding the fine-grained token of {}", t.user))?;
+    }
 
     let mut loaded = Loaded {
         token: first_token.context("no token seeded")?,
@@ -314,8 +322,15 @@ pub fn create_repo(
     Ok(id)
 }
 
-fn seed_repo(sim: &Sim, owner: &str, r: &RepoSeed) -> anyhow::Result<()> {
+fn seed_repo(
+    sim: &Sim,
+    owner: &str,
+    r: &RepoSeed,
+    links: &[(String, String)],
+) -> anyhow::Result<()> {
     seed::check_name("repository", &r.name)?;
+    // The seed's attachment links, on the simulator's host.
+    let r = &crate::attachments::on_sim_host(r, links);
     let default_branch = r.default_branch.clone().unwrap_or_else(|| "main".into());
     let id = create_repo(sim, owner, &r.name, r.private, &default_branch)?;
     let git_dir = sim.world.lock().repos[&id].git_dir.clone();
@@ -365,6 +380,7 @@ fn seed_repo(sim: &Sim, owner: &str, r: &RepoSeed) -> anyhow::Result<()> {
     crate::api::pulls::seed_repo(sim, id, r).context("pull requests")?;
     crate::api::releases::seed_repo(sim, id, r).context("releases")?;
     crate::api::settings::seed_repo(sim, id, r).context("settings")?;
+    crate::attachments::seed_repo(sim, id, owner, r).context("attachments")?;
     Ok(())
 }
 

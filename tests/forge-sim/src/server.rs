@@ -1,8 +1,10 @@
 //! The HTTPS listener and the request pipeline.
 //!
 //! Every connection is TLS (as GitHub's are). A request goes, by path, to the simulator's own
-//! control routes (`/_sim/...`), the release-asset uploads (`/api/uploads/...`), the REST API
-//! (`/api/v3/...`) or git smart HTTP and LFS (`/OWNER/REPO.git/...`).
+//! control routes (`/_sim/...`), the download host's pre-signed URLs (`/_objects/...`), the
+//! release-asset uploads (`/api/uploads/...`), the REST API (`/api/v3/...`), release downloads
+//! (`/OWNER/REPO/releases/download/...`), attachments (`/user-attachments/assets/...`,
+//! `/OWNER/REPO/assets/...`) or git smart HTTP and LFS (`/OWNER/REPO.git/...`).
 //!
 //! The REST pipeline, in order: `/repositories/ID/...` is rewritten to the repository's current
 //! name; authentication (401 on a bad credential); injected failures; the primary and secondary
@@ -89,6 +91,9 @@ pub async fn dispatch(sim: Arc<Sim>, peer: SocketAddr, req: Request) -> Response
     if path.starts_with("/_sim/") {
         return crate::control::handle(sim, req).await;
     }
+    if path.starts_with(crate::objects::PREFIX) {
+        return crate::objects::serve(&sim, &req);
+    }
     if path.starts_with("/api/uploads/") {
         sim.stats.counters.lock().upload_requests += 1;
         return rest(sim, peer, req, "/api/uploads").await;
@@ -98,6 +103,9 @@ pub async fn dispatch(sim: Arc<Sim>, peer: SocketAddr, req: Request) -> Response
     }
     if path.contains("/releases/download/") {
         return crate::api::releases::browser_download(&sim, peer, &req);
+    }
+    if crate::attachments::parse_path(&path).is_some() {
+        return crate::attachments::handle(&sim, peer, &req);
     }
     if path.contains(".git/info/lfs/") {
         sim.stats.counters.lock().lfs_requests += 1;

@@ -420,6 +420,10 @@ pub struct Token {
     /// may be narrower than the installation's.
     pub repositories: Option<BTreeSet<u64>>,
     pub permissions: Option<BTreeMap<String, String>>,
+    /// For a fine-grained personal access token: the one account (organisation or user) whose
+    /// repositories it reaches, as GitHub scopes those tokens; `repositories` and `permissions`
+    /// then narrow it further. `None` for classic and installation tokens.
+    pub resource_owner: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -465,6 +469,21 @@ pub struct World {
     pub installations: BTreeMap<u64, Installation>,
     /// Pending invitations to collaborate on a repository, by id.
     pub repo_invitations: BTreeMap<u64, RepoInvitation>,
+    /// Files uploaded into issue and pull request bodies, by their UUID (lowercase).
+    pub attachments: BTreeMap<String, Attachment>,
+}
+
+/// A file uploaded into an issue or pull request body ([`crate::attachments`]). It belongs to
+/// the repository it was uploaded in, whose readers alone may fetch it when it is private.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub uuid: String,
+    pub repo: u64,
+    /// `None`: GitHub's `/user-attachments/assets/UUID` form; `Some(id)`: the older
+    /// `/OWNER/REPO/assets/ID/UUID` form (`ID` is the uploader's account id on GitHub).
+    pub repo_asset_id: Option<u64>,
+    pub content_type: String,
+    pub data: bytes::Bytes,
 }
 
 /// An invitation to collaborate on a repository, pending until the invitee accepts it.

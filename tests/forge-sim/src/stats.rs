@@ -21,6 +21,8 @@ pub struct Counters {
     pub git_requests: u64,
     pub lfs_requests: u64,
     pub upload_requests: u64,
+    /// Objects served by the download host (pre-signed release-asset and attachment URLs).
+    pub object_downloads: u64,
     pub webhook_deliveries: u64,
     /// `METHOD /route/{template} status` → count.
     pub by_route: BTreeMap<String, u64>,

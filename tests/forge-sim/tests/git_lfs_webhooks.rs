@@ -2,7 +2,8 @@
 //! git-lfs CLIs over HTTPS: mirror clones equal the bare repository, pushes deliver signed `push`
 //! events to repository, organisation and app webhooks, `refs/pull/*` is refused as a hidden ref,
 //! private repositories need credentials and installation tokens are held to their permissions,
-//! LFS objects come down and go up through the batch API, wikis clone with their pages.
+//! LFS objects come down and go up through the batch API, wikis clone with their pages and take
+//! pushes once they exist (a push never makes one, as on GitHub).
 //!
 //! Tokens reach git through `GIT_CONFIG_COUNT`/`KEY`/`VALUE` (`http.extraHeader`), never through
 //! URLs or arguments.
@@ -817,7 +818,7 @@ async fn lfs_objects_come_down_and_go_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn wikis_clone_with_their_pages_and_a_push_creates_one() {
+async fn wikis_clone_with_their_pages_and_a_push_to_a_wiki_nobody_made_is_refused() {
     let (hooks, _got) = receiver().await;
     let sim = start(&hooks).await;
     let tmp = tempfile::tempdir().unwrap();
@@ -845,7 +846,26 @@ async fn wikis_clone_with_their_pages_and_a_push_creates_one() {
         "refs/heads/master"
     );
 
-    // A repository without a wiki: 404; a push makes it.
+    // A push to a wiki that exists (the seed made it) works.
+    std::fs::write(wiki.join("Usage.md"), "Turn the crank twice.\n").unwrap();
+    git.ok(&wiki, &["commit", "-q", "-am", "twice"]).await;
+    git.ok(
+        &wiki,
+        &["push", "-q", &url(&sim, "acme/widgets.wiki.git"), "master"],
+    )
+    .await;
+    git.ok(
+        t,
+        &["clone", "-q", &url(&sim, "acme/widgets.wiki.git"), "again"],
+    )
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(t.join("again/Usage.md")).unwrap(),
+        "Turn the crank twice.\n"
+    );
+
+    // A wiki nobody made: 404 to fetch, and a push is refused as GitHub refuses it ("Repository
+    // not found"): GitHub makes a wiki only when its first page is saved in the web interface.
     let r = http(&sim)
         .get(url(
             &sim,
@@ -866,19 +886,50 @@ async fn wikis_clone_with_their_pages_and_a_push_creates_one() {
     std::fs::write(new.join("Home.md"), "secret wiki\n").unwrap();
     git.ok(&new, &["add", "Home.md"]).await;
     git.ok(&new, &["commit", "-q", "-m", "wiki"]).await;
+    let err = git
+        .fails(
+            &new,
+            &["push", "-q", &url(&sim, "acme/secret.wiki.git"), "master"],
+        )
+        .await;
+    assert!(err.contains("not found"), "{err}");
+    let secret_wiki = repo_field(&sim, "secret", |r| r.wiki_dir.clone());
+    assert!(
+        !secret_wiki.join("HEAD").exists(),
+        "a refused push makes no wiki"
+    );
+
+    // The first page saved in the web interface makes it; then pushes work.
+    let made = http(&sim)
+        .post(format!(
+            "{}/_sim/repos/acme/secret/wiki",
+            sim.ready().git_url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+    git.ok(t, &["clone", "-q", &url(&sim, "acme/secret.wiki.git"), "y"])
+        .await;
+    let y = t.join("y");
+    assert_eq!(
+        std::fs::read_to_string(y.join("Home.md")).unwrap(),
+        "Welcome to the secret wiki!\n"
+    );
+    std::fs::write(y.join("Plans.md"), "secret wiki\n").unwrap();
+    git.ok(&y, &["add", "Plans.md"]).await;
+    git.ok(&y, &["commit", "-q", "-m", "plans"]).await;
     git.ok(
-        &new,
+        &y,
         &["push", "-q", &url(&sim, "acme/secret.wiki.git"), "master"],
     )
     .await;
-    git.ok(t, &["clone", "-q", &url(&sim, "acme/secret.wiki.git"), "y"])
+    git.ok(t, &["clone", "-q", &url(&sim, "acme/secret.wiki.git"), "z"])
         .await;
     assert_eq!(
-        std::fs::read_to_string(t.join("y/Home.md")).unwrap(),
+        std::fs::read_to_string(t.join("z/Plans.md")).unwrap(),
         "secret wiki\n"
     );
-    let secret_wiki = repo_field(&sim, "secret", |r| r.wiki_dir.clone());
-    assert!(secret_wiki.join("HEAD").exists());
 
     // A renamed repository (and its wiki) answers under its new name, and its old one.
     let r = http(&sim)

@@ -1,7 +1,8 @@
 //! An independent client against the simulator: python-github-backup 0.65.1 backs up the seeded
 //! organisation `acme` (seeds/acme.toml), and its output holds exactly the seed's issues,
 //! comments, pull requests, reviews, releases and assets, the repositories, the wiki and the LFS
-//! objects.
+//! objects. Private repositories too: their release assets come down through GitHub's redirect
+//! to a pre-signed URL, which python-github-backup follows without its token.
 //!
 //! `github-backup` is found on PATH or at `$REPOVAULT_GITHUB_BACKUP`; without it the test fails
 //! (install with: pip install github-backup==0.65.1). `.ci/run` installs it.
@@ -111,6 +112,19 @@ async fn python_github_backup_backs_up_the_seeded_organisation() {
     }
 
     let org = &seed.orgs[0];
+    // A private repository with release assets is among those checked below: GitHub redirects
+    // an asset download to a pre-signed URL that needs no token, and python-github-backup drops
+    // the token on that redirect (as it must), so a redirect that needed it stored nothing.
+    let private_with_assets: Vec<&str> = org
+        .repos
+        .iter()
+        .filter(|r| r.private && r.releases.iter().any(|rel| !rel.assets.is_empty()))
+        .map(|r| r.name.as_str())
+        .collect();
+    assert!(
+        !private_with_assets.is_empty(),
+        "the seed has a private repository with release assets"
+    );
     let repos_dir = out.path().join("repositories");
     let got: BTreeSet<String> = std::fs::read_dir(&repos_dir)
         .unwrap()
@@ -240,11 +254,9 @@ async fn python_github_backup_backs_up_the_seeded_organisation() {
                                     .header("accept", "application/octet-stream"),
                             )
                             .await;
-                        let served = if served.status == 302 {
-                            api.raw(api.http.get(served.header("location"))).await
-                        } else {
-                            served
-                        };
+                        // Followed without the token, as python-github-backup follows it.
+                        assert_eq!(served.status, 302, "{}", path.display());
+                        let served = api.raw(api.http.get(served.header("location"))).await;
                         assert_eq!(bytes, served.bytes, "{}", path.display());
                     }
                     (None, None) => {}

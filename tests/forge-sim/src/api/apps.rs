@@ -234,6 +234,7 @@ async fn create_token(ctx: Ctx, Path(installation_id): Path<u64>, raw: Bytes) ->
             expires_at: Some(expires_at),
             repositories: repositories.clone(),
             permissions: Some(permissions.clone()),
+            resource_owner: None,
         },
     );
     let mut v = json!({

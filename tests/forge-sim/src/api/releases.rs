@@ -1,7 +1,8 @@
 //! Releases and their assets: list, read (by id, by tag, the latest), create (making the tag with
 //! the git CLI when it is missing), update, delete; assets listed, read as JSON or downloaded as
-//! bytes (`Accept: application/octet-stream`, or `browser_download_url` through
-//! [`browser_download`]), renamed, deleted, and uploaded on the uploads host
+//! bytes (`Accept: application/octet-stream`: a 302 to a pre-signed URL of the download host,
+//! [`crate::objects`]; or `browser_download_url` through [`browser_download`]), renamed,
+//! deleted, and uploaded on the uploads host
 //! (`POST /api/uploads/repos/OWNER/REPO/releases/ID/assets?name=&label=`).
 //!
 //! As on GitHub: drafts (and their assets) exist only for callers with push access; the latest
@@ -561,7 +562,7 @@ fn wants_bytes(headers: &HeaderMap) -> bool {
 }
 
 /// The asset's bytes as a download (`content-disposition: attachment`).
-fn bytes_response(a: &Asset) -> Response {
+pub(crate) fn bytes_response(a: &Asset) -> Response {
     let mut resp = Response::new(Body::from(a.data.clone()));
     let h = resp.headers_mut();
     h.insert(
@@ -579,8 +580,8 @@ fn bytes_response(a: &Asset) -> Response {
 }
 
 /// `GET /repos/{owner}/{repo}/releases/assets/{asset_id}`: JSON, or with
-/// `Accept: application/octet-stream` a 302 to `browser_download_url`, as GitHub redirects to
-/// its download host.
+/// `Accept: application/octet-stream` a 302 to a pre-signed, expiring URL of the download host
+/// ([`crate::objects`]) that serves without a token, as GitHub redirects to its storage.
 async fn get_asset(
     ctx: Ctx,
     headers: HeaderMap,
@@ -592,10 +593,9 @@ async fn get_asset(
     let r = &world.repos[&id];
     let rid = find_asset(&world, &ctx, r, aid)?.id;
     if wants_bytes(&headers) {
-        // GitHub answers 302 to a download host (its description documents only the JSON 200);
-        // here the download host is `browser_download_url`, which counts the download.
-        let rel = &r.releases[&rid];
-        let url = browser_download_url(&ctx.sim, r, rel, &rel.assets[&aid].name);
+        // GitHub answers 302 to its storage (its description documents the 302 beside the
+        // JSON 200); the download host counts the download.
+        let url = crate::objects::presign(&ctx.sim, &format!("release-assets/{id}/{aid}"))?;
         let mut resp = StatusCode::FOUND.into_response();
         if let Ok(v) = HeaderValue::from_str(&url) {
             resp.headers_mut().insert(header::LOCATION, v);

@@ -222,6 +222,7 @@ async fn create_org_repo(ctx: Ctx, Path(org): Path<String>, raw: Bytes) -> ApiRe
         let o = world.org(&org).ok_or_else(ApiError::not_found)?;
         match &ctx.caller.principal {
             Some(Principal::User(l)) => {
+                crate::auth::pat_reaches_org(&ctx.caller, &o.login, "administration", true)?;
                 if o.members.get(l) != Some(&OrgRole::Admin)
                     && !world.account(l).is_some_and(|a| a.site_admin)
                 {

@@ -135,10 +135,12 @@ pub enum OrgCaller {
     Outsider,
 }
 
-/// Classifies the caller for organisation `org` (404 when there is no such organisation). An
-/// installation on the organisation without `app_permission` (at `write` when `write`) is 403
-/// "Resource not accessible by integration"; one on another account sees nothing (404); an app
-/// JWT is refused as [`crate::auth::check`] refuses it.
+/// Classifies the caller for organisation `org` (404 when there is no such organisation). A
+/// fine-grained personal access token of another organisation, or without `app_permission`, is
+/// 403 ([`crate::auth::pat_reaches_org`]). An installation on the organisation without
+/// `app_permission` (at `write` when `write`) is 403 "Resource not accessible by integration";
+/// one on another account sees nothing (404); an app JWT is refused as [`crate::auth::check`]
+/// refuses it.
 pub fn org_caller(
     ctx: &Ctx,
     world: &World,
@@ -150,6 +152,7 @@ pub fn org_caller(
     match &ctx.caller.principal {
         None => Ok(OrgCaller::Outsider),
         Some(Principal::User(login)) => {
+            crate::auth::pat_reaches_org(&ctx.caller, &o.login, app_permission, write)?;
             if world.account(login).is_some_and(|a| a.site_admin) {
                 return Ok(OrgCaller::Owner);
             }
