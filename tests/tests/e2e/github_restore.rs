@@ -73,6 +73,39 @@ fn ls_remote(ready: &forge_sim::Ready, url: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A git command against the simulator in `dir` (the token in the environment only, a fixed
+/// identity for commits); panics unless it succeeds.
+fn git_with_token(ready: &forge_sim::Ready, args: &[&str], dir: &std::path::Path) {
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{}", ready.token));
+    let ca = format!("http.sslCAInfo={}", ready.ca_cert.display());
+    let out = Command::new("git")
+        .args(["-c", &ca])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GIT_SSL_CAINFO")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_COUNT", "1")
+        .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+        .env(
+            "GIT_CONFIG_VALUE_0",
+            format!("Authorization: Basic {basic}"),
+        )
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A REST GET of the simulator as JSON.
 /// The test reads the forge as `rev` (an organisation member with read access), not with the
 /// restore's own credential: a secondary limit the simulator imposes on that credential would
@@ -443,13 +476,119 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     assert!(out.status.success(), "docs restore: {}", stderr(&out));
     let r = wait_restore(&c, &id).await;
     assert_eq!(r.status, Status::Completed, "{:?}", r.error);
-    let s_wiki = ls_remote(&ready, &format!("{}/acme/docs.wiki.git", ready.git_url));
-    let d_wiki = ls_remote(
-        &ready,
-        &format!("{}/acme/docs-copy.wiki.git", ready.git_url),
+    // As on GitHub, a new repository has no wiki until its first page is saved in the web
+    // interface, and a push cannot make one: the restore completes and says how to finish.
+    let summary = r.summary.clone().unwrap_or_default();
+    let wiki_step = "--type wiki_only --into acme/docs-copy";
+    assert!(
+        summary.contains("wiki not restored")
+            && summary.contains("/acme/docs-copy/wiki")
+            && summary.contains(wiki_step),
+        "{summary}"
     );
+    // A wiki_only restore before the first page exists has nothing it can do: it fails, saying
+    // the same.
+    let (id, _) = start(
+        &c,
+        &[
+            docs.id.as_str(),
+            "--type",
+            "wiki_only",
+            "--into",
+            "acme/docs-copy",
+        ],
+        true,
+    );
+    let r = wait_restore(&c, &id).await;
+    assert_eq!(r.status, Status::Failed);
+    assert!(
+        r.error.as_deref().unwrap_or("").contains(wiki_step),
+        "{:?}",
+        r.error
+    );
+    // The first page saved, a wiki_only restore into the existing repository replaces it: the
+    // wiki then equals the source's, ref for ref.
+    curl(
+        "POST",
+        &format!("{}/_sim/repos/acme/docs-copy/wiki", ready.git_url),
+        None,
+        &ready.ca_cert,
+        "",
+    );
+    let d_wiki = |ready: &forge_sim::Ready| {
+        ls_remote(ready, &format!("{}/acme/docs-copy.wiki.git", ready.git_url))
+    };
+    let s_wiki = ls_remote(&ready, &format!("{}/acme/docs.wiki.git", ready.git_url));
     assert!(!s_wiki.is_empty());
-    assert_eq!(d_wiki, s_wiki, "wiki");
+    assert_ne!(
+        d_wiki(&ready),
+        s_wiki,
+        "the first page is not the source's wiki"
+    );
+    let (id, out) = start(
+        &c,
+        &[
+            docs.id.as_str(),
+            "--type",
+            "wiki_only",
+            "--into",
+            "acme/docs-copy",
+        ],
+        true,
+    );
+    assert!(out.status.success(), "wiki_only: {}", stderr(&out));
+    let r = wait_restore(&c, &id).await;
+    assert_eq!(r.status, Status::Completed, "{:?}", r.error);
+    assert!(
+        r.summary
+            .as_deref()
+            .unwrap_or("")
+            .contains("over the first page"),
+        "{:?}",
+        r.summary
+    );
+    assert_eq!(d_wiki(&ready), s_wiki, "wiki");
+    // A wiki with pages of its own (the source's own wiki, plus a page the restore does not
+    // know) is refused, and left as it was.
+    let extra = tempfile::tempdir().unwrap();
+    let work = extra.path().join("w");
+    let wiki_url = format!("{}/acme/docs-copy.wiki.git", ready.git_url);
+    git_with_token(&ready, &["clone", "-q", &wiki_url, "w"], extra.path());
+    std::fs::write(work.join("Extra.md"), "Written at the target.\n").unwrap();
+    git_with_token(&ready, &["add", "Extra.md"], &work);
+    git_with_token(
+        &ready,
+        &["commit", "-qm", "A page of the target's own"],
+        &work,
+    );
+    git_with_token(&ready, &["push", "-q", "origin", "HEAD"], &work);
+    let before = d_wiki(&ready);
+    let (id, _) = start(
+        &c,
+        &[
+            docs.id.as_str(),
+            "--type",
+            "wiki_only",
+            "--into",
+            "acme/docs-copy",
+        ],
+        true,
+    );
+    let r = wait_restore(&c, &id).await;
+    assert_eq!(r.status, Status::Failed);
+    assert!(
+        r.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("already has pages of its own"),
+        "{:?}",
+        r.error
+    );
+    assert_eq!(
+        d_wiki(&ready),
+        before,
+        "a refused wiki restore changed the wiki"
+    );
 
     // `original` with an existing name is refused, and nothing is queued.
     let (_, out) = start(

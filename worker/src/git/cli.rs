@@ -239,7 +239,7 @@ pub fn ls_remote_head(remote: &Remote) -> Result<Option<String>, GitError> {
 /// repository at `dir` (which must exist), pruning refs gone at the source, and points `HEAD`
 /// where the remote's points. The git CLI counterpart of the gix fetch, for remotes with their
 /// own CA. An empty remote is a success that changes nothing.
-pub(crate) fn fetch_mirror(dir: &Path, remote: &Remote) -> Result<(), GitError> {
+pub fn fetch_mirror(dir: &Path, remote: &Remote) -> Result<(), GitError> {
     let url = remote.checked_url()?;
     let home =
         tempfile::tempdir().map_err(|e| GitError::io("creating a temporary HOME for git", e))?;

@@ -27,7 +27,10 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use repovault_common::secret::Secret;
 
-pub use cli::{PushOutcome, compact, init_bare, ls_remote, ls_remote_head, push_mirror, push_refs};
+pub use cli::{
+    PushOutcome, compact, fetch_mirror, init_bare, ls_remote, ls_remote_head, push_mirror,
+    push_refs,
+};
 pub use fsck::{FsckReport, MAX_PROBLEMS, count_commits, fsck};
 pub use git_error::GitError;
 pub use mirror::mirror;

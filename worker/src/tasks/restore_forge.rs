@@ -49,6 +49,7 @@ use super::leased::RestoreWork;
 use super::restore_meta::{self, MetadataPlan};
 use super::{TaskContext, TaskError};
 use restore_journal::{JournalSaver, journal_storage_path, load_journal, save_journal};
+use restore_push::WikiPush;
 
 /// What one restore type restores.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -230,7 +231,7 @@ pub async fn run(
     }
     if parts.wiki {
         interrupted(ctx)?;
-        summary.push(push_wiki(ctx, &tree, &target_repo, &remote).await?);
+        summary.push(push_wiki(ctx, &tree, &target_repo, &remote, restore).await?);
     }
 
     // 7. Metadata.
@@ -348,12 +349,15 @@ async fn push_git(
 }
 
 /// Pushes the backup's wiki to the target's wiki remote, when both exist. Returns the summary
-/// line.
+/// line. A target whose wiki was never made (GitHub makes one only when its first page is saved
+/// in the web interface) gets the steps to restore it later: the summary says them, and a
+/// `wiki_only` restore, which has nothing else to do, fails with them.
 async fn push_wiki(
     ctx: &TaskContext,
     tree: &Path,
     target: &TargetRepo,
     remote: &GitRemote,
+    restore: &RestoreWork,
 ) -> Result<String, TaskError> {
     let wiki = tree.join(manifest::WIKI_DIR);
     if !tokio::fs::try_exists(wiki.join("HEAD"))
@@ -369,9 +373,28 @@ async fn push_wiki(
         url: url.clone(),
         ..remote.clone()
     };
-    let pushed =
-        restore_push::push_wiki(ctx, &wiki, crate::forge::git_remote(&wiki_remote)).await?;
-    Ok(format!("wiki pushed ({pushed} refs)"))
+    match restore_push::push_wiki(ctx, &wiki, crate::forge::git_remote(&wiki_remote)).await? {
+        WikiPush::Pushed {
+            refs,
+            replaced_first_page,
+        } => Ok(if replaced_first_page {
+            format!("wiki pushed ({refs} refs, over the first page saved to create it)")
+        } else {
+            format!("wiki pushed ({refs} refs)")
+        }),
+        WikiPush::NotCreated => {
+            let repo_page = target.clone_url.trim_end_matches(".git");
+            let how = format!(
+                "the target's wiki does not exist yet and a push cannot create it: save any first page at {repo_page}/wiki, then run `repovault restore start {} --type wiki_only --into {}/{}`",
+                restore.backup_id, restore.spec.target_owner, restore.spec.target_name
+            );
+            if restore.restore_type() == RestoreType::WikiOnly {
+                Err(TaskError::permanent(how))
+            } else {
+                Ok(format!("wiki not restored: {how}"))
+            }
+        }
+    }
 }
 
 /// Where a restore's files are: the snapshot's tree, and the scratch directory around it.

@@ -99,30 +99,94 @@ pub async fn push_tags(ctx: &TaskContext, code: &Path, remote: &Remote) -> Resul
     Ok(pushed)
 }
 
+/// What became of a wiki restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WikiPush {
+    /// Pushed: the refs pushed, and whether the target's first page was replaced.
+    Pushed {
+        refs: u64,
+        replaced_first_page: bool,
+    },
+    /// The target has no wiki yet: GitHub makes one only when its first page is saved in the
+    /// web interface, and refuses a push to a wiki never made.
+    NotCreated,
+}
+
 /// Pushes the backup's wiki (`wiki`, a bare repository) to `remote`, only when the target's
-/// wiki is empty or holds exactly an earlier attempt's refs. Returns the refs pushed.
-pub async fn push_wiki(ctx: &TaskContext, wiki: &Path, remote: Remote) -> Result<u64, TaskError> {
+/// wiki is empty, holds exactly an earlier attempt's refs, or holds only the first page saved
+/// to create it (one commit of one file, which is replaced). A wiki with pages of its own is
+/// refused, nothing pushed.
+pub async fn push_wiki(
+    ctx: &TaskContext,
+    wiki: &Path,
+    remote: Remote,
+) -> Result<WikiPush, TaskError> {
     ctx.progress
         .phase("wiki", format!("pushing the wiki to {}", remote.url));
     let wiki = wiki.to_path_buf();
-    let pushed = blocking(move || {
+    blocking(move || {
         let local = local_refs(&wiki)?;
         let there = match git::ls_remote(&remote) {
             Ok(t) => t,
-            // A wiki that was never written is not there yet: the push creates it.
-            Err(GitError::RepositoryNotFound { .. }) => BTreeMap::new(),
+            Err(GitError::RepositoryNotFound { .. }) => return Ok(WikiPush::NotCreated),
             Err(e) => return Err(e.into()),
         };
-        if there.iter().any(|(n, id)| local.get(n) != Some(id)) {
+        let foreign = there.iter().any(|(n, id)| local.get(n) != Some(id));
+        if foreign && !only_a_first_page(&wiki, &remote, &there)? {
             return Err(TaskError::permanent(format!(
-                "the target's wiki {} already has pages of its own: a wiki restore only fills an empty wiki",
+                "the target's wiki {} already has pages of its own: a wiki restore only fills an empty wiki, or one holding just the first page saved to create it",
                 remote.url
             )));
         }
-        Ok(git::push_refs(&wiki, &remote, &["refs/*:refs/*"])?)
+        // Forced only over a first page: every other push adds to an empty wiki or to ours.
+        let refspec = if foreign { "+refs/*:refs/*" } else { "refs/*:refs/*" };
+        let pushed = git::push_refs(&wiki, &remote, &[refspec])?;
+        Ok(WikiPush::Pushed {
+            refs: pushed.refs_pushed,
+            replaced_first_page: foreign,
+        })
     })
-    .await?;
-    Ok(pushed.refs_pushed)
+    .await
+}
+
+/// Blocking: whether the target wiki (`there`: its refs) holds only the first page saved to
+/// create it: one branch, whose history is one commit of one file. Fetched into a scratch
+/// repository beside `wiki` to look.
+fn only_a_first_page(
+    wiki: &Path,
+    remote: &Remote,
+    there: &BTreeMap<String, String>,
+) -> Result<bool, TaskError> {
+    let refs: Vec<(&String, &String)> = there.iter().collect();
+    let [(name, tip)] = refs[..] else {
+        return Ok(false);
+    };
+    if !name.starts_with("refs/heads/") {
+        return Ok(false);
+    }
+    let look = wiki.with_file_name("target-wiki.git");
+    if look.exists() {
+        std::fs::remove_dir_all(&look).map_err(|e| git_failed("clearing", &look, e))?;
+    }
+    git::init_bare(&look)?;
+    git::fetch_mirror(&look, remote)?;
+    let count = local_git(&look)
+        .args(["rev-list", "--count", tip])
+        .output()
+        .map_err(|e| git_failed("rev-list", &look, e))?;
+    let files = local_git(&look)
+        .args(["ls-tree", "-r", "--name-only", tip])
+        .output()
+        .map_err(|e| git_failed("ls-tree", &look, e))?;
+    let _ = std::fs::remove_dir_all(&look);
+    let one_line = |o: &std::process::Output| {
+        o.status.success() && String::from_utf8_lossy(&o.stdout).trim().lines().count() == 1
+    };
+    Ok(
+        one_line(&files)
+            && one_line(&count)
+            && String::from_utf8_lossy(&count.stdout).trim() == "1",
+    )
 }
 
 /// A `git` command on the local bare repository `dir`, isolated from the user's and system's
