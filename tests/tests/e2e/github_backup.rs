@@ -599,3 +599,62 @@ async fn a_worker_without_the_cache_resumes_an_incremental_from_the_parent_snaps
     assert_eq!(diff, vec!["meta/issues/0/1.json".to_string()]);
     c.shutdown().await;
 }
+
+/// The attachment path: an issue of acme/docs links two attachments in GitHub's two forms
+/// (`/user-attachments/assets/UUID`, uploaded in the private secret-plans, and
+/// `/OWNER/REPO/assets/ID/UUID`), which the simulator serves as GitHub does; the backup stores
+/// both under `attachments/<sha256>` with a map from each URL, and its verification counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn attachments_linked_from_an_issue_are_stored_by_checksum_and_verified() {
+    use sha2::Digest as _;
+    let sim = sim().await;
+    let ready = sim.ready().clone();
+    let c = Cluster::start(1).await.unwrap();
+    add_acme_org(&c, &ready, &ready.token);
+    let b = run(&c, "docs", "full").await;
+    assert_completed(&b, "docs");
+    let want = seed().counts("acme", "docs").unwrap().attachments;
+    assert_eq!(want, 2, "the seed links two attachments from docs");
+    assert_eq!(b.counts.attachments, want);
+    let v = b.verification.as_ref().expect("verified at backup");
+    let meta = v
+        .checks
+        .iter()
+        .find(|ch| ch.name == "metadata_valid")
+        .expect("metadata_valid ran");
+    assert_eq!(
+        meta.result,
+        repovault_common::domain::CheckOutcome::Pass,
+        "{meta:?}"
+    );
+    assert!(meta.detail.contains("2 attachments"), "{}", meta.detail);
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = restore_tree(&c, &b, dir.path()).await;
+    // The bytes the simulator's seed holds, by their SHA-256.
+    let expected = [
+        (
+            "/user-attachments/assets/3f1c5a52-7a3e-4b8e-9c41-2d6f0b7e8a19",
+            "49fbcd4506277e698ef378888a7d9d4342741a0805397565f67798f5a58a0f4c",
+        ),
+        (
+            "/acme/docs/assets/1000001/8d2e4b6a-1c3f-4a5e-b7d9-0e1f2a3b4c5d",
+            "94107a80263adac17377cdd0260ee18a83cb958c1dba8667e31e501ad25bec9d",
+        ),
+    ];
+    let map: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("meta/attachments.json")).expect("meta/attachments.json"),
+    )
+    .unwrap();
+    for (path, sha) in expected {
+        let bytes = std::fs::read(root.join("attachments").join(sha))
+            .unwrap_or_else(|e| panic!("attachments/{sha} ({path}): {e}"));
+        assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), sha, "{path}");
+        let entry = map
+            .as_object()
+            .and_then(|m| m.iter().find(|(url, _)| url.ends_with(path)))
+            .map(|(_, e)| e.clone())
+            .unwrap_or_else(|| panic!("{path} not in attachments.json: {map}"));
+        assert_eq!(entry["sha256"], sha, "{path}: {entry}");
+    }
+}

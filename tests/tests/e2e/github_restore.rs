@@ -836,3 +836,101 @@ async fn github_restore_survives_a_worker_death_and_can_be_cancelled() {
     let _ = second.wait();
     c.shutdown().await;
 }
+
+/// A restore into another organisation with that organisation's own credential
+/// (`--credential-org`; without it, the repovault organisation named like the target owner is
+/// used): acme and globex each hold a fine-grained token that reaches its own organisation only,
+/// as GitHub scopes them. Into globex with acme's credential the restore is refused by the forge
+/// and creates nothing; with globex's it completes, every branch and tag at the source's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_into_another_organisation_uses_that_organisations_credential() {
+    const ACME_TOKEN: &str = "github_pat_acmeOwner_000000000000000000000000000000000000";
+    const GLOBEX_TOKEN: &str = "github_pat_globexOwner_0000000000000000000000000000000000";
+    let sim = sim().await;
+    let ready = sim.ready().clone();
+    let c = Cluster::start(1).await.unwrap();
+    add_acme_org(&c, &ready, ACME_TOKEN);
+    let ca = ready.ca_cert.display().to_string();
+    let add = cli(
+        &c,
+        &[
+            "org",
+            "add",
+            "globex",
+            "--provider",
+            "github",
+            "--api-url",
+            &ready.api_url,
+            "--token-env",
+            "GH_TOKEN",
+            "--ca-cert",
+            &ca,
+        ],
+        &[("GH_TOKEN", GLOBEX_TOKEN)],
+    );
+    assert!(add.status.success(), "{}", stderr(&add));
+    let b = backup(&c, "widgets").await;
+    let target = format!("{}/globex/widgets.git", ready.git_url);
+    let exists = |ready: &forge_sim::Ready| {
+        curl(
+            "GET",
+            &format!("{}/repos/globex/widgets", ready.api_url),
+            Some(&ready.token),
+            &ready.ca_cert,
+            "",
+        )
+        .contains("\"full_name\"")
+    };
+
+    // acme's credential does not reach globex: refused by the forge, nothing created.
+    let (id, _) = start(
+        &c,
+        &[
+            b.id.as_str(),
+            "--type",
+            "full_repo",
+            "--target",
+            "new",
+            "--org",
+            "globex",
+            "--name",
+            "widgets",
+            "--credential-org",
+            "acme",
+        ],
+        true,
+    );
+    let r = wait_restore(&c, &id).await;
+    assert_eq!(r.status, Status::Failed, "{:?}", r.summary);
+    assert!(!exists(&ready), "a refused restore created the repository");
+
+    let (id, out) = start(
+        &c,
+        &[
+            b.id.as_str(),
+            "--type",
+            "full_repo",
+            "--target",
+            "new",
+            "--org",
+            "globex",
+            "--name",
+            "widgets",
+            "--credential-org",
+            "globex",
+        ],
+        true,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = wait_restore(&c, &id).await;
+    assert_eq!(r.status, Status::Completed, "{:?}", r.error);
+    assert_eq!(r.target_repo.as_deref(), Some("globex/widgets"));
+    let src = ls_remote(&ready, &format!("{}/acme/widgets.git", ready.git_url));
+    let dst = ls_remote(&ready, &target);
+    for (name, id) in src
+        .iter()
+        .filter(|(n, _)| n.starts_with("refs/heads/") || n.starts_with("refs/tags/"))
+    {
+        assert_eq!(dst.get(name), Some(id), "{name}");
+    }
+}
