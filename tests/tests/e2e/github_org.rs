@@ -44,13 +44,18 @@ pub(crate) fn cli(c: &Cluster, args: &[&str], env: &[(&str, &str)]) -> Output {
 /// `org add acme` on the simulator with `token`, through the CLI (the token in the
 /// environment only); panics unless it succeeds.
 pub(crate) fn add_acme_org(c: &Cluster, ready: &forge_sim::Ready, token: &str) {
+    add_github_org(c, ready, "acme", token);
+}
+
+/// `org add NAME` of the simulator with `token`, as [`add_acme_org`].
+pub(crate) fn add_github_org(c: &Cluster, ready: &forge_sim::Ready, name: &str, token: &str) {
     let ca = ready.ca_cert.display().to_string();
     let add = cli(
         c,
         &[
             "org",
             "add",
-            "acme",
+            name,
             "--provider",
             "github",
             "--api-url",

@@ -17,7 +17,7 @@ use repovault_coordinator::model::{BackupRecord, RestoreRecord, Status};
 use repovault_tests::cluster::Cluster;
 use serde_json::Value;
 
-use super::github_org::{add_acme_org, cli, curl, sim};
+use super::github_org::{add_acme_org, add_github_org, cli, curl, sim};
 
 const BIN: &str = env!("CARGO_BIN_EXE_repovault-test-process");
 
@@ -41,48 +41,13 @@ async fn backup(c: &Cluster, repo: &str) -> BackupRecord {
     b
 }
 
-/// Every ref of `url` (git ls-remote, the token in the environment only): name → id.
-fn ls_remote(ready: &forge_sim::Ready, url: &str) -> BTreeMap<String, String> {
+/// A git command against the simulator: its CA trusted, the token in the environment only
+/// (never in argv or a config file), a fixed identity for commits, no user configuration.
+fn sim_git(ready: &forge_sim::Ready) -> Command {
     let basic =
         base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{}", ready.token));
-    let ca = format!("http.sslCAInfo={}", ready.ca_cert.display());
-    let out = Command::new("git")
-        .args(["-c", &ca, "ls-remote", url])
-        .env_remove("GIT_SSL_CAINFO")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_COUNT", "1")
-        .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-        .env(
-            "GIT_CONFIG_VALUE_0",
-            format!("Authorization: Basic {basic}"),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ls-remote {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .filter(|(_, n)| n.starts_with("refs/") && !n.ends_with("^{}"))
-        .map(|(id, n)| (n.to_string(), id.to_string()))
-        .collect()
-}
-
-/// A git command against the simulator in `dir` (the token in the environment only, a fixed
-/// identity for commits); panics unless it succeeds.
-fn git_with_token(ready: &forge_sim::Ready, args: &[&str], dir: &std::path::Path) {
-    let basic =
-        base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{}", ready.token));
-    let ca = format!("http.sslCAInfo={}", ready.ca_cert.display());
-    let out = Command::new("git")
-        .args(["-c", &ca])
-        .args(args)
-        .current_dir(dir)
+    let mut cmd = Command::new("git");
+    cmd.args(["-c", &format!("http.sslCAInfo={}", ready.ca_cert.display())])
         .env_remove("GIT_SSL_CAINFO")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -96,9 +61,29 @@ fn git_with_token(ready: &forge_sim::Ready, args: &[&str], dir: &std::path::Path
         .env("GIT_AUTHOR_NAME", "Test")
         .env("GIT_AUTHOR_EMAIL", "test@example.com")
         .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .unwrap();
+        .env("GIT_COMMITTER_EMAIL", "test@example.com");
+    cmd
+}
+
+/// Every ref of `url` (git ls-remote): name → id.
+fn ls_remote(ready: &forge_sim::Ready, url: &str) -> BTreeMap<String, String> {
+    let out = sim_git(ready).args(["ls-remote", url]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ls-remote {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, n)| n.starts_with("refs/") && !n.ends_with("^{}"))
+        .map(|(id, n)| (n.to_string(), id.to_string()))
+        .collect()
+}
+
+/// A git command against the simulator in `dir`; panics unless it succeeds.
+fn git_with_token(ready: &forge_sim::Ready, args: &[&str], dir: &std::path::Path) {
+    let out = sim_git(ready).args(args).current_dir(dir).output().unwrap();
     assert!(
         out.status.success(),
         "git {args:?}: {}",
@@ -216,6 +201,23 @@ fn stderr(o: &std::process::Output) -> String {
 
 async fn wait_restore(c: &Cluster, id: &str) -> RestoreRecord {
     c.wait_restore(id, Duration::from_secs(240)).await.unwrap()
+}
+
+/// A `wiki_only` restore of `docs` into acme/docs-copy, waited for.
+async fn wiki_only_into_docs_copy(c: &Cluster, docs: &BackupRecord) -> RestoreRecord {
+    let (id, out) = start(
+        c,
+        &[
+            docs.id.as_str(),
+            "--type",
+            "wiki_only",
+            "--into",
+            "acme/docs-copy",
+        ],
+        true,
+    );
+    assert!(!id.is_empty(), "wiki_only not queued: {}", stderr(&out));
+    wait_restore(c, &id).await
 }
 
 /// Starts a `full_repo` restore of `backup_id` into a new `acme/NAME` whose first comment is
@@ -488,18 +490,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     );
     // A wiki_only restore before the first page exists has nothing it can do: it fails, saying
     // the same.
-    let (id, _) = start(
-        &c,
-        &[
-            docs.id.as_str(),
-            "--type",
-            "wiki_only",
-            "--into",
-            "acme/docs-copy",
-        ],
-        true,
-    );
-    let r = wait_restore(&c, &id).await;
+    let r = wiki_only_into_docs_copy(&c, &docs).await;
     assert_eq!(r.status, Status::Failed);
     assert!(
         r.error.as_deref().unwrap_or("").contains(wiki_step),
@@ -525,19 +516,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
         s_wiki,
         "the first page is not the source's wiki"
     );
-    let (id, out) = start(
-        &c,
-        &[
-            docs.id.as_str(),
-            "--type",
-            "wiki_only",
-            "--into",
-            "acme/docs-copy",
-        ],
-        true,
-    );
-    assert!(out.status.success(), "wiki_only: {}", stderr(&out));
-    let r = wait_restore(&c, &id).await;
+    let r = wiki_only_into_docs_copy(&c, &docs).await;
     assert_eq!(r.status, Status::Completed, "{:?}", r.error);
     assert!(
         r.summary
@@ -563,18 +542,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     );
     git_with_token(&ready, &["push", "-q", "origin", "HEAD"], &work);
     let before = d_wiki(&ready);
-    let (id, _) = start(
-        &c,
-        &[
-            docs.id.as_str(),
-            "--type",
-            "wiki_only",
-            "--into",
-            "acme/docs-copy",
-        ],
-        true,
-    );
-    let r = wait_restore(&c, &id).await;
+    let r = wiki_only_into_docs_copy(&c, &docs).await;
     assert_eq!(r.status, Status::Failed);
     assert!(
         r.error
@@ -850,25 +818,7 @@ async fn a_restore_into_another_organisation_uses_that_organisations_credential(
     let ready = sim.ready().clone();
     let c = Cluster::start(1).await.unwrap();
     add_acme_org(&c, &ready, ACME_TOKEN);
-    let ca = ready.ca_cert.display().to_string();
-    let add = cli(
-        &c,
-        &[
-            "org",
-            "add",
-            "globex",
-            "--provider",
-            "github",
-            "--api-url",
-            &ready.api_url,
-            "--token-env",
-            "GH_TOKEN",
-            "--ca-cert",
-            &ca,
-        ],
-        &[("GH_TOKEN", GLOBEX_TOKEN)],
-    );
-    assert!(add.status.success(), "{}", stderr(&add));
+    add_github_org(&c, &ready, "globex", GLOBEX_TOKEN);
     let b = backup(&c, "widgets").await;
     let target = format!("{}/globex/widgets.git", ready.git_url);
     let exists = |ready: &forge_sim::Ready| {
