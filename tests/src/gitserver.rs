@@ -471,6 +471,33 @@ mod tests {
         drop(d2);
     }
 
+    /// The daemon, the `git-daemon` it runs and the child it forks per connection all end when
+    /// the `GitDaemon` is dropped (a test's servers must not outlive it).
+    #[test]
+    fn a_dropped_daemon_leaves_no_process_behind() {
+        let base = tempfile::tempdir().unwrap();
+        let d = GitDaemon::start(base.path()).unwrap();
+        let pgid = d.child.id();
+        let alive = || {
+            Command::new("kill")
+                .args(["-0", "--", &format!("-{pgid}")])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let _conn = TcpStream::connect(("127.0.0.1", d.port())).unwrap();
+        assert!(alive());
+        drop(d);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive() {
+            assert!(
+                Instant::now() < deadline,
+                "processes of the dropped daemon's group {pgid} are still running"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     #[test]
     fn http_with_token() {
         let base = tempfile::tempdir().unwrap();

@@ -4,6 +4,7 @@ use std::{
     collections::BTreeMap,
     io::{Read as _, Write as _},
     net::{TcpListener, TcpStream},
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex, atomic::AtomicBool},
@@ -124,7 +125,9 @@ fn build_source(dir: &Path) {
     git(dir, &["checkout", "-q", "-f", "main"]);
 }
 
-/// A `git daemon` serving `base` on a free port; killed on drop.
+/// A `git daemon` serving `base` on a free port, in a process group of its own: `git daemon`
+/// runs `git-daemon` as a child, which forks one more per connection, so dropping kills the
+/// whole group (killing `git` alone left `git-daemon` running, re-parented to init).
 struct Daemon {
     child: Child,
     port: u16,
@@ -143,6 +146,7 @@ impl Daemon {
                 "--export-all",
                 "--enable=receive-pack",
             ])
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -163,8 +167,42 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Whether any process of the process group `pgid` is alive (`kill -0 -- -PGID`).
+fn group_alive(pgid: u32) -> bool {
+    Command::new("kill")
+        .args(["-0", "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_dropped_daemon_leaves_no_process_behind() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(tmp.path());
+    let pgid = daemon.child.id();
+    // A connection makes git-daemon fork a child of its own.
+    let _conn = TcpStream::connect(("127.0.0.1", daemon.port)).expect("connect");
+    assert!(group_alive(pgid));
+    drop(daemon);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while group_alive(pgid) {
+        assert!(
+            Instant::now() < deadline,
+            "processes of the dropped daemon's group {pgid} are still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
