@@ -84,6 +84,7 @@ pub mod rate;
 mod refusal;
 pub mod repos;
 pub mod restore;
+mod token_hosts;
 pub mod transfer;
 mod transport;
 

@@ -2,8 +2,9 @@
 //! authenticated, retried and read. Its contracts:
 //! - The token is sent only to the API's own host: `Authorization` is set per request from the
 //!   [`TokenSource`], only when the request's scheme and authority are the API base's (or, for
-//!   `api.github.com`, `uploads.github.com`, where release assets are uploaded; reqwest drops
-//!   `Authorization` when a redirect leaves the host). It never appears in a URL, a log line,
+//!   `api.github.com`, `uploads.github.com`, where release assets are uploaded, and `github.com`,
+//!   which serves attachments: `token_hosts.rs`; reqwest drops `Authorization` when a redirect
+//!   leaves the host). It never appears in a URL, a log line,
 //!   an error or `Debug` output.
 //! - A 401 asks the [`TokenSource`] once for a fresher token and, when it has one, sends the
 //!   request again with it (an installation token that expired mid-task).
@@ -205,16 +206,9 @@ impl Transport {
         }
     }
 
-    /// Whether `uri` is on the API's own scheme and host (the token goes nowhere else).
-    /// GitHub.com's uploads host (`uploads.github.com`, where release assets are uploaded)
-    /// counts as the API's: GitHub Enterprise serves uploads on its own host (`/api/uploads`).
+    /// Whether a request to `uri` carries the token ([`token_hosts::token_may_go_to`]).
     fn is_api(&self, uri: &Uri) -> bool {
-        origin(uri).is_some_and(|o| {
-            o == self.api_origin
-                || (self.api_origin.1 == "api.github.com"
-                    && o.0 == "https"
-                    && o.1 == "uploads.github.com")
-        })
+        origin(uri).is_some_and(|o| super::token_hosts::token_may_go_to(&self.api_origin, &o))
     }
 
     /// Sends one request, waiting out rate limits and retrying 5xx and transport errors.
