@@ -884,3 +884,69 @@ async fn a_restore_into_another_organisation_uses_that_organisations_credential(
         assert_eq!(dst.get(name), Some(id), "{name}");
     }
 }
+
+/// A restore of 300 items (100 issues with two comments each) into an existing repository meets
+/// no secondary limit of the simulator, which holds it to GitHub's documented content-creation
+/// limits (80 a minute, 500 an hour): the writes leave evenly paced, never in a burst. It takes
+/// the pace's own time, about four minutes, waiting rather than working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_of_300_items_meets_no_secondary_limit() {
+    use forge_sim::seed::{CommitSeed, GenerateSeed, RepoSeed, Seed};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("forge-sim/seeds/acme.toml");
+    let mut seed = Seed::from_file(&path).unwrap();
+    let acme = seed.orgs.iter_mut().find(|o| o.login == "acme").unwrap();
+    acme.repos.push(RepoSeed {
+        name: "bulk".into(),
+        commits: vec![CommitSeed {
+            message: "Initial commit".into(),
+            files: [("README.md".to_string(), Some("Bulk\n".to_string()))].into(),
+            ..Default::default()
+        }],
+        generate: Some(GenerateSeed {
+            issues: 100,
+            comments_each: 2,
+            closed_every: 0,
+        }),
+        ..Default::default()
+    });
+    let sim = forge_sim::ForgeSim::start(&seed, "127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let ready = sim.ready().clone();
+    let c = Cluster::start(1).await.unwrap();
+    add_acme_org(&c, &ready, &ready.token);
+    let b = backup(&c, "bulk").await;
+    assert_eq!((b.counts.issues, b.counts.comments), (100, 200));
+    curl(
+        "POST",
+        &format!("{}/orgs/acme/repos", ready.api_url),
+        Some(&ready.token),
+        &ready.ca_cert,
+        r#"{"name":"bulk-copy"}"#,
+    );
+    let before = sim.stats();
+    let (id, out) = start(
+        &c,
+        &[
+            b.id.as_str(),
+            "--type",
+            "issues_only",
+            "--into",
+            "acme/bulk-copy",
+        ],
+        true,
+    );
+    assert!(out.status.success(), "issues_only: {}", stderr(&out));
+    let r = wait_restore(&c, &id).await;
+    assert_eq!(r.status, Status::Completed, "{:?}", r.error);
+    let after = sim.stats();
+    assert_eq!(
+        after.secondary_refusals - before.secondary_refusals,
+        0,
+        "the restore met secondary limits: {:?}",
+        r.summary
+    );
+    let issues = list(&ready, "/repos/acme/bulk-copy/issues?state=all");
+    assert_eq!(issues.len(), 100, "{:?}", r.summary);
+    assert_eq!(comments_of(&ready, "bulk-copy", &issues), 200);
+}
