@@ -355,6 +355,12 @@ impl TaskQueue {
             now,
         };
         let finished = kinds::commit(self, &done, &mut batch).await?;
+        if req.success && kinds::uses_mirror_cache(task.kind) {
+            // The worker's cache now holds this mirror; noted before the commit makes the
+            // completion visible, so a backup enqueued on seeing it is placed there even before
+            // the worker's next acquire says so.
+            self.workers.note_cached(&req.worker_id, &task.repo_id);
+        }
         // Commit: the store transaction is the point of no return.
         self.store.apply(batch).await?;
         let terminal = task.lease.state.is_terminal();

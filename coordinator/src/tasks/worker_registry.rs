@@ -167,6 +167,23 @@ impl WorkerRegistry {
         m.cached.insert(id.to_string(), repos);
     }
 
+    /// Adds one repository to what a registered worker's cache holds (its backup of it just
+    /// succeeded); the worker's next acquire replaces the whole set.
+    pub fn note_cached(&self, id: &str, repo: &RepoId) {
+        let mut m = self.inner.lock();
+        if !m.entries.contains_key(id) {
+            return;
+        }
+        m.cached
+            .entry(id.to_string())
+            .or_default()
+            .insert(repo.clone());
+        m.holders
+            .entry(repo.clone())
+            .or_default()
+            .insert(id.to_string());
+    }
+
     /// Where each of `repos` is cached as seen from worker `asking`, under one look at the fleet:
     /// [`Placement::Here`] when `asking` holds it; `Elsewhere` (left to the holder until the
     /// repository's `ready_at_ms` plus `wait_ms`) when only other registered workers that are
@@ -247,6 +264,9 @@ mod tests {
         // a no longer holds r1 (evicted): it is nobody's.
         reg.set_cached("a", repos(&["r2"]));
         assert_eq!(look("b")[0], Placement::Anywhere);
+        // A backup that succeeded on b adds its repository at once.
+        reg.note_cached("b", &ids[0]);
+        assert_eq!(look("a")[0], elsewhere);
         // A draining holder is not waited for.
         reg.heartbeat("b", true, 0);
         assert_eq!(look("a")[2], Placement::Anywhere);
