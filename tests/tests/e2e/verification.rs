@@ -1289,3 +1289,44 @@ async fn verification_a_damaged_pack_is_never_trusted_again() {
     }
     c.shutdown().await;
 }
+
+/// A pack in the worker's cache damaged between two backups (bytes flipped in its middle, as
+/// disk damage or tampering leaves it), with nothing new at the source: the next backup finds
+/// it (git_fsck fails, naming the pack's damage) rather than carrying the damage on, and the one
+/// after repairs the mirror from the source. Whatever a backup checks of an unchanged mirror, a
+/// pack whose bytes changed since it was checked must be found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verification_a_cache_pack_damaged_between_backups_is_found() {
+    let c = Cluster::start(1).await.unwrap();
+    let src = tempfile::tempdir().unwrap();
+    random_repo(src.path(), "quiet.git", 23, 1 << 20);
+    let daemon = GitDaemon::start(src.path()).unwrap();
+    c.add_git_repo("acme/quiet", &daemon.url("quiet.git"))
+        .await
+        .unwrap();
+    let first = backup(&c, "acme/quiet", "full").await;
+    assert_eq!(status(&first), VerifyStatus::Verified, "{first:#?}");
+
+    let packs = cache_entry(&c, first.repo_id.as_str())
+        .join(manifest::CODE_DIR)
+        .join("objects/pack");
+    let pack = std::fs::read_dir(&packs)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a pack in the cache entry");
+    flip_bytes(&pack);
+
+    let second = backup(&c, "acme/quiet", "incremental").await;
+    assert_eq!(status(&second), VerifyStatus::Failed, "{second:#?}");
+    assert_result(&second, "git_fsck", CheckOutcome::Fail);
+    let third = backup(&c, "acme/quiet", "incremental").await;
+    assert_eq!(
+        status(&third),
+        VerifyStatus::Verified,
+        "the mirror is repaired from the source: {:#?}",
+        third.verification
+    );
+}
