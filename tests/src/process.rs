@@ -246,14 +246,29 @@ impl CoordinatorProcess {
         Ok(AdminServiceClient::connect(self.url()).await?)
     }
 
+    /// The running coordinator's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.child.id())
+    }
+
     /// Starts `repovault worker` (one slot) against this coordinator; it logs at info level to
     /// `NAME.log` under `dir` ([`CoordinatorProcess::worker_log`]).
     pub fn spawn_worker(&self, name: &str, extra: &[&str]) -> Result<ChildGuard> {
+        self.spawn_worker_with_slots(name, 1, extra)
+    }
+
+    /// As [`CoordinatorProcess::spawn_worker`], with `slots` slots.
+    pub fn spawn_worker_with_slots(
+        &self,
+        name: &str,
+        slots: u32,
+        extra: &[&str],
+    ) -> Result<ChildGuard> {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
         let child = Command::new(&self.bin)
             .args(["worker", "--coordinator", &self.url(), "--join-token-file"])
             .arg(self.join_token_file())
-            .args(["--slots", "1", "--name", name, "--cache-dir"])
+            .args(["--slots", &slots.to_string(), "--name", name, "--cache-dir"])
             .arg(self.dir.join(format!("cache-{name}")))
             .args(extra)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
