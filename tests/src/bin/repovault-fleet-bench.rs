@@ -296,12 +296,7 @@ async fn main() -> Result<()> {
         "{:<52}{:>12.2}{:>14.2}",
         "unchanged round, time (s)", rv_m, peer_m
     );
-    println!(
-        "{:<52}{:>12}{:>14}",
-        "  per round (s)",
-        per(&rv),
-        per(&peer)
-    );
+    println!("{:<52}{:>12}   {}", "  per round (s)", per(&rv), per(&peer));
     println!(
         "{:<52}{:>12.0}{:>14.0}",
         "repositories per hour per core",
