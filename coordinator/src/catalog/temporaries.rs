@@ -138,16 +138,7 @@ mod tests {
     #[tokio::test]
     async fn stale_temporaries_go_and_fresh_ones_stay() {
         let dir = tempfile::tempdir().expect("dir");
-        let c = testing::core(dir.path()).await;
-        c.registry
-            .add_org("acme", crate::model::Provider::Git)
-            .await
-            .expect("org");
-        let r = c
-            .registry
-            .add_repo("acme/app", "file:///src/app", None)
-            .await
-            .expect("repo");
+        let (c, r) = testing::core_with_repo(dir.path(), "app").await;
         c.catalog
             .ensure_snapshot_repo(&r)
             .await

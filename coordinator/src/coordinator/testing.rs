@@ -37,6 +37,29 @@ pub(crate) async fn core(dir: &std::path::Path) -> Arc<Coordinator> {
     core_on(dir, Arc::new(SystemClock)).await
 }
 
+/// A core as [`core`] makes it, with the plain git organisation `acme` and its repository
+/// `acme/NAME` (source `file:///src/NAME`, never fetched).
+pub(crate) async fn core_with_repo(
+    dir: &std::path::Path,
+    name: &str,
+) -> (Arc<Coordinator>, crate::model::RepoRecord) {
+    let c = core(dir).await;
+    c.registry
+        .add_org("acme", crate::model::Provider::Git)
+        .await
+        .expect("org");
+    let repo = c
+        .registry
+        .add_repo(
+            &format!("acme/{name}"),
+            &format!("file:///src/{name}"),
+            None,
+        )
+        .await
+        .expect("repo");
+    (c, repo)
+}
+
 /// A new core on a memory store and storage under `dir`, reading time from `clock`.
 pub(crate) async fn core_on(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Arc<Coordinator> {
     let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());

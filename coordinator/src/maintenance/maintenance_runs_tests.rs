@@ -46,16 +46,7 @@ fn first_line_is_short() {
 async fn deleting_the_latest_success_recomputes_every_latest_field() {
     use crate::model::{BackupType, Trigger, Verification, VerifyRun, VerifyStatus};
     let dir = tempfile::tempdir().expect("dir");
-    let c = crate::coordinator::testing::core(dir.path()).await;
-    c.registry
-        .add_org("acme", crate::model::Provider::Git)
-        .await
-        .expect("org");
-    let repo = c
-        .registry
-        .add_repo("acme/r", "file:///src/r", None)
-        .await
-        .expect("repo");
+    let (c, repo) = crate::coordinator::testing::core_with_repo(dir.path(), "r").await;
     let backup = |kind, at: i64, size, status| {
         let mut b = crate::tasks::kinds::new_backup(
             &repo,

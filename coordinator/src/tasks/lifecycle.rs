@@ -69,9 +69,7 @@ impl TaskQueue {
         // leases without a token rather than spins; the source then refuses the backup with its
         // own error, which is retried with backoff.
         let mut minted = HashSet::new();
-        if !self.workers.is_known(worker_id) {
-            return Err(CoreError::UnknownWorker(worker_id.to_string()));
-        }
+        // An unknown worker's word is ignored here and refused by the loop's first look.
         self.workers.set_cached(worker_id, cached);
         loop {
             if !self.workers.is_known(worker_id) {

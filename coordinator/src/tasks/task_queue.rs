@@ -444,16 +444,7 @@ mod tests {
     #[tokio::test]
     async fn equal_enqueues_in_one_call_make_one_task() {
         let dir = tempfile::tempdir().expect("dir");
-        let c = crate::coordinator::testing::core(dir.path()).await;
-        c.registry
-            .add_org("acme", crate::model::Provider::Git)
-            .await
-            .expect("org");
-        let repo = c
-            .registry
-            .add_repo("acme/r", "file:///src/r", None)
-            .await
-            .expect("repo");
+        let (c, repo) = crate::coordinator::testing::core_with_repo(dir.path(), "r").await;
         let item = || {
             backup_enqueue(
                 &repo,
