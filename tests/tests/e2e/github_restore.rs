@@ -888,7 +888,7 @@ async fn a_restore_into_another_organisation_uses_that_organisations_credential(
 /// A restore of 300 items (100 issues with two comments each) into an existing repository meets
 /// no secondary limit of the simulator, which holds it to GitHub's documented content-creation
 /// limits (80 a minute, 500 an hour): the writes leave evenly paced, never in a burst. It takes
-/// the pace's own time, about four minutes, waiting rather than working.
+/// the pace's own time (72 a minute), about four and a half minutes, waiting rather than working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restore_of_300_items_meets_no_secondary_limit() {
     use forge_sim::seed::{CommitSeed, GenerateSeed, RepoSeed, Seed};

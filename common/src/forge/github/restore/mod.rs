@@ -34,8 +34,8 @@
 //!   (including GitHub refusing one, e.g. a merged branch with no commits left) as issues whose
 //!   header says so, listed in [`RestoreReport::converted`]. Merged ones say "merged" in the
 //!   header and are closed.
-//! - **Paced.** Content creation is paced at [`RestoreOptions::pace`] (GitHub's 80/min and
-//!   500/h by default, see [`pacer`]); a limit met anyway is waited out by the client, so a
+//! - **Paced.** Content creation is paced under [`RestoreOptions::pace`] (GitHub's 80/min and
+//!   500/h by default, less a headroom, see [`pacer`]); a limit met anyway is waited out by the client, so a
 //!   limit never fails a restore.
 //! - **Refusals.** A setting the target refuses (403, 404, 409, 410, 422) is skipped with
 //!   GitHub's answer in [`RestoreReport::skipped`]; any other failure fails the restore, which is
