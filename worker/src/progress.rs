@@ -48,6 +48,8 @@ pub struct Progress {
 struct Inner {
     tx: mpsc::Sender<pb::TaskEvent>,
     state: Mutex<(pb::TaskEvent, Instant)>,
+    /// When the current phase began: its duration is logged when the next one begins.
+    phase_began: Mutex<Instant>,
 }
 
 impl Progress {
@@ -66,6 +68,7 @@ impl Progress {
             inner: Arc::new(Inner {
                 tx,
                 state: Mutex::new((ev, Instant::now() - THROTTLE)),
+                phase_began: Mutex::new(Instant::now()),
             }),
         }
     }
@@ -74,6 +77,14 @@ impl Progress {
     pub fn phase(&self, phase: &str, message: impl Into<String>) {
         let ev = {
             let mut s = self.inner.state.lock();
+            let now = Instant::now();
+            let began = std::mem::replace(&mut *self.inner.phase_began.lock(), now);
+            tracing::debug!(
+                phase = %s.0.phase,
+                took_ms = (now - began).as_secs_f64() * 1000.0,
+                next = phase,
+                "task phase ended"
+            );
             s.0.phase = phase.to_string();
             s.0.message = message.into();
             set_counts(&mut s.0, Counts::default());

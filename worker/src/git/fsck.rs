@@ -21,7 +21,7 @@ use gix::{ObjectId, objs::Kind};
 
 use super::{
     fsck_connectivity::{Interrupted, Walk, refs_to_check},
-    fsck_integrity::verify_objects,
+    fsck_integrity::{Packs, verify_objects},
     git_error::GitError,
     mirror_open::open,
 };
@@ -47,6 +47,44 @@ pub struct FsckReport {
     /// [`MAX_PROBLEMS`] of them followed by a "... and N more problems." line. Empty when the
     /// repository is sound.
     pub problems: Vec<String>,
+    /// What the check covered.
+    pub coverage: Coverage,
+}
+
+/// What a check covered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Coverage {
+    /// Everything, as asked ([`fsck`]: verifications of stored backups, drills).
+    #[default]
+    Everything,
+    /// Everything, because an incremental check could not be trusted (the reason says why).
+    Full { reason: String },
+    /// What changed since the last check ([`super::fsck_incremental`]).
+    Incremental {
+        /// Objects found reachable that were not before.
+        new_objects: u64,
+        /// Refs that are new or point elsewhere.
+        moved_refs: u64,
+        /// How long ago the last full check passed, as people say it ("3 days ago").
+        full_check: String,
+    },
+}
+
+impl std::fmt::Display for Coverage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Coverage::Everything => write!(f, "full check"),
+            Coverage::Full { reason } => write!(f, "full check ({reason})"),
+            Coverage::Incremental {
+                new_objects,
+                moved_refs,
+                full_check,
+            } => write!(
+                f,
+                "{new_objects} new objects, {moved_refs} moved refs; full check {full_check}"
+            ),
+        }
+    }
 }
 
 impl FsckReport {
@@ -77,7 +115,13 @@ pub fn fsck(dir: &Path, interrupt: &AtomicBool) -> Result<FsckReport, GitError> 
 
     // (a) Integrity, pack by pack (the store's own `verify_integrity` stops at the first bad
     // pack without saying which), then the loose objects.
-    let objects = verify_objects(dir, repo.object_hash(), interrupt, &mut problems)?;
+    let objects = verify_objects(
+        dir,
+        repo.object_hash(),
+        Packs::All,
+        interrupt,
+        &mut problems,
+    )?;
     if interrupt.load(Ordering::Relaxed) {
         return Err(GitError::Interrupted { url: what });
     }
@@ -105,6 +149,7 @@ pub fn fsck(dir: &Path, interrupt: &AtomicBool) -> Result<FsckReport, GitError> 
         reachable,
         refs,
         problems: problems.into_list(),
+        coverage: Coverage::Everything,
     })
 }
 
@@ -175,7 +220,11 @@ impl Problems {
         }
     }
 
-    fn into_list(mut self) -> Vec<String> {
+    pub(super) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub(super) fn into_list(mut self) -> Vec<String> {
         if self.more > 0 {
             self.list
                 .push(format!("... and {} more problems.", self.more));

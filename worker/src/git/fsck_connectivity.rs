@@ -28,8 +28,8 @@ const INTERRUPT_CHECK_EVERY: u64 = 4096;
 
 /// A ref to check and walk from.
 pub(super) struct Root {
-    name: String,
-    id: ObjectId,
+    pub(super) name: String,
+    pub(super) id: ObjectId,
 }
 
 /// Every ref under `refs/` resolved to the object it points at (symbolic refs followed), plus
@@ -123,6 +123,13 @@ pub(super) struct Walk<'a> {
     seen: gix::hashtable::HashSet<ObjectId>,
     stack: Vec<Pending>,
     reachable: u64,
+    /// Objects an earlier check found reachable (with everything they reach): the walk stops
+    /// at them.
+    known: Option<&'a gix::hashtable::HashSet<ObjectId>>,
+    /// The known objects the walk met.
+    pub(super) met: gix::hashtable::HashSet<ObjectId>,
+    /// The objects found reachable and not known, in the order found.
+    pub(super) found: Vec<ObjectId>,
 }
 
 impl<'a> Walk<'a> {
@@ -143,7 +150,17 @@ impl<'a> Walk<'a> {
             seen: Default::default(),
             stack: Vec::new(),
             reachable: 0,
+            known: None,
+            met: Default::default(),
+            found: Vec::new(),
         }
+    }
+
+    /// A walk that stops at `known` objects (reachable at an earlier check, so everything
+    /// they reach was found then): it finds and counts only what is new.
+    pub(super) fn stopping_at(mut self, known: &'a gix::hashtable::HashSet<ObjectId>) -> Self {
+        self.known = Some(known);
+        self
     }
 
     /// Checks every root, then walks everything reachable; returns the reachable count.
@@ -159,6 +176,10 @@ impl<'a> Walk<'a> {
         let mut visited = 0u64;
         while let Some(pending) = self.stack.pop() {
             if !self.seen.insert(pending.id) {
+                continue;
+            }
+            if self.known.is_some_and(|k| k.contains(&pending.id)) {
+                self.met.insert(pending.id);
                 continue;
             }
             visited += 1;
@@ -231,6 +252,7 @@ impl<'a> Walk<'a> {
             Err(e) => return self.unreadable(&what, id, &referrer, &e),
         };
         self.reachable += 1;
+        self.found.push(id);
         let kind = data.kind;
         if let Some(expected) = expected
             && expected != kind
@@ -251,6 +273,7 @@ impl<'a> Walk<'a> {
         match self.repo.objects.try_header(&id) {
             Ok(Some(header)) => {
                 self.reachable += 1;
+                self.found.push(id);
                 if header.kind != Kind::Blob {
                     self.problems.push(format!(
                         "The object {id} is a {}, but {referrer} refers to it as a blob.",

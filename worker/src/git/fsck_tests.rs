@@ -45,26 +45,26 @@ fn build_source(dir: &Path) {
     git(dir, &["update-ref", "refs/pull/1/merge", "main"]);
 }
 
-fn file_url(path: &Path) -> String {
+pub(super) fn file_url(path: &Path) -> String {
     format!("file://{}", path.display())
 }
 
-fn run_mirror(dir: &Path, remote: &Remote) -> FetchOutcome {
+pub(super) fn run_mirror(dir: &Path, remote: &Remote) -> FetchOutcome {
     mirror(dir, remote, &|_| {}, &AtomicBool::new(false)).unwrap()
 }
 
-fn run_fsck(dir: &Path) -> FsckReport {
+pub(super) fn run_fsck(dir: &Path) -> FsckReport {
     fsck(dir, &AtomicBool::new(false)).unwrap()
 }
 
 /// A source and its gix mirror in a temporary directory.
-struct Fixture {
-    tmp: tempfile::TempDir,
-    src: PathBuf,
-    mirror: PathBuf,
+pub(super) struct Fixture {
+    pub(super) tmp: tempfile::TempDir,
+    pub(super) src: PathBuf,
+    pub(super) mirror: PathBuf,
 }
 
-fn fixture() -> Fixture {
+pub(super) fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     build_source(&src);
@@ -84,7 +84,7 @@ fn copy_dir(dir: &Path, to: &Path) {
     assert!(status.success());
 }
 
-fn reachable_by_git(dir: &Path) -> u64 {
+pub(super) fn reachable_by_git(dir: &Path) -> u64 {
     git(dir, &["rev-list", "--objects", "--all"])
         .lines()
         .count() as u64
@@ -103,7 +103,7 @@ fn objects_by_git(dir: &Path) -> u64 {
     field("count:") + field("in-pack:")
 }
 
-fn packs(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn packs(dir: &Path) -> Vec<PathBuf> {
     let mut packs: Vec<PathBuf> = std::fs::read_dir(dir.join("objects/pack"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -357,7 +357,8 @@ fn empty_repository_is_sound() {
             objects: 0,
             reachable: 0,
             refs: 0,
-            problems: Vec::new()
+            problems: Vec::new(),
+            coverage: Coverage::Everything,
         }
     );
 }

@@ -10,7 +10,12 @@ mod cli;
 mod counting_progress;
 mod fsck;
 mod fsck_connectivity;
+mod fsck_incremental;
+#[cfg(test)]
+mod fsck_incremental_tests;
 mod fsck_integrity;
+mod fsck_plan;
+mod fsck_record;
 #[cfg(test)]
 mod fsck_tests;
 mod git_error;
@@ -31,7 +36,9 @@ pub use cli::{
     PushOutcome, compact, fetch_mirror, init_bare, ls_remote, ls_remote_head, push_mirror,
     push_refs,
 };
-pub use fsck::{FsckReport, MAX_PROBLEMS, count_commits, fsck};
+pub use fsck::{Coverage, FsckReport, MAX_PROBLEMS, count_commits, fsck};
+pub use fsck_incremental::{CheckSince, fsck_incremental};
+pub use fsck_record::{RECORD_FILES as FSCK_RECORD_FILES, pack_names};
 pub use git_error::GitError;
 pub use mirror::mirror;
 pub use mirror_inventory::{files_at_head, inventory};

@@ -1,0 +1,250 @@
+//! [`fsck_incremental`]: a backup's check of its mirror, which checks what changed since the
+//! last sound check (the rule is in `fsck_plan.rs`) and records what it verified for the next.
+//!
+//! Every function blocks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use gix::ObjectId;
+
+use super::fsck::{Coverage, FsckReport, Problems};
+use super::fsck_connectivity::{Interrupted, Root, Walk, refs_to_check};
+use super::fsck_integrity::{Packs, verify_objects};
+use super::fsck_plan::{self, Facts, FsckRecord, Plan, ref_changes};
+use super::fsck_record;
+use super::git_error::GitError;
+use super::mirror_open::open;
+
+/// What a backup's check of its mirror needs besides the mirror.
+pub struct CheckSince<'a> {
+    /// The packs this backup's fetch wrote (see [`fsck_record::pack_names`], taken before and
+    /// after the fetch).
+    pub received: &'a BTreeSet<String>,
+    /// Now, milliseconds since the epoch.
+    pub now_ms: i64,
+    /// How old the last full check may be before the next one is full again.
+    pub full_every_ms: i64,
+}
+
+/// Checks the mirror at `dir` as [`super::fsck`] does, but only as far as it changed since the
+/// last sound check (see `fsck_plan.rs`), and records what it verified when it finds no problem
+/// (a check with problems removes the record: the next one is full). The report's `reachable`
+/// is exact either way: the record keeps the reachable objects' ids, and a walk that cannot
+/// prove every object reachable before still is (a ref deleted or moved to an unrelated
+/// commit) walks from every ref again. Errors as [`super::fsck`].
+pub fn fsck_incremental(
+    dir: &Path,
+    since: &CheckSince<'_>,
+    interrupt: &AtomicBool,
+) -> Result<FsckReport, GitError> {
+    let repo = open(dir, None)?;
+    let hash = repo.object_hash();
+    let stamps = fsck_record::pack_stamps(dir, hash)?;
+    let record = fsck_record::load(dir, hash);
+    let plan = fsck_plan::plan(&Facts {
+        record: record.as_ref(),
+        packs: &stamps,
+        received: since.received,
+        loose_objects: fsck_record::has_loose_objects(dir)?,
+        now_ms: since.now_ms,
+        full_every_ms: since.full_every_ms,
+    });
+    let interrupted = || GitError::Interrupted {
+        url: dir.display().to_string(),
+    };
+    let mut problems = Problems::default();
+    let (hashed, full_reason) = match &plan {
+        Plan::Full { reason, hash } => (hash, Some(reason.to_string())),
+        Plan::Incremental { hash, .. } => (hash, None),
+    };
+    let hashed: BTreeSet<String> = hashed.iter().cloned().collect();
+    let objects = verify_objects(dir, hash, Packs::Only(&hashed), interrupt, &mut problems)?;
+    if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(interrupted());
+    }
+    let roots = refs_to_check(&repo, &mut problems);
+    let refs_now: BTreeMap<String, String> = roots
+        .iter()
+        .map(|r| (r.name.clone(), r.id.to_string()))
+        .collect();
+    // Whether the record must be written again: a full check, new packs or refs that moved.
+    let mut changed = true;
+    let mut outcome = match (&plan, record) {
+        (
+            Plan::Incremental {
+                full_check_ms, new, ..
+            },
+            Some(record),
+        ) => {
+            let since_full = since.now_ms.saturating_sub(*full_check_ms);
+            let moved_refs = ref_changes(&record.refs, &refs_now).moved.len() as u64;
+            changed = !new.is_empty() || record.refs != refs_now;
+            let mut o = walk_changes(&repo, dir, &record, roots, &refs_now, &mut problems)
+                .map_err(|Interrupted| interrupted())?;
+            o.coverage = Coverage::Incremental {
+                new_objects: o.new_ids.len() as u64,
+                moved_refs,
+                full_check: fsck_plan::age(since_full),
+            };
+            o.full_check_ms = *full_check_ms;
+            o
+        }
+        _ => {
+            let mut o =
+                walk_all(&repo, dir, roots, &mut problems).map_err(|Interrupted| interrupted())?;
+            o.coverage = Coverage::Full {
+                reason: full_reason.unwrap_or_default(),
+            };
+            o.full_check_ms = since.now_ms;
+            o
+        }
+    };
+    if problems.is_empty() {
+        let record = FsckRecord {
+            full_check_ms: outcome.full_check_ms,
+            packs: stamps,
+            refs: refs_now.clone(),
+            reachable: outcome.reachable,
+        };
+        if outcome.rewrite {
+            fsck_record::save_full(dir, &record, &outcome.new_ids)?;
+        } else if changed {
+            fsck_record::save_incremental(dir, &record, &outcome.new_ids)?;
+        }
+    } else {
+        fsck_record::forget(dir)?;
+    }
+    Ok(FsckReport {
+        objects,
+        reachable: outcome.reachable,
+        refs: refs_now.len() as u64,
+        problems: problems.into_list(),
+        coverage: std::mem::take(&mut outcome.coverage),
+    })
+}
+
+/// What a walk found, for the report and the record.
+#[derive(Default)]
+struct Walked {
+    reachable: u64,
+    /// Ids to record: every reachable one when `rewrite`, else those new since the record.
+    new_ids: Vec<ObjectId>,
+    /// The record's ids are replaced, not added to.
+    rewrite: bool,
+    coverage: Coverage,
+    full_check_ms: i64,
+}
+
+/// Connectivity from every ref.
+fn walk_all(
+    repo: &gix::Repository,
+    dir: &Path,
+    roots: Vec<Root>,
+    problems: &mut Problems,
+) -> Result<Walked, Interrupted> {
+    let never = AtomicBool::new(false);
+    let walked = catch_unwind(AssertUnwindSafe(|| {
+        let mut walk = Walk::new(repo, dir, problems);
+        let n = walk.run(roots, &never)?;
+        Ok((n, std::mem::take(&mut walk.found)))
+    }));
+    match walked {
+        Ok(Ok((reachable, found))) => Ok(Walked {
+            reachable,
+            new_ids: found,
+            rewrite: true,
+            ..Default::default()
+        }),
+        Ok(Err(Interrupted)) => Err(Interrupted),
+        Err(_) => {
+            problems.push(
+                "The connectivity walk stopped early: gix panicked reading an object.".into(),
+            );
+            Ok(Walked::default())
+        }
+    }
+}
+
+/// Connectivity from the refs that moved, down to objects the record found reachable; the
+/// reachable count is the record's plus what is new, provided every object the moved or deleted
+/// refs left is still reachable (met by the walk, or still a ref's target). Otherwise, or when
+/// the record's ids cannot be read, connectivity from every ref.
+fn walk_changes(
+    repo: &gix::Repository,
+    dir: &Path,
+    record: &FsckRecord,
+    roots: Vec<Root>,
+    refs_now: &BTreeMap<String, String>,
+    problems: &mut Problems,
+) -> Result<Walked, Interrupted> {
+    let changes = ref_changes(&record.refs, refs_now);
+    if changes.is_empty() {
+        return Ok(Walked {
+            reachable: record.reachable,
+            ..Default::default()
+        });
+    }
+    let known = match fsck_record::load_ids(dir, repo.object_hash()) {
+        Ok(known) => known,
+        Err(e) => {
+            tracing::warn!(error = %e, "the check record's ids cannot be read: walking from every ref");
+            return walk_all(repo, dir, roots, problems);
+        }
+    };
+    let moved: BTreeSet<&str> = changes.moved.iter().map(|(n, _)| n.as_str()).collect();
+    let (moved_roots, all_roots): (Vec<Root>, Vec<Root>) = {
+        let again: Vec<Root> = roots
+            .iter()
+            .map(|r| Root {
+                name: r.name.clone(),
+                id: r.id,
+            })
+            .collect();
+        (
+            roots
+                .into_iter()
+                .filter(|r| moved.contains(r.name.as_str()))
+                .collect(),
+            again,
+        )
+    };
+    let never = AtomicBool::new(false);
+    let mut sub = Problems::default();
+    let walked = catch_unwind(AssertUnwindSafe(|| {
+        let mut walk = Walk::new(repo, dir, &mut sub).stopping_at(&known);
+        let n = walk.run(moved_roots, &never)?;
+        Ok((
+            n,
+            std::mem::take(&mut walk.found),
+            std::mem::take(&mut walk.met),
+        ))
+    }));
+    let (new, found, met) = match walked {
+        Ok(Ok(w)) => w,
+        Ok(Err(Interrupted)) => return Err(Interrupted),
+        Err(_) => return walk_all(repo, dir, all_roots, problems),
+    };
+    let targets: BTreeSet<&String> = refs_now.values().collect();
+    let found_set: gix::hashtable::HashSet<ObjectId> = found.iter().copied().collect();
+    let still_reachable = changes.left.iter().all(|hex| {
+        targets.contains(hex)
+            || ObjectId::from_hex(hex.as_bytes())
+                .is_ok_and(|id| met.contains(&id) || found_set.contains(&id))
+    });
+    if !still_reachable {
+        // The count would be the record's plus the new, less what is no longer reachable,
+        // which only a walk from every ref knows.
+        return walk_all(repo, dir, all_roots, problems);
+    }
+    for p in sub.into_list() {
+        problems.push(p);
+    }
+    Ok(Walked {
+        reachable: record.reachable + new,
+        new_ids: found,
+        ..Default::default()
+    })
+}
