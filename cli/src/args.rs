@@ -257,6 +257,12 @@ pub struct WorkerArgs {
     /// How long running tasks may finish after SIGTERM before they are released.
     #[arg(long, default_value = "60s")]
     pub drain_grace: String,
+    /// How old a mirror's last full git_fsck may be before a backup checks every object of it
+    /// again; in between, a backup checks the objects it received and the refs that moved, and
+    /// trusts packs verified before whose size, times and inode are unchanged. `backup verify`
+    /// and drills always check everything.
+    #[arg(long, default_value = "7d", env = "REPOVAULT_FULL_CHECK_EVERY")]
+    pub full_check_every: String,
     /// Name shown in `repovault workers` (default: the host name).
     #[arg(long)]
     pub name: Option<String>,

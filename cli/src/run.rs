@@ -202,6 +202,7 @@ async fn standalone(a: StandaloneArgs, log_format: LogFormat) -> Result<i32, Cli
             scratch_dir: a.data_dir.join("scratch").join(format!("worker-{i}")),
             drain_grace: Duration::from_secs(30),
             local_paths: local.clone(),
+            full_check_every: repovault_worker::session::DEFAULT_FULL_CHECK_EVERY,
         };
         let stop = shutdown.clone();
         workers.spawn(async move {
@@ -269,6 +270,7 @@ async fn worker(
         cache_max_bytes: a.cache_max_bytes,
         scratch_dir: a.cache_dir.join(".scratch"),
         drain_grace: parse("--drain-grace", &a.drain_grace)?,
+        full_check_every: parse("--full-check-every", &a.full_check_every)?,
         // The cache, its scratch and the storage root are refused at each check.
         local_paths: local_paths(&a.allow_local_roots, &[])?,
     };

@@ -208,6 +208,7 @@ impl Cluster {
             cache_max_bytes: None,
             scratch_dir: self.dir.path().join(format!("scratch-{i}")),
             drain_grace: Duration::from_secs(10),
+            full_check_every: repovault_worker::session::DEFAULT_FULL_CHECK_EVERY,
             // As `standalone` refuses its data directory: every worker's cache and scratch,
             // the store and the storage live in the cluster's directory.
             local_paths: repovault_worker::local_paths::LocalPaths::new(

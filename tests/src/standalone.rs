@@ -41,6 +41,7 @@ impl Standalone {
             cache_max_bytes: None,
             scratch_dir: data.join("scratch").join("worker-0"),
             drain_grace: Duration::from_secs(30),
+            full_check_every: repovault_worker::session::DEFAULT_FULL_CHECK_EVERY,
             // `repovault standalone` without --allow-local-root: the benchmarks' sources are
             // served by git daemon, and the data directory is refused in any case.
             local_paths: repovault_worker::local_paths::LocalPaths::new(

@@ -57,7 +57,15 @@ pub struct WorkerConfig {
     /// Where tasks may read and push local repositories (file:// URLs); the cache, scratch and
     /// storage directories are refused whatever it says. Default: nowhere.
     pub local_paths: crate::local_paths::LocalPaths,
+    /// How old a mirror's last full git_fsck may be before a backup checks every object again;
+    /// in between, a backup checks what it received and what moved ([`DEFAULT_FULL_CHECK_EVERY`]).
+    pub full_check_every: Duration,
 }
+
+/// A week: silent damage to a mirror's files that changes neither their size, times nor inode
+/// (a disk's bit rot) is found within a week by the backups themselves, besides the scheduled
+/// verification of stored backups; and a week of hourly backups pays one full check in 168.
+pub const DEFAULT_FULL_CHECK_EVERY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {

@@ -36,6 +36,10 @@ pub struct BackupRequest {
     /// Absolute path recorded as the snapshot's `paths` (e.g. `"/repovault"`); the tree itself
     /// holds the contents of the source directory at its root.
     pub as_path: String,
+    /// Files left out of the snapshot, as paths relative to the source directory
+    /// (`code.git/some-file`): bookkeeping of the source's own that is no part of what is
+    /// backed up.
+    pub exclude: Vec<String>,
 }
 
 /// Outcome of a committed backup.
@@ -121,7 +125,8 @@ pub(super) fn backup(
         &[&source_dir],
     )
     .map_err(err("reading the source directory"))?;
-    let src = RootedSource::new(local, source_dir.clone(), errors.clone());
+    let src = RootedSource::new(local, source_dir.clone(), errors.clone())
+        .excluding(req.exclude.iter().map(PathBuf::from).collect());
 
     let repo = store
         .reopen_reporting(progress.as_ref())?

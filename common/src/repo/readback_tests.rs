@@ -35,6 +35,7 @@ pub(super) fn request() -> BackupRequest {
         tags: vec![],
         parent: None,
         as_path: "/repovault".into(),
+        exclude: Vec::new(),
     }
 }
 

@@ -94,6 +94,7 @@ pub(super) fn request(tags: &[&str], parent: Option<String>) -> BackupRequest {
         tags: tags.iter().map(|t| t.to_string()).collect(),
         parent,
         as_path: "/repovault".into(),
+        exclude: Vec::new(),
     }
 }
 

@@ -25,6 +25,8 @@ pub(crate) struct RootedSource {
     inner: LocalSource,
     root: PathBuf,
     errors: SourceErrors,
+    /// Paths relative to `root` that are left out.
+    exclude: Arc<Vec<PathBuf>>,
 }
 
 impl RootedSource {
@@ -34,7 +36,15 @@ impl RootedSource {
             inner,
             root,
             errors,
+            exclude: Arc::new(Vec::new()),
         }
+    }
+
+    /// Leaves out these paths, relative to the root (files: a directory's contents would
+    /// still be walked).
+    pub(crate) fn excluding(mut self, paths: Vec<PathBuf>) -> Self {
+        self.exclude = Arc::new(paths);
+        self
     }
 }
 
@@ -49,6 +59,7 @@ impl ReadSource for RootedSource {
     fn entries(&self) -> Self::Iter {
         let root = self.root.clone();
         let errors = self.errors.clone();
+        let exclude = self.exclude.clone();
         Box::new(self.inner.entries().filter_map(move |item| {
             let entry = match item {
                 Ok(entry) => entry,
@@ -70,6 +81,9 @@ impl ReadSource for RootedSource {
                 ));
                 return None;
             };
+            if exclude.iter().any(|x| x == rel) {
+                return None;
+            }
             let path = Path::new("/").join(rel);
             let open = entry.open.map(|inner| TrackedOpen {
                 inner,

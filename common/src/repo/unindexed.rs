@@ -123,6 +123,7 @@ mod tests {
             tags: vec!["type=full".into()],
             parent: None,
             as_path: "/repovault".into(),
+            exclude: Vec::new(),
         };
         repo.backup(&src, &req, &|| Ok(())).expect("backup");
         let indexed = files(&env.repo_dir().join("data"));

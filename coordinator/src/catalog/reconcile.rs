@@ -307,6 +307,7 @@ mod tests {
             tags: vec![format!("task={}", pending.task_id), "attempt=1".into()],
             parent: None,
             as_path: "/repovault".into(),
+            exclude: Vec::new(),
         };
         snapshot_op(move || sr.backup(&src, &req, &|| Ok(())))
             .await

@@ -444,6 +444,7 @@ fn main() -> Result<()> {
         ),
         parent: None,
         as_path: manifest::SNAPSHOT_PATH.to_string(),
+        exclude: Vec::new(),
     };
     let summary = repo.backup(&entry, &request, &|| Ok(()))?;
     let backup_time = t.elapsed();

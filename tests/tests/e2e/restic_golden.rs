@@ -363,6 +363,7 @@ async fn golden_format_1_regenerate() {
             ),
             parent: None,
             as_path: manifest::SNAPSHOT_PATH.into(),
+            exclude: Vec::new(),
         };
         repo.backup(&tree, &req, &|| Ok(())).unwrap().snapshot_id
     })

@@ -1073,6 +1073,7 @@ async fn verification_github_sound_passes_and_broken_metadata_fails_metadata_val
             tags: vec!["test=altered-counts".into()],
             parent: None,
             as_path: manifest::SNAPSHOT_PATH.into(),
+            exclude: Vec::new(),
         };
         let summary = repo.backup(&tree2, &request, &|| Ok(())).unwrap();
         let mut ledger = ReadBackLedger::new();
@@ -1294,7 +1295,9 @@ async fn verification_a_damaged_pack_is_never_trusted_again() {
 /// disk damage or tampering leaves it), with nothing new at the source: the next backup finds
 /// it (git_fsck fails, naming the pack's damage) rather than carrying the damage on, and the one
 /// after repairs the mirror from the source. Whatever a backup checks of an unchanged mirror, a
-/// pack whose bytes changed since it was checked must be found.
+/// pack whose bytes changed since it was checked must be found. Each backup's git_fsck says
+/// what it covered: the first checks the new mirror in full, an unchanged one nothing new, the
+/// one after the damage everything because a pack changed on disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verification_a_cache_pack_damaged_between_backups_is_found() {
     let c = Cluster::start(1).await.unwrap();
@@ -1306,6 +1309,14 @@ async fn verification_a_cache_pack_damaged_between_backups_is_found() {
         .unwrap();
     let first = backup(&c, "acme/quiet", "full").await;
     assert_eq!(status(&first), VerifyStatus::Verified, "{first:#?}");
+    let covered = |b: &BackupRecord, want: &str| {
+        let c = check(b, "git_fsck");
+        assert!(c.detail.contains(want), "git_fsck of {}: {c:#?}", b.id);
+    };
+    covered(&first, "full check (first check of this mirror)");
+    let unchanged = backup(&c, "acme/quiet", "incremental").await;
+    assert_eq!(status(&unchanged), VerifyStatus::Verified, "{unchanged:#?}");
+    covered(&unchanged, "0 new objects, 0 moved refs; full check just now");
 
     let packs = cache_entry(&c, first.repo_id.as_str())
         .join(manifest::CODE_DIR)
@@ -1322,6 +1333,12 @@ async fn verification_a_cache_pack_damaged_between_backups_is_found() {
     let second = backup(&c, "acme/quiet", "incremental").await;
     assert_eq!(status(&second), VerifyStatus::Failed, "{second:#?}");
     assert_result(&second, "git_fsck", CheckOutcome::Fail);
+    let name = pack.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        check(&second, "git_fsck").detail.contains(&name),
+        "{:#?}",
+        check(&second, "git_fsck")
+    );
     let third = backup(&c, "acme/quiet", "incremental").await;
     assert_eq!(
         status(&third),

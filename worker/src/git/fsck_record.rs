@@ -26,9 +26,13 @@ use super::git_error::GitError;
 const RECORD_FILE: &str = "repovault-fsck.json";
 /// The reachable objects' ids, raw, one after the other.
 const IDS_FILE: &str = "repovault-fsck.ids";
-/// The files this module keeps in a mirror's directory (names relative to it): what a snapshot
-/// leaves out, and what a comparison of a mirror with its stored copy ignores.
-pub const RECORD_FILES: [&str; 2] = [RECORD_FILE, IDS_FILE];
+/// Where each is written before it is renamed into place.
+const RECORD_TMP: &str = "repovault-fsck.json.tmp";
+const IDS_TMP: &str = "repovault-fsck.ids.tmp";
+/// The files this module keeps in a mirror's directory (names relative to it, a crash's
+/// leftovers included): what a snapshot leaves out, and what a comparison of a mirror with its
+/// stored copy ignores.
+pub const RECORD_FILES: [&str; 4] = [RECORD_FILE, IDS_FILE, RECORD_TMP, IDS_TMP];
 
 /// The record's format; another version is not read (the next check is full and writes this
 /// one).
@@ -71,7 +75,7 @@ pub fn load_ids(
 /// Replaces the record with one whose reachable objects are `ids` (after a walk from every ref).
 pub fn save_full(dir: &Path, record: &FsckRecord, ids: &[ObjectId]) -> Result<(), GitError> {
     forget(dir)?;
-    let tmp = dir.join(format!("{IDS_FILE}.tmp"));
+    let tmp = dir.join(IDS_TMP);
     write_file(&tmp, &concat(ids))?;
     rename(&tmp, &dir.join(IDS_FILE))?;
     write_record(dir, record)
@@ -92,7 +96,7 @@ pub fn save_incremental(dir: &Path, record: &FsckRecord, ids: &[ObjectId]) -> Re
 
 /// Removes the record and its ids: the next check is full.
 pub fn forget(dir: &Path) -> Result<(), GitError> {
-    for name in RECORD_FILES {
+    for name in [RECORD_FILE, IDS_FILE] {
         let path = dir.join(name);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -203,7 +207,7 @@ fn write_record(dir: &Path, record: &FsckRecord) -> Result<(), GitError> {
         context: format!("writing the check record of {}", dir.display()),
         detail: e.to_string(),
     })?;
-    let tmp = dir.join(format!("{RECORD_FILE}.tmp"));
+    let tmp = dir.join(RECORD_TMP);
     write_file(&tmp, &json)?;
     rename(&tmp, &dir.join(RECORD_FILE))
 }

@@ -115,7 +115,7 @@ pub(super) async fn serve(
                     }
                     continue;
                 }
-                let ctx = start_task(s, &task, work, &cache, &cfg.scratch_dir, &cfg.local_paths);
+                let ctx = start_task(s, &task, work, &cache, cfg);
                 let span = tracing::info_span!("task", task = %ctx.lease.token.task_id, attempt = ctx.lease.token.attempt, kind = leased::kind_of(&task).map_or("none", |k| k.as_str()), repo = %task.repo.as_ref().map(|r| format!("{}/{}", r.org_name, r.repo_name)).unwrap_or_default());
                 let (held, client, worker_id) =
                     (work.held.clone(), s.client.clone(), s.worker_id.clone());

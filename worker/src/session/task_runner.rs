@@ -29,8 +29,7 @@ pub(super) fn start_task(
     task: &pb::Task,
     work: &Work,
     cache: &Arc<MirrorCache>,
-    scratch: &std::path::Path,
-    local_paths: &crate::local_paths::LocalPaths,
+    cfg: &super::WorkerConfig,
 ) -> Arc<TaskContext> {
     let token = task.lease.clone().unwrap_or_default();
     let lease = Arc::new(LeaseView::new(token.clone(), &s.timing, s.write_deadline));
@@ -40,9 +39,9 @@ pub(super) fn start_task(
     Arc::new(TaskContext {
         worker_id: s.worker_id.clone(),
         storage: s.storage.clone(),
-        scratch: scratch.to_path_buf(),
+        scratch: cfg.scratch_dir.clone(),
         cache: cache.clone(),
-        local_paths: local_paths.clone(),
+        local_paths: cfg.local_paths.clone(),
         progress: Progress::new(work.events.clone(), &s.worker_id, token),
         lease,
         client: s.client.clone(),
@@ -53,6 +52,7 @@ pub(super) fn start_task(
             task,
             work.pauses.clone(),
         ),
+        full_check_every: cfg.full_check_every,
     })
 }
 

@@ -56,6 +56,7 @@ pub async fn run(
     }
     let previous_manifest = job.previous_manifest().await;
     let resume = job.resume_point().await;
+    let before = stored_verification::PacksBefore::list(&job.entry).await?;
     let fetched = job.fetch().await?;
     let mut found = Findings::new(&fetched.inventory);
     if job.exports_metadata() {
@@ -63,7 +64,7 @@ pub async fn run(
         job.export(resume, &mut found).await?;
         job.wiki(&mut found).await;
     }
-    let fsck = job.check().await?;
+    let fsck = job.check(before).await?;
     let fsck = job.compact(fsck).await?;
     job.record_damage(&fsck.check).await?;
     found.counts.objects = fsck.report.as_ref().map_or(0, |r| r.reachable);
@@ -326,12 +327,13 @@ impl BackupJob {
     }
 
     /// Phase `fsck`, the first half of the verification: the mirrors are checked before the
-    /// snapshot, which also gives the reachable object count the manifest records for drills.
-    async fn check(&self) -> Result<Fsck, TaskError> {
+    /// snapshot (as far as they changed since their last check; `before` are their packs before
+    /// the fetch), which also gives the reachable object count the manifest records for drills.
+    async fn check(&self, before: stored_verification::PacksBefore) -> Result<Fsck, TaskError> {
         self.ctx
             .progress
-            .phase("fsck", "checking the mirror's objects and connectivity");
-        stored_verification::fsck(&self.ctx, &self.entry).await
+            .phase("fsck", "checking what the mirror received");
+        stored_verification::fsck(&self.ctx, &self.entry, Some(before)).await
     }
 
     /// Phase `compact`, when a quarter of the mirror's objects are unreachable: repacks it and

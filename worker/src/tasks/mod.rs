@@ -140,6 +140,9 @@ pub struct TaskContext {
     pub runtime: tokio::runtime::Handle,
     /// The forge's rate budget and current token for this lease (see [`crate::forge`]).
     pub forge: crate::forge::TaskForge,
+    /// How old a mirror's last full git_fsck may be before a backup checks all of it again
+    /// (see [`crate::session::WorkerConfig::full_check_every`]).
+    pub full_check_every: std::time::Duration,
 }
 
 impl TaskContext {

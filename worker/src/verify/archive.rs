@@ -196,7 +196,11 @@ fn listing_differences(
     code: &Path,
 ) -> Result<Vec<String>, RepoError> {
     let stored = repo.list_files(snapshot_id, CODE_DIR)?;
-    let local = metadata::local_payloads(code, &[""]);
+    let mut local = metadata::local_payloads(code, &[""]);
+    // git_fsck's record of the cache's copy is left out of snapshots.
+    for f in crate::git::FSCK_RECORD_FILES {
+        local.remove(f);
+    }
     let mut out = Vec::new();
     for (path, size) in &local {
         match stored.get(path) {

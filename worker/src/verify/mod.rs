@@ -85,9 +85,19 @@ impl Check {
     }
 }
 
-/// `git_fsck` over `tree/code.git` and, when present, `tree/wiki.git`. Also returns code.git's
-/// report (the manifest records its reachable object count for drills).
+/// `git_fsck` over `tree/code.git` and, when present, `tree/wiki.git`, every object of them.
+/// Also returns code.git's report (the manifest records its reachable object count for drills).
 pub fn git_fsck(tree: &Path, interrupt: &AtomicBool) -> (Check, Option<git::FsckReport>) {
+    git_fsck_with(tree, |dir, _| git::fsck(dir, interrupt))
+}
+
+/// [`git_fsck`] with `check` run on each mirror (its directory and label, `code.git` or
+/// `wiki.git`): a backup checks what changed ([`git::fsck_incremental`]). The check's detail
+/// says what each check covered.
+pub fn git_fsck_with(
+    tree: &Path,
+    check: impl Fn(&Path, &str) -> Result<git::FsckReport, git::GitError>,
+) -> (Check, Option<git::FsckReport>) {
     let code = tree.join(CODE_DIR);
     if !code.join("HEAD").exists() {
         return (
@@ -102,15 +112,21 @@ pub fn git_fsck(tree: &Path, interrupt: &AtomicBool) -> (Check, Option<git::Fsck
         if label == "wiki.git" && !dir.join("HEAD").exists() {
             continue;
         }
-        match git::fsck(&dir, interrupt) {
+        match check(&dir, label) {
             Ok(r) => {
+                summary.push(match &r.coverage {
+                    git::Coverage::Everything => format!(
+                        "{label}: {} objects, {} reachable from {} refs",
+                        r.objects, r.reachable, r.refs
+                    ),
+                    coverage => format!(
+                        "{label}: {coverage}; {} objects, {} reachable from {} refs",
+                        r.objects, r.reachable, r.refs
+                    ),
+                });
                 if label == "code.git" {
                     reachable = Some(r.clone());
                 }
-                summary.push(format!(
-                    "{label}: {} objects, {} reachable from {} refs",
-                    r.objects, r.reachable, r.refs
-                ));
                 problems.extend(r.problems.iter().map(|p| format!("{label}: {p}")));
             }
             Err(e) => problems.push(format!("{label} cannot be checked: {e}")),

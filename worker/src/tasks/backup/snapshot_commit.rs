@@ -80,6 +80,16 @@ pub(super) async fn snapshot(job: &BackupJob) -> Result<BackupSummary, TaskError
         ),
         parent: job.parent_snapshot_id.as_ref().map(String::from),
         as_path: manifest::SNAPSHOT_PATH.to_string(),
+        // git_fsck's record describes this cache's copy of the mirrors, not the repository:
+        // a mirror seeded from the snapshot is checked in full.
+        exclude: [manifest::CODE_DIR, manifest::WIKI_DIR]
+            .iter()
+            .flat_map(|dir| {
+                git::FSCK_RECORD_FILES
+                    .iter()
+                    .map(move |f| format!("{dir}/{f}"))
+            })
+            .collect(),
     };
     let (repo, ctx, entry) = (job.repo.clone(), job.ctx.clone(), job.entry.clone());
     let progress = job.ctx.progress.clone();

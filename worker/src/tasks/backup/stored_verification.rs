@@ -4,6 +4,7 @@
 //! Neither half fails the backup: what fails or cannot be checked is reported, and the backup
 //! is then not verified.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,11 +18,64 @@ use crate::verify::{self, Check, Outcome, Selection};
 
 use super::Fsck;
 
-/// git_fsck over the entry's mirrors (code.git and, when present, wiki.git).
-pub(super) async fn fsck(ctx: &TaskContext, entry: &Path) -> Result<Fsck, TaskError> {
+/// The packs of the entry's mirrors before the fetch: what the fetch adds is what this backup
+/// received (see [`git::fsck_incremental`]).
+#[derive(Debug, Default, Clone)]
+pub(super) struct PacksBefore {
+    code: BTreeSet<String>,
+    wiki: BTreeSet<String>,
+}
+
+impl PacksBefore {
+    /// Lists them (a mirror not there yet has none).
+    pub(super) async fn list(entry: &Path) -> Result<PacksBefore, TaskError> {
+        let entry = entry.to_owned();
+        blocking(move || {
+            let names = |dir: &str| {
+                git::pack_names(&entry.join(dir))
+                    .map_err(|e| TaskError::retryable("listing the mirror's packs").with_source(e))
+            };
+            Ok(PacksBefore {
+                code: names(manifest::CODE_DIR)?,
+                wiki: names(manifest::WIKI_DIR)?,
+            })
+        })
+        .await
+    }
+}
+
+/// git_fsck over the entry's mirrors (code.git and, when present, wiki.git), each checked as far
+/// as it changed since its last sound check ([`git::fsck_incremental`]); `before` are the packs
+/// before this backup's fetch, `None` when none of the packs were received by it.
+pub(super) async fn fsck(
+    ctx: &TaskContext,
+    entry: &Path,
+    before: Option<PacksBefore>,
+) -> Result<Fsck, TaskError> {
     let (entry, interrupt) = (entry.to_owned(), ctx.lease.interrupt.clone());
+    let full_every_ms = i64::try_from(ctx.full_check_every.as_millis()).unwrap_or(i64::MAX);
     blocking(move || {
-        let (check, report) = verify::git_fsck(&entry, &interrupt);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let (check, report) = verify::git_fsck_with(&entry, |dir, label| {
+            let received = match &before {
+                Some(before) => {
+                    let was = if label == manifest::WIKI_DIR {
+                        &before.wiki
+                    } else {
+                        &before.code
+                    };
+                    let now = git::pack_names(dir)?;
+                    now.difference(was).cloned().collect()
+                }
+                None => BTreeSet::new(),
+            };
+            let since = git::CheckSince {
+                received: &received,
+                now_ms,
+                full_every_ms,
+            };
+            git::fsck_incremental(dir, &since, &interrupt)
+        });
         Ok(Fsck { check, report })
     })
     .await
@@ -60,20 +114,20 @@ pub(super) async fn compact(
         reachable = report.reachable,
         "compacting the mirror: a quarter of its objects are unreachable"
     );
-    let (entry, interrupt) = (entry.to_owned(), ctx.lease.interrupt.clone());
-    blocking(
-        move || match git::compact(&entry.join(manifest::CODE_DIR)) {
-            Ok(()) => {
-                let (check, report) = verify::git_fsck(&entry, &interrupt);
-                Ok(Fsck { check, report })
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not compact the mirror");
-                Ok(fsck)
-            }
-        },
-    )
-    .await
+    let code = entry.join(manifest::CODE_DIR);
+    let compacted = blocking(move || {
+        git::compact(&code).map_err(|e| TaskError::retryable("compacting").with_source(e))
+    })
+    .await;
+    match compacted {
+        // The repack wrote every pack from the objects checked before it: none was received,
+        // so the check that follows reads them all.
+        Ok(()) => self::fsck(ctx, entry, None).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not compact the mirror");
+            Ok(fsck)
+        }
+    }
 }
 
 /// The checks at the end of a backup: `zip_integrity` over the packs this backup added (and the
