@@ -172,15 +172,15 @@ pub(super) fn backup(
 
 /// Disarms the backend's snapshot capture even if the archiver panics, so a later backup or
 /// a reused repository never finds a stale armed capture.
-struct CaptureGuard<'a>(&'a OpendalBackend);
+pub(super) struct CaptureGuard<'a>(&'a OpendalBackend);
 
 impl<'a> CaptureGuard<'a> {
-    fn arm(backend: &'a OpendalBackend) -> Self {
+    pub(super) fn arm(backend: &'a OpendalBackend) -> Self {
         backend.arm();
         Self(backend)
     }
 
-    fn disarm(self) -> Option<HeldSnapshot> {
+    pub(super) fn disarm(self) -> Option<HeldSnapshot> {
         let held = self.0.disarm();
         std::mem::forget(self);
         held
@@ -193,7 +193,7 @@ impl Drop for CaptureGuard<'_> {
     }
 }
 
-fn validate_request(req: &BackupRequest) -> Result<(), RepoError> {
+pub(super) fn validate_request(req: &BackupRequest) -> Result<(), RepoError> {
     for tag in &req.tags {
         if tag.is_empty() || tag.contains(',') {
             return Err(RepoError::InvalidInput(format!(

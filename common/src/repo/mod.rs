@@ -85,6 +85,7 @@ mod pack_usage;
 mod readback;
 #[cfg(test)]
 mod readback_tests;
+mod repeated_snapshot;
 mod repo_error;
 #[cfg(test)]
 mod repo_tests;
@@ -210,6 +211,20 @@ impl SnapshotRepo {
         progress: ByteProgress,
     ) -> Result<BackupSummary, RepoError> {
         fenced_backup::backup(self, source_dir, req, before_snapshot_write, Some(progress))
+    }
+
+    /// A snapshot of the same tree as `parent` (full id), for a backup whose source has not
+    /// changed since: only the snapshot file is written, behind `before_snapshot_write` as
+    /// [`SnapshotRepo::backup`] writes its own (with the same guarantees: no snapshot file
+    /// unless the fence allowed it). `req.parent` and `req.exclude` are not used. A parent that
+    /// no longer exists is [`RepoError::SnapshotNotFound`].
+    pub fn repeat_parent(
+        &self,
+        parent: &str,
+        req: &BackupRequest,
+        before_snapshot_write: &dyn Fn() -> Result<(), String>,
+    ) -> Result<BackupSummary, RepoError> {
+        repeated_snapshot::repeat_parent(self, parent, req, before_snapshot_write)
     }
 
     /// All snapshots, oldest first.

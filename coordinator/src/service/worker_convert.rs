@@ -227,6 +227,7 @@ pub fn task_message(t: &LeasedTask) -> pb::Task {
             parent_snapshot_id: id_or_empty(&b.parent_snapshot_id),
             parent_backup_id: id_or_empty(&b.parent_backup_id),
             parent_mirror_damaged: b.parent_mirror_damaged,
+            parent_verified: b.parent_verified,
         }),
         LeaseSpec::Restore(r) => Spec::Restore(pb::RestoreSpec {
             restore_id: r.restore_id.to_string(),

@@ -6,9 +6,16 @@
 //! 1. first backup: repovault (in-process coordinator and one worker, as `repovault standalone`
 //!    starts them, with a fresh data directory and worker cache) against
 //!    `git clone --mirror git://… DIR && zip -qr ARCHIVE.zip DIR` (the system `zip`);
-//! 2. one new commit is pushed to the source, then the second backup: repovault (same data
-//!    directory and cache) against the script again, which clones afresh and stores a whole new
-//!    archive.
+//! 2. one new commit changing five files is pushed to the source, then the second backup:
+//!    repovault (same data directory and cache) against the script again, which clones afresh
+//!    and stores a whole new archive;
+//! 3. a third repovault backup with nothing changed at the source (the script has no cheaper
+//!    way than the second time).
+//!
+//! The script's `git clone --mirror` is also timed on its own (the bare clone a first backup is
+//! held to), and the commit's growth of the source is measured as the pack git would send for
+//! it (`git pack-objects` of the new objects), which the second backup's added bytes are held
+//! to.
 //!
 //! Runs alternate which side goes first; the report gives the median of every figure. The source
 //! is reset to its original tip before each run, so every run backs up the same history.
@@ -50,6 +57,13 @@ struct Figures {
     rv_second: Duration,
     rv_second_added: u64,
     rv_second_received: u64,
+    /// The third backup, with nothing changed at the source.
+    rv_third: Duration,
+    rv_third_added: u64,
+    /// The pack of the objects the pushed commit added to the source.
+    source_growth: u64,
+    /// The script's `git clone --mirror` alone, first time.
+    clone_first: Duration,
     /// Size of `<data>/storage` after the first and after the second backup.
     rv_storage_first: u64,
     rv_storage_second: u64,
@@ -78,9 +92,10 @@ impl Source {
         Ok(())
     }
 
-    /// Pushes one new commit to `main` over git://, as a developer would: it edits one file of a
-    /// clone sharing the source's objects.
-    fn push_one_commit(&self, scratch: &Path) -> Result<()> {
+    /// Pushes one new commit to `main` over git://, as a developer would: it edits five files
+    /// of a clone sharing the source's objects. Returns the size of a pack of the objects it
+    /// added (what the source grew by, as git would send it).
+    fn push_one_commit(&self, scratch: &Path) -> Result<u64> {
         let work = scratch.join("push-work");
         remove_if_exists(&work)?;
         let bare = self.bare.to_str().context("non-UTF-8 source path")?;
@@ -91,23 +106,69 @@ impl Source {
         )?;
         git(&work, &["read-tree", "HEAD"])?;
         let files = git(&work, &["ls-tree", "-r", "--name-only", "HEAD"])?;
-        let path = files
+        let paths: Vec<String> = files
             .lines()
-            .find(|p| p.ends_with(".rs"))
-            .context("the source has no .rs file")?
-            .to_string();
-        let mut text = git(&work, &["show", &format!("HEAD:{path}")])?;
-        text.push_str("\n// One more line, from the benchmark.\n");
-        let file = work.join(&path);
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            .filter(|p| p.ends_with(".rs"))
+            .step_by(7)
+            .take(5)
+            .map(str::to_string)
+            .collect();
+        if paths.len() < 5 {
+            anyhow::bail!("the source has fewer than five .rs files to change");
         }
-        std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
-        git(&work, &["add", &path])?;
-        git(&work, &["commit", "-q", "-m", "Benchmark: one new commit"])?;
+        for path in &paths {
+            let mut text = git(&work, &["show", &format!("HEAD:{path}")])?;
+            text.push_str("\n// One more line, from the benchmark.\n");
+            let file = work.join(path);
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+            git(&work, &["add", path])?;
+        }
+        git(
+            &work,
+            &["commit", "-q", "-m", "Benchmark: one commit of five files"],
+        )?;
         git(&work, &["push", "-q", &self.url, "HEAD:refs/heads/main"])?;
-        remove_if_exists(&work)
+        remove_if_exists(&work)?;
+        self.growth()
+    }
+
+    /// The size of a pack of the objects `main` has beyond the original tip.
+    fn growth(&self) -> Result<u64> {
+        let objects = git(
+            &self.bare,
+            &[
+                "rev-list",
+                "--objects",
+                "refs/heads/main",
+                "--not",
+                &self.tip,
+            ],
+        )?;
+        let ids: String = objects
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(|id| format!("{id}\n"))
+            .collect();
+        let mut child = git_command(&self.bare)
+            .args(["pack-objects", "--stdout", "-q"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("git pack-objects")?;
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().context("pack-objects stdin")?;
+            stdin.write_all(ids.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            anyhow::bail!("git pack-objects failed");
+        }
+        Ok(out.stdout.len() as u64)
     }
 }
 
@@ -161,18 +222,28 @@ impl Vault {
     }
 }
 
+/// What one run of the script measured.
+struct ScriptRun {
+    took: Duration,
+    /// The `git clone --mirror` part alone.
+    clone: Duration,
+    zip_bytes: u64,
+    mirror_bytes: u64,
+}
+
 /// The usual script: `git clone --mirror URL NAME.git && zip -qr NAME.zip NAME.git`, in `dir`,
-/// from scratch. Returns its time, the archive's size and the mirror's size (then removes the
-/// mirror, as the script would; the archive stays).
-async fn script(url: &str, dir: &Path, name: &str) -> Result<(Duration, u64, u64)> {
+/// from scratch. Returns its time (and its clone's), the archive's size and the mirror's size
+/// (then removes the mirror, as the script would; the archive stays).
+async fn script(url: &str, dir: &Path, name: &str) -> Result<ScriptRun> {
     let (url, dir, name) = (url.to_string(), dir.to_path_buf(), name.to_string());
-    tokio::task::spawn_blocking(move || -> Result<(Duration, u64, u64)> {
+    tokio::task::spawn_blocking(move || -> Result<ScriptRun> {
         let mirror = format!("{name}.git");
         let zip = dir.join(format!("{name}.zip"));
         remove_if_exists(&dir.join(&mirror))?;
         remove_if_exists(&zip)?;
         let t = Instant::now();
         run(git_command(&dir).args(["clone", "--mirror", "-q", &url, &mirror]))?;
+        let clone = t.elapsed();
         run(Command::new("zip")
             .current_dir(&dir)
             .arg("-qr")
@@ -185,7 +256,12 @@ async fn script(url: &str, dir: &Path, name: &str) -> Result<(Duration, u64, u64
             .len();
         let mirror_bytes = dir_size(&dir.join(&mirror))?;
         remove_if_exists(&dir.join(&mirror))?;
-        Ok((elapsed, zip_bytes, mirror_bytes))
+        Ok(ScriptRun {
+            took: elapsed,
+            clone,
+            zip_bytes,
+            mirror_bytes,
+        })
     })
     .await?
 }
@@ -203,7 +279,7 @@ async fn one_run(src: &Source, root: &Path, i: usize, vault_first: bool) -> Resu
 
     for phase in ["first", "second"] {
         if phase == "second" {
-            src.push_one_commit(&dir)?;
+            f.source_growth = src.push_one_commit(&dir)?;
         }
         for side in order(vault_first) {
             match (side, phase) {
@@ -224,16 +300,19 @@ async fn one_run(src: &Source, root: &Path, i: usize, vault_first: bool) -> Resu
                     f.rv_cache = vault.cache_bytes()?;
                 }
                 (Side::Script, "first") => {
-                    (f.script_first, f.zip_first, f.mirror) =
-                        script(&src.url, &script_dir, "first").await?;
+                    let r = script(&src.url, &script_dir, "first").await?;
+                    (f.script_first, f.clone_first, f.zip_first, f.mirror) =
+                        (r.took, r.clone, r.zip_bytes, r.mirror_bytes);
                 }
                 (Side::Script, _) => {
-                    (f.script_second, f.zip_second, _) =
-                        script(&src.url, &script_dir, "second").await?;
+                    let r = script(&src.url, &script_dir, "second").await?;
+                    (f.script_second, f.zip_second) = (r.took, r.zip_bytes);
                 }
             }
         }
     }
+    let (t, b) = vault.backup().await?;
+    (f.rv_third, f.rv_third_added) = (t, b.added_bytes);
     vault.shutdown().await;
     remove_if_exists(&dir)?;
     Ok(f)
@@ -383,7 +462,13 @@ fn print_table(runs: &[Figures]) {
     );
     println!(
         "{:<56} {:>20} {:>20}",
-        "second backup (+1 commit), time (s)",
+        "  git clone --mirror alone, time (s)",
+        "-",
+        format!("{:.2}", secs(|f| f.clone_first))
+    );
+    println!(
+        "{:<56} {:>20} {:>20}",
+        "second backup (+1 commit of 5 files), time (s)",
         format!("{rv2:.2}"),
         format!("{sc2:.2}")
     );
@@ -403,6 +488,33 @@ fn print_table(runs: &[Figures]) {
         "{:<56} {:>20} {:>20}",
         "second backup, bytes received from the source",
         kib_f(bytes(|f| f.rv_second_received)),
+        "-"
+    );
+    println!(
+        "{:<56} {:>20} {:>20}",
+        "the commit's objects as a pack (git pack-objects)",
+        kib_f(bytes(|f| f.source_growth)),
+        "-"
+    );
+    println!(
+        "{:<56} {:>20} {:>20}",
+        "third backup (nothing changed), time (s)",
+        format!("{:.3}", secs(|f| f.rv_third)),
+        "-"
+    );
+    println!(
+        "{:<56} {:>20} {:>20}",
+        "  per run (s)",
+        runs.iter()
+            .map(|f| format!("{:.3}", f.rv_third.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(" "),
+        "-"
+    );
+    println!(
+        "{:<56} {:>20} {:>20}",
+        "third backup, bytes added",
+        kib_f(bytes(|f| f.rv_third_added)),
         "-"
     );
     println!(
@@ -431,9 +543,32 @@ fn print_table(runs: &[Figures]) {
         rv1 / sc1,
         goal(rv1 <= sc1)
     );
+    let clone1 = secs(|f| f.clone_first);
+    println!(
+        "  first backup time, repovault / bare clone:  {:>8.2}   (goal <= 1.00: {})",
+        rv1 / clone1,
+        goal(rv1 <= clone1)
+    );
     println!(
         "  second backup time, repovault / script:     {:>8.2}",
         rv2 / sc2
+    );
+    println!(
+        "  second backup time (+1 commit of 5 files):  {:>7.3} s (goal <= 0.4 s: {})",
+        rv2,
+        goal(rv2 <= 0.4)
+    );
+    let growth = bytes(|f| f.source_growth);
+    println!(
+        "  second backup bytes added / source growth:  {:>8.2}   (goal <= 1.2: {})",
+        rv_added2 / growth,
+        goal(rv_added2 <= 1.2 * growth)
+    );
+    let rv3 = secs(|f| f.rv_third);
+    println!(
+        "  third backup time (nothing changed):        {:>7.3} s (goal <= 0.15 s: {})",
+        rv3,
+        goal(rv3 <= 0.15)
     );
     let rv_pct = 100.0 * rv_added2 / rv_added1;
     println!(

@@ -242,6 +242,28 @@ async fn second_backup_fetches_only_what_changed_and_both_restore() {
         "the first backup still restores the old state"
     );
 
+    // Nothing changed at the source: the third backup repeats the second's tree, stores
+    // nothing, rests its read-back on the second's, and restores like it.
+    let third = c.backup_ok("org/rich").await.unwrap();
+    assert_eq!(third.parent_snapshot_id, second.snapshot_id);
+    assert_ne!(third.snapshot_id, second.snapshot_id);
+    assert_eq!(third.added_bytes, 0, "{third:#?}");
+    assert_eq!(third.size_bytes, second.size_bytes);
+    let checks = &third.verification.as_ref().expect("verified").checks;
+    let zip = checks.iter().find(|c| c.name == "zip_integrity").unwrap();
+    assert!(
+        zip.detail.contains("nothing new stored") && zip.detail.contains(second.id.as_str()),
+        "{checks:#?}"
+    );
+    assert!(
+        checks
+            .iter()
+            .all(|c| c.result != repovault_coordinator::model::CheckOutcome::Fail),
+        "{checks:#?}"
+    );
+    let r3 = restore_to_new(&c, &daemon, third.id.as_str(), "third.git").await;
+    assert_eq!(refs(&r3).unwrap(), strip(&after));
+
     // History is listed newest first.
     let list = c
         .core()
@@ -251,7 +273,7 @@ async fn second_backup_fetches_only_what_changed_and_both_restore() {
         .unwrap();
     assert_eq!(
         list.iter().map(|b| b.id.clone()).collect::<Vec<_>>(),
-        vec![second.id.clone(), first.id.clone()]
+        vec![third.id.clone(), second.id.clone(), first.id.clone()]
     );
     c.shutdown().await;
 }

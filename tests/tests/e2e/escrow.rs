@@ -50,6 +50,10 @@ async fn stock_restic_and_git_restore_a_backup_without_repovault() {
         .await
         .unwrap();
     let b = c.backup_ok("org/rich").await.unwrap();
+    // Nothing changes at the source: the second backup's snapshot repeats the first's tree,
+    // and restic opens it as any other.
+    let repeated = c.backup_ok("org/rich").await.unwrap();
+    assert_eq!(repeated.added_bytes, 0, "{repeated:#?}");
     let head = git(&rich, &["rev-parse", "HEAD"]).unwrap();
 
     // 1. Export the organisation key (the escrow copy), and find the repository's directory.
@@ -89,20 +93,23 @@ async fn stock_restic_and_git_restore_a_backup_without_repovault() {
     let listed: serde_json::Value =
         serde_json::from_str(&restic(&repo, &key_file, &["snapshots", "--json"])).unwrap();
     let listed = listed.as_array().unwrap();
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(
-        listed[0]["id"].as_str(),
-        b.snapshot_id.as_ref().map(|s| s.as_str())
-    );
-    let backup_tag = format!("backup={}", b.id);
-    assert!(
-        listed[0]["tags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t == backup_tag.as_str()),
-        "{listed:?}"
-    );
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for (snapshot, backup) in listed.iter().zip([&b, &repeated]) {
+        assert_eq!(
+            snapshot["id"].as_str(),
+            backup.snapshot_id.as_ref().map(|s| s.as_str())
+        );
+        let backup_tag = format!("backup={}", backup.id);
+        assert!(
+            snapshot["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == backup_tag.as_str()),
+            "{listed:?}"
+        );
+    }
+    assert_eq!(listed[0]["tree"], listed[1]["tree"], "{listed:?}");
 
     // 3. Restore the latest snapshot.
     let target = escrow.path().join("restored");
@@ -124,6 +131,10 @@ async fn stock_restic_and_git_restore_a_backup_without_repovault() {
         mirror.display()
     );
     assert!(target.join("manifest.json").is_file());
+    // The worker's record of its own checks of the mirror is no part of the backup.
+    assert!(
+        !mirror.join("repovault-fsck.json").exists() && !mirror.join("repovault-fsck.ids").exists()
+    );
 
     // 4. `git clone` the restored mirror: the source's head commit is there.
     git(

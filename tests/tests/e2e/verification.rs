@@ -1316,7 +1316,10 @@ async fn verification_a_cache_pack_damaged_between_backups_is_found() {
     covered(&first, "full check (first check of this mirror)");
     let unchanged = backup(&c, "acme/quiet", "incremental").await;
     assert_eq!(status(&unchanged), VerifyStatus::Verified, "{unchanged:#?}");
-    covered(&unchanged, "0 new objects, 0 moved refs; full check just now");
+    covered(
+        &unchanged,
+        "0 new objects, 0 moved refs; full check just now",
+    );
 
     let packs = cache_entry(&c, first.repo_id.as_str())
         .join(manifest::CODE_DIR)

@@ -15,7 +15,9 @@
 //!   default branch's commit count);
 //! - `backup/snapshot_commit.rs`: the manifest and the snapshot behind the commit fence;
 //! - `backup/stored_verification.rs`: git_fsck before the snapshot (compacting a sparse
-//!   mirror) and the read-back after it.
+//!   mirror) and the read-back after it;
+//! - `backup/unchanged_source.rs`: a source unchanged since the parent, whose snapshot repeats
+//!   the parent's tree.
 //!
 //! Every file system call of a phase runs on the blocking pool or through `tokio::fs`: a
 //! mirror can be gigabytes, and its removal or walk must not hold an async runtime thread.
@@ -24,6 +26,7 @@ mod entry_repair;
 mod forge_export;
 mod snapshot_commit;
 mod stored_verification;
+mod unchanged_source;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -68,11 +71,22 @@ pub async fn run(
     let fsck = job.compact(fsck).await?;
     job.record_damage(&fsck.check).await?;
     found.counts.objects = fsck.report.as_ref().map_or(0, |r| r.reachable);
+    let repeat = job.repeats_parent(&fetched, &fsck, previous_manifest.as_ref());
     let manifest = job
         .manifest(&fetched, found, previous_manifest.as_ref())
         .await?;
-    let summary = job.snapshot(&manifest).await?;
-    let verification = job.verify(&summary, &manifest, fsck.check).await;
+    let (summary, verification) = match repeat {
+        Some(parent) => {
+            let summary = job.repeat(&parent, &manifest).await?;
+            let verification = unchanged_source::verify(&job, &parent, &manifest, fsck.check).await;
+            (summary, verification)
+        }
+        None => {
+            let summary = job.snapshot(&manifest).await?;
+            let verification = job.verify(&summary, &manifest, fsck.check).await;
+            (summary, verification)
+        }
+    };
     Ok(job
         .evict(summary, &manifest, fetched.bytes_received, verification)
         .await)
@@ -369,6 +383,44 @@ impl BackupJob {
             None
         };
         snapshot_commit::write_manifest(self, fetched, found, default_branch).await
+    }
+
+    /// Whether the source is unchanged since the parent, so that the snapshot may repeat the
+    /// parent's tree (see [`unchanged_source::repeats_parent`]).
+    fn repeats_parent(
+        &self,
+        fetched: &git::FetchOutcome,
+        fsck: &Fsck,
+        previous: Option<&Manifest>,
+    ) -> Option<SnapshotId> {
+        unchanged_source::repeats_parent(&unchanged_source::Facts {
+            exports_metadata: self.exports_metadata(),
+            parent_backup_id: self.parent_backup_id.as_ref(),
+            parent_snapshot_id: self.parent_snapshot_id.as_ref(),
+            parent_verified: self.spec.parent_verified,
+            parent_mirror_damaged: self.spec.parent_mirror_damaged,
+            previous,
+            fetched,
+            fsck: &fsck.check,
+            fsck_report: fsck.report.as_ref(),
+        })
+    }
+
+    /// Phase `snapshot` of an unchanged source: a snapshot file naming the parent's tree,
+    /// behind the commit fence; nothing is walked, packed or read back.
+    async fn repeat(
+        &self,
+        parent: &SnapshotId,
+        manifest: &Manifest,
+    ) -> Result<BackupSummary, TaskError> {
+        self.ctx.progress.phase(
+            "snapshot",
+            format!(
+                "unchanged since the last backup: repeating its snapshot ({} refs)",
+                manifest.refs.len()
+            ),
+        );
+        unchanged_source::repeat(self, parent, unchanged_source::request(self)).await
     }
 
     /// Phase `snapshot`: stores the entry as a snapshot, behind the commit fence.

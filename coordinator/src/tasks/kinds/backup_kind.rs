@@ -12,7 +12,7 @@ use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
 use crate::model::{
     BackupRecord, BackupType, CheckOutcome, OrgRecord, RepoRecord, Status, TaskRecord, Trigger,
-    VerifyRun,
+    VerifyRun, VerifyStatus,
 };
 use crate::secrets::SealContext;
 use crate::store::Batch;
@@ -104,21 +104,25 @@ impl Kind for BackupKind {
         b.attempt = l.lease.attempt;
         b.worker_id = Some(l.worker_id.to_string());
         b.parent_snapshot_id = stats.last_snapshot_id.clone();
-        let parent_mirror_damaged = match &stats.last_success_id {
+        let parent_verification = match &stats.last_success_id {
             Some(id) => q
                 .store
                 .backup(&task.repo_id, id)
                 .await?
-                .and_then(|p| p.verification)
-                .is_some_and(|v| {
-                    v.checks
-                        .iter()
-                        .any(|c| c.name == GIT_FSCK && c.result == CheckOutcome::Fail)
-                }),
-            None => false,
+                .and_then(|p| p.verification),
+            None => None,
         };
+        let parent_mirror_damaged = parent_verification.as_ref().is_some_and(|v| {
+            v.checks
+                .iter()
+                .any(|c| c.name == GIT_FSCK && c.result == CheckOutcome::Fail)
+        });
+        let parent_verified = parent_verification
+            .as_ref()
+            .is_some_and(|v| v.status == VerifyStatus::Verified);
         let spec = LeaseSpec::Backup(BackupSpec {
             parent_mirror_damaged,
+            parent_verified,
             backup_id: b.id.clone(),
             backup_type: b.backup_type,
             trigger: b.trigger,

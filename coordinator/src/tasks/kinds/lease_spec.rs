@@ -49,6 +49,8 @@ pub struct BackupSpec {
     /// The parent's mirror failed `git fsck`: a worker without the cache clones from the
     /// source instead of seeding from the parent snapshot.
     pub parent_mirror_damaged: bool,
+    /// The parent passed every verification check (an unchanged source may repeat its tree).
+    pub parent_verified: bool,
 }
 
 /// A restore to run.

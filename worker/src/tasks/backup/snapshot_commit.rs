@@ -68,29 +68,7 @@ pub(super) async fn write_manifest(
 /// (as `restic repair index`), and the backup tried once more: safe because this backup is the
 /// repository's only writer (backups of a repository are exclusive).
 pub(super) async fn snapshot(job: &BackupJob) -> Result<BackupSummary, TaskError> {
-    let request = BackupRequest {
-        host: manifest::SNAPSHOT_HOST.to_string(),
-        label: job.ids.repo_id.to_string(),
-        tags: manifest::snapshot_tags(
-            &job.backup_id,
-            &job.ids.task_id,
-            job.ctx.lease.token.attempt,
-            job.backup_type,
-            job.trigger,
-        ),
-        parent: job.parent_snapshot_id.as_ref().map(String::from),
-        as_path: manifest::SNAPSHOT_PATH.to_string(),
-        // git_fsck's record describes this cache's copy of the mirrors, not the repository:
-        // a mirror seeded from the snapshot is checked in full.
-        exclude: [manifest::CODE_DIR, manifest::WIKI_DIR]
-            .iter()
-            .flat_map(|dir| {
-                git::FSCK_RECORD_FILES
-                    .iter()
-                    .map(move |f| format!("{dir}/{f}"))
-            })
-            .collect(),
-    };
+    let request = request(job);
     let (repo, ctx, entry) = (job.repo.clone(), job.ctx.clone(), job.entry.clone());
     let progress = job.ctx.progress.clone();
     let report: ByteProgress = Arc::new(move |done, total| progress.update_bytes(done, total));
@@ -112,4 +90,31 @@ pub(super) async fn snapshot(job: &BackupJob) -> Result<BackupSummary, TaskError
         }
     })
     .await
+}
+
+/// How this backup's snapshot is labelled and what it leaves out.
+pub(super) fn request(job: &BackupJob) -> BackupRequest {
+    BackupRequest {
+        host: manifest::SNAPSHOT_HOST.to_string(),
+        label: job.ids.repo_id.to_string(),
+        tags: manifest::snapshot_tags(
+            &job.backup_id,
+            &job.ids.task_id,
+            job.ctx.lease.token.attempt,
+            job.backup_type,
+            job.trigger,
+        ),
+        parent: job.parent_snapshot_id.as_ref().map(String::from),
+        as_path: manifest::SNAPSHOT_PATH.to_string(),
+        // git_fsck's record describes this cache's copy of the mirrors, not the repository:
+        // a mirror seeded from the snapshot is checked in full.
+        exclude: [manifest::CODE_DIR, manifest::WIKI_DIR]
+            .iter()
+            .flat_map(|dir| {
+                git::FSCK_RECORD_FILES
+                    .iter()
+                    .map(move |f| format!("{dir}/{f}"))
+            })
+            .collect(),
+    }
 }
