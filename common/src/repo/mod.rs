@@ -86,6 +86,8 @@ mod readback;
 #[cfg(test)]
 mod readback_tests;
 mod repeated_snapshot;
+#[cfg(test)]
+mod repeated_snapshot_tests;
 mod repo_error;
 #[cfg(test)]
 mod repo_tests;

@@ -55,7 +55,7 @@ impl Env {
         self.storage.path().join("org-1/repo-1")
     }
 
-    fn open(&self) -> (SnapshotRepo, Secret) {
+    pub(super) fn open(&self) -> (SnapshotRepo, Secret) {
         SnapshotRepo::open(&self.spec, RepoKey::Password(&self.password), true).expect("open")
     }
 
@@ -156,7 +156,7 @@ pub(super) fn tree(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
     out
 }
 
-fn snapshot_files(env: &Env) -> usize {
+pub(super) fn snapshot_files(env: &Env) -> usize {
     std::fs::read_dir(env.repo_dir().join("snapshots"))
         .map(|d| d.count())
         .unwrap_or(0)

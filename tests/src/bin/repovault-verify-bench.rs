@@ -353,9 +353,9 @@ fn build_manifest(entry: &Path, source_refs: &BTreeMap<String, String>) -> Resul
         counts: Counts {
             branches: inv.branches,
             tags: inv.tags,
-            commits: inv.commits,
+            commits: reachable.as_ref().map_or(0, |r| r.commits),
             refs: inv.refs.len() as u64,
-            objects: reachable.map_or(0, |r| r.reachable),
+            objects: reachable.as_ref().map_or(0, |r| r.reachable),
             ..Default::default()
         },
         sizes: BTreeMap::from([

@@ -42,6 +42,8 @@ pub struct FsckReport {
     pub reachable: u64,
     /// Refs checked: every ref under `refs/`, plus `HEAD` when it resolves to an object.
     pub refs: u64,
+    /// Of the reachable objects, the commits (as `git rev-list --all --count`).
+    pub commits: u64,
     /// One complete sentence per problem (corrupt pack or index, missing or unreadable object
     /// with what refers to it, ref to a missing or wrong-type object), at most
     /// [`MAX_PROBLEMS`] of them followed by a "... and N more problems." line. Empty when the
@@ -131,16 +133,16 @@ pub fn fsck(dir: &Path, interrupt: &AtomicBool) -> Result<FsckReport, GitError> 
     let refs = roots.len() as u64;
     let walked = catch_unwind(AssertUnwindSafe(|| {
         let mut walk = Walk::new(&repo, dir, &mut problems);
-        walk.run(roots, interrupt)
+        walk.run(roots, interrupt).map(|n| (n, walk.commits))
     }));
-    let reachable = match walked {
+    let (reachable, commits) = match walked {
         Ok(Ok(n)) => n,
         Ok(Err(Interrupted)) => return Err(GitError::Interrupted { url: what }),
         Err(_) => {
             problems.push(
                 "The connectivity walk stopped early: gix panicked reading an object.".into(),
             );
-            0
+            (0, 0)
         }
     };
 
@@ -148,6 +150,7 @@ pub fn fsck(dir: &Path, interrupt: &AtomicBool) -> Result<FsckReport, GitError> 
         objects,
         reachable,
         refs,
+        commits,
         problems: problems.into_list(),
         coverage: Coverage::Everything,
     })

@@ -123,6 +123,8 @@ pub(super) struct Walk<'a> {
     seen: gix::hashtable::HashSet<ObjectId>,
     stack: Vec<Pending>,
     reachable: u64,
+    /// Of the reachable objects (not known), the commits.
+    pub(super) commits: u64,
     /// Objects an earlier check found reachable (with everything they reach): the walk stops
     /// at them.
     known: Option<&'a gix::hashtable::HashSet<ObjectId>>,
@@ -150,6 +152,7 @@ impl<'a> Walk<'a> {
             seen: Default::default(),
             stack: Vec::new(),
             reachable: 0,
+            commits: 0,
             known: None,
             met: Default::default(),
             found: Vec::new(),
@@ -262,7 +265,10 @@ impl<'a> Walk<'a> {
             ));
         }
         match kind {
-            Kind::Commit => self.visit_commit(id, data.data),
+            Kind::Commit => {
+                self.commits += 1;
+                self.visit_commit(id, data.data)
+            }
             Kind::Tree => self.visit_tree(id, data.data),
             Kind::Tag => self.visit_tag(id, data.data),
             Kind::Blob => {}

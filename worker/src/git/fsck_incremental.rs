@@ -108,6 +108,7 @@ pub fn fsck_incremental(
             packs: stamps,
             refs: refs_now.clone(),
             reachable: outcome.reachable,
+            commits: outcome.commits,
         };
         if outcome.rewrite {
             fsck_record::save_full(dir, &record, &outcome.new_ids)?;
@@ -121,6 +122,7 @@ pub fn fsck_incremental(
         objects,
         reachable: outcome.reachable,
         refs: refs_now.len() as u64,
+        commits: outcome.commits,
         problems: problems.into_list(),
         coverage: std::mem::take(&mut outcome.coverage),
     })
@@ -130,6 +132,7 @@ pub fn fsck_incremental(
 #[derive(Default)]
 struct Walked {
     reachable: u64,
+    commits: u64,
     /// Ids to record: every reachable one when `rewrite`, else those new since the record.
     new_ids: Vec<ObjectId>,
     /// The record's ids are replaced, not added to.
@@ -149,11 +152,12 @@ fn walk_all(
     let walked = catch_unwind(AssertUnwindSafe(|| {
         let mut walk = Walk::new(repo, dir, problems);
         let n = walk.run(roots, &never)?;
-        Ok((n, std::mem::take(&mut walk.found)))
+        Ok((n, walk.commits, std::mem::take(&mut walk.found)))
     }));
     match walked {
-        Ok(Ok((reachable, found))) => Ok(Walked {
+        Ok(Ok((reachable, commits, found))) => Ok(Walked {
             reachable,
+            commits,
             new_ids: found,
             rewrite: true,
             ..Default::default()
@@ -184,6 +188,7 @@ fn walk_changes(
     if changes.is_empty() {
         return Ok(Walked {
             reachable: record.reachable,
+            commits: record.commits,
             ..Default::default()
         });
     }
@@ -217,12 +222,12 @@ fn walk_changes(
         let mut walk = Walk::new(repo, dir, &mut sub).stopping_at(&known);
         let n = walk.run(moved_roots, &never)?;
         Ok((
-            n,
+            (n, walk.commits),
             std::mem::take(&mut walk.found),
             std::mem::take(&mut walk.met),
         ))
     }));
-    let (new, found, met) = match walked {
+    let ((new, new_commits), found, met) = match walked {
         Ok(Ok(w)) => w,
         Ok(Err(Interrupted)) => return Err(Interrupted),
         Err(_) => return walk_all(repo, dir, all_roots, problems),
@@ -244,6 +249,7 @@ fn walk_changes(
     }
     Ok(Walked {
         reachable: record.reachable + new,
+        commits: record.commits + new_commits,
         new_ids: found,
         ..Default::default()
     })

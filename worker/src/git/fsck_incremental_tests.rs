@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use super::fsck_tests::{
-    Fixture, file_url, fixture, packs, reachable_by_git, run_fsck, run_mirror,
+    Fixture, commits_by_git, file_url, fixture, packs, reachable_by_git, run_fsck, run_mirror,
 };
 use super::tests::{commit_file, git};
 use super::*;
@@ -88,6 +88,7 @@ fn a_check_covers_what_changed_and_counts_as_git_does() {
     sound(&third);
     assert_eq!(incremental(&third), (3, 2));
     assert_eq!(third.reachable, reachable_by_git(&f.mirror));
+    assert_eq!(third.commits, commits_by_git(&f.mirror));
     assert!(
         third
             .coverage
@@ -132,6 +133,7 @@ fn refs_that_leave_history_behind_are_counted_by_a_walk_from_every_ref() {
     let next = check(&f, &before, DAY + 2000);
     sound(&next);
     assert_eq!(next.reachable, reachable_by_git(&f.mirror));
+    assert_eq!(next.commits, commits_by_git(&f.mirror));
 }
 
 #[test]

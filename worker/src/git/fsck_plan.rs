@@ -52,6 +52,8 @@ pub struct FsckRecord {
     pub refs: BTreeMap<String, String>,
     /// Distinct objects reachable from `refs` (their ids are kept beside the record).
     pub reachable: u64,
+    /// Of them, the commits.
+    pub commits: u64,
 }
 
 /// What the caller found on disk.
@@ -244,6 +246,7 @@ mod tests {
             packs: p,
             refs: BTreeMap::new(),
             reachable: 0,
+            commits: 0,
         }
     }
 

@@ -84,6 +84,13 @@ fn copy_dir(dir: &Path, to: &Path) {
     assert!(status.success());
 }
 
+pub(super) fn commits_by_git(dir: &Path) -> u64 {
+    git(dir, &["rev-list", "--all", "--count"])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 pub(super) fn reachable_by_git(dir: &Path) -> u64 {
     git(dir, &["rev-list", "--objects", "--all"])
         .lines()
@@ -140,6 +147,7 @@ fn fsck_of_a_sound_mirror_matches_git() {
     assert!(report.is_sound(), "{:#?}", report.problems);
     assert_eq!(report.reachable, reachable_by_git(&f.mirror));
     assert_eq!(report.objects, objects_by_git(&f.mirror));
+    assert_eq!(report.commits, commits_by_git(&f.mirror));
     let refs = git(&f.mirror, &["for-each-ref"]).lines().count() as u64;
     assert_eq!(report.refs, refs + 1, "every ref plus HEAD");
     // git agrees that it is sound.
@@ -357,6 +365,7 @@ fn empty_repository_is_sound() {
             objects: 0,
             reachable: 0,
             refs: 0,
+            commits: 0,
             problems: Vec::new(),
             coverage: Coverage::Everything,
         }

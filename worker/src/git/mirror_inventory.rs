@@ -1,4 +1,5 @@
 //! What a mirror holds: its refs, its `HEAD`, its commit count, and the files at `HEAD`.
+//! Listing the refs reads no object; counting the commits walks them all.
 //!
 //! Read-only; every function blocks.
 
@@ -41,42 +42,52 @@ pub(super) fn local_refs(
 /// [`inventory`] of an open repository; `dir` names it in errors.
 pub(super) fn inventory_of(repo: &gix::Repository, dir: &Path) -> Result<Inventory, GitError> {
     let what = dir.display().to_string();
-    let err = |e: gix::Error| GitError::Other {
-        context: format!("reading {what}"),
-        detail: e.to_string(),
-    };
-    let local = local_refs(repo, &what)?;
-    let mut refs = BTreeMap::new();
-    let mut tips = BTreeSet::new();
-    for (name, target) in &local {
-        let value = match target {
-            Target::Object(id) => {
-                // Peel tags to find commits; refs to trees or blobs have no commits.
-                let peeled = repo
-                    .find_object(*id)
-                    .map_err(err)?
-                    .peel_tags_to_end()
-                    .map_err(err)?;
-                if peeled.kind == gix::object::Kind::Commit {
-                    tips.insert(peeled.id);
-                }
-                id.to_hex().to_string()
-            }
-            Target::Symbolic(target) => format!("ref: {}", target.as_bstr()),
-        };
-        refs.insert(name.clone(), value);
-    }
+    let refs: BTreeMap<String, String> = local_refs(repo, &what)?
+        .into_iter()
+        .map(|(name, target)| {
+            let value = match target {
+                Target::Object(id) => id.to_hex().to_string(),
+                Target::Symbolic(target) => format!("ref: {}", target.as_bstr()),
+            };
+            (name, value)
+        })
+        .collect();
     let count = |prefix: &str| refs.keys().filter(|k| k.starts_with(prefix)).count() as u64;
     Ok(Inventory {
         branches: count("refs/heads/"),
         tags: count("refs/tags/"),
         head: head_ref(repo),
-        commits: count_reachable(repo, tips).map_err(err)?,
         refs,
     })
 }
 
-/// The ref `HEAD` points to; `None` when `HEAD` is detached or missing.
+/// The number of distinct commits reachable from every ref of the mirror at `dir` (as
+/// `git rev-list --all --count`; tags peeled, refs to trees or blobs ignored). A backup takes
+/// the count from its git_fsck, which walks the commits anyway; this is for everyone else.
+pub fn count_all_commits(dir: &Path) -> Result<u64, GitError> {
+    let repo = open(dir, None)?;
+    let what = dir.display().to_string();
+    let err = |e: gix::Error| GitError::Other {
+        context: format!("counting the commits of {what}"),
+        detail: e.to_string(),
+    };
+    let mut tips = BTreeSet::new();
+    for target in local_refs(&repo, &what)?.values() {
+        if let Target::Object(id) = target {
+            // Peel tags to find commits; refs to trees or blobs have no commits.
+            let peeled = repo
+                .find_object(*id)
+                .map_err(err)?
+                .peel_tags_to_end()
+                .map_err(err)?;
+            if peeled.kind == gix::object::Kind::Commit {
+                tips.insert(peeled.id);
+            }
+        }
+    }
+    count_reachable(&repo, tips).map_err(err)
+}
+
 fn head_ref(repo: &gix::Repository) -> Option<String> {
     match repo.find_reference("HEAD").ok()?.inner.target {
         Target::Symbolic(target) => Some(target.as_bstr().to_str_lossy().into_owned()),

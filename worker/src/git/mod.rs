@@ -41,7 +41,7 @@ pub use fsck_incremental::{CheckSince, fsck_incremental};
 pub use fsck_record::{RECORD_FILES as FSCK_RECORD_FILES, pack_names};
 pub use git_error::GitError;
 pub use mirror::mirror;
-pub use mirror_inventory::{files_at_head, inventory};
+pub use mirror_inventory::{count_all_commits, files_at_head, inventory};
 
 /// Where to fetch from or push to, with the credentials to use.
 #[derive(Debug, Clone)]
@@ -118,8 +118,6 @@ pub struct Inventory {
     pub branches: u64,
     /// Number of refs under `refs/tags/`.
     pub tags: u64,
-    /// Number of distinct commits reachable from all refs (as `git rev-list --all --count`).
-    pub commits: u64,
 }
 
 /// The result of [`mirror`].

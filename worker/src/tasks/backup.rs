@@ -71,6 +71,7 @@ pub async fn run(
     let fsck = job.compact(fsck).await?;
     job.record_damage(&fsck.check).await?;
     found.counts.objects = fsck.report.as_ref().map_or(0, |r| r.reachable);
+    found.counts.commits = job.commits(fsck.report.as_ref()).await;
     let repeat = job.repeats_parent(&fetched, &fsck, previous_manifest.as_ref());
     let manifest = job
         .manifest(&fetched, found, previous_manifest.as_ref())
@@ -130,7 +131,6 @@ impl Findings {
             counts: Counts {
                 branches: inv.branches,
                 tags: inv.tags,
-                commits: inv.commits,
                 refs: inv.refs.len() as u64,
                 ..Default::default()
             },
@@ -383,6 +383,24 @@ impl BackupJob {
             None
         };
         snapshot_commit::write_manifest(self, fetched, found, default_branch).await
+    }
+
+    /// The commits reachable in code.git: git_fsck's count (its walk reads every commit, or
+    /// every new one); counted apart only when git_fsck could not run.
+    async fn commits(&self, report: Option<&git::FsckReport>) -> u64 {
+        if let Some(r) = report {
+            return r.commits;
+        }
+        let code = self.code_dir();
+        blocking(move || {
+            git::count_all_commits(&code)
+                .map_err(|e| TaskError::retryable("counting commits").with_source(e))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not count the mirror's commits");
+            0
+        })
     }
 
     /// Whether the source is unchanged since the parent, so that the snapshot may repeat the
