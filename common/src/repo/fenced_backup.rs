@@ -105,16 +105,7 @@ pub(super) fn backup(
     // path comes from the `backup_paths` argument below.
     let opts = BackupOptions::default().parent_opts(parent_opts);
 
-    let mut snap = SnapshotOptions::default()
-        .host(req.host.clone())
-        .label(req.label.clone())
-        .command(SNAPSHOT_COMMAND.to_string())
-        .to_snapshot()
-        .map_err(err("preparing the snapshot"))?;
-    // Added one by one: `SnapshotOptions::add_tags` would split on commas.
-    for tag in &req.tags {
-        snap.tags.add(tag.clone());
-    }
+    let snap = new_snapshot(req, SNAPSHOT_COMMAND).map_err(err("preparing the snapshot"))?;
 
     let errors = SourceErrors::default();
     let local = LocalSource::new(
@@ -168,6 +159,23 @@ pub(super) fn backup(
         files_unmodified: s.files_unmodified,
         parent,
     })
+}
+
+/// A snapshot file labelled as `req` asks (host, label, tags), recording `command`.
+pub(super) fn new_snapshot(
+    req: &BackupRequest,
+    command: &str,
+) -> rustic_core::RusticResult<rustic_core::repofile::SnapshotFile> {
+    let mut snap = SnapshotOptions::default()
+        .host(req.host.clone())
+        .label(req.label.clone())
+        .command(command.to_string())
+        .to_snapshot()?;
+    // Added one by one: `SnapshotOptions::add_tags` would split on commas.
+    for tag in &req.tags {
+        snap.tags.add(tag.clone());
+    }
+    Ok(snap)
 }
 
 /// Disarms the backend's snapshot capture even if the archiver panics, so a later backup or

@@ -6,9 +6,7 @@
 //! every file as unmodified and nothing added. It is written behind the same commit fence as
 //! [`super::SnapshotRepo::backup`].
 
-use rustic_core::SnapshotOptions;
-
-use super::fenced_backup::{BackupRequest, BackupSummary, validate_request};
+use super::fenced_backup::{BackupRequest, BackupSummary, new_snapshot, validate_request};
 use super::{RepoError, SnapshotRepo, map_err, parse_snapshot_id};
 
 /// Recorded as the snapshot's `command`, as a full backup records its own.
@@ -33,15 +31,7 @@ pub(super) fn repeat_parent(
     let previous = repo
         .get_snapshot_from_str(parent, |_| true)
         .map_err(err("reading the parent snapshot"))?;
-    let mut snap = SnapshotOptions::default()
-        .host(req.host.clone())
-        .label(req.label.clone())
-        .command(SNAPSHOT_COMMAND.to_string())
-        .to_snapshot()
-        .map_err(err("preparing the snapshot"))?;
-    for tag in &req.tags {
-        snap.tags.add(tag.clone());
-    }
+    let mut snap = new_snapshot(req, SNAPSHOT_COMMAND).map_err(err("preparing the snapshot"))?;
     snap.tree = previous.tree;
     snap.paths = previous.paths.clone();
     snap.parent = Some(previous.id);

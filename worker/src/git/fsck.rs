@@ -23,7 +23,7 @@ use super::{
     fsck_connectivity::{Interrupted, Walk, refs_to_check},
     fsck_integrity::{Packs, verify_objects},
     git_error::GitError,
-    mirror_open::open,
+    mirror_open::open_for_walk,
 };
 
 /// At most this many problems are listed in [`FsckReport::problems`]; the rest are summed up
@@ -111,7 +111,7 @@ impl FsckReport {
 /// its refs cannot be listed at all, or `interrupt` was set ([`GitError::Interrupted`]).
 /// A panic inside gix on corrupt data is caught and reported as a problem.
 pub fn fsck(dir: &Path, interrupt: &AtomicBool) -> Result<FsckReport, GitError> {
-    let repo = open(dir, None)?;
+    let repo = open_for_walk(dir)?;
     let what = dir.display().to_string();
     let mut problems = Problems::default();
 
@@ -161,7 +161,7 @@ pub fn fsck(dir: &Path, interrupt: &AtomicBool) -> Result<FsckReport, GitError> 
 /// commit. A `tip` that names nothing, or that is not a commit after peeling, is an error;
 /// so is a missing commit in its history.
 pub fn count_commits(dir: &Path, tip: &str) -> Result<u64, GitError> {
-    let repo = open(dir, None)?;
+    let repo = open_for_walk(dir)?;
     let err = |doing: &str| {
         let context = format!("counting the commits of {tip} in {}", dir.display());
         let doing = doing.to_owned();

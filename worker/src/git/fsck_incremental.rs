@@ -16,7 +16,7 @@ use super::fsck_integrity::{Packs, verify_objects};
 use super::fsck_plan::{self, Facts, FsckRecord, Plan, ref_changes};
 use super::fsck_record;
 use super::git_error::GitError;
-use super::mirror_open::open;
+use super::mirror_open::open_for_walk;
 
 /// What a backup's check of its mirror needs besides the mirror.
 pub struct CheckSince<'a> {
@@ -40,7 +40,7 @@ pub fn fsck_incremental(
     since: &CheckSince<'_>,
     interrupt: &AtomicBool,
 ) -> Result<FsckReport, GitError> {
-    let repo = open(dir, None)?;
+    let repo = open_for_walk(dir)?;
     let hash = repo.object_hash();
     let stamps = fsck_record::pack_stamps(dir, hash)?;
     let record = fsck_record::load(dir, hash);

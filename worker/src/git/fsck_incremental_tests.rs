@@ -141,10 +141,7 @@ fn a_pack_damaged_after_its_check_is_found_by_a_full_check() {
     let f = fixture();
     check(&f, &BTreeSet::new(), DAY);
     let pack = packs(&f.mirror).pop().unwrap();
-    let mut bytes = std::fs::read(&pack).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x55;
-    std::fs::write(&pack, &bytes).unwrap();
+    flip_middle(&pack);
     let r = check(&f, &pack_names(&f.mirror).unwrap(), DAY + 1000);
     let name = pack.file_stem().unwrap().to_string_lossy().into_owned();
     assert_eq!(
@@ -175,10 +172,7 @@ fn a_pack_that_was_not_received_has_its_hashes_checked() {
     );
     fetch(&f);
     let newest = newest_pack(&f.mirror);
-    let mut bytes = std::fs::read(&newest).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x55;
-    std::fs::write(&newest, &bytes).unwrap();
+    flip_middle(&newest);
     let r = check(&f, &pack_names(&f.mirror).unwrap(), DAY + 1000);
     let name = newest.file_stem().unwrap().to_string_lossy().into_owned();
     assert!(
@@ -194,4 +188,12 @@ fn newest_pack(dir: &Path) -> std::path::PathBuf {
         .into_iter()
         .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
         .unwrap()
+}
+
+/// Flips bits of the byte in the middle of the file at `path`, in place (as disk damage would).
+fn flip_middle(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(path, &bytes).unwrap();
 }

@@ -11,14 +11,24 @@ use gix::bstr::BString;
 
 use super::git_error::GitError;
 
+/// The delta-base cache of a repository opened to read every object (git_fsck's walk): git's
+/// own default for `core.deltaBaseCacheLimit` (96 MiB). gix's default without it keeps 64
+/// bases, and a walk that reads trees far from their delta bases resolves each chain again.
+const WALK_DELTA_BASE_CACHE: &str = "core.deltaBaseCacheLimit=96m";
+
 /// Options to open a mirror: no user, system or environment configuration; the auth header and
 /// a committer identity only in memory.
 pub(super) fn open_options(auth_header: Option<&str>) -> gix::open::Options {
+    open_options_with(auth_header, &[])
+}
+
+fn open_options_with(auth_header: Option<&str>, extra: &[&str]) -> gix::open::Options {
     let mut overrides: Vec<BString> = vec![
         "user.name=repovault".into(),
         "user.email=repovault@localhost".into(),
         "core.logAllRefUpdates=false".into(),
     ];
+    overrides.extend(extra.iter().map(|o| BString::from(*o)));
     if let Some(header) = auth_header {
         overrides.push(format!("http.extraHeader={header}").into());
     }
@@ -29,11 +39,19 @@ pub(super) fn open_options(auth_header: Option<&str>) -> gix::open::Options {
 
 /// Opens the bare repository at `dir` isolated from user and system configuration.
 pub(super) fn open(dir: &Path, auth_header: Option<&str>) -> Result<gix::Repository, GitError> {
-    let repo =
-        gix::open_opts(dir, open_options(auth_header)).map_err(|e| GitError::NotARepository {
-            path: dir.to_owned(),
-            reason: format!("cannot open as a git repository: {e}"),
-        })?;
+    open_with(dir, open_options(auth_header))
+}
+
+/// [`open`] for a walk that reads every object, with a delta-base cache as git's.
+pub(super) fn open_for_walk(dir: &Path) -> Result<gix::Repository, GitError> {
+    open_with(dir, open_options_with(None, &[WALK_DELTA_BASE_CACHE]))
+}
+
+fn open_with(dir: &Path, options: gix::open::Options) -> Result<gix::Repository, GitError> {
+    let repo = gix::open_opts(dir, options).map_err(|e| GitError::NotARepository {
+        path: dir.to_owned(),
+        reason: format!("cannot open as a git repository: {e}"),
+    })?;
     if !repo.is_bare() {
         return Err(GitError::NotARepository {
             path: dir.to_owned(),

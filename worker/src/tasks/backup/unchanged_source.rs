@@ -98,25 +98,8 @@ pub(super) async fn verify(
             &parent.as_str()[..8.min(parent.as_str().len())]
         ),
     );
-    let (entry, manifest) = (job.entry.clone(), manifest.clone());
-    let tree = blocking(move || Ok(verify::local_checks(&entry, &manifest, fsck))).await;
-    let mut checks = vec![zip];
-    match tree {
-        Ok(c) => checks.extend(c),
-        Err(e) => {
-            for name in [
-                verify::GIT_FSCK,
-                verify::METADATA_VALID,
-                verify::COMMIT_COUNT_MATCH,
-            ] {
-                checks.push(Check::skipped(
-                    name,
-                    format!("could not run: {}", e.message),
-                    true,
-                ));
-            }
-        }
-    }
+    let checks =
+        super::stored_verification::with_tree_checks(zip, &job.entry, manifest, fsck).await;
     pb::VerifyResult {
         checks: checks.iter().map(Check::to_proto).collect(),
         ..Default::default()
