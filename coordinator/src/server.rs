@@ -176,7 +176,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
             .add_service(reflection_v1alpha)
             .add_service(admin)
             .add_service(worker)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
+            .serve_with_incoming_shutdown(without_nagle(listener), stop.cancelled_owned())
             .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "gRPC server stopped");
@@ -200,6 +200,12 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
             let app = crate::http::router(core.clone(), readiness.clone());
             let stop = shutdown.clone();
             tasks.push(tokio::spawn(async move {
+                // As on the gRPC listener (see `without_nagle`): small answers go out at once.
+                let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::warn!(error = %e, "could not turn Nagle's algorithm off on an HTTP connection");
+                    }
+                });
                 let r = axum::serve(l, app)
                     .with_graceful_shutdown(stop.cancelled_owned())
                     .await;
@@ -320,5 +326,24 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         core,
         shutdown,
         tasks,
+    })
+}
+
+/// The gRPC listener's connections with Nagle's algorithm off. tonic applies its own
+/// `tcp_nodelay` only to listeners it binds itself; on a listener handed to it, a small answer
+/// (a lease, a completion's acknowledgement) written after the client's last segment was not yet
+/// acknowledged waits for the client's delayed ACK, 40 ms on Linux: a worker then took one task
+/// per 40 ms whatever its slots (measured with the fleet benchmark).
+fn without_nagle(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        if let Err(e) = conn.set_nodelay(true) {
+            // Slower answers, not a refused connection.
+            tracing::warn!(error = %e, "could not turn Nagle's algorithm off on a gRPC connection");
+        }
+        Ok(conn)
     })
 }

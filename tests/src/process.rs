@@ -182,8 +182,12 @@ impl CoordinatorProcess {
             .arg(self.grpc.to_string())
             .arg("--http-listen")
             .arg(self.http.to_string())
+            // Info unless the caller's own RUST_LOG (or the harness's env) says otherwise.
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -271,8 +275,12 @@ impl CoordinatorProcess {
             .args(["--slots", &slots.to_string(), "--name", name, "--cache-dir"])
             .arg(self.dir.join(format!("cache-{name}")))
             .args(extra)
+            // Info unless the caller's own RUST_LOG (or the harness's env) says otherwise.
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -92,6 +92,7 @@ pub(super) async fn serve(
         // Not abandoned on shutdown or re-registration: the coordinator may already have leased
         // a task to us, and dropping the answer would strand it until its lease expired. The
         // draining heartbeat makes the long-poll return within a second.
+        tracing::debug!(free_slots = req.free_slots, "asking for a task");
         let resp = client.acquire_task(req).await;
         match resp {
             Ok(r) => {
@@ -102,6 +103,7 @@ pub(super) async fn serve(
                     continue;
                 };
                 idle_since = Instant::now();
+                tracing::debug!(task = ?task.lease.as_ref().map(|l| &l.task_id), "lease received");
                 if shutdown.is_cancelled() || session_over.is_cancelled() {
                     // Leased while we began to drain (or to re-register): give it back at once,
                     // no attempt lost.
