@@ -27,6 +27,7 @@ use super::fsck::{Problems, chain};
 const INTERRUPT_CHECK_EVERY: u64 = 4096;
 
 /// A ref to check and walk from.
+#[derive(Clone)]
 pub(super) struct Root {
     pub(super) name: String,
     pub(super) id: ObjectId,

@@ -82,10 +82,18 @@ pub fn fsck_incremental(
             let since_full = since.now_ms.saturating_sub(*full_check_ms);
             let moved_refs = ref_changes(&record.refs, &refs_now).moved.len() as u64;
             changed = !new.is_empty() || record.refs != refs_now;
-            let mut o = walk_changes(&repo, dir, &record, roots, &refs_now, &mut problems)
-                .map_err(|Interrupted| interrupted())?;
+            let mut o = walk_changes(
+                &repo,
+                dir,
+                &record,
+                roots,
+                &refs_now,
+                interrupt,
+                &mut problems,
+            )
+            .map_err(|Interrupted| interrupted())?;
             o.coverage = Coverage::Incremental {
-                new_objects: o.new_ids.len() as u64,
+                new_objects: o.new_objects,
                 moved_refs,
                 full_check: fsck_plan::age(since_full),
             };
@@ -93,8 +101,8 @@ pub fn fsck_incremental(
             o
         }
         _ => {
-            let mut o =
-                walk_all(&repo, dir, roots, &mut problems).map_err(|Interrupted| interrupted())?;
+            let mut o = walk_all(&repo, dir, roots, interrupt, &mut problems)
+                .map_err(|Interrupted| interrupted())?;
             o.coverage = Coverage::Full {
                 reason: full_reason.unwrap_or_default(),
             };
@@ -133,6 +141,8 @@ pub fn fsck_incremental(
 struct Walked {
     reachable: u64,
     commits: u64,
+    /// Reachable objects the record did not count.
+    new_objects: u64,
     /// Ids to record: every reachable one when `rewrite`, else those new since the record.
     new_ids: Vec<ObjectId>,
     /// The record's ids are replaced, not added to.
@@ -146,18 +156,19 @@ fn walk_all(
     repo: &gix::Repository,
     dir: &Path,
     roots: Vec<Root>,
+    interrupt: &AtomicBool,
     problems: &mut Problems,
 ) -> Result<Walked, Interrupted> {
-    let never = AtomicBool::new(false);
     let walked = catch_unwind(AssertUnwindSafe(|| {
         let mut walk = Walk::new(repo, dir, problems);
-        let n = walk.run(roots, &never)?;
+        let n = walk.run(roots, interrupt)?;
         Ok((n, walk.commits, std::mem::take(&mut walk.found)))
     }));
     match walked {
         Ok(Ok((reachable, commits, found))) => Ok(Walked {
             reachable,
             commits,
+            new_objects: reachable,
             new_ids: found,
             rewrite: true,
             ..Default::default()
@@ -182,6 +193,7 @@ fn walk_changes(
     record: &FsckRecord,
     roots: Vec<Root>,
     refs_now: &BTreeMap<String, String>,
+    interrupt: &AtomicBool,
     problems: &mut Problems,
 ) -> Result<Walked, Interrupted> {
     let changes = ref_changes(&record.refs, refs_now);
@@ -196,31 +208,23 @@ fn walk_changes(
         Ok(known) => known,
         Err(e) => {
             tracing::warn!(error = %e, "the check record's ids cannot be read: walking from every ref");
-            return walk_all(repo, dir, roots, problems);
+            let mut all = walk_all(repo, dir, roots, interrupt, problems)?;
+            // Without the ids, what is new is known only as a net count.
+            all.new_objects = all.reachable.saturating_sub(record.reachable);
+            return Ok(all);
         }
     };
     let moved: BTreeSet<&str> = changes.moved.iter().map(|(n, _)| n.as_str()).collect();
-    let (moved_roots, all_roots): (Vec<Root>, Vec<Root>) = {
-        let again: Vec<Root> = roots
-            .iter()
-            .map(|r| Root {
-                name: r.name.clone(),
-                id: r.id,
-            })
-            .collect();
-        (
-            roots
-                .into_iter()
-                .filter(|r| moved.contains(r.name.as_str()))
-                .collect(),
-            again,
-        )
-    };
-    let never = AtomicBool::new(false);
+    let moved_roots: Vec<Root> = roots
+        .iter()
+        .filter(|r| moved.contains(r.name.as_str()))
+        .cloned()
+        .collect();
+    // Problems found by a walk that is then done again from every ref would be reported twice.
     let mut sub = Problems::default();
     let walked = catch_unwind(AssertUnwindSafe(|| {
         let mut walk = Walk::new(repo, dir, &mut sub).stopping_at(&known);
-        let n = walk.run(moved_roots, &never)?;
+        let n = walk.run(moved_roots, interrupt)?;
         Ok((
             (n, walk.commits),
             std::mem::take(&mut walk.found),
@@ -230,7 +234,7 @@ fn walk_changes(
     let ((new, new_commits), found, met) = match walked {
         Ok(Ok(w)) => w,
         Ok(Err(Interrupted)) => return Err(Interrupted),
-        Err(_) => return walk_all(repo, dir, all_roots, problems),
+        Err(_) => return walk_all_knowing(repo, dir, roots, &known, interrupt, problems),
     };
     let targets: BTreeSet<&String> = refs_now.values().collect();
     let found_set: gix::hashtable::HashSet<ObjectId> = found.iter().copied().collect();
@@ -242,7 +246,7 @@ fn walk_changes(
     if !still_reachable {
         // The count would be the record's plus the new, less what is no longer reachable,
         // which only a walk from every ref knows.
-        return walk_all(repo, dir, all_roots, problems);
+        return walk_all_knowing(repo, dir, roots, &known, interrupt, problems);
     }
     for p in sub.into_list() {
         problems.push(p);
@@ -250,7 +254,22 @@ fn walk_changes(
     Ok(Walked {
         reachable: record.reachable + new,
         commits: record.commits + new_commits,
+        new_objects: new,
         new_ids: found,
         ..Default::default()
     })
+}
+
+/// [`walk_all`], counting as new only what `known` does not hold.
+fn walk_all_knowing(
+    repo: &gix::Repository,
+    dir: &Path,
+    roots: Vec<Root>,
+    known: &gix::hashtable::HashSet<ObjectId>,
+    interrupt: &AtomicBool,
+    problems: &mut Problems,
+) -> Result<Walked, Interrupted> {
+    let mut all = walk_all(repo, dir, roots, interrupt, problems)?;
+    all.new_objects = all.new_ids.iter().filter(|id| !known.contains(*id)).count() as u64;
+    Ok(all)
 }
