@@ -76,13 +76,16 @@ pub async fn run(
     let manifest = job
         .manifest(&fetched, found, previous_manifest.as_ref())
         .await?;
-    let (summary, verification) = match repeat {
-        Some(parent) => {
-            let summary = job.repeat(&parent, &manifest).await?;
+    let repeated = match &repeat {
+        Some(parent) => job.repeat(parent, &manifest).await?,
+        None => None,
+    };
+    let (summary, verification) = match (repeated, repeat) {
+        (Some(summary), Some(parent)) => {
             let verification = unchanged_source::verify(&job, &parent, &manifest, fsck.check).await;
             (summary, verification)
         }
-        None => {
+        _ => {
             let summary = job.snapshot(&manifest).await?;
             let verification = job.verify(&summary, &manifest, fsck.check).await;
             (summary, verification)
@@ -425,12 +428,13 @@ impl BackupJob {
     }
 
     /// Phase `snapshot` of an unchanged source: a snapshot file naming the parent's tree,
-    /// behind the commit fence; nothing is walked, packed or read back.
+    /// behind the commit fence; nothing is walked, packed or read back. `None` when the parent
+    /// snapshot is gone (the tree is then stored as by [`BackupJob::snapshot`]).
     async fn repeat(
         &self,
         parent: &SnapshotId,
         manifest: &Manifest,
-    ) -> Result<BackupSummary, TaskError> {
+    ) -> Result<Option<BackupSummary>, TaskError> {
         self.ctx.progress.phase(
             "snapshot",
             format!(

@@ -7,7 +7,7 @@
 
 use repovault_common::domain::{BackupId, SnapshotId};
 use repovault_common::manifest::Manifest;
-use repovault_common::repo::{BackupRequest, BackupSummary};
+use repovault_common::repo::{BackupRequest, BackupSummary, RepoError};
 use repovault_proto::v1 as pb;
 
 use crate::git;
@@ -65,16 +65,24 @@ pub(super) fn repeats_parent(f: &Facts) -> Option<SnapshotId> {
 }
 
 /// Phase `snapshot` of an unchanged source: a snapshot file naming the parent's tree, behind
-/// the commit fence.
+/// the commit fence. `None` when the parent snapshot is gone from storage (deleted since the
+/// lease): the backup then stores its tree as any other.
 pub(super) async fn repeat(
     job: &BackupJob,
     parent: &SnapshotId,
     request: BackupRequest,
-) -> Result<BackupSummary, TaskError> {
+) -> Result<Option<BackupSummary>, TaskError> {
     let (repo, ctx, parent) = (job.repo.clone(), job.ctx.clone(), parent.to_string());
     blocking(move || {
         let fence = || ctx.confirm_lease();
-        Ok(repo.repeat_parent(&parent, &request, &fence)?)
+        match repo.repeat_parent(&parent, &request, &fence) {
+            Ok(summary) => Ok(Some(summary)),
+            Err(RepoError::SnapshotNotFound(id)) => {
+                tracing::warn!(parent = %id, "the parent snapshot is gone: storing the tree anew");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     })
     .await
 }
