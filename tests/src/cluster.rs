@@ -286,7 +286,29 @@ impl Cluster {
                 return Ok(b);
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("backup {id} still {:?} after {timeout:?}", b.status);
+                // Where it stands, so a test that times out says which phase hung.
+                let progress = self
+                    .core()
+                    .queue
+                    .progress
+                    .latest(b.task_id.as_str())
+                    .map(|p| {
+                        format!(
+                            "phase {} ({}), {} of {} items, {} of {} bytes, worker {}",
+                            p.phase,
+                            p.message,
+                            p.objects,
+                            p.total_objects,
+                            p.bytes,
+                            p.total_bytes,
+                            p.worker_id
+                        )
+                    });
+                bail!(
+                    "backup {id} still {:?} after {timeout:?}; last progress: {}",
+                    b.status,
+                    progress.as_deref().unwrap_or("none")
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -416,6 +416,11 @@ impl RateGate for LeaseGate {
         loop {
             let pause = self.pause_until_ms();
             if pause > now_ms() {
+                tracing::debug!(
+                    credential = %self.credential_id,
+                    wait_ms = pause - now_ms(),
+                    "rate budget: the credential is paused"
+                );
                 tokio::time::sleep(until(pause)).await;
                 continue;
             }
@@ -434,6 +439,11 @@ impl RateGate for LeaseGate {
                 s.retry_at_ms
             };
             if retry_at > now_ms() {
+                tracing::debug!(
+                    credential = %self.credential_id,
+                    wait_ms = retry_at - now_ms(),
+                    "rate budget: no permits, waiting for the coordinator's retry time"
+                );
                 tokio::time::sleep(until(retry_at).min(MAX_REFILL_WAIT)).await;
                 // Asked again even if retry_at is still ahead: a pause may have come meanwhile.
                 self.state.lock().retry_at_ms = 0;

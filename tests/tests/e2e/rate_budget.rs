@@ -60,8 +60,13 @@ async fn add_app_org(c: &Cluster, sim: &ForgeSim) {
         .unwrap();
 }
 
-/// Backs up `repos` of acme at once and waits for every one; panics on any failure.
-async fn back_up_all(c: &Cluster, repos: &[&str], timeout: Duration) -> Vec<(String, i64)> {
+/// Backs up `repos` of acme at once and waits for every one; panics on a failed backup, and
+/// answers the wait's error (which says where the backup stands) when one does not finish.
+async fn back_up_all(
+    c: &Cluster,
+    repos: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<Vec<(String, i64)>> {
     let mut ids = Vec::new();
     for name in repos {
         let b = c
@@ -74,12 +79,12 @@ async fn back_up_all(c: &Cluster, repos: &[&str], timeout: Duration) -> Vec<(Str
     }
     let mut took = Vec::new();
     for (name, id) in ids {
-        let b = c.wait_backup(&id, timeout).await.unwrap();
+        let b = c.wait_backup(&id, timeout).await?;
         assert_eq!(b.status, Status::Completed, "{name}: {:?}", b.error);
         let ms = b.finished_at_ms.unwrap_or(0) - b.started_at_ms.unwrap_or(0);
         took.push((name, ms));
     }
-    took
+    Ok(took)
 }
 
 /// Every request the simulator saw on its REST API, answered or refused.
@@ -378,7 +383,9 @@ async fn four_workers_sharing_a_small_limit_finish_without_a_primary_refusal() {
         c.add_worker().await.unwrap();
     }
     let started = Instant::now();
-    let took = back_up_all(&c, &SEEDED, Duration::from_secs(300)).await;
+    let took = back_up_all(&c, &SEEDED, Duration::from_secs(300))
+        .await
+        .unwrap();
     let stats = sim.stats();
     println!(
         "{} requests in {:?}: {stats:#?}\n{took:?}",
@@ -416,7 +423,10 @@ async fn expiring_installation_tokens_are_refreshed_mid_backup() {
     add_app_org(&c, &sim).await;
     let before = minted(&sim);
     c.add_worker().await.unwrap();
-    let took = back_up_all(&c, &["tracker"], Duration::from_secs(180)).await;
+    let took = back_up_all(&c, &["tracker"], Duration::from_secs(180))
+        .await
+        .map_err(|e| format!("{e:#}; the simulator saw {:#?}", sim.stats()))
+        .unwrap();
     let stats = sim.stats();
     let after = minted(&sim);
     println!("{took:?} minted {before} -> {after}: {stats:#?}");
