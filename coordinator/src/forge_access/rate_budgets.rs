@@ -276,6 +276,18 @@ impl RateBudgets {
             }
         };
         let batch = batch.min(u64::from(wanted));
+        tracing::debug!(
+            credential,
+            holder,
+            unspent,
+            outstanding,
+            others,
+            sharing,
+            window = ?b.window,
+            batch,
+            now_ms,
+            "rate budget: request"
+        );
         if batch == 0 {
             let retry_at_ms = match b.window.and_then(|w| w.reset_ms) {
                 Some(reset) if b.window.is_some_and(|w| w.remaining == 0 || others == 0) => {

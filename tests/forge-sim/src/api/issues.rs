@@ -2507,13 +2507,20 @@ pub fn seed_milestone(
     }
 }
 
+/// How long before the simulator starts the seeded items that name no time were made, as an
+/// organisation's existing issues were made before anyone backs them up. Not the start itself:
+/// a client's `since` cursor has whole seconds (GitHub's `Date`), so items stamped in the
+/// second a backup began would all count as changed during that backup (an export then read
+/// every seeded issue again, one by one; a test with a small rate limit timed out on it).
+const SEEDED_BEFORE: chrono::Duration = chrono::Duration::minutes(1);
+
 /// Seeds the repository's labels, milestones and issues (with comments, then the generated
 /// ones), directly in the world under one lock. Numbers follow the seed's order unless an issue
 /// gives its own; a closed issue gets a `closed` event at its `closed_at`.
 pub fn seed_repo(sim: &Sim, rid: u64, seed: &RepoSeed) -> anyhow::Result<()> {
     let mut world = sim.world.lock();
     let first = first_user(&world)?;
-    let now = Utc::now();
+    let now = Utc::now() - SEEDED_BEFORE;
     for l in &seed.labels {
         let c = match &l.color {
             Some(c) => color(c).map_err(|_| anyhow::anyhow!("label {:?}: color {c:?}", l.name))?,
