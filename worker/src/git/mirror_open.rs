@@ -12,8 +12,9 @@ use gix::bstr::BString;
 use super::git_error::GitError;
 
 /// The delta-base cache of a repository opened to read every object (git_fsck's walk): git's
-/// own default for `core.deltaBaseCacheLimit` (96 MiB). gix's default without it keeps 64
-/// bases, and a walk that reads trees far from their delta bases resolves each chain again.
+/// own default for `core.deltaBaseCacheLimit` (96 MiB), where gix's default keeps 64 bases. On
+/// the 20,000-commit benchmark the walk took 0.67 s either way (its repository's delta chains
+/// are short); kept so a walk of deep chains costs what `git fsck` pays.
 const WALK_DELTA_BASE_CACHE: &str = "core.deltaBaseCacheLimit=96m";
 
 /// Options to open a mirror: no user, system or environment configuration; the auth header and
