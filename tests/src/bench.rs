@@ -63,25 +63,36 @@ pub fn parse_source_args(usage: &str) -> Result<SourceArgs> {
         files: 300,
         runs: 3,
     };
+    parse_counts(
+        usage,
+        &mut [
+            ("--commits", &mut a.commits),
+            ("--files", &mut a.files),
+            ("--runs", &mut a.runs),
+        ],
+    )?;
+    Ok(a)
+}
+
+/// Reads `--FLAG N` pairs from the command line into `flags` (each keeps its default when not
+/// given); `-h` prints `usage` and exits. Every value must be a number of at least 1.
+pub fn parse_counts(usage: &str, flags: &mut [(&str, &mut usize)]) -> Result<()> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let slot = match flag.as_str() {
-            "--commits" => &mut a.commits,
-            "--files" => &mut a.files,
-            "--runs" => &mut a.runs,
-            "-h" | "--help" => {
-                println!("{usage}");
-                std::process::exit(0);
-            }
-            other => anyhow::bail!("unknown argument {other:?}\n{usage}"),
+        if flag == "-h" || flag == "--help" {
+            println!("{usage}");
+            std::process::exit(0);
+        }
+        let Some((_, slot)) = flags.iter_mut().find(|(name, _)| *name == flag) else {
+            anyhow::bail!("unknown argument {flag:?}\n{usage}");
         };
         let v = it.next().with_context(|| format!("{flag} needs a value"))?;
-        *slot = v
+        **slot = v
             .parse()
             .with_context(|| format!("{flag} {v:?} is not a number"))?;
-        if *slot == 0 {
+        if **slot == 0 {
             anyhow::bail!("{flag} must be at least 1");
         }
     }
-    Ok(a)
+    Ok(())
 }

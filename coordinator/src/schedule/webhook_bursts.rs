@@ -316,16 +316,7 @@ pub mod http {
         #[tokio::test]
         async fn no_push_backups_and_a_bad_signature_get_the_same_answer() {
             let dir = tempfile::tempdir().expect("dir");
-            let c = testing::core(dir.path()).await;
-            c.registry
-                .add_org("acme", crate::model::Provider::Git)
-                .await
-                .expect("org");
-            let plain = c
-                .registry
-                .add_repo("acme/plain", "file:///src/plain", None)
-                .await
-                .expect("repo");
+            let (c, plain) = testing::core_with_repo(dir.path(), "plain").await;
             let mut hooked = c
                 .registry
                 .add_repo("acme/hooked", "file:///src/hooked", None)

@@ -280,7 +280,7 @@ pub async fn drill_loop(d: Arc<Drills>, stop: tokio_util::sync::CancellationToke
 mod tests {
     use super::*;
     use crate::coordinator::Coordinator;
-    use crate::coordinator::testing::{completed_backup, core, utc};
+    use crate::coordinator::testing::{completed_backup, core, core_with_repo, utc};
     use crate::model::TaskRecord;
 
     async fn drill_tasks(c: &Coordinator) -> Vec<TaskRecord> {
@@ -296,16 +296,7 @@ mod tests {
     #[tokio::test]
     async fn drills_follow_the_schedule_once_per_slot_least_recently_drilled_first() {
         let dir = tempfile::tempdir().expect("dir");
-        let c = core(dir.path()).await;
-        c.registry
-            .add_org("acme", crate::model::Provider::Git)
-            .await
-            .expect("org");
-        let a = c
-            .registry
-            .add_repo("acme/a", "file:///a", None)
-            .await
-            .expect("a");
+        let (c, a) = core_with_repo(dir.path(), "a").await;
         let b = c
             .registry
             .add_repo("acme/b", "file:///b", None)

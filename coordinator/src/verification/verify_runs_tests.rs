@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::coordinator::Coordinator;
-use crate::coordinator::testing::{completed_backup, core};
+use crate::coordinator::testing::{completed_backup, core, core_with_repo};
 use crate::service::worker_convert::lease_token;
 use crate::store::Batch;
 use crate::tasks::kinds::lease_spec::{LeaseSpec, VerifySpec};
@@ -35,16 +35,7 @@ fn pass(name: &str) -> pb::CheckResult {
 #[tokio::test]
 async fn backup_verify_queues_once_leases_and_records_the_outcome() {
     let dir = tempfile::tempdir().expect("dir");
-    let c = core(dir.path()).await;
-    c.registry
-        .add_org("acme", crate::model::Provider::Git)
-        .await
-        .expect("org");
-    let r = c
-        .registry
-        .add_repo("acme/a", "file:///a", None)
-        .await
-        .expect("repo");
+    let (c, r) = core_with_repo(dir.path(), "a").await;
     let first = completed_backup(&c, &r, 1_000).await;
     let id = completed_backup(&c, &r, 2_000).await;
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use repovault_proto::v1 as pb;
-use repovault_tests::bench::median;
+use repovault_tests::bench::{median, parse_counts};
 use repovault_tests::fixtures::{big_repo, git};
 use repovault_tests::gitserver::GitDaemon;
 use repovault_tests::process::CoordinatorProcess;
@@ -44,25 +44,10 @@ fn parse_args() -> Result<Args> {
         repos: 500,
         rounds: 3,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let slot = match flag.as_str() {
-            "--repos" => &mut a.repos,
-            "--rounds" => &mut a.rounds,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
-        };
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
-        *slot = v
-            .parse()
-            .with_context(|| format!("{flag} {v:?} is not a number"))?;
-        if *slot == 0 {
-            bail!("{flag} must be at least 1");
-        }
-    }
+    parse_counts(
+        USAGE,
+        &mut [("--repos", &mut a.repos), ("--rounds", &mut a.rounds)],
+    )?;
     Ok(a)
 }
 

@@ -199,6 +199,29 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Creates the empty repository `acme/NAME` on the simulator and restores backup `backup`'s
+/// issues into it (`issues_only --into`), waiting for the restore to complete.
+async fn issues_into_new_repository(
+    c: &Cluster,
+    ready: &forge_sim::Ready,
+    backup: &str,
+    name: &str,
+) -> RestoreRecord {
+    curl(
+        "POST",
+        &format!("{}/orgs/acme/repos", ready.api_url),
+        Some(&ready.token),
+        &ready.ca_cert,
+        &format!(r#"{{"name":"{name}"}}"#),
+    );
+    let into = format!("acme/{name}");
+    let (id, out) = start(c, &[backup, "--type", "issues_only", "--into", &into], true);
+    assert!(out.status.success(), "issues_only: {}", stderr(&out));
+    let r = wait_restore(c, &id).await;
+    assert_eq!(r.status, Status::Completed, "{:?}", r.error);
+    r
+}
+
 async fn wait_restore(c: &Cluster, id: &str) -> RestoreRecord {
     c.wait_restore(id, Duration::from_secs(240)).await.unwrap()
 }
@@ -637,27 +660,7 @@ async fn github_restore_full_repo_round_trips_and_refuses_what_it_must() {
     );
 
     // issues_only into an existing (empty) repository: appended.
-    curl(
-        "POST",
-        &format!("{}/orgs/acme/repos", ready.api_url),
-        Some(&ready.token),
-        &ready.ca_cert,
-        r#"{"name":"widgets-issues"}"#,
-    );
-    let (id, out) = start(
-        &c,
-        &[
-            b.id.as_str(),
-            "--type",
-            "issues_only",
-            "--into",
-            "acme/widgets-issues",
-        ],
-        true,
-    );
-    assert!(out.status.success(), "issues_only: {}", stderr(&out));
-    let r = wait_restore(&c, &id).await;
-    assert_eq!(r.status, Status::Completed, "{:?}", r.error);
+    issues_into_new_repository(&c, &ready, b.id.as_str(), "widgets-issues").await;
     let i_issues = list(&ready, "/repos/acme/widgets-issues/issues?state=all");
     assert_eq!(titles(&i_issues, "title"), titles(&s_issues, "title"));
     assert!(
@@ -917,28 +920,8 @@ async fn a_restore_of_300_items_meets_no_secondary_limit() {
     add_acme_org(&c, &ready, &ready.token);
     let b = backup(&c, "bulk").await;
     assert_eq!((b.counts.issues, b.counts.comments), (100, 200));
-    curl(
-        "POST",
-        &format!("{}/orgs/acme/repos", ready.api_url),
-        Some(&ready.token),
-        &ready.ca_cert,
-        r#"{"name":"bulk-copy"}"#,
-    );
     let before = sim.stats();
-    let (id, out) = start(
-        &c,
-        &[
-            b.id.as_str(),
-            "--type",
-            "issues_only",
-            "--into",
-            "acme/bulk-copy",
-        ],
-        true,
-    );
-    assert!(out.status.success(), "issues_only: {}", stderr(&out));
-    let r = wait_restore(&c, &id).await;
-    assert_eq!(r.status, Status::Completed, "{:?}", r.error);
+    let r = issues_into_new_repository(&c, &ready, b.id.as_str(), "bulk-copy").await;
     let after = sim.stats();
     assert_eq!(
         after.secondary_refusals - before.secondary_refusals,

@@ -13,7 +13,7 @@ use gix::ObjectId;
 use super::fsck::{Coverage, FsckReport, Problems};
 use super::fsck_connectivity::{Interrupted, Root, Walk, refs_to_check};
 use super::fsck_integrity::{Packs, verify_objects};
-use super::fsck_plan::{self, Facts, FsckRecord, Plan, ref_changes};
+use super::fsck_plan::{self, Facts, FsckRecord, Plan, RefChanges, ref_changes};
 use super::fsck_record;
 use super::git_error::GitError;
 use super::mirror_open::open_for_walk;
@@ -61,7 +61,11 @@ pub fn fsck_incremental(
         Plan::Incremental { hash, .. } => (hash, None),
     };
     let hashed: BTreeSet<String> = hashed.iter().cloned().collect();
-    let objects = verify_objects(dir, hash, Packs::Only(&hashed), interrupt, &mut problems)?;
+    let packs = Packs::Only {
+        hash: &hashed,
+        stamps: &stamps,
+    };
+    let objects = verify_objects(dir, hash, packs, interrupt, &mut problems)?;
     if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(interrupted());
     }
@@ -80,14 +84,15 @@ pub fn fsck_incremental(
             Some(record),
         ) => {
             let since_full = since.now_ms.saturating_sub(*full_check_ms);
-            let moved_refs = ref_changes(&record.refs, &refs_now).moved.len() as u64;
-            changed = !new.is_empty() || record.refs != refs_now;
+            let changes = ref_changes(&record.refs, &refs_now);
+            let moved_refs = changes.moved.len() as u64;
+            changed = !new.is_empty() || !changes.is_empty();
             let mut o = walk_changes(
                 &repo,
                 dir,
                 &record,
                 roots,
-                &refs_now,
+                &changes,
                 interrupt,
                 &mut problems,
             )
@@ -192,11 +197,10 @@ fn walk_changes(
     dir: &Path,
     record: &FsckRecord,
     roots: Vec<Root>,
-    refs_now: &BTreeMap<String, String>,
+    changes: &RefChanges,
     interrupt: &AtomicBool,
     problems: &mut Problems,
 ) -> Result<Walked, Interrupted> {
-    let changes = ref_changes(&record.refs, refs_now);
     if changes.is_empty() {
         return Ok(Walked {
             reachable: record.reachable,
@@ -236,12 +240,11 @@ fn walk_changes(
         Ok(Err(Interrupted)) => return Err(Interrupted),
         Err(_) => return walk_all_knowing(repo, dir, roots, &known, interrupt, problems),
     };
-    let targets: BTreeSet<&String> = refs_now.values().collect();
+    let targets: BTreeSet<ObjectId> = roots.iter().map(|r| r.id).collect();
     let found_set: gix::hashtable::HashSet<ObjectId> = found.iter().copied().collect();
     let still_reachable = changes.left.iter().all(|hex| {
-        targets.contains(hex)
-            || ObjectId::from_hex(hex.as_bytes())
-                .is_ok_and(|id| met.contains(&id) || found_set.contains(&id))
+        ObjectId::from_hex(hex.as_bytes())
+            .is_ok_and(|id| targets.contains(&id) || met.contains(&id) || found_set.contains(&id))
     });
     if !still_reachable {
         // The count would be the record's plus the new, less what is no longer reachable,

@@ -6,7 +6,7 @@
 //! report, never an error; a panic inside gix on corrupt data is caught and is a problem too.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     panic::{AssertUnwindSafe, catch_unwind},
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
@@ -15,6 +15,7 @@ use std::{
 
 use super::{
     fsck::{Problems, chain},
+    fsck_plan::PackStamp,
     git_error::GitError,
 };
 
@@ -26,8 +27,12 @@ const INTERRUPT_POLL: Duration = Duration::from_millis(20);
 /// Which packs [`verify_objects`] checks.
 pub(super) enum Packs<'a> {
     All,
-    /// Only these (by name, `pack-<hash>`); the others are only counted.
-    Only(&'a BTreeSet<String>),
+    /// Only `hash` (by name, `pack-<hash>`); the others are only counted, from `stamps` (whose
+    /// object counts were read from the indexes already) or else from their index.
+    Only {
+        hash: &'a BTreeSet<String>,
+        stamps: &'a BTreeMap<String, PackStamp>,
+    },
 }
 
 /// Verifies every pack of `packs` against its index (object hashes, CRC32s, checksums,
@@ -48,12 +53,22 @@ pub(super) fn verify_objects(
         if interrupt.load(Ordering::Relaxed) {
             return Ok(n);
         }
-        if let Packs::Only(names) = &packs {
-            let name = idx.file_stem().map(|s| s.to_string_lossy().into_owned());
-            if !name.is_some_and(|n| names.contains(&n)) {
-                // Counted from its index; an unreadable index is the check's to find.
-                n += gix::odb::pack::index::File::at(&idx, hash)
-                    .map_or(0, |i| u64::from(i.num_objects()));
+        if let Packs::Only {
+            hash: names,
+            stamps,
+        } = &packs
+        {
+            let name = idx
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !names.contains(&name) {
+                // An unreadable index is the check's to find.
+                n += match stamps.get(&name) {
+                    Some(stamp) => stamp.objects,
+                    None => gix::odb::pack::index::File::at(&idx, hash)
+                        .map_or(0, |i| u64::from(i.num_objects())),
+                };
                 continue;
             }
         }

@@ -442,7 +442,7 @@ impl BackupJob {
                 manifest.refs.len()
             ),
         );
-        unchanged_source::repeat(self, parent, unchanged_source::request(self)).await
+        unchanged_source::repeat(self, parent, snapshot_commit::request(self)).await
     }
 
     /// Phase `snapshot`: stores the entry as a snapshot, behind the commit fence.

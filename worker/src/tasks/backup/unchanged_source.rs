@@ -114,11 +114,6 @@ pub(super) async fn verify(
     }
 }
 
-/// The request a repeated snapshot is labelled with (the same as a stored one's).
-pub(super) fn request(job: &BackupJob) -> BackupRequest {
-    super::snapshot_commit::request(job)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +151,14 @@ mod tests {
         }
     }
 
+    /// A sound git_fsck report that covered `coverage`.
+    fn covering(coverage: git::Coverage) -> git::FsckReport {
+        git::FsckReport {
+            coverage,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn only_an_unchanged_plain_git_source_with_a_verified_parent_repeats_it() {
         let parent: BackupId = "rk2j9x0a1b2c-lq3k9x1aaaa".parse().expect("id");
@@ -171,14 +174,11 @@ mod tests {
             ..Default::default()
         };
         let pass = Check::pass(verify::GIT_FSCK, "ok");
-        let report = git::FsckReport {
-            coverage: git::Coverage::Incremental {
-                new_objects: 0,
-                moved_refs: 0,
-                full_check: "just now".into(),
-            },
-            ..Default::default()
-        };
+        let report = covering(git::Coverage::Incremental {
+            new_objects: 0,
+            moved_refs: 0,
+            full_check: "just now".into(),
+        });
         let facts = || Facts {
             exports_metadata: false,
             parent_backup_id: Some(&parent),
@@ -252,14 +252,11 @@ mod tests {
             }),
             None
         );
-        let new = git::FsckReport {
-            coverage: git::Coverage::Incremental {
-                new_objects: 3,
-                moved_refs: 0,
-                full_check: "just now".into(),
-            },
-            ..Default::default()
-        };
+        let new = covering(git::Coverage::Incremental {
+            new_objects: 3,
+            moved_refs: 0,
+            full_check: "just now".into(),
+        });
         assert_eq!(
             repeats_parent(&Facts {
                 fsck_report: Some(&new),
@@ -267,12 +264,9 @@ mod tests {
             }),
             None
         );
-        let full = git::FsckReport {
-            coverage: git::Coverage::Full {
-                reason: "first check of this mirror".into(),
-            },
-            ..Default::default()
-        };
+        let full = covering(git::Coverage::Full {
+            reason: "first check of this mirror".into(),
+        });
         assert_eq!(
             repeats_parent(&Facts {
                 fsck_report: Some(&full),
