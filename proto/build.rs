@@ -15,6 +15,8 @@ const SECRET_BEARING: &[&str] = &[
     "BackupResult",
     "RequestPermitsResponse",
     "EnableEscrowResponse",
+    "AddStorageLocationRequest",
+    "StorageSpec",
 ];
 
 /// Enum fields of the messages the CLI prints as JSON, with the `json` function that spells their
@@ -43,6 +45,7 @@ const JSON_SPELLED: &[(&str, &str)] = &[
     ("TimelineEntry.status", "task_status"),
     ("Drill.status", "drill_status"),
     ("Drill.trigger", "trigger"),
+    ("StorageProbe.role", "storage_role"),
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -11,10 +11,12 @@ mod escrow_args;
 mod org_args;
 mod page_args;
 mod restore_args;
+mod storage_args;
 pub use escrow_args::EscrowCmd;
-pub use org_args::{OrgAddArgs, OrgUpdateArgs};
+pub use org_args::{OrgAddArgs, OrgSetArgs, OrgUpdateArgs};
 pub use page_args::{DEFAULT_LIMIT, PageArgs};
 pub use restore_args::{RestoreAccess, RestoreTarget, RestoreType};
+pub use storage_args::{StorageAddArgs, StorageCmd};
 
 #[derive(Debug, Parser)]
 #[command(name = "repovault", version, about = "Back up and restore hosted git: organisations, repositories, full history.", long_about = None, after_help = crate::exit::HELP)]
@@ -141,6 +143,13 @@ pub enum Command {
         after_help = "Examples:\n  repovault escrow enable acme/widgets --agreement \"Escrow for ACME, contract 42\" --until 2027-12-31 --key-to escrow.key\n  repovault escrow list acme/widgets"
     )]
     Escrow(EscrowCmd),
+    /// Storage locations: where organisations' snapshots live (the configured storage is
+    /// "default"; `org set ORG --storage NAME` chooses another before its first backup).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  AWS_KEY=... AWS_SECRET=... repovault storage add client-a --kind s3 --bucket client-a-backups --region eu-west-1 --access-key-env AWS_KEY --secret-key-env AWS_SECRET\n  AZ_SAS=... repovault storage add client-b --kind azblob --container backups --endpoint https://clientb.blob.core.windows.net --account-name clientb --secret-env sas_token=AZ_SAS\n  repovault storage check client-a\n  repovault org set acme --storage client-a"
+    )]
+    Storage(StorageCmd),
     /// The workers connected to the coordinator.
     Workers,
     /// The task queue, best first.
@@ -346,25 +355,6 @@ pub struct OrgRetentionArgs {
     pub confirm: bool,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct OrgSetArgs {
-    pub org: String,
-    /// hourly, daily, weekly, monthly, a cron expression ("0 2 * * *"), or none.
-    #[arg(long)]
-    pub schedule: Option<String>,
-    /// The IANA time zone the schedule is read in (default UTC), such as Europe/Berlin.
-    #[arg(long)]
-    pub timezone: Option<String>,
-    /// A full backup at least this often, whatever the schedule (default 7; 1..=366, as the
-    /// coordinator checks).
-    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=366))]
-    pub full_every_days: Option<u32>,
-    /// Restore drills: weekly, monthly, a cron expression, none, or default (the
-    /// coordinator's `verification.default_drill`, monthly unless configured).
-    #[arg(long)]
-    pub drill: Option<String>,
-}
-
 #[derive(Debug, Clone, Subcommand)]
 pub enum OrgKeyCmd {
     /// Write the organisation's key (the restic password of its snapshot repositories) to FILE,
@@ -544,6 +534,10 @@ pub enum RestoreCmd {
         /// restore lists what it grants and leaves out before it starts (its `access` phase).
         #[arg(long, value_enum, default_value = "direct")]
         access: RestoreAccess,
+        /// Read the backup from the organisation's second copy (`org set --copy-to`), when its
+        /// primary storage is lost. Not for downloads.
+        #[arg(long)]
+        from_copy: bool,
         #[command(flatten)]
         token: TokenArgs,
         /// Wait for the outcome, showing progress.

@@ -19,6 +19,7 @@ mod pages;
 mod repo_cmd;
 mod restore_cmd;
 mod status_cmd;
+mod storage_cmd;
 mod task_wait;
 mod verify_cmd;
 mod zip_cmd;
@@ -32,6 +33,7 @@ pub async fn run(c: &mut Admin, command: Command, out: OutputFormat) -> Result<i
         Command::Restore(cmd) => restore_cmd::restore(c, cmd, out).await,
         Command::Admin(cmd) => admin_cmd::admin(c, cmd, out).await,
         Command::Escrow(cmd) => escrow_cmd::escrow(c, cmd, out).await,
+        Command::Storage(cmd) => storage_cmd::storage(c, cmd, out).await,
         Command::Workers => admin_cmd::workers(c, out).await,
         Command::Queue => admin_cmd::queue(c, out).await,
         Command::Health { org, page } => status_cmd::health(c, org, page, out).await,

@@ -49,6 +49,8 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Their time grows with the data, so no default bound fits them.
 pub const LONG_CALLS: &[&str] = &[
     "AddOrg",
+    "AddStorageLocation",
+    "MoveOrgStorage",
     "SyncOrg",
     "RebuildCatalog",
     "PurgeOrg",

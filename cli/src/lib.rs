@@ -23,7 +23,8 @@ pub mod exit {
     pub const NOT_FOUND: i32 = 3;
     /// Nothing listens at the coordinator's address, or nothing answered within the timeout.
     pub const UNREACHABLE: i32 = 4;
-    /// `backup verify` or `drill run`: a check failed (the backup is not verified).
+    /// `backup verify` or `drill run`: a check failed (the backup is not verified); `storage
+    /// check`: a credential cannot do its role's work.
     pub const VERIFY_FAILED: i32 = 5;
     /// The TLS handshake failed (plaintext against TLS or the reverse, an untrusted CA).
     pub const TLS: i32 = 6;

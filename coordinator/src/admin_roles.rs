@@ -49,9 +49,19 @@ pub fn required(method: &str) -> Role {
         }
         "WatchTask" => Role::Viewer,
         // Triggers, restores (downloads are restores) and settings.
-        "RunBackup" | "StartRestore" | "CancelRestore" | "MintDownloadLink" | "DownloadRestore"
-        | "SyncOrg" | "AddRepo" | "SetOrgSchedule" | "SetRepoSchedule" | "SetRetention"
-        | "VerifyBackup" | "RunDrill" => Role::Operator,
+        "RunBackup"
+        | "StartRestore"
+        | "CancelRestore"
+        | "MintDownloadLink"
+        | "DownloadRestore"
+        | "SyncOrg"
+        | "AddRepo"
+        | "SetOrgSchedule"
+        | "SetRepoSchedule"
+        | "SetRetention"
+        | "VerifyBackup"
+        | "RunDrill"
+        | "CheckStorageLocation" => Role::Operator,
         // Credentials (AddOrg), key export, escrow, deletion, purge, connect/disconnect, the
         // catalog rebuild, and anything not named above.
         _ => Role::Admin,

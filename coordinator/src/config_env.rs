@@ -4,8 +4,8 @@
 //! `REPOVAULT_HEARTBEAT_INTERVAL=2s`, `REPOVAULT_RETENTION_KEEP_DELETE=30h`. An override is
 //! applied to the file's values before validation, so a bad value is refused naming the
 //! variable. Two things are not keys and stay in the file: `[[admin_tokens]]` (a list) and
-//! `[storage.options]` (per kind; a secret option is read from a file or the environment by the
-//! kind itself).
+//! `[storage.options]` (per kind; a file holding a storage key belongs to the coordinator's user
+//! alone, or the key goes into a named location, `repovault storage add`, where it is sealed).
 
 use toml::Value;
 

@@ -12,6 +12,7 @@
 //! outstanding links.
 
 use crate::model::RestoreId;
+use crate::storage_locations::StorageLocations;
 use crate::store::Store;
 use repovault_common::crypto::MasterKey;
 use repovault_common::links::{
@@ -19,8 +20,6 @@ use repovault_common::links::{
 };
 
 use std::sync::Arc;
-
-use opendal::Operator;
 
 use crate::clock::Clock;
 use crate::error::{CoreError, CoreResult, not_found};
@@ -37,7 +36,7 @@ pub const EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 pub struct Downloads {
     key: [u8; 32],
     store: Store,
-    storage: Operator,
+    locations: Arc<StorageLocations>,
     clock: Arc<dyn Clock>,
     base_url: parking_lot::RwLock<Option<String>>,
     /// Serialises read-modify-write of restore records by `restore link` and the expiry loop.
@@ -54,13 +53,18 @@ impl std::fmt::Debug for Downloads {
 }
 
 impl Downloads {
-    /// Links signed with a key derived from `master`, records in `store`, artifacts in
-    /// `storage`, expiry on `clock`.
-    pub fn new(master: &MasterKey, store: Store, storage: Operator, clock: Arc<dyn Clock>) -> Self {
+    /// Links signed with a key derived from `master`, records in `store`, artifacts in each
+    /// organisation's storage location, expiry on `clock`.
+    pub fn new(
+        master: &MasterKey,
+        store: Store,
+        locations: Arc<StorageLocations>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             key: master.derive_key(LINK_KEY_CONTEXT),
             store,
-            storage,
+            locations,
             clock,
             base_url: parking_lot::RwLock::new(None),
             lock: tokio::sync::Mutex::new(()),
@@ -80,10 +84,36 @@ impl Downloads {
             .map(|b| HmacLinker::new(self.key, b))
     }
 
-    /// The linker for this storage. Only the coordinator-served HMAC link exists; S3 presigned
-    /// URLs and Azure SAS would be chosen here by storage kind.
+    /// The coordinator-served linker; `None` when the coordinator serves no HTTP port.
     pub fn linker(&self) -> Option<Linker> {
         self.hmac().map(Linker::Hmac)
+    }
+
+    /// A link to artifact `a` of restore `r` valid until `expires_at` (unix seconds): signed by
+    /// the storage itself where it can (`storage_links.rs`: S3 and GCS presigned URLs, an Azure
+    /// SAS), so the download never passes through the coordinator; else the coordinator-served
+    /// HMAC link. `None` when neither exists.
+    async fn link(&self, r: &RestoreRecord, path: &str, expires_at: i64) -> Option<Link> {
+        let now = self.clock.now_ms().div_euclid(1000);
+        match self.locations.writer_config_for(&r.org_id).await {
+            Ok(config) => match crate::storage_links::sign(&config, path, now, expires_at).await {
+                Ok(Some(link)) => return Some(link),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(restore = %r.id, error = %e, "the storage could not sign a download link; the coordinator serves it");
+                }
+            },
+            Err(e) => {
+                tracing::warn!(restore = %r.id, error = %e, "no storage location for a download link; the coordinator serves it");
+            }
+        }
+        self.linker().map(|l| {
+            l.link(&LinkRequest {
+                restore_id: r.id.as_str(),
+                artifact_path: path,
+                expires_at,
+            })
+        })
     }
 }
 
@@ -147,14 +177,12 @@ pub enum DownloadRefusal {
 
 impl Downloads {
     /// The current link of a completed download restore: valid until its artifact expires.
-    /// `None` for other restores, a deleted artifact, or a coordinator without an HTTP port.
-    pub fn download_link(&self, r: &RestoreRecord) -> Option<Link> {
+    /// `None` for other restores, a deleted artifact, or no way to link (fs storage and a
+    /// coordinator without an HTTP port).
+    pub async fn download_link(&self, r: &RestoreRecord) -> Option<Link> {
         let a = artifact(r)?;
-        Some(self.linker()?.link(&LinkRequest {
-            restore_id: a.restore_id.as_str(),
-            artifact_path: &a.path,
-            expires_at: a.expires_at_ms.div_euclid(1000),
-        }))
+        self.link(r, &a.path, a.expires_at_ms.div_euclid(1000))
+            .await
     }
 
     /// Mints a link to restore `id`'s artifact valid until `expires_at_ms` (unix ms, rounded
@@ -185,21 +213,18 @@ impl Downloads {
                 ),
             })
         })?;
-        let linker = self.linker().ok_or_else(|| {
-            CoreError::FailedPrecondition("this coordinator serves no HTTP port for links".into())
-        })?;
         let expires_at = expires_at_ms.div_euclid(1000);
+        let link = self.link(&r, &a.path, expires_at).await.ok_or_else(|| {
+            CoreError::FailedPrecondition(
+                "this coordinator serves no HTTP port for links and its storage signs none".into(),
+            )
+        })?;
         if expires_at * 1000 > a.expires_at_ms {
             r.download.links_until_ms = Some(expires_at * 1000);
             let mut b = Batch::default();
             b.restore(&r);
             self.store.apply(b).await?;
         }
-        let link = linker.link(&LinkRequest {
-            restore_id: r.id.as_str(),
-            artifact_path: &a.path,
-            expires_at,
-        });
         tracing::info!(restore = %r.id, expires = %repovault_common::links::format_unix(expires_at), "download link minted");
         Ok((r, link))
     }
@@ -254,7 +279,18 @@ impl Downloads {
         let artifacts: Vec<Artifact> = records.iter().filter_map(artifact).collect();
         let mut done = Vec::new();
         for a in expired(&artifacts, now_ms) {
-            if let Err(e) = self.storage.delete(&a.path).await {
+            let Some(org_id) = records
+                .iter()
+                .find(|r| r.id == a.restore_id)
+                .map(|r| r.org_id.clone())
+            else {
+                continue;
+            };
+            let deleted = match self.locations.operator_for(&org_id).await {
+                Ok(storage) => storage.delete(&a.path).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = deleted {
                 tracing::warn!(restore = %a.restore_id, path = %a.path, error = %e, "could not delete an expired download");
                 continue;
             }

@@ -146,14 +146,23 @@ async fn download(
             format!("download artifact: {e}"),
         )
     };
-    let len = match core.storage.stat(&path).await {
+    let storage = match core.locations.operator_for(&r.org_id).await {
+        Ok(s) => s,
+        Err(e) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("download artifact: {e}"),
+            );
+        }
+    };
+    let len = match storage.stat(&path).await {
         Ok(m) => m.content_length(),
         Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
             return refuse(StatusCode::GONE, "the download no longer exists".into());
         }
         Err(e) => return unavailable(e),
     };
-    let stream = match core.storage.reader_with(&path).chunk(1 << 20).await {
+    let stream = match storage.reader_with(&path).chunk(1 << 20).await {
         Ok(reader) => match reader.into_bytes_stream(..).await {
             Ok(s) => s,
             Err(e) => return unavailable(e),

@@ -1,5 +1,7 @@
 //! The records the coordinator keeps. Times are milliseconds since the Unix epoch.
 
+pub use crate::second_copy::copy_state::{CopyState, CopyStatus};
+pub use crate::storage_locations::location_record::StorageLocationRecord;
 use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
@@ -70,6 +72,17 @@ pub struct OrgRecord {
     /// When its repositories are backed up (`schedule/`); absent in older records: none.
     #[serde(default)]
     pub schedule: ScheduleSettings,
+    /// The storage location its new backups go to (`storage_locations/`); `None`: the
+    /// default location (the coordinator's configured storage).
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// The location every completed backup is also copied to (`second_copy/`); `None`: none.
+    #[serde(default)]
+    pub copy_to: Option<String>,
+    /// Days its packs stay in the standard tier before the lifecycle policy moves them
+    /// (`tiering/`); `None`: the default.
+    #[serde(default)]
+    pub tier_after_days: Option<u32>,
 }
 
 /// An organisation's schedule settings.
@@ -320,6 +333,9 @@ pub struct BackupRecord {
     /// before verification existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+    /// Its second copy (`org set --copy-to`, `second_copy/`); `None` without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyState>,
 }
 
 /// One check of a verification or a drill.
@@ -447,6 +463,9 @@ pub struct RestoreRecord {
     /// A download artifact's lifetime (`downloads.rs`).
     #[serde(default)]
     pub download: DownloadState,
+    /// Read from the organisation's second copy (`restore start --from-copy`).
+    #[serde(default)]
+    pub from_copy: bool,
 }
 
 /// How long a restore's download artifact lives, and whether it was deleted.

@@ -26,6 +26,8 @@ pub enum SealContext<'a> {
     WebhookSecret(&'a RepoId),
     /// A restore's target token (by restore id).
     RestoreToken(&'a RestoreId),
+    /// A storage location's secret options, writer's or maintainer's (by name and role).
+    StorageCredential(&'a str, &'static str),
 }
 
 impl SealContext<'_> {
@@ -38,6 +40,9 @@ impl SealContext<'_> {
             SealContext::RepoMasterKey(id) => format!("repo-master-key:{id}"),
             SealContext::WebhookSecret(id) => format!("webhook-secret:{id}"),
             SealContext::RestoreToken(id) => format!("restore-token:{id}"),
+            SealContext::StorageCredential(name, role) => {
+                format!("storage-credential:{name}:{role}")
+            }
         }
     }
 }

@@ -318,6 +318,10 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         core.drills.clone(),
         shutdown.clone(),
     )));
+    tasks.push(tokio::spawn(crate::second_copy::copy_loop(
+        core.second_copy.clone(),
+        shutdown.clone(),
+    )));
     tracing::info!(grpc = %grpc_addr, http = ?http_addr, store = settings.kv.name(), "coordinator serving");
     Ok(CoordinatorHandle {
         grpc_addr,

@@ -26,6 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 mod seek;
+mod storage_location_records;
 pub use seek::Seek;
 
 use crate::kv::json::{decode_json, get_json, put_json_op};

@@ -5,8 +5,9 @@
 ///
 /// 2: the closed sets (task kind, backup type, trigger, provider, restore type and target,
 /// statuses, check results) are enums instead of strings, and a task's spec and a completion's
-/// result are oneofs; a version-1 worker cannot read a version-2 lease.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// result are oneofs; a version-1 worker cannot read a version-2 lease. Version 3: the storage
+/// location travels in each lease (`RepoAccess.storage`) instead of the registration answer.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]
@@ -53,6 +54,7 @@ pub mod json {
         verify_run: VerifyRun = "VERIFY_RUN_",
         drill_status: DrillStatus = "DRILL_STATUS_",
         component_state: ComponentState = "COMPONENT_STATE_",
+        storage_role: StorageRole = "STORAGE_ROLE_",
     );
 }
 
@@ -122,6 +124,10 @@ redacted_debug!(BackupResult { snapshot_id, manifest_json, size_bytes, added_byt
     secret { master_key });
 redacted_debug!(RequestPermitsResponse { grant } secret { source_token });
 redacted_debug!(EnableEscrowResponse { agreement } secret { key });
+redacted_debug!(AddStorageLocationRequest { name, kind, options }
+    secret { writer_secrets, maintainer_secrets });
+// A storage specification's options mix plain ones and keys; none is printed.
+redacted_debug!(StorageSpec { kind } secret { options });
 
 #[cfg(test)]
 mod tests {

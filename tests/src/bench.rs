@@ -96,3 +96,46 @@ pub fn parse_counts(usage: &str, flags: &mut [(&str, &mut usize)]) -> Result<()>
     }
     Ok(())
 }
+
+/// Pushes one commit editing five `.rs` files of `bare`'s `main` to `url`, as a developer would:
+/// from a clone sharing the source's objects, in `scratch/push-work` (removed afterwards).
+pub fn push_five_file_commit(bare: &Path, url: &str, scratch: &Path) -> Result<()> {
+    use crate::fixtures::git;
+    let work = scratch.join("push-work");
+    remove_if_exists(&work)?;
+    let bare = bare.to_str().context("non-UTF-8 source path")?;
+    let work_s = work.to_str().context("non-UTF-8 scratch path")?;
+    git(
+        scratch,
+        &["clone", "-q", "--shared", "--no-checkout", bare, work_s],
+    )?;
+    git(&work, &["read-tree", "HEAD"])?;
+    let files = git(&work, &["ls-tree", "-r", "--name-only", "HEAD"])?;
+    let paths: Vec<String> = files
+        .lines()
+        .filter(|p| p.ends_with(".rs"))
+        .step_by(7)
+        .take(5)
+        .map(str::to_string)
+        .collect();
+    if paths.len() < 5 {
+        anyhow::bail!("the source has fewer than five .rs files to change");
+    }
+    for path in &paths {
+        let mut text = git(&work, &["show", &format!("HEAD:{path}")])?;
+        text.push_str("\n// One more line, from the benchmark.\n");
+        let file = work.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+        git(&work, &["add", path])?;
+    }
+    git(
+        &work,
+        &["commit", "-q", "-m", "Benchmark: one commit of five files"],
+    )?;
+    git(&work, &["push", "-q", url, "HEAD:refs/heads/main"])?;
+    remove_if_exists(&work)
+}

@@ -39,6 +39,8 @@ pub struct Cluster {
     /// Where workers added from now on allow file:// sources and targets (none by default,
     /// as a worker's default); the cluster's own directory is refused whatever it says.
     local_roots: Vec<PathBuf>,
+    /// Set: the coordinator's storage instead of fs under its data directory.
+    storage: Option<repovault_common::storage::StorageConfig>,
 }
 
 impl Cluster {
@@ -59,6 +61,23 @@ impl Cluster {
         }
         c.tls = Some(tls);
         c.ca_file = Some(ca_file);
+        c.restart_coordinator().await?;
+        for _ in 0..workers {
+            c.add_worker().await?;
+        }
+        Ok(c)
+    }
+
+    /// A cluster whose coordinator keeps its snapshots in `storage` (an object store).
+    pub async fn start_on(
+        workers: usize,
+        storage: repovault_common::storage::StorageConfig,
+    ) -> Result<Self> {
+        let mut c = Self::start_with(0, TEST_HEARTBEAT).await?;
+        if let Some(h) = c.coordinator.take() {
+            h.shutdown().await;
+        }
+        c.storage = Some(storage);
         c.restart_coordinator().await?;
         for _ in 0..workers {
             c.add_worker().await?;
@@ -99,6 +118,7 @@ impl Cluster {
             http: None,
             admin_tokens: Vec::new(),
             local_roots: Vec::new(),
+            storage: None,
         };
         c.start_coordinator().await?;
         for _ in 0..workers {
@@ -132,6 +152,9 @@ impl Cluster {
             settings.tls = Some(t.load()?);
         }
         settings.admin_tokens = self.admin_tokens.clone();
+        if let Some(storage) = &self.storage {
+            settings.storage = storage.clone();
+        }
         let h = start(settings).await?;
         // Restarts come back on the same port, so workers find them again.
         self.listen = h.grpc_addr;

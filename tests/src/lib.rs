@@ -2,8 +2,10 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod counting_proxy;
 pub mod fixtures;
 pub mod gate;
 pub mod gitserver;
+pub mod object_stores;
 pub mod process;
 pub mod standalone;

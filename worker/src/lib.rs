@@ -10,5 +10,6 @@ pub mod lfs;
 pub mod local_paths;
 pub mod progress;
 pub mod session;
+pub mod storage_operators;
 pub mod tasks;
 pub mod verify;

@@ -30,7 +30,6 @@ use tracing::Instrument;
 
 use repovault_common::domain::WorkerId;
 use repovault_common::secret::Secret;
-use repovault_common::storage::StorageConfig;
 use repovault_common::timing::Timing;
 use repovault_proto::PROTOCOL_VERSION;
 use repovault_proto::v1 as pb;
@@ -105,6 +104,8 @@ struct Work {
     slots: Arc<Semaphore>,
     pauses: Arc<crate::forge::RatePauses>,
     events: mpsc::Sender<pb::TaskEvent>,
+    /// Operators of the storages leases named, reused across tasks (their connection pools).
+    storages: crate::storage_operators::StorageOperators,
 }
 
 /// The registration before this one: its worker id (presented again) and heartbeat interval.
@@ -156,6 +157,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<Exit,
         slots: Arc::new(Semaphore::new(cfg.slots as usize)),
         pauses: Arc::default(),
         events,
+        storages: Default::default(),
     };
     let mut previous = None;
     let exit = loop {
@@ -192,7 +194,6 @@ struct Session {
     worker_id: WorkerId,
     timing: Timing,
     write_deadline: Duration,
-    storage: opendal::Operator,
 }
 
 /// Registers; after a first registration, presenting the previous id and the held leases. The
@@ -230,18 +231,12 @@ async fn register(
                 let timing = Timing::from_heartbeat_ms(t.heartbeat_interval_ms).map_err(|e| {
                     WorkerError::Refused(format!("coordinator sent unusable timing: {e}"))
                 })?;
-                let storage = StorageConfig::from_proto(&r.storage.unwrap_or_default())
-                    .and_then(|c| c.operator())
-                    .map_err(|e| {
-                        WorkerError::Setup(format!("storage from the coordinator: {e}"))
-                    })?;
                 tracing::info!(worker = %worker_id, heartbeat = ?timing.heartbeat(), kept, "registered");
                 return Ok(Session {
                     client,
                     worker_id,
                     timing,
                     write_deadline: Duration::from_millis(t.write_deadline_ms),
-                    storage,
                 });
             }
             Err(s)

@@ -49,3 +49,34 @@ pub struct CredentialArgs {
     #[arg(long)]
     pub installation_id: Option<u64>,
 }
+
+#[derive(Debug, Clone, Args)]
+pub struct OrgSetArgs {
+    pub org: String,
+    /// hourly, daily, weekly, monthly, a cron expression ("0 2 * * *"), or none.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// The IANA time zone the schedule is read in (default UTC), such as Europe/Berlin.
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// A full backup at least this often, whatever the schedule (default 7; 1..=366, as the
+    /// coordinator checks).
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=366))]
+    pub full_every_days: Option<u32>,
+    /// Restore drills: weekly, monthly, a cron expression, none, or default (the
+    /// coordinator's `verification.default_drill`, monthly unless configured).
+    #[arg(long)]
+    pub drill: Option<String>,
+    /// The storage location its backups go to (`repovault storage list`; default: the
+    /// configured storage). Only before its first backup (`storage move` after).
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// Copy every completed backup to this second location too (3-2-1), read back there;
+    /// `none` stops copying (copies made stay).
+    #[arg(long)]
+    pub copy_to: Option<String>,
+    /// Days its packs stay in the standard tier before `storage lifecycle`'s policy moves them
+    /// to an infrequent-access one (default 30; S3 allows no fewer).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub tier_after_days: Option<u32>,
+}

@@ -189,6 +189,7 @@ fn backup_fields(b: &pb::Backup) {
             "escrowed",
             if b.is_escrowed { "yes" } else { "no" }.to_string(),
         ),
+        ("copy", or_dash(&b.copy)),
         (
             "branches/tags/commits",
             format!("{}/{}/{}", c.branches, c.tags, c.commits),

@@ -104,14 +104,46 @@ pub(super) async fn org(c: &mut Admin, cmd: OrgCmd, out: OutputFormat) -> Result
             });
         }
         OrgCmd::Set(a) => {
-            if a.schedule.is_none()
-                && a.timezone.is_none()
-                && a.full_every_days.is_none()
-                && a.drill.is_none()
-            {
+            let schedule_given = a.schedule.is_some()
+                || a.timezone.is_some()
+                || a.full_every_days.is_some()
+                || a.drill.is_some();
+            let storage_given =
+                a.storage.is_some() || a.copy_to.is_some() || a.tier_after_days.is_some();
+            if !schedule_given && !storage_given {
                 return Err(CliError::usage(
-                    "nothing to set: give --schedule, --timezone, --full-every-days or --drill",
+                    "nothing to set: give --schedule, --timezone, --full-every-days, --drill, --storage, --copy-to or --tier-after-days",
                 ));
+            }
+            if storage_given {
+                let o = c
+                    .set_org_storage(pb::SetOrgStorageRequest {
+                        org: a.org.clone(),
+                        storage: a.storage.clone().unwrap_or_default(),
+                        copy_to: a.copy_to.clone(),
+                        tier_after_days: a.tier_after_days,
+                    })
+                    .await?
+                    .into_inner()
+                    .org
+                    .unwrap_or_default();
+                if !schedule_given {
+                    if is_json(out) {
+                        output::json(&o);
+                    } else {
+                        outln!(
+                            "{}: storage {}; second copy {}",
+                            o.name,
+                            o.storage,
+                            if o.copy_to.is_empty() {
+                                "none"
+                            } else {
+                                &o.copy_to
+                            }
+                        );
+                    }
+                    return Ok(0);
+                }
             }
             let o = c
                 .set_org_schedule(pb::SetOrgScheduleRequest {

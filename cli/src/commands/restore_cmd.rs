@@ -45,6 +45,7 @@ pub(super) async fn restore(
             into,
             path,
             access,
+            from_copy,
             token,
             wait,
         } => {
@@ -97,6 +98,7 @@ pub(super) async fn restore(
                     credential_org: credential_org.unwrap_or_default(),
                     into: into.unwrap_or_default(),
                     access: pb::RestoreAccess::from(access).into(),
+                    from_copy,
                     ..Default::default()
                 })
                 .await?

@@ -6,8 +6,11 @@
 //! Two things happen here besides plain I/O:
 //! - **Atomic writes.** A file never appears under its final name truncated: on services that can
 //!   rename (the fs service), a file is written under `.tmp/` beside the repository's files and
-//!   renamed into place; on services without rename (object stores) a single PUT is already
-//!   atomic.
+//!   renamed into place; on services without rename (object stores) a single PUT, a completed
+//!   multipart upload (objects over [`MULTIPART_THRESHOLD`]) or a committed block list is
+//!   already atomic. Where the service can, a repository file is created only if it does not
+//!   exist yet (S3's `If-None-Match: *`), so a writer credential without overwrite rights works
+//!   and nothing ever replaces a stored file.
 //! - **Snapshot capture** (the commit fence of [`super::SnapshotRepo::backup`]): while a capture
 //!   is armed, a write of a `FileType::Snapshot` file is held in memory instead of being written;
 //!   the backup then runs its fence and writes (or drops) the held snapshot itself.
@@ -24,7 +27,7 @@ use rustic_core::{
 // Files being written live under `TMP_DIR` beside the repository's files: restic and rustic
 // never look there, and a crash can leave garbage there (the coordinator's reconciler sweeps
 // it), never a torn repository file.
-use crate::storage::TMP_DIR;
+use crate::storage::{MULTIPART_CONCURRENCY, MULTIPART_PART_SIZE, MULTIPART_THRESHOLD, TMP_DIR};
 
 /// A snapshot file held back by an armed capture.
 pub(crate) struct HeldSnapshot {
@@ -46,6 +49,11 @@ pub(crate) struct OpendalBackend {
     location: String,
     /// Whether the service can rename (then writes go through `.tmp/` + rename).
     rename: bool,
+    /// Whether the service can refuse a write over an existing object.
+    if_not_exists: bool,
+    /// The repository's `config` once read or written: it never changes after the repository is
+    /// created, and every open of this handle reads it, so it is fetched from storage once.
+    config: Mutex<Option<Bytes>>,
     capture: Mutex<Capture>,
 }
 
@@ -70,12 +78,15 @@ impl OpendalBackend {
             info.root().trim_end_matches('/')
         );
         let rename = info.capability().rename;
+        let if_not_exists = info.capability().write_with_if_not_exists;
         let op = blocking::Operator::new(op)?;
         Ok(Arc::new(Self {
             op,
             prefix,
             location,
             rename,
+            if_not_exists,
+            config: Mutex::new(None),
             capture: Mutex::new(Capture::default()),
         }))
     }
@@ -177,12 +188,7 @@ impl OpendalBackend {
         let path = self.path(tpe, id);
         let buf = opendal::Buffer::from(content.into_vec());
         if !self.rename {
-            // No rename on this service: a single PUT is all-or-nothing.
-            return self
-                .op
-                .write(&path, buf)
-                .map(|_| ())
-                .map_err(|e| self.storage_error("write", &path, e));
+            return self.put(tpe, &path, buf);
         }
         // Unique temporary name: concurrent writers of the same id (two workers saving the same
         // blob pack is impossible, but the same config/key on a retried init is not) never share it.
@@ -204,6 +210,50 @@ impl OpendalBackend {
     }
 }
 
+impl OpendalBackend {
+    /// One all-or-nothing upload on a service without rename. Every repository file but
+    /// `config` is named by the hash of its content, so where one exists already it holds these
+    /// very bytes: a conditional create that finds it is done, not failed.
+    fn put(&self, tpe: FileType, path: &str, buf: opendal::Buffer) -> RusticResult<()> {
+        let mut opts = options::WriteOptions {
+            if_not_exists: self.if_not_exists && tpe != FileType::Config,
+            ..Default::default()
+        };
+        if buf.len() > MULTIPART_THRESHOLD {
+            opts.chunk = Some(MULTIPART_PART_SIZE);
+            opts.concurrent = MULTIPART_CONCURRENCY;
+        }
+        match self.op.write_options(path, buf, opts) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == OdErrorKind::ConditionNotMatch => {
+                tracing::debug!(path, "repository file already stored");
+                Ok(())
+            }
+            Err(e) => Err(self.storage_error("write", path, e)),
+        }
+    }
+}
+
+impl OpendalBackend {
+    /// The repository's `config`, read from storage the first time only (`None`: there is none
+    /// yet, which is not kept, so a repository created meanwhile is found).
+    fn config_bytes(&self) -> RusticResult<Option<Bytes>> {
+        if let Some(c) = self.config.lock().clone() {
+            return Ok(Some(c));
+        }
+        let path = self.path(FileType::Config, &Id::default());
+        match self.op.read(&path) {
+            Ok(b) => {
+                let bytes = b.to_bytes();
+                *self.config.lock() = Some(bytes.clone());
+                Ok(Some(bytes))
+            }
+            Err(e) if e.kind() == OdErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.storage_error("read", &path, e)),
+        }
+    }
+}
+
 impl ReadBackend for OpendalBackend {
     fn location(&self) -> String {
         self.location.clone()
@@ -211,11 +261,12 @@ impl ReadBackend for OpendalBackend {
 
     fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
         if tpe == FileType::Config {
-            let path = self.path(tpe, &Id::default());
-            return match self.op.stat(&path) {
-                Ok(meta) => Ok(vec![(Id::default(), to_u32(meta.content_length(), &path)?)]),
-                Err(e) if e.kind() == OdErrorKind::NotFound => Ok(Vec::new()),
-                Err(e) => Err(self.storage_error("stat", &path, e)),
+            // Read rather than stat: the file is small and every open reads it next, so one
+            // request serves both and the handle keeps it.
+            return match self.config_bytes() {
+                Ok(Some(c)) => Ok(vec![(Id::default(), to_u32(c.len() as u64, "config")?)]),
+                Ok(None) => Ok(Vec::new()),
+                Err(e) => Err(e),
             };
         }
         let dir = format!("{}{}/", self.prefix, tpe.dirname());
@@ -255,6 +306,15 @@ impl ReadBackend for OpendalBackend {
 
     fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {
         let path = self.path(tpe, id);
+        if tpe == FileType::Config {
+            return self.config_bytes()?.ok_or_else(|| {
+                self.storage_error(
+                    "read",
+                    &path,
+                    opendal::Error::new(OdErrorKind::NotFound, "the repository has no config"),
+                )
+            });
+        }
         self.op
             .read(&path)
             .map(|b| b.to_bytes())

@@ -13,9 +13,8 @@ use crate::store::RECENT_BACKUPS;
 
 use std::sync::Arc;
 
-use opendal::Operator;
-
 use crate::secrets::Secrets;
+use crate::storage_locations::StorageLocations;
 use crate::store::Store;
 
 /// Bumped when the catalog document changes incompatibly.
@@ -30,21 +29,23 @@ struct CatalogDoc {
 
 /// The catalog component: backup outcomes as catalog objects beside the snapshots, and the
 /// snapshot repositories themselves (`snapshot_repos.rs`). Owns the lock that serialises
-/// snapshot repository creation; reads and writes the store and the storage it was given.
+/// snapshot repository creation; reads and writes the store, and each organisation's storage
+/// location through `locations`.
 pub struct Catalog {
     pub(crate) store: Store,
-    pub(crate) storage: Operator,
+    pub(crate) locations: Arc<StorageLocations>,
     pub(crate) secrets: Arc<Secrets>,
     /// Serialises snapshot repository creation (`snapshot_repos.rs`).
     pub(crate) init_lock: tokio::sync::Mutex<()>,
 }
 
 impl Catalog {
-    /// The catalog over `store` and `storage`, opening organisation keys with `secrets`.
-    pub fn new(store: Store, storage: Operator, secrets: Arc<Secrets>) -> Self {
+    /// The catalog over `store` and the storage `locations`, opening organisation keys with
+    /// `secrets`.
+    pub fn new(store: Store, locations: Arc<StorageLocations>, secrets: Arc<Secrets>) -> Self {
         Self {
             store,
-            storage,
+            locations,
             secrets,
             init_lock: tokio::sync::Mutex::new(()),
         }
@@ -56,10 +57,11 @@ impl Catalog {
     pub(crate) async fn write_catalog(&self, b: &BackupRecord) -> CoreResult<()> {
         debug_assert!(b.status.is_terminal());
         let path = catalog_object_path(b.org_id.as_str(), b.repo_id.as_str(), b.id.as_str());
-        if self.storage.exists(&path).await? {
+        let storage = self.locations.operator_for(&b.org_id).await?;
+        if storage.exists(&path).await? {
             return Ok(());
         }
-        self.storage.write(&path, catalog_bytes(b)?).await?;
+        storage.write(&path, catalog_bytes(b)?).await?;
         Ok(())
     }
 
@@ -69,7 +71,8 @@ impl Catalog {
     pub(crate) async fn rewrite_catalog(&self, b: &BackupRecord) -> CoreResult<()> {
         debug_assert!(b.status.is_terminal());
         let path = catalog_object_path(b.org_id.as_str(), b.repo_id.as_str(), b.id.as_str());
-        self.storage.write(&path, catalog_bytes(b)?).await?;
+        let storage = self.locations.operator_for(&b.org_id).await?;
+        storage.write(&path, catalog_bytes(b)?).await?;
         Ok(())
     }
 
@@ -80,7 +83,8 @@ impl Catalog {
         backup_id: &BackupId,
     ) -> CoreResult<Option<BackupRecord>> {
         let path = catalog_object_path(org_id.as_str(), repo_id.as_str(), backup_id.as_str());
-        match self.storage.read(&path).await {
+        let storage = self.locations.operator_for(org_id).await?;
+        match storage.read(&path).await {
             Ok(buf) => Ok(Some(parse_doc(&path, &buf.to_vec())?)),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
@@ -95,7 +99,8 @@ impl Catalog {
     ) -> CoreResult<Vec<BackupRecord>> {
         let dir = format!("{org_id}/{repo_id}/catalog/");
         let mut out = Vec::new();
-        let mut lister = match self.storage.lister(&dir).await {
+        let storage = self.locations.operator_for(org_id).await?;
+        let mut lister = match storage.lister(&dir).await {
             Ok(l) => l,
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(out),
             Err(e) => return Err(e.into()),
@@ -104,7 +109,7 @@ impl Catalog {
             if !entry.path().ends_with(".json") {
                 continue;
             }
-            let buf = self.storage.read(entry.path()).await?;
+            let buf = storage.read(entry.path()).await?;
             out.push(parse_doc(entry.path(), &buf.to_vec())?);
         }
         out.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));

@@ -76,6 +76,9 @@ impl Registry {
             full_after_ms: None,
             retention: Default::default(),
             schedule: Default::default(),
+            storage: None,
+            copy_to: None,
+            tier_after_days: None,
         };
         self.store.create_org(&org).await?;
         tracing::info!(org = %org.name, id = %org.id, "organisation added");

@@ -73,7 +73,7 @@ pub struct Reconciler {
     pub(crate) store: crate::store::Store,
     pub(crate) clock: Arc<dyn crate::clock::Clock>,
     pub(crate) timing: repovault_common::timing::Timing,
-    pub(crate) storage: opendal::Operator,
+    pub(crate) locations: Arc<crate::storage_locations::StorageLocations>,
     pub(crate) catalog: Arc<crate::catalog::catalog_objects::Catalog>,
     pub(crate) queue: Arc<crate::tasks::task_queue::TaskQueue>,
     /// Repositories whose latest sweep failed, for the health view.
@@ -85,7 +85,7 @@ impl Reconciler {
         store: crate::store::Store,
         clock: Arc<dyn crate::clock::Clock>,
         timing: repovault_common::timing::Timing,
-        storage: opendal::Operator,
+        locations: Arc<crate::storage_locations::StorageLocations>,
         catalog: Arc<crate::catalog::catalog_objects::Catalog>,
         queue: Arc<crate::tasks::task_queue::TaskQueue>,
     ) -> Self {
@@ -93,7 +93,7 @@ impl Reconciler {
             store,
             clock,
             timing,
-            storage,
+            locations,
             catalog,
             queue,
             sweep_failures: SweepFailures::default(),

@@ -44,7 +44,7 @@ impl Catalog {
             .secrets
             .open(SealContext::OrgKey(&org.id), &org.sealed_key)?;
         let spec = RepoSpec {
-            operator: self.storage.clone(),
+            operator: self.locations.operator(&org).await?,
             path: snapshot_repo_path(current.org_id.as_str(), current.id.as_str()),
         };
         let master = tokio::task::spawn_blocking(move || {
@@ -104,7 +104,7 @@ impl Catalog {
             .await?
             .ok_or_else(|| not_found("repository", repo_id))?;
         let spec = RepoSpec {
-            operator: self.storage.clone(),
+            operator: self.locations.operator_for(&repo.org_id).await?,
             path: snapshot_repo_path(repo.org_id.as_str(), repo.id.as_str()),
         };
         snapshot_op(move || {
@@ -116,6 +116,42 @@ impl Catalog {
             }
         })
         .await
+    }
+}
+
+impl Catalog {
+    /// Takes every damaged pack a read-back recorded (`verify/damaged/pack-*.json`) out of the
+    /// repository's index and moves it aside, with the maintainer's credential. The worker that
+    /// found the damage tries first, but a worker's writer credential may not delete, and a
+    /// damaged pack left in the index would be deduplicated against by the next backup; so the
+    /// coordinator finishes the job whatever the worker managed. Idempotent (a pack already out
+    /// costs a read of the index). Returns the packs dropped.
+    pub(crate) async fn take_out_recorded_damage(
+        &self,
+        repo: &crate::model::RepoRecord,
+        now_ms: i64,
+    ) -> CoreResult<usize> {
+        let operator = self.locations.operator_for(&repo.org_id).await?;
+        let path = snapshot_repo_path(repo.org_id.as_str(), repo.id.as_str());
+        let findings = repovault_common::repo::DamageFinding::load_all(&operator, &path)
+            .await
+            .map_err(|e| CoreError::Storage(e.to_string()))?;
+        let packs: Vec<repovault_common::repo::PackDamage> = findings
+            .into_iter()
+            .filter(|f| f.kind == repovault_common::repo::DamagedKind::Pack)
+            .map(|f| repovault_common::repo::PackDamage {
+                pack_id: f.id,
+                problem: f.problem,
+            })
+            .collect();
+        if packs.is_empty() {
+            return Ok(0);
+        }
+        let Some(sr) = self.open_repo(&repo.id).await? else {
+            return Ok(0);
+        };
+        let dropped = snapshot_op(move || sr.drop_damaged_packs(&packs, now_ms)).await?;
+        Ok(dropped.packs.len())
     }
 }
 

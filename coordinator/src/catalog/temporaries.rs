@@ -88,23 +88,28 @@ pub async fn sweep_dir(storage: &Operator, dir: &str, cutoff_ms: i64, out: &mut 
 }
 
 impl Reconciler {
-    /// Removes the stale temporaries ([`max_age`] old at `now_ms`) of the storage root and of
-    /// every repository's snapshot repository. Storage without rename (object stores, whose
-    /// single PUT is atomic) has none.
+    /// Removes the stale temporaries ([`max_age`] old at `now_ms`) of every location's root and
+    /// of every repository's snapshot repository. Storage without rename (object stores, whose
+    /// uploads are atomic) has none.
     pub async fn sweep_temporaries(&self, now_ms: i64) -> CoreResult<TmpSweep> {
         let mut out = TmpSweep::default();
-        if !self.storage.info().capability().rename {
-            return Ok(out);
-        }
         let age = i64::try_from(max_age(&self.timing).as_millis()).unwrap_or(i64::MAX);
         let cutoff = now_ms.saturating_sub(age);
-        sweep_dir(&self.storage, &format!("{TMP_DIR}/"), cutoff, &mut out).await;
+        for (_, storage) in self.locations.all_operators().await? {
+            if storage.info().capability().rename {
+                sweep_dir(&storage, &format!("{TMP_DIR}/"), cutoff, &mut out).await;
+            }
+        }
         for r in self.store.repos().await? {
+            let storage = self.locations.operator_for(&r.org_id).await?;
+            if !storage.info().capability().rename {
+                continue;
+            }
             let dir = format!(
                 "{}/{TMP_DIR}/",
                 snapshot_repo_path(r.org_id.as_str(), r.id.as_str())
             );
-            sweep_dir(&self.storage, &dir, cutoff, &mut out).await;
+            sweep_dir(&storage, &dir, cutoff, &mut out).await;
         }
         metrics::counter!("repovault_temporaries_removed_total").increment(out.removed);
         metrics::counter!("repovault_temporaries_removed_bytes_total").increment(out.bytes);

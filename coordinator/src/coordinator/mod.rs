@@ -39,8 +39,15 @@ pub struct Coordinator {
     pub store: Store,
     /// The clock of leases, reaping, retention, schedules and health (`clock.rs`).
     pub clock: Arc<dyn Clock>,
+    /// The default location's operator (the configured storage): readiness probes it.
     pub storage: Operator,
     pub storage_config: StorageConfig,
+    /// Where each organisation's snapshots live (`storage_locations/`).
+    pub locations: Arc<crate::storage_locations::StorageLocations>,
+    /// Copies every completed backup to the organisation's second location (`second_copy/`).
+    pub second_copy: Arc<crate::second_copy::SecondCopy>,
+    /// Moves an organisation's backups between locations (`storage_move/`).
+    pub storage_move: Arc<crate::storage_move::StorageMove>,
     /// Catalog objects and snapshot repository creation (`catalog/`).
     pub catalog: Arc<Catalog>,
     /// Organisations, repositories and backup history (`catalog/org_registry.rs`).
@@ -99,16 +106,22 @@ impl Coordinator {
             .storage_config
             .operator()
             .map_err(|e| CoreError::Storage(e.to_string()))?;
+        let secrets = Arc::new(Secrets::new(parts.master.clone()));
+        let locations = Arc::new(crate::storage_locations::StorageLocations::new(
+            parts.storage_config.clone(),
+            parts.store.clone(),
+            secrets.clone(),
+            parts.clock.clone(),
+        ));
         let downloads = Arc::new(crate::downloads::Downloads::new(
             &parts.master,
             parts.store.clone(),
-            storage.clone(),
+            locations.clone(),
             parts.clock.clone(),
         ));
-        let secrets = Arc::new(Secrets::new(parts.master));
         let catalog = Arc::new(Catalog::new(
             parts.store.clone(),
-            storage.clone(),
+            locations.clone(),
             secrets.clone(),
         ));
         let registry = Arc::new(Registry::new(
@@ -137,6 +150,7 @@ impl Coordinator {
                 catalog: catalog.clone(),
                 secrets: secrets.clone(),
                 forge: forge.clone(),
+                locations: locations.clone(),
                 registry: registry.clone(),
                 ledger: ledger.clone(),
                 forget_tx,
@@ -165,7 +179,7 @@ impl Coordinator {
             queue.clone(),
             catalog.clone(),
             registry.clone(),
-            storage.clone(),
+            locations.clone(),
         ));
         let escrow = Arc::new(crate::maintenance::escrow_holds::Escrow::new(
             parts.store.clone(),
@@ -178,7 +192,7 @@ impl Coordinator {
             parts.store.clone(),
             parts.clock.clone(),
             parts.timing,
-            storage.clone(),
+            locations.clone(),
             catalog.clone(),
             queue.clone(),
         ));
@@ -196,6 +210,17 @@ impl Coordinator {
             drills.clone(),
             ledger.clone(),
             reconciler.clone(),
+        ));
+        let storage_move = Arc::new(crate::storage_move::StorageMove::new(
+            locations.clone(),
+            parts.store.clone(),
+            maintenance.clone(),
+        ));
+        let second_copy = Arc::new(crate::second_copy::SecondCopy::new(
+            parts.store.clone(),
+            parts.clock.clone(),
+            locations.clone(),
+            catalog.clone(),
         ));
         Ok(Arc::new(Self {
             health,
@@ -227,6 +252,9 @@ impl Coordinator {
             store: parts.store,
             storage,
             storage_config: parts.storage_config,
+            storage_move,
+            second_copy,
+            locations,
             forge,
             registry,
             catalog,

@@ -181,6 +181,9 @@ impl ForgeAccess {
             full_after_ms: None,
             retention: Default::default(),
             schedule: Default::default(),
+            storage: None,
+            copy_to: None,
+            tier_after_days: None,
         };
         // Proves the credential before anything is stored.
         let listed = self.list_remote(&org).await?;
@@ -478,6 +481,9 @@ mod tests {
             full_after_ms: None,
             retention: Default::default(),
             schedule: Default::default(),
+            storage: None,
+            copy_to: None,
+            tier_after_days: None,
         }
     }
 

@@ -108,6 +108,7 @@ mod tests {
             priority: 0,
             worker_id: None,
             verification: None,
+            copy: None,
         }
     }
 

@@ -239,7 +239,7 @@ pub struct Maintenance {
     pub(crate) queue: Arc<TaskQueue>,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) registry: Arc<Registry>,
-    pub(crate) storage: opendal::Operator,
+    pub(crate) locations: Arc<crate::storage_locations::StorageLocations>,
 }
 
 impl Maintenance {
@@ -250,7 +250,7 @@ impl Maintenance {
         queue: Arc<TaskQueue>,
         catalog: Arc<Catalog>,
         registry: Arc<Registry>,
-        storage: opendal::Operator,
+        locations: Arc<crate::storage_locations::StorageLocations>,
     ) -> Self {
         Self {
             store,
@@ -258,7 +258,7 @@ impl Maintenance {
             queue,
             catalog,
             registry,
-            storage,
+            locations,
         }
     }
     /// Claims `repo_id` for maintenance unless a backup, restore, verification or drill of it
@@ -453,9 +453,10 @@ impl Maintenance {
         {
             snapshot_op(move || sr.forget(&snapshots)).await?;
         }
+        let storage = self.locations.operator_for(&repo.org_id).await?;
         for b in doomed {
             let path = catalog_object_path(b.org_id.as_str(), b.repo_id.as_str(), b.id.as_str());
-            match self.storage.delete(&path).await {
+            match storage.delete(&path).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),

@@ -110,7 +110,9 @@ impl Maintenance {
             removed += self.purge_one(r).await?;
         }
         match self
-            .storage
+            .locations
+            .operator(&org)
+            .await?
             .delete_with(&format!("{}/", org.id))
             .recursive(true)
             .await
@@ -165,7 +167,7 @@ impl Maintenance {
         let history = self.repo_history(repo).await?;
         // Storage first: a crash leaves records of a purged repository, and a repeated purge
         // finishes the job (the other way round would leave unreachable data).
-        self.delete_prefix(&format!("{}/{}/", repo.org_id, repo.id))
+        self.delete_prefix(&repo.org_id, &format!("{}/{}/", repo.org_id, repo.id))
             .await?;
         let mut batch = Batch::default();
         for b in &history {
@@ -193,14 +195,15 @@ impl Maintenance {
     /// reason (a directory that filled again while it was removed: opendal marks it temporary)
     /// is tried again every [`PURGE_RETRY`] for one lease TTL, after which no such attempt
     /// writes. Any other failure is returned at once.
-    async fn delete_prefix(&self, prefix: &str) -> CoreResult<()> {
+    async fn delete_prefix(&self, org_id: &crate::model::OrgId, prefix: &str) -> CoreResult<()> {
+        let storage = self.locations.operator_for(org_id).await?;
         // Wall time, not the coordinator's clock: this waits for a writer, whatever time tests
         // pretend it is.
         let ttl =
             std::time::Duration::from_millis(u64::try_from(self.queue.policy.ttl_ms).unwrap_or(0));
         let until = tokio::time::Instant::now() + ttl;
         loop {
-            match self.storage.delete_with(prefix).recursive(true).await {
+            match storage.delete_with(prefix).recursive(true).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(()),
                 Err(e) if e.is_temporary() && tokio::time::Instant::now() < until => {

@@ -14,7 +14,8 @@ use repovault_proto::v1::admin_service_server::AdminService;
 use crate::coordinator::Coordinator;
 
 use super::{
-    admin_escrow, admin_fleet, admin_health, admin_lists, admin_orgs, admin_streams, convert,
+    admin_escrow, admin_fleet, admin_health, admin_lists, admin_orgs, admin_storage, admin_streams,
+    convert, restore_links,
 };
 
 pub struct AdminApi {
@@ -255,11 +256,12 @@ impl AdminService for AdminApi {
                 name: r.name,
                 credential_org: r.credential_org,
                 into: r.into,
-                link_ttl_ms: link_ttl_ms(r.link_expires_seconds)?,
+                link_ttl_ms: restore_links::link_ttl_ms(r.link_expires_seconds)?,
+                from_copy: r.from_copy,
             })
             .await?;
         Ok(Response::new(pb::StartRestoreResponse {
-            restore: Some(self.restore_with_link(&restore)),
+            restore: Some(restore_links::restore_with_link(&self.core, &restore).await),
         }))
     }
 
@@ -269,7 +271,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::MintDownloadLinkResponse>, Status> {
         let r = req.into_inner();
         let id: RestoreId = convert::id_field(&r.id, "id")?;
-        let ttl = link_ttl_ms(r.expires_seconds)?.unwrap_or(
+        let ttl = restore_links::link_ttl_ms(r.expires_seconds)?.unwrap_or(
             i64::try_from(repovault_common::links::DEFAULT_LINK_TTL.as_millis())
                 .unwrap_or(i64::MAX),
         );
@@ -279,7 +281,7 @@ impl AdminService for AdminApi {
             .mint_download_link(&id, self.core.now_ms().saturating_add(ttl))
             .await?;
         Ok(Response::new(pb::MintDownloadLinkResponse {
-            restore: Some(self.restore_with_link(&restore)),
+            restore: Some(restore_links::restore_with_link(&self.core, &restore).await),
             url: link.url,
             expires_at: repovault_common::links::format_unix(link.expires_at),
         }))
@@ -292,7 +294,7 @@ impl AdminService for AdminApi {
         let id: RestoreId = convert::id_field(&req.into_inner().id, "id")?;
         let r = self.core.restores.get_restore(&id).await?;
         Ok(Response::new(pb::GetRestoreResponse {
-            restore: Some(self.restore_with_link(&r)),
+            restore: Some(restore_links::restore_with_link(&self.core, &r).await),
         }))
     }
 
@@ -300,10 +302,8 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ListRestoresRequest>,
     ) -> Result<Response<pb::ListRestoresResponse>, Status> {
-        let message = |r: &crate::model::RestoreRecord| self.restore_with_link(r);
-        Ok(Response::new(
-            admin_lists::restores(&self.core, req.into_inner(), message).await?,
-        ))
+        let page = restore_links::list(&self.core, req.into_inner()).await?;
+        Ok(Response::new(page))
     }
 
     async fn cancel_restore(
@@ -401,6 +401,58 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::SetOrgConnectedResponse>, Status> {
         Ok(Response::new(
             admin_escrow::set_org_connected(&self.core, req.into_inner()).await?,
+        ))
+    }
+
+    async fn add_storage_location(
+        &self,
+        req: Request<pb::AddStorageLocationRequest>,
+    ) -> Result<Response<pb::AddStorageLocationResponse>, Status> {
+        Ok(Response::new(
+            admin_storage::add(&self.core, req.into_inner()).await?,
+        ))
+    }
+
+    async fn list_storage_locations(
+        &self,
+        _req: Request<pb::ListStorageLocationsRequest>,
+    ) -> Result<Response<pb::ListStorageLocationsResponse>, Status> {
+        Ok(Response::new(admin_storage::list(&self.core).await?))
+    }
+
+    async fn check_storage_location(
+        &self,
+        req: Request<pb::CheckStorageLocationRequest>,
+    ) -> Result<Response<pb::CheckStorageLocationResponse>, Status> {
+        Ok(Response::new(
+            admin_storage::check(&self.core, req.into_inner()).await?,
+        ))
+    }
+
+    async fn get_storage_lifecycle(
+        &self,
+        req: Request<pb::GetStorageLifecycleRequest>,
+    ) -> Result<Response<pb::GetStorageLifecycleResponse>, Status> {
+        Ok(Response::new(
+            admin_storage::lifecycle(&self.core, req.into_inner()).await?,
+        ))
+    }
+
+    async fn move_org_storage(
+        &self,
+        req: Request<pb::MoveOrgStorageRequest>,
+    ) -> Result<Response<pb::MoveOrgStorageResponse>, Status> {
+        Ok(Response::new(
+            admin_storage::move_org(&self.core, req.into_inner()).await?,
+        ))
+    }
+
+    async fn set_org_storage(
+        &self,
+        req: Request<pb::SetOrgStorageRequest>,
+    ) -> Result<Response<pb::SetOrgStorageResponse>, Status> {
+        Ok(Response::new(
+            admin_storage::set_org(&self.core, req.into_inner()).await?,
         ))
     }
 
@@ -521,28 +573,6 @@ impl AdminService for AdminApi {
         Ok(Response::new(
             admin_lists::drills(&self.core, req.into_inner()).await?,
         ))
-    }
-}
-
-/// A requested link lifetime in seconds (0: the default) as milliseconds, bounded 30m..=7d.
-fn link_ttl_ms(seconds: u64) -> Result<Option<i64>, Status> {
-    if seconds == 0 {
-        return Ok(None);
-    }
-    let d = repovault_common::links::check_link_ttl(std::time::Duration::from_secs(seconds))
-        .map_err(Status::invalid_argument)?;
-    Ok(Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
-}
-
-impl AdminApi {
-    /// A restore as the admin sees it, with a completed download's current link.
-    fn restore_with_link(&self, r: &crate::model::RestoreRecord) -> pb::Restore {
-        let mut p = convert::restore(r);
-        if let Some(link) = self.core.downloads.download_link(r) {
-            p.download_url = link.url;
-            p.download_expires_at = repovault_common::links::format_unix(link.expires_at);
-        }
-        p
     }
 }
 

@@ -47,8 +47,12 @@ pub(super) async fn download_stream(
         .artifact_path
         .clone()
         .ok_or_else(|| Status::internal("completed download restore has no artifact path"))?;
-    let reader = core
-        .storage
+    let storage = core
+        .locations
+        .operator_for(&r.org_id)
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let reader = storage
         .reader_with(&path)
         .chunk(DOWNLOAD_CHUNK)
         .await

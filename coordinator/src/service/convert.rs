@@ -96,6 +96,14 @@ pub fn org(o: &OrgRecord) -> pb::Org {
         app_id,
         installation_id,
         has_ca_cert: o.ca_cert_pem.is_some(),
+        storage: o
+            .storage
+            .clone()
+            .unwrap_or_else(|| crate::storage_locations::DEFAULT_LOCATION.to_string()),
+        copy_to: o.copy_to.clone().unwrap_or_default(),
+        tier_after_days: o
+            .tier_after_days
+            .unwrap_or(crate::tiering::lifecycle_policy::DEFAULT_TIER_AFTER_DAYS),
         last_sync_at: opt_time(o.last_sync_at_ms),
         schedule: o.schedule.schedule.clone().unwrap_or_default(),
         timezone: o.schedule.timezone.clone().unwrap_or_default(),
@@ -190,6 +198,16 @@ pub fn backup(b: &BackupRecord) -> pb::Backup {
         worker_id: b.worker_id.clone().unwrap_or_default(),
         // Set by the caller that knows the agreements (`admin.rs::backups`, from `Escrow::escrowed`).
         is_escrowed: false,
+        copy: b
+            .copy
+            .as_ref()
+            .map(|c| match &c.detail {
+                Some(d) if c.status != crate::model::CopyStatus::Done => {
+                    format!("{} at {}: {d}", c.status.as_str(), c.location)
+                }
+                _ => format!("{} at {}", c.status.as_str(), c.location),
+            })
+            .unwrap_or_default(),
         verification: match (&b.verification, b.status) {
             (Some(v), _) => Some(verification(v)),
             // Completed before verification existed, or by a worker that sent no checks.

@@ -84,7 +84,6 @@ impl WorkerService for WorkerApi {
                 write_deadline_ms: ms(t.write_deadline()),
                 acquire_wait_ms: ms(t.acquire_wait()),
             }),
-            storage: Some(self.core.storage_config.to_proto()),
             protocol_version: PROTOCOL_VERSION,
         }))
     }

@@ -290,6 +290,7 @@ fn repo_access(a: &RepoAccess) -> pb::RepoAccess {
         api_url: a.api_url.clone(),
         ca_cert_pem: a.ca_cert_pem.clone().unwrap_or_default(),
         credential_id: a.credential_id.clone(),
+        storage: Some(a.storage.to_proto()),
     }
 }
 
@@ -427,6 +428,7 @@ mod tests {
                 api_url: String::new(),
                 ca_cert_pem: None,
                 credential_id: String::new(),
+                storage: repovault_common::storage::StorageConfig::fs("/srv/storage"),
             },
             rate: None,
             spec,

@@ -7,6 +7,8 @@ use repovault_common::storage::snapshot_repo_path;
 
 use crate::error::CoreResult;
 use crate::model::{OrgCredential, OrgId, OrgRecord, Provider, RepoId, RepoRecord};
+use repovault_common::storage::StorageConfig;
+
 use crate::secrets::SealContext;
 
 use crate::forge_access::ForgeAccess;
@@ -35,6 +37,8 @@ pub struct RepoAccess {
     pub ca_cert_pem: Option<String>,
     /// The forge credential's stable, non-secret id naming its rate budget; empty without one.
     pub credential_id: String,
+    /// Where the snapshot repository lives, with the credential the task may use.
+    pub storage: StorageConfig,
 }
 
 /// The repository access of a lease of `repo` of `org`.
@@ -43,6 +47,7 @@ pub(crate) fn repo_access(
     forge: &ForgeAccess,
     org: &OrgRecord,
     repo: &RepoRecord,
+    storage: StorageConfig,
 ) -> CoreResult<RepoAccess> {
     let password = secrets.open(SealContext::OrgKey(&org.id), &org.sealed_key)?;
     // A repository's own token wins; a discovered repository uses its organisation's
@@ -76,5 +81,6 @@ pub(crate) fn repo_access(
         api_url: crate::forge_access::org_discovery::endpoint(org).api_url,
         ca_cert_pem: org.ca_cert_pem.clone(),
         credential_id,
+        storage,
     })
 }

@@ -189,8 +189,13 @@ impl TaskQueue {
             task_id: task.id.clone(),
             attempt,
         };
-        let mut access =
-            crate::tasks::lease_access::repo_access(&self.secrets, &self.forge, &org, &repo)?;
+        let mut access = crate::tasks::lease_access::repo_access(
+            &self.secrets,
+            &self.forge,
+            &org,
+            &repo,
+            self.locations.lease_storage(&org).await?,
+        )?;
         let mut rate = None;
         let l = LeaseCtx {
             task: &task,

@@ -105,6 +105,7 @@ pub struct TaskQueue {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) secrets: Arc<Secrets>,
     pub(crate) forge: Arc<ForgeAccess>,
+    pub(crate) locations: Arc<crate::storage_locations::StorageLocations>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) ledger: Arc<VerifyLedger>,
     /// Progress streamed by the workers, fanned out to watchers.
@@ -136,6 +137,7 @@ pub struct TaskQueueParts {
     pub catalog: Arc<Catalog>,
     pub secrets: Arc<Secrets>,
     pub forge: Arc<ForgeAccess>,
+    pub locations: Arc<crate::storage_locations::StorageLocations>,
     pub registry: Arc<Registry>,
     pub ledger: Arc<VerifyLedger>,
     pub forget_tx: tokio::sync::mpsc::UnboundedSender<ForgetRequest>,
@@ -237,6 +239,7 @@ impl TaskQueue {
             catalog: parts.catalog,
             secrets: parts.secrets,
             forge: parts.forge,
+            locations: parts.locations,
             registry: parts.registry,
             ledger: parts.ledger,
             progress: ProgressHub::default(),

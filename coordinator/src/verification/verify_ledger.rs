@@ -172,6 +172,9 @@ impl VerifyLedger {
             .repo(repo_id)
             .await?
             .ok_or_else(|| not_found("repository", repo_id.to_string()))?;
+        if let Err(e) = self.catalog.take_out_recorded_damage(&repo, now).await {
+            tracing::error!(repo = %repo.full_name(), error = %e, "the damaged packs could not be taken out of the index");
+        }
         let mut history = self.catalog.list_catalog(&repo.org_id, &repo.id).await?;
         for b in self.store.recent_backups(&repo.id).await? {
             if !history.iter().any(|h| h.id == b.id) {

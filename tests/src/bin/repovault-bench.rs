@@ -32,7 +32,8 @@ use anyhow::{Context, Result};
 
 use repovault_coordinator::model::BackupRecord;
 use repovault_tests::bench::{
-    SourceArgs, kib_f, median, mib, mib_f, parse_source_args, remove_if_exists,
+    SourceArgs, kib_f, median, mib, mib_f, parse_source_args, push_five_file_commit,
+    remove_if_exists,
 };
 use repovault_tests::fixtures::{big_repo, git, git_command, run};
 use repovault_tests::gitserver::GitDaemon;
@@ -96,43 +97,7 @@ impl Source {
     /// of a clone sharing the source's objects. Returns the size of a pack of the objects it
     /// added (what the source grew by, as git would send it).
     fn push_one_commit(&self, scratch: &Path) -> Result<u64> {
-        let work = scratch.join("push-work");
-        remove_if_exists(&work)?;
-        let bare = self.bare.to_str().context("non-UTF-8 source path")?;
-        let work_s = work.to_str().context("non-UTF-8 scratch path")?;
-        git(
-            scratch,
-            &["clone", "-q", "--shared", "--no-checkout", bare, work_s],
-        )?;
-        git(&work, &["read-tree", "HEAD"])?;
-        let files = git(&work, &["ls-tree", "-r", "--name-only", "HEAD"])?;
-        let paths: Vec<String> = files
-            .lines()
-            .filter(|p| p.ends_with(".rs"))
-            .step_by(7)
-            .take(5)
-            .map(str::to_string)
-            .collect();
-        if paths.len() < 5 {
-            anyhow::bail!("the source has fewer than five .rs files to change");
-        }
-        for path in &paths {
-            let mut text = git(&work, &["show", &format!("HEAD:{path}")])?;
-            text.push_str("\n// One more line, from the benchmark.\n");
-            let file = work.join(path);
-            if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
-            git(&work, &["add", path])?;
-        }
-        git(
-            &work,
-            &["commit", "-q", "-m", "Benchmark: one commit of five files"],
-        )?;
-        git(&work, &["push", "-q", &self.url, "HEAD:refs/heads/main"])?;
-        remove_if_exists(&work)?;
+        push_five_file_commit(&self.bare, &self.url, scratch)?;
         self.growth()
     }
 

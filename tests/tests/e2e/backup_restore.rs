@@ -10,7 +10,7 @@ use repovault_tests::gitserver::{GitDaemon, GitHttp};
 const WAIT: Duration = Duration::from_secs(120);
 
 /// Restores `backup_id` into a fresh bare repository served by `daemon` and returns its path.
-async fn restore_to_new(
+pub(crate) async fn restore_to_new(
     c: &Cluster,
     daemon: &GitDaemon,
     backup_id: &str,

@@ -166,6 +166,39 @@ async fn every_commands_json_output_matches_its_schema() {
         "org set",
         &cli.json(&["org", "set", "acme", "--schedule", "daily"]),
     );
+    let second = tempfile::tempdir().unwrap();
+    let added = cli.json(&[
+        "storage",
+        "add",
+        "second",
+        "--kind",
+        "fs",
+        "--root",
+        second.path().to_str().unwrap(),
+    ]);
+    s.check("storage-add", "storage add", &added);
+    s.check(
+        "org-set",
+        "org set --storage",
+        &cli.json(&["org", "set", "acme", "--storage", "default"]),
+    );
+    let locations = cli.json(&["storage", "list"]);
+    s.check("storage-list", "storage list", &locations);
+    // The default location was made by the coordinator, not added: no time, null.
+    assert!(locations[0]["created_at"].is_null(), "{locations:#}");
+    s.check(
+        "storage-show",
+        "storage show",
+        &cli.json(&["storage", "show", "second"]),
+    );
+    s.check(
+        "storage-check",
+        "storage check",
+        &cli.json(&["storage", "check", "default"]),
+    );
+    let moved = cli.json(&["storage", "move", "acme", "--to", "second"]);
+    s.check("storage-move", "storage move", &moved);
+    assert_eq!(moved["org"]["storage"], "second", "{moved:#}");
     s.check(
         "org-retention",
         "org retention",

@@ -41,7 +41,7 @@ async fn serve_http(c: &Cluster) -> String {
 }
 
 /// `curl` the URL into `out`; returns the HTTP status and the body when it is not 200.
-fn curl(url: &str, out: &Path) -> (u16, String) {
+pub(crate) fn curl(url: &str, out: &Path) -> (u16, String) {
     let o = Command::new("curl")
         .args(["-s", "-o"])
         .arg(out)
@@ -433,7 +433,7 @@ async fn github_backups_zip_mirror_wiki_lfs_and_metadata() {
             "{:?}",
             r.error
         );
-        let link = c.core().downloads.download_link(&r).unwrap();
+        let link = c.core().downloads.download_link(&r).await.unwrap();
         let zip_path = work.path().join(format!("{repo}.zip"));
         assert_eq!(curl(&link.url, &zip_path).0, 200);
         assert_eq!(Some(sha256_file(&zip_path)), r.artifact_sha256);

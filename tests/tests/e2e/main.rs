@@ -18,6 +18,7 @@ mod health;
 mod list_paging;
 mod metrics_lint;
 mod multi_process;
+mod object_storage;
 mod observability;
 mod placement;
 mod rate_budget;

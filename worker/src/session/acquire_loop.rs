@@ -16,7 +16,7 @@ use crate::tasks::LeaseView;
 use crate::tasks::leased;
 
 use super::heartbeat::Heartbeat;
-use super::task_runner::{run_task, start_task};
+use super::task_runner::{refuse_task, run_task, start_task};
 use super::{Exit, Session, Work, WorkerConfig, WorkerError};
 
 /// Serves one registration. `Ok(None)`: register again (running tasks go on). On exit, drains:
@@ -117,7 +117,13 @@ pub(super) async fn serve(
                     }
                     continue;
                 }
-                let ctx = start_task(s, &task, work, &cache, cfg);
+                let ctx = match start_task(s, &task, work, &cache, cfg) {
+                    Ok(ctx) => ctx,
+                    Err(why) => {
+                        refuse_task(&client, &s.worker_id, &task, why).await;
+                        continue;
+                    }
+                };
                 let span = tracing::info_span!("task", task = %ctx.lease.token.task_id, attempt = ctx.lease.token.attempt, kind = leased::kind_of(&task).map_or("none", |k| k.as_str()), repo = %task.repo.as_ref().map(|r| format!("{}/{}", r.org_name, r.repo_name)).unwrap_or_default());
                 let (held, client, worker_id) =
                     (work.held.clone(), s.client.clone(), s.worker_id.clone());

@@ -83,6 +83,11 @@ impl Heartbeat {
         }
         for t in &r.revoked {
             if let Some(l) = h.get(&t.task_id) {
+                if l.is_completing() {
+                    // The coordinator took the completion before this beat: nothing to stop.
+                    tracing::debug!(task = %t.task_id, attempt = t.attempt, "lease ended with its completion");
+                    continue;
+                }
                 tracing::warn!(task = %t.task_id, attempt = t.attempt, "lease revoked; interrupting");
                 l.revoke();
             }

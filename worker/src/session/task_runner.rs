@@ -23,22 +23,34 @@ use crate::tasks::{self, LeaseView, TaskContext, TaskError};
 use super::{Held, Session, Work};
 
 /// Registers the task's lease as held (the heartbeat renews it from now on) and builds its
-/// context.
+/// context, with an operator for the storage its lease names. A lease whose storage cannot be
+/// used is not started: the error says why, secrets scrubbed.
 pub(super) fn start_task(
     s: &Session,
     task: &pb::Task,
     work: &Work,
     cache: &Arc<MirrorCache>,
     cfg: &super::WorkerConfig,
-) -> Arc<TaskContext> {
+) -> Result<Arc<TaskContext>, String> {
+    let spec = task
+        .repo
+        .as_ref()
+        .and_then(|r| r.storage.clone())
+        .unwrap_or_default();
+    let storage = work.storages.operator(&spec).map_err(|e| {
+        repovault_common::redact::scrub(
+            &format!("storage from the lease: {e}"),
+            &lease_secrets(task),
+        )
+    })?;
     let token = task.lease.clone().unwrap_or_default();
     let lease = Arc::new(LeaseView::new(token.clone(), &s.timing, s.write_deadline));
     work.held
         .lock()
         .insert(token.task_id.clone(), lease.clone());
-    Arc::new(TaskContext {
+    Ok(Arc::new(TaskContext {
         worker_id: s.worker_id.clone(),
-        storage: s.storage.clone(),
+        storage,
         scratch: cfg.scratch_dir.clone(),
         cache: cache.clone(),
         local_paths: cfg.local_paths.clone(),
@@ -53,7 +65,28 @@ pub(super) fn start_task(
             work.pauses.clone(),
         ),
         full_check_every: cfg.full_check_every,
-    })
+    }))
+}
+
+/// Completes a lease that could not be started as failed, not retryable (its storage cannot be
+/// used; another attempt gets the same lease contents).
+pub(super) async fn refuse_task(
+    client: &Client,
+    worker_id: &WorkerId,
+    task: &pb::Task,
+    why: String,
+) {
+    tracing::warn!(error = %why, "task not started");
+    let token = task.lease.clone().unwrap_or_default();
+    let req = pb::CompleteTaskRequest {
+        worker_id: worker_id.into(),
+        lease: Some(token),
+        error: why,
+        ..Default::default()
+    };
+    if let Err(e) = client.clone().complete_task(req).await {
+        tracing::warn!(error = %e.message(), "completion refused; the lease will expire");
+    }
 }
 
 /// Runs one leased task to its completion: decodes the lease once, dispatches on its kind with
@@ -129,6 +162,7 @@ pub(super) async fn run_task(
             }
         }
     }
+    ctx.lease.mark_completing();
     complete(client, &req, &ctx.lease).await;
     held.lock().remove(&token.task_id);
 }
@@ -197,6 +231,20 @@ pub(super) async fn stream_events(
 }
 
 /// The secrets a task's lease carries, scrubbed from its failure's message before it leaves.
+/// The secret options (keys, SAS tokens) of the lease's storage.
+fn storage_secrets(access: Option<&pb::RepoAccess>) -> Vec<String> {
+    access
+        .and_then(|a| a.storage.as_ref())
+        .map(|s| {
+            s.options
+                .iter()
+                .filter(|(k, _)| repovault_common::storage::is_secret_option(k))
+                .map(|(_, v)| v.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn lease_secrets(task: &pb::Task) -> Vec<Secret> {
     let access = task.repo.as_ref();
     let restore = match task.spec.as_ref() {
@@ -211,6 +259,7 @@ fn lease_secrets(task: &pb::Task) -> Vec<Secret> {
     ]
     .into_iter()
     .flatten()
+    .chain(storage_secrets(access))
     .filter(|s| !s.is_empty())
     .map(Secret::new)
     .collect()

@@ -447,6 +447,7 @@ impl BackupJob {
 
     /// Phase `snapshot`: stores the entry as a snapshot, behind the commit fence.
     async fn snapshot(&self, manifest: &Manifest) -> Result<BackupSummary, TaskError> {
+        self.refuse_damage_still_indexed().await?;
         self.ctx.progress.phase(
             "snapshot",
             format!(
@@ -456,6 +457,38 @@ impl BackupJob {
             ),
         );
         snapshot_commit::snapshot(self).await
+    }
+
+    /// A pack a read-back recorded as damaged must be out of the index before a backup stores
+    /// anything, or the backup would deduplicate against it and be just as unrestorable. Taking
+    /// it out needs delete rights, which a writer credential may lack; then the coordinator does
+    /// it with its maintainer credential, and until it has (the pack still under `data/`) the
+    /// backup refuses, retryably. One listing of the findings per backup, usually empty.
+    async fn refuse_damage_still_indexed(&self) -> Result<(), TaskError> {
+        use repovault_common::repo::{DamageFinding, DamagedKind};
+        let path = self.access.snapshot_path.trim_end_matches('/');
+        let findings = DamageFinding::load_all(&self.ctx.storage, path)
+            .await
+            .map_err(|e| TaskError::retryable("reading the damage findings").with_source(e))?;
+        for f in findings
+            .iter()
+            .filter(|f| f.kind == DamagedKind::Pack && f.id.len() > 2)
+        {
+            let pack = format!("{path}/data/{}/{}", &f.id[..2], f.id);
+            let still = self
+                .ctx
+                .storage
+                .exists(&pack)
+                .await
+                .map_err(|e| TaskError::retryable("checking a damaged pack").with_source(e))?;
+            if still {
+                return Err(TaskError::retryable(format!(
+                    "pack {} was found damaged and is not out of the index yet (the coordinator takes it out): a backup now would reuse it",
+                    &f.id[..12.min(f.id.len())]
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Phase `verify`, the second half of the verification, on the entry just stored (still

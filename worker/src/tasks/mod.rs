@@ -41,6 +41,9 @@ pub struct LeaseView {
     /// coordinator was unreachable): a failure of the task then is not the task's own, and the
     /// worker gives the task back (ReleaseTask) instead of failing the attempt.
     lost: Mutex<Option<LeaseLoss>>,
+    /// Set once the task's work is over and its completion is being sent: the lease ends with
+    /// the completion, so a revocation crossing it interrupts nothing.
+    completing: AtomicBool,
 }
 
 /// How a lease was lost on the coordinator's side.
@@ -75,10 +78,22 @@ impl LeaseView {
             heartbeat: timing.heartbeat(),
             interrupt: Arc::default(),
             lost: Mutex::new(None),
+            completing: AtomicBool::new(false),
         }
     }
 
     /// The coordinator revoked the lease: the task stops, and its failure is not counted.
+    /// The task's work is over; its completion is on its way.
+    pub fn mark_completing(&self) {
+        self.completing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the task's completion is on its way (see [`Self::mark_completing`]).
+    pub fn is_completing(&self) -> bool {
+        self.completing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn revoke(&self) {
         self.lost.lock().get_or_insert(LeaseLoss::Revoked);
         self.interrupt

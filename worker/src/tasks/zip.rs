@@ -336,9 +336,12 @@ pub fn check_zip(path: &Path, expected: &Listing) -> Result<(u64, String), TaskE
     copy_hashed(&mut f, &mut std::io::sink()).map_err(check_failed)
 }
 
-/// Writes the local file `from` to storage at `to`, streamed in chunks (never whole in memory):
-/// under a temporary sibling name first, then renamed, so `to` never holds a partial artifact.
-/// The lease is checked before the first byte and again before the rename.
+/// Writes the local file `from` to storage at `to`, streamed in chunks (never whole in memory),
+/// so that `to` never holds a partial artifact: on a file system under a temporary sibling
+/// name, then renamed; on an object store straight to `to` in parts (a multipart upload, a
+/// block list, a resumable upload), which the store shows only once completed. So a worker's
+/// writer credential needs no delete. The lease is checked before the first byte and again
+/// before the artifact is put in place.
 pub(super) async fn upload(
     ctx: &Arc<TaskContext>,
     from: &Path,
@@ -347,13 +350,24 @@ pub(super) async fn upload(
 ) -> Result<(), TaskError> {
     use tokio::io::AsyncReadExt;
     let serr = |e: opendal::Error| TaskError::retryable("writing download artifact").with_source(e);
-    let tmp = format!("{to}.partial-{}", uuid::Uuid::now_v7().simple());
+    let rename = ctx.storage.info().capability().rename;
+    let tmp = if rename {
+        format!("{to}.partial-{}", uuid::Uuid::now_v7().simple())
+    } else {
+        to.to_string()
+    };
     ctx.lease.may_write().map_err(TaskError::retryable)?;
     let mut f = tokio::fs::File::open(from)
         .await
         .map_err(|e| TaskError::retryable(format!("reading {}", from.display())).with_source(e))?;
     let result = async {
-        let mut w = ctx.storage.writer(&tmp).await.map_err(serr)?;
+        let mut w = ctx
+            .storage
+            .writer_with(&tmp)
+            .chunk(repovault_common::storage::MULTIPART_PART_SIZE)
+            .concurrent(repovault_common::storage::MULTIPART_CONCURRENCY)
+            .await
+            .map_err(serr)?;
         let mut sent = 0u64;
         loop {
             let mut buf = vec![0u8; UPLOAD_CHUNK];
@@ -375,26 +389,20 @@ pub(super) async fn upload(
             sent += filled as u64;
             ctx.progress.update_bytes(sent, total);
         }
+        if !rename {
+            // The completion is the moment the artifact appears: only while the lease holds.
+            ctx.lease.may_write().map_err(TaskError::retryable)?;
+            return w.close().await.map(|_| ()).map_err(serr);
+        }
         w.close().await.map_err(serr)?;
         ctx.lease.may_write().map_err(TaskError::retryable)?;
-        move_into_place(ctx, &tmp, to).await
+        ctx.storage.rename(&tmp, to).await.map_err(serr)
     }
     .await;
-    if result.is_err() {
+    if result.is_err() && rename {
         let _ = ctx.storage.delete(&tmp).await;
     }
     result
-}
-
-/// Renames where the storage can (fs), else copies and deletes the temporary.
-async fn move_into_place(ctx: &Arc<TaskContext>, tmp: &str, to: &str) -> Result<(), TaskError> {
-    let serr = |e: opendal::Error| TaskError::retryable("writing download artifact").with_source(e);
-    if ctx.storage.info().capability().rename {
-        ctx.storage.rename(tmp, to).await.map_err(serr)
-    } else {
-        ctx.storage.copy(tmp, to).await.map_err(serr)?;
-        ctx.storage.delete(tmp).await.map_err(serr)
-    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ pub(crate) fn new_backup(
         priority,
         worker_id: None,
         verification: None,
+        copy: None,
     }
 }
 
@@ -252,7 +253,8 @@ impl Kind for BackupKind {
 }
 
 /// Every terminal backup passes here once: completion, final failure, lease expiry. Writes
-/// its catalog object and wakes the forget pass of its repository.
+/// its catalog object and, when an attempt of it may have left a snapshot that was not
+/// committed, wakes the forget pass of its repository.
 pub(crate) async fn after_backup_finished(q: &TaskQueue, b: &BackupRecord) {
     metrics::counter!("repovault_backups_total", "outcome" => b.status.as_str()).increment(1);
     let result = q.catalog.finish_catalog(&b.repo_id).await;
@@ -260,7 +262,17 @@ pub(crate) async fn after_backup_finished(q: &TaskQueue, b: &BackupRecord) {
         // The record stays in the store until its object is written (start-up repair).
         tracing::warn!(backup = %b.id, error = %e, "catalog object not written yet");
     }
-    let _ = q.forget_tx.send(ForgetRequest::Repo {
-        repo_id: b.repo_id.clone(),
-    });
+    if may_leave_uncommitted(b) {
+        let _ = q.forget_tx.send(ForgetRequest::Repo {
+            repo_id: b.repo_id.clone(),
+        });
+    }
+}
+
+/// Whether a terminal backup may have left an uncommitted snapshot behind: any that did not
+/// complete, and any that took more than one attempt. A backup completed by its first attempt
+/// had no other attempt to write one, so sweeping its repository (a listing and a read of every
+/// snapshot file) would find nothing; the periodic sweep still covers every repository.
+fn may_leave_uncommitted(b: &BackupRecord) -> bool {
+    b.status != Status::Completed || b.attempt > 1
 }

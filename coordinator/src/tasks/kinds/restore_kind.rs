@@ -41,7 +41,7 @@ impl Kind for RestoreKind {
     async fn lease(
         q: &TaskQueue,
         l: &LeaseCtx<'_>,
-        _access: &mut RepoAccess,
+        access: &mut RepoAccess,
         _rate: &mut Option<Grant>,
         batch: &mut Batch,
     ) -> CoreResult<LeaseSpec> {
@@ -51,6 +51,10 @@ impl Kind for RestoreKind {
             .restore(&task.restore_subject()?)
             .await?
             .ok_or_else(|| not_found("restore", task.subject_id.clone()))?;
+        if r.from_copy {
+            // The copy holds the same repository files (the same keys) at the same paths.
+            access.storage = q.locations.copy_lease_storage(l.org).await?;
+        }
         let b = q
             .registry
             .backup_record(&r.backup_id)

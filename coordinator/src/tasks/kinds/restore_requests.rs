@@ -61,6 +61,8 @@ pub struct RestoreRequest {
     pub link_ttl_ms: Option<i64>,
     /// Which access a forge `full_repo` restore grants.
     pub access: AccessScope,
+    /// Read the backup from the organisation's second copy (the primary is lost).
+    pub from_copy: bool,
 }
 
 impl RestoreRequest {
@@ -77,7 +79,36 @@ impl RestoreRequest {
             into: String::new(),
             link_ttl_ms: None,
             access: AccessScope::Direct,
+            from_copy: false,
         }
+    }
+}
+
+/// A restore from the second copy needs a copy of the backup that was read back there, and a
+/// target outside storage (a download's artifact would land in the copy's location, where no
+/// link points).
+fn check_copy(backup: &crate::model::BackupRecord, target: RestoreTarget) -> CoreResult<()> {
+    if target == RestoreTarget::Download {
+        return Err(invalid(
+            "--from-copy restores to a repository (--target new, original or existing), not to a download",
+        ));
+    }
+    match &backup.copy {
+        Some(c) if c.status == crate::model::CopyStatus::Done => Ok(()),
+        Some(c) => Err(CoreError::FailedPrecondition(format!(
+            "backup {}'s copy at {} is {}{}",
+            backup.id,
+            c.location,
+            c.status.as_str(),
+            c.detail
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        ))),
+        None => Err(CoreError::FailedPrecondition(format!(
+            "backup {} has no second copy (org set ORG --copy-to NAME)",
+            backup.id
+        ))),
     }
 }
 
@@ -234,7 +265,11 @@ impl Restores {
                 link_ttl_ms: req.link_ttl_ms,
                 ..Default::default()
             },
+            from_copy: req.from_copy,
         };
+        if req.from_copy {
+            check_copy(&backup, target)?;
+        }
         let forge_args = !req.org.is_empty() || !req.name.is_empty() || !req.into.is_empty();
         match target {
             RestoreTarget::Download => {

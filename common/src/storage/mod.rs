@@ -3,10 +3,19 @@
 //! Everything above this module (the snapshot repository in `repo/`, catalog objects, download
 //! archives, the reconciler) speaks opendal and never asks which kind of storage it is on; what
 //! a kind can or cannot do is read from the operator's capabilities (rename, create_dir,
-//! last-modified times). So the storage kinds are a closed set here, [`StorageKind`], and
-//! adding one (S3, Azure Blob, GCS) is one variant, its required options in
-//! [`StorageKind::required_options`] (checked at start-up by [`StorageConfig::validate`]), and
-//! its builder arm in [`StorageConfig::operator`].
+//! last-modified times, conditional writes, presigning). So the storage kinds are a closed set
+//! here, [`StorageKind`]; a kind is its options ([`StorageKind::required_options`] and
+//! [`StorageKind::known_options`], checked at start-up by [`StorageConfig::validate`]) and its
+//! builder arm in `services.rs`.
+
+pub mod azure_sas;
+mod services;
+pub mod storage_conformance;
+
+pub use services::{
+    MULTIPART_CONCURRENCY, MULTIPART_PART_SIZE, MULTIPART_THRESHOLD, REQUEST_TIMEOUT,
+    RETRY_MAX_TIMES, TRANSFER_TIMEOUT,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
@@ -23,6 +32,10 @@ pub enum StorageError {
     UnsupportedKind(String),
     #[error("storage option {0:?} is required for kind {1}")]
     MissingOption(&'static str, StorageKind),
+    #[error("storage option {0:?} is not known for kind {1} (known: {known})", known = .1.known_options().join(", "))]
+    UnknownOption(String, StorageKind),
+    #[error("storage of kind {0}: {1}")]
+    Invalid(StorageKind, String),
     #[error(
         "memory storage {0:?} does not exist in this process: memory storage is shared only \
          within the process that created it (in-process tests), never with another process"
@@ -56,17 +69,38 @@ pub enum StorageKind {
     /// puts, atomic in memory), no directories and no last-modified times (so a prune never
     /// deletes packs no index lists, whose age it cannot tell).
     Memory,
+    /// Amazon S3 or an S3-compatible service (opendal's `s3`): options `bucket` and `region`,
+    /// optionally `endpoint` (anything but AWS), `prefix`, `access_key_id` with
+    /// `secret_access_key` (and `session_token`), `virtual_host_style`.
+    S3,
+    /// Azure Blob Storage (opendal's `azblob`): options `container`, `endpoint`
+    /// (`https://ACCOUNT.blob.core.windows.net`) and `account_name`, with `account_key` or
+    /// `sas_token`, optionally `prefix`.
+    Azblob,
+    /// Google Cloud Storage (opendal's `gcs`): option `bucket`, optionally `endpoint` (an
+    /// emulator), `prefix`, and `credential` (a service account key, base64 of its JSON) or
+    /// `token` (an OAuth access token), or `anonymous = "true"` (emulators, public buckets).
+    Gcs,
 }
 
 impl StorageKind {
     /// Every kind, in the order error messages list them.
-    pub const ALL: [StorageKind; 2] = [StorageKind::Fs, StorageKind::Memory];
+    pub const ALL: [StorageKind; 5] = [
+        StorageKind::Fs,
+        StorageKind::S3,
+        StorageKind::Azblob,
+        StorageKind::Gcs,
+        StorageKind::Memory,
+    ];
 
     /// The spelling in configuration files and on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Fs => "fs",
             Self::Memory => "memory",
+            Self::S3 => "s3",
+            Self::Azblob => "azblob",
+            Self::Gcs => "gcs",
         }
     }
 
@@ -76,7 +110,51 @@ impl StorageKind {
         match self {
             Self::Fs => &["root"],
             Self::Memory => &["name"],
+            Self::S3 => &["bucket", "region"],
+            Self::Azblob => &["container", "endpoint", "account_name"],
+            Self::Gcs => &["bucket"],
         }
+    }
+
+    /// Every option the kind understands; [`StorageConfig::validate`] refuses any other (a
+    /// misspelt `secret_acess_key` would otherwise be ignored and the storage reached without
+    /// it).
+    pub fn known_options(self) -> &'static [&'static str] {
+        match self {
+            Self::Fs => &["root"],
+            Self::Memory => &["name"],
+            Self::S3 => &[
+                "bucket",
+                "region",
+                "endpoint",
+                "prefix",
+                "access_key_id",
+                "secret_access_key",
+                "session_token",
+                "virtual_host_style",
+            ],
+            Self::Azblob => &[
+                "container",
+                "endpoint",
+                "account_name",
+                "account_key",
+                "sas_token",
+                "prefix",
+            ],
+            Self::Gcs => &[
+                "bucket",
+                "endpoint",
+                "prefix",
+                "credential",
+                "token",
+                "anonymous",
+            ],
+        }
+    }
+
+    /// Whether the kind is reached over the network (then requests are retried and timed out).
+    pub fn is_remote(self) -> bool {
+        matches!(self, Self::S3 | Self::Azblob | Self::Gcs)
     }
 
     fn supported() -> String {
@@ -142,7 +220,7 @@ impl std::fmt::Debug for StorageConfig {
 
 /// The in-memory stores of this process by name; `None` until the first operator is built.
 /// Entries are never removed: a store lives as long as the test process that made it.
-static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Option<Operator>>>> =
+pub(crate) static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Option<Operator>>>> =
     LazyLock::new(Default::default);
 
 impl StorageConfig {
@@ -164,12 +242,41 @@ impl StorageConfig {
         }
     }
 
-    /// Checks the configuration without touching storage.
+    /// Checks the configuration without touching storage: every required option is there, no
+    /// unknown one is, and credentials come in the combinations the kind accepts.
     pub fn validate(&self) -> Result<(), StorageError> {
         for name in self.kind.required_options() {
             self.option(name)?;
         }
-        Ok(())
+        if let Some(unknown) = self
+            .options
+            .keys()
+            .find(|k| !self.kind.known_options().contains(&k.as_str()))
+        {
+            return Err(StorageError::UnknownOption(unknown.clone(), self.kind));
+        }
+        services::validate_credentials(self)
+    }
+
+    /// The value of option `name`, if set and not empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.options
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The configuration without its secret options, safe to show and to store unsealed.
+    pub fn public_part(&self) -> Self {
+        Self {
+            kind: self.kind,
+            options: self
+                .options
+                .iter()
+                .filter(|(k, _)| !is_secret_option(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
     }
 
     /// Validates, then readies what the kind needs before first use: for `fs`, creates the
@@ -184,7 +291,9 @@ impl StorageConfig {
                     source,
                 })
             }
-            StorageKind::Memory => Ok(()),
+            StorageKind::Memory | StorageKind::S3 | StorageKind::Azblob | StorageKind::Gcs => {
+                Ok(())
+            }
         }
     }
 
@@ -201,40 +310,18 @@ impl StorageConfig {
                     Err(e) => Err(format!("the storage root {root}: {e}")),
                 }
             }
-            StorageKind::Memory => Ok(()),
+            StorageKind::Memory | StorageKind::S3 | StorageKind::Azblob | StorageKind::Gcs => {
+                Ok(())
+            }
         }
     }
 
     /// Builds the operator rooted at the storage root. Two operators built from equal
-    /// configurations see the same objects (for `memory`, within this process only).
+    /// configurations see the same objects (for `memory`, within this process only). Operators
+    /// of remote kinds time out every request and retry transient failures (`services.rs`).
     pub fn operator(&self) -> Result<Operator, StorageError> {
         self.validate()?;
-        match self.kind {
-            StorageKind::Fs => {
-                let root = self.option("root")?;
-                // opendal's fs service writes in place unless given an `atomic_write_dir`; with
-                // one, writes land in a temporary file and are renamed into place, so a crash
-                // never leaves a truncated object under its final name.
-                let tmp = format!("{}/{TMP_DIR}", root.trim_end_matches('/'));
-                let builder = opendal::services::Fs::default()
-                    .root(root)
-                    .atomic_write_dir(&tmp);
-                Ok(Operator::new(builder)?)
-            }
-            StorageKind::Memory => {
-                let name = self.option("name")?;
-                let mut stores = MEMORY_STORES.lock();
-                let slot = stores
-                    .get_mut(name)
-                    .ok_or_else(|| StorageError::MemoryNotInProcess(name.to_string()))?;
-                if let Some(op) = slot {
-                    return Ok(op.clone());
-                }
-                let op = Operator::new(opendal::services::Memory::default())?;
-                *slot = Some(op.clone());
-                Ok(op)
-            }
-        }
+        services::build(self)
     }
 
     pub fn to_proto(&self) -> pb::StorageSpec {
@@ -253,9 +340,7 @@ impl StorageConfig {
     }
 
     fn option(&self, name: &'static str) -> Result<&str, StorageError> {
-        self.options
-            .get(name)
-            .map(String::as_str)
+        self.get(name)
             .ok_or(StorageError::MissingOption(name, self.kind))
     }
 }
@@ -316,7 +401,7 @@ mod tests {
         assert!(matches!(&err, StorageError::UnsupportedKind(k) if k == "ftp"));
         assert_eq!(
             err.to_string(),
-            r#"storage kind "ftp" is not supported (supported: fs, memory)"#
+            r#"storage kind "ftp" is not supported (supported: fs, s3, azblob, gcs, memory)"#
         );
     }
 
@@ -365,5 +450,93 @@ mod tests {
             elsewhere.operator(),
             Err(StorageError::MemoryNotInProcess(_))
         ));
+    }
+
+    #[test]
+    fn options_are_checked_by_kind() {
+        let s3 = |pairs: &[(&str, &str)]| StorageConfig {
+            kind: StorageKind::S3,
+            options: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let base = [("bucket", "b"), ("region", "us-east-1")];
+        let full = [
+            base.as_slice(),
+            &[("access_key_id", "id"), ("secret_access_key", "s")],
+        ]
+        .concat();
+        assert!(s3(&full).validate().is_ok());
+        let err = s3(&[full.as_slice(), &[("secret_acess_key", "typo")]].concat())
+            .validate()
+            .expect_err("unknown option");
+        assert!(
+            err.to_string()
+                .contains(r#""secret_acess_key" is not known for kind s3"#),
+            "{err}"
+        );
+        let err = s3(&[base.as_slice(), &[("access_key_id", "id")]].concat())
+            .validate()
+            .expect_err("half a key pair");
+        assert_eq!(
+            err.to_string(),
+            "storage of kind s3: options access_key_id and secret_access_key go together"
+        );
+        assert!(matches!(
+            s3(&[("bucket", "b")]).validate(),
+            Err(StorageError::MissingOption("region", StorageKind::S3))
+        ));
+        let mut az = StorageConfig {
+            kind: StorageKind::Azblob,
+            options: [
+                ("container", "c"),
+                ("endpoint", "http://x"),
+                ("account_name", "a"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+        };
+        assert!(az.validate().is_err(), "a key or a SAS is required");
+        az.options.insert("sas_token".into(), "sv=1".into());
+        assert!(az.validate().is_ok());
+        assert_eq!(az.public_part().options.len(), 3, "the SAS is not public");
+        let mut gcs = StorageConfig {
+            kind: StorageKind::Gcs,
+            options: [("bucket".to_string(), "b".to_string())].into(),
+        };
+        assert!(gcs.validate().is_err(), "some credential is required");
+        gcs.options.insert("anonymous".into(), "yes".into());
+        assert!(
+            gcs.validate()
+                .expect_err("not a bool")
+                .to_string()
+                .contains(r#""yes""#)
+        );
+        gcs.options.insert("anonymous".into(), "true".into());
+        assert!(gcs.validate().is_ok());
+    }
+
+    #[test]
+    fn fs_and_memory_pass_the_storage_conformance_suite() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        for config in [
+            StorageConfig::fs(dir.path().display().to_string()),
+            StorageConfig::memory(),
+        ] {
+            let op = config.operator().expect("operator");
+            rt.block_on(storage_conformance::run(
+                &op,
+                "conformance",
+                MULTIPART_PART_SIZE + 1,
+                storage_conformance::KnownGaps::default(),
+            ))
+            .unwrap_or_else(|e| panic!("{}: {e}", config.kind));
+        }
     }
 }
