@@ -46,6 +46,7 @@ const JSON_SPELLED: &[(&str, &str)] = &[
     ("Drill.status", "drill_status"),
     ("Drill.trigger", "trigger"),
     ("StorageProbe.role", "storage_role"),
+    ("EscrowStorageLock.status", "escrow_lock_status"),
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

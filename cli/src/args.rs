@@ -198,6 +198,10 @@ pub enum DrillCmd {
         /// A completed backup of the organisation.
         #[arg(long)]
         backup: Option<BackupId>,
+        /// Read the backup from the organisation's second copy (org set --copy-to), whose copy
+        /// of it must be done: proof that the copy alone restores.
+        #[arg(long)]
+        from_copy: bool,
         /// Return once queued instead of waiting for the outcome.
         #[arg(long)]
         detach: bool,

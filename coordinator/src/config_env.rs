@@ -3,11 +3,14 @@
 //! `[storage]`, `[tls]`, `[retention]`, `[verification]`), upper case, e.g.
 //! `REPOVAULT_HEARTBEAT_INTERVAL=2s`, `REPOVAULT_RETENTION_KEEP_DELETE=30h`. An override is
 //! applied to the file's values before validation, so a bad value is refused naming the
-//! variable. Two things are not keys and stay in the file: `[[admin_tokens]]` (a list) and
-//! `[storage.options]` (per kind; a file holding a storage key belongs to the coordinator's user
-//! alone, or the key goes into a named location, `repovault storage add`, where it is sealed).
+//! variable. `[storage.options]` are read as `REPOVAULT_STORAGE_OPTIONS_<OPTION>` for each option
+//! the storage's kind knows (`REPOVAULT_STORAGE_OPTIONS_SECRET_ACCESS_KEY`): container platforms
+//! hand secrets to a process as variables, and the file then holds none. `[[admin_tokens]]` (a
+//! list) stays in the file.
 
 use toml::Value;
+
+use repovault_common::storage::StorageKind;
 
 use crate::config::{ConfigError, CoordinatorConfig};
 
@@ -78,6 +81,7 @@ pub fn apply(
         set(&mut root, path, value);
         applied.push(var);
     }
+    storage_options(&mut root, &get, &mut applied);
     if applied.is_empty() {
         return Ok(cfg.clone());
     }
@@ -88,6 +92,39 @@ pub fn apply(
             e.message()
         ))
     })
+}
+
+/// The storage options of the (possibly overridden) storage kind found in the environment. An
+/// unknown kind is left for validation to refuse.
+fn storage_options(
+    root: &mut Value,
+    get: &impl Fn(&str) -> Option<String>,
+    applied: &mut Vec<String>,
+) {
+    let kind = root
+        .get("storage")
+        .and_then(|s| s.get("kind"))
+        .and_then(Value::as_str)
+        .and_then(|k| k.parse::<StorageKind>().ok());
+    let Some(kind) = kind else {
+        return;
+    };
+    for option in kind.known_options() {
+        let var = variable(&format!("storage.options.{option}"));
+        let Some(text) = get(&var) else {
+            continue;
+        };
+        let Some(storage) = root.get_mut("storage").and_then(Value::as_table_mut) else {
+            return;
+        };
+        let options = storage
+            .entry("options")
+            .or_insert_with(|| Value::Table(Default::default()));
+        if let Some(t) = options.as_table_mut() {
+            t.insert(option.to_string(), Value::String(text));
+            applied.push(var);
+        }
+    }
 }
 
 /// Sets `path` (one or two levels) in `root`, creating the table when the file has none.
@@ -171,6 +208,32 @@ mod tests {
             .filter(|p| !known.contains(*p) && !lists.contains(&p.as_str()))
             .collect();
         assert!(missing.is_empty(), "keys without an override: {missing:?}");
+    }
+
+    #[test]
+    fn storage_options_come_from_the_environment_for_the_kind_in_use() {
+        let base = CoordinatorConfig::for_data_dir(std::path::Path::new("/d"));
+        let env = |k: &str| {
+            let v = match k {
+                "REPOVAULT_STORAGE_KIND" => "s3",
+                "REPOVAULT_STORAGE_OPTIONS_BUCKET" => "backups",
+                "REPOVAULT_STORAGE_OPTIONS_REGION" => "eu-west-1",
+                "REPOVAULT_STORAGE_OPTIONS_ACCESS_KEY_ID" => "AKIA",
+                "REPOVAULT_STORAGE_OPTIONS_SECRET_ACCESS_KEY" => "s3cret",
+                // An Azure option: not one of s3's, so not read.
+                "REPOVAULT_STORAGE_OPTIONS_ACCOUNT_KEY" => "azure",
+                _ => return None,
+            };
+            Some(v.to_string())
+        };
+        let c = apply(&base, env).expect("applied");
+        let options = &c.storage.as_ref().expect("storage set").options;
+        assert_eq!(options.get("bucket").map(String::as_str), Some("backups"));
+        assert_eq!(
+            options.get("secret_access_key").map(String::as_str),
+            Some("s3cret")
+        );
+        assert!(!options.contains_key("account_key"), "{options:?}");
     }
 
     #[test]

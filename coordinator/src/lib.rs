@@ -10,6 +10,7 @@ pub mod config_env;
 pub mod coordinator;
 pub mod downloads;
 pub mod error;
+pub mod escrow_lock;
 pub mod forge_access;
 pub mod health;
 pub mod http;

@@ -397,6 +397,9 @@ pub struct DrillRecord {
     #[serde(default)]
     pub finished_at_ms: Option<i64>,
     pub task_id: TaskId,
+    /// Read from the organisation's second copy (`drill run --from-copy`).
+    #[serde(default)]
+    pub from_copy: bool,
 }
 
 impl DrillRecord {

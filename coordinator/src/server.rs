@@ -322,6 +322,10 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         core.second_copy.clone(),
         shutdown.clone(),
     )));
+    tasks.push(tokio::spawn(crate::escrow_lock::lock_loop(
+        core.escrow_locks.clone(),
+        shutdown.clone(),
+    )));
     tracing::info!(grpc = %grpc_addr, http = ?http_addr, store = settings.kv.name(), "coordinator serving");
     Ok(CoordinatorHandle {
         grpc_addr,

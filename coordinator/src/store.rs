@@ -15,6 +15,7 @@
 //! schedule-state/<repo-id>      ScheduleState     (the materialiser's last slot, skipped slots)
 //! escrow/<repo-id>/<escrow-id>  EscrowRecord
 //! maintenance/<repo-id>         MaintenanceRecord (also the read-back rotation's last visit)
+//! escrow-lock/<repo-id>         EscrowLockRecord  (how far the storage lock of an escrow came)
 //! drill/<org-id>/<drill-id>     DrillRecord       (the newest DrillRecord::KEPT per organisation)
 //! drill-state/<org-id>          DrillState        (the drill materialiser's last slot)
 //! ```
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod escrow_lock_records;
 mod seek;
 mod storage_location_records;
 pub use seek::Seek;
@@ -220,13 +222,15 @@ impl Batch {
         self.put(maintenance_key(repo_id), m);
         self
     }
-    /// Purge: the repository record, its name index, stats and maintenance record (the caller
-    /// deletes its backup and escrow records).
+    /// Purge: the repository record, its name index, stats, maintenance and escrow-lock
+    /// records (the caller deletes its backup and escrow records).
     pub fn delete_repo(&mut self, r: &RepoRecord) -> &mut Self {
         self.ops.push(Op::delete(repo_key(&r.id)));
         self.ops.push(Op::delete(repo_name_key(&r.org_id, &r.name)));
         self.ops.push(Op::delete(stats_key(&r.id)));
         self.ops.push(Op::delete(maintenance_key(&r.id)));
+        self.ops
+            .push(Op::delete(escrow_lock_records::escrow_lock_key(&r.id)));
         self
     }
     /// Purge: the organisation record and its name index.

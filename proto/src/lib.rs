@@ -55,6 +55,7 @@ pub mod json {
         drill_status: DrillStatus = "DRILL_STATUS_",
         component_state: ComponentState = "COMPONENT_STATE_",
         storage_role: StorageRole = "STORAGE_ROLE_",
+        escrow_lock_status: EscrowLockStatus = "ESCROW_LOCK_STATUS_",
     );
 }
 

@@ -235,13 +235,27 @@ impl ObjectStore {
 
     /// Creates a bucket (container), as an operator would before adding the location.
     pub async fn create_bucket(&self, name: &str) -> Result<()> {
+        self.create_bucket_with(name, false).await
+    }
+
+    /// A moto bucket with S3 Object Lock enabled (and so versioning, which Object Lock needs).
+    pub async fn create_bucket_with_object_lock(&self, name: &str) -> Result<()> {
+        if self.peer != Peer::Moto {
+            bail!("Object Lock buckets are made on moto only");
+        }
+        self.create_bucket_with(name, true).await
+    }
+
+    async fn create_bucket_with(&self, name: &str, object_lock: bool) -> Result<()> {
         let http = reqwest::Client::new();
         let resp = match self.peer {
             // moto answers unsigned requests while IAM enforcement is off.
             Peer::Moto => {
-                http.put(format!("{}/{name}", self.endpoint()))
-                    .send()
-                    .await?
+                let mut req = http.put(format!("{}/{name}", self.endpoint()));
+                if object_lock {
+                    req = req.header("x-amz-bucket-object-lock-enabled", "true");
+                }
+                req.send().await?
             }
             Peer::Azurite => {
                 let now = chrono::Utc::now().timestamp();

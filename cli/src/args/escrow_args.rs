@@ -11,7 +11,10 @@ use super::PageArgs;
 pub enum EscrowCmd {
     /// Put a repository under escrow: its backups (existing and future, while active) cannot be
     /// deleted or expire. Adds a restic key for this repository alone and writes its password to
-    /// --key-to (mode 0600; must not exist) for the escrow agent.
+    /// --key-to (mode 0600; must not exist) for the escrow agent. On an S3 location whose bucket
+    /// has Object Lock, the coordinator also locks every object of the repository's snapshots in
+    /// COMPLIANCE mode until --until (30 days ahead, renewed, when open-ended) within a minute:
+    /// then not even the storage's administrator can delete them (`escrow list` shows the lock).
     Enable {
         /// ORG/NAME
         repo: String,

@@ -23,6 +23,7 @@ pub(super) async fn drill(
             org,
             repo,
             backup,
+            from_copy,
             detach,
         } => {
             let d = c
@@ -30,6 +31,7 @@ pub(super) async fn drill(
                     org: org.clone(),
                     repo: repo.unwrap_or_default(),
                     backup_id: backup.map(String::from).unwrap_or_default(),
+                    from_copy,
                 })
                 .await?
                 .into_inner()

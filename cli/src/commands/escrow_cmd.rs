@@ -132,6 +132,7 @@ fn agreement_rows(list: &[pb::EscrowAgreement]) -> Vec<Vec<String>> {
                 } else {
                     e.released_at.clone()
                 },
+                storage_lock(e.storage_lock.as_ref()),
             ]
         })
         .collect()
@@ -145,4 +146,25 @@ const HEADERS: &[&str] = &[
     "CREATED",
     "UNTIL",
     "RELEASED",
+    "STORAGE LOCK",
 ];
+
+/// The storage lock in a table cell: `locked until T`, or the state and why.
+fn storage_lock(lock: Option<&pb::EscrowStorageLock>) -> String {
+    let Some(l) = lock else {
+        return "-".into();
+    };
+    match pb::EscrowLockStatus::try_from(l.status) {
+        Ok(pb::EscrowLockStatus::Locked) => format!("locked until {}", l.locked_until),
+        Ok(pb::EscrowLockStatus::Pending) => "pending".into(),
+        Ok(pb::EscrowLockStatus::Unavailable) => format!("none: {}", l.detail),
+        Ok(pb::EscrowLockStatus::Failed) if l.locked_until.is_empty() => {
+            format!("failed: {}", l.detail)
+        }
+        Ok(pb::EscrowLockStatus::Failed) => format!(
+            "locked until {}; last pass failed: {}",
+            l.locked_until, l.detail
+        ),
+        _ => "-".into(),
+    }
+}

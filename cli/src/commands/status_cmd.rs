@@ -62,16 +62,19 @@ pub(super) async fn health(
             .map(|h| {
                 let mut detail = h.message.clone();
                 if !h.incomplete.is_empty() {
-                    if !detail.is_empty() {
-                        detail.push_str("; ");
-                    }
-                    detail.push_str(&format!("skipped: {}", h.incomplete.join(", ")));
+                    push_part(
+                        &mut detail,
+                        &format!("skipped: {}", h.incomplete.join(", ")),
+                    );
                 }
                 if !h.housekeeping.is_empty() {
-                    if !detail.is_empty() {
-                        detail.push_str("; ");
-                    }
-                    detail.push_str(&format!("housekeeping failed: {}", h.housekeeping));
+                    push_part(
+                        &mut detail,
+                        &format!("housekeeping failed: {}", h.housekeeping),
+                    );
+                }
+                if !h.copy.is_empty() {
+                    push_part(&mut detail, &format!("copy {}", h.copy));
                 }
                 vec![
                     h.repo.clone(),
@@ -198,16 +201,13 @@ pub(super) async fn timeline(
                 .collect();
             let mut note = flag(e.size_jump, "size jump");
             if !failing.is_empty() {
-                if !note.is_empty() {
-                    note.push_str("; ");
-                }
-                note.push_str(&failing.join(", "));
+                push_part(&mut note, &failing.join(", "));
             }
             if !e.error.is_empty() {
-                if !note.is_empty() {
-                    note.push_str("; ");
-                }
-                note.push_str(&e.error);
+                push_part(&mut note, &e.error);
+            }
+            if !e.copy.is_empty() {
+                push_part(&mut note, &format!("copy {}", e.copy));
             }
             vec![
                 e.at.clone(),
@@ -225,4 +225,12 @@ pub(super) async fn timeline(
     );
     pages::note_more(out, shown.items.len(), shown.more, "timeline entries");
     Ok(exit::OK)
+}
+
+/// Appends `part` to a `; `-separated note.
+fn push_part(note: &mut String, part: &str) {
+    if !note.is_empty() {
+        note.push_str("; ");
+    }
+    note.push_str(part);
 }

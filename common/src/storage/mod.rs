@@ -9,6 +9,7 @@
 //! builder arm in `services.rs`.
 
 pub mod azure_sas;
+pub mod s3_object_lock;
 mod services;
 pub mod storage_conformance;
 

@@ -46,6 +46,8 @@ pub struct Coordinator {
     pub locations: Arc<crate::storage_locations::StorageLocations>,
     /// Copies every completed backup to the organisation's second location (`second_copy/`).
     pub second_copy: Arc<crate::second_copy::SecondCopy>,
+    /// Locks escrowed repositories' objects in storage that can (`escrow_lock/`).
+    pub escrow_locks: Arc<crate::escrow_lock::EscrowLocks>,
     /// Moves an organisation's backups between locations (`storage_move/`).
     pub storage_move: Arc<crate::storage_move::StorageMove>,
     /// Catalog objects and snapshot repository creation (`catalog/`).
@@ -222,6 +224,11 @@ impl Coordinator {
             locations.clone(),
             catalog.clone(),
         ));
+        let escrow_locks = Arc::new(crate::escrow_lock::EscrowLocks::new(
+            parts.store.clone(),
+            parts.clock.clone(),
+            locations.clone(),
+        ));
         Ok(Arc::new(Self {
             health,
             drills,
@@ -254,6 +261,7 @@ impl Coordinator {
             storage_config: parts.storage_config,
             storage_move,
             second_copy,
+            escrow_locks,
             locations,
             forge,
             registry,

@@ -130,6 +130,7 @@ mod tests {
             created_at_ms: created,
             finished_at_ms: Some(created + 1),
             task_id: crate::coordinator::testing::tid("t"),
+            from_copy: false,
         }
     }
 

@@ -19,7 +19,8 @@ use std::collections::HashMap;
 use crate::error::CoreResult;
 use crate::health::{self, Active, RepoHealth, ScheduleInput, Slots};
 use crate::model::{
-    DrillRecord, DrillStatus, OrgRecord, RepoRecord, RepoStats, Status, TaskKind, VerifyStatus,
+    CopyState, DrillRecord, DrillStatus, OrgRecord, RepoRecord, RepoStats, Status, TaskKind,
+    VerifyStatus,
 };
 use crate::paging::{Page, Paged, SortKey};
 use crate::schedule::{Plan, Schedule};
@@ -32,6 +33,8 @@ pub struct RepoRow {
     pub health: RepoHealth,
     /// Why its latest reconcile sweep failed, if it did.
     pub housekeeping: Option<String>,
+    /// The latest successful backup's second copy, when the organisation keeps one.
+    pub copy: Option<CopyState>,
 }
 
 /// An organisation's latest drill and when the next is due.
@@ -122,23 +125,59 @@ impl Health {
         }
         let (keys, repos): (Vec<SortKey>, Vec<_>) = found.items.into_iter().unzip();
         let rows = self.rows_of(repos, states, true).await?;
+        let rows = self.repo_rows(rows).await?;
         Ok(Paged {
-            items: keys
-                .into_iter()
-                .zip(rows)
-                .map(|(k, (repo, stats, health))| {
-                    let housekeeping = self.reconciler.sweep_failures.get(&repo.id);
-                    let row = RepoRow {
-                        housekeeping,
-                        repo,
-                        stats,
-                        health,
-                    };
-                    (k, row)
-                })
-                .collect(),
+            items: keys.into_iter().zip(rows).collect(),
             more: found.more,
         })
+    }
+
+    /// The rows as shown: each with its reconcile failure and its latest second copy.
+    async fn repo_rows(
+        &self,
+        rows: Vec<(RepoRecord, RepoStats, RepoHealth)>,
+    ) -> CoreResult<Vec<RepoRow>> {
+        let mut out = Vec::with_capacity(rows.len());
+        let mut copies_to: HashMap<OrgId, Option<String>> = HashMap::new();
+        for (repo, stats, health) in rows {
+            let copy = self.latest_copy(&repo, &stats, &mut copies_to).await?;
+            out.push(RepoRow {
+                housekeeping: self.reconciler.sweep_failures.get(&repo.id),
+                repo,
+                stats,
+                health,
+                copy,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Where the latest successful backup's second copy stands, when the repository's
+    /// organisation keeps one (`copies_to` caches each organisation's copy location).
+    async fn latest_copy(
+        &self,
+        repo: &RepoRecord,
+        stats: &RepoStats,
+        copies_to: &mut HashMap<OrgId, Option<String>>,
+    ) -> CoreResult<Option<CopyState>> {
+        let location = match copies_to.get(&repo.org_id) {
+            Some(l) => l.clone(),
+            None => {
+                let l = self.store.org(&repo.org_id).await?.and_then(|o| o.copy_to);
+                copies_to.insert(repo.org_id.clone(), l.clone());
+                l
+            }
+        };
+        let (Some(location), Some(id)) = (location, &stats.last_success_id) else {
+            return Ok(None);
+        };
+        let copy = self.registry.backup_record(id).await?.and_then(|b| b.copy);
+        Ok(Some(copy.unwrap_or(CopyState {
+            location,
+            status: crate::model::CopyStatus::Pending,
+            detail: None,
+            at_ms: stats.last_success_at_ms.unwrap_or_default(),
+        })))
     }
 
     /// The rows of `repos` (one each, in their order), with `states` the materialiser's state
@@ -222,15 +261,7 @@ impl Health {
         let summary = health::summary(rows.iter().map(|(_, _, h)| h));
         let (readback_current, readback_overdue) = self.readback_counts(&rows).await?;
         let drills = self.drill_health(org).await?;
-        let rows = rows
-            .into_iter()
-            .map(|(repo, stats, health)| RepoRow {
-                housekeeping: self.reconciler.sweep_failures.get(&repo.id),
-                repo,
-                stats,
-                health,
-            })
-            .collect();
+        let rows = self.repo_rows(rows).await?;
         Ok(HealthReport {
             rows,
             summary,

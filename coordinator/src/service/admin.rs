@@ -1,6 +1,7 @@
 //! AdminService: what the CLI drives.
 
 use crate::model::{BackupId, RestoreId};
+use crate::verification::drills::DrillSource;
 use std::sync::Arc;
 
 use tokio_stream::wrappers::ReceiverStream;
@@ -559,6 +560,11 @@ impl AdminService for AdminApi {
                 Some(r.repo.as_str()).filter(|s| !s.is_empty()),
                 backup_id.as_ref(),
                 Trigger::Manual,
+                if r.from_copy {
+                    DrillSource::Copy
+                } else {
+                    DrillSource::Primary
+                },
             )
             .await?;
         Ok(Response::new(pb::RunDrillResponse {

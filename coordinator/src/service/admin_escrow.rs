@@ -6,15 +6,22 @@ use repovault_proto::v1 as pb;
 use crate::admin_roles::Role;
 use crate::coordinator::Coordinator;
 use crate::error::CoreResult;
+use crate::escrow_lock::{EscrowLockRecord, LockStatus};
 #[cfg(doc)]
 use crate::maintenance::escrow_holds::Escrow;
 use crate::maintenance::escrow_holds::parse_until;
 use crate::maintenance::retention::RetentionPolicy;
-use crate::model::{BackupId, EscrowRecord};
+use crate::model::{BackupId, EscrowRecord, RepoId};
+use std::collections::HashMap;
 
-fn agreement_pb(e: &EscrowRecord, now_ms: i64) -> pb::EscrowAgreement {
+fn agreement_pb(
+    e: &EscrowRecord,
+    now_ms: i64,
+    lock: Option<&EscrowLockRecord>,
+) -> pb::EscrowAgreement {
     let opt = |t: Option<i64>| t.map(crate::clock::format_ms).unwrap_or_default();
     pb::EscrowAgreement {
+        storage_lock: Some(storage_lock_pb(lock)),
         id: e.id.clone(),
         repo: e.repo_full_name.clone(),
         agreement: e.agreement.clone(),
@@ -26,6 +33,44 @@ fn agreement_pb(e: &EscrowRecord, now_ms: i64) -> pb::EscrowAgreement {
         active: e.window().is_active(now_ms),
         key_id: e.key_id.clone().unwrap_or_default(),
     }
+}
+
+fn storage_lock_pb(lock: Option<&EscrowLockRecord>) -> pb::EscrowStorageLock {
+    let opt = |t: Option<i64>| t.map(crate::clock::format_ms).unwrap_or_default();
+    let Some(l) = lock else {
+        return pb::EscrowStorageLock {
+            status: pb::EscrowLockStatus::Pending.into(),
+            ..Default::default()
+        };
+    };
+    let status = match l.status {
+        LockStatus::Locked => pb::EscrowLockStatus::Locked,
+        LockStatus::Unavailable => pb::EscrowLockStatus::Unavailable,
+        LockStatus::Failed => pb::EscrowLockStatus::Failed,
+    };
+    pb::EscrowStorageLock {
+        status: status.into(),
+        detail: l.detail.clone().unwrap_or_default(),
+        locked_until: opt(l.locked_until_ms),
+        checked_at: crate::clock::format_ms(l.checked_at_ms),
+    }
+}
+
+/// The lock records of the repositories of `agreements`, read once per repository.
+async fn lock_records<'a>(
+    core: &Coordinator,
+    agreements: impl Iterator<Item = &'a EscrowRecord>,
+) -> CoreResult<HashMap<RepoId, EscrowLockRecord>> {
+    let mut out = HashMap::new();
+    for e in agreements {
+        if out.contains_key(&e.repo_id) {
+            continue;
+        }
+        if let Some(l) = core.store.escrow_lock(&e.repo_id).await? {
+            out.insert(e.repo_id.clone(), l);
+        }
+    }
+    Ok(out)
 }
 
 fn policy_pb(p: &RetentionPolicy) -> pb::RetentionPolicy {
@@ -151,7 +196,11 @@ pub(super) async fn enable_escrow(
         .enable_escrow(&r.repo, &r.agreement, until, created_by)
         .await?;
     Ok(pb::EnableEscrowResponse {
-        agreement: Some(agreement_pb(&e, core.clock.now_ms())),
+        agreement: Some(agreement_pb(
+            &e,
+            core.clock.now_ms(),
+            core.store.escrow_lock(&e.repo_id).await?.as_ref(),
+        )),
         key: key.expose().to_string(),
     })
 }
@@ -163,8 +212,12 @@ pub(super) async fn release_escrow(
 ) -> CoreResult<pb::ReleaseEscrowResponse> {
     let released = core.escrow.release_escrow(&r.repo, released_by).await?;
     let now = core.clock.now_ms();
+    let locks = lock_records(core, released.iter()).await?;
     Ok(pb::ReleaseEscrowResponse {
-        released: released.iter().map(|e| agreement_pb(e, now)).collect(),
+        released: released
+            .iter()
+            .map(|e| agreement_pb(e, now, locks.get(&e.repo_id)))
+            .collect(),
     })
 }
 
@@ -186,7 +239,9 @@ pub(super) async fn list_escrows(
         Order::Descending,
         &page,
     );
-    let (agreements, next_page_token) = listing.respond(found.map(|(e, _)| agreement_pb(&e, now)));
+    let locks = lock_records(core, found.items.iter().map(|(_, (e, _))| e)).await?;
+    let (agreements, next_page_token) =
+        listing.respond(found.map(|(e, _)| agreement_pb(&e, now, locks.get(&e.repo_id))));
     Ok(pb::ListEscrowsResponse {
         agreements,
         next_page_token,

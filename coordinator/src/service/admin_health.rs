@@ -93,6 +93,7 @@ fn repo_health(row: RepoRow) -> pb::RepoHealth {
             .clone()
             .unwrap_or_default(),
         housekeeping: row.housekeeping.unwrap_or_default(),
+        copy: super::convert::copy_text(row.copy.as_ref()),
     }
 }
 
@@ -208,6 +209,7 @@ fn timeline_entry(e: TimelineEntry, escrowed: bool) -> pb::TimelineEntry {
                     .flat_map(|v| v.checks.iter())
                     .any(|c| c.name == crate::verification::SIZE_MATCH && c.warning),
             error: b.error.clone().unwrap_or_default(),
+            copy: super::convert::copy_text(b.copy.as_ref()),
         },
         TimelineEntry::SkippedSlot { at_ms } => pb::TimelineEntry {
             at: format_ms(at_ms),

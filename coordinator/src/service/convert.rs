@@ -198,16 +198,7 @@ pub fn backup(b: &BackupRecord) -> pb::Backup {
         worker_id: b.worker_id.clone().unwrap_or_default(),
         // Set by the caller that knows the agreements (`admin.rs::backups`, from `Escrow::escrowed`).
         is_escrowed: false,
-        copy: b
-            .copy
-            .as_ref()
-            .map(|c| match &c.detail {
-                Some(d) if c.status != crate::model::CopyStatus::Done => {
-                    format!("{} at {}: {d}", c.status.as_str(), c.location)
-                }
-                _ => format!("{} at {}", c.status.as_str(), c.location),
-            })
-            .unwrap_or_default(),
+        copy: copy_text(b.copy.as_ref()),
         verification: match (&b.verification, b.status) {
             (Some(v), _) => Some(verification(v)),
             // Completed before verification existed, or by a worker that sent no checks.
@@ -232,6 +223,18 @@ pub fn verification(v: &Verification) -> pb::Verification {
     }
 }
 
+/// A second copy as shown (`Backup.copy`, `TimelineEntry.copy`, `RepoHealth.copy`): "done at
+/// LOCATION", "pending at ...", "failed at ...: why"; empty without a copy.
+pub fn copy_text(copy: Option<&crate::model::CopyState>) -> String {
+    copy.map(|c| match &c.detail {
+        Some(d) if c.status != crate::model::CopyStatus::Done => {
+            format!("{} at {}: {d}", c.status.as_str(), c.location)
+        }
+        _ => format!("{} at {}", c.status.as_str(), c.location),
+    })
+    .unwrap_or_default()
+}
+
 pub fn drill(d: &DrillRecord) -> pb::Drill {
     pb::Drill {
         id: d.id.to_string(),
@@ -246,6 +249,7 @@ pub fn drill(d: &DrillRecord) -> pb::Drill {
         created_at: format_ms(d.created_at_ms),
         finished_at: opt_time(d.finished_at_ms),
         task_id: d.task_id.to_string(),
+        from_copy: d.from_copy,
     }
 }
 

@@ -60,6 +60,7 @@ async fn admin_calls_refuse_a_malformed_id_naming_the_field() {
             org: "acme".into(),
             repo: String::new(),
             backup_id: "a,b".into(),
+            from_copy: false,
         }))
         .await
         .expect_err("a comma");

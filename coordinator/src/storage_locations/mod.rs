@@ -241,6 +241,12 @@ impl StorageLocations {
         self.lease_storage(&org).await
     }
 
+    /// The maintainer's configuration of `org`'s location (the coordinator's own calls that
+    /// opendal has no operation for: S3 Object Lock).
+    pub async fn maintainer_config(&self, org: &OrgRecord) -> CoreResult<StorageConfig> {
+        self.config(org.storage.as_deref(), Role::Maintainer).await
+    }
+
     /// The coordinator's operator (the maintainer's credential) for `org`'s location.
     pub async fn operator(&self, org: &OrgRecord) -> CoreResult<Operator> {
         self.location_operator(org.storage.as_deref()).await

@@ -54,6 +54,7 @@ impl Drills {
         repo: Option<&str>,
         backup_id: Option<&BackupId>,
         trigger: Trigger,
+        source: DrillSource,
     ) -> CoreResult<DrillRecord> {
         let org = self.registry.org_named(org_name).await?;
         let (repo, backup) = match (backup_id, repo) {
@@ -110,6 +111,9 @@ impl Drills {
                 backup.status.as_str()
             )));
         }
+        if source == DrillSource::Copy {
+            copy_is_done(&org, &backup)?;
+        }
         let id = ids::new_drill_id();
         let task = self
             .queue
@@ -141,6 +145,7 @@ impl Drills {
             created_at_ms: self.queue.clock.now_ms(),
             finished_at_ms: None,
             task_id: task.record.id.clone(),
+            from_copy: source == DrillSource::Copy,
         };
         let mut batch = Batch::default();
         batch.drill(&drill);
@@ -236,7 +241,13 @@ impl Drills {
             batch.drill_state(&org.id, &state);
             self.store.apply(batch).await?;
             match self
-                .run_drill(&org.name, None, None, Trigger::Schedule)
+                .run_drill(
+                    &org.name,
+                    None,
+                    None,
+                    Trigger::Schedule,
+                    DrillSource::Primary,
+                )
                 .await
             {
                 Ok(_) => queued += 1,
@@ -256,6 +267,38 @@ impl Drills {
         let s = Schedule::parse(&sched).ok()?;
         let plan = Plan::new(&s, org.schedule.timezone.as_deref().unwrap_or("UTC")).ok()?;
         plan.next_slot(now)
+    }
+}
+
+/// Where a drill reads the backup: the primary storage, or the organisation's second copy
+/// (`drill run --from-copy`: proof that the copy alone restores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrillSource {
+    Primary,
+    Copy,
+}
+
+/// A drill from the copy needs the backup's copy done: a pending or failed copy would fail the
+/// drill for a reason the drill is not about.
+fn copy_is_done(org: &crate::model::OrgRecord, b: &crate::model::BackupRecord) -> CoreResult<()> {
+    let Some(location) = org.copy_to.as_deref() else {
+        return Err(CoreError::FailedPrecondition(format!(
+            "organisation {} has no second copy (org set --copy-to)",
+            org.name
+        )));
+    };
+    match &b.copy {
+        Some(c) if c.status == crate::model::CopyStatus::Done && c.location == location => Ok(()),
+        Some(c) => Err(CoreError::FailedPrecondition(format!(
+            "backup {}'s copy at {} is {}: a drill from the copy needs it done",
+            b.id,
+            c.location,
+            c.status.as_str()
+        ))),
+        None => Err(CoreError::FailedPrecondition(format!(
+            "backup {} has no copy at {location} yet (copies are made every minute)",
+            b.id
+        ))),
     }
 }
 
@@ -392,7 +435,13 @@ mod tests {
 
         let d = c
             .drills
-            .run_drill("acme", None, Some(&id), Trigger::Manual)
+            .run_drill(
+                "acme",
+                None,
+                Some(&id),
+                Trigger::Manual,
+                DrillSource::Primary,
+            )
             .await
             .expect("drill");
         assert_eq!(
@@ -405,20 +454,38 @@ mod tests {
         );
         let by_repo = c
             .drills
-            .run_drill("acme", Some("a"), None, Trigger::Manual)
+            .run_drill(
+                "acme",
+                Some("a"),
+                None,
+                Trigger::Manual,
+                DrillSource::Primary,
+            )
             .await
             .expect("by repo");
         assert_eq!(by_repo.backup_id, id);
 
         let e = c
             .drills
-            .run_drill("acme", Some("empty"), None, Trigger::Manual)
+            .run_drill(
+                "acme",
+                Some("empty"),
+                None,
+                Trigger::Manual,
+                DrillSource::Primary,
+            )
             .await
             .expect_err("no backup");
         assert!(e.to_string().contains("no completed backup"), "{e}");
         let e = c
             .drills
-            .run_drill("acme", None, Some(&foreign), Trigger::Manual)
+            .run_drill(
+                "acme",
+                None,
+                Some(&foreign),
+                Trigger::Manual,
+                DrillSource::Primary,
+            )
             .await
             .expect_err("other org");
         assert!(

@@ -15,6 +15,7 @@ mod github_gix_https;
 mod github_org;
 mod github_restore;
 mod health;
+mod immutable_escrow;
 mod list_paging;
 mod metrics_lint;
 mod multi_process;

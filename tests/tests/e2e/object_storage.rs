@@ -583,7 +583,7 @@ async fn storage_move_takes_every_backup_to_the_new_location() {
         .join(first.repo_id.as_str());
     assert!(old_dir.join("config").exists());
 
-    let add = add_moto_location(&c, "client", &store);
+    let add = add_moto_location(&c, "client", "repovault", &store);
     assert_eq!(add.status.code(), Some(0), "{}", out(&add));
 
     // A copy at the destination left by an earlier, broken attempt: same size, other bytes.
@@ -680,7 +680,7 @@ async fn a_second_copy_restores_when_the_primary_is_lost() {
     c.add_git_repo("acme/rich", &daemon.url("rich.git"))
         .await
         .unwrap();
-    let add = add_moto_location(&c, "offsite", &moto);
+    let add = add_moto_location(&c, "offsite", "repovault", &moto);
     assert_eq!(add.status.code(), Some(0), "{}", out(&add));
     let set = cli(&c, &["org", "set", "acme", "--copy-to", "offsite"], &[]);
     assert_eq!(set.status.code(), Some(0), "{}", out(&set));
@@ -689,12 +689,48 @@ async fn a_second_copy_restores_when_the_primary_is_lost() {
     let first = c.backup_ok("acme/rich").await.unwrap();
     evolve(src.path(), "rich.git").unwrap();
     let second = c.backup_ok("acme/rich").await.unwrap();
+    // Before the copy pass: health says the copy is pending, and a drill from the copy is
+    // refused rather than failed.
+    let health_copy = |c: &Cluster| {
+        let h = cli(c, &["--output", "json", "health", "acme"], &[]);
+        assert_eq!(h.status.code(), Some(0), "{}", out(&h));
+        let doc: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
+        doc["repos"][0]["copy"].clone()
+    };
+    assert_eq!(health_copy(&c), "pending at offsite");
+    let early = cli(
+        &c,
+        &["drill", "run", "acme", "--repo", "acme/rich", "--from-copy"],
+        &[],
+    );
+    assert_ne!(early.status.code(), Some(0), "{}", out(&early));
+    assert!(
+        out(&early).contains("no copy at offsite yet"),
+        "{}",
+        out(&early)
+    );
     let done = c.core().second_copy.run_copies_once().await.unwrap();
     assert_eq!(done, 2, "both backups copied");
     let show = cli(&c, &["backup", "show", second.id.as_str()], &[]);
     assert!(out(&show).contains("done at offsite"), "{}", out(&show));
     // A pass with nothing new copies nothing.
     assert_eq!(c.core().second_copy.run_copies_once().await.unwrap(), 0);
+    // The timeline and health show each backup's copy.
+    assert_eq!(health_copy(&c), "done at offsite");
+    let timeline = cli(&c, &["--output", "json", "timeline", "acme/rich"], &[]);
+    let entries: serde_json::Value = serde_json::from_slice(&timeline.stdout).unwrap();
+    let copies: Vec<&serde_json::Value> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "backup")
+        .map(|e| &e["copy"])
+        .collect();
+    assert_eq!(
+        copies,
+        ["done at offsite", "done at offsite"],
+        "{entries:#}"
+    );
 
     // Stock restic opens the copy: its files, fetched into a directory, with the org's key.
     let dir = format!("{}/{}/", first.org_id, first.repo_id);
@@ -756,6 +792,17 @@ async fn a_second_copy_restores_when_the_primary_is_lost() {
         refs(&src.path().join("back.git")).unwrap(),
         without_merge_refs(refs(&rich).unwrap())
     );
+    // A drill from the copy passes with the primary gone.
+    let drill = cli(
+        &c,
+        &["drill", "run", "acme", "--repo", "acme/rich", "--from-copy"],
+        &[],
+    );
+    assert_eq!(drill.status.code(), Some(0), "{}", out(&drill));
+    let drills = cli(&c, &["--output", "json", "drill", "list", "acme"], &[]);
+    let list: serde_json::Value = serde_json::from_slice(&drills.stdout).unwrap();
+    assert_eq!(list[0]["from_copy"], true, "{list:#}");
+    assert_eq!(list[0]["status"], "passed", "{list:#}");
     c.shutdown().await;
 }
 
@@ -769,8 +816,13 @@ fn without_merge_refs(
         .collect()
 }
 
-/// `storage add NAME` of moto's bucket `repovault` through the CLI, its keys from variables.
-fn add_moto_location(c: &Cluster, name: &str, moto: &ObjectStore) -> std::process::Output {
+/// `storage add NAME` of moto's `bucket` through the CLI, its keys from variables.
+pub(super) fn add_moto_location(
+    c: &Cluster,
+    name: &str,
+    bucket: &str,
+    moto: &ObjectStore,
+) -> std::process::Output {
     let endpoint = moto.endpoint();
     cli(
         c,
@@ -781,7 +833,7 @@ fn add_moto_location(c: &Cluster, name: &str, moto: &ObjectStore) -> std::proces
             "--kind",
             "s3",
             "--bucket",
-            "repovault",
+            bucket,
             "--region",
             "us-east-1",
             "--endpoint",

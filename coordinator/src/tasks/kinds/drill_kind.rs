@@ -39,7 +39,12 @@ impl Kind for DrillKind {
         batch: &mut Batch,
     ) -> CoreResult<LeaseSpec> {
         access.source_token = Secret::default();
-        Ok(LeaseSpec::Drill(lease_drill(q, l.task, batch).await?))
+        let (spec, from_copy) = lease_drill(q, l.task, batch).await?;
+        if from_copy {
+            // The copy holds the same repository files (the same keys) at the same paths.
+            access.storage = q.locations.copy_lease_storage(l.org).await?;
+        }
+        Ok(LeaseSpec::Drill(spec))
     }
 
     /// The drill's outcome when the task ended, then the damage it found when it could not
@@ -68,12 +73,13 @@ impl Kind for DrillKind {
     }
 }
 
-/// The lease of a drill task: its spec; the drill record marked running.
+/// The lease of a drill task: its spec and whether it reads the second copy; the drill record
+/// marked running.
 pub(crate) async fn lease_drill(
     q: &TaskQueue,
     task: &TaskRecord,
     batch: &mut Batch,
-) -> CoreResult<DrillSpec> {
+) -> CoreResult<(DrillSpec, bool)> {
     let mut d = q
         .store
         .drill(&task.org_id, &task.drill_subject()?)
@@ -81,11 +87,14 @@ pub(crate) async fn lease_drill(
         .ok_or_else(|| not_found("drill", task.subject_id.clone()))?;
     d.status = Status::Running;
     batch.drill(&d);
-    Ok(DrillSpec {
-        drill_id: d.id.clone(),
-        backup_id: d.backup_id.clone(),
-        snapshot_id: d.snapshot_id.clone(),
-    })
+    Ok((
+        DrillSpec {
+            drill_id: d.id.clone(),
+            backup_id: d.backup_id.clone(),
+            snapshot_id: d.snapshot_id.clone(),
+        },
+        d.from_copy,
+    ))
 }
 
 /// A drill task ended: with the worker's comparison, or (`result` `None`) failed for good.
