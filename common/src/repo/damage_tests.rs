@@ -3,10 +3,11 @@
 
 use std::sync::atomic::AtomicBool;
 
+use super::pack_map::PackMap;
 use super::readback_tests::{
     ReadBackEnv, backed_up, flip_largest, local_files, no_fence, read_back, request,
 };
-use super::repo_tests::Env;
+use super::repo_tests::{self, Env};
 use super::*;
 
 const T0: i64 = 1_700_000_000_000;
@@ -192,4 +193,95 @@ fn a_finding_drops_older_ledger_records_only() {
         ..finding(&a, T0 + 1)
     }]);
     assert_eq!(other.last_read(&a), Some(T0));
+}
+
+/// rustic_core reuses a tree equal to its parent's without asking the index for it. With the
+/// pack of a subtree taken out (found damaged) while the parent's root stays readable, a backup
+/// naming that parent references the lost tree: `snapshot_fully_indexed` says so of the parent
+/// (which is how a backup knows not to name it) and of such a backup, and a backup without the
+/// parent is whole again.
+#[test]
+fn a_parent_that_lost_a_subtree_is_found_and_a_backup_without_it_is_whole() {
+    let (env, _g) = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("a")).expect("mkdir");
+    std::fs::write(src.join("a/one"), b"the first directory's file").expect("write");
+    let (repo, _) = env.open();
+    let first = repo
+        .backup(&src, &repo_tests::request(&[], None), &no_fence)
+        .expect("first");
+    // A second directory: the new root and b/ go into a new tree pack; a/'s tree stays in the
+    // first backup's.
+    std::fs::create_dir_all(src.join("b")).expect("mkdir");
+    std::fs::write(src.join("b/two"), b"the second directory's file").expect("write");
+    let second = repo
+        .backup(
+            &src,
+            &repo_tests::request(&[], Some(first.snapshot_id.clone())),
+            &no_fence,
+        )
+        .expect("second");
+    assert!(
+        repo.snapshot_fully_indexed(&second.snapshot_id)
+            .expect("walk")
+    );
+
+    let first_packs: HashSet<String> = repo
+        .snapshot_packs(&first.snapshot_id)
+        .expect("packs")
+        .packs
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let indexed = repo.reopen().expect("reopen");
+    let map = PackMap::load(&indexed, repo.location()).expect("index");
+    let tree_pack = map
+        .packs
+        .iter()
+        .find(|(id, e)| {
+            first_packs.contains(&id.to_hex().to_string())
+                && e.blobs
+                    .iter()
+                    .all(|b| b.tpe == rustic_core::repofile::BlobType::Tree)
+        })
+        .map(|(id, _)| id.to_hex().to_string())
+        .expect("the first backup's tree pack");
+    repo.drop_damaged_packs(
+        &[PackDamage {
+            pack_id: tree_pack,
+            problem: "flipped bytes".into(),
+        }],
+        T0,
+    )
+    .expect("drop");
+    assert!(
+        !repo
+            .snapshot_fully_indexed(&second.snapshot_id)
+            .expect("walk"),
+        "a/'s tree went with the pack"
+    );
+
+    // Naming that parent: rustic_core keeps the lost tree (should it ever check the index
+    // here, this assertion fails and BackupJob::parent_whole's walk can go).
+    let third = repo
+        .backup(
+            &src,
+            &repo_tests::request(&[], Some(second.snapshot_id.clone())),
+            &no_fence,
+        )
+        .expect("third");
+    assert!(
+        !repo
+            .snapshot_fully_indexed(&third.snapshot_id)
+            .expect("walk"),
+        "rustic_core reused the unindexed tree"
+    );
+    let fourth = repo
+        .backup(&src, &repo_tests::request(&[], None), &no_fence)
+        .expect("fourth");
+    assert!(
+        repo.snapshot_fully_indexed(&fourth.snapshot_id)
+            .expect("walk"),
+        "without the parent every tree is stored again"
+    );
 }

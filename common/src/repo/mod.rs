@@ -344,6 +344,14 @@ impl SnapshotRepo {
         pack_usage::snapshots_using_packs(self, packs)
     }
 
+    /// Whether every tree and data blob the snapshot references is in a live pack of the index.
+    /// rustic_core reuses a tree equal to its parent's without asking the index for it, so a
+    /// backup whose parent lost a tree (a damaged pack taken out) must not name that parent:
+    /// its unchanged directories would point at nothing. Reads the snapshot's trees.
+    pub fn snapshot_fully_indexed(&self, snapshot_id: &str) -> Result<bool, RepoError> {
+        pack_usage::snapshot_fully_indexed(self, snapshot_id)
+    }
+
     /// Reads each of `packs` (full hex ids) from storage and verifies it: the pack's SHA-256
     /// must equal its id, and every blob the index places in it must decrypt with the
     /// repository key, decompress, and hash to its blob id. A pack the index lists as live but

@@ -152,6 +152,25 @@ pub(super) fn snapshots_using_packs(
     Ok(out)
 }
 
+/// The body of [`SnapshotRepo::snapshot_fully_indexed`].
+pub(super) fn snapshot_fully_indexed(
+    store: &SnapshotRepo,
+    snapshot_id: &str,
+) -> Result<bool, RepoError> {
+    let location = store.location();
+    let repo = store
+        .reopen()?
+        .to_indexed_ids()
+        .map_err(|e| map_err(e, location, "reading the index"))?;
+    let map = PackMap::load(&repo, location)?;
+    let snap = repo
+        .get_snapshot_from_str(snapshot_id, |_| true)
+        .map_err(|e| map_err(e, location, "reading the snapshot"))?;
+    let unindexed = |blob: &Id| !map.packs_of(blob).any(|pack| map.packs.contains_key(pack));
+    let mut memo: HashMap<TreeId, bool> = HashMap::new();
+    Ok(!tree_uses(&repo, snap.tree, &unindexed, &mut memo))
+}
+
 /// Walks every distinct tree of `snap`; `visit(path, id, tree)` gets `None` for a tree that
 /// could not be read (the failure is recorded first) and returns problems to record.
 fn walk_trees<S: IndexedTree>(

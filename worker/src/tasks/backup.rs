@@ -72,7 +72,10 @@ pub async fn run(
     job.record_damage(&fsck.check).await?;
     found.counts.objects = fsck.report.as_ref().map_or(0, |r| r.reachable);
     found.counts.commits = job.commits(fsck.report.as_ref()).await;
-    let repeat = job.repeats_parent(&fetched, &fsck, previous_manifest.as_ref());
+    let parent_whole = job.parent_whole().await?;
+    let repeat = parent_whole
+        .then(|| job.repeats_parent(&fetched, &fsck, previous_manifest.as_ref()))
+        .flatten();
     let manifest = job
         .manifest(&fetched, found, previous_manifest.as_ref())
         .await?;
@@ -86,7 +89,7 @@ pub async fn run(
             (summary, verification)
         }
         _ => {
-            let summary = job.snapshot(&manifest).await?;
+            let summary = job.snapshot(&manifest, parent_whole).await?;
             let verification = job.verify(&summary, &manifest, fsck.check).await;
             (summary, verification)
         }
@@ -445,9 +448,13 @@ impl BackupJob {
         unchanged_source::repeat(self, parent, snapshot_commit::request(self)).await
     }
 
-    /// Phase `snapshot`: stores the entry as a snapshot, behind the commit fence.
-    async fn snapshot(&self, manifest: &Manifest) -> Result<BackupSummary, TaskError> {
-        self.refuse_damage_still_indexed().await?;
+    /// Phase `snapshot`: stores the entry as a snapshot, behind the commit fence; from the
+    /// parent snapshot only when it is whole ([`Self::parent_whole`]).
+    async fn snapshot(
+        &self,
+        manifest: &Manifest,
+        parent_whole: bool,
+    ) -> Result<BackupSummary, TaskError> {
         self.ctx.progress.phase(
             "snapshot",
             format!(
@@ -456,7 +463,29 @@ impl BackupJob {
                 manifest.counts.commits
             ),
         );
-        snapshot_commit::snapshot(self).await
+        snapshot_commit::snapshot(self, parent_whole).await
+    }
+
+    /// Whether this backup may build on its parent snapshot. Refuses (retryably) while a pack
+    /// recorded as damaged is still under `data/`. Once such packs are out, the parent may
+    /// reference trees that went with them, and rustic_core reuses a tree equal to the parent's
+    /// without asking the index for it: so a repository with recorded pack damage has its
+    /// parent's trees checked (a read of them; only then), and a parent that lost any is not
+    /// named: the backup stores its whole tree again, repeats nothing, and is whole.
+    async fn parent_whole(&self) -> Result<bool, TaskError> {
+        let damaged = self.refuse_damage_still_indexed().await?;
+        let Some(parent) = self.parent_snapshot_id.clone() else {
+            return Ok(true);
+        };
+        if damaged == 0 {
+            return Ok(true);
+        }
+        let repo = self.repo.clone();
+        let whole = blocking(move || Ok(repo.snapshot_fully_indexed(parent.as_str())?)).await?;
+        if !whole {
+            tracing::warn!(parent = %self.parent_snapshot_id.as_ref().map_or("", |p| p.as_str()), "the parent snapshot references blobs a damaged pack took out of the index: storing the whole tree anew");
+        }
+        Ok(whole)
     }
 
     /// A pack a read-back recorded as damaged must be out of the index before a backup stores
@@ -464,7 +493,7 @@ impl BackupJob {
     /// it out needs delete rights, which a writer credential may lack; then the coordinator does
     /// it with its maintainer credential, and until it has (the pack still under `data/`) the
     /// backup refuses, retryably. One listing of the findings per backup, usually empty.
-    async fn refuse_damage_still_indexed(&self) -> Result<(), TaskError> {
+    async fn refuse_damage_still_indexed(&self) -> Result<usize, TaskError> {
         use repovault_common::repo::{DamageFinding, DamagedKind};
         let path = self.access.snapshot_path.trim_end_matches('/');
         let findings = DamageFinding::load_all(&self.ctx.storage, path)
@@ -488,7 +517,10 @@ impl BackupJob {
                 )));
             }
         }
-        Ok(())
+        Ok(findings
+            .iter()
+            .filter(|f| f.kind == DamagedKind::Pack)
+            .count())
     }
 
     /// Phase `verify`, the second half of the verification, on the entry just stored (still

@@ -63,12 +63,19 @@ pub(super) async fn write_manifest(
     Ok(manifest)
 }
 
-/// Stores the entry as a snapshot, its parent being the parent backup's. A damaged index file
+/// Stores the entry as a snapshot, its parent being the parent backup's unless that is not whole
+/// (`BackupJob::parent_whole`). A damaged index file
 /// (which would fail every backup after it) is moved aside, the index rebuilt from the packs
 /// (as `restic repair index`), and the backup tried once more: safe because this backup is the
 /// repository's only writer (backups of a repository are exclusive).
-pub(super) async fn snapshot(job: &BackupJob) -> Result<BackupSummary, TaskError> {
-    let request = request(job);
+pub(super) async fn snapshot(
+    job: &BackupJob,
+    parent_whole: bool,
+) -> Result<BackupSummary, TaskError> {
+    let mut request = request(job);
+    if !parent_whole {
+        request.parent = None;
+    }
     let (repo, ctx, entry) = (job.repo.clone(), job.ctx.clone(), job.entry.clone());
     let progress = job.ctx.progress.clone();
     let report: ByteProgress = Arc::new(move |done, total| progress.update_bytes(done, total));
