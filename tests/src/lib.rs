@@ -6,6 +6,8 @@ pub mod counting_proxy;
 pub mod fixtures;
 pub mod gate;
 pub mod gitserver;
+/// IAM users and enforced IAM in moto, for least-privilege tests.
+pub mod moto_iam;
 pub mod object_stores;
 pub mod process;
 pub mod standalone;

@@ -9,19 +9,11 @@ use repovault_tests::gitserver::GitDaemon;
 use repovault_tests::object_stores::{ObjectStore, Peer};
 
 use super::github_org::cli;
-use super::object_storage::add_moto_location;
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use super::object_storage::{add_moto_location, out};
 
 fn add_location(c: &Cluster, name: &str, bucket: &str, moto: &ObjectStore) {
     let add = add_moto_location(c, name, bucket, moto);
-    assert_eq!(add.status.code(), Some(0), "{}", text(&add));
+    assert_eq!(add.status.code(), Some(0), "{}", out(&add));
 }
 
 /// The lock of each listed object of a snapshot repository: (relative path, mode, until).
@@ -50,7 +42,7 @@ async fn locks_under(
 
 fn escrow_list(c: &Cluster) -> Vec<serde_json::Value> {
     let list = cli(c, &["--output", "json", "escrow", "list"], &[]);
-    assert_eq!(list.status.code(), Some(0), "{}", text(&list));
+    assert_eq!(list.status.code(), Some(0), "{}", out(&list));
     serde_json::from_slice::<serde_json::Value>(&list.stdout)
         .unwrap()
         .as_array()
@@ -80,7 +72,7 @@ async fn escrowed_snapshots_are_locked_against_the_storage_administrator() {
         .unwrap();
     for (org, location) in [("acme", "locked"), ("other", "plain")] {
         let set = cli(&c, &["org", "set", org, "--storage", location], &[]);
-        assert_eq!(set.status.code(), Some(0), "{}", text(&set));
+        assert_eq!(set.status.code(), Some(0), "{}", out(&set));
     }
     let first = c.backup_ok("acme/rich").await.unwrap();
     c.backup_ok("other/rich").await.unwrap();
@@ -105,7 +97,7 @@ async fn escrowed_snapshots_are_locked_against_the_storage_administrator() {
             ],
             &[],
         );
-        assert_eq!(enable.status.code(), Some(0), "{}", text(&enable));
+        assert_eq!(enable.status.code(), Some(0), "{}", out(&enable));
     }
     assert!(
         escrow_list(&c)
@@ -173,7 +165,7 @@ async fn escrowed_snapshots_are_locked_against_the_storage_administrator() {
         "{listed:#?}"
     );
     let table = cli(&c, &["escrow", "list"], &[]);
-    assert!(text(&table).contains("locked until"), "{}", text(&table));
+    assert!(out(&table).contains("locked until"), "{}", out(&table));
 
     // Nothing changed: the next pass locks nothing. A new backup: the next pass locks what it
     // added (and, again, what was written within the hour before the last pass: an upload's

@@ -16,6 +16,7 @@ mod github_org;
 mod github_restore;
 mod health;
 mod immutable_escrow;
+mod least_privilege_s3;
 mod list_paging;
 mod metrics_lint;
 mod multi_process;
