@@ -76,6 +76,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // `{:?}` of a request or a lease can never print a token or a key.
         .skip_debug(SECRET_BEARING.iter().map(|m| format!(".repovault.v1.{m}")))
         .compile_protos(&files, &["."])?;
+    // The part of etcd's API the etcd state store speaks: a client only, and outside the
+    // descriptor set above, so reflection never lists etcd's services as the coordinator's.
+    let etcd = "etcd/etcdserverpb/rpc.proto";
+    println!("cargo:rerun-if-changed={etcd}");
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_protos(&[etcd], &["etcd"])?;
     Ok(())
 }
 

@@ -30,7 +30,12 @@ pub enum ConfigError {
 pub enum StoreKind {
     Redb,
     Memory,
+    /// An etcd v3 cluster (`endpoints`), for a group of coordinators.
+    Etcd,
 }
+
+/// The default namespace of the state store's keys in etcd.
+pub const DEFAULT_ETCD_NAMESPACE: &str = "repovault/";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +43,13 @@ pub struct StoreConfig {
     pub kind: StoreKind,
     /// redb file; default `<data_dir>/state.redb`.
     pub path: Option<PathBuf>,
+    /// etcd: the cluster's client endpoints (`host:port` or `http://host:port`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    /// etcd: the prefix of every key (default `repovault/`), so one etcd can hold several
+    /// installations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// TLS for the gRPC port: a PEM certificate chain and its private key.
@@ -278,6 +290,24 @@ impl CoordinatorConfig {
             .map_or(StoreKind::Redb, |s| s.kind.clone())
         {
             StoreKind::Memory => Arc::new(MemoryKv::new()),
+            StoreKind::Etcd => {
+                let store = self.store.as_ref();
+                let endpoints = store.map(|s| s.endpoints.clone()).unwrap_or_default();
+                if endpoints.is_empty() {
+                    return Err(ConfigError::Invalid(
+                        "store kind \"etcd\" needs store.endpoints (REPOVAULT_STORE_ENDPOINTS)"
+                            .into(),
+                    ));
+                }
+                let namespace = store
+                    .and_then(|s| s.namespace.clone())
+                    .unwrap_or_else(|| DEFAULT_ETCD_NAMESPACE.to_string());
+                Arc::new(
+                    crate::kv::EtcdKv::connect(&endpoints, &namespace)
+                        .await
+                        .map_err(|e| ConfigError::Invalid(format!("state store: {e}")))?,
+                )
+            }
             StoreKind::Redb => {
                 let path = self
                     .store

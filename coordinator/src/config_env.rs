@@ -19,6 +19,8 @@ use crate::config::{ConfigError, CoordinatorConfig};
 enum Kind {
     Text,
     Integer,
+    /// Comma-separated (`REPOVAULT_STORE_ENDPOINTS=10.0.0.1:2379,10.0.0.2:2379`).
+    List,
 }
 
 /// Every overridable key, as its path in the file.
@@ -29,6 +31,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("data_dir", Kind::Text),
     ("store.kind", Kind::Text),
     ("store.path", Kind::Text),
+    ("store.endpoints", Kind::List),
+    ("store.namespace", Kind::Text),
     ("storage.kind", Kind::Text),
     ("heartbeat_interval", Kind::Text),
     ("max_attempts", Kind::Integer),
@@ -77,6 +81,13 @@ pub fn apply(
             Kind::Integer => Value::Integer(text.trim().parse().map_err(|_| {
                 ConfigError::Invalid(format!("{var} {text:?} is not a whole number"))
             })?),
+            Kind::List => Value::Array(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.to_string()))
+                    .collect(),
+            ),
         };
         set(&mut root, path, value);
         applied.push(var);
@@ -186,6 +197,8 @@ mod tests {
             [store]
             kind = "redb"
             path = "/var/lib/repovault/state.redb"
+            endpoints = ["127.0.0.1:2379"]
+            namespace = "repovault/"
             [storage]
             kind = "fs"
             options = { root = "/srv/backups" }

@@ -9,6 +9,12 @@
 /// location travels in each lease (`RepoAccess.storage`) instead of the registration answer.
 pub const PROTOCOL_VERSION: u32 = 3;
 
+/// etcd's v3 API, as far as the etcd state store uses it (`etcd/etcdserverpb/rpc.proto`).
+pub mod etcd {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("etcdserverpb");
+}
+
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("repovault.v1");

@@ -41,6 +41,8 @@ pub struct Cluster {
     local_roots: Vec<PathBuf>,
     /// Set: the coordinator's storage instead of fs under its data directory.
     storage: Option<repovault_common::storage::StorageConfig>,
+    /// Set: the coordinator's state store instead of redb in its data directory (etcd).
+    kv: Option<std::sync::Arc<dyn repovault_coordinator::kv::KvBackend>>,
 }
 
 impl Cluster {
@@ -55,17 +57,11 @@ impl Cluster {
         tls: repovault_coordinator::config::TlsFiles,
         ca_file: PathBuf,
     ) -> Result<Self> {
-        let mut c = Self::start_with(0, TEST_HEARTBEAT).await?;
-        if let Some(h) = c.coordinator.take() {
-            h.shutdown().await;
-        }
-        c.tls = Some(tls);
-        c.ca_file = Some(ca_file);
-        c.restart_coordinator().await?;
-        for _ in 0..workers {
-            c.add_worker().await?;
-        }
-        Ok(c)
+        Self::start_configured(workers, |c| {
+            c.tls = Some(tls);
+            c.ca_file = Some(ca_file);
+        })
+        .await
     }
 
     /// A cluster whose coordinator keeps its snapshots in `storage` (an object store).
@@ -73,16 +69,16 @@ impl Cluster {
         workers: usize,
         storage: repovault_common::storage::StorageConfig,
     ) -> Result<Self> {
-        let mut c = Self::start_with(0, TEST_HEARTBEAT).await?;
-        if let Some(h) = c.coordinator.take() {
-            h.shutdown().await;
-        }
-        c.storage = Some(storage);
-        c.restart_coordinator().await?;
-        for _ in 0..workers {
-            c.add_worker().await?;
-        }
-        Ok(c)
+        Self::start_configured(workers, |c| c.storage = Some(storage)).await
+    }
+
+    /// A cluster whose coordinator keeps its state in `kv` (etcd) instead of redb; a restart
+    /// opens the same store.
+    pub async fn start_on_store(
+        workers: usize,
+        kv: std::sync::Arc<dyn repovault_coordinator::kv::KvBackend>,
+    ) -> Result<Self> {
+        Self::start_configured(workers, |c| c.kv = Some(kv)).await
     }
 
     /// A cluster whose admin API takes these tokens (and only these).
@@ -90,11 +86,17 @@ impl Cluster {
         workers: usize,
         tokens: Vec<repovault_coordinator::admin_roles::NamedToken>,
     ) -> Result<Self> {
+        Self::start_configured(workers, |c| c.admin_tokens = tokens).await
+    }
+
+    /// A cluster whose coordinator is started again after `configure` set what differs from
+    /// the defaults, then `workers` workers.
+    async fn start_configured(workers: usize, configure: impl FnOnce(&mut Self)) -> Result<Self> {
         let mut c = Self::start_with(0, TEST_HEARTBEAT).await?;
         if let Some(h) = c.coordinator.take() {
             h.shutdown().await;
         }
-        c.admin_tokens = tokens;
+        configure(&mut c);
         c.restart_coordinator().await?;
         for _ in 0..workers {
             c.add_worker().await?;
@@ -119,6 +121,7 @@ impl Cluster {
             admin_tokens: Vec::new(),
             local_roots: Vec::new(),
             storage: None,
+            kv: None,
         };
         c.start_coordinator().await?;
         for _ in 0..workers {
@@ -154,6 +157,9 @@ impl Cluster {
         settings.admin_tokens = self.admin_tokens.clone();
         if let Some(storage) = &self.storage {
             settings.storage = storage.clone();
+        }
+        if let Some(kv) = &self.kv {
+            settings.kv = kv.clone();
         }
         let h = start(settings).await?;
         // Restarts come back on the same port, so workers find them again.

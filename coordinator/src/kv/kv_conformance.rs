@@ -1,5 +1,5 @@
-//! The conformance suite every [`KvBackend`] must pass (memory and redb in unit tests; an etcd
-//! backend, when there is one, must pass it against a real server).
+//! The conformance suite every [`KvBackend`] must pass: memory and redb in unit tests, etcd
+//! against a real member started by `tests/tests/e2e/etcd_store.rs`.
 //!
 //! Each check works under its own key prefix (`conformance/<check>/`) which it clears first, so
 //! the suite can run repeatedly against a persistent store. Revision assertions are relative

@@ -19,10 +19,11 @@
 //!   on etcd: see [`MAX_TXN_OPS`], [`MAX_REQUEST_BYTES`], [`MAX_VALUE_BYTES`]. A transaction
 //!   that is too large is rejected, never split: splitting would silently give up atomicity.
 //!
-//! Backends: [`MemoryKv`] (tests) and [`RedbKv`] (embedded default); an etcd backend plugs in
-//! by implementing [`KvBackend`] and passing [`kv_conformance::run_all`].
+//! Backends: [`MemoryKv`] (tests), [`RedbKv`] (embedded default) and [`EtcdKv`] (a coordinator
+//! group); each passes [`kv_conformance::run_all`], etcd against a real server.
 
 mod engine;
+mod etcd_backend;
 pub mod json;
 pub mod kv_conformance;
 mod memory;
@@ -32,6 +33,7 @@ use std::ops::Bound;
 
 use async_trait::async_trait;
 
+pub use etcd_backend::EtcdKv;
 pub use json::{Versioned, decode_json, encode_json, get_json, put_json, put_json_op};
 pub use memory::MemoryKv;
 pub use redb_backend::RedbKv;

@@ -10,6 +10,7 @@ mod cli_robustness;
 mod download_zip;
 mod escrow;
 mod escrow_agreements;
+mod etcd_store;
 mod github_backup;
 mod github_gix_https;
 mod github_org;

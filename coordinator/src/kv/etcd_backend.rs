@@ -1,0 +1,299 @@
+//! [`EtcdKv`]: the state store on an etcd v3 cluster, for a group of coordinators.
+//!
+//! A thin translation: [`KvBackend`]'s data model is etcd's (see the module docs of `kv`), so a
+//! [`Txn`] is one etcd `Txn` with the same compares and ops, and revisions are etcd's own.
+//! Every key lives under a namespace (`repovault/` by default), so one etcd can serve several
+//! installations and nothing else in it is touched; keys are stripped of it on the way back.
+//!
+//! Reads of many keys page: [`PAGE_KEYS`] keys per request, every page read at the revision of
+//! the first, so a range is one consistent snapshot however long it is and no answer outgrows a
+//! gRPC message. The limits of [`Txn::validate`] are etcd's defaults, checked before a request
+//! leaves; etcd counts the namespace and framing too, so a transaction within a few bytes of
+//! `--max-request-bytes` could still be refused by etcd, and then fails with etcd's message.
+//!
+//! The client speaks etcd's API from `proto/etcd/etcdserverpb/rpc.proto` (the part used, with
+//! etcd's field numbers), generated with the vendored protoc like the rest of the protocol, so
+//! building needs no protobuf compiler on the machine.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use repovault_proto::etcd as pb;
+use repovault_proto::etcd::compare::{CompareResult, CompareTarget as PbTarget, TargetUnion};
+use repovault_proto::etcd::kv_client::KvClient;
+use repovault_proto::etcd::request_op::Request;
+use repovault_proto::etcd::response_op::Response;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{
+    CmpOp, Compare, CompareTarget, KeyRange, KeyValue, KvBackend, KvError, KvResult, Op,
+    OpResponse, Txn, TxnResponse, prefix_end,
+};
+
+/// Keys per page of a range read. A page of small records is a few hundred KiB; the largest
+/// value is 1.5 MiB (etcd's request limit), so even a page of the largest values stays far below
+/// [`MAX_MESSAGE_BYTES`] in practice.
+const PAGE_KEYS: usize = 256;
+
+/// The largest answer the client decodes: tonic's default is 4 MiB, which a page of large
+/// values could pass.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long a connection attempt to one endpoint may take: etcd answers on loopback or a LAN in
+/// milliseconds; 5 s tells a dead member from a slow one without holding start-up long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one request may take. etcd's own request timeout is 5 s plus the election timeout;
+/// 30 s outlasts a leader election (etcd: about 1 s on a LAN) with room to spare.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The state store on etcd.
+#[derive(Clone)]
+pub struct EtcdKv {
+    client: KvClient<Channel>,
+    namespace: Vec<u8>,
+}
+
+impl EtcdKv {
+    /// Connects to the cluster at `endpoints` (`host:port` or URLs; requests go to any of them)
+    /// with every key under `namespace`. Fails when no endpoint answers a first read.
+    pub async fn connect(endpoints: &[String], namespace: &str) -> KvResult<Self> {
+        if endpoints.is_empty() {
+            return Err(KvError::Backend("etcd: no endpoints configured".into()));
+        }
+        let mut list = Vec::with_capacity(endpoints.len());
+        for e in endpoints {
+            let url = if e.contains("://") {
+                e.clone()
+            } else {
+                format!("http://{e}")
+            };
+            let endpoint = Endpoint::from_shared(url.clone())
+                .map_err(|err| KvError::Backend(format!("etcd endpoint {e:?}: {err}")))?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(REQUEST_TIMEOUT);
+            list.push(endpoint);
+        }
+        let channel = Channel::balance_list(list.into_iter());
+        let kv = Self {
+            client: KvClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            namespace: namespace.as_bytes().to_vec(),
+        };
+        kv.revision().await.map_err(|e| {
+            KvError::Backend(format!(
+                "etcd at {}: no answer to a first read: {e}",
+                endpoints.join(", ")
+            ))
+        })?;
+        Ok(kv)
+    }
+
+    fn key(&self, key: &[u8]) -> Vec<u8> {
+        [self.namespace.as_slice(), key].concat()
+    }
+
+    /// The end of the namespaced range: `end` itself, or the end of the namespace for an
+    /// unbounded range (etcd's `\0` meaning "every key from here" would leave the namespace).
+    fn range_end(&self, end: Option<&[u8]>) -> Vec<u8> {
+        match end {
+            Some(end) => self.key(end),
+            None => prefix_end(&self.namespace).unwrap_or_else(|| vec![0]),
+        }
+    }
+
+    fn unkey(&self, kv: pb::KeyValue) -> KvResult<KeyValue> {
+        let key = kv
+            .key
+            .strip_prefix(self.namespace.as_slice())
+            .ok_or_else(|| KvError::Backend("etcd returned a key outside the namespace".into()))?
+            .to_vec();
+        Ok(KeyValue {
+            key,
+            value: kv.value,
+            mod_revision: revision(kv.mod_revision)?,
+        })
+    }
+
+    fn compare(&self, c: &Compare) -> pb::Compare {
+        let (op, target, union) = match &c.target {
+            CompareTarget::ModRevision(op, rev) => (
+                op,
+                PbTarget::Mod,
+                TargetUnion::ModRevision(i64::try_from(*rev).unwrap_or(i64::MAX)),
+            ),
+            CompareTarget::Value(op, v) => (op, PbTarget::Value, TargetUnion::Value(v.clone())),
+        };
+        let result = match op {
+            CmpOp::Equal => CompareResult::Equal,
+            CmpOp::NotEqual => CompareResult::NotEqual,
+            CmpOp::Less => CompareResult::Less,
+            CmpOp::Greater => CompareResult::Greater,
+        };
+        pb::Compare {
+            result: result.into(),
+            target: target.into(),
+            key: self.key(&c.key),
+            target_union: Some(union),
+            range_end: Vec::new(),
+        }
+    }
+
+    fn op(&self, op: &Op) -> pb::RequestOp {
+        let request = match op {
+            Op::Put { key, value } => Request::RequestPut(pb::PutRequest {
+                key: self.key(key),
+                value: value.clone(),
+                ..Default::default()
+            }),
+            Op::Delete { key } => Request::RequestDeleteRange(pb::DeleteRangeRequest {
+                key: self.key(key),
+                ..Default::default()
+            }),
+            Op::DeletePrefix { prefix } => {
+                let start = self.key(prefix);
+                let end = prefix_end(&start).unwrap_or_else(|| vec![0]);
+                Request::RequestDeleteRange(pb::DeleteRangeRequest {
+                    key: start,
+                    range_end: end,
+                    ..Default::default()
+                })
+            }
+            Op::Get { key } => Request::RequestRange(pb::RangeRequest {
+                key: self.key(key),
+                ..Default::default()
+            }),
+        };
+        pb::RequestOp {
+            request: Some(request),
+        }
+    }
+
+    fn op_response(&self, r: pb::ResponseOp) -> KvResult<OpResponse> {
+        Ok(match r.response {
+            Some(Response::ResponsePut(_)) => OpResponse::Put,
+            Some(Response::ResponseDeleteRange(d)) => OpResponse::Delete {
+                deleted: u64::try_from(d.deleted).unwrap_or(0),
+            },
+            Some(Response::ResponseRange(r)) => OpResponse::Get(
+                r.kvs
+                    .into_iter()
+                    .next()
+                    .map(|kv| self.unkey(kv))
+                    .transpose()?,
+            ),
+            Some(Response::ResponseTxn(_)) | None => {
+                return Err(KvError::Backend(
+                    "etcd answered an operation repovault did not send".into(),
+                ));
+            }
+        })
+    }
+}
+
+/// An etcd revision as the store's (etcd's are non-negative `int64`s).
+fn revision(rev: i64) -> KvResult<u64> {
+    u64::try_from(rev).map_err(|_| KvError::Backend(format!("etcd revision {rev} is negative")))
+}
+
+fn header_revision(h: Option<&pb::ResponseHeader>) -> KvResult<u64> {
+    revision(
+        h.ok_or_else(|| KvError::Backend("etcd answered without a header".into()))?
+            .revision,
+    )
+}
+
+fn status(doing: &str, s: tonic::Status) -> KvError {
+    KvError::Backend(format!("etcd {doing}: {} ({:?})", s.message(), s.code()))
+}
+
+#[async_trait]
+impl KvBackend for EtcdKv {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    async fn revision(&self) -> KvResult<u64> {
+        let r = self
+            .client
+            .clone()
+            .range(pb::RangeRequest {
+                key: self.namespace.clone(),
+                limit: 1,
+                keys_only: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| status("reading the revision", s))?
+            .into_inner();
+        header_revision(r.header.as_ref())
+    }
+
+    async fn range(&self, range: KeyRange, limit: Option<usize>) -> KvResult<Vec<KeyValue>> {
+        if range.bounds().is_none() || limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        let end = self.range_end(range.end.as_deref());
+        let mut start = self.key(&range.start);
+        let mut at_revision = 0i64;
+        let mut out = Vec::new();
+        loop {
+            let want = limit.map_or(PAGE_KEYS, |l| (l - out.len()).min(PAGE_KEYS));
+            let r = self
+                .client
+                .clone()
+                .range(pb::RangeRequest {
+                    key: start.clone(),
+                    range_end: end.clone(),
+                    limit: i64::try_from(want).unwrap_or(i64::MAX),
+                    revision: at_revision,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| status("reading a range", s))?
+                .into_inner();
+            if at_revision == 0 {
+                at_revision = r
+                    .header
+                    .as_ref()
+                    .map(|h| h.revision)
+                    .ok_or_else(|| KvError::Backend("etcd answered without a header".into()))?;
+            }
+            let next = r.kvs.last().map(|kv| [kv.key.as_slice(), &[0]].concat());
+            for kv in r.kvs {
+                out.push(self.unkey(kv)?);
+            }
+            let full = limit.is_some_and(|l| out.len() >= l);
+            match next {
+                Some(next) if r.more && !full => start = next,
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn txn(&self, txn: Txn) -> KvResult<TxnResponse> {
+        txn.validate()?;
+        let request = pb::TxnRequest {
+            compare: txn.compares.iter().map(|c| self.compare(c)).collect(),
+            success: txn.success.iter().map(|o| self.op(o)).collect(),
+            failure: txn.failure.iter().map(|o| self.op(o)).collect(),
+        };
+        let r = self
+            .client
+            .clone()
+            .txn(request)
+            .await
+            .map_err(|s| status("running a transaction", s))?
+            .into_inner();
+        let revision = header_revision(r.header.as_ref())?;
+        let responses = r
+            .responses
+            .into_iter()
+            .map(|o| self.op_response(o))
+            .collect::<KvResult<Vec<_>>>()?;
+        Ok(TxnResponse {
+            succeeded: r.succeeded,
+            revision,
+            responses,
+        })
+    }
+}

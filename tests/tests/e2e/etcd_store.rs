@@ -1,0 +1,135 @@
+//! The state store on a real etcd: the key-value conformance suite every backend passes, keys
+//! kept inside their namespace, and a coordinator that backs up, restarts and restores with
+//! all of its state in etcd.
+
+use std::time::Duration;
+
+use repovault_coordinator::config::CoordinatorConfig;
+use repovault_coordinator::kv::kv_conformance;
+use repovault_coordinator::model::{Status, VerifyStatus};
+use repovault_tests::cluster::Cluster;
+use repovault_tests::etcd_peer::EtcdPeer;
+use repovault_tests::fixtures::{refs, rich_repo};
+use repovault_tests::gitserver::GitDaemon;
+
+use super::backup_restore::restore_to_new;
+use super::object_storage::without_merge_refs;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_passes_the_kv_conformance_suite_inside_its_namespace() {
+    let etcd = EtcdPeer::start().await.unwrap();
+    let kv = etcd.kv("repovault-a/").await.unwrap();
+    // A neighbour's key under another namespace: the suite clears its own namespaces, and no
+    // delete or range may reach outside.
+    let neighbour = etcd.kv("repovault-b/").await.unwrap();
+    neighbour.put(b"conformance/x", b"keep").await.unwrap();
+    kv_conformance::run_all(kv.clone()).await;
+    // Rerunnable against the same (persistent) store.
+    kv_conformance::run_all(kv.clone()).await;
+    assert_eq!(
+        neighbour
+            .get(b"conformance/x")
+            .await
+            .unwrap()
+            .map(|k| k.value),
+        Some(b"keep".to_vec())
+    );
+    assert_eq!(kv.get(b"conformance/x").await.unwrap(), None);
+    assert!(kv.delete_prefix(b"").await.unwrap() > 0);
+    assert!(
+        neighbour.get(b"conformance/x").await.unwrap().is_some(),
+        "clearing one namespace leaves the other"
+    );
+}
+
+/// `[store] kind = "etcd"` from a configuration file opens the etcd store; without endpoints,
+/// or with none answering, start-up is refused naming what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_configuration_opens_an_etcd_store_or_says_why_not() {
+    let etcd = EtcdPeer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("coordinator.toml");
+    let config = |store: &str| -> CoordinatorConfig {
+        std::fs::write(
+            &file,
+            format!(
+                "data_dir = {:?}\n[store]\n{store}\n",
+                dir.path().join("data")
+            ),
+        )
+        .unwrap();
+        CoordinatorConfig::load(&file).unwrap()
+    };
+    let settings = config(&format!(
+        "kind = \"etcd\"\nendpoints = [\"{}\"]\nnamespace = \"cfg/\"",
+        etcd.endpoint()
+    ))
+    .resolve()
+    .await
+    .unwrap();
+    assert_eq!(settings.kv.name(), "etcd");
+    settings.kv.put(b"k", b"v").await.unwrap();
+    let direct = etcd.kv("cfg/").await.unwrap();
+    assert_eq!(
+        direct.get(b"k").await.unwrap().map(|k| k.value),
+        Some(b"v".to_vec())
+    );
+
+    let missing = config("kind = \"etcd\"").resolve().await.unwrap_err();
+    assert!(
+        missing.to_string().contains("REPOVAULT_STORE_ENDPOINTS"),
+        "{missing}"
+    );
+    // A port nothing listens on: bound, then released.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = free.local_addr().unwrap().to_string();
+    drop(free);
+    let unreachable = config(&format!("kind = \"etcd\"\nendpoints = [\"{dead}\"]"))
+        .resolve()
+        .await
+        .unwrap_err();
+    assert!(
+        unreachable.to_string().contains(&dead),
+        "names the endpoint: {unreachable}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_coordinator_on_etcd_backs_up_restarts_and_restores() {
+    let etcd = EtcdPeer::start().await.unwrap();
+    let kv = etcd.kv("repovault/").await.unwrap();
+    let mut c = Cluster::start_on_store(1, kv.clone()).await.unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let rich = rich_repo(src.path(), "rich.git").unwrap();
+    let daemon = GitDaemon::start(src.path()).unwrap();
+    c.add_git_repo("acme/rich", &daemon.url("rich.git"))
+        .await
+        .unwrap();
+    let b = c.backup_ok("acme/rich").await.unwrap();
+    assert_eq!(
+        b.verification.as_ref().map(|v| v.status),
+        Some(VerifyStatus::Verified)
+    );
+    // The records are etcd's: the repository's key is there, under the namespace.
+    let repos = kv
+        .range(repovault_coordinator::kv::KeyRange::prefix("repo/"), None)
+        .await
+        .unwrap();
+    assert_eq!(repos.len(), 1, "{repos:?}");
+
+    // A restarted coordinator reads everything back from etcd.
+    c.restart_coordinator().await.unwrap();
+    let again = c.core().registry.get_backup(&b.id).await.unwrap();
+    assert_eq!(again.status, Status::Completed);
+    let restored = restore_to_new(&c, &daemon, b.id.as_str(), "back.git").await;
+    assert_eq!(
+        refs(&restored).unwrap(),
+        without_merge_refs(refs(&rich).unwrap())
+    );
+    let second = tokio::time::timeout(Duration::from_secs(120), c.backup_ok("acme/rich"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.parent_snapshot_id, b.snapshot_id);
+    c.shutdown().await;
+}
