@@ -83,6 +83,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(false)
         .compile_protos(&[etcd], &["etcd"])?;
+    // KEDA's external scaler interface: served by the coordinator, called by KEDA (and tests).
+    let keda = "keda/externalscaler.proto";
+    println!("cargo:rerun-if-changed={keda}");
+    tonic_prost_build::configure().compile_protos(&[keda], &["keda"])?;
     Ok(())
 }
 

@@ -166,6 +166,9 @@ pub struct CoordinatorConfig {
     /// `[verification]`: size thresholds, the read-back rotation, the default drill schedule.
     #[serde(default)]
     pub verification: crate::verification::VerificationConfig,
+    /// `[scaling]`: the desired-worker figure's slots per worker and bounds.
+    #[serde(default)]
+    pub scaling: crate::scaling::ScalingConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -231,6 +234,7 @@ impl CoordinatorConfig {
             affinity_wait: default_affinity_wait(),
             retention: Default::default(),
             verification: Default::default(),
+            scaling: Default::default(),
         }
     }
 
@@ -339,6 +343,7 @@ impl CoordinatorConfig {
             affinity_wait: checked.affinity_wait,
             retention: checked.retention,
             verification: checked.verification,
+            scaling: self.scaling,
         })
     }
 
@@ -470,6 +475,7 @@ pub struct Settings {
         crate::maintenance::maintenance_runs::MaintenanceOptions,
     ),
     pub verification: crate::verification::VerificationOptions,
+    pub scaling: crate::scaling::ScalingConfig,
 }
 
 impl std::fmt::Debug for Settings {
@@ -491,6 +497,7 @@ impl std::fmt::Debug for Settings {
             .field("github_sync_interval", &self.github_sync_interval)
             .field("push_delay", &self.push_delay)
             .field("affinity_wait", &self.affinity_wait)
+            .field("scaling", &self.scaling)
             .finish()
     }
 }

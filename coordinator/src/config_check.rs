@@ -70,6 +70,7 @@ impl CoordinatorConfig {
         self.storage_config()
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.scaling.validate().map_err(ConfigError::Invalid)?;
         Ok(Checked {
             timing,
             reconcile_interval,

@@ -56,6 +56,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("verification.rotation_concurrency", Kind::Integer),
     ("verification.rotation_interval", Kind::Text),
     ("verification.default_drill", Kind::Text),
+    ("scaling.slots_per_worker", Kind::Integer),
+    ("scaling.min_workers", Kind::Integer),
+    ("scaling.max_workers", Kind::Integer),
 ];
 
 /// The variable that overrides `path`.

@@ -91,6 +91,8 @@ pub async fn update_gauges(core: &Coordinator) {
     // Slots wanted: everything running plus everything waiting, for an autoscaler to divide by
     // slots per worker.
     metrics::gauge!("repovault_desired_worker_slots").set((pending + leased) as f64);
+    metrics::gauge!(crate::scaling::METRIC)
+        .set(f64::from(core.scaling.desired_for(pending + leased)));
     if let Err(e) = core.health.update_health_gauges().await {
         tracing::warn!(error = %e, "health gauges not updated");
     }

@@ -21,6 +21,7 @@ pub mod metric_families;
 pub mod model;
 pub mod paging;
 pub mod readiness;
+pub mod scaling;
 pub mod schedule;
 pub mod second_copy;
 pub mod secrets;

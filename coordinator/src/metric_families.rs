@@ -141,6 +141,10 @@ const FAMILIES: &[Family] = &[
         "Task slots of the connected workers in use.",
     ),
     gauge(
+        "repovault_desired_workers",
+        "Workers wanted for everything running and waiting, within [scaling] (KEDA's figure too).",
+    ),
+    gauge(
         "repovault_desired_worker_slots",
         "Slots wanted to run everything running and waiting (for an autoscaler).",
     ),

@@ -1,4 +1,4 @@
-//! Starting a coordinator: gRPC (admin, worker, reflection, health), HTTP (metrics) and the
+//! Starting a coordinator: gRPC (admin, worker, reflection, health, KEDA's external scaler), HTTP (metrics) and the
 //! background loops (reaper, worker expiry, reconciler). Listens on the configured addresses;
 //! port 0 picks a free port and the handle reports the real one (in-process tests).
 
@@ -87,6 +87,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     )
     .await?;
     *core.ledger.options.write() = settings.verification.clone();
+    core.scaling.configure(settings.scaling);
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
 
@@ -169,6 +170,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
             .map_err(|e| ServerError::Tls(e.to_string()))?;
     }
     let stop = shutdown.clone();
+    let scaling = core.scaling.clone();
     tasks.push(tokio::spawn(async move {
         let result = builder
             .add_service(health_service)
@@ -176,6 +178,13 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
             .add_service(reflection_v1alpha)
             .add_service(admin)
             .add_service(worker)
+            .add_service(
+                repovault_proto::keda::external_scaler_server::ExternalScalerServer::new(
+                    crate::scaling::KedaScaler {
+                        scaling: scaling.clone(),
+                    },
+                ),
+            )
             .serve_with_incoming_shutdown(without_nagle(listener), stop.cancelled_owned())
             .await;
         if let Err(e) = result {

@@ -15,6 +15,12 @@ pub mod etcd {
     tonic::include_proto!("etcdserverpb");
 }
 
+/// KEDA's external scaler interface (`keda/externalscaler.proto`).
+pub mod keda {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("externalscaler");
+}
+
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("repovault.v1");

@@ -48,6 +48,8 @@ pub struct Coordinator {
     pub second_copy: Arc<crate::second_copy::SecondCopy>,
     /// Locks escrowed repositories' objects in storage that can (`escrow_lock/`).
     pub escrow_locks: Arc<crate::escrow_lock::EscrowLocks>,
+    /// The workers the queue wants, for autoscalers (`scaling/`).
+    pub scaling: Arc<crate::scaling::FleetScaling>,
     /// Moves an organisation's backups between locations (`storage_move/`).
     pub storage_move: Arc<crate::storage_move::StorageMove>,
     /// Catalog objects and snapshot repository creation (`catalog/`).
@@ -229,7 +231,9 @@ impl Coordinator {
             parts.clock.clone(),
             locations.clone(),
         ));
+        let scaling = Arc::new(crate::scaling::FleetScaling::new(queue.clone()));
         Ok(Arc::new(Self {
+            scaling,
             health,
             drills,
             reconciler,

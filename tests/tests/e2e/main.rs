@@ -11,6 +11,7 @@ mod download_zip;
 mod escrow;
 mod escrow_agreements;
 mod etcd_store;
+mod fleet_scaling;
 mod github_backup;
 mod github_gix_https;
 mod github_org;

@@ -203,7 +203,7 @@ async fn metrics_health_reflection_and_protocol_version() {
     h.shutdown().await;
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+pub(super) async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
