@@ -4,7 +4,7 @@
 # README's demo (scripts/demo.sh) on the debug CLI.
 #
 # It installs nothing. Prerequisites: Rust 1.95 with rustfmt and clippy, cargo-nextest, git, and the
-# Debian packages restic, git-lfs, zip, unzip, curl, prometheus (promtool) and etcd-server, python-github-backup 0.65.1, and the object-store
+# Debian packages restic, git-lfs, zip, unzip, curl, prometheus (promtool), etcd-server and etcd-client, python-github-backup 0.65.1, and the object-store
 # peers of peers/install.sh (`.ci/run` installs those before calling this script).
 #
 # Environment: NEXTEST_PROFILE (default ci), CARGO_TARGET_DIR (default: cargo's, ./target).
@@ -21,7 +21,7 @@ phase() {
 }
 
 missing=()
-for tool in cargo cargo-nextest git restic git-lfs zip unzip curl openssl promtool etcd github-backup; do
+for tool in cargo cargo-nextest git restic git-lfs zip unzip curl openssl promtool etcd etcdctl github-backup; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
 peers=${REPOVAULT_PEERS_DIR:-$HOME/.cache/repovault-peers}
@@ -30,7 +30,7 @@ for peer in venv/bin/moto_server venv/bin/fake-gcs-server azurite/node_modules/.
 done
 if ((${#missing[@]})); then
     echo "scripts/test.sh: missing prerequisites: ${missing[*]}" >&2
-    echo "  apt-get install -y --no-install-recommends restic git-lfs zip unzip curl openssl prometheus etcd-server   (promtool, etcd; or run .ci/run, which does)" >&2
+    echo "  apt-get install -y --no-install-recommends restic git-lfs zip unzip curl openssl prometheus etcd-server etcd-client   (promtool, etcd, etcdctl; or run .ci/run, which does)" >&2
     echo "  cargo-nextest: https://nexte.st/docs/installation/" >&2
     echo "  github-backup: python3 -m pip install github-backup==0.65.1   (forge-sim's independent client)" >&2
     echo "  object-store peers (moto, Azurite, fake-gcs-server): peers/install.sh" >&2

@@ -50,6 +50,78 @@ pub struct StoreConfig {
     /// installations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// etcd: the user to authenticate as (etcd's `auth enable`), with its password read from
+    /// `password_file` (never written in this file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// etcd over TLS: the CA of etcd's certificates (PEM); with `cert_file` and `key_file`, a
+    /// client certificate for etcd's `--client-cert-auth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl StoreConfig {
+    /// How to reach etcd: the files read now, each failure naming its key and path.
+    pub fn etcd_options(&self) -> Result<crate::kv::EtcdOptions, ConfigError> {
+        if self.endpoints.is_empty() {
+            return Err(ConfigError::Invalid(
+                "store kind \"etcd\" needs store.endpoints (REPOVAULT_STORE_ENDPOINTS)".into(),
+            ));
+        }
+        let read = |key: &str, path: &PathBuf| {
+            std::fs::read(path)
+                .map_err(|e| ConfigError::Invalid(format!("store.{key} {}: {e}", path.display())))
+        };
+        let tls = match (&self.ca_file, &self.cert_file, &self.key_file) {
+            (None, None, None) => None,
+            (Some(ca), cert, key) => Some(crate::kv::EtcdTls {
+                ca_pem: read("ca_file", ca)?,
+                client: match (cert, key) {
+                    (Some(c), Some(k)) => Some((read("cert_file", c)?, read("key_file", k)?)),
+                    (None, None) => None,
+                    _ => {
+                        return Err(ConfigError::Invalid(
+                            "store.cert_file and store.key_file go together".into(),
+                        ));
+                    }
+                },
+            }),
+            (None, _, _) => {
+                return Err(ConfigError::Invalid(
+                    "store.cert_file and store.key_file need store.ca_file (etcd over TLS)".into(),
+                ));
+            }
+        };
+        let user = match (&self.username, &self.password_file) {
+            (None, None) => None,
+            (Some(u), Some(p)) => {
+                let text = String::from_utf8(read("password_file", p)?).map_err(|_| {
+                    ConfigError::Invalid(format!("store.password_file {}: not UTF-8", p.display()))
+                })?;
+                Some((u.clone(), Secret::new(text.trim_end_matches(['\n', '\r']))))
+            }
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "store.username and store.password_file go together".into(),
+                ));
+            }
+        };
+        Ok(crate::kv::EtcdOptions {
+            endpoints: self.endpoints.clone(),
+            namespace: self
+                .namespace
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ETCD_NAMESPACE.to_string()),
+            tls,
+            user,
+        })
+    }
 }
 
 /// TLS for the gRPC port: a PEM certificate chain and its private key.
@@ -295,19 +367,13 @@ impl CoordinatorConfig {
         {
             StoreKind::Memory => Arc::new(MemoryKv::new()),
             StoreKind::Etcd => {
-                let store = self.store.as_ref();
-                let endpoints = store.map(|s| s.endpoints.clone()).unwrap_or_default();
-                if endpoints.is_empty() {
-                    return Err(ConfigError::Invalid(
-                        "store kind \"etcd\" needs store.endpoints (REPOVAULT_STORE_ENDPOINTS)"
-                            .into(),
-                    ));
-                }
-                let namespace = store
-                    .and_then(|s| s.namespace.clone())
-                    .unwrap_or_else(|| DEFAULT_ETCD_NAMESPACE.to_string());
+                let options = self
+                    .store
+                    .as_ref()
+                    .ok_or_else(|| ConfigError::Invalid("store kind etcd needs [store]".into()))?
+                    .etcd_options()?;
                 Arc::new(
-                    crate::kv::EtcdKv::connect(&endpoints, &namespace)
+                    crate::kv::EtcdKv::connect_with(&options)
                         .await
                         .map_err(|e| ConfigError::Invalid(format!("state store: {e}")))?,
                 )

@@ -33,6 +33,11 @@ const KEYS: &[(&str, Kind)] = &[
     ("store.path", Kind::Text),
     ("store.endpoints", Kind::List),
     ("store.namespace", Kind::Text),
+    ("store.username", Kind::Text),
+    ("store.password_file", Kind::Text),
+    ("store.ca_file", Kind::Text),
+    ("store.cert_file", Kind::Text),
+    ("store.key_file", Kind::Text),
     ("storage.kind", Kind::Text),
     ("heartbeat_interval", Kind::Text),
     ("max_attempts", Kind::Integer),
@@ -202,6 +207,11 @@ mod tests {
             path = "/var/lib/repovault/state.redb"
             endpoints = ["127.0.0.1:2379"]
             namespace = "repovault/"
+            username = "repovault"
+            password_file = "/etc/repovault/etcd.password"
+            ca_file = "/etc/repovault/etcd-ca.pem"
+            cert_file = "/etc/repovault/etcd-client.pem"
+            key_file = "/etc/repovault/etcd-client.key"
             [storage]
             kind = "fs"
             options = { root = "/srv/backups" }

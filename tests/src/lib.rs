@@ -10,5 +10,6 @@ pub mod gitserver;
 /// IAM users and enforced IAM in moto, for least-privilege tests.
 pub mod moto_iam;
 pub mod object_stores;
+pub mod pki;
 pub mod process;
 pub mod standalone;

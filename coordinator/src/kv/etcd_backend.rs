@@ -11,19 +11,27 @@
 //! leaves; etcd counts the namespace and framing too, so a transaction within a few bytes of
 //! `--max-request-bytes` could still be refused by etcd, and then fails with etcd's message.
 //!
+//! TLS (a CA, and a client certificate when etcd asks for one) and etcd's user authentication
+//! (a token from `Authenticate`, renewed when etcd stops taking it) come from `[store]`.
+//!
 //! The client speaks etcd's API from `proto/etcd/etcdserverpb/rpc.proto` (the part used, with
 //! etcd's field numbers), generated with the vendored protoc like the rest of the protocol, so
 //! building needs no protobuf compiler on the machine.
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use repovault_common::secret::Secret;
 use repovault_proto::etcd as pb;
+use repovault_proto::etcd::auth_client::AuthClient;
 use repovault_proto::etcd::compare::{CompareResult, CompareTarget as PbTarget, TargetUnion};
 use repovault_proto::etcd::kv_client::KvClient;
 use repovault_proto::etcd::request_op::Request;
 use repovault_proto::etcd::response_op::Response;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::{
     CmpOp, Compare, CompareTarget, KeyRange, KeyValue, KvBackend, KvError, KvResult, Op,
@@ -47,37 +55,146 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// 30 s outlasts a leader election (etcd: about 1 s on a LAN) with room to spare.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How to reach etcd: where, under which namespace, over TLS or not, as which user.
+#[derive(Clone, Debug)]
+pub struct EtcdOptions {
+    /// `host:port` or URLs; `https://` ones (or any, when `tls` is set) use TLS.
+    pub endpoints: Vec<String>,
+    pub namespace: String,
+    pub tls: Option<EtcdTls>,
+    /// etcd's user authentication: a user name and its password.
+    pub user: Option<(String, Secret)>,
+}
+
+/// TLS towards etcd: the CA that signed etcd's certificates, and a client certificate when
+/// etcd asks for one (`--client-cert-auth`).
+#[derive(Clone)]
+pub struct EtcdTls {
+    pub ca_pem: Vec<u8>,
+    /// (certificate chain, private key), PEM.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.client.is_some() {
+            "EtcdTls(CA, client certificate, [redacted key])"
+        } else {
+            "EtcdTls(CA)"
+        })
+    }
+}
+
 /// The state store on etcd.
 #[derive(Clone)]
 pub struct EtcdKv {
     client: KvClient<Channel>,
     namespace: Vec<u8>,
+    auth: Option<Arc<EtcdAuth>>,
+}
+
+/// etcd's user authentication: a token from `Authenticate`, sent as the `token` metadata of
+/// every request and fetched again when etcd no longer takes it (a simple token lapses after
+/// `--auth-token-ttl`, 5 minutes by default, of disuse; a restart forgets every token).
+struct EtcdAuth {
+    client: AuthClient<Channel>,
+    user: String,
+    password: Secret,
+    token: tokio::sync::RwLock<Option<MetadataValue<tonic::metadata::Ascii>>>,
+}
+
+impl EtcdAuth {
+    async fn token(&self) -> KvResult<MetadataValue<tonic::metadata::Ascii>> {
+        if let Some(t) = self.token.read().await.clone() {
+            return Ok(t);
+        }
+        self.renew().await
+    }
+
+    async fn renew(&self) -> KvResult<MetadataValue<tonic::metadata::Ascii>> {
+        let mut slot = self.token.write().await;
+        let r = self
+            .client
+            .clone()
+            .authenticate(pb::AuthenticateRequest {
+                name: self.user.clone(),
+                password: self.password.expose().to_string(),
+            })
+            .await
+            .map_err(|s| status(&format!("authenticating as {:?}", self.user), s))?
+            .into_inner();
+        let token = MetadataValue::try_from(r.token.as_str())
+            .map_err(|_| KvError::Backend("etcd returned an unusable auth token".into()))?;
+        *slot = Some(token.clone());
+        Ok(token)
+    }
+}
+
+/// Whether etcd refused a request for its auth token (lapsed, or forgotten by a restart).
+fn token_refused(s: &tonic::Status) -> bool {
+    s.code() == tonic::Code::Unauthenticated || s.message().contains("invalid auth token")
 }
 
 impl EtcdKv {
-    /// Connects to the cluster at `endpoints` (`host:port` or URLs; requests go to any of them)
-    /// with every key under `namespace`. Fails when no endpoint answers a first read.
+    /// Connects to the cluster at `endpoints` over plaintext, without authentication.
     pub async fn connect(endpoints: &[String], namespace: &str) -> KvResult<Self> {
+        Self::connect_with(&EtcdOptions {
+            endpoints: endpoints.to_vec(),
+            namespace: namespace.to_string(),
+            tls: None,
+            user: None,
+        })
+        .await
+    }
+
+    /// Connects as `options` say (requests go to any endpoint). Fails when no endpoint answers
+    /// a first read, naming the endpoints and etcd's answer.
+    pub async fn connect_with(options: &EtcdOptions) -> KvResult<Self> {
+        let endpoints = &options.endpoints;
         if endpoints.is_empty() {
             return Err(KvError::Backend("etcd: no endpoints configured".into()));
         }
         let mut list = Vec::with_capacity(endpoints.len());
         for e in endpoints {
+            let scheme = if options.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             let url = if e.contains("://") {
                 e.clone()
             } else {
-                format!("http://{e}")
+                format!("{scheme}://{e}")
             };
-            let endpoint = Endpoint::from_shared(url.clone())
+            let mut endpoint = Endpoint::from_shared(url)
                 .map_err(|err| KvError::Backend(format!("etcd endpoint {e:?}: {err}")))?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .timeout(REQUEST_TIMEOUT);
+            if let Some(tls) = &options.tls {
+                let mut config =
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+                if let Some((cert, key)) = &tls.client {
+                    config = config.identity(Identity::from_pem(cert, key));
+                }
+                endpoint = endpoint
+                    .tls_config(config)
+                    .map_err(|err| KvError::Backend(format!("etcd endpoint {e:?}: TLS: {err}")))?;
+            }
             list.push(endpoint);
         }
         let channel = Channel::balance_list(list.into_iter());
+        let auth = options.user.as_ref().map(|(user, password)| {
+            Arc::new(EtcdAuth {
+                client: AuthClient::new(channel.clone()),
+                user: user.clone(),
+                password: password.clone(),
+                token: tokio::sync::RwLock::new(None),
+            })
+        });
         let kv = Self {
             client: KvClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
-            namespace: namespace.as_bytes().to_vec(),
+            namespace: options.namespace.as_bytes().to_vec(),
+            auth,
         };
         kv.revision().await.map_err(|e| {
             KvError::Backend(format!(
@@ -86,6 +203,36 @@ impl EtcdKv {
             ))
         })?;
         Ok(kv)
+    }
+
+    /// `msg` as a request carrying the auth token, when etcd wants one.
+    async fn request<T>(&self, msg: T) -> KvResult<tonic::Request<T>> {
+        let mut req = tonic::Request::new(msg);
+        if let Some(auth) = &self.auth {
+            req.metadata_mut().insert("token", auth.token().await?);
+        }
+        Ok(req)
+    }
+
+    /// Runs `call` with the token; once more with a new token when etcd refused the old one.
+    async fn call<T: Clone, R, F, Fut>(&self, doing: &str, msg: T, call: F) -> KvResult<R>
+    where
+        F: Fn(KvClient<Channel>, tonic::Request<T>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        match call(self.client.clone(), self.request(msg.clone()).await?).await {
+            Ok(r) => Ok(r.into_inner()),
+            Err(s) if token_refused(&s) && self.auth.is_some() => {
+                if let Some(auth) = &self.auth {
+                    auth.renew().await?;
+                }
+                call(self.client.clone(), self.request(msg).await?)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|s| status(doing, s))
+            }
+            Err(s) => Err(status(doing, s)),
+        }
     }
 
     fn key(&self, key: &[u8]) -> Vec<u8> {
@@ -213,18 +360,17 @@ impl KvBackend for EtcdKv {
     }
 
     async fn revision(&self) -> KvResult<u64> {
+        let msg = pb::RangeRequest {
+            key: self.namespace.clone(),
+            limit: 1,
+            keys_only: true,
+            ..Default::default()
+        };
         let r = self
-            .client
-            .clone()
-            .range(pb::RangeRequest {
-                key: self.namespace.clone(),
-                limit: 1,
-                keys_only: true,
-                ..Default::default()
+            .call("reading the revision", msg, |mut c, req| async move {
+                c.range(req).await
             })
-            .await
-            .map_err(|s| status("reading the revision", s))?
-            .into_inner();
+            .await?;
         header_revision(r.header.as_ref())
     }
 
@@ -238,19 +384,18 @@ impl KvBackend for EtcdKv {
         let mut out = Vec::new();
         loop {
             let want = limit.map_or(PAGE_KEYS, |l| (l - out.len()).min(PAGE_KEYS));
+            let msg = pb::RangeRequest {
+                key: start.clone(),
+                range_end: end.clone(),
+                limit: i64::try_from(want).unwrap_or(i64::MAX),
+                revision: at_revision,
+                ..Default::default()
+            };
             let r = self
-                .client
-                .clone()
-                .range(pb::RangeRequest {
-                    key: start.clone(),
-                    range_end: end.clone(),
-                    limit: i64::try_from(want).unwrap_or(i64::MAX),
-                    revision: at_revision,
-                    ..Default::default()
+                .call("reading a range", msg, |mut c, req| async move {
+                    c.range(req).await
                 })
-                .await
-                .map_err(|s| status("reading a range", s))?
-                .into_inner();
+                .await?;
             if at_revision == 0 {
                 at_revision = r
                     .header
@@ -278,12 +423,10 @@ impl KvBackend for EtcdKv {
             failure: txn.failure.iter().map(|o| self.op(o)).collect(),
         };
         let r = self
-            .client
-            .clone()
-            .txn(request)
-            .await
-            .map_err(|s| status("running a transaction", s))?
-            .into_inner();
+            .call("running a transaction", request, |mut c, req| async move {
+                c.txn(req).await
+            })
+            .await?;
         let revision = header_revision(r.header.as_ref())?;
         let responses = r
             .responses

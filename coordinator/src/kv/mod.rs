@@ -33,7 +33,7 @@ use std::ops::Bound;
 
 use async_trait::async_trait;
 
-pub use etcd_backend::EtcdKv;
+pub use etcd_backend::{EtcdKv, EtcdOptions, EtcdTls};
 pub use json::{Versioned, decode_json, encode_json, get_json, put_json, put_json_op};
 pub use memory::MemoryKv;
 pub use redb_backend::RedbKv;

@@ -2,15 +2,17 @@
 //! kept inside their namespace, and a coordinator that backs up, restarts and restores with
 //! all of its state in etcd.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use repovault_coordinator::config::CoordinatorConfig;
-use repovault_coordinator::kv::kv_conformance;
+use repovault_coordinator::kv::{EtcdKv, KvBackend, kv_conformance};
 use repovault_coordinator::model::{Status, VerifyStatus};
 use repovault_tests::cluster::Cluster;
-use repovault_tests::etcd_peer::EtcdPeer;
+use repovault_tests::etcd_peer::{EtcdPeer, EtcdPeerOptions};
 use repovault_tests::fixtures::{refs, rich_repo};
 use repovault_tests::gitserver::GitDaemon;
+use repovault_tests::pki::make_pki;
 
 use super::backup_restore::restore_to_new;
 use super::object_storage::without_merge_refs;
@@ -132,4 +134,88 @@ async fn a_coordinator_on_etcd_backs_up_restarts_and_restores() {
         .unwrap();
     assert_eq!(second.parent_snapshot_id, b.snapshot_id);
     c.shutdown().await;
+}
+
+/// etcd over TLS with its user authentication on: the store connects with the CA and a
+/// password (read from `password_file`, as the configuration gives it), passes the suite, and
+/// renews its token when etcd lets it lapse; a wrong password, or plaintext towards TLS, is
+/// refused at connection, naming what failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_over_tls_with_authentication() {
+    let pki = tempfile::tempdir().unwrap();
+    let (files, ca) = make_pki(pki.path());
+    let etcd = EtcdPeer::start_with(EtcdPeerOptions {
+        tls: Some((files, ca.clone())),
+        auth_token_ttl_secs: Some(2),
+    })
+    .await
+    .unwrap();
+    etcd.enable_auth("etcd-root-secret").unwrap();
+
+    let kv = EtcdKv::connect_with(
+        &etcd
+            .options("secured/", Some(("root", "etcd-root-secret")))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let kv: Arc<dyn KvBackend> = Arc::new(kv);
+    kv_conformance::run_all(kv.clone()).await;
+    // Past the token's lifetime unused: the next call gets a new token and succeeds.
+    kv.put(b"k", b"before").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        kv.get(b"k").await.unwrap().map(|k| k.value),
+        Some(b"before".to_vec())
+    );
+
+    let wrong = EtcdKv::connect_with(&etcd.options("secured/", Some(("root", "guess"))).unwrap())
+        .await
+        .err()
+        .expect("a wrong password is refused");
+    assert!(
+        wrong.to_string().contains("authentication failed"),
+        "{wrong}"
+    );
+    assert!(
+        !wrong.to_string().contains("guess"),
+        "no password in {wrong}"
+    );
+    let anonymous = EtcdKv::connect_with(&etcd.options("secured/", None).unwrap())
+        .await
+        .err()
+        .expect("no user is refused");
+    assert!(anonymous.to_string().contains("user name"), "{anonymous}");
+    let plaintext = EtcdKv::connect(&[format!("http://{}", etcd.endpoint())], "secured/")
+        .await
+        .err()
+        .expect("plaintext towards TLS is refused");
+    assert!(
+        plaintext.to_string().contains(&etcd.endpoint()),
+        "{plaintext}"
+    );
+
+    // From a configuration file: the password from its file, the CA from its.
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("etcd.password");
+    std::fs::write(&password, "etcd-root-secret\n").unwrap();
+    let file = dir.path().join("coordinator.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {:?}\n[store]\nkind = \"etcd\"\nendpoints = [\"{}\"]\nusername = \"root\"\npassword_file = {:?}\nca_file = {:?}\n",
+            dir.path().join("data"),
+            etcd.endpoint(),
+            password,
+            ca
+        ),
+    )
+    .unwrap();
+    let settings = CoordinatorConfig::load(&file)
+        .unwrap()
+        .resolve()
+        .await
+        .unwrap();
+    assert_eq!(settings.kv.name(), "etcd");
+    settings.kv.put(b"from-config", b"1").await.unwrap();
 }

@@ -1,89 +1,12 @@
 //! gRPC over TLS: workers and the CLI reach a TLS coordinator with a private CA, and a client that
 //! does not trust it is refused.
 
-use std::path::Path;
 use std::process::Command;
 
-use repovault_coordinator::config::TlsFiles;
 use repovault_tests::cluster::Cluster;
 use repovault_tests::fixtures::rich_repo;
 use repovault_tests::gitserver::GitDaemon;
-
-/// A private CA and a server certificate for localhost / 127.0.0.1, made with the openssl CLI.
-fn make_pki(dir: &Path) -> (TlsFiles, std::path::PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=repovault test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-    (
-        TlsFiles {
-            cert_file: dir.join("server.pem"),
-            key_file: dir.join("server.key"),
-        },
-        dir.join("ca.pem"),
-    )
-}
+use repovault_tests::pki::make_pki;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn workers_and_cli_use_tls_with_a_private_ca() {
