@@ -179,6 +179,11 @@ pub struct CoordinatorConfig {
     /// HTTP: /metrics, /healthz. Env: REPOVAULT_HTTP_LISTEN.
     #[serde(default = "default_http_listen")]
     pub http_listen: SocketAddr,
+    /// `/metrics` on a listener of its own (for a scrape network), and then not on
+    /// `http_listen`, which may face the internet for webhooks and download links. Default: on
+    /// `http_listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     /// The base URL download links start with (`http(s)://host[:port][/prefix]`), as clients
     /// reach the HTTP port (a proxy, a public name). Default `http://<http_listen>`.
     /// Env: REPOVAULT_HTTP_PUBLIC_URL.
@@ -289,6 +294,7 @@ impl CoordinatorConfig {
         Self {
             listen: default_listen(),
             http_listen: default_http_listen(),
+            metrics_listen: None,
             http_public_url: None,
             data_dir: data_dir.to_path_buf(),
             store: None,
@@ -394,6 +400,7 @@ impl CoordinatorConfig {
             tls: checked.tls,
             listen: self.listen,
             http_listen: Some(self.http_listen),
+            metrics_listen: self.metrics_listen,
             kv,
             storage,
             timing: checked.timing,
@@ -514,6 +521,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `None`: no HTTP port (in-process tests that do not need it).
     pub http_listen: Option<SocketAddr>,
+    /// `Some`: `/metrics` is served there and not on `http_listen`.
+    pub metrics_listen: Option<SocketAddr>,
     /// Base URL of download links; `None`: `http://<bound HTTP address>`.
     pub http_public_url: Option<String>,
     pub kv: Arc<dyn KvBackend>,
@@ -549,6 +558,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("listen", &self.listen)
             .field("http_listen", &self.http_listen)
+            .field("metrics_listen", &self.metrics_listen)
             .field("http_public_url", &self.http_public_url)
             .field("store", &self.kv.name())
             .field("storage", &self.storage)

@@ -27,6 +27,7 @@ enum Kind {
 const KEYS: &[(&str, Kind)] = &[
     ("listen", Kind::Text),
     ("http_listen", Kind::Text),
+    ("metrics_listen", Kind::Text),
     ("http_public_url", Kind::Text),
     ("data_dir", Kind::Text),
     ("store.kind", Kind::Text),
@@ -198,6 +199,7 @@ mod tests {
         toml::from_str(
             r#"
             data_dir = "/var/lib/repovault"
+            metrics_listen = "0.0.0.0:9420"
             http_public_url = "https://backup.example"
             join_token_file = "/etc/repovault/join.token"
             admin_token_file = "/etc/repovault/admin.token"

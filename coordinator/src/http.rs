@@ -1,4 +1,5 @@
-//! The coordinator's HTTP port: Prometheus metrics, a liveness probe, and download links
+//! The coordinator's HTTP port: Prometheus metrics (or on a port of their own), liveness and
+//! readiness probes, push webhooks and download links
 //! (`GET /downloads/<restore-id>?expires=<unix>&sig=<hex>`, see `downloads.rs`).
 
 use std::sync::{Arc, OnceLock};
@@ -30,7 +31,38 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 }
 
 /// The HTTP routes; `/readyz` answers `readiness`'s verdict (200, or 503 naming what fails).
-pub fn router(core: Arc<Coordinator>, readiness: Arc<crate::readiness::Readiness>) -> Router {
+/// `/metrics` is among them when `with_metrics`; else it has a listener of its own
+/// ([`metrics_router`]).
+pub fn router(
+    core: Arc<Coordinator>,
+    readiness: Arc<crate::readiness::Readiness>,
+    with_metrics: bool,
+) -> Router {
+    let routes = routes(core.clone(), readiness);
+    if with_metrics {
+        routes.merge(metrics_router(core))
+    } else {
+        routes
+    }
+}
+
+/// `/metrics` alone.
+pub fn metrics_router(core: Arc<Coordinator>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let core = core.clone();
+            async move {
+                update_gauges(&core).await;
+                // Reads /proc: off the runtime's threads.
+                let _ = tokio::task::spawn_blocking(crate::metric_families::update_process).await;
+                prometheus().map(|h| h.render()).unwrap_or_default()
+            }
+        }),
+    )
+}
+
+fn routes(core: Arc<Coordinator>, readiness: Arc<crate::readiness::Readiness>) -> Router {
     let downloads = core.clone();
     let hooks = core.clone();
     Router::new()
@@ -59,19 +91,6 @@ pub fn router(core: Arc<Coordinator>, readiness: Arc<crate::readiness::Readiness
         .route(
             "/downloads/{id}",
             get(move |path, query| download(downloads.clone(), path, query)),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let core = core.clone();
-                async move {
-                    update_gauges(&core).await;
-                    // Reads /proc: off the runtime's threads.
-                    let _ =
-                        tokio::task::spawn_blocking(crate::metric_families::update_process).await;
-                    prometheus().map(|h| h.render()).unwrap_or_default()
-                }
-            }),
         )
 }
 

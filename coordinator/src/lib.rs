@@ -14,6 +14,7 @@ pub mod escrow_lock;
 pub mod forge_access;
 pub mod health;
 pub mod http;
+pub mod http_listener;
 pub mod ids;
 pub mod kv;
 pub mod maintenance;

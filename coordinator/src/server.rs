@@ -46,6 +46,8 @@ pub struct CoordinatorHandle {
     /// Whether gRPC is served over TLS.
     pub tls: bool,
     pub http_addr: Option<SocketAddr>,
+    /// `/metrics` on a listener of its own (`metrics_listen`).
+    pub metrics_addr: Option<SocketAddr>,
     pub core: Arc<Coordinator>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -192,36 +194,50 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         }
     }));
 
+    // Every HTTP listener is TLS when gRPC is: webhooks, download links and metrics cross
+    // networks as gRPC does.
+    let http_tls = match &settings.tls {
+        Some(id) => {
+            Some(crate::http_listener::acceptor(id).map_err(|e| ServerError::Tls(e.to_string()))?)
+        }
+        None => None,
+    };
+    let http_scheme = if http_tls.is_some() { "https" } else { "http" };
     let http_addr = match settings.http_listen {
         Some(addr) => {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::Bind { addr, source })?;
-            let bound = l
-                .local_addr()
-                .map_err(|source| ServerError::Bind { addr, source })?;
+            let l = bind(addr).await?;
+            let bound = local(&l, addr)?;
             let public = settings
                 .http_public_url
                 .clone()
-                .unwrap_or_else(|| format!("http://{bound}"));
+                .unwrap_or_else(|| format!("{http_scheme}://{bound}"));
             core.downloads.set_base_url(&public);
             core.schedules.set_public_url(&public);
-            let app = crate::http::router(core.clone(), readiness.clone());
-            let stop = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                // As on the gRPC listener (see `without_nagle`): small answers go out at once.
-                let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::warn!(error = %e, "could not turn Nagle's algorithm off on an HTTP connection");
-                    }
-                });
-                let r = axum::serve(l, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "HTTP server stopped");
-                }
-            }));
+            let app = crate::http::router(
+                core.clone(),
+                readiness.clone(),
+                settings.metrics_listen.is_none(),
+            );
+            tasks.push(tokio::spawn(crate::http_listener::serve(
+                l,
+                app,
+                http_tls.clone(),
+                shutdown.clone(),
+            )));
+            Some(bound)
+        }
+        None => None,
+    };
+    let metrics_addr = match settings.metrics_listen {
+        Some(addr) => {
+            let l = bind(addr).await?;
+            let bound = local(&l, addr)?;
+            tasks.push(tokio::spawn(crate::http_listener::serve(
+                l,
+                crate::http::metrics_router(core.clone()),
+                http_tls.clone(),
+                shutdown.clone(),
+            )));
             Some(bound)
         }
         None => None,
@@ -340,6 +356,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         grpc_addr,
         tls: settings.tls.is_some(),
         http_addr,
+        metrics_addr,
         core,
         shutdown,
         tasks,
@@ -363,4 +380,15 @@ fn without_nagle(
         }
         Ok(conn)
     })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+fn local(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
+    l.local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })
 }

@@ -32,6 +32,7 @@ async fn serve_http(c: &Cluster) -> String {
     let app = repovault_coordinator::http::router(
         c.core().clone(),
         std::sync::Arc::new(repovault_coordinator::readiness::Readiness::default()),
+        true,
     );
     tokio::spawn(async move {
         let _ = axum::serve(l, app).await;

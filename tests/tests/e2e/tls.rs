@@ -95,3 +95,61 @@ async fn workers_and_cli_use_tls_with_a_private_ca() {
     assert_eq!(mixed.status.code(), Some(2));
     c.shutdown().await;
 }
+
+/// With `[tls]`, the HTTP port is HTTPS too (webhooks, download links and probes cross networks
+/// as gRPC does), and `metrics_listen` moves `/metrics` to a listener of its own, also over TLS,
+/// off the port that may face the internet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_http_port_is_https_and_metrics_can_have_their_own() {
+    // As the binaries do at start: tonic's TLS takes the process's provider.
+    repovault_common::tls::install_crypto_provider();
+    let pki = tempfile::tempdir().unwrap();
+    let (files, ca) = make_pki(pki.path());
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = repovault_cli::standalone_settings(
+        &dir.path().join("data"),
+        "127.0.0.1:0".parse().unwrap(),
+        Some("127.0.0.1:0".parse().unwrap()),
+        repovault_tests::cluster::TEST_HEARTBEAT,
+    )
+    .await
+    .unwrap();
+    settings.tls = Some(files.load().unwrap());
+    settings.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let h = repovault_coordinator::server::start(settings)
+        .await
+        .unwrap();
+    let http = h.http_addr.unwrap();
+    let metrics = h.metrics_addr.unwrap();
+    let curl = |url: String| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(&ca)
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let healthz = curl(format!("https://localhost:{}/healthz", http.port()));
+    assert!(healthz.status.success(), "{healthz:?}");
+    assert_eq!(String::from_utf8_lossy(&healthz.stdout), "ok\n");
+    let plain = curl(format!("http://127.0.0.1:{}/healthz", http.port()));
+    assert!(
+        !plain.status.success(),
+        "plaintext is not served: {plain:?}"
+    );
+    let moved = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&ca)
+        .arg(format!("https://localhost:{}/metrics", http.port()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&moved.stdout), "404");
+    let scraped = curl(format!("https://localhost:{}/metrics", metrics.port()));
+    assert!(scraped.status.success(), "{scraped:?}");
+    assert!(
+        String::from_utf8_lossy(&scraped.stdout).contains("repovault_desired_workers"),
+        "{}",
+        String::from_utf8_lossy(&scraped.stdout)
+    );
+    h.shutdown().await;
+}
