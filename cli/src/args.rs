@@ -264,6 +264,10 @@ pub struct WorkerArgs {
     /// Mirror cache directory.
     #[arg(long, default_value = "/var/cache/repovault")]
     pub cache_dir: PathBuf,
+    /// Serve this worker's own Prometheus metrics on ADDR (`http://ADDR/metrics`): bytes fetched
+    /// and stored, phase durations, cache hits and misses, slots busy. Default: none.
+    #[arg(long, value_name = "ADDR", env = "REPOVAULT_WORKER_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Cap on the mirror cache; least recently used mirrors are evicted above it.
     #[arg(long)]
     pub cache_max_bytes: Option<u64>,

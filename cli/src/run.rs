@@ -274,7 +274,14 @@ async fn worker(
         // The cache, its scratch and the storage root are refused at each check.
         local_paths: local_paths(&a.allow_local_roots, &[])?,
     };
-    match session::run(cfg, shutdown_signal()).await {
+    let shutdown = shutdown_signal();
+    if let Some(addr) = a.metrics_listen {
+        let bound = repovault_worker::worker_metrics::serve(addr, shutdown.clone())
+            .await
+            .map_err(|e| CliError::usage(format!("--metrics-listen {addr}: {e}")))?;
+        tracing::info!(metrics = %format!("http://{bound}/metrics"), "worker metrics served");
+    }
+    match session::run(cfg, shutdown).await {
         Ok(Exit::Shutdown) | Ok(Exit::Idle) => Ok(exit::OK),
         Err(session::WorkerError::Refused(m)) => Err(CliError::new(
             exit::UNREACHABLE,

@@ -15,3 +15,4 @@ pub mod telemetry;
 pub mod timing;
 pub mod tls;
 pub mod units;
+pub mod worker_metrics;

@@ -227,7 +227,8 @@ pub fn builder() -> PrometheusBuilder {
             .unwrap_or_else(unreachable_buckets)
     };
     let b = with(PrometheusBuilder::new(), TASK_DURATION, DURATION_BUCKETS);
-    with(b, TASK_BYTES, BYTE_BUCKETS)
+    // In-process workers (`standalone`) record their families in this recorder too.
+    repovault_common::worker_metrics::with_buckets(with(b, TASK_BYTES, BYTE_BUCKETS))
 }
 
 /// The buckets above are constant and non-empty, which is all the exporter checks.
@@ -250,6 +251,7 @@ pub fn describe() {
         metrics::counter!(name, labels).increment(0);
     }
     metrics::gauge!("repovault_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    repovault_common::worker_metrics::describe();
 }
 
 fn label_sets(key: &'static str, values: &[&'static str]) -> Vec<Vec<Label>> {

@@ -13,3 +13,4 @@ pub mod session;
 pub mod storage_operators;
 pub mod tasks;
 pub mod verify;
+pub mod worker_metrics;

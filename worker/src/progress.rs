@@ -85,6 +85,11 @@ impl Progress {
                 next = phase,
                 "task phase ended"
             );
+            metrics::histogram!(
+                repovault_common::worker_metrics::PHASE_SECONDS,
+                "phase" => s.0.phase.clone()
+            )
+            .record((now - began).as_secs_f64());
             s.0.phase = phase.to_string();
             s.0.message = message.into();
             set_counts(&mut s.0, Counts::default());

@@ -33,3 +33,4 @@ mod roles;
 mod schedules;
 mod tls;
 mod verification;
+mod worker_metrics;

@@ -101,6 +101,9 @@ pub(super) async fn run_task(
 ) {
     let token = ctx.lease.token.clone();
     tracing::info!("task started");
+    let busy = metrics::gauge!(repovault_common::worker_metrics::SLOTS_BUSY);
+    busy.increment(1.0);
+    let _idle_again = scopeguard(move || busy.decrement(1.0));
     let ticker = {
         let p = ctx.progress.clone();
         tokio::spawn(async move {
@@ -263,4 +266,17 @@ fn lease_secrets(task: &pb::Task) -> Vec<Secret> {
     .filter(|s| !s.is_empty())
     .map(Secret::new)
     .collect()
+}
+
+/// Runs `f` when dropped: a slot is counted free again however its task ends.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }

@@ -61,6 +61,8 @@ pub async fn run(
     let resume = job.resume_point().await;
     let before = stored_verification::PacksBefore::list(&job.entry).await?;
     let fetched = job.fetch().await?;
+    metrics::counter!(repovault_common::worker_metrics::FETCHED_BYTES)
+        .increment(fetched.bytes_received);
     let mut found = Findings::new(&fetched.inventory);
     if job.exports_metadata() {
         job.lfs(&mut found).await?;
@@ -94,6 +96,8 @@ pub async fn run(
             (summary, verification)
         }
     };
+    metrics::counter!(repovault_common::worker_metrics::STORED_BYTES)
+        .increment(summary.data_added_packed);
     Ok(job
         .evict(summary, &manifest, fetched.bytes_received, verification)
         .await)
@@ -235,6 +239,14 @@ impl BackupJob {
     /// latest snapshot before fetching (object storage has no rate limit, the source may).
     /// Not after a repair, nor from a parent whose mirror failed git_fsck.
     async fn seed(&self) -> Result<(), TaskError> {
+        let cached = tokio::fs::try_exists(self.entry.join(manifest::CODE_DIR).join("HEAD"))
+            .await
+            .unwrap_or(false);
+        metrics::counter!(
+            repovault_common::worker_metrics::CACHE_LOOKUPS,
+            "result" => if cached { "hit" } else { "miss" }
+        )
+        .increment(1);
         let parent = self
             .parent_snapshot_id
             .as_ref()
