@@ -240,6 +240,11 @@ pub struct StandaloneArgs {
     /// In-process workers.
     #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = count())]
     pub workers: u32,
+    /// Instead of --workers: between MIN and MAX in-process workers, following the queue (the
+    /// desired-worker figure, 2 slots per worker); workers above MIN exit after 30 s idle, e.g.
+    /// 0..4.
+    #[arg(long, value_name = "MIN..MAX", conflicts_with = "workers")]
+    pub autoscale: Option<crate::autoscale::Bounds>,
     /// Heartbeat interval H; every lease timeout derives from it.
     #[arg(long, default_value = "5s")]
     pub heartbeat: String,

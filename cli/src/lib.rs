@@ -4,6 +4,7 @@
 
 mod admin_client;
 mod args;
+pub mod autoscale;
 mod commands;
 mod connection;
 mod docs;

@@ -157,6 +157,9 @@ pub async fn standalone_settings(
     Ok(s)
 }
 
+/// Slots of each in-process worker of `standalone`.
+const STANDALONE_SLOTS: u32 = 2;
+
 async fn standalone(a: StandaloneArgs, log_format: LogFormat) -> Result<i32, CliError> {
     private_umask();
     init_telemetry(log_format);
@@ -176,43 +179,66 @@ async fn standalone(a: StandaloneArgs, log_format: LogFormat) -> Result<i32, Cli
         .map_err(|e| CliError::failed(e.to_string()))?;
     let url = handle.url();
     let metrics = handle.http_addr.map(|a| a.to_string()).unwrap_or_default();
+    let workers = match a.autoscale {
+        Some(b) => format!("{}..{} workers, following the queue", b.min, b.max),
+        None => format!("{} workers", a.workers),
+    };
     // The banner is for a person at a terminal; a JSON log gets it as an event, one object per
     // line.
     match log_format {
         LogFormat::Text => errln!(
-            "repovault standalone: coordinator on {url}, metrics on http://{metrics}/metrics, {} workers",
-            a.workers
+            "repovault standalone: coordinator on {url}, metrics on http://{metrics}/metrics, {workers}"
         ),
         LogFormat::Json => {
-            tracing::info!(coordinator = %url, metrics = %format!("http://{metrics}/metrics"), workers = a.workers, "repovault standalone")
+            tracing::info!(coordinator = %url, metrics = %format!("http://{metrics}/metrics"), workers = %workers, "repovault standalone")
         }
     }
     let shutdown = shutdown_signal();
-    let mut workers = tokio::task::JoinSet::new();
-    for i in 0..a.workers {
+    let data_dir = a.data_dir.clone();
+    let stop = shutdown.clone();
+    let spawn = move |i: u32, exit_when_idle: Option<Duration>| {
         let cfg = WorkerConfig {
             coordinator: url.clone(),
             ca_file: None,
             join_token: join_token.clone(),
             name: format!("standalone-{i}"),
-            slots: 2,
-            exit_when_idle: None,
-            cache_dir: a.data_dir.join("cache").join(format!("worker-{i}")),
+            slots: STANDALONE_SLOTS,
+            exit_when_idle,
+            cache_dir: data_dir.join("cache").join(format!("worker-{i}")),
             cache_max_bytes: None,
-            scratch_dir: a.data_dir.join("scratch").join(format!("worker-{i}")),
+            scratch_dir: data_dir.join("scratch").join(format!("worker-{i}")),
             drain_grace: Duration::from_secs(30),
             local_paths: local.clone(),
             full_check_every: repovault_worker::session::DEFAULT_FULL_CHECK_EVERY,
         };
-        let stop = shutdown.clone();
-        workers.spawn(async move {
+        let stop = stop.clone();
+        let run: futures::future::BoxFuture<'static, ()> = Box::pin(async move {
             if let Err(e) = session::run(cfg, stop).await {
                 tracing::error!(error = %e, "worker stopped");
             }
         });
+        run
+    };
+    match a.autoscale {
+        Some(bounds) => {
+            crate::autoscale::run(
+                handle.core.scaling.clone(),
+                bounds,
+                STANDALONE_SLOTS,
+                std::sync::Arc::new(spawn),
+                shutdown.clone(),
+            )
+            .await
+        }
+        None => {
+            let mut workers = tokio::task::JoinSet::new();
+            for i in 0..a.workers {
+                workers.spawn(spawn(i, None));
+            }
+            shutdown.cancelled().await;
+            while workers.join_next().await.is_some() {}
+        }
     }
-    shutdown.cancelled().await;
-    while workers.join_next().await.is_some() {}
     handle.shutdown().await;
     Ok(exit::OK)
 }

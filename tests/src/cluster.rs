@@ -222,20 +222,24 @@ impl Cluster {
         self.local_roots.push(dir.to_path_buf());
     }
 
-    pub async fn add_worker(&mut self) -> Result<()> {
-        let i = self.next_worker;
-        self.next_worker += 1;
+    /// The configuration of in-process worker `test-worker-<label>`, with its cache in
+    /// `cache-<label>` and its scratch in `scratch-<label>`.
+    pub fn worker_config(
+        &self,
+        label: &str,
+        exit_when_idle: Option<Duration>,
+    ) -> Result<WorkerConfig> {
         let token = std::fs::read_to_string(self.join_token_file())?;
-        let cfg = WorkerConfig {
+        Ok(WorkerConfig {
             coordinator: self.url(),
             ca_file: self.ca_file.clone(),
             join_token: repovault_common::secret::Secret::new(token.trim()),
-            name: format!("test-worker-{i}"),
+            name: format!("test-worker-{label}"),
             slots: 2,
-            exit_when_idle: None,
-            cache_dir: self.dir.path().join(format!("cache-{i}")),
+            exit_when_idle,
+            cache_dir: self.dir.path().join(format!("cache-{label}")),
             cache_max_bytes: None,
-            scratch_dir: self.dir.path().join(format!("scratch-{i}")),
+            scratch_dir: self.dir.path().join(format!("scratch-{label}")),
             drain_grace: Duration::from_secs(10),
             full_check_every: repovault_worker::session::DEFAULT_FULL_CHECK_EVERY,
             // As `standalone` refuses its data directory: every worker's cache and scratch,
@@ -244,7 +248,13 @@ impl Cluster {
                 &self.local_roots,
                 &[self.dir.path().to_path_buf()],
             )?,
-        };
+        })
+    }
+
+    pub async fn add_worker(&mut self) -> Result<()> {
+        let i = self.next_worker;
+        self.next_worker += 1;
+        let cfg = self.worker_config(&i.to_string(), None)?;
         let stop = CancellationToken::new();
         let s = stop.clone();
         let h = tokio::spawn(async move {

@@ -1,6 +1,7 @@
 //! End-to-end tests: real git servers, real processes, the real coordinator and workers.
 #![allow(clippy::unwrap_used)]
 
+mod autoscale;
 mod backup_restore;
 mod bad_input;
 mod cli;

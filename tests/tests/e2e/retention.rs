@@ -313,7 +313,10 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// references stays and the repository stays sound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn prune_removes_the_packs_of_a_failed_attempt_and_keeps_referenced_ones() {
-    let mut c = Cluster::start(1).await.unwrap();
+    // A 2 s heartbeat: the hand-registered worker below never heartbeats, and under a loaded
+    // machine the test's own steps outlasted the default test heartbeat's lease TTL (the reaper
+    // then forgot the worker before it acquired).
+    let mut c = Cluster::start_with(1, "2s").await.unwrap();
     let core = c.core().clone();
     let src = tempfile::tempdir().unwrap();
     rich_repo(src.path(), "r.git").unwrap();
