@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod config_check;
 pub mod config_env;
+pub mod config_store;
 pub mod coordinator;
 pub mod downloads;
 pub mod error;

@@ -22,6 +22,7 @@
 //! Every file system call of a phase runs on the blocking pool or through `tokio::fs`: a
 //! mirror can be gigabytes, and its removal or walk must not hold an async runtime thread.
 
+mod damaged_parent;
 mod entry_repair;
 mod forge_export;
 mod snapshot_commit;
@@ -476,63 +477,6 @@ impl BackupJob {
             ),
         );
         snapshot_commit::snapshot(self, parent_whole).await
-    }
-
-    /// Whether this backup may build on its parent snapshot. Refuses (retryably) while a pack
-    /// recorded as damaged is still under `data/`. Once such packs are out, the parent may
-    /// reference trees that went with them, and rustic_core reuses a tree equal to the parent's
-    /// without asking the index for it: so a repository with recorded pack damage has its
-    /// parent's trees checked (a read of them; only then), and a parent that lost any is not
-    /// named: the backup stores its whole tree again, repeats nothing, and is whole.
-    async fn parent_whole(&self) -> Result<bool, TaskError> {
-        let damaged = self.refuse_damage_still_indexed().await?;
-        let Some(parent) = self.parent_snapshot_id.clone() else {
-            return Ok(true);
-        };
-        if damaged == 0 {
-            return Ok(true);
-        }
-        let repo = self.repo.clone();
-        let whole = blocking(move || Ok(repo.snapshot_fully_indexed(parent.as_str())?)).await?;
-        if !whole {
-            tracing::warn!(parent = %self.parent_snapshot_id.as_ref().map_or("", |p| p.as_str()), "the parent snapshot references blobs a damaged pack took out of the index: storing the whole tree anew");
-        }
-        Ok(whole)
-    }
-
-    /// A pack a read-back recorded as damaged must be out of the index before a backup stores
-    /// anything, or the backup would deduplicate against it and be just as unrestorable. Taking
-    /// it out needs delete rights, which a writer credential may lack; then the coordinator does
-    /// it with its maintainer credential, and until it has (the pack still under `data/`) the
-    /// backup refuses, retryably. One listing of the findings per backup, usually empty.
-    async fn refuse_damage_still_indexed(&self) -> Result<usize, TaskError> {
-        use repovault_common::repo::{DamageFinding, DamagedKind};
-        let path = self.access.snapshot_path.trim_end_matches('/');
-        let findings = DamageFinding::load_all(&self.ctx.storage, path)
-            .await
-            .map_err(|e| TaskError::retryable("reading the damage findings").with_source(e))?;
-        for f in findings
-            .iter()
-            .filter(|f| f.kind == DamagedKind::Pack && f.id.len() > 2)
-        {
-            let pack = format!("{path}/data/{}/{}", &f.id[..2], f.id);
-            let still = self
-                .ctx
-                .storage
-                .exists(&pack)
-                .await
-                .map_err(|e| TaskError::retryable("checking a damaged pack").with_source(e))?;
-            if still {
-                return Err(TaskError::retryable(format!(
-                    "pack {} was found damaged and is not out of the index yet (the coordinator takes it out): a backup now would reuse it",
-                    &f.id[..12.min(f.id.len())]
-                )));
-            }
-        }
-        Ok(findings
-            .iter()
-            .filter(|f| f.kind == DamagedKind::Pack)
-            .count())
     }
 
     /// Phase `verify`, the second half of the verification, on the entry just stored (still
