@@ -138,8 +138,21 @@ impl VerifyLedger {
             tracing::warn!(repo = %task.repo_id, error = error.unwrap_or(""), "read-back rotation failed");
             return Ok(());
         };
+        // Damage a visit found stays reported until the next due visit (`rotation_every`
+        // later) finds none. A clean visit sooner is a second one a pass queued as the first
+        // finished (planned on a record read before the first was written): the damaged pack
+        // is out of the index by then, so it cannot see what the first found.
+        let every =
+            i64::try_from(self.options.read().rotation_every.as_millis()).unwrap_or(i64::MAX);
+        let recent = m
+            .last_readback_at_ms
+            .is_some_and(|last| now.saturating_sub(last) < every);
+        let found = (!r.damage.is_empty()).then(|| r.damage.clone());
+        m.readback_damage = match found {
+            None if recent => m.readback_damage.take(),
+            found => found,
+        };
         m.last_readback_at_ms = Some(now);
-        m.readback_damage = (!r.damage.is_empty()).then(|| r.damage.clone());
         let mut batch = Batch::default();
         batch.maintenance(&task.repo_id, &m);
         self.store.apply(batch).await?;
