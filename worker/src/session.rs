@@ -121,7 +121,9 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<Exit,
     }
     let slots = metrics::gauge!(repovault_common::worker_metrics::SLOTS);
     slots.increment(f64::from(cfg.slots));
-    let _slots_gone = SlotsGone(slots, cfg.slots);
+    let n = f64::from(cfg.slots);
+    // Off the gauge when the session ends, however it ends.
+    let _slots_gone = task_runner::on_drop(move || slots.decrement(n));
     let client =
         connect(&cfg.coordinator, &cfg.join_token, cfg.ca_file.as_deref()).map_err(|e| {
             WorkerError::Coordinator {
@@ -276,13 +278,4 @@ fn reattach(held: &Held, renewed: &[pb::LeaseToken], sent_at: Instant) -> usize 
         }
     }
     kept
-}
-
-/// Takes a session's slots off the slots gauge when it ends, however it ends.
-struct SlotsGone(metrics::Gauge, u32);
-
-impl Drop for SlotsGone {
-    fn drop(&mut self) {
-        self.0.decrement(f64::from(self.1));
-    }
 }

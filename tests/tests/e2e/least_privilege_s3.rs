@@ -5,18 +5,14 @@
 
 use opendal::{ErrorKind, Operator};
 use repovault_common::storage::StorageConfig;
-use repovault_coordinator::model::VerifyStatus;
 use repovault_tests::cluster::Cluster;
-use repovault_tests::fixtures::{evolve, refs, rich_repo};
-use repovault_tests::gitserver::GitDaemon;
 use repovault_tests::moto_iam::{
     CanonicalQueryProxy, IamUser, MotoIam, S3_WRITER_ACTIONS, bucket_policy,
 };
 use repovault_tests::object_stores::{ObjectStore, Peer};
 
-use super::backup_restore::restore_to_new;
 use super::github_org::cli;
-use super::object_storage::{out, without_merge_refs};
+use super::object_storage::{backed_up_twice_and_restored, out};
 
 const BUCKET: &str = "repovault";
 
@@ -133,29 +129,7 @@ async fn a_writer_that_cannot_delete_backs_up_verifies_and_restores_on_s3() {
 
     // Backups (the second incremental), each verified, an on-demand verification and a
     // restore: the workers do all of it with the writer's credential.
-    let src = tempfile::tempdir().unwrap();
-    let rich = rich_repo(src.path(), "rich.git").unwrap();
-    let daemon = GitDaemon::start(src.path()).unwrap();
-    c.add_git_repo("acme/rich", &daemon.url("rich.git"))
-        .await
-        .unwrap();
-    let set = cli(&c, &["org", "set", "acme", "--storage", "client-s3"], &[]);
-    assert_eq!(set.status.code(), Some(0), "{}", out(&set));
-    let first = c.backup_ok("acme/rich").await.unwrap();
-    evolve(src.path(), "rich.git").unwrap();
-    let second = c.backup_ok("acme/rich").await.unwrap();
-    assert_eq!(second.parent_snapshot_id, first.snapshot_id);
-    for b in [&first, &second] {
-        let v = b.verification.as_ref().expect("verified after the backup");
-        assert_eq!(v.status, VerifyStatus::Verified, "{v:#?}");
-    }
-    let verify = cli(&c, &["backup", "verify", second.id.as_str()], &[]);
-    assert_eq!(verify.status.code(), Some(0), "{}", out(&verify));
-    let restored = restore_to_new(&c, &daemon, second.id.as_str(), "back.git").await;
-    assert_eq!(
-        refs(&restored).unwrap(),
-        without_merge_refs(refs(&rich).unwrap())
-    );
+    let (_source, first, _) = backed_up_twice_and_restored(&c, "client-s3").await;
 
     // The backups are in the bucket, and the writer cannot delete them.
     let writer_op = operator_as(&root, &writer);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use repovault_common::domain::{RestoreTarget, RestoreType};
 use repovault_common::storage::{MULTIPART_PART_SIZE, storage_conformance};
-use repovault_coordinator::model::{Status, VerifyStatus};
+use repovault_coordinator::model::{BackupRecord, Status, VerifyStatus};
 use repovault_tests::cluster::Cluster;
 use repovault_tests::fixtures::{self, evolve, refs, rich_repo};
 use repovault_tests::gitserver::GitDaemon;
@@ -458,28 +458,7 @@ async fn workers_with_a_writer_sas_that_cannot_delete_do_every_task() {
     );
     assert!(text.contains("maintainer credential: usable"), "{text}");
 
-    let src = tempfile::tempdir().unwrap();
-    let rich = rich_repo(src.path(), "rich.git").unwrap();
-    let daemon = GitDaemon::start(src.path()).unwrap();
-    c.add_git_repo("acme/rich", &daemon.url("rich.git"))
-        .await
-        .unwrap();
-    let set = cli(&c, &["org", "set", "acme", "--storage", "client-z"], &[]);
-    assert_eq!(set.status.code(), Some(0), "{}", out(&set));
-    let first = c.backup_ok("acme/rich").await.unwrap();
-    evolve(src.path(), "rich.git").unwrap();
-    let second = c.backup_ok("acme/rich").await.unwrap();
-    for b in [&first, &second] {
-        assert_eq!(
-            b.verification.as_ref().unwrap().status,
-            VerifyStatus::Verified
-        );
-    }
-    let restored = restore_to_new(&c, &daemon, second.id.as_str(), "back.git").await;
-    assert_eq!(
-        refs(&restored).unwrap(),
-        without_merge_refs(refs(&rich).unwrap())
-    );
+    let (_source, first, second) = backed_up_twice_and_restored(&c, "client-z").await;
     let zip = c
         .core()
         .restores
@@ -822,6 +801,40 @@ pub(super) fn without_merge_refs(
     refs.into_iter()
         .filter(|(k, _)| !k.ends_with("/merge"))
         .collect()
+}
+
+/// `acme/rich` on storage location `location`: backed up twice (the second incremental, after a
+/// change), each backup verified, verified again on demand, and the second restored into a new
+/// repository equal to the source ref for ref. Returns the source (its daemon and directory,
+/// kept alive) and the two backups.
+pub(super) async fn backed_up_twice_and_restored(
+    c: &Cluster,
+    location: &str,
+) -> ((GitDaemon, tempfile::TempDir), BackupRecord, BackupRecord) {
+    let src = tempfile::tempdir().unwrap();
+    let rich = rich_repo(src.path(), "rich.git").unwrap();
+    let daemon = GitDaemon::start(src.path()).unwrap();
+    c.add_git_repo("acme/rich", &daemon.url("rich.git"))
+        .await
+        .unwrap();
+    let set = cli(c, &["org", "set", "acme", "--storage", location], &[]);
+    assert_eq!(set.status.code(), Some(0), "{}", out(&set));
+    let first = c.backup_ok("acme/rich").await.unwrap();
+    evolve(src.path(), "rich.git").unwrap();
+    let second = c.backup_ok("acme/rich").await.unwrap();
+    assert_eq!(second.parent_snapshot_id, first.snapshot_id);
+    for b in [&first, &second] {
+        let v = b.verification.as_ref().expect("verified after the backup");
+        assert_eq!(v.status, VerifyStatus::Verified, "{v:#?}");
+    }
+    let verify = cli(c, &["backup", "verify", second.id.as_str()], &[]);
+    assert_eq!(verify.status.code(), Some(0), "{}", out(&verify));
+    let restored = restore_to_new(c, &daemon, second.id.as_str(), "back.git").await;
+    assert_eq!(
+        refs(&restored).unwrap(),
+        without_merge_refs(refs(&rich).unwrap())
+    );
+    ((daemon, src), first, second)
 }
 
 /// `storage add NAME` of moto's `bucket` through the CLI, its keys from variables.

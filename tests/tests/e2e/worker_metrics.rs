@@ -40,8 +40,24 @@ async fn a_worker_process_serves_its_own_metrics() {
         .await
         .unwrap()
         .unwrap();
-    let scrape = http_get(addr, "/metrics").await;
-    let body = scrape.split("\r\n\r\n").nth(1).unwrap_or_default();
+    // The coordinator records the completion before the worker's task has let its slot go:
+    // scrape until the slot is free (a few milliseconds), at most ten seconds.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let scrape = http_get(addr, "/metrics").await;
+        let body = scrape
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        if sample(&body, "repovault_worker_slots_busy ") == Some(0.0)
+            || tokio::time::Instant::now() > deadline
+        {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let body = body.as_str();
     assert!(
         sample(body, "repovault_worker_fetched_bytes_total").is_some_and(|v| v > 0.0),
         "{body}"

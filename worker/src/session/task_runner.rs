@@ -103,7 +103,7 @@ pub(super) async fn run_task(
     tracing::info!("task started");
     let busy = metrics::gauge!(repovault_common::worker_metrics::SLOTS_BUSY);
     busy.increment(1.0);
-    let _idle_again = scopeguard(move || busy.decrement(1.0));
+    let _idle_again = on_drop(move || busy.decrement(1.0));
     let ticker = {
         let p = ctx.progress.clone();
         tokio::spawn(async move {
@@ -268,8 +268,9 @@ fn lease_secrets(task: &pb::Task) -> Vec<Secret> {
     .collect()
 }
 
-/// Runs `f` when dropped: a slot is counted free again however its task ends.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
+/// Runs `f` when dropped, however the scope ends (a slot counted free again, a session's slots
+/// off the gauge).
+pub(super) fn on_drop(f: impl FnOnce()) -> impl Drop {
     struct Guard<F: FnOnce()>(Option<F>);
     impl<F: FnOnce()> Drop for Guard<F> {
         fn drop(&mut self) {
