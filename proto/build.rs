@@ -17,6 +17,7 @@ const SECRET_BEARING: &[&str] = &[
     "EnableEscrowResponse",
     "AddStorageLocationRequest",
     "StorageSpec",
+    "CreateWorkerTokenResponse",
 ];
 
 /// Enum fields of the messages the CLI prints as JSON, with the `json` function that spells their
@@ -47,6 +48,7 @@ const JSON_SPELLED: &[(&str, &str)] = &[
     ("Drill.trigger", "trigger"),
     ("StorageProbe.role", "storage_role"),
     ("EscrowStorageLock.status", "escrow_lock_status"),
+    ("WorkerToken.state", "worker_token_state"),
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -12,6 +12,7 @@ mod org_args;
 mod page_args;
 mod restore_args;
 mod storage_args;
+pub mod workers_args;
 pub use escrow_args::EscrowCmd;
 pub use org_args::{OrgAddArgs, OrgSetArgs, OrgUpdateArgs};
 pub use page_args::{DEFAULT_LIMIT, PageArgs};
@@ -150,8 +151,12 @@ pub enum Command {
         after_help = "Examples:\n  AWS_KEY=... AWS_SECRET=... repovault storage add client-a --kind s3 --bucket client-a-backups --region eu-west-1 --access-key-env AWS_KEY --secret-key-env AWS_SECRET\n  AZ_SAS=... repovault storage add client-b --kind azblob --container backups --endpoint https://clientb.blob.core.windows.net --account-name clientb --secret-env sas_token=AZ_SAS\n  repovault storage check client-a\n  repovault org set acme --storage client-a"
     )]
     Storage(StorageCmd),
-    /// The workers connected to the coordinator.
-    Workers,
+    /// The workers connected to the coordinator (`workers` alone lists them), and the join
+    /// tokens of worker pools.
+    #[command(
+        after_help = "Examples:\n  repovault workers\n  repovault workers token create --pool burst --expires-in 90d > burst.token\n  repovault workers token revoke jt0123456789"
+    )]
+    Workers(workers_args::WorkersArgs),
     /// The task queue, best first.
     Queue,
     /// Per repository one state (backed_up, pending, error, never, paused, late) and what it

@@ -22,6 +22,7 @@ mod status_cmd;
 mod storage_cmd;
 mod task_wait;
 mod verify_cmd;
+mod workers_cmd;
 mod zip_cmd;
 
 /// Runs one admin command (one that talks to the coordinator) and returns its exit code.
@@ -34,7 +35,7 @@ pub async fn run(c: &mut Admin, command: Command, out: OutputFormat) -> Result<i
         Command::Admin(cmd) => admin_cmd::admin(c, cmd, out).await,
         Command::Escrow(cmd) => escrow_cmd::escrow(c, cmd, out).await,
         Command::Storage(cmd) => storage_cmd::storage(c, cmd, out).await,
-        Command::Workers => admin_cmd::workers(c, out).await,
+        Command::Workers(a) => workers_cmd::workers(c, a, out).await,
         Command::Queue => admin_cmd::queue(c, out).await,
         Command::Health { org, page } => status_cmd::health(c, org, page, out).await,
         Command::Timeline { repo, page } => status_cmd::timeline(c, repo, page, out).await,

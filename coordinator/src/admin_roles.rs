@@ -48,6 +48,10 @@ pub fn required(method: &str) -> Role {
             Role::Viewer
         }
         "WatchTask" => Role::Viewer,
+        // Revoking a worker pool's join token stops workers and re-queues their work: what an
+        // operator on call must be able to do about a lost or compromised worker. Creating
+        // one is the admin's (below): a worker receives credentials and keys in its leases.
+        "RevokeWorkerToken" => Role::Operator,
         // Triggers, restores (downloads are restores) and settings.
         "RunBackup"
         | "StartRestore"
@@ -63,7 +67,8 @@ pub fn required(method: &str) -> Role {
         | "RunDrill"
         | "CheckStorageLocation" => Role::Operator,
         // Credentials (AddOrg), key export, escrow, deletion, purge, connect/disconnect, the
-        // catalog rebuild, and anything not named above.
+        // catalog rebuild, worker pools' join tokens (CreateWorkerToken), and anything not
+        // named above.
         _ => Role::Admin,
     }
 }
@@ -196,6 +201,8 @@ mod tests {
             "ListEscrows",
             "GetHealth",
             "GetTimeline",
+            "ListWorkers",
+            "ListWorkerTokens",
         ] {
             assert!(can("v-token", m), "viewer {m}");
         }
@@ -204,6 +211,7 @@ mod tests {
             "StartRestore",
             "SetRepoSchedule",
             "SetRetention",
+            "RevokeWorkerToken",
         ] {
             assert!(!can("v-token", m), "viewer {m}");
             assert!(can("o-token", m), "operator {m}");
@@ -216,6 +224,7 @@ mod tests {
             "EnableEscrow",
             "ReleaseEscrow",
             "SetOrgConnected",
+            "CreateWorkerToken",
             "SomethingAddedLater",
         ] {
             assert!(!can("o-token", m), "operator {m}");

@@ -36,3 +36,4 @@ pub mod store;
 pub mod tasks;
 pub mod tiering;
 pub mod verification;
+pub mod worker_pools;

@@ -147,7 +147,12 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     );
     let worker = JoinGuard::new(
         WorkerServiceServer::new(WorkerApi { core: core.clone() }),
-        settings.join_token.clone(),
+        crate::service::call_auth::JoinCheck {
+            bootstrap: settings.join_token.clone(),
+            door: core.worker_pools.door(),
+            require_client_certificate: false,
+            clock: core.clock.clone(),
+        },
         refusals.clone(),
     );
     // The summaries of rate-limited refusals ("and K more"), once each window is over.

@@ -18,6 +18,7 @@
 //! escrow-lock/<repo-id>         EscrowLockRecord  (how far the storage lock of an escrow came)
 //! drill/<org-id>/<drill-id>     DrillRecord       (the newest DrillRecord::KEPT per organisation)
 //! drill-state/<org-id>          DrillState        (the drill materialiser's last slot)
+//! worker-token/<token-id>       PoolTokenRecord   (a worker pool's join token: its hash only)
 //! ```
 //! Backup history beyond the latest records lives in the catalog objects in storage.
 
@@ -27,6 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 mod escrow_lock_records;
+mod pool_token_records;
 mod seek;
 mod storage_location_records;
 pub use seek::Seek;

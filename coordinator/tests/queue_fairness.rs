@@ -70,6 +70,8 @@ async fn a_small_tenant_is_served_within_twenty_leases_of_a_large_one() {
         id: "w".into(),
         name: "w".into(),
         slots: 10_000,
+        pool: "bootstrap".into(),
+        token_id: None,
         draining: false,
         registered_at_ms: 0,
         last_heartbeat_ms: i64::MAX / 2,

@@ -68,6 +68,7 @@ pub mod json {
         component_state: ComponentState = "COMPONENT_STATE_",
         storage_role: StorageRole = "STORAGE_ROLE_",
         escrow_lock_status: EscrowLockStatus = "ESCROW_LOCK_STATUS_",
+        worker_token_state: WorkerTokenState = "WORKER_TOKEN_STATE_",
     );
 }
 
@@ -141,6 +142,8 @@ redacted_debug!(AddStorageLocationRequest { name, kind, options }
     secret { writer_secrets, maintainer_secrets });
 // A storage specification's options mix plain ones and keys; none is printed.
 redacted_debug!(StorageSpec { kind } secret { options });
+// A pool's join token, shown once at its creation.
+redacted_debug!(CreateWorkerTokenResponse { token } secret { secret });
 
 #[cfg(test)]
 mod tests {

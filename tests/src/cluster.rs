@@ -266,6 +266,24 @@ impl Cluster {
         Ok(())
     }
 
+    /// Starts an in-process worker with `cfg` (e.g. [`Cluster::worker_config`] with another join
+    /// token or a client certificate) beside the cluster's own: the caller stops it with the
+    /// token, and the handle says how its session ended (a refused worker ends with
+    /// `WorkerError::Refused`).
+    pub fn spawn_worker(
+        &self,
+        cfg: WorkerConfig,
+    ) -> (
+        CancellationToken,
+        tokio::task::JoinHandle<
+            Result<repovault_worker::session::Exit, repovault_worker::session::WorkerError>,
+        >,
+    ) {
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(run(cfg, stop.clone()));
+        (stop, handle)
+    }
+
     /// Drains and stops every in-process worker.
     pub async fn stop_workers(&mut self) {
         for (stop, h) in self.workers.drain(..) {

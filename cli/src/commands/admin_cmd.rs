@@ -1,4 +1,4 @@
-//! `admin rebuild-catalog`, `workers`, `queue` and `audit list`.
+//! `admin rebuild-catalog`, `queue` and `audit list`.
 
 use repovault_common::domain::TaskKind;
 use repovault_proto::v1 as pb;
@@ -34,33 +34,6 @@ pub(super) async fn admin(
             }
         }
     }
-    Ok(exit::OK)
-}
-
-pub(super) async fn workers(c: &mut Admin, out: OutputFormat) -> Result<i32, CliError> {
-    let w = c
-        .list_workers(pb::ListWorkersRequest {})
-        .await?
-        .into_inner()
-        .workers;
-    output::list(
-        out,
-        &w,
-        &["ID", "NAME", "RUNNING", "STATE", "LAST HEARTBEAT"],
-        |w| {
-            vec![
-                w.id.clone(),
-                w.name.clone(),
-                format!("{}/{}", w.running, w.slots),
-                if w.draining {
-                    "draining".into()
-                } else {
-                    "active".into()
-                },
-                w.last_heartbeat_at.clone(),
-            ]
-        },
-    );
     Ok(exit::OK)
 }
 

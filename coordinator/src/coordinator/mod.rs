@@ -63,6 +63,8 @@ pub struct Coordinator {
     pub queue: Arc<TaskQueue>,
     /// Worker registration, heartbeats, rate permits (`tasks/fleet.rs`).
     pub fleet: Arc<crate::tasks::fleet::Fleet>,
+    /// Worker pools' join tokens and the door's memory of them (`worker_pools/`).
+    pub worker_pools: Arc<crate::worker_pools::WorkerPools>,
     /// Backup requests (`tasks/kinds/backup_requests.rs`).
     pub backups: Arc<Backups>,
     /// Restore requests (`tasks/kinds/restore_requests.rs`).
@@ -232,7 +234,17 @@ impl Coordinator {
             locations.clone(),
         ));
         let scaling = Arc::new(crate::scaling::FleetScaling::new(queue.clone()));
+        let worker_pools = Arc::new(
+            crate::worker_pools::WorkerPools::load(
+                parts.store.clone(),
+                parts.clock.clone(),
+                queue.clone(),
+                forge.clone(),
+            )
+            .await?,
+        );
         Ok(Arc::new(Self {
+            worker_pools,
             scaling,
             health,
             drills,

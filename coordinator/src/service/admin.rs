@@ -360,6 +360,29 @@ impl AdminService for AdminApi {
         Ok(Response::new(admin_fleet::workers(&self.core)))
     }
 
+    async fn create_worker_token(
+        &self,
+        req: Request<pb::CreateWorkerTokenRequest>,
+    ) -> Result<Response<pb::CreateWorkerTokenResponse>, Status> {
+        let by = caller_name(&req);
+        admin_fleet::create_token(&self.core, req.into_inner(), &by).await
+    }
+
+    async fn list_worker_tokens(
+        &self,
+        req: Request<pb::ListWorkerTokensRequest>,
+    ) -> Result<Response<pb::ListWorkerTokensResponse>, Status> {
+        admin_fleet::list_tokens(&self.core, req.into_inner()).await
+    }
+
+    async fn revoke_worker_token(
+        &self,
+        req: Request<pb::RevokeWorkerTokenRequest>,
+    ) -> Result<Response<pb::RevokeWorkerTokenResponse>, Status> {
+        let by = caller_name(&req);
+        admin_fleet::revoke_token(&self.core, req.into_inner(), &by).await
+    }
+
     async fn get_queue(
         &self,
         _: Request<pb::GetQueueRequest>,

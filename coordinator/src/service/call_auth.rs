@@ -1,7 +1,11 @@
-//! The worker API's door: every call must present the join token (`authorization: Bearer
-//! <token>`), compared in constant time and never logged. A refused call is answered
-//! UNAUTHENTICATED and logged and audited with the caller's address and the method,
-//! rate-limited per address (`refusals.rs`).
+//! The worker API's door: every call must present a join token (`authorization: Bearer
+//! <token>`), either the configured one (the pool `bootstrap`, compared in constant time) or an
+//! active pool token (`worker_pools/`: looked up by its hash in memory, never in the store). It
+//! is never logged. With `tls.require_worker_cert`, the call's connection must also have
+//! presented a client certificate that the TLS handshake verified against `tls.client_ca_file`.
+//! A refused call is answered UNAUTHENTICATED and logged and audited with the caller's address
+//! and the method, rate-limited per address (`refusals.rs`). An admitted call carries the
+//! token's [`JoinIdentity`] (pool, token id) in its extensions, for the worker service.
 //!
 //! A tower wrapper rather than a tonic interceptor, because only there is the called method
 //! (the request path) and the connection's address known.
@@ -15,37 +19,57 @@ use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
 
 use super::refusals::{RefusalLog, Refused, peer_of};
+use crate::clock::Clock;
+use crate::worker_pools::{JoinDoor, JoinIdentity, JoinRefusal};
 
-/// Why a worker call was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum JoinRefusal {
-    #[error("this call needs the join token (authorization: Bearer ...)")]
-    Missing,
-    #[error("the join token is wrong")]
-    Wrong,
+/// Who a presented bearer token admits at `now_ms`: the configured join token (`bootstrap`)
+/// or an active pool token the door knows.
+pub fn admit(
+    bootstrap: &Secret,
+    door: &JoinDoor,
+    bearer: Option<&str>,
+    now_ms: i64,
+) -> Result<JoinIdentity, JoinRefusal> {
+    let presented = bearer.ok_or(JoinRefusal::Missing)?;
+    if constant_time_eq(presented.as_bytes(), bootstrap.expose().as_bytes()) {
+        return Ok(JoinIdentity::bootstrap());
+    }
+    door.admit(presented, now_ms)
 }
 
-/// Checks a presented bearer token against the join token.
-pub fn check_join_token(expected: &Secret, bearer: Option<&str>) -> Result<(), JoinRefusal> {
-    match bearer {
-        Some(p) if constant_time_eq(p.as_bytes(), expected.expose().as_bytes()) => Ok(()),
-        Some(_) => Err(JoinRefusal::Wrong),
-        None => Err(JoinRefusal::Missing),
-    }
+/// Whether the call's connection presented a client certificate. With a client CA configured,
+/// rustls verifies a presented certificate during the handshake (one it cannot verify ends the
+/// connection), so a certificate here is a verified one.
+pub fn has_client_certificate(ext: &http::Extensions) -> bool {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    ext.get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|i| i.peer_certs())
+        .is_some_and(|certs| !certs.is_empty())
+}
+
+/// What the door checks, shared by every clone of the guard.
+pub struct JoinCheck {
+    /// The configured join token (pool `bootstrap`).
+    pub bootstrap: Secret,
+    /// Pool tokens (`worker_pools::WorkerPools::door`).
+    pub door: Arc<JoinDoor>,
+    /// `tls.require_worker_cert`: refuse calls whose connection presented no client certificate.
+    pub require_client_certificate: bool,
+    pub clock: Arc<dyn Clock>,
 }
 
 #[derive(Clone)]
 pub struct JoinGuard<S> {
     inner: S,
-    token: Secret,
+    check: Arc<JoinCheck>,
     refusals: Arc<RefusalLog>,
 }
 
 impl<S> JoinGuard<S> {
-    pub fn new(inner: S, token: Secret, refusals: Arc<RefusalLog>) -> Self {
+    pub fn new(inner: S, check: JoinCheck, refusals: Arc<RefusalLog>) -> Self {
         JoinGuard {
             inner,
-            token,
+            check: Arc::new(check),
             refusals,
         }
     }
@@ -72,18 +96,26 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let bearer = req
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        let checked = check_join_token(&self.token, bearer);
+        let c = &self.check;
+        let checked = if c.require_client_certificate && !has_client_certificate(req.extensions()) {
+            Err(JoinRefusal::NoClientCertificate)
+        } else {
+            admit(&c.bootstrap, &c.door, bearer, c.clock.now_ms())
+        };
         // The clone may not be ready; take the one that was polled ready (tower's contract).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         match checked {
-            Ok(()) => Box::pin(async move { inner.call(req).await }),
+            Ok(identity) => {
+                req.extensions_mut().insert(identity);
+                Box::pin(async move { inner.call(req).await })
+            }
             Err(refusal) => {
                 let method = req
                     .uri()
@@ -95,15 +127,11 @@ where
                 let peer = peer_of(req.extensions());
                 let refusals = self.refusals.clone();
                 Box::pin(async move {
-                    let caller = match refusal {
-                        JoinRefusal::Missing => "(no join token)",
-                        JoinRefusal::Wrong => "(wrong join token)",
-                    };
                     refusals
                         .refused(Refused {
                             peer,
                             method,
-                            caller: caller.into(),
+                            caller: refusal.caller(),
                             role: "worker".into(),
                             reason: refusal.to_string(),
                         })
@@ -118,16 +146,46 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker_pools::join_door::DoorEntry;
+    use crate::worker_pools::token_plan::mint;
 
     #[test]
-    fn the_join_token_is_checked_and_refusals_never_name_it() {
+    fn the_configured_token_and_active_pool_tokens_are_admitted_and_refusals_never_name_them() {
         let t = Secret::new("join-0123456789");
-        assert_eq!(check_join_token(&t, Some("join-0123456789")), Ok(()));
+        let door = JoinDoor::default();
         assert_eq!(
-            check_join_token(&t, Some("join-9999")),
+            admit(&t, &door, Some("join-0123456789"), 0),
+            Ok(JoinIdentity::bootstrap())
+        );
+        assert_eq!(
+            admit(&t, &door, Some("join-9999"), 0),
             Err(JoinRefusal::Wrong)
         );
-        assert_eq!(check_join_token(&t, None), Err(JoinRefusal::Missing));
+        assert_eq!(admit(&t, &door, None, 0), Err(JoinRefusal::Missing));
         assert!(!JoinRefusal::Wrong.to_string().contains("join-"));
+        let pool = mint(&mut rand::rng());
+        let presented = Some(pool.secret.expose());
+        assert_eq!(admit(&t, &door, presented, 0), Err(JoinRefusal::Wrong));
+        door.insert(
+            pool.hash,
+            DoorEntry {
+                id: "jt0123456789".into(),
+                pool: "burst".into(),
+                expires_at_ms: None,
+                revoked: false,
+            },
+        );
+        assert_eq!(
+            admit(&t, &door, presented, 0).map(|i| i.pool),
+            Ok("burst".to_string())
+        );
+        door.revoke("jt0123456789");
+        let refused = admit(&t, &door, presented, 0).expect_err("refused");
+        assert!(matches!(refused, JoinRefusal::Revoked { .. }));
+        assert!(!refused.to_string().contains(&pool.secret.expose()[4..]));
+        // The configured token still works beside them.
+        assert!(admit(&t, &door, Some("join-0123456789"), 0).is_ok());
+        // No TLS connection information: no client certificate.
+        assert!(!has_client_certificate(&http::Extensions::new()));
     }
 }

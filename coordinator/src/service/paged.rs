@@ -37,6 +37,7 @@ pub(super) enum List {
     HealthRows,
     Timeline,
     Drills,
+    WorkerTokens,
 }
 
 /// The kind of one sort key part, to check a token's key has the list's shape.
@@ -58,6 +59,7 @@ impl List {
             List::HealthRows => "health",
             List::Timeline => "timeline",
             List::Drills => "drills",
+            List::WorkerTokens => "worker-tokens",
         }
     }
 
@@ -67,7 +69,9 @@ impl List {
         match self {
             List::Orgs | List::Audit => &[Text],
             List::Repos | List::HealthRows => &[Text, Text],
-            List::Backups | List::Restores | List::Escrows | List::Drills => &[Int, Text],
+            List::Backups | List::Restores | List::Escrows | List::Drills | List::WorkerTokens => {
+                &[Int, Text]
+            }
             List::Timeline => &[Int, Int, Text],
         }
     }

@@ -14,6 +14,7 @@ use repovault_proto::v1::worker_service_server::WorkerService;
 use super::worker_convert;
 use crate::coordinator::{Coordinator, WorkerHello};
 use crate::tasks::lifecycle::Lease;
+use crate::worker_pools::JoinIdentity;
 
 pub struct WorkerApi {
     pub core: Arc<Coordinator>,
@@ -29,6 +30,25 @@ fn lease_of(t: &Option<pb::LeaseToken>) -> Result<Lease, Status> {
     worker_convert::lease(t, "lease.task_id").map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
+/// The pool and token the door admitted the call with (`call_auth.rs` puts it there); a call
+/// that did not pass the door (a unit test calling the service directly) is the configured
+/// token's.
+fn joined_as<T>(req: &Request<T>) -> JoinIdentity {
+    req.extensions()
+        .get::<JoinIdentity>()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The refusal of a call whose token stopped admitting it while the call was under way.
+fn revoked_meanwhile(identity: &JoinIdentity) -> String {
+    format!(
+        "join token {} of pool {} was revoked or expired",
+        identity.token_id.as_deref().unwrap_or("(configured)"),
+        identity.pool
+    )
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -39,6 +59,8 @@ impl WorkerService for WorkerApi {
         &self,
         req: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        let identity = joined_as(&req);
+        let peer = req.remote_addr();
         let r = req.into_inner();
         if r.protocol_version != PROTOCOL_VERSION {
             return Err(Status::failed_precondition(format!(
@@ -63,11 +85,24 @@ impl WorkerService for WorkerApi {
             .core
             .fleet
             .register_worker(WorkerHello {
-                name: r.name,
+                name: r.name.clone(),
                 slots: r.slots,
                 previous_id: r.previous_worker_id,
                 held,
+                identity: identity.clone(),
             })
+            .await;
+        if !self.core.worker_pools.still_admits(&identity) {
+            // Its token was revoked while it registered (after the revocation's sweep).
+            self.core.queue.workers.forget(&reg.worker_id);
+            let pools = &self.core.worker_pools;
+            let tasks: Vec<_> = reg.renewed.iter().map(|l| l.task_id.clone()).collect();
+            pools.release_leases(&reg.worker_id, tasks.iter()).await?;
+            return Err(Status::unauthenticated(revoked_meanwhile(&identity)));
+        }
+        self.core
+            .worker_pools
+            .audit_join(&reg.worker_id, &r.name, &identity, reg.resumed, peer)
             .await;
         let t = self.core.timing;
         Ok(Response::new(pb::RegisterWorkerResponse {
@@ -111,6 +146,7 @@ impl WorkerService for WorkerApi {
         &self,
         req: Request<pb::AcquireTaskRequest>,
     ) -> Result<Response<pb::AcquireTaskResponse>, Status> {
+        let identity = joined_as(&req);
         let r = req.into_inner();
         let max = self.core.timing.acquire_wait();
         let wait = Duration::from_millis(r.wait_ms).min(max);
@@ -123,6 +159,16 @@ impl WorkerService for WorkerApi {
             .map(|id| super::convert::id_field(id, "cached_repo_ids"))
             .collect::<Result<_, _>>()?;
         let task = self.core.queue.acquire(&r.worker_id, cached, wait).await?;
+        if !self.core.worker_pools.still_admits(&identity) {
+            // Its token was revoked during the long-poll: the lease goes back at once.
+            if let Some(t) = &task {
+                let pools = &self.core.worker_pools;
+                pools
+                    .release_leases(&r.worker_id, std::iter::once(&t.lease.task_id))
+                    .await?;
+            }
+            return Err(Status::unauthenticated(revoked_meanwhile(&identity)));
+        }
         Ok(Response::new(pb::AcquireTaskResponse {
             task: task.as_ref().map(worker_convert::task_message),
         }))

@@ -31,6 +31,8 @@ pub struct WorkerHello {
     pub previous_id: String,
     /// The leases its running tasks hold (well-formed ones: the service revokes the others).
     pub held: Vec<Lease>,
+    /// The pool and join token it presented (the door's answer).
+    pub identity: crate::worker_pools::JoinIdentity,
 }
 
 /// What a registration gave the worker.
@@ -68,6 +70,8 @@ impl Fleet {
                 hello.name.clone()
             },
             slots: hello.slots,
+            pool: hello.identity.pool.clone(),
+            token_id: hello.identity.token_id.clone(),
             draining: false,
             registered_at_ms: now,
             last_heartbeat_ms: now,
@@ -99,11 +103,11 @@ impl Fleet {
             self.queue.workers.assign(&worker_id, &t.task_id);
         }
         if resumed {
-            tracing::info!(worker = %worker_id, name = %hello.name, slots = hello.slots, kept = renewed.len(), revoked = revoked.len(), "worker registered again under its id");
+            tracing::info!(worker = %worker_id, name = %hello.name, pool = %hello.identity.pool, slots = hello.slots, kept = renewed.len(), revoked = revoked.len(), "worker registered again under its id");
         } else if !previous.is_empty() {
             tracing::warn!(worker = %worker_id, name = %hello.name, revoked = revoked.len(), "worker asked for an id that is live or malformed; registered under a new id, its leases revoked");
         } else {
-            tracing::info!(worker = %worker_id, name = %hello.name, slots = hello.slots, "worker registered");
+            tracing::info!(worker = %worker_id, name = %hello.name, pool = %hello.identity.pool, slots = hello.slots, "worker registered");
         }
         Registration {
             worker_id,
@@ -198,6 +202,7 @@ mod tests {
             slots: 2,
             previous_id: previous.into(),
             held: held.to_vec(),
+            identity: Default::default(),
         }
     }
 

@@ -15,6 +15,10 @@ pub struct WorkerEntry {
     pub id: String,
     pub name: String,
     pub slots: u32,
+    /// The pool whose join token it registered with (`bootstrap`: the configured token).
+    pub pool: String,
+    /// That token's id; `None` for the configured token.
+    pub token_id: Option<String>,
     pub draining: bool,
     pub registered_at_ms: i64,
     pub last_heartbeat_ms: i64,
@@ -128,6 +132,25 @@ impl WorkerRegistry {
         dead
     }
 
+    /// Forgets a worker now (its join token was revoked); its leases are the caller's to
+    /// release. Returns whether it was registered.
+    pub fn forget(&self, id: &str) -> bool {
+        let mut m = self.inner.lock();
+        m.forget_cache(id);
+        m.entries.remove(id).is_some()
+    }
+
+    /// The registered workers that joined with join token `token_id`.
+    pub fn joined_with(&self, token_id: &str) -> Vec<WorkerEntry> {
+        self.inner
+            .lock()
+            .entries
+            .values()
+            .filter(|w| w.token_id.as_deref() == Some(token_id))
+            .cloned()
+            .collect()
+    }
+
     pub fn list(&self) -> Vec<WorkerEntry> {
         let mut v: Vec<_> = self.inner.lock().entries.values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
@@ -226,6 +249,8 @@ mod tests {
             id: id.into(),
             name: id.into(),
             slots: 1,
+            pool: "bootstrap".into(),
+            token_id: None,
             draining: false,
             registered_at_ms: 0,
             last_heartbeat_ms: 0,

@@ -16,6 +16,8 @@ fn worker(c: &Coordinator) {
         id: "w".into(),
         name: "w".into(),
         slots: 4,
+        pool: "bootstrap".into(),
+        token_id: None,
         draining: false,
         registered_at_ms: 0,
         last_heartbeat_ms: i64::MAX / 2,

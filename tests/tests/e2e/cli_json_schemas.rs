@@ -309,7 +309,41 @@ async fn every_commands_json_output_matches_its_schema() {
         &cli.json(&["backup", "download", &id, "--to", &file("backup.zip")]),
     );
 
-    s.check("workers", "workers", &cli.json(&["workers"]));
+    let workers = cli.json(&["workers"]);
+    s.check("workers", "workers", &workers);
+    // The worker joined with the configured token: pool bootstrap, no token id.
+    assert_eq!(workers[0]["pool"], "bootstrap", "{workers:#}");
+    assert!(workers[0]["token_id"].is_null(), "{workers:#}");
+    s.check("workers", "workers list", &cli.json(&["workers", "list"]));
+    let created = cli.json(&[
+        "workers",
+        "token",
+        "create",
+        "--pool",
+        "burst",
+        "--expires-in",
+        "90d",
+    ]);
+    s.check("workers-token-create", "workers token create", &created);
+    assert!(created["token"]["revoked_at"].is_null(), "{created:#}");
+    let token_id = created["token"]["id"].as_str().unwrap().to_string();
+    s.check(
+        "workers-token-create",
+        "workers token create (no expiry)",
+        &cli.json(&["workers", "token", "create", "--pool", "night"]),
+    );
+    s.check(
+        "workers-token-list",
+        "workers token list",
+        &cli.json(&["workers", "token", "list"]),
+    );
+    let revoked = cli.json(&["workers", "token", "revoke", &token_id]);
+    s.check("workers-token-revoke", "workers token revoke", &revoked);
+    assert_eq!(revoked["token"]["state"], "revoked", "{revoked:#}");
+    let burst = cli.json(&["workers", "token", "list", "--pool", "burst"]);
+    s.check("workers-token-list", "workers token list --pool", &burst);
+    assert_eq!(burst.as_array().map(Vec::len), Some(1), "{burst:#}");
+    assert_eq!(burst[0]["revoked_by"], "local", "{burst:#}");
     s.check("queue", "queue", &cli.json(&["queue"]));
     s.check("health", "health", &cli.json(&["health"]));
     s.check("timeline", "timeline", &cli.json(&["timeline", "acme/r"]));

@@ -26,6 +26,7 @@ mod multi_process;
 mod object_storage;
 mod observability;
 mod placement;
+mod pool_tokens;
 mod rate_budget;
 mod restart;
 mod restic_golden;
