@@ -159,15 +159,75 @@ impl Service<http::Request<tonic::body::Body>> for Deadline {
     }
 }
 
-/// Connects to `url` (trusting `ca_file` besides the system's roots for `https://`) within
-/// the connect bound, with keepalive on open calls; failures are classified by [`failure`].
+/// Connects to the coordinator at `urls`, one URL or a group's several separated by commas
+/// (trusting `ca_file` besides the system's roots for `https://`), within the connect bound,
+/// with keepalive on open calls; failures are classified by [`failure`]. Of several, the one
+/// whose admin service reports SERVING (the group's leader) is used; when none does (an
+/// election under way), the first that answers, whose refusal then names the leader.
 pub async fn connect(
-    url: &str,
+    urls: &str,
     ca_file: Option<&Path>,
     timeouts: Timeouts,
 ) -> Result<Deadline, CliError> {
-    let _ = TARGET.set(url.to_string());
     let _ = TIMEOUTS.set(timeouts);
+    let list = repovault_common::leader_channel::split_urls(urls);
+    let chosen = match list.as_slice() {
+        [] => return Err(CliError::usage("--coordinator: no URL given")),
+        [one] => (one.clone(), connect_one(one, ca_file, timeouts).await?),
+        several => leader_of(several, ca_file, timeouts).await?,
+    };
+    let _ = TARGET.set(chosen.0);
+    Ok(Deadline {
+        inner: chosen.1,
+        timeouts,
+    })
+}
+
+/// The member of a group that leads (see [`connect`]).
+async fn leader_of(
+    urls: &[String],
+    ca_file: Option<&Path>,
+    timeouts: Timeouts,
+) -> Result<(String, Channel), CliError> {
+    let mut answered = None;
+    let mut failed = None;
+    for url in urls {
+        match connect_one(url, ca_file, timeouts).await {
+            Ok(channel) => {
+                if leads(&channel, timeouts.request).await {
+                    return Ok((url.clone(), channel));
+                }
+                answered.get_or_insert((url.clone(), channel));
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    match (answered, failed) {
+        (Some(a), _) => Ok(a),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(CliError::usage("--coordinator: no URL given")),
+    }
+}
+
+/// Whether the coordinator behind `channel` serves the admin service now.
+async fn leads(channel: &Channel, within: Duration) -> bool {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let ask = health.check(tonic_health::pb::HealthCheckRequest {
+        service: repovault_proto::v1::admin_service_server::SERVICE_NAME.to_string(),
+    });
+    matches!(
+        tokio::time::timeout(within, ask).await,
+        Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32
+    )
+}
+
+/// One coordinator's channel, connected now within the connect bound.
+async fn connect_one(
+    url: &str,
+    ca_file: Option<&Path>,
+    timeouts: Timeouts,
+) -> Result<Channel, CliError> {
     let connect_timeout = CONNECT_TIMEOUT.min(timeouts.request);
     let endpoint = repovault_common::grpc::endpoint(url, ca_file)
         .map_err(|e| CliError::usage(e.to_string()))?
@@ -176,15 +236,9 @@ pub async fn connect(
         .keep_alive_timeout(timeouts.request)
         .keep_alive_while_idle(false);
     // The connector's own bound covers TCP and TLS; this one also covers the HTTP/2 set-up.
-    let channel = match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(failure::from_transport(&e)),
-        Err(_) => {
-            return Err(failure::from_transport(&DeadlineExceeded(connect_timeout)));
-        }
-    };
-    Ok(Deadline {
-        inner: channel,
-        timeouts,
-    })
+    match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(failure::from_transport(&e)),
+        Err(_) => Err(failure::from_transport(&DeadlineExceeded(connect_timeout))),
+    }
 }

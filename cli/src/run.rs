@@ -252,6 +252,14 @@ async fn coordinator(config: &Path, log_format: LogFormat) -> Result<i32, CliErr
         announce_master_key(p);
     }
     tracing::info!(settings = ?settings, "starting coordinator");
+    if let Some(group) = settings.group.clone() {
+        use repovault_coordinator::leadership::coordinator_group;
+        coordinator_group::check(&settings).map_err(CliError::usage)?;
+        coordinator_group::run(settings, group, shutdown_signal())
+            .await
+            .map_err(|e| CliError::failed(e.to_string()))?;
+        return Ok(exit::OK);
+    }
     let handle = repovault_coordinator::server::start(settings)
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;

@@ -4,6 +4,7 @@ pub mod crypto;
 pub mod domain;
 pub mod forge;
 pub mod grpc;
+pub mod leader_channel;
 pub mod links;
 pub mod manifest;
 pub mod names;

@@ -96,6 +96,9 @@ pub struct CoordinatorConfig {
     pub data_dir: PathBuf,
     #[serde(default)]
     pub store: Option<StoreConfig>,
+    /// A coordinator of a group (store kind etcd): its advertised URL, name, election lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<crate::config_store::GroupConfig>,
     /// Default: fs under `<data_dir>/storage`.
     #[serde(default)]
     pub storage: Option<StorageConfig>,
@@ -201,6 +204,7 @@ impl CoordinatorConfig {
             http_public_url: None,
             data_dir: data_dir.to_path_buf(),
             store: None,
+            group: None,
             storage: None,
             heartbeat_interval: default_heartbeat(),
             max_attempts: default_max_attempts(),
@@ -269,6 +273,7 @@ impl CoordinatorConfig {
         };
         let join_path = self.join_token_path();
         let join_token = read_or_create_token(&join_path)?;
+        let mut group = None;
         let kv: Arc<dyn KvBackend> = match self
             .store
             .as_ref()
@@ -281,11 +286,16 @@ impl CoordinatorConfig {
                     .as_ref()
                     .ok_or_else(|| ConfigError::Invalid("store kind etcd needs [store]".into()))?
                     .etcd_options()?;
-                Arc::new(
-                    crate::kv::EtcdKv::connect_with(&options)
-                        .await
-                        .map_err(|e| ConfigError::Invalid(format!("state store: {e}")))?,
-                )
+                let etcd = crate::kv::EtcdKv::connect_with(&options)
+                    .await
+                    .map_err(|e| ConfigError::Invalid(format!("state store: {e}")))?;
+                let g = self.group.clone().unwrap_or_default();
+                group = Some(crate::leadership::coordinator_group::GroupSettings {
+                    etcd: etcd.clone(),
+                    me: g.record(self.listen, checked.tls.is_some())?,
+                    timing: g.timing()?,
+                });
+                Arc::new(etcd)
             }
             StoreKind::Redb => {
                 let path = self
@@ -320,6 +330,7 @@ impl CoordinatorConfig {
             retention: checked.retention,
             verification: checked.verification,
             scaling: self.scaling,
+            group,
         })
     }
 
@@ -420,6 +431,7 @@ fn read_or_create_token(path: &Path) -> Result<Secret, ConfigError> {
 }
 
 /// Everything the coordinator runs with, resolved and validated.
+#[derive(Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
     /// `None`: no HTTP port (in-process tests that do not need it).
@@ -454,6 +466,8 @@ pub struct Settings {
     ),
     pub verification: crate::verification::VerificationOptions,
     pub scaling: crate::scaling::ScalingConfig,
+    /// Set for a coordinator of a group (store kind etcd): it campaigns, and leads or follows.
+    pub group: Option<crate::leadership::coordinator_group::GroupSettings>,
 }
 
 impl std::fmt::Debug for Settings {

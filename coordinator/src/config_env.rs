@@ -1,5 +1,5 @@
 //! Environment overrides of the coordinator's configuration: every key can be set as
-//! `REPOVAULT_<KEY>` (a top-level key) or `REPOVAULT_<TABLE>_<KEY>` (a key of `[store]`,
+//! `REPOVAULT_<KEY>` (a top-level key) or `REPOVAULT_<TABLE>_<KEY>` (a key of `[store]`, `[group]`,
 //! `[storage]`, `[tls]`, `[retention]`, `[verification]`), upper case, e.g.
 //! `REPOVAULT_HEARTBEAT_INTERVAL=2s`, `REPOVAULT_RETENTION_KEEP_DELETE=30h`. An override is
 //! applied to the file's values before validation, so a bad value is refused naming the
@@ -39,6 +39,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("store.ca_file", Kind::Text),
     ("store.cert_file", Kind::Text),
     ("store.key_file", Kind::Text),
+    ("group.advertise_url", Kind::Text),
+    ("group.name", Kind::Text),
+    ("group.election_ttl", Kind::Text),
     ("storage.kind", Kind::Text),
     ("heartbeat_interval", Kind::Text),
     ("max_attempts", Kind::Integer),

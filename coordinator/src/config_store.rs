@@ -1,5 +1,6 @@
 //! `[store]`: where the coordinator keeps its state (redb, or etcd for a group), and how etcd
-//! is reached (endpoints, namespace, TLS, user). Read by `config.rs`.
+//! is reached (endpoints, namespace, TLS, user); `[group]`: how a coordinator of a group is
+//! named and reached, and its election's lease. Read by `config.rs`.
 
 use std::path::PathBuf;
 
@@ -105,4 +106,85 @@ impl StoreConfig {
             user,
         })
     }
+}
+
+/// `[group]`: a coordinator of a group (store kind etcd). Every key is optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// The gRPC URL workers and admins reach this coordinator at, which followers give out while
+    /// it leads. Default: `http(s)://<listen>`, with the host name when `listen` is a wildcard
+    /// address. Env: REPOVAULT_GROUP_ADVERTISE_URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_url: Option<String>,
+    /// This coordinator's name in logs and refusals. Default: `<host name>-<process id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The election lease: a dead leader is replaced this long after its last renewal, plus
+    /// about a second. Default 5s; at least 2s (etcd's own minimum lease is about 1.5 s).
+    /// Env: REPOVAULT_GROUP_ELECTION_TTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub election_ttl: Option<String>,
+}
+
+impl GroupConfig {
+    /// The election's timing, refused below 2 s or above 60 s (a minute without a leader is
+    /// a minute without schedules).
+    pub fn timing(&self) -> Result<crate::leadership::ElectionTiming, ConfigError> {
+        let ttl = match &self.election_ttl {
+            None => crate::leadership::ElectionTiming::DEFAULT_TTL,
+            Some(v) => humantime::parse_duration(v)
+                .map_err(|e| ConfigError::Invalid(format!("group.election_ttl {v:?}: {e}")))?,
+        };
+        if ttl < std::time::Duration::from_secs(2) || ttl > std::time::Duration::from_secs(60) {
+            return Err(ConfigError::Invalid(format!(
+                "group.election_ttl {ttl:?}: must be between 2s and 60s"
+            )));
+        }
+        Ok(crate::leadership::ElectionTiming { ttl })
+    }
+
+    /// How this coordinator is named and reached (see the fields).
+    pub fn record(
+        &self,
+        listen: std::net::SocketAddr,
+        tls: bool,
+    ) -> Result<crate::leadership::LeaderRecord, ConfigError> {
+        let host = host_name();
+        let grpc_url = match &self.advertise_url {
+            Some(u) => {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(ConfigError::Invalid(format!(
+                        "group.advertise_url {u:?}: must be an http:// or https:// URL"
+                    )));
+                }
+                u.trim_end_matches('/').to_string()
+            }
+            None => {
+                let scheme = if tls { "https" } else { "http" };
+                if listen.ip().is_unspecified() {
+                    format!("{scheme}://{host}:{}", listen.port())
+                } else {
+                    format!("{scheme}://{listen}")
+                }
+            }
+        };
+        Ok(crate::leadership::LeaderRecord {
+            name: self
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{host}-{}", std::process::id())),
+            grpc_url,
+        })
+    }
+}
+
+/// The machine's host name (`HOSTNAME`, else the kernel's), `localhost` when neither is known.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

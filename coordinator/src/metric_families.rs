@@ -44,6 +44,10 @@ const TASK_DURATION: &str = "repovault_task_duration_seconds";
 const TASK_BYTES: &str = "repovault_task_bytes";
 
 const FAMILIES: &[Family] = &[
+    gauge(
+        "repovault_coordinator_leader",
+        "1 while this coordinator is the elected leader of its group (always, for one coordinator on redb), else 0.",
+    ),
     counter("repovault_backups_total", "Backups that ended, by outcome."),
     counter("repovault_tasks_enqueued_total", "Tasks enqueued, by kind."),
     counter(

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod counting_proxy;
+pub mod etcd_cluster;
 pub mod etcd_peer;
 pub mod fixtures;
 pub mod gate;

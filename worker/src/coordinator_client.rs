@@ -3,8 +3,8 @@
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
+use repovault_common::leader_channel::{LeaderChannel, split_urls};
 use repovault_common::secret::Secret;
 use repovault_proto::v1::worker_service_client::WorkerServiceClient;
 
@@ -21,17 +21,30 @@ impl Interceptor for JoinToken {
     }
 }
 
-pub type Client = WorkerServiceClient<InterceptedService<Channel, JoinToken>>;
+pub type Client = WorkerServiceClient<InterceptedService<LeaderChannel, JoinToken>>;
 
 /// A lazily connecting client: the first call connects, and later calls reconnect as needed.
+/// `urls` is one coordinator's URL or a group's, comma-separated: calls follow the group's
+/// leader among them (`repovault_common::leader_channel`).
 pub fn connect(
-    url: &str,
+    urls: &str,
     token: &Secret,
     ca_file: Option<&std::path::Path>,
 ) -> Result<Client, repovault_common::grpc::EndpointError> {
-    let channel = repovault_common::grpc::endpoint(url, ca_file)?.connect_lazy();
+    let list = split_urls(urls);
+    if list.is_empty() {
+        return Err(repovault_common::grpc::EndpointError::Url {
+            url: urls.to_string(),
+            reason: "no coordinator URL given".into(),
+        });
+    }
+    let mut targets = Vec::with_capacity(list.len());
+    for url in list {
+        let channel = repovault_common::grpc::endpoint(&url, ca_file)?.connect_lazy();
+        targets.push((url, channel));
+    }
     Ok(WorkerServiceClient::with_interceptor(
-        channel,
+        LeaderChannel::new(targets),
         JoinToken(token.clone()),
     ))
 }

@@ -35,7 +35,7 @@ use crate::store::Batch;
 use crate::forge_access::ForgeAccess;
 
 /// Index writes per transaction when a discovery moves many names at once (well under the
-/// store's 128 operations per transaction).
+/// store's 127 operations per transaction, `kv::MAX_TXN_OPS`).
 const INDEX_OPS_PER_TXN: usize = 100;
 
 /// A forge organisation to connect.

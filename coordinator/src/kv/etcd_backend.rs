@@ -28,6 +28,7 @@ use repovault_proto::etcd as pb;
 use repovault_proto::etcd::auth_client::AuthClient;
 use repovault_proto::etcd::compare::{CompareResult, CompareTarget as PbTarget, TargetUnion};
 use repovault_proto::etcd::kv_client::KvClient;
+use repovault_proto::etcd::lease_client::LeaseClient;
 use repovault_proto::etcd::request_op::Request;
 use repovault_proto::etcd::response_op::Response;
 use tonic::metadata::MetadataValue;
@@ -88,9 +89,14 @@ impl std::fmt::Debug for EtcdTls {
 /// The state store on etcd.
 #[derive(Clone)]
 pub struct EtcdKv {
-    client: KvClient<Channel>,
-    namespace: Vec<u8>,
+    pub(super) client: KvClient<Channel>,
+    /// Leases: the coordinator group's election (`etcd_lease.rs`).
+    pub(super) leases: LeaseClient<Channel>,
+    pub(super) namespace: Vec<u8>,
     auth: Option<Arc<EtcdAuth>>,
+    /// Set on the elected leader's store: every transaction is guarded by its term
+    /// (`etcd_lease.rs`).
+    pub(super) fence: Option<Arc<super::etcd_lease::Fence>>,
 }
 
 /// etcd's user authentication: a token from `Authenticate`, sent as the `token` metadata of
@@ -131,7 +137,7 @@ impl EtcdAuth {
 }
 
 /// Whether etcd refused a request for its auth token (lapsed, or forgotten by a restart).
-fn token_refused(s: &tonic::Status) -> bool {
+pub(super) fn token_refused(s: &tonic::Status) -> bool {
     s.code() == tonic::Code::Unauthenticated || s.message().contains("invalid auth token")
 }
 
@@ -192,9 +198,11 @@ impl EtcdKv {
             })
         });
         let kv = Self {
-            client: KvClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            client: KvClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            leases: LeaseClient::new(channel),
             namespace: options.namespace.as_bytes().to_vec(),
             auth,
+            fence: None,
         };
         kv.revision().await.map_err(|e| {
             KvError::Backend(format!(
@@ -206,7 +214,7 @@ impl EtcdKv {
     }
 
     /// `msg` as a request carrying the auth token, when etcd wants one.
-    async fn request<T>(&self, msg: T) -> KvResult<tonic::Request<T>> {
+    pub(super) async fn request<T>(&self, msg: T) -> KvResult<tonic::Request<T>> {
         let mut req = tonic::Request::new(msg);
         if let Some(auth) = &self.auth {
             req.metadata_mut().insert("token", auth.token().await?);
@@ -214,8 +222,21 @@ impl EtcdKv {
         Ok(req)
     }
 
+    /// Fetches a new auth token (when etcd's authentication is on).
+    pub(super) async fn renew_token(&self) -> KvResult<()> {
+        if let Some(auth) = &self.auth {
+            auth.renew().await?;
+        }
+        Ok(())
+    }
+
     /// Runs `call` with the token; once more with a new token when etcd refused the old one.
-    async fn call<T: Clone, R, F, Fut>(&self, doing: &str, msg: T, call: F) -> KvResult<R>
+    pub(super) async fn call<T: Clone, R, F, Fut>(
+        &self,
+        doing: &str,
+        msg: T,
+        call: F,
+    ) -> KvResult<R>
     where
         F: Fn(KvClient<Channel>, tonic::Request<T>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
@@ -235,7 +256,7 @@ impl EtcdKv {
         }
     }
 
-    fn key(&self, key: &[u8]) -> Vec<u8> {
+    pub(super) fn key(&self, key: &[u8]) -> Vec<u8> {
         [self.namespace.as_slice(), key].concat()
     }
 
@@ -248,7 +269,7 @@ impl EtcdKv {
         }
     }
 
-    fn unkey(&self, kv: pb::KeyValue) -> KvResult<KeyValue> {
+    pub(super) fn unkey(&self, kv: pb::KeyValue) -> KvResult<KeyValue> {
         let key = kv
             .key
             .strip_prefix(self.namespace.as_slice())
@@ -315,7 +336,7 @@ impl EtcdKv {
         }
     }
 
-    fn op_response(&self, r: pb::ResponseOp) -> KvResult<OpResponse> {
+    pub(super) fn op_response(&self, r: pb::ResponseOp) -> KvResult<OpResponse> {
         Ok(match r.response {
             Some(Response::ResponsePut(_)) => OpResponse::Put,
             Some(Response::ResponseDeleteRange(d)) => OpResponse::Delete {
@@ -342,14 +363,14 @@ fn revision(rev: i64) -> KvResult<u64> {
     u64::try_from(rev).map_err(|_| KvError::Backend(format!("etcd revision {rev} is negative")))
 }
 
-fn header_revision(h: Option<&pb::ResponseHeader>) -> KvResult<u64> {
+pub(super) fn header_revision(h: Option<&pb::ResponseHeader>) -> KvResult<u64> {
     revision(
         h.ok_or_else(|| KvError::Backend("etcd answered without a header".into()))?
             .revision,
     )
 }
 
-fn status(doing: &str, s: tonic::Status) -> KvError {
+pub(super) fn status(doing: &str, s: tonic::Status) -> KvError {
     KvError::Backend(format!("etcd {doing}: {} ({:?})", s.message(), s.code()))
 }
 
@@ -422,11 +443,15 @@ impl KvBackend for EtcdKv {
             success: txn.success.iter().map(|o| self.op(o)).collect(),
             failure: txn.failure.iter().map(|o| self.op(o)).collect(),
         };
-        let r = self
-            .call("running a transaction", request, |mut c, req| async move {
-                c.txn(req).await
-            })
-            .await?;
+        let r = match &self.fence {
+            Some(fence) => self.fenced_txn(fence, request).await?,
+            None => {
+                self.call("running a transaction", request, |mut c, req| async move {
+                    c.txn(req).await
+                })
+                .await?
+            }
+        };
         let revision = header_revision(r.header.as_ref())?;
         let responses = r
             .responses

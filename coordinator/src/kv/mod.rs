@@ -24,6 +24,7 @@
 
 mod engine;
 mod etcd_backend;
+mod etcd_lease;
 pub mod json;
 pub mod kv_conformance;
 mod memory;
@@ -34,14 +35,17 @@ use std::ops::Bound;
 use async_trait::async_trait;
 
 pub use etcd_backend::{EtcdKv, EtcdOptions, EtcdTls};
+pub use etcd_lease::{Campaign, LeaseId};
 pub use json::{Versioned, decode_json, encode_json, get_json, put_json, put_json_op};
 pub use memory::MemoryKv;
 pub use redb_backend::RedbKv;
 
 /// The most operations one list of a transaction may hold: compares, success ops and failure
-/// ops are each checked against it separately, exactly like etcd's `--max-txn-ops` (default
-/// 128), so that every backend accepts precisely what etcd accepts.
-pub const MAX_TXN_OPS: usize = 128;
+/// ops are each checked against it separately. One less than etcd's `--max-txn-ops` (default
+/// 128): an elected leader's transactions travel nested in its fence (`etcd_lease.rs`), and etcd
+/// counts the fence's one compare against the nested lists' allowance. Every backend enforces
+/// the same figure, so a transaction accepted anywhere is accepted by a leader on etcd.
+pub const MAX_TXN_OPS: usize = 127;
 
 /// The most bytes of keys and values one request may carry: etcd's default
 /// `--max-request-bytes` (1.5 MiB). Protobuf framing is not counted; etcd's gRPC limit leaves
@@ -83,6 +87,13 @@ pub enum KvError {
         #[source]
         source: serde_json::Error,
     },
+    /// The write was refused because this coordinator is no longer the elected leader: its
+    /// term (the election revision) was superseded or its election lease ran out. Nothing of
+    /// the transaction was applied.
+    #[error(
+        "this coordinator is no longer the leader (its term {term} has ended); the write was refused"
+    )]
+    Deposed { term: u64 },
     /// The storage engine failed; the string says what was being done.
     #[error("kv backend error: {0}")]
     Backend(String),

@@ -46,7 +46,7 @@ pub const DEFAULT_PUSH_DELAY: std::time::Duration = std::time::Duration::from_se
 pub const MAX_ENQUEUE_PER_TICK: usize = 1000;
 
 /// Runs per store transaction: three writes each (task, backup, schedule state), within the
-/// store's 128 writes per transaction (`kv::MAX_TXN_OPS`, etcd's default).
+/// store's 127 writes per transaction (`kv::MAX_TXN_OPS`).
 const TXN_ITEMS: usize = 40;
 
 /// Scheduled and on-push backups: the schedule clock, push bursts and webhook settings in memory,

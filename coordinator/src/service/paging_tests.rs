@@ -4,7 +4,7 @@
 //! reused after inserts continues where it stopped, and a bad token is refused naming
 //! `page_token`. The records are written as the coordinator writes them (repository records
 //! with their name index; backup records with the repository's aggregates, as a completion
-//! commits them), in store batches of at most 128 operations.
+//! commits them), in store batches of at most 127 operations (`kv::MAX_TXN_OPS`).
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -162,14 +162,14 @@ async fn lists_page_through_100000_repositories_and_20000_backups() {
                 .unwrap(),
         );
     }
-    // 100,000 repositories: record and name index, 64 repositories (128 operations) a batch.
+    // 100,000 repositories: record and name index, 63 repositories (126 operations) a batch.
     let mut repos: Vec<RepoRecord> = Vec::with_capacity(ORGS * REPOS_PER_ORG);
     for org in &orgs {
         for i in 0..REPOS_PER_ORG {
             repos.push(repo_record(org, format!("repo-{i:05}")));
         }
     }
-    for chunk in repos.chunks(64) {
+    for chunk in repos.chunks(63) {
         let mut batch = Batch::default();
         for r in chunk {
             batch.repo(r).repo_name(&r.org_id, &r.name, &r.id);
