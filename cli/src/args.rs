@@ -22,10 +22,12 @@ pub use storage_args::{StorageAddArgs, StorageCmd};
 #[derive(Debug, Parser)]
 #[command(name = "repovault", version, about = "Back up and restore hosted git: organisations, repositories, full history.", long_about = None, after_help = crate::exit::HELP)]
 pub struct Cli {
-    /// The coordinator's gRPC address.
+    /// The coordinator's gRPC address; for a coordinator group, every member's, separated by
+    /// commas (calls go to the elected leader).
     #[arg(
         long,
         global = true,
+        value_name = "URL[,URL...]",
         env = "REPOVAULT_COORDINATOR",
         default_value = "http://127.0.0.1:7420"
     )]

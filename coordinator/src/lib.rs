@@ -18,6 +18,7 @@ pub mod http;
 pub mod http_listener;
 pub mod ids;
 pub mod kv;
+pub mod leadership;
 pub mod maintenance;
 pub mod metric_families;
 pub mod model;

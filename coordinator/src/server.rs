@@ -104,6 +104,16 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         addr: settings.listen,
         source,
     })?;
+    // Every listener is bound before anything is spawned, so a failed bind leaves nothing
+    // running (a new leader retries while its follower face lets the addresses go).
+    let http_listener = match settings.http_listen {
+        Some(addr) => Some((bind(addr).await?, addr)),
+        None => None,
+    };
+    let metrics_listener = match settings.metrics_listen {
+        Some(addr) => Some((bind(addr).await?, addr)),
+        None => None,
+    };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let readiness = Arc::new(crate::readiness::Readiness::starting());
@@ -169,13 +179,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
             }
         }));
     }
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(id) = &settings.tls {
-        let identity = tonic::transport::Identity::from_pem(&id.cert_pem, &id.key_pem);
-        builder = builder
-            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-            .map_err(|e| ServerError::Tls(e.to_string()))?;
-    }
+    let mut builder = grpc_builder(&settings)?;
     let stop = shutdown.clone();
     let scaling = core.scaling.clone();
     tasks.push(tokio::spawn(async move {
@@ -208,9 +212,8 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         None => None,
     };
     let http_scheme = if http_tls.is_some() { "https" } else { "http" };
-    let http_addr = match settings.http_listen {
-        Some(addr) => {
-            let l = bind(addr).await?;
+    let http_addr = match http_listener {
+        Some((l, addr)) => {
             let bound = local(&l, addr)?;
             let public = settings
                 .http_public_url
@@ -233,9 +236,8 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         }
         None => None,
     };
-    let metrics_addr = match settings.metrics_listen {
-        Some(addr) => {
-            let l = bind(addr).await?;
+    let metrics_addr = match metrics_listener {
+        Some((l, addr)) => {
             let bound = local(&l, addr)?;
             tasks.push(tokio::spawn(crate::http_listener::serve(
                 l,
@@ -356,6 +358,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         core.escrow_locks.clone(),
         shutdown.clone(),
     )));
+    metrics::gauge!("repovault_coordinator_leader").set(1.0);
     tracing::info!(grpc = %grpc_addr, http = ?http_addr, store = settings.kv.name(), "coordinator serving");
     Ok(CoordinatorHandle {
         grpc_addr,
@@ -368,12 +371,24 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     })
 }
 
+/// A gRPC server builder with the configured TLS (the leader's and a follower's).
+pub(crate) fn grpc_builder(settings: &Settings) -> Result<tonic::transport::Server, ServerError> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(id) = &settings.tls {
+        let identity = tonic::transport::Identity::from_pem(&id.cert_pem, &id.key_pem);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| ServerError::Tls(e.to_string()))?;
+    }
+    Ok(builder)
+}
+
 /// The gRPC listener's connections with Nagle's algorithm off. tonic applies its own
 /// `tcp_nodelay` only to listeners it binds itself; on a listener handed to it, a small answer
 /// (a lease, a completion's acknowledgement) written after the client's last segment was not yet
 /// acknowledged waits for the client's delayed ACK, 40 ms on Linux: a worker then took one task
 /// per 40 ms whatever its slots (measured with the fleet benchmark).
-fn without_nagle(
+pub(crate) fn without_nagle(
     listener: TcpListener,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     use tokio_stream::StreamExt as _;
@@ -387,13 +402,13 @@ fn without_nagle(
     })
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })
 }
 
-fn local(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
+pub(crate) fn local(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
     l.local_addr()
         .map_err(|source| ServerError::Bind { addr, source })
 }

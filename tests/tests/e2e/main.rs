@@ -9,6 +9,7 @@ mod cli_json_schemas;
 mod cli_progress;
 mod cli_robustness;
 mod download_zip;
+mod election;
 mod escrow;
 mod escrow_agreements;
 mod etcd_store;
