@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod coordinator_group;
 pub mod counting_proxy;
 pub mod etcd_cluster;
 pub mod etcd_peer;

@@ -8,6 +8,7 @@ mod cli;
 mod cli_json_schemas;
 mod cli_progress;
 mod cli_robustness;
+mod coordinator_group;
 mod download_zip;
 mod election;
 mod escrow;

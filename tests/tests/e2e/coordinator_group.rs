@@ -1,0 +1,287 @@
+//! Two coordinators on a three-member etcd, as separate processes, with worker processes given
+//! both addresses: the leader is SIGKILLed while backups run; the other takes over within 10 s
+//! and every task completes exactly once (one backup record and one snapshot per repository).
+//! Then the new leader is paused (SIGSTOP) until the restarted first one has taken over, and
+//! continued: it finds its term over and steps down without committing. An etcd member killed
+//! meanwhile changes nothing.
+//!
+//! Test names contain `killed` so that nextest runs them one at a time.
+
+use std::time::Duration;
+
+use repovault_common::domain::{FromWire, Provider, TaskStatus};
+use repovault_proto::v1 as pb;
+use repovault_tests::cluster::restic;
+use repovault_tests::coordinator_group::CoordinatorGroup;
+use repovault_tests::etcd_cluster::EtcdCluster;
+use repovault_tests::fixtures;
+use repovault_tests::gate::GatedProxy;
+use repovault_tests::gitserver::GitDaemon;
+
+const BIN: &str = env!("CARGO_BIN_EXE_repovault-test-process");
+const REPOS: [&str; 3] = ["r0", "r1", "r2"];
+
+async fn backup(group: &CoordinatorGroup, leader: usize, id: &str) -> pb::Backup {
+    let mut admin = group.admin(leader).await.unwrap();
+    admin
+        .get_backup(pb::GetBackupRequest { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .backup
+        .unwrap()
+}
+
+async fn wait_done(group: &CoordinatorGroup, leader: usize, id: &str) -> pb::Backup {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let b = backup(group, leader, id).await;
+        if TaskStatus::from_wire(b.status, "status").is_ok_and(TaskStatus::is_terminal) {
+            return b;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "backup {id} did not finish: {b:?}\n{}\n{}\n{}",
+            group.log(leader),
+            group.worker_log("w0"),
+            group.worker_log("w1")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn run_backup(group: &CoordinatorGroup, leader: usize, repo: &str) -> String {
+    let mut admin = group.admin(leader).await.unwrap();
+    admin
+        .run_backup(pb::RunBackupRequest {
+            repo: format!("org/{repo}"),
+            r#type: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .backup
+        .unwrap()
+        .id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinator_group_leader_killed_mid_run_loses_nothing_and_a_paused_one_cannot_commit() {
+    let mut etcd = EtcdCluster::start(3).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for r in REPOS {
+        fixtures::big_repo(&src, &format!("{r}.git"), 3, 3).unwrap();
+    }
+    let daemon = GitDaemon::start(&src).unwrap();
+    let gate = GatedProxy::start(daemon.port()).unwrap();
+    let mut group =
+        CoordinatorGroup::configure(BIN, &dir.path().join("group"), &etcd.endpoints(), 2, "1s")
+            .unwrap();
+    group.start(0).await.unwrap();
+    group
+        .wait_leading(0, Duration::from_secs(20))
+        .await
+        .unwrap();
+    group.start(1).await.unwrap();
+    assert_eq!(
+        group.role(1).await,
+        Some(false),
+        "the second member follows"
+    );
+    // A follower's refusal names the leader; its readiness says it is not the one to call.
+    let refused = group
+        .admin(1)
+        .await
+        .unwrap()
+        .list_orgs(pb::ListOrgsRequest::default())
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message().contains(&group.url(0)),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(
+        refused
+            .metadata()
+            .get("repovault-leader")
+            .and_then(|v| v.to_str().ok()),
+        Some(group.url(0).as_str())
+    );
+    let readyz = reqwest::get(format!("http://{}/readyz", group.members[1].http))
+        .await
+        .unwrap();
+    assert_eq!(readyz.status(), 503);
+
+    let mut admin = group.admin(0).await.unwrap();
+    admin
+        .add_org(pb::AddOrgRequest {
+            name: "org".into(),
+            provider: Provider::Git.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for r in REPOS {
+        admin
+            .add_repo(pb::AddRepoRequest {
+                org: "org".into(),
+                name: r.into(),
+                url: gate.git_url(&format!("{r}.git")),
+                token: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let _w0 = group.spawn_worker("w0", 1).unwrap();
+    let _w1 = group.spawn_worker("w1", 1).unwrap();
+    let mut ids = Vec::new();
+    for r in REPOS {
+        ids.push(run_backup(&group, 0, r).await);
+    }
+    // Two backups leased and held at the gate, the third queued.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut running = 0;
+        for id in &ids {
+            let b = backup(&group, 0, id).await;
+            if b.status == i32::from(TaskStatus::Running) {
+                running += 1;
+            }
+        }
+        if running == 2 && gate.connections() >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "two backups did not reach their fetch\n{}\n{}",
+            group.worker_log("w0"),
+            group.worker_log("w1")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The leader dies mid-run; one etcd member with it.
+    group.kill(0).await.unwrap();
+    etcd.kill(2);
+    let took = group
+        .wait_leading(1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        took < Duration::from_secs(10),
+        "takeover took {took:?}\n{}",
+        group.log(1)
+    );
+    // The CLI given both addresses finds the leader.
+    let out = std::process::Command::new(BIN)
+        .args(["--coordinator", &group.urls(), "-o", "json", "repo", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("org/r2"));
+
+    gate.open();
+    let mut done = Vec::new();
+    for id in &ids {
+        let b = wait_done(&group, 1, id).await;
+        assert_eq!(
+            b.status,
+            i32::from(TaskStatus::Completed),
+            "{b:?}\n{}",
+            group.log(1)
+        );
+        done.push(b);
+    }
+    assert_exactly_once(&group, 1, &done).await;
+
+    // The first member comes back as a follower; the leader is paused past its election lease,
+    // the first takes over, and the paused one, continued, finds its term over.
+    group.start(0).await.unwrap();
+    assert_eq!(group.role(0).await, Some(false));
+    group.signal(1, "-STOP").unwrap();
+    let took = group
+        .wait_leading(0, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        took < Duration::from_secs(10),
+        "second takeover took {took:?}"
+    );
+    let again = run_backup(&group, 0, "r0").await;
+    group.signal(1, "-CONT").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while group.role(1).await != Some(false) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deposed leader did not step down:\n{}",
+            group.log(1)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = group.log(1);
+    assert!(
+        log.contains("the leadership was lost"),
+        "the deposed leader says why it stepped down:\n{log}"
+    );
+    let b = wait_done(&group, 0, &again).await;
+    assert_eq!(b.status, i32::from(TaskStatus::Completed), "{b:?}");
+    let listed = group
+        .admin(0)
+        .await
+        .unwrap()
+        .list_backups(pb::ListBackupsRequest {
+            repo: "org/r0".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .backups;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(
+        group.role(0).await,
+        Some(true),
+        "the first member still leads"
+    );
+}
+
+/// Each backup is the only one of its repository in the catalog, and its snapshot the only
+/// one in storage.
+async fn assert_exactly_once(group: &CoordinatorGroup, leader: usize, done: &[pb::Backup]) {
+    let mut admin = group.admin(leader).await.unwrap();
+    let key = admin
+        .export_org_key(pb::ExportOrgKeyRequest { org: "org".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let key_file = group.dir.join("org.key");
+    std::fs::write(&key_file, key.key.as_bytes()).unwrap();
+    for (b, r) in done.iter().zip(REPOS) {
+        let listed = admin
+            .list_backups(pb::ListBackupsRequest {
+                repo: format!("org/{r}"),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .backups;
+        assert_eq!(
+            listed.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+            vec![b.id.as_str()],
+            "catalog of {r}"
+        );
+        let repo = group.storage_root().join(&b.org_id).join(&b.repo_id);
+        let out = restic(&repo, &key_file, &["snapshots", "--json"]).unwrap();
+        let snapshots: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        let ids: Vec<&str> = snapshots.iter().filter_map(|s| s["id"].as_str()).collect();
+        assert_eq!(ids, vec![b.snapshot_id.as_str()], "snapshots of {r}");
+    }
+}
