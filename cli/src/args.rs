@@ -264,9 +264,11 @@ pub struct StandaloneArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
-    /// A file holding the coordinator's join token.
+    /// A file holding the coordinator's join token, or a worker pool's (`workers token create`).
     #[arg(long)]
     pub join_token_file: PathBuf,
+    #[command(flatten)]
+    pub client_cert: workers_args::ClientCertArgs,
     /// Tasks run at once.
     #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX)))]
     pub slots: u32,

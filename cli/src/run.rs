@@ -200,6 +200,7 @@ async fn standalone(a: StandaloneArgs, log_format: LogFormat) -> Result<i32, Cli
         let cfg = WorkerConfig {
             coordinator: url.clone(),
             ca_file: None,
+            client_cert: None,
             join_token: join_token.clone(),
             name: format!("standalone-{i}"),
             slots: STANDALONE_SLOTS,
@@ -289,6 +290,8 @@ async fn worker(
     let cfg = WorkerConfig {
         coordinator: url.to_string(),
         ca_file,
+        // Paths only: the key is read when the worker connects, never passed as an argument.
+        client_cert: a.client_cert.files(),
         join_token: Secret::new(token.trim()),
         name: a
             .name

@@ -27,19 +27,35 @@ pub enum ConfigError {
 
 pub use crate::config_store::{DEFAULT_ETCD_NAMESPACE, StoreConfig, StoreKind};
 
-/// TLS for the gRPC port: a PEM certificate chain and its private key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// TLS for the gRPC port: a PEM certificate chain and its private key, and optionally the CA
+/// that signs workers' client certificates (mTLS).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// CA certificates (PEM) that sign workers' client certificates. Set: a client presenting a
+    /// certificate must present one this CA signed (the handshake fails otherwise); presenting
+    /// none stays allowed (admin CLI callers present none) unless `require_worker_cert`.
+    /// Env: REPOVAULT_TLS_CLIENT_CA_FILE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Refuse worker calls (UNAUTHENTICATED) whose connection presented no client certificate
+    /// signed by `client_ca_file`, in addition to the join token. Needs `client_ca_file`.
+    /// Env: REPOVAULT_TLS_REQUIRE_WORKER_CERT (true/false).
+    #[serde(default)]
+    pub require_worker_cert: bool,
 }
 
-/// A loaded certificate and key (the key is secret: never printed).
+/// A loaded certificate and key (the key is secret: never printed), and the client CA.
 #[derive(Clone)]
 pub struct TlsIdentity {
     pub cert_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
+    /// The CA (PEM) workers' client certificates must chain to, when one is configured.
+    pub client_ca_pem: Option<Vec<u8>>,
+    /// Workers must present a client certificate ([`TlsFiles::require_worker_cert`]).
+    pub require_worker_cert: bool,
 }
 
 impl std::fmt::Debug for TlsIdentity {
@@ -49,7 +65,14 @@ impl std::fmt::Debug for TlsIdentity {
 }
 
 impl TlsFiles {
+    /// Reads and checks the files: each must hold what it is for, and `require_worker_cert`
+    /// needs a `client_ca_file` (refused naming both fields).
     pub fn load(&self) -> Result<TlsIdentity, ConfigError> {
+        if self.require_worker_cert && self.client_ca_file.is_none() {
+            return Err(ConfigError::Invalid(
+                "tls.require_worker_cert needs tls.client_ca_file: the CA that signs workers' client certificates".into(),
+            ));
+        }
         let read = |p: &Path, what: &str| {
             std::fs::read(p)
                 .map_err(|e| ConfigError::Invalid(format!("tls {what} {}: {e}", p.display())))
@@ -68,7 +91,25 @@ impl TlsFiles {
                 self.key_file.display()
             )));
         }
-        Ok(TlsIdentity { cert_pem, key_pem })
+        let client_ca_pem = match &self.client_ca_file {
+            Some(p) => {
+                let pem = read(p, "client_ca_file")?;
+                if !String::from_utf8_lossy(&pem).contains("BEGIN CERTIFICATE") {
+                    return Err(ConfigError::Invalid(format!(
+                        "tls client_ca_file {} holds no PEM certificate",
+                        p.display()
+                    )));
+                }
+                Some(pem)
+            }
+            None => None,
+        };
+        Ok(TlsIdentity {
+            cert_pem,
+            key_pem,
+            client_ca_pem,
+            require_worker_cert: self.require_worker_cert,
+        })
     }
 }
 

@@ -19,6 +19,8 @@ use crate::config::{ConfigError, CoordinatorConfig};
 enum Kind {
     Text,
     Integer,
+    /// `true` or `false`.
+    Boolean,
     /// Comma-separated (`REPOVAULT_STORE_ENDPOINTS=10.0.0.1:2379,10.0.0.2:2379`).
     List,
 }
@@ -51,6 +53,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("reconcile_interval", Kind::Text),
     ("tls.cert_file", Kind::Text),
     ("tls.key_file", Kind::Text),
+    ("tls.client_ca_file", Kind::Text),
+    ("tls.require_worker_cert", Kind::Boolean),
     ("github_sync_interval", Kind::Text),
     ("push_delay", Kind::Text),
     ("affinity_wait", Kind::Text),
@@ -93,6 +97,15 @@ pub fn apply(
             Kind::Integer => Value::Integer(text.trim().parse().map_err(|_| {
                 ConfigError::Invalid(format!("{var} {text:?} is not a whole number"))
             })?),
+            Kind::Boolean => match text.trim() {
+                "true" => Value::Boolean(true),
+                "false" => Value::Boolean(false),
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "{var} {text:?} is neither true nor false"
+                    )));
+                }
+            },
             Kind::List => Value::Array(
                 text.split(',')
                     .map(str::trim)
@@ -223,6 +236,8 @@ mod tests {
             [tls]
             cert_file = "/etc/repovault/cert.pem"
             key_file = "/etc/repovault/key.pem"
+            client_ca_file = "/etc/repovault/worker-ca.pem"
+            require_worker_cert = true
             "#,
         )
         .expect("full configuration")
@@ -294,5 +309,47 @@ mod tests {
         })
         .expect_err("not a store kind");
         assert!(e.to_string().contains("REPOVAULT_STORE_KIND"), "{e}");
+    }
+
+    #[test]
+    fn worker_mtls_is_set_from_the_environment_and_require_needs_a_client_ca() {
+        let base = CoordinatorConfig::for_data_dir(std::path::Path::new("/d"));
+        let env = |require: &'static str, ca: bool| {
+            move |k: &str| match k {
+                "REPOVAULT_TLS_CERT_FILE" => Some("/c.pem".to_string()),
+                "REPOVAULT_TLS_KEY_FILE" => Some("/k.pem".to_string()),
+                "REPOVAULT_TLS_CLIENT_CA_FILE" if ca => Some("/worker-ca.pem".to_string()),
+                "REPOVAULT_TLS_REQUIRE_WORKER_CERT" => Some(require.to_string()),
+                _ => None,
+            }
+        };
+        let c = apply(&base, env("true", true)).expect("applied");
+        let tls = c.tls.expect("tls");
+        assert!(tls.require_worker_cert);
+        assert_eq!(
+            tls.client_ca_file.as_deref(),
+            Some(std::path::Path::new("/worker-ca.pem"))
+        );
+        assert!(
+            !apply(&base, env("false", true))
+                .expect("applied")
+                .tls
+                .expect("tls")
+                .require_worker_cert
+        );
+        let e = apply(&base, env("yes", true)).expect_err("not a boolean");
+        assert!(
+            e.to_string().contains("REPOVAULT_TLS_REQUIRE_WORKER_CERT"),
+            "{e}"
+        );
+        // Required without a client CA: refused at start-up, naming both fields, before any
+        // file is read.
+        let c = apply(&base, env("true", false)).expect("applied");
+        let e = c.tls.expect("tls").load().expect_err("no client CA");
+        let text = e.to_string();
+        assert!(
+            text.contains("tls.require_worker_cert") && text.contains("tls.client_ca_file"),
+            "{text}"
+        );
     }
 }

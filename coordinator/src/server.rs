@@ -160,7 +160,10 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         crate::service::call_auth::JoinCheck {
             bootstrap: settings.join_token.clone(),
             door: core.worker_pools.door(),
-            require_client_certificate: false,
+            require_client_certificate: settings
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.require_worker_cert),
             clock: core.clock.clone(),
         },
         refusals.clone(),
@@ -376,8 +379,17 @@ pub(crate) fn grpc_builder(settings: &Settings) -> Result<tonic::transport::Serv
     let mut builder = tonic::transport::Server::builder();
     if let Some(id) = &settings.tls {
         let identity = tonic::transport::Identity::from_pem(&id.cert_pem, &id.key_pem);
+        let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &id.client_ca_pem {
+            // Workers' client certificates are verified against this CA in the handshake; a
+            // client may present none (the admin CLI), and the worker service's door refuses
+            // those when `require_worker_cert` is set (`service/call_auth.rs`).
+            tls = tls
+                .client_ca_root(tonic::transport::Certificate::from_pem(ca))
+                .client_auth_optional(true);
+        }
         builder = builder
-            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .tls_config(tls)
             .map_err(|e| ServerError::Tls(e.to_string()))?;
     }
     Ok(builder)

@@ -186,6 +186,18 @@ mod tests {
         let shown = format!("{permits:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("permits: 7"), "{shown}");
+        let token = v1::CreateWorkerTokenResponse {
+            token: Some(v1::WorkerToken {
+                pool: "burst".into(),
+                ..Default::default()
+            }),
+            secret: "rvj_SECRET".into(),
+        };
+        let shown = format!("{token:?}");
+        assert!(
+            !shown.contains("SECRET") && shown.contains("burst"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -233,6 +233,7 @@ impl Cluster {
         Ok(WorkerConfig {
             coordinator: self.url(),
             ca_file: self.ca_file.clone(),
+            client_cert: None,
             join_token: repovault_common::secret::Secret::new(token.trim()),
             name: format!("test-worker-{label}"),
             slots: 2,

@@ -33,6 +33,7 @@ impl Standalone {
         let cfg = WorkerConfig {
             coordinator: handle.url(),
             ca_file: None,
+            client_cert: None,
             join_token,
             name: "standalone-0".into(),
             slots,

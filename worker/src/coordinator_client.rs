@@ -25,11 +25,13 @@ pub type Client = WorkerServiceClient<InterceptedService<LeaderChannel, JoinToke
 
 /// A lazily connecting client: the first call connects, and later calls reconnect as needed.
 /// `urls` is one coordinator's URL or a group's, comma-separated: calls follow the group's
-/// leader among them (`repovault_common::leader_channel`).
+/// leader among them (`repovault_common::leader_channel`). `client_cert` is presented in the TLS
+/// handshake to a coordinator that asks workers for a client certificate (mTLS).
 pub fn connect(
     urls: &str,
     token: &Secret,
     ca_file: Option<&std::path::Path>,
+    client_cert: Option<&repovault_common::grpc::ClientCertFiles>,
 ) -> Result<Client, repovault_common::grpc::EndpointError> {
     let list = split_urls(urls);
     if list.is_empty() {
@@ -40,7 +42,8 @@ pub fn connect(
     }
     let mut targets = Vec::with_capacity(list.len());
     for url in list {
-        let channel = repovault_common::grpc::endpoint(&url, ca_file)?.connect_lazy();
+        let channel =
+            repovault_common::grpc::endpoint_with(&url, ca_file, client_cert)?.connect_lazy();
         targets.push((url, channel));
     }
     Ok(WorkerServiceClient::with_interceptor(

@@ -43,6 +43,9 @@ pub struct WorkerConfig {
     pub coordinator: String,
     /// Extra CA (PEM) for an https:// coordinator.
     pub ca_file: Option<PathBuf>,
+    /// A client certificate and key (paths) presented to a coordinator that requires workers to
+    /// have one (`tls.require_worker_cert`); `None`: none.
+    pub client_cert: Option<repovault_common::grpc::ClientCertFiles>,
     pub join_token: Secret,
     pub name: String,
     pub slots: u32,
@@ -124,13 +127,16 @@ pub async fn run(cfg: WorkerConfig, shutdown: CancellationToken) -> Result<Exit,
     let n = f64::from(cfg.slots);
     // Off the gauge when the session ends, however it ends.
     let _slots_gone = task_runner::on_drop(move || slots.decrement(n));
-    let client =
-        connect(&cfg.coordinator, &cfg.join_token, cfg.ca_file.as_deref()).map_err(|e| {
-            WorkerError::Coordinator {
-                url: cfg.coordinator.clone(),
-                message: e.to_string(),
-            }
-        })?;
+    let client = connect(
+        &cfg.coordinator,
+        &cfg.join_token,
+        cfg.ca_file.as_deref(),
+        cfg.client_cert.as_ref(),
+    )
+    .map_err(|e| WorkerError::Coordinator {
+        url: cfg.coordinator.clone(),
+        message: e.to_string(),
+    })?;
     tokio::fs::create_dir_all(&cfg.scratch_dir)
         .await
         .map_err(|e| {

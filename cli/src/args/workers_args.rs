@@ -1,5 +1,6 @@
 //! `repovault workers`: the connected workers, and the join tokens of worker pools.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -64,6 +65,43 @@ pub enum TokenCmd {
         /// The token's id (`workers token list`).
         id: String,
     },
+}
+
+/// `repovault worker`'s client certificate, for a coordinator that requires workers to present
+/// one (mTLS, `tls.require_worker_cert`).
+#[derive(Debug, Clone, Args)]
+pub struct ClientCertArgs {
+    /// A client certificate (PEM) signed by the coordinator's `tls.client_ca_file`, presented
+    /// with every connection. With --client-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "REPOVAULT_CLIENT_CERT_FILE",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM): a path, so the key never appears in
+    /// arguments. With --client-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "REPOVAULT_CLIENT_KEY_FILE",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+}
+
+impl ClientCertArgs {
+    /// The files, when both are given (clap requires both or neither).
+    pub fn files(&self) -> Option<repovault_common::grpc::ClientCertFiles> {
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Some(repovault_common::grpc::ClientCertFiles {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// `--expires-in`: a duration like 90d, 12h or 30m.

@@ -38,3 +38,4 @@ mod schedules;
 mod tls;
 mod verification;
 mod worker_metrics;
+mod worker_mtls;

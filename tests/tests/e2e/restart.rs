@@ -406,7 +406,8 @@ async fn restart_during_the_commit_point_is_ridden_out() {
     // A worker of our own: registered, holding the backup's lease.
     let join = std::fs::read_to_string(c.join_token_file()).unwrap();
     let join = repovault_common::secret::Secret::new(join.trim());
-    let mut client = repovault_worker::coordinator_client::connect(&c.url(), &join, None).unwrap();
+    let mut client =
+        repovault_worker::coordinator_client::connect(&c.url(), &join, None, None).unwrap();
     let reg = client
         .register_worker(pb::RegisterWorkerRequest {
             protocol_version: repovault_proto::PROTOCOL_VERSION,
