@@ -85,6 +85,9 @@ async fn a_pool_tokens_worker_joins_its_pool_and_once_revoked_is_refused_and_its
     let mut cfg = c.worker_config("burst", None).unwrap();
     cfg.join_token = Secret::new(secret.clone());
     cfg.name = "burst-1".into();
+    // One slot: once it holds the backup it asks for no work, so only its heartbeat can learn
+    // of the revocation.
+    cfg.slots = 1;
     let (_stop_burst, burst) = c.spawn_worker(cfg);
     until(30, "the burst worker to register", async || {
         c.core().queue.workers.list().len() == 1
@@ -159,40 +162,23 @@ async fn a_pool_tokens_worker_joins_its_pool_and_once_revoked_is_refused_and_its
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed:#}");
     assert_eq!(listed[0]["pool"], "bootstrap", "{listed:#}");
 
-    // Its heartbeat, and any other call with the token, is refused, saying why.
-    let mut raw = WorkerServiceClient::connect(c.url()).await.unwrap();
-    let mut beat = tonic::Request::new(pb::HeartbeatRequest {
-        worker_id: burst_id.clone(),
-        ..Default::default()
-    });
-    beat.metadata_mut()
-        .insert("authorization", format!("Bearer {secret}").parse().unwrap());
-    let refused = raw.heartbeat(beat).await.expect_err("refused");
-    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
-    assert!(
-        refused.message().contains("revoked") && refused.message().contains(&token_id),
-        "{refused:?}"
-    );
-    assert!(!refused.message().contains(&secret[4..]));
-    // The worker itself stops, refused.
+    // Its next heartbeat is refused, and the worker stops, saying why.
     let ended = tokio::time::timeout(Duration::from_secs(30), burst)
         .await
         .expect("the revoked worker stops")
         .unwrap();
     let e = ended.expect_err("refused, not a clean exit");
     assert!(e.to_string().contains("revoked"), "{e}");
-    // Its refusals are audited, naming the token's id and pool (never the token).
+    // That refusal is audited, naming the token's id and pool (never the token).
+    let revoked_caller = format!("(revoked join token {token_id}, pool burst)");
     let audit = cli_json(&c, &["audit", "list"]);
-    let refusals: Vec<&serde_json::Value> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["caller"] == format!("(revoked join token {token_id}, pool burst)"))
-        .collect();
     assert!(
-        refusals
+        audit
+            .as_array()
+            .unwrap()
             .iter()
-            .any(|e| e["method"] == "Heartbeat"
+            .any(|e| e["caller"] == revoked_caller
+                && e["method"] == "Heartbeat"
                 && e["outcome"].as_str().unwrap().starts_with("refused")),
         "{audit:#}"
     );
@@ -205,6 +191,24 @@ async fn a_pool_tokens_worker_joins_its_pool_and_once_revoked_is_refused_and_its
                 && e["detail"].as_str().unwrap().contains(&burst_id)),
         "{audit:#}"
     );
+    assert!(!audit.to_string().contains(&secret[4..]), "{audit:#}");
+    // Any call with the token is refused, saying why, and never echoing it.
+    let mut raw = WorkerServiceClient::connect(c.url()).await.unwrap();
+    let mut join = tonic::Request::new(pb::RegisterWorkerRequest {
+        protocol_version: repovault_proto::PROTOCOL_VERSION,
+        name: "again".into(),
+        slots: 1,
+        ..Default::default()
+    });
+    join.metadata_mut()
+        .insert("authorization", format!("Bearer {secret}").parse().unwrap());
+    let refused = raw.register_worker(join).await.expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    assert!(
+        refused.message().contains("revoked") && refused.message().contains(&token_id),
+        "{refused:?}"
+    );
+    assert!(!refused.message().contains(&secret[4..]));
 
     // The other worker completes the backup: attempt 2, one snapshot.
     gate.open();

@@ -2,7 +2,8 @@
 //! the acquire long-poll (a heartbeat held up behind work would let the lease of a task that is
 //! running fine expire); each beat renews every held lease, interrupts the tasks whose leases
 //! the coordinator revoked, takes in the forge's rate pauses, and tells the coordinator when
-//! this worker is draining.
+//! this worker is draining. A refused beat (UNAUTHENTICATED: its join token was revoked) ends
+//! the registration.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +62,15 @@ impl Heartbeat {
                     if self.take(r.into_inner(), sent_at) {
                         return;
                     }
+                }
+                Ok(Err(e)) if e.code() == tonic::Code::Unauthenticated => {
+                    // The join token was revoked or expired (or the client certificate is
+                    // missing): the coordinator has released this worker's leases already. End
+                    // the registration; registering again is refused the same way, and the
+                    // worker stops with that reason instead of beating in vain.
+                    tracing::error!(error = %e.message(), "heartbeat refused; this worker's registration is over");
+                    self.over.cancel();
+                    return;
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e.message(), "heartbeat failed"),
                 Err(_) => tracing::warn!("heartbeat timed out"),
