@@ -64,8 +64,11 @@ impl CoordinatorHandle {
     pub async fn shutdown(self) {
         self.core.stopping.cancel();
         self.shutdown.cancel();
+        // One grace for all: a loop stuck in a store call (etcd without quorum answers after
+        // its request timeout) must not hold a stepping-down leader for a grace per loop.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         for mut t in self.tasks {
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut t).await.is_err() {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
                 t.abort();
                 let _ = t.await;
             }

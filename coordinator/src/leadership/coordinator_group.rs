@@ -70,6 +70,7 @@ pub async fn run(
         tokio::select! {
             _ = term.lost.cancelled() => {
                 tracing::error!(term = term.term, "the leadership was lost (election lease lapsed or a newer term began); stepping down");
+                seen.set(None);
                 handle.shutdown().await;
                 // The term is over: this only revokes a lease that may still be alive.
                 term.resign().await;

@@ -22,7 +22,13 @@ impl EtcdElection {
     }
 
     /// A lease kept alive by a task of its own until `stop`; `lost` is cancelled if it lapses.
-    async fn lease(&self, stop: &CancellationToken, lost: &CancellationToken) -> Option<LeaseId> {
+    /// While etcd grants none, `seen` says why.
+    async fn lease(
+        &self,
+        stop: &CancellationToken,
+        lost: &CancellationToken,
+        seen: &LeaderView,
+    ) -> Option<LeaseId> {
         loop {
             match self.kv.grant_lease(self.timing.ttl).await {
                 Ok(lease) => {
@@ -41,7 +47,7 @@ impl EtcdElection {
                     return Some(lease);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "election: cannot get a lease from etcd; trying again");
+                    seen.set_problem(e.to_string());
                     tokio::select! {
                         _ = stop.cancelled() => return None,
                         _ = tokio::time::sleep(self.timing.poll_every()) => {}
@@ -72,7 +78,7 @@ impl Election for EtcdElection {
             // is replaced, never reused.
             let keep = stop.child_token();
             let lost = CancellationToken::new();
-            let lease = self.lease(&keep, &lost).await?;
+            let lease = self.lease(&keep, &lost, seen).await?;
             while !lost.is_cancelled() {
                 match self.kv.campaign(LEADER_KEY, &value, lease).await {
                     Ok(Campaign::Won { term }) => {
@@ -100,7 +106,7 @@ impl Election for EtcdElection {
                     Ok(Campaign::Held(held)) => seen.set(
                         held.and_then(|kv| serde_json::from_slice::<LeaderRecord>(&kv.value).ok()),
                     ),
-                    Err(e) => tracing::warn!(error = %e, "election: campaign failed; trying again"),
+                    Err(e) => seen.set_problem(e.to_string()),
                 }
                 tokio::select! {
                     _ = stop.cancelled() => {

@@ -52,7 +52,12 @@ fn refusal(leader: &LeaderView) -> String {
             "this coordinator is a follower; the leader is {} at {}",
             l.name, l.grpc_url
         ),
-        None => "this coordinator is a follower and no leader is elected yet; try again in a few seconds".into(),
+        None => match leader.problem() {
+            Some(why) => format!(
+                "this coordinator is a follower and no leader can be elected: the state store does not answer ({why})"
+            ),
+            None => "this coordinator is a follower and no leader is elected yet; try again in a few seconds".into(),
+        },
     }
 }
 

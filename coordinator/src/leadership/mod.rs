@@ -37,22 +37,50 @@ pub struct LeaderRecord {
     pub grpc_url: String,
 }
 
-/// The leader a follower last saw; `None` until one is seen.
+/// The leader a follower last saw (`None` until one is seen), or why none can be: what
+/// followers tell callers.
 #[derive(Clone, Default)]
-pub struct LeaderView(Arc<RwLock<Option<LeaderRecord>>>);
+pub struct LeaderView(Arc<RwLock<Seen>>);
+
+#[derive(Default)]
+struct Seen {
+    leader: Option<LeaderRecord>,
+    /// Why no campaign could run (the state store does not answer), while that lasts.
+    problem: Option<String>,
+}
 
 impl LeaderView {
     pub fn get(&self) -> Option<LeaderRecord> {
-        self.0.read().clone()
+        self.0.read().leader.clone()
     }
 
+    /// Why no leader can be elected now, if the last campaign failed.
+    pub fn problem(&self) -> Option<String> {
+        self.0.read().problem.clone()
+    }
+
+    /// A campaign's answer: who leads (`None`: nobody, an election under way).
     pub fn set(&self, leader: Option<LeaderRecord>) {
-        let mut slot = self.0.write();
-        if *slot != leader {
+        let mut seen = self.0.write();
+        if seen.problem.take().is_some() {
+            tracing::info!("the state store answers campaigns again");
+        }
+        if seen.leader != leader {
             if let Some(l) = &leader {
                 tracing::info!(leader = %l.name, url = %l.grpc_url, "following the leader");
             }
-            *slot = leader;
+            seen.leader = leader;
+        }
+    }
+
+    /// A campaign that could not run: nobody is known to lead. Logged when the reason changes
+    /// (a follower polls every second; an outage of etcd must not flood the log).
+    pub fn set_problem(&self, problem: String) {
+        let mut seen = self.0.write();
+        seen.leader = None;
+        if seen.problem.as_deref() != Some(problem.as_str()) {
+            tracing::warn!(error = %problem, "no leader can be elected: the state store does not answer campaigns");
+            seen.problem = Some(problem);
         }
     }
 }

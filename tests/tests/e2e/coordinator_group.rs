@@ -285,3 +285,134 @@ async fn assert_exactly_once(group: &CoordinatorGroup, leader: usize, done: &[pb
         assert_eq!(ids, vec![b.snapshot_id.as_str()], "snapshots of {r}");
     }
 }
+
+/// etcd loses its quorum while a backup runs: within the election lease no coordinator leads,
+/// and both say why (the refusal and `/readyz` name the state store); the quorum back, one
+/// leads again, and the backup completes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinator_group_etcd_quorum_killed_then_everything_resumes() {
+    let mut etcd = EtcdCluster::start(3).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    fixtures::big_repo(&src, "r0.git", 3, 3).unwrap();
+    let daemon = GitDaemon::start(&src).unwrap();
+    let gate = GatedProxy::start(daemon.port()).unwrap();
+    let mut group =
+        CoordinatorGroup::configure(BIN, &dir.path().join("group"), &etcd.endpoints(), 2, "1s")
+            .unwrap();
+    group.start(0).await.unwrap();
+    group
+        .wait_leading(0, Duration::from_secs(20))
+        .await
+        .unwrap();
+    group.start(1).await.unwrap();
+    let mut admin = group.admin(0).await.unwrap();
+    admin
+        .add_org(pb::AddOrgRequest {
+            name: "org".into(),
+            provider: Provider::Git.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    admin
+        .add_repo(pb::AddRepoRequest {
+            org: "org".into(),
+            name: "r0".into(),
+            url: gate.git_url("r0.git"),
+            token: String::new(),
+        })
+        .await
+        .unwrap();
+    let _w0 = group.spawn_worker("w0", 1).unwrap();
+    let id = run_backup(&group, 0, "r0").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while gate.connections() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the backup did not reach its fetch\n{}",
+            group.worker_log("w0")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    etcd.kill(1);
+    etcd.kill(2);
+    // The election lease (5 s) runs out without renewals; nobody leads, and each says why.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let refusal = loop {
+        let mut leaders = 0;
+        let mut refused = 0;
+        let mut why = String::new();
+        for i in 0..2 {
+            // Between its leader's and its follower's servers a member does not answer.
+            let Ok(mut admin) = group.admin(i).await else {
+                continue;
+            };
+            match admin.list_orgs(pb::ListOrgsRequest::default()).await {
+                Ok(_) => leaders += 1,
+                Err(s) if s.message().contains("no leader can be elected") => {
+                    refused += 1;
+                    why = s.message().to_string();
+                }
+                Err(s) => why = s.message().to_string(),
+            }
+        }
+        if leaders == 0 && refused == 2 {
+            break why;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a coordinator still leads without etcd's quorum ({why})\n{}\n{}",
+            group.log(0),
+            group.log(1)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(refusal.contains("state store"), "{refusal}");
+    let readyz = reqwest::get(format!("http://{}/readyz", group.members[0].http))
+        .await
+        .unwrap();
+    assert_eq!(readyz.status(), 503);
+    assert!(
+        readyz
+            .text()
+            .await
+            .unwrap()
+            .contains("no leader can be elected")
+    );
+    assert!(
+        group.log(0).contains("the leadership was lost"),
+        "{}",
+        group.log(0)
+    );
+
+    etcd.restart(1).await.unwrap();
+    etcd.restart(2).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        if group.role(0).await == Some(true) {
+            break 0;
+        }
+        if group.role(1).await == Some(true) {
+            break 1;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nobody leads after the quorum is back\n{}\n{}",
+            group.log(0),
+            group.log(1)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    gate.open();
+    let done = wait_done(&group, leader, &id).await;
+    assert_eq!(
+        done.status,
+        i32::from(TaskStatus::Completed),
+        "{done:?}\n{}",
+        group.worker_log("w0")
+    );
+    assert_exactly_once(&group, leader, &[done]).await;
+}
