@@ -53,6 +53,10 @@ pub struct Revoked {
     pub requeued: usize,
 }
 
+/// Characters of a worker's self-chosen name kept in its join's audit entry: a host or pod
+/// name fits (Kubernetes caps pod names at 253), a flood of bytes does not.
+const MAX_AUDITED_NAME: usize = 253;
+
 /// The reason a revoked worker's leases are released with (the task's log and progress say it).
 const REVOKED_REASON: &str = "the worker's join token was revoked";
 
@@ -250,6 +254,8 @@ impl WorkerPools {
             |t| format!("join token {t}"),
         );
         let again = if resumed { " again" } else { "" };
+        // The name is the worker's own word: bounded, so a registration cannot bloat the log.
+        let name: String = name.chars().take(MAX_AUDITED_NAME).collect();
         let entry = AuditEntry {
             at_ms: self.clock.now_ms(),
             caller: format!("worker {worker_id} ({name})"),
