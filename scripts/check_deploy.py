@@ -393,10 +393,22 @@ def check_variant(name: str, docs: list[dict], secrets: list[dict], version: str
     if sts is None or not cfg:
         fail(f"{where}: no coordinator StatefulSet or ConfigMap")
         return
-    if sts["spec"].get("replicas") != 1:
-        fail(f"{where}: the coordinator StatefulSet must have replicas: 1 (no leader election yet)")
+    replicas = sts["spec"].get("replicas")
+    if cfg.get("store", {}).get("kind") == "etcd":
+        # A group: one leads, the others follow; only the leader is ready (/readyz), so the
+        # Service sends it every call, and a rolling update would wait forever on a follower.
+        if not isinstance(replicas, int) or replicas < 2:
+            fail(f"{where}: a coordinator group on etcd runs at least 2 replicas (one leads, one takes over)")
+        elif sts["spec"].get("updateStrategy", {}).get("type") != "OnDelete":
+            fail(f"{where}: a coordinator group needs updateStrategy OnDelete (followers are never ready, a RollingUpdate would stall)")
+        elif sts["spec"].get("podManagementPolicy") != "Parallel":
+            fail(f"{where}: a coordinator group needs podManagementPolicy Parallel (a follower is never ready)")
+        else:
+            ok(f"{where}: a group of {replicas} coordinators, OnDelete, started in parallel")
+    elif replicas != 1:
+        fail(f"{where}: the coordinator StatefulSet on redb must have replicas: 1 (redb is one process's file)")
     else:
-        ok(f"{where}: one coordinator replica")
+        ok(f"{where}: one coordinator replica (redb)")
     svc = by("Service", "repovault-coordinator")
     ports = {p["name"]: p["port"] for p in svc["spec"]["ports"]}
     scaling = cfg.get("scaling", {})

@@ -170,6 +170,7 @@ async fn coordinator_group_leader_killed_mid_run_loses_nothing_and_a_paused_one_
         .wait_leading(1, Duration::from_secs(30))
         .await
         .unwrap();
+    eprintln!("takeover after SIGKILL: {took:?}");
     assert!(
         took < Duration::from_secs(10),
         "takeover took {took:?}\n{}",
@@ -210,6 +211,7 @@ async fn coordinator_group_leader_killed_mid_run_loses_nothing_and_a_paused_one_
         .wait_leading(0, Duration::from_secs(30))
         .await
         .unwrap();
+    eprintln!("takeover after SIGSTOP: {took:?}");
     assert!(
         took < Duration::from_secs(10),
         "second takeover took {took:?}"
