@@ -13,11 +13,13 @@ mod page_args;
 mod restore_args;
 mod storage_args;
 pub mod workers_args;
+
 pub use escrow_args::EscrowCmd;
 pub use org_args::{OrgAddArgs, OrgSetArgs, OrgUpdateArgs};
 pub use page_args::{DEFAULT_LIMIT, PageArgs};
 pub use restore_args::{RestoreAccess, RestoreTarget, RestoreType};
 pub use storage_args::{StorageAddArgs, StorageCmd};
+pub use workers_args::WorkerArgs;
 
 #[derive(Debug, Parser)]
 #[command(name = "repovault", version, about = "Back up and restore hosted git: organisations, repositories, full history.", long_about = None, after_help = crate::exit::HELP)]
@@ -259,54 +261,6 @@ pub struct StandaloneArgs {
     /// URLs (repeatable). None by default: every file:// URL is refused. DIR must exist; the
     /// data directory stays refused even when under DIR.
     #[arg(long = "allow-local-root", value_name = "DIR")]
-    pub allow_local_roots: Vec<PathBuf>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct WorkerArgs {
-    /// A file holding the coordinator's join token, or a worker pool's (`workers token create`).
-    #[arg(long)]
-    pub join_token_file: PathBuf,
-    #[command(flatten)]
-    pub client_cert: workers_args::ClientCertArgs,
-    /// Tasks run at once.
-    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX)))]
-    pub slots: u32,
-    /// Exit after this long without work (burst pools), e.g. 60s.
-    #[arg(long)]
-    pub exit_when_idle: Option<String>,
-    /// Mirror cache directory.
-    #[arg(long, default_value = "/var/cache/repovault")]
-    pub cache_dir: PathBuf,
-    /// Serve this worker's own Prometheus metrics on ADDR (`http://ADDR/metrics`): bytes fetched
-    /// and stored, phase durations, cache hits and misses, slots busy. Default: none.
-    #[arg(long, value_name = "ADDR", env = "REPOVAULT_WORKER_METRICS_LISTEN")]
-    pub metrics_listen: Option<std::net::SocketAddr>,
-    /// Cap on the mirror cache; least recently used mirrors are evicted above it.
-    #[arg(long)]
-    pub cache_max_bytes: Option<u64>,
-    /// How long running tasks may finish after SIGTERM before they are released.
-    #[arg(long, default_value = "60s")]
-    pub drain_grace: String,
-    /// How old a mirror's last full git_fsck may be before a backup checks every object of it
-    /// again; in between, a backup checks the objects it received and the refs that moved, and
-    /// trusts packs verified before whose size, times and inode are unchanged. `backup verify`
-    /// and drills always check everything.
-    #[arg(long, default_value = "7d", env = "REPOVAULT_FULL_CHECK_EVERY")]
-    pub full_check_every: String,
-    /// Name shown in `repovault workers` (default: the host name).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// A directory whose git repositories tasks may read from and push to as file:// URLs
-    /// (repeatable; the environment variable takes a ':'-separated list). None by default:
-    /// every file:// URL is refused. DIR must exist; the cache directory, its scratch and the
-    /// storage root stay refused even when under DIR.
-    #[arg(
-        long = "allow-local-root",
-        value_name = "DIR",
-        env = "REPOVAULT_ALLOWED_LOCAL_ROOTS",
-        value_delimiter = ':'
-    )]
     pub allow_local_roots: Vec<PathBuf>,
 }
 

@@ -1,4 +1,5 @@
-//! `repovault workers`: the connected workers, and the join tokens of worker pools.
+//! `repovault workers`: the connected workers, and the join tokens of worker pools; and
+//! `repovault worker`, the worker process itself.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -108,4 +109,52 @@ impl ClientCertArgs {
 fn parse_expires_in(v: &str) -> Result<Duration, String> {
     humantime::parse_duration(v)
         .map_err(|e| format!("{v:?} is not a duration like 90d or 12h: {e}"))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// A file holding the coordinator's join token, or a worker pool's (`workers token create`).
+    #[arg(long)]
+    pub join_token_file: PathBuf,
+    #[command(flatten)]
+    pub client_cert: ClientCertArgs,
+    /// Tasks run at once.
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=i64::from(u32::MAX)))]
+    pub slots: u32,
+    /// Exit after this long without work (burst pools), e.g. 60s.
+    #[arg(long)]
+    pub exit_when_idle: Option<String>,
+    /// Mirror cache directory.
+    #[arg(long, default_value = "/var/cache/repovault")]
+    pub cache_dir: PathBuf,
+    /// Serve this worker's own Prometheus metrics on ADDR (`http://ADDR/metrics`): bytes fetched
+    /// and stored, phase durations, cache hits and misses, slots busy. Default: none.
+    #[arg(long, value_name = "ADDR", env = "REPOVAULT_WORKER_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Cap on the mirror cache; least recently used mirrors are evicted above it.
+    #[arg(long)]
+    pub cache_max_bytes: Option<u64>,
+    /// How long running tasks may finish after SIGTERM before they are released.
+    #[arg(long, default_value = "60s")]
+    pub drain_grace: String,
+    /// How old a mirror's last full git_fsck may be before a backup checks every object of it
+    /// again; in between, a backup checks the objects it received and the refs that moved, and
+    /// trusts packs verified before whose size, times and inode are unchanged. `backup verify`
+    /// and drills always check everything.
+    #[arg(long, default_value = "7d", env = "REPOVAULT_FULL_CHECK_EVERY")]
+    pub full_check_every: String,
+    /// Name shown in `repovault workers` (default: the host name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A directory whose git repositories tasks may read from and push to as file:// URLs
+    /// (repeatable; the environment variable takes a ':'-separated list). None by default:
+    /// every file:// URL is refused. DIR must exist; the cache directory, its scratch and the
+    /// storage root stay refused even when under DIR.
+    #[arg(
+        long = "allow-local-root",
+        value_name = "DIR",
+        env = "REPOVAULT_ALLOWED_LOCAL_ROOTS",
+        value_delimiter = ':'
+    )]
+    pub allow_local_roots: Vec<PathBuf>,
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use repovault_common::domain::{BackupType, RestoreCombination, Trigger};
+use repovault_common::domain::{BackupType, Trigger};
 use repovault_common::secret::Secret;
 use repovault_proto::v1 as pb;
 use repovault_proto::v1::admin_service_server::AdminService;
@@ -23,7 +23,7 @@ pub struct AdminApi {
     pub core: Arc<Coordinator>,
 }
 
-fn token(t: &str) -> Option<Secret> {
+pub(super) fn token(t: &str) -> Option<Secret> {
     (!t.is_empty()).then(|| Secret::new(t))
 }
 
@@ -239,31 +239,9 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::StartRestoreRequest>,
     ) -> Result<Response<pb::StartRestoreResponse>, Status> {
-        let r = req.into_inner();
-        let restore = self
-            .core
-            .restores
-            .start_restore_request(crate::coordinator::RestoreRequest {
-                access: r.access().into(),
-                combination: RestoreCombination::new(
-                    convert::enum_field(r.r#type, "type")?,
-                    convert::enum_field(r.target, "target")?,
-                )
-                .map_err(|e| Status::invalid_argument(e.to_string()))?,
-                backup_id: convert::id_field(&r.backup_id, "backup_id")?,
-                url: r.url,
-                token: token(&r.token),
-                org: r.org,
-                name: r.name,
-                credential_org: r.credential_org,
-                into: r.into,
-                link_ttl_ms: restore_links::link_ttl_ms(r.link_expires_seconds)?,
-                from_copy: r.from_copy,
-            })
-            .await?;
-        Ok(Response::new(pb::StartRestoreResponse {
-            restore: Some(restore_links::restore_with_link(&self.core, &restore).await),
-        }))
+        Ok(Response::new(
+            restore_links::start(&self.core, req.into_inner()).await?,
+        ))
     }
 
     async fn mint_download_link(

@@ -7,6 +7,7 @@ use tonic::Status;
 use super::{admin_lists, convert};
 use crate::coordinator::Coordinator;
 use crate::model::RestoreRecord;
+use repovault_common::domain::RestoreCombination;
 
 /// A requested link lifetime in seconds (0: the default) as milliseconds, bounded 30m..=7d.
 pub(super) fn link_ttl_ms(seconds: u64) -> Result<Option<i64>, Status> {
@@ -48,4 +49,34 @@ pub(super) async fn list(
         }
     }
     Ok(page)
+}
+
+/// `StartRestore`: the wire request as a typed one; the restore as the admin sees it.
+pub(super) async fn start(
+    core: &Coordinator,
+    r: pb::StartRestoreRequest,
+) -> Result<pb::StartRestoreResponse, Status> {
+    let restore = core
+        .restores
+        .start_restore_request(crate::coordinator::RestoreRequest {
+            access: r.access().into(),
+            combination: RestoreCombination::new(
+                convert::enum_field(r.r#type, "type")?,
+                convert::enum_field(r.target, "target")?,
+            )
+            .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            backup_id: convert::id_field(&r.backup_id, "backup_id")?,
+            url: r.url,
+            token: super::admin::token(&r.token),
+            org: r.org,
+            name: r.name,
+            credential_org: r.credential_org,
+            into: r.into,
+            link_ttl_ms: link_ttl_ms(r.link_expires_seconds)?,
+            from_copy: r.from_copy,
+        })
+        .await?;
+    Ok(pb::StartRestoreResponse {
+        restore: Some(restore_with_link(core, &restore).await),
+    })
 }
