@@ -132,20 +132,10 @@ root = "{storage}"
     pub async fn start(&mut self, i: usize) -> Result<()> {
         let m = &mut self.members[i];
         m.starts += 1;
-        let log = std::fs::File::create(self.dir.join(format!("{}-{}.log", m.name, m.starts)))?;
-        let child = Command::new(&self.bin)
-            .arg("coordinator")
-            .arg("--config")
-            .arg(&m.config)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting a coordinator process")?;
-        m.child = Some(ChildGuard { child });
+        let log = self.dir.join(format!("{}-{}.log", m.name, m.starts));
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("coordinator").arg("--config").arg(&m.config);
+        m.child = Some(spawn_logged(cmd, &log).context("starting a coordinator process")?);
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
             if let Some(c) = self.members[i].child.as_mut()
@@ -240,26 +230,32 @@ root = "{storage}"
     /// Starts `repovault worker` with `slots` slots against every member (`--coordinator` with
     /// all their URLs); it logs to `NAME.log` under `dir`.
     pub fn spawn_worker(&self, name: &str, slots: u32) -> Result<ChildGuard> {
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
-        let child = Command::new(&self.bin)
-            .args(["worker", "--coordinator", &self.urls(), "--join-token-file"])
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["worker", "--coordinator", &self.urls(), "--join-token-file"])
             .arg(self.join_token_file())
             .args(["--slots", &slots.to_string(), "--name", name, "--cache-dir"])
-            .arg(self.dir.join(format!("cache-{name}")))
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting a worker process")?;
-        Ok(ChildGuard { child })
+            .arg(self.dir.join(format!("cache-{name}")));
+        spawn_logged(cmd, &self.dir.join(format!("{name}.log")))
+            .context("starting a worker process")
     }
 
     pub fn worker_log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
     }
+}
+
+/// Starts `cmd` with its stderr in `log`, logging at info unless the caller's RUST_LOG says
+/// otherwise.
+fn spawn_logged(mut cmd: Command, log: &Path) -> Result<ChildGuard> {
+    let child = cmd
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()?;
+    Ok(ChildGuard { child })
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {

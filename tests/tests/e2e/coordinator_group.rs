@@ -17,6 +17,7 @@ use repovault_tests::etcd_cluster::EtcdCluster;
 use repovault_tests::fixtures;
 use repovault_tests::gate::GatedProxy;
 use repovault_tests::gitserver::GitDaemon;
+use repovault_tests::process::ChildGuard;
 
 const BIN: &str = env!("CARGO_BIN_EXE_repovault-test-process");
 const REPOS: [&str; 3] = ["r0", "r1", "r2"];
@@ -65,13 +66,24 @@ async fn run_backup(group: &CoordinatorGroup, leader: usize, repo: &str) -> Stri
         .id
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn coordinator_group_leader_killed_mid_run_loses_nothing_and_a_paused_one_cannot_commit() {
-    let mut etcd = EtcdCluster::start(3).await.unwrap();
+/// Three etcd members, two coordinators (the first leading, the second following), an
+/// organisation `org` with `repos` served through a closed gate, and `workers` worker
+/// processes given both coordinators' addresses.
+struct Fixture {
+    etcd: EtcdCluster,
+    group: CoordinatorGroup,
+    gate: GatedProxy,
+    _daemon: GitDaemon,
+    _workers: Vec<ChildGuard>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(repos: &[&str], workers: usize) -> Fixture {
+    let etcd = EtcdCluster::start(3).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
-    for r in REPOS {
+    for r in repos {
         fixtures::big_repo(&src, &format!("{r}.git"), 3, 3).unwrap();
     }
     let daemon = GitDaemon::start(&src).unwrap();
@@ -90,6 +102,49 @@ async fn coordinator_group_leader_killed_mid_run_loses_nothing_and_a_paused_one_
         Some(false),
         "the second member follows"
     );
+    let mut admin = group.admin(0).await.unwrap();
+    admin
+        .add_org(pb::AddOrgRequest {
+            name: "org".into(),
+            provider: Provider::Git.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for r in repos {
+        admin
+            .add_repo(pb::AddRepoRequest {
+                org: "org".into(),
+                name: (*r).into(),
+                url: gate.git_url(&format!("{r}.git")),
+                token: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let workers = (0..workers)
+        .map(|i| group.spawn_worker(&format!("w{i}"), 1).unwrap())
+        .collect();
+    Fixture {
+        etcd,
+        group,
+        gate,
+        _daemon: daemon,
+        _workers: workers,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinator_group_leader_killed_mid_run_loses_nothing_and_a_paused_one_cannot_commit() {
+    let Fixture {
+        mut etcd,
+        mut group,
+        gate,
+        _daemon,
+        _workers,
+        _dir,
+    } = fixture(&REPOS, 2).await;
     // A follower's refusal names the leader; its readiness says it is not the one to call.
     let refused = group
         .admin(1)
@@ -115,28 +170,6 @@ async fn coordinator_group_leader_killed_mid_run_loses_nothing_and_a_paused_one_
         .unwrap();
     assert_eq!(readyz.status(), 503);
 
-    let mut admin = group.admin(0).await.unwrap();
-    admin
-        .add_org(pb::AddOrgRequest {
-            name: "org".into(),
-            provider: Provider::Git.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    for r in REPOS {
-        admin
-            .add_repo(pb::AddRepoRequest {
-                org: "org".into(),
-                name: r.into(),
-                url: gate.git_url(&format!("{r}.git")),
-                token: String::new(),
-            })
-            .await
-            .unwrap();
-    }
-    let _w0 = group.spawn_worker("w0", 1).unwrap();
-    let _w1 = group.spawn_worker("w1", 1).unwrap();
     let mut ids = Vec::new();
     for r in REPOS {
         ids.push(run_backup(&group, 0, r).await);
@@ -293,41 +326,14 @@ async fn assert_exactly_once(group: &CoordinatorGroup, leader: usize, done: &[pb
 /// leads again, and the backup completes exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn coordinator_group_etcd_quorum_killed_then_everything_resumes() {
-    let mut etcd = EtcdCluster::start(3).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    fixtures::big_repo(&src, "r0.git", 3, 3).unwrap();
-    let daemon = GitDaemon::start(&src).unwrap();
-    let gate = GatedProxy::start(daemon.port()).unwrap();
-    let mut group =
-        CoordinatorGroup::configure(BIN, &dir.path().join("group"), &etcd.endpoints(), 2, "1s")
-            .unwrap();
-    group.start(0).await.unwrap();
-    group
-        .wait_leading(0, Duration::from_secs(20))
-        .await
-        .unwrap();
-    group.start(1).await.unwrap();
-    let mut admin = group.admin(0).await.unwrap();
-    admin
-        .add_org(pb::AddOrgRequest {
-            name: "org".into(),
-            provider: Provider::Git.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    admin
-        .add_repo(pb::AddRepoRequest {
-            org: "org".into(),
-            name: "r0".into(),
-            url: gate.git_url("r0.git"),
-            token: String::new(),
-        })
-        .await
-        .unwrap();
-    let _w0 = group.spawn_worker("w0", 1).unwrap();
+    let Fixture {
+        mut etcd,
+        group,
+        gate,
+        _daemon,
+        _workers,
+        _dir,
+    } = fixture(&["r0"], 1).await;
     let id = run_backup(&group, 0, "r0").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while gate.connections() == 0 {
