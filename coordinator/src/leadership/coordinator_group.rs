@@ -17,7 +17,7 @@ use super::etcd_election::{EtcdElection, LEADER_KEY};
 use super::{Election, ElectionTiming, LeaderRecord, LeaderView, follower};
 use crate::config::Settings;
 use crate::kv::EtcdKv;
-use crate::server::{CoordinatorHandle, ServerError};
+use crate::server::ServerError;
 
 /// What a coordinator of a group needs besides its [`Settings`].
 #[derive(Clone)]
@@ -38,8 +38,9 @@ impl std::fmt::Debug for GroupSettings {
     }
 }
 
-/// How long a new leader retries binding the addresses its follower face just released: the
-/// kernel frees a closed listener at once, so this only outlasts a slow close.
+/// How long a member retries binding the addresses its other face just released (follower to
+/// leader and back): the kernel frees a closed listener at once, so this only outlasts a slow
+/// close.
 const BIND_RETRY_FOR: Duration = Duration::from_secs(5);
 
 /// Runs this coordinator as a member of its group until `stop` is cancelled.
@@ -51,7 +52,7 @@ pub async fn run(
     let election = EtcdElection::new(group.etcd.clone(), group.timing);
     let seen = LeaderView::default();
     loop {
-        let face = follower::start(&settings, seen.clone()).await?;
+        let face = retry_bind(|| follower::start(&settings, seen.clone())).await?;
         let term = election.campaign(&group.me, &seen, &stop).await;
         face.shutdown().await;
         let Some(term) = term else {
@@ -59,7 +60,7 @@ pub async fn run(
         };
         let mut lead = settings.clone();
         lead.kv = Arc::new(group.etcd.fenced(LEADER_KEY, term.term, term.lost.clone()));
-        let handle = match start_leader(lead).await {
+        let handle = match retry_bind(|| crate::server::start(lead.clone())).await {
             Ok(h) => h,
             Err(e) => {
                 term.resign().await;
@@ -84,10 +85,16 @@ pub async fn run(
     }
 }
 
-async fn start_leader(settings: Settings) -> Result<CoordinatorHandle, ServerError> {
+/// Runs `start` again while it fails to bind an address the other face of this member just
+/// released, for at most [`BIND_RETRY_FOR`].
+async fn retry_bind<T, F, Fut>(start: F) -> Result<T, ServerError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ServerError>>,
+{
     let deadline = tokio::time::Instant::now() + BIND_RETRY_FOR;
     loop {
-        match crate::server::start(settings.clone()).await {
+        match start().await {
             Err(ServerError::Bind { source, .. })
                 if source.kind() == std::io::ErrorKind::AddrInUse
                     && tokio::time::Instant::now() < deadline =>
