@@ -106,6 +106,7 @@ pub async fn update_gauges(core: &Coordinator) {
     let (slots, used) = core.queue.workers.capacity();
     metrics::gauge!("repovault_worker_slots").set(slots as f64);
     metrics::gauge!("repovault_worker_slots_used").set(used as f64);
+    pool_gauges(core);
     let pending: u64 = depth.values().sum();
     // Slots wanted: everything running plus everything waiting, for an autoscaler to divide by
     // slots per worker.
@@ -114,6 +115,25 @@ pub async fn update_gauges(core: &Coordinator) {
         .set(f64::from(core.scaling.desired_for(pending + leased)));
     if let Err(e) = core.health.update_health_gauges().await {
         tracing::warn!(error = %e, "health gauges not updated");
+    }
+}
+
+/// Workers, slots and slots in use per worker pool. A pool once reported and now without
+/// workers reads 0 rather than keeping its last figures.
+fn pool_gauges(core: &Coordinator) {
+    static REPORTED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let now = core.queue.workers.capacity_by_pool();
+    let mut reported = REPORTED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    reported.extend(now.keys().cloned());
+    for pool in reported.iter() {
+        let c = now.get(pool).copied().unwrap_or_default();
+        metrics::gauge!("repovault_pool_workers", "pool" => pool.clone()).set(c.workers as f64);
+        metrics::gauge!("repovault_pool_worker_slots", "pool" => pool.clone()).set(c.slots as f64);
+        metrics::gauge!("repovault_pool_worker_slots_used", "pool" => pool.clone())
+            .set(c.used as f64);
     }
 }
 

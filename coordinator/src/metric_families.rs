@@ -45,6 +45,15 @@ const TASK_BYTES: &str = "repovault_task_bytes";
 
 const FAMILIES: &[Family] = &[
     gauge(
+        "repovault_pool_workers",
+        "Workers connected, by the worker pool whose join token they registered with.",
+    ),
+    gauge("repovault_pool_worker_slots", "Task slots of connected workers, by worker pool."),
+    gauge(
+        "repovault_pool_worker_slots_used",
+        "Task slots running a task, by worker pool.",
+    ),
+    gauge(
         "repovault_coordinator_leader",
         "1 while this coordinator is the elected leader of its group (always, for one coordinator on redb), else 0.",
     ),

@@ -10,6 +10,14 @@ use repovault_common::domain::{RepoId, TaskId};
 
 use crate::tasks::queue_order::Placement;
 
+/// One worker pool's share of the fleet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolCapacity {
+    pub workers: u64,
+    pub slots: u64,
+    pub used: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct WorkerEntry {
     pub id: String,
@@ -165,6 +173,19 @@ impl WorkerRegistry {
         })
     }
 
+    /// Per worker pool: workers, slots and slots in use (pools with no worker are absent).
+    pub fn capacity_by_pool(&self) -> std::collections::BTreeMap<String, PoolCapacity> {
+        let m = self.inner.lock();
+        let mut out = std::collections::BTreeMap::<String, PoolCapacity>::new();
+        for w in m.entries.values() {
+            let c = out.entry(w.pool.clone()).or_default();
+            c.workers += 1;
+            c.slots += u64::from(w.slots);
+            c.used += w.tasks.len() as u64;
+        }
+        out
+    }
+
     /// Replaces what a registered worker's mirror cache holds (an unknown worker's is ignored:
     /// it registers first). Cost: proportional to what changed, not to the fleet.
     pub fn set_cached(&self, id: &str, repos: HashSet<RepoId>) {
@@ -303,5 +324,42 @@ mod tests {
         // Registering again starts from an empty cache until the next acquire says otherwise.
         reg.register(entry("a"));
         assert_eq!(look("a")[1], Placement::Anywhere);
+    }
+
+    #[test]
+    fn capacity_is_counted_per_pool() {
+        let reg = WorkerRegistry::default();
+        reg.register(entry("a"));
+        reg.register(WorkerEntry {
+            slots: 4,
+            pool: "burst".into(),
+            ..entry("b")
+        });
+        reg.register(WorkerEntry {
+            slots: 2,
+            pool: "burst".into(),
+            ..entry("c")
+        });
+        let task: TaskId = "t1".parse().expect("task id");
+        reg.assign("c", &task);
+        let by_pool = reg.capacity_by_pool();
+        assert_eq!(
+            by_pool.get("burst"),
+            Some(&PoolCapacity {
+                workers: 2,
+                slots: 6,
+                used: 1
+            })
+        );
+        assert_eq!(
+            by_pool.get("bootstrap"),
+            Some(&PoolCapacity {
+                workers: 1,
+                slots: 1,
+                used: 0
+            })
+        );
+        reg.forget("a");
+        assert!(!reg.capacity_by_pool().contains_key("bootstrap"));
     }
 }
