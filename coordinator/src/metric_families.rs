@@ -48,7 +48,10 @@ const FAMILIES: &[Family] = &[
         "repovault_pool_workers",
         "Workers connected, by the worker pool whose join token they registered with.",
     ),
-    gauge("repovault_pool_worker_slots", "Task slots of connected workers, by worker pool."),
+    gauge(
+        "repovault_pool_worker_slots",
+        "Task slots of connected workers, by worker pool.",
+    ),
     gauge(
         "repovault_pool_worker_slots_used",
         "Task slots running a task, by worker pool.",
