@@ -48,7 +48,12 @@
 //! every member, batching concurrent requests, so its concurrent rate is far above its serial
 //! one, which the queue lock, letting one commit run at a time, cannot use. Each linearizable
 //! etcd read is a round to the raft leader. The CPU time of this process (coordinator and
-//! workers) and of the etcd members per task shows how much of the rest is CPU.
+//! workers) and of the etcd members per task shows how much of the rest is CPU. Under the lock
+//! there is CPU too: to choose, a lease builds a candidate of every active task (their ids
+//! cloned, the busy and maintenance sets hashed) and places and selects among them, so its cost
+//! grows with the queue's depth (`--tasks` is the depth at the start; a run drains it); a CPU
+//! profile (`perf record --call-graph dwarf`) of a run at 2,000 queued tasks puts most of the
+//! lease path's CPU in that scan.
 //!
 //! **Failover.** Two `repovault coordinator --config` processes (`CoordinatorGroup`, the tests
 //! crate's `repovault-test-process` beside this binary, heartbeat 5 s: the default) on the same
@@ -185,10 +190,13 @@ struct Side {
     handle: CoordinatorHandle,
     /// The coordinator's store (for etcd: the fenced one it runs on).
     kv: Arc<dyn KvBackend>,
-    join_token: String,
     /// The etcd term this coordinator leads under (resigned at the end).
     term: Option<Term>,
     stop_campaign: CancellationToken,
+    /// The side's fleet, registered once and heartbeating until the end (between runs too, as
+    /// a connected fleet does); `None` while a run has them.
+    workers: Vec<Option<Worker>>,
+    stop_heartbeats: CancellationToken,
     _dir: tempfile::TempDir,
 }
 
@@ -206,11 +214,12 @@ struct RunFigures {
 }
 
 /// A coordinator in this process on `kv` (`None`: redb in its data directory), with the
-/// rotation pass left to this bench and no drills.
+/// rotation pass left to this bench and no drills, and its fleet of `workers` registered.
 async fn start_side(
     label: &'static str,
     kv: Option<(Arc<dyn KvBackend>, Term, CancellationToken)>,
     tasks: usize,
+    workers: usize,
 ) -> Result<Side> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
@@ -231,13 +240,28 @@ async fn start_side(
     let kv = settings.kv.clone();
     let join_token = settings.join_token.expose().to_string();
     let handle = repovault_coordinator::server::start(settings).await?;
+    let url = handle.url();
+    let stop_heartbeats = CancellationToken::new();
+    let mut fleet = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let w = register(&url, &join_token, format!("bench-{label}-{i}")).await?;
+        tokio::spawn(heartbeats(
+            w.client.clone(),
+            w.id.clone(),
+            w.heartbeat,
+            w.held.clone(),
+            stop_heartbeats.clone(),
+        ));
+        fleet.push(Some(w));
+    }
     Ok(Side {
         label,
         handle,
         kv,
-        join_token,
         term,
         stop_campaign,
+        workers: fleet,
+        stop_heartbeats,
         _dir: dir,
     })
 }
@@ -464,14 +488,14 @@ async fn work(
     start: Instant,
     tally: Arc<Tally>,
     stop: CancellationToken,
-) -> Result<()> {
+) -> Result<Worker> {
     loop {
         if tally.leases.load(Ordering::SeqCst) >= n {
-            return Ok(());
+            return Ok(w);
         }
         let t = Instant::now();
         let acquired = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
+            _ = stop.cancelled() => return Ok(w),
             r = w.client.acquire_task(pb::AcquireTaskRequest {
                 worker_id: w.id.clone(),
                 free_slots: 1,
@@ -528,7 +552,7 @@ async fn work(
 
 /// One run on `side`: queue a rotation task per repository (pass `pass`), then let `workers`
 /// lease and complete them all.
-async fn run_once(side: &Side, tasks: usize, workers: usize, pass: i64) -> Result<RunFigures> {
+async fn run_once(side: &mut Side, tasks: usize, workers: usize, pass: i64) -> Result<RunFigures> {
     let core = &side.handle.core;
     let t = Instant::now();
     let queued = core
@@ -542,21 +566,11 @@ async fn run_once(side: &Side, tasks: usize, workers: usize, pass: i64) -> Resul
             side.label
         );
     }
-    let url = side.handle.url();
-    let mut ws = Vec::with_capacity(workers);
-    for i in 0..workers {
-        ws.push(register(&url, &side.join_token, format!("bench-{pass}-{i}")).await?);
+    let ws: Vec<Worker> = side.workers.iter_mut().filter_map(Option::take).collect();
+    if ws.len() != workers {
+        bail!("{}: {} of {workers} workers at hand", side.label, ws.len());
     }
     let stop = CancellationToken::new();
-    for w in &ws {
-        tokio::spawn(heartbeats(
-            w.client.clone(),
-            w.id.clone(),
-            w.heartbeat,
-            w.held.clone(),
-            stop.clone(),
-        ));
-    }
     let tally = Arc::new(Tally::default());
     let (cpu0, etcd0) = (cpu_time(std::process::id()), etcd_cpu());
     let start = Instant::now();
@@ -576,8 +590,8 @@ async fn run_once(side: &Side, tasks: usize, workers: usize, pass: i64) -> Resul
     let finished = tokio::time::timeout(run_timeout(tasks), &mut done).await;
     let (cpu1, etcd1) = (cpu_time(std::process::id()), etcd_cpu());
     stop.cancel();
-    for j in joins {
-        j.await??;
+    for (slot, j) in side.workers.iter_mut().zip(joins) {
+        *slot = Some(j.await??);
     }
     if finished.is_err() {
         bail!(
@@ -680,26 +694,33 @@ async fn main() -> Result<()> {
 
     let cluster = EtcdCluster::start(3).await?;
     let etcd = EtcdKv::connect_with(&cluster.options("control-plane/")).await?;
-    let redb = start_side("redb", None, args.tasks).await?;
-    let etcd_side = start_side("etcd", Some(elected(&etcd).await?), args.tasks).await?;
-    let sides = [&redb, &etcd_side];
+    let mut sides = vec![
+        start_side("redb", None, args.tasks, args.workers).await?,
+        start_side(
+            "etcd",
+            Some(elected(&etcd).await?),
+            args.tasks,
+            args.workers,
+        )
+        .await?,
+    ];
 
     let mut seeding = Vec::new();
-    for s in sides {
+    for s in &sides {
         seeding.push(seed(s, args.tasks).await?);
     }
     // A warm-up run on each store (not counted), which also leaves one rotation task's record
     // to size the commit probe's value by.
-    for s in sides {
+    for s in &mut sides {
         run_once(s, args.tasks, args.workers, 0).await?;
     }
     let record = {
-        let tasks = redb.handle.core.store.tasks().await?;
+        let tasks = sides[0].handle.core.store.tasks().await?;
         let task = tasks.first().context("no task record after the warm-up")?;
         serde_json::to_vec(task)?.len()
     };
     let mut probes = Vec::new();
-    for s in sides {
+    for s in &sides {
         probes.push(store_probe(&s.kv, record, args.workers).await?);
     }
 
@@ -707,7 +728,7 @@ async fn main() -> Result<()> {
     for r in 0..args.runs {
         let order: [usize; 2] = if r % 2 == 0 { [0, 1] } else { [1, 0] };
         for i in order {
-            let f = run_once(sides[i], args.tasks, args.workers, r as i64 + 1).await?;
+            let f = run_once(&mut sides[i], args.tasks, args.workers, r as i64 + 1).await?;
             eprintln!(
                 "run {} of {}, {}: {:.0} leases/s, {:.0} completions/s",
                 r + 1,
@@ -862,7 +883,8 @@ async fn main() -> Result<()> {
         met(max < GOAL_FAILOVER.as_secs_f64())
     );
 
-    for s in [redb, etcd_side] {
+    for s in sides {
+        s.stop_heartbeats.cancel();
         s.handle.shutdown().await;
         if let Some(term) = s.term {
             term.resign().await;

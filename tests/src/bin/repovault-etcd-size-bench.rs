@@ -28,7 +28,10 @@
 //! them. Each repository also has its record, name index and maintenance record (the
 //! rotation's last visit and the last prune); each organisation its record and name index.
 //! Backups are written a round at a time (one per repository), 25 repositories to a
-//! transaction, 8 transactions in flight.
+//! transaction, 8 transactions in flight. Nothing in the coordinator deletes a terminal task
+//! record (no `task/` key is ever removed; a starting coordinator reads them all to rebuild its
+//! queue), so the task records are written as the completion leaves them and kept: the one
+//! record kind that grows with every backup.
 //!
 //! **The database.** One etcd member (Debian `etcd-server`) started here with the deployment's
 //! flags (`deploy/kubernetes/etcd/etcd-statefulset.yaml`: `--quota-backend-bytes` 4 GiB) and a
