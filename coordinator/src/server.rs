@@ -356,6 +356,11 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         core.drills.clone(),
         shutdown.clone(),
     )));
+    // Records of tasks that ended over an hour ago (`tasks/task_history.rs`).
+    tasks.push(tokio::spawn(crate::tasks::task_history::prune_loop(
+        core.queue.clone(),
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(crate::second_copy::copy_loop(
         core.second_copy.clone(),
         shutdown.clone(),

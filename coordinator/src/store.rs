@@ -7,7 +7,7 @@
 //! repo/<repo-id>                RepoRecord
 //! repo-name/<org-id>/<name>     repo id           (create-only)
 //! repo-stats/<repo-id>          RepoStats
-//! task/<task-id>                TaskRecord
+//! task/<task-id>                TaskRecord        (active, and finished within the hour)
 //! backup/<repo-id>/<backup-id>  BackupRecord      (the latest RECENT_BACKUPS per repository)
 //! restore/<restore-id>          RestoreRecord
 //! catalog-pending/<repo-id>/<backup-id>   (empty) a terminal backup whose catalog object is
@@ -174,6 +174,10 @@ impl Batch {
     }
     pub fn clear_catalog_pending(&mut self, repo_id: &RepoId, id: &BackupId) -> &mut Self {
         self.ops.push(Op::delete(pending_key(repo_id, id)));
+        self
+    }
+    pub fn delete_task(&mut self, id: &TaskId) -> &mut Self {
+        self.ops.push(Op::delete(task_key(id)));
         self
     }
     pub fn delete_backup(&mut self, repo_id: &RepoId, id: &BackupId) -> &mut Self {

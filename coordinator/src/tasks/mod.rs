@@ -9,6 +9,7 @@ pub mod lease_access;
 pub mod lease_state;
 pub mod lifecycle;
 pub mod queue_order;
+pub mod task_history;
 pub mod task_progress;
 pub mod task_queue;
 pub mod worker_registry;

@@ -41,7 +41,8 @@ async fn list_commands_follow_pages_with_limit_and_all() {
     let c = Cluster::start(0).await.unwrap();
     let core = c.core();
     let org = core.registry.add_org("acme", Provider::Git).await.unwrap();
-    // Written as `repo add` writes them (record and name index), 64 a transaction.
+    // Written as `repo add` writes them (record and name index), 63 a transaction (126 of the
+    // store's 127 operations).
     let repos: Vec<RepoRecord> = (0..REPOS)
         .map(|i| RepoRecord {
             id: repovault_coordinator::ids::new_repo_id(),
@@ -59,7 +60,7 @@ async fn list_commands_follow_pages_with_limit_and_all() {
             on_push: None,
         })
         .collect();
-    for chunk in repos.chunks(64) {
+    for chunk in repos.chunks(63) {
         let mut batch = Batch::default();
         for r in chunk {
             batch.repo(r).repo_name(&r.org_id, &r.name, &r.id);
