@@ -73,15 +73,31 @@ pub async fn run(
                 tracing::error!(term = term.term, "the leadership was lost (election lease lapsed or a newer term began); stepping down");
                 seen.set(None);
                 handle.shutdown().await;
-                // The term is over: this only revokes a lease that may still be alive.
-                term.resign().await;
+                // The term is over: this only revokes a lease that may still be alive, and etcd
+                // may not answer at all; the follower's face must come back regardless.
+                resign_within(term).await;
             }
             _ = stop.cancelled() => {
                 handle.shutdown().await;
-                term.resign().await;
+                resign_within(term).await;
                 return Ok(());
             }
         }
+    }
+}
+
+/// How long a resignation may take: two etcd round trips answer in milliseconds; past this,
+/// etcd is unreachable and the lease lapses by itself within its TTL anyway.
+const RESIGN_WITHIN: Duration = Duration::from_secs(3);
+
+async fn resign_within(term: super::Term) {
+    if tokio::time::timeout(RESIGN_WITHIN, term.resign())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "etcd did not take the resignation in time; the election lease lapses by itself"
+        );
     }
 }
 

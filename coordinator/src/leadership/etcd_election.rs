@@ -90,12 +90,14 @@ impl Election for EtcdElection {
                             lost,
                             resign: Box::new(move || {
                                 Box::pin(async move {
+                                    // First, so that a resignation cut short by its caller
+                                    // leaves no keep-alive renewing a lease nobody holds.
+                                    keep.cancel();
                                     match kv.delete_if_term(LEADER_KEY, term).await {
                                         Ok(true) => tracing::info!(term, "resigned the leadership"),
                                         Ok(false) => {}
                                         Err(e) => tracing::warn!(error = %e, "resigning"),
                                     }
-                                    keep.cancel();
                                     if let Err(e) = kv.revoke_lease(lease).await {
                                         tracing::warn!(error = %e, "revoking the election lease");
                                     }
