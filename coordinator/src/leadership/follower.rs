@@ -227,10 +227,49 @@ fn metrics_router() -> Router {
             // Reads /proc: off the runtime's threads.
             let _ = tokio::task::spawn_blocking(crate::metric_families::update_process).await;
             crate::http::prometheus()
-                .map(|h| h.render())
+                .map(|h| follower_families(&h.render()))
                 .unwrap_or_default()
         }),
     )
+}
+
+/// The families a follower reports: whether it leads, its build and its process. A member that
+/// led before still holds its last queue, fleet and health figures in the process's recorder;
+/// reported beside the leader's, they would be counted twice by every `sum()` over the group.
+const FOLLOWER_FAMILIES: &[&str] = &[
+    "repovault_coordinator_leader",
+    "repovault_build_info",
+    "process_",
+];
+
+/// `text` (Prometheus's exposition format) without the families a follower must not report.
+fn follower_families(text: &str) -> String {
+    let keep = |name: &str| FOLLOWER_FAMILIES.iter().any(|f| name.starts_with(f));
+    text.lines()
+        .filter(|line| {
+            let name = match line.strip_prefix("# ") {
+                // `# HELP name ...`, `# TYPE name ...`
+                Some(rest) => rest.split_whitespace().nth(1).unwrap_or_default(),
+                None => line.split(['{', ' ']).next().unwrap_or_default(),
+            };
+            name.is_empty() || keep(name)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_follower_reports_only_its_leadership_build_and_process() {
+        let text = "# HELP repovault_queue_depth Ready tasks.\n# TYPE repovault_queue_depth gauge\nrepovault_queue_depth{priority=\"8\"} 3\n# HELP repovault_coordinator_leader 1 while leading.\n# TYPE repovault_coordinator_leader gauge\nrepovault_coordinator_leader 0\nprocess_threads 12\nrepovault_build_info{version=\"0.1.0\"} 1\n";
+        assert_eq!(
+            follower_families(text),
+            "# HELP repovault_coordinator_leader 1 while leading.\n# TYPE repovault_coordinator_leader gauge\nrepovault_coordinator_leader 0\nprocess_threads 12\nrepovault_build_info{version=\"0.1.0\"} 1\n"
+        );
+    }
 }
 
 fn http_router(leader: LeaderView, with_metrics: bool) -> Router {

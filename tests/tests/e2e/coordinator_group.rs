@@ -234,6 +234,17 @@ async fn coordinator_group_leader_killed_mid_run_loses_nothing_and_a_paused_one_
         done.push(b);
     }
     assert_exactly_once(&group, 1, &done).await;
+    let leading = reqwest::get(format!("http://{}/metrics", group.members[1].http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        leading.contains("repovault_coordinator_leader 1")
+            && leading.contains("repovault_queue_depth"),
+        "{leading}"
+    );
 
     // The first member comes back as a follower; the leader is paused past its election lease,
     // the first takes over, and the paused one, continued, finds its term over.
@@ -265,6 +276,19 @@ async fn coordinator_group_leader_killed_mid_run_loses_nothing_and_a_paused_one_
         log.contains("the leadership was lost"),
         "the deposed leader says why it stepped down:\n{log}"
     );
+    // Its metrics say it follows, and keep none of the figures it had while leading (a sum
+    // over the group would count them twice).
+    let metrics = reqwest::get(format!("http://{}/metrics", group.members[1].http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("repovault_coordinator_leader 0"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("repovault_queue_depth"), "{metrics}");
     let b = wait_done(&group, 0, &again).await;
     assert_eq!(b.status, i32::from(TaskStatus::Completed), "{b:?}");
     let listed = group
