@@ -258,20 +258,6 @@ fn follower_families(text: &str) -> String {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_follower_reports_only_its_leadership_build_and_process() {
-        let text = "# HELP repovault_queue_depth Ready tasks.\n# TYPE repovault_queue_depth gauge\nrepovault_queue_depth{priority=\"8\"} 3\n# HELP repovault_coordinator_leader 1 while leading.\n# TYPE repovault_coordinator_leader gauge\nrepovault_coordinator_leader 0\nprocess_threads 12\nrepovault_build_info{version=\"0.1.0\"} 1\n";
-        assert_eq!(
-            follower_families(text),
-            "# HELP repovault_coordinator_leader 1 while leading.\n# TYPE repovault_coordinator_leader gauge\nrepovault_coordinator_leader 0\nprocess_threads 12\nrepovault_build_info{version=\"0.1.0\"} 1\n"
-        );
-    }
-}
-
 fn http_router(leader: LeaderView, with_metrics: bool) -> Router {
     let unready = leader.clone();
     let elsewhere = leader;
@@ -292,5 +278,19 @@ fn http_router(leader: LeaderView, with_metrics: bool) -> Router {
         app.merge(metrics_router())
     } else {
         app
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_follower_reports_only_its_leadership_build_and_process() {
+        let text = "# HELP repovault_queue_depth Ready tasks.\n# TYPE repovault_queue_depth gauge\nrepovault_queue_depth{priority=\"8\"} 3\n# HELP repovault_coordinator_leader 1 while leading.\n# TYPE repovault_coordinator_leader gauge\nrepovault_coordinator_leader 0\nprocess_threads 12\nrepovault_build_info{version=\"0.1.0\"} 1\n";
+        assert_eq!(
+            follower_families(text),
+            "# HELP repovault_coordinator_leader 1 while leading.\n# TYPE repovault_coordinator_leader gauge\nrepovault_coordinator_leader 0\nprocess_threads 12\nrepovault_build_info{version=\"0.1.0\"} 1\n"
+        );
     }
 }
