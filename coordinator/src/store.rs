@@ -261,6 +261,15 @@ impl Store {
         self.kv.name()
     }
 
+    /// Succeeds only while this coordinator may write: on a group leader's fenced store an
+    /// empty transaction carries the fence and fails with `Deposed` once its term ended (on one
+    /// coordinator it always succeeds and changes nothing). Called before an irreversible step
+    /// outside the store, decided from this coordinator's memory, such as forgetting a snapshot.
+    pub async fn confirm_term(&self) -> StoreResult<()> {
+        self.kv.txn(Txn::new()).await?;
+        Ok(())
+    }
+
     /// Applies every write of `batch` atomically.
     pub async fn apply(&self, batch: Batch) -> StoreResult<()> {
         if let Some(e) = batch.err {

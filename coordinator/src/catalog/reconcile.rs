@@ -197,6 +197,10 @@ impl Reconciler {
         let Some(repo) = self.catalog.open_repo(&task.repo_id).await? else {
             return Ok(());
         };
+        // The verdict came from this coordinator's queue; a leader deposed meanwhile (paused,
+        // cut off) would judge from a queue its successor has moved on from, and could forget
+        // the snapshot of an attempt the successor committed.
+        self.store.confirm_term().await?;
         let id = snapshot_id.to_string();
         let forgotten = snapshot_op(move || {
             let exists = repo.snapshots()?.iter().any(|s| s.id == id);
@@ -247,6 +251,8 @@ impl Reconciler {
         }
         let n = doomed.len();
         let ids = doomed.clone();
+        // As in `forget_refused`: only while this coordinator's queue is the one that counts.
+        self.store.confirm_term().await?;
         snapshot_op(move || repo.forget(&ids)).await?;
         metrics::counter!("repovault_uncommitted_snapshots_forgotten_total").increment(n as u64);
         tracing::warn!(repo = %repo_id, snapshots = ?doomed, "forgot uncommitted snapshots");

@@ -57,9 +57,26 @@ async fn a_fenced_store_is_the_store_while_its_term_lasts_and_refuses_writes_aft
         Some(b"1".to_vec()),
         "nothing of the refused write landed"
     );
+    // The typed store's check before an irreversible step outside it says the same.
+    let old_store = repovault_coordinator::store::Store::new(Arc::new(fenced.clone()));
+    let check = old_store.confirm_term().await.unwrap_err();
+    assert!(
+        check.to_string().contains("no longer the leader"),
+        "{check}"
+    );
     // Reads still work; the new term's store writes.
     assert!(fenced.get(b"data/x").await.unwrap().is_some());
     let current = kv.fenced(LEADER_KEY, newer, CancellationToken::new());
+    let before = kv.revision().await.unwrap();
+    repovault_coordinator::store::Store::new(Arc::new(current.clone()))
+        .confirm_term()
+        .await
+        .unwrap();
+    assert_eq!(
+        kv.revision().await.unwrap(),
+        before,
+        "the check writes nothing"
+    );
     current.put(b"data/x", b"3").await.unwrap();
     assert_eq!(
         kv.get(b"data/x").await.unwrap().map(|k| k.value),
