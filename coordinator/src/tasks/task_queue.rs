@@ -414,22 +414,31 @@ impl TaskQueue {
 
     /// Whether a task with this id and attempt was committed, or may still be (for the
     /// reconciler): `Some(true)` keep, `Some(false)` forget, `None` unknown task.
+    ///
+    /// Only "keep" is taken from this queue's memory. "Forget" is read from the store's record,
+    /// which is what any coordinator of a group reads: a leader deposed without knowing it yet
+    /// judges from a queue its successor has moved on from. The answer cannot turn later: an
+    /// attempt that is neither committed nor the record's current lease never commits (a
+    /// completion of an attempt other than the current lease's is refused), and leases are
+    /// written to the store before anyone sees them.
     pub async fn snapshot_verdict(
         &self,
         task_id: &TaskId,
         attempt: u32,
     ) -> CoreResult<Option<bool>> {
-        if let Some(t) = self.state.lock().await.active.get(task_id) {
-            // Active: the current attempt may still be committed; earlier ones never will.
-            let write_window_open =
-                matches!(t.lease.state, TaskState::Leased { .. }) && t.lease.attempt == attempt;
-            return Ok(Some(write_window_open));
+        let open = |t: &TaskRecord| {
+            matches!(t.lease.state, TaskState::Leased { .. }) && t.lease.attempt == attempt
+        };
+        if let Some(t) = self.state.lock().await.active.get(task_id)
+            && open(t)
+        {
+            return Ok(Some(true));
         }
         Ok(self
             .store
             .task(task_id)
             .await?
-            .map(|t| t.committed_attempt == Some(attempt)))
+            .map(|t| t.committed_attempt == Some(attempt) || open(&t)))
     }
 }
 
@@ -468,5 +477,76 @@ mod tests {
         );
         assert_eq!(out[0].record.id, out[1].record.id);
         assert_eq!(c.queue.queue_snapshot().await.len(), 1);
+    }
+
+    /// A leader's queue that fell behind its store (a deposed leader, unaware yet) never calls
+    /// the snapshot of an attempt its successor leased or committed uncommitted: "forget" is
+    /// the store's answer, not the queue's.
+    #[tokio::test]
+    async fn a_snapshot_is_forgotten_only_on_the_stores_word() {
+        use crate::coordinator::WorkerHello;
+        use crate::tasks::lease_state::TaskState;
+        let dir = tempfile::tempdir().expect("dir");
+        let (c, _) = crate::coordinator::testing::core_with_repo(dir.path(), "a").await;
+        let w = c
+            .fleet
+            .register_worker(WorkerHello {
+                name: "w".into(),
+                slots: 1,
+                ..Default::default()
+            })
+            .await;
+        c.backups.run_backup("acme/a").await.expect("backup");
+        let leased = c
+            .queue
+            .acquire(&w.worker_id, Default::default(), std::time::Duration::ZERO)
+            .await
+            .expect("acquire")
+            .expect("a lease");
+        let id = leased.lease.task_id.clone();
+        assert_eq!(
+            c.queue.snapshot_verdict(&id, 1).await.expect("v"),
+            Some(true)
+        );
+        assert_eq!(
+            c.queue.snapshot_verdict(&id, 2).await.expect("v"),
+            Some(false)
+        );
+
+        // A successor leased attempt 2 (this queue still holds attempt 1).
+        let mut successor = c.store.task(&id).await.expect("read").expect("record");
+        successor.lease.attempt = 2;
+        c.store
+            .apply({
+                let mut b = Batch::default();
+                b.task(&successor);
+                b
+            })
+            .await
+            .expect("write");
+        assert_eq!(
+            c.queue.snapshot_verdict(&id, 2).await.expect("v"),
+            Some(true)
+        );
+        // ... and committed it.
+        successor.lease.state = TaskState::Completed { at_ms: 1 };
+        successor.committed_attempt = Some(2);
+        c.store
+            .apply({
+                let mut b = Batch::default();
+                b.task(&successor);
+                b
+            })
+            .await
+            .expect("write");
+        assert_eq!(
+            c.queue.snapshot_verdict(&id, 2).await.expect("v"),
+            Some(true)
+        );
+        // Attempt 3 was never leased by anyone: forget.
+        assert_eq!(
+            c.queue.snapshot_verdict(&id, 3).await.expect("v"),
+            Some(false)
+        );
     }
 }
