@@ -504,6 +504,12 @@ mod tests {
             .expect("acquire")
             .expect("a lease");
         let id = leased.lease.task_id.clone();
+        let put_record = |t: &crate::model::TaskRecord| {
+            let mut b = Batch::default();
+            b.task(t);
+            let store = c.store.clone();
+            async move { store.apply(b).await.expect("write") }
+        };
         assert_eq!(
             c.queue.snapshot_verdict(&id, 1).await.expect("v"),
             Some(true)
@@ -516,14 +522,7 @@ mod tests {
         // A successor leased attempt 2 (this queue still holds attempt 1).
         let mut successor = c.store.task(&id).await.expect("read").expect("record");
         successor.lease.attempt = 2;
-        c.store
-            .apply({
-                let mut b = Batch::default();
-                b.task(&successor);
-                b
-            })
-            .await
-            .expect("write");
+        put_record(&successor).await;
         assert_eq!(
             c.queue.snapshot_verdict(&id, 2).await.expect("v"),
             Some(true)
@@ -531,14 +530,7 @@ mod tests {
         // ... and committed it.
         successor.lease.state = TaskState::Completed { at_ms: 1 };
         successor.committed_attempt = Some(2);
-        c.store
-            .apply({
-                let mut b = Batch::default();
-                b.task(&successor);
-                b
-            })
-            .await
-            .expect("write");
+        put_record(&successor).await;
         assert_eq!(
             c.queue.snapshot_verdict(&id, 2).await.expect("v"),
             Some(true)

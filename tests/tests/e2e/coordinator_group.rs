@@ -234,12 +234,7 @@ async fn coordinator_group_leader_killed_mid_run_loses_nothing_and_a_paused_one_
         done.push(b);
     }
     assert_exactly_once(&group, 1, &done).await;
-    let leading = reqwest::get(format!("http://{}/metrics", group.members[1].http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let leading = metrics_of(&group, 1).await;
     assert!(
         leading.contains("repovault_coordinator_leader 1")
             && leading.contains("repovault_queue_depth"),
@@ -278,12 +273,7 @@ async fn coordinator_group_leader_killed_mid_run_loses_nothing_and_a_paused_one_
     );
     // Its metrics say it follows, and keep none of the figures it had while leading (a sum
     // over the group would count them twice).
-    let metrics = reqwest::get(format!("http://{}/metrics", group.members[1].http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&group, 1).await;
     assert!(
         metrics.contains("repovault_coordinator_leader 0"),
         "{metrics}"
@@ -309,6 +299,16 @@ async fn coordinator_group_leader_killed_mid_run_loses_nothing_and_a_paused_one_
         Some(true),
         "the first member still leads"
     );
+}
+
+/// Member `i`'s `/metrics`.
+async fn metrics_of(group: &CoordinatorGroup, i: usize) -> String {
+    reqwest::get(format!("http://{}/metrics", group.members[i].http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// Each backup is the only one of its repository in the catalog, and its snapshot the only
