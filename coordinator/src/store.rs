@@ -35,7 +35,7 @@ mod storage_location_records;
 pub use seek::Seek;
 
 use crate::kv::json::{decode_json, get_json, put_json_op};
-use crate::kv::{Compare, KeyRange, KvBackend, KvError, Op, Txn};
+use crate::kv::{Compare, GroupCommitKv, KeyRange, KvBackend, KvError, Op, Ticket, Txn};
 use crate::model::{
     BackupId, BackupRecord, DrillId, EscrowRecord, MaintenanceRecord, OrgId, OrgRecord, RepoId,
     RepoRecord, RepoStats, RestoreId, RestoreRecord, TaskId, TaskRecord,
@@ -54,9 +54,32 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The typed store. Its writes go through one group committer per store
+/// ([`GroupCommitKv`]): they take effect in the order they were made, concurrent ones share a
+/// backend transaction, and a read waits for the writes to its keys made before it.
 #[derive(Clone)]
 pub struct Store {
-    kv: Arc<dyn KvBackend>,
+    kv: Arc<GroupCommitKv>,
+}
+
+/// A batch staged with [`Store::stage`]: resolves when it is durable, or failed.
+#[must_use = "a staged batch says whether it became durable"]
+pub struct Staged(Option<Ticket>);
+
+impl std::future::Future for Staged {
+    type Output = StoreResult<()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.0.as_mut() {
+            None => std::task::Poll::Ready(Ok(())),
+            Some(t) => std::pin::Pin::new(t)
+                .poll(cx)
+                .map(|r| r.map(|_| ()).map_err(Into::into)),
+        }
+    }
 }
 
 fn org_key(id: &OrgId) -> String {
@@ -255,7 +278,9 @@ impl Store {
     }
 
     pub fn new(kv: Arc<dyn KvBackend>) -> Self {
-        Self { kv }
+        Self {
+            kv: Arc::new(GroupCommitKv::new(kv)),
+        }
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -273,14 +298,24 @@ impl Store {
 
     /// Applies every write of `batch` atomically.
     pub async fn apply(&self, batch: Batch) -> StoreResult<()> {
+        self.stage(batch)?.await
+    }
+
+    /// Queues every write of `batch` as one atomic transaction and returns at once; the
+    /// returned future resolves when it is durable (or failed). It takes effect after every
+    /// write made before this call and before every write made after it, and from this call on
+    /// a read of its keys waits for its outcome. So a caller may decide under its own lock,
+    /// stage, release the lock and only then wait, and writes decided in that order commit in
+    /// that order, many to one backend transaction. Fails at once on a batch that breaks a
+    /// backend limit.
+    pub fn stage(&self, batch: Batch) -> StoreResult<Staged> {
         if let Some(e) = batch.err {
             return Err(e.into());
         }
         if batch.ops.is_empty() {
-            return Ok(());
+            return Ok(Staged(None));
         }
-        self.kv.txn(Txn::new().and_then(batch.ops)).await?;
-        Ok(())
+        Ok(Staged(Some(self.kv.stage(Txn::new().and_then(batch.ops))?)))
     }
 
     async fn get<T: DeserializeOwned>(&self, key: &str) -> StoreResult<Option<T>> {

@@ -62,7 +62,15 @@ pub(crate) async fn core_with_repo(
 
 /// A new core on a memory store and storage under `dir`, reading time from `clock`.
 pub(crate) async fn core_on(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Arc<Coordinator> {
-    let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
+    core_on_kv(dir, clock, Arc::new(MemoryKv::new())).await
+}
+
+/// A new core on the store `kv` and storage under `dir`.
+pub(crate) async fn core_on_kv(
+    dir: &std::path::Path,
+    clock: Arc<dyn Clock>,
+    kv: Arc<dyn KvBackend>,
+) -> Arc<Coordinator> {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     Coordinator::new(
         CoordinatorParts {

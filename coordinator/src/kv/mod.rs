@@ -20,11 +20,14 @@
 //!   that is too large is rejected, never split: splitting would silently give up atomicity.
 //!
 //! Backends: [`MemoryKv`] (tests), [`RedbKv`] (embedded default) and [`EtcdKv`] (a coordinator
-//! group); each passes [`kv_conformance::run_all`], etcd against a real server.
+//! group); each passes [`kv_conformance::run_all`], etcd against a real server. The typed store
+//! reaches each through [`GroupCommitKv`], which commits concurrent writers' transactions
+//! together and passes the same suite.
 
 mod engine;
 mod etcd_backend;
 mod etcd_lease;
+mod group_commit;
 pub mod json;
 pub mod kv_conformance;
 mod memory;
@@ -36,6 +39,7 @@ use async_trait::async_trait;
 
 pub use etcd_backend::{EtcdKv, EtcdOptions, EtcdTls};
 pub use etcd_lease::{Campaign, LeaseId};
+pub use group_commit::{GroupCommitKv, Ticket};
 pub use json::{Versioned, decode_json, encode_json, get_json, put_json, put_json_op};
 pub use memory::MemoryKv;
 pub use redb_backend::RedbKv;

@@ -3,7 +3,7 @@
 
 use crate::escrow_lock::EscrowLockRecord;
 use crate::kv::json::put_json_op;
-use crate::kv::{Op, Txn};
+use crate::kv::{KvBackend, Op, Txn};
 use crate::model::RepoId;
 
 use super::{Store, StoreResult};

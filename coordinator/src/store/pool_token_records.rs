@@ -2,7 +2,7 @@
 //! token's hash, never the token). Few per installation, so they are read whole.
 
 use crate::kv::json::put_json_op;
-use crate::kv::{Compare, Op, Txn};
+use crate::kv::{Compare, KvBackend, Op, Txn};
 use crate::worker_pools::pool_token_record::PoolTokenRecord;
 
 use super::{Store, StoreError, StoreResult};

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use super::{Store, StoreResult, stored_id};
-use crate::kv::{KeyRange, prefix_end};
+use crate::kv::{KeyRange, KvBackend, prefix_end};
 use crate::model::{OrgId, OrgRecord, RepoId, RepoRecord};
 
 /// Where a seek in a name index starts.

@@ -3,7 +3,7 @@
 //! organisation's `storage` names it for good.
 
 use crate::kv::json::put_json_op;
-use crate::kv::{Compare, Op, Txn};
+use crate::kv::{Compare, KvBackend, Op, Txn};
 use crate::model::StorageLocationRecord;
 
 use super::{Store, StoreError, StoreResult};

@@ -1,5 +1,6 @@
 //! Task lifecycle, generic over kinds: a task's record, the long-poll and lease, confirm,
-//! progress, the commit of a completion, release, cancel, reap. What differs by kind (how it is
+//! progress, the commit of a completion; a task's way back to the queue (release, cancel,
+//! reap) is `requeue.rs`. What differs by kind (how it is
 //! enqueued and leased, what its completion commits, what a re-queue writes) is in `kinds/`;
 //! what a lease carries of the repository in `lease_access.rs`; the queue's state, enqueueing and
 //! read-only views in `task_queue.rs`.
@@ -10,9 +11,7 @@ use std::time::Duration;
 
 use crate::catalog::reconcile::ForgetRequest;
 use crate::error::{CoreError, CoreResult, not_found};
-use crate::model::{
-    BackupRecord, OrgCredential, OrgId, RepoId, RepoRecord, Status, TaskId, TaskRecord,
-};
+use crate::model::{OrgCredential, OrgId, RepoId, RepoRecord, Status, TaskId, TaskRecord};
 use crate::store::Batch;
 use crate::tasks::lease_state::{Outcome, TaskState};
 use crate::tasks::queue_order::{Candidate, Placement, QueueContext, select};
@@ -114,16 +113,17 @@ impl TaskQueue {
 
     async fn try_lease(&self, worker_id: &str, minted: &HashSet<OrgId>) -> CoreResult<Leasing> {
         let now = self.clock.now_ms();
-        // The queue lock is held from the choice to the lease's store transaction, across the
-        // store reads of the repository, organisation and the kind's records. Kept because the
-        // lease must be durable before it is visible (a restarted coordinator honours persisted
-        // leases only), and between the choice and that write nothing may lease, complete,
-        // reap or cancel the chosen task or take its repository; without the hold the queue
-        // would need a "being leased" state that every other path honours. The slow parts (a
-        // snapshot repository's creation, an installation token's mint) already run outside it
-        // (`Leasing::Needs*`). Cost: every queue operation (other workers' acquires,
-        // completions, confirms, progress events, the reaper) waits for these reads and one
-        // store commit per lease.
+        // The queue lock is held from the choice to the staging of the lease's store
+        // transaction, across the store reads of the repository, organisation and the kind's
+        // records: between the choice and the staging nothing may lease, complete, reap or
+        // cancel the chosen task or take its repository. Staged under the lock, the lease
+        // commits in order with every other change the queue decides; awaited after the lock
+        // is released, it shares a store commit with the leases and completions staged
+        // meanwhile (group commit: `kv/group_commit.rs`). The lease is durable before it is
+        // visible to its worker (a restarted coordinator honours persisted leases only); the
+        // queue's memory runs ahead of the store only until the commit, and goes back to the
+        // store's record if it fails (`settle`). The slow parts (a snapshot repository's
+        // creation, an installation token's mint) run outside the lock (`Leasing::Needs*`).
         let mut q = self.state.lock().await;
         let busy = q.busy_repos();
         let mut candidates: Vec<Candidate> = q
@@ -211,13 +211,14 @@ impl TaskQueue {
             rate,
             spec,
         };
-        self.store.apply(batch).await?;
+        let staged = self.store.stage(batch)?;
         q.lease_seq += 1;
         let seq = q.lease_seq;
         q.org_served.insert(task.org_id.clone(), (seq, now));
         q.lease_started.insert(task.id.clone(), now);
         q.active.insert(task.id.clone(), task.clone());
         drop(q);
+        self.settle(staged, &task).await?;
         self.workers.assign(worker_id, &task.id);
         tracing::info!(task = %task.id, attempt, worker = %worker_id, repo = %repo.full_name(), kind = task.kind.as_str(), "leased");
         self.progress.publish(&Progress {
@@ -297,13 +298,15 @@ impl TaskQueue {
     /// The commit point. A successful backup exists when, and only when, this accepts it.
     pub async fn complete(&self, tok: &Lease, req: &TaskReport) -> CoreResult<CompletionOutcome> {
         let now = self.clock.now_ms();
-        // The queue lock is held from the holder and attempt check to the commit transaction,
-        // across the kind's reads. Kept because this is the commit fence: if it were released in
-        // between, the reaper or a cancel could re-queue the task and another attempt lease it
-        // while this one commits, and a backup would then have two committed attempts (or a
-        // committed snapshot whose task runs again). Cost: queue operations wait for the kind's
-        // reads and one store commit per completion; the work after the commit (catalog
-        // object, verification and drill outcomes, damaged packs) runs after the lock is released.
+        // The queue lock is held from the holder and attempt check to the staging of the commit
+        // transaction, across the kind's reads. This is the commit fence: if it were released
+        // in between, the reaper or a cancel could re-queue the task and another attempt lease
+        // it while this one commits, and a backup would then have two committed attempts (or a
+        // committed snapshot whose task runs again). Once staged, the commit takes effect
+        // before anything the queue decides later, so the wait for it runs after the lock is
+        // released and shares a store commit with others (group commit); the worker hears
+        // "committed" only once it is durable. The work after the commit (catalog object,
+        // verification and drill outcomes, damaged packs) runs after the lock too.
         let mut q = self.state.lock().await;
         let Some(current) = q.active.get(&tok.task_id) else {
             drop(q);
@@ -365,7 +368,7 @@ impl TaskQueue {
             self.workers.note_cached(&req.worker_id, &task.repo_id);
         }
         // Commit: the store transaction is the point of no return.
-        self.store.apply(batch).await?;
+        let staged = self.store.stage(batch)?;
         let terminal = task.lease.state.is_terminal();
         let leased_at = q.lease_started.remove(&task.id);
         if terminal {
@@ -374,6 +377,7 @@ impl TaskQueue {
             q.active.insert(task.id.clone(), task.clone());
         }
         drop(q);
+        self.settle(staged, &task).await?;
         self.workers.unassign(&req.worker_id, &task.id);
         if !terminal {
             self.ready.notify_waiters();
@@ -397,131 +401,39 @@ impl TaskQueue {
         Ok(outcome)
     }
 
-    /// Gives a lease back without counting a failure.
-    pub async fn release(&self, worker_id: &str, tok: &Lease, reason: &str) -> CoreResult<()> {
-        let now = self.clock.now_ms();
-        let mut q = self.state.lock().await;
-        let current = q
-            .active
-            .get(&tok.task_id)
-            .ok_or_else(|| stale(tok, "the task is no longer active"))?;
-        check_holder(current, worker_id, tok)?;
-        let mut task = current.clone();
-        task.lease.release(tok.attempt, now)?;
-        self.persist_requeue(&task).await?;
-        q.active.insert(task.id.clone(), task.clone());
-        drop(q);
-        self.workers.unassign(worker_id, &task.id);
-        tracing::info!(task = %task.id, attempt = tok.attempt, worker = %worker_id, reason, "released");
-        self.ready.notify_waiters();
-        self.publish_state(&task, tok.attempt, worker_id);
-        Ok(())
-    }
-
-    /// Cancels an active task: it fails at once with `reason` (no retry) and its lease is
-    /// revoked (the holder's next heartbeat or progress event is answered with a revocation, so
-    /// its worker stops; its completion is refused as stale). Returns whether it was active.
-    pub(crate) async fn cancel_task(&self, task_id: &TaskId, reason: &str) -> CoreResult<bool> {
-        let now = self.clock.now_ms();
-        let mut q = self.state.lock().await;
-        let Some(mut task) = q.active.get(task_id).cloned() else {
-            return Ok(false);
+    /// Waits for a change of `task` staged under the queue lock (and already applied to the
+    /// queue's memory) to become durable. If it failed, the task's memory goes back to the
+    /// store's record, read after every write staged before the read; as every change to a
+    /// task is staged under the queue lock, which this holds, nothing newer is on its way. A
+    /// lease the store still holds is renewed for one TTL: its holder was heard a moment ago
+    /// and may retry its completion.
+    async fn settle(&self, staged: crate::store::Staged, task: &TaskRecord) -> CoreResult<()> {
+        let Err(e) = staged.await else {
+            return Ok(());
         };
-        let worker = match &task.lease.state {
-            TaskState::Leased { worker_id, .. } => worker_id.clone(),
-            _ => String::new(),
-        };
-        task.lease.state = TaskState::Failed {
-            at_ms: now,
-            error: reason.to_string(),
-        };
-        task.lease.last_error = Some(reason.to_string());
-        if let Some(b) = self.persist_requeue(&task).await? {
-            metrics::counter!("repovault_backups_total", "outcome" => b.status.as_str())
-                .increment(1);
-        }
-        q.lease_started.remove(&task.id);
-        q.active.remove(&task.id);
-        drop(q);
-        if !worker.is_empty() {
-            self.workers.unassign(&worker, &task.id);
-        }
-        tracing::info!(task = %task.id, worker = %worker, reason, "cancelled");
-        self.publish_state(&task, task.lease.attempt, &worker);
-        Ok(true)
-    }
-
-    /// Re-queues expired leases (with backoff) or fails tasks after their last attempt.
-    pub async fn reap(&self) -> CoreResult<usize> {
-        let now = self.clock.now_ms();
+        tracing::warn!(task = %task.id, error = %e, "a task change was not committed; the queue takes the store's record back");
         let mut q = self.state.lock().await;
-        let expired: Vec<TaskId> = q
-            .active
-            .values()
-            .filter(|t| t.lease.expires_at_ms().is_some_and(|e| e <= now))
-            .map(|t| t.id.clone())
-            .collect();
-        let mut finished = Vec::new();
-        for id in &expired {
-            let Some(mut task) = q.active.get(id).cloned() else {
-                continue;
-            };
-            let worker = match &task.lease.state {
-                TaskState::Leased { worker_id, .. } => worker_id.clone(),
-                _ => String::new(),
-            };
-            let attempt = task.lease.attempt;
-            if q.inherited.remove(id) == Some(attempt) {
-                // Its holder never came back after the restart: not the task's failure.
-                task.lease.reap_inherited(now, &self.policy);
-                tracing::warn!(task = %task.id, attempt, worker = %worker, "inherited lease not taken back; re-queued");
-            } else {
-                task.lease.reap(now, &self.policy);
-                tracing::warn!(task = %task.id, attempt, worker = %worker, "lease expired");
+        match self.store.task(&task.id).await {
+            Ok(Some(mut t)) if !t.lease.state.is_terminal() => {
+                let renewed = self.clock.now_ms() + self.policy.ttl_ms;
+                if let TaskState::Leased { expires_at_ms, .. } = &mut t.lease.state {
+                    *expires_at_ms = (*expires_at_ms).max(renewed);
+                }
+                q.active.insert(t.id.clone(), t);
             }
-            metrics::counter!("repovault_lease_expiries_total").increment(1);
-            if let Some(b) = self.persist_requeue(&task).await? {
-                finished.push(b);
-            }
-            self.workers.unassign(&worker, &task.id);
-            q.lease_started.remove(&task.id);
-            if task.lease.state.is_terminal() {
+            Ok(_) => {
                 q.active.remove(&task.id);
-            } else {
-                q.active.insert(task.id.clone(), task.clone());
+                q.lease_started.remove(&task.id);
             }
-            self.publish_state(&task, attempt, &worker);
-            // The expired attempt may still write a snapshot; look for it after its write
-            // deadline has certainly passed.
-            let _ = self.forget_tx.send(ForgetRequest::Repo {
-                repo_id: task.repo_id.clone(),
-            });
+            Err(read) => {
+                // The store cannot say: the queue keeps what it decided, and a restart (or a
+                // new leader) reloads the store's truth.
+                tracing::error!(task = %task.id, error = %read, "the task's record could not be read back after a failed commit");
+            }
         }
         drop(q);
-        for b in finished {
-            kinds::after_backup_finished(self, &b).await;
-        }
-        if !expired.is_empty() {
-            self.ready.notify_waiters();
-        }
-        Ok(expired.len())
-    }
-
-    /// Persists a task that went back to the queue or failed without a completion, with its
-    /// record's status. Returns the backup record when it became terminal (its catalog object
-    /// is the caller's, after the queue lock). Callers hold the queue lock, for the reason
-    /// `complete` does: the re-queue must be durable before another attempt can be leased. The
-    /// outcome of a verify or drill that failed for good is recorded here too, so also under
-    /// the lock (a few store reads and one write; they are rare).
-    async fn persist_requeue(&self, task: &TaskRecord) -> CoreResult<Option<BackupRecord>> {
-        let now = self.clock.now_ms();
-        let status = task.lease.state.status();
-        let mut batch = Batch::default();
-        batch.task(task);
-        let terminal = kinds::requeue(self, task, status, now, &mut batch).await?;
-        self.store.apply(batch).await?;
-        kinds::after_requeue(self, task, status).await;
-        Ok(terminal)
+        self.ready.notify_waiters();
+        Err(e.into())
     }
 
     fn forget_rejected(&self, tok: &Lease, req: &TaskReport) {
@@ -534,7 +446,7 @@ impl TaskQueue {
         }
     }
 
-    fn publish_state(&self, task: &TaskRecord, attempt: u32, worker_id: &str) {
+    pub(super) fn publish_state(&self, task: &TaskRecord, attempt: u32, worker_id: &str) {
         let status = task.lease.state.status();
         self.progress.publish(&Progress {
             task_id: task.id.clone(),
@@ -560,7 +472,7 @@ impl TaskQueue {
     }
 }
 
-fn stale(tok: &Lease, why: &str) -> CoreError {
+pub(super) fn stale(tok: &Lease, why: &str) -> CoreError {
     CoreError::FailedPrecondition(format!(
         "lease of task {} attempt {} is stale: {why}",
         tok.task_id, tok.attempt
@@ -584,3 +496,7 @@ pub(crate) fn check_holder(t: &TaskRecord, worker_id: &str, tok: &Lease) -> Core
         )),
     }
 }
+
+#[cfg(test)]
+#[path = "failed_commit_tests.rs"]
+mod failed_commit_tests;

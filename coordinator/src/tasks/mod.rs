@@ -1,6 +1,6 @@
 //! The task queue and its leases: the pure parts (which task goes next, the lease state
 //! machine, the worker registry, progress fan-out) beside the shell that runs them against the
-//! store (`lifecycle.rs`), the worker fleet's heartbeats and re-registration (`fleet.rs`), and
+//! store (`lifecycle.rs`, `requeue.rs`), the worker fleet's heartbeats and re-registration (`fleet.rs`), and
 //! the task kinds (`kinds/`).
 
 pub mod fleet;
@@ -9,6 +9,7 @@ pub mod lease_access;
 pub mod lease_state;
 pub mod lifecycle;
 pub mod queue_order;
+pub mod requeue;
 pub mod task_history;
 pub mod task_progress;
 pub mod task_queue;
