@@ -44,20 +44,37 @@ pub(crate) async fn core_with_repo(
     name: &str,
 ) -> (Arc<Coordinator>, crate::model::RepoRecord) {
     let c = core(dir).await;
+    let repo = add_acme_repo(&c, name).await;
+    (c, repo)
+}
+
+/// Adds the plain git organisation `acme` and its repository `acme/NAME` (source
+/// `file:///src/NAME`, never fetched) to `c`.
+pub(crate) async fn add_acme_repo(c: &Coordinator, name: &str) -> crate::model::RepoRecord {
     c.registry
         .add_org("acme", crate::model::Provider::Git)
         .await
         .expect("org");
-    let repo = c
-        .registry
+    c.registry
         .add_repo(
             &format!("acme/{name}"),
             &format!("file:///src/{name}"),
             None,
         )
         .await
-        .expect("repo");
-    (c, repo)
+        .expect("repo")
+}
+
+/// Registers a worker named `name` with one slot; returns its id.
+pub(crate) async fn one_slot_worker(c: &Coordinator, name: &str) -> String {
+    c.fleet
+        .register_worker(crate::coordinator::WorkerHello {
+            name: name.into(),
+            slots: 1,
+            ..Default::default()
+        })
+        .await
+        .worker_id
 }
 
 /// A new core on a memory store and storage under `dir`, reading time from `clock`.

@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 
 use crate::clock::SystemClock;
-use crate::coordinator::WorkerHello;
-use crate::coordinator::testing::{SNAPSHOT, core_on_kv, tid};
+use crate::coordinator::testing::{SNAPSHOT, add_acme_repo, core_on_kv, one_slot_worker, tid};
 use crate::kv::{KeyRange, KeyValue, KvBackend, KvError, KvResult, MemoryKv, Txn, TxnResponse};
 use crate::model::Status;
 use crate::tasks::kinds::outcome::{BackupResult, TaskReport, TaskResult};
@@ -47,25 +46,11 @@ async fn a_lease_or_completion_that_is_not_committed_leaves_the_task_as_the_stor
     let dir = tempfile::tempdir().expect("dir");
     let kv = Arc::new(Refusing::default());
     let c = core_on_kv(dir.path(), Arc::new(SystemClock), kv.clone()).await;
-    c.registry
-        .add_org("acme", crate::model::Provider::Git)
-        .await
-        .expect("org");
-    c.registry
-        .add_repo("acme/a", "file:///src/a", None)
-        .await
-        .expect("repo");
-    let w = c
-        .fleet
-        .register_worker(WorkerHello {
-            name: "w".into(),
-            slots: 1,
-            ..Default::default()
-        })
-        .await;
+    add_acme_repo(&c, "a").await;
+    let worker_id = one_slot_worker(&c, "w").await;
     let acquire = || {
         c.queue
-            .acquire(&w.worker_id, Default::default(), std::time::Duration::ZERO)
+            .acquire(&worker_id, Default::default(), std::time::Duration::ZERO)
     };
     let run = c.backups.run_backup("acme/a").await.expect("backup");
     // The snapshot repository is created before the lease (outside the queue lock).
@@ -77,7 +62,7 @@ async fn a_lease_or_completion_that_is_not_committed_leaves_the_task_as_the_stor
         attempt: held.lease.attempt,
     };
     c.queue
-        .release(&w.worker_id, &lease, "test: start over")
+        .release(&worker_id, &lease, "test: start over")
         .await
         .expect("release");
 
@@ -107,7 +92,7 @@ async fn a_lease_or_completion_that_is_not_committed_leaves_the_task_as_the_stor
     // A completion whose commit fails is refused and the lease is still held: the worker's
     // retry commits it.
     let report = TaskReport {
-        worker_id: w.worker_id.clone(),
+        worker_id: worker_id.clone(),
         success: true,
         result: Some(TaskResult::Backup(Box::new(BackupResult {
             snapshot_id: Some(tid(SNAPSHOT)),
@@ -124,7 +109,7 @@ async fn a_lease_or_completion_that_is_not_committed_leaves_the_task_as_the_stor
         .expect("status")
         .expect("task");
     assert!(
-        matches!(&t.lease.state, TaskState::Leased { worker_id, .. } if *worker_id == w.worker_id),
+        matches!(&t.lease.state, TaskState::Leased { worker_id: holder, .. } if *holder == worker_id),
         "{t:?}"
     );
     assert_eq!(t.committed_attempt, None);

@@ -484,22 +484,14 @@ mod tests {
     /// the store's answer, not the queue's.
     #[tokio::test]
     async fn a_snapshot_is_forgotten_only_on_the_stores_word() {
-        use crate::coordinator::WorkerHello;
         use crate::tasks::lease_state::TaskState;
         let dir = tempfile::tempdir().expect("dir");
         let (c, _) = crate::coordinator::testing::core_with_repo(dir.path(), "a").await;
-        let w = c
-            .fleet
-            .register_worker(WorkerHello {
-                name: "w".into(),
-                slots: 1,
-                ..Default::default()
-            })
-            .await;
+        let worker_id = crate::coordinator::testing::one_slot_worker(&c, "w").await;
         c.backups.run_backup("acme/a").await.expect("backup");
         let leased = c
             .queue
-            .acquire(&w.worker_id, Default::default(), std::time::Duration::ZERO)
+            .acquire(&worker_id, Default::default(), std::time::Duration::ZERO)
             .await
             .expect("acquire")
             .expect("a lease");

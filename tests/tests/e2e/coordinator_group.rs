@@ -448,3 +448,91 @@ async fn coordinator_group_etcd_quorum_killed_then_everything_resumes() {
     );
     assert_exactly_once(&group, leader, &[done]).await;
 }
+
+/// The scheduled backups of `org/r0`, as (minute of creation, id): a minute slot's run is
+/// created within 40 s of the slot's start (its offset is under half the slot, the
+/// materialiser looks every 10 s), so the minute names the slot.
+async fn scheduled_runs(group: &CoordinatorGroup, leader: usize) -> Vec<(i64, String)> {
+    let mut admin = group.admin(leader).await.unwrap();
+    let mut runs: Vec<(i64, String)> = admin
+        .list_backups(pb::ListBackupsRequest {
+            repo: "org/r0".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .backups
+        .into_iter()
+        .filter(|b| b.trigger == i32::from(pb::Trigger::Schedule))
+        .map(|b| {
+            let at = chrono::DateTime::parse_from_rfc3339(&b.created_at).unwrap();
+            (at.timestamp() / 60, b.id)
+        })
+        .collect();
+    runs.sort();
+    runs
+}
+
+/// Waits until `org/r0` has a scheduled run of a minute after `after` (or any, for `None`).
+async fn wait_scheduled_run(group: &CoordinatorGroup, leader: usize, after: Option<i64>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(110);
+    while !scheduled_runs(group, leader)
+        .await
+        .iter()
+        .any(|(m, _)| after.is_none_or(|a| *m > a))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no scheduled run after minute {after:?}\n{}",
+            group.log(leader)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A schedule of every minute: the leader is SIGKILLed as soon as it has materialised a slot's
+/// run, and the other takes over and looks at the schedules within the same minute (its
+/// materialiser looks at once on taking over). The slot's state was committed with the run, in
+/// one transaction under the leader's fence, so the new leader does not run the slot again; the
+/// next minute's slot runs once, from the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinator_group_leader_killed_after_a_scheduled_run_runs_no_slot_twice() {
+    let Fixture {
+        etcd: _etcd,
+        mut group,
+        gate,
+        _daemon,
+        _workers,
+        _dir,
+    } = fixture(&REPOS[..1], 1).await;
+    gate.open();
+    let mut admin = group.admin(0).await.unwrap();
+    admin
+        .set_org_schedule(pb::SetOrgScheduleRequest {
+            org: "org".into(),
+            schedule: Some("* * * * *".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    wait_scheduled_run(&group, 0, None).await;
+    let slot = scheduled_runs(&group, 0).await[0].0;
+    group.kill(0).await.unwrap();
+    group
+        .wait_leading(1, Duration::from_secs(15))
+        .await
+        .unwrap();
+    let took_over = chrono::Utc::now().timestamp() / 60;
+    assert_eq!(
+        took_over, slot,
+        "the new leader took over within the slot's minute (else this test shows nothing)"
+    );
+    wait_scheduled_run(&group, 1, Some(slot)).await;
+    let runs = scheduled_runs(&group, 1).await;
+    let minutes: Vec<i64> = runs.iter().map(|(m, _)| *m).collect();
+    let mut distinct = minutes.clone();
+    distinct.dedup();
+    assert_eq!(minutes, distinct, "a slot ran twice: {runs:?}");
+    assert_eq!(minutes[0], slot, "{runs:?}");
+}
