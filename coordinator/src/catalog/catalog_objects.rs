@@ -138,8 +138,8 @@ impl Catalog {
     }
 
     /// Writes the catalog objects of the repository's pending terminal records, clears their
-    /// markers, and trims the store to the newest [`RECENT_BACKUPS`] terminal records (never one
-    /// whose object is not written yet).
+    /// markers, and trims the store to the newest [`RECENT_BACKUPS`] terminal records and the
+    /// last successful one (never one whose object is not written yet).
     pub(crate) async fn finish_catalog(&self, repo_id: &RepoId) -> CoreResult<()> {
         let pending: std::collections::HashSet<BackupId> = self
             .store
@@ -148,6 +148,7 @@ impl Catalog {
             .into_iter()
             .map(|(_, id)| id)
             .collect();
+        let last_success = self.store.stats(repo_id).await?.last_success_id;
         let mut recent = self.store.recent_backups(repo_id).await?;
         recent.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
         let mut batch = crate::store::Batch::default();
@@ -158,7 +159,7 @@ impl Catalog {
                 batch.clear_catalog_pending(repo_id, &b.id);
             }
             kept += 1;
-            if kept > RECENT_BACKUPS {
+            if kept > RECENT_BACKUPS && last_success.as_ref() != Some(&b.id) {
                 batch.delete_backup(repo_id, &b.id);
             }
         }
@@ -189,8 +190,11 @@ impl Catalog {
                 .into_iter()
                 .filter(|b| !b.status.is_terminal())
                 .collect();
-            records.extend(history.iter().take(RECENT_BACKUPS).cloned());
             let stats = stats_from_history(&history);
+            records.extend(history.iter().enumerate().filter_map(|(i, b)| {
+                (i < RECENT_BACKUPS || stats.last_success_id.as_ref() == Some(&b.id))
+                    .then(|| b.clone())
+            }));
             self.store.replace_backups(&r.id, &records, &stats).await?;
         }
         Ok((repos.len() as u64, backups))
@@ -221,3 +225,7 @@ pub fn stats_from_history(history: &[BackupRecord]) -> RepoStats {
     }
     s
 }
+
+#[cfg(test)]
+#[path = "recent_records_tests.rs"]
+mod recent_records_tests;

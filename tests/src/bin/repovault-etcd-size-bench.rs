@@ -28,10 +28,12 @@
 //! them. Each repository also has its record, name index and maintenance record (the
 //! rotation's last visit and the last prune); each organisation its record and name index.
 //! Backups are written a round at a time (one per repository), 25 repositories to a
-//! transaction, 8 transactions in flight. Nothing in the coordinator deletes a terminal task
-//! record (no `task/` key is ever removed; a starting coordinator reads them all to rebuild its
-//! queue), so the task records are written as the completion leaves them and kept: the one
-//! record kind that grows with every backup.
+//! transaction, 8 transactions in flight. A terminal task record is deleted
+//! `task_history::KEEP` after its task ended, by a sweep every `task_history::EVERY`
+//! (`coordinator/src/tasks/task_history.rs`): with a backup every hour a repository holds the
+//! records of its last [`tasks_kept`] tasks at any time (the current one, and each earlier one
+//! until an hour and at most one sweep after it ended), so the bench keeps that many and
+//! deletes the one before with the next backup, as the sweep would have by then.
 //!
 //! **The database.** One etcd member (Debian `etcd-server`) started here with the deployment's
 //! flags (`deploy/kubernetes/etcd/etcd-statefulset.yaml`: `--quota-backend-bytes` 4 GiB) and a
@@ -415,6 +417,16 @@ struct Repo {
     schedule: ScheduleState,
     /// Its backup records in the store, oldest first.
     recent: VecDeque<repovault_common::domain::BackupId>,
+    /// Its task records in the store, oldest first.
+    tasks: VecDeque<repovault_common::domain::TaskId>,
+}
+
+/// How many task records an hourly-backed-up repository holds at most: a record goes between
+/// `KEEP` and `KEEP + EVERY` after its task ended, so the tasks of the last
+/// `1 + (KEEP + EVERY) / 1 h` hours are still there (2 with the coordinator's constants).
+fn tasks_kept() -> usize {
+    use repovault_coordinator::tasks::task_history::{EVERY, KEEP};
+    1 + usize::try_from((KEEP + EVERY).as_secs() / 3600).unwrap_or(0)
 }
 
 /// Organisations and repositories, each cloned from the templates with fresh ids and names.
@@ -453,6 +465,7 @@ async fn seed_repos(store: &Store, t: &Templates, n: usize, base: i64) -> Result
                     stats: RepoStats::default(),
                     schedule: ScheduleState::default(),
                     recent: VecDeque::new(),
+                    tasks: VecDeque::new(),
                 });
             }
             store.apply(batch).await?;
@@ -510,6 +523,12 @@ async fn round(
                 .backup(&b)
                 .stats(&r.record.id, &r.stats)
                 .schedule_state(&r.record.id, &r.schedule);
+            r.tasks.push_back(task.id.clone());
+            if r.tasks.len() > tasks_kept()
+                && let Some(old) = r.tasks.pop_front()
+            {
+                batch.delete_task(&old);
+            }
             r.recent.push_back(id);
             if r.recent.len() > RECENT_BACKUPS
                 && let Some(old) = r.recent.pop_front()
@@ -784,22 +803,6 @@ async fn main() -> Result<()> {
         } else {
             "GOAL MISSED"
         }
-    );
-    // What the measured figures say without the records that outlive the steady state (the
-    // terminal task records): arithmetic on the live bytes above and the database's ratio to
-    // them, not a measurement of its own.
-    let p = &points[1];
-    let ratio = p.defragmented as f64 / total(p) as f64;
-    let tasks = p
-        .kinds
-        .get("task/")
-        .map_or(0, |k| k.key_bytes + k.value_bytes) as f64;
-    let without_tasks = (total(p) as f64 - tasks) * ratio;
-    println!(
-        "  without the task records (if terminal ones were deleted as old backup records are): \
-         {:.0} B per repository, {} per 100,000 repositories",
-        without_tasks / n,
-        gib(without_tasks * 100_000.0 / n)
     );
     Ok(())
 }
