@@ -191,10 +191,15 @@ impl Catalog {
                 .filter(|b| !b.status.is_terminal())
                 .collect();
             let stats = stats_from_history(&history);
-            records.extend(history.iter().enumerate().filter_map(|(i, b)| {
-                (i < RECENT_BACKUPS || stats.last_success_id.as_ref() == Some(&b.id))
-                    .then(|| b.clone())
-            }));
+            records.extend(
+                history
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, b)| {
+                        *i < RECENT_BACKUPS || stats.last_success_id.as_ref() == Some(&b.id)
+                    })
+                    .map(|(_, b)| b.clone()),
+            );
             self.store.replace_backups(&r.id, &records, &stats).await?;
         }
         Ok((repos.len() as u64, backups))
