@@ -27,12 +27,12 @@
 //! catalog-pending mark are overwritten or deleted within the same backup, so compaction drops
 //! them. Each repository also has its record, name index and maintenance record (the
 //! rotation's last visit and the last prune); each organisation its record and name index.
-//! Backups are written a round at a time (one per repository), 25 repositories to a
+//! Backups are written a round at a time (one per repository), 20 repositories to a
 //! transaction, 8 transactions in flight. A terminal task record is deleted
 //! `task_history::KEEP` after its task ended, by a sweep every `task_history::EVERY`
 //! (`coordinator/src/tasks/task_history.rs`): with a backup every hour a repository holds the
 //! records of its last [`tasks_kept`] tasks at any time (the current one, and each earlier one
-//! until an hour and at most one sweep after it ended), so the bench keeps that many and
+//! until `KEEP` and at most one sweep after it ended), so the bench keeps that many and
 //! deletes the one before with the next backup, as the sweep would have by then.
 //!
 //! **The database.** One etcd member (Debian `etcd-server`) started here with the deployment's
@@ -90,9 +90,9 @@ const NAMESPACE: &str = "repovault/";
 /// Repositories per organisation (an MSP's customer with many repositories).
 const REPOS_PER_ORG: usize = 1_000;
 
-/// Repositories per transaction: five writes each (task, backup, stats, schedule state, the
-/// deleted oldest backup), under the store's 127 operations.
-const REPOS_PER_TXN: usize = 25;
+/// Repositories per transaction: six writes each (task, backup, stats, schedule state, the
+/// deleted oldest backup and task), under the store's 127 operations.
+const REPOS_PER_TXN: usize = 20;
 
 /// Transactions in flight at once: enough to keep one etcd member's raft loop batching.
 const IN_FLIGHT: usize = 8;
@@ -423,7 +423,8 @@ struct Repo {
 
 /// How many task records an hourly-backed-up repository holds at most: a record goes between
 /// `KEEP` and `KEEP + EVERY` after its task ended, so the tasks of the last
-/// `1 + (KEEP + EVERY) / 1 h` hours are still there (2 with the coordinator's constants).
+/// `1 + (KEEP + EVERY) / 1 h` hours are still there (1 with the coordinator's constants: the
+/// current one).
 fn tasks_kept() -> usize {
     use repovault_coordinator::tasks::task_history::{EVERY, KEEP};
     1 + usize::try_from((KEEP + EVERY).as_secs() / 3600).unwrap_or(0)
