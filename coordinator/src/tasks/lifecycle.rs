@@ -134,9 +134,9 @@ impl TaskQueue {
             .filter(|t| !q.maintenance.contains(&t.repo_id))
             .filter_map(|t| match t.lease.state {
                 TaskState::Pending { not_before_ms } => Some(Candidate {
-                    task_id: t.id.clone(),
-                    org_id: t.org_id.clone(),
-                    repo_id: t.repo_id.clone(),
+                    task_id: &t.id,
+                    org_id: &t.org_id,
+                    repo_id: &t.repo_id,
                     exclusive: kinds::exclusive(t.kind),
                     priority: t.priority,
                     enqueued_at_ms: t.enqueued_at_ms,
@@ -238,12 +238,17 @@ impl TaskQueue {
     /// Sets each candidate's placement as seen from `worker_id`, for the kinds that work in the
     /// mirror cache: a mirror another connected worker holds is left to it for the affinity
     /// wait counted from when the task became ready (enqueued, or its backoff over).
-    fn place(&self, worker_id: &str, q: &crate::tasks::task_queue::Queue, cands: &mut [Candidate]) {
+    fn place(
+        &self,
+        worker_id: &str,
+        q: &crate::tasks::task_queue::Queue,
+        cands: &mut [Candidate<'_>],
+    ) {
         let wait_ms = self.affinity_wait_ms.load(Ordering::Relaxed);
         let users: Vec<usize> = (0..cands.len())
             .filter(|&i| {
                 q.active
-                    .get(&cands[i].task_id)
+                    .get(cands[i].task_id)
                     .is_some_and(|t| kinds::uses_mirror_cache(t.kind))
             })
             .collect();
@@ -251,7 +256,7 @@ impl TaskQueue {
             worker_id,
             users.iter().map(|&i| {
                 let c = &cands[i];
-                (&c.repo_id, c.enqueued_at_ms.max(c.not_before_ms))
+                (c.repo_id, c.enqueued_at_ms.max(c.not_before_ms))
             }),
             wait_ms,
         );

@@ -26,11 +26,13 @@ pub const PRIORITY_RESTORE: u8 = 9;
 pub const PRIORITY_SCHEDULED: u8 = 5;
 pub const PRIORITY_MAINTENANCE: u8 = 2;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    pub task_id: TaskId,
-    pub org_id: OrgId,
-    pub repo_id: RepoId,
+/// A pending task as the choice sees it, borrowing its ids from the queue: a lease looks at
+/// every active task, so building the candidates copies no string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate<'a> {
+    pub task_id: &'a TaskId,
+    pub org_id: &'a OrgId,
+    pub repo_id: &'a RepoId,
     /// Backups are exclusive per repository; restores are not.
     pub exclusive: bool,
     pub priority: u8,
@@ -64,7 +66,7 @@ pub struct QueueContext<'a> {
     pub busy_repos: &'a HashSet<RepoId>,
 }
 
-pub fn effective_priority(c: &Candidate, org_last_served_ms: Option<i64>, now_ms: i64) -> u8 {
+pub fn effective_priority(c: &Candidate<'_>, org_last_served_ms: Option<i64>, now_ms: i64) -> u8 {
     let since = org_last_served_ms.map_or(c.enqueued_at_ms, |s| s.max(c.enqueued_at_ms));
     let waited = (now_ms - since).max(0);
     let boost = u8::try_from(waited / AGING_STEP_MS).unwrap_or(MAX_PRIORITY);
@@ -82,20 +84,20 @@ type RankKey = (
 );
 
 /// Picks the next task to lease, or `None` when nothing is ready.
-pub fn select<'c>(
-    candidates: impl IntoIterator<Item = &'c Candidate>,
+pub fn select<'c, 'a: 'c>(
+    candidates: impl IntoIterator<Item = &'c Candidate<'a>>,
     ctx: &QueueContext<'_>,
     now_ms: i64,
-) -> Option<&'c Candidate> {
-    let mut best: Option<(&Candidate, RankKey)> = None;
+) -> Option<&'c Candidate<'a>> {
+    let mut best: Option<(&Candidate<'a>, RankKey)> = None;
     for c in candidates {
-        if c.not_before_ms > now_ms || (c.exclusive && ctx.busy_repos.contains(&c.repo_id)) {
+        if c.not_before_ms > now_ms || (c.exclusive && ctx.busy_repos.contains(c.repo_id)) {
             continue;
         }
         if matches!(c.placement, Placement::Elsewhere { until_ms } if now_ms < until_ms) {
             continue;
         }
-        let served = ctx.org_served.get(&c.org_id);
+        let served = ctx.org_served.get(c.org_id);
         let prio = effective_priority(c, served.map(|s| s.1), now_ms);
         let key = (
             prio,
@@ -115,11 +117,16 @@ pub fn select<'c>(
 mod tests {
     use super::*;
 
-    fn cand(id: &str, org: &str, repo: &str, prio: u8, at: i64, seq: u64) -> Candidate {
+    /// Leaks its ids (a test's few): a candidate borrows them from the queue.
+    fn leak<T>(v: T) -> &'static T {
+        Box::leak(Box::new(v))
+    }
+
+    fn cand(id: &str, org: &str, repo: &str, prio: u8, at: i64, seq: u64) -> Candidate<'static> {
         Candidate {
-            task_id: id.parse().expect("task id"),
-            org_id: org.parse().expect("org id"),
-            repo_id: repo.parse().expect("repo id"),
+            task_id: leak(id.parse().expect("task id")),
+            org_id: leak(org.parse().expect("org id")),
+            repo_id: leak(repo.parse().expect("repo id")),
             exclusive: true,
             priority: prio,
             enqueued_at_ms: at,
@@ -130,7 +137,7 @@ mod tests {
     }
 
     /// Simulates `n` leases (each task completes at once) and returns the order of task ids.
-    fn drain(mut cands: Vec<Candidate>, n: usize, now: i64) -> Vec<String> {
+    fn drain(mut cands: Vec<Candidate<'static>>, n: usize, now: i64) -> Vec<String> {
         let mut served = HashMap::new();
         let busy = HashSet::new();
         let mut out = Vec::new();
@@ -144,7 +151,7 @@ mod tests {
             };
             served.insert(c.org_id.clone(), (lease, now));
             cands.retain(|x| x.task_id != c.task_id);
-            out.push(c.task_id.into());
+            out.push(c.task_id.as_str().to_string());
         }
         out
     }
@@ -161,7 +168,7 @@ mod tests {
 
     #[test]
     fn a_big_tenant_does_not_starve_a_small_one() {
-        let mut c: Vec<Candidate> = (0..5000)
+        let mut c: Vec<Candidate<'static>> = (0..5000)
             .map(|i| cand(&format!("a{i}"), "A", &format!("ra{i}"), 5, 0, i))
             .collect();
         // A has already been served a while when B arrives.

@@ -370,9 +370,9 @@ impl TaskQueue {
             .map(|t| {
                 let served = q.org_served.get(&t.org_id).map(|s| s.1);
                 let c = Candidate {
-                    task_id: t.id.clone(),
-                    org_id: t.org_id.clone(),
-                    repo_id: t.repo_id.clone(),
+                    task_id: &t.id,
+                    org_id: &t.org_id,
+                    repo_id: &t.repo_id,
                     exclusive: true,
                     priority: t.priority,
                     enqueued_at_ms: t.enqueued_at_ms,
