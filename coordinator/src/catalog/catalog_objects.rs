@@ -138,8 +138,8 @@ impl Catalog {
     }
 
     /// Writes the catalog objects of the repository's pending terminal records, clears their
-    /// markers, and trims the store to the newest [`RECENT_BACKUPS`] terminal records and the
-    /// last successful one (never one whose object is not written yet).
+    /// markers, and trims the store to the records [`stays_in_store`] keeps (never one whose
+    /// object is not written yet).
     pub(crate) async fn finish_catalog(&self, repo_id: &RepoId) -> CoreResult<()> {
         let pending: std::collections::HashSet<BackupId> = self
             .store
@@ -149,17 +149,16 @@ impl Catalog {
             .map(|(_, id)| id)
             .collect();
         let last_success = self.store.stats(repo_id).await?.last_success_id;
+        let copy_to = self.copy_location(repo_id).await?;
         let mut recent = self.store.recent_backups(repo_id).await?;
         recent.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
         let mut batch = crate::store::Batch::default();
-        let mut kept = 0usize;
-        for b in recent.iter().filter(|b| b.status.is_terminal()) {
+        for (i, b) in recent.iter().filter(|b| b.status.is_terminal()).enumerate() {
             if pending.contains(&b.id) {
                 self.write_catalog(b).await?;
                 batch.clear_catalog_pending(repo_id, &b.id);
             }
-            kept += 1;
-            if kept > RECENT_BACKUPS && last_success.as_ref() != Some(&b.id) {
+            if !stays_in_store(i, b, last_success.as_ref(), copy_to.as_deref()) {
                 batch.delete_backup(repo_id, &b.id);
             }
         }
@@ -172,6 +171,14 @@ impl Catalog {
         }
         self.store.apply(batch).await?;
         Ok(())
+    }
+
+    /// The second-copy location of the repository's organisation, if it has one.
+    async fn copy_location(&self, repo_id: &RepoId) -> CoreResult<Option<String>> {
+        let Some(repo) = self.store.repo(repo_id).await? else {
+            return Ok(None);
+        };
+        Ok(self.store.org(&repo.org_id).await?.and_then(|o| o.copy_to))
     }
 
     /// Rebuilds every repository's recent records and stats from the catalog objects alone.
@@ -191,12 +198,13 @@ impl Catalog {
                 .filter(|b| !b.status.is_terminal())
                 .collect();
             let stats = stats_from_history(&history);
+            let copy_to = self.copy_location(&r.id).await?;
             records.extend(
                 history
                     .iter()
                     .enumerate()
                     .filter(|(i, b)| {
-                        *i < RECENT_BACKUPS || stats.last_success_id.as_ref() == Some(&b.id)
+                        stays_in_store(*i, b, stats.last_success_id.as_ref(), copy_to.as_deref())
                     })
                     .map(|(_, b)| b.clone()),
             );
@@ -204,6 +212,24 @@ impl Catalog {
         }
         Ok((repos.len() as u64, backups))
     }
+}
+
+/// Whether the finished record `b`, the `newest`-th newest finished one of its repository
+/// (from 0), stays in the store once its catalog object is written: the newest
+/// [`RECENT_BACKUPS`], the last successful one (the next backup's lease reads its
+/// verification), and a completed one whose second copy to `copy_to` is not done yet (the copy
+/// pass finds its work in the store, and records the outcome there and in the catalog).
+pub fn stays_in_store(
+    newest: usize,
+    b: &BackupRecord,
+    last_success: Option<&BackupId>,
+    copy_to: Option<&str>,
+) -> bool {
+    newest < RECENT_BACKUPS
+        || last_success == Some(&b.id)
+        || copy_to.is_some_and(|l| {
+            !crate::second_copy::copy_plan::due(std::slice::from_ref(b), l).is_empty()
+        })
 }
 
 /// The catalog document of a backup.
