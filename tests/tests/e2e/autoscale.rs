@@ -9,6 +9,7 @@ use repovault_cli::autoscale::{self, Bounds};
 use repovault_coordinator::model::Status;
 use repovault_tests::cluster::Cluster;
 use repovault_tests::fixtures::rich_repo;
+use repovault_tests::gate::GatedProxy;
 use repovault_tests::gitserver::GitDaemon;
 use tokio_util::sync::CancellationToken;
 
@@ -17,12 +18,18 @@ async fn the_pool_grows_with_the_queue_and_shrinks_when_idle() {
     let c = Cluster::start(0).await.unwrap();
     let src = tempfile::tempdir().unwrap();
     let daemon = GitDaemon::start(src.path()).unwrap();
+    // Fetches wait at a closed gate until the pool has grown: five small backups could
+    // otherwise all finish on the first worker before the pool looks again.
+    let gate = GatedProxy::start(daemon.port()).unwrap();
     let names = ["a", "b", "c", "d", "e"];
     for name in names {
         rich_repo(src.path(), &format!("{name}.git")).unwrap();
-        c.add_git_repo(&format!("acme/{name}"), &daemon.url(&format!("{name}.git")))
-            .await
-            .unwrap();
+        c.add_git_repo(
+            &format!("acme/{name}"),
+            &gate.git_url(&format!("{name}.git")),
+        )
+        .await
+        .unwrap();
     }
     // The pool's workers, as the cluster's own: shorter idle time than standalone's 30 s is the
     // test's only liberty (the loop passes it on as given).
@@ -68,6 +75,7 @@ async fn the_pool_grows_with_the_queue_and_shrinks_when_idle() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(most, 2, "the pool grew to MAX");
+    gate.open();
     for b in &queued {
         let done = c
             .wait_backup(&b.id, Duration::from_secs(180))
