@@ -4,6 +4,23 @@ use crate::coordinator::testing::{completed_backup, core_with_repo, tid};
 use crate::model::{BackupType, Status, Trigger};
 use crate::store::{Batch, RECENT_BACKUPS};
 
+/// The ids of the repository's backup records in the store, sorted.
+async fn stored_ids(
+    c: &crate::coordinator::Coordinator,
+    repo: &crate::model::RepoRecord,
+) -> Vec<crate::model::BackupId> {
+    let mut ids: Vec<_> = c
+        .store
+        .recent_backups(&repo.id)
+        .await
+        .expect("recent")
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// After a success and three failures, the store holds the newest finished records and the
 /// success: the next backup's lease reads the success's verification (a damaged mirror found
 /// by its `git fsck` must not be trusted again), whatever failed since.
@@ -39,15 +56,7 @@ async fn the_store_keeps_the_newest_records_and_the_last_success() {
         failed.push(b.id);
     }
     c.catalog.finish_catalog(&repo.id).await.expect("finish");
-    let mut kept: Vec<_> = c
-        .store
-        .recent_backups(&repo.id)
-        .await
-        .expect("recent")
-        .into_iter()
-        .map(|b| b.id)
-        .collect();
-    kept.sort();
+    let kept = stored_ids(&c, &repo).await;
     let mut expected: Vec<_> = failed.iter().rev().take(RECENT_BACKUPS).cloned().collect();
     expected.push(success.clone());
     expected.sort();
@@ -58,14 +67,6 @@ async fn the_store_keeps_the_newest_records_and_the_last_success() {
 
     // The catalog rebuilt from storage alone keeps the same records.
     c.catalog.rebuild_catalog().await.expect("rebuild");
-    let mut rebuilt: Vec<_> = c
-        .store
-        .recent_backups(&repo.id)
-        .await
-        .expect("recent")
-        .into_iter()
-        .map(|b| b.id)
-        .collect();
-    rebuilt.sort();
+    let rebuilt = stored_ids(&c, &repo).await;
     assert_eq!(rebuilt, expected);
 }

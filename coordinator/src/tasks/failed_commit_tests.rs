@@ -53,10 +53,16 @@ async fn a_lease_or_completion_that_is_not_committed_leaves_the_task_as_the_stor
             .acquire(&worker_id, Default::default(), std::time::Duration::ZERO)
     };
     let run = c.backups.run_backup("acme/a").await.expect("backup");
+    let status = || async {
+        c.queue
+            .task_status(&run.task_id)
+            .await
+            .expect("status")
+            .expect("task")
+    };
     // The snapshot repository is created before the lease (outside the queue lock).
     assert!(acquire().await.expect("probe").is_some());
-    let leased_once = c.queue.task_status(&run.task_id).await.expect("status");
-    let held = leased_once.expect("task");
+    let held = status().await;
     let lease = crate::tasks::lifecycle::Lease {
         task_id: held.id.clone(),
         attempt: held.lease.attempt,
@@ -69,12 +75,7 @@ async fn a_lease_or_completion_that_is_not_committed_leaves_the_task_as_the_stor
     // A lease whose commit fails is not given out, and the task is pending again.
     kv.refusing.store(true, Ordering::SeqCst);
     assert!(acquire().await.is_err(), "the lease was not durable");
-    let t = c
-        .queue
-        .task_status(&run.task_id)
-        .await
-        .expect("status")
-        .expect("task");
+    let t = status().await;
     assert!(matches!(t.lease.state, TaskState::Pending { .. }), "{t:?}");
     assert_eq!(
         t,
@@ -102,12 +103,7 @@ async fn a_lease_or_completion_that_is_not_committed_leaves_the_task_as_the_stor
     };
     kv.refusing.store(true, Ordering::SeqCst);
     assert!(c.queue.complete(&leased.lease, &report).await.is_err());
-    let t = c
-        .queue
-        .task_status(&run.task_id)
-        .await
-        .expect("status")
-        .expect("task");
+    let t = status().await;
     assert!(
         matches!(&t.lease.state, TaskState::Leased { worker_id: holder, .. } if *holder == worker_id),
         "{t:?}"
