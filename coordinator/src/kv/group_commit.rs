@@ -194,7 +194,7 @@ impl GroupCommitKv {
     }
 
     /// Waits until every queued write into `range` is resolved.
-    async fn settle(&self, range: &KeyRange) {
+    async fn wait_for_staged(&self, range: &KeyRange) {
         let last = {
             let p = self.shared.pending.lock();
             let keys = match range.bounds() {
@@ -233,7 +233,7 @@ impl KvBackend for GroupCommitKv {
     }
 
     async fn range(&self, range: KeyRange, limit: Option<usize>) -> KvResult<Vec<KeyValue>> {
-        self.settle(&range).await;
+        self.wait_for_staged(&range).await;
         self.inner.range(range, limit).await
     }
 
