@@ -82,9 +82,12 @@ impl Queue {
 /// kinds read and write when a lease is granted or a completion committed (the store, the
 /// catalog, secrets, forge access, the registry and the verification ledger).
 ///
-/// Ordering and atomicity: every change to a task is applied to the store in one transaction
-/// together with the record it produces (backup or restore) before it is visible in memory,
-/// under the queue lock, so the store and the in-memory queue never disagree about a task.
+/// Ordering and atomicity: every change to a task is written to the store in one transaction
+/// together with the record it produces (backup or restore), staged under the queue lock, so
+/// the store applies the queue's changes in the order the queue decided them. Enqueues and
+/// re-queues wait for their commit under the lock; a lease or a completion is applied to memory
+/// at once and awaited after the lock (group commit), told to its worker only once durable, and
+/// taken back from the store's record if its commit fails (`lifecycle.rs`, `settle`).
 /// Lease renewals are the exception: heartbeats stay in memory (a write per heartbeat would
 /// dominate the store's load), and a queue loaded after a restart honours every persisted lease
 /// for a takeover grace before reaping it.
