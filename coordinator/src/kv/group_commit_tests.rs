@@ -1,6 +1,7 @@
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use super::*;
+use crate::kv::faulty_kv::FaultyKv;
 use crate::kv::{Compare, MemoryKv, RedbKv, kv_conformance};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -17,44 +18,12 @@ async fn group_commit_over_redb_passes_conformance() {
     kv_conformance::run_all(Arc::new(GroupCommitKv::new(Arc::new(kv)))).await;
 }
 
-/// Counts the backend's transactions and fails the ones it is told to.
-struct Counting {
-    inner: MemoryKv,
-    txns: AtomicUsize,
-    /// The transaction number (1-based) that fails, or 0.
-    fail_at: AtomicUsize,
-}
-
-impl Counting {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            inner: MemoryKv::new(),
-            txns: AtomicUsize::new(0),
-            fail_at: AtomicUsize::new(0),
-        })
-    }
-}
-
-#[async_trait]
-impl KvBackend for Counting {
-    fn name(&self) -> &'static str {
-        "counting"
-    }
-    async fn revision(&self) -> KvResult<u64> {
-        self.inner.revision().await
-    }
-    async fn range(&self, range: KeyRange, limit: Option<usize>) -> KvResult<Vec<KeyValue>> {
-        self.inner.range(range, limit).await
-    }
-    async fn txn(&self, txn: Txn) -> KvResult<TxnResponse> {
-        let n = self.txns.fetch_add(1, Ordering::SeqCst) + 1;
-        // Long enough for the writers behind to gather into one group.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        if self.fail_at.load(Ordering::SeqCst) == n {
-            return Err(KvError::Deposed { term: 7 });
-        }
-        self.inner.txn(txn).await
-    }
+/// A memory store whose commits take 20 ms: long enough for the writers behind one to
+/// gather into the next group.
+fn slow() -> Arc<FaultyKv> {
+    let kv = FaultyKv::new();
+    kv.delay_ms.store(20, Ordering::SeqCst);
+    kv
 }
 
 fn put(key: &str, value: &str) -> Txn {
@@ -69,7 +38,7 @@ async fn value(kv: &dyn KvBackend, key: &str) -> Option<Vec<u8>> {
 /// commits, take a handful of backend transactions, none above the op limit, all durable.
 #[tokio::test]
 async fn queued_writers_share_a_transaction() {
-    let backend = Counting::new();
+    let backend = slow();
     let kv = GroupCommitKv::new(backend.clone());
     let tickets: Vec<Ticket> = (0..200)
         .map(|i| kv.stage(put(&format!("k{i:03}"), "v")).expect("stage"))
@@ -93,7 +62,7 @@ async fn queued_writers_share_a_transaction() {
 /// the order they were staged; a conditional transaction runs alone, in its place.
 #[tokio::test]
 async fn order_is_the_staging_order() {
-    let kv = GroupCommitKv::new(Counting::new());
+    let kv = GroupCommitKv::new(slow());
     let a1 = kv.stage(put("a", "1")).expect("stage");
     let create = kv
         .stage(
@@ -121,7 +90,7 @@ async fn order_is_the_staging_order() {
 /// A read made after a write was staged sees its outcome, even before anyone awaits it.
 #[tokio::test]
 async fn a_read_waits_for_the_writes_staged_before_it() {
-    let kv = GroupCommitKv::new(Counting::new());
+    let kv = GroupCommitKv::new(slow());
     let _busy = kv.stage(put("x", "0")).expect("stage");
     let t = kv.stage(put("k", "staged")).expect("stage");
     assert_eq!(value(&kv, "k").await.as_deref(), Some(&b"staged"[..]));
@@ -137,7 +106,7 @@ async fn a_read_waits_for_the_writes_staged_before_it() {
 /// group after it commits, and reads see only what is durable.
 #[tokio::test]
 async fn a_failed_group_fails_its_members_only() {
-    let backend = Counting::new();
+    let backend = slow();
     let kv = GroupCommitKv::new(backend.clone());
     // Staged before the committer first runs (this runtime has one thread): one group, the
     // backend's first transaction, which fails.

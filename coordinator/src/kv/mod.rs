@@ -27,6 +27,8 @@
 mod engine;
 mod etcd_backend;
 mod etcd_lease;
+#[cfg(test)]
+pub(crate) mod faulty_kv;
 mod group_commit;
 pub mod json;
 pub mod kv_conformance;

@@ -3,48 +3,20 @@
 //! and must return to the store's record.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use async_trait::async_trait;
+use std::sync::atomic::Ordering;
 
 use crate::clock::SystemClock;
 use crate::coordinator::testing::{SNAPSHOT, add_acme_repo, core_on_kv, one_slot_worker, tid};
-use crate::kv::{KeyRange, KeyValue, KvBackend, KvError, KvResult, MemoryKv, Txn, TxnResponse};
+use crate::kv::faulty_kv::FaultyKv;
 use crate::model::Status;
 use crate::tasks::kinds::outcome::{BackupResult, TaskReport, TaskResult};
 use crate::tasks::lease_state::TaskState;
 use crate::tasks::lifecycle::CompletionOutcome;
 
-/// A memory store whose writes fail while `refusing` is set, as a full disk's would.
-#[derive(Default)]
-struct Refusing {
-    inner: MemoryKv,
-    refusing: AtomicBool,
-}
-
-#[async_trait]
-impl KvBackend for Refusing {
-    fn name(&self) -> &'static str {
-        "refusing"
-    }
-    async fn revision(&self) -> KvResult<u64> {
-        self.inner.revision().await
-    }
-    async fn range(&self, range: KeyRange, limit: Option<usize>) -> KvResult<Vec<KeyValue>> {
-        self.inner.range(range, limit).await
-    }
-    async fn txn(&self, txn: Txn) -> KvResult<TxnResponse> {
-        if self.refusing.load(Ordering::SeqCst) {
-            return Err(KvError::Backend("no space left on device".into()));
-        }
-        self.inner.txn(txn).await
-    }
-}
-
 #[tokio::test]
 async fn a_lease_or_completion_that_is_not_committed_leaves_the_task_as_the_store_has_it() {
     let dir = tempfile::tempdir().expect("dir");
-    let kv = Arc::new(Refusing::default());
+    let kv = FaultyKv::new();
     let c = core_on_kv(dir.path(), Arc::new(SystemClock), kv.clone()).await;
     add_acme_repo(&c, "a").await;
     let worker_id = one_slot_worker(&c, "w").await;

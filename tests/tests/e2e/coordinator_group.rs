@@ -281,24 +281,29 @@ async fn coordinator_group_leader_killed_mid_run_loses_nothing_and_a_paused_one_
     assert!(!metrics.contains("repovault_queue_depth"), "{metrics}");
     let b = wait_done(&group, 0, &again).await;
     assert_eq!(b.status, i32::from(TaskStatus::Completed), "{b:?}");
-    let listed = group
-        .admin(0)
-        .await
-        .unwrap()
-        .list_backups(pb::ListBackupsRequest {
-            repo: "org/r0".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .backups;
+    let listed = backups_of(&group, 0, "r0").await;
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert_eq!(
         group.role(0).await,
         Some(true),
         "the first member still leads"
     );
+}
+
+/// The backups of `org/REPO`, as member `leader` lists them.
+async fn backups_of(group: &CoordinatorGroup, leader: usize, repo: &str) -> Vec<pb::Backup> {
+    group
+        .admin(leader)
+        .await
+        .unwrap()
+        .list_backups(pb::ListBackupsRequest {
+            repo: format!("org/{repo}"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .backups
 }
 
 /// Member `i`'s `/metrics`.
@@ -323,15 +328,7 @@ async fn assert_exactly_once(group: &CoordinatorGroup, leader: usize, done: &[pb
     let key_file = group.dir.join("org.key");
     std::fs::write(&key_file, key.key.as_bytes()).unwrap();
     for (b, r) in done.iter().zip(REPOS) {
-        let listed = admin
-            .list_backups(pb::ListBackupsRequest {
-                repo: format!("org/{r}"),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .backups;
+        let listed = backups_of(group, leader, r).await;
         assert_eq!(
             listed.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
             vec![b.id.as_str()],
@@ -453,16 +450,8 @@ async fn coordinator_group_etcd_quorum_killed_then_everything_resumes() {
 /// created within 40 s of the slot's start (its offset is under half the slot, the
 /// materialiser looks every 10 s), so the minute names the slot.
 async fn scheduled_runs(group: &CoordinatorGroup, leader: usize) -> Vec<(i64, String)> {
-    let mut admin = group.admin(leader).await.unwrap();
-    let mut runs: Vec<(i64, String)> = admin
-        .list_backups(pb::ListBackupsRequest {
-            repo: "org/r0".into(),
-            ..Default::default()
-        })
+    let mut runs: Vec<(i64, String)> = backups_of(group, leader, "r0")
         .await
-        .unwrap()
-        .into_inner()
-        .backups
         .into_iter()
         .filter(|b| b.trigger == i32::from(pb::Trigger::Schedule))
         .map(|b| {
