@@ -265,7 +265,7 @@ impl Maintenance {
     /// is running (or it is claimed).
     pub(crate) async fn claim(&self, repo_id: &RepoId) -> Option<Claim> {
         let mut q = self.queue.state.lock().await;
-        if q.busy_repos().contains(repo_id) || q.read_repos().contains(repo_id) {
+        if q.is_busy(repo_id) || q.active.is_read(repo_id) {
             return None;
         }
         q.maintenance.insert(repo_id.clone());

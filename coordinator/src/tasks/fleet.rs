@@ -170,10 +170,10 @@ impl Fleet {
         let mut renewed = Vec::new();
         let mut revoked = Vec::new();
         for tok in held {
-            let ok = q.active.get_mut(&tok.task_id).is_some_and(|t| {
+            let ok = q.active.update(&tok.task_id, |t| {
                 matches!(&t.lease.state, TaskState::Leased { worker_id: w, .. } if w == worker_id)
                     && t.lease.renew(tok.attempt, now, &self.queue.policy).is_ok()
-            });
+            }) == Some(true);
             if ok {
                 q.inherited.remove(&tok.task_id);
                 renewed.push(tok.clone());

@@ -13,8 +13,9 @@ use crate::catalog::reconcile::ForgetRequest;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::model::{OrgCredential, OrgId, RepoId, RepoRecord, Status, TaskId, TaskRecord};
 use crate::store::Batch;
+use crate::tasks::lease_choice::{Look, choose};
 use crate::tasks::lease_state::{Outcome, TaskState};
-use crate::tasks::queue_order::{Candidate, Placement, QueueContext, select};
+use crate::tasks::queue_order::QueueContext;
 
 use crate::tasks::kinds::lease_spec::LeasedTask;
 use crate::tasks::kinds::outcome::TaskReport;
@@ -125,37 +126,9 @@ impl TaskQueue {
         // store's record if it fails (`settle`). The slow parts (a snapshot repository's
         // creation, an installation token's mint) run outside the lock (`Leasing::Needs*`).
         let mut q = self.state.lock().await;
-        let busy = q.busy_repos();
-        let mut candidates: Vec<Candidate> = q
-            .active
-            .values()
-            // Nothing reads a repository while maintenance prunes it (a verify or restore
-            // would find packs deleted under it); backups wait through `busy` already.
-            .filter(|t| !q.maintenance.contains(&t.repo_id))
-            .filter_map(|t| match t.lease.state {
-                TaskState::Pending { not_before_ms } => Some(Candidate {
-                    task_id: &t.id,
-                    org_id: &t.org_id,
-                    repo_id: &t.repo_id,
-                    exclusive: kinds::exclusive(t.kind),
-                    priority: t.priority,
-                    enqueued_at_ms: t.enqueued_at_ms,
-                    seq: t.seq,
-                    not_before_ms,
-                    placement: Placement::Anywhere,
-                }),
-                _ => None,
-            })
-            .collect();
-        self.place(worker_id, &q, &mut candidates);
-        let ctx = QueueContext {
-            org_served: &q.org_served,
-            busy_repos: &busy,
-        };
-        let Some(choice) = select(&candidates, &ctx, now) else {
+        let Some(task_id) = self.choose(worker_id, &q, now) else {
             return Ok(Leasing::Nothing);
         };
-        let task_id = choice.task_id.clone();
         let Some(mut task) = q.active.get(&task_id).cloned() else {
             return Ok(Leasing::Nothing);
         };
@@ -216,7 +189,7 @@ impl TaskQueue {
         let seq = q.lease_seq;
         q.org_served.insert(task.org_id.clone(), (seq, now));
         q.lease_started.insert(task.id.clone(), now);
-        q.active.insert(task.id.clone(), task.clone());
+        q.active.insert(task.clone());
         drop(q);
         self.settle(staged, &task).await?;
         self.workers.assign(worker_id, &task.id);
@@ -235,34 +208,29 @@ impl TaskQueue {
         Ok(Leasing::Leased(Box::new(leased)))
     }
 
-    /// Sets each candidate's placement as seen from `worker_id`, for the kinds that work in the
-    /// mirror cache: a mirror another connected worker holds is left to it for the affinity
-    /// wait counted from when the task became ready (enqueued, or its backoff over).
-    fn place(
+    /// The task `worker_id` leases next (`lease_choice.rs`), under one look at the fleet.
+    fn choose(
         &self,
         worker_id: &str,
         q: &crate::tasks::task_queue::Queue,
-        cands: &mut [Candidate<'_>],
-    ) {
+        now: i64,
+    ) -> Option<TaskId> {
         let wait_ms = self.affinity_wait_ms.load(Ordering::Relaxed);
-        let users: Vec<usize> = (0..cands.len())
-            .filter(|&i| {
-                q.active
-                    .get(cands[i].task_id)
-                    .is_some_and(|t| kinds::uses_mirror_cache(t.kind))
+        let busy = |r: &RepoId| q.is_busy(r);
+        self.workers
+            .with_placement(worker_id, wait_ms, |held, place| {
+                let look = Look {
+                    ctx: QueueContext {
+                        org_served: &q.org_served,
+                        busy: &busy,
+                    },
+                    maintenance: &q.maintenance,
+                    held,
+                    place,
+                    now_ms: now,
+                };
+                choose(&q.active, &look).cloned()
             })
-            .collect();
-        let placements = self.workers.placements(
-            worker_id,
-            users.iter().map(|&i| {
-                let c = &cands[i];
-                (c.repo_id, c.enqueued_at_ms.max(c.not_before_ms))
-            }),
-            wait_ms,
-        );
-        for (i, p) in users.into_iter().zip(placements) {
-            cands[i].placement = p;
-        }
     }
 
     /// The fence before a commit-relevant write: succeeds only for the current, unexpired lease.
@@ -379,7 +347,7 @@ impl TaskQueue {
         if terminal {
             q.active.remove(&task.id);
         } else {
-            q.active.insert(task.id.clone(), task.clone());
+            q.active.insert(task.clone());
         }
         drop(q);
         self.settle(staged, &task).await?;
@@ -424,7 +392,7 @@ impl TaskQueue {
                 if let TaskState::Leased { expires_at_ms, .. } = &mut t.lease.state {
                     *expires_at_ms = (*expires_at_ms).max(renewed);
                 }
-                q.active.insert(t.id.clone(), t);
+                q.active.insert(t);
             }
             Ok(_) => {
                 q.active.remove(&task.id);

@@ -14,7 +14,7 @@
 //! fresh clone.
 
 use repovault_common::domain::{OrgId, RepoId, TaskId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// One priority level per 5 minutes waited: a scheduled backup (5) overtakes manual ones (8)
 /// after 15 minutes of not being served, long before an hourly schedule comes round again.
@@ -58,12 +58,11 @@ pub enum Placement {
 }
 
 /// What the queue knows besides the candidates.
-#[derive(Debug)]
 pub struct QueueContext<'a> {
     /// Organisation -> the sequence number of its last lease (higher = more recent) and when.
     pub org_served: &'a HashMap<OrgId, (u64, i64)>,
-    /// Repositories with a running exclusive (backup) task.
-    pub busy_repos: &'a HashSet<RepoId>,
+    /// Whether a repository has a running exclusive (backup) task, or is under maintenance.
+    pub busy: &'a dyn Fn(&RepoId) -> bool,
 }
 
 pub fn effective_priority(c: &Candidate<'_>, org_last_served_ms: Option<i64>, now_ms: i64) -> u8 {
@@ -74,14 +73,25 @@ pub fn effective_priority(c: &Candidate<'_>, org_last_served_ms: Option<i64>, no
 }
 
 /// Higher is better: effective priority, then organisation served longer ago (never served
-/// first), then a mirror the asking worker holds, then older task.
+/// first), then a mirror the asking worker holds, then older task (enqueue time, then enqueue
+/// sequence). Within one organisation and base priority, an older task never ranks below a
+/// newer one of the same placement: the ready index (`tasks/lease_choice.rs`) relies on it.
 type RankKey = (
     u8,
     std::cmp::Reverse<u64>,
     bool,
-    std::cmp::Reverse<u64>,
     std::cmp::Reverse<i64>,
+    std::cmp::Reverse<u64>,
 );
+
+/// Whether `c` may be leased now: its backoff is over, its repository is not held by a
+/// backup (when it is one), and no other worker's mirror is waiting for it.
+pub fn eligible(c: &Candidate<'_>, ctx: &QueueContext<'_>, now_ms: i64) -> bool {
+    if c.not_before_ms > now_ms || (c.exclusive && (ctx.busy)(c.repo_id)) {
+        return false;
+    }
+    !matches!(c.placement, Placement::Elsewhere { until_ms } if now_ms < until_ms)
+}
 
 /// Picks the next task to lease, or `None` when nothing is ready.
 pub fn select<'c, 'a: 'c>(
@@ -91,10 +101,7 @@ pub fn select<'c, 'a: 'c>(
 ) -> Option<&'c Candidate<'a>> {
     let mut best: Option<(&Candidate<'a>, RankKey)> = None;
     for c in candidates {
-        if c.not_before_ms > now_ms || (c.exclusive && ctx.busy_repos.contains(c.repo_id)) {
-            continue;
-        }
-        if matches!(c.placement, Placement::Elsewhere { until_ms } if now_ms < until_ms) {
+        if !eligible(c, ctx, now_ms) {
             continue;
         }
         let served = ctx.org_served.get(c.org_id);
@@ -103,8 +110,8 @@ pub fn select<'c, 'a: 'c>(
             prio,
             std::cmp::Reverse(served.map_or(0, |s| s.0)),
             c.placement == Placement::Here,
-            std::cmp::Reverse(c.seq),
             std::cmp::Reverse(c.enqueued_at_ms),
+            std::cmp::Reverse(c.seq),
         );
         if best.as_ref().is_none_or(|(_, k)| key > *k) {
             best = Some((c, key));
@@ -116,6 +123,7 @@ pub fn select<'c, 'a: 'c>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     /// Leaks its ids (a test's few): a candidate borrows them from the queue.
     fn leak<T>(v: T) -> &'static T {
@@ -139,12 +147,12 @@ mod tests {
     /// Simulates `n` leases (each task completes at once) and returns the order of task ids.
     fn drain(mut cands: Vec<Candidate<'static>>, n: usize, now: i64) -> Vec<String> {
         let mut served = HashMap::new();
-        let busy = HashSet::new();
+        let busy = HashSet::<RepoId>::new();
         let mut out = Vec::new();
         for lease in 1..=n as u64 {
             let ctx = QueueContext {
                 org_served: &served,
-                busy_repos: &busy,
+                busy: &|r| busy.contains(r),
             };
             let Some(c) = select(&cands, &ctx, now).cloned() else {
                 break;
@@ -199,10 +207,10 @@ mod tests {
         let high = cand("high", "H", "r2", 8, now, 2);
         let served = HashMap::new();
         assert_eq!(effective_priority(&low, None, now), MAX_PRIORITY);
-        let busy = HashSet::new();
+        let busy = HashSet::<RepoId>::new();
         let ctx = QueueContext {
             org_served: &served,
-            busy_repos: &busy,
+            busy: &|r| busy.contains(r),
         };
         assert_eq!(
             select([&low, &high], &ctx, now).map(|c| c.task_id.as_str()),
@@ -220,7 +228,7 @@ mod tests {
         let busy: HashSet<RepoId> = ["r1".parse().expect("repo id")].into();
         let ctx = QueueContext {
             org_served: &served,
-            busy_repos: &busy,
+            busy: &|r| busy.contains(r),
         };
         assert_eq!(
             select([&a, &b], &ctx, 10).map(|c| c.task_id.as_str()),
@@ -239,10 +247,10 @@ mod tests {
     #[test]
     fn a_held_mirror_goes_first_among_equals_and_elsewhere_waits_its_bound() {
         let served = HashMap::new();
-        let busy = HashSet::new();
+        let busy = HashSet::<RepoId>::new();
         let ctx = QueueContext {
             org_served: &served,
-            busy_repos: &busy,
+            busy: &|r| busy.contains(r),
         };
         let older = cand("older", "o", "r1", 5, 0, 1);
         let mut mine = cand("mine", "o", "r2", 5, 0, 2);

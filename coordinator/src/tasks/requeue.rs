@@ -25,7 +25,7 @@ impl TaskQueue {
         let mut task = current.clone();
         task.lease.release(tok.attempt, now)?;
         self.persist_requeue(&task).await?;
-        q.active.insert(task.id.clone(), task.clone());
+        q.active.insert(task.clone());
         drop(q);
         self.workers.unassign(worker_id, &task.id);
         tracing::info!(task = %task.id, attempt = tok.attempt, worker = %worker_id, reason, "released");
@@ -104,7 +104,7 @@ impl TaskQueue {
             if task.lease.state.is_terminal() {
                 q.active.remove(&task.id);
             } else {
-                q.active.insert(task.id.clone(), task.clone());
+                q.active.insert(task.clone());
             }
             self.publish_state(&task, attempt, &worker);
             // The expired attempt may still write a snapshot; look for it after its write

@@ -21,6 +21,7 @@ use crate::forge_access::ForgeAccess;
 use crate::model::{OrgId, RepoId, RepoRecord, TaskId, TaskKind, TaskRecord, VerifyMode};
 use crate::secrets::Secrets;
 use crate::store::{Batch, Store};
+use crate::tasks::active_tasks::ActiveTasks;
 use crate::tasks::lease_state::{LeasePolicy, TaskState};
 use crate::tasks::queue_order::Candidate;
 use crate::tasks::task_progress::ProgressHub;
@@ -30,9 +31,9 @@ use crate::verification::verify_ledger::VerifyLedger;
 /// The active (non-terminal) tasks and the fairness bookkeeping of the queue.
 #[derive(Default)]
 pub(crate) struct Queue {
-    /// Pending and leased tasks. Lease expiries here run ahead of the store: heartbeats renew
-    /// in memory only.
-    pub(crate) active: HashMap<TaskId, TaskRecord>,
+    /// Pending and leased tasks, indexed. Lease expiries here run ahead of the store:
+    /// heartbeats renew in memory only.
+    pub(crate) active: ActiveTasks,
     /// Enqueue order, for FIFO among equals.
     pub(crate) next_seq: u64,
     /// Lease order, for "served least recently".
@@ -53,27 +54,10 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    /// Repositories a leased exclusive task (a backup: `kinds::Kind::EXCLUSIVE`) holds, and those
-    /// under maintenance: no other exclusive task of them is leased meanwhile.
-    pub(crate) fn busy_repos(&self) -> HashSet<RepoId> {
-        self.active
-            .values()
-            .filter(|t| crate::tasks::kinds::exclusive(t.kind) && t.lease.expires_at_ms().is_some())
-            .map(|t| t.repo_id.clone())
-            .chain(self.maintenance.iter().cloned())
-            .collect()
-    }
-
-    /// Repositories a leased non-exclusive task (restore, verification, drill) reads:
-    /// maintenance waits for them.
-    pub(crate) fn read_repos(&self) -> HashSet<RepoId> {
-        self.active
-            .values()
-            .filter(|t| {
-                !crate::tasks::kinds::exclusive(t.kind) && t.lease.expires_at_ms().is_some()
-            })
-            .map(|t| t.repo_id.clone())
-            .collect()
+    /// Whether no exclusive task (a backup: `kinds::Kind::EXCLUSIVE`) of `repo` may be leased
+    /// now: a leased one holds it, or it is under maintenance.
+    pub(crate) fn is_busy(&self, repo: &RepoId) -> bool {
+        self.active.is_written(repo) || self.maintenance.contains(repo)
     }
 }
 
@@ -228,7 +212,7 @@ impl TaskQueue {
                 *expires_at_ms = now + grace;
                 q.inherited.insert(t.id.clone(), t.lease.attempt);
             }
-            q.active.insert(t.id.clone(), t);
+            q.active.insert(t);
         }
         q.next_seq = max_seq + 1;
         tracing::info!(active = q.active.len(), "loaded queue");
@@ -289,15 +273,14 @@ impl TaskQueue {
         while items.peek().is_some() {
             let now = self.clock.now_ms();
             let mut batch = Batch::default();
-            let mut created = Vec::new();
+            let mut created: Vec<TaskRecord> = Vec::new();
             for e in items.by_ref().take(per_txn.max(1)) {
                 batch.extend(e.always);
                 // Equal to an active task, or to one created earlier in this call.
                 if let Some(t) = q
                     .active
-                    .values()
-                    .chain(created.iter())
-                    .find(|t| t.idempotency_key == e.task.key)
+                    .with_key(&e.task.key)
+                    .or_else(|| created.iter().find(|t| t.idempotency_key == e.task.key))
                 {
                     out.push(Enqueued {
                         record: t.clone(),
@@ -321,7 +304,7 @@ impl TaskQueue {
             for t in created {
                 metrics::counter!("repovault_tasks_enqueued_total", "kind" => t.kind.as_str())
                     .increment(1);
-                q.active.insert(t.id.clone(), t);
+                q.active.insert(t);
             }
         }
         drop(q);

@@ -228,36 +228,37 @@ impl WorkerRegistry {
             .insert(id.to_string());
     }
 
-    /// Where each of `repos` is cached as seen from worker `asking`, under one look at the fleet:
-    /// [`Placement::Here`] when `asking` holds it; `Elsewhere` (left to the holder until the
-    /// repository's `ready_at_ms` plus `wait_ms`) when only other registered workers that are
-    /// not draining hold it; else `Anywhere`.
-    pub fn placements<'a>(
+    /// Runs `f` under one look at the fleet with the repositories whose mirrors worker `asking`
+    /// holds and a placement function: a repository's mirror, as seen from `asking`, is
+    /// [`Placement::Here`] when `asking` holds it (exactly the repositories of the set);
+    /// `Elsewhere` (left to the holder until the repository's ready time plus `wait_ms`) when
+    /// only other registered workers that are not draining hold it; else `Anywhere`. `f` must
+    /// not call back into the registry (its lock is held).
+    pub fn with_placement<R>(
         &self,
         asking: &str,
-        repos: impl IntoIterator<Item = (&'a RepoId, i64)>,
         wait_ms: i64,
-    ) -> Vec<Placement> {
+        f: impl FnOnce(&HashSet<RepoId>, &dyn Fn(&RepoId, i64) -> Placement) -> R,
+    ) -> R {
         let m = self.inner.lock();
-        repos
-            .into_iter()
-            .map(|(repo, ready_at_ms)| match m.holders.get(repo) {
-                None => Placement::Anywhere,
-                Some(h) if h.contains(asking) => Placement::Here,
-                Some(h) => {
-                    let holder_ready = h
-                        .iter()
-                        .any(|w| m.entries.get(w).is_some_and(|e| !e.draining));
-                    if holder_ready {
-                        Placement::Elsewhere {
-                            until_ms: ready_at_ms.saturating_add(wait_ms),
-                        }
-                    } else {
-                        Placement::Anywhere
+        let place = |repo: &RepoId, ready_at_ms: i64| match m.holders.get(repo) {
+            None => Placement::Anywhere,
+            Some(h) if h.contains(asking) => Placement::Here,
+            Some(h) => {
+                let holder_ready = h
+                    .iter()
+                    .any(|w| m.entries.get(w).is_some_and(|e| !e.draining));
+                if holder_ready {
+                    Placement::Elsewhere {
+                        until_ms: ready_at_ms.saturating_add(wait_ms),
                     }
+                } else {
+                    Placement::Anywhere
                 }
-            })
-            .collect()
+            }
+        };
+        let none = HashSet::new();
+        f(m.cached.get(asking).unwrap_or(&none), &place)
     }
 }
 
@@ -296,7 +297,16 @@ mod tests {
             .iter()
             .map(|r| r.parse().expect("repo id"))
             .collect();
-        let look = |w: &str| reg.placements(w, ids.iter().map(|r| (r, 1000)), 500);
+        let look = |w: &str| {
+            reg.with_placement(w, 500, |held, place| {
+                let placed: Vec<Placement> = ids.iter().map(|r| place(r, 1000)).collect();
+                // The held set is exactly the repositories placed here.
+                for (r, p) in ids.iter().zip(&placed) {
+                    assert_eq!(held.contains(r), *p == Placement::Here, "{r}");
+                }
+                placed
+            })
+        };
         let elsewhere = Placement::Elsewhere { until_ms: 1500 };
         assert_eq!(
             look("a"),
