@@ -285,9 +285,13 @@ impl Store {
         self.kv.clone()
     }
 
+    /// The store over `kv`, which only this store writes (a coordinator's own redb, or a group
+    /// leader's fenced etcd for one term): organisations and repositories, read by every lease
+    /// and changed by admins, are kept in memory once read (`kv/read_cache.rs`).
     pub fn new(kv: Arc<dyn KvBackend>) -> Self {
+        let cached = vec![b"org/".to_vec(), b"repo/".to_vec()];
         Self {
-            kv: Arc::new(GroupCommitKv::new(kv)),
+            kv: Arc::new(GroupCommitKv::with_read_cache(kv, cached)),
         }
     }
 

@@ -1,4 +1,4 @@
-//! A memory store that counts its transactions and fails the ones a test asks it to: the
+//! A memory store that counts its reads and transactions, delays them, and fails the ones a test asks it to: the
 //! failures a real disk or a deposed leader's etcd would return, on demand.
 
 use std::sync::Arc;
@@ -19,6 +19,10 @@ pub(crate) struct FaultyKv {
     pub refusing: AtomicBool,
     /// How long each transaction takes, in milliseconds.
     pub delay_ms: AtomicU64,
+    /// Reads asked for so far.
+    pub reads: AtomicUsize,
+    /// How long each read's answer takes to arrive after it was read, in milliseconds.
+    pub read_delay_ms: AtomicU64,
 }
 
 impl FaultyKv {
@@ -36,7 +40,13 @@ impl KvBackend for FaultyKv {
         self.inner.revision().await
     }
     async fn range(&self, range: KeyRange, limit: Option<usize>) -> KvResult<Vec<KeyValue>> {
-        self.inner.range(range, limit).await
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        let found = self.inner.range(range, limit).await;
+        let delay = self.read_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        found
     }
     async fn txn(&self, txn: Txn) -> KvResult<TxnResponse> {
         let n = self.txns.fetch_add(1, Ordering::SeqCst) + 1;

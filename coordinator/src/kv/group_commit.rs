@@ -21,6 +21,9 @@
 //!   the outcome, whoever reads.
 //! * **Revisions.** A merged member reports its group's revision (the store's revision after the
 //!   group), which may be above the one it would have had alone.
+//! * **Cached reads.** Built [`GroupCommitKv::with_read_cache`], single-key reads under the
+//!   given prefixes are answered from memory once read (`read_cache.rs`, whose contract
+//!   holds only while this committer is the keys' only writer).
 //! * **Cancellation.** A staged transaction commits whether or not its [`Ticket`] is awaited; a
 //!   caller that goes away does not stop it or anyone queued behind it.
 //!
@@ -36,15 +39,17 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::read_cache::ReadCache;
 use super::{
     KeyRange, KeyValue, KvBackend, KvError, KvResult, MAX_REQUEST_BYTES, MAX_TXN_OPS, Op, Txn,
-    TxnResponse,
+    TxnResponse, check_key, single_end,
 };
 
 /// A [`KvBackend`] whose writes are committed in groups: see the module documentation.
 pub struct GroupCommitKv {
     inner: Arc<dyn KvBackend>,
     shared: Arc<Shared>,
+    cache: ReadCache,
     /// The committer's queue, started by the first write. Held across joining (sequence number,
     /// pending keys, send) so that the queue's order is the sequence order.
     queue: Mutex<Option<mpsc::UnboundedSender<Entry>>>,
@@ -99,7 +104,14 @@ impl Future for Ticket {
 
 impl GroupCommitKv {
     pub fn new(inner: Arc<dyn KvBackend>) -> Self {
+        Self::with_read_cache(inner, Vec::new())
+    }
+
+    /// A committer that also answers single-key reads under `prefixes` from memory once read.
+    /// Only for a store whose keys under `prefixes` no one else writes (see `read_cache.rs`).
+    pub fn with_read_cache(inner: Arc<dyn KvBackend>, prefixes: Vec<Vec<u8>>) -> Self {
         Self {
+            cache: ReadCache::new(prefixes),
             inner,
             shared: Arc::new(Shared {
                 pending: Mutex::new(Pending {
@@ -171,9 +183,11 @@ impl GroupCommitKv {
                 p.keys.insert(k.clone(), seq);
             }
             p.prefixes
-                .extend(prefixes.into_iter().map(|pre| (pre, seq)));
+                .extend(prefixes.iter().map(|pre| (pre.clone(), seq)));
             seq
         };
+        // Pending first, then the cache: see `read_cache.rs`.
+        self.cache.invalidate(&keys, &prefixes);
         let entry = Entry {
             seq,
             txn,
@@ -217,7 +231,7 @@ impl GroupCommitKv {
     }
 }
 
-fn overlaps(a: &KeyRange, b: &KeyRange) -> bool {
+pub(super) fn overlaps(a: &KeyRange, b: &KeyRange) -> bool {
     let below = |start: &[u8], end: &Option<Vec<u8>>| end.as_deref().is_none_or(|e| start < e);
     below(&a.start, &b.end) && below(&b.start, &a.end)
 }
@@ -233,8 +247,29 @@ impl KvBackend for GroupCommitKv {
     }
 
     async fn range(&self, range: KeyRange, limit: Option<usize>) -> KvResult<Vec<KeyValue>> {
+        // The epoch before the look for pending writes: see `read_cache.rs`.
+        let epoch = self.cache.epoch();
         self.wait_for_staged(&range).await;
-        self.inner.range(range, limit).await
+        let found = self.inner.range(range, limit).await?;
+        self.cache.fill(&found, epoch);
+        Ok(found)
+    }
+
+    async fn get(&self, key: &[u8]) -> KvResult<Option<KeyValue>> {
+        check_key(key)?;
+        let range = KeyRange::between(key, single_end(key));
+        if !self.cache.covers(key) {
+            return Ok(self.range(range, Some(1)).await?.pop());
+        }
+        // The epoch before the look for pending writes: see `read_cache.rs`.
+        let epoch = self.cache.epoch();
+        self.wait_for_staged(&range).await;
+        if let Some(kv) = self.cache.lookup(key) {
+            return Ok(Some(kv));
+        }
+        let found = self.inner.range(range, Some(1)).await?;
+        self.cache.fill(&found, epoch);
+        Ok(found.into_iter().next())
     }
 
     async fn txn(&self, txn: Txn) -> KvResult<TxnResponse> {

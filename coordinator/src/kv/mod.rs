@@ -33,6 +33,7 @@ mod group_commit;
 pub mod json;
 pub mod kv_conformance;
 mod memory;
+mod read_cache;
 mod redb_backend;
 
 use std::ops::Bound;

@@ -27,8 +27,13 @@ async fn etcd_passes_the_kv_conformance_suite_inside_its_namespace() {
     neighbour.put(b"conformance/x", b"keep").await.unwrap();
     kv_conformance::run_all(kv.clone()).await;
     // Rerunnable against the same (persistent) store, and the same through the group
-    // committer the typed store writes through.
+    // committer the typed store writes through, also with every key's reads cached.
     kv_conformance::run_all(Arc::new(GroupCommitKv::new(kv.clone()))).await;
+    kv_conformance::run_all(Arc::new(GroupCommitKv::with_read_cache(
+        kv.clone(),
+        vec![Vec::new()],
+    )))
+    .await;
     assert_eq!(
         neighbour
             .get(b"conformance/x")
