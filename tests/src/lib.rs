@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod coordinator_group;
+pub mod counting_kv;
 pub mod counting_proxy;
 pub mod etcd_cluster;
 pub mod etcd_peer;
@@ -13,5 +14,6 @@ pub mod gitserver;
 pub mod moto_iam;
 pub mod object_stores;
 pub mod pki;
+pub mod proc_cpu;
 pub mod process;
 pub mod standalone;

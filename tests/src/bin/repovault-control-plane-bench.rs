@@ -37,21 +37,17 @@
 //! carries the fence's compare.
 //!
 //! **What bounds it** (printed as measured lines, and argued in the README): a lease and a
-//! completion each hold the queue lock (`tasks/lifecycle.rs`) across their store reads and the
-//! staging of their transaction; the commit is awaited after the lock is released and shares a
-//! backend transaction with the others staged meanwhile (group commit, `kv/group_commit.rs`).
-//! Per rotation task the lock covers two reads (the repository and its organisation); the
-//! rotation's visit record (a read and a commit) follows outside it. The bench measures the
-//! store alone with a value the size of a task record: one reader, one writer, and `--workers`
-//! writers at once, and prints the rate the lock allows if the store were all it waited for,
-//! `1 / (2 reads)`. Each linearizable etcd read is a round to the raft leader. The CPU time of
-//! this process (coordinator and workers) and of the etcd members per task shows how much of
-//! the rest is CPU, against the machine's cores. Under the lock there is CPU too: to choose, a
-//! lease builds a candidate of every active task (their ids cloned, the busy and maintenance
-//! sets hashed) and places and selects among them, so its cost grows with the queue's depth
-//! (`--tasks` is the depth at the start; a run drains it); a CPU profile (`perf record
-//! --call-graph dwarf`) of a run at 2,000 queued tasks puts most of the
-//! lease path's CPU in that scan.
+//! completion each hold the queue lock (`tasks/lifecycle.rs`) from their choice to the staging
+//! of their transaction; the commit is awaited after the lock is released and shares a backend
+//! transaction with the others staged meanwhile (group commit, `kv/group_commit.rs`). The
+//! choice looks at one task per organisation and priority (`tasks/lease_choice.rs`), and the
+//! repository and organisation a lease reads come from the store's memory once read or listed
+//! (`kv/read_cache.rs`; the rotation pass lists them). What reaches the backend is counted
+//! below the committer: reads and transactions per task. The workers run on a runtime of their
+//! own whose threads are named `bench-workers`, so this process's CPU per task is split
+//! between the coordinator (every other thread) and the simulated fleet; the etcd members' CPU
+//! is their processes'. The bench also measures the store alone with a value the size of a
+//! task record: one reader, one writer, and `--workers` writers at once.
 //!
 //! **Failover.** Two `repovault coordinator --config` processes (`CoordinatorGroup`, the tests
 //! crate's `repovault-test-process` beside this binary, heartbeat 5 s: the default) on the same
@@ -63,7 +59,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
@@ -84,7 +80,9 @@ use repovault_proto::v1 as pb;
 use repovault_proto::v1::worker_service_client::WorkerServiceClient;
 use repovault_tests::bench::{median, parse_counts};
 use repovault_tests::coordinator_group::CoordinatorGroup;
+use repovault_tests::counting_kv::CountingKv;
 use repovault_tests::etcd_cluster::EtcdCluster;
+use repovault_tests::proc_cpu::{children_cpu, threads_cpu};
 
 const USAGE: &str = "usage: repovault-control-plane-bench [--tasks N] [--workers W] [--runs R]";
 
@@ -143,43 +141,24 @@ fn parse_args() -> Result<Args> {
     Ok(a)
 }
 
-/// CPU time (user + system) of process `pid` so far, from `/proc/PID/stat`.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the ')'.
-    let ticks: u64 = fields
-        .get(11..13)?
-        .iter()
-        .map(|f| f.parse::<u64>().ok())
-        .sum::<Option<u64>>()?;
-    // USER_HZ is 100 on Linux for every architecture this runs on (sysconf(_SC_CLK_TCK)).
-    Some(Duration::from_millis(ticks * 10))
-}
+/// The name of the simulated workers' threads (their own runtime: [`fleet_runtime`]).
+const FLEET_THREADS: &str = "bench-workers";
 
-/// The etcd members this process started (children named `etcd`).
-fn etcd_pids() -> Vec<u32> {
-    let me = std::process::id().to_string();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                let comm_is_etcd = s.contains("(etcd)");
-                let ppid = s
-                    .rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_string));
-                comm_is_etcd && ppid.as_deref() == Some(me.as_str())
-            })
-        })
-        .collect()
-}
+static FLEET: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 
-fn etcd_cpu() -> Duration {
-    etcd_pids().into_iter().filter_map(cpu_time).sum()
+/// The simulated workers' runtime, apart from the coordinator's so that its CPU is counted
+/// apart: two threads, as many as the machine's cores the coordinator's runtime has here.
+fn fleet_runtime() -> Result<&'static tokio::runtime::Handle> {
+    if FLEET.get().is_none() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(FLEET_THREADS)
+            .enable_all()
+            .build()?;
+        // Never dropped: a runtime may not be dropped inside another's async context.
+        let _ = FLEET.set(rt);
+    }
+    Ok(FLEET.get().context("the workers' runtime")?.handle())
 }
 
 /// One store's coordinator, and what this bench needs of it.
@@ -188,6 +167,8 @@ struct Side {
     handle: CoordinatorHandle,
     /// The coordinator's store (for etcd: the fenced one it runs on).
     kv: Arc<dyn KvBackend>,
+    /// The same store as the coordinator sees it, counting what reaches it.
+    counted: Arc<CountingKv>,
     /// The etcd term this coordinator leads under (resigned at the end).
     term: Option<Term>,
     stop_campaign: CancellationToken,
@@ -206,9 +187,13 @@ struct RunFigures {
     acquire_ms: f64,
     complete_ms: f64,
     enqueue_per_s: f64,
-    /// CPU of this process (coordinator and workers) and of the etcd members, per task.
-    cpu_ms_per_task: f64,
-    etcd_cpu_ms_per_task: f64,
+    /// CPU per task of the coordinator, of the simulated workers and of the etcd members.
+    coordinator_cpu_ms: f64,
+    workers_cpu_ms: f64,
+    etcd_cpu_ms: f64,
+    /// Backend reads and transactions per task (below the group committer).
+    reads_per_task: f64,
+    txns_per_task: f64,
 }
 
 /// A coordinator in this process on `kv` (`None`: redb in its data directory), with the
@@ -236,14 +221,20 @@ async fn start_side(
         None => (None, CancellationToken::new()),
     };
     let kv = settings.kv.clone();
+    let counted = CountingKv::new(kv.clone());
+    settings.kv = counted.clone();
     let join_token = settings.join_token.expose().to_string();
     let handle = repovault_coordinator::server::start(settings).await?;
     let url = handle.url();
     let stop_heartbeats = CancellationToken::new();
     let mut fleet = Vec::with_capacity(workers);
     for i in 0..workers {
-        let w = register(&url, &join_token, format!("bench-{label}-{i}")).await?;
-        tokio::spawn(heartbeats(
+        let (u, t) = (url.clone(), join_token.clone());
+        let name = format!("bench-{label}-{i}");
+        let w = fleet_runtime()?
+            .spawn(async move { register(&u, &t, name).await })
+            .await??;
+        fleet_runtime()?.spawn(heartbeats(
             w.client.clone(),
             w.id.clone(),
             w.heartbeat,
@@ -256,6 +247,7 @@ async fn start_side(
         label,
         handle,
         kv,
+        counted,
         term,
         stop_campaign,
         workers: fleet,
@@ -570,23 +562,19 @@ async fn run_once(side: &mut Side, tasks: usize, workers: usize, pass: i64) -> R
     }
     let stop = CancellationToken::new();
     let tally = Arc::new(Tally::default());
-    let (cpu0, etcd0) = (cpu_time(std::process::id()), etcd_cpu());
+    let (fleet0, coordinator0) = threads_cpu(FLEET_THREADS);
+    let (etcd0, ops0) = (children_cpu("etcd"), side.counted.counts());
     let start = Instant::now();
     let done = tally.done.notified();
     tokio::pin!(done);
     done.as_mut().enable();
     let mut joins = Vec::with_capacity(workers);
     for w in ws {
-        joins.push(tokio::spawn(work(
-            w,
-            tasks,
-            start,
-            tally.clone(),
-            stop.clone(),
-        )));
+        joins.push(fleet_runtime()?.spawn(work(w, tasks, start, tally.clone(), stop.clone())));
     }
     let finished = tokio::time::timeout(run_timeout(tasks), &mut done).await;
-    let (cpu1, etcd1) = (cpu_time(std::process::id()), etcd_cpu());
+    let (fleet1, coordinator1) = threads_cpu(FLEET_THREADS);
+    let (etcd1, ops1) = (children_cpu("etcd"), side.counted.counts());
     stop.cancel();
     for (slot, j) in side.workers.iter_mut().zip(joins) {
         *slot = Some(j.await??);
@@ -608,10 +596,9 @@ async fn run_once(side: &mut Side, tasks: usize, workers: usize, pass: i64) -> R
         bail!("{}: {left} tasks still active after the run", side.label);
     }
     let secs = |us: &AtomicU64| us.load(Ordering::SeqCst) as f64 / 1e6;
-    let per_task = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
-        (Some(a), Some(b)) => (b - a).as_secs_f64() * 1000.0 / tasks as f64,
-        _ => f64::NAN,
-    };
+    let per_task =
+        |a: Duration, b: Duration| b.saturating_sub(a).as_secs_f64() * 1000.0 / tasks as f64;
+    let ops_per_task = |a: u64, b: u64| b.saturating_sub(a) as f64 / tasks as f64;
     let med = |m: &Mutex<Vec<f64>>| {
         m.lock()
             .map(|v| median(v.iter().copied()))
@@ -623,12 +610,15 @@ async fn run_once(side: &mut Side, tasks: usize, workers: usize, pass: i64) -> R
         acquire_ms: med(&tally.acquire_ms),
         complete_ms: med(&tally.complete_ms),
         enqueue_per_s: tasks as f64 / enqueue.as_secs_f64(),
-        cpu_ms_per_task: per_task(cpu0, cpu1),
-        etcd_cpu_ms_per_task: if side.term.is_some() {
-            (etcd1 - etcd0).as_secs_f64() * 1000.0 / tasks as f64
+        coordinator_cpu_ms: per_task(coordinator0, coordinator1),
+        workers_cpu_ms: per_task(fleet0, fleet1),
+        etcd_cpu_ms: if side.term.is_some() {
+            per_task(etcd0, etcd1)
         } else {
             f64::NAN
         },
+        reads_per_task: ops_per_task(ops0.0, ops1.0),
+        txns_per_task: ops_per_task(ops0.1, ops1.1),
     })
 }
 
@@ -763,7 +753,8 @@ async fn main() -> Result<()> {
         seeding[1].as_secs_f64()
     );
     println!(
-        "workers:  {} gRPC clients of the worker service in this process, one connection and one slot each",
+        "workers:  {} gRPC clients of the worker service in this process, on a runtime of their own \
+         (threads {FLEET_THREADS}), one connection and one slot each",
         args.workers
     );
     println!("redb:     coordinator in this process on RedbKv in a temporary directory");
@@ -803,15 +794,30 @@ async fn main() -> Result<()> {
     row("complete round trip, median (ms)", |f| f.complete_ms, 2);
     row("rotation tasks queued per second", |f| f.enqueue_per_s, 0);
     row(
-        "CPU of coordinator + workers per task (ms)",
-        |f| f.cpu_ms_per_task,
-        2,
+        "CPU of the coordinator per task (ms)",
+        |f| f.coordinator_cpu_ms,
+        3,
+    );
+    row(
+        &format!("CPU of the {} workers per task (ms)", args.workers),
+        |f| f.workers_cpu_ms,
+        3,
     );
     println!(
-        "{:<48}{:>12}{:>12.2}",
+        "{:<48}{:>12}{:>12.3}",
         "CPU of the etcd members per task (ms)",
         "-",
-        m(1, |f| f.etcd_cpu_ms_per_task)
+        m(1, |f| f.etcd_cpu_ms)
+    );
+    row(
+        "store reads per task (below the committer)",
+        |f| f.reads_per_task,
+        2,
+    );
+    row(
+        "store commits per task (below the committer)",
+        |f| f.txns_per_task,
+        2,
     );
     let probe_row = |name: String, f: fn(&Probe) -> f64, prec: usize| {
         let (a, b) = (f(&probes[0]), f(&probes[1]));
@@ -834,18 +840,6 @@ async fn main() -> Result<()> {
     probe_row(
         format!("store commits per second, {} writers", args.workers),
         |p| p.concurrent_per_s,
-        0,
-    );
-    // Under the queue lock, per task: the lease's reads of the repository and organisation
-    // (`tasks/lifecycle.rs`); the commits are awaited outside it, in groups.
-    probe_row(
-        "queue lock's store reads per task (ms)".into(),
-        |p| 2.0 * p.read_ms,
-        2,
-    );
-    probe_row(
-        "  its bound, tasks per second".into(),
-        |p| 1000.0 / (2.0 * p.read_ms),
         0,
     );
     let met = |ok: bool| if ok { "goal met" } else { "GOAL MISSED" };

@@ -75,19 +75,7 @@ fn make_repos(base: &Path, n: usize) -> Result<Vec<String>> {
 
 /// The coordinator's CPU time so far (user + system), from `/proc/PID/stat`.
 fn cpu_time(pid: u32) -> Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').context("/proc stat format")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the ')'.
-    let ticks: u64 = fields
-        .get(11..13)
-        .context("/proc stat fields")?
-        .iter()
-        .map(|f| f.parse::<u64>())
-        .sum::<Result<u64, _>>()?;
-    // USER_HZ is 100 on Linux for every architecture this runs on (sysconf(_SC_CLK_TCK)).
-    Ok(Duration::from_millis(ticks * 10))
+    repovault_tests::proc_cpu::process_cpu(pid).context("the coordinator's /proc stat")
 }
 
 /// Backs every repository up once and waits for all; answers the wall time.
