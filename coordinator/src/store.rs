@@ -286,10 +286,16 @@ impl Store {
     }
 
     /// The store over `kv`, which only this store writes (a coordinator's own redb, or a group
-    /// leader's fenced etcd for one term): organisations and repositories, read by every lease
-    /// and changed by admins, are kept in memory once read (`kv/read_cache.rs`).
+    /// leader's fenced etcd for one term). Kept in memory once read or listed
+    /// (`kv/read_cache.rs`): organisations and repositories, which every lease reads and admins
+    /// change; and maintenance records, which the read-back rotation's pass reads for every
+    /// repository and each visit reads again before it writes its own.
     pub fn new(kv: Arc<dyn KvBackend>) -> Self {
-        let cached = vec![b"org/".to_vec(), b"repo/".to_vec()];
+        let cached = vec![
+            b"org/".to_vec(),
+            b"repo/".to_vec(),
+            b"maintenance/".to_vec(),
+        ];
         Self {
             kv: Arc::new(GroupCommitKv::with_read_cache(kv, cached)),
         }

@@ -115,3 +115,43 @@ async fn a_read_overtaken_by_a_write_does_not_cache_the_old_value() {
         Some(&b"new"[..])
     );
 }
+
+/// Writes of other keys do not stop a read from filling, unless there were more of them than
+/// the cache remembers by key.
+#[tokio::test]
+async fn only_a_write_of_the_same_key_stops_a_fill() {
+    let backend = FaultyKv::new();
+    let kv = Arc::new(GroupCommitKv::with_read_cache(
+        backend.clone(),
+        vec![b"org/".to_vec()],
+    ));
+    kv.put(b"org/a", b"a").await.expect("put");
+    let reads = || backend.reads.load(Ordering::SeqCst);
+    for others in [1, crate::kv::read_cache::TRACKED_WRITES + 1] {
+        kv.put(b"org/a", b"a").await.expect("put");
+        backend.read_delay_ms.store(200, Ordering::SeqCst);
+        let slow_read = tokio::spawn({
+            let kv = kv.clone();
+            async move { value(kv.as_ref(), "org/a").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let writes: Vec<Op> = (0..others)
+            .map(|i| Op::put(format!("org/other{i}"), "x"))
+            .collect();
+        for chunk in writes.chunks(100) {
+            kv.txn(Txn::new().and_then(chunk.to_vec()))
+                .await
+                .expect("write others");
+        }
+        assert!(slow_read.await.expect("join").is_some());
+        backend.read_delay_ms.store(0, Ordering::SeqCst);
+        let before = reads();
+        assert!(value(kv.as_ref(), "org/a").await.is_some());
+        let kept = reads() == before;
+        assert_eq!(
+            kept,
+            others == 1,
+            "after {others} writes of other keys the read's value is kept: {kept}"
+        );
+    }
+}
