@@ -12,6 +12,7 @@
 //! outstanding links.
 
 use crate::model::RestoreId;
+use crate::periodic::FirstPass;
 use crate::storage_locations::StorageLocations;
 use crate::store::Store;
 use repovault_common::crypto::MasterKey;
@@ -311,15 +312,13 @@ impl Downloads {
 
 /// The expiry loop: [`Downloads::expire_downloads`] every [`EXPIRY_INTERVAL`] (the first run at
 /// start-up, which catches artifacts that expired while the coordinator was down).
-pub async fn run_expiry(downloads: Arc<Downloads>) {
-    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
+pub async fn run_expiry(downloads: Arc<Downloads>, stop: tokio_util::sync::CancellationToken) {
+    crate::periodic::every(EXPIRY_INTERVAL, FirstPass::AtStart, &stop, || async {
         if let Err(e) = downloads.expire_downloads(downloads.clock.now_ms()).await {
             tracing::warn!(error = %e, "download expiry");
         }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod maintenance;
 pub mod metric_families;
 pub mod model;
 pub mod paging;
+pub mod periodic;
 pub mod readiness;
 pub mod scaling;
 pub mod schedule;

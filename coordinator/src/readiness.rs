@@ -15,6 +15,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::kv::KvBackend;
+use crate::periodic::FirstPass;
 
 /// The current verdict: `None` when ready, else why not (one line, naming what failed).
 #[derive(Debug, Default)]
@@ -95,13 +96,7 @@ pub async fn run(
     every: Duration,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tick.tick() => {}
-        }
+    crate::periodic::every(every, FirstPass::AtStart, &stop, || async {
         let verdict = probe(kv.as_ref(), &config, &storage).await;
         if readiness.set(verdict.clone()) {
             match &verdict {
@@ -115,7 +110,8 @@ pub async fn run(
             };
             report(&reporter, status).await;
         }
-    }
+    })
+    .await;
     readiness.set(Err("stopping".into()));
     report(&reporter, ServingStatus::NotServing).await;
 }

@@ -15,6 +15,7 @@ use repovault_proto::v1::worker_service_server::WorkerServiceServer;
 
 use crate::config::Settings;
 use crate::coordinator::{Coordinator, CoordinatorParts};
+use crate::periodic::{FirstPass, every};
 use crate::service::admin::AdminApi;
 use crate::service::call_auth::JoinGuard;
 use crate::service::refusals::RefusalLog;
@@ -176,13 +177,11 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         let stop = shutdown.clone();
         let clock = core.clock.clone();
         tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(crate::service::refusals::WINDOW);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => refusals.flush(clock.now_ms()).await,
-                }
-            }
+            let window = crate::service::refusals::WINDOW;
+            every(window, FirstPass::AtStart, &stop, || {
+                refusals.flush(clock.now_ms())
+            })
+            .await
         }));
     }
     let mut builder = grpc_builder(&settings)?;
@@ -261,22 +260,18 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     {
         let core = core.clone();
         let stop = shutdown.clone();
-        let every = settings.timing.heartbeat();
+        let heartbeat = settings.timing.heartbeat();
         let ttl = i64::try_from(settings.timing.lease_ttl().as_millis()).unwrap_or(i64::MAX);
         tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
+            every(heartbeat, FirstPass::AtStart, &stop, || async {
                 if let Err(e) = core.queue.reap().await {
                     tracing::warn!(error = %e, "reaper");
                 }
                 for w in core.queue.workers.expire(core.now_ms(), ttl) {
                     tracing::warn!(worker = %w, "worker silent for a lease TTL; forgotten");
                 }
-            }
+            })
+            .await
         }));
     }
     {
@@ -297,18 +292,15 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         let stop = shutdown.clone();
         let interval = settings.github_sync_interval;
         tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval.min(std::time::Duration::from_secs(60)));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
+            let look = interval.min(std::time::Duration::from_secs(60));
+            every(look, FirstPass::AtStart, &stop, || async {
+                // A listing of a large organisation can take minutes: a stop ends it.
                 tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
+                    _ = stop.cancelled() => {}
                     _ = core.forge.sync_due_orgs(interval) => {}
                 }
-            }
+            })
+            .await
         }));
     }
     // Scheduled runs and on-push backups (`schedule/schedule_runs.rs`).
@@ -326,12 +318,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
     {
         let downloads = core.downloads.clone();
         let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = crate::downloads::run_expiry(downloads) => {}
-            }
-        }));
+        tasks.push(tokio::spawn(crate::downloads::run_expiry(downloads, stop)));
     }
     // Retention and maintenance.
     {
@@ -356,7 +343,7 @@ pub async fn start(settings: Settings) -> Result<CoordinatorHandle, ServerError>
         core.drills.clone(),
         shutdown.clone(),
     )));
-    // Records of tasks that ended over an hour ago (`tasks/task_history.rs`).
+    // Records of tasks that ended over half an hour ago (`tasks/task_history.rs`).
     tasks.push(tokio::spawn(crate::tasks::task_history::prune_loop(
         core.queue.clone(),
         shutdown.clone(),

@@ -34,6 +34,7 @@ use crate::clock::Clock;
 use crate::error::{CoreError, CoreResult};
 use crate::maintenance::retention::EscrowWindow;
 use crate::model::{OrgRecord, RepoId, RepoRecord};
+use crate::periodic::FirstPass;
 use crate::storage_locations::StorageLocations;
 use crate::store::Store;
 
@@ -246,13 +247,7 @@ fn empty_record(now_ms: i64) -> EscrowLockRecord {
 
 /// The lock loop: a pass every [`LOCK_TICK`] until `stop`.
 pub async fn lock_loop(l: Arc<EscrowLocks>, stop: tokio_util::sync::CancellationToken) {
-    let mut tick = tokio::time::interval(LOCK_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    crate::periodic::every(LOCK_TICK, FirstPass::AtStart, &stop, || async {
         match l.run_locks_once().await {
             Ok(r) if r.objects_locked + r.failed > 0 => {
                 tracing::info!(
@@ -265,5 +260,6 @@ pub async fn lock_loop(l: Arc<EscrowLocks>, stop: tokio_util::sync::Cancellation
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "escrow lock pass failed"),
         }
-    }
+    })
+    .await
 }

@@ -30,6 +30,7 @@ use crate::clock::Clock;
 use crate::error::{CoreResult, not_found};
 use crate::maintenance::retention::{self, BackupState, BackupView, Plan, RepoState};
 use crate::model::{BackupRecord, MaintenanceRecord, OrgRecord, RepoRecord, Status};
+use crate::periodic::FirstPass;
 use crate::store::Batch;
 use crate::store::Store;
 use crate::tasks::task_queue::TaskQueue;
@@ -119,14 +120,7 @@ pub async fn run_loop(
     opts: MaintenanceOptions,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    crate::periodic::every(interval, FirstPass::AfterOnePeriod, &stop, || async {
         match maintenance
             .run_retention_once(maintenance.clock.now_ms(), &opts)
             .await
@@ -137,7 +131,8 @@ pub async fn run_loop(
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention run failed; the next run retries"),
         }
-    }
+    })
+    .await
 }
 
 /// What one run did.

@@ -19,6 +19,7 @@ use crate::catalog::catalog_objects::Catalog;
 use crate::clock::Clock;
 use crate::error::CoreResult;
 use crate::model::{BackupRecord, OrgRecord, RepoRecord};
+use crate::periodic::FirstPass;
 use crate::storage_locations::StorageLocations;
 use crate::storage_move::mirror::{self, Mirror};
 use crate::store::{Batch, Store};
@@ -122,17 +123,12 @@ impl SecondCopy {
 
 /// The copy loop: a pass every [`COPY_TICK`] until `stop`.
 pub async fn copy_loop(c: Arc<SecondCopy>, stop: tokio_util::sync::CancellationToken) {
-    let mut tick = tokio::time::interval(COPY_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    crate::periodic::every(COPY_TICK, FirstPass::AtStart, &stop, || async {
         match c.run_copies_once().await {
             Ok(n) if n > 0 => tracing::info!(copied = n, "second copies"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "second copy pass failed"),
         }
-    }
+    })
+    .await
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::CoreResult;
 use crate::kv::MAX_TXN_OPS;
 use crate::model::{TaskId, TaskRecord};
+use crate::periodic::FirstPass;
 use crate::store::Batch;
 use crate::tasks::lease_state::TaskState;
 use crate::tasks::task_queue::TaskQueue;
@@ -63,13 +64,7 @@ impl TaskQueue {
 
 /// Prunes every [`EVERY`] until `stop`.
 pub async fn prune_loop(queue: std::sync::Arc<TaskQueue>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    crate::periodic::every(EVERY, FirstPass::AtStart, &stop, || async {
         match queue.prune_task_history().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
@@ -80,7 +75,8 @@ pub async fn prune_loop(queue: std::sync::Arc<TaskQueue>, stop: CancellationToke
                 tracing::warn!(error = %e, "pruning finished tasks failed; the next pass retries")
             }
         }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::catalog::org_registry::Registry;
 use crate::error::{CoreError, CoreResult, not_found};
 use crate::ids;
 use crate::model::{DrillRecord, DrillState, OrgRecord, RepoRecord, Status, TaskKind, Trigger};
+use crate::periodic::FirstPass;
 use crate::schedule::{self, Plan, Schedule};
 use crate::store::Batch;
 use crate::store::Store;
@@ -304,19 +305,14 @@ fn copy_is_done(org: &crate::model::OrgRecord, b: &crate::model::BackupRecord) -
 
 /// The drill loop: a pass every [`DRILL_TICK`] until `stop`.
 pub async fn drill_loop(d: Arc<Drills>, stop: tokio_util::sync::CancellationToken) {
-    let mut tick = tokio::time::interval(DRILL_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    crate::periodic::every(DRILL_TICK, FirstPass::AtStart, &stop, || async {
         match d.run_drills_once(d.queue.clock.now_ms()).await {
             Ok(n) if n > 0 => tracing::info!(queued = n, "restore drills"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "drill pass failed"),
         }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

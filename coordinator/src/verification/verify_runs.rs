@@ -15,6 +15,7 @@ use crate::model::{
     BackupRecord, CheckOutcome, CheckResult, Status, TaskKind, Verification, VerifyMode, VerifyRun,
     VerifyStatus,
 };
+use crate::periodic::FirstPass;
 use crate::store::Store;
 use crate::tasks::queue_order::PRIORITY_MANUAL_BACKUP;
 use crate::tasks::task_queue::TaskQueue;
@@ -172,19 +173,14 @@ pub(crate) fn could_not_run(error: &str, now: i64, task_id: &TaskId) -> Verifica
 /// The rotation loop: a pass every `rotation_interval` until `stop`.
 pub async fn rotation_loop(v: Arc<VerifyRuns>, stop: tokio_util::sync::CancellationToken) {
     let interval = v.ledger.options.read().rotation_interval;
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    crate::periodic::every(interval, FirstPass::AtStart, &stop, || async {
         match v.run_rotation_once(v.queue.clock.now_ms()).await {
             Ok(n) if n > 0 => tracing::info!(queued = n, "read-back rotation"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "read-back rotation pass failed"),
         }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]
