@@ -139,3 +139,29 @@ pub fn push_five_file_commit(bare: &Path, url: &str, scratch: &Path) -> Result<(
     git(&work, &["push", "-q", url, "HEAD:refs/heads/main"])?;
     remove_if_exists(&work)
 }
+
+/// Prints the lines every benchmark's report starts with: its name, the command line, the build
+/// (a debug build's figures do not compare with the README's) and the machine: its cores, then
+/// `machine` (the versions of the tools measured beside repovault). Labels are padded to
+/// `width` characters, as the report's own lines are.
+pub fn print_header(name: &str, width: usize, machine: &[&str]) {
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let machine = std::iter::once(format!("nproc {cores}"))
+        .chain(machine.iter().map(|m| m.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("{name}");
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    for (label, value) in [
+        ("command:", command.as_str()),
+        ("build:", build),
+        ("machine:", machine.as_str()),
+    ] {
+        println!("{label:<width$}{value}");
+    }
+}

@@ -86,6 +86,22 @@ async fn a_listing_warms_the_cache() {
     );
 }
 
+/// Starts a read of `key` whose backend answer takes 200 ms, and returns once the read has
+/// reached the backend: what is written from now on commits while its answer is on its way.
+async fn start_slow_read(
+    kv: &Arc<GroupCommitKv>,
+    backend: &FaultyKv,
+    key: &'static str,
+) -> tokio::task::JoinHandle<Option<Vec<u8>>> {
+    backend.read_delay_ms.store(200, Ordering::SeqCst);
+    let slow_read = tokio::spawn({
+        let kv = kv.clone();
+        async move { value(kv.as_ref(), key).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    slow_read
+}
+
 /// A read that got its answer before a write joined, but returns after it, must not leave the
 /// old value in the cache for the reads after the write.
 #[tokio::test]
@@ -96,13 +112,7 @@ async fn a_read_overtaken_by_a_write_does_not_cache_the_old_value() {
         vec![b"org/".to_vec()],
     ));
     kv.put(b"org/o", b"old").await.expect("put");
-    backend.read_delay_ms.store(200, Ordering::SeqCst);
-    let slow_read = tokio::spawn({
-        let kv = kv.clone();
-        async move { value(kv.as_ref(), "org/o").await }
-    });
-    // The slow read has read the backend (its answer is on its way) when the write commits.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let slow_read = start_slow_read(&kv, &backend, "org/o").await;
     kv.put(b"org/o", b"new").await.expect("put");
     assert_eq!(
         slow_read.await.expect("join").as_deref(),
@@ -129,12 +139,7 @@ async fn only_a_write_of_the_same_key_stops_a_fill() {
     let reads = || backend.reads.load(Ordering::SeqCst);
     for others in [1, crate::kv::read_cache::TRACKED_WRITES + 1] {
         kv.put(b"org/a", b"a").await.expect("put");
-        backend.read_delay_ms.store(200, Ordering::SeqCst);
-        let slow_read = tokio::spawn({
-            let kv = kv.clone();
-            async move { value(kv.as_ref(), "org/a").await }
-        });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let slow_read = start_slow_read(&kv, &backend, "org/a").await;
         let writes: Vec<Op> = (0..others)
             .map(|i| Op::put(format!("org/other{i}"), "x"))
             .collect();

@@ -32,7 +32,7 @@ use anyhow::{Context, Result};
 
 use repovault_coordinator::model::BackupRecord;
 use repovault_tests::bench::{
-    SourceArgs, kib_f, median, mib, mib_f, parse_source_args, push_five_file_commit,
+    SourceArgs, kib_f, median, mib, mib_f, parse_source_args, print_header, push_five_file_commit,
     remove_if_exists,
 };
 use repovault_tests::fixtures::{big_repo, git, git_command, run};
@@ -341,21 +341,12 @@ async fn main() -> Result<()> {
         runs.push(f);
     }
 
-    println!("repovault-bench");
-    println!(
-        "command:  {}",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    );
-    println!(
-        "machine:  nproc {}, {}, {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        git_version,
-        zip_version
-            .lines()
-            .find(|l| l.starts_with("This is Zip"))
-            .unwrap_or("zip")
-            .trim()
-    );
+    let zip_version = zip_version
+        .lines()
+        .find(|l| l.starts_with("This is Zip"))
+        .unwrap_or("zip")
+        .trim();
+    print_header("repovault-bench", 10, &[git_version.trim(), zip_version]);
     println!(
         "source:   {} commits, {} files, {} on disk (generated in {:.1} s), served by git daemon",
         args.commits,

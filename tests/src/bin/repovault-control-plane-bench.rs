@@ -78,7 +78,7 @@ use repovault_coordinator::server::CoordinatorHandle;
 use repovault_coordinator::store::Batch;
 use repovault_proto::v1 as pb;
 use repovault_proto::v1::worker_service_client::WorkerServiceClient;
-use repovault_tests::bench::{median, parse_counts};
+use repovault_tests::bench::{median, parse_counts, print_header};
 use repovault_tests::coordinator_group::CoordinatorGroup;
 use repovault_tests::counting_kv::CountingKv;
 use repovault_tests::etcd_cluster::EtcdCluster;
@@ -678,7 +678,6 @@ async fn main() -> Result<()> {
             bin.display()
         );
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let cluster = EtcdCluster::start(3).await?;
     let etcd = EtcdKv::connect_with(&cluster.options("control-plane/")).await?;
@@ -731,20 +730,7 @@ async fn main() -> Result<()> {
 
     let failover = failovers(&bin, &cluster.endpoints(), args.runs).await?;
 
-    println!("repovault-control-plane-bench");
-    println!(
-        "command:  {}",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    );
-    println!(
-        "build:    {}",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
-    );
-    println!("machine:  nproc {cores}");
+    print_header("repovault-control-plane-bench", 10, &[]);
     println!(
         "task:     the read-back rotation's verify task, one per repository ({} repositories; \
          seeded in {:.1} s on redb, {:.1} s on etcd); completed at once: success, nothing due",

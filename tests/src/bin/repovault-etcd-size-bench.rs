@@ -80,7 +80,7 @@ use repovault_coordinator::tasks::kinds::outcome::{
 };
 use repovault_coordinator::tasks::queue_order::PRIORITY_SCHEDULED;
 use repovault_coordinator::worker_pools::JoinIdentity;
-use repovault_tests::bench::{mib_f, parse_counts};
+use repovault_tests::bench::{mib_f, parse_counts, print_header};
 
 const USAGE: &str = "usage: repovault-etcd-size-bench [--repos N]";
 
@@ -672,24 +672,7 @@ async fn main() -> Result<()> {
     let backups_written = (2 * steady * repos_n) as f64;
 
     let n = repos_n as f64;
-    println!("repovault-etcd-size-bench");
-    println!(
-        "command:   {}",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    );
-    println!(
-        "build:     {}",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
-    );
-    println!(
-        "machine:   nproc {}, {}",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        Etcd::version()
-    );
+    print_header("repovault-etcd-size-bench", 11, &[&Etcd::version()]);
     println!(
         "etcd:      one member, --quota-backend-bytes 4 GiB (the deployment's), --snapshot-count 10000; \
          compacted after every round, defragmented before each measurement; namespace {NAMESPACE:?}"

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use repovault_proto::v1 as pb;
-use repovault_tests::bench::{median, parse_counts};
+use repovault_tests::bench::{median, parse_counts, print_header};
 use repovault_tests::fixtures::{big_repo, git};
 use repovault_tests::gitserver::GitDaemon;
 use repovault_tests::process::CoordinatorProcess;
@@ -244,12 +244,7 @@ async fn main() -> Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    println!("repovault-fleet-bench");
-    println!(
-        "command:  {}",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    );
-    println!("machine:  nproc {cores}");
+    print_header("repovault-fleet-bench", 10, &[]);
     println!(
         "source:   {} small repositories (5 commits, 5 files each; made in {:.1} s), one git daemon",
         names.len(),

@@ -35,7 +35,7 @@ use repovault_common::domain::Provider;
 use repovault_common::forge::ForgeCredential;
 use repovault_common::secret::Secret;
 use repovault_coordinator::forge_access::org_discovery::NewForgeOrg;
-use repovault_tests::bench::median;
+use repovault_tests::bench::{median, print_header};
 use repovault_tests::standalone::Standalone;
 
 const USAGE: &str = "usage: repovault-github-bench [--runs N] [--extra-repos N] [--issues N]";
@@ -311,13 +311,7 @@ async fn main() -> Result<()> {
         }
         eprintln!("run {} of {} done", i + 1, args.runs);
     }
-    let cmdline: Vec<String> = std::env::args().collect();
-    println!("repovault-github-bench");
-    println!("command:  {}", cmdline.join(" "));
-    println!(
-        "machine:  nproc {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
+    print_header("repovault-github-bench", 10, &[]);
     println!(
         "source:   forge simulator, organisation {ORG}: {repos} repositories, {issues} issues and pull requests"
     );

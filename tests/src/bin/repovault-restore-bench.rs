@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use repovault_coordinator::model::{RestoreRecord, Status};
-use repovault_tests::bench::{SourceArgs, median, mib, mib_f, parse_source_args, remove_if_exists};
+use repovault_tests::bench::{
+    SourceArgs, median, mib, mib_f, parse_source_args, print_header, remove_if_exists,
+};
 use repovault_tests::fixtures::{big_repo, empty_repo, git, git_command, refs, run};
 use repovault_tests::gitserver::GitDaemon;
 use repovault_tests::standalone::{Standalone, dir_size};
@@ -292,24 +294,7 @@ async fn main() -> Result<()> {
         runs.push(f);
     }
 
-    println!("repovault-restore-bench");
-    println!(
-        "command:   {}",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    );
-    println!(
-        "build:     {}",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
-    );
-    println!(
-        "machine:   nproc {}, {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        git_version
-    );
+    print_header("repovault-restore-bench", 11, &[git_version.trim()]);
     println!(
         "source:    {} commits, {} files, {} refs, {} on disk (generated in {:.1} s); peer mirror {}",
         args.commits,

@@ -42,7 +42,9 @@ use repovault_common::manifest::{
 };
 use repovault_common::repo::{BackupRequest, ReadBackLedger, RepoKey, RepoSpec, SnapshotRepo};
 use repovault_common::secret::Secret;
-use repovault_tests::bench::{SourceArgs, median, mib, parse_source_args, remove_if_exists};
+use repovault_tests::bench::{
+    SourceArgs, median, mib, parse_source_args, print_header, remove_if_exists,
+};
 use repovault_tests::fixtures::{big_repo, git, git_command, refs, run};
 use repovault_tests::standalone::dir_size;
 use repovault_worker::verify::archive::{ReadStats, Reading, Selection, zip_integrity};
@@ -513,24 +515,10 @@ fn main() -> Result<()> {
     eprintln!("breakdown pass of (c) ...");
     let b = breakdown(&fx)?;
 
-    println!("repovault-verify-bench");
-    println!(
-        "command:   {}",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    );
-    println!(
-        "build:     {}",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
-    );
-    println!(
-        "machine:   nproc {}, {}, {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        git_version,
-        restic_version
+    print_header(
+        "repovault-verify-bench",
+        11,
+        &[git_version.trim(), restic_version.trim()],
     );
     println!(
         "source:    {} commits, {} files, {} refs, {} objects reachable, {} on disk (generated in {:.1} s)",
