@@ -161,8 +161,16 @@ pub enum Command {
         after_help = "Examples:\n  repovault workers\n  repovault workers token create --pool burst --expires-in 90d > burst.token\n  repovault workers token revoke jt0123456789"
     )]
     Workers(workers_args::WorkersArgs),
-    /// The task queue, best first.
-    Queue,
+    /// The task queue in the order leases take it: highest effective priority first (the
+    /// number in brackets is the task's own priority, before ageing and fairness), then first
+    /// enqueued.
+    #[command(
+        after_help = "Examples:\n  repovault queue\n  repovault queue --limit 20\n  repovault --output json queue --all"
+    )]
+    Queue {
+        #[command(flatten)]
+        page: PageArgs,
+    },
     /// Per repository one state (backed_up, pending, error, never, paused, late) and what it
     /// left out, then the summary and each organisation's latest restore drill. backed_up
     /// needs the latest backup verified; a failed verification reads error.

@@ -36,7 +36,7 @@ pub async fn run(c: &mut Admin, command: Command, out: OutputFormat) -> Result<i
         Command::Escrow(cmd) => escrow_cmd::escrow(c, cmd, out).await,
         Command::Storage(cmd) => storage_cmd::storage(c, cmd, out).await,
         Command::Workers(a) => workers_cmd::workers(c, a, out).await,
-        Command::Queue => admin_cmd::queue(c, out).await,
+        Command::Queue { page } => admin_cmd::queue(c, page, out).await,
         Command::Health { org, page } => status_cmd::health(c, org, page, out).await,
         Command::Timeline { repo, page } => status_cmd::timeline(c, repo, page, out).await,
         Command::Drill(cmd) => drill_cmd::drill(c, cmd, out).await,

@@ -37,12 +37,27 @@ pub(super) async fn admin(
     Ok(exit::OK)
 }
 
-pub(super) async fn queue(c: &mut Admin, out: OutputFormat) -> Result<i32, CliError> {
-    let q = c
-        .get_queue(pb::GetQueueRequest {})
-        .await?
-        .into_inner()
-        .entries;
+pub(super) async fn queue(
+    c: &mut Admin,
+    page: PageArgs,
+    out: OutputFormat,
+) -> Result<i32, CliError> {
+    let shown = super::pages::follow(
+        c,
+        page,
+        async |c: &mut Admin, page_size: u32, page_token: String| {
+            let r = c
+                .get_queue(pb::GetQueueRequest {
+                    page_size,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            Ok::<_, CliError>((r.entries, r.next_page_token))
+        },
+    )
+    .await?;
+    let q = shown.items;
     output::list(
         out,
         &q,
@@ -69,6 +84,7 @@ pub(super) async fn queue(c: &mut Admin, out: OutputFormat) -> Result<i32, CliEr
             ]
         },
     );
+    super::pages::note_more(out, q.len(), shown.more, "tasks");
     Ok(exit::OK)
 }
 

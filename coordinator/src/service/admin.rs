@@ -363,9 +363,9 @@ impl AdminService for AdminApi {
 
     async fn get_queue(
         &self,
-        _: Request<pb::GetQueueRequest>,
+        req: Request<pb::GetQueueRequest>,
     ) -> Result<Response<pb::GetQueueResponse>, Status> {
-        Ok(Response::new(admin_fleet::queue(&self.core).await))
+        admin_fleet::queue(&self.core, req.into_inner()).await
     }
 
     // Retention, deletion, escrow: `maintenance/`.

@@ -139,39 +139,70 @@ pub(super) async fn revoke_token(
     Ok(response)
 }
 
-/// `GetQueue`: the active tasks, highest effective priority first.
-pub(super) async fn queue(core: &Coordinator) -> pb::GetQueueResponse {
-    let mut entries = Vec::new();
-    for (t, eff) in core.queue.queue_snapshot().await {
-        let repo = core.store.repo(&t.repo_id).await.ok().flatten();
-        let (state, worker, not_before) = match &t.lease.state {
-            crate::tasks::lease_state::TaskState::Leased { worker_id, .. } => {
-                ("leased", worker_id.clone(), String::new())
-            }
-            crate::tasks::lease_state::TaskState::Pending { not_before_ms } => (
-                "pending",
-                String::new(),
-                if *not_before_ms > 0 {
-                    format_ms(*not_before_ms)
-                } else {
-                    String::new()
-                },
-            ),
-            s => (s.name(), String::new(), String::new()),
-        };
-        entries.push(pb::QueueEntry {
-            task_id: t.id.to_string(),
-            kind: t.kind.into(),
-            repo: repo.as_ref().map(|r| r.full_name()).unwrap_or_default(),
-            org: repo.map(|r| r.org_name).unwrap_or_default(),
-            priority: u32::from(t.priority),
-            effective_priority: u32::from(eff),
-            state: state.into(),
-            attempt: t.lease.attempt,
-            worker_id: worker,
-            enqueued_at: format_ms(t.enqueued_at_ms),
-            not_before,
-        });
+/// `GetQueue`: the active tasks, highest effective priority first, then first enqueued; the
+/// queue is copied whole (it is in memory), sorted by the page key and cut.
+pub(super) async fn queue(
+    core: &Coordinator,
+    r: pb::GetQueueRequest,
+) -> Result<Response<pb::GetQueueResponse>, Status> {
+    use crate::paging::{self, KeyPart, Order, SortKey};
+    use crate::service::paged::{List, Listing};
+    let listing = Listing::new(List::Queue, "");
+    let page = listing.page(r.page_size, &r.page_token)?;
+    let found = paging::sort_and_cut(
+        core.queue.queue_snapshot().await,
+        |(t, eff)| {
+            SortKey::new([
+                KeyPart::Int(-i64::from(*eff)),
+                KeyPart::Int(i64::try_from(t.seq).unwrap_or(i64::MAX)),
+                KeyPart::from(t.id.to_string()),
+            ])
+        },
+        Order::Ascending,
+        &page,
+    );
+    let mut entries = Vec::with_capacity(found.items.len());
+    for (key, (t, eff)) in found.items {
+        entries.push((key, queue_entry(core, &t, eff).await));
     }
-    pb::GetQueueResponse { entries }
+    let (entries, next_page_token) = listing.respond(paging::Paged {
+        items: entries,
+        more: found.more,
+    });
+    Ok(Response::new(pb::GetQueueResponse {
+        entries,
+        next_page_token,
+    }))
+}
+
+async fn queue_entry(core: &Coordinator, t: &crate::model::TaskRecord, eff: u8) -> pb::QueueEntry {
+    let repo = core.store.repo(&t.repo_id).await.ok().flatten();
+    let (state, worker, not_before) = match &t.lease.state {
+        crate::tasks::lease_state::TaskState::Leased { worker_id, .. } => {
+            ("leased", worker_id.clone(), String::new())
+        }
+        crate::tasks::lease_state::TaskState::Pending { not_before_ms } => (
+            "pending",
+            String::new(),
+            if *not_before_ms > 0 {
+                format_ms(*not_before_ms)
+            } else {
+                String::new()
+            },
+        ),
+        s => (s.name(), String::new(), String::new()),
+    };
+    pb::QueueEntry {
+        task_id: t.id.to_string(),
+        kind: t.kind.into(),
+        repo: repo.as_ref().map(|r| r.full_name()).unwrap_or_default(),
+        org: repo.map(|r| r.org_name).unwrap_or_default(),
+        priority: u32::from(t.priority),
+        effective_priority: u32::from(eff),
+        state: state.into(),
+        attempt: t.lease.attempt,
+        worker_id: worker,
+        enqueued_at: format_ms(t.enqueued_at_ms),
+        not_before,
+    }
 }

@@ -38,6 +38,7 @@ pub(super) enum List {
     Timeline,
     Drills,
     WorkerTokens,
+    Queue,
 }
 
 /// The kind of one sort key part, to check a token's key has the list's shape.
@@ -60,6 +61,7 @@ impl List {
             List::Timeline => "timeline",
             List::Drills => "drills",
             List::WorkerTokens => "worker-tokens",
+            List::Queue => "queue",
         }
     }
 
@@ -72,7 +74,7 @@ impl List {
             List::Backups | List::Restores | List::Escrows | List::Drills | List::WorkerTokens => {
                 &[Int, Text]
             }
-            List::Timeline => &[Int, Int, Text],
+            List::Timeline | List::Queue => &[Int, Int, Text],
         }
     }
 }

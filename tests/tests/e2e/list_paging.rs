@@ -4,6 +4,8 @@
 use std::process::{Command, Output};
 
 use repovault_common::domain::Provider;
+use repovault_common::domain::{BackupType, Trigger};
+use repovault_coordinator::coordinator::Coordinator;
 use repovault_coordinator::model::RepoRecord;
 use repovault_coordinator::store::Batch;
 use repovault_tests::cluster::Cluster;
@@ -36,13 +38,10 @@ fn rows(o: &Output) -> Vec<String> {
     stdout(o).lines().skip(1).map(str::to_string).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn list_commands_follow_pages_with_limit_and_all() {
-    let c = Cluster::start(0).await.unwrap();
-    let core = c.core();
+/// `REPOS` repositories of organisation acme, named r00000 on, written as `repo add` writes
+/// them (record and name index), 63 a transaction (126 of the store's 127 operations).
+async fn seed_repos(core: &Coordinator) -> Vec<RepoRecord> {
     let org = core.registry.add_org("acme", Provider::Git).await.unwrap();
-    // Written as `repo add` writes them (record and name index), 63 a transaction (126 of the
-    // store's 127 operations).
     let repos: Vec<RepoRecord> = (0..REPOS)
         .map(|i| RepoRecord {
             id: repovault_coordinator::ids::new_repo_id(),
@@ -67,6 +66,14 @@ async fn list_commands_follow_pages_with_limit_and_all() {
         }
         core.store.apply(batch).await.unwrap();
     }
+    repos
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn list_commands_follow_pages_with_limit_and_all() {
+    let c = Cluster::start(0).await.unwrap();
+    let core = c.core();
+    seed_repos(core).await;
     let all_names: Vec<String> = (0..REPOS).map(|i| format!("acme/r{i:05}")).collect();
 
     // The default: the first 1000, and a note saying how to see more.
@@ -126,4 +133,97 @@ async fn list_commands_follow_pages_with_limit_and_all() {
         let o = cli(&c, args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
     }
+}
+
+/// `queue` follows the queue's pages: with no worker every backup stays queued, more than two
+/// pages of them, in the order leases take them (highest effective priority first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_queue_is_listed_page_by_page_in_lease_order() {
+    let c = Cluster::start(0).await.unwrap();
+    let core = c.core();
+    let repos = seed_repos(core).await;
+    // Every third a manual backup (priority 8), the others scheduled (4); enqueued 100 at a
+    // time, so their writes share the committer's transactions.
+    for (chunk_no, chunk) in repos.chunks(100).enumerate() {
+        let enqueues = chunk.iter().enumerate().map(|(i, r)| {
+            let (trigger, priority) = if (chunk_no * 100 + i) % 3 == 0 {
+                (Trigger::Manual, 8)
+            } else {
+                (Trigger::Schedule, 4)
+            };
+            core.backups
+                .enqueue_backup(r, BackupType::Full, trigger, priority)
+        });
+        for done in futures::future::join_all(enqueues).await {
+            done.unwrap();
+        }
+    }
+
+    let o = cli(&c, &["queue"]);
+    let first_page = rows(&o);
+    assert_eq!(first_page.len(), 1000);
+    assert!(
+        stderr(&o).contains("showing the first 1000 tasks"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = cli(&c, &["--output", "json", "queue", "--all"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let entries = doc.as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        REPOS,
+        "every queued task, across three pages"
+    );
+    let ids: std::collections::HashSet<&str> = entries
+        .iter()
+        .map(|e| e["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), REPOS, "no task shown twice");
+    let effective: Vec<u64> = entries
+        .iter()
+        .map(|e| e["effective_priority"].as_u64().unwrap())
+        .collect();
+    assert!(
+        effective.windows(2).all(|w| w[0] >= w[1]),
+        "highest effective priority first across pages"
+    );
+    assert!(effective[0] > effective[REPOS - 1], "two priorities queued");
+    // The table's first page is the start of the same order.
+    let first_ids: Vec<&str> = first_page
+        .iter()
+        .map(|r| r.split_whitespace().next().unwrap())
+        .collect();
+    let all_ids: Vec<&str> = entries[..1000]
+        .iter()
+        .map(|e| e["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(first_ids, all_ids);
+
+    // A token from another list is refused, naming the field.
+    let mut admin = c.admin().await.unwrap();
+    let backups = admin
+        .list_backups(repovault_proto::v1::ListBackupsRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!backups.next_page_token.is_empty());
+    let refused = admin
+        .get_queue(repovault_proto::v1::GetQueueRequest {
+            page_size: 10,
+            page_token: backups.next_page_token,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("page_token"),
+        "{}",
+        refused.message()
+    );
 }
