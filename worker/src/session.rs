@@ -16,14 +16,13 @@
 
 mod acquire_loop;
 mod heartbeat;
+mod held_leases;
 mod task_runner;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -36,7 +35,6 @@ use repovault_proto::v1 as pb;
 
 use crate::cache::MirrorCache;
 use crate::coordinator_client::{Client, connect};
-use crate::tasks::LeaseView;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -86,11 +84,8 @@ pub enum Exit {
     Idle,
 }
 
-/// The leases this worker holds, by the task id in their token as the coordinator sent it: each
-/// token is matched against the tokens in heartbeat answers and cancel controls and given back
-/// verbatim, so the map stays on the wire's side of the edge (the task's typed ids come from
-/// `tasks::leased::decode`).
-type Held = Arc<Mutex<HashMap<String, Arc<LeaseView>>>>;
+/// The leases this worker holds, one per task attempt (`session/held_leases.rs`).
+type Held = Arc<held_leases::HeldLeases>;
 
 /// Longest pause between registration attempts while the coordinator is unreachable, before its
 /// timing is known: the default heartbeat interval ([`Timing::DEFAULT_HEARTBEAT`]). Once a
@@ -228,7 +223,7 @@ async fn register(
             previous_worker_id: previous
                 .map(|p| p.worker_id.to_string())
                 .unwrap_or_default(),
-            held: held.lock().values().map(|l| l.token.clone()).collect(),
+            held: held.tokens(),
         };
         let sent_at = Instant::now();
         match client.register_worker(req).await {
@@ -272,9 +267,8 @@ async fn register(
 /// After a registration: the held leases in `renewed` were renewed as of `sent_at`; every other
 /// one was not kept, and its task stops (its failure is not counted). Returns how many were kept.
 fn reattach(held: &Held, renewed: &[pb::LeaseToken], sent_at: Instant) -> usize {
-    let h = held.lock();
     let mut kept = 0;
-    for l in h.values() {
+    for l in held.all() {
         if renewed.contains(&l.token) {
             *l.renewed_at.lock() = sent_at;
             kept += 1;

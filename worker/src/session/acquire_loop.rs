@@ -176,7 +176,7 @@ async fn drain(
         tokio::select! {
             r = work.running.join_next() => if r.is_none() { break },
             _ = &mut deadline => {
-                let leases: Vec<Arc<LeaseView>> = work.held.lock().values().cloned().collect();
+                let leases: Vec<Arc<LeaseView>> = work.held.all();
                 for l in &leases {
                     l.interrupt.store(true, Ordering::SeqCst);
                     let req = pb::ReleaseTaskRequest { worker_id: s.worker_id.to_string(), lease: Some(l.token.clone()), reason: "worker shutting down".into() };

@@ -48,8 +48,7 @@ impl Heartbeat {
                 _ = self.over.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let leases: Vec<pb::LeaseToken> =
-                self.held.lock().values().map(|l| l.token.clone()).collect();
+            let leases = self.held.tokens();
             let sent_at = Instant::now();
             let req = pb::HeartbeatRequest {
                 worker_id: self.worker_id.to_string(),
@@ -84,15 +83,14 @@ impl Heartbeat {
     fn take(&self, r: pb::HeartbeatResponse, sent_at: Instant) -> bool {
         self.pauses
             .merge(&r.rate_pauses, chrono::Utc::now().timestamp_millis());
-        let h = self.held.lock();
         for t in &r.renewed {
-            if let Some(l) = h.get(&t.task_id) {
+            if let Some(l) = self.held.get(t) {
                 // Renewed as of when we asked, not when the answer came.
                 *l.renewed_at.lock() = sent_at;
             }
         }
         for t in &r.revoked {
-            if let Some(l) = h.get(&t.task_id) {
+            if let Some(l) = self.held.get(t) {
                 if l.is_completing() {
                     // The coordinator took the completion before this beat: nothing to stop.
                     tracing::debug!(task = %t.task_id, attempt = t.attempt, "lease ended with its completion");

@@ -45,9 +45,7 @@ pub(super) fn start_task(
     })?;
     let token = task.lease.clone().unwrap_or_default();
     let lease = Arc::new(LeaseView::new(token.clone(), &s.timing, s.write_deadline));
-    work.held
-        .lock()
-        .insert(token.task_id.clone(), lease.clone());
+    work.held.hold(lease.clone());
     Ok(Arc::new(TaskContext {
         worker_id: s.worker_id.clone(),
         storage,
@@ -167,7 +165,7 @@ pub(super) async fn run_task(
     }
     ctx.lease.mark_completing();
     complete(client, &req, &ctx.lease).await;
-    held.lock().remove(&token.task_id);
+    held.release(&token);
 }
 
 /// Sends a completion, retrying while the coordinator is unreachable and the lease lives (a
@@ -215,8 +213,7 @@ pub(super) async fn stream_events(
                     let Some(t) = c.lease.filter(|_| c.cancel) else {
                         continue;
                     };
-                    let lease = held.lock().get(&t.task_id).cloned();
-                    if let Some(l) = lease.filter(|l| l.token.attempt == t.attempt) {
+                    if let Some(l) = held.get(&t) {
                         tracing::warn!(task = %t.task_id, "coordinator cancelled the task");
                         l.interrupt.store(true, Ordering::SeqCst);
                     }
