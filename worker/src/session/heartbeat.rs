@@ -96,6 +96,11 @@ impl Heartbeat {
                     tracing::debug!(task = %t.task_id, attempt = t.attempt, "lease ended with its completion");
                     continue;
                 }
+                if matches!(l.lost(), Some(crate::tasks::LeaseLoss::Revoked)) {
+                    // Revoked before and still winding down (a call that cannot be cut short):
+                    // presented until its end, refused again on every beat, said once.
+                    continue;
+                }
                 tracing::warn!(task = %t.task_id, attempt = t.attempt, "lease revoked; interrupting");
                 l.revoke();
             }
