@@ -19,14 +19,20 @@ async fn a_committer_caching_every_key_passes_conformance_over_memory_and_redb()
     kv_conformance::run_all(caching_all(Arc::new(redb))).await;
 }
 
-async fn value(kv: &dyn KvBackend, key: &str) -> Option<Vec<u8>> {
+/// A committer over a fault-injecting store that caches the keys under `prefix`.
+fn caching(prefix: &str) -> (Arc<FaultyKv>, Arc<GroupCommitKv>) {
+    let backend = FaultyKv::new();
+    let kv = GroupCommitKv::with_read_cache(backend.clone(), vec![prefix.as_bytes().to_vec()]);
+    (backend, Arc::new(kv))
+}
+
+async fn value(kv: &GroupCommitKv, key: &str) -> Option<Vec<u8>> {
     kv.get(key.as_bytes()).await.expect("get").map(|v| v.value)
 }
 
 #[tokio::test]
 async fn a_cached_record_is_read_once_and_every_write_replaces_it() {
-    let backend = FaultyKv::new();
-    let kv = GroupCommitKv::with_read_cache(backend.clone(), vec![b"repo/".to_vec()]);
+    let (backend, kv) = caching("repo/");
     kv.put(b"repo/a", b"1").await.expect("put");
     kv.put(b"task/t", b"x").await.expect("put");
     let reads = || backend.reads.load(Ordering::SeqCst);
@@ -63,8 +69,7 @@ async fn a_cached_record_is_read_once_and_every_write_replaces_it() {
 
 #[tokio::test]
 async fn a_listing_warms_the_cache() {
-    let backend = FaultyKv::new();
-    let kv = GroupCommitKv::with_read_cache(backend.clone(), vec![b"repo/".to_vec()]);
+    let (backend, kv) = caching("repo/");
     for i in 0..10 {
         kv.put(format!("repo/{i}").as_bytes(), b"r")
             .await
@@ -96,7 +101,7 @@ async fn start_slow_read(
     backend.read_delay_ms.store(200, Ordering::SeqCst);
     let slow_read = tokio::spawn({
         let kv = kv.clone();
-        async move { value(kv.as_ref(), key).await }
+        async move { value(&kv, key).await }
     });
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     slow_read
@@ -106,11 +111,7 @@ async fn start_slow_read(
 /// old value in the cache for the reads after the write.
 #[tokio::test]
 async fn a_read_overtaken_by_a_write_does_not_cache_the_old_value() {
-    let backend = FaultyKv::new();
-    let kv = Arc::new(GroupCommitKv::with_read_cache(
-        backend.clone(),
-        vec![b"org/".to_vec()],
-    ));
+    let (backend, kv) = caching("org/");
     kv.put(b"org/o", b"old").await.expect("put");
     let slow_read = start_slow_read(&kv, &backend, "org/o").await;
     kv.put(b"org/o", b"new").await.expect("put");
@@ -120,21 +121,14 @@ async fn a_read_overtaken_by_a_write_does_not_cache_the_old_value() {
         "the read began before the write"
     );
     backend.read_delay_ms.store(0, Ordering::SeqCst);
-    assert_eq!(
-        value(kv.as_ref(), "org/o").await.as_deref(),
-        Some(&b"new"[..])
-    );
+    assert_eq!(value(&kv, "org/o").await.as_deref(), Some(&b"new"[..]));
 }
 
 /// Writes of other keys do not stop a read from filling, unless there were more of them than
 /// the cache remembers by key.
 #[tokio::test]
 async fn only_a_write_of_the_same_key_stops_a_fill() {
-    let backend = FaultyKv::new();
-    let kv = Arc::new(GroupCommitKv::with_read_cache(
-        backend.clone(),
-        vec![b"org/".to_vec()],
-    ));
+    let (backend, kv) = caching("org/");
     kv.put(b"org/a", b"a").await.expect("put");
     let reads = || backend.reads.load(Ordering::SeqCst);
     for others in [1, crate::kv::read_cache::TRACKED_WRITES + 1] {
@@ -151,7 +145,7 @@ async fn only_a_write_of_the_same_key_stops_a_fill() {
         assert!(slow_read.await.expect("join").is_some());
         backend.read_delay_ms.store(0, Ordering::SeqCst);
         let before = reads();
-        assert!(value(kv.as_ref(), "org/a").await.is_some());
+        assert!(value(&kv, "org/a").await.is_some());
         let kept = reads() == before;
         assert_eq!(
             kept,

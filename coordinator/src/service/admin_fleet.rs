@@ -140,7 +140,7 @@ pub(super) async fn revoke_token(
 }
 
 /// `GetQueue`: the active tasks, highest effective priority first, then first enqueued; the
-/// queue is copied whole (it is in memory), sorted by the page key and cut.
+/// queue is copied whole (it is in memory, already in the page key's order) and cut.
 pub(super) async fn queue(
     core: &Coordinator,
     r: pb::GetQueueRequest,
@@ -149,7 +149,7 @@ pub(super) async fn queue(
     use crate::service::paged::{List, Listing};
     let listing = Listing::new(List::Queue, "");
     let page = listing.page(r.page_size, &r.page_token)?;
-    let found = paging::sort_and_cut(
+    let found = paging::cut(
         core.queue.queue_snapshot().await,
         |(t, eff)| {
             SortKey::new([

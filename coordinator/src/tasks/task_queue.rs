@@ -346,7 +346,8 @@ impl TaskQueue {
         Ok(self.store.task(task_id).await?)
     }
 
-    /// The queue as the CLI shows it: every active task, best first.
+    /// The queue as the CLI shows it: every active task, best first (highest effective
+    /// priority, then enqueue order, then id: the order `GetQueue` pages in).
     pub async fn queue_snapshot(&self) -> Vec<(TaskRecord, u8)> {
         let now = self.clock.now_ms();
         let q = self.state.lock().await;
@@ -372,7 +373,11 @@ impl TaskQueue {
                 )
             })
             .collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.seq.cmp(&b.0.seq)));
+        v.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then(a.0.seq.cmp(&b.0.seq))
+                .then_with(|| a.0.id.cmp(&b.0.id))
+        });
         v
     }
 
